@@ -1,0 +1,53 @@
+# llmesh: `make run` starts the mesh, `make test` runs every check. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+PROTOS := $(wildcard protos/llmesh/v1/*.proto)
+
+.PHONY: run test lint gen check-gen venv buf clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Generated code is committed; `gen` rewrites it from protos/ with the pinned grpcio-tools.
+gen: $(STAMP)
+	rm -rf gen/llmesh
+	mkdir -p gen
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+
+# Fails when gen/ is not what `make gen` would write.
+check-gen: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	if ! diff -r -q -x __pycache__ $$tmp/llmesh gen/llmesh; then \
+	  echo "gen/ is stale: run 'make gen' and commit the result"; rm -rf $$tmp; exit 1; fi; \
+	rm -rf $$tmp; echo "gen/ is up to date"
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+buf: $(BUF)
+
+lint: $(STAMP) $(BUF)
+	$(BUF) lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+run: $(STAMP) gen
+	$(VENV)/bin/llmesh up
+
+test: $(STAMP) check-gen lint
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

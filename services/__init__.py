@@ -1,0 +1,1 @@
+"""llmesh services: orchestrator, processor, emulator and their shared pieces."""

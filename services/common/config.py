@@ -1,0 +1,231 @@
+"""llmesh configuration: one YAML file, environment overrides, defaults that need nothing.
+
+The file is found at ``--config``, else ``$LLMESH_CONFIG``, else ``llmesh.yaml`` in the
+working directory if it exists; with none, the defaults below apply and every provider
+without credentials is served by the built-in emulator. `llmesh.example.yaml` documents
+every key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator")
+"""The adapter kinds a provider entry may name."""
+
+
+class ConfigError(ValueError):
+    """The configuration file or environment is invalid."""
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One upstream provider: which adapter speaks to it, where, and with what key."""
+
+    name: str
+    """The provider's name: the part of a model name before the slash."""
+    kind: str
+    """The adapter: ``openai``, ``anthropic``, ``openai-compatible`` or ``emulator``."""
+    base_url: str | None = None
+    """The API base URL; for openai/anthropic, ``$OPENAI_BASE_URL`` / ``$ANTHROPIC_BASE_URL``."""
+    api_key: str | None = None
+    """The API key; for openai/anthropic, ``$OPENAI_API_KEY`` / ``$ANTHROPIC_API_KEY``."""
+    api_key_env: str | None = None
+    """An environment variable to read the key from, instead of writing it in the file."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra HTTP headers sent with every upstream request."""
+    models: tuple[str, ...] = ()
+    """Models listed by ListModels; any model name is routed regardless."""
+    timeout: float = 600.0
+    """Upstream timeout in seconds when the caller sets no deadline."""
+    connect_timeout: float = 5.0
+    """Seconds to wait for an upstream connection."""
+    max_connections: int = 1000
+    """Size of the provider's shared connection pool."""
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """The built-in emulator's listening address."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind."""
+    port: int = 8090
+    """TCP port to bind."""
+
+    @property
+    def url(self) -> str:
+        """The emulator's base URL (no path)."""
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole llmesh configuration."""
+
+    orchestrator_address: str = "127.0.0.1:50051"
+    """Where the orchestrator's gRPC server listens."""
+    processor_address: str = "127.0.0.1:50052"
+    """Where the processor's gRPC server listens."""
+    gateway_host: str = "127.0.0.1"
+    """Interface the HTTP gateway binds."""
+    gateway_port: int = 8080
+    """TCP port the HTTP gateway binds."""
+    emulator: EmulatorConfig = field(default_factory=EmulatorConfig)
+    """The built-in emulator."""
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    """Providers by name; openai, anthropic and emulator are always present."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Short model names mapped to ``provider/model`` names."""
+    max_message_bytes: int = 4 * 1024 * 1024
+    """The largest chat request accepted, in bytes of serialized request."""
+
+
+def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
+    return {
+        "openai": ProviderConfig(
+            "openai", "openai", models=("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
+        ),
+        "anthropic": ProviderConfig(
+            "anthropic",
+            "anthropic",
+            models=("claude-3-5-haiku-latest", "claude-sonnet-4-5", "claude-opus-4-1"),
+        ),
+        "emulator": ProviderConfig("emulator", "emulator", models=("echo",)),
+    }
+
+
+def _provider(name: str, raw: Any) -> ProviderConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"providers.{name}: expected a mapping")
+    known = {f for f in ProviderConfig.__dataclass_fields__ if f != "name"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"providers.{name}: unknown keys {sorted(unknown)}")
+    kind = raw.get("kind", name if name in PROVIDER_KINDS else "openai-compatible")
+    if kind not in PROVIDER_KINDS:
+        raise ConfigError(f"providers.{name}.kind: {kind!r} is not one of {PROVIDER_KINDS}")
+    if kind == "openai-compatible" and not raw.get("base_url"):
+        raise ConfigError(f"providers.{name}.base_url: required for openai-compatible")
+    args = dict(raw)
+    args["kind"] = kind
+    args["models"] = tuple(args.get("models", ()))
+    args["headers"] = dict(args.get("headers", {}))
+    return ProviderConfig(name=name, **args)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Read the configuration file (if any), then apply environment overrides."""
+    env = os.environ if env is None else env
+    chosen = path or env.get("LLMESH_CONFIG")
+    if chosen is None and Path("llmesh.yaml").exists():
+        chosen = "llmesh.yaml"
+    raw: dict[str, Any] = {}
+    if chosen:
+        try:
+            loaded = yaml.safe_load(Path(chosen).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read configuration {chosen}: {exc}") from exc
+        raw = loaded or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{chosen}: expected a mapping at the top level")
+    known = {"orchestrator", "processor", "gateway", "emulator", "providers", "aliases", "limits"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown top-level keys {sorted(unknown)}")
+
+    emu_raw = raw.get("emulator") or {}
+    emulator = EmulatorConfig(
+        host=str(env.get("LLMESH_EMULATOR_HOST", emu_raw.get("host", "127.0.0.1"))),
+        port=int(env.get("LLMESH_EMULATOR_PORT", emu_raw.get("port", 8090))),
+    )
+    providers = _default_providers(emulator)
+    for name, body in (raw.get("providers") or {}).items():
+        providers[name] = _provider(str(name), body)
+    aliases = {str(k): str(v) for k, v in (raw.get("aliases") or {}).items()}
+    for alias, target in aliases.items():
+        if "/" not in target:
+            raise ConfigError(f"aliases.{alias}: {target!r} is not a provider/model name")
+
+    gw = raw.get("gateway") or {}
+    limits = raw.get("limits") or {}
+    return Config(
+        orchestrator_address=str(
+            env.get(
+                "LLMESH_ORCHESTRATOR_ADDRESS",
+                (raw.get("orchestrator") or {}).get("address", "127.0.0.1:50051"),
+            )
+        ),
+        processor_address=str(
+            env.get(
+                "LLMESH_PROCESSOR_ADDRESS",
+                (raw.get("processor") or {}).get("address", "127.0.0.1:50052"),
+            )
+        ),
+        gateway_host=str(env.get("LLMESH_GATEWAY_HOST", gw.get("host", "127.0.0.1"))),
+        gateway_port=int(env.get("LLMESH_GATEWAY_PORT", gw.get("port", 8080))),
+        emulator=emulator,
+        providers=providers,
+        aliases=aliases,
+        max_message_bytes=int(limits.get("max_message_bytes", 4 * 1024 * 1024)),
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedProvider:
+    """A provider with its endpoint and key settled from config, environment or defaults."""
+
+    config: ProviderConfig
+    base_url: str
+    api_key: str
+    uses_emulator: bool
+    """True when no credentials were found and the built-in emulator stands in."""
+
+
+_SDK_ENV = {
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "/v1"),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", ""),
+}
+
+
+def resolve_provider(
+    provider: ProviderConfig, emulator: EmulatorConfig, env: Mapping[str, str] | None = None
+) -> ResolvedProvider:
+    """Settle where a provider's requests go and with which key.
+
+    openai and anthropic take ``*_API_KEY`` / ``*_BASE_URL`` from the environment when the
+    file gives none; with neither a key nor a base URL they go to the emulator, so the mesh
+    works with no configuration at all.
+    """
+    env = os.environ if env is None else env
+    key = provider.api_key or (env.get(provider.api_key_env) if provider.api_key_env else None)
+    base = provider.base_url
+    if provider.kind in _SDK_ENV:
+        key_var, url_var, emu_suffix = _SDK_ENV[provider.kind]
+        key = key or env.get(key_var)
+        base = base or env.get(url_var)
+        if not key and not base:
+            return ResolvedProvider(provider, emulator.url + emu_suffix, "emulator", True)
+        default = (
+            "https://api.openai.com/v1"
+            if provider.kind == "openai"
+            else "https://api.anthropic.com"
+        )
+        return ResolvedProvider(provider, base or default, key or "unused", False)
+    if provider.kind == "emulator":
+        return ResolvedProvider(provider, base or emulator.url + "/v1", key or "emulator", True)
+    assert base is not None  # checked when loading
+    return ResolvedProvider(provider, base, key or "unused", False)
+
+
+def with_overrides(config: Config, **changes: Any) -> Config:
+    """A copy of the configuration with some top-level fields replaced (for tests and the CLI)."""
+    return replace(config, **changes)

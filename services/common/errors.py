@@ -1,0 +1,131 @@
+"""The llmesh error model: one exception type carrying a reason from the protos.
+
+Every failure that crosses a service boundary is a `LlmeshError`. Its `reason` names a
+value of `llmesh.v1.ErrorReason` (without the `ERROR_REASON_` prefix); `ERROR_TABLE` maps
+each reason to its canonical gRPC code and HTTP status, and whether retrying the same call
+can help. `contracts/errors.yaml` is the language-neutral copy of this table; a test keeps
+the two (and the proto enum) identical. This module imports neither grpc nor HTTP code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Reason(enum.Enum):
+    """Why a call failed; the values are the proto enum names without their prefix."""
+
+    INVALID_REQUEST = "INVALID_REQUEST"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"
+    CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
+    RATE_LIMITED = "RATE_LIMITED"
+    QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"
+    OVERLOADED = "OVERLOADED"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
+    STREAM_INTERRUPTED = "STREAM_INTERRUPTED"
+    MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+    UPSTREAM_AUTH_FAILED = "UPSTREAM_AUTH_FAILED"
+    UPSTREAM_INVALID_REQUEST = "UPSTREAM_INVALID_REQUEST"
+    CONTENT_FILTERED = "CONTENT_FILTERED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
+    CIRCUIT_OPEN = "CIRCUIT_OPEN"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    QUEUE_FULL = "QUEUE_FULL"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonSpec:
+    """How one reason surfaces: gRPC status code name, HTTP status, retryability."""
+
+    grpc_code: str
+    """The canonical gRPC status code name, e.g. ``NOT_FOUND``."""
+    http_status: int
+    """The HTTP status the gateway answers with."""
+    retryable: bool
+    """True when the same call may succeed if retried later."""
+
+
+_S = ReasonSpec
+
+ERROR_TABLE: dict[Reason, ReasonSpec] = {
+    Reason.INVALID_REQUEST: _S("INVALID_ARGUMENT", 400, False),
+    Reason.MODEL_NOT_FOUND: _S("NOT_FOUND", 404, False),
+    Reason.PROVIDER_NOT_CONFIGURED: _S("FAILED_PRECONDITION", 400, False),
+    Reason.CONTEXT_TOO_LONG: _S("INVALID_ARGUMENT", 400, False),
+    Reason.RATE_LIMITED: _S("RESOURCE_EXHAUSTED", 429, True),
+    Reason.QUOTA_EXHAUSTED: _S("RESOURCE_EXHAUSTED", 429, False),
+    Reason.OVERLOADED: _S("UNAVAILABLE", 503, True),
+    Reason.UPSTREAM_UNAVAILABLE: _S("UNAVAILABLE", 502, True),
+    Reason.UPSTREAM_TIMEOUT: _S("DEADLINE_EXCEEDED", 504, True),
+    Reason.STREAM_INTERRUPTED: _S("UNAVAILABLE", 502, True),
+    Reason.MALFORMED_RESPONSE: _S("UNAVAILABLE", 502, True),
+    Reason.UPSTREAM_AUTH_FAILED: _S("FAILED_PRECONDITION", 502, False),
+    Reason.UPSTREAM_INVALID_REQUEST: _S("INVALID_ARGUMENT", 400, False),
+    Reason.CONTENT_FILTERED: _S("INVALID_ARGUMENT", 400, False),
+    Reason.DEADLINE_EXCEEDED: _S("DEADLINE_EXCEEDED", 504, False),
+    Reason.CANCELLED: _S("CANCELLED", 499, False),
+    Reason.CIRCUIT_OPEN: _S("UNAVAILABLE", 503, True),
+    Reason.BUDGET_EXCEEDED: _S("RESOURCE_EXHAUSTED", 429, False),
+    Reason.RATE_LIMIT_EXCEEDED: _S("RESOURCE_EXHAUSTED", 429, True),
+    Reason.QUEUE_FULL: _S("RESOURCE_EXHAUSTED", 429, True),
+    Reason.UNAUTHENTICATED: _S("UNAUTHENTICATED", 401, False),
+    Reason.PERMISSION_DENIED: _S("PERMISSION_DENIED", 403, False),
+    Reason.SHUTTING_DOWN: _S("UNAVAILABLE", 503, True),
+    Reason.INTERNAL: _S("INTERNAL", 500, False),
+}
+
+ERROR_DOMAIN = "llmesh.v1"
+"""The `ErrorInfo.domain` of every llmesh error."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One invalid field of a request, reported as `google.rpc.BadRequest`."""
+
+    field: str
+    """The field's path, e.g. ``input.messages[0].role``."""
+    description: str
+    """What is wrong with it."""
+
+
+@dataclass(eq=False)
+class LlmeshError(Exception):
+    """A failure with a reason, a human message and optional structured details."""
+
+    reason: Reason
+    message: str
+    retry_after: float | None = None
+    """Seconds after which a retry may succeed; sent as `google.rpc.RetryInfo`."""
+    violations: tuple[FieldViolation, ...] = ()
+    """Invalid request fields; sent as `google.rpc.BadRequest`."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Extra context for `ErrorInfo.metadata` (never secrets)."""
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def spec(self) -> ReasonSpec:
+        """The gRPC code and HTTP status of this error's reason."""
+        return ERROR_TABLE[self.reason]
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.message}"
+
+
+def invalid(field_path: str, description: str) -> LlmeshError:
+    """An INVALID_REQUEST error naming one bad field."""
+    return LlmeshError(
+        Reason.INVALID_REQUEST,
+        f"{field_path}: {description}",
+        violations=(FieldViolation(field_path, description),),
+    )

@@ -1,0 +1,82 @@
+"""Build `grpc.aio` servers that always serve health checking and reflection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""The largest request or response message a server accepts (16 MiB)."""
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One servicer to mount: its `add_*_to_server` function and its full service name."""
+
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    full_name: str
+
+
+@dataclass
+class RunningServer:
+    """A started server, the port it bound and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.HealthServicer
+
+    async def set_serving(self, names: Sequence[str], serving: bool) -> None:
+        """Mark the named services (and the overall server "") SERVING or NOT_SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *names):
+            await self.health.set(name, status)
+
+
+async def start_server(
+    bindings: Sequence[ServiceBinding],
+    address: str,
+    *,
+    reuse_port: bool = False,
+) -> RunningServer:
+    """Create, bind and start a server for the bindings plus health and reflection.
+
+    `address` may end in ``:0`` for an ephemeral port; the bound port is returned.
+    """
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+    server = grpc.aio.server(options=options)
+    for b in bindings:
+        b.add_to_server(b.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [b.full_name for b in bindings]
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC server to {address}")
+    await server.start()
+    running = RunningServer(server, port, health_servicer)
+    await running.set_serving(names, True)
+    return running

@@ -1,0 +1,100 @@
+"""Map `LlmeshError` to and from gRPC statuses with AIP-193 details.
+
+An error leaves a server as a canonical status code, a message and a
+`google.rpc.Status` in the `grpc-status-details-bin` trailer holding exactly one
+`ErrorInfo` (reason, domain ``llmesh.v1``), plus `RetryInfo` and `BadRequest`
+where they apply. `from_rpc_error` reads such a status back, for clients of the
+mesh (the gateway, the CLI, tests).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.common.errors import ERROR_DOMAIN, FieldViolation, LlmeshError, Reason
+
+
+def to_rpc_status(err: LlmeshError) -> grpc.Status:
+    """The gRPC status (code, message, trailing details) for an error."""
+    code = grpc.StatusCode[err.spec.grpc_code]
+    details: list[Any] = [
+        error_details_pb2.ErrorInfo(
+            reason=err.reason.value, domain=ERROR_DOMAIN, metadata=err.metadata
+        )
+    ]
+    if err.retry_after is not None:
+        seconds = max(err.retry_after, 0.0)
+        whole = math.floor(seconds)
+        delay = duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    if err.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in err.violations
+                ]
+            )
+        )
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    status = status_pb2.Status(code=code.value[0], message=err.message, details=packed)
+    return rpc_status.to_status(status)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], err: LlmeshError) -> None:
+    """End the RPC with the error's status; never returns."""
+    status = to_rpc_status(err)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def from_rpc_error(exc: grpc.RpcError) -> LlmeshError:
+    """Rebuild the `LlmeshError` a server sent; unknown statuses become INTERNAL-like errors."""
+    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
+    message: str = exc.details() or ""  # type: ignore[attr-defined]
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    reason: Reason | None = None
+    retry_after: float | None = None
+    violations: list[FieldViolation] = []
+    metadata: dict[str, str] = {}
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = Reason.__members__.get(info.reason)
+            metadata = dict(info.metadata)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+    if reason is None:
+        reason = _REASON_FOR_BARE_CODE.get(code, Reason.INTERNAL)
+    return LlmeshError(reason, message, retry_after, tuple(violations), metadata)
+
+
+_REASON_FOR_BARE_CODE: dict[grpc.StatusCode, Reason] = {
+    grpc.StatusCode.CANCELLED: Reason.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Reason.DEADLINE_EXCEEDED,
+    grpc.StatusCode.INVALID_ARGUMENT: Reason.INVALID_REQUEST,
+    grpc.StatusCode.NOT_FOUND: Reason.MODEL_NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE: Reason.UPSTREAM_UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: Reason.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED: Reason.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Reason.RATE_LIMIT_EXCEEDED,
+}
+"""Reasons for statuses that carry no ErrorInfo (e.g. a deadline grpc itself enforced)."""
