@@ -1,0 +1,30 @@
+"""The processor: token counting per model family and trimming conversations to a budget."""
+
+from services.processor.domain import Message, Role, ToolCall
+from services.processor.fit import FitResult, MessageCounter, fit_context, fit_counted
+from services.processor.server import SERVICE_NAME, run, serve
+from services.processor.servicer import ProcessorServicer
+from services.processor.tokenizers import (
+    ESTIMATE,
+    TokenCounter,
+    Tokenizers,
+    encoding_for_model,
+)
+
+__all__ = [
+    "ESTIMATE",
+    "SERVICE_NAME",
+    "FitResult",
+    "Message",
+    "MessageCounter",
+    "ProcessorServicer",
+    "Role",
+    "TokenCounter",
+    "Tokenizers",
+    "ToolCall",
+    "encoding_for_model",
+    "fit_context",
+    "fit_counted",
+    "run",
+    "serve",
+]

@@ -1,0 +1,95 @@
+"""Protobuf -> domain mapping for the processor, with request validation.
+
+Validation collects every bad field into one INVALID_REQUEST error carrying a
+`google.rpc.BadRequest` field violation per field, so a caller fixes all at once.
+
+A CountTokens request with neither text nor messages is valid and counts 0 tokens: it is
+the count of an empty text, and callers counting whatever text they hold need no special
+case. A FitContext request must carry messages: there is nothing to trim otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llmesh.v1 import chat_pb2, processor_pb2
+
+from services.common.errors import FieldViolation, LlmeshError, Reason
+from services.processor.domain import Message, Role, ToolCall
+
+_ROLES = {
+    chat_pb2.ROLE_SYSTEM: Role.SYSTEM,
+    chat_pb2.ROLE_USER: Role.USER,
+    chat_pb2.ROLE_ASSISTANT: Role.ASSISTANT,
+    chat_pb2.ROLE_TOOL: Role.TOOL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CountRequest:
+    """What to count, for which model."""
+
+    model: str
+    text: str
+    messages: tuple[Message, ...]
+    """When not empty, counted as a conversation and `text` is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class FitRequest:
+    """A conversation to trim to `max_tokens` for a model."""
+
+    model: str
+    messages: tuple[Message, ...]
+    max_tokens: int
+
+
+def count_request_from_proto(request: processor_pb2.CountTokensRequest) -> CountRequest:
+    """Validate a `CountTokensRequest`; raises INVALID_REQUEST."""
+    bad: list[FieldViolation] = []
+    _check_model(request.model, bad)
+    messages = _messages(request.messages, bad)
+    if bad:
+        raise _invalid(bad)
+    return CountRequest(request.model.strip(), request.text, messages)
+
+
+def fit_request_from_proto(request: processor_pb2.FitContextRequest) -> FitRequest:
+    """Validate a `FitContextRequest`; raises INVALID_REQUEST."""
+    bad: list[FieldViolation] = []
+    _check_model(request.model, bad)
+    if not request.messages:
+        bad.append(FieldViolation("messages", "must contain at least one message"))
+    messages = _messages(request.messages, bad)
+    if request.max_tokens <= 0:
+        bad.append(FieldViolation("max_tokens", "must be positive"))
+    if bad:
+        raise _invalid(bad)
+    return FitRequest(request.model.strip(), messages, request.max_tokens)
+
+
+def _check_model(model: str, bad: list[FieldViolation]) -> None:
+    if not model.strip():
+        bad.append(FieldViolation("model", "must name a model, e.g. openai/gpt-4o-mini"))
+
+
+def _messages(
+    messages: Sequence[chat_pb2.Message], bad: list[FieldViolation]
+) -> tuple[Message, ...]:
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        role = _ROLES.get(m.role)
+        if role is None:
+            bad.append(
+                FieldViolation(f"messages[{i}].role", "must be SYSTEM, USER, ASSISTANT or TOOL")
+            )
+            continue
+        calls = tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls)
+        out.append(Message(role, m.content, calls, m.tool_call_id, m.name))
+    return tuple(out)
+
+
+def _invalid(bad: list[FieldViolation]) -> LlmeshError:
+    summary = "; ".join(f"{v.field}: {v.description}" for v in bad)
+    return LlmeshError(Reason.INVALID_REQUEST, f"invalid request: {summary}", violations=tuple(bad))
