@@ -1,0 +1,52 @@
+"""``python -m gateway``: run the HTTP gateway in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from gateway.server import serve
+from gateway.settings import GatewaySettings
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return None
+    return uvloop.new_event_loop
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and serve until SIGINT or SIGTERM."""
+    defaults = GatewaySettings()
+    p = argparse.ArgumentParser(prog="python -m gateway", description="llmesh's HTTP gateway.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port to bind (default 8080)")
+    p.add_argument(
+        "--orchestrator",
+        default=defaults.orchestrator_address,
+        help=f"orchestrator gRPC address (default {defaults.orchestrator_address})",
+    )
+    p.add_argument(
+        "--processor",
+        default=defaults.processor_address,
+        help=f"processor gRPC address (default {defaults.processor_address})",
+    )
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LLMESH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    settings = GatewaySettings(
+        orchestrator_address=args.orchestrator, processor_address=args.processor
+    )
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(settings, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

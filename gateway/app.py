@@ -1,0 +1,39 @@
+"""The gateway's ASGI application: routes, error handlers and the upstream channels' lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from gateway import native, openai_routes, ws
+from gateway.errors import http_exception_handler, unexpected_error_handler
+from gateway.settings import GatewaySettings
+from gateway.upstream import Upstream
+
+
+def create_app(settings: GatewaySettings) -> Starlette:
+    """Build the app; its gRPC channels open at startup and close at shutdown.
+
+    Nothing connects before the ASGI lifespan starts, so building an app has no side effects.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        upstream = Upstream.open(settings)
+        try:
+            yield {"upstream": upstream}
+        finally:
+            await upstream.close()
+
+    return Starlette(
+        routes=[*native.routes(), *ws.routes(), *openai_routes.routes()],
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: unexpected_error_handler,
+        },
+    )

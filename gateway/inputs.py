@@ -1,0 +1,136 @@
+"""Reading requests: bounded JSON bodies, protobuf JSON, and per-call gRPC options."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from starlette.requests import ClientDisconnect, Request
+
+from gateway.errors import BodyTooLarge
+from services.common.errors import LlmeshError, Reason, invalid
+
+M = TypeVar("M", bound=Message)
+
+TIMEOUT_HEADER = "x-llmesh-timeout"
+"""Request header: the call's deadline in seconds (a float), sent on as the gRPC timeout."""
+
+FORWARDED_HEADERS = ("authorization",)
+"""Request headers passed on to the upstream services as gRPC metadata."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise LlmeshError(Reason.CANCELLED, "the client disconnected") from None
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(Reason.INVALID_REQUEST, f"the request body is larger than {limit} bytes")
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Parse JSON text, turning malformed input into INVALID_REQUEST."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise LlmeshError(Reason.INVALID_REQUEST, f"the body is not valid JSON: {exc}") from None
+
+
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of objects and arrays a request body may have.
+
+A JSON Schema in ``tools[].parameters`` becomes a `google.protobuf.Struct`, three message
+levels per JSON level, and protobuf refuses to parse messages nested deeper than 100: a
+deeper body would pass here and fail upstream as an internal error.
+"""
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Reject JSON nested deeper than `limit` objects/arrays (INVALID_REQUEST)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    raise invalid("body", f"nested deeper than {limit} levels")
+                stack.append((child, depth + 1))
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object of bounded nesting."""
+    value = decode_json(await read_body(request, limit))
+    if not isinstance(value, dict):
+        raise invalid("body", "must be a JSON object")
+    check_depth(value)
+    return value
+
+
+def parse_message(value: Any, message: M, field_path: str = "body") -> M:
+    """Fill `message` from protobuf-JSON `value` (camelCase or snake_case names)."""
+    if not isinstance(value, dict):
+        raise invalid(field_path, "must be a JSON object")
+    try:
+        json_format.ParseDict(value, message)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise invalid(field_path, str(exc)) from None
+    return message
+
+
+async def read_message(request: Request, message: M, limit: int) -> M:
+    """Read a protobuf-JSON request body into `message`."""
+    return parse_message(await read_json_object(request, limit), message)
+
+
+def message_json(message: Message) -> bytes:
+    """The canonical protobuf JSON of `message` (camelCase names), as bytes."""
+    return orjson.dumps(json_format.MessageToDict(message))
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """The per-call gRPC arguments an HTTP request implies."""
+
+    timeout: float | None
+    metadata: tuple[tuple[str, str], ...]
+
+
+def call_options(headers: Mapping[str, str], default_timeout: float | None) -> CallOptions:
+    """The deadline (from ``x-llmesh-timeout``) and forwarded metadata of a request."""
+    timeout = default_timeout
+    raw = headers.get(TIMEOUT_HEADER)
+    if raw is not None:
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = math.nan
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise invalid(TIMEOUT_HEADER, "must be a positive number of seconds")
+    metadata = []
+    for name in FORWARDED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not (value.isascii() and value.isprintable()):
+            raise invalid(name, "must be printable ASCII")
+        metadata.append((name, value))
+    return CallOptions(timeout, tuple(metadata))

@@ -1,0 +1,225 @@
+"""OpenAI Chat Completions requests -> llmesh's `ChatInput` (pure functions).
+
+Requests are validated field by field; a bad field raises `LlmeshError` (INVALID_REQUEST)
+naming it, which the routes turn into an OpenAI-shaped 400 with ``param`` set. Unknown fields
+are ignored, as OpenAI-compatible servers commonly do. The other direction is in
+`gateway.openai_responses`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from llmesh.v1 import chat_pb2
+
+from services.common.errors import invalid
+
+_ROLES = {
+    "system": chat_pb2.ROLE_SYSTEM,
+    "developer": chat_pb2.ROLE_SYSTEM,
+    "user": chat_pb2.ROLE_USER,
+    "assistant": chat_pb2.ROLE_ASSISTANT,
+    "tool": chat_pb2.ROLE_TOOL,
+}
+_TOOL_CHOICE_MODES = {
+    "auto": chat_pb2.TOOL_CHOICE_MODE_AUTO,
+    "none": chat_pb2.TOOL_CHOICE_MODE_NONE,
+    "required": chat_pb2.TOOL_CHOICE_MODE_REQUIRED,
+}
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """A validated ``POST /v1/chat/completions`` body."""
+
+    input: chat_pb2.ChatInput
+    model: str
+    """The model name as the client wrote it; echoed in the response."""
+    stream: bool
+    include_usage: bool
+    """``stream_options.include_usage``: send a final usage chunk."""
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise invalid(path, "must be a string")
+    return value
+
+
+def _opt_str(body: dict[str, Any], key: str, path: str) -> str:
+    value = body.get(key)
+    return "" if value is None else _str(value, path)
+
+
+def _number(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise invalid(path, "must be a number")
+    return float(value)
+
+
+def _int(value: Any, path: str, low: int, high: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(path, "must be an integer")
+    if not low <= value <= high:
+        raise invalid(path, f"must be between {low} and {high}")
+    return value
+
+
+def _content(value: Any, path: str) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    if not isinstance(value, list):
+        raise invalid(path, "must be a string or an array of content parts")
+    texts = []
+    for j, part in enumerate(value):
+        if not isinstance(part, dict):
+            raise invalid(f"{path}[{j}]", "must be an object")
+        if part.get("type") != "text":
+            raise invalid(
+                f"{path}[{j}].type", f"unsupported content part {part.get('type')!r}; use text"
+            )
+        texts.append(_str(part.get("text"), f"{path}[{j}].text"))
+    return "".join(texts)
+
+
+def _add_tool_calls(value: Any, path: str, message: chat_pb2.Message) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise invalid(path, "must be an array")
+    for j, raw in enumerate(value):
+        p = f"{path}[{j}]"
+        if not isinstance(raw, dict):
+            raise invalid(p, "must be an object")
+        if raw.get("type", "function") != "function":
+            raise invalid(f"{p}.type", 'must be "function"')
+        fn = raw.get("function")
+        if not isinstance(fn, dict):
+            raise invalid(f"{p}.function", "must be an object")
+        message.tool_calls.add(
+            id=_str(raw.get("id"), f"{p}.id"),
+            name=_str(fn.get("name"), f"{p}.function.name"),
+            arguments=_opt_str(fn, "arguments", f"{p}.function.arguments"),
+        )
+
+
+def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
+    # Messages and tools are built in place: `extend` would copy each one.
+    if not isinstance(raw, dict):
+        raise invalid(path, "must be an object")
+    role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        raise invalid(f"{path}.role", f"must be one of {', '.join(_ROLES)}")
+    content = raw.get("content")
+    if content is None and role != chat_pb2.ROLE_ASSISTANT:
+        raise invalid(f"{path}.content", "is required")
+    message = chat.messages.add(
+        role=role,
+        content=_content(content, f"{path}.content"),
+        name=_opt_str(raw, "name", f"{path}.name"),
+    )
+    if role == chat_pb2.ROLE_ASSISTANT:
+        _add_tool_calls(raw.get("tool_calls"), f"{path}.tool_calls", message)
+    if role == chat_pb2.ROLE_TOOL:
+        message.tool_call_id = _str(raw.get("tool_call_id"), f"{path}.tool_call_id")
+
+
+def _add_tool(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
+    if not isinstance(raw, dict) or raw.get("type") != "function":
+        raise invalid(path, 'must be {"type": "function", "function": {...}}')
+    fn = raw.get("function")
+    if not isinstance(fn, dict):
+        raise invalid(f"{path}.function", "must be an object")
+    tool = chat.tools.add(
+        name=_str(fn.get("name"), f"{path}.function.name"),
+        description=_opt_str(fn, "description", f"{path}.function.description"),
+    )
+    params = fn.get("parameters")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise invalid(f"{path}.function.parameters", "must be a JSON Schema object")
+        tool.parameters.update(params)
+
+
+def _tool_choice(value: Any) -> chat_pb2.ToolChoice:
+    if isinstance(value, str) and value in _TOOL_CHOICE_MODES:
+        return chat_pb2.ToolChoice(mode=_TOOL_CHOICE_MODES[value])
+    if isinstance(value, dict) and value.get("type") == "function":
+        fn = value.get("function")
+        if isinstance(fn, dict):
+            name = _str(fn.get("name"), "tool_choice.function.name")
+            return chat_pb2.ToolChoice(mode=chat_pb2.TOOL_CHOICE_MODE_TOOL, name=name)
+    raise invalid(
+        "tool_choice",
+        'must be "auto", "none", "required" or {"type": "function", "function": {"name": ...}}',
+    )
+
+
+def _string_list(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list):
+        raise invalid(path, "must be an array of strings")
+    return [_str(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
+def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
+    """Validate an OpenAI Chat Completions body and translate it into a `ChatInput`."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "must be a non-empty string")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise invalid("messages", "must be a non-empty array")
+    chat = chat_pb2.ChatInput(model=model)
+    for i, m in enumerate(messages):
+        _add_message(m, f"messages[{i}]", chat)
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise invalid("tools", "must be an array")
+        for i, t in enumerate(tools):
+            _add_tool(t, f"tools[{i}]", chat)
+    if body.get("tool_choice") is not None:
+        chat.tool_choice.CopyFrom(_tool_choice(body["tool_choice"]))
+    if body.get("temperature") is not None:
+        chat.temperature = _number(body["temperature"], "temperature")
+    if body.get("top_p") is not None:
+        chat.top_p = _number(body["top_p"], "top_p")
+    for key in ("max_completion_tokens", "max_tokens"):
+        if body.get(key) is not None:
+            chat.max_tokens = _int(body[key], key, 1, _INT32_MAX)
+            break
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        chat.stop.append(stop)
+    elif stop is not None:
+        chat.stop.extend(_string_list(stop, "stop"))
+    if body.get("seed") is not None:
+        chat.seed = _int(body["seed"], "seed", -_INT64_MAX - 1, _INT64_MAX)
+    if body.get("n") is not None and _int(body["n"], "n", 1, _INT32_MAX) != 1:
+        raise invalid("n", "only one choice (n=1) is supported")
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise invalid("metadata", "must be an object of strings")
+        for key, value in metadata.items():
+            chat.metadata[key] = _str(value, f"metadata.{key}")
+    if body.get("user") is not None:
+        chat.metadata["user"] = _str(body["user"], "user")
+    if body.get("fallbacks") is not None:
+        chat.fallbacks.extend(_string_list(body["fallbacks"], "fallbacks"))
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("stream", "must be a boolean")
+    options = body.get("stream_options")
+    include_usage = False
+    if options is not None:
+        if not isinstance(options, dict):
+            raise invalid("stream_options", "must be an object")
+        include_usage = options.get("include_usage") is True
+    return CompletionRequest(chat, model, bool(stream), include_usage)

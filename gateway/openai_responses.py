@@ -1,0 +1,175 @@
+"""llmesh replies -> OpenAI Chat Completions objects and stream chunks (pure functions).
+
+This is the gateway's hot path, so objects are built from the proto fields directly (no
+`MessageToDict`) and encoded with orjson; stream chunks reuse a pre-rendered common prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from llmesh.v1 import chat_pb2, orchestrator_pb2
+
+_FINISH_REASONS: dict[int, str] = {
+    chat_pb2.FINISH_REASON_STOP: "stop",
+    chat_pb2.FINISH_REASON_LENGTH: "length",
+    chat_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
+    chat_pb2.FINISH_REASON_CONTENT_FILTER: "content_filter",
+}
+
+
+def finish_reason(value: int) -> str:
+    """OpenAI's ``finish_reason`` for a `FinishReason` (unknown -> ``stop``)."""
+    return _FINISH_REASONS.get(value, "stop")
+
+
+def usage_dict(usage: chat_pb2.Usage) -> dict[str, Any]:
+    """OpenAI's usage object; prompt tokens include cache reads and writes."""
+    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": prompt + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def completion(reply: orchestrator_pb2.ChatResponse, model: str, created: int) -> dict[str, Any]:
+    """A ``chat.completion`` object for a whole reply."""
+    tool_calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in reply.message.tool_calls
+    ]
+    content = reply.message.content
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if tool_calls and not content else content,
+        "refusal": None,
+    }
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {
+        "id": f"chatcmpl-{reply.request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": finish_reason(reply.finish_reason),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage_dict(reply.usage),
+    }
+
+
+def model_object(info: orchestrator_pb2.ModelInfo) -> dict[str, Any]:
+    """One entry of ``GET /v1/models``."""
+    return {"id": info.name, "object": "model", "created": 0, "owned_by": info.provider}
+
+
+DONE = b"data: [DONE]\n\n"
+"""The line that ends a successful OpenAI stream, and only a successful one."""
+
+
+def error_line(body: dict[str, Any]) -> bytes:
+    """A mid-stream error as OpenAI sends it: a bare ``data:`` line with an error object."""
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+class ChunkEncoder:
+    """Turns `StreamChatResponse` events into ``chat.completion.chunk`` SSE lines.
+
+    Every chunk shares the id (``chatcmpl-<request_id>`` from the start event), ``created``
+    and ``model``; their common JSON is rendered once, so each event costs one small
+    `orjson.dumps`. `finished` becomes true at the finish event, which emits the finish
+    chunk, the usage chunk (with ``include_usage``) and ``[DONE]``.
+    """
+
+    def __init__(self, model: str, created: int, include_usage: bool, fallback_id: str) -> None:
+        self.model = model
+        self.created = created
+        self.include_usage = include_usage
+        self.request_id = fallback_id
+        self.finished = False
+        self._usage: chat_pb2.Usage | None = None
+        self._head = b""
+        self._tail = b"}]" + (b',"usage":null' if include_usage else b"") + b"}\n\n"
+
+    def _open(self, request_id: str) -> bytes:
+        self.request_id = request_id
+        head = orjson.dumps(
+            {
+                "id": f"chatcmpl-{request_id}",
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+            }
+        )[:-1]
+        self._head = b"data: " + head
+        return self._chunk(b'{"role":"assistant","content":""}')
+
+    def _chunk(self, delta: bytes, finish: bytes = b"null") -> bytes:
+        return (
+            self._head
+            + b',"choices":[{"index":0,"delta":'
+            + delta
+            + b',"logprobs":null,"finish_reason":'
+            + finish
+            + self._tail
+        )
+
+    def encode(self, event: orchestrator_pb2.StreamChatResponse) -> bytes:
+        """The SSE bytes for one event (possibly empty)."""
+        if self.finished:
+            return b""
+        kind = event.WhichOneof("event")
+        opening = b""
+        if not self._head:
+            if kind == "start":
+                return self._open(event.start.request_id or self.request_id)
+            opening = self._open(self.request_id)
+        if kind == "text_delta":
+            if not event.text_delta.text:
+                return opening
+            return opening + self._chunk(
+                b'{"content":' + orjson.dumps(event.text_delta.text) + b"}"
+            )
+        if kind == "tool_call_delta":
+            return opening + self._chunk(_tool_call_delta(event.tool_call_delta))
+        if kind == "usage":
+            self._usage = event.usage
+            return opening
+        if kind == "finish":
+            return opening + self._finish(event.finish)
+        return opening
+
+    def _finish(self, finish: orchestrator_pb2.FinishEvent) -> bytes:
+        self.finished = True
+        reason = finish_reason(finish.reason).encode()
+        out = self._chunk(b"{}", b'"' + reason + b'"')
+        if self.include_usage:
+            usage = finish.usage if finish.HasField("usage") else self._usage
+            out += (
+                self._head
+                + b',"choices":[],"usage":'
+                + orjson.dumps(usage_dict(usage or chat_pb2.Usage()))
+                + b"}\n\n"
+            )
+        return out + DONE
+
+
+def _tool_call_delta(delta: orchestrator_pb2.ToolCallDelta) -> bytes:
+    call: dict[str, Any] = {"index": delta.index}
+    if delta.id:
+        call["id"] = delta.id
+        call["type"] = "function"
+    function: dict[str, str] = {"arguments": delta.arguments_delta}
+    if delta.name:
+        function["name"] = delta.name
+    call["function"] = function
+    return b'{"tool_calls":[' + orjson.dumps(call) + b"]}"

@@ -1,0 +1,152 @@
+"""The OpenAI-compatible API under ``/v1``: chat completions (plain and streamed) and models.
+
+The official ``openai`` SDK works against ``http://<gateway>/v1`` unchanged. Errors use
+OpenAI's body and status (see `gateway.errors`), so the SDK raises the matching class. A
+streamed reply that fails before its first chunk is answered as a plain HTTP error; one that
+fails later gets a ``data: {"error": ...}`` line and ends WITHOUT ``data: [DONE]``, and so
+does an upstream stream that ends without a finish event: a cut stream never looks finished.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator
+
+import grpc
+from llmesh.v1 import orchestrator_pb2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.errors import openai_error_body, openai_error_response
+from gateway.inputs import CallOptions, call_options, read_json_object
+from gateway.openai_compat import CompletionRequest, parse_completion_request
+from gateway.openai_responses import ChunkEncoder, completion, error_line, model_object
+from gateway.responses import OrjsonResponse, Part, UpstreamResponse
+from gateway.upstream import Upstream, upstream_of
+from services.common.errors import LlmeshError, Reason
+from services.common.rpc_errors import from_rpc_error
+
+
+async def chat_completions(request: Request) -> Response:
+    """``POST /v1/chat/completions``."""
+    upstream = upstream_of(request)
+    try:
+        opts = call_options(request.headers, upstream.settings.default_timeout)
+        body = await read_json_object(request, upstream.settings.max_body_bytes)
+        parsed = parse_completion_request(body)
+    except LlmeshError as err:
+        return openai_error_response(err)
+    created = int(time.time())
+    if parsed.stream:
+        return UpstreamResponse(
+            _chunks(upstream, parsed, opts, created), headers={"cache-control": "no-cache"}
+        )
+    return UpstreamResponse(
+        _completion(upstream, parsed, opts, created), media_type="application/json"
+    )
+
+
+async def _completion(
+    upstream: Upstream, parsed: CompletionRequest, opts: CallOptions, created: int
+) -> AsyncGenerator[Part, None]:
+    try:
+        reply = await upstream.orchestrator.Chat(
+            orchestrator_pb2.ChatRequest(input=parsed.input),
+            timeout=opts.timeout,
+            metadata=opts.metadata,
+        )
+    except grpc.aio.AioRpcError as exc:
+        yield openai_error_response(from_rpc_error(exc))
+        return
+    yield OrjsonResponse(
+        completion(reply, parsed.model, created), headers={"x-request-id": reply.request_id}
+    )
+
+
+async def _chunks(
+    upstream: Upstream, parsed: CompletionRequest, opts: CallOptions, created: int
+) -> AsyncGenerator[Part, None]:
+    call = upstream.orchestrator.StreamChat(
+        orchestrator_pb2.StreamChatRequest(input=parsed.input),
+        timeout=opts.timeout,
+        metadata=opts.metadata,
+    )
+    encoder = ChunkEncoder(parsed.model, created, parsed.include_usage, uuid.uuid4().hex)
+    started = False
+    try:
+        while True:
+            event = await call.read()
+            if event is grpc.aio.EOF:
+                break
+            data = encoder.encode(event)
+            if not started:
+                started = True
+                yield {"x-request-id": encoder.request_id}
+            if data:
+                yield data
+        if not encoder.finished:
+            raise LlmeshError(
+                Reason.STREAM_INTERRUPTED, "the upstream stream ended without finishing"
+            )
+    except (grpc.aio.AioRpcError, LlmeshError) as exc:
+        err = from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
+        if not started:
+            yield openai_error_response(err)
+        elif not encoder.finished:
+            yield error_line(openai_error_body(err))
+    finally:
+        call.cancel()
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models``."""
+    return await _models(request, None)
+
+
+async def retrieve_model(request: Request) -> Response:
+    """``GET /v1/models/{id}``; model ids contain a slash (``provider/model``)."""
+    return await _models(request, request.path_params["model_id"])
+
+
+async def _models(request: Request, wanted: str | None) -> Response:
+    upstream = upstream_of(request)
+    try:
+        opts = call_options(request.headers, upstream.settings.default_timeout)
+    except LlmeshError as err:
+        return openai_error_response(err)
+    return UpstreamResponse(_model_reply(upstream, opts, wanted), media_type="application/json")
+
+
+async def _model_reply(
+    upstream: Upstream, opts: CallOptions, wanted: str | None
+) -> AsyncGenerator[Part, None]:
+    try:
+        reply = await upstream.orchestrator.ListModels(
+            orchestrator_pb2.ListModelsRequest(), timeout=opts.timeout, metadata=opts.metadata
+        )
+    except grpc.aio.AioRpcError as exc:
+        yield openai_error_response(from_rpc_error(exc))
+        return
+    if wanted is None:
+        data = [model_object(m) for m in reply.models]
+        yield OrjsonResponse({"object": "list", "data": data})
+        return
+    for info in reply.models:
+        if info.name == wanted:
+            yield OrjsonResponse(model_object(info))
+            return
+    err = LlmeshError(
+        Reason.MODEL_NOT_FOUND, f"the model {wanted!r} does not exist", metadata={"model": wanted}
+    )
+    yield openai_error_response(err)
+
+
+def routes() -> list[BaseRoute]:
+    """The OpenAI-compatible routes."""
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
+    ]

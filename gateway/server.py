@@ -1,0 +1,131 @@
+"""Running the gateway under uvicorn: in the foreground (`serve`, `run`) or embedded (`start`).
+
+`start` binds ``host:0`` itself and hands the socket to uvicorn, so tests and benchmarks
+learn the port without racing for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from services.common.config import Config
+
+log = logging.getLogger("llmesh.gateway")
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def uvicorn_config(settings: GatewaySettings, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's configuration for the app; uvloop and httptools are used when installed."""
+    return uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        ws_max_size=settings.max_body_bytes,
+        timeout_graceful_shutdown=settings.shutdown_grace,
+    )
+
+
+async def serve(
+    settings: GatewaySettings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    server = _ForegroundServer(uvicorn_config(settings, host, port))
+    await server.serve(sockets=sockets)
+
+
+async def run(config: Config) -> None:
+    """Serve the gateway a mesh configuration describes (used by ``llmesh serve gateway``)."""
+    await serve(GatewaySettings.from_config(config), config.gateway_host, config.gateway_port)
+
+
+class _ForegroundServer(uvicorn.Server):
+    """A uvicorn server that stops gracefully on SIGINT/SIGTERM and then returns normally.
+
+    (uvicorn itself re-raises the signal after shutting down, so the process would die of it.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class RunningGateway:
+    """A gateway started by `start`: where it listens and how to stop it."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:41234``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop accepting connections, let open ones finish, close the upstream channels."""
+        self.server.should_exit = True
+        await self.task
+
+
+async def start(
+    settings: GatewaySettings, host: str = "127.0.0.1", port: int = 0
+) -> RunningGateway:
+    """Start the gateway in the running event loop and return once it accepts connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
+    # then, and without it every response pays Nagle's delay against delayed ACKs (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        bound_port = sock.getsockname()[1]
+        server = _EmbeddedServer(uvicorn_config(settings, host, bound_port))
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the gateway stopped while starting")
+            await asyncio.sleep(0.005)
+    except BaseException:
+        sock.close()
+        raise
+    log.info("gateway listening on http://%s:%d", host, bound_port)
+    return RunningGateway(server, task, host, bound_port)

@@ -1,0 +1,40 @@
+"""The gateway's configuration: where the upstream services are and what the HTTP side accepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import Config
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything `create_app` needs; built once at startup and never mutated."""
+
+    orchestrator_address: str = "127.0.0.1:50051"
+    """The orchestrator's gRPC address (``host:port``)."""
+    processor_address: str = "127.0.0.1:50052"
+    """The processor's gRPC address (``host:port``)."""
+    max_body_bytes: int = 4 * MiB
+    """The largest request body (or WebSocket frame) accepted; larger bodies get a 413."""
+    max_grpc_message_bytes: int = 16 * MiB
+    """The largest gRPC message sent to or received from the upstream services."""
+    default_timeout: float | None = None
+    """The gRPC deadline in seconds when a request sends no ``x-llmesh-timeout``; None for none."""
+    health_timeout: float = 2.0
+    """Seconds ``/healthz`` waits for the orchestrator's health check."""
+    health_service: str = "llmesh.v1.OrchestratorService"
+    """The service name asked about in the orchestrator's ``grpc.health.v1`` check."""
+    shutdown_grace: int = 10
+    """Seconds open connections get to finish when the server stops."""
+
+    @classmethod
+    def from_config(cls, config: Config) -> GatewaySettings:
+        """The settings a mesh configuration implies."""
+        return cls(
+            orchestrator_address=config.orchestrator_address,
+            processor_address=config.processor_address,
+            max_body_bytes=config.max_message_bytes,
+        )

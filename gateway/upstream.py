@@ -1,0 +1,54 @@
+"""The gateway's gRPC side: one channel per upstream service, opened for the app's lifetime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
+from starlette.requests import HTTPConnection
+
+from gateway.settings import GatewaySettings
+
+
+@dataclass
+class Upstream:
+    """Open channels and their stubs; created in the app's lifespan, closed on shutdown."""
+
+    settings: GatewaySettings
+    orchestrator_channel: grpc.aio.Channel
+    processor_channel: grpc.aio.Channel
+    orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
+    processor: processor_pb2_grpc.ProcessorServiceStub
+    health: health_pb2_grpc.HealthStub
+
+    @classmethod
+    def open(cls, settings: GatewaySettings) -> Upstream:
+        """Create the channels (they connect lazily, on the first call)."""
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", settings.max_grpc_message_bytes),
+            ("grpc.max_send_message_length", settings.max_grpc_message_bytes),
+            ("grpc.keepalive_time_ms", 30_000),
+        ]
+        orchestrator = grpc.aio.insecure_channel(settings.orchestrator_address, options=options)
+        processor = grpc.aio.insecure_channel(settings.processor_address, options=options)
+        return cls(
+            settings,
+            orchestrator,
+            processor,
+            orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator),
+            processor_pb2_grpc.ProcessorServiceStub(processor),
+            health_pb2_grpc.HealthStub(orchestrator),
+        )
+
+    async def close(self) -> None:
+        """Close both channels, cancelling any call still running on them."""
+        await self.orchestrator_channel.close()
+        await self.processor_channel.close()
+
+
+def upstream_of(conn: HTTPConnection) -> Upstream:
+    """The `Upstream` the app's lifespan put into the request state."""
+    return cast(Upstream, conn.state.upstream)

@@ -1,0 +1,61 @@
+"""Fixtures for the gateway's tests: fake upstream services and the gateway on real servers.
+
+`fake_mesh` runs `tests.gateway.fakes` on a real `grpc.aio` server on an ephemeral port;
+`gateway` serves the gateway under real uvicorn on another, pointed at it; `http` and
+`openai_client` are clients for it (raw httpx, and the official SDK with retries off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+import pytest
+
+from gateway import GatewaySettings, RunningGateway, start
+from tests.gateway.fakes import FakeMesh, start_fake_mesh
+
+
+@pytest.fixture
+async def fake_mesh() -> AsyncIterator[FakeMesh]:
+    """Fake orchestrator and processor on one real gRPC server (see `tests.gateway.fakes`)."""
+    mesh = await start_fake_mesh()
+    yield mesh
+    await mesh.running.server.stop(None)
+
+
+@pytest.fixture
+def gateway_settings(fake_mesh: FakeMesh) -> GatewaySettings:
+    """Settings pointing the gateway at the fake mesh, with a small body limit."""
+    return GatewaySettings(
+        orchestrator_address=fake_mesh.address,
+        processor_address=fake_mesh.address,
+        max_body_bytes=64 * 1024,
+        shutdown_grace=5,
+    )
+
+
+@pytest.fixture
+async def gateway(gateway_settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+    """The gateway under real uvicorn on an ephemeral port."""
+    running = await start(gateway_settings)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def http(gateway: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
+    """A raw HTTP client for the gateway."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def openai_client(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official OpenAI SDK pointed at the gateway, with its own retries off."""
+    client = openai.AsyncOpenAI(
+        base_url=f"{gateway.url}/v1", api_key="sk-test", max_retries=0, timeout=10
+    )
+    yield client
+    await client.close()

@@ -1,0 +1,93 @@
+"""Starting and stopping the gateway: embedded on port 0, and as ``python -m gateway``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+
+import httpx
+
+from gateway import GatewaySettings, create_app, start
+
+
+def test_create_app_has_no_side_effects() -> None:
+    app = create_app(GatewaySettings(orchestrator_address="unreachable.invalid:1"))
+    assert {getattr(r, "path", None) for r in app.routes} >= {
+        "/api/v1/chat",
+        "/api/v1/chat/ws",
+        "/v1/chat/completions",
+        "/healthz",
+    }
+
+
+async def test_healthz_without_an_orchestrator_is_503() -> None:
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    running = await start(GatewaySettings(orchestrator_address=dead, health_timeout=0.5))
+    try:
+        async with httpx.AsyncClient(base_url=running.url) as client:
+            r = await client.get("/healthz")
+            assert r.status_code == 503
+            assert r.json()["status"] == "NOT_SERVING"
+            r = await client.post(
+                "/api/v1/chat",
+                json={"input": {"model": "m"}},
+                headers={"x-llmesh-timeout": "0.5"},
+            )
+            assert r.status_code in (502, 504)  # unavailable, or the deadline came first
+            assert r.json()["error"]["reason"] in ("UPSTREAM_UNAVAILABLE", "DEADLINE_EXCEEDED")
+    finally:
+        await running.stop()
+    assert running.task.done()
+
+
+async def test_python_dash_m_gateway_serves_and_stops_on_sigterm() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "--port",
+        str(port),
+        "--orchestrator",
+        "127.0.0.1:1",
+        "--processor",
+        "127.0.0.1:1",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "LLMESH_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(200):
+                try:
+                    r = await client.get("/nowhere")
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.05)
+            assert r.status_code == 404
+            assert r.json()["error"]["code"] == 404
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 15)
+        assert proc.returncode == 0, stderr.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_responses_are_not_held_back_by_nagle(http: httpx.AsyncClient) -> None:
+    # Without TCP_NODELAY on accepted connections, each response waits for a delayed ACK
+    # (40 ms on Linux), so ten sequential requests would take 400 ms or more.
+    await http.get("/nowhere")
+    began = time.perf_counter()
+    for _ in range(10):
+        await http.get("/nowhere")
+    assert time.perf_counter() - began < 0.3
