@@ -1,0 +1,132 @@
+"""The Anthropic Messages endpoints: ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
+
+Headers like the real API: ``request-id`` and
+``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}``
+(reset as an RFC 3339 time). Any API key is accepted, and any model name.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from services.emulator import anthropic_wire as wire
+from services.emulator.anthropic_parse import parse_messages
+from services.emulator.cache import AnthropicCacheUsage
+from services.emulator.errors import ApiError, new_request_id
+from services.emulator.generation import INVALID_JSON, ChatCall, Exchange, handle
+from services.emulator.replies import input_tokens, plan_reply, tool_call_id
+from services.emulator.settings import FaultSpec
+from services.emulator.streaming import send_stream, send_unary
+
+LIMITS = {"requests": 4000, "tokens": 2000000, "input-tokens": 2000000, "output-tokens": 400000}
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+
+
+def headers(
+    request_id: str, content_type: str, input_used: int = 0, output_used: int = 0
+) -> dict[str, str]:
+    """The response headers Anthropic sends."""
+    reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    used = {
+        "requests": 1,
+        "tokens": input_used + output_used,
+        "input-tokens": input_used,
+        "output-tokens": output_used,
+    }
+    out = {"Content-Type": content_type, "request-id": request_id}
+    for kind, limit in LIMITS.items():
+        out[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+        out[f"anthropic-ratelimit-{kind}-remaining"] = str(max(0, limit - used[kind]))
+        out[f"anthropic-ratelimit-{kind}-reset"] = reset
+    return out
+
+
+class AnthropicDialect:
+    """Anthropic's wire format plugged into the shared request flow."""
+
+    def parse(self, body: Any) -> ChatCall:
+        """Validate and parse the body."""
+        return parse_messages(body)
+
+    def render_error(self, err: ApiError, request_id: str, started: float) -> web.Response:
+        """``{"type": "error", ...}`` with Anthropic's headers."""
+        hdrs = headers(request_id, JSON)
+        hdrs.update(err.headers)
+        return web.Response(status=err.status, body=wire.error_body(err, request_id), headers=hdrs)
+
+    def fault_error(
+        self, fault: FaultSpec, call: ChatCall, prompt_tokens: int, request: web.Request
+    ) -> ApiError:
+        """Anthropic's error for a status fault."""
+        return wire.fault_error(fault, call.conv.model, prompt_tokens)
+
+    async def respond(self, ex: Exchange) -> web.StreamResponse:
+        """Reply with a ``message`` or an event stream."""
+        call, controls = ex.call, ex.controls
+        if controls.cached_tokens is not None:
+            read = min(controls.cached_tokens, ex.prompt_tokens)
+            cache = AnthropicCacheUsage(ex.prompt_tokens - read, read, 0, 0, 0)
+        else:
+            cache = ex.state.cache.anthropic(ex.units, ex.prompt_tokens)
+        reply = plan_reply(call.conv)
+        call_ids = [tool_call_id("toolu_", call.conv, c.index) for c in reply.tool_calls]
+        mid = "msg_" + uuid.uuid4().hex[:24]
+        output = call.conv.max_tokens or 0
+        if call.stream:
+            plan = wire.stream_plan(mid, call, reply, call_ids, cache, ex.request_id)
+            return await send_stream(
+                ex.request,
+                ex.tracker,
+                lambda: headers(ex.request_id, EVENT_STREAM, ex.prompt_tokens, output),
+                plan,
+                controls,
+            )
+
+        def build() -> web.Response:
+            body = wire.message_body(mid, call, reply, call_ids, cache)
+            hdrs = headers(ex.request_id, JSON, ex.prompt_tokens, output)
+            return web.Response(body=body, headers=hdrs)
+
+        return await send_unary(
+            ex.request,
+            ex.tracker,
+            build,
+            controls,
+            reply.output_tokens,
+            lambda: headers(ex.request_id, JSON, ex.prompt_tokens, output),
+        )
+
+
+DIALECT = AnthropicDialect()
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages``."""
+    return await handle(request, DIALECT)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``, the whole prompt."""
+    request_id = new_request_id()
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = INVALID_JSON
+    try:
+        call = parse_messages(body, count_only=True)
+    except ApiError as err:
+        return DIALECT.render_error(err, request_id, time.perf_counter())
+    payload = orjson.dumps({"input_tokens": input_tokens(call.conv)})
+    return web.Response(body=payload, headers=headers(request_id, JSON))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the Anthropic endpoints on `app`."""
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)

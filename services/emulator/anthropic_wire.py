@@ -1,0 +1,209 @@
+"""Anthropic Messages replies, as pure functions: bodies, event streams, error bodies.
+
+Streams are named SSE events whose ``event:`` equals the JSON ``type``;
+``message_delta.usage`` carries cumulative totals. Errors are ``{"type": "error", "error":
+{"type", "message"}, "request_id"}``; `fault_error` holds what Anthropic answers for each
+injected fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.emulator.cache import AnthropicCacheUsage
+from services.emulator.errors import ApiError
+from services.emulator.generation import ChatCall
+from services.emulator.replies import Finish, Reply, fragments
+from services.emulator.settings import FaultSpec
+from services.emulator.streaming import StreamPlan
+
+STOP_REASON = {
+    Finish.END: "end_turn",
+    Finish.STOP_SEQUENCE: "stop_sequence",
+    Finish.LENGTH: "max_tokens",
+    Finish.TOOL_CALLS: "tool_use",
+}
+"""Anthropic's name for each way a reply ends."""
+
+CONTEXT_WINDOW = 200000
+
+
+def usage(cache: AnthropicCacheUsage, output_tokens: int) -> dict[str, Any]:
+    """A full ``usage`` object (non-streamed message, ``message_start``)."""
+    return {
+        "input_tokens": cache.input_tokens,
+        "cache_creation_input_tokens": cache.cache_creation,
+        "cache_read_input_tokens": cache.cache_read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache.creation_5m,
+            "ephemeral_1h_input_tokens": cache.creation_1h,
+        },
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _content(reply: Reply, call_ids: list[str]) -> list[dict[str, Any]]:
+    if reply.tool_calls:
+        return [
+            {"type": "tool_use", "id": i, "name": c.name, "input": orjson.loads(c.arguments)}
+            for c, i in zip(reply.tool_calls, call_ids, strict=True)
+        ]
+    return [{"type": "text", "text": reply.text}]
+
+
+def message_body(
+    mid: str, call: ChatCall, reply: Reply, call_ids: list[str], cache: AnthropicCacheUsage
+) -> bytes:
+    """A non-streamed ``message``."""
+    return orjson.dumps(
+        {
+            "id": mid,
+            "type": "message",
+            "role": "assistant",
+            "model": call.conv.model,
+            "content": _content(reply, call_ids),
+            "stop_reason": STOP_REASON[reply.finish],
+            "stop_sequence": reply.stop_sequence,
+            "usage": usage(cache, reply.output_tokens),
+        }
+    )
+
+
+def event(name: str, data: Any) -> bytes:
+    """One named SSE event."""
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data))
+
+
+def stream_plan(
+    mid: str,
+    call: ChatCall,
+    reply: Reply,
+    call_ids: list[str],
+    cache: AnthropicCacheUsage,
+    request_id: str,
+) -> StreamPlan:
+    """The event stream: ``message_start``, blocks with their deltas, ``message_delta``, stop."""
+    start: dict[str, Any] = {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": call.conv.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage(cache, 1),
+    }
+    head = event("message_start", {"type": "message_start", "message": start})
+    frames: list[bytes] = []
+    if reply.tool_calls:
+        for c, call_id in zip(reply.tool_calls, call_ids, strict=True):
+            block = {"type": "tool_use", "id": call_id, "name": c.name, "input": {}}
+            opening = event(
+                "content_block_start",
+                {"type": "content_block_start", "index": c.index, "content_block": block},
+            )
+            if c.index:
+                closing = event(
+                    "content_block_stop", {"type": "content_block_stop", "index": c.index - 1}
+                )
+                opening = closing + opening
+            pre = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                b'"delta":{"type":"input_json_delta","partial_json":' % c.index
+            )
+            parts = [pre + orjson.dumps(f) + b"}}\n\n" for f in fragments(c.arguments)]
+            if c.index == 0:
+                head += opening + event("ping", {"type": "ping"})
+            else:
+                parts[0] = opening + parts[0]
+            frames.extend(parts)
+        last = len(reply.tool_calls) - 1
+    else:
+        block = {"type": "text", "text": ""}
+        head += event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        )
+        head += event("ping", {"type": "ping"})
+        pre = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":'
+        )
+        frames = [pre + orjson.dumps(p) + b"}}\n\n" for p in reply.pieces]
+        last = 0
+    tail = event("content_block_stop", {"type": "content_block_stop", "index": last})
+    delta = {"stop_reason": STOP_REASON[reply.finish], "stop_sequence": reply.stop_sequence}
+    final_usage = {
+        "input_tokens": cache.input_tokens,
+        "cache_creation_input_tokens": cache.cache_creation,
+        "cache_read_input_tokens": cache.cache_read,
+        "output_tokens": reply.output_tokens,
+    }
+    tail += event("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage})
+    tail += event("message_stop", {"type": "message_stop"})
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    return StreamPlan(
+        head=head,
+        pieces=frames,
+        tail=tail,
+        error_frame=event("error", {**overloaded, "request_id": request_id}),
+        malformed_frame=b"event: content_block_delta\ndata: {not json\n\n",
+    )
+
+
+def error_body(err: ApiError, request_id: str) -> bytes:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+    return orjson.dumps(
+        {
+            "type": "error",
+            "error": {"type": err.type, "message": err.message},
+            "request_id": request_id,
+        }
+    )
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def fault_error(fault: FaultSpec, model: str, prompt_tokens: int) -> ApiError:
+    """The error Anthropic answers for a status fault."""
+    name = fault.fault
+    if name == "rate_limit":
+        return ApiError(
+            429,
+            "This request would exceed the rate limit for your organization of 50 requests per "
+            "minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can "
+            "see the response headers for current usage. Please reduce the prompt length or the "
+            "maximum tokens requested, or try again later. You may also contact sales at "
+            "https://www.anthropic.com/contact-sales to discuss your options for a rate limit "
+            "increase.",
+            "rate_limit_error",
+            headers={
+                "retry-after": _seconds(fault.retry_after),
+                "anthropic-ratelimit-requests-remaining": "0",
+            },
+        )
+    if name == "quota":
+        return ApiError(
+            400,
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+            "Billing to upgrade or purchase credits.",
+        )
+    if name == "server_error":
+        return ApiError(500, "Internal server error", "api_error")
+    if name == "unavailable":
+        return ApiError(503, "Service unavailable", "api_error")
+    if name in ("overloaded", "stream_error"):
+        return ApiError(529, "Overloaded", "overloaded_error", headers={"x-should-retry": "true"})
+    if name == "auth":
+        return ApiError(401, "invalid x-api-key", "authentication_error")
+    if name == "not_found":
+        return ApiError(404, f"model: {model}", "not_found_error")
+    if name == "context_length":
+        total = CONTEXT_WINDOW + prompt_tokens
+        return ApiError(400, f"prompt is too long: {total} tokens > {CONTEXT_WINDOW} maximum")
+    return ApiError(400, "Invalid request: rejected by the emulator's bad_request fault.")

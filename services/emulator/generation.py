@@ -1,0 +1,115 @@
+"""The request flow shared by both chat APIs; each API plugs in as a `Dialect`.
+
+Read and decode the body, count the request, parse it into a `Conversation`, resolve the
+controls (fault, latency, forced cache), answer a status fault at once, else hand over to
+the dialect to compute the reply and send it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from services.emulator.errors import ApiError, new_request_id
+from services.emulator.faults import ControlError, Controls, request_controls
+from services.emulator.replies import Conversation, Unit, prompt_units
+from services.emulator.settings import STATUS_FAULTS, FaultSpec
+from services.emulator.state import STATE, EmulatorState
+from services.emulator.stats import Tracker
+from services.emulator.streaming import send_response
+
+INVALID_JSON: Any = object()
+"""Passed to `Dialect.parse` in place of a body that is not JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """A parsed chat request."""
+
+    conv: Conversation
+    stream: bool
+    include_usage: bool = False
+    """OpenAI ``stream_options.include_usage``."""
+    n: int = 1
+    """OpenAI ``n``: how many choices."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Everything a dialect needs to answer one request."""
+
+    request: web.Request
+    tracker: Tracker
+    state: EmulatorState
+    call: ChatCall
+    controls: Controls
+    units: list[Unit]
+    prompt_tokens: int
+    request_id: str
+    started: float
+    """`time.perf_counter()` when the request arrived."""
+
+    def elapsed_ms(self) -> int:
+        """Milliseconds since the request arrived."""
+        return int((time.perf_counter() - self.started) * 1000)
+
+
+class Dialect(Protocol):
+    """One provider's wire format for chat requests."""
+
+    def parse(self, body: Any) -> ChatCall:
+        """Validate a decoded body (or `INVALID_JSON`); raise `ApiError` like the real API."""
+        ...
+
+    def render_error(self, err: ApiError, request_id: str, started: float) -> web.Response:
+        """An error response in the provider's body shape, with its headers."""
+        ...
+
+    def fault_error(
+        self, fault: FaultSpec, call: ChatCall, prompt_tokens: int, request: web.Request
+    ) -> ApiError:
+        """The error a status fault (or a ``stream_error`` on a non-stream call) answers."""
+        ...
+
+    async def respond(self, ex: Exchange) -> web.StreamResponse:
+        """Compute usage and the reply, and send it (streamed or whole)."""
+        ...
+
+
+async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    """Serve one chat request through `dialect`."""
+    state = request.app[STATE]
+    request_id = new_request_id()
+    started = time.perf_counter()
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = INVALID_JSON
+    model = body.get("model") if isinstance(body, dict) else None
+    with state.stats.track(model if isinstance(model, str) else None) as tracker:
+        try:
+            call = dialect.parse(body)
+            controls = request_controls(
+                request.headers, call.conv.model, state.settings, state.faults
+            )
+            units = list(prompt_units(call.conv))
+            prompt = sum(u.tokens for u in units)
+            fault = controls.fault
+            if fault is not None and (
+                fault.fault in STATUS_FAULTS or (fault.fault == "stream_error" and not call.stream)
+            ):
+                raise dialect.fault_error(fault, call, prompt, request)
+        except ControlError as e:
+            err = ApiError(400, str(e))
+        except ApiError as e:
+            err = e
+        else:
+            ex = Exchange(
+                request, tracker, state, call, controls, units, prompt, request_id, started
+            )
+            return await dialect.respond(ex)
+        return await send_response(request, tracker, dialect.render_error(err, request_id, started))

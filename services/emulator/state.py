@@ -1,0 +1,47 @@
+"""The state one emulator instance shares between its handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from services.emulator.cache import PromptCache
+from services.emulator.faults import FaultRules
+from services.emulator.settings import EmulatorSettings
+from services.emulator.stats import Stats
+
+
+@dataclass(slots=True)
+class EmulatorState:
+    """Settings, counters, prompt cache and fault rules of one running emulator."""
+
+    settings: EmulatorSettings
+    stats: Stats
+    cache: PromptCache
+    faults: FaultRules
+
+    @classmethod
+    def create(cls, settings: EmulatorSettings) -> EmulatorState:
+        """Fresh state for `settings`."""
+        return cls(
+            settings=settings,
+            stats=Stats(),
+            cache=PromptCache(
+                ttl_s=settings.cache_ttl_s,
+                long_ttl_s=settings.cache_long_ttl_s,
+                min_tokens=settings.cache_min_tokens,
+                max_entries=settings.cache_max_entries,
+            ),
+            faults=FaultRules(settings.faults),
+        )
+
+    def reset(self) -> None:
+        """Zero the counters, empty the prompt cache, drop run-time fault rules."""
+        self.stats.reset()
+        self.cache.clear()
+        self.faults.reset()
+
+
+STATE = web.AppKey("emulator_state", EmulatorState)
+"""Where the application keeps its `EmulatorState`."""
