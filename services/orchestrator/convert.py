@@ -1,0 +1,196 @@
+"""Protobuf <-> domain mapping for the orchestrator, with request validation.
+
+Validation collects every bad field into one INVALID_REQUEST error carrying a
+`google.rpc.BadRequest` field violation per field, so a caller fixes all at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf import json_format
+from llmesh.v1 import chat_pb2, orchestrator_pb2
+
+from services.common.errors import FieldViolation, LlmeshError, Reason
+from services.orchestrator.domain import (
+    ChatRequest,
+    FinishReason,
+    Message,
+    Role,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoiceMode,
+    Usage,
+    UsageUpdate,
+)
+from services.orchestrator.engine import ChatCall, EngineEvent, Started
+
+_ROLES = {
+    chat_pb2.ROLE_SYSTEM: Role.SYSTEM,
+    chat_pb2.ROLE_USER: Role.USER,
+    chat_pb2.ROLE_ASSISTANT: Role.ASSISTANT,
+    chat_pb2.ROLE_TOOL: Role.TOOL,
+}
+_CHOICES = {
+    chat_pb2.TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode.UNSPECIFIED,
+    chat_pb2.TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.AUTO,
+    chat_pb2.TOOL_CHOICE_MODE_NONE: ToolChoiceMode.NONE,
+    chat_pb2.TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.REQUIRED,
+    chat_pb2.TOOL_CHOICE_MODE_TOOL: ToolChoiceMode.TOOL,
+}
+_FINISH_TO_PB = {
+    FinishReason.STOP: chat_pb2.FINISH_REASON_STOP,
+    FinishReason.LENGTH: chat_pb2.FINISH_REASON_LENGTH,
+    FinishReason.TOOL_CALLS: chat_pb2.FINISH_REASON_TOOL_CALLS,
+    FinishReason.CONTENT_FILTER: chat_pb2.FINISH_REASON_CONTENT_FILTER,
+    FinishReason.UNSPECIFIED: chat_pb2.FINISH_REASON_UNSPECIFIED,
+}
+
+MAX_STOP_SEQUENCES = 16
+"""The most stop sequences a call may carry (OpenAI allows 4, Anthropic more)."""
+
+
+def chat_call_from_proto(
+    inp: chat_pb2.ChatInput, has_input: bool, *, prefix: str = "input"
+) -> ChatCall:
+    """Validate a `ChatInput` and map it to a `ChatCall`; raises INVALID_REQUEST."""
+    bad: list[FieldViolation] = []
+
+    def violation(path: str, what: str) -> None:
+        bad.append(FieldViolation(f"{prefix}.{path}" if path else prefix, what))
+
+    if not has_input:
+        violation("", "is required")
+        raise _invalid(bad)
+    if not inp.model.strip():
+        violation("model", "must name a model, e.g. emulator/echo")
+    if not inp.messages:
+        violation("messages", "must contain at least one message")
+    messages: list[Message] = []
+    for i, m in enumerate(inp.messages):
+        role = _ROLES.get(m.role)
+        if role is None:
+            violation(f"messages[{i}].role", "must be SYSTEM, USER, ASSISTANT or TOOL")
+            continue
+        if role is Role.TOOL and not m.tool_call_id:
+            violation(f"messages[{i}].tool_call_id", "is required for a tool message")
+        if m.tool_calls and role is not Role.ASSISTANT:
+            violation(f"messages[{i}].tool_calls", "only assistant messages carry tool calls")
+        calls = []
+        for j, c in enumerate(m.tool_calls):
+            if not c.name:
+                violation(f"messages[{i}].tool_calls[{j}].name", "is required")
+            if c.arguments:
+                try:
+                    json.loads(c.arguments)
+                except ValueError:
+                    violation(f"messages[{i}].tool_calls[{j}].arguments", "must be a JSON object")
+            calls.append(ToolCall(c.id, c.name, c.arguments or "{}"))
+        messages.append(Message(role, m.content, tuple(calls), m.tool_call_id, m.name))
+    names: set[str] = set()
+    tools: list[Tool] = []
+    for i, t in enumerate(inp.tools):
+        if not t.name:
+            violation(f"tools[{i}].name", "is required")
+        elif t.name in names:
+            violation(f"tools[{i}].name", f"duplicate tool name {t.name!r}")
+        names.add(t.name)
+        params: dict[str, Any] = (
+            json_format.MessageToDict(t.parameters) if t.HasField("parameters") else {}
+        )
+        tools.append(Tool(t.name, t.description, params))
+    choice = _CHOICES.get(inp.tool_choice.mode)
+    if choice is None:
+        violation("tool_choice.mode", "unknown mode")
+        choice = ToolChoiceMode.UNSPECIFIED
+    if choice is ToolChoiceMode.TOOL and inp.tool_choice.name not in names:
+        violation("tool_choice.name", "must name one of the tools")
+    if choice in (ToolChoiceMode.REQUIRED, ToolChoiceMode.TOOL) and not tools:
+        violation("tool_choice", "requires tools")
+    temperature = inp.temperature if inp.HasField("temperature") else None
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
+        violation("temperature", "must be between 0 and 2")
+    top_p = inp.top_p if inp.HasField("top_p") else None
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        violation("top_p", "must be in (0, 1]")
+    max_tokens = inp.max_tokens if inp.HasField("max_tokens") else None
+    if max_tokens is not None and max_tokens <= 0:
+        violation("max_tokens", "must be positive")
+    if len(inp.stop) > MAX_STOP_SEQUENCES:
+        violation("stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    if any(not s for s in inp.stop):
+        violation("stop", "stop sequences must not be empty")
+    for i, f in enumerate(inp.fallbacks):
+        if not f.strip():
+            violation(f"fallbacks[{i}]", "must name a model")
+    if bad:
+        raise _invalid(bad)
+    request = ChatRequest(
+        model="",
+        messages=tuple(messages),
+        tools=tuple(tools),
+        tool_choice=choice,
+        tool_choice_name=inp.tool_choice.name,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=tuple(inp.stop),
+        seed=inp.seed if inp.HasField("seed") else None,
+    )
+    return ChatCall(inp.model.strip(), request, tuple(inp.fallbacks), dict(inp.metadata))
+
+
+def _invalid(bad: list[FieldViolation]) -> LlmeshError:
+    summary = "; ".join(f"{v.field}: {v.description}" for v in bad)
+    return LlmeshError(Reason.INVALID_REQUEST, f"invalid request: {summary}", violations=tuple(bad))
+
+
+def usage_to_proto(u: Usage) -> chat_pb2.Usage:
+    """The protobuf form of a usage record."""
+    return chat_pb2.Usage(
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+        reasoning_tokens=u.reasoning_tokens,
+        estimated=u.estimated,
+    )
+
+
+def finish_to_proto(reason: FinishReason) -> chat_pb2.FinishReason:
+    """The protobuf finish reason."""
+    return _FINISH_TO_PB[reason]
+
+
+def event_to_proto(event: EngineEvent) -> orchestrator_pb2.StreamChatResponse:
+    """One stream event as a `StreamChatResponse`."""
+    R = orchestrator_pb2.StreamChatResponse
+    if isinstance(event, TextDelta):
+        return R(text_delta=orchestrator_pb2.TextDelta(text=event.text))
+    if isinstance(event, ToolCallDelta):
+        return R(
+            tool_call_delta=orchestrator_pb2.ToolCallDelta(
+                index=event.index,
+                id=event.id,
+                name=event.name,
+                arguments_delta=event.arguments_delta,
+            )
+        )
+    if isinstance(event, UsageUpdate):
+        return R(usage=usage_to_proto(event.usage))
+    if isinstance(event, Started):
+        return R(
+            start=orchestrator_pb2.StartEvent(
+                request_id=event.request_id, provider=event.provider, model=event.model
+            )
+        )
+    return R(
+        finish=orchestrator_pb2.FinishEvent(
+            reason=_FINISH_TO_PB[event.reason],
+            provider_reason=event.provider_reason,
+            usage=usage_to_proto(event.usage),
+        )
+    )

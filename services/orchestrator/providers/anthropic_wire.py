@@ -1,0 +1,402 @@
+"""The Anthropic Messages wire format, as pure functions.
+
+Shared by the SDK adapter and any leaner transport carrying the same bytes: building the
+request body, turning each streamed SSE event (its JSON, as a dict) into provider events,
+and classifying errors by Anthropic's error ``type`` rather than the transport status (an
+``overloaded_error`` can arrive as an ``error`` event inside a 200 response).
+
+Mapping choices worth knowing:
+
+- ``max_tokens`` is required by Anthropic; requests without one get `DEFAULT_MAX_TOKENS`.
+- ``seed`` has no Anthropic equivalent and is ignored; message ``name`` likewise.
+- Tool results travel as ``tool_result`` blocks in a ``user`` message, and consecutive
+  messages of one role are merged, since Anthropic requires user/assistant alternation.
+- ``stream: true`` is added by the transport, not here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from services.common.errors import LlmeshError, Reason, invalid
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    ProviderEvent,
+    Role,
+    TextDelta,
+    ToolCallDelta,
+    ToolChoiceMode,
+    Usage,
+    UsageUpdate,
+)
+from services.orchestrator.providers.errors import retry_after_from_headers
+
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` sent when the request sets none (Anthropic requires the field)."""
+
+_FINISH = {
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "pause_turn": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+}
+
+_TOOL_CHOICE = {
+    ToolChoiceMode.AUTO: "auto",
+    ToolChoiceMode.REQUIRED: "any",
+    ToolChoiceMode.NONE: "none",
+    ToolChoiceMode.TOOL: "tool",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Requests
+
+
+def _tool_input(arguments: str, path: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        parsed = json.loads(arguments)
+    except ValueError as exc:
+        raise invalid(path, f"tool call arguments are not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise invalid(path, "tool call arguments must be a JSON object")
+    return parsed
+
+
+def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
+    """The content blocks of one non-system message."""
+    if m.role is Role.TOOL:
+        if not m.tool_call_id:
+            raise invalid(f"messages[{i}].tool_call_id", "required for tool messages")
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+    blocks: list[dict[str, Any]] = []
+    if m.content:
+        blocks.append({"type": "text", "text": m.content})
+    if m.role is Role.ASSISTANT:
+        for j, call in enumerate(m.tool_calls):
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": _tool_input(
+                        call.arguments, f"messages[{i}].tool_calls[{j}].arguments"
+                    ),
+                }
+            )
+    return blocks
+
+
+def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system blocks, alternating messages) from the domain conversation."""
+    system: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if m.role is Role.SYSTEM:
+            if m.content:
+                system.append({"type": "text", "text": m.content})
+            continue
+        blocks = _blocks(m, i)
+        if not blocks:
+            continue  # Anthropic rejects empty content; an empty turn carries nothing
+        role = "assistant" if m.role is Role.ASSISTANT else "user"
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    for msg in out:
+        if msg["role"] == "user" and len(msg["content"]) > 1:
+            # tool_result blocks must open a user message; a stable sort keeps their order
+            msg["content"].sort(key=lambda b: b["type"] != "tool_result")
+    return system, out
+
+
+def to_provider_request(req: ChatRequest) -> dict[str, Any]:
+    """The JSON body (without ``stream``) for ``POST /v1/messages``.
+
+    Raises `LlmeshError` INVALID_REQUEST for tool call arguments that are not a JSON object,
+    tool messages without a ``tool_call_id`` and a TOOL choice without a name.
+    """
+    system, messages = _messages(req.messages)
+    body: dict[str, Any] = {
+        "model": req.model,
+        "messages": messages,
+        "max_tokens": req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS,
+    }
+    if system:
+        body["system"] = system
+    if req.tools:
+        tools: list[dict[str, Any]] = []
+        for t in req.tools:
+            tool: dict[str, Any] = {"name": t.name}
+            if t.description:
+                tool["description"] = t.description
+            tool["input_schema"] = dict(t.parameters) or {"type": "object", "properties": {}}
+            tools.append(tool)
+        body["tools"] = tools
+        kind = _TOOL_CHOICE.get(req.tool_choice)
+        if kind is not None:
+            choice: dict[str, Any] = {"type": kind}
+            if req.tool_choice is ToolChoiceMode.TOOL:
+                if not req.tool_choice_name:
+                    raise invalid("tool_choice_name", "required when tool_choice is TOOL")
+                choice["name"] = req.tool_choice_name
+            body["tool_choice"] = choice
+    if req.temperature is not None:
+        body["temperature"] = req.temperature
+    if req.top_p is not None:
+        body["top_p"] = req.top_p
+    if req.stop:
+        body["stop_sequences"] = list(req.stop)
+    return body
+
+
+# ---------------------------------------------------------------------------------------
+# Errors
+
+
+def classify_error_type(
+    error_type: str,
+    message: str,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> LlmeshError:
+    """Classify an Anthropic error by its ``type``; the HTTP status only breaks ties.
+
+    `status` is None for an ``error`` event inside a started stream. The message is
+    Anthropic's own and carries no credentials.
+    """
+    retry = retry_after_from_headers(headers)
+    meta = {"upstream_error_type": error_type} if error_type else {}
+    lowered = message.lower()
+
+    def err(reason: Reason, text: str, retry_after: float | None = None) -> LlmeshError:
+        return LlmeshError(reason, text, retry_after, metadata=dict(meta))
+
+    if error_type == "invalid_request_error":
+        if "prompt is too long" in lowered or "context limit" in lowered:
+            return err(Reason.CONTEXT_TOO_LONG, f"upstream: {message}")
+        if "credit balance" in lowered:
+            return err(Reason.QUOTA_EXHAUSTED, f"upstream quota exhausted: {message}")
+        return err(Reason.UPSTREAM_INVALID_REQUEST, f"upstream refused: {message}")
+    if error_type in ("authentication_error", "permission_error"):
+        return err(Reason.UPSTREAM_AUTH_FAILED, f"upstream rejected the credentials: {message}")
+    if error_type == "billing_error":
+        return err(Reason.QUOTA_EXHAUSTED, f"upstream quota exhausted: {message}")
+    if error_type == "not_found_error":
+        return err(Reason.MODEL_NOT_FOUND, f"upstream: {message}")
+    if error_type == "request_too_large":
+        return err(Reason.CONTEXT_TOO_LONG, f"upstream: {message}")
+    if error_type == "rate_limit_error":
+        return err(Reason.RATE_LIMITED, f"upstream rate limit: {message}", retry)
+    if error_type == "overloaded_error":
+        return err(Reason.OVERLOADED, f"upstream overloaded: {message}", retry)
+    if error_type == "api_error":
+        return err(Reason.UPSTREAM_UNAVAILABLE, f"upstream error: {message}", retry)
+    if error_type == "timeout_error":
+        return err(Reason.UPSTREAM_TIMEOUT, f"upstream timed out: {message}", retry)
+    # an unknown type: fall back on the transport status
+    if status == 529:
+        return err(Reason.OVERLOADED, f"upstream overloaded: {message}", retry)
+    if status == 429:
+        return err(Reason.RATE_LIMITED, f"upstream rate limit: {message}", retry)
+    if status in (401, 403):
+        return err(Reason.UPSTREAM_AUTH_FAILED, f"upstream rejected the credentials: {message}")
+    if status == 413:
+        return err(Reason.CONTEXT_TOO_LONG, f"upstream: {message}")
+    if status in (408, 504):
+        return err(Reason.UPSTREAM_TIMEOUT, f"upstream timed out: {message}", retry)
+    if status is not None and 400 <= status < 500:
+        return err(Reason.UPSTREAM_INVALID_REQUEST, f"upstream refused: {message}")
+    return err(Reason.UPSTREAM_UNAVAILABLE, f"upstream error: {message}", retry)
+
+
+def classify_error_body(
+    body: object, *, status: int | None, headers: Mapping[str, str] | None
+) -> LlmeshError:
+    """Classify an error response body (``{"type": "error", "error": {type, message}}``).
+
+    Tolerates a bare error object, a non-JSON text body and no body at all.
+    """
+    error: object = body
+    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+        error = body["error"]
+    if isinstance(error, Mapping):
+        etype = str(error.get("type") or "")
+        message = str(error.get("message") or "upstream error")
+    else:
+        etype = ""
+        message = str(error)[:500] if error else f"upstream answered HTTP {status}"
+    return classify_error_type(etype, message, status, headers)
+
+
+# ---------------------------------------------------------------------------------------
+# Responses
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _kind(event: object) -> str:
+    kind = event.get("type") if isinstance(event, Mapping) else None
+    return repr(kind)[:40] if kind is not None else "untyped"
+
+
+class AnthropicStreamParser:
+    """Turns streamed Messages events (as dicts) into provider events.
+
+    Tool calls are numbered from 0 among ``tool_use`` blocks only. Usage from
+    ``message_start`` is kept and overwritten field by field by ``message_delta`` (whose
+    usage is cumulative). `Finish` is emitted on ``message_stop``; a stream that ends
+    before it was cut, which `ensure_complete` reports.
+    """
+
+    __slots__ = ("_tools", "finished", "stop_reason", "usage")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.finished = False
+        self._tools: dict[int, int] = {}
+        """Tool index by content block index."""
+
+    def _update_usage(self, raw: object) -> bool:
+        if not isinstance(raw, Mapping):
+            return False
+        u = self.usage
+        if raw.get("input_tokens") is not None:
+            u.input_tokens = _int(raw["input_tokens"])
+        if raw.get("output_tokens") is not None:
+            u.output_tokens = _int(raw["output_tokens"])
+        if raw.get("cache_read_input_tokens") is not None:
+            u.cache_read_tokens = _int(raw["cache_read_input_tokens"])
+        if raw.get("cache_creation_input_tokens") is not None:
+            u.cache_write_tokens = _int(raw["cache_creation_input_tokens"])
+        return True
+
+    def _snapshot(self) -> Usage:
+        u = self.usage
+        return Usage(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
+
+    def feed(self, event: Mapping[str, Any]) -> list[ProviderEvent]:
+        """Events for one SSE event; raises `LlmeshError` for an ``error`` event.
+
+        An event of the wrong shape (a string where an object belongs, ...) raises
+        MALFORMED_RESPONSE.
+        """
+        try:
+            return self._feed(event)
+        except (AttributeError, LookupError, TypeError, ValueError) as exc:
+            raise LlmeshError(
+                Reason.MALFORMED_RESPONSE, f"upstream sent a malformed {_kind(event)} event"
+            ) from exc
+
+    def _feed(self, event: Mapping[str, Any]) -> list[ProviderEvent]:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            dkind = delta.get("type")
+            if dkind == "text_delta":
+                text = delta["text"]
+                if not isinstance(text, str):
+                    raise TypeError("text is not a string")
+                return [TextDelta(text)] if text else []
+            if dkind == "input_json_delta":
+                tool = self._tools.get(_int(event.get("index")))
+                partial = delta.get("partial_json")
+                if tool is None or not partial:
+                    return []
+                if not isinstance(partial, str):
+                    raise TypeError("partial_json is not a string")
+                return [ToolCallDelta(tool, arguments_delta=partial)]
+            return []  # thinking_delta, signature_delta, citations_delta, future kinds
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
+            btype = block.get("type")
+            if btype == "text":
+                text = block.get("text")
+                if text and not isinstance(text, str):
+                    raise TypeError("text is not a string")
+                return [TextDelta(text)] if text else []
+            if btype == "tool_use":
+                tool = len(self._tools)
+                self._tools[_int(event.get("index"))] = tool
+                args = block.get("input")
+                return [
+                    ToolCallDelta(
+                        tool,
+                        id=str(block.get("id") or ""),
+                        name=str(block.get("name") or ""),
+                        arguments_delta=json.dumps(args) if args else "",
+                    )
+                ]
+            return []  # thinking, redacted_thinking, server tool blocks
+        if kind == "message_start":
+            message = event.get("message") or {}
+            if self._update_usage(message.get("usage")):
+                return [UsageUpdate(self._snapshot())]
+            return []
+        if kind == "message_delta":
+            delta = event.get("delta") or {}
+            if delta.get("stop_reason"):
+                self.stop_reason = str(delta["stop_reason"])
+            if self._update_usage(event.get("usage")):
+                return [UsageUpdate(self._snapshot())]
+            return []
+        if kind == "message_stop":
+            if self.finished:
+                return []
+            self.finished = True
+            reason = self.stop_reason or ""
+            return [Finish(_FINISH.get(reason, FinishReason.UNSPECIFIED), reason, self._snapshot())]
+        if kind == "error":
+            raise classify_error_body(event, status=None, headers=None)
+        return []  # content_block_stop, ping and event types added after this was written
+
+    def ensure_complete(self) -> None:
+        """Raise STREAM_INTERRUPTED unless ``message_stop`` has been seen."""
+        if not self.finished:
+            raise LlmeshError(
+                Reason.STREAM_INTERRUPTED, "upstream stream ended before message_stop"
+            )
+
+
+def from_message(msg: Mapping[str, Any]) -> list[ProviderEvent]:
+    """Events equivalent to a non-streamed ``message`` response (or an error body)."""
+    if msg.get("type") == "error":
+        raise classify_error_body(msg, status=None, headers=None)
+    parser = AnthropicStreamParser()
+    usage = msg.get("usage") or {}
+    events = parser.feed({"type": "message_start", "message": {"usage": usage}})
+    for index, block in enumerate(msg.get("content") or ()):
+        if block.get("type") == "tool_use":
+            start = {**block, "input": {}}
+            events += parser.feed(
+                {"type": "content_block_start", "index": index, "content_block": start}
+            )
+            args = block.get("input")
+            if args:
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(args)}
+                events += parser.feed(
+                    {"type": "content_block_delta", "index": index, "delta": delta}
+                )
+        else:
+            events += parser.feed(
+                {"type": "content_block_start", "index": index, "content_block": block}
+            )
+    events += parser.feed(
+        {"type": "message_delta", "delta": {"stop_reason": msg.get("stop_reason")}, "usage": None}
+    )
+    events += parser.feed({"type": "message_stop"})
+    return events

@@ -1,0 +1,61 @@
+"""The provider adapter interface and its registry.
+
+An adapter turns a `ChatRequest` into an async stream of `ProviderEvent`s. Each adapter
+keeps its wire format (request building, event parsing, error classification) in pure
+functions beside it, testable without a network. Adapters are registered by kind; the
+orchestrator builds one adapter per configured provider and shares it (and its
+connection pool) across all requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from typing import Protocol
+
+from services.common.config import ResolvedProvider
+from services.orchestrator.domain import ChatRequest, ProviderEvent
+
+
+class Provider(Protocol):
+    """A live connection to one upstream provider."""
+
+    name: str
+    """The configured provider name (the part before the slash in model names)."""
+
+    def stream(
+        self, request: ChatRequest, *, timeout: float | None
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """Stream the reply. Must end with a `Finish` event or raise `LlmeshError`.
+
+        `timeout` is the time left for the whole call in seconds (the caller's deadline), or
+        None for the provider's own default. Closing the iterator (or cancelling the task
+        iterating it) must close the upstream HTTP stream.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection pool."""
+        ...
+
+
+ProviderFactory = Callable[[ResolvedProvider], Provider]
+"""Builds a provider from its resolved configuration."""
+
+
+class ProviderRegistry:
+    """Adapter factories by provider kind (``openai``, ``anthropic``, ...)."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, ProviderFactory] = {}
+
+    def register(self, kind: str, factory: ProviderFactory) -> None:
+        """Make `kind` buildable; a later registration replaces an earlier one."""
+        self._factories[kind] = factory
+
+    def kinds(self) -> list[str]:
+        """The registered kinds."""
+        return sorted(self._factories)
+
+    def build(self, resolved: ResolvedProvider) -> Provider:
+        """Build the adapter for a provider; raises KeyError for an unknown kind."""
+        return self._factories[resolved.config.kind](resolved)

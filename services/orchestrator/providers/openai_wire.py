@@ -1,0 +1,238 @@
+"""The OpenAI Chat Completions wire format, as pure functions.
+
+Shared by the `openai`, `openai-compatible` and `emulator` adapters (and by any leaner
+transport carrying the same bytes): building the request body, turning each streamed
+``chat.completion.chunk`` (as a dict) into provider events, and classifying errors by the
+``type`` / ``code`` in OpenAI's error body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.common.errors import LlmeshError, Reason
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    ProviderEvent,
+    Role,
+    TextDelta,
+    ToolCallDelta,
+    ToolChoiceMode,
+    Usage,
+    UsageUpdate,
+)
+from services.orchestrator.providers.errors import retry_after_from_headers
+
+_FINISH = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+    "content_filter": FinishReason.CONTENT_FILTER,
+}
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role.value}
+    if m.role is Role.ASSISTANT and m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    else:
+        out["content"] = m.content
+    if m.role is Role.TOOL:
+        out["tool_call_id"] = m.tool_call_id
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def _tool_choice(req: ChatRequest) -> Any:
+    mode = req.tool_choice
+    if mode is ToolChoiceMode.TOOL:
+        return {"type": "function", "function": {"name": req.tool_choice_name}}
+    if mode is ToolChoiceMode.UNSPECIFIED:
+        return None
+    return mode.value
+
+
+def to_provider_request(
+    req: ChatRequest, *, max_tokens_field: str = "max_tokens"
+) -> dict[str, Any]:
+    """The JSON body (without ``stream``) for ``POST /chat/completions``.
+
+    `max_tokens_field` is ``max_completion_tokens`` for OpenAI itself (its reasoning models
+    reject ``max_tokens``) and ``max_tokens`` for compatible servers, which mostly know only that.
+    """
+    body: dict[str, Any] = {
+        "model": req.model,
+        "messages": [_message(m) for m in req.messages],
+    }
+    if req.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": dict(t.parameters) or {"type": "object", "properties": {}},
+                },
+            }
+            for t in req.tools
+        ]
+        choice = _tool_choice(req)
+        if choice is not None:
+            body["tool_choice"] = choice
+    if req.temperature is not None:
+        body["temperature"] = req.temperature
+    if req.top_p is not None:
+        body["top_p"] = req.top_p
+    if req.max_tokens is not None:
+        body[max_tokens_field] = req.max_tokens
+    if req.stop:
+        body["stop"] = list(req.stop)
+    if req.seed is not None:
+        body["seed"] = req.seed
+    return body
+
+
+def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
+    """Normalize an OpenAI ``usage`` object: input excludes cached tokens, as in `Usage`."""
+    prompt = int(raw.get("prompt_tokens") or 0)
+    details = raw.get("prompt_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or 0)
+    out_details = raw.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=max(prompt - cached, 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cache_read_tokens=cached,
+        reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+    )
+
+
+class OpenAIStreamParser:
+    """Turns streamed chunks into events; `end()` says whether the stream was complete.
+
+    The stream is complete once a choice has reported a ``finish_reason``; the usage chunk
+    (``choices: []``) follows it when ``include_usage`` was asked for. Servers that ignore
+    ``include_usage`` finish without usage, and the caller estimates it.
+    """
+
+    __slots__ = ("finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[ProviderEvent]:
+        """Events for one chunk; raises `LlmeshError` for an error object in the stream."""
+        if chunk.get("error"):
+            raise classify_error_body(chunk["error"], status=None, headers=None)
+        events: list[ProviderEvent] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # llmesh asks for one choice
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                events.append(TextDelta(text))
+            refusal = delta.get("refusal")
+            if refusal:
+                events.append(TextDelta(refusal))
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                events.append(
+                    ToolCallDelta(
+                        index=int(call.get("index", 0)),
+                        id=call.get("id") or "",
+                        name=fn.get("name") or "",
+                        arguments_delta=fn.get("arguments") or "",
+                    )
+                )
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish_reason = reason
+        raw_usage = chunk.get("usage")
+        if raw_usage:
+            self.usage = usage_from_openai(raw_usage)
+            events.append(UsageUpdate(self.usage))
+        return events
+
+    def end(self) -> Finish:
+        """The terminal event, or STREAM_INTERRUPTED when no choice ever finished."""
+        if self.finish_reason is None:
+            raise LlmeshError(
+                Reason.STREAM_INTERRUPTED, "upstream stream ended without a finish_reason"
+            )
+        return Finish(
+            _FINISH.get(self.finish_reason, FinishReason.UNSPECIFIED),
+            self.finish_reason,
+            self.usage,
+        )
+
+
+def from_completion(body: Mapping[str, Any]) -> list[ProviderEvent]:
+    """Events equivalent to a non-streamed ``chat.completion`` response."""
+    parser = OpenAIStreamParser()
+    events: list[ProviderEvent] = []
+    for choice in body.get("choices") or ():
+        msg = choice.get("message") or {}
+        delta = {
+            "content": msg.get("content"),
+            "refusal": msg.get("refusal"),
+            "tool_calls": [
+                {"index": i, **call} for i, call in enumerate(msg.get("tool_calls") or ())
+            ],
+        }
+        events += parser.feed(
+            {
+                "choices": [
+                    {
+                        "index": choice.get("index", 0),
+                        "delta": delta,
+                        "finish_reason": choice.get("finish_reason"),
+                    }
+                ]
+            }
+        )
+    if body.get("usage"):
+        events += parser.feed({"usage": body["usage"]})
+    events.append(parser.end())
+    return events
+
+
+def classify_error_body(
+    error: Any, *, status: int | None, headers: Mapping[str, str] | None
+) -> LlmeshError:
+    """Classify an OpenAI error object (``{"message", "type", "code", "param"}``)."""
+    err = error if isinstance(error, Mapping) else {}
+    etype = str(err.get("type") or "")
+    code = str(err.get("code") or "")
+    message = str(err.get("message") or error or "upstream error")
+    retry = retry_after_from_headers(headers)
+    lowered = message.lower()
+    if code == "insufficient_quota" or etype == "insufficient_quota":
+        return LlmeshError(Reason.QUOTA_EXHAUSTED, f"upstream quota exhausted: {message}")
+    if code == "context_length_exceeded" or "maximum context length" in lowered:
+        return LlmeshError(Reason.CONTEXT_TOO_LONG, message)
+    if status == 429 or code == "rate_limit_exceeded" or etype in ("requests", "tokens"):
+        return LlmeshError(Reason.RATE_LIMITED, f"upstream rate limit: {message}", retry)
+    if status in (401, 403) or etype in ("authentication_error", "permission_error"):
+        return LlmeshError(Reason.UPSTREAM_AUTH_FAILED, "upstream rejected the credentials")
+    if status == 404 or code == "model_not_found":
+        return LlmeshError(Reason.MODEL_NOT_FOUND, f"upstream: {message}")
+    if status == 408:
+        return LlmeshError(Reason.UPSTREAM_TIMEOUT, message, retry)
+    if "overloaded" in lowered or etype == "overloaded_error":
+        return LlmeshError(Reason.OVERLOADED, f"upstream overloaded: {message}", retry)
+    if status is not None and 400 <= status < 500:
+        if code == "content_filter" or "content_filter" in etype:
+            return LlmeshError(Reason.CONTENT_FILTERED, message)
+        return LlmeshError(Reason.UPSTREAM_INVALID_REQUEST, f"upstream refused: {message}")
+    return LlmeshError(Reason.UPSTREAM_UNAVAILABLE, f"upstream error: {message}", retry)

@@ -1,0 +1,94 @@
+"""Building and running the orchestrator's gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from llmesh.v1 import orchestrator_pb2_grpc
+
+from services.common.config import Config, resolve_provider
+from services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from services.orchestrator.engine import Orchestrator
+from services.orchestrator.providers import ProviderRegistry, default_registry
+from services.orchestrator.providers.base import Provider
+from services.orchestrator.routing import Router
+from services.orchestrator.servicer import OrchestratorServicer
+
+log = logging.getLogger("llmesh.orchestrator")
+
+SERVICE_NAME = "llmesh.v1.OrchestratorService"
+
+
+@dataclass
+class OrchestratorServer:
+    """A running orchestrator: its gRPC server and its engine."""
+
+    running: RunningServer
+    engine: Orchestrator
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return self.running.port
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop accepting calls, let in-flight calls finish within `grace`, close providers."""
+        await self.running.set_serving([SERVICE_NAME], False)
+        await self.running.server.stop(grace)
+        await self.engine.aclose()
+
+
+def build_engine(
+    config: Config,
+    registry: ProviderRegistry | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Orchestrator:
+    """One shared adapter (and connection pool) per configured provider."""
+    registry = registry or default_registry()
+    providers: dict[str, Provider] = {}
+    for name, pc in config.providers.items():
+        resolved = resolve_provider(pc, config.emulator, env)
+        providers[name] = registry.build(resolved)
+        where = "the built-in emulator" if resolved.uses_emulator else resolved.base_url
+        log.info("provider %s (%s) -> %s", name, pc.kind, where)
+    return Orchestrator(Router(config.providers, config.aliases), providers)
+
+
+async def serve(
+    config: Config,
+    *,
+    address: str | None = None,
+    engine: Orchestrator | None = None,
+    reuse_port: bool = False,
+) -> OrchestratorServer:
+    """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed)."""
+    engine = engine or build_engine(config)
+    servicer = OrchestratorServicer(engine, max_request_bytes=config.max_message_bytes)
+    running = await start_server(
+        [
+            ServiceBinding(
+                orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
+                servicer,
+                SERVICE_NAME,
+            )
+        ],
+        address or config.orchestrator_address,
+        reuse_port=reuse_port,
+    )
+    return OrchestratorServer(running, engine)
+
+
+async def run(config: Config, *, grace: float = 10.0) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    server = await serve(config)
+    print(f"orchestrator listening on {config.orchestrator_address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace)

@@ -1,0 +1,197 @@
+"""The OpenAI wire format as pure functions: no network."""
+
+import pytest
+
+from services.common.errors import LlmeshError, Reason
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    Role,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoiceMode,
+    Usage,
+    UsageUpdate,
+)
+from services.orchestrator.providers.openai_wire import (
+    OpenAIStreamParser,
+    classify_error_body,
+    from_completion,
+    to_provider_request,
+)
+
+
+def test_request_body() -> None:
+    req = ChatRequest(
+        model="gpt-4o-mini",
+        messages=(
+            Message(Role.SYSTEM, "be brief"),
+            Message(Role.USER, "weather?"),
+            Message(Role.ASSISTANT, "", (ToolCall("c1", "get_weather", '{"city":"Oslo"}'),)),
+            Message(Role.TOOL, "sunny", tool_call_id="c1"),
+        ),
+        tools=(Tool("get_weather", "weather", {"type": "object"}),),
+        tool_choice=ToolChoiceMode.TOOL,
+        tool_choice_name="get_weather",
+        temperature=0.0,
+        max_tokens=50,
+        stop=("END",),
+    )
+    body = to_provider_request(req, max_tokens_field="max_completion_tokens")
+    assert body["messages"][2] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+            }
+        ],
+    }
+    assert body["messages"][3] == {"role": "tool", "content": "sunny", "tool_call_id": "c1"}
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["temperature"] == 0.0  # a zero that means zero is sent
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body
+    assert body["stop"] == ["END"]
+    assert "top_p" not in body and "seed" not in body
+
+
+def _chunk(delta: dict, finish: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": None}
+
+
+def test_stream_parser_joins_nothing_but_reports_everything() -> None:
+    p = OpenAIStreamParser()
+    events = []
+    events += p.feed(_chunk({"role": "assistant", "content": ""}))
+    events += p.feed(_chunk({"content": "Hel"}))
+    events += p.feed(
+        _chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": ""},
+                    }
+                ]
+            }
+        )
+    )
+    events += p.feed(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}))
+    events += p.feed(_chunk({}, "tool_calls"))
+    events += p.feed(
+        {
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 10,
+                "completion_tokens": 3,
+                "prompt_tokens_details": {"cached_tokens": 4},
+                "completion_tokens_details": {"reasoning_tokens": 1},
+            },
+        }
+    )
+    usage = Usage(input_tokens=6, output_tokens=3, cache_read_tokens=4, reasoning_tokens=1)
+    assert events == [
+        TextDelta("Hel"),
+        ToolCallDelta(0, "c1", "f", ""),
+        ToolCallDelta(0, "", "", '{"a"'),
+        UsageUpdate(usage),
+    ]
+    assert p.end() == Finish(FinishReason.TOOL_CALLS, "tool_calls", usage)
+
+
+def test_stream_without_finish_reason_is_interrupted() -> None:
+    p = OpenAIStreamParser()
+    p.feed(_chunk({"content": "partial"}))
+    with pytest.raises(LlmeshError) as info:
+        p.end()
+    assert info.value.reason is Reason.STREAM_INTERRUPTED
+
+
+def test_finish_without_usage_leaves_usage_to_estimate() -> None:
+    p = OpenAIStreamParser()
+    p.feed(_chunk({"content": "x"}, "stop"))
+    assert p.end() == Finish(FinishReason.STOP, "stop", None)
+
+
+def test_error_object_inside_stream_raises() -> None:
+    with pytest.raises(LlmeshError) as info:
+        OpenAIStreamParser().feed(
+            {"error": {"message": "The server is overloaded", "type": "server_error"}}
+        )
+    assert info.value.reason is Reason.OVERLOADED
+
+
+def test_from_completion() -> None:
+    events = from_completion(
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 1},
+        }
+    )
+    assert events[0] == TextDelta("hi")
+    assert events[-1] == Finish(FinishReason.STOP, "stop", Usage(2, 1))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (
+            429,
+            {"type": "requests", "code": "rate_limit_exceeded", "message": "slow"},
+            Reason.RATE_LIMITED,
+        ),
+        (
+            429,
+            {"type": "insufficient_quota", "code": "insufficient_quota", "message": "pay"},
+            Reason.QUOTA_EXHAUSTED,
+        ),
+        (
+            400,
+            {"type": "invalid_request_error", "code": "context_length_exceeded", "message": "long"},
+            Reason.CONTEXT_TOO_LONG,
+        ),
+        (400, {"type": "invalid_request_error", "message": "bad"}, Reason.UPSTREAM_INVALID_REQUEST),
+        (
+            401,
+            {"type": "invalid_request_error", "code": "invalid_api_key", "message": "key"},
+            Reason.UPSTREAM_AUTH_FAILED,
+        ),
+        (
+            404,
+            {"type": "invalid_request_error", "code": "model_not_found", "message": "no"},
+            Reason.MODEL_NOT_FOUND,
+        ),
+        (500, {"type": "server_error", "message": "boom"}, Reason.UPSTREAM_UNAVAILABLE),
+        (
+            503,
+            {"type": "server_error", "message": "The engine is currently overloaded"},
+            Reason.OVERLOADED,
+        ),
+    ],
+)
+def test_classification_by_type_and_code(status: int, body: dict, reason: Reason) -> None:
+    err = classify_error_body(body, status=status, headers={"retry-after": "2"})
+    assert err.reason is reason
+    if reason is Reason.RATE_LIMITED:
+        assert err.retry_after == 2.0
+
+
+def test_retry_after_ms_wins() -> None:
+    err = classify_error_body(
+        {"message": "x"}, status=429, headers={"retry-after-ms": "250", "retry-after": "9"}
+    )
+    assert err.retry_after == 0.25

@@ -1,0 +1,161 @@
+"""The engine's guarantees, with scripted in-memory providers (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from services.common.config import ProviderConfig
+from services.common.errors import LlmeshError, Reason
+from services.orchestrator.aggregate import collect
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    ProviderEvent,
+    Role,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from services.orchestrator.engine import ChatCall, Completed, Orchestrator, Started
+from services.orchestrator.routing import Router
+
+
+class Scripted:
+    """A provider that plays a script; an exception in the script is raised at that point."""
+
+    def __init__(self, name: str, script: Sequence[ProviderEvent | BaseException | float]) -> None:
+        self.name = name
+        self.script = script
+        self.calls: list[ChatRequest] = []
+        self.closed = 0
+
+    async def stream(
+        self, request: ChatRequest, *, timeout: float | None
+    ) -> AsyncIterator[ProviderEvent]:
+        self.calls.append(request)
+        try:
+            for step in self.script:
+                if isinstance(step, BaseException):
+                    raise step
+                if isinstance(step, float):
+                    await asyncio.sleep(step)
+                    continue
+                yield step
+        finally:
+            self.closed += 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+def engine(*providers: Scripted) -> Orchestrator:
+    configs = {
+        p.name: ProviderConfig(p.name, "openai-compatible", base_url="http://x") for p in providers
+    }
+    return Orchestrator(Router(configs, {}), {p.name: p for p in providers})
+
+
+def call(model: str = "a/m", fallbacks: tuple[str, ...] = ()) -> ChatCall:
+    return ChatCall(model, ChatRequest("", (Message(Role.USER, "hello there"),)), fallbacks)
+
+
+OK = [TextDelta("hel"), TextDelta("lo"), Finish(FinishReason.STOP, "stop", Usage(3, 2))]
+
+
+async def events_of(eng: Orchestrator, c: ChatCall) -> list[object]:
+    return [e async for e in eng.stream(c)]
+
+
+async def test_started_deltas_and_one_completed() -> None:
+    a = Scripted("a", OK)
+    events = await events_of(engine(a), call())
+    assert isinstance(events[0], Started) and events[0].provider == "a" and events[0].model == "m"
+    assert events[1:3] == [TextDelta("hel"), TextDelta("lo")]
+    assert events[3] == Completed(FinishReason.STOP, "stop", Usage(3, 2))
+    assert len(events) == 4
+    assert a.calls[0].model == "m"
+
+
+async def test_stream_without_terminal_event_is_an_error_not_a_finish() -> None:
+    a = Scripted("a", [TextDelta("partial")])
+    got: list[object] = []
+    with pytest.raises(LlmeshError) as info:
+        async for e in engine(a).stream(call()):
+            got.append(e)
+    assert info.value.reason is Reason.STREAM_INTERRUPTED
+    assert not any(isinstance(e, Completed) for e in got)
+
+
+async def test_missing_usage_is_estimated_and_marked() -> None:
+    a = Scripted("a", [TextDelta("x" * 40), Finish(FinishReason.STOP, "stop", None)])
+    events = await events_of(engine(a), call())
+    done = events[-1]
+    assert isinstance(done, Completed)
+    assert done.usage.estimated and done.usage.output_tokens == 10 and done.usage.input_tokens > 0
+
+
+async def test_fallback_before_first_event() -> None:
+    a = Scripted("a", [LlmeshError(Reason.OVERLOADED, "busy")])
+    b = Scripted("b", OK)
+    events = await events_of(engine(a, b), call(fallbacks=("b/n",)))
+    assert isinstance(events[0], Started) and events[0].provider == "b"
+
+
+async def test_no_fallback_after_output_reached_the_caller() -> None:
+    a = Scripted("a", [TextDelta("x"), LlmeshError(Reason.STREAM_INTERRUPTED, "cut")])
+    b = Scripted("b", OK)
+    with pytest.raises(LlmeshError) as info:
+        await events_of(engine(a, b), call(fallbacks=("b/n",)))
+    assert info.value.reason is Reason.STREAM_INTERRUPTED
+    assert info.value.metadata["provider"] == "a"
+    assert b.calls == []
+
+
+async def test_unknown_fallback_fails_before_any_call() -> None:
+    a = Scripted("a", OK)
+    with pytest.raises(LlmeshError) as info:
+        await events_of(engine(a), call(fallbacks=("zzz/n",)))
+    assert info.value.reason is Reason.MODEL_NOT_FOUND
+    assert a.calls == []
+
+
+async def test_cancelling_the_consumer_closes_the_provider_stream() -> None:
+    a = Scripted("a", [TextDelta("x"), 30.0, *OK])
+    eng = engine(a)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in eng.stream(call()):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert a.closed == 1
+
+
+async def test_collect_joins_tool_call_fragments_per_index() -> None:
+    a = Scripted(
+        "a",
+        [
+            ToolCallDelta(0, "c0", "f"),
+            ToolCallDelta(1, "c1", "g"),
+            ToolCallDelta(0, arguments_delta='{"x":'),
+            ToolCallDelta(1, arguments_delta="{}"),
+            ToolCallDelta(0, arguments_delta="1}"),
+            Finish(FinishReason.TOOL_CALLS, "tool_calls", Usage(1, 1)),
+        ],
+    )
+    reply = await collect(engine(a).stream(call()))
+    assert [(c.id, c.name, c.arguments) for c in reply.tool_calls] == [
+        ("c0", "f", '{"x":1}'),
+        ("c1", "g", "{}"),
+    ]
+    assert reply.completed.reason is FinishReason.TOOL_CALLS
