@@ -6,8 +6,8 @@ import grpc
 import pytest
 import yaml
 from google.rpc import error_details_pb2
-from llmesh.v1 import errors_pb2
 from grpc_status import rpc_status
+from llmesh.v1 import errors_pb2
 
 from services.common.errors import ERROR_DOMAIN, ERROR_TABLE, FieldViolation, LlmeshError, Reason
 from services.common.rpc_errors import to_rpc_status
@@ -18,7 +18,7 @@ CONTRACT = yaml.safe_load((Path(__file__).parents[2] / "contracts" / "errors.yam
 def test_reasons_match_proto_enum() -> None:
     proto = {
         name.removeprefix("ERROR_REASON_")
-        for name in errors_pb2.ErrorReason.keys()
+        for name in errors_pb2.DESCRIPTOR.enum_types_by_name["ErrorReason"].values_by_name
         if name != "ERROR_REASON_UNSPECIFIED"
     }
     assert proto == {r.value for r in Reason}

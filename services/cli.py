@@ -1,0 +1,179 @@
+"""The ``llmesh`` command: run the mesh, run one service, chat from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from services.common.config import Config, ConfigError, load_config, resolve_provider
+
+SERVICES = ("emulator", "orchestrator", "processor", "gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llmesh", description="A typed gRPC service mesh for LLM calls."
+    )
+    p.add_argument("--config", help="configuration file (default: $LLMESH_CONFIG or ./llmesh.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "up", help="start the whole mesh (emulator when used, orchestrator, processor, gateway)"
+    )
+    serve = sub.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=SERVICES)
+    chat = sub.add_parser("chat", help="stream a reply to the terminal over gRPC")
+    chat.add_argument("prompt")
+    chat.add_argument("--model", default="emulator/echo")
+    chat.add_argument("--system", default="", help="a system prompt")
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
+    chat.add_argument("--address", help="orchestrator address (default: from configuration)")
+    models = sub.add_parser("models", help="list routable models")
+    models.add_argument("--address", help="orchestrator address (default: from configuration)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``llmesh`` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LLMESH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        sys.exit(f"llmesh: {exc}")
+    if args.command == "up":
+        sys.exit(_up(config, args.config))
+    if args.command == "serve":
+        _serve(config, args.service)
+        return
+    from services import client
+
+    if args.command == "chat":
+        sys.exit(
+            asyncio.run(
+                client.chat_to_terminal(
+                    args.address or config.orchestrator_address,
+                    args.prompt,
+                    model=args.model,
+                    system=args.system,
+                    max_tokens=args.max_tokens,
+                    timeout=args.timeout,
+                )
+            )
+        )
+    if args.command == "models":
+        sys.exit(asyncio.run(client.print_models(args.address or config.orchestrator_address)))
+
+
+def _serve(config: Config, service: str) -> None:
+    if service == "orchestrator":
+        from services.orchestrator.server import run as run_orchestrator
+
+        asyncio.run(run_orchestrator(config))
+    elif service == "processor":
+        from services.processor.server import run as run_processor
+
+        asyncio.run(run_processor(config.processor_address))
+    elif service == "gateway":
+        from gateway.server import run as run_gateway
+
+        asyncio.run(run_gateway(config))
+    else:
+        from services.emulator.app import run as run_emulator
+
+        asyncio.run(run_emulator(config.emulator.host, config.emulator.port))
+
+
+def _needs_emulator(config: Config) -> bool:
+    return any(
+        resolve_provider(p, config.emulator).uses_emulator for p in config.providers.values()
+    )
+
+
+def _wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+    host, _, port = address.rpartition(":")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _up(config: Config, config_path: str | None) -> int:
+    """Start each service as its own process; stop them all on Ctrl-C or SIGTERM."""
+    plan: list[tuple[str, str, str]] = []
+    if _needs_emulator(config):
+        plan.append(
+            ("emulator", f"{config.emulator.host}:{config.emulator.port}", config.emulator.url)
+        )
+    plan.append(
+        ("orchestrator", config.orchestrator_address, f"grpc://{config.orchestrator_address}")
+    )
+    plan.append(("processor", config.processor_address, f"grpc://{config.processor_address}"))
+    gw = f"{config.gateway_host}:{config.gateway_port}"
+    plan.append(("gateway", gw, f"http://{gw}"))
+    base = [sys.executable, "-m", "services.cli"] + (
+        ["--config", config_path] if config_path else []
+    )
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    try:
+        for name, address, url in plan:
+            proc = subprocess.Popen([*base, "serve", name])
+            procs.append((name, proc))
+            if not _wait_for_port(address, proc):
+                print(f"llmesh: {name} failed to start on {address}", file=sys.stderr, flush=True)
+                return 1
+            print(f"llmesh: {name:<12} {url}", flush=True)
+        print("llmesh: mesh is up; Ctrl-C stops it", flush=True)
+        while not stopping:
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    print(
+                        f"llmesh: {name} exited with {proc.returncode}", file=sys.stderr, flush=True
+                    )
+                    status = 1
+                    stopping = True
+            time.sleep(0.2)
+        return status
+    finally:
+        for _, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name, proc in reversed(procs):
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                print(f"llmesh: {name} did not stop; killing it", file=sys.stderr, flush=True)
+                proc.kill()
+                proc.wait()
+        print("llmesh: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""A small gRPC client of the mesh for the terminal (``llmesh chat``, ``llmesh models``)."""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+
+from services.common.rpc_errors import from_rpc_error
+
+
+async def chat_to_terminal(
+    address: str,
+    prompt: str,
+    *,
+    model: str,
+    system: str = "",
+    max_tokens: int | None = None,
+    timeout: float = 120.0,
+) -> int:
+    """Stream one reply to stdout; a summary line goes to stderr. Returns an exit status."""
+    messages = []
+    if system:
+        messages.append(chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content=system))
+    messages.append(chat_pb2.Message(role=chat_pb2.ROLE_USER, content=prompt))
+    inp = chat_pb2.ChatInput(model=model, messages=messages)
+    if max_tokens is not None:
+        inp.max_tokens = max_tokens
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        try:
+            async for ev in stub.StreamChat(
+                orchestrator_pb2.StreamChatRequest(input=inp), timeout=timeout
+            ):
+                kind = ev.WhichOneof("event")
+                if kind == "text_delta":
+                    sys.stdout.write(ev.text_delta.text)
+                    sys.stdout.flush()
+                elif kind == "tool_call_delta":
+                    d = ev.tool_call_delta
+                    sys.stdout.write(f"[tool {d.name}] " if d.name else d.arguments_delta)
+                elif kind == "start":
+                    print(
+                        f"[{ev.start.provider}/{ev.start.model} {ev.start.request_id}]",
+                        file=sys.stderr,
+                    )
+                elif kind == "finish":
+                    u = ev.finish.usage
+                    reason = chat_pb2.FinishReason.Name(ev.finish.reason)
+                    print(
+                        f"\n[{reason.removeprefix('FINISH_REASON_').lower()}; "
+                        f"in {u.input_tokens + u.cache_read_tokens + u.cache_write_tokens} "
+                        f"out {u.output_tokens} tokens{' (estimated)' if u.estimated else ''}]",
+                        file=sys.stderr,
+                    )
+        except grpc.RpcError as exc:
+            err = from_rpc_error(exc)
+            print(f"\nllmesh: {err.reason.value}: {err.message}", file=sys.stderr)
+            return 1
+    return 0
+
+
+async def print_models(address: str) -> int:
+    """Print the routable models, one a line."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        try:
+            resp = await stub.ListModels(orchestrator_pb2.ListModelsRequest(), timeout=10)
+        except grpc.RpcError as exc:
+            err = from_rpc_error(exc)
+            print(f"llmesh: {err.reason.value}: {err.message}", file=sys.stderr)
+            return 1
+    for m in resp.models:
+        print(m.name + (f"  -> {m.alias_for}" if m.alias_for else ""))
+    return 0

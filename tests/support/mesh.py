@@ -1,0 +1,126 @@
+"""A whole mesh (emulator, orchestrator, processor, gateway) on ephemeral loopback ports.
+
+It runs in a background thread with its own event loop, so any test, sync or async, in
+any event loop, can talk to it over the network exactly as a real client would. The
+orchestrator finds the emulator the way a user's deployment finds the real APIs: through
+``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL`` and the API key variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from services.common.config import Config, EmulatorConfig, load_config
+
+
+@dataclass
+class Mesh:
+    """Addresses of a running mesh, and a way to program its emulator."""
+
+    emulator_url: str = ""
+    orchestrator_address: str = ""
+    processor_address: str = ""
+    gateway_url: str = ""
+    config: Config | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _stop: Any = None
+    _handles: dict[str, Any] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """The SDK environment variables pointing the orchestrator at the emulator."""
+        return {
+            "OPENAI_BASE_URL": f"{self.emulator_url}/v1",
+            "OPENAI_API_KEY": "sk-test-openai",
+            "ANTHROPIC_BASE_URL": self.emulator_url,
+            "ANTHROPIC_API_KEY": "sk-ant-test",
+        }
+
+    # -- emulator control -------------------------------------------------------------
+    def set_fault(self, model: str, fault: str, **params: Any) -> None:
+        """Make the emulator answer `model` with `fault` until cleared."""
+        r = httpx.post(
+            f"{self.emulator_url}/emulator/faults", json={"model": model, "fault": fault, **params}
+        )
+        r.raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        """The emulator's request and disconnect counters."""
+        r = httpx.get(f"{self.emulator_url}/emulator/stats")
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self, overrides: Mapping[str, Any] | None = None) -> Mesh:
+        """Start every service and return once all accept connections."""
+        ready: Future[None] = Future()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+
+        def main() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._run(ready, overrides or {}))
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=main, name="mesh", daemon=True)
+        self._thread.start()
+        ready.result(timeout=60)
+        return self
+
+    async def _run(self, ready: Future[None], overrides: Mapping[str, Any]) -> None:
+        from gateway.server import start as start_gateway
+        from gateway.settings import GatewaySettings
+        from services.emulator.app import start as start_emulator
+        from services.emulator.settings import EmulatorSettings
+        from services.orchestrator.server import build_engine, serve
+        from services.processor.server import serve as serve_processor
+
+        self._stop = asyncio.Event()
+        try:
+            runner, emu_port = await start_emulator(EmulatorSettings(host="127.0.0.1", port=0))
+            self.emulator_url = f"http://127.0.0.1:{emu_port}"
+            base = load_config(None, env={})
+            config = replace(
+                base, emulator=EmulatorConfig("127.0.0.1", emu_port), **dict(overrides)
+            )
+            self.config = config
+            orch = await serve(
+                config, address="127.0.0.1:0", engine=build_engine(config, env=self.env())
+            )
+            self.orchestrator_address = f"127.0.0.1:{orch.port}"
+            proc = await serve_processor("127.0.0.1:0")
+            self.processor_address = f"127.0.0.1:{proc.port}"
+            gw = await start_gateway(
+                replace(
+                    GatewaySettings.from_config(config),
+                    orchestrator_address=self.orchestrator_address,
+                    processor_address=self.processor_address,
+                )
+            )
+            self.gateway_url = gw.url
+        except BaseException as exc:
+            ready.set_exception(exc)
+            raise
+        ready.set_result(None)
+        await self._stop.wait()
+        await gw.stop()
+        await proc.server.stop(1)
+        await orch.stop(1)
+        await runner.cleanup()
+
+    def stop(self) -> None:
+        """Stop every service and join the thread."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
