@@ -95,7 +95,7 @@ def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
         "anthropic": ProviderConfig(
             "anthropic",
             "anthropic",
-            models=("claude-3-5-haiku-latest", "claude-sonnet-4-5", "claude-opus-4-1"),
+            models=("claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6"),
         ),
         "emulator": ProviderConfig("emulator", "emulator", models=("echo",)),
     }
