@@ -9,7 +9,7 @@ the status and ``Retry-After`` are usable); once events flowed, it arrives as an
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -52,16 +52,45 @@ async def _prepare(request: Request, message: Message) -> tuple[Upstream, CallOp
     return upstream, opts
 
 
-async def chat(request: Request) -> Response:
-    """``POST /api/v1/chat``: ChatRequest JSON -> ChatResponse JSON."""
-    message = orchestrator_pb2.ChatRequest()
-    try:
-        upstream, opts = await _prepare(request, message)
-    except LlmeshError as err:
-        return error_response(err)
-    return UpstreamResponse(
-        _unary(upstream.orchestrator.Chat, message, opts), media_type="application/json"
-    )
+def _unary_route(
+    request_type: type[Message], method: Callable[[Upstream], UnaryMethod], doc: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that parses `request_type` JSON, makes one unary call and answers its JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        message = request_type()
+        try:
+            upstream, opts = await _prepare(request, message)
+        except LlmeshError as err:
+            return error_response(err)
+        return UpstreamResponse(
+            _unary(method(upstream), message, opts), media_type="application/json"
+        )
+
+    endpoint.__doc__ = doc
+    return endpoint
+
+
+chat = _unary_route(
+    orchestrator_pb2.ChatRequest,
+    lambda u: u.orchestrator.Chat,
+    "``POST /api/v1/chat``: ChatRequest JSON -> ChatResponse JSON.",
+)
+list_models = _unary_route(
+    orchestrator_pb2.ListModelsRequest,
+    lambda u: u.orchestrator.ListModels,
+    "``GET /api/v1/models``: ListModelsResponse JSON.",
+)
+count_tokens = _unary_route(
+    processor_pb2.CountTokensRequest,
+    lambda u: u.processor.CountTokens,
+    "``POST /api/v1/tokens/count``: CountTokensRequest JSON -> CountTokensResponse JSON.",
+)
+fit_context = _unary_route(
+    processor_pb2.FitContextRequest,
+    lambda u: u.processor.FitContext,
+    "``POST /api/v1/context/fit``: FitContextRequest JSON -> FitContextResponse JSON.",
+)
 
 
 async def chat_stream(request: Request) -> Response:
@@ -99,42 +128,6 @@ async def _event_stream(
             yield sse_event("error", orjson.dumps(error_body(err)))
     finally:
         call.cancel()
-
-
-async def list_models(request: Request) -> Response:
-    """``GET /api/v1/models``: ListModelsResponse JSON."""
-    message = orchestrator_pb2.ListModelsRequest()
-    try:
-        upstream, opts = await _prepare(request, message)
-    except LlmeshError as err:
-        return error_response(err)
-    return UpstreamResponse(
-        _unary(upstream.orchestrator.ListModels, message, opts), media_type="application/json"
-    )
-
-
-async def count_tokens(request: Request) -> Response:
-    """``POST /api/v1/tokens/count``: CountTokensRequest JSON -> CountTokensResponse JSON."""
-    message = processor_pb2.CountTokensRequest()
-    try:
-        upstream, opts = await _prepare(request, message)
-    except LlmeshError as err:
-        return error_response(err)
-    return UpstreamResponse(
-        _unary(upstream.processor.CountTokens, message, opts), media_type="application/json"
-    )
-
-
-async def fit_context(request: Request) -> Response:
-    """``POST /api/v1/context/fit``: FitContextRequest JSON -> FitContextResponse JSON."""
-    message = processor_pb2.FitContextRequest()
-    try:
-        upstream, opts = await _prepare(request, message)
-    except LlmeshError as err:
-        return error_response(err)
-    return UpstreamResponse(
-        _unary(upstream.processor.FitContext, message, opts), media_type="application/json"
-    )
 
 
 async def healthz(request: Request) -> Response:

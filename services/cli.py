@@ -101,6 +101,18 @@ def _needs_emulator(config: Config) -> bool:
     )
 
 
+def _die_with_parent() -> None:
+    """In a child: receive SIGTERM if `llmesh up` itself dies, so no service is orphaned."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: Ctrl-C still reaches the process group
+        pass
+
+
 def _wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
     host, _, port = address.rpartition(":")
     end = time.monotonic() + timeout
@@ -143,7 +155,7 @@ def _up(config: Config, config_path: str | None) -> int:
     status = 0
     try:
         for name, address, url in plan:
-            proc = subprocess.Popen([*base, "serve", name])
+            proc = subprocess.Popen([*base, "serve", name], preexec_fn=_die_with_parent)
             procs.append((name, proc))
             if not _wait_for_port(address, proc):
                 print(f"llmesh: {name} failed to start on {address}", file=sys.stderr, flush=True)

@@ -11,14 +11,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.chat import Message, Role, ToolCall
 
-class Role(enum.Enum):
-    """The author of a message."""
-
-    SYSTEM = "system"
-    USER = "user"
-    ASSISTANT = "assistant"
-    TOOL = "tool"
+__all__ = [
+    "ChatRequest",
+    "Finish",
+    "FinishReason",
+    "Message",
+    "ProviderEvent",
+    "Role",
+    "TextDelta",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoiceMode",
+    "Usage",
+    "UsageUpdate",
+]
 
 
 class FinishReason(enum.Enum):
@@ -39,27 +48,6 @@ class ToolChoiceMode(enum.Enum):
     NONE = "none"
     REQUIRED = "required"
     TOOL = "tool"
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """A complete tool call in an assistant message."""
-
-    id: str
-    name: str
-    arguments: str
-    """JSON-encoded arguments."""
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One conversation turn."""
-
-    role: Role
-    content: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str = ""
-    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,3 +176,48 @@ def test_openai_sdk_streams_through_the_gateway(up: dict[str, str]) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "through the gateway"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+
+
+def test_services_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
+    """If `llmesh up` itself is killed (no chance to clean up), its services exit too."""
+    port = _free_port()
+    env = dict(os.environ)
+    env |= {
+        "LLMESH_ORCHESTRATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "LLMESH_GATEWAY_PORT": str(port),
+        "LLMESH_EMULATOR_PORT": str(_free_port()),
+        "LLMESH_CONFIG": str(tmp_path / "empty.yaml"),
+    }
+    (tmp_path / "empty.yaml").write_text("")
+    proc = subprocess.Popen(
+        [str(BIN / "llmesh"), "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "mesh is up" in line:
+            break
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) >= 3
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 20
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+        time.sleep(0.1)
+    assert not alive, f"services outlived llmesh up: {alive}"
+
+
+def _zombie(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from services.common.config import Config, EmulatorConfig, load_config
+from services.common.config import Config, EmulatorConfig, ProviderConfig, load_config
 
 
 @dataclass
@@ -90,8 +90,19 @@ class Mesh:
             runner, emu_port = await start_emulator(EmulatorSettings(host="127.0.0.1", port=0))
             self.emulator_url = f"http://127.0.0.1:{emu_port}"
             base = load_config(None, env={})
+            local = ProviderConfig(  # any OpenAI-compatible server, named in configuration
+                "local",
+                "openai-compatible",
+                base_url=f"{self.emulator_url}/v1",
+                api_key="local-key",
+                models=("echo",),
+            )
             config = replace(
-                base, emulator=EmulatorConfig("127.0.0.1", emu_port), **dict(overrides)
+                base,
+                emulator=EmulatorConfig("127.0.0.1", emu_port),
+                providers={**base.providers, "local": local},
+                aliases={"fast": "emulator/echo", "smart": "anthropic/claude-haiku-4-5"},
+                **dict(overrides),
             )
             self.config = config
             orch = await serve(

@@ -110,9 +110,8 @@ class OpenAIProvider:
 
 
 def openai_factory(resolved: ResolvedProvider) -> OpenAIProvider:
-    """The `openai` kind: OpenAI itself, which wants ``max_completion_tokens``."""
-    field = "max_completion_tokens" if not resolved.uses_emulator else "max_tokens"
-    return OpenAIProvider(resolved, max_tokens_field=field)
+    """The `openai` kind: OpenAI itself, whose reasoning models want ``max_completion_tokens``."""
+    return OpenAIProvider(resolved, max_tokens_field="max_completion_tokens")
 
 
 def compatible_factory(resolved: ResolvedProvider) -> OpenAIProvider:

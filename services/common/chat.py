@@ -1,7 +1,7 @@
-"""The processor's domain: conversation messages as plain dataclasses.
+"""Conversation types shared by every service: messages, roles and tool calls.
 
-The servicer maps protobuf messages to these, so token counting and context fitting
-never import grpc or generated code.
+Plain dataclasses; the servicers map protobuf messages to them, so core logic (routing,
+providers, token counting, context fitting) never imports grpc or generated code.
 """
 
 from __future__ import annotations

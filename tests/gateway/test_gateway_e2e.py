@@ -1,0 +1,161 @@
+"""The gateway over the real orchestrator and emulator: the whole path a web client takes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import openai
+import pytest
+import websockets
+
+from tests.support.mesh import Mesh
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+        },
+    }
+]
+
+
+def _client(mesh: Mesh) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{mesh.gateway_url}/v1", api_key="unused", max_retries=0)
+
+
+async def _wait_disconnect(mesh: Mesh, model: str, before: int, limit: float = 2.0) -> float:
+    started = time.monotonic()
+    while True:
+        stats = await asyncio.to_thread(mesh.stats)
+        if stats.get("by_model", {}).get(model, {}).get("disconnects", 0) > before:
+            return time.monotonic() - started
+        assert time.monotonic() - started < limit, "the upstream never saw the cancellation"
+        await asyncio.sleep(0.01)
+
+
+async def _disconnects(mesh: Mesh, model: str) -> int:
+    stats = await asyncio.to_thread(mesh.stats)
+    return int(stats.get("by_model", {}).get(model, {}).get("disconnects", 0))
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"])
+async def test_openai_sdk_tool_calls_stream_and_unary(mesh: Mesh, model: str) -> None:
+    messages = [{"role": "user", "content": "use get_weather please"}]
+    async with _client(mesh) as client:
+        whole = await client.chat.completions.create(model=model, messages=messages, tools=TOOLS)
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=messages,
+            tools=TOOLS,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [c async for c in stream]
+    call = whole.choices[0].message.tool_calls[0]
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"text": "use get_weather please"}
+    args: dict[int, str] = {}
+    for c in chunks:
+        for d in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            args[d.index] = args.get(d.index, "") + (d.function.arguments or "")
+    assert json.loads(args[0]) == json.loads(call.function.arguments)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+async def test_fallbacks_in_the_openai_body(mesh: Mesh) -> None:
+    await asyncio.to_thread(mesh.set_fault, "e2e-down", "unavailable")
+    async with _client(mesh) as client:
+        reply = await client.chat.completions.create(
+            model="openai/e2e-down",
+            messages=[{"role": "user", "content": "rescued"}],
+            extra_body={"fallbacks": ["emulator/echo"]},
+        )
+    assert reply.choices[0].message.content == "rescued"
+
+
+async def test_cut_upstream_makes_the_sdk_raise_not_finish(mesh: Mesh) -> None:
+    await asyncio.to_thread(mesh.set_fault, "e2e-cut", "cut", after=2)
+    async with _client(mesh) as client:
+        stream = await client.chat.completions.create(
+            model="anthropic/e2e-cut",
+            messages=[{"role": "user", "content": "one two three four five"}],
+            stream=True,
+        )
+        got = []
+        with pytest.raises(openai.APIError):
+            async for chunk in stream:
+                got.append(chunk)
+    assert got, "some text arrived before the cut"
+
+
+async def test_sse_client_disconnect_cancels_the_upstream(mesh: Mesh) -> None:
+    model = "e2e-sse-stall"
+    await asyncio.to_thread(mesh.set_fault, model, "stall", after=1)
+    before = await _disconnects(mesh, model)
+    body = {
+        "input": {
+            "model": f"openai/{model}",
+            "messages": [{"role": "ROLE_USER", "content": "a b c"}],
+        }
+    }
+    async with (
+        httpx.AsyncClient(base_url=mesh.gateway_url, timeout=10) as http,
+        http.stream("POST", "/api/v1/chat/stream", json=body) as r,
+    ):
+        assert r.status_code == 200
+        async for line in r.aiter_lines():
+            if "textDelta" in line:
+                break
+    await _wait_disconnect(mesh, model, before)
+
+
+async def test_websocket_cancel_reaches_the_upstream(mesh: Mesh) -> None:
+    model = "e2e-ws-stall"
+    await asyncio.to_thread(mesh.set_fault, model, "stall", after=1)
+    before = await _disconnects(mesh, model)
+    url = mesh.gateway_url.replace("http://", "ws://") + "/api/v1/chat/ws"
+    request = {
+        "input": {
+            "model": f"anthropic/{model}",
+            "messages": [{"role": "ROLE_USER", "content": "a b c"}],
+        }
+    }
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "chat", "request": request}))
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert frame["type"] == "event"
+            if "textDelta" in frame["event"]:
+                break
+        await ws.send(json.dumps({"type": "cancel"}))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert frame["type"] == "error" and frame["error"]["reason"] == "CANCELLED"
+    await _wait_disconnect(mesh, model, before)
+
+
+async def test_websocket_streams_to_one_finish(mesh: Mesh) -> None:
+    url = mesh.gateway_url.replace("http://", "ws://") + "/api/v1/chat/ws"
+    request = {
+        "input": {
+            "model": "emulator/echo",
+            "messages": [{"role": "ROLE_USER", "content": "over a socket"}],
+        }
+    }
+    frames = []
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "chat", "request": request}))
+        async for raw in ws:
+            frames.append(json.loads(raw))
+    kinds = [next(iter(f["event"])) for f in frames]
+    assert kinds[0] == "start" and kinds[-1] == "finish" and kinds.count("finish") == 1
+    text = "".join(f["event"]["textDelta"]["text"] for f in frames if "textDelta" in f["event"])
+    assert text == "over a socket"
