@@ -159,3 +159,28 @@ async def test_websocket_streams_to_one_finish(mesh: Mesh) -> None:
     assert kinds[0] == "start" and kinds[-1] == "finish" and kinds.count("finish") == 1
     text = "".join(f["event"]["textDelta"]["text"] for f in frames if "textDelta" in f["event"])
     assert text == "over a socket"
+
+
+async def test_processor_through_the_gateway(mesh: Mesh) -> None:
+    async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=10) as http:
+        counted = await http.post(
+            "/api/v1/tokens/count", json={"model": "openai/gpt-4o", "text": "hello world"}
+        )
+        fitted = await http.post(
+            "/api/v1/context/fit",
+            json={
+                "model": "openai/gpt-4o",
+                "maxTokens": 30,
+                "messages": [
+                    {"role": "ROLE_SYSTEM", "content": "be brief"},
+                    {"role": "ROLE_USER", "content": "old " * 50},
+                    {"role": "ROLE_USER", "content": "new question"},
+                ],
+            },
+        )
+    assert counted.status_code == 200
+    assert counted.json() == {"tokens": "2", "tokenizer": "o200k_base", "exact": True}
+    assert fitted.status_code == 200, fitted.text
+    body = fitted.json()
+    assert [m["content"] for m in body["messages"]] == ["be brief", "new question"]
+    assert body["droppedIndices"] == [1]
