@@ -1,11 +1,40 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
 from llmesh.v1 import chat_pb2 as _chat_pb2
+from llmesh.v1 import errors_pb2 as _errors_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTEMPT_OUTCOME_UNSPECIFIED: _ClassVar[AttemptOutcome]
+    ATTEMPT_OUTCOME_SUCCEEDED: _ClassVar[AttemptOutcome]
+    ATTEMPT_OUTCOME_FAILED: _ClassVar[AttemptOutcome]
+    ATTEMPT_OUTCOME_CANCELLED: _ClassVar[AttemptOutcome]
+    ATTEMPT_OUTCOME_SKIPPED: _ClassVar[AttemptOutcome]
+
+class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_STATE_UNSPECIFIED: _ClassVar[BreakerState]
+    BREAKER_STATE_CLOSED: _ClassVar[BreakerState]
+    BREAKER_STATE_OPEN: _ClassVar[BreakerState]
+    BREAKER_STATE_HALF_OPEN: _ClassVar[BreakerState]
+ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
+ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
+ATTEMPT_OUTCOME_FAILED: AttemptOutcome
+ATTEMPT_OUTCOME_CANCELLED: AttemptOutcome
+ATTEMPT_OUTCOME_SKIPPED: AttemptOutcome
+BREAKER_STATE_UNSPECIFIED: BreakerState
+BREAKER_STATE_CLOSED: BreakerState
+BREAKER_STATE_OPEN: BreakerState
+BREAKER_STATE_HALF_OPEN: BreakerState
 
 class StreamChatRequest(_message.Message):
     __slots__ = ("input",)
@@ -42,28 +71,70 @@ class ToolCallDelta(_message.Message):
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_delta: _Optional[str] = ...) -> None: ...
 
 class FinishEvent(_message.Message):
-    __slots__ = ("reason", "provider_reason", "usage")
+    __slots__ = ("reason", "provider_reason", "usage", "attempts", "overhead")
     REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    OVERHEAD_FIELD_NUMBER: _ClassVar[int]
     reason: _chat_pb2.FinishReason
     provider_reason: str
     usage: _chat_pb2.Usage
-    def __init__(self, reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ...) -> None: ...
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    overhead: _duration_pb2.Duration
+    def __init__(self, reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., overhead: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Attempt(_message.Message):
+    __slots__ = ("provider", "model", "outcome", "error_reason", "latency", "time_to_first_token", "hedged", "retry")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HEDGED_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    outcome: AttemptOutcome
+    error_reason: _errors_pb2.ErrorReason
+    latency: _duration_pb2.Duration
+    time_to_first_token: _duration_pb2.Duration
+    hedged: bool
+    retry: bool
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedged: _Optional[bool] = ..., retry: _Optional[bool] = ...) -> None: ...
+
+class SwitchEvent(_message.Message):
+    __slots__ = ("from_provider", "from_model", "to_provider", "to_model", "reason", "policy")
+    FROM_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    FROM_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TO_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TO_MODEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    from_provider: str
+    from_model: str
+    to_provider: str
+    to_model: str
+    reason: _errors_pb2.ErrorReason
+    policy: _chat_pb2.MidStreamPolicy
+    def __init__(self, from_provider: _Optional[str] = ..., from_model: _Optional[str] = ..., to_provider: _Optional[str] = ..., to_model: _Optional[str] = ..., reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., policy: _Optional[_Union[_chat_pb2.MidStreamPolicy, str]] = ...) -> None: ...
 
 class StreamChatResponse(_message.Message):
-    __slots__ = ("start", "text_delta", "tool_call_delta", "usage", "finish")
+    __slots__ = ("start", "text_delta", "tool_call_delta", "usage", "finish", "switch")
     START_FIELD_NUMBER: _ClassVar[int]
     TEXT_DELTA_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_DELTA_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_FIELD_NUMBER: _ClassVar[int]
     start: StartEvent
     text_delta: TextDelta
     tool_call_delta: ToolCallDelta
     usage: _chat_pb2.Usage
     finish: FinishEvent
-    def __init__(self, start: _Optional[_Union[StartEvent, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., finish: _Optional[_Union[FinishEvent, _Mapping]] = ...) -> None: ...
+    switch: SwitchEvent
+    def __init__(self, start: _Optional[_Union[StartEvent, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., finish: _Optional[_Union[FinishEvent, _Mapping]] = ..., switch: _Optional[_Union[SwitchEvent, _Mapping]] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
     __slots__ = ("input",)
@@ -110,3 +181,79 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class CouncilMember(_message.Message):
+    __slots__ = ("name", "model", "persona")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PERSONA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model: str
+    persona: str
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., persona: _Optional[str] = ...) -> None: ...
+
+class CouncilJudge(_message.Message):
+    __slots__ = ("model", "instructions")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    instructions: str
+    def __init__(self, model: _Optional[str] = ..., instructions: _Optional[str] = ...) -> None: ...
+
+class StreamCouncilRequest(_message.Message):
+    __slots__ = ("input", "members", "judge", "fail_fast")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    FAIL_FAST_FIELD_NUMBER: _ClassVar[int]
+    input: _chat_pb2.ChatInput
+    members: _containers.RepeatedCompositeFieldContainer[CouncilMember]
+    judge: CouncilJudge
+    fail_fast: bool
+    def __init__(self, input: _Optional[_Union[_chat_pb2.ChatInput, _Mapping]] = ..., members: _Optional[_Iterable[_Union[CouncilMember, _Mapping]]] = ..., judge: _Optional[_Union[CouncilJudge, _Mapping]] = ..., fail_fast: _Optional[bool] = ...) -> None: ...
+
+class BranchError(_message.Message):
+    __slots__ = ("reason", "message", "usage")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    reason: _errors_pb2.ErrorReason
+    message: str
+    usage: _chat_pb2.Usage
+    def __init__(self, reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., message: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ...) -> None: ...
+
+class StreamCouncilResponse(_message.Message):
+    __slots__ = ("branch", "event", "error")
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    branch: str
+    event: StreamChatResponse
+    error: BranchError
+    def __init__(self, branch: _Optional[str] = ..., event: _Optional[_Union[StreamChatResponse, _Mapping]] = ..., error: _Optional[_Union[BranchError, _Mapping]] = ...) -> None: ...
+
+class ListTargetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TargetStatus(_message.Message):
+    __slots__ = ("name", "breaker_state", "failure_count", "time_to_half_open", "in_flight", "queued")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_HALF_OPEN_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    breaker_state: BreakerState
+    failure_count: int
+    time_to_half_open: _duration_pb2.Duration
+    in_flight: int
+    queued: int
+    def __init__(self, name: _Optional[str] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., failure_count: _Optional[int] = ..., time_to_half_open: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
+
+class ListTargetsResponse(_message.Message):
+    __slots__ = ("targets",)
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    targets: _containers.RepeatedCompositeFieldContainer[TargetStatus]
+    def __init__(self, targets: _Optional[_Iterable[_Union[TargetStatus, _Mapping]]] = ...) -> None: ...

@@ -50,6 +50,16 @@ class OrchestratorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.StreamCouncil = channel.unary_stream(
+                '/llmesh.v1.OrchestratorService/StreamCouncil',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.StreamCouncilRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.StreamCouncilResponse.FromString,
+                _registered_method=True)
+        self.ListTargets = channel.unary_unary(
+                '/llmesh.v1.OrchestratorService/ListTargets',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -79,6 +89,22 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamCouncil(self, request, context):
+        """StreamCouncil sends one conversation to several targets at once and interleaves
+        their streams, each event tagged with its branch. Every branch ends with its own
+        finish or error event; the stream ends when all branches (and the judge) have.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTargets(self, request, context):
+        """ListTargets reports each target's circuit breaker, concurrency and queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +122,16 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListModelsRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'StreamCouncil': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamCouncil,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.StreamCouncilRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.StreamCouncilResponse.SerializeToString,
+            ),
+            'ListTargets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTargets,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +216,60 @@ class OrchestratorService:
             '/llmesh.v1.OrchestratorService/ListModels',
             llmesh_dot_v1_dot_orchestrator__pb2.ListModelsRequest.SerializeToString,
             llmesh_dot_v1_dot_orchestrator__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamCouncil(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/StreamCouncil',
+            llmesh_dot_v1_dot_orchestrator__pb2.StreamCouncilRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.StreamCouncilResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTargets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/ListTargets',
+            llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsResponse.FromString,
             options,
             channel_credentials,
             insecure,
