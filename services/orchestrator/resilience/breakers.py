@@ -1,0 +1,284 @@
+"""Circuit breakers, one per ``provider/model`` target, on pybreaker's state machine.
+
+pybreaker guards a function call while holding a threading lock, and its asyncio support
+needs tornado; a stream is not a call either: it succeeds once its first event arrived and
+fails if it breaks before its terminal event. So the engine reports outcomes itself and
+these breakers drive pybreaker's `CircuitBreaker` without wrapping anything: outcomes go
+through the state objects' `_handle_success` / `_handle_error` (counters, `fail_max`,
+`success_threshold`, listeners' ``success`` / ``failure`` / ``state_change``), transitions
+through its `open()` / `half_open()` / `close()`. Listeners' ``before_call`` never fires:
+there is no wrapped call.
+
+Time: pybreaker's own cool-down check (wall clock, whole seconds in Redis) is never used.
+The storages in `breaker_storage` stamp `opened_at` with the injected clock and the
+cool-down is computed here on that clock, so tests drive it with a fake clock and replicas
+sharing Redis agree (the default clock is `time.time`, comparable across processes).
+
+Half-open: one trial at a time. The first `check` after the cool-down moves the breaker to
+half-open and takes a trial lease; other calls get CIRCUIT_OPEN until the trial reports
+(`record_success` / `record_failure`) or the lease expires after `reset_timeout` (so an
+abandoned trial cannot wedge the breaker). `success_threshold` trial successes close it; a
+counted failure reopens it. With Redis the lease is shared, so it is one trial per target
+across all replicas.
+
+In-process state is handled inline on the event loop. Redis state uses pybreaker's
+synchronous `redis` storage, so every operation runs on one dedicated thread (operations
+stay ordered and never block the loop); when Redis fails, calls are let through (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import pybreaker
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from services.common.errors import LlmeshError, Reason
+from services.orchestrator.resilience.breaker_storage import (
+    MemoryStorage,
+    RedisHealth,
+    RedisStorage,
+    Storage,
+)
+
+__all__ = ["COUNTED_BY_DEFAULT", "BreakerSettings", "BreakerView", "Breakers"]
+
+_log = logging.getLogger("llmesh.orchestrator.breakers")
+_T = TypeVar("_T")
+
+COUNTED_BY_DEFAULT: frozenset[Reason] = frozenset(
+    {
+        Reason.OVERLOADED,
+        Reason.UPSTREAM_UNAVAILABLE,
+        Reason.UPSTREAM_TIMEOUT,
+        Reason.STREAM_INTERRUPTED,
+        Reason.MALFORMED_RESPONSE,
+    }
+)
+"""Failures that say the target itself is unhealthy. Rate limits (RATE_LIMITED) are left
+out: they are per-key pacing with their own retry-after, not an outage; so are caller
+errors, auth/config errors, content filters and the caller's own deadline or cancel."""
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """How the breakers trip and recover, and where their state lives."""
+
+    fail_max: int = 5
+    """Consecutive counted failures that open a breaker."""
+    reset_timeout: float = 30.0
+    """Seconds a breaker stays open before a half-open trial; also the trial's lease."""
+    success_threshold: int = 1
+    """Trial successes in half-open needed to close again."""
+    counted_reasons: frozenset[Reason] = COUNTED_BY_DEFAULT
+    """Failure reasons that count; `record_failure` ignores the others."""
+    redis_url: str | None = None
+    """Redis holding the state shared by orchestrator replicas; None keeps it in-process."""
+    redis_namespace: str = "llmesh:breaker"
+    """Key prefix in Redis; keys are ``<namespace>:<target>:pybreaker:<field>``."""
+    redis_timeout: float = 0.5
+    """Seconds to wait for Redis per operation before letting the call through."""
+    redis_backoff: float = 1.0
+    """Seconds Redis is skipped after it failed; meanwhile calls are let through."""
+
+    def __post_init__(self) -> None:
+        if self.fail_max < 1 or self.success_threshold < 1 or self.reset_timeout < 0:
+            raise ValueError("need fail_max >= 1, success_threshold >= 1, reset_timeout >= 0")
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    """One breaker as shown to operators."""
+
+    name: str
+    state: str
+    """``closed``, ``open`` or ``half-open``."""
+    failure_count: int
+    """Consecutive counted failures (pybreaker's fail counter)."""
+    seconds_to_half_open: float | None
+    """Cool-down left while open (0 once a trial may start); None otherwise."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    breaker: pybreaker.CircuitBreaker
+    storage: Storage
+
+
+class Breakers:
+    """The breakers of every target, created on first use; see the module docstring."""
+
+    _redis_storage: type[RedisStorage] = RedisStorage
+
+    def __init__(
+        self,
+        settings: BreakerSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
+    ) -> None:
+        """`listeners` are pybreaker listeners; with Redis they run on the breakers' thread."""
+        self._settings = settings
+        self._clock = clock
+        self._listeners = tuple(listeners)
+        self._entries: dict[str, _Entry] = {}
+        self._redis: redis.Redis | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._health = RedisHealth(settings.redis_backoff)
+        if settings.redis_url is not None:  # no I/O yet: the client connects on first use
+            self._redis = redis.Redis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.redis_timeout,
+                socket_connect_timeout=settings.redis_timeout,
+                retry=Retry(NoBackoff(), 0),  # one timeout per operation, not four
+            )
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="llmesh-breakers")
+
+    async def check(self, target: str) -> None:
+        """Pass, or raise CIRCUIT_OPEN with the seconds until a call may be let through."""
+        wait = await self._run(partial(self._admit, target), None)
+        if wait is not None:
+            raise LlmeshError(
+                Reason.CIRCUIT_OPEN,
+                f"circuit breaker for {target} is open; next trial in {wait:.1f} s",
+                retry_after=wait,
+                metadata={"target": target},
+            )
+
+    async def is_open(self, target: str) -> bool:
+        """True while `check` would refuse: open within its cool-down, or half-open with
+        its one trial in flight. No side effects; used to skip targets in a route."""
+        return await self._run(partial(self._refusing, target), False)
+
+    async def record_success(self, target: str) -> None:
+        """A call succeeded (a stream: it delivered its first event)."""
+        await self._run(partial(self._succeeded, target), None)
+
+    async def record_failure(self, target: str, reason: Reason) -> None:
+        """A call failed; only reasons in `counted_reasons` count."""
+        await self._run(partial(self._failed, target, reason), None)
+
+    async def views(self) -> list[BreakerView]:
+        """Every target this instance has seen, sorted by name."""
+        return await self._run(self._views, [])
+
+    async def aclose(self) -> None:
+        """Finish pending Redis operations and close the connection pool."""
+        if self._executor is not None and self._redis is not None and not self._closed:
+            self._closed = True
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._redis.close)  # after pending ops
+            self._executor.shutdown(wait=False)
+
+    async def _run(self, op: Callable[[], _T], fallback: _T) -> _T:
+        if self._executor is None:
+            return op()
+        health = self._health
+        if health.down:
+            return fallback
+
+        def guarded() -> _T:  # ops queued before a failure was noted skip Redis too
+            return fallback if health.down else op()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
+        except redis.RedisError:
+            health.failed()
+            _log.warning("breaker state unavailable in Redis; letting calls through", exc_info=True)
+            return fallback
+
+    # Everything below is synchronous: inline for memory, on the breakers' thread for Redis.
+
+    def _entry(self, target: str) -> _Entry:
+        entry = self._entries.get(target)
+        if entry is None:
+            storage = self._new_storage(target)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=self._settings.fail_max,
+                reset_timeout=self._settings.reset_timeout,
+                success_threshold=self._settings.success_threshold,
+                listeners=self._listeners,
+                state_storage=storage,
+                name=target,
+            )
+            entry = self._entries[target] = _Entry(breaker, storage)
+        return entry
+
+    def _new_storage(self, target: str) -> Storage:
+        if self._redis is None:
+            return MemoryStorage(self._clock)
+        lease_ms = max(int(self._settings.reset_timeout * 2000), 1000)  # only garbage collection
+        namespace = f"{self._settings.redis_namespace}:{target}"
+        return self._redis_storage(self._redis, namespace, self._clock, lease_ms, self._health)
+
+    def _cooldown_left(self, entry: _Entry, now: float) -> float:
+        opened = entry.storage.opened_seconds()
+        return 0.0 if opened is None else opened + self._settings.reset_timeout - now
+
+    def _admit(self, target: str) -> float | None:
+        entry = self._entry(target)
+        now = self._clock()
+        state = entry.breaker.state.name  # re-reads shared storage; notifies listeners
+        if state == pybreaker.STATE_OPEN:
+            left = self._cooldown_left(entry, now)
+            if left > 0:
+                return left
+            entry.breaker.half_open()
+            state = pybreaker.STATE_HALF_OPEN
+        if state == pybreaker.STATE_HALF_OPEN:
+            held = entry.storage.acquire_trial(now, now + self._settings.reset_timeout)
+            if held is not None:
+                return held - now
+        return None
+
+    def _refusing(self, target: str) -> bool:
+        entry = self._entry(target)
+        now = self._clock()
+        state = entry.breaker.state.name
+        if state == pybreaker.STATE_OPEN:
+            return self._cooldown_left(entry, now) > 0
+        if state == pybreaker.STATE_HALF_OPEN:
+            held = entry.storage.trial_until()
+            return held is not None and held > now
+        return False
+
+    def _succeeded(self, target: str) -> None:
+        entry = self._entry(target)
+        state = entry.breaker.state
+        state._handle_success()  # resets the fail counter; in half-open counts toward closing
+        if state.name == pybreaker.STATE_HALF_OPEN:
+            entry.storage.release_trial()
+
+    def _failed(self, target: str, reason: Reason) -> None:
+        entry = self._entry(target)
+        state = entry.breaker.state
+        if reason in self._settings.counted_reasons:
+            error = LlmeshError(reason, f"call to {target} failed", metadata={"target": target})
+            # pybreaker raises out of on_failure when it trips; the trip is all we want.
+            with contextlib.suppress(pybreaker.CircuitBreakerError, LlmeshError):
+                state._handle_error(error, reraise=False)
+        if state.name == pybreaker.STATE_HALF_OPEN:
+            entry.storage.release_trial()
+
+    def _views(self) -> list[BreakerView]:
+        now = self._clock()
+        views = []
+        for name in sorted(self._entries):
+            entry = self._entries[name]
+            state = entry.breaker.state.name
+            left = None
+            if state == pybreaker.STATE_OPEN:
+                left = max(self._cooldown_left(entry, now), 0.0)
+            views.append(BreakerView(name, state, entry.breaker.fail_counter, left))
+        return views
