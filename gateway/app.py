@@ -9,7 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from gateway import native, openai_routes, ws
+from gateway import council, native, openai_routes, ws
 from gateway.errors import http_exception_handler, unexpected_error_handler
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
@@ -30,7 +30,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             await upstream.close()
 
     return Starlette(
-        routes=[*native.routes(), *ws.routes(), *openai_routes.routes()],
+        routes=[*native.routes(), *council.routes(), *ws.routes(), *openai_routes.routes()],
         lifespan=lifespan,
         exception_handlers={
             HTTPException: http_exception_handler,

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import error_body, error_response
 from gateway.inputs import CallOptions, call_options, message_json, read_message
 from gateway.responses import OrjsonResponse, Part, UpstreamResponse, sse_data, sse_event
-from gateway.upstream import Upstream, upstream_of
+from gateway.upstream import Upstream, trail_headers, upstream_of
 from services.common.errors import LlmeshError
 from services.common.rpc_errors import from_rpc_error
 
@@ -36,12 +36,19 @@ async def _unary(
     method: UnaryMethod, request: Message, opts: CallOptions
 ) -> AsyncGenerator[Part, None]:
     """Make one unary call and yield its reply (or error) as a whole JSON response."""
+    call = method(request, timeout=opts.timeout, metadata=opts.metadata)
     try:
-        reply = await method(request, timeout=opts.timeout, metadata=opts.metadata)
+        reply = await call
     except grpc.aio.AioRpcError as exc:
-        yield error_response(from_rpc_error(exc))
+        response = error_response(from_rpc_error(exc))
+        response.headers.update(trail_headers(exc.trailing_metadata()))
+        yield response
         return
-    yield Response(message_json(reply), media_type="application/json")
+    yield Response(
+        message_json(reply),
+        media_type="application/json",
+        headers=trail_headers(await call.trailing_metadata()),
+    )
 
 
 async def _prepare(request: Request, message: Message) -> tuple[Upstream, CallOptions]:
@@ -85,6 +92,11 @@ count_tokens = _unary_route(
     processor_pb2.CountTokensRequest,
     lambda u: u.processor.CountTokens,
     "``POST /api/v1/tokens/count``: CountTokensRequest JSON -> CountTokensResponse JSON.",
+)
+list_targets = _unary_route(
+    orchestrator_pb2.ListTargetsRequest,
+    lambda u: u.orchestrator.ListTargets,
+    "``GET /api/v1/targets``: ListTargetsResponse JSON (breakers, in-flight, queues).",
 )
 fit_context = _unary_route(
     processor_pb2.FitContextRequest,
@@ -150,6 +162,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/chat", chat, methods=["POST"]),
         Route("/api/v1/chat/stream", chat_stream, methods=["POST"]),
         Route("/api/v1/models", list_models, methods=["GET"]),
+        Route("/api/v1/targets", list_targets, methods=["GET"]),
         Route("/api/v1/tokens/count", count_tokens, methods=["POST"]),
         Route("/api/v1/context/fit", fit_context, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),

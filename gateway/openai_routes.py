@@ -24,7 +24,7 @@ from gateway.inputs import CallOptions, call_options, read_json_object
 from gateway.openai_compat import CompletionRequest, parse_completion_request
 from gateway.openai_responses import ChunkEncoder, completion, error_line, model_object
 from gateway.responses import OrjsonResponse, Part, UpstreamResponse
-from gateway.upstream import Upstream, upstream_of
+from gateway.upstream import Upstream, trail_headers, upstream_of
 from services.common.errors import LlmeshError, Reason
 from services.common.rpc_errors import from_rpc_error
 
@@ -51,18 +51,20 @@ async def chat_completions(request: Request) -> Response:
 async def _completion(
     upstream: Upstream, parsed: CompletionRequest, opts: CallOptions, created: int
 ) -> AsyncGenerator[Part, None]:
-    try:
-        reply = await upstream.orchestrator.Chat(
-            orchestrator_pb2.ChatRequest(input=parsed.input),
-            timeout=opts.timeout,
-            metadata=opts.metadata,
-        )
-    except grpc.aio.AioRpcError as exc:
-        yield openai_error_response(from_rpc_error(exc))
-        return
-    yield OrjsonResponse(
-        completion(reply, parsed.model, created), headers={"x-request-id": reply.request_id}
+    call = upstream.orchestrator.Chat(
+        orchestrator_pb2.ChatRequest(input=parsed.input),
+        timeout=opts.timeout,
+        metadata=opts.metadata,
     )
+    try:
+        reply = await call
+    except grpc.aio.AioRpcError as exc:
+        response = openai_error_response(from_rpc_error(exc))
+        response.headers.update(trail_headers(exc.trailing_metadata()))
+        yield response
+        return
+    headers = {"x-request-id": reply.request_id, **trail_headers(await call.trailing_metadata())}
+    yield OrjsonResponse(completion(reply, parsed.model, created), headers=headers)
 
 
 async def _chunks(

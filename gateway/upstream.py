@@ -52,3 +52,17 @@ class Upstream:
 def upstream_of(conn: HTTPConnection) -> Upstream:
     """The `Upstream` the app's lifespan put into the request state."""
     return cast(Upstream, conn.state.upstream)
+
+
+TRAIL_KEYS = {"llmesh-attempts": "x-llmesh-attempts", "llmesh-overhead-ms": "x-llmesh-overhead-ms"}
+"""gRPC trailing metadata carrying the attempt trail, and the HTTP headers it becomes."""
+
+
+def trail_headers(metadata: Any) -> dict[str, str]:
+    """The attempt trail and overhead from a call's trailing metadata, as HTTP headers."""
+    out: dict[str, str] = {}
+    for key, value in metadata or ():
+        header = TRAIL_KEYS.get(key)
+        if header is not None and isinstance(value, str):
+            out[header] = value
+    return out

@@ -65,6 +65,30 @@ class EmulatorConfig:
         return f"http://{self.host}:{self.port}"
 
 
+MID_STREAM_POLICIES = ("never", "restart", "continue")
+"""What a route may do when a target fails after output reached the caller."""
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """A named route: an ordered list of targets and how calls move between them."""
+
+    name: str
+    """The name callers put in ``model``."""
+    targets: tuple[str, ...]
+    """``provider/model`` names, tried in order; open breakers are skipped."""
+    mid_stream_policy: str = "never"
+    """``never`` (error with partial usage), ``restart`` or ``continue``."""
+    first_token_timeout: float | None = None
+    """Seconds to wait for a target's first token before the attempt fails."""
+    stall_timeout: float | None = None
+    """Seconds of silence between tokens before the attempt fails."""
+    hedge_delay: float | None = None
+    """Start the next target too after this many seconds without a first token."""
+    hedge_percentile: float | None = None
+    """Or: hedge after this percentile of the target's recent times to first token."""
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole llmesh configuration."""
@@ -85,6 +109,12 @@ class Config:
     """Short model names mapped to ``provider/model`` names."""
     max_message_bytes: int = 4 * 1024 * 1024
     """The largest chat request accepted, in bytes of serialized request."""
+    routes: Mapping[str, RouteConfig] = field(default_factory=dict)
+    """Named routes: ordered targets with fallback, timeout and hedging settings."""
+    resilience: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Sections ``breaker``, ``retry`` and ``queue``, validated by the orchestrator."""
+    shutdown_grace: float = 10.0
+    """Seconds in-flight calls may run on after SIGTERM before they are cancelled."""
 
 
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
@@ -120,6 +150,50 @@ def _provider(name: str, raw: Any) -> ProviderConfig:
     return ProviderConfig(name=name, **args)
 
 
+def _route(name: str, raw: Any) -> RouteConfig:
+    if isinstance(raw, list):
+        raw = {"targets": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"routes.{name}: expected a list of targets or a mapping")
+    known = {f for f in RouteConfig.__dataclass_fields__ if f != "name"} | {"hedge"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"routes.{name}: unknown keys {sorted(unknown)}")
+    targets = tuple(str(t) for t in raw.get("targets") or ())
+    if not targets or any("/" not in t for t in targets):
+        raise ConfigError(f"routes.{name}.targets: a non-empty list of provider/model names")
+    policy = str(raw.get("mid_stream_policy", "never"))
+    if policy not in MID_STREAM_POLICIES:
+        raise ConfigError(f"routes.{name}.mid_stream_policy: one of {MID_STREAM_POLICIES}")
+    hedge = raw.get("hedge") or {}
+    if not isinstance(hedge, Mapping) or set(hedge) - {"delay", "percentile"}:
+        raise ConfigError(f"routes.{name}.hedge: a mapping with delay or percentile")
+
+    def seconds(key: str, value: Any) -> float | None:
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        if number <= 0:
+            raise ConfigError(f"routes.{name}.{key}: a positive number of seconds")
+        return number
+
+    percentile = hedge.get("percentile")
+    if percentile is not None and not 0 < float(percentile) < 100:
+        raise ConfigError(f"routes.{name}.hedge.percentile: between 0 and 100")
+    return RouteConfig(
+        name=name,
+        targets=targets,
+        mid_stream_policy=policy,
+        first_token_timeout=seconds("first_token_timeout", raw.get("first_token_timeout")),
+        stall_timeout=seconds("stall_timeout", raw.get("stall_timeout")),
+        hedge_delay=seconds("hedge.delay", hedge.get("delay")),
+        hedge_percentile=None if percentile is None else float(percentile),
+    )
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
@@ -137,7 +211,17 @@ def load_config(
         raw = loaded or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{chosen}: expected a mapping at the top level")
-    known = {"orchestrator", "processor", "gateway", "emulator", "providers", "aliases", "limits"}
+    known = {
+        "orchestrator",
+        "processor",
+        "gateway",
+        "emulator",
+        "providers",
+        "aliases",
+        "limits",
+        "routes",
+        "resilience",
+    }
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown top-level keys {sorted(unknown)}")
@@ -155,6 +239,14 @@ def load_config(
         if "/" not in target:
             raise ConfigError(f"aliases.{alias}: {target!r} is not a provider/model name")
 
+    routes = {str(k): _route(str(k), v) for k, v in (raw.get("routes") or {}).items()}
+    clash = set(routes) & set(aliases)
+    if clash:
+        raise ConfigError(f"names used both as alias and route: {sorted(clash)}")
+    resilience = raw.get("resilience") or {}
+    if not isinstance(resilience, Mapping) or set(resilience) - {"breaker", "retry", "queue"}:
+        raise ConfigError("resilience: a mapping with sections breaker, retry and queue")
+    orch_raw = raw.get("orchestrator") or {}
     gw = raw.get("gateway") or {}
     limits = raw.get("limits") or {}
     return Config(
@@ -176,6 +268,9 @@ def load_config(
         providers=providers,
         aliases=aliases,
         max_message_bytes=int(limits.get("max_message_bytes", 4 * 1024 * 1024)),
+        routes=routes,
+        resilience={str(k): dict(v or {}) for k, v in resilience.items()},
+        shutdown_grace=float(orch_raw.get("shutdown_grace", 10.0)),
     )
 
 

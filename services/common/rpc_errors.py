@@ -10,6 +10,7 @@ mesh (the gateway, the CLI, tests).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -53,10 +54,14 @@ def to_rpc_status(err: LlmeshError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], err: LlmeshError) -> None:
-    """End the RPC with the error's status; never returns."""
+async def abort(
+    context: grpc.aio.ServicerContext[Any, Any],
+    err: LlmeshError,
+    trailers: Sequence[tuple[str, str]] = (),
+) -> None:
+    """End the RPC with the error's status (plus extra trailing metadata); never returns."""
     status = to_rpc_status(err)
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    await context.abort(status.code, status.details, (*status.trailing_metadata, *trailers))
 
 
 def from_rpc_error(exc: grpc.RpcError) -> LlmeshError:

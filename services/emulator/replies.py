@@ -22,6 +22,9 @@ Reply
        contents of the trailing tool results joined with newlines.
     3. Otherwise the reply echoes the text of the last user message (text parts joined with
        newlines), whatever the model name.
+    4. When the conversation ends with an assistant message (a prefill, which Anthropic's
+       API continues), a text reply that starts with the prefill's text continues it: only
+       the rest is sent.
     A text reply is cut before the earliest stop sequence it contains, if the text before
     it fits in ``max_tokens`` pieces (finish ``stop`` / ``stop_sequence``); else, when it has
     more than ``max_tokens`` pieces, it is cut to ``max_tokens`` pieces (finish ``length`` /
@@ -213,6 +216,10 @@ def plan_reply(conv: Conversation) -> Reply:
         return Reply((), calls, Finish.TOOL_CALLS, None, tokens)
     results = trailing_tool_results(conv.turns)
     text = "Tool result: " + "\n".join(results) if results else last_user_text(conv.turns)
+    last = conv.turns[-1] if conv.turns else None
+    prefill = last.text if last is not None and last.role == "assistant" else ""
+    if prefill and text.startswith(prefill):
+        text = text[len(prefill) :]
     return cut_text(text, conv.max_tokens, conv.stop)
 
 

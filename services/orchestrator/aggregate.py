@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from services.common.errors import LlmeshError, Reason
 from services.orchestrator.domain import TextDelta, ToolCall, ToolCallDelta
-from services.orchestrator.engine import Completed, EngineEvent, Started
+from services.orchestrator.engine import Completed, EngineEvent, Started, Switched
+from services.orchestrator.policy import MidStreamPolicy
 
 
 @dataclass(slots=True)
@@ -42,6 +43,9 @@ async def collect(events: AsyncIterator[EngineEvent]) -> Reply:
             call.arguments.append(event.arguments_delta)
         elif isinstance(event, Started):
             started = event
+        elif isinstance(event, Switched) and event.policy is MidStreamPolicy.RESTART:
+            text.clear()  # the new target starts over
+            calls.clear()
         elif isinstance(event, Completed):
             if started is None:  # pragma: no cover - the engine always starts first
                 raise LlmeshError(Reason.INTERNAL, "stream finished before it started")

@@ -7,10 +7,12 @@ Validation collects every bad field into one INVALID_REQUEST error carrying a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf import json_format
-from llmesh.v1 import chat_pb2, orchestrator_pb2
+from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 from services.common.errors import FieldViolation, LlmeshError, Reason
 from services.orchestrator.domain import (
@@ -26,7 +28,9 @@ from services.orchestrator.domain import (
     Usage,
     UsageUpdate,
 )
-from services.orchestrator.engine import ChatCall, EngineEvent, Started
+from services.orchestrator.engine import ChatCall, EngineEvent, Started, Switched
+from services.orchestrator.policy import CallOptions, MidStreamPolicy
+from services.orchestrator.trail import AttemptRecord, Outcome
 
 _ROLES = {
     chat_pb2.ROLE_SYSTEM: Role.SYSTEM,
@@ -126,6 +130,7 @@ def chat_call_from_proto(
     for i, f in enumerate(inp.fallbacks):
         if not f.strip():
             violation(f"fallbacks[{i}]", "must name a model")
+    options = _options(inp, violation)
     if bad:
         raise _invalid(bad)
     request = ChatRequest(
@@ -140,7 +145,51 @@ def chat_call_from_proto(
         stop=tuple(inp.stop),
         seed=inp.seed if inp.HasField("seed") else None,
     )
-    return ChatCall(inp.model.strip(), request, tuple(inp.fallbacks), dict(inp.metadata))
+    return ChatCall(inp.model.strip(), request, tuple(inp.fallbacks), dict(inp.metadata), options)
+
+
+_POLICIES = {
+    chat_pb2.MID_STREAM_POLICY_UNSPECIFIED: None,
+    chat_pb2.MID_STREAM_POLICY_NEVER: MidStreamPolicy.NEVER,
+    chat_pb2.MID_STREAM_POLICY_RESTART: MidStreamPolicy.RESTART,
+    chat_pb2.MID_STREAM_POLICY_CONTINUE: MidStreamPolicy.CONTINUE,
+}
+
+
+def _options(inp: chat_pb2.ChatInput, violation: Any) -> CallOptions:
+    """The request's routing overrides (policy, timeouts, hedging)."""
+
+    def seconds(name: str) -> float | None:
+        if not inp.HasField(name):  # type: ignore[arg-type]
+            return None
+        value = getattr(inp, name).ToTimedelta().total_seconds()
+        if value <= 0:
+            violation(name, "must be a positive duration")
+        return float(value)
+
+    if inp.mid_stream_policy not in _POLICIES:
+        violation("mid_stream_policy", "unknown policy")
+    hedge_delay: float | None = None
+    hedge_pct: float | None = None
+    hedge: bool | None = None
+    if inp.HasField("hedge"):
+        hedge = inp.hedge.enabled
+        if inp.hedge.HasField("delay"):
+            hedge_delay = inp.hedge.delay.ToTimedelta().total_seconds()
+            if hedge_delay < 0:
+                violation("hedge.delay", "must not be negative")
+        if inp.hedge.ttft_percentile:
+            hedge_pct = inp.hedge.ttft_percentile
+            if not 0 < hedge_pct < 100:
+                violation("hedge.ttft_percentile", "must be between 0 and 100")
+    return CallOptions(
+        mid_stream=_POLICIES.get(inp.mid_stream_policy),
+        first_token_timeout=seconds("first_token_timeout"),
+        stall_timeout=seconds("stall_timeout"),
+        hedge=hedge,
+        hedge_delay=hedge_delay if hedge else None,
+        hedge_percentile=hedge_pct if hedge else None,
+    )
 
 
 def _invalid(bad: list[FieldViolation]) -> LlmeshError:
@@ -187,10 +236,77 @@ def event_to_proto(event: EngineEvent) -> orchestrator_pb2.StreamChatResponse:
                 request_id=event.request_id, provider=event.provider, model=event.model
             )
         )
-    return R(
-        finish=orchestrator_pb2.FinishEvent(
-            reason=_FINISH_TO_PB[event.reason],
-            provider_reason=event.provider_reason,
-            usage=usage_to_proto(event.usage),
+    if isinstance(event, Switched):
+        return R(
+            switch=orchestrator_pb2.SwitchEvent(
+                from_provider=event.source.provider,
+                from_model=event.source.model,
+                to_provider=event.target.provider,
+                to_model=event.target.model,
+                reason=reason_to_proto(event.reason),
+                policy=_POLICY_TO_PB[event.policy],
+            )
         )
+    finish = orchestrator_pb2.FinishEvent(
+        reason=_FINISH_TO_PB[event.reason],
+        provider_reason=event.provider_reason,
+        usage=usage_to_proto(event.usage),
+        attempts=attempts_to_proto(event.attempts),
+    )
+    finish.overhead.FromTimedelta(timedelta(seconds=event.overhead))
+    return R(finish=finish)
+
+
+_POLICY_TO_PB = {v: k for k, v in _POLICIES.items() if v is not None}
+_OUTCOME_TO_PB = {
+    Outcome.SUCCEEDED: orchestrator_pb2.ATTEMPT_OUTCOME_SUCCEEDED,
+    Outcome.FAILED: orchestrator_pb2.ATTEMPT_OUTCOME_FAILED,
+    Outcome.CANCELLED: orchestrator_pb2.ATTEMPT_OUTCOME_CANCELLED,
+    Outcome.SKIPPED: orchestrator_pb2.ATTEMPT_OUTCOME_SKIPPED,
+    Outcome.RUNNING: orchestrator_pb2.ATTEMPT_OUTCOME_UNSPECIFIED,
+}
+
+
+def reason_to_proto(reason: Reason) -> errors_pb2.ErrorReason:
+    """The `llmesh.v1.ErrorReason` value of a reason."""
+    value: errors_pb2.ErrorReason = errors_pb2.ErrorReason.Value("ERROR_REASON_" + reason.value)
+    return value
+
+
+def attempts_to_proto(records: Sequence[AttemptRecord]) -> list[orchestrator_pb2.Attempt]:
+    """The attempt trail as protobuf messages."""
+    out = []
+    for r in records:
+        a = orchestrator_pb2.Attempt(
+            provider=r.target.provider,
+            model=r.target.model,
+            outcome=_OUTCOME_TO_PB[r.outcome],
+            hedged=r.hedged,
+            retry=r.retry,
+        )
+        if r.reason is not None:
+            a.error_reason = reason_to_proto(r.reason)
+        a.latency.FromTimedelta(timedelta(seconds=r.latency))
+        if r.ttft is not None:
+            a.time_to_first_token.FromTimedelta(timedelta(seconds=r.ttft))
+        out.append(a)
+    return out
+
+
+def attempts_to_json(records: Sequence[AttemptRecord]) -> str:
+    """The attempt trail as compact JSON, for gRPC trailing metadata and HTTP headers."""
+    return json.dumps(
+        [
+            {
+                "target": r.target.name,
+                "outcome": r.outcome.value,
+                **({"reason": r.reason.value} if r.reason is not None else {}),
+                "latency_ms": round(r.latency * 1000, 3),
+                **({"ttft_ms": round(r.ttft * 1000, 3)} if r.ttft is not None else {}),
+                **({"hedged": True} if r.hedged else {}),
+                **({"retry": True} if r.retry else {}),
+            }
+            for r in records
+        ],
+        separators=(",", ":"),
     )

@@ -1,50 +1,71 @@
-"""The orchestrator's core: route a call, stream it from a provider, guarantee its ending.
+"""The orchestrator's core: route a call across targets and guarantee how its stream ends.
 
-`Orchestrator.stream` yields a `Started` event, the provider's deltas, and exactly one
-`Completed` event, or raises `LlmeshError`; an upstream stream that ends without its
-terminal event is an error (STREAM_INTERRUPTED), never a normal finish. Fallback models
-are tried in order while nothing has reached the caller. Cancelling the consumer closes
-the upstream stream (the provider generators close their HTTP responses in `finally`).
+`Orchestrator.stream` yields `Started`, the reply's deltas (and `Switched` when a call moves
+to another target mid-stream), and exactly one `Completed`, or raises `LlmeshError`; an
+upstream stream that ends without its terminal event is an error, never a finish.
+
+Before the first token reaches the caller, failures are contained: a target is retried
+(tenacity, backoff with jitter, retry-after, retry budget), skipped while its breaker is
+open, hedged by the next target when slow, and failed over to the next target of the route
+and the request's fallbacks. After output reached the caller, the call's mid-stream policy
+decides: `never` (error with partial usage), `restart` or `continue` on the next target.
+Cancelling the consumer closes every upstream stream the call opened.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from services.common.errors import LlmeshError, Reason
+from services.orchestrator.attempts import Opened, Runtime, open_attempt, percentile
 from services.orchestrator.domain import (
     ChatRequest,
     Finish,
     FinishReason,
-    ProviderEvent,
+    Message,
+    Role,
     TextDelta,
     ToolCallDelta,
     Usage,
     UsageUpdate,
 )
+from services.orchestrator.policy import CallOptions, MidStreamPolicy, Policy, effective_policy
 from services.orchestrator.providers.base import Provider
+from services.orchestrator.resilience import (
+    Breakers,
+    BreakerSettings,
+    RetryBudget,
+    RetryBudgetSettings,
+    TargetLimiter,
+)
+from services.orchestrator.resilience.queues import QueueSettings
+from services.orchestrator.retries import RetrySettings, retrying
 from services.orchestrator.routing import Router, Target
+from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
 
 @dataclass(frozen=True, slots=True)
 class ChatCall:
-    """A validated call as the caller made it: a model name (or alias) plus the request."""
+    """A validated call as the caller made it: a model name (or alias/route) plus the request."""
 
     model: str
     request: ChatRequest
-    """The request; its `model` is replaced by the routed provider model."""
+    """The request; its `model` is replaced by each target's provider model."""
     fallbacks: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    options: CallOptions = field(default_factory=CallOptions)
 
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    """The first event of every successful stream."""
+    """The first event of every successful stream: the target that produced the first token."""
 
     request_id: str
     provider: str
@@ -52,15 +73,28 @@ class Started:
 
 
 @dataclass(frozen=True, slots=True)
+class Switched:
+    """The call moved to another target after output reached the caller."""
+
+    source: Target
+    target: Target
+    reason: Reason
+    policy: MidStreamPolicy
+
+
+@dataclass(frozen=True, slots=True)
 class Completed:
-    """The terminal event: why generation stopped and the whole call's usage."""
+    """The terminal event: why generation stopped, usage, attempts and llmesh's overhead."""
 
     reason: FinishReason
     provider_reason: str
     usage: Usage
+    attempts: tuple[AttemptRecord, ...] = ()
+    overhead: float = 0.0
+    """Seconds llmesh itself added to the call."""
 
 
-EngineEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Completed
+EngineEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Switched | Completed
 """What `Orchestrator.stream` yields."""
 
 UsageEstimator = Callable[[ChatRequest, int], Usage]
@@ -87,6 +121,20 @@ def new_request_id() -> str:
 _NO_FALLBACK = frozenset({Reason.CANCELLED, Reason.DEADLINE_EXCEEDED, Reason.INVALID_REQUEST})
 """Failures that another target cannot cure."""
 
+DEFAULT_HEDGE_DELAY = 1.0
+"""Hedge delay in seconds when a percentile is asked for but no TTFT history exists yet."""
+
+
+def _add(total: Usage, part: Usage | None) -> None:
+    if part is None:
+        return
+    total.input_tokens += part.input_tokens
+    total.output_tokens += part.output_tokens
+    total.cache_read_tokens += part.cache_read_tokens
+    total.cache_write_tokens += part.cache_write_tokens
+    total.reasoning_tokens += part.reasoning_tokens
+    total.estimated = total.estimated or part.estimated
+
 
 class Orchestrator:
     """Routes calls to providers and streams their replies."""
@@ -96,75 +144,307 @@ class Orchestrator:
         router: Router,
         providers: Mapping[str, Provider],
         *,
+        breakers: Breakers | None = None,
+        budget: RetryBudget | None = None,
+        limiter: TargetLimiter | None = None,
+        retry: RetrySettings | None = None,
         estimator: UsageEstimator = rough_estimate,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._router = router
         self._providers = dict(providers)
+        self._breakers = breakers or Breakers(BreakerSettings())
+        self._budget = budget or RetryBudget(RetryBudgetSettings())
+        self._limiter = limiter or TargetLimiter(QueueSettings())
+        self._retry = retry or RetrySettings()
         self._estimate = estimator
         self._clock = clock
+        self._sleep = sleep
+        self._ttfts: dict[str, collections.deque[float]] = {}
 
     @property
     def router(self) -> Router:
         """The model-name router."""
         return self._router
 
-    def targets(self, call: ChatCall) -> list[Target]:
-        """The primary target and the fallbacks, in order; MODEL_NOT_FOUND for any unknown name."""
-        return [self._router.resolve(name) for name in (call.model, *call.fallbacks)]
+    @property
+    def breakers(self) -> Breakers:
+        """The circuit breakers, one per target."""
+        return self._breakers
+
+    @property
+    def limiter(self) -> TargetLimiter:
+        """The per-target concurrency limits and queues."""
+        return self._limiter
+
+    def targets(self, call: ChatCall) -> tuple[list[Target], Policy]:
+        """The ordered targets (route, then fallbacks) and the call's policy.
+
+        Raises MODEL_NOT_FOUND for any unknown name, before anything is sent.
+        """
+        targets, route = self._router.plan(call.model)
+        for name in call.fallbacks:
+            extra, _ = self._router.plan(name)
+            targets.extend(extra)
+        return targets, effective_policy(route, call.options)
 
     async def stream(
-        self, call: ChatCall, *, timeout: float | None = None, request_id: str | None = None
+        self,
+        call: ChatCall,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        trail: Trail | None = None,
     ) -> AsyncIterator[EngineEvent]:
-        """Stream the reply to `call`; see the module docstring for the guarantees."""
-        targets = self.targets(call)
+        """Stream the reply to `call`; see the module docstring for the guarantees.
+
+        Pass a `trail` to read the attempts afterwards, also when the call fails.
+        """
+        targets, policy = self.targets(call)
         request_id = request_id or new_request_id()
+        trail = trail or Trail(started=self._clock())
+        rt = Runtime(self._breakers, self._limiter, self._clock, trail)
         deadline = None if timeout is None else self._clock() + timeout
-        for attempt, target in enumerate(targets):
-            remaining = None if deadline is None else deadline - self._clock()
+        request = call.request
+        total = Usage()
+        started = False
+        partial: list[str] = []
+        last_error: LlmeshError | None = None
+        index = 0
+        previous: Target | None = None
+        last_reason = Reason.INTERNAL
+        try:
+            while index < len(targets):
+                try:
+                    opened, index = await self._open(targets, index, request, policy, rt, deadline)
+                except LlmeshError as err:
+                    last_error = err
+                    if err.reason in _NO_FALLBACK:
+                        raise
+                    index += 1
+                    continue
+                target = opened.record.target
+                if not started:
+                    started = True
+                    yield Started(request_id, target.provider, target.model)
+                elif previous is not None:
+                    yield Switched(previous, target, last_reason, policy.mid_stream)
+                try:
+                    async for event in opened.relay():
+                        if isinstance(event, Finish):
+                            usage = event.usage or self._estimate(
+                                request, sum(len(p) for p in opened.output)
+                            )
+                            _add(total, usage)
+                            now = self._clock()
+                            yield Completed(
+                                event.reason,
+                                event.provider_reason,
+                                total,
+                                tuple(trail.attempts),
+                                trail.overhead(now),
+                            )
+                            return
+                        yield event
+                except LlmeshError as err:
+                    last_error = err
+                    _add(
+                        total,
+                        opened.usage or self._estimate(request, sum(len(p) for p in opened.output)),
+                    )
+                    if err.reason in _NO_FALLBACK or policy.mid_stream is MidStreamPolicy.NEVER:
+                        raise self._with_usage(err, total, target) from None
+                    previous, last_reason = target, err.reason
+                    partial.extend(opened.output)
+                    if policy.mid_stream is MidStreamPolicy.CONTINUE:
+                        request = _continuation(call.request, "".join(partial))
+                    else:
+                        partial.clear()
+                    index += 1
+            if last_error is None:  # pragma: no cover - targets is never empty
+                raise LlmeshError(Reason.INTERNAL, "no target to try")
+            raise self._with_usage(last_error, total, None)
+        finally:
+            trail.close_running(Outcome.CANCELLED, self._clock())
+
+    async def _open(
+        self,
+        targets: list[Target],
+        index: int,
+        request: ChatRequest,
+        policy: Policy,
+        rt: Runtime,
+        deadline: float | None,
+    ) -> tuple[Opened, int]:
+        """Open targets[index] (skipping open breakers), hedging with the next one if asked.
+
+        Returns the opened attempt and the index of its target.
+        """
+        index = await self._skip_open(targets, index, rt)
+        first = targets[index]
+        if not policy.hedging or index + 1 >= len(targets):
+            opened = await self._open_with_retries(
+                first, request, policy, rt, deadline, hedged=False
+            )
+            return opened, index
+        racers: dict[asyncio.Task[Opened], int] = {}
+        try:
+            primary = asyncio.ensure_future(
+                self._open_with_retries(first, request, policy, rt, deadline, hedged=False)
+            )
+            racers[primary] = index
+            done, _ = await asyncio.wait({primary}, timeout=self._hedge_delay(first, policy))
+            if not done:
+                second = await self._skip_open(targets, index + 1, rt, soft=True)
+                if second < len(targets):
+                    racers[
+                        asyncio.ensure_future(
+                            self._open_with_retries(
+                                targets[second], request, policy, rt, deadline, hedged=True
+                            )
+                        )
+                    ] = second
+            return await self._race(racers)
+        finally:
+            losers = [task for task in racers if not task.done()]
+            for task in losers:
+                task.cancel()
+            if losers:
+                await asyncio.gather(*losers, return_exceptions=True)
+
+    @staticmethod
+    async def _race(racers: dict[asyncio.Task[Opened], int]) -> tuple[Opened, int]:
+        """The first racer to open wins; the others are discarded (cancelled by the caller)."""
+        pending = set(racers)
+        error: BaseException | None = None
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            winners = [t for t in done if t.exception() is None]
+            if winners:
+                winner, *late = winners
+                for task in late:  # opened in the same instant: it loses too
+                    await task.result().discard()
+                return winner.result(), racers[winner]
+            for task in done:
+                error = task.exception()
+                if not isinstance(error, LlmeshError):
+                    raise error  # type: ignore[misc]
+        assert error is not None
+        raise error
+
+    async def _skip_open(
+        self, targets: list[Target], index: int, rt: Runtime, *, soft: bool = False
+    ) -> int:
+        """The first index from `index` whose breaker is not open; records skips.
+
+        Raises CIRCUIT_OPEN when every remaining target is open (unless `soft`, which
+        returns ``len(targets)`` instead).
+        """
+        first_error: LlmeshError | None = None
+        while index < len(targets):
+            target = targets[index]
+            if not await self._breakers.is_open(target.name):
+                return index
+            now = self._clock()
+            record = rt.trail.add(AttemptRecord(target, now))
+            record.finish(Outcome.SKIPPED, now, Reason.CIRCUIT_OPEN)
+            if first_error is None:
+                try:
+                    await self._breakers.check(target.name)
+                except LlmeshError as err:
+                    first_error = err
+            index += 1
+        if soft:
+            return index
+        raise first_error or LlmeshError(Reason.CIRCUIT_OPEN, "every target's breaker is open")
+
+    def _hedge_delay(self, target: Target, policy: Policy) -> float:
+        if policy.hedge_delay is not None:
+            return policy.hedge_delay
+        history = list(self._ttfts.get(target.name, ()))
+        value = percentile(history, policy.hedge_percentile or 95.0)
+        return DEFAULT_HEDGE_DELAY if value is None else value
+
+    def _remember_ttft(self, target: Target) -> Callable[[float], None]:
+        history = self._ttfts.setdefault(target.name, collections.deque(maxlen=256))
+        return history.append
+
+    async def _open_with_retries(
+        self,
+        target: Target,
+        request: ChatRequest,
+        policy: Policy,
+        rt: Runtime,
+        deadline: float | None,
+        *,
+        hedged: bool,
+    ) -> Opened:
+        provider = self._providers.get(target.provider)
+        if provider is None:
+            raise LlmeshError(
+                Reason.PROVIDER_NOT_CONFIGURED, f"provider {target.provider!r} is not available"
+            )
+        routed = replace(request, model=target.model)
+        self._budget.record_request(target.name)
+        tries = 0
+
+        async def once() -> Opened:
+            nonlocal tries
+            tries += 1
+            now = self._clock()
+            remaining = None if deadline is None else deadline - now
             if remaining is not None and remaining <= 0:
                 raise LlmeshError(Reason.DEADLINE_EXCEEDED, "the call's deadline passed")
-            provider = self._providers.get(target.provider)
-            if provider is None:
-                raise LlmeshError(
-                    Reason.PROVIDER_NOT_CONFIGURED, f"provider {target.provider!r} is not available"
-                )
-            request = replace(call.request, model=target.model)
-            delivered = False
-            output_chars = 0
-            try:
-                async with aclosing(provider.stream(request, timeout=remaining)) as events:
-                    async for event in events:
-                        if not delivered:
-                            delivered = True
-                            yield Started(request_id, target.provider, target.model)
-                        if isinstance(event, Finish):
-                            yield self._complete(event, request, output_chars)
-                            return
-                        if isinstance(event, TextDelta):
-                            output_chars += len(event.text)
-                        elif isinstance(event, ToolCallDelta):
-                            output_chars += len(event.arguments_delta) + len(event.name)
-                        yield event
-                raise LlmeshError(
-                    Reason.STREAM_INTERRUPTED, "upstream stream ended before its terminal event"
-                )
-            except LlmeshError as err:
-                last = attempt == len(targets) - 1
-                if delivered or last or err.reason in _NO_FALLBACK:
-                    err.metadata.setdefault("provider", target.provider)
-                    err.metadata.setdefault("model", target.model)
-                    raise
-        raise AssertionError("unreachable: targets is never empty")  # pragma: no cover
+            record = rt.trail.add(AttemptRecord(target, now, hedged=hedged, retry=tries > 1))
+            return await open_attempt(
+                provider,
+                routed,
+                record,
+                rt,
+                timeout=remaining,
+                first_token_timeout=policy.first_token_timeout,
+                stall_timeout=policy.stall_timeout,
+                ttft_history=self._remember_ttft(target),
+            )
 
-    def _complete(self, finish: Finish, request: ChatRequest, output_chars: int) -> Completed:
-        usage = finish.usage if finish.usage is not None else self._estimate(request, output_chars)
-        return Completed(finish.reason, finish.provider_reason, usage)
+        async def backoff(seconds: float) -> None:
+            t0 = self._clock()
+            await self._sleep(seconds)
+            rt.trail.deliberate_wait += self._clock() - t0
+
+        policy_ = retrying(
+            self._retry,
+            may_retry=lambda _err: self._budget.try_spend(target.name),
+            deadline=deadline,
+            clock=self._clock,
+            sleep=backoff,
+        )
+        opened: Opened = await policy_(once)
+        return opened
+
+    @staticmethod
+    def _with_usage(err: LlmeshError, usage: Usage, target: Target | None) -> LlmeshError:
+        """The error, with the partial usage and failing target in its metadata."""
+        if target is not None:
+            err.metadata.setdefault("provider", target.provider)
+            err.metadata.setdefault("model", target.model)
+        if usage.input_tokens or usage.output_tokens:
+            err.metadata["usage.input_tokens"] = str(usage.input_tokens)
+            err.metadata["usage.output_tokens"] = str(usage.output_tokens)
+            err.metadata["usage.cache_read_tokens"] = str(usage.cache_read_tokens)
+            err.metadata["usage.estimated"] = "true" if usage.estimated else "false"
+        return err
 
     async def aclose(self) -> None:
-        """Close every provider's connection pool."""
+        """Close every provider's connection pool and the breakers' storage."""
         for provider in self._providers.values():
             await provider.aclose()
+        await self._breakers.aclose()
 
 
-ProviderEvents = AsyncIterator[ProviderEvent]
+def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
+    """The request with the partial reply as an assistant prefill to continue from."""
+    if not partial:
+        return request
+    return replace(request, messages=(*request.messages, Message(Role.ASSISTANT, partial)))

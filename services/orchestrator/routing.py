@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.config import ProviderConfig
+from services.common.config import ProviderConfig, RouteConfig
 from services.common.errors import LlmeshError, Reason
 
 
@@ -34,9 +34,25 @@ class ModelEntry:
 class Router:
     """Resolves model names; aliases first, then ``provider/model`` (the model may hold slashes)."""
 
-    def __init__(self, providers: Mapping[str, ProviderConfig], aliases: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderConfig],
+        aliases: Mapping[str, str],
+        routes: Mapping[str, RouteConfig] | None = None,
+    ) -> None:
         self._providers = dict(providers)
         self._aliases = dict(aliases)
+        self._routes = dict(routes or {})
+        for route in self._routes.values():  # a bad target fails at start, not per call
+            for target in route.targets:
+                self.resolve(target)
+
+    def plan(self, name: str) -> tuple[list[Target], RouteConfig | None]:
+        """The ordered targets for a model name, and its route when it names one."""
+        route = self._routes.get(name)
+        if route is not None:
+            return [self.resolve(t) for t in route.targets], route
+        return [self.resolve(name)], None
 
     def resolve(self, name: str) -> Target:
         """The target for a model name; MODEL_NOT_FOUND when nothing matches."""
@@ -68,4 +84,7 @@ class Router:
         ]
         for alias, target in self._aliases.items():
             out.append(ModelEntry(alias, self.resolve(target), alias_for=target))
+        for route in self._routes.values():
+            first = self.resolve(route.targets[0])
+            out.append(ModelEntry(route.name, first, alias_for=" > ".join(route.targets)))
         return sorted(out, key=lambda e: e.name)

@@ -15,8 +15,10 @@ from services.common.grpc_server import RunningServer, ServiceBinding, start_ser
 from services.orchestrator.engine import Orchestrator
 from services.orchestrator.providers import ProviderRegistry, default_registry
 from services.orchestrator.providers.base import Provider
+from services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from services.orchestrator.routing import Router
 from services.orchestrator.servicer import OrchestratorServicer
+from services.orchestrator.settings import resilience_from_config
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -29,16 +31,24 @@ class OrchestratorServer:
 
     running: RunningServer
     engine: Orchestrator
+    servicer: OrchestratorServicer
 
     @property
     def port(self) -> int:
         """The bound TCP port."""
         return self.running.port
 
-    async def stop(self, grace: float | None = 5.0) -> None:
-        """Stop accepting calls, let in-flight calls finish within `grace`, close providers."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting calls, let in-flight calls finish within `grace`, then end the rest.
+
+        Calls still running after `grace` get UNAVAILABLE / SHUTTING_DOWN (and their
+        upstream streams are closed); nothing waits longer than `grace` plus a few seconds.
+        """
         await self.running.set_serving([SERVICE_NAME], False)
-        await self.running.server.stop(grace)
+        stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
+        await asyncio.sleep(0)  # the server stops accepting before we wait
+        await self.servicer.drain(grace)
+        await stopping
         await self.engine.aclose()
 
 
@@ -55,7 +65,15 @@ def build_engine(
         providers[name] = registry.build(resolved)
         where = "the built-in emulator" if resolved.uses_emulator else resolved.base_url
         log.info("provider %s (%s) -> %s", name, pc.kind, where)
-    return Orchestrator(Router(config.providers, config.aliases), providers)
+    res = resilience_from_config(config.resilience)
+    return Orchestrator(
+        Router(config.providers, config.aliases, config.routes),
+        providers,
+        breakers=Breakers(res.breaker),
+        budget=RetryBudget(res.budget),
+        limiter=TargetLimiter(res.queue),
+        retry=res.retry,
+    )
 
 
 async def serve(
@@ -79,10 +97,10 @@ async def serve(
         address or config.orchestrator_address,
         reuse_port=reuse_port,
     )
-    return OrchestratorServer(running, engine)
+    return OrchestratorServer(running, engine, servicer)
 
 
-async def run(config: Config, *, grace: float = 10.0) -> None:
+async def run(config: Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
     server = await serve(config)
     print(f"orchestrator listening on {config.orchestrator_address}", flush=True)
@@ -91,4 +109,4 @@ async def run(config: Config, *, grace: float = 10.0) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop(grace)
+    await server.stop(config.shutdown_grace)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -13,12 +17,16 @@ from services.common.errors import FieldViolation, LlmeshError, Reason
 from services.common.rpc_errors import abort
 from services.orchestrator.aggregate import collect
 from services.orchestrator.convert import (
+    attempts_to_json,
     chat_call_from_proto,
     event_to_proto,
     finish_to_proto,
     usage_to_proto,
 )
+from services.orchestrator.council import stream_council
+from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
 from services.orchestrator.engine import ChatCall, Orchestrator
+from services.orchestrator.trail import Trail
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -31,6 +39,47 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
     def __init__(self, engine: Orchestrator, *, max_request_bytes: int) -> None:
         self._engine = engine
         self._max_request_bytes = max_request_bytes
+        self._active: set[asyncio.Task[Any]] = set()
+        self._shutting_down = False
+
+    async def drain(self, grace: float) -> None:
+        """Let in-flight calls finish for up to `grace` seconds, then end the rest.
+
+        Calls still running are cancelled (closing their upstream streams) and answered
+        with UNAVAILABLE / SHUTTING_DOWN, so no client mistakes a cut stream for a reply.
+        """
+        if self._active:
+            await asyncio.wait(list(self._active), timeout=grace)
+        self._shutting_down = True
+        leftovers = list(self._active)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=5)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._active.discard(task)
+
+    def _failure(self, exc: BaseException) -> LlmeshError:
+        """The error to answer for an exception escaping the engine."""
+        if isinstance(exc, LlmeshError):
+            return exc
+        if isinstance(exc, asyncio.CancelledError):
+            return LlmeshError(
+                Reason.SHUTTING_DOWN,
+                "the server is shutting down; the call was stopped",
+                retry_after=1.0,
+            )
+        log.error("call failed", exc_info=exc)
+        return LlmeshError(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
 
     def _call(self, request: Any) -> ChatCall:
         size = request.ByteSize()
@@ -50,34 +99,41 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         self, request: orchestrator_pb2.StreamChatRequest, context: Context
     ) -> AsyncIterator[orchestrator_pb2.StreamChatResponse]:
         """Stream events; an error ends the stream with an AIP-193 status."""
-        try:
-            call = self._call(request)
-            async for event in self._engine.stream(call, timeout=context.time_remaining()):
-                yield event_to_proto(event)
-        except LlmeshError as err:
-            await abort(context, err)
-        except Exception as exc:  # a bug must not kill the server or leak details
-            log.exception("StreamChat failed")
-            await abort(
-                context, LlmeshError(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
-            )
+        trail = Trail(started=time.monotonic())
+        with self._tracked():
+            try:
+                call = self._call(request)
+                events = self._engine.stream(call, timeout=context.time_remaining(), trail=trail)
+                async for event in events:
+                    yield event_to_proto(event)
+                context.set_trailing_metadata(_trailers(trail))
+            except asyncio.CancelledError as exc:
+                if not self._shutting_down:
+                    raise  # the caller went away: nothing to answer
+                await abort(context, self._failure(exc), _trailers(trail))
+            except Exception as exc:  # a bug must not kill the server or leak details
+                await abort(context, self._failure(exc), _trailers(trail))
 
     async def Chat(
         self, request: orchestrator_pb2.ChatRequest, context: Context
     ) -> orchestrator_pb2.ChatResponse:
         """Aggregate the same stream into one reply."""
-        try:
-            call = self._call(request)
-            reply = await collect(self._engine.stream(call, timeout=context.time_remaining()))
-        except LlmeshError as err:
-            await abort(context, err)
-            raise  # pragma: no cover - abort raises
-        except Exception as exc:
-            log.exception("Chat failed")
-            await abort(
-                context, LlmeshError(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
-            )
-            raise  # pragma: no cover
+        trail = Trail(started=time.monotonic())
+        with self._tracked():
+            try:
+                call = self._call(request)
+                reply = await collect(
+                    self._engine.stream(call, timeout=context.time_remaining(), trail=trail)
+                )
+                context.set_trailing_metadata(_trailers(trail))
+            except asyncio.CancelledError as exc:
+                if not self._shutting_down:
+                    raise
+                await abort(context, self._failure(exc), _trailers(trail))
+                raise  # pragma: no cover - abort raises
+            except Exception as exc:
+                await abort(context, self._failure(exc), _trailers(trail))
+                raise  # pragma: no cover
         return orchestrator_pb2.ChatResponse(
             request_id=reply.started.request_id,
             provider=reply.started.provider,
@@ -110,3 +166,65 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                 for e in self._engine.router.entries()
             ]
         )
+
+    async def StreamCouncil(
+        self, request: orchestrator_pb2.StreamCouncilRequest, context: Context
+    ) -> AsyncIterator[orchestrator_pb2.StreamCouncilResponse]:
+        """Stream every branch's events; a validation or fail-fast error ends with a status."""
+        with self._tracked():
+            try:
+                council = council_from_proto(request, max_request_bytes=self._max_request_bytes)
+                items = stream_council(self._engine, council, timeout=context.time_remaining())
+                async with contextlib.aclosing(items):
+                    async for item in items:
+                        yield council_item_to_proto(item)
+            except asyncio.CancelledError as exc:
+                if not self._shutting_down:
+                    raise  # the caller went away: the branches are already cancelled
+                await abort(context, self._failure(exc))
+            except Exception as exc:
+                await abort(context, self._failure(exc))
+
+    async def ListTargets(
+        self, request: orchestrator_pb2.ListTargetsRequest, context: Context
+    ) -> orchestrator_pb2.ListTargetsResponse:
+        """Breaker, in-flight and queue state of every configured or used target."""
+        try:
+            views = {v.name: v for v in await self._engine.breakers.views()}
+        except Exception as exc:
+            await abort(context, self._failure(exc))
+            raise  # pragma: no cover
+        names = set(views) | {e.target.name for e in self._engine.router.entries()}
+        limiter = self._engine.limiter
+        out = []
+        for name in sorted(names):
+            view = views.get(name)
+            status = orchestrator_pb2.TargetStatus(
+                name=name,
+                breaker_state=_BREAKER_STATES[view.state if view else "closed"],
+                failure_count=view.failure_count if view else 0,
+                in_flight=limiter.in_flight(name),
+                queued=limiter.queued(name),
+            )
+            if view is not None and view.seconds_to_half_open is not None:
+                status.time_to_half_open.FromTimedelta(
+                    datetime.timedelta(seconds=view.seconds_to_half_open)
+                )
+            out.append(status)
+        return orchestrator_pb2.ListTargetsResponse(targets=out)
+
+
+_BREAKER_STATES = {
+    "closed": orchestrator_pb2.BREAKER_STATE_CLOSED,
+    "open": orchestrator_pb2.BREAKER_STATE_OPEN,
+    "half-open": orchestrator_pb2.BREAKER_STATE_HALF_OPEN,
+}
+
+
+def _trailers(trail: Trail) -> list[tuple[str, str]]:
+    """The attempt trail and llmesh's overhead as gRPC trailing metadata."""
+    overhead = trail.overhead(time.monotonic())
+    return [
+        ("llmesh-attempts", attempts_to_json(trail.attempts)),
+        ("llmesh-overhead-ms", f"{overhead * 1000:.3f}"),
+    ]

@@ -20,7 +20,7 @@ import yaml
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.common.errors import ERROR_TABLE, LlmeshError, Reason
 from services.common.rpc_errors import from_rpc_error
@@ -188,6 +188,17 @@ def _summary(out: Outcome) -> dict[str, Any]:
             )
         elif kind == "start":
             summary["start"] = {"provider": ev.start.provider, "model": ev.start.model}
+        elif kind == "switch":
+            summary["switch"] = {
+                "to_provider": ev.switch.to_provider,
+                "to_model": ev.switch.to_model,
+                "reason": errors_pb2.ErrorReason.Name(ev.switch.reason).removeprefix(
+                    "ERROR_REASON_"
+                ),
+            }
+            if ev.switch.policy == chat_pb2.MID_STREAM_POLICY_RESTART:
+                text.clear()  # the client discards what it got
+                calls.clear()
     summary["text"] = "".join(text)
     summary["tool_calls"] = [calls[i] for i in sorted(calls)]
     return summary
@@ -243,6 +254,8 @@ def check(case: dict[str, Any], surface: str, out: Outcome) -> None:
         assert [c["name"] for c in got] == [c["name"] for c in expect["tool_calls"]]
         for g, e in zip(got, expect["tool_calls"], strict=True):
             assert json.loads(g["arguments"]) == json.loads(e["arguments"])
-    for part in ("finish", "usage", "start"):
+    for part in ("finish", "usage", "start", "switch"):
+        if part == "switch" and not streaming:
+            continue  # a whole reply does not show how it was assembled
         if part in expect:
             _subset(expect[part], summary.get(part, {}), part)

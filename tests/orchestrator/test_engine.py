@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from services.common.config import ProviderConfig
 from services.common.errors import LlmeshError, Reason
 from services.orchestrator.aggregate import collect
 from services.orchestrator.domain import (
@@ -15,49 +13,14 @@ from services.orchestrator.domain import (
     Finish,
     FinishReason,
     Message,
-    ProviderEvent,
     Role,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
 from services.orchestrator.engine import ChatCall, Completed, Orchestrator, Started
-from services.orchestrator.routing import Router
-
-
-class Scripted:
-    """A provider that plays a script; an exception in the script is raised at that point."""
-
-    def __init__(self, name: str, script: Sequence[ProviderEvent | BaseException | float]) -> None:
-        self.name = name
-        self.script = script
-        self.calls: list[ChatRequest] = []
-        self.closed = 0
-
-    async def stream(
-        self, request: ChatRequest, *, timeout: float | None
-    ) -> AsyncIterator[ProviderEvent]:
-        self.calls.append(request)
-        try:
-            for step in self.script:
-                if isinstance(step, BaseException):
-                    raise step
-                if isinstance(step, float):
-                    await asyncio.sleep(step)
-                    continue
-                yield step
-        finally:
-            self.closed += 1
-
-    async def aclose(self) -> None:
-        pass
-
-
-def engine(*providers: Scripted) -> Orchestrator:
-    configs = {
-        p.name: ProviderConfig(p.name, "openai-compatible", base_url="http://x") for p in providers
-    }
-    return Orchestrator(Router(configs, {}), {p.name: p for p in providers})
+from services.orchestrator.trail import Outcome
+from tests.orchestrator.scripted import Scripted, engine
 
 
 def call(model: str = "a/m", fallbacks: tuple[str, ...] = ()) -> ChatCall:
@@ -76,8 +39,15 @@ async def test_started_deltas_and_one_completed() -> None:
     events = await events_of(engine(a), call())
     assert isinstance(events[0], Started) and events[0].provider == "a" and events[0].model == "m"
     assert events[1:3] == [TextDelta("hel"), TextDelta("lo")]
-    assert events[3] == Completed(FinishReason.STOP, "stop", Usage(3, 2))
-    assert len(events) == 4
+    done = events[3]
+    assert isinstance(done, Completed) and len(events) == 4
+    assert (done.reason, done.provider_reason, done.usage) == (
+        FinishReason.STOP,
+        "stop",
+        Usage(3, 2),
+    )
+    assert [(r.target.name, r.outcome) for r in done.attempts] == [("a/m", Outcome.SUCCEEDED)]
+    assert done.overhead >= 0
     assert a.calls[0].model == "m"
 
 
@@ -100,10 +70,11 @@ async def test_missing_usage_is_estimated_and_marked() -> None:
 
 
 async def test_fallback_before_first_event() -> None:
-    a = Scripted("a", [LlmeshError(Reason.OVERLOADED, "busy")])
+    a = Scripted("a", [LlmeshError(Reason.QUOTA_EXHAUSTED, "no credit")])
     b = Scripted("b", OK)
     events = await events_of(engine(a, b), call(fallbacks=("b/n",)))
     assert isinstance(events[0], Started) and events[0].provider == "b"
+    assert len(a.calls) == 1, "quota exhaustion is never retried"
 
 
 async def test_no_fallback_after_output_reached_the_caller() -> None:
@@ -113,6 +84,7 @@ async def test_no_fallback_after_output_reached_the_caller() -> None:
         await events_of(engine(a, b), call(fallbacks=("b/n",)))
     assert info.value.reason is Reason.STREAM_INTERRUPTED
     assert info.value.metadata["provider"] == "a"
+    assert info.value.metadata["usage.output_tokens"] == "1"  # partial usage, estimated
     assert b.calls == []
 
 

@@ -58,6 +58,24 @@ class Mesh:
         data: dict[str, Any] = r.json()
         return data
 
+    def task_names(self) -> list[str]:
+        """What each task alive in the mesh's event loop is running (for diagnostics)."""
+        assert self._loop is not None
+
+        async def names() -> list[str]:
+            return sorted(repr(t.get_coro()) for t in asyncio.all_tasks())
+
+        return asyncio.run_coroutine_threadsafe(names(), self._loop).result(timeout=5)
+
+    def task_count(self) -> int:
+        """Tasks alive in the mesh's event loop (to prove nothing is left running)."""
+        assert self._loop is not None
+
+        async def count() -> int:
+            return len(asyncio.all_tasks())
+
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(timeout=5)
+
     # -- lifecycle --------------------------------------------------------------------
     def start(self, overrides: Mapping[str, Any] | None = None) -> Mesh:
         """Start every service and return once all accept connections."""
@@ -102,6 +120,16 @@ class Mesh:
                 emulator=EmulatorConfig("127.0.0.1", emu_port),
                 providers={**base.providers, "local": local},
                 aliases={"fast": "emulator/echo", "smart": "anthropic/claude-haiku-4-5"},
+                # contract cases repeat faults on purpose: breakers are tested on their own
+                resilience={
+                    "breaker": {"fail_max": 100_000},
+                    "retry": {
+                        "initial_backoff": 0.01,
+                        "max_backoff": 0.05,
+                        "jitter": 0.0,
+                        "max_retry_after": 1.0,
+                    },
+                },
                 **dict(overrides),
             )
             self.config = config

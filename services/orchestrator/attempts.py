@@ -1,0 +1,202 @@
+"""One attempt at one target: open it (queue slot, breaker, first token), then relay it.
+
+`open_attempt` returns an `Opened` attempt only once the target produced its first token
+(or finished), so everything before that point can be retried, hedged or failed over
+without the caller seeing anything. `Opened.relay` streams the rest with the stall
+timeout. Both close the upstream stream and release the queue slot on every way out:
+success, failure, timeout and cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from services.common.errors import LlmeshError, Reason
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    ProviderEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageUpdate,
+)
+from services.orchestrator.providers.base import Provider
+from services.orchestrator.resilience import Breakers, TargetLimiter
+from services.orchestrator.trail import AttemptRecord, Outcome, Trail
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What attempts share: breakers, queues, the clock and the call's trail."""
+
+    breakers: Breakers
+    limiter: TargetLimiter
+    clock: Callable[[], float]
+    trail: Trail
+
+
+@dataclass
+class Opened:
+    """An attempt whose first token has arrived; owns the upstream stream and queue slot."""
+
+    record: AttemptRecord
+    events: AsyncGenerator[ProviderEvent, None]
+    head: list[ProviderEvent]
+    """Events read while waiting for the first token, to be relayed first."""
+    stack: AsyncExitStack
+    runtime: Runtime
+    stall_timeout: float | None
+    output: list[str] = field(default_factory=list)
+    """Text and tool-call fragments relayed so far (for estimates and `continue`)."""
+    usage: Usage | None = None
+    """The latest usage the provider reported."""
+
+    async def relay(self) -> AsyncGenerator[ProviderEvent, None]:
+        """Yield every event up to and including `Finish`; raise `LlmeshError` otherwise."""
+        rt = self.runtime
+        name = self.record.target.name
+        try:
+            for event in self.head:
+                self._note(event)
+                if isinstance(event, Finish):
+                    await self._succeeded()
+                    yield event
+                    return
+                yield event
+            self.head = []
+            while True:
+                t0 = rt.clock()
+                try:
+                    if self.stall_timeout is None:
+                        event = await anext(self.events)
+                    else:
+                        async with asyncio.timeout(self.stall_timeout):
+                            event = await anext(self.events)
+                except StopAsyncIteration:
+                    raise LlmeshError(
+                        Reason.STREAM_INTERRUPTED, "upstream stream ended before its terminal event"
+                    ) from None
+                except TimeoutError:
+                    raise LlmeshError(
+                        Reason.UPSTREAM_TIMEOUT,
+                        f"no token for {self.stall_timeout:g} s (stall timeout)",
+                    ) from None
+                finally:
+                    rt.trail.upstream_wait += rt.clock() - t0
+                self._note(event)
+                if isinstance(event, Finish):
+                    await self._succeeded()
+                    yield event
+                    return
+                yield event
+        except LlmeshError as err:
+            self.record.finish(Outcome.FAILED, rt.clock(), err.reason)
+            await rt.breakers.record_failure(name, err.reason)
+            raise
+        except BaseException:
+            self.record.finish(Outcome.CANCELLED, rt.clock())
+            raise
+        finally:
+            self.record.usage = self.usage
+            await self.stack.aclose()
+
+    def _note(self, event: ProviderEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.output.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            self.output.append(event.arguments_delta)
+        elif isinstance(event, UsageUpdate) or (
+            isinstance(event, Finish) and event.usage is not None
+        ):
+            self.usage = event.usage
+
+    async def _succeeded(self) -> None:
+        """Close the attempt as a success before its `Finish` is passed on."""
+        self.record.finish(Outcome.SUCCEEDED, self.runtime.clock())
+        self.record.usage = self.usage
+        await self.stack.aclose()  # release the upstream and the queue slot at once
+
+    async def discard(self, outcome: Outcome = Outcome.CANCELLED) -> None:
+        """Close an opened attempt that will not be relayed (a hedge that lost)."""
+        self.record.finish(outcome, self.runtime.clock())
+        await self.stack.aclose()
+
+
+def _is_token(event: ProviderEvent) -> bool:
+    return isinstance(event, TextDelta | ToolCallDelta | Finish)
+
+
+async def open_attempt(
+    provider: Provider,
+    request: ChatRequest,
+    record: AttemptRecord,
+    runtime: Runtime,
+    *,
+    timeout: float | None,
+    first_token_timeout: float | None,
+    stall_timeout: float | None,
+    ttft_history: Callable[[float], None],
+) -> Opened:
+    """Take a queue slot, pass the breaker, start the stream and wait for its first token."""
+    name = record.target.name
+    stack = AsyncExitStack()
+    rt = runtime
+    try:
+        q0 = rt.clock()
+        await stack.enter_async_context(rt.limiter.slot(name))
+        rt.trail.deliberate_wait += rt.clock() - q0
+        await rt.breakers.check(name)
+        events = provider.stream(request, timeout=timeout)
+        stack.push_async_callback(events.aclose)
+        head: list[ProviderEvent] = []
+        t0 = rt.clock()
+        limit = first_token_timeout
+        if timeout is not None:
+            limit = timeout if limit is None else min(limit, timeout)
+        try:
+            async with asyncio.timeout(limit):
+                while not head or not _is_token(head[-1]):
+                    head.append(await anext(events))
+        except StopAsyncIteration:
+            raise LlmeshError(
+                Reason.STREAM_INTERRUPTED, "upstream stream ended before its first token"
+            ) from None
+        except TimeoutError:
+            if timeout is not None and limit == timeout:  # the caller's own deadline
+                raise LlmeshError(
+                    Reason.DEADLINE_EXCEEDED, "the call's deadline passed before a first token"
+                ) from None
+            raise LlmeshError(
+                Reason.UPSTREAM_TIMEOUT, f"no first token within {limit:g} s"
+            ) from None
+        finally:
+            rt.trail.upstream_wait += rt.clock() - t0
+        now = rt.clock()
+        record.ttft = now - record.started
+        ttft_history(record.ttft)
+        await rt.breakers.record_success(name)
+        return Opened(record, events, head, stack, rt, stall_timeout)
+    except LlmeshError as err:
+        record.finish(Outcome.FAILED, rt.clock(), err.reason)
+        if err.reason is not Reason.CIRCUIT_OPEN and err.reason is not Reason.QUEUE_FULL:
+            await rt.breakers.record_failure(name, err.reason)
+        await stack.aclose()
+        raise
+    except BaseException:
+        record.finish(Outcome.CANCELLED, rt.clock())
+        await stack.aclose()
+        raise
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """The `pct` percentile (nearest rank) of `values`, or None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(pct / 100 * len(ordered)) - 1, 0)
+    return ordered[min(rank, len(ordered) - 1)]

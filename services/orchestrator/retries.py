@@ -1,0 +1,102 @@
+"""Retrying one target before its first token: tenacity with backoff, jitter and retry-after.
+
+Only failures that another try may cure are retried (rate limited, overloaded, unavailable,
+timed out, connection lost); never quota, invalid request or auth failures. A retry must
+also fit the target's retry budget and the caller's deadline. The SDKs' own retries are
+off, so this policy alone decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+from tenacity.wait import wait_base
+
+from services.common.errors import LlmeshError, Reason
+
+RETRY_REASONS = frozenset(
+    {
+        Reason.RATE_LIMITED,
+        Reason.OVERLOADED,
+        Reason.UPSTREAM_UNAVAILABLE,
+        Reason.UPSTREAM_TIMEOUT,
+        Reason.STREAM_INTERRUPTED,
+    }
+)
+"""Reasons worth another try of the same target."""
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How often and how patiently one target is retried."""
+
+    max_attempts: int = 3
+    """Tries of one target per call, the first included (1 disables retries)."""
+    initial_backoff: float = 0.25
+    """Seconds before the first retry; doubles each time."""
+    max_backoff: float = 8.0
+    """The longest backoff, in seconds."""
+    jitter: float = 0.25
+    """Up to this many seconds of random jitter added to each backoff."""
+    max_retry_after: float = 30.0
+    """Never wait longer than this for an upstream's retry-after; fail over instead."""
+
+
+class RetryAfterWait(wait_base):
+    """Exponential backoff with jitter, but never shorter than the upstream's retry-after."""
+
+    def __init__(self, settings: RetrySettings) -> None:
+        self._backoff = tenacity.wait_exponential_jitter(
+            multiplier=settings.initial_backoff, max=settings.max_backoff, jitter=settings.jitter
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        backoff = float(self._backoff(retry_state))
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, LlmeshError) and exc.retry_after is not None:
+            return max(backoff, exc.retry_after)
+        return backoff
+
+
+class _StopAtDeadline(tenacity.stop.stop_base):
+    """Stop when the coming sleep (plus a little work) would pass the deadline."""
+
+    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._clock = clock
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if self._deadline is None:
+            return False
+        return self._clock() + retry_state.upcoming_sleep >= self._deadline
+
+
+def retrying(
+    settings: RetrySettings,
+    *,
+    may_retry: Callable[[LlmeshError], bool],
+    deadline: float | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[Any]],
+) -> tenacity.AsyncRetrying:
+    """A tenacity policy for one target; `may_retry` also spends the retry budget."""
+
+    def should_retry(exc: BaseException) -> bool:
+        if not isinstance(exc, LlmeshError) or exc.reason not in RETRY_REASONS:
+            return False
+        if exc.retry_after is not None and exc.retry_after > settings.max_retry_after:
+            return False
+        return may_retry(exc)
+
+    return tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(max(settings.max_attempts, 1))
+        | _StopAtDeadline(deadline, clock),
+        wait=RetryAfterWait(settings),
+        retry=tenacity.retry_if_exception(should_retry),
+        reraise=True,
+        sleep=sleep,
+    )

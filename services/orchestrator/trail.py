@@ -1,0 +1,75 @@
+"""The attempt trail: every try of every target within one call, and llmesh's own overhead."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+from services.common.errors import Reason
+from services.orchestrator.domain import Usage
+from services.orchestrator.routing import Target
+
+
+class Outcome(enum.Enum):
+    """How one attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    RUNNING = "running"
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One try of one target; times are seconds on the engine's clock."""
+
+    target: Target
+    started: float
+    hedged: bool = False
+    retry: bool = False
+    outcome: Outcome = Outcome.RUNNING
+    reason: Reason | None = None
+    ended: float | None = None
+    ttft: float | None = None
+    """Seconds from the start to the first token, when one came."""
+    usage: Usage | None = None
+    """What the attempt consumed, as reported (or estimated) when it ended."""
+
+    def finish(self, outcome: Outcome, now: float, reason: Reason | None = None) -> None:
+        """Close the record (once; later calls are ignored)."""
+        if self.outcome is Outcome.RUNNING:
+            self.outcome, self.reason, self.ended = outcome, reason, now
+
+    @property
+    def latency(self) -> float:
+        """Seconds from start to end (or to now while running)."""
+        end = self.ended if self.ended is not None else time.monotonic()
+        return max(end - self.started, 0.0)
+
+
+@dataclass(slots=True)
+class Trail:
+    """The attempts of one call, and the time spent waiting on upstreams and on purpose."""
+
+    started: float
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    upstream_wait: float = 0.0
+    """Seconds spent awaiting provider I/O (request, first token, every next event)."""
+    deliberate_wait: float = 0.0
+    """Seconds spent in retry backoff and target queues: policy, not overhead."""
+
+    def add(self, record: AttemptRecord) -> AttemptRecord:
+        """Append and return a record."""
+        self.attempts.append(record)
+        return record
+
+    def overhead(self, now: float) -> float:
+        """Seconds llmesh itself added: wall time minus upstream and deliberate waits."""
+        return max(now - self.started - self.upstream_wait - self.deliberate_wait, 0.0)
+
+    def close_running(self, outcome: Outcome, now: float) -> None:
+        """Mark attempts still running (e.g. when the caller went away)."""
+        for a in self.attempts:
+            a.finish(outcome, now)
