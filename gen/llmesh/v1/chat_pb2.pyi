@@ -27,6 +27,12 @@ class ToolChoiceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOOL_CHOICE_MODE_REQUIRED: _ClassVar[ToolChoiceMode]
     TOOL_CHOICE_MODE_TOOL: _ClassVar[ToolChoiceMode]
 
+class PromptCacheMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROMPT_CACHE_MODE_UNSPECIFIED: _ClassVar[PromptCacheMode]
+    PROMPT_CACHE_MODE_AUTO: _ClassVar[PromptCacheMode]
+    PROMPT_CACHE_MODE_OFF: _ClassVar[PromptCacheMode]
+
 class MidStreamPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MID_STREAM_POLICY_UNSPECIFIED: _ClassVar[MidStreamPolicy]
@@ -51,6 +57,9 @@ TOOL_CHOICE_MODE_AUTO: ToolChoiceMode
 TOOL_CHOICE_MODE_NONE: ToolChoiceMode
 TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode
 TOOL_CHOICE_MODE_TOOL: ToolChoiceMode
+PROMPT_CACHE_MODE_UNSPECIFIED: PromptCacheMode
+PROMPT_CACHE_MODE_AUTO: PromptCacheMode
+PROMPT_CACHE_MODE_OFF: PromptCacheMode
 MID_STREAM_POLICY_UNSPECIFIED: MidStreamPolicy
 MID_STREAM_POLICY_NEVER: MidStreamPolicy
 MID_STREAM_POLICY_RESTART: MidStreamPolicy
@@ -104,7 +113,7 @@ class ToolChoice(_message.Message):
     def __init__(self, mode: _Optional[_Union[ToolChoiceMode, str]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ChatInput(_message.Message):
-    __slots__ = ("model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "fallbacks", "metadata", "seed", "mid_stream_policy", "first_token_timeout", "stall_timeout", "hedge")
+    __slots__ = ("model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "fallbacks", "metadata", "seed", "mid_stream_policy", "first_token_timeout", "stall_timeout", "hedge", "cache", "max_cost_usd")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +136,8 @@ class ChatInput(_message.Message):
     FIRST_TOKEN_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     STALL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     HEDGE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     tools: _containers.RepeatedCompositeFieldContainer[Tool]
@@ -142,7 +153,23 @@ class ChatInput(_message.Message):
     first_token_timeout: _duration_pb2.Duration
     stall_timeout: _duration_pb2.Duration
     hedge: Hedge
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., mid_stream_policy: _Optional[_Union[MidStreamPolicy, str]] = ..., first_token_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stall_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedge: _Optional[_Union[Hedge, _Mapping]] = ...) -> None: ...
+    cache: CacheOptions
+    max_cost_usd: float
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., mid_stream_policy: _Optional[_Union[MidStreamPolicy, str]] = ..., first_token_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stall_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedge: _Optional[_Union[Hedge, _Mapping]] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ..., max_cost_usd: _Optional[float] = ...) -> None: ...
+
+class CacheOptions(_message.Message):
+    __slots__ = ("response_cache", "no_response_cache", "response_cache_ttl", "prompt_cache", "prompt_cache_ttl")
+    RESPONSE_CACHE_FIELD_NUMBER: _ClassVar[int]
+    NO_RESPONSE_CACHE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_CACHE_TTL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_CACHE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_CACHE_TTL_FIELD_NUMBER: _ClassVar[int]
+    response_cache: bool
+    no_response_cache: bool
+    response_cache_ttl: _duration_pb2.Duration
+    prompt_cache: PromptCacheMode
+    prompt_cache_ttl: str
+    def __init__(self, response_cache: _Optional[bool] = ..., no_response_cache: _Optional[bool] = ..., response_cache_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., prompt_cache: _Optional[_Union[PromptCacheMode, str]] = ..., prompt_cache_ttl: _Optional[str] = ...) -> None: ...
 
 class Hedge(_message.Message):
     __slots__ = ("enabled", "delay", "ttft_percentile")

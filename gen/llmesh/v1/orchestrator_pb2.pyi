@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from llmesh.v1 import chat_pb2 as _chat_pb2
 from llmesh.v1 import errors_pb2 as _errors_pb2
 from google.protobuf.internal import containers as _containers
@@ -26,6 +27,14 @@ class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BREAKER_STATE_CLOSED: _ClassVar[BreakerState]
     BREAKER_STATE_OPEN: _ClassVar[BreakerState]
     BREAKER_STATE_HALF_OPEN: _ClassVar[BreakerState]
+
+class UsageGrouping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_GROUPING_UNSPECIFIED: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_TENANT: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_KEY: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_MODEL: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_DAY: _ClassVar[UsageGrouping]
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome
@@ -35,6 +44,11 @@ BREAKER_STATE_UNSPECIFIED: BreakerState
 BREAKER_STATE_CLOSED: BreakerState
 BREAKER_STATE_OPEN: BreakerState
 BREAKER_STATE_HALF_OPEN: BreakerState
+USAGE_GROUPING_UNSPECIFIED: UsageGrouping
+USAGE_GROUPING_TENANT: UsageGrouping
+USAGE_GROUPING_KEY: UsageGrouping
+USAGE_GROUPING_MODEL: UsageGrouping
+USAGE_GROUPING_DAY: UsageGrouping
 
 class StreamChatRequest(_message.Message):
     __slots__ = ("input",)
@@ -71,18 +85,22 @@ class ToolCallDelta(_message.Message):
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_delta: _Optional[str] = ...) -> None: ...
 
 class FinishEvent(_message.Message):
-    __slots__ = ("reason", "provider_reason", "usage", "attempts", "overhead")
+    __slots__ = ("reason", "provider_reason", "usage", "attempts", "overhead", "cost_usd", "cache_hit")
     REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     OVERHEAD_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     reason: _chat_pb2.FinishReason
     provider_reason: str
     usage: _chat_pb2.Usage
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     overhead: _duration_pb2.Duration
-    def __init__(self, reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., overhead: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    cost_usd: float
+    cache_hit: bool
+    def __init__(self, reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., overhead: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("provider", "model", "outcome", "error_reason", "latency", "time_to_first_token", "hedged", "retry")
@@ -257,3 +275,43 @@ class ListTargetsResponse(_message.Message):
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     targets: _containers.RepeatedCompositeFieldContainer[TargetStatus]
     def __init__(self, targets: _Optional[_Iterable[_Union[TargetStatus, _Mapping]]] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("group_by", "since", "until", "tenant")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    group_by: _containers.RepeatedScalarFieldContainer[UsageGrouping]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    tenant: str
+    def __init__(self, group_by: _Optional[_Iterable[_Union[UsageGrouping, str]]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class UsageTotal(_message.Message):
+    __slots__ = ("tenant", "key_id", "model", "day", "requests", "usage", "cost_usd", "cache_savings_usd", "failed")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVINGS_USD_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    key_id: str
+    model: str
+    day: str
+    requests: int
+    usage: _chat_pb2.Usage
+    cost_usd: float
+    cache_savings_usd: float
+    failed: int
+    def __init__(self, tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., model: _Optional[str] = ..., day: _Optional[str] = ..., requests: _Optional[int] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_savings_usd: _Optional[float] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("totals",)
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    totals: _containers.RepeatedCompositeFieldContainer[UsageTotal]
+    def __init__(self, totals: _Optional[_Iterable[_Union[UsageTotal, _Mapping]]] = ...) -> None: ...

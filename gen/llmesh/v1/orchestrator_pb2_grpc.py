@@ -60,6 +60,11 @@ class OrchestratorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/llmesh.v1.OrchestratorService/GetUsage',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -105,6 +110,13 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """GetUsage totals the usage ledger; a caller sees only its own tenant's usage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +144,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListTargets,
                     request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +287,33 @@ class OrchestratorService:
             '/llmesh.v1.OrchestratorService/ListTargets',
             llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsRequest.SerializeToString,
             llmesh_dot_v1_dot_orchestrator__pb2.ListTargetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/GetUsage',
+            llmesh_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
