@@ -115,6 +115,15 @@ class Config:
     """Sections ``breaker``, ``retry`` and ``queue``, validated by the orchestrator."""
     shutdown_grace: float = 10.0
     """Seconds in-flight calls may run on after SIGTERM before they are cancelled."""
+    database_url: str = "sqlite:///var/llmesh.db"
+    """Where the usage ledger and API keys live: ``sqlite:///path`` or ``postgresql://...``."""
+    ledger_flush_interval: float = 0.05
+    """Seconds between ledger writes; at most this much usage is lost on a crash."""
+    allow_unauthenticated: bool = False
+    """Serve a non-loopback address without API keys (refused unless set)."""
+    policy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Sections ``budgets``, ``rate_limits``, ``cache`` and ``prices``, validated by the
+    orchestrator."""
 
 
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
@@ -221,6 +230,12 @@ def load_config(
         "limits",
         "routes",
         "resilience",
+        "ledger",
+        "auth",
+        "budgets",
+        "rate_limits",
+        "cache",
+        "prices",
     }
     unknown = set(raw) - known
     if unknown:
@@ -247,6 +262,9 @@ def load_config(
     if not isinstance(resilience, Mapping) or set(resilience) - {"breaker", "retry", "queue"}:
         raise ConfigError("resilience: a mapping with sections breaker, retry and queue")
     orch_raw = raw.get("orchestrator") or {}
+    ledger_raw = raw.get("ledger") or {}
+    auth_raw = raw.get("auth") or {}
+    policy = {k: dict(raw.get(k) or {}) for k in ("budgets", "rate_limits", "cache", "prices")}
     gw = raw.get("gateway") or {}
     limits = raw.get("limits") or {}
     return Config(
@@ -271,6 +289,12 @@ def load_config(
         routes=routes,
         resilience={str(k): dict(v or {}) for k, v in resilience.items()},
         shutdown_grace=float(orch_raw.get("shutdown_grace", 10.0)),
+        database_url=str(
+            env.get("LLMESH_DATABASE_URL", ledger_raw.get("url", "sqlite:///var/llmesh.db"))
+        ),
+        ledger_flush_interval=float(ledger_raw.get("flush_interval", 0.05)),
+        allow_unauthenticated=bool(auth_raw.get("allow_unauthenticated", False)),
+        policy=policy,
     )
 
 

@@ -34,6 +34,17 @@ def to_rpc_status(err: LlmeshError) -> grpc.Status:
         whole = math.floor(seconds)
         delay = duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    subject = err.metadata.get("quota.subject")
+    if subject:
+        details.append(
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(
+                        subject=subject, description=err.metadata.get("quota.description", "")
+                    )
+                ]
+            )
+        )
     if err.violations:
         details.append(
             error_details_pb2.BadRequest(
@@ -78,11 +89,17 @@ def from_rpc_error(exc: grpc.RpcError) -> LlmeshError:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason = Reason.__members__.get(info.reason)
-            metadata = dict(info.metadata)
+            metadata = {**dict(info.metadata), **metadata}
         elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)
             retry_after = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+        elif detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            quota = error_details_pb2.QuotaFailure()
+            detail.Unpack(quota)
+            if quota.violations:
+                metadata.setdefault("quota.subject", quota.violations[0].subject)
+                metadata.setdefault("quota.description", quota.violations[0].description)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)

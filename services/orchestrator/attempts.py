@@ -103,6 +103,7 @@ class Opened:
             raise
         finally:
             self.record.usage = self.usage
+            self.record.output_chars = sum(len(p) for p in self.output)
             await self.stack.aclose()
 
     def _note(self, event: ProviderEvent) -> None:
@@ -119,6 +120,7 @@ class Opened:
         """Close the attempt as a success before its `Finish` is passed on."""
         self.record.finish(Outcome.SUCCEEDED, self.runtime.clock())
         self.record.usage = self.usage
+        self.record.output_chars = sum(len(p) for p in self.output)
         await self.stack.aclose()  # release the upstream and the queue slot at once
 
     async def discard(self, outcome: Outcome = Outcome.CANCELLED) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -131,6 +132,16 @@ def chat_call_from_proto(
         if not f.strip():
             violation(f"fallbacks[{i}]", "must name a model")
     options = _options(inp, violation)
+    ttl = inp.cache.prompt_cache_ttl or "5m"
+    if ttl not in ("5m", "1h"):
+        violation("cache.prompt_cache_ttl", 'must be "5m" or "1h"')
+    if inp.cache.response_cache and inp.cache.no_response_cache:
+        violation("cache", "response_cache and no_response_cache exclude each other")
+    ttl_field = inp.cache.response_cache_ttl
+    if inp.cache.HasField("response_cache_ttl") and ttl_field.ToTimedelta().total_seconds() <= 0:
+        violation("cache.response_cache_ttl", "must be a positive duration")
+    if inp.HasField("max_cost_usd") and not inp.max_cost_usd > 0:
+        violation("max_cost_usd", "must be positive")
     if bad:
         raise _invalid(bad)
     request = ChatRequest(
@@ -145,7 +156,23 @@ def chat_call_from_proto(
         stop=tuple(inp.stop),
         seed=inp.seed if inp.HasField("seed") else None,
     )
-    return ChatCall(inp.model.strip(), request, tuple(inp.fallbacks), dict(inp.metadata), options)
+    cache = inp.cache
+    prompt_cache = "off" if cache.prompt_cache == chat_pb2.PROMPT_CACHE_MODE_OFF else "auto"
+    request = replace(request, prompt_cache=prompt_cache, prompt_cache_ttl=ttl)
+    return ChatCall(
+        inp.model.strip(),
+        request,
+        tuple(inp.fallbacks),
+        dict(inp.metadata),
+        options,
+        response_cache=False
+        if cache.no_response_cache
+        else (True if cache.response_cache else None),
+        response_cache_ttl=cache.response_cache_ttl.ToTimedelta().total_seconds()
+        if cache.HasField("response_cache_ttl")
+        else None,
+        max_cost_usd=inp.max_cost_usd if inp.HasField("max_cost_usd") else None,
+    )
 
 
 _POLICIES = {
@@ -252,6 +279,8 @@ def event_to_proto(event: EngineEvent) -> orchestrator_pb2.StreamChatResponse:
         provider_reason=event.provider_reason,
         usage=usage_to_proto(event.usage),
         attempts=attempts_to_proto(event.attempts),
+        cost_usd=event.cost_usd,
+        cache_hit=event.cache_hit,
     )
     finish.overhead.FromTimedelta(timedelta(seconds=event.overhead))
     return R(finish=finish)

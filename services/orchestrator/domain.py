@@ -75,6 +75,10 @@ class ChatRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    prompt_cache: str = "auto"
+    """Provider prompt caching: ``auto`` (breakpoints on long stable prefixes) or ``off``."""
+    prompt_cache_ttl: str = "5m"
+    """Prompt cache lifetime: ``5m`` or ``1h``."""
 
 
 @dataclass(slots=True)

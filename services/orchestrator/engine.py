@@ -61,6 +61,12 @@ class ChatCall:
     fallbacks: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
     options: CallOptions = field(default_factory=CallOptions)
+    response_cache: bool | None = None
+    """True: use the response cache even above temperature 0; False: never; None: default."""
+    response_cache_ttl: float | None = None
+    """Seconds a stored reply stays valid; None for the configured TTL."""
+    max_cost_usd: float | None = None
+    """The most the call may cost; it goes to the cheapest route target that fits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,10 @@ class Completed:
     attempts: tuple[AttemptRecord, ...] = ()
     overhead: float = 0.0
     """Seconds llmesh itself added to the call."""
+    cost_usd: float = 0.0
+    """The call's cost, when prices are known (filled in by the call pipeline)."""
+    cache_hit: bool = False
+    """True when the reply came from the response cache."""
 
 
 EngineEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Switched | Completed

@@ -35,7 +35,9 @@ class AttemptRecord:
     ttft: float | None = None
     """Seconds from the start to the first token, when one came."""
     usage: Usage | None = None
-    """What the attempt consumed, as reported (or estimated) when it ended."""
+    """What the attempt consumed, as the provider reported it (None: not reported)."""
+    output_chars: int = 0
+    """Characters of output relayed, for estimating usage the provider never reported."""
 
     def finish(self, outcome: Outcome, now: float, reason: Reason | None = None) -> None:
         """Close the record (once; later calls are ignored)."""
