@@ -1,0 +1,34 @@
+"""The usage and cost ledger: one exact record per call, priced, batched into a store.
+
+`PriceTable` prices a call's normalized `Usage` (cache reads and writes, reasoning);
+the orchestrator builds one `UsageRecord` per call and hands it to a `LedgerWriter`,
+which batches records into a `LedgerStore` (`SqliteStore` by default, `PostgresStore` to
+share one ledger) without ever blocking the call. `usage_report` renders the totals for
+the ``llmesh usage`` command.
+"""
+
+from services.ledger.cli import usage_report
+from services.ledger.pricing import SOURCE_DATE, Cost, Price, PriceTable
+from services.ledger.queries import GROUPINGS, UsageTotalRow
+from services.ledger.records import STATUSES, UsageRecord, attempt_entry, usage_entry
+from services.ledger.stores import LedgerStore, PostgresStore, SqliteStore, open_store
+from services.ledger.writer import LedgerWriter
+
+__all__ = [
+    "GROUPINGS",
+    "SOURCE_DATE",
+    "STATUSES",
+    "Cost",
+    "LedgerStore",
+    "LedgerWriter",
+    "PostgresStore",
+    "Price",
+    "PriceTable",
+    "SqliteStore",
+    "UsageRecord",
+    "UsageTotalRow",
+    "attempt_entry",
+    "open_store",
+    "usage_entry",
+    "usage_report",
+]

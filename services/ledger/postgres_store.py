@@ -1,0 +1,185 @@
+"""The shared ledger: PostgreSQL through an asyncpg connection pool.
+
+Same tables and migrations as the SQLite store (JSON columns are JSONB). Migrations run in
+one transaction under an advisory lock, so processes starting together migrate once.
+PostgreSQL rejects NUL characters in text, so they are removed from every string written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
+from services.ledger.records import UsageRecord
+from services.ledger.schema import (
+    COLUMNS,
+    TABLE,
+    dumps,
+    pending,
+    record_from_row,
+    record_to_row,
+    upsert_sql,
+)
+
+__all__ = ["PostgresStore", "migrate_postgres"]
+
+_UPSERT = upsert_sql([f"${i}" for i in range(1, len(COLUMNS) + 1)])
+_JSON_COLUMNS = frozenset(i for i, c in enumerate(COLUMNS) if c in ("attempts", "metadata"))
+_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+)"""
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def migrate_postgres(
+    conn: asyncpg.Connection, schema: str | None = None, target: int | None = None
+) -> int:
+    """Create `schema` if named, apply the pending migrations (up to `target`); the version.
+
+    Tables go to the connection's search path; set it to `schema` when naming one.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"llmesh-ledger:{schema}")
+        if schema:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}")
+        await conn.execute(_VERSION_TABLE)
+        current = int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+        for m in pending(current):
+            if target is not None and m.version > target:
+                break
+            for statement in m.sql("JSONB"):
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
+                m.version,
+                m.description,
+                time.time(),
+            )
+            current = m.version
+    return current
+
+
+def _clean(value: Any) -> Any:
+    """Remove NUL characters, which PostgreSQL text and JSONB cannot hold."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
+def _pg_row(rec: UsageRecord) -> tuple[Any, ...]:
+    row = list(record_to_row(rec))
+    for i, value in enumerate(row):
+        if i in _JSON_COLUMNS and "\\u0000" in value:
+            row[i] = dumps(_clean(orjson.loads(value)))
+        elif isinstance(value, str) and "\x00" in value:
+            row[i] = _clean(value)
+    return tuple(row)
+
+
+class PostgresStore:
+    """A `LedgerStore` in PostgreSQL; `schema` keeps its tables apart (default: search path)."""
+
+    def __init__(
+        self, url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 4
+    ) -> None:
+        self.url = url
+        """The ``postgresql://`` connection URL."""
+        self.schema = schema
+        """The schema holding the ledger's tables, or None for the server's search path."""
+        self._min_size, self._max_size = min_size, max_size
+        self._pool: asyncpg.Pool | None = None
+        self._open_lock = asyncio.Lock()
+        self._closed = False
+
+    def __await__(self) -> Generator[Any, None, PostgresStore]:
+        """``await store`` opens it now rather than on first use, and returns it."""
+        return self._opened().__await__()
+
+    async def _opened(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def open(self) -> None:
+        """Connect and migrate to the latest schema (done on first use)."""
+        if self._pool is not None:
+            return
+        if self._closed:
+            raise RuntimeError("the usage ledger store is closed")
+        async with self._open_lock:
+            if self._pool is not None:
+                return
+            settings = {"search_path": _quote_ident(self.schema)} if self.schema else None
+            pool = await asyncpg.create_pool(
+                self.url,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                server_settings=settings,
+            )
+            try:
+                async with pool.acquire() as conn:
+                    await migrate_postgres(conn, self.schema)
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
+
+    async def _ready_pool(self) -> asyncpg.Pool:
+        await self.open()
+        assert self._pool is not None
+        return self._pool
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        """Insert the records in one transaction; a repeated request_id replaces its row."""
+        if not records:
+            return
+        rows = [_pg_row(r) for r in records]
+        pool = await self._ready_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(_UPSERT, rows)
+
+    async def totals(
+        self,
+        group_by: Sequence[str],
+        since: float | None = None,
+        until: float | None = None,
+        tenant: str | None = None,
+    ) -> list[UsageTotalRow]:
+        """Usage totals grouped by `group_by`, sorted (see `services.ledger.queries`)."""
+        sql, params = totals_query(group_by, since, until, tenant, lambda n: f"${n}")
+        pool = await self._ready_pool()
+        rows = await pool.fetch(sql, *params)
+        return rows_to_totals(group_by, [tuple(r) for r in rows])
+
+    async def count(self) -> int:
+        """How many calls the ledger holds."""
+        pool = await self._ready_pool()
+        return int(await pool.fetchval(f"SELECT COUNT(*) FROM {TABLE}"))
+
+    async def get(self, request_id: str) -> UsageRecord | None:
+        """The record of one call, or None."""
+        pool = await self._ready_pool()
+        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE request_id = $1"
+        row = await pool.fetchrow(sql, request_id)
+        return record_from_row(tuple(row)) if row is not None else None
+
+    async def aclose(self) -> None:
+        """Close the pool (idempotent)."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()

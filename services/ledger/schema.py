@@ -1,0 +1,228 @@
+"""The ledger's tables, their ordered migrations, and records as table rows.
+
+Both stores run the same migrations, in order, each once: `schema_version` holds one row
+per applied version. A statement's ``{json}`` is the dialect's JSON column type (TEXT in
+SQLite, JSONB in PostgreSQL); every other type name means the same in both. Migrations
+are append-only: a released one is never edited, a change is a new version.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from services.ledger.queries import utc_day
+from services.ledger.records import UsageRecord
+
+__all__ = [
+    "COLUMNS",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "TABLE",
+    "Migration",
+    "dumps",
+    "pending",
+    "record_from_row",
+    "record_to_row",
+    "upsert_sql",
+]
+
+TABLE = "usage_records"
+"""The table holding one row per call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version: the statements that lead to it from the previous one."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+    def sql(self, json_type: str) -> list[str]:
+        """The statements for a dialect whose JSON column type is `json_type`."""
+        return [s.replace("{json}", json_type) for s in self.statements]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "usage_records: one row per call",
+        (
+            f"""CREATE TABLE {TABLE} (
+                request_id TEXT PRIMARY KEY,
+                ts DOUBLE PRECISION NOT NULL,
+                day TEXT NOT NULL,
+                tenant TEXT NOT NULL DEFAULT '',
+                key_id TEXT NOT NULL DEFAULT '',
+                user_name TEXT NOT NULL DEFAULT '',
+                session TEXT NOT NULL DEFAULT '',
+                route TEXT NOT NULL DEFAULT '',
+                provider TEXT NOT NULL DEFAULT '',
+                model TEXT NOT NULL DEFAULT '',
+                attempts {{json}} NOT NULL,
+                input_tokens BIGINT NOT NULL DEFAULT 0,
+                output_tokens BIGINT NOT NULL DEFAULT 0,
+                cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+                cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+                reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+                cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+                cache_savings_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+                ttft_ms DOUBLE PRECISION,
+                duration_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+                status TEXT NOT NULL,
+                error_reason TEXT,
+                usage_estimated BOOLEAN NOT NULL DEFAULT FALSE,
+                cache_hit BOOLEAN NOT NULL DEFAULT FALSE,
+                metadata {{json}} NOT NULL
+            )""",
+            f"CREATE INDEX {TABLE}_ts ON {TABLE} (ts)",
+        ),
+    ),
+    Migration(
+        2,
+        "indexes for usage totals by tenant and by day",
+        (
+            f"CREATE INDEX {TABLE}_tenant_ts ON {TABLE} (tenant, ts)",
+            f"CREATE INDEX {TABLE}_day ON {TABLE} (day)",
+        ),
+    ),
+)
+"""Every migration, in version order."""
+
+LATEST_VERSION = MIGRATIONS[-1].version
+"""The schema version this code writes."""
+
+COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "ts",
+    "day",
+    "tenant",
+    "key_id",
+    "user_name",
+    "session",
+    "route",
+    "provider",
+    "model",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cache_savings_usd",
+    "ttft_ms",
+    "duration_ms",
+    "status",
+    "error_reason",
+    "usage_estimated",
+    "cache_hit",
+    "metadata",
+)
+"""The columns of `TABLE`, in the order of `record_to_row`."""
+
+
+def pending(current: int) -> list[Migration]:
+    """The migrations after version `current`; raises if the database is newer than the code."""
+    if current > LATEST_VERSION:
+        raise RuntimeError(
+            f"the usage ledger is at schema version {current}, newer than this llmesh "
+            f"({LATEST_VERSION}); upgrade llmesh"
+        )
+    return [m for m in MIGRATIONS if m.version > current]
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "value"):  # an enum
+        return value.value
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a JSON column; anything orjson cannot encode natively becomes a string."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return orjson.dumps(repr(value)).decode()
+
+
+def upsert_sql(placeholder: Sequence[str]) -> str:
+    """INSERT of one row that replaces an existing row with the same request_id."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+    return (
+        f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(placeholder)}) "
+        f"ON CONFLICT (request_id) DO UPDATE SET {updates}"
+    )
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def record_to_row(rec: UsageRecord) -> tuple[Any, ...]:
+    """A record as a row of `COLUMNS`, with every value coerced to its column's type."""
+    return (
+        str(rec.request_id),
+        float(rec.ts),
+        utc_day(rec.ts),
+        str(rec.tenant),
+        str(rec.key_id),
+        str(rec.user),
+        str(rec.session),
+        str(rec.route),
+        str(rec.provider),
+        str(rec.model),
+        dumps(rec.attempts),
+        int(rec.input_tokens),
+        int(rec.output_tokens),
+        int(rec.cache_read_tokens),
+        int(rec.cache_write_tokens),
+        int(rec.reasoning_tokens),
+        _finite(float(rec.cost_usd)),
+        _finite(float(rec.cache_savings_usd)),
+        float(rec.ttft_ms) if rec.ttft_ms is not None else None,
+        float(rec.duration_ms),
+        str(rec.status),
+        str(rec.error_reason) if rec.error_reason is not None else None,
+        bool(rec.usage_estimated),
+        bool(rec.cache_hit),
+        dumps({str(k): str(v) for k, v in rec.metadata.items()}),
+    )
+
+
+def record_from_row(row: Sequence[Any]) -> UsageRecord:
+    """The record a row of `COLUMNS` holds."""
+    v = dict(zip(COLUMNS, row, strict=True))
+    attempts = v["attempts"]
+    metadata = v["metadata"]
+    return UsageRecord(
+        request_id=v["request_id"],
+        ts=float(v["ts"]),
+        tenant=v["tenant"],
+        key_id=v["key_id"],
+        user=v["user_name"],
+        session=v["session"],
+        route=v["route"],
+        provider=v["provider"],
+        model=v["model"],
+        attempts=orjson.loads(attempts) if isinstance(attempts, str) else attempts,
+        input_tokens=int(v["input_tokens"]),
+        output_tokens=int(v["output_tokens"]),
+        cache_read_tokens=int(v["cache_read_tokens"]),
+        cache_write_tokens=int(v["cache_write_tokens"]),
+        reasoning_tokens=int(v["reasoning_tokens"]),
+        cost_usd=float(v["cost_usd"]),
+        cache_savings_usd=float(v["cache_savings_usd"]),
+        ttft_ms=v["ttft_ms"],
+        duration_ms=float(v["duration_ms"]),
+        status=v["status"],
+        error_reason=v["error_reason"],
+        usage_estimated=bool(v["usage_estimated"]),
+        cache_hit=bool(v["cache_hit"]),
+        metadata=orjson.loads(metadata) if isinstance(metadata, str) else metadata,
+    )

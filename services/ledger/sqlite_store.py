@@ -1,0 +1,193 @@
+"""The embedded ledger: one SQLite file, driven from one dedicated thread.
+
+Every sqlite3 call runs on the store's own single-thread executor, so the event loop never
+waits on the disk. The database is in WAL mode with ``synchronous=NORMAL``: a committed
+batch survives the process being killed (only an OS crash or power loss can drop the last
+transactions). Several llmesh processes may share one file: writers wait on each other
+(``busy_timeout``) and migrations run inside ``BEGIN IMMEDIATE``, so they run once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.common.sqlite import enable_wal
+from services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
+from services.ledger.records import UsageRecord
+from services.ledger.schema import (
+    COLUMNS,
+    TABLE,
+    pending,
+    record_from_row,
+    record_to_row,
+    upsert_sql,
+)
+
+__all__ = ["SqliteStore", "migrate_sqlite", "sqlite_schema_version"]
+
+_T = TypeVar("_T")
+_UPSERT = upsert_sql(["?"] * len(COLUMNS))
+_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+)"""
+
+
+def sqlite_schema_version(conn: sqlite3.Connection) -> int:
+    """The highest applied migration, 0 for a new database."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate_sqlite(conn: sqlite3.Connection, target: int | None = None) -> int:
+    """Apply the pending migrations (up to `target`) in one transaction; the new version.
+
+    `conn` must be in autocommit mode (``isolation_level=None``).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_VERSION_TABLE)
+        current = sqlite_schema_version(conn)
+        for m in pending(current):
+            if target is not None and m.version > target:
+                break
+            for statement in m.sql("TEXT"):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.description, time.time()),
+            )
+            current = m.version
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return current
+
+
+class SqliteStore:
+    """A `LedgerStore` in a SQLite file (``:memory:`` for a private in-memory one)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+        self.path = str(path)
+        """The database file."""
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmesh-ledger")
+        self._conn: sqlite3.Connection | None = None  # used only on the executor's thread
+        self._open_lock = asyncio.Lock()
+        self._ready = False
+        self._closed = False
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._closed:
+            raise RuntimeError("the usage ledger store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args))
+
+    def __await__(self) -> Generator[Any, None, SqliteStore]:
+        """``await store`` opens it now rather than on first use, and returns it."""
+        return self._opened().__await__()
+
+    async def _opened(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def open(self) -> None:
+        """Open the database and migrate it to the latest schema (done on first use)."""
+        if self._ready:
+            return
+        async with self._open_lock:
+            if not self._ready:
+                await self._call(self._open_sync)
+                self._ready = True
+
+    def _open_sync(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            enable_wal(conn, self._busy_timeout)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            migrate_sqlite(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _db(self) -> sqlite3.Connection:
+        assert self._conn is not None, "store not opened"
+        return self._conn
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        """Insert the records in one transaction; a repeated request_id replaces its row."""
+        if not records:
+            return
+        await self.open()
+        await self._call(self._write_sync, list(records))
+
+    def _write_sync(self, records: list[UsageRecord]) -> None:
+        rows = [record_to_row(r) for r in records]
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_UPSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def totals(
+        self,
+        group_by: Sequence[str],
+        since: float | None = None,
+        until: float | None = None,
+        tenant: str | None = None,
+    ) -> list[UsageTotalRow]:
+        """Usage totals grouped by `group_by`, sorted (see `services.ledger.queries`)."""
+        sql, params = totals_query(group_by, since, until, tenant, lambda _: "?")
+        await self.open()
+        rows = await self._call(self._fetchall, sql, params)
+        return rows_to_totals(group_by, rows)
+
+    async def count(self) -> int:
+        """How many calls the ledger holds."""
+        await self.open()
+        rows = await self._call(self._fetchall, f"SELECT COUNT(*) FROM {TABLE}", [])
+        return int(rows[0][0])
+
+    async def get(self, request_id: str) -> UsageRecord | None:
+        """The record of one call, or None."""
+        await self.open()
+        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE request_id = ?"
+        rows = await self._call(self._fetchall, sql, [request_id])
+        return record_from_row(rows[0]) if rows else None
+
+    def _fetchall(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._db().execute(sql, params).fetchall()
+
+    async def aclose(self) -> None:
+        """Close the database and stop the store's thread (idempotent)."""
+        if self._closed:
+            return
+        if self._conn is not None:
+            await self._call(self._close_sync)
+        self._closed = True
+        self._executor.shutdown(wait=False)
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

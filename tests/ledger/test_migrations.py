@@ -1,0 +1,176 @@
+"""Schema creation and migration, by llmesh itself, in both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.ledger import PostgresStore, SqliteStore
+from services.ledger.postgres_store import migrate_postgres
+from services.ledger.schema import COLUMNS, LATEST_VERSION, record_to_row
+from services.ledger.sqlite_store import migrate_sqlite, sqlite_schema_version
+from tests.ledger.conftest import RecordFactory
+
+
+def _sqlite_indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    conn.close()
+    return {r[0] for r in rows}
+
+
+async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate_sqlite(conn, target=1) == 1
+    placeholders = ", ".join("?" * len(COLUMNS))
+    conn.execute(
+        f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+        record_to_row(record(1)),
+    )
+    conn.close()
+    assert "usage_records_day" not in _sqlite_indexes(path)
+
+    store = SqliteStore(path)
+    try:
+        assert await store.count() == 1
+        assert await store.get("req-000001") == record(1)
+    finally:
+        await store.aclose()
+    assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
+    conn = sqlite3.connect(path)
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 2
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [1, 2]
+    conn.close()
+
+
+async def test_sqlite_reopen_is_idempotent(tmp_path: Path, record: RecordFactory) -> None:
+    path = tmp_path / "u.db"
+    for n in range(3):
+        store = SqliteStore(path)
+        try:
+            await store.write([record(n)])
+            assert await store.count() == n + 1
+        finally:
+            await store.aclose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (LATEST_VERSION,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+async def test_sqlite_pragmas(sqlite_store: SqliteStore) -> None:
+    await sqlite_store.open()
+
+    def pragmas() -> tuple[str, int]:
+        db = sqlite_store._db()
+        return db.execute("PRAGMA journal_mode").fetchone()[0], db.execute(
+            "PRAGMA synchronous"
+        ).fetchone()[0]
+
+    assert await sqlite_store._call(pragmas) == ("wal", 1)  # 1 is NORMAL
+
+
+async def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate_sqlite(conn)
+    conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', 0)")
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        with pytest.raises(RuntimeError, match="newer than this llmesh"):
+            await store.count()
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_never_blocks_the_loop(tmp_path: Path, record: RecordFactory) -> None:
+    """A write waiting on a locked database waits on the store's thread, not the loop."""
+    path = tmp_path / "u.db"
+    store = SqliteStore(path)
+    await store.open()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_write_lock() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(5)
+        conn.execute("COMMIT")
+        conn.close()
+
+    holder = threading.Thread(target=hold_write_lock)
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 5)
+        write = asyncio.create_task(store.write([record(1)]))
+        ticks, start = 0, time.monotonic()
+        while time.monotonic() - start < 0.3:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not write.done()  # still waiting for the lock...
+        assert ticks >= 15  # ...while the loop kept running
+        release.set()
+        await write
+        assert await store.count() == 1
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+        await store.aclose()
+
+
+async def test_postgres_v1_to_v2(
+    postgres_server: str, pg_schema: str, record: RecordFactory
+) -> None:
+    conn = await asyncpg.connect(postgres_server, server_settings={"search_path": pg_schema})
+    try:
+        assert await migrate_postgres(conn, pg_schema, target=1) == 1
+        placeholders = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+        await conn.execute(
+            f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+            *record_to_row(record(1)),
+        )
+    finally:
+        await conn.close()
+
+    store = PostgresStore(postgres_server, schema=pg_schema)
+    try:
+        assert await store.count() == 1
+        assert await store.get("req-000001") == record(1)
+    finally:
+        await store.aclose()
+    conn = await asyncpg.connect(postgres_server)
+    try:
+        versions = await conn.fetch(f'SELECT version FROM "{pg_schema}".schema_version ORDER BY 1')
+        indexes = await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1", pg_schema
+        )
+    finally:
+        await conn.close()
+    assert [r[0] for r in versions] == [1, 2]
+    assert {"usage_records_day", "usage_records_tenant_ts"} <= {r[0] for r in indexes}
+
+
+async def test_postgres_concurrent_opens_migrate_once(
+    postgres_server: str, pg_schema: str, record: RecordFactory
+) -> None:
+    stores = [PostgresStore(postgres_server, schema=pg_schema) for _ in range(4)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        await asyncio.gather(*(s.write([record(i)]) for i, s in enumerate(stores)))
+        assert await stores[0].count() == 4
+    finally:
+        for s in stores:
+            await s.aclose()
+    again = PostgresStore(postgres_server, schema=pg_schema)  # re-opening changes nothing
+    try:
+        assert await again.count() == 4
+    finally:
+        await again.aclose()
