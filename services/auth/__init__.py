@@ -1,0 +1,25 @@
+"""API keys and tenants: who a call acts for, and whether it may run at all.
+
+Keys (``llm_<key_id>_<secret>``) live in a `KeyStore` (SQLite by default, or PostgreSQL),
+stored only as keyed hashes; an `Authenticator` turns each call's metadata into a
+`Principal`; `check_bind` decides at startup whether authentication is on.
+"""
+
+from services.auth.authenticator import Authenticator, bearer_token
+from services.auth.bind import auth_required, check_bind, is_loopback
+from services.auth.cli import keys_command
+from services.auth.keys import KeyInfo, Principal
+from services.auth.store import KeyStore, open_key_store
+
+__all__ = [
+    "Authenticator",
+    "KeyInfo",
+    "KeyStore",
+    "Principal",
+    "auth_required",
+    "bearer_token",
+    "check_bind",
+    "is_loopback",
+    "keys_command",
+    "open_key_store",
+]

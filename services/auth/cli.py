@@ -1,0 +1,134 @@
+"""``llmesh keys create|list|revoke``: manage API keys from the terminal.
+
+`keys_command` does the work and returns ``(exit_code, text)``; the ``llmesh`` entry point
+only parses arguments and prints. Exit codes: 0 done, 1 nothing to revoke or the store
+cannot be opened, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.auth.keys import KEY_PREFIX, KeyInfo, is_key_id
+from services.auth.store import DEFAULT_CACHE_TTL, KeyStore, open_key_store, redact_url
+
+ACTIONS = ("create", "list", "revoke")
+"""The subcommands of ``llmesh keys``."""
+
+WARNING = "Store this key now: it cannot be shown again (llmesh keeps only a hash of it)."
+"""Printed with every new key."""
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _as_dict(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "key_id": info.key_id,
+        "tenant": info.tenant,
+        "name": info.name,
+        "created_at": _iso(info.created_at),
+        "revoked_at": _iso(info.revoked_at),
+        "active": info.active,
+    }
+
+
+def _table(keys: list[KeyInfo]) -> str:
+    if not keys:
+        return "No API keys."
+    header = ("KEY ID", "TENANT", "NAME", "CREATED", "STATUS")
+    rows = [
+        (
+            k.key_id,
+            k.tenant,
+            k.name or "-",
+            k.created_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            "active" if k.revoked_at is None else f"revoked {k.revoked_at:%Y-%m-%d %H:%M:%SZ}",
+        )
+        for k in keys
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    head = "  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()
+    return "\n".join([head, *lines])
+
+
+def _key_id_of(value: str) -> str | None:
+    """The key id in ``value``: a bare id, or a full key (only its public part is used)."""
+    value = value.strip()
+    if value.startswith(KEY_PREFIX):
+        value = value[len(KEY_PREFIX) :].partition("_")[0]
+    return value if is_key_id(value) else None
+
+
+async def _create(store: KeyStore, tenant: str | None, name: str, as_json: bool) -> tuple[int, str]:
+    if not tenant:
+        return 2, "llmesh keys create: --tenant is required"
+    try:
+        info, key = await store.create(tenant, name)
+    except ValueError as exc:
+        return 2, f"llmesh keys create: {exc}"
+    if as_json:
+        return 0, json.dumps({**_as_dict(info), "key": key, "warning": WARNING}, indent=2)
+    label = f" ({info.name})" if info.name else ""
+    return 0, "\n".join(
+        [
+            f"Created API key {info.key_id}{label} for tenant {info.tenant}:",
+            "",
+            f"    {key}",
+            "",
+            WARNING,
+            "Send it as the header 'authorization: Bearer <key>'.",
+        ]
+    )
+
+
+async def _list(store: KeyStore, tenant: str | None, as_json: bool) -> tuple[int, str]:
+    keys = await store.list(tenant)
+    if as_json:
+        return 0, json.dumps([_as_dict(k) for k in keys], indent=2)
+    return 0, _table(keys)
+
+
+async def _revoke(store: KeyStore, key_id: str | None, as_json: bool) -> tuple[int, str]:
+    wanted = _key_id_of(key_id or "")
+    if wanted is None:
+        return 2, "llmesh keys revoke: give the KEY_ID shown by 'llmesh keys list' (12 hex digits)"
+    revoked = await store.revoke(wanted)
+    if as_json:
+        return (0 if revoked else 1), json.dumps({"key_id": wanted, "revoked": revoked})
+    if not revoked:
+        return 1, f"No active API key {wanted} (unknown or already revoked)."
+    return 0, (
+        f"Revoked API key {wanted}. Running servers refuse it within {DEFAULT_CACHE_TTL:g} seconds."
+    )
+
+
+async def keys_command(
+    store_url: str,
+    action: str,
+    *,
+    tenant: str | None,
+    name: str,
+    key_id: str | None,
+    json_output: bool,
+) -> tuple[int, str]:
+    """Run ``llmesh keys <action>`` against the store at ``store_url``; return (exit code, text)."""
+    if action not in ACTIONS:
+        return 2, f"llmesh keys: unknown action {action!r}; use one of {', '.join(ACTIONS)}"
+    try:
+        store = await open_key_store(store_url)
+    except ValueError as exc:
+        return 2, f"llmesh keys: {exc}"
+    except Exception as exc:  # the driver's own errors (refused, no such database, ...)
+        return 1, f"llmesh keys: cannot open the key store {redact_url(store_url)}: {exc}"
+    try:
+        if action == "create":
+            return await _create(store, tenant, name, json_output)
+        if action == "list":
+            return await _list(store, tenant, json_output)
+        return await _revoke(store, key_id, json_output)
+    finally:
+        await store.aclose()

@@ -1,0 +1,126 @@
+"""``llmesh keys``: what each action prints and returns."""
+
+from __future__ import annotations
+
+import json
+
+from services.auth.cli import WARNING, keys_command
+from services.auth.store import open_key_store
+
+
+async def _run(
+    url: str,
+    action: str,
+    *,
+    tenant: str | None = None,
+    name: str = "",
+    key_id: str | None = None,
+    json_output: bool = False,
+) -> tuple[int, str]:
+    return await keys_command(
+        url, action, tenant=tenant, name=name, key_id=key_id, json_output=json_output
+    )
+
+
+def _key_in(output: str) -> str:
+    (key,) = [word for word in output.split() if word.startswith("llm_")]
+    return key
+
+
+async def test_create_prints_the_key_once_with_a_warning(store_url: str) -> None:
+    code, out = await _run(store_url, "create", tenant="acme", name="ci")
+    assert code == 0
+    key = _key_in(out)
+    assert out.count(key) == 1
+    assert WARNING in out and "cannot be shown again" in out
+    assert "acme" in out and "(ci)" in out
+    store = await open_key_store(store_url)
+    try:
+        principal = await store.verify(key)
+        assert principal is not None and principal.tenant == "acme"
+    finally:
+        await store.aclose()
+    code, listed = await _run(store_url, "list")
+    assert code == 0
+    assert key.split("_", 2)[2] not in listed
+
+
+async def test_create_json(sqlite_url: str) -> None:
+    code, out = await _run(sqlite_url, "create", tenant="acme", json_output=True)
+    assert code == 0
+    body = json.loads(out)
+    assert body["key"].startswith(f"llm_{body['key_id']}_")
+    assert body["tenant"] == "acme" and body["active"] is True
+    assert body["warning"] == WARNING
+
+
+async def test_create_needs_a_valid_tenant(sqlite_url: str) -> None:
+    assert await _run(sqlite_url, "create") == (2, "llmesh keys create: --tenant is required")
+    code, out = await _run(sqlite_url, "create", tenant="bad tenant")
+    assert code == 2 and "tenant" in out
+    code, out = await _run(sqlite_url, "list")
+    assert (code, out) == (0, "No API keys.")
+
+
+async def test_list_table_filter_and_json(sqlite_url: str) -> None:
+    _, out_a = await _run(sqlite_url, "create", tenant="acme", name="laptop")
+    _, out_b = await _run(sqlite_url, "create", tenant="beta")
+    id_a = _key_in(out_a).split("_")[1]
+    id_b = _key_in(out_b).split("_")[1]
+    await _run(sqlite_url, "revoke", key_id=id_b)
+
+    code, table = await _run(sqlite_url, "list")
+    assert code == 0
+    lines = table.splitlines()
+    assert lines[0].split() == ["KEY", "ID", "TENANT", "NAME", "CREATED", "STATUS"]
+    assert lines[1].split()[:3] == [id_a, "acme", "laptop"] and lines[1].endswith("active")
+    assert lines[2].split()[:3] == [id_b, "beta", "-"] and "revoked" in lines[2]
+
+    code, only_acme = await _run(sqlite_url, "list", tenant="acme")
+    assert code == 0 and id_a in only_acme and id_b not in only_acme
+
+    code, raw = await _run(sqlite_url, "list", json_output=True)
+    assert code == 0
+    rows = json.loads(raw)
+    assert [r["key_id"] for r in rows] == [id_a, id_b]
+    assert rows[0]["revoked_at"] is None and rows[1]["revoked_at"] is not None
+    assert rows[1]["active"] is False
+    assert all("key" not in r and "secret_hash" not in r for r in rows)
+
+
+async def test_revoke(store_url: str) -> None:
+    _, out = await _run(store_url, "create", tenant="acme")
+    key = _key_in(out)
+    key_id = key.split("_")[1]
+    code, msg = await _run(store_url, "revoke", key_id=key_id)
+    assert code == 0 and f"Revoked API key {key_id}" in msg
+    code, msg = await _run(store_url, "revoke", key_id=key_id)
+    assert code == 1 and "already revoked" in msg
+    code, msg = await _run(store_url, "revoke", key_id="0123456789ab", json_output=True)
+    assert code == 1 and json.loads(msg) == {"key_id": "0123456789ab", "revoked": False}
+
+
+async def test_revoke_accepts_a_full_key_without_echoing_its_secret(sqlite_url: str) -> None:
+    _, out = await _run(sqlite_url, "create", tenant="acme")
+    key = _key_in(out)
+    code, msg = await _run(sqlite_url, "revoke", key_id=key)
+    assert code == 0 and key.split("_")[1] in msg
+    assert key.split("_", 2)[2] not in msg
+
+
+async def test_usage_errors(sqlite_url: str) -> None:
+    code, msg = await _run(sqlite_url, "revoke")
+    assert code == 2 and "KEY_ID" in msg
+    code, msg = await _run(sqlite_url, "revoke", key_id="xyz")
+    assert code == 2
+    code, msg = await _run(sqlite_url, "rotate")
+    assert code == 2 and "create, list, revoke" in msg
+    code, msg = await _run("mysql://db/keys", "list")
+    assert code == 2 and "unsupported key store URL" in msg
+
+
+async def test_an_unreachable_store_hides_its_password() -> None:
+    code, msg = await _run("postgresql://llmesh:hunter2@127.0.0.1:1/keys", "list")
+    assert code == 1
+    assert "cannot open the key store postgresql://llmesh:***@127.0.0.1:1/keys" in msg
+    assert "hunter2" not in msg
