@@ -11,6 +11,8 @@ Mapping choices worth knowing:
 - ``seed`` has no Anthropic equivalent and is ignored; message ``name`` likewise.
 - Tool results travel as ``tool_result`` blocks in a ``user`` message, and consecutive
   messages of one role are merged, since Anthropic requires user/assistant alternation.
+- Prompt-cache breakpoints are placed by `prompt_cache.place_breakpoints`, following the
+  request's ``prompt_cache`` mode and ``prompt_cache_ttl``.
 - ``stream: true`` is added by the transport, not here.
 """
 
@@ -35,6 +37,7 @@ from services.orchestrator.domain import (
     UsageUpdate,
 )
 from services.orchestrator.providers.errors import retry_after_from_headers
+from services.orchestrator.providers.prompt_cache import place_breakpoints
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the request sets none (Anthropic requires the field)."""
@@ -125,7 +128,8 @@ def to_provider_request(req: ChatRequest) -> dict[str, Any]:
     """The JSON body (without ``stream``) for ``POST /v1/messages``.
 
     Raises `LlmeshError` INVALID_REQUEST for tool call arguments that are not a JSON object,
-    tool messages without a ``tool_call_id`` and a TOOL choice without a name.
+    tool messages without a ``tool_call_id``, a TOOL choice without a name and an unknown
+    prompt cache mode or ttl.
     """
     system, messages = _messages(req.messages)
     body: dict[str, Any] = {
@@ -158,7 +162,10 @@ def to_provider_request(req: ChatRequest) -> dict[str, Any]:
         body["top_p"] = req.top_p
     if req.stop:
         body["stop_sequences"] = list(req.stop)
-    return body
+    try:
+        return place_breakpoints(body, mode=req.prompt_cache, ttl=req.prompt_cache_ttl)
+    except ValueError as exc:
+        raise invalid("cache", str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,351 @@
+"""An exact-match cache of whole replies, keyed by a hash of the normalized request.
+
+The key covers what decides the reply: the caller's model name and fallbacks (not the
+target a call was routed to, which varies with breakers and load), the messages, tools,
+tool choice, sampling parameters, ``max_tokens``, stop sequences and seed. Metadata,
+request ids and prompt-cache options do not change a reply and stay out. Normalization is
+canonical JSON (sorted keys) hashed with SHA-256, behind a version prefix that changes
+whenever the normalization does.
+
+A call is cacheable at temperature 0, or at any temperature when the caller opts in, and
+never when the caller opts out. Calls with tools are cacheable too: a tool call is as
+deterministic a reply as text.
+
+Replies live in a bounded in-memory LRU with a TTL per entry by default, or in Redis (orjson
+values, Redis expiry) when a URL is configured, so that replicas share them. The cache is
+an optimization: a Redis failure reads as a miss and skips the store, never failing a call.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.orchestrator.domain import (
+    ChatRequest,
+    FinishReason,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from services.orchestrator.engine import Completed, EngineEvent, Started, Switched
+from services.orchestrator.policy import MidStreamPolicy
+
+__all__ = [
+    "KEY_VERSION",
+    "CachedReply",
+    "CachedToolCall",
+    "ResponseCache",
+    "cache_key",
+    "cacheable",
+    "record_reply",
+    "replay",
+]
+
+KEY_VERSION = "rc1"
+"""Prefix of every key; bump it when the normalization or the stored shape changes."""
+
+_log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------
+# Keys
+
+
+def _normalized(model: str, fallbacks: Sequence[str], request: ChatRequest) -> dict[str, Any]:
+    """The parts of a call that decide its reply, as plain JSON values."""
+    return {
+        "model": model,
+        "fallbacks": list(fallbacks),
+        "messages": [
+            {
+                "role": m.role.value,
+                "content": m.content,
+                "tool_calls": [[c.id, c.name, c.arguments] for c in m.tool_calls],
+                "tool_call_id": m.tool_call_id,
+                "name": m.name,
+            }
+            for m in request.messages
+        ],
+        "tools": [
+            {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+            for t in request.tools
+        ],
+        "tool_choice": [request.tool_choice.value, request.tool_choice_name],
+        "temperature": None if request.temperature is None else float(request.temperature),
+        "top_p": None if request.top_p is None else float(request.top_p),
+        "max_tokens": request.max_tokens,
+        "stop": list(request.stop),
+        "seed": request.seed,
+    }
+
+
+def cache_key(model: str, fallbacks: Sequence[str], request: ChatRequest) -> str:
+    """``rc1:<sha256 hex>`` of the normalized call; `model` is the caller's model name."""
+    data = orjson.dumps(
+        _normalized(model, fallbacks, request),
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+    )
+    return f"{KEY_VERSION}:{hashlib.sha256(data).hexdigest()}"
+
+
+def cacheable(request: ChatRequest, *, opt_in: bool, opt_out: bool) -> bool:
+    """True when the reply may be served from and stored in the cache.
+
+    Opting out wins; opting in allows any temperature; otherwise only temperature 0 (an
+    unset temperature means the provider's default, which samples).
+    """
+    if opt_out:
+        return False
+    return opt_in or request.temperature == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Replies
+
+
+@dataclass(frozen=True, slots=True)
+class CachedToolCall:
+    """One whole tool call of a stored reply."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class CachedReply:
+    """A completed reply, compacted: joined text, whole tool calls and how it ended."""
+
+    provider: str
+    """The provider that produced the reply."""
+    model: str
+    """The provider's model that produced the reply."""
+    text: str = ""
+    tool_calls: tuple[CachedToolCall, ...] = ()
+    reason: FinishReason = FinishReason.STOP
+    provider_reason: str = ""
+    usage: Usage = field(default_factory=Usage)
+    """What the original call consumed: what each cache hit saves."""
+    cost_usd: float = 0.0
+    """What the original call cost, when prices were known."""
+
+    def to_bytes(self) -> bytes:
+        """The reply as compact JSON."""
+        u = self.usage
+        return orjson.dumps(
+            {
+                "p": self.provider,
+                "m": self.model,
+                "t": self.text,
+                "c": [[c.id, c.name, c.arguments] for c in self.tool_calls],
+                "r": self.reason.value,
+                "pr": self.provider_reason,
+                "u": [
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens,
+                    u.reasoning_tokens,
+                    u.estimated,
+                ],
+                "$": self.cost_usd,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> CachedReply:
+        """The reply `to_bytes` wrote; raises ValueError for anything else."""
+        try:
+            d = orjson.loads(data)
+            u = d["u"]
+            return cls(
+                provider=str(d["p"]),
+                model=str(d["m"]),
+                text=str(d["t"]),
+                tool_calls=tuple(CachedToolCall(str(i), str(n), str(a)) for i, n, a in d["c"]),
+                reason=FinishReason(d["r"]),
+                provider_reason=str(d["pr"]),
+                usage=Usage(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), bool(u[5])),
+                cost_usd=float(d["$"]),
+            )
+        except (orjson.JSONDecodeError, LookupError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a stored reply: {exc}") from None
+
+
+def _copy(u: Usage) -> Usage:
+    return Usage(
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.reasoning_tokens,
+        u.estimated,
+    )
+
+
+def record_reply(events: Sequence[EngineEvent]) -> CachedReply | None:
+    """The reply a call's events add up to; None unless it started and completed.
+
+    Output the caller was told to discard (a switch under the ``restart`` policy) is left
+    out; under ``continue`` the next target's output extends it.
+    """
+    provider = model = ""
+    started = False
+    text: list[str] = []
+    calls: dict[int, list[str]] = {}
+    for event in events:
+        if isinstance(event, Started):
+            started, provider, model = True, event.provider, event.model
+        elif isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            call = calls.setdefault(event.index, ["", "", ""])
+            if event.id:
+                call[0] = event.id
+            if event.name:
+                call[1] = event.name
+            call[2] += event.arguments_delta
+        elif isinstance(event, Switched):
+            provider, model = event.target.provider, event.target.model
+            if event.policy is MidStreamPolicy.RESTART:
+                text.clear()
+                calls.clear()
+        elif isinstance(event, Completed):
+            if not started:
+                return None
+            return CachedReply(
+                provider=provider,
+                model=model,
+                text="".join(text),
+                tool_calls=tuple(CachedToolCall(*calls[i]) for i in sorted(calls)),
+                reason=event.reason,
+                provider_reason=event.provider_reason,
+                usage=_copy(event.usage),
+                cost_usd=event.cost_usd,
+            )
+    return None
+
+
+def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list[EngineEvent]:
+    """The events that stream `reply` to a caller as call `request_id`.
+
+    The text comes as one delta, or in pieces of `chunk_chars` characters when positive;
+    each tool call as one delta. The `Completed` event reports a zero usage (nothing was
+    consumed) and ``cache_hit``; the original usage stays in ``reply.usage``.
+    """
+    events: list[EngineEvent] = [Started(request_id, reply.provider, reply.model)]
+    if reply.text:
+        size = chunk_chars if chunk_chars > 0 else len(reply.text)
+        events.extend(TextDelta(reply.text[i : i + size]) for i in range(0, len(reply.text), size))
+    events.extend(
+        ToolCallDelta(i, id=c.id, name=c.name, arguments_delta=c.arguments)
+        for i, c in enumerate(reply.tool_calls)
+    )
+    events.append(Completed(reply.reason, reply.provider_reason, Usage(), cache_hit=True))
+    return events
+
+
+# ---------------------------------------------------------------------------------------
+# Storage
+
+
+class ResponseCache:
+    """Stored replies by key: an in-memory LRU with per-entry TTL, or Redis when configured.
+
+    In memory, every operation is O(1) and at most `max_entries` replies are kept (the least
+    recently used goes first); an expired entry is dropped when next looked up or evicted.
+    In Redis, keys are ``<namespace>:<key>`` and expire by Redis itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 1000,
+        default_ttl: float = 300.0,
+        redis_url: str | None = None,
+        namespace: str = "llmesh:rc",
+        redis_timeout: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        if not default_ttl > 0:
+            raise ValueError("default_ttl must be positive")
+        self._max = max_entries
+        self._ttl = default_ttl
+        self._namespace = namespace
+        self._clock = clock
+        self._entries: collections.OrderedDict[str, tuple[float, CachedReply]] = (
+            collections.OrderedDict()
+        )
+        self._redis: aioredis.Redis | None = None
+        if redis_url is not None:  # no I/O yet: the client connects on first use
+            self._redis = aioredis.Redis.from_url(
+                redis_url,
+                socket_timeout=redis_timeout,
+                socket_connect_timeout=redis_timeout,
+            )
+
+    def __len__(self) -> int:
+        """Replies held in memory (expired ones included until dropped); 0 with Redis."""
+        return len(self._entries)
+
+    async def get(self, key: str) -> CachedReply | None:
+        """The live reply stored under `key`, or None."""
+        if self._redis is not None:
+            try:
+                data = await self._redis.get(f"{self._namespace}:{key}")
+            except RedisError as exc:
+                _log.warning("response cache read failed: %s", type(exc).__name__)
+                return None
+            if data is None:
+                return None
+            try:
+                return CachedReply.from_bytes(data)
+            except ValueError:
+                return None  # written by another version: a miss
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expiry, reply = entry
+        if expiry <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return reply
+
+    async def put(self, key: str, reply: CachedReply, ttl: float | None = None) -> None:
+        """Store `reply` under `key` for `ttl` seconds (the default TTL when None).
+
+        A TTL that is not positive stores nothing.
+        """
+        ttl = self._ttl if ttl is None else ttl
+        if not ttl > 0:
+            return
+        if self._redis is not None:
+            try:
+                await self._redis.set(
+                    f"{self._namespace}:{key}", reply.to_bytes(), px=max(1, round(ttl * 1000))
+                )
+            except RedisError as exc:
+                _log.warning("response cache write failed: %s", type(exc).__name__)
+            return
+        self._entries[key] = (self._clock() + ttl, reply)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    async def aclose(self) -> None:
+        """Close the Redis connection pool, if any."""
+        if self._redis is not None:
+            await self._redis.aclose()

@@ -1,0 +1,430 @@
+"""The exact-match response cache: keys, rules, LRU and TTL, replay, and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+
+from services.common.errors import Reason
+from services.orchestrator.domain import (
+    ChatRequest,
+    FinishReason,
+    Message,
+    Role,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoiceMode,
+    Usage,
+    UsageUpdate,
+)
+from services.orchestrator.engine import ChatCall, Completed, EngineEvent, Started, Switched
+from services.orchestrator.policy import MidStreamPolicy
+from services.orchestrator.response_cache import (
+    CachedReply,
+    CachedToolCall,
+    ResponseCache,
+    cache_key,
+    cacheable,
+    record_reply,
+    replay,
+)
+from services.orchestrator.routing import Target
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379"]
+REDIS_SERVER += ["--save", "", "--appendonly", "no"]
+
+WEATHER = Tool("get_weather", "Weather in a city", {"type": "object", "properties": {}})
+
+
+def _request(**kwargs: Any) -> ChatRequest:
+    messages = (Message(Role.SYSTEM, "be brief"), Message(Role.USER, "hello"))
+    return ChatRequest("gpt-4o-mini", messages, temperature=0.0, **kwargs)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _reply(text: str = "hi there", **kwargs: Any) -> CachedReply:
+    return CachedReply("openai", "gpt-4o-mini", text, **kwargs)
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def test_key_is_stable_and_versioned() -> None:
+    key = cache_key("fast", ["slow"], _request())
+    assert key == cache_key("fast", ("slow",), _request())
+    prefix, digest = key.split(":")
+    assert prefix == "rc1" and len(digest) == 64
+    int(digest, 16)
+
+
+def test_key_ignores_what_does_not_change_the_reply() -> None:
+    """Metadata and request ids live on the call, not in the key; nor does the routed model."""
+    request = _request()
+    a = ChatCall("fast", request, metadata={"user": "a", "request_id": "r1"})
+    b = ChatCall("fast", replace(request, model="other-provider-model"), metadata={"user": "b"})
+    assert cache_key(a.model, a.fallbacks, a.request) == cache_key(b.model, b.fallbacks, b.request)
+    off = replace(request, prompt_cache="off", prompt_cache_ttl="1h")
+    assert cache_key("fast", (), off) == cache_key("fast", (), request)
+    # int and float temperatures normalize alike
+    assert cache_key("fast", (), replace(request, temperature=0)) == cache_key("fast", (), request)
+
+
+def test_tool_schema_key_order_does_not_matter() -> None:
+    one = Tool("t", parameters={"type": "object", "properties": {"a": {}, "b": {}}})
+    two = Tool("t", parameters={"properties": {"b": {}, "a": {}}, "type": "object"})
+    assert cache_key("m", (), _request(tools=(one,))) == cache_key("m", (), _request(tools=(two,)))
+
+
+@pytest.mark.parametrize(
+    ("model", "fallbacks", "change"),
+    [
+        ("other", (), {}),
+        ("fast", ("slow",), {}),
+        ("fast", (), {"temperature": 0.7}),
+        ("fast", (), {"top_p": 0.9}),
+        ("fast", (), {"max_tokens": 10}),
+        ("fast", (), {"stop": ("\n",)}),
+        ("fast", (), {"seed": 7}),
+        ("fast", (), {"tools": (WEATHER,)}),
+        ("fast", (), {"tools": (WEATHER,), "tool_choice": ToolChoiceMode.REQUIRED}),
+        (
+            "fast",
+            (),
+            {"tools": (WEATHER,), "tool_choice": ToolChoiceMode.TOOL, "tool_choice_name": "x"},
+        ),
+        ("fast", (), {"messages": (Message(Role.USER, "hello"),)}),
+        ("fast", (), {"messages": (Message(Role.USER, "hello", name="ann"),)}),
+        ("fast", (), {"messages": (Message(Role.SYSTEM, "be brief"), Message(Role.USER, "hi"))}),
+    ],
+)
+def test_key_changes_with_what_changes_the_reply(
+    model: str, fallbacks: tuple[str, ...], change: dict[str, Any]
+) -> None:
+    base = cache_key("fast", (), _request())
+    assert cache_key(model, fallbacks, replace(_request(), **change)) != base
+
+
+def test_key_distinguishes_tool_calls_and_results() -> None:
+    call = ToolCall("c1", "get_weather", '{"city":"Oslo"}')
+    turns = (
+        Message(Role.USER, "weather?"),
+        Message(Role.ASSISTANT, tool_calls=(call,)),
+        Message(Role.TOOL, "sunny", tool_call_id="c1"),
+    )
+    base = cache_key("m", (), ChatRequest("m", turns))
+    rainy = (*turns[:2], Message(Role.TOOL, "rain", tool_call_id="c1"))
+    assert cache_key("m", (), ChatRequest("m", rainy)) != base
+    bergen = replace(call, arguments='{"city":"Bergen"}')
+    other = (turns[0], Message(Role.ASSISTANT, tool_calls=(bergen,)), turns[2])
+    assert cache_key("m", (), ChatRequest("m", other)) != base
+
+
+# -- what is cacheable ---------------------------------------------------------------------
+
+
+def test_cacheable_rules() -> None:
+    zero = _request()
+    warm = replace(zero, temperature=0.7)
+    unset = replace(zero, temperature=None)
+    assert cacheable(zero, opt_in=False, opt_out=False)
+    assert not cacheable(warm, opt_in=False, opt_out=False)
+    assert not cacheable(unset, opt_in=False, opt_out=False)  # the provider default samples
+    assert cacheable(warm, opt_in=True, opt_out=False)
+    assert cacheable(unset, opt_in=True, opt_out=False)
+    assert not cacheable(zero, opt_in=False, opt_out=True)
+    assert not cacheable(zero, opt_in=True, opt_out=True)  # opting out wins
+    assert cacheable(replace(zero, tools=(WEATHER,)), opt_in=False, opt_out=False)
+
+
+# -- in memory -----------------------------------------------------------------------------
+
+
+async def test_miss_then_hit() -> None:
+    cache = ResponseCache()
+    assert await cache.get("k") is None
+    await cache.put("k", _reply())
+    assert await cache.get("k") == _reply()
+    await cache.aclose()
+
+
+async def test_lru_evicts_the_least_recently_used() -> None:
+    cache = ResponseCache(max_entries=2)
+    await cache.put("a", _reply("a"))
+    await cache.put("b", _reply("b"))
+    assert await cache.get("a") is not None  # a is now the most recent
+    await cache.put("c", _reply("c"))
+    assert await cache.get("b") is None
+    assert [r.text for r in [await cache.get("a"), await cache.get("c")] if r] == ["a", "c"]
+    for i in range(100):
+        await cache.put(f"k{i}", _reply())
+    assert len(cache) == 2
+
+
+async def test_put_replaces_and_refreshes() -> None:
+    cache = ResponseCache(max_entries=2)
+    await cache.put("a", _reply("a"))
+    await cache.put("b", _reply("b"))
+    await cache.put("a", _reply("a2"))
+    await cache.put("c", _reply("c"))
+    assert await cache.get("b") is None
+    got = await cache.get("a")
+    assert got is not None and got.text == "a2"
+
+
+async def test_ttl_expiry_with_a_fake_clock() -> None:
+    clock = FakeClock()
+    cache = ResponseCache(default_ttl=10.0, clock=clock)
+    await cache.put("default", _reply())
+    await cache.put("short", _reply(), ttl=2.0)
+    await cache.put("never", _reply(), ttl=0)
+    assert await cache.get("never") is None
+    clock.now += 1.999
+    assert await cache.get("short") is not None
+    clock.now += 0.001
+    assert await cache.get("short") is None
+    assert len(cache) == 1  # dropped when looked up
+    clock.now += 7.999
+    assert await cache.get("default") is not None
+    clock.now += 0.001
+    assert await cache.get("default") is None
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError):
+        ResponseCache(max_entries=0)
+    with pytest.raises(ValueError):
+        ResponseCache(default_ttl=0)
+
+
+# -- record and replay ---------------------------------------------------------------------
+
+
+def _completed(reason: FinishReason = FinishReason.STOP, usage: Usage | None = None) -> Completed:
+    return Completed(reason, "stop", usage or Usage(120, 8, 64, 0), overhead=0.01, cost_usd=0.02)
+
+
+def test_record_and_replay_text() -> None:
+    events: list[EngineEvent] = [
+        Started("req_1", "openai", "gpt-4o-mini"),
+        UsageUpdate(Usage(120, 0)),
+        TextDelta("Hello"),
+        TextDelta(", "),
+        TextDelta("world"),
+        _completed(),
+    ]
+    reply = record_reply(events)
+    assert reply == CachedReply(
+        "openai",
+        "gpt-4o-mini",
+        "Hello, world",
+        (),
+        FinishReason.STOP,
+        "stop",
+        Usage(120, 8, 64, 0),
+        0.02,
+    )
+    out = replay(reply, "req_2")
+    assert out == [
+        Started("req_2", "openai", "gpt-4o-mini"),
+        TextDelta("Hello, world"),
+        Completed(FinishReason.STOP, "stop", Usage(), cache_hit=True),
+    ]
+    chunks = [e.text for e in replay(reply, "req_3", chunk_chars=5) if isinstance(e, TextDelta)]
+    assert chunks == ["Hello", ", wor", "ld"]
+    assert record_reply(out) == replace(reply, usage=Usage(), cost_usd=0.0)
+
+
+def test_record_and_replay_tool_calls() -> None:
+    events: list[EngineEvent] = [
+        Started("req_1", "anthropic", "claude-test"),
+        TextDelta("Let me check."),
+        ToolCallDelta(0, id="call_a", name="get_weather"),
+        ToolCallDelta(0, arguments_delta='{"city":'),
+        ToolCallDelta(1, id="call_b", name="get_time", arguments_delta='{"tz":"UTC"}'),
+        ToolCallDelta(0, arguments_delta='"Oslo"}'),
+        _completed(FinishReason.TOOL_CALLS),
+    ]
+    reply = record_reply(events)
+    assert reply is not None
+    assert reply.text == "Let me check."
+    assert reply.tool_calls == (
+        CachedToolCall("call_a", "get_weather", '{"city":"Oslo"}'),
+        CachedToolCall("call_b", "get_time", '{"tz":"UTC"}'),
+    )
+    assert reply.reason is FinishReason.TOOL_CALLS
+    out = replay(reply, "req_2")
+    assert out[2:4] == [
+        ToolCallDelta(0, id="call_a", name="get_weather", arguments_delta='{"city":"Oslo"}'),
+        ToolCallDelta(1, id="call_b", name="get_time", arguments_delta='{"tz":"UTC"}'),
+    ]
+    assert record_reply(out) == replace(reply, usage=Usage(), cost_usd=0.0)
+
+
+def test_record_follows_switches() -> None:
+    a, b = Target("openai", "gpt-4o-mini"), Target("anthropic", "claude-test")
+
+    def events(policy: MidStreamPolicy) -> list[EngineEvent]:
+        return [
+            Started("r", a.provider, a.model),
+            TextDelta("Hel"),
+            Switched(a, b, Reason.STREAM_INTERRUPTED, policy),
+            TextDelta("lo" if policy is MidStreamPolicy.CONTINUE else "Hello"),
+            _completed(),
+        ]
+
+    restarted = record_reply(events(MidStreamPolicy.RESTART))
+    continued = record_reply(events(MidStreamPolicy.CONTINUE))
+    assert restarted is not None and continued is not None
+    assert restarted.text == continued.text == "Hello"
+    assert (restarted.provider, restarted.model) == ("anthropic", "claude-test")
+
+
+def test_an_incomplete_call_records_nothing() -> None:
+    assert record_reply([Started("r", "p", "m"), TextDelta("partial")]) is None
+    assert record_reply([TextDelta("x"), _completed()]) is None
+    assert record_reply([]) is None
+
+
+def test_recorded_usage_is_a_copy() -> None:
+    usage = Usage(10, 2)
+    reply = record_reply([Started("r", "p", "m"), _completed(usage=usage)])
+    usage.input_tokens = 999
+    assert reply is not None and reply.usage.input_tokens == 10
+
+
+def test_serialization_round_trip() -> None:
+    reply = CachedReply(
+        "anthropic",
+        "claude-test",
+        "héllo ✓",
+        (CachedToolCall("c", "t", '{"a":1}'),),
+        FinishReason.LENGTH,
+        "max_tokens",
+        Usage(1, 2, 3, 4, 5, True),
+        0.5,
+    )
+    assert CachedReply.from_bytes(reply.to_bytes()) == reply
+    with pytest.raises(ValueError):
+        CachedReply.from_bytes(b'{"p": "x"}')
+    with pytest.raises(ValueError):
+        CachedReply.from_bytes(b"not json")
+
+
+# -- Redis ---------------------------------------------------------------------------------
+
+
+def _ping() -> bool:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The local Redis; started when a ping fails. In CI an unreachable Redis fails."""
+    if not _ping() and shutil.which("redis-server"):
+        subprocess.run(REDIS_SERVER, check=False, capture_output=True, timeout=10)
+        deadline = time.monotonic() + 5
+        while not _ping() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if not _ping():
+        why = "Redis at 127.0.0.1:6379 is unreachable and redis-server could not start it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    yield REDIS_URL  # a server started here stays up for other sessions
+
+
+@pytest.fixture
+def namespace(redis_server: str) -> Iterator[str]:
+    """A namespace of this test's own, deleted afterwards."""
+    ns = f"llmesh-test-rc:{uuid.uuid4().hex}"
+    yield ns
+    client = redis.Redis.from_url(redis_server)
+    try:
+        keys = list(client.scan_iter(match=f"{ns}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def shared(redis_server: str, namespace: str) -> AsyncIterator[ResponseCache]:
+    cache = ResponseCache(redis_url=redis_server, namespace=namespace)
+    yield cache
+    await cache.aclose()
+
+
+async def test_redis_round_trip_shared_between_replicas(
+    shared: ResponseCache, redis_server: str, namespace: str
+) -> None:
+    key = cache_key("fast", (), _request())
+    assert await shared.get(key) is None
+    reply = _reply(tool_calls=(CachedToolCall("c", "t", "{}"),), usage=Usage(5, 6))
+    await shared.put(key, reply)
+    other = ResponseCache(redis_url=redis_server, namespace=namespace)
+    try:
+        assert await other.get(key) == reply
+    finally:
+        await other.aclose()
+    elsewhere = ResponseCache(redis_url=redis_server, namespace=namespace + "-other")
+    try:
+        assert await elsewhere.get(key) is None
+    finally:
+        await elsewhere.aclose()
+
+
+async def test_redis_expiry_is_set_from_the_ttl(
+    shared: ResponseCache, redis_server: str, namespace: str
+) -> None:
+    await shared.put("default", _reply())
+    await shared.put("short", _reply(), ttl=1.5)
+    await shared.put("never", _reply(), ttl=-1)
+    client = redis.Redis.from_url(redis_server)
+    try:
+        assert 299_000 < client.pttl(f"{namespace}:default") <= 300_000
+        assert 1_000 < client.pttl(f"{namespace}:short") <= 1_500
+        assert not client.exists(f"{namespace}:never")
+        client.set(f"{namespace}:garbage", b"not a reply")
+    finally:
+        client.close()
+    assert await shared.get("garbage") is None  # unreadable entries are misses
+
+
+async def test_redis_expiry_takes_effect(shared: ResponseCache) -> None:
+    await shared.put("k", _reply(), ttl=0.05)
+    assert await shared.get("k") is not None
+    await asyncio.sleep(0.1)
+    assert await shared.get("k") is None
+
+
+async def test_an_unreachable_redis_is_a_miss_not_a_failure() -> None:
+    cache = ResponseCache(redis_url="redis://127.0.0.1:1/0", redis_timeout=0.2)
+    await cache.put("k", _reply())
+    assert await cache.get("k") is None
+    await cache.aclose()
