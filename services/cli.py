@@ -36,6 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
     chat.add_argument("--address", help="orchestrator address (default: from configuration)")
+    usage = sub.add_parser("usage", help="usage and cost totals from the ledger")
+    usage.add_argument(
+        "--by",
+        default="tenant,model",
+        help="comma-separated groups: tenant, key, model, day (default: tenant,model)",
+    )
+    usage.add_argument("--since", help="only records from this date (YYYY-MM-DD, UTC) on")
+    usage.add_argument("--tenant", help="only this tenant")
+    usage.add_argument("--json", action="store_true", help="JSON instead of a table")
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key (shown once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--name", default="")
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--tenant")
+    listing.add_argument("--json", action="store_true")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
     models = sub.add_parser("models", help="list routable models")
     models.add_argument("--address", help="orchestrator address (default: from configuration)")
     return p
@@ -57,6 +76,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         _serve(config, args.service)
         return
+    if args.command == "usage":
+        from services.ledger import usage_report
+
+        print(
+            asyncio.run(
+                usage_report(
+                    config.database_url,
+                    group_by=[g.strip() for g in args.by.split(",") if g.strip()],
+                    since=args.since,
+                    json_output=args.json,
+                    tenant=args.tenant,
+                )
+            )
+        )
+        return
+    if args.command == "keys":
+        from services.auth import keys_command
+
+        status, text = asyncio.run(
+            keys_command(
+                config.database_url,
+                args.action,
+                tenant=getattr(args, "tenant", None),
+                name=getattr(args, "name", ""),
+                key_id=getattr(args, "key_id", None),
+                json_output=getattr(args, "json", False),
+            )
+        )
+        print(text)
+        sys.exit(status)
     from services import client
 
     if args.command == "chat":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -29,15 +29,19 @@ from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import Breakers, TargetLimiter
 from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
+Gate = Callable[[str, ChatRequest], Awaitable[None]]
+"""Admits one attempt at a target (e.g. its rate limit), or raises `LlmeshError`."""
+
 
 @dataclass(frozen=True)
 class Runtime:
-    """What attempts share: breakers, queues, the clock and the call's trail."""
+    """What attempts share: breakers, queues, the clock, the call's trail, a target gate."""
 
     breakers: Breakers
     limiter: TargetLimiter
     clock: Callable[[], float]
     trail: Trail
+    gate: Gate | None = None
 
 
 @dataclass
@@ -129,6 +133,11 @@ class Opened:
         await self.stack.aclose()
 
 
+NOT_SENT = frozenset({Reason.CIRCUIT_OPEN, Reason.QUEUE_FULL, Reason.RATE_LIMIT_EXCEEDED})
+"""Attempt failures that happen before a request leaves llmesh (they do not count against
+the target's breaker, and cost nothing)."""
+
+
 def _is_token(event: ProviderEvent) -> bool:
     return isinstance(event, TextDelta | ToolCallDelta | Finish)
 
@@ -153,6 +162,8 @@ async def open_attempt(
         await stack.enter_async_context(rt.limiter.slot(name))
         rt.trail.deliberate_wait += rt.clock() - q0
         await rt.breakers.check(name)
+        if rt.gate is not None:
+            await rt.gate(name, request)
         events = provider.stream(request, timeout=timeout)
         stack.push_async_callback(events.aclose)
         head: list[ProviderEvent] = []
@@ -185,7 +196,7 @@ async def open_attempt(
         return Opened(record, events, head, stack, rt, stall_timeout)
     except LlmeshError as err:
         record.finish(Outcome.FAILED, rt.clock(), err.reason)
-        if err.reason is not Reason.CIRCUIT_OPEN and err.reason is not Reason.QUEUE_FULL:
+        if err.reason not in NOT_SENT:
             await rt.breakers.record_failure(name, err.reason)
         await stack.aclose()
         raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.attempts import Opened, Runtime, open_attempt, percentile
+from services.orchestrator.attempts import Gate, Opened, Runtime, open_attempt, percentile
 from services.orchestrator.domain import (
     ChatRequest,
     Finish,
@@ -172,6 +172,8 @@ class Orchestrator:
         self._clock = clock
         self._sleep = sleep
         self._ttfts: dict[str, collections.deque[float]] = {}
+        self.gate: Gate | None = None
+        """Admits each attempt at a target (the call pipeline sets per-target rate limits)."""
 
     @property
     def router(self) -> Router:
@@ -214,7 +216,7 @@ class Orchestrator:
         targets, policy = self.targets(call)
         request_id = request_id or new_request_id()
         trail = trail or Trail(started=self._clock())
-        rt = Runtime(self._breakers, self._limiter, self._clock, trail)
+        rt = Runtime(self._breakers, self._limiter, self._clock, trail, self.gate)
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
         total = Usage()

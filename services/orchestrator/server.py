@@ -12,6 +12,7 @@ from llmesh.v1 import orchestrator_pb2_grpc
 
 from services.common.config import Config, resolve_provider
 from services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from services.orchestrator.assembly import Assembly, assemble
 from services.orchestrator.engine import Orchestrator
 from services.orchestrator.providers import ProviderRegistry, default_registry
 from services.orchestrator.providers.base import Provider
@@ -32,6 +33,7 @@ class OrchestratorServer:
     running: RunningServer
     engine: Orchestrator
     servicer: OrchestratorServicer
+    assembly: Assembly
 
     @property
     def port(self) -> int:
@@ -49,6 +51,7 @@ class OrchestratorServer:
         await asyncio.sleep(0)  # the server stops accepting before we wait
         await self.servicer.drain(grace)
         await stopping
+        await self.assembly.aclose()  # flushes the ledger: no usage lost on shutdown
         await self.engine.aclose()
 
 
@@ -85,7 +88,14 @@ async def serve(
 ) -> OrchestratorServer:
     """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed)."""
     engine = engine or build_engine(config)
-    servicer = OrchestratorServicer(engine, max_request_bytes=config.max_message_bytes)
+    address = address or config.orchestrator_address
+    assembly = await assemble(config, engine, bind_host=address.rpartition(":")[0])
+    servicer = OrchestratorServicer(
+        assembly.pipeline,
+        authenticator=assembly.authenticator,
+        max_request_bytes=config.max_message_bytes,
+        usage_store=assembly.ledger_store,
+    )
     running = await start_server(
         [
             ServiceBinding(
@@ -94,10 +104,10 @@ async def serve(
                 SERVICE_NAME,
             )
         ],
-        address or config.orchestrator_address,
+        address,
         reuse_port=reuse_port,
     )
-    return OrchestratorServer(running, engine, servicer)
+    return OrchestratorServer(running, engine, servicer, assembly)
 
 
 async def run(config: Config) -> None:

@@ -8,13 +8,15 @@ import datetime
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import grpc
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
+from services.auth import Authenticator
 from services.common.errors import FieldViolation, LlmeshError, Reason
 from services.common.rpc_errors import abort
+from services.ledger import LedgerStore
 from services.orchestrator.aggregate import collect
 from services.orchestrator.convert import (
     attempts_to_json,
@@ -26,6 +28,7 @@ from services.orchestrator.convert import (
 from services.orchestrator.council import stream_council
 from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
 from services.orchestrator.engine import ChatCall, Orchestrator
+from services.orchestrator.pipeline import BoundPipeline, Caller, CallPipeline
 from services.orchestrator.trail import Trail
 
 log = logging.getLogger("llmesh.orchestrator")
@@ -36,8 +39,18 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  # type: ignore[misc]
     """Implements `llmesh.v1.OrchestratorService` over an `Orchestrator`."""
 
-    def __init__(self, engine: Orchestrator, *, max_request_bytes: int) -> None:
-        self._engine = engine
+    def __init__(
+        self,
+        pipeline: CallPipeline,
+        *,
+        authenticator: Authenticator,
+        max_request_bytes: int,
+        usage_store: LedgerStore | None = None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._engine = pipeline.engine
+        self._auth = authenticator
+        self._usage = usage_store
         self._max_request_bytes = max_request_bytes
         self._active: set[asyncio.Task[Any]] = set()
         self._shutting_down = False
@@ -67,6 +80,18 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         finally:
             if task is not None:
                 self._active.discard(task)
+
+    async def _caller(self, context: Context) -> Caller:
+        """Who the call acts for (UNAUTHENTICATED when auth is on and no valid key came)."""
+        principal = await self._auth.authenticate(context.invocation_metadata() or ())
+        return Caller(principal.tenant, principal.key_id)
+
+    @staticmethod
+    def _tenant(caller: Caller, call: ChatCall) -> Caller:
+        """A key's tenant is fixed; without keys the request's ``tenant`` metadata names it."""
+        if caller.key_id:
+            return caller
+        return Caller(call.metadata.get("tenant") or caller.tenant, "")
 
     def _failure(self, exc: BaseException) -> LlmeshError:
         """The error to answer for an exception escaping the engine."""
@@ -102,8 +127,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         trail = Trail(started=time.monotonic())
         with self._tracked():
             try:
+                caller = await self._caller(context)
                 call = self._call(request)
-                events = self._engine.stream(call, timeout=context.time_remaining(), trail=trail)
+                events = self._pipeline.stream(
+                    call, self._tenant(caller, call), timeout=context.time_remaining(), trail=trail
+                )
                 async for event in events:
                     yield event_to_proto(event)
                 context.set_trailing_metadata(_trailers(trail))
@@ -121,9 +149,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         trail = Trail(started=time.monotonic())
         with self._tracked():
             try:
+                caller = await self._caller(context)
                 call = self._call(request)
                 reply = await collect(
-                    self._engine.stream(call, timeout=context.time_remaining(), trail=trail)
+                    self._pipeline.stream(
+                        call,
+                        self._tenant(caller, call),
+                        timeout=context.time_remaining(),
+                        trail=trail,
+                    )
                 )
                 context.set_trailing_metadata(_trailers(trail))
             except asyncio.CancelledError as exc:
@@ -155,6 +189,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         self, request: orchestrator_pb2.ListModelsRequest, context: Context
     ) -> orchestrator_pb2.ListModelsResponse:
         """Every listed model and alias."""
+        try:
+            await self._caller(context)
+        except LlmeshError as err:
+            await abort(context, err)
         return orchestrator_pb2.ListModelsResponse(
             models=[
                 orchestrator_pb2.ModelInfo(
@@ -173,8 +211,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         """Stream every branch's events; a validation or fail-fast error ends with a status."""
         with self._tracked():
             try:
+                caller = await self._caller(context)
                 council = council_from_proto(request, max_request_bytes=self._max_request_bytes)
-                items = stream_council(self._engine, council, timeout=context.time_remaining())
+                bound = BoundPipeline(self._pipeline, self._tenant(caller, council.call))
+                items = stream_council(
+                    cast(Orchestrator, bound), council, timeout=context.time_remaining()
+                )
                 async with contextlib.aclosing(items):
                     async for item in items:
                         yield council_item_to_proto(item)
@@ -190,6 +232,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
     ) -> orchestrator_pb2.ListTargetsResponse:
         """Breaker, in-flight and queue state of every configured or used target."""
         try:
+            await self._caller(context)
             views = {v.name: v for v in await self._engine.breakers.views()}
         except Exception as exc:
             await abort(context, self._failure(exc))
@@ -212,6 +255,59 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                 )
             out.append(status)
         return orchestrator_pb2.ListTargetsResponse(targets=out)
+
+    async def GetUsage(
+        self, request: orchestrator_pb2.GetUsageRequest, context: Context
+    ) -> orchestrator_pb2.GetUsageResponse:
+        """Ledger totals; a caller holding a key sees only its own tenant."""
+        try:
+            caller = await self._caller(context)
+            if self._usage is None:
+                raise LlmeshError(Reason.PROVIDER_NOT_CONFIGURED, "no usage ledger is configured")
+            groups = [_GROUPS[g] for g in request.group_by if g in _GROUPS]
+            tenant = caller.tenant if caller.key_id else (request.tenant or None)
+            rows = await self._usage.totals(
+                groups,
+                request.since.ToSeconds() + request.since.nanos / 1e9
+                if request.HasField("since")
+                else None,
+                request.until.ToSeconds() + request.until.nanos / 1e9
+                if request.HasField("until")
+                else None,
+                tenant,
+            )
+        except Exception as exc:
+            await abort(context, self._failure(exc))
+            raise  # pragma: no cover
+        return orchestrator_pb2.GetUsageResponse(totals=[_total_to_proto(r) for r in rows])
+
+
+_GROUPS = {
+    orchestrator_pb2.USAGE_GROUPING_TENANT: "tenant",
+    orchestrator_pb2.USAGE_GROUPING_KEY: "key",
+    orchestrator_pb2.USAGE_GROUPING_MODEL: "model",
+    orchestrator_pb2.USAGE_GROUPING_DAY: "day",
+}
+
+
+def _total_to_proto(row: Any) -> orchestrator_pb2.UsageTotal:
+    return orchestrator_pb2.UsageTotal(
+        tenant=row.tenant or "",
+        key_id=row.key_id or "",
+        model=row.model or "",
+        day=row.day or "",
+        requests=row.requests,
+        failed=row.failed,
+        usage=chat_pb2.Usage(
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cache_read_tokens=row.cache_read_tokens,
+            cache_write_tokens=row.cache_write_tokens,
+            reasoning_tokens=row.reasoning_tokens,
+        ),
+        cost_usd=row.cost_usd,
+        cache_savings_usd=row.cache_savings_usd,
+    )
 
 
 _BREAKER_STATES = {

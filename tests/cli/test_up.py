@@ -45,6 +45,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "LLMESH_GATEWAY_PORT": str(ports["gw"]),
         "LLMESH_EMULATOR_PORT": str(ports["emu"]),
         "LLMESH_CONFIG": str(tmp_path_factory.mktemp("cfg") / "none.yaml"),
+        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db')}/llmesh.db",
         "PYTHONUNBUFFERED": "1",
     }
     Path(env["LLMESH_CONFIG"]).write_text("aliases: {fast: emulator/echo}\n")
@@ -188,6 +189,7 @@ def test_services_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
         "LLMESH_GATEWAY_PORT": str(port),
         "LLMESH_EMULATOR_PORT": str(_free_port()),
         "LLMESH_CONFIG": str(tmp_path / "empty.yaml"),
+        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
     }
     (tmp_path / "empty.yaml").write_text("")
     proc = subprocess.Popen(

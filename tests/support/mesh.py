@@ -9,6 +9,8 @@ orchestrator finds the emulator the way a user's deployment finds the real APIs:
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -33,6 +35,7 @@ class Mesh:
     _thread: threading.Thread | None = None
     _stop: Any = None
     _handles: dict[str, Any] = field(default_factory=dict)
+    _tmp: str = ""
 
     def env(self) -> dict[str, str]:
         """The SDK environment variables pointing the orchestrator at the emulator."""
@@ -115,8 +118,10 @@ class Mesh:
                 api_key="local-key",
                 models=("echo",),
             )
+            self._tmp = tempfile.mkdtemp(prefix="llmesh-mesh-")
             config = replace(
                 base,
+                database_url=f"sqlite:///{self._tmp}/llmesh.db",
                 emulator=EmulatorConfig("127.0.0.1", emu_port),
                 providers={**base.providers, "local": local},
                 aliases={"fast": "emulator/echo", "smart": "anthropic/claude-haiku-4-5"},
@@ -163,3 +168,5 @@ class Mesh:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)

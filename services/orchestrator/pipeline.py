@@ -1,0 +1,471 @@
+"""The call pipeline: admission, caching and accounting around the engine.
+
+For each call, in order: rate limits (requests and an estimate of tokens per minute, per
+tenant and per key), the response cache (a hit is replayed as a stream, at no cost),
+cost-capped routing, a budget reservation of the call's worst-case cost; then the engine
+streams the call; finally, whatever happened (finish, error, the caller going away), the
+actual cost is committed and the rest of the reservation released, over-estimated tokens
+are refunded, the reply is stored in the response cache, and exactly one usage record is
+handed to the ledger when any attempt reached a provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from services.common.errors import LlmeshError, Reason
+from services.ledger import LedgerWriter, PriceTable, UsageRecord
+from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
+from services.orchestrator.attempts import NOT_SENT as _NOT_SENT
+from services.orchestrator.domain import ChatRequest, Usage
+from services.orchestrator.engine import (
+    ChatCall,
+    Completed,
+    EngineEvent,
+    Orchestrator,
+    new_request_id,
+)
+from services.orchestrator.response_cache import (
+    ResponseCache,
+    cache_key,
+    cacheable,
+    record_reply,
+    replay,
+)
+from services.orchestrator.routing import Target
+from services.orchestrator.trail import AttemptRecord, Outcome, Trail
+
+DEFAULT_MAX_OUTPUT = 4096
+"""Output tokens assumed for reservations and token limits when a call sets no max_tokens."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a call: the tenant and the API key (empty when auth is off)."""
+
+    tenant: str = "default"
+    key_id: str = ""
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Configured limits and caps; ``"*"`` entries apply to every tenant / key / target."""
+
+    tenant_limits: Mapping[str, Limit] = field(default_factory=dict)
+    key_limits: Mapping[str, Limit] = field(default_factory=dict)
+    target_limits: Mapping[str, Limit] = field(default_factory=dict)
+    tenant_caps: Mapping[str, BudgetCaps] = field(default_factory=dict)
+    key_caps: Mapping[str, BudgetCaps] = field(default_factory=dict)
+    session_caps: BudgetCaps | None = None
+    response_cache_ttl: float = 300.0
+
+
+def _pick(table: Mapping[str, Any], name: str) -> Any:
+    return table.get(name, table.get("*"))
+
+
+TokenCounter = Callable[[str, ChatRequest], int]
+"""Counts (or estimates) a request's input tokens for a ``provider/model`` name."""
+
+
+def rough_input_tokens(model: str, request: ChatRequest) -> int:
+    """About four characters a token plus message framing."""
+    chars = sum(
+        len(m.content) + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+        for m in request.messages
+    )
+    return math.ceil(chars / 4) + 3 * len(request.messages) + 3
+
+
+class CallPipeline:
+    """Wraps an `Orchestrator` with limits, budgets, the response cache and the ledger."""
+
+    def __init__(
+        self,
+        engine: Orchestrator,
+        *,
+        prices: PriceTable,
+        policies: Policies | None = None,
+        ledger: LedgerWriter | None = None,
+        budgets: BudgetManager | None = None,
+        rate_limiter: RateLimiter | None = None,
+        response_cache: ResponseCache | None = None,
+        count_input: TokenCounter = rough_input_tokens,
+        seed_budget: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self._prices = prices
+        self._policies = policies or Policies()
+        self._ledger = ledger
+        self._budgets = budgets
+        self._limiter = rate_limiter
+        self._cache = response_cache
+        self._count_input = count_input
+        self._seed_budget = seed_budget
+        self._seeded: set[str] = set()
+        if rate_limiter is not None and self._policies.target_limits:
+            engine.gate = self._target_gate
+
+    async def _target_gate(self, target: str, request: ChatRequest) -> None:
+        """Per-target requests and tokens per minute, checked before each attempt."""
+        limit = _pick(self._policies.target_limits, target)
+        if limit is None or self._limiter is None:
+            return
+        tokens = self._count_input(target, request) + (request.max_tokens or DEFAULT_MAX_OUTPUT)
+        await self._limiter.acquire(f"target:{target}", limit, tokens)
+
+    # -- admission -------------------------------------------------------------------
+
+    def _limits(self, caller: Caller) -> list[tuple[str, Limit]]:
+        out = []
+        tenant = _pick(self._policies.tenant_limits, caller.tenant)
+        if tenant is not None:
+            out.append((f"tenant:{caller.tenant}", tenant))
+        if caller.key_id:
+            key = _pick(self._policies.key_limits, caller.key_id)
+            if key is not None:
+                out.append((f"key:{caller.key_id}", key))
+        return out
+
+    async def _take_limits(self, subjects: list[tuple[str, Limit]], tokens: int) -> None:
+        assert self._limiter is not None
+        taken: list[tuple[str, Limit]] = []
+        try:
+            for subject, limit in subjects:
+                await self._limiter.acquire(subject, limit, tokens)
+                taken.append((subject, limit))
+        except BaseException:
+            for subject, limit in taken:  # all or nothing across subjects
+                await self._limiter.refund(subject, limit, tokens)
+            raise
+
+    async def _scopes(self, call: ChatCall, caller: Caller) -> list[str]:
+        """Budget scopes with caps for this call; caps and seeds are set on first sight."""
+        assert self._budgets is not None
+        wanted: list[tuple[str, BudgetCaps | None]] = [
+            (f"tenant:{caller.tenant}", _pick(self._policies.tenant_caps, caller.tenant))
+        ]
+        if caller.key_id:
+            wanted.append((f"key:{caller.key_id}", _pick(self._policies.key_caps, caller.key_id)))
+        session = call.metadata.get("session", "")
+        if session and self._policies.session_caps is not None:
+            wanted.append((f"session:{caller.tenant}:{session}", self._policies.session_caps))
+        scopes = []
+        for scope, caps in wanted:
+            if caps is None:
+                continue
+            if scope not in self._seeded:
+                self._seeded.add(scope)
+                self._budgets.set_caps(scope, caps)
+                if self._seed_budget is not None and not scope.startswith("session:"):
+                    today, month = await self._seed_budget(scope)
+                    await self._budgets.seed(scope, today, month)
+            scopes.append(scope)
+        return scopes
+
+    def _worst_case(self, target: Target, request: ChatRequest, input_tokens: int) -> float:
+        max_out = request.max_tokens or DEFAULT_MAX_OUTPUT
+        return self._prices.worst_case(target.provider, target.model, input_tokens, max_out)
+
+    def _cap_cost(self, call: ChatCall, input_tokens: int) -> ChatCall:
+        """Route to the cheapest target whose worst case fits `max_cost_usd`."""
+        if call.max_cost_usd is None:
+            return call
+        targets, _ = self.engine.targets(call)
+        priced = []
+        for t in targets:
+            if self._prices.price(t.provider, t.model) is None:
+                continue  # an unknown price cannot be shown to fit
+            priced.append((self._worst_case(t, call.request, input_tokens), t))
+        fitting = sorted((p for p in priced if p[0] <= call.max_cost_usd), key=lambda p: p[0])
+        if not fitting:
+            cheapest = min((p[0] for p in priced), default=None)
+            detail = f"; the cheapest target's worst case is ${cheapest:.6f}" if cheapest else ""
+            raise LlmeshError(
+                Reason.BUDGET_EXCEEDED,
+                f"no target of {call.model!r} fits max_cost_usd={call.max_cost_usd}{detail}",
+                metadata={
+                    "quota.subject": f"request:{call.model}",
+                    "quota.description": f"max_cost_usd {call.max_cost_usd}",
+                },
+            )
+        return replace(call, model=fitting[0][1].name, fallbacks=())
+
+    # -- the call --------------------------------------------------------------------
+
+    async def stream(
+        self,
+        call: ChatCall,
+        caller: Caller,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        trail: Trail | None = None,
+    ) -> AsyncIterator[EngineEvent]:
+        """Stream the call with admission and accounting; see the module docstring."""
+        request_id = request_id or new_request_id()
+        trail = trail or Trail(started=time.monotonic())
+        wall = time.time()
+        targets, _ = self.engine.targets(call)  # unknown models fail first
+        input_tokens = self._count_input(targets[0].name, call.request)
+        tokens = input_tokens + (call.request.max_tokens or DEFAULT_MAX_OUTPUT)
+        limits = self._limits(caller) if self._limiter is not None else []
+        if limits:
+            await self._take_limits(limits, tokens)
+        status, reason, cache_hit = "error", None, False
+        reservation = None
+        used = Usage()
+        collected: list[EngineEvent] | None = None
+        key = None
+        try:
+            if self._cache is not None and cacheable(
+                call.request,
+                opt_in=call.response_cache is True,
+                opt_out=call.response_cache is False,
+            ):
+                key = cache_key(call.model, call.fallbacks, call.request)
+                hit = await self._cache.get(key)
+                if hit is not None:
+                    cache_hit = True
+                    for event in replay(hit, request_id):
+                        if isinstance(event, Completed):
+                            event = replace(event, cache_hit=True, cost_usd=0.0)
+                            status = "ok"
+                        yield event
+                    self._record_hit(call, caller, request_id, wall, hit)
+                    return
+                collected = []
+            call = self._cap_cost(call, input_tokens)
+            if self._budgets is not None:
+                scopes = await self._scopes(call, caller)
+                if scopes:
+                    worst = max(
+                        self._worst_case(t, call.request, input_tokens)
+                        for t in self.engine.targets(call)[0]
+                    )
+                    reservation = await self._budgets.reserve(scopes, worst)
+            async for event in self.engine.stream(
+                call, timeout=timeout, request_id=request_id, trail=trail
+            ):
+                if isinstance(event, Completed):
+                    cost = sum(self._attempt_cost(a, call.request) for a in trail.attempts)
+                    event = replace(event, cost_usd=cost)
+                    status = "ok"
+                if collected is not None:
+                    collected.append(event)
+                yield event
+        except LlmeshError as err:
+            reason = err.reason
+            err.metadata.setdefault("request_id", request_id)  # find it in the ledger
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            status, reason = "cancelled", Reason.CANCELLED
+            raise
+        finally:
+            if not cache_hit:
+                used, cost = self._settle_usage(trail.attempts, call.request)
+                if reservation is not None and self._budgets is not None:
+                    await self._budgets.commit(reservation, cost)
+                if limits and self._limiter is not None:
+                    actual = used.input_tokens + used.output_tokens + used.cache_read_tokens
+                    for subject, limit in limits:
+                        await self._limiter.refund(subject, limit, max(tokens - actual, 0))
+                self._record(call, caller, request_id, wall, trail, status, reason, used, cost)
+                if status == "ok" and key is not None and collected and self._cache is not None:
+                    reply = record_reply(collected)
+                    if reply is not None:
+                        ttl = call.response_cache_ttl or self._policies.response_cache_ttl
+                        await self._cache.put(key, reply, ttl)
+
+    # -- accounting ------------------------------------------------------------------
+
+    def _attempt_usage(self, a: AttemptRecord, request: ChatRequest) -> Usage | None:
+        """What an attempt consumed: reported, else estimated; None if it never left llmesh."""
+        if a.outcome is Outcome.SKIPPED or a.reason in _NOT_SENT:
+            return None
+        if a.usage is not None:
+            return a.usage
+        if a.output_chars == 0 and a.outcome is Outcome.FAILED:
+            return Usage()  # refused before any output: providers do not bill it
+        return Usage(
+            input_tokens=self._count_input(a.target.name, request),
+            output_tokens=math.ceil(a.output_chars / 4),
+            estimated=True,
+        )
+
+    def _attempt_cost(self, a: AttemptRecord, request: ChatRequest) -> float:
+        usage = self._attempt_usage(a, request)
+        if usage is None:
+            return 0.0
+        return self._prices.cost(
+            a.target.provider, a.target.model, usage, cache_ttl=request.prompt_cache_ttl
+        )
+
+    def _settle_usage(
+        self, attempts: Sequence[AttemptRecord], request: ChatRequest
+    ) -> tuple[Usage, float]:
+        total, cost = Usage(), 0.0
+        for a in attempts:
+            usage = self._attempt_usage(a, request)
+            if usage is None:
+                continue
+            total.input_tokens += usage.input_tokens
+            total.output_tokens += usage.output_tokens
+            total.cache_read_tokens += usage.cache_read_tokens
+            total.cache_write_tokens += usage.cache_write_tokens
+            total.reasoning_tokens += usage.reasoning_tokens
+            total.estimated = total.estimated or usage.estimated
+            cost += self._prices.cost(
+                a.target.provider, a.target.model, usage, cache_ttl=request.prompt_cache_ttl
+            )
+        return total, cost
+
+    def _record(
+        self,
+        call: ChatCall,
+        caller: Caller,
+        request_id: str,
+        wall: float,
+        trail: Trail,
+        status: str,
+        reason: Reason | None,
+        used: Usage,
+        cost: float,
+    ) -> None:
+        sent = [a for a in trail.attempts if self._attempt_usage(a, call.request) is not None]
+        if self._ledger is None or not sent:
+            return  # nothing reached a provider: nothing to account for
+        last = next((a for a in reversed(sent) if a.outcome is Outcome.SUCCEEDED), sent[-1])
+        first_token = next((a.ttft for a in sent if a.ttft is not None), None)
+        savings = sum(
+            self._prices.savings(a.target.provider, a.target.model, u)
+            for a in sent
+            if (u := self._attempt_usage(a, call.request)) is not None
+        )
+        self._ledger.record(
+            UsageRecord(
+                request_id=request_id,
+                ts=wall,
+                tenant=caller.tenant,
+                key_id=caller.key_id,
+                user=call.metadata.get("user", ""),
+                session=call.metadata.get("session", ""),
+                route=call.model,
+                provider=last.target.provider,
+                model=last.target.model,
+                attempts=[_attempt_json(a, self._attempt_usage(a, call.request)) for a in sent],
+                input_tokens=used.input_tokens,
+                output_tokens=used.output_tokens,
+                cache_read_tokens=used.cache_read_tokens,
+                cache_write_tokens=used.cache_write_tokens,
+                reasoning_tokens=used.reasoning_tokens,
+                cost_usd=cost,
+                cache_savings_usd=savings,
+                ttft_ms=None if first_token is None else first_token * 1000,
+                duration_ms=(time.time() - wall) * 1000,
+                status=status,
+                error_reason=None if reason is None else reason.value,
+                usage_estimated=used.estimated,
+                cache_hit=False,
+                metadata=dict(call.metadata),
+            )
+        )
+
+    def _record_hit(
+        self, call: ChatCall, caller: Caller, request_id: str, wall: float, hit: Any
+    ) -> None:
+        if self._ledger is None:
+            return
+        original: Usage = hit.usage
+        provider, model = hit.provider, hit.model
+        self._ledger.record(
+            UsageRecord(
+                request_id=request_id,
+                ts=wall,
+                tenant=caller.tenant,
+                key_id=caller.key_id,
+                user=call.metadata.get("user", ""),
+                session=call.metadata.get("session", ""),
+                route=call.model,
+                provider=provider,
+                model=model,
+                attempts=[],
+                input_tokens=0,
+                output_tokens=0,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                reasoning_tokens=0,
+                cost_usd=0.0,
+                cache_savings_usd=self._prices.cost(provider, model, original),
+                ttft_ms=None,
+                duration_ms=(time.time() - wall) * 1000,
+                status="ok",
+                error_reason=None,
+                usage_estimated=False,
+                cache_hit=True,
+                metadata=dict(call.metadata),
+            )
+        )
+
+
+def _attempt_json(a: AttemptRecord, usage: Usage | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "target": a.target.name,
+        "outcome": a.outcome.value,
+        "latency_ms": round(a.latency * 1000, 3),
+        "hedged": a.hedged,
+        "retry": a.retry,
+    }
+    if a.reason is not None:
+        out["reason"] = a.reason.value
+    if a.ttft is not None:
+        out["ttft_ms"] = round(a.ttft * 1000, 3)
+    if usage is not None:
+        out["usage"] = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "estimated": usage.estimated,
+        }
+    return out
+
+
+class BoundPipeline:
+    """The pipeline bound to one caller, with the engine's streaming interface.
+
+    Fan-out (the council) drives it like an engine, so every branch is admitted, limited,
+    budgeted and recorded in the ledger as a call of its own.
+    """
+
+    def __init__(self, pipeline: CallPipeline, caller: Caller) -> None:
+        self._pipeline = pipeline
+        self._caller = caller
+
+    @property
+    def router(self) -> Any:
+        """The engine's router."""
+        return self._pipeline.engine.router
+
+    def targets(self, call: ChatCall) -> Any:
+        """The engine's targets for a call."""
+        return self._pipeline.engine.targets(call)
+
+    def stream(
+        self,
+        call: ChatCall,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        trail: Trail | None = None,
+    ) -> AsyncIterator[EngineEvent]:
+        """Stream one call as this caller."""
+        return self._pipeline.stream(
+            call, self._caller, timeout=timeout, request_id=request_id, trail=trail
+        )

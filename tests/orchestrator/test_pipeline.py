@@ -1,0 +1,308 @@
+"""Money and policy end to end: ledger, keys, budgets, rate limits, caching, over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+
+from gateway.server import start as start_gateway
+from gateway.settings import GatewaySettings
+from services.auth import open_key_store
+from services.common.errors import Reason
+from services.common.rpc_errors import from_rpc_error
+from services.ledger import UsageRecord, open_store
+from services.orchestrator.server import OrchestratorServer, build_engine, serve
+from tests.support.mesh import Mesh
+
+LONG = " ".join(f"word{i}" for i in range(1500))  # over every model's cacheable minimum
+
+
+def _input(model: str, text: str = "hello there", **kw: Any) -> chat_pb2.ChatInput:
+    return chat_pb2.ChatInput(
+        model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=text)], **kw
+    )
+
+
+async def _record(url: str, request_id: str, *, wait: float = 3.0) -> UsageRecord:
+    """The ledger row of a call, once the batched writer has flushed it."""
+    store = await open_store(url)
+    try:
+        end = time.monotonic() + wait
+        while (rec := await store.get(request_id)) is None:
+            assert time.monotonic() < end, f"no ledger record for {request_id}"
+            await asyncio.sleep(0.02)
+        return rec
+    finally:
+        await store.aclose()
+
+
+async def _stream(address: str, inp: chat_pb2.ChatInput, **kw: Any) -> list[Any]:
+    async with grpc.aio.insecure_channel(address) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+        call = stub.StreamChat(orchestrator_pb2.StreamChatRequest(input=inp), timeout=10, **kw)
+        return [e async for e in call]
+
+
+async def _unary(address: str, inp: chat_pb2.ChatInput, **kw: Any) -> Any:
+    async with grpc.aio.insecure_channel(address) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+        return await stub.Chat(orchestrator_pb2.ChatRequest(input=inp), timeout=10, **kw)
+
+
+# -- the ledger --------------------------------------------------------------------------
+
+
+async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mesh) -> None:
+    assert mesh.config is not None
+    url, addr = mesh.config.database_url, mesh.orchestrator_address
+    events = await _stream(addr, _input("openai/gpt-4o-mini", metadata={"session": "s1"}))
+    ok = await _record(url, events[0].start.request_id)
+    assert (ok.status, ok.provider, ok.model, ok.session) == ("ok", "openai", "gpt-4o-mini", "s1")
+    assert ok.output_tokens == 2 and not ok.usage_estimated and ok.cost_usd > 0
+
+    await asyncio.to_thread(mesh.set_fault, "ledger-quota", "quota")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _stream(addr, _input("openai/ledger-quota"))
+    failed = await _record(url, from_rpc_error(info.value).metadata["request_id"])
+    assert (failed.status, failed.error_reason) == ("error", "QUOTA_EXHAUSTED")
+    assert failed.cost_usd == 0
+
+    await asyncio.to_thread(mesh.set_fault, "ledger-cut", "cut", after=2)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _stream(addr, _input("openai/ledger-cut", "one two three four five"))
+    cut = await _record(url, from_rpc_error(info.value).metadata["request_id"])
+    assert cut.status == "error" and cut.usage_estimated, "a cut OpenAI stream has no usage"
+    assert cut.output_tokens > 0 and cut.input_tokens > 0
+
+    await asyncio.to_thread(mesh.set_fault, "ledger-stall", "stall", after=1)
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+        call = stub.StreamChat(
+            orchestrator_pb2.StreamChatRequest(input=_input("anthropic/ledger-stall", "a b c")),
+            timeout=10,
+        )
+        request_id = ""
+        async for ev in call:
+            if ev.WhichOneof("event") == "start":
+                request_id = ev.start.request_id
+            if ev.WhichOneof("event") == "text_delta":
+                break
+        call.cancel()
+    cancelled = await _record(url, request_id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.input_tokens > 0, "Anthropic reported input usage before the cancel"
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"])
+async def test_streamed_and_unary_calls_record_identical_usage_and_cost(
+    mesh: Mesh, model: str
+) -> None:
+    assert mesh.config is not None
+    url, addr = mesh.config.database_url, mesh.orchestrator_address
+    tag = model.split("/")[0]
+    inp = chat_pb2.ChatInput(
+        model=model,
+        messages=[
+            chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content=f"{tag} context {LONG}"),
+            chat_pb2.Message(role=chat_pb2.ROLE_USER, content="first question"),
+            chat_pb2.Message(role=chat_pb2.ROLE_ASSISTANT, content="first answer"),
+            chat_pb2.Message(role=chat_pb2.ROLE_USER, content="second question"),
+        ],
+    )
+    await _unary(addr, inp)  # warms the provider's prompt cache
+    events = await _stream(addr, inp)
+    reply = await _unary(addr, inp)
+    streamed = await _record(url, events[0].start.request_id)
+    whole = await _record(url, reply.request_id)
+    fields = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    assert [getattr(streamed, f) for f in fields] == [getattr(whole, f) for f in fields]
+    assert streamed.cache_read_tokens > 0, "cached tokens reach the streamed record too"
+    assert streamed.cost_usd == pytest.approx(whole.cost_usd) and streamed.cost_usd > 0
+    assert streamed.cache_savings_usd > 0
+    assert events[-1].finish.cost_usd == pytest.approx(streamed.cost_usd)
+
+
+async def test_response_cache_replays_a_stream_at_no_cost(mesh: Mesh) -> None:
+    assert mesh.config is not None
+    inp = _input("openai/gpt-4o-mini", "cache me please", temperature=0.0)
+    first = await _stream(mesh.orchestrator_address, inp)
+    second = await _stream(mesh.orchestrator_address, inp)
+    text = lambda evs: "".join(  # noqa: E731
+        e.text_delta.text for e in evs if e.WhichOneof("event") == "text_delta"
+    )
+    assert text(first) == text(second) == "cache me please"
+    assert not first[-1].finish.cache_hit and second[-1].finish.cache_hit
+    assert second[-1].finish.cost_usd == 0
+    hit = await _record(mesh.config.database_url, second[0].start.request_id)
+    assert hit.cache_hit and hit.cost_usd == 0 and hit.cache_savings_usd > 0
+
+
+async def test_llmesh_usage_reports_the_ledger(mesh: Mesh) -> None:
+    assert mesh.config is not None
+    await _stream(mesh.orchestrator_address, _input("emulator/echo", metadata={"tenant": "t-cli"}))
+    await asyncio.sleep(0.2)
+    env = dict(os.environ, LLMESH_DATABASE_URL=mesh.config.database_url)
+    llmesh = str(Path(sys.executable).parent / "llmesh")
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [llmesh, "usage", "--by", "tenant,model", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    rows = rows["totals"] if isinstance(rows, dict) else rows
+    mine = [r for r in rows if r["tenant"] == "t-cli"]
+    assert mine and mine[0]["model"] == "emulator/echo" and mine[0]["requests"] >= 1
+    table = (
+        await asyncio.to_thread(
+            subprocess.run, [llmesh, "usage"], capture_output=True, text=True, env=env, timeout=30
+        )
+    ).stdout
+    assert "t-cli" in table
+
+
+# -- an orchestrator with policies ---------------------------------------------------------
+
+Factory = Callable[..., Awaitable[OrchestratorServer]]
+
+
+@pytest.fixture
+async def orchestrator(mesh: Mesh, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Start orchestrators with extra configuration beside the shared mesh."""
+    started: list[OrchestratorServer] = []
+
+    async def make(**changes: Any) -> OrchestratorServer:
+        assert mesh.config is not None
+        config = replace(mesh.config, database_url=f"sqlite:///{tmp_path}/own.db", **changes)
+        server = await serve(
+            config, address="127.0.0.1:0", engine=build_engine(config, env=mesh.env())
+        )
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        await server.stop(0.5)
+
+
+async def test_api_keys_gate_grpc_and_gateway_and_scope_usage(
+    orchestrator: Factory, tmp_path: Path
+) -> None:
+    keys = await open_key_store(f"sqlite:///{tmp_path}/own.db")
+    (info_a, key_a) = await keys.create("tenant-a")
+    (_, key_b) = await keys.create("tenant-b")
+    await keys.aclose()
+    server = await orchestrator()
+    addr = f"127.0.0.1:{server.port}"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _unary(addr, _input("emulator/echo"))
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _unary(
+            addr, _input("emulator/echo"), metadata=[("authorization", "Bearer " + key_a + "x")]
+        )
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert key_a not in (info.value.details() or "")
+    for key in (key_a, key_b):
+        await _unary(addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")])
+    gw = await start_gateway(
+        replace(GatewaySettings(), orchestrator_address=addr, processor_address=addr)
+    )
+    try:
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            body = {"model": "emulator/echo", "messages": [{"role": "user", "content": "hi"}]}
+            denied = await http.post("/v1/chat/completions", json=body)
+            allowed = await http.post(
+                "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key_a}"}
+            )
+        assert denied.status_code == 401 and allowed.status_code == 200
+        assert key_a not in denied.text
+    finally:
+        await gw.stop()
+    await asyncio.sleep(0.2)  # the ledger flushes
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+        usage = await stub.GetUsage(
+            orchestrator_pb2.GetUsageRequest(
+                group_by=[orchestrator_pb2.USAGE_GROUPING_TENANT], tenant="tenant-b"
+            ),
+            metadata=[("authorization", f"Bearer {key_a}")],
+            timeout=5,
+        )
+    assert [t.tenant for t in usage.totals] == ["tenant-a"], "a tenant sees only its own usage"
+    assert usage.totals[0].requests == 2
+    keys = await open_key_store(f"sqlite:///{tmp_path}/own.db")
+    await keys.revoke(info_a.key_id)
+    await keys.aclose()
+    await asyncio.sleep(6)  # another process revoked it: the key cache expires within 5 s
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _unary(addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key_a}")])
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_non_loopback_bind_without_keys_refuses_to_start(mesh: Mesh, tmp_path: Path) -> None:
+    assert mesh.config is not None
+    config = replace(mesh.config, database_url=f"sqlite:///{tmp_path}/x.db")
+    with pytest.raises(ValueError, match="allow-unauthenticated"):
+        await serve(config, address="0.0.0.0:0", engine=build_engine(config, env=mesh.env()))
+
+
+async def test_budget_exceeded_with_quota_failure(orchestrator: Factory) -> None:
+    server = await orchestrator(policy={"budgets": {"tenants": {"*": {"daily_usd": 0.0005}}}})
+    addr = f"127.0.0.1:{server.port}"
+    small = _input("openai/gpt-4o-mini", "tiny", max_tokens=5)
+    await _unary(addr, small)  # a small worst case fits
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _unary(addr, _input("openai/gpt-4o-mini", "big"))  # 4096 tokens worst case
+    err = from_rpc_error(info.value)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.reason is Reason.BUDGET_EXCEEDED
+    assert err.metadata["quota.subject"] == "tenant:default"
+
+
+async def test_rate_limit_with_retry_info_and_quota_failure(orchestrator: Factory) -> None:
+    server = await orchestrator(
+        policy={"rate_limits": {"tenants": {"*": {"requests_per_minute": 2}}}}
+    )
+    addr = f"127.0.0.1:{server.port}"
+    for _ in range(2):
+        await _unary(addr, _input("emulator/echo"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _unary(addr, _input("emulator/echo"))
+    err = from_rpc_error(info.value)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.reason is Reason.RATE_LIMIT_EXCEEDED
+    assert err.retry_after is not None and 0 < err.retry_after <= 60
+    assert err.metadata["quota.subject"] == "tenant:default"
+
+
+async def test_cost_capped_routing_picks_the_cheapest_target_that_fits(
+    orchestrator: Factory,
+) -> None:
+    from services.common.config import RouteConfig
+
+    server = await orchestrator(
+        routes={"pricey": RouteConfig("pricey", ("openai/gpt-4o", "openai/gpt-4o-mini"))}
+    )
+    addr = f"127.0.0.1:{server.port}"
+    reply = await _unary(addr, _input("pricey", "hi", max_tokens=100, max_cost_usd=0.0005))
+    assert (reply.provider, reply.model) == ("openai", "gpt-4o-mini")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _unary(addr, _input("pricey", "hi", max_tokens=100, max_cost_usd=0.0000001))
+    assert from_rpc_error(info.value).reason is Reason.BUDGET_EXCEEDED
