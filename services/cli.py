@@ -13,7 +13,13 @@ import sys
 import time
 from collections.abc import Sequence
 
-from services.common.config import Config, ConfigError, load_config, resolve_provider
+from services.common.config import (
+    Config,
+    ConfigError,
+    load_config,
+    resolve_provider,
+    with_overrides,
+)
 
 SERVICES = ("emulator", "orchestrator", "processor", "gateway")
 
@@ -23,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="llmesh", description="A typed gRPC service mesh for LLM calls."
     )
     p.add_argument("--config", help="configuration file (default: $LLMESH_CONFIG or ./llmesh.yaml)")
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback address even though no API keys exist",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "up", help="start the whole mesh (emulator when used, orchestrator, processor, gateway)"
@@ -71,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = load_config(args.config)
     except ConfigError as exc:
         sys.exit(f"llmesh: {exc}")
+    if args.allow_unauthenticated:
+        config = with_overrides(config, allow_unauthenticated=True)
     if args.command == "up":
         sys.exit(_up(config, args.config))
     if args.command == "serve":
@@ -129,7 +142,10 @@ def _serve(config: Config, service: str) -> None:
     if service == "orchestrator":
         from services.orchestrator.server import run as run_orchestrator
 
-        asyncio.run(run_orchestrator(config))
+        try:
+            asyncio.run(run_orchestrator(config))
+        except ValueError as exc:  # e.g. a non-loopback bind without API keys
+            sys.exit(f"llmesh: {exc}")
     elif service == "processor":
         from services.processor.server import run as run_processor
 

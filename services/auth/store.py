@@ -221,7 +221,16 @@ async def open_key_store(
             sqlite_path(url), cache_ttl=cache_ttl, cache_size=cache_size
         )
     if scheme in ("postgresql", "postgres"):
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
         from services.auth.postgres_store import PostgresKeyStore
+
+        parts = urlsplit(url)  # ``?schema=NAME`` (the ledger's spelling) means search_path
+        query = [
+            ("search_path" if k == "schema" else k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        url = urlunsplit(parts._replace(query=urlencode(query)))
 
         return await PostgresKeyStore.open(url, cache_ttl=cache_ttl, cache_size=cache_size)
     raise ValueError(

@@ -80,7 +80,8 @@ def open_store(url: str) -> LedgerStore:
     parts = urlsplit(url)
     if parts.scheme in ("postgresql", "postgres"):
         query = parse_qsl(parts.query, keep_blank_values=True)
-        schema = next((v for k, v in query if k == "schema"), None)
-        rest = urlencode([(k, v) for k, v in query if k != "schema"])
+        # ``search_path`` is accepted too: one database URL serves the ledger and the keys
+        schema = next((v for k, v in query if k in ("schema", "search_path")), None)
+        rest = urlencode([(k, v) for k, v in query if k not in ("schema", "search_path")])
         return PostgresStore(urlunsplit(parts._replace(query=rest)), schema=schema or None)
     raise ValueError(f"unsupported usage ledger URL {url!r}: use sqlite:/// or postgresql://")

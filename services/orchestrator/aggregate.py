@@ -33,7 +33,7 @@ async def collect(events: AsyncIterator[EngineEvent]) -> Reply:
     started: Started | None = None
     text: list[str] = []
     calls: dict[int, _PartialCall] = {}
-    async for event in events:
+    async for event in events:  # the caller closes `events` (aclosing) when we return
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, ToolCallDelta):

@@ -19,7 +19,7 @@ import collections
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -208,7 +208,7 @@ class Orchestrator:
         timeout: float | None = None,
         request_id: str | None = None,
         trail: Trail | None = None,
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         """Stream the reply to `call`; see the module docstring for the guarantees.
 
         Pass a `trail` to read the attempts afterwards, also when the call fails.

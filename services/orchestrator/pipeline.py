@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -206,7 +206,7 @@ class CallPipeline:
         timeout: float | None = None,
         request_id: str | None = None,
         trail: Trail | None = None,
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         """Stream the call with admission and accounting; see the module docstring."""
         request_id = request_id or new_request_id()
         trail = trail or Trail(started=time.monotonic())
@@ -264,7 +264,8 @@ class CallPipeline:
             err.metadata.setdefault("request_id", request_id)  # find it in the ledger
             raise
         except (asyncio.CancelledError, GeneratorExit):
-            status, reason = "cancelled", Reason.CANCELLED
+            if status != "ok":  # closing a finished stream early is no cancellation
+                status, reason = "cancelled", Reason.CANCELLED
             raise
         finally:
             if not cache_hit:
@@ -464,7 +465,7 @@ class BoundPipeline:
         timeout: float | None = None,
         request_id: str | None = None,
         trail: Trail | None = None,
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         """Stream one call as this caller."""
         return self._pipeline.stream(
             call, self._caller, timeout=timeout, request_id=request_id, trail=trail

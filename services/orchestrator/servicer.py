@@ -151,14 +151,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             try:
                 caller = await self._caller(context)
                 call = self._call(request)
-                reply = await collect(
-                    self._pipeline.stream(
-                        call,
-                        self._tenant(caller, call),
-                        timeout=context.time_remaining(),
-                        trail=trail,
-                    )
+                events = self._pipeline.stream(
+                    call, self._tenant(caller, call), timeout=context.time_remaining(), trail=trail
                 )
+                async with contextlib.aclosing(events):  # settles the call before we answer
+                    reply = await collect(events)
                 context.set_trailing_metadata(_trailers(trail))
             except asyncio.CancelledError as exc:
                 if not self._shutting_down:

@@ -189,7 +189,8 @@ async def orchestrator(mesh: Mesh, tmp_path: Path) -> AsyncIterator[Factory]:
 
     async def make(**changes: Any) -> OrchestratorServer:
         assert mesh.config is not None
-        config = replace(mesh.config, database_url=f"sqlite:///{tmp_path}/own.db", **changes)
+        changes.setdefault("database_url", f"sqlite:///{tmp_path}/own.db")
+        config = replace(mesh.config, **changes)
         server = await serve(
             config, address="127.0.0.1:0", engine=build_engine(config, env=mesh.env())
         )
@@ -306,3 +307,29 @@ async def test_cost_capped_routing_picks_the_cheapest_target_that_fits(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _unary(addr, _input("pricey", "hi", max_tokens=100, max_cost_usd=0.0000001))
     assert from_rpc_error(info.value).reason is Reason.BUDGET_EXCEEDED
+
+
+async def test_postgresql_holds_the_ledger_and_the_keys(orchestrator: Factory) -> None:
+    """One PostgreSQL URL for a shared deployment: keys and usage both live there."""
+    import uuid
+
+    import asyncpg
+
+    schema = f"llmesh_it_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        url = f"postgresql://postgres@127.0.0.1:5432/test?schema={schema}"
+        keys = await open_key_store(url)
+        _, key = await keys.create("pg-tenant")
+        await keys.aclose()
+        server = await orchestrator(database_url=url)
+        addr = f"127.0.0.1:{server.port}"
+        reply = await _unary(
+            addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")]
+        )
+        rec = await _record(url, reply.request_id)
+        assert (rec.tenant, rec.status) == ("pg-tenant", "ok")
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
