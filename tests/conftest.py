@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.mesh import Mesh
+from tests.support.servers import ensure_postgres, ensure_redis
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,15 @@ def mesh() -> Iterator[Mesh]:
         yield m
     finally:
         m.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The URL of the real Redis (started if down; CI fails rather than skips)."""
+    return ensure_redis()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The URL of the real PostgreSQL (started if down; CI fails rather than skips)."""
+    return ensure_postgres()

@@ -349,14 +349,11 @@ class CallPipeline:
             if (u := self._attempt_usage(a, call.request)) is not None
         )
         self._ledger.record(
-            UsageRecord(
-                request_id=request_id,
-                ts=wall,
-                tenant=caller.tenant,
-                key_id=caller.key_id,
-                user=call.metadata.get("user", ""),
-                session=call.metadata.get("session", ""),
-                route=call.model,
+            _usage_record(
+                call,
+                caller,
+                request_id,
+                wall,
                 provider=last.target.provider,
                 model=last.target.model,
                 attempts=[_attempt_json(a, self._attempt_usage(a, call.request)) for a in sent],
@@ -368,12 +365,9 @@ class CallPipeline:
                 cost_usd=cost,
                 cache_savings_usd=savings,
                 ttft_ms=None if first_token is None else first_token * 1000,
-                duration_ms=(time.time() - wall) * 1000,
                 status=status,
                 error_reason=None if reason is None else reason.value,
                 usage_estimated=used.estimated,
-                cache_hit=False,
-                metadata=dict(call.metadata),
             )
         )
 
@@ -383,35 +377,49 @@ class CallPipeline:
         if self._ledger is None:
             return
         original: Usage = hit.usage
-        provider, model = hit.provider, hit.model
         self._ledger.record(
-            UsageRecord(
-                request_id=request_id,
-                ts=wall,
-                tenant=caller.tenant,
-                key_id=caller.key_id,
-                user=call.metadata.get("user", ""),
-                session=call.metadata.get("session", ""),
-                route=call.model,
-                provider=provider,
-                model=model,
-                attempts=[],
-                input_tokens=0,
-                output_tokens=0,
-                cache_read_tokens=0,
-                cache_write_tokens=0,
-                reasoning_tokens=0,
-                cost_usd=0.0,
-                cache_savings_usd=self._prices.cost(provider, model, original),
-                ttft_ms=None,
-                duration_ms=(time.time() - wall) * 1000,
+            _usage_record(
+                call,
+                caller,
+                request_id,
+                wall,
+                provider=hit.provider,
+                model=hit.model,
+                cache_savings_usd=self._prices.cost(hit.provider, hit.model, original),
                 status="ok",
-                error_reason=None,
-                usage_estimated=False,
                 cache_hit=True,
-                metadata=dict(call.metadata),
             )
         )
+
+
+def _usage_record(
+    call: ChatCall, caller: Caller, request_id: str, wall: float, **fields: Any
+) -> UsageRecord:
+    """A ledger record of `call`: who, what and when, plus the outcome `fields`."""
+    base: dict[str, Any] = {
+        "request_id": request_id,
+        "ts": wall,
+        "tenant": caller.tenant,
+        "key_id": caller.key_id,
+        "user": call.metadata.get("user", ""),
+        "session": call.metadata.get("session", ""),
+        "route": call.model,
+        "attempts": [],
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.0,
+        "cache_savings_usd": 0.0,
+        "ttft_ms": None,
+        "duration_ms": (time.time() - wall) * 1000,
+        "error_reason": None,
+        "usage_estimated": False,
+        "cache_hit": False,
+        "metadata": dict(call.metadata),
+    }
+    return UsageRecord(**(base | fields))
 
 
 def _attempt_json(a: AttemptRecord, usage: Usage | None) -> dict[str, Any]:

@@ -6,62 +6,14 @@ started when down. Unreachable, it fails the run under ``CI=true`` and skips oth
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from services.auth.store import KeyStore, open_key_store
-
-POSTGRES_URL = os.environ.get(
-    "LLMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-
-
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 1):
-            return True
-    except OSError:
-        return False
-
-
-def _start_postgres() -> None:
-    try:
-        versions = os.listdir("/etc/postgresql")
-    except OSError:
-        return
-    for version in versions:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> str:
-    """The URL of a reachable PostgreSQL server, started if it was down."""
-    if not _reachable(POSTGRES_URL):
-        _start_postgres()
-        deadline = time.monotonic() + 30
-        while not _reachable(POSTGRES_URL) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    if not _reachable(POSTGRES_URL):
-        reason = f"PostgreSQL is not reachable at {POSTGRES_URL} and could not be started"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,10 +20,8 @@ import asyncpg
 import pytest
 
 from services.ledger import PostgresStore, SqliteStore, UsageRecord
+from tests.support.servers import ensure_postgres
 
-POSTGRES_URL = os.environ.get(
-    "LLMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 RUN_PREFIX = f"ledger_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 """Every PostgreSQL schema this test run creates starts with this."""
 
@@ -59,34 +55,6 @@ def record() -> RecordFactory:
     return make_record
 
 
-async def _ping(url: str) -> None:
-    conn = await asyncpg.connect(url, timeout=3)
-    await conn.close()
-
-
-def _reachable(url: str) -> str | None:
-    """None if PostgreSQL answers, else why not."""
-    try:
-        asyncio.run(_ping(url))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _start_postgres() -> None:
-    try:
-        versions = os.listdir("/etc/postgresql")
-    except OSError:
-        return
-    for version in versions:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-
-
 async def _drop_run_schemas(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
@@ -102,21 +70,10 @@ async def _drop_run_schemas(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """The URL of a running PostgreSQL; this run's schemas are dropped afterwards."""
-    why = _reachable(POSTGRES_URL)
-    if why is not None:
-        _start_postgres()
-        deadline = time.monotonic() + 15
-        while why is not None and time.monotonic() < deadline:
-            time.sleep(0.3)
-            why = _reachable(POSTGRES_URL)
-    if why is not None:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable ({why})"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(message + ": CI must test the PostgreSQL ledger", pytrace=False)
-        pytest.skip(message + "; set LLMESH_TEST_POSTGRES_URL or start PostgreSQL")
-    yield POSTGRES_URL
-    asyncio.run(_drop_run_schemas(POSTGRES_URL))
+    """The URL of the real PostgreSQL; this run's schemas are dropped afterwards."""
+    url = ensure_postgres()
+    yield url
+    asyncio.run(_drop_run_schemas(url))
 
 
 @pytest.fixture

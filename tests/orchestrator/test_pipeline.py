@@ -309,17 +309,19 @@ async def test_cost_capped_routing_picks_the_cheapest_target_that_fits(
     assert from_rpc_error(info.value).reason is Reason.BUDGET_EXCEEDED
 
 
-async def test_postgresql_holds_the_ledger_and_the_keys(orchestrator: Factory) -> None:
+async def test_postgresql_holds_the_ledger_and_the_keys(
+    orchestrator: Factory, postgres_server: str
+) -> None:
     """One PostgreSQL URL for a shared deployment: keys and usage both live there."""
     import uuid
 
     import asyncpg
 
     schema = f"llmesh_it_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    admin = await asyncpg.connect(postgres_server)
     try:
         await admin.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/test?schema={schema}"
+        url = f"{postgres_server}?schema={schema}"
         keys = await open_key_store(url)
         _, key = await keys.create("pg-tenant")
         await keys.aclose()

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -41,10 +37,6 @@ from services.orchestrator.response_cache import (
     replay,
 )
 from services.orchestrator.routing import Target
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379"]
-REDIS_SERVER += ["--save", "", "--appendonly", "no"]
 
 WEATHER = Tool("get_weather", "Weather in a city", {"type": "object", "properties": {}})
 
@@ -331,32 +323,6 @@ def test_serialization_round_trip() -> None:
 
 
 # -- Redis ---------------------------------------------------------------------------------
-
-
-def _ping() -> bool:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """The local Redis; started when a ping fails. In CI an unreachable Redis fails."""
-    if not _ping() and shutil.which("redis-server"):
-        subprocess.run(REDIS_SERVER, check=False, capture_output=True, timeout=10)
-        deadline = time.monotonic() + 5
-        while not _ping() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if not _ping():
-        why = "Redis at 127.0.0.1:6379 is unreachable and redis-server could not start it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    yield REDIS_URL  # a server started here stays up for other sessions
 
 
 @pytest.fixture
