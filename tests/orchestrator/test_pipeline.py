@@ -335,3 +335,20 @@ async def test_postgresql_holds_the_ledger_and_the_keys(
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+async def test_per_target_rate_limit_fails_over_to_the_next_target(
+    orchestrator: Factory,
+) -> None:
+    server = await orchestrator(
+        policy={"rate_limits": {"targets": {"openai/gpt-4o-mini": {"requests_per_minute": 1}}}}
+    )
+    addr = f"127.0.0.1:{server.port}"
+    first = await _unary(addr, _input("openai/gpt-4o-mini", fallbacks=["emulator/echo"]))
+    second = await _unary(addr, _input("openai/gpt-4o-mini", fallbacks=["emulator/echo"]))
+    assert (first.provider, second.provider) == ("openai", "emulator")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _unary(addr, _input("openai/gpt-4o-mini"))
+    err = from_rpc_error(info.value)
+    assert err.reason is Reason.RATE_LIMIT_EXCEEDED
+    assert err.metadata["quota.subject"] == "target:openai/gpt-4o-mini"
