@@ -1,0 +1,383 @@
+"""A lean transport for the OpenAI and Anthropic wire formats: aiohttp, orjson, own SSE.
+
+The official SDKs spend about ten times the CPU of a plain aiohttp client on the same bytes
+(request building through pydantic models, an SSE decoder over text, a model object per
+event). This transport carries the same wire format with none of that: the request body is
+the wire module's `to_provider_request` serialized by orjson, the response is split into
+SSE events at the bytes level (`sse.SSEDecoder`), and each event's JSON goes as a plain dict
+to the very parser the SDK adapters use. Errors are classified by the wire modules too, from
+the error body and the response status and headers, so the SDK adapters remain a reference
+that `tests/orchestrator/providers/test_lean_vs_sdk.py` compares this transport against.
+
+What differs between the two APIs is a small *dialect*: the path, the credential headers,
+the body's streaming options, how an error body is unwrapped, and how events are read.
+
+The request is the SDK's where it matters: method, path, ``content-type``, the body, and
+the credentials as the pinned SDKs send them (a bearer token for both APIs, plus
+``anthropic-version``), then the provider's configured headers, which win. It asks for
+``text/event-stream`` and sends no SDK telemetry headers. Proxy settings in the environment
+are not read, and neither SDK is imported.
+
+One `aiohttp.ClientSession` (one connection pool) per provider, shared by every call. It is
+created on first use, inside the running event loop, as aiohttp requires; `aclose` closes it.
+Streams are released to the pool once read to the end, and closed (so the upstream sees the
+disconnect) when the consumer stops early, closes the iterator or is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from services.common.config import ResolvedProvider
+from services.common.errors import LlmeshError, Reason
+from services.orchestrator.domain import ChatRequest, Finish, ProviderEvent
+from services.orchestrator.providers import anthropic_wire, openai_wire
+from services.orchestrator.providers.errors import classify_transport
+from services.orchestrator.providers.sse import SSEDecoder
+
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "AnthropicDialect",
+    "LeanProvider",
+    "OpenAIDialect",
+    "anthropic_factory",
+    "compatible_factory",
+    "openai_factory",
+]
+
+ANTHROPIC_VERSION = "2026-10-21"
+"""The ``anthropic-version`` header: the one the pinned `anthropic` SDK sends (a test checks)."""
+
+DRAIN_TIMEOUT = 0.1
+"""Seconds to wait for the end of the body after the terminal event, so that the
+connection can go back to the pool; a body that does not end by then is closed."""
+
+KEEPALIVE_TIMEOUT = 15.0
+"""Seconds an idle pooled connection is kept open."""
+
+DNS_CACHE_TTL = 300
+"""Seconds a resolved upstream address is cached."""
+
+DEADLINE_GRACE = 0.05
+"""Seconds added to the caller's `timeout` before this transport gives up on its own. The
+caller enforces its deadline itself (and reports DEADLINE_EXCEEDED); the transport's bound
+is the backstop, set a little later so the two timers never fire in the same loop turn,
+where aiohttp's timer would swallow the caller's cancellation and win the race."""
+
+
+def _malformed(what: str) -> LlmeshError:
+    return LlmeshError(Reason.MALFORMED_RESPONSE, f"upstream sent malformed data: {what}")
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    """Decode one event's JSON, which must be an object."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise _malformed(str(exc)) from None
+    if type(value) is not dict:
+        raise _malformed("an event that is not a JSON object")
+    return value
+
+
+def _error_body(raw: bytes) -> object:
+    """An error response's body: its JSON if it has some, else its text."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()
+
+
+class _Reader:
+    """Reads the events of one streamed reply.
+
+    `event` returns the provider events of one SSE event (never the `Finish`) and sets
+    `done` at the terminal event; `finish` returns the `Finish` or raises
+    STREAM_INTERRUPTED when the stream ended without its terminal event.
+    """
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def event(self, name: bytes | None, data: bytes) -> list[ProviderEvent]:
+        raise NotImplementedError
+
+    def finish(self) -> Finish:
+        raise NotImplementedError
+
+
+class _OpenAIReader(_Reader):
+    """Bare ``data:`` chunks (any event name is read the same way), then ``[DONE]``."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parser = openai_wire.OpenAIStreamParser()
+
+    def event(self, name: bytes | None, data: bytes) -> list[ProviderEvent]:
+        if data.startswith(b"[DONE]"):
+            self.done = True
+            return []
+        return self._parser.feed(_json_object(data))
+
+    def finish(self) -> Finish:
+        return self._parser.end()
+
+
+class _AnthropicReader(_Reader):
+    """Named events: ``ping`` and unnamed events skipped, ``error`` classified by its type."""
+
+    __slots__ = ("_final", "_headers", "_parser")
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        super().__init__()
+        self._parser = anthropic_wire.AnthropicStreamParser()
+        self._headers = headers
+        self._final: Finish | None = None
+
+    def event(self, name: bytes | None, data: bytes) -> list[ProviderEvent]:
+        if name is None or name == b"ping":
+            return []
+        if name == b"error":
+            raise anthropic_wire.classify_error_body(
+                _error_body(data), status=None, headers=self._headers
+            )
+        if not data:
+            return []
+        events = self._parser.feed(_json_object(data))
+        if self._parser.finished:
+            self.done = True
+            last = events[-1] if events else None
+            if isinstance(last, Finish):
+                self._final = last
+                events.pop()
+        return events
+
+    def finish(self) -> Finish:
+        self._parser.ensure_complete()
+        assert self._final is not None  # message_stop always yields a Finish
+        return self._final
+
+
+class OpenAIDialect:
+    """OpenAI Chat Completions: ``POST {base_url}/chat/completions``, bearer key."""
+
+    __slots__ = ("max_tokens_field",)
+
+    path = "/chat/completions"
+
+    def __init__(self, max_tokens_field: str = "max_tokens") -> None:
+        self.max_tokens_field = max_tokens_field
+        """``max_completion_tokens`` for OpenAI itself, ``max_tokens`` for compatible servers."""
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """The credential headers."""
+        return {"authorization": f"Bearer {api_key}"}
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The streamed request body, as the SDK adapter sends it."""
+        body = openai_wire.to_provider_request(request, max_tokens_field=self.max_tokens_field)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        return body
+
+    def status_error(self, raw: bytes, status: int, headers: Mapping[str, str]) -> LlmeshError:
+        """Classify an HTTP error response by the ``error`` object in its body."""
+        body = _error_body(raw)
+        error = body.get("error", body) if isinstance(body, dict) else body
+        return openai_wire.classify_error_body(error, status=status, headers=headers)
+
+    def reader(self, headers: Mapping[str, str]) -> _Reader:
+        """A reader for one reply."""
+        return _OpenAIReader()
+
+
+class AnthropicDialect:
+    """Anthropic Messages: ``POST {base_url}/v1/messages``, the API version header."""
+
+    __slots__ = ()
+
+    path = "/v1/messages"
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """The credential and version headers (bearer, as the pinned SDK sends its key)."""
+        return {"authorization": f"Bearer {api_key}", "anthropic-version": ANTHROPIC_VERSION}
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The streamed request body; raises INVALID_REQUEST as `to_provider_request` does."""
+        body = anthropic_wire.to_provider_request(request)
+        body["stream"] = True
+        return body
+
+    def status_error(self, raw: bytes, status: int, headers: Mapping[str, str]) -> LlmeshError:
+        """Classify an HTTP error response by the error type in its body."""
+        return anthropic_wire.classify_error_body(_error_body(raw), status=status, headers=headers)
+
+    def reader(self, headers: Mapping[str, str]) -> _Reader:
+        """A reader for one reply; `headers` are the 200 response's, for in-stream errors."""
+        return _AnthropicReader(headers)
+
+
+Dialect = OpenAIDialect | AnthropicDialect
+
+
+def _dumps_default(value: object) -> object:
+    """orjson's fallback: mappings that are not dicts (read-only schemas) as dicts."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class LeanProvider:
+    """Streams replies from an OpenAI- or Anthropic-API endpoint over one aiohttp pool."""
+
+    def __init__(self, resolved: ResolvedProvider, dialect: Dialect) -> None:
+        cfg = resolved.config
+        self.name = cfg.name
+        self._dialect = dialect
+        self._url = URL(resolved.base_url.rstrip("/") + dialect.path)
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            **dialect.auth_headers(resolved.api_key),
+        }
+        headers.update((k.lower(), v) for k, v in cfg.headers.items())  # the config wins
+        self._headers = headers
+        self._secret = resolved.api_key
+        self._connect_timeout = cfg.connect_timeout
+        self._max_connections = cfg.max_connections
+        self._default_timeout = self._timeout(cfg.timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _timeout(self, total: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=total, sock_connect=min(self._connect_timeout, total))
+
+    def _open(self) -> aiohttp.ClientSession:
+        """The shared session, created on first use (inside the running loop)."""
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                ttl_dns_cache=DNS_CACHE_TTL,
+                keepalive_timeout=KEEPALIVE_TIMEOUT,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, trust_env=False
+            )
+            self._session = session
+        return session
+
+    def _error(self, exc: BaseException, *, started: bool) -> LlmeshError:
+        err = classify_transport(exc, started=started) or LlmeshError(
+            Reason.UPSTREAM_UNAVAILABLE, f"upstream call failed: {type(exc).__name__}"
+        )
+        return self._redacted(err)
+
+    def _redacted(self, err: LlmeshError) -> LlmeshError:
+        key = self._secret
+        if len(key) >= 8 and key in err.message:  # never echo a credential
+            err.message = err.message.replace(key, "[redacted]")
+        return err
+
+    async def stream(
+        self, request: ChatRequest, *, timeout: float | None
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """Stream one reply; closing the iterator (or cancelling its task) closes the response.
+
+        `timeout` bounds the whole call, from connecting to the last byte (plus
+        `DEADLINE_GRACE`); None means the provider's configured ``timeout``, and a deadline
+        already passed fails at once (aiohttp would read a zero timeout as none).
+        """
+        payload = orjson.dumps(self._dialect.body(request), default=_dumps_default)
+        if timeout is not None and timeout <= 0:
+            raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
+        session = self._open()
+        try:
+            resp = await session.post(
+                self._url,
+                data=payload,
+                timeout=(
+                    self._default_timeout
+                    if timeout is None
+                    else self._timeout(timeout + DEADLINE_GRACE)
+                ),
+                allow_redirects=False,
+            )
+        except Exception as exc:
+            raise self._error(exc, started=False) from exc
+        released = False
+        try:
+            if not 200 <= resp.status < 300:
+                try:
+                    raw = await resp.read()
+                except Exception as exc:
+                    raise self._error(exc, started=False) from exc
+                resp.release()
+                released = True
+                raise self._redacted(self._dialect.status_error(raw, resp.status, resp.headers))
+            reader = self._dialect.reader(resp.headers)
+            decoder = SSEDecoder()
+            content = resp.content
+            try:
+                async for chunk in content.iter_any():
+                    for name, data in decoder.feed(chunk):
+                        for event in reader.event(name, data):
+                            yield event
+                        if reader.done:
+                            break
+                    if reader.done:
+                        break
+                if reader.done and not content.at_eof():
+                    await _drain(content)
+                finish = reader.finish()
+            except LlmeshError as err:
+                self._redacted(err)
+                raise
+            except Exception as exc:
+                raise self._error(exc, started=True) from exc
+            resp.release()  # read to the end: the connection goes back to the pool
+            released = True
+            yield finish
+        finally:
+            if not released:
+                resp.close()  # abandoned mid-body: close, so the upstream sees it
+
+    async def aclose(self) -> None:
+        """Close the shared connection pool."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+async def _drain(content: aiohttp.StreamReader) -> None:
+    """Read what follows the terminal event (normally just the end of the body)."""
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            while await content.readany():
+                pass
+
+
+def openai_factory(resolved: ResolvedProvider) -> LeanProvider:
+    """The `openai` kind: OpenAI itself, whose reasoning models want ``max_completion_tokens``."""
+    return LeanProvider(resolved, OpenAIDialect("max_completion_tokens"))
+
+
+def compatible_factory(resolved: ResolvedProvider) -> LeanProvider:
+    """The `openai-compatible` and `emulator` kinds: servers that speak ``max_tokens``."""
+    return LeanProvider(resolved, OpenAIDialect("max_tokens"))
+
+
+def anthropic_factory(resolved: ResolvedProvider) -> LeanProvider:
+    """The `anthropic` kind: Anthropic's Messages API (or the emulator standing in for it)."""
+    return LeanProvider(resolved, AnthropicDialect())

@@ -1,0 +1,613 @@
+"""The lean transport (aiohttp + orjson) against the built-in emulator, for both APIs.
+
+Also its SSE decoder (pure, byte by byte) and how the registry and the configuration pick
+the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.config import ConfigError, ProviderConfig, ResolvedProvider, load_config
+from services.common.errors import LlmeshError, Reason
+from services.emulator.app import start
+from services.emulator.settings import EmulatorSettings
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    ProviderEvent,
+    Role,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    UsageUpdate,
+)
+from services.orchestrator.providers import default_registry, lean
+from services.orchestrator.providers.lean import LeanProvider
+from services.orchestrator.providers.sse import SSEDecoder
+
+MODEL = "claude-test"
+TEXT = "The quick brown fox jumps over the lazy dog"
+KEY = "sk-test-secret-key-123"
+APIS = ("openai", "anthropic")
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[str]:
+    runner, port = await start(EmulatorSettings(host="127.0.0.1", port=0, cache_min_tokens=8))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _provider(
+    api: str, url: str, headers: Mapping[str, str] | None = None, **config: Any
+) -> LeanProvider:
+    """A lean provider for `api` at the emulator (or any server) at `url`."""
+    kind = "anthropic" if api == "anthropic" else "emulator"
+    cfg = ProviderConfig(api, kind, headers=dict(headers or {}), timeout=10.0, **config)
+    if api == "anthropic":
+        return lean.anthropic_factory(ResolvedProvider(cfg, url, KEY, True))
+    return lean.compatible_factory(ResolvedProvider(cfg, url + "/v1", KEY, True))
+
+
+def _request(text: str = TEXT, **kwargs: Any) -> ChatRequest:
+    return ChatRequest(MODEL, (Message(Role.USER, text),), **kwargs)
+
+
+async def _collect(
+    provider: LeanProvider, request: ChatRequest, *, timeout: float | None = None
+) -> list[ProviderEvent]:
+    try:
+        return [event async for event in provider.stream(request, timeout=timeout)]
+    finally:
+        await provider.aclose()
+
+
+async def _fails(
+    api: str, url: str, headers: Mapping[str, str], *, timeout: float | None = None
+) -> tuple[LlmeshError, list[ProviderEvent]]:
+    """The error a faulty call raises, and the events delivered before it."""
+    events: list[ProviderEvent] = []
+    provider = _provider(api, url, headers)
+    with pytest.raises(LlmeshError) as info:
+        async with contextlib.aclosing(provider.stream(_request(), timeout=timeout)) as stream:
+            async for event in stream:
+                events.append(event)
+    await provider.aclose()
+    assert not any(isinstance(e, Finish) for e in events)
+    assert KEY not in str(info.value)
+    return info.value, events
+
+
+def _texts(events: list[ProviderEvent]) -> list[str]:
+    return [e.text for e in events if isinstance(e, TextDelta)]
+
+
+async def _stats(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"{url}/emulator/stats")
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+
+async def _disconnects_become(url: str, expected: int) -> int:
+    for _ in range(40):
+        seen = int((await _stats(url))["disconnects"])
+        if seen >= expected:
+            return seen
+        await asyncio.sleep(0.025)
+    return int((await _stats(url))["disconnects"])
+
+
+# ---------------------------------------------------------------------------------------
+# Replies
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_text_streams_piece_by_piece_then_finish_with_usage(emulator: str, api: str) -> None:
+    events = await _collect(_provider(api, emulator), _request())
+    assert _texts(events) == re.findall(r"\s*\S+", TEXT)
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert finish.reason is FinishReason.STOP
+    assert finish.provider_reason == ("end_turn" if api == "anthropic" else "stop")
+    assert finish.usage is not None
+    assert finish.usage.output_tokens == len(_texts(events))
+    assert finish.usage.input_tokens > 0
+    assert any(isinstance(e, UsageUpdate) for e in events)
+    assert sum(isinstance(e, Finish) for e in events) == 1
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_max_tokens_and_stop(emulator: str, api: str) -> None:
+    events = await _collect(_provider(api, emulator), _request(max_tokens=3, temperature=0.0))
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason is FinishReason.LENGTH
+    assert "".join(_texts(events)) == "The quick brown"
+    events = await _collect(_provider(api, emulator), _request(stop=(" jumps",)))
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason is FinishReason.STOP
+    assert "".join(_texts(events)) == "The quick brown fox"
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_tool_calls_stream_as_deltas_with_arguments(emulator: str, api: str) -> None:
+    text = "please call get_weather and get_time for Oslo"
+    tools = (
+        Tool("get_weather", "Weather by city", {"type": "object", "properties": {}}),
+        Tool("get_time"),
+    )
+    events = await _collect(_provider(api, emulator), _request(text, tools=tools))
+    assert not _texts(events)
+    calls = [e for e in events if isinstance(e, ToolCallDelta)]
+    firsts = [c for c in calls if c.name]
+    assert [(c.index, c.name) for c in firsts] == [(0, "get_weather"), (1, "get_time")]
+    assert all(c.id for c in firsts)
+    for index in (0, 1):
+        arguments = "".join(c.arguments_delta for c in calls if c.index == index)
+        assert json.loads(arguments) == {"text": text}
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason is FinishReason.TOOL_CALLS
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_tool_results_in_history(emulator: str, api: str) -> None:
+    call = ToolCall("call_1", "get_weather", '{"city": "Oslo"}')
+    messages = (
+        Message(Role.SYSTEM, "Be brief."),
+        Message(Role.USER, "weather in Oslo?"),
+        Message(Role.ASSISTANT, "", tool_calls=(call,)),
+        Message(Role.TOOL, "sunny", tool_call_id="call_1"),
+    )
+    request = ChatRequest(MODEL, messages, tools=(Tool("get_weather"),))
+    events = await _collect(_provider(api, emulator), request)
+    assert "".join(_texts(events)) == "Tool result: sunny"
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_cached_tokens_reach_usage(emulator: str, api: str) -> None:
+    provider = _provider(api, emulator, {"x-emulator-cached-tokens": "4"})
+    finish = (await _collect(provider, _request()))[-1]
+    assert isinstance(finish, Finish) and finish.usage is not None
+    assert finish.usage.cache_read_tokens == 4
+    plain = (await _collect(_provider(api, emulator), _request()))[-1]
+    assert isinstance(plain, Finish) and plain.usage is not None
+    total = finish.usage.input_tokens + finish.usage.cache_read_tokens
+    assert total == plain.usage.input_tokens  # input excludes the cached part
+
+
+async def test_anthropic_cache_writes_then_reads(emulator: str) -> None:
+    """Automatic breakpoints on a long system prompt: written once, then read."""
+    system = Message(Role.SYSTEM, " ".join(f"rule{i}" for i in range(1200)))
+    request = ChatRequest(MODEL, (system, Message(Role.USER, "hi")))
+    first = (await _collect(_provider("anthropic", emulator), request))[-1]
+    second = (await _collect(_provider("anthropic", emulator), request))[-1]
+    assert isinstance(first, Finish) and first.usage is not None
+    assert isinstance(second, Finish) and second.usage is not None
+    assert first.usage.cache_write_tokens > 0 and first.usage.cache_read_tokens == 0
+    assert second.usage.cache_read_tokens == first.usage.cache_write_tokens
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_configured_headers_reach_the_upstream(emulator: str, api: str) -> None:
+    """Extra headers are sent (here: latency controls the emulator obeys)."""
+    provider = _provider(api, emulator, {"X-Emulator-TTFT-Ms": "150"})
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    events = await _collect(provider, _request("hi"))
+    assert loop.time() - t0 >= 0.14
+    assert isinstance(events[-1], Finish)
+
+
+# ---------------------------------------------------------------------------------------
+# Faults
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_429_is_rate_limited_with_retry_after(emulator: str, api: str) -> None:
+    err, events = await _fails(
+        api, emulator, {"x-emulator-fault": "rate_limit", "x-emulator-retry-after": "7"}
+    )
+    assert err.reason is Reason.RATE_LIMITED
+    assert err.retry_after == 7.0
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "openai_reason", "anthropic_reason"),
+    [
+        ("quota", Reason.QUOTA_EXHAUSTED, Reason.QUOTA_EXHAUSTED),
+        ("server_error", Reason.UPSTREAM_UNAVAILABLE, Reason.UPSTREAM_UNAVAILABLE),
+        # OpenAI's 503 says "overloaded or not ready yet", which the wire module reads as such
+        ("unavailable", Reason.OVERLOADED, Reason.UPSTREAM_UNAVAILABLE),
+        ("overloaded", Reason.OVERLOADED, Reason.OVERLOADED),  # OpenAI 503, Anthropic 529
+        ("auth", Reason.UPSTREAM_AUTH_FAILED, Reason.UPSTREAM_AUTH_FAILED),
+        ("not_found", Reason.MODEL_NOT_FOUND, Reason.MODEL_NOT_FOUND),
+        ("bad_request", Reason.UPSTREAM_INVALID_REQUEST, Reason.UPSTREAM_INVALID_REQUEST),
+        ("context_length", Reason.CONTEXT_TOO_LONG, Reason.CONTEXT_TOO_LONG),
+    ],
+)
+@pytest.mark.parametrize("api", APIS)
+async def test_status_faults_are_classified_by_error_body(
+    emulator: str, api: str, fault: str, openai_reason: Reason, anthropic_reason: Reason
+) -> None:
+    err, events = await _fails(api, emulator, {"x-emulator-fault": fault})
+    assert err.reason is (anthropic_reason if api == "anthropic" else openai_reason)
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("api", "reason"),
+    [("openai", Reason.UPSTREAM_UNAVAILABLE), ("anthropic", Reason.OVERLOADED)],
+)
+async def test_error_inside_a_200_stream(emulator: str, api: str, reason: Reason) -> None:
+    err, events = await _fails(
+        api, emulator, {"x-emulator-fault": "stream_error", "x-emulator-fault-after": "3"}
+    )
+    assert err.reason is reason
+    assert len(_texts(events)) == 3  # it did start
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_cut_stream_is_interrupted_not_finished(emulator: str, api: str) -> None:
+    err, events = await _fails(
+        api, emulator, {"x-emulator-fault": "cut", "x-emulator-fault-after": "2"}
+    )
+    assert err.reason is Reason.STREAM_INTERRUPTED
+    assert len(_texts(events)) == 2
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_malformed_chunk(emulator: str, api: str) -> None:
+    err, events = await _fails(api, emulator, {"x-emulator-fault": "malformed"})
+    assert err.reason is Reason.MALFORMED_RESPONSE
+    assert len(_texts(events)) == 2
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_no_answer_times_out_at_the_deadline(emulator: str, api: str) -> None:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    err, _ = await _fails(api, emulator, {"x-emulator-fault": "timeout"}, timeout=0.3)
+    assert err.reason is Reason.UPSTREAM_TIMEOUT
+    assert 0.3 <= loop.time() - t0 < 1.5
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_the_deadline_bounds_the_whole_stream(emulator: str, api: str) -> None:
+    """Not only the wait for headers or for one chunk: a slow, steady stream too."""
+    err, events = await _fails(api, emulator, {"x-emulator-itl-ms": "100"}, timeout=0.35)
+    assert err.reason is Reason.UPSTREAM_TIMEOUT
+    assert 2 <= len(_texts(events)) < len(re.findall(r"\s*\S+", TEXT))
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_passed_deadline_fails_at_once(emulator: str, api: str) -> None:
+    before = (await _stats(emulator))["requests"]
+    for timeout in (0.0, -1.0):
+        err, _ = await _fails(api, emulator, {}, timeout=timeout)
+        assert err.reason is Reason.UPSTREAM_TIMEOUT
+    assert (await _stats(emulator))["requests"] == before  # nothing was sent
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_stall_mid_stream_times_out(emulator: str, api: str) -> None:
+    err, events = await _fails(
+        api, emulator, {"x-emulator-fault": "stall", "x-emulator-fault-after": "1"}, timeout=0.3
+    )
+    assert err.reason is Reason.UPSTREAM_TIMEOUT
+    assert len(_texts(events)) == 1
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_short_stall_within_the_deadline_completes(emulator: str, api: str) -> None:
+    headers = {"x-emulator-fault": "stall", "x-emulator-stall-ms": "100"}
+    events = await _collect(_provider(api, emulator, headers), _request(), timeout=5)
+    assert "".join(_texts(events)) == TEXT
+    assert isinstance(events[-1], Finish)
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_unreachable_upstream(api: str) -> None:
+    err, _ = await _fails(api, "http://127.0.0.1:9", {})
+    assert err.reason is Reason.UPSTREAM_UNAVAILABLE
+
+
+async def test_invalid_request_fails_before_any_io() -> None:
+    """An Anthropic body that cannot be built is the caller's error, not the upstream's."""
+    call = ToolCall("call_1", "f", "not json")
+    request = ChatRequest(MODEL, (Message(Role.ASSISTANT, "", tool_calls=(call,)),))
+    provider = _provider("anthropic", "http://127.0.0.1:9")
+    with pytest.raises(LlmeshError) as info:
+        await _collect(provider, request)
+    assert info.value.reason is Reason.INVALID_REQUEST
+
+
+# ---------------------------------------------------------------------------------------
+# Connections
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_cancelling_the_consumer_closes_the_upstream_connection(
+    emulator: str, api: str
+) -> None:
+    provider = _provider(api, emulator, {"x-emulator-itl-ms": "50"})
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in provider.stream(_request(), timeout=None):
+            first.set()
+
+    before = (await _stats(emulator))["disconnects"]
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _disconnects_become(emulator, before + 1) == before + 1  # within 1 s
+    await provider.aclose()
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_closing_the_iterator_early_closes_the_upstream_connection(
+    emulator: str, api: str
+) -> None:
+    provider = _provider(api, emulator, {"x-emulator-itl-ms": "50"})
+    before = (await _stats(emulator))["disconnects"]
+    async with contextlib.aclosing(provider.stream(_request(), timeout=None)) as stream:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                break
+    assert await _disconnects_become(emulator, before + 1) == before + 1
+    await provider.aclose()
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_cancelling_during_the_wait_for_headers_closes_the_connection(
+    emulator: str, api: str
+) -> None:
+    provider = _provider(api, emulator, {"x-emulator-ttft-ms": "5000"})
+    before = (await _stats(emulator))["disconnects"]
+    stream = provider.stream(_request(), timeout=None)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(anext(stream), 0.2)
+    await stream.aclose()
+    assert await _disconnects_become(emulator, before + 1) == before + 1
+    await provider.aclose()
+
+
+class _CountingProxy:
+    """A TCP proxy in front of the emulator that counts the connections it accepts."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self.accepted = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
+        for task in (
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._pipe(up_reader, writer)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+async def _fault_next(url: str, fault: str, times: int) -> None:
+    """Make the next `times` calls to `MODEL` fail with `fault` (an emulator run-time rule)."""
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{url}/emulator/faults", json={"model": MODEL, "fault": fault, "times": times}
+        )
+        r.raise_for_status()
+
+
+async def _outcome(provider: LeanProvider, *, stop_at_finish: bool = False) -> str:
+    try:
+        async with contextlib.aclosing(provider.stream(_request(), timeout=5)) as stream:
+            async for event in stream:
+                if isinstance(event, Finish) and stop_at_finish:
+                    break
+    except LlmeshError as err:
+        return err.reason.name
+    return "ok"
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_sequential_calls_share_one_connection(emulator: str, api: str) -> None:
+    """Complete streams, a consumer that stops at Finish, and error answers all give the
+    connection back to the pool."""
+    proxy = _CountingProxy(int(emulator.rsplit(":", 1)[1]))
+    async with proxy as url:
+        provider = _provider(api, url)
+        outcomes = [await _outcome(provider) for _ in range(3)]
+        outcomes += [await _outcome(provider, stop_at_finish=True) for _ in range(3)]
+        await _fault_next(emulator, "rate_limit", 2)
+        outcomes += [await _outcome(provider) for _ in range(3)]
+        await provider.aclose()
+    assert outcomes == ["ok"] * 6 + ["RATE_LIMITED"] * 2 + ["ok"]
+    assert proxy.accepted == 1
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_cut_connection_is_replaced(emulator: str, api: str) -> None:
+    proxy = _CountingProxy(int(emulator.rsplit(":", 1)[1]))
+    async with proxy as url:
+        provider = _provider(api, url)
+        await _fault_next(emulator, "cut", 1)
+        outcomes = [await _outcome(provider) for _ in range(3)]
+        await provider.aclose()
+    assert outcomes == ["STREAM_INTERRUPTED", "ok", "ok"]
+    assert proxy.accepted == 2
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_concurrent_streams_share_the_pool(emulator: str, api: str) -> None:
+    provider = _provider(api, emulator, {"x-emulator-itl-ms": "5"})
+    results = await asyncio.gather(
+        *(_collect_open(provider, _request(f"call number {i}")) for i in range(20))
+    )
+    for i, events in enumerate(results):
+        assert "".join(_texts(events)) == f"call number {i}"
+        assert isinstance(events[-1], Finish)
+    await provider.aclose()
+
+
+async def _collect_open(provider: LeanProvider, request: ChatRequest) -> list[ProviderEvent]:
+    return [event async for event in provider.stream(request, timeout=5)]
+
+
+def test_building_a_provider_needs_no_event_loop() -> None:
+    """The session is created on first use, inside the loop (aiohttp requires one)."""
+    provider = _provider("openai", "http://127.0.0.1:9")
+    assert provider._session is None
+
+
+async def test_aclose_is_idempotent_and_the_provider_reopens(emulator: str) -> None:
+    provider = _provider("openai", emulator)
+    await provider.aclose()  # never opened
+    assert isinstance((await _collect(provider, _request("one")))[-1], Finish)
+    await provider.aclose()
+    assert isinstance((await _collect(provider, _request("two")))[-1], Finish)
+
+
+# ---------------------------------------------------------------------------------------
+# The SSE decoder
+
+
+def _decode(chunks: list[bytes]) -> list[tuple[bytes | None, bytes]]:
+    decoder = SSEDecoder()
+    out: list[tuple[bytes | None, bytes]] = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out
+
+
+SSE_CASES = [
+    (b"data: {}\n\n", [(None, b"{}")]),
+    (b'event: ping\ndata: {"a": 1}\n\n', [(b"ping", b'{"a": 1}')]),
+    (b"data:x\r\n\r\ndata: y\r\rdata: z\n\n", [(None, b"x"), (None, b"y"), (None, b"z")]),
+    (b"data: a\ndata: b\n\n", [(None, b"a\nb")]),
+    (b": keep-alive\nid: 7\nretry: 10\ndata: x\n\n", [(None, b"x")]),
+    (b"event: lonely\n\ndata: x\n\n", [(None, b"x")]),  # no data: not dispatched
+    (b"\xef\xbb\xbfdata: bom\n\n", [(None, b"bom")]),
+    (b"data\n\ndata:\n\n", [(None, b""), (None, b"")]),
+    (b"data:  two spaces\n\n", [(None, b" two spaces")]),
+    (b"data: [DONE]\n\ndata: unterminated", [(None, b"[DONE]")]),
+    (b"event:\ndata: x\n\n", [(None, b"x")]),
+    (b"dataX: no\nevents: no\ndata: y\n\n", [(None, b"y")]),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), SSE_CASES)
+def test_sse_decoder_whole_and_byte_by_byte(
+    raw: bytes, expected: list[tuple[bytes | None, bytes]]
+) -> None:
+    assert _decode([raw]) == expected
+    assert _decode([raw[i : i + 1] for i in range(len(raw))]) == expected
+    for cut in range(len(raw)):
+        assert _decode([raw[:cut], raw[cut:]]) == expected
+
+
+def test_sse_decoder_crlf_split_between_chunks_ends_one_line() -> None:
+    assert _decode([b"data: a\r", b"\ndata: b\r\n\r\n"]) == [(None, b"a\nb")]
+
+
+def test_sse_decoder_bom_only_at_the_start() -> None:
+    assert _decode([b"\xef", b"\xbb", b"\xbfdata: a\n\n"]) == [(None, b"a")]
+    assert _decode([b"\xef\xbb\xbf"]) == []
+    # later, the same bytes open an unknown field, which is ignored
+    assert _decode([b"data: a\n", b"\xef\xbb\xbfdata: b\n\n"]) == [(None, b"a")]
+    assert _decode([b"da", b"ta: a\n\n"]) == [(None, b"a")]
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing the transport
+
+
+@pytest.mark.parametrize(
+    ("kind", "transport", "cls", "field"),
+    [
+        ("openai", "lean", "LeanProvider", "max_completion_tokens"),
+        ("openai-compatible", "lean", "LeanProvider", "max_tokens"),
+        ("emulator", "lean", "LeanProvider", "max_tokens"),
+        ("anthropic", "lean", "LeanProvider", None),
+        ("openai", "sdk", "OpenAIProvider", "max_completion_tokens"),
+        ("openai-compatible", "sdk", "OpenAIProvider", "max_tokens"),
+        ("emulator", "sdk", "OpenAIProvider", "max_tokens"),
+        ("anthropic", "sdk", "AnthropicProvider", None),
+    ],
+)
+async def test_registry_builds_the_configured_transport(
+    kind: str, transport: str, cls: str, field: str | None
+) -> None:
+    cfg = ProviderConfig("p", kind, base_url="http://127.0.0.1:9/v1", transport=transport)
+    provider = default_registry().build(ResolvedProvider(cfg, "http://127.0.0.1:9/v1", "k", False))
+    try:
+        assert type(provider).__name__ == cls
+        if field is not None:
+            holder = getattr(provider, "_dialect", provider)
+            assert (
+                getattr(holder, "max_tokens_field", None)
+                or getattr(holder, "_max_tokens_field", None) == field
+            )
+    finally:
+        await provider.aclose()
+
+
+def test_lean_is_the_default_transport() -> None:
+    assert ProviderConfig("p", "openai").transport == "lean"
+    config = load_config(env={})
+    assert {p.transport for p in config.providers.values()} == {"lean"}
+
+
+def test_unknown_transport_is_a_config_error(tmp_path: Any) -> None:
+    path = tmp_path / "llmesh.yaml"
+    path.write_text("providers:\n  openai:\n    transport: curl\n")
+    with pytest.raises(ConfigError, match="transport"):
+        load_config(path, env={})
+    path.write_text("providers:\n  openai:\n    transport: sdk\n")
+    assert load_config(path, env={}).providers["openai"].transport == "sdk"
+
+
+def test_registry_refuses_an_unknown_transport() -> None:
+    cfg = ProviderConfig("p", "openai", transport="curl")
+    with pytest.raises(ValueError, match="curl"):
+        default_registry().build(ResolvedProvider(cfg, "http://127.0.0.1:9/v1", "k", False))
