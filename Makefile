@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard protos/llmesh/v1/*.proto)
 
-.PHONY: run test lint gen check-gen venv buf clean
+.PHONY: run test lint gen check-gen venv buf clean bench soak
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,13 @@ test: $(STAMP) check-gen lint
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+
+# The benchmark suite (about 6 minutes; not part of `test`, whose smoke run keeps it working):
+# llmesh against the direct path to the same upstream, as a table and bench/results/*.json.
+bench: $(STAMP)
+	$(PY) -m bench
+
+# A steady load through llmesh watching memory; BENCH_SOAK_SECONDS (600), BENCH_SOAK_INTERVAL
+# (60) and BENCH_SOAK_CONCURRENCY (32) change it.
+soak: $(STAMP)
+	$(PY) -m bench --soak

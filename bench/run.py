@@ -1,0 +1,225 @@
+"""The suite's runner: ``python -m bench [--smoke | --soak] [--upstream auto|fast|emulator]``.
+
+It pins itself (the load generator) to the load core, starts the upstream there, measures
+the upstream's own ceiling, starts the orchestrator and gateway on the service core, runs
+every workload alternating direct and llmesh, then prints the table and writes the JSON.
+Everything runs under one overall time limit and every process it started is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import aiohttp
+
+from bench.clients import grpc_channel, http_session
+from bench.mesh import MeshLauncher
+from bench.procs import ROOT
+from bench.report import (
+    build_metrics,
+    cpu_markdown,
+    cpu_summary,
+    markdown,
+    metrics_json,
+    write_json,
+)
+from bench.settings import BenchSettings, SoakSettings
+from bench.system import Pinning, machine_info
+from bench.upstream import Upstream, ceiling, start_upstream
+from bench.workloads import Log, PathFactory, run_suite
+
+RESULTS = ROOT / "bench" / "results"
+EMULATOR_MIN_RPS = 2000.0
+EMULATOR_MIN_TOKENS = 60000.0
+"""The emulator is used only if its ceiling is at least twice the targets through llmesh."""
+
+
+def _log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _describe(kind: str, ceilings: dict[str, dict[str, Any]], reason: str) -> str:
+    names = {"fast": "bench/fast_upstream.py (raw asyncio + uvloop)", "emulator": "the emulator"}
+    parts = [
+        f"{names[k]}: {c['rps']:,.0f} req/s, {c['tokens_per_s']:,.0f} tok/s"
+        for k, c in ceilings.items()
+    ]
+    return f"{names[kind]} ({reason}); ceilings direct at c={_c(ceilings)}: " + "; ".join(parts)
+
+
+def _c(ceilings: dict[str, dict[str, Any]]) -> int:
+    return int(next(iter(ceilings.values()))["concurrency"])
+
+
+async def choose_upstream(
+    choice: str,
+    settings: BenchSettings,
+    pinning: Pinning,
+    logs: Path,
+    session: aiohttp.ClientSession,
+) -> tuple[Upstream, dict[str, Any]]:
+    """Start the upstream(s), measure each one's ceiling and keep the chosen one."""
+    kinds = ["emulator", "fast"] if choice == "auto" else [choice]
+    ceilings: dict[str, dict[str, Any]] = {}
+    started: dict[str, Upstream] = {}
+    try:
+        for kind in kinds:
+            _log(f"upstream {kind}: measuring its ceiling")
+            started[kind] = await start_upstream(kind, settings, pinning, logs)
+            ceilings[kind] = await ceiling(started[kind], session, settings)
+    except BaseException:
+        for up in started.values():
+            up.stop()
+        raise
+    kind = kinds[0]
+    if choice == "auto":
+        emu = ceilings["emulator"]
+        fast_enough = emu["rps"] >= EMULATOR_MIN_RPS and emu["tokens_per_s"] >= EMULATOR_MIN_TOKENS
+        kind = "emulator" if fast_enough else "fast"
+    for other in [k for k in started if k != kind]:
+        started.pop(other).stop()
+    if choice != "auto":
+        reason = "chosen with --upstream"
+    elif kind == "emulator":
+        reason = "its ceiling is at least twice the targets"
+    else:
+        reason = "the emulator's ceiling is below twice the targets, so it would be the bottleneck"
+    meta = {
+        "kind": kind,
+        "description": _describe(kind, ceilings, reason),
+        "ceilings": ceilings,
+    }
+    return started[kind], meta
+
+
+async def run_bench(
+    settings: BenchSettings, pinning: Pinning, choice: str, mode: str, out: Path, log: Log
+) -> tuple[str, Path]:
+    """The whole suite; returns the markdown table and the JSON path."""
+    began = perf_counter()
+    machine = machine_info()
+    with tempfile.TemporaryDirectory(prefix="llmesh-bench-") as tmp:
+        session = http_session(0)
+        upstream: Upstream | None = None
+        mesh = None
+        try:
+            upstream, upstream_meta = await choose_upstream(
+                choice, settings, pinning, Path(tmp), session
+            )
+            log(f"starting llmesh ({settings.startup_runs} timed cold starts)")
+            launcher = MeshLauncher(Path(tmp), upstream.base_url, pinning)
+            mesh = await launcher.start(settings.startup_runs)
+            await asyncio.sleep(0.5)
+            rss_start = mesh.rss()
+            channel = grpc_channel(mesh.orchestrator_address)
+            try:
+                factory = PathFactory(
+                    session, channel, upstream.base_url, mesh.gateway_url, settings.request_timeout
+                )
+                groups = {"llmesh": mesh.pids, "upstream": [upstream.service.pid]}
+                suite = await run_suite(factory, settings, groups, log, perf_counter)
+            finally:
+                await channel.close()
+            rss_after = mesh.rss()
+        finally:
+            await session.close()
+            if mesh is not None:
+                mesh.stop()
+            if upstream is not None:
+                upstream.stop()
+    values = {
+        "paced_max_concurrency": float(suite.max_paced_concurrency) or None,
+        "rss_orchestrator_start_mib": rss_start["orchestrator"],
+        "rss_orchestrator_after_load_mib": rss_after["orchestrator"],
+        "rss_gateway_start_mib": rss_start["gateway"],
+        "rss_gateway_after_load_mib": rss_after["gateway"],
+        "startup_orchestrator_s": mesh.startup_s["orchestrator"],
+        "startup_gateway_s": mesh.startup_s["gateway"],
+    }
+    metrics = build_metrics(suite.comparisons, values, settings.high_concurrency)
+    meta = {
+        "mode": mode,
+        "machine": machine,
+        "pinning": pinning.note,
+        "upstream": upstream_meta,
+        "startup": mesh.startup_s,
+        "settings": asdict(settings),
+        "duration_s": round(perf_counter() - began, 1),
+    }
+    cpu = cpu_summary(suite.workloads)
+    table = markdown(meta, metrics) + "\n\n" + cpu_markdown(cpu)
+    payload = {
+        "meta": meta,
+        "metrics": metrics_json(metrics),
+        "cpu": cpu,
+        "step_up": suite.step_up,
+        "workloads": suite.workloads,
+        "table": table,
+    }
+    return table, write_json(out, payload)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="a few seconds per workload")
+    mode.add_argument(
+        "--soak",
+        action="store_true",
+        help="steady load, RSS over time (BENCH_SOAK_SECONDS, _INTERVAL, _CONCURRENCY)",
+    )
+    mode.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the orchestrator with py-spy under streaming load and summarize",
+    )
+    p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
+    p.add_argument(
+        "--upstream",
+        choices=("auto", "fast", "emulator"),
+        default="auto",
+        help="auto: the emulator if its ceiling is at least twice the targets, else fast",
+    )
+    p.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line, run, print the table."""
+    args = _parser().parse_args(argv)
+    pinning = Pinning.detect()
+    pinning.pin_self()  # before the event loop and gRPC start any thread
+    settings = BenchSettings.smoke() if args.smoke else BenchSettings()
+    _log(f"placement: {pinning.note}")
+    import uvloop
+
+    async def bounded() -> tuple[str, Path]:
+        if args.soak:
+            from bench.soak import run_soak
+
+            soak = SoakSettings.from_env()
+            limit = soak.seconds + 120
+            work = run_soak(soak, settings, pinning, args.out, _log)
+        elif args.profile:
+            from bench.profile import run_profile
+
+            limit = args.profile_seconds + 120
+            work = run_profile(args.profile_seconds, args.upstream, pinning, args.out, _log)
+        else:
+            limit = settings.total_budget_seconds
+            mode = "smoke" if args.smoke else "full"
+            work = run_bench(settings, pinning, args.upstream, mode, args.out, _log)
+        return await asyncio.wait_for(work, limit)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        table, path = runner.run(bounded())
+    print(table)
+    print(f"\nwritten: {path}")

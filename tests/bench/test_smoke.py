@@ -1,0 +1,64 @@
+"""The benchmark suite's smoke run: it completes and reports every metric (never timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import SPECS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], out: Path, env: dict[str, str] | None = None) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 1
+    assert str(files[0]) in done.stdout
+    data: dict[str, object] = json.loads(files[0].read_text())
+    return data
+
+
+@pytest.mark.timeout(110)
+def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
+    data = _run(["--smoke"], tmp_path)
+    metrics = data["metrics"]
+    assert isinstance(metrics, dict)
+    assert set(metrics) == set(SPECS)
+    for key, metric in metrics.items():
+        assert {"direct", "llmesh", "added", "ratio", "target", "met"} <= set(metric), key
+    meta = data["meta"]
+    assert isinstance(meta, dict)
+    assert {"cpu_model", "cores", "python", "date"} <= set(meta["machine"])
+    upstream = meta["upstream"]
+    assert upstream["kind"] in {"fast", "emulator"}
+    assert upstream["ceilings"][upstream["kind"]]["rps"] > 0
+    for key in ("nonstream_c1_grpc_p50_ms", "nonstream_c1_gateway_p50_ms", "stream_hi_ttft_ms"):
+        assert metrics[key]["llmesh"] is not None, key  # the calls went through llmesh
+    assert "| metric |" in str(data["table"])
+
+
+@pytest.mark.timeout(60)
+def test_soak_run_samples_memory(tmp_path: Path) -> None:
+    data = _run(["--soak"], tmp_path, {"BENCH_SOAK_SECONDS": "3", "BENCH_SOAK_INTERVAL": "1"})
+    samples = data["samples"]
+    assert isinstance(samples, list)
+    assert [s["at"] for s in samples][:2] == ["idle", "baseline"]
+    assert samples[-2]["at"] == "end"
+    assert all(s["orchestrator_mib"] for s in samples)
+    meta = data["meta"]
+    assert isinstance(meta, dict)
+    assert set(meta["growth_pct"]) == {"orchestrator", "gateway"}
