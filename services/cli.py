@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from services.common.config import (
     Config,
@@ -138,26 +139,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(asyncio.run(client.print_models(args.address or config.orchestrator_address)))
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service's main coroutine on uvloop (``LLMESH_EVENT_LOOP=asyncio`` opts out)."""
+    if os.environ.get("LLMESH_EVENT_LOOP", "uvloop") == "asyncio":
+        asyncio.run(main)
+        return
+    import uvloop
+
+    uvloop.run(main)
+
+
 def _serve(config: Config, service: str) -> None:
     if service == "orchestrator":
         from services.orchestrator.server import run as run_orchestrator
 
         try:
-            asyncio.run(run_orchestrator(config))
+            _run(run_orchestrator(config))
         except ValueError as exc:  # e.g. a non-loopback bind without API keys
             sys.exit(f"llmesh: {exc}")
     elif service == "processor":
         from services.processor.server import run as run_processor
 
-        asyncio.run(run_processor(config.processor_address))
+        _run(run_processor(config.processor_address))
     elif service == "gateway":
         from gateway.server import run as run_gateway
 
-        asyncio.run(run_gateway(config))
+        _run(run_gateway(config))
     else:
         from services.emulator.app import run as run_emulator
 
-        asyncio.run(run_emulator(config.emulator.host, config.emulator.port))
+        _run(run_emulator(config.emulator.host, config.emulator.port))
 
 
 def _needs_emulator(config: Config) -> bool:
