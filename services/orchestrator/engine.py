@@ -46,7 +46,7 @@ from services.orchestrator.resilience import (
     TargetLimiter,
 )
 from services.orchestrator.resilience.queues import QueueSettings
-from services.orchestrator.retries import RetrySettings, retrying
+from services.orchestrator.retries import RetrySettings, continue_after, retrying
 from services.orchestrator.routing import Router, Target
 from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
@@ -425,6 +425,10 @@ class Orchestrator:
             await self._sleep(seconds)
             rt.trail.deliberate_wait += self._clock() - t0
 
+        try:
+            return await once()  # the common case: no retry machinery at all
+        except LlmeshError as first:
+            failure = first
         policy_ = retrying(
             self._retry,
             may_retry=lambda _err: self._budget.try_spend(target.name),
@@ -432,8 +436,7 @@ class Orchestrator:
             clock=self._clock,
             sleep=backoff,
         )
-        opened: Opened = await policy_(once)
-        return opened
+        return await continue_after(policy_, once, failure)
 
     @staticmethod
     def _with_usage(err: LlmeshError, usage: Usage, target: Target | None) -> LlmeshError:
