@@ -30,6 +30,7 @@ from services.orchestrator.domain import (
 )
 from services.orchestrator.providers import anthropic_sdk
 from services.orchestrator.providers.anthropic_sdk import AnthropicProvider, factory
+from tests.support.proxy import CountingProxy
 
 MODEL = "claude-test"  # any name not in the SDK's deprecation list
 TEXT = "The quick brown fox jumps over the lazy dog"
@@ -274,50 +275,10 @@ async def test_cache_writes_then_reads_reach_usage(
     assert second.usage.input_tokens + second.usage.cache_read_tokens == total
 
 
-class _CountingProxy:
-    """A TCP proxy in front of the emulator that counts the connections it accepts."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self.accepted = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
-        for task in (
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-
 async def test_connection_is_reused_when_the_consumer_stops_at_finish(emulator: str) -> None:
     """The adapter reads the end of the body before yielding Finish, so the engine closing
     the stream right after Finish does not cost a new connection per call."""
-    proxy = _CountingProxy(int(emulator.rsplit(":", 1)[1]))
+    proxy = CountingProxy(int(emulator.rsplit(":", 1)[1]))
     async with proxy as url:
         provider = _provider(url)
         for _ in range(5):

@@ -36,6 +36,7 @@ from services.orchestrator.domain import (
 from services.orchestrator.providers import default_registry, lean
 from services.orchestrator.providers.lean import LeanProvider
 from services.orchestrator.providers.sse import SSEDecoder
+from tests.support.proxy import CountingProxy
 
 MODEL = "claude-test"
 TEXT = "The quick brown fox jumps over the lazy dog"
@@ -400,46 +401,6 @@ async def test_cancelling_during_the_wait_for_headers_closes_the_connection(
     await provider.aclose()
 
 
-class _CountingProxy:
-    """A TCP proxy in front of the emulator that counts the connections it accepts."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self.accepted = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
-        for task in (
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-
 async def _fault_next(url: str, fault: str, times: int) -> None:
     """Make the next `times` calls to `MODEL` fail with `fault` (an emulator run-time rule)."""
     async with httpx.AsyncClient() as client:
@@ -464,7 +425,7 @@ async def _outcome(provider: LeanProvider, *, stop_at_finish: bool = False) -> s
 async def test_sequential_calls_share_one_connection(emulator: str, api: str) -> None:
     """Complete streams, a consumer that stops at Finish, and error answers all give the
     connection back to the pool."""
-    proxy = _CountingProxy(int(emulator.rsplit(":", 1)[1]))
+    proxy = CountingProxy(int(emulator.rsplit(":", 1)[1]))
     async with proxy as url:
         provider = _provider(api, url)
         outcomes = [await _outcome(provider) for _ in range(3)]
@@ -478,7 +439,7 @@ async def test_sequential_calls_share_one_connection(emulator: str, api: str) ->
 
 @pytest.mark.parametrize("api", APIS)
 async def test_a_cut_connection_is_replaced(emulator: str, api: str) -> None:
-    proxy = _CountingProxy(int(emulator.rsplit(":", 1)[1]))
+    proxy = CountingProxy(int(emulator.rsplit(":", 1)[1]))
     async with proxy as url:
         provider = _provider(api, url)
         await _fault_next(emulator, "cut", 1)
