@@ -115,12 +115,19 @@ def llmesh_argv(*args: str) -> list[str]:
     return python_argv("services.cli", *args)
 
 
+PASSED_THROUGH = ("LLMESH_EVENT_LOOP", "LLMESH_GC")
+"""llmesh settings that reach the services under test, so a run can compare them."""
+
+
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment without provider credentials, plus `extra`."""
+    """This process's environment without credentials or llmesh settings, plus `extra`.
+
+    The runtime switches in `PASSED_THROUGH` are kept.
+    """
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ANTHROPIC_", "LLMESH_"))
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "LLMESH_")) or k in PASSED_THROUGH
     }
     env.update(extra)
     return env

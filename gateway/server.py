@@ -19,6 +19,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from services.common import heap
 from services.common.config import Config
 
 log = logging.getLogger("llmesh.gateway")
@@ -62,6 +63,10 @@ class _ForegroundServer(uvicorn.Server):
 
     (uvicorn itself re-raises the signal after shutting down, so the process would die of it.)
     """
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        heap.settle()  # after the lifespan built the app's clients
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from llmesh.v1 import orchestrator_pb2_grpc
 
+from services.common import heap
 from services.common.config import Config, resolve_provider
 from services.common.grpc_server import RunningServer, ServiceBinding, start_server
 from services.orchestrator.assembly import Assembly, assemble
@@ -113,6 +114,7 @@ async def serve(
 async def run(config: Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
     server = await serve(config)
+    heap.settle()
     print(f"orchestrator listening on {config.orchestrator_address}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ import signal
 
 from llmesh.v1 import processor_pb2_grpc
 
+from services.common import heap
 from services.common.grpc_server import RunningServer, ServiceBinding, start_server
 from services.processor.servicer import ProcessorServicer
 from services.processor.tokenizers import Tokenizers
@@ -45,6 +46,7 @@ async def serve(
 async def run(address: str, *, grace: float = 5.0) -> None:
     """Serve until SIGINT or SIGTERM, then let in-flight calls finish within `grace`."""
     running = await serve(address)
+    heap.settle()
     host = address.rpartition(":")[0]
     print(f"processor listening on {host}:{running.port}", flush=True)
     stop = asyncio.Event()
