@@ -1,10 +1,14 @@
-"""``python -m bench --profile``: where the orchestrator's time goes under streaming load.
+"""``python -m bench --profile``: where the orchestrator's time goes under load.
 
-Runs the streaming workload (100 tokens, the high concurrency) through llmesh while py-spy
-samples the orchestrator without pausing it, then summarizes the samples: the functions
-with the most samples on top of the stack (self), the most on the stack at all (inclusive),
-and self samples by area (gRPC, the HTTP client, the SDK, asyncio, llmesh's own code ...).
-The raw collapsed stacks are kept next to the summary in ``bench/results/``.
+Runs one workload through llmesh while py-spy samples the orchestrator without pausing it:
+``stream`` (100 tokens, the high concurrency; the default), ``nonstream`` (short replies,
+the high concurrency) or ``paced`` (the paced upstream at ``--profile-concurrency`` streams,
+256 unless given). It then summarizes the samples: the functions with the most samples on
+top of the stack (self), the most on the stack at all (inclusive), and self samples by area
+(gRPC, the HTTP client, the SDK, asyncio, llmesh's own code ...). With ``--profile-native``
+py-spy also samples C frames (grpc core, uvloop, protobuf, the collector), pausing the
+process for each sample, so rates while sampled are lower. The raw collapsed stacks are kept
+next to the summary in ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +32,7 @@ from bench.mesh import MeshLauncher
 from bench.procs import spawn
 from bench.settings import BenchSettings
 from bench.system import Pinning
-from bench.upstream import FAST_MODEL, start_upstream
+from bench.upstream import FAST_MODEL, PACED_MODEL, start_upstream
 from bench.workloads import Log, PathFactory
 
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -103,12 +108,49 @@ def summarize(collapsed: str, top: int = 15) -> str:
     return "\n".join(lines)
 
 
+DEFAULT_PACED_STREAMS = 256
+
+
+@dataclass(frozen=True)
+class _Load:
+    model: str
+    words: int
+    stream: bool
+    concurrency: int
+    stagger: float
+    label: str
+
+
+def _load(workload: str, settings: BenchSettings, concurrency: int | None) -> _Load:
+    if workload == "nonstream":
+        c = concurrency or settings.high_concurrency
+        words = settings.nonstream_prompt_tokens
+        return _Load(FAST_MODEL, words, False, c, 0.0, f"non-stream c={c}")
+    if workload == "paced":
+        c = concurrency or DEFAULT_PACED_STREAMS
+        cycle = (settings.paced_ttft_ms + settings.paced_tokens * settings.paced_itl_ms) / 1000
+        words = settings.paced_tokens
+        return _Load(PACED_MODEL, words, True, c, cycle, f"{c} paced streams")
+    c = concurrency or settings.high_concurrency
+    words = settings.prompt_tokens
+    return _Load(FAST_MODEL, words, True, c, 0.0, f"stream {words} tokens c={c}")
+
+
 async def run_profile(
-    seconds: float, upstream_kind: str, pinning: Pinning, out: Path, log: Log
+    seconds: float,
+    upstream_kind: str,
+    pinning: Pinning,
+    out: Path,
+    log: Log,
+    *,
+    workload: str = "stream",
+    concurrency: int | None = None,
+    native: bool = False,
 ) -> tuple[str, Path]:
-    """Profile the orchestrator under the streaming workload; returns the summary and its file."""
+    """Profile the orchestrator under one workload; returns the summary and its file."""
     py_spy, raw = _prepare(out)
     settings = BenchSettings()
+    load = _load(workload, settings, concurrency)
     kind = "fast" if upstream_kind == "auto" else upstream_kind
     with tempfile.TemporaryDirectory(prefix="llmesh-profile-") as tmp:
         upstream = await start_upstream(kind, settings, pinning, Path(tmp))
@@ -120,22 +162,29 @@ async def run_profile(
             f = PathFactory(
                 session, channel, upstream.base_url, mesh.gateway_url, settings.request_timeout
             )
-            path = f.grpc(FAST_MODEL, settings.prompt_tokens)
-            c = settings.high_concurrency
-            await run_leg(path, stream=True, concurrency=c, seconds=1.0)
-            log(f"profiling the orchestrator for {seconds:.0f} s under stream c={c}")
+            path = f.grpc(load.model, load.words)
+            c = load.concurrency
+            await run_leg(path, stream=load.stream, concurrency=c, seconds=1.0)
+            log(f"profiling the orchestrator for {seconds:.0f} s under {load.label}")
             spy = spawn(
                 "py-spy",
                 [
                     *(py_spy, "record", "--pid", str(mesh.orchestrator.pid), "--rate", "200"),
                     *("--duration", str(int(seconds)), "--format", "raw", "--gil"),
-                    "--nonblocking",
+                    *(("--native",) if native else ("--nonblocking",)),
                     *("--output", str(raw)),
                 ],
                 pin=pinning.prefix(pinning.load_core),
                 logs=Path(tmp),
             )
-            leg = await run_leg(path, stream=True, concurrency=c, seconds=seconds + 1)
+            leg = await run_leg(
+                path,
+                stream=load.stream,
+                concurrency=c,
+                seconds=seconds + 1,
+                stagger=load.stagger,
+                grace=0.0,
+            )
             await asyncio.to_thread(_wait, spy.proc, 30.0)
             spy.stop()
             await channel.close()
@@ -145,8 +194,9 @@ async def run_profile(
                 mesh.stop()
             upstream.stop()
     header = (
-        f"orchestrator profile, stream 100 tokens c={c} through gRPC, {kind} upstream, "
-        f"{leg.tokens_per_s:,.0f} tok/s while sampled; {pinning.note}"
+        f"orchestrator profile, {load.label} through gRPC, {kind} upstream, "
+        f"{leg.rps:,.0f} replies/s and {leg.tokens_per_s:,.0f} tok/s while sampled; "
+        f"{pinning.note}"
     )
     return _finish(header, raw)
 

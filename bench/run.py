@@ -183,6 +183,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
     p.add_argument(
+        "--profile-workload",
+        choices=("stream", "nonstream", "paced"),
+        default="stream",
+        help="the load while profiling (paced: --profile-concurrency streams, default 256)",
+    )
+    p.add_argument("--profile-concurrency", type=int, default=None, help="callers while profiling")
+    p.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="sample C frames too (grpc core, uvloop, protobuf); pauses the process per sample",
+    )
+    p.add_argument(
         "--upstream",
         choices=("auto", "fast", "emulator"),
         default="auto",
@@ -212,7 +224,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             from bench.profile import run_profile
 
             limit = args.profile_seconds + 120
-            work = run_profile(args.profile_seconds, args.upstream, pinning, args.out, _log)
+            work = run_profile(
+                args.profile_seconds,
+                args.upstream,
+                pinning,
+                args.out,
+                _log,
+                workload=args.profile_workload,
+                concurrency=args.profile_concurrency,
+                native=args.profile_native,
+            )
         else:
             limit = settings.total_budget_seconds
             mode = "smoke" if args.smoke else "full"
