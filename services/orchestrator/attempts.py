@@ -73,25 +73,31 @@ class Opened:
                     return
                 yield event
             self.head = []
+            # The per-token loop: locals only, and text (nearly every event) first.
+            clock, trail, events, output = rt.clock, rt.trail, self.events, self.output
+            stall = self.stall_timeout
             while True:
-                t0 = rt.clock()
+                t0 = clock()
                 try:
-                    if self.stall_timeout is None:
-                        event = await anext(self.events)
+                    if stall is None:
+                        event = await anext(events)
                     else:
-                        async with asyncio.timeout(self.stall_timeout):
-                            event = await anext(self.events)
+                        async with asyncio.timeout(stall):
+                            event = await anext(events)
                 except StopAsyncIteration:
                     raise LlmeshError(
                         Reason.STREAM_INTERRUPTED, "upstream stream ended before its terminal event"
                     ) from None
                 except TimeoutError:
                     raise LlmeshError(
-                        Reason.UPSTREAM_TIMEOUT,
-                        f"no token for {self.stall_timeout:g} s (stall timeout)",
+                        Reason.UPSTREAM_TIMEOUT, f"no token for {stall:g} s (stall timeout)"
                     ) from None
                 finally:
-                    rt.trail.upstream_wait += rt.clock() - t0
+                    trail.upstream_wait += clock() - t0
+                if type(event) is TextDelta:
+                    output.append(event.text)
+                    yield event
+                    continue
                 self._note(event)
                 if isinstance(event, Finish):
                     await self._succeeded()

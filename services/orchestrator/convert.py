@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
@@ -132,13 +132,14 @@ def chat_call_from_proto(
         if not f.strip():
             violation(f"fallbacks[{i}]", "must name a model")
     options = _options(inp, violation)
-    ttl = inp.cache.prompt_cache_ttl or "5m"
+    cache = inp.cache
+    ttl = cache.prompt_cache_ttl or "5m"
     if ttl not in ("5m", "1h"):
         violation("cache.prompt_cache_ttl", 'must be "5m" or "1h"')
-    if inp.cache.response_cache and inp.cache.no_response_cache:
+    if cache.response_cache and cache.no_response_cache:
         violation("cache", "response_cache and no_response_cache exclude each other")
-    ttl_field = inp.cache.response_cache_ttl
-    if inp.cache.HasField("response_cache_ttl") and ttl_field.ToTimedelta().total_seconds() <= 0:
+    ttl_field = cache.response_cache_ttl
+    if cache.HasField("response_cache_ttl") and ttl_field.ToTimedelta().total_seconds() <= 0:
         violation("cache.response_cache_ttl", "must be a positive duration")
     if inp.HasField("max_cost_usd") and not inp.max_cost_usd > 0:
         violation("max_cost_usd", "must be positive")
@@ -155,10 +156,9 @@ def chat_call_from_proto(
         max_tokens=max_tokens,
         stop=tuple(inp.stop),
         seed=inp.seed if inp.HasField("seed") else None,
+        prompt_cache="off" if cache.prompt_cache == chat_pb2.PROMPT_CACHE_MODE_OFF else "auto",
+        prompt_cache_ttl=ttl,
     )
-    cache = inp.cache
-    prompt_cache = "off" if cache.prompt_cache == chat_pb2.PROMPT_CACHE_MODE_OFF else "auto"
-    request = replace(request, prompt_cache=prompt_cache, prompt_cache_ttl=ttl)
     return ChatCall(
         inp.model.strip(),
         request,
@@ -244,8 +244,10 @@ def finish_to_proto(reason: FinishReason) -> chat_pb2.FinishReason:
 def event_to_proto(event: EngineEvent) -> orchestrator_pb2.StreamChatResponse:
     """One stream event as a `StreamChatResponse`."""
     R = orchestrator_pb2.StreamChatResponse
-    if isinstance(event, TextDelta):
-        return R(text_delta=orchestrator_pb2.TextDelta(text=event.text))
+    if isinstance(event, TextDelta):  # nearly every event: set in place, no second message
+        out = R()
+        out.text_delta.text = event.text
+        return out
     if isinstance(event, ToolCallDelta):
         return R(
             tool_call_delta=orchestrator_pb2.ToolCallDelta(
@@ -324,7 +326,7 @@ def attempts_to_proto(records: Sequence[AttemptRecord]) -> list[orchestrator_pb2
 
 def attempts_to_json(records: Sequence[AttemptRecord]) -> str:
     """The attempt trail as compact JSON, for gRPC trailing metadata and HTTP headers."""
-    return json.dumps(
+    return orjson.dumps(
         [
             {
                 "target": r.target.name,
@@ -336,6 +338,5 @@ def attempts_to_json(records: Sequence[AttemptRecord]) -> str:
                 **({"retry": True} if r.retry else {}),
             }
             for r in records
-        ],
-        separators=(",", ":"),
-    )
+        ]
+    ).decode()

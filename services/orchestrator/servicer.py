@@ -116,9 +116,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                     FieldViolation("input", f"larger than {self._max_request_bytes} bytes"),
                 ),
             )
-        call = chat_call_from_proto(request.input, request.HasField("input"))
-        self._engine.targets(call)  # unknown models fail before anything is sent
-        return call
+        return chat_call_from_proto(request.input, request.HasField("input"))
 
     async def StreamChat(
         self, request: orchestrator_pb2.StreamChatRequest, context: Context

@@ -335,26 +335,26 @@ class LeanProvider:
                     # that means fewer, fuller gRPC messages (each costs ~80 us of grpc's own
                     # CPU, whatever its size); with one token per read nothing changes, so
                     # this never adds latency.
-                    text: list[str] = []
+                    text: list[TextDelta] = []
                     for name, data in decoder.feed(chunk):
                         try:
                             events = reader.event(name, data)
                         except BaseException:
                             if text:
-                                yield TextDelta("".join(text))
+                                yield _joined(text)
                             raise
                         for event in events:
                             if type(event) is TextDelta:
-                                text.append(event.text)
+                                text.append(event)
                                 continue
                             if text:
-                                yield TextDelta("".join(text))
+                                yield _joined(text)
                                 text = []
                             yield event
                         if reader.done:
                             break
                     if text:
-                        yield TextDelta("".join(text))
+                        yield _joined(text)
                     if reader.done:
                         break
                 if reader.done and not content.at_eof():
@@ -377,6 +377,13 @@ class LeanProvider:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _joined(deltas: list[TextDelta]) -> TextDelta:
+    """Text deltas as one (the delta itself when it is alone, as it is at a slow pace)."""
+    if len(deltas) == 1:
+        return deltas[0]
+    return TextDelta("".join(d.text for d in deltas))
 
 
 async def _drain(content: aiohttp.StreamReader) -> None:
