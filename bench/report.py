@@ -84,6 +84,12 @@ SPECS: dict[str, Spec] = {
         "≤ +4 ms",
         _at_most("added", 4.0),
     ),
+    "nonstream_c1_bare_p50_ms": Spec(
+        "non-stream c=1, reference: a bare grpc.aio relay over aiohttp (bench/bare_relay.py): "
+        "latency p50",
+        "ms",
+        "added",
+    ),
     "nonstream_hi_rps": Spec(
         "non-stream c={c}, gRPC: throughput",
         "req/s",
@@ -246,8 +252,11 @@ def cpu_summary(workloads: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     for workload, paths in workloads.items():
         out[workload] = {}
         for path, legs in paths.items():
+            service = "bare" if path == "bare" else "llmesh"  # what ran on the service core
             out[workload][path] = {
-                group: median([leg.get(f"cpu_{group}") for leg in legs])
+                group: median(
+                    [leg.get(f"cpu_{service if group == 'llmesh' else group}") for leg in legs]
+                )
                 for group in ("llmesh", "load", "upstream")
             }
     return out
@@ -256,10 +265,10 @@ def cpu_summary(workloads: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 def cpu_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> str:
     """Where the CPU went: a second, smaller table (1.00 is one whole core)."""
     lines = [
-        "CPU used during the measured windows, in cores (median over rounds); llmesh has core 0,",
-        "the load generator and the upstream share core 1:",
+        "CPU used during the measured windows, in cores (median over rounds); llmesh (or, on",
+        "the bare path, the bare relay) has core 0, the load generator and the upstream core 1:",
         "",
-        "| workload | path | llmesh | load generator | upstream |",
+        "| workload | path | llmesh / bare relay | load generator | upstream |",
         "|---|---|---:|---:|---:|",
     ]
     for workload, paths in summary.items():

@@ -13,7 +13,7 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -22,7 +22,7 @@ import aiohttp
 
 from bench.clients import grpc_channel, http_session
 from bench.mesh import MeshLauncher
-from bench.procs import ROOT
+from bench.procs import ROOT, Service, clean_env, python_argv, spawn, wait_for_port
 from bench.report import (
     build_metrics,
     cpu_markdown,
@@ -32,7 +32,7 @@ from bench.report import (
     write_json,
 )
 from bench.settings import BenchSettings, SoakSettings
-from bench.system import Pinning, machine_info
+from bench.system import Pinning, free_port, machine_info
 from bench.upstream import Upstream, ceiling, start_upstream
 from bench.workloads import Log, PathFactory, run_suite
 
@@ -100,6 +100,32 @@ async def choose_upstream(
     return started[kind], meta
 
 
+@dataclass
+class BareRelay:
+    """The reference relay (`bench.bare_relay`) and its port."""
+
+    service: Service
+    port: int
+
+
+async def start_bare_relay(upstream: Upstream, pinning: Pinning, logs: Path) -> BareRelay:
+    """Start the bare reference relay on llmesh's core, in front of the same upstream."""
+    port = free_port()
+    service = spawn(
+        "bare-relay",
+        python_argv("bench.bare_relay", "--port", str(port), "--upstream", upstream.base_url),
+        pin=pinning.prefix(pinning.service_core),
+        logs=logs,
+        env=clean_env({}),
+    )
+    try:
+        await wait_for_port(service, port, timeout=30)
+    except BaseException:
+        service.stop()
+        raise
+    return BareRelay(service, port)
+
+
 async def run_bench(
     settings: BenchSettings, pinning: Pinning, choice: str, mode: str, out: Path, log: Log
 ) -> tuple[str, Path]:
@@ -117,17 +143,30 @@ async def run_bench(
             log(f"starting llmesh ({settings.startup_runs} timed cold starts)")
             launcher = MeshLauncher(Path(tmp), upstream.base_url, pinning)
             mesh = await launcher.start(settings.startup_runs)
+            bare = await start_bare_relay(upstream, pinning, Path(tmp))
             await asyncio.sleep(0.5)
             rss_start = mesh.rss()
             channel = grpc_channel(mesh.orchestrator_address)
+            bare_channel = grpc_channel(f"127.0.0.1:{bare.port}")
             try:
                 factory = PathFactory(
-                    session, channel, upstream.base_url, mesh.gateway_url, settings.request_timeout
+                    session,
+                    channel,
+                    upstream.base_url,
+                    mesh.gateway_url,
+                    settings.request_timeout,
+                    bare_channel,
                 )
-                groups = {"llmesh": mesh.pids, "upstream": [upstream.service.pid]}
+                groups = {
+                    "llmesh": mesh.pids,
+                    "upstream": [upstream.service.pid],
+                    "bare": [bare.service.pid],
+                }
                 suite = await run_suite(factory, settings, groups, log, perf_counter)
             finally:
                 await channel.close()
+                await bare_channel.close()
+                bare.service.stop()
             rss_after = mesh.rss()
         finally:
             await session.close()

@@ -22,7 +22,7 @@ from bench.settings import BenchSettings
 from bench.stats import difference, median, percentile, ratio
 from bench.upstream import FAST_MODEL, PACED_MODEL
 
-DIRECT, GRPC, GATEWAY = "direct", "grpc", "gateway"
+DIRECT, GRPC, GATEWAY, BARE = "direct", "grpc", "gateway", "bare"
 Log = Callable[[str], None]
 
 
@@ -35,6 +35,8 @@ class PathFactory:
     upstream_url: str
     gateway_url: str
     timeout: float
+    bare_channel: grpc.aio.Channel | None = None
+    """A channel to `bench.bare_relay`, the reference relay, when it runs."""
 
     def direct(self, model: str, words: int) -> ChatPath:
         """Straight to the upstream's OpenAI API."""
@@ -45,6 +47,14 @@ class PathFactory:
     def grpc(self, model: str, words: int) -> ChatPath:
         """Through the orchestrator's gRPC API."""
         return GrpcPath(GRPC, self.channel, f"{PROVIDER}/{model}", prompt_of(words), self.timeout)
+
+    def bare(self, model: str, words: int) -> ChatPath | None:
+        """Through the bare reference relay (`bench.bare_relay`), when it runs."""
+        if self.bare_channel is None:
+            return None
+        return GrpcPath(
+            BARE, self.bare_channel, f"{PROVIDER}/{model}", prompt_of(words), self.timeout
+        )
 
     def gateway(self, model: str, words: int) -> ChatPath:
         """Through the gateway's OpenAI-compatible API (and the orchestrator behind it)."""
@@ -210,9 +220,15 @@ async def run_suite(
         return legs
 
     words = s.nonstream_prompt_tokens
+    bare = f.bare(FAST_MODEL, words)
     legs = await workload(
         "nonstream_c1",
-        [f.direct(FAST_MODEL, words), f.grpc(FAST_MODEL, words), f.gateway(FAST_MODEL, words)],
+        [
+            f.direct(FAST_MODEL, words),
+            f.grpc(FAST_MODEL, words),
+            f.gateway(FAST_MODEL, words),
+            *([bare] if bare is not None else []),
+        ],
         fast,
         s.rounds,
     )
@@ -221,6 +237,8 @@ async def run_suite(
     cmp["nonstream_c1_grpc_p99_ms"] = compare(legs, GRPC, p99(_latency))
     cmp["nonstream_c1_gateway_p50_ms"] = compare(legs, GATEWAY, p50(_latency))
     cmp["nonstream_c1_gateway_p99_ms"] = compare(legs, GATEWAY, p99(_latency))
+    if bare is not None:
+        cmp["nonstream_c1_bare_p50_ms"] = compare(legs, BARE, p50(_latency))
 
     legs = await workload(
         f"nonstream_c{c_hi}",
