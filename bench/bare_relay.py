@@ -1,18 +1,19 @@
 """``python -m bench.bare_relay --port P --upstream URL``: the floor of a Python gRPC relay.
 
-The least a grpc.aio server can do to answer llmesh's unary ``Chat`` from an
-OpenAI-compatible upstream over aiohttp: it streams the completion (as llmesh does), joins
-the text deltas and replies. No authentication, validation, routing, retries, breakers,
-accounting or usage: none of what llmesh is for. The suite runs it on llmesh's core as a
-reference path, so the table shows how much of llmesh's added latency is the gRPC and HTTP
-machinery every such relay pays, measured in the same run.
+The least a grpc.aio server can do to answer llmesh's ``Chat`` and ``StreamChat`` from an
+OpenAI-compatible upstream over aiohttp. ``Chat`` streams the completion (as llmesh does),
+joins the text deltas and replies; ``StreamChat`` sends the text of each read as one
+message (llmesh's coalescing) and a finish event at ``[DONE]``. No authentication,
+validation, routing, retries, breakers, accounting or usage: none of what llmesh is for.
+The suite runs it on llmesh's core as a reference path, so the table shows how much of
+llmesh's cost is the gRPC and HTTP machinery every such relay pays, measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -34,12 +35,10 @@ class BareRelay(orchestrator_pb2_grpc.OrchestratorServiceServicer):  # type: ign
         self._url = upstream.rstrip("/") + "/chat/completions"
         self._session: aiohttp.ClientSession | None = None
 
-    async def Chat(
-        self, request: orchestrator_pb2.ChatRequest, context: Any
-    ) -> orchestrator_pb2.ChatResponse:
+    async def _reads(self, inp: chat_pb2.ChatInput) -> AsyncIterator[tuple[list[str], bool]]:
+        """Per read of the upstream's body: its text deltas, and whether ``[DONE]`` came."""
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        inp = request.input
         body = {
             "model": inp.model.partition("/")[2] or inp.model,
             "messages": [
@@ -47,19 +46,42 @@ class BareRelay(orchestrator_pb2_grpc.OrchestratorServiceServicer):  # type: ign
             ],
             "stream": True,
         }
-        text: list[str] = []
         headers = {"content-type": "application/json"}
         async with self._session.post(self._url, data=orjson.dumps(body), headers=headers) as r:
             async for chunk in r.content.iter_any():
+                text: list[str] = []
+                done = False
                 for line in chunk.split(b"\n"):
-                    if not line.startswith(b"data: {"):
-                        continue
-                    for choice in orjson.loads(line[6:]).get("choices") or ():
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
-                            text.append(content)
+                    if line.startswith(b"data: [DONE]"):
+                        done = True
+                    elif line.startswith(b"data: {"):
+                        for choice in orjson.loads(line[6:]).get("choices") or ():
+                            content = (choice.get("delta") or {}).get("content")
+                            if content:
+                                text.append(content)
+                yield text, done
+
+    async def Chat(
+        self, request: orchestrator_pb2.ChatRequest, context: Any
+    ) -> orchestrator_pb2.ChatResponse:
+        text: list[str] = []
+        async for part, _ in self._reads(request.input):
+            text.extend(part)
         message = chat_pb2.Message(role=chat_pb2.ROLE_ASSISTANT, content="".join(text))
-        return orchestrator_pb2.ChatResponse(model=inp.model, message=message)
+        return orchestrator_pb2.ChatResponse(model=request.input.model, message=message)
+
+    async def StreamChat(
+        self, request: orchestrator_pb2.StreamChatRequest, context: Any
+    ) -> AsyncIterator[orchestrator_pb2.StreamChatResponse]:
+        async for part, done in self._reads(request.input):
+            if part:
+                event = orchestrator_pb2.StreamChatResponse()
+                event.text_delta.text = "".join(part)
+                yield event
+            if done:
+                finish = orchestrator_pb2.StreamChatResponse()
+                finish.finish.reason = chat_pb2.FINISH_REASON_STOP
+                yield finish
 
 
 async def serve(port: int, upstream: str) -> None:

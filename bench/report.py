@@ -142,6 +142,17 @@ SPECS: dict[str, Spec] = {
         "≤ +20 ms",
         _at_most("added", 20.0),
     ),
+    "paced_bare_level": Spec(
+        "paced, reference: streams where the bare relay ran (llmesh's first miss, or top level)",
+        "streams",
+        "value",
+    ),
+    "paced_bare_tokens_per_s": Spec(
+        "paced, reference: the bare relay at that level: delivered tokens/s", "tok/s", "ratio"
+    ),
+    "paced_bare_itl_p99_ms": Spec(
+        "paced, reference: the bare relay at that level: inter-token p99", "ms", "added"
+    ),
     "rss_orchestrator_start_mib": Spec("RSS orchestrator after start", "MiB", "value"),
     "rss_orchestrator_after_load_mib": Spec(
         "RSS orchestrator after load", "MiB", "value", "≤ 150 MiB", _at_most("llmesh", 150)

@@ -176,6 +176,7 @@ async def run_bench(
                 upstream.stop()
     values = {
         "paced_max_concurrency": float(suite.max_paced_concurrency) or None,
+        "paced_bare_level": float(suite.bare_level) or None,
         "rss_orchestrator_start_mib": rss_start["orchestrator"],
         "rss_orchestrator_after_load_mib": rss_after["orchestrator"],
         "rss_gateway_start_mib": rss_start["gateway"],

@@ -183,6 +183,9 @@ class SuiteResult:
     workloads: dict[str, Any] = field(default_factory=dict)
     step_up: list[dict[str, Any]] = field(default_factory=list)
     max_paced_concurrency: int = 0
+    bare_level: int = 0
+    """The paced level the bare relay was measured at: the first llmesh did not hold, or
+    the highest tried when it held them all."""
 
 
 def _paced_leg(s: BenchSettings, concurrency: int) -> Leg:
@@ -197,6 +200,28 @@ def _holds(c: Comparison, itl: Comparison, s: BenchSettings) -> bool:
         and itl.added is not None
         and itl.added <= s.step_max_added_itl_p99_ms
     )
+
+
+async def _bare_at(
+    level: int,
+    f: PathFactory,
+    s: BenchSettings,
+    leg: Leg,
+    cpu_groups: Mapping[str, Sequence[int]],
+    out: SuiteResult,
+    log: Log,
+) -> None:
+    """The bare reference relay at `level` paced streams, against direct."""
+    bare = f.bare(PACED_MODEL, s.paced_tokens)
+    if bare is None:
+        return
+    log(f"step-up: {level} paced streams through the bare relay (reference)")
+    legs = await alternate(
+        [f.direct(PACED_MODEL, s.paced_tokens), bare], leg, 1, warmup=0, cpu_groups=cpu_groups
+    )
+    out.comparisons["paced_bare_tokens_per_s"] = compare(legs, BARE, _tps)
+    out.comparisons["paced_bare_itl_p99_ms"] = compare(legs, BARE, p99(_gaps))
+    out.bare_level = level
 
 
 async def run_suite(
@@ -295,6 +320,10 @@ async def run_suite(
         if not held:
             break
         best = (level, tps, itl)
+    tried = [e for e in out.step_up if "held" in e]
+    if tried:  # where llmesh stopped holding (or the highest level tried)
+        level = tried[-1]["concurrency"]
+        await _bare_at(level, f, s, _paced_leg(s, level), cpu_groups, out, log)
     if best is not None:
         out.max_paced_concurrency = best[0]
         cmp["paced_max_tokens_per_s"], cmp["paced_max_itl_p99_ms"] = best[1], best[2]
