@@ -81,7 +81,8 @@ class MeshLauncher:
         self._pinning = pinning
         self._database = f"sqlite:///{directory / 'llmesh.db'}"
 
-    def _env(self, orchestrator: str, gateway_port: int) -> dict[str, str]:
+    def env(self, orchestrator: str, gateway_port: int) -> dict[str, str]:
+        """The services' environment: the bench configuration, database and addresses."""
         return clean_env(
             {
                 "LLMESH_CONFIG": str(self._config),
@@ -100,7 +101,7 @@ class MeshLauncher:
             llmesh_argv("serve", "orchestrator"),
             pin=self._pinning.prefix(self._pinning.service_core),
             logs=self._dir,
-            env=self._env(address, gateway_port),
+            env=self.env(address, gateway_port),
         )
         try:
             await wait_for_port(service, int(address.rpartition(":")[2]), timeout=30)
@@ -128,7 +129,7 @@ class MeshLauncher:
             llmesh_argv("serve", "gateway"),
             pin=self._pinning.prefix(self._pinning.service_core),
             logs=self._dir,
-            env=self._env(address, gateway_port),
+            env=self.env(address, gateway_port),
         )
         url = f"http://127.0.0.1:{gateway_port}"
         try:

@@ -217,6 +217,11 @@ def _parser() -> argparse.ArgumentParser:
         help="steady load, RSS over time (BENCH_SOAK_SECONDS, _INTERVAL, _CONCURRENCY)",
     )
     mode.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count llmesh's instructions against the bare relay under callgrind (valgrind)",
+    )
+    mode.add_argument(
         "--profile",
         action="store_true",
         help="sample the orchestrator with py-spy under streaming load and summarize",
@@ -260,6 +265,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             soak = SoakSettings.from_env()
             limit = soak.seconds + 120
             work = run_soak(soak, settings, pinning, args.out, _log)
+        elif args.instructions:
+            from bench.instructions import run_instructions
+
+            limit = 900.0
+            work = run_instructions(pinning, args.out, _log)
         elif args.profile:
             from bench.profile import run_profile
 

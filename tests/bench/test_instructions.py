@@ -1,0 +1,30 @@
+"""`bench.instructions`: reading callgrind's dumps and the table (the run needs valgrind)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.instructions import Count, _table, _total
+
+
+def test_total_reads_the_dump_of_the_part_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "callgrind.llmesh.42.1").write_text("version: 1\ncmd: x\nsummary: 1200\n")
+    (tmp_path / "callgrind.llmesh.42.2").write_text("events: Ir\ntotals: 3400\n")
+    assert _total(tmp_path, "llmesh", 42, 1) == 1200
+    assert _total(tmp_path, "llmesh", 42, 2) == 3400
+
+
+def test_total_refuses_a_dump_without_totals(tmp_path: Path) -> None:
+    (tmp_path / "callgrind.bare.7.1").write_text("events: Ir\n")
+    with pytest.raises(RuntimeError, match="no totals"):
+        _total(tmp_path, "bare", 7, 1)
+
+
+def test_table_shows_both_servers_and_their_ratio() -> None:
+    table = _table(
+        [Count("llmesh", 2_000_000, 150_000, 200, 800), Count("bare", 1_000_000, 120_000, 200, 800)]
+    )
+    assert "| 2,000,000 | 1,000,000 | 2.00x |" in table
+    assert "| 150,000 | 120,000 | 1.25x |" in table
