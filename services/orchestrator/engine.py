@@ -124,7 +124,7 @@ def rough_estimate(request: ChatRequest, output_chars: int) -> Usage:
 
 
 def new_request_id() -> str:
-    """A fresh, unique call id: 128 random bits, as a uuid4 carries (less its version bits)."""
+    """A fresh, unique call id: 128 random bits (a uuid4 carries 122)."""
     return "req_" + os.urandom(16).hex()
 
 
