@@ -169,7 +169,8 @@ async def test_timeout_header_becomes_the_grpc_deadline(
     )
     assert r.status_code == 200
     remaining = fake_mesh.orchestrator.calls[-1].time_remaining
-    assert remaining is not None and 3 < remaining <= 5
+    # grpc rounds the wire timeout (grpc-timeout) up, so the server may see a little over 5 s.
+    assert remaining is not None and 3 < remaining <= 5.1
     r = await http.post("/api/v1/chat", json=chat_body("fake/text"))
     assert fake_mesh.orchestrator.calls[-1].time_remaining is None
 

@@ -45,7 +45,7 @@ async def test_events_then_close_1000(gateway: RunningGateway, fake_mesh: FakeMe
     assert kinds == ["start", "textDelta", "textDelta", "usage", "finish"]
     seen = fake_mesh.orchestrator.calls[-1]
     assert seen.metadata["authorization"] == "Bearer ws"
-    assert seen.time_remaining is not None and seen.time_remaining <= 9
+    assert seen.time_remaining is not None and seen.time_remaining <= 9.1  # grpc rounds up
 
 
 async def test_upstream_error_is_an_error_frame(gateway: RunningGateway) -> None:
