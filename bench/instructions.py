@@ -6,8 +6,9 @@ core, in front of the emulator, and counts the user-space instructions each spen
 fixed load: sequential unary ``Chat`` calls (short replies) and a few concurrent paced
 ``StreamChat`` calls (one token per upstream read, so one gRPC message per token). Counters
 are zeroed after a warm-up and dumped right after the load (``callgrind_control``), so
-start-up is not counted. It prints instructions per unary call and per streamed message for
-both, and their ratio: use it to compare two versions of the code on a noisy machine.
+start-up is not counted. It prints instructions per unary call and per streamed text
+message for both, and their ratio: use it to compare two versions of the code on a noisy
+machine.
 
 Kernel time (``sendmsg`` and the like) is not counted. Work done on a timer is counted per
 timer tick, and under valgrind everything runs about fifty times slower, so time-batched
@@ -24,11 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import grpc
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from bench.clients import prompt_of
+from bench.clients import GrpcPath, prompt_of
 from bench.mesh import PROVIDER, MeshLauncher
-from bench.procs import Service, clean_env, python_argv, spawn, wait_for_port
+from bench.procs import Service, clean_env, python_argv, start
 from bench.report import write_json
 from bench.settings import BenchSettings
 from bench.system import Pinning, free_port
@@ -42,6 +42,8 @@ STREAMS = 4
 STREAM_ROUNDS = 2
 START_TIMEOUT = 180.0
 """Seconds a server under valgrind may take to listen."""
+CALL_TIMEOUT = 300.0
+"""Deadline of one call (everything runs about fifty times slower under valgrind)."""
 
 
 @dataclass
@@ -72,47 +74,37 @@ def _total(out: Path, name: str, pid: int, part: int) -> int:
     raise RuntimeError(f"no totals in {path}")
 
 
-async def _unary(stub: orchestrator_pb2_grpc.OrchestratorServiceStub, calls: int) -> None:
-    chat = chat_pb2.ChatInput(
-        model=f"{PROVIDER}/{FAST_MODEL}",
-        messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=prompt_of(10))],
-    )
-    for _ in range(calls):
-        await stub.Chat(orchestrator_pb2.ChatRequest(input=chat), timeout=120)
-
-
-async def _streams(
-    stub: orchestrator_pb2_grpc.OrchestratorServiceStub, streams: int, rounds: int
-) -> int:
-    chat = chat_pb2.ChatInput(
-        model=f"{PROVIDER}/{PACED_MODEL}",
-        messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=prompt_of(100))],
-    )
-    request = orchestrator_pb2.StreamChatRequest(input=chat)
+async def _streams(path: GrpcPath, streams: int, rounds: int) -> int:
+    """Run `streams` paced streams `rounds` times each; returns the text messages received."""
     messages = 0
 
-    async def one() -> None:
+    def count(_at: float, _tokens: int) -> None:
         nonlocal messages
+        messages += 1
+
+    async def one() -> None:
         for _ in range(rounds):
-            async for _event in stub.StreamChat(request, timeout=300):
-                messages += 1
+            await path.stream(count)
 
     await asyncio.gather(*(one() for _ in range(streams)))
     return messages
 
 
 async def _count(name: str, service: Service, port: int, out: Path) -> Count:
-    await wait_for_port(service, port, timeout=START_TIMEOUT)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
-        await _unary(stub, 5)  # warm: connections, caches, the first-call paths
-        await _streams(stub, 1, 1)
+        model = f"{PROVIDER}/{FAST_MODEL}"
+        unary = GrpcPath(name, channel, model, prompt_of(10), CALL_TIMEOUT)
+        paced = GrpcPath(name, channel, f"{PROVIDER}/{PACED_MODEL}", prompt_of(100), CALL_TIMEOUT)
+        for _ in range(5):  # warm: connections, caches, the first-call paths
+            await unary.unary()
+        await _streams(paced, 1, 1)
         pid = service.pid
         await asyncio.to_thread(_control, "-z", str(pid))
-        await _unary(stub, UNARY_CALLS)
+        for _ in range(UNARY_CALLS):
+            await unary.unary()
         await asyncio.to_thread(_control, "-d", str(pid))
         await asyncio.to_thread(_control, "-z", str(pid))
-        messages = await _streams(stub, STREAMS, STREAM_ROUNDS)
+        messages = await _streams(paced, STREAMS, STREAM_ROUNDS)
         await asyncio.to_thread(_control, "-d", str(pid))
     calls_total = _total(out, name, pid, 1)
     stream_total = _total(out, name, pid, 2)
@@ -126,7 +118,7 @@ def _table(counts: list[Count]) -> str:
         "|---|---:|---:|---:|",
         f"| per unary call ({llmesh.calls} calls, 10-token replies) | {llmesh.per_call:,.0f} | "
         f"{bare.per_call:,.0f} | {llmesh.per_call / bare.per_call:.2f}x |",
-        f"| per streamed message ({STREAMS} x {STREAM_ROUNDS} paced streams) | "
+        f"| per streamed text message ({STREAMS} x {STREAM_ROUNDS} paced streams) | "
         f"{llmesh.per_message:,.0f} | {bare.per_message:,.0f} | "
         f"{llmesh.per_message / bare.per_message:.2f}x |",
     ]
@@ -157,12 +149,14 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             servers.append(("bare", bare_port, bare_argv, clean_env({})))
             for name, server_port, argv, server_env in servers:
                 log(f"instructions: {name} under callgrind (about a minute)")
-                service = spawn(
+                service = await start(
                     name,
                     [*_valgrind(work, name), *argv],
+                    port=server_port,
                     pin=pinning.prefix(pinning.service_core),
                     logs=work,
                     env=server_env,
+                    timeout=START_TIMEOUT,
                 )
                 try:
                     counts.append(await _count(name, service, server_port, work))

@@ -102,6 +102,26 @@ async def wait_for_port(service: Service, port: int, timeout: float) -> None:
     raise StartError(f"{service.name} did not listen on port {port} within {timeout} s")
 
 
+async def start(
+    name: str,
+    argv: Sequence[str],
+    *,
+    port: int,
+    pin: Sequence[str],
+    logs: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Service:
+    """`spawn`, then wait until it listens on `port`; stopped again if it never does."""
+    service = spawn(name, argv, pin=pin, logs=logs, env=env)
+    try:
+        await wait_for_port(service, port, timeout=timeout)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
 def python_argv(module: str, *args: str) -> list[str]:
     """``python -m module args`` with this interpreter."""
     return [sys.executable, "-m", module, *args]

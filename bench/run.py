@@ -22,7 +22,7 @@ import aiohttp
 
 from bench.clients import grpc_channel, http_session
 from bench.mesh import MeshLauncher
-from bench.procs import ROOT, Service, clean_env, python_argv, spawn, wait_for_port
+from bench.procs import ROOT, Service, clean_env, python_argv, start
 from bench.report import (
     build_metrics,
     cpu_markdown,
@@ -111,18 +111,14 @@ class BareRelay:
 async def start_bare_relay(upstream: Upstream, pinning: Pinning, logs: Path) -> BareRelay:
     """Start the bare reference relay on llmesh's core, in front of the same upstream."""
     port = free_port()
-    service = spawn(
+    service = await start(
         "bare-relay",
         python_argv("bench.bare_relay", "--port", str(port), "--upstream", upstream.base_url),
+        port=port,
         pin=pinning.prefix(pinning.service_core),
         logs=logs,
         env=clean_env({}),
     )
-    try:
-        await wait_for_port(service, port, timeout=30)
-    except BaseException:
-        service.stop()
-        raise
     return BareRelay(service, port)
 
 

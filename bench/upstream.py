@@ -14,7 +14,7 @@ import aiohttp
 
 from bench.clients import HttpPath, prompt_of
 from bench.load import run_leg
-from bench.procs import Service, python_argv, spawn, wait_for_port
+from bench.procs import Service, python_argv, start
 from bench.settings import BenchSettings
 from bench.system import Pinning, free_port
 
@@ -52,17 +52,13 @@ async def start_upstream(
     """Start an upstream of `kind` on the load core and wait until it accepts connections."""
     port = free_port()
     latency = f"{PACED_MODEL}={settings.paced_ttft_ms}:{settings.paced_itl_ms}"
-    service = spawn(
+    service = await start(
         f"upstream-{kind}",
         python_argv(KINDS[kind], "--port", str(port), "--latency", latency),
+        port=port,
         pin=pinning.prefix(pinning.load_core),
         logs=logs,
     )
-    try:
-        await wait_for_port(service, port, timeout=30)
-    except BaseException:
-        service.stop()
-        raise
     return Upstream(kind, service, port)
 
 
