@@ -112,8 +112,9 @@ class Opened:
             self.record.finish(Outcome.CANCELLED, rt.clock())
             raise
         finally:
-            self.record.usage = self.usage
-            self.record.output_chars = sum(len(p) for p in self.output)
+            if self.record.outcome is not Outcome.SUCCEEDED:  # else `_succeeded` did it
+                self.record.usage = self.usage
+                self.record.output_chars = sum(len(p) for p in self.output)
             await self.stack.aclose()
 
     def _note(self, event: ProviderEvent) -> None:
