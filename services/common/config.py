@@ -49,9 +49,9 @@ class ProviderConfig:
     max_connections: int = 1000
     """Size of the provider's shared connection pool."""
     transport: str = "lean"
-    """What carries the provider's wire format: ``lean`` (aiohttp and orjson, about ten times
-    less CPU per call and per streamed token) or ``sdk`` (the official `openai` / `anthropic`
-    SDK, the reference the lean transport is tested against)."""
+    """What carries the provider's wire format: ``lean`` (its own HTTP/1.1 client and orjson,
+    about ten times less CPU per call and per streamed token) or ``sdk`` (the official
+    `openai` / `anthropic` SDK, the reference the lean transport is tested against)."""
 
 
 @dataclass(frozen=True)

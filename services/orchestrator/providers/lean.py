@@ -1,10 +1,12 @@
-"""A lean transport for the OpenAI and Anthropic wire formats: aiohttp, orjson, own SSE.
+"""A lean transport for the OpenAI and Anthropic wire formats: own HTTP/1.1, orjson, own SSE.
 
 The official SDKs spend about ten times the CPU of a plain aiohttp client on the same bytes
 (request building through pydantic models, an SSE decoder over text, a model object per
 event). This transport carries the same wire format with none of that: the request body is
 the wire module's `to_provider_request` serialized by orjson, the response is split into
-SSE events at the bytes level (`sse.SSEDecoder`), and each event's JSON goes as a plain dict
+SSE events at the bytes level (`sse.SSEDecoder`) as it arrives from a minimal HTTP/1.1
+client (`http1`: asyncio protocols and httptools' C parser, about half aiohttp's CPU per
+streamed read), and each event's JSON goes as a plain dict
 to the very parser the SDK adapters use. Errors are classified by the wire modules too, from
 the error body and the response status and headers, so the SDK adapters remain a reference
 that `tests/orchestrator/providers/test_lean_vs_sdk.py` compares this transport against.
@@ -15,13 +17,14 @@ the body's streaming options, how an error body is unwrapped, and how events are
 The request is the SDK's where it matters: method, path, ``content-type``, the body, and
 the credentials as the pinned SDKs send them (a bearer token for both APIs, plus
 ``anthropic-version``), then the provider's configured headers, which win. It asks for
-``text/event-stream`` and sends no SDK telemetry headers. Proxy settings in the environment
-are not read, and neither SDK is imported.
+``text/event-stream``, sends no SDK telemetry headers and no ``accept-encoding`` (a
+compressed event stream would hold tokens back). Proxy settings in the environment are not
+read, and neither SDK is imported.
 
-One `aiohttp.ClientSession` (one connection pool) per provider, shared by every call. It is
-created on first use, inside the running event loop, as aiohttp requires; `aclose` closes it.
-Streams are released to the pool once read to the end, and closed (so the upstream sees the
-disconnect) when the consumer stops early, closes the iterator or is cancelled.
+One `http1.ConnectionPool` per provider, shared by every call; it binds to the running
+event loop on first use, and `aclose` closes its connections. Streams are released to the
+pool once read to the end, and closed (so the upstream sees the disconnect) when the
+consumer stops early, closes the iterator or is cancelled.
 """
 
 from __future__ import annotations
@@ -31,15 +34,14 @@ import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
-from yarl import URL
 
-from services.common.config import ResolvedProvider
+from services.common.config import ConfigError, ResolvedProvider
 from services.common.errors import LlmeshError, Reason
 from services.orchestrator.domain import ChatRequest, Finish, ProviderEvent, TextDelta
 from services.orchestrator.providers import anthropic_wire, openai_wire
 from services.orchestrator.providers.errors import classify_transport
+from services.orchestrator.providers.http1 import ConnectionPool, Response, render_headers
 from services.orchestrator.providers.sse import SSEDecoder
 
 __all__ = [
@@ -62,14 +64,11 @@ connection can go back to the pool; a body that does not end by then is closed."
 KEEPALIVE_TIMEOUT = 15.0
 """Seconds an idle pooled connection is kept open."""
 
-DNS_CACHE_TTL = 300
-"""Seconds a resolved upstream address is cached."""
-
 DEADLINE_GRACE = 0.05
 """Seconds added to the caller's `timeout` before this transport gives up on its own. The
 caller enforces its deadline itself (and reports DEADLINE_EXCEEDED); the transport's bound
-is the backstop, set a little later so the two timers never fire in the same loop turn,
-where aiohttp's timer would swallow the caller's cancellation and win the race."""
+is the backstop, set a little later so the two timers never fire in the same loop turn
+and the caller's own deadline is the one reported."""
 
 
 def _malformed(what: str) -> LlmeshError:
@@ -239,44 +238,30 @@ def _dumps_default(value: object) -> object:
 
 
 class LeanProvider:
-    """Streams replies from an OpenAI- or Anthropic-API endpoint over one aiohttp pool."""
+    """Streams replies from an OpenAI- or Anthropic-API endpoint over one connection pool."""
 
     def __init__(self, resolved: ResolvedProvider, dialect: Dialect) -> None:
         cfg = resolved.config
         self.name = cfg.name
         self._dialect = dialect
-        self._url = URL(resolved.base_url.rstrip("/") + dialect.path)
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream",
             **dialect.auth_headers(resolved.api_key),
         }
         headers.update((k.lower(), v) for k, v in cfg.headers.items())  # the config wins
-        self._headers = headers
-        self._secret = resolved.api_key
-        self._connect_timeout = cfg.connect_timeout
-        self._max_connections = cfg.max_connections
-        self._default_timeout = self._timeout(cfg.timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _timeout(self, total: float) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=total, sock_connect=min(self._connect_timeout, total))
-
-    def _open(self) -> aiohttp.ClientSession:
-        """The shared session, created on first use (inside the running loop)."""
-        session = self._session
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
-                limit_per_host=0,
-                ttl_dns_cache=DNS_CACHE_TTL,
+        try:
+            self._headers = render_headers(headers)
+            self._pool = ConnectionPool(
+                resolved.base_url,
+                max_connections=cfg.max_connections,
                 keepalive_timeout=KEEPALIVE_TIMEOUT,
             )
-            session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, trust_env=False
-            )
-            self._session = session
-        return session
+        except ValueError as exc:  # a header with a line break, a base URL that is not http(s)
+            raise ConfigError(f"providers.{cfg.name}: {exc}") from None
+        self._secret = resolved.api_key
+        self._connect_timeout = cfg.connect_timeout
+        self._default_timeout = cfg.timeout
 
     def _error(self, exc: BaseException, *, started: bool) -> LlmeshError:
         err = classify_transport(exc, started=started) or LlmeshError(
@@ -297,22 +282,18 @@ class LeanProvider:
 
         `timeout` bounds the whole call, from connecting to the last byte (plus
         `DEADLINE_GRACE`); None means the provider's configured ``timeout``, and a deadline
-        already passed fails at once (aiohttp would read a zero timeout as none).
+        already passed fails at once.
         """
         payload = orjson.dumps(self._dialect.body(request), default=_dumps_default)
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
-        session = self._open()
         try:
-            resp = await session.post(
-                self._url,
-                data=payload,
-                timeout=(
-                    self._default_timeout
-                    if timeout is None
-                    else self._timeout(timeout + DEADLINE_GRACE)
-                ),
-                allow_redirects=False,
+            resp = await self._pool.post(
+                self._dialect.path,
+                self._headers,
+                payload,
+                timeout=self._default_timeout if timeout is None else timeout + DEADLINE_GRACE,
+                connect_timeout=self._connect_timeout,
             )
         except Exception as exc:
             raise self._error(exc, started=False) from exc
@@ -328,9 +309,9 @@ class LeanProvider:
                 raise self._redacted(self._dialect.status_error(raw, resp.status, resp.headers))
             reader = self._dialect.reader(resp.headers)
             decoder = SSEDecoder()
-            content = resp.content
+            read = resp.read_chunk
             try:
-                async for chunk in content.iter_any():
+                while chunk := await read():
                     # Text deltas that arrived in one read are passed on as one: under load
                     # that means fewer, fuller gRPC messages (each costs ~80 us of grpc's own
                     # CPU, whatever its size); with one token per read nothing changes, so
@@ -357,8 +338,8 @@ class LeanProvider:
                         yield _joined(text)
                     if reader.done:
                         break
-                if reader.done and not content.at_eof():
-                    await _drain(content)
+                if reader.done and not resp.at_eof:
+                    await _drain(resp)
                 finish = reader.finish()
             except LlmeshError as err:
                 self._redacted(err)
@@ -373,10 +354,8 @@ class LeanProvider:
                 resp.close()  # abandoned mid-body: close, so the upstream sees it
 
     async def aclose(self) -> None:
-        """Close the shared connection pool."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        """Close the pool's connections (it opens new ones if used again)."""
+        await self._pool.aclose()
 
 
 def _joined(deltas: list[TextDelta]) -> TextDelta:
@@ -386,11 +365,11 @@ def _joined(deltas: list[TextDelta]) -> TextDelta:
     return TextDelta("".join(d.text for d in deltas))
 
 
-async def _drain(content: aiohttp.StreamReader) -> None:
+async def _drain(resp: Response) -> None:
     """Read what follows the terminal event (normally just the end of the body)."""
-    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+    with contextlib.suppress(TimeoutError, ConnectionError):
         async with asyncio.timeout(DRAIN_TIMEOUT):
-            while await content.readany():
+            while await resp.read_chunk():
                 pass
 
 

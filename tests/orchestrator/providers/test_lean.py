@@ -1,4 +1,4 @@
-"""The lean transport (aiohttp + orjson) against the built-in emulator, for both APIs.
+"""The lean transport (own HTTP/1.1 client, orjson) against the built-in emulator, both APIs.
 
 Also its SSE decoder (pure, byte by byte) and how the registry and the configuration pick
 the transport.
@@ -466,9 +466,24 @@ async def _collect_open(provider: LeanProvider, request: ChatRequest) -> list[Pr
 
 
 def test_building_a_provider_needs_no_event_loop() -> None:
-    """The session is created on first use, inside the loop (aiohttp requires one)."""
+    """The pool binds to the event loop on first use, and opens nothing before."""
     provider = _provider("openai", "http://127.0.0.1:9")
-    assert provider._session is None
+    assert provider._pool.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "expected"),
+    [
+        ("http://127.0.0.1:9", {"X-Bad": "one\r\nX-Injected: two"}, "x-bad"),
+        ("http://127.0.0.1:9", {"Bad Name:": "v"}, "bad name:"),
+        ("ftp://127.0.0.1:9", {}, "not an http"),
+    ],
+)
+def test_a_header_or_base_url_http_cannot_carry_is_a_config_error(
+    url: str, headers: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        _provider("openai", url, headers)
 
 
 async def test_aclose_is_idempotent_and_the_provider_reopens(emulator: str) -> None:
@@ -515,6 +530,18 @@ def test_sse_decoder_whole_and_byte_by_byte(
     assert _decode([raw[i : i + 1] for i in range(len(raw))]) == expected
     for cut in range(len(raw)):
         assert _decode([raw[:cut], raw[cut:]]) == expected
+
+
+def test_sse_decoder_one_whole_event_per_read_after_the_first() -> None:
+    """The shortcut for a read holding exactly one ``data:`` event, and what it must not take."""
+    one = b'data: {"a": 1}\n\n'
+    assert _decode([b": open\n\n", one, one]) == [(None, b'{"a": 1}')] * 2
+    assert _decode([b": open\n\n", b"data: a\n", b"data: b\n\n"]) == [(None, b"a\nb")]
+    assert _decode([b": open\n\n", b"event: x\n", b"data: y\n\n"]) == [(b"x", b"y")]
+    assert _decode([b": open\n\n", b"data: a\r", b"\ndata: b\n\n"]) == [(None, b"a\nb")]
+    assert _decode([b": open\n\n", b"data: a\r\n\r\n"]) == [(None, b"a")]
+    assert _decode([b": open\n\n", b"data: a\n\ndata: b\n\n"]) == [(None, b"a"), (None, b"b")]
+    assert _decode([b": open\n\n", b"data: [DONE]\n\n"]) == [(None, b"[DONE]")]
 
 
 def test_sse_decoder_crlf_split_between_chunks_ends_one_line() -> None:
