@@ -39,6 +39,18 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events completed by `chunk` (often none, one, or a handful)."""
+        if (  # the usual read of a paced stream: exactly one whole ``data:`` event
+            not self._tail
+            and self._data is None
+            and self._event is None
+            and not self._fresh
+            and not self._skip_lf
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            return [(None, chunk[6:-2])]
         if self._fresh:
             chunk = self._tail + chunk
             self._tail = b""
