@@ -200,6 +200,9 @@ class _Connection(asyncio.Protocol):
         self.head: asyncio.Future[None] | None = None
         """Resolved once the reply's headers are complete."""
         self.head_bytes = 0
+        """Bytes of the reply's head parsed so far (names and values)."""
+        self.head_raw = 0
+        """Bytes received while the head is incomplete (httptools buffers a partial line)."""
         self.framed = False
         """The body has a length or is chunked (else it ends with the connection)."""
         self.decoder: zlib._Decompress | None = None
@@ -224,9 +227,17 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._broken(HttpProtocolError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
-            self._broken(HttpProtocolError(f"the upstream's reply is not valid HTTP: {exc}"))
-        except HttpProtocolError as exc:
-            self._broken(exc)
+            cause = exc.__context__  # what one of the callbacks raised, if one did
+            if not isinstance(cause, HttpProtocolError):
+                cause = HttpProtocolError(f"the upstream's reply is not valid HTTP: {exc}")
+            self._broken(cause)
+        else:
+            if self.head is not None:  # the head is incomplete: bound it as it arrives
+                self.head_raw += len(data)
+                if self.head_raw > MAX_HEADER_BYTES:
+                    self._broken(
+                        HttpProtocolError(f"the upstream's head exceeds {MAX_HEADER_BYTES} bytes")
+                    )
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -325,6 +336,7 @@ class _Connection(asyncio.Protocol):
         self.response = resp
         self.head = self.loop.create_future()
         self.head_bytes = 0
+        self.head_raw = 0
         self.framed = False
         self.decoder = None
         self.keep_alive = False
@@ -491,8 +503,11 @@ class ConnectionPool:
                     ssl=self._ssl_context(),
                     server_hostname=self.host if self.tls else None,
                 )
-        finally:
+        except BaseException:
             self._connecting -= 1
+            self._wake_one()  # the slot this attempt held is free again
+            raise
+        self._connecting -= 1
         self._open.add(conn)
         return conn
 
