@@ -317,14 +317,15 @@ class _Connection(asyncio.Protocol):
         resp = self.response
         if resp is None or not resp.status:
             return  # the end of an interim reply
-        if self.decoder is not None:
-            try:
-                tail = self.decoder.flush()
-            except zlib.error as exc:  # pragma: no cover - flush raises only on bad state
-                raise HttpProtocolError(f"the upstream's gzip body is corrupt: {exc}") from None
+        decoder = self.decoder
+        if decoder is not None:
+            tail = decoder.flush()
             if tail:
                 resp._pieces.append(tail)
                 resp.unread += len(tail)
+            if not decoder.eof:  # the body ended inside the compressed stream
+                self._broken(HttpProtocolError("the upstream's compressed body is cut short"))
+                return
         resp.done = True
         resp._wake()
 

@@ -260,6 +260,17 @@ async def test_compressed_body_is_decoded(coding: str, compress: Callable[[bytes
         resp.release()
 
 
+async def test_a_compressed_body_cut_short_is_an_error() -> None:
+    data = gzip.compress(b"hello world " * 100)[:-12]  # framed right, but not the whole stream
+    reply = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(data)
+    async with serving(replying(reply + data)) as (_, pool):
+        resp = await post(pool)
+        with pytest.raises(HttpProtocolError, match="cut short"):
+            await resp.read()
+        resp.close()
+        assert pool.connections == 0
+
+
 @pytest.mark.parametrize(
     "reply",
     [
