@@ -35,7 +35,7 @@ class BenchSettings:
     """Rounds of the paced workload at the high concurrency."""
     paced_leg_seconds: float = 6.0
     """Measured seconds of one paced leg (after its streams have been staggered in)."""
-    step_levels: tuple[int, ...] = (64, 128, 192, 256, 320, 384, 512)
+    step_levels: tuple[int, ...] = (64, 128, 192, 256, 288, 320, 384, 512)
     """Concurrency levels tried, in order, to find the most paced streams llmesh holds."""
     step_budget_seconds: float = 120.0
     """Total time allowed for the step-up; levels not reached in time are skipped."""

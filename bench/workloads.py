@@ -219,6 +219,7 @@ async def _bare_at(
     legs = await alternate(
         [f.direct(PACED_MODEL, s.paced_tokens), bare], leg, 1, warmup=0, cpu_groups=cpu_groups
     )
+    out.workloads[f"paced_c{level}_reference"] = _legs_json(legs)
     out.comparisons["paced_bare_tokens_per_s"] = compare(legs, BARE, _tps)
     out.comparisons["paced_bare_itl_p99_ms"] = compare(legs, BARE, p99(_gaps))
     out.bare_level = level
@@ -304,6 +305,7 @@ async def run_suite(
         legs = await alternate(paced, leg, 1, warmup=0, cpu_groups=cpu_groups, first=i)
         tps, itl = compare(legs, GRPC, _tps), compare(legs, GRPC, p99(_gaps))
         held = _holds(tps, itl, s)
+        out.workloads[f"paced_c{level}"] = _legs_json(legs)  # for the CPU table
         out.step_up.append(
             {
                 "concurrency": level,
@@ -314,7 +316,6 @@ async def run_suite(
                 "itl_p99_llmesh_ms": itl.llmesh,
                 "added_itl_p99_ms": itl.added,
                 "held": held,
-                "legs": _legs_json(legs),
             }
         )
         if not held:
