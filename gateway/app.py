@@ -30,7 +30,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
             await upstream.close()
 
     return Starlette(
-        routes=[*native.routes(), *council.routes(), *ws.routes(), *openai_routes.routes()],
+        # The OpenAI-compatible routes first: they carry most calls, and routes match in order.
+        routes=[*openai_routes.routes(), *native.routes(), *council.routes(), *ws.routes()],
         lifespan=lifespan,
         exception_handlers={
             HTTPException: http_exception_handler,

@@ -36,6 +36,7 @@ def uvicorn_config(settings: GatewaySettings, host: str, port: int) -> uvicorn.C
         lifespan="on",
         access_log=False,
         log_config=None,
+        proxy_headers=False,  # nothing reads the client's address or scheme: skip the rewrite
         ws_max_size=settings.max_body_bytes,
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
