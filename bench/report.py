@@ -153,6 +153,12 @@ SPECS: dict[str, Spec] = {
     "paced_bare_itl_p99_ms": Spec(
         "paced, reference: the bare relay at that level: inter-token p99", "ms", "added"
     ),
+    "paced_floor_tokens_per_s": Spec(
+        "paced, reference: grpc.aio alone at that level (bench/grpc_floor.py: no upstream, "
+        "no relay): delivered tokens/s",
+        "tok/s",
+        "ratio",
+    ),
     "rss_orchestrator_start_mib": Spec("RSS orchestrator after start", "MiB", "value"),
     "rss_orchestrator_after_load_mib": Spec(
         "RSS orchestrator after load", "MiB", "value", "≤ 150 MiB", _at_most("llmesh", 150)
@@ -263,7 +269,7 @@ def cpu_summary(workloads: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     for workload, paths in workloads.items():
         out[workload] = {}
         for path, legs in paths.items():
-            service = "bare" if path == "bare" else "llmesh"  # what ran on the service core
+            service = path if path in ("bare", "floor") else "llmesh"  # on the service core
             out[workload][path] = {
                 group: median(
                     [leg.get(f"cpu_{service if group == 'llmesh' else group}") for leg in legs]
@@ -277,9 +283,10 @@ def cpu_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float | None]]]
     """Where the CPU went: a second, smaller table (1.00 is one whole core)."""
     lines = [
         "CPU used during the measured windows, in cores (median over rounds); llmesh (or, on",
-        "the bare path, the bare relay) has core 0, the load generator and the upstream core 1:",
+        "the bare and floor paths, the bare relay or grpc.aio alone) has core 0, the load",
+        "generator and the upstream core 1:",
         "",
-        "| workload | path | llmesh / bare relay | load generator | upstream |",
+        "| workload | path | llmesh / reference | load generator | upstream |",
         "|---|---|---:|---:|---:|",
     ]
     for workload, paths in summary.items():

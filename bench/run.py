@@ -101,25 +101,35 @@ async def choose_upstream(
 
 
 @dataclass
-class BareRelay:
-    """The reference relay (`bench.bare_relay`) and its port."""
+class Reference:
+    """A reference server (`bench.bare_relay` or `bench.grpc_floor`) and its port."""
 
     service: Service
     port: int
 
 
-async def start_bare_relay(upstream: Upstream, pinning: Pinning, logs: Path) -> BareRelay:
-    """Start the bare reference relay on llmesh's core, in front of the same upstream."""
+async def _start_reference(name: str, args: list[str], pinning: Pinning, logs: Path) -> Reference:
     port = free_port()
     service = await start(
-        "bare-relay",
-        python_argv("bench.bare_relay", "--port", str(port), "--upstream", upstream.base_url),
+        name,
+        python_argv(f"bench.{name.replace('-', '_')}", "--port", str(port), *args),
         port=port,
         pin=pinning.prefix(pinning.service_core),
         logs=logs,
         env=clean_env({}),
     )
-    return BareRelay(service, port)
+    return Reference(service, port)
+
+
+async def start_bare_relay(upstream: Upstream, pinning: Pinning, logs: Path) -> Reference:
+    """Start the bare reference relay on llmesh's core, in front of the same upstream."""
+    return await _start_reference("bare-relay", ["--upstream", upstream.base_url], pinning, logs)
+
+
+async def start_grpc_floor(settings: BenchSettings, pinning: Pinning, logs: Path) -> Reference:
+    """Start grpc.aio pacing its own reply (as the paced upstream does) on llmesh's core."""
+    paced = f"{settings.paced_ttft_ms}:{settings.paced_itl_ms}"
+    return await _start_reference("grpc-floor", ["--paced", paced], pinning, logs)
 
 
 async def run_bench(
@@ -140,10 +150,16 @@ async def run_bench(
             launcher = MeshLauncher(Path(tmp), upstream.base_url, pinning)
             mesh = await launcher.start(settings.startup_runs)
             bare = await start_bare_relay(upstream, pinning, Path(tmp))
+            try:
+                floor = await start_grpc_floor(settings, pinning, Path(tmp))
+            except BaseException:
+                bare.service.stop()
+                raise
             await asyncio.sleep(0.5)
             rss_start = mesh.rss()
             channel = grpc_channel(mesh.orchestrator_address)
             bare_channel = grpc_channel(f"127.0.0.1:{bare.port}")
+            floor_channel = grpc_channel(f"127.0.0.1:{floor.port}")
             try:
                 factory = PathFactory(
                     session,
@@ -152,16 +168,20 @@ async def run_bench(
                     mesh.gateway_url,
                     settings.request_timeout,
                     bare_channel,
+                    floor_channel,
                 )
                 groups = {
                     "llmesh": mesh.pids,
                     "upstream": [upstream.service.pid],
                     "bare": [bare.service.pid],
+                    "floor": [floor.service.pid],
                 }
                 suite = await run_suite(factory, settings, groups, log, perf_counter)
             finally:
                 await channel.close()
                 await bare_channel.close()
+                await floor_channel.close()
+                floor.service.stop()
                 bare.service.stop()
             rss_after = mesh.rss()
         finally:

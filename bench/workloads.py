@@ -22,7 +22,7 @@ from bench.settings import BenchSettings
 from bench.stats import difference, median, percentile, ratio
 from bench.upstream import FAST_MODEL, PACED_MODEL
 
-DIRECT, GRPC, GATEWAY, BARE = "direct", "grpc", "gateway", "bare"
+DIRECT, GRPC, GATEWAY, BARE, FLOOR = "direct", "grpc", "gateway", "bare", "floor"
 Log = Callable[[str], None]
 
 
@@ -37,6 +37,8 @@ class PathFactory:
     timeout: float
     bare_channel: grpc.aio.Channel | None = None
     """A channel to `bench.bare_relay`, the reference relay, when it runs."""
+    floor_channel: grpc.aio.Channel | None = None
+    """A channel to `bench.grpc_floor` (grpc.aio pacing its own reply), when it runs."""
 
     def direct(self, model: str, words: int) -> ChatPath:
         """Straight to the upstream's OpenAI API."""
@@ -55,6 +57,12 @@ class PathFactory:
         return GrpcPath(
             BARE, self.bare_channel, f"{PROVIDER}/{model}", prompt_of(words), self.timeout
         )
+
+    def floor(self, words: int) -> ChatPath | None:
+        """Straight to `bench.grpc_floor`, which paces its own reply, when it runs."""
+        if self.floor_channel is None:
+            return None
+        return GrpcPath(FLOOR, self.floor_channel, "floor", prompt_of(words), self.timeout)
 
     def gateway(self, model: str, words: int) -> ChatPath:
         """Through the gateway's OpenAI-compatible API (and the orchestrator behind it)."""
@@ -211,17 +219,20 @@ async def _bare_at(
     out: SuiteResult,
     log: Log,
 ) -> None:
-    """The bare reference relay at `level` paced streams, against direct."""
+    """The references at `level` paced streams against direct: the bare relay, and grpc.aio
+    pacing its own reply (no upstream, no relay), when they run."""
     bare = f.bare(PACED_MODEL, s.paced_tokens)
     if bare is None:
         return
-    log(f"step-up: {level} paced streams through the bare relay (reference)")
-    legs = await alternate(
-        [f.direct(PACED_MODEL, s.paced_tokens), bare], leg, 1, warmup=0, cpu_groups=cpu_groups
-    )
+    floor = f.floor(s.paced_tokens)
+    log(f"step-up: {level} paced streams through the bare relay and grpc.aio alone (references)")
+    paths = [f.direct(PACED_MODEL, s.paced_tokens), bare, *([floor] if floor else [])]
+    legs = await alternate(paths, leg, 1, warmup=0, cpu_groups=cpu_groups)
     out.workloads[f"paced_c{level}_reference"] = _legs_json(legs)
     out.comparisons["paced_bare_tokens_per_s"] = compare(legs, BARE, _tps)
     out.comparisons["paced_bare_itl_p99_ms"] = compare(legs, BARE, p99(_gaps))
+    if floor is not None:
+        out.comparisons["paced_floor_tokens_per_s"] = compare(legs, FLOOR, _tps)
     out.bare_level = level
 
 
