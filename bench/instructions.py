@@ -4,11 +4,13 @@ Timings on a shared machine drift by a fifth between runs; instruction counts do
 runs the orchestrator, then `bench.bare_relay`, under valgrind's callgrind on the service
 core, in front of the emulator, and counts the user-space instructions each spends on a
 fixed load: sequential unary ``Chat`` calls (short replies) and a few concurrent paced
-``StreamChat`` calls (one token per upstream read, so one gRPC message per token). Counters
-are zeroed after a warm-up and dumped right after the load (``callgrind_control``), so
-start-up is not counted. It prints instructions per unary call and per streamed text
-message for both, and their ratio: use it to compare two versions of the code on a noisy
-machine.
+``StreamChat`` calls (one token per upstream read, so one gRPC message per token). Then it
+runs the gateway under callgrind, in front of an orchestrator running normally, and counts
+its instructions per OpenAI-compatible ``/v1/chat/completions`` call (short replies).
+Counters are zeroed after a warm-up and dumped right after the load (``callgrind_control``),
+so start-up is not counted. It prints instructions per unary call and per streamed text
+message for both servers, and their ratio, and the gateway's per call: use it to compare
+two versions of the code on a noisy machine.
 
 Kernel time (``sendmsg`` and the like) is not counted. Work done on a timer is counted per
 timer tick, and under valgrind everything runs about fifty times slower, so time-batched
@@ -26,9 +28,9 @@ from pathlib import Path
 
 import grpc
 
-from bench.clients import GrpcPath, prompt_of
+from bench.clients import GrpcPath, HttpPath, http_session, prompt_of
 from bench.mesh import PROVIDER, MeshLauncher
-from bench.procs import Service, clean_env, python_argv, start
+from bench.procs import Service, clean_env, llmesh_argv, python_argv, start
 from bench.report import write_json
 from bench.settings import BenchSettings
 from bench.system import Pinning, free_port
@@ -111,7 +113,25 @@ async def _count(name: str, service: Service, port: int, out: Path) -> Count:
     return Count(name, calls_total / UNARY_CALLS, stream_total / messages, UNARY_CALLS, messages)
 
 
-def _table(counts: list[Count]) -> str:
+async def _count_gateway(service: Service, url: str, out: Path) -> float:
+    """Instructions the gateway spends per ``/v1/chat/completions`` call."""
+    session = http_session(0)
+    try:
+        path = HttpPath(
+            "gateway", session, f"{url}/v1", f"{PROVIDER}/{FAST_MODEL}", prompt_of(10), CALL_TIMEOUT
+        )
+        for _ in range(5):
+            await path.unary()
+        await asyncio.to_thread(_control, "-z", str(service.pid))
+        for _ in range(UNARY_CALLS):
+            await path.unary()
+        await asyncio.to_thread(_control, "-d", str(service.pid))
+    finally:
+        await session.close()
+    return _total(out, "gateway", service.pid, 1) / UNARY_CALLS
+
+
+def _table(counts: list[Count], gateway_per_call: float | None = None) -> str:
     llmesh, bare = counts
     lines = [
         "| instructions (user space, callgrind) | llmesh | bare relay | llmesh / bare |",
@@ -122,11 +142,43 @@ def _table(counts: list[Count]) -> str:
         f"{llmesh.per_message:,.0f} | {bare.per_message:,.0f} | "
         f"{llmesh.per_message / bare.per_message:.2f}x |",
     ]
+    if gateway_per_call is not None:
+        lines.append(
+            f"| gateway, per `/v1/chat/completions` call ({UNARY_CALLS} calls; the orchestrator "
+            f"behind it not counted) | {gateway_per_call:,.0f} | — | — |"
+        )
     return "\n".join(lines)
 
 
+async def _gateway(launcher: MeshLauncher, pinning: Pinning, work: Path, log: Log) -> float:
+    """The gateway under callgrind, in front of an orchestrator that runs normally."""
+    port, gateway_port = free_port(), free_port()
+    env = launcher.env(f"127.0.0.1:{port}", gateway_port)
+    pin = pinning.prefix(pinning.service_core)
+    orchestrator = await start(
+        "orchestrator", llmesh_argv("serve", "orchestrator"), port=port, pin=pin, logs=work, env=env
+    )
+    try:
+        log("instructions: gateway under callgrind (about a minute)")
+        gateway = await start(
+            "gateway",
+            [*_valgrind(work, "gateway"), *python_argv("services.cli", "serve", "gateway")],
+            port=gateway_port,
+            pin=pin,
+            logs=work,
+            env=env,
+            timeout=START_TIMEOUT,
+        )
+        try:
+            return await _count_gateway(gateway, f"http://127.0.0.1:{gateway_port}", work)
+        finally:
+            gateway.stop(timeout=30)
+    finally:
+        orchestrator.stop()
+
+
 async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[str, Path]:
-    """Count both servers' instructions; returns the table and the JSON path."""
+    """Count both servers' instructions and the gateway's; returns the table and the JSON."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install valgrind)")
@@ -162,13 +214,19 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
                     counts.append(await _count(name, service, server_port, work))
                 finally:
                     service.stop(timeout=30)
+            gateway_per_call = await _gateway(launcher, pinning, work, log)
         finally:
             upstream.stop()
-    table = _table(counts)
+    table = _table(counts, gateway_per_call)
     header = f"llmesh instruction counts against the bare relay; {pinning.note}"
     path = write_json(
         out_dir,
-        {"mode": "instructions", "counts": [asdict(c) for c in counts], "table": table},
+        {
+            "mode": "instructions",
+            "counts": [asdict(c) for c in counts],
+            "gateway_per_call": gateway_per_call,
+            "table": table,
+        },
         "instructions-",
     )
     return header + "\n\n" + table, path

@@ -28,3 +28,9 @@ def test_table_shows_both_servers_and_their_ratio() -> None:
     )
     assert "| 2,000,000 | 1,000,000 | 2.00x |" in table
     assert "| 150,000 | 120,000 | 1.25x |" in table
+
+
+def test_table_adds_the_gateway_row_when_it_was_counted() -> None:
+    counts = [Count("llmesh", 2e6, 1.5e5, 200, 800), Count("bare", 1e6, 1.2e5, 200, 800)]
+    assert "gateway" not in _table(counts)
+    assert "| 780,000 | — | — |" in _table(counts, 780_000)
