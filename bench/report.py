@@ -90,6 +90,12 @@ SPECS: dict[str, Spec] = {
         "ms",
         "added",
     ),
+    "nonstream_c1_bare_gateway_p50_ms": Spec(
+        "non-stream c=1, reference: a bare ASGI app under uvicorn calling llmesh's orchestrator "
+        "over grpc.aio (bench/bare_gateway.py): latency p50",
+        "ms",
+        "added",
+    ),
     "nonstream_hi_rps": Spec(
         "non-stream c={c}, gRPC: throughput",
         "req/s",
@@ -269,7 +275,7 @@ def cpu_summary(workloads: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     for workload, paths in workloads.items():
         out[workload] = {}
         for path, legs in paths.items():
-            service = path if path in ("bare", "floor") else "llmesh"  # on the service core
+            service = path if path in ("bare", "floor", "bare_gateway") else "llmesh"
             out[workload][path] = {
                 group: median(
                     [leg.get(f"cpu_{service if group == 'llmesh' else group}") for leg in legs]
@@ -282,9 +288,9 @@ def cpu_summary(workloads: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 def cpu_markdown(summary: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> str:
     """Where the CPU went: a second, smaller table (1.00 is one whole core)."""
     lines = [
-        "CPU used during the measured windows, in cores (median over rounds); llmesh (or, on",
-        "the bare and floor paths, the bare relay or grpc.aio alone) has core 0, the load",
-        "generator and the upstream core 1:",
+        "CPU used during the measured windows, in cores (median over rounds). Core 0 runs",
+        "llmesh, or on the reference paths the bare relay, grpc.aio alone, or the bare gateway",
+        "with llmesh's orchestrator; core 1 runs the load generator and the upstream:",
         "",
         "| workload | path | llmesh / reference | load generator | upstream |",
         "|---|---|---:|---:|---:|",

@@ -126,6 +126,11 @@ async def start_bare_relay(upstream: Upstream, pinning: Pinning, logs: Path) -> 
     return await _start_reference("bare-relay", ["--upstream", upstream.base_url], pinning, logs)
 
 
+async def start_bare_gateway(orchestrator: str, pinning: Pinning, logs: Path) -> Reference:
+    """Start the bare gateway on llmesh's core, in front of llmesh's orchestrator."""
+    return await _start_reference("bare-gateway", ["--orchestrator", orchestrator], pinning, logs)
+
+
 async def start_grpc_floor(settings: BenchSettings, pinning: Pinning, logs: Path) -> Reference:
     """Start grpc.aio pacing its own reply (as the paced upstream does) on llmesh's core."""
     paced = f"{settings.paced_ttft_ms}:{settings.paced_itl_ms}"
@@ -149,11 +154,17 @@ async def run_bench(
             log(f"starting llmesh ({settings.startup_runs} timed cold starts)")
             launcher = MeshLauncher(Path(tmp), upstream.base_url, pinning)
             mesh = await launcher.start(settings.startup_runs)
-            bare = await start_bare_relay(upstream, pinning, Path(tmp))
+            references: list[Reference] = []
             try:
+                bare = await start_bare_relay(upstream, pinning, Path(tmp))
+                references.append(bare)
                 floor = await start_grpc_floor(settings, pinning, Path(tmp))
+                references.append(floor)
+                bare_gw = await start_bare_gateway(mesh.orchestrator_address, pinning, Path(tmp))
+                references.append(bare_gw)
             except BaseException:
-                bare.service.stop()
+                for ref in references:
+                    ref.service.stop()
                 raise
             await asyncio.sleep(0.5)
             rss_start = mesh.rss()
@@ -169,20 +180,22 @@ async def run_bench(
                     settings.request_timeout,
                     bare_channel,
                     floor_channel,
+                    f"http://127.0.0.1:{bare_gw.port}",
                 )
                 groups = {
                     "llmesh": mesh.pids,
                     "upstream": [upstream.service.pid],
                     "bare": [bare.service.pid],
                     "floor": [floor.service.pid],
+                    "bare_gateway": [bare_gw.service.pid, mesh.orchestrator.pid],
                 }
                 suite = await run_suite(factory, settings, groups, log, perf_counter)
             finally:
                 await channel.close()
                 await bare_channel.close()
                 await floor_channel.close()
-                floor.service.stop()
-                bare.service.stop()
+                for ref in references:
+                    ref.service.stop()
             rss_after = mesh.rss()
         finally:
             await session.close()

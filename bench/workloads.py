@@ -23,6 +23,7 @@ from bench.stats import difference, median, percentile, ratio
 from bench.upstream import FAST_MODEL, PACED_MODEL
 
 DIRECT, GRPC, GATEWAY, BARE, FLOOR = "direct", "grpc", "gateway", "bare", "floor"
+BARE_GATEWAY = "bare_gateway"
 Log = Callable[[str], None]
 
 
@@ -39,6 +40,8 @@ class PathFactory:
     """A channel to `bench.bare_relay`, the reference relay, when it runs."""
     floor_channel: grpc.aio.Channel | None = None
     """A channel to `bench.grpc_floor` (grpc.aio pacing its own reply), when it runs."""
+    bare_gateway_url: str | None = None
+    """`bench.bare_gateway` (uvicorn + grpc.aio, in front of the orchestrator), when it runs."""
 
     def direct(self, model: str, words: int) -> ChatPath:
         """Straight to the upstream's OpenAI API."""
@@ -63,6 +66,19 @@ class PathFactory:
         if self.floor_channel is None:
             return None
         return GrpcPath(FLOOR, self.floor_channel, "floor", prompt_of(words), self.timeout)
+
+    def bare_gateway(self, model: str, words: int) -> ChatPath | None:
+        """Through `bench.bare_gateway` and the orchestrator behind it, when it runs."""
+        if self.bare_gateway_url is None:
+            return None
+        return HttpPath(
+            BARE_GATEWAY,
+            self.session,
+            f"{self.bare_gateway_url}/v1",
+            f"{PROVIDER}/{model}",
+            prompt_of(words),
+            self.timeout,
+        )
 
     def gateway(self, model: str, words: int) -> ChatPath:
         """Through the gateway's OpenAI-compatible API (and the orchestrator behind it)."""
@@ -258,6 +274,7 @@ async def run_suite(
 
     words = s.nonstream_prompt_tokens
     bare = f.bare(FAST_MODEL, words)
+    bare_gateway = f.bare_gateway(FAST_MODEL, words)
     legs = await workload(
         "nonstream_c1",
         [
@@ -265,6 +282,7 @@ async def run_suite(
             f.grpc(FAST_MODEL, words),
             f.gateway(FAST_MODEL, words),
             *([bare] if bare is not None else []),
+            *([bare_gateway] if bare_gateway is not None else []),
         ],
         fast,
         s.rounds,
@@ -276,6 +294,8 @@ async def run_suite(
     cmp["nonstream_c1_gateway_p99_ms"] = compare(legs, GATEWAY, p99(_latency))
     if bare is not None:
         cmp["nonstream_c1_bare_p50_ms"] = compare(legs, BARE, p50(_latency))
+    if bare_gateway is not None:
+        cmp["nonstream_c1_bare_gateway_p50_ms"] = compare(legs, BARE_GATEWAY, p50(_latency))
 
     legs = await workload(
         f"nonstream_c{c_hi}",

@@ -48,7 +48,13 @@ def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
     assert upstream["ceilings"][upstream["kind"]]["rps"] > 0
     for key in ("nonstream_c1_grpc_p50_ms", "nonstream_c1_gateway_p50_ms", "stream_hi_ttft_ms"):
         assert metrics[key]["llmesh"] is not None, key  # the calls went through llmesh
-    for key in ("nonstream_c1_bare_p50_ms", "paced_bare_tokens_per_s", "paced_floor_tokens_per_s"):
+    references = (
+        "nonstream_c1_bare_p50_ms",
+        "nonstream_c1_bare_gateway_p50_ms",
+        "paced_bare_tokens_per_s",
+        "paced_floor_tokens_per_s",
+    )
+    for key in references:
         assert metrics[key]["llmesh"] is not None, key  # the references ran
     assert "| metric |" in str(data["table"])
 
