@@ -84,25 +84,30 @@ class BareRelay(orchestrator_pb2_grpc.OrchestratorServiceServicer):  # type: ign
                 yield finish
 
 
-async def serve(port: int, upstream: str) -> None:
-    """Serve on ``127.0.0.1:port`` until cancelled."""
+async def serve(servicer: orchestrator_pb2_grpc.OrchestratorServiceServicer, port: int) -> None:
+    """Serve `servicer` on ``127.0.0.1:port`` until cancelled."""
     server = grpc.aio.server()
-    orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(BareRelay(upstream), server)
+    orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve on uvloop until SIGTERM."""
+def run_on_uvloop(servicer: orchestrator_pb2_grpc.OrchestratorServiceServicer, port: int) -> None:
+    """Serve `servicer` on uvloop until SIGTERM."""
     import uvloop
 
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(servicer, port))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve on uvloop until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m bench.bare_relay")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the upstream's /v1 base URL")
     args = parser.parse_args(argv)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.port, args.upstream))
+    run_on_uvloop(BareRelay(args.upstream), args.port)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import grpc
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+
+from bench.bare_relay import run_on_uvloop
 
 
 class PacedFloor(orchestrator_pb2_grpc.OrchestratorServiceServicer):  # type: ignore[misc]
@@ -45,26 +46,14 @@ class PacedFloor(orchestrator_pb2_grpc.OrchestratorServiceServicer):  # type: ig
         yield finish
 
 
-async def serve(port: int, ttft: float, itl: float) -> None:
-    """Serve on ``127.0.0.1:port`` until cancelled."""
-    server = grpc.aio.server()
-    orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(PacedFloor(ttft, itl), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve on uvloop until SIGTERM."""
-    import uvloop
-
     parser = argparse.ArgumentParser(prog="python -m bench.grpc_floor")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--paced", required=True, help="TTFT_MS:ITL_MS, as the paced upstream")
     args = parser.parse_args(argv)
     ttft_ms, _, itl_ms = args.paced.partition(":")
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.port, float(ttft_ms) / 1000, float(itl_ms) / 1000))
+    run_on_uvloop(PacedFloor(float(ttft_ms) / 1000, float(itl_ms) / 1000), args.port)
 
 
 if __name__ == "__main__":
