@@ -9,10 +9,13 @@ consumer takes everything that has arrived in one `read_chunk` call.
 
 What it does:
 
-- ``http`` and ``https`` (the system's trust store, SNI, hostname checks), keep-alive with
-  a pool per origin: idle connections are reused newest first and closed after
-  `keepalive_timeout` seconds idle, or when the server closes them; at most
+- ``http`` and ``https`` (the system's trust store, SNI, hostname checks).
+- Keep-alive with a pool per origin: idle connections are reused newest first and closed
+  after `keepalive_timeout` seconds idle, or when the server closes them; at most
   `max_connections` are open at once (0: no limit) and callers wait in order for one.
+- New connections race a host's addresses (happy eyeballs, RFC 8305), so a dead IPv6 route
+  costs `HAPPY_EYEBALLS_DELAY`, not the connect timeout. Addresses are resolved for each
+  new connection (no DNS cache: pooled connections make new ones rare).
 - One deadline per request, from connecting to the last byte of the body: a single timer
   that, when it fires, closes the connection and fails the waiting read with TimeoutError.
   Connecting (TCP and TLS) is also bounded by its own `connect_timeout`.
@@ -31,15 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 import zlib
 from collections.abc import Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
 import httptools
 
 __all__ = [
+    "HAPPY_EYEBALLS_DELAY",
     "HIGH_WATER",
     "MAX_HEADER_BYTES",
     "ConnectionPool",
@@ -51,6 +57,9 @@ __all__ = [
 
 HIGH_WATER = 256 * 1024
 """Unread body bytes at which a connection pauses reading (it resumes once they are read)."""
+
+HAPPY_EYEBALLS_DELAY = 0.25
+"""Seconds before a new connection also tries a host's next address (RFC 8305 suggests 0.25)."""
 
 MAX_HEADER_BYTES = 64 * 1024
 """The largest response head accepted (status line and headers)."""
@@ -497,13 +506,20 @@ class ConnectionPool:
         self._connecting += 1
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + connect_timeout)):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self),
-                    self.host,
-                    self.port,
-                    ssl=self._ssl_context(),
-                    server_hostname=self.host if self.tls else None,
+                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                sock = await aiohappyeyeballs.start_connection(
+                    infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
                 )
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self),
+                        sock=sock,
+                        ssl=self._ssl_context(),
+                        server_hostname=self.host if self.tls else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except BaseException:
             self._connecting -= 1
             self._wake_one()  # the slot this attempt held is free again

@@ -5,9 +5,9 @@ The official SDKs spend about ten times the CPU of a plain aiohttp client on the
 event). This transport carries the same wire format with none of that: the request body is
 the wire module's `to_provider_request` serialized by orjson, the response is split into
 SSE events at the bytes level (`sse.SSEDecoder`) as it arrives from a minimal HTTP/1.1
-client (`http1`: asyncio protocols and httptools' C parser, about half aiohttp's CPU per
-streamed read), and each event's JSON goes as a plain dict
-to the very parser the SDK adapters use. Errors are classified by the wire modules too, from
+client (`http1`: asyncio protocols and httptools' C parser; under paced streams about a
+third of the CPU aiohttp took), and each event's JSON goes as a plain dict to the very
+parser the SDK adapters use. Errors are classified by the wire modules too, from
 the error body and the response status and headers, so the SDK adapters remain a reference
 that `tests/orchestrator/providers/test_lean_vs_sdk.py` compares this transport against.
 

@@ -13,7 +13,7 @@ import os
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -514,6 +514,44 @@ async def test_refused_connection_raises_connection_refused() -> None:
         with pytest.raises(ConnectionRefusedError):
             await post(pool)
         assert pool.connections == 0
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[tuple[str, int]]:
+    """An address whose connects hang: a listener with a full backlog drops new SYNs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = []
+        try:
+            for _ in range(4):  # never accepted, they fill the backlog
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(listener.getsockname())
+                fillers.append(filler)
+            yield listener.getsockname()
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+async def test_a_dead_first_address_costs_the_happy_eyeballs_delay_not_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serving(replying(OK)) as (up, pool):
+        with blackhole() as dead:
+            live = ("127.0.0.1", int(up.url.rsplit(":", 1)[1]))
+            infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", a) for a in (dead, live)]
+
+            async def resolve(*_: Any, **__: Any) -> list[Any]:
+                return infos
+
+            monkeypatch.setattr(pool.loop, "getaddrinfo", resolve)
+            started = pool.loop.time()
+            resp = await pool.post("/chat", b"", b"{}", timeout=10, connect_timeout=5)
+            assert await resp.read() == b"ok"
+            assert pool.loop.time() - started < 3  # the blackholed address alone hangs for 5 s
+            resp.release()
 
 
 async def test_cancelling_post_closes_the_connection_and_frees_the_slot() -> None:
