@@ -83,11 +83,11 @@ class RawServer:
 
 @contextlib.asynccontextmanager
 async def raw_server(
-    *scripts: Script, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    *scripts: Script, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[RawServer]:
-    """A server on an ephemeral port of `host` running `scripts` (over TLS with `tls`)."""
+    """A server on `port` of `host` (ephemeral by default) running `scripts` (TLS with `tls`)."""
     raw = RawServer(scripts)
-    server = await asyncio.start_server(raw.accept, host, 0, ssl=tls)
+    server = await asyncio.start_server(raw.accept, host, port, ssl=tls)
     raw.port = server.sockets[0].getsockname()[1]
     authority = f"[{host}]:{raw.port}" if ":" in host else f"{host}:{raw.port}"
     raw.url = f"{'https' if tls else 'http'}://{authority}"

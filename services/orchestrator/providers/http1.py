@@ -557,9 +557,10 @@ class ConnectionPool:
         return len(self._open)
 
     async def aclose(self) -> None:
-        """Close every connection, idle or in use."""
+        """Close every connection, idle or in use; a later call binds to the loop it runs in."""
         for conn in list(self._open):
             conn._broken(UpstreamClosed("the connection pool was closed"))
         self._idle.clear()
         self._open.clear()
         await asyncio.sleep(0)  # let the transports run their close callbacks
+        self._loop = None

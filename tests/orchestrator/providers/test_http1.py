@@ -630,3 +630,18 @@ async def test_https_with_the_default_trust_refuses_a_self_signed_server(
         with pytest.raises(ssl.SSLCertVerificationError):
             await post(pool)
         assert pool.connections == 0
+
+
+def test_a_closed_pool_serves_again_from_another_event_loop() -> None:
+    async def serve_one(pool: ConnectionPool, port: int) -> bytes:
+        async with raw_server(replying(OK), port=port):
+            body = await fetch(pool)
+            await pool.aclose()
+            return body
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pool = ConnectionPool(f"http://127.0.0.1:{port}")
+    assert asyncio.run(serve_one(pool, port)) == b"ok"
+    assert asyncio.run(serve_one(pool, port)) == b"ok"  # a new loop: the pool follows it
