@@ -130,7 +130,10 @@ async def _event_stream(
             if not started:
                 started = True
                 if event.HasField("start"):
-                    yield {"x-request-id": event.start.request_id}
+                    headers = {"x-request-id": event.start.request_id}
+                    if event.start.cache_hit:
+                        headers["x-llmesh-cache"] = "hit"
+                    yield headers
             yield sse_data(message_json(event))
     except grpc.aio.AioRpcError as exc:
         err = from_rpc_error(exc)

@@ -28,6 +28,9 @@ from gateway.upstream import Upstream, trail_headers, upstream_of
 from services.common.errors import LlmeshError, Reason
 from services.common.rpc_errors import from_rpc_error
 
+CACHE_HEADER = "x-llmesh-cache"
+"""Set to ``hit`` when the reply was served from llmesh's response cache."""
+
 
 async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions``."""
@@ -64,6 +67,8 @@ async def _completion(
         yield response
         return
     headers = {"x-request-id": reply.request_id, **trail_headers(await call.trailing_metadata())}
+    if reply.cache_hit:
+        headers[CACHE_HEADER] = "hit"
     yield OrjsonResponse(completion(reply, parsed.model, created), headers=headers)
 
 
@@ -85,7 +90,10 @@ async def _chunks(
             data = encoder.encode(event)
             if not started:
                 started = True
-                yield {"x-request-id": encoder.request_id}
+                if event.start.cache_hit:
+                    yield {"x-request-id": encoder.request_id, CACHE_HEADER: "hit"}
+                else:
+                    yield {"x-request-id": encoder.request_id}
             if data:
                 yield data
         if not encoder.finished:

@@ -262,7 +262,10 @@ def event_to_proto(event: EngineEvent) -> orchestrator_pb2.StreamChatResponse:
     if isinstance(event, Started):
         return R(
             start=orchestrator_pb2.StartEvent(
-                request_id=event.request_id, provider=event.provider, model=event.model
+                request_id=event.request_id,
+                provider=event.provider,
+                model=event.model,
+                cache_hit=event.cache_hit,
             )
         )
     if isinstance(event, Switched):

@@ -76,6 +76,8 @@ class Started:
     request_id: str
     provider: str
     model: str
+    cache_hit: bool = False
+    """True when the reply is replayed from the response cache (no provider is called)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,17 @@
 """An exact-match cache of whole replies, keyed by a hash of the normalized request.
 
-The key covers what decides the reply: the caller's model name and fallbacks (not the
+The key covers who may see the reply and what decides it: the caller's tenant (a reply is
+never served across tenants), the caller's model name, fallbacks and cost cap (not the
 target a call was routed to, which varies with breakers and load), the messages, tools,
-tool choice, sampling parameters, ``max_tokens``, stop sequences and seed. Metadata,
+tool choice, sampling parameters, ``max_tokens``, stop sequences and seed. Other metadata,
 request ids and prompt-cache options do not change a reply and stay out. Normalization is
 canonical JSON (sorted keys) hashed with SHA-256, behind a version prefix that changes
 whenever the normalization does.
 
-A call is cacheable at temperature 0, or at any temperature when the caller opts in, and
-never when the caller opts out. Calls with tools are cacheable too: a tool call is as
-deterministic a reply as text.
+A hit is replayed with the usage of the call that produced the reply and a cache-hit mark,
+at no cost. By default a call is cacheable when it sets temperature 0 (an unset temperature
+samples); the caller may opt in at any temperature or opt out. Calls with tools are
+cacheable too: a tool call is as deterministic a reply as text.
 
 Replies live in a bounded in-memory LRU with a TTL per entry by default, or in Redis (orjson
 values, Redis expiry) when a URL is configured, so that replicas share them. The cache is
@@ -51,7 +53,7 @@ __all__ = [
     "replay",
 ]
 
-KEY_VERSION = "rc1"
+KEY_VERSION = "rc2"
 """Prefix of every key; bump it when the normalization or the stored shape changes."""
 
 _log = logging.getLogger(__name__)
@@ -61,11 +63,19 @@ _log = logging.getLogger(__name__)
 # Keys
 
 
-def _normalized(model: str, fallbacks: Sequence[str], request: ChatRequest) -> dict[str, Any]:
-    """The parts of a call that decide its reply, as plain JSON values."""
+def _normalized(
+    tenant: str,
+    model: str,
+    fallbacks: Sequence[str],
+    request: ChatRequest,
+    max_cost_usd: float | None,
+) -> dict[str, Any]:
+    """Who may see a call's reply and the parts of the call that decide it, as JSON values."""
     return {
+        "tenant": tenant,
         "model": model,
         "fallbacks": list(fallbacks),
+        "max_cost_usd": max_cost_usd,
         "messages": [
             {
                 "role": m.role.value,
@@ -89,10 +99,21 @@ def _normalized(model: str, fallbacks: Sequence[str], request: ChatRequest) -> d
     }
 
 
-def cache_key(model: str, fallbacks: Sequence[str], request: ChatRequest) -> str:
-    """``rc1:<sha256 hex>`` of the normalized call; `model` is the caller's model name."""
+def cache_key(
+    model: str,
+    fallbacks: Sequence[str],
+    request: ChatRequest,
+    *,
+    tenant: str,
+    max_cost_usd: float | None = None,
+) -> str:
+    """``rc2:<sha256 hex>`` of the normalized call; `model` is the caller's model name.
+
+    `tenant` is required: replies are stored per tenant, so one tenant can never be served
+    what was generated for another. `max_cost_usd` decides which targets may answer.
+    """
     data = orjson.dumps(
-        _normalized(model, fallbacks, request),
+        _normalized(tenant, model, fallbacks, request, max_cost_usd),
         option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
     )
     return f"{KEY_VERSION}:{hashlib.sha256(data).hexdigest()}"
@@ -240,10 +261,11 @@ def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list
     """The events that stream `reply` to a caller as call `request_id`.
 
     The text comes as one delta, or in pieces of `chunk_chars` characters when positive;
-    each tool call as one delta. The `Completed` event reports a zero usage (nothing was
-    consumed) and ``cache_hit``; the original usage stays in ``reply.usage``.
+    each tool call as one delta. `Started` and `Completed` carry ``cache_hit``; `Completed`
+    reports the usage of the call that produced the reply (what the reply is worth in
+    tokens; nothing was consumed again) and no cost.
     """
-    events: list[EngineEvent] = [Started(request_id, reply.provider, reply.model)]
+    events: list[EngineEvent] = [Started(request_id, reply.provider, reply.model, cache_hit=True)]
     if reply.text:
         size = chunk_chars if chunk_chars > 0 else len(reply.text)
         events.extend(TextDelta(reply.text[i : i + size]) for i in range(0, len(reply.text), size))
@@ -251,7 +273,9 @@ def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list
         ToolCallDelta(i, id=c.id, name=c.name, arguments_delta=c.arguments)
         for i, c in enumerate(reply.tool_calls)
     )
-    events.append(Completed(reply.reason, reply.provider_reason, Usage(), cache_hit=True))
+    events.append(
+        Completed(reply.reason, reply.provider_reason, _copy(reply.usage), cache_hit=True)
+    )
     return events
 
 

@@ -144,10 +144,68 @@ async def test_response_cache_replays_a_stream_at_no_cost(mesh: Mesh) -> None:
         e.text_delta.text for e in evs if e.WhichOneof("event") == "text_delta"
     )
     assert text(first) == text(second) == "cache me please"
+    assert not first[0].start.cache_hit and second[0].start.cache_hit
     assert not first[-1].finish.cache_hit and second[-1].finish.cache_hit
     assert second[-1].finish.cost_usd == 0
+    # a hit reports what the reply is worth: the usage of the call that produced it
+    assert first[-1].finish.usage.input_tokens > 0
+    assert second[-1].finish.usage == first[-1].finish.usage
+    original = await _record(mesh.config.database_url, first[0].start.request_id)
     hit = await _record(mesh.config.database_url, second[0].start.request_id)
     assert hit.cache_hit and hit.cost_usd == 0 and hit.cache_savings_usd > 0
+    assert (hit.input_tokens, hit.output_tokens) == (original.input_tokens, original.output_tokens)
+    assert not original.cache_hit
+
+
+async def test_a_unary_cache_hit_reports_the_original_usage(mesh: Mesh) -> None:
+    inp = _input("openai/gpt-4o-mini", "cache me whole", temperature=0.0)
+    first = await _unary(mesh.orchestrator_address, inp)
+    second = await _unary(mesh.orchestrator_address, inp)
+    assert not first.cache_hit and second.cache_hit
+    assert first.usage.input_tokens > 0 and second.usage == first.usage
+    assert second.message.content == first.message.content
+
+
+async def test_the_response_cache_never_crosses_tenants(mesh: Mesh) -> None:
+    """Tenant B must not be served the reply generated for tenant A's identical prompt."""
+    addr = mesh.orchestrator_address
+
+    def inp(tenant: str) -> chat_pb2.ChatInput:
+        return _input(
+            "openai/gpt-4o-mini", "a tenant's secret", temperature=0.0, metadata={"tenant": tenant}
+        )
+
+    first = await _stream(addr, inp("tenant-a"))
+    other = await _stream(addr, inp("tenant-b"))
+    again = await _stream(addr, inp("tenant-a"))
+    assert not first[-1].finish.cache_hit
+    assert not other[-1].finish.cache_hit, "tenant-b was served tenant-a's cached reply"
+    assert again[-1].finish.cache_hit
+
+
+async def test_openai_api_marks_a_cache_hit_and_reports_its_usage(mesh: Mesh) -> None:
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "cache me over http"}],
+        "temperature": 0,
+    }
+    async with httpx.AsyncClient(base_url=mesh.gateway_url) as http:
+        first = await http.post("/v1/chat/completions", json=body)
+        second = await http.post("/v1/chat/completions", json=body)
+        streamed = await http.post(
+            "/v1/chat/completions",
+            json={**body, "stream": True, "stream_options": {"include_usage": True}},
+        )
+    assert first.status_code == second.status_code == streamed.status_code == 200
+    assert "x-llmesh-cache" not in first.headers
+    assert second.headers["x-llmesh-cache"] == "hit"
+    assert streamed.headers["x-llmesh-cache"] == "hit"
+    usage = first.json()["usage"]
+    assert usage["prompt_tokens"] > 0 and second.json()["usage"] == usage
+    chunks = [
+        json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: {")
+    ]
+    assert chunks[-1]["usage"] == usage
 
 
 async def test_llmesh_usage_reports_the_ledger(mesh: Mesh) -> None:

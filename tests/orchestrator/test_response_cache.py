@@ -54,6 +54,11 @@ class FakeClock:
         return self.now
 
 
+def _key(model: str, fallbacks: Any, request: ChatRequest, **kwargs: Any) -> str:
+    kwargs.setdefault("tenant", "acme")
+    return cache_key(model, fallbacks, request, **kwargs)
+
+
 def _reply(text: str = "hi there", **kwargs: Any) -> CachedReply:
     return CachedReply("openai", "gpt-4o-mini", text, **kwargs)
 
@@ -62,10 +67,10 @@ def _reply(text: str = "hi there", **kwargs: Any) -> CachedReply:
 
 
 def test_key_is_stable_and_versioned() -> None:
-    key = cache_key("fast", ["slow"], _request())
-    assert key == cache_key("fast", ("slow",), _request())
+    key = _key("fast", ["slow"], _request())
+    assert key == _key("fast", ("slow",), _request())
     prefix, digest = key.split(":")
-    assert prefix == "rc1" and len(digest) == 64
+    assert prefix == "rc2" and len(digest) == 64
     int(digest, 16)
 
 
@@ -74,17 +79,31 @@ def test_key_ignores_what_does_not_change_the_reply() -> None:
     request = _request()
     a = ChatCall("fast", request, metadata={"user": "a", "request_id": "r1"})
     b = ChatCall("fast", replace(request, model="other-provider-model"), metadata={"user": "b"})
-    assert cache_key(a.model, a.fallbacks, a.request) == cache_key(b.model, b.fallbacks, b.request)
+    assert _key(a.model, a.fallbacks, a.request) == _key(b.model, b.fallbacks, b.request)
     off = replace(request, prompt_cache="off", prompt_cache_ttl="1h")
-    assert cache_key("fast", (), off) == cache_key("fast", (), request)
+    assert _key("fast", (), off) == _key("fast", (), request)
     # int and float temperatures normalize alike
-    assert cache_key("fast", (), replace(request, temperature=0)) == cache_key("fast", (), request)
+    assert _key("fast", (), replace(request, temperature=0)) == _key("fast", (), request)
+
+
+def test_key_separates_tenants() -> None:
+    """A reply generated for one tenant is never served to another."""
+    request = _request()
+    acme = cache_key("fast", (), request, tenant="acme")
+    assert cache_key("fast", (), request, tenant="globex") != acme
+    assert cache_key("fast", (), request, tenant="acme") == acme
+
+
+def test_key_changes_with_the_cost_cap() -> None:
+    """A cost cap decides which targets may answer, so it decides the reply."""
+    request = _request()
+    assert _key("fast", (), request, max_cost_usd=0.01) != _key("fast", (), request)
 
 
 def test_tool_schema_key_order_does_not_matter() -> None:
     one = Tool("t", parameters={"type": "object", "properties": {"a": {}, "b": {}}})
     two = Tool("t", parameters={"properties": {"b": {}, "a": {}}, "type": "object"})
-    assert cache_key("m", (), _request(tools=(one,))) == cache_key("m", (), _request(tools=(two,)))
+    assert _key("m", (), _request(tools=(one,))) == _key("m", (), _request(tools=(two,)))
 
 
 @pytest.mark.parametrize(
@@ -112,8 +131,8 @@ def test_tool_schema_key_order_does_not_matter() -> None:
 def test_key_changes_with_what_changes_the_reply(
     model: str, fallbacks: tuple[str, ...], change: dict[str, Any]
 ) -> None:
-    base = cache_key("fast", (), _request())
-    assert cache_key(model, fallbacks, replace(_request(), **change)) != base
+    base = _key("fast", (), _request())
+    assert _key(model, fallbacks, replace(_request(), **change)) != base
 
 
 def test_key_distinguishes_tool_calls_and_results() -> None:
@@ -123,12 +142,12 @@ def test_key_distinguishes_tool_calls_and_results() -> None:
         Message(Role.ASSISTANT, tool_calls=(call,)),
         Message(Role.TOOL, "sunny", tool_call_id="c1"),
     )
-    base = cache_key("m", (), ChatRequest("m", turns))
+    base = _key("m", (), ChatRequest("m", turns))
     rainy = (*turns[:2], Message(Role.TOOL, "rain", tool_call_id="c1"))
-    assert cache_key("m", (), ChatRequest("m", rainy)) != base
+    assert _key("m", (), ChatRequest("m", rainy)) != base
     bergen = replace(call, arguments='{"city":"Bergen"}')
     other = (turns[0], Message(Role.ASSISTANT, tool_calls=(bergen,)), turns[2])
-    assert cache_key("m", (), ChatRequest("m", other)) != base
+    assert _key("m", (), ChatRequest("m", other)) != base
 
 
 # -- what is cacheable ---------------------------------------------------------------------
@@ -237,13 +256,13 @@ def test_record_and_replay_text() -> None:
     )
     out = replay(reply, "req_2")
     assert out == [
-        Started("req_2", "openai", "gpt-4o-mini"),
+        Started("req_2", "openai", "gpt-4o-mini", cache_hit=True),
         TextDelta("Hello, world"),
-        Completed(FinishReason.STOP, "stop", Usage(), cache_hit=True),
+        Completed(FinishReason.STOP, "stop", Usage(120, 8, 64, 0), cache_hit=True),
     ]
     chunks = [e.text for e in replay(reply, "req_3", chunk_chars=5) if isinstance(e, TextDelta)]
     assert chunks == ["Hello", ", wor", "ld"]
-    assert record_reply(out) == replace(reply, usage=Usage(), cost_usd=0.0)
+    assert record_reply(out) == replace(reply, cost_usd=0.0)
 
 
 def test_record_and_replay_tool_calls() -> None:
@@ -269,7 +288,7 @@ def test_record_and_replay_tool_calls() -> None:
         ToolCallDelta(0, id="call_a", name="get_weather", arguments_delta='{"city":"Oslo"}'),
         ToolCallDelta(1, id="call_b", name="get_time", arguments_delta='{"tz":"UTC"}'),
     ]
-    assert record_reply(out) == replace(reply, usage=Usage(), cost_usd=0.0)
+    assert record_reply(out) == replace(reply, cost_usd=0.0)
 
 
 def test_record_follows_switches() -> None:
@@ -349,7 +368,7 @@ async def shared(redis_server: str, namespace: str) -> AsyncIterator[ResponseCac
 async def test_redis_round_trip_shared_between_replicas(
     shared: ResponseCache, redis_server: str, namespace: str
 ) -> None:
-    key = cache_key("fast", (), _request())
+    key = _key("fast", (), _request())
     assert await shared.get(key) is None
     reply = _reply(tool_calls=(CachedToolCall("c", "t", "{}"),), usage=Usage(5, 6))
     await shared.put(key, reply)
