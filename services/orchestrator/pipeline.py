@@ -22,6 +22,7 @@ from services.common.errors import LlmeshError, Reason
 from services.ledger import LedgerWriter, PriceTable, UsageRecord
 from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
 from services.orchestrator.attempts import NOT_SENT as _NOT_SENT
+from services.orchestrator.deadline import Deadline
 from services.orchestrator.domain import ChatRequest, Usage
 from services.orchestrator.engine import (
     ChatCall,
@@ -206,11 +207,20 @@ class CallPipeline:
         timeout: float | None = None,
         request_id: str | None = None,
         trail: Trail | None = None,
+        deadline: Deadline | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
-        """Stream the call with admission and accounting; see the module docstring."""
+        """Stream the call with admission and accounting; see the module docstring.
+
+        A `deadline` (armed by the servicer) bounds the call instead of `timeout`; the
+        pipeline disarms it once the terminal event has passed, and a call it cut short is
+        recorded as DEADLINE_EXCEEDED, not as cancelled.
+        """
         request_id = request_id or new_request_id()
         trail = trail or Trail(started=time.monotonic())
         wall = time.time()
+        if deadline is not None:
+            timeout = deadline.remaining()
+        ends = None if timeout is None else time.monotonic() + timeout
         targets, _ = self.engine.targets(call)  # unknown models fail first
         input_tokens = self._count_input(targets[0].name, call.request)
         tokens = input_tokens + (call.request.max_tokens or DEFAULT_MAX_OUTPUT)
@@ -228,13 +238,21 @@ class CallPipeline:
                 opt_in=call.response_cache is True,
                 opt_out=call.response_cache is False,
             ):
-                key = cache_key(call.model, call.fallbacks, call.request)
+                key = cache_key(
+                    call.model,
+                    call.fallbacks,
+                    call.request,
+                    tenant=caller.tenant,
+                    max_cost_usd=call.max_cost_usd,
+                )
                 hit = await self._cache.get(key)
                 if hit is not None:
                     cache_hit = True
                     for event in replay(hit, request_id):
                         if isinstance(event, Completed):
-                            event = replace(event, cache_hit=True, cost_usd=0.0)
+                            if deadline is not None:
+                                deadline.disarm()
+                            event = replace(event, cost_usd=0.0)
                             status = "ok"
                         yield event
                     self._record_hit(call, caller, request_id, wall, hit)
@@ -253,6 +271,8 @@ class CallPipeline:
                 call, timeout=timeout, request_id=request_id, trail=trail
             ):
                 if isinstance(event, Completed):
+                    if deadline is not None:
+                        deadline.disarm()
                     cost = sum(self._attempt_cost(a, call.request) for a in trail.attempts)
                     event = replace(event, cost_usd=cost)
                     status = "ok"
@@ -265,10 +285,17 @@ class CallPipeline:
             raise
         except (asyncio.CancelledError, GeneratorExit):
             if status != "ok":  # closing a finished stream early is no cancellation
-                status, reason = "cancelled", Reason.CANCELLED
+                if _deadline_passed(deadline, ends):
+                    status, reason = "error", Reason.DEADLINE_EXCEEDED
+                else:
+                    status, reason = "cancelled", Reason.CANCELLED
             raise
         finally:
-            if not cache_hit:
+            if cache_hit:
+                if limits and self._limiter is not None:  # a hit consumed no tokens upstream
+                    for subject, limit in limits:
+                        await self._limiter.refund(subject, limit, tokens)
+            else:
                 used, cost = self._settle_usage(trail.attempts, call.request)
                 if reservation is not None and self._budgets is not None:
                     await self._budgets.commit(reservation, cost)
@@ -385,11 +412,28 @@ class CallPipeline:
                 wall,
                 provider=hit.provider,
                 model=hit.model,
+                input_tokens=original.input_tokens,
+                output_tokens=original.output_tokens,
+                cache_read_tokens=original.cache_read_tokens,
+                cache_write_tokens=original.cache_write_tokens,
+                reasoning_tokens=original.reasoning_tokens,
+                usage_estimated=original.estimated,
                 cache_savings_usd=self._prices.cost(hit.provider, hit.model, original),
                 status="ok",
                 cache_hit=True,
             )
         )
+
+
+DEADLINE_SLACK = 0.05
+"""Seconds before a bare `timeout` within which a cancellation counts as the deadline's."""
+
+
+def _deadline_passed(deadline: Deadline | None, ends: float | None) -> bool:
+    """Whether a call that was cut short was cut by its deadline (else: the caller left)."""
+    if deadline is not None:
+        return deadline.passed()
+    return ends is not None and time.monotonic() >= ends - DEADLINE_SLACK
 
 
 def _usage_record(

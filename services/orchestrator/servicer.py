@@ -27,7 +27,8 @@ from services.orchestrator.convert import (
 )
 from services.orchestrator.council import stream_council
 from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
-from services.orchestrator.engine import ChatCall, Orchestrator
+from services.orchestrator.deadline import Deadline
+from services.orchestrator.engine import ChatCall, Orchestrator, new_request_id
 from services.orchestrator.pipeline import BoundPipeline, Caller, CallPipeline
 from services.orchestrator.trail import Trail
 
@@ -93,10 +94,35 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             return caller
         return Caller(call.metadata.get("tenant") or caller.tenant, "")
 
-    def _failure(self, exc: BaseException) -> LlmeshError:
-        """The error to answer for an exception escaping the engine."""
+    def _answers(self, exc: asyncio.CancelledError, deadline: Deadline | None) -> bool:
+        """Whether a cancelled call still gets an answer: its deadline or a shutdown ended it.
+
+        A cancellation by the caller going away needs none. The deadline's own cancellation
+        is taken back (`uncancel`), so the answer can still be sent.
+        """
+        if deadline is not None and deadline.expired:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                task.uncancel()
+            return True
+        return self._shutting_down
+
+    def _failure(
+        self, exc: BaseException, request_id: str = "", deadline: Deadline | None = None
+    ) -> LlmeshError:
+        """The error to answer for an exception escaping the engine, with the request id."""
+        err = self._error(exc, deadline)
+        if request_id:
+            err.metadata.setdefault("request_id", request_id)
+        return err
+
+    def _error(self, exc: BaseException, deadline: Deadline | None) -> LlmeshError:
         if isinstance(exc, LlmeshError):
             return exc
+        if isinstance(exc, asyncio.CancelledError) and deadline is not None and deadline.expired:
+            return LlmeshError(
+                Reason.DEADLINE_EXCEEDED, "the call's deadline passed before the reply finished"
+            )
         if isinstance(exc, asyncio.CancelledError):
             return LlmeshError(
                 Reason.SHUTTING_DOWN,
@@ -123,45 +149,57 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
     ) -> AsyncIterator[orchestrator_pb2.StreamChatResponse]:
         """Stream events; an error ends the stream with an AIP-193 status."""
         trail = Trail(started=time.monotonic())
-        with self._tracked():
+        request_id = new_request_id()
+        deadline = Deadline.of(context.time_remaining())
+        with self._tracked(), _armed(deadline):
             try:
                 caller = await self._caller(context)
                 call = self._call(request)
                 events = self._pipeline.stream(
-                    call, self._tenant(caller, call), timeout=context.time_remaining(), trail=trail
+                    call,
+                    self._tenant(caller, call),
+                    request_id=request_id,
+                    trail=trail,
+                    deadline=deadline,
                 )
                 async for event in events:
                     yield event_to_proto(event)
                 context.set_trailing_metadata(_trailers(trail))
             except asyncio.CancelledError as exc:
-                if not self._shutting_down:
+                if not self._answers(exc, deadline):
                     raise  # the caller went away: nothing to answer
-                await abort(context, self._failure(exc), _trailers(trail))
+                await abort(context, self._failure(exc, request_id, deadline), _trailers(trail))
             except Exception as exc:  # a bug must not kill the server or leak details
-                await abort(context, self._failure(exc), _trailers(trail))
+                await abort(context, self._failure(exc, request_id), _trailers(trail))
 
     async def Chat(
         self, request: orchestrator_pb2.ChatRequest, context: Context
     ) -> orchestrator_pb2.ChatResponse:
         """Aggregate the same stream into one reply."""
         trail = Trail(started=time.monotonic())
-        with self._tracked():
+        request_id = new_request_id()
+        deadline = Deadline.of(context.time_remaining())
+        with self._tracked(), _armed(deadline):
             try:
                 caller = await self._caller(context)
                 call = self._call(request)
                 events = self._pipeline.stream(
-                    call, self._tenant(caller, call), timeout=context.time_remaining(), trail=trail
+                    call,
+                    self._tenant(caller, call),
+                    request_id=request_id,
+                    trail=trail,
+                    deadline=deadline,
                 )
                 async with contextlib.aclosing(events):  # settles the call before we answer
                     reply = await collect(events)
                 context.set_trailing_metadata(_trailers(trail))
             except asyncio.CancelledError as exc:
-                if not self._shutting_down:
+                if not self._answers(exc, deadline):
                     raise
-                await abort(context, self._failure(exc), _trailers(trail))
+                await abort(context, self._failure(exc, request_id, deadline), _trailers(trail))
                 raise  # pragma: no cover - abort raises
             except Exception as exc:
-                await abort(context, self._failure(exc), _trailers(trail))
+                await abort(context, self._failure(exc, request_id), _trailers(trail))
                 raise  # pragma: no cover
         return orchestrator_pb2.ChatResponse(
             request_id=reply.started.request_id,
@@ -178,6 +216,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             finish_reason=finish_to_proto(reply.completed.reason),
             provider_finish_reason=reply.completed.provider_reason,
             usage=usage_to_proto(reply.completed.usage),
+            cache_hit=reply.completed.cache_hit,
         )
 
     async def ListModels(
@@ -310,6 +349,19 @@ _BREAKER_STATES = {
     "open": orchestrator_pb2.BREAKER_STATE_OPEN,
     "half-open": orchestrator_pb2.BREAKER_STATE_HALF_OPEN,
 }
+
+
+@contextlib.contextmanager
+def _armed(deadline: Deadline | None) -> Iterator[None]:
+    """The deadline armed against the current task for the block's duration."""
+    if deadline is None:
+        yield
+        return
+    deadline.arm()
+    try:
+        yield
+    finally:
+        deadline.disarm()
 
 
 def _trailers(trail: Trail) -> list[tuple[str, str]]:
