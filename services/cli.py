@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
     chat.add_argument("--address", help="orchestrator address (default: from configuration)")
+    _api_key_option(chat)
     usage = sub.add_parser("usage", help="usage and cost totals from the ledger")
     usage.add_argument(
         "--by",
@@ -70,7 +71,23 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     models = sub.add_parser("models", help="list routable models")
     models.add_argument("--address", help="orchestrator address (default: from configuration)")
+    _api_key_option(models)
     return p
+
+
+def _api_key_option(command: argparse.ArgumentParser) -> None:
+    """``--api-key`` on a command that calls the mesh over gRPC."""
+    command.add_argument(
+        "--api-key",
+        help="llmesh API key, sent as 'authorization: Bearer <key>' "
+        "(default: $LLMESH_API_KEY; needed once keys exist)",
+    )
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key of ``--api-key``, else of ``$LLMESH_API_KEY``; None when neither is set."""
+    key: str | None = args.api_key or os.environ.get("LLMESH_API_KEY") or None
+    return key.strip() if key else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -133,11 +150,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                     system=args.system,
                     max_tokens=args.max_tokens,
                     timeout=args.timeout,
+                    api_key=_api_key(args),
                 )
             )
         )
     if args.command == "models":
-        sys.exit(asyncio.run(client.print_models(args.address or config.orchestrator_address)))
+        sys.exit(
+            asyncio.run(
+                client.print_models(
+                    args.address or config.orchestrator_address, api_key=_api_key(args)
+                )
+            )
+        )
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
