@@ -19,6 +19,29 @@ ACTIONS = ("create", "list", "revoke")
 WARNING = "Store this key now: it cannot be shown again (llmesh keeps only a hash of it)."
 """Printed with every new key."""
 
+USE = (
+    "Send it as the header 'authorization: Bearer <key>'; llmesh chat and llmesh models "
+    "take it with --api-key or $LLMESH_API_KEY."
+)
+"""How a new key is used, printed with it."""
+
+FIRST_KEY = (
+    "This is the first API key in {store}: authentication is now on for every tenant. "
+    "Running servers using this store start refusing calls without a valid key within "
+    "{ttl:g} seconds (no restart needed); servers started from now on require one."
+)
+"""Printed with the first key a store ever holds."""
+
+MORE_KEYS = "Authentication was already on: this key works at once, no restart needed."
+"""Printed with every later key."""
+
+NO_ACTIVE_KEY = (
+    "No active API key is left in {store}. Authentication stays on (revoked keys still "
+    "count), so every call is refused until a new key is created with "
+    "'llmesh keys create --tenant NAME'; that key works at once, no restart needed."
+)
+"""Printed when a revoke leaves no active key."""
+
 
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
@@ -66,13 +89,16 @@ def _key_id_of(value: str) -> str | None:
 async def _create(store: KeyStore, tenant: str | None, name: str, as_json: bool) -> tuple[int, str]:
     if not tenant:
         return 2, "llmesh keys create: --tenant is required"
+    first = not await store.has_keys()
     try:
         info, key = await store.create(tenant, name)
     except ValueError as exc:
         return 2, f"llmesh keys create: {exc}"
     if as_json:
-        return 0, json.dumps({**_as_dict(info), "key": key, "warning": WARNING}, indent=2)
+        doc = {**_as_dict(info), "key": key, "warning": WARNING, "first_key": first}
+        return 0, json.dumps(doc, indent=2)
     label = f" ({info.name})" if info.name else ""
+    change = FIRST_KEY.format(store=store.describe(), ttl=DEFAULT_CACHE_TTL) if first else MORE_KEYS
     return 0, "\n".join(
         [
             f"Created API key {info.key_id}{label} for tenant {info.tenant}:",
@@ -80,7 +106,8 @@ async def _create(store: KeyStore, tenant: str | None, name: str, as_json: bool)
             f"    {key}",
             "",
             WARNING,
-            "Send it as the header 'authorization: Bearer <key>'.",
+            USE,
+            change,
         ]
     )
 
@@ -97,13 +124,19 @@ async def _revoke(store: KeyStore, key_id: str | None, as_json: bool) -> tuple[i
     if wanted is None:
         return 2, "llmesh keys revoke: give the KEY_ID shown by 'llmesh keys list' (12 hex digits)"
     revoked = await store.revoke(wanted)
+    active = sum(1 for k in await store.list() if k.active)
     if as_json:
-        return (0 if revoked else 1), json.dumps({"key_id": wanted, "revoked": revoked})
+        doc = {"key_id": wanted, "revoked": revoked, "active_keys": active}
+        return (0 if revoked else 1), json.dumps(doc)
     if not revoked:
         return 1, f"No active API key {wanted} (unknown or already revoked)."
-    return 0, (
-        f"Revoked API key {wanted}. Running servers refuse it within {DEFAULT_CACHE_TTL:g} seconds."
-    )
+    lines = [
+        f"Revoked API key {wanted}. Running servers refuse it within "
+        f"{DEFAULT_CACHE_TTL:g} seconds (no restart needed)."
+    ]
+    if not active:
+        lines.append(NO_ACTIVE_KEY.format(store=store.describe()))
+    return 0, "\n".join(lines)
 
 
 async def keys_command(

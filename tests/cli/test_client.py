@@ -6,13 +6,14 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from services import client
-from services.auth import open_key_store
+from services.auth import keys_command, open_key_store
 from services.common.config import load_config
 from services.emulator.app import start as start_emulator
 from services.emulator.settings import EmulatorSettings
@@ -29,14 +30,10 @@ class Keyed:
     key: str
 
 
-@pytest.fixture
-async def keyed(tmp_path: Path) -> AsyncIterator[Keyed]:
+@asynccontextmanager
+async def _orchestrator(tmp_path: Path) -> AsyncIterator[str]:
+    """A real orchestrator (and emulator) on loopback, its store in `tmp_path`."""
     url = f"sqlite:///{tmp_path}/llmesh.db"
-    store = await open_key_store(url)
-    try:
-        _, key = await store.create("acme", "cli")
-    finally:
-        await store.aclose()
     runner, port = await start_emulator(EmulatorSettings(port=0))
     (tmp_path / "llmesh.yaml").write_text("")
     config = load_config(
@@ -48,10 +45,21 @@ async def keyed(tmp_path: Path) -> AsyncIterator[Keyed]:
     )
     server = await serve(config, address="127.0.0.1:0")
     try:
-        yield Keyed(f"127.0.0.1:{server.port}", key)
+        yield f"127.0.0.1:{server.port}"
     finally:
         await server.stop(1)
         await runner.cleanup()
+
+
+@pytest.fixture
+async def keyed(tmp_path: Path) -> AsyncIterator[Keyed]:
+    store = await open_key_store(f"sqlite:///{tmp_path}/llmesh.db")
+    try:
+        _, key = await store.create("acme", "cli")
+    finally:
+        await store.aclose()
+    async with _orchestrator(tmp_path) as address:
+        yield Keyed(address, key)
 
 
 async def _llmesh(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -103,3 +111,23 @@ async def test_llmesh_models_takes_the_key_from_the_environment(keyed: Keyed) ->
     status, _, err = await _llmesh("models", "--address", keyed.address)
     assert status == 1
     assert "UNAUTHENTICATED" in err
+
+
+async def test_a_key_created_while_the_mesh_runs_switches_authentication_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Started with no keys (auth off), the orchestrator requires one once a key exists."""
+    async with _orchestrator(tmp_path) as address:
+        status, text = await keys_command(
+            f"sqlite:///{tmp_path}/llmesh.db",
+            "create",
+            tenant="acme",
+            name="",
+            key_id=None,
+            json_output=False,
+        )
+        assert status == 0 and "no restart needed" in text
+        key = next(w for w in text.split() if w.startswith("llm_"))
+        assert await client.print_models(address) == 1
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
+        assert await client.print_models(address, api_key=key) == 0
