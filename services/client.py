@@ -9,6 +9,7 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.common.rpc_errors import from_rpc_error
 
+
 def _metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     """The call metadata carrying `api_key` as ``authorization: Bearer <key>`` (none if empty)."""
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
