@@ -111,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "usage":
         from services.ledger import usage_report
 
-        print(
-            asyncio.run(
+        try:
+            report = asyncio.run(
                 usage_report(
                     config.database_url,
                     group_by=[g.strip() for g in args.by.split(",") if g.strip()],
@@ -121,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     tenant=args.tenant,
                 )
             )
-        )
+        except (ValueError, FileNotFoundError) as exc:
+            sys.exit(f"llmesh usage: {exc}")
+        print(report)
         return
     if args.command == "keys":
         from services.auth import keys_command

@@ -7,7 +7,9 @@ cannot be opened, 2 a usage error.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from services.auth.keys import KEY_PREFIX, KeyInfo, is_key_id
@@ -119,10 +121,7 @@ async def _list(store: KeyStore, tenant: str | None, as_json: bool) -> tuple[int
     return 0, _table(keys)
 
 
-async def _revoke(store: KeyStore, key_id: str | None, as_json: bool) -> tuple[int, str]:
-    wanted = _key_id_of(key_id or "")
-    if wanted is None:
-        return 2, "llmesh keys revoke: give the KEY_ID shown by 'llmesh keys list' (12 hex digits)"
+async def _revoke(store: KeyStore, wanted: str, as_json: bool) -> tuple[int, str]:
     revoked = await store.revoke(wanted)
     active = sum(1 for k in await store.list() if k.active)
     if as_json:
@@ -139,6 +138,17 @@ async def _revoke(store: KeyStore, key_id: str | None, as_json: bool) -> tuple[i
     return 0, "\n".join(lines)
 
 
+async def _missing_sqlite_file(store_url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL when it does not exist, else None."""
+    prefix = "sqlite:///"
+    if not store_url.lower().startswith(prefix):
+        return None
+    path = store_url[len(prefix) :]
+    if not path or path == ":memory:" or await asyncio.to_thread(Path(path).exists):
+        return None
+    return path
+
+
 async def keys_command(
     store_url: str,
     action: str,
@@ -151,6 +161,16 @@ async def keys_command(
     """Run ``llmesh keys <action>`` against the store at ``store_url``; return (exit code, text)."""
     if action not in ACTIONS:
         return 2, f"llmesh keys: unknown action {action!r}; use one of {', '.join(ACTIONS)}"
+    wanted = _key_id_of(key_id or "")
+    if action == "revoke" and wanted is None:
+        return 2, "llmesh keys revoke: give the KEY_ID shown by 'llmesh keys list' (12 hex digits)"
+    missing = await _missing_sqlite_file(store_url)
+    if missing and action != "create":  # only a new key creates the database
+        return 1, (
+            f"llmesh keys: no key store at {missing}: no key was ever created there. "
+            "'llmesh keys create' creates it; if the mesh uses another database, pass the "
+            "same --config or LLMESH_DATABASE_URL."
+        )
     try:
         store = await open_key_store(store_url)
     except ValueError as exc:
@@ -162,6 +182,7 @@ async def keys_command(
             return await _create(store, tenant, name, json_output)
         if action == "list":
             return await _list(store, tenant, json_output)
-        return await _revoke(store, key_id, json_output)
+        assert wanted is not None
+        return await _revoke(store, wanted, json_output)
     finally:
         await store.aclose()

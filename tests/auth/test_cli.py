@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from services.auth.cli import WARNING, keys_command
 from services.auth.store import open_key_store
@@ -149,3 +150,14 @@ async def test_an_unreachable_store_hides_its_password() -> None:
     assert code == 1
     assert "cannot open the key store postgresql://llmesh:***@127.0.0.1:1/keys" in msg
     assert "hunter2" not in msg
+
+
+async def test_list_and_revoke_on_a_missing_store_say_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'absent' / 'llmesh.db'}"
+    for action in ("list", "revoke"):
+        code, msg = await _run(url, action, key_id="0123456789ab")
+        assert code == 1
+        assert f"no key store at {tmp_path / 'absent' / 'llmesh.db'}" in msg
+    assert not (tmp_path / "absent").exists()
+    code, _ = await _run(url, "create", tenant="acme")  # the first key creates it
+    assert code == 0 and (tmp_path / "absent" / "llmesh.db").exists()
