@@ -267,6 +267,14 @@ def _listen_problem(address: str) -> str | None:
     return None
 
 
+def _busy(name: str, address: str) -> bool:
+    """Say in one line, and return True, when the service `name` cannot listen on `address`."""
+    problem = _listen_problem(address)
+    if problem:
+        print(f"llmesh: cannot start the {name}: {problem}", file=sys.stderr, flush=True)
+    return problem is not None
+
+
 STOP_ORDER = ("gateway", "orchestrator", "processor", "emulator")
 """The order `llmesh up` stops its services: callers before what they call, so in-flight
 calls drain through a gateway, orchestrator, processor and emulator that are still there."""
@@ -307,11 +315,8 @@ def _up(config: Config, config_path: str | None) -> int:
     # each service may drain as long as the slowest one (the gateway's uvicorn waits its
     # own grace for open connections), plus a margin to exit, before it is killed
     stop_wait = max(config.shutdown_grace, GatewaySettings.from_config(config).shutdown_grace) + 5
-    for name, address, _ in plan:
-        problem = _listen_problem(address)
-        if problem:
-            print(f"llmesh: cannot start the {name}: {problem}", file=sys.stderr, flush=True)
-            return 1
+    if any(_busy(name, address) for name, address, _ in plan):
+        return 1  # nothing started
     base = [sys.executable, "-m", "services.cli"] + (
         ["--config", config_path] if config_path else []
     )
@@ -327,6 +332,8 @@ def _up(config: Config, config_path: str | None) -> int:
     status = 0
     try:
         for name, address, url in plan:
+            if _busy(name, address):  # taken since the check above
+                return 1
             # a process group of its own: a terminal's Ctrl-C reaches only `llmesh up`,
             # which then stops the services one by one in STOP_ORDER
             proc = subprocess.Popen(

@@ -111,7 +111,12 @@ class Authenticator:
             return
         self._next_check = now + self._check_interval  # one check at a time, not one per call
         assert self._store is not None
-        if await self._store.has_keys():
+        try:
+            found = await self._store.has_keys()
+        except Exception:  # the store is down: serve as before and ask again next interval
+            log.warning("cannot tell whether API keys exist; asking again later", exc_info=True)
+            return
+        if found:
             self._required = True
             self._watch = False
             log.warning(

@@ -100,6 +100,22 @@ async def test_keys_are_looked_for_at_most_once_an_interval(memory_store: KeySto
     assert await auth.authenticate([]) == Principal("default", "")  # until the next check
 
 
+async def test_a_store_that_cannot_answer_leaves_authentication_as_it_was(
+    memory_store: KeyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def down() -> bool:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(memory_store, "has_keys", down)
+    auth = Authenticator(
+        memory_store, required=False, on_when_keys_exist=True, key_check_interval=0.0
+    )
+    with caplog.at_level(logging.WARNING):
+        assert await auth.authenticate([]) == Principal("default", "")
+    assert "cannot tell whether API keys exist" in caplog.text
+    assert not auth.required
+
+
 def test_watching_for_keys_needs_a_store() -> None:
     with pytest.raises(ValueError, match="needs a key store"):
         Authenticator(None, required=False, on_when_keys_exist=True)
