@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
     chat.add_argument("--address", help="orchestrator address (default: from configuration)")
+    _api_key_option(chat)
     usage = sub.add_parser("usage", help="usage and cost totals from the ledger")
     usage.add_argument(
         "--by",
@@ -69,7 +71,23 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     models = sub.add_parser("models", help="list routable models")
     models.add_argument("--address", help="orchestrator address (default: from configuration)")
+    _api_key_option(models)
     return p
+
+
+def _api_key_option(command: argparse.ArgumentParser) -> None:
+    """``--api-key`` on a command that calls the mesh over gRPC."""
+    command.add_argument(
+        "--api-key",
+        help="llmesh API key, sent as 'authorization: Bearer <key>' "
+        "(default: $LLMESH_API_KEY; needed once keys exist)",
+    )
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key of ``--api-key``, else of ``$LLMESH_API_KEY``; None when neither is set."""
+    key: str | None = args.api_key or os.environ.get("LLMESH_API_KEY") or None
+    return key.strip() if key else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -93,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "usage":
         from services.ledger import usage_report
 
-        print(
-            asyncio.run(
+        try:
+            report = asyncio.run(
                 usage_report(
                     config.database_url,
                     group_by=[g.strip() for g in args.by.split(",") if g.strip()],
@@ -103,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     tenant=args.tenant,
                 )
             )
-        )
+        except (ValueError, FileNotFoundError) as exc:
+            sys.exit(f"llmesh usage: {exc}")
+        print(report)
         return
     if args.command == "keys":
         from services.auth import keys_command
@@ -132,11 +152,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                     system=args.system,
                     max_tokens=args.max_tokens,
                     timeout=args.timeout,
+                    api_key=_api_key(args),
                 )
             )
         )
     if args.command == "models":
-        sys.exit(asyncio.run(client.print_models(args.address or config.orchestrator_address)))
+        sys.exit(
+            asyncio.run(
+                client.print_models(
+                    args.address or config.orchestrator_address, api_key=_api_key(args)
+                )
+            )
+        )
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -203,8 +230,75 @@ def _wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float =
     return False
 
 
+def _listen_problem(address: str) -> str | None:
+    """Why a new listener could not take ``host:port`` now, or None when it is free.
+
+    A connect probe cannot tell a service's own listener from another process that already
+    answers there, so `llmesh up` checks that every address is free before it starts
+    anything. The probe socket sets no ``SO_REUSEPORT``: even a listener that shares its
+    port (as llmesh's gRPC servers do) makes it fail.
+    """
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return None  # a unix socket or an ephemeral port: nothing to collide with
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]") or None,
+            int(port),
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        )
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot resolve {address}: {exc}"
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(sockaddr)
+                probe.listen(1)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"{address} is already in use (another process is listening there)"
+                if exc.errno == errno.EACCES:
+                    return f"no permission to listen on {address}"
+                # anything else (e.g. an address this host does not have): the service says
+    return None
+
+
+def _busy(name: str, address: str) -> bool:
+    """Say in one line, and return True, when the service `name` cannot listen on `address`."""
+    problem = _listen_problem(address)
+    if problem:
+        print(f"llmesh: cannot start the {name}: {problem}", file=sys.stderr, flush=True)
+    return problem is not None
+
+
+STOP_ORDER = ("gateway", "orchestrator", "processor", "emulator")
+"""The order `llmesh up` stops its services: callers before what they call, so in-flight
+calls drain through a gateway, orchestrator, processor and emulator that are still there."""
+
+
+def _stop_in_order(procs: Sequence[tuple[str, subprocess.Popen[bytes]]], grace: float) -> None:
+    """SIGTERM each service in `STOP_ORDER` and wait for it to exit before the next."""
+    started = dict(procs)
+    for name in STOP_ORDER:
+        proc = started.get(name)
+        if proc is None:
+            continue
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            print(f"llmesh: {name} did not stop; killing it", file=sys.stderr, flush=True)
+            proc.kill()
+            proc.wait()
+
+
 def _up(config: Config, config_path: str | None) -> int:
-    """Start each service as its own process; stop them all on Ctrl-C or SIGTERM."""
+    """Start each service as its own process; stop them in order on Ctrl-C or SIGTERM."""
     plan: list[tuple[str, str, str]] = []
     if _needs_emulator(config):
         plan.append(
@@ -216,6 +310,13 @@ def _up(config: Config, config_path: str | None) -> int:
     plan.append(("processor", config.processor_address, f"grpc://{config.processor_address}"))
     gw = f"{config.gateway_host}:{config.gateway_port}"
     plan.append(("gateway", gw, f"http://{gw}"))
+    from gateway.settings import GatewaySettings
+
+    # each service may drain as long as the slowest one (the gateway's uvicorn waits its
+    # own grace for open connections), plus a margin to exit, before it is killed
+    stop_wait = max(config.shutdown_grace, GatewaySettings.from_config(config).shutdown_grace) + 5
+    if any(_busy(name, address) for name, address, _ in plan):
+        return 1  # nothing started
     base = [sys.executable, "-m", "services.cli"] + (
         ["--config", config_path] if config_path else []
     )
@@ -231,7 +332,13 @@ def _up(config: Config, config_path: str | None) -> int:
     status = 0
     try:
         for name, address, url in plan:
-            proc = subprocess.Popen([*base, "serve", name], preexec_fn=_die_with_parent)
+            if _busy(name, address):  # taken since the check above
+                return 1
+            # a process group of its own: a terminal's Ctrl-C reaches only `llmesh up`,
+            # which then stops the services one by one in STOP_ORDER
+            proc = subprocess.Popen(
+                [*base, "serve", name], preexec_fn=_die_with_parent, process_group=0
+            )
             procs.append((name, proc))
             if not _wait_for_port(address, proc):
                 print(f"llmesh: {name} failed to start on {address}", file=sys.stderr, flush=True)
@@ -249,17 +356,7 @@ def _up(config: Config, config_path: str | None) -> int:
             time.sleep(0.2)
         return status
     finally:
-        for _, proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, proc in reversed(procs):
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                print(f"llmesh: {name} did not stop; killing it", file=sys.stderr, flush=True)
-                proc.kill()
-                proc.wait()
+        _stop_in_order(procs, stop_wait)
         print("llmesh: stopped", flush=True)
 
 

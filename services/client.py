@@ -10,6 +10,11 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from services.common.rpc_errors import from_rpc_error
 
 
+def _metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata carrying `api_key` as ``authorization: Bearer <key>`` (none if empty)."""
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
 async def chat_to_terminal(
     address: str,
     prompt: str,
@@ -18,8 +23,13 @@ async def chat_to_terminal(
     system: str = "",
     max_tokens: int | None = None,
     timeout: float = 120.0,
+    api_key: str | None = None,
 ) -> int:
-    """Stream one reply to stdout; a summary line goes to stderr. Returns an exit status."""
+    """Stream one reply to stdout; a summary line goes to stderr. Returns an exit status.
+
+    `api_key` is sent as ``authorization: Bearer <key>``; a mesh with keys refuses calls
+    without one.
+    """
     messages = []
     if system:
         messages.append(chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content=system))
@@ -31,7 +41,9 @@ async def chat_to_terminal(
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         try:
             async for ev in stub.StreamChat(
-                orchestrator_pb2.StreamChatRequest(input=inp), timeout=timeout
+                orchestrator_pb2.StreamChatRequest(input=inp),
+                timeout=timeout,
+                metadata=_metadata(api_key),
             ):
                 kind = ev.WhichOneof("event")
                 if kind == "text_delta":
@@ -61,12 +73,14 @@ async def chat_to_terminal(
     return 0
 
 
-async def print_models(address: str) -> int:
-    """Print the routable models, one a line."""
+async def print_models(address: str, *, api_key: str | None = None) -> int:
+    """Print the routable models, one a line; `api_key` as in `chat_to_terminal`."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         try:
-            resp = await stub.ListModels(orchestrator_pb2.ListModelsRequest(), timeout=10)
+            resp = await stub.ListModels(
+                orchestrator_pb2.ListModelsRequest(), timeout=10, metadata=_metadata(api_key)
+            )
         except grpc.RpcError as exc:
             err = from_rpc_error(exc)
             print(f"llmesh: {err.reason.value}: {err.message}", file=sys.stderr)

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.mesh import Mesh
 from tests.support.servers import ensure_postgres, ensure_redis
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``$XDG_DATA_HOME`` for the whole run (and the processes it starts): the default
+    database lives in the per-user data directory, and tests never write into the real one."""
+    before = os.environ.get("XDG_DATA_HOME")
+    path = str(tmp_path_factory.mktemp("xdg-data-home"))
+    os.environ["XDG_DATA_HOME"] = path
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("XDG_DATA_HOME", None)
+        else:
+            os.environ["XDG_DATA_HOME"] = before
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,11 @@ module imports no grpc: metadata is any sequence of ``(key, value)`` pairs.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from services.auth.keys import KEY_PREFIX, Principal, check_tenant, parse_key
-from services.auth.store import KeyStore
+from services.auth.store import DEFAULT_CACHE_TTL, KeyStore
 from services.common.errors import LlmeshError, Reason, invalid
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,32 @@ def bearer_token(metadata: Metadata) -> str:
 
 
 class Authenticator:
-    """Decides who each call acts for, with or without API keys."""
+    """Decides who each call acts for, with or without API keys.
 
-    def __init__(self, store: KeyStore | None, *, required: bool) -> None:
+    With ``on_when_keys_exist``, authentication that starts off switches on by itself, for
+    good, once the store holds a key: the store is asked at most every
+    ``key_check_interval`` seconds while no key exists. A running server therefore starts
+    refusing calls without a key within that time of ``llmesh keys create``, no restart
+    needed. Revoking keys never switches it off again (revoked keys still count).
+    """
+
+    def __init__(
+        self,
+        store: KeyStore | None,
+        *,
+        required: bool,
+        on_when_keys_exist: bool = False,
+        key_check_interval: float = DEFAULT_CACHE_TTL,
+    ) -> None:
         if required and store is None:
             raise ValueError("authentication is required but no key store was given")
+        if on_when_keys_exist and store is None:
+            raise ValueError("watching for API keys needs a key store")
         self._store = store
         self._required = required
+        self._watch = on_when_keys_exist and not required
+        self._check_interval = key_check_interval
+        self._next_check = 0.0
 
     def __repr__(self) -> str:
         return f"Authenticator(store={self._store!r}, required={self._required})"
@@ -85,6 +105,25 @@ class Authenticator:
         """True when every call must present a valid API key."""
         return self._required
 
+    async def _switch_on_if_keys_exist(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self._check_interval  # one check at a time, not one per call
+        assert self._store is not None
+        try:
+            found = await self._store.has_keys()
+        except Exception:  # the store is down: serve as before and ask again next interval
+            log.warning("cannot tell whether API keys exist; asking again later", exc_info=True)
+            return
+        if found:
+            self._required = True
+            self._watch = False
+            log.warning(
+                "API keys exist now: authentication is on, calls must send "
+                "'authorization: Bearer <key>'"
+            )
+
     async def authenticate(self, metadata: Metadata) -> Principal:
         """The principal of a call, from its metadata.
 
@@ -93,6 +132,8 @@ class Authenticator:
         ``x-llmesh-tenant`` naming another tenant than the key's is PERMISSION_DENIED.
         """
         tenant = self._tenant_header(metadata)
+        if self._watch:
+            await self._switch_on_if_keys_exist()
         if not self._required:
             return Principal(tenant=tenant or DEFAULT_TENANT, key_id="")
         assert self._store is not None

@@ -9,6 +9,9 @@ non-loopback       none       True                   auth off (explicit override
 non-loopback       none       False                  refuse to start
 =================  =========  =====================  ==============================
 
+A server that starts with authentication off switches it on, for good, once the key store
+holds a key (see `Authenticator`): no restart is needed, and revoking every key leaves it on.
+
 Loopback means 127.0.0.0/8, ``::1`` (also IPv4-mapped), ``localhost`` and ``*.localhost``,
 or a ``unix:`` socket. Every other name, including ``0.0.0.0``, ``::`` and an empty host,
 counts as reachable from the network.

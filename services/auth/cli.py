@@ -7,7 +7,9 @@ cannot be opened, 2 a usage error.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from services.auth.keys import KEY_PREFIX, KeyInfo, is_key_id
@@ -18,6 +20,29 @@ ACTIONS = ("create", "list", "revoke")
 
 WARNING = "Store this key now: it cannot be shown again (llmesh keeps only a hash of it)."
 """Printed with every new key."""
+
+USE = (
+    "Send it as the header 'authorization: Bearer <key>'; llmesh chat and llmesh models "
+    "take it with --api-key or $LLMESH_API_KEY."
+)
+"""How a new key is used, printed with it."""
+
+FIRST_KEY = (
+    "This is the first API key in {store}: authentication is now on for every tenant. "
+    "Running servers using this store start refusing calls without a valid key within "
+    "{ttl:g} seconds (no restart needed); servers started from now on require one."
+)
+"""Printed with the first key a store ever holds."""
+
+MORE_KEYS = "Authentication was already on: this key works at once, no restart needed."
+"""Printed with every later key."""
+
+NO_ACTIVE_KEY = (
+    "No active API key is left in {store}. Authentication stays on (revoked keys still "
+    "count), so every call is refused until a new key is created with "
+    "'llmesh keys create --tenant NAME'; that key works at once, no restart needed."
+)
+"""Printed when a revoke leaves no active key."""
 
 
 def _iso(value: Any) -> str | None:
@@ -66,13 +91,16 @@ def _key_id_of(value: str) -> str | None:
 async def _create(store: KeyStore, tenant: str | None, name: str, as_json: bool) -> tuple[int, str]:
     if not tenant:
         return 2, "llmesh keys create: --tenant is required"
+    first = not await store.has_keys()
     try:
         info, key = await store.create(tenant, name)
     except ValueError as exc:
         return 2, f"llmesh keys create: {exc}"
     if as_json:
-        return 0, json.dumps({**_as_dict(info), "key": key, "warning": WARNING}, indent=2)
+        doc = {**_as_dict(info), "key": key, "warning": WARNING, "first_key": first}
+        return 0, json.dumps(doc, indent=2)
     label = f" ({info.name})" if info.name else ""
+    change = FIRST_KEY.format(store=store.describe(), ttl=DEFAULT_CACHE_TTL) if first else MORE_KEYS
     return 0, "\n".join(
         [
             f"Created API key {info.key_id}{label} for tenant {info.tenant}:",
@@ -80,7 +108,8 @@ async def _create(store: KeyStore, tenant: str | None, name: str, as_json: bool)
             f"    {key}",
             "",
             WARNING,
-            "Send it as the header 'authorization: Bearer <key>'.",
+            USE,
+            change,
         ]
     )
 
@@ -92,18 +121,32 @@ async def _list(store: KeyStore, tenant: str | None, as_json: bool) -> tuple[int
     return 0, _table(keys)
 
 
-async def _revoke(store: KeyStore, key_id: str | None, as_json: bool) -> tuple[int, str]:
-    wanted = _key_id_of(key_id or "")
-    if wanted is None:
-        return 2, "llmesh keys revoke: give the KEY_ID shown by 'llmesh keys list' (12 hex digits)"
+async def _revoke(store: KeyStore, wanted: str, as_json: bool) -> tuple[int, str]:
     revoked = await store.revoke(wanted)
+    active = sum(1 for k in await store.list() if k.active)
     if as_json:
-        return (0 if revoked else 1), json.dumps({"key_id": wanted, "revoked": revoked})
+        doc = {"key_id": wanted, "revoked": revoked, "active_keys": active}
+        return (0 if revoked else 1), json.dumps(doc)
     if not revoked:
         return 1, f"No active API key {wanted} (unknown or already revoked)."
-    return 0, (
-        f"Revoked API key {wanted}. Running servers refuse it within {DEFAULT_CACHE_TTL:g} seconds."
-    )
+    lines = [
+        f"Revoked API key {wanted}. Running servers refuse it within "
+        f"{DEFAULT_CACHE_TTL:g} seconds (no restart needed)."
+    ]
+    if not active:
+        lines.append(NO_ACTIVE_KEY.format(store=store.describe()))
+    return 0, "\n".join(lines)
+
+
+async def _missing_sqlite_file(store_url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL when it does not exist, else None."""
+    prefix = "sqlite:///"
+    if not store_url.lower().startswith(prefix):
+        return None
+    path = store_url[len(prefix) :]
+    if not path or path == ":memory:" or await asyncio.to_thread(Path(path).exists):
+        return None
+    return path
 
 
 async def keys_command(
@@ -118,6 +161,16 @@ async def keys_command(
     """Run ``llmesh keys <action>`` against the store at ``store_url``; return (exit code, text)."""
     if action not in ACTIONS:
         return 2, f"llmesh keys: unknown action {action!r}; use one of {', '.join(ACTIONS)}"
+    wanted = _key_id_of(key_id or "")
+    if action == "revoke" and wanted is None:
+        return 2, "llmesh keys revoke: give the KEY_ID shown by 'llmesh keys list' (12 hex digits)"
+    missing = await _missing_sqlite_file(store_url)
+    if missing and action != "create":  # only a new key creates the database
+        return 1, (
+            f"llmesh keys: no key store at {missing}: no key was ever created there. "
+            "'llmesh keys create' creates it; if the mesh uses another database, pass the "
+            "same --config or LLMESH_DATABASE_URL."
+        )
     try:
         store = await open_key_store(store_url)
     except ValueError as exc:
@@ -129,6 +182,7 @@ async def keys_command(
             return await _create(store, tenant, name, json_output)
         if action == "list":
             return await _list(store, tenant, json_output)
-        return await _revoke(store, key_id, json_output)
+        assert wanted is not None
+        return await _revoke(store, wanted, json_output)
     finally:
         await store.aclose()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from platformdirs import user_data_path
 
 PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator")
 """The adapter kinds a provider entry may name."""
@@ -93,6 +94,16 @@ class RouteConfig:
     """Or: hedge after this percentile of the target's recent times to first token."""
 
 
+def default_database_url() -> str:
+    """The SQLite database in the per-user data directory, the same from any directory.
+
+    ``sqlite:////home/me/.local/share/llmesh/llmesh.db`` on Linux (``$XDG_DATA_HOME`` is
+    honoured), ``~/Library/Application Support/llmesh/llmesh.db`` on macOS,
+    ``%LOCALAPPDATA%\\llmesh\\llmesh.db`` on Windows. The services create it on first use.
+    """
+    return f"sqlite:///{user_data_path('llmesh', appauthor=False) / 'llmesh.db'}"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole llmesh configuration."""
@@ -119,8 +130,9 @@ class Config:
     """Sections ``breaker``, ``retry`` and ``queue``, validated by the orchestrator."""
     shutdown_grace: float = 10.0
     """Seconds in-flight calls may run on after SIGTERM before they are cancelled."""
-    database_url: str = "sqlite:///var/llmesh.db"
-    """Where the usage ledger and API keys live: ``sqlite:///path`` or ``postgresql://...``."""
+    database_url: str = field(default_factory=default_database_url)
+    """Where the usage ledger and API keys live: ``sqlite:///path`` or ``postgresql://...``;
+    by default ``llmesh.db`` in the per-user data directory (see `default_database_url`)."""
     ledger_flush_interval: float = 0.05
     """Seconds between ledger writes; at most this much usage is lost on a crash."""
     allow_unauthenticated: bool = False
@@ -297,7 +309,7 @@ def load_config(
         resilience={str(k): dict(v or {}) for k, v in resilience.items()},
         shutdown_grace=float(orch_raw.get("shutdown_grace", 10.0)),
         database_url=str(
-            env.get("LLMESH_DATABASE_URL", ledger_raw.get("url", "sqlite:///var/llmesh.db"))
+            env.get("LLMESH_DATABASE_URL") or ledger_raw.get("url") or default_database_url()
         ),
         ledger_flush_interval=float(ledger_raw.get("flush_interval", 0.05)),
         allow_unauthenticated=bool(auth_raw.get("allow_unauthenticated", False)),

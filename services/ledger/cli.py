@@ -140,22 +140,27 @@ async def usage_report(
 ) -> str:
     """The ledger's totals since `since` (see `parse_time`), as a table or JSON text.
 
-    Raises ValueError for an unknown grouping, an unreadable time or a bad URL. A SQLite
-    ledger that does not exist yet reads as empty (and is not created).
+    Raises ValueError for an unknown grouping, an unreadable time or a bad URL, and
+    FileNotFoundError for a SQLite ledger that does not exist (it is not created): an empty
+    table there would hide that the services write somewhere else.
     """
     groups = list(normalize_group_by(group_by))
     start = parse_time(since) if since else None
     end = parse_time(until) if until else None
     path = sqlite_path(store_url)
-    rows: list[UsageTotalRow] = []
-    if path is None or path == ":memory:" or await asyncio.to_thread(Path(path).exists):
-        store = open_store(store_url)
-        try:
-            rows = await store.totals(groups, start, end, tenant)
-        finally:
-            await store.aclose()
-        if not groups and rows and rows[0].requests == 0 and rows[0].failed == 0:
-            rows = []  # the total of an empty ledger
+    if path is not None and path != ":memory:" and not await asyncio.to_thread(Path(path).exists):
+        raise FileNotFoundError(
+            f"no usage ledger at {path}: nothing has been recorded there. The services create "
+            "it on their first call; if they use another database, pass the same --config or "
+            "LLMESH_DATABASE_URL."
+        )
+    store = open_store(store_url)
+    try:
+        rows = await store.totals(groups, start, end, tenant)
+    finally:
+        await store.aclose()
+    if not groups and rows and rows[0].requests == 0 and rows[0].failed == 0:
+        rows = []  # the total of an empty ledger
     if not json_output:
         return format_table(groups, rows)
     doc: dict[str, Any] = {

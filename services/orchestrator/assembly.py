@@ -108,7 +108,9 @@ async def assemble(config: Config, engine: Orchestrator, *, bind_host: str) -> A
         has_keys = await keys.has_keys()
         check_bind(bind_host, has_keys, config.allow_unauthenticated)
         authenticator = Authenticator(
-            keys, required=auth_required(bind_host, has_keys, config.allow_unauthenticated)
+            keys,
+            required=auth_required(bind_host, has_keys, config.allow_unauthenticated),
+            on_when_keys_exist=True,
         )
         store = await open_store(config.database_url)
         writer = LedgerWriter(store, flush_interval=config.ledger_flush_interval)

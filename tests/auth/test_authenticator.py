@@ -75,6 +75,52 @@ async def test_off_rejects_a_bad_tenant_header() -> None:
     await _refused(auth, [("x-llmesh-tenant", b"\xff")], Reason.INVALID_REQUEST)
 
 
+async def test_off_switches_on_for_good_once_a_key_exists(memory_store: KeyStore) -> None:
+    auth = Authenticator(
+        memory_store, required=False, on_when_keys_exist=True, key_check_interval=0.0
+    )
+    assert await auth.authenticate([]) == Principal("default", "")
+    assert not auth.required
+    info, key = await memory_store.create("acme")
+    await _refused(auth, [], Reason.UNAUTHENTICATED)
+    assert auth.required
+    bearer = [("authorization", f"Bearer {key}")]
+    assert await auth.authenticate(bearer) == Principal("acme", info.key_id)
+    assert await memory_store.revoke(info.key_id)  # the last key: everyone is locked out
+    await _refused(auth, [], Reason.UNAUTHENTICATED)
+    await _refused(auth, bearer, Reason.UNAUTHENTICATED)
+
+
+async def test_keys_are_looked_for_at_most_once_an_interval(memory_store: KeyStore) -> None:
+    auth = Authenticator(
+        memory_store, required=False, on_when_keys_exist=True, key_check_interval=3600.0
+    )
+    assert await auth.authenticate([]) == Principal("default", "")
+    await memory_store.create("acme")
+    assert await auth.authenticate([]) == Principal("default", "")  # until the next check
+
+
+async def test_a_store_that_cannot_answer_leaves_authentication_as_it_was(
+    memory_store: KeyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def down() -> bool:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(memory_store, "has_keys", down)
+    auth = Authenticator(
+        memory_store, required=False, on_when_keys_exist=True, key_check_interval=0.0
+    )
+    with caplog.at_level(logging.WARNING):
+        assert await auth.authenticate([]) == Principal("default", "")
+    assert "cannot tell whether API keys exist" in caplog.text
+    assert not auth.required
+
+
+def test_watching_for_keys_needs_a_store() -> None:
+    with pytest.raises(ValueError, match="needs a key store"):
+        Authenticator(None, required=False, on_when_keys_exist=True)
+
+
 def test_required_needs_a_store() -> None:
     with pytest.raises(ValueError, match="no key store"):
         Authenticator(None, required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from services.auth.cli import WARNING, keys_command
 from services.auth.store import open_key_store
@@ -97,7 +98,32 @@ async def test_revoke(store_url: str) -> None:
     code, msg = await _run(store_url, "revoke", key_id=key_id)
     assert code == 1 and "already revoked" in msg
     code, msg = await _run(store_url, "revoke", key_id="0123456789ab", json_output=True)
-    assert code == 1 and json.loads(msg) == {"key_id": "0123456789ab", "revoked": False}
+    assert code == 1
+    assert json.loads(msg) == {"key_id": "0123456789ab", "revoked": False, "active_keys": 0}
+
+
+async def test_create_says_whether_authentication_just_switched_on(sqlite_url: str) -> None:
+    code, first = await _run(sqlite_url, "create", tenant="acme")
+    assert code == 0
+    assert "first API key" in first and "authentication is now on" in first
+    assert "no restart needed" in first and "--api-key" in first
+    code, second = await _run(sqlite_url, "create", tenant="beta")
+    assert code == 0
+    assert "already on" in second and "no restart needed" in second
+    assert "first API key" not in second
+    _, as_json = await _run(sqlite_url, "create", tenant="beta", json_output=True)
+    assert json.loads(as_json)["first_key"] is False
+
+
+async def test_revoking_the_last_active_key_says_every_call_is_refused(sqlite_url: str) -> None:
+    _, out_a = await _run(sqlite_url, "create", tenant="acme")
+    _, out_b = await _run(sqlite_url, "create", tenant="beta")
+    code, msg = await _run(sqlite_url, "revoke", key_id=_key_in(out_a).split("_")[1])
+    assert code == 0 and "No active API key is left" not in msg
+    code, msg = await _run(sqlite_url, "revoke", key_id=_key_in(out_b).split("_")[1])
+    assert code == 0
+    assert "No active API key is left" in msg
+    assert "Authentication stays on" in msg and "every call is refused" in msg
 
 
 async def test_revoke_accepts_a_full_key_without_echoing_its_secret(sqlite_url: str) -> None:
@@ -124,3 +150,14 @@ async def test_an_unreachable_store_hides_its_password() -> None:
     assert code == 1
     assert "cannot open the key store postgresql://llmesh:***@127.0.0.1:1/keys" in msg
     assert "hunter2" not in msg
+
+
+async def test_list_and_revoke_on_a_missing_store_say_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'absent' / 'llmesh.db'}"
+    for action in ("list", "revoke"):
+        code, msg = await _run(url, action, key_id="0123456789ab")
+        assert code == 1
+        assert f"no key store at {tmp_path / 'absent' / 'llmesh.db'}" in msg
+    assert not (tmp_path / "absent").exists()
+    code, _ = await _run(url, "create", tenant="acme")  # the first key creates it
+    assert code == 0 and (tmp_path / "absent" / "llmesh.db").exists()

@@ -223,3 +223,122 @@ def _zombie(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def _env_for(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+    }
+    return env | {
+        "LLMESH_ORCHESTRATOR_ADDRESS": f"127.0.0.1:{ports['orch']}",
+        "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{ports['proc']}",
+        "LLMESH_GATEWAY_PORT": str(ports["gw"]),
+        "LLMESH_EMULATOR_PORT": str(ports["emu"]),
+        "LLMESH_CONFIG": str(tmp_path / "llmesh.yaml"),
+        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _ports() -> dict[str, int]:
+    return {name: _free_port() for name in ("orch", "proc", "gw", "emu")}
+
+
+def test_a_busy_port_fails_with_one_line_naming_it(tmp_path: Path) -> None:
+    """Another listener on a service's port (even one sharing it) is not mistaken for ours."""
+    ports = _ports()
+    env = _env_for(tmp_path, ports)
+    (tmp_path / "llmesh.yaml").write_text("")
+    with socket.socket() as other:  # e.g. a second mesh: llmesh's gRPC servers share ports
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", ports["orch"]))
+        other.listen()
+        proc = subprocess.Popen(
+            [str(BIN / "llmesh"), "up"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"llmesh up kept running on a busy port:\n{out}\n{err}")
+    assert proc.returncode == 1
+    assert "mesh is up" not in out
+    assert "Traceback" not in out + err
+    assert err.splitlines() == [
+        f"llmesh: cannot start the orchestrator: 127.0.0.1:{ports['orch']} is already in use "
+        "(another process is listening there)"
+    ]
+    for name in ("emu", "proc", "gw"):  # nothing was left running
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", ports[name])) != 0
+
+
+def test_sigterm_drains_an_in_flight_stream_before_the_emulator_stops(tmp_path: Path) -> None:
+    """Services stop gateway, orchestrator, processor, emulator: a stream still running when
+    `llmesh up` gets SIGTERM ends with SHUTTING_DOWN after the grace, never as cut."""
+    import grpc
+    from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+
+    from services.common.errors import Reason
+    from services.common.rpc_errors import from_rpc_error
+
+    ports = _ports()
+    env = _env_for(tmp_path, ports)
+    (tmp_path / "llmesh.yaml").write_text(
+        "orchestrator: {shutdown_grace: 3}\n"  # longer than the emulator's own 1 s
+        "providers:\n"
+        "  slow:\n"
+        "    kind: openai-compatible\n"
+        f"    base_url: http://127.0.0.1:{ports['emu']}/v1\n"
+        "    headers: {x-emulator-itl-ms: '300'}\n"
+        "    models: [gpt-4o-mini]\n"
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "llmesh"), "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if "mesh is up" in line:
+                break
+        prompt = " ".join(f"word{i}" for i in range(60))  # about 18 s at 300 ms a piece
+        request = orchestrator_pb2.StreamChatRequest(
+            input=chat_pb2.ChatInput(
+                model="slow/gpt-4o-mini",
+                messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=prompt)],
+            )
+        )
+        kinds: list[str] = []
+        reason = None
+        with grpc.insecure_channel(env["LLMESH_ORCHESTRATOR_ADDRESS"]) as channel:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+            try:
+                for event in stub.StreamChat(request, timeout=60):
+                    kinds.append(event.WhichOneof("event") or "")
+                    if kinds[-1] == "text_delta" and kinds.count("text_delta") == 1:
+                        proc.send_signal(signal.SIGTERM)
+            except grpc.RpcError as exc:
+                reason = from_rpc_error(exc).reason
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:  # pragma: no cover
+            proc.kill()
+            proc.communicate()
+    assert "text_delta" in kinds
+    assert reason is Reason.SHUTTING_DOWN or (reason is None and kinds[-1] == "finish"), (
+        reason,
+        kinds,
+    )
+    assert proc.returncode == 0, rest
+    assert "stopped" in rest and "killing" not in rest

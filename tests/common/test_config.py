@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import ConfigError, load_config, resolve_provider
+from services.common.config import Config, ConfigError, load_config, resolve_provider
 
 ROOT = Path(__file__).parents[2]
 
@@ -15,6 +15,22 @@ def test_defaults_need_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert (c.gateway_host, c.gateway_port) == ("127.0.0.1", 8080)
     assert c.emulator.url == "http://127.0.0.1:8090"
     assert {"openai", "anthropic", "emulator"} <= set(c.providers)
+
+
+def test_the_default_database_is_per_user_not_per_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    expected = f"sqlite:///{tmp_path / 'data' / 'llmesh' / 'llmesh.db'}"
+    assert expected.startswith("sqlite:////")  # an absolute path
+    assert load_config(env={}).database_url == expected
+    assert Config().database_url == expected
+    assert load_config(env={"LLMESH_DATABASE_URL": "sqlite:///x.db"}).database_url == (
+        "sqlite:///x.db"
+    )
+    (tmp_path / "c.yaml").write_text("ledger: {url: 'sqlite:////elsewhere/l.db'}\n")
+    assert load_config(tmp_path / "c.yaml", env={}).database_url == "sqlite:////elsewhere/l.db"
 
 
 def test_example_file_loads() -> None:

@@ -101,14 +101,14 @@ async def test_json(tmp_path: Path) -> None:
     assert total["reasoning_tokens"] == 0
 
 
-async def test_missing_sqlite_ledger_reads_empty(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'none' / 'usage.db'}"
-    text = await usage_report(url, group_by=["tenant"], since=None, json_output=False, tenant=None)
-    assert text.splitlines()[-1] == "(no usage recorded)"
-    doc = json.loads(
-        await usage_report(url, group_by=[], since="7d", json_output=True, tenant=None)
-    )
-    assert doc["totals"] == [] and doc["total"]["requests"] == 0
+async def test_a_missing_sqlite_ledger_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "none" / "usage.db"
+    for json_output in (False, True):
+        with pytest.raises(FileNotFoundError, match="no usage ledger at") as caught:
+            await usage_report(
+                f"sqlite:///{path}", group_by=[], since=None, json_output=json_output, tenant=None
+            )
+        assert str(path) in str(caught.value)
     assert not (tmp_path / "none").exists()
 
 
