@@ -116,6 +116,9 @@ class EmulatorSettings:
     """Interface to bind."""
     port: int = 8090
     """TCP port to bind; 0 picks a free one (see `start`)."""
+    allow_unauthenticated: bool = False
+    """Bind a non-loopback `host` anyway: the emulator has no authentication, so `start`
+    refuses one unless this is set, and logs a WARNING when it is."""
     latency: Mapping[str, Latency] = field(default_factory=dict)
     """Latency profile per model name; models not listed use `default_latency`."""
     default_latency: Latency = Latency()
