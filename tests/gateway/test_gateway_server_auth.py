@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -87,3 +89,26 @@ async def test_with_keys_token_counts_need_one(tmp_path: Path) -> None:
     finally:
         await gateway.stop()
         await processor.stop(None)
+
+
+def test_python_dash_m_gateway_refuses_a_network_host(tmp_path: Path) -> None:
+    keys = f"sqlite:///{tmp_path}/keys.db"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--database-url",
+            keys,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("python -m gateway: gateway: refusing to listen on 0.0.0.0 ")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -122,3 +125,24 @@ async def test_unknown_provider_is_not_found_as_in_chat(
             assert reply.tokenizer == "estimate"
     finally:
         await server.stop(None)
+
+
+def test_python_dash_m_processor_refuses_a_network_bind(tmp_path: Path) -> None:
+    (tmp_path / "llmesh.yaml").write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "services.processor", "--address", "0.0.0.0:0"],
+        env={
+            **os.environ,
+            "LLMESH_CONFIG": str(tmp_path / "llmesh.yaml"),
+            "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/keys.db",
+            "LLMESH_LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        "python -m services.processor: processor: refusing to listen on 0.0.0.0:0"
+    )
