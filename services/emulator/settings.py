@@ -164,6 +164,7 @@ class EmulatorSettings:
         known = {
             "host",
             "port",
+            "allow_unauthenticated",
             "cache_ttl_s",
             "cache_long_ttl_s",
             "cache_min_tokens",
@@ -173,6 +174,8 @@ class EmulatorSettings:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown emulator settings: {sorted(unknown)}")
+        if not isinstance(raw.get("allow_unauthenticated", False), bool):
+            raise ValueError("allow_unauthenticated must be true or false")
         return cls(latency=latency, faults=faults, default_latency=default_latency, **raw)
 
 

@@ -136,3 +136,9 @@ async def test_python_dash_m_refuses_a_network_host() -> None:
     assert lines[0].startswith(
         "python -m services.emulator: emulator: refusing to listen on 0.0.0.0"
     )
+
+
+def test_the_opt_out_from_a_mapping_is_a_boolean() -> None:
+    assert EmulatorSettings.from_mapping({"allow_unauthenticated": True}).allow_unauthenticated
+    with pytest.raises(ValueError, match="allow_unauthenticated must be true or false"):
+        EmulatorSettings.from_mapping({"allow_unauthenticated": "yes"})
