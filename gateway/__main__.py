@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 from gateway.server import serve
 from gateway.settings import GatewaySettings
+from services.common.exposure import ExposureError
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -36,16 +38,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=defaults.processor_address,
         help=f"processor gRPC address (default {defaults.processor_address})",
     )
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("LLMESH_DATABASE_URL", defaults.key_store_url),
+        help="where the mesh's API keys live (default $LLMESH_DATABASE_URL or "
+        f"{defaults.key_store_url}); a non-loopback --host needs keys there",
+    )
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback address even though no API keys exist",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LLMESH_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     settings = GatewaySettings(
-        orchestrator_address=args.orchestrator, processor_address=args.processor
+        orchestrator_address=args.orchestrator,
+        processor_address=args.processor,
+        key_store_url=args.database_url,
+        allow_unauthenticated=args.allow_unauthenticated,
     )
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(settings, args.host, args.port))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings, args.host, args.port))
+    except ExposureError as exc:
+        sys.exit(f"python -m gateway: {exc}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Running the gateway under uvicorn: in the foreground (`serve`, `run`) or embedded (`start`).
 
 `start` binds ``host:0`` itself and hands the socket to uvicorn, so tests and benchmarks
-learn the port without racing for it.
+learn the port without racing for it. Both refuse a non-loopback host when no API keys
+exist, unless ``settings.allow_unauthenticated`` is set (`check_exposure`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from services.auth import check_listener
 from services.common import heap
 from services.common.config import Config
 
@@ -42,6 +44,21 @@ def uvicorn_config(settings: GatewaySettings, host: str, port: int) -> uvicorn.C
     )
 
 
+async def check_exposure(settings: GatewaySettings, host: str) -> None:
+    """The startup rule for the gateway's bind (`services.auth.check_bind`).
+
+    The gateway checks no key itself: it forwards ``authorization`` to the orchestrator
+    and the processor, which do. So a non-loopback host needs keys in
+    ``settings.key_store_url`` (or ``settings.allow_unauthenticated``, logged loudly).
+    """
+    await check_listener(
+        "gateway",
+        host,
+        settings.key_store_url,
+        allow_unauthenticated=settings.allow_unauthenticated,
+    )
+
+
 async def serve(
     settings: GatewaySettings,
     host: str = "127.0.0.1",
@@ -50,6 +67,7 @@ async def serve(
     sockets: list[socket.socket] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    await check_exposure(settings, host)
     server = _ForegroundServer(uvicorn_config(settings, host, port))
     await server.serve(sockets=sockets)
 
@@ -114,6 +132,7 @@ async def start(
     settings: GatewaySettings, host: str = "127.0.0.1", port: int = 0
 ) -> RunningGateway:
     """Start the gateway in the running event loop and return once it accepts connections."""
+    await check_exposure(settings, host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
     # then, and without it every response pays Nagle's delay against delayed ACKs (~40 ms).

@@ -29,6 +29,11 @@ class GatewaySettings:
     """The service name asked about in the orchestrator's ``grpc.health.v1`` check."""
     shutdown_grace: int = 10
     """Seconds open connections get to finish when the server stops."""
+    key_store_url: str = "sqlite:///var/llmesh.db"
+    """Where the mesh's API keys live (its ``ledger.url``): a non-loopback bind is refused
+    at start-up when none exist there (the orchestrator and processor check the keys)."""
+    allow_unauthenticated: bool = False
+    """Bind a non-loopback address even though no API keys exist (logged as a WARNING)."""
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -37,4 +42,6 @@ class GatewaySettings:
             orchestrator_address=config.orchestrator_address,
             processor_address=config.processor_address,
             max_body_bytes=config.max_message_bytes,
+            key_store_url=config.database_url,
+            allow_unauthenticated=config.allow_unauthenticated,
         )

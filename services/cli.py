@@ -177,25 +177,31 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _serve(config: Config, service: str) -> None:
-    if service == "orchestrator":
-        from services.orchestrator.server import run as run_orchestrator
+    try:
+        if service == "orchestrator":
+            from services.orchestrator.server import run as run_orchestrator
 
-        try:
             _run(run_orchestrator(config))
-        except ValueError as exc:  # e.g. a non-loopback bind without API keys
-            sys.exit(f"llmesh: {exc}")
-    elif service == "processor":
-        from services.processor.server import run as run_processor
+        elif service == "processor":
+            from services.processor.server import run as run_processor
 
-        _run(run_processor(config.processor_address))
-    elif service == "gateway":
-        from gateway.server import run as run_gateway
+            _run(run_processor(config))
+        elif service == "gateway":
+            from gateway.server import run as run_gateway
 
-        _run(run_gateway(config))
-    else:
-        from services.emulator.app import run as run_emulator
+            _run(run_gateway(config))
+        else:
+            from services.emulator.app import run as run_emulator
+            from services.emulator.settings import EmulatorSettings
 
-        _run(run_emulator(config.emulator.host, config.emulator.port))
+            settings = EmulatorSettings(
+                host=config.emulator.host,
+                port=config.emulator.port,
+                allow_unauthenticated=config.allow_unauthenticated,
+            )
+            _run(run_emulator(settings=settings))
+    except ValueError as exc:  # e.g. a non-loopback bind without API keys
+        sys.exit(f"llmesh: {exc}")
 
 
 def _needs_emulator(config: Config) -> bool:

@@ -9,9 +9,11 @@ from services.auth.authenticator import Authenticator, bearer_token
 from services.auth.bind import auth_required, check_bind, is_loopback
 from services.auth.cli import keys_command
 from services.auth.keys import KeyInfo, Principal
+from services.auth.startup import Access, check_listener, open_access
 from services.auth.store import KeyStore, open_key_store
 
 __all__ = [
+    "Access",
     "Authenticator",
     "KeyInfo",
     "KeyStore",
@@ -19,7 +21,9 @@ __all__ = [
     "auth_required",
     "bearer_token",
     "check_bind",
+    "check_listener",
     "is_loopback",
     "keys_command",
+    "open_access",
     "open_key_store",
 ]

@@ -1,12 +1,15 @@
-"""``python -m services.emulator [--host H] [--port P]``: serve until SIGINT or SIGTERM."""
+"""``python -m services.emulator [--host H] [--port P] [--allow-unauthenticated]``: serve."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import logging
+import sys
 from collections.abc import Sequence
 
+from services.common.exposure import ExposureError
 from services.emulator.app import run
 from services.emulator.settings import EmulatorSettings, Latency
 
@@ -20,6 +23,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--host", default=defaults.host, help="interface to bind")
     parser.add_argument("--port", type=int, default=defaults.port, help="port to bind (0: any)")
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="bind a non-loopback host even though the emulator has no authentication",
+    )
     parser.add_argument("--ttft-ms", type=float, default=0.0, help="default time to first token")
     parser.add_argument("--itl-ms", type=float, default=0.0, help="default inter-token latency")
     args = parser.parse_args(argv)
@@ -27,15 +35,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         defaults,
         host=args.host,
         port=args.port,
+        allow_unauthenticated=args.allow_unauthenticated,
         default_latency=Latency(args.ttft_ms, args.itl_ms),
     )
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but optional here
-        asyncio.run(run(settings=settings))
+        factory = None
     else:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        factory = uvloop.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(run(settings=settings))
+    except ExposureError as exc:
+        sys.exit(f"python -m services.emulator: {exc}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import signal
 
 from aiohttp import web
 
+from services.common.exposure import check_exposure
 from services.emulator import admin, anthropic_api, catalog, openai_api
 from services.emulator.settings import EmulatorSettings
 from services.emulator.state import STATE, EmulatorState
@@ -30,12 +31,29 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     return app
 
 
+def check_host(settings: EmulatorSettings) -> None:
+    """Refuse a non-loopback host unless ``allow_unauthenticated`` (then log a WARNING)."""
+    check_exposure(
+        "emulator",
+        settings.host,
+        authenticated=False,
+        allow_unauthenticated=settings.allow_unauthenticated,
+        why="the emulator has no authentication, so anyone who can reach this address "
+        "could use it and change its faults",
+        remedy="Bind a loopback address such as 127.0.0.1, or pass --allow-unauthenticated "
+        "to expose it on purpose.",
+    )
+
+
 async def start(settings: EmulatorSettings | None = None) -> tuple[web.AppRunner, int]:
     """Serve on ``settings.host:settings.port`` (port 0: any free port).
 
     Returns the runner (``await runner.cleanup()`` stops the server) and the bound port.
+    A non-loopback host is refused (`services.common.exposure.ExposureError`) unless
+    ``settings.allow_unauthenticated`` is set: the emulator authenticates no one.
     """
     settings = settings or EmulatorSettings()
+    check_host(settings)
     runner = web.AppRunner(
         create_app(settings),
         handler_cancellation=True,

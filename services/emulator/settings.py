@@ -116,6 +116,9 @@ class EmulatorSettings:
     """Interface to bind."""
     port: int = 8090
     """TCP port to bind; 0 picks a free one (see `start`)."""
+    allow_unauthenticated: bool = False
+    """Bind a non-loopback `host` anyway: the emulator has no authentication, so `start`
+    refuses one unless this is set, and logs a WARNING when it is."""
     latency: Mapping[str, Latency] = field(default_factory=dict)
     """Latency profile per model name; models not listed use `default_latency`."""
     default_latency: Latency = Latency()
@@ -161,6 +164,7 @@ class EmulatorSettings:
         known = {
             "host",
             "port",
+            "allow_unauthenticated",
             "cache_ttl_s",
             "cache_long_ttl_s",
             "cache_min_tokens",
@@ -170,6 +174,8 @@ class EmulatorSettings:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown emulator settings: {sorted(unknown)}")
+        if not isinstance(raw.get("allow_unauthenticated", False), bool):
+            raise ValueError("allow_unauthenticated must be true or false")
         return cls(latency=latency, faults=faults, default_latency=default_latency, **raw)
 
 

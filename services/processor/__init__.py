@@ -2,7 +2,7 @@
 
 from services.common.chat import Message, Role, ToolCall
 from services.processor.fit import FitResult, MessageCounter, fit_context, fit_counted
-from services.processor.server import SERVICE_NAME, run, serve
+from services.processor.server import SERVICE_NAME, ProcessorServer, run, serve
 from services.processor.servicer import ProcessorServicer
 from services.processor.tokenizers import (
     ESTIMATE,
@@ -17,6 +17,7 @@ __all__ = [
     "FitResult",
     "Message",
     "MessageCounter",
+    "ProcessorServer",
     "ProcessorServicer",
     "Role",
     "TokenCounter",

@@ -1,4 +1,4 @@
-"""``python -m services.processor [--address HOST:PORT]``: run the processor alone."""
+"""``python -m services.processor [--address HOST:PORT] [--allow-unauthenticated]``."""
 
 from __future__ import annotations
 
@@ -6,27 +6,39 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Sequence
 
-from services.common.config import Config
+from services.common.config import load_config, with_overrides
 from services.processor.server import run
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve until SIGINT or SIGTERM."""
-    default = Config().processor_address
     parser = argparse.ArgumentParser(
         prog="python -m services.processor", description="Run the llmesh processor."
     )
+    parser.add_argument("--config", help="configuration file (default: as for llmesh)")
     parser.add_argument(
-        "--address", default=default, help=f"gRPC address to bind (default {default})"
+        "--address", help="gRPC address to bind (default: processor.address, 127.0.0.1:50052)"
+    )
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback address even though no API keys exist",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LLMESH_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(run(args.address))
+    try:
+        config = load_config(args.config)
+        if args.allow_unauthenticated:
+            config = with_overrides(config, allow_unauthenticated=True)
+        asyncio.run(run(config, address=args.address))
+    except ValueError as exc:  # a bad configuration, or a non-loopback bind without keys
+        sys.exit(f"python -m services.processor: {exc}")
 
 
 if __name__ == "__main__":

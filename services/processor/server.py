@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 
+import grpc
 from llmesh.v1 import processor_pb2_grpc
 
+from services.auth import Access, Authenticator, check_bind, open_access
 from services.common import heap
+from services.common.config import Config
 from services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from services.processor.models import ModelNames
 from services.processor.servicer import ProcessorServicer
 from services.processor.tokenizers import Tokenizers
 
@@ -18,37 +23,99 @@ log = logging.getLogger("llmesh.processor")
 SERVICE_NAME = "llmesh.v1.ProcessorService"
 
 
+@dataclass
+class ProcessorServer:
+    """A running processor: its gRPC server and the key store its calls are checked against."""
+
+    running: RunningServer
+    access: Access
+
+    @property
+    def server(self) -> grpc.aio.Server:
+        """The gRPC server."""
+        return self.running.server
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return self.running.port
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop serving, let in-flight calls finish within `grace`, close the key store."""
+        await self.running.set_serving([SERVICE_NAME], False)
+        await self.running.server.stop(grace)
+        await self.access.aclose()
+
+
+async def access_for(address: str, config: Config | None) -> Access:
+    """The startup rule for the processor's bind, and who its calls act for."""
+    if config is None:  # no configuration: no key store, so loopback only
+        check_bind(address, False, False, service="processor")
+        return Access(Authenticator(None, required=False), None)
+    return await open_access(
+        "processor",
+        address,
+        config.database_url,
+        allow_unauthenticated=config.allow_unauthenticated,
+    )
+
+
 async def serve(
-    address: str, *, tokenizers: Tokenizers | None = None, reuse_port: bool = False
-) -> RunningServer:
+    address: str,
+    *,
+    config: Config | None = None,
+    tokenizers: Tokenizers | None = None,
+    reuse_port: bool = False,
+) -> ProcessorServer:
     """Load the tokenizers, then start the processor on `address` (``host:0`` allowed).
+
+    `config` names the key store (``ledger.url``: with keys in it, every call needs one),
+    the ``--allow-unauthenticated`` override, and the providers, aliases and routes whose
+    models are counted. Without it there are no keys, any model name is counted, and only
+    a loopback address may be bound. A non-loopback bind without keys is refused
+    (`services.common.exposure.ExposureError`) unless the override is set.
 
     Loading happens before the server accepts calls, so no call waits for it. It runs on
     the event loop (under a second, once): the loader holds the GIL, so a thread would not
     free the loop, and the loader briefly changes the process's warning filters.
     """
-    tokenizers = tokenizers or Tokenizers()
-    seconds = tokenizers.warm()
-    log.info("tokenizers loaded in %.2f s", seconds)
-    return await start_server(
-        [
-            ServiceBinding(
-                processor_pb2_grpc.add_ProcessorServiceServicer_to_server,
-                ProcessorServicer(tokenizers),
-                SERVICE_NAME,
-            )
-        ],
-        address,
-        reuse_port=reuse_port,
-    )
+    access = await access_for(address, config)
+    try:
+        tokenizers = tokenizers or Tokenizers()
+        seconds = tokenizers.warm()
+        log.info("tokenizers loaded in %.2f s", seconds)
+        servicer = ProcessorServicer(
+            tokenizers,
+            authenticator=access.authenticator,
+            models=None if config is None else ModelNames.from_config(config),
+        )
+        running = await start_server(
+            [
+                ServiceBinding(
+                    processor_pb2_grpc.add_ProcessorServiceServicer_to_server,
+                    servicer,
+                    SERVICE_NAME,
+                )
+            ],
+            address,
+            reuse_port=reuse_port,
+        )
+    except BaseException:
+        await access.aclose()
+        raise
+    return ProcessorServer(running, access)
 
 
-async def run(address: str, *, grace: float = 5.0) -> None:
-    """Serve until SIGINT or SIGTERM, then let in-flight calls finish within `grace`."""
-    running = await serve(address)
+async def run(config: Config, *, address: str | None = None, grace: float = 5.0) -> None:
+    """Serve until SIGINT or SIGTERM, then let in-flight calls finish within `grace`.
+
+    `address` overrides the configured ``processor.address``.
+    """
+    address = address or config.processor_address
+    server = await serve(address, config=config)
     heap.settle()
     host = address.rpartition(":")[0]
-    print(f"processor listening on {host}:{running.port}", flush=True)
+    print(f"processor listening on {host}:{server.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -58,5 +125,4 @@ async def run(address: str, *, grace: float = 5.0) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await running.set_serving([SERVICE_NAME], False)
-        await running.server.stop(grace)
+        await server.stop(grace)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from services.auth.bind import auth_required, check_bind, is_loopback
@@ -79,3 +81,22 @@ def test_refusal_says_what_to_do() -> None:
     assert "llmesh keys create --tenant" in message
     assert "127.0.0.1" in message
     assert "--allow-unauthenticated" in message
+
+
+def test_refusal_names_the_service() -> None:
+    with pytest.raises(ValueError, match=r"^processor: refusing to listen on 0.0.0.0:50052 "):
+        check_bind("0.0.0.0:50052", False, False, service="processor")
+
+
+def test_the_override_is_logged_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        check_bind("0.0.0.0:50051", False, True)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "orchestrator listens on 0.0.0.0:50051 WITHOUT AUTHENTICATION" in caplog.text
+
+
+def test_keys_or_loopback_log_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        check_bind("0.0.0.0:50051", True, True)
+        check_bind("127.0.0.1:50051", False, True)
+    assert not caplog.records

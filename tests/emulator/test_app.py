@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -10,7 +11,9 @@ import httpx
 import openai
 import pytest
 
+from services.common.exposure import ExposureError
 from services.emulator import EmulatorSettings, FaultSpec, Latency, start
+from services.emulator.app import check_host
 from tests.emulator.helpers import MODEL
 
 
@@ -94,3 +97,48 @@ async def test_python_dash_m_serves_until_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_network_host_is_refused_before_binding() -> None:
+    with pytest.raises(ExposureError, match=r"^emulator: refusing to listen on 0\.0\.0\.0 "):
+        await start(EmulatorSettings(host="0.0.0.0", port=0))
+
+
+def test_the_opt_out_is_logged_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        check_host(EmulatorSettings(host="0.0.0.0", allow_unauthenticated=True))
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "emulator listens on 0.0.0.0 WITHOUT AUTHENTICATION" in caplog.text
+
+
+async def test_python_dash_m_refuses_a_network_host() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.emulator",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 1
+    assert out == b""
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "python -m services.emulator: emulator: refusing to listen on 0.0.0.0"
+    )
+
+
+def test_the_opt_out_from_a_mapping_is_a_boolean() -> None:
+    assert EmulatorSettings.from_mapping({"allow_unauthenticated": True}).allow_unauthenticated
+    with pytest.raises(ValueError, match="allow_unauthenticated must be true or false"):
+        EmulatorSettings.from_mapping({"allow_unauthenticated": "yes"})

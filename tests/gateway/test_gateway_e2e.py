@@ -184,3 +184,20 @@ async def test_processor_through_the_gateway(mesh: Mesh) -> None:
     body = fitted.json()
     assert [m["content"] for m in body["messages"]] == ["be brief", "new question"]
     assert body["droppedIndices"] == [1]
+
+
+async def test_an_unknown_model_is_404_for_counting_as_for_chat(mesh: Mesh) -> None:
+    async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=10) as http:
+        counted = await http.post("/api/v1/tokens/count", json={"model": "nope/x", "text": "hi"})
+        chat = await http.post(
+            "/api/v1/chat",
+            json={
+                "input": {"model": "nope/x", "messages": [{"role": "ROLE_USER", "content": "hi"}]}
+            },
+        )
+        alias = await http.post("/api/v1/tokens/count", json={"model": "fast", "text": "hi"})
+    assert chat.status_code == 404
+    assert counted.status_code == 404, counted.text
+    assert counted.json()["error"]["reason"] == chat.json()["error"]["reason"] == "MODEL_NOT_FOUND"
+    assert counted.json()["error"]["message"] == chat.json()["error"]["message"]
+    assert alias.status_code == 200

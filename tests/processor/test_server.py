@@ -15,9 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 from services.common.errors import Reason
-from services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from services.common.grpc_server import ServiceBinding, start_server
 from services.common.rpc_errors import from_rpc_error
-from services.processor.server import SERVICE_NAME, serve
+from services.processor.server import SERVICE_NAME, ProcessorServer, serve
 from services.processor.servicer import ProcessorServicer
 from services.processor.tokenizers import TokenCounter, Tokenizers
 
@@ -25,14 +25,14 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
-async def server(tokenizers: Tokenizers) -> AsyncIterator[RunningServer]:
+async def server(tokenizers: Tokenizers) -> AsyncIterator[ProcessorServer]:
     running = await serve("127.0.0.1:0", tokenizers=tokenizers)
     yield running
-    await running.server.stop(None)
+    await running.stop(None)
 
 
 @pytest.fixture
-async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+async def channel(server: ProcessorServer) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
         yield ch
 
@@ -239,7 +239,8 @@ async def test_a_bug_becomes_internal_and_the_server_survives(
     assert "FitContext failed" in caplog.text
 
 
-async def test_module_runs_until_sigterm() -> None:
+async def test_module_runs_until_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "none.yaml").write_text("")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -247,7 +248,12 @@ async def test_module_runs_until_sigterm() -> None:
         "--address",
         "127.0.0.1:0",
         cwd=ROOT,
-        env={**os.environ, "LLMESH_LOG_LEVEL": "WARNING"},
+        env={
+            **os.environ,
+            "LLMESH_LOG_LEVEL": "WARNING",
+            "LLMESH_CONFIG": str(tmp_path / "none.yaml"),
+            "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -142,7 +142,7 @@ class Mesh:
                 config, address="127.0.0.1:0", engine=build_engine(config, env=self.env())
             )
             self.orchestrator_address = f"127.0.0.1:{orch.port}"
-            proc = await serve_processor("127.0.0.1:0")
+            proc = await serve_processor("127.0.0.1:0", config=config)
             self.processor_address = f"127.0.0.1:{proc.port}"
             gw = await start_gateway(
                 replace(
@@ -158,7 +158,7 @@ class Mesh:
         ready.set_result(None)
         await self._stop.wait()
         await gw.stop()
-        await proc.server.stop(1)
+        await proc.stop(1)
         await orch.stop(1)
         await runner.cleanup()
 

@@ -1,0 +1,61 @@
+"""`llmesh serve X` on a non-loopback address: refused without keys, loud with the opt-out.
+
+Nothing here listens on the network: a refused service stops before binding, and the
+opt-out runs bind 192.0.2.1 (TEST-NET-1, documentation only, on no interface here), which
+fails after the WARNING is logged.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SERVICES = ["orchestrator", "processor", "gateway", "emulator"]
+
+
+def _env(tmp_path: Path, host: str) -> dict[str, str]:
+    config = tmp_path / "llmesh.yaml"
+    config.write_text("")
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LLMESH_CONFIG": str(config),
+        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
+        "LLMESH_LOG_LEVEL": "WARNING",
+        "LLMESH_ORCHESTRATOR_ADDRESS": f"{host}:0",
+        "LLMESH_PROCESSOR_ADDRESS": f"{host}:0",
+        "LLMESH_GATEWAY_HOST": host,
+        "LLMESH_GATEWAY_PORT": "0",
+        "LLMESH_EMULATOR_HOST": host,
+        "LLMESH_EMULATOR_PORT": "0",
+    }
+
+
+def _llmesh(tmp_path: Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=_env(tmp_path, host),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_keys_and_a_network_bind_is_refused_in_one_line(tmp_path: Path, service: str) -> None:
+    done = _llmesh(tmp_path, "0.0.0.0", "serve", service)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"llmesh: {service}: refusing to listen on 0.0.0.0")
+    assert "--allow-unauthenticated" in lines[0]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_opt_out_is_logged_as_a_warning(tmp_path: Path, service: str) -> None:
+    done = _llmesh(tmp_path, "192.0.2.1", "--allow-unauthenticated", "serve", service)
+    assert done.returncode != 0  # the address is on no interface
+    assert f"WARNING {service} listens on 192.0.2.1" in done.stderr
+    assert "WITHOUT AUTHENTICATION" in done.stderr
