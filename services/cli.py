@@ -303,6 +303,20 @@ def _stop_in_order(procs: Sequence[tuple[str, subprocess.Popen[bytes]]], grace: 
             proc.wait()
 
 
+def _child_command(config: Config, config_path: str | None) -> list[str]:
+    """The command line `llmesh up` starts each service with (``serve NAME`` follows).
+
+    It carries the configuration file and the opt-out, so every service decides as `up`
+    was told to.
+    """
+    command = [sys.executable, "-m", "services.cli"]
+    if config_path:
+        command += ["--config", config_path]
+    if config.allow_unauthenticated:
+        command.append("--allow-unauthenticated")
+    return command
+
+
 def _up(config: Config, config_path: str | None) -> int:
     """Start each service as its own process; stop them in order on Ctrl-C or SIGTERM."""
     plan: list[tuple[str, str, str]] = []
@@ -323,9 +337,7 @@ def _up(config: Config, config_path: str | None) -> int:
     stop_wait = max(config.shutdown_grace, GatewaySettings.from_config(config).shutdown_grace) + 5
     if any(_busy(name, address) for name, address, _ in plan):
         return 1  # nothing started
-    base = [sys.executable, "-m", "services.cli"] + (
-        ["--config", config_path] if config_path else []
-    )
+    base = _child_command(config, config_path)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
 

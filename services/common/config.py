@@ -25,6 +25,13 @@ class ConfigError(ValueError):
     """The configuration file or environment is invalid."""
 
 
+def _flag(value: object, key: str) -> bool:
+    """A YAML boolean; anything else (a quoted ``"false"`` reads true to ``bool``) is an error."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """One upstream provider: which adapter speaks to it, where, and with what key."""
@@ -312,7 +319,9 @@ def load_config(
             env.get("LLMESH_DATABASE_URL") or ledger_raw.get("url") or default_database_url()
         ),
         ledger_flush_interval=float(ledger_raw.get("flush_interval", 0.05)),
-        allow_unauthenticated=bool(auth_raw.get("allow_unauthenticated", False)),
+        allow_unauthenticated=_flag(
+            auth_raw.get("allow_unauthenticated", False), "auth.allow_unauthenticated"
+        ),
         policy=policy,
     )
 

@@ -59,3 +59,15 @@ def test_the_opt_out_is_logged_as_a_warning(tmp_path: Path, service: str) -> Non
     assert done.returncode != 0  # the address is on no interface
     assert f"WARNING {service} listens on 192.0.2.1" in done.stderr
     assert "WITHOUT AUTHENTICATION" in done.stderr
+
+
+def test_up_passes_the_opt_out_to_every_service(tmp_path: Path) -> None:
+    """`llmesh --allow-unauthenticated up` must reach the services it starts."""
+    from services.cli import _child_command
+    from services.common.config import load_config, with_overrides
+
+    config = load_config(None, env={})
+    plain = _child_command(config, None)
+    assert "--allow-unauthenticated" not in plain
+    opened = _child_command(with_overrides(config, allow_unauthenticated=True), "c.yaml")
+    assert opened[-3:] == ["--config", "c.yaml", "--allow-unauthenticated"]

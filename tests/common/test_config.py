@@ -56,6 +56,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "providers: {x: {kind: openai, colour: red}}",
         "aliases: {fast: gpt-4o}",
         "- a list",
+        'auth: {allow_unauthenticated: "false"}',  # a string is not a yes or a no
     ],
 )
 def test_invalid_files_are_rejected_clearly(tmp_path: Path, text: str) -> None:
