@@ -30,6 +30,7 @@ from services.orchestrator.domain import (
     Finish,
     FinishReason,
     Message,
+    ProviderEvent,
     Role,
     TextDelta,
     ToolCallDelta,
@@ -235,6 +236,7 @@ class Orchestrator:
         index = 0
         previous: Target | None = None
         last_reason = Reason.INTERNAL
+        relay: AsyncGenerator[ProviderEvent, None] | None = None
         try:
             while index < len(targets):
                 try:
@@ -252,7 +254,8 @@ class Orchestrator:
                 elif previous is not None:
                     yield Switched(previous, target, last_reason, policy.mid_stream)
                 try:
-                    async for event in opened.relay():
+                    relay = opened.relay()
+                    async for event in relay:
                         if isinstance(event, Finish):
                             usage = event.usage or self._estimate(
                                 request, sum(len(p) for p in opened.output)
@@ -287,6 +290,8 @@ class Orchestrator:
                 raise LlmeshError(Reason.INTERNAL, "no target to try")
             raise self._with_usage(last_error, total, None)
         finally:
+            if relay is not None:  # closed by the consumer: the attempt records its output
+                await relay.aclose()
             trail.close_running(Outcome.CANCELLED, self._clock())
 
     async def _open(

@@ -95,7 +95,9 @@ def worst_case(
     """What one attempt at `target` may cost at most, in USD."""
     tokens = input_bound(request) if input_tokens is None else input_tokens
     out, _ = output_bound(prices, target, request)
-    return prices.worst_case(target.provider, target.model, tokens, out)
+    return prices.worst_case(
+        target.provider, target.model, tokens, out, cache_ttl=request.prompt_cache_ttl
+    )
 
 
 @dataclass
@@ -186,7 +188,8 @@ class CallSpend:
             raise LlmeshError(
                 Reason.BUDGET_EXCEEDED,
                 f"the reply from {target.name} was stopped after {self._seen} bytes of output: "
-                f"it outgrew the {self._held:.4f} USD held for the call and {err.message}",
+                f"it outgrew the {self._held:.4f} USD held for the call, and holding more was "
+                f"refused: {err.message}",
                 metadata=dict(err.metadata),
             ) from None
 
