@@ -13,7 +13,9 @@ once, so a cost is the float nearest its exact decimal value (0.1 * 3.0 is 0.3, 
 The shipped prices (`PriceTable.defaults`, listed in `services.ledger.price_list`) are
 OpenAI's and Anthropic's standard list prices as of November 2025 (`SOURCE_DATE`): no batch,
 priority, regional or long-context (over 200k input tokens) rates. Configuration overrides
-them; check the providers' pricing pages before relying on a bill.
+them; check the providers' pricing pages before relying on a bill. A price also carries the
+model's published output limit (`Price.max_output_tokens`), which bounds a call's worst case
+when it sets no ``max_tokens``.
 """
 
 from __future__ import annotations

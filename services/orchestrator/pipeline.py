@@ -190,10 +190,11 @@ class CallPipeline:
 
         return both
 
-    def _cap_cost(self, call: ChatCall, input_tokens: int) -> ChatCall:
+    def _cap_cost(self, call: ChatCall) -> ChatCall:
         """Route to the cheapest target whose worst case fits `max_cost_usd`."""
         if call.max_cost_usd is None:
             return call
+        input_tokens = input_bound(call.request)
         targets, _ = self.engine.targets(call)
         priced = []
         for t in targets:
@@ -258,7 +259,7 @@ class CallPipeline:
                     self._record_hit(call, caller, request_id, wall, hit)
                     return
                 collected = []
-            call = self._cap_cost(call, input_bound(call.request))
+            call = self._cap_cost(call)
             if self._budgets is not None:
                 scopes = await self._scopes(call, caller)
                 if scopes:

@@ -375,7 +375,7 @@ async def _booked(mesh: Mesh, tmp_path: Path, policy: dict[str, Any], calls: Cal
         spent_today, _ = await budgets.spent(f"tenant:{TENANT}")
     finally:
         await server.stop(0.5)
-    assert "ok" in outcomes or Reason.BUDGET_EXCEEDED.value in outcomes, outcomes
+    assert outcomes and all(o.startswith(("ok", "BUDGET_EXCEEDED")) for o in outcomes), outcomes
     store = await open_store(url)
     try:
         ledger = sum(r.cost_usd for r in await store.totals([], tenant=TENANT))
@@ -386,12 +386,22 @@ async def _booked(mesh: Mesh, tmp_path: Path, policy: dict[str, Any], calls: Cal
 
 
 async def _outcome(address: str, inp: chat_pb2.ChatInput) -> str:
-    """``ok`` or the error reason of one streamed call."""
+    """``ok`` or the error reason of one streamed call, with the request id of a call
+    that failed after output (``BUDGET_EXCEEDED stopped req_...``)."""
     inp.metadata["tenant"] = TENANT
+    received: list[Any] = []
     try:
-        events = await _stream(address, inp)
+        async with grpc.aio.insecure_channel(address) as ch:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+            request = orchestrator_pb2.StreamChatRequest(input=inp)
+            async for event in stub.StreamChat(request, timeout=10):
+                received.append(event)
     except grpc.aio.AioRpcError as err:
-        return from_rpc_error(err).reason.value
+        error = from_rpc_error(err)
+        if any(e.WhichOneof("event") == "text_delta" for e in received):
+            return f"{error.reason.value} stopped {error.metadata['request_id']}"
+        return error.reason.value
+    events = received
     assert events[-1].WhichOneof("event") == "finish"
     return "ok"
 
@@ -419,10 +429,22 @@ async def test_long_replies_without_max_tokens_stay_within_the_cap(
         "budgets": {"tenants": {TENANT: {"daily_usd": cap}}},
     }
     text = " ".join(["w"] * 6000)
-    spent = await _booked(
-        mesh, tmp_path, policy, _concurrently(10, lambda: _input(f"openai/{model}", text))
-    )
+    outcomes: list[str] = []
+
+    async def run(address: str) -> list[str]:
+        calls = _concurrently(10, lambda: _input(f"openai/{model}", text))
+        outcomes.extend(await calls(address))
+        return outcomes
+
+    spent = await _booked(mesh, tmp_path, policy, run)
     assert 0 < spent <= cap
+    stopped = [o.split()[-1] for o in outcomes if " stopped " in o]
+    if limit is None:  # four calls held 4,096 tokens each, and at most $20 could be spent
+        assert stopped, outcomes
+    for request_id in stopped:  # a stopped reply is billed for what it produced
+        record = await _record(f"sqlite:///{tmp_path}/spend.db", request_id)
+        assert (record.status, record.error_reason) == ("error", "BUDGET_EXCEEDED")
+        assert record.output_tokens > 0 and record.cost_usd > 0
 
 
 async def test_a_mid_stream_restart_is_reserved_before_it_starts(

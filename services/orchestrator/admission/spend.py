@@ -146,9 +146,14 @@ class CallSpend:
         self._attempts[id(record)] = attempt
         try:
             await self._cover()
-        except LlmeshError:
+        except LlmeshError as err:
             del self._attempts[id(record)]
-            raise
+            kind = "a hedge" if record.hedged else "a retry" if record.retry else "another attempt"
+            raise LlmeshError(
+                Reason.BUDGET_EXCEEDED,
+                f"{kind} at {record.target.name} was not sent: {err.message}",
+                metadata=dict(err.metadata),
+            ) from None
 
     async def watch(self, events: AsyncGenerator[EngineEvent, None]) -> AsyncIterator[EngineEvent]:
         """Relay `events`, extending the hold as a reply without a provider-enforced limit
