@@ -13,7 +13,9 @@ once, so a cost is the float nearest its exact decimal value (0.1 * 3.0 is 0.3, 
 The shipped prices (`PriceTable.defaults`, listed in `services.ledger.price_list`) are
 OpenAI's and Anthropic's standard list prices as of November 2025 (`SOURCE_DATE`): no batch,
 priority, regional or long-context (over 200k input tokens) rates. Configuration overrides
-them; check the providers' pricing pages before relying on a bill.
+them; check the providers' pricing pages before relying on a bill. A price also carries the
+model's published output limit (`Price.max_output_tokens`), which bounds a call's worst case
+when it sets no ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -58,12 +60,20 @@ class Price:
     """Input written to a 1-hour prompt cache; default 2 x input."""
     reasoning: float | None = None
     """Reasoning tokens, when billed apart from output; default the output price."""
+    max_output_tokens: int | None = None
+    """The most output tokens the model can produce in one reply (its published limit);
+    None when unknown. Bounds a call's worst-case cost when the request sets no max_tokens."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None and not value >= 0:  # also rejects NaN
                 raise ValueError(f"price {f.name} must be >= 0, got {value!r}")
+        limit = self.max_output_tokens
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValueError(f"price max_output_tokens must be an integer, got {limit!r}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"price max_output_tokens must be >= 1, got {limit!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +168,22 @@ class PriceTable:
             if unknown:
                 raise ValueError(f"price {key}: unknown field(s) {sorted(unknown)}")
             try:
-                parsed = {name: float(v) for name, v in values.items()}
+                parsed: dict[str, float | int] = {
+                    name: _limit(v) if name == "max_output_tokens" else float(v)
+                    for name, v in values.items()
+                }
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"price {key}: prices must be numbers ({exc})") from None
             base = prices.get(key)
-            if base is not None:
-                prices[key] = replace(base, **parsed)
-            elif "input" in parsed and "output" in parsed:
-                prices[key] = Price(**parsed)
-            else:
-                raise ValueError(f"price {key}: a new entry needs 'input' and 'output'")
+            try:
+                if base is not None:
+                    prices[key] = replace(base, **parsed)  # type: ignore[arg-type]
+                elif "input" in parsed and "output" in parsed:
+                    prices[key] = Price(**parsed)  # type: ignore[arg-type]
+                else:
+                    raise ValueError("a new entry needs 'input' and 'output'")
+            except ValueError as exc:
+                raise ValueError(f"price {key}: {exc}") from None
         return PriceTable(prices, source_date=self.source_date)
 
     def lookup(self, provider: str, model: str) -> tuple[str, Price] | None:
@@ -190,6 +206,11 @@ class PriceTable:
         """The price of a provider's model, or None when none matches."""
         found = self.lookup(provider, model)
         return found[1] if found is not None else None
+
+    def output_limit(self, provider: str, model: str) -> int | None:
+        """The model's published output limit in tokens, or None when unknown."""
+        price = self.price(provider, model)
+        return None if price is None else price.max_output_tokens
 
     def cost_of(self, provider: str, model: str, usage: Usage, *, cache_ttl: str = "5m") -> Cost:
         """The cost and cache savings of `usage`, and whether the model had a price."""
@@ -251,6 +272,16 @@ class PriceTable:
 def _savings(r: _Rates, usage: Usage) -> float:
     saved = usage.cache_read_tokens * (r.input - r.cache_read)
     return float(max(saved, _ZERO) / _MILLION)
+
+
+def _limit(value: object) -> int:
+    """A configured ``max_output_tokens``: a whole number (``8192`` or ``8192.0``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"max_output_tokens must be a whole number, got {value!r}")
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"max_output_tokens must be a whole number, got {value!r}")
+    return int(number)
 
 
 def _split_key(key: str) -> tuple[str, str]:

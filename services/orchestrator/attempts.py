@@ -29,13 +29,14 @@ from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import Breakers, TargetLimiter
 from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
-Gate = Callable[[str, ChatRequest], Awaitable[None]]
-"""Admits one attempt at a target (e.g. its rate limit), or raises `LlmeshError`."""
+Gate = Callable[[AttemptRecord, ChatRequest], Awaitable[None]]
+"""Admits one attempt (its record names the target) just before its request is sent, e.g.
+the target's rate limit or the call's budget; raises `LlmeshError` to keep it unsent."""
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """What attempts share: breakers, queues, the clock, the call's trail, a target gate."""
+    """What attempts share: breakers, queues, the clock, the call's trail, its admission."""
 
     breakers: Breakers
     limiter: TargetLimiter
@@ -140,7 +141,9 @@ class Opened:
         await self.stack.aclose()
 
 
-NOT_SENT = frozenset({Reason.CIRCUIT_OPEN, Reason.QUEUE_FULL, Reason.RATE_LIMIT_EXCEEDED})
+NOT_SENT = frozenset(
+    {Reason.CIRCUIT_OPEN, Reason.QUEUE_FULL, Reason.RATE_LIMIT_EXCEEDED, Reason.BUDGET_EXCEEDED}
+)
 """Attempt failures that happen before a request leaves llmesh (they do not count against
 the target's breaker, and cost nothing)."""
 
@@ -170,7 +173,7 @@ async def open_attempt(
         rt.trail.deliberate_wait += rt.clock() - q0
         await rt.breakers.check(name)
         if rt.gate is not None:
-            await rt.gate(name, request)
+            await rt.gate(record, request)
         events = provider.stream(request, timeout=timeout)
         stack.push_async_callback(events.aclose)
         head: list[ProviderEvent] = []

@@ -30,6 +30,7 @@ from services.orchestrator.domain import (
     Finish,
     FinishReason,
     Message,
+    ProviderEvent,
     Role,
     TextDelta,
     ToolCallDelta,
@@ -130,8 +131,15 @@ def new_request_id() -> str:
     return "req_" + os.urandom(16).hex()
 
 
-_NO_FALLBACK = frozenset({Reason.CANCELLED, Reason.DEADLINE_EXCEEDED, Reason.INVALID_REQUEST})
-"""Failures that another target cannot cure."""
+_NO_FALLBACK = frozenset(
+    {
+        Reason.CANCELLED,
+        Reason.DEADLINE_EXCEEDED,
+        Reason.INVALID_REQUEST,
+        Reason.BUDGET_EXCEEDED,
+    }
+)
+"""Failures that another target cannot cure (an attempt the budget refused is not sent)."""
 
 DEFAULT_HEDGE_DELAY = 1.0
 """Hedge delay in seconds when a percentile is asked for but no TTFT history exists yet."""
@@ -174,8 +182,6 @@ class Orchestrator:
         self._clock = clock
         self._sleep = sleep
         self._ttfts: dict[str, collections.deque[float]] = {}
-        self.gate: Gate | None = None
-        """Admits each attempt at a target (the call pipeline sets per-target rate limits)."""
 
     @property
     def router(self) -> Router:
@@ -210,15 +216,19 @@ class Orchestrator:
         timeout: float | None = None,
         request_id: str | None = None,
         trail: Trail | None = None,
+        admit: Gate | None = None,
     ) -> AsyncGenerator[EngineEvent, None]:
         """Stream the reply to `call`; see the module docstring for the guarantees.
 
-        Pass a `trail` to read the attempts afterwards, also when the call fails.
+        Pass a `trail` to read the attempts afterwards, also when the call fails. `admit`
+        is awaited before each attempt's request is sent (first try, retry, hedge, fallback,
+        mid-stream restart or continuation); an attempt it refuses is never sent, and a
+        refusal for BUDGET_EXCEEDED ends the call (a refused hedge is simply not raced).
         """
         targets, policy = self.targets(call)
         request_id = request_id or new_request_id()
         trail = trail or Trail(started=self._clock())
-        rt = Runtime(self._breakers, self._limiter, self._clock, trail, self.gate)
+        rt = Runtime(self._breakers, self._limiter, self._clock, trail, admit)
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
         total = Usage()
@@ -228,6 +238,7 @@ class Orchestrator:
         index = 0
         previous: Target | None = None
         last_reason = Reason.INTERNAL
+        relay: AsyncGenerator[ProviderEvent, None] | None = None
         try:
             while index < len(targets):
                 try:
@@ -245,7 +256,8 @@ class Orchestrator:
                 elif previous is not None:
                     yield Switched(previous, target, last_reason, policy.mid_stream)
                 try:
-                    async for event in opened.relay():
+                    relay = opened.relay()
+                    async for event in relay:
                         if isinstance(event, Finish):
                             usage = event.usage or self._estimate(
                                 request, sum(len(p) for p in opened.output)
@@ -280,6 +292,8 @@ class Orchestrator:
                 raise LlmeshError(Reason.INTERNAL, "no target to try")
             raise self._with_usage(last_error, total, None)
         finally:
+            if relay is not None:  # closed by the consumer: the attempt records its output
+                await relay.aclose()
             trail.close_running(Outcome.CANCELLED, self._clock())
 
     async def _open(

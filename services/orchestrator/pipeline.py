@@ -3,10 +3,13 @@
 For each call, in order: rate limits (requests and an estimate of tokens per minute, per
 tenant and per key), the response cache (a hit is replayed as a stream, at no cost),
 cost-capped routing, a budget reservation of the call's worst-case cost; then the engine
-streams the call; finally, whatever happened (finish, error, the caller going away), the
-actual cost is committed and the rest of the reservation released, over-estimated tokens
-are refunded, the reply is stored in the response cache, and exactly one usage record is
-handed to the ledger when any attempt reached a provider.
+streams the call, admitting each attempt through the call's budget (`admission.spend`:
+every attempt is reserved before it is sent, and a reply without an enforced output limit
+extends the hold as it streams) and the per-target rate limits; finally, whatever happened
+(finish, error, the caller going away), the actual cost is committed and the rest of the
+reservation released, over-estimated tokens are refunded, the reply is stored in the
+response cache, and exactly one usage record is handed to the ledger when any attempt
+reached a provider.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ from typing import Any
 from services.common.errors import LlmeshError, Reason
 from services.ledger import LedgerWriter, PriceTable, UsageRecord
 from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
+from services.orchestrator.admission.spend import DEFAULT_MAX_OUTPUT as DEFAULT_MAX_OUTPUT
+from services.orchestrator.admission.spend import (
+    CallSpend,
+    input_bound,
+    open_spend,
+    worst_case,
+)
 from services.orchestrator.attempts import NOT_SENT as _NOT_SENT
+from services.orchestrator.attempts import Gate
 from services.orchestrator.deadline import Deadline
 from services.orchestrator.domain import ChatRequest, Usage
 from services.orchestrator.engine import (
@@ -40,9 +51,6 @@ from services.orchestrator.response_cache import (
 )
 from services.orchestrator.routing import Target
 from services.orchestrator.trail import AttemptRecord, Outcome, Trail
-
-DEFAULT_MAX_OUTPUT = 4096
-"""Output tokens assumed for reservations and token limits when a call sets no max_tokens."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +117,10 @@ class CallPipeline:
         self._count_input = count_input
         self._seed_budget = seed_budget
         self._seeded: set[str] = set()
-        if rate_limiter is not None and self._policies.target_limits:
-            engine.gate = self._target_gate
 
-    async def _target_gate(self, target: str, request: ChatRequest) -> None:
+    async def _target_gate(self, record: AttemptRecord, request: ChatRequest) -> None:
         """Per-target requests and tokens per minute, checked before each attempt."""
+        target = record.target.name
         limit = _pick(self._policies.target_limits, target)
         if limit is None or self._limiter is None:
             return
@@ -170,13 +177,25 @@ class CallPipeline:
         return scopes
 
     def _worst_case(self, target: Target, request: ChatRequest, input_tokens: int) -> float:
-        max_out = request.max_tokens or DEFAULT_MAX_OUTPUT
-        return self._prices.worst_case(target.provider, target.model, input_tokens, max_out)
+        return worst_case(self._prices, target, request, input_tokens)
 
-    def _cap_cost(self, call: ChatCall, input_tokens: int) -> ChatCall:
+    def _admission(self, spend: CallSpend | None) -> Gate | None:
+        """What admits each attempt of a call: its budget first, then the target's rate."""
+        rate = self._target_gate if self._limiter and self._policies.target_limits else None
+        if spend is None or rate is None:
+            return rate if spend is None else spend.admit
+
+        async def both(record: AttemptRecord, request: ChatRequest) -> None:
+            await spend.admit(record, request)
+            await rate(record, request)
+
+        return both
+
+    def _cap_cost(self, call: ChatCall) -> ChatCall:
         """Route to the cheapest target whose worst case fits `max_cost_usd`."""
         if call.max_cost_usd is None:
             return call
+        input_tokens = input_bound(call.request)
         targets, _ = self.engine.targets(call)
         priced = []
         for t in targets:
@@ -228,7 +247,7 @@ class CallPipeline:
         if limits:
             await self._take_limits(limits, tokens)
         status, reason, cache_hit = "error", None, False
-        reservation = None
+        spend: CallSpend | None = None
         used = Usage()
         collected: list[EngineEvent] | None = None
         key = None
@@ -258,18 +277,27 @@ class CallPipeline:
                     self._record_hit(call, caller, request_id, wall, hit)
                     return
                 collected = []
-            call = self._cap_cost(call, input_tokens)
+            call = self._cap_cost(call)
             if self._budgets is not None:
                 scopes = await self._scopes(call, caller)
                 if scopes:
-                    worst = max(
-                        self._worst_case(t, call.request, input_tokens)
-                        for t in self.engine.targets(call)[0]
+                    request = call.request
+                    spend = await open_spend(
+                        self._budgets,
+                        scopes,
+                        self._prices,
+                        self.engine.targets(call)[0],
+                        request,
+                        lambda a: self._attempt_cost(a, request),
                     )
-                    reservation = await self._budgets.reserve(scopes, worst)
-            async for event in self.engine.stream(
-                call, timeout=timeout, request_id=request_id, trail=trail
-            ):
+            events = self.engine.stream(
+                call,
+                timeout=timeout,
+                request_id=request_id,
+                trail=trail,
+                admit=self._admission(spend),
+            )
+            async for event in events if spend is None else spend.watch(events):
                 if isinstance(event, Completed):
                     if deadline is not None:
                         deadline.disarm()
@@ -297,8 +325,8 @@ class CallPipeline:
                         await self._limiter.refund(subject, limit, tokens)
             else:
                 used, cost = self._settle_usage(trail.attempts, call.request)
-                if reservation is not None and self._budgets is not None:
-                    await self._budgets.commit(reservation, cost)
+                if spend is not None:
+                    await spend.settle(cost)
                 if limits and self._limiter is not None:
                     actual = used.input_tokens + used.output_tokens + used.cache_read_tokens
                     for subject, limit in limits:

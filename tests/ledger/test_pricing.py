@@ -146,7 +146,7 @@ def test_overrides() -> None:
         }
     )
     assert table.price("openai", "gpt-4o") == Price(
-        2.0, 10.0, cache_read=1.25, cache_write_5m=2.5, cache_write_1h=2.5
+        2.0, 10.0, cache_read=1.25, cache_write_5m=2.5, cache_write_1h=2.5, max_output_tokens=16384
     )
     assert table.price("ollama", "llama3.2") == Price(0.0, 0.0)
     u = Usage(input_tokens=1000, cache_read_tokens=1000, output_tokens=1000)
@@ -167,6 +167,8 @@ def test_overrides() -> None:
         ({"openai/gpt-4o": {"input": -1.0}}, ">= 0"),
         ({"gpt-4o": {"input": 1.0, "output": 1.0}}, "provider/model"),
         ({"openai/gpt-4o": {"input": "cheap"}}, "must be numbers"),  # type: ignore[dict-item]
+        ({"openai/gpt-4o": {"max_output_tokens": 1.5}}, "whole number"),
+        ({"openai/gpt-4o": {"max_output_tokens": 0}}, ">= 1"),
     ],
 )
 def test_bad_overrides(raw: dict[str, dict[str, float]], match: str) -> None:
@@ -230,3 +232,28 @@ def test_price_rejects_negative_and_nan() -> None:
         Price(-1.0, 1.0)
     with pytest.raises(ValueError):
         Price(1.0, float("nan"))
+
+
+def test_every_shipped_model_has_its_published_output_limit() -> None:
+    limits = {k: p.max_output_tokens for k, p in TABLE.entries.items() if k != "emulator/*"}
+    assert all(isinstance(v, int) and v >= 4096 for v in limits.values()), limits
+    assert limits["openai/gpt-4o-mini"] == 16_384 and limits["openai/gpt-4.1"] == 32_768
+    assert limits["openai/gpt-5"] == 128_000 and limits["openai/o3"] == 100_000
+    assert limits["anthropic/claude-sonnet-4-5"] == 64_000
+    assert limits["anthropic/claude-opus-4-1"] == 32_000
+    assert limits["anthropic/claude-3-5-haiku"] == 8_192
+    assert TABLE.output_limit("openai", "gpt-4o-2024-08-06") == 16_384  # a dated snapshot
+    assert TABLE.output_limit("openai", "gpt-4o-2024-05-13") == 4_096
+    assert TABLE.output_limit("mystery", "model") is None
+
+
+def test_output_limits_are_configurable() -> None:
+    table = TABLE.with_overrides(
+        {
+            "openai/gpt-4o": {"max_output_tokens": 8192},
+            "local/llama": {"input": 1, "output": 2, "max_output_tokens": "2048"},  # type: ignore[dict-item]
+        }
+    )
+    assert table.output_limit("openai", "gpt-4o") == 8192
+    assert table.output_limit("local", "llama") == 2048
+    assert table.price("openai", "gpt-4o").input == 2.5  # type: ignore[union-attr]

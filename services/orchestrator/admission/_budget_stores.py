@@ -4,7 +4,8 @@ Per scope a store keeps what was spent on each UTC day and month (named by the m
 its clock) and the holds of calls in flight. A hold is leased: a replica that dies mid-call
 cannot pin a tenant's budget for the rest of the month, its holds lapse after the lease.
 Reserved money is the sum of a scope's live holds, recomputed on each reservation, so it
-cannot drift. Both stores check every cap of every scope before holding anything.
+cannot drift. Both stores check every cap of every scope before holding anything, and
+`extend` grows an existing hold the same way: all scopes or none, atomically.
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ class Store(Protocol):
         month: str,
         lease: float,
     ) -> Refusal | None: ...
+
+    async def extend(
+        self,
+        checks: Sequence[tuple[str, Caps]],
+        hold_id: str,
+        amount: float,
+        day: str,
+        month: str,
+        lease: float,
+    ) -> Refusal | None:
+        """Add `amount` to the hold in every scope (renewing its lease), or refuse and add
+        nothing; `Refusal.held` then includes this hold's own amount."""
+        ...
 
     async def settle(
         self, scopes: Sequence[str], hold_id: str, actual: float, day: str, month: str
@@ -103,6 +117,17 @@ class MemoryStore:
         month: str,
         lease: float,
     ) -> Refusal | None:
+        return await self.extend(checks, hold_id, amount, day, month, lease)
+
+    async def extend(
+        self,
+        checks: Sequence[tuple[str, Caps]],
+        hold_id: str,
+        amount: float,
+        day: str,
+        month: str,
+        lease: float,
+    ) -> Refusal | None:
         now = self._clock()
         for scope, caps in checks:
             state = self._scopes.get(scope) or _Scope()
@@ -113,7 +138,9 @@ class MemoryStore:
                 if cap is not None and spent + held + amount > cap + EPSILON:
                     return Refusal(scope, period, cap, spent, held)
         for scope, _ in checks:
-            self._scopes.setdefault(scope, _Scope()).holds[hold_id] = (amount, now + lease)
+            holds = self._scopes.setdefault(scope, _Scope()).holds
+            already = holds.get(hold_id, (0.0, 0.0))[0]
+            holds[hold_id] = (already + amount, now + lease)
         return None
 
     async def settle(
@@ -141,8 +168,9 @@ class MemoryStore:
 _RESERVE_LUA = """
 -- Per scope four KEYS: spent today, spent this month, holds (hash id -> USD), leases (zset
 -- id -> lease end in ms, server time). ARGV: amount, hold id, lease ms, then per scope its
--- daily and monthly caps (negative = none). Returns {0} when held everywhere, else
--- {scope index, 1 daily | 2 monthly, spent, held} and holds nothing.
+-- daily and monthly caps (negative = none). Adds the amount to the hold (a new hold starts
+-- at 0, so reserving and extending are one script) and renews its lease. Returns {0} when
+-- held everywhere, else {scope index, 1 daily | 2 monthly, spent, held} and holds nothing.
 local amount, id, lease = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -166,7 +194,7 @@ for i = 1, #KEYS / 4 do
 end
 for i = 1, #KEYS / 4 do
   local holds, leases = KEYS[(i - 1) * 4 + 3], KEYS[(i - 1) * 4 + 4]
-  redis.call('HSET', holds, id, num(amount))
+  redis.call('HINCRBYFLOAT', holds, id, num(amount))
   redis.call('ZADD', leases, now + lease, id)
   redis.call('PEXPIRE', holds, lease)
   redis.call('PEXPIRE', leases, lease)
@@ -227,6 +255,17 @@ class RedisStore:
         return [f"{base}:day:{day}", f"{base}:month:{month}", f"{base}:holds", f"{base}:leases"]
 
     async def reserve(
+        self,
+        checks: Sequence[tuple[str, Caps]],
+        hold_id: str,
+        amount: float,
+        day: str,
+        month: str,
+        lease: float,
+    ) -> Refusal | None:
+        return await self.extend(checks, hold_id, amount, day, month, lease)
+
+    async def extend(
         self,
         checks: Sequence[tuple[str, Caps]],
         hold_id: str,

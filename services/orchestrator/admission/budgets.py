@@ -3,7 +3,9 @@
 A call's worst-case cost is reserved before it starts and settled when it ends, so calls in
 flight cannot jointly overshoot a cap: a reservation succeeds only if, for every scope it
 names, spent + held + amount stays within the daily and the monthly cap, and then it holds
-the amount in all of them at once (or in none). `commit` books the actual cost (even above
+the amount in all of them at once (or in none). `extend` grows a call's hold the same way
+(all scopes or none) before the call spends more than it reserved, e.g. on another
+attempt or a reply longer than assumed. `commit` books the actual cost (even above
 the reservation: the money is spent) and frees the hold; `release` frees it after a failed
 call. Days and months are UTC calendar periods of the manager's clock.
 
@@ -123,6 +125,32 @@ class BudgetManager:
             raise _exceeded(refusal, amount)
         return reservation
 
+    async def extend(self, reservation: Reservation, amount: float) -> None:
+        """Hold `amount` more for a call in flight in all its scopes, or raise
+        BUDGET_EXCEEDED and hold nothing more (its existing hold stays)."""
+        _check_usd("amount", amount)
+        if reservation._settled:
+            raise LlmeshError(Reason.INTERNAL, "a settled reservation cannot be extended")
+        if not reservation.scopes or amount == 0:
+            reservation.amount += amount
+            return
+        checks = [
+            (s, (self._caps[s].daily_usd, self._caps[s].monthly_usd))
+            for s in reservation.scopes
+            if s in self._caps
+        ]
+        try:
+            refusal = await self._store.extend(
+                checks, reservation.id, amount, *self._period(), self.hold_lease
+            )
+        except redis.RedisError as exc:
+            raise LlmeshError(
+                Reason.INTERNAL, "spending caps cannot be checked: the budget store is unavailable"
+            ) from exc
+        if refusal is not None:
+            raise _exceeded(refusal, amount, more=True)
+        reservation.amount += amount
+
     async def commit(self, reservation: Reservation, actual: float) -> None:
         """Book the actual cost in the reservation's scopes and free its hold; once only."""
         _check_usd("actual", actual)
@@ -168,12 +196,17 @@ def _check_usd(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number of USD >= 0, got {value}")
 
 
-def _exceeded(refusal: Refusal, amount: float) -> LlmeshError:
+def _exceeded(refusal: Refusal, amount: float, *, more: bool = False) -> LlmeshError:
     period = "day" if refusal.period == "daily" else "month"
     description = f"{refusal.period} budget of {refusal.cap:.2f} USD (UTC calendar {period})"
+    what = (
+        f"this call may cost {amount:.4f} USD more"
+        if more
+        else f"this call may cost {amount:.4f} USD"
+    )
     return LlmeshError(
         Reason.BUDGET_EXCEEDED,
-        f"budget exceeded for {refusal.scope}: this call may cost {amount:.4f} USD but "
+        f"budget exceeded for {refusal.scope}: {what} but "
         f"{refusal.spent:.4f} USD is spent and {refusal.held:.4f} USD held by calls in flight "
         f"against the {description}",
         metadata={"quota.subject": refusal.scope, "quota.description": description},

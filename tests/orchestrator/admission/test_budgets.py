@@ -137,6 +137,49 @@ async def test_several_scopes_are_all_or_nothing(managers: Managers) -> None:
     assert await budgets.spent(K) == pytest.approx((0.8, 0.8))
 
 
+async def test_extend_grows_a_hold_in_every_scope_or_in_none(managers: Managers) -> None:
+    budgets, replica = managers.two()
+    for manager in (budgets, replica):
+        manager.set_caps(T, BudgetCaps(daily_usd=10.0))
+        manager.set_caps(K, BudgetCaps(daily_usd=1.0))
+    call = await budgets.reserve([T, K], 0.5)
+    await budgets.extend(call, 0.3)
+    assert call.amount == pytest.approx(0.8)
+    await exceeded(replica, [K], 0.3)  # the key holds 0.8 now, everywhere
+    with pytest.raises(LlmeshError) as info:
+        await budgets.extend(call, 0.3)  # the key's cap: refused, nothing more held
+    err = info.value
+    assert err.reason is Reason.BUDGET_EXCEEDED and err.metadata["quota.subject"] == K
+    assert "0.3000 USD more" in err.message and "0.8000 USD held" in err.message
+    assert call.amount == pytest.approx(0.8)
+    await replica.reserve([T], 9.2)  # the tenant holds 0.8 only: the refusal took nothing
+    await exceeded(replica, [T], 0.01)
+    await budgets.commit(call, 0.7)
+    assert await budgets.spent(K) == pytest.approx((0.7, 0.7))
+    await replica.reserve([K], 0.3)  # the whole extended hold was freed
+    with pytest.raises(LlmeshError) as settled:
+        await budgets.extend(call, 0.1)
+    assert settled.value.reason is Reason.INTERNAL
+
+
+async def test_concurrent_extensions_never_overshoot_the_cap(managers: Managers) -> None:
+    budgets, replica = managers.two()
+    for manager in (budgets, replica):
+        manager.set_caps(T, BudgetCaps(daily_usd=1.0))
+    calls = [await (budgets, replica)[i % 2].reserve([T], 0.05) for i in range(10)]
+
+    async def grow(i: int) -> bool:
+        try:
+            await (budgets, replica)[i % 2].extend(calls[i % 10], 0.05)
+        except LlmeshError:
+            return False
+        return True
+
+    granted = sum(await asyncio.gather(*(grow(i) for i in range(40))))
+    assert granted == 10  # 0.5 was free: exactly ten extensions of 0.05 fit
+    assert sum(c.amount for c in calls) == pytest.approx(1.0)
+
+
 async def test_scopes_without_caps_are_not_tracked(managers: Managers) -> None:
     budgets = managers.one()
     reservation = await budgets.reserve(["session:s1"], 1e6)
