@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.auth import check_listener, open_access, open_key_store
+from services.common.errors import LlmeshError, Reason
 from services.common.exposure import ExposureError
 
 
@@ -22,9 +23,24 @@ async def _with_key(url: str) -> str:
 
 async def test_no_keys_on_loopback_is_open(sqlite_url: str) -> None:
     access = await open_access("svc", "127.0.0.1:0", sqlite_url, allow_unauthenticated=False)
-    assert not access.authenticator.required
-    assert access.store is None
-    assert (await access.authenticator.authenticate([])).tenant == "default"
+    try:
+        assert not access.authenticator.required
+        assert (await access.authenticator.authenticate([])).tenant == "default"
+    finally:
+        await access.aclose()
+
+
+async def test_a_key_created_later_switches_authentication_on(sqlite_url: str) -> None:
+    """The processor, like the orchestrator, needs no restart after the first key."""
+    access = await open_access("svc", "127.0.0.1:0", sqlite_url, allow_unauthenticated=False)
+    try:
+        assert not access.authenticator.required
+        await _with_key(sqlite_url)
+        with pytest.raises(LlmeshError) as info:
+            await access.authenticator.authenticate([])
+        assert info.value.reason is Reason.UNAUTHENTICATED
+    finally:
+        await access.aclose()
 
 
 async def test_keys_require_one_on_any_bind(sqlite_url: str) -> None:
