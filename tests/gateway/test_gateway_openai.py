@@ -187,6 +187,33 @@ async def test_errors_raise_the_matching_sdk_class(
     assert bad.value.code == "invalid_request"
 
 
+async def test_a_field_llmesh_cannot_honour_is_a_400_naming_it(
+    openai_client: openai.AsyncOpenAI, fake_mesh: FakeMesh
+) -> None:
+    create = openai_client.chat.completions.create
+    calls = len(fake_mesh.orchestrator.calls)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await create(model="fake/text", messages=HI, parallel_tool_calls=False)
+    assert (bad.value.param, bad.value.type) == ("parallel_tool_calls", "invalid_request_error")
+    assert "not supported yet" in bad.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        await create(model="fake/text", messages=HI, extra_body={"top_k": 5})
+    assert bad.value.param == "top_k"
+    assert len(fake_mesh.orchestrator.calls) == calls  # nothing went upstream
+    # the defaults clients send explicitly are fine
+    reply = await create(
+        model="fake/text",
+        messages=HI,
+        n=1,
+        presence_penalty=0,
+        frequency_penalty=0,
+        logprobs=False,
+        parallel_tool_calls=True,
+        response_format={"type": "text"},
+    )
+    assert reply.choices[0].message.content == "Hello, world"
+
+
 @pytest.mark.parametrize("model", ["fake/cut", "fake/no-finish"])
 async def test_a_cut_stream_makes_the_sdk_raise(
     openai_client: openai.AsyncOpenAI, model: str
