@@ -14,7 +14,8 @@ from typing import Any
 
 from llmesh.v1 import chat_pb2
 
-from gateway.openai_fields import check_fields
+from gateway.inputs import parse_message
+from gateway.openai_fields import EXTENSIONS, check_fields
 from services.common.errors import invalid
 
 _ROLES = {
@@ -220,6 +221,9 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         _str(body["prompt_cache_key"], "prompt_cache_key")
     if body.get("fallbacks") is not None:
         chat.fallbacks.extend(_string_list(body["fallbacks"], "fallbacks"))
+    for key in EXTENSIONS:
+        if body.get(key) is not None:
+            chat.MergeFrom(parse_message({key: body[key]}, chat_pb2.ChatInput(), key))
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream", "must be a boolean")

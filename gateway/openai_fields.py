@@ -20,6 +20,17 @@ from typing import Any
 
 from services.common.errors import invalid
 
+EXTENSIONS = (
+    "mid_stream_policy",
+    "first_token_timeout",
+    "stall_timeout",
+    "hedge",
+    "cache",
+    "max_cost_usd",
+)
+"""llmesh's own `ChatInput` fields a /v1 body may carry, in their protobuf JSON form (the
+SDK's ``extra_body``); ``fallbacks``, a plain array of model names, is one more."""
+
 MAPPED = frozenset(
     {
         "model",
@@ -39,9 +50,10 @@ MAPPED = frozenset(
         "stream",
         "stream_options",
         "fallbacks",
+        *EXTENSIONS,
     }
 )
-"""Fields `parse_completion_request` reads (``fallbacks`` is llmesh's own extension)."""
+"""Fields `parse_completion_request` reads (``fallbacks`` and `EXTENSIONS` are llmesh's own)."""
 
 INERT = frozenset({"prompt_cache_key"})
 """Fields accepted and not used: hints to OpenAI's own cache that cannot change the answer."""

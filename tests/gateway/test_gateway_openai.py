@@ -139,10 +139,15 @@ async def test_request_fields_reach_the_grpc_request(
         top_p=0.9,
         max_tokens=64,
         metadata={"tenant": "acme"},
-        extra_body={"fallbacks": ["fake/length", "fake/tools"]},
+        extra_body={
+            "fallbacks": ["fake/length", "fake/tools"],
+            "max_cost_usd": 0.25,
+            "cache": {"no_response_cache": True},
+        },
     )
     chat = fake_mesh.orchestrator.calls[-1].input
     assert list(chat.fallbacks) == ["fake/length", "fake/tools"]
+    assert (chat.max_cost_usd, chat.cache.no_response_cache) == (0.25, True)
     assert [m.role for m in chat.messages] == [
         chat_pb2.ROLE_SYSTEM,
         chat_pb2.ROLE_USER,

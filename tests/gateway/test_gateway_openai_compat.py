@@ -62,6 +62,26 @@ def test_user_and_safety_identifier_become_metadata() -> None:
     assert list(chat.fallbacks) == ["m/y"]
 
 
+def test_llmesh_extensions_are_mapped_from_protobuf_json() -> None:
+    chat = parse(
+        max_cost_usd=0.5,
+        cache={"no_response_cache": True, "prompt_cache": "PROMPT_CACHE_MODE_OFF"},
+        first_token_timeout="2s",
+        stall_timeout="0.5s",
+        hedge={"enabled": True, "ttft_percentile": 95},
+        mid_stream_policy="MID_STREAM_POLICY_RESTART",
+    )
+    assert chat.max_cost_usd == 0.5
+    assert chat.cache == chat_pb2.CacheOptions(
+        no_response_cache=True, prompt_cache=chat_pb2.PROMPT_CACHE_MODE_OFF
+    )
+    assert chat.first_token_timeout.ToTimedelta().total_seconds() == 2
+    assert chat.stall_timeout.ToMilliseconds() == 500
+    assert chat.hedge == chat_pb2.Hedge(enabled=True, ttft_percentile=95)
+    assert chat.mid_stream_policy == chat_pb2.MID_STREAM_POLICY_RESTART
+    assert chat.model == "m/x"
+
+
 def test_stream_options() -> None:
     body = {"model": "m", "messages": HI, "stream": True, "stream_options": {"include_usage": True}}
     req = parse_completion_request(body)
@@ -124,6 +144,10 @@ def test_stream_options() -> None:
             "tools[0].function.strict",
         ),
         ({"model": "m", "messages": HI, "fallbacks": "m2"}, "fallbacks"),
+        ({"model": "m", "messages": HI, "hedge": {"enabled": "yes"}}, "hedge"),
+        ({"model": "m", "messages": HI, "max_cost_usd": "cheap"}, "max_cost_usd"),
+        ({"model": "m", "messages": HI, "stall_timeout": 5}, "stall_timeout"),
+        ({"model": "m", "messages": HI, "mid_stream_policy": "SOMETIMES"}, "mid_stream_policy"),
         ({"model": "m", "messages": HI, "stream": "yes"}, "stream"),
         ({"model": "m", "messages": HI, "stream_options": True}, "stream_options"),
     ],
