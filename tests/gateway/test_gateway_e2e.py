@@ -142,7 +142,7 @@ async def test_websocket_cancel_reaches_the_upstream(mesh: Mesh) -> None:
     await _wait_disconnect(mesh, model, before)
 
 
-async def test_websocket_streams_to_one_finish(mesh: Mesh) -> None:
+async def test_websocket_streams_chats_to_one_finish_each(mesh: Mesh) -> None:
     url = mesh.gateway_url.replace("http://", "ws://") + "/api/v1/chat/ws"
     request = {
         "input": {
@@ -150,15 +150,18 @@ async def test_websocket_streams_to_one_finish(mesh: Mesh) -> None:
             "messages": [{"role": "ROLE_USER", "content": "over a socket"}],
         }
     }
-    frames = []
     async with websockets.connect(url) as ws:
-        await ws.send(json.dumps({"type": "chat", "request": request}))
-        async for raw in ws:
-            frames.append(json.loads(raw))
-    kinds = [next(iter(f["event"])) for f in frames]
-    assert kinds[0] == "start" and kinds[-1] == "finish" and kinds.count("finish") == 1
-    text = "".join(f["event"]["textDelta"]["text"] for f in frames if "textDelta" in f["event"])
-    assert text == "over a socket"
+        for _ in range(2):  # the socket serves one chat after another
+            await ws.send(json.dumps({"type": "chat", "request": request}))
+            frames = []
+            while not frames or "finish" not in frames[-1]["event"]:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            kinds = [next(iter(f["event"])) for f in frames]
+            assert kinds[0] == "start" and kinds.count("finish") == 1
+            text = "".join(
+                f["event"]["textDelta"]["text"] for f in frames if "textDelta" in f["event"]
+            )
+            assert text == "over a socket"
 
 
 async def test_processor_through_the_gateway(mesh: Mesh) -> None:
