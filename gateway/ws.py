@@ -110,9 +110,9 @@ async def _pump(ws: WebSocket, call: Any, progress: _Progress) -> LlmeshError | 
             event = await call.read()
             if event is grpc.aio.EOF:
                 return None
-            await ws.send_text((b'{"type":"event","event":' + message_json(event) + b"}").decode())
-            if event.HasField("finish"):
+            if event.HasField("finish"):  # set first: the reply to it may beat send_text back
                 progress.finished = True
+            await ws.send_text((b'{"type":"event","event":' + message_json(event) + b"}").decode())
     except grpc.aio.AioRpcError as exc:
         return from_rpc_error(exc)
     except (WebSocketDisconnect, OSError):
