@@ -15,7 +15,7 @@ from typing import Any
 from llmesh.v1 import chat_pb2
 
 from gateway.inputs import parse_message
-from gateway.openai_fields import EXTENSIONS, check_fields
+from gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
 from services.common.errors import invalid
 
 _ROLES = {
@@ -118,6 +118,7 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
     role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
     if role is None:
         raise invalid(f"{path}.role", f"must be one of {', '.join(_ROLES)}")
+    check_message_fields(raw, path)
     content = raw.get("content")
     if content is None and role != chat_pb2.ROLE_ASSISTANT:
         raise invalid(f"{path}.content", "is required")
@@ -128,6 +129,8 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
     )
     if role == chat_pb2.ROLE_ASSISTANT:
         _add_tool_calls(raw.get("tool_calls"), f"{path}.tool_calls", message)
+    elif raw.get("tool_calls"):
+        raise invalid(f"{path}.tool_calls", "only assistant messages carry tool calls")
     if role == chat_pb2.ROLE_TOOL:
         message.tool_call_id = _str(raw.get("tool_call_id"), f"{path}.tool_call_id")
 

@@ -99,6 +99,28 @@ DEFAULT_ONLY: dict[str, DefaultOnly] = {
 """Fields not supported yet, accepted only when ``null`` or set to their no-op value."""
 
 
+MESSAGE_MAPPED = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
+"""Message fields `parse_completion_request` reads (``tool_calls`` on assistant messages,
+``tool_call_id`` on tool messages)."""
+
+MESSAGE_INERT = frozenset({"annotations"})
+"""Message fields accepted and not used: citations about the content, which cannot change it."""
+
+MESSAGE_NULL_ONLY = frozenset({"refusal", "audio", "function_call"})
+"""Message fields not supported yet, accepted only when ``null`` (as SDKs echo them back)."""
+
+
+def check_message_fields(message: dict[str, Any], path: str) -> None:
+    """Refuse (INVALID_REQUEST naming it) the first field of a message llmesh would ignore."""
+    for key, value in message.items():
+        if key in MESSAGE_MAPPED or key in MESSAGE_INERT:
+            continue
+        if key not in MESSAGE_NULL_ONLY:
+            raise invalid(f"{path}.{key}", "is not supported (unknown field)")
+        if value is not None:
+            raise invalid(f"{path}.{key}", "is not supported yet; only null is accepted")
+
+
 def check_fields(body: dict[str, Any]) -> None:
     """Refuse (INVALID_REQUEST naming it) the first field llmesh would otherwise ignore."""
     for key, value in body.items():

@@ -219,6 +219,21 @@ async def test_a_field_llmesh_cannot_honour_is_a_400_naming_it(
     assert reply.choices[0].message.content == "Hello, world"
 
 
+async def test_a_reply_message_sent_back_as_history_is_accepted(
+    openai_client: openai.AsyncOpenAI, fake_mesh: FakeMesh
+) -> None:
+    create = openai_client.chat.completions.create
+    first = await create(model="fake/tools", messages=HI)
+    history: Any = [
+        *HI,
+        first.choices[0].message,
+        {"role": "tool", "tool_call_id": "call_0", "content": "sunny"},
+    ]
+    await create(model="fake/text", messages=history)
+    chat = fake_mesh.orchestrator.calls[-1].input
+    assert [c.name for c in chat.messages[1].tool_calls] == ["get_weather", "get_time"]
+
+
 @pytest.mark.parametrize("model", ["fake/cut", "fake/no-finish"])
 async def test_a_cut_stream_makes_the_sdk_raise(
     openai_client: openai.AsyncOpenAI, model: str

@@ -84,3 +84,41 @@ def test_unknown_fields_are_refused_by_name(field: str) -> None:
         parse(**{field: 1})
     assert raised.value.violations[0].field == field
     assert "not supported" in raised.value.message
+
+
+def test_messages_echoed_back_by_an_sdk_are_accepted() -> None:
+    echoed = {
+        "role": "assistant",
+        "content": "hi",
+        "refusal": None,
+        "annotations": [{"type": "url_citation"}],
+        "audio": None,
+        "function_call": None,
+        "tool_calls": None,
+    }
+    parse(messages=[*HI, echoed, *HI])
+
+
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ({"role": "assistant", "content": None, "refusal": "I can't"}, "messages[0].refusal"),
+        ({"role": "assistant", "content": "x", "audio": {"id": "a1"}}, "messages[0].audio"),
+        (
+            {"role": "assistant", "content": None, "function_call": {"name": "f"}},
+            "messages[0].function_call",
+        ),
+        ({"role": "user", "content": "x", "weight": 2}, "messages[0].weight"),
+        (
+            {"role": "user", "content": "x", "tool_calls": [{"id": "c"}]},
+            "messages[0].tool_calls",
+        ),
+    ],
+)
+def test_message_fields_llmesh_would_ignore_are_refused(
+    message: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(messages=[message])
+    assert raised.value.violations[0].field == param
+    assert "not supported" in raised.value.message or "only assistant" in raised.value.message
