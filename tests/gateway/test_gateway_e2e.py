@@ -82,6 +82,24 @@ async def test_fallbacks_in_the_openai_body(mesh: Mesh) -> None:
     assert reply.choices[0].message.content == "rescued"
 
 
+async def test_bare_model_names_through_the_openai_sdk(mesh: Mesh) -> None:
+    async with _client(mesh) as client:
+        reply = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "bare"}]
+        )
+        assert reply.choices[0].message.content == "bare"
+        model = await client.models.retrieve("gpt-4o-mini")
+        assert (model.id, model.owned_by) == ("gpt-4o-mini", "openai")
+        with pytest.raises(openai.NotFoundError) as listed_twice:
+            await client.models.retrieve("echo")
+        assert "emulator/echo, local/echo" in listed_twice.value.message
+        with pytest.raises(openai.NotFoundError) as listed_twice:
+            await client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": "x"}]
+            )
+        assert "emulator/echo, local/echo" in listed_twice.value.message
+
+
 async def test_cut_upstream_makes_the_sdk_raise_not_finish(mesh: Mesh) -> None:
     await asyncio.to_thread(mesh.set_fault, "e2e-cut", "cut", after=2)
     async with _client(mesh) as client:
