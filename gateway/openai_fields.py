@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import invalid
+from services.common.errors import FieldViolation, LlmeshError, Reason, invalid
 
 EXTENSIONS = (
     "mid_stream_policy",
@@ -122,12 +122,23 @@ def check_message_fields(message: dict[str, Any], path: str) -> None:
 
 
 def check_fields(body: dict[str, Any]) -> None:
-    """Refuse (INVALID_REQUEST naming it) the first field llmesh would otherwise ignore."""
+    """Refuse (INVALID_REQUEST) the fields llmesh would otherwise ignore, naming every one.
+
+    The first one is OpenAI's ``param``; all of them are in the error's field violations.
+    """
+    violations = []
     for key, value in body.items():
         if key in MAPPED or key in INERT:
             continue
         rule = DEFAULT_ONLY.get(key)
         if rule is None:
-            raise invalid(key, "is not supported (unknown field)")
-        if value is not None and not rule.accepts(value):
-            raise invalid(key, f"is not supported yet; only {rule.default} is accepted")
+            violations.append(FieldViolation(key, "is not supported (unknown field)"))
+        elif value is not None and not rule.accepts(value):
+            description = f"is not supported yet; only {rule.default} is accepted"
+            violations.append(FieldViolation(key, description))
+    if violations:
+        raise LlmeshError(
+            Reason.INVALID_REQUEST,
+            "; ".join(f"{v.field}: {v.description}" for v in violations),
+            violations=tuple(violations),
+        )

@@ -122,3 +122,14 @@ def test_message_fields_llmesh_would_ignore_are_refused(
         parse(messages=[message])
     assert raised.value.violations[0].field == param
     assert "not supported" in raised.value.message or "only assistant" in raised.value.message
+
+
+def test_every_refused_field_is_named() -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(top_k=3, logprobs=True, presence_penalty=0, repetition_penalty=1.1)
+    assert [v.field for v in raised.value.violations] == [
+        "top_k",
+        "logprobs",
+        "repetition_penalty",
+    ]
+    assert "top_k" in raised.value.message and "repetition_penalty" in raised.value.message
