@@ -1,9 +1,9 @@
 """OpenAI Chat Completions requests -> llmesh's `ChatInput` (pure functions).
 
 Requests are validated field by field; a bad field raises `LlmeshError` (INVALID_REQUEST)
-naming it, which the routes turn into an OpenAI-shaped 400 with ``param`` set. Unknown fields
-are ignored, as OpenAI-compatible servers commonly do. The other direction is in
-`gateway.openai_responses`.
+naming it, which the routes turn into an OpenAI-shaped 400 with ``param`` set. A field that is
+neither mapped nor harmless is refused, never ignored (`gateway.openai_fields`). The other
+direction is in `gateway.openai_responses`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 from llmesh.v1 import chat_pb2
 
+from gateway.inputs import parse_message
+from gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
 from services.common.errors import invalid
 
 _ROLES = {
@@ -85,7 +87,7 @@ def _content(value: Any, path: str) -> str:
                 f"{path}[{j}].type", f"unsupported content part {part.get('type')!r}; use text"
             )
         texts.append(_str(part.get("text"), f"{path}[{j}].text"))
-    return "".join(texts)
+    return "\n".join(texts)
 
 
 def _add_tool_calls(value: Any, path: str, message: chat_pb2.Message) -> None:
@@ -116,6 +118,7 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
     role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
     if role is None:
         raise invalid(f"{path}.role", f"must be one of {', '.join(_ROLES)}")
+    check_message_fields(raw, path)
     content = raw.get("content")
     if content is None and role != chat_pb2.ROLE_ASSISTANT:
         raise invalid(f"{path}.content", "is required")
@@ -126,6 +129,8 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
     )
     if role == chat_pb2.ROLE_ASSISTANT:
         _add_tool_calls(raw.get("tool_calls"), f"{path}.tool_calls", message)
+    elif raw.get("tool_calls"):
+        raise invalid(f"{path}.tool_calls", "only assistant messages carry tool calls")
     if role == chat_pb2.ROLE_TOOL:
         message.tool_call_id = _str(raw.get("tool_call_id"), f"{path}.tool_call_id")
 
@@ -136,6 +141,8 @@ def _add_tool(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
     fn = raw.get("function")
     if not isinstance(fn, dict):
         raise invalid(f"{path}.function", "must be an object")
+    if fn.get("strict") not in (None, False):
+        raise invalid(f"{path}.function.strict", "is not supported yet; only false is accepted")
     tool = chat.tools.add(
         name=_str(fn.get("name"), f"{path}.function.name"),
         description=_opt_str(fn, "description", f"{path}.function.description"),
@@ -169,6 +176,7 @@ def _string_list(value: Any, path: str) -> list[str]:
 
 def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
     """Validate an OpenAI Chat Completions body and translate it into a `ChatInput`."""
+    check_fields(body)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model", "must be a non-empty string")
@@ -209,10 +217,16 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
             raise invalid("metadata", "must be an object of strings")
         for key, value in metadata.items():
             chat.metadata[key] = _str(value, f"metadata.{key}")
-    if body.get("user") is not None:
-        chat.metadata["user"] = _str(body["user"], "user")
+    for key in ("user", "safety_identifier"):
+        if body.get(key) is not None:
+            chat.metadata[key] = _str(body[key], key)
+    if body.get("prompt_cache_key") is not None:  # a hint to OpenAI's cache: checked, not used
+        _str(body["prompt_cache_key"], "prompt_cache_key")
     if body.get("fallbacks") is not None:
         chat.fallbacks.extend(_string_list(body["fallbacks"], "fallbacks"))
+    for key in EXTENSIONS:
+        if body.get(key) is not None:
+            chat.MergeFrom(parse_message({key: body[key]}, chat_pb2.ChatInput(), key))
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream", "must be a boolean")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 import grpc
 from llmesh.v1 import orchestrator_pb2
@@ -116,7 +116,7 @@ async def list_models(request: Request) -> Response:
 
 
 async def retrieve_model(request: Request) -> Response:
-    """``GET /v1/models/{id}``; model ids contain a slash (``provider/model``)."""
+    """``GET /v1/models/{id}``: a listed name (``provider/model``, alias) or a bare model id."""
     return await _models(request, request.path_params["model_id"])
 
 
@@ -143,14 +143,40 @@ async def _model_reply(
         data = [model_object(m) for m in reply.models]
         yield OrjsonResponse({"object": "list", "data": data})
         return
-    for info in reply.models:
+    try:
+        yield OrjsonResponse(model_object(_find_model(reply.models, wanted)))
+    except LlmeshError as err:
+        yield openai_error_response(err)
+
+
+def _find_model(
+    models: Sequence[orchestrator_pb2.ModelInfo], wanted: str
+) -> orchestrator_pb2.ModelInfo:
+    """The model named `wanted`, or the one provider model a bare name stands for.
+
+    Mirrors the orchestrator's routing: names (and aliases, routes) first, then a bare model
+    id listed by exactly one provider, answered under the name asked for.
+    """
+    for info in models:
         if info.name == wanted:
-            yield OrjsonResponse(model_object(info))
-            return
-    err = LlmeshError(
+            return info
+    listed = [m for m in models if not m.alias_for and m.provider_model == wanted]
+    if len(listed) == 1:
+        info = orchestrator_pb2.ModelInfo()
+        info.CopyFrom(listed[0])
+        info.name = wanted
+        return info
+    if listed:
+        candidates = [m.name for m in listed]
+        raise LlmeshError(
+            Reason.MODEL_NOT_FOUND,
+            f"model {wanted!r} is listed by several providers; name one of: "
+            + ", ".join(candidates),
+            metadata={"model": wanted, "candidates": ",".join(candidates)},
+        )
+    raise LlmeshError(
         Reason.MODEL_NOT_FOUND, f"the model {wanted!r} does not exist", metadata={"model": wanted}
     )
-    yield openai_error_response(err)
 
 
 def routes() -> list[BaseRoute]:

@@ -1,20 +1,23 @@
-"""``/api/v1/chat/ws``: one streamed chat per WebSocket connection.
+"""``/api/v1/chat/ws``: successive streamed chats over one WebSocket, one at a time.
 
-Protocol (text frames, JSON):
+Protocol (text or binary frames, JSON):
 
-- client -> server, first: ``{"type": "chat", "request": <StreamChatRequest JSON>}``.
+- client -> server: ``{"type": "chat", "request": <StreamChatRequest JSON>}`` starts a chat.
 - server -> client: ``{"type": "event", "event": <StreamChatResponse JSON>}`` per event.
-- client -> server, any time: ``{"type": "cancel"}``; the gRPC call is cancelled and the
-  server answers with an error frame whose reason is ``CANCELLED``.
+- client -> server while a chat streams: ``{"type": "cancel"}``; the gRPC call is cancelled
+  and the server answers with an error frame whose reason is ``CANCELLED``. A cancel with no
+  chat in flight is ignored: it crossed the chat's terminal frame on the wire.
 - server -> client on failure: ``{"type": "error", "error": <native error object>}`` (the
-  object under ``"error"`` in `gateway.errors`); a malformed or unexpected frame gives
-  reason ``INVALID_REQUEST`` and ends the call.
+  object under ``"error"`` in `gateway.errors`); a malformed or unexpected frame (a chat
+  frame while a chat streams, for one) gives reason ``INVALID_REQUEST`` and ends the chat in
+  flight, if any.
 
-Each connection ends after exactly one terminal frame: the ``finish`` event or an error
-frame. The server then closes with code 1000 in both cases; the error frame, not the close
-code, says what went wrong (1011 is kept for failures of the gateway itself). A client that
-disconnects cancels the gRPC call. ``x-llmesh-timeout`` and ``authorization`` are read from
-the handshake request.
+Each chat ends with exactly one terminal frame: the ``finish`` event or an error frame. The
+socket then stays open for the next chat frame, until the client closes it; a client that
+disconnects cancels the chat in flight. The server closes on its own only with 1000 after
+an error frame for a bad ``x-llmesh-timeout`` header (every chat would fail) and with 1011
+when the gateway itself fails. ``x-llmesh-timeout`` (each chat's deadline) and
+``authorization`` are read from the handshake request.
 """
 
 from __future__ import annotations
@@ -64,28 +67,51 @@ async def _receive_frame(ws: WebSocket, limit: int) -> dict[str, Any] | None:
     return _decode_frame(message, limit)
 
 
-def _chat_request(frame: dict[str, Any]) -> orchestrator_pb2.StreamChatRequest:
-    if frame["type"] == "cancel":
-        raise LlmeshError(Reason.CANCELLED, "the client cancelled the call")
+def _chat_request(received: dict[str, Any] | LlmeshError) -> orchestrator_pb2.StreamChatRequest:
+    """The request of a chat frame; a bad frame raises its error."""
+    if isinstance(received, LlmeshError):
+        raise received
+    frame = received
     if frame["type"] != "chat":
-        raise invalid("type", 'the first frame must be {"type": "chat", ...}')
+        raise invalid("type", 'with no chat in flight, send {"type": "chat", ...}')
     return parse_message(frame.get("request"), orchestrator_pb2.StreamChatRequest(), "request")
 
 
-async def _send_error(ws: WebSocket, err: LlmeshError) -> None:
+async def _receive(ws: WebSocket, limit: int) -> dict[str, Any] | LlmeshError | object:
+    """The next frame, the error a malformed frame amounts to, or `_DISCONNECTED`."""
+    try:
+        frame = await _receive_frame(ws, limit)
+    except LlmeshError as err:
+        return err
+    return _DISCONNECTED if frame is None else frame
+
+
+async def _send_error(ws: WebSocket, err: LlmeshError) -> bool:
+    """Send an error frame; False when the client is gone."""
     frame = b'{"type":"error","error":' + orjson.dumps(error_body(err)["error"]) + b"}"
-    with contextlib.suppress(WebSocketDisconnect, OSError):  # the client may be gone already
+    try:
         await ws.send_text(frame.decode())
-        await ws.close(1000)
+    except (WebSocketDisconnect, OSError):
+        return False
+    return True
 
 
-async def _pump(ws: WebSocket, call: Any) -> LlmeshError | object | None:
+class _Progress:
+    """What the relay of one chat has sent so far."""
+
+    finished = False
+    """The finish event went out: the chat is over for the client."""
+
+
+async def _pump(ws: WebSocket, call: Any, progress: _Progress) -> LlmeshError | object | None:
     """Relay events until the stream ends: None when it ended OK, else the error."""
     try:
         while True:
             event = await call.read()
             if event is grpc.aio.EOF:
                 return None
+            if event.HasField("finish"):  # set first: the reply to it may beat send_text back
+                progress.finished = True
             await ws.send_text((b'{"type":"event","event":' + message_json(event) + b"}").decode())
     except grpc.aio.AioRpcError as exc:
         return from_rpc_error(exc)
@@ -93,62 +119,97 @@ async def _pump(ws: WebSocket, call: Any) -> LlmeshError | object | None:
         return _DISCONNECTED
 
 
-async def _control(ws: WebSocket, limit: int) -> LlmeshError | None:
-    """Wait for a cancel (or bad) frame, returning the error to report; None on disconnect."""
-    try:
-        frame = await _receive_frame(ws, limit)
-    except LlmeshError as err:
-        return err
-    if frame is None:
-        return None
-    if frame["type"] == "cancel":
+def _interruption(received: dict[str, Any] | LlmeshError | object) -> LlmeshError | object:
+    """What a frame received while a chat streams does to it: the error to report."""
+    if isinstance(received, LlmeshError) or received is _DISCONNECTED:
+        return received
+    assert isinstance(received, dict)
+    if received["type"] == "cancel":
         return LlmeshError(Reason.CANCELLED, "the client cancelled the call")
-    return invalid("type", 'only {"type": "cancel"} may follow the chat frame')
+    return invalid("type", 'only {"type": "cancel"} may be sent while a chat streams')
 
 
-async def chat_ws(ws: WebSocket) -> None:
-    """Serve one streamed chat over the WebSocket."""
-    upstream = upstream_of(ws)
-    limit = upstream.settings.max_body_bytes
-    await ws.accept()
-    try:
-        opts = call_options(ws.headers, upstream.settings.default_timeout)
-        frame = await _receive_frame(ws, limit)
-        if frame is None:
-            return
-        request = _chat_request(frame)
-    except LlmeshError as err:
-        await _send_error(ws, err)
-        return
-    call = upstream.orchestrator.StreamChat(request, timeout=opts.timeout, metadata=opts.metadata)
-    pump = asyncio.ensure_future(_pump(ws, call))
-    control = asyncio.ensure_future(_control(ws, limit))
+async def _serve_chat(
+    ws: WebSocket,
+    call: Any,
+    limit: int,
+) -> dict[str, Any] | LlmeshError | object | None:
+    """Relay one chat to its terminal frame.
+
+    Returns `_DISCONNECTED` when the socket is done, else a frame (or bad-frame error) that
+    arrived as the chat ended and belongs to what comes next, or None.
+    """
+    progress = _Progress()
+    pump = asyncio.ensure_future(_pump(ws, call, progress))
+    control = asyncio.ensure_future(_receive(ws, limit))
     try:
         await asyncio.wait({pump, control}, return_when=asyncio.FIRST_COMPLETED)
+        carried: dict[str, Any] | LlmeshError | object | None = None
         if pump.done():
             outcome = pump.result()
+            if control.done():
+                carried = control.result()
+        elif progress.finished and control.result() is not _DISCONNECTED:
+            # the next frame crossed the end of the stream: let the stream end on its own
+            carried = control.result()
+            outcome = await pump
         else:  # cancel frame, bad frame or disconnect: stop the call before answering
             call.cancel()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-            outcome = control.result() or _DISCONNECTED
+            outcome = _interruption(control.result())
         if outcome is _DISCONNECTED:
-            return
-        if isinstance(outcome, LlmeshError):
-            await _send_error(ws, outcome)
-        else:
-            await ws.close(1000)
+            return _DISCONNECTED
+        if isinstance(outcome, LlmeshError) and not await _send_error(ws, outcome):
+            return _DISCONNECTED
+        return carried
     except Exception:
         log.exception("WebSocket chat failed")
         with contextlib.suppress(Exception):
             await ws.close(1011)
+        return _DISCONNECTED
     finally:
         call.cancel()
         for task in (pump, control):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+async def chat_ws(ws: WebSocket) -> None:
+    """Serve successive streamed chats, one at a time, until the client closes."""
+    upstream = upstream_of(ws)
+    limit = upstream.settings.max_body_bytes
+    await ws.accept()
+    try:
+        opts = call_options(ws.headers, upstream.settings.default_timeout)
+    except LlmeshError as err:  # every chat would fail the same way
+        if await _send_error(ws, err):
+            with contextlib.suppress(WebSocketDisconnect, OSError):
+                await ws.close(1000)
+        return
+    carried: dict[str, Any] | LlmeshError | object | None = None
+    while True:
+        received = carried if carried is not None else await _receive(ws, limit)
+        carried = None
+        if received is _DISCONNECTED:
+            return
+        assert isinstance(received, dict | LlmeshError)
+        if isinstance(received, dict) and received["type"] == "cancel":
+            continue  # nothing in flight: the cancel crossed the chat's terminal frame
+        try:
+            request = _chat_request(received)
+        except LlmeshError as err:
+            if not await _send_error(ws, err):
+                return
+            continue
+        call = upstream.orchestrator.StreamChat(
+            request, timeout=opts.timeout, metadata=opts.metadata
+        )
+        carried = await _serve_chat(ws, call, limit)
+        if carried is _DISCONNECTED:
+            return
 
 
 def routes() -> list[BaseRoute]:

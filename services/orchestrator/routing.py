@@ -1,4 +1,4 @@
-"""Model names to provider targets: ``provider/model`` names and configured aliases."""
+"""Model names to provider targets: routes, aliases, ``provider/model`` and bare model names."""
 
 from __future__ import annotations
 
@@ -32,7 +32,13 @@ class ModelEntry:
 
 
 class Router:
-    """Resolves model names; aliases first, then ``provider/model`` (the model may hold slashes)."""
+    """Resolves model names.
+
+    Routes first (in `plan`), then aliases, then ``provider/model`` (the model may hold
+    slashes), then a bare model name such as ``gpt-4o-mini``: it resolves when exactly one
+    provider lists it in its ``models``, and is MODEL_NOT_FOUND naming the candidates when
+    several do.
+    """
 
     def __init__(
         self,
@@ -55,25 +61,37 @@ class Router:
         return [self.resolve(name)], None
 
     def resolve(self, name: str) -> Target:
-        """The target for a model name; MODEL_NOT_FOUND when nothing matches."""
+        """The target for a model name; MODEL_NOT_FOUND when nothing or several match."""
         seen = name
         if name in self._aliases:
             name = self._aliases[name]
         provider, sep, model = name.partition("/")
+        if sep and model and provider in self._providers:
+            return Target(provider, model)
+        listed = sorted(p.name for p in self._providers.values() if name in p.models)
+        if len(listed) == 1:
+            return Target(listed[0], name)
+        if listed:
+            candidates = [f"{p}/{name}" for p in listed]
+            raise LlmeshError(
+                Reason.MODEL_NOT_FOUND,
+                f"model {seen!r} is listed by several providers; name one of: "
+                + ", ".join(candidates),
+                metadata={"model": seen, "candidates": ",".join(candidates)},
+            )
         if not sep or not model or not provider:
             raise LlmeshError(
                 Reason.MODEL_NOT_FOUND,
-                f"model {seen!r} is neither an alias nor a provider/model name",
+                f"model {seen!r} is neither an alias, a provider/model name, nor a model "
+                "listed by a provider",
                 metadata={"model": seen},
             )
-        if provider not in self._providers:
-            known = ", ".join(sorted(self._providers))
-            raise LlmeshError(
-                Reason.MODEL_NOT_FOUND,
-                f"model {seen!r}: unknown provider {provider!r} (configured: {known})",
-                metadata={"model": seen, "provider": provider},
-            )
-        return Target(provider, model)
+        known = ", ".join(sorted(self._providers))
+        raise LlmeshError(
+            Reason.MODEL_NOT_FOUND,
+            f"model {seen!r}: unknown provider {provider!r} (configured: {known})",
+            metadata={"model": seen, "provider": provider},
+        )
 
     def entries(self) -> list[ModelEntry]:
         """Every listed model and alias, sorted by name."""

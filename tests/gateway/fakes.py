@@ -111,6 +111,8 @@ SCRIPTS: dict[str, Sequence[Step]] = {
         finish(chat_pb2.FINISH_REASON_STOP),
     ],
     "fake/slow-start": [60.0, start_event("fake/slow-start"), finish(chat_pb2.FINISH_REASON_STOP)],
+    # the stream's end (OK status) trails its finish event, as a busy server's may
+    "fake/linger": [start_event("fake/linger"), finish(chat_pb2.FINISH_REASON_STOP), 0.3],
 }
 
 

@@ -82,6 +82,24 @@ async def test_fallbacks_in_the_openai_body(mesh: Mesh) -> None:
     assert reply.choices[0].message.content == "rescued"
 
 
+async def test_bare_model_names_through_the_openai_sdk(mesh: Mesh) -> None:
+    async with _client(mesh) as client:
+        reply = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "bare"}]
+        )
+        assert reply.choices[0].message.content == "bare"
+        model = await client.models.retrieve("gpt-4o-mini")
+        assert (model.id, model.owned_by) == ("gpt-4o-mini", "openai")
+        with pytest.raises(openai.NotFoundError) as listed_twice:
+            await client.models.retrieve("echo")
+        assert "emulator/echo, local/echo" in listed_twice.value.message
+        with pytest.raises(openai.NotFoundError) as listed_twice:
+            await client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": "x"}]
+            )
+        assert "emulator/echo, local/echo" in listed_twice.value.message
+
+
 async def test_cut_upstream_makes_the_sdk_raise_not_finish(mesh: Mesh) -> None:
     await asyncio.to_thread(mesh.set_fault, "e2e-cut", "cut", after=2)
     async with _client(mesh) as client:
@@ -142,7 +160,7 @@ async def test_websocket_cancel_reaches_the_upstream(mesh: Mesh) -> None:
     await _wait_disconnect(mesh, model, before)
 
 
-async def test_websocket_streams_to_one_finish(mesh: Mesh) -> None:
+async def test_websocket_streams_chats_to_one_finish_each(mesh: Mesh) -> None:
     url = mesh.gateway_url.replace("http://", "ws://") + "/api/v1/chat/ws"
     request = {
         "input": {
@@ -150,15 +168,18 @@ async def test_websocket_streams_to_one_finish(mesh: Mesh) -> None:
             "messages": [{"role": "ROLE_USER", "content": "over a socket"}],
         }
     }
-    frames = []
     async with websockets.connect(url) as ws:
-        await ws.send(json.dumps({"type": "chat", "request": request}))
-        async for raw in ws:
-            frames.append(json.loads(raw))
-    kinds = [next(iter(f["event"])) for f in frames]
-    assert kinds[0] == "start" and kinds[-1] == "finish" and kinds.count("finish") == 1
-    text = "".join(f["event"]["textDelta"]["text"] for f in frames if "textDelta" in f["event"])
-    assert text == "over a socket"
+        for _ in range(2):  # the socket serves one chat after another
+            await ws.send(json.dumps({"type": "chat", "request": request}))
+            frames = []
+            while not frames or "finish" not in frames[-1]["event"]:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            kinds = [next(iter(f["event"])) for f in frames]
+            assert kinds[0] == "start" and kinds.count("finish") == 1
+            text = "".join(
+                f["event"]["textDelta"]["text"] for f in frames if "textDelta" in f["event"]
+            )
+            assert text == "over a socket"
 
 
 async def test_processor_through_the_gateway(mesh: Mesh) -> None:

@@ -139,10 +139,15 @@ async def test_request_fields_reach_the_grpc_request(
         top_p=0.9,
         max_tokens=64,
         metadata={"tenant": "acme"},
-        extra_body={"fallbacks": ["fake/length", "fake/tools"]},
+        extra_body={
+            "fallbacks": ["fake/length", "fake/tools"],
+            "max_cost_usd": 0.25,
+            "cache": {"no_response_cache": True},
+        },
     )
     chat = fake_mesh.orchestrator.calls[-1].input
     assert list(chat.fallbacks) == ["fake/length", "fake/tools"]
+    assert (chat.max_cost_usd, chat.cache.no_response_cache) == (0.25, True)
     assert [m.role for m in chat.messages] == [
         chat_pb2.ROLE_SYSTEM,
         chat_pb2.ROLE_USER,
@@ -185,6 +190,48 @@ async def test_errors_raise_the_matching_sdk_class(
         await create(model="fake/text", messages=[{"role": "user", "content": content}])
     assert bad.value.param == "messages[0].content[0].type"
     assert bad.value.code == "invalid_request"
+
+
+async def test_a_field_llmesh_cannot_honour_is_a_400_naming_it(
+    openai_client: openai.AsyncOpenAI, fake_mesh: FakeMesh
+) -> None:
+    create = openai_client.chat.completions.create
+    calls = len(fake_mesh.orchestrator.calls)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await create(model="fake/text", messages=HI, parallel_tool_calls=False)
+    assert (bad.value.param, bad.value.type) == ("parallel_tool_calls", "invalid_request_error")
+    assert "not supported yet" in bad.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        await create(model="fake/text", messages=HI, extra_body={"top_k": 5})
+    assert bad.value.param == "top_k"
+    assert len(fake_mesh.orchestrator.calls) == calls  # nothing went upstream
+    # the defaults clients send explicitly are fine
+    reply = await create(
+        model="fake/text",
+        messages=HI,
+        n=1,
+        presence_penalty=0,
+        frequency_penalty=0,
+        logprobs=False,
+        parallel_tool_calls=True,
+        response_format={"type": "text"},
+    )
+    assert reply.choices[0].message.content == "Hello, world"
+
+
+async def test_a_reply_message_sent_back_as_history_is_accepted(
+    openai_client: openai.AsyncOpenAI, fake_mesh: FakeMesh
+) -> None:
+    create = openai_client.chat.completions.create
+    first = await create(model="fake/tools", messages=HI)
+    history: Any = [
+        *HI,
+        first.choices[0].message,
+        {"role": "tool", "tool_call_id": "call_0", "content": "sunny"},
+    ]
+    await create(model="fake/text", messages=history)
+    chat = fake_mesh.orchestrator.calls[-1].input
+    assert [c.name for c in chat.messages[1].tool_calls] == ["get_weather", "get_time"]
 
 
 @pytest.mark.parametrize("model", ["fake/cut", "fake/no-finish"])

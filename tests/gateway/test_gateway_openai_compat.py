@@ -27,10 +27,10 @@ def test_minimal_request() -> None:
     assert not req.input.HasField("max_tokens")
 
 
-def test_content_parts_are_joined() -> None:
+def test_content_parts_are_joined_by_a_newline() -> None:
     content = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
     chat = parse(messages=[{"role": "system", "content": content}])
-    assert chat.messages[0] == chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content="ab")
+    assert chat.messages[0] == chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content="a\nb")
 
 
 def test_max_completion_tokens_wins_and_options() -> None:
@@ -54,6 +54,32 @@ def test_max_completion_tokens_wins_and_options() -> None:
 )
 def test_tool_choice(choice: Any, expected: chat_pb2.ToolChoice) -> None:
     assert parse(tool_choice=choice).tool_choice == expected
+
+
+def test_user_and_safety_identifier_become_metadata() -> None:
+    chat = parse(user="u", safety_identifier="s", fallbacks=["m/y"])
+    assert dict(chat.metadata) == {"user": "u", "safety_identifier": "s"}
+    assert list(chat.fallbacks) == ["m/y"]
+
+
+def test_llmesh_extensions_are_mapped_from_protobuf_json() -> None:
+    chat = parse(
+        max_cost_usd=0.5,
+        cache={"no_response_cache": True, "prompt_cache": "PROMPT_CACHE_MODE_OFF"},
+        first_token_timeout="2s",
+        stall_timeout="0.5s",
+        hedge={"enabled": True, "ttft_percentile": 95},
+        mid_stream_policy="MID_STREAM_POLICY_RESTART",
+    )
+    assert chat.max_cost_usd == 0.5
+    assert chat.cache == chat_pb2.CacheOptions(
+        no_response_cache=True, prompt_cache=chat_pb2.PROMPT_CACHE_MODE_OFF
+    )
+    assert chat.first_token_timeout.ToTimedelta().total_seconds() == 2
+    assert chat.stall_timeout.ToMilliseconds() == 500
+    assert chat.hedge == chat_pb2.Hedge(enabled=True, ttft_percentile=95)
+    assert chat.mid_stream_policy == chat_pb2.MID_STREAM_POLICY_RESTART
+    assert chat.model == "m/x"
 
 
 def test_stream_options() -> None:
@@ -107,7 +133,21 @@ def test_stream_options() -> None:
         ({"model": "m", "messages": HI, "n": 2}, "n"),
         ({"model": "m", "messages": HI, "metadata": {"k": 1}}, "metadata.k"),
         ({"model": "m", "messages": HI, "user": 7}, "user"),
+        ({"model": "m", "messages": HI, "safety_identifier": 7}, "safety_identifier"),
+        ({"model": "m", "messages": HI, "prompt_cache_key": 7}, "prompt_cache_key"),
+        (
+            {
+                "model": "m",
+                "messages": HI,
+                "tools": [{"type": "function", "function": {"name": "f", "strict": True}}],
+            },
+            "tools[0].function.strict",
+        ),
         ({"model": "m", "messages": HI, "fallbacks": "m2"}, "fallbacks"),
+        ({"model": "m", "messages": HI, "hedge": {"enabled": "yes"}}, "hedge"),
+        ({"model": "m", "messages": HI, "max_cost_usd": "cheap"}, "max_cost_usd"),
+        ({"model": "m", "messages": HI, "stall_timeout": 5}, "stall_timeout"),
+        ({"model": "m", "messages": HI, "mid_stream_policy": "SOMETIMES"}, "mid_stream_policy"),
         ({"model": "m", "messages": HI, "stream": "yes"}, "stream"),
         ({"model": "m", "messages": HI, "stream_options": True}, "stream_options"),
     ],

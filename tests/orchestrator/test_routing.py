@@ -1,6 +1,6 @@
 import pytest
 
-from services.common.config import ProviderConfig
+from services.common.config import ProviderConfig, RouteConfig
 from services.common.errors import LlmeshError, Reason
 from services.orchestrator.routing import Router, Target
 
@@ -29,3 +29,37 @@ def test_entries_list_models_and_aliases_sorted() -> None:
     entries = Router(PROVIDERS, {"fast": "openai/gpt-4o-mini"}).entries()
     assert [e.name for e in entries] == ["fast", "openai/gpt-4o-mini"]
     assert entries[0].alias_for == "openai/gpt-4o-mini"
+
+
+BOTH = {
+    "openai": ProviderConfig("openai", "openai", models=("gpt-4o-mini", "gpt-4o")),
+    "azure": ProviderConfig("azure", "openai-compatible", models=("gpt-4o-mini",)),
+    "hub": ProviderConfig("hub", "openai-compatible", models=("meta/llama-3",)),
+}
+
+
+def test_a_bare_model_name_listed_by_one_provider_resolves() -> None:
+    router = Router(BOTH, {})
+    assert router.resolve("gpt-4o") == Target("openai", "gpt-4o")
+    assert router.plan("gpt-4o") == ([Target("openai", "gpt-4o")], None)
+    # a listed model id may hold a slash without naming a provider
+    assert router.resolve("meta/llama-3") == Target("hub", "meta/llama-3")
+
+
+def test_a_bare_model_name_listed_by_several_providers_names_the_candidates() -> None:
+    with pytest.raises(LlmeshError) as info:
+        Router(BOTH, {}).plan("gpt-4o-mini")
+    assert info.value.reason is Reason.MODEL_NOT_FOUND
+    assert "azure/gpt-4o-mini" in info.value.message
+    assert "openai/gpt-4o-mini" in info.value.message
+    assert info.value.metadata["candidates"] == "azure/gpt-4o-mini,openai/gpt-4o-mini"
+
+
+def test_aliases_and_routes_win_over_bare_model_names() -> None:
+    router = Router(
+        BOTH,
+        {"gpt-4o": "azure/gpt-4o-mini"},
+        {"gpt-4o-mini": RouteConfig("gpt-4o-mini", targets=("openai/gpt-4o",))},
+    )
+    assert router.resolve("gpt-4o") == Target("azure", "gpt-4o-mini")
+    assert router.plan("gpt-4o-mini")[0] == [Target("openai", "gpt-4o")]

@@ -1,0 +1,144 @@
+"""Which top-level fields of an OpenAI Chat Completions body llmesh honours.
+
+Every field is in exactly one class, so none is ever silently dropped:
+
+- mapped: translated into the `ChatInput` by `gateway.openai_compat`;
+- inert: accepted and not used, because no value of it can change the answer;
+- default-only: not supported yet, but accepted when absent, ``null`` or set to the value
+  that changes nothing (clients such as LangChain send defaults explicitly); any other value
+  is a 400 naming the field;
+- anything else, including unknown fields, is a 400 naming the field.
+
+The same table, in prose, is in gateway/README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.errors import FieldViolation, LlmeshError, Reason, invalid
+
+EXTENSIONS = (
+    "mid_stream_policy",
+    "first_token_timeout",
+    "stall_timeout",
+    "hedge",
+    "cache",
+    "max_cost_usd",
+)
+"""llmesh's own `ChatInput` fields a /v1 body may carry, in their protobuf JSON form (the
+SDK's ``extra_body``); ``fallbacks``, a plain array of model names, is one more."""
+
+MAPPED = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "max_completion_tokens",
+        "max_tokens",
+        "stop",
+        "seed",
+        "n",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "stream",
+        "stream_options",
+        "fallbacks",
+        *EXTENSIONS,
+    }
+)
+"""Fields `parse_completion_request` reads (``fallbacks`` and `EXTENSIONS` are llmesh's own)."""
+
+INERT = frozenset({"prompt_cache_key"})
+"""Fields accepted and not used: hints to OpenAI's own cache that cannot change the answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultOnly:
+    """A field accepted only with the value that leaves the answer unchanged."""
+
+    accepts: Callable[[Any], bool]
+    """True for the no-op values."""
+    default: str
+    """The accepted value(s), as the error message shows them."""
+
+
+def _zero(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value == 0
+
+
+def _empty(value: Any) -> bool:
+    return isinstance(value, dict | list) and not value
+
+
+DEFAULT_ONLY: dict[str, DefaultOnly] = {
+    "parallel_tool_calls": DefaultOnly(lambda v: v is True, "true"),
+    "logprobs": DefaultOnly(lambda v: v is False, "false"),
+    "top_logprobs": DefaultOnly(lambda v: False, "null"),
+    "presence_penalty": DefaultOnly(_zero, "0"),
+    "frequency_penalty": DefaultOnly(_zero, "0"),
+    "logit_bias": DefaultOnly(_empty, "{}"),
+    "response_format": DefaultOnly(lambda v: v == {"type": "text"}, '{"type": "text"}'),
+    "reasoning_effort": DefaultOnly(lambda v: False, "null"),
+    "verbosity": DefaultOnly(lambda v: False, "null"),
+    "modalities": DefaultOnly(lambda v: v == ["text"], '["text"]'),
+    "audio": DefaultOnly(lambda v: False, "null"),
+    "prediction": DefaultOnly(lambda v: False, "null"),
+    "web_search_options": DefaultOnly(lambda v: False, "null"),
+    "service_tier": DefaultOnly(lambda v: v in ("auto", "default"), '"auto" or "default"'),
+    "store": DefaultOnly(lambda v: v is False, "false"),
+    "functions": DefaultOnly(_empty, "[] (use tools)"),
+    "function_call": DefaultOnly(lambda v: False, "null (use tool_choice)"),
+}
+"""Fields not supported yet, accepted only when ``null`` or set to their no-op value."""
+
+
+MESSAGE_MAPPED = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
+"""Message fields `parse_completion_request` reads (``tool_calls`` on assistant messages,
+``tool_call_id`` on tool messages)."""
+
+MESSAGE_INERT = frozenset({"annotations"})
+"""Message fields accepted and not used: citations about the content, which cannot change it."""
+
+MESSAGE_NULL_ONLY = frozenset({"refusal", "audio", "function_call"})
+"""Message fields not supported yet, accepted only when ``null`` (as SDKs echo them back)."""
+
+
+def check_message_fields(message: dict[str, Any], path: str) -> None:
+    """Refuse (INVALID_REQUEST naming it) the first field of a message llmesh would ignore."""
+    for key, value in message.items():
+        if key in MESSAGE_MAPPED or key in MESSAGE_INERT:
+            continue
+        if key not in MESSAGE_NULL_ONLY:
+            raise invalid(f"{path}.{key}", "is not supported (unknown field)")
+        if value is not None:
+            raise invalid(f"{path}.{key}", "is not supported yet; only null is accepted")
+
+
+def check_fields(body: dict[str, Any]) -> None:
+    """Refuse (INVALID_REQUEST) the fields llmesh would otherwise ignore, naming every one.
+
+    The first one is OpenAI's ``param``; all of them are in the error's field violations.
+    """
+    violations = []
+    for key, value in body.items():
+        if key in MAPPED or key in INERT:
+            continue
+        rule = DEFAULT_ONLY.get(key)
+        if rule is None:
+            violations.append(FieldViolation(key, "is not supported (unknown field)"))
+        elif value is not None and not rule.accepts(value):
+            description = f"is not supported yet; only {rule.default} is accepted"
+            violations.append(FieldViolation(key, description))
+    if violations:
+        raise LlmeshError(
+            Reason.INVALID_REQUEST,
+            "; ".join(f"{v.field}: {v.description}" for v in violations),
+            violations=tuple(violations),
+        )

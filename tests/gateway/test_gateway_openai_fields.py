@@ -1,0 +1,135 @@
+"""Every top-level /v1 field is mapped, inert, accepted only as its no-op default, or refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.openai_compat import parse_completion_request
+from gateway.openai_fields import DEFAULT_ONLY, INERT, MAPPED
+from services.common.errors import LlmeshError, Reason
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def parse(**body: Any) -> None:
+    parse_completion_request({"model": "m/x", "messages": HI, **body})
+
+
+def test_the_classes_do_not_overlap() -> None:
+    assert not MAPPED & INERT
+    assert not (MAPPED | INERT) & DEFAULT_ONLY.keys()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("parallel_tool_calls", True),
+        ("logprobs", False),
+        ("top_logprobs", None),
+        ("presence_penalty", 0),
+        ("frequency_penalty", 0.0),
+        ("logit_bias", {}),
+        ("response_format", {"type": "text"}),
+        ("reasoning_effort", None),
+        ("modalities", ["text"]),
+        ("service_tier", "auto"),
+        ("store", False),
+        ("functions", []),
+        ("prompt_cache_key", "k"),
+        ("n", 1),
+    ],
+)
+def test_unsupported_fields_sent_with_their_no_op_value_are_accepted(
+    field: str, value: Any
+) -> None:
+    parse(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("parallel_tool_calls", False),
+        ("logprobs", True),
+        ("top_logprobs", 2),
+        ("presence_penalty", 0.5),
+        ("frequency_penalty", -1),
+        ("frequency_penalty", False),
+        ("logit_bias", {"50256": -100}),
+        ("response_format", {"type": "json_object"}),
+        ("reasoning_effort", "low"),
+        ("verbosity", "low"),
+        ("modalities", ["text", "audio"]),
+        ("audio", {"voice": "alloy", "format": "wav"}),
+        ("prediction", {"type": "content", "content": "x"}),
+        ("web_search_options", {}),
+        ("service_tier", "flex"),
+        ("store", True),
+        ("functions", [{"name": "f"}]),
+        ("function_call", "auto"),
+    ],
+)
+def test_fields_that_would_change_the_answer_are_refused_by_name(field: str, value: Any) -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(**{field: value})
+    assert raised.value.reason is Reason.INVALID_REQUEST
+    assert raised.value.violations[0].field == field
+    assert "not supported yet" in raised.value.message
+
+
+@pytest.mark.parametrize("field", ["temprature", "echo", "best_of", "max_cost"])
+def test_unknown_fields_are_refused_by_name(field: str) -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(**{field: 1})
+    assert raised.value.violations[0].field == field
+    assert "not supported" in raised.value.message
+
+
+def test_messages_echoed_back_by_an_sdk_are_accepted() -> None:
+    echoed = {
+        "role": "assistant",
+        "content": "hi",
+        "refusal": None,
+        "annotations": [{"type": "url_citation"}],
+        "audio": None,
+        "function_call": None,
+        "tool_calls": None,
+    }
+    parse(messages=[*HI, echoed, *HI])
+
+
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ({"role": "assistant", "content": None, "refusal": "I can't"}, "messages[0].refusal"),
+        ({"role": "assistant", "content": "x", "audio": {"id": "a1"}}, "messages[0].audio"),
+        (
+            {"role": "assistant", "content": None, "function_call": {"name": "f"}},
+            "messages[0].function_call",
+        ),
+        ({"role": "user", "content": "x", "weight": 2}, "messages[0].weight"),
+        (
+            {"role": "user", "content": "x", "tool_calls": [{"id": "c"}]},
+            "messages[0].tool_calls",
+        ),
+    ],
+)
+def test_message_fields_llmesh_would_ignore_are_refused(
+    message: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(messages=[message])
+    assert raised.value.violations[0].field == param
+    assert "not supported" in raised.value.message or "only assistant" in raised.value.message
+
+
+def test_every_refused_field_is_named() -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(top_k=3, logprobs=True, presence_penalty=0, repetition_penalty=1.1)
+    assert [v.field for v in raised.value.violations] == [
+        "top_k",
+        "logprobs",
+        "repetition_penalty",
+    ]
+    assert "top_k" in raised.value.message and "repetition_penalty" in raised.value.message
