@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.config import ProviderConfig, RouteConfig
-from services.common.errors import LlmeshError, Reason
+from services.common.model_names import resolve_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +34,8 @@ class ModelEntry:
 class Router:
     """Resolves model names.
 
-    Routes first (in `plan`), then aliases, then ``provider/model`` (the model may hold
-    slashes), then a bare model name such as ``gpt-4o-mini``: it resolves when exactly one
-    provider lists it in its ``models``, and is MODEL_NOT_FOUND naming the candidates when
-    several do.
+    Routes first (in `plan`), then `services.common.model_names.resolve_model`: aliases,
+    ``provider/model``, and a bare model name listed by exactly one provider.
     """
 
     def __init__(
@@ -62,36 +60,7 @@ class Router:
 
     def resolve(self, name: str) -> Target:
         """The target for a model name; MODEL_NOT_FOUND when nothing or several match."""
-        seen = name
-        if name in self._aliases:
-            name = self._aliases[name]
-        provider, sep, model = name.partition("/")
-        if sep and model and provider in self._providers:
-            return Target(provider, model)
-        listed = sorted(p.name for p in self._providers.values() if name in p.models)
-        if len(listed) == 1:
-            return Target(listed[0], name)
-        if listed:
-            candidates = [f"{p}/{name}" for p in listed]
-            raise LlmeshError(
-                Reason.MODEL_NOT_FOUND,
-                f"model {seen!r} is listed by several providers; name one of: "
-                + ", ".join(candidates),
-                metadata={"model": seen, "candidates": ",".join(candidates)},
-            )
-        if not sep or not model or not provider:
-            raise LlmeshError(
-                Reason.MODEL_NOT_FOUND,
-                f"model {seen!r} is neither an alias, a provider/model name, nor a model "
-                "listed by a provider",
-                metadata={"model": seen},
-            )
-        known = ", ".join(sorted(self._providers))
-        raise LlmeshError(
-            Reason.MODEL_NOT_FOUND,
-            f"model {seen!r}: unknown provider {provider!r} (configured: {known})",
-            metadata={"model": seen, "provider": provider},
-        )
+        return Target(*resolve_model(name, self._providers, self._aliases))
 
     def entries(self) -> list[ModelEntry]:
         """Every listed model and alias, sorted by name."""

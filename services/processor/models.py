@@ -1,18 +1,20 @@
 """Which model names the processor counts for: the ones the mesh routes, as chat sees them.
 
 The names come from the configuration (providers, aliases, routes), never from the
-orchestrator. A ``provider/model`` name of a configured provider is accepted whatever the
-model (the provider decides what exists); a name of an unknown provider is MODEL_NOT_FOUND
-with the same message chat gives. A bare name that is neither an alias nor a route is
-counted as it is, with its family's tokenizer (``gpt-4o``).
+orchestrator, and resolve by the rule chat routing uses (`services.common.model_names`):
+a ``provider/model`` name of a configured provider is accepted whatever the model (the
+provider decides what exists); a name of an unknown provider, or a bare name several
+providers list, is MODEL_NOT_FOUND with the same message chat gives. A bare name no provider
+lists is counted as it is, with its family's tokenizer (``gpt-4``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
-from services.common.config import Config
-from services.common.errors import LlmeshError, Reason
+from services.common.config import Config, ProviderConfig
+from services.common.errors import LlmeshError
+from services.common.model_names import resolve_model
 
 
 class ModelNames:
@@ -20,11 +22,11 @@ class ModelNames:
 
     def __init__(
         self,
-        providers: Iterable[str],
+        providers: Mapping[str, ProviderConfig],
         aliases: Mapping[str, str] | None = None,
         routes: Mapping[str, str] | None = None,
     ) -> None:
-        self._providers = frozenset(providers)
+        self._providers = dict(providers)
         self._aliases = dict(aliases or {})
         self._routes = dict(routes or {})  # route name -> its first target
 
@@ -38,23 +40,12 @@ class ModelNames:
         )
 
     def resolve(self, name: str) -> str:
-        """The name to count `name` as; MODEL_NOT_FOUND for a provider nobody configured."""
-        seen = name
-        name = self._routes.get(name) or self._aliases.get(name) or name
-        provider, sep, model = name.partition("/")
-        if not sep:
-            return name
-        if not provider or not model:
-            raise LlmeshError(
-                Reason.MODEL_NOT_FOUND,
-                f"model {seen!r} is neither an alias nor a provider/model name",
-                metadata={"model": seen},
-            )
-        if provider not in self._providers:
-            known = ", ".join(sorted(self._providers))
-            raise LlmeshError(
-                Reason.MODEL_NOT_FOUND,
-                f"model {seen!r}: unknown provider {provider!r} (configured: {known})",
-                metadata={"model": seen, "provider": provider},
-            )
-        return name
+        """The name to count `name` as; MODEL_NOT_FOUND where chat would answer it too."""
+        name = self._routes.get(name, name)
+        try:
+            provider, model = resolve_model(name, self._providers, self._aliases)
+        except LlmeshError as exc:
+            if "/" in self._aliases.get(name, name) or "candidates" in exc.metadata:
+                raise
+            return name  # a bare family name nobody lists, e.g. ``gpt-4``: its tokenizer
+        return f"{provider}/{model}"

@@ -30,8 +30,9 @@ def test_aliases_and_routes_count_as_their_target(names: ModelNames) -> None:
     assert names.resolve("fast") == "openai/gpt-4.1-mini"
 
 
-def test_bare_names_pick_a_tokenizer_family(names: ModelNames) -> None:
-    assert names.resolve("gpt-4o") == "gpt-4o"
+def test_bare_names_resolve_as_in_chat_else_pick_a_tokenizer_family(names: ModelNames) -> None:
+    assert names.resolve("gpt-4o") == "openai/gpt-4o"  # the openai provider lists it
+    assert names.resolve("gpt-4") == "gpt-4"  # nobody lists it: its family's tokenizer
 
 
 @pytest.mark.parametrize(
@@ -41,8 +42,16 @@ def test_bare_names_pick_a_tokenizer_family(names: ModelNames) -> None:
             "nope/x",
             "model 'nope/x': unknown provider 'nope' (configured: anthropic, emulator, openai)",
         ),
-        ("/x", "model '/x' is neither an alias nor a provider/model name"),
-        ("openai/", "model 'openai/' is neither an alias nor a provider/model name"),
+        (
+            "/x",
+            "model '/x' is neither an alias, a provider/model name, nor a model listed by a "
+            "provider",
+        ),
+        (
+            "openai/",
+            "model 'openai/' is neither an alias, a provider/model name, nor a model listed "
+            "by a provider",
+        ),
     ],
 )
 def test_unknown_models_are_not_found_as_in_chat(
