@@ -33,9 +33,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.errors import error_body
 from gateway.inputs import call_options, check_depth, decode_json, message_json, parse_message
-from gateway.upstream import upstream_of
+from gateway.upstream import Upstream, upstream_of
 from services.common.errors import LlmeshError, Reason, invalid
-from services.common.rpc_errors import from_rpc_error
 
 log = logging.getLogger("llmesh.gateway")
 
@@ -79,7 +78,7 @@ async def _send_error(ws: WebSocket, err: LlmeshError) -> None:
         await ws.close(1000)
 
 
-async def _pump(ws: WebSocket, call: Any) -> LlmeshError | object | None:
+async def _pump(ws: WebSocket, call: Any, upstream: Upstream) -> LlmeshError | object | None:
     """Relay events until the stream ends: None when it ended OK, else the error."""
     try:
         while True:
@@ -88,7 +87,7 @@ async def _pump(ws: WebSocket, call: Any) -> LlmeshError | object | None:
                 return None
             await ws.send_text((b'{"type":"event","event":' + message_json(event) + b"}").decode())
     except grpc.aio.AioRpcError as exc:
-        return from_rpc_error(exc)
+        return upstream.error(exc)
     except (WebSocketDisconnect, OSError):
         return _DISCONNECTED
 
@@ -121,7 +120,7 @@ async def chat_ws(ws: WebSocket) -> None:
         await _send_error(ws, err)
         return
     call = upstream.orchestrator.StreamChat(request, timeout=opts.timeout, metadata=opts.metadata)
-    pump = asyncio.ensure_future(_pump(ws, call))
+    pump = asyncio.ensure_future(_pump(ws, call, upstream))
     control = asyncio.ensure_future(_control(ws, limit))
     try:
         await asyncio.wait({pump, control}, return_when=asyncio.FIRST_COMPLETED)

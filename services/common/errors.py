@@ -40,6 +40,7 @@ class Reason(enum.Enum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     INTERNAL = "INTERNAL"
+    SERVICE_UNREACHABLE = "SERVICE_UNREACHABLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ ERROR_TABLE: dict[Reason, ReasonSpec] = {
     Reason.PERMISSION_DENIED: _S("PERMISSION_DENIED", 403, False),
     Reason.SHUTTING_DOWN: _S("UNAVAILABLE", 503, True),
     Reason.INTERNAL: _S("INTERNAL", 500, False),
+    Reason.SERVICE_UNREACHABLE: _S("UNAVAILABLE", 503, True),
 }
 
 ERROR_DOMAIN = "llmesh.v1"
