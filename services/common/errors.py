@@ -88,6 +88,10 @@ ERROR_TABLE: dict[Reason, ReasonSpec] = {
 ERROR_DOMAIN = "llmesh.v1"
 """The `ErrorInfo.domain` of every llmesh error."""
 
+RETRYABLE_KEY = "retryable"
+"""`ErrorInfo.metadata` key that, set to ``"false"``, marks one error as not retryable even
+though its reason usually is."""
+
 
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
@@ -119,6 +123,13 @@ class LlmeshError(Exception):
     def spec(self) -> ReasonSpec:
         """The gRPC code and HTTP status of this error's reason."""
         return ERROR_TABLE[self.reason]
+
+    @property
+    def retryable(self) -> bool:
+        """Whether retrying the same call may help: the reason's default, unless the error
+        says otherwise with ``metadata["retryable"] = "false"`` (e.g. a request that can
+        never fit a rate limit); the metadata travels in `ErrorInfo`, so clients agree."""
+        return self.spec.retryable and self.metadata.get(RETRYABLE_KEY) != "false"
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.message}"

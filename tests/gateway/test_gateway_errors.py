@@ -155,3 +155,17 @@ async def test_deadline_mid_websocket_stream_is_clear(gateway: RunningGateway) -
             pass
     assert frames[-1]["type"] == "error"
     _assert_deadline(frames[-1]["error"])
+
+
+@pytest.mark.parametrize("path", ["/api/v1/chat", "/v1/chat/completions"])
+async def test_a_request_that_can_never_fit_is_not_retried(
+    http: httpx.AsyncClient, path: str
+) -> None:
+    if path.startswith("/v1"):
+        body: dict[str, Any] = {"model": "fake/never-fits", "messages": HI}
+    else:
+        body = {"input": {"model": "fake/never-fits"}}
+    r = await http.post(path, json=body)
+    assert r.status_code == 429
+    assert r.headers["x-should-retry"] == "false"
+    assert "retry-after" not in r.headers
