@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway import GatewaySettings, RunningGateway, start
+from tests.gateway.fakes import FakeMesh
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -169,3 +170,16 @@ async def test_a_request_that_can_never_fit_is_not_retried(
     assert r.status_code == 429
     assert r.headers["x-should-retry"] == "false"
     assert "retry-after" not in r.headers
+
+
+@pytest.mark.parametrize("header", ["x-stainless-retry-count", "x-llmesh-retry-count"])
+async def test_the_clients_retry_count_is_passed_on(
+    http: httpx.AsyncClient, fake_mesh: FakeMesh, header: str
+) -> None:
+    body = {"model": "fake/text", "messages": HI}
+    r = await http.post("/v1/chat/completions", json=body, headers={header: "2"})
+    assert r.status_code == 200
+    assert fake_mesh.orchestrator.calls[-1].metadata["llmesh-retry-count"] == "2"
+    r = await http.post("/v1/chat/completions", json=body, headers={header: "twice"})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == header

@@ -135,9 +135,7 @@ async def test_transitions_are_logged_with_the_request_id(
     clock.now += 30
     await breakers.check(T, "req_b")
     await breakers.record_success(T, "req_b")
-    lines = [
-        (r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("llmesh.")
-    ]
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("llmesh.")]
     assert lines == [
         (
             logging.WARNING,
