@@ -119,8 +119,7 @@ class Opened:
                 name,
                 err.reason,
                 err.message,
-                counted=_counted(rt, self.record),
-                request_id=rt.request_id,
+                request_id=rt.request_id,  # counted: the opening's success reset the count
             )
             raise
         except BaseException:
@@ -161,8 +160,10 @@ the target's breaker, and cost nothing)."""
 
 
 def _counted(rt: Runtime, record: AttemptRecord) -> bool:
-    """Whether a failure counts against the breaker: once per call and target, so neither
-    llmesh's own retries nor a client's retries of the call count again."""
+    """Whether a failure before the first token counts against the breaker: once per call
+    and target, so neither llmesh's own retries nor a client's retries of the call count
+    again. (A failure after the first token always counts: the opening's success reset the
+    breaker's count.)"""
     return not (record.retry or rt.client_retry)
 
 
