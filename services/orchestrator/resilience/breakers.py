@@ -24,8 +24,9 @@ across all replicas.
 Counting: `record_failure(..., counted=False)` is a repeat of a failure already counted (a
 retry of the same call by llmesh, or a client's retry of its call, see the README's
 resilience section); it does not move a closed breaker toward open, but in half-open it
-still ends the trial and reopens. CIRCUIT_OPEN errors carry the last counted failure's
-reason and message (kept per instance: a breaker opened by another replica says so).
+still ends the trial and reopens. CIRCUIT_OPEN errors carry the reason and message of
+the counted failure that opened the breaker (the last one counted before it opened; kept in
+the breaker's storage, so shared through Redis like its state).
 Transitions are logged (WARNING on open, INFO otherwise) with the request id of the call
 that caused them.
 
@@ -141,8 +142,6 @@ class Breakers:
         self._request_id = ""
         """The request whose operation runs now (ops are serialized), for transition logs."""
         self._listeners = (*listeners, _TransitionLog(self))
-        self._causes: dict[str, tuple[Reason, str]] = {}
-        """The last counted failure of each target: what a CIRCUIT_OPEN error reports."""
         self._entries: dict[str, _Entry] = {}
         self._redis: redis.Redis | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -160,18 +159,18 @@ class Breakers:
     async def check(self, target: str, request_id: str = "") -> None:
         """Pass, or raise CIRCUIT_OPEN with the seconds until a call may be let through and
         the failure that opened the breaker."""
-        wait = await self._run(partial(self._admit, target, request_id), None)
-        if wait is not None:
-            raise self._open_error(target, wait)
+        refusal = await self._run(partial(self._admit, target, request_id), None)
+        if refusal is not None:
+            raise self._open_error(target, *refusal)
 
-    def _open_error(self, target: str, wait: float) -> LlmeshError:
+    @staticmethod
+    def _open_error(target: str, wait: float, cause: tuple[str, str] | None) -> LlmeshError:
         metadata = {"target": target}
-        cause = self._causes.get(target)
         if cause is None:
-            why = "after repeated failures (recorded by another replica)"
+            why = "after repeated failures"
         else:
-            why = f"after {cause[0].value}: {cause[1]}"
-            metadata["cause.reason"] = cause[0].value
+            why = f"after {cause[0]}: {cause[1]}"
+            metadata["cause.reason"] = cause[0]
             metadata["cause.message"] = cause[1]
         return LlmeshError(
             Reason.CIRCUIT_OPEN,
@@ -259,7 +258,10 @@ class Breakers:
         opened = entry.storage.opened_seconds()
         return 0.0 if opened is None else opened + self._settings.reset_timeout - now
 
-    def _admit(self, target: str, request_id: str = "") -> float | None:
+    def _admit(
+        self, target: str, request_id: str = ""
+    ) -> tuple[float, tuple[str, str] | None] | None:
+        """None to let the call through, else the seconds to wait and the cause."""
         self._request_id = request_id
         entry = self._entry(target)
         now = self._clock()
@@ -267,13 +269,13 @@ class Breakers:
         if state == pybreaker.STATE_OPEN:
             left = self._cooldown_left(entry, now)
             if left > 0:
-                return left
+                return left, entry.storage.cause()
             entry.breaker.half_open()
             state = pybreaker.STATE_HALF_OPEN
         if state == pybreaker.STATE_HALF_OPEN:
             held = entry.storage.acquire_trial(now, now + self._settings.reset_timeout)
             if held is not None:
-                return held - now
+                return held - now, entry.storage.cause()
         return None
 
     def _refusing(self, target: str) -> bool:
@@ -303,8 +305,10 @@ class Breakers:
         state = entry.breaker.state
         trial = state.name == pybreaker.STATE_HALF_OPEN
         if reason in self._settings.counted_reasons and (counted or trial):
-            self._causes[target] = (reason, message or f"call to {target} failed")
-            error = LlmeshError(reason, message or f"call to {target} failed")
+            message = message or f"call to {target} failed"
+            if state.name != pybreaker.STATE_OPEN:  # late failures keep the opening cause
+                entry.storage.set_cause(reason.value, message)
+            error = LlmeshError(reason, message)
             # pybreaker raises out of on_failure when it trips; the trip is all we want.
             with contextlib.suppress(pybreaker.CircuitBreakerError, LlmeshError):
                 state._handle_error(error, reraise=False)
@@ -312,8 +316,9 @@ class Breakers:
             entry.storage.release_trial()
 
     def _log_transition(self, name: str, old: str, new: str) -> None:
-        cause = self._causes.get(name)
-        why = f" after {cause[0].value}: {cause[1]}" if cause else ""
+        entry = self._entries.get(name)
+        cause = entry.storage.cause() if entry is not None and new == pybreaker.STATE_OPEN else None
+        why = f" after {cause[0]}: {cause[1]}" if cause else ""
         level = logging.WARNING if new == pybreaker.STATE_OPEN else logging.INFO
         _log.log(
             level,
@@ -322,7 +327,7 @@ class Breakers:
             name,
             old,
             new,
-            why if new == pybreaker.STATE_OPEN else "",
+            why,
             extra={"request_id": self._request_id, "target": name, "breaker_state": new},
         )
 

@@ -330,6 +330,19 @@ async def test_redis_replicas_share_failures_and_state(
     assert await b.views() == [BreakerView(T, "open", 3, pytest.approx(19.75))]
 
 
+async def test_redis_replicas_report_the_cause_that_opened_the_breaker(
+    replicas: tuple[Breakers, Breakers, FakeClock],
+) -> None:
+    a, b, _ = replicas
+    await open_it(a, times=2)
+    await a.record_failure(T, Reason.OVERLOADED, "HTTP 529: overloaded_error")  # opens it
+    await b.record_failure(T, Reason.UPSTREAM_TIMEOUT, "late")  # in flight before: not the cause
+    error = await refused(b)
+    assert error.metadata["cause.reason"] == "OVERLOADED"
+    assert error.metadata["cause.message"] == "HTTP 529: overloaded_error"
+    assert "open after OVERLOADED: HTTP 529: overloaded_error;" in error.message
+
+
 async def test_redis_one_trial_across_replicas(
     replicas: tuple[Breakers, Breakers, FakeClock],
 ) -> None:
