@@ -379,7 +379,7 @@ class Orchestrator:
         first_error: LlmeshError | None = None
         while index < len(targets):
             target = targets[index]
-            if not await self._breakers.is_open(target.name):
+            if not await self._breakers.is_open(target.name, rt.request_id):
                 return index
             now = self._clock()
             record = rt.trail.add(AttemptRecord(target, now))

@@ -179,10 +179,10 @@ class Breakers:
             metadata=metadata,
         )
 
-    async def is_open(self, target: str) -> bool:
+    async def is_open(self, target: str, request_id: str = "") -> bool:
         """True while `check` would refuse: open within its cool-down, or half-open with
         its one trial in flight. No side effects; used to skip targets in a route."""
-        return await self._run(partial(self._refusing, target), False)
+        return await self._run(partial(self._refusing, target, request_id), False)
 
     async def record_success(self, target: str, request_id: str = "") -> None:
         """A call succeeded (a stream: it delivered its first event)."""
@@ -278,7 +278,8 @@ class Breakers:
                 return held - now, entry.storage.cause()
         return None
 
-    def _refusing(self, target: str) -> bool:
+    def _refusing(self, target: str, request_id: str = "") -> bool:
+        self._request_id = request_id
         entry = self._entry(target)
         now = self._clock()
         state = entry.breaker.state.name
@@ -332,6 +333,7 @@ class Breakers:
         )
 
     def _views(self) -> list[BreakerView]:
+        self._request_id = ""
         now = self._clock()
         views = []
         for name in sorted(self._entries):
