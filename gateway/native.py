@@ -154,7 +154,7 @@ async def healthz(request: Request) -> Response:
     try:
         reply = await upstream.health.Check(check, timeout=upstream.settings.health_timeout)
     except grpc.aio.AioRpcError as exc:
-        body = {"status": "NOT_SERVING", "detail": exc.details() or exc.code().name}
+        body = {"status": "NOT_SERVING", "detail": upstream.error(exc).message}
         return OrjsonResponse(body, status_code=503)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     serving = reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -76,6 +76,15 @@ async def test_unreachable_orchestrator_native(lonely: Lonely, path: str, body: 
     _assert_unreachable(error, "orchestrator", address)
 
 
+async def test_healthz_names_the_unreachable_orchestrator(lonely: Lonely) -> None:
+    async with httpx.AsyncClient(base_url=lonely.url, timeout=10) as client:
+        r = await client.get("/healthz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "NOT_SERVING"
+    address = lonely.settings.orchestrator_address
+    assert f"cannot reach the llmesh orchestrator at {address}" in r.json()["detail"]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_unreachable_orchestrator_openai(lonely: Lonely, stream: bool) -> None:
     async with httpx.AsyncClient(base_url=lonely.url, timeout=10) as client:
