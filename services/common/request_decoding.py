@@ -11,7 +11,9 @@ happens once, at registration, not per call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+import contextlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -44,11 +46,16 @@ def _type_name(deserializer: Deserializer) -> str:
     return str(getattr(descriptor, "full_name", "request"))
 
 
+def _is_async(behaviour: Any) -> bool:
+    return inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
+
+
 def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """The same handler, decoding its (unary) request itself; streamed requests unchanged."""
     deserializer: Deserializer | None = handler.request_deserializer
-    if deserializer is None or handler.request_streaming:
-        return handler
+    behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
+    if deserializer is None or handler.request_streaming or not _is_async(behaviour):
+        return handler  # nothing to decode, or a sync handler grpc runs in its executor
     name = _type_name(deserializer)
     decode = deserializer
     if handler.response_streaming:
@@ -61,9 +68,10 @@ def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                 await abort(context, undecodable(name))
                 return
             result = inner_stream(request, context)
-            if isinstance(result, AsyncIterator):
-                async for message in result:
-                    yield message
+            if inspect.isasyncgen(result):
+                async with contextlib.aclosing(result):  # closed with this one, at once
+                    async for message in result:
+                        yield message
             else:  # a coroutine writing with `context.write`
                 await result
 
