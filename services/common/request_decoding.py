@@ -6,7 +6,9 @@ nesting past protobuf's recursion limit) grpc answers UNKNOWN ``Unexpected <clas
 logs a traceback. `safe_handler` registers the method without a deserializer and decodes the
 raw bytes itself, where it can answer INVALID_ARGUMENT (reason INVALID_REQUEST) with a
 message naming the expected type. Each request is still parsed exactly once; the wrapping
-happens once, at registration, not per call.
+happens once, at registration, not per call. The wrapped methods run on the event loop (as
+every llmesh servicer does), also a synchronous one such as the generated base class's
+"Method not implemented!" stub.
 """
 
 from __future__ import annotations
@@ -46,16 +48,11 @@ def _type_name(deserializer: Deserializer) -> str:
     return str(getattr(descriptor, "full_name", "request"))
 
 
-def _is_async(behaviour: Any) -> bool:
-    return inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
-
-
 def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """The same handler, decoding its (unary) request itself; streamed requests unchanged."""
     deserializer: Deserializer | None = handler.request_deserializer
-    behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
-    if deserializer is None or handler.request_streaming or not _is_async(behaviour):
-        return handler  # nothing to decode, or a sync handler grpc runs in its executor
+    if deserializer is None or handler.request_streaming:
+        return handler
     name = _type_name(deserializer)
     decode = deserializer
     if handler.response_streaming:
@@ -72,8 +69,11 @@ def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                 async with contextlib.aclosing(result):  # closed with this one, at once
                     async for message in result:
                         yield message
-            else:  # a coroutine writing with `context.write`
+            elif inspect.isawaitable(result):  # a coroutine writing with `context.write`
                 await result
+            else:  # a plain iterator (e.g. the generated base class's unimplemented stub)
+                for message in result:
+                    yield message
 
         return handler._replace(request_deserializer=None, unary_stream=unary_stream)  # type: ignore[attr-defined,no-any-return]
 
@@ -85,7 +85,9 @@ def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         except _UNDECODABLE:
             await abort(context, undecodable(name))
             return None
-        return await inner(request, context)
+        result = inner(request, context)
+        # llmesh's servicers are async; the generated base class's unimplemented stubs are not
+        return await result if inspect.isawaitable(result) else result
 
     return handler._replace(request_deserializer=None, unary_unary=unary_unary)  # type: ignore[attr-defined,no-any-return]
 

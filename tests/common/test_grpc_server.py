@@ -149,6 +149,9 @@ async def test_valid_requests_still_served(server: RunningServer) -> None:
         tokens = await processor_pb2_grpc.ProcessorServiceStub(channel).CountTokens(
             processor_pb2.CountTokensRequest(model="m", text="x"), timeout=5
         )
+        with pytest.raises(grpc.aio.AioRpcError) as info:  # the generated base class's stub
+            await stub.ListModels(orchestrator_pb2.ListModelsRequest(), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert reply.request_id == "ok:m" and by_path.request_id == "ok:p"
     assert [e.text_delta.text for e in events] == ["s", "s"]
     assert tokens.tokens == 7
