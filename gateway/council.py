@@ -22,7 +22,6 @@ from gateway.inputs import CallOptions, call_options, message_json, read_message
 from gateway.responses import Part, UpstreamResponse, sse_data, sse_event
 from gateway.upstream import Upstream, upstream_of
 from services.common.errors import LlmeshError
-from services.common.rpc_errors import from_rpc_error
 
 
 async def council_stream(request: Request) -> Response:
@@ -54,7 +53,7 @@ async def _council_events(
             started = True
             yield sse_data(message_json(item))
     except grpc.aio.AioRpcError as exc:
-        err = from_rpc_error(exc)
+        err = upstream.error(exc)
         if not started:
             yield error_response(err)
         else:

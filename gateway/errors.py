@@ -18,7 +18,8 @@ Native body::
                "code": "rate_limited"}}
 
 Both come with ``Retry-After`` (whole seconds, rounded up) when a retry delay is known, and
-``x-should-retry`` from the table, which the official SDKs obey.
+``x-should-retry`` from the table, which the official SDKs obey (``false`` also when the
+error itself says a retry cannot help, e.g. a request that can never fit a rate limit).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def http_status(err: LlmeshError) -> int:
 
 def error_headers(err: LlmeshError) -> dict[str, str]:
     """``Retry-After`` (when known) and ``x-should-retry`` for an error response."""
-    headers = {"x-should-retry": "true" if err.spec.retryable else "false"}
+    headers = {"x-should-retry": "true" if err.retryable else "false"}
     if err.retry_after is not None:
         headers["retry-after"] = str(max(0, math.ceil(err.retry_after)))
     return headers

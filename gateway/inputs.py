@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
 
 from gateway.errors import BodyTooLarge
+from services.common.call_metadata import RETRY_COUNT_KEY, parse_retry_count
 from services.common.errors import LlmeshError, Reason, invalid
 
 M = TypeVar("M", bound=Message)
@@ -22,6 +23,10 @@ TIMEOUT_HEADER = "x-llmesh-timeout"
 
 FORWARDED_HEADERS = ("authorization",)
 """Request headers passed on to the upstream services as gRPC metadata."""
+
+RETRY_COUNT_HEADERS = ("x-llmesh-retry-count", "x-stainless-retry-count")
+"""Headers carrying the client's retry number of a call (the official openai and anthropic
+SDKs send ``x-stainless-retry-count``), passed on as ``llmesh-retry-count`` metadata."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -133,4 +138,9 @@ def call_options(headers: Mapping[str, str], default_timeout: float | None) -> C
         if not (value.isascii() and value.isprintable()):
             raise invalid(name, "must be printable ASCII")
         metadata.append((name, value))
+    for header in RETRY_COUNT_HEADERS:  # the SDKs' retry number, so llmesh counts it once
+        raw = headers.get(header)
+        if raw is not None:
+            metadata.append((RETRY_COUNT_KEY, str(parse_retry_count(raw, header))))
+            break
     return CallOptions(timeout, tuple(metadata))

@@ -26,21 +26,20 @@ from gateway.inputs import CallOptions, call_options, message_json, read_message
 from gateway.responses import OrjsonResponse, Part, UpstreamResponse, sse_data, sse_event
 from gateway.upstream import Upstream, trail_headers, upstream_of
 from services.common.errors import LlmeshError
-from services.common.rpc_errors import from_rpc_error
 
 UnaryMethod = Callable[..., Any]
 """A `grpc.aio` unary-unary stub method."""
 
 
 async def _unary(
-    method: UnaryMethod, request: Message, opts: CallOptions
+    method: UnaryMethod, request: Message, opts: CallOptions, upstream: Upstream, service: str
 ) -> AsyncGenerator[Part, None]:
     """Make one unary call and yield its reply (or error) as a whole JSON response."""
     call = method(request, timeout=opts.timeout, metadata=opts.metadata)
     try:
         reply = await call
     except grpc.aio.AioRpcError as exc:
-        response = error_response(from_rpc_error(exc))
+        response = error_response(upstream.error(exc, service))
         response.headers.update(trail_headers(exc.trailing_metadata()))
         yield response
         return
@@ -60,7 +59,10 @@ async def _prepare(request: Request, message: Message) -> tuple[Upstream, CallOp
 
 
 def _unary_route(
-    request_type: type[Message], method: Callable[[Upstream], UnaryMethod], doc: str
+    request_type: type[Message],
+    method: Callable[[Upstream], UnaryMethod],
+    doc: str,
+    service: str = "orchestrator",
 ) -> Callable[[Request], Awaitable[Response]]:
     """An endpoint that parses `request_type` JSON, makes one unary call and answers its JSON."""
 
@@ -71,7 +73,8 @@ def _unary_route(
         except LlmeshError as err:
             return error_response(err)
         return UpstreamResponse(
-            _unary(method(upstream), message, opts), media_type="application/json"
+            _unary(method(upstream), message, opts, upstream, service),
+            media_type="application/json",
         )
 
     endpoint.__doc__ = doc
@@ -92,6 +95,7 @@ count_tokens = _unary_route(
     processor_pb2.CountTokensRequest,
     lambda u: u.processor.CountTokens,
     "``POST /api/v1/tokens/count``: CountTokensRequest JSON -> CountTokensResponse JSON.",
+    "processor",
 )
 list_targets = _unary_route(
     orchestrator_pb2.ListTargetsRequest,
@@ -102,6 +106,7 @@ fit_context = _unary_route(
     processor_pb2.FitContextRequest,
     lambda u: u.processor.FitContext,
     "``POST /api/v1/context/fit``: FitContextRequest JSON -> FitContextResponse JSON.",
+    "processor",
 )
 
 
@@ -136,7 +141,7 @@ async def _event_stream(
                     yield headers
             yield sse_data(message_json(event))
     except grpc.aio.AioRpcError as exc:
-        err = from_rpc_error(exc)
+        err = upstream.error(exc)
         if not started:
             yield error_response(err)
         else:
@@ -152,7 +157,7 @@ async def healthz(request: Request) -> Response:
     try:
         reply = await upstream.health.Check(check, timeout=upstream.settings.health_timeout)
     except grpc.aio.AioRpcError as exc:
-        body = {"status": "NOT_SERVING", "detail": exc.details() or exc.code().name}
+        body = {"status": "NOT_SERVING", "detail": upstream.error(exc).message}
         return OrjsonResponse(body, status_code=503)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     serving = reply.status == health_pb2.HealthCheckResponse.SERVING

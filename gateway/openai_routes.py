@@ -26,7 +26,6 @@ from gateway.openai_responses import ChunkEncoder, completion, error_line, model
 from gateway.responses import OrjsonResponse, Part, UpstreamResponse
 from gateway.upstream import Upstream, trail_headers, upstream_of
 from services.common.errors import LlmeshError, Reason
-from services.common.rpc_errors import from_rpc_error
 
 CACHE_HEADER = "x-llmesh-cache"
 """Set to ``hit`` when the reply was served from llmesh's response cache."""
@@ -62,7 +61,7 @@ async def _completion(
     try:
         reply = await call
     except grpc.aio.AioRpcError as exc:
-        response = openai_error_response(from_rpc_error(exc))
+        response = openai_error_response(upstream.error(exc))
         response.headers.update(trail_headers(exc.trailing_metadata()))
         yield response
         return
@@ -101,7 +100,7 @@ async def _chunks(
                 Reason.STREAM_INTERRUPTED, "the upstream stream ended without finishing"
             )
     except (grpc.aio.AioRpcError, LlmeshError) as exc:
-        err = from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
+        err = upstream.error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
         if not started:
             yield openai_error_response(err)
         elif not encoder.finished:
@@ -137,7 +136,7 @@ async def _model_reply(
             orchestrator_pb2.ListModelsRequest(), timeout=opts.timeout, metadata=opts.metadata
         )
     except grpc.aio.AioRpcError as exc:
-        yield openai_error_response(from_rpc_error(exc))
+        yield openai_error_response(upstream.error(exc))
         return
     if wanted is None:
         data = [model_object(m) for m in reply.models]

@@ -11,6 +11,15 @@ from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 from starlette.requests import HTTPConnection
 
 from gateway.settings import GatewaySettings
+from services.common.errors import LlmeshError
+from services.common.rpc_errors import Peer, from_rpc_error
+
+_POINT_AT = {
+    "orchestrator": "--orchestrator, LLMESH_ORCHESTRATOR_ADDRESS or orchestrator.address in "
+    "the configuration file",
+    "processor": "--processor, LLMESH_PROCESSOR_ADDRESS or processor.address in the "
+    "configuration file",
+}
 
 
 @dataclass
@@ -42,6 +51,20 @@ class Upstream:
             processor_pb2_grpc.ProcessorServiceStub(processor),
             health_pb2_grpc.HealthStub(orchestrator),
         )
+
+    def peer(self, service: str = "orchestrator") -> Peer:
+        """The upstream `service` (``orchestrator`` or ``processor``) as named in errors."""
+        address = (
+            self.settings.processor_address
+            if service == "processor"
+            else self.settings.orchestrator_address
+        )
+        return Peer(service, address, _POINT_AT[service])
+
+    def error(self, exc: grpc.RpcError, service: str = "orchestrator") -> LlmeshError:
+        """The `LlmeshError` of a failed call to `service`; the channel's own failures
+        (unreachable, deadline) name the service and its address."""
+        return from_rpc_error(exc, self.peer(service))
 
     async def close(self) -> None:
         """Close both channels, cancelling any call still running on them."""

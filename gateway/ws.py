@@ -36,9 +36,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.errors import error_body
 from gateway.inputs import call_options, check_depth, decode_json, message_json, parse_message
-from gateway.upstream import upstream_of
+from gateway.upstream import Upstream, upstream_of
 from services.common.errors import LlmeshError, Reason, invalid
-from services.common.rpc_errors import from_rpc_error
 
 log = logging.getLogger("llmesh.gateway")
 
@@ -103,7 +102,9 @@ class _Progress:
     """The finish event went out: the chat is over for the client."""
 
 
-async def _pump(ws: WebSocket, call: Any, progress: _Progress) -> LlmeshError | object | None:
+async def _pump(
+    ws: WebSocket, call: Any, progress: _Progress, upstream: Upstream
+) -> LlmeshError | object | None:
     """Relay events until the stream ends: None when it ended OK, else the error."""
     try:
         while True:
@@ -114,7 +115,7 @@ async def _pump(ws: WebSocket, call: Any, progress: _Progress) -> LlmeshError | 
                 progress.finished = True
             await ws.send_text((b'{"type":"event","event":' + message_json(event) + b"}").decode())
     except grpc.aio.AioRpcError as exc:
-        return from_rpc_error(exc)
+        return upstream.error(exc)
     except (WebSocketDisconnect, OSError):
         return _DISCONNECTED
 
@@ -133,6 +134,7 @@ async def _serve_chat(
     ws: WebSocket,
     call: Any,
     limit: int,
+    upstream: Upstream,
 ) -> dict[str, Any] | LlmeshError | object | None:
     """Relay one chat to its terminal frame.
 
@@ -140,7 +142,7 @@ async def _serve_chat(
     arrived as the chat ended and belongs to what comes next, or None.
     """
     progress = _Progress()
-    pump = asyncio.ensure_future(_pump(ws, call, progress))
+    pump = asyncio.ensure_future(_pump(ws, call, progress, upstream))
     control = asyncio.ensure_future(_receive(ws, limit))
     try:
         await asyncio.wait({pump, control}, return_when=asyncio.FIRST_COMPLETED)
@@ -207,7 +209,7 @@ async def chat_ws(ws: WebSocket) -> None:
         call = upstream.orchestrator.StreamChat(
             request, timeout=opts.timeout, metadata=opts.metadata
         )
-        carried = await _serve_chat(ws, call, limit)
+        carried = await _serve_chat(ws, call, limit, upstream)
         if carried is _DISCONNECTED:
             return
 

@@ -7,7 +7,16 @@ import sys
 import grpc
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.common.rpc_errors import from_rpc_error
+from services.common.rpc_errors import Peer, from_rpc_error
+
+
+def _peer(address: str) -> Peer:
+    """The orchestrator the CLI calls, as named when it cannot be reached."""
+    return Peer(
+        "orchestrator",
+        address,
+        "--address, LLMESH_ORCHESTRATOR_ADDRESS or orchestrator.address in the configuration file",
+    )
 
 
 def _metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
@@ -67,7 +76,7 @@ async def chat_to_terminal(
                         file=sys.stderr,
                     )
         except grpc.RpcError as exc:
-            err = from_rpc_error(exc)
+            err = from_rpc_error(exc, _peer(address))
             print(f"\nllmesh: {err.reason.value}: {err.message}", file=sys.stderr)
             return 1
     return 0
@@ -82,7 +91,7 @@ async def print_models(address: str, *, api_key: str | None = None) -> int:
                 orchestrator_pb2.ListModelsRequest(), timeout=10, metadata=_metadata(api_key)
             )
         except grpc.RpcError as exc:
-            err = from_rpc_error(exc)
+            err = from_rpc_error(exc, _peer(address))
             print(f"llmesh: {err.reason.value}: {err.message}", file=sys.stderr)
             return 1
     for m in resp.models:

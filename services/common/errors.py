@@ -40,6 +40,7 @@ class Reason(enum.Enum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     INTERNAL = "INTERNAL"
+    SERVICE_UNREACHABLE = "SERVICE_UNREACHABLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +82,15 @@ ERROR_TABLE: dict[Reason, ReasonSpec] = {
     Reason.PERMISSION_DENIED: _S("PERMISSION_DENIED", 403, False),
     Reason.SHUTTING_DOWN: _S("UNAVAILABLE", 503, True),
     Reason.INTERNAL: _S("INTERNAL", 500, False),
+    Reason.SERVICE_UNREACHABLE: _S("UNAVAILABLE", 503, True),
 }
 
 ERROR_DOMAIN = "llmesh.v1"
 """The `ErrorInfo.domain` of every llmesh error."""
+
+RETRYABLE_KEY = "retryable"
+"""`ErrorInfo.metadata` key that, set to ``"false"``, marks one error as not retryable even
+though its reason usually is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,13 @@ class LlmeshError(Exception):
     def spec(self) -> ReasonSpec:
         """The gRPC code and HTTP status of this error's reason."""
         return ERROR_TABLE[self.reason]
+
+    @property
+    def retryable(self) -> bool:
+        """Whether retrying the same call may help: the reason's default, unless the error
+        says otherwise with ``metadata["retryable"] = "false"`` (e.g. a request that can
+        never fit a rate limit); the metadata travels in `ErrorInfo`, so clients agree."""
+        return self.spec.retryable and self.metadata.get(RETRYABLE_KEY) != "false"
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.message}"

@@ -1,4 +1,9 @@
-"""Build `grpc.aio` servers that always serve health checking and reflection."""
+"""Build `grpc.aio` servers that always serve health checking and reflection.
+
+Every unary-request method is registered through `safe_handler`, so a request that does not
+decode answers INVALID_ARGUMENT (reason INVALID_REQUEST) instead of grpc's UNKNOWN
+"Unexpected <class DecodeError>" with a logged traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from services.common.request_decoding import SafeRegistrar
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """The largest request or response message a server accepts (16 MiB)."""
@@ -60,10 +67,12 @@ async def start_server(
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]
     server = grpc.aio.server(options=options)
+    registrar = SafeRegistrar(server)
     for b in bindings:
-        b.add_to_server(b.servicer, server)
+        b.add_to_server(b.servicer, registrar)  # type: ignore[arg-type]
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)  # type: ignore[arg-type]
+    registrar.finish()
     names = [b.full_name for b in bindings]
     reflection.enable_server_reflection(
         [

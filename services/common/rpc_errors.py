@@ -5,12 +5,19 @@ An error leaves a server as a canonical status code, a message and a
 `ErrorInfo` (reason, domain ``llmesh.v1``), plus `RetryInfo` and `BadRequest`
 where they apply. `from_rpc_error` reads such a status back, for clients of the
 mesh (the gateway, the CLI, tests).
+
+A status without an llmesh `ErrorInfo` was made by the channel, not by an llmesh server:
+UNAVAILABLE then means the service itself could not be reached (SERVICE_UNREACHABLE, naming
+its address and how to point the client at it, never a provider failure), and
+DEADLINE_EXCEEDED is the call's own deadline (grpc's "Deadline Exceeded" / "Stream removed"
+text is replaced by a clear message).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -75,8 +82,23 @@ async def abort(
     await context.abort(status.code, status.details, (*status.trailing_metadata, *trailers))
 
 
-def from_rpc_error(exc: grpc.RpcError) -> LlmeshError:
-    """Rebuild the `LlmeshError` a server sent; unknown statuses become INTERNAL-like errors."""
+@dataclass(frozen=True)
+class Peer:
+    """The llmesh service a client's channel dials, named when the channel itself fails."""
+
+    service: str
+    """Which service, e.g. ``orchestrator``."""
+    address: str
+    """The ``host:port`` the channel dials."""
+    how_to_point: str
+    """How to point the client at another address, e.g. ``--address``."""
+
+
+def from_rpc_error(exc: grpc.RpcError, peer: Peer | None = None) -> LlmeshError:
+    """Rebuild the `LlmeshError` a server sent; unknown statuses become INTERNAL-like errors.
+
+    `peer` names the service called, for errors the channel raised on its own.
+    """
     code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
     message: str = exc.details() or ""  # type: ignore[attr-defined]
     status = rpc_status.from_call(exc)  # type: ignore[arg-type]
@@ -105,18 +127,40 @@ def from_rpc_error(exc: grpc.RpcError) -> LlmeshError:
             detail.Unpack(bad)
             violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
     if reason is None:
-        reason = _REASON_FOR_BARE_CODE.get(code, Reason.INTERNAL)
+        return _channel_error(code, message, peer)
     return LlmeshError(reason, message, retry_after, tuple(violations), metadata)
+
+
+def _channel_error(code: grpc.StatusCode, details: str, peer: Peer | None) -> LlmeshError:
+    """The error for a status that no llmesh server made (no ErrorInfo in its details)."""
+    service = f"llmesh {peer.service}" if peer is not None else "llmesh service"
+    metadata = {"grpc_status": code.name, "grpc_details": details}
+    if code is grpc.StatusCode.UNAVAILABLE:
+        where = ""
+        if peer is not None:
+            metadata.update(service=peer.service, address=peer.address)
+            where = f" at {peer.address}"
+        message = f"cannot reach the {service}{where} (the service is down or the address is wrong)"
+        if peer is not None:
+            message += f"; start it, or point at it with {peer.how_to_point}"
+        return LlmeshError(Reason.SERVICE_UNREACHABLE, message, metadata=metadata)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return LlmeshError(
+            Reason.DEADLINE_EXCEEDED,
+            f"the call's deadline passed before the {service} finished its reply",
+            metadata=metadata,
+        )
+    reason = _REASON_FOR_BARE_CODE.get(code, Reason.INTERNAL)
+    return LlmeshError(reason, details, metadata=metadata)
 
 
 _REASON_FOR_BARE_CODE: dict[grpc.StatusCode, Reason] = {
     grpc.StatusCode.CANCELLED: Reason.CANCELLED,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Reason.DEADLINE_EXCEEDED,
     grpc.StatusCode.INVALID_ARGUMENT: Reason.INVALID_REQUEST,
     grpc.StatusCode.NOT_FOUND: Reason.MODEL_NOT_FOUND,
-    grpc.StatusCode.UNAVAILABLE: Reason.UPSTREAM_UNAVAILABLE,
     grpc.StatusCode.UNAUTHENTICATED: Reason.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED: Reason.PERMISSION_DENIED,
     grpc.StatusCode.RESOURCE_EXHAUSTED: Reason.RATE_LIMIT_EXCEEDED,
 }
-"""Reasons for statuses that carry no ErrorInfo (e.g. a deadline grpc itself enforced)."""
+"""Reasons for other statuses that carry no ErrorInfo (UNAVAILABLE and DEADLINE_EXCEEDED
+are handled above)."""

@@ -10,6 +10,7 @@ success, failure, timeout and cancellation.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -29,6 +30,8 @@ from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import Breakers, TargetLimiter
 from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
+_log = logging.getLogger("llmesh.orchestrator.attempts")
+
 Gate = Callable[[AttemptRecord, ChatRequest], Awaitable[None]]
 """Admits one attempt (its record names the target) just before its request is sent, e.g.
 the target's rate limit or the call's budget; raises `LlmeshError` to keep it unsent."""
@@ -43,6 +46,11 @@ class Runtime:
     clock: Callable[[], float]
     trail: Trail
     gate: Gate | None = None
+    request_id: str = ""
+    """The call's id, for log lines and the breakers' transition logs."""
+    client_retry: bool = False
+    """The caller says this call is its retry of one that failed (``llmesh-retry-count`` >
+    0): its failures are not counted against breakers again, and llmesh does not retry it."""
 
 
 @dataclass
@@ -107,7 +115,13 @@ class Opened:
                 yield event
         except LlmeshError as err:
             self.record.finish(Outcome.FAILED, rt.clock(), err.reason)
-            await rt.breakers.record_failure(name, err.reason)
+            _log_failure(rt, self.record, err, "mid-stream")
+            await rt.breakers.record_failure(
+                name,
+                err.reason,
+                err.message,
+                request_id=rt.request_id,  # counted: the opening's success reset the count
+            )
             raise
         except BaseException:
             self.record.finish(Outcome.CANCELLED, rt.clock())
@@ -148,6 +162,27 @@ NOT_SENT = frozenset(
 the target's breaker, and cost nothing)."""
 
 
+def _counted(rt: Runtime, record: AttemptRecord) -> bool:
+    """Whether a failure before the first token counts against the breaker: once per call
+    and target, so neither llmesh's own retries nor a client's retries of the call count
+    again. (A failure after the first token always counts: the opening's success reset the
+    breaker's count.)"""
+    return not (record.retry or rt.client_retry)
+
+
+def _log_failure(rt: Runtime, record: AttemptRecord, err: LlmeshError, when: str) -> None:
+    """One WARNING per failed attempt that reached (or tried to reach) the provider; an
+    unreachable provider shows here as UPSTREAM_UNAVAILABLE "cannot reach upstream"."""
+    _log.warning(
+        "[%s] attempt at %s failed %s: %s",
+        rt.request_id or "-",
+        record.target.name,
+        when,
+        err,
+        extra={"request_id": rt.request_id, "target": record.target.name},
+    )
+
+
 def _is_token(event: ProviderEvent) -> bool:
     return isinstance(event, TextDelta | ToolCallDelta | Finish)
 
@@ -171,7 +206,7 @@ async def open_attempt(
         q0 = rt.clock()
         await stack.enter_async_context(rt.limiter.slot(name))
         rt.trail.deliberate_wait += rt.clock() - q0
-        await rt.breakers.check(name)
+        await rt.breakers.check(name, rt.request_id)
         if rt.gate is not None:
             await rt.gate(record, request)
         events = provider.stream(request, timeout=timeout)
@@ -202,12 +237,19 @@ async def open_attempt(
         now = rt.clock()
         record.ttft = now - record.started
         ttft_history(record.ttft)
-        await rt.breakers.record_success(name)
+        await rt.breakers.record_success(name, rt.request_id)
         return Opened(record, events, head, stack, rt, stall_timeout)
     except LlmeshError as err:
         record.finish(Outcome.FAILED, rt.clock(), err.reason)
         if err.reason not in NOT_SENT:
-            await rt.breakers.record_failure(name, err.reason)
+            _log_failure(rt, record, err, "before its first token")
+            await rt.breakers.record_failure(
+                name,
+                err.reason,
+                err.message,
+                counted=_counted(rt, record),
+                request_id=rt.request_id,
+            )
         await stack.aclose()
         raise
     except BaseException:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 import os
 import time
@@ -51,6 +52,8 @@ from services.orchestrator.retries import RetrySettings, continue_after, retryin
 from services.orchestrator.routing import Router, Target
 from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
+_log = logging.getLogger("llmesh.orchestrator.engine")
+
 
 @dataclass(frozen=True, slots=True)
 class ChatCall:
@@ -68,6 +71,9 @@ class ChatCall:
     """Seconds a stored reply stays valid; None for the configured TTL."""
     max_cost_usd: float | None = None
     """The most the call may cost; it goes to the cheapest route target that fits."""
+    client_retry: int = 0
+    """The caller's retry number of this call (``llmesh-retry-count`` metadata; the SDKs'
+    ``x-stainless-retry-count``): 0 for a first try."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +234,15 @@ class Orchestrator:
         targets, policy = self.targets(call)
         request_id = request_id or new_request_id()
         trail = trail or Trail(started=self._clock())
-        rt = Runtime(self._breakers, self._limiter, self._clock, trail, admit)
+        rt = Runtime(
+            self._breakers,
+            self._limiter,
+            self._clock,
+            trail,
+            admit,
+            request_id=request_id,
+            client_retry=call.client_retry > 0,
+        )
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
         total = Usage()
@@ -247,6 +261,7 @@ class Orchestrator:
                     last_error = err
                     if err.reason in _NO_FALLBACK:
                         raise
+                    _log_fallback(request_id, targets, index, err)
                     index += 1
                     continue
                 target = opened.record.target
@@ -282,6 +297,7 @@ class Orchestrator:
                     if err.reason in _NO_FALLBACK or policy.mid_stream is MidStreamPolicy.NEVER:
                         raise self._with_usage(err, total, target) from None
                     previous, last_reason = target, err.reason
+                    _log_fallback(request_id, targets, index, err, policy.mid_stream.value)
                     partial.extend(opened.output)
                     if policy.mid_stream is MidStreamPolicy.CONTINUE:
                         request = _continuation(call.request, "".join(partial))
@@ -326,6 +342,13 @@ class Orchestrator:
             if not done:
                 second = await self._skip_open(targets, index + 1, rt, soft=True)
                 if second < len(targets):
+                    _log.info(
+                        "[%s] hedging %s with %s: no first token yet",
+                        rt.request_id,
+                        first.name,
+                        targets[second].name,
+                        extra={"request_id": rt.request_id, "target": targets[second].name},
+                    )
                     racers[
                         asyncio.ensure_future(
                             self._open_with_retries(
@@ -372,14 +395,14 @@ class Orchestrator:
         first_error: LlmeshError | None = None
         while index < len(targets):
             target = targets[index]
-            if not await self._breakers.is_open(target.name):
+            if not await self._breakers.is_open(target.name, rt.request_id):
                 return index
             now = self._clock()
             record = rt.trail.add(AttemptRecord(target, now))
             record.finish(Outcome.SKIPPED, now, Reason.CIRCUIT_OPEN)
             if first_error is None:
                 try:
-                    await self._breakers.check(target.name)
+                    await self._breakers.check(target.name, rt.request_id)
                 except LlmeshError as err:
                     first_error = err
             index += 1
@@ -447,10 +470,12 @@ class Orchestrator:
             failure = first
         policy_ = retrying(
             self._retry,
-            may_retry=lambda _err: self._budget.try_spend(target.name),
+            may_retry=lambda _err: not rt.client_retry and self._budget.try_spend(target.name),
             deadline=deadline,
             clock=self._clock,
             sleep=backoff,
+            target=target.name,
+            request_id=rt.request_id,
         )
         return await continue_after(policy_, once, failure)
 
@@ -472,6 +497,24 @@ class Orchestrator:
         for provider in self._providers.values():
             await provider.aclose()
         await self._breakers.aclose()
+
+
+def _log_fallback(
+    request_id: str, targets: list[Target], index: int, err: LlmeshError, mid_stream: str = ""
+) -> None:
+    """A WARNING for a call leaving a target for the next one (or running out of them)."""
+    failed = targets[index].name if index < len(targets) else "every target"
+    upcoming = targets[index + 1].name if index + 1 < len(targets) else None
+    after = f" mid-stream ({mid_stream})" if mid_stream else ""
+    _log.warning(
+        "[%s] %s failed%s with %s; %s",
+        request_id,
+        failed,
+        after,
+        err,
+        f"falling back to {upcoming}" if upcoming else "no target left",
+        extra={"request_id": request_id, "target": failed, "fallback": upcoming or ""},
+    )
 
 
 def _continuation(request: ChatRequest, partial: str) -> ChatRequest:

@@ -8,8 +8,10 @@ off, so this policy alone decides.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import tenacity
@@ -18,6 +20,7 @@ from tenacity.wait import wait_base
 from services.common.errors import LlmeshError, Reason
 
 _T = TypeVar("_T")
+_log = logging.getLogger("llmesh.orchestrator.retries")
 
 RETRY_REASONS = frozenset(
     {
@@ -84,8 +87,14 @@ def retrying(
     deadline: float | None,
     clock: Callable[[], float],
     sleep: Callable[[float], Awaitable[Any]],
+    target: str = "",
+    request_id: str = "",
 ) -> tenacity.AsyncRetrying:
-    """A tenacity policy for one target; `may_retry` also spends the retry budget."""
+    """A tenacity policy for one target; `may_retry` also spends the retry budget.
+
+    Each retry is logged at INFO (request id, target, reason, the attempt that failed and
+    the wait before the next one).
+    """
 
     def should_retry(exc: BaseException) -> bool:
         if not isinstance(exc, LlmeshError) or exc.reason not in RETRY_REASONS:
@@ -101,6 +110,22 @@ def retrying(
         retry=tenacity.retry_if_exception(should_retry),
         reraise=True,
         sleep=sleep,
+        before_sleep=partial(_log_retry, target, request_id),
+    )
+
+
+def _log_retry(target: str, request_id: str, retry_state: tenacity.RetryCallState) -> None:
+    outcome = retry_state.outcome
+    exc = outcome.exception() if outcome is not None else None
+    wait = retry_state.upcoming_sleep
+    _log.info(
+        "[%s] retrying %s after attempt %d failed with %s; waiting %.2f s",
+        request_id or "-",
+        target,
+        retry_state.attempt_number,
+        exc.reason.value if isinstance(exc, LlmeshError) else type(exc).__name__,
+        wait,
+        extra={"request_id": request_id, "target": target, "attempt": retry_state.attempt_number},
     )
 
 

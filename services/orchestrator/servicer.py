@@ -8,12 +8,14 @@ import datetime
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any, TypeAlias, cast
 
 import grpc
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.auth import Authenticator
+from services.common.call_metadata import retry_count
 from services.common.errors import FieldViolation, LlmeshError, Reason
 from services.common.rpc_errors import abort
 from services.ledger import LedgerStore
@@ -132,7 +134,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         log.error("call failed", exc_info=exc)
         return LlmeshError(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
 
-    def _call(self, request: Any) -> ChatCall:
+    def _call(self, request: Any, context: Context) -> ChatCall:
         size = request.ByteSize()
         if size > self._max_request_bytes:
             raise LlmeshError(
@@ -142,7 +144,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                     FieldViolation("input", f"larger than {self._max_request_bytes} bytes"),
                 ),
             )
-        return chat_call_from_proto(request.input, request.HasField("input"))
+        call = chat_call_from_proto(request.input, request.HasField("input"))
+        retry = retry_count(context.invocation_metadata())
+        return replace(call, client_retry=retry) if retry else call
 
     async def StreamChat(
         self, request: orchestrator_pb2.StreamChatRequest, context: Context
@@ -154,7 +158,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         with self._tracked(), _armed(deadline):
             try:
                 caller = await self._caller(context)
-                call = self._call(request)
+                call = self._call(request, context)
                 events = self._pipeline.stream(
                     call,
                     self._tenant(caller, call),
@@ -182,7 +186,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         with self._tracked(), _armed(deadline):
             try:
                 caller = await self._caller(context)
-                call = self._call(request)
+                call = self._call(request, context)
                 events = self._pipeline.stream(
                     call,
                     self._tenant(caller, call),

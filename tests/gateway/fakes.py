@@ -97,6 +97,13 @@ SCRIPTS: dict[str, Sequence[Step]] = {
         finish(chat_pb2.FINISH_REASON_TOOL_CALLS),
     ],
     "fake/rate-limited": [LlmeshError(Reason.RATE_LIMITED, "slow down", retry_after=1.5)],
+    "fake/never-fits": [
+        LlmeshError(
+            Reason.RATE_LIMIT_EXCEEDED,
+            "a request of 9000 tokens can never fit",
+            metadata={"retryable": "false"},
+        )
+    ],
     "fake/invalid": [invalid("input.messages[0].content", "must not be empty")],
     "fake/cut": [
         start_event("fake/cut"),

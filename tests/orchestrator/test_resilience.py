@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -278,3 +279,130 @@ async def test_full_queue_answers_at_once() -> None:
     with pytest.raises(asyncio.CancelledError):
         await first
     assert limiter.in_flight("a/m") == 0
+
+
+# -- one logical call counts once; client retries ---------------------------------------
+
+BUSY = [LlmeshError(Reason.OVERLOADED, "HTTP 503: upstream busy")]
+
+
+def retried(c: ChatCall, n: int) -> ChatCall:
+    """The caller's n-th retry of `c` (``llmesh-retry-count: n``)."""
+    return ChatCall(c.model, c.request, c.fallbacks, options=c.options, client_retry=n)
+
+
+async def test_llmesh_retries_of_one_call_count_once_against_the_breaker() -> None:
+    a = Scripted("a", BUSY)
+    breakers = Breakers(BreakerSettings(fail_max=3))
+    eng = engine(a, retry=FAST_RETRY, breakers=breakers, sleep=Sleeps())
+    with pytest.raises(LlmeshError) as info:
+        await run(eng, call())
+    assert len(a.calls) == 3  # llmesh's own three tries
+    assert info.value.reason is Reason.OVERLOADED
+    assert not await breakers.is_open("a/m")
+    assert (await breakers.views())[0].failure_count == 1
+
+
+async def test_an_sdk_call_and_its_retries_neither_multiply_nor_open_the_breaker() -> None:
+    a = Scripted("a", BUSY)
+    breakers = Breakers(BreakerSettings(fail_max=2))
+    eng = engine(a, retry=FAST_RETRY, breakers=breakers, sleep=Sleeps())
+    errors = []
+    for n in range(3):  # an SDK's first try and its two retries of the same call
+        with pytest.raises(LlmeshError) as info:
+            await run(eng, retried(call(), n))
+        errors.append(info.value)
+    assert len(a.calls) == 3 + 1 + 1, "a client's retry is not retried by llmesh again"
+    assert [e.reason for e in errors] == [Reason.OVERLOADED] * 3, "the cause, not CIRCUIT_OPEN"
+    assert not await breakers.is_open("a/m")
+
+
+async def test_a_client_retry_still_fails_over_to_the_next_target() -> None:
+    a = Scripted("a", BUSY)
+    b = Scripted("b", OK)
+    events = await run(
+        engine(a, b, retry=FAST_RETRY, sleep=Sleeps()), retried(call("a/m", "b/n"), 1)
+    )
+    assert isinstance(events[0], Started) and events[0].provider == "b"
+    assert len(a.calls) == 1
+
+
+async def test_circuit_open_carries_the_failure_that_opened_it() -> None:
+    a = Scripted("a", BUSY)
+    breakers = Breakers(BreakerSettings(fail_max=2))
+    eng = engine(a, retry=RetrySettings(max_attempts=1), breakers=breakers)
+    for _ in range(2):
+        with pytest.raises(LlmeshError):
+            await run(eng, call())
+    with pytest.raises(LlmeshError) as info:
+        await run(eng, call())
+    err = info.value
+    assert err.reason is Reason.CIRCUIT_OPEN
+    assert "OVERLOADED: HTTP 503: upstream busy" in err.message
+    assert err.metadata["cause.reason"] == "OVERLOADED"
+    assert err.metadata["cause.message"] == "HTTP 503: upstream busy"
+
+
+# -- log lines ---------------------------------------------------------------------------
+
+
+def llmesh_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("llmesh.")]
+
+
+async def test_retries_fallbacks_and_unreachable_providers_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmesh")
+    refused = [LlmeshError(Reason.UPSTREAM_UNAVAILABLE, "cannot reach upstream: refused")]
+    a = Scripted("a", refused)
+    b = Scripted("b", OK)
+    sleeps = Sleeps()
+    eng = engine(a, b, retry=RetrySettings(max_attempts=2, jitter=0.0), sleep=sleeps)
+    events = [e async for e in eng.stream(call("a/m", "b/n"), request_id="req_42")]
+    assert isinstance(events[0], Started) and events[0].provider == "b"
+    lines = llmesh_lines(caplog)
+    failure = (
+        logging.WARNING,
+        "[req_42] attempt at a/m failed before its first token: "
+        "UPSTREAM_UNAVAILABLE: cannot reach upstream: refused",
+    )
+    assert lines == [
+        failure,
+        (
+            logging.INFO,
+            "[req_42] retrying a/m after attempt 1 failed with UPSTREAM_UNAVAILABLE; "
+            "waiting 0.25 s",
+        ),
+        failure,
+        (
+            logging.WARNING,
+            "[req_42] a/m failed with UPSTREAM_UNAVAILABLE: cannot reach upstream: refused; "
+            "falling back to b/n",
+        ),
+    ]
+    assert all(r.request_id == "req_42" for r in caplog.records if r.name.startswith("llmesh."))  # type: ignore[attr-defined]
+
+
+async def test_a_hedge_and_a_mid_stream_switch_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmesh")
+    a = Scripted("a", [5.0, *OK])
+    b = Scripted("b", OK)
+    eng = engine(a, b)
+    c = call("a/m", "b/n", hedge=True, hedge_delay=0.01)
+    [e async for e in eng.stream(c, request_id="req_h")]
+    assert (logging.INFO, "[req_h] hedging a/m with b/n: no first token yet") in llmesh_lines(
+        caplog
+    )
+    caplog.clear()
+    cut = Scripted("a", [TextDelta("par"), LlmeshError(Reason.STREAM_INTERRUPTED, "reset")])
+    eng = engine(cut, Scripted("b", OK))
+    c = call("a/m", "b/n", mid_stream=MidStreamPolicy.RESTART)
+    [e async for e in eng.stream(c, request_id="req_m")]
+    assert (
+        logging.WARNING,
+        "[req_m] a/m failed mid-stream (restart) with STREAM_INTERRUPTED: reset; "
+        "falling back to b/n",
+    ) in llmesh_lines(caplog)

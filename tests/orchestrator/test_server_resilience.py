@@ -257,3 +257,25 @@ def _call_tasks(names: list[str]) -> list[str]:
         for n in names
         if "RequestHandler.start" not in n and "_cython_" not in n and "task_names" not in n
     ]
+
+
+async def test_a_callers_retry_is_not_retried_again(mesh: Mesh) -> None:
+    """``llmesh-retry-count`` > 0: one upstream request, not llmesh's own retries on top."""
+    await asyncio.to_thread(mesh.set_fault, "client-retry-down", "unavailable")
+    request = orchestrator_pb2.ChatRequest(input=_input("openai/client-retry-down"))
+    tries = {}
+    async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+        for count in ("0", "1"):
+            call = stub.Chat(request, timeout=20, metadata=(("llmesh-retry-count", count),))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await call
+            trail = json.loads(dict(await call.trailing_metadata())["llmesh-attempts"])
+            tries[count] = len(trail)
+        bad = stub.Chat(request, timeout=5, metadata=(("llmesh-retry-count", "soon"),))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await bad
+    assert tries["0"] > 1 and tries["1"] == 1
+    err = from_rpc_error(info.value)
+    assert err.reason is Reason.INVALID_REQUEST
+    assert err.violations[0].field == "llmesh-retry-count"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import redis
 
-from services.common.errors import LlmeshError, Reason
+from services.common.errors import RETRYABLE_KEY, LlmeshError, Reason
 from services.orchestrator.admission._redis import connect
 
 __all__ = ["Limit", "RateLimiter"]
@@ -137,9 +137,12 @@ class RateLimiter:
                 Reason.RATE_LIMIT_EXCEEDED,
                 f"rate limit for {subject}: a request of {tokens} tokens can never fit within "
                 f"{_describe(tpm, 'tokens')}; send a smaller request",
-                metadata=_quota(
-                    subject, f"request of {tokens} tokens over {_describe(tpm, 'tokens')}"
-                ),
+                metadata={
+                    **_quota(
+                        subject, f"request of {tokens} tokens over {_describe(tpm, 'tokens')}"
+                    ),
+                    RETRYABLE_KEY: "false",  # waiting cannot help: no retry hint, no retry
+                },
             )
         if rpm is None and tpm is None:
             return

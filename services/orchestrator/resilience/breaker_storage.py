@@ -5,7 +5,8 @@ with ``datetime.now()``. These storages ignore the stamp pybreaker passes and re
 injected clock's time instead, as float seconds, so cool-downs can be driven by a fake clock
 and are sub-second precise; `Breakers` does the cool-down arithmetic on the same clock. They
 also hold the half-open trial lease (an expiry time on that clock), in Redis shared by all
-replicas and updated atomically by a Lua script.
+replicas and updated atomically by a Lua script, and the last counted failure (reason and
+message), which CIRCUIT_OPEN errors report as the cause.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class MemoryStorage(pybreaker.CircuitMemoryStorage):
         self._clock = clock
         self._opened_s: float | None = None
         self._trial_until: float | None = None
+        self._cause: tuple[str, str] | None = None
 
     @property
     def opened_at(self) -> datetime | None:
@@ -87,6 +89,14 @@ class MemoryStorage(pybreaker.CircuitMemoryStorage):
     def release_trial(self) -> None:
         """Let the next trial through."""
         self._trial_until = None
+
+    def set_cause(self, reason: str, message: str) -> None:
+        """Remember the last counted failure."""
+        self._cause = (reason, message)
+
+    def cause(self) -> tuple[str, str] | None:
+        """The last counted failure (reason, message), if any."""
+        return self._cause
 
 
 _SET_IF_GREATER = """
@@ -122,6 +132,7 @@ class RedisStorage(pybreaker.CircuitRedisStorage):
         self._lease_ms = lease_ms
         self._opened_key = self._namespace("opened_at_s")
         self._trial_key = self._namespace("trial_until")
+        self._cause_key = self._namespace("cause")
         self._set_if_greater = client.register_script(_SET_IF_GREATER)
         self._acquire = client.register_script(_ACQUIRE)
 
@@ -151,6 +162,17 @@ class RedisStorage(pybreaker.CircuitRedisStorage):
 
     def release_trial(self) -> None:
         self._redis.delete(self._trial_key)
+
+    def set_cause(self, reason: str, message: str) -> None:
+        self._redis.set(self._cause_key, f"{reason}\n{message}", px=self._lease_ms)
+
+    def cause(self) -> tuple[str, str] | None:
+        value = self._redis.get(self._cause_key)
+        if value is None:
+            return None
+        text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        reason, _, message = text.partition("\n")
+        return reason, message
 
 
 Storage = MemoryStorage | RedisStorage

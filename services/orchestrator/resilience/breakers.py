@@ -21,6 +21,15 @@ abandoned trial cannot wedge the breaker). `success_threshold` trial successes c
 counted failure reopens it. With Redis the lease is shared, so it is one trial per target
 across all replicas.
 
+Counting: `record_failure(..., counted=False)` is a repeat of a failure already counted (a
+retry of the same call by llmesh, or a client's retry of its call, see the README's
+resilience section); it does not move a closed breaker toward open, but in half-open it
+still ends the trial and reopens. CIRCUIT_OPEN errors carry the reason and message of
+the counted failure that opened the breaker (the last one counted before it opened; kept in
+the breaker's storage, so shared through Redis like its state).
+Transitions are logged (WARNING on open, INFO otherwise) with the request id of the call
+that caused them.
+
 In-process state is handled inline on the event loop. Redis state uses pybreaker's
 synchronous `redis` storage, so every operation runs on one dedicated thread (operations
 stay ordered and never block the loop); when Redis fails, calls are let through (logged).
@@ -130,7 +139,9 @@ class Breakers:
         """`listeners` are pybreaker listeners; with Redis they run on the breakers' thread."""
         self._settings = settings
         self._clock = clock
-        self._listeners = tuple(listeners)
+        self._request_id = ""
+        """The request whose operation runs now (ops are serialized), for transition logs."""
+        self._listeners = (*listeners, _TransitionLog(self))
         self._entries: dict[str, _Entry] = {}
         self._redis: redis.Redis | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -145,29 +156,50 @@ class Breakers:
             )
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="llmesh-breakers")
 
-    async def check(self, target: str) -> None:
-        """Pass, or raise CIRCUIT_OPEN with the seconds until a call may be let through."""
-        wait = await self._run(partial(self._admit, target), None)
-        if wait is not None:
-            raise LlmeshError(
-                Reason.CIRCUIT_OPEN,
-                f"circuit breaker for {target} is open; next trial in {wait:.1f} s",
-                retry_after=wait,
-                metadata={"target": target},
-            )
+    async def check(self, target: str, request_id: str = "") -> None:
+        """Pass, or raise CIRCUIT_OPEN with the seconds until a call may be let through and
+        the failure that opened the breaker."""
+        refusal = await self._run(partial(self._admit, target, request_id), None)
+        if refusal is not None:
+            raise self._open_error(target, *refusal)
 
-    async def is_open(self, target: str) -> bool:
+    @staticmethod
+    def _open_error(target: str, wait: float, cause: tuple[str, str] | None) -> LlmeshError:
+        metadata = {"target": target}
+        if cause is None:
+            why = "after repeated failures"
+        else:
+            why = f"after {cause[0]}: {cause[1]}"
+            metadata["cause.reason"] = cause[0]
+            metadata["cause.message"] = cause[1]
+        return LlmeshError(
+            Reason.CIRCUIT_OPEN,
+            f"circuit breaker for {target} is open {why}; next trial in {wait:.1f} s",
+            retry_after=wait,
+            metadata=metadata,
+        )
+
+    async def is_open(self, target: str, request_id: str = "") -> bool:
         """True while `check` would refuse: open within its cool-down, or half-open with
         its one trial in flight. No side effects; used to skip targets in a route."""
-        return await self._run(partial(self._refusing, target), False)
+        return await self._run(partial(self._refusing, target, request_id), False)
 
-    async def record_success(self, target: str) -> None:
+    async def record_success(self, target: str, request_id: str = "") -> None:
         """A call succeeded (a stream: it delivered its first event)."""
-        await self._run(partial(self._succeeded, target), None)
+        await self._run(partial(self._succeeded, target, request_id), None)
 
-    async def record_failure(self, target: str, reason: Reason) -> None:
-        """A call failed; only reasons in `counted_reasons` count."""
-        await self._run(partial(self._failed, target, reason), None)
+    async def record_failure(
+        self,
+        target: str,
+        reason: Reason,
+        message: str = "",
+        *,
+        counted: bool = True,
+        request_id: str = "",
+    ) -> None:
+        """A call failed; only reasons in `counted_reasons` count, and only when `counted`
+        (False for a repeat of a failure already counted; see the module docstring)."""
+        await self._run(partial(self._failed, target, reason, message, counted, request_id), None)
 
     async def views(self) -> list[BreakerView]:
         """Every target this instance has seen, sorted by name."""
@@ -226,23 +258,28 @@ class Breakers:
         opened = entry.storage.opened_seconds()
         return 0.0 if opened is None else opened + self._settings.reset_timeout - now
 
-    def _admit(self, target: str) -> float | None:
+    def _admit(
+        self, target: str, request_id: str = ""
+    ) -> tuple[float, tuple[str, str] | None] | None:
+        """None to let the call through, else the seconds to wait and the cause."""
+        self._request_id = request_id
         entry = self._entry(target)
         now = self._clock()
         state = entry.breaker.state.name  # re-reads shared storage; notifies listeners
         if state == pybreaker.STATE_OPEN:
             left = self._cooldown_left(entry, now)
             if left > 0:
-                return left
+                return left, entry.storage.cause()
             entry.breaker.half_open()
             state = pybreaker.STATE_HALF_OPEN
         if state == pybreaker.STATE_HALF_OPEN:
             held = entry.storage.acquire_trial(now, now + self._settings.reset_timeout)
             if held is not None:
-                return held - now
+                return held - now, entry.storage.cause()
         return None
 
-    def _refusing(self, target: str) -> bool:
+    def _refusing(self, target: str, request_id: str = "") -> bool:
+        self._request_id = request_id
         entry = self._entry(target)
         now = self._clock()
         state = entry.breaker.state.name
@@ -253,25 +290,50 @@ class Breakers:
             return held is not None and held > now
         return False
 
-    def _succeeded(self, target: str) -> None:
+    def _succeeded(self, target: str, request_id: str = "") -> None:
+        self._request_id = request_id
         entry = self._entry(target)
         state = entry.breaker.state
         state._handle_success()  # resets the fail counter; in half-open counts toward closing
         if state.name == pybreaker.STATE_HALF_OPEN:
             entry.storage.release_trial()
 
-    def _failed(self, target: str, reason: Reason) -> None:
+    def _failed(
+        self, target: str, reason: Reason, message: str, counted: bool, request_id: str
+    ) -> None:
+        self._request_id = request_id
         entry = self._entry(target)
         state = entry.breaker.state
-        if reason in self._settings.counted_reasons:
-            error = LlmeshError(reason, f"call to {target} failed", metadata={"target": target})
+        trial = state.name == pybreaker.STATE_HALF_OPEN
+        if reason in self._settings.counted_reasons and (counted or trial):
+            message = message or f"call to {target} failed"
+            if state.name != pybreaker.STATE_OPEN:  # late failures keep the opening cause
+                entry.storage.set_cause(reason.value, message)
+            error = LlmeshError(reason, message)
             # pybreaker raises out of on_failure when it trips; the trip is all we want.
             with contextlib.suppress(pybreaker.CircuitBreakerError, LlmeshError):
                 state._handle_error(error, reraise=False)
         if state.name == pybreaker.STATE_HALF_OPEN:
             entry.storage.release_trial()
 
+    def _log_transition(self, name: str, old: str, new: str) -> None:
+        entry = self._entries.get(name)
+        cause = entry.storage.cause() if entry is not None and new == pybreaker.STATE_OPEN else None
+        why = f" after {cause[0]}: {cause[1]}" if cause else ""
+        level = logging.WARNING if new == pybreaker.STATE_OPEN else logging.INFO
+        _log.log(
+            level,
+            "[%s] circuit breaker for %s: %s -> %s%s",
+            self._request_id or "-",
+            name,
+            old,
+            new,
+            why,
+            extra={"request_id": self._request_id, "target": name, "breaker_state": new},
+        )
+
     def _views(self) -> list[BreakerView]:
+        self._request_id = ""
         now = self._clock()
         views = []
         for name in sorted(self._entries):
@@ -282,3 +344,19 @@ class Breakers:
                 left = max(self._cooldown_left(entry, now), 0.0)
             views.append(BreakerView(name, state, entry.breaker.fail_counter, left))
         return views
+
+
+class _TransitionLog(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    """Logs every state change of a breaker (see `Breakers._log_transition`)."""
+
+    def __init__(self, owner: Breakers) -> None:
+        self._owner = owner
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        old = old_state.name if old_state is not None else "none"
+        self._owner._log_transition(str(cb.name), old, new_state.name)

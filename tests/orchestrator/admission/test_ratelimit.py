@@ -119,6 +119,7 @@ async def test_more_tokens_than_the_bucket_holds_can_never_fit(
     limit = Limit(requests_per_minute=10, tokens_per_minute=1000)
     err = await refused(limiter, limit, 1001)
     assert err.retry_after is None
+    assert not err.retryable  # answered with x-should-retry: false
     assert "can never fit" in err.message and "1000 tokens per minute" in err.message
     assert err.metadata["quota.subject"] == S
     await limiter.acquire(S, limit, 1000)  # nothing was taken by the refusal

@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -87,13 +88,63 @@ async def test_opens_after_fail_max_counted_failures() -> None:
     await open_it(breakers, times=2)
     await breakers.check(T)
     assert not await breakers.is_open(T)
-    await breakers.record_failure(T, Reason.OVERLOADED)
+    await breakers.record_failure(T, Reason.OVERLOADED, "HTTP 529: overloaded_error")
     assert await breakers.is_open(T)
     error = await refused(breakers)
     assert error.retry_after == 30.0
-    assert error.metadata == {"target": T}
+    assert error.metadata == {
+        "target": T,
+        "cause.reason": "OVERLOADED",
+        "cause.message": "HTTP 529: overloaded_error",
+    }
+    assert "after OVERLOADED: HTTP 529: overloaded_error" in error.message
     clock.now += 12.5
     assert (await refused(breakers)).retry_after == pytest.approx(17.5)
+
+
+async def test_repeats_of_a_counted_failure_do_not_count() -> None:
+    breakers = memory(FakeClock())
+    await breakers.record_failure(T, Reason.UPSTREAM_UNAVAILABLE, "refused")
+    for _ in range(10):  # retries of calls already counted
+        await breakers.record_failure(T, Reason.UPSTREAM_UNAVAILABLE, "refused", counted=False)
+    assert not await breakers.is_open(T)
+    assert (await breakers.views())[0].failure_count == 1
+
+
+async def test_an_uncounted_failure_still_ends_a_half_open_trial() -> None:
+    clock = FakeClock()
+    breakers = memory(clock)
+    await open_it(breakers)
+    clock.now += 30
+    await breakers.check(T)  # the trial
+    await breakers.record_failure(T, Reason.UPSTREAM_TIMEOUT, "slow", counted=False)
+    error = await refused(breakers)
+    assert error.metadata["cause.reason"] == "UPSTREAM_TIMEOUT"
+
+
+async def test_transitions_are_logged_with_the_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmesh")
+    clock = FakeClock()
+    breakers = memory(clock)
+    for _ in range(3):
+        await breakers.record_failure(
+            T, Reason.UPSTREAM_UNAVAILABLE, "cannot reach upstream", request_id="req_a"
+        )
+    clock.now += 30
+    await breakers.check(T, "req_b")
+    await breakers.record_success(T, "req_b")
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("llmesh.")]
+    assert lines == [
+        (
+            logging.WARNING,
+            f"[req_a] circuit breaker for {T}: closed -> open after UPSTREAM_UNAVAILABLE: "
+            "cannot reach upstream",
+        ),
+        (logging.INFO, f"[req_b] circuit breaker for {T}: open -> half-open"),
+        (logging.INFO, f"[req_b] circuit breaker for {T}: half-open -> closed"),
+    ]
 
 
 async def test_reasons_not_counted_are_ignored() -> None:
@@ -277,6 +328,19 @@ async def test_redis_replicas_share_failures_and_state(
     clock.now += 10.25  # sub-second precision: opened_at is stored as float seconds
     assert (await refused(a)).retry_after == pytest.approx(19.75)
     assert await b.views() == [BreakerView(T, "open", 3, pytest.approx(19.75))]
+
+
+async def test_redis_replicas_report_the_cause_that_opened_the_breaker(
+    replicas: tuple[Breakers, Breakers, FakeClock],
+) -> None:
+    a, b, _ = replicas
+    await open_it(a, times=2)
+    await a.record_failure(T, Reason.OVERLOADED, "HTTP 529: overloaded_error")  # opens it
+    await b.record_failure(T, Reason.UPSTREAM_TIMEOUT, "late")  # in flight before: not the cause
+    error = await refused(b)
+    assert error.metadata["cause.reason"] == "OVERLOADED"
+    assert error.metadata["cause.message"] == "HTTP 529: overloaded_error"
+    assert "open after OVERLOADED: HTTP 529: overloaded_error;" in error.message
 
 
 async def test_redis_one_trial_across_replicas(

@@ -1,0 +1,128 @@
+"""Decode request messages inside the servicer call, so bad bytes get a clear error.
+
+grpc.aio decodes a request with the handler's ``request_deserializer`` before any servicer
+code runs; when that raises (a `DecodeError` for garbage, invalid UTF-8 in a string field, or
+nesting past protobuf's recursion limit) grpc answers UNKNOWN ``Unexpected <class ...>`` and
+logs a traceback. `safe_handler` registers the method without a deserializer and decodes the
+raw bytes itself, where it can answer INVALID_ARGUMENT (reason INVALID_REQUEST) with a
+message naming the expected type. Each request is still parsed exactly once; the wrapping
+happens once, at registration, not per call. The wrapped methods run on the event loop (as
+every llmesh servicer does), also a synchronous one such as the generated base class's
+"Method not implemented!" stub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from services.common.errors import LlmeshError, Reason
+from services.common.rpc_errors import abort
+
+__all__ = ["SafeRegistrar", "safe_handler"]
+
+Deserializer = Callable[[bytes], Any]
+
+_UNDECODABLE = (DecodeError, RecursionError, UnicodeDecodeError, ValueError)
+"""What protobuf raises for bytes that are not a valid message of the expected type."""
+
+
+def undecodable(type_name: str) -> LlmeshError:
+    """The error for a request that is not a valid `type_name`."""
+    return LlmeshError(
+        Reason.INVALID_REQUEST,
+        f"the request is not a valid {type_name} message: its bytes could not be decoded "
+        "(malformed protobuf, invalid UTF-8 in a string field, or nested too deeply)",
+        metadata={"message_type": type_name},
+    )
+
+
+def _type_name(deserializer: Deserializer) -> str:
+    owner = getattr(deserializer, "__self__", None)  # `Message.FromString` is a classmethod
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", "request"))
+
+
+def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The same handler, decoding its (unary) request itself; streamed requests unchanged."""
+    deserializer: Deserializer | None = handler.request_deserializer
+    if deserializer is None or handler.request_streaming:
+        return handler
+    name = _type_name(deserializer)
+    decode = deserializer
+    if handler.response_streaming:
+        inner_stream = handler.unary_stream
+
+        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = decode(raw)
+            except _UNDECODABLE:
+                await abort(context, undecodable(name))
+                return
+            result = inner_stream(request, context)
+            if inspect.isasyncgen(result):
+                async with contextlib.aclosing(result):  # closed with this one, at once
+                    async for message in result:
+                        yield message
+            elif inspect.isawaitable(result):  # a coroutine writing with `context.write`
+                await result
+            else:  # a plain iterator (e.g. the generated base class's unimplemented stub)
+                for message in result:
+                    yield message
+
+        return handler._replace(request_deserializer=None, unary_stream=unary_stream)  # type: ignore[attr-defined,no-any-return]
+
+    inner = handler.unary_unary
+
+    async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            request = decode(raw)
+        except _UNDECODABLE:
+            await abort(context, undecodable(name))
+            return None
+        result = inner(request, context)
+        # llmesh's servicers are async; the generated base class's unimplemented stubs are not
+        return await result if inspect.isawaitable(result) else result
+
+    return handler._replace(request_deserializer=None, unary_unary=unary_unary)  # type: ignore[attr-defined,no-any-return]
+
+
+class SafeRegistrar:
+    """Stands in for a `grpc.aio.Server` while generated ``add_*_to_server`` functions run.
+
+    Registered method handlers are wrapped with `safe_handler` and registered both as
+    registered methods and as a generic handler (the generic one serves calls made by path,
+    without a registered method). Generic handlers of a service that also registered its
+    methods are replaced by that wrapped one; others pass through at `finish`.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+        self._generic: list[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        """Held until `finish` (the generated code adds these before the registered ones)."""
+        self._generic.extend(handlers)
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        """Wrap and register a service's methods; drop the generic handler it added."""
+        wrapped = {method: safe_handler(h) for method, h in handlers.items()}
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, wrapped),)
+        )
+        self._server.add_registered_method_handlers(service, wrapped)
+        if self._generic:
+            self._generic.pop()  # the generated generic handler for the same methods
+
+    def finish(self) -> None:
+        """Register generic handlers that came without registered methods, unchanged."""
+        if self._generic:
+            self._server.add_generic_rpc_handlers(tuple(self._generic))
+            self._generic.clear()
