@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ from collections.abc import Callable, Sequence
 from gateway.server import serve
 from gateway.settings import GatewaySettings
 from services.common.exposure import ExposureError
+from services.common.logs import configure_logging
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -50,10 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="serve a non-loopback address even though no API keys exist",
     )
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LLMESH_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging()
     settings = GatewaySettings(
         orchestrator_address=args.orchestrator,
         processor_address=args.processor,

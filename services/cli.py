@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import logging
 import os
 import signal
 import socket
@@ -22,6 +21,7 @@ from services.common.config import (
     resolve_provider,
     with_overrides,
 )
+from services.common.logs import configure_logging
 
 SERVICES = ("emulator", "orchestrator", "processor", "gateway")
 
@@ -93,10 +93,7 @@ def _api_key(args: argparse.Namespace) -> str | None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``llmesh`` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LLMESH_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging()
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import sys
 from collections.abc import Sequence
 
 from services.common.exposure import ExposureError
+from services.common.logs import configure_logging
 from services.emulator.app import run
 from services.emulator.settings import EmulatorSettings, Latency
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         allow_unauthenticated=args.allow_unauthenticated,
         default_latency=Latency(args.ttft_ms, args.itl_ms),
     )
-    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(default="WARNING")  # not a line per request
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but optional here

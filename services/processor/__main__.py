@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from services.common.config import load_config, with_overrides
+from services.common.logs import configure_logging
 from services.processor.server import run
 
 
@@ -28,10 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="serve a non-loopback address even though no API keys exist",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LLMESH_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging()
     try:
         config = load_config(args.config)
         if args.allow_unauthenticated:
