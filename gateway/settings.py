@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from services.common.config import Config
+from services.common.config import Config, default_database_url
 
 MiB = 1024 * 1024
 
@@ -29,7 +29,7 @@ class GatewaySettings:
     """The service name asked about in the orchestrator's ``grpc.health.v1`` check."""
     shutdown_grace: int = 10
     """Seconds open connections get to finish when the server stops."""
-    key_store_url: str = "sqlite:///var/llmesh.db"
+    key_store_url: str = field(default_factory=default_database_url)
     """Where the mesh's API keys live (its ``ledger.url``): a non-loopback bind is refused
     at start-up when none exist there (the orchestrator and processor check the keys)."""
     allow_unauthenticated: bool = False
