@@ -14,9 +14,7 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
-def configure_logging(
-    environ: Mapping[str, str] | None = None, *, default: str = "INFO"
-) -> None:
+def configure_logging(environ: Mapping[str, str] | None = None, *, default: str = "INFO") -> None:
     """Log to stderr at ``LLMESH_LOG_LEVEL`` (else `default`); a bad level exits in one line."""
     raw = (os.environ if environ is None else environ).get("LLMESH_LOG_LEVEL", default)
     level = raw.strip().upper() or default

@@ -6,9 +6,12 @@ nesting past protobuf's recursion limit) grpc answers UNKNOWN ``Unexpected <clas
 logs a traceback. `safe_handler` registers the method without a deserializer and decodes the
 raw bytes itself, where it can answer INVALID_ARGUMENT (reason INVALID_REQUEST) with a
 message naming the expected type. Each request is still parsed exactly once; the wrapping
-happens once, at registration, not per call. The wrapped methods run on the event loop (as
-every llmesh servicer does), also a synchronous one such as the generated base class's
-"Method not implemented!" stub.
+happens once, at registration, not per call. A streaming method marked `checks_decoding`
+(llmesh's chat streams) is not wrapped, so its events reach grpc without an extra
+generator hop: its deserializer hands it an `Undecodable` instead of raising, and the
+method raises `Undecodable.error` itself before anything else. The wrapped methods run on
+the event loop (as every llmesh servicer does), also a synchronous one such as the
+generated base class's "Method not implemented!" stub.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -24,9 +27,11 @@ from google.protobuf.message import DecodeError
 from services.common.errors import LlmeshError, Reason
 from services.common.rpc_errors import abort
 
-__all__ = ["SafeRegistrar", "safe_handler"]
+__all__ = ["SafeRegistrar", "Undecodable", "checks_decoding", "safe_handler"]
 
 Deserializer = Callable[[bytes], Any]
+_F = TypeVar("_F", bound=Callable[..., Any])
+_MARK = "__llmesh_checks_decoding__"
 
 _UNDECODABLE = (DecodeError, RecursionError, UnicodeDecodeError, ValueError)
 """What protobuf raises for bytes that are not a valid message of the expected type."""
@@ -40,6 +45,32 @@ def undecodable(type_name: str) -> LlmeshError:
         "(malformed protobuf, invalid UTF-8 in a string field, or nested too deeply)",
         metadata={"message_type": type_name},
     )
+
+
+class Undecodable:
+    """What a `checks_decoding` method receives in place of a request that did not decode."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, type_name: str) -> None:
+        self.error = undecodable(type_name)
+        """The INVALID_REQUEST error to answer with."""
+
+
+def checks_decoding(method: _F) -> _F:
+    """Mark a streaming servicer method that raises `Undecodable.error` when given one."""
+    setattr(method, _MARK, True)
+    return method
+
+
+def _lenient(decode: Deserializer, name: str) -> Deserializer:
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return decode(raw)
+        except _UNDECODABLE:
+            return Undecodable(name)
+
+    return deserialize
 
 
 def _type_name(deserializer: Deserializer) -> str:
@@ -57,6 +88,8 @@ def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     decode = deserializer
     if handler.response_streaming:
         inner_stream = handler.unary_stream
+        if getattr(inner_stream, _MARK, False):
+            return handler._replace(request_deserializer=_lenient(decode, name))  # type: ignore[attr-defined,no-any-return]
 
         async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:

@@ -17,6 +17,7 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from services.auth import Authenticator
 from services.common.call_metadata import retry_count
 from services.common.errors import FieldViolation, LlmeshError, Reason
+from services.common.request_decoding import Undecodable, checks_decoding
 from services.common.rpc_errors import abort
 from services.ledger import LedgerStore
 from services.orchestrator.aggregate import collect
@@ -148,6 +149,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         retry = retry_count(context.invocation_metadata())
         return replace(call, client_retry=retry) if retry else call
 
+    @checks_decoding
     async def StreamChat(
         self, request: orchestrator_pb2.StreamChatRequest, context: Context
     ) -> AsyncIterator[orchestrator_pb2.StreamChatResponse]:
@@ -243,6 +245,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             ]
         )
 
+    @checks_decoding
     async def StreamCouncil(
         self, request: orchestrator_pb2.StreamCouncilRequest, context: Context
     ) -> AsyncIterator[orchestrator_pb2.StreamCouncilResponse]:
@@ -250,6 +253,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         with self._tracked():
             try:
                 caller = await self._caller(context)
+                if type(request) is Undecodable:
+                    raise request.error
                 council = council_from_proto(request, max_request_bytes=self._max_request_bytes)
                 bound = BoundPipeline(self._pipeline, self._tenant(caller, council.call))
                 items = stream_council(

@@ -96,6 +96,12 @@ def _method(channel: grpc.aio.Channel, path: str, stream: bool) -> Any:
 CASES = [
     ("/llmesh.v1.OrchestratorService/Chat", False, GARBAGE, "llmesh.v1.ChatRequest"),
     ("/llmesh.v1.OrchestratorService/StreamChat", True, GARBAGE, "llmesh.v1.StreamChatRequest"),
+    (
+        "/llmesh.v1.OrchestratorService/StreamCouncil",
+        True,
+        GARBAGE,
+        "llmesh.v1.StreamCouncilRequest",
+    ),
     ("/llmesh.v1.OrchestratorService/GetUsage", False, GARBAGE, "llmesh.v1.GetUsageRequest"),
     ("/llmesh.v1.ProcessorService/CountTokens", False, GARBAGE, "llmesh.v1.CountTokensRequest"),
     # field 1 of ChatRequest.input is `model`: invalid UTF-8 in a string field
