@@ -314,6 +314,43 @@ def _child_command(config: Config, config_path: str | None) -> list[str]:
     return command
 
 
+def _exposure_refusal(config: Config, plan: Sequence[tuple[str, str, str]]) -> str | None:
+    """The refusal a service of `plan` would give for its address, found before any starts.
+
+    Each service checks its own bind when it starts (see `services.common.exposure`); asking
+    first means `llmesh up` never starts half a mesh to stop it again. With the opt-out set
+    there is nothing to refuse, and each service logs its own WARNING.
+    """
+    from services.common.exposure import is_loopback
+
+    if config.allow_unauthenticated:
+        return None
+    exposed = [(name, address) for name, address, _ in plan if not is_loopback(address)]
+    if not exposed:
+        return None
+    from services.auth import check_bind, open_key_store
+    from services.emulator.app import check_host
+    from services.emulator.settings import EmulatorSettings
+
+    async def has_keys() -> bool:
+        store = await open_key_store(config.database_url)
+        try:
+            return await store.has_keys()
+        finally:
+            await store.aclose()
+
+    keys = asyncio.run(has_keys())
+    for name, address in exposed:
+        try:
+            if name == "emulator":
+                check_host(EmulatorSettings(host=address.rpartition(":")[0]))
+            else:
+                check_bind(address, keys, False, service=name)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 def _up(config: Config, config_path: str | None) -> int:
     """Start each service as its own process; stop them in order on Ctrl-C or SIGTERM."""
     plan: list[tuple[str, str, str]] = []
@@ -332,6 +369,10 @@ def _up(config: Config, config_path: str | None) -> int:
     # each service may drain as long as the slowest one (the gateway's uvicorn waits its
     # own grace for open connections), plus a margin to exit, before it is killed
     stop_wait = max(config.shutdown_grace, GatewaySettings.from_config(config).shutdown_grace) + 5
+    refusal = _exposure_refusal(config, plan)
+    if refusal is not None:
+        print(f"llmesh: {refusal}", file=sys.stderr, flush=True)
+        return 1  # nothing started
     if any(_busy(name, address) for name, address, _ in plan):
         return 1  # nothing started
     base = _child_command(config, config_path)

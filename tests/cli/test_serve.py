@@ -71,3 +71,20 @@ def test_up_passes_the_opt_out_to_every_service(tmp_path: Path) -> None:
     assert "--allow-unauthenticated" not in plain
     opened = _child_command(with_overrides(config, allow_unauthenticated=True), "c.yaml")
     assert opened[-3:] == ["--config", "c.yaml", "--allow-unauthenticated"]
+
+
+def test_up_refuses_a_network_bind_before_starting_anything(tmp_path: Path) -> None:
+    """`LLMESH_GATEWAY_HOST=0.0.0.0 llmesh up` with no keys: one line, no service started."""
+    env = _env(tmp_path, "127.0.0.1") | {"LLMESH_GATEWAY_HOST": "0.0.0.0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == "", "nothing may start"
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("llmesh: gateway: refusing to listen on 0.0.0.0")
