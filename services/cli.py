@@ -329,10 +329,13 @@ def _exposure_refusal(config: Config, plan: Sequence[tuple[str, str, str]]) -> s
     if not exposed:
         return None
     from services.auth import check_bind, open_key_store
+    from services.common.sqlite import missing_sqlite_file
     from services.emulator.app import check_host
     from services.emulator.settings import EmulatorSettings
 
     async def has_keys() -> bool:
+        if missing_sqlite_file(config.database_url):
+            return False  # no database yet: no keys, and nothing to create just to ask
         store = await open_key_store(config.database_url)
         try:
             return await store.has_keys()

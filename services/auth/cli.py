@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 from services.auth.keys import KEY_PREFIX, KeyInfo, is_key_id
 from services.auth.store import DEFAULT_CACHE_TTL, KeyStore, open_key_store, redact_url
+from services.common.sqlite import missing_sqlite_file
 
 ACTIONS = ("create", "list", "revoke")
 """The subcommands of ``llmesh keys``."""
@@ -140,13 +140,7 @@ async def _revoke(store: KeyStore, wanted: str, as_json: bool) -> tuple[int, str
 
 async def _missing_sqlite_file(store_url: str) -> str | None:
     """The file of a ``sqlite:///`` URL when it does not exist, else None."""
-    prefix = "sqlite:///"
-    if not store_url.lower().startswith(prefix):
-        return None
-    path = store_url[len(prefix) :]
-    if not path or path == ":memory:" or await asyncio.to_thread(Path(path).exists):
-        return None
-    return path
+    return await asyncio.to_thread(missing_sqlite_file, store_url)
 
 
 async def keys_command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 
@@ -24,3 +25,18 @@ def enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The file a ``sqlite:///`` URL names when it does not exist (yet), else None.
+
+    Other URLs, in-memory databases and existing files give None. Commands that only read
+    use it to say "nothing there" instead of creating an empty database.
+    """
+    prefix = "sqlite:///"
+    if not url.lower().startswith(prefix):
+        return None
+    path = url[len(prefix) :]
+    if not path or path == ":memory:" or os.path.exists(path):
+        return None
+    return path

@@ -88,3 +88,4 @@ def test_up_refuses_a_network_bind_before_starting_anything(tmp_path: Path) -> N
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("llmesh: gateway: refusing to listen on 0.0.0.0")
+    assert not (tmp_path / "llmesh.db").exists(), "asking for keys created no database"
