@@ -273,8 +273,9 @@ class CallPipeline:
                                 deadline.disarm()
                             event = replace(event, cost_usd=0.0)
                             status = "ok"
+                            # recorded now: a caller that has its reply may close the stream
+                            self._record_hit(call, caller, request_id, wall, hit)
                         yield event
-                    self._record_hit(call, caller, request_id, wall, hit)
                     return
                 collected = []
             call = self._cap_cost(call)

@@ -164,6 +164,9 @@ async def test_a_unary_cache_hit_reports_the_original_usage(mesh: Mesh) -> None:
     assert not first.cache_hit and second.cache_hit
     assert first.usage.input_tokens > 0 and second.usage == first.usage
     assert second.message.content == first.message.content
+    assert mesh.config is not None
+    hit = await _record(mesh.config.database_url, second.request_id)
+    assert hit.cache_hit and hit.input_tokens == first.usage.input_tokens
 
 
 async def test_the_response_cache_never_crosses_tenants(mesh: Mesh) -> None:
