@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import grpc
@@ -12,8 +11,8 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.common.errors import Reason
 from services.common.rpc_errors import from_rpc_error
-from services.ledger import UsageRecord, open_store
 from services.orchestrator.deadline import MAX_MARGIN, MIN_MARGIN, Deadline, margin
+from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
 # -- the timer -------------------------------------------------------------------------
@@ -56,18 +55,6 @@ def _input(model: str, text: str = "hello there") -> chat_pb2.ChatInput:
     )
 
 
-async def _record(url: str, request_id: str, *, wait: float = 3.0) -> UsageRecord:
-    store = await open_store(url)
-    try:
-        end = time.monotonic() + wait
-        while (rec := await store.get(request_id)) is None:
-            assert time.monotonic() < end, f"no ledger record for {request_id}"
-            await asyncio.sleep(0.02)
-        return rec
-    finally:
-        await store.aclose()
-
-
 async def _fails(address: str, rpc: str, request: Any, timeout: float = 10) -> grpc.aio.AioRpcError:
     async with grpc.aio.insecure_channel(address) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
@@ -103,7 +90,7 @@ async def test_a_passed_deadline_is_answered_with_details_and_recorded(
     assert err.reason is Reason.DEADLINE_EXCEEDED
     assert "Stream removed" not in (exc.details() or "")
     request_id = err.metadata["request_id"]
-    record = await _record(mesh.config.database_url, request_id)
+    record = await ledger_record(mesh.config.database_url, request_id)
     assert (record.status, record.error_reason) == ("error", "DEADLINE_EXCEEDED")
     assert record.input_tokens > 0, "the provider reported input usage before the stall"
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,8 +22,9 @@ from gateway.settings import GatewaySettings
 from services.auth import open_key_store
 from services.common.errors import Reason
 from services.common.rpc_errors import from_rpc_error
-from services.ledger import UsageRecord, open_store
+from services.ledger import open_store
 from services.orchestrator.server import OrchestratorServer, build_engine, serve
+from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
 LONG = " ".join(f"word{i}" for i in range(1500))  # over every model's cacheable minimum
@@ -34,19 +34,6 @@ def _input(model: str, text: str = "hello there", **kw: Any) -> chat_pb2.ChatInp
     return chat_pb2.ChatInput(
         model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=text)], **kw
     )
-
-
-async def _record(url: str, request_id: str, *, wait: float = 3.0) -> UsageRecord:
-    """The ledger row of a call, once the batched writer has flushed it."""
-    store = await open_store(url)
-    try:
-        end = time.monotonic() + wait
-        while (rec := await store.get(request_id)) is None:
-            assert time.monotonic() < end, f"no ledger record for {request_id}"
-            await asyncio.sleep(0.02)
-        return rec
-    finally:
-        await store.aclose()
 
 
 async def _stream(address: str, inp: chat_pb2.ChatInput, **kw: Any) -> list[Any]:
@@ -69,21 +56,21 @@ async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mes
     assert mesh.config is not None
     url, addr = mesh.config.database_url, mesh.orchestrator_address
     events = await _stream(addr, _input("openai/gpt-4o-mini", metadata={"session": "s1"}))
-    ok = await _record(url, events[0].start.request_id)
+    ok = await ledger_record(url, events[0].start.request_id)
     assert (ok.status, ok.provider, ok.model, ok.session) == ("ok", "openai", "gpt-4o-mini", "s1")
     assert ok.output_tokens == 2 and not ok.usage_estimated and ok.cost_usd > 0
 
     await asyncio.to_thread(mesh.set_fault, "ledger-quota", "quota")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _stream(addr, _input("openai/ledger-quota"))
-    failed = await _record(url, from_rpc_error(info.value).metadata["request_id"])
+    failed = await ledger_record(url, from_rpc_error(info.value).metadata["request_id"])
     assert (failed.status, failed.error_reason) == ("error", "QUOTA_EXHAUSTED")
     assert failed.cost_usd == 0
 
     await asyncio.to_thread(mesh.set_fault, "ledger-cut", "cut", after=2)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _stream(addr, _input("openai/ledger-cut", "one two three four five"))
-    cut = await _record(url, from_rpc_error(info.value).metadata["request_id"])
+    cut = await ledger_record(url, from_rpc_error(info.value).metadata["request_id"])
     assert cut.status == "error" and cut.usage_estimated, "a cut OpenAI stream has no usage"
     assert cut.output_tokens > 0 and cut.input_tokens > 0
 
@@ -101,7 +88,7 @@ async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mes
             if ev.WhichOneof("event") == "text_delta":
                 break
         call.cancel()
-    cancelled = await _record(url, request_id)
+    cancelled = await ledger_record(url, request_id)
     assert cancelled.status == "cancelled"
     assert cancelled.input_tokens > 0, "Anthropic reported input usage before the cancel"
 
@@ -125,8 +112,8 @@ async def test_streamed_and_unary_calls_record_identical_usage_and_cost(
     await _unary(addr, inp)  # warms the provider's prompt cache
     events = await _stream(addr, inp)
     reply = await _unary(addr, inp)
-    streamed = await _record(url, events[0].start.request_id)
-    whole = await _record(url, reply.request_id)
+    streamed = await ledger_record(url, events[0].start.request_id)
+    whole = await ledger_record(url, reply.request_id)
     fields = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
     assert [getattr(streamed, f) for f in fields] == [getattr(whole, f) for f in fields]
     assert streamed.cache_read_tokens > 0, "cached tokens reach the streamed record too"
@@ -150,8 +137,8 @@ async def test_response_cache_replays_a_stream_at_no_cost(mesh: Mesh) -> None:
     # a hit reports what the reply is worth: the usage of the call that produced it
     assert first[-1].finish.usage.input_tokens > 0
     assert second[-1].finish.usage == first[-1].finish.usage
-    original = await _record(mesh.config.database_url, first[0].start.request_id)
-    hit = await _record(mesh.config.database_url, second[0].start.request_id)
+    original = await ledger_record(mesh.config.database_url, first[0].start.request_id)
+    hit = await ledger_record(mesh.config.database_url, second[0].start.request_id)
     assert hit.cache_hit and hit.cost_usd == 0 and hit.cache_savings_usd > 0
     assert (hit.input_tokens, hit.output_tokens) == (original.input_tokens, original.output_tokens)
     assert not original.cache_hit
@@ -165,7 +152,7 @@ async def test_a_unary_cache_hit_reports_the_original_usage(mesh: Mesh) -> None:
     assert first.usage.input_tokens > 0 and second.usage == first.usage
     assert second.message.content == first.message.content
     assert mesh.config is not None
-    hit = await _record(mesh.config.database_url, second.request_id)
+    hit = await ledger_record(mesh.config.database_url, second.request_id)
     assert hit.cache_hit and hit.input_tokens == first.usage.input_tokens
 
 
@@ -391,7 +378,7 @@ async def test_postgresql_holds_the_ledger_and_the_keys(
         reply = await _unary(
             addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")]
         )
-        rec = await _record(url, reply.request_id)
+        rec = await ledger_record(url, reply.request_id)
         assert (rec.tenant, rec.status) == ("pg-tenant", "ok")
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -503,7 +490,7 @@ async def test_long_replies_without_max_tokens_stay_within_the_cap(
     if limit is None:  # four calls held 4,096 tokens each, and at most $20 could be spent
         assert stopped, outcomes
     for request_id in stopped:  # a stopped reply is billed for what it produced
-        record = await _record(f"sqlite:///{tmp_path}/spend.db", request_id)
+        record = await ledger_record(f"sqlite:///{tmp_path}/spend.db", request_id)
         assert (record.status, record.error_reason) == ("error", "BUDGET_EXCEEDED")
         assert record.output_tokens > 0 and record.cost_usd > 0
 

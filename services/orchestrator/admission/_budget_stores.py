@@ -39,16 +39,6 @@ class Refusal:
 class Store(Protocol):
     """Spend and holds per scope; every method is atomic across the scopes it is given."""
 
-    async def reserve(
-        self,
-        checks: Sequence[tuple[str, Caps]],
-        hold_id: str,
-        amount: float,
-        day: str,
-        month: str,
-        lease: float,
-    ) -> Refusal | None: ...
-
     async def extend(
         self,
         checks: Sequence[tuple[str, Caps]],
@@ -59,7 +49,8 @@ class Store(Protocol):
         lease: float,
     ) -> Refusal | None:
         """Add `amount` to the hold in every scope (renewing its lease), or refuse and add
-        nothing; `Refusal.held` then includes this hold's own amount."""
+        nothing; `Refusal.held` then includes this hold's own amount. A new reservation is
+        the first extension of an empty hold."""
         ...
 
     async def settle(
@@ -107,17 +98,6 @@ class MemoryStore:
         """`clock` times the holds' leases (the manager's clock)."""
         self._clock = clock
         self._scopes: dict[str, _Scope] = {}
-
-    async def reserve(
-        self,
-        checks: Sequence[tuple[str, Caps]],
-        hold_id: str,
-        amount: float,
-        day: str,
-        month: str,
-        lease: float,
-    ) -> Refusal | None:
-        return await self.extend(checks, hold_id, amount, day, month, lease)
 
     async def extend(
         self,
@@ -253,17 +233,6 @@ class RedisStore:
     def _keys(self, scope: str, day: str, month: str) -> list[str]:
         base = f"{self._prefix}:{scope}"
         return [f"{base}:day:{day}", f"{base}:month:{month}", f"{base}:holds", f"{base}:leases"]
-
-    async def reserve(
-        self,
-        checks: Sequence[tuple[str, Caps]],
-        hold_id: str,
-        amount: float,
-        day: str,
-        month: str,
-        lease: float,
-    ) -> Refusal | None:
-        return await self.extend(checks, hold_id, amount, day, month, lease)
 
     async def extend(
         self,

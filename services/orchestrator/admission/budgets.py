@@ -112,17 +112,7 @@ class BudgetManager:
         reservation = Reservation(uuid.uuid4().hex, tracked, amount)
         if not tracked:
             return reservation
-        checks = [(s, (self._caps[s].daily_usd, self._caps[s].monthly_usd)) for s in tracked]
-        try:
-            refusal = await self._store.reserve(
-                checks, reservation.id, amount, *self._period(), self.hold_lease
-            )
-        except redis.RedisError as exc:
-            raise LlmeshError(
-                Reason.INTERNAL, "spending caps cannot be checked: the budget store is unavailable"
-            ) from exc
-        if refusal is not None:
-            raise _exceeded(refusal, amount)
+        await self._hold(reservation, amount, more=False)
         return reservation
 
     async def extend(self, reservation: Reservation, amount: float) -> None:
@@ -134,6 +124,11 @@ class BudgetManager:
         if not reservation.scopes or amount == 0:
             reservation.amount += amount
             return
+        await self._hold(reservation, amount, more=True)
+        reservation.amount += amount
+
+    async def _hold(self, reservation: Reservation, amount: float, *, more: bool) -> None:
+        """Add `amount` to the reservation's hold in all its capped scopes, or raise."""
         checks = [
             (s, (self._caps[s].daily_usd, self._caps[s].monthly_usd))
             for s in reservation.scopes
@@ -148,8 +143,7 @@ class BudgetManager:
                 Reason.INTERNAL, "spending caps cannot be checked: the budget store is unavailable"
             ) from exc
         if refusal is not None:
-            raise _exceeded(refusal, amount, more=True)
-        reservation.amount += amount
+            raise _exceeded(refusal, amount, more=more)
 
     async def commit(self, reservation: Reservation, actual: float) -> None:
         """Book the actual cost in the reservation's scopes and free its hold; once only."""
