@@ -4,12 +4,13 @@ The official SDKs spend about ten times the CPU of a plain aiohttp client on the
 (request building through pydantic models, an SSE decoder over text, a model object per
 event). This transport carries the same wire format with none of that: the request body is
 the wire module's `to_provider_request` serialized by orjson, the response is split into
-SSE events at the bytes level (`sse.SSEDecoder`) as it arrives from a minimal HTTP/1.1
-client (`http1`: asyncio protocols and httptools' C parser; under paced streams about a
-third of the CPU aiohttp took), and each event's JSON goes as a plain dict to the very
-parser the SDK adapters use. Errors are classified by the wire modules too, from
-the error body and the response status and headers, so the SDK adapters remain a reference
-that `tests/orchestrator/providers/test_lean_vs_sdk.py` compares this transport against.
+SSE events at the bytes level (`services.transport.SSEDecoder`) as it arrives from a minimal
+HTTP/1.1 client (`services.transport.ConnectionPool`: asyncio protocols and httptools' C
+parser; under paced streams about a third of the CPU aiohttp took), and each event's JSON
+goes as a plain dict to the very parser the SDK adapters use. Errors are classified by the
+wire modules too, from the error body and the response status and headers, so the SDK
+adapters remain a reference that `tests/orchestrator/providers/test_lean_vs_sdk.py` compares
+this transport against.
 
 What differs between the two APIs is a small *dialect*: the path, the credential headers,
 the body's streaming options, how an error body is unwrapped, and how events are read.
@@ -21,10 +22,12 @@ the credentials as the pinned SDKs send them (a bearer token for both APIs, plus
 compressed event stream would hold tokens back). Proxy settings in the environment are not
 read, and neither SDK is imported.
 
-One `http1.ConnectionPool` per provider, shared by every call; it binds to the running
-event loop on first use, and `aclose` closes its connections. Streams are released to the
-pool once read to the end, and closed (so the upstream sees the disconnect) when the
-consumer stops early, closes the iterator or is cancelled.
+One `services.transport.Transport` per provider, shared by every call: a `ConnectionPool`
+built with the provider unless one is given (tests pass a `MockTransport` to run on
+recorded exchanges). The pool binds to the running event loop on first use, and `aclose`
+closes its connections. Streams are released to the pool once read to the end, and closed
+(so the upstream sees the disconnect) when the consumer stops early, closes the iterator or
+is cancelled.
 """
 
 from __future__ import annotations
@@ -41,8 +44,7 @@ from services.common.errors import LlmeshError, Reason
 from services.orchestrator.domain import ChatRequest, Finish, ProviderEvent, TextDelta
 from services.orchestrator.providers import anthropic_wire, openai_wire
 from services.orchestrator.providers.errors import classify_transport
-from services.orchestrator.providers.http1 import ConnectionPool, Response, render_headers
-from services.orchestrator.providers.sse import SSEDecoder
+from services.transport import ConnectionPool, Reply, SSEDecoder, Transport, render_headers
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -240,7 +242,10 @@ def _dumps_default(value: object) -> object:
 class LeanProvider:
     """Streams replies from an OpenAI- or Anthropic-API endpoint over one connection pool."""
 
-    def __init__(self, resolved: ResolvedProvider, dialect: Dialect) -> None:
+    def __init__(
+        self, resolved: ResolvedProvider, dialect: Dialect, transport: Transport | None = None
+    ) -> None:
+        """`transport` carries the requests; None builds a `ConnectionPool` for the base URL."""
         cfg = resolved.config
         self.name = cfg.name
         self._dialect = dialect
@@ -252,13 +257,15 @@ class LeanProvider:
         headers.update((k.lower(), v) for k, v in cfg.headers.items())  # the config wins
         try:
             self._headers = render_headers(headers)
-            self._pool = ConnectionPool(
-                resolved.base_url,
-                max_connections=cfg.max_connections,
-                keepalive_timeout=KEEPALIVE_TIMEOUT,
-            )
+            if transport is None:
+                transport = ConnectionPool(
+                    resolved.base_url,
+                    max_connections=cfg.max_connections,
+                    keepalive_timeout=KEEPALIVE_TIMEOUT,
+                )
         except ValueError as exc:  # a header with a line break, a base URL that is not http(s)
             raise ConfigError(f"providers.{cfg.name}: {exc}") from None
+        self._transport = transport
         self._secret = resolved.api_key
         self._connect_timeout = cfg.connect_timeout
         self._default_timeout = cfg.timeout
@@ -288,7 +295,8 @@ class LeanProvider:
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
         try:
-            resp = await self._pool.post(
+            resp = await self._transport.request(
+                "POST",
                 self._dialect.path,
                 self._headers,
                 payload,
@@ -354,8 +362,8 @@ class LeanProvider:
                 resp.close()  # abandoned mid-body: close, so the upstream sees it
 
     async def aclose(self) -> None:
-        """Close the pool's connections (it opens new ones if used again)."""
-        await self._pool.aclose()
+        """Close the transport's connections (it opens new ones if used again)."""
+        await self._transport.aclose()
 
 
 def _joined(deltas: list[TextDelta]) -> TextDelta:
@@ -365,7 +373,7 @@ def _joined(deltas: list[TextDelta]) -> TextDelta:
     return TextDelta("".join(d.text for d in deltas))
 
 
-async def _drain(resp: Response) -> None:
+async def _drain(resp: Reply) -> None:
     """Read what follows the terminal event (normally just the end of the body)."""
     with contextlib.suppress(TimeoutError, ConnectionError):
         async with asyncio.timeout(DRAIN_TIMEOUT):
@@ -373,16 +381,20 @@ async def _drain(resp: Response) -> None:
                 pass
 
 
-def openai_factory(resolved: ResolvedProvider) -> LeanProvider:
+def openai_factory(resolved: ResolvedProvider, transport: Transport | None = None) -> LeanProvider:
     """The `openai` kind: OpenAI itself, whose reasoning models want ``max_completion_tokens``."""
-    return LeanProvider(resolved, OpenAIDialect("max_completion_tokens"))
+    return LeanProvider(resolved, OpenAIDialect("max_completion_tokens"), transport)
 
 
-def compatible_factory(resolved: ResolvedProvider) -> LeanProvider:
+def compatible_factory(
+    resolved: ResolvedProvider, transport: Transport | None = None
+) -> LeanProvider:
     """The `openai-compatible` and `emulator` kinds: servers that speak ``max_tokens``."""
-    return LeanProvider(resolved, OpenAIDialect("max_tokens"))
+    return LeanProvider(resolved, OpenAIDialect("max_tokens"), transport)
 
 
-def anthropic_factory(resolved: ResolvedProvider) -> LeanProvider:
+def anthropic_factory(
+    resolved: ResolvedProvider, transport: Transport | None = None
+) -> LeanProvider:
     """The `anthropic` kind: Anthropic's Messages API (or the emulator standing in for it)."""
-    return LeanProvider(resolved, AnthropicDialect())
+    return LeanProvider(resolved, AnthropicDialect(), transport)

@@ -1,4 +1,6 @@
-"""A minimal HTTP/1.1 client for streamed POSTs: asyncio protocols, httptools, one pool.
+"""A minimal HTTP/1.1 client for streamed requests: asyncio protocols, httptools, one pool.
+
+`ConnectionPool` is the real `base.Transport` under the lean provider adapters.
 
 The lean transport's hot path is one upstream read per token. A general client pays for
 generality there (aiohttp: a stream reader, a timer context and about twenty Python calls
@@ -25,7 +27,7 @@ What it does:
   before the end) closes the connection, so the upstream sees the caller leave at once.
 
 Failures are `ConnectionError`s (refused, reset, closed before the reply ended, a reply
-that is not HTTP/1.x) or TimeoutError, which `errors.classify_transport` already reads. It
+that is not HTTP/1.x) or TimeoutError, which the adapters' error classification reads. It
 does not follow redirects, read proxy settings or retry: the caller's policy decides.
 """
 
@@ -39,7 +41,7 @@ from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 
-from services.orchestrator.providers.http1_conn import (
+from services.transport.http1_conn import (
     HIGH_WATER,
     MAX_HEADER_BYTES,
     Connection,
@@ -114,8 +116,9 @@ class ConnectionPool:
 
     # -- requests ---------------------------------------------------------------------
 
-    async def post(
+    async def request(
         self,
+        method: str,
         path: str,
         headers: bytes,
         body: bytes,
@@ -123,7 +126,7 @@ class ConnectionPool:
         timeout: float,
         connect_timeout: float,
     ) -> Response:
-        """Send ``POST {base path}{path}`` and return once the reply's headers are in.
+        """Send ``{method} {base path}{path}`` and return once the reply's headers are in.
 
         `headers` are rendered lines (`render_headers`); ``host`` and ``content-length``
         are added. `timeout` (seconds) bounds everything from here to the body's last
@@ -135,7 +138,7 @@ class ConnectionPool:
         resp = Response(conn)
         resp._timer = loop.call_at(deadline, resp._expire)
         head = (
-            f"POST {self.base_path}{path} HTTP/1.1\r\nhost: {self.authority}\r\n"
+            f"{method} {self.base_path}{path} HTTP/1.1\r\nhost: {self.authority}\r\n"
             f"content-length: {len(body)}\r\n"
         ).encode("latin-1")
         try:
@@ -147,6 +150,20 @@ class ConnectionPool:
             resp.close()
             raise
         return resp
+
+    async def post(
+        self,
+        path: str,
+        headers: bytes,
+        body: bytes,
+        *,
+        timeout: float,
+        connect_timeout: float,
+    ) -> Response:
+        """`request` with ``POST``."""
+        return await self.request(
+            "POST", path, headers, body, timeout=timeout, connect_timeout=connect_timeout
+        )
 
     async def _acquire(self, deadline: float, connect_timeout: float) -> Connection:
         while True:
