@@ -61,6 +61,14 @@ def test_request_line_host_length_headers_and_body_on_the_wire(run: Run) -> None
     run(scenario())
 
 
+async def test_request_sends_the_method_it_is_given() -> None:
+    async with serving(replying(OK)) as (up, pool):
+        resp = await pool.request("GET", "/v1/models", b"", b"", timeout=2, connect_timeout=2)
+        assert await resp.read() == b"ok"
+        resp.release()
+        assert up.requests[0].startswith(b"GET /v1/models HTTP/1.1\r\n")
+
+
 @pytest.mark.skipif(not _ipv6(), reason="no IPv6 loopback")
 async def test_host_header_brackets_an_ipv6_address() -> None:
     async with serving(replying(OK), host="::1") as (up, pool):
