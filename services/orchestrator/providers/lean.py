@@ -245,7 +245,8 @@ class LeanProvider:
     def __init__(
         self, resolved: ResolvedProvider, dialect: Dialect, transport: Transport | None = None
     ) -> None:
-        """`transport` carries the requests; None builds a `ConnectionPool` for the base URL."""
+        """`transport` carries the requests, already bound to the provider's base URL; None
+        builds a `ConnectionPool` for ``resolved.base_url``."""
         cfg = resolved.config
         self.name = cfg.name
         self._dialect = dialect
