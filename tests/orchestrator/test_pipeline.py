@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import httpx
@@ -20,10 +20,24 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from gateway.server import start as start_gateway
 from gateway.settings import GatewaySettings
 from services.auth import open_key_store
-from services.common.errors import Reason
+from services.common.errors import LlmeshError, Reason
 from services.common.rpc_errors import from_rpc_error
-from services.ledger import open_store
+from services.ledger import LedgerWriter, PriceTable, UsageRecord, open_store
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    Role,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from services.orchestrator.engine import ChatCall, Completed
+from services.orchestrator.pipeline import Caller, CallPipeline
 from services.orchestrator.server import OrchestratorServer, build_engine, serve
+from services.orchestrator.trail import attempt_json
+from tests.orchestrator.scripted import Scripted, engine
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
@@ -553,3 +567,68 @@ async def test_a_hedge_is_reserved_before_it_races(mesh: Mesh, tmp_path: Path) -
     spent = await _booked(mesh, tmp_path, policy, run)
     assert spent <= 1.5
     assert "ok" in outcomes  # the primaries answered, without their hedges
+
+
+# -- accounting without a network: the ledger records what the caller saw ------------
+
+
+class Ledger:
+    """Keeps the records handed to it."""
+
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+
+    def record(self, rec: UsageRecord) -> None:
+        self.records.append(rec)
+
+
+def _call() -> ChatCall:
+    messages = (
+        Message(Role.USER, "what is the weather in Oslo?"),
+        Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "get_weather", '{"q":"Oslo"}'),)),
+        Message(Role.TOOL, "sunny", tool_call_id="c1"),
+    )
+    return ChatCall("a/m", ChatRequest("", messages))
+
+
+def _pipeline(*scripts: Scripted) -> tuple[CallPipeline, Ledger]:
+    ledger = Ledger()
+    prices = PriceTable({}, source_date="test")
+    return CallPipeline(engine(*scripts), prices=prices, ledger=cast(LedgerWriter, ledger)), ledger
+
+
+def _counts(rec: UsageRecord) -> Usage:
+    return Usage(
+        rec.input_tokens,
+        rec.output_tokens,
+        rec.cache_read_tokens,
+        rec.cache_write_tokens,
+        rec.reasoning_tokens,
+        rec.usage_estimated,
+    )
+
+
+async def test_an_unreported_finish_shows_the_caller_the_ledgers_estimate() -> None:
+    pipe, ledger = _pipeline(
+        Scripted("a", [TextDelta("x" * 41), Finish(FinishReason.STOP, "stop", None)])
+    )
+    events = [e async for e in pipe.stream(_call(), Caller())]
+    done = events[-1]
+    assert isinstance(done, Completed) and done.usage.estimated
+    (rec,) = ledger.records
+    assert _counts(rec) == done.usage
+    assert rec.status == "ok"
+    assert rec.attempts == [attempt_json(done.attempts[0], done.usage)]
+
+
+async def test_a_cut_stream_shows_the_caller_the_ledgers_estimate() -> None:
+    cut = LlmeshError(Reason.STREAM_INTERRUPTED, "cut")
+    pipe, ledger = _pipeline(Scripted("a", [TextDelta("y" * 9), cut]))
+    with pytest.raises(LlmeshError) as info:
+        async for _ in pipe.stream(_call(), Caller()):
+            pass
+    assert info.value.usage is not None and info.value.usage.estimated
+    (rec,) = ledger.records
+    assert _counts(rec) == info.value.usage
+    assert (rec.status, rec.error_reason) == ("error", "STREAM_INTERRUPTED")
+    assert info.value.metadata["usage.input_tokens"] == str(rec.input_tokens)  # the wire
