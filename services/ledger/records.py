@@ -11,7 +11,7 @@ from services.core.usage import CallStatus
 __all__ = ["STATUSES", "UsageRecord"]
 
 STATUSES = tuple(s.value for s in CallStatus)
-"""The values of `UsageRecord.status`: a `CallStatus` as the ledger stores it."""
+"""What the ledger stores in its ``status`` column: the values of `CallStatus`."""
 
 
 @dataclass(slots=True)
@@ -56,8 +56,8 @@ class UsageRecord:
     """Milliseconds to the first token the caller received, if one came."""
     duration_ms: float = 0.0
     """Milliseconds from the call's start to its end."""
-    status: str = "ok"
-    """``ok``, ``error`` or ``cancelled``."""
+    status: CallStatus = CallStatus.OK
+    """How the call ended; stored as its string (``ok``, ``error`` or ``cancelled``)."""
     error_reason: str | None = None
     """The `Reason` value of a failed call."""
     usage_estimated: bool = False
@@ -68,10 +68,10 @@ class UsageRecord:
     """Caller-supplied labels."""
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if not isinstance(self.status, CallStatus):
+            raise TypeError(f"status must be a CallStatus, got {self.status!r}")
 
     @property
     def failed(self) -> bool:
         """True for an errored or cancelled call."""
-        return self.status != CallStatus.OK.value
+        return self.status is not CallStatus.OK

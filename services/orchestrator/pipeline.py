@@ -413,7 +413,7 @@ class CallPipeline:
                 cost_usd=cost,
                 cache_savings_usd=savings,
                 ttft_ms=None if first_token is None else first_token * 1000,
-                status=status.value,  # the ledger stores the status as its string
+                status=status,
                 error_reason=None if reason is None else reason.value,
                 usage_estimated=used.estimated,
             )
@@ -440,7 +440,7 @@ class CallPipeline:
                 reasoning_tokens=original.reasoning_tokens,
                 usage_estimated=original.estimated,
                 cache_savings_usd=self._prices.cost(hit.provider, hit.model, original),
-                status=CallStatus.OK.value,
+                status=CallStatus.OK,
                 cache_hit=True,
             )
         )
