@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.core.usage import Usage
 
 
 class Reason(enum.Enum):
@@ -115,6 +119,9 @@ class LlmeshError(Exception):
     """Invalid request fields; sent as `google.rpc.BadRequest`."""
     metadata: dict[str, str] = field(default_factory=dict)
     """Extra context for `ErrorInfo.metadata` (never secrets)."""
+    usage: Usage | None = None
+    """What the failed call consumed before it failed, if anything (the engine sets it; its
+    ``usage.*`` entries in `metadata` are the same counts as the wire shows them)."""
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

@@ -10,7 +10,7 @@ the ``llmesh usage`` command.
 from services.ledger.cli import usage_report
 from services.ledger.pricing import SOURCE_DATE, Cost, Price, PriceTable
 from services.ledger.queries import GROUPINGS, UsageTotalRow
-from services.ledger.records import STATUSES, UsageRecord, attempt_entry, usage_entry
+from services.ledger.records import STATUSES, UsageRecord
 from services.ledger.stores import LedgerStore, PostgresStore, SqliteStore, open_store
 from services.ledger.writer import LedgerWriter
 
@@ -27,8 +27,6 @@ __all__ = [
     "SqliteStore",
     "UsageRecord",
     "UsageTotalRow",
-    "attempt_entry",
     "open_store",
-    "usage_entry",
     "usage_report",
 ]

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from services.orchestrator.domain import Usage
-    from services.orchestrator.trail import AttemptRecord
+from services.core.usage import CallStatus
 
-__all__ = ["STATUSES", "UsageRecord", "attempt_entry", "usage_entry"]
+__all__ = ["STATUSES", "UsageRecord"]
 
-STATUSES = ("ok", "error", "cancelled")
-"""The values of `UsageRecord.status`."""
+STATUSES = tuple(s.value for s in CallStatus)
+"""What the ledger stores in its ``status`` column: the values of `CallStatus`."""
 
 
 @dataclass(slots=True)
@@ -39,7 +37,7 @@ class UsageRecord:
     model: str = ""
     """The provider's model that served the call; empty when no attempt reached one."""
     attempts: list[dict[str, Any]] = field(default_factory=list)
-    """Every attempt (see `attempt_entry`), stored as JSON."""
+    """Every attempt (see `orchestrator.trail.attempt_json`), stored as JSON."""
     input_tokens: int = 0
     """Uncached input tokens, summed over attempts (cache reads and writes excluded)."""
     output_tokens: int = 0
@@ -58,8 +56,8 @@ class UsageRecord:
     """Milliseconds to the first token the caller received, if one came."""
     duration_ms: float = 0.0
     """Milliseconds from the call's start to its end."""
-    status: str = "ok"
-    """``ok``, ``error`` or ``cancelled``."""
+    status: CallStatus = CallStatus.OK
+    """How the call ended; stored as its string (``ok``, ``error`` or ``cancelled``)."""
     error_reason: str | None = None
     """The `Reason` value of a failed call."""
     usage_estimated: bool = False
@@ -70,47 +68,10 @@ class UsageRecord:
     """Caller-supplied labels."""
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if not isinstance(self.status, CallStatus):
+            raise TypeError(f"status must be a CallStatus, got {self.status!r}")
 
     @property
     def failed(self) -> bool:
         """True for an errored or cancelled call."""
-        return self.status != "ok"
-
-    def add_usage(self, usage: Usage) -> None:
-        """Add one attempt's token counts to the totals (and its estimated flag)."""
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
-        self.cache_read_tokens += usage.cache_read_tokens
-        self.cache_write_tokens += usage.cache_write_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        self.usage_estimated = self.usage_estimated or usage.estimated
-
-
-def usage_entry(usage: Usage | None) -> dict[str, Any] | None:
-    """A `Usage` as a JSON-ready dict (None stays None)."""
-    if usage is None:
-        return None
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "estimated": usage.estimated,
-    }
-
-
-def attempt_entry(attempt: AttemptRecord) -> dict[str, Any]:
-    """One attempt of the trail as a `UsageRecord.attempts` entry."""
-    return {
-        "target": attempt.target.name,
-        "outcome": attempt.outcome.value,
-        "reason": attempt.reason.value if attempt.reason is not None else None,
-        "latency_ms": round(attempt.latency * 1000.0, 3),
-        "ttft_ms": round(attempt.ttft * 1000.0, 3) if attempt.ttft is not None else None,
-        "hedged": attempt.hedged,
-        "retry": attempt.retry,
-        "usage": usage_entry(attempt.usage),
-    }
+        return self.status is not CallStatus.OK

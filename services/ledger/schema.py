@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from services.core.usage import CallStatus
 from services.ledger.queries import utc_day
 from services.ledger.records import UsageRecord
 
@@ -187,7 +188,7 @@ def record_to_row(rec: UsageRecord) -> tuple[Any, ...]:
         _finite(float(rec.cache_savings_usd)),
         float(rec.ttft_ms) if rec.ttft_ms is not None else None,
         float(rec.duration_ms),
-        str(rec.status),
+        rec.status.value,
         str(rec.error_reason) if rec.error_reason is not None else None,
         bool(rec.usage_estimated),
         bool(rec.cache_hit),
@@ -220,7 +221,7 @@ def record_from_row(row: Sequence[Any]) -> UsageRecord:
         cache_savings_usd=float(v["cache_savings_usd"]),
         ttft_ms=v["ttft_ms"],
         duration_ms=float(v["duration_ms"]),
-        status=v["status"],
+        status=CallStatus(v["status"]),
         error_reason=v["error_reason"],
         usage_estimated=bool(v["usage_estimated"]),
         cache_hit=bool(v["cache_hit"]),

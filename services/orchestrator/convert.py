@@ -31,7 +31,7 @@ from services.orchestrator.domain import (
 )
 from services.orchestrator.engine import ChatCall, EngineEvent, Started, Switched
 from services.orchestrator.policy import CallOptions, MidStreamPolicy
-from services.orchestrator.trail import AttemptRecord, Outcome
+from services.orchestrator.trail import AttemptRecord, Outcome, attempt_json
 
 _ROLES = {
     chat_pb2.ROLE_SYSTEM: Role.SYSTEM,
@@ -329,17 +329,4 @@ def attempts_to_proto(records: Sequence[AttemptRecord]) -> list[orchestrator_pb2
 
 def attempts_to_json(records: Sequence[AttemptRecord]) -> str:
     """The attempt trail as compact JSON, for gRPC trailing metadata and HTTP headers."""
-    return orjson.dumps(
-        [
-            {
-                "target": r.target.name,
-                "outcome": r.outcome.value,
-                **({"reason": r.reason.value} if r.reason is not None else {}),
-                "latency_ms": round(r.latency * 1000, 3),
-                **({"ttft_ms": round(r.ttft * 1000, 3)} if r.ttft is not None else {}),
-                **({"hedged": True} if r.hedged else {}),
-                **({"retry": True} if r.retry else {}),
-            }
-            for r in records
-        ]
-    ).decode()
+    return orjson.dumps([attempt_json(r, brief=True) for r in records]).decode()

@@ -33,12 +33,12 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from services.common.errors import FieldViolation, LlmeshError, Reason
+from services.core.ids import new_request_id
 from services.orchestrator.domain import (
     Message,
     Role,
@@ -295,9 +295,7 @@ class _Branches:
         except Exception as exc:  # a bug in one branch must not take the others down
             log.exception("council branch %s failed", name)
             error = LlmeshError(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
-        answer.failure = BranchFailed(
-            error.reason, error.message, _partial_usage(error) or last_usage
-        )
+        answer.failure = BranchFailed(error.reason, error.message, error.usage or last_usage)
         await self._put(name, answer.failure, error)
 
     async def cancel(self) -> None:
@@ -340,7 +338,7 @@ async def stream_council(
         _resolve(engine, replace(council.call, model=council.judge.model), "judge.model")
 
     deadline = None if timeout is None else clock() + timeout
-    branches = _Branches(engine, deadline, request_id or _new_request_id(), buffer, clock)
+    branches = _Branches(engine, deadline, request_id or new_request_id(), buffer, clock)
     try:
         for name, call in calls:
             branches.start(name, call)
@@ -389,31 +387,9 @@ async def _aclose(events: AsyncIterator[EngineEvent]) -> None:
         await close()
 
 
-def _partial_usage(err: LlmeshError) -> Usage | None:
-    """The partial usage the engine put in an error's metadata (``usage.*`` keys), if any."""
-    meta = err.metadata
-    if "usage.input_tokens" not in meta and "usage.output_tokens" not in meta:
-        return None
-    try:
-        return Usage(
-            input_tokens=int(meta.get("usage.input_tokens", "0")),
-            output_tokens=int(meta.get("usage.output_tokens", "0")),
-            cache_read_tokens=int(meta.get("usage.cache_read_tokens", "0")),
-            cache_write_tokens=int(meta.get("usage.cache_write_tokens", "0")),
-            reasoning_tokens=int(meta.get("usage.reasoning_tokens", "0")),
-            estimated=meta.get("usage.estimated") == "true",
-        )
-    except ValueError:
-        return None
-
-
 def _resolve(engine: Orchestrator, call: ChatCall, path: str) -> None:
     try:
         engine.targets(call)
     except LlmeshError as err:
         err.metadata.setdefault("field", path)
         raise
-
-
-def _new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.chat import Message, Role, ToolCall
+from services.core.usage import Usage
 
 __all__ = [
     "ChatRequest",
@@ -79,18 +80,6 @@ class ChatRequest:
     """Provider prompt caching: ``auto`` (breakpoints on long stable prefixes) or ``off``."""
     prompt_cache_ttl: str = "5m"
     """Prompt cache lifetime: ``5m`` or ``1h``."""
-
-
-@dataclass(slots=True)
-class Usage:
-    """Token counts of one call. `input_tokens` excludes cache reads and writes."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

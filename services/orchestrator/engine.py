@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
-import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.errors import LlmeshError, Reason
+from services.core.ids import new_request_id as new_request_id
 from services.orchestrator.attempts import Gate, Opened, Runtime, open_attempt, percentile
 from services.orchestrator.domain import (
     ChatRequest,
@@ -38,6 +37,7 @@ from services.orchestrator.domain import (
     Usage,
     UsageUpdate,
 )
+from services.orchestrator.estimate import estimate_usage
 from services.orchestrator.policy import CallOptions, MidStreamPolicy, Policy, effective_policy
 from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import (
@@ -120,23 +120,6 @@ UsageEstimator = Callable[[ChatRequest, int], Usage]
 """Estimates usage from a request and the number of output characters produced."""
 
 
-def rough_estimate(request: ChatRequest, output_chars: int) -> Usage:
-    """About four characters a token: the fallback when no tokenizer is wired in."""
-    chars = sum(
-        len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in request.messages
-    )
-    return Usage(
-        input_tokens=math.ceil(chars / 4) + 3 * len(request.messages),
-        output_tokens=math.ceil(output_chars / 4),
-        estimated=True,
-    )
-
-
-def new_request_id() -> str:
-    """A fresh, unique call id: 128 random bits (a uuid4 carries 122)."""
-    return "req_" + os.urandom(16).hex()
-
-
 _NO_FALLBACK = frozenset(
     {
         Reason.CANCELLED,
@@ -151,17 +134,6 @@ DEFAULT_HEDGE_DELAY = 1.0
 """Hedge delay in seconds when a percentile is asked for but no TTFT history exists yet."""
 
 
-def _add(total: Usage, part: Usage | None) -> None:
-    if part is None:
-        return
-    total.input_tokens += part.input_tokens
-    total.output_tokens += part.output_tokens
-    total.cache_read_tokens += part.cache_read_tokens
-    total.cache_write_tokens += part.cache_write_tokens
-    total.reasoning_tokens += part.reasoning_tokens
-    total.estimated = total.estimated or part.estimated
-
-
 class Orchestrator:
     """Routes calls to providers and streams their replies."""
 
@@ -174,7 +146,7 @@ class Orchestrator:
         budget: RetryBudget | None = None,
         limiter: TargetLimiter | None = None,
         retry: RetrySettings | None = None,
-        estimator: UsageEstimator = rough_estimate,
+        estimator: UsageEstimator = estimate_usage,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
@@ -188,6 +160,11 @@ class Orchestrator:
         self._clock = clock
         self._sleep = sleep
         self._ttfts: dict[str, collections.deque[float]] = {}
+
+    @property
+    def estimate(self) -> UsageEstimator:
+        """How usage a provider never reported is estimated (the ledger uses it too)."""
+        return self._estimate
 
     @property
     def router(self) -> Router:
@@ -277,7 +254,7 @@ class Orchestrator:
                             usage = event.usage or self._estimate(
                                 request, sum(len(p) for p in opened.output)
                             )
-                            _add(total, usage)
+                            total.add(usage)
                             now = self._clock()
                             yield Completed(
                                 event.reason,
@@ -290,9 +267,8 @@ class Orchestrator:
                         yield event
                 except LlmeshError as err:
                     last_error = err
-                    _add(
-                        total,
-                        opened.usage or self._estimate(request, sum(len(p) for p in opened.output)),
+                    total.add(
+                        opened.usage or self._estimate(request, sum(len(p) for p in opened.output))
                     )
                     if err.reason in _NO_FALLBACK or policy.mid_stream is MidStreamPolicy.NEVER:
                         raise self._with_usage(err, total, target) from None
@@ -481,11 +457,13 @@ class Orchestrator:
 
     @staticmethod
     def _with_usage(err: LlmeshError, usage: Usage, target: Target | None) -> LlmeshError:
-        """The error, with the partial usage and failing target in its metadata."""
+        """The error, with the partial usage (typed in `usage`, and in its metadata for the
+        wire) and the failing target."""
         if target is not None:
             err.metadata.setdefault("provider", target.provider)
             err.metadata.setdefault("model", target.model)
         if usage.input_tokens or usage.output_tokens:
+            err.usage = replace(usage)
             err.metadata["usage.input_tokens"] = str(usage.input_tokens)
             err.metadata["usage.output_tokens"] = str(usage.output_tokens)
             err.metadata["usage.cache_read_tokens"] = str(usage.cache_read_tokens)

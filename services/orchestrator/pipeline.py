@@ -15,13 +15,13 @@ reached a provider.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.errors import LlmeshError, Reason
+from services.core import CallStatus, new_request_id
 from services.ledger import LedgerWriter, PriceTable, UsageRecord
 from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
 from services.orchestrator.admission.spend import DEFAULT_MAX_OUTPUT as DEFAULT_MAX_OUTPUT
@@ -40,8 +40,8 @@ from services.orchestrator.engine import (
     Completed,
     EngineEvent,
     Orchestrator,
-    new_request_id,
 )
+from services.orchestrator.estimate import estimate_input_tokens
 from services.orchestrator.response_cache import (
     ResponseCache,
     cache_key,
@@ -50,7 +50,7 @@ from services.orchestrator.response_cache import (
     replay,
 )
 from services.orchestrator.routing import Target
-from services.orchestrator.trail import AttemptRecord, Outcome, Trail
+from services.orchestrator.trail import AttemptRecord, Outcome, Trail, attempt_json
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,8 @@ TokenCounter = Callable[[str, ChatRequest], int]
 
 
 def rough_input_tokens(model: str, request: ChatRequest) -> int:
-    """About four characters a token plus message framing."""
-    chars = sum(
-        len(m.content) + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
-        for m in request.messages
-    )
-    return math.ceil(chars / 4) + 3 * len(request.messages) + 3
+    """The estimator's input tokens (`estimate.estimate_input_tokens`), for any model."""
+    return estimate_input_tokens(request)
 
 
 class CallPipeline:
@@ -246,7 +242,7 @@ class CallPipeline:
         limits = self._limits(caller) if self._limiter is not None else []
         if limits:
             await self._take_limits(limits, tokens)
-        status, reason, cache_hit = "error", None, False
+        status, reason, cache_hit = CallStatus.ERROR, None, False
         spend: CallSpend | None = None
         used = Usage()
         collected: list[EngineEvent] | None = None
@@ -272,7 +268,7 @@ class CallPipeline:
                             if deadline is not None:
                                 deadline.disarm()
                             event = replace(event, cost_usd=0.0)
-                            status = "ok"
+                            status = CallStatus.OK
                             # recorded now: a caller that has its reply may close the stream
                             self._record_hit(call, caller, request_id, wall, hit)
                         yield event
@@ -304,7 +300,7 @@ class CallPipeline:
                         deadline.disarm()
                     cost = sum(self._attempt_cost(a, call.request) for a in trail.attempts)
                     event = replace(event, cost_usd=cost)
-                    status = "ok"
+                    status = CallStatus.OK
                 if collected is not None:
                     collected.append(event)
                 yield event
@@ -313,11 +309,11 @@ class CallPipeline:
             err.metadata.setdefault("request_id", request_id)  # find it in the ledger
             raise
         except (asyncio.CancelledError, GeneratorExit):
-            if status != "ok":  # closing a finished stream early is no cancellation
+            if status is not CallStatus.OK:  # closing a finished stream early is no cancellation
                 if _deadline_passed(deadline, ends):
-                    status, reason = "error", Reason.DEADLINE_EXCEEDED
+                    status, reason = CallStatus.ERROR, Reason.DEADLINE_EXCEEDED
                 else:
-                    status, reason = "cancelled", Reason.CANCELLED
+                    status, reason = CallStatus.CANCELLED, Reason.CANCELLED
             raise
         finally:
             if cache_hit:
@@ -333,7 +329,12 @@ class CallPipeline:
                     for subject, limit in limits:
                         await self._limiter.refund(subject, limit, max(tokens - actual, 0))
                 self._record(call, caller, request_id, wall, trail, status, reason, used, cost)
-                if status == "ok" and key is not None and collected and self._cache is not None:
+                if (
+                    status is CallStatus.OK
+                    and key is not None
+                    and collected
+                    and self._cache is not None
+                ):
                     reply = record_reply(collected)
                     if reply is not None:
                         ttl = call.response_cache_ttl or self._policies.response_cache_ttl
@@ -349,11 +350,7 @@ class CallPipeline:
             return a.usage
         if a.output_chars == 0 and a.outcome is Outcome.FAILED:
             return Usage()  # refused before any output: providers do not bill it
-        return Usage(
-            input_tokens=self._count_input(a.target.name, request),
-            output_tokens=math.ceil(a.output_chars / 4),
-            estimated=True,
-        )
+        return self.engine.estimate(request, a.output_chars)  # what the caller was shown
 
     def _attempt_cost(self, a: AttemptRecord, request: ChatRequest) -> float:
         usage = self._attempt_usage(a, request)
@@ -371,12 +368,7 @@ class CallPipeline:
             usage = self._attempt_usage(a, request)
             if usage is None:
                 continue
-            total.input_tokens += usage.input_tokens
-            total.output_tokens += usage.output_tokens
-            total.cache_read_tokens += usage.cache_read_tokens
-            total.cache_write_tokens += usage.cache_write_tokens
-            total.reasoning_tokens += usage.reasoning_tokens
-            total.estimated = total.estimated or usage.estimated
+            total.add(usage)
             cost += self._prices.cost(
                 a.target.provider, a.target.model, usage, cache_ttl=request.prompt_cache_ttl
             )
@@ -389,7 +381,7 @@ class CallPipeline:
         request_id: str,
         wall: float,
         trail: Trail,
-        status: str,
+        status: CallStatus,
         reason: Reason | None,
         used: Usage,
         cost: float,
@@ -412,7 +404,7 @@ class CallPipeline:
                 wall,
                 provider=last.target.provider,
                 model=last.target.model,
-                attempts=[_attempt_json(a, self._attempt_usage(a, call.request)) for a in sent],
+                attempts=[attempt_json(a, self._attempt_usage(a, call.request)) for a in sent],
                 input_tokens=used.input_tokens,
                 output_tokens=used.output_tokens,
                 cache_read_tokens=used.cache_read_tokens,
@@ -448,7 +440,7 @@ class CallPipeline:
                 reasoning_tokens=original.reasoning_tokens,
                 usage_estimated=original.estimated,
                 cache_savings_usd=self._prices.cost(hit.provider, hit.model, original),
-                status="ok",
+                status=CallStatus.OK,
                 cache_hit=True,
             )
         )
@@ -493,30 +485,6 @@ def _usage_record(
         "metadata": dict(call.metadata),
     }
     return UsageRecord(**(base | fields))
-
-
-def _attempt_json(a: AttemptRecord, usage: Usage | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "target": a.target.name,
-        "outcome": a.outcome.value,
-        "latency_ms": round(a.latency * 1000, 3),
-        "hedged": a.hedged,
-        "retry": a.retry,
-    }
-    if a.reason is not None:
-        out["reason"] = a.reason.value
-    if a.ttft is not None:
-        out["ttft_ms"] = round(a.ttft * 1000, 3)
-    if usage is not None:
-        out["usage"] = {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "estimated": usage.estimated,
-        }
-    return out
 
 
 class BoundPipeline:

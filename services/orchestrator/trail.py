@@ -5,9 +5,10 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.common.errors import Reason
-from services.orchestrator.domain import Usage
+from services.core.usage import Usage
 from services.orchestrator.routing import Target
 
 
@@ -75,3 +76,31 @@ class Trail:
         """Mark attempts still running (e.g. when the caller went away)."""
         for a in self.attempts:
             a.finish(outcome, now)
+
+
+def attempt_json(
+    a: AttemptRecord, usage: Usage | None = None, *, brief: bool = False
+) -> dict[str, Any]:
+    """One attempt as a JSON-ready dict: the one serializer of the attempt trail.
+
+    The ledger stores every attempt with its `usage` (what it was billed: reported or
+    estimated); the ``llmesh-attempts`` trailer and header pass no usage and ask for the
+    `brief` form, which leaves out ``hedged`` and ``retry`` when they are false. ``reason``
+    and ``ttft_ms`` appear only when there is one.
+    """
+    out: dict[str, Any] = {
+        "target": a.target.name,
+        "outcome": a.outcome.value,
+        "latency_ms": round(a.latency * 1000, 3),
+    }
+    if a.hedged or not brief:
+        out["hedged"] = a.hedged
+    if a.retry or not brief:
+        out["retry"] = a.retry
+    if a.reason is not None:
+        out["reason"] = a.reason.value
+    if a.ttft is not None:
+        out["ttft_ms"] = round(a.ttft * 1000, 3)
+    if usage is not None:
+        out["usage"] = usage.to_json()
+    return out

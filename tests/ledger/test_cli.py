@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core import CallStatus
 from services.ledger import PostgresStore, SqliteStore, usage_report
 from services.ledger.cli import parse_time
 from tests.ledger.conftest import make_record
@@ -32,7 +33,7 @@ async def _ledger(tmp_path: Path) -> str:
                     input_tokens=1_234_567,
                     cache_write_tokens=3000,
                     cost_usd=1.5,
-                    status="error",
+                    status=CallStatus.ERROR,
                     error_reason="OVERLOADED",
                 ),
             ]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import Reason
+from services.core import CallStatus
 from services.ledger import LedgerStore, PostgresStore, SqliteStore, open_store
 from services.orchestrator.domain import Usage
 from services.orchestrator.trail import Outcome
@@ -45,12 +46,14 @@ async def test_round_trip(store: Any, record: RecordFactory) -> None:
 
 async def test_one_row_per_request(store: Any, record: RecordFactory) -> None:
     await store.write([record(1), record(2)])
-    await store.write([record(1, output_tokens=99, status="error", error_reason="OVERLOADED")])
+    await store.write(
+        [record(1, output_tokens=99, status=CallStatus.ERROR, error_reason="OVERLOADED")]
+    )
     await store.write([record(3), record(3, cost_usd=0.5)])  # repeated within a batch
     await store.write([])
     assert await store.count() == 3
     got = await store.get("req-000001")
-    assert got is not None and got.output_tokens == 99 and got.status == "error"
+    assert got is not None and got.output_tokens == 99 and got.status is CallStatus.ERROR
     got = await store.get("req-000003")
     assert got is not None and got.cost_usd == 0.5
 
@@ -140,3 +143,12 @@ async def test_memory_store() -> None:
         assert await store.count() == 0
     finally:
         await store.aclose()
+
+
+async def test_every_status_is_stored_as_its_string_and_read_back_typed(
+    store: Any, record: RecordFactory
+) -> None:
+    await store.write([record(i, status=s) for i, s in enumerate(CallStatus)])
+    for i, s in enumerate(CallStatus):
+        got = await store.get(f"req-{i:06d}")
+        assert got is not None and got.status is s

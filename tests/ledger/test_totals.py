@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from services.core import CallStatus
 from services.ledger import UsageTotalRow
 from tests.ledger.conftest import RecordFactory
 
@@ -18,7 +19,9 @@ async def filled(store: Any, record: RecordFactory) -> Any:
         [
             # acme, key-1, gpt-4o-mini: two on 2025-11-02, one on 2025-11-03
             record(1, ts=MIDNIGHT - 10, cache_read_tokens=50, cache_savings_usd=0.25),
-            record(2, ts=MIDNIGHT - 0.001, status="error", error_reason="STREAM_INTERRUPTED"),
+            record(
+                2, ts=MIDNIGHT - 0.001, status=CallStatus.ERROR, error_reason="STREAM_INTERRUPTED"
+            ),
             record(3, ts=MIDNIGHT, output_tokens=30, cost_usd=0.002),
             # acme, key-2, claude: a cancelled call and a response-cache hit
             record(
@@ -27,7 +30,7 @@ async def filled(store: Any, record: RecordFactory) -> Any:
                 key_id="key-2",
                 provider="anthropic",
                 model="claude-haiku-4-5",
-                status="cancelled",
+                status=CallStatus.CANCELLED,
                 cache_write_tokens=7,
                 reasoning_tokens=5,
             ),
@@ -54,7 +57,7 @@ async def filled(store: Any, record: RecordFactory) -> Any:
                 input_tokens=0,
                 output_tokens=0,
                 cost_usd=0.0,
-                status="error",
+                status=CallStatus.ERROR,
                 error_reason="BUDGET_EXCEEDED",
             ),
         ]

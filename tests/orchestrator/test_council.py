@@ -39,6 +39,7 @@ from services.orchestrator.domain import (
     Tool,
     ToolChoiceMode,
     Usage,
+    UsageUpdate,
 )
 from services.orchestrator.engine import ChatCall, Completed, Orchestrator, Started
 from services.orchestrator.routing import Router
@@ -183,6 +184,14 @@ async def test_each_branch_ends_once_and_a_failure_does_not_end_the_others() -> 
         terminals = [e for e in events if isinstance(e, Completed | BranchFailed)]
         assert terminals == [events[-1]]
     assert (a.closed, b.closed, c.closed) == (1, 1, 1)
+
+
+async def test_a_failed_branch_carries_the_engines_partial_usage_in_full() -> None:
+    used = Usage(5, 2, cache_write_tokens=4, reasoning_tokens=1)
+    cut = LlmeshError(Reason.STREAM_INTERRUPTED, "cut")
+    a = Gated("a", [TextDelta("half"), UsageUpdate(used), cut])
+    got = by_branch(await items_of(engine(a), council(Member("a", "a/m"))))
+    assert got["a"][-1] == BranchFailed(Reason.STREAM_INTERRUPTED, "cut", used)
 
 
 async def test_fail_fast_cancels_the_other_branches_and_raises() -> None:

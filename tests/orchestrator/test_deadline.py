@@ -11,6 +11,7 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.common.errors import Reason
 from services.common.rpc_errors import from_rpc_error
+from services.core import CallStatus
 from services.orchestrator.deadline import MAX_MARGIN, MIN_MARGIN, Deadline, margin
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
@@ -91,7 +92,7 @@ async def test_a_passed_deadline_is_answered_with_details_and_recorded(
     assert "Stream removed" not in (exc.details() or "")
     request_id = err.metadata["request_id"]
     record = await ledger_record(mesh.config.database_url, request_id)
-    assert (record.status, record.error_reason) == ("error", "DEADLINE_EXCEEDED")
+    assert (record.status, record.error_reason) == (CallStatus.ERROR, "DEADLINE_EXCEEDED")
     assert record.input_tokens > 0, "the provider reported input usage before the stall"
 
 

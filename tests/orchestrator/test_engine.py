@@ -17,8 +17,10 @@ from services.orchestrator.domain import (
     TextDelta,
     ToolCallDelta,
     Usage,
+    UsageUpdate,
 )
 from services.orchestrator.engine import ChatCall, Completed, Orchestrator, Started
+from services.orchestrator.estimate import estimate_usage
 from services.orchestrator.trail import Outcome
 from tests.orchestrator.scripted import Scripted, engine
 
@@ -131,3 +133,24 @@ async def test_collect_joins_tool_call_fragments_per_index() -> None:
         ("c1", "g", "{}"),
     ]
     assert reply.completed.reason is FinishReason.TOOL_CALLS
+
+
+async def test_partial_usage_is_typed_on_the_error_and_shown_in_its_metadata() -> None:
+    used = Usage(5, 2, cache_write_tokens=4, reasoning_tokens=1)
+    a = Scripted(
+        "a", [TextDelta("x"), UsageUpdate(used), LlmeshError(Reason.STREAM_INTERRUPTED, "cut")]
+    )
+    with pytest.raises(LlmeshError) as info:
+        await events_of(engine(a), call())
+    assert info.value.usage == used  # every count, not only those the wire shows
+    meta = info.value.metadata
+    assert {k: v for k, v in meta.items() if k.startswith("usage.")} == {
+        "usage.input_tokens": "5",
+        "usage.output_tokens": "2",
+        "usage.cache_read_tokens": "0",
+        "usage.estimated": "false",
+    }
+
+
+def test_the_default_estimator_is_the_one_estimator() -> None:
+    assert engine(Scripted("a", OK)).estimate is estimate_usage

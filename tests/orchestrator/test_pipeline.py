@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import httpx
@@ -20,10 +20,25 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from gateway.server import start as start_gateway
 from gateway.settings import GatewaySettings
 from services.auth import open_key_store
-from services.common.errors import Reason
+from services.common.errors import LlmeshError, Reason
 from services.common.rpc_errors import from_rpc_error
-from services.ledger import open_store
+from services.core import CallStatus
+from services.ledger import LedgerWriter, PriceTable, UsageRecord, open_store
+from services.orchestrator.domain import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Message,
+    Role,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from services.orchestrator.engine import ChatCall, Completed
+from services.orchestrator.pipeline import Caller, CallPipeline
 from services.orchestrator.server import OrchestratorServer, build_engine, serve
+from services.orchestrator.trail import attempt_json
+from tests.orchestrator.scripted import Scripted, engine
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
@@ -57,21 +72,28 @@ async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mes
     url, addr = mesh.config.database_url, mesh.orchestrator_address
     events = await _stream(addr, _input("openai/gpt-4o-mini", metadata={"session": "s1"}))
     ok = await ledger_record(url, events[0].start.request_id)
-    assert (ok.status, ok.provider, ok.model, ok.session) == ("ok", "openai", "gpt-4o-mini", "s1")
+    assert (ok.status, ok.provider, ok.model, ok.session) == (
+        CallStatus.OK,
+        "openai",
+        "gpt-4o-mini",
+        "s1",
+    )
     assert ok.output_tokens == 2 and not ok.usage_estimated and ok.cost_usd > 0
 
     await asyncio.to_thread(mesh.set_fault, "ledger-quota", "quota")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _stream(addr, _input("openai/ledger-quota"))
     failed = await ledger_record(url, from_rpc_error(info.value).metadata["request_id"])
-    assert (failed.status, failed.error_reason) == ("error", "QUOTA_EXHAUSTED")
+    assert (failed.status, failed.error_reason) == (CallStatus.ERROR, "QUOTA_EXHAUSTED")
     assert failed.cost_usd == 0
 
     await asyncio.to_thread(mesh.set_fault, "ledger-cut", "cut", after=2)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _stream(addr, _input("openai/ledger-cut", "one two three four five"))
     cut = await ledger_record(url, from_rpc_error(info.value).metadata["request_id"])
-    assert cut.status == "error" and cut.usage_estimated, "a cut OpenAI stream has no usage"
+    assert cut.status is CallStatus.ERROR and cut.usage_estimated, (
+        "a cut OpenAI stream has no usage"
+    )
     assert cut.output_tokens > 0 and cut.input_tokens > 0
 
     await asyncio.to_thread(mesh.set_fault, "ledger-stall", "stall", after=1)
@@ -89,7 +111,7 @@ async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mes
                 break
         call.cancel()
     cancelled = await ledger_record(url, request_id)
-    assert cancelled.status == "cancelled"
+    assert cancelled.status is CallStatus.CANCELLED
     assert cancelled.input_tokens > 0, "Anthropic reported input usage before the cancel"
 
 
@@ -379,7 +401,7 @@ async def test_postgresql_holds_the_ledger_and_the_keys(
             addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")]
         )
         rec = await ledger_record(url, reply.request_id)
-        assert (rec.tenant, rec.status) == ("pg-tenant", "ok")
+        assert (rec.tenant, rec.status) == ("pg-tenant", CallStatus.OK)
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
@@ -491,7 +513,7 @@ async def test_long_replies_without_max_tokens_stay_within_the_cap(
         assert stopped, outcomes
     for request_id in stopped:  # a stopped reply is billed for what it produced
         record = await ledger_record(f"sqlite:///{tmp_path}/spend.db", request_id)
-        assert (record.status, record.error_reason) == ("error", "BUDGET_EXCEEDED")
+        assert (record.status, record.error_reason) == (CallStatus.ERROR, "BUDGET_EXCEEDED")
         assert record.output_tokens > 0 and record.cost_usd > 0
 
 
@@ -553,3 +575,68 @@ async def test_a_hedge_is_reserved_before_it_races(mesh: Mesh, tmp_path: Path) -
     spent = await _booked(mesh, tmp_path, policy, run)
     assert spent <= 1.5
     assert "ok" in outcomes  # the primaries answered, without their hedges
+
+
+# -- accounting without a network: the ledger records what the caller saw ------------
+
+
+class Ledger:
+    """Keeps the records handed to it."""
+
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+
+    def record(self, rec: UsageRecord) -> None:
+        self.records.append(rec)
+
+
+def _call() -> ChatCall:
+    messages = (
+        Message(Role.USER, "what is the weather in Oslo?"),
+        Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "get_weather", '{"q":"Oslo"}'),)),
+        Message(Role.TOOL, "sunny", tool_call_id="c1"),
+    )
+    return ChatCall("a/m", ChatRequest("", messages))
+
+
+def _pipeline(*scripts: Scripted) -> tuple[CallPipeline, Ledger]:
+    ledger = Ledger()
+    prices = PriceTable({}, source_date="test")
+    return CallPipeline(engine(*scripts), prices=prices, ledger=cast(LedgerWriter, ledger)), ledger
+
+
+def _counts(rec: UsageRecord) -> Usage:
+    return Usage(
+        rec.input_tokens,
+        rec.output_tokens,
+        rec.cache_read_tokens,
+        rec.cache_write_tokens,
+        rec.reasoning_tokens,
+        rec.usage_estimated,
+    )
+
+
+async def test_an_unreported_finish_shows_the_caller_the_ledgers_estimate() -> None:
+    pipe, ledger = _pipeline(
+        Scripted("a", [TextDelta("x" * 41), Finish(FinishReason.STOP, "stop", None)])
+    )
+    events = [e async for e in pipe.stream(_call(), Caller())]
+    done = events[-1]
+    assert isinstance(done, Completed) and done.usage.estimated
+    (rec,) = ledger.records
+    assert _counts(rec) == done.usage
+    assert rec.status is CallStatus.OK
+    assert rec.attempts == [attempt_json(done.attempts[0], done.usage)]
+
+
+async def test_a_cut_stream_shows_the_caller_the_ledgers_estimate() -> None:
+    cut = LlmeshError(Reason.STREAM_INTERRUPTED, "cut")
+    pipe, ledger = _pipeline(Scripted("a", [TextDelta("y" * 9), cut]))
+    with pytest.raises(LlmeshError) as info:
+        async for _ in pipe.stream(_call(), Caller()):
+            pass
+    assert info.value.usage is not None and info.value.usage.estimated
+    (rec,) = ledger.records
+    assert _counts(rec) == info.value.usage
+    assert (rec.status, rec.error_reason) == (CallStatus.ERROR, "STREAM_INTERRUPTED")
+    assert info.value.metadata["usage.input_tokens"] == str(rec.input_tokens)  # the wire

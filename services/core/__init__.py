@@ -1,0 +1,10 @@
+"""The domain floor: plain data every service shares (dataclasses and enums, no I/O).
+
+Nothing here imports grpc, HTTP or storage code, so the orchestrator, the ledger and the
+error model can all depend on it.
+"""
+
+from services.core.ids import new_request_id
+from services.core.usage import CallStatus, Usage
+
+__all__ = ["CallStatus", "Usage", "new_request_id"]

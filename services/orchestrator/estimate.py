@@ -1,0 +1,51 @@
+"""The one usage estimator: what a call consumed when its provider never said.
+
+Both the usage a client sees (the engine's `Completed` event or an error's partial usage)
+and the ledger's record of the same attempt come from `estimate_usage`, so the two agree.
+Budget reservations use a deliberate upper bound instead (`admission.spend.input_bound`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from services.orchestrator.domain import ChatRequest, Usage
+
+__all__ = ["CHARS_PER_TOKEN", "estimate_input_tokens", "estimate_usage"]
+
+CHARS_PER_TOKEN = 4
+"""Characters per token assumed without a tokenizer (English text in BPE vocabularies)."""
+
+TOKENS_PER_MESSAGE = 3
+"""Framing tokens per message (role and separators) in chat templates."""
+
+REPLY_PRIMING = 3
+"""Tokens that prime the assistant's reply after the last message."""
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """About four characters a token over message text and tool calls (names and
+    arguments), plus three framing tokens a message and three priming the reply.
+
+    Counting tool-call names, framing and priming follows how chat templates bill input
+    (OpenAI's cookbook counts 3 a message and 3 for the reply), so this is the closer of
+    the formulas llmesh used before; an estimate still, never an upper bound.
+    """
+    chars = sum(
+        len(m.content) + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+        for m in request.messages
+    )
+    return (
+        math.ceil(chars / CHARS_PER_TOKEN)
+        + TOKENS_PER_MESSAGE * len(request.messages)
+        + REPLY_PRIMING
+    )
+
+
+def estimate_usage(request: ChatRequest, output_chars: int) -> Usage:
+    """Estimated usage of a reply of `output_chars` characters to `request`."""
+    return Usage(
+        input_tokens=estimate_input_tokens(request),
+        output_tokens=math.ceil(output_chars / CHARS_PER_TOKEN),
+        estimated=True,
+    )

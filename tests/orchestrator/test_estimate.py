@@ -1,0 +1,21 @@
+"""The one usage estimator."""
+
+from __future__ import annotations
+
+from services.orchestrator.domain import ChatRequest, Message, Role, ToolCall, Usage
+from services.orchestrator.estimate import estimate_input_tokens, estimate_usage
+from services.orchestrator.pipeline import rough_input_tokens
+
+
+def test_text_tool_calls_framing_and_priming_are_counted() -> None:
+    request = ChatRequest(
+        "m",
+        (
+            Message(Role.USER, "x" * 10),
+            Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "abcd", "y" * 8),)),
+        ),
+    )
+    # ceil((10 + 4 + 8) / 4) = 6 characters' tokens, 3 a message, 3 priming the reply
+    assert estimate_input_tokens(request) == 6 + 2 * 3 + 3
+    assert estimate_usage(request, 9) == Usage(15, 3, estimated=True)
+    assert rough_input_tokens("any/model", request) == 15  # rate limits count the same
