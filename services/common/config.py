@@ -287,13 +287,12 @@ def _setting(
     env: Mapping[str, str] | None = None,
     var: str | None = None,
 ) -> Any:
-    """``where.key`` as `kind`: the variable `var` if set, else the file's value, else `default`."""
-    value = (
-        env[var]
-        if env is not None and var is not None and var in env
-        else section.get(key, default)
-    )
-    return _typed(kind, value, f"{where}.{key}")
+    """``where.key`` as `kind`: the variable `var` if set, else the file's value, else `default`.
+
+    An error names the variable when the value came from it, else the key."""
+    if env is not None and var is not None and var in env:
+        return _typed(kind, env[var], var)
+    return _typed(kind, section.get(key, default), f"{where}.{key}")
 
 
 def _typed(kind: type[Any], value: Any, key: str) -> Any:

@@ -266,3 +266,11 @@ def test_the_example_file_states_the_defaults() -> None:
         default.ledger_flush_interval,
         default.allow_unauthenticated,
     )
+
+
+def test_a_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^LLMESH_GATEWAY_PORT: expected an integer, got 'x'$"):
+        load_config(None, env={"LLMESH_GATEWAY_PORT": "x"})
+    with pytest.raises(ConfigError, match=r"^LLMESH_EMULATOR_PORT: expected an integer"):
+        load_config(None, env={"LLMESH_EMULATOR_PORT": "8o90"})
+    assert load_config(None, env={"LLMESH_EMULATOR_PORT": "8091"}).emulator.port == 8091
