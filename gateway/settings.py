@@ -13,11 +13,11 @@ MiB = 1024 * 1024
 class GatewaySettings:
     """Everything `create_app` needs; built once at startup and never mutated."""
 
-    orchestrator_address: str = "127.0.0.1:50051"
+    orchestrator_address: str = Config.orchestrator_address
     """The orchestrator's gRPC address (``host:port``)."""
-    processor_address: str = "127.0.0.1:50052"
+    processor_address: str = Config.processor_address
     """The processor's gRPC address (``host:port``)."""
-    max_body_bytes: int = 4 * MiB
+    max_body_bytes: int = Config.max_message_bytes
     """The largest request body (or WebSocket frame) accepted; larger bodies get a 413."""
     max_grpc_message_bytes: int = 16 * MiB
     """The largest gRPC message sent to or received from the upstream services."""
@@ -32,7 +32,7 @@ class GatewaySettings:
     key_store_url: str = field(default_factory=default_database_url)
     """Where the mesh's API keys live (its ``ledger.url``): a non-loopback bind is refused
     at start-up when none exist there (the orchestrator and processor check the keys)."""
-    allow_unauthenticated: bool = False
+    allow_unauthenticated: bool = Config.allow_unauthenticated
     """Bind a non-loopback address even though no API keys exist (logged as a WARNING)."""
 
     @classmethod

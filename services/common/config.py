@@ -10,19 +10,36 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from platformdirs import user_data_path
 
+from services.common.config_fields import ConfigError, FieldError
+from services.common.policy_settings import PolicyConfig
+from services.common.resilience_settings import Resilience
+
+__all__ = [
+    "MID_STREAM_POLICIES",
+    "PROVIDER_KINDS",
+    "Config",
+    "ConfigError",
+    "EmulatorConfig",
+    "PolicyConfig",
+    "ProviderConfig",
+    "Resilience",
+    "ResolvedProvider",
+    "RouteConfig",
+    "default_database_url",
+    "load_config",
+    "resolve_provider",
+    "with_overrides",
+]
+
 PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator")
 """The adapter kinds a provider entry may name."""
-
-
-class ConfigError(ValueError):
-    """The configuration file or environment is invalid."""
 
 
 def _flag(value: object, key: str) -> bool:
@@ -133,8 +150,8 @@ class Config:
     """The largest chat request accepted, in bytes of serialized request."""
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     """Named routes: ordered targets with fallback, timeout and hedging settings."""
-    resilience: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Sections ``breaker``, ``retry`` and ``queue``, validated by the orchestrator."""
+    resilience: Resilience = field(default_factory=Resilience)
+    """Breakers, retries, the retry budget and queues (the ``resilience`` section)."""
     shutdown_grace: float = 10.0
     """Seconds in-flight calls may run on after SIGTERM before they are cancelled."""
     database_url: str = field(default_factory=default_database_url)
@@ -144,9 +161,9 @@ class Config:
     """Seconds between ledger writes; at most this much usage is lost on a crash."""
     allow_unauthenticated: bool = False
     """Serve a non-loopback address without API keys (refused unless set)."""
-    policy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Sections ``budgets``, ``rate_limits``, ``cache`` and ``prices``, validated by the
-    orchestrator."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Budgets, rate limits, the response cache and price overrides (the top-level
+    ``budgets``, ``rate_limits``, ``cache`` and ``prices`` sections)."""
 
 
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
@@ -163,6 +180,11 @@ def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
     }
 
 
+def _field_default(cls: type[Any], name: str) -> Any:
+    """The default declared on a dataclass field (not a factory's)."""
+    return cls.__dataclass_fields__[name].default
+
+
 def _provider(name: str, raw: Any) -> ProviderConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"providers.{name}: expected a mapping")
@@ -175,7 +197,7 @@ def _provider(name: str, raw: Any) -> ProviderConfig:
         raise ConfigError(f"providers.{name}.kind: {kind!r} is not one of {PROVIDER_KINDS}")
     if kind == "openai-compatible" and not raw.get("base_url"):
         raise ConfigError(f"providers.{name}.base_url: required for openai-compatible")
-    transport = raw.get("transport", "lean")
+    transport = raw.get("transport", _field_default(ProviderConfig, "transport"))
     if transport not in ("lean", "sdk"):
         raise ConfigError(f"providers.{name}.transport: {transport!r} is not 'lean' or 'sdk'")
     args = dict(raw)
@@ -197,7 +219,7 @@ def _route(name: str, raw: Any) -> RouteConfig:
     targets = tuple(str(t) for t in raw.get("targets") or ())
     if not targets or any("/" not in t for t in targets):
         raise ConfigError(f"routes.{name}.targets: a non-empty list of provider/model names")
-    policy = str(raw.get("mid_stream_policy", "never"))
+    policy = str(raw.get("mid_stream_policy", _field_default(RouteConfig, "mid_stream_policy")))
     if policy not in MID_STREAM_POLICIES:
         raise ConfigError(f"routes.{name}.mid_stream_policy: one of {MID_STREAM_POLICIES}")
     hedge = raw.get("hedge") or {}
@@ -229,10 +251,70 @@ def _route(name: str, raw: Any) -> RouteConfig:
     )
 
 
+_POLICY_SECTIONS = tuple(f.name for f in fields(PolicyConfig))
+"""The top-level keys that make up `Config.policy` (``budgets``, ``rate_limits``, ...)."""
+
+_TOP_LEVEL = {
+    "orchestrator",
+    "processor",
+    "gateway",
+    "emulator",
+    "providers",
+    "aliases",
+    "limits",
+    "routes",
+    "resilience",
+    "ledger",
+    "auth",
+    *_POLICY_SECTIONS,
+}
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A top-level mapping (absent or empty: ``{}``)."""
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    return value
+
+
+def _setting(
+    kind: type[Any],
+    section: Mapping[str, Any],
+    where: str,
+    key: str,
+    default: Any,
+    env: Mapping[str, str] | None = None,
+    var: str | None = None,
+) -> Any:
+    """``where.key`` as `kind`: the variable `var` if set, else the file's value, else `default`.
+
+    An error names the variable when the value came from it, else the key."""
+    if env is not None and var is not None and var in env:
+        return _typed(kind, env[var], var)
+    return _typed(kind, section.get(key, default), f"{where}.{key}")
+
+
+def _typed(kind: type[Any], value: Any, key: str) -> Any:
+    """`value` as `kind` (``str``, ``int`` or ``float``; env values are strings)."""
+    if isinstance(value, bool) and kind is not str:
+        raise ConfigError(f"{key}: expected {'an integer' if kind is int else 'a number'}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = {str: "a string", int: "an integer", float: "a number"}[kind]
+        raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
-    """Read the configuration file (if any), then apply environment overrides."""
+    """Read the configuration file (if any), then apply environment overrides.
+
+    Every section is parsed and validated here, so a bad file fails before any server
+    starts, with an error naming the key; a key absent from the file and the environment
+    takes the default declared on its dataclass (`Config`, `EmulatorConfig`, ...).
+    """
     env = os.environ if env is None else env
     chosen = path or env.get("LLMESH_CONFIG")
     if chosen is None and Path("llmesh.yaml").exists():
@@ -246,81 +328,91 @@ def load_config(
         raw = loaded or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{chosen}: expected a mapping at the top level")
-    known = {
-        "orchestrator",
-        "processor",
-        "gateway",
-        "emulator",
-        "providers",
-        "aliases",
-        "limits",
-        "routes",
-        "resilience",
-        "ledger",
-        "auth",
-        "budgets",
-        "rate_limits",
-        "cache",
-        "prices",
-    }
-    unknown = set(raw) - known
+    unknown = set(raw) - _TOP_LEVEL
     if unknown:
-        raise ConfigError(f"unknown top-level keys {sorted(unknown)}")
+        raise ConfigError(f"unknown top-level keys {sorted(map(str, unknown))}")
 
-    emu_raw = raw.get("emulator") or {}
+    default = Config()
+    emu_raw = _section(raw, "emulator")
     emulator = EmulatorConfig(
-        host=str(env.get("LLMESH_EMULATOR_HOST", emu_raw.get("host", "127.0.0.1"))),
-        port=int(env.get("LLMESH_EMULATOR_PORT", emu_raw.get("port", 8090))),
+        host=_setting(
+            str, emu_raw, "emulator", "host", default.emulator.host, env, "LLMESH_EMULATOR_HOST"
+        ),
+        port=_setting(
+            int, emu_raw, "emulator", "port", default.emulator.port, env, "LLMESH_EMULATOR_PORT"
+        ),
     )
     providers = _default_providers(emulator)
-    for name, body in (raw.get("providers") or {}).items():
+    for name, body in _section(raw, "providers").items():
         providers[name] = _provider(str(name), body)
-    aliases = {str(k): str(v) for k, v in (raw.get("aliases") or {}).items()}
+    aliases = {str(k): str(v) for k, v in _section(raw, "aliases").items()}
     for alias, target in aliases.items():
         if "/" not in target:
             raise ConfigError(f"aliases.{alias}: {target!r} is not a provider/model name")
 
-    routes = {str(k): _route(str(k), v) for k, v in (raw.get("routes") or {}).items()}
+    routes = {str(k): _route(str(k), v) for k, v in _section(raw, "routes").items()}
     clash = set(routes) & set(aliases)
     if clash:
         raise ConfigError(f"names used both as alias and route: {sorted(clash)}")
-    resilience = raw.get("resilience") or {}
-    if not isinstance(resilience, Mapping) or set(resilience) - {"breaker", "retry", "queue"}:
-        raise ConfigError("resilience: a mapping with sections breaker, retry and queue")
-    orch_raw = raw.get("orchestrator") or {}
-    ledger_raw = raw.get("ledger") or {}
-    auth_raw = raw.get("auth") or {}
-    policy = {k: dict(raw.get(k) or {}) for k in ("budgets", "rate_limits", "cache", "prices")}
-    gw = raw.get("gateway") or {}
-    limits = raw.get("limits") or {}
+    try:
+        resilience = Resilience.from_mapping(raw.get("resilience"))
+    except FieldError as exc:
+        raise ConfigError(str(exc.under("resilience"))) from None
+    try:  # errors already name the top-level key (budgets, rate_limits, cache, prices)
+        policy = PolicyConfig.from_mapping({k: raw[k] for k in _POLICY_SECTIONS if k in raw})
+    except FieldError as exc:
+        raise ConfigError(str(exc)) from None
+    orch_raw = _section(raw, "orchestrator")
+    proc_raw = _section(raw, "processor")
+    gw = _section(raw, "gateway")
+    limits = _section(raw, "limits")
+    ledger_raw = _section(raw, "ledger")
+    auth_raw = _section(raw, "auth")
     return Config(
-        orchestrator_address=str(
-            env.get(
-                "LLMESH_ORCHESTRATOR_ADDRESS",
-                (raw.get("orchestrator") or {}).get("address", "127.0.0.1:50051"),
-            )
+        orchestrator_address=_setting(
+            str,
+            orch_raw,
+            "orchestrator",
+            "address",
+            default.orchestrator_address,
+            env,
+            "LLMESH_ORCHESTRATOR_ADDRESS",
         ),
-        processor_address=str(
-            env.get(
-                "LLMESH_PROCESSOR_ADDRESS",
-                (raw.get("processor") or {}).get("address", "127.0.0.1:50052"),
-            )
+        processor_address=_setting(
+            str,
+            proc_raw,
+            "processor",
+            "address",
+            default.processor_address,
+            env,
+            "LLMESH_PROCESSOR_ADDRESS",
         ),
-        gateway_host=str(env.get("LLMESH_GATEWAY_HOST", gw.get("host", "127.0.0.1"))),
-        gateway_port=int(env.get("LLMESH_GATEWAY_PORT", gw.get("port", 8080))),
+        gateway_host=_setting(
+            str, gw, "gateway", "host", default.gateway_host, env, "LLMESH_GATEWAY_HOST"
+        ),
+        gateway_port=_setting(
+            int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
+        ),
         emulator=emulator,
         providers=providers,
         aliases=aliases,
-        max_message_bytes=int(limits.get("max_message_bytes", 4 * 1024 * 1024)),
-        routes=routes,
-        resilience={str(k): dict(v or {}) for k, v in resilience.items()},
-        shutdown_grace=float(orch_raw.get("shutdown_grace", 10.0)),
-        database_url=str(
-            env.get("LLMESH_DATABASE_URL") or ledger_raw.get("url") or default_database_url()
+        max_message_bytes=_setting(
+            int, limits, "limits", "max_message_bytes", default.max_message_bytes
         ),
-        ledger_flush_interval=float(ledger_raw.get("flush_interval", 0.05)),
+        routes=routes,
+        resilience=resilience,
+        shutdown_grace=_setting(
+            float, orch_raw, "orchestrator", "shutdown_grace", default.shutdown_grace
+        ),
+        database_url=str(
+            env.get("LLMESH_DATABASE_URL") or ledger_raw.get("url") or default.database_url
+        ),
+        ledger_flush_interval=_setting(
+            float, ledger_raw, "ledger", "flush_interval", default.ledger_flush_interval
+        ),
         allow_unauthenticated=_flag(
-            auth_raw.get("allow_unauthenticated", False), "auth.allow_unauthenticated"
+            auth_raw.get("allow_unauthenticated", default.allow_unauthenticated),
+            "auth.allow_unauthenticated",
         ),
         policy=policy,
     )

@@ -7,7 +7,7 @@ cache, and closes them in order on shutdown (the ledger writer flushes last reco
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +15,9 @@ from typing import Any
 from services.auth import Authenticator, check_bind, open_key_store
 from services.auth.bind import auth_required
 from services.common.config import Config, ConfigError
+from services.common.policy_settings import PolicyConfig
 from services.ledger import LedgerStore, LedgerWriter, PriceTable, open_store
-from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
+from services.orchestrator.admission import BudgetManager, RateLimiter
 from services.orchestrator.engine import Orchestrator
 from services.orchestrator.pipeline import CallPipeline, Policies
 from services.orchestrator.response_cache import ResponseCache
@@ -37,70 +38,30 @@ class Assembly:
             await close()
 
 
-def _section(policy: Mapping[str, Mapping[str, Any]], name: str) -> dict[str, Any]:
-    raw = policy.get(name) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{name}: expected a mapping")
-    return dict(raw)
-
-
-def _table(raw: Any, kind: type[Any], where: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of name -> settings")
-    out = {}
-    for name, body in raw.items():
-        try:
-            out[str(name)] = kind(**dict(body or {}))
-        except TypeError as exc:
-            raise ConfigError(f"{where}.{name}: {exc}") from exc
-    return out
-
-
-def policies_from_config(
-    policy: Mapping[str, Mapping[str, Any]],
-) -> tuple[Policies, dict[str, Any]]:
-    """The call policies, and the backing settings (redis URLs, cache sizes), validated."""
-    budgets = _section(policy, "budgets")
-    limits = _section(policy, "rate_limits")
-    cache = _section(policy, "cache")
-    for name, raw, allowed in (
-        ("budgets", budgets, {"tenants", "keys", "sessions", "redis_url"}),
-        ("rate_limits", limits, {"tenants", "keys", "targets", "redis_url"}),
-        ("cache", cache, {"response"}),
-    ):
-        unknown = set(raw) - allowed
-        if unknown:
-            raise ConfigError(f"{name}: unknown keys {sorted(unknown)}")
-    response = dict(cache.get("response") or {})
-    unknown = set(response) - {"enabled", "max_entries", "ttl", "redis_url"}
-    if unknown:
-        raise ConfigError(f"cache.response: unknown keys {sorted(unknown)}")
-    sessions = budgets.get("sessions")
-    policies = Policies(
-        tenant_limits=_table(limits.get("tenants"), Limit, "rate_limits.tenants"),
-        key_limits=_table(limits.get("keys"), Limit, "rate_limits.keys"),
-        target_limits=_table(limits.get("targets"), Limit, "rate_limits.targets"),
-        tenant_caps=_table(budgets.get("tenants"), BudgetCaps, "budgets.tenants"),
-        key_caps=_table(budgets.get("keys"), BudgetCaps, "budgets.keys"),
-        session_caps=BudgetCaps(**dict(sessions)) if sessions else None,
-        response_cache_ttl=float(response.get("ttl", 300.0)),
+def policies_from_config(policy: PolicyConfig) -> Policies:
+    """The call policies of the (already validated) ``budgets``, ``rate_limits`` and
+    ``cache`` sections."""
+    budgets, limits = policy.budgets, policy.rate_limits
+    return Policies(
+        tenant_limits=limits.tenants,
+        key_limits=limits.keys,
+        target_limits=limits.targets,
+        tenant_caps=budgets.tenants,
+        key_caps=budgets.keys,
+        session_caps=budgets.sessions,
+        response_cache_ttl=policy.cache.response.ttl,
     )
-    backing = {
-        "budgets_redis": budgets.get("redis_url"),
-        "limits_redis": limits.get("redis_url"),
-        "cache_enabled": bool(response.get("enabled", True)),
-        "cache_entries": int(response.get("max_entries", 1000)),
-        "cache_redis": response.get("redis_url"),
-    }
-    return policies, backing
 
 
 async def assemble(config: Config, engine: Orchestrator, *, bind_host: str) -> Assembly:
     """Build the pipeline for `engine`; refuses an unauthenticated non-loopback bind."""
-    policies, backing = policies_from_config(config.policy)
-    prices = PriceTable.defaults().with_overrides(_section(config.policy, "prices"))
+    policies = policies_from_config(config.policy)
+    try:
+        prices = PriceTable.defaults().with_overrides(
+            {key: entry.as_mapping() for key, entry in config.policy.prices.items()}
+        )
+    except ValueError as exc:  # a new entry without input and output prices
+        raise ConfigError(f"prices: {exc}") from exc
     closers: list[Callable[[], Awaitable[Any]]] = []
     try:
         keys = await open_key_store(config.database_url)
@@ -119,18 +80,19 @@ async def assemble(config: Config, engine: Orchestrator, *, bind_host: str) -> A
         closers.insert(0, writer.aclose)  # flush before the store closes
         budgets = None
         if policies.tenant_caps or policies.key_caps or policies.session_caps:
-            budgets = BudgetManager(redis_url=backing["budgets_redis"])
+            budgets = BudgetManager(redis_url=config.policy.budgets.redis_url)
             closers.append(budgets.aclose)
         limiter = None
         if policies.tenant_limits or policies.key_limits or policies.target_limits:
-            limiter = RateLimiter(redis_url=backing["limits_redis"])
+            limiter = RateLimiter(redis_url=config.policy.rate_limits.redis_url)
             closers.append(limiter.aclose)
         cache = None
-        if backing["cache_enabled"]:
+        response = config.policy.cache.response
+        if response.enabled:
             cache = ResponseCache(
-                max_entries=backing["cache_entries"],
-                default_ttl=policies.response_cache_ttl,
-                redis_url=backing["cache_redis"],
+                max_entries=response.max_entries,
+                default_ttl=response.ttl,
+                redis_url=response.redis_url,
             )
             closers.append(cache.aclose)
 

@@ -32,6 +32,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from services.common.policy_settings import ResponseCacheConfig
 from services.orchestrator.domain import (
     ChatRequest,
     FinishReason,
@@ -294,8 +295,8 @@ class ResponseCache:
     def __init__(
         self,
         *,
-        max_entries: int = 1000,
-        default_ttl: float = 300.0,
+        max_entries: int = ResponseCacheConfig.max_entries,
+        default_ttl: float = ResponseCacheConfig.ttl,
         redis_url: str | None = None,
         namespace: str = "llmesh:rc",
         redis_timeout: float = 0.5,

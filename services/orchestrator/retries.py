@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ import tenacity
 from tenacity.wait import wait_base
 
 from services.common.errors import LlmeshError, Reason
+from services.common.resilience_settings import RetrySettings as RetrySettings
 
 _T = TypeVar("_T")
 _log = logging.getLogger("llmesh.orchestrator.retries")
@@ -32,22 +32,6 @@ RETRY_REASONS = frozenset(
     }
 )
 """Reasons worth another try of the same target."""
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    """How often and how patiently one target is retried."""
-
-    max_attempts: int = 3
-    """Tries of one target per call, the first included (1 disables retries)."""
-    initial_backoff: float = 0.25
-    """Seconds before the first retry; doubles each time."""
-    max_backoff: float = 8.0
-    """The longest backoff, in seconds."""
-    jitter: float = 0.25
-    """Up to this many seconds of random jitter added to each backoff."""
-    max_retry_after: float = 30.0
-    """Never wait longer than this for an upstream's retry-after; fail over instead."""
 
 
 class RetryAfterWait(wait_base):

@@ -20,7 +20,6 @@ from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from services.orchestrator.routing import Router
 from services.orchestrator.servicer import OrchestratorServicer
-from services.orchestrator.settings import resilience_from_config
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -69,7 +68,7 @@ def build_engine(
         providers[name] = registry.build(resolved)
         where = "the built-in emulator" if resolved.uses_emulator else resolved.base_url
         log.info("provider %s (%s) -> %s", name, pc.kind, where)
-    res = resilience_from_config(config.resilience)
+    res = config.resilience
     return Orchestrator(
         Router(config.providers, config.aliases, config.routes),
         providers,

@@ -1,8 +1,24 @@
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from services.common.config import Config, ConfigError, load_config, resolve_provider
+from services.common.config import (
+    Config,
+    ConfigError,
+    PolicyConfig,
+    Resilience,
+    load_config,
+    resolve_provider,
+)
+from services.common.errors import Reason
+from services.common.policy_settings import BudgetCaps, Limit, PriceOverride, ResponseCacheConfig
+from services.common.resilience_settings import (
+    BreakerSettings,
+    QueueSettings,
+    RetryBudgetSettings,
+    RetrySettings,
+)
 
 ROOT = Path(__file__).parents[2]
 
@@ -85,3 +101,176 @@ def test_sdk_environment_variables_are_honoured() -> None:
     )
     anthropic = resolve_provider(c.providers["anthropic"], c.emulator, env=env)
     assert anthropic.base_url == "http://127.0.0.1:1" and not anthropic.uses_emulator
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "resilience: {retry: {max_attempts: x}}",
+            "resilience.retry.max_attempts: expected an integer >= 1, got 'x'",
+        ),
+        (
+            "resilience: {retry: {max_attempts: 0}}",
+            "resilience.retry.max_attempts: expected an integer >= 1, got 0",
+        ),
+        (
+            "resilience: {breaker: {reset_timeout: -1}}",
+            "resilience.breaker.reset_timeout: expected a number >= 0, got -1",
+        ),
+        (
+            "resilience: {breaker: {counted_reasons: [OVERLOADED, NOPE]}}",
+            "resilience.breaker.counted_reasons: unknown Reason 'NOPE'",
+        ),
+        (
+            "resilience: {breaker: {redis_url: 6379}}",
+            "resilience.breaker.redis_url: expected a string, got 6379",
+        ),
+        (
+            "resilience: {retry: {budget_window: 0}}",
+            "resilience.retry.budget_window: expected a number > 0, got 0",
+        ),
+        (
+            "resilience: {retry: {budget_colour: 1}}",
+            "resilience.retry: unknown keys ['budget_colour']",
+        ),
+        (
+            "resilience: {queue: {max_concurrency: 1.5}}",
+            "resilience.queue.max_concurrency: expected an integer >= 0, got 1.5",
+        ),
+        ("resilience: {queue: [1]}", "resilience.queue: expected a mapping, got [1]"),
+        ("resilience: {hedging: {}}", "resilience: unknown keys ['hedging']"),
+        (
+            "budgets: {tenants: {'*': {daily_usd: -1}}}",
+            "budgets.tenants.*.daily_usd: expected a number >= 0, got -1",
+        ),
+        (
+            "budgets: {sessions: {daily_usd: lots}}",
+            "budgets.sessions.daily_usd: expected a number >= 0, got 'lots'",
+        ),
+        ("budgets: {weekly: {}}", "budgets: unknown keys ['weekly']"),
+        (
+            "rate_limits: {keys: {k1: {requests_per_minute: 0.5}}}",
+            "rate_limits.keys.k1.requests_per_minute: expected a number >= 1, got 0.5",
+        ),
+        (
+            "rate_limits: {targets: {x: {burst: 3}}}",
+            "rate_limits.targets.x: unknown keys ['burst']",
+        ),
+        (
+            "rate_limits: {tenants: [a]}",
+            "rate_limits.tenants: expected a mapping of name -> settings, got ['a']",
+        ),
+        (
+            "cache: {response: {enabled: 'no'}}",
+            "cache.response.enabled: expected true or false, got 'no'",
+        ),
+        ("cache: {response: {ttl: 0}}", "cache.response.ttl: expected a number > 0, got 0"),
+        (
+            "cache: {response: {max_entries: 0}}",
+            "cache.response.max_entries: expected an integer >= 1, got 0",
+        ),
+        (
+            "prices: {'openai/gpt-4o': {input: -2}}",
+            "prices.openai/gpt-4o.input: expected a number >= 0, got -2",
+        ),
+        (
+            "prices: {'openai/gpt-4o': {max_output_tokens: 1.5}}",
+            "prices.openai/gpt-4o.max_output_tokens: expected an integer >= 1, got 1.5",
+        ),
+        ("prices: {'openai/gpt-4o': {colour: 1}}", "prices.openai/gpt-4o: unknown keys ['colour']"),
+        (
+            "prices: {gpt-4o: {input: 1, output: 2}}",
+            "prices.gpt-4o: expected a 'provider/model' or 'provider/*' key",
+        ),
+        ("gateway: {port: eighty}", "gateway.port: expected an integer, got 'eighty'"),
+        ("ledger: {flush_interval: soon}", "ledger.flush_interval: expected a number, got 'soon'"),
+        ("orchestrator: [a]", "orchestrator: expected a mapping, got ['a']"),
+    ],
+)
+def test_bad_values_fail_at_load_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == message
+
+
+def test_sections_load_typed(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "resilience:\n"
+        "  breaker: {fail_max: 2, reset_timeout: 60, counted_reasons: [OVERLOADED]}\n"
+        "  retry: {max_attempts: 1, budget_ratio: 0.5, budget_min_retries: 7}\n"
+        "  queue: {max_concurrency: 4}\n"
+        "budgets: {tenants: {'*': {daily_usd: 20}}, sessions: {daily_usd: 1}}\n"
+        "rate_limits: {targets: {'openai/gpt-4o': {requests_per_minute: 60}}, redis_url: r}\n"
+        "cache: {response: {enabled: false, ttl: 5}}\n"
+        "prices: {'ollama/*': {input: 0, output: 0}, 'openai/gpt-4o': {max_output_tokens: 8}}\n"
+    )
+    c = load_config(path, env={})
+    assert c.resilience == Resilience(
+        breaker=BreakerSettings(
+            fail_max=2, reset_timeout=60.0, counted_reasons=frozenset({Reason.OVERLOADED})
+        ),
+        retry=RetrySettings(max_attempts=1),
+        budget=RetryBudgetSettings(ratio=0.5, min_retries=7),
+        queue=QueueSettings(max_concurrency=4),
+    )
+    assert isinstance(c.resilience.breaker.reset_timeout, float)  # 60 in YAML
+    assert c.policy.budgets.tenants == {"*": BudgetCaps(daily_usd=20.0)}
+    assert c.policy.budgets.sessions == BudgetCaps(daily_usd=1.0)
+    assert c.policy.budgets.keys == {} and c.policy.budgets.redis_url is None
+    assert c.policy.rate_limits.targets == {"openai/gpt-4o": Limit(requests_per_minute=60.0)}
+    assert c.policy.rate_limits.redis_url == "r"
+    assert c.policy.cache.response == ResponseCacheConfig(enabled=False, ttl=5.0)
+    assert c.policy.prices == {
+        "ollama/*": PriceOverride(input=0.0, output=0.0),
+        "openai/gpt-4o": PriceOverride(max_output_tokens=8),
+    }
+
+
+def test_each_default_is_declared_once_on_the_dataclass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty file (and no environment) gives exactly the dataclass's defaults."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.yaml").write_text("")
+    loaded = load_config(tmp_path / "empty.yaml", env={})
+    declared = Config()
+    for f in fields(Config):
+        if f.name == "providers":  # the built-in providers are added at load
+            continue
+        assert getattr(loaded, f.name) == getattr(declared, f.name), f.name
+    assert loaded.resilience == Resilience() and loaded.policy == PolicyConfig()
+
+
+def test_the_example_file_states_the_defaults() -> None:
+    """llmesh.example.yaml documents the defaults: loading it changes none of the resilience
+    or response cache settings (its budgets, limits and prices are examples)."""
+    c = load_config(ROOT / "llmesh.example.yaml", env={})
+    assert c.resilience == Resilience()
+    assert c.policy.cache == Config().policy.cache
+    default = Config()
+    assert (c.orchestrator_address, c.processor_address) == (
+        default.orchestrator_address,
+        default.processor_address,
+    )
+    assert (c.gateway_host, c.gateway_port, c.emulator) == (
+        default.gateway_host,
+        default.gateway_port,
+        default.emulator,
+    )
+    assert (c.max_message_bytes, c.ledger_flush_interval, c.allow_unauthenticated) == (
+        default.max_message_bytes,
+        default.ledger_flush_interval,
+        default.allow_unauthenticated,
+    )
+
+
+def test_a_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^LLMESH_GATEWAY_PORT: expected an integer, got 'x'$"):
+        load_config(None, env={"LLMESH_GATEWAY_PORT": "x"})
+    with pytest.raises(ConfigError, match=r"^LLMESH_EMULATOR_PORT: expected an integer"):
+        load_config(None, env={"LLMESH_EMULATOR_PORT": "8o90"})
+    assert load_config(None, env={"LLMESH_EMULATOR_PORT": "8091"}).emulator.port == 8091

@@ -21,6 +21,7 @@ from gateway.server import start as start_gateway
 from gateway.settings import GatewaySettings
 from services.auth import open_key_store
 from services.common.errors import LlmeshError, Reason
+from services.common.policy_settings import PolicyConfig
 from services.common.rpc_errors import from_rpc_error
 from services.core import CallStatus
 from services.ledger import LedgerWriter, PriceTable, UsageRecord, open_store
@@ -335,7 +336,9 @@ async def test_non_loopback_bind_without_keys_refuses_to_start(mesh: Mesh, tmp_p
 
 
 async def test_budget_exceeded_with_quota_failure(orchestrator: Factory) -> None:
-    server = await orchestrator(policy={"budgets": {"tenants": {"*": {"daily_usd": 0.0005}}}})
+    server = await orchestrator(
+        policy=PolicyConfig.from_mapping({"budgets": {"tenants": {"*": {"daily_usd": 0.0005}}}})
+    )
     addr = f"127.0.0.1:{server.port}"
     small = _input("openai/gpt-4o-mini", "tiny", max_tokens=5)
     await _unary(addr, small)  # a small worst case fits
@@ -349,7 +352,9 @@ async def test_budget_exceeded_with_quota_failure(orchestrator: Factory) -> None
 
 async def test_rate_limit_with_retry_info_and_quota_failure(orchestrator: Factory) -> None:
     server = await orchestrator(
-        policy={"rate_limits": {"tenants": {"*": {"requests_per_minute": 2}}}}
+        policy=PolicyConfig.from_mapping(
+            {"rate_limits": {"tenants": {"*": {"requests_per_minute": 2}}}}
+        )
     )
     addr = f"127.0.0.1:{server.port}"
     for _ in range(2):
@@ -411,7 +416,9 @@ async def test_per_target_rate_limit_fails_over_to_the_next_target(
     orchestrator: Factory,
 ) -> None:
     server = await orchestrator(
-        policy={"rate_limits": {"targets": {"openai/gpt-4o-mini": {"requests_per_minute": 1}}}}
+        policy=PolicyConfig.from_mapping(
+            {"rate_limits": {"targets": {"openai/gpt-4o-mini": {"requests_per_minute": 1}}}}
+        )
     )
     addr = f"127.0.0.1:{server.port}"
     first = await _unary(addr, _input("openai/gpt-4o-mini", fallbacks=["emulator/echo"]))
@@ -436,7 +443,7 @@ async def _booked(mesh: Mesh, tmp_path: Path, policy: dict[str, Any], calls: Cal
     in the budget manager and in the ledger (flushed by the shutdown)."""
     assert mesh.config is not None
     url = f"sqlite:///{tmp_path}/spend.db"
-    config = replace(mesh.config, database_url=url, policy=policy)
+    config = replace(mesh.config, database_url=url, policy=PolicyConfig.from_mapping(policy))
     server = await serve(config, address="127.0.0.1:0", engine=build_engine(config, env=mesh.env()))
     try:
         outcomes = await calls(f"127.0.0.1:{server.port}")

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import duration_pb2
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
+from services.common.config import Resilience
 from services.common.errors import Reason
 from services.common.rpc_errors import from_rpc_error
 from services.orchestrator.server import OrchestratorServer, build_engine, serve
@@ -109,10 +110,9 @@ async def own_orchestrator(mesh: Mesh) -> AsyncIterator[OrchestratorServer]:
     assert mesh.config is not None
     config = replace(
         mesh.config,
-        resilience={
-            "breaker": {"fail_max": 2, "reset_timeout": 60},
-            "retry": {"max_attempts": 1},
-        },
+        resilience=Resilience.from_mapping(
+            {"breaker": {"fail_max": 2, "reset_timeout": 60}, "retry": {"max_attempts": 1}}
+        ),
     )
     server = await serve(config, address="127.0.0.1:0", engine=build_engine(config, env=mesh.env()))
     try:

@@ -19,7 +19,13 @@ from typing import Any
 
 import httpx
 
-from services.common.config import Config, EmulatorConfig, ProviderConfig, load_config
+from services.common.config import (
+    Config,
+    EmulatorConfig,
+    ProviderConfig,
+    Resilience,
+    load_config,
+)
 
 
 @dataclass
@@ -126,15 +132,17 @@ class Mesh:
                 providers={**base.providers, "local": local},
                 aliases={"fast": "emulator/echo", "smart": "anthropic/claude-haiku-4-5"},
                 # contract cases repeat faults on purpose: breakers are tested on their own
-                resilience={
-                    "breaker": {"fail_max": 100_000},
-                    "retry": {
-                        "initial_backoff": 0.01,
-                        "max_backoff": 0.05,
-                        "jitter": 0.0,
-                        "max_retry_after": 1.0,
-                    },
-                },
+                resilience=Resilience.from_mapping(
+                    {
+                        "breaker": {"fail_max": 100_000},
+                        "retry": {
+                            "initial_backoff": 0.01,
+                            "max_backoff": 0.05,
+                            "jitter": 0.0,
+                            "max_retry_after": 1.0,
+                        },
+                    }
+                ),
                 **dict(overrides),
             )
             self.config = config

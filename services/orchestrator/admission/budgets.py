@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import redis
 
 from services.common.errors import LlmeshError, Reason
+from services.common.policy_settings import BudgetCaps
 from services.orchestrator.admission._budget_stores import (
     MemoryStore,
     RedisStore,
@@ -41,21 +42,6 @@ from services.orchestrator.admission._redis import connect
 __all__ = ["BudgetCaps", "BudgetManager", "Reservation"]
 
 _log = logging.getLogger("llmesh.orchestrator.budgets")
-
-
-@dataclass(frozen=True)
-class BudgetCaps:
-    """A scope's spending caps in USD; None leaves that period uncapped."""
-
-    daily_usd: float | None = None
-    """Cap per UTC calendar day."""
-    monthly_usd: float | None = None
-    """Cap per UTC calendar month."""
-
-    def __post_init__(self) -> None:
-        for name, cap in (("daily_usd", self.daily_usd), ("monthly_usd", self.monthly_usd)):
-            if cap is not None and not (math.isfinite(cap) and cap >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {cap}")
 
 
 @dataclass(eq=False)

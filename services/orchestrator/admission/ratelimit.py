@@ -17,7 +17,6 @@ key expire once the buckets would be full again. When Redis fails, calls are let
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 import redis
 
 from services.common.errors import RETRYABLE_KEY, LlmeshError, Reason
+from services.common.policy_settings import Limit
 from services.orchestrator.admission._redis import connect
 
 __all__ = ["Limit", "RateLimiter"]
@@ -77,23 +77,6 @@ else
 end
 return {1}
 """
-
-
-@dataclass(frozen=True)
-class Limit:
-    """The rates one subject may use; None leaves that dimension unlimited."""
-
-    requests_per_minute: float | None = None
-    """Requests per minute, and the burst a full bucket allows; at least 1 when set."""
-    tokens_per_minute: float | None = None
-    """Tokens per minute (prompt plus expected completion), and the burst; positive."""
-
-    def __post_init__(self) -> None:
-        rpm, tpm = self.requests_per_minute, self.tokens_per_minute
-        if rpm is not None and not (math.isfinite(rpm) and rpm >= 1):
-            raise ValueError(f"requests_per_minute must be a finite number >= 1, got {rpm}")
-        if tpm is not None and not (math.isfinite(tpm) and tpm > 0):
-            raise ValueError(f"tokens_per_minute must be a finite number > 0, got {tpm}")
 
 
 @dataclass(slots=True)

@@ -53,6 +53,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from services.common.errors import LlmeshError, Reason
+from services.common.resilience_settings import COUNTED_BY_DEFAULT, BreakerSettings
 from services.orchestrator.resilience.breaker_storage import (
     MemoryStorage,
     RedisHealth,
@@ -64,45 +65,6 @@ __all__ = ["COUNTED_BY_DEFAULT", "BreakerSettings", "BreakerView", "Breakers"]
 
 _log = logging.getLogger("llmesh.orchestrator.breakers")
 _T = TypeVar("_T")
-
-COUNTED_BY_DEFAULT: frozenset[Reason] = frozenset(
-    {
-        Reason.OVERLOADED,
-        Reason.UPSTREAM_UNAVAILABLE,
-        Reason.UPSTREAM_TIMEOUT,
-        Reason.STREAM_INTERRUPTED,
-        Reason.MALFORMED_RESPONSE,
-    }
-)
-"""Failures that say the target itself is unhealthy. Rate limits (RATE_LIMITED) are left
-out: they are per-key pacing with their own retry-after, not an outage; so are caller
-errors, auth/config errors, content filters and the caller's own deadline or cancel."""
-
-
-@dataclass(frozen=True)
-class BreakerSettings:
-    """How the breakers trip and recover, and where their state lives."""
-
-    fail_max: int = 5
-    """Consecutive counted failures that open a breaker."""
-    reset_timeout: float = 30.0
-    """Seconds a breaker stays open before a half-open trial; also the trial's lease."""
-    success_threshold: int = 1
-    """Trial successes in half-open needed to close again."""
-    counted_reasons: frozenset[Reason] = COUNTED_BY_DEFAULT
-    """Failure reasons that count; `record_failure` ignores the others."""
-    redis_url: str | None = None
-    """Redis holding the state shared by orchestrator replicas; None keeps it in-process."""
-    redis_namespace: str = "llmesh:breaker"
-    """Key prefix in Redis; keys are ``<namespace>:<target>:pybreaker:<field>``."""
-    redis_timeout: float = 0.5
-    """Seconds to wait for Redis per operation before letting the call through."""
-    redis_backoff: float = 1.0
-    """Seconds Redis is skipped after it failed; meanwhile calls are let through."""
-
-    def __post_init__(self) -> None:
-        if self.fail_max < 1 or self.success_threshold < 1 or self.reset_timeout < 0:
-            raise ValueError("need fail_max >= 1, success_threshold >= 1, reset_timeout >= 0")
 
 
 @dataclass(frozen=True)

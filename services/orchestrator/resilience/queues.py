@@ -19,31 +19,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from types import TracebackType
 
 from services.common.errors import LlmeshError, Reason
+from services.common.resilience_settings import QueueSettings
 
 __all__ = ["QueueSettings", "TargetLimiter"]
 
 _HOLD_EMA = 0.2
 """Weight of the newest hold time in each target's moving average."""
-
-
-@dataclass(frozen=True)
-class QueueSettings:
-    """How many calls a target runs at once and how long others may wait."""
-
-    max_concurrency: int = 0
-    """Calls in flight per target; 0 means unlimited (and no queue)."""
-    max_queue: int = 100
-    """Calls that may wait per target; one more fails at once with QUEUE_FULL."""
-    queue_timeout: float = 30.0
-    """Seconds a call may wait for a slot before failing with QUEUE_FULL."""
-
-    def __post_init__(self) -> None:
-        if self.max_concurrency < 0 or self.max_queue < 0 or self.queue_timeout < 0:
-            raise ValueError("need max_concurrency, max_queue and queue_timeout >= 0")
 
 
 class _Lane:

@@ -17,27 +17,12 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from services.common.resilience_settings import RetryBudgetSettings
 
 __all__ = ["RetryBudget", "RetryBudgetSettings"]
 
 _BUCKETS = 10
-
-
-@dataclass(frozen=True)
-class RetryBudgetSettings:
-    """How many retries a target may take relative to its traffic."""
-
-    ratio: float = 0.2
-    """Retries allowed per first attempt in the window."""
-    window: float = 10.0
-    """Seconds the counts cover (sliding)."""
-    min_retries: int = 3
-    """Retries allowed per window beyond the ratio, so low traffic can still retry."""
-
-    def __post_init__(self) -> None:
-        if self.ratio < 0 or self.window <= 0 or self.min_retries < 0:
-            raise ValueError("need ratio >= 0, window > 0 and min_retries >= 0")
 
 
 class _Window:
