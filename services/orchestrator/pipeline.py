@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.errors import LlmeshError, Reason
+from services.common.policy_settings import ResponseCacheConfig
 from services.core import CallStatus, new_request_id
 from services.ledger import LedgerWriter, PriceTable, UsageRecord
 from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
@@ -71,7 +72,7 @@ class Policies:
     tenant_caps: Mapping[str, BudgetCaps] = field(default_factory=dict)
     key_caps: Mapping[str, BudgetCaps] = field(default_factory=dict)
     session_caps: BudgetCaps | None = None
-    response_cache_ttl: float = 300.0
+    response_cache_ttl: float = ResponseCacheConfig.ttl
 
 
 def _pick(table: Mapping[str, Any], name: str) -> Any:
