@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import error_body, error_response
 from gateway.inputs import CallOptions, call_options, message_json, read_message
 from gateway.responses import OrjsonResponse, Part, UpstreamResponse, sse_data, sse_event
-from gateway.upstream import Upstream, trail_headers, upstream_of
+from gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
 from services.common.errors import LlmeshError
 
 UnaryMethod = Callable[..., Any]
@@ -135,10 +135,7 @@ async def _event_stream(
             if not started:
                 started = True
                 if event.HasField("start"):
-                    headers = {"x-request-id": event.start.request_id}
-                    if event.start.cache_hit:
-                        headers["x-llmesh-cache"] = "hit"
-                    yield headers
+                    yield call_headers(event.start.request_id, event.start.cache_hit)
             yield sse_data(message_json(event))
     except grpc.aio.AioRpcError as exc:
         err = upstream.error(exc)

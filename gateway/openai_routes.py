@@ -24,11 +24,8 @@ from gateway.inputs import CallOptions, call_options, read_json_object
 from gateway.openai_compat import CompletionRequest, parse_completion_request
 from gateway.openai_responses import ChunkEncoder, completion, error_line, model_object
 from gateway.responses import OrjsonResponse, Part, UpstreamResponse
-from gateway.upstream import Upstream, trail_headers, upstream_of
+from gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
 from services.common.errors import LlmeshError, Reason
-
-CACHE_HEADER = "x-llmesh-cache"
-"""Set to ``hit`` when the reply was served from llmesh's response cache."""
 
 
 async def chat_completions(request: Request) -> Response:
@@ -65,9 +62,10 @@ async def _completion(
         response.headers.update(trail_headers(exc.trailing_metadata()))
         yield response
         return
-    headers = {"x-request-id": reply.request_id, **trail_headers(await call.trailing_metadata())}
-    if reply.cache_hit:
-        headers[CACHE_HEADER] = "hit"
+    headers = {
+        **call_headers(reply.request_id, reply.cache_hit),
+        **trail_headers(await call.trailing_metadata()),
+    }
     yield OrjsonResponse(completion(reply, parsed.model, created), headers=headers)
 
 
@@ -89,10 +87,7 @@ async def _chunks(
             data = encoder.encode(event)
             if not started:
                 started = True
-                if event.start.cache_hit:
-                    yield {"x-request-id": encoder.request_id, CACHE_HEADER: "hit"}
-                else:
-                    yield {"x-request-id": encoder.request_id}
+                yield call_headers(encoder.request_id, event.start.cache_hit)
             if data:
                 yield data
         if not encoder.finished:

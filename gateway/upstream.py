@@ -89,3 +89,11 @@ def trail_headers(metadata: Any) -> dict[str, str]:
         if header is not None and isinstance(value, str):
             out[header] = value
     return out
+
+
+def call_headers(request_id: str, cache_hit: bool) -> dict[str, str]:
+    """The headers naming a call: its request id, and ``x-llmesh-cache: hit`` for a reply
+    served from llmesh's response cache."""
+    if cache_hit:
+        return {"x-request-id": request_id, "x-llmesh-cache": "hit"}
+    return {"x-request-id": request_id}

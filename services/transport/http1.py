@@ -151,20 +151,6 @@ class ConnectionPool:
             raise
         return resp
 
-    async def post(
-        self,
-        path: str,
-        headers: bytes,
-        body: bytes,
-        *,
-        timeout: float,
-        connect_timeout: float,
-    ) -> Response:
-        """`request` with ``POST``."""
-        return await self.request(
-            "POST", path, headers, body, timeout=timeout, connect_timeout=connect_timeout
-        )
-
     async def _acquire(self, deadline: float, connect_timeout: float) -> Connection:
         while True:
             idle = self._idle

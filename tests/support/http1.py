@@ -44,7 +44,7 @@ async def serving(
 
 async def post(pool: ConnectionPool, *, timeout: float = 2.0) -> Response:
     """``POST /chat`` with a tiny body."""
-    return await pool.post("/chat", b"", b"{}", timeout=timeout, connect_timeout=timeout)
+    return await pool.request("POST", "/chat", b"", b"{}", timeout=timeout, connect_timeout=timeout)
 
 
 async def fetch(pool: ConnectionPool) -> bytes:

@@ -51,7 +51,9 @@ def test_request_line_host_length_headers_and_body_on_the_wire(run: Run) -> None
     async def scenario() -> None:
         async with serving(replying(OK), path="/v1/") as (up, pool):
             headers = render_headers({"authorization": "Bearer k", "x-a": "b"})
-            resp = await pool.post("/chat", headers, b'{"a":1}', timeout=2, connect_timeout=2)
+            resp = await pool.request(
+                "POST", "/chat", headers, b'{"a":1}', timeout=2, connect_timeout=2
+            )
             resp.close()
             assert up.requests == [
                 b"POST /v1/chat HTTP/1.1\r\nhost: 127.0.0.1:%d\r\ncontent-length: 7\r\n"

@@ -234,7 +234,7 @@ async def test_a_dead_first_address_costs_the_happy_eyeballs_delay_not_the_timeo
 
             monkeypatch.setattr(pool.loop, "getaddrinfo", resolve)
             started = pool.loop.time()
-            resp = await pool.post("/chat", b"", b"{}", timeout=10, connect_timeout=5)
+            resp = await pool.request("POST", "/chat", b"", b"{}", timeout=10, connect_timeout=5)
             assert await resp.read() == b"ok"
             assert pool.loop.time() - started < 3  # the blackholed address alone hangs for 5 s
             resp.release()
