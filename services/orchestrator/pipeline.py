@@ -8,7 +8,7 @@ every attempt is reserved before it is sent, and a reply without an enforced out
 extends the hold as it streams) and the per-target rate limits; finally, whatever happened
 (finish, error, the caller going away), the actual cost is committed and the rest of the
 reservation released, over-estimated tokens are refunded, the reply is stored in the
-response cache, and exactly one usage record is handed to the ledger when any attempt
+response cache, and exactly one usage record is handed to the ledger (`accounting`) when any attempt
 reached a provider.
 """
 
@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.errors import LlmeshError, Reason
 from services.common.policy_settings import ResponseCacheConfig
-from services.core import CallStatus, new_request_id
-from services.ledger import LedgerWriter, PriceTable, UsageRecord
+from services.core import Caller, CallStatus, new_request_id
+from services.ledger import LedgerWriter, PriceTable
+from services.orchestrator.accounting import Accounting
 from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
 from services.orchestrator.admission.spend import DEFAULT_MAX_OUTPUT as DEFAULT_MAX_OUTPUT
 from services.orchestrator.admission.spend import (
@@ -32,10 +33,9 @@ from services.orchestrator.admission.spend import (
     open_spend,
     worst_case,
 )
-from services.orchestrator.attempts import NOT_SENT as _NOT_SENT
 from services.orchestrator.attempts import Gate
 from services.orchestrator.deadline import Deadline
-from services.orchestrator.domain import ChatRequest, Usage
+from services.orchestrator.domain import ChatRequest
 from services.orchestrator.engine import (
     ChatCall,
     Completed,
@@ -51,15 +51,7 @@ from services.orchestrator.response_cache import (
     replay,
 )
 from services.orchestrator.routing import Target
-from services.orchestrator.trail import AttemptRecord, Outcome, Trail, attempt_json
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who makes a call: the tenant and the API key (empty when auth is off)."""
-
-    tenant: str = "default"
-    key_id: str = ""
+from services.orchestrator.trail import AttemptRecord, Trail
 
 
 @dataclass(frozen=True)
@@ -107,7 +99,7 @@ class CallPipeline:
         self.engine = engine
         self._prices = prices
         self._policies = policies or Policies()
-        self._ledger = ledger
+        self._accounting = Accounting(prices, ledger, engine.estimate)
         self._budgets = budgets
         self._limiter = rate_limiter
         self._cache = response_cache
@@ -245,7 +237,6 @@ class CallPipeline:
             await self._take_limits(limits, tokens)
         status, reason, cache_hit = CallStatus.ERROR, None, False
         spend: CallSpend | None = None
-        used = Usage()
         collected: list[EngineEvent] | None = None
         key = None
         try:
@@ -271,7 +262,7 @@ class CallPipeline:
                             event = replace(event, cost_usd=0.0)
                             status = CallStatus.OK
                             # recorded now: a caller that has its reply may close the stream
-                            self._record_hit(call, caller, request_id, wall, hit)
+                            self._accounting.record_hit(call, caller, request_id, wall, hit)
                         yield event
                     return
                 collected = []
@@ -286,7 +277,7 @@ class CallPipeline:
                         self._prices,
                         self.engine.targets(call)[0],
                         request,
-                        lambda a: self._attempt_cost(a, request),
+                        lambda a: self._accounting.attempt_cost(a, request),
                     )
             events = self.engine.stream(
                 call,
@@ -299,7 +290,9 @@ class CallPipeline:
                 if isinstance(event, Completed):
                     if deadline is not None:
                         deadline.disarm()
-                    cost = sum(self._attempt_cost(a, call.request) for a in trail.attempts)
+                    cost = sum(
+                        self._accounting.attempt_cost(a, call.request) for a in trail.attempts
+                    )
                     event = replace(event, cost_usd=cost)
                     status = CallStatus.OK
                 if collected is not None:
@@ -322,14 +315,15 @@ class CallPipeline:
                     for subject, limit in limits:
                         await self._limiter.refund(subject, limit, tokens)
             else:
-                used, cost = self._settle_usage(trail.attempts, call.request)
+                settled = self._accounting.settle(trail.attempts, call.request)
+                used = settled.used
                 if spend is not None:
-                    await spend.settle(cost)
+                    await spend.settle(settled.cost)
                 if limits and self._limiter is not None:
                     actual = used.input_tokens + used.output_tokens + used.cache_read_tokens
                     for subject, limit in limits:
                         await self._limiter.refund(subject, limit, max(tokens - actual, 0))
-                self._record(call, caller, request_id, wall, trail, status, reason, used, cost)
+                self._accounting.record(call, caller, request_id, wall, settled, status, reason)
                 if (
                     status is CallStatus.OK
                     and key is not None
@@ -341,111 +335,6 @@ class CallPipeline:
                         ttl = call.response_cache_ttl or self._policies.response_cache_ttl
                         await self._cache.put(key, reply, ttl)
 
-    # -- accounting ------------------------------------------------------------------
-
-    def _attempt_usage(self, a: AttemptRecord, request: ChatRequest) -> Usage | None:
-        """What an attempt consumed: reported, else estimated; None if it never left llmesh."""
-        if a.outcome is Outcome.SKIPPED or a.reason in _NOT_SENT:
-            return None
-        if a.usage is not None:
-            return a.usage
-        if a.output_chars == 0 and a.outcome is Outcome.FAILED:
-            return Usage()  # refused before any output: providers do not bill it
-        return self.engine.estimate(request, a.output_chars)  # what the caller was shown
-
-    def _attempt_cost(self, a: AttemptRecord, request: ChatRequest) -> float:
-        usage = self._attempt_usage(a, request)
-        if usage is None:
-            return 0.0
-        return self._prices.cost(
-            a.target.provider, a.target.model, usage, cache_ttl=request.prompt_cache_ttl
-        )
-
-    def _settle_usage(
-        self, attempts: Sequence[AttemptRecord], request: ChatRequest
-    ) -> tuple[Usage, float]:
-        total, cost = Usage(), 0.0
-        for a in attempts:
-            usage = self._attempt_usage(a, request)
-            if usage is None:
-                continue
-            total.add(usage)
-            cost += self._prices.cost(
-                a.target.provider, a.target.model, usage, cache_ttl=request.prompt_cache_ttl
-            )
-        return total, cost
-
-    def _record(
-        self,
-        call: ChatCall,
-        caller: Caller,
-        request_id: str,
-        wall: float,
-        trail: Trail,
-        status: CallStatus,
-        reason: Reason | None,
-        used: Usage,
-        cost: float,
-    ) -> None:
-        sent = [a for a in trail.attempts if self._attempt_usage(a, call.request) is not None]
-        if self._ledger is None or not sent:
-            return  # nothing reached a provider: nothing to account for
-        last = next((a for a in reversed(sent) if a.outcome is Outcome.SUCCEEDED), sent[-1])
-        first_token = next((a.ttft for a in sent if a.ttft is not None), None)
-        savings = sum(
-            self._prices.savings(a.target.provider, a.target.model, u)
-            for a in sent
-            if (u := self._attempt_usage(a, call.request)) is not None
-        )
-        self._ledger.record(
-            _usage_record(
-                call,
-                caller,
-                request_id,
-                wall,
-                provider=last.target.provider,
-                model=last.target.model,
-                attempts=[attempt_json(a, self._attempt_usage(a, call.request)) for a in sent],
-                input_tokens=used.input_tokens,
-                output_tokens=used.output_tokens,
-                cache_read_tokens=used.cache_read_tokens,
-                cache_write_tokens=used.cache_write_tokens,
-                reasoning_tokens=used.reasoning_tokens,
-                cost_usd=cost,
-                cache_savings_usd=savings,
-                ttft_ms=None if first_token is None else first_token * 1000,
-                status=status,
-                error_reason=None if reason is None else reason.value,
-                usage_estimated=used.estimated,
-            )
-        )
-
-    def _record_hit(
-        self, call: ChatCall, caller: Caller, request_id: str, wall: float, hit: Any
-    ) -> None:
-        if self._ledger is None:
-            return
-        original: Usage = hit.usage
-        self._ledger.record(
-            _usage_record(
-                call,
-                caller,
-                request_id,
-                wall,
-                provider=hit.provider,
-                model=hit.model,
-                input_tokens=original.input_tokens,
-                output_tokens=original.output_tokens,
-                cache_read_tokens=original.cache_read_tokens,
-                cache_write_tokens=original.cache_write_tokens,
-                reasoning_tokens=original.reasoning_tokens,
-                usage_estimated=original.estimated,
-                cache_savings_usd=self._prices.cost(hit.provider, hit.model, original),
-                status=CallStatus.OK,
-                cache_hit=True,
-            )
-        )
-
 
 DEADLINE_SLACK = 0.05
 """Seconds before a bare `timeout` within which a cancellation counts as the deadline's."""
@@ -456,36 +345,6 @@ def _deadline_passed(deadline: Deadline | None, ends: float | None) -> bool:
     if deadline is not None:
         return deadline.passed()
     return ends is not None and time.monotonic() >= ends - DEADLINE_SLACK
-
-
-def _usage_record(
-    call: ChatCall, caller: Caller, request_id: str, wall: float, **fields: Any
-) -> UsageRecord:
-    """A ledger record of `call`: who, what and when, plus the outcome `fields`."""
-    base: dict[str, Any] = {
-        "request_id": request_id,
-        "ts": wall,
-        "tenant": caller.tenant,
-        "key_id": caller.key_id,
-        "user": call.metadata.get("user", ""),
-        "session": call.metadata.get("session", ""),
-        "route": call.model,
-        "attempts": [],
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "cache_read_tokens": 0,
-        "cache_write_tokens": 0,
-        "reasoning_tokens": 0,
-        "cost_usd": 0.0,
-        "cache_savings_usd": 0.0,
-        "ttft_ms": None,
-        "duration_ms": (time.time() - wall) * 1000,
-        "error_reason": None,
-        "usage_estimated": False,
-        "cache_hit": False,
-        "metadata": dict(call.metadata),
-    }
-    return UsageRecord(**(base | fields))
 
 
 class BoundPipeline:

@@ -19,6 +19,7 @@ from services.common.call_metadata import retry_count
 from services.common.errors import FieldViolation, LlmeshError, Reason
 from services.common.request_decoding import Undecodable, checks_decoding
 from services.common.rpc_errors import abort
+from services.core import Caller
 from services.ledger import LedgerStore
 from services.orchestrator.aggregate import collect
 from services.orchestrator.convert import (
@@ -32,7 +33,7 @@ from services.orchestrator.council import stream_council
 from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
 from services.orchestrator.deadline import Deadline
 from services.orchestrator.engine import ChatCall, Orchestrator, new_request_id
-from services.orchestrator.pipeline import BoundPipeline, Caller, CallPipeline
+from services.orchestrator.pipeline import BoundPipeline, CallPipeline
 from services.orchestrator.trail import Trail
 
 log = logging.getLogger("llmesh.orchestrator")

@@ -23,7 +23,7 @@ from services.auth import open_key_store
 from services.common.errors import LlmeshError, Reason
 from services.common.policy_settings import PolicyConfig
 from services.common.rpc_errors import from_rpc_error
-from services.core import CallStatus
+from services.core import Caller, CallStatus
 from services.ledger import LedgerWriter, PriceTable, UsageRecord, open_store
 from services.orchestrator.domain import (
     ChatRequest,
@@ -36,7 +36,7 @@ from services.orchestrator.domain import (
     Usage,
 )
 from services.orchestrator.engine import ChatCall, Completed
-from services.orchestrator.pipeline import Caller, CallPipeline
+from services.orchestrator.pipeline import CallPipeline
 from services.orchestrator.server import OrchestratorServer, build_engine, serve
 from services.orchestrator.trail import attempt_json
 from tests.orchestrator.scripted import Scripted, engine

@@ -1,0 +1,179 @@
+"""What a call consumed and cost, attempt by attempt, and its one ledger record.
+
+An attempt that never left llmesh (skipped by a breaker, refused by a queue, a rate limit
+or the budget) consumed nothing. One that reached a provider consumed what the provider
+reported, else the engine's estimate (the one the caller was shown), except a failure
+before any output, which providers do not bill. `settle` works this out once per call;
+the budget commit, the rate-limit refunds and the ledger record all read the same
+`Settlement`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.errors import Reason
+from services.core import Caller, CallStatus, Usage
+from services.ledger import LedgerWriter, PriceTable, UsageRecord
+from services.orchestrator.attempts import NOT_SENT
+from services.orchestrator.domain import ChatRequest
+from services.orchestrator.engine import ChatCall, UsageEstimator
+from services.orchestrator.response_cache import CachedReply
+from services.orchestrator.trail import AttemptRecord, Outcome, attempt_json
+
+__all__ = ["Accounting", "Settlement"]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A call's attempts that reached a provider, with what each consumed, and the totals."""
+
+    sent: tuple[tuple[AttemptRecord, Usage], ...] = ()
+    used: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+
+
+class Accounting:
+    """Usage and cost of attempts from the price table; records calls in the ledger."""
+
+    def __init__(
+        self, prices: PriceTable, ledger: LedgerWriter | None, estimate: UsageEstimator
+    ) -> None:
+        self._prices = prices
+        self._ledger = ledger
+        self._estimate = estimate
+
+    def attempt_usage(self, a: AttemptRecord, request: ChatRequest) -> Usage | None:
+        """What an attempt consumed: reported, else estimated; None if it never left llmesh."""
+        if a.outcome is Outcome.SKIPPED or a.reason in NOT_SENT:
+            return None
+        if a.usage is not None:
+            return a.usage
+        if a.output_chars == 0 and a.outcome is Outcome.FAILED:
+            return Usage()  # refused before any output: providers do not bill it
+        return self._estimate(request, a.output_chars)  # what the caller was shown
+
+    def attempt_cost(self, a: AttemptRecord, request: ChatRequest) -> float:
+        """What an attempt cost (0 when it never left llmesh)."""
+        usage = self.attempt_usage(a, request)
+        return 0.0 if usage is None else self._cost(a, usage, request)
+
+    def settle(self, attempts: list[AttemptRecord], request: ChatRequest) -> Settlement:
+        """Every attempt's usage, worked out once, and the call's total usage and cost."""
+        sent = []
+        total, cost = Usage(), 0.0
+        for a in attempts:
+            usage = self.attempt_usage(a, request)
+            if usage is None:
+                continue
+            sent.append((a, usage))
+            total.add(usage)
+            cost += self._cost(a, usage, request)
+        return Settlement(tuple(sent), total, cost)
+
+    def record(
+        self,
+        call: ChatCall,
+        caller: Caller,
+        request_id: str,
+        wall: float,
+        settled: Settlement,
+        status: CallStatus,
+        reason: Reason | None,
+    ) -> None:
+        """The call's one ledger record, when any attempt reached a provider."""
+        if self._ledger is None or not settled.sent:
+            return  # nothing reached a provider: nothing to account for
+        attempts = [a for a, _ in settled.sent]
+        last = next((a for a in reversed(attempts) if a.outcome is Outcome.SUCCEEDED), attempts[-1])
+        first_token = next((a.ttft for a in attempts if a.ttft is not None), None)
+        used = settled.used
+        self._ledger.record(
+            _usage_record(
+                call,
+                caller,
+                request_id,
+                wall,
+                provider=last.target.provider,
+                model=last.target.model,
+                attempts=[attempt_json(a, u) for a, u in settled.sent],
+                input_tokens=used.input_tokens,
+                output_tokens=used.output_tokens,
+                cache_read_tokens=used.cache_read_tokens,
+                cache_write_tokens=used.cache_write_tokens,
+                reasoning_tokens=used.reasoning_tokens,
+                cost_usd=settled.cost,
+                cache_savings_usd=sum(
+                    self._prices.savings(a.target.provider, a.target.model, u)
+                    for a, u in settled.sent
+                ),
+                ttft_ms=None if first_token is None else first_token * 1000,
+                status=status,
+                error_reason=None if reason is None else reason.value,
+                usage_estimated=used.estimated,
+            )
+        )
+
+    def record_hit(
+        self, call: ChatCall, caller: Caller, request_id: str, wall: float, hit: CachedReply
+    ) -> None:
+        """The ledger record of a reply served from the response cache: its tokens, no cost."""
+        if self._ledger is None:
+            return
+        original = hit.usage
+        self._ledger.record(
+            _usage_record(
+                call,
+                caller,
+                request_id,
+                wall,
+                provider=hit.provider,
+                model=hit.model,
+                input_tokens=original.input_tokens,
+                output_tokens=original.output_tokens,
+                cache_read_tokens=original.cache_read_tokens,
+                cache_write_tokens=original.cache_write_tokens,
+                reasoning_tokens=original.reasoning_tokens,
+                usage_estimated=original.estimated,
+                cache_savings_usd=self._prices.cost(hit.provider, hit.model, original),
+                status=CallStatus.OK,
+                cache_hit=True,
+            )
+        )
+
+    def _cost(self, a: AttemptRecord, usage: Usage, request: ChatRequest) -> float:
+        return self._prices.cost(
+            a.target.provider, a.target.model, usage, cache_ttl=request.prompt_cache_ttl
+        )
+
+
+def _usage_record(
+    call: ChatCall, caller: Caller, request_id: str, wall: float, **fields: Any
+) -> UsageRecord:
+    """A ledger record of `call`: who, what and when, plus the outcome `fields`."""
+    base: dict[str, Any] = {
+        "request_id": request_id,
+        "ts": wall,
+        "tenant": caller.tenant,
+        "key_id": caller.key_id,
+        "user": call.metadata.get("user", ""),
+        "session": call.metadata.get("session", ""),
+        "route": call.model,
+        "attempts": [],
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.0,
+        "cache_savings_usd": 0.0,
+        "ttft_ms": None,
+        "duration_ms": (time.time() - wall) * 1000,
+        "error_reason": None,
+        "usage_estimated": False,
+        "cache_hit": False,
+        "metadata": dict(call.metadata),
+    }
+    return UsageRecord(**(base | fields))
