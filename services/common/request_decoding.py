@@ -6,10 +6,10 @@ nesting past protobuf's recursion limit) grpc answers UNKNOWN ``Unexpected <clas
 logs a traceback. `safe_handler` registers the method without a deserializer and decodes the
 raw bytes itself, where it can answer INVALID_ARGUMENT (reason INVALID_REQUEST) with a
 message naming the expected type. Each request is still parsed exactly once; the wrapping
-happens once, at registration, not per call. A streaming method marked `checks_decoding`
-(llmesh's chat streams) is not wrapped, so its events reach grpc without an extra
-generator hop: its deserializer hands it an `Undecodable` instead of raising, and the
-method raises `Undecodable.error` itself before anything else. The wrapped methods run on
+happens once, at registration, not per call. A method marked `checks_decoding` (llmesh's
+chat methods, the hot path) is not wrapped, so neither the call nor a stream's events pass
+through an extra frame: its deserializer hands it an `Undecodable` instead of raising, and
+the method raises `Undecodable.error` itself before anything else. The wrapped methods run on
 the event loop (as every llmesh servicer does), also a synchronous one such as the
 generated base class's "Method not implemented!" stub.
 """
@@ -58,7 +58,8 @@ class Undecodable:
 
 
 def checks_decoding(method: _F) -> _F:
-    """Mark a streaming servicer method that raises `Undecodable.error` when given one."""
+    """Mark a servicer method that raises `Undecodable.error` when given one (it is then
+    registered unwrapped: no extra frame per call, nor per event for a stream)."""
     setattr(method, _MARK, True)
     return method
 
@@ -111,6 +112,8 @@ def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return handler._replace(request_deserializer=None, unary_stream=unary_stream)  # type: ignore[attr-defined,no-any-return]
 
     inner = handler.unary_unary
+    if getattr(inner, _MARK, False):
+        return handler._replace(request_deserializer=_lenient(decode, name))  # type: ignore[attr-defined,no-any-return]
 
     async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:

@@ -24,7 +24,7 @@ from services.common.errors import LlmeshError, Reason
 from services.common.policy_settings import ResponseCacheConfig
 from services.core import Caller, CallStatus, new_request_id
 from services.ledger import LedgerWriter, PriceTable
-from services.orchestrator.accounting import Accounting
+from services.orchestrator.accounting import Accounting, Settlement
 from services.orchestrator.admission import BudgetCaps, BudgetManager, Limit, RateLimiter
 from services.orchestrator.admission.spend import DEFAULT_MAX_OUTPUT as DEFAULT_MAX_OUTPUT
 from services.orchestrator.admission.spend import (
@@ -237,6 +237,7 @@ class CallPipeline:
             await self._take_limits(limits, tokens)
         status, reason, cache_hit = CallStatus.ERROR, None, False
         spend: CallSpend | None = None
+        settled: Settlement | None = None
         collected: list[EngineEvent] | None = None
         key = None
         try:
@@ -290,10 +291,8 @@ class CallPipeline:
                 if isinstance(event, Completed):
                     if deadline is not None:
                         deadline.disarm()
-                    cost = sum(
-                        self._accounting.attempt_cost(a, call.request) for a in trail.attempts
-                    )
-                    event = replace(event, cost_usd=cost)
+                    settled = self._accounting.settle(trail.attempts, call.request)
+                    event = replace(event, cost_usd=settled.cost)
                     status = CallStatus.OK
                 if collected is not None:
                     collected.append(event)
@@ -315,7 +314,8 @@ class CallPipeline:
                     for subject, limit in limits:
                         await self._limiter.refund(subject, limit, tokens)
             else:
-                settled = self._accounting.settle(trail.attempts, call.request)
+                if settled is None:  # no Completed: the attempts are settled only now
+                    settled = self._accounting.settle(trail.attempts, call.request)
                 used = settled.used
                 if spend is not None:
                     await spend.settle(settled.cost)

@@ -179,6 +179,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             except Exception as exc:  # a bug must not kill the server or leak details
                 await abort(context, self._failure(exc, request_id), _trailers(trail))
 
+    @checks_decoding
     async def Chat(
         self, request: orchestrator_pb2.ChatRequest, context: Context
     ) -> orchestrator_pb2.ChatResponse:
