@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.orchestrator.domain import Usage
+    from services.core.usage import Usage
 
 __all__ = ["CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
 

@@ -1,6 +1,8 @@
 """The orchestrator: routes chat calls to LLM providers and streams their replies."""
 
-from services.orchestrator.engine import ChatCall, Completed, Orchestrator, Started
+from services.core.call import ChatCall
+from services.core.events import Completed, Started
+from services.orchestrator.engine import Orchestrator
 from services.orchestrator.server import OrchestratorServer, build_engine, run, serve
 
 __all__ = [

@@ -11,28 +11,19 @@ the budget commit, the rate-limit refunds and the ledger record all read the sam
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.errors import Reason
-from services.core import Caller, CallStatus, Usage
+from services.core import CallStatus, Usage
+from services.core.call import RoutedCall
+from services.core.chat import ChatRequest
+from services.core.trail import AttemptRecord, Outcome, Settlement, attempt_json
 from services.ledger import LedgerWriter, PriceTable, UsageRecord
 from services.orchestrator.attempts import NOT_SENT
-from services.orchestrator.domain import ChatRequest
-from services.orchestrator.engine import ChatCall, UsageEstimator
+from services.orchestrator.engine import UsageEstimator
 from services.orchestrator.response_cache import CachedReply
-from services.orchestrator.trail import AttemptRecord, Outcome, attempt_json
 
 __all__ = ["Accounting", "Settlement"]
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """A call's attempts that reached a provider, with what each consumed, and the totals."""
-
-    sent: tuple[tuple[AttemptRecord, Usage], ...] = ()
-    used: Usage = field(default_factory=Usage)
-    cost: float = 0.0
 
 
 class Accounting:
@@ -60,6 +51,15 @@ class Accounting:
         usage = self.attempt_usage(a, request)
         return 0.0 if usage is None else self._cost(a, usage, request)
 
+    def settled(self, call: RoutedCall[Any]) -> Settlement:
+        """The call's settlement, worked out the first time it is asked for and kept in its
+        trail: the budget's commit, the refunds, the ledger record and the cost shown to the
+        caller all read the same one. Ask once the call's attempts are over (its terminal
+        event passed, or its stream ended)."""
+        if call.trail.settlement is None:
+            call.trail.settlement = self.settle(call.trail.attempts, call.request)
+        return call.trail.settlement
+
     def settle(self, attempts: list[AttemptRecord], request: ChatRequest) -> Settlement:
         """Every attempt's usage, worked out once, and the call's total usage and cost."""
         sent = []
@@ -75,9 +75,7 @@ class Accounting:
 
     def record(
         self,
-        call: ChatCall,
-        caller: Caller,
-        request_id: str,
+        call: RoutedCall[Any],
         wall: float,
         settled: Settlement,
         status: CallStatus,
@@ -93,8 +91,6 @@ class Accounting:
         self._ledger.record(
             _usage_record(
                 call,
-                caller,
-                request_id,
                 wall,
                 provider=last.target.provider,
                 model=last.target.model,
@@ -116,9 +112,7 @@ class Accounting:
             )
         )
 
-    def record_hit(
-        self, call: ChatCall, caller: Caller, request_id: str, wall: float, hit: CachedReply
-    ) -> None:
+    def record_hit(self, call: RoutedCall[Any], wall: float, hit: CachedReply) -> None:
         """The ledger record of a reply served from the response cache: its tokens, no cost."""
         if self._ledger is None:
             return
@@ -126,8 +120,6 @@ class Accounting:
         self._ledger.record(
             _usage_record(
                 call,
-                caller,
-                request_id,
                 wall,
                 provider=hit.provider,
                 model=hit.model,
@@ -149,18 +141,17 @@ class Accounting:
         )
 
 
-def _usage_record(
-    call: ChatCall, caller: Caller, request_id: str, wall: float, **fields: Any
-) -> UsageRecord:
+def _usage_record(call: RoutedCall[Any], wall: float, **fields: Any) -> UsageRecord:
     """A ledger record of `call`: who, what and when, plus the outcome `fields`."""
+    caller, asked = call.caller, call.call
     base: dict[str, Any] = {
-        "request_id": request_id,
+        "request_id": call.request_id,
         "ts": wall,
         "tenant": caller.tenant,
         "key_id": caller.key_id,
-        "user": call.metadata.get("user", ""),
-        "session": call.metadata.get("session", ""),
-        "route": call.model,
+        "user": asked.metadata.get("user", ""),
+        "session": asked.metadata.get("session", ""),
+        "route": asked.model,
         "attempts": [],
         "input_tokens": 0,
         "output_tokens": 0,
@@ -174,6 +165,6 @@ def _usage_record(
         "error_reason": None,
         "usage_estimated": False,
         "cache_hit": False,
-        "metadata": dict(call.metadata),
+        "metadata": dict(asked.metadata),
     }
     return UsageRecord(**(base | fields))

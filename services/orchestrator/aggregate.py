@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.domain import TextDelta, ToolCall, ToolCallDelta
-from services.orchestrator.engine import Completed, EngineEvent, Started, Switched
-from services.orchestrator.policy import MidStreamPolicy
+from services.core.chat import ToolCall
+from services.core.events import CallEvent, Completed, Started, Switched, TextDelta, ToolCallDelta
+from services.core.policy import MidStreamPolicy
 
 
 @dataclass(slots=True)
@@ -28,7 +28,7 @@ class Reply:
     completed: Completed
 
 
-async def collect(events: AsyncIterator[EngineEvent]) -> Reply:
+async def collect(events: AsyncIterator[CallEvent]) -> Reply:
     """Consume a stream; argument fragments are joined per tool-call index."""
     started: Started | None = None
     text: list[str] = []

@@ -1,35 +1,53 @@
-"""Putting the orchestrator's call pipeline together from configuration.
+"""Putting the orchestrator's call path together from configuration.
 
 Builds (explicitly, at start-up, never at import) the price table, the usage ledger and its
-batched writer, the API key store and authenticator, budgets, rate limits and the response
-cache, and closes them in order on shutdown (the ledger writer flushes last records first).
+batched writer, the API key store and authenticator, the router, and the layers of the call
+path (rate limits, response cache, cost-capped routing, accounting, budgets) around the
+engine; and closes them in order on shutdown (the ledger writer flushes last records first).
+A new concern on every call is one layer module plus one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from services.auth import Authenticator, check_bind, open_key_store
 from services.auth.bind import auth_required
 from services.common.config import Config, ConfigError
-from services.common.policy_settings import PolicyConfig
+from services.core.chat import ChatRequest
+from services.core.handler import Handler, Layer
 from services.ledger import LedgerStore, LedgerWriter, PriceTable, open_store
+from services.orchestrator.accounting import Accounting
 from services.orchestrator.admission import BudgetManager, RateLimiter
 from services.orchestrator.engine import Orchestrator
-from services.orchestrator.pipeline import CallPipeline, Policies
+from services.orchestrator.layers import (
+    Accounted,
+    Budgeted,
+    ByCallType,
+    Cached,
+    CostCapped,
+    RateLimited,
+    compose,
+)
+from services.orchestrator.layers.budget import Scope, ScopeKind
+from services.orchestrator.path import CallPath
 from services.orchestrator.response_cache import ResponseCache
+from services.orchestrator.routing import Router
 
 
 @dataclass
 class Assembly:
-    """The pipeline and what it owns."""
+    """The call path and what it owns."""
 
-    pipeline: CallPipeline
+    path: CallPath
     authenticator: Authenticator
     ledger_store: LedgerStore | None
+    budgets: BudgetManager | None = None
+    """The budgets' state (None when no budget is configured)."""
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -38,27 +56,26 @@ class Assembly:
             await close()
 
 
-def policies_from_config(policy: PolicyConfig) -> Policies:
-    """The call policies of the (already validated) ``budgets``, ``rate_limits`` and
-    ``cache`` sections."""
-    budgets, limits = policy.budgets, policy.rate_limits
-    return Policies(
-        tenant_limits=limits.tenants,
-        key_limits=limits.keys,
-        target_limits=limits.targets,
-        tenant_caps=budgets.tenants,
-        key_caps=budgets.keys,
-        session_caps=budgets.sessions,
-        response_cache_ttl=policy.cache.response.ttl,
-    )
+async def assemble(
+    config: Config,
+    engine: Orchestrator,
+    *,
+    bind_host: str,
+    extra_layers: Sequence[Layer] = (),
+    call_types: Mapping[type, Handler] | None = None,
+) -> Assembly:
+    """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
-
-async def assemble(config: Config, engine: Orchestrator, *, bind_host: str) -> Assembly:
-    """Build the pipeline for `engine`; refuses an unauthenticated non-loopback bind."""
-    policies = policies_from_config(config.policy)
+    The layers, outermost first: `extra_layers`, admission (rate limits), the response
+    cache, cost-capped routing, accounting, budgets; innermost, the handler of each call
+    type (`engine` for chat, plus `call_types`). Accounting is outside the budget so that a
+    reply the budget stops mid-stream is recorded with its reason. A layer whose policy is
+    not configured is left out, so it costs nothing.
+    """
+    policy = config.policy
     try:
         prices = PriceTable.defaults().with_overrides(
-            {key: entry.as_mapping() for key, entry in config.policy.prices.items()}
+            {key: entry.as_mapping() for key, entry in policy.prices.items()}
         )
     except ValueError as exc:  # a new entry without input and output prices
         raise ConfigError(f"prices: {exc}") from exc
@@ -78,16 +95,24 @@ async def assemble(config: Config, engine: Orchestrator, *, bind_host: str) -> A
         writer.start()
         closers.insert(0, store.aclose)
         closers.insert(0, writer.aclose)  # flush before the store closes
-        budgets = None
-        if policies.tenant_caps or policies.key_caps or policies.session_caps:
-            budgets = BudgetManager(redis_url=config.policy.budgets.redis_url)
-            closers.append(budgets.aclose)
-        limiter = None
-        if policies.tenant_limits or policies.key_limits or policies.target_limits:
-            limiter = RateLimiter(redis_url=config.policy.rate_limits.redis_url)
+        accounting = Accounting(prices, writer, engine.estimate)
+        layers: list[Layer] = list(extra_layers)
+
+        limits = policy.rate_limits
+        if limits.tenants or limits.keys or limits.targets:
+            limiter = RateLimiter(redis_url=limits.redis_url)
             closers.append(limiter.aclose)
-        cache = None
-        response = config.policy.cache.response
+            layers.append(
+                partial(
+                    RateLimited,
+                    limiter=limiter,
+                    tenants=limits.tenants,
+                    keys=limits.keys,
+                    targets=limits.targets,
+                )
+            )
+
+        response = policy.cache.response
         if response.enabled:
             cache = ResponseCache(
                 max_entries=response.max_entries,
@@ -95,39 +120,56 @@ async def assemble(config: Config, engine: Orchestrator, *, bind_host: str) -> A
                 redis_url=response.redis_url,
             )
             closers.append(cache.aclose)
+            layers.append(
+                partial(Cached, cache=cache, accounting=accounting, default_ttl=response.ttl)
+            )
 
-        async def seed(scope: str) -> tuple[float, float]:
-            return await _spent(store, scope)
+        layers.append(partial(CostCapped, prices=prices))
+        layers.append(partial(Accounted, accounting=accounting))
+        caps = policy.budgets
+        budgets = None
+        if caps.tenants or caps.keys or caps.sessions:
+            budgets = BudgetManager(redis_url=caps.redis_url)
+            closers.append(budgets.aclose)
 
-        pipeline = CallPipeline(
-            engine,
-            prices=prices,
-            policies=policies,
-            ledger=writer,
-            budgets=budgets,
-            rate_limiter=limiter,
-            response_cache=cache,
-            seed_budget=seed,
-        )
+            async def spent_so_far(scope: Scope) -> tuple[float, float]:
+                return await _spent(store, scope)
+
+            layers.append(
+                partial(
+                    Budgeted,
+                    budgets=budgets,
+                    prices=prices,
+                    accounting=accounting,
+                    tenants=caps.tenants,
+                    keys=caps.keys,
+                    sessions=caps.sessions,
+                    spent_so_far=spent_so_far,
+                )
+            )
+
+        inner = ByCallType({ChatRequest: engine, **(call_types or {})})
+        router = Router(config.providers, config.aliases, config.routes)
+        path = CallPath(router, compose(inner, layers))
     except BaseException:
         for close in closers:
             await close()
         raise
-    return Assembly(pipeline, authenticator, store, closers)
+    return Assembly(path, authenticator, store, budgets, closers)
 
 
-async def _spent(store: LedgerStore, scope: str) -> tuple[float, float]:
-    """(today, this month) spent by a ``tenant:`` or ``key:`` scope, from the ledger."""
-    kind, _, name = scope.partition(":")
+async def _spent(store: LedgerStore, scope: Scope) -> tuple[float, float]:
+    """(today, this month) spent by a tenant's or a key's budget, from the ledger."""
     now = datetime.now(UTC)
     day = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp()
     month = datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()
 
     async def since(start: float) -> float:
-        if kind == "tenant":
-            rows = await store.totals([], start, None, name)
+        if scope.kind is ScopeKind.TENANT:
+            rows = await store.totals([], start, None, scope.name)
         else:
-            rows = [r for r in await store.totals(["key"], start, None, None) if r.key_id == name]
+            rows = await store.totals(["key"], start, None, None)
+            rows = [r for r in rows if r.key_id == scope.name]
         return sum(r.cost_usd for r in rows)
 
     return await since(day), await since(month)

@@ -12,29 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    ProviderEvent,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    UsageUpdate,
-)
+from services.core.call import Gate
+from services.core.chat import ChatRequest
+from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from services.core.trail import AttemptRecord, Outcome, Trail
+from services.core.usage import Usage
 from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import Breakers, TargetLimiter
-from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
 _log = logging.getLogger("llmesh.orchestrator.attempts")
-
-Gate = Callable[[AttemptRecord, ChatRequest], Awaitable[None]]
-"""Admits one attempt (its record names the target) just before its request is sent, e.g.
-the target's rate limit or the call's budget; raises `LlmeshError` to keep it unsent."""
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,20 @@ from google.protobuf import json_format
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 from services.common.errors import FieldViolation, LlmeshError, Reason
-from services.orchestrator.domain import (
+from services.core.call import ChatCall
+from services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
     Role,
-    TextDelta,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoiceMode,
-    Usage,
-    UsageUpdate,
 )
-from services.orchestrator.engine import ChatCall, EngineEvent, Started, Switched
-from services.orchestrator.policy import CallOptions, MidStreamPolicy
-from services.orchestrator.trail import AttemptRecord, Outcome, attempt_json
+from services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta, UsageUpdate
+from services.core.policy import CallOptions, MidStreamPolicy
+from services.core.trail import AttemptRecord, Outcome, attempt_json
+from services.core.usage import Usage
 
 _ROLES = {
     chat_pb2.ROLE_SYSTEM: Role.SYSTEM,
@@ -241,7 +239,7 @@ def finish_to_proto(reason: FinishReason) -> chat_pb2.FinishReason:
     return _FINISH_TO_PB[reason]
 
 
-def event_to_proto(event: EngineEvent) -> orchestrator_pb2.StreamChatResponse:
+def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:
     """One stream event as a `StreamChatResponse`."""
     R = orchestrator_pb2.StreamChatResponse
     if isinstance(event, TextDelta):  # nearly every event: set in place, no second message

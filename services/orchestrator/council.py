@@ -38,18 +38,21 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from services.common.errors import FieldViolation, LlmeshError, Reason
-from services.core.ids import new_request_id
-from services.orchestrator.domain import (
-    Message,
-    Role,
+from services.core.call import ChatCall, RoutedCall
+from services.core.chat import ChatRequest, Message, Role, ToolChoiceMode
+from services.core.events import (
+    CallEvent,
+    Completed,
+    Switched,
     TextDelta,
     ToolCallDelta,
-    ToolChoiceMode,
-    Usage,
     UsageUpdate,
 )
-from services.orchestrator.engine import ChatCall, Completed, EngineEvent, Orchestrator, Switched
-from services.orchestrator.policy import MidStreamPolicy
+from services.core.ids import new_request_id
+from services.core.policy import MidStreamPolicy
+from services.core.trail import Trail
+from services.core.usage import Usage
+from services.orchestrator.path import CallPath
 
 __all__ = [
     "DEFAULT_BUFFER",
@@ -131,7 +134,7 @@ class BranchItem(NamedTuple):
     """One item of a council stream: the branch it belongs to, and the event."""
 
     branch: str
-    event: EngineEvent | BranchFailed
+    event: CallEvent | BranchFailed
 
 
 def default_branch_name(index: int) -> str:
@@ -186,7 +189,7 @@ class _Answer:
     tools: dict[int, list[str]] = field(default_factory=dict)
     failure: BranchFailed | None = None
 
-    def add(self, event: EngineEvent) -> None:
+    def add(self, event: CallEvent) -> None:
         if isinstance(event, TextDelta):
             self.text.append(event.text)
         elif isinstance(event, ToolCallDelta):
@@ -243,13 +246,13 @@ class _Branches:
 
     def __init__(
         self,
-        engine: Orchestrator,
+        path: CallPath,
         deadline: float | None,
         request_id: str,
         buffer: int,
         clock: Callable[[], float],
     ) -> None:
-        self._engine = engine
+        self._path = path
         self._deadline = deadline
         self._request_id = request_id
         self._buffer = buffer
@@ -259,26 +262,33 @@ class _Branches:
         self.answers: dict[str, _Answer] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, name: str, call: ChatCall) -> None:
+    def start(self, name: str, call: RoutedCall[ChatRequest]) -> None:
         self.credit[name] = asyncio.Semaphore(self._buffer)
         self.answers[name] = _Answer()
         self.tasks[name] = asyncio.create_task(self._run(name, call), name=f"council:{name}")
 
     async def _put(
-        self, name: str, event: EngineEvent | BranchFailed, err: LlmeshError | None
+        self, name: str, event: CallEvent | BranchFailed, err: LlmeshError | None
     ) -> None:
         await self.credit[name].acquire()
         self.queue.put_nowait(_Queued(BranchItem(name, event), err))
 
-    async def _run(self, name: str, call: ChatCall) -> None:
+    async def _run(self, name: str, call: RoutedCall[ChatRequest]) -> None:
         answer = self.answers[name]
         last_usage: Usage | None = None
         try:
-            timeout = None if self._deadline is None else self._deadline - self._clock()
+            now = self._clock()
+            timeout = None if self._deadline is None else self._deadline - now
             if timeout is not None and timeout <= 0:
                 raise LlmeshError(Reason.DEADLINE_EXCEEDED, "the council's deadline passed")
-            request_id = f"{self._request_id}.{name}"
-            events = self._engine.stream(call, timeout=timeout, request_id=request_id)
+            branch = replace(
+                call,
+                request_id=f"{self._request_id}.{name}",
+                trail=Trail(started=time.monotonic()),
+                timeout=timeout,
+                opened=time.monotonic(),
+            )
+            events = self._path.handler.stream(branch)
             try:
                 async for event in events:
                     answer.add(event)
@@ -308,7 +318,7 @@ class _Branches:
 
 
 async def stream_council(
-    engine: Orchestrator,
+    path: CallPath,
     council: Council,
     *,
     timeout: float | None = None,
@@ -331,14 +341,16 @@ async def stream_council(
         raise LlmeshError(
             Reason.INVALID_REQUEST, f"invalid council: {summary}", violations=tuple(bad)
         )
-    calls = [(m.name, member_call(council.call, m)) for m in council.members]
-    for i, (_, call) in enumerate(calls):
-        _resolve(engine, call, f"members[{i}].model")
+    calls = [
+        (m.name, _route(path, member_call(council.call, m), f"members[{i}].model"))
+        for i, m in enumerate(council.members)
+    ]
+    judge = None
     if council.judge is not None:
-        _resolve(engine, replace(council.call, model=council.judge.model), "judge.model")
+        judge = _route(path, replace(council.call, model=council.judge.model), "judge.model")
 
     deadline = None if timeout is None else clock() + timeout
-    branches = _Branches(engine, deadline, request_id or new_request_id(), buffer, clock)
+    branches = _Branches(path, deadline, request_id or new_request_id(), buffer, clock)
     try:
         for name, call in calls:
             branches.start(name, call)
@@ -356,14 +368,17 @@ async def stream_council(
             if judging:
                 return
             open_members -= 1
-            if open_members == 0 and council.judge is not None:
+            if open_members == 0 and council.judge is not None and judge is not None:
                 judging = True
-                _start_judge(branches, council, council.judge)
+                _start_judge(branches, council, council.judge, judge)
     finally:
         await branches.cancel()
 
 
-def _start_judge(branches: _Branches, council: Council, judge: Judge) -> None:
+def _start_judge(
+    branches: _Branches, council: Council, judge: Judge, routed: RoutedCall[ChatRequest]
+) -> None:
+    """Start the judge branch (`routed` is the judge's call, routed up front)."""
     answers: list[tuple[str, str | BranchFailed]] = []
     for m in council.members:
         a = branches.answers[m.name]
@@ -378,18 +393,19 @@ def _start_judge(branches: _Branches, council: Council, judge: Judge) -> None:
         branches.queue.put_nowait(_Queued(BranchItem(JUDGE_BRANCH, failed), None))
         return
     prompt = judge_prompt(answers, judge.instructions)
-    branches.start(JUDGE_BRANCH, _judge_call(council.call, judge, prompt))
+    branches.start(JUDGE_BRANCH, replace(routed, call=_judge_call(council.call, judge, prompt)))
 
 
-async def _aclose(events: AsyncIterator[EngineEvent]) -> None:
+async def _aclose(events: AsyncIterator[CallEvent]) -> None:
     close = getattr(events, "aclose", None)
     if close is not None:
         await close()
 
 
-def _resolve(engine: Orchestrator, call: ChatCall, path: str) -> None:
+def _route(path: CallPath, call: ChatCall, where: str) -> RoutedCall[ChatRequest]:
+    """The call routed; an unknown model's error names the request field (`where`)."""
     try:
-        engine.targets(call)
+        return path.route(call)
     except LlmeshError as err:
-        err.metadata.setdefault("field", path)
+        err.metadata.setdefault("field", where)
         raise

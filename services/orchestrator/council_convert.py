@@ -9,6 +9,7 @@ from __future__ import annotations
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 from services.common.errors import FieldViolation, LlmeshError, Reason
+from services.core.call import ChatCall
 from services.orchestrator.convert import chat_call_from_proto, event_to_proto, usage_to_proto
 from services.orchestrator.council import (
     BranchFailed,
@@ -19,7 +20,6 @@ from services.orchestrator.council import (
     council_violations,
     default_branch_name,
 )
-from services.orchestrator.engine import ChatCall
 
 SHARED_MODEL = "council"
 """The placeholder model of the shared call: `ChatInput.model` is ignored in a council."""

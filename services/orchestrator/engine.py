@@ -19,26 +19,26 @@ import collections
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from services.common.errors import LlmeshError, Reason
-from services.core.ids import new_request_id as new_request_id
-from services.orchestrator.attempts import Gate, Opened, Runtime, open_attempt, percentile
-from services.orchestrator.domain import (
-    ChatRequest,
+from services.core.call import Gate, RoutedCall
+from services.core.chat import ChatRequest, Message, Role
+from services.core.events import (
+    CallEvent,
+    Completed,
     Finish,
-    FinishReason,
-    Message,
     ProviderEvent,
-    Role,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    UsageUpdate,
+    Started,
+    Switched,
 )
+from services.core.policy import MidStreamPolicy, Policy
+from services.core.target import Target
+from services.core.trail import AttemptRecord, Outcome
+from services.core.usage import Usage
+from services.orchestrator.attempts import Opened, Runtime, open_attempt, percentile
 from services.orchestrator.estimate import estimate_usage
-from services.orchestrator.policy import CallOptions, MidStreamPolicy, Policy, effective_policy
 from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import (
     Breakers,
@@ -49,72 +49,9 @@ from services.orchestrator.resilience import (
 )
 from services.orchestrator.resilience.queues import QueueSettings
 from services.orchestrator.retries import RetrySettings, continue_after, retrying
-from services.orchestrator.routing import Router, Target
-from services.orchestrator.trail import AttemptRecord, Outcome, Trail
 
 _log = logging.getLogger("llmesh.orchestrator.engine")
 
-
-@dataclass(frozen=True, slots=True)
-class ChatCall:
-    """A validated call as the caller made it: a model name (or alias/route) plus the request."""
-
-    model: str
-    request: ChatRequest
-    """The request; its `model` is replaced by each target's provider model."""
-    fallbacks: tuple[str, ...] = ()
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    options: CallOptions = field(default_factory=CallOptions)
-    response_cache: bool | None = None
-    """True: use the response cache even above temperature 0; False: never; None: default."""
-    response_cache_ttl: float | None = None
-    """Seconds a stored reply stays valid; None for the configured TTL."""
-    max_cost_usd: float | None = None
-    """The most the call may cost; it goes to the cheapest route target that fits."""
-    client_retry: int = 0
-    """The caller's retry number of this call (``llmesh-retry-count`` metadata; the SDKs'
-    ``x-stainless-retry-count``): 0 for a first try."""
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """The first event of every successful stream: the target that produced the first token."""
-
-    request_id: str
-    provider: str
-    model: str
-    cache_hit: bool = False
-    """True when the reply is replayed from the response cache (no provider is called)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Switched:
-    """The call moved to another target after output reached the caller."""
-
-    source: Target
-    target: Target
-    reason: Reason
-    policy: MidStreamPolicy
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    """The terminal event: why generation stopped, usage, attempts and llmesh's overhead."""
-
-    reason: FinishReason
-    provider_reason: str
-    usage: Usage
-    attempts: tuple[AttemptRecord, ...] = ()
-    overhead: float = 0.0
-    """Seconds llmesh itself added to the call."""
-    cost_usd: float = 0.0
-    """The call's cost, when prices are known (filled in by the call pipeline)."""
-    cache_hit: bool = False
-    """True when the reply came from the response cache."""
-
-
-EngineEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Switched | Completed
-"""What `Orchestrator.stream` yields."""
 
 UsageEstimator = Callable[[ChatRequest, int], Usage]
 """Estimates usage from a request and the number of output characters produced."""
@@ -139,7 +76,6 @@ class Orchestrator:
 
     def __init__(
         self,
-        router: Router,
         providers: Mapping[str, Provider],
         *,
         breakers: Breakers | None = None,
@@ -150,7 +86,6 @@ class Orchestrator:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self._router = router
         self._providers = dict(providers)
         self._breakers = breakers or Breakers(BreakerSettings())
         self._budget = budget or RetryBudget(RetryBudgetSettings())
@@ -167,11 +102,6 @@ class Orchestrator:
         return self._estimate
 
     @property
-    def router(self) -> Router:
-        """The model-name router."""
-        return self._router
-
-    @property
     def breakers(self) -> Breakers:
         """The circuit breakers, one per target."""
         return self._breakers
@@ -181,47 +111,29 @@ class Orchestrator:
         """The per-target concurrency limits and queues."""
         return self._limiter
 
-    def targets(self, call: ChatCall) -> tuple[list[Target], Policy]:
-        """The ordered targets (route, then fallbacks) and the call's policy.
+    async def stream(self, call: RoutedCall[ChatRequest]) -> AsyncGenerator[CallEvent, None]:
+        """Stream the reply to a routed chat call; see the module docstring for the guarantees.
 
-        Raises MODEL_NOT_FOUND for any unknown name, before anything is sent.
+        The call's `trail` holds the attempts afterwards, also when the call fails. Its
+        `admit` gates are awaited before each attempt's request is sent (first try, retry,
+        hedge, fallback, mid-stream restart or continuation); an attempt they refuse is never
+        sent, and a refusal for BUDGET_EXCEEDED ends the call (a refused hedge is simply not
+        raced).
         """
-        targets, route = self._router.plan(call.model)
-        for name in call.fallbacks:
-            extra, _ = self._router.plan(name)
-            targets.extend(extra)
-        return targets, effective_policy(route, call.options)
-
-    async def stream(
-        self,
-        call: ChatCall,
-        *,
-        timeout: float | None = None,
-        request_id: str | None = None,
-        trail: Trail | None = None,
-        admit: Gate | None = None,
-    ) -> AsyncGenerator[EngineEvent, None]:
-        """Stream the reply to `call`; see the module docstring for the guarantees.
-
-        Pass a `trail` to read the attempts afterwards, also when the call fails. `admit`
-        is awaited before each attempt's request is sent (first try, retry, hedge, fallback,
-        mid-stream restart or continuation); an attempt it refuses is never sent, and a
-        refusal for BUDGET_EXCEEDED ends the call (a refused hedge is simply not raced).
-        """
-        targets, policy = self.targets(call)
-        request_id = request_id or new_request_id()
-        trail = trail or Trail(started=self._clock())
+        targets, policy = list(call.targets), call.policy
+        request_id, trail, timeout = call.request_id, call.trail, call.remaining()
         rt = Runtime(
             self._breakers,
             self._limiter,
             self._clock,
             trail,
-            admit,
+            _gates(call.admit),
             request_id=request_id,
-            client_retry=call.client_retry > 0,
+            client_retry=call.call.client_retry > 0,
         )
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
+        original = request
         total = Usage()
         started = False
         partial: list[str] = []
@@ -276,7 +188,7 @@ class Orchestrator:
                     _log_fallback(request_id, targets, index, err, policy.mid_stream.value)
                     partial.extend(opened.output)
                     if policy.mid_stream is MidStreamPolicy.CONTINUE:
-                        request = _continuation(call.request, "".join(partial))
+                        request = _continuation(original, "".join(partial))
                     else:
                         partial.clear()
                     index += 1
@@ -500,3 +412,15 @@ def _continuation(request: ChatRequest, partial: str) -> ChatRequest:
     if not partial:
         return request
     return replace(request, messages=(*request.messages, Message(Role.ASSISTANT, partial)))
+
+
+def _gates(gates: tuple[Gate, ...]) -> Gate | None:
+    """One gate awaiting each of `gates` in order (None when there is none)."""
+    if len(gates) <= 1:
+        return gates[0] if gates else None
+
+    async def every(record: AttemptRecord, request: Any) -> None:
+        for gate in gates:
+            await gate(record, request)
+
+    return every

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from services.orchestrator.domain import ChatRequest, Usage
+from services.core.chat import ChatRequest
+from services.core.usage import Usage
 
 __all__ = ["CHARS_PER_TOKEN", "estimate_input_tokens", "estimate_usage"]
 

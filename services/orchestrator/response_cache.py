@@ -33,15 +33,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.common.policy_settings import ResponseCacheConfig
-from services.orchestrator.domain import (
-    ChatRequest,
-    FinishReason,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-)
-from services.orchestrator.engine import Completed, EngineEvent, Started, Switched
-from services.orchestrator.policy import MidStreamPolicy
+from services.core.chat import ChatRequest, FinishReason
+from services.core.events import CallEvent, Completed, Started, Switched, TextDelta, ToolCallDelta
+from services.core.policy import MidStreamPolicy
+from services.core.usage import Usage
 
 __all__ = [
     "KEY_VERSION",
@@ -215,7 +210,7 @@ def _copy(u: Usage) -> Usage:
     )
 
 
-def record_reply(events: Sequence[EngineEvent]) -> CachedReply | None:
+def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
     """The reply a call's events add up to; None unless it started and completed.
 
     Output the caller was told to discard (a switch under the ``restart`` policy) is left
@@ -258,7 +253,7 @@ def record_reply(events: Sequence[EngineEvent]) -> CachedReply | None:
     return None
 
 
-def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list[EngineEvent]:
+def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list[CallEvent]:
     """The events that stream `reply` to a caller as call `request_id`.
 
     The text comes as one delta, or in pieces of `chunk_chars` characters when positive;
@@ -266,7 +261,7 @@ def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list
     reports the usage of the call that produced the reply (what the reply is worth in
     tokens; nothing was consumed again) and no cost.
     """
-    events: list[EngineEvent] = [Started(request_id, reply.provider, reply.model, cache_hit=True)]
+    events: list[CallEvent] = [Started(request_id, reply.provider, reply.model, cache_hit=True)]
     if reply.text:
         size = chunk_chars if chunk_chars > 0 else len(reply.text)
         events.extend(TextDelta(reply.text[i : i + size]) for i in range(0, len(reply.text), size))

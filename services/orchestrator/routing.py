@@ -1,25 +1,26 @@
-"""Model names to provider targets: routes, aliases, ``provider/model`` and bare model names."""
+"""Model names to provider targets: routes, aliases, ``provider/model`` and bare model names.
+
+`Router.route` resolves a call once, at the top of the call path, into a `RoutedCall`: its
+ordered targets (the route's, then each fallback's) and the policy it runs with. Nothing
+below it resolves a model name again.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from services.common.config import ProviderConfig, RouteConfig
 from services.common.model_names import resolve_model
+from services.core.call import Call, RoutedCall
+from services.core.ids import new_request_id
+from services.core.policy import CallOptions, MidStreamPolicy, Policy
+from services.core.target import Target
+from services.core.trail import Trail
 
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One provider model a call can go to."""
-
-    provider: str
-    model: str
-
-    @property
-    def name(self) -> str:
-        """The ``provider/model`` name."""
-        return f"{self.provider}/{self.model}"
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,30 @@ class Router:
             for target in route.targets:
                 self.resolve(target)
 
+    def route(
+        self,
+        call: Call[R],
+        *,
+        request_id: str | None = None,
+        trail: Trail | None = None,
+        timeout: float | None = None,
+    ) -> RoutedCall[R]:
+        """The call resolved into its ordered targets (route, then fallbacks) and policy.
+
+        Raises MODEL_NOT_FOUND for any unknown name, before anything is sent.
+        """
+        targets, route = self.plan(call.model)
+        for name in call.fallbacks:
+            targets.extend(self.plan(name)[0])
+        return RoutedCall(
+            call,
+            tuple(targets),
+            effective_policy(route, call.options),
+            request_id or new_request_id(),
+            trail or Trail(started=time.monotonic()),
+            timeout,
+        )
+
     def plan(self, name: str) -> tuple[list[Target], RouteConfig | None]:
         """The ordered targets for a model name, and its route when it names one."""
         route = self._routes.get(name)
@@ -75,3 +100,29 @@ class Router:
             first = self.resolve(route.targets[0])
             out.append(ModelEntry(route.name, first, alias_for=" > ".join(route.targets)))
         return sorted(out, key=lambda e: e.name)
+
+
+def effective_policy(route: RouteConfig | None, options: CallOptions) -> Policy:
+    """The request's options where given, else the route's, else the defaults."""
+    mid = options.mid_stream or (
+        MidStreamPolicy(route.mid_stream_policy) if route else MidStreamPolicy.NEVER
+    )
+    hedge_delay = options.hedge_delay if options.hedge_delay is not None else None
+    hedge_pct = options.hedge_percentile
+    if options.hedge is False:
+        hedge_delay = hedge_pct = None
+    elif hedge_delay is None and hedge_pct is None and route is not None:
+        hedge_delay, hedge_pct = route.hedge_delay, route.hedge_percentile
+    if options.hedge and hedge_delay is None and hedge_pct is None:
+        hedge_pct = 95.0
+    return Policy(
+        mid_stream=mid,
+        first_token_timeout=options.first_token_timeout
+        if options.first_token_timeout is not None
+        else (route.first_token_timeout if route else None),
+        stall_timeout=options.stall_timeout
+        if options.stall_timeout is not None
+        else (route.stall_timeout if route else None),
+        hedge_delay=hedge_delay,
+        hedge_percentile=hedge_pct,
+    )

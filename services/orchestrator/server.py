@@ -18,7 +18,6 @@ from services.orchestrator.engine import Orchestrator
 from services.orchestrator.providers import ProviderRegistry, default_registry
 from services.orchestrator.providers.base import Provider
 from services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
-from services.orchestrator.routing import Router
 from services.orchestrator.servicer import OrchestratorServicer
 
 log = logging.getLogger("llmesh.orchestrator")
@@ -70,7 +69,6 @@ def build_engine(
         log.info("provider %s (%s) -> %s", name, pc.kind, where)
     res = config.resilience
     return Orchestrator(
-        Router(config.providers, config.aliases, config.routes),
         providers,
         breakers=Breakers(res.breaker),
         budget=RetryBudget(res.budget),
@@ -91,7 +89,8 @@ async def serve(
     address = address or config.orchestrator_address
     assembly = await assemble(config, engine, bind_host=address.rpartition(":")[0])
     servicer = OrchestratorServicer(
-        assembly.pipeline,
+        assembly.path,
+        engine,
         authenticator=assembly.authenticator,
         max_request_bytes=config.max_message_bytes,
         usage_store=assembly.ledger_store,

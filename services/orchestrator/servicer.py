@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 import grpc
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
@@ -20,6 +20,10 @@ from services.common.errors import FieldViolation, LlmeshError, Reason
 from services.common.request_decoding import Undecodable, checks_decoding
 from services.common.rpc_errors import abort
 from services.core import Caller
+from services.core.call import ChatCall
+from services.core.events import Completed
+from services.core.ids import new_request_id
+from services.core.trail import Trail
 from services.ledger import LedgerStore
 from services.orchestrator.aggregate import collect
 from services.orchestrator.convert import (
@@ -32,9 +36,8 @@ from services.orchestrator.convert import (
 from services.orchestrator.council import stream_council
 from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
 from services.orchestrator.deadline import Deadline
-from services.orchestrator.engine import ChatCall, Orchestrator, new_request_id
-from services.orchestrator.pipeline import BoundPipeline, CallPipeline
-from services.orchestrator.trail import Trail
+from services.orchestrator.engine import Orchestrator
+from services.orchestrator.path import CallPath
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -46,14 +49,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
 
     def __init__(
         self,
-        pipeline: CallPipeline,
+        path: CallPath,
+        engine: Orchestrator,
         *,
         authenticator: Authenticator,
         max_request_bytes: int,
         usage_store: LedgerStore | None = None,
     ) -> None:
-        self._pipeline = pipeline
-        self._engine = pipeline.engine
+        self._path = path
+        self._engine = engine
         self._auth = authenticator
         self._usage = usage_store
         self._max_request_bytes = max_request_bytes
@@ -92,11 +96,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         return Caller(principal.tenant, principal.key_id)
 
     @staticmethod
-    def _tenant(caller: Caller, call: ChatCall) -> Caller:
-        """A key's tenant is fixed; without keys the request's ``tenant`` metadata names it."""
-        if caller.key_id:
-            return caller
-        return Caller(call.metadata.get("tenant") or caller.tenant, "")
+    def _as(caller: Caller, call: ChatCall) -> ChatCall:
+        """The call acting for `caller`. A key's tenant is fixed; without keys the request's
+        ``tenant`` metadata names it."""
+        if not caller.key_id:
+            caller = Caller(call.metadata.get("tenant") or caller.tenant, "")
+        return replace(call, caller=caller)
 
     def _answers(self, exc: asyncio.CancelledError, deadline: Deadline | None) -> bool:
         """Whether a cancelled call still gets an answer: its deadline or a shutdown ended it.
@@ -136,7 +141,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         log.error("call failed", exc_info=exc)
         return LlmeshError(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
 
-    def _call(self, request: Any, context: Context) -> ChatCall:
+    def _call(self, request: Any, context: Context, caller: Caller) -> ChatCall:
         size = request.ByteSize()
         if size > self._max_request_bytes:
             raise LlmeshError(
@@ -146,7 +151,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                     FieldViolation("input", f"larger than {self._max_request_bytes} bytes"),
                 ),
             )
-        call = chat_call_from_proto(request.input, request.HasField("input"))
+        call = self._as(caller, chat_call_from_proto(request.input, request.HasField("input")))
         retry = retry_count(context.invocation_metadata())
         return replace(call, client_retry=retry) if retry else call
 
@@ -160,17 +165,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         deadline = Deadline.of(context.time_remaining())
         with self._tracked(), _armed(deadline):
             try:
-                caller = await self._caller(context)
-                call = self._call(request, context)
-                events = self._pipeline.stream(
-                    call,
-                    self._tenant(caller, call),
-                    request_id=request_id,
-                    trail=trail,
-                    deadline=deadline,
+                call = self._call(request, context, await self._caller(context))
+                events = self._path.stream(
+                    call, request_id=request_id, trail=trail, timeout=_remaining(deadline)
                 )
-                async for event in events:
-                    yield event_to_proto(event)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        if type(event) is Completed and deadline is not None:
+                            deadline.disarm()  # the reply is whole: nothing to cut any more
+                        yield event_to_proto(event)
                 context.set_trailing_metadata(_trailers(trail))
             except asyncio.CancelledError as exc:
                 if not self._answers(exc, deadline):
@@ -189,17 +192,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         deadline = Deadline.of(context.time_remaining())
         with self._tracked(), _armed(deadline):
             try:
-                caller = await self._caller(context)
-                call = self._call(request, context)
-                events = self._pipeline.stream(
-                    call,
-                    self._tenant(caller, call),
-                    request_id=request_id,
-                    trail=trail,
-                    deadline=deadline,
+                call = self._call(request, context, await self._caller(context))
+                events = self._path.stream(
+                    call, request_id=request_id, trail=trail, timeout=_remaining(deadline)
                 )
                 async with contextlib.aclosing(events):  # settles the call before we answer
                     reply = await collect(events)
+                    if deadline is not None:
+                        deadline.disarm()  # the reply is whole: closing settles, not cuts
                 context.set_trailing_metadata(_trailers(trail))
             except asyncio.CancelledError as exc:
                 if not self._answers(exc, deadline):
@@ -243,7 +243,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                     provider_model=e.target.model,
                     alias_for=e.alias_for,
                 )
-                for e in self._engine.router.entries()
+                for e in self._path.router.entries()
             ]
         )
 
@@ -258,10 +258,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                 if type(request) is Undecodable:
                     raise request.error
                 council = council_from_proto(request, max_request_bytes=self._max_request_bytes)
-                bound = BoundPipeline(self._pipeline, self._tenant(caller, council.call))
-                items = stream_council(
-                    cast(Orchestrator, bound), council, timeout=context.time_remaining()
-                )
+                council = replace(council, call=self._as(caller, council.call))
+                items = stream_council(self._path, council, timeout=context.time_remaining())
                 async with contextlib.aclosing(items):
                     async for item in items:
                         yield council_item_to_proto(item)
@@ -282,7 +280,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         except Exception as exc:
             await abort(context, self._failure(exc))
             raise  # pragma: no cover
-        names = set(views) | {e.target.name for e in self._engine.router.entries()}
+        names = set(views) | {e.target.name for e in self._path.router.entries()}
         limiter = self._engine.limiter
         out = []
         for name in sorted(names):
@@ -360,6 +358,10 @@ _BREAKER_STATES = {
     "open": orchestrator_pb2.BREAKER_STATE_OPEN,
     "half-open": orchestrator_pb2.BREAKER_STATE_HALF_OPEN,
 }
+
+
+def _remaining(deadline: Deadline | None) -> float | None:
+    return None if deadline is None else deadline.remaining()
 
 
 @contextlib.contextmanager

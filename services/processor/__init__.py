@@ -1,6 +1,6 @@
 """The processor: token counting per model family and trimming conversations to a budget."""
 
-from services.common.chat import Message, Role, ToolCall
+from services.core.chat import Message, Role, ToolCall
 from services.processor.fit import FitResult, MessageCounter, fit_context, fit_counted
 from services.processor.server import SERVICE_NAME, ProcessorServer, run, serve
 from services.processor.servicer import ProcessorServicer

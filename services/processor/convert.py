@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from llmesh.v1 import chat_pb2, processor_pb2
 
-from services.common.chat import Message, Role, ToolCall
 from services.common.errors import FieldViolation, LlmeshError, Reason
+from services.core.chat import Message, Role, ToolCall
 
 _ROLES = {
     chat_pb2.ROLE_SYSTEM: Role.SYSTEM,

@@ -1,11 +1,11 @@
-"""Request ids: one maker, used by the engine, the pipeline and the council."""
+"""Request ids: one maker, used by routing, the servicer and the council."""
 
 from __future__ import annotations
 
 import re
 
 from services.core import ids
-from services.orchestrator import council, engine, pipeline
+from services.orchestrator import council, routing, servicer
 
 
 def test_request_ids_are_unique_with_128_random_bits() -> None:
@@ -15,6 +15,6 @@ def test_request_ids_are_unique_with_128_random_bits() -> None:
 
 
 def test_every_caller_uses_the_one_maker() -> None:
-    assert engine.new_request_id is ids.new_request_id
-    assert pipeline.new_request_id is ids.new_request_id
+    assert routing.new_request_id is ids.new_request_id
+    assert servicer.new_request_id is ids.new_request_id
     assert council.new_request_id is ids.new_request_id

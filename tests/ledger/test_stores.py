@@ -10,9 +10,9 @@ import pytest
 
 from services.common.errors import Reason
 from services.core import CallStatus
+from services.core.trail import Outcome
+from services.core.usage import Usage
 from services.ledger import LedgerStore, PostgresStore, SqliteStore, open_store
-from services.orchestrator.domain import Usage
-from services.orchestrator.trail import Outcome
 from tests.ledger.conftest import RecordFactory
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
+from typing import Any
 
 from services.common.config import ProviderConfig, RouteConfig
-from services.orchestrator.domain import ChatRequest, ProviderEvent
+from services.core.call import ChatCall, Gate, RoutedCall
+from services.core.chat import ChatRequest
+from services.core.events import CallEvent, ProviderEvent
 from services.orchestrator.engine import Orchestrator
 from services.orchestrator.routing import Router
 
@@ -43,17 +47,36 @@ class Scripted:
         pass
 
 
+class Engine:
+    """An engine with its router: `stream` routes a call once, then streams it."""
+
+    def __init__(self, router: Router, engine: Orchestrator) -> None:
+        self.router = router
+        self.engine = engine
+
+    def route(self, call: ChatCall, **kwargs: Any) -> RoutedCall[ChatRequest]:
+        return self.router.route(call, **kwargs)
+
+    def stream(
+        self, call: ChatCall, *, admit: tuple[Gate, ...] = (), **kwargs: Any
+    ) -> AsyncGenerator[CallEvent, None]:
+        routed = self.router.route(call, **kwargs)
+        return self.engine.stream(replace(routed, admit=admit) if admit else routed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
 def engine(
     *providers: Scripted,
     routes: dict[str, RouteConfig] | None = None,
     **kwargs: object,
-) -> Orchestrator:
-    """An engine over scripted providers; kwargs go to `Orchestrator`."""
+) -> Engine:
+    """An engine over scripted providers, with its router; kwargs go to `Orchestrator`."""
     configs = {
         p.name: ProviderConfig(p.name, "openai-compatible", base_url="http://x") for p in providers
     }
-    return Orchestrator(
+    return Engine(
         Router(configs, {}, routes or {}),
-        {p.name: p for p in providers},
-        **kwargs,  # type: ignore[arg-type]
+        Orchestrator({p.name: p for p in providers}, **kwargs),  # type: ignore[arg-type]
     )

@@ -15,6 +15,10 @@ from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_g
 from services.common.config import ProviderConfig
 from services.common.errors import LlmeshError, Reason
 from services.common.rpc_errors import from_rpc_error
+from services.core.call import ChatCall
+from services.core.chat import ChatRequest, FinishReason, Message, Role, Tool, ToolChoiceMode
+from services.core.events import Completed, Finish, ProviderEvent, Started, TextDelta, UsageUpdate
+from services.core.usage import Usage
 from services.orchestrator.council import (
     DEFAULT_JUDGE_INSTRUCTIONS,
     JUDGE_BRANCH,
@@ -28,20 +32,8 @@ from services.orchestrator.council import (
     stream_council,
 )
 from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    ProviderEvent,
-    Role,
-    TextDelta,
-    Tool,
-    ToolChoiceMode,
-    Usage,
-    UsageUpdate,
-)
-from services.orchestrator.engine import ChatCall, Completed, Orchestrator, Started
+from services.orchestrator.engine import Orchestrator
+from services.orchestrator.path import CallPath
 from services.orchestrator.routing import Router
 from tests.support.mesh import Mesh
 
@@ -96,11 +88,12 @@ class Gated:
         pass
 
 
-def engine(*providers: Gated) -> Orchestrator:
+def engine(*providers: Gated) -> CallPath:
+    """The engine alone behind routing: the council's own behaviour, no other layer."""
     configs = {
         p.name: ProviderConfig(p.name, "openai-compatible", base_url="http://x") for p in providers
     }
-    return Orchestrator(Router(configs, {}), {p.name: p for p in providers})
+    return CallPath(Router(configs, {}), Orchestrator({p.name: p for p in providers}))
 
 
 def done(usage: Usage | None = None) -> Finish:
@@ -121,7 +114,7 @@ def council(
     return Council(call, members, judge, fail_fast)
 
 
-async def items_of(eng: Orchestrator, c: Council, **kw: object) -> list[BranchItem]:
+async def items_of(eng: CallPath, c: Council, **kw: object) -> list[BranchItem]:
     return [item async for item in stream_council(eng, c, **kw)]  # type: ignore[arg-type]
 
 

@@ -7,21 +7,14 @@ import asyncio
 import pytest
 
 from services.common.errors import LlmeshError, Reason
+from services.core.call import ChatCall
+from services.core.chat import ChatRequest, FinishReason, Message, Role
+from services.core.events import Completed, Finish, Started, TextDelta, ToolCallDelta, UsageUpdate
+from services.core.trail import Outcome
+from services.core.usage import Usage
 from services.orchestrator.aggregate import collect
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    Role,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    UsageUpdate,
-)
-from services.orchestrator.engine import ChatCall, Completed, Orchestrator, Started
+from services.orchestrator.engine import Orchestrator
 from services.orchestrator.estimate import estimate_usage
-from services.orchestrator.trail import Outcome
 from tests.orchestrator.scripted import Scripted, engine
 
 

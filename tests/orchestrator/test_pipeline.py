@@ -23,22 +23,17 @@ from services.auth import open_key_store
 from services.common.errors import LlmeshError, Reason
 from services.common.policy_settings import PolicyConfig
 from services.common.rpc_errors import from_rpc_error
-from services.core import Caller, CallStatus
+from services.core import CallStatus
+from services.core.call import ChatCall
+from services.core.chat import ChatRequest, FinishReason, Message, Role, ToolCall
+from services.core.events import Completed, Finish, TextDelta
+from services.core.trail import attempt_json
+from services.core.usage import Usage
 from services.ledger import LedgerWriter, PriceTable, UsageRecord, open_store
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    Role,
-    TextDelta,
-    ToolCall,
-    Usage,
-)
-from services.orchestrator.engine import ChatCall, Completed
-from services.orchestrator.pipeline import CallPipeline
+from services.orchestrator.accounting import Accounting
+from services.orchestrator.layers import Accounted
+from services.orchestrator.path import CallPath
 from services.orchestrator.server import OrchestratorServer, build_engine, serve
-from services.orchestrator.trail import attempt_json
 from tests.orchestrator.scripted import Scripted, engine
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
@@ -447,7 +442,7 @@ async def _booked(mesh: Mesh, tmp_path: Path, policy: dict[str, Any], calls: Cal
     server = await serve(config, address="127.0.0.1:0", engine=build_engine(config, env=mesh.env()))
     try:
         outcomes = await calls(f"127.0.0.1:{server.port}")
-        budgets = server.assembly.pipeline._budgets
+        budgets = server.assembly.budgets
         assert budgets is not None
         spent_today, _ = await budgets.spent(f"tenant:{TENANT}")
     finally:
@@ -606,10 +601,13 @@ def _call() -> ChatCall:
     return ChatCall("a/m", ChatRequest("", messages))
 
 
-def _pipeline(*scripts: Scripted) -> tuple[CallPipeline, Ledger]:
+def _pipeline(*scripts: Scripted) -> tuple[CallPath, Ledger]:
+    """The accounting layer around a scripted engine."""
     ledger = Ledger()
     prices = PriceTable({}, source_date="test")
-    return CallPipeline(engine(*scripts), prices=prices, ledger=cast(LedgerWriter, ledger)), ledger
+    eng = engine(*scripts)
+    accounting = Accounting(prices, cast(LedgerWriter, ledger), eng.estimate)
+    return CallPath(eng.router, Accounted(eng.engine, accounting)), ledger
 
 
 def _counts(rec: UsageRecord) -> Usage:
@@ -627,7 +625,7 @@ async def test_an_unreported_finish_shows_the_caller_the_ledgers_estimate() -> N
     pipe, ledger = _pipeline(
         Scripted("a", [TextDelta("x" * 41), Finish(FinishReason.STOP, "stop", None)])
     )
-    events = [e async for e in pipe.stream(_call(), Caller())]
+    events = [e async for e in pipe.stream(_call())]
     done = events[-1]
     assert isinstance(done, Completed) and done.usage.estimated
     (rec,) = ledger.records
@@ -640,7 +638,7 @@ async def test_a_cut_stream_shows_the_caller_the_ledgers_estimate() -> None:
     cut = LlmeshError(Reason.STREAM_INTERRUPTED, "cut")
     pipe, ledger = _pipeline(Scripted("a", [TextDelta("y" * 9), cut]))
     with pytest.raises(LlmeshError) as info:
-        async for _ in pipe.stream(_call(), Caller()):
+        async for _ in pipe.stream(_call()):
             pass
     assert info.value.usage is not None and info.value.usage.estimated
     (rec,) = ledger.records

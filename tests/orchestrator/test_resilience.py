@@ -9,18 +9,13 @@ import pytest
 
 from services.common.config import RouteConfig
 from services.common.errors import LlmeshError, Reason
+from services.core.call import ChatCall
+from services.core.chat import ChatRequest, FinishReason, Message, Role
+from services.core.events import Completed, Finish, Started, Switched, TextDelta
+from services.core.policy import CallOptions, MidStreamPolicy
+from services.core.trail import Outcome, Trail
+from services.core.usage import Usage
 from services.orchestrator.aggregate import collect
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    Role,
-    TextDelta,
-    Usage,
-)
-from services.orchestrator.engine import ChatCall, Completed, Started, Switched
-from services.orchestrator.policy import CallOptions, MidStreamPolicy
 from services.orchestrator.resilience import (
     Breakers,
     BreakerSettings,
@@ -30,7 +25,6 @@ from services.orchestrator.resilience import (
     TargetLimiter,
 )
 from services.orchestrator.retries import RetrySettings
-from services.orchestrator.trail import Outcome, Trail
 from tests.orchestrator.scripted import Scripted, engine
 
 OK = [TextDelta("hel"), TextDelta("lo"), Finish(FinishReason.STOP, "stop", Usage(3, 2))]

@@ -12,21 +12,28 @@ import pytest
 import redis
 
 from services.common.errors import Reason
-from services.orchestrator.domain import (
+from services.core.call import ChatCall
+from services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
     Role,
-    TextDelta,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoiceMode,
-    Usage,
+)
+from services.core.events import (
+    CallEvent,
+    Completed,
+    Started,
+    Switched,
+    TextDelta,
+    ToolCallDelta,
     UsageUpdate,
 )
-from services.orchestrator.engine import ChatCall, Completed, EngineEvent, Started, Switched
-from services.orchestrator.policy import MidStreamPolicy
+from services.core.policy import MidStreamPolicy
+from services.core.target import Target
+from services.core.usage import Usage
 from services.orchestrator.response_cache import (
     CachedReply,
     CachedToolCall,
@@ -36,7 +43,6 @@ from services.orchestrator.response_cache import (
     record_reply,
     replay,
 )
-from services.orchestrator.routing import Target
 
 WEATHER = Tool("get_weather", "Weather in a city", {"type": "object", "properties": {}})
 
@@ -235,7 +241,7 @@ def _completed(reason: FinishReason = FinishReason.STOP, usage: Usage | None = N
 
 
 def test_record_and_replay_text() -> None:
-    events: list[EngineEvent] = [
+    events: list[CallEvent] = [
         Started("req_1", "openai", "gpt-4o-mini"),
         UsageUpdate(Usage(120, 0)),
         TextDelta("Hello"),
@@ -266,7 +272,7 @@ def test_record_and_replay_text() -> None:
 
 
 def test_record_and_replay_tool_calls() -> None:
-    events: list[EngineEvent] = [
+    events: list[CallEvent] = [
         Started("req_1", "anthropic", "claude-test"),
         TextDelta("Let me check."),
         ToolCallDelta(0, id="call_a", name="get_weather"),
@@ -294,7 +300,7 @@ def test_record_and_replay_tool_calls() -> None:
 def test_record_follows_switches() -> None:
     a, b = Target("openai", "gpt-4o-mini"), Target("anthropic", "claude-test")
 
-    def events(policy: MidStreamPolicy) -> list[EngineEvent]:
+    def events(policy: MidStreamPolicy) -> list[CallEvent]:
         return [
             Started("r", a.provider, a.model),
             TextDelta("Hel"),

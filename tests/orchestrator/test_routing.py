@@ -2,7 +2,8 @@ import pytest
 
 from services.common.config import ProviderConfig, RouteConfig
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.routing import Router, Target
+from services.core.target import Target
+from services.orchestrator.routing import Router
 
 PROVIDERS = {
     "openai": ProviderConfig("openai", "openai", models=("gpt-4o-mini",)),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 
 from services.common.errors import Reason
+from services.core.target import Target
+from services.core.trail import AttemptRecord, Outcome, attempt_json
+from services.core.usage import Usage
 from services.orchestrator.convert import attempts_to_json
-from services.orchestrator.domain import Usage
-from services.orchestrator.routing import Target
-from services.orchestrator.trail import AttemptRecord, Outcome, attempt_json
 
 
 def _failed() -> AttemptRecord:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.chat import Message, Role, ToolCall
 from services.common.errors import LlmeshError, Reason
+from services.core.chat import Message, Role, ToolCall
 from services.processor.fit import FitResult, fit_context, fit_counted
 from services.processor.tokenizers import Tokenizers
 

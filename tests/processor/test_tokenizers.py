@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from services.common.chat import Message, Role, ToolCall
+from services.core.chat import Message, Role, ToolCall
 from services.processor.tokenizers import (
     CL100K_BASE,
     ESTIMATE,

@@ -23,17 +23,17 @@ cost is committed and the rest of the hold released.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from services.common.errors import LlmeshError, Reason
+from services.core.chat import ChatRequest
+from services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta
+from services.core.target import Target
+from services.core.trail import AttemptRecord, Outcome
 from services.ledger import PriceTable
 from services.orchestrator.admission.budgets import BudgetManager, Reservation
-from services.orchestrator.domain import ChatRequest, TextDelta, ToolCallDelta
-from services.orchestrator.engine import EngineEvent, Started, Switched
-from services.orchestrator.routing import Target
-from services.orchestrator.trail import AttemptRecord, Outcome
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -155,7 +155,9 @@ class CallSpend:
                 metadata=dict(err.metadata),
             ) from None
 
-    async def watch(self, events: AsyncGenerator[EngineEvent, None]) -> AsyncIterator[EngineEvent]:
+    async def watch(
+        self, events: AsyncGenerator[CallEvent, None]
+    ) -> AsyncGenerator[CallEvent, None]:
         """Relay `events`, extending the hold as a reply without a provider-enforced limit
         grows past it; stop with BUDGET_EXCEEDED when the extension is refused."""
         async with aclosing(events):

@@ -22,7 +22,8 @@ import httpx2
 
 from services.common.config import ResolvedProvider
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.domain import ChatRequest, ProviderEvent
+from services.core.chat import ChatRequest
+from services.core.events import ProviderEvent
 from services.orchestrator.providers.anthropic_wire import (
     AnthropicStreamParser,
     classify_error_body,

@@ -23,19 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.common.errors import LlmeshError, Reason, invalid
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    ProviderEvent,
-    Role,
-    TextDelta,
-    ToolCallDelta,
-    ToolChoiceMode,
-    Usage,
-    UsageUpdate,
-)
+from services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
+from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from services.core.usage import Usage
 from services.orchestrator.providers.errors import retry_after_from_headers
 from services.orchestrator.providers.prompt_cache import place_breakpoints
 

@@ -13,7 +13,8 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from services.common.config import ResolvedProvider
-from services.orchestrator.domain import ChatRequest, ProviderEvent
+from services.core.chat import ChatRequest
+from services.core.events import ProviderEvent
 
 
 class Provider(Protocol):

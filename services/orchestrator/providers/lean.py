@@ -41,7 +41,8 @@ import orjson
 
 from services.common.config import ConfigError, ResolvedProvider
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.domain import ChatRequest, Finish, ProviderEvent, TextDelta
+from services.core.chat import ChatRequest
+from services.core.events import Finish, ProviderEvent, TextDelta
 from services.orchestrator.providers import anthropic_wire, openai_wire
 from services.orchestrator.providers.errors import classify_transport
 from services.transport import ConnectionPool, Reply, SSEDecoder, Transport, render_headers

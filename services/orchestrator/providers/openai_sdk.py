@@ -17,7 +17,8 @@ import openai
 
 from services.common.config import ResolvedProvider
 from services.common.errors import LlmeshError
-from services.orchestrator.domain import ChatRequest, ProviderEvent
+from services.core.chat import ChatRequest
+from services.core.events import ProviderEvent
 from services.orchestrator.providers.errors import classify_transport
 from services.orchestrator.providers.openai_wire import (
     OpenAIStreamParser,

@@ -7,6 +7,11 @@ from collections.abc import AsyncGenerator
 import pytest
 
 from services.common.errors import LlmeshError, Reason
+from services.core.chat import ChatRequest, Message, Role, Tool, ToolCall
+from services.core.events import CallEvent, Started, TextDelta
+from services.core.target import Target
+from services.core.trail import AttemptRecord, Outcome
+from services.core.usage import Usage
 from services.emulator.anthropic_parse import parse_messages
 from services.emulator.openai_parse import parse_chat
 from services.emulator.replies import input_tokens
@@ -19,20 +24,8 @@ from services.orchestrator.admission.spend import (
     open_spend,
     output_bound,
 )
-from services.orchestrator.domain import (
-    ChatRequest,
-    Message,
-    Role,
-    TextDelta,
-    Tool,
-    ToolCall,
-    Usage,
-)
-from services.orchestrator.engine import EngineEvent, Started
-from services.orchestrator.pipeline import rough_input_tokens
+from services.orchestrator.layers.admission import rough_input_tokens
 from services.orchestrator.providers import anthropic_wire, openai_wire
-from services.orchestrator.routing import Target
-from services.orchestrator.trail import AttemptRecord, Outcome
 from services.processor.tokenizers import REPLY_PRIMING, TOKENS_PER_MESSAGE, Tokenizers
 
 WORDS = " ".join("abcdefghij")  # ten one-letter words: ten tokens in 19 characters
@@ -143,7 +136,7 @@ async def _spend(cap: float, target: Target) -> tuple[BudgetManager, CallSpend]:
     return budgets, spend
 
 
-async def _deltas(n: int, size: int) -> AsyncGenerator[EngineEvent, None]:
+async def _deltas(n: int, size: int) -> AsyncGenerator[CallEvent, None]:
     yield Started("req_1", "openai", "open-ended")
     for _ in range(n):
         yield TextDelta("w" * size)

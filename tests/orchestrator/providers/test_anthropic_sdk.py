@@ -14,20 +14,10 @@ import pytest
 
 from services.common.config import ProviderConfig, ResolvedProvider
 from services.common.errors import LlmeshError, Reason
+from services.core.chat import ChatRequest, FinishReason, Message, Role, Tool
+from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
 from services.emulator.app import start
 from services.emulator.settings import EmulatorSettings
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    ProviderEvent,
-    Role,
-    TextDelta,
-    Tool,
-    ToolCallDelta,
-    UsageUpdate,
-)
 from services.orchestrator.providers import anthropic_sdk
 from services.orchestrator.providers.anthropic_sdk import AnthropicProvider, factory
 from tests.support.proxy import CountingProxy

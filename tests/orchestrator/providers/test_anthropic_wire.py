@@ -8,20 +8,17 @@ from typing import Any
 import pytest
 
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.domain import (
+from services.core.chat import (
     ChatRequest,
-    Finish,
     FinishReason,
     Message,
     Role,
-    TextDelta,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoiceMode,
-    Usage,
-    UsageUpdate,
 )
+from services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
+from services.core.usage import Usage
 from services.orchestrator.providers.anthropic_wire import (
     DEFAULT_MAX_TOKENS,
     AnthropicStreamParser,

@@ -18,21 +18,10 @@ import pytest
 
 from services.common.config import ConfigError, ProviderConfig, ResolvedProvider, load_config
 from services.common.errors import LlmeshError, Reason
+from services.core.chat import ChatRequest, FinishReason, Message, Role, Tool, ToolCall
+from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
 from services.emulator.app import start
 from services.emulator.settings import EmulatorSettings
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    ProviderEvent,
-    Role,
-    TextDelta,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    UsageUpdate,
-)
 from services.orchestrator.providers import default_registry, lean
 from services.orchestrator.providers.lean import LeanProvider
 from services.transport import ConnectionPool

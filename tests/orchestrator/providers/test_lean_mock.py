@@ -15,17 +15,9 @@ import pytest
 
 from services.common.config import ProviderConfig, ResolvedProvider
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    FinishReason,
-    Message,
-    ProviderEvent,
-    Role,
-    TextDelta,
-    Usage,
-    UsageUpdate,
-)
+from services.core.chat import ChatRequest, FinishReason, Message, Role
+from services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
+from services.core.usage import Usage
 from services.orchestrator.providers import default_registry, lean
 from services.orchestrator.providers.lean import DEADLINE_GRACE, LeanProvider
 from services.transport import (

@@ -35,19 +35,10 @@ from multidict import CIMultiDict
 
 from services.common.config import ProviderConfig, ResolvedProvider
 from services.common.errors import LlmeshError
+from services.core.chat import ChatRequest, Message, Role, Tool, ToolCall, ToolChoiceMode
+from services.core.events import Finish, ProviderEvent, TextDelta
 from services.emulator.app import create_app
 from services.emulator.settings import EmulatorSettings
-from services.orchestrator.domain import (
-    ChatRequest,
-    Finish,
-    Message,
-    ProviderEvent,
-    Role,
-    TextDelta,
-    Tool,
-    ToolCall,
-    ToolChoiceMode,
-)
 from services.orchestrator.providers import anthropic_sdk, lean, openai_sdk
 from services.orchestrator.providers.base import Provider
 

@@ -3,20 +3,17 @@
 import pytest
 
 from services.common.errors import LlmeshError, Reason
-from services.orchestrator.domain import (
+from services.core.chat import (
     ChatRequest,
-    Finish,
     FinishReason,
     Message,
     Role,
-    TextDelta,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoiceMode,
-    Usage,
-    UsageUpdate,
 )
+from services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
+from services.core.usage import Usage
 from services.orchestrator.providers.openai_wire import (
     OpenAIStreamParser,
     classify_error_body,

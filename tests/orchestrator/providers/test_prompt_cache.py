@@ -10,9 +10,11 @@ import pytest
 
 from services.common.config import ProviderConfig, ResolvedProvider
 from services.common.errors import LlmeshError, Reason
+from services.core.chat import ChatRequest, Message, Role, Tool
+from services.core.events import Finish
+from services.core.usage import Usage
 from services.emulator.app import start
 from services.emulator.settings import EmulatorSettings
-from services.orchestrator.domain import ChatRequest, Finish, Message, Role, Tool, Usage
 from services.orchestrator.providers.anthropic_sdk import AnthropicProvider
 from services.orchestrator.providers.anthropic_wire import to_provider_request
 from services.orchestrator.providers.prompt_cache import (

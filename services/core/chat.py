@@ -1,7 +1,7 @@
-"""The orchestrator's domain: requests and stream events as plain dataclasses.
+"""The chat call's request: messages, roles, tools and the request itself.
 
-These types are what providers consume and produce; the gRPC servicer maps protobuf
-messages to and from them, so nothing below the transport imports grpc.
+Plain dataclasses; the servicers map protobuf messages to them, so core logic (routing,
+providers, token counting, context fitting) never imports grpc or generated code.
 """
 
 from __future__ import annotations
@@ -11,24 +11,47 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.chat import Message, Role, ToolCall
-from services.core.usage import Usage
-
 __all__ = [
     "ChatRequest",
-    "Finish",
     "FinishReason",
     "Message",
-    "ProviderEvent",
     "Role",
-    "TextDelta",
     "Tool",
     "ToolCall",
-    "ToolCallDelta",
     "ToolChoiceMode",
-    "Usage",
-    "UsageUpdate",
 ]
+
+
+class Role(enum.Enum):
+    """The author of a message; the values are the role names chat APIs use."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call made in an assistant message."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as a JSON object serialized to a string."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One conversation turn."""
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    """For a tool message: the id of the call it answers."""
+    name: str = ""
+    """An optional author name."""
 
 
 class FinishReason(enum.Enum):
@@ -80,41 +103,3 @@ class ChatRequest:
     """Provider prompt caching: ``auto`` (breakpoints on long stable prefixes) or ``off``."""
     prompt_cache_ttl: str = "5m"
     """Prompt cache lifetime: ``5m`` or ``1h``."""
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """Reply text to append."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallDelta:
-    """A fragment of tool call `index`; id and name come with its first fragment."""
-
-    index: int
-    id: str = ""
-    name: str = ""
-    arguments_delta: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class UsageUpdate:
-    """Usage reported by the provider so far (cumulative)."""
-
-    usage: Usage
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The upstream reply ended normally."""
-
-    reason: FinishReason
-    provider_reason: str
-    usage: Usage | None
-    """The final usage, if the provider reported one."""
-
-
-ProviderEvent = TextDelta | ToolCallDelta | UsageUpdate | Finish
-"""What a provider adapter yields. A stream that ends without `Finish` was cut."""

@@ -7,9 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["AttemptRecord", "Outcome", "Settlement", "Trail", "attempt_json"]
+
 from services.common.errors import Reason
+from services.core.target import Target
 from services.core.usage import Usage
-from services.orchestrator.routing import Target
 
 
 class Outcome(enum.Enum):
@@ -52,6 +54,15 @@ class AttemptRecord:
         return max(end - self.started, 0.0)
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """A call's attempts that reached a provider, with what each consumed, and the totals."""
+
+    sent: tuple[tuple[AttemptRecord, Usage], ...] = ()
+    used: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+
+
 @dataclass(slots=True)
 class Trail:
     """The attempts of one call, and the time spent waiting on upstreams and on purpose."""
@@ -62,6 +73,8 @@ class Trail:
     """Seconds spent awaiting provider I/O (request, first token, every next event)."""
     deliberate_wait: float = 0.0
     """Seconds spent in retry backoff and target queues: policy, not overhead."""
+    settlement: Settlement | None = None
+    """What the attempts consumed and cost, once the accounting layer settled the call."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""

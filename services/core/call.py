@@ -1,0 +1,97 @@
+"""The call: what a caller asked for, typed, and the same call once routed.
+
+A `Call` is made once from the wire (gRPC or HTTP) and never changes; its call type is the
+type of its `request` (`ChatRequest` today; embeddings, batch items and others add their
+own request types). Routing resolves it exactly once, at the top of the call path, into a
+`RoutedCall`: its ordered targets, the policy it runs with, and what every layer of the
+path shares about the call in flight (its id, its attempt trail, its time limit and the
+gates each attempt passes before it is sent).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from services.core.caller import Caller
+from services.core.chat import ChatRequest
+from services.core.policy import CallOptions, Policy
+from services.core.target import Target
+from services.core.trail import AttemptRecord, Trail
+
+__all__ = ["Call", "ChatCall", "Gate", "RoutedCall"]
+
+R = TypeVar("R")
+"""The call type: the request's own type."""
+
+
+@dataclass(frozen=True)  # no slots: `ChatCall(...)` (a generic alias) sets __orig_class__
+class Call(Generic[R]):
+    """A validated call as the caller made it: a model name (or alias/route) plus the request."""
+
+    model: str
+    request: R
+    fallbacks: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    options: CallOptions = field(default_factory=CallOptions)
+    caller: Caller = field(default_factory=Caller)
+    """Who the call acts for (its tenant and API key)."""
+    response_cache: bool | None = None
+    """True: use the response cache even above temperature 0; False: never; None: default."""
+    response_cache_ttl: float | None = None
+    """Seconds a stored reply stays valid; None for the configured TTL."""
+    max_cost_usd: float | None = None
+    """The most the call may cost; it goes to the cheapest route target that fits."""
+    client_retry: int = 0
+    """The caller's retry number of this call (``llmesh-retry-count`` metadata; the SDKs'
+    ``x-stainless-retry-count``): 0 for a first try."""
+
+
+ChatCall = Call[ChatRequest]
+"""A chat call."""
+
+Gate = Callable[[AttemptRecord, Any], Awaitable[None]]
+"""Admits one attempt (its record names the target; the second argument is the request as
+sent) just before its request is sent, e.g. the target's rate limit or the call's budget;
+raises `LlmeshError` to keep it unsent."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedCall(Generic[R]):
+    """A call resolved into its ordered targets (route, then fallbacks) and its policy."""
+
+    call: Call[R]
+    targets: tuple[Target, ...]
+    policy: Policy
+    request_id: str
+    trail: Trail
+    """The attempts, filled in as they happen; readable also when the call fails."""
+    timeout: float | None = None
+    """Seconds the call may take from when it was routed (`opened`); None for no limit."""
+    opened: float = field(default_factory=time.monotonic)
+    """When the call was routed, on `time.monotonic`."""
+    admit: tuple[Gate, ...] = ()
+    """Awaited in order before each attempt is sent (first try, retry, hedge, fallback,
+    mid-stream restart or continuation); a layer puts its gate first."""
+
+    @property
+    def ends(self) -> float | None:
+        """When the call's time is up, on `time.monotonic` (None: no limit)."""
+        return None if self.timeout is None else self.opened + self.timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (never below 0), or None for no limit."""
+        ends = self.ends
+        return None if ends is None else max(ends - time.monotonic(), 0.0)
+
+    @property
+    def request(self) -> R:
+        """The call's request."""
+        return self.call.request
+
+    @property
+    def caller(self) -> Caller:
+        """Who the call acts for."""
+        return self.call.caller

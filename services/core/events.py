@@ -1,0 +1,108 @@
+"""What a call's stream carries: provider events, and the call path's own events around them.
+
+A provider adapter yields `ProviderEvent`s and ends with `Finish`; the call path (layers and
+engine) yields `CallEvent`s: `Started`, the reply's deltas and usage updates, `Switched`
+when a call moves to another target mid-stream, and exactly one `Completed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.errors import Reason
+from services.core.chat import FinishReason
+from services.core.policy import MidStreamPolicy
+from services.core.target import Target
+from services.core.trail import AttemptRecord
+from services.core.usage import Usage
+
+__all__ = [
+    "CallEvent",
+    "Completed",
+    "Finish",
+    "ProviderEvent",
+    "Started",
+    "Switched",
+    "TextDelta",
+    "ToolCallDelta",
+    "UsageUpdate",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Reply text to append."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of tool call `index`; id and name come with its first fragment."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments_delta: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdate:
+    """Usage reported by the provider so far (cumulative)."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The upstream reply ended normally."""
+
+    reason: FinishReason
+    provider_reason: str
+    usage: Usage | None
+    """The final usage, if the provider reported one."""
+
+
+ProviderEvent = TextDelta | ToolCallDelta | UsageUpdate | Finish
+"""What a provider adapter yields. A stream that ends without `Finish` was cut."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The first event of every successful stream: the target that produced the first token."""
+
+    request_id: str
+    provider: str
+    model: str
+    cache_hit: bool = False
+    """True when the reply is replayed from the response cache (no provider is called)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Switched:
+    """The call moved to another target after output reached the caller."""
+
+    source: Target
+    target: Target
+    reason: Reason
+    policy: MidStreamPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The terminal event: why generation stopped, usage, attempts and llmesh's overhead."""
+
+    reason: FinishReason
+    provider_reason: str
+    usage: Usage
+    attempts: tuple[AttemptRecord, ...] = ()
+    overhead: float = 0.0
+    """Seconds llmesh itself added to the call."""
+    cost_usd: float = 0.0
+    """The call's cost, when prices are known (filled in by the accounting layer)."""
+    cache_hit: bool = False
+    """True when the reply came from the response cache."""
+
+
+CallEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Switched | Completed
+"""What the call path (every layer, and the engine innermost) yields."""

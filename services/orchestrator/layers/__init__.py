@@ -1,0 +1,38 @@
+"""The call path's layers: one concern each, all of one shape (`services.core.handler`).
+
+`compose` builds the path from the innermost handler (the engine, or a dispatch by call
+type) and a list of layers, outermost first, the way Starlette builds its middleware
+stack. The orchestrator's assembly lists them in this order: admission (rate limits),
+response cache, cost-capped routing, accounting (the ledger), budget reservation, then the
+engine innermost (through a dispatch by call type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.core.handler import Handler, Layer
+from services.orchestrator.layers.accounting import Accounted
+from services.orchestrator.layers.admission import RateLimited
+from services.orchestrator.layers.budget import Budgeted
+from services.orchestrator.layers.caching import Cached
+from services.orchestrator.layers.cost_cap import CostCapped
+from services.orchestrator.layers.dispatch import ByCallType
+
+__all__ = [
+    "Accounted",
+    "Budgeted",
+    "ByCallType",
+    "Cached",
+    "CostCapped",
+    "RateLimited",
+    "compose",
+]
+
+
+def compose(inner: Handler, layers: Sequence[Layer]) -> Handler:
+    """`inner` wrapped in `layers`, the first of them outermost."""
+    handler = inner
+    for layer in reversed(layers):
+        handler = layer(handler)
+    return handler
