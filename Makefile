@@ -42,6 +42,7 @@ lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 run: $(STAMP) gen
 	$(VENV)/bin/llmesh up
@@ -50,7 +51,7 @@ test: $(STAMP) check-gen lint
 	$(VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # The benchmark suite (about 6 minutes; not part of `test`, whose smoke run keeps it working):
 # llmesh against the direct path to the same upstream, as a table and bench/results/*.json.

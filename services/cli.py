@@ -11,8 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from services.common.config import (
     Config,
@@ -21,6 +20,7 @@ from services.common.config import (
     resolve_provider,
     with_overrides,
 )
+from services.common.event_loop import run_service
 from services.common.logs import configure_logging
 
 SERVICES = ("emulator", "orchestrator", "processor", "gateway")
@@ -163,30 +163,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
-    """Run a service's main coroutine on uvloop (``LLMESH_EVENT_LOOP=asyncio`` opts out)."""
-    if os.environ.get("LLMESH_EVENT_LOOP", "uvloop") == "asyncio":
-        asyncio.run(main)
-        return
-    import uvloop
-
-    uvloop.run(main)
-
-
 def _serve(config: Config, service: str) -> None:
     try:
         if service == "orchestrator":
             from services.orchestrator.server import run as run_orchestrator
 
-            _run(run_orchestrator(config))
+            run_service(run_orchestrator(config))
         elif service == "processor":
             from services.processor.server import run as run_processor
 
-            _run(run_processor(config))
+            run_service(run_processor(config))
         elif service == "gateway":
             from gateway.server import run as run_gateway
 
-            _run(run_gateway(config))
+            run_service(run_gateway(config))
         else:
             from services.emulator.app import run as run_emulator
             from services.emulator.settings import EmulatorSettings
@@ -196,7 +186,7 @@ def _serve(config: Config, service: str) -> None:
                 port=config.emulator.port,
                 allow_unauthenticated=config.allow_unauthenticated,
             )
-            _run(run_emulator(settings=settings))
+            run_service(run_emulator(settings=settings))
     except ValueError as exc:  # e.g. a non-loopback bind without API keys
         sys.exit(f"llmesh: {exc}")
 

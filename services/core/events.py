@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.errors import Reason
 from services.core.chat import FinishReason
 from services.core.policy import MidStreamPolicy
+from services.core.reasons import Reason
 from services.core.target import Target
 from services.core.trail import AttemptRecord
 from services.core.usage import Usage

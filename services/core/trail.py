@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["AttemptRecord", "Outcome", "Settlement", "Trail", "attempt_json"]
 
-from services.common.errors import Reason
+from services.core.reasons import Reason
 from services.core.target import Target
 from services.core.usage import Usage
 

@@ -25,10 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from services.core.usage import Usage
+from services.core.usage import Usage
 
 __all__ = ["CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
 
