@@ -29,11 +29,17 @@ from services.common.errors import ERROR_DOMAIN, FieldViolation, LlmeshError, Re
 
 
 def to_rpc_status(err: LlmeshError) -> grpc.Status:
-    """The gRPC status (code, message, trailing details) for an error."""
+    """The gRPC status (code, message, trailing details) for an error.
+
+    The ErrorInfo metadata is the error's, plus its partial usage (``usage.*`` keys) when
+    the call consumed tokens before it failed.
+    """
     code = grpc.StatusCode[err.spec.grpc_code]
     details: list[Any] = [
         error_details_pb2.ErrorInfo(
-            reason=err.reason.value, domain=ERROR_DOMAIN, metadata=err.metadata
+            reason=err.reason.value,
+            domain=ERROR_DOMAIN,
+            metadata={**err.metadata, **usage_metadata(err)},
         )
     ]
     if err.retry_after is not None:
@@ -70,6 +76,19 @@ def to_rpc_status(err: LlmeshError) -> grpc.Status:
         packed.append(a)
     status = status_pb2.Status(code=code.value[0], message=err.message, details=packed)
     return rpc_status.to_status(status)
+
+
+def usage_metadata(err: LlmeshError) -> dict[str, str]:
+    """The error's partial usage as ErrorInfo metadata (empty when it has none)."""
+    usage = err.usage
+    if usage is None:
+        return {}
+    return {
+        "usage.input_tokens": str(usage.input_tokens),
+        "usage.output_tokens": str(usage.output_tokens),
+        "usage.cache_read_tokens": str(usage.cache_read_tokens),
+        "usage.estimated": "true" if usage.estimated else "false",
+    }
 
 
 async def abort(

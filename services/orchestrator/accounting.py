@@ -16,7 +16,6 @@ from typing import Any
 from services.common.errors import Reason
 from services.core import CallStatus, Usage
 from services.core.call import RoutedCall
-from services.core.chat import ChatRequest
 from services.core.trail import AttemptRecord, Outcome, Settlement, attempt_json
 from services.ledger import LedgerWriter, PriceTable, UsageRecord
 from services.orchestrator.attempts import NOT_SENT
@@ -36,7 +35,7 @@ class Accounting:
         self._ledger = ledger
         self._estimate = estimate
 
-    def attempt_usage(self, a: AttemptRecord, request: ChatRequest) -> Usage | None:
+    def attempt_usage(self, a: AttemptRecord, request: Any) -> Usage | None:
         """What an attempt consumed: reported, else estimated; None if it never left llmesh."""
         if a.outcome is Outcome.SKIPPED or a.reason in NOT_SENT:
             return None
@@ -46,7 +45,7 @@ class Accounting:
             return Usage()  # refused before any output: providers do not bill it
         return self._estimate(request, a.output_chars)  # what the caller was shown
 
-    def attempt_cost(self, a: AttemptRecord, request: ChatRequest) -> float:
+    def attempt_cost(self, a: AttemptRecord, request: Any) -> float:
         """What an attempt cost (0 when it never left llmesh)."""
         usage = self.attempt_usage(a, request)
         return 0.0 if usage is None else self._cost(a, usage, request)
@@ -60,7 +59,7 @@ class Accounting:
             call.trail.settlement = self.settle(call.trail.attempts, call.request)
         return call.trail.settlement
 
-    def settle(self, attempts: list[AttemptRecord], request: ChatRequest) -> Settlement:
+    def settle(self, attempts: list[AttemptRecord], request: Any) -> Settlement:
         """Every attempt's usage, worked out once, and the call's total usage and cost."""
         sent = []
         total, cost = Usage(), 0.0
@@ -135,10 +134,9 @@ class Accounting:
             )
         )
 
-    def _cost(self, a: AttemptRecord, usage: Usage, request: ChatRequest) -> float:
-        return self._prices.cost(
-            a.target.provider, a.target.model, usage, cache_ttl=request.prompt_cache_ttl
-        )
+    def _cost(self, a: AttemptRecord, usage: Usage, request: Any) -> float:
+        ttl = getattr(request, "prompt_cache_ttl", "5m")  # a chat request's prompt cache
+        return self._prices.cost(a.target.provider, a.target.model, usage, cache_ttl=ttl)
 
 
 def _usage_record(call: RoutedCall[Any], wall: float, **fields: Any) -> UsageRecord:

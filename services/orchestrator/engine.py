@@ -53,7 +53,7 @@ from services.orchestrator.retries import RetrySettings, continue_after, retryin
 _log = logging.getLogger("llmesh.orchestrator.engine")
 
 
-UsageEstimator = Callable[[ChatRequest, int], Usage]
+UsageEstimator = Callable[[Any, int], Usage]
 """Estimates usage from a request and the number of output characters produced."""
 
 
@@ -369,17 +369,13 @@ class Orchestrator:
 
     @staticmethod
     def _with_usage(err: LlmeshError, usage: Usage, target: Target | None) -> LlmeshError:
-        """The error, with the partial usage (typed in `usage`, and in its metadata for the
-        wire) and the failing target."""
+        """The error, with the partial usage (in `usage`; `rpc_errors` puts it on the wire)
+        and the failing target."""
         if target is not None:
             err.metadata.setdefault("provider", target.provider)
             err.metadata.setdefault("model", target.model)
         if usage.input_tokens or usage.output_tokens:
             err.usage = replace(usage)
-            err.metadata["usage.input_tokens"] = str(usage.input_tokens)
-            err.metadata["usage.output_tokens"] = str(usage.output_tokens)
-            err.metadata["usage.cache_read_tokens"] = str(usage.cache_read_tokens)
-            err.metadata["usage.estimated"] = "true" if usage.estimated else "false"
         return err
 
     async def aclose(self) -> None:

@@ -24,14 +24,17 @@ REPLY_PRIMING = 3
 """Tokens that prime the assistant's reply after the last message."""
 
 
-def estimate_input_tokens(request: ChatRequest) -> int:
+def estimate_input_tokens(request: object) -> int:
     """About four characters a token over message text and tool calls (names and
     arguments), plus three framing tokens a message and three priming the reply.
 
     Counting tool-call names, framing and priming follows how chat templates bill input
     (OpenAI's cookbook counts 3 a message and 3 for the reply), so this is the closer of
-    the formulas llmesh used before; an estimate still, never an upper bound.
+    the formulas llmesh used before; an estimate still, never an upper bound. A call type
+    without messages counts 0 here (its handler reports what it used).
     """
+    if not isinstance(request, ChatRequest):
+        return 0
     chars = sum(
         len(m.content) + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
         for m in request.messages
@@ -43,7 +46,7 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     )
 
 
-def estimate_usage(request: ChatRequest, output_chars: int) -> Usage:
+def estimate_usage(request: object, output_chars: int) -> Usage:
     """Estimated usage of a reply of `output_chars` characters to `request`."""
     return Usage(
         input_tokens=estimate_input_tokens(request),

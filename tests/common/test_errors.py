@@ -5,12 +5,13 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from llmesh.v1 import errors_pb2
 
 from services.common.errors import ERROR_DOMAIN, ERROR_TABLE, FieldViolation, LlmeshError, Reason
 from services.common.rpc_errors import to_rpc_status
+from services.core.usage import Usage
 
 CONTRACT = yaml.safe_load((Path(__file__).parents[2] / "contracts" / "errors.yaml").read_text())
 
@@ -70,3 +71,20 @@ def test_status_carries_exactly_one_error_info_and_details() -> None:
     assert any(d.Unpack(retry) for d in decoded.details if d.Is(retry.DESCRIPTOR))
     assert retry.retry_delay.seconds == 1 and retry.retry_delay.nanos == 500_000_000
     assert rpc_status is not None
+
+
+def test_partial_usage_goes_on_the_wire_as_error_info_metadata() -> None:
+    err = LlmeshError(Reason.STREAM_INTERRUPTED, "cut", metadata={"provider": "openai"})
+    err.usage = Usage(input_tokens=12, output_tokens=3, estimated=True)
+    status = to_rpc_status(err)
+    info = error_details_pb2.ErrorInfo()
+    rpc = status_pb2.Status.FromString(dict(status.trailing_metadata)["grpc-status-details-bin"])
+    rpc.details[0].Unpack(info)
+    assert dict(info.metadata) == {
+        "provider": "openai",
+        "usage.input_tokens": "12",
+        "usage.output_tokens": "3",
+        "usage.cache_read_tokens": "0",
+        "usage.estimated": "true",
+    }
+    assert "usage.input_tokens" not in err.metadata  # in the process, usage stays typed

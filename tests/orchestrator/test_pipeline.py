@@ -22,7 +22,7 @@ from gateway.settings import GatewaySettings
 from services.auth import open_key_store
 from services.common.errors import LlmeshError, Reason
 from services.common.policy_settings import PolicyConfig
-from services.common.rpc_errors import from_rpc_error
+from services.common.rpc_errors import from_rpc_error, usage_metadata
 from services.core import CallStatus
 from services.core.call import ChatCall
 from services.core.chat import ChatRequest, FinishReason, Message, Role, ToolCall
@@ -644,4 +644,5 @@ async def test_a_cut_stream_shows_the_caller_the_ledgers_estimate() -> None:
     (rec,) = ledger.records
     assert _counts(rec) == info.value.usage
     assert (rec.status, rec.error_reason) == (CallStatus.ERROR, "STREAM_INTERRUPTED")
-    assert info.value.metadata["usage.input_tokens"] == str(rec.input_tokens)  # the wire
+    wire = usage_metadata(info.value)
+    assert wire["usage.input_tokens"] == str(rec.input_tokens)

@@ -161,7 +161,7 @@ async def test_never_ends_with_an_error_carrying_partial_usage() -> None:
     b = Scripted("b", OK)
     with pytest.raises(LlmeshError) as info:
         await run(engine(a, b), call("a/m", "b/n"))
-    assert info.value.metadata["usage.estimated"] == "true"
+    assert info.value.usage is not None and info.value.usage.estimated
     assert b.calls == []
 
 
