@@ -86,10 +86,12 @@ class Tool:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """A chat call addressed to one provider model (after routing)."""
+    """A chat call's content: what any target is asked, whichever provider model answers.
 
-    model: str
-    """The provider's own model id, e.g. ``gpt-4o-mini``."""
+    The provider model is not part of it: routing picks the targets, and each attempt passes
+    its target's model to the provider adapter beside the request.
+    """
+
     messages: tuple[Message, ...]
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoiceMode = ToolChoiceMode.UNSPECIFIED

@@ -200,7 +200,7 @@ async def open_attempt(
         await rt.breakers.check(name, rt.request_id)
         if rt.gate is not None:
             await rt.gate(record, request)
-        events = provider.stream(request, timeout=timeout)
+        events = provider.stream(record.target.model, request, timeout=timeout)
         stack.push_async_callback(events.aclose)
         head: list[ProviderEvent] = []
         t0 = rt.clock()

@@ -144,7 +144,6 @@ def chat_call_from_proto(
     if bad:
         raise _invalid(bad)
     request = ChatRequest(
-        model="",
         messages=tuple(messages),
         tools=tuple(tools),
         tool_choice=choice,

@@ -324,7 +324,6 @@ class Orchestrator:
             raise LlmeshError(
                 Reason.PROVIDER_NOT_CONFIGURED, f"provider {target.provider!r} is not available"
             )
-        routed = replace(request, model=target.model)
         self._budget.record_request(target.name)
         tries = 0
 
@@ -338,7 +337,7 @@ class Orchestrator:
             record = rt.trail.add(AttemptRecord(target, now, hedged=hedged, retry=tries > 1))
             return await open_attempt(
                 provider,
-                routed,
+                request,
                 record,
                 rt,
                 timeout=remaining,

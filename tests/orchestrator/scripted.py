@@ -25,13 +25,16 @@ class Scripted:
         self.name = name
         self.scripts = list(scripts)
         self.calls: list[ChatRequest] = []
+        self.models: list[str] = []
+        """The provider model each call asked for, beside its request in `calls`."""
         self.closed = 0
 
     async def stream(
-        self, request: ChatRequest, *, timeout: float | None
+        self, model: str, request: ChatRequest, *, timeout: float | None
     ) -> AsyncGenerator[ProviderEvent, None]:
         script = self.scripts[min(len(self.calls), len(self.scripts) - 1)]
         self.calls.append(request)
+        self.models.append(model)
         try:
             for step in script:
                 if isinstance(step, BaseException):

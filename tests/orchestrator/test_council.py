@@ -67,7 +67,7 @@ class Gated:
         self.closed = 0
 
     async def stream(
-        self, request: ChatRequest, *, timeout: float | None
+        self, model: str, request: ChatRequest, *, timeout: float | None
     ) -> AsyncGenerator[ProviderEvent, None]:
         self.calls.append(request)
         try:
@@ -110,7 +110,7 @@ SHARED = (Message(Role.SYSTEM, "shared context"), Message(Role.USER, "what is 2+
 def council(
     *members: Member, judge: Judge | None = None, fail_fast: bool = False, **request: object
 ) -> Council:
-    call = ChatCall("ignored", ChatRequest("", SHARED, **request))  # type: ignore[arg-type]
+    call = ChatCall("ignored", ChatRequest(SHARED, **request))  # type: ignore[arg-type]
     return Council(call, members, judge, fail_fast)
 
 
@@ -268,7 +268,6 @@ async def test_persona_follows_the_shared_system_messages() -> None:
     base = ChatCall(
         "ignored",
         ChatRequest(
-            "",
             (
                 Message(Role.SYSTEM, "long shared document"),
                 Message(Role.SYSTEM, "house rules"),
@@ -291,7 +290,7 @@ async def test_persona_follows_the_shared_system_messages() -> None:
     assert with_persona.request.messages[2].role is Role.SYSTEM
     plain = member_call(base, Member("m", "a/m"))
     assert plain.request.messages == base.request.messages
-    no_system = ChatCall("ignored", ChatRequest("", (Message(Role.USER, "q"),)))
+    no_system = ChatCall("ignored", ChatRequest((Message(Role.USER, "q"),)))
     assert [m.role for m in member_call(no_system, Member("m", "a/m", "p")).request.messages] == [
         Role.SYSTEM,
         Role.USER,

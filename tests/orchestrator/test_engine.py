@@ -20,7 +20,7 @@ from tests.orchestrator.scripted import Scripted, engine
 
 
 def call(model: str = "a/m", fallbacks: tuple[str, ...] = ()) -> ChatCall:
-    return ChatCall(model, ChatRequest("", (Message(Role.USER, "hello there"),)), fallbacks)
+    return ChatCall(model, ChatRequest((Message(Role.USER, "hello there"),)), fallbacks)
 
 
 OK = [TextDelta("hel"), TextDelta("lo"), Finish(FinishReason.STOP, "stop", Usage(3, 2))]
@@ -44,7 +44,7 @@ async def test_started_deltas_and_one_completed() -> None:
     )
     assert [(r.target.name, r.outcome) for r in done.attempts] == [("a/m", Outcome.SUCCEEDED)]
     assert done.overhead >= 0
-    assert a.calls[0].model == "m"
+    assert a.models[0] == "m"
 
 
 async def test_stream_without_terminal_event_is_an_error_not_a_finish() -> None:

@@ -10,7 +10,6 @@ from services.orchestrator.layers.admission import rough_input_tokens
 
 def test_text_tool_calls_framing_and_priming_are_counted() -> None:
     request = ChatRequest(
-        "m",
         (
             Message(Role.USER, "x" * 10),
             Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "abcd", "y" * 8),)),

@@ -598,7 +598,7 @@ def _call() -> ChatCall:
         Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "get_weather", '{"q":"Oslo"}'),)),
         Message(Role.TOOL, "sunny", tool_call_id="c1"),
     )
-    return ChatCall("a/m", ChatRequest("", messages))
+    return ChatCall("a/m", ChatRequest(messages))
 
 
 def _pipeline(*scripts: Scripted) -> tuple[CallPath, Ledger]:

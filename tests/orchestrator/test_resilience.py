@@ -34,7 +34,7 @@ FAST_RETRY = RetrySettings(initial_backoff=0.001, max_backoff=0.002, jitter=0.0)
 def call(model: str = "a/m", *fallbacks: str, **options: object) -> ChatCall:
     return ChatCall(
         model,
-        ChatRequest("", (Message(Role.USER, "hello there"),)),
+        ChatRequest((Message(Role.USER, "hello there"),)),
         fallbacks,
         options=CallOptions(**options),  # type: ignore[arg-type]
     )

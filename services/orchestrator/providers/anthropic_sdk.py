@@ -137,10 +137,10 @@ class AnthropicProvider:
         return err
 
     async def stream(
-        self, request: ChatRequest, *, timeout: float | None
+        self, model: str, request: ChatRequest, *, timeout: float | None
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one reply; closing the iterator (or cancelling its task) closes the response."""
-        kwargs, extra = _split(to_provider_request(request))
+        kwargs, extra = _split(to_provider_request(model, request))
         parser = AnthropicStreamParser()
         try:
             stream = await self._client.messages.create(

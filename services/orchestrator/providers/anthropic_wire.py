@@ -114,8 +114,9 @@ def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list
     return system, out
 
 
-def to_provider_request(req: ChatRequest) -> dict[str, Any]:
-    """The JSON body (without ``stream``) for ``POST /v1/messages``.
+def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
+    """The JSON body (without ``stream``) for ``POST /v1/messages``, for `model`, the
+    provider's own model id.
 
     Raises `LlmeshError` INVALID_REQUEST for tool call arguments that are not a JSON object,
     tool messages without a ``tool_call_id``, a TOOL choice without a name and an unknown
@@ -123,7 +124,7 @@ def to_provider_request(req: ChatRequest) -> dict[str, Any]:
     """
     system, messages = _messages(req.messages)
     body: dict[str, Any] = {
-        "model": req.model,
+        "model": model,
         "messages": messages,
         "max_tokens": req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS,
     }

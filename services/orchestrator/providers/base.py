@@ -1,10 +1,10 @@
 """The provider adapter interface and its registry.
 
-An adapter turns a `ChatRequest` into an async stream of `ProviderEvent`s. Each adapter
-keeps its wire format (request building, event parsing, error classification) in pure
-functions beside it, testable without a network. Adapters are registered by kind; the
-orchestrator builds one adapter per configured provider and shares it (and its
-connection pool) across all requests.
+An adapter turns a `ChatRequest`, asked of one of the provider's models, into an async
+stream of `ProviderEvent`s. Each adapter keeps its wire format (request building, event
+parsing, error classification) in pure functions beside it, testable without a network.
+Adapters are registered by kind; the orchestrator builds one adapter per configured
+provider and shares it (and its connection pool) across all requests.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ class Provider(Protocol):
     """The configured provider name (the part before the slash in model names)."""
 
     def stream(
-        self, request: ChatRequest, *, timeout: float | None
+        self, model: str, request: ChatRequest, *, timeout: float | None
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Stream the reply. Must end with a `Finish` event or raise `LlmeshError`.
 
+        `model` is the provider's own model id (the routed target's, e.g. ``gpt-4o-mini``).
         `timeout` is the time left for the whole call in seconds (the caller's deadline), or
         None for the provider's own default. Closing the iterator (or cancelling the task
         iterating it) must close the upstream HTTP stream.

@@ -186,9 +186,11 @@ class OpenAIDialect:
         """The credential headers."""
         return {"authorization": f"Bearer {api_key}"}
 
-    def body(self, request: ChatRequest) -> dict[str, Any]:
+    def body(self, model: str, request: ChatRequest) -> dict[str, Any]:
         """The streamed request body, as the SDK adapter sends it."""
-        body = openai_wire.to_provider_request(request, max_tokens_field=self.max_tokens_field)
+        body = openai_wire.to_provider_request(
+            model, request, max_tokens_field=self.max_tokens_field
+        )
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         return body
@@ -215,9 +217,9 @@ class AnthropicDialect:
         """The credential and version headers (bearer, as the pinned SDK sends its key)."""
         return {"authorization": f"Bearer {api_key}", "anthropic-version": ANTHROPIC_VERSION}
 
-    def body(self, request: ChatRequest) -> dict[str, Any]:
+    def body(self, model: str, request: ChatRequest) -> dict[str, Any]:
         """The streamed request body; raises INVALID_REQUEST as `to_provider_request` does."""
-        body = anthropic_wire.to_provider_request(request)
+        body = anthropic_wire.to_provider_request(model, request)
         body["stream"] = True
         return body
 
@@ -285,7 +287,7 @@ class LeanProvider:
         return err
 
     async def stream(
-        self, request: ChatRequest, *, timeout: float | None
+        self, model: str, request: ChatRequest, *, timeout: float | None
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one reply; closing the iterator (or cancelling its task) closes the response.
 
@@ -293,7 +295,7 @@ class LeanProvider:
         `DEADLINE_GRACE`); None means the provider's configured ``timeout``, and a deadline
         already passed fails at once.
         """
-        payload = orjson.dumps(self._dialect.body(request), default=_dumps_default)
+        payload = orjson.dumps(self._dialect.body(model, request), default=_dumps_default)
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
         try:

@@ -77,10 +77,12 @@ class OpenAIProvider:
         )
 
     async def stream(
-        self, request: ChatRequest, *, timeout: float | None
+        self, model: str, request: ChatRequest, *, timeout: float | None
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one completion; closing the iterator closes the HTTP response."""
-        body: dict[str, Any] = to_provider_request(request, max_tokens_field=self._max_tokens_field)
+        body: dict[str, Any] = to_provider_request(
+            model, request, max_tokens_field=self._max_tokens_field
+        )
         parser = OpenAIStreamParser()
         started = False
         try:

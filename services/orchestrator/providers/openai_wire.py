@@ -53,15 +53,16 @@ def _tool_choice(req: ChatRequest) -> Any:
 
 
 def to_provider_request(
-    req: ChatRequest, *, max_tokens_field: str = "max_tokens"
+    model: str, req: ChatRequest, *, max_tokens_field: str = "max_tokens"
 ) -> dict[str, Any]:
-    """The JSON body (without ``stream``) for ``POST /chat/completions``.
+    """The JSON body (without ``stream``) for ``POST /chat/completions``, for `model`, the
+    provider's own model id.
 
     `max_tokens_field` is ``max_completion_tokens`` for OpenAI itself (its reasoning models
     reject ``max_tokens``) and ``max_tokens`` for compatible servers, which mostly know only that.
     """
     body: dict[str, Any] = {
-        "model": req.model,
+        "model": model,
         "messages": [_message(m) for m in req.messages],
     }
     if req.tools:

@@ -57,13 +57,13 @@ TOOLS = (
 
 def _request(messages: tuple[Message, ...]) -> ChatRequest:
     tools = TOOLS if any(m.tool_calls for m in messages) else ()
-    return ChatRequest(model="gpt-4o-mini", messages=messages, tools=tools)
+    return ChatRequest(messages=messages, tools=tools)
 
 
 def _emulator_counts(request: ChatRequest) -> tuple[int, int]:
     """What the emulator reports as prompt_tokens (OpenAI) and input_tokens (Anthropic)."""
-    openai_body = openai_wire.to_provider_request(request)
-    anthropic_body = anthropic_wire.to_provider_request(request)
+    openai_body = openai_wire.to_provider_request("gpt-4o-mini", request)
+    anthropic_body = anthropic_wire.to_provider_request("gpt-4o-mini", request)
     return (
         input_tokens(parse_chat(openai_body).conv),
         input_tokens(parse_messages(anthropic_body, count_only=True).conv),
@@ -102,11 +102,11 @@ def test_output_bound_is_max_tokens_else_the_model_limit_else_the_watched_defaul
     )
     mini, tiny = Target("openai", "gpt-4o-mini"), Target("openai", "tiny")
     unknown = Target("openai", "no-limit-known")
-    request = ChatRequest(model="m", messages=(Message(Role.USER, "hi"),))
+    request = ChatRequest(messages=(Message(Role.USER, "hi"),))
     assert output_bound(prices, mini, request) == (16_384, True)
     assert output_bound(prices, tiny, request) == (100, True)
     assert output_bound(prices, unknown, request) == (DEFAULT_MAX_OUTPUT, False)
-    capped = ChatRequest(model="m", messages=request.messages, max_tokens=500)
+    capped = ChatRequest(messages=request.messages, max_tokens=500)
     assert output_bound(prices, mini, capped) == (500, True)
     assert output_bound(prices, tiny, capped) == (100, True)  # the model stops first
     assert output_bound(prices, unknown, capped) == (500, True)
@@ -120,7 +120,7 @@ PRICES = PriceTable.defaults().with_overrides(
         "openai/bounded": {"input": 0, "output": 1000, "max_output_tokens": 1000},
     }
 )
-HI = ChatRequest(model="m", messages=(Message(Role.USER, "hi"),))
+HI = ChatRequest(messages=(Message(Role.USER, "hi"),))
 
 
 async def _spend(cap: float, target: Target) -> tuple[BudgetManager, CallSpend]:

@@ -41,7 +41,7 @@ def _provider(url: str, headers: Mapping[str, str] | None = None) -> AnthropicPr
 
 
 def _request(text: str = TEXT, **kwargs: Any) -> ChatRequest:
-    return ChatRequest(MODEL, (Message(Role.USER, text),), **kwargs)
+    return ChatRequest((Message(Role.USER, text),), **kwargs)
 
 
 async def _collect(
@@ -49,7 +49,7 @@ async def _collect(
 ) -> list[ProviderEvent]:
     events: list[ProviderEvent] = []
     try:
-        async for event in provider.stream(request, timeout=timeout):
+        async for event in provider.stream(MODEL, request, timeout=timeout):
             events.append(event)
     finally:
         await provider.aclose()
@@ -63,7 +63,9 @@ async def _fails(
     events: list[ProviderEvent] = []
     provider = _provider(url, headers)
     with pytest.raises(LlmeshError) as info:
-        async with contextlib.aclosing(provider.stream(_request(), timeout=timeout)) as stream:
+        async with contextlib.aclosing(
+            provider.stream(MODEL, _request(), timeout=timeout)
+        ) as stream:
             async for event in stream:
                 events.append(event)
     await provider.aclose()
@@ -201,7 +203,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(emulator: 
     first = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in provider.stream(_request(), timeout=None):
+        async for _ in provider.stream(MODEL, _request(), timeout=None):
             first.set()
 
     before = (await _stats(emulator))["disconnects"]
@@ -221,7 +223,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(emulator: 
 async def test_closing_the_iterator_early_closes_the_upstream_connection(emulator: str) -> None:
     provider = _provider(emulator, {"x-emulator-itl-ms": "50"})
     before = (await _stats(emulator))["disconnects"]
-    async with contextlib.aclosing(provider.stream(_request(), timeout=None)) as stream:
+    async with contextlib.aclosing(provider.stream(MODEL, _request(), timeout=None)) as stream:
         async for event in stream:
             if isinstance(event, TextDelta):
                 break
@@ -246,14 +248,14 @@ async def test_cache_writes_then_reads_reach_usage(
     """The domain has no cache markers yet: mark the system prompt on the way out."""
     build = anthropic_sdk.to_provider_request
 
-    def with_cache_marker(req: ChatRequest) -> dict[str, Any]:
-        body = build(req)
+    def with_cache_marker(model: str, req: ChatRequest) -> dict[str, Any]:
+        body = build(model, req)
         body["system"][-1]["cache_control"] = {"type": "ephemeral"}
         return body
 
     monkeypatch.setattr(anthropic_sdk, "to_provider_request", with_cache_marker)
     system = Message(Role.SYSTEM, "You are a careful assistant who answers in one short line.")
-    req = ChatRequest(MODEL, (system, Message(Role.USER, "hello there")))
+    req = ChatRequest((system, Message(Role.USER, "hello there")))
     first = (await _collect(_provider(emulator), req))[-1]
     second = (await _collect(_provider(emulator), req))[-1]
     assert isinstance(first, Finish) and first.usage is not None
@@ -272,7 +274,7 @@ async def test_connection_is_reused_when_the_consumer_stops_at_finish(emulator: 
     async with proxy as url:
         provider = _provider(url)
         for _ in range(5):
-            async with contextlib.aclosing(provider.stream(_request(), timeout=5)) as stream:
+            async with contextlib.aclosing(provider.stream(MODEL, _request(), timeout=5)) as stream:
                 async for event in stream:
                     if isinstance(event, Finish):
                         break

@@ -33,7 +33,6 @@ from services.orchestrator.providers.anthropic_wire import (
 
 def test_request_body_maps_every_field() -> None:
     req = ChatRequest(
-        model="claude-sonnet-4-5",
         messages=(
             Message(Role.SYSTEM, "be brief"),
             Message(Role.USER, "weather in Oslo?"),
@@ -48,7 +47,7 @@ def test_request_body_maps_every_field() -> None:
         stop=("END", "STOP"),
         seed=7,
     )
-    assert to_provider_request(req) == {
+    assert to_provider_request("claude-sonnet-4-5", req) == {
         "model": "claude-sonnet-4-5",
         "system": [
             {"type": "text", "text": "be brief"},
@@ -71,7 +70,7 @@ def test_request_body_maps_every_field() -> None:
 
 
 def test_minimal_request_gets_default_max_tokens_and_nothing_else() -> None:
-    body = to_provider_request(ChatRequest("m", (Message(Role.USER, "hi"),)))
+    body = to_provider_request("m", ChatRequest((Message(Role.USER, "hi"),)))
     assert body == {
         "model": "m",
         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
@@ -82,7 +81,6 @@ def test_minimal_request_gets_default_max_tokens_and_nothing_else() -> None:
 
 def test_tool_round_trip_becomes_tool_use_and_tool_result_blocks() -> None:
     req = ChatRequest(
-        "m",
         (
             Message(Role.USER, "weather in Oslo and Rome?"),
             Message(
@@ -98,7 +96,7 @@ def test_tool_round_trip_becomes_tool_use_and_tool_result_blocks() -> None:
             Message(Role.USER, "and tomorrow?"),
         ),
     )
-    assert to_provider_request(req)["messages"] == [
+    assert to_provider_request("m", req)["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "weather in Oslo and Rome?"}]},
         {
             "role": "assistant",
@@ -131,7 +129,6 @@ def test_tool_round_trip_becomes_tool_use_and_tool_result_blocks() -> None:
 
 def test_consecutive_same_role_messages_are_merged() -> None:
     req = ChatRequest(
-        "m",
         (
             Message(Role.USER, "one"),
             Message(Role.USER, "two"),
@@ -140,7 +137,7 @@ def test_consecutive_same_role_messages_are_merged() -> None:
             Message(Role.ASSISTANT, ""),  # empty: carries nothing
         ),
     )
-    assert to_provider_request(req)["messages"] == [
+    assert to_provider_request("m", req)["messages"] == [
         {
             "role": "user",
             "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}],
@@ -157,14 +154,13 @@ def test_consecutive_same_role_messages_are_merged() -> None:
 
 def test_tool_results_open_their_user_message() -> None:
     req = ChatRequest(
-        "m",
         (
             Message(Role.ASSISTANT, "", (ToolCall("t1", "f", "{}"),)),
             Message(Role.USER, "by the way"),
             Message(Role.TOOL, "42", tool_call_id="t1"),
         ),
     )
-    content = to_provider_request(req)["messages"][1]["content"]
+    content = to_provider_request("m", req)["messages"][1]["content"]
     assert [b["type"] for b in content] == ["tool_result", "text"]
 
 
@@ -180,9 +176,9 @@ def test_tool_results_open_their_user_message() -> None:
 )
 def test_tool_choice(mode: ToolChoiceMode, name: str, expected: dict[str, str] | None) -> None:
     req = ChatRequest(
-        "m", (Message(Role.USER, "x"),), tools=(Tool("f"),), tool_choice=mode, tool_choice_name=name
+        (Message(Role.USER, "x"),), tools=(Tool("f"),), tool_choice=mode, tool_choice_name=name
     )
-    body = to_provider_request(req)
+    body = to_provider_request("m", req)
     assert body.get("tool_choice") == expected
     assert body["tools"] == [{"name": "f", "input_schema": {"type": "object", "properties": {}}}]
 
@@ -203,17 +199,17 @@ def test_tool_choice(mode: ToolChoiceMode, name: str, expected: dict[str, str] |
 )
 def test_invalid_requests_are_refused_locally(messages: tuple[Message, ...], field: str) -> None:
     with pytest.raises(LlmeshError) as info:
-        to_provider_request(ChatRequest("m", messages))
+        to_provider_request("m", ChatRequest(messages))
     assert info.value.reason is Reason.INVALID_REQUEST
     assert info.value.violations[0].field == field
 
 
 def test_tool_choice_tool_needs_a_name() -> None:
     req = ChatRequest(
-        "m", (Message(Role.USER, "x"),), tools=(Tool("f"),), tool_choice=ToolChoiceMode.TOOL
+        (Message(Role.USER, "x"),), tools=(Tool("f"),), tool_choice=ToolChoiceMode.TOOL
     )
     with pytest.raises(LlmeshError) as info:
-        to_provider_request(req)
+        to_provider_request("m", req)
     assert info.value.reason is Reason.INVALID_REQUEST
 
 

@@ -54,14 +54,14 @@ def _provider(
 
 
 def _request(text: str = TEXT, **kwargs: Any) -> ChatRequest:
-    return ChatRequest(MODEL, (Message(Role.USER, text),), **kwargs)
+    return ChatRequest((Message(Role.USER, text),), **kwargs)
 
 
 async def _collect(
     provider: LeanProvider, request: ChatRequest, *, timeout: float | None = None
 ) -> list[ProviderEvent]:
     try:
-        return [event async for event in provider.stream(request, timeout=timeout)]
+        return [event async for event in provider.stream(MODEL, request, timeout=timeout)]
     finally:
         await provider.aclose()
 
@@ -73,7 +73,9 @@ async def _fails(
     events: list[ProviderEvent] = []
     provider = _provider(api, url, headers)
     with pytest.raises(LlmeshError) as info:
-        async with contextlib.aclosing(provider.stream(_request(), timeout=timeout)) as stream:
+        async with contextlib.aclosing(
+            provider.stream(MODEL, _request(), timeout=timeout)
+        ) as stream:
             async for event in stream:
                 events.append(event)
     await provider.aclose()
@@ -173,7 +175,7 @@ async def test_tool_results_in_history(emulator: str, api: str) -> None:
         Message(Role.ASSISTANT, "", tool_calls=(call,)),
         Message(Role.TOOL, "sunny", tool_call_id="call_1"),
     )
-    request = ChatRequest(MODEL, messages, tools=(Tool("get_weather"),))
+    request = ChatRequest(messages, tools=(Tool("get_weather"),))
     events = await _collect(_provider(api, emulator), request)
     assert "".join(_texts(events)) == "Tool result: sunny"
 
@@ -193,7 +195,7 @@ async def test_cached_tokens_reach_usage(emulator: str, api: str) -> None:
 async def test_anthropic_cache_writes_then_reads(emulator: str) -> None:
     """Automatic breakpoints on a long system prompt: written once, then read."""
     system = Message(Role.SYSTEM, " ".join(f"rule{i}" for i in range(1200)))
-    request = ChatRequest(MODEL, (system, Message(Role.USER, "hi")))
+    request = ChatRequest((system, Message(Role.USER, "hi")))
     first = (await _collect(_provider("anthropic", emulator), request))[-1]
     second = (await _collect(_provider("anthropic", emulator), request))[-1]
     assert isinstance(first, Finish) and first.usage is not None
@@ -330,7 +332,7 @@ async def test_unreachable_upstream(api: str) -> None:
 async def test_invalid_request_fails_before_any_io() -> None:
     """An Anthropic body that cannot be built is the caller's error, not the upstream's."""
     call = ToolCall("call_1", "f", "not json")
-    request = ChatRequest(MODEL, (Message(Role.ASSISTANT, "", tool_calls=(call,)),))
+    request = ChatRequest((Message(Role.ASSISTANT, "", tool_calls=(call,)),))
     provider = _provider("anthropic", "http://127.0.0.1:9")
     with pytest.raises(LlmeshError) as info:
         await _collect(provider, request)
@@ -349,7 +351,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
     first = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in provider.stream(_request(), timeout=None):
+        async for _ in provider.stream(MODEL, _request(), timeout=None):
             first.set()
 
     before = (await _stats(emulator))["disconnects"]
@@ -368,7 +370,7 @@ async def test_closing_the_iterator_early_closes_the_upstream_connection(
 ) -> None:
     provider = _provider(api, emulator, {"x-emulator-itl-ms": "50"})
     before = (await _stats(emulator))["disconnects"]
-    async with contextlib.aclosing(provider.stream(_request(), timeout=None)) as stream:
+    async with contextlib.aclosing(provider.stream(MODEL, _request(), timeout=None)) as stream:
         async for event in stream:
             if isinstance(event, TextDelta):
                 break
@@ -382,7 +384,7 @@ async def test_cancelling_during_the_wait_for_headers_closes_the_connection(
 ) -> None:
     provider = _provider(api, emulator, {"x-emulator-ttft-ms": "5000"})
     before = (await _stats(emulator))["disconnects"]
-    stream = provider.stream(_request(), timeout=None)
+    stream = provider.stream(MODEL, _request(), timeout=None)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(anext(stream), 0.2)
     await stream.aclose()
@@ -401,7 +403,7 @@ async def _fault_next(url: str, fault: str, times: int) -> None:
 
 async def _outcome(provider: LeanProvider, *, stop_at_finish: bool = False) -> str:
     try:
-        async with contextlib.aclosing(provider.stream(_request(), timeout=5)) as stream:
+        async with contextlib.aclosing(provider.stream(MODEL, _request(), timeout=5)) as stream:
             async for event in stream:
                 if isinstance(event, Finish) and stop_at_finish:
                     break
@@ -451,7 +453,7 @@ async def test_concurrent_streams_share_the_pool(emulator: str, api: str) -> Non
 
 
 async def _collect_open(provider: LeanProvider, request: ChatRequest) -> list[ProviderEvent]:
-    return [event async for event in provider.stream(request, timeout=5)]
+    return [event async for event in provider.stream(MODEL, request, timeout=5)]
 
 
 def test_building_a_provider_needs_no_event_loop() -> None:

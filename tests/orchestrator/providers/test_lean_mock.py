@@ -7,7 +7,9 @@ with ``retry-after``, an error event inside a 200, and streams cut before their 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,11 +17,16 @@ import pytest
 
 from services.common.config import ProviderConfig, ResolvedProvider
 from services.common.errors import LlmeshError, Reason
+from services.common.resilience_settings import RetrySettings
+from services.core.call import ChatCall
 from services.core.chat import ChatRequest, FinishReason, Message, Role
-from services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
+from services.core.events import Completed, Finish, ProviderEvent, TextDelta, UsageUpdate
+from services.core.trail import Outcome
 from services.core.usage import Usage
+from services.orchestrator.engine import Orchestrator
 from services.orchestrator.providers import default_registry, lean
 from services.orchestrator.providers.lean import DEADLINE_GRACE, LeanProvider
+from services.orchestrator.routing import Router
 from services.transport import (
     ConnectionPool,
     MockRequest,
@@ -30,6 +37,7 @@ from services.transport import (
 from tests.support import recorded_wire as wire
 
 KEY = "sk-test-secret-key-123"
+MODEL = "claude-test"
 APIS = ("openai", "anthropic")
 STREAMS = {"openai": wire.OPENAI_STREAM, "anthropic": wire.ANTHROPIC_STREAM}
 CUT_AFTER = {"openai": 3, "anthropic": 5}
@@ -38,10 +46,13 @@ BEFORE_TERMINAL = {"openai": 4, "anthropic": -1}
 """Pieces of each recorded stream before its terminal event (the stop reason for OpenAI)."""
 
 
+def _kind(api: str) -> str:
+    return "anthropic" if api == "anthropic" else "emulator"
+
+
 def _provider(api: str, transport: MockTransport, **config: Any) -> LeanProvider:
     """A lean adapter for `api` whose requests go to `transport`."""
-    kind = "anthropic" if api == "anthropic" else "emulator"
-    cfg = ProviderConfig(api, kind, timeout=10.0, **config)
+    cfg = ProviderConfig(api, _kind(api), timeout=10.0, **config)
     if api == "anthropic":
         return lean.anthropic_factory(ResolvedProvider(cfg, "http://up.test", KEY, True), transport)
     resolved = ResolvedProvider(cfg, "http://up.test/v1", KEY, True)
@@ -55,18 +66,18 @@ def _replying(*responses: MockResponse) -> MockTransport:
 
 
 def _request() -> ChatRequest:
-    return ChatRequest("claude-test", (Message(Role.USER, "Hello there, wire"),), max_tokens=16)
+    return ChatRequest((Message(Role.USER, "Hello there, wire"),), max_tokens=16)
 
 
 async def _collect(provider: LeanProvider, *, timeout: float | None = None) -> list[ProviderEvent]:
-    return [event async for event in provider.stream(_request(), timeout=timeout)]
+    return [event async for event in provider.stream(MODEL, _request(), timeout=timeout)]
 
 
 async def _fails(provider: LeanProvider) -> tuple[LlmeshError, list[ProviderEvent]]:
     """The error the call raises, and the events delivered before it."""
     events: list[ProviderEvent] = []
     with pytest.raises(LlmeshError) as info:
-        async with contextlib.aclosing(provider.stream(_request(), timeout=None)) as stream:
+        async with contextlib.aclosing(provider.stream(MODEL, _request(), timeout=None)) as stream:
             async for event in stream:
                 events.append(event)
     assert not any(isinstance(e, Finish) for e in events)
@@ -128,6 +139,7 @@ async def test_the_request_reaches_the_transport_as_the_wire_format_says(
     }
     body = request.json()
     assert body["stream"] is True and body["max_tokens"] == 16
+    assert body["model"] == MODEL
     assert "Hello there, wire" in str(body["messages"])
     assert request.timeout == 4.0 + DEADLINE_GRACE
     assert request.connect_timeout == 2.5
@@ -228,7 +240,7 @@ async def test_leaving_early_closes_the_reply(api: str) -> None:
     """The upstream must see a consumer that stops reading: the reply is closed, not kept."""
     reply = MockResponse(200, wire.SSE_HEADERS, STREAMS[api])
     provider = _provider(api, _replying(reply))
-    async with contextlib.aclosing(provider.stream(_request(), timeout=None)) as stream:
+    async with contextlib.aclosing(provider.stream(MODEL, _request(), timeout=None)) as stream:
         async for event in stream:
             if isinstance(event, TextDelta):
                 break
@@ -250,7 +262,7 @@ async def test_the_registry_hands_a_named_provider_its_given_transport() -> None
     registry = default_registry({"claude": transport})
     cfg = ProviderConfig("claude", "anthropic")
     provider = registry.build(ResolvedProvider(cfg, "http://up.test", KEY, True))
-    events = [event async for event in provider.stream(_request(), timeout=None)]
+    events = [event async for event in provider.stream(MODEL, _request(), timeout=None)]
     assert _text(events) == ["Hello", " there,", " wire"]
     other = registry.build(
         ResolvedProvider(ProviderConfig("o", "openai"), "http://o.test", "k", True)
@@ -263,3 +275,47 @@ def test_a_transport_for_an_sdk_provider_is_refused() -> None:
     cfg = ProviderConfig("claude", "anthropic", transport="sdk")
     with pytest.raises(ValueError, match="takes no transport"):
         registry.build(ResolvedProvider(cfg, "http://up.test", KEY, True))
+
+
+# ---------------------------------------------------------------------------------------
+# The provider model of each attempt
+
+SERVER_ERRORS = {
+    "openai": b'{"error": {"message": "boom", "type": "server_error"}}',
+    "anthropic": b'{"type": "error", "error": {"type": "api_error", "message": "boom"}}',
+}
+
+
+def test_a_chat_request_names_no_provider_model() -> None:
+    """Routing picks the provider models; the request is the same whichever one answers."""
+    assert "model" not in {f.name for f in dataclasses.fields(ChatRequest)}
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_each_attempt_sends_its_own_targets_provider_model(api: str) -> None:
+    """A call failing over from one model to another: every request body names the model
+    of the target it was sent for, retries included."""
+
+    def handler(request: MockRequest) -> MockResponse:
+        if request.json()["model"] == "model-a":
+            return MockResponse(500, {"content-type": "application/json"}, SERVER_ERRORS[api])
+        return MockResponse(200, wire.SSE_HEADERS, STREAMS[api])
+
+    transport = MockTransport(handler)
+    provider = _provider(api, transport)
+    router = Router({api: ProviderConfig(api, _kind(api))}, {}, {})
+    engine = Orchestrator(
+        {api: provider},
+        retry=RetrySettings(max_attempts=2, initial_backoff=0.0, jitter=0.0),
+        sleep=lambda _seconds: asyncio.sleep(0),
+    )
+    call = ChatCall(f"{api}/model-a", _request(), (f"{api}/model-b",))
+    events = [event async for event in engine.stream(router.route(call))]
+    done = events[-1]
+    assert isinstance(done, Completed)
+    assert [(r.target.model, r.outcome) for r in done.attempts] == [
+        ("model-a", Outcome.FAILED),
+        ("model-a", Outcome.FAILED),
+        ("model-b", Outcome.SUCCEEDED),
+    ]
+    assert [r.json()["model"] for r in transport.requests] == ["model-a", "model-a", "model-b"]

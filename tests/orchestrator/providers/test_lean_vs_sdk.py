@@ -330,7 +330,7 @@ async def _run(
     events: list[ProviderEvent] = []
     error: LlmeshError | None = None
     try:
-        async with contextlib.aclosing(provider.stream(request, timeout=timeout)) as stream:
+        async with contextlib.aclosing(provider.stream(MODEL, request, timeout=timeout)) as stream:
             async for event in stream:
                 events.append(event)
     except LlmeshError as err:
@@ -403,13 +403,11 @@ TOOLS = (
 CALL = ToolCall("call_1", "get_weather", '{"city": "Oslo", "days": 2}')
 
 REQUESTS: dict[str, ChatRequest] = {
-    "text": ChatRequest(MODEL, (Message(Role.USER, "The quick brown fox"),)),
+    "text": ChatRequest((Message(Role.USER, "The quick brown fox"),)),
     "system": ChatRequest(
-        MODEL,
         (Message(Role.SYSTEM, "Be brief."), Message(Role.USER, "Hello big world")),
     ),
     "sampling_and_limits": ChatRequest(
-        MODEL,
         (Message(Role.USER, "The quick brown fox jumps over the lazy dog"),),
         temperature=0.3,
         top_p=0.9,
@@ -418,23 +416,21 @@ REQUESTS: dict[str, ChatRequest] = {
         stop=(" lazy", "never"),
     ),
     "stop_sequence_hit": ChatRequest(
-        MODEL, (Message(Role.USER, "one two three four"),), stop=(" three",), temperature=0.0
+        (Message(Role.USER, "one two three four"),), stop=(" three",), temperature=0.0
     ),
     "tool_call": ChatRequest(
-        MODEL, (Message(Role.USER, "call get_weather for Oslo, please"),), tools=TOOLS
+        (Message(Role.USER, "call get_weather for Oslo, please"),), tools=TOOLS
     ),
     "tool_choice_named": ChatRequest(
-        MODEL,
         (Message(Role.USER, "what time is it?"),),
         tools=TOOLS,
         tool_choice=ToolChoiceMode.TOOL,
         tool_choice_name="get_time",
     ),
     "tool_choice_required": ChatRequest(
-        MODEL, (Message(Role.USER, "anything"),), tools=TOOLS, tool_choice=ToolChoiceMode.REQUIRED
+        (Message(Role.USER, "anything"),), tools=TOOLS, tool_choice=ToolChoiceMode.REQUIRED
     ),
     "tool_history": ChatRequest(
-        MODEL,
         (
             Message(Role.SYSTEM, "Use tools."),
             Message(Role.USER, "weather in Oslo?"),
@@ -445,7 +441,6 @@ REQUESTS: dict[str, ChatRequest] = {
         tool_choice=ToolChoiceMode.AUTO,
     ),
     "conversation_unicode": ChatRequest(
-        MODEL,
         (
             Message(Role.USER, "Grüß dich"),
             Message(Role.ASSISTANT, "Hallo! 🙂"),
@@ -454,7 +449,6 @@ REQUESTS: dict[str, ChatRequest] = {
         max_tokens=64,
     ),
     "long_system_prompt_cache": ChatRequest(
-        MODEL,
         (
             Message(Role.SYSTEM, " ".join(f"rule{i}" for i in range(1200))),
             Message(Role.USER, "hi"),

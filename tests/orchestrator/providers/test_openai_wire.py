@@ -24,7 +24,6 @@ from services.orchestrator.providers.openai_wire import (
 
 def test_request_body() -> None:
     req = ChatRequest(
-        model="gpt-4o-mini",
         messages=(
             Message(Role.SYSTEM, "be brief"),
             Message(Role.USER, "weather?"),
@@ -38,7 +37,8 @@ def test_request_body() -> None:
         max_tokens=50,
         stop=("END",),
     )
-    body = to_provider_request(req, max_tokens_field="max_completion_tokens")
+    body = to_provider_request("gpt-4o-mini", req, max_tokens_field="max_completion_tokens")
+    assert body["model"] == "gpt-4o-mini"
     assert body["messages"][2] == {
         "role": "assistant",
         "content": None,

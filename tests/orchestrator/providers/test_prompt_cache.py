@@ -316,23 +316,23 @@ LONG_SYSTEM = " ".join(f"rule{i}" for i in range(1200))
 
 def _request(**kwargs: Any) -> ChatRequest:
     messages = (Message(Role.SYSTEM, LONG_SYSTEM), Message(Role.USER, "hello there"))
-    return ChatRequest("claude-test", messages, **kwargs)
+    return ChatRequest(messages, **kwargs)
 
 
 def test_to_provider_request_places_breakpoints_from_the_request() -> None:
-    body = to_provider_request(_request())
+    body = to_provider_request("claude-test", _request())
     assert body["system"] == [text(LONG_SYSTEM, cache_control=EPHEMERAL)]
-    body = to_provider_request(_request(prompt_cache_ttl="1h"))
+    body = to_provider_request("claude-test", _request(prompt_cache_ttl="1h"))
     assert body["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
-    body = to_provider_request(_request(prompt_cache="off"))
+    body = to_provider_request("claude-test", _request(prompt_cache="off"))
     assert body["system"] == [text(LONG_SYSTEM)]
-    short = ChatRequest("claude-test", (Message(Role.USER, "hi"),), tools=(Tool("t"),))
-    assert markers(to_provider_request(short)) == []
+    short = ChatRequest((Message(Role.USER, "hi"),), tools=(Tool("t"),))
+    assert markers(to_provider_request("claude-test", short)) == []
 
 
 def test_to_provider_request_refuses_an_unknown_mode() -> None:
     with pytest.raises(LlmeshError) as info:
-        to_provider_request(_request(prompt_cache="sometimes"))
+        to_provider_request("claude-test", _request(prompt_cache="sometimes"))
     assert info.value.reason is Reason.INVALID_REQUEST
 
 
@@ -352,7 +352,7 @@ async def _usage(url: str, request: ChatRequest) -> Usage:
     config = ProviderConfig("anthropic", "anthropic", timeout=10.0)
     provider = AnthropicProvider(ResolvedProvider(config, url, "sk-ant-test", True))
     try:
-        events = [e async for e in provider.stream(request, timeout=10.0)]
+        events = [e async for e in provider.stream("claude-test", request, timeout=10.0)]
     finally:
         await provider.aclose()
     finish = events[-1]
