@@ -209,4 +209,4 @@ async def test_the_model_name_is_routed_once_per_call(
 
 
 def _hello(**kw: Any) -> ChatRequest:
-    return ChatRequest("", (Message(Role.USER, "hello"),), **kw)
+    return ChatRequest((Message(Role.USER, "hello"),), **kw)
