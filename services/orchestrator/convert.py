@@ -7,6 +7,7 @@ Validation collects every bad field into one INVALID_REQUEST error carrying a
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -28,8 +29,9 @@ from services.core.chat import (
 )
 from services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta, UsageUpdate
 from services.core.policy import CallOptions, MidStreamPolicy
-from services.core.trail import AttemptRecord, Outcome, attempt_json
+from services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
 from services.core.usage import Usage
+from services.orchestrator.aggregate import Reply
 
 _ROLES = {
     chat_pb2.ROLE_SYSTEM: Role.SYSTEM,
@@ -54,6 +56,28 @@ _FINISH_TO_PB = {
 
 MAX_STOP_SEQUENCES = 16
 """The most stop sequences a call may carry (OpenAI allows 4, Anthropic more)."""
+
+
+def chat_call_from_request(
+    request: orchestrator_pb2.StreamChatRequest | orchestrator_pb2.ChatRequest,
+    *,
+    max_request_bytes: int,
+) -> ChatCall:
+    """Validate a `StreamChatRequest` or `ChatRequest` (its size too) and map its input to a
+    `ChatCall`; raises INVALID_REQUEST."""
+    check_size(request, max_request_bytes)
+    return chat_call_from_proto(request.input, request.HasField("input"))
+
+
+def check_size(request: Any, max_request_bytes: int) -> None:
+    """INVALID_REQUEST (on the ``input`` field) for a request larger than the limit."""
+    size = request.ByteSize()
+    if size > max_request_bytes:
+        raise LlmeshError(
+            Reason.INVALID_REQUEST,
+            f"request is {size} bytes; the limit is {max_request_bytes}",
+            violations=(FieldViolation("input", f"larger than {max_request_bytes} bytes"),),
+        )
 
 
 def chat_call_from_proto(
@@ -238,6 +262,27 @@ def finish_to_proto(reason: FinishReason) -> chat_pb2.FinishReason:
     return _FINISH_TO_PB[reason]
 
 
+def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
+    """The aggregated reply as one `ChatResponse`."""
+    return orchestrator_pb2.ChatResponse(
+        request_id=reply.started.request_id,
+        provider=reply.started.provider,
+        model=reply.started.model,
+        message=chat_pb2.Message(
+            role=chat_pb2.ROLE_ASSISTANT,
+            content=reply.text,
+            tool_calls=[
+                chat_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments)
+                for c in reply.tool_calls
+            ],
+        ),
+        finish_reason=_FINISH_TO_PB[reply.completed.reason],
+        provider_finish_reason=reply.completed.provider_reason,
+        usage=usage_to_proto(reply.completed.usage),
+        cache_hit=reply.completed.cache_hit,
+    )
+
+
 def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:
     """One stream event as a `StreamChatResponse`."""
     R = orchestrator_pb2.StreamChatResponse
@@ -327,3 +372,12 @@ def attempts_to_proto(records: Sequence[AttemptRecord]) -> list[orchestrator_pb2
 def attempts_to_json(records: Sequence[AttemptRecord]) -> str:
     """The attempt trail as compact JSON, for gRPC trailing metadata and HTTP headers."""
     return orjson.dumps([attempt_json(r, brief=True) for r in records]).decode()
+
+
+def trail_to_metadata(trail: Trail) -> list[tuple[str, str]]:
+    """The attempt trail and llmesh's overhead so far as gRPC trailing metadata."""
+    overhead = trail.overhead(time.monotonic())
+    return [
+        ("llmesh-attempts", attempts_to_json(trail.attempts)),
+        ("llmesh-overhead-ms", f"{overhead * 1000:.3f}"),
+    ]

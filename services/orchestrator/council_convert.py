@@ -10,7 +10,12 @@ from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 from services.common.errors import FieldViolation, LlmeshError, Reason
 from services.core.call import ChatCall
-from services.orchestrator.convert import chat_call_from_proto, event_to_proto, usage_to_proto
+from services.orchestrator.convert import (
+    chat_call_from_proto,
+    check_size,
+    event_to_proto,
+    usage_to_proto,
+)
 from services.orchestrator.council import (
     BranchFailed,
     BranchItem,
@@ -29,13 +34,7 @@ def council_from_proto(
     request: orchestrator_pb2.StreamCouncilRequest, *, max_request_bytes: int
 ) -> Council:
     """Validate a `StreamCouncilRequest` and map it to a `Council`; raises INVALID_REQUEST."""
-    size = request.ByteSize()
-    if size > max_request_bytes:
-        raise LlmeshError(
-            Reason.INVALID_REQUEST,
-            f"request is {size} bytes; the limit is {max_request_bytes}",
-            violations=(FieldViolation("input", f"larger than {max_request_bytes} bytes"),),
-        )
+    check_size(request, max_request_bytes)
     bad: list[FieldViolation] = []
     call: ChatCall | None = None
     shared = chat_pb2.ChatInput()

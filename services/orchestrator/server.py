@@ -48,7 +48,7 @@ class OrchestratorServer:
         await self.running.set_serving([SERVICE_NAME], False)
         stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
         await asyncio.sleep(0)  # the server stops accepting before we wait
-        await self.servicer.drain(grace)
+        await self.servicer.guard.drain(grace)
         await stopping
         await self.assembly.aclose()  # flushes the ledger: no usage lost on shutdown
         await self.engine.aclose()

@@ -1,11 +1,12 @@
-"""Request ids: one maker, used by routing, the servicer and the council."""
+"""Request ids: one maker, used by routing, the servicers' guard and the council."""
 
 from __future__ import annotations
 
 import re
 
+from services.common import rpc_guard
 from services.core import ids
-from services.orchestrator import council, routing, servicer
+from services.orchestrator import council, routing
 
 
 def test_request_ids_are_unique_with_128_random_bits() -> None:
@@ -16,5 +17,5 @@ def test_request_ids_are_unique_with_128_random_bits() -> None:
 
 def test_every_caller_uses_the_one_maker() -> None:
     assert routing.new_request_id is ids.new_request_id
-    assert servicer.new_request_id is ids.new_request_id
+    assert rpc_guard.new_request_id is ids.new_request_id
     assert council.new_request_id is ids.new_request_id

@@ -148,3 +148,23 @@ async def test_missing_input_is_invalid(mesh: Mesh) -> None:
     err = from_rpc_error(info.value)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in err.violations] == ["input"]
+
+
+@pytest.mark.parametrize("method", ["Chat", "StreamChat"])
+async def test_garbage_bytes_to_a_chat_method_are_an_invalid_request(
+    mesh: Mesh, method: str
+) -> None:
+    async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
+        path = f"/llmesh.v1.OrchestratorService/{method}"
+        call = (ch.unary_unary if method == "Chat" else ch.unary_stream)(path)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            reply = call(b"\xff\xff\xff\xff not a protobuf", timeout=5)
+            if method == "Chat":
+                await reply
+            else:
+                async for _ in reply:
+                    pass
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    err = from_rpc_error(info.value)
+    assert err.reason is Reason.INVALID_REQUEST
+    assert err.metadata["message_type"].startswith("llmesh.v1.")

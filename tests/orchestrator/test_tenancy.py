@@ -1,0 +1,28 @@
+"""The tenant a request acts for or may see: a key's own, or without keys the one named."""
+
+from __future__ import annotations
+
+from services.core.caller import Caller
+from services.orchestrator.tenancy import acting_caller, visible_tenant
+
+KEYED = Caller("acme", "k1")
+KEYLESS = Caller("default", "")
+
+
+def test_a_key_holds_the_caller_to_its_own_tenant() -> None:
+    assert visible_tenant(KEYED, "other") == "acme"
+    assert visible_tenant(KEYED, "") == "acme"
+    assert visible_tenant(KEYED, None) == "acme"
+    assert acting_caller(KEYED, "other") == KEYED
+
+
+def test_without_keys_the_request_names_the_tenant() -> None:
+    assert visible_tenant(KEYLESS, "other") == "other"
+    assert acting_caller(KEYLESS, "other") == Caller("other", "")
+
+
+def test_without_keys_naming_none_sees_every_tenant_and_acts_for_its_own() -> None:
+    assert visible_tenant(KEYLESS, "") is None
+    assert visible_tenant(KEYLESS, None) is None
+    assert acting_caller(KEYLESS, None) == KEYLESS
+    assert acting_caller(Caller("team", ""), "") == Caller("team", "")
