@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard protos/llmesh/v1/*.proto)
+# The folders laid out as the installed `llmesh` package, in links, for mypy: it does not run the
+# editable install's import hook, so it finds llmesh.services (services/), llmesh.gateway
+# (gateway/) and llmesh.v1 (gen/llmesh/v1) here (pyproject.toml: [tool.mypy] mypy_path).
+TYPING := $(VENV)/typing/llmesh
 
 .PHONY: run test lint gen check-gen venv buf clean bench soak
 
@@ -16,7 +20,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP)
+$(TYPING): | $(STAMP)
+	mkdir -p $@
+	ln -sfn ../../../services $@/services
+	ln -sfn ../../../gateway $@/gateway
+	ln -sfn ../../../gen/llmesh/v1 $@/v1
+
+venv: $(STAMP) $(TYPING)
 
 # Generated code is committed; `gen` rewrites it from protos/ with the pinned grpcio-tools.
 gen: $(STAMP)
@@ -37,12 +47,12 @@ $(BUF):
 
 buf: $(BUF)
 
-lint: $(STAMP) $(BUF)
+lint: $(STAMP) $(TYPING) $(BUF)
 	$(BUF) lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=$(VENV)/typing $(VENV)/bin/lint-imports  # the llmesh package as installed
 
 run: $(STAMP) gen
 	$(VENV)/bin/llmesh up

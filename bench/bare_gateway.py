@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import orjson
 import uvicorn
+
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 _ROLES = {"system": chat_pb2.ROLE_SYSTEM, "assistant": chat_pb2.ROLE_ASSISTANT}

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import grpc
 import orjson
+
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 _ROLES = {

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 import grpc
 import orjson
+
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 DeltaSink = Callable[[float, int], None]

@@ -14,8 +14,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Serve the emulator on uvloop until SIGINT or SIGTERM."""
     import uvloop
 
-    from services.emulator.app import run
-    from services.emulator.settings import EmulatorSettings, Latency
+    from llmesh.services.emulator.app import run
+    from llmesh.services.emulator.settings import EmulatorSettings, Latency
 
     parser = argparse.ArgumentParser(prog="python -m bench.emulator")
     parser.add_argument("--host", default="127.0.0.1")

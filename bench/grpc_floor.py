@@ -16,9 +16,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-
 from bench.bare_relay import run_on_uvloop
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
 class PacedFloor(orchestrator_pb2_grpc.OrchestratorServiceServicer):  # type: ignore[misc]

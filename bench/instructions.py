@@ -162,7 +162,7 @@ async def _gateway(launcher: MeshLauncher, pinning: Pinning, work: Path, log: Lo
         log("instructions: gateway under callgrind (about a minute)")
         gateway = await start(
             "gateway",
-            [*_valgrind(work, "gateway"), *python_argv("services.cli", "serve", "gateway")],
+            [*_valgrind(work, "gateway"), *python_argv("llmesh.services.cli", "serve", "gateway")],
             port=gateway_port,
             pin=pin,
             logs=work,
@@ -192,7 +192,7 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             port = free_port()
             env = launcher.env(f"127.0.0.1:{port}", free_port())
             servers = [
-                ("llmesh", port, python_argv("services.cli", "serve", "orchestrator"), env),
+                ("llmesh", port, python_argv("llmesh.services.cli", "serve", "orchestrator"), env),
             ]
             bare_port = free_port()
             bare_argv = python_argv(

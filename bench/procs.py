@@ -128,11 +128,11 @@ def python_argv(module: str, *args: str) -> list[str]:
 
 
 def llmesh_argv(*args: str) -> list[str]:
-    """The ``llmesh`` command of this environment (or ``python -m services.cli``)."""
+    """The ``llmesh`` command of this environment (or ``python -m llmesh.services.cli``)."""
     script = Path(sys.executable).with_name("llmesh")
     if script.exists():
         return [str(script), *args]
-    return python_argv("services.cli", *args)
+    return python_argv("llmesh.services.cli", *args)
 
 
 PASSED_THROUGH = ("LLMESH_EVENT_LOOP", "LLMESH_GC")

@@ -4,8 +4,8 @@
 `start` runs it embedded on an ephemeral port.
 """
 
-from gateway.app import create_app
-from gateway.server import RunningGateway, run, serve, start
-from gateway.settings import GatewaySettings
+from llmesh.gateway.app import create_app
+from llmesh.gateway.server import RunningGateway, run, serve, start
+from llmesh.gateway.settings import GatewaySettings
 
 __all__ = ["GatewaySettings", "RunningGateway", "create_app", "run", "serve", "start"]

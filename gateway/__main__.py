@@ -1,4 +1,4 @@
-"""``python -m gateway``: run the HTTP gateway in the foreground."""
+"""``python -m llmesh.gateway``: run the HTTP gateway in the foreground."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from gateway.server import serve
-from gateway.settings import GatewaySettings
-from services.common.exposure import ExposureError
-from services.common.logs import configure_logging
+from llmesh.gateway.server import serve
+from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.common.exposure import ExposureError
+from llmesh.services.common.logs import configure_logging
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -25,7 +25,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve until SIGINT or SIGTERM."""
     defaults = GatewaySettings()
-    p = argparse.ArgumentParser(prog="python -m gateway", description="llmesh's HTTP gateway.")
+    p = argparse.ArgumentParser(
+        prog="python -m llmesh.gateway", description="llmesh's HTTP gateway."
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="TCP port to bind (default 8080)")
     p.add_argument(
@@ -61,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(settings, args.host, args.port))
     except ExposureError as exc:
-        sys.exit(f"python -m gateway: {exc}")
+        sys.exit(f"python -m llmesh.gateway: {exc}")
 
 
 if __name__ == "__main__":

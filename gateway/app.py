@@ -9,10 +9,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from gateway import council, native, openai_routes, ws
-from gateway.errors import http_exception_handler, unexpected_error_handler
-from gateway.settings import GatewaySettings
-from gateway.upstream import Upstream
+from llmesh.gateway import council, native, openai_routes, ws
+from llmesh.gateway.errors import http_exception_handler, unexpected_error_handler
+from llmesh.gateway.settings import GatewaySettings
+from llmesh.gateway.upstream import Upstream
 
 
 def create_app(settings: GatewaySettings) -> Starlette:

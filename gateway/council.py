@@ -12,16 +12,16 @@ from collections.abc import AsyncGenerator
 
 import grpc
 import orjson
-from llmesh.v1 import orchestrator_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.errors import error_body, error_response
-from gateway.inputs import CallOptions, call_options, message_json, read_message
-from gateway.responses import Part, UpstreamResponse, sse_data, sse_event
-from gateway.upstream import Upstream, upstream_of
-from services.common.errors import LlmeshError
+from llmesh.gateway.errors import error_body, error_response
+from llmesh.gateway.inputs import CallOptions, call_options, message_json, read_message
+from llmesh.gateway.responses import Part, UpstreamResponse, sse_data, sse_event
+from llmesh.gateway.upstream import Upstream, upstream_of
+from llmesh.services.common.errors import LlmeshError
+from llmesh.v1 import orchestrator_pb2
 
 
 async def council_stream(request: Request) -> Response:

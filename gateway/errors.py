@@ -31,8 +31,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.responses import OrjsonResponse
-from services.common.errors import LlmeshError, Reason
+from llmesh.gateway.responses import OrjsonResponse
+from llmesh.services.common.errors import LlmeshError, Reason
 
 
 class BodyTooLarge(LlmeshError):

@@ -12,9 +12,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
 
-from gateway.errors import BodyTooLarge
-from services.common.call_metadata import RETRY_COUNT_KEY, parse_retry_count
-from services.common.errors import LlmeshError, Reason, invalid
+from llmesh.gateway.errors import BodyTooLarge
+from llmesh.services.common.call_metadata import RETRY_COUNT_KEY, parse_retry_count
+from llmesh.services.common.errors import LlmeshError, Reason, invalid
 
 M = TypeVar("M", bound=Message)
 

@@ -1,7 +1,7 @@
 """The JSON mirror of the gRPC API under ``/api/v1``, in protobuf's canonical JSON mapping.
 
 Requests accept camelCase or snake_case field names; responses use camelCase. A gRPC error
-becomes the native error body (see `gateway.errors`) with the reason's HTTP status. For
+becomes the native error body (see `llmesh.gateway.errors`) with the reason's HTTP status. For
 ``POST /api/v1/chat/stream`` an error before the first event is answered the same way (so
 the status and ``Retry-After`` are usable); once events flowed, it arrives as an
 ``event: error`` Server-Sent Event and the stream closes. The gateway never adds events.
@@ -16,16 +16,16 @@ import grpc
 import orjson
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
-from llmesh.v1 import orchestrator_pb2, processor_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.errors import error_body, error_response
-from gateway.inputs import CallOptions, call_options, message_json, read_message
-from gateway.responses import OrjsonResponse, Part, UpstreamResponse, sse_data, sse_event
-from gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
-from services.common.errors import LlmeshError
+from llmesh.gateway.errors import error_body, error_response
+from llmesh.gateway.inputs import CallOptions, call_options, message_json, read_message
+from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse, sse_data, sse_event
+from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
+from llmesh.services.common.errors import LlmeshError
+from llmesh.v1 import orchestrator_pb2, processor_pb2
 
 UnaryMethod = Callable[..., Any]
 """A `grpc.aio` unary-unary stub method."""

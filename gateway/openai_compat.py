@@ -2,8 +2,8 @@
 
 Requests are validated field by field; a bad field raises `LlmeshError` (INVALID_REQUEST)
 naming it, which the routes turn into an OpenAI-shaped 400 with ``param`` set. A field that is
-neither mapped nor harmless is refused, never ignored (`gateway.openai_fields`). The other
-direction is in `gateway.openai_responses`.
+neither mapped nor harmless is refused, never ignored (`llmesh.gateway.openai_fields`). The other
+direction is in `llmesh.gateway.openai_responses`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from llmesh.gateway.inputs import parse_message
+from llmesh.gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
+from llmesh.services.common.errors import invalid
 from llmesh.v1 import chat_pb2
-
-from gateway.inputs import parse_message
-from gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
-from services.common.errors import invalid
 
 _ROLES = {
     "system": chat_pb2.ROLE_SYSTEM,

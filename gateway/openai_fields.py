@@ -2,7 +2,7 @@
 
 Every field is in exactly one class, so none is ever silently dropped:
 
-- mapped: translated into the `ChatInput` by `gateway.openai_compat`;
+- mapped: translated into the `ChatInput` by `llmesh.gateway.openai_compat`;
 - inert: accepted and not used, because no value of it can change the answer;
 - default-only: not supported yet, but accepted when absent, ``null`` or set to the value
   that changes nothing (clients such as LangChain send defaults explicitly); any other value
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import FieldViolation, LlmeshError, Reason, invalid
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason, invalid
 
 EXTENSIONS = (
     "mid_stream_policy",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from llmesh.v1 import chat_pb2, orchestrator_pb2
 
 _FINISH_REASONS: dict[int, str] = {

@@ -1,7 +1,7 @@
 """The OpenAI-compatible API under ``/v1``: chat completions (plain and streamed) and models.
 
 The official ``openai`` SDK works against ``http://<gateway>/v1`` unchanged. Errors use
-OpenAI's body and status (see `gateway.errors`), so the SDK raises the matching class. A
+OpenAI's body and status (see `llmesh.gateway.errors`), so the SDK raises the matching class. A
 streamed reply that fails before its first chunk is answered as a plain HTTP error; one that
 fails later gets a ``data: {"error": ...}`` line and ends WITHOUT ``data: [DONE]``, and so
 does an upstream stream that ends without a finish event: a cut stream never looks finished.
@@ -14,18 +14,18 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 
 import grpc
-from llmesh.v1 import orchestrator_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.errors import openai_error_body, openai_error_response
-from gateway.inputs import CallOptions, call_options, read_json_object
-from gateway.openai_compat import CompletionRequest, parse_completion_request
-from gateway.openai_responses import ChunkEncoder, completion, error_line, model_object
-from gateway.responses import OrjsonResponse, Part, UpstreamResponse
-from gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
-from services.common.errors import LlmeshError, Reason
+from llmesh.gateway.errors import openai_error_body, openai_error_response
+from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
+from llmesh.gateway.openai_compat import CompletionRequest, parse_completion_request
+from llmesh.gateway.openai_responses import ChunkEncoder, completion, error_line, model_object
+from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
+from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.v1 import orchestrator_pb2
 
 
 async def chat_completions(request: Request) -> Response:

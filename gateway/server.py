@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
-from services.auth import check_listener
-from services.common import heap
-from services.common.config import Config
+from llmesh.gateway.app import create_app
+from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.auth import check_listener
+from llmesh.services.common import heap
+from llmesh.services.common.config import Config
 
 log = logging.getLogger("llmesh.gateway")
 
@@ -45,7 +45,7 @@ def uvicorn_config(settings: GatewaySettings, host: str, port: int) -> uvicorn.C
 
 
 async def check_exposure(settings: GatewaySettings, host: str) -> None:
-    """The startup rule for the gateway's bind (`services.auth.check_bind`).
+    """The startup rule for the gateway's bind (`llmesh.services.auth.check_bind`).
 
     The gateway checks no key itself: it forwards ``authorization`` to the orchestrator
     and the processor, which do. So a non-loopback host needs keys in

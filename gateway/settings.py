@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.common.config import Config, default_database_url
+from llmesh.services.common.config import Config, default_database_url
 
 MiB = 1024 * 1024
 

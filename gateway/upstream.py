@@ -7,12 +7,12 @@ from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
-from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 from starlette.requests import HTTPConnection
 
-from gateway.settings import GatewaySettings
-from services.common.errors import LlmeshError
-from services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.common.errors import LlmeshError
+from llmesh.services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 
 _POINT_AT = {
     "orchestrator": "--orchestrator, LLMESH_ORCHESTRATOR_ADDRESS or orchestrator.address in "

@@ -8,7 +8,7 @@ Protocol (text or binary frames, JSON):
   and the server answers with an error frame whose reason is ``CANCELLED``. A cancel with no
   chat in flight is ignored: it crossed the chat's terminal frame on the wire.
 - server -> client on failure: ``{"type": "error", "error": <native error object>}`` (the
-  object under ``"error"`` in `gateway.errors`); a malformed or unexpected frame (a chat
+  object under ``"error"`` in `llmesh.gateway.errors`); a malformed or unexpected frame (a chat
   frame while a chat streams, for one) gives reason ``INVALID_REQUEST`` and ends the chat in
   flight, if any.
 
@@ -30,14 +30,20 @@ from typing import Any
 
 import grpc
 import orjson
-from llmesh.v1 import orchestrator_pb2
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.errors import error_body
-from gateway.inputs import call_options, check_depth, decode_json, message_json, parse_message
-from gateway.upstream import Upstream, upstream_of
-from services.common.errors import LlmeshError, Reason, invalid
+from llmesh.gateway.errors import error_body
+from llmesh.gateway.inputs import (
+    call_options,
+    check_depth,
+    decode_json,
+    message_json,
+    parse_message,
+)
+from llmesh.gateway.upstream import Upstream, upstream_of
+from llmesh.services.common.errors import LlmeshError, Reason, invalid
+from llmesh.v1 import orchestrator_pb2
 
 log = logging.getLogger("llmesh.gateway")
 

@@ -13,15 +13,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from services.common.config import (
+from llmesh.services.common.config import (
     Config,
     ConfigError,
     load_config,
     resolve_provider,
     with_overrides,
 )
-from services.common.event_loop import run_service
-from services.common.logs import configure_logging
+from llmesh.services.common.event_loop import run_service
+from llmesh.services.common.logs import configure_logging
 
 SERVICES = ("emulator", "orchestrator", "processor", "gateway")
 
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _serve(config, args.service)
         return
     if args.command == "usage":
-        from services.ledger import usage_report
+        from llmesh.services.ledger import usage_report
 
         try:
             report = asyncio.run(
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(report)
         return
     if args.command == "keys":
-        from services.auth import keys_command
+        from llmesh.services.auth import keys_command
 
         status, text = asyncio.run(
             keys_command(
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(text)
         sys.exit(status)
-    from services import client
+    from llmesh.services import client
 
     if args.command == "chat":
         sys.exit(
@@ -166,20 +166,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _serve(config: Config, service: str) -> None:
     try:
         if service == "orchestrator":
-            from services.orchestrator.server import run as run_orchestrator
+            from llmesh.services.orchestrator.server import run as run_orchestrator
 
             run_service(run_orchestrator(config))
         elif service == "processor":
-            from services.processor.server import run as run_processor
+            from llmesh.services.processor.server import run as run_processor
 
             run_service(run_processor(config))
         elif service == "gateway":
-            from gateway.server import run as run_gateway
+            from llmesh.gateway.server import run as run_gateway
 
             run_service(run_gateway(config))
         else:
-            from services.emulator.app import run as run_emulator
-            from services.emulator.settings import EmulatorSettings
+            from llmesh.services.emulator.app import run as run_emulator
+            from llmesh.services.emulator.settings import EmulatorSettings
 
             settings = EmulatorSettings(
                 host=config.emulator.host,
@@ -296,7 +296,7 @@ def _child_command(config: Config, config_path: str | None) -> list[str]:
     It carries the configuration file and the opt-out, so every service decides as `up`
     was told to.
     """
-    command = [sys.executable, "-m", "services.cli"]
+    command = [sys.executable, "-m", "llmesh.services.cli"]
     if config_path:
         command += ["--config", config_path]
     if config.allow_unauthenticated:
@@ -307,21 +307,21 @@ def _child_command(config: Config, config_path: str | None) -> list[str]:
 def _exposure_refusal(config: Config, plan: Sequence[tuple[str, str, str]]) -> str | None:
     """The refusal a service of `plan` would give for its address, found before any starts.
 
-    Each service checks its own bind when it starts (see `services.common.exposure`); asking
+    Each service checks its own bind when it starts (see `llmesh.services.common.exposure`); asking
     first means `llmesh up` never starts half a mesh to stop it again. With the opt-out set
     there is nothing to refuse, and each service logs its own WARNING.
     """
-    from services.common.exposure import is_loopback
+    from llmesh.services.common.exposure import is_loopback
 
     if config.allow_unauthenticated:
         return None
     exposed = [(name, address) for name, address, _ in plan if not is_loopback(address)]
     if not exposed:
         return None
-    from services.auth import check_bind, open_key_store
-    from services.common.sqlite import missing_sqlite_file
-    from services.emulator.app import check_host
-    from services.emulator.settings import EmulatorSettings
+    from llmesh.services.auth import check_bind, open_key_store
+    from llmesh.services.common.sqlite import missing_sqlite_file
+    from llmesh.services.emulator.app import check_host
+    from llmesh.services.emulator.settings import EmulatorSettings
 
     async def has_keys() -> bool:
         if missing_sqlite_file(config.database_url):
@@ -357,7 +357,7 @@ def _up(config: Config, config_path: str | None) -> int:
     plan.append(("processor", config.processor_address, f"grpc://{config.processor_address}"))
     gw = f"{config.gateway_host}:{config.gateway_port}"
     plan.append(("gateway", gw, f"http://{gw}"))
-    from gateway.settings import GatewaySettings
+    from llmesh.gateway.settings import GatewaySettings
 
     # each service may drain as long as the slowest one (the gateway's uvicorn waits its
     # own grace for open connections), plus a margin to exit, before it is killed

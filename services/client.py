@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import grpc
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
 def _peer(address: str) -> Peer:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from google.protobuf import json_format
+
 from llmesh.v1 import orchestrator_pb2
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

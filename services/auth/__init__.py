@@ -5,12 +5,12 @@ stored only as keyed hashes; an `Authenticator` turns each call's metadata into 
 `Principal`; `check_bind` decides at startup whether authentication is on.
 """
 
-from services.auth.authenticator import Authenticator, bearer_token
-from services.auth.bind import auth_required, check_bind, is_loopback
-from services.auth.cli import keys_command
-from services.auth.keys import KeyInfo, Principal
-from services.auth.startup import Access, check_listener, open_access
-from services.auth.store import KeyStore, open_key_store
+from llmesh.services.auth.authenticator import Authenticator, bearer_token
+from llmesh.services.auth.bind import auth_required, check_bind, is_loopback
+from llmesh.services.auth.cli import keys_command
+from llmesh.services.auth.keys import KeyInfo, Principal
+from llmesh.services.auth.startup import Access, check_listener, open_access
+from llmesh.services.auth.store import KeyStore, open_key_store
 
 __all__ = [
     "Access",

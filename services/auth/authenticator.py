@@ -11,9 +11,9 @@ import logging
 import time
 from collections.abc import Sequence
 
-from services.auth.keys import KEY_PREFIX, Principal, check_tenant, parse_key
-from services.auth.store import DEFAULT_CACHE_TTL, KeyStore
-from services.common.errors import LlmeshError, Reason, invalid
+from llmesh.services.auth.keys import KEY_PREFIX, Principal, check_tenant, parse_key
+from llmesh.services.auth.store import DEFAULT_CACHE_TTL, KeyStore
+from llmesh.services.common.errors import LlmeshError, Reason, invalid
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ non-loopback       none       False                  refuse to start
 A server that starts with authentication off switches it on, for good, once the key store
 holds a key (see `Authenticator`): no restart is needed, and revoking every key leaves it on.
 
-Loopback is decided by `services.common.exposure.is_loopback`, which every listener shares.
+Loopback is decided by `llmesh.services.common.exposure.is_loopback`, which every listener shares.
 """
 
 from __future__ import annotations
 
-from services.common.exposure import check_exposure, is_loopback
+from llmesh.services.common.exposure import check_exposure, is_loopback
 
 __all__ = ["auth_required", "check_bind", "is_loopback"]
 

@@ -11,9 +11,9 @@ import asyncio
 import json
 from typing import Any
 
-from services.auth.keys import KEY_PREFIX, KeyInfo, is_key_id
-from services.auth.store import DEFAULT_CACHE_TTL, KeyStore, open_key_store, redact_url
-from services.common.sqlite import missing_sqlite_file
+from llmesh.services.auth.keys import KEY_PREFIX, KeyInfo, is_key_id
+from llmesh.services.auth.store import DEFAULT_CACHE_TTL, KeyStore, open_key_store, redact_url
+from llmesh.services.common.sqlite import missing_sqlite_file
 
 ACTIONS = ("create", "list", "revoke")
 """The subcommands of ``llmesh keys``."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from services.auth.keys import KeyInfo, is_key_id
-from services.auth.store import (
+from llmesh.services.auth.keys import KeyInfo, is_key_id
+from llmesh.services.auth.store import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_CACHE_TTL,
     SCHEMA_VERSION,

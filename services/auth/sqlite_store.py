@@ -16,15 +16,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.auth.keys import KeyInfo
-from services.auth.store import (
+from llmesh.services.auth.keys import KeyInfo
+from llmesh.services.auth.store import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_CACHE_TTL,
     SCHEMA_VERSION,
     KeyStore,
     StoredKey,
 )
-from services.common.sqlite import enable_wal
+from llmesh.services.common.sqlite import enable_wal
 
 T = TypeVar("T")
 

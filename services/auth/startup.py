@@ -1,6 +1,6 @@
 """Deciding at start-up whether a server authenticates its callers, from the key store.
 
-The orchestrator builds this into its call pipeline (`services.orchestrator.assembly`);
+The orchestrator builds this into its call pipeline (`llmesh.services.orchestrator.assembly`);
 the processor and the gateway use `open_access` / `check_listener` directly.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.auth.authenticator import Authenticator
-from services.auth.bind import check_bind
-from services.auth.store import KeyStore, open_key_store
-from services.common.exposure import is_loopback
+from llmesh.services.auth.authenticator import Authenticator
+from llmesh.services.auth.bind import check_bind
+from llmesh.services.auth.store import KeyStore, open_key_store
+from llmesh.services.common.exposure import is_loopback
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
-from services.auth.keys import (
+from llmesh.services.auth.keys import (
     KeyInfo,
     Principal,
     check_name,
@@ -215,7 +215,7 @@ async def open_key_store(
     """
     scheme = url.partition(":")[0].lower()
     if scheme == "sqlite":
-        from services.auth.sqlite_store import SqliteKeyStore, sqlite_path
+        from llmesh.services.auth.sqlite_store import SqliteKeyStore, sqlite_path
 
         return await SqliteKeyStore.open(
             sqlite_path(url), cache_ttl=cache_ttl, cache_size=cache_size
@@ -223,7 +223,7 @@ async def open_key_store(
     if scheme in ("postgresql", "postgres"):
         from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-        from services.auth.postgres_store import PostgresKeyStore
+        from llmesh.services.auth.postgres_store import PostgresKeyStore
 
         parts = urlsplit(url)  # ``?schema=NAME`` (the ledger's spelling) means search_path
         query = [

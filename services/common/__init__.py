@@ -1,5 +1,5 @@
 """Pieces shared by every llmesh service: errors, configuration, gRPC bootstrap."""
 
-from services.common.errors import ERROR_TABLE, LlmeshError, Reason, ReasonSpec
+from llmesh.services.common.errors import ERROR_TABLE, LlmeshError, Reason, ReasonSpec
 
 __all__ = ["ERROR_TABLE", "LlmeshError", "Reason", "ReasonSpec"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from services.common.errors import invalid
+from llmesh.services.common.errors import invalid
 
 RETRY_COUNT_KEY = "llmesh-retry-count"
 """The metadata key of the caller's retry number."""

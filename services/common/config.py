@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from platformdirs import user_data_path
 
-from services.common.config_fields import ConfigError, FieldError
-from services.common.policy_settings import PolicyConfig
-from services.common.resilience_settings import Resilience
+from llmesh.services.common.config_fields import ConfigError, FieldError
+from llmesh.services.common.policy_settings import PolicyConfig
+from llmesh.services.common.resilience_settings import Resilience
 
 __all__ = [
     "MID_STREAM_POLICIES",

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from services.core.reasons import Reason as Reason
+from llmesh.services.core.reasons import Reason as Reason
 
 if TYPE_CHECKING:
-    from services.core.usage import Usage
+    from llmesh.services.core.usage import Usage
 
 
 @dataclass(frozen=True, slots=True)

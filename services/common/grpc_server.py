@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common.request_decoding import SafeRegistrar
+from llmesh.services.common.request_decoding import SafeRegistrar
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """The largest request or response message a server accepts (16 MiB)."""

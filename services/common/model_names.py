@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.common.config import ProviderConfig
-from services.common.errors import LlmeshError, Reason
+from llmesh.services.common.config import ProviderConfig
+from llmesh.services.common.errors import LlmeshError, Reason
 
 __all__ = ["resolve_model"]
 

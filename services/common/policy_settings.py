@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from services.common.config_fields import FieldError, bounded, build, check_fields
+from llmesh.services.common.config_fields import FieldError, bounded, build, check_fields
 
 __all__ = [
     "BudgetCaps",

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from services.common.errors import LlmeshError, Reason
-from services.common.rpc_errors import abort
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.rpc_errors import abort
 
 __all__ = ["SafeRegistrar", "Undecodable", "checks_decoding", "safe_handler"]
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from services.common.config_fields import FieldError, bounded, build, check_fields
-from services.common.errors import Reason
+from llmesh.services.common.config_fields import FieldError, bounded, build, check_fields
+from llmesh.services.common.errors import Reason
 
 __all__ = [
     "COUNTED_BY_DEFAULT",

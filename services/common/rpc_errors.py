@@ -25,7 +25,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.common.errors import ERROR_DOMAIN, FieldViolation, LlmeshError, Reason
+from llmesh.services.common.errors import ERROR_DOMAIN, FieldViolation, LlmeshError, Reason
 
 
 def to_rpc_status(err: LlmeshError) -> grpc.Status:

@@ -39,12 +39,12 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 
 import grpc
 
-from services.common.errors import LlmeshError, Reason
-from services.common.request_decoding import Undecodable
-from services.common.rpc_errors import abort
-from services.core.caller import Caller
-from services.core.ids import new_request_id
-from services.core.trail import Trail
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.request_decoding import Undecodable
+from llmesh.services.common.rpc_errors import abort
+from llmesh.services.core.caller import Caller
+from llmesh.services.core.ids import new_request_id
+from llmesh.services.core.trail import Trail
 
 __all__ = ["Guarded", "Rpc", "RpcGuard", "Timer", "unary", "unary_stream"]
 

@@ -4,8 +4,8 @@ Nothing here imports grpc, HTTP or storage code, so the orchestrator, the ledger
 error model can all depend on it.
 """
 
-from services.core.caller import Caller
-from services.core.ids import new_request_id
-from services.core.usage import CallStatus, Usage
+from llmesh.services.core.caller import Caller
+from llmesh.services.core.ids import new_request_id
+from llmesh.services.core.usage import CallStatus, Usage
 
 __all__ = ["CallStatus", "Caller", "Usage", "new_request_id"]

@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from services.core.caller import Caller
-from services.core.chat import ChatRequest
-from services.core.policy import CallOptions, Policy
-from services.core.target import Target
-from services.core.trail import AttemptRecord, Trail
+from llmesh.services.core.caller import Caller
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.policy import CallOptions, Policy
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Trail
 
 __all__ = ["Call", "ChatCall", "Gate", "RoutedCall"]
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.core.chat import FinishReason
-from services.core.policy import MidStreamPolicy
-from services.core.reasons import Reason
-from services.core.target import Target
-from services.core.trail import AttemptRecord
-from services.core.usage import Usage
+from llmesh.services.core.chat import FinishReason
+from llmesh.services.core.policy import MidStreamPolicy
+from llmesh.services.core.reasons import Reason
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord
+from llmesh.services.core.usage import Usage
 
 __all__ = [
     "CallEvent",

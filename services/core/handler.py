@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Protocol
 
-from services.core.call import RoutedCall
-from services.core.events import CallEvent
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.events import CallEvent
 
 __all__ = ["Handler", "Layer"]
 

@@ -1,6 +1,6 @@
 """Why a call failed: the reasons of the error model, as a domain enum.
 
-`services.common.errors` maps each to its gRPC code and HTTP status (`ERROR_TABLE`) and
+`llmesh.services.common.errors` maps each to its gRPC code and HTTP status (`ERROR_TABLE`) and
 carries it in `LlmeshError`; here it is plain data, so the domain can name a reason (a
 failed attempt's, a mid-stream switch's) without depending on the error model.
 """

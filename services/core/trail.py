@@ -9,9 +9,9 @@ from typing import Any
 
 __all__ = ["AttemptRecord", "Outcome", "Settlement", "Trail", "attempt_json"]
 
-from services.core.reasons import Reason
-from services.core.target import Target
-from services.core.usage import Usage
+from llmesh.services.core.reasons import Reason
+from llmesh.services.core.target import Target
+from llmesh.services.core.usage import Usage
 
 
 class Outcome(enum.Enum):

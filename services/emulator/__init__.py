@@ -5,8 +5,8 @@ faithful wire formats for the official SDKs, simulated prompt caching, latency p
 fault injection. See ``services/emulator/README.md``.
 """
 
-from services.emulator.app import create_app, run, start
-from services.emulator.settings import FAULT_NAMES, EmulatorSettings, FaultSpec, Latency
+from llmesh.services.emulator.app import create_app, run, start
+from llmesh.services.emulator.settings import FAULT_NAMES, EmulatorSettings, FaultSpec, Latency
 
 __all__ = [
     "FAULT_NAMES",

@@ -1,4 +1,4 @@
-"""``python -m services.emulator [--host H] [--port P] [--allow-unauthenticated]``: serve."""
+"""``python -m llmesh.services.emulator [--host H] [--port P] [--allow-unauthenticated]``: serve."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from services.common.exposure import ExposureError
-from services.common.logs import configure_logging
-from services.emulator.app import run
-from services.emulator.settings import EmulatorSettings, Latency
+from llmesh.services.common.exposure import ExposureError
+from llmesh.services.common.logs import configure_logging
+from llmesh.services.emulator.app import run
+from llmesh.services.emulator.settings import EmulatorSettings, Latency
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve."""
     defaults = EmulatorSettings()
     parser = argparse.ArgumentParser(
-        prog="python -m services.emulator",
+        prog="python -m llmesh.services.emulator",
         description="Serve the OpenAI and Anthropic chat APIs with deterministic replies.",
     )
     parser.add_argument("--host", default=defaults.host, help="interface to bind")
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(run(settings=settings))
     except ExposureError as exc:
-        sys.exit(f"python -m services.emulator: {exc}")
+        sys.exit(f"python -m llmesh.services.emulator: {exc}")
 
 
 if __name__ == "__main__":

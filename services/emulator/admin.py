@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.emulator.settings import FaultSpec
-from services.emulator.state import STATE
+from llmesh.services.emulator.settings import FaultSpec
+from llmesh.services.emulator.state import STATE
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -27,7 +27,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """``GET /emulator/stats``: the request counters (see `services.emulator.stats`)."""
+    """``GET /emulator/stats``: the request counters (see `llmesh.services.emulator.stats`)."""
     return _json(request.app[STATE].stats.snapshot())
 
 

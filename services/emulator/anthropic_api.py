@@ -14,14 +14,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.emulator import anthropic_wire as wire
-from services.emulator.anthropic_parse import parse_messages
-from services.emulator.cache import AnthropicCacheUsage
-from services.emulator.errors import ApiError, new_request_id
-from services.emulator.generation import INVALID_JSON, ChatCall, Exchange, handle
-from services.emulator.replies import input_tokens, plan_reply, tool_call_id
-from services.emulator.settings import FaultSpec
-from services.emulator.streaming import send_stream, send_unary
+from llmesh.services.emulator import anthropic_wire as wire
+from llmesh.services.emulator.anthropic_parse import parse_messages
+from llmesh.services.emulator.cache import AnthropicCacheUsage
+from llmesh.services.emulator.errors import ApiError, new_request_id
+from llmesh.services.emulator.generation import INVALID_JSON, ChatCall, Exchange, handle
+from llmesh.services.emulator.replies import input_tokens, plan_reply, tool_call_id
+from llmesh.services.emulator.settings import FaultSpec
+from llmesh.services.emulator.streaming import send_stream, send_unary
 
 LIMITS = {"requests": 4000, "tokens": 2000000, "input-tokens": 2000000, "output-tokens": 400000}
 JSON = "application/json"

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from services.emulator.errors import ApiError
-from services.emulator.generation import INVALID_JSON, ChatCall
-from services.emulator.replies import (
+from llmesh.services.emulator.errors import ApiError
+from llmesh.services.emulator.generation import INVALID_JSON, ChatCall
+from llmesh.services.emulator.replies import (
     Block,
     BlockKind,
     Conversation,

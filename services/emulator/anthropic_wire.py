@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 
-from services.emulator.cache import AnthropicCacheUsage
-from services.emulator.errors import ApiError
-from services.emulator.generation import ChatCall
-from services.emulator.replies import Finish, Reply, fragments
-from services.emulator.settings import FaultSpec
-from services.emulator.streaming import StreamPlan
+from llmesh.services.emulator.cache import AnthropicCacheUsage
+from llmesh.services.emulator.errors import ApiError
+from llmesh.services.emulator.generation import ChatCall
+from llmesh.services.emulator.replies import Finish, Reply, fragments
+from llmesh.services.emulator.settings import FaultSpec
+from llmesh.services.emulator.streaming import StreamPlan
 
 STOP_REASON = {
     Finish.END: "end_turn",

@@ -14,10 +14,10 @@ import signal
 
 from aiohttp import web
 
-from services.common.exposure import check_exposure
-from services.emulator import admin, anthropic_api, catalog, openai_api
-from services.emulator.settings import EmulatorSettings
-from services.emulator.state import STATE, EmulatorState
+from llmesh.services.common.exposure import check_exposure
+from llmesh.services.emulator import admin, anthropic_api, catalog, openai_api
+from llmesh.services.emulator.settings import EmulatorSettings
+from llmesh.services.emulator.state import STATE, EmulatorState
 
 
 def create_app(settings: EmulatorSettings | None = None) -> web.Application:
@@ -49,7 +49,7 @@ async def start(settings: EmulatorSettings | None = None) -> tuple[web.AppRunner
     """Serve on ``settings.host:settings.port`` (port 0: any free port).
 
     Returns the runner (``await runner.cleanup()`` stops the server) and the bound port.
-    A non-loopback host is refused (`services.common.exposure.ExposureError`) unless
+    A non-loopback host is refused (`llmesh.services.common.exposure.ExposureError`) unless
     ``settings.allow_unauthenticated`` is set: the emulator authenticates no one.
     """
     settings = settings or EmulatorSettings()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from services.emulator.replies import Unit
+from llmesh.services.emulator.replies import Unit
 
 OPENAI_BLOCK = 128
 """OpenAI reports cached tokens in multiples of this."""

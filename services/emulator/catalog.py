@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.emulator.errors import new_request_id
+from llmesh.services.emulator.errors import new_request_id
 
 MODELS: tuple[tuple[str, str], ...] = (
     ("echo", "Echo (emulator)"),

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.emulator.settings import EmulatorSettings, FaultSpec
+from llmesh.services.emulator.settings import EmulatorSettings, FaultSpec
 
 FAULT = "x-emulator-fault"
 FAULT_AFTER = "x-emulator-fault-after"

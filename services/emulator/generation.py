@@ -14,13 +14,13 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from services.emulator.errors import ApiError, new_request_id
-from services.emulator.faults import ControlError, Controls, request_controls
-from services.emulator.replies import Conversation, Unit, prompt_units
-from services.emulator.settings import STATUS_FAULTS, FaultSpec
-from services.emulator.state import STATE, EmulatorState
-from services.emulator.stats import Tracker
-from services.emulator.streaming import send_response
+from llmesh.services.emulator.errors import ApiError, new_request_id
+from llmesh.services.emulator.faults import ControlError, Controls, request_controls
+from llmesh.services.emulator.replies import Conversation, Unit, prompt_units
+from llmesh.services.emulator.settings import STATUS_FAULTS, FaultSpec
+from llmesh.services.emulator.state import STATE, EmulatorState
+from llmesh.services.emulator.stats import Tracker
+from llmesh.services.emulator.streaming import send_response
 
 INVALID_JSON: Any = object()
 """Passed to `Dialect.parse` in place of a body that is not JSON."""

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from services.emulator import openai_wire as wire
-from services.emulator.errors import ApiError
-from services.emulator.generation import ChatCall, Exchange, handle
-from services.emulator.openai_parse import parse_chat
-from services.emulator.replies import plan_reply, tool_call_id
-from services.emulator.settings import FaultSpec
-from services.emulator.streaming import send_stream, send_unary
+from llmesh.services.emulator import openai_wire as wire
+from llmesh.services.emulator.errors import ApiError
+from llmesh.services.emulator.generation import ChatCall, Exchange, handle
+from llmesh.services.emulator.openai_parse import parse_chat
+from llmesh.services.emulator.replies import plan_reply, tool_call_id
+from llmesh.services.emulator.settings import FaultSpec
+from llmesh.services.emulator.streaming import send_stream, send_unary
 
 REQUEST_LIMIT = 10000
 TOKEN_LIMIT = 30000000

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from services.emulator.errors import ApiError
-from services.emulator.generation import ChatCall
-from services.emulator.replies import Finish, Reply, fragments
-from services.emulator.settings import FaultSpec
-from services.emulator.streaming import StreamPlan
+from llmesh.services.emulator.errors import ApiError
+from llmesh.services.emulator.generation import ChatCall
+from llmesh.services.emulator.replies import Finish, Reply, fragments
+from llmesh.services.emulator.settings import FaultSpec
+from llmesh.services.emulator.streaming import StreamPlan
 
 FINISH = {
     Finish.END: "stop",

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.emulator.cache import PromptCache
-from services.emulator.faults import FaultRules
-from services.emulator.settings import EmulatorSettings
-from services.emulator.stats import Stats
+from llmesh.services.emulator.cache import PromptCache
+from llmesh.services.emulator.faults import FaultRules
+from llmesh.services.emulator.settings import EmulatorSettings
+from llmesh.services.emulator.stats import Stats
 
 
 @dataclass(slots=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.emulator.faults import MID_STREAM_FAULTS, Controls
-from services.emulator.settings import FaultSpec
-from services.emulator.stats import Tracker
+from llmesh.services.emulator.faults import MID_STREAM_FAULTS, Controls
+from llmesh.services.emulator.settings import FaultSpec
+from llmesh.services.emulator.stats import Tracker
 
 ABORT_GRACE_S = 1.0
 """How long an aborting handler waits to be cancelled by aiohttp before returning."""

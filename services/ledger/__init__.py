@@ -7,12 +7,12 @@ share one ledger) without ever blocking the call. `usage_report` renders the tot
 the ``llmesh usage`` command.
 """
 
-from services.ledger.cli import usage_report
-from services.ledger.pricing import SOURCE_DATE, Cost, Price, PriceTable
-from services.ledger.queries import GROUPINGS, UsageTotalRow
-from services.ledger.records import STATUSES, UsageRecord
-from services.ledger.stores import LedgerStore, PostgresStore, SqliteStore, open_store
-from services.ledger.writer import LedgerWriter
+from llmesh.services.ledger.cli import usage_report
+from llmesh.services.ledger.pricing import SOURCE_DATE, Cost, Price, PriceTable
+from llmesh.services.ledger.queries import GROUPINGS, UsageTotalRow
+from llmesh.services.ledger.records import STATUSES, UsageRecord
+from llmesh.services.ledger.stores import LedgerStore, PostgresStore, SqliteStore, open_store
+from llmesh.services.ledger.writer import LedgerWriter
 
 __all__ = [
     "GROUPINGS",

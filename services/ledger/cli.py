@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from services.ledger.queries import UsageTotalRow, normalize_group_by
-from services.ledger.stores import open_store, sqlite_path
+from llmesh.services.ledger.queries import UsageTotalRow, normalize_group_by
+from llmesh.services.ledger.stores import open_store, sqlite_path
 
 __all__ = ["format_table", "parse_time", "sum_totals", "usage_report"]
 

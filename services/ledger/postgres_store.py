@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
-from services.ledger.records import UsageRecord
-from services.ledger.schema import (
+from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
+from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.schema import (
     COLUMNS,
     TABLE,
     dumps,
@@ -159,7 +159,7 @@ class PostgresStore:
         until: float | None = None,
         tenant: str | None = None,
     ) -> list[UsageTotalRow]:
-        """Usage totals grouped by `group_by`, sorted (see `services.ledger.queries`)."""
+        """Usage totals grouped by `group_by`, sorted (see `llmesh.services.ledger.queries`)."""
         sql, params = totals_query(group_by, since, until, tenant, lambda n: f"${n}")
         pool = await self._ready_pool()
         rows = await pool.fetch(sql, *params)

@@ -15,7 +15,7 @@ header), o-series limits include reasoning tokens.
 
 from __future__ import annotations
 
-from services.ledger.pricing import Price
+from llmesh.services.ledger.pricing import Price
 
 __all__ = ["DEFAULT_PRICES"]
 

@@ -10,7 +10,7 @@ has a separate reasoning price. Arithmetic is done in `Decimal` and converted to
 once, so a cost is the float nearest its exact decimal value (0.1 * 3.0 is 0.3, not
 0.30000000000000004).
 
-The shipped prices (`PriceTable.defaults`, listed in `services.ledger.price_list`) are
+The shipped prices (`PriceTable.defaults`, listed in `llmesh.services.ledger.price_list`) are
 OpenAI's and Anthropic's standard list prices as of November 2025 (`SOURCE_DATE`): no batch,
 priority, regional or long-context (over 200k input tokens) rates. Configuration overrides
 them; check the providers' pricing pages before relying on a bill. A price also carries the
@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from functools import lru_cache
 
-from services.core.usage import Usage
+from llmesh.services.core.usage import Usage
 
 __all__ = ["CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
 
@@ -142,7 +142,7 @@ class PriceTable:
     @classmethod
     def defaults(cls) -> PriceTable:
         """The shipped list prices of OpenAI's and Anthropic's models; emulator models are free."""
-        from services.ledger.price_list import DEFAULT_PRICES
+        from llmesh.services.ledger.price_list import DEFAULT_PRICES
 
         return cls(DEFAULT_PRICES, source_date=SOURCE_DATE)
 

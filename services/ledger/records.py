@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.core.usage import CallStatus
+from llmesh.services.core.usage import CallStatus
 
 __all__ = ["STATUSES", "UsageRecord"]
 

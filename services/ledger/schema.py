@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from services.core.usage import CallStatus
-from services.ledger.queries import utc_day
-from services.ledger.records import UsageRecord
+from llmesh.services.core.usage import CallStatus
+from llmesh.services.ledger.queries import utc_day
+from llmesh.services.ledger.records import UsageRecord
 
 __all__ = [
     "COLUMNS",

@@ -18,10 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.common.sqlite import enable_wal
-from services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
-from services.ledger.records import UsageRecord
-from services.ledger.schema import (
+from llmesh.services.common.sqlite import enable_wal
+from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
+from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.schema import (
     COLUMNS,
     TABLE,
     pending,
@@ -156,7 +156,7 @@ class SqliteStore:
         until: float | None = None,
         tenant: str | None = None,
     ) -> list[UsageTotalRow]:
-        """Usage totals grouped by `group_by`, sorted (see `services.ledger.queries`)."""
+        """Usage totals grouped by `group_by`, sorted (see `llmesh.services.ledger.queries`)."""
         sql, params = totals_query(group_by, since, until, tenant, lambda _: "?")
         await self.open()
         rows = await self._call(self._fetchall, sql, params)

@@ -11,10 +11,10 @@ from collections.abc import Generator, Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from services.ledger.postgres_store import PostgresStore
-from services.ledger.queries import UsageTotalRow
-from services.ledger.records import UsageRecord
-from services.ledger.sqlite_store import SqliteStore
+from llmesh.services.ledger.postgres_store import PostgresStore
+from llmesh.services.ledger.queries import UsageTotalRow
+from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.sqlite_store import SqliteStore
 
 __all__ = ["LedgerStore", "PostgresStore", "SqliteStore", "open_store", "sqlite_path"]
 

@@ -23,8 +23,8 @@ import time
 from collections import deque
 from itertools import islice
 
-from services.ledger.records import UsageRecord
-from services.ledger.stores import LedgerStore
+from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.stores import LedgerStore
 
 __all__ = ["LedgerWriter"]
 

@@ -1,9 +1,9 @@
 """The orchestrator: routes chat calls to LLM providers and streams their replies."""
 
-from services.core.call import ChatCall
-from services.core.events import Completed, Started
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.server import OrchestratorServer, build_engine, run, serve
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.events import Completed, Started
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.server import OrchestratorServer, build_engine, run, serve
 
 __all__ = [
     "ChatCall",

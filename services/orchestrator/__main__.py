@@ -1,4 +1,4 @@
-"""``python -m services.orchestrator [--config FILE] [--allow-unauthenticated]``."""
+"""``python -m llmesh.services.orchestrator [--config FILE] [--allow-unauthenticated]``."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from services.common.config import load_config, with_overrides
-from services.common.event_loop import run_service
-from services.common.logs import configure_logging
-from services.orchestrator.server import run
+from llmesh.services.common.config import load_config, with_overrides
+from llmesh.services.common.event_loop import run_service
+from llmesh.services.common.logs import configure_logging
+from llmesh.services.orchestrator.server import run
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve until SIGINT or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m services.orchestrator", description="Run the llmesh orchestrator."
+        prog="python -m llmesh.services.orchestrator", description="Run the llmesh orchestrator."
     )
     parser.add_argument("--config", help="configuration file (default: as for llmesh)")
     parser.add_argument(
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             config = with_overrides(config, allow_unauthenticated=True)
         run_service(run(config))
     except ValueError as exc:  # a bad configuration, or a non-loopback bind without keys
-        sys.exit(f"python -m services.orchestrator: {exc}")
+        sys.exit(f"python -m llmesh.services.orchestrator: {exc}")
 
 
 if __name__ == "__main__":

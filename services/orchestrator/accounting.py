@@ -13,14 +13,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from services.common.errors import Reason
-from services.core import CallStatus, Usage
-from services.core.call import RoutedCall
-from services.core.trail import AttemptRecord, Outcome, Settlement, attempt_json
-from services.ledger import LedgerWriter, PriceTable, UsageRecord
-from services.orchestrator.attempts import NOT_SENT
-from services.orchestrator.engine import UsageEstimator
-from services.orchestrator.response_cache import CachedReply
+from llmesh.services.common.errors import Reason
+from llmesh.services.core import CallStatus, Usage
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.trail import AttemptRecord, Outcome, Settlement, attempt_json
+from llmesh.services.ledger import LedgerWriter, PriceTable, UsageRecord
+from llmesh.services.orchestrator.attempts import NOT_SENT
+from llmesh.services.orchestrator.engine import UsageEstimator
+from llmesh.services.orchestrator.response_cache import CachedReply
 
 __all__ = ["Accounting", "Settlement"]
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ToolCall
-from services.core.events import CallEvent, Completed, Started, Switched, TextDelta, ToolCallDelta
-from services.core.policy import MidStreamPolicy
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ToolCall
+from llmesh.services.core.events import (
+    CallEvent,
+    Completed,
+    Started,
+    Switched,
+    TextDelta,
+    ToolCallDelta,
+)
+from llmesh.services.core.policy import MidStreamPolicy
 
 
 @dataclass(slots=True)

@@ -15,16 +15,16 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from services.auth import Authenticator, check_bind, open_key_store
-from services.auth.bind import auth_required
-from services.common.config import Config, ConfigError
-from services.core.chat import ChatRequest
-from services.core.handler import Handler, Layer
-from services.ledger import LedgerStore, LedgerWriter, PriceTable, open_store
-from services.orchestrator.accounting import Accounting
-from services.orchestrator.admission import BudgetManager, RateLimiter
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.layers import (
+from llmesh.services.auth import Authenticator, check_bind, open_key_store
+from llmesh.services.auth.bind import auth_required
+from llmesh.services.common.config import Config, ConfigError
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.handler import Handler, Layer
+from llmesh.services.ledger import LedgerStore, LedgerWriter, PriceTable, open_store
+from llmesh.services.orchestrator.accounting import Accounting
+from llmesh.services.orchestrator.admission import BudgetManager, RateLimiter
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.layers import (
     Accounted,
     Budgeted,
     ByCallType,
@@ -33,10 +33,10 @@ from services.orchestrator.layers import (
     RateLimited,
     compose,
 )
-from services.orchestrator.layers.budget import Scope, ScopeKind
-from services.orchestrator.path import CallPath
-from services.orchestrator.response_cache import ResponseCache
-from services.orchestrator.routing import Router
+from llmesh.services.orchestrator.layers.budget import Scope, ScopeKind
+from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.response_cache import ResponseCache
+from llmesh.services.orchestrator.routing import Router
 
 
 @dataclass

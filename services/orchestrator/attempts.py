@@ -16,14 +16,14 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from services.common.errors import LlmeshError, Reason
-from services.core.call import Gate
-from services.core.chat import ChatRequest
-from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
-from services.core.trail import AttemptRecord, Outcome, Trail
-from services.core.usage import Usage
-from services.orchestrator.providers.base import Provider
-from services.orchestrator.resilience import Breakers, TargetLimiter
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.call import Gate
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.providers.base import Provider
+from llmesh.services.orchestrator.resilience import Breakers, TargetLimiter
 
 _log = logging.getLogger("llmesh.orchestrator.attempts")
 

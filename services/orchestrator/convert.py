@@ -14,11 +14,10 @@ from typing import Any
 
 import orjson
 from google.protobuf import json_format
-from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
-from services.common.errors import FieldViolation, LlmeshError, Reason
-from services.core.call import ChatCall
-from services.core.chat import (
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
@@ -27,11 +26,19 @@ from services.core.chat import (
     ToolCall,
     ToolChoiceMode,
 )
-from services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta, UsageUpdate
-from services.core.policy import CallOptions, MidStreamPolicy
-from services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
-from services.core.usage import Usage
-from services.orchestrator.aggregate import Reply
+from llmesh.services.core.events import (
+    CallEvent,
+    Started,
+    Switched,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
+from llmesh.services.core.policy import CallOptions, MidStreamPolicy
+from llmesh.services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.aggregate import Reply
+from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 _ROLES = {
     chat_pb2.ROLE_SYSTEM: Role.SYSTEM,

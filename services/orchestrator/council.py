@@ -37,10 +37,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from services.common.errors import FieldViolation, LlmeshError, Reason
-from services.core.call import ChatCall, RoutedCall
-from services.core.chat import ChatRequest, Message, Role, ToolChoiceMode
-from services.core.events import (
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.core.call import ChatCall, RoutedCall
+from llmesh.services.core.chat import ChatRequest, Message, Role, ToolChoiceMode
+from llmesh.services.core.events import (
     CallEvent,
     Completed,
     Switched,
@@ -48,11 +48,11 @@ from services.core.events import (
     ToolCallDelta,
     UsageUpdate,
 )
-from services.core.ids import new_request_id
-from services.core.policy import MidStreamPolicy
-from services.core.trail import Trail
-from services.core.usage import Usage
-from services.orchestrator.path import CallPath
+from llmesh.services.core.ids import new_request_id
+from llmesh.services.core.policy import MidStreamPolicy
+from llmesh.services.core.trail import Trail
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.path import CallPath
 
 __all__ = [
     "DEFAULT_BUFFER",

@@ -6,17 +6,15 @@ INVALID_REQUEST error, one `google.rpc.BadRequest` field violation each.
 
 from __future__ import annotations
 
-from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
-
-from services.common.errors import FieldViolation, LlmeshError, Reason
-from services.core.call import ChatCall
-from services.orchestrator.convert import (
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.core.call import ChatCall
+from llmesh.services.orchestrator.convert import (
     chat_call_from_proto,
     check_size,
     event_to_proto,
     usage_to_proto,
 )
-from services.orchestrator.council import (
+from llmesh.services.orchestrator.council import (
     BranchFailed,
     BranchItem,
     Council,
@@ -25,6 +23,7 @@ from services.orchestrator.council import (
     council_violations,
     default_branch_name,
 )
+from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 SHARED_MODEL = "council"
 """The placeholder model of the shared call: `ChatInput.model` is ignored in a council."""

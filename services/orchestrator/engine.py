@@ -22,10 +22,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from services.common.errors import LlmeshError, Reason
-from services.core.call import Gate, RoutedCall
-from services.core.chat import ChatRequest, Message, Role
-from services.core.events import (
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.call import Gate, RoutedCall
+from llmesh.services.core.chat import ChatRequest, Message, Role
+from llmesh.services.core.events import (
     CallEvent,
     Completed,
     Finish,
@@ -33,22 +33,22 @@ from services.core.events import (
     Started,
     Switched,
 )
-from services.core.policy import MidStreamPolicy, Policy
-from services.core.target import Target
-from services.core.trail import AttemptRecord, Outcome
-from services.core.usage import Usage
-from services.orchestrator.attempts import Opened, Runtime, open_attempt, percentile
-from services.orchestrator.estimate import estimate_usage
-from services.orchestrator.providers.base import Provider
-from services.orchestrator.resilience import (
+from llmesh.services.core.policy import MidStreamPolicy, Policy
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Outcome
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.attempts import Opened, Runtime, open_attempt, percentile
+from llmesh.services.orchestrator.estimate import estimate_usage
+from llmesh.services.orchestrator.providers.base import Provider
+from llmesh.services.orchestrator.resilience import (
     Breakers,
     BreakerSettings,
     RetryBudget,
     RetryBudgetSettings,
     TargetLimiter,
 )
-from services.orchestrator.resilience.queues import QueueSettings
-from services.orchestrator.retries import RetrySettings, continue_after, retrying
+from llmesh.services.orchestrator.resilience.queues import QueueSettings
+from llmesh.services.orchestrator.retries import RetrySettings, continue_after, retrying
 
 _log = logging.getLogger("llmesh.orchestrator.engine")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from services.core.chat import ChatRequest
-from services.core.usage import Usage
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.usage import Usage
 
 __all__ = ["CHARS_PER_TOKEN", "estimate_input_tokens", "estimate_usage"]
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf import timestamp_pb2
-from llmesh.v1 import chat_pb2, orchestrator_pb2
 
-from services.ledger import UsageTotalRow
-from services.orchestrator.resilience import BreakerView
-from services.orchestrator.routing import ModelEntry
+from llmesh.services.ledger import UsageTotalRow
+from llmesh.services.orchestrator.resilience import BreakerView
+from llmesh.services.orchestrator.routing import ModelEntry
+from llmesh.v1 import chat_pb2, orchestrator_pb2
 
 _BREAKER_STATES = {
     "closed": orchestrator_pb2.BREAKER_STATE_CLOSED,

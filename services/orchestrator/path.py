@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
-from services.core.call import Call, RoutedCall
-from services.core.events import CallEvent
-from services.core.handler import Handler
-from services.core.trail import Trail
-from services.orchestrator.routing import Router
+from llmesh.services.core.call import Call, RoutedCall
+from llmesh.services.core.events import CallEvent
+from llmesh.services.core.handler import Handler
+from llmesh.services.core.trail import Trail
+from llmesh.services.orchestrator.routing import Router
 
 __all__ = ["CallPath"]
 

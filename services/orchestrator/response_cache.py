@@ -32,11 +32,18 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from services.common.policy_settings import ResponseCacheConfig
-from services.core.chat import ChatRequest, FinishReason
-from services.core.events import CallEvent, Completed, Started, Switched, TextDelta, ToolCallDelta
-from services.core.policy import MidStreamPolicy
-from services.core.usage import Usage
+from llmesh.services.common.policy_settings import ResponseCacheConfig
+from llmesh.services.core.chat import ChatRequest, FinishReason
+from llmesh.services.core.events import (
+    CallEvent,
+    Completed,
+    Started,
+    Switched,
+    TextDelta,
+    ToolCallDelta,
+)
+from llmesh.services.core.policy import MidStreamPolicy
+from llmesh.services.core.usage import Usage
 
 __all__ = [
     "KEY_VERSION",

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import tenacity
 from tenacity.wait import wait_base
 
-from services.common.errors import LlmeshError, Reason
-from services.common.resilience_settings import RetrySettings as RetrySettings
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.resilience_settings import RetrySettings as RetrySettings
 
 _T = TypeVar("_T")
 _log = logging.getLogger("llmesh.orchestrator.retries")

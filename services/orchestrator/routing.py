@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from services.common.config import ProviderConfig, RouteConfig
-from services.common.model_names import resolve_model
-from services.core.call import Call, RoutedCall
-from services.core.ids import new_request_id
-from services.core.policy import CallOptions, MidStreamPolicy, Policy
-from services.core.target import Target
-from services.core.trail import Trail
+from llmesh.services.common.config import ProviderConfig, RouteConfig
+from llmesh.services.common.model_names import resolve_model
+from llmesh.services.core.call import Call, RoutedCall
+from llmesh.services.core.ids import new_request_id
+from llmesh.services.core.policy import CallOptions, MidStreamPolicy, Policy
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import Trail
 
 R = TypeVar("R")
 
@@ -35,7 +35,7 @@ class ModelEntry:
 class Router:
     """Resolves model names.
 
-    Routes first (in `plan`), then `services.common.model_names.resolve_model`: aliases,
+    Routes first (in `plan`), then `llmesh.services.common.model_names.resolve_model`: aliases,
     ``provider/model``, and a bare model name listed by exactly one provider.
     """
 

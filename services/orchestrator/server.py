@@ -8,17 +8,16 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from llmesh.services.common import heap
+from llmesh.services.common.config import Config, resolve_provider
+from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from llmesh.services.orchestrator.assembly import Assembly, assemble
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.providers import ProviderRegistry, default_registry
+from llmesh.services.orchestrator.providers.base import Provider
+from llmesh.services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
+from llmesh.services.orchestrator.servicer import OrchestratorServicer
 from llmesh.v1 import orchestrator_pb2_grpc
-
-from services.common import heap
-from services.common.config import Config, resolve_provider
-from services.common.grpc_server import RunningServer, ServiceBinding, start_server
-from services.orchestrator.assembly import Assembly, assemble
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.providers import ProviderRegistry, default_registry
-from services.orchestrator.providers.base import Provider
-from services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
-from services.orchestrator.servicer import OrchestratorServicer
 
 log = logging.getLogger("llmesh.orchestrator")
 

@@ -1,7 +1,7 @@
 """The gRPC face of the orchestrator: proto -> domain -> call path or store -> proto.
 
 Authentication, in-flight tracking, deadlines, trailers and error answers are the
-`services.common.rpc_guard` decorators' work; each method only maps and calls.
+`llmesh.services.common.rpc_guard` decorators' work; each method only maps and calls.
 """
 
 from __future__ import annotations
@@ -11,35 +11,34 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import replace
 
-from llmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-
-from services.auth import Authenticator
-from services.common.call_metadata import retry_count
-from services.common.errors import LlmeshError, Reason
-from services.common.request_decoding import checks_decoding
-from services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
-from services.core.call import ChatCall
-from services.core.events import CallEvent, Completed
-from services.ledger import LedgerStore
-from services.orchestrator.aggregate import collect
-from services.orchestrator.convert import (
+from llmesh.services.auth import Authenticator
+from llmesh.services.common.call_metadata import retry_count
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.request_decoding import checks_decoding
+from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.events import CallEvent, Completed
+from llmesh.services.ledger import LedgerStore
+from llmesh.services.orchestrator.aggregate import collect
+from llmesh.services.orchestrator.convert import (
     chat_call_from_request,
     chat_reply_to_proto,
     event_to_proto,
     trail_to_metadata,
 )
-from services.orchestrator.council import BranchItem, stream_council
-from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
-from services.orchestrator.deadline import Deadline
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.listing_convert import (
+from llmesh.services.orchestrator.council import BranchItem, stream_council
+from llmesh.services.orchestrator.council_convert import council_from_proto, council_item_to_proto
+from llmesh.services.orchestrator.deadline import Deadline
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.listing_convert import (
     models_to_proto,
     targets_to_proto,
     usage_query_from_proto,
     usage_totals_to_proto,
 )
-from services.orchestrator.path import CallPath
-from services.orchestrator.tenancy import acting_caller, visible_tenant
+from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.tenancy import acting_caller, visible_tenant
+from llmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
 

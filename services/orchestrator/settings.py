@@ -4,7 +4,7 @@
 takes ``config.resilience`` as it is.
 """
 
-from services.common.resilience_settings import (
+from llmesh.services.common.resilience_settings import (
     BreakerSettings,
     QueueSettings,
     Resilience,

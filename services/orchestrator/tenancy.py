@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.core.caller import Caller
+from llmesh.services.core.caller import Caller
 
 __all__ = ["acting_caller", "visible_tenant"]
 

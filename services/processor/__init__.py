@@ -1,10 +1,10 @@
 """The processor: token counting per model family and trimming conversations to a budget."""
 
-from services.core.chat import Message, Role, ToolCall
-from services.processor.fit import FitResult, MessageCounter, fit_context, fit_counted
-from services.processor.server import SERVICE_NAME, ProcessorServer, run, serve
-from services.processor.servicer import ProcessorServicer
-from services.processor.tokenizers import (
+from llmesh.services.core.chat import Message, Role, ToolCall
+from llmesh.services.processor.fit import FitResult, MessageCounter, fit_context, fit_counted
+from llmesh.services.processor.server import SERVICE_NAME, ProcessorServer, run, serve
+from llmesh.services.processor.servicer import ProcessorServicer
+from llmesh.services.processor.tokenizers import (
     ESTIMATE,
     TokenCounter,
     Tokenizers,

@@ -1,4 +1,4 @@
-"""``python -m services.processor [--address HOST:PORT] [--allow-unauthenticated]``."""
+"""``python -m llmesh.services.processor [--address HOST:PORT] [--allow-unauthenticated]``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from services.common.config import load_config, with_overrides
-from services.common.logs import configure_logging
-from services.processor.server import run
+from llmesh.services.common.config import load_config, with_overrides
+from llmesh.services.common.logs import configure_logging
+from llmesh.services.processor.server import run
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve until SIGINT or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m services.processor", description="Run the llmesh processor."
+        prog="python -m llmesh.services.processor", description="Run the llmesh processor."
     )
     parser.add_argument("--config", help="configuration file (default: as for llmesh)")
     parser.add_argument(
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             config = with_overrides(config, allow_unauthenticated=True)
         asyncio.run(run(config, address=args.address))
     except ValueError as exc:  # a bad configuration, or a non-loopback bind without keys
-        sys.exit(f"python -m services.processor: {exc}")
+        sys.exit(f"python -m llmesh.services.processor: {exc}")
 
 
 if __name__ == "__main__":

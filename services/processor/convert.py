@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.core.chat import Message, Role, ToolCall
 from llmesh.v1 import chat_pb2, processor_pb2
-
-from services.common.errors import FieldViolation, LlmeshError, Reason
-from services.core.chat import Message, Role, ToolCall
 
 _ROLES = {
     chat_pb2.ROLE_SYSTEM: Role.SYSTEM,

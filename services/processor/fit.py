@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import Message, Role
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import Message, Role
 
 
 class MessageCounter(Protocol):

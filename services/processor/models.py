@@ -1,7 +1,7 @@
 """Which model names the processor counts for: the ones the mesh routes, as chat sees them.
 
 The names come from the configuration (providers, aliases, routes), never from the
-orchestrator, and resolve by the rule chat routing uses (`services.common.model_names`):
+orchestrator, and resolve by the rule chat routing uses (`llmesh.services.common.model_names`):
 a ``provider/model`` name of a configured provider is accepted whatever the model (the
 provider decides what exists); a name of an unknown provider, or a bare name several
 providers list, is MODEL_NOT_FOUND with the same message chat gives. A bare name no provider
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.common.config import Config, ProviderConfig
-from services.common.errors import LlmeshError
-from services.common.model_names import resolve_model
+from llmesh.services.common.config import Config, ProviderConfig
+from llmesh.services.common.errors import LlmeshError
+from llmesh.services.common.model_names import resolve_model
 
 
 class ModelNames:

@@ -8,15 +8,15 @@ import signal
 from dataclasses import dataclass
 
 import grpc
-from llmesh.v1 import processor_pb2_grpc
 
-from services.auth import Access, Authenticator, check_bind, open_access
-from services.common import heap
-from services.common.config import Config
-from services.common.grpc_server import RunningServer, ServiceBinding, start_server
-from services.processor.models import ModelNames
-from services.processor.servicer import ProcessorServicer
-from services.processor.tokenizers import Tokenizers
+from llmesh.services.auth import Access, Authenticator, check_bind, open_access
+from llmesh.services.common import heap
+from llmesh.services.common.config import Config
+from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from llmesh.services.processor.models import ModelNames
+from llmesh.services.processor.servicer import ProcessorServicer
+from llmesh.services.processor.tokenizers import Tokenizers
+from llmesh.v1 import processor_pb2_grpc
 
 log = logging.getLogger("llmesh.processor")
 
@@ -73,7 +73,7 @@ async def serve(
     the ``--allow-unauthenticated`` override, and the providers, aliases and routes whose
     models are counted. Without it there are no keys, any model name is counted, and only
     a loopback address may be bound. A non-loopback bind without keys is refused
-    (`services.common.exposure.ExposureError`) unless the override is set.
+    (`llmesh.services.common.exposure.ExposureError`) unless the override is set.
 
     Loading happens before the server accepts calls, so no call waits for it. It runs on
     the event loop (under a second, once): the loader holds the GIL, so a thread would not

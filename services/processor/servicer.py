@@ -1,20 +1,19 @@
 """The gRPC face of the processor: proto -> domain -> counting and fitting -> proto.
 
-Authentication and error answers are the `services.common.rpc_guard` decorators' work.
+Authentication and error answers are the `llmesh.services.common.rpc_guard` decorators' work.
 """
 
 from __future__ import annotations
 
 import logging
 
+from llmesh.services.auth import Authenticator
+from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary
+from llmesh.services.processor.convert import count_request_from_proto, fit_request_from_proto
+from llmesh.services.processor.fit import fit_counted
+from llmesh.services.processor.models import ModelNames
+from llmesh.services.processor.tokenizers import TokenCounter, Tokenizers
 from llmesh.v1 import processor_pb2, processor_pb2_grpc
-
-from services.auth import Authenticator
-from services.common.rpc_guard import Rpc, RpcGuard, unary
-from services.processor.convert import count_request_from_proto, fit_request_from_proto
-from services.processor.fit import fit_counted
-from services.processor.models import ModelNames
-from services.processor.tokenizers import TokenCounter, Tokenizers
 
 log = logging.getLogger("llmesh.processor")
 
@@ -37,7 +36,7 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         self._tokenizers = tokenizers
         self._models = models
         self.guard = RpcGuard(authenticator or Authenticator(None, required=False), log=log)
-        """Authenticates and answers every call (see `services.common.rpc_guard`)."""
+        """Authenticates and answers every call (see `llmesh.services.common.rpc_guard`)."""
 
     def _counter(self, model: str) -> TokenCounter:
         """The counter for a model the mesh routes."""

@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from services.core.chat import Message
+from llmesh.services.core.chat import Message
 
 ESTIMATE = "estimate"
 """The tokenizer name reported for estimated counts."""

@@ -8,9 +8,9 @@ Nothing here knows a provider: the adapters above build requests and read replie
 
 from __future__ import annotations
 
-from services.transport.base import Reply, Transport
-from services.transport.http1 import HAPPY_EYEBALLS_DELAY, ConnectionPool
-from services.transport.http1_conn import (
+from llmesh.services.transport.base import Reply, Transport
+from llmesh.services.transport.http1 import HAPPY_EYEBALLS_DELAY, ConnectionPool
+from llmesh.services.transport.http1_conn import (
     HIGH_WATER,
     MAX_HEADER_BYTES,
     HttpProtocolError,
@@ -18,8 +18,8 @@ from services.transport.http1_conn import (
     UpstreamClosed,
     render_headers,
 )
-from services.transport.mock import MockHandler, MockRequest, MockResponse, MockTransport
-from services.transport.sse import SSEDecoder, SSEEvent
+from llmesh.services.transport.mock import MockHandler, MockRequest, MockResponse, MockTransport
+from llmesh.services.transport.sse import SSEDecoder, SSEEvent
 
 __all__ = [
     "HAPPY_EYEBALLS_DELAY",

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 import aiohappyeyeballs
 
-from services.transport.http1_conn import (
+from llmesh.services.transport.http1_conn import (
     HIGH_WATER,
     MAX_HEADER_BYTES,
     Connection,

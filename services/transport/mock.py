@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.transport.http1_conn import UpstreamClosed
+from llmesh.services.transport.http1_conn import UpstreamClosed
 
 __all__ = ["MockHandler", "MockRequest", "MockResponse", "MockTransport"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.auth.store import KeyStore, open_key_store
+from llmesh.services.auth.store import KeyStore, open_key_store
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.auth import Authenticator, KeyStore, Principal, open_key_store
-from services.auth.authenticator import Metadata
-from services.common.errors import LlmeshError, Reason
+from llmesh.services.auth import Authenticator, KeyStore, Principal, open_key_store
+from llmesh.services.auth.authenticator import Metadata
+from llmesh.services.common.errors import LlmeshError, Reason
 
 
 @pytest.fixture

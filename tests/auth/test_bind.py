@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from services.auth.bind import auth_required, check_bind, is_loopback
+from llmesh.services.auth.bind import auth_required, check_bind, is_loopback
 
 LOOPBACK = [
     "127.0.0.1",

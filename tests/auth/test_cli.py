@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.auth.cli import WARNING, keys_command
-from services.auth.store import open_key_store
+from llmesh.services.auth.cli import WARNING, keys_command
+from llmesh.services.auth.store import open_key_store
 
 
 async def _run(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.auth.keys import (
+from llmesh.services.auth.keys import (
     KeyInfo,
     Principal,
     check_name,

@@ -11,8 +11,8 @@ import time
 import asyncpg
 import pytest
 
-from services.auth.postgres_store import PostgresKeyStore
-from services.auth.store import open_key_store
+from llmesh.services.auth.postgres_store import PostgresKeyStore
+from llmesh.services.auth.store import open_key_store
 
 
 async def test_concurrent_first_opens_create_the_schema_once(postgres_url: str) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.auth import check_listener, open_access, open_key_store
-from services.common.errors import LlmeshError, Reason
-from services.common.exposure import ExposureError
+from llmesh.services.auth import check_listener, open_access, open_key_store
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.exposure import ExposureError
 
 
 async def _with_key(url: str) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from services.auth.keys import Principal, parse_key
-from services.auth.sqlite_store import sqlite_path
-from services.auth.store import KeyStore, StoredKey, open_key_store, redact_url
+from llmesh.services.auth.keys import Principal, parse_key
+from llmesh.services.auth.sqlite_store import sqlite_path
+from llmesh.services.auth.store import KeyStore, StoredKey, open_key_store, redact_url
 
 
 def _tamper(key: str) -> str:

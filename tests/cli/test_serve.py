@@ -35,7 +35,7 @@ def _env(tmp_path: Path, host: str) -> dict[str, str]:
 
 def _llmesh(tmp_path: Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "llmesh.services.cli", *args],
         env=_env(tmp_path, host),
         capture_output=True,
         text=True,
@@ -63,8 +63,8 @@ def test_the_opt_out_is_logged_as_a_warning(tmp_path: Path, service: str) -> Non
 
 def test_up_passes_the_opt_out_to_every_service(tmp_path: Path) -> None:
     """`llmesh --allow-unauthenticated up` must reach the services it starts."""
-    from services.cli import _child_command
-    from services.common.config import load_config, with_overrides
+    from llmesh.services.cli import _child_command
+    from llmesh.services.common.config import load_config, with_overrides
 
     config = load_config(None, env={})
     plain = _child_command(config, None)
@@ -77,7 +77,7 @@ def test_up_refuses_a_network_bind_before_starting_anything(tmp_path: Path) -> N
     """`LLMESH_GATEWAY_HOST=0.0.0.0 llmesh up` with no keys: one line, no service started."""
     env = _env(tmp_path, "127.0.0.1") | {"LLMESH_GATEWAY_HOST": "0.0.0.0"}
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "up"],
+        [sys.executable, "-m", "llmesh.services.cli", "up"],
         env=env,
         capture_output=True,
         text=True,

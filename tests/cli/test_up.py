@@ -284,10 +284,10 @@ def test_sigterm_drains_an_in_flight_stream_before_the_emulator_stops(tmp_path: 
     """Services stop gateway, orchestrator, processor, emulator: a stream still running when
     `llmesh up` gets SIGTERM ends with SHUTTING_DOWN after the grace, never as cut."""
     import grpc
-    from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-    from services.common.errors import Reason
-    from services.common.rpc_errors import from_rpc_error
+    from llmesh.services.common.errors import Reason
+    from llmesh.services.common.rpc_errors import from_rpc_error
+    from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
     ports = _ports()
     env = _env_for(tmp_path, ports)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import default_database_url
-from services.ledger import SqliteStore
-from services.ledger.stores import sqlite_path
+from llmesh.services.common.config import default_database_url
+from llmesh.services.ledger import SqliteStore
+from llmesh.services.ledger.stores import sqlite_path
 from tests.ledger.conftest import make_record
 
 LLMESH = str(Path(sys.executable).parent / "llmesh")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import (
+from llmesh.services.common.config import (
     Config,
     ConfigError,
     PolicyConfig,
@@ -11,9 +11,14 @@ from services.common.config import (
     load_config,
     resolve_provider,
 )
-from services.common.errors import Reason
-from services.common.policy_settings import BudgetCaps, Limit, PriceOverride, ResponseCacheConfig
-from services.common.resilience_settings import (
+from llmesh.services.common.errors import Reason
+from llmesh.services.common.policy_settings import (
+    BudgetCaps,
+    Limit,
+    PriceOverride,
+    ResponseCacheConfig,
+)
+from llmesh.services.common.resilience_settings import (
     BreakerSettings,
     QueueSettings,
     RetryBudgetSettings,

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.common.config_fields import FieldError, bounded, build, check_fields
-from services.common.errors import Reason
+from llmesh.services.common.config_fields import FieldError, bounded, build, check_fields
+from llmesh.services.common.errors import Reason
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,17 @@ import pytest
 import yaml
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from llmesh.v1 import errors_pb2
 
-from services.common.errors import ERROR_DOMAIN, ERROR_TABLE, FieldViolation, LlmeshError, Reason
-from services.common.rpc_errors import to_rpc_status
-from services.core.usage import Usage
+from llmesh.services.common.errors import (
+    ERROR_DOMAIN,
+    ERROR_TABLE,
+    FieldViolation,
+    LlmeshError,
+    Reason,
+)
+from llmesh.services.common.rpc_errors import to_rpc_status
+from llmesh.services.core.usage import Usage
+from llmesh.v1 import errors_pb2
 
 CONTRACT = yaml.safe_load((Path(__file__).parents[2] / "contracts" / "errors.yaml").read_text())
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from services.common.exposure import ExposureError, check_exposure
+from llmesh.services.common.exposure import ExposureError, check_exposure
 
 
 def _check(bind: str, *, authenticated: bool = False, allow: bool = False) -> None:

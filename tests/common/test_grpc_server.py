@@ -8,16 +8,16 @@ from typing import Any
 
 import grpc
 import pytest
+
+from llmesh.services.common.errors import Reason
+from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
     processor_pb2,
     processor_pb2_grpc,
 )
-
-from services.common.errors import Reason
-from services.common.grpc_server import RunningServer, ServiceBinding, start_server
-from services.common.rpc_errors import from_rpc_error
 
 GARBAGE = b"\xff\xff\xff\xff\x0f\x00garbage"
 

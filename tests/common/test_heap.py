@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common import heap
+from llmesh.services.common import heap
 
 
 @pytest.fixture(autouse=True)

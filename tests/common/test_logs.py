@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from services.common.logs import configure_logging
+from llmesh.services.common.logs import configure_logging
 
 
 def test_a_bad_level_is_one_clear_line() -> None:
@@ -29,7 +29,7 @@ def test_any_case_of_a_level_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_command_exits_without_a_traceback() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "models"],
+        [sys.executable, "-m", "llmesh.services.cli", "models"],
         env={"LLMESH_LOG_LEVEL": "loud", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -2,9 +2,9 @@ from dataclasses import fields
 
 import pytest
 
-from services.common.config import ConfigError
-from services.common.policy_settings import BudgetCaps, Limit, PolicyConfig, PriceOverride
-from services.ledger import Price
+from llmesh.services.common.config import ConfigError
+from llmesh.services.common.policy_settings import BudgetCaps, Limit, PolicyConfig, PriceOverride
+from llmesh.services.ledger import Price
 
 
 def test_a_price_override_names_the_fields_of_a_price() -> None:

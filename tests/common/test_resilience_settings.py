@@ -1,12 +1,12 @@
 import pytest
 
-from services.common.config_fields import FieldError
-from services.common.resilience_settings import (
+from llmesh.services.common.config_fields import FieldError
+from llmesh.services.common.resilience_settings import (
     Resilience,
     RetryBudgetSettings,
     RetrySettings,
 )
-from services.orchestrator import resilience, retries, settings
+from llmesh.services.orchestrator import resilience, retries, settings
 
 
 def test_budget_keys_sit_in_the_retry_section() -> None:

@@ -13,13 +13,13 @@ from typing import Any
 import grpc
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.common.request_decoding import Undecodable
-from services.common.rpc_errors import from_rpc_error
-from services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
-from services.core.caller import Caller
-from services.core.trail import Trail
-from services.orchestrator.deadline import Deadline
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.request_decoding import Undecodable
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
+from llmesh.services.core.caller import Caller
+from llmesh.services.core.trail import Trail
+from llmesh.services.orchestrator.deadline import Deadline
 
 SERVICE = "test.Tiny"
 
@@ -259,7 +259,7 @@ async def test_a_caller_going_away_gets_no_answer(
     async def abort(context: Any, err: LlmeshError, trailers: Any = ()) -> None:
         answered.append(err)
 
-    monkeypatch.setattr("services.common.rpc_guard.abort", abort)
+    monkeypatch.setattr("llmesh.services.common.rpc_guard.abort", abort)
     stream = _stream(channel)(b"stall", timeout=10)
     assert await stream.read() == b"first"
     await _called(servicer, 1)

@@ -20,10 +20,10 @@ import yaml
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.common.errors import ERROR_TABLE, LlmeshError, Reason
-from services.common.rpc_errors import from_rpc_error
+from llmesh.services.common.errors import ERROR_TABLE, LlmeshError, Reason
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 CASES_DIR = Path(__file__).parents[2] / "contracts" / "cases"
 SURFACES = ("grpc-stream", "grpc-unary", "gateway-sse", "gateway-unary")
@@ -94,7 +94,7 @@ async def run_grpc(address: str, case: dict[str, Any], unary: bool) -> Outcome:
 
 def _error_from_body(body: dict[str, Any]) -> LlmeshError:
     err = body["error"]
-    from services.common.errors import FieldViolation
+    from llmesh.services.common.errors import FieldViolation
 
     return LlmeshError(
         Reason[err["reason"]],

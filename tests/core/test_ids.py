@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from services.common import rpc_guard
-from services.core import ids
-from services.orchestrator import council, routing
+from llmesh.services.common import rpc_guard
+from llmesh.services.core import ids
+from llmesh.services.orchestrator import council, routing
 
 
 def test_request_ids_are_unique_with_128_random_bits() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.core import CallStatus, Usage
+from llmesh.services.core import CallStatus, Usage
 
 
 def test_add_sums_every_count_and_keeps_the_estimated_mark() -> None:

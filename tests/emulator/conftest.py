@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from services.emulator import EmulatorSettings, start
+from llmesh.services.emulator import EmulatorSettings, start
 from tests.emulator.helpers import StatsWhen
 
 

@@ -9,7 +9,7 @@ import anthropic
 import httpx
 import pytest
 
-from services.emulator.replies import MESSAGE_OVERHEAD, REPLY_OVERHEAD
+from llmesh.services.emulator.replies import MESSAGE_OVERHEAD, REPLY_OVERHEAD
 from tests.emulator.helpers import MODEL, PIECES, USER
 
 PROMPT = MESSAGE_OVERHEAD + len(PIECES) + REPLY_OVERHEAD

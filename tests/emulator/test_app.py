@@ -11,9 +11,9 @@ import httpx
 import openai
 import pytest
 
-from services.common.exposure import ExposureError
-from services.emulator import EmulatorSettings, FaultSpec, Latency, start
-from services.emulator.app import check_host
+from llmesh.services.common.exposure import ExposureError
+from llmesh.services.emulator import EmulatorSettings, FaultSpec, Latency, start
+from llmesh.services.emulator.app import check_host
 from tests.emulator.helpers import MODEL
 
 
@@ -78,7 +78,7 @@ async def test_python_dash_m_serves_until_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.emulator",
+        "llmesh.services.emulator",
         "--port",
         "0",
         stdout=asyncio.subprocess.PIPE,
@@ -115,7 +115,7 @@ async def test_python_dash_m_refuses_a_network_host() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.emulator",
+        "llmesh.services.emulator",
         "--host",
         "0.0.0.0",
         "--port",
@@ -134,7 +134,7 @@ async def test_python_dash_m_refuses_a_network_host() -> None:
     lines = err.decode().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(
-        "python -m services.emulator: emulator: refusing to listen on 0.0.0.0"
+        "python -m llmesh.services.emulator: emulator: refusing to listen on 0.0.0.0"
     )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.emulator.cache import PromptCache
-from services.emulator.replies import Block, BlockKind, Conversation, Turn, prompt_units
+from llmesh.services.emulator.cache import PromptCache
+from llmesh.services.emulator.replies import Block, BlockKind, Conversation, Turn, prompt_units
 
 LONG = " ".join(["word"] * 1100)  # 1,100 pieces
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from services.emulator import EmulatorSettings, FaultSpec
+from llmesh.services.emulator import EmulatorSettings, FaultSpec
 from tests.emulator.helpers import MODEL, PIECES, USER, StatsWhen
 
 

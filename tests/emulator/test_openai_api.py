@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from services.emulator.replies import MESSAGE_OVERHEAD, REPLY_OVERHEAD
+from llmesh.services.emulator.replies import MESSAGE_OVERHEAD, REPLY_OVERHEAD
 from tests.emulator.helpers import MODEL, PIECES, USER
 
 PROMPT = MESSAGE_OVERHEAD + len(PIECES) + REPLY_OVERHEAD

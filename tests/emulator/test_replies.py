@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from services.emulator.replies import (
+from llmesh.services.emulator.replies import (
     MESSAGE_OVERHEAD,
     REPLY_OVERHEAD,
     Block,

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from services.emulator import EmulatorSettings, Latency
+from llmesh.services.emulator import EmulatorSettings, Latency
 from tests.emulator.helpers import MODEL, USER, StatsWhen
 
 

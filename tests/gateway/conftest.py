@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from gateway import GatewaySettings, RunningGateway, start
+from llmesh.gateway import GatewaySettings, RunningGateway, start
 from tests.gateway.fakes import FakeMesh, start_fake_mesh
 
 

@@ -3,7 +3,7 @@
 `FakeOrchestrator` plays a script per model name (see `SCRIPTS`) and records what reached it:
 the `ChatInput`s, the metadata, the deadlines, and whether a call was cancelled. `FakeProcessor`
 counts words. `start_fake_mesh` runs both on one real `grpc.aio` server on
-``127.0.0.1:<ephemeral>``, with the health service (from `services.common.grpc_server`).
+``127.0.0.1:<ephemeral>``, with the health service (from `llmesh.services.common.grpc_server`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+
+from llmesh.services.common.errors import LlmeshError, Reason, invalid
+from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from llmesh.services.common.rpc_errors import abort
 from llmesh.v1 import (
     chat_pb2,
     orchestrator_pb2,
@@ -21,10 +25,6 @@ from llmesh.v1 import (
     processor_pb2,
     processor_pb2_grpc,
 )
-
-from services.common.errors import LlmeshError, Reason, invalid
-from services.common.grpc_server import RunningServer, ServiceBinding, start_server
-from services.common.rpc_errors import abort
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Step = orchestrator_pb2.StreamChatResponse | LlmeshError | float

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from gateway import GatewaySettings, RunningGateway, start
+from llmesh.gateway import GatewaySettings, RunningGateway, start
 from tests.gateway.fakes import FakeMesh
 
 HI = [{"role": "user", "content": "hi"}]

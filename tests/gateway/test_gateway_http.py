@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway import RunningGateway
+from llmesh.gateway import RunningGateway
 from tests.gateway.fakes import FakeMesh
 
 NATIVE_POSTS = [

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from llmesh.v1 import chat_pb2
 
+from llmesh.v1 import chat_pb2
 from tests.gateway.fakes import FakeMesh
 
 USER_HI = [{"role": "ROLE_USER", "content": "hi"}]

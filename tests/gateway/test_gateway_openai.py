@@ -8,8 +8,8 @@ import httpx
 import openai
 import orjson
 import pytest
-from llmesh.v1 import chat_pb2
 
+from llmesh.v1 import chat_pb2
 from tests.gateway.fakes import FakeMesh
 
 HI: Any = [{"role": "user", "content": "hi"}]

@@ -6,11 +6,17 @@ from typing import Any
 
 import orjson
 import pytest
-from llmesh.v1 import chat_pb2, orchestrator_pb2
 
-from gateway.openai_compat import parse_completion_request
-from gateway.openai_responses import DONE, ChunkEncoder, completion, finish_reason, usage_dict
-from services.common.errors import LlmeshError, Reason
+from llmesh.gateway.openai_compat import parse_completion_request
+from llmesh.gateway.openai_responses import (
+    DONE,
+    ChunkEncoder,
+    completion,
+    finish_reason,
+    usage_dict,
+)
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.v1 import chat_pb2, orchestrator_pb2
 
 HI = [{"role": "user", "content": "hi"}]
 

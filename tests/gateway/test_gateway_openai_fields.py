@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from gateway.openai_compat import parse_completion_request
-from gateway.openai_fields import DEFAULT_ONLY, INERT, MAPPED
-from services.common.errors import LlmeshError, Reason
+from llmesh.gateway.openai_compat import parse_completion_request
+from llmesh.gateway.openai_fields import DEFAULT_ONLY, INERT, MAPPED
+from llmesh.services.common.errors import LlmeshError, Reason
 
 HI = [{"role": "user", "content": "hi"}]
 

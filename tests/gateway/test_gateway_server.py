@@ -1,4 +1,4 @@
-"""Starting and stopping the gateway: embedded on port 0, and as ``python -m gateway``."""
+"""Starting and stopping the gateway: embedded on port 0, and as ``python -m llmesh.gateway``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from gateway import GatewaySettings, create_app, start
+from llmesh.gateway import GatewaySettings, create_app, start
 
 
 def test_create_app_has_no_side_effects() -> None:
@@ -53,7 +53,7 @@ async def test_python_dash_m_gateway_serves_and_stops_on_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway",
+        "llmesh.gateway",
         "--port",
         str(port),
         "--orchestrator",

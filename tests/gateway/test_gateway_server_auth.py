@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import GatewaySettings, start
-from gateway.server import check_exposure
-from services.auth import open_key_store
-from services.common.config import load_config, with_overrides
-from services.common.exposure import ExposureError
-from services.processor.server import serve as serve_processor
+from llmesh.gateway import GatewaySettings, start
+from llmesh.gateway.server import check_exposure
+from llmesh.services.auth import open_key_store
+from llmesh.services.common.config import load_config, with_overrides
+from llmesh.services.common.exposure import ExposureError
+from llmesh.services.processor.server import serve as serve_processor
 
 
 async def _create_key(url: str) -> str:
@@ -97,7 +97,7 @@ def test_python_dash_m_gateway_refuses_a_network_host(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "gateway",
+            "llmesh.gateway",
             "--host",
             "0.0.0.0",
             "--port",
@@ -111,4 +111,4 @@ def test_python_dash_m_gateway_refuses_a_network_host(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
-    assert line.startswith("python -m gateway: gateway: refusing to listen on 0.0.0.0 ")
+    assert line.startswith("python -m llmesh.gateway: gateway: refusing to listen on 0.0.0.0 ")

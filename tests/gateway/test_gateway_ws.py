@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway import RunningGateway
+from llmesh.gateway import RunningGateway
 from tests.gateway.fakes import FakeMesh
 
 

@@ -1,7 +1,7 @@
 from dataclasses import fields
 
-from gateway.settings import GatewaySettings
-from services.common.config import Config
+from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.common.config import Config
 
 
 def test_upstream_defaults_are_the_mesh_configs() -> None:

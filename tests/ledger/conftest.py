@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.ledger import PostgresStore, SqliteStore, UsageRecord
+from llmesh.services.ledger import PostgresStore, SqliteStore, UsageRecord
 from tests.support.servers import ensure_postgres
 
 RUN_PREFIX = f"ledger_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"

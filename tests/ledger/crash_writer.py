@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 
-from services.ledger import LedgerWriter, SqliteStore, UsageRecord
+from llmesh.services.ledger import LedgerWriter, SqliteStore, UsageRecord
 
 
 async def main(db: str, flush_interval: float, period: float) -> None:

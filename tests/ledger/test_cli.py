@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core import CallStatus
-from services.ledger import PostgresStore, SqliteStore, usage_report
-from services.ledger.cli import parse_time
+from llmesh.services.core import CallStatus
+from llmesh.services.ledger import PostgresStore, SqliteStore, usage_report
+from llmesh.services.ledger.cli import parse_time
 from tests.ledger.conftest import make_record
 
 NOV_2 = 1_762_041_600.0  # 2025-11-02T00:00:00Z

@@ -11,10 +11,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.ledger import PostgresStore, SqliteStore
-from services.ledger.postgres_store import migrate_postgres
-from services.ledger.schema import COLUMNS, LATEST_VERSION, record_to_row
-from services.ledger.sqlite_store import migrate_sqlite, sqlite_schema_version
+from llmesh.services.ledger import PostgresStore, SqliteStore
+from llmesh.services.ledger.postgres_store import migrate_postgres
+from llmesh.services.ledger.schema import COLUMNS, LATEST_VERSION, record_to_row
+from llmesh.services.ledger.sqlite_store import migrate_sqlite, sqlite_schema_version
 from tests.ledger.conftest import RecordFactory
 
 

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from services.core.usage import Usage
-from services.ledger import pricing
-from services.ledger.pricing import SOURCE_DATE, Price, PriceTable
+from llmesh.services.core.usage import Usage
+from llmesh.services.ledger import pricing
+from llmesh.services.ledger.pricing import SOURCE_DATE, Price, PriceTable
 
 TABLE = PriceTable.defaults()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.core import CallStatus
-from services.ledger import STATUSES, UsageRecord
+from llmesh.services.core import CallStatus
+from llmesh.services.ledger import STATUSES, UsageRecord
 
 
 def test_defaults_and_status() -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from services.common.errors import Reason
-from services.core import CallStatus
-from services.core.trail import Outcome
-from services.core.usage import Usage
-from services.ledger import LedgerStore, PostgresStore, SqliteStore, open_store
+from llmesh.services.common.errors import Reason
+from llmesh.services.core import CallStatus
+from llmesh.services.core.trail import Outcome
+from llmesh.services.core.usage import Usage
+from llmesh.services.ledger import LedgerStore, PostgresStore, SqliteStore, open_store
 from tests.ledger.conftest import RecordFactory
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.core import CallStatus
-from services.ledger import UsageTotalRow
+from llmesh.services.core import CallStatus
+from llmesh.services.ledger import UsageTotalRow
 from tests.ledger.conftest import RecordFactory
 
 MIDNIGHT = 1_762_128_000.0  # 2025-11-03T00:00:00Z

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.ledger import LedgerWriter, SqliteStore, UsageRecord
+from llmesh.services.ledger import LedgerWriter, SqliteStore, UsageRecord
 from tests.ledger.conftest import RecordFactory
 
 

@@ -7,12 +7,12 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from services.common.config import ProviderConfig, RouteConfig
-from services.core.call import ChatCall, Gate, RoutedCall
-from services.core.chat import ChatRequest
-from services.core.events import CallEvent, ProviderEvent
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.routing import Router
+from llmesh.services.common.config import ProviderConfig, RouteConfig
+from llmesh.services.core.call import ChatCall, Gate, RoutedCall
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import CallEvent, ProviderEvent
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.routing import Router
 
 Step = ProviderEvent | BaseException | float
 """An event to yield, an exception to raise, or seconds to sleep."""

@@ -10,16 +10,22 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.common.config import ProviderConfig
-from services.common.errors import LlmeshError, Reason
-from services.common.rpc_errors import from_rpc_error
-from services.core.call import ChatCall
-from services.core.chat import ChatRequest, FinishReason, Message, Role, Tool, ToolChoiceMode
-from services.core.events import Completed, Finish, ProviderEvent, Started, TextDelta, UsageUpdate
-from services.core.usage import Usage
-from services.orchestrator.council import (
+from llmesh.services.common.config import ProviderConfig
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, Tool, ToolChoiceMode
+from llmesh.services.core.events import (
+    Completed,
+    Finish,
+    ProviderEvent,
+    Started,
+    TextDelta,
+    UsageUpdate,
+)
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.council import (
     DEFAULT_JUDGE_INSTRUCTIONS,
     JUDGE_BRANCH,
     BranchFailed,
@@ -31,10 +37,11 @@ from services.orchestrator.council import (
     member_call,
     stream_council,
 )
-from services.orchestrator.council_convert import council_from_proto, council_item_to_proto
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.path import CallPath
-from services.orchestrator.routing import Router
+from llmesh.services.orchestrator.council_convert import council_from_proto, council_item_to_proto
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.routing import Router
+from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.mesh import Mesh
 
 Action = Callable[[], Awaitable[None]]

@@ -7,12 +7,12 @@ from typing import Any
 
 import grpc
 import pytest
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.common.errors import Reason
-from services.common.rpc_errors import from_rpc_error
-from services.core import CallStatus
-from services.orchestrator.deadline import MAX_MARGIN, MIN_MARGIN, Deadline, margin
+from llmesh.services.common.errors import Reason
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.core import CallStatus
+from llmesh.services.orchestrator.deadline import MAX_MARGIN, MIN_MARGIN, Deadline, margin
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 

@@ -6,16 +6,23 @@ import asyncio
 
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.common.rpc_errors import usage_metadata
-from services.core.call import ChatCall
-from services.core.chat import ChatRequest, FinishReason, Message, Role
-from services.core.events import Completed, Finish, Started, TextDelta, ToolCallDelta, UsageUpdate
-from services.core.trail import Outcome
-from services.core.usage import Usage
-from services.orchestrator.aggregate import collect
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.estimate import estimate_usage
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.rpc_errors import usage_metadata
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.events import (
+    Completed,
+    Finish,
+    Started,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
+from llmesh.services.core.trail import Outcome
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.aggregate import collect
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.estimate import estimate_usage
 from tests.orchestrator.scripted import Scripted, engine
 
 

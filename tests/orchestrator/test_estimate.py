@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.core.chat import ChatRequest, Message, Role, ToolCall
-from services.core.usage import Usage
-from services.orchestrator.estimate import estimate_input_tokens, estimate_usage
-from services.orchestrator.layers.admission import rough_input_tokens
+from llmesh.services.core.chat import ChatRequest, Message, Role, ToolCall
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.estimate import estimate_input_tokens, estimate_usage
+from llmesh.services.orchestrator.layers.admission import rough_input_tokens
 
 
 def test_text_tool_calls_framing_and_priming_are_counted() -> None:

@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-from services.common.config import Config, ProviderConfig, RouteConfig
-from services.common.errors import LlmeshError, Reason
-from services.common.policy_settings import PolicyConfig
-from services.core.call import Call, ChatCall, RoutedCall
-from services.core.chat import ChatRequest, FinishReason, Message, Role
-from services.core.events import CallEvent, Completed, Finish, Started, TextDelta
-from services.core.handler import Handler
-from services.core.trail import AttemptRecord, Outcome
-from services.core.usage import Usage
-from services.ledger import open_store
-from services.orchestrator import routing
-from services.orchestrator.assembly import assemble
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.layers import compose
+from llmesh.services.common.config import Config, ProviderConfig, RouteConfig
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.policy_settings import PolicyConfig
+from llmesh.services.core.call import Call, ChatCall, RoutedCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.events import CallEvent, Completed, Finish, Started, TextDelta
+from llmesh.services.core.handler import Handler
+from llmesh.services.core.trail import AttemptRecord, Outcome
+from llmesh.services.core.usage import Usage
+from llmesh.services.ledger import open_store
+from llmesh.services.orchestrator import routing
+from llmesh.services.orchestrator.assembly import assemble
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.layers import compose
 from tests.orchestrator.scripted import Scripted
 
 # -- a layer and a call type added by assembly alone -----------------------------------

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
-from llmesh.v1 import orchestrator_pb2
 
-from services.core.target import Target
-from services.ledger import UsageTotalRow
-from services.orchestrator.listing_convert import (
+from llmesh.services.core.target import Target
+from llmesh.services.ledger import UsageTotalRow
+from llmesh.services.orchestrator.listing_convert import (
     models_to_proto,
     targets_to_proto,
     usage_query_from_proto,
     usage_totals_to_proto,
 )
-from services.orchestrator.resilience import BreakerView
-from services.orchestrator.routing import ModelEntry
+from llmesh.services.orchestrator.resilience import BreakerView
+from llmesh.services.orchestrator.routing import ModelEntry
+from llmesh.v1 import orchestrator_pb2
 
 ENTRIES = [
     ModelEntry("fast", Target("openai", "mini"), alias_for="openai/mini"),

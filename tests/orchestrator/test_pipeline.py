@@ -15,25 +15,25 @@ from typing import Any, cast
 import grpc
 import httpx
 import pytest
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from gateway.server import start as start_gateway
-from gateway.settings import GatewaySettings
-from services.auth import open_key_store
-from services.common.errors import LlmeshError, Reason
-from services.common.policy_settings import PolicyConfig
-from services.common.rpc_errors import from_rpc_error, usage_metadata
-from services.core import CallStatus
-from services.core.call import ChatCall
-from services.core.chat import ChatRequest, FinishReason, Message, Role, ToolCall
-from services.core.events import Completed, Finish, TextDelta
-from services.core.trail import attempt_json
-from services.core.usage import Usage
-from services.ledger import LedgerWriter, PriceTable, UsageRecord, open_store
-from services.orchestrator.accounting import Accounting
-from services.orchestrator.layers import Accounted
-from services.orchestrator.path import CallPath
-from services.orchestrator.server import OrchestratorServer, build_engine, serve
+from llmesh.gateway.server import start as start_gateway
+from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.auth import open_key_store
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.policy_settings import PolicyConfig
+from llmesh.services.common.rpc_errors import from_rpc_error, usage_metadata
+from llmesh.services.core import CallStatus
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolCall
+from llmesh.services.core.events import Completed, Finish, TextDelta
+from llmesh.services.core.trail import attempt_json
+from llmesh.services.core.usage import Usage
+from llmesh.services.ledger import LedgerWriter, PriceTable, UsageRecord, open_store
+from llmesh.services.orchestrator.accounting import Accounting
+from llmesh.services.orchestrator.layers import Accounted
+from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.server import OrchestratorServer, build_engine, serve
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.orchestrator.scripted import Scripted, engine
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
@@ -366,7 +366,7 @@ async def test_rate_limit_with_retry_info_and_quota_failure(orchestrator: Factor
 async def test_cost_capped_routing_picks_the_cheapest_target_that_fits(
     orchestrator: Factory,
 ) -> None:
-    from services.common.config import RouteConfig
+    from llmesh.services.common.config import RouteConfig
 
     server = await orchestrator(
         routes={"pricey": RouteConfig("pricey", ("openai/gpt-4o", "openai/gpt-4o-mini"))}

@@ -7,16 +7,16 @@ import logging
 
 import pytest
 
-from services.common.config import RouteConfig
-from services.common.errors import LlmeshError, Reason
-from services.core.call import ChatCall
-from services.core.chat import ChatRequest, FinishReason, Message, Role
-from services.core.events import Completed, Finish, Started, Switched, TextDelta
-from services.core.policy import CallOptions, MidStreamPolicy
-from services.core.trail import Outcome, Trail
-from services.core.usage import Usage
-from services.orchestrator.aggregate import collect
-from services.orchestrator.resilience import (
+from llmesh.services.common.config import RouteConfig
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.events import Completed, Finish, Started, Switched, TextDelta
+from llmesh.services.core.policy import CallOptions, MidStreamPolicy
+from llmesh.services.core.trail import Outcome, Trail
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.aggregate import collect
+from llmesh.services.orchestrator.resilience import (
     Breakers,
     BreakerSettings,
     QueueSettings,
@@ -24,7 +24,7 @@ from services.orchestrator.resilience import (
     RetryBudgetSettings,
     TargetLimiter,
 )
-from services.orchestrator.retries import RetrySettings
+from llmesh.services.orchestrator.retries import RetrySettings
 from tests.orchestrator.scripted import Scripted, engine
 
 OK = [TextDelta("hel"), TextDelta("lo"), Finish(FinishReason.STOP, "stop", Usage(3, 2))]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from services.common.errors import Reason
-from services.core.call import ChatCall
-from services.core.chat import (
+from llmesh.services.common.errors import Reason
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
@@ -22,7 +22,7 @@ from services.core.chat import (
     ToolCall,
     ToolChoiceMode,
 )
-from services.core.events import (
+from llmesh.services.core.events import (
     CallEvent,
     Completed,
     Started,
@@ -31,10 +31,10 @@ from services.core.events import (
     ToolCallDelta,
     UsageUpdate,
 )
-from services.core.policy import MidStreamPolicy
-from services.core.target import Target
-from services.core.usage import Usage
-from services.orchestrator.response_cache import (
+from llmesh.services.core.policy import MidStreamPolicy
+from llmesh.services.core.target import Target
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.response_cache import (
     CachedReply,
     CachedToolCall,
     ResponseCache,

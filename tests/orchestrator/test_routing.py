@@ -1,9 +1,9 @@
 import pytest
 
-from services.common.config import ProviderConfig, RouteConfig
-from services.common.errors import LlmeshError, Reason
-from services.core.target import Target
-from services.orchestrator.routing import Router
+from llmesh.services.common.config import ProviderConfig, RouteConfig
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.target import Target
+from llmesh.services.orchestrator.routing import Router
 
 PROVIDERS = {
     "openai": ProviderConfig("openai", "openai", models=("gpt-4o-mini",)),

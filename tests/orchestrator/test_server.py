@@ -8,10 +8,10 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.common.errors import Reason
-from services.common.rpc_errors import from_rpc_error
+from llmesh.services.common.errors import Reason
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.mesh import Mesh
 
 

@@ -13,12 +13,12 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import duration_pb2
-from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-from services.common.config import Resilience
-from services.common.errors import Reason
-from services.common.rpc_errors import from_rpc_error
-from services.orchestrator.server import OrchestratorServer, build_engine, serve
+from llmesh.services.common.config import Resilience
+from llmesh.services.common.errors import Reason
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.orchestrator.server import OrchestratorServer, build_engine, serve
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.mesh import Mesh
 
 

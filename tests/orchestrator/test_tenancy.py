@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.core.caller import Caller
-from services.orchestrator.tenancy import acting_caller, visible_tenant
+from llmesh.services.core.caller import Caller
+from llmesh.services.orchestrator.tenancy import acting_caller, visible_tenant
 
 KEYED = Caller("acme", "k1")
 KEYLESS = Caller("default", "")

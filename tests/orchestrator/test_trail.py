@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import orjson
 
-from services.common.errors import Reason
-from services.core.target import Target
-from services.core.trail import AttemptRecord, Outcome, attempt_json
-from services.core.usage import Usage
-from services.orchestrator.convert import attempts_to_json
+from llmesh.services.common.errors import Reason
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Outcome, attempt_json
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.convert import attempts_to_json
 
 
 def _failed() -> AttemptRecord:

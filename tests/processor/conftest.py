@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.processor.tokenizers import Tokenizers
+from llmesh.services.processor.tokenizers import Tokenizers
 
 
 @pytest.fixture(scope="session")

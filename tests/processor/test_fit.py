@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import Message, Role, ToolCall
-from services.processor.fit import FitResult, fit_context, fit_counted
-from services.processor.tokenizers import Tokenizers
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import Message, Role, ToolCall
+from llmesh.services.processor.fit import FitResult, fit_context, fit_counted
+from llmesh.services.processor.tokenizers import Tokenizers
 
 
 class Words:

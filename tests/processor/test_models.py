@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.config import RouteConfig, load_config, with_overrides
-from services.common.errors import LlmeshError, Reason
-from services.processor.models import ModelNames
+from llmesh.services.common.config import RouteConfig, load_config, with_overrides
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.processor.models import ModelNames
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_unknown_models_are_not_found_as_in_chat(
 
 @pytest.mark.parametrize("model", ["nope/x", "/x", "smart", "fast", "openai/anything"])
 def test_same_answer_as_the_orchestrator_router(names: ModelNames, model: str) -> None:
-    from services.orchestrator.routing import Router
+    from llmesh.services.orchestrator.routing import Router
 
     config = with_overrides(
         load_config(None, env={}),

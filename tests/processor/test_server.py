@@ -12,14 +12,14 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
-from services.common.errors import Reason
-from services.common.grpc_server import ServiceBinding, start_server
-from services.common.rpc_errors import from_rpc_error
-from services.processor.server import SERVICE_NAME, ProcessorServer, serve
-from services.processor.servicer import ProcessorServicer
-from services.processor.tokenizers import TokenCounter, Tokenizers
+from llmesh.services.common.errors import Reason
+from llmesh.services.common.grpc_server import ServiceBinding, start_server
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.processor.server import SERVICE_NAME, ProcessorServer, serve
+from llmesh.services.processor.servicer import ProcessorServicer
+from llmesh.services.processor.tokenizers import TokenCounter, Tokenizers
+from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 ROOT = Path(__file__).parents[2]
 
@@ -95,7 +95,7 @@ async def test_count_messages_ignores_text(
 
 
 def _local_count(counter: TokenCounter, messages: list[chat_pb2.Message]) -> int:
-    from services.processor.convert import count_request_from_proto
+    from llmesh.services.processor.convert import count_request_from_proto
 
     req = count_request_from_proto(processor_pb2.CountTokensRequest(model="m", messages=messages))
     return counter.conversation_tokens(req.messages)
@@ -244,7 +244,7 @@ async def test_module_runs_until_sigterm(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.processor",
+        "llmesh.services.processor",
         "--address",
         "127.0.0.1:0",
         cwd=ROOT,

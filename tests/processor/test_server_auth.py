@@ -11,15 +11,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
-from services.auth import open_key_store
-from services.common.config import Config, load_config, with_overrides
-from services.common.errors import Reason
-from services.common.exposure import ExposureError
-from services.common.rpc_errors import from_rpc_error
-from services.processor.server import ProcessorServer, access_for, serve
-from services.processor.tokenizers import Tokenizers
+from llmesh.services.auth import open_key_store
+from llmesh.services.common.config import Config, load_config, with_overrides
+from llmesh.services.common.errors import Reason
+from llmesh.services.common.exposure import ExposureError
+from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.processor.server import ProcessorServer, access_for, serve
+from llmesh.services.processor.tokenizers import Tokenizers
+from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 COUNT = processor_pb2.CountTokensRequest(model="openai/gpt-4o", text="hello world")
 FIT = processor_pb2.FitContextRequest(
@@ -130,7 +130,7 @@ async def test_unknown_provider_is_not_found_as_in_chat(
 def test_python_dash_m_processor_refuses_a_network_bind(tmp_path: Path) -> None:
     (tmp_path / "llmesh.yaml").write_text("")
     done = subprocess.run(
-        [sys.executable, "-m", "services.processor", "--address", "0.0.0.0:0"],
+        [sys.executable, "-m", "llmesh.services.processor", "--address", "0.0.0.0:0"],
         env={
             **os.environ,
             "LLMESH_CONFIG": str(tmp_path / "llmesh.yaml"),
@@ -144,5 +144,5 @@ def test_python_dash_m_processor_refuses_a_network_bind(tmp_path: Path) -> None:
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert line.startswith(
-        "python -m services.processor: processor: refusing to listen on 0.0.0.0:0"
+        "python -m llmesh.services.processor: processor: refusing to listen on 0.0.0.0:0"
     )

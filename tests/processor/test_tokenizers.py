@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from services.core.chat import Message, Role, ToolCall
-from services.processor.tokenizers import (
+from llmesh.services.core.chat import Message, Role, ToolCall
+from llmesh.services.processor.tokenizers import (
     CL100K_BASE,
     ESTIMATE,
     O200K_BASE,
@@ -336,6 +336,6 @@ def test_concurrent_first_use_loads_once() -> None:
 
 
 def test_importing_the_package_loads_no_tokenizer() -> None:
-    code = "import sys, services.processor; print('bpe_openai' in sys.modules)"
+    code = "import sys, llmesh.services.processor; print('bpe_openai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

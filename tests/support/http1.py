@@ -1,4 +1,4 @@
-"""Helpers for the tests of `services.transport.http1`: a pool in front of a
+"""Helpers for the tests of `llmesh.services.transport.http1`: a pool in front of a
 raw server (`tests.support.raw_server`), one request, one whole reply, and replies to send."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import uvloop
 
-from services.transport.http1 import ConnectionPool, Response
+from llmesh.services.transport.http1 import ConnectionPool, Response
 from tests.support.raw_server import RawServer, Script, raw_server
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.ledger import UsageRecord, open_store
+from llmesh.services.ledger import UsageRecord, open_store
 
 
 async def ledger_record(url: str, request_id: str, *, wait: float = 3.0) -> UsageRecord:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from services.common.config import (
+from llmesh.services.common.config import (
     Config,
     EmulatorConfig,
     ProviderConfig,
@@ -105,12 +105,12 @@ class Mesh:
         return self
 
     async def _run(self, ready: Future[None], overrides: Mapping[str, Any]) -> None:
-        from gateway.server import start as start_gateway
-        from gateway.settings import GatewaySettings
-        from services.emulator.app import start as start_emulator
-        from services.emulator.settings import EmulatorSettings
-        from services.orchestrator.server import build_engine, serve
-        from services.processor.server import serve as serve_processor
+        from llmesh.gateway.server import start as start_gateway
+        from llmesh.gateway.settings import GatewaySettings
+        from llmesh.services.emulator.app import start as start_emulator
+        from llmesh.services.emulator.settings import EmulatorSettings
+        from llmesh.services.orchestrator.server import build_engine, serve
+        from llmesh.services.processor.server import serve as serve_processor
 
         self._stop = asyncio.Event()
         try:

@@ -1,9 +1,9 @@
-"""Response bodies recorded from the emulator (`services.emulator`), byte for byte.
+"""Response bodies recorded from the emulator (`llmesh.services.emulator`), byte for byte.
 
 Captured by sending the lean adapters' requests for "Hello there, wire" (max_tokens 16) to
 the emulator and saving each reply's body; streams are kept as one SSE event per piece, as
 a paced upstream sends them. `tests/orchestrator/providers/test_lean_mock.py` replays them
-through `services.transport.MockTransport`.
+through `llmesh.services.transport.MockTransport`.
 """
 
 from __future__ import annotations

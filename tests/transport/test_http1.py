@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.transport.http1 import (
+from llmesh.services.transport.http1 import (
     MAX_HEADER_BYTES,
     ConnectionPool,
     HttpProtocolError,

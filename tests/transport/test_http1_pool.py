@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from services.transport.http1 import (
+from llmesh.services.transport.http1 import (
     HIGH_WATER,
     ConnectionPool,
     UpstreamClosed,

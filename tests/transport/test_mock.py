@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from services.transport import MockRequest, MockResponse, MockTransport, Transport, render_headers
+from llmesh.services.transport import (
+    MockRequest,
+    MockResponse,
+    MockTransport,
+    Transport,
+    render_headers,
+)
 
 
 async def _send(transport: Transport, body: bytes = b'{"a": 1}') -> MockResponse:

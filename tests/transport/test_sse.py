@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.transport.sse import SSEDecoder
+from llmesh.services.transport.sse import SSEDecoder
 
 
 def _decode(chunks: list[bytes]) -> list[tuple[bytes | None, bytes]]:

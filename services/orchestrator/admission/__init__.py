@@ -7,7 +7,7 @@ Refusals are `LlmeshError`s whose metadata carries ``quota.subject`` and
 ``quota.description`` for a `google.rpc.QuotaFailure`.
 """
 
-from services.orchestrator.admission.budgets import BudgetCaps, BudgetManager, Reservation
-from services.orchestrator.admission.ratelimit import Limit, RateLimiter
+from llmesh.services.orchestrator.admission.budgets import BudgetCaps, BudgetManager, Reservation
+from llmesh.services.orchestrator.admission.ratelimit import Limit, RateLimiter
 
 __all__ = ["BudgetCaps", "BudgetManager", "Limit", "RateLimiter", "Reservation"]

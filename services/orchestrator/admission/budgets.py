@@ -29,15 +29,15 @@ from datetime import UTC, datetime
 
 import redis
 
-from services.common.errors import LlmeshError, Reason
-from services.common.policy_settings import BudgetCaps
-from services.orchestrator.admission._budget_stores import (
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.policy_settings import BudgetCaps
+from llmesh.services.orchestrator.admission._budget_stores import (
     MemoryStore,
     RedisStore,
     Refusal,
     Store,
 )
-from services.orchestrator.admission._redis import connect
+from llmesh.services.orchestrator.admission._redis import connect
 
 __all__ = ["BudgetCaps", "BudgetManager", "Reservation"]
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import redis
 
-from services.common.errors import RETRYABLE_KEY, LlmeshError, Reason
-from services.common.policy_settings import Limit
-from services.orchestrator.admission._redis import connect
+from llmesh.services.common.errors import RETRYABLE_KEY, LlmeshError, Reason
+from llmesh.services.common.policy_settings import Limit
+from llmesh.services.orchestrator.admission._redis import connect
 
 __all__ = ["Limit", "RateLimiter"]
 

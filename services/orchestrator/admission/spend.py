@@ -27,13 +27,13 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest
-from services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta
-from services.core.target import Target
-from services.core.trail import AttemptRecord, Outcome
-from services.ledger import PriceTable
-from services.orchestrator.admission.budgets import BudgetManager, Reservation
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Outcome
+from llmesh.services.ledger import PriceTable
+from llmesh.services.orchestrator.admission.budgets import BudgetManager, Reservation
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",

@@ -1,4 +1,4 @@
-"""The call path's layers: one concern each, all of one shape (`services.core.handler`).
+"""The call path's layers: one concern each, all of one shape (`llmesh.services.core.handler`).
 
 `compose` builds the path from the innermost handler (the engine, or a dispatch by call
 type) and a list of layers, outermost first, the way Starlette builds its middleware
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.core.handler import Handler, Layer
-from services.orchestrator.layers.accounting import Accounted
-from services.orchestrator.layers.admission import RateLimited
-from services.orchestrator.layers.budget import Budgeted
-from services.orchestrator.layers.caching import Cached
-from services.orchestrator.layers.cost_cap import CostCapped
-from services.orchestrator.layers.dispatch import ByCallType
+from llmesh.services.core.handler import Handler, Layer
+from llmesh.services.orchestrator.layers.accounting import Accounted
+from llmesh.services.orchestrator.layers.admission import RateLimited
+from llmesh.services.orchestrator.layers.budget import Budgeted
+from llmesh.services.orchestrator.layers.caching import Cached
+from llmesh.services.orchestrator.layers.cost_cap import CostCapped
+from llmesh.services.orchestrator.layers.dispatch import ByCallType
 
 __all__ = [
     "Accounted",

@@ -18,13 +18,13 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
-from services.common.errors import LlmeshError, Reason
-from services.core.call import RoutedCall
-from services.core.events import CallEvent, Completed
-from services.core.handler import Handler
-from services.core.trail import Settlement
-from services.core.usage import CallStatus
-from services.orchestrator.accounting import Accounting
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.events import CallEvent, Completed
+from llmesh.services.core.handler import Handler
+from llmesh.services.core.trail import Settlement
+from llmesh.services.core.usage import CallStatus
+from llmesh.services.orchestrator.accounting import Accounting
 
 __all__ = ["DEADLINE_SLACK", "Accounted"]
 

@@ -13,13 +13,13 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
-from services.core.call import RoutedCall
-from services.core.events import CallEvent
-from services.core.handler import Handler
-from services.core.trail import AttemptRecord
-from services.orchestrator.admission import Limit, RateLimiter
-from services.orchestrator.admission.spend import DEFAULT_MAX_OUTPUT
-from services.orchestrator.estimate import estimate_input_tokens
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.events import CallEvent
+from llmesh.services.core.handler import Handler
+from llmesh.services.core.trail import AttemptRecord
+from llmesh.services.orchestrator.admission import Limit, RateLimiter
+from llmesh.services.orchestrator.admission.spend import DEFAULT_MAX_OUTPUT
+from llmesh.services.orchestrator.estimate import estimate_input_tokens
 
 __all__ = ["RateLimited", "TokenCounter", "rough_input_tokens"]
 

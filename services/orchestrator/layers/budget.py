@@ -16,13 +16,13 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
-from services.core.call import RoutedCall
-from services.core.events import CallEvent
-from services.core.handler import Handler
-from services.ledger import PriceTable
-from services.orchestrator.accounting import Accounting
-from services.orchestrator.admission import BudgetCaps, BudgetManager
-from services.orchestrator.admission.spend import open_spend
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.events import CallEvent
+from llmesh.services.core.handler import Handler
+from llmesh.services.ledger import PriceTable
+from llmesh.services.orchestrator.accounting import Accounting
+from llmesh.services.orchestrator.admission import BudgetCaps, BudgetManager
+from llmesh.services.orchestrator.admission.spend import open_spend
 
 __all__ = ["Budgeted", "Scope", "ScopeKind", "SpentSoFar"]
 

@@ -16,12 +16,12 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
-from services.core.call import RoutedCall
-from services.core.chat import ChatRequest
-from services.core.events import CallEvent, Completed
-from services.core.handler import Handler
-from services.orchestrator.accounting import Accounting
-from services.orchestrator.response_cache import (
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import CallEvent, Completed
+from llmesh.services.core.handler import Handler
+from llmesh.services.orchestrator.accounting import Accounting
+from llmesh.services.orchestrator.response_cache import (
     ResponseCache,
     cache_key,
     cacheable,

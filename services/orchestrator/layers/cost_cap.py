@@ -7,12 +7,12 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
-from services.common.errors import LlmeshError, Reason
-from services.core.call import RoutedCall
-from services.core.events import CallEvent
-from services.core.handler import Handler
-from services.ledger import PriceTable
-from services.orchestrator.admission.spend import input_bound, worst_case
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.events import CallEvent
+from llmesh.services.core.handler import Handler
+from llmesh.services.ledger import PriceTable
+from llmesh.services.orchestrator.admission.spend import input_bound, worst_case
 
 __all__ = ["CostCapped"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from services.common.errors import LlmeshError, Reason
-from services.core.call import RoutedCall
-from services.core.events import CallEvent
-from services.core.handler import Handler
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.events import CallEvent
+from llmesh.services.core.handler import Handler
 
 __all__ = ["ByCallType"]
 

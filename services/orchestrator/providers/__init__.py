@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
-from services.common.config import ResolvedProvider
-from services.orchestrator.providers.base import Provider, ProviderFactory, ProviderRegistry
-from services.transport import Transport
+from llmesh.services.common.config import ResolvedProvider
+from llmesh.services.orchestrator.providers.base import Provider, ProviderFactory, ProviderRegistry
+from llmesh.services.transport import Transport
 
 __all__ = ["Provider", "ProviderFactory", "ProviderRegistry", "default_registry"]
 
@@ -64,7 +64,7 @@ def default_registry(transports: Mapping[str, Transport] | None = None) -> Provi
     """A registry of the built-in adapter kinds, each over the lean transport or the SDK.
 
     `transports` maps provider names to the transport their lean adapter sends through
-    (tests pass a `services.transport.MockTransport`); the others build their own pool.
+    (tests pass a `llmesh.services.transport.MockTransport`); the others build their own pool.
     """
     given = dict(transports or {})
     registry = ProviderRegistry()

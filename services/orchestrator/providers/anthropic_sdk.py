@@ -20,16 +20,16 @@ from typing import Any
 import anthropic
 import httpx2
 
-from services.common.config import ResolvedProvider
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest
-from services.core.events import ProviderEvent
-from services.orchestrator.providers.anthropic_wire import (
+from llmesh.services.common.config import ResolvedProvider
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import ProviderEvent
+from llmesh.services.orchestrator.providers.anthropic_wire import (
     AnthropicStreamParser,
     classify_error_body,
     to_provider_request,
 )
-from services.orchestrator.providers.errors import classify_transport
+from llmesh.services.orchestrator.providers.errors import classify_transport
 
 _SDK_PARAMS = frozenset(
     {"model", "messages", "max_tokens", "system", "tools", "tool_choice", "stop_sequences"}

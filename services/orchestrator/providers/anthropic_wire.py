@@ -22,12 +22,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from services.common.errors import LlmeshError, Reason, invalid
-from services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
-from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
-from services.core.usage import Usage
-from services.orchestrator.providers.errors import retry_after_from_headers
-from services.orchestrator.providers.prompt_cache import place_breakpoints
+from llmesh.services.common.errors import LlmeshError, Reason, invalid
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
+from llmesh.services.orchestrator.providers.prompt_cache import place_breakpoints
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the request sets none (Anthropic requires the field)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
-from services.common.config import ResolvedProvider
-from services.core.chat import ChatRequest
-from services.core.events import ProviderEvent
+from llmesh.services.common.config import ResolvedProvider
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import ProviderEvent
 
 
 class Provider(Protocol):

@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 
-from services.common.errors import LlmeshError, Reason
+from llmesh.services.common.errors import LlmeshError, Reason
 
 
 def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:

@@ -4,8 +4,8 @@ The official SDKs spend about ten times the CPU of a plain aiohttp client on the
 (request building through pydantic models, an SSE decoder over text, a model object per
 event). This transport carries the same wire format with none of that: the request body is
 the wire module's `to_provider_request` serialized by orjson, the response is split into
-SSE events at the bytes level (`services.transport.SSEDecoder`) as it arrives from a minimal
-HTTP/1.1 client (`services.transport.ConnectionPool`: asyncio protocols and httptools' C
+SSE events at the bytes level (`llmesh.services.transport.SSEDecoder`) as it arrives from a minimal
+HTTP/1.1 client (`llmesh.services.transport.ConnectionPool`: asyncio protocols and httptools' C
 parser; under paced streams about a third of the CPU aiohttp took), and each event's JSON
 goes as a plain dict to the very parser the SDK adapters use. Errors are classified by the
 wire modules too, from the error body and the response status and headers, so the SDK
@@ -22,7 +22,7 @@ the credentials as the pinned SDKs send them (a bearer token for both APIs, plus
 compressed event stream would hold tokens back). Proxy settings in the environment are not
 read, and neither SDK is imported.
 
-One `services.transport.Transport` per provider, shared by every call: a `ConnectionPool`
+One `llmesh.services.transport.Transport` per provider, shared by every call: a `ConnectionPool`
 built with the provider unless one is given (tests pass a `MockTransport` to run on
 recorded exchanges). The pool binds to the running event loop on first use, and `aclose`
 closes its connections. Streams are released to the pool once read to the end, and closed
@@ -39,13 +39,13 @@ from typing import Any
 
 import orjson
 
-from services.common.config import ConfigError, ResolvedProvider
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest
-from services.core.events import Finish, ProviderEvent, TextDelta
-from services.orchestrator.providers import anthropic_wire, openai_wire
-from services.orchestrator.providers.errors import classify_transport
-from services.transport import ConnectionPool, Reply, SSEDecoder, Transport, render_headers
+from llmesh.services.common.config import ConfigError, ResolvedProvider
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
+from llmesh.services.orchestrator.providers import anthropic_wire, openai_wire
+from llmesh.services.orchestrator.providers.errors import classify_transport
+from llmesh.services.transport import ConnectionPool, Reply, SSEDecoder, Transport, render_headers
 
 __all__ = [
     "ANTHROPIC_VERSION",

@@ -15,12 +15,12 @@ from typing import Any
 import httpx2
 import openai
 
-from services.common.config import ResolvedProvider
-from services.common.errors import LlmeshError
-from services.core.chat import ChatRequest
-from services.core.events import ProviderEvent
-from services.orchestrator.providers.errors import classify_transport
-from services.orchestrator.providers.openai_wire import (
+from llmesh.services.common.config import ResolvedProvider
+from llmesh.services.common.errors import LlmeshError
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import ProviderEvent
+from llmesh.services.orchestrator.providers.errors import classify_transport
+from llmesh.services.orchestrator.providers.openai_wire import (
     OpenAIStreamParser,
     classify_error_body,
     to_provider_request,
@@ -49,7 +49,7 @@ def classify_sdk_error(exc: BaseException, *, started: bool) -> LlmeshError:
 
 
 def _unknown(exc: BaseException) -> LlmeshError:
-    from services.common.errors import Reason
+    from llmesh.services.common.errors import Reason
 
     return LlmeshError(Reason.UPSTREAM_UNAVAILABLE, f"upstream call failed: {type(exc).__name__}")
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
-from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
-from services.core.usage import Usage
-from services.orchestrator.providers.errors import retry_after_from_headers
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
 
 _FINISH = {
     "stop": FinishReason.STOP,

@@ -4,14 +4,14 @@ Each piece is independent and keyed by the ``provider/model`` target name; the e
 checks and feeds them around every attempt.
 """
 
-from services.orchestrator.resilience.breakers import (
+from llmesh.services.orchestrator.resilience.breakers import (
     COUNTED_BY_DEFAULT,
     Breakers,
     BreakerSettings,
     BreakerView,
 )
-from services.orchestrator.resilience.queues import QueueSettings, TargetLimiter
-from services.orchestrator.resilience.retry_budget import RetryBudget, RetryBudgetSettings
+from llmesh.services.orchestrator.resilience.queues import QueueSettings, TargetLimiter
+from llmesh.services.orchestrator.resilience.retry_budget import RetryBudget, RetryBudgetSettings
 
 __all__ = [
     "COUNTED_BY_DEFAULT",

@@ -52,9 +52,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from services.common.errors import LlmeshError, Reason
-from services.common.resilience_settings import COUNTED_BY_DEFAULT, BreakerSettings
-from services.orchestrator.resilience.breaker_storage import (
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.resilience_settings import COUNTED_BY_DEFAULT, BreakerSettings
+from llmesh.services.orchestrator.resilience.breaker_storage import (
     MemoryStorage,
     RedisHealth,
     RedisStorage,

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
-from services.common.errors import LlmeshError, Reason
-from services.common.resilience_settings import QueueSettings
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.resilience_settings import QueueSettings
 
 __all__ = ["QueueSettings", "TargetLimiter"]
 

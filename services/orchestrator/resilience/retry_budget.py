@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from services.common.resilience_settings import RetryBudgetSettings
+from llmesh.services.common.resilience_settings import RetryBudgetSettings
 
 __all__ = ["RetryBudget", "RetryBudgetSettings"]
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.orchestrator.admission import BudgetCaps, BudgetManager, Reservation
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.orchestrator.admission import BudgetCaps, BudgetManager, Reservation
 from tests.orchestrator.admission.fakes import FakeClock
 
 T, K = "tenant:acme", "key:abc123"

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from services.common.errors import LlmeshError, Reason
-from services.orchestrator.admission import Limit, RateLimiter
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.orchestrator.admission import Limit, RateLimiter
 from tests.orchestrator.admission.fakes import FakeClock
 
 S = "tenant:acme"

@@ -6,27 +6,27 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest, Message, Role, Tool, ToolCall
-from services.core.events import CallEvent, Started, TextDelta
-from services.core.target import Target
-from services.core.trail import AttemptRecord, Outcome
-from services.core.usage import Usage
-from services.emulator.anthropic_parse import parse_messages
-from services.emulator.openai_parse import parse_chat
-from services.emulator.replies import input_tokens
-from services.ledger import PriceTable
-from services.orchestrator.admission import BudgetCaps, BudgetManager
-from services.orchestrator.admission.spend import (
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, Message, Role, Tool, ToolCall
+from llmesh.services.core.events import CallEvent, Started, TextDelta
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Outcome
+from llmesh.services.core.usage import Usage
+from llmesh.services.emulator.anthropic_parse import parse_messages
+from llmesh.services.emulator.openai_parse import parse_chat
+from llmesh.services.emulator.replies import input_tokens
+from llmesh.services.ledger import PriceTable
+from llmesh.services.orchestrator.admission import BudgetCaps, BudgetManager
+from llmesh.services.orchestrator.admission.spend import (
     DEFAULT_MAX_OUTPUT,
     CallSpend,
     input_bound,
     open_spend,
     output_bound,
 )
-from services.orchestrator.layers.admission import rough_input_tokens
-from services.orchestrator.providers import anthropic_wire, openai_wire
-from services.processor.tokenizers import REPLY_PRIMING, TOKENS_PER_MESSAGE, Tokenizers
+from llmesh.services.orchestrator.layers.admission import rough_input_tokens
+from llmesh.services.orchestrator.providers import anthropic_wire, openai_wire
+from llmesh.services.processor.tokenizers import REPLY_PRIMING, TOKENS_PER_MESSAGE, Tokenizers
 
 WORDS = " ".join("abcdefghij")  # ten one-letter words: ten tokens in 19 characters
 

@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.config import ProviderConfig, ResolvedProvider
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest, FinishReason, Message, Role, Tool
-from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
-from services.emulator.app import start
-from services.emulator.settings import EmulatorSettings
-from services.orchestrator.providers import anthropic_sdk
-from services.orchestrator.providers.anthropic_sdk import AnthropicProvider, factory
+from llmesh.services.common.config import ProviderConfig, ResolvedProvider
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, Tool
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.emulator.app import start
+from llmesh.services.emulator.settings import EmulatorSettings
+from llmesh.services.orchestrator.providers import anthropic_sdk
+from llmesh.services.orchestrator.providers.anthropic_sdk import AnthropicProvider, factory
 from tests.support.proxy import CountingProxy
 
 MODEL = "claude-test"  # any name not in the SDK's deprecation list

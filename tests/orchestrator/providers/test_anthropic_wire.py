@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import (
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
@@ -17,9 +17,9 @@ from services.core.chat import (
     ToolCall,
     ToolChoiceMode,
 )
-from services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
-from services.core.usage import Usage
-from services.orchestrator.providers.anthropic_wire import (
+from llmesh.services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.providers.anthropic_wire import (
     DEFAULT_MAX_TOKENS,
     AnthropicStreamParser,
     classify_error_body,

@@ -16,15 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.config import ConfigError, ProviderConfig, ResolvedProvider, load_config
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest, FinishReason, Message, Role, Tool, ToolCall
-from services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
-from services.emulator.app import start
-from services.emulator.settings import EmulatorSettings
-from services.orchestrator.providers import default_registry, lean
-from services.orchestrator.providers.lean import LeanProvider
-from services.transport import ConnectionPool
+from llmesh.services.common.config import ConfigError, ProviderConfig, ResolvedProvider, load_config
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, Tool, ToolCall
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.emulator.app import start
+from llmesh.services.emulator.settings import EmulatorSettings
+from llmesh.services.orchestrator.providers import default_registry, lean
+from llmesh.services.orchestrator.providers.lean import LeanProvider
+from llmesh.services.transport import ConnectionPool
 from tests.support.proxy import CountingProxy
 
 MODEL = "claude-test"

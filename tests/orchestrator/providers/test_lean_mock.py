@@ -15,19 +15,19 @@ from typing import Any
 
 import pytest
 
-from services.common.config import ProviderConfig, ResolvedProvider
-from services.common.errors import LlmeshError, Reason
-from services.common.resilience_settings import RetrySettings
-from services.core.call import ChatCall
-from services.core.chat import ChatRequest, FinishReason, Message, Role
-from services.core.events import Completed, Finish, ProviderEvent, TextDelta, UsageUpdate
-from services.core.trail import Outcome
-from services.core.usage import Usage
-from services.orchestrator.engine import Orchestrator
-from services.orchestrator.providers import default_registry, lean
-from services.orchestrator.providers.lean import DEADLINE_GRACE, LeanProvider
-from services.orchestrator.routing import Router
-from services.transport import (
+from llmesh.services.common.config import ProviderConfig, ResolvedProvider
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.resilience_settings import RetrySettings
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.events import Completed, Finish, ProviderEvent, TextDelta, UsageUpdate
+from llmesh.services.core.trail import Outcome
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.providers import default_registry, lean
+from llmesh.services.orchestrator.providers.lean import DEADLINE_GRACE, LeanProvider
+from llmesh.services.orchestrator.routing import Router
+from llmesh.services.transport import (
     ConnectionPool,
     MockRequest,
     MockResponse,

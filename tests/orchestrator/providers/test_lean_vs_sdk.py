@@ -33,14 +33,14 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from services.common.config import ProviderConfig, ResolvedProvider
-from services.common.errors import LlmeshError
-from services.core.chat import ChatRequest, Message, Role, Tool, ToolCall, ToolChoiceMode
-from services.core.events import Finish, ProviderEvent, TextDelta
-from services.emulator.app import create_app
-from services.emulator.settings import EmulatorSettings
-from services.orchestrator.providers import anthropic_sdk, lean, openai_sdk
-from services.orchestrator.providers.base import Provider
+from llmesh.services.common.config import ProviderConfig, ResolvedProvider
+from llmesh.services.common.errors import LlmeshError
+from llmesh.services.core.chat import ChatRequest, Message, Role, Tool, ToolCall, ToolChoiceMode
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
+from llmesh.services.emulator.app import create_app
+from llmesh.services.emulator.settings import EmulatorSettings
+from llmesh.services.orchestrator.providers import anthropic_sdk, lean, openai_sdk
+from llmesh.services.orchestrator.providers.base import Provider
 
 MODEL = "claude-test"  # any name outside the anthropic SDK's deprecation list
 KEY = "sk-reference-test-key-0123"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import (
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
@@ -12,9 +12,9 @@ from services.core.chat import (
     ToolCall,
     ToolChoiceMode,
 )
-from services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
-from services.core.usage import Usage
-from services.orchestrator.providers.openai_wire import (
+from llmesh.services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.providers.openai_wire import (
     OpenAIStreamParser,
     classify_error_body,
     from_completion,

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from services.common.config import ProviderConfig, ResolvedProvider
-from services.common.errors import LlmeshError, Reason
-from services.core.chat import ChatRequest, Message, Role, Tool
-from services.core.events import Finish
-from services.core.usage import Usage
-from services.emulator.app import start
-from services.emulator.settings import EmulatorSettings
-from services.orchestrator.providers.anthropic_sdk import AnthropicProvider
-from services.orchestrator.providers.anthropic_wire import to_provider_request
-from services.orchestrator.providers.prompt_cache import (
+from llmesh.services.common.config import ProviderConfig, ResolvedProvider
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, Message, Role, Tool
+from llmesh.services.core.events import Finish
+from llmesh.services.core.usage import Usage
+from llmesh.services.emulator.app import start
+from llmesh.services.emulator.settings import EmulatorSettings
+from llmesh.services.orchestrator.providers.anthropic_sdk import AnthropicProvider
+from llmesh.services.orchestrator.providers.anthropic_wire import to_provider_request
+from llmesh.services.orchestrator.providers.prompt_cache import (
     estimate_tokens,
     minimum_cacheable_tokens,
     place_breakpoints,

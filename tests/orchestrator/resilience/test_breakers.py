@@ -10,14 +10,14 @@ import pybreaker
 import pytest
 import redis
 
-from services.common.errors import ERROR_TABLE, LlmeshError, Reason
-from services.orchestrator.resilience import (
+from llmesh.services.common.errors import ERROR_TABLE, LlmeshError, Reason
+from llmesh.services.orchestrator.resilience import (
     COUNTED_BY_DEFAULT,
     Breakers,
     BreakerSettings,
     BreakerView,
 )
-from services.orchestrator.resilience.breaker_storage import RedisHealth, RedisStorage
+from llmesh.services.orchestrator.resilience.breaker_storage import RedisHealth, RedisStorage
 
 T = "openai/gpt-4o-mini"
 

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.common.errors import LlmeshError, Reason
-from services.orchestrator.resilience import QueueSettings, TargetLimiter
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.orchestrator.resilience import QueueSettings, TargetLimiter
 
 T = "openai/gpt-4o-mini"
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from services.orchestrator.resilience import RetryBudget, RetryBudgetSettings
+from llmesh.services.orchestrator.resilience import RetryBudget, RetryBudgetSettings
 
 
 class FakeClock:
