@@ -1,40 +1,29 @@
-"""``python -m llmesh.services.processor [--address HOST:PORT] [--allow-unauthenticated]``."""
+"""``python -m llmesh.services.processor [--config FILE] [--address HOST:PORT]
+[--allow-unauthenticated]``."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from collections.abc import Sequence
 
-from llmesh.services.common.config import load_config, with_overrides
-from llmesh.services.common.logs import configure_logging
+from llmesh.services.common.config import Config
+from llmesh.services.common.service_main import service_main
 from llmesh.services.processor.server import run
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", help="gRPC address to bind (default: processor.address, 127.0.0.1:50052)"
+    )
+
+
+async def _serve(config: Config, args: argparse.Namespace) -> None:
+    await run(config, address=args.address)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(
-        prog="python -m llmesh.services.processor", description="Run the llmesh processor."
-    )
-    parser.add_argument("--config", help="configuration file (default: as for llmesh)")
-    parser.add_argument(
-        "--address", help="gRPC address to bind (default: processor.address, 127.0.0.1:50052)"
-    )
-    parser.add_argument(
-        "--allow-unauthenticated",
-        action="store_true",
-        help="serve a non-loopback address even though no API keys exist",
-    )
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        config = load_config(args.config)
-        if args.allow_unauthenticated:
-            config = with_overrides(config, allow_unauthenticated=True)
-        asyncio.run(run(config, address=args.address))
-    except ValueError as exc:  # a bad configuration, or a non-loopback bind without keys
-        sys.exit(f"python -m llmesh.services.processor: {exc}")
+    service_main("processor", _serve, argv, options=_options)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -168,3 +172,26 @@ async def test_garbage_bytes_to_a_chat_method_are_an_invalid_request(
     err = from_rpc_error(info.value)
     assert err.reason is Reason.INVALID_REQUEST
     assert err.metadata["message_type"].startswith("llmesh.v1.")
+
+
+def test_python_dash_m_orchestrator_runs_it_alone_and_refuses_a_network_bind(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "llmesh.yaml").write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "llmesh.services.orchestrator"],
+        env={
+            **os.environ,
+            "LLMESH_CONFIG": str(tmp_path / "llmesh.yaml"),
+            "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/keys.db",
+            "LLMESH_ORCHESTRATOR_ADDRESS": "0.0.0.0:0",
+            "LLMESH_LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("python -m llmesh.services.orchestrator: ")
+    assert "orchestrator: refusing to listen on 0.0.0.0 without authentication" in line
