@@ -171,14 +171,14 @@ class CachedReply:
     """The provider's model that produced the reply."""
     text: str = ""
     tool_calls: tuple[CachedToolCall, ...] = ()
-    thinking: tuple[ThinkingBlock, ...] = ()
-    """The reply's thinking blocks, exactly as the provider sent them."""
     reason: FinishReason = FinishReason.STOP
     provider_reason: str = ""
     usage: Usage = field(default_factory=Usage)
     """What the original call consumed: what each cache hit saves."""
     cost_usd: float = 0.0
     """What the original call cost, when prices were known."""
+    thinking: tuple[ThinkingBlock, ...] = ()
+    """The reply's thinking blocks, exactly as the provider sent them."""
 
     def to_bytes(self) -> bytes:
         """The reply as compact JSON."""

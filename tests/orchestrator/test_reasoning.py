@@ -73,14 +73,27 @@ async def test_thinking_blocks_go_back_on_the_next_turn(mesh: Mesh) -> None:
     assert "signature" in err.message
 
 
-async def test_thinking_budget_is_checked_before_any_call(mesh: Mesh) -> None:
-    inp = _thinking_input(_user("hi"))
-    inp.max_tokens = 1024
+async def test_thinking_settings_are_checked_before_any_call(mesh: Mesh) -> None:
+    low_max = _thinking_input(_user("hi"))
+    low_max.max_tokens = 1024  # must exceed the budget
+    small = _thinking_input(_user("hi"))
+    small.thinking_budget_tokens = 100
+    on_user = _thinking_input(_user("hi"))
+    on_user.messages[0].thinking.add(thinking="x", signature="y")
+    fields = []
     async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Chat(orchestrator_pb2.ChatRequest(input=inp), timeout=10)
-    assert from_rpc_error(info.value).reason is Reason.INVALID_REQUEST
+        for inp in (low_max, small, on_user):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Chat(orchestrator_pb2.ChatRequest(input=inp), timeout=10)
+            err = from_rpc_error(info.value)
+            assert err.reason is Reason.INVALID_REQUEST
+            fields.append(err.violations[0].field)
+    assert fields == [
+        "input.thinking_budget_tokens",
+        "input.thinking_budget_tokens",
+        "input.messages[0].thinking",
+    ]
 
 
 async def test_reasoning_tokens_reach_the_ledger(mesh: Mesh) -> None:
