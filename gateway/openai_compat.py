@@ -30,6 +30,11 @@ _TOOL_CHOICE_MODES = {
     "required": chat_pb2.TOOL_CHOICE_MODE_REQUIRED,
 }
 _INT32_MAX = 2**31 - 1
+_EFFORTS = {
+    "low": chat_pb2.REASONING_EFFORT_LOW,
+    "medium": chat_pb2.REASONING_EFFORT_MEDIUM,
+    "high": chat_pb2.REASONING_EFFORT_HIGH,
+}
 _INT64_MAX = 2**63 - 1
 
 
@@ -223,6 +228,11 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         _str(body["prompt_cache_key"], "prompt_cache_key")
     if body.get("fallbacks") is not None:
         chat.fallbacks.extend(_string_list(body["fallbacks"], "fallbacks"))
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise invalid("reasoning_effort", 'must be "low", "medium" or "high"')
+        chat.reasoning_effort = _EFFORTS[effort]
     for key in EXTENSIONS:
         if body.get(key) is not None:
             chat.MergeFrom(parse_message({key: body[key]}, chat_pb2.ChatInput(), key))

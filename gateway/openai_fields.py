@@ -27,6 +27,7 @@ EXTENSIONS = (
     "hedge",
     "cache",
     "max_cost_usd",
+    "thinking_budget_tokens",
 )
 """llmesh's own `ChatInput` fields a /v1 body may carry, in their protobuf JSON form (the
 SDK's ``extra_body``); ``fallbacks``, a plain array of model names, is one more."""
@@ -49,6 +50,7 @@ MAPPED = frozenset(
         "safety_identifier",
         "stream",
         "stream_options",
+        "reasoning_effort",
         "fallbacks",
         *EXTENSIONS,
     }
@@ -85,7 +87,6 @@ DEFAULT_ONLY: dict[str, DefaultOnly] = {
     "frequency_penalty": DefaultOnly(_zero, "0"),
     "logit_bias": DefaultOnly(_empty, "{}"),
     "response_format": DefaultOnly(lambda v: v == {"type": "text"}, '{"type": "text"}'),
-    "reasoning_effort": DefaultOnly(lambda v: False, "null"),
     "verbosity": DefaultOnly(lambda v: False, "null"),
     "modalities": DefaultOnly(lambda v: v == ["text"], '["text"]'),
     "audio": DefaultOnly(lambda v: False, "null"),

@@ -1,5 +1,11 @@
 """llmesh replies -> OpenAI Chat Completions objects and stream chunks (pure functions).
 
+Reasoning follows the convention of OpenAI-compatible servers (vLLM, DeepSeek): streamed as
+``reasoning_content`` deltas, never mixed into ``content``, and in a whole reply as the
+message's ``reasoning_content`` (the text of its thinking blocks joined; absent when the
+model showed none). Signatures are not part of the /v1 shape: a caller that must send
+Anthropic thinking blocks back uses the gRPC or native API.
+
 This is the gateway's hot path, so objects are built from the proto fields directly (no
 `MessageToDict`) and encoded with orjson; stream chunks reuse a pre-rendered common prefix.
 """
@@ -51,6 +57,9 @@ def completion(reply: orchestrator_pb2.ChatResponse, model: str, created: int) -
     }
     if tool_calls:
         message["tool_calls"] = tool_calls
+    reasoning = "".join(b.thinking for b in reply.message.thinking)
+    if reasoning:
+        message["reasoning_content"] = reasoning
     return {
         "id": f"chatcmpl-{reply.request_id}",
         "object": "chat.completion",
@@ -139,6 +148,12 @@ class ChunkEncoder:
                 return opening
             return opening + self._chunk(
                 b'{"content":' + orjson.dumps(event.text_delta.text) + b"}"
+            )
+        if kind == "reasoning_delta":
+            if not event.reasoning_delta.text:  # a signature: not part of the /v1 shape
+                return opening
+            return opening + self._chunk(
+                b'{"reasoning_content":' + orjson.dumps(event.reasoning_delta.text) + b"}"
             )
         if kind == "tool_call_delta":
             return opening + self._chunk(_tool_call_delta(event.tool_call_delta))

@@ -15,7 +15,9 @@ __all__ = [
     "ChatRequest",
     "FinishReason",
     "Message",
+    "ReasoningEffort",
     "Role",
+    "ThinkingBlock",
     "Tool",
     "ToolCall",
     "ToolChoiceMode",
@@ -42,6 +44,19 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ThinkingBlock:
+    """One block of a model's reasoning, kept byte-for-byte as the provider sent it.
+
+    Anthropic signs each thinking block and verifies the signature when the block comes back
+    on the next turn; a redacted block carries only its opaque `redacted_data`.
+    """
+
+    thinking: str = ""
+    signature: str = ""
+    redacted_data: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One conversation turn."""
 
@@ -52,6 +67,8 @@ class Message:
     """For a tool message: the id of the call it answers."""
     name: str = ""
     """An optional author name."""
+    thinking: tuple[ThinkingBlock, ...] = ()
+    """For an assistant turn: its thinking blocks, returned to the provider unchanged."""
 
 
 class FinishReason(enum.Enum):
@@ -62,6 +79,15 @@ class FinishReason(enum.Enum):
     TOOL_CALLS = "tool_calls"
     CONTENT_FILTER = "content_filter"
     UNSPECIFIED = "unspecified"
+
+
+class ReasoningEffort(enum.Enum):
+    """How hard a reasoning model thinks; the values are OpenAI's ``reasoning_effort``."""
+
+    UNSPECIFIED = ""
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
 
 
 class ToolChoiceMode(enum.Enum):
@@ -105,3 +131,7 @@ class ChatRequest:
     """Provider prompt caching: ``auto`` (breakpoints on long stable prefixes) or ``off``."""
     prompt_cache_ttl: str = "5m"
     """Prompt cache lifetime: ``5m`` or ``1h``."""
+    reasoning_effort: ReasoningEffort = ReasoningEffort.UNSPECIFIED
+    """How hard a reasoning model thinks (OpenAI-style providers)."""
+    thinking_budget_tokens: int | None = None
+    """Anthropic extended thinking's token budget; thinking is off when None."""

@@ -21,6 +21,7 @@ __all__ = [
     "Completed",
     "Finish",
     "ProviderEvent",
+    "ReasoningDelta",
     "Started",
     "Switched",
     "TextDelta",
@@ -34,6 +35,20 @@ class TextDelta:
     """Reply text to append."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A fragment of thinking block `index`: reasoning text, never part of the answer.
+
+    Text fragments join per index; a block's `signature` (or a redacted block's
+    `redacted_data`) arrives whole, in one delta, exactly as the provider sent it.
+    """
+
+    text: str = ""
+    index: int = 0
+    signature: str = ""
+    redacted_data: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +78,7 @@ class Finish:
     """The final usage, if the provider reported one."""
 
 
-ProviderEvent = TextDelta | ToolCallDelta | UsageUpdate | Finish
+ProviderEvent = TextDelta | ReasoningDelta | ToolCallDelta | UsageUpdate | Finish
 """What a provider adapter yields. A stream that ends without `Finish` was cut."""
 
 
@@ -104,5 +119,7 @@ class Completed:
     """True when the reply came from the response cache."""
 
 
-CallEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Switched | Completed
+CallEvent = (
+    Started | TextDelta | ReasoningDelta | ToolCallDelta | UsageUpdate | Switched | Completed
+)
 """What the call path (every layer, and the engine innermost) yields."""

@@ -22,6 +22,7 @@ from llmesh.services.emulator.generation import INVALID_JSON, ChatCall, Exchange
 from llmesh.services.emulator.replies import input_tokens, plan_reply, tool_call_id
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import send_stream, send_unary
+from llmesh.services.emulator.thinking import thinking_text
 
 LIMITS = {"requests": 4000, "tokens": 2000000, "input-tokens": 2000000, "output-tokens": 400000}
 JSON = "application/json"
@@ -76,10 +77,11 @@ class AnthropicDialect:
             cache = ex.state.cache.anthropic(ex.units, ex.prompt_tokens)
         reply = plan_reply(call.conv)
         call_ids = [tool_call_id("toolu_", call.conv, c.index) for c in reply.tool_calls]
+        thought = thinking_text(call.conv) if call.thinking_budget is not None else None
         mid = "msg_" + uuid.uuid4().hex[:24]
         output = call.conv.max_tokens or 0
         if call.stream:
-            plan = wire.stream_plan(mid, call, reply, call_ids, cache, ex.request_id)
+            plan = wire.stream_plan(mid, call, reply, call_ids, cache, ex.request_id, thought)
             return await send_stream(
                 ex.request,
                 ex.tracker,
@@ -89,7 +91,7 @@ class AnthropicDialect:
             )
 
         def build() -> web.Response:
-            body = wire.message_body(mid, call, reply, call_ids, cache)
+            body = wire.message_body(mid, call, reply, call_ids, cache, thought)
             hdrs = headers(ex.request_id, JSON, ex.prompt_tokens, output)
             return web.Response(body=body, headers=hdrs)
 

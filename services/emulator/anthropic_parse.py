@@ -21,6 +21,7 @@ from llmesh.services.emulator.replies import (
     ToolDef,
     Turn,
 )
+from llmesh.services.emulator.thinking import MIN_BUDGET, verify
 
 TOOL_CHOICES = ("auto", "any", "tool", "none")
 
@@ -68,6 +69,7 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
     if stream is not None and not isinstance(stream, bool):
         raise _invalid("stream: Input should be a valid boolean")
     tools = _tools(body.get("tools"))
+    budget = _thinking(body, max_tokens)
     return ChatCall(
         conv=Conversation(
             model=model,
@@ -78,7 +80,39 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
             stop=_stop(body.get("stop_sequences")),
         ),
         stream=bool(stream),
+        thinking_budget=budget,
     )
+
+
+def _thinking(body: dict[str, Any], max_tokens: int | None) -> int | None:
+    """The thinking budget of an enabled ``thinking`` config, checked as Anthropic does."""
+    raw = body.get("thinking")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("type") not in ("enabled", "disabled"):
+        raise _invalid(
+            "thinking: Input tag does not match any of the expected tags: 'enabled', 'disabled'"
+        )
+    if raw["type"] == "disabled":
+        return None
+    budget = raw.get("budget_tokens")
+    if budget is None:
+        raise _required("thinking.enabled.budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise _invalid("thinking.enabled.budget_tokens: Input should be a valid integer")
+    if budget < MIN_BUDGET:
+        raise _invalid(
+            f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_BUDGET}"
+        )
+    if max_tokens is not None and max_tokens <= budget:
+        raise _invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        raise _invalid(
+            "`temperature` may only be set to 1 when thinking is enabled or in interleaved "
+            "thinking mode"
+        )
+    return budget
 
 
 def _turn(message: Any, i: int) -> Turn:
@@ -131,6 +165,17 @@ def _blocks(content: Any, where: str, allowed: tuple[str, ...] | None = None) ->
                     raise _required(f"{at}.{field}")
             text = f"{block['name']} {orjson.dumps(block['input']).decode()}"
             out.append(Block(BlockKind.TOOL_USE, text, ttl))
+        elif kind == "thinking":
+            for field in ("thinking", "signature"):
+                if not isinstance(block.get(field), str):
+                    raise _required(f"{at}.{field}")
+            if not verify(block["thinking"], block["signature"]):
+                raise _invalid(f"{at}: Invalid `signature` in `thinking` block")
+            out.append(Block(BlockKind.OTHER, block["thinking"], ttl))
+        elif kind == "redacted_thinking":
+            if not isinstance(block.get("data"), str):
+                raise _required(f"{at}.data")
+            out.append(Block(BlockKind.OTHER, block["data"], ttl))
         elif kind == "tool_result":
             if "tool_use_id" not in block:
                 raise _required(f"{at}.tool_use_id")

@@ -18,6 +18,7 @@ from llmesh.services.emulator.generation import ChatCall
 from llmesh.services.emulator.replies import Finish, Reply, fragments
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import StreamPlan
+from llmesh.services.emulator.thinking import pieces, sign
 
 STOP_REASON = {
     Finish.END: "end_turn",
@@ -45,17 +46,30 @@ def usage(cache: AnthropicCacheUsage, output_tokens: int) -> dict[str, Any]:
     }
 
 
-def _content(reply: Reply, call_ids: list[str]) -> list[dict[str, Any]]:
+def thinking_tokens(thought: str | None) -> int:
+    """The output tokens a thinking text counts for (Anthropic bills thinking as output)."""
+    return len(pieces(thought)) if thought else 0
+
+
+def _content(reply: Reply, call_ids: list[str], thought: str | None) -> list[dict[str, Any]]:
+    head: list[dict[str, Any]] = []
+    if thought:
+        head.append({"type": "thinking", "thinking": thought, "signature": sign(thought)})
     if reply.tool_calls:
-        return [
+        return head + [
             {"type": "tool_use", "id": i, "name": c.name, "input": orjson.loads(c.arguments)}
             for c, i in zip(reply.tool_calls, call_ids, strict=True)
         ]
-    return [{"type": "text", "text": reply.text}]
+    return [*head, {"type": "text", "text": reply.text}]
 
 
 def message_body(
-    mid: str, call: ChatCall, reply: Reply, call_ids: list[str], cache: AnthropicCacheUsage
+    mid: str,
+    call: ChatCall,
+    reply: Reply,
+    call_ids: list[str],
+    cache: AnthropicCacheUsage,
+    thought: str | None = None,
 ) -> bytes:
     """A non-streamed ``message``."""
     return orjson.dumps(
@@ -64,10 +78,10 @@ def message_body(
             "type": "message",
             "role": "assistant",
             "model": call.conv.model,
-            "content": _content(reply, call_ids),
+            "content": _content(reply, call_ids, thought),
             "stop_reason": STOP_REASON[reply.finish],
             "stop_sequence": reply.stop_sequence,
-            "usage": usage(cache, reply.output_tokens),
+            "usage": usage(cache, reply.output_tokens + thinking_tokens(thought)),
         }
     )
 
@@ -77,6 +91,20 @@ def event(name: str, data: Any) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data))
 
 
+def _thinking_events(thought: str) -> bytes:
+    """A whole ``thinking`` block at index 0: its deltas, then its signature."""
+    block = {"type": "thinking", "thinking": "", "signature": ""}
+    out = event(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    )
+    deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(thought)]
+    deltas.append({"type": "signature_delta", "signature": sign(thought)})
+    for delta in deltas:
+        data = {"type": "content_block_delta", "index": 0, "delta": delta}
+        out += event("content_block_delta", data)
+    return out + event("content_block_stop", {"type": "content_block_stop", "index": 0})
+
+
 def stream_plan(
     mid: str,
     call: ChatCall,
@@ -84,8 +112,14 @@ def stream_plan(
     call_ids: list[str],
     cache: AnthropicCacheUsage,
     request_id: str,
+    thought: str | None = None,
 ) -> StreamPlan:
-    """The event stream: ``message_start``, blocks with their deltas, ``message_delta``, stop."""
+    """The event stream: ``message_start``, blocks with their deltas, ``message_delta``, stop.
+
+    With a `thought`, a ``thinking`` block (deltas, then ``signature_delta``) comes first and
+    the answer's blocks follow from index 1.
+    """
+    first = 1 if thought else 0
     start: dict[str, Any] = {
         "id": mid,
         "type": "message",
@@ -97,22 +131,25 @@ def stream_plan(
         "usage": usage(cache, 1),
     }
     head = event("message_start", {"type": "message_start", "message": start})
+    if thought:
+        head += _thinking_events(thought)
     frames: list[bytes] = []
     if reply.tool_calls:
         for c, call_id in zip(reply.tool_calls, call_ids, strict=True):
+            at = c.index + first
             block = {"type": "tool_use", "id": call_id, "name": c.name, "input": {}}
             opening = event(
                 "content_block_start",
-                {"type": "content_block_start", "index": c.index, "content_block": block},
+                {"type": "content_block_start", "index": at, "content_block": block},
             )
             if c.index:
                 closing = event(
-                    "content_block_stop", {"type": "content_block_stop", "index": c.index - 1}
+                    "content_block_stop", {"type": "content_block_stop", "index": at - 1}
                 )
                 opening = closing + opening
             pre = (
                 b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
-                b'"delta":{"type":"input_json_delta","partial_json":' % c.index
+                b'"delta":{"type":"input_json_delta","partial_json":' % at
             )
             parts = [pre + orjson.dumps(f) + b"}}\n\n" for f in fragments(c.arguments)]
             if c.index == 0:
@@ -120,27 +157,27 @@ def stream_plan(
             else:
                 parts[0] = opening + parts[0]
             frames.extend(parts)
-        last = len(reply.tool_calls) - 1
+        last = len(reply.tool_calls) - 1 + first
     else:
         block = {"type": "text", "text": ""}
         head += event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": block},
+            {"type": "content_block_start", "index": first, "content_block": block},
         )
         head += event("ping", {"type": "ping"})
         pre = (
-            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-            b'"delta":{"type":"text_delta","text":'
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+            b'"delta":{"type":"text_delta","text":' % first
         )
         frames = [pre + orjson.dumps(p) + b"}}\n\n" for p in reply.pieces]
-        last = 0
+        last = first
     tail = event("content_block_stop", {"type": "content_block_stop", "index": last})
     delta = {"stop_reason": STOP_REASON[reply.finish], "stop_sequence": reply.stop_sequence}
     final_usage = {
         "input_tokens": cache.input_tokens,
         "cache_creation_input_tokens": cache.cache_creation,
         "cache_read_input_tokens": cache.cache_read,
-        "output_tokens": reply.output_tokens,
+        "output_tokens": reply.output_tokens + thinking_tokens(thought),
     }
     tail += event("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage})
     tail += event("message_stop", {"type": "message_stop"})

@@ -36,6 +36,8 @@ class ChatCall:
     """OpenAI ``stream_options.include_usage``."""
     n: int = 1
     """OpenAI ``n``: how many choices."""
+    thinking_budget: int | None = None
+    """Anthropic ``thinking.budget_tokens`` when extended thinking is enabled."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,12 @@ from llmesh.services.emulator.openai_parse import parse_chat
 from llmesh.services.emulator.replies import plan_reply, tool_call_id
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import send_stream, send_unary
+from llmesh.services.emulator.thinking import (
+    reasons_hidden,
+    reasons_visibly,
+    thinking_text,
+    token_count,
+)
 
 REQUEST_LIMIT = 10000
 TOKEN_LIMIT = 30000000
@@ -76,11 +82,18 @@ class OpenAIDialect:
             cached = ex.state.cache.openai(ex.units, ex.prompt_tokens)
         reply = plan_reply(call.conv)
         call_ids = [tool_call_id("call_", call.conv, c.index) for c in reply.tool_calls]
-        use = wire.usage(ex.prompt_tokens, reply.output_tokens * call.n, cached)
+        model = call.conv.model
+        visible = reasons_visibly(model)
+        thought = thinking_text(call.conv) if visible or reasons_hidden(model) else None
+        reasoning = token_count(thought) * call.n if thought else 0
+        use = wire.usage(
+            ex.prompt_tokens, reply.output_tokens * call.n + reasoning, cached, reasoning
+        )
+        shown = thought if visible else None
         cid = "chatcmpl-" + uuid.uuid4().hex[:29]
         created = int(time.time())
         if call.stream:
-            plan = wire.stream_plan(cid, created, call, reply, call_ids, use)
+            plan = wire.stream_plan(cid, created, call, reply, call_ids, use, shown)
             return await send_stream(
                 ex.request,
                 ex.tracker,
@@ -90,7 +103,7 @@ class OpenAIDialect:
             )
 
         def build() -> web.Response:
-            body = wire.completion_body(cid, created, call, reply, call_ids, use)
+            body = wire.completion_body(cid, created, call, reply, call_ids, use, shown)
             hdrs = headers(ex.request_id, ex.elapsed_ms(), ex.prompt_tokens, JSON)
             return web.Response(body=body, headers=hdrs)
 

@@ -16,6 +16,7 @@ from llmesh.services.emulator.generation import ChatCall
 from llmesh.services.emulator.replies import Finish, Reply, fragments
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import StreamPlan
+from llmesh.services.emulator.thinking import pieces
 
 FINISH = {
     Finish.END: "stop",
@@ -29,15 +30,15 @@ FINGERPRINT = "fp_emulator"
 CONTEXT_WINDOW = 128000
 
 
-def usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
-    """A ``usage`` object."""
+def usage(prompt: int, completion: int, cached: int, reasoning: int = 0) -> dict[str, Any]:
+    """A ``usage`` object; `completion` includes the `reasoning` tokens."""
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -46,10 +47,18 @@ def usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
 
 
 def completion_body(
-    cid: str, created: int, call: ChatCall, reply: Reply, call_ids: list[str], use: dict[str, Any]
+    cid: str,
+    created: int,
+    call: ChatCall,
+    reply: Reply,
+    call_ids: list[str],
+    use: dict[str, Any],
+    thought: str | None = None,
 ) -> bytes:
-    """A non-streamed ``chat.completion``."""
+    """A non-streamed ``chat.completion``; a visible `thought` as ``reasoning_content``."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+    if thought:
+        message["reasoning_content"] = thought
     if reply.tool_calls:
         message["content"] = None
         message["tool_calls"] = [
@@ -76,9 +85,18 @@ def completion_body(
 
 
 def stream_plan(
-    cid: str, created: int, call: ChatCall, reply: Reply, call_ids: list[str], use: dict[str, Any]
+    cid: str,
+    created: int,
+    call: ChatCall,
+    reply: Reply,
+    call_ids: list[str],
+    use: dict[str, Any],
+    thought: str | None = None,
 ) -> StreamPlan:
-    """A ``chat.completion.chunk`` stream: role chunk, one chunk per piece, finish, usage."""
+    """A ``chat.completion.chunk`` stream: role chunk, one chunk per piece, finish, usage.
+
+    A visible `thought` streams first, as ``reasoning_content`` deltas (vLLM, DeepSeek).
+    """
     start = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
         cid.encode(),
         created,
@@ -114,6 +132,9 @@ def stream_plan(
             frames = [pre + orjson.dumps(p) + post for p in reply.pieces]
         else:
             frames = [chunk(b'{"content":%s}' % orjson.dumps(p)) for p in reply.pieces]
+    if thought:
+        thinking = [chunk(b'{"reasoning_content":%s}' % orjson.dumps(p)) for p in pieces(thought)]
+        frames = thinking + frames
     tail = chunk(b"{}", b'"%s"' % FINISH[reply.finish].encode())
     if call.include_usage:
         tail += start + b'],"usage":' + orjson.dumps(use) + b"}\n\n"

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.chat import ToolCall
+from llmesh.services.core.chat import ThinkingBlock, ToolCall
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
+    ReasoningDelta,
     Started,
     Switched,
     TextDelta,
@@ -25,21 +26,32 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _PartialThinking:
+    text: list[str] = field(default_factory=list)
+    signature: str = ""
+    redacted_data: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A whole reply: who served it, its text and tool calls, and how it finished."""
+    """A whole reply: who served it, its text, tool calls and thinking, and how it finished."""
 
     started: Started
     text: str
     tool_calls: tuple[ToolCall, ...]
     completed: Completed
+    thinking: tuple[ThinkingBlock, ...] = ()
+    """The reply's thinking blocks, kept apart from its text (signatures byte-for-byte)."""
 
 
 async def collect(events: AsyncIterator[CallEvent]) -> Reply:
-    """Consume a stream; argument fragments are joined per tool-call index."""
+    """Consume a stream; argument fragments are joined per tool-call index, reasoning
+    fragments per thinking-block index."""
     started: Started | None = None
     text: list[str] = []
     calls: dict[int, _PartialCall] = {}
+    thinking: dict[int, _PartialThinking] = {}
     async for event in events:  # the caller closes `events` (aclosing) when we return
         if isinstance(event, TextDelta):
             text.append(event.text)
@@ -48,11 +60,17 @@ async def collect(events: AsyncIterator[CallEvent]) -> Reply:
             call.id = call.id or event.id
             call.name = call.name or event.name
             call.arguments.append(event.arguments_delta)
+        elif isinstance(event, ReasoningDelta):
+            block = thinking.setdefault(event.index, _PartialThinking())
+            block.text.append(event.text)
+            block.signature = event.signature or block.signature
+            block.redacted_data = event.redacted_data or block.redacted_data
         elif isinstance(event, Started):
             started = event
         elif isinstance(event, Switched) and event.policy is MidStreamPolicy.RESTART:
             text.clear()  # the new target starts over
             calls.clear()
+            thinking.clear()
         elif isinstance(event, Completed):
             if started is None:  # pragma: no cover - the engine always starts first
                 raise LlmeshError(Reason.INTERNAL, "stream finished before it started")
@@ -60,5 +78,9 @@ async def collect(events: AsyncIterator[CallEvent]) -> Reply:
                 ToolCall(c.id, c.name, "".join(c.arguments) or "{}")
                 for _, c in sorted(calls.items())
             )
-            return Reply(started, "".join(text), tool_calls, event)
+            blocks = tuple(
+                ThinkingBlock("".join(b.text), b.signature, b.redacted_data)
+                for _, b in sorted(thinking.items())
+            )
+            return Reply(started, "".join(text), tool_calls, event, blocks)
     raise LlmeshError(Reason.STREAM_INTERRUPTED, "stream ended before its terminal event")

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.call import Gate
 from llmesh.services.core.chat import ChatRequest
-from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.events import (
+    Finish,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.base import Provider
@@ -175,7 +182,7 @@ def _log_failure(rt: Runtime, record: AttemptRecord, err: LlmeshError, when: str
 
 
 def _is_token(event: ProviderEvent) -> bool:
-    return isinstance(event, TextDelta | ToolCallDelta | Finish)
+    return isinstance(event, TextDelta | ReasoningDelta | ToolCallDelta | Finish)
 
 
 async def open_attempt(

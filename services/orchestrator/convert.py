@@ -21,13 +21,16 @@ from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
+    ReasoningEffort,
     Role,
+    ThinkingBlock,
     Tool,
     ToolCall,
     ToolChoiceMode,
 )
 from llmesh.services.core.events import (
     CallEvent,
+    ReasoningDelta,
     Started,
     Switched,
     TextDelta,
@@ -53,6 +56,14 @@ _CHOICES = {
     chat_pb2.TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.REQUIRED,
     chat_pb2.TOOL_CHOICE_MODE_TOOL: ToolChoiceMode.TOOL,
 }
+_EFFORTS = {
+    chat_pb2.REASONING_EFFORT_UNSPECIFIED: ReasoningEffort.UNSPECIFIED,
+    chat_pb2.REASONING_EFFORT_LOW: ReasoningEffort.LOW,
+    chat_pb2.REASONING_EFFORT_MEDIUM: ReasoningEffort.MEDIUM,
+    chat_pb2.REASONING_EFFORT_HIGH: ReasoningEffort.HIGH,
+}
+MIN_THINKING_BUDGET = 1024
+"""The smallest extended-thinking budget Anthropic accepts."""
 _FINISH_TO_PB = {
     FinishReason.STOP: chat_pb2.FINISH_REASON_STOP,
     FinishReason.LENGTH: chat_pb2.FINISH_REASON_LENGTH,
@@ -123,7 +134,14 @@ def chat_call_from_proto(
                 except ValueError:
                     violation(f"messages[{i}].tool_calls[{j}].arguments", "must be a JSON object")
             calls.append(ToolCall(c.id, c.name, c.arguments or "{}"))
-        messages.append(Message(role, m.content, tuple(calls), m.tool_call_id, m.name))
+        if m.thinking and role is not Role.ASSISTANT:
+            violation(f"messages[{i}].thinking", "only assistant messages carry thinking")
+        thinking = tuple(
+            ThinkingBlock(b.thinking, b.signature, b.redacted_data) for b in m.thinking
+        )
+        messages.append(
+            Message(role, m.content, tuple(calls), m.tool_call_id, m.name, thinking=thinking)
+        )
     names: set[str] = set()
     tools: list[Tool] = []
     for i, t in enumerate(inp.tools):
@@ -172,6 +190,16 @@ def chat_call_from_proto(
         violation("cache.response_cache_ttl", "must be a positive duration")
     if inp.HasField("max_cost_usd") and not inp.max_cost_usd > 0:
         violation("max_cost_usd", "must be positive")
+    effort = _EFFORTS.get(inp.reasoning_effort)
+    if effort is None:
+        violation("reasoning_effort", "unknown effort")
+        effort = ReasoningEffort.UNSPECIFIED
+    budget = inp.thinking_budget_tokens if inp.HasField("thinking_budget_tokens") else None
+    if budget is not None:
+        if budget < MIN_THINKING_BUDGET:
+            violation("thinking_budget_tokens", f"must be at least {MIN_THINKING_BUDGET}")
+        elif max_tokens is not None and max_tokens <= budget:
+            violation("thinking_budget_tokens", "must be below max_tokens")
     if bad:
         raise _invalid(bad)
     request = ChatRequest(
@@ -186,6 +214,8 @@ def chat_call_from_proto(
         seed=inp.seed if inp.HasField("seed") else None,
         prompt_cache="off" if cache.prompt_cache == chat_pb2.PROMPT_CACHE_MODE_OFF else "auto",
         prompt_cache_ttl=ttl,
+        reasoning_effort=effort,
+        thinking_budget_tokens=budget,
     )
     return ChatCall(
         inp.model.strip(),
@@ -269,6 +299,13 @@ def finish_to_proto(reason: FinishReason) -> chat_pb2.FinishReason:
     return _FINISH_TO_PB[reason]
 
 
+def thinking_to_proto(block: ThinkingBlock) -> chat_pb2.ThinkingBlock:
+    """The protobuf form of a thinking block."""
+    return chat_pb2.ThinkingBlock(
+        thinking=block.thinking, signature=block.signature, redacted_data=block.redacted_data
+    )
+
+
 def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
     """The aggregated reply as one `ChatResponse`."""
     return orchestrator_pb2.ChatResponse(
@@ -282,6 +319,7 @@ def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
                 chat_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments)
                 for c in reply.tool_calls
             ],
+            thinking=[thinking_to_proto(b) for b in reply.thinking],
         ),
         finish_reason=_FINISH_TO_PB[reply.completed.reason],
         provider_finish_reason=reply.completed.provider_reason,
@@ -304,6 +342,15 @@ def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:
                 id=event.id,
                 name=event.name,
                 arguments_delta=event.arguments_delta,
+            )
+        )
+    if isinstance(event, ReasoningDelta):
+        return R(
+            reasoning_delta=orchestrator_pb2.ReasoningDelta(
+                text=event.text,
+                index=event.index,
+                signature=event.signature,
+                redacted_data=event.redacted_data,
             )
         )
     if isinstance(event, UsageUpdate):

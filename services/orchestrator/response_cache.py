@@ -11,7 +11,12 @@ whenever the normalization does.
 A hit is replayed with the usage of the call that produced the reply and a cache-hit mark,
 at no cost. By default a call is cacheable when it sets temperature 0 (an unset temperature
 samples); the caller may opt in at any temperature or opt out. Calls with tools are
-cacheable too: a tool call is as deterministic a reply as text.
+cacheable too: a tool call is as deterministic a reply as text. Replies with reasoning are
+kept whole: the reasoning text and each thinking block (signature or redacted data
+byte-for-byte) are stored and replayed as `ReasoningDelta`s before the answer, so a caller
+can send the blocks back on its next turn as if the provider had answered. Reasoning
+settings and thinking blocks sent back enter the key only when present, so keys of calls
+without them are unchanged.
 
 Replies live in a bounded in-memory LRU with a TTL per entry by default, or in Redis (orjson
 values, Redis expiry) when a URL is configured, so that replicas share them. The cache is
@@ -33,10 +38,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from llmesh.services.common.policy_settings import ResponseCacheConfig
-from llmesh.services.core.chat import ChatRequest, FinishReason
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, ThinkingBlock
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
+    ReasoningDelta,
     Started,
     Switched,
     TextDelta,
@@ -74,21 +80,12 @@ def _normalized(
     max_cost_usd: float | None,
 ) -> dict[str, Any]:
     """Who may see a call's reply and the parts of the call that decide it, as JSON values."""
-    return {
+    out: dict[str, Any] = {
         "tenant": tenant,
         "model": model,
         "fallbacks": list(fallbacks),
         "max_cost_usd": max_cost_usd,
-        "messages": [
-            {
-                "role": m.role.value,
-                "content": m.content,
-                "tool_calls": [[c.id, c.name, c.arguments] for c in m.tool_calls],
-                "tool_call_id": m.tool_call_id,
-                "name": m.name,
-            }
-            for m in request.messages
-        ],
+        "messages": [_message(m) for m in request.messages],
         "tools": [
             {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
             for t in request.tools
@@ -100,6 +97,24 @@ def _normalized(
         "stop": list(request.stop),
         "seed": request.seed,
     }
+    if request.reasoning_effort.value:
+        out["reasoning_effort"] = request.reasoning_effort.value
+    if request.thinking_budget_tokens is not None:
+        out["thinking_budget_tokens"] = request.thinking_budget_tokens
+    return out
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "role": m.role.value,
+        "content": m.content,
+        "tool_calls": [[c.id, c.name, c.arguments] for c in m.tool_calls],
+        "tool_call_id": m.tool_call_id,
+        "name": m.name,
+    }
+    if m.thinking:
+        out["thinking"] = [[b.thinking, b.signature, b.redacted_data] for b in m.thinking]
+    return out
 
 
 def cache_key(
@@ -162,6 +177,8 @@ class CachedReply:
     """What the original call consumed: what each cache hit saves."""
     cost_usd: float = 0.0
     """What the original call cost, when prices were known."""
+    thinking: tuple[ThinkingBlock, ...] = ()
+    """The reply's thinking blocks, exactly as the provider sent them."""
 
     def to_bytes(self) -> bytes:
         """The reply as compact JSON."""
@@ -183,6 +200,7 @@ class CachedReply:
                     u.estimated,
                 ],
                 "$": self.cost_usd,
+                "k": [[b.thinking, b.signature, b.redacted_data] for b in self.thinking],
             }
         )
 
@@ -201,6 +219,7 @@ class CachedReply:
                 provider_reason=str(d["pr"]),
                 usage=Usage(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), bool(u[5])),
                 cost_usd=float(d["$"]),
+                thinking=tuple(ThinkingBlock(str(t), str(s), str(r)) for t, s, r in d.get("k", ())),
             )
         except (orjson.JSONDecodeError, LookupError, TypeError, ValueError) as exc:
             raise ValueError(f"not a stored reply: {exc}") from None
@@ -227,6 +246,7 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
     started = False
     text: list[str] = []
     calls: dict[int, list[str]] = {}
+    thinking: dict[int, list[str]] = {}
     for event in events:
         if isinstance(event, Started):
             started, provider, model = True, event.provider, event.model
@@ -239,11 +259,17 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
             if event.name:
                 call[1] = event.name
             call[2] += event.arguments_delta
+        elif isinstance(event, ReasoningDelta):
+            block = thinking.setdefault(event.index, ["", "", ""])
+            block[0] += event.text
+            block[1] = event.signature or block[1]
+            block[2] = event.redacted_data or block[2]
         elif isinstance(event, Switched):
             provider, model = event.target.provider, event.target.model
             if event.policy is MidStreamPolicy.RESTART:
                 text.clear()
                 calls.clear()
+                thinking.clear()
         elif isinstance(event, Completed):
             if not started:
                 return None
@@ -252,6 +278,7 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
                 model=model,
                 text="".join(text),
                 tool_calls=tuple(CachedToolCall(*calls[i]) for i in sorted(calls)),
+                thinking=tuple(ThinkingBlock(*thinking[i]) for i in sorted(thinking)),
                 reason=event.reason,
                 provider_reason=event.provider_reason,
                 usage=_copy(event.usage),
@@ -263,12 +290,18 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
 def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list[CallEvent]:
     """The events that stream `reply` to a caller as call `request_id`.
 
-    The text comes as one delta, or in pieces of `chunk_chars` characters when positive;
-    each tool call as one delta. `Started` and `Completed` carry ``cache_hit``; `Completed`
-    reports the usage of the call that produced the reply (what the reply is worth in
-    tokens; nothing was consumed again) and no cost.
+    Each thinking block comes first, as one text delta and one signature (or redacted
+    data) delta; the text comes as one delta, or in pieces of `chunk_chars` characters when
+    positive; each tool call as one delta. `Started` and `Completed` carry ``cache_hit``;
+    `Completed` reports the usage of the call that produced the reply (what the reply is
+    worth in tokens; nothing was consumed again) and no cost.
     """
     events: list[CallEvent] = [Started(request_id, reply.provider, reply.model, cache_hit=True)]
+    for i, b in enumerate(reply.thinking):
+        if b.thinking:
+            events.append(ReasoningDelta(b.thinking, i))
+        if b.signature or b.redacted_data:
+            events.append(ReasoningDelta("", i, b.signature, b.redacted_data))
     if reply.text:
         size = chunk_chars if chunk_chars > 0 else len(reply.text)
         events.extend(TextDelta(reply.text[i : i + size]) for i in range(0, len(reply.text), size))

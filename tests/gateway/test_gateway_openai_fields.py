@@ -9,6 +9,7 @@ import pytest
 from llmesh.gateway.openai_compat import parse_completion_request
 from llmesh.gateway.openai_fields import DEFAULT_ONLY, INERT, MAPPED
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.v1 import chat_pb2
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -32,7 +33,6 @@ def test_the_classes_do_not_overlap() -> None:
         ("frequency_penalty", 0.0),
         ("logit_bias", {}),
         ("response_format", {"type": "text"}),
-        ("reasoning_effort", None),
         ("modalities", ["text"]),
         ("service_tier", "auto"),
         ("store", False),
@@ -58,7 +58,6 @@ def test_unsupported_fields_sent_with_their_no_op_value_are_accepted(
         ("frequency_penalty", False),
         ("logit_bias", {"50256": -100}),
         ("response_format", {"type": "json_object"}),
-        ("reasoning_effort", "low"),
         ("verbosity", "low"),
         ("modalities", ["text", "audio"]),
         ("audio", {"voice": "alloy", "format": "wav"}),
@@ -76,6 +75,16 @@ def test_fields_that_would_change_the_answer_are_refused_by_name(field: str, val
     assert raised.value.reason is Reason.INVALID_REQUEST
     assert raised.value.violations[0].field == field
     assert "not supported yet" in raised.value.message
+
+
+def test_reasoning_effort_and_the_thinking_budget_are_mapped() -> None:
+    body = {"model": "m/x", "messages": HI, "reasoning_effort": "high"}
+    chat = parse_completion_request({**body, "thinking_budget_tokens": 2048}).input
+    assert chat.reasoning_effort == chat_pb2.REASONING_EFFORT_HIGH
+    assert chat.thinking_budget_tokens == 2048
+    with pytest.raises(LlmeshError) as raised:
+        parse(reasoning_effort="extreme")
+    assert raised.value.violations[0].field == "reasoning_effort"
 
 
 @pytest.mark.parametrize("field", ["temprature", "echo", "best_of", "max_cost"])

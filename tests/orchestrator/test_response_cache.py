@@ -17,7 +17,9 @@ from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
+    ReasoningEffort,
     Role,
+    ThinkingBlock,
     Tool,
     ToolCall,
     ToolChoiceMode,
@@ -25,6 +27,7 @@ from llmesh.services.core.chat import (
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
+    ReasoningDelta,
     Started,
     Switched,
     TextDelta,
@@ -329,6 +332,44 @@ def test_recorded_usage_is_a_copy() -> None:
     reply = record_reply([Started("r", "p", "m"), _completed(usage=usage)])
     usage.input_tokens = 999
     assert reply is not None and reply.usage.input_tokens == 10
+
+
+def test_key_changes_with_reasoning_and_thinking_sent_back() -> None:
+    base = _key("m", [], _request())
+    assert _key("m", [], _request(thinking_budget_tokens=1024)) != base
+    assert _key("m", [], _request(reasoning_effort=ReasoningEffort.HIGH)) != base
+    said = Message(Role.ASSISTANT, "yes", thinking=(ThinkingBlock("hm", "sig"),))
+    other = Message(Role.ASSISTANT, "yes", thinking=(ThinkingBlock("hm", "sig2"),))
+    plain = Message(Role.ASSISTANT, "yes")
+    keys = {
+        _key("m", [], ChatRequest((Message(Role.USER, "q"), m), temperature=0.0))
+        for m in (said, other, plain)
+    }
+    assert len(keys) == 3
+
+
+def test_record_and_replay_keep_thinking_blocks() -> None:
+    events: list[CallEvent] = [
+        Started("req_1", "anthropic", "claude-test"),
+        ReasoningDelta("Let me ", 0),
+        ReasoningDelta("see.", 0),
+        ReasoningDelta("", 0, signature="c2ln+/=="),
+        ReasoningDelta("", 1, redacted_data="EmwKAhgB"),
+        TextDelta("Yes."),
+        _completed(),
+    ]
+    reply = record_reply(events)
+    assert reply is not None and reply.text == "Yes."
+    blocks = (ThinkingBlock("Let me see.", "c2ln+/=="), ThinkingBlock(redacted_data="EmwKAhgB"))
+    assert reply.thinking == blocks
+    out = replay(reply, "req_2")
+    assert out[1:4] == [
+        ReasoningDelta("Let me see.", 0),
+        ReasoningDelta("", 0, signature="c2ln+/=="),
+        ReasoningDelta("", 1, redacted_data="EmwKAhgB"),
+    ]
+    assert record_reply(out) == replace(reply, cost_usd=0.0)
+    assert CachedReply.from_bytes(reply.to_bytes()) == reply
 
 
 def test_serialization_round_trip() -> None:

@@ -86,6 +86,18 @@ class ToolCallDelta(_message.Message):
     arguments_delta: str
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_delta: _Optional[str] = ...) -> None: ...
 
+class ReasoningDelta(_message.Message):
+    __slots__ = ("text", "index", "signature", "redacted_data")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_DATA_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    index: int
+    signature: str
+    redacted_data: str
+    def __init__(self, text: _Optional[str] = ..., index: _Optional[int] = ..., signature: _Optional[str] = ..., redacted_data: _Optional[str] = ...) -> None: ...
+
 class FinishEvent(_message.Message):
     __slots__ = ("reason", "provider_reason", "usage", "attempts", "overhead", "cost_usd", "cache_hit")
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -141,20 +153,22 @@ class SwitchEvent(_message.Message):
     def __init__(self, from_provider: _Optional[str] = ..., from_model: _Optional[str] = ..., to_provider: _Optional[str] = ..., to_model: _Optional[str] = ..., reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., policy: _Optional[_Union[_chat_pb2.MidStreamPolicy, str]] = ...) -> None: ...
 
 class StreamChatResponse(_message.Message):
-    __slots__ = ("start", "text_delta", "tool_call_delta", "usage", "finish", "switch")
+    __slots__ = ("start", "text_delta", "tool_call_delta", "usage", "finish", "switch", "reasoning_delta")
     START_FIELD_NUMBER: _ClassVar[int]
     TEXT_DELTA_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_DELTA_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     SWITCH_FIELD_NUMBER: _ClassVar[int]
+    REASONING_DELTA_FIELD_NUMBER: _ClassVar[int]
     start: StartEvent
     text_delta: TextDelta
     tool_call_delta: ToolCallDelta
     usage: _chat_pb2.Usage
     finish: FinishEvent
     switch: SwitchEvent
-    def __init__(self, start: _Optional[_Union[StartEvent, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., finish: _Optional[_Union[FinishEvent, _Mapping]] = ..., switch: _Optional[_Union[SwitchEvent, _Mapping]] = ...) -> None: ...
+    reasoning_delta: ReasoningDelta
+    def __init__(self, start: _Optional[_Union[StartEvent, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., finish: _Optional[_Union[FinishEvent, _Mapping]] = ..., switch: _Optional[_Union[SwitchEvent, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
     __slots__ = ("input",)

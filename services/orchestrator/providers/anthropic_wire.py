@@ -13,6 +13,15 @@ Mapping choices worth knowing:
   messages of one role are merged, since Anthropic requires user/assistant alternation.
 - Prompt-cache breakpoints are placed by `prompt_cache.place_breakpoints`, following the
   request's ``prompt_cache`` mode and ``prompt_cache_ttl``.
+- Extended thinking (``thinking_budget_tokens``) sends ``thinking: {type: enabled,
+  budget_tokens}``; Anthropic then refuses ``temperature`` and ``top_p`` other than their
+  defaults, so both are left out, and ``max_tokens`` must exceed the budget: an unset one
+  becomes the budget plus `DEFAULT_MAX_TOKENS`. An assistant turn's thinking blocks go back
+  first in its content, byte-for-byte; blocks without a signature (reasoning text from an
+  OpenAI-compatible model) cannot be verified by Anthropic and are left out.
+- ``thinking`` and ``redacted_thinking`` blocks stream as `ReasoningDelta`s; Anthropic
+  counts thinking in ``output_tokens`` and reports no separate figure, so
+  ``reasoning_tokens`` stays 0.
 - ``stream: true`` is added by the transport, not here.
 """
 
@@ -24,7 +33,14 @@ from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
-from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.events import (
+    Finish,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
 from llmesh.services.orchestrator.providers.prompt_cache import place_breakpoints
@@ -73,6 +89,14 @@ def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
             raise invalid(f"messages[{i}].tool_call_id", "required for tool messages")
         return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
     blocks: list[dict[str, Any]] = []
+    if m.role is Role.ASSISTANT:
+        for b in m.thinking:
+            if b.redacted_data:
+                blocks.append({"type": "redacted_thinking", "data": b.redacted_data})
+            elif b.signature:
+                blocks.append(
+                    {"type": "thinking", "thinking": b.thinking, "signature": b.signature}
+                )
     if m.content:
         blocks.append({"type": "text", "text": m.content})
     if m.role is Role.ASSISTANT:
@@ -123,11 +147,15 @@ def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
     prompt cache mode or ttl.
     """
     system, messages = _messages(req.messages)
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS,
-    }
+    budget = req.thinking_budget_tokens
+    max_tokens = req.max_tokens
+    if max_tokens is None:
+        max_tokens = DEFAULT_MAX_TOKENS if budget is None else budget + DEFAULT_MAX_TOKENS
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if budget is not None:
+        if max_tokens <= budget:
+            raise invalid("thinking_budget_tokens", "must be below max_tokens")
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if system:
         body["system"] = system
     if req.tools:
@@ -147,9 +175,9 @@ def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
                     raise invalid("tool_choice_name", "required when tool_choice is TOOL")
                 choice["name"] = req.tool_choice_name
             body["tool_choice"] = choice
-    if req.temperature is not None:
+    if req.temperature is not None and budget is None:
         body["temperature"] = req.temperature
-    if req.top_p is not None:
+    if req.top_p is not None and budget is None:
         body["top_p"] = req.top_p
     if req.stop:
         body["stop_sequences"] = list(req.stop)
@@ -246,6 +274,12 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) else 0
 
 
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
 def _kind(event: object) -> str:
     kind = event.get("type") if isinstance(event, Mapping) else None
     return repr(kind)[:40] if kind is not None else "untyped"
@@ -260,7 +294,7 @@ class AnthropicStreamParser:
     before it was cut, which `ensure_complete` reports.
     """
 
-    __slots__ = ("_tools", "finished", "stop_reason", "usage")
+    __slots__ = ("_thinking", "_tools", "finished", "stop_reason", "usage")
 
     def __init__(self) -> None:
         self.usage = Usage()
@@ -268,6 +302,8 @@ class AnthropicStreamParser:
         self.finished = False
         self._tools: dict[int, int] = {}
         """Tool index by content block index."""
+        self._thinking: dict[int, int] = {}
+        """Thinking-block index by content block index."""
 
     def _update_usage(self, raw: object) -> bool:
         if not isinstance(raw, Mapping):
@@ -318,7 +354,13 @@ class AnthropicStreamParser:
                 if not isinstance(partial, str):
                     raise TypeError("partial_json is not a string")
                 return [ToolCallDelta(tool, arguments_delta=partial)]
-            return []  # thinking_delta, signature_delta, citations_delta, future kinds
+            if dkind == "thinking_delta":
+                index = self._thinking_index(event)
+                return [ReasoningDelta(_str(delta["thinking"]), index)] if delta["thinking"] else []
+            if dkind == "signature_delta":
+                index = self._thinking_index(event)
+                return [ReasoningDelta("", index, signature=_str(delta["signature"]))]
+            return []  # citations_delta, future kinds
         if kind == "content_block_start":
             block = event.get("content_block") or {}
             btype = block.get("type")
@@ -339,7 +381,18 @@ class AnthropicStreamParser:
                         arguments_delta=json.dumps(args) if args else "",
                     )
                 ]
-            return []  # thinking, redacted_thinking, server tool blocks
+            if btype == "thinking":
+                index = self._thinking_index(event)
+                out: list[ProviderEvent] = []
+                if block.get("thinking"):
+                    out.append(ReasoningDelta(_str(block["thinking"]), index))
+                if block.get("signature"):
+                    out.append(ReasoningDelta("", index, signature=_str(block["signature"])))
+                return out
+            if btype == "redacted_thinking":
+                index = self._thinking_index(event)
+                return [ReasoningDelta("", index, redacted_data=_str(block["data"]))]
+            return []  # server tool blocks and future kinds
         if kind == "message_start":
             message = event.get("message") or {}
             if self._update_usage(message.get("usage")):
@@ -361,6 +414,10 @@ class AnthropicStreamParser:
         if kind == "error":
             raise classify_error_body(event, status=None, headers=None)
         return []  # content_block_stop, ping and event types added after this was written
+
+    def _thinking_index(self, event: Mapping[str, Any]) -> int:
+        """The thinking-block index of the event's content block, numbered on first sight."""
+        return self._thinking.setdefault(_int(event.get("index")), len(self._thinking))
 
     def ensure_complete(self) -> None:
         """Raise STREAM_INTERRUPTED unless ``message_stop`` has been seen."""

@@ -4,6 +4,13 @@ Shared by the `openai`, `openai-compatible` and `emulator` adapters (and by any 
 transport carrying the same bytes): building the request body, turning each streamed
 ``chat.completion.chunk`` (as a dict) into provider events, and classifying errors by the
 ``type`` / ``code`` in OpenAI's error body.
+
+Reasoning: ``reasoning_effort`` is sent when the request sets one. OpenAI itself keeps its
+reasoning hidden and reports only its size (``completion_tokens_details.reasoning_tokens``,
+part of ``completion_tokens``); OpenAI-compatible servers (vLLM, DeepSeek) stream the text as
+``reasoning_content`` (or ``reasoning``) beside ``content`` in each delta, which becomes
+`ReasoningDelta`s of block 0. Such text carries no signature and is not sent back: these
+servers reject or ignore it in input messages.
 """
 
 from __future__ import annotations
@@ -13,7 +20,14 @@ from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
-from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.events import (
+    Finish,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
 
@@ -90,6 +104,8 @@ def to_provider_request(
         body["stop"] = list(req.stop)
     if req.seed is not None:
         body["seed"] = req.seed
+    if req.reasoning_effort.value:
+        body["reasoning_effort"] = req.reasoning_effort.value
     return body
 
 
@@ -130,6 +146,9 @@ class OpenAIStreamParser:
             if choice.get("index", 0) != 0:
                 continue  # llmesh asks for one choice
             delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning and isinstance(reasoning, str):
+                events.append(ReasoningDelta(reasoning))
             text = delta.get("content")
             if text:
                 events.append(TextDelta(text))
@@ -175,6 +194,7 @@ def from_completion(body: Mapping[str, Any]) -> list[ProviderEvent]:
     for choice in body.get("choices") or ():
         msg = choice.get("message") or {}
         delta = {
+            "reasoning_content": msg.get("reasoning_content") or msg.get("reasoning"),
             "content": msg.get("content"),
             "refusal": msg.get("refusal"),
             "tool_calls": [

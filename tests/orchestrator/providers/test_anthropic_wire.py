@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,11 +14,18 @@ from llmesh.services.core.chat import (
     FinishReason,
     Message,
     Role,
+    ThinkingBlock,
     Tool,
     ToolCall,
     ToolChoiceMode,
 )
-from llmesh.services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.events import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.anthropic_wire import (
     DEFAULT_MAX_TOKENS,
@@ -77,6 +85,42 @@ def test_minimal_request_gets_default_max_tokens_and_nothing_else() -> None:
         "max_tokens": DEFAULT_MAX_TOKENS,
     }
     assert DEFAULT_MAX_TOKENS == 4096
+
+
+def test_thinking_is_enabled_with_anthropics_constraints() -> None:
+    req = ChatRequest(
+        (Message(Role.USER, "hi"),), temperature=0.0, top_p=0.5, thinking_budget_tokens=2000
+    )
+    body = to_provider_request("m", req)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2000}
+    assert body["max_tokens"] == 2000 + DEFAULT_MAX_TOKENS  # must exceed the budget
+    assert "temperature" not in body and "top_p" not in body  # refused with thinking
+    explicit = to_provider_request("m", replace(req, max_tokens=3000))
+    assert explicit["max_tokens"] == 3000
+    with pytest.raises(LlmeshError) as info:
+        to_provider_request("m", replace(req, max_tokens=2000))
+    assert info.value.reason is Reason.INVALID_REQUEST
+
+
+def test_thinking_blocks_go_back_first_and_byte_for_byte() -> None:
+    blocks = (
+        ThinkingBlock("Let me see.", "sig/+=="),
+        ThinkingBlock(redacted_data="EmwKAhgB"),
+        ThinkingBlock("unsigned reasoning of another provider"),
+    )
+    req = ChatRequest(
+        (
+            Message(Role.USER, "hi"),
+            Message(Role.ASSISTANT, "Hello.", thinking=blocks),
+            Message(Role.USER, "again"),
+        )
+    )
+    body = to_provider_request("m", req)
+    assert body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "Let me see.", "signature": "sig/+=="},
+        {"type": "redacted_thinking", "data": "EmwKAhgB"},
+        {"type": "text", "text": "Hello."},
+    ]
 
 
 def test_tool_round_trip_becomes_tool_use_and_tool_result_blocks() -> None:
@@ -311,6 +355,8 @@ def test_recorded_stream() -> None:
     )
     assert events == [
         UsageUpdate(start),
+        ReasoningDelta("Hmm", 0),  # thinking streams apart from the text, signature exact
+        ReasoningDelta("", 0, signature="EqQ"),
         TextDelta("Okay"),
         TextDelta(", checking."),
         ToolCallDelta(0, "toolu_01", "get_weather", ""),
@@ -468,6 +514,7 @@ def test_non_streamed_message() -> None:
             "role": "assistant",
             "content": [
                 {"type": "thinking", "thinking": "...", "signature": "x"},
+                {"type": "redacted_thinking", "data": "EmwKAhgB"},
                 {"type": "text", "text": "Checking."},
                 {
                     "type": "tool_use",
@@ -488,6 +535,9 @@ def test_non_streamed_message() -> None:
     usage = Usage(20, 30, cache_read_tokens=4)
     assert events == [
         UsageUpdate(usage),
+        ReasoningDelta("...", 0),
+        ReasoningDelta("", 0, signature="x"),
+        ReasoningDelta("", 1, redacted_data="EmwKAhgB"),
         TextDelta("Checking."),
         ToolCallDelta(0, "toolu_1", "get_weather"),
         ToolCallDelta(0, arguments_delta=json.dumps({"city": "Oslo"})),

@@ -35,10 +35,20 @@ from multidict import CIMultiDict
 
 from llmesh.services.common.config import ProviderConfig, ResolvedProvider
 from llmesh.services.common.errors import LlmeshError
-from llmesh.services.core.chat import ChatRequest, Message, Role, Tool, ToolCall, ToolChoiceMode
-from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
+from llmesh.services.core.chat import (
+    ChatRequest,
+    Message,
+    ReasoningEffort,
+    Role,
+    ThinkingBlock,
+    Tool,
+    ToolCall,
+    ToolChoiceMode,
+)
+from llmesh.services.core.events import Finish, ProviderEvent, ReasoningDelta, TextDelta
 from llmesh.services.emulator.app import create_app
 from llmesh.services.emulator.settings import EmulatorSettings
+from llmesh.services.emulator.thinking import sign
 from llmesh.services.orchestrator.providers import anthropic_sdk, lean, openai_sdk
 from llmesh.services.orchestrator.providers.base import Provider
 
@@ -448,6 +458,16 @@ REQUESTS: dict[str, ChatRequest] = {
         ),
         max_tokens=64,
     ),
+    "thinking_round_trip": ChatRequest(
+        (
+            Message(Role.USER, "think first"),
+            Message(Role.ASSISTANT, "Done.", thinking=(ThinkingBlock("Hm.", sign("Hm.")),)),
+            Message(Role.USER, "and again"),
+        ),
+        max_tokens=2048,
+        thinking_budget_tokens=1024,
+        reasoning_effort=ReasoningEffort.LOW,
+    ),
     "long_system_prompt_cache": ChatRequest(
         (
             Message(Role.SYSTEM, " ".join(f"rule{i}" for i in range(1200))),
@@ -487,6 +507,8 @@ async def test_same_request_and_same_events(upstream: Upstream, api: str, case: 
     assert sdk_out.error is None, sdk_out.error
     assert isinstance(sdk_out.events[-1], Finish)
     _assert_same_outcome(lean_out, sdk_out, same_message=True)
+    if case == "thinking_round_trip" and api == "anthropic":  # the emulator checked the block
+        assert [e for e in lean_out.events if isinstance(e, ReasoningDelta) and e.signature]
 
 
 async def test_anthropic_version_is_the_one_the_sdk_sends(upstream: Upstream) -> None:

@@ -7,12 +7,20 @@ from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
+    ReasoningEffort,
     Role,
+    ThinkingBlock,
     Tool,
     ToolCall,
     ToolChoiceMode,
 )
-from llmesh.services.core.events import Finish, TextDelta, ToolCallDelta, UsageUpdate
+from llmesh.services.core.events import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.openai_wire import (
     OpenAIStreamParser,
@@ -192,3 +200,38 @@ def test_retry_after_ms_wins() -> None:
         {"message": "x"}, status=429, headers={"retry-after-ms": "250", "retry-after": "9"}
     )
     assert err.retry_after == 0.25
+
+
+def test_reasoning_effort_is_sent_and_thinking_is_not() -> None:
+    thought = (ThinkingBlock("mulling"),)
+    req = ChatRequest(
+        (Message(Role.USER, "hi"), Message(Role.ASSISTANT, "yo", thinking=thought)),
+        reasoning_effort=ReasoningEffort.HIGH,
+    )
+    body = to_provider_request("o4-mini", req)
+    assert body["reasoning_effort"] == "high"
+    assert body["messages"][1] == {"role": "assistant", "content": "yo"}
+    assert "reasoning_effort" not in to_provider_request("m", ChatRequest(req.messages))
+
+
+def test_reasoning_content_streams_apart_from_content() -> None:
+    parser = OpenAIStreamParser()
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "Hm, "}}]},
+        {"choices": [{"index": 0, "delta": {"reasoning_content": "easy."}}]},
+        {"choices": [{"index": 0, "delta": {"content": "4"}, "finish_reason": "stop"}]},
+    ]
+    events = [e for c in chunks for e in parser.feed(c)]
+    assert events == [ReasoningDelta("Hm, "), ReasoningDelta("easy."), TextDelta("4")]
+    whole = from_completion(
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"content": "4", "reasoning_content": "Hm, easy."},
+                    "finish_reason": "stop",
+                }
+            ]
+        }
+    )
+    assert whole[:2] == [ReasoningDelta("Hm, easy."), TextDelta("4")]
