@@ -73,8 +73,11 @@ def _normalized(
     request: ChatRequest,
     max_cost_usd: float | None,
 ) -> dict[str, Any]:
-    """Who may see a call's reply and the parts of the call that decide it, as JSON values."""
-    return {
+    """Who may see a call's reply and the parts of the call that decide it, as JSON values.
+
+    A response format enters only when set, so keys of plain calls stay what they were.
+    """
+    out: dict[str, Any] = {
         "tenant": tenant,
         "model": model,
         "fallbacks": list(fallbacks),
@@ -100,6 +103,10 @@ def _normalized(
         "stop": list(request.stop),
         "seed": request.seed,
     }
+    fmt = request.response_format
+    if fmt is not None:
+        out["response_format"] = [fmt.type.value, fmt.name, dict(fmt.schema), fmt.strict]
+    return out
 
 
 def cache_key(

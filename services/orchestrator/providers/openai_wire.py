@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
+from llmesh.services.core.chat import (
+    ChatRequest,
+    FinishReason,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    ToolChoiceMode,
+)
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, UsageUpdate
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
@@ -50,6 +58,16 @@ def _tool_choice(req: ChatRequest) -> Any:
     if mode is ToolChoiceMode.UNSPECIFIED:
         return None
     return mode.value
+
+
+def response_format_body(fmt: ResponseFormat) -> dict[str, Any]:
+    """OpenAI's ``response_format`` object for a requested reply shape."""
+    if fmt.type is ResponseFormatType.JSON_SCHEMA:
+        spec: dict[str, Any] = {"name": fmt.name, "schema": dict(fmt.schema)}
+        if fmt.strict:
+            spec["strict"] = True
+        return {"type": "json_schema", "json_schema": spec}
+    return {"type": fmt.type.value}
 
 
 def to_provider_request(
@@ -90,6 +108,8 @@ def to_provider_request(
         body["stop"] = list(req.stop)
     if req.seed is not None:
         body["seed"] = req.seed
+    if req.response_format is not None:
+        body["response_format"] = response_format_body(req.response_format)
     return body
 
 

@@ -35,7 +35,16 @@ from multidict import CIMultiDict
 
 from llmesh.services.common.config import ProviderConfig, ResolvedProvider
 from llmesh.services.common.errors import LlmeshError
-from llmesh.services.core.chat import ChatRequest, Message, Role, Tool, ToolCall, ToolChoiceMode
+from llmesh.services.core.chat import (
+    ChatRequest,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    Tool,
+    ToolCall,
+    ToolChoiceMode,
+)
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
 from llmesh.services.emulator.app import create_app
 from llmesh.services.emulator.settings import EmulatorSettings
@@ -448,6 +457,24 @@ REQUESTS: dict[str, ChatRequest] = {
         ),
         max_tokens=64,
     ),
+    "json_schema": ChatRequest(
+        (Message(Role.USER, "Weather in Oslo"),),
+        response_format=ResponseFormat(
+            ResponseFormatType.JSON_SCHEMA,
+            "forecast",
+            {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city", "days"],
+                "additionalProperties": False,
+            },
+            strict=True,
+        ),
+    ),
+    "json_object": ChatRequest(
+        (Message(Role.USER, "Weather in Oslo"),),
+        response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT),
+    ),
     "long_system_prompt_cache": ChatRequest(
         (
             Message(Role.SYSTEM, " ".join(f"rule{i}" for i in range(1200))),
@@ -487,6 +514,10 @@ async def test_same_request_and_same_events(upstream: Upstream, api: str, case: 
     assert sdk_out.error is None, sdk_out.error
     assert isinstance(sdk_out.events[-1], Finish)
     _assert_same_outcome(lean_out, sdk_out, same_message=True)
+    if request.response_format is not None:  # JSON text, whichever wire carried it
+        text = "".join(e.text for e in sdk_out.events if isinstance(e, TextDelta))
+        assert isinstance(orjson.loads(text), dict)
+        assert sdk_out.events[-1].reason.value == "stop"
 
 
 async def test_anthropic_version_is_the_one_the_sdk_sends(upstream: Upstream) -> None:

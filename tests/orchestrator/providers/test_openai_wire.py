@@ -7,6 +7,8 @@ from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     Tool,
     ToolCall,
@@ -192,3 +194,19 @@ def test_retry_after_ms_wins() -> None:
         {"message": "x"}, status=429, headers={"retry-after-ms": "250", "retry-after": "9"}
     )
     assert err.retry_after == 0.25
+
+
+def test_response_format_is_passed_through_natively() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    fmt = ResponseFormat(ResponseFormatType.JSON_SCHEMA, "count", schema, strict=True)
+    body = to_provider_request("m", ChatRequest((Message(Role.USER, "hi"),), response_format=fmt))
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "count", "schema": schema, "strict": True},
+    }
+    fmt = ResponseFormat(ResponseFormatType.JSON_OBJECT)
+    body = to_provider_request("m", ChatRequest((Message(Role.USER, "hi"),), response_format=fmt))
+    assert body["response_format"] == {"type": "json_object"}
+    assert "response_format" not in to_provider_request(
+        "m", ChatRequest((Message(Role.USER, "x"),))
+    )
