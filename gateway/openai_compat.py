@@ -8,6 +8,7 @@ direction is in `llmesh.gateway.openai_responses`.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,35 @@ def _tool_choice(value: Any) -> chat_pb2.ToolChoice:
     )
 
 
+_FORMAT_TYPES = {
+    "text": chat_pb2.RESPONSE_FORMAT_TYPE_TEXT,
+    "json_object": chat_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
+    "json_schema": chat_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+}
+
+
+def _response_format(value: Any) -> chat_pb2.ResponseFormat:
+    """OpenAI's ``response_format``: text, json_object, or json_schema{name, schema, strict}."""
+    if not isinstance(value, dict) or value.get("type") not in _FORMAT_TYPES:
+        raise invalid("response_format.type", 'must be "text", "json_object" or "json_schema"')
+    out = chat_pb2.ResponseFormat(type=_FORMAT_TYPES[value["type"]])
+    if value["type"] != "json_schema":
+        return out
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise invalid("response_format.json_schema", "must be an object")
+    out.name = _str(spec.get("name"), "response_format.json_schema.name")
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        raise invalid("response_format.json_schema.schema", "must be a JSON Schema object")
+    out.schema = json.dumps(schema)
+    strict = spec.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid("response_format.json_schema.strict", "must be a boolean")
+    out.strict = bool(strict)
+    return out
+
+
 def _string_list(value: Any, path: str) -> list[str]:
     if not isinstance(value, list):
         raise invalid(path, "must be an array of strings")
@@ -226,6 +256,11 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
             chat.metadata[key] = _str(body[key], key)
     if body.get("prompt_cache_key") is not None:  # a hint to OpenAI's cache: checked, not used
         _str(body["prompt_cache_key"], "prompt_cache_key")
+    if body.get("response_format") is not None:
+        chat.response_format.CopyFrom(_response_format(body["response_format"]))
+    if body.get("schema_repair_attempts") is not None:
+        attempts = _int(body["schema_repair_attempts"], "schema_repair_attempts", 0, 5)
+        chat.response_format.schema_repair_attempts = attempts
     if body.get("fallbacks") is not None:
         chat.fallbacks.extend(_string_list(body["fallbacks"], "fallbacks"))
     effort = body.get("reasoning_effort")

@@ -52,10 +52,13 @@ MAPPED = frozenset(
         "stream_options",
         "reasoning_effort",
         "fallbacks",
+        "response_format",
+        "schema_repair_attempts",
         *EXTENSIONS,
     }
 )
-"""Fields `parse_completion_request` reads (``fallbacks`` and `EXTENSIONS` are llmesh's own)."""
+"""Fields `parse_completion_request` reads (``fallbacks``, ``schema_repair_attempts`` and
+`EXTENSIONS` are llmesh's own)."""
 
 INERT = frozenset({"prompt_cache_key"})
 """Fields accepted and not used: hints to OpenAI's own cache that cannot change the answer."""
@@ -86,7 +89,6 @@ DEFAULT_ONLY: dict[str, DefaultOnly] = {
     "presence_penalty": DefaultOnly(_zero, "0"),
     "frequency_penalty": DefaultOnly(_zero, "0"),
     "logit_bias": DefaultOnly(_empty, "{}"),
-    "response_format": DefaultOnly(lambda v: v == {"type": "text"}, '{"type": "text"}'),
     "verbosity": DefaultOnly(lambda v: False, "null"),
     "modalities": DefaultOnly(lambda v: v == ["text"], '["text"]'),
     "audio": DefaultOnly(lambda v: False, "null"),

@@ -58,6 +58,10 @@ ERROR_TABLE: dict[Reason, ReasonSpec] = {
     Reason.SHUTTING_DOWN: _S("UNAVAILABLE", 503, True),
     Reason.INTERNAL: _S("INTERNAL", 500, False),
     Reason.SERVICE_UNREACHABLE: _S("UNAVAILABLE", 503, True),
+    # the request was fine but the model's reply broke its contract: not the caller's
+    # argument (INVALID_ARGUMENT), a state the call could not reach; 422 as for content
+    # that is well formed but unprocessable. Retrying the same call may give the same reply.
+    Reason.SCHEMA_VALIDATION_FAILED: _S("FAILED_PRECONDITION", 422, False),
 }
 
 ERROR_DOMAIN = "llmesh.v1"

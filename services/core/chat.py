@@ -16,6 +16,8 @@ __all__ = [
     "FinishReason",
     "Message",
     "ReasoningEffort",
+    "ResponseFormat",
+    "ResponseFormatType",
     "Role",
     "ThinkingBlock",
     "Tool",
@@ -110,6 +112,35 @@ class Tool:
     """JSON Schema of the arguments."""
 
 
+class ResponseFormatType(enum.Enum):
+    """The kind of reply asked for."""
+
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Structured output: the reply's text must be a JSON object, or JSON valid against
+    `schema`; validated before the call's terminal event."""
+
+    type: ResponseFormatType
+    name: str = ""
+    """The schema's name (JSON_SCHEMA)."""
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    """The JSON Schema (JSON_SCHEMA)."""
+    strict: bool = False
+    """Ask the provider to follow the schema strictly (OpenAI's ``strict``)."""
+    repair_attempts: int = 0
+    """How many times an invalid reply is sent back with the validation error."""
+
+    @property
+    def structured(self) -> bool:
+        """True when the reply must be JSON (not plain text)."""
+        return self.type is not ResponseFormatType.TEXT
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A chat call's content: what any target is asked, whichever provider model answers.
@@ -135,3 +166,5 @@ class ChatRequest:
     """How hard a reasoning model thinks (OpenAI-style providers)."""
     thinking_budget_tokens: int | None = None
     """Anthropic extended thinking's token budget; thinking is off when None."""
+    response_format: ResponseFormat | None = None
+    """The shape the reply must have; None for plain text."""

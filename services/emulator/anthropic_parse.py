@@ -204,7 +204,9 @@ def _tools(raw: Any) -> tuple[ToolDef, ...]:
             raise _required(f"tools.{i}.input_schema")
         shown = {k: v for k, v in tool.items() if k != "cache_control"}
         json = orjson.dumps(shown, option=orjson.OPT_SORT_KEYS).decode()
-        out.append(ToolDef(tool["name"], json, _cache_ttl(tool, f"tools.{i}")))
+        schema = tool.get("input_schema")
+        parameters = orjson.dumps(schema).decode() if isinstance(schema, dict) else ""
+        out.append(ToolDef(tool["name"], json, _cache_ttl(tool, f"tools.{i}"), parameters))
     return tuple(out)
 
 

@@ -135,6 +135,7 @@ def parse_chat(body: Any) -> ChatCall:
         max_tokens = _int_at_least(body, "max_tokens", 1)
     n = _int_at_least(body, "n", 1) or 1
     tools = _tools(body.get("tools"))
+    kind, schema = _response_format(body.get("response_format"))
     return ChatCall(
         conv=Conversation(
             model=model,
@@ -143,6 +144,8 @@ def parse_chat(body: Any) -> ChatCall:
             tool_choice=_tool_choice(body, tools),
             max_tokens=max_tokens,
             stop=_stop(body.get("stop")),
+            response_format=kind,
+            response_schema=schema,
         ),
         stream=bool(stream),
         include_usage=include_usage,
@@ -202,6 +205,28 @@ def _content(content: Any, where: str, kind: BlockKind) -> list[Block]:
     return blocks
 
 
+def _response_format(raw: Any) -> tuple[str, str]:
+    """(type, schema as JSON text) of ``response_format``."""
+    if raw is None:
+        return "text", ""
+    if not isinstance(raw, dict):
+        raise _bad_type("response_format", "an object", raw)
+    kind = raw.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise _bad_value("response_format.type", kind, ("text", "json_object", "json_schema"))
+    if kind != "json_schema":
+        return str(kind), ""
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict):
+        raise _missing("response_format.json_schema")
+    if not isinstance(spec.get("name"), str):
+        raise _missing("response_format.json_schema.name")
+    schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise _bad_type("response_format.json_schema.schema", "an object", schema)
+    return "json_schema", orjson.dumps(schema or {}).decode()
+
+
 def _tools(raw: Any) -> tuple[ToolDef, ...]:
     if raw is None:
         return ()
@@ -219,7 +244,10 @@ def _tools(raw: Any) -> tuple[ToolDef, ...]:
         name = fn.get("name")
         if not isinstance(name, str):
             raise _missing(f"tools[{i}].function.name")
-        out.append(ToolDef(name, orjson.dumps(tool, option=orjson.OPT_SORT_KEYS).decode()))
+        schema = fn.get("parameters")
+        parameters = orjson.dumps(schema).decode() if isinstance(schema, dict) else ""
+        canonical = orjson.dumps(tool, option=orjson.OPT_SORT_KEYS).decode()
+        out.append(ToolDef(name, canonical, parameters=parameters))
     return tuple(out)
 
 

@@ -15,14 +15,19 @@ Reply
        either the last message is a user message naming a tool (as a whole word, case
        sensitive), or ``tool_choice`` forces a tool (that tool) or requires one (the named
        ones, else the first). One call per chosen tool, in the order of the tools list (only
-       the first when parallel calls are disabled); arguments ``{"text": <last user text>}``
-       as compact JSON. Finish: ``tool_calls`` / ``tool_use``.
+       the first when parallel calls are disabled); arguments: a small instance valid
+       against the tool's parameters schema (`instances.instance`, strings echoing the last
+       user text; ``{}`` for a tool without parameters) as compact JSON. Finish:
+       ``tool_calls`` / ``tool_use``.
     2. Otherwise, when the last message carries tool results (OpenAI ``tool`` messages,
        Anthropic ``tool_result`` blocks), the reply is ``"Tool result: "`` followed by the
        contents of the trailing tool results joined with newlines.
-    3. Otherwise the reply echoes the text of the last user message (text parts joined with
+    3. Otherwise, with an OpenAI ``response_format`` of ``json_schema``, the reply is a small
+       instance valid against the schema (as for tool arguments) as compact JSON; with
+       ``json_object``, ``{"text": <last user text>}``.
+    4. Otherwise the reply echoes the text of the last user message (text parts joined with
        newlines), whatever the model name.
-    4. When the conversation ends with an assistant message (a prefill, which Anthropic's
+    5. When the conversation ends with an assistant message (a prefill, which Anthropic's
        API continues), a text reply that starts with the prefill's text continues it: only
        the rest is sent.
     A text reply is cut before the earliest stop sequence it contains, if the text before
@@ -50,6 +55,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import orjson
+
+from llmesh.services.emulator.instances import instance
 
 PIECE = re.compile(r"\s*\S+|\s+")
 """One token piece: a word with the whitespace before it, or trailing whitespace."""
@@ -123,6 +130,8 @@ class ToolDef:
     json: str
     """The definition as canonical JSON (sorted keys), which is what gets counted."""
     cache_ttl: str | None = None
+    parameters: str = ""
+    """The JSON Schema of the arguments, as JSON text (empty: no parameters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +156,10 @@ class Conversation:
     tool_choice: ToolChoice = ToolChoice()
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    response_format: str = "text"
+    """OpenAI's ``response_format`` type: ``text``, ``json_object`` or ``json_schema``."""
+    response_schema: str = ""
+    """The ``json_schema`` schema, as JSON text."""
 
 
 class Finish(enum.StrEnum):
@@ -215,7 +228,17 @@ def plan_reply(conv: Conversation) -> Reply:
         tokens = sum(count_tokens(c.name) + count_tokens(c.arguments) for c in calls)
         return Reply((), calls, Finish.TOOL_CALLS, None, tokens)
     results = trailing_tool_results(conv.turns)
-    text = "Tool result: " + "\n".join(results) if results else last_user_text(conv.turns)
+    if results:
+        text = "Tool result: " + "\n".join(results)
+    elif conv.response_format == "json_schema":
+        schema = orjson.loads(conv.response_schema or "{}")
+        text = orjson.dumps(instance(schema, last_user_text(conv.turns))).decode()
+        return cut_text(text, conv.max_tokens, conv.stop)
+    elif conv.response_format == "json_object":
+        text = orjson.dumps({"text": last_user_text(conv.turns)}).decode()
+        return cut_text(text, conv.max_tokens, conv.stop)
+    else:
+        text = last_user_text(conv.turns)
     last = conv.turns[-1] if conv.turns else None
     prefill = last.text if last is not None and last.role == "assistant" else ""
     if prefill and text.startswith(prefill):
@@ -255,8 +278,14 @@ def _tool_calls(conv: Conversation) -> tuple[ToolCall, ...]:
             chosen = [conv.tools[0]]
     if not choice.parallel:
         chosen = chosen[:1]
-    arguments = orjson.dumps({"text": user_text}).decode()
-    return tuple(ToolCall(i, t.name, arguments) for i, t in enumerate(chosen))
+    return tuple(
+        ToolCall(i, t.name, orjson.dumps(instance(_schema(t), user_text)).decode())
+        for i, t in enumerate(chosen)
+    )
+
+
+def _schema(tool: ToolDef) -> object:
+    return orjson.loads(tool.parameters) if tool.parameters else {}
 
 
 def tool_call_id(prefix: str, conv: Conversation, index: int) -> str:

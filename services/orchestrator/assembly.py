@@ -31,6 +31,7 @@ from llmesh.services.orchestrator.layers import (
     Cached,
     CostCapped,
     RateLimited,
+    Structured,
     compose,
 )
 from llmesh.services.orchestrator.layers.budget import Scope, ScopeKind
@@ -67,10 +68,11 @@ async def assemble(
     """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
     The layers, outermost first: `extra_layers`, admission (rate limits), the response
-    cache, cost-capped routing, accounting, budgets; innermost, the handler of each call
-    type (`engine` for chat, plus `call_types`). Accounting is outside the budget so that a
-    reply the budget stops mid-stream is recorded with its reason. A layer whose policy is
-    not configured is left out, so it costs nothing.
+    cache, cost-capped routing, accounting, budgets, structured-output validation;
+    innermost, the handler of each call type (`engine` for chat, plus `call_types`).
+    Accounting is outside the budget so that a reply the budget stops mid-stream is
+    recorded with its reason. A layer whose policy is not configured is left out, so it
+    costs nothing.
     """
     policy = config.policy
     try:
@@ -148,6 +150,7 @@ async def assemble(
                 )
             )
 
+        layers.append(Structured)
         inner = ByCallType({ChatRequest: engine, **(call_types or {})})
         router = Router(config.providers, config.aliases, config.routes)
         path = CallPath(router, compose(inner, layers))

@@ -22,6 +22,8 @@ from llmesh.services.core.chat import (
     FinishReason,
     Message,
     ReasoningEffort,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     ThinkingBlock,
     Tool,
@@ -41,6 +43,7 @@ from llmesh.services.core.policy import CallOptions, MidStreamPolicy
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import Reply
+from llmesh.services.orchestrator.structured import schema_error
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 _ROLES = {
@@ -179,6 +182,7 @@ def chat_call_from_proto(
         if not f.strip():
             violation(f"fallbacks[{i}]", "must name a model")
     options = _options(inp, violation)
+    response_format = _response_format(inp, violation)
     cache = inp.cache
     ttl = cache.prompt_cache_ttl or "5m"
     if ttl not in ("5m", "1h"):
@@ -216,6 +220,7 @@ def chat_call_from_proto(
         prompt_cache_ttl=ttl,
         reasoning_effort=effort,
         thinking_budget_tokens=budget,
+        response_format=response_format,
     )
     return ChatCall(
         inp.model.strip(),
@@ -230,6 +235,49 @@ def chat_call_from_proto(
         if cache.HasField("response_cache_ttl")
         else None,
         max_cost_usd=inp.max_cost_usd if inp.HasField("max_cost_usd") else None,
+    )
+
+
+_FORMATS = {
+    chat_pb2.RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.TEXT,
+    chat_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.JSON_OBJECT,
+    chat_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.JSON_SCHEMA,
+}
+
+MAX_REPAIR_ATTEMPTS = 5
+"""The most schema repair attempts a call may ask for."""
+
+
+def _response_format(inp: chat_pb2.ChatInput, violation: Any) -> ResponseFormat | None:
+    """The requested reply shape; None when absent or unspecified (plain text)."""
+    if not inp.HasField("response_format"):
+        return None
+    rf = inp.response_format
+    if rf.type == chat_pb2.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
+        return None
+    kind = _FORMATS.get(rf.type)
+    if kind is None:
+        violation("response_format.type", "unknown type")
+        return None
+    if rf.schema_repair_attempts > MAX_REPAIR_ATTEMPTS:
+        violation("response_format.schema_repair_attempts", f"at most {MAX_REPAIR_ATTEMPTS}")
+    schema: dict[str, Any] = {}
+    if kind is ResponseFormatType.JSON_SCHEMA:
+        if not rf.name:
+            violation("response_format.name", "is required for JSON_SCHEMA")
+        try:
+            parsed = json.loads(rf.schema) if rf.schema else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            violation("response_format.schema", "must be a JSON object (a JSON Schema)")
+        else:
+            schema = parsed
+            problem = schema_error(schema)
+            if problem:
+                violation("response_format.schema", f"is not a valid JSON Schema: {problem}")
+    return ResponseFormat(
+        kind, rf.name, schema, rf.strict, repair_attempts=rf.schema_repair_attempts
     )
 
 

@@ -80,6 +80,10 @@ def _normalized(
     max_cost_usd: float | None,
 ) -> dict[str, Any]:
     """Who may see a call's reply and the parts of the call that decide it, as JSON values."""
+    """Who may see a call's reply and the parts of the call that decide it, as JSON values.
+
+    A response format enters only when set, so keys of plain calls stay what they were.
+    """
     out: dict[str, Any] = {
         "tenant": tenant,
         "model": model,
@@ -101,6 +105,9 @@ def _normalized(
         out["reasoning_effort"] = request.reasoning_effort.value
     if request.thinking_budget_tokens is not None:
         out["thinking_budget_tokens"] = request.thinking_budget_tokens
+    fmt = request.response_format
+    if fmt is not None:
+        out["response_format"] = [fmt.type.value, fmt.name, dict(fmt.schema), fmt.strict]
     return out
 
 

@@ -13,9 +13,10 @@ from llmesh.services.emulator.replies import MESSAGE_OVERHEAD, REPLY_OVERHEAD
 from tests.emulator.helpers import MODEL, PIECES, USER
 
 PROMPT = MESSAGE_OVERHEAD + len(PIECES) + REPLY_OVERHEAD
+TEXT_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 TOOLS: list[Any] = [
-    {"name": "get_weather", "input_schema": {"type": "object"}},
-    {"name": "get_time", "input_schema": {"type": "object"}},
+    {"name": "get_weather", "input_schema": TEXT_SCHEMA},
+    {"name": "get_time", "input_schema": TEXT_SCHEMA},
 ]
 LONG = " ".join(["word"] * 1100)
 HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "k"}

@@ -13,9 +13,10 @@ from llmesh.services.emulator.replies import MESSAGE_OVERHEAD, REPLY_OVERHEAD
 from tests.emulator.helpers import MODEL, PIECES, USER
 
 PROMPT = MESSAGE_OVERHEAD + len(PIECES) + REPLY_OVERHEAD
+TEXT_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 TOOLS: list[Any] = [
-    {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
-    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
+    {"type": "function", "function": {"name": "get_weather", "parameters": TEXT_SCHEMA}},
+    {"type": "function", "function": {"name": "get_time", "parameters": TEXT_SCHEMA}},
 ]
 LONG = " ".join(["word"] * 1100)
 

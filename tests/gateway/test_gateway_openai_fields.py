@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -57,7 +58,6 @@ def test_unsupported_fields_sent_with_their_no_op_value_are_accepted(
         ("frequency_penalty", -1),
         ("frequency_penalty", False),
         ("logit_bias", {"50256": -100}),
-        ("response_format", {"type": "json_object"}),
         ("verbosity", "low"),
         ("modalities", ["text", "audio"]),
         ("audio", {"voice": "alloy", "format": "wav"}),
@@ -142,3 +142,44 @@ def test_every_refused_field_is_named() -> None:
         "repetition_penalty",
     ]
     assert "top_k" in raised.value.message and "repetition_penalty" in raised.value.message
+
+
+def test_response_format_maps_to_the_chat_input() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "count", "schema": schema, "strict": True},
+        },
+        "schema_repair_attempts": 2,
+    }
+    fmt = parse_completion_request(body).input.response_format
+    assert fmt.type == chat_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    assert (fmt.name, json.loads(fmt.schema), fmt.strict) == ("count", schema, True)
+    assert fmt.schema_repair_attempts == 2
+    body["response_format"] = {"type": "json_object"}
+    fmt = parse_completion_request(body).input.response_format
+    assert fmt.type == chat_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT
+
+
+@pytest.mark.parametrize(
+    ("value", "param"),
+    [
+        ({"type": "xml"}, "response_format.type"),
+        ({"type": "json_schema"}, "response_format.json_schema"),
+        (
+            {"type": "json_schema", "json_schema": {"schema": {}}},
+            "response_format.json_schema.name",
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "s", "schema": []}},
+            "response_format.json_schema.schema",
+        ),
+    ],
+)
+def test_a_bad_response_format_is_refused_by_name(value: Any, param: str) -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(response_format=value)
+    assert raised.value.violations[0].field == param

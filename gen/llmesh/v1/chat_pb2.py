@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14llmesh/v1/chat.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xb2\x01\n\x07Message\x12\x1d\n\x04role\x18\x01 \x01(\x0e\x32\x0f.llmesh.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\'\n\ntool_calls\x18\x03 \x03(\x0b\x32\x13.llmesh.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12*\n\x08thinking\x18\x06 \x03(\x0b\x32\x18.llmesh.v1.ThinkingBlock\"K\n\rThinkingBlock\x12\x10\n\x08thinking\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x15\n\rredacted_data\x18\x03 \x01(\t\"V\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\nToolChoice\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.llmesh.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xac\x06\n\tChatInput\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x1e\n\x05tools\x18\x03 \x03(\x0b\x32\x0f.llmesh.v1.Tool\x12*\n\x0btool_choice\x18\x04 \x01(\x0b\x32\x15.llmesh.v1.ToolChoice\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x11\n\tfallbacks\x18\t \x03(\t\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".llmesh.v1.ChatInput.MetadataEntry\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x03\x88\x01\x01\x12\x35\n\x11mid_stream_policy\x18\x0c \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\x12\x36\n\x13\x66irst_token_timeout\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rstall_timeout\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1f\n\x05hedge\x18\x0f \x01(\x0b\x32\x10.llmesh.v1.Hedge\x12&\n\x05\x63\x61\x63he\x18\x10 \x01(\x0b\x32\x17.llmesh.v1.CacheOptions\x12\x19\n\x0cmax_cost_usd\x18\x11 \x01(\x01H\x04\x88\x01\x01\x12\x34\n\x10reasoning_effort\x18\x12 \x01(\x0e\x32\x1a.llmesh.v1.ReasoningEffort\x12#\n\x16thinking_budget_tokens\x18\x13 \x01(\x05H\x05\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x0f\n\r_max_cost_usdB\x19\n\x17_thinking_budget_tokens\"\xc4\x01\n\x0c\x43\x61\x63heOptions\x12\x16\n\x0eresponse_cache\x18\x01 \x01(\x08\x12\x19\n\x11no_response_cache\x18\x02 \x01(\x08\x12\x35\n\x12response_cache_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x0cprompt_cache\x18\x04 \x01(\x0e\x32\x1a.llmesh.v1.PromptCacheMode\x12\x18\n\x10prompt_cache_ttl\x18\x05 \x01(\t\"[\n\x05Hedge\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fttft_percentile\x18\x03 \x01(\x01\"\x98\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\x11\n\testimated\x18\x06 \x01(\x08*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x85\x01\n\x0fReasoningEffort\x12 \n\x1cREASONING_EFFORT_UNSPECIFIED\x10\x00\x12\x18\n\x14REASONING_EFFORT_LOW\x10\x01\x12\x1b\n\x17REASONING_EFFORT_MEDIUM\x10\x02\x12\x19\n\x15REASONING_EFFORT_HIGH\x10\x03*\xa2\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x19\n\x15TOOL_CHOICE_MODE_TOOL\x10\x04*k\n\x0fPromptCacheMode\x12!\n\x1dPROMPT_CACHE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROMPT_CACHE_MODE_AUTO\x10\x01\x12\x19\n\x15PROMPT_CACHE_MODE_OFF\x10\x02*\x90\x01\n\x0fMidStreamPolicy\x12!\n\x1dMID_STREAM_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17MID_STREAM_POLICY_NEVER\x10\x01\x12\x1d\n\x19MID_STREAM_POLICY_RESTART\x10\x02\x12\x1e\n\x1aMID_STREAM_POLICY_CONTINUE\x10\x03*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14llmesh/v1/chat.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xb2\x01\n\x07Message\x12\x1d\n\x04role\x18\x01 \x01(\x0e\x32\x0f.llmesh.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\'\n\ntool_calls\x18\x03 \x03(\x0b\x32\x13.llmesh.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12*\n\x08thinking\x18\x06 \x03(\x0b\x32\x18.llmesh.v1.ThinkingBlock\"K\n\rThinkingBlock\x12\x10\n\x08thinking\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x15\n\rredacted_data\x18\x03 \x01(\t\"V\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\nToolChoice\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.llmesh.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xe0\x06\n\tChatInput\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x1e\n\x05tools\x18\x03 \x03(\x0b\x32\x0f.llmesh.v1.Tool\x12*\n\x0btool_choice\x18\x04 \x01(\x0b\x32\x15.llmesh.v1.ToolChoice\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x11\n\tfallbacks\x18\t \x03(\t\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".llmesh.v1.ChatInput.MetadataEntry\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x03\x88\x01\x01\x12\x35\n\x11mid_stream_policy\x18\x0c \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\x12\x36\n\x13\x66irst_token_timeout\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rstall_timeout\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1f\n\x05hedge\x18\x0f \x01(\x0b\x32\x10.llmesh.v1.Hedge\x12&\n\x05\x63\x61\x63he\x18\x10 \x01(\x0b\x32\x17.llmesh.v1.CacheOptions\x12\x19\n\x0cmax_cost_usd\x18\x11 \x01(\x01H\x04\x88\x01\x01\x12\x34\n\x10reasoning_effort\x18\x12 \x01(\x0e\x32\x1a.llmesh.v1.ReasoningEffort\x12#\n\x16thinking_budget_tokens\x18\x13 \x01(\x05H\x05\x88\x01\x01\x12\x32\n\x0fresponse_format\x18\x14 \x01(\x0b\x32\x19.llmesh.v1.ResponseFormat\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x0f\n\r_max_cost_usdB\x19\n\x17_thinking_budget_tokens\"\x8b\x01\n\x0eResponseFormat\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.llmesh.v1.ResponseFormatType\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06schema\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12\x1e\n\x16schema_repair_attempts\x18\x05 \x01(\r\"\xc4\x01\n\x0c\x43\x61\x63heOptions\x12\x16\n\x0eresponse_cache\x18\x01 \x01(\x08\x12\x19\n\x11no_response_cache\x18\x02 \x01(\x08\x12\x35\n\x12response_cache_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x0cprompt_cache\x18\x04 \x01(\x0e\x32\x1a.llmesh.v1.PromptCacheMode\x12\x18\n\x10prompt_cache_ttl\x18\x05 \x01(\t\"[\n\x05Hedge\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fttft_percentile\x18\x03 \x01(\x01\"\x98\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\x11\n\testimated\x18\x06 \x01(\x08*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x85\x01\n\x0fReasoningEffort\x12 \n\x1cREASONING_EFFORT_UNSPECIFIED\x10\x00\x12\x18\n\x14REASONING_EFFORT_LOW\x10\x01\x12\x1b\n\x17REASONING_EFFORT_MEDIUM\x10\x02\x12\x19\n\x15REASONING_EFFORT_HIGH\x10\x03*\xa2\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x19\n\x15TOOL_CHOICE_MODE_TOOL\x10\x04*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*k\n\x0fPromptCacheMode\x12!\n\x1dPROMPT_CACHE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROMPT_CACHE_MODE_AUTO\x10\x01\x12\x19\n\x15PROMPT_CACHE_MODE_OFF\x10\x02*\x90\x01\n\x0fMidStreamPolicy\x12!\n\x1dMID_STREAM_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17MID_STREAM_POLICY_NEVER\x10\x01\x12\x1d\n\x19MID_STREAM_POLICY_RESTART\x10\x02\x12\x1e\n\x1aMID_STREAM_POLICY_CONTINUE\x10\x03*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHATINPUT_METADATAENTRY']._loaded_options = None
   _globals['_CHATINPUT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=1831
-  _globals['_ROLE']._serialized_end=1926
-  _globals['_REASONINGEFFORT']._serialized_start=1929
-  _globals['_REASONINGEFFORT']._serialized_end=2062
-  _globals['_TOOLCHOICEMODE']._serialized_start=2065
-  _globals['_TOOLCHOICEMODE']._serialized_end=2227
-  _globals['_PROMPTCACHEMODE']._serialized_start=2229
-  _globals['_PROMPTCACHEMODE']._serialized_end=2336
-  _globals['_MIDSTREAMPOLICY']._serialized_start=2339
-  _globals['_MIDSTREAMPOLICY']._serialized_end=2483
-  _globals['_FINISHREASON']._serialized_start=2486
-  _globals['_FINISHREASON']._serialized_end=2645
+  _globals['_ROLE']._serialized_start=2025
+  _globals['_ROLE']._serialized_end=2120
+  _globals['_REASONINGEFFORT']._serialized_start=2123
+  _globals['_REASONINGEFFORT']._serialized_end=2256
+  _globals['_TOOLCHOICEMODE']._serialized_start=2259
+  _globals['_TOOLCHOICEMODE']._serialized_end=2421
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=2424
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=2589
+  _globals['_PROMPTCACHEMODE']._serialized_start=2591
+  _globals['_PROMPTCACHEMODE']._serialized_end=2698
+  _globals['_MIDSTREAMPOLICY']._serialized_start=2701
+  _globals['_MIDSTREAMPOLICY']._serialized_end=2845
+  _globals['_FINISHREASON']._serialized_start=2848
+  _globals['_FINISHREASON']._serialized_end=3007
   _globals['_TOOLCALL']._serialized_start=97
   _globals['_TOOLCALL']._serialized_end=152
   _globals['_MESSAGE']._serialized_start=155
@@ -58,13 +60,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOLCHOICE']._serialized_start=500
   _globals['_TOOLCHOICE']._serialized_end=567
   _globals['_CHATINPUT']._serialized_start=570
-  _globals['_CHATINPUT']._serialized_end=1382
-  _globals['_CHATINPUT_METADATAENTRY']._serialized_start=1241
-  _globals['_CHATINPUT_METADATAENTRY']._serialized_end=1288
-  _globals['_CACHEOPTIONS']._serialized_start=1385
-  _globals['_CACHEOPTIONS']._serialized_end=1581
-  _globals['_HEDGE']._serialized_start=1583
-  _globals['_HEDGE']._serialized_end=1674
-  _globals['_USAGE']._serialized_start=1677
-  _globals['_USAGE']._serialized_end=1829
+  _globals['_CHATINPUT']._serialized_end=1434
+  _globals['_CHATINPUT_METADATAENTRY']._serialized_start=1293
+  _globals['_CHATINPUT_METADATAENTRY']._serialized_end=1340
+  _globals['_RESPONSEFORMAT']._serialized_start=1437
+  _globals['_RESPONSEFORMAT']._serialized_end=1576
+  _globals['_CACHEOPTIONS']._serialized_start=1579
+  _globals['_CACHEOPTIONS']._serialized_end=1775
+  _globals['_HEDGE']._serialized_start=1777
+  _globals['_HEDGE']._serialized_end=1868
+  _globals['_USAGE']._serialized_start=1871
+  _globals['_USAGE']._serialized_end=2023
 # @@protoc_insertion_point(module_scope)

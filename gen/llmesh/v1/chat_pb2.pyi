@@ -34,6 +34,13 @@ class ToolChoiceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOOL_CHOICE_MODE_REQUIRED: _ClassVar[ToolChoiceMode]
     TOOL_CHOICE_MODE_TOOL: _ClassVar[ToolChoiceMode]
 
+class ResponseFormatType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESPONSE_FORMAT_TYPE_UNSPECIFIED: _ClassVar[ResponseFormatType]
+    RESPONSE_FORMAT_TYPE_TEXT: _ClassVar[ResponseFormatType]
+    RESPONSE_FORMAT_TYPE_JSON_OBJECT: _ClassVar[ResponseFormatType]
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA: _ClassVar[ResponseFormatType]
+
 class PromptCacheMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROMPT_CACHE_MODE_UNSPECIFIED: _ClassVar[PromptCacheMode]
@@ -68,6 +75,10 @@ TOOL_CHOICE_MODE_AUTO: ToolChoiceMode
 TOOL_CHOICE_MODE_NONE: ToolChoiceMode
 TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode
 TOOL_CHOICE_MODE_TOOL: ToolChoiceMode
+RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType
+RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType
+RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType
+RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType
 PROMPT_CACHE_MODE_UNSPECIFIED: PromptCacheMode
 PROMPT_CACHE_MODE_AUTO: PromptCacheMode
 PROMPT_CACHE_MODE_OFF: PromptCacheMode
@@ -136,7 +147,7 @@ class ToolChoice(_message.Message):
     def __init__(self, mode: _Optional[_Union[ToolChoiceMode, str]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ChatInput(_message.Message):
-    __slots__ = ("model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "fallbacks", "metadata", "seed", "mid_stream_policy", "first_token_timeout", "stall_timeout", "hedge", "cache", "max_cost_usd", "reasoning_effort", "thinking_budget_tokens")
+    __slots__ = ("model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "fallbacks", "metadata", "seed", "mid_stream_policy", "first_token_timeout", "stall_timeout", "hedge", "cache", "max_cost_usd", "reasoning_effort", "thinking_budget_tokens", "response_format")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +174,7 @@ class ChatInput(_message.Message):
     MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
     REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
     THINKING_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     tools: _containers.RepeatedCompositeFieldContainer[Tool]
@@ -182,7 +194,22 @@ class ChatInput(_message.Message):
     max_cost_usd: float
     reasoning_effort: ReasoningEffort
     thinking_budget_tokens: int
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., mid_stream_policy: _Optional[_Union[MidStreamPolicy, str]] = ..., first_token_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stall_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedge: _Optional[_Union[Hedge, _Mapping]] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ..., max_cost_usd: _Optional[float] = ..., reasoning_effort: _Optional[_Union[ReasoningEffort, str]] = ..., thinking_budget_tokens: _Optional[int] = ...) -> None: ...
+    response_format: ResponseFormat
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., mid_stream_policy: _Optional[_Union[MidStreamPolicy, str]] = ..., first_token_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stall_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedge: _Optional[_Union[Hedge, _Mapping]] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ..., max_cost_usd: _Optional[float] = ..., reasoning_effort: _Optional[_Union[ReasoningEffort, str]] = ..., thinking_budget_tokens: _Optional[int] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ...) -> None: ...
+
+class ResponseFormat(_message.Message):
+    __slots__ = ("type", "name", "schema", "strict", "schema_repair_attempts")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_REPAIR_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    type: ResponseFormatType
+    name: str
+    schema: str
+    strict: bool
+    schema_repair_attempts: int
+    def __init__(self, type: _Optional[_Union[ResponseFormatType, str]] = ..., name: _Optional[str] = ..., schema: _Optional[str] = ..., strict: _Optional[bool] = ..., schema_repair_attempts: _Optional[int] = ...) -> None: ...
 
 class CacheOptions(_message.Message):
     __slots__ = ("response_cache", "no_response_cache", "response_cache_ttl", "prompt_cache", "prompt_cache_ttl")

@@ -27,6 +27,7 @@ from llmesh.services.core.events import ProviderEvent
 from llmesh.services.orchestrator.providers.anthropic_wire import (
     AnthropicStreamParser,
     classify_error_body,
+    structured_tool,
     to_provider_request,
 )
 from llmesh.services.orchestrator.providers.errors import classify_transport
@@ -141,7 +142,7 @@ class AnthropicProvider:
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one reply; closing the iterator (or cancelling its task) closes the response."""
         kwargs, extra = _split(to_provider_request(model, request))
-        parser = AnthropicStreamParser()
+        parser = AnthropicStreamParser(structured_tool(request))
         try:
             stream = await self._client.messages.create(
                 **kwargs,

@@ -23,6 +23,11 @@ Mapping choices worth knowing:
   counts thinking in ``output_tokens`` and reports no separate figure, so
   ``reasoning_tokens`` stays 0.
 - ``stream: true`` is added by the transport, not here.
+- Structured output (a request's ``response_format``) becomes one more tool,
+  `STRUCTURED_TOOL`, carrying the schema as its ``input_schema`` (a permissive object schema
+  for JSON_OBJECT), with ``tool_choice`` forcing it; a parser built with
+  ``structured_tool=`` turns that tool's input back into plain JSON text and its
+  ``tool_use`` stop into STOP, so the caller sees a text reply, never the tool call.
 """
 
 from __future__ import annotations
@@ -32,7 +37,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
-from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
+from llmesh.services.core.chat import (
+    ChatRequest,
+    FinishReason,
+    Message,
+    ResponseFormatType,
+    Role,
+    ToolChoiceMode,
+)
 from llmesh.services.core.events import (
     Finish,
     ProviderEvent,
@@ -44,6 +56,11 @@ from llmesh.services.core.events import (
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
 from llmesh.services.orchestrator.providers.prompt_cache import place_breakpoints
+
+STRUCTURED_TOOL = "json_response"
+"""The tool that carries a structured-output schema to Anthropic."""
+
+_STRUCTURED_DESCRIPTION = "Respond with the answer as this tool's input, which is the JSON reply."
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the request sets none (Anthropic requires the field)."""
@@ -138,6 +155,26 @@ def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list
     return system, out
 
 
+def structured_tool(req: ChatRequest) -> str | None:
+    """The forced tool's name when `req` asks for JSON, else None."""
+    fmt = req.response_format
+    return STRUCTURED_TOOL if fmt is not None and fmt.structured else None
+
+
+def _structured(req: ChatRequest, body: dict[str, Any]) -> None:
+    """Add the forced structured-output tool to `body` (see the module docstring)."""
+    fmt = req.response_format
+    assert fmt is not None
+    schema = dict(fmt.schema) if fmt.type is ResponseFormatType.JSON_SCHEMA else {}
+    tool = {
+        "name": STRUCTURED_TOOL,
+        "description": _STRUCTURED_DESCRIPTION,
+        "input_schema": schema or {"type": "object"},
+    }
+    body["tools"] = [*body.get("tools", ()), tool]
+    body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
+
+
 def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
     """The JSON body (without ``stream``) for ``POST /v1/messages``, for `model`, the
     provider's own model id.
@@ -181,6 +218,8 @@ def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
         body["top_p"] = req.top_p
     if req.stop:
         body["stop_sequences"] = list(req.stop)
+    if structured_tool(req):
+        _structured(req, body)
     try:
         return place_breakpoints(body, mode=req.prompt_cache, ttl=req.prompt_cache_ttl)
     except ValueError as exc:
@@ -292,11 +331,23 @@ class AnthropicStreamParser:
     ``message_start`` is kept and overwritten field by field by ``message_delta`` (whose
     usage is cumulative). `Finish` is emitted on ``message_stop``; a stream that ends
     before it was cut, which `ensure_complete` reports.
+
+    With `structured_tool` (the request asked for JSON, see `to_provider_request`), that
+    tool's input is relayed as text deltas, other text is dropped, and its ``tool_use``
+    stop finishes as STOP.
     """
 
-    __slots__ = ("_thinking", "_tools", "finished", "stop_reason", "usage")
+    __slots__ = (
+        "_json_blocks",
+        "_structured",
+        "_thinking",
+        "_tools",
+        "finished",
+        "stop_reason",
+        "usage",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, structured_tool: str | None = None) -> None:
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.finished = False
@@ -304,6 +355,9 @@ class AnthropicStreamParser:
         """Tool index by content block index."""
         self._thinking: dict[int, int] = {}
         """Thinking-block index by content block index."""
+        self._structured = structured_tool
+        self._json_blocks: set[int] = set()
+        """Content block indexes of the structured-output tool."""
 
     def _update_usage(self, raw: object) -> bool:
         if not isinstance(raw, Mapping):
@@ -341,7 +395,14 @@ class AnthropicStreamParser:
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             dkind = delta.get("type")
+            if dkind == "input_json_delta" and _int(event.get("index")) in self._json_blocks:
+                partial = delta.get("partial_json")
+                if partial and not isinstance(partial, str):
+                    raise TypeError("partial_json is not a string")
+                return [TextDelta(partial)] if partial else []
             if dkind == "text_delta":
+                if self._structured:
+                    return []  # only the tool's input is the reply
                 text = delta["text"]
                 if not isinstance(text, str):
                     raise TypeError("text is not a string")
@@ -364,7 +425,13 @@ class AnthropicStreamParser:
         if kind == "content_block_start":
             block = event.get("content_block") or {}
             btype = block.get("type")
+            if self._structured and btype == "tool_use" and block.get("name") == self._structured:
+                self._json_blocks.add(_int(event.get("index")))
+                args = block.get("input")
+                return [TextDelta(json.dumps(args))] if args else []
             if btype == "text":
+                if self._structured:
+                    return []
                 text = block.get("text")
                 if text and not isinstance(text, str):
                     raise TypeError("text is not a string")
@@ -410,7 +477,10 @@ class AnthropicStreamParser:
                 return []
             self.finished = True
             reason = self.stop_reason or ""
-            return [Finish(_FINISH.get(reason, FinishReason.UNSPECIFIED), reason, self._snapshot())]
+            finish = _FINISH.get(reason, FinishReason.UNSPECIFIED)
+            if finish is FinishReason.TOOL_CALLS and self._json_blocks and not self._tools:
+                finish = FinishReason.STOP  # the structured reply is text to the caller
+            return [Finish(finish, reason, self._snapshot())]
         if kind == "error":
             raise classify_error_body(event, status=None, headers=None)
         return []  # content_block_stop, ping and event types added after this was written
@@ -427,11 +497,13 @@ class AnthropicStreamParser:
             )
 
 
-def from_message(msg: Mapping[str, Any]) -> list[ProviderEvent]:
+def from_message(
+    msg: Mapping[str, Any], *, structured_tool: str | None = None
+) -> list[ProviderEvent]:
     """Events equivalent to a non-streamed ``message`` response (or an error body)."""
     if msg.get("type") == "error":
         raise classify_error_body(msg, status=None, headers=None)
-    parser = AnthropicStreamParser()
+    parser = AnthropicStreamParser(structured_tool)
     usage = msg.get("usage") or {}
     events = parser.feed({"type": "message_start", "message": {"usage": usage}})
     for index, block in enumerate(msg.get("content") or ()):

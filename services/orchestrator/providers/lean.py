@@ -141,9 +141,9 @@ class _AnthropicReader(_Reader):
 
     __slots__ = ("_final", "_headers", "_parser")
 
-    def __init__(self, headers: Mapping[str, str]) -> None:
+    def __init__(self, headers: Mapping[str, str], structured_tool: str | None = None) -> None:
         super().__init__()
-        self._parser = anthropic_wire.AnthropicStreamParser()
+        self._parser = anthropic_wire.AnthropicStreamParser(structured_tool)
         self._headers = headers
         self._final: Finish | None = None
 
@@ -201,7 +201,7 @@ class OpenAIDialect:
         error = body.get("error", body) if isinstance(body, dict) else body
         return openai_wire.classify_error_body(error, status=status, headers=headers)
 
-    def reader(self, headers: Mapping[str, str]) -> _Reader:
+    def reader(self, headers: Mapping[str, str], request: ChatRequest) -> _Reader:
         """A reader for one reply."""
         return _OpenAIReader()
 
@@ -227,9 +227,10 @@ class AnthropicDialect:
         """Classify an HTTP error response by the error type in its body."""
         return anthropic_wire.classify_error_body(_error_body(raw), status=status, headers=headers)
 
-    def reader(self, headers: Mapping[str, str]) -> _Reader:
-        """A reader for one reply; `headers` are the 200 response's, for in-stream errors."""
-        return _AnthropicReader(headers)
+    def reader(self, headers: Mapping[str, str], request: ChatRequest) -> _Reader:
+        """A reader for one reply to `request`; `headers` are the 200 response's, for
+        in-stream errors."""
+        return _AnthropicReader(headers, anthropic_wire.structured_tool(request))
 
 
 Dialect = OpenAIDialect | AnthropicDialect
@@ -319,7 +320,7 @@ class LeanProvider:
                 resp.release()
                 released = True
                 raise self._redacted(self._dialect.status_error(raw, resp.status, resp.headers))
-            reader = self._dialect.reader(resp.headers)
+            reader = self._dialect.reader(resp.headers, request)
             decoder = SSEDecoder()
             read = resp.read_chunk
             try:

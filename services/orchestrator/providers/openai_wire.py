@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role, ToolChoiceMode
+from llmesh.services.core.chat import (
+    ChatRequest,
+    FinishReason,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    ToolChoiceMode,
+)
 from llmesh.services.core.events import (
     Finish,
     ProviderEvent,
@@ -66,6 +74,16 @@ def _tool_choice(req: ChatRequest) -> Any:
     return mode.value
 
 
+def response_format_body(fmt: ResponseFormat) -> dict[str, Any]:
+    """OpenAI's ``response_format`` object for a requested reply shape."""
+    if fmt.type is ResponseFormatType.JSON_SCHEMA:
+        spec: dict[str, Any] = {"name": fmt.name, "schema": dict(fmt.schema)}
+        if fmt.strict:
+            spec["strict"] = True
+        return {"type": "json_schema", "json_schema": spec}
+    return {"type": fmt.type.value}
+
+
 def to_provider_request(
     model: str, req: ChatRequest, *, max_tokens_field: str = "max_tokens"
 ) -> dict[str, Any]:
@@ -106,6 +124,8 @@ def to_provider_request(
         body["seed"] = req.seed
     if req.reasoning_effort.value:
         body["reasoning_effort"] = req.reasoning_effort.value
+    if req.response_format is not None:
+        body["response_format"] = response_format_body(req.response_format)
     return body
 
 

@@ -112,7 +112,11 @@ async def test_max_tokens_and_stop_sequences(emulator: str) -> None:
 async def test_tool_use_streams_as_tool_call_deltas_never_text(emulator: str) -> None:
     text = "please call get_weather for Oslo"
     tools = (
-        Tool("get_weather", "Weather by city", {"type": "object", "properties": {}}),
+        Tool(
+            "get_weather",
+            "Weather by city",
+            {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        ),
         Tool("get_time"),
     )
     events = await _collect(_provider(emulator), _request(text, tools=tools))

@@ -13,6 +13,8 @@ from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
     Message,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     ThinkingBlock,
     Tool,
@@ -29,6 +31,7 @@ from llmesh.services.core.events import (
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.anthropic_wire import (
     DEFAULT_MAX_TOKENS,
+    STRUCTURED_TOOL,
     AnthropicStreamParser,
     classify_error_body,
     classify_error_type,
@@ -646,3 +649,69 @@ def test_malformed_events_raise_malformed_response(event: dict[str, Any]) -> Non
     with pytest.raises(LlmeshError) as info:
         AnthropicStreamParser().feed(event)
     assert info.value.reason is Reason.MALFORMED_RESPONSE
+
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+def test_a_json_schema_becomes_a_forced_tool() -> None:
+    fmt = ResponseFormat(ResponseFormatType.JSON_SCHEMA, "count", SCHEMA)
+    tool = Tool("lookup", "", {"type": "object"})
+    body = to_provider_request(
+        "m", ChatRequest((Message(Role.USER, "hi"),), tools=(tool,), response_format=fmt)
+    )
+    assert [t["name"] for t in body["tools"]] == ["lookup", STRUCTURED_TOOL]
+    assert body["tools"][1]["input_schema"] == SCHEMA
+    assert body["tool_choice"] == {"type": "tool", "name": STRUCTURED_TOOL}
+    plain = ResponseFormat(ResponseFormatType.JSON_OBJECT)
+    body = to_provider_request("m", ChatRequest((Message(Role.USER, "hi"),), response_format=plain))
+    assert body["tools"][0]["input_schema"] == {"type": "object"}
+    text = ResponseFormat(ResponseFormatType.TEXT)
+    body = to_provider_request("m", ChatRequest((Message(Role.USER, "hi"),), response_format=text))
+    assert "tools" not in body and "tool_choice" not in body
+
+
+def test_the_forced_tool_input_comes_back_as_text_and_stop() -> None:
+    parser = AnthropicStreamParser(STRUCTURED_TOOL)
+    stream: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"usage": {"input_tokens": 5}}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "t", "name": STRUCTURED_TOOL, "input": {}},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": '{"n": '},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "4}"},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 3},
+        },
+        {"type": "message_stop"},
+    ]
+    events = [e for event in stream for e in parser.feed(event)]
+    assert not [e for e in events if isinstance(e, ToolCallDelta)]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == '{"n": 4}'
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason is FinishReason.STOP
+    whole = from_message(
+        {
+            "content": [
+                {"type": "tool_use", "id": "t", "name": STRUCTURED_TOOL, "input": {"n": 4}}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 5, "output_tokens": 3},
+        },
+        structured_tool=STRUCTURED_TOOL,
+    )
+    assert [e for e in whole if isinstance(e, TextDelta)] == [TextDelta('{"n": 4}')]
+    assert isinstance(whole[-1], Finish) and whole[-1].reason is FinishReason.STOP

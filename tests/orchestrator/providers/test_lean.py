@@ -150,7 +150,11 @@ async def test_max_tokens_and_stop(emulator: str, api: str) -> None:
 async def test_tool_calls_stream_as_deltas_with_arguments(emulator: str, api: str) -> None:
     text = "please call get_weather and get_time for Oslo"
     tools = (
-        Tool("get_weather", "Weather by city", {"type": "object", "properties": {}}),
+        Tool(
+            "get_weather",
+            "Weather by city",
+            {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        ),
         Tool("get_time"),
     )
     events = await _collect(_provider(api, emulator), _request(text, tools=tools))
@@ -159,9 +163,9 @@ async def test_tool_calls_stream_as_deltas_with_arguments(emulator: str, api: st
     firsts = [c for c in calls if c.name]
     assert [(c.index, c.name) for c in firsts] == [(0, "get_weather"), (1, "get_time")]
     assert all(c.id for c in firsts)
-    for index in (0, 1):
-        arguments = "".join(c.arguments_delta for c in calls if c.index == index)
-        assert json.loads(arguments) == {"text": text}
+    arguments = ["".join(c.arguments_delta for c in calls if c.index == i) for i in (0, 1)]
+    assert json.loads(arguments[0]) == {"text": text}  # valid against its parameters
+    assert json.loads(arguments[1]) == {}  # a tool without parameters
     finish = events[-1]
     assert isinstance(finish, Finish) and finish.reason is FinishReason.TOOL_CALLS
 

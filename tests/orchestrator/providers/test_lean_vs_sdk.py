@@ -39,6 +39,8 @@ from llmesh.services.core.chat import (
     ChatRequest,
     Message,
     ReasoningEffort,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     ThinkingBlock,
     Tool,
@@ -468,6 +470,24 @@ REQUESTS: dict[str, ChatRequest] = {
         thinking_budget_tokens=1024,
         reasoning_effort=ReasoningEffort.LOW,
     ),
+    "json_schema": ChatRequest(
+        (Message(Role.USER, "Weather in Oslo"),),
+        response_format=ResponseFormat(
+            ResponseFormatType.JSON_SCHEMA,
+            "forecast",
+            {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city", "days"],
+                "additionalProperties": False,
+            },
+            strict=True,
+        ),
+    ),
+    "json_object": ChatRequest(
+        (Message(Role.USER, "Weather in Oslo"),),
+        response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT),
+    ),
     "long_system_prompt_cache": ChatRequest(
         (
             Message(Role.SYSTEM, " ".join(f"rule{i}" for i in range(1200))),
@@ -509,6 +529,10 @@ async def test_same_request_and_same_events(upstream: Upstream, api: str, case: 
     _assert_same_outcome(lean_out, sdk_out, same_message=True)
     if case == "thinking_round_trip" and api == "anthropic":  # the emulator checked the block
         assert [e for e in lean_out.events if isinstance(e, ReasoningDelta) and e.signature]
+    if request.response_format is not None:  # JSON text, whichever wire carried it
+        text = "".join(e.text for e in sdk_out.events if isinstance(e, TextDelta))
+        assert isinstance(orjson.loads(text), dict)
+        assert sdk_out.events[-1].reason.value == "stop"
 
 
 async def test_anthropic_version_is_the_one_the_sdk_sends(upstream: Upstream) -> None:

@@ -8,6 +8,8 @@ from llmesh.services.core.chat import (
     FinishReason,
     Message,
     ReasoningEffort,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     ThinkingBlock,
     Tool,
@@ -235,3 +237,19 @@ def test_reasoning_content_streams_apart_from_content() -> None:
         }
     )
     assert whole[:2] == [ReasoningDelta("Hm, easy."), TextDelta("4")]
+
+
+def test_response_format_is_passed_through_natively() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    fmt = ResponseFormat(ResponseFormatType.JSON_SCHEMA, "count", schema, strict=True)
+    body = to_provider_request("m", ChatRequest((Message(Role.USER, "hi"),), response_format=fmt))
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "count", "schema": schema, "strict": True},
+    }
+    fmt = ResponseFormat(ResponseFormatType.JSON_OBJECT)
+    body = to_provider_request("m", ChatRequest((Message(Role.USER, "hi"),), response_format=fmt))
+    assert body["response_format"] == {"type": "json_object"}
+    assert "response_format" not in to_provider_request(
+        "m", ChatRequest((Message(Role.USER, "x"),))
+    )
