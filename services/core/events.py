@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmesh.services.core.chat import FinishReason
+from llmesh.services.core.embeddings import Embeddings
 from llmesh.services.core.policy import MidStreamPolicy
 from llmesh.services.core.reasons import Reason
 from llmesh.services.core.target import Target
@@ -19,6 +20,7 @@ from llmesh.services.core.usage import Usage
 __all__ = [
     "CallEvent",
     "Completed",
+    "Embeddings",
     "Finish",
     "ProviderEvent",
     "Started",
@@ -104,5 +106,6 @@ class Completed:
     """True when the reply came from the response cache."""
 
 
-CallEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Switched | Completed
-"""What the call path (every layer, and the engine innermost) yields."""
+CallEvent = Started | TextDelta | ToolCallDelta | UsageUpdate | Switched | Embeddings | Completed
+"""What the call path (every layer, and the engine innermost) yields; `Embeddings` only in
+embeddings calls."""
