@@ -26,7 +26,7 @@ from llmesh.services.core.embeddings import EmbeddingRequest, Embeddings
 from llmesh.services.core.events import CallEvent, Completed, Started
 from llmesh.services.core.trail import AttemptRecord, Outcome
 from llmesh.services.core.usage import Usage
-from llmesh.services.orchestrator.estimate import CHARS_PER_TOKEN
+from llmesh.services.orchestrator.estimate import estimate_input_tokens
 from llmesh.services.orchestrator.providers.embeddings import EmbeddingsClient, embeddings_client
 from llmesh.services.orchestrator.resilience import Breakers
 from llmesh.services.transport import Transport
@@ -46,8 +46,7 @@ _NOT_SENT = frozenset(
 
 def estimate_embedding_usage(request: EmbeddingRequest) -> Usage:
     """Input tokens estimated from the texts' length, for a provider that reports none."""
-    chars = sum(len(text) for text in request.inputs)
-    return Usage(input_tokens=max(1, round(chars / CHARS_PER_TOKEN)), estimated=True)
+    return Usage(input_tokens=estimate_input_tokens(request), estimated=True)
 
 
 class EmbeddingsHandler:

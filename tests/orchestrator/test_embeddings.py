@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import grpc
 import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.policy_settings import Limit
 from llmesh.services.common.resilience_settings import BreakerSettings
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.core.call import Call, RoutedCall
+from llmesh.services.core.caller import Caller
 from llmesh.services.core.embeddings import EmbeddingRequest, Embeddings
 from llmesh.services.core.events import CallEvent, Completed, Started
 from llmesh.services.core.policy import Policy
@@ -22,8 +25,10 @@ from llmesh.services.core.trail import Outcome, Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.emulator.embedding_vectors import embed_text
 from llmesh.services.ledger import PriceTable
+from llmesh.services.orchestrator.admission import RateLimiter
 from llmesh.services.orchestrator.admission.spend import input_bound, output_bound, worst_case
 from llmesh.services.orchestrator.embeddings import EmbeddingsHandler
+from llmesh.services.orchestrator.layers import RateLimited
 from llmesh.services.orchestrator.providers.embeddings import EmbeddingResult, NoEmbeddings
 from llmesh.services.orchestrator.resilience import Breakers
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2_grpc
@@ -124,6 +129,28 @@ async def test_a_provider_without_embeddings_is_named_and_skipped_for_the_next()
     assert "'anthropic'" in info.value.message and "embeddings" in info.value.message
     events = await _events(handler, _routed("anthropic/claude-haiku-4-5", "p/m"))
     assert isinstance(events[0], Started) and events[0].provider == "p"
+
+
+async def test_a_token_rate_limit_takes_the_texts_alone() -> None:
+    """An embedding produces no output: admission takes its input tokens, not a reply's."""
+    handler = EmbeddingsHandler({"p": FakeClient("p", VECTORS)}, Breakers(BreakerSettings()))
+    limited = RateLimited(
+        handler,
+        RateLimiter(),
+        tenants={"*": Limit(tokens_per_minute=50)},
+        keys={},
+        targets={},
+    )
+    routed = _routed("p/m", request=EmbeddingRequest(("x" * 80,)))  # about 20 tokens
+    call = RoutedCall(
+        replace(routed.call, caller=Caller(tenant="t")),
+        routed.targets,
+        routed.policy,
+        routed.request_id,
+        routed.trail,
+    )
+    events = [e async for e in limited.stream(call)]
+    assert isinstance(events[-1], Completed)
 
 
 # -- the Embed RPC through the whole mesh -----------------------------------------------
