@@ -6,13 +6,14 @@ import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.common.policy_settings import Limit
+from llmesh.services.common.policy_settings import Limit, PolicyConfig
 from llmesh.services.common.resilience_settings import BreakerSettings
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.core.call import Call, RoutedCall
@@ -31,6 +32,7 @@ from llmesh.services.orchestrator.embeddings import EmbeddingsHandler
 from llmesh.services.orchestrator.layers import RateLimited
 from llmesh.services.orchestrator.providers.embeddings import EmbeddingResult, NoEmbeddings
 from llmesh.services.orchestrator.resilience import Breakers
+from llmesh.services.orchestrator.server import serve
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2_grpc
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
@@ -221,6 +223,31 @@ async def test_embed_rpc_falls_back_from_a_failing_target(mesh: Mesh) -> None:
     ]
     assert row.attempts[0]["reason"] == "UPSTREAM_UNAVAILABLE"
     assert row.input_tokens == reply.usage.input_tokens > 0
+
+
+async def test_a_budget_holds_and_commits_an_embeddings_call(mesh: Mesh, tmp_path: Path) -> None:
+    assert mesh.config is not None
+    config = replace(
+        mesh.config,
+        database_url=f"sqlite:///{tmp_path}/own.db",
+        policy=PolicyConfig.from_mapping({"budgets": {"tenants": {"*": {"daily_usd": 1e-7}}}}),
+    )
+    server = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+            model = "openai/text-embedding-3-small"
+            ok = await stub.Embed(embeddings_pb2.EmbedRequest(model=model, inputs=["hi"]))
+            assert ok.cost_usd > 0
+            budgets = server.assembly.budgets
+            assert budgets is not None
+            spent, _ = await budgets.spent("tenant:default")
+            assert spent == pytest.approx(ok.cost_usd)
+            with pytest.raises(grpc.aio.AioRpcError) as info:  # 100 bytes may cost 2e-6
+                await stub.Embed(embeddings_pb2.EmbedRequest(model=model, inputs=["x" * 100]))
+            assert from_rpc_error(info.value).reason is Reason.BUDGET_EXCEEDED
+    finally:
+        await server.stop(0.5)
 
 
 async def test_embed_rpc_refuses_a_bad_request(mesh: Mesh) -> None:
