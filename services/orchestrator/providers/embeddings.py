@@ -3,13 +3,14 @@
 The OpenAI, openai-compatible and emulator kinds send the OpenAI embeddings request
 (`embeddings_wire`) through a `llmesh.services.transport.ConnectionPool` of their own, with
 the bearer key and the provider's configured headers, and classify errors as the chat
-adapters do. A provider configured with ``transport: sdk`` uses the same lean client: the
-wire is one small JSON request and reply, with nothing the SDK would add. Anthropic has no
-embeddings API: its client refuses every call with PROVIDER_NOT_CONFIGURED naming the provider.
+adapters do. A provider configured with ``transport: sdk`` sends the same body through the
+official SDK instead (`embeddings_sdk`, imported only then). Anthropic has no embeddings
+API: its client refuses every call with PROVIDER_NOT_CONFIGURED naming the provider.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -186,4 +187,9 @@ def embeddings_client(
     cfg = resolved.config
     if cfg.kind not in EMBEDDING_KINDS:
         return NoEmbeddings(cfg.name, cfg.kind)
-    return LeanEmbeddings(resolved, (transports or {}).get(cfg.name))
+    given = (transports or {}).get(cfg.name)
+    if cfg.transport == "sdk" and given is None:
+        module = importlib.import_module(f"{__package__}.embeddings_sdk")
+        client: EmbeddingsClient = module.SdkEmbeddings(resolved)
+        return client
+    return LeanEmbeddings(resolved, given)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -11,6 +12,7 @@ from llmesh.services.common.config import ProviderConfig, ResolvedProvider
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.usage import Usage
+from llmesh.services.emulator import EmulatorSettings, start
 from llmesh.services.orchestrator.providers.embeddings import (
     LeanEmbeddings,
     NoEmbeddings,
@@ -132,3 +134,43 @@ async def test_anthropic_has_no_embeddings() -> None:
         await client.embed("claude-haiku-4-5", EmbeddingRequest(("x",)), timeout=None)
     assert info.value.reason is Reason.PROVIDER_NOT_CONFIGURED
     assert "'claude' (anthropic) has no embeddings API" in info.value.message
+
+
+async def test_lean_and_sdk_clients_read_the_emulator_alike(emulator_url: str) -> None:
+    request = EmbeddingRequest(("same", "texts"), dimensions=64)
+    results = []
+    for transport in ("lean", "sdk"):
+        cfg = ProviderConfig("emu", "emulator", transport=transport, timeout=5.0)
+        client = embeddings_client(ResolvedProvider(cfg, f"{emulator_url}/v1", "k", True))
+        assert type(client).__name__ == (
+            "LeanEmbeddings" if transport == "lean" else "SdkEmbeddings"
+        )
+        try:
+            results.append(await client.embed("text-embedding-3-small", request, timeout=5.0))
+        finally:
+            await client.aclose()
+    lean, sdk = results
+    assert lean == sdk
+    assert [len(v) for v in lean.vectors] == [64, 64] and lean.usage == Usage(input_tokens=2)
+
+
+async def test_sdk_client_classifies_errors(emulator_url: str) -> None:
+    cfg = ProviderConfig(
+        "emu", "emulator", transport="sdk", timeout=5.0, headers={"x-emulator-fault": "overloaded"}
+    )
+    client = embeddings_client(ResolvedProvider(cfg, f"{emulator_url}/v1", "k", True))
+    try:
+        with pytest.raises(LlmeshError) as info:
+            await client.embed("text-embedding-3-small", EmbeddingRequest(("x",)), timeout=5.0)
+    finally:
+        await client.aclose()
+    assert info.value.reason is Reason.OVERLOADED
+
+
+@pytest.fixture
+async def emulator_url() -> AsyncIterator[str]:
+    runner, port = await start(EmulatorSettings(host="127.0.0.1", port=0))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
