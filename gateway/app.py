@@ -9,7 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from llmesh.gateway import council, native, openai_routes, ws
+from llmesh.gateway import council, native, openai_embeddings, openai_routes, ws
 from llmesh.gateway.errors import http_exception_handler, unexpected_error_handler
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import Upstream
@@ -31,7 +31,13 @@ def create_app(settings: GatewaySettings) -> Starlette:
 
     return Starlette(
         # The OpenAI-compatible routes first: they carry most calls, and routes match in order.
-        routes=[*openai_routes.routes(), *native.routes(), *council.routes(), *ws.routes()],
+        routes=[
+            *openai_routes.routes(),
+            *openai_embeddings.routes(),
+            *native.routes(),
+            *council.routes(),
+            *ws.routes(),
+        ],
         lifespan=lifespan,
         exception_handlers={
             HTTPException: http_exception_handler,

@@ -169,7 +169,16 @@ class Config:
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
     return {
         "openai": ProviderConfig(
-            "openai", "openai", models=("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
+            "openai",
+            "openai",
+            models=(
+                "gpt-4o-mini",
+                "gpt-4o",
+                "gpt-4.1-mini",
+                "o4-mini",
+                "text-embedding-3-small",
+                "text-embedding-3-large",
+            ),
         ),
         "anthropic": ProviderConfig(
             "anthropic",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmesh.services.core.chat import FinishReason
+from llmesh.services.core.embeddings import Embeddings
 from llmesh.services.core.policy import MidStreamPolicy
 from llmesh.services.core.reasons import Reason
 from llmesh.services.core.target import Target
@@ -19,6 +20,7 @@ from llmesh.services.core.usage import Usage
 __all__ = [
     "CallEvent",
     "Completed",
+    "Embeddings",
     "Finish",
     "ProviderEvent",
     "ReasoningDelta",
@@ -120,6 +122,14 @@ class Completed:
 
 
 CallEvent = (
-    Started | TextDelta | ReasoningDelta | ToolCallDelta | UsageUpdate | Switched | Completed
+    Started
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | UsageUpdate
+    | Switched
+    | Embeddings
+    | Completed
 )
-"""What the call path (every layer, and the engine innermost) yields."""
+"""What the call path (every layer, and the engine innermost) yields; `Embeddings` only in
+embeddings calls."""

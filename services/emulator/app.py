@@ -15,7 +15,7 @@ import signal
 from aiohttp import web
 
 from llmesh.services.common.exposure import check_exposure
-from llmesh.services.emulator import admin, anthropic_api, catalog, openai_api
+from llmesh.services.emulator import admin, anthropic_api, catalog, embeddings_api, openai_api
 from llmesh.services.emulator.settings import EmulatorSettings
 from llmesh.services.emulator.state import STATE, EmulatorState
 
@@ -25,6 +25,7 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[STATE] = EmulatorState.create(settings or EmulatorSettings())
     openai_api.add_routes(app)
+    embeddings_api.add_routes(app)
     anthropic_api.add_routes(app)
     catalog.add_routes(app)
     admin.add_routes(app)

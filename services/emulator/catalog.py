@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from llmesh.services.emulator.embedding_vectors import EMBEDDING_MODELS
 from llmesh.services.emulator.errors import new_request_id
 
 MODELS: tuple[tuple[str, str], ...] = (
@@ -24,7 +25,8 @@ MODELS: tuple[tuple[str, str], ...] = (
     ("claude-sonnet-4-6", "Claude Sonnet 4.6"),
     ("claude-opus-4-6", "Claude Opus 4.6"),
 )
-"""(id, display name) of every advertised model."""
+"""(id, display name) of every advertised model; OpenAI's list adds the embedding models
+(`embedding_vectors.EMBEDDING_MODELS`)."""
 
 CREATED = 1735689600
 """2025-01-01T00:00:00Z, the creation time every model reports."""
@@ -69,6 +71,7 @@ async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``."""
     ids = [m for m, _ in MODELS]
     if "anthropic-version" not in request.headers:
+        ids += EMBEDDING_MODELS
         return _json({"object": "list", "data": [openai_model(m) for m in ids]}, request)
     q = request.query
     try:

@@ -7,6 +7,9 @@ cache reads at 0.1x input and cache writes at 1.25x (5 minutes) or 2x (1 hour); 
 Haiku's published rates are rounded, so they are listed as published. Dated snapshots
 (``gpt-4o-2024-08-06``) resolve to their base model unless listed here on their own.
 
+Embedding models bill input tokens only (``text-embedding-3-small`` $0.02, ``-large``
+$0.13, ``ada-002`` $0.10 per million).
+
 Each model also carries its published output limit (`Price.max_output_tokens`, the most
 tokens one reply can have), which bounds a call's worst-case cost when it sets no
 ``max_tokens``: Claude 3.7 Sonnet's is its standard 64,000 (128,000 only behind a beta
@@ -30,6 +33,11 @@ def _openai(input: float, cached: float, output: float, limit: int) -> Price:
         cache_write_1h=input,
         max_output_tokens=limit,
     )
+
+
+def _embedding(input: float) -> Price:
+    """An OpenAI embedding model: input tokens only, no prompt cache, no output."""
+    return Price(input, 0.0, cache_read=input, cache_write_5m=input, cache_write_1h=input)
 
 
 def _anthropic(
@@ -69,6 +77,9 @@ DEFAULT_PRICES: dict[str, Price] = {
     "openai/o1-mini": _openai(1.1, 0.55, 4.4, 65_536),
     "openai/gpt-4-turbo": _openai(10.0, 10.0, 30.0, 4_096),
     "openai/gpt-3.5-turbo": _openai(0.5, 0.5, 1.5, 4_096),
+    "openai/text-embedding-3-small": _embedding(0.02),
+    "openai/text-embedding-3-large": _embedding(0.13),
+    "openai/text-embedding-ada-002": _embedding(0.10),
     # Anthropic
     "anthropic/claude-opus-4-5": _anthropic(5.0, 25.0, 0.5, 6.25, 10.0, 64_000),
     "anthropic/claude-opus-4-1": _OPUS_4,

@@ -19,10 +19,12 @@ from llmesh.services.auth import Authenticator, check_bind, open_key_store
 from llmesh.services.auth.bind import auth_required
 from llmesh.services.common.config import Config, ConfigError
 from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.handler import Handler, Layer
 from llmesh.services.ledger import LedgerStore, LedgerWriter, PriceTable, open_store
 from llmesh.services.orchestrator.accounting import Accounting
 from llmesh.services.orchestrator.admission import BudgetManager, RateLimiter
+from llmesh.services.orchestrator.embeddings import EmbeddingsHandler
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.layers import (
     Accounted,
@@ -64,15 +66,17 @@ async def assemble(
     bind_host: str,
     extra_layers: Sequence[Layer] = (),
     call_types: Mapping[type, Handler] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Assembly:
     """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
     The layers, outermost first: `extra_layers`, admission (rate limits), the response
     cache, cost-capped routing, accounting, budgets, structured-output validation;
-    innermost, the handler of each call type (`engine` for chat, plus `call_types`).
-    Accounting is outside the budget so that a reply the budget stops mid-stream is
-    recorded with its reason. A layer whose policy is not configured is left out, so it
-    costs nothing.
+    innermost, the handler of each call type (`engine` for chat, `EmbeddingsHandler` for
+    embeddings, plus `call_types`). Accounting is outside the budget so that a reply the
+    budget stops mid-stream is recorded with its reason. A layer whose policy is not
+    configured is left out, so it costs nothing. `env` is where provider keys and base URLs
+    are read (as `build_engine`'s; None for the process environment).
     """
     policy = config.policy
     try:
@@ -151,7 +155,11 @@ async def assemble(
             )
 
         layers.append(Structured)
-        inner = ByCallType({ChatRequest: engine, **(call_types or {})})
+        embeddings = EmbeddingsHandler.from_config(config, engine.breakers, env=env)
+        closers.append(embeddings.aclose)
+        inner = ByCallType(
+            {ChatRequest: engine, EmbeddingRequest: embeddings, **(call_types or {})}
+        )
         router = Router(config.providers, config.aliases, config.routes)
         path = CallPath(router, compose(inner, layers))
     except BaseException:

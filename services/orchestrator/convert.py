@@ -32,6 +32,7 @@ from llmesh.services.core.chat import (
 )
 from llmesh.services.core.events import (
     CallEvent,
+    Embeddings,
     ReasoningDelta,
     Started,
     Switched,
@@ -423,6 +424,8 @@ def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:
                 policy=_POLICY_TO_PB[event.policy],
             )
         )
+    if isinstance(event, Embeddings):  # an embeddings call's result is never streamed
+        raise TypeError("an Embeddings event has no place in a chat stream")
     finish = orchestrator_pb2.FinishEvent(
         reason=_FINISH_TO_PB[event.reason],
         provider_reason=event.provider_reason,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.usage import Usage
 
 __all__ = ["CHARS_PER_TOKEN", "estimate_input_tokens", "estimate_usage"]
@@ -30,9 +31,12 @@ def estimate_input_tokens(request: object) -> int:
 
     Counting tool-call names, framing and priming follows how chat templates bill input
     (OpenAI's cookbook counts 3 a message and 3 for the reply), so this is the closer of
-    the formulas llmesh used before; an estimate still, never an upper bound. A call type
-    without messages counts 0 here (its handler reports what it used).
+    the formulas llmesh used before; an estimate still, never an upper bound. An
+    embeddings call counts its texts alone (no framing); another call type without
+    messages counts 0 here (its handler reports what it used).
     """
+    if isinstance(request, EmbeddingRequest):
+        return math.ceil(sum(len(text) for text in request.inputs) / CHARS_PER_TOKEN)
     if not isinstance(request, ChatRequest):
         return 0
     chars = sum(

@@ -82,11 +82,15 @@ async def serve(
     address: str | None = None,
     engine: Orchestrator | None = None,
     reuse_port: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> OrchestratorServer:
-    """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed)."""
-    engine = engine or build_engine(config)
+    """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed).
+
+    `env` is where provider keys and base URLs are read (None: the process environment);
+    pass the one given to `build_engine` for `engine`."""
+    engine = engine or build_engine(config, env=env)
     address = address or config.orchestrator_address
-    assembly = await assemble(config, engine, bind_host=address.rpartition(":")[0])
+    assembly = await assemble(config, engine, bind_host=address.rpartition(":")[0], env=env)
     servicer = OrchestratorServicer(
         assembly.path,
         engine,

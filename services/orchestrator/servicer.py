@@ -29,6 +29,11 @@ from llmesh.services.orchestrator.convert import (
 from llmesh.services.orchestrator.council import BranchItem, stream_council
 from llmesh.services.orchestrator.council_convert import council_from_proto, council_item_to_proto
 from llmesh.services.orchestrator.deadline import Deadline
+from llmesh.services.orchestrator.embeddings_convert import (
+    collect_embeddings,
+    embed_call_from_proto,
+    embed_reply_to_proto,
+)
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.listing_convert import (
     models_to_proto,
@@ -38,7 +43,7 @@ from llmesh.services.orchestrator.listing_convert import (
 )
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.tenancy import acting_caller, visible_tenant
-from llmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from llmesh.v1 import embeddings_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -100,6 +105,23 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             reply = await collect(events)
             rpc.settled()  # the reply is whole: closing settles, not cuts
         return chat_reply_to_proto(reply)
+
+    @checks_decoding
+    @unary(traced=True)
+    async def Embed(
+        self, request: embeddings_pb2.EmbedRequest, rpc: Rpc
+    ) -> embeddings_pb2.EmbedResponse:
+        """One vector per input, through the same call path as chat."""
+        call = embed_call_from_proto(request, max_request_bytes=self._max_request_bytes)
+        caller = acting_caller(rpc.caller, call.metadata.get("tenant"))
+        call = replace(call, caller=caller, client_retry=retry_count(rpc.metadata))
+        events = self._path.stream(
+            call, request_id=rpc.request_id, trail=rpc.trail, timeout=rpc.remaining()
+        )
+        async with aclosing(events):  # settles the call before we answer
+            reply = await collect_embeddings(events)
+            rpc.settled()
+        return embed_reply_to_proto(reply, call.request.encoding)
 
     @unary()
     async def ListModels(

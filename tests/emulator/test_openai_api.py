@@ -316,6 +316,9 @@ async def test_models(oai: openai.AsyncOpenAI) -> None:
         "claude-haiku-4-5",
         "claude-sonnet-4-6",
         "claude-opus-4-6",
+        "text-embedding-3-small",
+        "text-embedding-3-large",
+        "text-embedding-ada-002",
     ]
     model = await oai.models.retrieve("gpt-4o")
     assert (model.id, model.object) == ("gpt-4o", "model")

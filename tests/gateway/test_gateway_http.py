@@ -101,7 +101,7 @@ async def test_routing_errors_are_json(http: httpx.AsyncClient) -> None:
     assert r.status_code == 405
     assert error_of(r, "/api")["status"] == "UNIMPLEMENTED"
     assert r.headers["allow"] == "POST"
-    r = await http.post("/v1/embeddings", json={})
+    r = await http.post("/v1/audio/speech", json={})
     assert r.status_code == 404
     assert error_of(r, "/v1/")["type"] == "not_found_error"
     r = await http.delete("/v1/chat/completions")

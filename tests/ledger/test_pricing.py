@@ -227,6 +227,13 @@ def test_shipped_models_and_source_date() -> None:
     assert pricing.__doc__ is not None and "November 2025" in pricing.__doc__
 
 
+def test_embedding_models_bill_input_only() -> None:
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+    assert TABLE.cost("openai", "text-embedding-3-small", usage) == pytest.approx(0.02)
+    assert TABLE.cost("openai", "text-embedding-3-large", usage) == pytest.approx(0.13)
+    assert TABLE.cost("openai", "text-embedding-ada-002", usage) == pytest.approx(0.10)
+
+
 def test_price_rejects_negative_and_nan() -> None:
     with pytest.raises(ValueError):
         Price(-1.0, 1.0)
@@ -235,7 +242,11 @@ def test_price_rejects_negative_and_nan() -> None:
 
 
 def test_every_shipped_model_has_its_published_output_limit() -> None:
-    limits = {k: p.max_output_tokens for k, p in TABLE.entries.items() if k != "emulator/*"}
+    limits = {
+        k: p.max_output_tokens
+        for k, p in TABLE.entries.items()
+        if k != "emulator/*" and "/text-embedding-" not in k  # embeddings produce no output
+    }
     assert all(isinstance(v, int) and v >= 4096 for v in limits.values()), limits
     assert limits["openai/gpt-4o-mini"] == 16_384 and limits["openai/gpt-4.1"] == 32_768
     assert limits["openai/gpt-5"] == 128_000 and limits["openai/o3"] == 100_000

@@ -257,9 +257,7 @@ async def orchestrator(mesh: Mesh, tmp_path: Path) -> AsyncIterator[Factory]:
         assert mesh.config is not None
         changes.setdefault("database_url", f"sqlite:///{tmp_path}/own.db")
         config = replace(mesh.config, **changes)
-        server = await serve(
-            config, address="127.0.0.1:0", engine=build_engine(config, env=mesh.env())
-        )
+        server = await serve(config, address="127.0.0.1:0", env=mesh.env())
         started.append(server)
         return server
 

@@ -109,7 +109,7 @@ class Mesh:
         from llmesh.gateway.settings import GatewaySettings
         from llmesh.services.emulator.app import start as start_emulator
         from llmesh.services.emulator.settings import EmulatorSettings
-        from llmesh.services.orchestrator.server import build_engine, serve
+        from llmesh.services.orchestrator.server import serve
         from llmesh.services.processor.server import serve as serve_processor
 
         self._stop = asyncio.Event()
@@ -146,9 +146,7 @@ class Mesh:
                 **dict(overrides),
             )
             self.config = config
-            orch = await serve(
-                config, address="127.0.0.1:0", engine=build_engine(config, env=self.env())
-            )
+            orch = await serve(config, address="127.0.0.1:0", env=self.env())
             self.orchestrator_address = f"127.0.0.1:{orch.port}"
             proc = await serve_processor("127.0.0.1:0", config=config)
             self.processor_address = f"127.0.0.1:{proc.port}"

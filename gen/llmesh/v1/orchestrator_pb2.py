@@ -25,72 +25,73 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from llmesh.v1 import chat_pb2 as llmesh_dot_v1_dot_chat__pb2
+from llmesh.v1 import embeddings_pb2 as llmesh_dot_v1_dot_embeddings__pb2
 from llmesh.v1 import errors_pb2 as llmesh_dot_v1_dot_errors__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmesh/v1/orchestrator.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14llmesh/v1/chat.proto\x1a\x16llmesh/v1/errors.proto\"8\n\x11StreamChatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"T\n\nStartEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"Q\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\"W\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x15\n\rredacted_data\x18\x04 \x01(\t\"\xe8\x01\n\x0b\x46inishEvent\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x17\n\x0fprovider_reason\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12$\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x12.llmesh.v1.Attempt\x12+\n\x08overhead\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\"\x87\x02\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.llmesh.v1.AttemptOutcome\x12,\n\x0c\x65rror_reason\x18\x04 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06hedged\x18\x07 \x01(\x08\x12\r\n\x05retry\x18\x08 \x01(\x08\"\xb3\x01\n\x0bSwitchEvent\x12\x15\n\rfrom_provider\x18\x01 \x01(\t\x12\x12\n\nfrom_model\x18\x02 \x01(\t\x12\x13\n\x0bto_provider\x18\x03 \x01(\t\x12\x10\n\x08to_model\x18\x04 \x01(\t\x12&\n\x06reason\x18\x05 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x06policy\x18\x06 \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\"\xd3\x02\n\x12StreamChatResponse\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.llmesh.v1.StartEventH\x00\x12*\n\ntext_delta\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.TextDeltaH\x00\x12\x33\n\x0ftool_call_delta\x18\x03 \x01(\x0b\x32\x18.llmesh.v1.ToolCallDeltaH\x00\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x10.llmesh.v1.UsageH\x00\x12(\n\x06\x66inish\x18\x05 \x01(\x0b\x32\x16.llmesh.v1.FinishEventH\x00\x12(\n\x06switch\x18\x06 \x01(\x0b\x32\x16.llmesh.v1.SwitchEventH\x00\x12\x34\n\x0freasoning_delta\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x65vent\"2\n\x0b\x43hatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"\xec\x01\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12#\n\x07message\x18\x04 \x01(\x0b\x32\x12.llmesh.v1.Message\x12.\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x1e\n\x16provider_finish_reason\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\"\x13\n\x11ListModelsRequest\"V\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x11\n\talias_for\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.llmesh.v1.ModelInfo\"=\n\rCouncilMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07persona\x18\x03 \x01(\t\"3\n\x0c\x43ouncilJudge\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\"\xa1\x01\n\x14StreamCouncilRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\x12)\n\x07members\x18\x02 \x03(\x0b\x32\x18.llmesh.v1.CouncilMember\x12&\n\x05judge\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.CouncilJudge\x12\x11\n\tfail_fast\x18\x04 \x01(\x08\"g\n\x0b\x42ranchError\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\"\x88\x01\n\x15StreamCouncilResponse\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12.\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.llmesh.v1.StreamChatResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.llmesh.v1.BranchErrorH\x00\x42\x06\n\x04\x62ody\"\x14\n\x12ListTargetsRequest\"\xbc\x01\n\x0cTargetStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x17.llmesh.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12\x34\n\x11time_to_half_open\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x0e\n\x06queued\x18\x06 \x01(\x05\"?\n\x13ListTargetsResponse\x12(\n\x07targets\x18\x01 \x03(\x0b\x32\x17.llmesh.v1.TargetStatus\"\xa3\x01\n\x0fGetUsageRequest\x12*\n\x08group_by\x18\x01 \x03(\x0e\x32\x18.llmesh.v1.UsageGrouping\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"\xb8\x01\n\nUsageTotal\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x19\n\x11\x63\x61\x63he_savings_usd\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"9\n\x10GetUsageResponse\x12%\n\x06totals\x18\x01 \x03(\x0b\x32\x15.llmesh.v1.UsageTotal*\xa8\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x94\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_GROUPING_TENANT\x10\x01\x12\x16\n\x12USAGE_GROUPING_KEY\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x12\x16\n\x12USAGE_GROUPING_DAY\x10\x04\x32\xcf\x03\n\x13OrchestratorService\x12K\n\nStreamChat\x12\x1c.llmesh.v1.StreamChatRequest\x1a\x1d.llmesh.v1.StreamChatResponse0\x01\x12\x37\n\x04\x43hat\x12\x16.llmesh.v1.ChatRequest\x1a\x17.llmesh.v1.ChatResponse\x12I\n\nListModels\x12\x1c.llmesh.v1.ListModelsRequest\x1a\x1d.llmesh.v1.ListModelsResponse\x12T\n\rStreamCouncil\x12\x1f.llmesh.v1.StreamCouncilRequest\x1a .llmesh.v1.StreamCouncilResponse0\x01\x12L\n\x0bListTargets\x12\x1d.llmesh.v1.ListTargetsRequest\x1a\x1e.llmesh.v1.ListTargetsResponse\x12\x43\n\x08GetUsage\x12\x1a.llmesh.v1.GetUsageRequest\x1a\x1b.llmesh.v1.GetUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmesh/v1/orchestrator.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14llmesh/v1/chat.proto\x1a\x1allmesh/v1/embeddings.proto\x1a\x16llmesh/v1/errors.proto\"8\n\x11StreamChatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"T\n\nStartEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"Q\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\"W\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x15\n\rredacted_data\x18\x04 \x01(\t\"\xe8\x01\n\x0b\x46inishEvent\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x17\n\x0fprovider_reason\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12$\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x12.llmesh.v1.Attempt\x12+\n\x08overhead\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\"\x87\x02\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.llmesh.v1.AttemptOutcome\x12,\n\x0c\x65rror_reason\x18\x04 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06hedged\x18\x07 \x01(\x08\x12\r\n\x05retry\x18\x08 \x01(\x08\"\xb3\x01\n\x0bSwitchEvent\x12\x15\n\rfrom_provider\x18\x01 \x01(\t\x12\x12\n\nfrom_model\x18\x02 \x01(\t\x12\x13\n\x0bto_provider\x18\x03 \x01(\t\x12\x10\n\x08to_model\x18\x04 \x01(\t\x12&\n\x06reason\x18\x05 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x06policy\x18\x06 \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\"\xd3\x02\n\x12StreamChatResponse\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.llmesh.v1.StartEventH\x00\x12*\n\ntext_delta\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.TextDeltaH\x00\x12\x33\n\x0ftool_call_delta\x18\x03 \x01(\x0b\x32\x18.llmesh.v1.ToolCallDeltaH\x00\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x10.llmesh.v1.UsageH\x00\x12(\n\x06\x66inish\x18\x05 \x01(\x0b\x32\x16.llmesh.v1.FinishEventH\x00\x12(\n\x06switch\x18\x06 \x01(\x0b\x32\x16.llmesh.v1.SwitchEventH\x00\x12\x34\n\x0freasoning_delta\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x65vent\"2\n\x0b\x43hatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"\xec\x01\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12#\n\x07message\x18\x04 \x01(\x0b\x32\x12.llmesh.v1.Message\x12.\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x1e\n\x16provider_finish_reason\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\"\x13\n\x11ListModelsRequest\"V\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x11\n\talias_for\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.llmesh.v1.ModelInfo\"=\n\rCouncilMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07persona\x18\x03 \x01(\t\"3\n\x0c\x43ouncilJudge\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\"\xa1\x01\n\x14StreamCouncilRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\x12)\n\x07members\x18\x02 \x03(\x0b\x32\x18.llmesh.v1.CouncilMember\x12&\n\x05judge\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.CouncilJudge\x12\x11\n\tfail_fast\x18\x04 \x01(\x08\"g\n\x0b\x42ranchError\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\"\x88\x01\n\x15StreamCouncilResponse\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12.\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.llmesh.v1.StreamChatResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.llmesh.v1.BranchErrorH\x00\x42\x06\n\x04\x62ody\"\x14\n\x12ListTargetsRequest\"\xbc\x01\n\x0cTargetStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x17.llmesh.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12\x34\n\x11time_to_half_open\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x0e\n\x06queued\x18\x06 \x01(\x05\"?\n\x13ListTargetsResponse\x12(\n\x07targets\x18\x01 \x03(\x0b\x32\x17.llmesh.v1.TargetStatus\"\xa3\x01\n\x0fGetUsageRequest\x12*\n\x08group_by\x18\x01 \x03(\x0e\x32\x18.llmesh.v1.UsageGrouping\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"\xb8\x01\n\nUsageTotal\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x19\n\x11\x63\x61\x63he_savings_usd\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"9\n\x10GetUsageResponse\x12%\n\x06totals\x18\x01 \x03(\x0b\x32\x15.llmesh.v1.UsageTotal*\xa8\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x94\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_GROUPING_TENANT\x10\x01\x12\x16\n\x12USAGE_GROUPING_KEY\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x12\x16\n\x12USAGE_GROUPING_DAY\x10\x04\x32\x8b\x04\n\x13OrchestratorService\x12K\n\nStreamChat\x12\x1c.llmesh.v1.StreamChatRequest\x1a\x1d.llmesh.v1.StreamChatResponse0\x01\x12\x37\n\x04\x43hat\x12\x16.llmesh.v1.ChatRequest\x1a\x17.llmesh.v1.ChatResponse\x12I\n\nListModels\x12\x1c.llmesh.v1.ListModelsRequest\x1a\x1d.llmesh.v1.ListModelsResponse\x12T\n\rStreamCouncil\x12\x1f.llmesh.v1.StreamCouncilRequest\x1a .llmesh.v1.StreamCouncilResponse0\x01\x12L\n\x0bListTargets\x12\x1d.llmesh.v1.ListTargetsRequest\x1a\x1e.llmesh.v1.ListTargetsResponse\x12\x43\n\x08GetUsage\x12\x1a.llmesh.v1.GetUsageRequest\x1a\x1b.llmesh.v1.GetUsageResponse\x12:\n\x05\x45mbed\x12\x17.llmesh.v1.EmbedRequest\x1a\x18.llmesh.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmesh.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTEMPTOUTCOME']._serialized_start=3197
-  _globals['_ATTEMPTOUTCOME']._serialized_end=3365
-  _globals['_BREAKERSTATE']._serialized_start=3367
-  _globals['_BREAKERSTATE']._serialized_end=3491
-  _globals['_USAGEGROUPING']._serialized_start=3494
-  _globals['_USAGEGROUPING']._serialized_end=3642
-  _globals['_STREAMCHATREQUEST']._serialized_start=154
-  _globals['_STREAMCHATREQUEST']._serialized_end=210
-  _globals['_STARTEVENT']._serialized_start=212
-  _globals['_STARTEVENT']._serialized_end=296
-  _globals['_TEXTDELTA']._serialized_start=298
-  _globals['_TEXTDELTA']._serialized_end=323
-  _globals['_TOOLCALLDELTA']._serialized_start=325
-  _globals['_TOOLCALLDELTA']._serialized_end=406
-  _globals['_REASONINGDELTA']._serialized_start=408
-  _globals['_REASONINGDELTA']._serialized_end=495
-  _globals['_FINISHEVENT']._serialized_start=498
-  _globals['_FINISHEVENT']._serialized_end=730
-  _globals['_ATTEMPT']._serialized_start=733
-  _globals['_ATTEMPT']._serialized_end=996
-  _globals['_SWITCHEVENT']._serialized_start=999
-  _globals['_SWITCHEVENT']._serialized_end=1178
-  _globals['_STREAMCHATRESPONSE']._serialized_start=1181
-  _globals['_STREAMCHATRESPONSE']._serialized_end=1520
-  _globals['_CHATREQUEST']._serialized_start=1522
-  _globals['_CHATREQUEST']._serialized_end=1572
-  _globals['_CHATRESPONSE']._serialized_start=1575
-  _globals['_CHATRESPONSE']._serialized_end=1811
-  _globals['_LISTMODELSREQUEST']._serialized_start=1813
-  _globals['_LISTMODELSREQUEST']._serialized_end=1832
-  _globals['_MODELINFO']._serialized_start=1834
-  _globals['_MODELINFO']._serialized_end=1920
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1922
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1980
-  _globals['_COUNCILMEMBER']._serialized_start=1982
-  _globals['_COUNCILMEMBER']._serialized_end=2043
-  _globals['_COUNCILJUDGE']._serialized_start=2045
-  _globals['_COUNCILJUDGE']._serialized_end=2096
-  _globals['_STREAMCOUNCILREQUEST']._serialized_start=2099
-  _globals['_STREAMCOUNCILREQUEST']._serialized_end=2260
-  _globals['_BRANCHERROR']._serialized_start=2262
-  _globals['_BRANCHERROR']._serialized_end=2365
-  _globals['_STREAMCOUNCILRESPONSE']._serialized_start=2368
-  _globals['_STREAMCOUNCILRESPONSE']._serialized_end=2504
-  _globals['_LISTTARGETSREQUEST']._serialized_start=2506
-  _globals['_LISTTARGETSREQUEST']._serialized_end=2526
-  _globals['_TARGETSTATUS']._serialized_start=2529
-  _globals['_TARGETSTATUS']._serialized_end=2717
-  _globals['_LISTTARGETSRESPONSE']._serialized_start=2719
-  _globals['_LISTTARGETSRESPONSE']._serialized_end=2782
-  _globals['_GETUSAGEREQUEST']._serialized_start=2785
-  _globals['_GETUSAGEREQUEST']._serialized_end=2948
-  _globals['_USAGETOTAL']._serialized_start=2951
-  _globals['_USAGETOTAL']._serialized_end=3135
-  _globals['_GETUSAGERESPONSE']._serialized_start=3137
-  _globals['_GETUSAGERESPONSE']._serialized_end=3194
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=3645
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=4108
+  _globals['_ATTEMPTOUTCOME']._serialized_start=3225
+  _globals['_ATTEMPTOUTCOME']._serialized_end=3393
+  _globals['_BREAKERSTATE']._serialized_start=3395
+  _globals['_BREAKERSTATE']._serialized_end=3519
+  _globals['_USAGEGROUPING']._serialized_start=3522
+  _globals['_USAGEGROUPING']._serialized_end=3670
+  _globals['_STREAMCHATREQUEST']._serialized_start=182
+  _globals['_STREAMCHATREQUEST']._serialized_end=238
+  _globals['_STARTEVENT']._serialized_start=240
+  _globals['_STARTEVENT']._serialized_end=324
+  _globals['_TEXTDELTA']._serialized_start=326
+  _globals['_TEXTDELTA']._serialized_end=351
+  _globals['_TOOLCALLDELTA']._serialized_start=353
+  _globals['_TOOLCALLDELTA']._serialized_end=434
+  _globals['_REASONINGDELTA']._serialized_start=436
+  _globals['_REASONINGDELTA']._serialized_end=523
+  _globals['_FINISHEVENT']._serialized_start=526
+  _globals['_FINISHEVENT']._serialized_end=758
+  _globals['_ATTEMPT']._serialized_start=761
+  _globals['_ATTEMPT']._serialized_end=1024
+  _globals['_SWITCHEVENT']._serialized_start=1027
+  _globals['_SWITCHEVENT']._serialized_end=1206
+  _globals['_STREAMCHATRESPONSE']._serialized_start=1209
+  _globals['_STREAMCHATRESPONSE']._serialized_end=1548
+  _globals['_CHATREQUEST']._serialized_start=1550
+  _globals['_CHATREQUEST']._serialized_end=1600
+  _globals['_CHATRESPONSE']._serialized_start=1603
+  _globals['_CHATRESPONSE']._serialized_end=1839
+  _globals['_LISTMODELSREQUEST']._serialized_start=1841
+  _globals['_LISTMODELSREQUEST']._serialized_end=1860
+  _globals['_MODELINFO']._serialized_start=1862
+  _globals['_MODELINFO']._serialized_end=1948
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1950
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2008
+  _globals['_COUNCILMEMBER']._serialized_start=2010
+  _globals['_COUNCILMEMBER']._serialized_end=2071
+  _globals['_COUNCILJUDGE']._serialized_start=2073
+  _globals['_COUNCILJUDGE']._serialized_end=2124
+  _globals['_STREAMCOUNCILREQUEST']._serialized_start=2127
+  _globals['_STREAMCOUNCILREQUEST']._serialized_end=2288
+  _globals['_BRANCHERROR']._serialized_start=2290
+  _globals['_BRANCHERROR']._serialized_end=2393
+  _globals['_STREAMCOUNCILRESPONSE']._serialized_start=2396
+  _globals['_STREAMCOUNCILRESPONSE']._serialized_end=2532
+  _globals['_LISTTARGETSREQUEST']._serialized_start=2534
+  _globals['_LISTTARGETSREQUEST']._serialized_end=2554
+  _globals['_TARGETSTATUS']._serialized_start=2557
+  _globals['_TARGETSTATUS']._serialized_end=2745
+  _globals['_LISTTARGETSRESPONSE']._serialized_start=2747
+  _globals['_LISTTARGETSRESPONSE']._serialized_end=2810
+  _globals['_GETUSAGEREQUEST']._serialized_start=2813
+  _globals['_GETUSAGEREQUEST']._serialized_end=2976
+  _globals['_USAGETOTAL']._serialized_start=2979
+  _globals['_USAGETOTAL']._serialized_end=3163
+  _globals['_GETUSAGERESPONSE']._serialized_start=3165
+  _globals['_GETUSAGERESPONSE']._serialized_end=3222
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=3673
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=4196
 # @@protoc_insertion_point(module_scope)

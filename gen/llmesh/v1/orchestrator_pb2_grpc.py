@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from llmesh.v1 import embeddings_pb2 as llmesh_dot_v1_dot_embeddings__pb2
 from llmesh.v1 import orchestrator_pb2 as llmesh_dot_v1_dot_orchestrator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -65,6 +66,11 @@ class OrchestratorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/llmesh.v1.OrchestratorService/Embed',
+                request_serializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -117,6 +123,14 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed returns one embedding vector per input text, from an embeddings model; a
+        failing target before any vector falls back to the next, as chat does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +163,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +333,33 @@ class OrchestratorService:
             '/llmesh.v1.OrchestratorService/GetUsage',
             llmesh_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
             llmesh_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/Embed',
+            llmesh_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
+            llmesh_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

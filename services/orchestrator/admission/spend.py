@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome
@@ -63,8 +64,10 @@ def _bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def input_bound(request: ChatRequest) -> int:
+def input_bound(request: ChatRequest | EmbeddingRequest) -> int:
     """At least as many input tokens as any byte-level tokenizer counts for `request`."""
+    if isinstance(request, EmbeddingRequest):
+        return sum(_bytes(text) for text in request.inputs)
     total = REPLY_PRIMING
     for m in request.messages:
         total += MESSAGE_FRAMING + _bytes(m.content) + _bytes(m.name) + _bytes(m.tool_call_id)
@@ -78,9 +81,13 @@ def input_bound(request: ChatRequest) -> int:
     return total
 
 
-def output_bound(prices: PriceTable, target: Target, request: ChatRequest) -> tuple[int, bool]:
+def output_bound(
+    prices: PriceTable, target: Target, request: ChatRequest | EmbeddingRequest
+) -> tuple[int, bool]:
     """The most output tokens one attempt at `target` can produce, and whether the provider
     enforces that bound (False for `DEFAULT_MAX_OUTPUT`, which only `watch` enforces)."""
+    if isinstance(request, EmbeddingRequest):
+        return 0, True  # an embedding produces no output tokens
     limit = prices.output_limit(target.provider, target.model)
     if request.max_tokens is not None:
         return (request.max_tokens if limit is None else min(request.max_tokens, limit)), True
@@ -90,14 +97,21 @@ def output_bound(prices: PriceTable, target: Target, request: ChatRequest) -> tu
 
 
 def worst_case(
-    prices: PriceTable, target: Target, request: ChatRequest, input_tokens: int | None = None
+    prices: PriceTable,
+    target: Target,
+    request: ChatRequest | EmbeddingRequest,
+    input_tokens: int | None = None,
 ) -> float:
     """What one attempt at `target` may cost at most, in USD."""
     tokens = input_bound(request) if input_tokens is None else input_tokens
     out, _ = output_bound(prices, target, request)
     return prices.worst_case(
-        target.provider, target.model, tokens, out, cache_ttl=request.prompt_cache_ttl
+        target.provider, target.model, tokens, out, cache_ttl=_cache_ttl(request)
     )
+
+
+def _cache_ttl(request: ChatRequest | EmbeddingRequest) -> str:
+    return request.prompt_cache_ttl if isinstance(request, ChatRequest) else "5m"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import CallEvent
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.trail import AttemptRecord
@@ -38,7 +39,9 @@ def _pick(table: Mapping[str, Limit], name: str) -> Limit | None:
 
 
 def _tokens(count: int, request: Any) -> int:
-    """Input tokens plus the most the reply may produce."""
+    """Input tokens plus the most the reply may produce (nothing, for embeddings)."""
+    if isinstance(request, EmbeddingRequest):
+        return count
     return count + (getattr(request, "max_tokens", None) or DEFAULT_MAX_OUTPUT)
 
 

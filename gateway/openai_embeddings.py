@@ -1,0 +1,167 @@
+"""``POST /v1/embeddings``: OpenAI's embeddings API over the orchestrator's Embed RPC.
+
+The body's fields: ``model``, ``input`` (a string or an array of strings; token-id arrays
+are a 400 naming ``input``), ``encoding_format`` (``float``, or ``base64``, which the
+official SDK asks for by default and decodes itself: packed little-endian float32),
+``dimensions``, ``user`` (recorded in the ledger, like ``metadata``), and llmesh's own
+``fallbacks`` and ``metadata``. Any other field is a 400 naming it. The reply is OpenAI's
+``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model",
+"usage": {"prompt_tokens", "total_tokens"}}``, with the call's ``x-request-id`` and attempt
+trail headers.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from llmesh.gateway.errors import openai_error_response
+from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
+from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
+from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason, invalid
+from llmesh.v1 import embeddings_pb2
+
+__all__ = ["EmbeddingsBody", "embedding_response", "parse_embeddings_request", "routes"]
+
+FIELDS = frozenset(
+    {"model", "input", "encoding_format", "dimensions", "user", "metadata", "fallbacks"}
+)
+"""The body fields honoured (``metadata`` and ``fallbacks`` are llmesh's own)."""
+
+_ENCODINGS = {
+    "float": embeddings_pb2.EMBEDDING_ENCODING_FLOAT,
+    "base64": embeddings_pb2.EMBEDDING_ENCODING_BASE64,
+}
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingsBody:
+    """A validated body: the RPC request and how to answer."""
+
+    request: embeddings_pb2.EmbedRequest
+    model: str
+    """The model name as asked (the reply's ``model``)."""
+    base64: bool
+
+
+def _strings(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(path, "must be an array of strings")
+    return value
+
+
+def _inputs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise invalid("input", "must be a string or a non-empty array of strings")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise invalid("input", f"input[{i}]: only strings are supported (not token-id arrays)")
+        if not item:
+            raise invalid("input", f"input[{i}]: must not be empty")
+    return value
+
+
+def parse_embeddings_request(body: dict[str, Any]) -> EmbeddingsBody:
+    """Validate an OpenAI embeddings body and translate it into an `EmbedRequest`."""
+    unknown = [key for key in body if key not in FIELDS]
+    if unknown:
+        bad = tuple(FieldViolation(k, "is not supported (unknown field)") for k in unknown)
+        raise LlmeshError(
+            Reason.INVALID_REQUEST,
+            "; ".join(f"{v.field}: {v.description}" for v in bad),
+            violations=bad,
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "must be a non-empty string")
+    out = embeddings_pb2.EmbedRequest(model=model, inputs=_inputs(body.get("input")))
+    encoding = body.get("encoding_format")
+    if encoding is None:
+        encoding = "float"
+    if encoding not in _ENCODINGS:
+        raise invalid("encoding_format", "must be 'float' or 'base64'")
+    out.encoding = _ENCODINGS[encoding]
+    dimensions = body.get("dimensions")
+    if dimensions is not None:
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+            raise invalid("dimensions", "must be an integer")
+        if not 1 <= dimensions <= _INT32_MAX:
+            raise invalid("dimensions", "must be at least 1")
+        out.dimensions = dimensions
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise invalid("metadata", "must be an object of strings")
+        out.metadata.update(metadata)
+    if body.get("user") is not None:
+        if not isinstance(body["user"], str):
+            raise invalid("user", "must be a string")
+        out.metadata["user"] = body["user"]
+    if body.get("fallbacks") is not None:
+        out.fallbacks.extend(_strings(body["fallbacks"], "fallbacks"))
+    return EmbeddingsBody(out, model, encoding == "base64")
+
+
+def embedding_response(reply: embeddings_pb2.EmbedResponse, model: str) -> dict[str, Any]:
+    """The reply in OpenAI's shape; packed vectors in base64, the others as float lists."""
+    data = [
+        {
+            "object": "embedding",
+            "index": e.index,
+            "embedding": base64.b64encode(e.data).decode("ascii") if e.data else list(e.values),
+        }
+        for e in reply.embeddings
+    ]
+    tokens = reply.usage.input_tokens
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+async def embeddings(request: Request) -> Response:
+    """``POST /v1/embeddings``."""
+    upstream = upstream_of(request)
+    try:
+        opts = call_options(request.headers, upstream.settings.default_timeout)
+        body = await read_json_object(request, upstream.settings.max_body_bytes)
+        parsed = parse_embeddings_request(body)
+    except LlmeshError as err:
+        return openai_error_response(err)
+    return UpstreamResponse(_embed(upstream, parsed, opts), media_type="application/json")
+
+
+async def _embed(
+    upstream: Upstream, parsed: EmbeddingsBody, opts: CallOptions
+) -> AsyncGenerator[Part, None]:
+    call = upstream.orchestrator.Embed(parsed.request, timeout=opts.timeout, metadata=opts.metadata)
+    try:
+        reply = await call
+    except grpc.aio.AioRpcError as exc:
+        response = openai_error_response(upstream.error(exc))
+        response.headers.update(trail_headers(exc.trailing_metadata()))
+        yield response
+        return
+    headers = {
+        **call_headers(reply.request_id, False),
+        **trail_headers(await call.trailing_metadata()),
+    }
+    yield OrjsonResponse(embedding_response(reply, parsed.model), headers=headers)
+
+
+def routes() -> list[BaseRoute]:
+    """The embeddings route."""
+    return [Route("/v1/embeddings", embeddings, methods=["POST"])]
