@@ -140,8 +140,10 @@ def chat_call_from_proto(
             calls.append(ToolCall(c.id, c.name, c.arguments or "{}"))
         if m.thinking and role is not Role.ASSISTANT:
             violation(f"messages[{i}].thinking", "only assistant messages carry thinking")
-        thinking = tuple(
-            ThinkingBlock(b.thinking, b.signature, b.redacted_data) for b in m.thinking
+        thinking = (
+            tuple(ThinkingBlock(b.thinking, b.signature, b.redacted_data) for b in m.thinking)
+            if m.thinking
+            else ()
         )
         messages.append(
             Message(role, m.content, tuple(calls), m.tool_call_id, m.name, thinking=thinking)
