@@ -49,6 +49,8 @@ class CompletionRequest:
     stream: bool
     include_usage: bool
     """``stream_options.include_usage``: send a final usage chunk."""
+    dropped: tuple[str, ...] = ()
+    """Fields of the body accepted and not used, as the deployment's ``drop_params`` allows."""
 
 
 def _str(value: Any, path: str) -> str:
@@ -208,9 +210,12 @@ def _string_list(value: Any, path: str) -> list[str]:
     return [_str(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
 
-def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
-    """Validate an OpenAI Chat Completions body and translate it into a `ChatInput`."""
-    check_fields(body)
+def parse_completion_request(
+    body: dict[str, Any], drop: frozenset[str] = frozenset()
+) -> CompletionRequest:
+    """Validate an OpenAI Chat Completions body and translate it into a `ChatInput`; the
+    top-level fields named in `drop` are dropped instead of refused (see `check_fields`)."""
+    dropped = check_fields(body, drop)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model", "must be a non-empty string")
@@ -280,4 +285,4 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         if not isinstance(options, dict):
             raise invalid("stream_options", "must be an object")
         include_usage = options.get("include_usage") is True
-    return CompletionRequest(chat, model, bool(stream), include_usage)
+    return CompletionRequest(chat, model, bool(stream), include_usage, dropped)

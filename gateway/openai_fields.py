@@ -7,7 +7,9 @@ Every field is in exactly one class, so none is ever silently dropped:
 - default-only: not supported yet, but accepted when absent, ``null`` or set to the value
   that changes nothing (clients such as LangChain send defaults explicitly); any other value
   is a 400 naming the field;
-- anything else, including unknown fields, is a 400 naming the field.
+- anything else, including unknown fields, is a 400 naming the field, unless the deployment
+  lists it in ``gateway.drop_params``: then it is accepted and dropped, and the response
+  names it (``x-llmesh-dropped-params``).
 
 The same table, in prose, is in gateway/README.md.
 """
@@ -124,19 +126,26 @@ def check_message_fields(message: dict[str, Any], path: str) -> None:
             raise invalid(f"{path}.{key}", "is not supported yet; only null is accepted")
 
 
-def check_fields(body: dict[str, Any]) -> None:
-    """Refuse (INVALID_REQUEST) the fields llmesh would otherwise ignore, naming every one.
+def check_fields(body: dict[str, Any], drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """Refuse (INVALID_REQUEST) the fields llmesh would otherwise ignore, naming every one,
+    except those named in `drop`, which are returned (in body order) to be dropped.
 
-    The first one is OpenAI's ``param``; all of them are in the error's field violations.
+    The first refused one is OpenAI's ``param``; all of them are in the error's field
+    violations. A field llmesh honours, or one at its no-op value, is never dropped.
     """
     violations = []
+    dropped = []
     for key, value in body.items():
         if key in MAPPED or key in INERT:
             continue
         rule = DEFAULT_ONLY.get(key)
-        if rule is None:
+        if rule is not None and (value is None or rule.accepts(value)):
+            continue
+        if key in drop:
+            dropped.append(key)
+        elif rule is None:
             violations.append(FieldViolation(key, "is not supported (unknown field)"))
-        elif value is not None and not rule.accepts(value):
+        else:
             description = f"is not supported yet; only {rule.default} is accepted"
             violations.append(FieldViolation(key, description))
     if violations:
@@ -145,3 +154,4 @@ def check_fields(body: dict[str, Any]) -> None:
             "; ".join(f"{v.field}: {v.description}" for v in violations),
             violations=tuple(violations),
         )
+    return tuple(dropped)

@@ -9,6 +9,7 @@ does an upstream stream that ends without a finish event: a cut stream never loo
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
@@ -27,6 +28,11 @@ from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstr
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.v1 import orchestrator_pb2
 
+log = logging.getLogger("llmesh.gateway")
+
+DROPPED_HEADER = "x-llmesh-dropped-params"
+"""Names the body fields the gateway accepted and dropped (its ``drop_params`` setting)."""
+
 
 async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions``."""
@@ -34,9 +40,11 @@ async def chat_completions(request: Request) -> Response:
     try:
         opts = call_options(request.headers, upstream.settings.default_timeout)
         body = await read_json_object(request, upstream.settings.max_body_bytes)
-        parsed = parse_completion_request(body)
+        parsed = parse_completion_request(body, upstream.settings.drop_params)
     except LlmeshError as err:
         return openai_error_response(err)
+    if parsed.dropped:
+        log.debug("dropped /v1/chat/completions fields: %s", ", ".join(parsed.dropped))
     created = int(time.time())
     if parsed.stream:
         return UpstreamResponse(
@@ -60,11 +68,13 @@ async def _completion(
     except grpc.aio.AioRpcError as exc:
         response = openai_error_response(upstream.error(exc))
         response.headers.update(trail_headers(exc.trailing_metadata()))
+        response.headers.update(_dropped_headers(parsed))
         yield response
         return
     headers = {
         **call_headers(reply.request_id, reply.cache_hit),
         **trail_headers(await call.trailing_metadata()),
+        **_dropped_headers(parsed),
     }
     yield OrjsonResponse(completion(reply, parsed.model, created), headers=headers)
 
@@ -87,7 +97,10 @@ async def _chunks(
             data = encoder.encode(event)
             if not started:
                 started = True
-                yield call_headers(encoder.request_id, event.start.cache_hit)
+                yield {
+                    **call_headers(encoder.request_id, event.start.cache_hit),
+                    **_dropped_headers(parsed),
+                }
             if data:
                 yield data
         if not encoder.finished:
@@ -97,11 +110,17 @@ async def _chunks(
     except (grpc.aio.AioRpcError, LlmeshError) as exc:
         err = upstream.error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
         if not started:
-            yield openai_error_response(err)
+            response = openai_error_response(err)
+            response.headers.update(_dropped_headers(parsed))
+            yield response
         elif not encoder.finished:
             yield error_line(openai_error_body(err))
     finally:
         call.cancel()
+
+
+def _dropped_headers(parsed: CompletionRequest) -> dict[str, str]:
+    return {DROPPED_HEADER: ", ".join(parsed.dropped)} if parsed.dropped else {}
 
 
 async def list_models(request: Request) -> Response:

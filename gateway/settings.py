@@ -34,6 +34,10 @@ class GatewaySettings:
     at start-up when none exist there (the orchestrator and processor check the keys)."""
     allow_unauthenticated: bool = Config.allow_unauthenticated
     """Bind a non-loopback address even though no API keys exist (logged as a WARNING)."""
+    drop_params: frozenset[str] = frozenset(Config.gateway_drop_params)
+    """``/v1/chat/completions`` fields accepted and dropped rather than refused with a 400
+    (named in the ``x-llmesh-dropped-params`` response header); fields llmesh honours are
+    never dropped."""
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -44,4 +48,5 @@ class GatewaySettings:
             max_body_bytes=config.max_message_bytes,
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
+            drop_params=frozenset(config.gateway_drop_params),
         )

@@ -42,6 +42,15 @@ PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator")
 """The adapter kinds a provider entry may name."""
 
 
+def _names(value: object, key: str) -> tuple[str, ...]:
+    """A YAML list of non-empty strings (absent or null: none)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
 def _flag(value: object, key: str) -> bool:
     """A YAML boolean; anything else (a quoted ``"false"`` reads true to ``bool``) is an error."""
     if not isinstance(value, bool):
@@ -140,6 +149,9 @@ class Config:
     """Interface the HTTP gateway binds."""
     gateway_port: int = 8080
     """TCP port the HTTP gateway binds."""
+    gateway_drop_params: tuple[str, ...] = ()
+    """Top-level ``/v1/chat/completions`` body fields the gateway accepts and drops instead of
+    refusing with a 400 (``gateway.drop_params``); fields llmesh honours are never dropped."""
     emulator: EmulatorConfig = field(default_factory=EmulatorConfig)
     """The built-in emulator."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
@@ -402,6 +414,7 @@ def load_config(
         gateway_port=_setting(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
+        gateway_drop_params=_names(gw.get("drop_params"), "gateway.drop_params"),
         emulator=emulator,
         providers=providers,
         aliases=aliases,

@@ -78,6 +78,9 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "aliases: {fast: gpt-4o}",
         "- a list",
         'auth: {allow_unauthenticated: "false"}',  # a string is not a yes or a no
+        "gateway: {drop_params: logprobs}",  # a list of names, not one
+        'gateway: {drop_params: [logprobs, ""]}',
+        "gateway: {drop_params: [1]}",
     ],
 )
 def test_invalid_files_are_rejected_clearly(tmp_path: Path, text: str) -> None:
@@ -85,6 +88,13 @@ def test_invalid_files_are_rejected_clearly(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError):
         load_config(path, env={})
+
+
+def test_gateway_drop_params(tmp_path: Path) -> None:
+    assert load_config(None, env={}).gateway_drop_params == ()
+    path = tmp_path / "c.yaml"
+    path.write_text("gateway: {drop_params: [parallel_tool_calls, logprobs]}")
+    assert load_config(path, env={}).gateway_drop_params == ("parallel_tool_calls", "logprobs")
 
 
 def test_sdk_providers_fall_back_to_the_emulator_without_credentials(tmp_path: Path) -> None:

@@ -3,13 +3,16 @@
 A surface is how a client reaches llmesh: gRPC streaming or unary, or the gateway's SSE or
 unary JSON endpoints. Each run yields an `Outcome` (the events seen, the unary reply, or
 the error), and `check` compares it with the case's expectations, so all four surfaces are
-held to the same contract.
+held to the same contract. An embeddings case (``call: embed``) has two surfaces: the
+``Embed`` RPC and the gateway's ``/v1/embeddings``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +24,19 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from llmesh.services.common.errors import ERROR_TABLE, LlmeshError, Reason
+from llmesh.services.common.errors import ERROR_TABLE, FieldViolation, LlmeshError, Reason
 from llmesh.services.common.rpc_errors import from_rpc_error
-from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from llmesh.v1 import chat_pb2, embeddings_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 CASES_DIR = Path(__file__).parents[2] / "contracts" / "cases"
 SURFACES = ("grpc-stream", "grpc-unary", "gateway-sse", "gateway-unary")
+EMBED_SURFACES = ("grpc-unary", "gateway-unary")
+"""For ``call: embed``: the Embed RPC, and the gateway's ``/v1/embeddings`` (OpenAI's shape)."""
+
+
+def surfaces(case: dict[str, Any]) -> tuple[str, ...]:
+    """The surfaces a case runs on: all four for chat, the two unary ones for embeddings."""
+    return EMBED_SURFACES if case.get("call") == "embed" else SURFACES
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -51,6 +61,12 @@ class Outcome:
     grpc_code: grpc.StatusCode | None = None
     error_infos: int | None = None
     """For gRPC: how many ErrorInfo details the status carried."""
+    vectors: list[list[float]] | None = None
+    """For an embeddings call: the vectors, decoded, in input order."""
+    vector_encoding: str | None = None
+    """For an embeddings call: how the vectors came back, ``float`` or ``base64``."""
+    input_tokens: int | None = None
+    """For an embeddings call: the tokens read."""
 
 
 def _request(case: dict[str, Any]) -> chat_pb2.ChatInput:
@@ -94,8 +110,6 @@ async def run_grpc(address: str, case: dict[str, Any], unary: bool) -> Outcome:
 
 def _error_from_body(body: dict[str, Any]) -> LlmeshError:
     err = body["error"]
-    from llmesh.services.common.errors import FieldViolation
-
     return LlmeshError(
         Reason[err["reason"]],
         err.get("message", ""),
@@ -138,8 +152,74 @@ async def run_gateway(url: str, case: dict[str, Any], unary: bool) -> Outcome:
     return out
 
 
+def _unpack(data: bytes) -> list[float]:
+    return list(struct.unpack(f"<{len(data) // 4}f", data))
+
+
+async def run_grpc_embed(address: str, case: dict[str, Any]) -> Outcome:
+    out = Outcome()
+    request = json_format.ParseDict(case["request"], embeddings_pb2.EmbedRequest())
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        try:
+            reply = await stub.Embed(request, timeout=_timeout(case))
+        except grpc.aio.AioRpcError as exc:
+            _grpc_error(exc, out)
+            return out
+    packed = [bool(e.data) for e in reply.embeddings]
+    assert not any(packed) or all(packed), "every vector in one encoding"
+    out.vector_encoding = "base64" if any(packed) else "float"
+    out.vectors = [_unpack(e.data) if e.data else list(e.values) for e in reply.embeddings]
+    assert [e.index for e in reply.embeddings] == list(range(len(reply.embeddings)))
+    out.input_tokens = reply.usage.input_tokens
+    return out
+
+
+def _openai_embed_body(request: dict[str, Any]) -> dict[str, Any]:
+    """An EmbedRequest in protobuf JSON as OpenAI's /v1/embeddings body."""
+    body: dict[str, Any] = {"model": request["model"], "input": request.get("inputs", [])}
+    if "dimensions" in request:
+        body["dimensions"] = request["dimensions"]
+    encoding = request.get("encoding", "EMBEDDING_ENCODING_UNSPECIFIED")
+    # OpenAI's default is base64 in its SDK but float on the wire: say it every time
+    body["encoding_format"] = "base64" if encoding == "EMBEDDING_ENCODING_BASE64" else "float"
+    return body
+
+
+async def run_gateway_embed(url: str, case: dict[str, Any]) -> Outcome:
+    out = Outcome()
+    headers = {"x-llmesh-timeout": str(_timeout(case))}
+    body = _openai_embed_body(case["request"])
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        r = await client.post("/v1/embeddings", json=body, headers=headers)
+    if r.status_code != 200:
+        out.http_status = r.status_code
+        err = r.json()["error"]
+        param = err.get("param")
+        violations = (FieldViolation(param, err["message"]),) if param else ()
+        out.error = LlmeshError(Reason[err["code"].upper()], err["message"], None, violations)
+        return out
+    data = r.json()["data"]
+    assert [d["index"] for d in data] == list(range(len(data)))
+    kinds = {type(d["embedding"]).__name__ for d in data}
+    assert kinds in ({"str"}, {"list"}), "every vector in one encoding"
+    out.vector_encoding = "base64" if kinds == {"str"} else "float"
+    out.vectors = [
+        _unpack(base64.b64decode(d["embedding"]))
+        if isinstance(d["embedding"], str)
+        else d["embedding"]
+        for d in data
+    ]
+    out.input_tokens = r.json()["usage"]["prompt_tokens"]
+    return out
+
+
 async def run(surface: str, mesh: Any, case: dict[str, Any]) -> Outcome:
     """Run one case on one surface of a running mesh."""
+    if case.get("call") == "embed":
+        if surface.startswith("grpc"):
+            return await run_grpc_embed(mesh.orchestrator_address, case)
+        return await run_gateway_embed(mesh.gateway_url, case)
     if surface.startswith("grpc"):
         return await run_grpc(mesh.orchestrator_address, case, surface.endswith("unary"))
     return await run_gateway(mesh.gateway_url, case, surface.endswith("unary"))
@@ -165,8 +245,14 @@ def _summary(out: Outcome) -> dict[str, Any]:
                 r.usage, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
             ),
             "start": {"provider": r.provider, "model": r.model},
+            "reasoning": {
+                "text": "".join(b.thinking for b in r.message.thinking),
+                "blocks": len(r.message.thinking),
+                "signed": bool(r.message.thinking) and all(b.signature for b in r.message.thinking),
+            },
         }
     text, calls, summary = [], {}, {}
+    thinking: dict[int, dict[str, str]] = {}
     for ev in out.events:
         kind = ev.WhichOneof("event")
         if kind == "text_delta":
@@ -176,6 +262,11 @@ def _summary(out: Outcome) -> dict[str, Any]:
             c = calls.setdefault(d.index, {"name": "", "arguments": ""})
             c["name"] = c["name"] or d.name
             c["arguments"] += d.arguments_delta
+        elif kind == "reasoning_delta":
+            r = ev.reasoning_delta
+            block = thinking.setdefault(r.index, {"text": "", "signature": ""})
+            block["text"] += r.text
+            block["signature"] += r.signature
         elif kind == "finish":
             summary["finish"] = {
                 "reason": chat_pb2.FinishReason.Name(ev.finish.reason),
@@ -201,6 +292,12 @@ def _summary(out: Outcome) -> dict[str, Any]:
                 calls.clear()
     summary["text"] = "".join(text)
     summary["tool_calls"] = [calls[i] for i in sorted(calls)]
+    blocks = [thinking[i] for i in sorted(thinking)]
+    summary["reasoning"] = {
+        "text": "".join(b["text"] for b in blocks),
+        "blocks": len(blocks),
+        "signed": bool(blocks) and all(b["signature"] for b in blocks),
+    }
     return summary
 
 
@@ -246,16 +343,36 @@ def check(case: dict[str, Any], surface: str, out: Outcome) -> None:
             assert abs(out.error.retry_after - want["retry_after"]) < 0.01
         return
     assert out.error is None, f"unexpected error {out.error}"
+    if case.get("call") == "embed":
+        _check_embeddings(expect, out)
+        return
     summary = _summary(out)
     if "text" in expect:
         assert summary["text"] == expect["text"]
+    if "json" in expect:
+        assert json.loads(summary["text"]) == expect["json"], f"text {summary['text']!r}"
     if "tool_calls" in expect:
         got = summary["tool_calls"]
         assert [c["name"] for c in got] == [c["name"] for c in expect["tool_calls"]]
         for g, e in zip(got, expect["tool_calls"], strict=True):
             assert json.loads(g["arguments"]) == json.loads(e["arguments"])
-    for part in ("finish", "usage", "start", "switch"):
+    for part in ("finish", "usage", "start", "switch", "reasoning"):
         if part == "switch" and not streaming:
             continue  # a whole reply does not show how it was assembled
         if part in expect:
             _subset(expect[part], summary.get(part, {}), part)
+
+
+def _check_embeddings(expect: dict[str, Any], out: Outcome) -> None:
+    assert out.vectors is not None
+    want = expect.get("embeddings", {})
+    if "count" in want:
+        assert len(out.vectors) == want["count"], f"{len(out.vectors)} vectors"
+    if "dimensions" in want:
+        assert [len(v) for v in out.vectors] == [want["dimensions"]] * len(out.vectors)
+    if "encoding" in want:
+        assert out.vector_encoding == want["encoding"]
+    if want.get("distinct"):
+        assert len({tuple(v) for v in out.vectors}) == len(out.vectors), "one vector per text"
+    if "usage" in expect:
+        _subset(expect["usage"], {"input_tokens": out.input_tokens}, "usage")

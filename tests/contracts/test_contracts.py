@@ -6,10 +6,15 @@ from typing import Any
 
 import pytest
 
-from tests.contracts.runner import SURFACES, check, load_cases, run
+from tests.contracts.runner import check, load_cases, run, surfaces
 from tests.support.mesh import Mesh
 
 CASES = load_cases()
+RUNS = [
+    pytest.param(case, surface, id=f"{case['name']}-{surface}")
+    for case in CASES
+    for surface in surfaces(case)
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +29,7 @@ def programmed(mesh: Mesh) -> Mesh:
     return mesh
 
 
-@pytest.mark.parametrize("surface", SURFACES)
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize(("case", "surface"), RUNS)
 async def test_contract(programmed: Mesh, case: dict[str, Any], surface: str) -> None:
     outcome = await run(surface, programmed, case)
     check(case, surface, outcome)
