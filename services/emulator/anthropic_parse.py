@@ -204,6 +204,8 @@ def _media(block: Mapping[str, Any], kind: str, at: str, ttl: str | None) -> Blo
     if stype == "url":
         if not isinstance(source.get("url"), str):
             raise _required(f"{at}.source.url.url")
+        if kind == "document":
+            return media.document_url_block(source["url"], ttl)
         return media.image_url_block(source["url"], ttl)
     if stype != "base64":
         raise _invalid(f"{at}.{kind}.source: Input tag {stype!r} found using 'type' does not match")

@@ -21,6 +21,7 @@ __all__ = [
     "audio_block",
     "decode_base64",
     "document_block",
+    "document_url_block",
     "image_block",
     "image_url_block",
     "parse_data_url",
@@ -70,6 +71,11 @@ def document_block(media_type: str, data: bytes, ttl: str | None = None) -> Bloc
     """An inline document."""
     tokens = DOCUMENT_BASE_TOKENS + len(data) // DOCUMENT_BYTES_PER_TOKEN
     return Block(BlockKind.MEDIA, f"[document {media_type} {len(data)} bytes]", ttl, tokens)
+
+
+def document_url_block(url: str, ttl: str | None = None) -> Block:
+    """A document by URL, not fetched."""
+    return Block(BlockKind.MEDIA, f"[document {url}]", ttl, DOCUMENT_BASE_TOKENS)
 
 
 def audio_block(audio_format: str, data: bytes) -> Block:
