@@ -15,6 +15,7 @@ from typing import Any
 
 from llmesh.gateway.inputs import parse_message
 from llmesh.gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
+from llmesh.gateway.openai_parts import has_media, to_parts
 from llmesh.services.common.errors import invalid
 from llmesh.v1 import chat_pb2
 
@@ -91,7 +92,9 @@ def _content(value: Any, path: str) -> str:
             raise invalid(f"{path}[{j}]", "must be an object")
         if part.get("type") != "text":
             raise invalid(
-                f"{path}[{j}].type", f"unsupported content part {part.get('type')!r}; use text"
+                f"{path}[{j}].type",
+                f"unsupported content part {part.get('type')!r}; use text, image_url, file "
+                "or input_audio",
             )
         texts.append(_str(part.get("text"), f"{path}[{j}].text"))
     return "\n".join(texts)
@@ -129,11 +132,14 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
     content = raw.get("content")
     if content is None and role != chat_pb2.ROLE_ASSISTANT:
         raise invalid(f"{path}.content", "is required")
+    media = isinstance(content, list) and has_media(content)
     message = chat.messages.add(
         role=role,
-        content=_content(content, f"{path}.content"),
+        content="" if media else _content(content, f"{path}.content"),
         name=_opt_str(raw, "name", f"{path}.name"),
     )
+    if media and isinstance(content, list):
+        message.parts.extend(to_parts(content, f"{path}.content"))
     if role == chat_pb2.ROLE_ASSISTANT:
         _add_tool_calls(raw.get("tool_calls"), f"{path}.tool_calls", message)
     elif raw.get("tool_calls"):

@@ -12,13 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AUDIO_FORMATS",
+    "DOCUMENT_MEDIA_TYPES",
+    "IMAGE_MEDIA_TYPES",
+    "MAX_AUDIO_BYTES",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_IMAGE_BYTES",
+    "AudioPart",
     "ChatRequest",
+    "ContentPart",
+    "DocumentPart",
     "FinishReason",
+    "ImagePart",
     "Message",
     "ReasoningEffort",
     "ResponseFormat",
     "ResponseFormatType",
     "Role",
+    "TextPart",
     "ThinkingBlock",
     "Tool",
     "ToolCall",
@@ -58,6 +69,60 @@ class ThinkingBlock:
     redacted_data: str = ""
 
 
+IMAGE_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+"""The image media types both OpenAI and Anthropic accept."""
+DOCUMENT_MEDIA_TYPES = frozenset({"application/pdf"})
+"""The document media types accepted (PDF, the one both providers read)."""
+AUDIO_FORMATS = frozenset({"wav", "mp3"})
+"""The audio formats OpenAI's ``input_audio`` accepts."""
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+"""The largest image a part may carry (OpenAI's limit; Anthropic's API allows less)."""
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+"""The largest document a part may carry (Anthropic's request limit for PDFs)."""
+MAX_AUDIO_BYTES = 25 * 1024 * 1024
+"""The largest audio clip a part may carry."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """A run of text within a message's content."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image: an http(s) `url` the provider fetches (llmesh never does), or inline
+    `data` with its `media_type`."""
+
+    url: str = ""
+    data: bytes = b""
+    media_type: str = ""
+    detail: str = ""
+    """OpenAI's detail hint (``auto``, ``low``, ``high``); empty leaves it to the provider."""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPart:
+    """A document's bytes (a PDF) with an optional title."""
+
+    data: bytes
+    media_type: str = "application/pdf"
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPart:
+    """An audio clip's bytes and format (``wav`` or ``mp3``)."""
+
+    data: bytes
+    format: str
+
+
+ContentPart = TextPart | ImagePart | DocumentPart | AudioPart
+"""One part of a message's content."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One conversation turn."""
@@ -71,6 +136,9 @@ class Message:
     """An optional author name."""
     thinking: tuple[ThinkingBlock, ...] = ()
     """For an assistant turn: its thinking blocks, returned to the provider unchanged."""
+    parts: tuple[ContentPart, ...] = ()
+    """The content as ordered parts (text, images, documents, audio); when present they are
+    the whole content and `content` is empty. Empty means a text-only message."""
 
 
 class FinishReason(enum.Enum):

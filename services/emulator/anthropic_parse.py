@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from llmesh.services.emulator import media
 from llmesh.services.emulator.errors import ApiError
 from llmesh.services.emulator.generation import INVALID_JSON, ChatCall
 from llmesh.services.emulator.replies import (
@@ -183,10 +184,44 @@ def _blocks(content: Any, where: str, allowed: tuple[str, ...] | None = None) ->
             parts = _blocks(result, f"{at}.content") if result != "" else []
             text = "\n".join(p.text for p in parts if p.kind is BlockKind.TEXT)
             out.append(Block(BlockKind.TOOL_RESULT, text, ttl))
+        elif kind in ("image", "document"):
+            out.append(_media(block, kind, at, ttl))
         else:
             shown = {k: v for k, v in block.items() if k != "cache_control"}
             out.append(Block(BlockKind.OTHER, orjson.dumps(shown).decode(), ttl))
     return out
+
+
+_DOCUMENT_TYPES = ("application/pdf",)
+
+
+def _media(block: Mapping[str, Any], kind: str, at: str, ttl: str | None) -> Block:
+    """An ``image`` or ``document`` block, checked as Anthropic does."""
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _required(f"{at}.source")
+    stype = source.get("type")
+    if stype == "url":
+        if not isinstance(source.get("url"), str):
+            raise _required(f"{at}.source.url.url")
+        if kind == "document":
+            return media.document_url_block(source["url"], ttl)
+        return media.image_url_block(source["url"], ttl)
+    if stype != "base64":
+        raise _invalid(f"{at}.{kind}.source: Input tag {stype!r} found using 'type' does not match")
+    allowed = media.IMAGE_TYPES if kind == "image" else _DOCUMENT_TYPES
+    media_type = source.get("media_type")
+    if not isinstance(media_type, str) or media_type not in allowed:
+        listed = ", ".join(repr(a) for a in allowed)
+        raise _invalid(f"{at}.{kind}.source.base64.media_type: Input should be {listed}")
+    if not isinstance(source.get("data"), str):
+        raise _required(f"{at}.{kind}.source.base64.data")
+    data = media.decode_base64(source["data"])
+    if data is None:
+        raise _invalid(f"{at}.{kind}.source.base64.data: invalid base64 data")
+    if kind == "image":
+        return media.image_block(media_type, data, ttl)
+    return media.document_block(media_type, data, ttl)
 
 
 def _tools(raw: Any) -> tuple[ToolDef, ...]:

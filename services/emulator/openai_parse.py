@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from llmesh.services.emulator import media
 from llmesh.services.emulator.errors import ApiError
 from llmesh.services.emulator.generation import INVALID_JSON, ChatCall
 from llmesh.services.emulator.replies import (
@@ -200,9 +201,79 @@ def _content(content: Any, where: str, kind: BlockKind) -> list[Block]:
             if not isinstance(text, str):
                 raise _missing(f"{where}[{j}].{part['type']}")
             blocks.append(Block(kind, text))
+        elif part.get("type") in _MEDIA_PARTS:
+            blocks.append(_media(part, f"{where}[{j}]"))
         else:
             blocks.append(Block(BlockKind.OTHER, orjson.dumps(part).decode()))
     return blocks
+
+
+_MEDIA_PARTS = ("image_url", "file", "input_audio")
+_AUDIO_FORMATS = ("wav", "mp3")
+
+
+def _media(part: Mapping[str, Any], where: str) -> Block:
+    """An ``image_url``, ``file`` or ``input_audio`` content part, checked as OpenAI does."""
+    kind = part["type"]
+    inner = part.get(kind)
+    if not isinstance(inner, dict):
+        raise _missing(f"{where}.{kind}")
+    if kind == "image_url":
+        url = inner.get("url")
+        if not isinstance(url, str):
+            raise _missing(f"{where}.image_url.url")
+        if "detail" in inner and inner["detail"] not in ("auto", "low", "high"):
+            raise _bad_value(f"{where}.image_url.detail", inner["detail"], ("auto", "low", "high"))
+        if url.startswith(("http://", "https://")):
+            return media.image_url_block(url)
+        parsed = media.parse_data_url(url)
+        if parsed is None:
+            raise ApiError(
+                400,
+                "Invalid 'image_url'. Expected a base64-encoded data URL with an image MIME "
+                "type (e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU='), but got "
+                "an invalid value.",
+                param=f"{where}.image_url.url",
+                code="invalid_value",
+            )
+        media_type, data = parsed
+        if media_type not in media.IMAGE_TYPES:
+            raise ApiError(
+                400,
+                "You uploaded an unsupported image. Please make sure your image has of one "
+                "the following formats: ['png', 'jpeg', 'gif', 'webp'].",
+                code="invalid_image_format",
+            )
+        return media.image_block(media_type, data)
+    if kind == "file":
+        file_data = inner.get("file_data")
+        if not isinstance(file_data, str):
+            raise _missing(f"{where}.file.file_data")
+        parsed = media.parse_data_url(file_data)
+        if parsed is None or parsed[0] != "application/pdf":
+            raise ApiError(
+                400,
+                "Invalid file data: 'file_data'. Expected a base64-encoded data URL with "
+                "MIME type 'application/pdf', but got an invalid value.",
+                param=f"{where}.file.file_data",
+                code="invalid_value",
+            )
+        return media.document_block(*parsed)
+    data_text = inner.get("data")
+    if not isinstance(data_text, str):
+        raise _missing(f"{where}.input_audio.data")
+    fmt = inner.get("format")
+    if fmt not in _AUDIO_FORMATS:
+        raise _bad_value(f"{where}.input_audio.format", fmt, _AUDIO_FORMATS)
+    audio = media.decode_base64(data_text)
+    if audio is None:
+        raise ApiError(
+            400,
+            "Invalid value for 'input_audio.data': expected base64-encoded audio.",
+            param=f"{where}.input_audio.data",
+            code="invalid_value",
+        )
+    return media.audio_block(fmt, audio)
 
 
 def _response_format(raw: Any) -> tuple[str, str]:

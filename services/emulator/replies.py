@@ -91,6 +91,8 @@ class BlockKind(enum.StrEnum):
     TEXT = "text"
     TOOL_USE = "tool_use"
     TOOL_RESULT = "tool_result"
+    MEDIA = "media"
+    """An image, document or audio clip; its text names it (see `media`)."""
     OTHER = "other"
 
 
@@ -102,6 +104,11 @@ class Block:
     text: str
     cache_ttl: str | None = None
     """The ``ttl`` of an Anthropic ``cache_control`` marker on this block, if any."""
+    tokens: int | None = None
+    """The block's input tokens when not counted from its text (media blocks)."""
+
+
+_SHOWN = (BlockKind.TEXT, BlockKind.MEDIA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +120,8 @@ class Turn:
 
     @property
     def text(self) -> str:
-        """The message's text blocks, joined with newlines."""
-        return "\n".join(b.text for b in self.blocks if b.kind is BlockKind.TEXT)
+        """The message's text and media blocks, joined with newlines."""
+        return "\n".join(b.text for b in self.blocks if b.kind in _SHOWN)
 
     @property
     def tool_results(self) -> list[str]:
@@ -200,7 +207,7 @@ class Reply:
 def last_user_text(turns: Sequence[Turn]) -> str:
     """The text of the last user message that has text; empty when there is none."""
     for turn in reversed(turns):
-        if turn.role == "user" and any(b.kind is BlockKind.TEXT for b in turn.blocks):
+        if turn.role == "user" and any(b.kind in _SHOWN for b in turn.blocks):
             return turn.text
     return ""
 
@@ -324,7 +331,8 @@ def prompt_units(conv: Conversation) -> Iterator[Unit]:
     for turn in conv.turns:
         yield Unit("role", turn.role, MESSAGE_OVERHEAD)
         for block in turn.blocks:
-            yield Unit(block.kind, block.text, count_tokens(block.text), cache_ttl=block.cache_ttl)
+            tokens = count_tokens(block.text) if block.tokens is None else block.tokens
+            yield Unit(block.kind, block.text, tokens, cache_ttl=block.cache_ttl)
         yield Unit("end", "", 0, boundary=True)
     yield Unit("reply", "", REPLY_OVERHEAD)
 

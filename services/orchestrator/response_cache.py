@@ -38,7 +38,16 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from llmesh.services.common.policy_settings import ResponseCacheConfig
-from llmesh.services.core.chat import ChatRequest, FinishReason, Message, ThinkingBlock
+from llmesh.services.core.chat import (
+    ChatRequest,
+    ContentPart,
+    DocumentPart,
+    FinishReason,
+    ImagePart,
+    Message,
+    TextPart,
+    ThinkingBlock,
+)
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
@@ -121,7 +130,24 @@ def _message(m: Message) -> dict[str, Any]:
     }
     if m.thinking:
         out["thinking"] = [[b.thinking, b.signature, b.redacted_data] for b in m.thinking]
+    if m.parts:
+        out["parts"] = [_part(p) for p in m.parts]
     return out
+
+
+def _part(p: ContentPart) -> list[Any]:
+    """A content part in the key: its kind, fields and the sha256 of its bytes."""
+    if isinstance(p, TextPart):
+        return ["text", p.text]
+    if isinstance(p, ImagePart):
+        return ["image", p.url, _digest(p.data), p.media_type, p.detail]
+    if isinstance(p, DocumentPart):
+        return ["document", _digest(p.data), p.media_type, p.title]
+    return ["input_audio", _digest(p.data), p.format]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest() if data else ""
 
 
 def cache_key(

@@ -186,7 +186,7 @@ async def test_errors_raise_the_matching_sdk_class(
         await create(model="fake/invalid", messages=HI, stream=stream)
     assert bad.value.param == "input.messages[0].content"
     with pytest.raises(openai.BadRequestError) as bad:
-        content: Any = [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]
+        content: Any = [{"type": "video_url", "video_url": {"url": "http://x/y.mp4"}}]
         await create(model="fake/text", messages=[{"role": "user", "content": content}])
     assert bad.value.param == "messages[0].content[0].type"
     assert bad.value.code == "invalid_request"

@@ -21,6 +21,10 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2
 HI = [{"role": "user", "content": "hi"}]
 
 
+def IMAGE(url: str) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
 def parse(**body: Any) -> chat_pb2.ChatInput:
     return parse_completion_request({"model": "m/x", "messages": HI, **body}).input
 
@@ -106,8 +110,29 @@ def test_stream_options() -> None:
         ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content"),
         ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         (
-            {"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "video_url"}]}]},
             "messages[0].content[0].type",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            "messages[0].content[0].input_audio",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [IMAGE("data:image/png,x")]}]},
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [IMAGE("ftp://x/y.png")]}]},
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [
+                    {"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}
+                ],
+            },
+            "messages[0].content[0].file.file_id",
         ),
         (
             {"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
@@ -249,3 +274,38 @@ def test_encoder_uses_the_last_usage_event_when_finish_has_none() -> None:
     usage_chunk = orjson.loads(raw.split(b"\n\n")[1][6:])
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"]["total_tokens"] == 6
+
+
+PDF_TYPE = "application/pdf"
+
+
+def test_media_parts_map_to_message_parts_in_order() -> None:
+    content = [
+        {"type": "text", "text": "see"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAEC", "detail": "low"}},
+        IMAGE("https://example.com/a.png"),
+        {
+            "type": "file",
+            "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "r"},
+        },
+        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+    ]
+    message = parse(model="m", messages=[{"role": "user", "content": content}]).messages[0]
+    assert message.content == ""
+    assert list(message.parts) == [
+        chat_pb2.ContentPart(text="see"),
+        chat_pb2.ContentPart(
+            image=chat_pb2.ImagePart(data=b"\x00\x01\x02", media_type="image/png", detail="low")
+        ),
+        chat_pb2.ContentPart(image=chat_pb2.ImagePart(url="https://example.com/a.png")),
+        chat_pb2.ContentPart(
+            document=chat_pb2.DocumentPart(data=b"%PD", media_type="application/pdf", title="r")
+        ),
+        chat_pb2.ContentPart(input_audio=chat_pb2.AudioPart(data=b"RIF", format="wav")),
+    ]
+
+
+def test_text_only_arrays_still_join_into_content() -> None:
+    content = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    message = parse(model="m", messages=[{"role": "user", "content": content}]).messages[0]
+    assert message.content == "a\nb" and not message.parts

@@ -15,10 +15,13 @@ from llmesh.services.common.errors import Reason
 from llmesh.services.core.call import ChatCall
 from llmesh.services.core.chat import (
     ChatRequest,
+    DocumentPart,
     FinishReason,
+    ImagePart,
     Message,
     ReasoningEffort,
     Role,
+    TextPart,
     ThinkingBlock,
     Tool,
     ToolCall,
@@ -95,6 +98,31 @@ def test_key_ignores_what_does_not_change_the_reply() -> None:
     assert _key("fast", (), off) == _key("fast", (), request)
     # int and float temperatures normalize alike
     assert _key("fast", (), replace(request, temperature=0)) == _key("fast", (), request)
+
+
+def test_key_changes_with_the_parts() -> None:
+    """Two prompts that differ only in an image's or a document's bytes are not one entry."""
+
+    def with_parts(*parts: Any) -> ChatRequest:
+        return ChatRequest((Message(Role.USER, parts=parts),), temperature=0)
+
+    keys = {
+        _key("fast", (), with_parts(TextPart("what is it"))),
+        _key(
+            "fast",
+            (),
+            with_parts(TextPart("what is it"), ImagePart(data=b"a", media_type="image/png")),
+        ),
+        _key(
+            "fast",
+            (),
+            with_parts(TextPart("what is it"), ImagePart(data=b"b", media_type="image/png")),
+        ),
+        _key("fast", (), with_parts(TextPart("what is it"), ImagePart(url="https://x/a.png"))),
+        _key("fast", (), with_parts(TextPart("what is it"), DocumentPart(b"%PDF-a"))),
+        _key("fast", (), with_parts(TextPart("what is it"), DocumentPart(b"%PDF-b"))),
+    }
+    assert len(keys) == 6
 
 
 def test_key_separates_tenants() -> None:

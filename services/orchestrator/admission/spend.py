@@ -23,12 +23,20 @@ cost is committed and the rest of the hold released.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.chat import (
+    AudioPart,
+    ChatRequest,
+    ContentPart,
+    DocumentPart,
+    ImagePart,
+    TextPart,
+)
 from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import CallEvent, Started, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.target import Target
@@ -57,11 +65,37 @@ TOOL_FRAMING = 16
 TOOL_USE_PROMPT = 600
 """Tokens allowed once when tools are offered (Anthropic's tool-use system prompt is ~350)."""
 
+IMAGE_BOUND = 50_000
+"""Tokens allowed per image: OpenAI's gpt-4o-mini bills a high-detail image up to
+2,833 + 8 x 5,667 tokens (its other models and Anthropic's far fewer)."""
+PAGE_BOUND = 3_000
+"""Tokens allowed per PDF page on top of the document's bytes (Anthropic reads each page
+as an image, about 1,600 tokens, besides its text)."""
+AUDIO_BYTES_PER_TOKEN = 100
+"""Audio bytes per token allowed (OpenAI bills about 10 tokens a second; a 32 kbit/s mp3
+is 4,000 bytes a second)."""
+
 _EPSILON = 1e-9
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?!s)")
 
 
 def _bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def part_bound(part: ContentPart) -> int:
+    """At least the input tokens of one content part: text by its bytes, an image by
+    `IMAGE_BOUND` (a URL's too), a PDF by its bytes plus `PAGE_BOUND` a page, audio by
+    `AUDIO_BYTES_PER_TOKEN`."""
+    if isinstance(part, TextPart):
+        return _bytes(part.text)
+    if isinstance(part, ImagePart):
+        return IMAGE_BOUND
+    if isinstance(part, DocumentPart):
+        pages = max(1, len(_PDF_PAGE.findall(part.data)))
+        return len(part.data) + PAGE_BOUND * pages
+    assert isinstance(part, AudioPart)
+    return len(part.data) // AUDIO_BYTES_PER_TOKEN + MESSAGE_FRAMING
 
 
 def input_bound(request: ChatRequest | EmbeddingRequest) -> int:
@@ -71,6 +105,7 @@ def input_bound(request: ChatRequest | EmbeddingRequest) -> int:
     total = REPLY_PRIMING
     for m in request.messages:
         total += MESSAGE_FRAMING + _bytes(m.content) + _bytes(m.name) + _bytes(m.tool_call_id)
+        total += sum(part_bound(p) for p in m.parts)
         for c in m.tool_calls:
             total += _bytes(c.name) + _bytes(c.arguments) + MESSAGE_FRAMING
     if request.tools:

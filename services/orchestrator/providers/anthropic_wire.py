@@ -32,6 +32,7 @@ Mapping choices worth knowing:
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -39,10 +40,13 @@ from typing import Any
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 from llmesh.services.core.chat import (
     ChatRequest,
+    DocumentPart,
     FinishReason,
+    ImagePart,
     Message,
     ResponseFormatType,
     Role,
+    TextPart,
     ToolChoiceMode,
 )
 from llmesh.services.core.events import (
@@ -99,12 +103,54 @@ def _tool_input(arguments: str, path: str) -> dict[str, Any]:
     return parsed
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
+    """A message's content parts as Anthropic content blocks.
+
+    Anthropic takes no audio: an audio part is INVALID_REQUEST naming it, raised before
+    anything is sent.
+    """
+    blocks: list[dict[str, Any]] = []
+    for k, part in enumerate(m.parts):
+        if isinstance(part, TextPart):
+            if part.text:  # Anthropic rejects empty text blocks
+                blocks.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            source: dict[str, Any] = (
+                {"type": "url", "url": part.url}
+                if part.url
+                else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)}
+            )
+            blocks.append({"type": "image", "source": source})
+        elif isinstance(part, DocumentPart):
+            doc: dict[str, Any] = {
+                "type": "document",
+                "source": {
+                    "type": "base64",
+                    "media_type": part.media_type,
+                    "data": _b64(part.data),
+                },
+            }
+            if part.title:
+                doc["title"] = part.title
+            blocks.append(doc)
+        else:
+            raise invalid(
+                f"messages[{i}].parts[{k}].input_audio", "Anthropic models do not accept audio"
+            )
+    return blocks
+
+
 def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
     """The content blocks of one non-system message."""
     if m.role is Role.TOOL:
         if not m.tool_call_id:
             raise invalid(f"messages[{i}].tool_call_id", "required for tool messages")
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+        content: Any = _part_blocks(m, i) if m.parts else m.content
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": content}]
     blocks: list[dict[str, Any]] = []
     if m.role is Role.ASSISTANT:
         for b in m.thinking:
@@ -114,7 +160,9 @@ def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
                 blocks.append(
                     {"type": "thinking", "thinking": b.thinking, "signature": b.signature}
                 )
-    if m.content:
+    if m.parts:
+        blocks.extend(_part_blocks(m, i))
+    elif m.content:
         blocks.append({"type": "text", "text": m.content})
     if m.role is Role.ASSISTANT:
         for j, call in enumerate(m.tool_calls):
@@ -137,7 +185,15 @@ def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list
     out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
         if m.role is Role.SYSTEM:
-            if m.content:
+            if m.parts:
+                for k, part in enumerate(m.parts):
+                    if not isinstance(part, TextPart):
+                        raise invalid(
+                            f"messages[{i}].parts[{k}]", "a system message takes text parts only"
+                        )
+                    if part.text:
+                        system.append({"type": "text", "text": part.text})
+            elif m.content:
                 system.append({"type": "text", "text": m.content})
             continue
         blocks = _blocks(m, i)

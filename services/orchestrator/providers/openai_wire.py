@@ -15,17 +15,22 @@ servers reject or ignore it in input messages.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import (
     ChatRequest,
+    ContentPart,
+    DocumentPart,
     FinishReason,
+    ImagePart,
     Message,
     ResponseFormat,
     ResponseFormatType,
     Role,
+    TextPart,
     ToolChoiceMode,
 )
 from llmesh.services.core.events import (
@@ -48,9 +53,43 @@ _FINISH = {
 }
 
 
+def data_url(media_type: str, data: bytes) -> str:
+    """A ``data:`` URL carrying `data` in base64."""
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def content_part(part: ContentPart) -> dict[str, Any]:
+    """One content part in OpenAI's chat completions shape."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        image: dict[str, Any] = {"url": part.url or data_url(part.media_type, part.data)}
+        if part.detail:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    if isinstance(part, DocumentPart):
+        file: dict[str, Any] = {"file_data": data_url(part.media_type, part.data)}
+        if part.title:
+            file["filename"] = part.title
+        return {"type": "file", "file": file}
+    audio = {"data": base64.b64encode(part.data).decode("ascii"), "format": part.format}
+    return {"type": "input_audio", "input_audio": audio}
+
+
 def _message(m: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": m.role.value}
-    if m.role is Role.ASSISTANT and m.tool_calls:
+    if m.parts:
+        out["content"] = [content_part(p) for p in m.parts]
+        if m.role is Role.ASSISTANT and m.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in m.tool_calls
+            ]
+    elif m.role is Role.ASSISTANT and m.tool_calls:
         out["content"] = m.content or None
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

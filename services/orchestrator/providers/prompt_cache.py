@@ -102,6 +102,28 @@ def _block_text(block: Mapping[str, Any]) -> str:
     return _canonical(_without_marker(block))
 
 
+IMAGE_TOKENS = 1600
+"""Estimated tokens of an image block (Anthropic's images cap at about 1,600 tokens)."""
+DOCUMENT_BYTES_PER_TOKEN = 50
+"""Estimated bytes of a base64 document's data per token (PDF text plus page images)."""
+
+
+def _block_tokens(block: Mapping[str, Any], estimate: Callable[[str], int]) -> int:
+    """Estimated tokens of one block: images and documents by their kind and size, not by
+    the length of their base64 text."""
+    kind = block.get("type")
+    if kind == "image":
+        return IMAGE_TOKENS
+    source = block.get("source")
+    if kind == "document" and isinstance(source, Mapping) and source.get("type") == "base64":
+        data = source.get("data")
+        size = len(data) * 3 // 4 if isinstance(data, str) else 0
+        return IMAGE_TOKENS + size // DOCUMENT_BYTES_PER_TOKEN
+    if kind == "tool_result" and isinstance(block.get("content"), list):
+        return sum(_block_tokens(b, estimate) for b in block["content"] if isinstance(b, Mapping))
+    return estimate(_block_text(block))
+
+
 def _blocks(content: object) -> list[tuple[int, Mapping[str, Any]]]:
     """The blocks of a system prompt or message content, with their indices.
 
@@ -140,7 +162,7 @@ def _slots(body: Mapping[str, Any], estimate: Callable[[str], int]) -> list[_Slo
         if not isinstance(message, Mapping):
             continue
         for j, block in _blocks(message.get("content")):
-            total += estimate(_block_text(block))
+            total += _block_tokens(block, estimate)
             out.append(_Slot("messages", i, j, block, total))
     return out
 

@@ -37,11 +37,14 @@ from llmesh.services.common.config import ProviderConfig, ResolvedProvider
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.core.chat import (
     ChatRequest,
+    DocumentPart,
+    ImagePart,
     Message,
     ReasoningEffort,
     ResponseFormat,
     ResponseFormatType,
     Role,
+    TextPart,
     ThinkingBlock,
     Tool,
     ToolCall,
@@ -414,6 +417,9 @@ TOOLS = (
 )
 CALL = ToolCall("call_1", "get_weather", '{"city": "Oslo", "days": 2}')
 
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n%%EOF\n"
+
 REQUESTS: dict[str, ChatRequest] = {
     "text": ChatRequest((Message(Role.USER, "The quick brown fox"),)),
     "system": ChatRequest(
@@ -494,6 +500,26 @@ REQUESTS: dict[str, ChatRequest] = {
             Message(Role.USER, "hi"),
         ),
         prompt_cache_ttl="1h",
+    ),
+    "image_and_document_parts": ChatRequest(
+        (
+            Message(
+                Role.USER,
+                parts=(
+                    TextPart("What is in these?"),
+                    ImagePart(data=PNG, media_type="image/png", detail="low"),
+                    DocumentPart(PDF, "application/pdf", "report.pdf"),
+                ),
+            ),
+        ),
+    ),
+    "image_url_part": ChatRequest(
+        (
+            Message(
+                Role.USER,
+                parts=(ImagePart(url="https://example.com/cat.png"), TextPart("Describe")),
+            ),
+        ),
     ),
 }
 
