@@ -17,7 +17,7 @@ TYPING := $(VENV)/typing/llmesh
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,local]'
 	@touch $(STAMP)
 
 $(TYPING): | $(STAMP)

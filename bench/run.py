@@ -1,5 +1,7 @@
 """The suite's runner: ``python -m bench [--smoke | --soak] [--upstream auto|fast|emulator]``.
 
+``python -m bench --embeddings`` instead measures the local embedding model (`bench.embeddings`).
+
 It pins itself (the load generator) to the load core, starts the upstream there, measures
 the upstream's own ceiling, starts the orchestrator and gateway on the service core, runs
 every workload alternating direct and llmesh, then prints the table and writes the JSON.
@@ -251,11 +253,22 @@ def _parser() -> argparse.ArgumentParser:
         help="count llmesh's instructions against the bare relay under callgrind (valgrind)",
     )
     mode.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="texts/s and memory of the local embedding model, in this process",
+    )
+    mode.add_argument(
         "--profile",
         action="store_true",
         help="sample the orchestrator with py-spy under streaming load and summarize",
     )
     p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
+    p.add_argument(
+        "--embeddings-seconds",
+        type=float,
+        default=3.0,
+        help="how long each embeddings measure runs",
+    )
     p.add_argument(
         "--profile-workload",
         choices=("stream", "nonstream", "paced"),
@@ -299,6 +312,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             limit = 900.0
             work = run_instructions(pinning, args.out, _log)
+        elif args.embeddings:
+            from bench.embeddings import run_embeddings
+
+            limit = args.embeddings_seconds * 3 + 60
+            work = run_embeddings(args.embeddings_seconds, args.out, _log)
         elif args.profile:
             from bench.profile import run_profile
 

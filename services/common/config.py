@@ -8,6 +8,7 @@ every key.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -22,6 +23,7 @@ from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.resilience_settings import Resilience
 
 __all__ = [
+    "LOCAL_MODEL_PACKAGES",
     "MID_STREAM_POLICIES",
     "PROVIDER_KINDS",
     "Config",
@@ -38,7 +40,7 @@ __all__ = [
     "with_overrides",
 ]
 
-PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator")
+PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator", "local")
 """The adapter kinds a provider entry may name."""
 
 
@@ -65,7 +67,8 @@ class ProviderConfig:
     name: str
     """The provider's name: the part of a model name before the slash."""
     kind: str
-    """The adapter: ``openai``, ``anthropic``, ``openai-compatible`` or ``emulator``."""
+    """The adapter: ``openai``, ``anthropic``, ``openai-compatible``, ``emulator`` or ``local``
+    (embedding models run in-process; no URL, no key)."""
     base_url: str | None = None
     """The API base URL; for openai/anthropic, ``$OPENAI_BASE_URL`` / ``$ANTHROPIC_BASE_URL``."""
     api_key: str | None = None
@@ -86,6 +89,11 @@ class ProviderConfig:
     """What carries the provider's wire format: ``lean`` (its own HTTP/1.1 client and orjson,
     about ten times less CPU per call and per streamed token) or ``sdk`` (the official
     `openai` / `anthropic` SDK, the reference the lean transport is tested against)."""
+    max_batch: int = 32
+    """``local`` only: the most texts embedded in one model call; concurrent calls are
+    gathered up to this many."""
+    batch_wait: float = 0.002
+    """``local`` only: seconds a model call waits after a call arrives for others to join it."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,8 @@ class Config:
     emulator: EmulatorConfig = field(default_factory=EmulatorConfig)
     """The built-in emulator."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
-    """Providers by name; openai, anthropic and emulator are always present."""
+    """Providers by name; openai, anthropic and emulator are always present, and ``local``
+    when a package shipping a local embedding model is installed (the `local` extra)."""
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Short model names mapped to ``provider/model`` names."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -198,7 +207,25 @@ def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
             models=("claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6"),
         ),
         "emulator": ProviderConfig("emulator", "emulator", models=("echo",)),
+        **_local_provider(),
     }
+
+
+LOCAL_MODEL_PACKAGES = {"wordllama-l2-supercat": "wordllama"}
+"""The ``local`` kind's models, by the installed package that ships each one's weights."""
+
+
+def _local_provider() -> dict[str, ProviderConfig]:
+    """The ``local`` provider, with the models whose package is installed (none: no provider).
+
+    Found without importing the packages: loading the configuration stays cheap.
+    """
+    models = tuple(
+        model
+        for model, package in LOCAL_MODEL_PACKAGES.items()
+        if importlib.util.find_spec(package) is not None
+    )
+    return {"local": ProviderConfig("local", "local", models=models)} if models else {}
 
 
 def _field_default(cls: type[Any], name: str) -> Any:
@@ -221,6 +248,10 @@ def _provider(name: str, raw: Any) -> ProviderConfig:
     transport = raw.get("transport", _field_default(ProviderConfig, "transport"))
     if transport not in ("lean", "sdk"):
         raise ConfigError(f"providers.{name}.transport: {transport!r} is not 'lean' or 'sdk'")
+    for key, minimum in (("max_batch", 1), ("batch_wait", 0)):
+        value = raw.get(key, minimum)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise ConfigError(f"providers.{name}.{key}: expected a number >= {minimum}")
     args = dict(raw)
     args["kind"] = kind
     args["models"] = tuple(args.get("models", ()))
@@ -481,6 +512,8 @@ def resolve_provider(
             else "https://api.anthropic.com"
         )
         return ResolvedProvider(provider, base or default, key or "unused", False)
+    if provider.kind == "local":
+        return ResolvedProvider(provider, "in-process", "unused", False)
     if provider.kind == "emulator":
         return ResolvedProvider(provider, base or emulator.url + "/v1", key or "emulator", True)
     assert base is not None  # checked when loading

@@ -96,5 +96,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "anthropic/claude-3-opus": _anthropic(15.0, 75.0, 1.5, 18.75, 30.0, 4_096),
     # The built-in emulator is free.
     "emulator/*": Price(0.0, 0.0, cache_read=0.0, cache_write_5m=0.0, cache_write_1h=0.0),
+    # Models run in-process by the local provider kind cost nothing per token.
+    "local/*": Price(0.0, 0.0, cache_read=0.0, cache_write_5m=0.0, cache_write_1h=0.0),
 }
 """Every shipped entry, keyed ``provider/model``."""

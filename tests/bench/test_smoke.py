@@ -70,3 +70,16 @@ def test_soak_run_samples_memory(tmp_path: Path) -> None:
     meta = data["meta"]
     assert isinstance(meta, dict)
     assert set(meta["growth_pct"]) == {"orchestrator", "gateway"}
+
+
+@pytest.mark.timeout(60)
+def test_embeddings_run_reports_throughput_and_memory(tmp_path: Path) -> None:
+    data = _run(["--embeddings", "--embeddings-seconds", "0.2"], tmp_path)
+    results = data["results"]
+    assert isinstance(results, dict)
+    assert results["dimensions"] == 256
+    for key in ("texts_per_s_batch_1", "texts_per_s_batch_32", "texts_per_s_client_32_concurrent"):
+        assert results[key] > 0, key
+    assert results["rss_mib_after_load"] > 0
+    assert results["client_model_calls"] > 0
+    assert "| texts_per_s_batch_32 |" in str(data["table"])

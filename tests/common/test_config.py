@@ -57,6 +57,8 @@ def test_the_default_database_is_per_user_not_per_directory(
 def test_example_file_loads() -> None:
     c = load_config(ROOT / "llmesh.example.yaml", env={})
     assert c.providers["ollama"].kind == "openai-compatible"
+    local = c.providers["local"]  # present by default when the local extra is installed
+    assert (local.kind, local.max_batch, local.batch_wait) == ("local", 32, 0.002)
     assert c.aliases["fast"] == "openai/gpt-4o-mini"
 
 
@@ -81,6 +83,9 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "gateway: {drop_params: logprobs}",  # a list of names, not one
         'gateway: {drop_params: [logprobs, ""]}',
         "gateway: {drop_params: [1]}",
+        "providers: {local: {kind: local, max_batch: 0}}",
+        "providers: {local: {kind: local, batch_wait: -1}}",
+        'providers: {local: {kind: local, batch_wait: "soon"}}',
     ],
 )
 def test_invalid_files_are_rejected_clearly(tmp_path: Path, text: str) -> None:

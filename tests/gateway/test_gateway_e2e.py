@@ -92,12 +92,12 @@ async def test_bare_model_names_through_the_openai_sdk(mesh: Mesh) -> None:
         assert (model.id, model.owned_by) == ("gpt-4o-mini", "openai")
         with pytest.raises(openai.NotFoundError) as listed_twice:
             await client.models.retrieve("echo")
-        assert "emulator/echo, local/echo" in listed_twice.value.message
+        assert "compat/echo, emulator/echo" in listed_twice.value.message
         with pytest.raises(openai.NotFoundError) as listed_twice:
             await client.chat.completions.create(
                 model="echo", messages=[{"role": "user", "content": "x"}]
             )
-        assert "emulator/echo, local/echo" in listed_twice.value.message
+        assert "compat/echo, emulator/echo" in listed_twice.value.message
 
 
 async def test_cut_upstream_makes_the_sdk_raise_not_finish(mesh: Mesh) -> None:

@@ -109,3 +109,25 @@ def test_parse_maps_every_field() -> None:
     assert list(req.fallbacks) == ["n"]
     with pytest.raises(LlmeshError):
         parse_embeddings_request({"model": "m", "input": "a", "metadata": {"k": 1}})
+
+
+async def test_sdk_embeds_with_the_local_model(mesh: Mesh) -> None:
+    texts = ["The cat sat on the mat.", "A cat was sitting on the rug.", "Revenue grew."]
+    async with _client(mesh) as client:
+        packed = await client.embeddings.create(model="local/wordllama-l2-supercat", input=texts)
+        floats = await client.embeddings.create(
+            model="wordllama-l2-supercat", input=texts[0], encoding_format="float", dimensions=128
+        )
+    cat, paraphrase, revenue = (d.embedding for d in packed.data)
+    assert [len(cat), len(paraphrase), len(revenue)] == [256, 256, 256]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))  # the vectors are unit length
+
+    assert cosine(cat, paraphrase) > cosine(cat, revenue) + 0.3
+    assert packed.model == "local/wordllama-l2-supercat"  # the name asked for
+    assert packed.usage.prompt_tokens == packed.usage.total_tokens > len(texts)
+    assert len(floats.data[0].embedding) == 128
+    assert floats.data[0].embedding == pytest.approx(
+        [v / sum(x * x for x in cat[:128]) ** 0.5 for v in cat[:128]], abs=1e-5
+    )

@@ -22,7 +22,7 @@ def _client(mesh: Mesh) -> openai.AsyncOpenAI:
     ("model", "extra"),
     [
         ("anthropic/claude-sonnet-4-6", THINKING),  # extended thinking
-        ("local/deepseek-reasoner", {}),  # an OpenAI-compatible server's reasoning_content
+        ("compat/deepseek-reasoner", {}),  # an OpenAI-compatible server's reasoning_content
     ],
 )
 async def test_reasoning_streams_apart_from_the_content(

@@ -40,7 +40,8 @@ def test_bare_names_resolve_as_in_chat_else_pick_a_tokenizer_family(names: Model
     [
         (
             "nope/x",
-            "model 'nope/x': unknown provider 'nope' (configured: anthropic, emulator, openai)",
+            "model 'nope/x': unknown provider 'nope' "
+            "(configured: anthropic, emulator, local, openai)",
         ),
         (
             "/x",

@@ -117,11 +117,11 @@ class Mesh:
             runner, emu_port = await start_emulator(EmulatorSettings(host="127.0.0.1", port=0))
             self.emulator_url = f"http://127.0.0.1:{emu_port}"
             base = load_config(None, env={})
-            local = ProviderConfig(  # any OpenAI-compatible server, named in configuration
-                "local",
+            compat = ProviderConfig(  # any OpenAI-compatible server, named in configuration
+                "compat",
                 "openai-compatible",
                 base_url=f"{self.emulator_url}/v1",
-                api_key="local-key",
+                api_key="compat-key",
                 models=("echo",),
             )
             self._tmp = tempfile.mkdtemp(prefix="llmesh-mesh-")
@@ -129,7 +129,7 @@ class Mesh:
                 base,
                 database_url=f"sqlite:///{self._tmp}/llmesh.db",
                 emulator=EmulatorConfig("127.0.0.1", emu_port),
-                providers={**base.providers, "local": local},
+                providers={**base.providers, "compat": compat},
                 aliases={"fast": "emulator/echo", "smart": "anthropic/claude-haiku-4-5"},
                 # contract cases repeat faults on purpose: breakers are tested on their own
                 resilience=Resilience.from_mapping(

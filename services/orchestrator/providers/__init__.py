@@ -28,6 +28,7 @@ _FACTORIES: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "lean": ("lean", "anthropic_factory"),
         "sdk": ("anthropic_sdk", "factory"),
     },
+    "local": {"lean": ("local", "factory"), "sdk": ("local", "factory")},
 }
 """(module in this package, factory) by kind, then by ``ProviderConfig.transport``."""
 

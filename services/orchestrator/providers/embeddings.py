@@ -5,7 +5,8 @@ The OpenAI, openai-compatible and emulator kinds send the OpenAI embeddings requ
 the bearer key and the provider's configured headers, and classify errors as the chat
 adapters do. A provider configured with ``transport: sdk`` sends the same body through the
 official SDK instead (`embeddings_sdk`, imported only then). Anthropic has no embeddings
-API: its client refuses every call with PROVIDER_NOT_CONFIGURED naming the provider.
+API: its client refuses every call with PROVIDER_NOT_CONFIGURED naming the provider. The
+``local`` kind runs a model in-process (`embeddings_local`, imported only then).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class NoEmbeddings:
         raise LlmeshError(
             Reason.PROVIDER_NOT_CONFIGURED,
             f"provider {self.name!r} ({self._kind}) has no embeddings API; "
-            f"use an openai, openai-compatible or emulator provider",
+            f"use an openai, openai-compatible, emulator or local provider",
         )
 
     async def aclose(self) -> None:
@@ -185,6 +186,16 @@ def embeddings_client(
 ) -> EmbeddingsClient:
     """The client for a provider by its kind; `transports` as `default_registry`'s."""
     cfg = resolved.config
+    if cfg.kind == "local":  # numpy and the model's tokenizer load only for this kind
+        try:
+            local = importlib.import_module(f"{__package__}.embeddings_local")
+        except ImportError as exc:
+            raise ConfigError(
+                f"providers.{cfg.name}: kind local needs the `local` extra "
+                f"(pip install 'llmesh[local]'): {exc}"
+            ) from None
+        built: EmbeddingsClient = local.LocalEmbeddings(resolved)
+        return built
     if cfg.kind not in EMBEDDING_KINDS:
         return NoEmbeddings(cfg.name, cfg.kind)
     given = (transports or {}).get(cfg.name)
