@@ -239,6 +239,12 @@ def parse_completion_request(
             _add_tool(t, f"tools[{i}]", chat)
     if body.get("tool_choice") is not None:
         chat.tool_choice.CopyFrom(_tool_choice(body["tool_choice"]))
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise invalid("parallel_tool_calls", "must be a boolean")
+        if chat.tools:  # OpenAI refuses it without tools; without tools it changes nothing
+            chat.parallel_tool_calls = parallel
     if body.get("temperature") is not None:
         chat.temperature = _number(body["temperature"], "temperature")
     if body.get("top_p") is not None:

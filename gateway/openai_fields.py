@@ -40,6 +40,7 @@ MAPPED = frozenset(
         "messages",
         "tools",
         "tool_choice",
+        "parallel_tool_calls",
         "temperature",
         "top_p",
         "max_completion_tokens",
@@ -85,7 +86,6 @@ def _empty(value: Any) -> bool:
 
 
 DEFAULT_ONLY: dict[str, DefaultOnly] = {
-    "parallel_tool_calls": DefaultOnly(lambda v: v is True, "true"),
     "logprobs": DefaultOnly(lambda v: v is False, "false"),
     "top_logprobs": DefaultOnly(lambda v: False, "null"),
     "presence_penalty": DefaultOnly(_zero, "0"),

@@ -236,3 +236,5 @@ class ChatRequest:
     """Anthropic extended thinking's token budget; thinking is off when None."""
     response_format: ResponseFormat | None = None
     """The shape the reply must have; None for plain text."""
+    parallel_tool_calls: bool | None = None
+    """Whether several tool calls may come in one turn; None for the provider's default."""

@@ -246,6 +246,9 @@ def chat_call_from_proto(
         reasoning_effort=effort,
         thinking_budget_tokens=budget,
         response_format=response_format,
+        parallel_tool_calls=(
+            inp.parallel_tool_calls if inp.HasField("parallel_tool_calls") else None
+        ),
     )
     return ChatCall(
         inp.model.strip(),

@@ -117,6 +117,8 @@ def _normalized(
     fmt = request.response_format
     if fmt is not None:
         out["response_format"] = [fmt.type.value, fmt.name, dict(fmt.schema), fmt.strict]
+    if request.parallel_tool_calls is not None:
+        out["parallel_tool_calls"] = request.parallel_tool_calls
     return out
 
 

@@ -21,7 +21,6 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from llmesh.gateway import GatewaySettings, start
 from tests.support.mesh import Mesh
 
 MODEL = "openai/gpt-4o-mini"
@@ -129,33 +128,8 @@ async def test_bind_tools_with_a_named_tool_choice_forces_the_call(chat: ChatOpe
     assert reply.response_metadata["finish_reason"] == "tool_calls"
 
 
-async def test_function_calling_needs_parallel_tool_calls_dropped(
-    chat: ChatOpenAI, mesh: Mesh
-) -> None:
-    # method="function_calling" always sends parallel_tool_calls=false, which /v1 refuses
-    # unless the deployment lists it in gateway.drop_params
+async def test_function_calling_works_with_parallel_tool_calls_honoured(chat: ChatOpenAI) -> None:
+    # method="function_calling" always sends parallel_tool_calls=false
     structured = chat.with_structured_output(Forecast, method="function_calling")
-    with pytest.raises(openai.BadRequestError, match="parallel_tool_calls"):
-        await structured.ainvoke("Forecast for Oslo")
-    settings = GatewaySettings(
-        orchestrator_address=mesh.orchestrator_address,
-        processor_address=mesh.processor_address,
-        drop_params=frozenset({"parallel_tool_calls"}),
-        shutdown_grace=5,
-    )
-    gateway = await start(settings)
-    try:
-        dropping = ChatOpenAI(
-            base_url=f"{gateway.url}/v1",
-            api_key=pydantic.SecretStr("unused"),
-            model=MODEL,
-            max_retries=0,
-            timeout=10,
-            http_async_client=chat.http_async_client,
-        )
-        result = await dropping.with_structured_output(Forecast, method="function_calling").ainvoke(
-            "Forecast for Oslo"
-        )
-    finally:
-        await gateway.stop()
+    result = await structured.ainvoke("Forecast for Oslo")
     assert result == Forecast(city="Forecast for Oslo", days=0, warm=False)

@@ -27,7 +27,6 @@ def test_the_classes_do_not_overlap() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("parallel_tool_calls", True),
         ("logprobs", False),
         ("top_logprobs", None),
         ("presence_penalty", 0),
@@ -51,7 +50,6 @@ def test_unsupported_fields_sent_with_their_no_op_value_are_accepted(
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("parallel_tool_calls", False),
         ("logprobs", True),
         ("top_logprobs", 2),
         ("presence_penalty", 0.5),
@@ -183,3 +181,17 @@ def test_a_bad_response_format_is_refused_by_name(value: Any, param: str) -> Non
     with pytest.raises(LlmeshError) as raised:
         parse(response_format=value)
     assert raised.value.violations[0].field == param
+
+
+def test_parallel_tool_calls_is_mapped_with_tools() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    body = {"model": "m/x", "messages": HI, "tools": [tool], "parallel_tool_calls": False}
+    chat = parse_completion_request(body).input
+    assert chat.HasField("parallel_tool_calls") and chat.parallel_tool_calls is False
+    without = parse_completion_request(
+        {"model": "m/x", "messages": HI, "parallel_tool_calls": False}
+    )
+    assert not without.input.HasField("parallel_tool_calls")  # no tools: it changes nothing
+    with pytest.raises(LlmeshError) as raised:
+        parse(parallel_tool_calls="no")
+    assert raised.value.violations[0].field == "parallel_tool_calls"

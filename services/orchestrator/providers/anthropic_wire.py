@@ -268,6 +268,9 @@ def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
                     raise invalid("tool_choice_name", "required when tool_choice is TOOL")
                 choice["name"] = req.tool_choice_name
             body["tool_choice"] = choice
+        if req.parallel_tool_calls is False and kind != "none":
+            # Anthropic's switch lives in tool_choice; "auto" is its default choice
+            body.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
     if req.temperature is not None and budget is None:
         body["temperature"] = req.temperature
     if req.top_p is not None and budget is None:

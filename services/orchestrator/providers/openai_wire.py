@@ -151,6 +151,8 @@ def to_provider_request(
         choice = _tool_choice(req)
         if choice is not None:
             body["tool_choice"] = choice
+        if req.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = req.parallel_tool_calls
     if req.temperature is not None:
         body["temperature"] = req.temperature
     if req.top_p is not None:

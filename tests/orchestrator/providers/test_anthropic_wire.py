@@ -715,3 +715,24 @@ def test_the_forced_tool_input_comes_back_as_text_and_stop() -> None:
     )
     assert [e for e in whole if isinstance(e, TextDelta)] == [TextDelta('{"n": 4}')]
     assert isinstance(whole[-1], Finish) and whole[-1].reason is FinishReason.STOP
+
+
+def test_no_parallel_tool_calls_becomes_disable_parallel_tool_use() -> None:
+    hi = (Message(Role.USER, "hi"),)
+    tools = (Tool("get_weather"),)
+    body = to_provider_request("m", ChatRequest(hi, tools=tools, parallel_tool_calls=False))
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    forced = ChatRequest(
+        hi,
+        tools=tools,
+        tool_choice=ToolChoiceMode.TOOL,
+        tool_choice_name="get_weather",
+        parallel_tool_calls=False,
+    )
+    assert to_provider_request("m", forced)["tool_choice"] == {
+        "type": "tool",
+        "name": "get_weather",
+        "disable_parallel_tool_use": True,
+    }
+    allowed = ChatRequest(hi, tools=tools, parallel_tool_calls=True)
+    assert "tool_choice" not in to_provider_request("m", allowed)

@@ -253,3 +253,12 @@ def test_response_format_is_passed_through_natively() -> None:
     assert "response_format" not in to_provider_request(
         "m", ChatRequest((Message(Role.USER, "x"),))
     )
+
+
+def test_parallel_tool_calls_is_sent_with_tools_only() -> None:
+    hi = (Message(Role.USER, "hi"),)
+    req = ChatRequest(hi, tools=(Tool("get_weather"),), parallel_tool_calls=False)
+    assert to_provider_request("m", req)["parallel_tool_calls"] is False
+    assert "parallel_tool_calls" not in to_provider_request("m", ChatRequest(hi, tools=req.tools))
+    plain = ChatRequest(hi, parallel_tool_calls=False)
+    assert "parallel_tool_calls" not in to_provider_request("m", plain)
