@@ -93,6 +93,10 @@ def error_response(err: LlmeshError, status: int | None = None) -> Response:
     return OrjsonResponse(error_body(err, code), status_code=code, headers=error_headers(err))
 
 
+OPENAI_CODE = "openai.code"
+"""Error metadata: the OpenAI error ``code`` to answer with (else the reason, lower case)."""
+
+
 def openai_error_type(status: int) -> str:
     """OpenAI's error ``type`` for an HTTP status."""
     if status >= 500:
@@ -108,7 +112,7 @@ def openai_error_body(err: LlmeshError, status: int | None = None) -> dict[str, 
             "message": err.message,
             "type": openai_error_type(code),
             "param": err.violations[0].field if err.violations else None,
-            "code": err.reason.value.lower(),
+            "code": err.metadata.get(OPENAI_CODE) or err.reason.value.lower(),
         }
     }
 

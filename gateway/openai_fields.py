@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llmesh.gateway.errors import OPENAI_CODE
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason, invalid
 
 EXTENSIONS = (
@@ -115,15 +116,28 @@ MESSAGE_NULL_ONLY = frozenset({"refusal", "audio", "function_call"})
 """Message fields not supported yet, accepted only when ``null`` (as SDKs echo them back)."""
 
 
+UNKNOWN = "unknown_parameter"
+"""OpenAI's code for a field it does not know."""
+
+UNSUPPORTED = "unsupported_parameter"
+"""OpenAI's code for a known field llmesh does not support (with that value)."""
+
+
+def _refused(err: LlmeshError, code: str) -> LlmeshError:
+    err.metadata[OPENAI_CODE] = code
+    return err
+
+
 def check_message_fields(message: dict[str, Any], path: str) -> None:
     """Refuse (INVALID_REQUEST naming it) the first field of a message llmesh would ignore."""
     for key, value in message.items():
         if key in MESSAGE_MAPPED or key in MESSAGE_INERT:
             continue
         if key not in MESSAGE_NULL_ONLY:
-            raise invalid(f"{path}.{key}", "is not supported (unknown field)")
+            raise _refused(invalid(f"{path}.{key}", "is not supported (unknown field)"), UNKNOWN)
         if value is not None:
-            raise invalid(f"{path}.{key}", "is not supported yet; only null is accepted")
+            description = "is not supported yet; only null is accepted"
+            raise _refused(invalid(f"{path}.{key}", description), UNSUPPORTED)
 
 
 def check_fields(body: dict[str, Any], drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
@@ -135,6 +149,7 @@ def check_fields(body: dict[str, Any], drop: frozenset[str] = frozenset()) -> tu
     """
     violations = []
     dropped = []
+    first_code = ""
     for key, value in body.items():
         if key in MAPPED or key in INERT:
             continue
@@ -145,13 +160,16 @@ def check_fields(body: dict[str, Any], drop: frozenset[str] = frozenset()) -> tu
             dropped.append(key)
         elif rule is None:
             violations.append(FieldViolation(key, "is not supported (unknown field)"))
+            first_code = first_code or UNKNOWN
         else:
             description = f"is not supported yet; only {rule.default} is accepted"
             violations.append(FieldViolation(key, description))
+            first_code = first_code or UNSUPPORTED
     if violations:
         raise LlmeshError(
             Reason.INVALID_REQUEST,
             "; ".join(f"{v.field}: {v.description}" for v in violations),
             violations=tuple(violations),
+            metadata={OPENAI_CODE: first_code},
         )
     return tuple(dropped)

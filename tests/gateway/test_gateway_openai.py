@@ -200,10 +200,14 @@ async def test_a_field_llmesh_cannot_honour_is_a_400_naming_it(
     with pytest.raises(openai.BadRequestError) as bad:
         await create(model="fake/text", messages=HI, logprobs=True)
     assert (bad.value.param, bad.value.type) == ("logprobs", "invalid_request_error")
+    assert bad.value.code == "unsupported_parameter"
     assert "not supported yet" in bad.value.message
     with pytest.raises(openai.BadRequestError) as bad:
         await create(model="fake/text", messages=HI, extra_body={"top_k": 5})
-    assert bad.value.param == "top_k"
+    assert (bad.value.param, bad.value.code) == ("top_k", "unknown_parameter")
+    with pytest.raises(openai.BadRequestError) as bad:
+        await create(model="fake/text", messages=[{**HI[0], "color": "red"}])  # type: ignore[list-item]
+    assert (bad.value.param, bad.value.code) == ("messages[0].color", "unknown_parameter")
     assert len(fake_mesh.orchestrator.calls) == calls  # nothing went upstream
     # the defaults clients send explicitly are fine
     reply = await create(
