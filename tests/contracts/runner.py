@@ -348,7 +348,7 @@ def check(case: dict[str, Any], surface: str, out: Outcome) -> None:
         return
     summary = _summary(out)
     if "text" in expect:
-        assert summary["text"] == expect["text"]
+        assert summary["text"] == expect["text"], f"text {summary['text']!r}"
     if "json" in expect:
         assert json.loads(summary["text"]) == expect["json"], f"text {summary['text']!r}"
     if "tool_calls" in expect:
