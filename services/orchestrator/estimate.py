@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
-from llmesh.services.core.chat import ChatRequest, ContentPart, DocumentPart, ImagePart, TextPart
+from llmesh.services.core.chat import ChatRequest, ContentPart, TextPart
 from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.core.media_tokens import media_tokens
 from llmesh.services.core.usage import Usage
 
 __all__ = ["CHARS_PER_TOKEN", "estimate_input_tokens", "estimate_usage", "part_tokens"]
@@ -25,27 +26,12 @@ REPLY_PRIMING = 3
 """Tokens that prime the assistant's reply after the last message."""
 
 
-IMAGE_TOKENS = 1_000
-"""Tokens estimated per image (OpenAI's gpt-4o bills 85 to about 1,450, Anthropic up to
-about 1,600)."""
-
-DOCUMENT_BYTES_PER_TOKEN = 50
-"""Document bytes estimated per token (a PDF's text plus its pages read as images)."""
-
-AUDIO_BYTES_PER_TOKEN = 400
-"""Audio bytes estimated per token (about 10 tokens a second of 32 kbit/s mp3)."""
-
-
 def part_tokens(part: ContentPart) -> int:
-    """Estimated input tokens of one content part: text by characters, an image a fixed
-    `IMAGE_TOKENS`, a document and audio by their size."""
+    """Estimated input tokens of one content part: text by characters, media as
+    `media_tokens` estimates them (shared with the processor)."""
     if isinstance(part, TextPart):
         return math.ceil(len(part.text) / CHARS_PER_TOKEN)
-    if isinstance(part, ImagePart):
-        return IMAGE_TOKENS
-    if isinstance(part, DocumentPart):
-        return IMAGE_TOKENS + math.ceil(len(part.data) / DOCUMENT_BYTES_PER_TOKEN)
-    return math.ceil(len(part.data) / AUDIO_BYTES_PER_TOKEN)
+    return media_tokens(part)
 
 
 def estimate_input_tokens(request: object) -> int:

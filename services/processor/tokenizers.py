@@ -33,7 +33,8 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from llmesh.services.core.chat import Message
+from llmesh.services.core.chat import Message, TextPart
+from llmesh.services.core.media_tokens import media_tokens
 
 ESTIMATE = "estimate"
 """The tokenizer name reported for estimated counts."""
@@ -123,7 +124,7 @@ class TokenCounter(abc.ABC):
         return (text,)
 
     def message_tokens(self, message: Message) -> int:
-        """The tokens of one message, framing included."""
+        """The tokens of one message, framing and media estimates included."""
         return _framing(message) + sum(self.count(t) for t in _texts(message))
 
     def conversation_tokens(self, messages: Sequence[Message]) -> int:
@@ -237,12 +238,18 @@ class _Pacer:
 
 
 def _framing(message: Message) -> int:
-    return TOKENS_PER_MESSAGE + (TOKENS_PER_NAME if message.name else 0)
+    """Framing tokens, plus the estimate of the message's media parts (`media_tokens`):
+    no tokenizer sees images, documents or audio."""
+    framing = TOKENS_PER_MESSAGE + (TOKENS_PER_NAME if message.name else 0)
+    return framing + sum(media_tokens(p) for p in message.parts) if message.parts else framing
 
 
 def _texts(message: Message) -> Iterator[str]:
     yield message.role.value
     yield message.content
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            yield part.text
     yield message.name
     for call in message.tool_calls:
         yield call.name

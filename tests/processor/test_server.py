@@ -275,3 +275,42 @@ async def test_module_runs_until_sigterm(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_content_parts_are_counted(stub: processor_pb2_grpc.ProcessorServiceStub) -> None:
+    from llmesh.services.core.media_tokens import DOCUMENT_BYTES_PER_TOKEN, IMAGE_TOKENS
+
+    model = "openai/gpt-4o"
+    plain = chat_pb2.Message(role=chat_pb2.ROLE_USER, content="what is this picture")
+    as_parts = chat_pb2.Message(
+        role=chat_pb2.ROLE_USER, parts=[chat_pb2.ContentPart(text="what is this picture")]
+    )
+    with_image = chat_pb2.Message(
+        role=chat_pb2.ROLE_USER,
+        parts=[
+            chat_pb2.ContentPart(text="what is this picture"),
+            chat_pb2.ContentPart(image=chat_pb2.ImagePart(data=b"png", media_type="image/png")),
+            chat_pb2.ContentPart(
+                document=chat_pb2.DocumentPart(data=b"x" * 500, media_type="application/pdf")
+            ),
+        ],
+    )
+
+    async def count(message: chat_pb2.Message) -> int:
+        r = await stub.CountTokens(
+            processor_pb2.CountTokensRequest(model=model, messages=[message])
+        )
+        return r.tokens
+
+    text = await count(plain)
+    assert await count(as_parts) == text  # a text part counts as its text
+    media = IMAGE_TOKENS + IMAGE_TOKENS + 500 // DOCUMENT_BYTES_PER_TOKEN
+    assert await count(with_image) == text + media
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # fitting counts the media too
+        await stub.FitContext(
+            processor_pb2.FitContextRequest(
+                model=model, messages=[with_image], max_tokens=text + 10
+            )
+        )
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"needs {text + media} tokens" in (info.value.details() or "")

@@ -18,8 +18,9 @@ from llmesh.services.core.chat import (
     Role,
     TextPart,
 )
+from llmesh.services.core.media_tokens import IMAGE_TOKENS
 from llmesh.services.orchestrator.admission.spend import IMAGE_BOUND, input_bound
-from llmesh.services.orchestrator.estimate import IMAGE_TOKENS, estimate_input_tokens
+from llmesh.services.orchestrator.estimate import estimate_input_tokens
 from llmesh.services.orchestrator.providers import anthropic_wire, openai_wire
 from llmesh.services.orchestrator.providers.prompt_cache import place_breakpoints
 
