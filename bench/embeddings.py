@@ -4,6 +4,10 @@ Texts per second of the ``local`` provider's model called directly with 1 text a
 texts per model call, then through the provider's client with 32 concurrent one-text calls
 (which its micro-batcher gathers into shared model calls); and the process's resident
 memory before and after the model loads. Runs in this process, on the CPU, offline.
+
+Then the remote path (`bench.embeddings_remote`): batches of short texts straight to an
+upstream's ``/v1/embeddings`` against the same calls through llmesh's ``Embed`` RPC and its
+gateway, in a second table.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_json
-from bench.system import machine_info, rss_mib
+from bench.system import Pinning, machine_info, rss_mib
 
 MODEL = "wordllama-l2-supercat"
 CONCURRENCY = 32
@@ -65,8 +69,18 @@ async def _concurrent_rate(client: Any, corpus: Sequence[str], seconds: float) -
     return done / (time.perf_counter() - t0)
 
 
-async def run_embeddings(seconds: float, out: Path, log: Callable[[str], None]) -> tuple[str, Path]:
-    """Measure; returns the markdown table and the JSON path."""
+async def run_embeddings(
+    seconds: float,
+    out: Path,
+    log: Callable[[str], None],
+    *,
+    rounds: int = 3,
+    upstream: str = "auto",
+    pinning: Pinning | None = None,
+) -> tuple[str, Path]:
+    """Measure locally, then remotely (`rounds` rounds over `upstream`, unless `rounds` is 0);
+    returns the markdown tables and the JSON path."""
+    from bench.embeddings_remote import run_remote
     from llmesh.services.common.config import ProviderConfig, load_config, resolve_provider
     from llmesh.services.orchestrator.providers.embeddings_local import LocalEmbeddings
     from llmesh.services.orchestrator.providers.local_model import (
@@ -124,11 +138,18 @@ async def run_embeddings(seconds: float, out: Path, log: Callable[[str], None]) 
     }
     rows = "\n".join(f"| {key} | {value} |" for key, value in results.items())
     table = f"| measure | value |\n|---|---|\n{rows}"
+    remote: dict[str, Any] | None = None
+    if rounds > 0:
+        remote, remote_table = await run_remote(
+            seconds, rounds, upstream, pinning or Pinning.detect(), log
+        )
+        table += "\n\n" + remote_table
     path = write_json(
         out,
         {
             "meta": {"machine": machine_info(), "seconds": seconds},
             "results": results,
+            "remote": remote,
             "table": table,
         },
         prefix="embeddings-",

@@ -4,6 +4,9 @@ It echoes the last user message like the emulator (one token per whitespace-sepa
 piece) but does nothing else: no validation, faults or counters, and every response is
 built once per distinct request and then served from memory. Streams with no pacing go out
 in one write. ``--latency MODEL=TTFT:ITL`` (milliseconds) paces one model's replies.
+``POST /v1/embeddings`` answers OpenAI's shape with one deterministic vector per input
+(`EMBEDDING_DIMENSIONS` long unless ``dimensions`` asks for fewer; float lists, or base64
+of packed float32 when ``encoding_format`` is ``base64``), also from memory once built.
 
 ``python -m bench.fast_upstream --port 0 --latency paced=200:20`` prints ``listening on
 http://127.0.0.1:PORT`` once it accepts connections.
@@ -13,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import re
 import signal
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,6 +30,8 @@ import orjson
 
 _PIECES = re.compile(r"\s*\S+|\s+")
 _CACHE_LIMIT = 4096
+EMBEDDING_DIMENSIONS = 1536
+"""The length of every vector (text-embedding-3-small's) unless the request asks for less."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,38 @@ def build_reply(body: dict[str, Any]) -> Reply:
     return Reply(head + b"".join(frames) + tail, head, frames, tail, len(pieces))
 
 
+def _vector(text: str, dimensions: int) -> array[float]:
+    """A float32 vector in [-0.5, 0.5) that depends only on `text`, cheaply (no norm)."""
+    seed = hashlib.blake2b(text.encode(), digest_size=64).digest()
+    stream = (seed * (dimensions // 64 + 1))[:dimensions]
+    return array("f", (b / 256 - 0.5 for b in stream))
+
+
+def build_embeddings(body: dict[str, Any]) -> bytes:
+    """The complete HTTP response to an OpenAI embeddings request body."""
+    raw = body.get("input")
+    inputs = [raw] if isinstance(raw, str) else [str(t) for t in raw or ()]
+    dimensions = body.get("dimensions")
+    size = dimensions if isinstance(dimensions, int) and dimensions > 0 else EMBEDDING_DIMENSIONS
+    packed = body.get("encoding_format") == "base64"
+    data = []
+    for i, text in enumerate(inputs):
+        vector = _vector(text, size)
+        encoded: object = base64.b64encode(vector.tobytes()).decode() if packed else vector.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    tokens = sum(len(_PIECES.findall(t)) for t in inputs)
+    payload = orjson.dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": str(body.get("model", "")),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    return head % len(payload) + payload
+
+
 _NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 )
@@ -143,6 +183,17 @@ class Upstream:
     def __init__(self, latency: dict[str, tuple[float, float]]) -> None:
         self.latency = latency
         self._cache: dict[bytes, Reply] = {}
+        self._embeddings: dict[bytes, bytes] = {}
+
+    def embeddings(self, body: bytes) -> bytes:
+        """The whole HTTP response to an embeddings request body."""
+        whole = self._embeddings.get(body)
+        if whole is None:
+            whole = build_embeddings(orjson.loads(body))
+            if len(self._embeddings) >= _CACHE_LIMIT:
+                self._embeddings.clear()
+            self._embeddings[body] = whole
+        return whole
 
     def reply(self, body: bytes) -> tuple[Reply, tuple[float, float] | None]:
         """The reply to a request body, and the model's (ttft, itl) in seconds if paced."""
@@ -206,6 +257,9 @@ class _Connection(asyncio.Protocol):
                     continue
                 self._busy = asyncio.ensure_future(self._paced(reply, *pace))
                 return
+            if head.startswith(b"post") and target.endswith(b"/embeddings"):
+                self._transport.write(self._upstream.embeddings(body))
+                continue
             self._transport.write(_OK if head.startswith(b"get") else _NOT_FOUND)
 
     async def _paced(self, reply: Reply, ttft: float, itl: float) -> None:

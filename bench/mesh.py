@@ -22,6 +22,8 @@ from bench.system import Pinning, free_port, rss_mib
 
 SERVICE_NAME = "llmesh.v1.OrchestratorService"
 PROVIDER = "bench"
+EMBEDDING_MODEL = "text-embedding-3-small"
+"""The embeddings model the bench provider lists (both upstreams serve it)."""
 
 
 def write_config(directory: Path, upstream_base_url: str) -> Path:
@@ -32,7 +34,7 @@ def write_config(directory: Path, upstream_base_url: str) -> Path:
                 "kind": "openai-compatible",
                 "base_url": upstream_base_url,
                 "api_key": "bench",
-                "models": ["fast", "paced"],
+                "models": ["fast", "paced", EMBEDDING_MODEL],
             }
         },
         "orchestrator": {"shutdown_grace": 1},

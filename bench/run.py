@@ -1,6 +1,7 @@
 """The suite's runner: ``python -m bench [--smoke | --soak] [--upstream auto|fast|emulator]``.
 
-``python -m bench --embeddings`` instead measures the local embedding model (`bench.embeddings`).
+``python -m bench --embeddings`` instead measures the local embedding model, then embeddings
+through llmesh against direct (`bench.embeddings`).
 
 It pins itself (the load generator) to the load core, starts the upstream there, measures
 the upstream's own ceiling, starts the orchestrator and gateway on the service core, runs
@@ -267,7 +268,13 @@ def _parser() -> argparse.ArgumentParser:
         "--embeddings-seconds",
         type=float,
         default=3.0,
-        help="how long each embeddings measure runs",
+        help="how long each embeddings measure runs (each leg, on the remote path)",
+    )
+    p.add_argument(
+        "--embeddings-rounds",
+        type=int,
+        default=3,
+        help="rounds of the remote embeddings paths (direct, gRPC, gateway); 0 skips them",
     )
     p.add_argument(
         "--profile-workload",
@@ -315,8 +322,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.embeddings:
             from bench.embeddings import run_embeddings
 
-            limit = args.embeddings_seconds * 3 + 60
-            work = run_embeddings(args.embeddings_seconds, args.out, _log)
+            rounds = args.embeddings_rounds
+            limit = args.embeddings_seconds * (3 + 8 * rounds) + 90
+            work = run_embeddings(
+                args.embeddings_seconds,
+                args.out,
+                _log,
+                rounds=rounds,
+                upstream=args.upstream,
+                pinning=pinning,
+            )
         elif args.profile:
             from bench.profile import run_profile
 

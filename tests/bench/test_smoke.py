@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.embeddings_remote import ROWS
 from bench.report import SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +75,8 @@ def test_soak_run_samples_memory(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_embeddings_run_reports_throughput_and_memory(tmp_path: Path) -> None:
-    data = _run(["--embeddings", "--embeddings-seconds", "0.2"], tmp_path)
+    args = ["--embeddings", "--embeddings-seconds", "0.2", "--embeddings-rounds", "1"]
+    data = _run(args, tmp_path)
     results = data["results"]
     assert isinstance(results, dict)
     assert results["dimensions"] == 256
@@ -83,3 +85,12 @@ def test_embeddings_run_reports_throughput_and_memory(tmp_path: Path) -> None:
     assert results["rss_mib_after_load"] > 0
     assert results["client_model_calls"] > 0
     assert "| texts_per_s_batch_32 |" in str(data["table"])
+    remote = data["remote"]
+    assert isinstance(remote, dict)
+    assert set(remote["comparisons"]) == set(ROWS)
+    for key, comparison in remote["comparisons"].items():
+        assert comparison["direct"] is not None, key
+        assert comparison["llmesh"] is not None, key  # the calls went through llmesh
+    for paths in remote["workloads"].values():
+        assert all(leg["errors"] == 0 for legs in paths.values() for leg in legs), paths
+    assert "| c=32, gateway `/v1/embeddings`: embeddings/s |" in str(data["table"])
