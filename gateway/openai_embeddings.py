@@ -7,7 +7,7 @@ official SDK asks for by default and decodes itself: packed little-endian float3
 ``fallbacks`` and ``metadata``. Any other field is a 400 naming it. The reply is OpenAI's
 ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model",
 "usage": {"prompt_tokens", "total_tokens"}}``, with the call's ``x-request-id`` and attempt
-trail headers.
+trail headers, and ``x-llmesh-cache: hit`` when the vectors came from the response cache.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ async def _embed(
         yield response
         return
     headers = {
-        **call_headers(reply.request_id, False),
+        **call_headers(reply.request_id, reply.cache_hit),
         **trail_headers(await call.trailing_metadata()),
     }
     yield OrjsonResponse(embedding_response(reply, parsed.model), headers=headers)

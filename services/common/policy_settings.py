@@ -95,6 +95,9 @@ class ResponseCacheConfig:
     """Seconds a reply stays cached when the request sets no TTL."""
     redis_url: str | None = None
     """Redis holding the cache shared between replicas; None keeps it in-process."""
+    max_embedding_floats: int = bounded(65536, ge=0)
+    """The most floats (over all its vectors) an embeddings reply may hold to be stored;
+    larger replies are served but not cached. 0 caches no embeddings."""
 
     def __post_init__(self) -> None:
         check_fields(self)

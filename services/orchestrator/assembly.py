@@ -127,7 +127,13 @@ async def assemble(
             )
             closers.append(cache.aclose)
             layers.append(
-                partial(Cached, cache=cache, accounting=accounting, default_ttl=response.ttl)
+                partial(
+                    Cached,
+                    cache=cache,
+                    accounting=accounting,
+                    default_ttl=response.ttl,
+                    max_embedding_floats=response.max_embedding_floats,
+                )
             )
 
         layers.append(partial(CostCapped, prices=prices))

@@ -70,6 +70,8 @@ class EmbedReply:
     vectors: tuple[tuple[float, ...], ...]
     usage: Usage
     cost_usd: float
+    cache_hit: bool = False
+    """Whether the vectors came from the response cache."""
 
 
 async def collect_embeddings(events: AsyncIterator[CallEvent]) -> EmbedReply:
@@ -91,6 +93,7 @@ async def collect_embeddings(events: AsyncIterator[CallEvent]) -> EmbedReply:
                 vectors,
                 event.usage,
                 event.cost_usd,
+                started.cache_hit,
             )
     raise LlmeshError(Reason.INTERNAL, "the embeddings call ended without its result")
 
@@ -112,4 +115,5 @@ def embed_reply_to_proto(
         ],
         usage=usage_to_proto(reply.usage),
         cost_usd=reply.cost_usd,
+        cache_hit=reply.cache_hit,
     )

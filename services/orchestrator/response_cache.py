@@ -18,6 +18,13 @@ can send the blocks back on its next turn as if the provider had answered. Reaso
 settings and thinking blocks sent back enter the key only when present, so keys of calls
 without them are unchanged.
 
+Embeddings calls are cached too, by default (they are deterministic for a model; a call
+whose options opt out of the response cache is not): their keys, behind their own prefix,
+cover the tenant, the caller's model name and fallbacks, the inputs, the dimensions and the
+encoding. A stored reply keeps the vectors; one with more floats than the configured cap
+(``cache.response.max_embedding_floats``) is not stored, so one large batch cannot crowd
+the cache, which counts entries, not bytes.
+
 Replies live in a bounded in-memory LRU with a TTL per entry by default, or in Redis (orjson
 values, Redis expiry) when a URL is configured, so that replicas share them. The cache is
 an optimization: a Redis failure reads as a miss and skips the store, never failing a call.
@@ -48,6 +55,7 @@ from llmesh.services.core.chat import (
     TextPart,
     ThinkingBlock,
 )
+from llmesh.services.core.embeddings import EmbeddingRequest, Embeddings
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
@@ -61,18 +69,23 @@ from llmesh.services.core.policy import MidStreamPolicy
 from llmesh.services.core.usage import Usage
 
 __all__ = [
+    "EMBEDDING_KEY_VERSION",
     "KEY_VERSION",
     "CachedReply",
     "CachedToolCall",
     "ResponseCache",
     "cache_key",
     "cacheable",
+    "embedding_cache_key",
     "record_reply",
     "replay",
 ]
 
 KEY_VERSION = "rc2"
 """Prefix of every key; bump it when the normalization or the stored shape changes."""
+
+EMBEDDING_KEY_VERSION = "re1"
+"""Prefix of every embeddings key, apart from chat keys; bump it as `KEY_VERSION`."""
 
 _log = logging.getLogger(__name__)
 
@@ -172,6 +185,24 @@ def cache_key(
     return f"{KEY_VERSION}:{hashlib.sha256(data).hexdigest()}"
 
 
+def embedding_cache_key(
+    model: str, fallbacks: Sequence[str], request: EmbeddingRequest, *, tenant: str
+) -> str:
+    """``re1:<sha256 hex>`` of an embeddings call, per tenant; `model` is the caller's name."""
+    data = orjson.dumps(
+        {
+            "tenant": tenant,
+            "model": model,
+            "fallbacks": list(fallbacks),
+            "inputs": list(request.inputs),
+            "dimensions": request.dimensions,
+            "encoding": request.encoding.value,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return f"{EMBEDDING_KEY_VERSION}:{hashlib.sha256(data).hexdigest()}"
+
+
 def cacheable(request: ChatRequest, *, opt_in: bool, opt_out: bool) -> bool:
     """True when the reply may be served from and stored in the cache.
 
@@ -214,6 +245,13 @@ class CachedReply:
     """What the original call cost, when prices were known."""
     thinking: tuple[ThinkingBlock, ...] = ()
     """The reply's thinking blocks, exactly as the provider sent them."""
+    vectors: tuple[tuple[float, ...], ...] | None = None
+    """An embeddings reply's vectors; None for a chat reply."""
+
+    @property
+    def floats(self) -> int:
+        """How many floats the reply's vectors hold (0 for a chat reply)."""
+        return sum(len(v) for v in self.vectors or ())
 
     def to_bytes(self) -> bytes:
         """The reply as compact JSON."""
@@ -236,6 +274,7 @@ class CachedReply:
                 ],
                 "$": self.cost_usd,
                 "k": [[b.thinking, b.signature, b.redacted_data] for b in self.thinking],
+                **({} if self.vectors is None else {"v": self.vectors}),
             }
         )
 
@@ -255,6 +294,9 @@ class CachedReply:
                 usage=Usage(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), bool(u[5])),
                 cost_usd=float(d["$"]),
                 thinking=tuple(ThinkingBlock(str(t), str(s), str(r)) for t, s, r in d.get("k", ())),
+                vectors=None
+                if d.get("v") is None
+                else tuple(tuple(float(x) for x in v) for v in d["v"]),
             )
         except (orjson.JSONDecodeError, LookupError, TypeError, ValueError) as exc:
             raise ValueError(f"not a stored reply: {exc}") from None
@@ -282,6 +324,7 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
     text: list[str] = []
     calls: dict[int, list[str]] = {}
     thinking: dict[int, list[str]] = {}
+    vectors: tuple[tuple[float, ...], ...] | None = None
     for event in events:
         if isinstance(event, Started):
             started, provider, model = True, event.provider, event.model
@@ -294,6 +337,8 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
             if event.name:
                 call[1] = event.name
             call[2] += event.arguments_delta
+        elif isinstance(event, Embeddings):
+            vectors = event.vectors
         elif isinstance(event, ReasoningDelta):
             block = thinking.setdefault(event.index, ["", "", ""])
             block[0] += event.text
@@ -318,6 +363,7 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
                 provider_reason=event.provider_reason,
                 usage=_copy(event.usage),
                 cost_usd=event.cost_usd,
+                vectors=vectors,
             )
     return None
 
@@ -327,11 +373,14 @@ def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list
 
     Each thinking block comes first, as one text delta and one signature (or redacted
     data) delta; the text comes as one delta, or in pieces of `chunk_chars` characters when
-    positive; each tool call as one delta. `Started` and `Completed` carry ``cache_hit``;
-    `Completed` reports the usage of the call that produced the reply (what the reply is
-    worth in tokens; nothing was consumed again) and no cost.
+    positive; each tool call as one delta; an embeddings reply's vectors as one `Embeddings`.
+    `Started` and `Completed` carry ``cache_hit``; `Completed` reports the usage of the
+    call that produced the reply (what the reply is worth in tokens; nothing was consumed
+    again) and no cost.
     """
     events: list[CallEvent] = [Started(request_id, reply.provider, reply.model, cache_hit=True)]
+    if reply.vectors is not None:
+        events.append(Embeddings(reply.vectors))
     for i, b in enumerate(reply.thinking):
         if b.thinking:
             events.append(ReasoningDelta(b.thinking, i))

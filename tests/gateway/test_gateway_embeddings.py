@@ -131,3 +131,17 @@ async def test_sdk_embeds_with_the_local_model(mesh: Mesh) -> None:
     assert floats.data[0].embedding == pytest.approx(
         [v / sum(x * x for x in cat[:128]) ** 0.5 for v in cat[:128]], abs=1e-5
     )
+
+
+async def test_sdk_sees_an_embeddings_cache_hit_in_the_header(mesh: Mesh) -> None:
+    async with _client(mesh) as client:
+        first = await client.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["cache me over http"]
+        )
+        second = await client.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["cache me over http"]
+        )
+    assert "x-llmesh-cache" not in first.headers
+    assert second.headers["x-llmesh-cache"] == "hit"
+    assert second.parse().data[0].embedding == first.parse().data[0].embedding
+    assert second.parse().usage.prompt_tokens == first.parse().usage.prompt_tokens > 0

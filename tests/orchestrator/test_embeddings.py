@@ -26,12 +26,15 @@ from llmesh.services.core.trail import Outcome, Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.emulator.embedding_vectors import embed_text
 from llmesh.services.ledger import PriceTable
+from llmesh.services.orchestrator.accounting import Accounting
 from llmesh.services.orchestrator.admission import RateLimiter
 from llmesh.services.orchestrator.admission.spend import input_bound, output_bound, worst_case
 from llmesh.services.orchestrator.embeddings import EmbeddingsHandler
-from llmesh.services.orchestrator.layers import RateLimited
+from llmesh.services.orchestrator.estimate import estimate_usage
+from llmesh.services.orchestrator.layers import Cached, RateLimited
 from llmesh.services.orchestrator.providers.embeddings import EmbeddingResult, NoEmbeddings
 from llmesh.services.orchestrator.resilience import Breakers
+from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.server import serve
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2_grpc
 from tests.support.ledger import ledger_record
@@ -269,3 +272,78 @@ def test_a_budget_bounds_an_embeddings_call_by_its_input() -> None:
     assert input_bound(request) == 3 + 3  # UTF-8 bytes: at least the tokens of any tokenizer
     assert output_bound(prices, target, request) == (0, True)
     assert worst_case(prices, target, request) == pytest.approx(6 * 0.02 / 1e6)
+
+
+def _upstream_requests(mesh: Mesh, model: str) -> int:
+    counts = mesh.stats()["by_model"].get(model, {})
+    return int(counts.get("requests", 0))
+
+
+async def test_a_second_identical_embed_call_is_a_cache_hit(mesh: Mesh) -> None:
+    assert mesh.config is not None
+    model = "text-embedding-3-small"
+    fields: dict[str, Any] = {"model": f"openai/{model}", "inputs": ["cache these", "two texts"]}
+    before = _upstream_requests(mesh, model)
+    first = await _embed(mesh, **fields)
+    second = await _embed(mesh, **fields)
+    assert _upstream_requests(mesh, model) == before + 1, "the hit went upstream"
+    assert not first.cache_hit and second.cache_hit
+    assert [list(e.values) for e in second.embeddings] == [list(e.values) for e in first.embeddings]
+    assert (second.provider, second.model) == (first.provider, first.model)
+    assert second.usage.input_tokens == first.usage.input_tokens > 0
+    assert first.cost_usd > 0 and second.cost_usd == 0
+    row = await ledger_record(mesh.config.database_url, second.request_id)
+    assert row.cache_hit and row.cost_usd == 0
+    assert row.input_tokens == first.usage.input_tokens
+    assert row.cache_savings_usd == pytest.approx(first.cost_usd)
+
+
+async def test_other_dimensions_or_another_tenant_miss_the_embeddings_cache(mesh: Mesh) -> None:
+    fields: dict[str, Any] = {"model": "emulator/text-embedding-3-large", "inputs": ["a secret"]}
+    first = await _embed(mesh, **fields, metadata={"tenant": "tenant-a"})
+    shorter = await _embed(mesh, **fields, dimensions=256, metadata={"tenant": "tenant-a"})
+    other = await _embed(mesh, **fields, metadata={"tenant": "tenant-b"})
+    again = await _embed(mesh, **fields, metadata={"tenant": "tenant-a"})
+    assert not first.cache_hit and not shorter.cache_hit
+    assert not other.cache_hit, "tenant-b was served tenant-a's cached vectors"
+    assert again.cache_hit
+    assert len(shorter.embeddings[0].values) == 256
+
+
+async def test_the_redis_cache_serves_embeddings(
+    mesh: Mesh, tmp_path: Path, redis_server: str
+) -> None:
+    assert mesh.config is not None
+    namespace = f"llmesh-test-emb:{time.time_ns()}"
+    policy = PolicyConfig.from_mapping({"cache": {"response": {"redis_url": redis_server}}})
+    config = replace(mesh.config, database_url=f"sqlite:///{tmp_path}/own.db", policy=policy)
+    request = embeddings_pb2.EmbedRequest(
+        model="openai/text-embedding-3-small", inputs=[f"shared across replicas {namespace}"]
+    )
+    replies = []
+    for _ in range(2):  # two servers, one Redis: the second is served what the first stored
+        server = await serve(config, address="127.0.0.1:0", env=mesh.env())
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+                stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+                replies.append(await stub.Embed(request, timeout=10))
+        finally:
+            await server.stop(0.5)
+    first, second = replies
+    assert not first.cache_hit and second.cache_hit
+    assert list(second.embeddings[0].values) == list(first.embeddings[0].values)
+    assert second.cost_usd == 0
+
+
+async def test_replies_over_the_float_cap_are_served_but_not_stored() -> None:
+    cache = ResponseCache()
+    accounting = Accounting(PriceTable.defaults(), None, estimate_usage)
+    for cap, stored in ((4, True), (3, False)):
+        client = FakeClient("openai", VECTORS, VECTORS)
+        handler = EmbeddingsHandler({"openai": client}, Breakers(BreakerSettings()))
+        layer = Cached(handler, cache, accounting, default_ttl=60, max_embedding_floats=cap)
+        request = EmbeddingRequest((f"cap {cap}", "b"))
+        for _ in range(2):
+            events = [e async for e in layer.stream(_routed("openai/e", request=request))]
+            assert [e for e in events if isinstance(e, Embeddings)] == [Embeddings(VECTORS.vectors)]
+        assert len(client.calls) == (1 if stored else 2)

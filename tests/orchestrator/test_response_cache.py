@@ -27,6 +27,7 @@ from llmesh.services.core.chat import (
     ToolCall,
     ToolChoiceMode,
 )
+from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest, Embeddings
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
@@ -46,6 +47,7 @@ from llmesh.services.orchestrator.response_cache import (
     ResponseCache,
     cache_key,
     cacheable,
+    embedding_cache_key,
     record_reply,
     replay,
 )
@@ -418,6 +420,46 @@ def test_serialization_round_trip() -> None:
         CachedReply.from_bytes(b"not json")
 
 
+def test_embedding_keys_cover_what_decides_the_vectors() -> None:
+    base = EmbeddingRequest(("a", "b"))
+
+    def key(request: EmbeddingRequest = base, **kwargs: Any) -> str:
+        args: dict[str, Any] = {"model": "m", "fallbacks": (), "tenant": "t", **kwargs}
+        return embedding_cache_key(args.pop("model"), args.pop("fallbacks"), request, **args)
+
+    assert key() == key() and key().startswith("re1:")
+    variants = {
+        key(),
+        key(model="other"),
+        key(fallbacks=("f",)),
+        key(tenant="u"),
+        key(EmbeddingRequest(("a",))),
+        key(EmbeddingRequest(("b", "a"))),
+        key(EmbeddingRequest(("a", "b"), 256)),
+        key(EmbeddingRequest(("a", "b"), encoding=EmbeddingEncoding.BASE64)),
+    }
+    assert len(variants) == 8
+
+
+def test_record_replay_and_serialize_vectors() -> None:
+    vectors = ((0.1, -2.5e-8, 3.0), (1 / 3, 0.0, -1.0))
+    events: list[CallEvent] = [
+        Started("r1", "openai", "text-embedding-3-small"),
+        Embeddings(vectors),
+        Completed(FinishReason.STOP, "", Usage(7), cost_usd=0.25),
+    ]
+    reply = record_reply(events)
+    assert reply is not None and reply.vectors == vectors and reply.floats == 6
+    assert CachedReply.from_bytes(reply.to_bytes()) == reply
+    assert _reply().vectors is None and CachedReply.from_bytes(_reply().to_bytes()).vectors is None
+    out = replay(reply, "r2")
+    assert out == [
+        Started("r2", "openai", "text-embedding-3-small", cache_hit=True),
+        Embeddings(vectors),
+        Completed(FinishReason.STOP, "", Usage(7), cache_hit=True),
+    ]
+
+
 # -- Redis ---------------------------------------------------------------------------------
 
 
@@ -483,6 +525,12 @@ async def test_redis_expiry_takes_effect(shared: ResponseCache) -> None:
     assert await shared.get("k") is not None
     await asyncio.sleep(0.1)
     assert await shared.get("k") is None
+
+
+async def test_redis_keeps_embedding_vectors(shared: ResponseCache) -> None:
+    reply = CachedReply("openai", "e", usage=Usage(3), vectors=((0.5, 1 / 3), (-1e-9, 2.0)))
+    await shared.put("re1:k", reply)
+    assert await shared.get("re1:k") == reply
 
 
 async def test_an_unreachable_redis_is_a_miss_not_a_failure() -> None:

@@ -1,11 +1,12 @@
 """The response cache layer: a hit is replayed as a stream, at no cost; a finished reply
 is stored.
 
-Only chat calls the caller allows to be cached (temperature 0, or an explicit opt-in; never
-with an opt-out) touch the cache; every other call passes straight through. Keys are per
-tenant, so one tenant is never served what was generated for another. A hit is recorded in
-the ledger (its tokens, no cost) when its terminal event is yielded: a caller that has its
-reply may close the stream.
+Chat calls the caller allows to be cached (temperature 0, or an explicit opt-in; never
+with an opt-out) and embeddings calls (unless opted out) touch the cache; every other call
+passes straight through. An embeddings reply with more floats than the cap is not stored.
+Keys are per tenant, so one tenant is never served what was generated for another. A hit
+is recorded in the ledger (its tokens, no cost) when its terminal event is yielded: a
+caller that has its reply may close the stream.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
+from llmesh.services.common.policy_settings import ResponseCacheConfig
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import CallEvent, Completed
 from llmesh.services.core.handler import Handler
 from llmesh.services.orchestrator.accounting import Accounting
@@ -25,6 +28,7 @@ from llmesh.services.orchestrator.response_cache import (
     ResponseCache,
     cache_key,
     cacheable,
+    embedding_cache_key,
     record_reply,
     replay,
 )
@@ -36,17 +40,29 @@ class Cached:
     """Serves and stores replies of cacheable calls."""
 
     def __init__(
-        self, inner: Handler, cache: ResponseCache, accounting: Accounting, *, default_ttl: float
+        self,
+        inner: Handler,
+        cache: ResponseCache,
+        accounting: Accounting,
+        *,
+        default_ttl: float,
+        max_embedding_floats: int = ResponseCacheConfig.max_embedding_floats,
     ) -> None:
         self._inner = inner
         self._cache = cache
         self._accounting = accounting
         self._ttl = default_ttl
+        self._max_floats = max_embedding_floats
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, from the cache when it holds the reply."""
         c = call.call
         request = c.request
+        if isinstance(request, EmbeddingRequest):
+            if c.response_cache is False:
+                return self._inner.stream(call)
+            key = embedding_cache_key(c.model, c.fallbacks, request, tenant=c.caller.tenant)
+            return self._cached(call, key)
         if not isinstance(request, ChatRequest) or not cacheable(
             request, opt_in=c.response_cache is True, opt_out=c.response_cache is False
         ):
@@ -77,5 +93,5 @@ class Cached:
                     yield event
         finally:
             reply = record_reply(collected) if finished else None
-            if reply is not None:
+            if reply is not None and reply.floats <= self._max_floats:
                 await self._cache.put(key, reply, call.call.response_cache_ttl or self._ttl)
