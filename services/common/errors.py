@@ -9,6 +9,7 @@ the two (and the proto enum) identical. This module imports neither grpc nor HTT
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -115,6 +116,10 @@ class LlmeshError(Exception):
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.message}"
+
+
+Violation = Callable[[str, str], None]
+"""Told each bad field of a request being checked: its path and what is wrong with it."""
 
 
 def invalid(field_path: str, description: str) -> LlmeshError:

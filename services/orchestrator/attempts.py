@@ -153,6 +153,11 @@ class Opened:
         await self.stack.aclose()
 
 
+NO_FALLBACK = frozenset(
+    {Reason.CANCELLED, Reason.DEADLINE_EXCEEDED, Reason.INVALID_REQUEST, Reason.BUDGET_EXCEEDED}
+)
+"""Failures that another target cannot cure (an attempt the budget refused is not sent)."""
+
 NOT_SENT = frozenset(
     {Reason.CIRCUIT_OPEN, Reason.QUEUE_FULL, Reason.RATE_LIMIT_EXCEEDED, Reason.BUDGET_EXCEEDED}
 )

@@ -16,26 +16,14 @@ import orjson
 from google.protobuf import json_format
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.common.parts_proto import parts_from_proto
 from llmesh.services.core.call import ChatCall
 from llmesh.services.core.chat import (
-    AUDIO_FORMATS,
-    DOCUMENT_MEDIA_TYPES,
-    IMAGE_MEDIA_TYPES,
-    MAX_AUDIO_BYTES,
-    MAX_DOCUMENT_BYTES,
-    MAX_IMAGE_BYTES,
-    AudioPart,
     ChatRequest,
-    ContentPart,
-    DocumentPart,
     FinishReason,
-    ImagePart,
     Message,
     ReasoningEffort,
-    ResponseFormat,
-    ResponseFormatType,
     Role,
-    TextPart,
     ThinkingBlock,
     Tool,
     ToolCall,
@@ -55,7 +43,7 @@ from llmesh.services.core.policy import CallOptions, MidStreamPolicy
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import Reply
-from llmesh.services.orchestrator.structured import schema_error
+from llmesh.services.orchestrator.structured import response_format_from_proto
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 _ROLES = {
@@ -158,7 +146,7 @@ def chat_call_from_proto(
         )
         if m.parts and m.content:
             violation(f"messages[{i}].content", "must be empty when parts are given")
-        parts = _parts(m.parts, f"messages[{i}].parts", violation)
+        parts = parts_from_proto(m.parts, f"messages[{i}].parts", violation)
         messages.append(
             Message(
                 role,
@@ -207,7 +195,7 @@ def chat_call_from_proto(
         if not f.strip():
             violation(f"fallbacks[{i}]", "must name a model")
     options = _options(inp, violation)
-    response_format = _response_format(inp, violation)
+    response_format = response_format_from_proto(inp, violation)
     cache = inp.cache
     ttl = cache.prompt_cache_ttl or "5m"
     if ttl not in ("5m", "1h"):
@@ -263,128 +251,6 @@ def chat_call_from_proto(
         if cache.HasField("response_cache_ttl")
         else None,
         max_cost_usd=inp.max_cost_usd if inp.HasField("max_cost_usd") else None,
-    )
-
-
-_DETAILS = frozenset({"", "auto", "low", "high"})
-
-
-def _parts(
-    parts: Sequence[chat_pb2.ContentPart], path: str, violation: Any
-) -> tuple[ContentPart, ...]:
-    """Validate a message's content parts and map them to the domain."""
-    out: list[ContentPart] = []
-    for k, p in enumerate(parts):
-        at = f"{path}[{k}]"
-        kind = p.WhichOneof("kind")
-        if kind == "text":
-            out.append(TextPart(p.text))
-        elif kind == "image":
-            img = p.image
-            if img.WhichOneof("source") == "url":
-                if not img.url.startswith(("http://", "https://")):
-                    violation(f"{at}.image.url", "must be an http or https URL")
-            elif not img.data:
-                violation(f"{at}.image", "needs a url or data")
-            else:
-                if img.media_type not in IMAGE_MEDIA_TYPES:
-                    violation(
-                        f"{at}.image.media_type", f"must be one of {_list(IMAGE_MEDIA_TYPES)}"
-                    )
-                if len(img.data) > MAX_IMAGE_BYTES:
-                    violation(f"{at}.image.data", f"larger than {MAX_IMAGE_BYTES} bytes")
-            if img.detail not in _DETAILS:
-                violation(f"{at}.image.detail", 'must be "auto", "low" or "high"')
-            out.append(ImagePart(img.url, img.data, img.media_type, img.detail))
-        elif kind == "document":
-            doc = p.document
-            if doc.media_type not in DOCUMENT_MEDIA_TYPES:
-                violation(
-                    f"{at}.document.media_type", f"must be one of {_list(DOCUMENT_MEDIA_TYPES)}"
-                )
-            if not doc.data:
-                violation(f"{at}.document.data", "is required")
-            if len(doc.data) > MAX_DOCUMENT_BYTES:
-                violation(f"{at}.document.data", f"larger than {MAX_DOCUMENT_BYTES} bytes")
-            out.append(DocumentPart(doc.data, doc.media_type, doc.title))
-        elif kind == "input_audio":
-            audio = p.input_audio
-            if audio.format not in AUDIO_FORMATS:
-                violation(f"{at}.input_audio.format", f"must be one of {_list(AUDIO_FORMATS)}")
-            if not audio.data:
-                violation(f"{at}.input_audio.data", "is required")
-            if len(audio.data) > MAX_AUDIO_BYTES:
-                violation(f"{at}.input_audio.data", f"larger than {MAX_AUDIO_BYTES} bytes")
-            out.append(AudioPart(audio.data, audio.format))
-        else:
-            violation(at, "must hold text, image, document or input_audio")
-    return tuple(out)
-
-
-def _list(values: frozenset[str]) -> str:
-    return ", ".join(sorted(values))
-
-
-def part_to_proto(part: ContentPart) -> chat_pb2.ContentPart:
-    """The protobuf form of a content part."""
-    if isinstance(part, TextPart):
-        return chat_pb2.ContentPart(text=part.text)
-    if isinstance(part, ImagePart):
-        img = chat_pb2.ImagePart(media_type=part.media_type, detail=part.detail)
-        if part.url:
-            img.url = part.url
-        else:
-            img.data = part.data
-        return chat_pb2.ContentPart(image=img)
-    if isinstance(part, DocumentPart):
-        return chat_pb2.ContentPart(
-            document=chat_pb2.DocumentPart(
-                data=part.data, media_type=part.media_type, title=part.title
-            )
-        )
-    return chat_pb2.ContentPart(input_audio=chat_pb2.AudioPart(data=part.data, format=part.format))
-
-
-_FORMATS = {
-    chat_pb2.RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.TEXT,
-    chat_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.JSON_OBJECT,
-    chat_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.JSON_SCHEMA,
-}
-
-MAX_REPAIR_ATTEMPTS = 5
-"""The most schema repair attempts a call may ask for."""
-
-
-def _response_format(inp: chat_pb2.ChatInput, violation: Any) -> ResponseFormat | None:
-    """The requested reply shape; None when absent or unspecified (plain text)."""
-    if not inp.HasField("response_format"):
-        return None
-    rf = inp.response_format
-    if rf.type == chat_pb2.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
-        return None
-    kind = _FORMATS.get(rf.type)
-    if kind is None:
-        violation("response_format.type", "unknown type")
-        return None
-    if rf.schema_repair_attempts > MAX_REPAIR_ATTEMPTS:
-        violation("response_format.schema_repair_attempts", f"at most {MAX_REPAIR_ATTEMPTS}")
-    schema: dict[str, Any] = {}
-    if kind is ResponseFormatType.JSON_SCHEMA:
-        if not rf.name:
-            violation("response_format.name", "is required for JSON_SCHEMA")
-        try:
-            parsed = json.loads(rf.schema) if rf.schema else None
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            violation("response_format.schema", "must be a JSON object (a JSON Schema)")
-        else:
-            schema = parsed
-            problem = schema_error(schema)
-            if problem:
-                violation("response_format.schema", f"is not a valid JSON Schema: {problem}")
-    return ResponseFormat(
-        kind, rf.name, schema, rf.strict, repair_attempts=rf.schema_repair_attempts
     )
 
 

@@ -26,22 +26,13 @@ from llmesh.services.core.embeddings import EmbeddingRequest, Embeddings
 from llmesh.services.core.events import CallEvent, Completed, Started
 from llmesh.services.core.trail import AttemptRecord, Outcome
 from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.attempts import NO_FALLBACK, NOT_SENT
 from llmesh.services.orchestrator.estimate import estimate_input_tokens
 from llmesh.services.orchestrator.providers.embeddings import EmbeddingsClient, embeddings_client
 from llmesh.services.orchestrator.resilience import Breakers
 from llmesh.services.transport import Transport
 
 __all__ = ["EmbeddingsHandler", "estimate_embedding_usage"]
-
-_NO_FALLBACK = frozenset(
-    {Reason.CANCELLED, Reason.DEADLINE_EXCEEDED, Reason.INVALID_REQUEST, Reason.BUDGET_EXCEEDED}
-)
-"""Failures another target cannot cure."""
-
-_NOT_SENT = frozenset(
-    {Reason.CIRCUIT_OPEN, Reason.QUEUE_FULL, Reason.RATE_LIMIT_EXCEEDED, Reason.BUDGET_EXCEEDED}
-)
-"""Failures before a request leaves llmesh: not counted against the target's breaker."""
 
 
 def estimate_embedding_usage(request: EmbeddingRequest) -> Usage:
@@ -106,7 +97,7 @@ class EmbeddingsHandler:
             except LlmeshError as err:
                 outcome = Outcome.SKIPPED if err.reason is Reason.CIRCUIT_OPEN else Outcome.FAILED
                 record.finish(outcome, clock(), err.reason)
-                if err.reason not in _NOT_SENT:
+                if err.reason not in NOT_SENT:
                     await self._breakers.record_failure(
                         name,
                         err.reason,
@@ -114,7 +105,7 @@ class EmbeddingsHandler:
                         counted=call.call.client_retry == 0,
                         request_id=call.request_id,
                     )
-                if err.reason in _NO_FALLBACK:
+                if err.reason in NO_FALLBACK:
                     raise
                 last = err
                 continue

@@ -37,7 +37,13 @@ from llmesh.services.core.policy import MidStreamPolicy, Policy
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome
 from llmesh.services.core.usage import Usage
-from llmesh.services.orchestrator.attempts import Opened, Runtime, open_attempt, percentile
+from llmesh.services.orchestrator.attempts import (
+    NO_FALLBACK,
+    Opened,
+    Runtime,
+    open_attempt,
+    percentile,
+)
 from llmesh.services.orchestrator.estimate import estimate_usage
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.resilience import (
@@ -56,16 +62,6 @@ _log = logging.getLogger("llmesh.orchestrator.engine")
 UsageEstimator = Callable[[Any, int], Usage]
 """Estimates usage from a request and the number of output characters produced."""
 
-
-_NO_FALLBACK = frozenset(
-    {
-        Reason.CANCELLED,
-        Reason.DEADLINE_EXCEEDED,
-        Reason.INVALID_REQUEST,
-        Reason.BUDGET_EXCEEDED,
-    }
-)
-"""Failures that another target cannot cure (an attempt the budget refused is not sent)."""
 
 DEFAULT_HEDGE_DELAY = 1.0
 """Hedge delay in seconds when a percentile is asked for but no TTFT history exists yet."""
@@ -148,7 +144,7 @@ class Orchestrator:
                     opened, index = await self._open(targets, index, request, policy, rt, deadline)
                 except LlmeshError as err:
                     last_error = err
-                    if err.reason in _NO_FALLBACK:
+                    if err.reason in NO_FALLBACK:
                         raise
                     _log_fallback(request_id, targets, index, err)
                     index += 1
@@ -182,7 +178,7 @@ class Orchestrator:
                     total.add(
                         opened.usage or self._estimate(request, sum(len(p) for p in opened.output))
                     )
-                    if err.reason in _NO_FALLBACK or policy.mid_stream is MidStreamPolicy.NEVER:
+                    if err.reason in NO_FALLBACK or policy.mid_stream is MidStreamPolicy.NEVER:
                         raise self._with_usage(err, total, target) from None
                     previous, last_reason = target, err.reason
                     _log_fallback(request_id, targets, index, err, policy.mid_stream.value)

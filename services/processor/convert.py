@@ -14,16 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
-from llmesh.services.core.chat import (
-    AudioPart,
-    ContentPart,
-    DocumentPart,
-    ImagePart,
-    Message,
-    Role,
-    TextPart,
-    ToolCall,
-)
+from llmesh.services.common.parts_proto import parts_from_proto
+from llmesh.services.core.chat import Message, Role, ToolCall
 from llmesh.v1 import chat_pb2, processor_pb2
 
 _ROLES = {
@@ -94,24 +86,13 @@ def _messages(
             )
             continue
         calls = tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls)
-        parts = tuple(p for p in map(_part, m.parts) if p is not None)
+        parts = parts_from_proto(
+            m.parts,
+            f"messages[{i}].parts",
+            lambda path, what: bad.append(FieldViolation(path, what)),
+        )
         out.append(Message(role, m.content, calls, m.tool_call_id, m.name, parts=parts))
     return tuple(out)
-
-
-def _part(part: chat_pb2.ContentPart) -> ContentPart | None:
-    """A content part as counted: its text, or its media by kind and size (the
-    orchestrator validates parts; counting takes them as they are)."""
-    kind = part.WhichOneof("kind")
-    if kind == "text":
-        return TextPart(part.text)
-    if kind == "image":
-        return ImagePart(part.image.url, part.image.data, part.image.media_type)
-    if kind == "document":
-        return DocumentPart(part.document.data, part.document.media_type)
-    if kind == "input_audio":
-        return AudioPart(part.input_audio.data, part.input_audio.format)
-    return None
 
 
 def _invalid(bad: list[FieldViolation]) -> LlmeshError:

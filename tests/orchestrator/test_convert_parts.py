@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.parts_proto import part_to_proto
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.core.chat import (
     MAX_DOCUMENT_BYTES,
@@ -16,7 +17,7 @@ from llmesh.services.core.chat import (
     ImagePart,
     TextPart,
 )
-from llmesh.services.orchestrator.convert import chat_call_from_proto, part_to_proto
+from llmesh.services.orchestrator.convert import chat_call_from_proto
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.mesh import Mesh
 

@@ -1,0 +1,106 @@
+"""A message's content parts between protobuf and the domain, checked once for every service.
+
+The orchestrator validates a call's parts with this before anything is sent; the processor
+counts the same parts, so both read them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from llmesh.services.common.errors import Violation
+from llmesh.services.core.chat import (
+    AUDIO_FORMATS,
+    DOCUMENT_MEDIA_TYPES,
+    IMAGE_MEDIA_TYPES,
+    MAX_AUDIO_BYTES,
+    MAX_DOCUMENT_BYTES,
+    MAX_IMAGE_BYTES,
+    AudioPart,
+    ContentPart,
+    DocumentPart,
+    ImagePart,
+    TextPart,
+)
+from llmesh.v1 import chat_pb2
+
+__all__ = ["part_to_proto", "parts_from_proto"]
+
+_DETAILS = frozenset({"", "auto", "low", "high"})
+
+
+def parts_from_proto(
+    parts: Sequence[chat_pb2.ContentPart], path: str, violation: Violation
+) -> tuple[ContentPart, ...]:
+    """Validate a message's content parts (`violation` is told each bad field, by its path
+    under `path`) and map them to the domain."""
+    out: list[ContentPart] = []
+    for k, p in enumerate(parts):
+        at = f"{path}[{k}]"
+        kind = p.WhichOneof("kind")
+        if kind == "text":
+            out.append(TextPart(p.text))
+        elif kind == "image":
+            img = p.image
+            if img.WhichOneof("source") == "url":
+                if not img.url.startswith(("http://", "https://")):
+                    violation(f"{at}.image.url", "must be an http or https URL")
+            elif not img.data:
+                violation(f"{at}.image", "needs a url or data")
+            else:
+                if img.media_type not in IMAGE_MEDIA_TYPES:
+                    violation(
+                        f"{at}.image.media_type", f"must be one of {_list(IMAGE_MEDIA_TYPES)}"
+                    )
+                if len(img.data) > MAX_IMAGE_BYTES:
+                    violation(f"{at}.image.data", f"larger than {MAX_IMAGE_BYTES} bytes")
+            if img.detail not in _DETAILS:
+                violation(f"{at}.image.detail", 'must be "auto", "low" or "high"')
+            out.append(ImagePart(img.url, img.data, img.media_type, img.detail))
+        elif kind == "document":
+            doc = p.document
+            if doc.media_type not in DOCUMENT_MEDIA_TYPES:
+                violation(
+                    f"{at}.document.media_type", f"must be one of {_list(DOCUMENT_MEDIA_TYPES)}"
+                )
+            if not doc.data:
+                violation(f"{at}.document.data", "is required")
+            if len(doc.data) > MAX_DOCUMENT_BYTES:
+                violation(f"{at}.document.data", f"larger than {MAX_DOCUMENT_BYTES} bytes")
+            out.append(DocumentPart(doc.data, doc.media_type, doc.title))
+        elif kind == "input_audio":
+            audio = p.input_audio
+            if audio.format not in AUDIO_FORMATS:
+                violation(f"{at}.input_audio.format", f"must be one of {_list(AUDIO_FORMATS)}")
+            if not audio.data:
+                violation(f"{at}.input_audio.data", "is required")
+            if len(audio.data) > MAX_AUDIO_BYTES:
+                violation(f"{at}.input_audio.data", f"larger than {MAX_AUDIO_BYTES} bytes")
+            out.append(AudioPart(audio.data, audio.format))
+        else:
+            violation(at, "must hold text, image, document or input_audio")
+    return tuple(out)
+
+
+def _list(values: frozenset[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+def part_to_proto(part: ContentPart) -> chat_pb2.ContentPart:
+    """The protobuf form of a content part."""
+    if isinstance(part, TextPart):
+        return chat_pb2.ContentPart(text=part.text)
+    if isinstance(part, ImagePart):
+        img = chat_pb2.ImagePart(media_type=part.media_type, detail=part.detail)
+        if part.url:
+            img.url = part.url
+        else:
+            img.data = part.data
+        return chat_pb2.ContentPart(image=img)
+    if isinstance(part, DocumentPart):
+        return chat_pb2.ContentPart(
+            document=chat_pb2.DocumentPart(
+                data=part.data, media_type=part.media_type, title=part.title
+            )
+        )
+    return chat_pb2.ContentPart(input_audio=chat_pb2.AudioPart(data=part.data, format=part.format))
