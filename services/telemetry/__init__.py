@@ -1,0 +1,1 @@
+"""What the mesh shows of itself: OpenTelemetry traces and metrics, Prometheus, call logs."""
