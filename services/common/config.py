@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from platformdirs import user_data_path
 
-from llmesh.services.common.config_fields import ConfigError, FieldError
+from llmesh.services.common.config_fields import ConfigError, FieldError, flag, names
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.resilience_settings import Resilience
 
@@ -26,6 +26,7 @@ __all__ = [
     "LOCAL_MODEL_PACKAGES",
     "MID_STREAM_POLICIES",
     "PROVIDER_KINDS",
+    "STRUCTURED_OUTPUT_MODES",
     "Config",
     "ConfigError",
     "EmulatorConfig",
@@ -43,21 +44,8 @@ __all__ = [
 PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator", "local")
 """The adapter kinds a provider entry may name."""
 
-
-def _names(value: object, key: str) -> tuple[str, ...]:
-    """A YAML list of non-empty strings (absent or null: none)."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{key}: expected a list of names, got {value!r}")
-    return tuple(value)
-
-
-def _flag(value: object, key: str) -> bool:
-    """A YAML boolean; anything else (a quoted ``"false"`` reads true to ``bool``) is an error."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    return value
+STRUCTURED_OUTPUT_MODES = ("auto", "native", "tool")
+"""How an anthropic provider sends ``response_format`` (`ProviderConfig.structured_output`)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +82,10 @@ class ProviderConfig:
     gathered up to this many."""
     batch_wait: float = 0.002
     """``local`` only: seconds a model call waits after a call arrives for others to join it."""
+    structured_output: str = "auto"
+    """``anthropic`` only: how ``response_format`` is sent: ``auto`` (Anthropic's native
+    structured output for the models that have it, else a forced tool call), ``native``
+    (native for every model) or ``tool`` (always the forced tool)."""
 
 
 @dataclass(frozen=True)
@@ -245,9 +237,13 @@ def _provider(name: str, raw: Any) -> ProviderConfig:
         raise ConfigError(f"providers.{name}.kind: {kind!r} is not one of {PROVIDER_KINDS}")
     if kind == "openai-compatible" and not raw.get("base_url"):
         raise ConfigError(f"providers.{name}.base_url: required for openai-compatible")
-    transport = raw.get("transport", _field_default(ProviderConfig, "transport"))
-    if transport not in ("lean", "sdk"):
-        raise ConfigError(f"providers.{name}.transport: {transport!r} is not 'lean' or 'sdk'")
+    for key, allowed in (
+        ("transport", ("lean", "sdk")),
+        ("structured_output", STRUCTURED_OUTPUT_MODES),
+    ):
+        value = raw.get(key, _field_default(ProviderConfig, key))
+        if value not in allowed:
+            raise ConfigError(f"providers.{name}.{key}: {value!r} is not one of {allowed}")
     for key, minimum in (("max_batch", 1), ("batch_wait", 0)):
         value = raw.get(key, minimum)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
@@ -445,7 +441,7 @@ def load_config(
         gateway_port=_setting(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
-        gateway_drop_params=_names(gw.get("drop_params"), "gateway.drop_params"),
+        gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         emulator=emulator,
         providers=providers,
         aliases=aliases,
@@ -463,7 +459,7 @@ def load_config(
         ledger_flush_interval=_setting(
             float, ledger_raw, "ledger", "flush_interval", default.ledger_flush_interval
         ),
-        allow_unauthenticated=_flag(
+        allow_unauthenticated=flag(
             auth_raw.get("allow_unauthenticated", default.allow_unauthenticated),
             "auth.allow_unauthenticated",
         ),
