@@ -13,6 +13,7 @@ provider that needs bytes reuses the bytes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -30,6 +31,8 @@ from llmesh.services.core.chat import (
 from llmesh.services.orchestrator.providers.media_fetch import Fetched, FetchError, MediaFetcher
 
 __all__ = ["CallMedia", "MediaNeeds", "MediaPlan", "needs_for"]
+
+_log = logging.getLogger("llmesh.orchestrator.media")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,7 @@ class CallMedia:
         try:
             fetched = await asyncio.shield(future)
         except FetchError as exc:
+            _log.info("not fetching %s for %s: %s", path, provider, exc)
             raise _refused(path, f"cannot use this URL for provider {provider!r}: {exc}") from None
         if isinstance(part, ImagePart):
             return ImagePart(data=fetched.data, media_type=fetched.media_type, detail=part.detail)

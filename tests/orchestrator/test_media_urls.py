@@ -7,6 +7,7 @@ The fetching mesh's fetcher reaches a local media server only through its dial s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,6 +150,27 @@ async def test_a_provider_set_to_fetch_gets_image_urls_as_bytes(media_server: Me
     assert sent.messages[0].parts == (ImagePart(data=PNG, media_type="image/png", detail="low"),)
     assert await call.prepare("ollama", request, None) == sent
     assert media_server.hits["/photo-2.png"] == 1
+
+
+async def test_a_call_ending_mid_fetch_stops_the_fetch(media_server: MediaServer) -> None:
+    """An attempt waiting for a fetch can be cancelled (a hedge that lost) without stopping
+    the fetch another attempt may share; the call's end stops it."""
+    plan = MediaPlan({"openai": needs_for("openai", "pass")}, media_server.fetcher())
+    url = media_server.url("slow-1.pdf")
+    request = ChatRequest((Message(Role.USER, parts=(DocumentPart(url=url),)),))
+    call = plan.for_call()
+    attempt = asyncio.ensure_future(call.prepare("openai", request, None))
+    while media_server.hits["/slow-1.pdf"] == 0:  # noqa: ASYNC110 - counted in another thread
+        await asyncio.sleep(0.01)
+    before = asyncio.all_tasks()
+    attempt.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    (fetch,) = (t for t in before if "MediaFetcher.fetch" in repr(t.get_coro()))
+    assert not fetch.done()
+    call.cancel()
+    await asyncio.gather(fetch, return_exceptions=True)
+    assert fetch.cancelled()
 
 
 @pytest.mark.parametrize(

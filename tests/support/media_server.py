@@ -26,7 +26,8 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n%%EOF\n" * 20
 
 
 class MediaServer:
-    """Serves ``/<name>.png`` and ``/<name>.pdf`` (any name) on a loopback port."""
+    """Serves ``/<name>.png`` and ``/<name>.pdf`` (any name) on a loopback port; a name
+    starting with ``slow`` is answered only when the server stops."""
 
     def __init__(self) -> None:
         self.port = 0
@@ -66,10 +67,13 @@ class MediaServer:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
+        release = asyncio.Event()
 
         async def handle(request: web.Request) -> web.Response:
             name = request.match_info["name"]
             self.hits[request.path_qs] += 1
+            if name.startswith("slow"):
+                await release.wait()
             if name.endswith(".png"):
                 return web.Response(body=PNG, content_type="image/png")
             if name.endswith(".pdf"):
@@ -84,6 +88,7 @@ class MediaServer:
         self.port = runner.addresses[0][1]
         self._ready.set_result(None)
         await self._stop.wait()
+        release.set()
         await runner.cleanup()
 
     def stop(self) -> None:

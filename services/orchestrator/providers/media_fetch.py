@@ -197,7 +197,9 @@ class MediaFetcher:
         """The body of `url` (at most `max_bytes`, of one of `media_types`), within the
         configured timeout (and `timeout`, the call's time left, when shorter)."""
         _, host, port = self.check_url(url)
-        limit = self.config.timeout if timeout is None else min(timeout, self.config.timeout)
+        limit = (
+            self.config.timeout if timeout is None else max(min(timeout, self.config.timeout), 0)
+        )
         cap = min(max_bytes, self.config.max_bytes)
         try:
             async with asyncio.timeout(limit):
