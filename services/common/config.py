@@ -18,7 +18,14 @@ from typing import Any
 import yaml
 from platformdirs import user_data_path
 
-from llmesh.services.common.config_fields import ConfigError, FieldError, flag, names
+from llmesh.services.common.config_fields import ConfigError, FieldError, build, flag, names
+from llmesh.services.common.media_settings import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MEDIA_URL_MODES,
+    MediaFetchConfig,
+    PartLimits,
+    limits_from_mapping,
+)
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.resilience_settings import Resilience
 
@@ -30,6 +37,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "EmulatorConfig",
+    "MediaFetchConfig",
+    "PartLimits",
     "PolicyConfig",
     "ProviderConfig",
     "Resilience",
@@ -86,6 +95,10 @@ class ProviderConfig:
     """``anthropic`` only: how ``response_format`` is sent: ``auto`` (Anthropic's native
     structured output for the models that have it, else a forced tool call), ``native``
     (native for every model) or ``tool`` (always the forced tool)."""
+    media_urls: str = "pass"
+    """Image and document URLs: ``pass`` them on where the provider's API takes a URL (images
+    everywhere, documents at Anthropic; OpenAI-style documents are always fetched) or
+    ``fetch`` every one (servers that want bytes, e.g. Ollama). Fetching needs `media_fetch`."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +172,13 @@ class Config:
     when a package shipping a local embedding model is installed (the `local` extra)."""
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Short model names mapped to ``provider/model`` names."""
-    max_message_bytes: int = 4 * 1024 * 1024
-    """The largest chat request accepted, in bytes of serialized request."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """The largest chat request accepted, in bytes of serialized request; the gRPC message
+    limits and the gateway's body limit are derived from it."""
+    part_limits: PartLimits = field(default_factory=PartLimits)
+    """The largest image, document and audio part (``limits.max_*_bytes``)."""
+    media_fetch: MediaFetchConfig = field(default_factory=MediaFetchConfig)
+    """Fetching part URLs for providers that need bytes (off unless hosts are allowed)."""
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     """Named routes: ordered targets with fallback, timeout and hedging settings."""
     resilience: Resilience = field(default_factory=Resilience)
@@ -240,6 +258,7 @@ def _provider(name: str, raw: Any) -> ProviderConfig:
     for key, allowed in (
         ("transport", ("lean", "sdk")),
         ("structured_output", STRUCTURED_OUTPUT_MODES),
+        ("media_urls", MEDIA_URL_MODES),
     ):
         value = raw.get(key, _field_default(ProviderConfig, key))
         if value not in allowed:
@@ -310,6 +329,7 @@ _TOP_LEVEL = {
     "providers",
     "aliases",
     "limits",
+    "media_fetch",
     "routes",
     "resilience",
     "ledger",
@@ -413,7 +433,14 @@ def load_config(
     orch_raw = _section(raw, "orchestrator")
     proc_raw = _section(raw, "processor")
     gw = _section(raw, "gateway")
-    limits = _section(raw, "limits")
+    try:
+        max_message_bytes, part_limits = limits_from_mapping(_section(raw, "limits"))
+    except FieldError as exc:
+        raise ConfigError(str(exc.under("limits"))) from None
+    try:
+        media_fetch = build(MediaFetchConfig, raw.get("media_fetch"))
+    except FieldError as exc:
+        raise ConfigError(str(exc.under("media_fetch"))) from None
     ledger_raw = _section(raw, "ledger")
     auth_raw = _section(raw, "auth")
     return Config(
@@ -445,9 +472,9 @@ def load_config(
         emulator=emulator,
         providers=providers,
         aliases=aliases,
-        max_message_bytes=_setting(
-            int, limits, "limits", "max_message_bytes", default.max_message_bytes
-        ),
+        max_message_bytes=max_message_bytes,
+        part_limits=part_limits,
+        media_fetch=media_fetch,
         routes=routes,
         resilience=resilience,
         shutdown_grace=_setting(

@@ -130,11 +130,9 @@ def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
         elif isinstance(part, DocumentPart):
             doc: dict[str, Any] = {
                 "type": "document",
-                "source": {
-                    "type": "base64",
-                    "media_type": part.media_type,
-                    "data": _b64(part.data),
-                },
+                "source": {"type": "url", "url": part.url}
+                if part.url
+                else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)},
             }
             if part.title:
                 doc["title"] = part.title
