@@ -2,7 +2,7 @@
 
 The vectors travel as packed float32 bytes: a request with ``EMBEDDING_ENCODING_BASE64``
 gets them as they are, in `Embedding.data`; any other (a client written before packed bytes,
-which leaves the encoding unset) gets floats in `Embedding.values`, unpacked here alone.
+which leaves the encoding unset) gets floats in `Embedding.values`, parsed from the bytes.
 """
 
 from __future__ import annotations
@@ -16,14 +16,19 @@ from llmesh.services.core.embeddings import (
     EmbeddingEncoding,
     EmbeddingRequest,
     Embeddings,
-    unpack_floats,
 )
 from llmesh.services.core.events import CallEvent, Completed, Started
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.convert import check_size, usage_to_proto
 from llmesh.v1 import chat_pb2, embeddings_pb2
 
-__all__ = ["EmbedReply", "collect_embeddings", "embed_call_from_proto", "embed_reply_to_proto"]
+__all__ = [
+    "EmbedReply",
+    "collect_embeddings",
+    "embed_call_from_proto",
+    "embed_reply_to_proto",
+    "float_embedding",
+]
 
 MAX_INPUTS = 2048
 """The most texts one call may embed (OpenAI's limit per request)."""
@@ -136,18 +141,40 @@ async def collect_embeddings(events: AsyncIterator[CallEvent]) -> EmbedReply:
     raise LlmeshError(Reason.INTERNAL, "the embeddings call ended without its result")
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_INDEX_TAG = b"\x08"  # field 1 (index), varint
+_VALUES_TAG = b"\x12"  # field 2 (values), length-delimited: a packed repeated float
+
+
+def float_embedding(index: int, packed: bytes) -> embeddings_pb2.Embedding:
+    """An `Embedding` whose `values` are the floats of `packed` (little-endian float32).
+
+    A packed repeated float on the wire is exactly those bytes behind its tag and length,
+    so the message is parsed from them: the floats never become Python objects.
+    """
+    wire = _INDEX_TAG + _varint(index) + _VALUES_TAG + _varint(len(packed)) + packed
+    message: embeddings_pb2.Embedding = embeddings_pb2.Embedding.FromString(wire)
+    return message
+
+
 def embed_reply_to_proto(
     reply: EmbedReply, encoding: EmbeddingEncoding
 ) -> embeddings_pb2.EmbedResponse:
     """The reply as an `EmbedResponse`: each vector's packed bytes in `data` for BASE64, or
-    its floats in `values` (unpacked only then)."""
-    Embedding = embeddings_pb2.Embedding
+    its floats in `values`."""
     if encoding is EmbeddingEncoding.BASE64:
+        Embedding = embeddings_pb2.Embedding
         embeddings = [Embedding(index=i, data=v) for i, v in enumerate(reply.vectors)]
     else:
-        embeddings = [
-            Embedding(index=i, values=unpack_floats(v)) for i, v in enumerate(reply.vectors)
-        ]
+        embeddings = [float_embedding(i, v) for i, v in enumerate(reply.vectors)]
     return embeddings_pb2.EmbedResponse(
         request_id=reply.request_id,
         provider=reply.provider,

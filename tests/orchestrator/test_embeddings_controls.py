@@ -12,9 +12,12 @@ from google.protobuf.duration_pb2 import Duration
 
 from llmesh.services.common.errors import Reason
 from llmesh.services.common.rpc_errors import from_rpc_error
-from llmesh.services.core.embeddings import EmbeddingEncoding, unpack_floats
+from llmesh.services.core.embeddings import EmbeddingEncoding, pack_floats, unpack_floats
 from llmesh.services.emulator.embedding_vectors import embed_text
-from llmesh.services.orchestrator.embeddings_convert import embed_call_from_proto
+from llmesh.services.orchestrator.embeddings_convert import (
+    embed_call_from_proto,
+    float_embedding,
+)
 from llmesh.v1 import chat_pb2, embeddings_pb2, orchestrator_pb2_grpc
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
@@ -165,3 +168,15 @@ def test_the_request_maps_to_the_call_s_controls() -> None:
     )
     assert plain.response_cache is False and plain.max_cost_usd is None
     assert plain.request.user == ""
+
+
+@pytest.mark.parametrize("index", [0, 1, 127, 128, 300, 2047, 2**31 - 1])
+@pytest.mark.parametrize("length", [0, 1, 3, 3072])
+def test_a_float_embedding_is_built_from_its_packed_bytes(index: int, length: int) -> None:
+    values = [(-1) ** i * (i + 0.5) / 7 for i in range(length)]
+    if length:
+        values[0] = float("inf") if length > 1 else -0.0
+    values = unpack_floats(pack_floats(values)).tolist()  # what float32 holds
+    built = float_embedding(index, pack_floats(values))
+    assert built == embeddings_pb2.Embedding(index=index, values=values)
+    assert built.index == index and list(built.values) == values and not built.data
