@@ -22,9 +22,9 @@ Embeddings calls are cached too, by default (they are deterministic for a model;
 whose options opt out of the response cache is not): their keys, behind their own prefix,
 cover the tenant, the caller's model name, fallbacks and cost cap, the inputs and the
 dimensions (not the encoding: the vectors are stored as packed float32 bytes, whichever way
-a caller wants them). A stored reply keeps the vectors; one with more floats than the configured cap
-(``cache.response.max_embedding_floats``) is not stored, so one large batch cannot crowd
-the cache, which counts entries, not bytes.
+a caller wants them; see `response_cache_embeddings`). A stored reply keeps the vectors; one
+with more floats than the configured cap (``cache.response.max_embedding_floats``) is not
+stored, so one large batch cannot crowd the cache, which counts entries, not bytes.
 
 Replies live in a bounded in-memory LRU with a TTL per entry by default, or in Redis (orjson
 values, Redis expiry) when a URL is configured, so that replicas share them. The cache is

@@ -60,10 +60,10 @@ def _vector(value: object) -> bytes:
     """One vector's packed float32 bytes, from base64 (decoded, not unpacked) or a list."""
     if isinstance(value, str):
         try:
-            packed = b64decode(value, validate=True)
+            packed: bytes | None = b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            packed = b"\0"  # ragged: refused below
-        if len(packed) % FLOAT32_BYTES:
+            packed = None
+        if packed is None or len(packed) % FLOAT32_BYTES:
             raise _malformed("an embedding that is not base64 float32")
         return packed
     if isinstance(value, list) and all(
