@@ -162,7 +162,9 @@ class Metrics:
             unit="{switch}",
             description="Calls moved to another target after output reached the caller.",
         )
-        self.cost = c("llmesh.cost", unit="USD", description="What calls cost, in US dollars.")
+        self.cost = c(
+            "llmesh.cost.usd", unit="{USD}", description="What calls cost, in US dollars."
+        )
         self.prompt_cache_tokens = c(
             "llmesh.prompt_cache.tokens",
             unit="{token}",
