@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,3 +93,10 @@ def test_an_unknown_top_level_key_is_still_refused_beside_telemetry(tmp_path: An
     path.write_text("telemetry: {}\ntelemetree: {}\n")
     with pytest.raises(ConfigError, match="telemetree"):
         load_config(path, env={})
+
+
+def test_the_example_file_documents_the_defaults() -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "llmesh.example.yaml", env={})
+    assert metrics_settings(config.telemetry, {}) == MetricsSettings()
+    assert call_log_enabled(config.telemetry, {})
