@@ -190,7 +190,8 @@ class CallMetrics:
                 attrs["error.type"] = a.reason.value
             m.operation_duration.record(a.latency, attrs)
             m.token_usage.record(usage.input_tokens, attrs | {"gen_ai.token.type": "input"})
-            m.token_usage.record(usage.output_tokens, attrs | {"gen_ai.token.type": "output"})
+            if operation != "embeddings":  # embeddings produce no tokens
+                m.token_usage.record(usage.output_tokens, attrs | {"gen_ai.token.type": "output"})
             cache = {"gen_ai.provider.name": provider, "gen_ai.request.model": model}
             if usage.cache_read_tokens:
                 m.prompt_cache_tokens.add(usage.cache_read_tokens, cache | {"llmesh.op": "read"})

@@ -1,10 +1,11 @@
 """Metrics, call logs and readiness of the mesh as a user starts it (`llmesh up`).
 
 One mesh with metrics on, API keys and known upstream keys; a workload of a success, a
-failure, a fallback, a mid-stream switch, a response-cache hit, a prompt-cache read and a
-rate-limit refusal; then ``/metrics`` of the gateway, orchestrator and processor are scraped
-and parsed with `prometheus_client`'s parser, the Grafana dashboard's queries are checked
-against the scrapes, and the captured logs are searched for the keys and prompts used.
+failure, a fallback, a mid-stream switch, a response-cache hit, a prompt-cache read, an
+embeddings call and a rate-limit refusal; then ``/metrics`` of the gateway, orchestrator and
+processor are scraped and parsed with `prometheus_client`'s parser, the Grafana dashboard's
+queries are checked against the scrapes, and the captured logs are searched for the keys
+and prompts used.
 """
 
 from __future__ import annotations
@@ -262,6 +263,7 @@ def test_switches_cache_hits_prompt_cache_and_refusals_are_counted(up: Up) -> No
             ],
             temperature=0.7,
         )
+    client.embeddings.create(model="openai/text-embedding-3-small", input="embed me")
     limited = _client(up, "limited")
     _ask(limited, "fast", "once")
     with pytest.raises(openai.RateLimitError):
@@ -274,6 +276,11 @@ def test_switches_cache_hits_prompt_cache_and_refusals_are_counted(up: Up) -> No
     assert value(s, "llmesh_rejections_total", **refused) == 1
     assert value(s, "llmesh_breaker_state", llmesh_breaker_state="closed") >= 1
     assert ("llmesh_queue_depth", frozenset({("llmesh_target", "emulator/echo")})) in s
+    embedded = {"gen_ai_operation_name": "embeddings"}
+    assert value(s, "llmesh_calls_total", llmesh_outcome="ok", **embedded) == 1
+    tokens = "gen_ai_client_token_usage_count"
+    assert value(s, tokens, gen_ai_token_type="input", **embedded) == 1
+    assert value(s, tokens, gen_ai_token_type="output", **embedded) == 0  # none produced
 
 
 def test_the_processor_serves_its_metrics_and_the_gateway_its_readiness(up: Up) -> None:
