@@ -148,6 +148,12 @@ class Metrics:
             description="Seconds a call waited on purpose: target queues and retry backoff.",
             explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
         )
+        self.queue_wait = h(
+            "llmesh.queue.wait",
+            unit="s",
+            description="Seconds a call's attempts waited for target slots (resilience.queue).",
+            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+        )
         c = meter.create_counter
         self.calls = c("llmesh.calls", unit="{call}", description="Calls by outcome and reason.")
         self.attempts = c(

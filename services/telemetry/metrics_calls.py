@@ -140,9 +140,11 @@ class CallMetrics:
             )
         if end.switches:
             m.switches.add(end.switches, {"llmesh.target": target})
-        wait = call.trail.deliberate_wait
-        if wait > 0:
-            m.call_wait.record(wait, {"gen_ai.operation.name": operation})
+        trail = call.trail
+        if trail.deliberate_wait > 0:
+            m.call_wait.record(trail.deliberate_wait, {"gen_ai.operation.name": operation})
+        if trail.queue_wait > 0:
+            m.queue_wait.record(trail.queue_wait, {"llmesh.target": target})
         self._attempts(call, operation, tenant)
         if end.status is CallStatus.OK and last is not None and last.ttft is not None:
             first = last.started + last.ttft

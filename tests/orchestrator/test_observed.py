@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from llmesh.services.common.config import Config, ProviderConfig, RouteConfig
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.policy_settings import PolicyConfig
-from llmesh.services.common.resilience_settings import BreakerSettings, RetrySettings
+from llmesh.services.common.resilience_settings import (
+    BreakerSettings,
+    QueueSettings,
+    RetrySettings,
+)
 from llmesh.services.core.call import ChatCall
 from llmesh.services.core.caller import Caller
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
@@ -22,7 +27,7 @@ from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.assembly import Assembly, assemble
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.layers.observed import Observed
-from llmesh.services.orchestrator.resilience import Breakers
+from llmesh.services.orchestrator.resilience import Breakers, TargetLimiter
 from llmesh.services.telemetry import Metrics, MetricsSettings
 from tests.orchestrator.scripted import Scripted
 
@@ -273,3 +278,22 @@ async def test_with_metrics_and_the_call_log_off_the_layer_is_left_out(
         assert isinstance(assembly.path.handler, Observed)
     finally:
         await assembly.aclose()
+
+
+async def test_waiting_for_a_target_slot_is_recorded_per_target(
+    tmp_path: Path, reader: InMemoryMetricReader
+) -> None:
+    slow = Scripted("a", [0.05, *OK])
+    engine = Orchestrator(
+        {"a": slow, "b": Scripted("b", OK)},
+        limiter=TargetLimiter(QueueSettings(max_concurrency=1)),
+    )
+    assembly = await assemble(
+        _config(tmp_path), engine, bind_host="127.0.0.1", metrics=_metrics(reader)
+    )
+    try:
+        await asyncio.gather(_calls(assembly, "a/m"), _calls(assembly, "a/m"))
+    finally:
+        await assembly.aclose()
+    assert total(reader, "llmesh.queue.wait", llmesh_target="a/m") == 2
+    assert total(reader, "llmesh.call.wait") == 2
