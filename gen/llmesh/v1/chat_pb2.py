@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14llmesh/v1/chat.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xd9\x01\n\x07Message\x12\x1d\n\x04role\x18\x01 \x01(\x0e\x32\x0f.llmesh.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\'\n\ntool_calls\x18\x03 \x03(\x0b\x32\x13.llmesh.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12*\n\x08thinking\x18\x06 \x03(\x0b\x32\x18.llmesh.v1.ThinkingBlock\x12%\n\x05parts\x18\x07 \x03(\x0b\x32\x16.llmesh.v1.ContentPart\"\xa6\x01\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12%\n\x05image\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.ImagePartH\x00\x12+\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.DocumentPartH\x00\x12+\n\x0binput_audio\x18\x04 \x01(\x0b\x32\x14.llmesh.v1.AudioPartH\x00\x42\x06\n\x04kind\"X\n\tImagePart\x12\r\n\x03url\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\tB\x08\n\x06source\"?\n\x0c\x44ocumentPart\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\")\n\tAudioPart\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"K\n\rThinkingBlock\x12\x10\n\x08thinking\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x15\n\rredacted_data\x18\x03 \x01(\t\"V\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\nToolChoice\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.llmesh.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9a\x07\n\tChatInput\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x1e\n\x05tools\x18\x03 \x03(\x0b\x32\x0f.llmesh.v1.Tool\x12*\n\x0btool_choice\x18\x04 \x01(\x0b\x32\x15.llmesh.v1.ToolChoice\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x11\n\tfallbacks\x18\t \x03(\t\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".llmesh.v1.ChatInput.MetadataEntry\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x03\x88\x01\x01\x12\x35\n\x11mid_stream_policy\x18\x0c \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\x12\x36\n\x13\x66irst_token_timeout\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rstall_timeout\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1f\n\x05hedge\x18\x0f \x01(\x0b\x32\x10.llmesh.v1.Hedge\x12&\n\x05\x63\x61\x63he\x18\x10 \x01(\x0b\x32\x17.llmesh.v1.CacheOptions\x12\x19\n\x0cmax_cost_usd\x18\x11 \x01(\x01H\x04\x88\x01\x01\x12\x34\n\x10reasoning_effort\x18\x12 \x01(\x0e\x32\x1a.llmesh.v1.ReasoningEffort\x12#\n\x16thinking_budget_tokens\x18\x13 \x01(\x05H\x05\x88\x01\x01\x12\x32\n\x0fresponse_format\x18\x14 \x01(\x0b\x32\x19.llmesh.v1.ResponseFormat\x12 \n\x13parallel_tool_calls\x18\x15 \x01(\x08H\x06\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x0f\n\r_max_cost_usdB\x19\n\x17_thinking_budget_tokensB\x16\n\x14_parallel_tool_calls\"\x8b\x01\n\x0eResponseFormat\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.llmesh.v1.ResponseFormatType\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06schema\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12\x1e\n\x16schema_repair_attempts\x18\x05 \x01(\r\"\xc4\x01\n\x0c\x43\x61\x63heOptions\x12\x16\n\x0eresponse_cache\x18\x01 \x01(\x08\x12\x19\n\x11no_response_cache\x18\x02 \x01(\x08\x12\x35\n\x12response_cache_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x0cprompt_cache\x18\x04 \x01(\x0e\x32\x1a.llmesh.v1.PromptCacheMode\x12\x18\n\x10prompt_cache_ttl\x18\x05 \x01(\t\"[\n\x05Hedge\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fttft_percentile\x18\x03 \x01(\x01\"\x98\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\x11\n\testimated\x18\x06 \x01(\x08*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x85\x01\n\x0fReasoningEffort\x12 \n\x1cREASONING_EFFORT_UNSPECIFIED\x10\x00\x12\x18\n\x14REASONING_EFFORT_LOW\x10\x01\x12\x1b\n\x17REASONING_EFFORT_MEDIUM\x10\x02\x12\x19\n\x15REASONING_EFFORT_HIGH\x10\x03*\xa2\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x19\n\x15TOOL_CHOICE_MODE_TOOL\x10\x04*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*k\n\x0fPromptCacheMode\x12!\n\x1dPROMPT_CACHE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROMPT_CACHE_MODE_AUTO\x10\x01\x12\x19\n\x15PROMPT_CACHE_MODE_OFF\x10\x02*\x90\x01\n\x0fMidStreamPolicy\x12!\n\x1dMID_STREAM_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17MID_STREAM_POLICY_NEVER\x10\x01\x12\x1d\n\x19MID_STREAM_POLICY_RESTART\x10\x02\x12\x1e\n\x1aMID_STREAM_POLICY_CONTINUE\x10\x03*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14llmesh/v1/chat.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xd9\x01\n\x07Message\x12\x1d\n\x04role\x18\x01 \x01(\x0e\x32\x0f.llmesh.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\'\n\ntool_calls\x18\x03 \x03(\x0b\x32\x13.llmesh.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12*\n\x08thinking\x18\x06 \x03(\x0b\x32\x18.llmesh.v1.ThinkingBlock\x12%\n\x05parts\x18\x07 \x03(\x0b\x32\x16.llmesh.v1.ContentPart\"\xa6\x01\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12%\n\x05image\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.ImagePartH\x00\x12+\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.DocumentPartH\x00\x12+\n\x0binput_audio\x18\x04 \x01(\x0b\x32\x14.llmesh.v1.AudioPartH\x00\x42\x06\n\x04kind\"X\n\tImagePart\x12\r\n\x03url\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\tB\x08\n\x06source\"L\n\x0c\x44ocumentPart\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\")\n\tAudioPart\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"K\n\rThinkingBlock\x12\x10\n\x08thinking\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x15\n\rredacted_data\x18\x03 \x01(\t\"V\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\nToolChoice\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.llmesh.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9a\x07\n\tChatInput\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x1e\n\x05tools\x18\x03 \x03(\x0b\x32\x0f.llmesh.v1.Tool\x12*\n\x0btool_choice\x18\x04 \x01(\x0b\x32\x15.llmesh.v1.ToolChoice\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x11\n\tfallbacks\x18\t \x03(\t\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".llmesh.v1.ChatInput.MetadataEntry\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x03\x88\x01\x01\x12\x35\n\x11mid_stream_policy\x18\x0c \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\x12\x36\n\x13\x66irst_token_timeout\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rstall_timeout\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1f\n\x05hedge\x18\x0f \x01(\x0b\x32\x10.llmesh.v1.Hedge\x12&\n\x05\x63\x61\x63he\x18\x10 \x01(\x0b\x32\x17.llmesh.v1.CacheOptions\x12\x19\n\x0cmax_cost_usd\x18\x11 \x01(\x01H\x04\x88\x01\x01\x12\x34\n\x10reasoning_effort\x18\x12 \x01(\x0e\x32\x1a.llmesh.v1.ReasoningEffort\x12#\n\x16thinking_budget_tokens\x18\x13 \x01(\x05H\x05\x88\x01\x01\x12\x32\n\x0fresponse_format\x18\x14 \x01(\x0b\x32\x19.llmesh.v1.ResponseFormat\x12 \n\x13parallel_tool_calls\x18\x15 \x01(\x08H\x06\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x0f\n\r_max_cost_usdB\x19\n\x17_thinking_budget_tokensB\x16\n\x14_parallel_tool_calls\"\x8b\x01\n\x0eResponseFormat\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.llmesh.v1.ResponseFormatType\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06schema\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12\x1e\n\x16schema_repair_attempts\x18\x05 \x01(\r\"\xc4\x01\n\x0c\x43\x61\x63heOptions\x12\x16\n\x0eresponse_cache\x18\x01 \x01(\x08\x12\x19\n\x11no_response_cache\x18\x02 \x01(\x08\x12\x35\n\x12response_cache_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x0cprompt_cache\x18\x04 \x01(\x0e\x32\x1a.llmesh.v1.PromptCacheMode\x12\x18\n\x10prompt_cache_ttl\x18\x05 \x01(\t\"[\n\x05Hedge\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fttft_percentile\x18\x03 \x01(\x01\"\x98\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\x11\n\testimated\x18\x06 \x01(\x08*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x85\x01\n\x0fReasoningEffort\x12 \n\x1cREASONING_EFFORT_UNSPECIFIED\x10\x00\x12\x18\n\x14REASONING_EFFORT_LOW\x10\x01\x12\x1b\n\x17REASONING_EFFORT_MEDIUM\x10\x02\x12\x19\n\x15REASONING_EFFORT_HIGH\x10\x03*\xa2\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x19\n\x15TOOL_CHOICE_MODE_TOOL\x10\x04*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*k\n\x0fPromptCacheMode\x12!\n\x1dPROMPT_CACHE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROMPT_CACHE_MODE_AUTO\x10\x01\x12\x19\n\x15PROMPT_CACHE_MODE_OFF\x10\x02*\x90\x01\n\x0fMidStreamPolicy\x12!\n\x1dMID_STREAM_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17MID_STREAM_POLICY_NEVER\x10\x01\x12\x1d\n\x19MID_STREAM_POLICY_RESTART\x10\x02\x12\x1e\n\x1aMID_STREAM_POLICY_CONTINUE\x10\x03*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHATINPUT_METADATAENTRY']._loaded_options = None
   _globals['_CHATINPUT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=2489
-  _globals['_ROLE']._serialized_end=2584
-  _globals['_REASONINGEFFORT']._serialized_start=2587
-  _globals['_REASONINGEFFORT']._serialized_end=2720
-  _globals['_TOOLCHOICEMODE']._serialized_start=2723
-  _globals['_TOOLCHOICEMODE']._serialized_end=2885
-  _globals['_RESPONSEFORMATTYPE']._serialized_start=2888
-  _globals['_RESPONSEFORMATTYPE']._serialized_end=3053
-  _globals['_PROMPTCACHEMODE']._serialized_start=3055
-  _globals['_PROMPTCACHEMODE']._serialized_end=3162
-  _globals['_MIDSTREAMPOLICY']._serialized_start=3165
-  _globals['_MIDSTREAMPOLICY']._serialized_end=3309
-  _globals['_FINISHREASON']._serialized_start=3312
-  _globals['_FINISHREASON']._serialized_end=3471
+  _globals['_ROLE']._serialized_start=2502
+  _globals['_ROLE']._serialized_end=2597
+  _globals['_REASONINGEFFORT']._serialized_start=2600
+  _globals['_REASONINGEFFORT']._serialized_end=2733
+  _globals['_TOOLCHOICEMODE']._serialized_start=2736
+  _globals['_TOOLCHOICEMODE']._serialized_end=2898
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=2901
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=3066
+  _globals['_PROMPTCACHEMODE']._serialized_start=3068
+  _globals['_PROMPTCACHEMODE']._serialized_end=3175
+  _globals['_MIDSTREAMPOLICY']._serialized_start=3178
+  _globals['_MIDSTREAMPOLICY']._serialized_end=3322
+  _globals['_FINISHREASON']._serialized_start=3325
+  _globals['_FINISHREASON']._serialized_end=3484
   _globals['_TOOLCALL']._serialized_start=97
   _globals['_TOOLCALL']._serialized_end=152
   _globals['_MESSAGE']._serialized_start=155
@@ -58,25 +58,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGEPART']._serialized_start=543
   _globals['_IMAGEPART']._serialized_end=631
   _globals['_DOCUMENTPART']._serialized_start=633
-  _globals['_DOCUMENTPART']._serialized_end=696
-  _globals['_AUDIOPART']._serialized_start=698
-  _globals['_AUDIOPART']._serialized_end=739
-  _globals['_THINKINGBLOCK']._serialized_start=741
-  _globals['_THINKINGBLOCK']._serialized_end=816
-  _globals['_TOOL']._serialized_start=818
-  _globals['_TOOL']._serialized_end=904
-  _globals['_TOOLCHOICE']._serialized_start=906
-  _globals['_TOOLCHOICE']._serialized_end=973
-  _globals['_CHATINPUT']._serialized_start=976
-  _globals['_CHATINPUT']._serialized_end=1898
-  _globals['_CHATINPUT_METADATAENTRY']._serialized_start=1733
-  _globals['_CHATINPUT_METADATAENTRY']._serialized_end=1780
-  _globals['_RESPONSEFORMAT']._serialized_start=1901
-  _globals['_RESPONSEFORMAT']._serialized_end=2040
-  _globals['_CACHEOPTIONS']._serialized_start=2043
-  _globals['_CACHEOPTIONS']._serialized_end=2239
-  _globals['_HEDGE']._serialized_start=2241
-  _globals['_HEDGE']._serialized_end=2332
-  _globals['_USAGE']._serialized_start=2335
-  _globals['_USAGE']._serialized_end=2487
+  _globals['_DOCUMENTPART']._serialized_end=709
+  _globals['_AUDIOPART']._serialized_start=711
+  _globals['_AUDIOPART']._serialized_end=752
+  _globals['_THINKINGBLOCK']._serialized_start=754
+  _globals['_THINKINGBLOCK']._serialized_end=829
+  _globals['_TOOL']._serialized_start=831
+  _globals['_TOOL']._serialized_end=917
+  _globals['_TOOLCHOICE']._serialized_start=919
+  _globals['_TOOLCHOICE']._serialized_end=986
+  _globals['_CHATINPUT']._serialized_start=989
+  _globals['_CHATINPUT']._serialized_end=1911
+  _globals['_CHATINPUT_METADATAENTRY']._serialized_start=1746
+  _globals['_CHATINPUT_METADATAENTRY']._serialized_end=1793
+  _globals['_RESPONSEFORMAT']._serialized_start=1914
+  _globals['_RESPONSEFORMAT']._serialized_end=2053
+  _globals['_CACHEOPTIONS']._serialized_start=2056
+  _globals['_CACHEOPTIONS']._serialized_end=2252
+  _globals['_HEDGE']._serialized_start=2254
+  _globals['_HEDGE']._serialized_end=2345
+  _globals['_USAGE']._serialized_start=2348
+  _globals['_USAGE']._serialized_end=2500
 # @@protoc_insertion_point(module_scope)
