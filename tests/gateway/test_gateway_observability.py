@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 
 import httpx
@@ -83,3 +85,15 @@ async def test_readyz_without_upstreams_is_503() -> None:
         503,
         {"status": "NOT_SERVING", "orchestrator": "UNREACHABLE", "processor": "UNREACHABLE"},
     )
+
+
+def test_the_module_entry_point_reads_the_metrics_variables() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "llmesh.gateway", "--port", "0"],
+        env={"OTEL_METRICS_EXPORTER": "statsd", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "OTEL_METRICS_EXPORTER: unknown exporters ['statsd']" in done.stderr
