@@ -195,6 +195,9 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Budgets, rate limits, the response cache and price overrides (the top-level
     ``budgets``, ``rate_limits``, ``cache`` and ``prices`` sections)."""
+    telemetry: Mapping[str, Any] = field(default_factory=dict)
+    """The ``telemetry`` section as written (metrics, logs, traces), read by each service's
+    telemetry settings (`llmesh.services.telemetry`) when it starts."""
 
 
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
@@ -334,6 +337,7 @@ _TOP_LEVEL = {
     "resilience",
     "ledger",
     "auth",
+    "telemetry",
     *_POLICY_SECTIONS,
 }
 
@@ -491,6 +495,7 @@ def load_config(
             "auth.allow_unauthenticated",
         ),
         policy=policy,
+        telemetry=_section(raw, "telemetry"),
     )
 
 
