@@ -21,6 +21,7 @@ from platformdirs import user_data_path
 from llmesh.services.common.config_fields import ConfigError, FieldError
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.resilience_settings import Resilience
+from llmesh.services.common.telemetry_settings import TelemetrySettings, parse_telemetry
 
 __all__ = [
     "LOCAL_MODEL_PACKAGES",
@@ -185,6 +186,8 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Budgets, rate limits, the response cache and price overrides (the top-level
     ``budgets``, ``rate_limits``, ``cache`` and ``prices`` sections)."""
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """Traces and metrics (the ``telemetry`` section and the ``OTEL_*`` variables)."""
 
 
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
@@ -318,6 +321,7 @@ _TOP_LEVEL = {
     "resilience",
     "ledger",
     "auth",
+    "telemetry",
     *_POLICY_SECTIONS,
 }
 
@@ -414,6 +418,12 @@ def load_config(
         policy = PolicyConfig.from_mapping({k: raw[k] for k in _POLICY_SECTIONS if k in raw})
     except FieldError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        telemetry = parse_telemetry(raw.get("telemetry"), env)
+    except FieldError as exc:  # env variables are named as they are, file keys under the section
+        raise ConfigError(
+            str(exc if exc.key.startswith("OTEL_") else exc.under("telemetry"))
+        ) from None
     orch_raw = _section(raw, "orchestrator")
     proc_raw = _section(raw, "processor")
     gw = _section(raw, "gateway")
@@ -468,6 +478,7 @@ def load_config(
             "auth.allow_unauthenticated",
         ),
         policy=policy,
+        telemetry=telemetry,
     )
 
 
