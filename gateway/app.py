@@ -8,11 +8,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from llmesh.gateway import council, native, openai_embeddings, openai_routes, ws
 from llmesh.gateway.errors import http_exception_handler, unexpected_error_handler
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import Upstream
+from llmesh.services.telemetry.trace_http import TracingMiddleware
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
@@ -39,6 +41,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             *ws.routes(),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(TracingMiddleware)] if settings.telemetry.tracing.enabled else [],
         exception_handlers={
             HTTPException: http_exception_handler,
             Exception: unexpected_error_handler,

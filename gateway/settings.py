@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llmesh.services.common.config import Config, default_database_url
+from llmesh.services.common.telemetry_settings import TelemetrySettings
 
 MiB = 1024 * 1024
 
@@ -38,6 +39,8 @@ class GatewaySettings:
     """``/v1/chat/completions`` fields accepted and dropped rather than refused with a 400
     (named in the ``x-llmesh-dropped-params`` response header); fields llmesh honours are
     never dropped."""
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """Traces and metrics (the configuration's ``telemetry``); off by default."""
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -49,4 +52,5 @@ class GatewaySettings:
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
             drop_params=frozenset(config.gateway_drop_params),
+            telemetry=config.telemetry,
         )

@@ -40,6 +40,7 @@ from llmesh.services.orchestrator.layers.budget import Scope, ScopeKind
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.routing import Router
+from llmesh.services.telemetry.trace_calls import CallSpans
 
 
 @dataclass
@@ -70,13 +71,13 @@ async def assemble(
 ) -> Assembly:
     """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
-    The layers, outermost first: `extra_layers`, admission (rate limits), the response
-    cache, cost-capped routing, accounting, budgets, structured-output validation;
-    innermost, the handler of each call type (`engine` for chat, `EmbeddingsHandler` for
-    embeddings, plus `call_types`). Accounting is outside the budget so that a reply the
-    budget stops mid-stream is recorded with its reason. A layer whose policy is not
-    configured is left out, so it costs nothing. `env` is where provider keys and base URLs
-    are read (as `build_engine`'s; None for the process environment).
+    The layers, outermost first: the call's span attributes (tracing on), `extra_layers`,
+    admission (rate limits), the response cache, cost-capped routing, accounting, budgets,
+    structured-output validation; innermost, the handler of each call type (`engine` for
+    chat, `EmbeddingsHandler` for embeddings, plus `call_types`). Accounting is outside the
+    budget so that a reply the budget stops mid-stream is recorded with its reason. A layer
+    whose policy is not configured is left out, so it costs nothing. `env` is where provider
+    keys and base URLs are read (as `build_engine`'s; None for the process environment).
     """
     policy = config.policy
     try:
@@ -103,6 +104,8 @@ async def assemble(
         closers.insert(0, writer.aclose)  # flush before the store closes
         accounting = Accounting(prices, writer, engine.estimate)
         layers: list[Layer] = list(extra_layers)
+        if config.telemetry.tracing.enabled:
+            layers.insert(0, CallSpans)
 
         limits = policy.rate_limits
         if limits.tenants or limits.keys or limits.targets:

@@ -39,6 +39,7 @@ from llmesh.services.core.trail import AttemptRecord, Outcome
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.attempts import (
     NO_FALLBACK,
+    Observer,
     Opened,
     Runtime,
     open_attempt,
@@ -81,8 +82,11 @@ class Orchestrator:
         estimator: UsageEstimator = estimate_usage,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        observe: Observer | None = None,
     ) -> None:
+        """`observe` wraps every attempt's upstream stream (tracing's attempt spans)."""
         self._providers = dict(providers)
+        self._observe = observe
         self._breakers = breakers or Breakers(BreakerSettings())
         self._budget = budget or RetryBudget(RetryBudgetSettings())
         self._limiter = limiter or TargetLimiter(QueueSettings())
@@ -126,6 +130,7 @@ class Orchestrator:
             _gates(call.admit),
             request_id=request_id,
             client_retry=call.call.client_retry > 0,
+            observe=self._observe,
         )
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request

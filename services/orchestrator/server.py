@@ -17,6 +17,8 @@ from llmesh.services.orchestrator.providers import ProviderRegistry, default_reg
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from llmesh.services.orchestrator.servicer import OrchestratorServicer
+from llmesh.services.telemetry.trace_attempts import attempt_spans, upstream_info
+from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
 from llmesh.v1 import orchestrator_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
@@ -61,9 +63,11 @@ def build_engine(
     """One shared adapter (and connection pool) per configured provider."""
     registry = registry or default_registry()
     providers: dict[str, Provider] = {}
+    upstreams = {}
     for name, pc in config.providers.items():
         resolved = resolve_provider(pc, config.emulator, env)
         providers[name] = registry.build(resolved)
+        upstreams[name] = upstream_info(name, pc.kind, resolved.base_url)
         where = "the built-in emulator" if resolved.uses_emulator else resolved.base_url
         log.info("provider %s (%s) -> %s", name, pc.kind, where)
     res = config.resilience
@@ -73,6 +77,7 @@ def build_engine(
         budget=RetryBudget(res.budget),
         limiter=TargetLimiter(res.queue),
         retry=res.retry,
+        observe=attempt_spans(config.telemetry, upstreams),
     )
 
 
@@ -108,12 +113,14 @@ async def serve(
         ],
         address,
         reuse_port=reuse_port,
+        interceptors=server_interceptors(config.telemetry),
     )
     return OrchestratorServer(running, engine, servicer, assembly)
 
 
 async def run(config: Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    install_tracing(config.telemetry, "orchestrator")
     server = await serve(config)
     heap.settle()
     print(f"orchestrator listening on {config.orchestrator_address}", flush=True)

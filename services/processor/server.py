@@ -16,6 +16,7 @@ from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, st
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
+from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
 from llmesh.v1 import processor_pb2_grpc
 
 log = logging.getLogger("llmesh.processor")
@@ -99,6 +100,7 @@ async def serve(
             ],
             address,
             reuse_port=reuse_port,
+            interceptors=server_interceptors(None if config is None else config.telemetry),
         )
     except BaseException:
         await access.aclose()
@@ -112,6 +114,7 @@ async def run(config: Config, *, address: str | None = None, grace: float = 5.0)
     `address` overrides the configured ``processor.address``.
     """
     address = address or config.processor_address
+    install_tracing(config.telemetry, "processor")
     server = await serve(address, config=config)
     heap.settle()
     host = address.rpartition(":")[0]
