@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(text)
         sys.exit(status)
     from llmesh.services import client
+    from llmesh.services.telemetry.tracing import install_tracing
 
+    install_tracing(config.telemetry, "cli")  # nothing when tracing is off
     if args.command == "chat":
         sys.exit(
             asyncio.run(
@@ -150,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     max_tokens=args.max_tokens,
                     timeout=args.timeout,
                     api_key=_api_key(args),
+                    telemetry=config.telemetry,
                 )
             )
         )
@@ -157,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(
             asyncio.run(
                 client.print_models(
-                    args.address or config.orchestrator_address, api_key=_api_key(args)
+                    args.address or config.orchestrator_address,
+                    api_key=_api_key(args),
+                    telemetry=config.telemetry,
                 )
             )
         )

@@ -42,6 +42,8 @@ class Up:
     emulator: str
     started: str
     """What the mesh printed while starting."""
+    env: dict[str, str]
+    """The environment it runs with."""
 
 
 async def _up(tmp: Path, extra_env: dict[str, str]) -> Up:
@@ -79,7 +81,7 @@ async def _up(tmp: Path, extra_env: dict[str, str]) -> Up:
             break
     assert "mesh is up" in "".join(lines), "".join(lines)
     gateway, emulator = f"http://127.0.0.1:{ports['gw']}", f"http://127.0.0.1:{ports['emu']}"
-    return Up(proc, gateway, emulator, "".join(lines))
+    return Up(proc, gateway, emulator, "".join(lines), env)
 
 
 async def _down(up: Up) -> str:
@@ -177,6 +179,17 @@ async def test_llmesh_up_exports_one_connected_trace_per_call(
                 )
             )
             seen = (await client.get(f"{up.emulator}/emulator/trace-context")).json()
+            chat = await asyncio.to_thread(
+                subprocess.run,
+                [str(BIN / "llmesh"), "chat", "--model", "emulator/echo", "from the terminal"],
+                env=up.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert chat.returncode == 0, chat.stderr
+            await receiver.wait_for(lambda spans: any(s.service == "llmesh-cli" for s in spans))
+            await receiver.wait_for(lambda spans: _served_for_the_terminal(spans) is not None)
     finally:
         output = await _down(up)
     assert output.count("tracing on") == 3, output  # gateway, orchestrator, processor
@@ -196,6 +209,15 @@ async def test_llmesh_up_exports_one_connected_trace_per_call(
     # each upstream request carried its own attempt's context
     sent = {e["traceparent"].split("-")[2] for e in seen}
     assert {a.span_id for a in [attempt, first, second, *attempts]} <= sent
+
+
+def _served_for_the_terminal(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+    """The orchestrator's server span of the ``llmesh chat`` call, once it arrived."""
+    (cli,) = [s for s in spans if s.service == "llmesh-cli"]
+    assert cli.name == "/llmesh.v1.OrchestratorService/StreamChat" and cli.kind == CLIENT
+    assert cli.parent_span_id == ""  # the terminal starts the trace
+    served = [s for s in spans if s.parent_span_id == cli.span_id]
+    return served[0] if served else None
 
 
 async def test_with_telemetry_off_nothing_is_exported_or_propagated(
