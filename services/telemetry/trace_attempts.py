@@ -21,10 +21,10 @@ content capture is switched on.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -33,6 +33,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
@@ -75,8 +76,16 @@ def attempt_spans(
     return AttemptSpans(upstreams, capture_content=settings.tracing.capture_content)
 
 
+class _Embedded(Protocol):
+    @property
+    def usage(self) -> Usage | None: ...
+
+
+E = TypeVar("E", bound=_Embedded)
+
+
 class AttemptSpans:
-    """Makes each attempt's upstream stream a traced one."""
+    """Makes each attempt's upstream stream (or embeddings request) a traced one."""
 
     def __init__(
         self,
@@ -97,17 +106,7 @@ class AttemptSpans:
         events: AsyncGenerator[ProviderEvent, None],
     ) -> AsyncGenerator[ProviderEvent, None]:
         """`events` relayed under a new span for the attempt `record` of `trail`."""
-        target = record.target
-        upstream = self._upstreams.get(target.provider) or UpstreamInfo(target.provider)
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": upstream.provider,
-            "gen_ai.request.model": target.model,
-            "llmesh.target": target.name,
-        }
-        if upstream.address is not None:
-            attributes["server.address"] = upstream.address
-            attributes["server.port"] = upstream.port
+        attributes = self._attributes("chat", record, trail)
         for key, value in (
             ("gen_ai.request.max_tokens", request.max_tokens),
             ("gen_ai.request.temperature", request.temperature),
@@ -115,13 +114,54 @@ class AttemptSpans:
         ):
             if value is not None:
                 attributes[key] = value
-        attributes.update(_trail_attributes(record, trail))
         if self._capture:
             attributes["gen_ai.input.messages"] = _input_messages(request)
         span = self._tracer.start_span(
-            f"chat {target.model}", kind=SpanKind.CLIENT, attributes=attributes
+            f"chat {record.target.model}", kind=SpanKind.CLIENT, attributes=attributes
         )
         return _TracedStream(events, span, record, self._capture)
+
+    async def embedding(
+        self, record: AttemptRecord, request: EmbeddingRequest, trail: Trail, sent: Awaitable[E]
+    ) -> E:
+        """The embeddings attempt `sent` (not yet awaited), awaited under its own span."""
+        attributes = self._attributes("embeddings", record, trail)
+        if request.dimensions is not None:
+            attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
+        with self._tracer.start_as_current_span(
+            f"embeddings {record.target.model}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                result = await sent
+            except LlmeshError as err:
+                span.set_attributes(
+                    {"error.type": err.reason.value, "llmesh.attempt.winner": False}
+                )
+                span.set_status(Status(StatusCode.ERROR, err.reason.value))
+                raise
+            span.set_attribute("llmesh.attempt.winner", True)
+            if result.usage is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+            return result
+
+    def _attributes(self, operation: str, record: AttemptRecord, trail: Trail) -> dict[str, Any]:
+        target = record.target
+        upstream = self._upstreams.get(target.provider) or UpstreamInfo(target.provider)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": upstream.provider,
+            "gen_ai.request.model": target.model,
+            "llmesh.target": target.name,
+        }
+        if upstream.address is not None:
+            attributes["server.address"] = upstream.address
+            attributes["server.port"] = upstream.port
+        attributes.update(_trail_attributes(record, trail))
+        return attributes
 
 
 def _trail_attributes(record: AttemptRecord, trail: Trail) -> dict[str, Any]:

@@ -243,3 +243,29 @@ async def test_a_grpc_error_carries_the_calls_traceparent_in_its_trailers(
     assert trace_id == CALLER_TRACE
     found = _wait(spans, lambda f: any(s.kind is SpanKind.SERVER for s in f))
     assert span_id == _id(_one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat"))
+
+
+def test_an_embeddings_call_has_an_embeddings_attempt_span(
+    traced_mesh: Mesh, spans: InMemorySpanExporter
+) -> None:
+    reply = httpx.post(
+        f"{traced_mesh.gateway_url}/v1/embeddings",
+        json={"model": "openai/text-embedding-3-small", "input": ["a", "b"], "dimensions": 8},
+        headers={"traceparent": TRACEPARENT},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    found = _wait(spans, lambda f: any(s.name.startswith("POST") for s in f))
+    (attempt,) = [s for s in found if s.name == "embeddings text-embedding-3-small"]
+    assert attempt.kind is SpanKind.CLIENT
+    server = [s for s in found if s.kind is SpanKind.SERVER and s.name.startswith("/llmesh")]
+    assert [_id(s) for s in server] == [_parent(attempt)]
+    attrs = dict(attempt.attributes or {})
+    assert attrs["gen_ai.operation.name"] == "embeddings"
+    assert attrs["gen_ai.provider.name"] == "openai"
+    assert attrs["gen_ai.embeddings.dimension.count"] == 8
+    assert attrs["gen_ai.usage.input_tokens"] > 0
+    assert attrs["llmesh.attempt.winner"] is True
+    (seen,) = _received(traced_mesh)
+    assert seen["path"] == "/v1/embeddings"
+    assert seen["traceparent"].split("-")[2] == _id(attempt)

@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
@@ -182,3 +183,24 @@ async def test_a_cancelled_hedge_is_no_error(
     assert attrs["llmesh.attempt.hedged"] is True and attrs["llmesh.attempt.fallback"] is False
     assert attrs["llmesh.attempt.outcome"] == "cancelled"
     assert span.status.status_code is StatusCode.UNSET and "error.type" not in attrs
+
+
+async def test_a_failed_embeddings_attempt_is_an_error_span(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    trail = Trail(started=0.0)
+    record = trail.add(AttemptRecord(Target("openai", "text-embedding-3-small"), 0.0))
+
+    async def refused() -> object:
+        raise LlmeshError(Reason.RATE_LIMITED, "slow down")
+
+    with pytest.raises(LlmeshError):
+        await AttemptSpans(UPSTREAMS).embedding(
+            record, EmbeddingRequest(inputs=("x",)), trail, refused()
+        )
+    (span,) = spans.get_finished_spans()
+    assert span.name == "embeddings text-embedding-3-small"
+    attrs = span.attributes or {}
+    assert attrs["gen_ai.operation.name"] == "embeddings"
+    assert attrs["error.type"] == "RATE_LIMITED" and attrs["llmesh.attempt.winner"] is False
+    assert span.status.status_code is StatusCode.ERROR
