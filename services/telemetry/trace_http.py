@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -55,9 +56,19 @@ class TracingMiddleware:
         server = scope.get("server")
         if server:
             attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        # the caller's context (trace and baggage) is current for the whole request: the
+        # span is its child, and the baggage travels on with the span's own context
+        caller = otel_context.attach(extract(carrier))
+        try:
+            await self._traced(scope, receive, send, method, attributes)
+        finally:
+            otel_context.detach(caller)
+
+    async def _traced(
+        self, scope: Scope, receive: Receive, send: Send, method: str, attributes: dict[str, Any]
+    ) -> None:
         with self._tracer.start_as_current_span(
             method,
-            context=extract(carrier),
             kind=SpanKind.SERVER,
             attributes=attributes,
             record_exception=True,

@@ -67,7 +67,11 @@ def _chat(mesh: Mesh, model: str, **extra: Any) -> httpx.Response:
     return httpx.post(
         f"{mesh.gateway_url}/v1/chat/completions",
         json={"model": model, "messages": [{"role": "user", "content": "secret prompt"}], **extra},
-        headers={"traceparent": TRACEPARENT, "authorization": "Bearer sk-never-on-a-span"},
+        headers={
+            "traceparent": TRACEPARENT,
+            "baggage": "team=search",
+            "authorization": "Bearer sk-never-on-a-span",
+        },
         timeout=30,
     )
 
@@ -127,6 +131,7 @@ def test_a_plain_call_is_one_trace_from_the_caller_to_the_provider(
     # the provider saw the attempt's own context
     (seen,) = _received(traced_mesh)
     assert seen["traceparent"].split("-")[2] == _id(attempt)
+    assert seen["baggage"] == "team=search"  # the caller's baggage travels with the trace
     # no content, no credential on any span (content capture is off)
     for span in found:
         text = repr(dict(span.attributes or {}))
