@@ -10,8 +10,11 @@ from collections.abc import Callable, Sequence
 
 from llmesh.gateway.server import serve
 from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.common.config_fields import FieldError
 from llmesh.services.common.exposure import ExposureError
 from llmesh.services.common.logs import configure_logging
+from llmesh.services.common.telemetry_settings import parse_telemetry
+from llmesh.services.telemetry.tracing import install_tracing
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -53,12 +56,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     configure_logging()
+    try:
+        telemetry = parse_telemetry(None, os.environ)  # the OTEL_* variables alone
+    except FieldError as exc:
+        sys.exit(f"python -m llmesh.gateway: {exc}")
     settings = GatewaySettings(
         orchestrator_address=args.orchestrator,
         processor_address=args.processor,
         key_store_url=args.database_url,
         allow_unauthenticated=args.allow_unauthenticated,
+        telemetry=telemetry,
     )
+    install_tracing(telemetry, "gateway")
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(settings, args.host, args.port))

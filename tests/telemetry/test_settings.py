@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,16 @@ def test_load_config_reads_the_section_and_names_bad_keys(tmp_path: Path) -> Non
         load_config(path, env={})
     with pytest.raises(ConfigError, match=r"^OTEL_TRACES_SAMPLER_ARG"):
         load_config(None, env={"OTEL_TRACES_SAMPLER_ARG": "many"})
+
+
+def test_the_standalone_gateway_reads_the_otel_variables() -> None:
+    env = {**os.environ, "OTEL_TRACES_SAMPLER": "sometimes"}
+    done = subprocess.run(
+        [sys.executable, "-m", "llmesh.gateway", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "python -m llmesh.gateway: OTEL_TRACES_SAMPLER: one of" in done.stderr
