@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from llmesh.services.common.config import RouteConfig
 from llmesh.services.telemetry.settings import TelemetrySettings, TracingSettings
 from tests.support.mesh import Mesh
 
@@ -52,7 +53,8 @@ def spans(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
 def traced_mesh() -> Iterator[Mesh]:
     """A whole mesh in this process with tracing on (spans go to `spans`)."""
     _global_provider()
-    mesh = Mesh().start({"telemetry": TRACING_ON})
+    hedged = RouteConfig("hedged", ("emulator/slow-start", "emulator/echo"), hedge_delay=0.05)
+    mesh = Mesh().start({"telemetry": TRACING_ON, "routes": {"hedged": hedged}})
     try:
         yield mesh
     finally:

@@ -274,3 +274,20 @@ def test_an_embeddings_call_has_an_embeddings_attempt_span(
     (seen,) = _received(traced_mesh)
     assert seen["path"] == "/v1/embeddings"
     assert seen["traceparent"].split("-")[2] == _id(attempt)
+
+
+def test_a_hedge_is_its_own_span_and_the_loser_is_no_winner(
+    traced_mesh: Mesh, spans: InMemorySpanExporter
+) -> None:
+    traced_mesh.set_fault("slow-start", "stall", after=0, stall_ms=5000)
+    reply = _chat(traced_mesh, "hedged")
+    assert reply.status_code == 200, reply.text
+    found = _wait(spans, lambda f: len(_attempts(f)) >= 2)
+    slow, hedge = _attempts(found)
+    assert slow.name == "chat slow-start" and hedge.name == "chat echo"
+    assert (hedge.attributes or {})["llmesh.attempt.hedged"] is True
+    assert (hedge.attributes or {})["llmesh.attempt.winner"] is True
+    assert (slow.attributes or {})["llmesh.attempt.outcome"] == "cancelled"
+    assert (slow.attributes or {})["llmesh.attempt.winner"] is False
+    assert slow.status.status_code is not StatusCode.ERROR
+    assert _parent(slow) == _parent(hedge)

@@ -32,9 +32,8 @@ def test_on_installs_the_instrumentations_interceptors() -> None:
     assert len(tracing.client_interceptors(TRACING_ON)) == 4  # one per RPC shape
 
 
-def test_install_names_the_service_and_exports_through_a_batch(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_install_names_the_service_and_exports_through_a_batch(provider: TracerProvider) -> None:
+    # `provider` first: the process's global provider stays the tests' one
     installed = tracing.install_tracing(TRACING_ON, "orchestrator", exporter=InMemorySpanExporter())
     assert installed is not None
     try:
