@@ -418,12 +418,6 @@ def load_config(
         policy = PolicyConfig.from_mapping({k: raw[k] for k in _POLICY_SECTIONS if k in raw})
     except FieldError as exc:
         raise ConfigError(str(exc)) from None
-    try:
-        telemetry = parse_telemetry(raw.get("telemetry"), env)
-    except FieldError as exc:  # env variables are named as they are, file keys under the section
-        raise ConfigError(
-            str(exc if exc.key.startswith("OTEL_") else exc.under("telemetry"))
-        ) from None
     orch_raw = _section(raw, "orchestrator")
     proc_raw = _section(raw, "processor")
     gw = _section(raw, "gateway")
@@ -478,7 +472,7 @@ def load_config(
             "auth.allow_unauthenticated",
         ),
         policy=policy,
-        telemetry=telemetry,
+        telemetry=parse_telemetry(raw.get("telemetry"), env),
     )
 
 

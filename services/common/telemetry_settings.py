@@ -228,9 +228,12 @@ def parse_telemetry(raw: object, env: Mapping[str, str]) -> TelemetrySettings:
     """The ``telemetry`` section (None: absent) with the ``OTEL_*`` variables of `env` applied.
 
     ``OTEL_SDK_DISABLED=true`` turns everything off whatever the file says. A bad value
-    raises `FieldError` naming the key (relative to ``telemetry``) or the variable.
+    raises `FieldError` naming the key (``telemetry.tracing.sampler``) or the variable.
     """
-    section = build(TelemetrySettings, raw)
+    try:
+        section = build(TelemetrySettings, raw)
+    except FieldError as exc:
+        raise exc.under("telemetry") from None
     if _true(env.get("OTEL_SDK_DISABLED", "")):
         return TelemetrySettings(service_name=section.service_name)
     body: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}

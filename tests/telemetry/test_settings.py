@@ -95,10 +95,10 @@ def test_content_capture_follows_the_genai_switch() -> None:
 @pytest.mark.parametrize(
     ("raw", "env", "message"),
     [
-        ({"tracing": {"protocol": "udp"}}, {}, "tracing.protocol: one of"),
-        ({"tracing": {"sampler_arg": 2}}, {}, "tracing.sampler_arg: a ratio"),
-        ({"tracing": {"enabled": "yes"}}, {}, "tracing.enabled: expected true or false"),
-        ({"traces": {}}, {}, "unknown keys ['traces']"),
+        ({"tracing": {"protocol": "udp"}}, {}, "telemetry.tracing.protocol: one of"),
+        ({"tracing": {"sampler_arg": 2}}, {}, "telemetry.tracing.sampler_arg: a ratio"),
+        ({"tracing": {"enabled": "yes"}}, {}, "telemetry.tracing.enabled: expected true or false"),
+        ({"traces": {}}, {}, "telemetry: unknown keys ['traces']"),
         (None, {"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER: one of"),
         (None, {"OTEL_TRACES_SAMPLER_ARG": "x"}, "OTEL_TRACES_SAMPLER_ARG: a ratio"),
         (None, {"OTEL_EXPORTER_OTLP_PROTOCOL": "udp"}, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
