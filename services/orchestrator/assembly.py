@@ -71,7 +71,7 @@ async def assemble(
 ) -> Assembly:
     """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
-    The layers, outermost first: the call's span attributes (tracing on), `extra_layers`,
+    The layers, outermost first: the call's span (tracing on), `extra_layers`,
     admission (rate limits), the response cache, cost-capped routing, accounting, budgets,
     structured-output validation; innermost, the handler of each call type (`engine` for
     chat, `EmbeddingsHandler` for embeddings, plus `call_types`). Accounting is outside the

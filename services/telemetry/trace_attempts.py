@@ -2,7 +2,7 @@
 
 `AttemptSpans` is what the engine's attempts call (``Runtime.observe``) with each attempt's
 record and upstream stream when tracing is on: it starts a CLIENT span named
-``chat {gen_ai.request.model}`` as a child of the current span (the call's server span),
+``chat {gen_ai.request.model}`` as a child of the current span (the call's span),
 makes it current while the request is sent (so the adapter puts its ``traceparent`` on the
 upstream request), notes what the stream reports, and ends the span when the attempt's
 stream is closed. The engine closes every attempt's stream once the attempt record is

@@ -103,8 +103,10 @@ def test_a_plain_call_is_one_trace_from_the_caller_to_the_provider(
     assert _parent(server) == _id(client)
     assert server.status.status_code is not StatusCode.ERROR
     assert server.resource.attributes.get("service.name") is not None
+    call_span = _one(found, SpanKind.INTERNAL, "call openai/gpt-4o-mini")
+    assert _parent(call_span) == _id(server)
     (attempt,) = _attempts(found)
-    assert _parent(attempt) == _id(server)
+    assert _parent(attempt) == _id(call_span)
     assert attempt.name == "chat gpt-4o-mini"
     attrs = dict(attempt.attributes or {})
     assert attrs["gen_ai.operation.name"] == "chat"
@@ -124,7 +126,7 @@ def test_a_plain_call_is_one_trace_from_the_caller_to_the_provider(
     assert attrs["llmesh.attempt.winner"] is True
     assert attrs["llmesh.attempt.fallback"] is False
     assert attrs["llmesh.target"] == "openai/gpt-4o-mini"
-    call = dict(server.attributes or {})
+    call = dict(call_span.attributes or {})
     assert call["llmesh.tenant"] is not None and call["llmesh.attempts"] == 1
     assert call["llmesh.request_id"] == reply.headers["x-request-id"]
     assert "llmesh.overhead_ms" in call and "llmesh.cost_usd" in call
@@ -184,8 +186,13 @@ def test_a_failed_call_carries_its_trace_to_the_caller(
     assert reply.headers["x-request-id"]
     found = _wait(spans, lambda f: any(s.name.startswith("POST") for s in f))
     server = _one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat")
-    assert server.status.status_code is StatusCode.ERROR
-    assert (server.attributes or {})["error.type"] == "UPSTREAM_INVALID_REQUEST"
+    # INVALID_ARGUMENT is the caller's fault: no error status on a server span (gRPC semconv)
+    assert (server.attributes or {})[
+        "rpc.grpc.status_code"
+    ] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    call_span = _one(found, SpanKind.INTERNAL, "call emulator/broken")
+    assert call_span.status.status_code is StatusCode.ERROR
+    assert (call_span.attributes or {})["error.type"] == "UPSTREAM_INVALID_REQUEST"
 
 
 def _stream(mesh: Mesh, model: str) -> httpx.Response:
@@ -209,8 +216,10 @@ def test_a_streamed_call_gets_a_server_span_with_an_ok_status(
     assert server.status.status_code is not StatusCode.ERROR
     assert (server.attributes or {})["rpc.grpc.status_code"] == 0
     assert _parent(server) == _id(_one(found, SpanKind.CLIENT, name))
+    call_span = _one(found, SpanKind.INTERNAL, "call emulator/echo")
+    assert _parent(call_span) == _id(server)
     (attempt,) = _attempts(found)
-    assert _parent(attempt) == _id(server)
+    assert _parent(attempt) == _id(call_span)
 
 
 def test_a_failed_stream_gets_a_server_span_with_an_error_status(
@@ -224,7 +233,9 @@ def test_a_failed_stream_gets_a_server_span_with_an_error_status(
     server = _one(found, SpanKind.SERVER, name)
     assert server.status.status_code is StatusCode.ERROR
     assert (server.attributes or {})["rpc.grpc.status_code"] != 0
-    assert (server.attributes or {})["error.type"] == "STREAM_INTERRUPTED"
+    call_span = _one(found, SpanKind.INTERNAL, "call emulator/cut-short")
+    assert call_span.status.status_code is StatusCode.ERROR
+    assert (call_span.attributes or {})["error.type"] == "STREAM_INTERRUPTED"
     attempts = _attempts(found)
     assert attempts and all(a.status.status_code is StatusCode.ERROR for a in attempts)
 
@@ -263,8 +274,10 @@ def test_an_embeddings_call_has_an_embeddings_attempt_span(
     found = _wait(spans, lambda f: any(s.name.startswith("POST") for s in f))
     (attempt,) = [s for s in found if s.name == "embeddings text-embedding-3-small"]
     assert attempt.kind is SpanKind.CLIENT
-    server = [s for s in found if s.kind is SpanKind.SERVER and s.name.startswith("/llmesh")]
-    assert [_id(s) for s in server] == [_parent(attempt)]
+    call_span = _one(found, SpanKind.INTERNAL, "call openai/text-embedding-3-small")
+    assert _parent(attempt) == _id(call_span)
+    server = _one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Embed")
+    assert _parent(call_span) == _id(server)
     attrs = dict(attempt.attributes or {})
     assert attrs["gen_ai.operation.name"] == "embeddings"
     assert attrs["gen_ai.provider.name"] == "openai"
@@ -291,3 +304,30 @@ def test_a_hedge_is_its_own_span_and_the_loser_is_no_winner(
     assert (slow.attributes or {})["llmesh.attempt.winner"] is False
     assert slow.status.status_code is not StatusCode.ERROR
     assert _parent(slow) == _parent(hedge)
+
+
+def test_council_branches_each_get_a_call_span_with_their_attempts(
+    traced_mesh: Mesh, spans: InMemorySpanExporter
+) -> None:
+    request = {
+        "input": {"messages": [{"role": "ROLE_USER", "content": "pick a number"}]},
+        "members": [{"name": "a", "model": "emulator/echo"}, {"name": "b", "model": "fast"}],
+    }
+    reply = httpx.post(
+        f"{traced_mesh.gateway_url}/api/v1/council/stream",
+        json=request,
+        headers={"traceparent": TRACEPARENT},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    found = _wait(spans, lambda f: any(s.name.startswith("POST") for s in f))
+    server = _one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/StreamCouncil")
+    branches = [s for s in found if s.kind is SpanKind.INTERNAL and s.name.startswith("call ")]
+    assert sorted(s.name for s in branches) == ["call emulator/echo", "call fast"]
+    request_ids = set()
+    for branch in branches:
+        assert _parent(branch) == _id(server)
+        (attempt,) = [s for s in _attempts(found) if _parent(s) == _id(branch)]
+        assert (attempt.attributes or {})["llmesh.attempt.winner"] is True
+        request_ids.add((branch.attributes or {})["llmesh.request_id"])
+    assert len(request_ids) == 2  # each branch's own facts

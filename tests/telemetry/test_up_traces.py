@@ -25,7 +25,7 @@ import pytest
 from llmesh.services.telemetry.otlp import OtlpReceiver, ReceivedSpan
 
 BIN = Path(sys.executable).parent
-SERVER, CLIENT = 2, 3
+INTERNAL, SERVER, CLIENT = 1, 2, 3
 """OTLP span kinds."""
 
 
@@ -140,8 +140,10 @@ def _check_trace(spans: list[ReceivedSpan], trace_id: str) -> list[ReceivedSpan]
         (s for s in mine.values() if s.kind == CLIENT and s.name.startswith("chat ")),
         key=lambda s: s.attributes["llmesh.attempt.number"],
     )
+    (call,) = [s for s in mine.values() if s.kind == INTERNAL]
+    assert call.parent_span_id == server.span_id and call.name.startswith("call ")
     for attempt in attempts:
-        assert attempt.parent_span_id == server.span_id
+        assert attempt.parent_span_id == call.span_id
         assert attempt.service == "llmesh-orchestrator"
         a = attempt.attributes
         assert a["gen_ai.operation.name"] == "chat"
