@@ -92,6 +92,7 @@ def test_a_plain_call_is_one_trace_from_the_caller_to_the_provider(
     reply = _chat(traced_mesh, "openai/gpt-4o-mini", max_tokens=50, temperature=0.5, top_p=0.9)
     assert reply.status_code == 200, reply.text
     assert reply.headers["traceparent"].split("-")[1] == CALLER_TRACE
+    assert reply.headers["x-llmesh-attempts"]  # the instrumented channel keeps the trailers
 
     found = _wait(spans, lambda f: len(f) >= 4 and any(s.name.startswith("POST") for s in f))
     http = _one(found, SpanKind.SERVER, "POST /v1/chat/completions")
