@@ -13,7 +13,8 @@ from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.config_fields import ConfigError
 from llmesh.services.common.exposure import ExposureError
 from llmesh.services.common.logs import configure_logging
-from llmesh.services.telemetry import metrics_settings
+from llmesh.services.common.telemetry_settings import parse_telemetry
+from llmesh.services.telemetry.tracing import install_tracing
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     configure_logging()
     try:
-        metrics = metrics_settings({}, os.environ)  # OTEL_METRICS_EXPORTER turns them on
+        telemetry = parse_telemetry(None, os.environ)  # the OTEL_* variables alone
     except ConfigError as exc:
         sys.exit(f"python -m llmesh.gateway: {exc}")
     settings = GatewaySettings(
@@ -64,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         processor_address=args.processor,
         key_store_url=args.database_url,
         allow_unauthenticated=args.allow_unauthenticated,
-        metrics=metrics,
+        telemetry=telemetry,
     )
+    install_tracing(telemetry, "gateway")
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(settings, args.host, args.port))

@@ -15,6 +15,7 @@ from llmesh.gateway.errors import http_exception_handler, unexpected_error_handl
 from llmesh.gateway.observability import GatewayMetrics, HttpMetrics
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import Upstream
+from llmesh.services.telemetry.trace_http import TracingMiddleware
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
@@ -35,8 +36,10 @@ def create_app(settings: GatewaySettings) -> Starlette:
             await upstream.close()
             gateway_metrics.close()
 
-    middleware = []
-    if settings.metrics.enabled:  # off: no middleware, no per-request work at all
+    middleware = []  # off: no middleware, no per-request work at all
+    if settings.telemetry.tracing.enabled:
+        middleware.append(Middleware(TracingMiddleware))
+    if settings.metrics.enabled:
         middleware.append(Middleware(HttpMetrics, holder=gateway_metrics))
     app = Starlette(
         # The OpenAI-compatible routes first: they carry most calls, and routes match in order.

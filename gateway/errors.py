@@ -19,7 +19,9 @@ Native body::
 
 Both come with ``Retry-After`` (whole seconds, rounded up) when a retry delay is known, and
 ``x-should-retry`` from the table, which the official SDKs obey (``false`` also when the
-error itself says a retry cannot help, e.g. a request that can never fit a rate limit).
+error itself says a retry cannot help, e.g. a request that can never fit a rate limit),
+and ``x-request-id`` when the orchestrator numbered the call (with tracing on, every
+response also carries its ``traceparent``).
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ def http_status(err: LlmeshError) -> int:
 
 
 def error_headers(err: LlmeshError) -> dict[str, str]:
-    """``Retry-After`` (when known) and ``x-should-retry`` for an error response."""
+    """``Retry-After`` (when known), ``x-should-retry`` and, for a call the orchestrator
+    numbered, its ``x-request-id`` for an error response."""
     headers = {"x-should-retry": "true" if err.retryable else "false"}
+    request_id = err.metadata.get("request_id")
+    if request_id:
+        headers["x-request-id"] = str(request_id)
     if err.retry_after is not None:
         headers["retry-after"] = str(max(0, math.ceil(err.retry_after)))
     return headers

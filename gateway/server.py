@@ -23,6 +23,7 @@ from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.auth import check_listener
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config
+from llmesh.services.telemetry.tracing import install_tracing
 
 log = logging.getLogger("llmesh.gateway")
 
@@ -74,6 +75,7 @@ async def serve(
 
 async def run(config: Config) -> None:
     """Serve the gateway a mesh configuration describes (used by ``llmesh serve gateway``)."""
+    install_tracing(config.telemetry, "gateway")
     await serve(GatewaySettings.from_config(config), config.gateway_host, config.gateway_port)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from llmesh.services.common.config import Config, default_database_url
 from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
-from llmesh.services.telemetry import MetricsSettings, metrics_settings
+from llmesh.services.common.metrics_settings import MetricsSettings
+from llmesh.services.common.telemetry_settings import TelemetrySettings
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,6 @@ class GatewaySettings:
     dependencies (ledger database, Redis) answer."""
     processor_ready_service: str = "llmesh.v1.ProcessorService"
     """The name ``/readyz`` asks the processor about."""
-    metrics: MetricsSettings = field(default_factory=MetricsSettings)
-    """The ``telemetry.metrics`` settings: when enabled, ``/metrics`` on the gateway's port."""
     shutdown_grace: int = 10
     """Seconds open connections get to finish when the server stops."""
     key_store_url: str = field(default_factory=default_database_url)
@@ -49,6 +47,13 @@ class GatewaySettings:
     """``/v1/chat/completions`` fields accepted and dropped rather than refused with a 400
     (named in the ``x-llmesh-dropped-params`` response header); fields llmesh honours are
     never dropped."""
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """Traces and metrics (the configuration's ``telemetry``); off by default."""
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        """The ``telemetry.metrics`` settings: when enabled, ``/metrics`` on the gateway's port."""
+        return self.telemetry.metrics
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -61,5 +66,5 @@ class GatewaySettings:
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
             drop_params=frozenset(config.gateway_drop_params),
-            metrics=metrics_settings(config.telemetry, os.environ),
+            telemetry=config.telemetry,
         )

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.services.telemetry.tracing import client_interceptors
 from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 
 _POINT_AT = {
@@ -41,8 +42,13 @@ class Upstream:
             ("grpc.max_send_message_length", settings.max_grpc_message_bytes),
             ("grpc.keepalive_time_ms", 30_000),
         ]
-        orchestrator = grpc.aio.insecure_channel(settings.orchestrator_address, options=options)
-        processor = grpc.aio.insecure_channel(settings.processor_address, options=options)
+        traced = client_interceptors(settings.telemetry) or None  # none: tracing is off
+        orchestrator = grpc.aio.insecure_channel(
+            settings.orchestrator_address, options=options, interceptors=traced
+        )
+        processor = grpc.aio.insecure_channel(
+            settings.processor_address, options=options, interceptors=traced
+        )
         return cls(
             settings,
             orchestrator,

@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(text)
         sys.exit(status)
     from llmesh.services import client
+    from llmesh.services.telemetry.tracing import install_tracing
 
+    install_tracing(config.telemetry, "cli")  # nothing when tracing is off
     if args.command == "chat":
         sys.exit(
             asyncio.run(
@@ -150,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     max_tokens=args.max_tokens,
                     timeout=args.timeout,
                     api_key=_api_key(args),
+                    telemetry=config.telemetry,
                 )
             )
         )
@@ -157,14 +160,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(
             asyncio.run(
                 client.print_models(
-                    args.address or config.orchestrator_address, api_key=_api_key(args)
+                    args.address or config.orchestrator_address,
+                    api_key=_api_key(args),
+                    telemetry=config.telemetry,
                 )
             )
         )
 
 
 def _serve(config: Config, service: str) -> None:
-    apply_service_levels(config.telemetry, service)
+    apply_service_levels(config.telemetry.logs, service)
     try:
         if service == "orchestrator":
             from llmesh.services.orchestrator.server import run as run_orchestrator

@@ -7,6 +7,8 @@ import sys
 import grpc
 
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.services.common.telemetry_settings import TelemetrySettings
+from llmesh.services.telemetry.tracing import client_interceptors
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
@@ -33,11 +35,13 @@ async def chat_to_terminal(
     max_tokens: int | None = None,
     timeout: float = 120.0,
     api_key: str | None = None,
+    telemetry: TelemetrySettings | None = None,
 ) -> int:
     """Stream one reply to stdout; a summary line goes to stderr. Returns an exit status.
 
     `api_key` is sent as ``authorization: Bearer <key>``; a mesh with keys refuses calls
-    without one.
+    without one. With tracing on in `telemetry`, the call is a span of its own, the root
+    of the call's trace.
     """
     messages = []
     if system:
@@ -46,7 +50,8 @@ async def chat_to_terminal(
     inp = chat_pb2.ChatInput(model=model, messages=messages)
     if max_tokens is not None:
         inp.max_tokens = max_tokens
-    async with grpc.aio.insecure_channel(address) as channel:
+    traced = client_interceptors(telemetry) or None
+    async with grpc.aio.insecure_channel(address, interceptors=traced) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         try:
             async for ev in stub.StreamChat(
@@ -82,9 +87,13 @@ async def chat_to_terminal(
     return 0
 
 
-async def print_models(address: str, *, api_key: str | None = None) -> int:
-    """Print the routable models, one a line; `api_key` as in `chat_to_terminal`."""
-    async with grpc.aio.insecure_channel(address) as channel:
+async def print_models(
+    address: str, *, api_key: str | None = None, telemetry: TelemetrySettings | None = None
+) -> int:
+    """Print the routable models, one a line; `api_key` and `telemetry` as in
+    `chat_to_terminal`."""
+    traced = client_interceptors(telemetry) or None
+    async with grpc.aio.insecure_channel(address, interceptors=traced) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         try:
             resp = await stub.ListModels(

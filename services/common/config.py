@@ -28,6 +28,7 @@ from llmesh.services.common.media_settings import (
 )
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.resilience_settings import Resilience
+from llmesh.services.common.telemetry_settings import TelemetrySettings, parse_telemetry
 
 __all__ = [
     "LOCAL_MODEL_PACKAGES",
@@ -195,9 +196,8 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Budgets, rate limits, the response cache and price overrides (the top-level
     ``budgets``, ``rate_limits``, ``cache`` and ``prices`` sections)."""
-    telemetry: Mapping[str, Any] = field(default_factory=dict)
-    """The ``telemetry`` section as written (metrics, logs, traces), read by each service's
-    telemetry settings (`llmesh.services.telemetry`) when it starts."""
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """Traces and metrics (the ``telemetry`` section and the ``OTEL_*`` variables)."""
 
 
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
@@ -495,7 +495,7 @@ def load_config(
             "auth.allow_unauthenticated",
         ),
         policy=policy,
-        telemetry=_section(raw, "telemetry"),
+        telemetry=parse_telemetry(raw.get("telemetry"), env),
     )
 
 

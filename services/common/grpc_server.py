@@ -60,11 +60,13 @@ async def start_server(
     *,
     reuse_port: bool = False,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> RunningServer:
     """Create, bind and start a server for the bindings plus health and reflection.
 
     `address` may end in ``:0`` for an ephemeral port; the bound port is returned. A message
-    over `max_message_bytes` is refused by grpc itself (RESOURCE_EXHAUSTED).
+    over `max_message_bytes` is refused by grpc itself (RESOURCE_EXHAUSTED). `interceptors`
+    (tracing's, when on) see every call; none by default.
     """
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -73,7 +75,7 @@ async def start_server(
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=interceptors or None)
     registrar = SafeRegistrar(server)
     for b in bindings:
         b.add_to_server(b.servicer, registrar)  # type: ignore[arg-type]

@@ -16,9 +16,12 @@ import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
+
+if TYPE_CHECKING:
+    from llmesh.services.common.telemetry_settings import LogSettings
 
 __all__ = [
     "FORMATS",
@@ -105,10 +108,10 @@ def configure_logging(
 
 
 def apply_service_levels(
-    section: Mapping[str, Any], service: str, environ: Mapping[str, str] | None = None
+    logs: LogSettings, service: str, environ: Mapping[str, str] | None = None
 ) -> None:
-    """Set the root level of `service` from the environment, else the ``telemetry.logs``
-    part of the configuration `section` (see the module docstring)."""
+    """Set the root level of `service` from the environment, else the configuration's
+    ``telemetry.logs`` (see the module docstring)."""
     env = os.environ if environ is None else environ
     var = f"LLMESH_{service.upper()}_LOG_LEVEL"
     if env.get(var, "").strip():
@@ -116,16 +119,10 @@ def apply_service_levels(
         return
     if env.get("LLMESH_LOG_LEVEL", "").strip():
         return  # configure_logging applied it
-    logs = section.get("logs") or {}
-    if not isinstance(logs, Mapping):
-        raise SystemExit(f"llmesh: telemetry.logs: expected a mapping, got {logs!r}")
-    levels = logs.get("levels") or {}
-    if not isinstance(levels, Mapping):
-        raise SystemExit(f"llmesh: telemetry.logs.levels: expected a mapping, got {levels!r}")
-    if levels.get(service):
-        key, raw = f"telemetry.logs.levels.{service}", str(levels[service])
-    elif logs.get("level"):
-        key, raw = "telemetry.logs.level", str(logs["level"])
+    if logs.levels.get(service):
+        key, raw = f"telemetry.logs.levels.{service}", logs.levels[service]
+    elif logs.level:
+        key, raw = "telemetry.logs.level", logs.level
     else:
         return
     logging.getLogger().setLevel(_level(raw, key))

@@ -13,7 +13,8 @@ trail and deadline. The decorator does the rest, the same way for every method:
   UNAVAILABLE / SHUTTING_DOWN; any other exception with a bare INTERNAL (logged, no details
   leaked); a caller that went away gets no answer;
 - for a traced call, sends the trail as trailing metadata on success and on error alike, and
-  puts the request id on the error's metadata.
+  puts the request id on the error's metadata;
+- with tracing on, an error carries the call's span as a ``traceparent`` trailer.
 
 Why decorators and not a `grpc.aio.ServerInterceptor`: an aio interceptor is awaited on every
 RPC (health checks and reflection too) and can only change a call by building a new method
@@ -38,6 +39,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequ
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 import grpc
+from opentelemetry import trace
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.request_decoding import Undecodable
@@ -208,7 +210,7 @@ class RpcGuard:
         if rpc.request_id:
             err.metadata.setdefault("request_id", rpc.request_id)
         trailers = () if rpc.trail is None or self._trailers is None else self._trailers(rpc.trail)
-        await abort(rpc.context, err, trailers)
+        await abort(rpc.context, err, (*trailers, *_traceparent()))
 
     def _error(self, rpc: Rpc, exc: BaseException, method: str) -> LlmeshError:
         if isinstance(exc, LlmeshError):
@@ -225,6 +227,16 @@ class RpcGuard:
             )
         self._log.error("%s failed", method, exc_info=exc)
         return LlmeshError(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def _traceparent() -> tuple[tuple[str, str], ...]:
+    """The call's span as a ``traceparent`` trailer, so a failed call's trace can be found
+    (none when the call is not traced: tracing off, or no span around it)."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return ()
+    flags = f"{context.trace_flags:02x}"
+    return (("traceparent", f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"),)
 
 
 class Guarded(Protocol):

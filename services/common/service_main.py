@@ -40,7 +40,7 @@ def service_main(
     configure_logging()
     try:
         config = load_config(args.config)
-        apply_service_levels(config.telemetry, service)
+        apply_service_levels(config.telemetry.logs, service)
         if args.allow_unauthenticated:
             config = with_overrides(config, allow_unauthenticated=True)
         run_service(serve(config, args))

@@ -7,7 +7,7 @@ when a call moves to another target mid-stream, and exactly one `Completed`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llmesh.services.core.chat import FinishReason
 from llmesh.services.core.embeddings import Embeddings
@@ -78,6 +78,11 @@ class Finish:
     provider_reason: str
     usage: Usage | None
     """The final usage, if the provider reported one."""
+    response_id: str = field(default="", compare=False)
+    """The provider's id of the reply (``chatcmpl-...``, ``msg_...``), when it sent one; not
+    compared (two requests' replies differ in it whatever they say)."""
+    response_model: str = ""
+    """The model the provider says answered, when it said."""
 
 
 ProviderEvent = TextDelta | ReasoningDelta | ToolCallDelta | UsageUpdate | Finish

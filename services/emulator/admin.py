@@ -1,9 +1,11 @@
 """The emulator's own endpoints, under ``/emulator/``.
 
-``GET health``, ``GET stats``, ``POST reset`` (zero counters, empty the prompt cache, drop
-run-time fault rules) and ``GET``/``POST``/``DELETE faults`` (the fault rules; ``POST``
-takes ``{"model", "fault", "after"?, "times"?, "retry_after"?, "stall_ms"?}``, ``DELETE``
-drops every run-time rule, or one model's with ``?model=``).
+``GET health``, ``GET stats``, ``GET trace-context`` (the W3C headers recent requests
+carried, see `llmesh.services.emulator.trace_context`), ``POST reset`` (zero counters, empty
+the prompt cache, drop run-time fault rules, forget trace contexts) and
+``GET``/``POST``/``DELETE faults`` (the fault rules; ``POST`` takes ``{"model", "fault",
+"after"?, "times"?, "retry_after"?, "stall_ms"?}``, ``DELETE`` drops every run-time rule,
+or one model's with ``?model=``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ async def health(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     """``GET /emulator/stats``: the request counters (see `llmesh.services.emulator.stats`)."""
     return _json(request.app[STATE].stats.snapshot())
+
+
+async def trace_context(request: web.Request) -> web.Response:
+    """``GET /emulator/trace-context``: the trace context headers of recent requests."""
+    return _json(request.app[STATE].contexts.snapshot())
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -70,6 +77,7 @@ def add_routes(app: web.Application) -> None:
     """Register the admin endpoints on `app`."""
     app.router.add_get("/emulator/health", health)
     app.router.add_get("/emulator/stats", stats)
+    app.router.add_get("/emulator/trace-context", trace_context)
     app.router.add_post("/emulator/reset", reset)
     app.router.add_get("/emulator/faults", get_faults)
     app.router.add_post("/emulator/faults", add_fault)

@@ -152,6 +152,7 @@ async def create_embeddings(request: web.Request) -> web.StreamResponse:
     except orjson.JSONDecodeError:
         body = None
     model = body.get("model") if isinstance(body, dict) else None
+    state.contexts.note(request.path, model, request.headers)
     with state.stats.track(model if isinstance(model, str) else None) as tracker:
         tokens = 0
 

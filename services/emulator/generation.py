@@ -92,6 +92,7 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     except orjson.JSONDecodeError:
         body = INVALID_JSON
     model = body.get("model") if isinstance(body, dict) else None
+    state.contexts.note(request.path, model, request.headers)
     with state.stats.track(model if isinstance(model, str) else None) as tracker:
         try:
             call = dialect.parse(body)

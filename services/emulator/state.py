@@ -10,6 +10,7 @@ from llmesh.services.emulator.cache import PromptCache
 from llmesh.services.emulator.faults import FaultRules
 from llmesh.services.emulator.settings import EmulatorSettings
 from llmesh.services.emulator.stats import Stats
+from llmesh.services.emulator.trace_context import ReceivedContexts
 
 
 @dataclass(slots=True)
@@ -20,6 +21,7 @@ class EmulatorState:
     stats: Stats
     cache: PromptCache
     faults: FaultRules
+    contexts: ReceivedContexts
 
     @classmethod
     def create(cls, settings: EmulatorSettings) -> EmulatorState:
@@ -34,11 +36,14 @@ class EmulatorState:
                 max_entries=settings.cache_max_entries,
             ),
             faults=FaultRules(settings.faults),
+            contexts=ReceivedContexts(),
         )
 
     def reset(self) -> None:
-        """Zero the counters, empty the prompt cache, drop run-time fault rules."""
+        """Zero the counters, empty the prompt cache, drop run-time fault rules, forget
+        the trace contexts received."""
         self.stats.reset()
+        self.contexts.clear()
         self.cache.clear()
         self.faults.reset()
 

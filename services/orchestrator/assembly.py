@@ -42,6 +42,7 @@ from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.routing import Router
 from llmesh.services.telemetry import Labels, Metrics
+from llmesh.services.telemetry.trace_calls import CallSpans
 
 
 @dataclass
@@ -74,8 +75,9 @@ async def assemble(
     """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
     The layers, outermost first: the observing layer (metrics and the call log, when either
-    is on; `metrics` None records none), `extra_layers`, admission (rate limits), the response
-    cache, cost-capped routing, accounting, budgets, structured-output validation;
+    is on; `metrics` None records none), the call's span (tracing on), `extra_layers`,
+    admission (rate limits), the response cache, cost-capped routing, accounting, budgets,
+    structured-output validation;
     innermost, the handler of each call type (`engine` for chat, `EmbeddingsHandler` for
     embeddings, plus `call_types`). Accounting is outside the budget so that a reply the
     budget stops mid-stream is recorded with its reason. A layer whose policy is not
@@ -107,7 +109,8 @@ async def assemble(
         closers.insert(0, writer.aclose)  # flush before the store closes
         accounting = Accounting(prices, writer, engine.estimate)
         observed = observed_layer(config, metrics)
-        layers: list[Layer] = [*([observed] if observed else []), *extra_layers]
+        spans = [CallSpans] if config.telemetry.tracing.enabled else []
+        layers: list[Layer] = [*([observed] if observed else []), *spans, *extra_layers]
         if metrics is not None:
             labels = Labels.from_config(config, metrics.settings.tenants)
             observe_state(metrics, labels, engine, writer)

@@ -15,6 +15,7 @@ import math
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.call import Gate
@@ -35,6 +36,13 @@ from llmesh.services.orchestrator.resilience import Breakers, TargetLimiter
 
 _log = logging.getLogger("llmesh.orchestrator.attempts")
 
+Observer: TypeAlias = Callable[
+    [AttemptRecord, ChatRequest, Trail, AsyncGenerator[ProviderEvent, None]],
+    AsyncGenerator[ProviderEvent, None],
+]
+"""Wraps an attempt's upstream stream (tracing's spans); the engine closes the wrapper once
+the attempt's record is final."""
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -52,6 +60,8 @@ class Runtime:
     0): its failures are not counted against breakers again, and llmesh does not retry it."""
     media: CallMedia | None = None
     """Turns part URLs into bytes for the providers that need them, once per call."""
+    observe: Observer | None = None
+    """Wraps each attempt's upstream stream (None: nothing watches, e.g. tracing off)."""
 
 
 @dataclass
@@ -218,6 +228,8 @@ async def open_attempt(
         if rt.gate is not None:
             await rt.gate(record, request)
         events = provider.stream(record.target.model, request, timeout=timeout)
+        if rt.observe is not None:
+            events = rt.observe(record, request, rt.trail, events)
         stack.push_async_callback(events.aclose)
         head: list[ProviderEvent] = []
         t0 = rt.clock()

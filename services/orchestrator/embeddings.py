@@ -30,6 +30,7 @@ from llmesh.services.orchestrator.attempts import NO_FALLBACK, NOT_SENT
 from llmesh.services.orchestrator.estimate import estimate_input_tokens
 from llmesh.services.orchestrator.providers.embeddings import EmbeddingsClient, embeddings_client
 from llmesh.services.orchestrator.resilience import Breakers
+from llmesh.services.telemetry.trace_attempts import AttemptSpans, attempt_spans, upstream_info
 from llmesh.services.transport import Transport
 
 __all__ = ["EmbeddingsHandler", "estimate_embedding_usage"]
@@ -49,10 +50,13 @@ class EmbeddingsHandler:
         breakers: Breakers,
         *,
         clock: Callable[[], float] = time.monotonic,
+        spans: AttemptSpans | None = None,
     ) -> None:
+        """`spans` traces each attempt (None: tracing off)."""
         self._clients = dict(clients)
         self._breakers = breakers
         self._clock = clock
+        self._spans = spans
 
     @classmethod
     def from_config(
@@ -64,11 +68,15 @@ class EmbeddingsHandler:
         env: Mapping[str, str] | None = None,
     ) -> EmbeddingsHandler:
         """One client per configured provider (no connection opens before the first call)."""
-        clients = {
-            name: embeddings_client(resolve_provider(pc, config.emulator, env), transports)
+        resolved = {
+            name: resolve_provider(pc, config.emulator, env)
             for name, pc in config.providers.items()
         }
-        return cls(clients, breakers)
+        clients = {name: embeddings_client(r, transports) for name, r in resolved.items()}
+        upstreams = {
+            name: upstream_info(name, r.config.kind, r.base_url) for name, r in resolved.items()
+        }
+        return cls(clients, breakers, spans=attempt_spans(config.telemetry, upstreams))
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events: `Started`, `Embeddings`, `Completed`; or `LlmeshError`."""
@@ -91,7 +99,11 @@ class EmbeddingsHandler:
                     await gate(record, request)
                 t0 = clock()
                 try:
-                    result = await client.embed(target.model, request, timeout=call.remaining())
+                    sent = client.embed(target.model, request, timeout=call.remaining())
+                    spans = self._spans
+                    result = await (
+                        sent if spans is None else spans.embedding(record, request, trail, sent)
+                    )
                 finally:
                     trail.upstream_wait += clock() - t0
             except LlmeshError as err:

@@ -39,6 +39,7 @@ from llmesh.services.core.trail import AttemptRecord, Outcome
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.attempts import (
     NO_FALLBACK,
+    Observer,
     Opened,
     Runtime,
     open_attempt,
@@ -83,9 +84,12 @@ class Orchestrator:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         media: MediaPlan | None = None,
+        observe: Observer | None = None,
     ) -> None:
+        """`observe` wraps every attempt's upstream stream (tracing's attempt spans)."""
         self._providers = dict(providers)
         self._media = media
+        self._observe = observe
         self._breakers = breakers or Breakers(BreakerSettings())
         self._budget = budget or RetryBudget(RetryBudgetSettings())
         self._limiter = limiter or TargetLimiter(QueueSettings())
@@ -130,6 +134,7 @@ class Orchestrator:
             request_id=request_id,
             client_retry=call.call.client_retry > 0,
             media=None if self._media is None else self._media.for_call(),
+            observe=self._observe,
         )
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request

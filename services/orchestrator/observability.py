@@ -7,9 +7,8 @@ database and every configured Redis whether they answer.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import partial
 
 from redis import asyncio as aioredis
@@ -20,7 +19,6 @@ from llmesh.services.ledger import LedgerStore, LedgerWriter
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.layers.observed import Observed
 from llmesh.services.telemetry import CallLog, CallMetrics, Labels, Metrics
-from llmesh.services.telemetry.metrics_settings import call_log_enabled
 from llmesh.services.telemetry.readiness import Check
 
 __all__ = ["BREAKER_STATES", "observe_state", "observed_layer", "readiness_checks"]
@@ -34,12 +32,9 @@ _READY_ID = "llmesh-readiness-probe"
 """A request id no record has: looking it up proves the ledger answers, cheaply."""
 
 
-def observed_layer(
-    config: Config, metrics: Metrics | None, env: Mapping[str, str] | None = None
-) -> Layer | None:
+def observed_layer(config: Config, metrics: Metrics | None) -> Layer | None:
     """The observing layer for `config`, or None when neither metrics nor the call log is on."""
-    env = os.environ if env is None else env
-    calls = CallLog() if call_log_enabled(config.telemetry, env) else None
+    calls = CallLog() if config.telemetry.logs.calls else None
     recorder = None
     if metrics is not None:
         recorder = CallMetrics(metrics, Labels.from_config(config, metrics.settings.tenants))

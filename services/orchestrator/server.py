@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,8 +23,10 @@ from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.providers.media_fetch import MediaFetcher
 from llmesh.services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from llmesh.services.orchestrator.servicer import OrchestratorServicer
-from llmesh.services.telemetry import Readiness, build_metrics, metrics_settings
+from llmesh.services.telemetry import Readiness, build_metrics
 from llmesh.services.telemetry.service import Telemetry, start_metrics_server
+from llmesh.services.telemetry.trace_attempts import attempt_spans, upstream_info
+from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
 from llmesh.v1 import orchestrator_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
@@ -78,9 +79,11 @@ def build_engine(
     resolver and dialer reach a local server)."""
     registry = registry or default_registry()
     providers: dict[str, Provider] = {}
+    upstreams = {}
     for name, pc in config.providers.items():
         resolved = resolve_provider(pc, config.emulator, env)
         providers[name] = registry.build(resolved)
+        upstreams[name] = upstream_info(name, pc.kind, resolved.base_url)
         where = "the built-in emulator" if resolved.uses_emulator else resolved.base_url
         log.info("provider %s (%s) -> %s", name, pc.kind, where)
     res = config.resilience
@@ -91,6 +94,7 @@ def build_engine(
         limiter=TargetLimiter(res.queue),
         retry=res.retry,
         media=MediaPlan.from_config(config, fetcher),
+        observe=attempt_spans(config.telemetry, upstreams),
     )
 
 
@@ -108,7 +112,7 @@ async def serve(
     pass the one given to `build_engine` for `engine`."""
     engine = engine or build_engine(config, env=env)
     address = address or config.orchestrator_address
-    settings = metrics_settings(config.telemetry, os.environ)
+    settings = config.telemetry.metrics
     metrics = build_metrics(settings, "orchestrator")
     assembly = await assemble(
         config, engine, bind_host=address.rpartition(":")[0], env=env, metrics=metrics
@@ -132,6 +136,7 @@ async def serve(
         address,
         reuse_port=reuse_port,
         max_message_bytes=grpc_message_limit(config.max_message_bytes),
+        interceptors=server_interceptors(config.telemetry),
     )
 
     async def serving(ready: bool) -> None:  # the service's own status; "" stays SERVING
@@ -155,6 +160,7 @@ async def serve(
 
 async def run(config: Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    install_tracing(config.telemetry, "orchestrator")
     server = await serve(config)
     heap.settle()
     print(f"orchestrator listening on {config.orchestrator_address}", flush=True)

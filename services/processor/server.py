@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from dataclasses import dataclass, field
 
@@ -20,11 +19,13 @@ from llmesh.services.common.grpc_server import (
     start_server,
 )
 from llmesh.services.common.media_settings import grpc_message_limit
+from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
-from llmesh.services.telemetry import build_metrics, metrics_settings
+from llmesh.services.telemetry import build_metrics
 from llmesh.services.telemetry.service import Telemetry, start_metrics_server
+from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
 from llmesh.v1 import processor_pb2_grpc
 
 log = logging.getLogger("llmesh.processor")
@@ -91,7 +92,7 @@ async def serve(
     the event loop (under a second, once): the loader holds the GIL, so a thread would not
     free the loop, and the loader briefly changes the process's warning filters.
     """
-    settings = metrics_settings({} if config is None else config.telemetry, os.environ)
+    settings = MetricsSettings() if config is None else config.telemetry.metrics
     access = await access_for(address, config)
     try:
         tokenizers = tokenizers or Tokenizers()
@@ -118,6 +119,7 @@ async def serve(
                 if config is None
                 else grpc_message_limit(config.max_message_bytes)
             ),
+            interceptors=server_interceptors(None if config is None else config.telemetry),
         )
     except BaseException:
         await access.aclose()
@@ -142,6 +144,7 @@ async def run(config: Config, *, address: str | None = None, grace: float = 5.0)
     `address` overrides the configured ``processor.address``.
     """
     address = address or config.processor_address
+    install_tracing(config.telemetry, "processor")
     server = await serve(address, config=config)
     heap.settle()
     host = address.rpartition(":")[0]

@@ -1,10 +1,10 @@
 """What the mesh shows of itself: OpenTelemetry traces and metrics, Prometheus, call logs."""
 
+from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.telemetry.calllog import CALL_LOGGER, CallLog
 from llmesh.services.telemetry.metrics import Metrics, build_metrics
 from llmesh.services.telemetry.metrics_calls import CallEnd, CallMetrics, Labels
 from llmesh.services.telemetry.metrics_http import MetricsServer, start_metrics_server
-from llmesh.services.telemetry.metrics_settings import MetricsSettings, metrics_settings
 from llmesh.services.telemetry.readiness import Readiness
 
 __all__ = [
@@ -18,6 +18,5 @@ __all__ = [
     "MetricsSettings",
     "Readiness",
     "build_metrics",
-    "metrics_settings",
     "start_metrics_server",
 ]

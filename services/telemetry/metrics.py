@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from llmesh.services.telemetry.metrics_settings import MetricsSettings
+from llmesh.services.common.metrics_settings import MetricsSettings
 
 __all__ = [
     "CONTENT_TYPE",
@@ -99,7 +99,7 @@ class Metrics:
         if settings.otlp:
             all_readers.append(
                 PeriodicExportingMetricReader(
-                    _otlp_exporter(env), export_interval_millis=settings.export_interval * 1000
+                    _otlp_exporter(settings), export_interval_millis=settings.export_interval * 1000
                 )
             )
         name = env.get("OTEL_SERVICE_NAME") or f"llmesh-{service}"
@@ -215,23 +215,18 @@ class Metrics:
         self.provider.shutdown()
 
 
-def _otlp_exporter(env: Mapping[str, str]) -> Any:
-    """The OTLP metric exporter of ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`` (gRPC default);
-    endpoint, headers and timeout come from the standard variables the exporter reads."""
-    protocol = (
-        env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "grpc"
-    )
-    if protocol.strip() == "http/protobuf":
+def _otlp_exporter(settings: MetricsSettings) -> Any:
+    """The OTLP metric exporter of the settings' protocol and endpoint (None: the exporter's
+    default); headers and timeout come from the standard variables the exporter reads."""
+    if settings.protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
             OTLPMetricExporter as HttpExporter,
         )
 
-        return HttpExporter()
+        return HttpExporter(endpoint=settings.endpoint)
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter()
+    return OTLPMetricExporter(endpoint=settings.endpoint)
 
 
 def build_metrics(

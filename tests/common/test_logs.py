@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from llmesh.services.common.logs import apply_service_levels, configure_logging
+from llmesh.services.common.telemetry_settings import LogSettings
 
 
 def test_a_bad_level_is_one_clear_line() -> None:
@@ -95,7 +96,7 @@ def test_the_format_can_be_forced_either_way(root: logging.Logger) -> None:
 def test_a_service_takes_its_level_from_config_unless_the_environment_names_one(
     root: logging.Logger,
 ) -> None:
-    section = {"logs": {"level": "WARNING", "levels": {"orchestrator": "DEBUG"}}}
+    section = LogSettings(level="WARNING", levels={"orchestrator": "DEBUG"})
     apply_service_levels(section, "orchestrator", {})
     assert root.level == logging.DEBUG
     apply_service_levels(section, "gateway", {})
@@ -106,4 +107,4 @@ def test_a_service_takes_its_level_from_config_unless_the_environment_names_one(
     apply_service_levels(section, "gateway", {"LLMESH_LOG_LEVEL": "INFO"})
     assert root.level == logging.INFO  # the global variable, applied at start-up, wins
     with pytest.raises(SystemExit, match=r"telemetry\.logs\.levels\.processor='loud'"):
-        apply_service_levels({"logs": {"levels": {"processor": "loud"}}}, "processor", {})
+        apply_service_levels(LogSettings(levels={"processor": "loud"}), "processor", {})

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmesh.gateway import GatewaySettings, start
 from llmesh.services.telemetry import MetricsSettings
+from llmesh.services.telemetry.settings import TelemetrySettings
 from tests.gateway.fakes import ORCHESTRATOR, PROCESSOR, FakeMesh
 
 
@@ -25,7 +26,9 @@ async def test_metrics_are_not_found_when_off(http: httpx.AsyncClient) -> None:
 async def test_metrics_count_requests_by_route_and_status(
     gateway_settings: GatewaySettings,
 ) -> None:
-    settings = replace(gateway_settings, metrics=MetricsSettings(enabled=True))
+    settings = replace(
+        gateway_settings, telemetry=TelemetrySettings(metrics=MetricsSettings(enabled=True))
+    )
     running = await start(settings)
     try:
         async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:

@@ -29,6 +29,7 @@ from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.layers.observed import Observed
 from llmesh.services.orchestrator.resilience import Breakers, TargetLimiter
 from llmesh.services.telemetry import Metrics, MetricsSettings
+from llmesh.services.telemetry.settings import LogSettings, TelemetrySettings
 from tests.orchestrator.scripted import Scripted
 
 OK = [TextDelta("hello"), TextDelta(" there"), Finish(FinishReason.STOP, "stop", Usage(10, 5))]
@@ -266,13 +267,14 @@ async def test_a_tenant_outside_the_configured_set_is_other(
 async def test_with_metrics_and_the_call_log_off_the_layer_is_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LLMESH_CALL_LOG", "false")
-    assembly = await assemble(_config(tmp_path), _engine(Scripted("a", OK)), bind_host="127.0.0.1")
+    off = TelemetrySettings(logs=LogSettings(calls=False))
+    assembly = await assemble(
+        _config(tmp_path, telemetry=off), _engine(Scripted("a", OK)), bind_host="127.0.0.1"
+    )
     try:
         assert not isinstance(assembly.path.handler, Observed)
     finally:
         await assembly.aclose()
-    monkeypatch.setenv("LLMESH_CALL_LOG", "true")
     assembly = await assemble(_config(tmp_path), _engine(Scripted("a", OK)), bind_host="127.0.0.1")
     try:
         assert isinstance(assembly.path.handler, Observed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -12,7 +13,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from llmesh.services.telemetry import Metrics, MetricsSettings
+from llmesh.services.common.metrics_settings import metrics_settings
+from llmesh.services.telemetry import Metrics
 
 
 class Receiver(ThreadingHTTPServer):
@@ -53,9 +55,14 @@ def test_metrics_are_pushed_over_otlp_http(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "mesh-a"}
-    settings = MetricsSettings(enabled=True, prometheus=False, otlp=True, export_interval=3600)
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "mesh-a",
+    }
+    section = {"metrics": {"enabled": True, "prometheus": False, "otlp": True}}
+    settings = replace(metrics_settings(section, env), export_interval=3600)
+    assert settings.endpoint == f"{endpoint}/v1/metrics"  # the signal's path, as OTLP says
     metrics = Metrics(settings, "orchestrator", env=env)
     metrics.calls.add(2, {"llmesh.outcome": "ok"})
     metrics.shutdown()  # pushes what the hour-long interval has not

@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 
 from llmesh.services.common.config import ConfigError, load_config
-from llmesh.services.telemetry import MetricsSettings, metrics_settings
-from llmesh.services.telemetry.metrics_settings import call_log_enabled
+from llmesh.services.common.metrics_settings import (
+    MetricsSettings,
+    call_log_enabled,
+    metrics_settings,
+)
 
 
 def test_metrics_are_off_when_nothing_asks_for_them() -> None:
@@ -25,7 +28,7 @@ def test_the_file_turns_them_on_and_names_ports_and_tenants(tmp_path: Any) -> No
         "    processor_port: 0\n    tenants: [acme]\n"
     )
     config = load_config(path, env={})
-    settings = metrics_settings(config.telemetry, {})
+    settings = config.telemetry.metrics
     assert settings.enabled and settings.prometheus and not settings.otlp
     assert (settings.orchestrator_port, settings.processor_port) == (9100, 0)
     assert settings.tenant_label("acme") == "acme"
@@ -98,5 +101,5 @@ def test_an_unknown_top_level_key_is_still_refused_beside_telemetry(tmp_path: An
 def test_the_example_file_documents_the_defaults() -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "llmesh.example.yaml", env={})
-    assert metrics_settings(config.telemetry, {}) == MetricsSettings()
-    assert call_log_enabled(config.telemetry, {})
+    assert config.telemetry.metrics == MetricsSettings()
+    assert config.telemetry.logs.calls

@@ -31,6 +31,7 @@ from llmesh.services.orchestrator.providers.anthropic_wire import (
     to_provider_request,
 )
 from llmesh.services.orchestrator.providers.errors import classify_transport
+from llmesh.services.telemetry.tracing import trace_headers
 
 _SDK_PARAMS = frozenset(
     {
@@ -158,6 +159,7 @@ class AnthropicProvider:
             stream = await self._client.messages.create(
                 **kwargs,
                 extra_body=extra or None,
+                extra_headers=trace_headers() or None,  # the attempt's W3C context
                 stream=True,
                 timeout=self._timeout(timeout),
             )

@@ -393,6 +393,8 @@ class AnthropicStreamParser:
         "_thinking",
         "_tools",
         "finished",
+        "response_id",
+        "response_model",
         "stop_reason",
         "usage",
     )
@@ -401,6 +403,9 @@ class AnthropicStreamParser:
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.finished = False
+        self.response_id = ""
+        """The reply's ``id`` and ``model``, from ``message_start``."""
+        self.response_model = ""
         self._tools: dict[int, int] = {}
         """Tool index by content block index."""
         self._thinking: dict[int, int] = {}
@@ -512,6 +517,8 @@ class AnthropicStreamParser:
             return []  # server tool blocks and future kinds
         if kind == "message_start":
             message = event.get("message") or {}
+            self.response_id = str(message.get("id") or "")
+            self.response_model = str(message.get("model") or "")
             if self._update_usage(message.get("usage")):
                 return [UsageUpdate(self._snapshot())]
             return []
@@ -530,7 +537,7 @@ class AnthropicStreamParser:
             finish = _FINISH.get(reason, FinishReason.UNSPECIFIED)
             if finish is FinishReason.TOOL_CALLS and self._json_blocks and not self._tools:
                 finish = FinishReason.STOP  # the structured reply is text to the caller
-            return [Finish(finish, reason, self._snapshot())]
+            return [Finish(finish, reason, self._snapshot(), self.response_id, self.response_model)]
         if kind == "error":
             raise classify_error_body(event, status=None, headers=None)
         return []  # content_block_stop, ping and event types added after this was written

@@ -29,6 +29,7 @@ from llmesh.services.orchestrator.providers.embeddings_wire import (
     to_embeddings_request,
 )
 from llmesh.services.orchestrator.providers.errors import classify_transport
+from llmesh.services.telemetry.tracing import trace_headers
 from llmesh.services.transport import ConnectionPool, Transport, render_headers
 
 __all__ = [
@@ -131,12 +132,14 @@ class LeanEmbeddings:
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
         payload = orjson.dumps(to_embeddings_request(model, request))
+        traced = trace_headers()  # the attempt's W3C context (none: tracing off)
+        headers = self._headers + render_headers(traced) if traced else self._headers
         started = False
         try:
             resp = await self._transport.request(
                 "POST",
                 EMBEDDINGS_PATH,
-                self._headers,
+                headers,
                 payload,
                 timeout=self._default_timeout if timeout is None else timeout + DEADLINE_GRACE,
                 connect_timeout=self._connect_timeout,

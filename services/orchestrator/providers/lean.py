@@ -45,6 +45,7 @@ from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
 from llmesh.services.orchestrator.providers import anthropic_wire, openai_wire
 from llmesh.services.orchestrator.providers.errors import classify_transport
+from llmesh.services.telemetry.tracing import trace_headers
 from llmesh.services.transport import ConnectionPool, Reply, SSEDecoder, Transport, render_headers
 
 __all__ = [
@@ -305,11 +306,13 @@ class LeanProvider:
         payload = orjson.dumps(self._dialect.body(model, request), default=_dumps_default)
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
+        traced = trace_headers()  # the attempt's W3C context (none: tracing off)
+        headers = self._headers + render_headers(traced) if traced else self._headers
         try:
             resp = await self._transport.request(
                 "POST",
                 self._dialect.path,
-                self._headers,
+                headers,
                 payload,
                 timeout=self._default_timeout if timeout is None else timeout + DEADLINE_GRACE,
                 connect_timeout=self._connect_timeout,

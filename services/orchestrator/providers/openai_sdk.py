@@ -25,6 +25,7 @@ from llmesh.services.orchestrator.providers.openai_wire import (
     classify_error_body,
     to_provider_request,
 )
+from llmesh.services.telemetry.tracing import trace_headers
 
 
 def classify_sdk_error(exc: BaseException, *, started: bool) -> LlmeshError:
@@ -91,6 +92,7 @@ class OpenAIProvider:
                 stream=True,
                 stream_options={"include_usage": True},
                 timeout=timeout if timeout is not None else openai.NOT_GIVEN,
+                extra_headers=trace_headers() or None,  # the attempt's W3C context
             )
         except Exception as exc:
             raise classify_sdk_error(exc, started=False) from exc

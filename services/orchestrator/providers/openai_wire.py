@@ -196,16 +196,22 @@ class OpenAIStreamParser:
     ``include_usage`` finish without usage, and the caller estimates it.
     """
 
-    __slots__ = ("finish_reason", "usage")
+    __slots__ = ("finish_reason", "response_id", "response_model", "usage")
 
     def __init__(self) -> None:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.response_id: str | None = None
+        """The reply's ``id`` and ``model`` as the first chunk names them."""
+        self.response_model = ""
 
     def feed(self, chunk: Mapping[str, Any]) -> list[ProviderEvent]:
         """Events for one chunk; raises `LlmeshError` for an error object in the stream."""
         if chunk.get("error"):
             raise classify_error_body(chunk["error"], status=None, headers=None)
+        if self.response_id is None:
+            self.response_id = str(chunk.get("id") or "")
+            self.response_model = str(chunk.get("model") or "")
         events: list[ProviderEvent] = []
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
@@ -249,6 +255,8 @@ class OpenAIStreamParser:
             _FINISH.get(self.finish_reason, FinishReason.UNSPECIFIED),
             self.finish_reason,
             self.usage,
+            self.response_id or "",
+            self.response_model,
         )
 
 

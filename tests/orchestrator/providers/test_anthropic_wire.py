@@ -367,8 +367,10 @@ def test_recorded_stream() -> None:
         ToolCallDelta(0, arguments_delta='lo"}'),
         UsageUpdate(Usage(472, 40, 2048, 1200)),
         UsageUpdate(final),  # assigned, not added: 89, not 2 + 40 + 89
-        Finish(FinishReason.TOOL_CALLS, "tool_use", final),
+        Finish(FinishReason.TOOL_CALLS, "tool_use", final, "msg_01", "claude-sonnet-4-5"),
     ]
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.response_id == "msg_01"  # not compared by ==
     parser.ensure_complete()
 
 

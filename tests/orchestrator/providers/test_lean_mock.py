@@ -101,7 +101,10 @@ async def test_a_streamed_reply_arrives_delta_by_delta_then_finishes(api: str) -
     assert _text(events) == ["Hello", " there,", " wire"]
     usage = Usage(input_tokens=9, output_tokens=3)
     assert events[-1] == Finish(
-        FinishReason.STOP, "end_turn" if api == "anthropic" else "stop", usage
+        FinishReason.STOP,
+        "end_turn" if api == "anthropic" else "stop",
+        usage,
+        response_model=MODEL,  # as the reply names it
     )
     assert any(isinstance(e, UsageUpdate) for e in events)
     assert reply.released and not reply.closed  # read to its end: back to the pool

@@ -262,3 +262,12 @@ def test_parallel_tool_calls_is_sent_with_tools_only() -> None:
     assert "parallel_tool_calls" not in to_provider_request("m", ChatRequest(hi, tools=req.tools))
     plain = ChatRequest(hi, parallel_tool_calls=False)
     assert "parallel_tool_calls" not in to_provider_request("m", plain)
+
+
+def test_the_finish_names_the_reply_id_and_model_of_the_first_chunk() -> None:
+    parser = OpenAIStreamParser()
+    head = {"id": "chatcmpl-1", "model": "gpt-4o-mini-2024-07-18"}
+    parser.feed({**head, "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    parser.feed({"id": "other", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    finish = parser.end()
+    assert (finish.response_id, finish.response_model) == ("chatcmpl-1", "gpt-4o-mini-2024-07-18")

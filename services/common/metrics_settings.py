@@ -16,7 +16,10 @@ from typing import Any
 
 from llmesh.services.common.config_fields import ConfigError
 
-__all__ = ["MetricsSettings", "call_log_enabled", "metrics_settings"]
+__all__ = ["OTLP_PROTOCOLS", "MetricsSettings", "call_log_enabled", "metrics_settings"]
+
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+"""The OTLP transports an exporter may use."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,12 @@ class MetricsSettings:
     """The processor's ``/metrics`` port (``LLMESH_PROCESSOR_METRICS_PORT``); 0: none."""
     tenants: frozenset[str] = field(default_factory=frozenset)
     """Tenants given their own label value; every other tenant is counted as ``other``."""
+    endpoint: str | None = None
+    """The OTLP endpoint metrics are pushed to (``telemetry.metrics.endpoint``,
+    ``OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT``); None: the protocol's default."""
+    protocol: str = "grpc"
+    """The OTLP transport: ``grpc`` or ``http/protobuf``
+    (``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL``)."""
 
     def tenant_label(self, tenant: str) -> str:
         """`tenant` if it is one of the configured `tenants`, else ``other``."""
@@ -79,6 +88,14 @@ def metrics_settings(section: Any, env: Mapping[str, str]) -> MetricsSettings:
     if not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants):
         raise ConfigError(f"telemetry.metrics.tenants: expected a list of names, got {tenants!r}")
     out["tenants"] = frozenset(tenants)
+    endpoint = values.get("endpoint")
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint):
+        raise ConfigError(f"telemetry.metrics.endpoint: expected a URL, got {endpoint!r}")
+    out["endpoint"] = endpoint
+    protocol = values.get("protocol", default.protocol)
+    if protocol not in OTLP_PROTOCOLS:
+        raise ConfigError(f"telemetry.metrics.protocol: one of {OTLP_PROTOCOLS}, got {protocol!r}")
+    out["protocol"] = protocol
     _from_env(out, env)
     return MetricsSettings(**out)
 
@@ -104,9 +121,31 @@ def _from_env(out: dict[str, Any], env: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"OTEL_METRIC_EXPORT_INTERVAL: expected milliseconds > 0, got {interval!r}"
             ) from None
+    protocol = _env_var(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol is not None:
+        if protocol not in OTLP_PROTOCOLS:
+            problem = f"one of {OTLP_PROTOCOLS}, got {protocol!r}"
+            raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {problem}")
+        out["protocol"] = protocol
+    own = _env_var(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    generic = _env_var(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if own is not None:
+        out["endpoint"] = own
+    elif generic is not None:  # the signal's path appended for http/protobuf (OTLP spec)
+        http = out["protocol"] == "http/protobuf"
+        out["endpoint"] = f"{generic.rstrip('/')}/v1/metrics" if http else generic
     for name, var in _VARS.items():
         if var in env:
             out[name] = env[var] if name == "host" else _port(env[var], var)
+
+
+def _env_var(env: Mapping[str, str], *names: str) -> str | None:
+    """The first of the variables set to a non-empty value."""
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
 
 
 def _mapping(value: Any, key: str) -> Mapping[str, Any]:

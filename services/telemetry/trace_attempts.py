@@ -1,0 +1,309 @@
+"""One client span per provider attempt, after the GenAI semantic conventions.
+
+`AttemptSpans` is what the engine's attempts call (``Runtime.observe``) with each attempt's
+record and upstream stream when tracing is on: it starts a CLIENT span named
+``chat {gen_ai.request.model}`` as a child of the current span (the call's span),
+makes it current while the request is sent (so the adapter puts its ``traceparent`` on the
+upstream request), notes what the stream reports, and ends the span when the attempt's
+stream is closed. The engine closes every attempt's stream once the attempt record is
+final (succeeded, failed with its reason, cancelled), so the span carries the outcome:
+retries, fallbacks, hedges and council branches are each a span of their own, and the
+attempt whose reply was relayed has ``llmesh.attempt.winner=true``.
+
+Attributes follow the GenAI conventions as of semantic-conventions 0.66b2
+(``gen_ai.provider.name``, which replaced ``gen_ai.system``; usage as
+``gen_ai.usage.input_tokens`` / ``output_tokens``, cache reads and writes as
+``gen_ai.usage.cache_read.input_tokens`` / ``cache_creation.input_tokens``). Prompts and
+completions are recorded (``gen_ai.input.messages`` / ``gen_ai.output.messages``) only when
+content capture is switched on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Awaitable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from llmesh.services.common.errors import LlmeshError
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
+from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
+from llmesh.services.core.usage import Usage
+from llmesh.services.telemetry.settings import TelemetrySettings
+
+__all__ = ["AttemptSpans", "UpstreamInfo", "attempt_spans", "upstream_info"]
+
+_PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic"}
+"""``gen_ai.provider.name`` by adapter kind; other kinds report the configured name."""
+
+
+@dataclass(frozen=True)
+class UpstreamInfo:
+    """Where one configured provider's requests go, as its spans name it."""
+
+    provider: str
+    """``gen_ai.provider.name``: ``openai``, ``anthropic``, or the configured name."""
+    address: str | None = None
+    """``server.address`` (None for an in-process provider)."""
+    port: int | None = None
+    """``server.port``."""
+
+
+def upstream_info(name: str, kind: str, base_url: str) -> UpstreamInfo:
+    """The span-facing description of provider `name` of adapter `kind` at `base_url`."""
+    provider = _PROVIDER_NAMES.get(kind, name)
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        return UpstreamInfo(provider)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return UpstreamInfo(provider, parts.hostname, port)
+
+
+def attempt_spans(
+    settings: TelemetrySettings, upstreams: Mapping[str, UpstreamInfo]
+) -> AttemptSpans | None:
+    """The engine's attempt observer when tracing is on (None, so no wrapper, when off)."""
+    if not settings.tracing.enabled:
+        return None
+    return AttemptSpans(upstreams, capture_content=settings.tracing.capture_content)
+
+
+class _Embedded(Protocol):
+    @property
+    def usage(self) -> Usage | None: ...
+
+
+E = TypeVar("E", bound=_Embedded)
+
+
+class AttemptSpans:
+    """Makes each attempt's upstream stream (or embeddings request) a traced one."""
+
+    def __init__(
+        self,
+        upstreams: Mapping[str, UpstreamInfo],
+        *,
+        capture_content: bool = False,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self._upstreams = dict(upstreams)
+        self._capture = capture_content
+        self._tracer = trace.get_tracer("llmesh.orchestrator", tracer_provider=tracer_provider)
+
+    def __call__(
+        self,
+        record: AttemptRecord,
+        request: ChatRequest,
+        trail: Trail,
+        events: AsyncGenerator[ProviderEvent, None],
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """`events` relayed under a new span for the attempt `record` of `trail`."""
+        attributes = self._attributes("chat", record, trail)
+        for key, value in (
+            ("gen_ai.request.max_tokens", request.max_tokens),
+            ("gen_ai.request.temperature", request.temperature),
+            ("gen_ai.request.top_p", request.top_p),
+        ):
+            if value is not None:
+                attributes[key] = value
+        if self._capture:
+            attributes["gen_ai.input.messages"] = _input_messages(request)
+        span = self._tracer.start_span(
+            f"chat {record.target.model}", kind=SpanKind.CLIENT, attributes=attributes
+        )
+        return _TracedStream(events, span, record, self._capture)
+
+    async def embedding(
+        self, record: AttemptRecord, request: EmbeddingRequest, trail: Trail, sent: Awaitable[E]
+    ) -> E:
+        """The embeddings attempt `sent` (not yet awaited), awaited under its own span."""
+        attributes = self._attributes("embeddings", record, trail)
+        if request.dimensions is not None:
+            attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
+        with self._tracer.start_as_current_span(
+            f"embeddings {record.target.model}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                result = await sent
+            except LlmeshError as err:
+                span.set_attributes(
+                    {"error.type": err.reason.value, "llmesh.attempt.winner": False}
+                )
+                span.set_status(Status(StatusCode.ERROR, err.reason.value))
+                raise
+            span.set_attribute("llmesh.attempt.winner", True)
+            if result.usage is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+            return result
+
+    def _attributes(self, operation: str, record: AttemptRecord, trail: Trail) -> dict[str, Any]:
+        target = record.target
+        upstream = self._upstreams.get(target.provider) or UpstreamInfo(target.provider)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": upstream.provider,
+            "gen_ai.request.model": target.model,
+            "llmesh.target": target.name,
+        }
+        if upstream.address is not None:
+            attributes["server.address"] = upstream.address
+            attributes["server.port"] = upstream.port
+        attributes.update(_trail_attributes(record, trail))
+        return attributes
+
+
+def _trail_attributes(record: AttemptRecord, trail: Trail) -> dict[str, Any]:
+    """llmesh's view of the attempt: its number, and why it happened (retry, fallback...)."""
+    attempts = trail.attempts
+    number = next((i for i, a in enumerate(attempts) if a is record), len(attempts)) + 1
+    earlier = attempts[: number - 1]
+    out: dict[str, Any] = {
+        "llmesh.attempt.number": number,
+        "llmesh.attempt.retry": record.retry,
+        "llmesh.attempt.hedged": record.hedged,
+    }
+    if record.retry:
+        previous = [a for a in earlier if a.target == record.target and a.reason is not None]
+        if previous and previous[-1].reason is not None:
+            out["llmesh.attempt.retry_reason"] = previous[-1].reason.value
+    tried = [a for a in earlier if a.outcome is not Outcome.SKIPPED]
+    out["llmesh.attempt.fallback"] = (
+        bool(tried) and not record.hedged and tried[-1].target != record.target
+    )
+    out["llmesh.attempt.mid_stream_switch"] = any(
+        a.ttft is not None and a.outcome is Outcome.FAILED for a in earlier
+    )
+    skipped = [a.target.name for a in earlier if a.outcome is Outcome.SKIPPED]
+    if skipped:
+        out["llmesh.breaker.skipped_targets"] = skipped
+    return out
+
+
+def _input_messages(request: ChatRequest) -> str:
+    messages = [
+        {"role": m.role.value, "parts": [{"type": "text", "content": m.content}]}
+        for m in request.messages
+    ]
+    return json.dumps(messages, ensure_ascii=False)
+
+
+class _TracedStream(AsyncGenerator[ProviderEvent, None]):
+    """An attempt's upstream stream under its span (ended when the stream is closed)."""
+
+    def __init__(
+        self,
+        inner: AsyncGenerator[ProviderEvent, None],
+        span: Span,
+        record: AttemptRecord,
+        capture: bool,
+    ) -> None:
+        self._inner = inner
+        self._span = span
+        self._record = record
+        self._sending: object | None = trace.set_span_in_context(span)
+        self._usage: Usage | None = None
+        self._finish: Finish | None = None
+        self._error: LlmeshError | None = None
+        self._output: list[str] | None = [] if capture else None
+        self._ended = False
+
+    def __aiter__(self) -> _TracedStream:
+        return self
+
+    async def __anext__(self) -> ProviderEvent:
+        try:
+            if self._sending is not None:  # the request goes out now: under the attempt's span
+                token = otel_context.attach(self._sending)  # type: ignore[arg-type]
+                self._sending = None
+                try:
+                    event = await anext(self._inner)
+                finally:
+                    otel_context.detach(token)
+            else:
+                event = await anext(self._inner)
+        except LlmeshError as err:
+            self._error = err
+            raise
+        kind = type(event)
+        if kind is TextDelta:
+            if self._output is not None:
+                self._output.append(event.text)  # type: ignore[union-attr]
+        elif kind is UsageUpdate:
+            self._usage = event.usage  # type: ignore[union-attr]
+        elif kind is Finish:
+            self._finish = event  # type: ignore[assignment]
+            if event.usage is not None:  # type: ignore[union-attr]
+                self._usage = event.usage  # type: ignore[union-attr]
+        return event
+
+    async def asend(self, value: None) -> ProviderEvent:
+        return await self.__anext__()
+
+    async def athrow(
+        self,
+        typ: Any,
+        val: Any = None,
+        tb: TracebackType | None = None,
+    ) -> ProviderEvent:
+        return await self._inner.athrow(typ, val, tb)
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        span, record = self._span, self._record
+        outcome = record.outcome
+        span.set_attribute("llmesh.attempt.outcome", outcome.value)
+        span.set_attribute("llmesh.attempt.winner", outcome is Outcome.SUCCEEDED)
+        if record.ttft is not None:
+            span.set_attribute("gen_ai.response.time_to_first_chunk", record.ttft)
+        usage = self._usage
+        if usage is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            if usage.cache_read_tokens:
+                span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens)
+            if usage.cache_write_tokens:
+                span.set_attribute(
+                    "gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens
+                )
+        finish = self._finish
+        if finish is not None:
+            reason = finish.provider_reason or finish.reason.value
+            span.set_attribute("gen_ai.response.finish_reasons", [reason])
+            if finish.response_id:
+                span.set_attribute("gen_ai.response.id", finish.response_id)
+            if finish.response_model:
+                span.set_attribute("gen_ai.response.model", finish.response_model)
+        if self._output is not None and finish is not None:
+            message = {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": "".join(self._output)}],
+                "finish_reason": finish.reason.value,
+            }
+            span.set_attribute("gen_ai.output.messages", json.dumps([message], ensure_ascii=False))
+        failure = record.reason if outcome is Outcome.FAILED else None
+        if failure is None and outcome is Outcome.RUNNING and self._error is not None:
+            failure = self._error.reason
+        if failure is not None:
+            span.set_attribute("error.type", failure.value)
+            span.set_status(Status(StatusCode.ERROR, failure.value))  # no upstream text
+        span.end()

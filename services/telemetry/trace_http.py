@@ -1,0 +1,98 @@
+"""An ASGI middleware giving every HTTP request a server span, continuing the caller's trace.
+
+The caller's W3C ``traceparent`` / ``tracestate`` / ``baggage`` headers are the span's
+parent context; the span is current while the app runs, so the gRPC calls the request
+makes (through instrumented channels) are its children and carry the context on. Every
+response, errors included, carries the request's own ``traceparent``, so a caller can find
+the trace of a failed call. Request and response bodies and headers are never recorded
+(no authorization header, no API key reaches a span).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llmesh.services.telemetry.tracing import extract
+
+__all__ = ["TracingMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_CONTEXT_HEADERS = (b"traceparent", b"tracestate", b"baggage")
+
+
+class TracingMiddleware:
+    """A server span per HTTP request or WebSocket session (lifespan events pass through)."""
+
+    def __init__(self, app: ASGIApp, *, tracer_provider: trace.TracerProvider | None = None):
+        self.app = app
+        self._tracer = trace.get_tracer("llmesh.gateway", tracer_provider=tracer_provider)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name in _CONTEXT_HEADERS
+        }
+        method = scope.get("method", "GET") if kind == "http" else "GET"
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope.get("path", ""),
+            "url.scheme": scope.get("scheme", "http"),
+        }
+        server = scope.get("server")
+        if server:
+            attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        # the caller's context (trace and baggage) is current for the whole request: the
+        # span is its child, and the baggage travels on with the span's own context
+        caller = otel_context.attach(extract(carrier))
+        try:
+            await self._traced(scope, receive, send, method, attributes)
+        finally:
+            otel_context.detach(caller)
+
+    async def _traced(
+        self, scope: Scope, receive: Receive, send: Send, method: str, attributes: dict[str, Any]
+    ) -> None:
+        with self._tracer.start_as_current_span(
+            method,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=True,
+            set_status_on_exception=True,
+        ) as span:
+            context = span.get_span_context()
+            parent = (
+                f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+            ).encode()
+
+            async def traced_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_attribute("error.type", str(status))
+                        span.set_status(Status(StatusCode.ERROR))
+                    message["headers"] = [*message.get("headers", ()), (b"traceparent", parent)]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, traced_send)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                if isinstance(route, str):
+                    span.set_attribute("http.route", route)
+                    span.update_name(f"{method} {route}")

@@ -1,0 +1,206 @@
+"""Attempt spans on their own: attributes, outcome, content capture, context while sending."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
+from llmesh.services.core.usage import Usage
+from llmesh.services.telemetry.settings import TelemetrySettings
+from llmesh.services.telemetry.trace_attempts import (
+    AttemptSpans,
+    UpstreamInfo,
+    attempt_spans,
+    upstream_info,
+)
+from tests.telemetry.conftest import TRACING_ON
+
+REQUEST = ChatRequest(
+    messages=(Message(Role.USER, "the secret question"),), max_tokens=7, temperature=0.0
+)
+TARGET = Target("openai", "gpt-4o-mini")
+UPSTREAMS = {"openai": UpstreamInfo("openai", "api.openai.com", 443)}
+USAGE = Usage(input_tokens=11, output_tokens=3, cache_read_tokens=5, cache_write_tokens=2)
+
+
+async def _reply(seen: list[trace.Span]) -> AsyncGenerator[ProviderEvent, None]:
+    seen.append(trace.get_current_span())  # when the request is sent
+    yield TextDelta("the secret")
+    seen.append(trace.get_current_span())
+    yield UsageUpdate(USAGE)
+    yield TextDelta(" answer")
+    yield Finish(FinishReason.STOP, "stop", USAGE, "chatcmpl-9", "gpt-4o-mini-2024-07-18")
+
+
+def test_off_means_no_observer() -> None:
+    assert attempt_spans(TelemetrySettings(), UPSTREAMS) is None
+    assert isinstance(attempt_spans(TRACING_ON, UPSTREAMS), AttemptSpans)
+
+
+def test_upstream_info_from_base_urls() -> None:
+    assert upstream_info("openai", "openai", "https://api.openai.com/v1") == UpstreamInfo(
+        "openai", "api.openai.com", 443
+    )
+    assert upstream_info("ollama", "openai-compatible", "http://gpu:11434/v1") == UpstreamInfo(
+        "ollama", "gpu", 11434
+    )
+    assert upstream_info("local", "local", "in-process") == UpstreamInfo("local")
+
+
+async def _run(
+    spans: AttemptSpans, record: AttemptRecord, trail: Trail, seen: list[trace.Span]
+) -> list[ProviderEvent]:
+    events = spans(record, REQUEST, trail, _reply(seen))
+    out = [event async for event in events]
+    record.finish(Outcome.SUCCEEDED, 1.0)
+    await events.aclose()
+    return out
+
+
+async def test_a_won_attempt_has_the_genai_attributes_and_no_content(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    tracer = provider.get_tracer("test")
+    trail = Trail(started=0.0)
+    record = trail.add(AttemptRecord(TARGET, 0.0))
+    record.ttft = 0.25
+    seen: list[trace.Span] = []
+    with tracer.start_as_current_span("call") as call:
+        out = await _run(AttemptSpans(UPSTREAMS), record, trail, seen)
+        assert trace.get_current_span() is call  # the attempt's span never leaks out
+    assert isinstance(out[-1], Finish)
+    (span,) = [s for s in spans.get_finished_spans() if s.name != "call"]
+    assert seen[0].get_span_context() == span.context  # current while the request went out
+    assert seen[1] is call  # and only then
+    assert span.name == "chat gpt-4o-mini" and span.kind is SpanKind.CLIENT
+    assert span.parent is not None and span.parent.span_id == call.get_span_context().span_id
+    assert dict(span.attributes or {}) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.request.max_tokens": 7,
+        "gen_ai.request.temperature": 0.0,
+        "server.address": "api.openai.com",
+        "server.port": 443,
+        "llmesh.target": "openai/gpt-4o-mini",
+        "llmesh.attempt.number": 1,
+        "llmesh.attempt.retry": False,
+        "llmesh.attempt.hedged": False,
+        "llmesh.attempt.fallback": False,
+        "llmesh.attempt.mid_stream_switch": False,
+        "llmesh.attempt.outcome": "succeeded",
+        "llmesh.attempt.winner": True,
+        "gen_ai.response.time_to_first_chunk": 0.25,
+        "gen_ai.usage.input_tokens": 11,
+        "gen_ai.usage.output_tokens": 3,
+        "gen_ai.usage.cache_read.input_tokens": 5,
+        "gen_ai.usage.cache_creation.input_tokens": 2,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.response.id": "chatcmpl-9",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+    }
+    assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_content_is_recorded_only_when_capture_is_on(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    trail = Trail(started=0.0)
+    record = trail.add(AttemptRecord(TARGET, 0.0))
+    await _run(AttemptSpans(UPSTREAMS, capture_content=True), record, trail, [])
+    (span,) = spans.get_finished_spans()
+    attrs = span.attributes or {}
+    assert json.loads(str(attrs["gen_ai.input.messages"])) == [
+        {"role": "user", "parts": [{"type": "text", "content": "the secret question"}]}
+    ]
+    assert json.loads(str(attrs["gen_ai.output.messages"])) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "the secret answer"}],
+            "finish_reason": "stop",
+        }
+    ]
+
+
+async def _failing() -> AsyncGenerator[ProviderEvent, None]:
+    raise LlmeshError(Reason.OVERLOADED, "upstream says: the secret question was too hard")
+    yield TextDelta("never")  # pragma: no cover
+
+
+async def test_a_failed_retry_after_a_fallback_names_why(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    trail = Trail(started=0.0)
+    other = trail.add(AttemptRecord(Target("anthropic", "claude-haiku-4-5"), 0.0))
+    other.ttft = 0.1
+    other.finish(Outcome.FAILED, 0.5, Reason.STREAM_INTERRUPTED)  # after its first token
+    first = trail.add(AttemptRecord(TARGET, 0.5))
+    first.finish(Outcome.FAILED, 0.6, Reason.RATE_LIMITED)
+    record = trail.add(AttemptRecord(TARGET, 0.7, retry=True))
+    events = AttemptSpans(UPSTREAMS)(record, REQUEST, trail, _failing())
+    with pytest.raises(LlmeshError):
+        await anext(events)
+    record.finish(Outcome.FAILED, 0.8, Reason.OVERLOADED)
+    await events.aclose()
+    (span,) = spans.get_finished_spans()
+    attrs = span.attributes or {}
+    assert attrs["llmesh.attempt.number"] == 3
+    assert attrs["llmesh.attempt.retry_reason"] == "RATE_LIMITED"
+    assert attrs["llmesh.attempt.fallback"] is False  # a retry of the same target
+    assert attrs["llmesh.attempt.mid_stream_switch"] is True
+    assert attrs["error.type"] == "OVERLOADED" and attrs["llmesh.attempt.winner"] is False
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "OVERLOADED"  # never the upstream's words
+    assert "secret" not in repr(dict(attrs))
+
+
+async def test_a_cancelled_hedge_is_no_error(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    trail = Trail(started=0.0)
+    trail.add(AttemptRecord(TARGET, 0.0))
+    hedge = trail.add(AttemptRecord(Target("anthropic", "claude-haiku-4-5"), 0.1, hedged=True))
+    events = AttemptSpans(UPSTREAMS)(hedge, REQUEST, trail, _reply([]))
+    await anext(events)
+    hedge.finish(Outcome.CANCELLED, 0.2)  # the other attempt won
+    await events.aclose()
+    (span,) = spans.get_finished_spans()
+    attrs = span.attributes or {}
+    assert attrs["gen_ai.provider.name"] == "anthropic"  # not configured: its own name
+    assert "server.address" not in attrs
+    assert attrs["llmesh.attempt.hedged"] is True and attrs["llmesh.attempt.fallback"] is False
+    assert attrs["llmesh.attempt.outcome"] == "cancelled"
+    assert span.status.status_code is StatusCode.UNSET and "error.type" not in attrs
+
+
+async def test_a_failed_embeddings_attempt_is_an_error_span(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    trail = Trail(started=0.0)
+    record = trail.add(AttemptRecord(Target("openai", "text-embedding-3-small"), 0.0))
+
+    async def refused() -> object:
+        raise LlmeshError(Reason.RATE_LIMITED, "slow down")
+
+    with pytest.raises(LlmeshError):
+        await AttemptSpans(UPSTREAMS).embedding(
+            record, EmbeddingRequest(inputs=("x",)), trail, refused()
+        )
+    (span,) = spans.get_finished_spans()
+    assert span.name == "embeddings text-embedding-3-small"
+    attrs = span.attributes or {}
+    assert attrs["gen_ai.operation.name"] == "embeddings"
+    assert attrs["error.type"] == "RATE_LIMITED" and attrs["llmesh.attempt.winner"] is False
+    assert span.status.status_code is StatusCode.ERROR

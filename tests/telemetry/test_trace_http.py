@@ -1,0 +1,76 @@
+"""The gateway's HTTP span middleware on a bare ASGI app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from llmesh.services.telemetry.trace_http import TracingMiddleware
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["path"] == "/boom":
+        raise RuntimeError("boom")
+    status = 503 if scope["path"] == "/down" else 200
+    await send({"type": "http.response.start", "status": status, "headers": [(b"x-a", b"1")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _client(provider: TracerProvider) -> httpx.AsyncClient:
+    app = TracingMiddleware(_app, tracer_provider=provider)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+
+
+async def test_a_request_continues_the_callers_trace_and_answers_with_its_own_span(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    async with _client(provider) as client:
+        reply = await client.get(
+            "/v1/models", headers={"traceparent": PARENT, "authorization": "Bearer sk-secret"}
+        )
+    (span,) = spans.get_finished_spans()
+    assert span.kind is SpanKind.SERVER and span.name == "GET"
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert span.context is not None
+    assert reply.headers["x-a"] == "1"
+    assert reply.headers["traceparent"] == (
+        f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"
+    )
+    attrs = dict(span.attributes or {})
+    assert attrs["http.request.method"] == "GET" and attrs["url.path"] == "/v1/models"
+    assert attrs["http.response.status_code"] == 200
+    assert "sk-secret" not in repr(attrs)
+
+
+async def test_server_errors_are_error_spans(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    async with _client(provider) as client:
+        assert (await client.get("/down")).status_code == 503
+        with pytest.raises(RuntimeError):
+            await client.get("/boom")
+    down, boom = spans.get_finished_spans()
+    assert down.status.status_code is StatusCode.ERROR
+    assert (down.attributes or {})["error.type"] == "503"
+    assert boom.status.status_code is StatusCode.ERROR
+    assert boom.events and boom.events[0].name == "exception"
+
+
+async def test_lifespan_passes_through_untraced(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    middleware = TracingMiddleware(app, tracer_provider=provider)  # type: ignore[arg-type]
+    await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan"] and spans.get_finished_spans() == ()
