@@ -16,6 +16,7 @@ from typing import Any
 from llmesh.gateway.inputs import parse_message
 from llmesh.gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
 from llmesh.gateway.openai_parts import has_media, to_parts
+from llmesh.gateway.openai_sampling import add_sampling
 from llmesh.services.common.errors import invalid
 from llmesh.v1 import chat_pb2
 
@@ -51,7 +52,8 @@ class CompletionRequest:
     include_usage: bool
     """``stream_options.include_usage``: send a final usage chunk."""
     dropped: tuple[str, ...] = ()
-    """Fields of the body accepted and not used, as the deployment's ``drop_params`` allows."""
+    """Fields of the body accepted and not used, as the deployment's ``drop_params`` (or its
+    ``unknown_fields: drop``) allows; message fields as ``messages[i].key``."""
 
 
 def _str(value: Any, path: str) -> str:
@@ -121,14 +123,15 @@ def _add_tool_calls(value: Any, path: str, message: chat_pb2.Message) -> None:
         )
 
 
-def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
+def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput, drop_unknown: bool) -> list[str]:
+    """Add one message; returns its unknown fields dropped (with `drop_unknown`)."""
     # Messages and tools are built in place: `extend` would copy each one.
     if not isinstance(raw, dict):
         raise invalid(path, "must be an object")
     role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
     if role is None:
         raise invalid(f"{path}.role", f"must be one of {', '.join(_ROLES)}")
-    check_message_fields(raw, path)
+    dropped = check_message_fields(raw, path, drop_unknown=drop_unknown)
     content = raw.get("content")
     if content is None and role != chat_pb2.ROLE_ASSISTANT:
         raise invalid(f"{path}.content", "is required")
@@ -146,6 +149,7 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
         raise invalid(f"{path}.tool_calls", "only assistant messages carry tool calls")
     if role == chat_pb2.ROLE_TOOL:
         message.tool_call_id = _str(raw.get("tool_call_id"), f"{path}.tool_call_id")
+    return dropped
 
 
 def _add_tool(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
@@ -217,11 +221,12 @@ def _string_list(value: Any, path: str) -> list[str]:
 
 
 def parse_completion_request(
-    body: dict[str, Any], drop: frozenset[str] = frozenset()
+    body: dict[str, Any], drop: frozenset[str] = frozenset(), *, drop_unknown: bool = False
 ) -> CompletionRequest:
     """Validate an OpenAI Chat Completions body and translate it into a `ChatInput`; the
-    top-level fields named in `drop` are dropped instead of refused (see `check_fields`)."""
-    dropped = check_fields(body, drop)
+    top-level fields named in `drop`, and with `drop_unknown` unknown fields at the top level
+    and in messages, are dropped instead of refused (see `check_fields`)."""
+    dropped = list(check_fields(body, drop, drop_unknown=drop_unknown))
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model", "must be a non-empty string")
@@ -230,7 +235,7 @@ def parse_completion_request(
         raise invalid("messages", "must be a non-empty array")
     chat = chat_pb2.ChatInput(model=model)
     for i, m in enumerate(messages):
-        _add_message(m, f"messages[{i}]", chat)
+        dropped += _add_message(m, f"messages[{i}]", chat, drop_unknown)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -260,6 +265,7 @@ def parse_completion_request(
         chat.stop.extend(_string_list(stop, "stop"))
     if body.get("seed") is not None:
         chat.seed = _int(body["seed"], "seed", -_INT64_MAX - 1, _INT64_MAX)
+    add_sampling(body, chat)
     if body.get("n") is not None and _int(body["n"], "n", 1, _INT32_MAX) != 1:
         raise invalid("n", "only one choice (n=1) is supported")
     metadata = body.get("metadata")
@@ -297,4 +303,4 @@ def parse_completion_request(
         if not isinstance(options, dict):
             raise invalid("stream_options", "must be an object")
         include_usage = options.get("include_usage") is True
-    return CompletionRequest(chat, model, bool(stream), include_usage, dropped)
+    return CompletionRequest(chat, model, bool(stream), include_usage, tuple(dropped))

@@ -31,7 +31,8 @@ from llmesh.v1 import orchestrator_pb2
 log = logging.getLogger("llmesh.gateway")
 
 DROPPED_HEADER = "x-llmesh-dropped-params"
-"""Names the body fields the gateway accepted and dropped (its ``drop_params`` setting)."""
+"""Names the body fields the gateway accepted and dropped (its and the route's ``drop_params``,
+and unknown fields under ``unknown_fields: drop``)."""
 
 
 async def chat_completions(request: Request) -> Response:
@@ -40,7 +41,12 @@ async def chat_completions(request: Request) -> Response:
     try:
         opts = call_options(request.headers, upstream.settings.default_timeout)
         body = await read_json_object(request, upstream.settings.max_body_bytes)
-        parsed = parse_completion_request(body, upstream.settings.drop_params)
+        settings = upstream.settings
+        parsed = parse_completion_request(
+            body,
+            settings.drops_for(body.get("model")),
+            drop_unknown=settings.unknown_fields == "drop",
+        )
     except LlmeshError as err:
         return openai_error_response(err)
     if parsed.dropped:

@@ -53,6 +53,15 @@ def _names(value: object, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _unknown_fields(value: object) -> str:
+    """``gateway.unknown_fields``: ``reject`` (the default) or ``drop``."""
+    if value is None:
+        return str(_field_default(Config, "gateway_unknown_fields"))
+    if value not in ("reject", "drop"):
+        raise ConfigError(f"gateway.unknown_fields: expected reject or drop, got {value!r}")
+    return str(value)
+
+
 def _flag(value: object, key: str) -> bool:
     """A YAML boolean; anything else (a quoted ``"false"`` reads true to ``bool``) is an error."""
     if not isinstance(value, bool):
@@ -133,6 +142,9 @@ class RouteConfig:
     """Start the next target too after this many seconds without a first token."""
     hedge_percentile: float | None = None
     """Or: hedge after this percentile of the target's recent times to first token."""
+    drop_params: tuple[str, ...] = ()
+    """``/v1/chat/completions`` fields a call to this route may carry that the gateway
+    accepts and drops (as ``gateway.drop_params`` does for every call)."""
 
 
 def default_database_url() -> str:
@@ -160,6 +172,10 @@ class Config:
     gateway_drop_params: tuple[str, ...] = ()
     """Top-level ``/v1/chat/completions`` body fields the gateway accepts and drops instead of
     refusing with a 400 (``gateway.drop_params``); fields llmesh honours are never dropped."""
+    gateway_unknown_fields: str = "reject"
+    """What the gateway does with unknown /v1 chat fields (``gateway.unknown_fields``):
+    ``reject`` (a 400 naming the field) or ``drop`` (accepted, dropped and named in the
+    ``x-llmesh-dropped-params`` response header)."""
     emulator: EmulatorConfig = field(default_factory=EmulatorConfig)
     """The built-in emulator."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
@@ -300,6 +316,7 @@ def _route(name: str, raw: Any) -> RouteConfig:
         stall_timeout=seconds("stall_timeout", raw.get("stall_timeout")),
         hedge_delay=seconds("hedge.delay", hedge.get("delay")),
         hedge_percentile=None if percentile is None else float(percentile),
+        drop_params=_names(raw.get("drop_params"), f"routes.{name}.drop_params"),
     )
 
 
@@ -446,6 +463,7 @@ def load_config(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
         gateway_drop_params=_names(gw.get("drop_params"), "gateway.drop_params"),
+        gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),
         emulator=emulator,
         providers=providers,
         aliases=aliases,

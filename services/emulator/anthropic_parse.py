@@ -22,6 +22,7 @@ from llmesh.services.emulator.replies import (
     ToolDef,
     Turn,
 )
+from llmesh.services.emulator.sampling import anthropic_sampling
 from llmesh.services.emulator.thinking import MIN_BUDGET, verify
 
 TOOL_CHOICES = ("auto", "any", "tool", "none")
@@ -71,6 +72,7 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
         raise _invalid("stream: Input should be a valid boolean")
     tools = _tools(body.get("tools"))
     budget = _thinking(body, max_tokens)
+    params = anthropic_sampling(body)
     return ChatCall(
         conv=Conversation(
             model=model,
@@ -82,6 +84,7 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
         ),
         stream=bool(stream),
         thinking_budget=budget,
+        params=params,
     )
 
 

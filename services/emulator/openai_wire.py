@@ -78,7 +78,7 @@ def completion_body(
                 for i in range(call.n)
             ],
             "usage": use,
-            "service_tier": "default",
+            "service_tier": call.service_tier,
             "system_fingerprint": FINGERPRINT,
         }
     )
@@ -102,7 +102,8 @@ def stream_plan(
         created,
         orjson.dumps(call.conv.model),
     )
-    start += b'"service_tier":"default","system_fingerprint":"' + FINGERPRINT.encode()
+    start += b'"service_tier":"%s","system_fingerprint":"' % call.service_tier.encode()
+    start += FINGERPRINT.encode()
     start += b'","choices":['
     end = b'],"usage":null}\n\n'
     n = call.n

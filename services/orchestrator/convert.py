@@ -43,6 +43,7 @@ from llmesh.services.core.policy import CallOptions, MidStreamPolicy
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import Reply
+from llmesh.services.orchestrator.sampling import sampling_from_proto
 from llmesh.services.orchestrator.structured import response_format_from_proto
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
@@ -196,6 +197,7 @@ def chat_call_from_proto(
             violation(f"fallbacks[{i}]", "must name a model")
     options = _options(inp, violation)
     response_format = response_format_from_proto(inp, violation)
+    sampling = sampling_from_proto(inp, violation)
     cache = inp.cache
     ttl = cache.prompt_cache_ttl or "5m"
     if ttl not in ("5m", "1h"):
@@ -237,6 +239,7 @@ def chat_call_from_proto(
         parallel_tool_calls=(
             inp.parallel_tool_calls if inp.HasField("parallel_tool_calls") else None
         ),
+        **sampling,
     )
     return ChatCall(
         inp.model.strip(),

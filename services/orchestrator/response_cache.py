@@ -101,10 +101,10 @@ def _normalized(
     request: ChatRequest,
     max_cost_usd: float | None,
 ) -> dict[str, Any]:
-    """Who may see a call's reply and the parts of the call that decide it, as JSON values."""
     """Who may see a call's reply and the parts of the call that decide it, as JSON values.
 
-    A response format enters only when set, so keys of plain calls stay what they were.
+    A response format, penalties, logit bias and service tier enter only when set, so keys
+    of plain calls stay what they were.
     """
     out: dict[str, Any] = {
         "tenant": tenant,
@@ -132,6 +132,9 @@ def _normalized(
         out["response_format"] = [fmt.type.value, fmt.name, dict(fmt.schema), fmt.strict]
     if request.parallel_tool_calls is not None:
         out["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.options():
+        penalties = [request.presence_penalty, request.frequency_penalty]
+        out["sampling"] = [*penalties, dict(request.logit_bias), request.service_tier.value]
     return out
 
 

@@ -32,8 +32,8 @@ def test_listed_fields_are_dropped_and_named_in_body_order() -> None:
 
 def test_fields_not_listed_are_still_refused_naming_only_them() -> None:
     with pytest.raises(LlmeshError) as raised:
-        check_fields(body(x_vendor_hint="a", presence_penalty=0.5, other=1), DROP)
-    assert [v.field for v in raised.value.violations] == ["presence_penalty", "other"]
+        check_fields(body(x_vendor_hint="a", verbosity="low", other=1), DROP)
+    assert [v.field for v in raised.value.violations] == ["verbosity", "other"]
 
 
 def test_honoured_fields_and_no_op_values_are_never_dropped() -> None:

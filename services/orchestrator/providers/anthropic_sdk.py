@@ -25,6 +25,7 @@ from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import ProviderEvent
 from llmesh.services.orchestrator.providers.anthropic_wire import (
+    OPTIONS,
     AnthropicStreamParser,
     classify_error_body,
     structured_tool,
@@ -106,6 +107,7 @@ class AnthropicProvider:
     def __init__(self, resolved: ResolvedProvider) -> None:
         cfg = resolved.config
         self.name = cfg.name
+        self.options = OPTIONS
         self._api_key = resolved.api_key
         self._connect_timeout = cfg.connect_timeout
         timeout = httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout)

@@ -22,6 +22,8 @@ Mapping choices worth knowing:
 - ``thinking`` and ``redacted_thinking`` blocks stream as `ReasoningDelta`s; Anthropic
   counts thinking in ``output_tokens`` and reports no separate figure, so
   ``reasoning_tokens`` stays 0.
+- ``service_tier`` ``auto`` and ``default`` become Anthropic's ``auto`` and ``standard_only``;
+  its other values and the penalties and logit bias have no equivalent (`OPTIONS`).
 - ``stream: true`` is added by the transport, not here.
 - Structured output (a request's ``response_format``) becomes one more tool,
   `STRUCTURED_TOOL`, carrying the schema as its ``input_schema`` (a permissive object schema
@@ -46,6 +48,7 @@ from llmesh.services.core.chat import (
     Message,
     ResponseFormatType,
     Role,
+    ServiceTier,
     TextPart,
     ToolChoiceMode,
 )
@@ -68,6 +71,10 @@ _STRUCTURED_DESCRIPTION = "Respond with the answer as this tool's input, which i
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the request sets none (Anthropic requires the field)."""
+
+_TIERS = {ServiceTier.AUTO: "auto", ServiceTier.DEFAULT: "standard_only"}
+OPTIONS = frozenset(f"service_tier:{tier.value}" for tier in _TIERS)
+"""The optional features (`ChatRequest.options`) the Messages API honours."""
 
 _FINISH = {
     "end_turn": FinishReason.STOP,
@@ -277,6 +284,8 @@ def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
         body["top_p"] = req.top_p
     if req.stop:
         body["stop_sequences"] = list(req.stop)
+    if req.service_tier in _TIERS:
+        body["service_tier"] = _TIERS[req.service_tier]
     if structured_tool(req):
         _structured(req, body)
     try:

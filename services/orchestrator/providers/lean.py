@@ -177,6 +177,7 @@ class OpenAIDialect:
     __slots__ = ("max_tokens_field",)
 
     path = "/chat/completions"
+    options = openai_wire.OPTIONS
 
     def __init__(self, max_tokens_field: str = "max_tokens") -> None:
         self.max_tokens_field = max_tokens_field
@@ -212,6 +213,7 @@ class AnthropicDialect:
     __slots__ = ()
 
     path = "/v1/messages"
+    options = anthropic_wire.OPTIONS
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         """The credential and version headers (bearer, as the pinned SDK sends its key)."""
@@ -253,6 +255,7 @@ class LeanProvider:
         builds a `ConnectionPool` for ``resolved.base_url``."""
         cfg = resolved.config
         self.name = cfg.name
+        self.options = dialect.options
         self._dialect = dialect
         headers = {
             "content-type": "application/json",

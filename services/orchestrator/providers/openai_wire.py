@@ -11,6 +11,9 @@ part of ``completion_tokens``); OpenAI-compatible servers (vLLM, DeepSeek) strea
 ``reasoning_content`` (or ``reasoning``) beside ``content`` in each delta, which becomes
 `ReasoningDelta`s of block 0. Such text carries no signature and is not sent back: these
 servers reject or ignore it in input messages.
+
+Penalties, logit bias and the service tier are sent as set (`OPTIONS`: this API honours
+every optional feature a `ChatRequest` can ask for).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from llmesh.services.core.chat import (
     ResponseFormat,
     ResponseFormatType,
     Role,
+    ServiceTier,
     TextPart,
     ToolChoiceMode,
 )
@@ -43,6 +47,16 @@ from llmesh.services.core.events import (
 )
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
+
+OPTIONS = frozenset(
+    {
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        *(f"service_tier:{t.value}" for t in ServiceTier if t is not ServiceTier.UNSPECIFIED),
+    }
+)
+"""The optional features (`ChatRequest.options`) the Chat Completions API honours."""
 
 _FINISH = {
     "stop": FinishReason.STOP,
@@ -167,6 +181,14 @@ def to_provider_request(
         body["reasoning_effort"] = req.reasoning_effort.value
     if req.response_format is not None:
         body["response_format"] = response_format_body(req.response_format)
+    if req.presence_penalty is not None:
+        body["presence_penalty"] = req.presence_penalty
+    if req.frequency_penalty is not None:
+        body["frequency_penalty"] = req.frequency_penalty
+    if req.logit_bias:
+        body["logit_bias"] = dict(req.logit_bias)
+    if req.service_tier.value:
+        body["service_tier"] = req.service_tier.value
     return body
 
 

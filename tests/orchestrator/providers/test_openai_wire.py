@@ -11,6 +11,7 @@ from llmesh.services.core.chat import (
     ResponseFormat,
     ResponseFormatType,
     Role,
+    ServiceTier,
     ThinkingBlock,
     Tool,
     ToolCall,
@@ -262,3 +263,19 @@ def test_parallel_tool_calls_is_sent_with_tools_only() -> None:
     assert "parallel_tool_calls" not in to_provider_request("m", ChatRequest(hi, tools=req.tools))
     plain = ChatRequest(hi, parallel_tool_calls=False)
     assert "parallel_tool_calls" not in to_provider_request("m", plain)
+
+
+def test_penalties_bias_and_tier_are_sent_as_set() -> None:
+    plain = ChatRequest((Message(Role.USER, "hi"),))
+    body = to_provider_request("m", plain)
+    assert not {"presence_penalty", "frequency_penalty", "logit_bias", "service_tier"} & set(body)
+    asked = ChatRequest(
+        (Message(Role.USER, "hi"),),
+        presence_penalty=-0.5,
+        frequency_penalty=1.0,
+        logit_bias={"50256": -100},
+        service_tier=ServiceTier.PRIORITY,
+    )
+    body = to_provider_request("m", asked)
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (-0.5, 1.0)
+    assert (body["logit_bias"], body["service_tier"]) == ({"50256": -100}, "priority")

@@ -1,0 +1,156 @@
+"""/v1 penalties, logit bias and service tier are mapped into the `ChatInput` (checked as
+OpenAI checks them), and the per-route and unknown-field dropping."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import httpx
+import pytest
+
+from llmesh.gateway import GatewaySettings
+from llmesh.gateway.openai_compat import parse_completion_request
+from llmesh.gateway.openai_fields import DEFAULT_ONLY, MAPPED
+from llmesh.services.common.config import Config, RouteConfig
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.v1 import chat_pb2
+from tests.gateway.fakes import FakeMesh
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def parse(**fields: Any) -> chat_pb2.ChatInput:
+    return parse_completion_request({"model": "m/x", "messages": HI, **fields}).input
+
+
+def test_the_fields_are_mapped_not_default_only() -> None:
+    for field in ("presence_penalty", "frequency_penalty", "logit_bias", "service_tier"):
+        assert field in MAPPED and field not in DEFAULT_ONLY
+
+
+def test_the_fields_reach_the_chat_input() -> None:
+    chat = parse(
+        presence_penalty=0.5,
+        frequency_penalty=-2,
+        logit_bias={"50256": -100, "7": 12.0},
+        service_tier="flex",
+    )
+    assert chat.presence_penalty == 0.5 and chat.frequency_penalty == -2.0
+    assert dict(chat.logit_bias) == {"50256": -100, "7": 12}
+    assert chat.service_tier == chat_pb2.SERVICE_TIER_FLEX
+
+
+@pytest.mark.parametrize("tier", ["auto", "default", "flex", "priority", "scale"])
+def test_every_openai_tier_is_mapped(tier: str) -> None:
+    assert chat_pb2.ServiceTier.Name(parse(service_tier=tier).service_tier) == (
+        f"SERVICE_TIER_{tier.upper()}"
+    )
+
+
+def test_no_op_values_stay_unset() -> None:
+    chat = parse(presence_penalty=0, frequency_penalty=0.0, logit_bias={}, service_tier=None)
+    assert not chat.HasField("presence_penalty") and not chat.HasField("frequency_penalty")
+    assert not chat.logit_bias and chat.service_tier == chat_pb2.SERVICE_TIER_UNSPECIFIED
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"presence_penalty": 2.01}, "presence_penalty"),
+        ({"presence_penalty": True}, "presence_penalty"),
+        ({"frequency_penalty": "0.5"}, "frequency_penalty"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"logit_bias": [1]}, "logit_bias"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias.abc"),
+        ({"logit_bias": {"5": 101}}, "logit_bias.5"),
+        ({"logit_bias": {"5": 0.5}}, "logit_bias.5"),
+        ({"logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias"),
+        ({"service_tier": "turbo"}, "service_tier"),
+        ({"service_tier": ["flex"]}, "service_tier"),
+    ],
+)
+def test_bad_values_are_refused_by_name(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse(**fields)
+    assert raised.value.reason is Reason.INVALID_REQUEST
+    assert raised.value.violations[0].field == param
+
+
+def test_unknown_fields_are_dropped_and_named_when_asked() -> None:
+    body = {
+        "model": "m/x",
+        "messages": [{"role": "user", "content": "hi", "x_weight": 2}, *HI],
+        "x_vendor_hint": 1,
+        "temperature": 0.2,
+    }
+    with pytest.raises(LlmeshError) as raised:
+        parse_completion_request(body)
+    assert raised.value.violations[0].field == "x_vendor_hint"
+    parsed = parse_completion_request(body, drop_unknown=True)
+    assert parsed.dropped == ("x_vendor_hint", "messages[0].x_weight")
+    assert parsed.input.temperature == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"logprobs": True}, "logprobs"),
+        (
+            {"messages": [{"role": "assistant", "content": None, "refusal": "no"}]},
+            "messages[0].refusal",
+        ),
+    ],
+)
+def test_known_unsupported_values_are_refused_even_when_unknown_ones_drop(
+    fields: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(LlmeshError) as raised:
+        parse_completion_request({"model": "m/x", "messages": HI, **fields}, drop_unknown=True)
+    assert raised.value.violations[0].field == param
+
+
+def test_settings_come_from_the_config() -> None:
+    config = dataclasses.replace(
+        Config(),
+        gateway_drop_params=("a",),
+        gateway_unknown_fields="drop",
+        routes={
+            "lenient": RouteConfig("lenient", ("x/y",), drop_params=("verbosity",)),
+            "strict": RouteConfig("strict", ("x/y",)),
+        },
+    )
+    settings = GatewaySettings.from_config(config)
+    assert settings.unknown_fields == "drop"
+    assert settings.drops_for("lenient") == {"a", "verbosity"}
+    assert settings.drops_for("strict") == settings.drops_for("x/y") == {"a"}
+    assert settings.drops_for(None) == {"a"}
+    assert GatewaySettings().unknown_fields == "reject"
+
+
+@pytest.fixture
+def gateway_settings(fake_mesh: FakeMesh) -> GatewaySettings:
+    """The gateway over the fake mesh, with a route (the fake's ``fake/length``, as its
+    orchestrator knows no route names) that drops ``verbosity``."""
+    return GatewaySettings(
+        orchestrator_address=fake_mesh.address,
+        processor_address=fake_mesh.address,
+        shutdown_grace=5,
+        route_drop_params={"fake/length": frozenset({"verbosity"})},
+    )
+
+
+async def test_only_calls_to_the_route_may_carry_its_dropped_fields(
+    http: httpx.AsyncClient, fake_mesh: FakeMesh
+) -> None:
+    dropped = await http.post(
+        "/v1/chat/completions", json={"model": "fake/length", "messages": HI, "verbosity": "low"}
+    )
+    assert dropped.status_code == 200
+    assert dropped.headers["x-llmesh-dropped-params"] == "verbosity"
+    assert fake_mesh.orchestrator.calls[-1].input.model == "fake/length"
+    refused = await http.post(
+        "/v1/chat/completions", json={"model": "fake/text", "messages": HI, "verbosity": "low"}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "verbosity"
