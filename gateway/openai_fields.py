@@ -62,6 +62,8 @@ MAPPED = frozenset(
         "frequency_penalty",
         "logit_bias",
         "service_tier",
+        "logprobs",
+        "top_logprobs",
         "stream",
         "stream_options",
         "reasoning_effort",
@@ -93,8 +95,6 @@ def _empty(value: Any) -> bool:
 
 
 DEFAULT_ONLY: dict[str, DefaultOnly] = {
-    "logprobs": DefaultOnly(lambda v: v is False, "false"),
-    "top_logprobs": DefaultOnly(lambda v: False, "null"),
     "verbosity": DefaultOnly(lambda v: False, "null"),
     "modalities": DefaultOnly(lambda v: v == ["text"], '["text"]'),
     "audio": DefaultOnly(lambda v: False, "null"),

@@ -12,6 +12,7 @@ This is the gateway's hot path, so objects are built from the proto fields direc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -70,10 +71,25 @@ def completion(reply: orchestrator_pb2.ChatResponse, model: str, created: int) -
                 "index": 0,
                 "message": message,
                 "finish_reason": finish_reason(reply.finish_reason),
-                "logprobs": None,
+                "logprobs": logprobs_object(reply.logprobs) if reply.logprobs else None,
             }
         ],
         "usage": usage_dict(reply.usage),
+    }
+
+
+def _top(t: chat_pb2.TokenLogprob | chat_pb2.TopLogprob) -> dict[str, Any]:
+    return {"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)}
+
+
+def logprobs_object(logprobs: Sequence[chat_pb2.TokenLogprob]) -> dict[str, Any]:
+    """A choice's ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs}],
+    "refusal": null}``."""
+    return {
+        "content": [
+            {**_top(lp), "top_logprobs": [_top(t) for t in lp.top_logprobs]} for lp in logprobs
+        ],
+        "refusal": None,
     }
 
 
@@ -123,12 +139,14 @@ class ChunkEncoder:
         self._head = b"data: " + head
         return self._chunk(b'{"role":"assistant","content":""}')
 
-    def _chunk(self, delta: bytes, finish: bytes = b"null") -> bytes:
+    def _chunk(self, delta: bytes, finish: bytes = b"null", logprobs: bytes = b"null") -> bytes:
         return (
             self._head
             + b',"choices":[{"index":0,"delta":'
             + delta
-            + b',"logprobs":null,"finish_reason":'
+            + b',"logprobs":'
+            + logprobs
+            + b',"finish_reason":'
             + finish
             + self._tail
         )
@@ -146,9 +164,11 @@ class ChunkEncoder:
         if kind == "text_delta":
             if not event.text_delta.text:
                 return opening
-            return opening + self._chunk(
-                b'{"content":' + orjson.dumps(event.text_delta.text) + b"}"
-            )
+            content = b'{"content":' + orjson.dumps(event.text_delta.text) + b"}"
+            if event.text_delta.logprobs:
+                logprobs = orjson.dumps(logprobs_object(event.text_delta.logprobs))
+                return opening + self._chunk(content, logprobs=logprobs)
+            return opening + self._chunk(content)
         if kind == "reasoning_delta":
             if not event.reasoning_delta.text:  # a signature: not part of the /v1 shape
                 return opening

@@ -1,9 +1,10 @@
 """The sampling fields of a /v1 chat body beyond temperature and top_p: ``presence_penalty``,
-``frequency_penalty``, ``logit_bias`` and ``service_tier``, checked as the OpenAI API checks
-them and set on the `ChatInput`.
+``frequency_penalty``, ``logit_bias``, ``service_tier``, ``logprobs`` and ``top_logprobs``,
+checked as the OpenAI API checks them and set on the `ChatInput`.
 
-A no-op value (a penalty of 0, an empty ``logit_bias``) is left unset, so a client that sends
-defaults explicitly can still reach providers that have no such control.
+A no-op value (a penalty of 0, an empty ``logit_bias``, ``logprobs: false``) is left unset,
+so a client that sends defaults explicitly can still reach providers that have no such
+control.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from llmesh.services.common.errors import invalid
 from llmesh.v1 import chat_pb2
 
-__all__ = ["MAX_LOGIT_BIAS", "SAMPLING_FIELDS", "add_sampling"]
+__all__ = ["MAX_LOGIT_BIAS", "MAX_TOP_LOGPROBS", "SAMPLING_FIELDS", "add_sampling"]
 
 MAX_LOGIT_BIAS = 300
 """The most ``logit_bias`` entries OpenAI accepts."""
@@ -28,7 +29,17 @@ TIERS = {
 }
 """OpenAI's ``service_tier`` values."""
 
-SAMPLING_FIELDS = ("presence_penalty", "frequency_penalty", "logit_bias", "service_tier")
+MAX_TOP_LOGPROBS = 20
+"""The most ``top_logprobs`` OpenAI returns per position."""
+
+SAMPLING_FIELDS = (
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "service_tier",
+    "logprobs",
+    "top_logprobs",
+)
 """The /v1 fields `add_sampling` maps."""
 
 
@@ -73,3 +84,18 @@ def add_sampling(body: dict[str, Any], chat: chat_pb2.ChatInput) -> None:
         if not isinstance(tier, str) or tier not in TIERS:
             raise invalid("service_tier", f"must be one of {', '.join(TIERS)}")
         chat.service_tier = TIERS[tier]
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise invalid("logprobs", "must be a boolean")
+    chat.logprobs = bool(logprobs)
+    top = body.get("top_logprobs")
+    if top is not None:
+        if isinstance(top, float) and top.is_integer():
+            top = int(top)
+        if isinstance(top, bool) or not isinstance(top, int):
+            raise invalid("top_logprobs", "must be an integer")
+        if not 0 <= top <= MAX_TOP_LOGPROBS:
+            raise invalid("top_logprobs", f"must be between 0 and {MAX_TOP_LOGPROBS}")
+        if not logprobs:
+            raise invalid("top_logprobs", "requires logprobs: true")
+        chat.top_logprobs = top

@@ -258,6 +258,10 @@ class ChatRequest:
     """Biases (-100..100) by token id (a decimal string); empty for none."""
     service_tier: ServiceTier = ServiceTier.UNSPECIFIED
     """The processing tier; UNSPECIFIED for the provider's default."""
+    logprobs: bool = False
+    """Return each output token's log probability (on the reply's text deltas)."""
+    top_logprobs: int | None = None
+    """With `logprobs`: how many of the most likely tokens to return at each position."""
 
     def options(self) -> dict[str, str]:
         """The optional features this request asks of a provider, each with the /v1 field
@@ -273,4 +277,6 @@ class ChatRequest:
             out["logit_bias"] = "logit_bias"
         if self.service_tier is not ServiceTier.UNSPECIFIED:
             out[f"service_tier:{self.service_tier.value}"] = "service_tier"
+        if self.logprobs:
+            out["logprobs"] = "logprobs"
         return out

@@ -43,6 +43,8 @@ class ChatCall:
     ``service_tier=flex``, ...), counted in the stats."""
     service_tier: str = "default"
     """OpenAI: the ``service_tier`` the response reports."""
+    logprobs: int | None = None
+    """OpenAI: how many ``top_logprobs`` to return per token when ``logprobs`` is on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from llmesh.services.emulator.replies import (
     ToolDef,
     Turn,
 )
-from llmesh.services.emulator.sampling import openai_sampling, served_tier
+from llmesh.services.emulator.sampling import openai_logprobs, openai_sampling, served_tier
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 
@@ -155,6 +155,7 @@ def parse_chat(body: Any) -> ChatCall:
         n=n,
         params=params,
         service_tier=served_tier(body),
+        logprobs=openai_logprobs(body),
     )
 
 

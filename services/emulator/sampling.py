@@ -8,19 +8,35 @@ the penalties and the logit bias as extra inputs.
 
 Both return the parameters a request carried (a name, or ``name=value`` for the tier), which
 the stats count, so tests can see what reached the wire.
+
+OpenAI's ``logprobs`` / ``top_logprobs`` (0 to 20) get a deterministic log probability per
+output token (`logprobs_object`); Anthropic has neither.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmesh.services.emulator.errors import ApiError
 
-__all__ = ["anthropic_sampling", "openai_sampling", "served_tier"]
+__all__ = [
+    "anthropic_sampling",
+    "logprobs_object",
+    "openai_logprobs",
+    "openai_sampling",
+    "served_tier",
+]
 
 OPENAI_TIERS = ("auto", "default", "flex", "priority", "scale")
+MAX_TOP_LOGPROBS = 20
+_ALTERNATIVES = (
+    " the", " a", ",", ".", " and", " of", " to", " in", " is", " that",
+    " it", " for", " on", " with", " as", " was", " at", " by", " an", " be", " or",
+)  # fmt: skip
+"""Tokens offered as the less likely alternatives in ``top_logprobs``."""
 ANTHROPIC_TIERS = ("auto", "standard_only")
 MAX_LOGIT_BIAS = 300
 
@@ -104,7 +120,61 @@ def openai_sampling(body: Mapping[str, Any]) -> tuple[str, ...]:
                 code="invalid_value",
             )
         seen.append(f"service_tier={tier}")
+    if body.get("logprobs"):
+        seen.append("logprobs")
     return tuple(seen)
+
+
+def openai_logprobs(body: Mapping[str, Any]) -> int | None:
+    """How many ``top_logprobs`` a request asks for when it asks for ``logprobs`` (None:
+    it does not), checked as OpenAI checks them."""
+    asked = body.get("logprobs")
+    if asked is not None and not isinstance(asked, bool):
+        raise ApiError(
+            400,
+            f"Invalid type for 'logprobs': expected a boolean, but got {type(asked).__name__} "
+            "instead.",
+            param="logprobs",
+            code="invalid_type",
+        )
+    top = body.get("top_logprobs")
+    if top is None:
+        return 0 if asked else None
+    if isinstance(top, bool) or not isinstance(top, int):
+        raise ApiError(
+            400,
+            "Invalid type for 'top_logprobs': expected an integer, but got another type instead.",
+            param="top_logprobs",
+            code="invalid_type",
+        )
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise _range_error("top_logprobs", top, 0, MAX_TOP_LOGPROBS)
+    if not asked:
+        raise ApiError(
+            400,
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when "
+            "'top_logprobs' is used.",
+            param="top_logprobs",
+            code="invalid_value",
+        )
+    return top
+
+
+def _entry(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+def logprobs_object(pieces: Sequence[str], top: int) -> dict[str, Any]:
+    """OpenAI's ``logprobs`` for output `pieces`: a deterministic log probability per token
+    (from its text), the token itself as the likeliest of `top` alternatives."""
+    content = []
+    for piece in pieces:
+        logprob = -round((zlib.crc32(piece.encode()) % 1000) / 1000 * 0.5 + 0.0001, 6)
+        alternatives = [a for a in _ALTERNATIVES if a != piece][: max(top - 1, 0)]
+        ranked = [_entry(piece, logprob)] if top else []
+        ranked += [_entry(a, round(logprob - 2.0 - k * 0.5, 6)) for k, a in enumerate(alternatives)]
+        content.append({**_entry(piece, logprob), "top_logprobs": ranked})
+    return {"content": content, "refusal": None}
 
 
 def served_tier(body: Mapping[str, Any]) -> str:
@@ -115,7 +185,7 @@ def served_tier(body: Mapping[str, Any]) -> str:
 
 def anthropic_sampling(body: Mapping[str, Any]) -> tuple[str, ...]:
     """Validate Anthropic's ``service_tier`` and refuse OpenAI-only parameters."""
-    for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
+    for name in ("presence_penalty", "frequency_penalty", "logit_bias", "logprobs"):
         if name in body:
             raise ApiError(400, f"{name}: Extra inputs are not permitted")
     tier = body.get("service_tier")

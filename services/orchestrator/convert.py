@@ -43,7 +43,7 @@ from llmesh.services.core.policy import CallOptions, MidStreamPolicy
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import Reply
-from llmesh.services.orchestrator.sampling import sampling_from_proto
+from llmesh.services.orchestrator.sampling import logprobs_to_proto, sampling_from_proto
 from llmesh.services.orchestrator.structured import response_format_from_proto
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
@@ -349,6 +349,7 @@ def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
         provider_finish_reason=reply.completed.provider_reason,
         usage=usage_to_proto(reply.completed.usage),
         cache_hit=reply.completed.cache_hit,
+        logprobs=logprobs_to_proto(reply.logprobs),
     )
 
 
@@ -358,6 +359,8 @@ def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:
     if isinstance(event, TextDelta):  # nearly every event: set in place, no second message
         out = R()
         out.text_delta.text = event.text
+        if event.logprobs:
+            out.text_delta.logprobs.extend(logprobs_to_proto(event.logprobs))
         return out
     if isinstance(event, ToolCallDelta):
         return R(

@@ -210,9 +210,10 @@ def cacheable(request: ChatRequest, *, opt_in: bool, opt_out: bool) -> bool:
     """True when the reply may be served from and stored in the cache.
 
     Opting out wins; opting in allows any temperature; otherwise only temperature 0 (an
-    unset temperature means the provider's default, which samples).
+    unset temperature means the provider's default, which samples). A stored reply keeps
+    no log probabilities, so a call asking for them is never cached.
     """
-    if opt_out:
+    if opt_out or request.logprobs:
         return False
     return opt_in or request.temperature == 0
 

@@ -106,3 +106,68 @@ async def test_anthropic_refuses_what_it_has_no_use_for(
     with pytest.raises(anthropic.BadRequestError) as raised:
         await ant.messages.create(model=MODEL, max_tokens=64, messages=HI, extra_body=fields)
     assert message in str(raised.value)
+
+
+async def test_openai_logprobs_are_deterministic_and_match_the_stream(
+    oai: openai.AsyncOpenAI,
+) -> None:
+    whole = await oai.chat.completions.create(
+        model=MODEL, messages=HI, logprobs=True, top_logprobs=3
+    )
+    again = await oai.chat.completions.create(
+        model=MODEL, messages=HI, logprobs=True, top_logprobs=3
+    )
+    choice = whole.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    content = choice.logprobs.content
+    assert "".join(t.token for t in content) == choice.message.content
+    for t in content:
+        assert t.logprob < 0 and bytes(t.bytes or []) == t.token.encode()
+        assert len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token
+        assert [x.logprob for x in t.top_logprobs] == sorted(
+            (x.logprob for x in t.top_logprobs), reverse=True
+        )
+    assert again.choices[0].logprobs == choice.logprobs
+    stream = await oai.chat.completions.create(
+        model=MODEL, messages=HI, logprobs=True, top_logprobs=3, stream=True
+    )
+    streamed = [
+        t
+        async for c in stream
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content or []
+    ]
+    assert streamed == content
+
+
+async def test_openai_sends_no_logprobs_unless_asked(oai: openai.AsyncOpenAI) -> None:
+    whole = await oai.chat.completions.create(model=MODEL, messages=HI)
+    assert whole.choices[0].logprobs is None
+    bare = await oai.chat.completions.create(model=MODEL, messages=HI, logprobs=True)
+    assert bare.choices[0].logprobs is not None
+    assert all(t.top_logprobs == [] for t in bare.choices[0].logprobs.content or [])
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"logprobs": True, "top_logprobs": 21}, "integer_above_max_value"),
+        ({"top_logprobs": 2}, "invalid_value"),
+        ({"logprobs": False, "top_logprobs": 2}, "invalid_value"),
+    ],
+)
+async def test_openai_checks_top_logprobs(
+    oai: openai.AsyncOpenAI, fields: dict[str, Any], code: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        await oai.chat.completions.create(model=MODEL, messages=HI, extra_body=fields)
+    body = raised.value.body
+    assert isinstance(body, dict) and (body["param"], body["code"]) == ("top_logprobs", code)
+
+
+async def test_anthropic_has_no_logprobs(ant: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        await ant.messages.create(
+            model=MODEL, max_tokens=64, messages=HI, extra_body={"logprobs": True}
+        )
+    assert "logprobs: Extra inputs are not permitted" in str(raised.value)

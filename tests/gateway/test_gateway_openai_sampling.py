@@ -4,6 +4,7 @@ OpenAI checks them), and the per-route and unknown-field dropping."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import httpx
@@ -12,9 +13,10 @@ import pytest
 from llmesh.gateway import GatewaySettings
 from llmesh.gateway.openai_compat import parse_completion_request
 from llmesh.gateway.openai_fields import DEFAULT_ONLY, MAPPED
+from llmesh.gateway.openai_responses import ChunkEncoder, completion
 from llmesh.services.common.config import Config, RouteConfig
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.v1 import chat_pb2
+from llmesh.v1 import chat_pb2, orchestrator_pb2
 from tests.gateway.fakes import FakeMesh
 
 HI = [{"role": "user", "content": "hi"}]
@@ -25,7 +27,14 @@ def parse(**fields: Any) -> chat_pb2.ChatInput:
 
 
 def test_the_fields_are_mapped_not_default_only() -> None:
-    for field in ("presence_penalty", "frequency_penalty", "logit_bias", "service_tier"):
+    for field in (
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "service_tier",
+        "logprobs",
+        "top_logprobs",
+    ):
         assert field in MAPPED and field not in DEFAULT_ONLY
 
 
@@ -68,6 +77,11 @@ def test_no_op_values_stay_unset() -> None:
         ({"logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias"),
         ({"service_tier": "turbo"}, "service_tier"),
         ({"service_tier": ["flex"]}, "service_tier"),
+        ({"logprobs": "yes"}, "logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 1.5}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": False, "top_logprobs": 0}, "top_logprobs"),
     ],
 )
 def test_bad_values_are_refused_by_name(fields: dict[str, Any], param: str) -> None:
@@ -95,7 +109,7 @@ def test_unknown_fields_are_dropped_and_named_when_asked() -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"logprobs": True}, "logprobs"),
+        ({"store": True}, "store"),
         (
             {"messages": [{"role": "assistant", "content": None, "refusal": "no"}]},
             "messages[0].refusal",
@@ -154,3 +168,56 @@ async def test_only_calls_to_the_route_may_carry_its_dropped_fields(
     )
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "verbosity"
+
+
+def test_logprobs_are_mapped() -> None:
+    chat = parse(logprobs=True, top_logprobs=20)
+    assert chat.logprobs is True and chat.top_logprobs == 20
+    bare = parse(logprobs=True)
+    assert bare.logprobs and not bare.HasField("top_logprobs")
+    off = parse(logprobs=False, top_logprobs=None)
+    assert not off.logprobs and not off.HasField("top_logprobs")
+
+
+def _token(text: str, logprob: float) -> chat_pb2.TokenLogprob:
+    top = [chat_pb2.TopLogprob(token=text, logprob=logprob, bytes=text.encode())]
+    return chat_pb2.TokenLogprob(token=text, logprob=logprob, bytes=text.encode(), top_logprobs=top)
+
+
+def test_replies_and_chunks_carry_them_in_openais_shape() -> None:
+    tokens = [_token("Hi", -0.5), _token("!", -1.0)]
+    reply = orchestrator_pb2.ChatResponse(
+        request_id="r",
+        message=chat_pb2.Message(role=chat_pb2.ROLE_ASSISTANT, content="Hi!"),
+        logprobs=tokens,
+    )
+    choice = completion(reply, "m", 1)["choices"][0]
+    assert choice["logprobs"] == {
+        "content": [
+            {
+                "token": "Hi",
+                "logprob": -0.5,
+                "bytes": [72, 105],
+                "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}],
+            },
+            {
+                "token": "!",
+                "logprob": -1.0,
+                "bytes": [33],
+                "top_logprobs": [{"token": "!", "logprob": -1.0, "bytes": [33]}],
+            },
+        ],
+        "refusal": None,
+    }
+    plain = orchestrator_pb2.ChatResponse(request_id="r")
+    assert completion(plain, "m", 1)["choices"][0]["logprobs"] is None
+    encoder = ChunkEncoder("m", 1, False, "r")
+    event = orchestrator_pb2.StreamChatResponse(
+        text_delta=orchestrator_pb2.TextDelta(text="Hi", logprobs=tokens[:1])
+    )
+    lines = encoder.encode(event).decode().strip().split("\n\n")
+    chunk = json.loads(lines[-1].removeprefix("data: "))
+    assert chunk["choices"][0]["delta"] == {"content": "Hi"}
+    assert [t["token"] for t in chunk["choices"][0]["logprobs"]["content"]] == ["Hi"]
+    bare = orchestrator_pb2.StreamChatResponse(text_delta=orchestrator_pb2.TextDelta(text="x"))
+    assert json.loads(encoder.encode(bare)[6:])["choices"][0]["logprobs"] is None

@@ -173,6 +173,47 @@ async def test_unknown_fields_are_dropped_and_named_when_configured(sampling_mes
                 model=OPENAI,
                 messages=HI,  # type: ignore[arg-type]
                 extra_body={"x_vendor_hint": 1},
+                store=True,
+            )
+    assert isinstance(raised.value.body, dict) and raised.value.body["param"] == "store"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_logprobs_come_back_in_openais_shape(sampling_mesh: Mesh, stream: bool) -> None:
+    async with _client(sampling_mesh) as client:
+        reply = await client.chat.completions.create(
+            model=OPENAI,
+            messages=[{"role": "user", "content": "one two three"}],
+            logprobs=True,
+            top_logprobs=2,
+            stream=stream,
+        )
+        if stream:
+            chunks = [c async for c in reply]  # type: ignore[union-attr]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            tokens = [
+                t
+                for c in chunks
+                if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content or []
+            ]
+        else:
+            text = reply.choices[0].message.content or ""  # type: ignore[union-attr]
+            tokens = reply.choices[0].logprobs.content or []  # type: ignore[union-attr]
+    assert text == "one two three"
+    assert "".join(t.token for t in tokens) == text
+    assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token for t in tokens)
+    assert all(t.logprob < 0 and bytes(t.bytes or []) == t.token.encode() for t in tokens)
+
+
+async def test_logprobs_are_refused_by_name_for_anthropic(sampling_mesh: Mesh) -> None:
+    async with _client(sampling_mesh) as client:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await client.chat.completions.create(
+                model=ANTHROPIC,
+                messages=HI,  # type: ignore[arg-type]
                 logprobs=True,
             )
-    assert isinstance(raised.value.body, dict) and raised.value.body["param"] == "logprobs"
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("logprobs", "unsupported_parameter")

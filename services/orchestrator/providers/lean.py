@@ -378,7 +378,8 @@ def _joined(deltas: list[TextDelta]) -> TextDelta:
     """Text deltas as one (the delta itself when it is alone, as it is at a slow pace)."""
     if len(deltas) == 1:
         return deltas[0]
-    return TextDelta("".join(d.text for d in deltas))
+    logprobs = tuple(lp for d in deltas for lp in d.logprobs)
+    return TextDelta("".join(d.text for d in deltas), logprobs)
 
 
 async def _drain(resp: Reply) -> None:

@@ -12,8 +12,9 @@ part of ``completion_tokens``); OpenAI-compatible servers (vLLM, DeepSeek) strea
 `ReasoningDelta`s of block 0. Such text carries no signature and is not sent back: these
 servers reject or ignore it in input messages.
 
-Penalties, logit bias and the service tier are sent as set (`OPTIONS`: this API honours
-every optional feature a `ChatRequest` can ask for).
+Penalties, logit bias, the service tier and ``logprobs`` / ``top_logprobs`` are sent as set
+(`OPTIONS`: this API honours every optional feature a `ChatRequest` can ask for); each
+choice's ``logprobs.content`` rides on the `TextDelta` of the same chunk.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from llmesh.services.core.events import (
     ProviderEvent,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCallDelta,
+    TopLogprob,
     UsageUpdate,
 )
 from llmesh.services.core.usage import Usage
@@ -53,6 +56,7 @@ OPTIONS = frozenset(
         "presence_penalty",
         "frequency_penalty",
         "logit_bias",
+        "logprobs",
         *(f"service_tier:{t.value}" for t in ServiceTier if t is not ServiceTier.UNSPECIFIED),
     }
 )
@@ -189,7 +193,39 @@ def to_provider_request(
         body["logit_bias"] = dict(req.logit_bias)
     if req.service_tier.value:
         body["service_tier"] = req.service_tier.value
+    if req.logprobs:
+        body["logprobs"] = True
+        if req.top_logprobs is not None:
+            body["top_logprobs"] = req.top_logprobs
     return body
+
+
+def _utf8(raw: Mapping[str, Any]) -> bytes:
+    data = raw.get("bytes")
+    if isinstance(data, list):
+        return bytes(b for b in data if isinstance(b, int) and 0 <= b < 256)
+    return str(raw.get("token") or "").encode()
+
+
+def logprobs_from_openai(raw: Any) -> tuple[TokenLogprob, ...]:
+    """A choice's ``logprobs`` object (``{"content": [...]}``) as token logprobs."""
+    content = raw.get("content") if isinstance(raw, Mapping) else None
+    if not isinstance(content, list):
+        return ()
+    return tuple(
+        TokenLogprob(
+            str(item.get("token") or ""),
+            float(item.get("logprob") or 0.0),
+            _utf8(item),
+            tuple(
+                TopLogprob(str(t.get("token") or ""), float(t.get("logprob") or 0.0), _utf8(t))
+                for t in item.get("top_logprobs") or ()
+                if isinstance(t, Mapping)
+            ),
+        )
+        for item in content
+        if isinstance(item, Mapping)
+    )
 
 
 def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
@@ -234,7 +270,10 @@ class OpenAIStreamParser:
                 events.append(ReasoningDelta(reasoning))
             text = delta.get("content")
             if text:
-                events.append(TextDelta(text))
+                logprobs = choice.get("logprobs")
+                events.append(
+                    TextDelta(text, logprobs_from_openai(logprobs)) if logprobs else TextDelta(text)
+                )
             refusal = delta.get("refusal")
             if refusal:
                 events.append(TextDelta(refusal))
@@ -290,6 +329,7 @@ def from_completion(body: Mapping[str, Any]) -> list[ProviderEvent]:
                     {
                         "index": choice.get("index", 0),
                         "delta": delta,
+                        "logprobs": choice.get("logprobs"),
                         "finish_reason": choice.get("finish_reason"),
                     }
                 ]

@@ -387,7 +387,7 @@ def _merged(events: list[ProviderEvent]) -> list[ProviderEvent]:
     out: list[ProviderEvent] = []
     for event in events:
         if isinstance(event, TextDelta) and out and isinstance(out[-1], TextDelta):
-            out[-1] = TextDelta(out[-1].text + event.text)
+            out[-1] = TextDelta(out[-1].text + event.text, out[-1].logprobs + event.logprobs)
         else:
             out.append(event)
     return out
@@ -585,6 +585,25 @@ async def test_penalties_logit_bias_and_tier_reach_the_openai_wire(
         assert body["logit_bias"] == {"50256": -100, "7": 3}
         assert body["service_tier"] == "flex"
     assert len(upstream.seen) == 2
+
+
+@pytest.mark.parametrize("api", ["openai", "emulator"])
+async def test_both_read_the_same_logprobs(upstream: Upstream, api: str) -> None:
+    request = ChatRequest(
+        (Message(Role.USER, "The quick brown fox"),), logprobs=True, top_logprobs=2
+    )
+    upstream.seen.clear()
+    lean_out, sdk_out = await _both(api, upstream.url, request)
+    assert lean_out.error is None and sdk_out.error is None
+    for seen in upstream.seen:
+        body = _json(seen.body)
+        assert (body["logprobs"], body["top_logprobs"]) == (True, 2)
+    _assert_same_outcome(lean_out, sdk_out, same_message=True)
+    deltas = [e for e in sdk_out.events if isinstance(e, TextDelta)]
+    tokens = [lp for d in deltas for lp in d.logprobs]
+    assert tokens and "".join(t.token for t in tokens) == "".join(d.text for d in deltas)
+    assert all(len(t.top) == 2 and t.top[0].token == t.token and t.logprob < 0 for t in tokens)
+    assert all(t.utf8 == t.token.encode() for t in tokens)
 
 
 @pytest.mark.parametrize(
