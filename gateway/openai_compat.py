@@ -53,7 +53,8 @@ class CompletionRequest:
     """``stream_options.include_usage``: send a final usage chunk."""
     dropped: tuple[str, ...] = ()
     """Fields of the body accepted and not used, as the deployment's ``drop_params`` (or its
-    ``unknown_fields: drop``) allows; message fields as ``messages[i].key``."""
+    ``unknown_fields: drop``) allows; a message field as ``messages[i].key``, once, for the
+    first message that carries it."""
 
 
 def _str(value: Any, path: str) -> str:
@@ -234,8 +235,13 @@ def parse_completion_request(
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", "must be a non-empty array")
     chat = chat_pb2.ChatInput(model=model)
+    seen: set[str] = set()  # each unknown message field is named once, where it first appears
     for i, m in enumerate(messages):
-        dropped += _add_message(m, f"messages[{i}]", chat, drop_unknown)
+        for name in _add_message(m, f"messages[{i}]", chat, drop_unknown):
+            key = name.partition("].")[2]
+            if key not in seen:
+                seen.add(key)
+                dropped.append(name)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):

@@ -94,7 +94,11 @@ def test_bad_values_are_refused_by_name(fields: dict[str, Any], param: str) -> N
 def test_unknown_fields_are_dropped_and_named_when_asked() -> None:
     body = {
         "model": "m/x",
-        "messages": [{"role": "user", "content": "hi", "x_weight": 2}, *HI],
+        "messages": [
+            {"role": "user", "content": "hi", "x_weight": 2},
+            *HI,
+            {"role": "assistant", "content": "ok", "x_weight": 3, "x_mood": "calm"},
+        ],
         "x_vendor_hint": 1,
         "temperature": 0.2,
     }
@@ -102,7 +106,7 @@ def test_unknown_fields_are_dropped_and_named_when_asked() -> None:
         parse_completion_request(body)
     assert raised.value.violations[0].field == "x_vendor_hint"
     parsed = parse_completion_request(body, drop_unknown=True)
-    assert parsed.dropped == ("x_vendor_hint", "messages[0].x_weight")
+    assert parsed.dropped == ("x_vendor_hint", "messages[0].x_weight", "messages[2].x_mood")
     assert parsed.input.temperature == pytest.approx(0.2)
 
 
