@@ -1,7 +1,7 @@
 """Which targets can honour what a chat request asks: none of its fields is silently lost.
 
 A request may ask for optional features (`ChatRequest.options`: penalties, logit bias, a
-service tier) that only some providers' APIs honour; each adapter lists those it honours
+service tier, logprobs) that only some providers' APIs honour; each adapter lists those it honours
 (`Provider.options`, declared beside its wire format). A target whose adapter lacks one is
 skipped before anything is sent (an attempt SKIPPED for INVALID_REQUEST in the trail), and
 when no target is left the call fails INVALID_REQUEST naming the fields, with OpenAI's
@@ -50,7 +50,9 @@ def capable_targets(
         now = clock()
         trail.add(AttemptRecord(target, now)).finish(Outcome.SKIPPED, now, Reason.INVALID_REQUEST)
         for feature in missing:
-            lacking.setdefault(wanted[feature], []).append(target.name)
+            names = lacking.setdefault(wanted[feature], [])
+            if target.name not in names:
+                names.append(target.name)
     if kept:
         return kept
     violations = tuple(
