@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmesh.services.common.config import Config, default_database_url
-
-MiB = 1024 * 1024
+from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
 
 
 @dataclass(frozen=True)
@@ -18,9 +17,11 @@ class GatewaySettings:
     """The orchestrator's gRPC address (``host:port``)."""
     processor_address: str = Config.processor_address
     """The processor's gRPC address (``host:port``)."""
-    max_body_bytes: int = Config.max_message_bytes
-    """The largest request body (or WebSocket frame) accepted; larger bodies get a 413."""
-    max_grpc_message_bytes: int = 16 * MiB
+    max_body_bytes: int = http_body_limit(Config.max_message_bytes)
+    """The largest request body (or WebSocket frame) accepted; larger bodies get a 413.
+    Derived from ``limits.max_message_bytes`` with room for base64 (`http_body_limit`), so a
+    request within the gRPC limit is never refused here for its base64 overhead."""
+    max_grpc_message_bytes: int = grpc_message_limit(Config.max_message_bytes)
     """The largest gRPC message sent to or received from the upstream services."""
     default_timeout: float | None = None
     """The gRPC deadline in seconds when a request sends no ``x-llmesh-timeout``; None for none."""
@@ -57,7 +58,8 @@ class GatewaySettings:
         return cls(
             orchestrator_address=config.orchestrator_address,
             processor_address=config.processor_address,
-            max_body_bytes=config.max_message_bytes,
+            max_body_bytes=http_body_limit(config.max_message_bytes),
+            max_grpc_message_bytes=grpc_message_limit(config.max_message_bytes),
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
             drop_params=frozenset(config.gateway_drop_params),

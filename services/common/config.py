@@ -18,7 +18,14 @@ from typing import Any
 import yaml
 from platformdirs import user_data_path
 
-from llmesh.services.common.config_fields import ConfigError, FieldError
+from llmesh.services.common.config_fields import ConfigError, FieldError, build, flag, names
+from llmesh.services.common.media_settings import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MEDIA_URL_MODES,
+    MediaFetchConfig,
+    PartLimits,
+    limits_from_mapping,
+)
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.resilience_settings import Resilience
 
@@ -26,9 +33,12 @@ __all__ = [
     "LOCAL_MODEL_PACKAGES",
     "MID_STREAM_POLICIES",
     "PROVIDER_KINDS",
+    "STRUCTURED_OUTPUT_MODES",
     "Config",
     "ConfigError",
     "EmulatorConfig",
+    "MediaFetchConfig",
+    "PartLimits",
     "PolicyConfig",
     "ProviderConfig",
     "Resilience",
@@ -44,15 +54,6 @@ PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator", "local
 """The adapter kinds a provider entry may name."""
 
 
-def _names(value: object, key: str) -> tuple[str, ...]:
-    """A YAML list of non-empty strings (absent or null: none)."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{key}: expected a list of names, got {value!r}")
-    return tuple(value)
-
-
 def _unknown_fields(value: object) -> str:
     """``gateway.unknown_fields``: ``reject`` (the default) or ``drop``."""
     if value is None:
@@ -62,11 +63,8 @@ def _unknown_fields(value: object) -> str:
     return str(value)
 
 
-def _flag(value: object, key: str) -> bool:
-    """A YAML boolean; anything else (a quoted ``"false"`` reads true to ``bool``) is an error."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    return value
+STRUCTURED_OUTPUT_MODES = ("auto", "native", "tool")
+"""How an anthropic provider sends ``response_format`` (`ProviderConfig.structured_output`)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +101,14 @@ class ProviderConfig:
     gathered up to this many."""
     batch_wait: float = 0.002
     """``local`` only: seconds a model call waits after a call arrives for others to join it."""
+    structured_output: str = "auto"
+    """``anthropic`` only: how ``response_format`` is sent: ``auto`` (Anthropic's native
+    structured output for the models that have it, else a forced tool call), ``native``
+    (native for every model) or ``tool`` (always the forced tool)."""
+    media_urls: str = "pass"
+    """Image and document URLs: ``pass`` them on where the provider's API takes a URL (images
+    everywhere, documents at Anthropic; OpenAI-style documents are always fetched) or
+    ``fetch`` every one (servers that want bytes, e.g. Ollama). Fetching needs `media_fetch`."""
 
 
 @dataclass(frozen=True)
@@ -183,8 +189,13 @@ class Config:
     when a package shipping a local embedding model is installed (the `local` extra)."""
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Short model names mapped to ``provider/model`` names."""
-    max_message_bytes: int = 4 * 1024 * 1024
-    """The largest chat request accepted, in bytes of serialized request."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """The largest chat request accepted, in bytes of serialized request; the gRPC message
+    limits and the gateway's body limit are derived from it."""
+    part_limits: PartLimits = field(default_factory=PartLimits)
+    """The largest image, document and audio part (``limits.max_*_bytes``)."""
+    media_fetch: MediaFetchConfig = field(default_factory=MediaFetchConfig)
+    """Fetching part URLs for providers that need bytes (off unless hosts are allowed)."""
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     """Named routes: ordered targets with fallback, timeout and hedging settings."""
     resilience: Resilience = field(default_factory=Resilience)
@@ -261,9 +272,14 @@ def _provider(name: str, raw: Any) -> ProviderConfig:
         raise ConfigError(f"providers.{name}.kind: {kind!r} is not one of {PROVIDER_KINDS}")
     if kind == "openai-compatible" and not raw.get("base_url"):
         raise ConfigError(f"providers.{name}.base_url: required for openai-compatible")
-    transport = raw.get("transport", _field_default(ProviderConfig, "transport"))
-    if transport not in ("lean", "sdk"):
-        raise ConfigError(f"providers.{name}.transport: {transport!r} is not 'lean' or 'sdk'")
+    for key, allowed in (
+        ("transport", ("lean", "sdk")),
+        ("structured_output", STRUCTURED_OUTPUT_MODES),
+        ("media_urls", MEDIA_URL_MODES),
+    ):
+        value = raw.get(key, _field_default(ProviderConfig, key))
+        if value not in allowed:
+            raise ConfigError(f"providers.{name}.{key}: {value!r} is not one of {allowed}")
     for key, minimum in (("max_batch", 1), ("batch_wait", 0)):
         value = raw.get(key, minimum)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
@@ -316,7 +332,7 @@ def _route(name: str, raw: Any) -> RouteConfig:
         stall_timeout=seconds("stall_timeout", raw.get("stall_timeout")),
         hedge_delay=seconds("hedge.delay", hedge.get("delay")),
         hedge_percentile=None if percentile is None else float(percentile),
-        drop_params=_names(raw.get("drop_params"), f"routes.{name}.drop_params"),
+        drop_params=names(raw.get("drop_params"), f"routes.{name}.drop_params"),
     )
 
 
@@ -331,6 +347,7 @@ _TOP_LEVEL = {
     "providers",
     "aliases",
     "limits",
+    "media_fetch",
     "routes",
     "resilience",
     "ledger",
@@ -434,7 +451,14 @@ def load_config(
     orch_raw = _section(raw, "orchestrator")
     proc_raw = _section(raw, "processor")
     gw = _section(raw, "gateway")
-    limits = _section(raw, "limits")
+    try:
+        max_message_bytes, part_limits = limits_from_mapping(_section(raw, "limits"))
+    except FieldError as exc:
+        raise ConfigError(str(exc.under("limits"))) from None
+    try:
+        media_fetch = build(MediaFetchConfig, raw.get("media_fetch"))
+    except FieldError as exc:
+        raise ConfigError(str(exc.under("media_fetch"))) from None
     ledger_raw = _section(raw, "ledger")
     auth_raw = _section(raw, "auth")
     return Config(
@@ -462,14 +486,14 @@ def load_config(
         gateway_port=_setting(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
-        gateway_drop_params=_names(gw.get("drop_params"), "gateway.drop_params"),
+        gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),
         emulator=emulator,
         providers=providers,
         aliases=aliases,
-        max_message_bytes=_setting(
-            int, limits, "limits", "max_message_bytes", default.max_message_bytes
-        ),
+        max_message_bytes=max_message_bytes,
+        part_limits=part_limits,
+        media_fetch=media_fetch,
         routes=routes,
         resilience=resilience,
         shutdown_grace=_setting(
@@ -481,7 +505,7 @@ def load_config(
         ledger_flush_interval=_setting(
             float, ledger_raw, "ledger", "flush_interval", default.ledger_flush_interval
         ),
-        allow_unauthenticated=_flag(
+        allow_unauthenticated=flag(
             auth_raw.get("allow_unauthenticated", default.allow_unauthenticated),
             "auth.allow_unauthenticated",
         ),

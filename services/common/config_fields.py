@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "FieldError", "bounded", "build", "check_fields"]
+__all__ = ["ConfigError", "FieldError", "bounded", "build", "check_fields", "flag", "names"]
 
 _T = TypeVar("_T")
 
@@ -41,6 +41,22 @@ class FieldError(ConfigError):
     def under(self, prefix: str) -> FieldError:
         """The same error, seen from the section that holds this one under `prefix`."""
         return FieldError(f"{prefix}.{self.key}" if self.key else prefix, self.problem)
+
+
+def names(value: object, key: str) -> tuple[str, ...]:
+    """A YAML list of non-empty strings (absent or null: none)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def flag(value: object, key: str) -> bool:
+    """A YAML boolean; anything else (a quoted ``"false"`` reads true to ``bool``) is an error."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
 
 
 def bounded(default: _T, *, ge: float | None = None, gt: float | None = None) -> _T:

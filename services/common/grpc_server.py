@@ -15,10 +15,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from llmesh.services.common.media_settings import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    grpc_message_limit,
+)
 from llmesh.services.common.request_decoding import SafeRegistrar
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-"""The largest request or response message a server accepts (16 MiB)."""
+MAX_MESSAGE_BYTES = grpc_message_limit(DEFAULT_MAX_MESSAGE_BYTES)
+"""The largest request or response message a server accepts by default (34 MiB: the
+default ``limits.max_message_bytes`` plus a margin); servers take theirs from the config."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +59,16 @@ async def start_server(
     address: str,
     *,
     reuse_port: bool = False,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> RunningServer:
     """Create, bind and start a server for the bindings plus health and reflection.
 
-    `address` may end in ``:0`` for an ephemeral port; the bound port is returned.
+    `address` may end in ``:0`` for an ephemeral port; the bound port is returned. A message
+    over `max_message_bytes` is refused by grpc itself (RESOURCE_EXHAUSTED).
     """
     options: list[tuple[str, Any]] = [
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llmesh.services.common.errors import Violation
+from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.core.chat import (
     AUDIO_FORMATS,
     DOCUMENT_MEDIA_TYPES,
     IMAGE_MEDIA_TYPES,
-    MAX_AUDIO_BYTES,
-    MAX_DOCUMENT_BYTES,
-    MAX_IMAGE_BYTES,
     AudioPart,
     ContentPart,
     DocumentPart,
@@ -27,13 +25,17 @@ from llmesh.v1 import chat_pb2
 __all__ = ["part_to_proto", "parts_from_proto"]
 
 _DETAILS = frozenset({"", "auto", "low", "high"})
+_DEFAULT_LIMITS = PartLimits()
 
 
 def parts_from_proto(
-    parts: Sequence[chat_pb2.ContentPart], path: str, violation: Violation
+    parts: Sequence[chat_pb2.ContentPart],
+    path: str,
+    violation: Violation,
+    limits: PartLimits = _DEFAULT_LIMITS,
 ) -> tuple[ContentPart, ...]:
     """Validate a message's content parts (`violation` is told each bad field, by its path
-    under `path`) and map them to the domain."""
+    under `path`, a part over its kind's size in `limits` too) and map them to the domain."""
     out: list[ContentPart] = []
     for k, p in enumerate(parts):
         at = f"{path}[{k}]"
@@ -43,7 +45,7 @@ def parts_from_proto(
         elif kind == "image":
             img = p.image
             if img.WhichOneof("source") == "url":
-                if not img.url.startswith(("http://", "https://")):
+                if not _is_http_url(img.url):
                     violation(f"{at}.image.url", "must be an http or https URL")
             elif not img.data:
                 violation(f"{at}.image", "needs a url or data")
@@ -52,8 +54,7 @@ def parts_from_proto(
                     violation(
                         f"{at}.image.media_type", f"must be one of {_list(IMAGE_MEDIA_TYPES)}"
                     )
-                if len(img.data) > MAX_IMAGE_BYTES:
-                    violation(f"{at}.image.data", f"larger than {MAX_IMAGE_BYTES} bytes")
+                _check_size(img.data, limits, "image", f"{at}.image.data", violation)
             if img.detail not in _DETAILS:
                 violation(f"{at}.image.detail", 'must be "auto", "low" or "high"')
             out.append(ImagePart(img.url, img.data, img.media_type, img.detail))
@@ -63,23 +64,39 @@ def parts_from_proto(
                 violation(
                     f"{at}.document.media_type", f"must be one of {_list(DOCUMENT_MEDIA_TYPES)}"
                 )
-            if not doc.data:
-                violation(f"{at}.document.data", "is required")
-            if len(doc.data) > MAX_DOCUMENT_BYTES:
-                violation(f"{at}.document.data", f"larger than {MAX_DOCUMENT_BYTES} bytes")
-            out.append(DocumentPart(doc.data, doc.media_type, doc.title))
+            if doc.url and doc.data:
+                violation(f"{at}.document", "needs a url or data, not both")
+            elif doc.url and not _is_http_url(doc.url):
+                violation(f"{at}.document.url", "must be an http or https URL")
+            elif not doc.url and not doc.data:
+                violation(f"{at}.document.data", "is required (or a url)")
+            _check_size(doc.data, limits, "document", f"{at}.document.data", violation)
+            out.append(DocumentPart(doc.data, doc.media_type, doc.title, doc.url))
         elif kind == "input_audio":
             audio = p.input_audio
             if audio.format not in AUDIO_FORMATS:
                 violation(f"{at}.input_audio.format", f"must be one of {_list(AUDIO_FORMATS)}")
             if not audio.data:
                 violation(f"{at}.input_audio.data", "is required")
-            if len(audio.data) > MAX_AUDIO_BYTES:
-                violation(f"{at}.input_audio.data", f"larger than {MAX_AUDIO_BYTES} bytes")
+            _check_size(audio.data, limits, "audio", f"{at}.input_audio.data", violation)
             out.append(AudioPart(audio.data, audio.format))
         else:
             violation(at, "must hold text, image, document or input_audio")
     return tuple(out)
+
+
+def _is_http_url(url: str) -> bool:
+    scheme, _, rest = url.partition("://")
+    return scheme in ("http", "https") and bool(rest)
+
+
+def _check_size(
+    data: bytes, limits: PartLimits, kind: str, path: str, violation: Violation
+) -> None:
+    key = f"max_{kind}_bytes"
+    limit: int = getattr(limits, key)
+    if len(data) > limit:
+        violation(path, f"is {len(data)} bytes, over the limit of {limit} bytes (limits.{key})")
 
 
 def _list(values: frozenset[str]) -> str:
@@ -100,7 +117,7 @@ def part_to_proto(part: ContentPart) -> chat_pb2.ContentPart:
     if isinstance(part, DocumentPart):
         return chat_pb2.ContentPart(
             document=chat_pb2.DocumentPart(
-                data=part.data, media_type=part.media_type, title=part.title
+                data=part.data, media_type=part.media_type, title=part.title, url=part.url
             )
         )
     return chat_pb2.ContentPart(input_audio=chat_pb2.AudioPart(data=part.data, format=part.format))

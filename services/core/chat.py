@@ -15,9 +15,6 @@ __all__ = [
     "AUDIO_FORMATS",
     "DOCUMENT_MEDIA_TYPES",
     "IMAGE_MEDIA_TYPES",
-    "MAX_AUDIO_BYTES",
-    "MAX_DOCUMENT_BYTES",
-    "MAX_IMAGE_BYTES",
     "AudioPart",
     "ChatRequest",
     "ContentPart",
@@ -76,12 +73,6 @@ DOCUMENT_MEDIA_TYPES = frozenset({"application/pdf"})
 """The document media types accepted (PDF, the one both providers read)."""
 AUDIO_FORMATS = frozenset({"wav", "mp3"})
 """The audio formats OpenAI's ``input_audio`` accepts."""
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-"""The largest image a part may carry (OpenAI's limit; Anthropic's API allows less)."""
-MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
-"""The largest document a part may carry (Anthropic's request limit for PDFs)."""
-MAX_AUDIO_BYTES = 25 * 1024 * 1024
-"""The largest audio clip a part may carry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +84,10 @@ class TextPart:
 
 @dataclass(frozen=True, slots=True)
 class ImagePart:
-    """An image: an http(s) `url` the provider fetches (llmesh never does), or inline
-    `data` with its `media_type`."""
+    """An image: an http(s) `url`, or inline `data` with its `media_type`.
+
+    A URL goes to the provider as it is where its API takes one; for a provider that needs
+    bytes, the orchestrator fetches it (only when ``media_fetch`` allows the host)."""
 
     url: str = ""
     data: bytes = b""
@@ -105,11 +98,13 @@ class ImagePart:
 
 @dataclass(frozen=True, slots=True)
 class DocumentPart:
-    """A document's bytes (a PDF) with an optional title."""
+    """A document (a PDF) with an optional title: its bytes, or an http(s) `url` (then
+    `data` is empty), passed on to Anthropic and fetched for OpenAI-style providers."""
 
-    data: bytes
+    data: bytes = b""
     media_type: str = "application/pdf"
     title: str = ""
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

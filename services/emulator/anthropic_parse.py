@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from llmesh.services.emulator import media
+from llmesh.services.emulator.anthropic_output import output_schema
 from llmesh.services.emulator.errors import ApiError
 from llmesh.services.emulator.generation import INVALID_JSON, ChatCall
 from llmesh.services.emulator.replies import (
@@ -72,6 +73,7 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
         raise _invalid("stream: Input should be a valid boolean")
     tools = _tools(body.get("tools"))
     budget = _thinking(body, max_tokens)
+    schema = output_schema(body.get("output_config"), model)
     params = anthropic_sampling(body)
     return ChatCall(
         conv=Conversation(
@@ -81,6 +83,8 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
             tool_choice=_tool_choice(body.get("tool_choice"), tools),
             max_tokens=max_tokens,
             stop=_stop(body.get("stop_sequences")),
+            response_format="text" if schema is None else "json_schema",
+            response_schema=schema or "",
         ),
         stream=bool(stream),
         thinking_budget=budget,

@@ -24,9 +24,11 @@ MODELS: tuple[tuple[str, str], ...] = (
     ("claude-haiku-4-5", "Claude Haiku 4.5"),
     ("claude-sonnet-4-6", "Claude Sonnet 4.6"),
     ("claude-opus-4-6", "Claude Opus 4.6"),
+    ("claude-3-haiku-20240307", "Claude Haiku 3"),
 )
 """(id, display name) of every advertised model; OpenAI's list adds the embedding models
-(`embedding_vectors.EMBEDDING_MODELS`)."""
+(`embedding_vectors.EMBEDDING_MODELS`). Claude Haiku 3 is the one Claude model without
+native structured output (`anthropic_output.NATIVE_MODEL_PREFIXES`)."""
 
 CREATED = 1735689600
 """2025-01-01T00:00:00Z, the creation time every model reports."""

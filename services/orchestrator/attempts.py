@@ -29,6 +29,7 @@ from llmesh.services.core.events import (
 )
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.media import CallMedia
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.resilience import Breakers, TargetLimiter
 
@@ -49,6 +50,8 @@ class Runtime:
     client_retry: bool = False
     """The caller says this call is its retry of one that failed (``llmesh-retry-count`` >
     0): its failures are not counted against breakers again, and llmesh does not retry it."""
+    media: CallMedia | None = None
+    """Turns part URLs into bytes for the providers that need them, once per call."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ import orjson
 from google.protobuf import json_format
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.parts_proto import parts_from_proto
 from llmesh.services.core.call import ChatCall
 from llmesh.services.core.chat import (
@@ -76,6 +77,8 @@ _FINISH_TO_PB = {
     FinishReason.UNSPECIFIED: chat_pb2.FINISH_REASON_UNSPECIFIED,
 }
 
+_DEFAULT_LIMITS = PartLimits()
+
 MAX_STOP_SEQUENCES = 16
 """The most stop sequences a call may carry (OpenAI allows 4, Anthropic more)."""
 
@@ -84,11 +87,12 @@ def chat_call_from_request(
     request: orchestrator_pb2.StreamChatRequest | orchestrator_pb2.ChatRequest,
     *,
     max_request_bytes: int,
+    limits: PartLimits = _DEFAULT_LIMITS,
 ) -> ChatCall:
-    """Validate a `StreamChatRequest` or `ChatRequest` (its size too) and map its input to a
-    `ChatCall`; raises INVALID_REQUEST."""
+    """Validate a `StreamChatRequest` or `ChatRequest` (its size and its parts' sizes too) and
+    map its input to a `ChatCall`; raises INVALID_REQUEST."""
     check_size(request, max_request_bytes)
-    return chat_call_from_proto(request.input, request.HasField("input"))
+    return chat_call_from_proto(request.input, request.HasField("input"), limits=limits)
 
 
 def check_size(request: Any, max_request_bytes: int) -> None:
@@ -103,7 +107,11 @@ def check_size(request: Any, max_request_bytes: int) -> None:
 
 
 def chat_call_from_proto(
-    inp: chat_pb2.ChatInput, has_input: bool, *, prefix: str = "input"
+    inp: chat_pb2.ChatInput,
+    has_input: bool,
+    *,
+    prefix: str = "input",
+    limits: PartLimits = _DEFAULT_LIMITS,
 ) -> ChatCall:
     """Validate a `ChatInput` and map it to a `ChatCall`; raises INVALID_REQUEST."""
     bad: list[FieldViolation] = []
@@ -147,7 +155,7 @@ def chat_call_from_proto(
         )
         if m.parts and m.content:
             violation(f"messages[{i}].content", "must be empty when parts are given")
-        parts = parts_from_proto(m.parts, f"messages[{i}].parts", violation)
+        parts = parts_from_proto(m.parts, f"messages[{i}].parts", violation, limits)
         messages.append(
             Message(
                 role,

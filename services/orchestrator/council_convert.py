@@ -7,6 +7,7 @@ INVALID_REQUEST error, one `google.rpc.BadRequest` field violation each.
 from __future__ import annotations
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.core.call import ChatCall
 from llmesh.services.orchestrator.convert import (
     chat_call_from_proto,
@@ -30,7 +31,10 @@ SHARED_MODEL = "council"
 
 
 def council_from_proto(
-    request: orchestrator_pb2.StreamCouncilRequest, *, max_request_bytes: int
+    request: orchestrator_pb2.StreamCouncilRequest,
+    *,
+    max_request_bytes: int,
+    limits: PartLimits | None = None,
 ) -> Council:
     """Validate a `StreamCouncilRequest` and map it to a `Council`; raises INVALID_REQUEST."""
     check_size(request, max_request_bytes)
@@ -40,7 +44,9 @@ def council_from_proto(
     shared.CopyFrom(request.input)
     shared.model = SHARED_MODEL
     try:
-        call = chat_call_from_proto(shared, request.HasField("input"))
+        call = chat_call_from_proto(
+            shared, request.HasField("input"), limits=limits or PartLimits()
+        )
     except LlmeshError as err:
         if err.reason is not Reason.INVALID_REQUEST:
             raise

@@ -48,6 +48,7 @@ from llmesh.services.orchestrator.attempts import (
 )
 from llmesh.services.orchestrator.capabilities import capable_targets
 from llmesh.services.orchestrator.estimate import estimate_usage
+from llmesh.services.orchestrator.media import MediaPlan
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.resilience import (
     Breakers,
@@ -84,8 +85,10 @@ class Orchestrator:
         estimator: UsageEstimator = estimate_usage,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        media: MediaPlan | None = None,
     ) -> None:
         self._providers = dict(providers)
+        self._media = media
         self._breakers = breakers or Breakers(BreakerSettings())
         self._budget = budget or RetryBudget(RetryBudgetSettings())
         self._limiter = limiter or TargetLimiter(QueueSettings())
@@ -134,6 +137,7 @@ class Orchestrator:
             _gates(call.admit),
             request_id=request_id,
             client_retry=call.call.client_retry > 0,
+            media=None if self._media is None else self._media.for_call(),
         )
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
@@ -203,6 +207,8 @@ class Orchestrator:
             if relay is not None:  # closed by the consumer: the attempt records its output
                 await relay.aclose()
             trail.close_running(Outcome.CANCELLED, self._clock())
+            if rt.media is not None:
+                rt.media.cancel()
 
     async def _open(
         self,
@@ -328,6 +334,9 @@ class Orchestrator:
             raise LlmeshError(
                 Reason.PROVIDER_NOT_CONFIGURED, f"provider {target.provider!r} is not available"
             )
+        if rt.media is not None:  # URL parts the provider needs as bytes, fetched once a call
+            left = None if deadline is None else deadline - self._clock()
+            request = await rt.media.prepare(target.provider, request, left)
         self._budget.record_request(target.name)
         tries = 0
 

@@ -160,7 +160,7 @@ def _part(p: ContentPart) -> list[Any]:
     if isinstance(p, ImagePart):
         return ["image", p.url, _digest(p.data), p.media_type, p.detail]
     if isinstance(p, DocumentPart):
-        return ["document", _digest(p.data), p.media_type, p.title]
+        return ["document", _digest(p.data), p.media_type, p.title, p.url]
     return ["input_audio", _digest(p.data), p.format]
 
 

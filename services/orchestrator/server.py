@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config, resolve_provider
 from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.orchestrator.assembly import Assembly, assemble
 from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.media import MediaPlan
 from llmesh.services.orchestrator.providers import ProviderRegistry, default_registry
 from llmesh.services.orchestrator.providers.base import Provider
+from llmesh.services.orchestrator.providers.media_fetch import MediaFetcher
 from llmesh.services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from llmesh.services.orchestrator.servicer import OrchestratorServicer
 from llmesh.v1 import orchestrator_pb2_grpc
@@ -57,8 +60,12 @@ def build_engine(
     config: Config,
     registry: ProviderRegistry | None = None,
     env: Mapping[str, str] | None = None,
+    fetcher: MediaFetcher | None = None,
 ) -> Orchestrator:
-    """One shared adapter (and connection pool) per configured provider."""
+    """One shared adapter (and connection pool) per configured provider.
+
+    `fetcher` replaces the media fetcher ``media_fetch`` implies (tests inject one whose
+    resolver and dialer reach a local server)."""
     registry = registry or default_registry()
     providers: dict[str, Provider] = {}
     for name, pc in config.providers.items():
@@ -73,6 +80,7 @@ def build_engine(
         budget=RetryBudget(res.budget),
         limiter=TargetLimiter(res.queue),
         retry=res.retry,
+        media=MediaPlan.from_config(config, fetcher),
     )
 
 
@@ -96,6 +104,7 @@ async def serve(
         engine,
         authenticator=assembly.authenticator,
         max_request_bytes=config.max_message_bytes,
+        part_limits=config.part_limits,
         usage_store=assembly.ledger_store,
     )
     running = await start_server(
@@ -108,6 +117,7 @@ async def serve(
         ],
         address,
         reuse_port=reuse_port,
+        max_message_bytes=grpc_message_limit(config.max_message_bytes),
     )
     return OrchestratorServer(running, engine, servicer, assembly)
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from llmesh.services.auth import Authenticator
 from llmesh.services.common.call_metadata import retry_count
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.request_decoding import checks_decoding
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
 from llmesh.services.core.call import ChatCall
@@ -58,12 +59,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         *,
         authenticator: Authenticator,
         max_request_bytes: int,
+        part_limits: PartLimits | None = None,
         usage_store: LedgerStore | None = None,
     ) -> None:
         self._path = path
         self._engine = engine
         self._usage = usage_store
         self._max_request_bytes = max_request_bytes
+        self._part_limits = part_limits or PartLimits()
         self.guard = RpcGuard(
             authenticator, log=log, trailers=trail_to_metadata, deadline=Deadline.of
         )
@@ -72,7 +75,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
     def _chat_call(
         self, request: orchestrator_pb2.StreamChatRequest | orchestrator_pb2.ChatRequest, rpc: Rpc
     ) -> ChatCall:
-        call = chat_call_from_request(request, max_request_bytes=self._max_request_bytes)
+        call = chat_call_from_request(
+            request, max_request_bytes=self._max_request_bytes, limits=self._part_limits
+        )
         caller = acting_caller(rpc.caller, call.metadata.get("tenant"))
         return replace(call, caller=caller, client_retry=retry_count(rpc.metadata))
 
@@ -136,7 +141,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         self, request: orchestrator_pb2.StreamCouncilRequest, rpc: Rpc
     ) -> AsyncGenerator[BranchItem, None]:
         """Stream every branch's events; a validation or fail-fast error ends with a status."""
-        council = council_from_proto(request, max_request_bytes=self._max_request_bytes)
+        council = council_from_proto(
+            request, max_request_bytes=self._max_request_bytes, limits=self._part_limits
+        )
         shared = council.call
         caller = acting_caller(rpc.caller, shared.metadata.get("tenant"))
         council = replace(council, call=replace(shared, caller=caller))

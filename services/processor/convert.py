@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.parts_proto import parts_from_proto
 from llmesh.services.core.chat import Message, Role, ToolCall
 from llmesh.v1 import chat_pb2, processor_pb2
@@ -24,6 +25,9 @@ _ROLES = {
     chat_pb2.ROLE_ASSISTANT: Role.ASSISTANT,
     chat_pb2.ROLE_TOOL: Role.TOOL,
 }
+
+
+_DEFAULT_LIMITS = PartLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +49,29 @@ class FitRequest:
     max_tokens: int
 
 
-def count_request_from_proto(request: processor_pb2.CountTokensRequest) -> CountRequest:
-    """Validate a `CountTokensRequest`; raises INVALID_REQUEST."""
+def count_request_from_proto(
+    request: processor_pb2.CountTokensRequest, limits: PartLimits = _DEFAULT_LIMITS
+) -> CountRequest:
+    """Validate a `CountTokensRequest` (its parts' sizes against `limits`); raises
+    INVALID_REQUEST."""
     bad: list[FieldViolation] = []
     _check_model(request.model, bad)
-    messages = _messages(request.messages, bad)
+    messages = _messages(request.messages, bad, limits)
     if bad:
         raise _invalid(bad)
     return CountRequest(request.model.strip(), request.text, messages)
 
 
-def fit_request_from_proto(request: processor_pb2.FitContextRequest) -> FitRequest:
-    """Validate a `FitContextRequest`; raises INVALID_REQUEST."""
+def fit_request_from_proto(
+    request: processor_pb2.FitContextRequest, limits: PartLimits = _DEFAULT_LIMITS
+) -> FitRequest:
+    """Validate a `FitContextRequest` (its parts' sizes against `limits`); raises
+    INVALID_REQUEST."""
     bad: list[FieldViolation] = []
     _check_model(request.model, bad)
     if not request.messages:
         bad.append(FieldViolation("messages", "must contain at least one message"))
-    messages = _messages(request.messages, bad)
+    messages = _messages(request.messages, bad, limits)
     if request.max_tokens <= 0:
         bad.append(FieldViolation("max_tokens", "must be positive"))
     if bad:
@@ -75,7 +85,7 @@ def _check_model(model: str, bad: list[FieldViolation]) -> None:
 
 
 def _messages(
-    messages: Sequence[chat_pb2.Message], bad: list[FieldViolation]
+    messages: Sequence[chat_pb2.Message], bad: list[FieldViolation], limits: PartLimits
 ) -> tuple[Message, ...]:
     out: list[Message] = []
     for i, m in enumerate(messages):
@@ -90,6 +100,7 @@ def _messages(
             m.parts,
             f"messages[{i}].parts",
             lambda path, what: bad.append(FieldViolation(path, what)),
+            limits,
         )
         out.append(Message(role, m.content, calls, m.tool_call_id, m.name, parts=parts))
     return tuple(out)

@@ -12,7 +12,13 @@ import grpc
 from llmesh.services.auth import Access, Authenticator, check_bind, open_access
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config
-from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from llmesh.services.common.grpc_server import (
+    MAX_MESSAGE_BYTES,
+    RunningServer,
+    ServiceBinding,
+    start_server,
+)
+from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
@@ -88,6 +94,7 @@ async def serve(
             tokenizers,
             authenticator=access.authenticator,
             models=None if config is None else ModelNames.from_config(config),
+            part_limits=None if config is None else config.part_limits,
         )
         running = await start_server(
             [
@@ -99,6 +106,11 @@ async def serve(
             ],
             address,
             reuse_port=reuse_port,
+            max_message_bytes=(
+                MAX_MESSAGE_BYTES
+                if config is None
+                else grpc_message_limit(config.max_message_bytes)
+            ),
         )
     except BaseException:
         await access.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from llmesh.services.auth import Authenticator
+from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary
 from llmesh.services.processor.convert import count_request_from_proto, fit_request_from_proto
 from llmesh.services.processor.fit import fit_counted
@@ -32,9 +33,11 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         *,
         authenticator: Authenticator | None = None,
         models: ModelNames | None = None,
+        part_limits: PartLimits | None = None,
     ) -> None:
         self._tokenizers = tokenizers
         self._models = models
+        self._limits = part_limits or PartLimits()
         self.guard = RpcGuard(authenticator or Authenticator(None, required=False), log=log)
         """Authenticates and answers every call (see `llmesh.services.common.rpc_guard`)."""
 
@@ -49,7 +52,7 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         self, request: processor_pb2.CountTokensRequest, rpc: Rpc
     ) -> processor_pb2.CountTokensResponse:
         """Count the messages (framing and reply priming included), or else the text."""
-        req = count_request_from_proto(request)
+        req = count_request_from_proto(request, self._limits)
         counter = self._counter(req.model)
         if req.messages:
             sizes = await counter.message_sizes(req.messages)
@@ -65,7 +68,7 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         self, request: processor_pb2.FitContextRequest, rpc: Rpc
     ) -> processor_pb2.FitContextResponse:
         """Trim the conversation to the budget; the kept messages are the request's own."""
-        req = fit_request_from_proto(request)
+        req = fit_request_from_proto(request, self._limits)
         counter = self._counter(req.model)
         sizes = await counter.message_sizes(req.messages)
         fit = fit_counted(req.messages, sizes, req.max_tokens, counter.reply_priming)

@@ -319,7 +319,7 @@ async def test_models_in_anthropic_shape(
     ant: anthropic.AsyncAnthropic, http: httpx.AsyncClient
 ) -> None:
     ids = [m.id async for m in ant.models.list(limit=3)]  # paginates
-    assert ids[0] == "echo" and "claude-opus-4-6" in ids and len(ids) == 8
+    assert ids[0] == "echo" and "claude-opus-4-6" in ids and len(ids) == 9
     model = await ant.models.retrieve("claude-opus-4-1")
     assert (model.type, model.id) == ("model", "claude-opus-4-1")
     page = (await http.get("/v1/models", params={"limit": 2}, headers=HEADERS)).json()

@@ -316,6 +316,7 @@ async def test_models(oai: openai.AsyncOpenAI) -> None:
         "claude-haiku-4-5",
         "claude-sonnet-4-6",
         "claude-opus-4-6",
+        "claude-3-haiku-20240307",
         "text-embedding-3-small",
         "text-embedding-3-large",
         "text-embedding-ada-002",

@@ -115,3 +115,138 @@ async def test_openai_tool_arguments_are_valid_against_the_parameters(
     args = {c.function.name: json.loads(c.function.arguments) for c in calls}  # type: ignore[union-attr]
     assert args == {"set_count": {"count": 0, "flag": False}, "ping": {}}
     jsonschema.validate(args["set_count"], params)
+
+
+NATIVE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "where": {"$ref": "#/$defs/where"},
+    },
+    "required": ["city", "unit", "tags", "where"],
+    "additionalProperties": False,
+    "$defs": {
+        "where": {
+            "type": "object",
+            "properties": {"lat": {"type": "number"}},
+            "required": ["lat"],
+            "additionalProperties": False,
+        }
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_output_config_reply_is_json_text_of_the_schema(
+    ant: anthropic.AsyncAnthropic, stream: bool
+) -> None:
+    config: Any = {"format": {"type": "json_schema", "schema": NATIVE_SCHEMA}}
+    if stream:
+        async with ant.messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=200,
+            messages=USER,  # type: ignore[arg-type]
+            output_config=config,
+        ) as events:
+            deltas = [e.delta.text async for e in events if e.type == "content_block_delta"]  # type: ignore[union-attr]
+            message = await events.get_final_message()
+        assert len(deltas) > 1 and "".join(deltas) == message.content[0].text  # type: ignore[union-attr]
+    else:
+        message = await ant.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=200,
+            messages=USER,  # type: ignore[arg-type]
+            output_config=config,
+        )
+    (block,) = message.content
+    assert block.type == "text" and message.stop_reason == "end_turn"
+    value = json.loads(block.text)
+    jsonschema.validate(value, NATIVE_SCHEMA)
+    assert value["city"] == "Weather in Oslo"
+
+
+async def test_anthropic_output_config_on_a_model_without_it_is_refused(
+    ant: anthropic.AsyncAnthropic,
+) -> None:
+    config: Any = {"format": {"type": "json_schema", "schema": NATIVE_SCHEMA}}
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        await ant.messages.create(
+            model="claude-3-haiku-20240307",
+            max_tokens=200,
+            messages=USER,  # type: ignore[arg-type]
+            output_config=config,
+        )
+    assert raised.value.type == "invalid_request_error"  # type: ignore[attr-defined]
+    assert raised.value.api_message == (  # type: ignore[attr-defined]
+        "'claude-3-haiku-20240307' does not support output_config.format."
+    )
+
+
+def _closed(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}},
+            "For 'object' type, 'additionalProperties' must be explicitly set to false",
+        ),
+        (
+            _closed(n=_closed(deep={"type": "object", "additionalProperties": True})),
+            "For 'object' type, 'additionalProperties' must be explicitly set to false",
+        ),
+        (
+            _closed(n={"type": "integer", "minimum": 1}),
+            "For 'integer' type, property 'minimum' is not supported",
+        ),
+        (
+            _closed(n={"type": "number", "minimum": 0, "maximum": 1}),
+            "For 'number' type, properties maximum, minimum are not supported",
+        ),
+        (
+            _closed(n={"type": "array", "items": {"type": "string"}, "minItems": 2}),
+            "For 'array' type, 'minItems' values other than 0 or 1 are not supported",
+        ),
+        (
+            _closed(n={"type": "array", "items": {"type": "string", "maxLength": 3}}),
+            "For 'string' type, property 'maxLength' is not supported",
+        ),
+    ],
+)
+async def test_anthropic_output_config_refuses_unsupported_schema_features(
+    ant: anthropic.AsyncAnthropic, schema: dict[str, Any], message: str
+) -> None:
+    config: Any = {"format": {"type": "json_schema", "schema": schema}}
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        await ant.messages.create(
+            model="claude-opus-4-6",
+            max_tokens=200,
+            messages=USER,  # type: ignore[arg-type]
+            output_config=config,
+        )
+    assert raised.value.api_message == f"output_config.format.schema: {message}"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"format": {"type": "json_object"}}, "output_config.format: Input tag does not match"),
+        ({"format": {"type": "json_schema"}}, "output_config.format.schema: Field required"),
+        ({"verbosity": "low"}, "output_config.verbosity: Extra inputs are not permitted"),
+    ],
+)
+async def test_anthropic_output_config_shape_is_checked(
+    ant: anthropic.AsyncAnthropic, config: Any, message: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        await ant.messages.create(
+            model="claude-opus-4-6",
+            max_tokens=200,
+            messages=USER,  # type: ignore[arg-type]
+            output_config=config,
+        )
+    assert raised.value.api_message.startswith(message)  # type: ignore[attr-defined]

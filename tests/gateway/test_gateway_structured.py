@@ -1,5 +1,6 @@
 """Structured output through the whole path: the official openai SDK, the gateway, the
-orchestrator and the emulator (its OpenAI API natively, its Anthropic API by a forced tool)."""
+orchestrator and the emulator (its OpenAI API natively; its Anthropic API natively for a
+model and schema that allow it, else by a forced tool: `SCHEMA`'s bounds take the tool)."""
 
 from __future__ import annotations
 
@@ -132,3 +133,49 @@ async def test_streamed_reply_failing_the_schema_ends_with_an_error(mesh: Mesh) 
                     assert chunk.choices[0].finish_reason is None
     assert "".join(seen) == '{"n":"a code"}'  # streamed as it came, then refused
     assert "schema" in str(raised.value).lower() or "format" in str(raised.value).lower()
+
+
+NATIVE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "hours": {"type": "array", "items": {"type": "number"}},
+        "where": {"type": "object", "properties": {"lat": {"type": "number"}}},
+    },
+    "required": ["city", "hours", "where"],
+}
+
+
+@pytest.mark.parametrize(
+    ("model", "native"),
+    [("anthropic/claude-haiku-4-5", True), ("anthropic/claude-3-haiku-20240307", False)],
+)
+async def test_anthropic_native_or_tool_path_by_model(mesh: Mesh, model: str, native: bool) -> None:
+    messages: Any = [{"role": "user", "content": f"Weather native={native}"}]
+    async with _client(mesh) as client:
+        reply = await client.chat.completions.create(
+            model=model, messages=messages, response_format=_format(NATIVE_SCHEMA)
+        )
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=messages,
+            response_format=_format(NATIVE_SCHEMA),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [c async for c in stream]
+        plain = await client.chat.completions.create(model=model, messages=messages)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop" and not choice.message.tool_calls
+    value = json.loads(choice.message.content or "")
+    jsonschema.validate(value, NATIVE_SCHEMA)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert json.loads(text) == value
+    assert reply.usage is not None and plain.usage is not None
+    streamed = [c.usage for c in chunks if c.usage is not None]
+    assert [u.prompt_tokens for u in streamed] == [reply.usage.prompt_tokens]
+    # output_config adds nothing to the prompt; the forced tool's definition does
+    if native:
+        assert reply.usage.prompt_tokens == plain.usage.prompt_tokens
+    else:
+        assert reply.usage.prompt_tokens > plain.usage.prompt_tokens

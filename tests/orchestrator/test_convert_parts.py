@@ -7,11 +7,10 @@ import grpc
 import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.parts_proto import part_to_proto
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.core.chat import (
-    MAX_DOCUMENT_BYTES,
-    MAX_IMAGE_BYTES,
     AudioPart,
     DocumentPart,
     ImagePart,
@@ -24,6 +23,8 @@ from tests.support.mesh import Mesh
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(100))
 PDF = b"%PDF-1.4\n%%EOF\n"
 PDF_TYPE = "application/pdf"
+MAX_IMAGE_BYTES = PartLimits().max_image_bytes
+MAX_DOCUMENT_BYTES = PartLimits().max_document_bytes
 
 
 def _input(*parts: chat_pb2.ContentPart, model: str = "p/m", **kw: str) -> chat_pb2.ChatInput:

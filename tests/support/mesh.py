@@ -37,6 +37,8 @@ class Mesh:
     processor_address: str = ""
     gateway_url: str = ""
     config: Config | None = None
+    media_fetcher: Any = None
+    """A `MediaFetcher` for the orchestrator instead of the one its config builds."""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _stop: Any = None
@@ -109,7 +111,7 @@ class Mesh:
         from llmesh.gateway.settings import GatewaySettings
         from llmesh.services.emulator.app import start as start_emulator
         from llmesh.services.emulator.settings import EmulatorSettings
-        from llmesh.services.orchestrator.server import serve
+        from llmesh.services.orchestrator.server import build_engine, serve
         from llmesh.services.processor.server import serve as serve_processor
 
         self._stop = asyncio.Event()
@@ -146,7 +148,8 @@ class Mesh:
                 **dict(overrides),
             )
             self.config = config
-            orch = await serve(config, address="127.0.0.1:0", env=self.env())
+            engine = build_engine(config, env=self.env(), fetcher=self.media_fetcher)
+            orch = await serve(config, address="127.0.0.1:0", engine=engine, env=self.env())
             self.orchestrator_address = f"127.0.0.1:{orch.port}"
             proc = await serve_processor("127.0.0.1:0", config=config)
             self.processor_address = f"127.0.0.1:{proc.port}"

@@ -160,14 +160,16 @@ class ImagePart(_message.Message):
     def __init__(self, url: _Optional[str] = ..., data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class DocumentPart(_message.Message):
-    __slots__ = ("data", "media_type", "title")
+    __slots__ = ("data", "media_type", "title", "url")
     DATA_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     media_type: str
     title: str
-    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
+    url: str
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., title: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
 
 class AudioPart(_message.Message):
     __slots__ = ("data", "format")

@@ -24,17 +24,26 @@ from llmesh.services.common.config import ResolvedProvider
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import ProviderEvent
+from llmesh.services.orchestrator.providers.anthropic_structured import output_path, parser_tool
 from llmesh.services.orchestrator.providers.anthropic_wire import (
     OPTIONS,
     AnthropicStreamParser,
     classify_error_body,
-    structured_tool,
     to_provider_request,
 )
 from llmesh.services.orchestrator.providers.errors import classify_transport
 
 _SDK_PARAMS = frozenset(
-    {"model", "messages", "max_tokens", "system", "tools", "tool_choice", "stop_sequences"}
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "tools",
+        "tool_choice",
+        "stop_sequences",
+        "output_config",
+    }
 )
 """Body fields `messages.create` takes as keyword arguments; the rest go in ``extra_body``
 (this SDK version has no ``temperature`` / ``top_p`` arguments, the API still takes them)."""
@@ -110,6 +119,7 @@ class AnthropicProvider:
         self.options = OPTIONS
         self._api_key = resolved.api_key
         self._connect_timeout = cfg.connect_timeout
+        self._structured_output = cfg.structured_output
         timeout = httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout)
         self._client = anthropic.AsyncAnthropic(
             api_key=resolved.api_key,
@@ -143,8 +153,9 @@ class AnthropicProvider:
         self, model: str, request: ChatRequest, *, timeout: float | None
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one reply; closing the iterator (or cancelling its task) closes the response."""
-        kwargs, extra = _split(to_provider_request(model, request))
-        parser = AnthropicStreamParser(structured_tool(request))
+        mode = self._structured_output
+        kwargs, extra = _split(to_provider_request(model, request, structured_output=mode))
+        parser = AnthropicStreamParser(parser_tool(output_path(mode, model, request)))
         try:
             stream = await self._client.messages.create(
                 **kwargs,

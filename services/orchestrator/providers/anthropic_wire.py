@@ -25,11 +25,11 @@ Mapping choices worth knowing:
 - ``service_tier`` ``auto`` and ``default`` become Anthropic's ``auto`` and ``standard_only``;
   its other values and the penalties and logit bias have no equivalent (`OPTIONS`).
 - ``stream: true`` is added by the transport, not here.
-- Structured output (a request's ``response_format``) becomes one more tool,
-  `STRUCTURED_TOOL`, carrying the schema as its ``input_schema`` (a permissive object schema
-  for JSON_OBJECT), with ``tool_choice`` forcing it; a parser built with
-  ``structured_tool=`` turns that tool's input back into plain JSON text and its
-  ``tool_use`` stop into STOP, so the caller sees a text reply, never the tool call.
+- Structured output (a request's ``response_format``) goes as Anthropic's native
+  ``output_config.format`` or as a forced tool, along the path `anthropic_structured.
+  output_path` chooses; on the tool path a parser built with ``structured_tool=`` turns
+  that tool's input back into plain JSON text and its ``tool_use`` stop into STOP, so the
+  caller sees a text reply, never the tool call.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from llmesh.services.core.chat import (
     FinishReason,
     ImagePart,
     Message,
-    ResponseFormatType,
     Role,
     ServiceTier,
     TextPart,
@@ -61,13 +60,16 @@ from llmesh.services.core.events import (
     UsageUpdate,
 )
 from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.providers.anthropic_structured import (
+    STRUCTURED_TOOL as STRUCTURED_TOOL,
+)
+from llmesh.services.orchestrator.providers.anthropic_structured import (
+    add_structured,
+    output_path,
+    parser_tool,
+)
 from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
 from llmesh.services.orchestrator.providers.prompt_cache import place_breakpoints
-
-STRUCTURED_TOOL = "json_response"
-"""The tool that carries a structured-output schema to Anthropic."""
-
-_STRUCTURED_DESCRIPTION = "Respond with the answer as this tool's input, which is the JSON reply."
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the request sets none (Anthropic requires the field)."""
@@ -135,11 +137,9 @@ def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
         elif isinstance(part, DocumentPart):
             doc: dict[str, Any] = {
                 "type": "document",
-                "source": {
-                    "type": "base64",
-                    "media_type": part.media_type,
-                    "data": _b64(part.data),
-                },
+                "source": {"type": "url", "url": part.url}
+                if part.url
+                else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)},
             }
             if part.title:
                 doc["title"] = part.title
@@ -218,29 +218,19 @@ def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list
     return system, out
 
 
-def structured_tool(req: ChatRequest) -> str | None:
-    """The forced tool's name when `req` asks for JSON, else None."""
-    fmt = req.response_format
-    return STRUCTURED_TOOL if fmt is not None and fmt.structured else None
+def structured_tool(req: ChatRequest, model: str = "", mode: str = "tool") -> str | None:
+    """The forced tool the stream parser unwraps for `req` to `model` under the provider's
+    ``structured_output`` `mode`, or None (plain text, or native structured output)."""
+    return parser_tool(output_path(mode, model, req))
 
 
-def _structured(req: ChatRequest, body: dict[str, Any]) -> None:
-    """Add the forced structured-output tool to `body` (see the module docstring)."""
-    fmt = req.response_format
-    assert fmt is not None
-    schema = dict(fmt.schema) if fmt.type is ResponseFormatType.JSON_SCHEMA else {}
-    tool = {
-        "name": STRUCTURED_TOOL,
-        "description": _STRUCTURED_DESCRIPTION,
-        "input_schema": schema or {"type": "object"},
-    }
-    body["tools"] = [*body.get("tools", ()), tool]
-    body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
-
-
-def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
+def to_provider_request(
+    model: str, req: ChatRequest, *, structured_output: str = "tool"
+) -> dict[str, Any]:
     """The JSON body (without ``stream``) for ``POST /v1/messages``, for `model`, the
-    provider's own model id.
+    provider's own model id; `structured_output` is the provider's setting of that name
+    (``auto``, ``native`` or ``tool``), which with the model decides how a
+    ``response_format`` is sent.
 
     Raises `LlmeshError` INVALID_REQUEST for tool call arguments that are not a JSON object,
     tool messages without a ``tool_call_id``, a TOOL choice without a name and an unknown
@@ -286,8 +276,9 @@ def to_provider_request(model: str, req: ChatRequest) -> dict[str, Any]:
         body["stop_sequences"] = list(req.stop)
     if req.service_tier in _TIERS:
         body["service_tier"] = _TIERS[req.service_tier]
-    if structured_tool(req):
-        _structured(req, body)
+    path = output_path(structured_output, model, req)
+    if path is not None:
+        add_structured(req, body, path)
     try:
         return place_breakpoints(body, mode=req.prompt_cache, ttl=req.prompt_cache_ttl)
     except ValueError as exc:

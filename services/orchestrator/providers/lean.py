@@ -202,7 +202,7 @@ class OpenAIDialect:
         error = body.get("error", body) if isinstance(body, dict) else body
         return openai_wire.classify_error_body(error, status=status, headers=headers)
 
-    def reader(self, headers: Mapping[str, str], request: ChatRequest) -> _Reader:
+    def reader(self, headers: Mapping[str, str], model: str, request: ChatRequest) -> _Reader:
         """A reader for one reply."""
         return _OpenAIReader()
 
@@ -210,10 +210,14 @@ class OpenAIDialect:
 class AnthropicDialect:
     """Anthropic Messages: ``POST {base_url}/v1/messages``, the API version header."""
 
-    __slots__ = ()
+    __slots__ = ("_structured_output",)
 
     path = "/v1/messages"
     options = anthropic_wire.OPTIONS
+
+    def __init__(self, structured_output: str = "auto") -> None:
+        """`structured_output`: the provider's setting of that name (see `ProviderConfig`)."""
+        self._structured_output = structured_output
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         """The credential and version headers (bearer, as the pinned SDK sends its key)."""
@@ -221,7 +225,8 @@ class AnthropicDialect:
 
     def body(self, model: str, request: ChatRequest) -> dict[str, Any]:
         """The streamed request body; raises INVALID_REQUEST as `to_provider_request` does."""
-        body = anthropic_wire.to_provider_request(model, request)
+        mode = self._structured_output
+        body = anthropic_wire.to_provider_request(model, request, structured_output=mode)
         body["stream"] = True
         return body
 
@@ -229,10 +234,11 @@ class AnthropicDialect:
         """Classify an HTTP error response by the error type in its body."""
         return anthropic_wire.classify_error_body(_error_body(raw), status=status, headers=headers)
 
-    def reader(self, headers: Mapping[str, str], request: ChatRequest) -> _Reader:
-        """A reader for one reply to `request`; `headers` are the 200 response's, for
-        in-stream errors."""
-        return _AnthropicReader(headers, anthropic_wire.structured_tool(request))
+    def reader(self, headers: Mapping[str, str], model: str, request: ChatRequest) -> _Reader:
+        """A reader for one reply of `model` to `request`; `headers` are the 200 response's,
+        for in-stream errors."""
+        tool = anthropic_wire.structured_tool(request, model, self._structured_output)
+        return _AnthropicReader(headers, tool)
 
 
 Dialect = OpenAIDialect | AnthropicDialect
@@ -323,7 +329,7 @@ class LeanProvider:
                 resp.release()
                 released = True
                 raise self._redacted(self._dialect.status_error(raw, resp.status, resp.headers))
-            reader = self._dialect.reader(resp.headers, request)
+            reader = self._dialect.reader(resp.headers, model, request)
             decoder = SSEDecoder()
             read = resp.read_chunk
             try:
@@ -406,4 +412,5 @@ def anthropic_factory(
     resolved: ResolvedProvider, transport: Transport | None = None
 ) -> LeanProvider:
     """The `anthropic` kind: Anthropic's Messages API (or the emulator standing in for it)."""
-    return LeanProvider(resolved, AnthropicDialect(), transport)
+    dialect = AnthropicDialect(resolved.config.structured_output)
+    return LeanProvider(resolved, dialect, transport)

@@ -86,6 +86,10 @@ def content_part(part: ContentPart) -> dict[str, Any]:
             image["detail"] = part.detail
         return {"type": "image_url", "image_url": image}
     if isinstance(part, DocumentPart):
+        if part.url:  # the engine fetches it first (`llmesh.services.orchestrator.media`)
+            raise LlmeshError(
+                Reason.INVALID_REQUEST, "OpenAI-style providers take documents only as bytes"
+            )
         file: dict[str, Any] = {"file_data": data_url(part.media_type, part.data)}
         if part.title:
             file["filename"] = part.title

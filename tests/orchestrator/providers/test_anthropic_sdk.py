@@ -252,8 +252,8 @@ async def test_cache_writes_then_reads_reach_usage(
     """The domain has no cache markers yet: mark the system prompt on the way out."""
     build = anthropic_sdk.to_provider_request
 
-    def with_cache_marker(model: str, req: ChatRequest) -> dict[str, Any]:
-        body = build(model, req)
+    def with_cache_marker(model: str, req: ChatRequest, **kwargs: Any) -> dict[str, Any]:
+        body = build(model, req, **kwargs)
         body["system"][-1]["cache_control"] = {"type": "ephemeral"}
         return body
 
