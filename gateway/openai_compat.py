@@ -39,6 +39,8 @@ _EFFORTS = {
     "high": chat_pb2.REASONING_EFFORT_HIGH,
 }
 _INT64_MAX = 2**63 - 1
+MAX_CHOICES = 128
+"""The most choices (``n``) OpenAI returns for one request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class CompletionRequest:
     stream: bool
     include_usage: bool
     """``stream_options.include_usage``: send a final usage chunk."""
+    n: int = 1
+    """How many choices to generate (``n``); each is a call of its own."""
     dropped: tuple[str, ...] = ()
     """Fields of the body accepted and not used, as the deployment's ``drop_params`` (or its
     ``unknown_fields: drop``) allows; a message field as ``messages[i].key``, once, for the
@@ -272,8 +276,7 @@ def parse_completion_request(
     if body.get("seed") is not None:
         chat.seed = _int(body["seed"], "seed", -_INT64_MAX - 1, _INT64_MAX)
     add_sampling(body, chat)
-    if body.get("n") is not None and _int(body["n"], "n", 1, _INT32_MAX) != 1:
-        raise invalid("n", "only one choice (n=1) is supported")
+    n = 1 if body.get("n") is None else _int(body["n"], "n", 1, MAX_CHOICES)
     metadata = body.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -309,4 +312,4 @@ def parse_completion_request(
         if not isinstance(options, dict):
             raise invalid("stream_options", "must be an object")
         include_usage = options.get("include_usage") is True
-    return CompletionRequest(chat, model, bool(stream), include_usage, tuple(dropped))
+    return CompletionRequest(chat, model, bool(stream), include_usage, n, tuple(dropped))

@@ -116,18 +116,38 @@ class ChunkEncoder:
     chunk, the usage chunk (with ``include_usage``) and ``[DONE]``.
     """
 
-    def __init__(self, model: str, created: int, include_usage: bool, fallback_id: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        created: int,
+        include_usage: bool,
+        fallback_id: str,
+        *,
+        index: int = 0,
+        shared_id: bool = False,
+        last: bool = True,
+    ) -> None:
+        """`index` is the choice's; `shared_id` keeps `fallback_id` as the chunks' id (the
+        choices of one reply share it) instead of the start event's; without `last`, the
+        finish emits only the finish chunk (the caller sends the usage chunk and ``[DONE]``
+        once every choice finished)."""
         self.model = model
         self.created = created
         self.include_usage = include_usage
         self.request_id = fallback_id
         self.finished = False
         self._usage: chat_pb2.Usage | None = None
+        self._index = b"%d" % index
+        self._shared_id = shared_id
+        self._last = last
+        self.final_usage = chat_pb2.Usage()
+        """The choice's usage once it finished."""
         self._head = b""
         self._tail = b"}]" + (b',"usage":null' if include_usage else b"") + b"}\n\n"
 
     def _open(self, request_id: str) -> bytes:
-        self.request_id = request_id
+        self.request_id = self.request_id if self._shared_id else request_id
+        request_id = self.request_id
         head = orjson.dumps(
             {
                 "id": f"chatcmpl-{request_id}",
@@ -142,7 +162,9 @@ class ChunkEncoder:
     def _chunk(self, delta: bytes, finish: bytes = b"null", logprobs: bytes = b"null") -> bytes:
         return (
             self._head
-            + b',"choices":[{"index":0,"delta":'
+            + b',"choices":[{"index":'
+            + self._index
+            + b',"delta":'
             + delta
             + b',"logprobs":'
             + logprobs
@@ -188,15 +210,18 @@ class ChunkEncoder:
         self.finished = True
         reason = finish_reason(finish.reason).encode()
         out = self._chunk(b"{}", b'"' + reason + b'"')
+        self.final_usage = (finish.usage if finish.HasField("usage") else self._usage) or (
+            chat_pb2.Usage()
+        )
+        if not self._last:
+            return out
         if self.include_usage:
-            usage = finish.usage if finish.HasField("usage") else self._usage
-            out += (
-                self._head
-                + b',"choices":[],"usage":'
-                + orjson.dumps(usage_dict(usage or chat_pb2.Usage()))
-                + b"}\n\n"
-            )
+            out += self.usage_chunk(self.final_usage)
         return out + DONE
+
+    def usage_chunk(self, usage: chat_pb2.Usage) -> bytes:
+        """The final chunk carrying `usage` (``choices: []``)."""
+        return self._head + b',"choices":[],"usage":' + orjson.dumps(usage_dict(usage)) + b"}\n\n"
 
 
 def _tool_call_delta(delta: orchestrator_pb2.ToolCallDelta) -> bytes:

@@ -225,3 +225,29 @@ def test_replies_and_chunks_carry_them_in_openais_shape() -> None:
     assert [t["token"] for t in chunk["choices"][0]["logprobs"]["content"]] == ["Hi"]
     bare = orchestrator_pb2.StreamChatResponse(text_delta=orchestrator_pb2.TextDelta(text="x"))
     assert json.loads(encoder.encode(bare)[6:])["choices"][0]["logprobs"] is None
+
+
+@pytest.mark.parametrize("model", ["fake/cut", "fake/no-finish"])
+async def test_a_choice_cut_mid_stream_ends_the_reply_with_an_error(
+    http: httpx.AsyncClient, fake_mesh: FakeMesh, model: str
+) -> None:
+    calls = len(fake_mesh.orchestrator.calls)
+    body = {"model": model, "messages": HI, "stream": True, "n": 2}
+    r = await http.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200
+    assert "[DONE]" not in r.text
+    last = json.loads(r.text.strip().split("\n\n")[-1][6:])
+    assert last["error"]["code"] == "stream_interrupted"
+    assert len(fake_mesh.orchestrator.calls) == calls + 2
+
+
+async def test_n_whole_replies_are_merged(http: httpx.AsyncClient, fake_mesh: FakeMesh) -> None:
+    r = await http.post("/v1/chat/completions", json={"model": "fake/text", "messages": HI, "n": 2})
+    assert r.status_code == 200
+    choices = r.json()["choices"]
+    assert [c["index"] for c in choices] == [0, 1]
+    assert choices[0]["message"] == choices[1]["message"]
+    bad = await http.post(
+        "/v1/chat/completions", json={"model": "fake/invalid", "messages": HI, "n": 3}
+    )
+    assert bad.status_code == 400

@@ -217,3 +217,69 @@ async def test_logprobs_are_refused_by_name_for_anthropic(sampling_mesh: Mesh) -
     error = raised.value.body
     assert isinstance(error, dict)
     assert (error["param"], error["code"]) == ("logprobs", "unsupported_parameter")
+
+
+@pytest.mark.parametrize("model", [OPENAI, ANTHROPIC])
+async def test_n_choices_are_n_calls_merged(sampling_mesh: Mesh, model: str) -> None:
+    before = (await asyncio.to_thread(sampling_mesh.stats))["requests"]
+    async with _client(sampling_mesh) as client:
+        one = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "alpha beta"}]
+        )
+        whole = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "alpha beta"}], n=3
+        )
+    assert [c.index for c in whole.choices] == [0, 1, 2]
+    assert all(c.message.content == "alpha beta" for c in whole.choices)
+    assert all(c.finish_reason == "stop" for c in whole.choices)
+    assert whole.usage is not None and one.usage is not None
+    assert whole.usage.completion_tokens == 3 * one.usage.completion_tokens
+    assert whole.usage.prompt_tokens == 3 * one.usage.prompt_tokens
+    after = (await asyncio.to_thread(sampling_mesh.stats))["requests"]
+    assert after - before == 4  # one call, then three
+
+
+async def test_n_streamed_choices_interleave_under_one_id(sampling_mesh: Mesh) -> None:
+    async with _client(sampling_mesh) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=OPENAI,
+            messages=[{"role": "user", "content": "one two three"}],
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [c async for c in raw.parse()]
+    assert len({c.id for c in chunks}) == 1
+    assert raw.headers["x-request-id"] == chunks[0].id.removeprefix("chatcmpl-")
+    texts: dict[int, str] = {}
+    finishes: dict[int, str | None] = {}
+    for c in chunks:
+        for choice in c.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+    assert texts == {0: "one two three", 1: "one two three"}
+    assert finishes == {0: "stop", 1: "stop"}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 2 * 3
+
+
+async def test_one_failing_choice_fails_the_reply(sampling_mesh: Mesh) -> None:
+    await asyncio.to_thread(sampling_mesh.set_fault, "n-down", "unavailable")
+    async with _client(sampling_mesh) as client:
+        with pytest.raises(openai.APIStatusError) as raised:
+            await client.chat.completions.create(
+                model="openai/n-down",
+                messages=HI,
+                n=2,  # type: ignore[arg-type]
+            )
+        with pytest.raises(openai.APIStatusError):
+            stream = await client.chat.completions.create(
+                model="openai/n-down",
+                messages=HI,  # type: ignore[arg-type]
+                n=2,
+                stream=True,
+            )
+            async for _ in stream:
+                pass
+    assert raised.value.status_code == 503
