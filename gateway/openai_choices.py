@@ -82,6 +82,10 @@ async def many_completions(
 
 _Item = tuple[int, orchestrator_pb2.StreamChatResponse | BaseException | None]
 
+QUEUE_SIZE = 32
+"""Events read ahead of the client across all choices: a slow client holds the calls back
+(as a single stream's reads do) instead of the gateway buffering whole replies."""
+
 
 async def _pump(index: int, call: Any, queue: asyncio.Queue[_Item]) -> None:
     """Move one call's events (then None, or its error) into the shared queue."""
@@ -122,7 +126,7 @@ async def many_chunks(
         )
         for i in range(parsed.n)
     ]
-    queue: asyncio.Queue[_Item] = asyncio.Queue()
+    queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
     pumps = [asyncio.ensure_future(_pump(i, c, queue)) for i, c in enumerate(calls)]
     started = False
     ended = 0
