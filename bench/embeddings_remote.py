@@ -1,13 +1,14 @@
 """The remote half of ``python -m bench --embeddings``: embeddings through llmesh and direct.
 
 Calls of `BATCH` short texts go straight to the upstream's ``/v1/embeddings`` (direct),
-through the orchestrator's ``Embed`` RPC (gRPC) and through the gateway's ``/v1/embeddings``
-(gateway), alternating over rounds as the chat workloads do: latency p50 at c=1 and
-embeddings/s at the high concurrency, each path against direct measured in the same run.
-The upstream is `bench.fast_upstream` (``--upstream auto`` or ``fast``; its vectors are
-served from memory) or the emulator (``--upstream emulator``), on the load core; the
-orchestrator and gateway on the service core. HTTP bodies ask for base64, as the official
-SDK does and as llmesh asks its upstream.
+through the orchestrator's ``Embed`` RPC asking for packed float32 bytes (gRPC), through the
+same RPC asking for floats as a client written before packed bytes would (gRPC floats), and
+through the gateway's ``/v1/embeddings`` (gateway), alternating over rounds as the chat
+workloads do: latency p50 at c=1 and embeddings/s at the high concurrency, each path
+against direct measured in the same run. The upstream is `bench.fast_upstream`
+(``--upstream auto`` or ``fast``; its vectors are served from memory) or the emulator
+(``--upstream emulator``), on the load core; the orchestrator and gateway on the service
+core. HTTP bodies ask for base64, as the official SDK does and as llmesh asks its upstream.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ BATCH = 8
 """Texts per call."""
 HIGH_CONCURRENCY = 32
 """The concurrency of the throughput workload."""
+GRPC_FLOAT = "grpc_float"
+"""The ``Embed`` RPC asked for floats (`Embedding.values`), as older clients ask."""
 
 
 def batch_texts() -> list[str]:
@@ -73,10 +76,19 @@ class EmbedHttpPath:
 class EmbedGrpcPath:
     """The orchestrator's ``Embed`` over one shared grpc.aio channel."""
 
-    def __init__(self, name: str, channel: grpc.aio.Channel, model: str, timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        channel: grpc.aio.Channel,
+        model: str,
+        timeout: float,
+        encoding: embeddings_pb2.EmbeddingEncoding,
+    ) -> None:
         self.name = name
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
-        self._request = embeddings_pb2.EmbedRequest(model=model, inputs=batch_texts())
+        self._request = embeddings_pb2.EmbedRequest(
+            model=model, inputs=batch_texts(), encoding=encoding
+        )
         self._timeout = timeout
 
     async def unary(self) -> None:
@@ -98,8 +110,10 @@ def _embeddings_per_s(leg: LegResult) -> float | None:
 
 ROWS: dict[str, tuple[str, str, str]] = {
     "embed_c1_grpc_p50_ms": ("c=1, gRPC `Embed`: latency p50", "ms", "added"),
+    "embed_c1_grpc_float_p50_ms": ("c=1, gRPC `Embed` (floats): latency p50", "ms", "added"),
     "embed_c1_gateway_p50_ms": ("c=1, gateway `/v1/embeddings`: latency p50", "ms", "added"),
     "embed_hi_grpc_per_s": ("c={c}, gRPC `Embed`: embeddings/s", "emb/s", "ratio"),
+    "embed_hi_grpc_float_per_s": ("c={c}, gRPC `Embed` (floats): embeddings/s", "emb/s", "ratio"),
     "embed_hi_gateway_per_s": ("c={c}, gateway `/v1/embeddings`: embeddings/s", "emb/s", "ratio"),
 }
 """Every row of the remote table: label, unit, and what the last column shows."""
@@ -149,9 +163,12 @@ async def run_remote(
             try:
                 timeout = settings.request_timeout
                 model = f"{PROVIDER}/{EMBEDDING_MODEL}"
+                packed = embeddings_pb2.EMBEDDING_ENCODING_BASE64
+                floats = embeddings_pb2.EMBEDDING_ENCODING_FLOAT
                 paths: list[ChatPath] = [
                     EmbedHttpPath(DIRECT, session, upstream.base_url, EMBEDDING_MODEL, timeout),
-                    EmbedGrpcPath(GRPC, channel, model, timeout),
+                    EmbedGrpcPath(GRPC, channel, model, timeout, packed),
+                    EmbedGrpcPath(GRPC_FLOAT, channel, model, timeout, floats),
                     EmbedHttpPath(GATEWAY, session, f"{mesh.gateway_url}/v1", model, timeout),
                 ]
                 groups = {"llmesh": mesh.pids, "upstream": [upstream.service.pid]}
@@ -167,7 +184,7 @@ async def run_remote(
                     workloads[f"embed_c{c}"] = {
                         p: [leg.summary() for leg in runs] for p, runs in legs.items()
                     }
-                    for path in (GRPC, GATEWAY):
+                    for path in (GRPC, GRPC_FLOAT, GATEWAY):
                         if name == "c1":
                             comparisons[f"embed_c1_{path}_p50_ms"] = compare(
                                 legs, path, p50(_latency)

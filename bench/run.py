@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             from bench.embeddings import run_embeddings
 
             rounds = args.embeddings_rounds
-            limit = args.embeddings_seconds * (3 + 8 * rounds) + 90
+            limit = args.embeddings_seconds * (3 + 12 * rounds) + 90
             work = run_embeddings(
                 args.embeddings_seconds,
                 args.out,

@@ -10,8 +10,10 @@ from collections.abc import Callable, Sequence
 
 from llmesh.gateway.server import serve
 from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.common.config_fields import ConfigError
 from llmesh.services.common.exposure import ExposureError
 from llmesh.services.common.logs import configure_logging
+from llmesh.services.telemetry import metrics_settings
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -53,11 +55,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     configure_logging()
+    try:
+        metrics = metrics_settings({}, os.environ)  # OTEL_METRICS_EXPORTER turns them on
+    except ConfigError as exc:
+        sys.exit(f"python -m llmesh.gateway: {exc}")
     settings = GatewaySettings(
         orchestrator_address=args.orchestrator,
         processor_address=args.processor,
         key_store_url=args.database_url,
         allow_unauthenticated=args.allow_unauthenticated,
+        metrics=metrics,
     )
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

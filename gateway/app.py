@@ -8,9 +8,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
-from llmesh.gateway import council, native, openai_embeddings, openai_routes, ws
+from llmesh.gateway import council, native, observability, openai_embeddings, openai_routes, ws
 from llmesh.gateway.errors import http_exception_handler, unexpected_error_handler
+from llmesh.gateway.observability import GatewayMetrics, HttpMetrics
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import Upstream
 
@@ -21,15 +23,22 @@ def create_app(settings: GatewaySettings) -> Starlette:
     Nothing connects before the ASGI lifespan starts, so building an app has no side effects.
     """
 
+    gateway_metrics = GatewayMetrics(settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         upstream = Upstream.open(settings)
+        gateway_metrics.open()
         try:
             yield {"upstream": upstream}
         finally:
             await upstream.close()
+            gateway_metrics.close()
 
-    return Starlette(
+    middleware = []
+    if settings.metrics.enabled:  # off: no middleware, no per-request work at all
+        middleware.append(Middleware(HttpMetrics, holder=gateway_metrics))
+    app = Starlette(
         # The OpenAI-compatible routes first: they carry most calls, and routes match in order.
         routes=[
             *openai_routes.routes(),
@@ -37,10 +46,14 @@ def create_app(settings: GatewaySettings) -> Starlette:
             *native.routes(),
             *council.routes(),
             *ws.routes(),
+            *observability.routes(),
         ],
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             HTTPException: http_exception_handler,
             Exception: unexpected_error_handler,
         },
     )
+    app.state.gateway_metrics = gateway_metrics
+    return app

@@ -3,16 +3,22 @@
 The body's fields: ``model``, ``input`` (a string or an array of strings; token-id arrays
 are a 400 naming ``input``), ``encoding_format`` (``float``, or ``base64``, which the
 official SDK asks for by default and decodes itself: packed little-endian float32),
-``dimensions``, ``user`` (recorded in the ledger, like ``metadata``), and llmesh's own
-``fallbacks`` and ``metadata``. Any other field is a 400 naming it. The reply is OpenAI's
-``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model",
-"usage": {"prompt_tokens", "total_tokens"}}``, with the call's ``x-request-id`` and attempt
-trail headers, and ``x-llmesh-cache: hit`` when the vectors came from the response cache.
+``dimensions``, ``user`` (recorded in the ledger, like ``metadata``, and sent to providers
+that accept it), and llmesh's own ``fallbacks``, ``metadata``, ``max_cost_usd`` and ``cache``
+(the chat surface's names and forms, as the SDK's ``extra_body``). Any other field is a 400
+naming every one, with OpenAI's ``unknown_parameter`` code, as on the chat surface.
+
+The RPC is always asked for packed float32 bytes: base64 is encoded from them directly, and
+they are unpacked into floats only when the body asks ``encoding_format: float``. The reply
+is OpenAI's ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+"model", "usage": {"prompt_tokens", "total_tokens"}}``, with the call's ``x-request-id`` and
+attempt trail headers, and ``x-llmesh-cache: hit`` when the vectors came from the response
+cache.
 """
 
 from __future__ import annotations
 
-import base64
+from base64 import b64encode
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -22,24 +28,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from llmesh.gateway.errors import openai_error_response
-from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
+from llmesh.gateway.errors import OPENAI_CODE, openai_error_response
+from llmesh.gateway.inputs import CallOptions, call_options, parse_message, read_json_object
+from llmesh.gateway.openai_fields import UNKNOWN
 from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
 from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason, invalid
+from llmesh.services.core.embeddings import unpack_floats
 from llmesh.v1 import embeddings_pb2
 
 __all__ = ["EmbeddingsBody", "embedding_response", "parse_embeddings_request", "routes"]
 
+EXTENSIONS = ("max_cost_usd", "cache")
+"""llmesh's own `EmbedRequest` fields a body may carry, in their protobuf JSON form (the
+SDK's ``extra_body``), named as the chat surface names them."""
+
 FIELDS = frozenset(
     {"model", "input", "encoding_format", "dimensions", "user", "metadata", "fallbacks"}
+    | set(EXTENSIONS)
 )
-"""The body fields honoured (``metadata`` and ``fallbacks`` are llmesh's own)."""
+"""The body fields honoured (``metadata``, ``fallbacks`` and `EXTENSIONS` are llmesh's own)."""
 
-_ENCODINGS = {
-    "float": embeddings_pb2.EMBEDDING_ENCODING_FLOAT,
-    "base64": embeddings_pb2.EMBEDDING_ENCODING_BASE64,
-}
+_ENCODINGS = ("float", "base64")
 _INT32_MAX = 2**31 - 1
 
 
@@ -81,17 +91,21 @@ def parse_embeddings_request(body: dict[str, Any]) -> EmbeddingsBody:
             Reason.INVALID_REQUEST,
             "; ".join(f"{v.field}: {v.description}" for v in bad),
             violations=bad,
+            metadata={OPENAI_CODE: UNKNOWN},
         )
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model", "must be a non-empty string")
-    out = embeddings_pb2.EmbedRequest(model=model, inputs=_inputs(body.get("input")))
+    out = embeddings_pb2.EmbedRequest(
+        model=model,
+        inputs=_inputs(body.get("input")),
+        encoding=embeddings_pb2.EMBEDDING_ENCODING_BASE64,  # packed bytes, whatever is asked
+    )
     encoding = body.get("encoding_format")
     if encoding is None:
         encoding = "float"
     if encoding not in _ENCODINGS:
         raise invalid("encoding_format", "must be 'float' or 'base64'")
-    out.encoding = _ENCODINGS[encoding]
     dimensions = body.get("dimensions")
     if dimensions is not None:
         if isinstance(dimensions, bool) or not isinstance(dimensions, int):
@@ -110,16 +124,22 @@ def parse_embeddings_request(body: dict[str, Any]) -> EmbeddingsBody:
         out.metadata["user"] = body["user"]
     if body.get("fallbacks") is not None:
         out.fallbacks.extend(_strings(body["fallbacks"], "fallbacks"))
+    for key in EXTENSIONS:
+        if body.get(key) is not None:
+            out.MergeFrom(parse_message({key: body[key]}, embeddings_pb2.EmbedRequest(), key))
     return EmbeddingsBody(out, model, encoding == "base64")
 
 
-def embedding_response(reply: embeddings_pb2.EmbedResponse, model: str) -> dict[str, Any]:
-    """The reply in OpenAI's shape; packed vectors in base64, the others as float lists."""
+def embedding_response(
+    reply: embeddings_pb2.EmbedResponse, model: str, *, base64: bool
+) -> dict[str, Any]:
+    """The reply in OpenAI's shape: each vector's packed bytes in base64 when `base64`, else
+    as a list of floats (unpacked here; a reply in `values` is passed on as it is)."""
     data = [
         {
             "object": "embedding",
             "index": e.index,
-            "embedding": base64.b64encode(e.data).decode("ascii") if e.data else list(e.values),
+            "embedding": _encoded(e.data, base64) if e.data else list(e.values),
         }
         for e in reply.embeddings
     ]
@@ -130,6 +150,12 @@ def embedding_response(reply: embeddings_pb2.EmbedResponse, model: str) -> dict[
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+def _encoded(packed: bytes, base64: bool) -> str | list[float]:
+    if base64:
+        return b64encode(packed).decode("ascii")
+    return unpack_floats(packed).tolist()
 
 
 async def embeddings(request: Request) -> Response:
@@ -159,7 +185,9 @@ async def _embed(
         **call_headers(reply.request_id, reply.cache_hit),
         **trail_headers(await call.trailing_metadata()),
     }
-    yield OrjsonResponse(embedding_response(reply, parsed.model), headers=headers)
+    yield OrjsonResponse(
+        embedding_response(reply, parsed.model, base64=parsed.base64), headers=headers
+    )
 
 
 def routes() -> list[BaseRoute]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmesh.services.common.config import Config, default_database_url
 from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
+from llmesh.services.telemetry import MetricsSettings, metrics_settings
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,17 @@ class GatewaySettings:
     default_timeout: float | None = None
     """The gRPC deadline in seconds when a request sends no ``x-llmesh-timeout``; None for none."""
     health_timeout: float = 2.0
-    """Seconds ``/healthz`` waits for the orchestrator's health check."""
-    health_service: str = "llmesh.v1.OrchestratorService"
-    """The service name asked about in the orchestrator's ``grpc.health.v1`` check."""
+    """Seconds ``/healthz`` and ``/readyz`` wait for a health check."""
+    health_service: str = ""
+    """The service name ``/healthz`` asks about in the orchestrator's ``grpc.health.v1``
+    check: ``""``, the server as a whole, SERVING from start until shutdown begins."""
+    ready_service: str = "llmesh.v1.OrchestratorService"
+    """The name ``/readyz`` asks the orchestrator about: SERVING only while its
+    dependencies (ledger database, Redis) answer."""
+    processor_ready_service: str = "llmesh.v1.ProcessorService"
+    """The name ``/readyz`` asks the processor about."""
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    """The ``telemetry.metrics`` settings: when enabled, ``/metrics`` on the gateway's port."""
     shutdown_grace: int = 10
     """Seconds open connections get to finish when the server stops."""
     key_store_url: str = field(default_factory=default_database_url)
@@ -69,4 +79,5 @@ class GatewaySettings:
                 if route.drop_params
             },
             unknown_fields=config.gateway_unknown_fields,
+            metrics=metrics_settings(config.telemetry, os.environ),
         )

@@ -21,7 +21,7 @@ from llmesh.services.common.config import (
     with_overrides,
 )
 from llmesh.services.common.event_loop import run_service
-from llmesh.services.common.logs import configure_logging
+from llmesh.services.common.logs import apply_service_levels, configure_logging
 
 SERVICES = ("emulator", "orchestrator", "processor", "gateway")
 
@@ -164,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _serve(config: Config, service: str) -> None:
+    apply_service_levels(config.telemetry, service)
     try:
         if service == "orchestrator":
             from llmesh.services.orchestrator.server import run as run_orchestrator

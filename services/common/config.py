@@ -212,6 +212,9 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Budgets, rate limits, the response cache and price overrides (the top-level
     ``budgets``, ``rate_limits``, ``cache`` and ``prices`` sections)."""
+    telemetry: Mapping[str, Any] = field(default_factory=dict)
+    """The ``telemetry`` section as written (metrics, logs, traces), read by each service's
+    telemetry settings (`llmesh.services.telemetry`) when it starts."""
 
 
 def _default_providers(emulator: EmulatorConfig) -> dict[str, ProviderConfig]:
@@ -352,6 +355,7 @@ _TOP_LEVEL = {
     "resilience",
     "ledger",
     "auth",
+    "telemetry",
     *_POLICY_SECTIONS,
 }
 
@@ -510,6 +514,7 @@ def load_config(
             "auth.allow_unauthenticated",
         ),
         policy=policy,
+        telemetry=_section(raw, "telemetry"),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from llmesh.services.common.config import Config, load_config, with_overrides
 from llmesh.services.common.event_loop import run_service
-from llmesh.services.common.logs import configure_logging
+from llmesh.services.common.logs import apply_service_levels, configure_logging
 
 __all__ = ["service_main"]
 
@@ -40,6 +40,7 @@ def service_main(
     configure_logging()
     try:
         config = load_config(args.config)
+        apply_service_levels(config.telemetry, service)
         if args.allow_unauthenticated:
             config = with_overrides(config, allow_unauthenticated=True)
         run_service(serve(config, args))

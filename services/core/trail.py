@@ -73,6 +73,8 @@ class Trail:
     """Seconds spent awaiting provider I/O (request, first token, every next event)."""
     deliberate_wait: float = 0.0
     """Seconds spent in retry backoff and target queues: policy, not overhead."""
+    queue_wait: float = 0.0
+    """The part of `deliberate_wait` spent waiting for target slots (queues)."""
     settlement: Settlement | None = None
     """What the attempts consumed and cost, once the accounting layer settled the call."""
 

@@ -45,6 +45,10 @@ class LedgerStore(Protocol):
         """How many calls the ledger holds."""
         ...
 
+    async def get(self, request_id: str) -> UsageRecord | None:
+        """The record of one call, or None (a lookup by key: cheap at any size)."""
+        ...
+
     async def aclose(self) -> None:
         """Release the store's connections and threads (idempotent)."""
         ...

@@ -81,6 +81,12 @@ class LedgerWriter:
         return len(self._buf)
 
     @property
+    def oldest_pending(self) -> float | None:
+        """When the oldest record waiting to be written was made (its ``ts``), or None."""
+        buf = self._buf
+        return buf[0].ts if buf else None
+
+    @property
     def running(self) -> bool:
         """True while the background task runs."""
         return self._task is not None and not self._task.done()

@@ -37,9 +37,11 @@ from llmesh.services.orchestrator.layers import (
     compose,
 )
 from llmesh.services.orchestrator.layers.budget import Scope, ScopeKind
+from llmesh.services.orchestrator.observability import observe_state, observed_layer
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.routing import Router
+from llmesh.services.telemetry import Labels, Metrics
 
 
 @dataclass
@@ -67,10 +69,12 @@ async def assemble(
     extra_layers: Sequence[Layer] = (),
     call_types: Mapping[type, Handler] | None = None,
     env: Mapping[str, str] | None = None,
+    metrics: Metrics | None = None,
 ) -> Assembly:
     """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
-    The layers, outermost first: `extra_layers`, admission (rate limits), the response
+    The layers, outermost first: the observing layer (metrics and the call log, when either
+    is on; `metrics` None records none), `extra_layers`, admission (rate limits), the response
     cache, cost-capped routing, accounting, budgets, structured-output validation;
     innermost, the handler of each call type (`engine` for chat, `EmbeddingsHandler` for
     embeddings, plus `call_types`). Accounting is outside the budget so that a reply the
@@ -102,7 +106,11 @@ async def assemble(
         closers.insert(0, store.aclose)
         closers.insert(0, writer.aclose)  # flush before the store closes
         accounting = Accounting(prices, writer, engine.estimate)
-        layers: list[Layer] = list(extra_layers)
+        observed = observed_layer(config, metrics)
+        layers: list[Layer] = [*([observed] if observed else []), *extra_layers]
+        if metrics is not None:
+            labels = Labels.from_config(config, metrics.settings.tenants)
+            observe_state(metrics, labels, engine, writer)
 
         limits = policy.rate_limits
         if limits.tenants or limits.keys or limits.targets:

@@ -211,7 +211,9 @@ async def open_attempt(
     try:
         q0 = rt.clock()
         await stack.enter_async_context(rt.limiter.slot(name))
-        rt.trail.deliberate_wait += rt.clock() - q0
+        waited = rt.clock() - q0
+        rt.trail.deliberate_wait += waited
+        rt.trail.queue_wait += waited
         await rt.breakers.check(name, rt.request_id)
         if rt.gate is not None:
             await rt.gate(record, request)

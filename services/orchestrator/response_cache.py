@@ -20,10 +20,11 @@ without them are unchanged.
 
 Embeddings calls are cached too, by default (they are deterministic for a model; a call
 whose options opt out of the response cache is not): their keys, behind their own prefix,
-cover the tenant, the caller's model name and fallbacks, the inputs, the dimensions and the
-encoding. A stored reply keeps the vectors; one with more floats than the configured cap
-(``cache.response.max_embedding_floats``) is not stored, so one large batch cannot crowd
-the cache, which counts entries, not bytes.
+cover the tenant, the caller's model name, fallbacks and cost cap, the inputs and the
+dimensions (not the encoding: the vectors are stored as packed float32 bytes, whichever way
+a caller wants them; see `response_cache_embeddings`). A stored reply keeps the vectors; one
+with more floats than the configured cap (``cache.response.max_embedding_floats``) is not
+stored, so one large batch cannot crowd the cache, which counts entries, not bytes.
 
 Replies live in a bounded in-memory LRU with a TTL per entry by default, or in Redis (orjson
 values, Redis expiry) when a URL is configured, so that replicas share them. The cache is
@@ -32,6 +33,7 @@ an optimization: a Redis failure reads as a miss and skips the store, never fail
 
 from __future__ import annotations
 
+import binascii
 import collections
 import hashlib
 import logging
@@ -55,7 +57,7 @@ from llmesh.services.core.chat import (
     TextPart,
     ThinkingBlock,
 )
-from llmesh.services.core.embeddings import EmbeddingRequest, Embeddings
+from llmesh.services.core.embeddings import FLOAT32_BYTES, Embeddings
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
@@ -67,6 +69,12 @@ from llmesh.services.core.events import (
 )
 from llmesh.services.core.policy import MidStreamPolicy
 from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.response_cache_embeddings import (
+    EMBEDDING_KEY_VERSION,
+    embedding_cache_key,
+    pack_b64,
+    unpack_b64,
+)
 
 __all__ = [
     "EMBEDDING_KEY_VERSION",
@@ -83,9 +91,6 @@ __all__ = [
 
 KEY_VERSION = "rc2"
 """Prefix of every key; bump it when the normalization or the stored shape changes."""
-
-EMBEDDING_KEY_VERSION = "re1"
-"""Prefix of every embeddings key, apart from chat keys; bump it as `KEY_VERSION`."""
 
 _log = logging.getLogger(__name__)
 
@@ -188,24 +193,6 @@ def cache_key(
     return f"{KEY_VERSION}:{hashlib.sha256(data).hexdigest()}"
 
 
-def embedding_cache_key(
-    model: str, fallbacks: Sequence[str], request: EmbeddingRequest, *, tenant: str
-) -> str:
-    """``re1:<sha256 hex>`` of an embeddings call, per tenant; `model` is the caller's name."""
-    data = orjson.dumps(
-        {
-            "tenant": tenant,
-            "model": model,
-            "fallbacks": list(fallbacks),
-            "inputs": list(request.inputs),
-            "dimensions": request.dimensions,
-            "encoding": request.encoding.value,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return f"{EMBEDDING_KEY_VERSION}:{hashlib.sha256(data).hexdigest()}"
-
-
 def cacheable(request: ChatRequest, *, opt_in: bool, opt_out: bool) -> bool:
     """True when the reply may be served from and stored in the cache.
 
@@ -249,13 +236,13 @@ class CachedReply:
     """What the original call cost, when prices were known."""
     thinking: tuple[ThinkingBlock, ...] = ()
     """The reply's thinking blocks, exactly as the provider sent them."""
-    vectors: tuple[tuple[float, ...], ...] | None = None
-    """An embeddings reply's vectors; None for a chat reply."""
+    vectors: tuple[bytes, ...] | None = None
+    """An embeddings reply's vectors (packed float32 bytes each); None for a chat reply."""
 
     @property
     def floats(self) -> int:
         """How many floats the reply's vectors hold (0 for a chat reply)."""
-        return sum(len(v) for v in self.vectors or ())
+        return sum(len(v) for v in self.vectors or ()) // FLOAT32_BYTES
 
     def to_bytes(self) -> bytes:
         """The reply as compact JSON."""
@@ -278,7 +265,7 @@ class CachedReply:
                 ],
                 "$": self.cost_usd,
                 "k": [[b.thinking, b.signature, b.redacted_data] for b in self.thinking],
-                **({} if self.vectors is None else {"v": self.vectors}),
+                **({} if self.vectors is None else {"v": [pack_b64(v) for v in self.vectors]}),
             }
         )
 
@@ -298,11 +285,9 @@ class CachedReply:
                 usage=Usage(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), bool(u[5])),
                 cost_usd=float(d["$"]),
                 thinking=tuple(ThinkingBlock(str(t), str(s), str(r)) for t, s, r in d.get("k", ())),
-                vectors=None
-                if d.get("v") is None
-                else tuple(tuple(float(x) for x in v) for v in d["v"]),
+                vectors=None if d.get("v") is None else tuple(unpack_b64(v) for v in d["v"]),
             )
-        except (orjson.JSONDecodeError, LookupError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, binascii.Error) as exc:
             raise ValueError(f"not a stored reply: {exc}") from None
 
 
@@ -328,7 +313,7 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
     text: list[str] = []
     calls: dict[int, list[str]] = {}
     thinking: dict[int, list[str]] = {}
-    vectors: tuple[tuple[float, ...], ...] | None = None
+    vectors: tuple[bytes, ...] | None = None
     for event in events:
         if isinstance(event, Started):
             started, provider, model = True, event.provider, event.model

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from grpc_health.v1.health_pb2 import HealthCheckResponse
 
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config, resolve_provider
@@ -15,11 +18,14 @@ from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.orchestrator.assembly import Assembly, assemble
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.media import MediaPlan
+from llmesh.services.orchestrator.observability import readiness_checks
 from llmesh.services.orchestrator.providers import ProviderRegistry, default_registry
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.providers.media_fetch import MediaFetcher
 from llmesh.services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from llmesh.services.orchestrator.servicer import OrchestratorServicer
+from llmesh.services.telemetry import Readiness, build_metrics, metrics_settings
+from llmesh.services.telemetry.service import Telemetry, start_metrics_server
 from llmesh.v1 import orchestrator_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
@@ -35,6 +41,8 @@ class OrchestratorServer:
     engine: Orchestrator
     servicer: OrchestratorServicer
     assembly: Assembly
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(None))
+    """Its metrics, readiness checks and metrics server."""
 
     @property
     def port(self) -> int:
@@ -47,6 +55,7 @@ class OrchestratorServer:
         Calls still running after `grace` get UNAVAILABLE / SHUTTING_DOWN (and their
         upstream streams are closed); nothing waits longer than `grace` plus a few seconds.
         """
+        await self.telemetry.readiness_aclose()
         await self.running.set_serving([SERVICE_NAME], False)
         stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
         await asyncio.sleep(0)  # the server stops accepting before we wait
@@ -54,6 +63,7 @@ class OrchestratorServer:
         await stopping
         await self.assembly.aclose()  # flushes the ledger: no usage lost on shutdown
         await self.engine.aclose()
+        await self.telemetry.aclose()
 
 
 def build_engine(
@@ -98,7 +108,11 @@ async def serve(
     pass the one given to `build_engine` for `engine`."""
     engine = engine or build_engine(config, env=env)
     address = address or config.orchestrator_address
-    assembly = await assemble(config, engine, bind_host=address.rpartition(":")[0], env=env)
+    settings = metrics_settings(config.telemetry, os.environ)
+    metrics = build_metrics(settings, "orchestrator")
+    assembly = await assemble(
+        config, engine, bind_host=address.rpartition(":")[0], env=env, metrics=metrics
+    )
     servicer = OrchestratorServicer(
         assembly.path,
         engine,
@@ -119,7 +133,24 @@ async def serve(
         reuse_port=reuse_port,
         max_message_bytes=grpc_message_limit(config.max_message_bytes),
     )
-    return OrchestratorServer(running, engine, servicer, assembly)
+
+    async def serving(ready: bool) -> None:  # the service's own status; "" stays SERVING
+        status = HealthCheckResponse.SERVING if ready else HealthCheckResponse.NOT_SERVING
+        await running.health.set(SERVICE_NAME, status)
+
+    readiness = Readiness(readiness_checks(config, assembly.ledger_store), serving)
+    telemetry = Telemetry(metrics, readiness)
+    try:
+        port = settings.orchestrator_port
+        if metrics is not None and settings.prometheus and port:
+            telemetry.server = await start_metrics_server(metrics, settings.host, port)
+        readiness.start()
+    except BaseException:
+        await running.server.stop(None)
+        await assembly.aclose()
+        await telemetry.aclose()
+        raise
+    return OrchestratorServer(running, engine, servicer, assembly, telemetry)
 
 
 async def run(config: Config) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -22,6 +23,8 @@ from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
+from llmesh.services.telemetry import build_metrics, metrics_settings
+from llmesh.services.telemetry.service import Telemetry, start_metrics_server
 from llmesh.v1 import processor_pb2_grpc
 
 log = logging.getLogger("llmesh.processor")
@@ -35,6 +38,8 @@ class ProcessorServer:
 
     running: RunningServer
     access: Access
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(None))
+    """Its metrics and metrics server (none when metrics are off)."""
 
     @property
     def server(self) -> grpc.aio.Server:
@@ -51,6 +56,7 @@ class ProcessorServer:
         await self.running.set_serving([SERVICE_NAME], False)
         await self.running.server.stop(grace)
         await self.access.aclose()
+        await self.telemetry.aclose()
 
 
 async def access_for(address: str, config: Config | None) -> Access:
@@ -85,6 +91,7 @@ async def serve(
     the event loop (under a second, once): the loader holds the GIL, so a thread would not
     free the loop, and the loader briefly changes the process's warning filters.
     """
+    settings = metrics_settings({} if config is None else config.telemetry, os.environ)
     access = await access_for(address, config)
     try:
         tokenizers = tokenizers or Tokenizers()
@@ -115,7 +122,18 @@ async def serve(
     except BaseException:
         await access.aclose()
         raise
-    return ProcessorServer(running, access)
+    telemetry = Telemetry(None)
+    try:
+        telemetry.metrics = build_metrics(settings, "processor")
+        port = settings.processor_port
+        if telemetry.metrics is not None and settings.prometheus and port:
+            telemetry.server = await start_metrics_server(telemetry.metrics, settings.host, port)
+    except BaseException:
+        await running.server.stop(None)
+        await access.aclose()
+        await telemetry.aclose()
+        raise
+    return ProcessorServer(running, access, telemetry)
 
 
 async def run(config: Config, *, address: str | None = None, grace: float = 5.0) -> None:

@@ -24,6 +24,7 @@ def _env(tmp_path: Path, host: str) -> dict[str, str]:
         "LLMESH_CONFIG": str(config),
         "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
         "LLMESH_LOG_LEVEL": "WARNING",
+        "LLMESH_LOG_FORMAT": "text",  # the lines asserted on below are the readable form
         "LLMESH_ORCHESTRATOR_ADDRESS": f"{host}:0",
         "LLMESH_PROCESSOR_ADDRESS": f"{host}:0",
         "LLMESH_GATEWAY_HOST": host,

@@ -1,14 +1,20 @@
-"""LLMESH_LOG_LEVEL: any case of a known level; anything else is one clear line, no traceback."""
+"""LLMESH_LOG_LEVEL: any case of a known level; anything else is one clear line, no traceback.
+
+The format: JSON off a terminal, readable lines on one, LLMESH_LOG_FORMAT either way; the
+level per service from the configuration unless the environment names one.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import subprocess
 import sys
 
 import pytest
 
-from llmesh.services.common.logs import configure_logging
+from llmesh.services.common.logs import apply_service_levels, configure_logging
 
 
 def test_a_bad_level_is_one_clear_line() -> None:
@@ -38,3 +44,66 @@ def test_the_command_exits_without_a_traceback() -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "LLMESH_LOG_LEVEL='loud'" in done.stderr
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def root(monkeypatch: pytest.MonkeyPatch) -> logging.Logger:
+    logger = logging.getLogger()
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logger.level)
+    return logger
+
+
+def test_off_a_terminal_each_record_is_one_json_object(root: logging.Logger) -> None:
+    out = io.StringIO()
+    configure_logging({}, stream=out)
+    logging.getLogger("llmesh.x").info("hello %s", "there", extra={"request_id": "req_1"})
+    logging.getLogger("llmesh.calls").info(
+        "call", extra={"call": {"outcome": "ok", "cost_usd": 0.5}}
+    )
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "hello there" and first["request_id"] == "req_1"
+    assert (first["level"], first["logger"]) == ("INFO", "llmesh.x")
+    assert (second["outcome"], second["cost_usd"]) == ("ok", 0.5)  # the call's fields, flat
+
+
+def test_on_a_terminal_records_are_readable_lines(root: logging.Logger) -> None:
+    out = _Tty()
+    configure_logging({}, stream=out)
+    logging.getLogger("llmesh.x").warning("careful")
+    assert out.getvalue().rstrip().endswith("llmesh.x WARNING careful")
+
+
+def test_the_format_can_be_forced_either_way(root: logging.Logger) -> None:
+    tty, pipe = _Tty(), io.StringIO()
+    configure_logging({"LLMESH_LOG_FORMAT": "json"}, stream=tty)
+    logging.getLogger("llmesh.x").warning("a")
+    root.handlers = []
+    configure_logging({"LLMESH_LOG_FORMAT": "text"}, stream=pipe)
+    logging.getLogger("llmesh.x").warning("b")
+    assert json.loads(tty.getvalue())["message"] == "a"
+    assert pipe.getvalue().rstrip().endswith("llmesh.x WARNING b")
+    with pytest.raises(SystemExit, match="LLMESH_LOG_FORMAT='xml'"):
+        configure_logging({"LLMESH_LOG_FORMAT": "xml"}, stream=pipe)
+
+
+def test_a_service_takes_its_level_from_config_unless_the_environment_names_one(
+    root: logging.Logger,
+) -> None:
+    section = {"logs": {"level": "WARNING", "levels": {"orchestrator": "DEBUG"}}}
+    apply_service_levels(section, "orchestrator", {})
+    assert root.level == logging.DEBUG
+    apply_service_levels(section, "gateway", {})
+    assert root.level == logging.WARNING
+    apply_service_levels(section, "gateway", {"LLMESH_GATEWAY_LOG_LEVEL": "error"})
+    assert root.level == logging.ERROR
+    root.setLevel(logging.INFO)
+    apply_service_levels(section, "gateway", {"LLMESH_LOG_LEVEL": "INFO"})
+    assert root.level == logging.INFO  # the global variable, applied at start-up, wins
+    with pytest.raises(SystemExit, match=r"telemetry\.logs\.levels\.processor='loud'"):
+        apply_service_levels({"logs": {"levels": {"processor": "loud"}}}, "processor", {})

@@ -178,8 +178,9 @@ async def run_grpc_embed(address: str, case: dict[str, Any]) -> Outcome:
 def _openai_embed_body(request: dict[str, Any]) -> dict[str, Any]:
     """An EmbedRequest in protobuf JSON as OpenAI's /v1/embeddings body."""
     body: dict[str, Any] = {"model": request["model"], "input": request.get("inputs", [])}
-    if "dimensions" in request:
-        body["dimensions"] = request["dimensions"]
+    for key in ("dimensions", "max_cost_usd", "cache"):  # llmesh's own keep their names
+        if key in request:
+            body[key] = request[key]
     encoding = request.get("encoding", "EMBEDDING_ENCODING_UNSPECIFIED")
     # OpenAI's default is base64 in its SDK but float on the wire: say it every time
     body["encoding_format"] = "base64" if encoding == "EMBEDDING_ENCODING_BASE64" else "float"

@@ -18,7 +18,7 @@ from llmesh.services.common.resilience_settings import BreakerSettings
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.core.call import Call, RoutedCall
 from llmesh.services.core.caller import Caller
-from llmesh.services.core.embeddings import EmbeddingRequest, Embeddings
+from llmesh.services.core.embeddings import EmbeddingRequest, Embeddings, pack_floats
 from llmesh.services.core.events import CallEvent, Completed, Started
 from llmesh.services.core.policy import Policy
 from llmesh.services.core.target import Target
@@ -73,7 +73,7 @@ async def _events(handler: EmbeddingsHandler, call: RoutedCall[Any]) -> list[Cal
     return [e async for e in handler.stream(call)]
 
 
-VECTORS = EmbeddingResult(((1.0, 0.0), (0.0, 1.0)), Usage(input_tokens=7))
+VECTORS = EmbeddingResult((pack_floats((1.0, 0.0)), pack_floats((0.0, 1.0))), Usage(input_tokens=7))
 
 
 async def test_falls_back_to_the_next_target_and_records_each_attempt() -> None:
@@ -115,7 +115,7 @@ async def test_an_open_breaker_skips_its_target() -> None:
 
 
 async def test_unreported_usage_is_estimated_from_the_texts() -> None:
-    quiet = FakeClient("p", EmbeddingResult(((1.0,),), None))
+    quiet = FakeClient("p", EmbeddingResult((pack_floats((1.0,)),), None))
     call = _routed("p/m", request=EmbeddingRequest(("x" * 40,)))
     events = await _events(EmbeddingsHandler({"p": quiet}, Breakers(BreakerSettings())), call)
     done = events[-1]

@@ -17,7 +17,7 @@ from llmesh.services.common.config import (
     resolve_provider,
 )
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.core.embeddings import EmbeddingRequest, unpack_floats
 from llmesh.services.orchestrator.providers.embeddings import embeddings_client
 from llmesh.services.orchestrator.providers.embeddings_local import LocalEmbeddings, MicroBatcher
 from llmesh.services.orchestrator.providers.local_model import LOCAL_MODELS
@@ -52,7 +52,7 @@ async def test_a_paraphrase_is_closer_than_an_unrelated_sentence() -> None:
         result = await client.embed(MODEL, EmbeddingRequest(texts), timeout=None)
     finally:
         await client.aclose()
-    cat, paraphrase, revenue = result.vectors
+    cat, paraphrase, revenue = (unpack_floats(v) for v in result.vectors)
     assert _cosine(cat, paraphrase) > 0.5 > _cosine(cat, revenue) + 0.3
     assert result.usage is not None and result.usage.input_tokens > len(texts)
     assert not result.usage.estimated
@@ -68,12 +68,14 @@ async def test_vectors_are_deterministic_unit_and_of_the_model_s_dimension() -> 
     finally:
         await client.aclose()
     assert first.vectors == again.vectors
-    assert [len(v) for v in first.vectors] == [LOCAL_MODELS[MODEL].dimensions] * 3 == [256] * 3
-    assert np.linalg.norm(first.vectors[0]) == pytest.approx(1.0, abs=1e-5)
-    assert first.vectors[1] == (0.0,) * 256  # no tokens, no direction
-    assert len(short.vectors[0]) == 64
-    assert np.linalg.norm(short.vectors[0]) == pytest.approx(1.0, abs=1e-5)
-    assert _cosine(short.vectors[0], first.vectors[0][:64]) == pytest.approx(1.0, abs=1e-5)
+    full = [unpack_floats(v) for v in first.vectors]
+    (cut,) = (unpack_floats(v) for v in short.vectors)
+    assert [len(v) for v in full] == [LOCAL_MODELS[MODEL].dimensions] * 3 == [256] * 3
+    assert np.linalg.norm(full[0]) == pytest.approx(1.0, abs=1e-5)
+    assert full[1].tolist() == [0.0] * 256  # no tokens, no direction
+    assert len(cut) == 64  # shortened, then renormalised to unit length
+    assert np.linalg.norm(cut) == pytest.approx(1.0, abs=1e-5)
+    assert _cosine(cut, full[0][:64]) == pytest.approx(1.0, abs=1e-5)
 
 
 async def test_concurrent_calls_are_embedded_in_one_model_call() -> None:

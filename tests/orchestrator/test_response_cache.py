@@ -28,7 +28,12 @@ from llmesh.services.core.chat import (
     ToolCall,
     ToolChoiceMode,
 )
-from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest, Embeddings
+from llmesh.services.core.embeddings import (
+    EmbeddingEncoding,
+    EmbeddingRequest,
+    Embeddings,
+    pack_floats,
+)
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
@@ -428,22 +433,25 @@ def test_embedding_keys_cover_what_decides_the_vectors() -> None:
         args: dict[str, Any] = {"model": "m", "fallbacks": (), "tenant": "t", **kwargs}
         return embedding_cache_key(args.pop("model"), args.pop("fallbacks"), request, **args)
 
-    assert key() == key() and key().startswith("re1:")
+    assert key() == key() and key().startswith("re2:")
     variants = {
         key(),
         key(model="other"),
         key(fallbacks=("f",)),
         key(tenant="u"),
+        key(max_cost_usd=0.01),
         key(EmbeddingRequest(("a",))),
         key(EmbeddingRequest(("b", "a"))),
         key(EmbeddingRequest(("a", "b"), 256)),
-        key(EmbeddingRequest(("a", "b"), encoding=EmbeddingEncoding.BASE64)),
     }
     assert len(variants) == 8
+    # the vectors are the same however they are returned and whoever asks: one entry serves all
+    assert key(EmbeddingRequest(("a", "b"), encoding=EmbeddingEncoding.BASE64)) == key()
+    assert key(EmbeddingRequest(("a", "b"), user="someone")) == key()
 
 
 def test_record_replay_and_serialize_vectors() -> None:
-    vectors = ((0.1, -2.5e-8, 3.0), (1 / 3, 0.0, -1.0))
+    vectors = (pack_floats((0.1, -2.5e-8, 3.0)), pack_floats((1 / 3, 0.0, -1.0)))
     events: list[CallEvent] = [
         Started("r1", "openai", "text-embedding-3-small"),
         Embeddings(vectors),
@@ -529,9 +537,10 @@ async def test_redis_expiry_takes_effect(shared: ResponseCache) -> None:
 
 
 async def test_redis_keeps_embedding_vectors(shared: ResponseCache) -> None:
-    reply = CachedReply("openai", "e", usage=Usage(3), vectors=((0.5, 1 / 3), (-1e-9, 2.0)))
-    await shared.put("re1:k", reply)
-    assert await shared.get("re1:k") == reply
+    vectors = (pack_floats((0.5, 1 / 3)), pack_floats((-1e-9, 2.0)))
+    reply = CachedReply("openai", "e", usage=Usage(3), vectors=vectors)
+    await shared.put("re2:k", reply)
+    assert await shared.get("re2:k") == reply
 
 
 async def test_an_unreachable_redis_is_a_miss_not_a_failure() -> None:

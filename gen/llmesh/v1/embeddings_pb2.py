@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from llmesh.v1 import chat_pb2 as llmesh_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmesh/v1/embeddings.proto\x12\tllmesh.v1\x1a\x14llmesh/v1/chat.proto\"\x82\x02\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x17\n\ndimensions\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12.\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1c.llmesh.v1.EmbeddingEncoding\x12\x37\n\x08metadata\x18\x05 \x03(\x0b\x32%.llmesh.v1.EmbedRequest.MetadataEntry\x12\x11\n\tfallbacks\x18\x06 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_dimensions\"8\n\tEmbedding\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06values\x18\x02 \x03(\x02\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb4\x01\n\rEmbedResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12(\n\nembeddings\x18\x04 \x03(\x0b\x32\x14.llmesh.v1.Embedding\x12\x1f\n\x05usage\x18\x05 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08*t\n\x11\x45mbeddingEncoding\x12\"\n\x1e\x45MBEDDING_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45MBEDDING_ENCODING_FLOAT\x10\x01\x12\x1d\n\x19\x45MBEDDING_ENCODING_BASE64\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmesh/v1/embeddings.proto\x12\tllmesh.v1\x1a\x14llmesh/v1/chat.proto\"\xd6\x02\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x17\n\ndimensions\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12.\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1c.llmesh.v1.EmbeddingEncoding\x12\x37\n\x08metadata\x18\x05 \x03(\x0b\x32%.llmesh.v1.EmbedRequest.MetadataEntry\x12\x11\n\tfallbacks\x18\x06 \x03(\t\x12\x19\n\x0cmax_cost_usd\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12&\n\x05\x63\x61\x63he\x18\x08 \x01(\x0b\x32\x17.llmesh.v1.CacheOptions\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_dimensionsB\x0f\n\r_max_cost_usd\"8\n\tEmbedding\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06values\x18\x02 \x03(\x02\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb4\x01\n\rEmbedResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12(\n\nembeddings\x18\x04 \x03(\x0b\x32\x14.llmesh.v1.Embedding\x12\x1f\n\x05usage\x18\x05 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08*t\n\x11\x45mbeddingEncoding\x12\"\n\x1e\x45MBEDDING_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45MBEDDING_ENCODING_FLOAT\x10\x01\x12\x1d\n\x19\x45MBEDDING_ENCODING_BASE64\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMBEDREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_EMBEDREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_EMBEDDINGENCODING']._serialized_start=565
-  _globals['_EMBEDDINGENCODING']._serialized_end=681
+  _globals['_EMBEDDINGENCODING']._serialized_start=649
+  _globals['_EMBEDDINGENCODING']._serialized_end=765
   _globals['_EMBEDREQUEST']._serialized_start=64
-  _globals['_EMBEDREQUEST']._serialized_end=322
-  _globals['_EMBEDREQUEST_METADATAENTRY']._serialized_start=260
-  _globals['_EMBEDREQUEST_METADATAENTRY']._serialized_end=307
-  _globals['_EMBEDDING']._serialized_start=324
-  _globals['_EMBEDDING']._serialized_end=380
-  _globals['_EMBEDRESPONSE']._serialized_start=383
-  _globals['_EMBEDRESPONSE']._serialized_end=563
+  _globals['_EMBEDREQUEST']._serialized_end=406
+  _globals['_EMBEDREQUEST_METADATAENTRY']._serialized_start=327
+  _globals['_EMBEDREQUEST_METADATAENTRY']._serialized_end=374
+  _globals['_EMBEDDING']._serialized_start=408
+  _globals['_EMBEDDING']._serialized_end=464
+  _globals['_EMBEDRESPONSE']._serialized_start=467
+  _globals['_EMBEDRESPONSE']._serialized_end=647
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,7 @@ EMBEDDING_ENCODING_FLOAT: EmbeddingEncoding
 EMBEDDING_ENCODING_BASE64: EmbeddingEncoding
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "inputs", "dimensions", "encoding", "metadata", "fallbacks")
+    __slots__ = ("model", "inputs", "dimensions", "encoding", "metadata", "fallbacks", "max_cost_usd", "cache")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,13 +32,17 @@ class EmbedRequest(_message.Message):
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     dimensions: int
     encoding: EmbeddingEncoding
     metadata: _containers.ScalarMap[str, str]
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., dimensions: _Optional[int] = ..., encoding: _Optional[_Union[EmbeddingEncoding, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., fallbacks: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_cost_usd: float
+    cache: _chat_pb2.CacheOptions
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., dimensions: _Optional[int] = ..., encoding: _Optional[_Union[EmbeddingEncoding, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., max_cost_usd: _Optional[float] = ..., cache: _Optional[_Union[_chat_pb2.CacheOptions, _Mapping]] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("index", "values", "data")

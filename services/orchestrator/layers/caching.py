@@ -61,7 +61,9 @@ class Cached:
         if isinstance(request, EmbeddingRequest):
             if c.response_cache is False:
                 return self._inner.stream(call)
-            key = embedding_cache_key(c.model, c.fallbacks, request, tenant=c.caller.tenant)
+            key = embedding_cache_key(
+                c.model, c.fallbacks, request, tenant=c.caller.tenant, max_cost_usd=c.max_cost_usd
+            )
             return self._cached(call, key)
         if not isinstance(request, ChatRequest) or not cacheable(
             request, opt_in=c.response_cache is True, opt_out=c.response_cache is False

@@ -52,9 +52,10 @@ DEADLINE_GRACE = 0.05
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingResult:
-    """One attempt's vectors (in input order) and what the provider reported it used."""
+    """One attempt's vectors (in input order, each its packed little-endian float32 bytes)
+    and what the provider reported it used."""
 
-    vectors: tuple[tuple[float, ...], ...]
+    vectors: tuple[bytes, ...]
     usage: Usage | None
 
 

@@ -193,8 +193,8 @@ class LocalEmbeddings:
             raise LlmeshError(
                 Reason.PROVIDER_NOT_CONFIGURED, f"local model {model!r} cannot load: {exc}"
             ) from exc
-        rows = tuple(tuple(row) for row in vectors.tolist())
-        return EmbeddingResult(rows, Usage(input_tokens=sum(counts)))
+        packed = np.ascontiguousarray(vectors, dtype="<f4")  # llmesh's form of a vector
+        return EmbeddingResult(tuple(row.tobytes() for row in packed), Usage(sum(counts)))
 
     async def aclose(self) -> None:
         """Stop every model's worker."""

@@ -4,21 +4,26 @@
 "encoding_format"}`` answers ``{"object": "list", "data": [{"object": "embedding", "index",
 "embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}``. llmesh asks for
 ``base64`` (packed little-endian float32, a quarter of the bytes of the JSON floats, as the
-official SDK asks) and also reads plain float lists, which some compatible servers send
-whatever was asked.
+official SDK asks), decodes each vector once into its packed bytes (llmesh's own form of a
+vector, `llmesh.services.core.embeddings`) and also reads plain float lists, which some
+compatible servers send whatever was asked, packing them. ``user`` is sent when the call
+names one.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import sys
-from array import array
-from collections.abc import Mapping, Sequence
+from base64 import b64decode
+from collections.abc import Mapping
 from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.core.embeddings import (
+    FLOAT32_BYTES,
+    EmbeddingRequest,
+    pack_floats,
+    unpack_floats,
+)
 from llmesh.services.core.usage import Usage
 
 __all__ = [
@@ -42,53 +47,41 @@ def to_embeddings_request(model: str, request: EmbeddingRequest) -> dict[str, An
     }
     if request.dimensions is not None:
         body["dimensions"] = request.dimensions
+    if request.user:
+        body["user"] = request.user
     return body
-
-
-def pack_floats(values: Sequence[float]) -> bytes:
-    """`values` as packed little-endian float32 (what OpenAI's base64 encoding holds)."""
-    packed = array("f", values)
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return packed.tobytes()
-
-
-def unpack_floats(data: bytes) -> tuple[float, ...]:
-    """Packed little-endian float32 back to floats; ValueError for a ragged length."""
-    values = array("f")
-    values.frombytes(data)
-    if sys.byteorder == "big":
-        values.byteswap()
-    return tuple(values)
 
 
 def _malformed(what: str) -> LlmeshError:
     return LlmeshError(Reason.MALFORMED_RESPONSE, f"upstream sent malformed embeddings: {what}")
 
 
-def _vector(value: object) -> tuple[float, ...]:
+def _vector(value: object) -> bytes:
+    """One vector's packed float32 bytes, from base64 (decoded, not unpacked) or a list."""
     if isinstance(value, str):
         try:
-            return unpack_floats(base64.b64decode(value, validate=True))
+            packed: bytes | None = b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise _malformed("an embedding that is not base64 float32") from None
+            packed = None
+        if packed is None or len(packed) % FLOAT32_BYTES:
+            raise _malformed("an embedding that is not base64 float32")
+        return packed
     if isinstance(value, list) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
     ):
-        return tuple(float(v) for v in value)
+        return pack_floats(value)
     raise _malformed("an embedding that is neither base64 nor a list of numbers")
 
 
-def from_embeddings_response(
-    body: object, count: int
-) -> tuple[tuple[tuple[float, ...], ...], Usage | None]:
-    """The `count` vectors in input order, and the usage (None when not reported).
+def from_embeddings_response(body: object, count: int) -> tuple[tuple[bytes, ...], Usage | None]:
+    """The `count` vectors (packed float32 bytes) in input order, and the usage (None when
+    not reported).
 
     Raises MALFORMED_RESPONSE unless there is exactly one vector per input index.
     """
     if not isinstance(body, Mapping) or not isinstance(body.get("data"), list):
         raise _malformed("no data list")
-    vectors: dict[int, tuple[float, ...]] = {}
+    vectors: dict[int, bytes] = {}
     for item in body["data"]:
         if not isinstance(item, Mapping):
             raise _malformed("a data item that is not an object")

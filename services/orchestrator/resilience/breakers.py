@@ -105,6 +105,8 @@ class Breakers:
         """The request whose operation runs now (ops are serialized), for transition logs."""
         self._listeners = (*listeners, _TransitionLog(self))
         self._entries: dict[str, _Entry] = {}
+        self._states: dict[str, str] = {}
+        """The state each breaker last moved to here (the metrics' view with Redis)."""
         self._redis: redis.Redis | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
@@ -166,6 +168,17 @@ class Breakers:
     async def views(self) -> list[BreakerView]:
         """Every target this instance has seen, sorted by name."""
         return await self._run(self._views, [])
+
+    def states(self) -> dict[str, str]:
+        """Every breaker this instance has seen and its state (``closed``, ``open`` or
+        ``half-open``), without I/O: read in memory, or with Redis as this instance last
+        saw it change (for the metrics' gauges; an open breaker's state stays open after
+        its cool-down until a call tries it)."""
+        if self._executor is None:
+            return {name: str(e.breaker.current_state) for name, e in list(self._entries.items())}
+        return {
+            name: self._states.get(name, pybreaker.STATE_CLOSED) for name in list(self._entries)
+        }
 
     async def aclose(self) -> None:
         """Finish pending Redis operations and close the connection pool."""
@@ -279,6 +292,7 @@ class Breakers:
             entry.storage.release_trial()
 
     def _log_transition(self, name: str, old: str, new: str) -> None:
+        self._states[name] = new
         entry = self._entries.get(name)
         cause = entry.storage.cause() if entry is not None and new == pybreaker.STATE_OPEN else None
         why = f" after {cause[0]}: {cause[1]}" if cause else ""

@@ -99,6 +99,10 @@ class TargetLimiter:
         lane = self._lanes.get(target)
         return 0 if lane is None else lane.in_flight
 
+    def targets(self) -> list[str]:
+        """The targets whose slots have been used (in first-use order)."""
+        return list(self._lanes)
+
     def queued(self, target: str) -> int:
         """Calls waiting for a slot of `target`."""
         lane = self._lanes.get(target)

@@ -46,6 +46,12 @@ def test_request_body_is_openai_s() -> None:
     body = to_embeddings_request("m", EmbeddingRequest(("a", "b"), dimensions=8))
     assert body == {"model": "m", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 8}
     assert "dimensions" not in to_embeddings_request("m", EmbeddingRequest(("a",)))
+    assert "user" not in body
+
+
+def test_the_end_user_is_sent_to_the_provider() -> None:
+    body = to_embeddings_request("m", EmbeddingRequest(("a",), user="u-7"))
+    assert body["user"] == "u-7"
 
 
 def test_response_in_either_encoding_by_index() -> None:
@@ -59,9 +65,13 @@ def test_response_in_either_encoding_by_index() -> None:
         "usage": {"prompt_tokens": 3, "total_tokens": 3},
     }
     vectors, usage = from_embeddings_response(body, 2)
-    assert vectors == ((0.5, -1.0), (0.25, 2.0))
+    assert vectors == (
+        pack_floats([0.5, -1.0]),
+        pack_floats([0.25, 2.0]),
+    )  # packed, as llmesh holds them
+    assert [unpack_floats(v).tolist() for v in vectors] == [[0.5, -1.0], [0.25, 2.0]]
     assert usage == Usage(input_tokens=3)
-    assert unpack_floats(pack_floats([1.5])) == (1.5,)
+    assert unpack_floats(pack_floats([1.5])).tolist() == [1.5]
 
 
 @pytest.mark.parametrize(
@@ -72,6 +82,7 @@ def test_response_in_either_encoding_by_index() -> None:
         {"data": [{"index": 0, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}]},
         {"data": [{"index": 0, "embedding": "!!"}, {"index": 1, "embedding": [1.0]}]},
         {"data": [{"index": 0, "embedding": [True]}, {"index": 1, "embedding": [1.0]}]},
+        {"data": [{"index": 0, "embedding": "AAAA"}, {"index": 1, "embedding": "AAAAAAA="}]},
     ],
 )
 def test_malformed_responses(body: object) -> None:
@@ -89,12 +100,13 @@ async def test_client_posts_to_embeddings_with_the_key() -> None:
         "usage": {"prompt_tokens": 2, "total_tokens": 2},
     }
     client = _client(MockResponse(200, {}, orjson.dumps(reply)), seen=seen)
-    result = await client.embed("m", EmbeddingRequest(("hi",)), timeout=None)
-    assert result.vectors == ((1.0, 0.0),) and result.usage == Usage(input_tokens=2)
+    result = await client.embed("m", EmbeddingRequest(("hi",), user="u-1"), timeout=None)
+    assert result.vectors == (pack_floats([1.0, 0.0]),) and result.usage == Usage(input_tokens=2)
     (sent,) = seen
     assert (sent.method, sent.url) == ("POST", "http://up.test/v1/embeddings")
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert sent.json()["input"] == ["hi"]
+    assert sent.json()["user"] == "u-1"
 
 
 @pytest.mark.parametrize(
@@ -137,7 +149,7 @@ async def test_anthropic_has_no_embeddings() -> None:
 
 
 async def test_lean_and_sdk_clients_read_the_emulator_alike(emulator_url: str) -> None:
-    request = EmbeddingRequest(("same", "texts"), dimensions=64)
+    request = EmbeddingRequest(("same", "texts"), dimensions=64, user="end-user")
     results = []
     for transport in ("lean", "sdk"):
         cfg = ProviderConfig("emu", "emulator", transport=transport, timeout=5.0)
@@ -151,7 +163,8 @@ async def test_lean_and_sdk_clients_read_the_emulator_alike(emulator_url: str) -
             await client.aclose()
     lean, sdk = results
     assert lean == sdk
-    assert [len(v) for v in lean.vectors] == [64, 64] and lean.usage == Usage(input_tokens=2)
+    assert [len(unpack_floats(v)) for v in lean.vectors] == [64, 64]
+    assert lean.usage == Usage(input_tokens=2)
 
 
 async def test_sdk_client_classifies_errors(emulator_url: str) -> None:

@@ -1,0 +1,243 @@
+"""One service's OpenTelemetry metrics: its meter provider, readers and llmesh's instruments.
+
+A `Metrics` is built explicitly at start-up (`build_metrics`, None when metrics are off, so
+the call path checks one None and records nothing). Its readers: a Prometheus reader into
+the service's own `prometheus_client` registry (rendered by `render` for ``/metrics``) and,
+when OTLP is configured, a periodic OTLP exporter. The GenAI instruments follow the
+semantic conventions (names, units and the spec's bucket boundaries); llmesh's own are
+under ``llmesh.``. Gauges read state the services already keep, through sources
+registered with `observe`; nothing is polled between scrapes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from llmesh.services.telemetry.metrics_settings import MetricsSettings
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DURATION_BUCKETS",
+    "GAUGES",
+    "TOKEN_BUCKETS",
+    "TPOT_BUCKETS",
+    "TTFT_BUCKETS",
+    "GaugeSource",
+    "Metrics",
+    "build_metrics",
+]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The Prometheus text format's media type."""
+
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+"""``gen_ai.client.token.usage``'s boundaries from the GenAI semantic conventions (the
+spec's list goes on to 67108864; the last two are beyond any context window today)."""
+DURATION_BUCKETS = (
+    *(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+    *(1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92),
+)
+"""``gen_ai.client.operation.duration`` and ``gen_ai.server.request.duration``."""
+TTFT_BUCKETS = (
+    *(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1),
+    *(0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+)
+"""``gen_ai.server.time_to_first_token``."""
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+"""``gen_ai.server.time_per_output_token``."""
+
+GaugeSource = Callable[[], Iterable[tuple[float, Mapping[str, str]]]]
+"""Reads the current value(s) of a gauge: (value, attributes) pairs."""
+
+GAUGES = {
+    "llmesh.breaker.state": ("1", "Circuit breaker state per target: 1 for the current one."),
+    "llmesh.target.in_flight": ("{call}", "Attempts holding a concurrency slot of a target."),
+    "llmesh.queue.depth": ("{call}", "Attempts waiting for a concurrency slot of a target."),
+    "llmesh.ledger.backlog": ("{record}", "Usage records waiting to be written."),
+    "llmesh.ledger.lag": ("s", "Age of the oldest usage record waiting to be written."),
+    "llmesh.ledger.dropped": ("{record}", "Usage records lost since start."),
+}
+"""The observable gauges, by name: (unit, description). Their values come from sources
+registered with `Metrics.observe`."""
+
+
+class Metrics:
+    """A service's meter provider with llmesh's instruments; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        service: str,
+        *,
+        readers: Sequence[MetricReader] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`readers` are added to the configured ones (tests pass an in-memory reader)."""
+        env = os.environ if env is None else env
+        self.settings = settings
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        """The Prometheus registry `render` exposes (the service's alone), with the
+        process's CPU, memory and garbage collector figures."""
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        all_readers = list(readers)
+        if settings.prometheus:
+            all_readers.append(
+                PrometheusMetricReader(registry=self.registry, scope_info_enabled=False)
+            )
+        if settings.otlp:
+            all_readers.append(
+                PeriodicExportingMetricReader(
+                    _otlp_exporter(env), export_interval_millis=settings.export_interval * 1000
+                )
+            )
+        name = env.get("OTEL_SERVICE_NAME") or f"llmesh-{service}"
+        self.provider = MeterProvider(
+            metric_readers=all_readers,
+            shutdown_on_exit=False,  # the service shuts it down, pushing the last batch
+            resource=Resource.create({"service.name": name, "llmesh.service": service}),
+        )
+        self._sources: dict[str, list[GaugeSource]] = {name: [] for name in GAUGES}
+        meter = self.provider.get_meter("llmesh")
+        h = meter.create_histogram
+        self.operation_duration = h(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration (one provider attempt).",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.token_usage = h(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used (one provider attempt).",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.request_duration = h(
+            "gen_ai.server.request.duration",
+            unit="s",
+            description="Duration of a call through llmesh, to its last event.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.time_to_first_token = h(
+            "gen_ai.server.time_to_first_token",
+            unit="s",
+            description="Time to generate first token for successful responses.",
+            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+        )
+        self.time_per_output_token = h(
+            "gen_ai.server.time_per_output_token",
+            unit="s",
+            description="Time per output token generated after the first token for successful "
+            "responses.",
+            explicit_bucket_boundaries_advisory=TPOT_BUCKETS,
+        )
+        self.call_wait = h(
+            "llmesh.call.wait",
+            unit="s",
+            description="Seconds a call waited on purpose: target queues and retry backoff.",
+            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+        )
+        self.queue_wait = h(
+            "llmesh.queue.wait",
+            unit="s",
+            description="Seconds a call's attempts waited for target slots (resilience.queue).",
+            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+        )
+        c = meter.create_counter
+        self.calls = c("llmesh.calls", unit="{call}", description="Calls by outcome and reason.")
+        self.attempts = c(
+            "llmesh.attempts", unit="{attempt}", description="Provider attempts by outcome."
+        )
+        self.retries = c("llmesh.retries", unit="{attempt}", description="Retries of a target.")
+        self.fallbacks = c(
+            "llmesh.fallbacks", unit="{attempt}", description="Moves to the next target."
+        )
+        self.switches = c(
+            "llmesh.mid_stream.switches",
+            unit="{switch}",
+            description="Calls moved to another target after output reached the caller.",
+        )
+        self.cost = c(
+            "llmesh.cost.usd", unit="{USD}", description="What calls cost, in US dollars."
+        )
+        self.prompt_cache_tokens = c(
+            "llmesh.prompt_cache.tokens",
+            unit="{token}",
+            description="Provider prompt-cache tokens read and written.",
+        )
+        self.response_cache_hits = c(
+            "llmesh.response_cache.hits",
+            unit="{call}",
+            description="Calls answered from the response cache.",
+        )
+        self.rejections = c(
+            "llmesh.rejections",
+            unit="{call}",
+            description="Calls refused by llmesh's own limits: rate limits, budgets, queues.",
+        )
+        self.in_flight = meter.create_up_down_counter(
+            "llmesh.calls.in_flight", unit="{call}", description="Calls streaming now."
+        )
+        for gauge, (unit, description) in GAUGES.items():
+            meter.create_observable_gauge(
+                gauge, callbacks=[self._reader(gauge)], unit=unit, description=description
+            )
+
+    def observe(self, gauge: str, source: GaugeSource) -> None:
+        """Read `gauge` (one of `GAUGES`) from `source` at every collection."""
+        self._sources[gauge].append(source)
+
+    def _reader(self, gauge: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def read(options: CallbackOptions) -> Iterable[Observation]:
+            for source in self._sources[gauge]:
+                for value, attributes in source():
+                    yield Observation(value, dict(attributes))
+
+        return read
+
+    def render(self) -> bytes:
+        """The service's metrics in Prometheus text format (collects every reader's view)."""
+        return generate_latest(self.registry)
+
+    def shutdown(self) -> None:
+        """Push the last OTLP batch and stop the readers (idempotent enough: errors logged)."""
+        self.provider.shutdown()
+
+
+def _otlp_exporter(env: Mapping[str, str]) -> Any:
+    """The OTLP metric exporter of ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`` (gRPC default);
+    endpoint, headers and timeout come from the standard variables the exporter reads."""
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    )
+    if protocol.strip() == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpExporter,
+        )
+
+        return HttpExporter()
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter()
+
+
+def build_metrics(
+    settings: MetricsSettings, service: str, *, env: Mapping[str, str] | None = None
+) -> Metrics | None:
+    """The service's metrics, or None when they are off."""
+    if not settings.enabled:
+        return None
+    return Metrics(settings, service, env=env)

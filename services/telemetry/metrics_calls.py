@@ -1,0 +1,222 @@
+"""What one finished call adds to the metrics, read from its routed call and attempt trail.
+
+The orchestrator's observing layer hands every call here once it is over (`CallMetrics.
+record`): its outcome and reason, and the trail the engine filled in and the accounting
+layer settled (attempts, usage, cost). Label values are bounded by configuration
+(`Labels`): targets and providers the configuration names, tenants from
+``telemetry.metrics.tenants``; anything else is ``other``. Never a request id, never a
+model string as a client wrote it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llmesh.services.common.config import Config
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.core.reasons import Reason
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Outcome
+from llmesh.services.core.usage import CallStatus
+from llmesh.services.telemetry.metrics import Metrics
+
+__all__ = ["REJECTIONS", "CallEnd", "CallMetrics", "Labels"]
+
+REJECTIONS = frozenset({Reason.RATE_LIMIT_EXCEEDED, Reason.BUDGET_EXCEEDED, Reason.QUEUE_FULL})
+"""Reasons that mean llmesh's own limits refused the call (``llmesh.rejections``)."""
+
+OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """How a call ended, as the observing layer saw it."""
+
+    status: CallStatus
+    reason: Reason | None
+    ended: float
+    """When, on `time.monotonic` (the clock of `RoutedCall.opened`)."""
+    switches: int = 0
+    """Mid-stream switches to another target."""
+    cache_hit: bool = False
+    """Answered from the response cache."""
+
+
+class Labels:
+    """Bounded label values: only names the configuration holds, else ``other``."""
+
+    def __init__(
+        self, providers: frozenset[str], targets: frozenset[str], tenants: frozenset[str]
+    ) -> None:
+        self.providers = providers
+        self.targets = targets
+        self.tenants = tenants
+
+    @classmethod
+    def from_config(cls, config: Config, tenants: frozenset[str]) -> Labels:
+        """Providers, route and alias targets and listed models of `config`; `tenants` plus
+        ``default`` (the tenant of calls without a key) and the tenants with their own rate
+        limits or budgets."""
+        targets = {t for route in config.routes.values() for t in route.targets}
+        targets |= set(config.aliases.values())
+        targets |= {f"{name}/{m}" for name, p in config.providers.items() for m in p.models}
+        policy = config.policy
+        named = {"default", *tenants, *policy.rate_limits.tenants, *policy.budgets.tenants}
+        named.discard("*")
+        return cls(frozenset(config.providers), frozenset(targets), frozenset(named))
+
+    def provider(self, name: str) -> str:
+        """A configured provider's name, else ``other``."""
+        return name if name in self.providers else OTHER
+
+    def target(self, target: Target | str) -> str:
+        """A configured ``provider/model``, else ``provider/other``."""
+        name = target if isinstance(target, str) else target.name
+        if name in self.targets:
+            return name
+        provider = name.partition("/")[0]
+        return f"{self.provider(provider)}/{OTHER}"
+
+    def model(self, target: Target) -> str:
+        """The model part of `target`'s bounded name."""
+        return self.target(target).partition("/")[2]
+
+    def tenant(self, tenant: str) -> str:
+        """A configured tenant, else ``other``."""
+        return tenant if tenant in self.tenants else OTHER
+
+
+def _operation(request: Any) -> str:
+    return "embeddings" if isinstance(request, EmbeddingRequest) else "chat"
+
+
+class CallMetrics:
+    """Records finished calls into a `Metrics`' instruments."""
+
+    def __init__(self, metrics: Metrics, labels: Labels) -> None:
+        self.metrics = metrics
+        self.labels = labels
+
+    def started(self, call: RoutedCall[Any]) -> None:
+        """A call began streaming."""
+        self.metrics.in_flight.add(1, {"gen_ai.operation.name": _operation(call.request)})
+
+    def record(self, call: RoutedCall[Any], end: CallEnd) -> None:
+        """Everything a finished call counts for."""
+        m, labels = self.metrics, self.labels
+        operation = _operation(call.request)
+        m.in_flight.add(-1, {"gen_ai.operation.name": operation})
+        tenant = labels.tenant(call.caller.tenant)
+        attempts = call.trail.attempts
+        last = _last(attempts)
+        target = labels.target(last.target if last is not None else call.targets[0])
+        reason = "" if end.reason is None else end.reason.value
+        m.calls.add(
+            1,
+            {
+                "gen_ai.operation.name": operation,
+                "llmesh.outcome": end.status.value,
+                "llmesh.reason": reason or "none",
+                "llmesh.target": target,
+                "llmesh.tenant": tenant,
+            },
+        )
+        answered = last.target if last is not None else call.targets[0]
+        common = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": labels.provider(answered.provider),
+            "gen_ai.request.model": labels.model(answered),
+        }
+        duration = max(end.ended - call.opened, 0.0)
+        failed = {"error.type": reason} if end.status is not CallStatus.OK and reason else {}
+        m.request_duration.record(duration, common | failed)
+        if end.reason in REJECTIONS:
+            m.rejections.add(1, {"llmesh.reason": reason, "llmesh.tenant": tenant})
+        if end.cache_hit:
+            m.response_cache_hits.add(
+                1, {"gen_ai.operation.name": operation, "llmesh.tenant": tenant}
+            )
+        if end.switches:
+            m.switches.add(end.switches, {"llmesh.target": target})
+        trail = call.trail
+        if trail.deliberate_wait > 0:
+            m.call_wait.record(trail.deliberate_wait, {"gen_ai.operation.name": operation})
+        if trail.queue_wait > 0:
+            m.queue_wait.record(trail.queue_wait, {"llmesh.target": target})
+        self._attempts(call, operation, tenant)
+        if end.status is CallStatus.OK and last is not None and last.ttft is not None:
+            first = last.started + last.ttft
+            m.time_to_first_token.record(max(first - call.opened, 0.0), common)
+            settled = call.trail.settlement
+            output = 0 if settled is None else settled.used.output_tokens
+            if output > 1 and last.ended is not None:
+                per_token = max(last.ended - first, 0.0) / (output - 1)
+                m.time_per_output_token.record(per_token, common)
+
+    def _attempts(self, call: RoutedCall[Any], operation: str, tenant: str) -> None:
+        m, labels = self.metrics, self.labels
+        previous: AttemptRecord | None = None
+        for a in call.trail.attempts:
+            target = labels.target(a.target)
+            reason = "none" if a.reason is None else a.reason.value
+            m.attempts.add(
+                1,
+                {
+                    "llmesh.target": target,
+                    "gen_ai.provider.name": labels.provider(a.target.provider),
+                    "llmesh.attempt.outcome": a.outcome.value,
+                    "llmesh.reason": reason,
+                },
+            )
+            if a.retry:
+                m.retries.add(1, {"llmesh.target": target})
+            elif not a.hedged and previous is not None and previous.target != a.target:
+                why = "none" if previous.reason is None else previous.reason.value
+                m.fallbacks.add(1, {"llmesh.target": target, "llmesh.reason": why})
+            if not a.hedged:
+                previous = a
+        settled = call.trail.settlement
+        if settled is None:
+            return
+        for a, usage in settled.sent:
+            provider = labels.provider(a.target.provider)
+            model = labels.model(a.target)
+            attrs = {
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": provider,
+                "gen_ai.request.model": model,
+            }
+            if a.outcome is Outcome.FAILED and a.reason is not None:
+                attrs["error.type"] = a.reason.value
+            m.operation_duration.record(a.latency, attrs)
+            m.token_usage.record(usage.input_tokens, attrs | {"gen_ai.token.type": "input"})
+            if operation != "embeddings":  # embeddings produce no tokens
+                m.token_usage.record(usage.output_tokens, attrs | {"gen_ai.token.type": "output"})
+            cache = {"gen_ai.provider.name": provider, "gen_ai.request.model": model}
+            if usage.cache_read_tokens:
+                m.prompt_cache_tokens.add(usage.cache_read_tokens, cache | {"llmesh.op": "read"})
+            if usage.cache_write_tokens:
+                m.prompt_cache_tokens.add(usage.cache_write_tokens, cache | {"llmesh.op": "write"})
+        if settled.cost > 0:
+            # The settlement's cost is the call's; it is put on the target that answered.
+            last = _last(call.trail.attempts)
+            target = labels.target(last.target) if last is not None else OTHER
+            provider = labels.provider(last.target.provider) if last is not None else OTHER
+            m.cost.add(
+                settled.cost,
+                {
+                    "gen_ai.provider.name": provider,
+                    "llmesh.target": target,
+                    "llmesh.tenant": tenant,
+                },
+            )
+
+
+def _last(attempts: list[AttemptRecord]) -> AttemptRecord | None:
+    """The attempt that answered, else the last one sent or tried."""
+    for a in reversed(attempts):
+        if a.outcome is Outcome.SUCCEEDED:
+            return a
+    return attempts[-1] if attempts else None

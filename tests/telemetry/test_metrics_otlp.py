@@ -1,0 +1,68 @@
+"""With OTLP configured, the same instruments are pushed to a collector (here a small
+OTLP/HTTP receiver the test runs), the last batch when the service shuts down."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+
+from llmesh.services.telemetry import Metrics, MetricsSettings
+
+
+class Receiver(ThreadingHTTPServer):
+    """Keeps every OTLP/HTTP metrics export it receives."""
+
+    def __init__(self) -> None:
+        self.exports: list[ExportMetricsServiceRequest] = []
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        if self.path == "/v1/metrics":
+            self.server.exports.append(ExportMetricsServiceRequest.FromString(body))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_metrics_are_pushed_over_otlp_http(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "mesh-a"}
+    settings = MetricsSettings(enabled=True, prometheus=False, otlp=True, export_interval=3600)
+    metrics = Metrics(settings, "orchestrator", env=env)
+    metrics.calls.add(2, {"llmesh.outcome": "ok"})
+    metrics.shutdown()  # pushes what the hour-long interval has not
+    (export,) = receiver.exports
+    (resource,) = export.resource_metrics
+    attrs = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert attrs["service.name"] == "mesh-a"
+    names = {m.name: m for sm in resource.scope_metrics for m in sm.metrics}
+    (point,) = names["llmesh.calls"].sum.data_points
+    assert point.as_int == 2
