@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmesh.gateway.responses import OrjsonResponse
+from llmesh.services.common.errors import OPENAI_CODE as _OPENAI_CODE
 from llmesh.services.common.errors import LlmeshError, Reason
 
 
@@ -99,7 +100,7 @@ def error_response(err: LlmeshError, status: int | None = None) -> Response:
     return OrjsonResponse(error_body(err, code), status_code=code, headers=error_headers(err))
 
 
-OPENAI_CODE = "openai.code"
+OPENAI_CODE = _OPENAI_CODE
 """Error metadata: the OpenAI error ``code`` to answer with (else the reason, lower case)."""
 
 

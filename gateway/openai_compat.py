@@ -16,6 +16,7 @@ from typing import Any
 from llmesh.gateway.inputs import parse_message
 from llmesh.gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
 from llmesh.gateway.openai_parts import has_media, to_parts
+from llmesh.gateway.openai_sampling import add_sampling
 from llmesh.services.common.errors import invalid
 from llmesh.v1 import chat_pb2
 
@@ -38,6 +39,8 @@ _EFFORTS = {
     "high": chat_pb2.REASONING_EFFORT_HIGH,
 }
 _INT64_MAX = 2**63 - 1
+MAX_CHOICES = 128
+"""The most choices (``n``) OpenAI returns for one request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +53,12 @@ class CompletionRequest:
     stream: bool
     include_usage: bool
     """``stream_options.include_usage``: send a final usage chunk."""
+    n: int = 1
+    """How many choices to generate (``n``); each is a call of its own."""
     dropped: tuple[str, ...] = ()
-    """Fields of the body accepted and not used, as the deployment's ``drop_params`` allows."""
+    """Fields of the body accepted and not used, as the deployment's ``drop_params`` (or its
+    ``unknown_fields: drop``) allows; a message field as ``messages[i].key``, once, for the
+    first message that carries it."""
 
 
 def _str(value: Any, path: str) -> str:
@@ -121,14 +128,15 @@ def _add_tool_calls(value: Any, path: str, message: chat_pb2.Message) -> None:
         )
 
 
-def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
+def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput, drop_unknown: bool) -> list[str]:
+    """Add one message; returns its unknown fields dropped (with `drop_unknown`)."""
     # Messages and tools are built in place: `extend` would copy each one.
     if not isinstance(raw, dict):
         raise invalid(path, "must be an object")
     role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
     if role is None:
         raise invalid(f"{path}.role", f"must be one of {', '.join(_ROLES)}")
-    check_message_fields(raw, path)
+    dropped = check_message_fields(raw, path, drop_unknown=drop_unknown)
     content = raw.get("content")
     if content is None and role != chat_pb2.ROLE_ASSISTANT:
         raise invalid(f"{path}.content", "is required")
@@ -146,6 +154,7 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
         raise invalid(f"{path}.tool_calls", "only assistant messages carry tool calls")
     if role == chat_pb2.ROLE_TOOL:
         message.tool_call_id = _str(raw.get("tool_call_id"), f"{path}.tool_call_id")
+    return dropped
 
 
 def _add_tool(raw: Any, path: str, chat: chat_pb2.ChatInput) -> None:
@@ -217,11 +226,12 @@ def _string_list(value: Any, path: str) -> list[str]:
 
 
 def parse_completion_request(
-    body: dict[str, Any], drop: frozenset[str] = frozenset()
+    body: dict[str, Any], drop: frozenset[str] = frozenset(), *, drop_unknown: bool = False
 ) -> CompletionRequest:
     """Validate an OpenAI Chat Completions body and translate it into a `ChatInput`; the
-    top-level fields named in `drop` are dropped instead of refused (see `check_fields`)."""
-    dropped = check_fields(body, drop)
+    top-level fields named in `drop`, and with `drop_unknown` unknown fields at the top level
+    and in messages, are dropped instead of refused (see `check_fields`)."""
+    dropped = list(check_fields(body, drop, drop_unknown=drop_unknown))
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model", "must be a non-empty string")
@@ -229,8 +239,13 @@ def parse_completion_request(
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", "must be a non-empty array")
     chat = chat_pb2.ChatInput(model=model)
+    seen: set[str] = set()  # each unknown message field is named once, where it first appears
     for i, m in enumerate(messages):
-        _add_message(m, f"messages[{i}]", chat)
+        for name in _add_message(m, f"messages[{i}]", chat, drop_unknown):
+            key = name.partition("].")[2]
+            if key not in seen:
+                seen.add(key)
+                dropped.append(name)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -260,8 +275,8 @@ def parse_completion_request(
         chat.stop.extend(_string_list(stop, "stop"))
     if body.get("seed") is not None:
         chat.seed = _int(body["seed"], "seed", -_INT64_MAX - 1, _INT64_MAX)
-    if body.get("n") is not None and _int(body["n"], "n", 1, _INT32_MAX) != 1:
-        raise invalid("n", "only one choice (n=1) is supported")
+    add_sampling(body, chat)
+    n = 1 if body.get("n") is None else _int(body["n"], "n", 1, MAX_CHOICES)
     metadata = body.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -297,4 +312,4 @@ def parse_completion_request(
         if not isinstance(options, dict):
             raise invalid("stream_options", "must be an object")
         include_usage = options.get("include_usage") is True
-    return CompletionRequest(chat, model, bool(stream), include_usage, dropped)
+    return CompletionRequest(chat, model, bool(stream), include_usage, n, tuple(dropped))

@@ -8,8 +8,14 @@ Every field is in exactly one class, so none is ever silently dropped:
   that changes nothing (clients such as LangChain send defaults explicitly); any other value
   is a 400 naming the field;
 - anything else, including unknown fields, is a 400 naming the field, unless the deployment
-  lists it in ``gateway.drop_params``: then it is accepted and dropped, and the response
-  names it (``x-llmesh-dropped-params``).
+  lists it in ``gateway.drop_params`` (or the called route in its ``drop_params``): then it
+  is accepted and dropped, and the response names it (``x-llmesh-dropped-params``). With
+  ``gateway.unknown_fields: drop``, unknown fields (top-level and in messages) are dropped
+  and named the same way; known fields with unsupported values are still refused.
+
+A mapped field the routed target's provider cannot honour (a penalty sent to Anthropic) is
+not lost either: the orchestrator skips that target, and refuses the call with
+``unsupported_parameter`` naming the field when no target can.
 
 The same table, in prose, is in gateway/README.md.
 """
@@ -52,6 +58,12 @@ MAPPED = frozenset(
         "metadata",
         "user",
         "safety_identifier",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "service_tier",
+        "logprobs",
+        "top_logprobs",
         "stream",
         "stream_options",
         "reasoning_effort",
@@ -78,26 +90,16 @@ class DefaultOnly:
     """The accepted value(s), as the error message shows them."""
 
 
-def _zero(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and value == 0
-
-
 def _empty(value: Any) -> bool:
     return isinstance(value, dict | list) and not value
 
 
 DEFAULT_ONLY: dict[str, DefaultOnly] = {
-    "logprobs": DefaultOnly(lambda v: v is False, "false"),
-    "top_logprobs": DefaultOnly(lambda v: False, "null"),
-    "presence_penalty": DefaultOnly(_zero, "0"),
-    "frequency_penalty": DefaultOnly(_zero, "0"),
-    "logit_bias": DefaultOnly(_empty, "{}"),
     "verbosity": DefaultOnly(lambda v: False, "null"),
     "modalities": DefaultOnly(lambda v: v == ["text"], '["text"]'),
     "audio": DefaultOnly(lambda v: False, "null"),
     "prediction": DefaultOnly(lambda v: False, "null"),
     "web_search_options": DefaultOnly(lambda v: False, "null"),
-    "service_tier": DefaultOnly(lambda v: v in ("auto", "default"), '"auto" or "default"'),
     "store": DefaultOnly(lambda v: v is False, "false"),
     "functions": DefaultOnly(_empty, "[] (use tools)"),
     "function_call": DefaultOnly(lambda v: False, "null (use tool_choice)"),
@@ -128,21 +130,32 @@ def _refused(err: LlmeshError, code: str) -> LlmeshError:
     return err
 
 
-def check_message_fields(message: dict[str, Any], path: str) -> None:
-    """Refuse (INVALID_REQUEST naming it) the first field of a message llmesh would ignore."""
+def check_message_fields(
+    message: dict[str, Any], path: str, *, drop_unknown: bool = False
+) -> list[str]:
+    """Refuse (INVALID_REQUEST naming it) the first field of a message llmesh would ignore;
+    with `drop_unknown`, unknown fields are returned (as ``path.key``) to be dropped instead."""
+    dropped = []
     for key, value in message.items():
         if key in MESSAGE_MAPPED or key in MESSAGE_INERT:
             continue
         if key not in MESSAGE_NULL_ONLY:
+            if drop_unknown:
+                dropped.append(f"{path}.{key}")
+                continue
             raise _refused(invalid(f"{path}.{key}", "is not supported (unknown field)"), UNKNOWN)
         if value is not None:
             description = "is not supported yet; only null is accepted"
             raise _refused(invalid(f"{path}.{key}", description), UNSUPPORTED)
+    return dropped
 
 
-def check_fields(body: dict[str, Any], drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
+def check_fields(
+    body: dict[str, Any], drop: frozenset[str] = frozenset(), *, drop_unknown: bool = False
+) -> tuple[str, ...]:
     """Refuse (INVALID_REQUEST) the fields llmesh would otherwise ignore, naming every one,
-    except those named in `drop`, which are returned (in body order) to be dropped.
+    except those named in `drop` (and, with `drop_unknown`, unknown ones), which are
+    returned (in body order) to be dropped.
 
     The first refused one is OpenAI's ``param``; all of them are in the error's field
     violations. A field llmesh honours, or one at its no-op value, is never dropped.
@@ -156,7 +169,7 @@ def check_fields(body: dict[str, Any], drop: frozenset[str] = frozenset()) -> tu
         rule = DEFAULT_ONLY.get(key)
         if rule is not None and (value is None or rule.accepts(value)):
             continue
-        if key in drop:
+        if key in drop or (drop_unknown and rule is None):
             dropped.append(key)
         elif rule is None:
             violations.append(FieldViolation(key, "is not supported (unknown field)"))

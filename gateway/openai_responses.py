@@ -12,6 +12,7 @@ This is the gateway's hot path, so objects are built from the proto fields direc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -70,10 +71,25 @@ def completion(reply: orchestrator_pb2.ChatResponse, model: str, created: int) -
                 "index": 0,
                 "message": message,
                 "finish_reason": finish_reason(reply.finish_reason),
-                "logprobs": None,
+                "logprobs": logprobs_object(reply.logprobs) if reply.logprobs else None,
             }
         ],
         "usage": usage_dict(reply.usage),
+    }
+
+
+def _top(t: chat_pb2.TokenLogprob | chat_pb2.TopLogprob) -> dict[str, Any]:
+    return {"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)}
+
+
+def logprobs_object(logprobs: Sequence[chat_pb2.TokenLogprob]) -> dict[str, Any]:
+    """A choice's ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs}],
+    "refusal": null}``."""
+    return {
+        "content": [
+            {**_top(lp), "top_logprobs": [_top(t) for t in lp.top_logprobs]} for lp in logprobs
+        ],
+        "refusal": None,
     }
 
 
@@ -100,18 +116,38 @@ class ChunkEncoder:
     chunk, the usage chunk (with ``include_usage``) and ``[DONE]``.
     """
 
-    def __init__(self, model: str, created: int, include_usage: bool, fallback_id: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        created: int,
+        include_usage: bool,
+        fallback_id: str,
+        *,
+        index: int = 0,
+        shared_id: bool = False,
+        last: bool = True,
+    ) -> None:
+        """`index` is the choice's; `shared_id` keeps `fallback_id` as the chunks' id (the
+        choices of one reply share it) instead of the start event's; without `last`, the
+        finish emits only the finish chunk (the caller sends the usage chunk and ``[DONE]``
+        once every choice finished)."""
         self.model = model
         self.created = created
         self.include_usage = include_usage
         self.request_id = fallback_id
         self.finished = False
         self._usage: chat_pb2.Usage | None = None
+        self._index = b"%d" % index
+        self._shared_id = shared_id
+        self._last = last
+        self.final_usage = chat_pb2.Usage()
+        """The choice's usage once it finished."""
         self._head = b""
         self._tail = b"}]" + (b',"usage":null' if include_usage else b"") + b"}\n\n"
 
     def _open(self, request_id: str) -> bytes:
-        self.request_id = request_id
+        self.request_id = self.request_id if self._shared_id else request_id
+        request_id = self.request_id
         head = orjson.dumps(
             {
                 "id": f"chatcmpl-{request_id}",
@@ -123,12 +159,16 @@ class ChunkEncoder:
         self._head = b"data: " + head
         return self._chunk(b'{"role":"assistant","content":""}')
 
-    def _chunk(self, delta: bytes, finish: bytes = b"null") -> bytes:
+    def _chunk(self, delta: bytes, finish: bytes = b"null", logprobs: bytes = b"null") -> bytes:
         return (
             self._head
-            + b',"choices":[{"index":0,"delta":'
+            + b',"choices":[{"index":'
+            + self._index
+            + b',"delta":'
             + delta
-            + b',"logprobs":null,"finish_reason":'
+            + b',"logprobs":'
+            + logprobs
+            + b',"finish_reason":'
             + finish
             + self._tail
         )
@@ -146,9 +186,11 @@ class ChunkEncoder:
         if kind == "text_delta":
             if not event.text_delta.text:
                 return opening
-            return opening + self._chunk(
-                b'{"content":' + orjson.dumps(event.text_delta.text) + b"}"
-            )
+            content = b'{"content":' + orjson.dumps(event.text_delta.text) + b"}"
+            if event.text_delta.logprobs:
+                logprobs = orjson.dumps(logprobs_object(event.text_delta.logprobs))
+                return opening + self._chunk(content, logprobs=logprobs)
+            return opening + self._chunk(content)
         if kind == "reasoning_delta":
             if not event.reasoning_delta.text:  # a signature: not part of the /v1 shape
                 return opening
@@ -168,15 +210,18 @@ class ChunkEncoder:
         self.finished = True
         reason = finish_reason(finish.reason).encode()
         out = self._chunk(b"{}", b'"' + reason + b'"')
+        self.final_usage = (finish.usage if finish.HasField("usage") else self._usage) or (
+            chat_pb2.Usage()
+        )
+        if not self._last:
+            return out
         if self.include_usage:
-            usage = finish.usage if finish.HasField("usage") else self._usage
-            out += (
-                self._head
-                + b',"choices":[],"usage":'
-                + orjson.dumps(usage_dict(usage or chat_pb2.Usage()))
-                + b"}\n\n"
-            )
+            out += self.usage_chunk(self.final_usage)
         return out + DONE
+
+    def usage_chunk(self, usage: chat_pb2.Usage) -> bytes:
+        """The final chunk carrying `usage` (``choices: []``)."""
+        return self._head + b',"choices":[],"usage":' + orjson.dumps(usage_dict(usage)) + b"}\n\n"
 
 
 def _tool_call_delta(delta: orchestrator_pb2.ToolCallDelta) -> bytes:

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from llmesh.gateway.errors import openai_error_body, openai_error_response
 from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
+from llmesh.gateway.openai_choices import many_chunks, many_completions
 from llmesh.gateway.openai_compat import CompletionRequest, parse_completion_request
 from llmesh.gateway.openai_responses import ChunkEncoder, completion, error_line, model_object
 from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
@@ -31,7 +32,8 @@ from llmesh.v1 import orchestrator_pb2
 log = logging.getLogger("llmesh.gateway")
 
 DROPPED_HEADER = "x-llmesh-dropped-params"
-"""Names the body fields the gateway accepted and dropped (its ``drop_params`` setting)."""
+"""Names the body fields the gateway accepted and dropped (its and the route's ``drop_params``,
+and unknown fields under ``unknown_fields: drop``)."""
 
 
 async def chat_completions(request: Request) -> Response:
@@ -40,12 +42,24 @@ async def chat_completions(request: Request) -> Response:
     try:
         opts = call_options(request.headers, upstream.settings.default_timeout)
         body = await read_json_object(request, upstream.settings.max_body_bytes)
-        parsed = parse_completion_request(body, upstream.settings.drop_params)
+        settings = upstream.settings
+        parsed = parse_completion_request(
+            body,
+            settings.drops_for(body.get("model")),
+            drop_unknown=settings.unknown_fields == "drop",
+        )
     except LlmeshError as err:
         return openai_error_response(err)
     if parsed.dropped:
         log.debug("dropped /v1/chat/completions fields: %s", ", ".join(parsed.dropped))
     created = int(time.time())
+    if parsed.n > 1:  # one call per choice (`llmesh.gateway.openai_choices`)
+        dropped = _dropped_headers(parsed)
+        if parsed.stream:
+            chunks = many_chunks(upstream, parsed, opts, created, uuid.uuid4().hex, dropped)
+            return UpstreamResponse(chunks, headers={"cache-control": "no-cache"})
+        whole = many_completions(upstream, parsed, opts, created, dropped)
+        return UpstreamResponse(whole, media_type="application/json")
     if parsed.stream:
         return UpstreamResponse(
             _chunks(upstream, parsed, opts, created), headers={"cache-control": "no-cache"}

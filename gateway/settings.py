@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmesh.services.common.config import Config, default_database_url
@@ -55,6 +56,18 @@ class GatewaySettings:
         """The ``telemetry.metrics`` settings: when enabled, ``/metrics`` on the gateway's port."""
         return self.telemetry.metrics
 
+    route_drop_params: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """More fields to drop, by route name: a call whose ``model`` names the route may carry
+    them too (``routes.<name>.drop_params``)."""
+    unknown_fields: str = Config.gateway_unknown_fields
+    """``reject`` unknown /v1 chat fields with a 400, or ``drop`` them (named in the header)."""
+
+    def drops_for(self, model: object) -> frozenset[str]:
+        """The fields a call to `model` may carry to be dropped: the deployment's and its
+        route's."""
+        route = self.route_drop_params.get(model) if isinstance(model, str) else None
+        return self.drop_params | route if route else self.drop_params
+
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
         """The settings a mesh configuration implies."""
@@ -66,5 +79,11 @@ class GatewaySettings:
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
             drop_params=frozenset(config.gateway_drop_params),
+            route_drop_params={
+                name: frozenset(route.drop_params)
+                for name, route in config.routes.items()
+                if route.drop_params
+            },
+            unknown_fields=config.gateway_unknown_fields,
             telemetry=config.telemetry,
         )

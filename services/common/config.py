@@ -54,6 +54,16 @@ __all__ = [
 PROVIDER_KINDS = ("openai", "anthropic", "openai-compatible", "emulator", "local")
 """The adapter kinds a provider entry may name."""
 
+
+def _unknown_fields(value: object) -> str:
+    """``gateway.unknown_fields``: ``reject`` (the default) or ``drop``."""
+    if value is None:
+        return str(_field_default(Config, "gateway_unknown_fields"))
+    if value not in ("reject", "drop"):
+        raise ConfigError(f"gateway.unknown_fields: expected reject or drop, got {value!r}")
+    return str(value)
+
+
 STRUCTURED_OUTPUT_MODES = ("auto", "native", "tool")
 """How an anthropic provider sends ``response_format`` (`ProviderConfig.structured_output`)."""
 
@@ -139,6 +149,9 @@ class RouteConfig:
     """Start the next target too after this many seconds without a first token."""
     hedge_percentile: float | None = None
     """Or: hedge after this percentile of the target's recent times to first token."""
+    drop_params: tuple[str, ...] = ()
+    """``/v1/chat/completions`` fields a call to this route may carry that the gateway
+    accepts and drops (as ``gateway.drop_params`` does for every call)."""
 
 
 def default_database_url() -> str:
@@ -166,6 +179,10 @@ class Config:
     gateway_drop_params: tuple[str, ...] = ()
     """Top-level ``/v1/chat/completions`` body fields the gateway accepts and drops instead of
     refusing with a 400 (``gateway.drop_params``); fields llmesh honours are never dropped."""
+    gateway_unknown_fields: str = "reject"
+    """What the gateway does with unknown /v1 chat fields (``gateway.unknown_fields``):
+    ``reject`` (a 400 naming the field) or ``drop`` (accepted, dropped and named in the
+    ``x-llmesh-dropped-params`` response header)."""
     emulator: EmulatorConfig = field(default_factory=EmulatorConfig)
     """The built-in emulator."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
@@ -318,6 +335,7 @@ def _route(name: str, raw: Any) -> RouteConfig:
         stall_timeout=seconds("stall_timeout", raw.get("stall_timeout")),
         hedge_delay=seconds("hedge.delay", hedge.get("delay")),
         hedge_percentile=None if percentile is None else float(percentile),
+        drop_params=names(raw.get("drop_params"), f"routes.{name}.drop_params"),
     )
 
 
@@ -473,6 +491,7 @@ def load_config(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
         gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
+        gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),
         emulator=emulator,
         providers=providers,
         aliases=aliases,

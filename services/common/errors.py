@@ -118,6 +118,10 @@ class LlmeshError(Exception):
         return f"{self.reason.value}: {self.message}"
 
 
+OPENAI_CODE = "openai.code"
+"""Error metadata: the OpenAI error ``code`` the gateway answers with (else the reason, lower
+case), e.g. ``unsupported_parameter``."""
+
 Violation = Callable[[str, str], None]
 """Told each bad field of a request being checked: its path and what is wrong with it."""
 

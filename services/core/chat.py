@@ -26,6 +26,7 @@ __all__ = [
     "ResponseFormat",
     "ResponseFormatType",
     "Role",
+    "ServiceTier",
     "TextPart",
     "ThinkingBlock",
     "Tool",
@@ -155,6 +156,17 @@ class ReasoningEffort(enum.Enum):
     HIGH = "high"
 
 
+class ServiceTier(enum.Enum):
+    """The processing tier asked of the provider; the values are OpenAI's ``service_tier``."""
+
+    UNSPECIFIED = ""
+    AUTO = "auto"
+    DEFAULT = "default"
+    FLEX = "flex"
+    PRIORITY = "priority"
+    SCALE = "scale"
+
+
 class ToolChoiceMode(enum.Enum):
     """How the model may use tools."""
 
@@ -233,3 +245,33 @@ class ChatRequest:
     """The shape the reply must have; None for plain text."""
     parallel_tool_calls: bool | None = None
     """Whether several tool calls may come in one turn; None for the provider's default."""
+    presence_penalty: float | None = None
+    """Penalty (-2..2) on tokens already present; None for the provider's default."""
+    frequency_penalty: float | None = None
+    """Penalty (-2..2) on tokens by their frequency so far; None for the provider's default."""
+    logit_bias: Mapping[str, int] = field(default_factory=dict)
+    """Biases (-100..100) by token id (a decimal string); empty for none."""
+    service_tier: ServiceTier = ServiceTier.UNSPECIFIED
+    """The processing tier; UNSPECIFIED for the provider's default."""
+    logprobs: bool = False
+    """Return each output token's log probability (on the reply's text deltas)."""
+    top_logprobs: int | None = None
+    """With `logprobs`: how many of the most likely tokens to return at each position."""
+
+    def options(self) -> dict[str, str]:
+        """The optional features this request asks of a provider, each with the /v1 field
+        that asks for it: ``{"presence_penalty": "presence_penalty", "service_tier:flex":
+        "service_tier", ...}``. An adapter lists the features it honours (its `options`);
+        a target whose adapter lacks one is not sent the call, so none is silently lost."""
+        out: dict[str, str] = {}
+        if self.presence_penalty is not None:
+            out["presence_penalty"] = "presence_penalty"
+        if self.frequency_penalty is not None:
+            out["frequency_penalty"] = "frequency_penalty"
+        if self.logit_bias:
+            out["logit_bias"] = "logit_bias"
+        if self.service_tier is not ServiceTier.UNSPECIFIED:
+            out[f"service_tier:{self.service_tier.value}"] = "service_tier"
+        if self.logprobs:
+            out["logprobs"] = "logprobs"
+        return out

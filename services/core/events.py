@@ -27,9 +27,32 @@ __all__ = [
     "Started",
     "Switched",
     "TextDelta",
+    "TokenLogprob",
     "ToolCallDelta",
+    "TopLogprob",
     "UsageUpdate",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One of the most likely tokens at a position, with its log probability."""
+
+    token: str
+    logprob: float
+    utf8: bytes = b""
+    """The token's UTF-8 bytes (a token may hold part of a character)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One output token with its log probability and the most likely tokens in its place."""
+
+    token: str
+    logprob: float
+    utf8: bytes = b""
+    """The token's UTF-8 bytes (a token may hold part of a character)."""
+    top: tuple[TopLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +60,8 @@ class TextDelta:
     """Reply text to append."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """The text's tokens with their log probabilities, when the request asked for them."""
 
 
 @dataclass(frozen=True, slots=True)

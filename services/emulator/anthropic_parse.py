@@ -23,6 +23,7 @@ from llmesh.services.emulator.replies import (
     ToolDef,
     Turn,
 )
+from llmesh.services.emulator.sampling import anthropic_sampling
 from llmesh.services.emulator.thinking import MIN_BUDGET, verify
 
 TOOL_CHOICES = ("auto", "any", "tool", "none")
@@ -73,6 +74,7 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
     tools = _tools(body.get("tools"))
     budget = _thinking(body, max_tokens)
     schema = output_schema(body.get("output_config"), model)
+    params = anthropic_sampling(body)
     return ChatCall(
         conv=Conversation(
             model=model,
@@ -86,6 +88,7 @@ def parse_messages(body: Any, *, count_only: bool = False) -> ChatCall:
         ),
         stream=bool(stream),
         thinking_budget=budget,
+        params=params,
     )
 
 

@@ -38,6 +38,13 @@ class ChatCall:
     """OpenAI ``n``: how many choices."""
     thinking_budget: int | None = None
     """Anthropic ``thinking.budget_tokens`` when extended thinking is enabled."""
+    params: tuple[str, ...] = ()
+    """The optional sampling parameters the request carried (``presence_penalty``,
+    ``service_tier=flex``, ...), counted in the stats."""
+    service_tier: str = "default"
+    """OpenAI: the ``service_tier`` the response reports."""
+    logprobs: int | None = None
+    """OpenAI: how many ``top_logprobs`` to return per token when ``logprobs`` is on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,7 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     with state.stats.track(model if isinstance(model, str) else None) as tracker:
         try:
             call = dialect.parse(body)
+            state.stats.saw(call.params)
             controls = request_controls(
                 request.headers, call.conv.model, state.settings, state.faults
             )

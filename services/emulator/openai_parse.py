@@ -23,6 +23,7 @@ from llmesh.services.emulator.replies import (
     ToolDef,
     Turn,
 )
+from llmesh.services.emulator.sampling import openai_logprobs, openai_sampling, served_tier
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 
@@ -137,6 +138,7 @@ def parse_chat(body: Any) -> ChatCall:
     n = _int_at_least(body, "n", 1) or 1
     tools = _tools(body.get("tools"))
     kind, schema = _response_format(body.get("response_format"))
+    params = openai_sampling(body)
     return ChatCall(
         conv=Conversation(
             model=model,
@@ -151,6 +153,9 @@ def parse_chat(body: Any) -> ChatCall:
         stream=bool(stream),
         include_usage=include_usage,
         n=n,
+        params=params,
+        service_tier=served_tier(body),
+        logprobs=openai_logprobs(body),
     )
 
 

@@ -14,6 +14,7 @@ import orjson
 from llmesh.services.emulator.errors import ApiError
 from llmesh.services.emulator.generation import ChatCall
 from llmesh.services.emulator.replies import Finish, Reply, fragments
+from llmesh.services.emulator.sampling import logprobs_object
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import StreamPlan
 from llmesh.services.emulator.thinking import pieces
@@ -67,6 +68,9 @@ def completion_body(
         ]
     message["annotations"] = []
     finish = FINISH[reply.finish]
+    logprobs = None
+    if call.logprobs is not None and not reply.tool_calls:
+        logprobs = logprobs_object(reply.pieces, call.logprobs)
     return orjson.dumps(
         {
             "id": cid,
@@ -74,11 +78,11 @@ def completion_body(
             "created": created,
             "model": call.conv.model,
             "choices": [
-                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                {"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish}
                 for i in range(call.n)
             ],
             "usage": use,
-            "service_tier": "default",
+            "service_tier": call.service_tier,
             "system_fingerprint": FINGERPRINT,
         }
     )
@@ -102,15 +106,17 @@ def stream_plan(
         created,
         orjson.dumps(call.conv.model),
     )
-    start += b'"service_tier":"default","system_fingerprint":"' + FINGERPRINT.encode()
+    start += b'"service_tier":"%s","system_fingerprint":"' % call.service_tier.encode()
+    start += FINGERPRINT.encode()
     start += b'","choices":['
     end = b'],"usage":null}\n\n'
     n = call.n
 
-    def chunk(delta: bytes, finish: bytes = b"null") -> bytes:
+    def chunk(delta: bytes, finish: bytes = b"null", logprobs: bytes = b"null") -> bytes:
         return b"".join(
             start
-            + b'{"index":%d,"delta":%s,"logprobs":null,"finish_reason":%s}' % (i, delta, finish)
+            + b'{"index":%d,"delta":%s,"logprobs":%s,"finish_reason":%s}'
+            % (i, delta, logprobs, finish)
             + end
             for i in range(n)
         )
@@ -126,7 +132,15 @@ def stream_plan(
             frames.extend(chunk(pre + orjson.dumps(f) + b"}}]}") for f in fragments(c.arguments))
     else:
         head = chunk(b'{"role":"assistant","content":"","refusal":null}')
-        if n == 1:
+        if call.logprobs is not None:
+            frames = [
+                chunk(
+                    b'{"content":%s}' % orjson.dumps(p),
+                    logprobs=orjson.dumps(logprobs_object([p], call.logprobs)),
+                )
+                for p in reply.pieces
+            ]
+        elif n == 1:
             pre = start + b'{"index":0,"delta":{"content":'
             post = b'},"logprobs":null,"finish_reason":null}' + end
             frames = [pre + orjson.dumps(p) + post for p in reply.pieces]

@@ -5,7 +5,8 @@ once when it arrives and once more when it ends, as exactly one of: ``completed`
 response was sent, whatever its status), ``disconnects`` (the client went away first: the
 handler was cancelled, or a write found the connection closed) or ``aborted`` (a ``cut``
 fault closed the connection on purpose). ``active`` is the number still in flight, so
-``requests == completed + disconnects + aborted + active``.
+``requests == completed + disconnects + aborted + active``. ``params`` counts the optional
+sampling parameters valid requests carried (``presence_penalty``, ``service_tier=flex``, ...).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class Stats:
     total: _Counts = field(default_factory=_Counts)
     active: int = 0
     by_model: dict[str, _Counts] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+
+    def saw(self, params: tuple[str, ...]) -> None:
+        """Count the optional sampling parameters of one valid request."""
+        for name in params:
+            self.params[name] = self.params.get(name, 0) + 1
 
     def track(self, model: str | None) -> Tracker:
         """Count a request that starts now; use the result as a context manager."""
@@ -50,12 +57,14 @@ class Stats:
         """Zero every counter (requests still in flight stay counted as active)."""
         self.total = _Counts()
         self.by_model.clear()
+        self.params.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON-ready data."""
         out: dict[str, Any] = self.total.as_dict()
         out["active"] = self.active
         out["by_model"] = {m: c.as_dict() for m, c in self.by_model.items()}
+        out["params"] = dict(self.params)
         return out
 
     def _counts(self, model: str | None) -> list[_Counts]:

@@ -14,6 +14,7 @@ from llmesh.services.core.events import (
     Started,
     Switched,
     TextDelta,
+    TokenLogprob,
     ToolCallDelta,
 )
 from llmesh.services.core.policy import MidStreamPolicy
@@ -43,6 +44,8 @@ class Reply:
     completed: Completed
     thinking: tuple[ThinkingBlock, ...] = ()
     """The reply's thinking blocks, kept apart from its text (signatures byte-for-byte)."""
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """The text's tokens with their log probabilities, when the call asked for them."""
 
 
 async def collect(events: AsyncIterator[CallEvent]) -> Reply:
@@ -52,9 +55,11 @@ async def collect(events: AsyncIterator[CallEvent]) -> Reply:
     text: list[str] = []
     calls: dict[int, _PartialCall] = {}
     thinking: dict[int, _PartialThinking] = {}
+    logprobs: list[TokenLogprob] = []
     async for event in events:  # the caller closes `events` (aclosing) when we return
         if isinstance(event, TextDelta):
             text.append(event.text)
+            logprobs.extend(event.logprobs)
         elif isinstance(event, ToolCallDelta):
             call = calls.setdefault(event.index, _PartialCall())
             call.id = call.id or event.id
@@ -69,6 +74,7 @@ async def collect(events: AsyncIterator[CallEvent]) -> Reply:
             started = event
         elif isinstance(event, Switched) and event.policy is MidStreamPolicy.RESTART:
             text.clear()  # the new target starts over
+            logprobs.clear()
             calls.clear()
             thinking.clear()
         elif isinstance(event, Completed):
@@ -82,5 +88,5 @@ async def collect(events: AsyncIterator[CallEvent]) -> Reply:
                 ThinkingBlock("".join(b.text), b.signature, b.redacted_data)
                 for _, b in sorted(thinking.items())
             )
-            return Reply(started, "".join(text), tool_calls, event, blocks)
+            return Reply(started, "".join(text), tool_calls, event, blocks, tuple(logprobs))
     raise LlmeshError(Reason.STREAM_INTERRUPTED, "stream ended before its terminal event")

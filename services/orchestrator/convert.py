@@ -44,6 +44,7 @@ from llmesh.services.core.policy import CallOptions, MidStreamPolicy
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail, attempt_json
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import Reply
+from llmesh.services.orchestrator.sampling import logprobs_to_proto, sampling_from_proto
 from llmesh.services.orchestrator.structured import response_format_from_proto
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
@@ -204,6 +205,7 @@ def chat_call_from_proto(
             violation(f"fallbacks[{i}]", "must name a model")
     options = _options(inp, violation)
     response_format = response_format_from_proto(inp, violation)
+    sampling = sampling_from_proto(inp, violation)
     cache = inp.cache
     ttl = cache.prompt_cache_ttl or "5m"
     if ttl not in ("5m", "1h"):
@@ -245,6 +247,7 @@ def chat_call_from_proto(
         parallel_tool_calls=(
             inp.parallel_tool_calls if inp.HasField("parallel_tool_calls") else None
         ),
+        **sampling,
     )
     return ChatCall(
         inp.model.strip(),
@@ -354,6 +357,7 @@ def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
         provider_finish_reason=reply.completed.provider_reason,
         usage=usage_to_proto(reply.completed.usage),
         cache_hit=reply.completed.cache_hit,
+        logprobs=logprobs_to_proto(reply.logprobs),
     )
 
 
@@ -363,6 +367,8 @@ def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:
     if isinstance(event, TextDelta):  # nearly every event: set in place, no second message
         out = R()
         out.text_delta.text = event.text
+        if event.logprobs:
+            out.text_delta.logprobs.extend(logprobs_to_proto(event.logprobs))
         return out
     if isinstance(event, ToolCallDelta):
         return R(

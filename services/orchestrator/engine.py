@@ -9,7 +9,9 @@ Before the first token reaches the caller, failures are contained: a target is r
 open, hedged by the next target when slow, and failed over to the next target of the route
 and the request's fallbacks. After output reached the caller, the call's mid-stream policy
 decides: `never` (error with partial usage), `restart` or `continue` on the next target.
-Cancelling the consumer closes every upstream stream the call opened.
+Cancelling the consumer closes every upstream stream the call opened. Targets that cannot
+honour an optional feature the request asks for are skipped before anything is sent
+(`llmesh.services.orchestrator.capabilities`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from llmesh.services.orchestrator.attempts import (
     open_attempt,
     percentile,
 )
+from llmesh.services.orchestrator.capabilities import capable_targets
 from llmesh.services.orchestrator.estimate import estimate_usage
 from llmesh.services.orchestrator.media import MediaPlan
 from llmesh.services.orchestrator.providers.base import Provider
@@ -123,8 +126,13 @@ class Orchestrator:
         sent, and a refusal for BUDGET_EXCEEDED ends the call (a refused hedge is simply not
         raced).
         """
-        targets, policy = list(call.targets), call.policy
-        request_id, trail, timeout = call.request_id, call.trail, call.remaining()
+        policy, request_id, trail, timeout = (
+            call.policy,
+            call.request_id,
+            call.trail,
+            call.remaining(),
+        )
+        targets = capable_targets(call.targets, self._providers, call.request, trail, self._clock)
         rt = Runtime(
             self._breakers,
             self._limiter,

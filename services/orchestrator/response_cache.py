@@ -108,7 +108,8 @@ def _normalized(
 ) -> dict[str, Any]:
     """Who may see a call's reply and the parts of the call that decide it, as JSON values.
 
-    A response format enters only when set, so keys of plain calls stay what they were.
+    A response format, penalties, logit bias and service tier enter only when set, so keys
+    of plain calls stay what they were.
     """
     out: dict[str, Any] = {
         "tenant": tenant,
@@ -136,6 +137,9 @@ def _normalized(
         out["response_format"] = [fmt.type.value, fmt.name, dict(fmt.schema), fmt.strict]
     if request.parallel_tool_calls is not None:
         out["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.options():
+        penalties = [request.presence_penalty, request.frequency_penalty]
+        out["sampling"] = [*penalties, dict(request.logit_bias), request.service_tier.value]
     return out
 
 
@@ -193,9 +197,10 @@ def cacheable(request: ChatRequest, *, opt_in: bool, opt_out: bool) -> bool:
     """True when the reply may be served from and stored in the cache.
 
     Opting out wins; opting in allows any temperature; otherwise only temperature 0 (an
-    unset temperature means the provider's default, which samples).
+    unset temperature means the provider's default, which samples). A stored reply keeps
+    no log probabilities, so a call asking for them is never cached.
     """
-    if opt_out:
+    if opt_out or request.logprobs:
         return False
     return opt_in or request.temperature == 0
 

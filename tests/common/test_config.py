@@ -102,6 +102,37 @@ def test_gateway_drop_params(tmp_path: Path) -> None:
     assert load_config(path, env={}).gateway_drop_params == ("parallel_tool_calls", "logprobs")
 
 
+def test_route_drop_params_and_unknown_fields(tmp_path: Path) -> None:
+    assert load_config(None, env={}).gateway_unknown_fields == "reject"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "gateway: {unknown_fields: drop}\n"
+        "routes:\n"
+        "  lenient: {targets: [emulator/echo], drop_params: [logprobs, verbosity]}\n"
+        "  strict: [emulator/echo]\n"
+    )
+    c = load_config(path, env={})
+    assert c.gateway_unknown_fields == "drop"
+    assert c.routes["lenient"].drop_params == ("logprobs", "verbosity")
+    assert c.routes["strict"].drop_params == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("gateway: {unknown_fields: ignore}", "gateway.unknown_fields"),
+        ("gateway: {unknown_fields: true}", "gateway.unknown_fields"),
+        ("routes: {r: {targets: [emulator/echo], drop_params: logprobs}}", "routes.r.drop_params"),
+        ("routes: {r: {targets: [emulator/echo], drop_params: [2]}}", "routes.r.drop_params"),
+    ],
+)
+def test_bad_drop_settings_name_their_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(path, env={})
+
+
 def test_sdk_providers_fall_back_to_the_emulator_without_credentials(tmp_path: Path) -> None:
     c = load_config(None, env={})
     openai = resolve_provider(c.providers["openai"], c.emulator, env={})

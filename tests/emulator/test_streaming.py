@@ -123,6 +123,7 @@ async def test_stats_and_reset(http: httpx.AsyncClient, oai: openai.AsyncOpenAI)
             "a": {"requests": 2, "completed": 2, "disconnects": 0, "aborted": 0},
             "b": {"requests": 1, "completed": 1, "disconnects": 0, "aborted": 0},
         },
+        "params": {},
     }
     assert (await http.post("/emulator/reset")).status_code == 200
     stats = (await http.get("/emulator/stats")).json()

@@ -198,8 +198,8 @@ async def test_a_field_llmesh_cannot_honour_is_a_400_naming_it(
     create = openai_client.chat.completions.create
     calls = len(fake_mesh.orchestrator.calls)
     with pytest.raises(openai.BadRequestError) as bad:
-        await create(model="fake/text", messages=HI, logprobs=True)
-    assert (bad.value.param, bad.value.type) == ("logprobs", "invalid_request_error")
+        await create(model="fake/text", messages=HI, store=True)
+    assert (bad.value.param, bad.value.type) == ("store", "invalid_request_error")
     assert bad.value.code == "unsupported_parameter"
     assert "not supported yet" in bad.value.message
     with pytest.raises(openai.BadRequestError) as bad:

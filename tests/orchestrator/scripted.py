@@ -21,8 +21,12 @@ Step = ProviderEvent | BaseException | float
 class Scripted:
     """A provider whose n-th call plays the n-th script (the last one repeats)."""
 
-    def __init__(self, name: str, *scripts: Sequence[Step]) -> None:
+    def __init__(
+        self, name: str, *scripts: Sequence[Step], options: frozenset[str] = frozenset()
+    ) -> None:
         self.name = name
+        self.options = options
+        """The optional features it honours (`ChatRequest.options`); none by default."""
         self.scripts = list(scripts)
         self.calls: list[ChatRequest] = []
         self.models: list[str] = []

@@ -21,6 +21,7 @@ from llmesh.services.core.chat import (
     Message,
     ReasoningEffort,
     Role,
+    ServiceTier,
     TextPart,
     ThinkingBlock,
     Tool,
@@ -547,3 +548,18 @@ async def test_an_unreachable_redis_is_a_miss_not_a_failure() -> None:
     await cache.put("k", _reply())
     assert await cache.get("k") is None
     await cache.aclose()
+
+
+def test_penalties_bias_and_tier_enter_the_key_only_when_set() -> None:
+    plain = ChatRequest((Message(Role.USER, "hi"),), temperature=0)
+    base = cache_key("fast", (), plain, tenant="t")
+    variants = [
+        replace(plain, presence_penalty=0.5),
+        replace(plain, frequency_penalty=0.5),
+        replace(plain, logit_bias={"1": 5}),
+        replace(plain, logit_bias={"1": 6}),
+        replace(plain, service_tier=ServiceTier.FLEX),
+    ]
+    keys = {cache_key("fast", (), v, tenant="t") for v in variants}
+    assert len(keys) == len(variants) and base not in keys
+    assert cache_key("fast", (), replace(plain), tenant="t") == base

@@ -26,6 +26,7 @@ from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import ProviderEvent
 from llmesh.services.orchestrator.providers.anthropic_structured import output_path, parser_tool
 from llmesh.services.orchestrator.providers.anthropic_wire import (
+    OPTIONS,
     AnthropicStreamParser,
     classify_error_body,
     to_provider_request,
@@ -116,6 +117,7 @@ class AnthropicProvider:
     def __init__(self, resolved: ResolvedProvider) -> None:
         cfg = resolved.config
         self.name = cfg.name
+        self.options = OPTIONS
         self._api_key = resolved.api_key
         self._connect_timeout = cfg.connect_timeout
         self._structured_output = cfg.structured_output

@@ -22,6 +22,8 @@ Mapping choices worth knowing:
 - ``thinking`` and ``redacted_thinking`` blocks stream as `ReasoningDelta`s; Anthropic
   counts thinking in ``output_tokens`` and reports no separate figure, so
   ``reasoning_tokens`` stays 0.
+- ``service_tier`` ``auto`` and ``default`` become Anthropic's ``auto`` and ``standard_only``;
+  its other values and the penalties and logit bias have no equivalent (`OPTIONS`).
 - ``stream: true`` is added by the transport, not here.
 - Structured output (a request's ``response_format``) goes as Anthropic's native
   ``output_config.format`` or as a forced tool, along the path `anthropic_structured.
@@ -45,6 +47,7 @@ from llmesh.services.core.chat import (
     ImagePart,
     Message,
     Role,
+    ServiceTier,
     TextPart,
     ToolChoiceMode,
 )
@@ -70,6 +73,10 @@ from llmesh.services.orchestrator.providers.prompt_cache import place_breakpoint
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the request sets none (Anthropic requires the field)."""
+
+_TIERS = {ServiceTier.AUTO: "auto", ServiceTier.DEFAULT: "standard_only"}
+OPTIONS = frozenset(f"service_tier:{tier.value}" for tier in _TIERS)
+"""The optional features (`ChatRequest.options`) the Messages API honours."""
 
 _FINISH = {
     "end_turn": FinishReason.STOP,
@@ -267,6 +274,8 @@ def to_provider_request(
         body["top_p"] = req.top_p
     if req.stop:
         body["stop_sequences"] = list(req.stop)
+    if req.service_tier in _TIERS:
+        body["service_tier"] = _TIERS[req.service_tier]
     path = output_path(structured_output, model, req)
     if path is not None:
         add_structured(req, body, path)

@@ -22,6 +22,9 @@ class Provider(Protocol):
 
     name: str
     """The configured provider name (the part before the slash in model names)."""
+    options: frozenset[str]
+    """The optional features (`ChatRequest.options`: penalties, logit bias, service tiers)
+    this adapter's API honours; the engine sends it no call asking for one it lacks."""
 
     def stream(
         self, model: str, request: ChatRequest, *, timeout: float | None

@@ -178,6 +178,7 @@ class OpenAIDialect:
     __slots__ = ("max_tokens_field",)
 
     path = "/chat/completions"
+    options = openai_wire.OPTIONS
 
     def __init__(self, max_tokens_field: str = "max_tokens") -> None:
         self.max_tokens_field = max_tokens_field
@@ -213,6 +214,7 @@ class AnthropicDialect:
     __slots__ = ("_structured_output",)
 
     path = "/v1/messages"
+    options = anthropic_wire.OPTIONS
 
     def __init__(self, structured_output: str = "auto") -> None:
         """`structured_output`: the provider's setting of that name (see `ProviderConfig`)."""
@@ -260,6 +262,7 @@ class LeanProvider:
         builds a `ConnectionPool` for ``resolved.base_url``."""
         cfg = resolved.config
         self.name = cfg.name
+        self.options = dialect.options
         self._dialect = dialect
         headers = {
             "content-type": "application/json",
@@ -384,7 +387,8 @@ def _joined(deltas: list[TextDelta]) -> TextDelta:
     """Text deltas as one (the delta itself when it is alone, as it is at a slow pace)."""
     if len(deltas) == 1:
         return deltas[0]
-    return TextDelta("".join(d.text for d in deltas))
+    logprobs = tuple(lp for d in deltas for lp in d.logprobs)
+    return TextDelta("".join(d.text for d in deltas), logprobs)
 
 
 async def _drain(resp: Reply) -> None:

@@ -22,6 +22,7 @@ class NoChat:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.options: frozenset[str] = frozenset()
 
     async def stream(
         self, model: str, request: ChatRequest, *, timeout: float | None

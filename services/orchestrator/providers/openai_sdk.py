@@ -21,6 +21,7 @@ from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import ProviderEvent
 from llmesh.services.orchestrator.providers.errors import classify_transport
 from llmesh.services.orchestrator.providers.openai_wire import (
+    OPTIONS,
     OpenAIStreamParser,
     classify_error_body,
     to_provider_request,
@@ -61,6 +62,7 @@ class OpenAIProvider:
     def __init__(self, resolved: ResolvedProvider, *, max_tokens_field: str = "max_tokens") -> None:
         cfg = resolved.config
         self.name = cfg.name
+        self.options = OPTIONS
         self._max_tokens_field = max_tokens_field
         self._client = openai.AsyncOpenAI(
             api_key=resolved.api_key,

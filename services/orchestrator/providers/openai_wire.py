@@ -11,6 +11,10 @@ part of ``completion_tokens``); OpenAI-compatible servers (vLLM, DeepSeek) strea
 ``reasoning_content`` (or ``reasoning``) beside ``content`` in each delta, which becomes
 `ReasoningDelta`s of block 0. Such text carries no signature and is not sent back: these
 servers reject or ignore it in input messages.
+
+Penalties, logit bias, the service tier and ``logprobs`` / ``top_logprobs`` are sent as set
+(`OPTIONS`: this API honours every optional feature a `ChatRequest` can ask for); each
+choice's ``logprobs.content`` rides on the `TextDelta` of the same chunk.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from llmesh.services.core.chat import (
     ResponseFormat,
     ResponseFormatType,
     Role,
+    ServiceTier,
     TextPart,
     ToolChoiceMode,
 )
@@ -38,11 +43,24 @@ from llmesh.services.core.events import (
     ProviderEvent,
     ReasoningDelta,
     TextDelta,
+    TokenLogprob,
     ToolCallDelta,
+    TopLogprob,
     UsageUpdate,
 )
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.providers.errors import retry_after_from_headers
+
+OPTIONS = frozenset(
+    {
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        *(f"service_tier:{t.value}" for t in ServiceTier if t is not ServiceTier.UNSPECIFIED),
+    }
+)
+"""The optional features (`ChatRequest.options`) the Chat Completions API honours."""
 
 _FINISH = {
     "stop": FinishReason.STOP,
@@ -171,7 +189,47 @@ def to_provider_request(
         body["reasoning_effort"] = req.reasoning_effort.value
     if req.response_format is not None:
         body["response_format"] = response_format_body(req.response_format)
+    if req.presence_penalty is not None:
+        body["presence_penalty"] = req.presence_penalty
+    if req.frequency_penalty is not None:
+        body["frequency_penalty"] = req.frequency_penalty
+    if req.logit_bias:
+        body["logit_bias"] = dict(req.logit_bias)
+    if req.service_tier.value:
+        body["service_tier"] = req.service_tier.value
+    if req.logprobs:
+        body["logprobs"] = True
+        if req.top_logprobs is not None:
+            body["top_logprobs"] = req.top_logprobs
     return body
+
+
+def _utf8(raw: Mapping[str, Any]) -> bytes:
+    data = raw.get("bytes")
+    if isinstance(data, list):
+        return bytes(b for b in data if isinstance(b, int) and 0 <= b < 256)
+    return str(raw.get("token") or "").encode()
+
+
+def logprobs_from_openai(raw: Any) -> tuple[TokenLogprob, ...]:
+    """A choice's ``logprobs`` object (``{"content": [...]}``) as token logprobs."""
+    content = raw.get("content") if isinstance(raw, Mapping) else None
+    if not isinstance(content, list):
+        return ()
+    return tuple(
+        TokenLogprob(
+            str(item.get("token") or ""),
+            float(item.get("logprob") or 0.0),
+            _utf8(item),
+            tuple(
+                TopLogprob(str(t.get("token") or ""), float(t.get("logprob") or 0.0), _utf8(t))
+                for t in item.get("top_logprobs") or ()
+                if isinstance(t, Mapping)
+            ),
+        )
+        for item in content
+        if isinstance(item, Mapping)
+    )
 
 
 def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
@@ -222,7 +280,10 @@ class OpenAIStreamParser:
                 events.append(ReasoningDelta(reasoning))
             text = delta.get("content")
             if text:
-                events.append(TextDelta(text))
+                logprobs = choice.get("logprobs")
+                events.append(
+                    TextDelta(text, logprobs_from_openai(logprobs)) if logprobs else TextDelta(text)
+                )
             refusal = delta.get("refusal")
             if refusal:
                 events.append(TextDelta(refusal))
@@ -280,6 +341,7 @@ def from_completion(body: Mapping[str, Any]) -> list[ProviderEvent]:
                     {
                         "index": choice.get("index", 0),
                         "delta": delta,
+                        "logprobs": choice.get("logprobs"),
                         "finish_reason": choice.get("finish_reason"),
                     }
                 ]

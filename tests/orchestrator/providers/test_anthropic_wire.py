@@ -16,6 +16,7 @@ from llmesh.services.core.chat import (
     ResponseFormat,
     ResponseFormatType,
     Role,
+    ServiceTier,
     ThinkingBlock,
     Tool,
     ToolCall,
@@ -738,3 +739,12 @@ def test_no_parallel_tool_calls_becomes_disable_parallel_tool_use() -> None:
     }
     allowed = ChatRequest(hi, tools=tools, parallel_tool_calls=True)
     assert "tool_choice" not in to_provider_request("m", allowed)
+
+
+@pytest.mark.parametrize(
+    ("tier", "sent"),
+    [("auto", "auto"), ("default", "standard_only"), ("", None)],
+)
+def test_the_service_tier_becomes_anthropics_own(tier: str, sent: str | None) -> None:
+    request = ChatRequest((Message(Role.USER, "hi"),), service_tier=ServiceTier(tier))
+    assert to_provider_request("m", request).get("service_tier") == sent

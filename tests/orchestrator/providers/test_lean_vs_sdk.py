@@ -44,6 +44,7 @@ from llmesh.services.core.chat import (
     ResponseFormat,
     ResponseFormatType,
     Role,
+    ServiceTier,
     TextPart,
     ThinkingBlock,
     Tool,
@@ -386,7 +387,7 @@ def _merged(events: list[ProviderEvent]) -> list[ProviderEvent]:
     out: list[ProviderEvent] = []
     for event in events:
         if isinstance(event, TextDelta) and out and isinstance(out[-1], TextDelta):
-            out[-1] = TextDelta(out[-1].text + event.text)
+            out[-1] = TextDelta(out[-1].text + event.text, out[-1].logprobs + event.logprobs)
         else:
             out.append(event)
     return out
@@ -432,6 +433,9 @@ REQUESTS: dict[str, ChatRequest] = {
         max_tokens=5,
         seed=7,
         stop=(" lazy", "never"),
+    ),
+    "service_tier": ChatRequest(
+        (Message(Role.USER, "The quick brown fox"),), service_tier=ServiceTier.DEFAULT
     ),
     "stop_sequence_hit": ChatRequest(
         (Message(Role.USER, "one two three four"),), stop=(" three",), temperature=0.0
@@ -559,6 +563,60 @@ async def test_same_request_and_same_events(upstream: Upstream, api: str, case: 
         text = "".join(e.text for e in sdk_out.events if isinstance(e, TextDelta))
         assert isinstance(orjson.loads(text), dict)
         assert sdk_out.events[-1].reason.value == "stop"
+
+
+@pytest.mark.parametrize("api", ["openai", "emulator"])
+async def test_penalties_logit_bias_and_tier_reach_the_openai_wire(
+    upstream: Upstream, api: str
+) -> None:
+    request = ChatRequest(
+        (Message(Role.USER, "The quick brown fox"),),
+        presence_penalty=0.5,
+        frequency_penalty=-0.25,
+        logit_bias={"50256": -100, "7": 3},
+        service_tier=ServiceTier.FLEX,
+    )
+    upstream.seen.clear()
+    lean_out, sdk_out = await _both(api, upstream.url, request)
+    assert lean_out.error is None and sdk_out.error is None, (lean_out.error, sdk_out.error)
+    for seen in upstream.seen:
+        body = _json(seen.body)
+        assert body["presence_penalty"] == 0.5 and body["frequency_penalty"] == -0.25
+        assert body["logit_bias"] == {"50256": -100, "7": 3}
+        assert body["service_tier"] == "flex"
+    assert len(upstream.seen) == 2
+
+
+@pytest.mark.parametrize("api", ["openai", "emulator"])
+async def test_both_read_the_same_logprobs(upstream: Upstream, api: str) -> None:
+    request = ChatRequest(
+        (Message(Role.USER, "The quick brown fox"),), logprobs=True, top_logprobs=2
+    )
+    upstream.seen.clear()
+    lean_out, sdk_out = await _both(api, upstream.url, request)
+    assert lean_out.error is None and sdk_out.error is None
+    for seen in upstream.seen:
+        body = _json(seen.body)
+        assert (body["logprobs"], body["top_logprobs"]) == (True, 2)
+    _assert_same_outcome(lean_out, sdk_out, same_message=True)
+    deltas = [e for e in sdk_out.events if isinstance(e, TextDelta)]
+    tokens = [lp for d in deltas for lp in d.logprobs]
+    assert tokens and "".join(t.token for t in tokens) == "".join(d.text for d in deltas)
+    assert all(len(t.top) == 2 and t.top[0].token == t.token and t.logprob < 0 for t in tokens)
+    assert all(t.utf8 == t.token.encode() for t in tokens)
+
+
+@pytest.mark.parametrize(
+    ("tier", "sent"), [(ServiceTier.AUTO, "auto"), (ServiceTier.DEFAULT, "standard_only")]
+)
+async def test_anthropic_gets_its_own_service_tier(
+    upstream: Upstream, tier: ServiceTier, sent: str
+) -> None:
+    request = ChatRequest((Message(Role.USER, "hi"),), service_tier=tier)
+    upstream.seen.clear()
+    lean_out, sdk_out = await _both("anthropic", upstream.url, request)
+    assert lean_out.error is None and sdk_out.error is None
+    assert [_json(s.body)["service_tier"] for s in upstream.seen] == [sent, sent]
 
 
 async def test_anthropic_version_is_the_one_the_sdk_sends(upstream: Upstream) -> None:

@@ -11,6 +11,7 @@ from llmesh.services.core.chat import (
     ResponseFormat,
     ResponseFormatType,
     Role,
+    ServiceTier,
     ThinkingBlock,
     Tool,
     ToolCall,
@@ -271,3 +272,19 @@ def test_the_finish_names_the_reply_id_and_model_of_the_first_chunk() -> None:
     parser.feed({"id": "other", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     finish = parser.end()
     assert (finish.response_id, finish.response_model) == ("chatcmpl-1", "gpt-4o-mini-2024-07-18")
+
+
+def test_penalties_bias_and_tier_are_sent_as_set() -> None:
+    plain = ChatRequest((Message(Role.USER, "hi"),))
+    body = to_provider_request("m", plain)
+    assert not {"presence_penalty", "frequency_penalty", "logit_bias", "service_tier"} & set(body)
+    asked = ChatRequest(
+        (Message(Role.USER, "hi"),),
+        presence_penalty=-0.5,
+        frequency_penalty=1.0,
+        logit_bias={"50256": -100},
+        service_tier=ServiceTier.PRIORITY,
+    )
+    body = to_provider_request("m", asked)
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (-0.5, 1.0)
+    assert (body["logit_bias"], body["service_tier"]) == ({"50256": -100}, "priority")
