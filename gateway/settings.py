@@ -49,6 +49,11 @@ class GatewaySettings:
     """``/v1/chat/completions`` fields accepted and dropped rather than refused with a 400
     (named in the ``x-llmesh-dropped-params`` response header); fields llmesh honours are
     never dropped."""
+    response_store_url: str | None = field(default_factory=default_database_url)
+    """The ledger database keeping ``/v1/responses`` responses for ``previous_response_id``
+    (the mesh's ``ledger.url``, opened on first use); None turns response storage off."""
+    response_ttl: float = Config.gateway_response_ttl_days * 86400
+    """Seconds a stored response is kept (``gateway.response_ttl_days``)."""
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -61,5 +66,7 @@ class GatewaySettings:
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
             drop_params=frozenset(config.gateway_drop_params),
+            response_store_url=config.database_url if config.gateway_response_ttl_days else None,
+            response_ttl=config.gateway_response_ttl_days * 86400,
             metrics=metrics_settings(config.telemetry, os.environ),
         )
