@@ -74,6 +74,7 @@ class EventEncoder:
         self._open: list[_Item] = []
         self._usage: chat_pb2.Usage | None = None
         self._started = False
+        self._discarded: set[int] = set()
 
     @property
     def finished(self) -> bool:
@@ -119,6 +120,8 @@ class EventEncoder:
             out += self._call(event.tool_call_delta)
         elif kind == "usage":
             self._usage = event.usage
+        elif kind == "switch" and event.switch.policy == chat_pb2.MID_STREAM_POLICY_RESTART:
+            out += self._restart()
         elif kind == "finish":
             out += self._finish(event.finish)
         return out
@@ -262,16 +265,26 @@ class EventEncoder:
         self._open.clear()
         return out
 
+    def _restart(self) -> bytes:
+        """Another target starts the reply again: what was sent is closed as incomplete and
+        left out of the final output, which holds the new target's items only."""
+        self._discarded.update(item.index for item in self._open)
+        self._discarded.update(range(len(self._output)))
+        return self._close_all("incomplete")
+
+    def _final_output(self) -> list[dict[str, Any]]:
+        return [o for i, o in enumerate(self._output) if i not in self._discarded and o]
+
     def _finish(self, finish: orchestrator_pb2.FinishEvent) -> bytes:
         status, incomplete = status_of(finish.reason)
         out = b""
-        if not self._output:
+        if len(self._output) == len(self._discarded):
             out = self._message()[1]  # a reply without any output: one empty message
         out += self._close_all(status)
         usage = finish.usage if finish.HasField("usage") else self._usage
         self.final = self._response(
             status,
-            output=self._output,
+            output=self._final_output(),
             usage=usage_object(usage or chat_pb2.Usage()),
             incomplete=incomplete,
         )
@@ -282,5 +295,5 @@ class EventEncoder:
         out = b"" if self._started else self._begin()
         error = {"code": code, "message": message}
         out += self._event("error", code=code, message=message, param=param)
-        self.final = self._response("failed", output=[o for o in self._output if o], error=error)
+        self.final = self._response("failed", output=self._final_output(), error=error)
         return out + self._event("response.failed", response=self.final)
