@@ -221,7 +221,7 @@ def _echo(body: dict[str, Any]) -> dict[str, Any]:
         "instructions": body.get("instructions"),
         "metadata": body.get("metadata") or {},
         "model": body["model"],
-        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
         "temperature": body.get("temperature"),
         "top_p": body.get("top_p"),
         "tool_choice": body.get("tool_choice") or "auto",
@@ -261,7 +261,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
         instructions=instructions,
         items=items,
         echo=_echo(body),
-        stream=_bool(body.get("stream", False) or False, "stream"),
+        stream=body.get("stream") is not None and _bool(body["stream"], "stream"),
         store=None if body.get("store") is None else _bool(body["store"], "store"),
         previous_response_id=None if previous is None else _str(previous, "previous_response_id"),
     )

@@ -123,6 +123,9 @@ async def test_items_become_one_conversation(http: httpx.AsyncClient, fake_mesh:
         ({"input": "hi", "truncation": "auto"}, "truncation"),
         ({"input": [], "model": "fake/text"}, "input"),
         ({"input": "hi", "store": True}, "store"),
+        ({"input": "hi", "stream": "yes"}, "stream"),
+        ({"input": "hi", "include": ["file_search_call.results"]}, "include[0]"),
+        ({"input": "hi", "stream_options": {"obfuscate": True}}, "stream_options.obfuscate"),
         ({"input": "hi", "previous_response_id": "resp_x"}, "previous_response_id"),
     ],
 )
