@@ -11,6 +11,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
 MODELS = ["anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"]
@@ -252,3 +253,21 @@ async def test_stored_responses_belong_to_their_tenant(mesh: Mesh) -> None:
         assert unstored.store is False
         with pytest.raises(openai.NotFoundError):
             await alpha.responses.retrieve(unstored.id)
+
+
+async def test_fallbacks_and_the_ledger_apply(mesh: Mesh) -> None:
+    mesh.set_fault("responses-quota", "quota")
+    async with _client(mesh) as client:
+        raw = await client.responses.with_raw_response.create(
+            model="openai/responses-quota",
+            input="fall back please",
+            user="alice",
+            store=False,
+            extra_body={"fallbacks": ["emulator/echo"]},
+        )
+    response = raw.parse()
+    assert response.output_text == "fall back please"
+    record = await ledger_record(mesh.config.database_url, raw.headers["x-request-id"])  # type: ignore[union-attr]
+    assert (record.provider, record.model, record.user) == ("emulator", "echo", "alice")
+    assert record.output_tokens == response.usage.output_tokens  # type: ignore[union-attr]
+    assert raw.headers["x-llmesh-attempts"]
