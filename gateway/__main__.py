@@ -46,8 +46,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--database-url",
         default=os.environ.get("LLMESH_DATABASE_URL", defaults.key_store_url),
-        help="where the mesh's API keys live (default $LLMESH_DATABASE_URL or "
-        f"{defaults.key_store_url}); a non-loopback --host needs keys there",
+        help="the mesh's database: its API keys and the stored /v1/responses (default "
+        f"$LLMESH_DATABASE_URL or {defaults.key_store_url}); a non-loopback --host needs "
+        "keys there",
     )
     p.add_argument(
         "--allow-unauthenticated",
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         orchestrator_address=args.orchestrator,
         processor_address=args.processor,
         key_store_url=args.database_url,
+        response_store_url=args.database_url,
         allow_unauthenticated=args.allow_unauthenticated,
         telemetry=telemetry,
     )

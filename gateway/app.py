@@ -10,7 +10,15 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from llmesh.gateway import council, native, observability, openai_embeddings, openai_routes, ws
+from llmesh.gateway import (
+    council,
+    native,
+    observability,
+    openai_embeddings,
+    openai_routes,
+    responses_api,
+    ws,
+)
 from llmesh.gateway.errors import http_exception_handler, unexpected_error_handler
 from llmesh.gateway.observability import GatewayMetrics, HttpMetrics
 from llmesh.gateway.settings import GatewaySettings
@@ -29,11 +37,14 @@ def create_app(settings: GatewaySettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         upstream = Upstream.open(settings)
+        responses = responses_api.ResponseStorage.create(settings)
         gateway_metrics.open()
         try:
-            yield {"upstream": upstream}
+            yield {"upstream": upstream, "responses": responses}
         finally:
             await upstream.close()
+            if responses is not None:
+                await responses.aclose()
             gateway_metrics.close()
 
     middleware = []  # off: no middleware, no per-request work at all
@@ -46,6 +57,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         routes=[
             *openai_routes.routes(),
             *openai_embeddings.routes(),
+            *responses_api.routes(),
             *native.routes(),
             *council.routes(),
             *ws.routes(),

@@ -51,16 +51,21 @@ class GatewaySettings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     """Traces and metrics (the configuration's ``telemetry``); off by default."""
 
-    @property
-    def metrics(self) -> MetricsSettings:
-        """The ``telemetry.metrics`` settings: when enabled, ``/metrics`` on the gateway's port."""
-        return self.telemetry.metrics
-
     route_drop_params: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """More fields to drop, by route name: a call whose ``model`` names the route may carry
     them too (``routes.<name>.drop_params``)."""
     unknown_fields: str = Config.gateway_unknown_fields
     """``reject`` unknown /v1 chat fields with a 400, or ``drop`` them (named in the header)."""
+    response_store_url: str | None = field(default_factory=default_database_url)
+    """The ledger database keeping ``/v1/responses`` responses for ``previous_response_id``
+    (the mesh's ``ledger.url``, opened on first use); None turns response storage off."""
+    response_ttl: float = Config.gateway_response_ttl_days * 86400
+    """Seconds a stored response is kept (``gateway.response_ttl_days``)."""
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        """The ``telemetry.metrics`` settings: when enabled, ``/metrics`` on the gateway's port."""
+        return self.telemetry.metrics
 
     def drops_for(self, model: object) -> frozenset[str]:
         """The fields a call to `model` may carry to be dropped: the deployment's and its
@@ -86,4 +91,6 @@ class GatewaySettings:
             },
             unknown_fields=config.gateway_unknown_fields,
             telemetry=config.telemetry,
+            response_store_url=config.database_url if config.gateway_response_ttl_days else None,
+            response_ttl=config.gateway_response_ttl_days * 86400,
         )

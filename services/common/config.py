@@ -127,6 +127,9 @@ class Config:
     """What the gateway does with unknown /v1 chat fields (``gateway.unknown_fields``):
     ``reject`` (a 400 naming the field) or ``drop`` (accepted, dropped and named in the
     ``x-llmesh-dropped-params`` response header)."""
+    gateway_response_ttl_days: float = 30.0
+    """Days a ``/v1/responses`` response stays stored for ``previous_response_id``
+    (``gateway.response_ttl_days``; 0 turns response storage off)."""
     emulator: EmulatorConfig = field(default_factory=EmulatorConfig)
     """The built-in emulator."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
@@ -263,6 +266,12 @@ def _typed(kind: type[Any], value: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
 
 
+def _non_negative(days: float) -> float:
+    if not days >= 0:  # also NaN
+        raise ConfigError(f"gateway.response_ttl_days: expected a number >= 0, got {days!r}")
+    return days
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
@@ -359,6 +368,9 @@ def load_config(
         ),
         gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),
+        gateway_response_ttl_days=_non_negative(
+            _setting(float, gw, "gateway", "response_ttl_days", default.gateway_response_ttl_days)
+        ),
         emulator=emulator,
         providers=providers,
         aliases=aliases,

@@ -11,7 +11,14 @@ from llmesh.services.ledger.cli import usage_report
 from llmesh.services.ledger.pricing import SOURCE_DATE, Cost, Price, PriceTable
 from llmesh.services.ledger.queries import GROUPINGS, UsageTotalRow
 from llmesh.services.ledger.records import STATUSES, UsageRecord
-from llmesh.services.ledger.stores import LedgerStore, PostgresStore, SqliteStore, open_store
+from llmesh.services.ledger.responses import ResponseStore, StoredResponse
+from llmesh.services.ledger.stores import (
+    LedgerStore,
+    PostgresStore,
+    SqliteStore,
+    open_response_store,
+    open_store,
+)
 from llmesh.services.ledger.writer import LedgerWriter
 
 __all__ = [
@@ -24,9 +31,12 @@ __all__ = [
     "PostgresStore",
     "Price",
     "PriceTable",
+    "ResponseStore",
     "SqliteStore",
+    "StoredResponse",
     "UsageRecord",
     "UsageTotalRow",
+    "open_response_store",
     "open_store",
     "usage_report",
 ]

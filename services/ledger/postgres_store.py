@@ -17,6 +17,15 @@ import orjson
 
 from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
 from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.responses import (
+    StoredResponse,
+    delete_sql,
+    prune_sql,
+    put_sql,
+    select_sql,
+    stored_from_row,
+    stored_to_row,
+)
 from llmesh.services.ledger.schema import (
     COLUMNS,
     TABLE,
@@ -89,6 +98,12 @@ def _pg_row(rec: UsageRecord) -> tuple[Any, ...]:
         elif isinstance(value, str) and "\x00" in value:
             row[i] = _clean(value)
     return tuple(row)
+
+
+def _affected(status: str) -> int:
+    """The row count of a command status such as ``DELETE 3``."""
+    tail = status.rpartition(" ")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 class PostgresStore:
@@ -176,6 +191,33 @@ class PostgresStore:
         sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE request_id = $1"
         row = await pool.fetchrow(sql, request_id)
         return record_from_row(tuple(row)) if row is not None else None
+
+    async def put_response(self, stored: StoredResponse) -> None:
+        """Store a response, replacing a row with the same id (NULs removed from the body)."""
+        row = list(stored_to_row(stored))
+        if "\\u0000" in row[4]:
+            row[4] = dumps(_clean(orjson.loads(row[4])))
+        pool = await self._ready_pool()
+        await pool.execute(put_sql(["$1", "$2", "$3", "$4", "$5"]), *row)
+
+    async def get_response(
+        self, response_id: str, tenant: str, now: float
+    ) -> StoredResponse | None:
+        """The live response `response_id` of `tenant`, or None."""
+        pool = await self._ready_pool()
+        row = await pool.fetchrow(select_sql(["$1", "$2", "$3"]), response_id, tenant, now)
+        return stored_from_row(tuple(row)) if row is not None else None
+
+    async def delete_response(self, response_id: str, tenant: str) -> bool:
+        """Delete the response `response_id` of `tenant`; whether it existed."""
+        pool = await self._ready_pool()
+        status = await pool.execute(delete_sql(["$1", "$2"]), response_id, tenant)
+        return _affected(status) > 0
+
+    async def prune_responses(self, now: float) -> int:
+        """Delete the responses expired at `now`; how many went."""
+        pool = await self._ready_pool()
+        return _affected(await pool.execute(prune_sql("$1"), now))
 
     async def aclose(self) -> None:
         """Close the pool (idempotent)."""

@@ -18,6 +18,7 @@ import orjson
 from llmesh.services.core.usage import CallStatus
 from llmesh.services.ledger.queries import utc_day
 from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.responses import RESPONSES_TABLE
 
 __all__ = [
     "COLUMNS",
@@ -90,6 +91,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             f"CREATE INDEX {TABLE}_tenant_ts ON {TABLE} (tenant, ts)",
             f"CREATE INDEX {TABLE}_day ON {TABLE} (day)",
+        ),
+    ),
+    Migration(
+        3,
+        "stored_responses: the Responses API's stored responses, by tenant, with an expiry",
+        (
+            f"""CREATE TABLE {RESPONSES_TABLE} (
+                response_id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                body {{json}} NOT NULL
+            )""",
+            f"CREATE INDEX {RESPONSES_TABLE}_expires ON {RESPONSES_TABLE} (expires_at)",
         ),
     ),
 )

@@ -21,6 +21,15 @@ from typing import Any, TypeVar
 from llmesh.services.common.sqlite import enable_wal
 from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
 from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.responses import (
+    StoredResponse,
+    delete_sql,
+    prune_sql,
+    put_sql,
+    select_sql,
+    stored_from_row,
+    stored_to_row,
+)
 from llmesh.services.ledger.schema import (
     COLUMNS,
     TABLE,
@@ -177,6 +186,32 @@ class SqliteStore:
 
     def _fetchall(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self._db().execute(sql, params).fetchall()
+
+    def _change(self, sql: str, params: Sequence[Any]) -> int:
+        return self._db().execute(sql, params).rowcount  # autocommit: one statement
+
+    async def put_response(self, stored: StoredResponse) -> None:
+        """Store a response, replacing a row with the same id."""
+        await self.open()
+        await self._call(self._change, put_sql(["?"] * 5), stored_to_row(stored))
+
+    async def get_response(
+        self, response_id: str, tenant: str, now: float
+    ) -> StoredResponse | None:
+        """The live response `response_id` of `tenant`, or None."""
+        await self.open()
+        rows = await self._call(self._fetchall, select_sql("???"), [response_id, tenant, now])
+        return stored_from_row(rows[0]) if rows else None
+
+    async def delete_response(self, response_id: str, tenant: str) -> bool:
+        """Delete the response `response_id` of `tenant`; whether it existed."""
+        await self.open()
+        return await self._call(self._change, delete_sql("??"), [response_id, tenant]) > 0
+
+    async def prune_responses(self, now: float) -> int:
+        """Delete the responses expired at `now`; how many went."""
+        await self.open()
+        return await self._call(self._change, prune_sql("?"), [now])
 
     async def aclose(self) -> None:
         """Close the database and stop the store's thread (idempotent)."""

@@ -14,9 +14,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from llmesh.services.ledger.postgres_store import PostgresStore
 from llmesh.services.ledger.queries import UsageTotalRow
 from llmesh.services.ledger.records import UsageRecord
+from llmesh.services.ledger.responses import ResponseStore
 from llmesh.services.ledger.sqlite_store import SqliteStore
 
-__all__ = ["LedgerStore", "PostgresStore", "SqliteStore", "open_store", "sqlite_path"]
+__all__ = [
+    "LedgerStore",
+    "PostgresStore",
+    "SqliteStore",
+    "open_response_store",
+    "open_store",
+    "sqlite_path",
+]
 
 
 @runtime_checkable
@@ -78,6 +86,15 @@ def open_store(url: str) -> LedgerStore:
     Nothing is opened yet: the store connects and migrates on first use, or at once with
     ``store = await open_store(url)``.
     """
+    return _open(url)
+
+
+def open_response_store(url: str) -> ResponseStore:
+    """The stored responses of the ledger database at `url` (see `open_store`)."""
+    return _open(url)
+
+
+def _open(url: str) -> SqliteStore | PostgresStore:
     path = sqlite_path(url)
     if path is not None:
         return SqliteStore(path)

@@ -83,6 +83,9 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "gateway: {drop_params: logprobs}",  # a list of names, not one
         'gateway: {drop_params: [logprobs, ""]}',
         "gateway: {drop_params: [1]}",
+        "gateway: {response_ttl_days: -1}",
+        "gateway: {response_ttl_days: .nan}",
+        "gateway: {response_ttl_days: soon}",
         "providers: {local: {kind: local, max_batch: 0}}",
         "providers: {local: {kind: local, batch_wait: -1}}",
         'providers: {local: {kind: local, batch_wait: "soon"}}',
@@ -131,6 +134,19 @@ def test_bad_drop_settings_name_their_key(tmp_path: Path, text: str, key: str) -
     path.write_text(text)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(path, env={})
+
+
+def test_gateway_response_ttl_days(tmp_path: Path) -> None:
+    from llmesh.gateway.settings import GatewaySettings
+
+    default = load_config(None, env={})
+    assert default.gateway_response_ttl_days == 30
+    assert GatewaySettings.from_config(default).response_store_url == default.database_url
+    path = tmp_path / "c.yaml"
+    path.write_text("gateway: {response_ttl_days: 0.5}")
+    assert GatewaySettings.from_config(load_config(path, env={})).response_ttl == 43200
+    path.write_text("gateway: {response_ttl_days: 0}")
+    assert GatewaySettings.from_config(load_config(path, env={})).response_store_url is None
 
 
 def test_sdk_providers_fall_back_to_the_emulator_without_credentials(tmp_path: Path) -> None:

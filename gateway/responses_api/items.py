@@ -1,0 +1,136 @@
+"""Responses API input items -> the messages of a `ChatInput` (pure functions).
+
+``message`` items (or the short ``{"role", "content"}`` form) become messages: ``user``,
+``system`` and ``developer`` (a system message) take ``input_text`` / ``input_image`` /
+``input_file`` parts, ``assistant`` takes ``output_text`` / ``refusal``. ``function_call``
+items become the tool calls of an assistant message, ``function_call_output`` items tool
+messages, and ``reasoning`` items the thinking blocks (see `llmesh.gateway.responses_api.parts`).
+Consecutive assistant-side items (reasoning, then text, then calls) form one assistant
+message, as one model turn is one message in llmesh. Anything else is a 400 naming its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from llmesh.gateway.responses_api.fields import check_keys
+from llmesh.gateway.responses_api.parts import text_of, thinking_block, to_parts
+from llmesh.services.common.errors import invalid
+from llmesh.v1 import chat_pb2
+
+__all__ = ["add_items", "normalize_input"]
+
+_ROLES = {
+    "user": chat_pb2.ROLE_USER,
+    "system": chat_pb2.ROLE_SYSTEM,
+    "developer": chat_pb2.ROLE_SYSTEM,
+    "assistant": chat_pb2.ROLE_ASSISTANT,
+}
+_INPUT_PARTS = ("input_text", "input_image", "input_file")
+_OUTPUT_PARTS = ("output_text", "refusal")
+_KEYS = {
+    "message": frozenset({"type", "role", "content", "id", "status", "phase"}),
+    "function_call": frozenset({"type", "call_id", "name", "arguments", "id", "status"}),
+    "function_call_output": frozenset({"type", "call_id", "output", "id", "status"}),
+}
+_KINDS = "message, function_call, function_call_output or reasoning"
+
+
+def normalize_input(value: Any) -> list[Any]:
+    """The ``input`` as a list of items (a string is one user message)."""
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise invalid("input", "must be a string or a non-empty array of items")
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise invalid(path, "must be a string")
+    return value
+
+
+class _Builder:
+    """Appends items to a `ChatInput`, keeping the assistant message of the current turn."""
+
+    def __init__(self, chat: chat_pb2.ChatInput) -> None:
+        self.chat = chat
+        self.turn: chat_pb2.Message | None = None
+
+    def assistant(self, fresh: bool) -> chat_pb2.Message:
+        """The current turn's assistant message, or a new one when `fresh` or none is open."""
+        if self.turn is None or fresh:
+            self.turn = self.chat.messages.add(role=chat_pb2.ROLE_ASSISTANT)
+        return self.turn
+
+    def message(self, item: dict[str, Any], path: str) -> None:
+        role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
+        if role is None:
+            raise invalid(f"{path}.role", "must be one of user, system, developer, assistant")
+        content = item.get("content")
+        allowed = _OUTPUT_PARTS if role == chat_pb2.ROLE_ASSISTANT else _INPUT_PARTS
+        if isinstance(content, str):
+            parts = [chat_pb2.ContentPart(text=content)]
+        elif isinstance(content, list):
+            parts = to_parts(content, f"{path}.content", allowed)
+        else:
+            raise invalid(f"{path}.content", "must be a string or an array of content parts")
+        text = text_of(parts)
+        if role == chat_pb2.ROLE_ASSISTANT:
+            turn = self.turn
+            message = self.assistant(turn is None or bool(turn.content or turn.tool_calls))
+            message.content = text or ""
+            return
+        self.turn = None
+        message = self.chat.messages.add(role=role)
+        if text is None:
+            message.parts.extend(parts)
+        else:
+            message.content = text
+
+    def function_call(self, item: dict[str, Any], path: str) -> None:
+        self.assistant(False).tool_calls.add(
+            id=_str(item.get("call_id"), f"{path}.call_id"),
+            name=_str(item.get("name"), f"{path}.name"),
+            arguments=_str(item.get("arguments", ""), f"{path}.arguments"),
+        )
+
+    def function_call_output(self, item: dict[str, Any], path: str) -> None:
+        self.turn = None
+        output = item.get("output")
+        if isinstance(output, list):
+            text = text_of(to_parts(output, f"{path}.output", ("input_text",)))
+            output = text
+        self.chat.messages.add(
+            role=chat_pb2.ROLE_TOOL,
+            tool_call_id=_str(item.get("call_id"), f"{path}.call_id"),
+            content=_str(output, f"{path}.output"),
+        )
+
+    def reasoning(self, item: dict[str, Any], path: str) -> None:
+        block = thinking_block(item, path)
+        if block is None:
+            return
+        turn = self.turn
+        self.assistant(turn is None or bool(turn.content or turn.tool_calls)).thinking.append(block)
+
+
+def add_items(
+    items: Sequence[Any], chat: chat_pb2.ChatInput, path_of: Callable[[int], str]
+) -> None:
+    """Append the messages `items` stand for to `chat`; `path_of(i)` names item i in errors."""
+    builder = _Builder(chat)
+    for i, item in enumerate(items):
+        path = path_of(i)
+        if not isinstance(item, dict):
+            raise invalid(path, "must be an object")
+        kind = item.get("type", "message" if "role" in item else None)
+        if kind == "reasoning":
+            builder.reasoning(item, path)
+            continue
+        if kind not in _KEYS:
+            raise invalid(f"{path}.type", f"unsupported item type {kind!r}; use {_KINDS}")
+        check_keys(item, _KEYS[kind], path)
+        getattr(builder, kind)(item, path)
