@@ -10,7 +10,15 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from llmesh.gateway import council, native, observability, openai_embeddings, openai_routes, ws
+from llmesh.gateway import (
+    anthropic,
+    council,
+    native,
+    observability,
+    openai_embeddings,
+    openai_routes,
+    ws,
+)
 from llmesh.gateway.errors import http_exception_handler, unexpected_error_handler
 from llmesh.gateway.observability import GatewayMetrics, HttpMetrics
 from llmesh.gateway.settings import GatewaySettings
@@ -43,6 +51,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         routes=[
             *openai_routes.routes(),
             *openai_embeddings.routes(),
+            *anthropic.routes(),
             *native.routes(),
             *council.routes(),
             *ws.routes(),

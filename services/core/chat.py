@@ -16,6 +16,7 @@ __all__ = [
     "DOCUMENT_MEDIA_TYPES",
     "IMAGE_MEDIA_TYPES",
     "AudioPart",
+    "CacheControl",
     "ChatRequest",
     "ContentPart",
     "DocumentPart",
@@ -44,6 +45,16 @@ class Role(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class CacheControl:
+    """A prompt-cache breakpoint the caller placed on one block (Anthropic's
+    ``cache_control``); Anthropic targets receive it where it was placed, other providers
+    ignore it."""
+
+    ttl: str = ""
+    """``5m`` or ``1h``; empty for the provider's default (5 minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """One tool call made in an assistant message."""
 
@@ -51,6 +62,7 @@ class ToolCall:
     name: str
     arguments: str
     """The arguments as a JSON object serialized to a string."""
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +91,7 @@ class TextPart:
     """A run of text within a message's content."""
 
     text: str
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +106,7 @@ class ImagePart:
     media_type: str = ""
     detail: str = ""
     """OpenAI's detail hint (``auto``, ``low``, ``high``); empty leaves it to the provider."""
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +118,7 @@ class DocumentPart:
     media_type: str = "application/pdf"
     title: str = ""
     url: str = ""
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,10 @@ class Message:
     parts: tuple[ContentPart, ...] = ()
     """The content as ordered parts (text, images, documents, audio); when present they are
     the whole content and `content` is empty. Empty means a text-only message."""
+    cache_control: CacheControl | None = None
+    """A breakpoint on the block `content` becomes (a tool message's result, or the text)."""
+    is_error: bool = False
+    """For a tool message: the tool failed (Anthropic's ``is_error``)."""
 
 
 class FinishReason(enum.Enum):
@@ -173,6 +192,7 @@ class Tool:
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """JSON Schema of the arguments."""
+    cache_control: CacheControl | None = None
 
 
 class ResponseFormatType(enum.Enum):
