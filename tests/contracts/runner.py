@@ -27,6 +27,7 @@ from grpc_status import rpc_status
 from llmesh.services.common.errors import ERROR_TABLE, FieldViolation, LlmeshError, Reason
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.v1 import chat_pb2, embeddings_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.contracts import surface_messages
 
 CASES_DIR = Path(__file__).parents[2] / "contracts" / "cases"
 SURFACES = ("grpc-stream", "grpc-unary", "gateway-sse", "gateway-unary")
@@ -35,8 +36,11 @@ EMBED_SURFACES = ("grpc-unary", "gateway-unary")
 
 
 def surfaces(case: dict[str, Any]) -> tuple[str, ...]:
-    """The surfaces a case runs on: all four for chat, the two unary ones for embeddings."""
-    return EMBED_SURFACES if case.get("call") == "embed" else SURFACES
+    """The surfaces a case runs on: all four for chat (and the Messages API's two where the
+    case can be said in it), the two unary ones for embeddings."""
+    if case.get("call") == "embed":
+        return EMBED_SURFACES
+    return SURFACES + (surface_messages.SURFACES if surface_messages.applies(case) else ())
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -221,6 +225,8 @@ async def run(surface: str, mesh: Any, case: dict[str, Any]) -> Outcome:
         if surface.startswith("grpc"):
             return await run_grpc_embed(mesh.orchestrator_address, case)
         return await run_gateway_embed(mesh.gateway_url, case)
+    if surface in surface_messages.SURFACES:
+        return await surface_messages.run(mesh.gateway_url, case, surface, Outcome())
     if surface.startswith("grpc"):
         return await run_grpc(mesh.orchestrator_address, case, surface.endswith("unary"))
     return await run_gateway(mesh.gateway_url, case, surface.endswith("unary"))
@@ -314,6 +320,8 @@ def _subset(expected: dict[str, Any], actual: dict[str, Any], what: str) -> None
 
 def check(case: dict[str, Any], surface: str, out: Outcome) -> None:
     """Assert that an outcome honours the case's expectations."""
+    if surface in surface_messages.SURFACES:
+        return surface_messages.check(case, out, _summary, _subset)
     expect = case["expect"]
     streaming = surface.endswith(("stream", "sse"))
     if streaming and "sequence" in expect:
