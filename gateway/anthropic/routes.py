@@ -115,7 +115,7 @@ async def _events(
                 reading = asyncio.ensure_future(call.read())
             done, _ = await asyncio.wait({reading}, timeout=PING_INTERVAL)
             if not done:
-                if started:
+                if started and not encoder.finished:
                     yield PING
                 continue
             event, reading = reading.result(), None
