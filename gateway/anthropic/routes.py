@@ -32,7 +32,7 @@ from llmesh.gateway.anthropic.request import (
 from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
 from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
 from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
-from llmesh.services.common.errors import LlmeshError, Reason, invalid
+from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.v1 import orchestrator_pb2, processor_pb2
 
 __all__ = ["VERSION_HEADER", "auth_headers", "model_list", "model_object", "routes"]
@@ -40,7 +40,8 @@ __all__ = ["VERSION_HEADER", "auth_headers", "model_list", "model_object", "rout
 VERSION_HEADER = "anthropic-version"
 """Sent by every Anthropic client; ``GET /v1/models`` answers in Anthropic's shape with it."""
 BETA_HEADER = "anthropic-beta"
-"""Anthropic's beta opt-ins: no route allows any yet, so a request carrying one is a 400."""
+"""Anthropic's beta opt-ins (comma-separated), sent on as `ChatInput.anthropic_beta`: the
+orchestrator refuses those the call's route does not allow."""
 PING_INTERVAL = 10.0
 """Seconds of upstream silence after which a stream sends a ``ping`` to keep it open."""
 
@@ -55,9 +56,15 @@ def auth_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def _options(request: Request, upstream: Upstream) -> CallOptions:
-    if BETA_HEADER in request.headers:
-        raise invalid(BETA_HEADER, "no beta features are enabled on this gateway")
     return call_options(auth_headers(request.headers), upstream.settings.default_timeout)
+
+
+def _betas(request: Request) -> list[str]:
+    """The beta features the request's ``anthropic-beta`` headers name."""
+    names: list[str] = []
+    for value in request.headers.getlist(BETA_HEADER):
+        names.extend(n.strip() for n in value.split(",") if n.strip())
+    return names
 
 
 async def create_message(request: Request) -> Response:
@@ -69,6 +76,7 @@ async def create_message(request: Request) -> Response:
         parsed = parse_messages_request(body)
     except LlmeshError as err:
         return error_response(err)
+    parsed.input.anthropic_beta.extend(_betas(request))
     if parsed.stream:
         return UpstreamResponse(
             _events(upstream, parsed, opts), headers={"cache-control": "no-cache"}

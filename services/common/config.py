@@ -138,6 +138,9 @@ class RouteConfig:
     """Start the next target too after this many seconds without a first token."""
     hedge_percentile: float | None = None
     """Or: hedge after this percentile of the target's recent times to first token."""
+    anthropic_beta: tuple[str, ...] = ()
+    """Anthropic beta features (``anthropic-beta`` values) calls of this route may ask for;
+    a call naming no route may ask for none."""
 
 
 def default_database_url() -> str:
@@ -277,6 +280,14 @@ def _provider(name: str, raw: Any) -> ProviderConfig:
     return ProviderConfig(name=name, **args)
 
 
+def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+        raise ConfigError(f"routes.{name}.anthropic_beta: a list of beta feature names")
+    return tuple(raw)
+
+
 def _route(name: str, raw: Any) -> RouteConfig:
     if isinstance(raw, list):
         raw = {"targets": raw}
@@ -318,6 +329,7 @@ def _route(name: str, raw: Any) -> RouteConfig:
         stall_timeout=seconds("stall_timeout", raw.get("stall_timeout")),
         hedge_delay=seconds("hedge.delay", hedge.get("delay")),
         hedge_percentile=None if percentile is None else float(percentile),
+        anthropic_beta=_beta_list(name, raw.get("anthropic_beta")),
     )
 
 

@@ -253,3 +253,5 @@ class ChatRequest:
     """The shape the reply must have; None for plain text."""
     parallel_tool_calls: bool | None = None
     """Whether several tool calls may come in one turn; None for the provider's default."""
+    anthropic_beta: tuple[str, ...] = ()
+    """Anthropic beta features to enable (``anthropic-beta``), allowed by the call's route."""

@@ -250,6 +250,7 @@ def chat_call_from_proto(
         parallel_tool_calls=(
             inp.parallel_tool_calls if inp.HasField("parallel_tool_calls") else None
         ),
+        anthropic_beta=tuple(inp.anthropic_beta),
     )
     return ChatCall(
         inp.model.strip(),

@@ -196,6 +196,19 @@ async def test_redacted_thinking_to_an_openai_model_is_a_400(
     assert "redacted_data" in info.value.message
 
 
+async def test_a_beta_no_route_allows_is_a_400_naming_the_header(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await client.messages.create(
+            model=CLAUDE,
+            max_tokens=64,
+            messages=HELLO,
+            extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
+        )
+    assert "anthropic-beta" in info.value.message
+
+
 async def test_count_tokens(client: anthropic.AsyncAnthropic) -> None:
     short = await client.messages.count_tokens(model=CLAUDE, messages=HELLO)
     longer = await client.messages.count_tokens(

@@ -67,18 +67,19 @@ async def test_a_bearer_header_wins(http: httpx.AsyncClient, fake_mesh: FakeMesh
     assert fake_mesh.orchestrator.calls[-1].metadata["authorization"] == "Bearer sk-own"
 
 
-async def test_a_beta_header_is_refused_by_name(
+async def test_beta_headers_are_sent_on_as_beta_features(
     client: anthropic.AsyncAnthropic, fake_mesh: FakeMesh
 ) -> None:
-    with pytest.raises(anthropic.BadRequestError) as info:
-        await client.messages.create(
-            model="fake/text",
-            max_tokens=64,
-            messages=HI,
-            extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
-        )
-    assert "anthropic-beta" in info.value.message
-    assert not fake_mesh.orchestrator.calls
+    await client.messages.create(
+        model="fake/text",
+        max_tokens=64,
+        messages=HI,
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07, interleaved-thinking-2025-05-14"},
+    )
+    assert list(fake_mesh.orchestrator.calls[-1].input.anthropic_beta) == [
+        "context-1m-2025-08-07",
+        "interleaved-thinking-2025-05-14",
+    ]
 
 
 async def test_streamed_tool_calls_become_tool_use_blocks(

@@ -28,6 +28,7 @@ from llmesh.services.orchestrator.providers.anthropic_structured import output_p
 from llmesh.services.orchestrator.providers.anthropic_wire import (
     AnthropicStreamParser,
     classify_error_body,
+    request_headers,
     to_provider_request,
 )
 from llmesh.services.orchestrator.providers.errors import classify_transport
@@ -158,6 +159,7 @@ class AnthropicProvider:
             stream = await self._client.messages.create(
                 **kwargs,
                 extra_body=extra or None,
+                extra_headers=request_headers(request) or None,
                 stream=True,
                 timeout=self._timeout(timeout),
             )

@@ -225,6 +225,15 @@ def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list
     return system, out
 
 
+BETA_HEADER = "anthropic-beta"
+"""The header naming the beta features a request enables."""
+
+
+def request_headers(req: ChatRequest) -> dict[str, str]:
+    """Per-request headers: ``anthropic-beta`` when the request enables beta features."""
+    return {BETA_HEADER: ",".join(req.anthropic_beta)} if req.anthropic_beta else {}
+
+
 def structured_tool(req: ChatRequest, model: str = "", mode: str = "tool") -> str | None:
     """The forced tool the stream parser unwraps for `req` to `model` under the provider's
     ``structured_output`` `mode`, or None (plain text, or native structured output)."""
