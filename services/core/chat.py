@@ -255,3 +255,6 @@ class ChatRequest:
     """Whether several tool calls may come in one turn; None for the provider's default."""
     anthropic_beta: tuple[str, ...] = ()
     """Anthropic beta features to enable (``anthropic-beta``), allowed by the call's route."""
+    user: str = ""
+    """The end user the call acts for (the ``user`` label); Anthropic receives it as
+    ``metadata.user_id``."""

@@ -251,6 +251,7 @@ def chat_call_from_proto(
             inp.parallel_tool_calls if inp.HasField("parallel_tool_calls") else None
         ),
         anthropic_beta=tuple(inp.anthropic_beta),
+        user=inp.metadata.get("user", ""),
     )
     return ChatCall(
         inp.model.strip(),

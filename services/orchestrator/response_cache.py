@@ -136,6 +136,8 @@ def _normalized(
         out["response_format"] = [fmt.type.value, fmt.name, dict(fmt.schema), fmt.strict]
     if request.parallel_tool_calls is not None:
         out["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.anthropic_beta:  # a beta feature may change the reply
+        out["anthropic_beta"] = sorted(request.anthropic_beta)
     return out
 
 
@@ -151,6 +153,8 @@ def _message(m: Message) -> dict[str, Any]:
         out["thinking"] = [[b.thinking, b.signature, b.redacted_data] for b in m.thinking]
     if m.parts:
         out["parts"] = [_part(p) for p in m.parts]
+    if m.is_error:
+        out["is_error"] = True
     return out
 
 

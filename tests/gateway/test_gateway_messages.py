@@ -209,6 +209,37 @@ async def test_a_beta_no_route_allows_is_a_400_naming_the_header(
     assert "anthropic-beta" in info.value.message
 
 
+async def test_cache_control_breakpoints_reach_the_anthropic_target(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    rules = " ".join(f"rule{i}" for i in range(1500))  # over the minimum cacheable prefix
+    # The breakpoint is on the last block: everything is cached, nothing is left over. An
+    # automatic one would go before the question (on the system prompt), leaving it over.
+    marked: Any = {"type": "text", "text": "what now", "cache_control": {"type": "ephemeral"}}
+    question: Any = [{"role": "user", "content": [marked]}]
+    model = "anthropic/claude-sonnet-4-6"
+    first = await client.messages.create(
+        model=model, max_tokens=64, system=rules, messages=question
+    )
+    again = await client.messages.create(
+        model=model, max_tokens=64, system=rules, messages=question
+    )
+    written = first.usage.cache_creation_input_tokens
+    assert written and written > 1500
+    assert again.usage.cache_read_input_tokens == written
+    assert again.usage.input_tokens == first.usage.input_tokens
+    plain = await client.messages.create(
+        model=model,
+        max_tokens=64,
+        system=rules,
+        messages=[{"role": "user", "content": "what now"}],
+    )
+    # llmesh's own breakpoint goes before the question: less is cached, more is left over
+    u = plain.usage
+    assert (u.cache_creation_input_tokens or 0) + (u.cache_read_input_tokens or 0) < written
+    assert u.input_tokens > first.usage.input_tokens
+
+
 async def test_count_tokens(client: anthropic.AsyncAnthropic) -> None:
     short = await client.messages.count_tokens(model=CLAUDE, messages=HELLO)
     longer = await client.messages.count_tokens(

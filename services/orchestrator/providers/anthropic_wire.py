@@ -9,6 +9,7 @@ Mapping choices worth knowing:
 
 - ``max_tokens`` is required by Anthropic; requests without one get `DEFAULT_MAX_TOKENS`.
 - ``seed`` has no Anthropic equivalent and is ignored; message ``name`` likewise.
+- The call's ``user`` label goes as ``metadata.user_id``.
 - Tool results travel as ``tool_result`` blocks in a ``user`` message, and consecutive
   messages of one role are merged, since Anthropic requires user/assistant alternation.
 - Prompt-cache breakpoints the caller placed (``cache_control`` on tools, system and message
@@ -290,6 +291,8 @@ def to_provider_request(
         body["top_p"] = req.top_p
     if req.stop:
         body["stop_sequences"] = list(req.stop)
+    if req.user:
+        body["metadata"] = {"user_id": req.user}
     path = output_path(structured_output, model, req)
     if path is not None:
         add_structured(req, body, path)

@@ -1,8 +1,10 @@
-"""Caller-placed prompt-cache breakpoints and tool errors: from the proto through the domain
-to Anthropic's wire (placed where the caller put them), and ignored by OpenAI's."""
+"""Caller-placed prompt-cache breakpoints, tool errors and the user: from the proto through
+the domain to Anthropic's wire (placed where the caller put them), ignored by OpenAI's, and
+in the response cache's key only where they change the reply."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from llmesh.services.core.chat import (
 )
 from llmesh.services.orchestrator.convert import chat_call_from_proto
 from llmesh.services.orchestrator.providers import anthropic_wire, openai_wire
+from llmesh.services.orchestrator.response_cache import cache_key
 from llmesh.v1 import chat_pb2
 
 FIVE = CacheControl()
@@ -128,3 +131,38 @@ def test_an_unknown_ttl_names_its_field() -> None:
     with pytest.raises(LlmeshError) as info:
         chat_call_from_proto(inp, True)
     assert info.value.violations[0].field == "input.messages[0].parts[0].cache_control.ttl"
+
+
+def test_the_response_cache_key_follows_what_changes_the_reply() -> None:
+    def key(request: ChatRequest) -> str:
+        return cache_key("m", (), request, tenant="t")
+
+    plain = ChatRequest(
+        (
+            Message(Role.USER, "hi"),
+            Message(Role.ASSISTANT, tool_calls=(ToolCall("t1", "f", "{}"),)),
+            Message(Role.TOOL, "boom", tool_call_id="t1"),
+        ),
+        temperature=0,
+    )
+    failed = replace(
+        plain, messages=(*plain.messages[:2], replace(plain.messages[2], is_error=True))
+    )
+    marked = replace(
+        plain, messages=(*plain.messages[:2], replace(plain.messages[2], cache_control=HOUR))
+    )
+    assert key(failed) != key(plain)
+    assert key(replace(plain, anthropic_beta=("b1",))) != key(plain)
+    assert key(marked) == key(plain) == key(replace(plain, user="u-1"))
+
+
+def test_the_user_goes_to_anthropic_as_metadata_user_id() -> None:
+    req = ChatRequest((Message(Role.USER, "hi"),), user="u-1")
+    assert anthropic_wire.to_provider_request("claude-x", req)["metadata"] == {"user_id": "u-1"}
+    assert "metadata" not in anthropic_wire.to_provider_request("claude-x", replace(req, user=""))
+    inp = chat_pb2.ChatInput(
+        model="anthropic/claude-x",
+        messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content="hi")],
+        metadata={"user": "u-1"},
+    )
+    assert chat_call_from_proto(inp, True).request.user == "u-1"
