@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from llmesh.gateway import RunningGateway
+from llmesh.services.common.errors import LlmeshError, Reason
+from tests.gateway import fakes
 from tests.gateway.fakes import FakeMesh
 
 HI: list[Any] = [{"role": "user", "content": "hi"}]
@@ -176,3 +178,55 @@ async def test_no_ping_after_the_finish(
     monkeypatch.setattr(routes, "PING_INTERVAL", 0.01)
     _, text = await _stream(http, "fake/linger")  # its stream ends 0.3 s after its finish
     assert [n for n, _ in _events(text)][-2:] == ["message_delta", "message_stop"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "kind", "exception"),
+    [
+        (Reason.INVALID_REQUEST, 400, "invalid_request_error", anthropic.BadRequestError),
+        (Reason.UNAUTHENTICATED, 401, "authentication_error", anthropic.AuthenticationError),
+        (Reason.PERMISSION_DENIED, 403, "permission_error", anthropic.PermissionDeniedError),
+        (Reason.MODEL_NOT_FOUND, 404, "not_found_error", anthropic.NotFoundError),
+        (Reason.BUDGET_EXCEEDED, 429, "rate_limit_error", anthropic.RateLimitError),
+        (Reason.INTERNAL, 500, "api_error", anthropic.InternalServerError),
+        (Reason.UPSTREAM_UNAVAILABLE, 502, "api_error", anthropic.InternalServerError),
+        (Reason.UPSTREAM_TIMEOUT, 504, "timeout_error", anthropic.InternalServerError),
+        (Reason.OVERLOADED, 529, "overloaded_error", anthropic.OverloadedError),
+    ],
+)
+async def test_reasons_map_to_anthropic_statuses_types_and_sdk_classes(
+    client: anthropic.AsyncAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    reason: Reason,
+    status: int,
+    kind: str,
+    exception: type[anthropic.APIStatusError],
+) -> None:
+    monkeypatch.setitem(fakes.SCRIPTS, "fake/failing", [LlmeshError(reason, "it failed")])
+    with pytest.raises(exception) as info:
+        await client.messages.create(model="fake/failing", max_tokens=64, messages=HI)
+    assert info.value.status_code == status
+    assert info.value.body == {"type": "error", "error": {"type": kind, "message": "it failed"}}
+
+
+async def test_an_overload_after_the_start_is_an_overloaded_error_event(
+    client: anthropic.AsyncAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = [
+        fakes.start_event("fake/overloaded-later"),
+        fakes.text("partial"),
+        LlmeshError(Reason.OVERLOADED, "upstream overloaded"),
+    ]
+    monkeypatch.setitem(fakes.SCRIPTS, "fake/overloaded-later", script)
+    seen: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as info:
+        async with client.messages.stream(
+            model="fake/overloaded-later", max_tokens=64, messages=HI
+        ) as stream:
+            async for text in stream.text_stream:
+                seen.append(text)
+    assert seen == ["partial"]
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "upstream overloaded"},
+    }
