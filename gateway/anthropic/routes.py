@@ -42,6 +42,8 @@ VERSION_HEADER = "anthropic-version"
 BETA_HEADER = "anthropic-beta"
 """Anthropic's beta opt-ins (comma-separated), sent on as `ChatInput.anthropic_beta`: the
 orchestrator refuses those the call's route does not allow."""
+REQUEST_ID_HEADER = "request-id"
+"""Anthropic's header naming a call (the SDK's ``_request_id``): llmesh's request id."""
 PING_INTERVAL = 10.0
 """Seconds of upstream silence after which a stream sends a ``ping`` to keep it open."""
 
@@ -102,6 +104,7 @@ async def _message(
     headers = {
         **call_headers(reply.request_id, reply.cache_hit),
         **trail_headers(await call.trailing_metadata()),
+        REQUEST_ID_HEADER: reply.request_id,
     }
     yield OrjsonResponse(message(reply, parsed.model, parsed.input.stop), headers=headers)
 
@@ -132,7 +135,10 @@ async def _events(
             data = encoder.encode(event)
             if not started:
                 started = True
-                yield call_headers(encoder.request_id, event.start.cache_hit)
+                yield {
+                    **call_headers(encoder.request_id, event.start.cache_hit),
+                    REQUEST_ID_HEADER: encoder.request_id,
+                }
             if data:
                 yield data
         if not encoder.finished:

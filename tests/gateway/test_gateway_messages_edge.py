@@ -49,7 +49,7 @@ async def test_x_api_key_is_forwarded_as_the_bearer_key(
 ) -> None:
     reply = await client.messages.create(model="fake/text", max_tokens=64, messages=HI)
     assert reply.content[0].text == "Hello, world"  # type: ignore[union-attr]
-    assert reply.id == "msg_req-text"
+    assert reply.id == "msg_req-text" and reply._request_id == "req-text"
     seen = fake_mesh.orchestrator.calls[-1]
     assert seen.metadata["authorization"] == "Bearer sk-llmesh-1"
     assert seen.input.max_tokens == 64
