@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from llmesh.gateway import (
+    anthropic,
     council,
     native,
     observability,
@@ -58,6 +59,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             *openai_routes.routes(),
             *openai_embeddings.routes(),
             *responses_api.routes(),
+            *anthropic.routes(),
             *native.routes(),
             *council.routes(),
             *ws.routes(),

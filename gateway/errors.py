@@ -133,6 +133,10 @@ def openai_error_response(err: LlmeshError, status: int | None = None) -> Respon
 
 
 def _respond(request: Request, err: LlmeshError, status: int | None = None) -> Response:
+    if request.url.path.startswith("/v1/messages"):
+        from llmesh.gateway.anthropic.errors import error_response as anthropic_error
+
+        return anthropic_error(err, status)
     if request.url.path.startswith("/v1/"):
         return openai_error_response(err, status)
     return error_response(err, status)

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from llmesh.gateway import anthropic
 from llmesh.gateway.errors import openai_error_body, openai_error_response
 from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
 from llmesh.gateway.openai_choices import many_chunks, many_completions
@@ -149,31 +150,42 @@ async def retrieve_model(request: Request) -> Response:
 
 async def _models(request: Request, wanted: str | None) -> Response:
     upstream = upstream_of(request)
+    # Anthropic clients send anthropic-version on every request: answer in their shape.
+    shaped = request.headers.get(anthropic.VERSION_HEADER) is not None
+    fail = anthropic.error_response if shaped else openai_error_response
+    headers = anthropic.auth_headers(request.headers) if shaped else request.headers
     try:
-        opts = call_options(request.headers, upstream.settings.default_timeout)
+        opts = call_options(headers, upstream.settings.default_timeout)
     except LlmeshError as err:
-        return openai_error_response(err)
-    return UpstreamResponse(_model_reply(upstream, opts, wanted), media_type="application/json")
+        return fail(err)
+    return UpstreamResponse(
+        _model_reply(upstream, opts, wanted, shaped), media_type="application/json"
+    )
 
 
 async def _model_reply(
-    upstream: Upstream, opts: CallOptions, wanted: str | None
+    upstream: Upstream, opts: CallOptions, wanted: str | None, shaped: bool
 ) -> AsyncGenerator[Part, None]:
+    fail = anthropic.error_response if shaped else openai_error_response
+    render = anthropic.model_object if shaped else model_object
     try:
         reply = await upstream.orchestrator.ListModels(
             orchestrator_pb2.ListModelsRequest(), timeout=opts.timeout, metadata=opts.metadata
         )
     except grpc.aio.AioRpcError as exc:
-        yield openai_error_response(upstream.error(exc))
+        yield fail(upstream.error(exc))
         return
     if wanted is None:
+        if shaped:
+            yield OrjsonResponse(anthropic.model_list(reply.models))
+            return
         data = [model_object(m) for m in reply.models]
         yield OrjsonResponse({"object": "list", "data": data})
         return
     try:
-        yield OrjsonResponse(model_object(_find_model(reply.models, wanted)))
+        yield OrjsonResponse(render(_find_model(reply.models, wanted)))
     except LlmeshError as err:
-        yield openai_error_response(err)
+        yield fail(err)
 
 
 def _find_model(

@@ -96,6 +96,9 @@ class RouteConfig:
     drop_params: tuple[str, ...] = ()
     """``/v1/chat/completions`` fields a call to this route may carry that the gateway
     accepts and drops (as ``gateway.drop_params`` does for every call)."""
+    anthropic_beta: tuple[str, ...] = ()
+    """Anthropic beta features (``anthropic-beta`` values) calls of this route may ask for;
+    a call naming no route may ask for none."""
 
 
 def default_database_url() -> str:
@@ -164,6 +167,14 @@ class Config:
     """Traces and metrics (the ``telemetry`` section and the ``OTEL_*`` variables)."""
 
 
+def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+        raise ConfigError(f"routes.{name}.anthropic_beta: a list of beta feature names")
+    return tuple(raw)
+
+
 def _route(name: str, raw: Any) -> RouteConfig:
     if isinstance(raw, list):
         raw = {"targets": raw}
@@ -206,6 +217,7 @@ def _route(name: str, raw: Any) -> RouteConfig:
         hedge_delay=seconds("hedge.delay", hedge.get("delay")),
         hedge_percentile=None if percentile is None else float(percentile),
         drop_params=names(raw.get("drop_params"), f"routes.{name}.drop_params"),
+        anthropic_beta=_beta_list(name, raw.get("anthropic_beta")),
     )
 
 

@@ -15,6 +15,7 @@ from llmesh.services.core.chat import (
     DOCUMENT_MEDIA_TYPES,
     IMAGE_MEDIA_TYPES,
     AudioPart,
+    CacheControl,
     ContentPart,
     DocumentPart,
     ImagePart,
@@ -22,10 +23,31 @@ from llmesh.services.core.chat import (
 )
 from llmesh.v1 import chat_pb2
 
-__all__ = ["part_to_proto", "parts_from_proto"]
+__all__ = [
+    "cache_control_from_proto",
+    "cache_control_to_proto",
+    "part_to_proto",
+    "parts_from_proto",
+]
 
 _DETAILS = frozenset({"", "auto", "low", "high"})
 _DEFAULT_LIMITS = PartLimits()
+_TTLS = frozenset({"", "5m", "1h"})
+
+
+def cache_control_from_proto(owner: object, path: str, violation: Violation) -> CacheControl | None:
+    """The breakpoint `owner` (a proto message with a ``cache_control`` field) carries."""
+    if not owner.HasField("cache_control"):  # type: ignore[attr-defined]
+        return None
+    ttl: str = owner.cache_control.ttl  # type: ignore[attr-defined]
+    if ttl not in _TTLS:
+        violation(f"{path}.cache_control.ttl", 'must be "5m" or "1h"')
+    return CacheControl(ttl)
+
+
+def cache_control_to_proto(control: CacheControl | None) -> chat_pb2.CacheControl | None:
+    """The protobuf form of a breakpoint (None for none)."""
+    return None if control is None else chat_pb2.CacheControl(ttl=control.ttl)
 
 
 def parts_from_proto(
@@ -40,8 +62,9 @@ def parts_from_proto(
     for k, p in enumerate(parts):
         at = f"{path}[{k}]"
         kind = p.WhichOneof("kind")
+        control = cache_control_from_proto(p, at, violation)
         if kind == "text":
-            out.append(TextPart(p.text))
+            out.append(TextPart(p.text, control))
         elif kind == "image":
             img = p.image
             if img.WhichOneof("source") == "url":
@@ -57,7 +80,7 @@ def parts_from_proto(
                 _check_size(img.data, limits, "image", f"{at}.image.data", violation)
             if img.detail not in _DETAILS:
                 violation(f"{at}.image.detail", 'must be "auto", "low" or "high"')
-            out.append(ImagePart(img.url, img.data, img.media_type, img.detail))
+            out.append(ImagePart(img.url, img.data, img.media_type, img.detail, control))
         elif kind == "document":
             doc = p.document
             if doc.media_type not in DOCUMENT_MEDIA_TYPES:
@@ -71,7 +94,7 @@ def parts_from_proto(
             elif not doc.url and not doc.data:
                 violation(f"{at}.document.data", "is required (or a url)")
             _check_size(doc.data, limits, "document", f"{at}.document.data", violation)
-            out.append(DocumentPart(doc.data, doc.media_type, doc.title, doc.url))
+            out.append(DocumentPart(doc.data, doc.media_type, doc.title, doc.url, control))
         elif kind == "input_audio":
             audio = p.input_audio
             if audio.format not in AUDIO_FORMATS:
@@ -106,18 +129,23 @@ def _list(values: frozenset[str]) -> str:
 def part_to_proto(part: ContentPart) -> chat_pb2.ContentPart:
     """The protobuf form of a content part."""
     if isinstance(part, TextPart):
-        return chat_pb2.ContentPart(text=part.text)
+        return chat_pb2.ContentPart(
+            text=part.text, cache_control=cache_control_to_proto(part.cache_control)
+        )
     if isinstance(part, ImagePart):
         img = chat_pb2.ImagePart(media_type=part.media_type, detail=part.detail)
         if part.url:
             img.url = part.url
         else:
             img.data = part.data
-        return chat_pb2.ContentPart(image=img)
+        return chat_pb2.ContentPart(
+            image=img, cache_control=cache_control_to_proto(part.cache_control)
+        )
     if isinstance(part, DocumentPart):
         return chat_pb2.ContentPart(
             document=chat_pb2.DocumentPart(
                 data=part.data, media_type=part.media_type, title=part.title, url=part.url
-            )
+            ),
+            cache_control=cache_control_to_proto(part.cache_control),
         )
     return chat_pb2.ContentPart(input_audio=chat_pb2.AudioPart(data=part.data, format=part.format))

@@ -16,6 +16,7 @@ __all__ = [
     "DOCUMENT_MEDIA_TYPES",
     "IMAGE_MEDIA_TYPES",
     "AudioPart",
+    "CacheControl",
     "ChatRequest",
     "ContentPart",
     "DocumentPart",
@@ -45,6 +46,16 @@ class Role(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class CacheControl:
+    """A prompt-cache breakpoint the caller placed on one block (Anthropic's
+    ``cache_control``); Anthropic targets receive it where it was placed, other providers
+    ignore it."""
+
+    ttl: str = ""
+    """``5m`` or ``1h``; empty for the provider's default (5 minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """One tool call made in an assistant message."""
 
@@ -52,6 +63,7 @@ class ToolCall:
     name: str
     arguments: str
     """The arguments as a JSON object serialized to a string."""
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,7 @@ class TextPart:
     """A run of text within a message's content."""
 
     text: str
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,7 @@ class ImagePart:
     media_type: str = ""
     detail: str = ""
     """OpenAI's detail hint (``auto``, ``low``, ``high``); empty leaves it to the provider."""
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,7 @@ class DocumentPart:
     media_type: str = "application/pdf"
     title: str = ""
     url: str = ""
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +150,10 @@ class Message:
     parts: tuple[ContentPart, ...] = ()
     """The content as ordered parts (text, images, documents, audio); when present they are
     the whole content and `content` is empty. Empty means a text-only message."""
+    cache_control: CacheControl | None = None
+    """A breakpoint on the block `content` becomes (a tool message's result, or the text)."""
+    is_error: bool = False
+    """For a tool message: the tool failed (Anthropic's ``is_error``)."""
 
 
 class FinishReason(enum.Enum):
@@ -185,6 +204,7 @@ class Tool:
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """JSON Schema of the arguments."""
+    cache_control: CacheControl | None = None
 
 
 class ResponseFormatType(enum.Enum):
@@ -257,6 +277,12 @@ class ChatRequest:
     """Return each output token's log probability (on the reply's text deltas)."""
     top_logprobs: int | None = None
     """With `logprobs`: how many of the most likely tokens to return at each position."""
+
+    anthropic_beta: tuple[str, ...] = ()
+    """Anthropic beta features to enable (``anthropic-beta``), allowed by the call's route."""
+    user: str = ""
+    """The end user the call acts for (the ``user`` label); Anthropic receives it as
+    ``metadata.user_id``."""
 
     def options(self) -> dict[str, str]:
         """The optional features this request asks of a provider, each with the /v1 field

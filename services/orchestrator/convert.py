@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
-from llmesh.services.common.parts_proto import parts_from_proto
+from llmesh.services.common.parts_proto import cache_control_from_proto, parts_from_proto
 from llmesh.services.core.call import ChatCall
 from llmesh.services.core.chat import (
     ChatRequest,
@@ -145,7 +145,9 @@ def chat_call_from_proto(
                     json.loads(c.arguments)
                 except ValueError:
                     violation(f"messages[{i}].tool_calls[{j}].arguments", "must be a JSON object")
-            calls.append(ToolCall(c.id, c.name, c.arguments or "{}"))
+            at = f"messages[{i}].tool_calls[{j}]"
+            control = cache_control_from_proto(c, at, violation)
+            calls.append(ToolCall(c.id, c.name, c.arguments or "{}", control))
         if m.thinking and role is not Role.ASSISTANT:
             violation(f"messages[{i}].thinking", "only assistant messages carry thinking")
         thinking = (
@@ -165,6 +167,8 @@ def chat_call_from_proto(
                 m.name,
                 thinking=thinking,
                 parts=parts,
+                cache_control=cache_control_from_proto(m, f"messages[{i}]", violation),
+                is_error=m.is_error,
             )
         )
     names: set[str] = set()
@@ -178,7 +182,8 @@ def chat_call_from_proto(
         params: dict[str, Any] = (
             json_format.MessageToDict(t.parameters) if t.HasField("parameters") else {}
         )
-        tools.append(Tool(t.name, t.description, params))
+        control = cache_control_from_proto(t, f"tools[{i}]", violation)
+        tools.append(Tool(t.name, t.description, params, control))
     choice = _CHOICES.get(inp.tool_choice.mode)
     if choice is None:
         violation("tool_choice.mode", "unknown mode")
@@ -248,6 +253,8 @@ def chat_call_from_proto(
             inp.parallel_tool_calls if inp.HasField("parallel_tool_calls") else None
         ),
         **sampling,
+        anthropic_beta=tuple(inp.anthropic_beta),
+        user=inp.metadata.get("user", ""),
     )
     return ChatCall(
         inp.model.strip(),

@@ -140,6 +140,8 @@ def _normalized(
     if request.options():
         penalties = [request.presence_penalty, request.frequency_penalty]
         out["sampling"] = [*penalties, dict(request.logit_bias), request.service_tier.value]
+    if request.anthropic_beta:  # a beta feature may change the reply
+        out["anthropic_beta"] = sorted(request.anthropic_beta)
     return out
 
 
@@ -155,6 +157,8 @@ def _message(m: Message) -> dict[str, Any]:
         out["thinking"] = [[b.thinking, b.signature, b.redacted_data] for b in m.thinking]
     if m.parts:
         out["parts"] = [_part(p) for p in m.parts]
+    if m.is_error:
+        out["is_error"] = True
     return out
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from llmesh.services.common.config import ProviderConfig, RouteConfig
+from llmesh.services.common.errors import invalid
 from llmesh.services.common.model_names import resolve_model
 from llmesh.services.core.call import Call, RoutedCall
+from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.ids import new_request_id
 from llmesh.services.core.policy import CallOptions, MidStreamPolicy, Policy
 from llmesh.services.core.target import Target
@@ -65,6 +67,8 @@ class Router:
         Raises MODEL_NOT_FOUND for any unknown name, before anything is sent.
         """
         targets, route = self.plan(call.model)
+        if isinstance(call.request, ChatRequest) and call.request.anthropic_beta:
+            _check_betas(call.request.anthropic_beta, route)
         for name in call.fallbacks:
             targets.extend(self.plan(name)[0])
         return RoutedCall(
@@ -100,6 +104,19 @@ class Router:
             first = self.resolve(route.targets[0])
             out.append(ModelEntry(route.name, first, alias_for=" > ".join(route.targets)))
         return sorted(out, key=lambda e: e.name)
+
+
+def _check_betas(betas: tuple[str, ...], route: RouteConfig | None) -> None:
+    """INVALID_REQUEST naming the first beta feature the call's route does not allow."""
+    allowed = route.anthropic_beta if route is not None else ()
+    for beta in betas:
+        if beta not in allowed:
+            where = f"route {route.name!r}" if route is not None else "a call naming no route"
+            raise invalid(
+                "anthropic_beta",
+                f"the Anthropic beta {beta!r} (anthropic-beta header) is not allowed for "
+                f"{where}; routes.<name>.anthropic_beta lists those allowed",
+            )
 
 
 def effective_policy(route: RouteConfig | None, options: CallOptions) -> Policy:

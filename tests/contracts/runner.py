@@ -27,6 +27,7 @@ from grpc_status import rpc_status
 from llmesh.services.common.errors import ERROR_TABLE, FieldViolation, LlmeshError, Reason
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.v1 import chat_pb2, embeddings_pb2, errors_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.contracts import surface_messages
 from tests.contracts.surface_responses import (
     RESPONSES_SURFACES,
     expressible,
@@ -42,10 +43,11 @@ EMBED_SURFACES = ("grpc-unary", "gateway-unary")
 
 def surfaces(case: dict[str, Any]) -> tuple[str, ...]:
     """The surfaces a case runs on: the two unary ones for embeddings; for chat the four,
-    plus the Responses API's two when it can express the request."""
+    plus the Messages API's two and the Responses API's two where each can express the case."""
     if case.get("call") == "embed":
         return EMBED_SURFACES
-    return SURFACES + (RESPONSES_SURFACES if expressible(case) else ())
+    messages = surface_messages.SURFACES if surface_messages.applies(case) else ()
+    return SURFACES + messages + (RESPONSES_SURFACES if expressible(case) else ())
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -232,6 +234,8 @@ async def run(surface: str, mesh: Any, case: dict[str, Any]) -> Outcome:
         return await run_gateway_embed(mesh.gateway_url, case)
     if surface in RESPONSES_SURFACES:
         return await run_responses(mesh.gateway_url, case, surface.endswith("stream"), Outcome())
+    if surface in surface_messages.SURFACES:
+        return await surface_messages.run(mesh.gateway_url, case, surface, Outcome())
     if surface.startswith("grpc"):
         return await run_grpc(mesh.orchestrator_address, case, surface.endswith("unary"))
     return await run_gateway(mesh.gateway_url, case, surface.endswith("unary"))
@@ -325,6 +329,8 @@ def _subset(expected: dict[str, Any], actual: dict[str, Any], what: str) -> None
 
 def check(case: dict[str, Any], surface: str, out: Outcome) -> None:
     """Assert that an outcome honours the case's expectations."""
+    if surface in surface_messages.SURFACES:
+        return surface_messages.check(case, out, _summary, _subset)
     if surface in RESPONSES_SURFACES:
         case = responses_expectations(case)
     expect = case["expect"]

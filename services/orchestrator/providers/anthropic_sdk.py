@@ -29,6 +29,7 @@ from llmesh.services.orchestrator.providers.anthropic_wire import (
     OPTIONS,
     AnthropicStreamParser,
     classify_error_body,
+    request_headers,
     to_provider_request,
 )
 from llmesh.services.orchestrator.providers.errors import classify_transport
@@ -161,7 +162,8 @@ class AnthropicProvider:
             stream = await self._client.messages.create(
                 **kwargs,
                 extra_body=extra or None,
-                extra_headers=trace_headers() or None,  # the attempt's W3C context
+                # the request's beta features and the attempt's W3C trace context
+                extra_headers={**request_headers(request), **trace_headers()} or None,
                 stream=True,
                 timeout=self._timeout(timeout),
             )

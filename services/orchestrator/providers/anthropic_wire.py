@@ -9,10 +9,13 @@ Mapping choices worth knowing:
 
 - ``max_tokens`` is required by Anthropic; requests without one get `DEFAULT_MAX_TOKENS`.
 - ``seed`` has no Anthropic equivalent and is ignored; message ``name`` likewise.
+- The call's ``user`` label goes as ``metadata.user_id``.
 - Tool results travel as ``tool_result`` blocks in a ``user`` message, and consecutive
   messages of one role are merged, since Anthropic requires user/assistant alternation.
-- Prompt-cache breakpoints are placed by `prompt_cache.place_breakpoints`, following the
-  request's ``prompt_cache`` mode and ``prompt_cache_ttl``.
+- Prompt-cache breakpoints the caller placed (``cache_control`` on tools, system and message
+  blocks) go where they were placed; `prompt_cache.place_breakpoints` adds automatic ones
+  beside them, following the request's ``prompt_cache`` mode and ``prompt_cache_ttl``.
+- A tool message's ``is_error`` becomes its ``tool_result`` block's ``is_error``.
 - Extended thinking (``thinking_budget_tokens``) sends ``thinking: {type: enabled,
   budget_tokens}``; Anthropic then refuses ``temperature`` and ``top_p`` other than their
   defaults, so both are left out, and ``max_tokens`` must exceed the budget: an unset one
@@ -41,6 +44,7 @@ from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 from llmesh.services.core.chat import (
+    CacheControl,
     ChatRequest,
     DocumentPart,
     FinishReason,
@@ -116,6 +120,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _mark(block: dict[str, Any], control: CacheControl | None) -> dict[str, Any]:
+    """`block` with the caller's breakpoint, if one was placed on it."""
+    if control is not None:
+        block["cache_control"] = (
+            {"type": "ephemeral", "ttl": control.ttl} if control.ttl else {"type": "ephemeral"}
+        )
+    return block
+
+
 def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
     """A message's content parts as Anthropic content blocks.
 
@@ -126,14 +139,14 @@ def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
     for k, part in enumerate(m.parts):
         if isinstance(part, TextPart):
             if part.text:  # Anthropic rejects empty text blocks
-                blocks.append({"type": "text", "text": part.text})
+                blocks.append(_mark({"type": "text", "text": part.text}, part.cache_control))
         elif isinstance(part, ImagePart):
             source: dict[str, Any] = (
                 {"type": "url", "url": part.url}
                 if part.url
                 else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)}
             )
-            blocks.append({"type": "image", "source": source})
+            blocks.append(_mark({"type": "image", "source": source}, part.cache_control))
         elif isinstance(part, DocumentPart):
             doc: dict[str, Any] = {
                 "type": "document",
@@ -143,7 +156,7 @@ def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
             }
             if part.title:
                 doc["title"] = part.title
-            blocks.append(doc)
+            blocks.append(_mark(doc, part.cache_control))
         else:
             raise invalid(
                 f"messages[{i}].parts[{k}].input_audio", "Anthropic models do not accept audio"
@@ -157,7 +170,10 @@ def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
         if not m.tool_call_id:
             raise invalid(f"messages[{i}].tool_call_id", "required for tool messages")
         content: Any = _part_blocks(m, i) if m.parts else m.content
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": content}]
+        result = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": content}
+        if m.is_error:
+            result["is_error"] = True
+        return [_mark(result, m.cache_control)]
     blocks: list[dict[str, Any]] = []
     if m.role is Role.ASSISTANT:
         for b in m.thinking:
@@ -170,19 +186,16 @@ def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
     if m.parts:
         blocks.extend(_part_blocks(m, i))
     elif m.content:
-        blocks.append({"type": "text", "text": m.content})
+        blocks.append(_mark({"type": "text", "text": m.content}, m.cache_control))
     if m.role is Role.ASSISTANT:
         for j, call in enumerate(m.tool_calls):
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": call.id,
-                    "name": call.name,
-                    "input": _tool_input(
-                        call.arguments, f"messages[{i}].tool_calls[{j}].arguments"
-                    ),
-                }
-            )
+            use = {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": _tool_input(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
+            }
+            blocks.append(_mark(use, call.cache_control))
     return blocks
 
 
@@ -199,9 +212,11 @@ def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list
                             f"messages[{i}].parts[{k}]", "a system message takes text parts only"
                         )
                     if part.text:
-                        system.append({"type": "text", "text": part.text})
+                        system.append(
+                            _mark({"type": "text", "text": part.text}, part.cache_control)
+                        )
             elif m.content:
-                system.append({"type": "text", "text": m.content})
+                system.append(_mark({"type": "text", "text": m.content}, m.cache_control))
             continue
         blocks = _blocks(m, i)
         if not blocks:
@@ -216,6 +231,15 @@ def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list
             # tool_result blocks must open a user message; a stable sort keeps their order
             msg["content"].sort(key=lambda b: b["type"] != "tool_result")
     return system, out
+
+
+BETA_HEADER = "anthropic-beta"
+"""The header naming the beta features a request enables."""
+
+
+def request_headers(req: ChatRequest) -> dict[str, str]:
+    """Per-request headers: ``anthropic-beta`` when the request enables beta features."""
+    return {BETA_HEADER: ",".join(req.anthropic_beta)} if req.anthropic_beta else {}
 
 
 def structured_tool(req: ChatRequest, model: str = "", mode: str = "tool") -> str | None:
@@ -255,7 +279,7 @@ def to_provider_request(
             if t.description:
                 tool["description"] = t.description
             tool["input_schema"] = dict(t.parameters) or {"type": "object", "properties": {}}
-            tools.append(tool)
+            tools.append(_mark(tool, t.cache_control))
         body["tools"] = tools
         kind = _TOOL_CHOICE.get(req.tool_choice)
         if kind is not None:
@@ -276,6 +300,8 @@ def to_provider_request(
         body["stop_sequences"] = list(req.stop)
     if req.service_tier in _TIERS:
         body["service_tier"] = _TIERS[req.service_tier]
+    if req.user:
+        body["metadata"] = {"user_id": req.user}
     path = output_path(structured_output, model, req)
     if path is not None:
         add_structured(req, body, path)

@@ -188,6 +188,10 @@ class OpenAIDialect:
         """The credential headers."""
         return {"authorization": f"Bearer {api_key}"}
 
+    def request_headers(self, request: ChatRequest) -> dict[str, str]:
+        """Per-request headers: none."""
+        return {}
+
     def body(self, model: str, request: ChatRequest) -> dict[str, Any]:
         """The streamed request body, as the SDK adapter sends it."""
         body = openai_wire.to_provider_request(
@@ -223,6 +227,10 @@ class AnthropicDialect:
     def auth_headers(self, api_key: str) -> dict[str, str]:
         """The credential and version headers (bearer, as the pinned SDK sends its key)."""
         return {"authorization": f"Bearer {api_key}", "anthropic-version": ANTHROPIC_VERSION}
+
+    def request_headers(self, request: ChatRequest) -> dict[str, str]:
+        """Per-request headers: ``anthropic-beta`` when the request enables beta features."""
+        return anthropic_wire.request_headers(request)
 
     def body(self, model: str, request: ChatRequest) -> dict[str, Any]:
         """The streamed request body; raises INVALID_REQUEST as `to_provider_request` does."""
@@ -307,6 +315,13 @@ class LeanProvider:
         already passed fails at once.
         """
         payload = orjson.dumps(self._dialect.body(model, request), default=_dumps_default)
+        headers = self._headers
+        extra = self._dialect.request_headers(request)
+        if extra:
+            try:
+                headers += render_headers(extra)
+            except ValueError as exc:
+                raise LlmeshError(Reason.INVALID_REQUEST, str(exc)) from None
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
         traced = trace_headers()  # the attempt's W3C context (none: tracing off)

@@ -10,7 +10,9 @@ reasoning hidden and reports only its size (``completion_tokens_details.reasonin
 part of ``completion_tokens``); OpenAI-compatible servers (vLLM, DeepSeek) stream the text as
 ``reasoning_content`` (or ``reasoning``) beside ``content`` in each delta, which becomes
 `ReasoningDelta`s of block 0. Such text carries no signature and is not sent back: these
-servers reject or ignore it in input messages.
+servers reject or ignore it in input messages. Thinking blocks of an earlier turn (an
+Anthropic model's) are left out likewise; a redacted block, whose content only Anthropic can
+read, cannot be translated and is INVALID_REQUEST naming it.
 
 Penalties, logit bias, the service tier and ``logprobs`` / ``top_logprobs`` are sent as set
 (`OPTIONS`: this API honours every optional feature a `ChatRequest` can ask for); each
@@ -23,7 +25,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.errors import LlmeshError, Reason, invalid
 from llmesh.services.core.chat import (
     ChatRequest,
     ContentPart,
@@ -154,6 +156,13 @@ def to_provider_request(
     `max_tokens_field` is ``max_completion_tokens`` for OpenAI itself (its reasoning models
     reject ``max_tokens``) and ``max_tokens`` for compatible servers, which mostly know only that.
     """
+    for i, m in enumerate(req.messages):
+        for k, block in enumerate(m.thinking):
+            if block.redacted_data:
+                raise invalid(
+                    f"messages[{i}].thinking[{k}].redacted_data",
+                    "a redacted thinking block can only go back to an Anthropic model",
+                )
     body: dict[str, Any] = {
         "model": model,
         "messages": [_message(m) for m in req.messages],
