@@ -325,7 +325,8 @@ class LeanProvider:
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
         traced = trace_headers()  # the attempt's W3C context (none: tracing off)
-        headers = self._headers + render_headers(traced) if traced else self._headers
+        if traced:
+            headers += render_headers(traced)
         try:
             resp = await self._transport.request(
                 "POST",
