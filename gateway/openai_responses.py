@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.v1 import chat_pb2, orchestrator_pb2
 
 _FINISH_REASONS: dict[int, str] = {
@@ -204,6 +205,14 @@ class ChunkEncoder:
             return opening
         if kind == "finish":
             return opening + self._finish(event.finish)
+        if kind == "switch" and event.switch.policy == chat_pb2.MID_STREAM_POLICY_RESTART:
+            # The new target starts the reply again; chunks already sent cannot be taken back.
+            raise LlmeshError(
+                Reason.STREAM_INTERRUPTED,
+                "the call restarted on another target after part of the reply was sent, which "
+                "a Chat Completions stream cannot show; use mid_stream_policy continue, or the "
+                "gRPC or /api/v1 stream, which carry the switch",
+            )
         return opening
 
     def _finish(self, finish: orchestrator_pb2.FinishEvent) -> bytes:

@@ -20,6 +20,7 @@ from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, st
 from llmesh.services.common.rpc_errors import abort
 from llmesh.v1 import (
     chat_pb2,
+    errors_pb2,
     orchestrator_pb2,
     orchestrator_pb2_grpc,
     processor_pb2,
@@ -63,6 +64,19 @@ def tool(
     return orchestrator_pb2.StreamChatResponse(
         tool_call_delta=orchestrator_pb2.ToolCallDelta(
             index=index, id=call_id, name=name, arguments_delta=args
+        )
+    )
+
+
+def switch(policy: int) -> orchestrator_pb2.StreamChatResponse:
+    return orchestrator_pb2.StreamChatResponse(
+        switch=orchestrator_pb2.SwitchEvent(
+            from_provider="fake",
+            from_model="first",
+            to_provider="fake",
+            to_model="second",
+            reason=errors_pb2.ERROR_REASON_OVERLOADED,
+            policy=policy,  # type: ignore[arg-type]
         )
     )
 
@@ -111,6 +125,21 @@ SCRIPTS: dict[str, Sequence[Step]] = {
         LlmeshError(Reason.STREAM_INTERRUPTED, "the upstream connection dropped"),
     ],
     "fake/no-finish": [start_event("fake/no-finish"), text("partial")],
+    # the first target failed mid-stream and another took over: restarting, or continuing
+    "fake/restart": [
+        start_event("fake/restart"),
+        text("half a rep"),
+        switch(chat_pb2.MID_STREAM_POLICY_RESTART),
+        text("The whole reply."),
+        finish(chat_pb2.FINISH_REASON_STOP),
+    ],
+    "fake/continue": [
+        start_event("fake/continue"),
+        text("half a rep"),
+        switch(chat_pb2.MID_STREAM_POLICY_CONTINUE),
+        text("ly, continued."),
+        finish(chat_pb2.FINISH_REASON_STOP),
+    ],
     "fake/slow": [
         start_event("fake/slow"),
         text("tick"),

@@ -251,6 +251,31 @@ async def test_a_cut_stream_makes_the_sdk_raise(
     assert raised.value.code == "stream_interrupted"
 
 
+async def test_a_restart_on_another_target_ends_the_stream_with_an_error(
+    openai_client: openai.AsyncOpenAI,
+) -> None:
+    # The text already sent cannot be taken back: the new target's whole reply after it
+    # would read as one corrupted answer, so the stream ends with an error instead.
+    stream = await openai_client.chat.completions.create(
+        model="fake/restart", messages=HI, stream=True
+    )
+    got = []
+    with pytest.raises(openai.APIError) as raised:
+        async for chunk in stream:
+            got.extend(c.delta.content for c in chunk.choices if c.delta.content)
+    assert got == ["half a rep"]
+    assert raised.value.code == "stream_interrupted"
+    assert "mid_stream_policy continue" in raised.value.message
+
+
+async def test_a_continued_stream_reads_as_one_reply(openai_client: openai.AsyncOpenAI) -> None:
+    stream = await openai_client.chat.completions.create(
+        model="fake/continue", messages=HI, stream=True
+    )
+    got = [c.delta.content async for chunk in stream for c in chunk.choices if c.delta.content]
+    assert "".join(got) == "half a reply, continued."
+
+
 async def test_stream_wire_format(http: httpx.AsyncClient) -> None:
     body = {
         "model": "fake/length",
