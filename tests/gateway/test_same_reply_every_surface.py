@@ -1,5 +1,6 @@
 """The same emulator reply reads the same on every surface: the same text and the same
-usage through Chat Completions, the Anthropic Messages API and gRPC, streamed or not.
+usage through Chat Completions, the Anthropic Messages API, the OpenAI Responses API and
+gRPC, streamed or not.
 
 Each surface is one function in `SURFACES` returning the reply's text and its usage as
 (input tokens including cache reads and writes, output tokens); a new surface adds one.
@@ -79,6 +80,26 @@ async def messages_api(mesh: Mesh, model: str, stream: bool) -> Reply:
     return text, (prompt, u.output_tokens)
 
 
+async def responses_api(mesh: Mesh, model: str, stream: bool) -> Reply:
+    async with openai.AsyncOpenAI(
+        base_url=f"{mesh.gateway_url}/v1", api_key="unused", max_retries=0
+    ) as client:
+        asked = {
+            "model": model,
+            "instructions": SYSTEM,
+            "input": QUESTION,
+            "max_output_tokens": MAX_TOKENS,
+            "store": False,
+        }
+        if stream:
+            async with client.responses.stream(**asked) as events:  # type: ignore[arg-type]
+                response = await events.get_final_response()
+        else:
+            response = await client.responses.create(**asked)  # type: ignore[call-overload]
+    assert response.usage is not None  # input_tokens includes cached ones, as OpenAI counts
+    return response.output_text, (response.usage.input_tokens, response.usage.output_tokens)
+
+
 async def grpc_chat(mesh: Mesh, model: str, stream: bool) -> Reply:
     chat = chat_pb2.ChatInput(
         model=model,
@@ -108,6 +129,7 @@ async def grpc_chat(mesh: Mesh, model: str, stream: bool) -> Reply:
 SURFACES: dict[str, Callable[[Mesh, str, bool], Awaitable[Reply]]] = {
     "chat-completions": chat_completions,
     "messages": messages_api,
+    "responses": responses_api,
     "grpc": grpc_chat,
 }
 
