@@ -24,11 +24,13 @@ from llmesh.services.common.config import ResolvedProvider
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import ProviderEvent
+from llmesh.services.orchestrator.providers.anthropic_stream import (
+    AnthropicStreamParser,
+    classify_error_body,
+)
 from llmesh.services.orchestrator.providers.anthropic_structured import output_path, parser_tool
 from llmesh.services.orchestrator.providers.anthropic_wire import (
     OPTIONS,
-    AnthropicStreamParser,
-    classify_error_body,
     request_headers,
     to_provider_request,
 )

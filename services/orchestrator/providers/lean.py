@@ -43,7 +43,7 @@ from llmesh.services.common.config import ConfigError, ResolvedProvider
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
-from llmesh.services.orchestrator.providers import anthropic_wire, openai_wire
+from llmesh.services.orchestrator.providers import anthropic_stream, anthropic_wire, openai_wire
 from llmesh.services.orchestrator.providers.errors import classify_transport
 from llmesh.services.telemetry.tracing import trace_headers
 from llmesh.services.transport import ConnectionPool, Reply, SSEDecoder, Transport, render_headers
@@ -144,7 +144,7 @@ class _AnthropicReader(_Reader):
 
     def __init__(self, headers: Mapping[str, str], structured_tool: str | None = None) -> None:
         super().__init__()
-        self._parser = anthropic_wire.AnthropicStreamParser(structured_tool)
+        self._parser = anthropic_stream.AnthropicStreamParser(structured_tool)
         self._headers = headers
         self._final: Finish | None = None
 
@@ -152,7 +152,7 @@ class _AnthropicReader(_Reader):
         if name is None or name == b"ping":
             return []
         if name == b"error":
-            raise anthropic_wire.classify_error_body(
+            raise anthropic_stream.classify_error_body(
                 _error_body(data), status=None, headers=self._headers
             )
         if not data:
@@ -241,7 +241,9 @@ class AnthropicDialect:
 
     def status_error(self, raw: bytes, status: int, headers: Mapping[str, str]) -> LlmeshError:
         """Classify an HTTP error response by the error type in its body."""
-        return anthropic_wire.classify_error_body(_error_body(raw), status=status, headers=headers)
+        return anthropic_stream.classify_error_body(
+            _error_body(raw), status=status, headers=headers
+        )
 
     def reader(self, headers: Mapping[str, str], model: str, request: ChatRequest) -> _Reader:
         """A reader for one reply of `model` to `request`; `headers` are the 200 response's,

@@ -30,13 +30,15 @@ from llmesh.services.core.events import (
     UsageUpdate,
 )
 from llmesh.services.core.usage import Usage
-from llmesh.services.orchestrator.providers.anthropic_wire import (
-    DEFAULT_MAX_TOKENS,
-    STRUCTURED_TOOL,
+from llmesh.services.orchestrator.providers.anthropic_stream import (
     AnthropicStreamParser,
     classify_error_body,
     classify_error_type,
     from_message,
+)
+from llmesh.services.orchestrator.providers.anthropic_wire import (
+    DEFAULT_MAX_TOKENS,
+    STRUCTURED_TOOL,
     to_provider_request,
 )
 
