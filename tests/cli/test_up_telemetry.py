@@ -51,7 +51,7 @@ routes:
   pair: {targets: [openai/gpt-4o-mini, anthropic/claude-haiku-4-5]}
   switching:
     targets: [openai/gpt-4.1-mini, anthropic/claude-haiku-4-5]
-    mid_stream_policy: restart
+    mid_stream_policy: continue  # /v1 cannot show a restart
 resilience:
   breaker: {fail_max: 1000}
   retry: {max_attempts: 2, initial_backoff: 0.01, max_backoff: 0.02, jitter: 0.0}
