@@ -12,7 +12,7 @@ PROTOS := $(wildcard protos/llmesh/v1/*.proto)
 # (gateway/) and llmesh.v1 (gen/llmesh/v1) here (pyproject.toml: [tool.mypy] mypy_path).
 TYPING := $(VENV)/typing/llmesh
 
-.PHONY: run test lint gen check-gen venv buf clean bench soak
+.PHONY: run test lint gen check-gen venv buf clean bench soak bench-telemetry
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,3 +72,8 @@ bench: $(STAMP)
 # (60) and BENCH_SOAK_CONCURRENCY (32) change it.
 soak: $(STAMP)
 	$(PY) -m bench --soak
+
+# What telemetry costs (about 4 minutes): three meshes side by side, telemetry off, metrics
+# only, metrics and 100 %-sampled tracing to a local OTLP receiver, against issue 14's targets.
+bench-telemetry: $(STAMP)
+	$(PY) -m bench --telemetry

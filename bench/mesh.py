@@ -8,6 +8,7 @@ ephemeral ports through the ``LLMESH_*`` environment overrides, and run on the s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -77,14 +78,23 @@ class Mesh:
 class MeshLauncher:
     """Starts orchestrators and gateways with one configuration, database and pinning."""
 
-    def __init__(self, directory: Path, upstream_base_url: str, pinning: Pinning) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        upstream_base_url: str,
+        pinning: Pinning,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         self._dir = directory
         self._config = write_config(directory, upstream_base_url)
         self._pinning = pinning
         self._database = f"sqlite:///{directory / 'llmesh.db'}"
+        self._extra = dict(extra_env or {})
+        """More environment for both services (telemetry switches, for one)."""
 
     def env(self, orchestrator: str, gateway_port: int) -> dict[str, str]:
-        """The services' environment: the bench configuration, database and addresses."""
+        """The services' environment: the bench configuration, database and addresses, and
+        the launcher's `extra_env`."""
         return clean_env(
             {
                 "LLMESH_CONFIG": str(self._config),
@@ -93,6 +103,7 @@ class MeshLauncher:
                 "LLMESH_GATEWAY_PORT": str(gateway_port),
                 "LLMESH_EMULATOR_PORT": str(free_port()),
                 "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{free_port()}",
+                **self._extra,
             }
         )
 

@@ -140,14 +140,15 @@ PASSED_THROUGH = ("LLMESH_EVENT_LOOP", "LLMESH_GC")
 
 
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment without credentials or llmesh settings, plus `extra`.
+    """This process's environment without credentials, llmesh settings or OpenTelemetry
+    settings (so telemetry is off unless a run turns it on), plus `extra`.
 
     The runtime switches in `PASSED_THROUGH` are kept.
     """
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ANTHROPIC_", "LLMESH_")) or k in PASSED_THROUGH
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "LLMESH_", "OTEL_")) or k in PASSED_THROUGH
     }
     env.update(extra)
     return env

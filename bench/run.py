@@ -1,5 +1,8 @@
 """The suite's runner: ``python -m bench [--smoke | --soak] [--upstream auto|fast|emulator]``.
 
+``python -m bench --telemetry`` instead measures telemetry's cost: three meshes (telemetry
+off, metrics only, metrics and tracing) side by side (`bench.telemetry`).
+
 ``python -m bench --embeddings`` instead measures the local embedding model, then embeddings
 through llmesh against direct (`bench.embeddings`).
 
@@ -263,6 +266,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sample the orchestrator with py-spy under streaming load and summarize",
     )
+    p.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="telemetry off, metrics only, metrics + tracing: three meshes side by side "
+        "(with --smoke: a few seconds)",
+    )
     p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
     p.add_argument(
         "--embeddings-seconds",
@@ -300,7 +309,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line, run, print the table."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.telemetry and (args.soak or args.instructions or args.embeddings or args.profile):
+        parser.error("--telemetry runs on its own (or with --smoke)")
     pinning = Pinning.detect()
     pinning.pin_self()  # before the event loop and gRPC start any thread
     settings = BenchSettings.smoke() if args.smoke else BenchSettings()
@@ -346,6 +358,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 concurrency=args.profile_concurrency,
                 native=args.profile_native,
             )
+        elif args.telemetry:
+            from bench.telemetry import run_telemetry, time_limit
+
+            limit = time_limit(settings)
+            mode = "smoke" if args.smoke else "full"
+            work = run_telemetry(settings, pinning, args.upstream, mode, args.out, _log)
         else:
             limit = settings.total_budget_seconds
             mode = "smoke" if args.smoke else "full"

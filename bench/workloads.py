@@ -127,10 +127,13 @@ def p99(values: Callable[[LegResult], list[float]]) -> Extract:
     return lambda leg: percentile(values(leg), 99)
 
 
-def compare(legs: Mapping[str, Sequence[LegResult]], other: str, extract: Extract) -> Comparison:
-    """`extract` on the direct legs and on `other`'s, round by round."""
+def compare(
+    legs: Mapping[str, Sequence[LegResult]], other: str, extract: Extract, *, base: str = DIRECT
+) -> Comparison:
+    """`extract` on the `base` legs (the direct path by default) and on `other`'s, round by
+    round; the result's `direct` is then the base's figure."""
     out = Comparison()
-    for d, o in zip(legs[DIRECT], legs[other], strict=True):
+    for d, o in zip(legs[base], legs[other], strict=True):
         a, b = extract(d), extract(o)
         out.rounds.append(
             {"direct": a, "llmesh": b, "added": difference(b, a), "ratio": ratio(b, a)}

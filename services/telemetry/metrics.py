@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, generate_latest
@@ -35,6 +35,7 @@ __all__ = [
     "GaugeSource",
     "Metrics",
     "build_metrics",
+    "exemplar_filter",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -107,6 +108,7 @@ class Metrics:
             metric_readers=all_readers,
             shutdown_on_exit=False,  # the service shuts it down, pushing the last batch
             resource=Resource.create({"service.name": name, "llmesh.service": service}),
+            exemplar_filter=exemplar_filter(settings, env),
         )
         self._sources: dict[str, list[GaugeSource]] = {name: [] for name in GAUGES}
         meter = self.provider.get_meter("llmesh")
@@ -213,6 +215,19 @@ class Metrics:
     def shutdown(self) -> None:
         """Push the last OTLP batch and stop the readers (idempotent enough: errors logged)."""
         self.provider.shutdown()
+
+
+def exemplar_filter(settings: MetricsSettings, env: Mapping[str, str]) -> ExemplarFilter | None:
+    """No exemplars unless OTLP exports them or ``OTEL_METRICS_EXEMPLAR_FILTER`` asks for
+    them (None: the SDK's choice, from that variable; ``trace_based`` by default).
+
+    The Prometheus text format llmesh serves carries no exemplars, yet the SDK's default
+    filter offers every measurement taken under a sampled span to a reservoir: with tracing
+    on, a dozen measurements per call, each paying for what no reader would export.
+    """
+    if settings.otlp or env.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip():
+        return None
+    return AlwaysOffExemplarFilter()
 
 
 def _otlp_exporter(settings: MetricsSettings) -> Any:

@@ -12,6 +12,7 @@ import pytest
 
 from bench.embeddings_remote import ROWS
 from bench.report import SPECS
+from bench.telemetry_report import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +95,38 @@ def test_embeddings_run_reports_throughput_and_memory(tmp_path: Path) -> None:
     for paths in remote["workloads"].values():
         assert all(leg["errors"] == 0 for legs in paths.values() for leg in legs), paths
     assert "| c=32, gateway `/v1/embeddings`: embeddings/s |" in str(data["table"])
+
+
+@pytest.mark.timeout(110)
+def test_telemetry_run_reports_three_meshes_and_their_exports(tmp_path: Path) -> None:
+    data = _run(["--telemetry", "--smoke"], tmp_path)
+    figures = data["figures"]
+    assert isinstance(figures, dict)
+    assert set(figures) == {"grpc", "gateway"}
+    for kind, by_variant in figures.items():
+        assert set(by_variant) == set(VARIANTS), kind
+        for variant, f in by_variant.items():
+            assert f["hi_per_s"] is not None, (kind, variant)  # the calls went through
+    workloads = data["workloads"]
+    assert isinstance(workloads, dict)
+    for paths in workloads.values():
+        assert all(leg["errors"] == 0 for legs in paths.values() for leg in legs), paths
+    exports = data["exports"]
+    assert isinstance(exports, dict)
+    assert set(exports) == set(VARIANTS)
+    assert not any(e["failed"] for e in exports.values()), exports
+    traced = exports["tracing"]
+    # the spans arrived: every service exported at least what the calls made to it owe
+    assert set(traced["spans_expected"]) == {"llmesh-orchestrator", "llmesh-gateway"}
+    for service, owed in traced["spans_expected"].items():
+        assert owed > 0
+        assert traced["spans"][service] >= owed, service
+    assert exports["metrics"]["metrics_calls"] >= exports["metrics"]["calls"] > 0
+    assert exports["metrics"]["call_log"] >= exports["metrics"]["calls"]
+    assert exports["off"]["metrics_calls"] is None  # telemetry off: no /metrics at all
+    assert exports["off"]["call_log"] == 0
+    assert exports["off"]["spans"] == {}
+    targets = data["targets"]
+    assert isinstance(targets, list)
+    assert len(targets) == 7
+    assert "| metrics + tracing |" in str(data["table"])

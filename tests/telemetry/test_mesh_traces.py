@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -263,6 +264,27 @@ async def test_a_grpc_error_carries_the_calls_traceparent_in_its_trailers(
     assert trace_id == CALLER_TRACE
     found = _wait(spans, lambda f: any(s.kind is SpanKind.SERVER for s in f))
     assert span_id == _id(_one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat"))
+
+
+def test_health_checks_get_no_spans_and_the_calls_beside_them_do(
+    traced_mesh: Mesh, spans: InMemorySpanExporter
+) -> None:
+    inp = chat_pb2.ChatInput(model="emulator/echo")
+    inp.messages.add(role=chat_pb2.ROLE_USER, content="hi")
+    context = (("traceparent", TRACEPARENT),)
+    with grpc.insecure_channel(traced_mesh.orchestrator_address) as channel:
+        check = health_pb2.HealthCheckRequest(service="llmesh.v1.OrchestratorService")
+        reply = health_pb2_grpc.HealthStub(channel).Check(check, metadata=context, timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        stub.Chat(orchestrator_pb2.ChatRequest(input=inp), metadata=context, timeout=10)
+    # the gateway checks the orchestrator's and processor's health over its traced channels
+    assert httpx.get(f"{traced_mesh.gateway_url}/readyz", timeout=10).status_code == 200
+    found = _wait(spans, lambda f: any(s.name == "call emulator/echo" for s in f))
+    _one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat")
+    names = {s.name for s in spans.get_finished_spans()}
+    assert "GET /readyz" in names
+    assert not [n for n in names if "grpc.health" in n], names
 
 
 def test_an_embeddings_call_has_an_embeddings_attempt_span(

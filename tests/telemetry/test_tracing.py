@@ -3,6 +3,8 @@ and W3C headers when on."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from opentelemetry import baggage, context, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -30,6 +32,24 @@ def test_off_installs_nothing() -> None:
 def test_on_installs_the_instrumentations_interceptors() -> None:
     assert len(tracing.server_interceptors(TRACING_ON)) == 1
     assert len(tracing.client_interceptors(TRACING_ON)) == 4  # one per RPC shape
+
+
+@pytest.mark.parametrize(
+    ("method", "traced"),
+    [
+        ("/llmesh.v1.OrchestratorService/Chat", True),
+        (b"/llmesh.v1.OrchestratorService/StreamChat", True),  # grpc.aio clients: bytes
+        ("/llmesh.v1.ProcessorService/Process", True),
+        ("/grpc.health.v1.Health/Check", False),
+        (b"/grpc.health.v1.Health/Watch", False),
+        ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", False),
+        ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", False),
+    ],
+)
+def test_every_method_but_health_and_reflection_is_traced(
+    method: str | bytes, traced: bool
+) -> None:
+    assert tracing.traced_method(SimpleNamespace(method=method)) is traced
 
 
 def test_install_names_the_service_and_exports_through_a_batch(provider: TracerProvider) -> None:
