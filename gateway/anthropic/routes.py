@@ -106,7 +106,7 @@ async def _message(
         **trail_headers(await call.trailing_metadata()),
         REQUEST_ID_HEADER: reply.request_id,
     }
-    yield OrjsonResponse(message(reply, parsed.model, parsed.input.stop), headers=headers)
+    yield OrjsonResponse(message(reply, parsed.model), headers=headers)
 
 
 async def _events(
@@ -117,7 +117,7 @@ async def _events(
         timeout=opts.timeout,
         metadata=opts.metadata,
     )
-    encoder = StreamEncoder(parsed.model, parsed.input.stop, uuid.uuid4().hex)
+    encoder = StreamEncoder(parsed.model, uuid.uuid4().hex)
     started = False
     reading: asyncio.Future[Any] | None = None
     try:
