@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
 
 from llmesh.gateway.errors import BodyTooLarge
+from llmesh.services.auth.authenticator import TENANT_HEADER
 from llmesh.services.common.call_metadata import RETRY_COUNT_KEY, parse_retry_count
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 
@@ -21,8 +22,10 @@ M = TypeVar("M", bound=Message)
 TIMEOUT_HEADER = "x-llmesh-timeout"
 """Request header: the call's deadline in seconds (a float), sent on as the gRPC timeout."""
 
-FORWARDED_HEADERS = ("authorization",)
-"""Request headers passed on to the upstream services as gRPC metadata."""
+FORWARDED_HEADERS = ("authorization", TENANT_HEADER)
+"""Request headers passed on to the upstream services as gRPC metadata: the key, and the
+tenant a call acts for (without API keys it names the tenant the ledger records, the same
+one the gateway stores responses under)."""
 
 RETRY_COUNT_HEADERS = ("x-llmesh-retry-count", "x-stainless-retry-count")
 """Headers carrying the client's retry number of a call (the official openai and anthropic

@@ -6,13 +6,13 @@ sequence: ``message_start``, ``ping``, then per content block ``content_block_st
 its deltas (``text_delta``, ``input_json_delta``, ``thinking_delta``, ``signature_delta``)
 and ``content_block_stop``, then ``message_delta`` (stop reason and the whole usage) and
 ``message_stop``. ``stop_reason`` is the Anthropic target's own word when it gave one, else
-the finish reason translated; ``stop_sequence`` is named when it can only be the one asked for.
+the finish reason translated; ``stop_sequence`` is the one the provider said matched (Anthropic
+names it; OpenAI does not, so through an OpenAI model it is null).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -41,10 +41,6 @@ def stop_reason(reason: chat_pb2.FinishReason, provider_reason: str) -> str:
     return _STOP_REASONS.get(reason, "end_turn")
 
 
-def _stop_sequence(reason: str, stop: Sequence[str]) -> str | None:
-    return stop[0] if reason == "stop_sequence" and len(stop) == 1 else None
-
-
 def usage_dict(usage: chat_pb2.Usage) -> dict[str, int]:
     """Anthropic's usage object: input tokens exclude cache reads and writes, as there."""
     return {
@@ -68,9 +64,7 @@ def _input(arguments: str) -> Any:
         return {}
 
 
-def message(
-    reply: orchestrator_pb2.ChatResponse, model: str, stop: Sequence[str]
-) -> dict[str, Any]:
+def message(reply: orchestrator_pb2.ChatResponse, model: str) -> dict[str, Any]:
     """The ``message`` object of a whole reply."""
     content: list[dict[str, Any]] = [_thinking(b) for b in reply.message.thinking]
     if reply.message.content:
@@ -87,7 +81,7 @@ def message(
         "model": model,
         "content": content,
         "stop_reason": reason,
-        "stop_sequence": _stop_sequence(reason, stop),
+        "stop_sequence": reply.stop_sequence or None,
         "usage": usage_dict(reply.usage),
     }
 
@@ -109,9 +103,8 @@ class StreamEncoder:
     opens the next. `finished` becomes true at the finish event.
     """
 
-    def __init__(self, model: str, stop: Sequence[str], fallback_id: str) -> None:
+    def __init__(self, model: str, fallback_id: str) -> None:
         self.model = model
-        self.stop = stop
         self.request_id = fallback_id
         self.finished = False
         self._opened = False
@@ -205,7 +198,7 @@ class StreamEncoder:
         self.finished = True
         usage = finish.usage if finish.HasField("usage") else self._usage
         reason = stop_reason(finish.reason, finish.provider_reason)
-        delta = {"stop_reason": reason, "stop_sequence": _stop_sequence(reason, self.stop)}
+        delta = {"stop_reason": reason, "stop_sequence": finish.stop_sequence or None}
         return (
             self._close()
             + event("message_delta", {"delta": delta, "usage": usage_dict(usage)})

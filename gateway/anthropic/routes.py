@@ -33,7 +33,7 @@ from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
 from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
 from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstream_of
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.v1 import orchestrator_pb2, processor_pb2
+from llmesh.v1 import chat_pb2, orchestrator_pb2, processor_pb2
 
 __all__ = ["VERSION_HEADER", "auth_headers", "model_list", "model_object", "routes"]
 
@@ -106,7 +106,7 @@ async def _message(
         **trail_headers(await call.trailing_metadata()),
         REQUEST_ID_HEADER: reply.request_id,
     }
-    yield OrjsonResponse(message(reply, parsed.model, parsed.input.stop), headers=headers)
+    yield OrjsonResponse(message(reply, parsed.model), headers=headers)
 
 
 async def _events(
@@ -117,7 +117,7 @@ async def _events(
         timeout=opts.timeout,
         metadata=opts.metadata,
     )
-    encoder = StreamEncoder(parsed.model, parsed.input.stop, uuid.uuid4().hex)
+    encoder = StreamEncoder(parsed.model, uuid.uuid4().hex)
     started = False
     reading: asyncio.Future[Any] | None = None
     try:
@@ -158,7 +158,8 @@ async def _events(
 
 
 async def count_tokens(request: Request) -> Response:
-    """``POST /v1/messages/count_tokens``: the processor's count of the conversation."""
+    """``POST /v1/messages/count_tokens``: the processor's count of the conversation, its
+    ``system`` prompt and its ``tools``."""
     upstream = upstream_of(request)
     try:
         opts = _options(request, upstream)
@@ -166,17 +167,17 @@ async def count_tokens(request: Request) -> Response:
         chat = parse_count_request(body)
     except LlmeshError as err:
         return error_response(err)
-    return UpstreamResponse(
-        _count(upstream, chat.model, chat.messages, opts), media_type="application/json"
-    )
+    return UpstreamResponse(_count(upstream, chat, opts), media_type="application/json")
 
 
 async def _count(
-    upstream: Upstream, model: str, messages: Sequence[Any], opts: CallOptions
+    upstream: Upstream, chat: chat_pb2.ChatInput, opts: CallOptions
 ) -> AsyncGenerator[Part, None]:
     try:
         reply = await upstream.processor.CountTokens(
-            processor_pb2.CountTokensRequest(model=model, messages=messages),
+            processor_pb2.CountTokensRequest(
+                model=chat.model, messages=chat.messages, tools=chat.tools
+            ),
             timeout=opts.timeout,
             metadata=opts.metadata,
         )

@@ -1,5 +1,5 @@
 """The OpenAI Responses API: ``POST /v1/responses`` (plain and streamed) and, with response
-storage on, ``GET`` / ``DELETE /v1/responses/{id}``.
+storage on, ``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``.
 
 Calls go through the orchestrator's ``Chat`` / ``StreamChat`` as /v1 chat completions do,
 so any llmesh model serves them, and budgets, fallbacks, the ledger and the attempt trail
@@ -25,6 +25,7 @@ from llmesh.gateway.errors import OPENAI_CODE, openai_error_body, openai_error_r
 from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
 from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
 from llmesh.gateway.responses_api.events import EventEncoder
+from llmesh.gateway.responses_api.input_items import listed_items, page
 from llmesh.gateway.responses_api.render import whole_response
 from llmesh.gateway.responses_api.request import ResponsesRequest, parse_request
 from llmesh.gateway.responses_api.store import ResponseStorage
@@ -84,7 +85,7 @@ class _Call:
 
     def store_body(self, response: dict[str, Any]) -> dict[str, Any]:
         items = [*self.history, *self.parsed.items, *response["output"]]
-        return {"items": items, "response": response}
+        return {"items": items, "response": response, "input": listed_items(self.parsed.items)}
 
     async def save(self, response: dict[str, Any]) -> None:
         if self.storage is None:
@@ -244,6 +245,21 @@ async def retrieve_response(request: Request) -> Response:
     return OrjsonResponse(stored.body["response"])
 
 
+async def list_input_items(request: Request) -> Response:
+    """``GET /v1/responses/{id}/input_items``: the stored response's input items, a page."""
+    found = await _stored(request)
+    if isinstance(found, Response):
+        return found
+    storage, tenant, response_id = found
+    stored = await storage.load(response_id, tenant)
+    if stored is None:
+        return _error(_not_found(response_id, None, "not_found"))
+    try:
+        return OrjsonResponse(page(stored.body.get("input", []), request.query_params))
+    except LlmeshError as err:
+        return _error(err)
+
+
 async def delete_response(request: Request) -> Response:
     """``DELETE /v1/responses/{id}``."""
     found = await _stored(request)
@@ -260,5 +276,6 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/v1/responses", create_response, methods=["POST"]),
         Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
         Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     ]

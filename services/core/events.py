@@ -108,6 +108,9 @@ class Finish:
     compared (two requests' replies differ in it whatever they say)."""
     response_model: str = ""
     """The model the provider says answered, when it said."""
+    stop_sequence: str = ""
+    """The stop sequence that ended the reply, when the provider named it (Anthropic does,
+    OpenAI does not); empty otherwise."""
 
 
 ProviderEvent = TextDelta | ReasoningDelta | ToolCallDelta | UsageUpdate | Finish
@@ -149,6 +152,8 @@ class Completed:
     """The call's cost, when prices are known (filled in by the accounting layer)."""
     cache_hit: bool = False
     """True when the reply came from the response cache."""
+    stop_sequence: str = ""
+    """The stop sequence that ended the reply, when the provider named it; empty otherwise."""
 
 
 CallEvent = (

@@ -362,6 +362,7 @@ def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
         ),
         finish_reason=_FINISH_TO_PB[reply.completed.reason],
         provider_finish_reason=reply.completed.provider_reason,
+        stop_sequence=reply.completed.stop_sequence,
         usage=usage_to_proto(reply.completed.usage),
         cache_hit=reply.completed.cache_hit,
         logprobs=logprobs_to_proto(reply.logprobs),
@@ -426,6 +427,7 @@ def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:
         attempts=attempts_to_proto(event.attempts),
         cost_usd=event.cost_usd,
         cache_hit=event.cache_hit,
+        stop_sequence=event.stop_sequence,
     )
     finish.overhead.FromTimedelta(timedelta(seconds=event.overhead))
     return R(finish=finish)

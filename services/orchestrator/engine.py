@@ -187,6 +187,7 @@ class Orchestrator:
                                 total,
                                 tuple(trail.attempts),
                                 trail.overhead(now),
+                                stop_sequence=event.stop_sequence,
                             )
                             return
                         yield event

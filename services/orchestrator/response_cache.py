@@ -242,6 +242,8 @@ class CachedReply:
     """The reply's thinking blocks, exactly as the provider sent them."""
     vectors: tuple[bytes, ...] | None = None
     """An embeddings reply's vectors (packed float32 bytes each); None for a chat reply."""
+    stop_sequence: str = ""
+    """The stop sequence that ended the reply, when the provider named it."""
 
     @property
     def floats(self) -> int:
@@ -259,6 +261,7 @@ class CachedReply:
                 "c": [[c.id, c.name, c.arguments] for c in self.tool_calls],
                 "r": self.reason.value,
                 "pr": self.provider_reason,
+                **({"ss": self.stop_sequence} if self.stop_sequence else {}),
                 "u": [
                     u.input_tokens,
                     u.output_tokens,
@@ -286,6 +289,7 @@ class CachedReply:
                 tool_calls=tuple(CachedToolCall(str(i), str(n), str(a)) for i, n, a in d["c"]),
                 reason=FinishReason(d["r"]),
                 provider_reason=str(d["pr"]),
+                stop_sequence=str(d.get("ss", "")),
                 usage=Usage(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), bool(u[5])),
                 cost_usd=float(d["$"]),
                 thinking=tuple(ThinkingBlock(str(t), str(s), str(r)) for t, s, r in d.get("k", ())),
@@ -354,6 +358,7 @@ def record_reply(events: Sequence[CallEvent]) -> CachedReply | None:
                 thinking=tuple(ThinkingBlock(*thinking[i]) for i in sorted(thinking)),
                 reason=event.reason,
                 provider_reason=event.provider_reason,
+                stop_sequence=event.stop_sequence,
                 usage=_copy(event.usage),
                 cost_usd=event.cost_usd,
                 vectors=vectors,
@@ -387,7 +392,13 @@ def replay(reply: CachedReply, request_id: str, *, chunk_chars: int = 0) -> list
         for i, c in enumerate(reply.tool_calls)
     )
     events.append(
-        Completed(reply.reason, reply.provider_reason, _copy(reply.usage), cache_hit=True)
+        Completed(
+            reply.reason,
+            reply.provider_reason,
+            _copy(reply.usage),
+            cache_hit=True,
+            stop_sequence=reply.stop_sequence,
+        )
     )
     return events
 

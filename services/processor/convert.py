@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from google.protobuf import json_format
+
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.parts_proto import parts_from_proto
-from llmesh.services.core.chat import Message, Role, ToolCall
+from llmesh.services.core.chat import Message, Role, Tool, ToolCall
 from llmesh.v1 import chat_pb2, processor_pb2
 
 _ROLES = {
@@ -38,6 +40,8 @@ class CountRequest:
     text: str
     messages: tuple[Message, ...]
     """When not empty, counted as a conversation and `text` is ignored."""
+    tools: tuple[Tool, ...] = ()
+    """Tool definitions offered with it, counted on top (see `tool_tokens`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +61,10 @@ def count_request_from_proto(
     bad: list[FieldViolation] = []
     _check_model(request.model, bad)
     messages = _messages(request.messages, bad, limits)
+    tools = _tools(request.tools, bad)
     if bad:
         raise _invalid(bad)
-    return CountRequest(request.model.strip(), request.text, messages)
+    return CountRequest(request.model.strip(), request.text, messages, tools)
 
 
 def fit_request_from_proto(
@@ -103,6 +108,16 @@ def _messages(
             limits,
         )
         out.append(Message(role, m.content, calls, m.tool_call_id, m.name, parts=parts))
+    return tuple(out)
+
+
+def _tools(tools: Sequence[chat_pb2.Tool], bad: list[FieldViolation]) -> tuple[Tool, ...]:
+    out: list[Tool] = []
+    for i, t in enumerate(tools):
+        if not t.name:
+            bad.append(FieldViolation(f"tools[{i}].name", "is required"))
+        params = json_format.MessageToDict(t.parameters) if t.HasField("parameters") else {}
+        out.append(Tool(t.name, t.description, params))
     return tuple(out)
 
 

@@ -14,6 +14,7 @@ from llmesh.services.processor.convert import count_request_from_proto, fit_requ
 from llmesh.services.processor.fit import fit_counted
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.tokenizers import TokenCounter, Tokenizers
+from llmesh.services.processor.tool_tokens import tools_tokens
 from llmesh.v1 import processor_pb2, processor_pb2_grpc
 
 log = logging.getLogger("llmesh.processor")
@@ -51,7 +52,8 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
     async def CountTokens(
         self, request: processor_pb2.CountTokensRequest, rpc: Rpc
     ) -> processor_pb2.CountTokensResponse:
-        """Count the messages (framing and reply priming included), or else the text."""
+        """Count the messages (framing and reply priming included), or else the text, plus
+        the tools offered with them."""
         req = count_request_from_proto(request, self._limits)
         counter = self._counter(req.model)
         if req.messages:
@@ -59,6 +61,7 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
             tokens = sum(sizes) + counter.reply_priming
         else:
             tokens = await counter.count_text(req.text)
+        tokens += await tools_tokens(counter, req.tools)
         return processor_pb2.CountTokensResponse(
             tokens=tokens, tokenizer=counter.name, exact=counter.exact
         )

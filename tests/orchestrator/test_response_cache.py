@@ -420,6 +420,12 @@ def test_serialization_round_trip() -> None:
         0.5,
     )
     assert CachedReply.from_bytes(reply.to_bytes()) == reply
+    stopped = replace(reply, reason=FinishReason.STOP, provider_reason="stop_sequence")
+    stopped = replace(stopped, stop_sequence="END")
+    assert CachedReply.from_bytes(stopped.to_bytes()) == stopped
+    replayed = replay(stopped, "req_3")[-1]
+    assert isinstance(replayed, Completed) and replayed.stop_sequence == "END"
+    assert record_reply(replay(stopped, "req_3")) == replace(stopped, cost_usd=0.0)
     with pytest.raises(ValueError):
         CachedReply.from_bytes(b'{"p": "x"}')
     with pytest.raises(ValueError):

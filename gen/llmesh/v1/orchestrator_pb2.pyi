@@ -102,7 +102,7 @@ class ReasoningDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., index: _Optional[int] = ..., signature: _Optional[str] = ..., redacted_data: _Optional[str] = ...) -> None: ...
 
 class FinishEvent(_message.Message):
-    __slots__ = ("reason", "provider_reason", "usage", "attempts", "overhead", "cost_usd", "cache_hit")
+    __slots__ = ("reason", "provider_reason", "usage", "attempts", "overhead", "cost_usd", "cache_hit", "stop_sequence")
     REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class FinishEvent(_message.Message):
     OVERHEAD_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    STOP_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     reason: _chat_pb2.FinishReason
     provider_reason: str
     usage: _chat_pb2.Usage
@@ -117,7 +118,8 @@ class FinishEvent(_message.Message):
     overhead: _duration_pb2.Duration
     cost_usd: float
     cache_hit: bool
-    def __init__(self, reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., overhead: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
+    stop_sequence: str
+    def __init__(self, reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., overhead: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_hit: _Optional[bool] = ..., stop_sequence: _Optional[str] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("provider", "model", "outcome", "error_reason", "latency", "time_to_first_token", "hedged", "retry")
@@ -180,7 +182,7 @@ class ChatRequest(_message.Message):
     def __init__(self, input: _Optional[_Union[_chat_pb2.ChatInput, _Mapping]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("request_id", "provider", "model", "message", "finish_reason", "provider_finish_reason", "usage", "cache_hit", "logprobs")
+    __slots__ = ("request_id", "provider", "model", "message", "finish_reason", "provider_finish_reason", "usage", "cache_hit", "logprobs", "stop_sequence")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +192,7 @@ class ChatResponse(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    STOP_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     provider: str
     model: str
@@ -199,7 +202,8 @@ class ChatResponse(_message.Message):
     usage: _chat_pb2.Usage
     cache_hit: bool
     logprobs: _containers.RepeatedCompositeFieldContainer[_chat_pb2.TokenLogprob]
-    def __init__(self, request_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., message: _Optional[_Union[_chat_pb2.Message, _Mapping]] = ..., finish_reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_finish_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., logprobs: _Optional[_Iterable[_Union[_chat_pb2.TokenLogprob, _Mapping]]] = ...) -> None: ...
+    stop_sequence: str
+    def __init__(self, request_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., message: _Optional[_Union[_chat_pb2.Message, _Mapping]] = ..., finish_reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_finish_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., logprobs: _Optional[_Iterable[_Union[_chat_pb2.TokenLogprob, _Mapping]]] = ..., stop_sequence: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

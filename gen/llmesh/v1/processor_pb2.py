@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from llmesh.v1 import chat_pb2 as llmesh_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19llmesh/v1/processor.proto\x12\tllmesh.v1\x1a\x14llmesh/v1/chat.proto\"W\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x08messages\x18\x03 \x03(\x0b\x32\x12.llmesh.v1.Message\"G\n\x13\x43ountTokensResponse\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\x11\n\ttokenizer\x18\x02 \x01(\t\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\"\\\n\x11\x46itContextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x12\n\nmax_tokens\x18\x03 \x01(\x03\"\x9d\x01\n\x12\x46itContextResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x17\n\x0f\x64ropped_indices\x18\x03 \x03(\x05\x12\x16\n\x0e\x64ropped_tokens\x18\x04 \x01(\x03\x12\x11\n\ttokenizer\x18\x05 \x01(\t\x12\r\n\x05\x65xact\x18\x06 \x01(\x08\x32\xab\x01\n\x10ProcessorService\x12L\n\x0b\x43ountTokens\x12\x1d.llmesh.v1.CountTokensRequest\x1a\x1e.llmesh.v1.CountTokensResponse\x12I\n\nFitContext\x12\x1c.llmesh.v1.FitContextRequest\x1a\x1d.llmesh.v1.FitContextResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19llmesh/v1/processor.proto\x12\tllmesh.v1\x1a\x14llmesh/v1/chat.proto\"w\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x08messages\x18\x03 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x1e\n\x05tools\x18\x04 \x03(\x0b\x32\x0f.llmesh.v1.Tool\"G\n\x13\x43ountTokensResponse\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\x11\n\ttokenizer\x18\x02 \x01(\t\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\"\\\n\x11\x46itContextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x12\n\nmax_tokens\x18\x03 \x01(\x03\"\x9d\x01\n\x12\x46itContextResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x17\n\x0f\x64ropped_indices\x18\x03 \x03(\x05\x12\x16\n\x0e\x64ropped_tokens\x18\x04 \x01(\x03\x12\x11\n\ttokenizer\x18\x05 \x01(\t\x12\r\n\x05\x65xact\x18\x06 \x01(\x08\x32\xab\x01\n\x10ProcessorService\x12L\n\x0b\x43ountTokens\x12\x1d.llmesh.v1.CountTokensRequest\x1a\x1e.llmesh.v1.CountTokensResponse\x12I\n\nFitContext\x12\x1c.llmesh.v1.FitContextRequest\x1a\x1d.llmesh.v1.FitContextResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmesh.v1.processor_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COUNTTOKENSREQUEST']._serialized_start=62
-  _globals['_COUNTTOKENSREQUEST']._serialized_end=149
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=151
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=222
-  _globals['_FITCONTEXTREQUEST']._serialized_start=224
-  _globals['_FITCONTEXTREQUEST']._serialized_end=316
-  _globals['_FITCONTEXTRESPONSE']._serialized_start=319
-  _globals['_FITCONTEXTRESPONSE']._serialized_end=476
-  _globals['_PROCESSORSERVICE']._serialized_start=479
-  _globals['_PROCESSORSERVICE']._serialized_end=650
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=181
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=183
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=254
+  _globals['_FITCONTEXTREQUEST']._serialized_start=256
+  _globals['_FITCONTEXTREQUEST']._serialized_end=348
+  _globals['_FITCONTEXTRESPONSE']._serialized_start=351
+  _globals['_FITCONTEXTRESPONSE']._serialized_end=508
+  _globals['_PROCESSORSERVICE']._serialized_start=511
+  _globals['_PROCESSORSERVICE']._serialized_end=682
 # @@protoc_insertion_point(module_scope)

@@ -159,12 +159,15 @@ class AnthropicStreamParser:
         "response_id",
         "response_model",
         "stop_reason",
+        "stop_sequence",
         "usage",
     )
 
     def __init__(self, structured_tool: str | None = None) -> None:
         self.usage = Usage()
         self.stop_reason: str | None = None
+        self.stop_sequence = ""
+        """The stop sequence ``message_delta`` named as the reason the reply ended."""
         self.finished = False
         self.response_id = ""
         """The reply's ``id`` and ``model``, from ``message_start``."""
@@ -289,6 +292,8 @@ class AnthropicStreamParser:
             delta = event.get("delta") or {}
             if delta.get("stop_reason"):
                 self.stop_reason = str(delta["stop_reason"])
+            if isinstance(delta.get("stop_sequence"), str):
+                self.stop_sequence = delta["stop_sequence"]
             if self._update_usage(event.get("usage")):
                 return [UsageUpdate(self._snapshot())]
             return []
@@ -300,7 +305,16 @@ class AnthropicStreamParser:
             finish = _FINISH.get(reason, FinishReason.UNSPECIFIED)
             if finish is FinishReason.TOOL_CALLS and self._json_blocks and not self._tools:
                 finish = FinishReason.STOP  # the structured reply is text to the caller
-            return [Finish(finish, reason, self._snapshot(), self.response_id, self.response_model)]
+            return [
+                Finish(
+                    finish,
+                    reason,
+                    self._snapshot(),
+                    self.response_id,
+                    self.response_model,
+                    self.stop_sequence,
+                )
+            ]
         if kind == "error":
             raise classify_error_body(event, status=None, headers=None)
         return []  # content_block_stop, ping and event types added after this was written
@@ -342,8 +356,7 @@ def from_message(
             events += parser.feed(
                 {"type": "content_block_start", "index": index, "content_block": block}
             )
-    events += parser.feed(
-        {"type": "message_delta", "delta": {"stop_reason": msg.get("stop_reason")}, "usage": None}
-    )
+    ending = {"stop_reason": msg.get("stop_reason"), "stop_sequence": msg.get("stop_sequence")}
+    events += parser.feed({"type": "message_delta", "delta": ending, "usage": None})
     events += parser.feed({"type": "message_stop"})
     return events

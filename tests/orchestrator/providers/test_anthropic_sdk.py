@@ -102,10 +102,11 @@ async def test_max_tokens_and_stop_sequences(emulator: str) -> None:
     assert isinstance(finish, Finish)
     assert (finish.reason, finish.provider_reason) == (FinishReason.LENGTH, "max_tokens")
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "The quick brown"
-    events = await _collect(_provider(emulator), _request(stop=(" jumps",)))
+    events = await _collect(_provider(emulator), _request(stop=(" lazy", " jumps")))
     finish = events[-1]
     assert isinstance(finish, Finish)
     assert (finish.reason, finish.provider_reason) == (FinishReason.STOP, "stop_sequence")
+    assert finish.stop_sequence == " jumps"  # the one Anthropic says matched
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "The quick brown fox"
 
 
