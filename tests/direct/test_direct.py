@@ -198,3 +198,11 @@ def test_the_configuration_file_section(tmp_path: Path) -> None:
     path.write_text("orchestrator:\n  http: 8090\n")
     with pytest.raises(ConfigError, match=r"^orchestrator\.http: expected a mapping"):
         load_config(path, env={})
+
+
+async def test_health_and_readiness_answer_from_the_orchestrator(mesh: Mesh) -> None:
+    async with httpx.AsyncClient(base_url=mesh.direct_url, timeout=10) as http:
+        health = await http.get("/healthz")
+        ready = await http.get("/readyz")
+    assert health.status_code == 200, health.text
+    assert ready.status_code == 200, ready.text
