@@ -206,3 +206,13 @@ async def test_health_and_readiness_answer_from_the_orchestrator(mesh: Mesh) -> 
         ready = await http.get("/readyz")
     assert health.status_code == 200, health.text
     assert ready.status_code == 200, ready.text
+
+
+async def test_a_stream_cut_by_its_deadline_ends_with_an_error(mesh: Mesh) -> None:
+    mesh.set_fault("direct-stream-stall", "stall", after=1)
+    body = {**BODY, "model": "openai/direct-stream-stall", "stream": True}
+    async with httpx.AsyncClient(base_url=mesh.direct_url, timeout=10) as http:
+        r = await http.post("/v1/chat/completions", json=body, headers={"x-llmesh-timeout": "0.5"})
+    assert r.status_code == 200
+    last = [line for line in r.text.splitlines() if line.startswith("data:")][-1]
+    assert "deadline" in last and "[DONE]" not in last, r.text
