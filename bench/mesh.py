@@ -56,6 +56,8 @@ class Mesh:
     gateway_url: str
     startup_s: dict[str, float] = field(default_factory=dict)
     """Seconds from spawn to SERVING (orchestrator) and to a healthy /healthz (gateway)."""
+    direct_url: str | None = None
+    """The orchestrator's direct HTTP path (its own /v1, no gRPC hop), when it serves one."""
 
     @property
     def pids(self) -> list[int]:
@@ -84,7 +86,12 @@ class MeshLauncher:
         upstream_base_url: str,
         pinning: Pinning,
         extra_env: Mapping[str, str] | None = None,
+        *,
+        direct_http: bool = False,
     ) -> None:
+        """`extra_env`: more environment for both services; `direct_http`: the orchestrator
+        also serves the direct HTTP path (its own /v1)."""
+        self._direct_port = free_port() if direct_http else 0
         self._dir = directory
         self._config = write_config(directory, upstream_base_url)
         self._pinning = pinning
@@ -103,6 +110,7 @@ class MeshLauncher:
                 "LLMESH_GATEWAY_PORT": str(gateway_port),
                 "LLMESH_EMULATOR_PORT": str(free_port()),
                 "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{free_port()}",
+                "LLMESH_ORCHESTRATOR_HTTP_PORT": str(self._direct_port),
                 **self._extra,
             }
         )
@@ -137,6 +145,14 @@ class MeshLauncher:
             if i < cold_starts - 1:
                 orchestrator.stop()
         assert orchestrator is not None
+        direct_url = None
+        if self._direct_port:
+            direct_url = f"http://127.0.0.1:{self._direct_port}"
+            try:
+                await wait_healthy(orchestrator, direct_url, timeout=30)
+            except BaseException:
+                orchestrator.stop()
+                raise
         gateway = spawn(
             "gateway",
             llmesh_argv("serve", "gateway"),
@@ -152,7 +168,7 @@ class MeshLauncher:
             gateway.stop()
             orchestrator.stop()
             raise
-        mesh = Mesh(orchestrator, gateway, address, url)
+        mesh = Mesh(orchestrator, gateway, address, url, direct_url=direct_url)
         mesh.startup_s = {
             "orchestrator": sorted(times)[len(times) // 2],
             "orchestrator_runs": len(times),
@@ -181,7 +197,7 @@ async def wait_serving(service: Service, address: str, timeout: float) -> None:
 
 
 async def wait_healthy(service: Service, url: str, timeout: float) -> None:
-    """Poll the gateway's /healthz until it answers 200."""
+    """Poll the gateway's (or the direct HTTP path's) /healthz until it answers 200."""
     deadline = perf_counter() + timeout
     async with aiohttp.ClientSession() as session:
         while perf_counter() < deadline:

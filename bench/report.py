@@ -96,12 +96,26 @@ SPECS: dict[str, Spec] = {
         "ms",
         "added",
     ),
+    "nonstream_c1_direct_http_p50_ms": Spec(
+        "non-stream c=1, direct HTTP path (the orchestrator's own /v1): latency p50",
+        "ms",
+        "added",
+        "≤ +0.8 ms",
+        _at_most("added", 0.8),
+    ),
     "nonstream_hi_rps": Spec(
         "non-stream c={c}, gRPC: throughput",
         "req/s",
         "ratio",
         "≥ 1,000 req/s",
         _at_least("llmesh", 1000),
+    ),
+    "nonstream_hi_direct_http_rps": Spec(
+        "non-stream c={c}, direct HTTP path: throughput",
+        "req/s",
+        "ratio",
+        "≥ 1,500 req/s",
+        _at_least("llmesh", 1500),
     ),
     "stream_c1_ttft_ms": Spec(
         "stream 100 tok c=1: time to first token p50",
@@ -118,6 +132,13 @@ SPECS: dict[str, Spec] = {
         "ratio",
         "≥ 30,000 tok/s",
         _at_least("llmesh", 30000),
+    ),
+    "stream_hi_direct_http_tokens_per_s": Spec(
+        "stream 100 tok c={c}, direct HTTP path: tokens/s relayed",
+        "tok/s",
+        "ratio",
+        "≥ 100,000 tok/s",
+        _at_least("llmesh", 100000),
     ),
     "paced_hi_tokens_per_s": Spec(
         "paced c={c}: delivered tokens/s",

@@ -158,7 +158,7 @@ async def run_bench(
                 choice, settings, pinning, Path(tmp), session
             )
             log(f"starting llmesh ({settings.startup_runs} timed cold starts)")
-            launcher = MeshLauncher(Path(tmp), upstream.base_url, pinning)
+            launcher = MeshLauncher(Path(tmp), upstream.base_url, pinning, direct_http=True)
             mesh = await launcher.start(settings.startup_runs)
             references: list[Reference] = []
             try:
@@ -187,6 +187,7 @@ async def run_bench(
                     bare_channel,
                     floor_channel,
                     f"http://127.0.0.1:{bare_gw.port}",
+                    mesh.direct_url,
                 )
                 groups = {
                     "llmesh": mesh.pids,

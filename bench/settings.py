@@ -47,7 +47,7 @@ class BenchSettings:
     """Cold starts of the orchestrator timed to SERVING (the median is reported)."""
     request_timeout: float = 30.0
     """Deadline of every single request, so no run can hang."""
-    total_budget_seconds: float = 600.0
+    total_budget_seconds: float = 720.0
     """Hard limit for the whole run; the runner stops with an error past it."""
 
     @classmethod

@@ -24,6 +24,8 @@ from bench.upstream import FAST_MODEL, PACED_MODEL
 
 DIRECT, GRPC, GATEWAY, BARE, FLOOR = "direct", "grpc", "gateway", "bare", "floor"
 BARE_GATEWAY = "bare_gateway"
+DIRECT_HTTP = "direct_http"
+"""The orchestrator's own /v1 (the direct HTTP path: the gateway's routes, no gRPC hop)."""
 Log = Callable[[str], None]
 
 
@@ -42,6 +44,8 @@ class PathFactory:
     """A channel to `bench.grpc_floor` (grpc.aio pacing its own reply), when it runs."""
     bare_gateway_url: str | None = None
     """`bench.bare_gateway` (uvicorn + grpc.aio, in front of the orchestrator), when it runs."""
+    direct_http_url: str | None = None
+    """The orchestrator's direct HTTP path, when it serves one."""
 
     def direct(self, model: str, words: int) -> ChatPath:
         """Straight to the upstream's OpenAI API."""
@@ -79,6 +83,17 @@ class PathFactory:
             prompt_of(words),
             self.timeout,
         )
+
+    def direct_http(self, model: str, words: int) -> list[ChatPath]:
+        """Through the orchestrator's own /v1 (the direct HTTP path), when it serves one:
+        a list of one path, or empty, to splice into a workload's paths."""
+        if self.direct_http_url is None:
+            return []
+        url = f"{self.direct_http_url}/v1"
+        prompt = prompt_of(words)
+        return [
+            HttpPath(DIRECT_HTTP, self.session, url, f"{PROVIDER}/{model}", prompt, self.timeout)
+        ]
 
     def gateway(self, model: str, words: int) -> ChatPath:
         """Through the gateway's OpenAI-compatible API (and the orchestrator behind it)."""
@@ -286,10 +301,12 @@ async def run_suite(
             f.gateway(FAST_MODEL, words),
             *([bare] if bare is not None else []),
             *([bare_gateway] if bare_gateway is not None else []),
+            *f.direct_http(FAST_MODEL, words),
         ],
         fast,
         s.rounds,
     )
+    direct_http = bool(f.direct_http_url)
     cmp = out.comparisons
     cmp["nonstream_c1_grpc_p50_ms"] = compare(legs, GRPC, p50(_latency))
     cmp["nonstream_c1_grpc_p99_ms"] = compare(legs, GRPC, p99(_latency))
@@ -299,25 +316,32 @@ async def run_suite(
         cmp["nonstream_c1_bare_p50_ms"] = compare(legs, BARE, p50(_latency))
     if bare_gateway is not None:
         cmp["nonstream_c1_bare_gateway_p50_ms"] = compare(legs, BARE_GATEWAY, p50(_latency))
+    if direct_http:
+        cmp["nonstream_c1_direct_http_p50_ms"] = compare(legs, DIRECT_HTTP, p50(_latency))
 
     legs = await workload(
         f"nonstream_c{c_hi}",
-        [f.direct(FAST_MODEL, words), f.grpc(FAST_MODEL, words)],
+        [f.direct(FAST_MODEL, words), f.grpc(FAST_MODEL, words), *f.direct_http(FAST_MODEL, words)],
         Leg(False, c_hi, s.leg_seconds),
         s.rounds,
     )
     cmp["nonstream_hi_rps"] = compare(legs, GRPC, _rps)
+    if direct_http:
+        cmp["nonstream_hi_direct_http_rps"] = compare(legs, DIRECT_HTTP, _rps)
 
     words = s.prompt_tokens
     for c, name in ((1, "c1"), (c_hi, "hi")):
+        extra = f.direct_http(FAST_MODEL, words) if name == "hi" else []
         legs = await workload(
             f"stream_c{c}",
-            [f.direct(FAST_MODEL, words), f.grpc(FAST_MODEL, words)],
+            [f.direct(FAST_MODEL, words), f.grpc(FAST_MODEL, words), *extra],
             Leg(True, c, s.leg_seconds),
             s.rounds,
         )
         cmp[f"stream_{name}_ttft_ms"] = compare(legs, GRPC, p50(_ttft))
         cmp[f"stream_{name}_tokens_per_s"] = compare(legs, GRPC, _tps)
+        if extra:
+            cmp["stream_hi_direct_http_tokens_per_s"] = compare(legs, DIRECT_HTTP, _tps)
 
     words = s.paced_tokens
     paced = [f.direct(PACED_MODEL, words), f.grpc(PACED_MODEL, words)]

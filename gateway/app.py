@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,23 +27,27 @@ from llmesh.gateway.upstream import Upstream
 from llmesh.services.telemetry.trace_http import TracingMiddleware
 
 
-def create_app(settings: GatewaySettings) -> Starlette:
+def create_app(
+    settings: GatewaySettings, upstream: Callable[[GatewaySettings], Upstream] = Upstream.open
+) -> Starlette:
     """Build the app; its gRPC channels open at startup and close at shutdown.
 
     Nothing connects before the ASGI lifespan starts, so building an app has no side effects.
+    `upstream` opens the upstream services' stubs (`Upstream.in_process` for the direct
+    HTTP path).
     """
 
     gateway_metrics = GatewayMetrics(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        upstream = Upstream.open(settings)
+        stubs = upstream(settings)
         responses = responses_api.ResponseStorage.create(settings)
         gateway_metrics.open()
         try:
-            yield {"upstream": upstream, "responses": responses}
+            yield {"upstream": stubs, "responses": responses}
         finally:
-            await upstream.close()
+            await stubs.close()
             if responses is not None:
                 await responses.aclose()
             gateway_metrics.close()

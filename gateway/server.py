@@ -13,13 +13,14 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import uvicorn
 
 from llmesh.gateway.app import create_app
 from llmesh.gateway.settings import GatewaySettings
+from llmesh.gateway.upstream import Upstream
 from llmesh.services.auth import check_listener
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config
@@ -30,10 +31,16 @@ log = logging.getLogger("llmesh.gateway")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def uvicorn_config(settings: GatewaySettings, host: str, port: int) -> uvicorn.Config:
+OpenUpstream = Callable[[GatewaySettings], Upstream]
+"""How the app opens its upstream stubs (`Upstream.open`: gRPC channels)."""
+
+
+def uvicorn_config(
+    settings: GatewaySettings, host: str, port: int, upstream: OpenUpstream = Upstream.open
+) -> uvicorn.Config:
     """uvicorn's configuration for the app; uvloop and httptools are used when installed."""
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings, upstream),
         host=host,
         port=port,
         lifespan="on",
@@ -131,9 +138,15 @@ class RunningGateway:
 
 
 async def start(
-    settings: GatewaySettings, host: str = "127.0.0.1", port: int = 0
+    settings: GatewaySettings,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    upstream: OpenUpstream = Upstream.open,
 ) -> RunningGateway:
-    """Start the gateway in the running event loop and return once it accepts connections."""
+    """Start the gateway in the running event loop and return once it accepts connections.
+
+    `upstream` opens its stubs (the direct HTTP path passes in-process ones)."""
     await check_exposure(settings, host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
@@ -144,7 +157,7 @@ async def start(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         bound_port = sock.getsockname()[1]
-        server = _EmbeddedServer(uvicorn_config(settings, host, bound_port))
+        server = _EmbeddedServer(uvicorn_config(settings, host, bound_port, upstream))
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
         while not server.started:
             if task.done():

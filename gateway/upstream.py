@@ -28,27 +28,28 @@ class Upstream:
     """Open channels and their stubs; created in the app's lifespan, closed on shutdown."""
 
     settings: GatewaySettings
-    orchestrator_channel: grpc.aio.Channel
+    orchestrator_channel: grpc.aio.Channel | None
+    """None when the orchestrator answers in this process (`in_process`)."""
     processor_channel: grpc.aio.Channel
     orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
     processor: processor_pb2_grpc.ProcessorServiceStub
     health: health_pb2_grpc.HealthStub
 
-    @classmethod
-    def open(cls, settings: GatewaySettings) -> Upstream:
-        """Create the channels (they connect lazily, on the first call)."""
+    @staticmethod
+    def _channel(settings: GatewaySettings, address: str) -> grpc.aio.Channel:
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", settings.max_grpc_message_bytes),
             ("grpc.max_send_message_length", settings.max_grpc_message_bytes),
             ("grpc.keepalive_time_ms", 30_000),
         ]
         traced = client_interceptors(settings.telemetry) or None  # none: tracing is off
-        orchestrator = grpc.aio.insecure_channel(
-            settings.orchestrator_address, options=options, interceptors=traced
-        )
-        processor = grpc.aio.insecure_channel(
-            settings.processor_address, options=options, interceptors=traced
-        )
+        return grpc.aio.insecure_channel(address, options=options, interceptors=traced)
+
+    @classmethod
+    def open(cls, settings: GatewaySettings) -> Upstream:
+        """Create the channels (they connect lazily, on the first call)."""
+        orchestrator = cls._channel(settings, settings.orchestrator_address)
+        processor = cls._channel(settings, settings.processor_address)
         return cls(
             settings,
             orchestrator,
@@ -57,6 +58,15 @@ class Upstream:
             processor_pb2_grpc.ProcessorServiceStub(processor),
             health_pb2_grpc.HealthStub(orchestrator),
         )
+
+    @classmethod
+    def in_process(cls, settings: GatewaySettings, orchestrator: Any, health: Any) -> Upstream:
+        """Stubs answered in this process (the direct HTTP path, `llmesh.services.direct`):
+        the orchestrator's calls reach its servicer with no channel; the processor's still
+        go over gRPC to ``settings.processor_address``."""
+        processor = cls._channel(settings, settings.processor_address)
+        stub = processor_pb2_grpc.ProcessorServiceStub(processor)
+        return cls(settings, None, processor, orchestrator, stub, health)
 
     def peer(self, service: str = "orchestrator") -> Peer:
         """The upstream `service` (``orchestrator`` or ``processor``) as named in errors."""
@@ -74,7 +84,8 @@ class Upstream:
 
     async def close(self) -> None:
         """Close both channels, cancelling any call still running on them."""
-        await self.orchestrator_channel.close()
+        if self.orchestrator_channel is not None:
+            await self.orchestrator_channel.close()
         await self.processor_channel.close()
 
 

@@ -171,7 +171,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _serve(config: Config, service: str) -> None:
     apply_service_levels(config.telemetry.logs, service)
     try:
-        if service == "orchestrator":
+        if service == "orchestrator" and config.orchestrator_http_port:
+            from llmesh.services.direct.server import run as run_direct
+
+            run_service(run_direct(config))
+        elif service == "orchestrator":
             from llmesh.services.orchestrator.server import run as run_orchestrator
 
             run_service(run_orchestrator(config))

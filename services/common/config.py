@@ -153,6 +153,12 @@ class Config:
     """Breakers, retries, the retry budget and queues (the ``resilience`` section)."""
     shutdown_grace: float = 10.0
     """Seconds in-flight calls may run on after SIGTERM before they are cancelled."""
+    orchestrator_http_host: str = "127.0.0.1"
+    """Interface of the direct HTTP path (``orchestrator.http.host``)."""
+    orchestrator_http_port: int = 0
+    """TCP port of the direct HTTP path (``orchestrator.http.port``,
+    ``LLMESH_ORCHESTRATOR_HTTP_PORT``): the gateway's routes served from the orchestrator's
+    own process, with no gRPC hop. 0 (the default): off."""
     database_url: str = field(default_factory=default_database_url)
     """Where the usage ledger and API keys live: ``sqlite:///path`` or ``postgresql://...``;
     by default ``llmesh.db`` in the per-user data directory (see `default_database_url`)."""
@@ -341,6 +347,7 @@ def load_config(
     except FieldError as exc:
         raise ConfigError(str(exc)) from None
     orch_raw = _section(raw, "orchestrator")
+    http_raw = _section({"orchestrator.http": orch_raw.get("http")}, "orchestrator.http")
     proc_raw = _section(raw, "processor")
     gw = _section(raw, "gateway")
     try:
@@ -393,6 +400,18 @@ def load_config(
         resilience=resilience,
         shutdown_grace=_setting(
             float, orch_raw, "orchestrator", "shutdown_grace", default.shutdown_grace
+        ),
+        orchestrator_http_host=_setting(
+            str, http_raw, "orchestrator.http", "host", default.orchestrator_http_host
+        ),
+        orchestrator_http_port=_setting(
+            int,
+            http_raw,
+            "orchestrator.http",
+            "port",
+            default.orchestrator_http_port,
+            env,
+            "LLMESH_ORCHESTRATOR_HTTP_PORT",
         ),
         database_url=str(
             env.get("LLMESH_DATABASE_URL") or ledger_raw.get("url") or default.database_url

@@ -48,7 +48,15 @@ def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
     upstream = meta["upstream"]
     assert upstream["kind"] in {"fast", "emulator"}
     assert upstream["ceilings"][upstream["kind"]]["rps"] > 0
-    for key in ("nonstream_c1_grpc_p50_ms", "nonstream_c1_gateway_p50_ms", "stream_hi_ttft_ms"):
+    through_llmesh = (
+        "nonstream_c1_grpc_p50_ms",
+        "nonstream_c1_gateway_p50_ms",
+        "stream_hi_ttft_ms",
+        "nonstream_c1_direct_http_p50_ms",
+        "nonstream_hi_direct_http_rps",
+        "stream_hi_direct_http_tokens_per_s",
+    )
+    for key in through_llmesh:
         assert metrics[key]["llmesh"] is not None, key  # the calls went through llmesh
     references = (
         "nonstream_c1_bare_p50_ms",

@@ -36,9 +36,18 @@ from tests.contracts.surface_responses import (
 )
 
 CASES_DIR = Path(__file__).parents[2] / "contracts" / "cases"
-SURFACES = ("grpc-stream", "grpc-unary", "gateway-sse", "gateway-unary")
-EMBED_SURFACES = ("grpc-unary", "gateway-unary")
-"""For ``call: embed``: the Embed RPC, and the gateway's ``/v1/embeddings`` (OpenAI's shape)."""
+SURFACES = (
+    "grpc-stream",
+    "grpc-unary",
+    "gateway-sse",
+    "gateway-unary",
+    "direct-sse",
+    "direct-unary",
+)
+"""``direct-*``: the gateway's same /v1 routes on the direct HTTP path (no gRPC hop)."""
+EMBED_SURFACES = ("grpc-unary", "gateway-unary", "direct-unary")
+"""For ``call: embed``: the Embed RPC, and ``/v1/embeddings`` (OpenAI's shape) through the
+gateway and on the direct HTTP path."""
 
 
 def surfaces(case: dict[str, Any]) -> tuple[str, ...]:
@@ -231,14 +240,19 @@ async def run(surface: str, mesh: Any, case: dict[str, Any]) -> Outcome:
     if case.get("call") == "embed":
         if surface.startswith("grpc"):
             return await run_grpc_embed(mesh.orchestrator_address, case)
-        return await run_gateway_embed(mesh.gateway_url, case)
+        return await run_gateway_embed(_http_url(surface, mesh), case)
     if surface in RESPONSES_SURFACES:
         return await run_responses(mesh.gateway_url, case, surface.endswith("stream"), Outcome())
     if surface in surface_messages.SURFACES:
         return await surface_messages.run(mesh.gateway_url, case, surface, Outcome())
     if surface.startswith("grpc"):
         return await run_grpc(mesh.orchestrator_address, case, surface.endswith("unary"))
-    return await run_gateway(mesh.gateway_url, case, surface.endswith("unary"))
+    return await run_gateway(_http_url(surface, mesh), case, surface.endswith("unary"))
+
+
+def _http_url(surface: str, mesh: Any) -> str:
+    """The gateway's URL, or the direct HTTP path's for a ``direct-*`` surface."""
+    return str(mesh.direct_url if surface.startswith("direct") else mesh.gateway_url)
 
 
 # -- checking ---------------------------------------------------------------------------

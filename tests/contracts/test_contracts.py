@@ -1,4 +1,5 @@
-"""Every contract case, on every surface: gRPC streaming and unary, gateway SSE and unary."""
+"""Every contract case, on every surface: gRPC streaming and unary, gateway SSE and unary
+(through the gateway and on the direct HTTP path)."""
 
 from __future__ import annotations
 

@@ -3,11 +3,16 @@
 `fake_mesh` runs `tests.gateway.fakes` on a real `grpc.aio` server on an ephemeral port;
 `gateway` serves the gateway under real uvicorn on another, pointed at it; `http` and
 `openai_client` are clients for it (raw httpx, and the official SDK with retries off).
+
+Tests on the whole mesh (`mesh`) run twice: through the gateway (gRPC hop) and on the
+direct HTTP path (the same routes served in the orchestrator's process), whose
+`Mesh.gateway_url` is then the direct path's URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import openai
@@ -15,6 +20,15 @@ import pytest
 
 from llmesh.gateway import GatewaySettings, RunningGateway, start
 from tests.gateway.fakes import FakeMesh, start_fake_mesh
+from tests.support.mesh import Mesh
+
+
+@pytest.fixture(params=["gateway", "direct"])
+def mesh(mesh: Mesh, request: pytest.FixtureRequest) -> Mesh:
+    """The session's mesh, reached through the gateway or on the direct HTTP path."""
+    if request.param == "gateway":
+        return mesh
+    return replace(mesh, gateway_url=mesh.direct_url)
 
 
 @pytest.fixture

@@ -36,6 +36,8 @@ class Mesh:
     orchestrator_address: str = ""
     processor_address: str = ""
     gateway_url: str = ""
+    direct_url: str = ""
+    """The direct HTTP path: the gateway's routes served in the orchestrator's process."""
     config: Config | None = None
     media_fetcher: Any = None
     """A `MediaFetcher` for the orchestrator instead of the one its config builds."""
@@ -109,6 +111,7 @@ class Mesh:
     async def _run(self, ready: Future[None], overrides: Mapping[str, Any]) -> None:
         from llmesh.gateway.server import start as start_gateway
         from llmesh.gateway.settings import GatewaySettings
+        from llmesh.services.direct import serve_direct
         from llmesh.services.emulator.app import start as start_emulator
         from llmesh.services.emulator.settings import EmulatorSettings
         from llmesh.services.orchestrator.server import build_engine, serve
@@ -161,11 +164,21 @@ class Mesh:
                 )
             )
             self.gateway_url = gw.url
+            direct = await serve_direct(
+                orch,
+                replace(
+                    GatewaySettings.from_config(config),
+                    orchestrator_address="in-process",
+                    processor_address=self.processor_address,
+                ),
+            )
+            self.direct_url = direct.url
         except BaseException as exc:
             ready.set_exception(exc)
             raise
         ready.set_result(None)
         await self._stop.wait()
+        await direct.stop()
         await gw.stop()
         await proc.stop(1)
         await orch.stop(1)
