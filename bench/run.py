@@ -263,6 +263,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sample the orchestrator with py-spy under streaming load and summarize",
     )
+    mode.add_argument(
+        "--workers",
+        action="store_true",
+        help="orchestrator throughput (non-stream c=32) on every core against one core",
+    )
+    p.add_argument("--workers-rounds", type=int, default=3, help="rounds of --workers")
     p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
     p.add_argument(
         "--embeddings-seconds",
@@ -302,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line, run, print the table."""
     args = _parser().parse_args(argv)
     pinning = Pinning.detect()
-    pinning.pin_self()  # before the event loop and gRPC start any thread
+    if not args.workers:  # --workers places its own processes, the load on every core
+        pinning.pin_self()  # before the event loop and gRPC start any thread
     settings = BenchSettings.smoke() if args.smoke else BenchSettings()
     _log(f"placement: {pinning.note}")
     import uvloop
@@ -332,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 upstream=args.upstream,
                 pinning=pinning,
             )
+        elif args.workers:
+            from bench.workers import run_workers
+
+            limit = 60.0 + 30.0 * args.workers_rounds
+            work = run_workers(args.workers_rounds, args.out, _log)
         elif args.profile:
             from bench.profile import run_profile
 

@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 from llmesh.services.common.ready import READY_FD
 
@@ -61,8 +62,14 @@ class WorkerGroup:
         command: Callable[[int], Sequence[str]],
         *,
         preexec_fn: Callable[[], None] | None = None,
+        output: IO[bytes] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`output` takes the workers' stdout and stderr (None: this process's); `env` is
+        their environment (None: this process's)."""
         self.name = name
+        self._output = output
+        self._env = env
         self.count = count
         self._command = command
         self._preexec_fn = preexec_fn
@@ -79,7 +86,7 @@ class WorkerGroup:
 
     def _spawn(self, worker: _Worker) -> None:
         read, write = os.pipe()
-        env = dict(os.environ) | {READY_FD: str(write)}
+        env = dict(os.environ if self._env is None else self._env) | {READY_FD: str(write)}
         try:
             # a process group of its own: a terminal's Ctrl-C reaches only `llmesh up`,
             # which then stops the services one by one
@@ -89,6 +96,8 @@ class WorkerGroup:
                 pass_fds=(write,),
                 preexec_fn=self._preexec_fn,
                 process_group=0,
+                stdout=self._output,
+                stderr=self._output,
             )
         except BaseException:
             os.close(read)
