@@ -265,3 +265,35 @@ def test_a_worker_that_keeps_crashing_stops_up_with_one_line(tmp_path: Path) -> 
     assert len(gave_up) == 1, rest
     assert gave_up[0].startswith("llmesh: orchestrator worker 0 (pid ")
     assert "stopped" in rest
+
+
+def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "llmesh"), "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_only_the_orchestrator_and_the_gateway_serve_as_workers(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    Path(env["LLMESH_CONFIG"]).write_text("")
+    done = _serve(env, "processor", "--worker", "0/2")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "llmesh: only the orchestrator and the gateway run as workers"
+    ]
+    bad = _serve(env, "orchestrator", "--worker", "2/2")
+    assert bad.returncode == 2 and "expected I/N with 0 <= I < N" in bad.stderr
+
+
+def test_a_worker_started_alone_refuses_budgets_without_redis(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    Path(env["LLMESH_CONFIG"]).write_text("budgets: {sessions: {daily_usd: 1}}\n")
+    done = _serve(env, "orchestrator", "--worker", "1/3")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(
+        "llmesh: budgets need Redis with 3 orchestrator workers"
+    )
