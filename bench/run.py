@@ -273,6 +273,12 @@ def _parser() -> argparse.ArgumentParser:
         help="telemetry off, metrics only, metrics + tracing: three meshes side by side "
         "(with --smoke: a few seconds)",
     )
+    mode.add_argument(
+        "--workers",
+        action="store_true",
+        help="orchestrator throughput (non-stream c=32) on every core against one core",
+    )
+    p.add_argument("--workers-rounds", type=int, default=3, help="rounds of --workers")
     p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
     p.add_argument(
         "--embeddings-seconds",
@@ -315,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.telemetry and (args.soak or args.instructions or args.embeddings or args.profile):
         parser.error("--telemetry runs on its own (or with --smoke)")
     pinning = Pinning.detect()
-    pinning.pin_self()  # before the event loop and gRPC start any thread
+    if not args.workers:  # --workers places its own processes, the load on every core
+        pinning.pin_self()  # before the event loop and gRPC start any thread
     settings = BenchSettings.smoke() if args.smoke else BenchSettings()
     _log(f"placement: {pinning.note}")
     import uvloop
@@ -345,6 +352,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 upstream=args.upstream,
                 pinning=pinning,
             )
+        elif args.workers:
+            from bench.workers import run_workers
+
+            limit = 60.0 + 30.0 * args.workers_rounds
+            work = run_workers(args.workers_rounds, args.out, _log)
         elif args.profile:
             from bench.profile import run_profile
 

@@ -24,6 +24,7 @@ from llmesh.gateway.upstream import Upstream
 from llmesh.services.auth import check_listener
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config
+from llmesh.services.common.workers import notify_ready
 from llmesh.services.telemetry.tracing import install_tracing
 
 log = logging.getLogger("llmesh.gateway")
@@ -73,17 +74,50 @@ async def serve(
     port: int = 8080,
     *,
     sockets: list[socket.socket] | None = None,
+    reuse_port: bool = False,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+    With `reuse_port` the listening socket is bound with ``SO_REUSEPORT``, so other
+    processes (workers of ``llmesh up --workers N``) serve the same port."""
     await check_exposure(settings, host)
     server = _ForegroundServer(uvicorn_config(settings, host, port))
-    await server.serve(sockets=sockets)
+    if not reuse_port or sockets is not None:
+        await server.serve(sockets=sockets)
+        return
+    with listening_socket(host, port, reuse_port=True) as sock:
+        await server.serve(sockets=[sock])
 
 
-async def run(config: Config) -> None:
+async def run(config: Config, *, reuse_port: bool = False) -> None:
     """Serve the gateway a mesh configuration describes (used by ``llmesh serve gateway``)."""
     install_tracing(config.telemetry, "gateway")
-    await serve(GatewaySettings.from_config(config), config.gateway_host, config.gateway_port)
+    await serve(
+        GatewaySettings.from_config(config),
+        config.gateway_host,
+        config.gateway_port,
+        reuse_port=reuse_port,
+    )
+
+
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for uvicorn (which listens on it).
+
+    proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
+    then, and without it every response pays Nagle's delay against delayed ACKs (~40 ms).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _ForegroundServer(uvicorn.Server):
@@ -95,6 +129,8 @@ class _ForegroundServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         heap.settle()  # after the lifespan built the app's clients
+        if self.started:
+            notify_ready()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -148,14 +184,8 @@ async def start(
 
     `upstream` opens its stubs (the direct HTTP path passes in-process ones)."""
     await check_exposure(settings, host)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
-    # then, and without it every response pays Nagle's delay against delayed ACKs (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = listening_socket(host, port)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, port))
         bound_port = sock.getsockname()[1]
         server = _EmbeddedServer(uvicorn_config(settings, host, bound_port, upstream))
         task = asyncio.ensure_future(server.serve(sockets=[sock]))

@@ -8,10 +8,9 @@ import errno
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from llmesh.services.common.config import (
     Config,
@@ -22,8 +21,17 @@ from llmesh.services.common.config import (
 )
 from llmesh.services.common.event_loop import run_service
 from llmesh.services.common.logs import apply_service_levels, configure_logging
+from llmesh.services.common.supervisor import WorkerGroup
+from llmesh.services.common.workers import (
+    WorkerSlot,
+    default_workers,
+    worker_config,
+    workers_problem,
+)
 
 SERVICES = ("emulator", "orchestrator", "processor", "gateway")
+WORKER_SERVICES = ("orchestrator", "gateway")
+"""The services `llmesh up --workers N` runs as N processes sharing a port."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,11 +45,25 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a non-loopback address even though no API keys exist",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    up = sub.add_parser(
         "up", help="start the whole mesh (emulator when used, orchestrator, processor, gateway)"
+    )
+    up.add_argument(
+        "--workers",
+        type=_positive,
+        help="processes for the orchestrator and for the gateway, each sharing its port "
+        "(default: orchestrator.workers / gateway.workers, else the number of cores)",
     )
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
+    serve.add_argument(
+        "--worker",
+        type=_slot,
+        default=WorkerSlot(),
+        metavar="I/N",
+        help="serve as worker I of N processes sharing the port (SO_REUSEPORT), as "
+        "`llmesh up --workers N` starts them (orchestrator and gateway)",
+    )
     chat = sub.add_parser("chat", help="stream a reply to the terminal over gRPC")
     chat.add_argument("prompt")
     chat.add_argument("--model", default="emulator/echo")
@@ -75,6 +97,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _slot(text: str) -> WorkerSlot:
+    try:
+        return WorkerSlot.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _api_key_option(command: argparse.ArgumentParser) -> None:
     """``--api-key`` on a command that calls the mesh over gRPC."""
     command.add_argument(
@@ -101,9 +136,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.allow_unauthenticated:
         config = with_overrides(config, allow_unauthenticated=True)
     if args.command == "up":
-        sys.exit(_up(config, args.config))
+        sys.exit(_up(config, args.config, args.workers))
     if args.command == "serve":
-        _serve(config, args.service)
+        _serve(config, args.service, args.worker)
         return
     if args.command == "usage":
         from llmesh.services.ledger import usage_report
@@ -168,8 +203,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
 
-def _serve(config: Config, service: str) -> None:
+def _serve(config: Config, service: str, slot: WorkerSlot) -> None:
     apply_service_levels(config.telemetry.logs, service)
+    if slot.shared and service not in WORKER_SERVICES:
+        sys.exit(f"llmesh: only the {' and the '.join(WORKER_SERVICES)} run as workers")
+    problem = workers_problem(config, slot.count) if service == "orchestrator" else None
+    if problem is not None:
+        sys.exit(f"llmesh: {problem}")
+    config = worker_config(config, service, slot)
     try:
         if service == "orchestrator" and config.orchestrator_http_port:
             from llmesh.services.direct.server import run as run_direct
@@ -178,7 +219,7 @@ def _serve(config: Config, service: str) -> None:
         elif service == "orchestrator":
             from llmesh.services.orchestrator.server import run as run_orchestrator
 
-            run_service(run_orchestrator(config))
+            run_service(run_orchestrator(config, reuse_port=slot.shared))
         elif service == "processor":
             from llmesh.services.processor.server import run as run_processor
 
@@ -186,7 +227,7 @@ def _serve(config: Config, service: str) -> None:
         elif service == "gateway":
             from llmesh.gateway.server import run as run_gateway
 
-            run_service(run_gateway(config))
+            run_service(run_gateway(config, reuse_port=slot.shared))
         else:
             from llmesh.services.emulator.app import run as run_emulator
             from llmesh.services.emulator.settings import EmulatorSettings
@@ -217,20 +258,6 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: Ctrl-C still reaches the process group
         pass
-
-
-def _wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
-    host, _, port = address.rpartition(":")
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def _listen_problem(address: str) -> str | None:
@@ -283,21 +310,12 @@ STOP_ORDER = ("gateway", "orchestrator", "processor", "emulator")
 calls drain through a gateway, orchestrator, processor and emulator that are still there."""
 
 
-def _stop_in_order(procs: Sequence[tuple[str, subprocess.Popen[bytes]]], grace: float) -> None:
-    """SIGTERM each service in `STOP_ORDER` and wait for it to exit before the next."""
-    started = dict(procs)
+def _stop_in_order(groups: Sequence[WorkerGroup], grace: float) -> None:
+    """Stop each service in `STOP_ORDER` (all its workers at once) before the next."""
+    started = {group.name: group for group in groups}
     for name in STOP_ORDER:
-        proc = started.get(name)
-        if proc is None:
-            continue
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            print(f"llmesh: {name} did not stop; killing it", file=sys.stderr, flush=True)
-            proc.kill()
-            proc.wait()
+        if name in started:
+            started[name].stop(grace)
 
 
 def _child_command(config: Config, config_path: str | None) -> list[str]:
@@ -354,8 +372,22 @@ def _exposure_refusal(config: Config, plan: Sequence[tuple[str, str, str]]) -> s
     return None
 
 
-def _up(config: Config, config_path: str | None) -> int:
-    """Start each service as its own process; stop them in order on Ctrl-C or SIGTERM."""
+def _worker_counts(config: Config, workers: int | None) -> dict[str, int]:
+    """Processes per service: `workers` (``--workers``) for the orchestrator and the gateway,
+    else their ``workers`` setting, else the number of cores; one for the others."""
+    cores = default_workers()
+    return {
+        "orchestrator": workers or config.orchestrator_workers or cores,
+        "gateway": workers or config.gateway_workers or cores,
+    }
+
+
+def _up(config: Config, config_path: str | None, workers: int | None = None) -> int:
+    """Start each service's processes; stop them in order on Ctrl-C or SIGTERM.
+
+    A worker that exits is started again (`WorkerGroup.watch`); a service that keeps
+    crashing stops the mesh with one line and status 1.
+    """
     plan: list[tuple[str, str, str]] = []
     if _needs_emulator(config):
         plan.append(
@@ -372,50 +404,52 @@ def _up(config: Config, config_path: str | None) -> int:
     # each service may drain as long as the slowest one (the gateway's uvicorn waits its
     # own grace for open connections), plus a margin to exit, before it is killed
     stop_wait = max(config.shutdown_grace, GatewaySettings.from_config(config).shutdown_grace) + 5
-    refusal = _exposure_refusal(config, plan)
+    counts = _worker_counts(config, workers)
+    refusal = workers_problem(config, counts["orchestrator"]) or _exposure_refusal(config, plan)
     if refusal is not None:
         print(f"llmesh: {refusal}", file=sys.stderr, flush=True)
         return 1  # nothing started
     if any(_busy(name, address) for name, address, _ in plan):
         return 1  # nothing started
     base = _child_command(config, config_path)
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    groups: list[WorkerGroup] = []
     stopping = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
+    def command(name: str, count: int) -> Callable[[int], list[str]]:
+        if name not in WORKER_SERVICES:
+            return lambda _: [*base, "serve", name]
+        return lambda i: [*base, "serve", name, "--worker", f"{i}/{count}"]
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    status = 0
     try:
         for name, address, url in plan:
             if _busy(name, address):  # taken since the check above
                 return 1
-            # a process group of its own: a terminal's Ctrl-C reaches only `llmesh up`,
-            # which then stops the services one by one in STOP_ORDER
-            proc = subprocess.Popen(
-                [*base, "serve", name], preexec_fn=_die_with_parent, process_group=0
-            )
-            procs.append((name, proc))
-            if not _wait_for_port(address, proc):
-                print(f"llmesh: {name} failed to start on {address}", file=sys.stderr, flush=True)
+            count = counts.get(name, 1)
+            group = WorkerGroup(name, count, command(name, count), preexec_fn=_die_with_parent)
+            groups.append(group)
+            failure = group.start()
+            if failure is not None:
+                print(f"llmesh: {failure} on {address}", file=sys.stderr, flush=True)
                 return 1
-            print(f"llmesh: {name:<12} {url}", flush=True)
+            workers_note = f" ({count} workers)" if count > 1 else ""
+            print(f"llmesh: {name:<12} {url}{workers_note}", flush=True)
         print("llmesh: mesh is up; Ctrl-C stops it", flush=True)
         while not stopping:
-            for name, proc in procs:
-                if proc.poll() is not None:
-                    print(
-                        f"llmesh: {name} exited with {proc.returncode}", file=sys.stderr, flush=True
-                    )
-                    status = 1
-                    stopping = True
+            for group in groups:
+                failure = group.watch()
+                if failure is not None:
+                    print(f"llmesh: {failure}", file=sys.stderr, flush=True)
+                    return 1
             time.sleep(0.2)
-        return status
+        return 0
     finally:
-        _stop_in_order(procs, stop_wait)
+        _stop_in_order(groups, stop_wait)
         print("llmesh: stopped", flush=True)
 
 

@@ -123,6 +123,12 @@ class Config:
     """Interface the HTTP gateway binds."""
     gateway_port: int = 8080
     """TCP port the HTTP gateway binds."""
+    orchestrator_workers: int | None = None
+    """Processes `llmesh up` runs the orchestrator in, sharing its port
+    (``orchestrator.workers``; ``--workers`` wins); None: one per core."""
+    gateway_workers: int | None = None
+    """Processes `llmesh up` runs the gateway in, sharing its port (``gateway.workers``;
+    ``--workers`` wins); None: one per core."""
     gateway_drop_params: tuple[str, ...] = ()
     """Top-level ``/v1/chat/completions`` body fields the gateway accepts and drops instead of
     refusing with a 400 (``gateway.drop_params``); fields llmesh honours are never dropped."""
@@ -284,6 +290,16 @@ def _typed(kind: type[Any], value: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
 
 
+def _workers(section: Mapping[str, Any], where: str) -> int | None:
+    """``where.workers``: a whole number >= 1, or None when absent."""
+    value = section.get("workers")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}.workers: expected a whole number >= 1, got {value!r}")
+    return value
+
+
 def _non_negative(days: float) -> float:
     if not days >= 0:  # also NaN
         raise ConfigError(f"gateway.response_ttl_days: expected a number >= 0, got {days!r}")
@@ -385,6 +401,8 @@ def load_config(
         gateway_port=_setting(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
+        orchestrator_workers=_workers(orch_raw, "orchestrator"),
+        gateway_workers=_workers(gw, "gateway"),
         gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),
         gateway_response_ttl_days=_non_negative(

@@ -15,6 +15,7 @@ import signal
 from aiohttp import web
 
 from llmesh.services.common.exposure import check_exposure
+from llmesh.services.common.ready import notify_ready
 from llmesh.services.emulator import admin, anthropic_api, catalog, embeddings_api, openai_api
 from llmesh.services.emulator.settings import EmulatorSettings
 from llmesh.services.emulator.state import STATE, EmulatorState
@@ -86,6 +87,7 @@ async def run(
     )
     runner, bound = await start(settings)
     print(f"llmesh emulator listening on http://{settings.host}:{bound}", flush=True)
+    notify_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,6 +14,7 @@ from llmesh.services.common import heap
 from llmesh.services.common.config import Config, resolve_provider
 from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
 from llmesh.services.common.media_settings import grpc_message_limit
+from llmesh.services.common.workers import notify_ready
 from llmesh.services.orchestrator.assembly import Assembly, assemble
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.media import MediaPlan
@@ -158,12 +159,15 @@ async def serve(
     return OrchestratorServer(running, engine, servicer, assembly, telemetry)
 
 
-async def run(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+async def run(config: Config, *, reuse_port: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+    `reuse_port` lets other processes (workers of ``llmesh up --workers N``) share the port."""
     install_tracing(config.telemetry, "orchestrator")
-    server = await serve(config)
+    server = await serve(config, reuse_port=reuse_port)
     heap.settle()
     print(f"orchestrator listening on {config.orchestrator_address}", flush=True)
+    notify_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

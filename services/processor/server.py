@@ -20,6 +20,7 @@ from llmesh.services.common.grpc_server import (
 )
 from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
+from llmesh.services.common.workers import notify_ready
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
@@ -149,6 +150,7 @@ async def run(config: Config, *, address: str | None = None, grace: float = 5.0)
     heap.settle()
     host = address.rpartition(":")[0]
     print(f"processor listening on {host}:{server.port}", flush=True)
+    notify_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

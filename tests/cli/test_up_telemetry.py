@@ -130,7 +130,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         "PYTHONUNBUFFERED": "1",
     }
     proc = subprocess.Popen(
-        [str(BIN / "llmesh"), "up"],
+        [str(BIN / "llmesh"), "up", "--workers", "1"],  # one process: its counts are the totals
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

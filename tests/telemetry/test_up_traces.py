@@ -66,7 +66,7 @@ async def _up(tmp: Path, extra_env: dict[str, str]) -> Up:
         **extra_env,
     }
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its output is read in a thread
-        [str(BIN / "llmesh"), "up"],
+        [str(BIN / "llmesh"), "up", "--workers", "1"],  # one process: its counts are the totals
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
