@@ -6,7 +6,8 @@ else ``telemetry.logs.levels.<service>``, else ``telemetry.logs.level``. The for
 JSON object per line when stderr is not a terminal or ``LLMESH_LOG_FORMAT=json``, and a
 readable line on a terminal or with ``LLMESH_LOG_FORMAT=text``. A JSON record carries the
 record's structured fields (``extra=``): the call log's fields (its ``call`` mapping) at
-the top level.
+the top level. The call log's records are written in batches (`BufferedStreamHandler`: at
+most 0.2 s late, before any other record, and all of them when the process exits).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
+
+from llmesh.services.common.log_buffer import BufferedStreamHandler
 
 if TYPE_CHECKING:
     from llmesh.services.common.telemetry_settings import LogSettings
@@ -37,6 +40,9 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 FORMATS = ("json", "text")
 """The values ``LLMESH_LOG_FORMAT`` takes; unset: json unless stderr is a terminal."""
+
+BATCHED = frozenset({"llmesh.calls"})
+"""Loggers whose INFO records are written in batches: the call log (a line per call)."""
 
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -99,7 +105,7 @@ def configure_logging(
     raw = env.get("LLMESH_LOG_LEVEL", default)
     level = _level(raw or default, "LLMESH_LOG_LEVEL") if raw.strip() else default
     out = sys.stderr if stream is None else stream
-    handler = logging.StreamHandler(out)
+    handler = BufferedStreamHandler(out, batched=BATCHED)
     if log_format(env, out) == "json":
         handler.setFormatter(JsonFormatter())
     else:

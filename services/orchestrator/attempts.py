@@ -219,11 +219,13 @@ async def open_attempt(
     stack = AsyncExitStack()
     rt = runtime
     try:
-        q0 = rt.clock()
-        await stack.enter_async_context(rt.limiter.slot(name))
-        waited = rt.clock() - q0
-        rt.trail.deliberate_wait += waited
-        rt.trail.queue_wait += waited
+        if rt.limiter.limited:
+            q0 = rt.clock()
+            await stack.enter_async_context(rt.limiter.slot(name))
+            waited = rt.clock() - q0
+            rt.trail.deliberate_wait += waited
+            rt.trail.queue_wait += waited
+        # else no slot to take, no wait: nothing for the wait histograms of this attempt
         await rt.breakers.check(name, rt.request_id)
         if rt.gate is not None:
             await rt.gate(record, request)

@@ -27,6 +27,8 @@ CALL_LOGGER = "llmesh.calls"
 
 _log = logging.getLogger(CALL_LOGGER)
 
+_MESSAGE = "call %s %s%s target=%s latency_ms=%s ttft_ms=%s tokens=%d/%d cost_usd=%.6f"
+
 
 def call_fields(call: RoutedCall[Any], end: CallEnd) -> dict[str, Any]:
     """The call log's fields for `call` (only ids, names, numbers: never content)."""
@@ -75,16 +77,28 @@ class CallLog:
         if not self._logger.isEnabledFor(logging.INFO):
             return
         f = call_fields(call, end)
-        self._logger.info(
-            "call %s %s%s target=%s latency_ms=%s ttft_ms=%s tokens=%d/%d cost_usd=%.6f",
-            f["request_id"],
-            f["outcome"],
-            "" if f["reason"] is None else f" {f['reason']}",
-            f["target"] or "-",
-            f["latency_ms"],
-            "-" if f["ttft_ms"] is None else f["ttft_ms"],
-            f["input_tokens"],
-            f["output_tokens"],
-            f["cost_usd"],
-            extra={"call": f},
+        logger = self._logger
+        # A record made here, not through `Logger.info`: the same record, without walking
+        # the stack for the caller's file and line, which is always this method.
+        record = logger.makeRecord(
+            logger.name,
+            logging.INFO,
+            __file__,
+            0,
+            _MESSAGE,
+            (
+                f["request_id"],
+                f["outcome"],
+                "" if f["reason"] is None else f" {f['reason']}",
+                f["target"] or "-",
+                f["latency_ms"],
+                "-" if f["ttft_ms"] is None else f["ttft_ms"],
+                f["input_tokens"],
+                f["output_tokens"],
+                f["cost_usd"],
+            ),
+            None,
+            "record",
+            {"call": f},
         )
+        logger.handle(record)

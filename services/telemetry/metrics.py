@@ -6,7 +6,8 @@ the service's own `prometheus_client` registry (rendered by `render` for ``/metr
 when OTLP is configured, a periodic OTLP exporter. The GenAI instruments follow the
 semantic conventions (names, units and the spec's bucket boundaries); llmesh's own are
 under ``llmesh.``. Gauges read state the services already keep, through sources
-registered with `observe`; nothing is polled between scrapes.
+registered with `observe`; nothing is polled between scrapes. The counters are `Tally`s:
+plain sums on the call path, turned into points when a reader collects.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -24,6 +25,7 @@ from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from llmesh.services.common.metrics_settings import MetricsSettings
+from llmesh.services.telemetry.tally import Tally
 
 __all__ = [
     "CONTENT_TYPE",
@@ -156,45 +158,99 @@ class Metrics:
             description="Seconds a call's attempts waited for target slots (resilience.queue).",
             explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
         )
-        c = meter.create_counter
-        self.calls = c("llmesh.calls", unit="{call}", description="Calls by outcome and reason.")
-        self.attempts = c(
-            "llmesh.attempts", unit="{attempt}", description="Provider attempts by outcome."
+        t = self._tally
+        self.calls = t(
+            meter,
+            "llmesh.calls",
+            "{call}",
+            "Calls by outcome and reason.",
+            (
+                *("gen_ai.operation.name", "llmesh.outcome", "llmesh.reason"),
+                *("llmesh.target", "llmesh.tenant"),
+            ),
         )
-        self.retries = c("llmesh.retries", unit="{attempt}", description="Retries of a target.")
-        self.fallbacks = c(
-            "llmesh.fallbacks", unit="{attempt}", description="Moves to the next target."
+        self.attempts = t(
+            meter,
+            "llmesh.attempts",
+            "{attempt}",
+            "Provider attempts by outcome.",
+            ("llmesh.target", "gen_ai.provider.name", "llmesh.attempt.outcome", "llmesh.reason"),
         )
-        self.switches = c(
+        self.retries = t(
+            meter, "llmesh.retries", "{attempt}", "Retries of a target.", ("llmesh.target",)
+        )
+        self.fallbacks = t(
+            meter,
+            "llmesh.fallbacks",
+            "{attempt}",
+            "Moves to the next target.",
+            ("llmesh.target", "llmesh.reason"),
+        )
+        self.switches = t(
+            meter,
             "llmesh.mid_stream.switches",
-            unit="{switch}",
-            description="Calls moved to another target after output reached the caller.",
+            "{switch}",
+            "Calls moved to another target after output reached the caller.",
+            ("llmesh.target",),
         )
-        self.cost = c(
-            "llmesh.cost.usd", unit="{USD}", description="What calls cost, in US dollars."
+        self.cost = t(
+            meter,
+            "llmesh.cost.usd",
+            "{USD}",
+            "What calls cost, in US dollars.",
+            ("gen_ai.provider.name", "llmesh.target", "llmesh.tenant"),
         )
-        self.prompt_cache_tokens = c(
+        self.prompt_cache_tokens = t(
+            meter,
             "llmesh.prompt_cache.tokens",
-            unit="{token}",
-            description="Provider prompt-cache tokens read and written.",
+            "{token}",
+            "Provider prompt-cache tokens read and written.",
+            ("gen_ai.provider.name", "gen_ai.request.model", "llmesh.op"),
         )
-        self.response_cache_hits = c(
+        self.response_cache_hits = t(
+            meter,
             "llmesh.response_cache.hits",
-            unit="{call}",
-            description="Calls answered from the response cache.",
+            "{call}",
+            "Calls answered from the response cache.",
+            ("gen_ai.operation.name", "llmesh.tenant"),
         )
-        self.rejections = c(
+        self.rejections = t(
+            meter,
             "llmesh.rejections",
-            unit="{call}",
-            description="Calls refused by llmesh's own limits: rate limits, budgets, queues.",
+            "{call}",
+            "Calls refused by llmesh's own limits: rate limits, budgets, queues.",
+            ("llmesh.reason", "llmesh.tenant"),
         )
-        self.in_flight = meter.create_up_down_counter(
-            "llmesh.calls.in_flight", unit="{call}", description="Calls streaming now."
+        self.in_flight = t(
+            meter,
+            "llmesh.calls.in_flight",
+            "{call}",
+            "Calls streaming now.",
+            ("gen_ai.operation.name",),
+            up_down=True,
         )
         for gauge, (unit, description) in GAUGES.items():
             meter.create_observable_gauge(
                 gauge, callbacks=[self._reader(gauge)], unit=unit, description=description
             )
+
+    @staticmethod
+    def _tally(
+        meter: Meter,
+        name: str,
+        unit: str,
+        description: str,
+        labels: tuple[str, ...],
+        *,
+        up_down: bool = False,
+    ) -> Tally:
+        """A counter (or up-down counter) kept as a `Tally`, read at collection."""
+        tally = Tally(*labels)
+        create = (
+            meter.create_observable_up_down_counter if up_down else meter.create_observable_counter
+        )
+        create(name, callbacks=[tally.observe], unit=unit, description=description)
+        return tally
 
     def observe(self, gauge: str, source: GaugeSource) -> None:
         """Read `gauge` (one of `GAUGES`) from `source` at every collection."""

@@ -101,51 +101,38 @@ class CallMetrics:
 
     def started(self, call: RoutedCall[Any]) -> None:
         """A call began streaming."""
-        self.metrics.in_flight.add(1, {"gen_ai.operation.name": _operation(call.request)})
+        self.metrics.in_flight.add(1, _operation(call.request))
 
     def record(self, call: RoutedCall[Any], end: CallEnd) -> None:
         """Everything a finished call counts for."""
         m, labels = self.metrics, self.labels
         operation = _operation(call.request)
-        m.in_flight.add(-1, {"gen_ai.operation.name": operation})
+        m.in_flight.add(-1, operation)
         tenant = labels.tenant(call.caller.tenant)
         attempts = call.trail.attempts
         last = _last(attempts)
-        target = labels.target(last.target if last is not None else call.targets[0])
-        reason = "" if end.reason is None else end.reason.value
-        m.calls.add(
-            1,
-            {
-                "gen_ai.operation.name": operation,
-                "llmesh.outcome": end.status.value,
-                "llmesh.reason": reason or "none",
-                "llmesh.target": target,
-                "llmesh.tenant": tenant,
-            },
-        )
         answered = last.target if last is not None else call.targets[0]
-        common = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": labels.provider(answered.provider),
-            "gen_ai.request.model": labels.model(answered),
-        }
+        target = labels.target(answered)
+        reason = "" if end.reason is None else end.reason.value
+        m.calls.add(1, operation, end.status.value, reason or "none", target, tenant)
+        common = self._common(operation, answered)
         duration = max(end.ended - call.opened, 0.0)
-        failed = {"error.type": reason} if end.status is not CallStatus.OK and reason else {}
-        m.request_duration.record(duration, common | failed)
+        if end.status is not CallStatus.OK and reason:
+            m.request_duration.record(duration, common | {"error.type": reason})
+        else:
+            m.request_duration.record(duration, common)
         if end.reason in REJECTIONS:
-            m.rejections.add(1, {"llmesh.reason": reason, "llmesh.tenant": tenant})
+            m.rejections.add(1, reason, tenant)
         if end.cache_hit:
-            m.response_cache_hits.add(
-                1, {"gen_ai.operation.name": operation, "llmesh.tenant": tenant}
-            )
+            m.response_cache_hits.add(1, operation, tenant)
         if end.switches:
-            m.switches.add(end.switches, {"llmesh.target": target})
+            m.switches.add(end.switches, target)
         trail = call.trail
         if trail.deliberate_wait > 0:
             m.call_wait.record(trail.deliberate_wait, {"gen_ai.operation.name": operation})
         if trail.queue_wait > 0:
             m.queue_wait.record(trail.queue_wait, {"llmesh.target": target})
-        self._attempts(call, operation, tenant)
+        self._attempts(call, operation, tenant, last)
         if end.status is CallStatus.OK and last is not None and last.ttft is not None:
             first = last.started + last.ttft
             m.time_to_first_token.record(max(first - call.opened, 0.0), common)
@@ -155,63 +142,52 @@ class CallMetrics:
                 per_token = max(last.ended - first, 0.0) / (output - 1)
                 m.time_per_output_token.record(per_token, common)
 
-    def _attempts(self, call: RoutedCall[Any], operation: str, tenant: str) -> None:
+    def _common(self, operation: str, target: Target) -> dict[str, str]:
+        """The GenAI attributes of `target` (a new dict: the caller may extend it)."""
+        return {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": self.labels.provider(target.provider),
+            "gen_ai.request.model": self.labels.model(target),
+        }
+
+    def _attempts(
+        self, call: RoutedCall[Any], operation: str, tenant: str, last: AttemptRecord | None
+    ) -> None:
         m, labels = self.metrics, self.labels
         previous: AttemptRecord | None = None
         for a in call.trail.attempts:
             target = labels.target(a.target)
             reason = "none" if a.reason is None else a.reason.value
-            m.attempts.add(
-                1,
-                {
-                    "llmesh.target": target,
-                    "gen_ai.provider.name": labels.provider(a.target.provider),
-                    "llmesh.attempt.outcome": a.outcome.value,
-                    "llmesh.reason": reason,
-                },
-            )
+            provider = labels.provider(a.target.provider)
+            m.attempts.add(1, target, provider, a.outcome.value, reason)
             if a.retry:
-                m.retries.add(1, {"llmesh.target": target})
+                m.retries.add(1, target)
             elif not a.hedged and previous is not None and previous.target != a.target:
                 why = "none" if previous.reason is None else previous.reason.value
-                m.fallbacks.add(1, {"llmesh.target": target, "llmesh.reason": why})
+                m.fallbacks.add(1, target, why)
             if not a.hedged:
                 previous = a
         settled = call.trail.settlement
         if settled is None:
             return
         for a, usage in settled.sent:
-            provider = labels.provider(a.target.provider)
-            model = labels.model(a.target)
-            attrs = {
-                "gen_ai.operation.name": operation,
-                "gen_ai.provider.name": provider,
-                "gen_ai.request.model": model,
-            }
+            attrs = self._common(operation, a.target)
             if a.outcome is Outcome.FAILED and a.reason is not None:
                 attrs["error.type"] = a.reason.value
             m.operation_duration.record(a.latency, attrs)
             m.token_usage.record(usage.input_tokens, attrs | {"gen_ai.token.type": "input"})
             if operation != "embeddings":  # embeddings produce no tokens
                 m.token_usage.record(usage.output_tokens, attrs | {"gen_ai.token.type": "output"})
-            cache = {"gen_ai.provider.name": provider, "gen_ai.request.model": model}
+            provider, model = attrs["gen_ai.provider.name"], attrs["gen_ai.request.model"]
             if usage.cache_read_tokens:
-                m.prompt_cache_tokens.add(usage.cache_read_tokens, cache | {"llmesh.op": "read"})
+                m.prompt_cache_tokens.add(usage.cache_read_tokens, provider, model, "read")
             if usage.cache_write_tokens:
-                m.prompt_cache_tokens.add(usage.cache_write_tokens, cache | {"llmesh.op": "write"})
+                m.prompt_cache_tokens.add(usage.cache_write_tokens, provider, model, "write")
         if settled.cost > 0:
             # The settlement's cost is the call's; it is put on the target that answered.
-            last = _last(call.trail.attempts)
             target = labels.target(last.target) if last is not None else OTHER
             provider = labels.provider(last.target.provider) if last is not None else OTHER
-            m.cost.add(
-                settled.cost,
-                {
-                    "gen_ai.provider.name": provider,
-                    "llmesh.target": target,
-                    "llmesh.tenant": tenant,
-                },
-            )
+            m.cost.add(settled.cost, provider, target, tenant)
 
 
 def _last(attempts: list[AttemptRecord]) -> AttemptRecord | None:

@@ -67,6 +67,7 @@ def test_off_a_terminal_each_record_is_one_json_object(root: logging.Logger) -> 
     logging.getLogger("llmesh.calls").info(
         "call", extra={"call": {"outcome": "ok", "cost_usd": 0.5}}
     )
+    logging.getLogger().handlers[0].flush()  # the call log's lines are written in batches
     first, second = (json.loads(line) for line in out.getvalue().splitlines())
     assert first["message"] == "hello there" and first["request_id"] == "req_1"
     assert (first["level"], first["logger"]) == ("INFO", "llmesh.x")

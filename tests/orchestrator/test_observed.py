@@ -299,3 +299,21 @@ async def test_waiting_for_a_target_slot_is_recorded_per_target(
         await assembly.aclose()
     assert total(reader, "llmesh.queue.wait", llmesh_target="a/m") == 2
     assert total(reader, "llmesh.call.wait") == 2
+
+
+async def test_without_target_queues_a_call_records_no_wait(
+    tmp_path: Path, reader: InMemoryMetricReader
+) -> None:
+    assembly = await assemble(
+        _config(tmp_path),
+        _engine(Scripted("a", OK)),
+        bind_host="127.0.0.1",
+        metrics=_metrics(reader),
+    )
+    try:
+        await _calls(assembly, "a/m")
+    finally:
+        await assembly.aclose()
+    assert total(reader, "llmesh.calls") == 1
+    assert points(reader, "llmesh.queue.wait") == []  # no slot taken, nothing waited
+    assert points(reader, "llmesh.call.wait") == []

@@ -14,13 +14,15 @@ from llmesh.services.telemetry.metrics import Metrics, exemplar_filter
 
 
 def _exemplars_under_a_sampled_span(env: Mapping[str, str]) -> tuple[int, list[Any]]:
-    """(the span's trace id, the exemplars of a counter and a histogram recorded under it)."""
+    """(the span's trace id, the exemplars of two histograms recorded under it; the counters
+    are read at collection, outside any span, and so carry none)."""
     reader = InMemoryMetricReader()
     metrics = Metrics(MetricsSettings(enabled=True), "orchestrator", readers=[reader], env=env)
     tracer = TracerProvider().get_tracer("test")
     try:
         with tracer.start_as_current_span("call") as span:
-            metrics.calls.add(1, {"llmesh.outcome": "ok"})
+            metrics.calls.add(1, "chat", "ok", "none", "a/m", "acme")
+            metrics.time_to_first_token.record(0.01, {"gen_ai.operation.name": "chat"})
             metrics.request_duration.record(0.01, {"gen_ai.operation.name": "chat"})
         data = reader.get_metrics_data()
     finally:

@@ -64,7 +64,7 @@ def test_metrics_are_pushed_over_otlp_http(
     settings = replace(metrics_settings(section, env), export_interval=3600)
     assert settings.endpoint == f"{endpoint}/v1/metrics"  # the signal's path, as OTLP says
     metrics = Metrics(settings, "orchestrator", env=env)
-    metrics.calls.add(2, {"llmesh.outcome": "ok"})
+    metrics.calls.add(2, "chat", "ok", "none", "a/m", "acme")
     metrics.shutdown()  # pushes what the hour-long interval has not
     (export,) = receiver.exports
     (resource,) = export.resource_metrics

@@ -88,6 +88,11 @@ class TargetLimiter:
         self._clock = clock
         self._lanes: dict[str, _Lane] = {}
 
+    @property
+    def limited(self) -> bool:
+        """Whether targets have slots to wait for (``resilience.queue.max_concurrency``)."""
+        return self._settings.max_concurrency > 0
+
     def slot(self, target: str) -> AbstractAsyncContextManager[None]:
         """``async with limiter.slot(target):`` runs the block holding one of its slots."""
         if self._settings.max_concurrency == 0:
