@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from starlette.requests import HTTPConnection
 
+from llmesh.gateway.balancing import channel_target, service_config
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
@@ -33,6 +34,8 @@ class Upstream:
     orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
     processor: processor_pb2_grpc.ProcessorServiceStub
     health: health_pb2_grpc.HealthStub
+    """Health checks of the orchestrator replicas, on a channel of their own."""
+    probe_channel: grpc.aio.Channel | None = None
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstream:
@@ -43,9 +46,13 @@ class Upstream:
             ("grpc.keepalive_time_ms", 30_000),
         ]
         traced = client_interceptors(settings.telemetry) or None  # none: tracing is off
-        orchestrator = grpc.aio.insecure_channel(
-            settings.orchestrator_address, options=options, interceptors=traced
-        )
+        target = channel_target(settings.orchestrator_address)
+        balanced = [*options, ("grpc.service_config", service_config(settings.ready_service))]
+        orchestrator = grpc.aio.insecure_channel(target, options=balanced, interceptors=traced)
+        # /healthz and /readyz ask the replicas themselves, round robin: on the balanced
+        # channel a replica that is NOT_SERVING would be skipped instead of reported
+        probes = [*options, ("grpc.service_config", service_config(None))]
+        probe = grpc.aio.insecure_channel(target, options=probes)
         processor = grpc.aio.insecure_channel(
             settings.processor_address, options=options, interceptors=traced
         )
@@ -55,7 +62,8 @@ class Upstream:
             processor,
             orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator),
             processor_pb2_grpc.ProcessorServiceStub(processor),
-            health_pb2_grpc.HealthStub(orchestrator),
+            health_pb2_grpc.HealthStub(probe),
+            probe,
         )
 
     def peer(self, service: str = "orchestrator") -> Peer:
@@ -76,6 +84,8 @@ class Upstream:
         """Close both channels, cancelling any call still running on them."""
         await self.orchestrator_channel.close()
         await self.processor_channel.close()
+        if self.probe_channel is not None:
+            await self.probe_channel.close()
 
 
 def upstream_of(conn: HTTPConnection) -> Upstream:

@@ -123,6 +123,10 @@ class Config:
     """Interface the HTTP gateway binds."""
     gateway_port: int = 8080
     """TCP port the HTTP gateway binds."""
+    gateway_orchestrators: tuple[str, ...] = ()
+    """The orchestrator replicas the gateway balances over (``gateway.orchestrators``): IP
+    ``host:port`` addresses, or one ``dns:///name:port`` target; empty: the one at
+    ``orchestrator.address``."""
     gateway_drop_params: tuple[str, ...] = ()
     """Top-level ``/v1/chat/completions`` body fields the gateway accepts and drops instead of
     refusing with a 400 (``gateway.drop_params``); fields llmesh honours are never dropped."""
@@ -378,6 +382,7 @@ def load_config(
         gateway_port=_setting(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
+        gateway_orchestrators=names(gw.get("orchestrators"), "gateway.orchestrators"),
         gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),
         gateway_response_ttl_days=_non_negative(
