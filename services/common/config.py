@@ -157,6 +157,10 @@ class Config:
     """Breakers, retries, the retry budget and queues (the ``resilience`` section)."""
     shutdown_grace: float = 10.0
     """Seconds in-flight calls may run on after SIGTERM before they are cancelled."""
+    max_connection_age: float = 300.0
+    """Seconds before the orchestrator asks a client to reconnect (``orchestrator.
+    max_connection_age``; calls in flight finish first): a gateway balancing over a DNS name
+    then resolves it again, so replicas added since join its rotation. 0: never."""
     database_url: str = field(default_factory=default_database_url)
     """Where the usage ledger and API keys live: ``sqlite:///path`` or ``postgresql://...``;
     by default ``llmesh.db`` in the per-user data directory (see `default_database_url`)."""
@@ -282,10 +286,10 @@ def _typed(kind: type[Any], value: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
 
 
-def _non_negative(days: float) -> float:
-    if not days >= 0:  # also NaN
-        raise ConfigError(f"gateway.response_ttl_days: expected a number >= 0, got {days!r}")
-    return days
+def _non_negative(value: float, key: str = "gateway.response_ttl_days") -> float:
+    if not value >= 0:  # also NaN
+        raise ConfigError(f"{key}: expected a number >= 0, got {value!r}")
+    return value
 
 
 def load_config(
@@ -398,6 +402,12 @@ def load_config(
         resilience=resilience,
         shutdown_grace=_setting(
             float, orch_raw, "orchestrator", "shutdown_grace", default.shutdown_grace
+        ),
+        max_connection_age=_non_negative(
+            _setting(
+                float, orch_raw, "orchestrator", "max_connection_age", default.max_connection_age
+            ),
+            "orchestrator.max_connection_age",
         ),
         database_url=str(
             env.get("LLMESH_DATABASE_URL") or ledger_raw.get("url") or default.database_url

@@ -3,8 +3,10 @@ DNS, each replica health-checked, and a replica gone taken out of the rotation."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -53,8 +55,8 @@ def test_the_service_config_balances_and_health_checks_the_orchestrator() -> Non
     assert config["healthCheckConfig"] == {"serviceName": ORCHESTRATOR_SERVICE}
 
 
-def test_gateway_orchestrators_in_the_configuration(tmp_path: pytest.TempPathFactory) -> None:
-    path = tmp_path / "llmesh.yaml"  # type: ignore[operator]
+def test_gateway_orchestrators_in_the_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "llmesh.yaml"
     path.write_text("gateway: {orchestrators: [10.0.0.1:50051, 10.0.0.2:50051]}\n")
     settings = GatewaySettings.from_config(load_config(str(path), env={}))
     assert settings.orchestrator_address == "10.0.0.1:50051,10.0.0.2:50051"
@@ -136,3 +138,27 @@ async def test_both_replicas_not_serving_fails_calls_as_unavailable(
         assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
     finally:
         await upstream.close()
+
+
+async def test_a_connection_older_than_max_connection_age_is_asked_to_reconnect() -> None:
+    """The server's GOAWAY after `max_connection_age` makes a DNS-balanced client resolve its
+    name again; the channel leaves READY (a connection that never ages stays READY)."""
+    aging = await start_server([], "127.0.0.1:0", max_connection_age=0.3)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{aging.port}") as channel:
+            await channel.channel_ready()
+            await asyncio.wait_for(
+                channel.wait_for_state_change(grpc.ChannelConnectivity.READY), timeout=10
+            )
+    finally:
+        await aging.server.stop(None)
+
+
+def test_max_connection_age_in_the_configuration(tmp_path: Path) -> None:
+    assert load_config(None, env={}).max_connection_age == 300.0
+    path = tmp_path / "llmesh.yaml"
+    path.write_text("orchestrator: {max_connection_age: 0}\n")
+    assert load_config(str(path), env={}).max_connection_age == 0.0
+    path.write_text("orchestrator: {max_connection_age: -1}\n")
+    with pytest.raises(ValueError, match=r"orchestrator\.max_connection_age"):
+        load_config(str(path), env={})
