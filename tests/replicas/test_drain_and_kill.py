@@ -115,7 +115,7 @@ async def test_kill_9_ends_its_streams_with_a_precise_error_and_the_others_carry
     fleet: Fleet,
 ) -> None:
     model = f"hang-{fleet.run}"
-    fleet.set_fault(model, "stall", after=1, stall_ms=2500)
+    fleet.set_fault(model, "stall", after=1, stall_ms=1500)
     key = fleet.keys["kill"]
     async with httpx.AsyncClient(timeout=30) as client:
         tasks = await _streams(fleet, client, key, f"emulator/{model}", 6)
