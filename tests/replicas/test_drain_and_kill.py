@@ -47,7 +47,8 @@ async def _stream(
                 continue
             for choice in event.get("choices", ()):
                 seen.text += choice.get("delta", {}).get("content") or ""
-            seen.started.set()
+            if seen.text:  # the first piece arrived (a role-only chunk may come before)
+                seen.started.set()
     return seen
 
 
@@ -120,7 +121,14 @@ async def test_kill_9_ends_its_streams_with_a_precise_error_and_the_others_carry
     async with httpx.AsyncClient(timeout=30) as client:
         tasks = await _streams(fleet, client, key, f"emulator/{model}", 6)
         fleet.signal("orch1", signal.SIGKILL)
-        replies = await _calls(fleet, client, key, 12)  # the survivors take every new call
+        await asyncio.to_thread(fleet.procs["orch1"].wait, 10)
+        for gateway in range(len(fleet.gateway_urls)):  # each gateway saw its connection drop:
+            await asyncio.wait(
+                tasks[gateway :: len(fleet.gateway_urls)], return_when="FIRST_COMPLETED"
+            )
+        # calls sent from now on are new: the survivors take every one (calls a gateway had
+        # sent to the replica in the instant it died are in flight like the streams)
+        replies = await _calls(fleet, client, key, 12)
         streams = await asyncio.gather(*tasks)
     assert [r.status_code for r in replies] == [200] * 12
     finished = [s for s in streams if s.done and s.error is None]
