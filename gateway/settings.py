@@ -20,7 +20,8 @@ class GatewaySettings:
     """The orchestrator replicas: one ``host:port``, a ``dns:///name:port`` target, or a
     comma-separated list of IP ``host:port`` (see `llmesh.gateway.balancing`)."""
     processor_address: str = Config.processor_address
-    """The processor's gRPC address (``host:port``)."""
+    """The processor's gRPC address: like `orchestrator_address` (round robin over its
+    replicas, not health-checked)."""
     max_body_bytes: int = http_body_limit(Config.max_message_bytes)
     """The largest request body (or WebSocket frame) accepted; larger bodies get a 413.
     Derived from ``limits.max_message_bytes`` with room for base64 (`http_body_limit`), so a
@@ -66,6 +67,7 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         channel_target(self.orchestrator_address)  # a bad replica list fails at start-up
+        channel_target(self.processor_address)
 
     @property
     def metrics(self) -> MetricsSettings:

@@ -53,8 +53,9 @@ class Upstream:
         # channel a replica that is NOT_SERVING would be skipped instead of reported
         probes = [*options, ("grpc.service_config", service_config(None))]
         probe = grpc.aio.insecure_channel(target, options=probes)
-        processor = grpc.aio.insecure_channel(
-            settings.processor_address, options=options, interceptors=traced
+        spread = [*options, ("grpc.service_config", service_config(None))]
+        processor = grpc.aio.insecure_channel(  # replicas, when several: round robin
+            channel_target(settings.processor_address), options=spread, interceptors=traced
         )
         return cls(
             settings,

@@ -69,6 +69,11 @@ def test_the_orchestrator_is_balanced_by_dns_probed_on_grpc_and_drained() -> Non
     assert pod["terminationGracePeriodSeconds"] > config.shutdown_grace + 5
     target = channel_target(GatewaySettings.from_config(config).orchestrator_address)
     assert target == f"dns:///{service['metadata']['name']}.llmesh.svc.cluster.local:50051"
+    processor = _one("Service", "llmesh-processor")
+    assert processor["spec"]["clusterIP"] == "None"
+    assert channel_target(config.processor_address) == (
+        "dns:///llmesh-processor.llmesh.svc.cluster.local:50052"
+    )
 
 
 def test_pdb_and_autoscaler_on_calls_in_flight() -> None:

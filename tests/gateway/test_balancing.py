@@ -17,7 +17,7 @@ from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import Upstream
 from llmesh.services.common.config import load_config
 from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
-from llmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from llmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc, processor_pb2, processor_pb2_grpc
 
 
 @pytest.mark.parametrize(
@@ -162,3 +162,40 @@ def test_max_connection_age_in_the_configuration(tmp_path: Path) -> None:
     path.write_text("orchestrator: {max_connection_age: -1}\n")
     with pytest.raises(ValueError, match=r"orchestrator\.max_connection_age"):
         load_config(str(path), env={})
+
+
+class Counting(processor_pb2_grpc.ProcessorServiceServicer):
+    """A processor that answers CountTokens with its own number."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    async def CountTokens(
+        self, request: processor_pb2.CountTokensRequest, context: object
+    ) -> processor_pb2.CountTokensResponse:
+        return processor_pb2.CountTokensResponse(tokens=self.number)
+
+
+async def test_processor_replicas_share_the_calls_round_robin() -> None:
+    servers = []
+    for number in (1, 2):
+        binding = ServiceBinding(
+            processor_pb2_grpc.add_ProcessorServiceServicer_to_server,
+            Counting(number),
+            "llmesh.v1.ProcessorService",
+        )
+        servers.append(await start_server([binding], "127.0.0.1:0"))
+    address = ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    upstream = Upstream.open(GatewaySettings(processor_address=address))
+    try:
+        seen = set()
+        for _ in range(6):
+            reply = await upstream.processor.CountTokens(
+                processor_pb2.CountTokensRequest(), timeout=5, wait_for_ready=True
+            )
+            seen.add(reply.tokens)
+        assert seen == {1, 2}
+    finally:
+        await upstream.close()
+        for server in servers:
+            await server.server.stop(None)
