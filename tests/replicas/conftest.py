@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
+import redis
 
 from llmesh.services.auth.store import open_key_store
 from tests.support.replicas import BUDGET_USD, RATE_PER_MINUTE, Fleet
@@ -36,6 +37,17 @@ async def _drop_schema(fleet: Fleet) -> None:
         await conn.close()
 
 
+def _drop_keys(fleet: Fleet) -> None:
+    """The run's Redis keys (its tenants' buckets and budgets, its breaker namespace)."""
+    client = redis.Redis.from_url(fleet.redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{fleet.run}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def fleet(
     redis_server: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
@@ -53,3 +65,4 @@ def fleet(
     finally:
         made.stop()
         asyncio.run(_drop_schema(made))
+        _drop_keys(made)
