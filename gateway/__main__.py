@@ -36,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--orchestrator",
         default=defaults.orchestrator_address,
-        help=f"orchestrator gRPC address (default {defaults.orchestrator_address})",
+        help="orchestrator gRPC address: host:port, dns:///name:port, or a comma-separated "
+        f"list of IP host:port to balance over (default {defaults.orchestrator_address})",
     )
     p.add_argument(
         "--processor",
@@ -61,14 +62,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         telemetry = parse_telemetry(None, os.environ)  # the OTEL_* variables alone
     except ConfigError as exc:
         sys.exit(f"python -m llmesh.gateway: {exc}")
-    settings = GatewaySettings(
-        orchestrator_address=args.orchestrator,
-        processor_address=args.processor,
-        key_store_url=args.database_url,
-        response_store_url=args.database_url,
-        allow_unauthenticated=args.allow_unauthenticated,
-        telemetry=telemetry,
-    )
+    try:
+        settings = GatewaySettings(
+            orchestrator_address=args.orchestrator,
+            processor_address=args.processor,
+            key_store_url=args.database_url,
+            response_store_url=args.database_url,
+            allow_unauthenticated=args.allow_unauthenticated,
+            telemetry=telemetry,
+        )
+    except ValueError as exc:  # a bad --orchestrator list
+        sys.exit(f"python -m llmesh.gateway: {exc}")
     install_tracing(telemetry, "gateway")
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

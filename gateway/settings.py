@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from llmesh.gateway.balancing import channel_target
 from llmesh.services.common.config import Config, default_database_url
 from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
@@ -16,9 +17,11 @@ class GatewaySettings:
     """Everything `create_app` needs; built once at startup and never mutated."""
 
     orchestrator_address: str = Config.orchestrator_address
-    """The orchestrator's gRPC address (``host:port``)."""
+    """The orchestrator replicas: one ``host:port``, a ``dns:///name:port`` target, or a
+    comma-separated list of IP ``host:port`` (see `llmesh.gateway.balancing`)."""
     processor_address: str = Config.processor_address
-    """The processor's gRPC address (``host:port``)."""
+    """The processor's gRPC address: like `orchestrator_address` (round robin over its
+    replicas, not health-checked)."""
     max_body_bytes: int = http_body_limit(Config.max_message_bytes)
     """The largest request body (or WebSocket frame) accepted; larger bodies get a 413.
     Derived from ``limits.max_message_bytes`` with room for base64 (`http_body_limit`), so a
@@ -62,6 +65,10 @@ class GatewaySettings:
     response_ttl: float = Config.gateway_response_ttl_days * 86400
     """Seconds a stored response is kept (``gateway.response_ttl_days``)."""
 
+    def __post_init__(self) -> None:
+        channel_target(self.orchestrator_address)  # a bad replica list fails at start-up
+        channel_target(self.processor_address)
+
     @property
     def metrics(self) -> MetricsSettings:
         """The ``telemetry.metrics`` settings: when enabled, ``/metrics`` on the gateway's port."""
@@ -77,7 +84,8 @@ class GatewaySettings:
     def from_config(cls, config: Config) -> GatewaySettings:
         """The settings a mesh configuration implies."""
         return cls(
-            orchestrator_address=config.orchestrator_address,
+            orchestrator_address=",".join(config.gateway_orchestrators)
+            or config.orchestrator_address,
             processor_address=config.processor_address,
             max_body_bytes=http_body_limit(config.max_message_bytes),
             max_grpc_message_bytes=grpc_message_limit(config.max_message_bytes),

@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from starlette.requests import HTTPConnection
 
+from llmesh.gateway.balancing import channel_target, service_config
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
@@ -34,29 +35,44 @@ class Upstream:
     orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
     processor: processor_pb2_grpc.ProcessorServiceStub
     health: health_pb2_grpc.HealthStub
+    """Health checks of the orchestrator replicas, on a channel of their own."""
+    probe_channel: grpc.aio.Channel | None = None
 
     @staticmethod
-    def _channel(settings: GatewaySettings, address: str) -> grpc.aio.Channel:
+    def _channel(
+        settings: GatewaySettings, address: str, health_service: str | None, *, traced: bool = True
+    ) -> grpc.aio.Channel:
+        """A channel to `address` (one address, a comma list or a ``dns:///`` target), round
+        robin over its replicas, skipping those `health_service` reports NOT_SERVING (None:
+        no health checking)."""
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", settings.max_grpc_message_bytes),
             ("grpc.max_send_message_length", settings.max_grpc_message_bytes),
             ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.service_config", service_config(health_service)),
         ]
-        traced = client_interceptors(settings.telemetry) or None  # none: tracing is off
-        return grpc.aio.insecure_channel(address, options=options, interceptors=traced)
+        interceptors = client_interceptors(settings.telemetry) if traced else None
+        return grpc.aio.insecure_channel(
+            channel_target(address), options=options, interceptors=interceptors or None
+        )
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstream:
         """Create the channels (they connect lazily, on the first call)."""
-        orchestrator = cls._channel(settings, settings.orchestrator_address)
-        processor = cls._channel(settings, settings.processor_address)
+        address = settings.orchestrator_address
+        orchestrator = cls._channel(settings, address, settings.ready_service)
+        # /healthz and /readyz ask the replicas themselves, round robin: on the balanced
+        # channel a replica that is NOT_SERVING would be skipped instead of reported
+        probe = cls._channel(settings, address, None, traced=False)
+        processor = cls._channel(settings, settings.processor_address, None)
         return cls(
             settings,
             orchestrator,
             processor,
             orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator),
             processor_pb2_grpc.ProcessorServiceStub(processor),
-            health_pb2_grpc.HealthStub(orchestrator),
+            health_pb2_grpc.HealthStub(probe),
+            probe,
         )
 
     @classmethod
@@ -64,7 +80,7 @@ class Upstream:
         """Stubs answered in this process (the direct HTTP path, `llmesh.services.direct`):
         the orchestrator's calls reach its servicer with no channel; the processor's still
         go over gRPC to ``settings.processor_address``."""
-        processor = cls._channel(settings, settings.processor_address)
+        processor = cls._channel(settings, settings.processor_address, None)
         stub = processor_pb2_grpc.ProcessorServiceStub(processor)
         return cls(settings, None, processor, orchestrator, stub, health)
 
@@ -87,6 +103,8 @@ class Upstream:
         if self.orchestrator_channel is not None:
             await self.orchestrator_channel.close()
         await self.processor_channel.close()
+        if self.probe_channel is not None:
+            await self.probe_channel.close()
 
 
 def upstream_of(conn: HTTPConnection) -> Upstream:

@@ -129,6 +129,10 @@ class Config:
     gateway_workers: int | None = None
     """Processes `llmesh up` runs the gateway in, sharing its port (``gateway.workers``;
     ``--workers`` wins); None: one per core."""
+    gateway_orchestrators: tuple[str, ...] = ()
+    """The orchestrator replicas the gateway balances over (``gateway.orchestrators``): IP
+    ``host:port`` addresses, or one ``dns:///name:port`` target; empty: the one at
+    ``orchestrator.address``."""
     gateway_drop_params: tuple[str, ...] = ()
     """Top-level ``/v1/chat/completions`` body fields the gateway accepts and drops instead of
     refusing with a 400 (``gateway.drop_params``); fields llmesh honours are never dropped."""
@@ -165,6 +169,10 @@ class Config:
     """TCP port of the direct HTTP path (``orchestrator.http.port``,
     ``LLMESH_ORCHESTRATOR_HTTP_PORT``): the gateway's routes served from the orchestrator's
     own process, with no gRPC hop. 0 (the default): off."""
+    max_connection_age: float = 300.0
+    """Seconds before the orchestrator asks a client to reconnect (``orchestrator.
+    max_connection_age``; calls in flight finish first): a gateway balancing over a DNS name
+    then resolves it again, so replicas added since join its rotation. 0: never."""
     database_url: str = field(default_factory=default_database_url)
     """Where the usage ledger and API keys live: ``sqlite:///path`` or ``postgresql://...``;
     by default ``llmesh.db`` in the per-user data directory (see `default_database_url`)."""
@@ -300,10 +308,10 @@ def _workers(section: Mapping[str, Any], where: str) -> int | None:
     return value
 
 
-def _non_negative(days: float) -> float:
-    if not days >= 0:  # also NaN
-        raise ConfigError(f"gateway.response_ttl_days: expected a number >= 0, got {days!r}")
-    return days
+def _non_negative(value: float, key: str = "gateway.response_ttl_days") -> float:
+    if not value >= 0:  # also NaN
+        raise ConfigError(f"{key}: expected a number >= 0, got {value!r}")
+    return value
 
 
 def load_config(
@@ -403,6 +411,7 @@ def load_config(
         ),
         orchestrator_workers=_workers(orch_raw, "orchestrator"),
         gateway_workers=_workers(gw, "gateway"),
+        gateway_orchestrators=names(gw.get("orchestrators"), "gateway.orchestrators"),
         gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),
         gateway_response_ttl_days=_non_negative(
@@ -430,6 +439,12 @@ def load_config(
             default.orchestrator_http_port,
             env,
             "LLMESH_ORCHESTRATOR_HTTP_PORT",
+        ),
+        max_connection_age=_non_negative(
+            _setting(
+                float, orch_raw, "orchestrator", "max_connection_age", default.max_connection_age
+            ),
+            "orchestrator.max_connection_age",
         ),
         database_url=str(
             env.get("LLMESH_DATABASE_URL") or ledger_raw.get("url") or default.database_url

@@ -61,12 +61,15 @@ async def start_server(
     reuse_port: bool = False,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    max_connection_age: float = 0.0,
 ) -> RunningServer:
     """Create, bind and start a server for the bindings plus health and reflection.
 
     `address` may end in ``:0`` for an ephemeral port; the bound port is returned. A message
     over `max_message_bytes` is refused by grpc itself (RESOURCE_EXHAUSTED). `interceptors`
-    (tracing's, when on) see every call; none by default.
+    (tracing's, when on) see every call; none by default. `max_connection_age` seconds
+    (0: none): each client connection is then asked to reconnect (GOAWAY; its calls in
+    flight finish), so a client balancing over a DNS name resolves it again.
     """
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -75,6 +78,8 @@ async def start_server(
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]
+    if max_connection_age > 0:
+        options.append(("grpc.max_connection_age_ms", int(max_connection_age * 1000)))
     server = grpc.aio.server(options=options, interceptors=interceptors or None)
     registrar = SafeRegistrar(server)
     for b in bindings:

@@ -138,6 +138,7 @@ async def serve(
         reuse_port=reuse_port,
         max_message_bytes=grpc_message_limit(config.max_message_bytes),
         interceptors=server_interceptors(config.telemetry),
+        max_connection_age=config.max_connection_age,
     )
 
     async def serving(ready: bool) -> None:  # the service's own status; "" stays SERVING
