@@ -4,8 +4,8 @@ Three meshes (an orchestrator and a gateway each, all on the service core) run s
 in front of one upstream:
 
 - ``off``: no metrics, no tracing, and no call log (``LLMESH_CALL_LOG=false``);
-- ``metrics``: Prometheus metrics (``OTEL_METRICS_EXPORTER=prometheus``), the call log at its
-  default (on);
+- ``metrics``: Prometheus metrics (``OTEL_METRICS_EXPORTER=prometheus``), the call log on
+  (``LLMESH_CALL_LOG=true``);
 - ``tracing``: the same, and every call traced (``OTEL_TRACES_SAMPLER=always_on``) and
   exported over OTLP/gRPC to `bench.otlp_sink`, a receiver in its own process on the load core.
 
@@ -61,6 +61,7 @@ def variant_env(variant: str, sink_endpoint: str) -> dict[str, str]:
     env = {
         "OTEL_METRICS_EXPORTER": "prometheus",
         "LLMESH_ORCHESTRATOR_METRICS_PORT": str(free_port()),
+        "LLMESH_CALL_LOG": "true",
     }
     if variant == TRACING:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_endpoint

@@ -176,7 +176,7 @@ def call_log_enabled(section: Any, env: Mapping[str, str]) -> bool:
     """Whether the orchestrator writes the call log: ``telemetry.logs.calls`` (default true),
     ``LLMESH_CALL_LOG`` (``true``/``false``) wins."""
     logs = _mapping(_mapping(section, "telemetry").get("logs"), "telemetry.logs")
-    value = logs.get("calls", True)
+    value = logs.get("calls", False)
     if not isinstance(value, bool):
         raise ConfigError(f"telemetry.logs.calls: expected true or false, got {value!r}")
     raw = env.get("LLMESH_CALL_LOG")

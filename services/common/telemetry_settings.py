@@ -104,8 +104,9 @@ class TracingSettings:
 class LogSettings:
     """The ``telemetry.logs`` subsection: the call log and the log levels from the file."""
 
-    calls: bool = True
-    """Write one record per call on the ``llmesh.calls`` logger (``LLMESH_CALL_LOG`` wins)."""
+    calls: bool = False
+    """Write one record per call on the ``llmesh.calls`` logger (``LLMESH_CALL_LOG`` wins);
+    off by default: it costs about a tenth of a unary call's CPU (README, Telemetry)."""
     level: str | None = None
     """Every service's level (``LLMESH_LOG_LEVEL`` wins)."""
     levels: Mapping[str, str] = field(default_factory=dict)

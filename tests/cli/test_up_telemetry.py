@@ -123,6 +123,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         "LLMESH_CONFIG": str(tmp / "llmesh.yaml"),
         "LLMESH_DATABASE_URL": db,
         "LLMESH_LOG_LEVEL": "DEBUG",  # everything any service logs is searched for secrets
+        "LLMESH_CALL_LOG": "true",
         "OPENAI_BASE_URL": f"{emulator}/v1",
         "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
         "ANTHROPIC_BASE_URL": emulator,

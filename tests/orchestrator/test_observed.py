@@ -267,15 +267,16 @@ async def test_a_tenant_outside_the_configured_set_is_other(
 async def test_with_metrics_and_the_call_log_off_the_layer_is_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    off = TelemetrySettings(logs=LogSettings(calls=False))
-    assembly = await assemble(
-        _config(tmp_path, telemetry=off), _engine(Scripted("a", OK)), bind_host="127.0.0.1"
-    )
+    # by default both are off: the layer is not on the path at all
+    assembly = await assemble(_config(tmp_path), _engine(Scripted("a", OK)), bind_host="127.0.0.1")
     try:
         assert not isinstance(assembly.path.handler, Observed)
     finally:
         await assembly.aclose()
-    assembly = await assemble(_config(tmp_path), _engine(Scripted("a", OK)), bind_host="127.0.0.1")
+    on = TelemetrySettings(logs=LogSettings(calls=True))
+    assembly = await assemble(
+        _config(tmp_path, telemetry=on), _engine(Scripted("a", OK)), bind_host="127.0.0.1"
+    )
     try:
         assert isinstance(assembly.path.handler, Observed)
     finally:

@@ -84,7 +84,8 @@ def test_a_bad_value_names_its_key(section: Any, env: dict[str, str], named: str
 
 
 def test_the_call_log_is_on_unless_switched_off() -> None:
-    assert call_log_enabled({}, {})
+    assert not call_log_enabled({}, {})  # off unless asked: it costs CPU on every call
+    assert call_log_enabled({"logs": {"calls": True}}, {})
     assert not call_log_enabled({"logs": {"calls": False}}, {})
     assert call_log_enabled({"logs": {"calls": False}}, {"LLMESH_CALL_LOG": "true"})
     with pytest.raises(ConfigError, match=re.escape("telemetry.logs.calls")):
@@ -102,4 +103,4 @@ def test_the_example_file_documents_the_defaults() -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "llmesh.example.yaml", env={})
     assert config.telemetry.metrics == MetricsSettings()
-    assert config.telemetry.logs.calls
+    assert not config.telemetry.logs.calls
