@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llmesh.gateway.server import uvicorn_config
 from llmesh.gateway.settings import GatewaySettings
@@ -128,3 +133,36 @@ async def test_the_metrics_port_serves_https_to_clients_of_the_ca(pki: Pki) -> N
     finally:
         await server.aclose()
         metrics.shutdown()
+
+
+async def test_server_name_checks_another_name_than_the_host_dialled(pki: Pki) -> None:
+    server = await start_server([], "127.0.0.1:0", tls=_listener(pki), service="orchestrator")
+    address = f"127.0.0.1:{server.port}"
+    try:
+        for name, ok in (("localhost", True), ("elsewhere.example", False)):
+            async with channel(address, _client(pki, server_name=name), "test") as ch:
+                check = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+                if ok:
+                    assert (await check).status == health_pb2.HealthCheckResponse.SERVING
+                else:
+                    with pytest.raises(grpc.aio.AioRpcError) as err:
+                        await check
+                    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.server.stop(None)
+
+
+def test_python_dash_m_gateway_names_a_missing_tls_file(tmp_path: Path) -> None:
+    env = os.environ | {"LLMESH_TLS_CERT": str(tmp_path / "no.pem"), "LLMESH_TLS_KEY": "k"}
+    out = subprocess.run(
+        [sys.executable, "-m", "llmesh.gateway", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"python -m llmesh.gateway: tls: the gateway cannot read cert file {tmp_path}/no.pem: "
+        "No such file or directory"
+    )
