@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmesh.gateway.balancing import channel_target
-from llmesh.services.common.config import Config, default_database_url
+from llmesh.services.common.config import Config, ConfigError, default_database_url
 from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.telemetry_settings import TelemetrySettings
@@ -72,6 +72,16 @@ class GatewaySettings:
     def __post_init__(self) -> None:
         channel_target(self.orchestrator_address)  # a bad replica list fails at start-up
         channel_target(self.processor_address)
+        for service, address in (
+            ("orchestrator", self.orchestrator_address),
+            ("processor", self.processor_address),
+        ):
+            if "," in address and self.tls.dials_tls and self.tls.server_name is None:
+                raise ConfigError(  # one channel checks one name against every replica
+                    f"tls: the gateway dials {service} replicas by IP address ({address}): "
+                    "set tls.server_name (or tls.gateway.server_name) to a name every "
+                    "replica's certificate carries"
+                )
 
     @property
     def metrics(self) -> MetricsSettings:

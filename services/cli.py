@@ -136,7 +136,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.allow_unauthenticated:
         config = with_overrides(config, allow_unauthenticated=True)
     if args.command == "up":
-        sys.exit(_up(config, args.config, args.workers))
+        try:
+            status = _up(config, args.config, args.workers)
+        except ConfigError as exc:  # e.g. replicas dialled by IP over TLS with no server_name
+            sys.exit(f"llmesh: {exc}")
+        sys.exit(status)
     if args.command == "serve":
         _serve(config, args.service, args.worker)
         return

@@ -14,8 +14,10 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from llmesh.gateway.balancing import channel_target, service_config
 from llmesh.gateway.server import uvicorn_config
 from llmesh.gateway.settings import GatewaySettings
+from llmesh.services.common.config import ConfigError
 from llmesh.services.common.grpc_server import start_server
 from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.tls import (
@@ -166,3 +168,28 @@ def test_python_dash_m_gateway_names_a_missing_tls_file(tmp_path: Path) -> None:
         f"python -m llmesh.gateway: tls: the gateway cannot read cert file {tmp_path}/no.pem: "
         "No such file or directory"
     )
+
+
+async def test_ip_replica_lists_over_tls_need_a_server_name(pki: Pki) -> None:
+    servers = [
+        await start_server([], "127.0.0.1:0", tls=_listener(pki), service="orchestrator")
+        for _ in range(2)
+    ]
+    replicas = ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    with pytest.raises(ConfigError, match=r"set tls.server_name \(or tls.gateway.server_name\)"):
+        GatewaySettings(orchestrator_address=replicas, tls=_client(pki))
+    with pytest.raises(ConfigError, match="dials processor replicas by IP address"):
+        GatewaySettings(processor_address=replicas, tls=_client(pki))
+    GatewaySettings(orchestrator_address=replicas)  # plaintext: nothing to check
+    try:
+        named = GatewaySettings(
+            orchestrator_address=replicas, tls=_client(pki, server_name="localhost")
+        )
+        balanced = [("grpc.service_config", service_config(None))]  # round robin, as Upstream
+        async with channel(channel_target(replicas), named.tls, "t", options=balanced) as ch:
+            for _ in range(4):  # round robin: both replicas pass the check of one name
+                check = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+                assert (await check).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        for s in servers:
+            await s.server.stop(None)
