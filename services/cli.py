@@ -398,15 +398,6 @@ def _tls_problem(config: Config) -> str | None:
     return None
 
 
-def _grpc_url(config: Config, service: str, address: str) -> str:
-    """How the banner names a gRPC listener: ``grpc://host:port``, with ``(TLS)`` or
-    ``(mTLS)`` after it when it speaks TLS."""
-    tls = config.tls.service(service)
-    if not tls.serves_tls:
-        return f"grpc://{address}"
-    return f"grpc://{address} ({'mTLS' if tls.mutual else 'TLS'})"
-
-
 def _worker_counts(config: Config, workers: int | None) -> dict[str, int]:
     """Processes per service: `workers` (``--workers``) for the orchestrator and the gateway,
     else their ``workers`` setting, else the number of cores; one for the others."""
@@ -428,9 +419,9 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
         plan.append(
             ("emulator", f"{config.emulator.host}:{config.emulator.port}", config.emulator.url)
         )
-    orch, proc = config.orchestrator_address, config.processor_address
-    plan.append(("orchestrator", orch, _grpc_url(config, "orchestrator", orch)))
-    plan.append(("processor", proc, _grpc_url(config, "processor", proc)))
+    for name in ("orchestrator", "processor"):  # (mTLS) after the URL of a TLS listener
+        address = getattr(config, f"{name}_address")
+        plan.append((name, address, f"grpc://{address}{config.tls.service(name).label}"))
     gw = f"{config.gateway_host}:{config.gateway_port}"
     scheme = "https" if config.tls.service("gateway").serves_tls else "http"
     plan.append(("gateway", gw, f"{scheme}://{gw}"))

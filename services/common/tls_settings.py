@@ -64,6 +64,14 @@ class TlsSettings:
         """Whether the listeners require client certificates."""
         return self.client_ca is not None
 
+    @property
+    def label(self) -> str:
+        """What `llmesh up` prints after a listener's address: `` (TLS)``, `` (mTLS)`` or
+        nothing."""
+        if not self.serves_tls:
+            return ""
+        return " (mTLS)" if self.mutual else " (TLS)"
+
 
 _KEYS = tuple(f.name for f in fields(TlsSettings))
 

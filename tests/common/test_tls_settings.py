@@ -45,6 +45,7 @@ def test_shared_keys_apply_to_every_service_and_a_service_overrides_some() -> No
     assert gw.mutual and gw.serves_tls and gw.dials_tls
     proc = tls.service("processor")
     assert not proc.serves_tls and proc.dials_tls  # turned off for the processor alone
+    assert (orch.label, gw.label, proc.label) == (" (TLS)", " (mTLS)", "")  # llmesh up's banner
 
 
 def test_environment_wins_over_the_file_at_its_level() -> None:
