@@ -14,6 +14,7 @@ from llmesh.services.common.config_fields import ConfigError
 from llmesh.services.common.exposure import ExposureError
 from llmesh.services.common.logs import configure_logging
 from llmesh.services.common.telemetry_settings import parse_telemetry
+from llmesh.services.common.tls_settings import parse_tls
 from llmesh.services.telemetry.tracing import install_tracing
 
 
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging()
     try:
         telemetry = parse_telemetry(None, os.environ)  # the OTEL_* variables alone
+        tls = parse_tls(None, os.environ).service("gateway")  # LLMESH_[GATEWAY_]TLS_* alone
     except ConfigError as exc:
         sys.exit(f"python -m llmesh.gateway: {exc}")
     try:
@@ -70,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             response_store_url=args.database_url,
             allow_unauthenticated=args.allow_unauthenticated,
             telemetry=telemetry,
+            tls=tls,
         )
     except ValueError as exc:  # a bad --orchestrator list
         sys.exit(f"python -m llmesh.gateway: {exc}")
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(settings, args.host, args.port))
-    except ExposureError as exc:
+    except (ExposureError, ConfigError) as exc:  # ConfigError: a TLS file, named
         sys.exit(f"python -m llmesh.gateway: {exc}")
 
 

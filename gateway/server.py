@@ -24,6 +24,7 @@ from llmesh.gateway.upstream import Upstream
 from llmesh.services.auth import check_listener
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config
+from llmesh.services.common.tls import check_client, uvicorn_ssl
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.telemetry.tracing import install_tracing
 
@@ -37,9 +38,17 @@ OpenUpstream = Callable[[GatewaySettings], Upstream]
 
 
 def uvicorn_config(
-    settings: GatewaySettings, host: str, port: int, upstream: OpenUpstream = Upstream.open
+    settings: GatewaySettings,
+    host: str,
+    port: int,
+    upstream: OpenUpstream = Upstream.open,
+    service: str = "gateway",
 ) -> uvicorn.Config:
-    """uvicorn's configuration for the app; uvloop and httptools are used when installed."""
+    """uvicorn's configuration for the app; uvloop and httptools are used when installed.
+
+    With a ``cert`` in ``settings.tls`` it serves HTTPS (and with a ``client_ca``, requires
+    client certificates); the files are checked here, a bad one named in a `TlsError`."""
+    check_client(settings.tls, service)  # the channels open later, in the app's lifespan
     return uvicorn.Config(
         create_app(settings, upstream),
         host=host,
@@ -50,6 +59,7 @@ def uvicorn_config(
         proxy_headers=False,  # nothing reads the client's address or scheme: skip the rewrite
         ws_max_size=settings.max_body_bytes,
         timeout_graceful_shutdown=settings.shutdown_grace,
+        **uvicorn_ssl(settings.tls, service),
     )
 
 
@@ -161,11 +171,13 @@ class RunningGateway:
     task: asyncio.Task[None]
     host: str
     port: int
+    tls: bool = False
+    """Whether it serves HTTPS."""
 
     @property
     def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://{self.host}:{self.port}"
+        """The base URL, e.g. ``http://127.0.0.1:41234`` (``https://`` over TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop accepting connections, let open ones finish, close the upstream channels."""
@@ -179,15 +191,18 @@ async def start(
     port: int = 0,
     *,
     upstream: OpenUpstream = Upstream.open,
+    service: str = "gateway",
 ) -> RunningGateway:
     """Start the gateway in the running event loop and return once it accepts connections.
 
-    `upstream` opens its stubs (the direct HTTP path passes in-process ones)."""
+    `upstream` opens its stubs (the direct HTTP path passes in-process ones); `service`
+    names the listener in TLS errors."""
     await check_exposure(settings, host)
     sock = listening_socket(host, port)
     try:
         bound_port = sock.getsockname()[1]
-        server = _EmbeddedServer(uvicorn_config(settings, host, bound_port, upstream))
+        config = uvicorn_config(settings, host, bound_port, upstream, service)
+        server = _EmbeddedServer(config)
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
         while not server.started:
             if task.done():
@@ -197,5 +212,6 @@ async def start(
     except BaseException:
         sock.close()
         raise
-    log.info("gateway listening on http://%s:%d", host, bound_port)
-    return RunningGateway(server, task, host, bound_port)
+    running = RunningGateway(server, task, host, bound_port, settings.tls.serves_tls)
+    log.info("gateway listening on %s", running.url)
+    return running

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmesh.gateway.balancing import channel_target
-from llmesh.services.common.config import Config, default_database_url
+from llmesh.services.common.config import Config, ConfigError, default_database_url
 from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.telemetry_settings import TelemetrySettings
+from llmesh.services.common.tls_settings import TlsSettings
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,23 @@ class GatewaySettings:
     (the mesh's ``ledger.url``, opened on first use); None turns response storage off."""
     response_ttl: float = Config.gateway_response_ttl_days * 86400
     """Seconds a stored response is kept (``gateway.response_ttl_days``)."""
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """The HTTP listener's certificate (and client CA), and what the gRPC channels to the
+    orchestrator and the processor trust and present (``tls``, ``tls.gateway``)."""
 
     def __post_init__(self) -> None:
         channel_target(self.orchestrator_address)  # a bad replica list fails at start-up
         channel_target(self.processor_address)
+        for service, address in (
+            ("orchestrator", self.orchestrator_address),
+            ("processor", self.processor_address),
+        ):
+            if "," in address and self.tls.dials_tls and self.tls.server_name is None:
+                raise ConfigError(  # one channel checks one name against every replica
+                    f"tls: the gateway dials {service} replicas by IP address ({address}): "
+                    "set tls.server_name (or tls.gateway.server_name) to a name every "
+                    "replica's certificate carries"
+                )
 
     @property
     def metrics(self) -> MetricsSettings:
@@ -101,4 +115,5 @@ class GatewaySettings:
             telemetry=config.telemetry,
             response_store_url=config.database_url if config.gateway_response_ttl_days else None,
             response_ttl=config.gateway_response_ttl_days * 86400,
+            tls=config.tls.service("gateway"),
         )

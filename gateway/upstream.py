@@ -13,6 +13,7 @@ from llmesh.gateway.balancing import channel_target, service_config
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.services.common.tls import channel
 from llmesh.services.telemetry.tracing import client_interceptors
 from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 
@@ -44,7 +45,7 @@ class Upstream:
     ) -> grpc.aio.Channel:
         """A channel to `address` (one address, a comma list or a ``dns:///`` target), round
         robin over its replicas, skipping those `health_service` reports NOT_SERVING (None:
-        no health checking)."""
+        no health checking); over TLS when ``settings.tls`` names a ``ca``."""
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", settings.max_grpc_message_bytes),
             ("grpc.max_send_message_length", settings.max_grpc_message_bytes),
@@ -52,8 +53,12 @@ class Upstream:
             ("grpc.service_config", service_config(health_service)),
         ]
         interceptors = client_interceptors(settings.telemetry) if traced else None
-        return grpc.aio.insecure_channel(
-            channel_target(address), options=options, interceptors=interceptors or None
+        return channel(
+            channel_target(address),
+            settings.tls,
+            "gateway",
+            options=options,
+            interceptors=interceptors or None,
         )
 
     @classmethod

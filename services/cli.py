@@ -136,7 +136,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.allow_unauthenticated:
         config = with_overrides(config, allow_unauthenticated=True)
     if args.command == "up":
-        sys.exit(_up(config, args.config, args.workers))
+        try:
+            status = _up(config, args.config, args.workers)
+        except ConfigError as exc:  # e.g. replicas dialled by IP over TLS with no server_name
+            sys.exit(f"llmesh: {exc}")
+        sys.exit(status)
     if args.command == "serve":
         _serve(config, args.service, args.worker)
         return
@@ -173,7 +177,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(text)
         sys.exit(status)
     from llmesh.services import client
+    from llmesh.services.common.tls import check_client
     from llmesh.services.telemetry.tracing import install_tracing
+
+    try:
+        check_client(config.tls.service("cli"), "CLI")
+    except ConfigError as exc:
+        sys.exit(f"llmesh: {exc}")
 
     install_tracing(config.telemetry, "cli")  # nothing when tracing is off
     if args.command == "chat":
@@ -188,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     timeout=args.timeout,
                     api_key=_api_key(args),
                     telemetry=config.telemetry,
+                    tls=config.tls.service("cli"),
                 )
             )
         )
@@ -198,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     args.address or config.orchestrator_address,
                     api_key=_api_key(args),
                     telemetry=config.telemetry,
+                    tls=config.tls.service("cli"),
                 )
             )
         )
@@ -372,6 +384,20 @@ def _exposure_refusal(config: Config, plan: Sequence[tuple[str, str, str]]) -> s
     return None
 
 
+def _tls_problem(config: Config) -> str | None:
+    """Why a service's TLS files (``tls``) cannot serve, found before any service starts."""
+    from llmesh.services.common.tls import check_client, check_listener
+
+    try:
+        for name in ("orchestrator", "processor", "gateway"):
+            tls = config.tls.service(name)
+            check_listener(tls, name)
+            check_client(tls, name)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def _worker_counts(config: Config, workers: int | None) -> dict[str, int]:
     """Processes per service: `workers` (``--workers``) for the orchestrator and the gateway,
     else their ``workers`` setting, else the number of cores; one for the others."""
@@ -393,19 +419,23 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
         plan.append(
             ("emulator", f"{config.emulator.host}:{config.emulator.port}", config.emulator.url)
         )
-    plan.append(
-        ("orchestrator", config.orchestrator_address, f"grpc://{config.orchestrator_address}")
-    )
-    plan.append(("processor", config.processor_address, f"grpc://{config.processor_address}"))
+    for name in ("orchestrator", "processor"):  # (mTLS) after the URL of a TLS listener
+        address = getattr(config, f"{name}_address")
+        plan.append((name, address, f"grpc://{address}{config.tls.service(name).label}"))
     gw = f"{config.gateway_host}:{config.gateway_port}"
-    plan.append(("gateway", gw, f"http://{gw}"))
+    scheme = "https" if config.tls.service("gateway").serves_tls else "http"
+    plan.append(("gateway", gw, f"{scheme}://{gw}"))
     from llmesh.gateway.settings import GatewaySettings
 
     # each service may drain as long as the slowest one (the gateway's uvicorn waits its
     # own grace for open connections), plus a margin to exit, before it is killed
     stop_wait = max(config.shutdown_grace, GatewaySettings.from_config(config).shutdown_grace) + 5
     counts = _worker_counts(config, workers)
-    refusal = workers_problem(config, counts["orchestrator"]) or _exposure_refusal(config, plan)
+    refusal = (
+        workers_problem(config, counts["orchestrator"])
+        or _tls_problem(config)
+        or _exposure_refusal(config, plan)
+    )
     if refusal is not None:
         print(f"llmesh: {refusal}", file=sys.stderr, flush=True)
         return 1  # nothing started

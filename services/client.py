@@ -8,6 +8,8 @@ import grpc
 
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.telemetry_settings import TelemetrySettings
+from llmesh.services.common.tls import channel
+from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.telemetry.tracing import client_interceptors
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
@@ -36,12 +38,14 @@ async def chat_to_terminal(
     timeout: float = 120.0,
     api_key: str | None = None,
     telemetry: TelemetrySettings | None = None,
+    tls: TlsSettings | None = None,
 ) -> int:
     """Stream one reply to stdout; a summary line goes to stderr. Returns an exit status.
 
     `api_key` is sent as ``authorization: Bearer <key>``; a mesh with keys refuses calls
     without one. With tracing on in `telemetry`, the call is a span of its own, the root
-    of the call's trace.
+    of the call's trace. With a ``ca`` in `tls` the channel speaks TLS (presenting
+    ``client_cert`` when set).
     """
     messages = []
     if system:
@@ -51,8 +55,8 @@ async def chat_to_terminal(
     if max_tokens is not None:
         inp.max_tokens = max_tokens
     traced = client_interceptors(telemetry) or None
-    async with grpc.aio.insecure_channel(address, interceptors=traced) as channel:
-        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+    async with channel(address, tls, "CLI", interceptors=traced) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         try:
             async for ev in stub.StreamChat(
                 orchestrator_pb2.StreamChatRequest(input=inp),
@@ -88,13 +92,17 @@ async def chat_to_terminal(
 
 
 async def print_models(
-    address: str, *, api_key: str | None = None, telemetry: TelemetrySettings | None = None
+    address: str,
+    *,
+    api_key: str | None = None,
+    telemetry: TelemetrySettings | None = None,
+    tls: TlsSettings | None = None,
 ) -> int:
-    """Print the routable models, one a line; `api_key` and `telemetry` as in
+    """Print the routable models, one a line; `api_key`, `telemetry` and `tls` as in
     `chat_to_terminal`."""
     traced = client_interceptors(telemetry) or None
-    async with grpc.aio.insecure_channel(address, interceptors=traced) as channel:
-        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+    async with channel(address, tls, "CLI", interceptors=traced) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         try:
             resp = await stub.ListModels(
                 orchestrator_pb2.ListModelsRequest(), timeout=10, metadata=_metadata(api_key)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.mesh import Mesh
 from tests.support.servers import ensure_postgres, ensure_redis
+from tests.support.tls import Pki, make_pki
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,3 +48,9 @@ def redis_server() -> str:
 def postgres_server() -> str:
     """The URL of the real PostgreSQL (started if down; CI fails rather than skips)."""
     return ensure_postgres()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA, a server certificate for 127.0.0.1/localhost and client certificates, made now."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -39,6 +39,7 @@ from llmesh.services.common.provider_settings import (
 )
 from llmesh.services.common.resilience_settings import Resilience
 from llmesh.services.common.telemetry_settings import TelemetrySettings, parse_telemetry
+from llmesh.services.common.tls_settings import TlsConfig, TlsSettings, parse_tls
 
 __all__ = [
     "LOCAL_MODEL_PACKAGES",
@@ -55,6 +56,8 @@ __all__ = [
     "Resilience",
     "ResolvedProvider",
     "RouteConfig",
+    "TlsConfig",
+    "TlsSettings",
     "default_database_url",
     "load_config",
     "resolve_provider",
@@ -185,6 +188,8 @@ class Config:
     ``budgets``, ``rate_limits``, ``cache`` and ``prices`` sections)."""
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     """Traces and metrics (the ``telemetry`` section and the ``OTEL_*`` variables)."""
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    """Certificates of every listener and client (the ``tls`` section); none: plaintext."""
 
 
 def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
@@ -258,6 +263,7 @@ _TOP_LEVEL = {
     "ledger",
     "auth",
     "telemetry",
+    "tls",
     *_POLICY_SECTIONS,
 }
 
@@ -458,6 +464,7 @@ def load_config(
         ),
         policy=policy,
         telemetry=parse_telemetry(raw.get("telemetry"), env),
+        tls=parse_tls(raw.get("tls"), env),
     )
 
 

@@ -20,6 +20,8 @@ from llmesh.services.common.media_settings import (
     grpc_message_limit,
 )
 from llmesh.services.common.request_decoding import SafeRegistrar
+from llmesh.services.common.tls import server_credentials
+from llmesh.services.common.tls_settings import TlsSettings
 
 MAX_MESSAGE_BYTES = grpc_message_limit(DEFAULT_MAX_MESSAGE_BYTES)
 """The largest request or response message a server accepts by default (34 MiB: the
@@ -62,6 +64,8 @@ async def start_server(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     max_connection_age: float = 0.0,
+    tls: TlsSettings | None = None,
+    service: str = "server",
 ) -> RunningServer:
     """Create, bind and start a server for the bindings plus health and reflection.
 
@@ -69,8 +73,11 @@ async def start_server(
     over `max_message_bytes` is refused by grpc itself (RESOURCE_EXHAUSTED). `interceptors`
     (tracing's, when on) see every call; none by default. `max_connection_age` seconds
     (0: none): each client connection is then asked to reconnect (GOAWAY; its calls in
-    flight finish), so a client balancing over a DNS name resolves it again.
+    flight finish), so a client balancing over a DNS name resolves it again. With a
+    ``cert`` in `tls` the port speaks TLS (and with a ``client_ca``, mutual TLS); its files
+    are checked first, a bad one failing with a `TlsError` naming it and `service`.
     """
+    credentials = server_credentials(tls, service) if tls is not None and tls.serves_tls else None
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -96,7 +103,10 @@ async def start_server(
         ],
         server,
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     await server.start()

@@ -52,8 +52,9 @@ async def serve_direct(
 
     The bind follows the gateway's rule (no keys: loopback only, unless allowed). The
     processor's calls (token count, context fit) still go over gRPC to
-    ``settings.processor_address``."""
-    return await start(settings, host, port, upstream=direct_upstream(orchestrator))
+    ``settings.processor_address``; ``settings.tls`` is the listener's and that channel's."""
+    upstream = direct_upstream(orchestrator)
+    return await start(settings, host, port, upstream=upstream, service="direct HTTP path")
 
 
 async def run(config: Config) -> None:
@@ -61,7 +62,11 @@ async def run(config: Config) -> None:
     or SIGTERM; then the HTTP side stops accepting first and both drain."""
     install_tracing(config.telemetry, "orchestrator")
     orchestrator = await serve(config)
-    settings = replace(GatewaySettings.from_config(config), orchestrator_address="in-process")
+    settings = replace(
+        GatewaySettings.from_config(config),
+        orchestrator_address="in-process",
+        tls=config.tls.service("orchestrator"),  # the orchestrator's process, its files
+    )
     try:
         direct = await serve_direct(
             orchestrator, settings, config.orchestrator_http_host, config.orchestrator_http_port

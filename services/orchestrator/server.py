@@ -14,6 +14,7 @@ from llmesh.services.common import heap
 from llmesh.services.common.config import Config, resolve_provider
 from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
 from llmesh.services.common.media_settings import grpc_message_limit
+from llmesh.services.common.tls import check_client, check_listener
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.orchestrator.assembly import Assembly, assemble
 from llmesh.services.orchestrator.engine import Orchestrator
@@ -110,7 +111,11 @@ async def serve(
     """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed).
 
     `env` is where provider keys and base URLs are read (None: the process environment);
-    pass the one given to `build_engine` for `engine`."""
+    pass the one given to `build_engine` for `engine`. Its TLS files (``tls``, and
+    ``tls.orchestrator``) are checked before anything is built."""
+    tls = config.tls.service("orchestrator")
+    check_listener(tls, "orchestrator")
+    check_client(tls, "orchestrator")  # the direct HTTP path's channel to the processor
     engine = engine or build_engine(config, env=env)
     address = address or config.orchestrator_address
     settings = config.telemetry.metrics
@@ -139,6 +144,8 @@ async def serve(
         max_message_bytes=grpc_message_limit(config.max_message_bytes),
         interceptors=server_interceptors(config.telemetry),
         max_connection_age=config.max_connection_age,
+        tls=tls,
+        service="orchestrator",
     )
 
     async def serving(ready: bool) -> None:  # the service's own status; "" stays SERVING
@@ -150,7 +157,7 @@ async def serve(
     try:
         port = settings.orchestrator_port
         if metrics is not None and settings.prometheus and port:
-            telemetry.server = await start_metrics_server(metrics, settings.host, port)
+            telemetry.server = await start_metrics_server(metrics, settings.host, port, tls)
         readiness.start()
     except BaseException:
         await running.server.stop(None)

@@ -20,6 +20,8 @@ from llmesh.services.common.grpc_server import (
 )
 from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
+from llmesh.services.common.tls import check_listener
+from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.servicer import ProcessorServicer
@@ -83,8 +85,9 @@ async def serve(
 ) -> ProcessorServer:
     """Load the tokenizers, then start the processor on `address` (``host:0`` allowed).
 
-    `config` names the key store (``ledger.url``: with keys in it, every call needs one),
-    the ``--allow-unauthenticated`` override, and the providers, aliases and routes whose
+    `config` names the TLS files (``tls``, ``tls.processor``), the key store
+    (``ledger.url``: with keys in it, every call needs one), the
+    ``--allow-unauthenticated`` override, and the providers, aliases and routes whose
     models are counted. Without it there are no keys, any model name is counted, and only
     a loopback address may be bound. A non-loopback bind without keys is refused
     (`llmesh.services.common.exposure.ExposureError`) unless the override is set.
@@ -94,6 +97,8 @@ async def serve(
     free the loop, and the loader briefly changes the process's warning filters.
     """
     settings = MetricsSettings() if config is None else config.telemetry.metrics
+    tls = TlsSettings() if config is None else config.tls.service("processor")
+    check_listener(tls, "processor")  # before the key store opens: a bad file names itself
     access = await access_for(address, config)
     try:
         tokenizers = tokenizers or Tokenizers()
@@ -121,6 +126,8 @@ async def serve(
                 else grpc_message_limit(config.max_message_bytes)
             ),
             interceptors=server_interceptors(None if config is None else config.telemetry),
+            tls=tls,
+            service="processor",
         )
     except BaseException:
         await access.aclose()
@@ -130,7 +137,9 @@ async def serve(
         telemetry.metrics = build_metrics(settings, "processor")
         port = settings.processor_port
         if telemetry.metrics is not None and settings.prometheus and port:
-            telemetry.server = await start_metrics_server(telemetry.metrics, settings.host, port)
+            telemetry.server = await start_metrics_server(
+                telemetry.metrics, settings.host, port, tls
+            )
     except BaseException:
         await running.server.stop(None)
         await access.aclose()

@@ -13,6 +13,8 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from llmesh.services.common.tls import server_context
+from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.telemetry.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["MetricsServer", "start_metrics_server"]
@@ -35,8 +37,12 @@ class MetricsServer:
         await self.server.wait_closed()
 
 
-async def start_metrics_server(metrics: Metrics, host: str, port: int) -> MetricsServer:
-    """Serve `metrics` at ``http://host:port/metrics`` (port 0: an ephemeral one)."""
+async def start_metrics_server(
+    metrics: Metrics, host: str, port: int, tls: TlsSettings | None = None
+) -> MetricsServer:
+    """Serve `metrics` at ``http://host:port/metrics`` (port 0: an ephemeral one); with a
+    ``cert`` in `tls`, at ``https://`` (with a ``client_ca``, scrapers need a certificate)."""
+    context = server_context(tls, "metrics server") if tls is not None and tls.serves_tls else None
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -67,7 +73,7 @@ async def start_metrics_server(metrics: Metrics, host: str, port: int) -> Metric
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, host, port, limit=_MAX_HEAD)
+    server = await asyncio.start_server(handle, host, port, limit=_MAX_HEAD, ssl=context)
     bound = server.sockets[0].getsockname()[1]
-    _log.info("metrics at http://%s:%d/metrics", host, bound)
+    _log.info("metrics at %s://%s:%d/metrics", "https" if context else "http", host, bound)
     return MetricsServer(server, bound)
