@@ -8,6 +8,7 @@ AIP-193 details and over HTTP as 401 in the OpenAI and Anthropic shapes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from llmesh.services.common.auth_settings import JwtIssuer
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.core.reasons import Reason
 from llmesh.services.orchestrator.server import OrchestratorServer, serve
+from llmesh.services.processor.server import serve as serve_processor
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.jwt_keys import JwksServer, TokenIssuer, new_key
 from tests.support.ledger import ledger_record
@@ -78,16 +80,18 @@ async def jwt_mesh(
         ),
     )
     server = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    processor = await serve_processor("127.0.0.1:0", config=config)
     settings = replace(
         GatewaySettings.from_config(config),
         orchestrator_address=f"127.0.0.1:{server.port}",
-        processor_address=mesh.processor_address,
+        processor_address=f"127.0.0.1:{processor.port}",
     )
     gateway = await start(settings)
     try:
         yield JwtMesh(issuer, jwks, server, gateway, database_url)
     finally:
         await gateway.stop()
+        await processor.stop(None)
         await server.stop(0.5)
 
 
@@ -194,6 +198,7 @@ async def test_a_rotated_key_is_picked_up(jwt_mesh: JwtMesh) -> None:
         stub = jwt_mesh.stub(channel)
         await stub.Chat(_chat(), metadata=_bearer(jwt_mesh.issuer.token("rs")), timeout=10)
         fetched = jwt_mesh.jwks.requests
+        await asyncio.sleep(0.05)  # past jwks_refresh_seconds (0.01) since that fetch
         jwt_mesh.issuer.add("fresh", "EdDSA")  # the issuer publishes a new key ...
         try:
             token = jwt_mesh.issuer.token("fresh", tenant="umbrella")
@@ -203,3 +208,35 @@ async def test_a_rotated_key_is_picked_up(jwt_mesh: JwtMesh) -> None:
     row = await ledger_record(jwt_mesh.database_url, reply.request_id)
     assert row.tenant == "umbrella"  # ... and its tokens are accepted: the set was read again
     assert jwt_mesh.jwks.requests == fetched + 1
+
+
+async def test_the_processor_takes_tokens_too(jwt_mesh: JwtMesh) -> None:
+    body = {"model": "openai/gpt-4o", "text": "hello world"}
+    good = jwt_mesh.issuer.token("rs")
+    expired = jwt_mesh.issuer.token("rs", exp=int(time.time()) - 600)
+    async with httpx.AsyncClient(base_url=jwt_mesh.gateway.url, timeout=10) as http:
+        counted = await http.post(
+            "/api/v1/tokens/count", json=body, headers={"authorization": f"Bearer {good}"}
+        )
+        refused = await http.post(
+            "/api/v1/tokens/count", json=body, headers={"authorization": f"Bearer {expired}"}
+        )
+    assert counted.status_code == 200 and counted.json()["tokens"] == "2"
+    assert refused.status_code == 401
+    assert refused.json()["error"]["reason"] == "TOKEN_EXPIRED"
+
+
+async def test_stored_responses_belong_to_the_tenant_of_the_token(jwt_mesh: JwtMesh) -> None:
+    alpha = {"authorization": f"Bearer {jwt_mesh.issuer.token('rs', tenant='alpha')}"}
+    beta = {"authorization": f"Bearer {jwt_mesh.issuer.token('es', tenant='beta')}"}
+    forged = {"authorization": f"Bearer {jwt_mesh.issuer.unsigned('rs', tenant='alpha')}"}
+    async with httpx.AsyncClient(base_url=jwt_mesh.gateway.url, timeout=10) as http:
+        made = await http.post(
+            "/v1/responses", json={"model": "emulator/echo", "input": "hi"}, headers=alpha
+        )
+        assert made.status_code == 200, made.text
+        path = f"/v1/responses/{made.json()['id']}"
+        assert (await http.get(path, headers=alpha)).status_code == 200
+        assert (await http.get(path, headers=beta)).status_code == 404
+        assert (await http.get(path, headers=forged)).status_code == 401
+        assert (await http.get(path)).status_code == 401
