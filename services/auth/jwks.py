@@ -115,6 +115,9 @@ class Jwks:
         self._lock = asyncio.Lock()
         self.fetches = 0
         """How many times the set was read (successfully or not)."""
+        self.generation = 0
+        """Counts the key sets read successfully: a token verified under one generation is
+        verified again once another is read, or once this one expires (`current`)."""
 
     def __repr__(self) -> str:
         source = self._issuer.jwks_file or self._issuer.jwks_url
@@ -136,6 +139,12 @@ class Jwks:
         if found is None:
             raise KeyUnknown()
         return found
+
+    def current(self) -> int | None:
+        """The generation of the keys held while they are within their cache time, else None."""
+        if self._loaded and self._clock() < self._expires:
+            return self.generation
+        return None
 
     def _pick(self, kid: str | None) -> PyJWK | None:
         if kid is not None:
@@ -166,6 +175,7 @@ class Jwks:
                 return
             self._keys = keys
             self._loaded = True
+            self.generation += 1
             self._expires = now + self._issuer.jwks_cache_seconds
 
     def _unreachable(self) -> LlmeshError:

@@ -10,13 +10,23 @@ at the priority tier its tier claim maps to (capped at the issuer's ``max_tier``
 A refusal is UNAUTHENTICATED with a reason saying why (``TOKEN_EXPIRED``,
 ``TOKEN_SIGNATURE_INVALID``, ...). Messages and logs never repeat the token or any part of
 it; they name only what was expected (the configured issuer, audience, algorithms).
+
+Checking a signature costs far more than the rest of a call's authentication, and a client
+sends the same token on every call until it expires, so an accepted token is remembered (by
+its SHA-256, at most `MAX_REMEMBERED` of them): a later call with it is answered from
+memory while its ``exp`` (plus leeway) has not passed and its issuer's keys are the same,
+unexpired set it was verified with. Refused tokens are not remembered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -40,6 +50,9 @@ MAX_TOKEN_LENGTH = 16384
 MAX_SUBJECT_LENGTH = 200
 """The longest subject accepted (it becomes a key id in the ledger and in metrics)."""
 
+MAX_REMEMBERED = 4096
+"""The most accepted tokens remembered (the oldest are forgotten first)."""
+
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 """A compact JWS: three base64url segments, the header a JSON object (``{"`` is ``eyJ``)."""
 
@@ -53,16 +66,35 @@ def _refused(reason: Reason, message: str) -> LlmeshError:
     return LlmeshError(reason, message)
 
 
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """A token verified earlier: who it acts for, until when, under which keys."""
+
+    principal: Principal
+    until: float
+    """Wall-clock seconds: the token's ``exp`` plus its issuer's leeway."""
+    keys: Jwks
+    generation: int
+
+
 class TokenVerifier:
     """Verifies bearer tokens against the configured issuers and their key sets."""
 
-    def __init__(self, issuers: Sequence[JwtIssuer], *, key_sets: Mapping[str, Jwks] | None = None):
+    def __init__(
+        self,
+        issuers: Sequence[JwtIssuer],
+        *,
+        key_sets: Mapping[str, Jwks] | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         if not issuers:
             raise ValueError("a token verifier needs at least one issuer")
         self._issuers = {i.issuer: i for i in issuers}
         self._jwks = dict(key_sets or {})
         for issuer in issuers:
             self._jwks.setdefault(issuer.issuer, Jwks(issuer))
+        self._wall = wall
+        self._accepted: OrderedDict[bytes, _Accepted] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"TokenVerifier(issuers={sorted(self._issuers)})"
@@ -74,13 +106,23 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The principal `token` acts for, or `LlmeshError` saying why it is refused."""
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._accepted.get(digest)
+        if known is not None:
+            if self._wall() < known.until and known.keys.current() == known.generation:
+                return known.principal
+            del self._accepted[digest]
         try:
-            return await self._verify(token)
+            principal, accepted = await self._verify(token)
         except LlmeshError as exc:
             log.info("refused a bearer token: %s", exc.reason.value)
             raise
+        self._accepted[digest] = accepted
+        if len(self._accepted) > MAX_REMEMBERED:
+            self._accepted.popitem(last=False)
+        return principal
 
-    async def _verify(self, token: str) -> Principal:
+    async def _verify(self, token: str) -> tuple[Principal, _Accepted]:
         if len(token) > MAX_TOKEN_LENGTH or not looks_like_jwt(token):
             raise _refused(Reason.TOKEN_MALFORMED, "malformed bearer token: not a JWT")
         try:
@@ -101,16 +143,20 @@ class TokenVerifier:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise _refused(Reason.TOKEN_MALFORMED, "malformed bearer token: its kid is not text")
+        keys = self._jwks[issuer.issuer]
         try:
-            key = await self._jwks[issuer.issuer].key(kid)
+            key = await keys.key(kid)
         except KeyUnknown:
             raise _refused(
                 Reason.TOKEN_KEY_UNKNOWN,
                 f"bearer token signed with a key issuer {issuer.issuer} does not publish "
                 "(unknown kid)",
             ) from None
+        generation = keys.generation
         claims = self._decode(token, key, issuer)
-        return self._principal(claims, issuer)
+        principal = self._principal(claims, issuer)
+        until = float(claims["exp"]) + issuer.leeway_seconds
+        return principal, _Accepted(principal, until, keys, generation)
 
     def _issuer_of(self, claims: Mapping[str, Any]) -> JwtIssuer:
         iss = claims.get("iss")

@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -298,3 +299,71 @@ async def test_tokens_alone_need_no_key_store(issuer: TokenIssuer, verifier: Tok
     with pytest.raises(LlmeshError) as caught:
         await auth.authenticate([("authorization", "Bearer llm_0123456789ab_" + "a" * 43)])
     assert caught.value.reason is Reason.UNAUTHENTICATED
+
+
+# Accepted tokens remembered
+
+
+class Wall:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token whose signature and claims were checked, in order."""
+    checked: list[str] = []
+    decode = TokenVerifier._decode
+
+    def counting(token: str, key: Any, issuer: JwtIssuer) -> dict[str, Any]:
+        checked.append(token)
+        return decode(token, key, issuer)
+
+    monkeypatch.setattr(TokenVerifier, "_decode", staticmethod(counting))
+    return checked
+
+
+async def test_an_accepted_token_is_remembered_until_it_expires(
+    issuer: TokenIssuer, config: JwtIssuer, decodes: list[str]
+) -> None:
+    wall = Wall()
+    verifier = TokenVerifier([config], wall=wall)
+    token = issuer.token("es", exp=int(wall.now) + 60, plan="pro")
+    for _ in range(3):
+        assert await verifier.verify(token) == Principal("acme", "jwt:alice", 1)
+    assert decodes == [token]
+    wall.now += 60 + config.leeway_seconds  # past exp and its leeway: checked afresh
+    await verifier.verify(token)  # (still valid by the real clock PyJWT reads)
+    assert decodes == [token, token]
+
+
+async def test_a_remembered_token_is_checked_again_under_new_keys(
+    issuer: TokenIssuer, config: JwtIssuer, decodes: list[str]
+) -> None:
+    clock = Clock()
+    keys = Jwks(replace(config, jwks_refresh_seconds=1), clock=clock)
+    verifier = TokenVerifier([config], key_sets={config.issuer: keys})
+    token = issuer.token("rs")
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert len(decodes) == 1
+    clock.now += 2
+    with pytest.raises(LlmeshError):  # an unknown kid makes the set be read again ...
+        await verifier.verify(issuer.token("rs", header_kid="other"))
+    await verifier.verify(token)  # ... and tokens accepted under the old set are checked again
+    assert len(decodes) == 2
+    clock.now += config.jwks_cache_seconds  # the set expired: checked again
+    await verifier.verify(token)
+    assert len(decodes) == 3
+
+
+async def test_refused_tokens_are_not_remembered(
+    issuer: TokenIssuer, verifier: TokenVerifier, decodes: list[str]
+) -> None:
+    forged = issuer.token("rs", key=new_key("RS256"))
+    for _ in range(2):
+        await _refused(verifier, forged, Reason.TOKEN_SIGNATURE_INVALID)
+    assert decodes == [forged, forged]
