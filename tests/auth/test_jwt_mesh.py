@@ -174,6 +174,9 @@ async def test_bad_tokens_are_401_in_the_openai_and_anthropic_shapes(jwt_mesh: J
             error = openai.json()["error"]
             assert error["type"] == "authentication_error", what
             assert error["code"] == reason.value.lower(), what
+            if what == "expired":  # the README's example
+                assert error["message"] == "bearer token expired" and error["param"] is None
+                assert openai.headers["x-should-retry"] == "false"
             anthropic = await http.post(
                 "/v1/messages",
                 json={**BODY, "max_tokens": 16},
