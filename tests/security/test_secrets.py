@@ -216,6 +216,15 @@ async def _http_calls(w: Workload, seen: Captured) -> None:
             )
             for m in MODELS
         ),
+        *(
+            ("/v1/embeddings", {"model": m, "input": PROMPT}, {"authorization": f"Bearer {b}"})
+            for m in ("openai/text-embedding-3-small", "openai/leak-auth")
+            for b in (w.api_key, w.bad_jwts[0])
+        ),
+        *(
+            ("/v1/responses", {"model": "emulator/echo", "input": PROMPT}, {"authorization": b})
+            for b in (f"Bearer {w.good_jwt}", f"Bearer {w.bad_jwts[1]}")
+        ),
     ]
     async with httpx.AsyncClient(base_url=w.gateway, timeout=20) as http:
         for path, payload, headers in requests:
@@ -224,6 +233,9 @@ async def _http_calls(w: Workload, seen: Captured) -> None:
             seen.add(f"{where} headers", dict(reply.headers))
             if reply.status_code >= 400:
                 seen.add(f"{where} body", reply.text)
+                continue
+            if not reply.headers.get("content-type", "").startswith("text/event-stream"):
+                seen.replies.append((where, reply.text))
                 continue
             for line in reply.text.splitlines():  # a stream's error event is not a reply
                 if '"error"' in line:
@@ -253,7 +265,7 @@ async def test_no_secret_in_logs_spans_or_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seen = Captured()
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="llmesh"):
         await _grpc_calls(workload, seen)
         await _http_calls(workload, seen)
         await asyncio.sleep(0.3)  # spans of streams end after their last message
