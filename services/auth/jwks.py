@@ -1,8 +1,9 @@
 """An issuer's signing keys (its JSON Web Key Set), read from a file or an URL and cached.
 
 Keys are used for ``jwks_cache_seconds`` after they were read, then read again on the next
-token. A token naming a key id the set does not hold makes the set be read again at once
-(the issuer rotated its keys), but never twice within ``jwks_refresh_seconds``: a flood of
+token (tokens arriving while that read is under way are checked with the keys held). A
+token naming a key id the set does not hold makes the set be read again at once (the
+issuer rotated its keys), but never twice within ``jwks_refresh_seconds``: a flood of
 tokens with made-up key ids costs one fetch per interval, not one per token. When a fetch
 fails, the keys already held stay in use; with none, the call is refused as
 SERVICE_UNREACHABLE (the issuer's keys cannot be had), not as a bad token.
@@ -129,8 +130,8 @@ class Jwks:
         Raises `KeyUnknown` when the set, read again if allowed, holds no such key, and
         `LlmeshError` SERVICE_UNREACHABLE when no key set could be read at all.
         """
-        now = self._clock()
-        if not self._loaded or now >= self._expires:
+        expired = not self._loaded or self._clock() >= self._expires
+        if expired and not (self._loaded and self._lock.locked()):  # a read under way: old keys
             await self._refresh(stale=True)
         found = self._pick(kid)
         if found is None:

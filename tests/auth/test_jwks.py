@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
@@ -93,3 +94,30 @@ def test_only_public_signing_keys_of_accepted_algorithms_are_kept(issuer: TokenI
     assert list(only_ed) == ["ed"]
     with pytest.raises(ValueError, match="JSON Web Key Set"):
         parse_jwks(b'{"no": "keys"}', ("RS256",))
+
+
+async def test_expired_keys_serve_while_a_slow_read_is_under_way(issuer: TokenIssuer) -> None:
+    release = asyncio.Event()
+    reads = 0
+
+    async def read() -> bytes:
+        nonlocal reads
+        reads += 1
+        if reads > 1:
+            await release.wait()  # the issuer answers slowly
+        return json.dumps(issuer.jwks()).encode()
+
+    config = JwtIssuer(
+        issuer=issuer.issuer, audience=issuer.audience, jwks_file="unused", jwks_cache_seconds=10
+    )
+    clock = Clock()
+    keys = Jwks(config, read=read, clock=clock)
+    await keys.key("k1")
+    clock.now += 11  # expired: the next token starts a read, which hangs
+    slow = asyncio.create_task(keys.key("k1"))
+    await asyncio.sleep(0)
+    assert reads == 2 and not slow.done()
+    assert (await asyncio.wait_for(keys.key("k1"), 1)).key_id == "k1"  # no wait for the read
+    release.set()
+    await slow
+    assert keys.current() == 2
