@@ -68,13 +68,15 @@ async def check_exposure(settings: GatewaySettings, host: str) -> None:
 
     The gateway checks no key itself: it forwards ``authorization`` to the orchestrator
     and the processor, which do. So a non-loopback host needs keys in
-    ``settings.key_store_url`` (or ``settings.allow_unauthenticated``, logged loudly).
+    ``settings.key_store_url``, or token issuers (``settings.jwt_issuers``), or
+    ``settings.allow_unauthenticated`` (logged loudly).
     """
     await check_listener(
         "gateway",
         host,
         settings.key_store_url,
         allow_unauthenticated=settings.allow_unauthenticated,
+        jwt_issuers=settings.jwt_issuers,
     )
 
 

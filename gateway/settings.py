@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmesh.gateway.balancing import channel_target
+from llmesh.services.common.auth_settings import JwtIssuer
 from llmesh.services.common.config import Config, ConfigError, default_database_url
 from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
@@ -48,6 +49,9 @@ class GatewaySettings:
     at start-up when none exist there (the orchestrator and processor check the keys)."""
     allow_unauthenticated: bool = Config.allow_unauthenticated
     """Bind a non-loopback address even though no API keys exist (logged as a WARNING)."""
+    jwt_issuers: tuple[JwtIssuer, ...] = ()
+    """Issuers whose bearer tokens the services behind accept (``auth.jwt``): a non-loopback
+    bind needs no keys then, and stored responses belong to the token's tenant."""
     drop_params: frozenset[str] = frozenset(Config.gateway_drop_params)
     """``/v1/chat/completions`` fields accepted and dropped rather than refused with a 400
     (named in the ``x-llmesh-dropped-params`` response header); fields llmesh honours are
@@ -105,6 +109,7 @@ class GatewaySettings:
             max_grpc_message_bytes=grpc_message_limit(config.max_message_bytes),
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
+            jwt_issuers=config.jwt_issuers,
             drop_params=frozenset(config.gateway_drop_params),
             route_drop_params={
                 name: frozenset(route.drop_params)

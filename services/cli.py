@@ -372,7 +372,7 @@ def _exposure_refusal(config: Config, plan: Sequence[tuple[str, str, str]]) -> s
         finally:
             await store.aclose()
 
-    keys = asyncio.run(has_keys())
+    keys = bool(config.jwt_issuers) or asyncio.run(has_keys())  # tokens authenticate too
     for name, address in exposed:
         try:
             if name == "emulator":

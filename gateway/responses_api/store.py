@@ -3,7 +3,8 @@
 The gateway checks no key for chat calls (the orchestrator does), but a stored response must
 only be read by its own tenant, so `ResponseStorage` resolves the caller's tenant itself
 with the mesh's key store, exactly as the orchestrator does (`Authenticator`): with API keys,
-the key's tenant (a wrong key is a 401); without any, ``x-llmesh-tenant`` or ``default``.
+the key's tenant (a wrong key is a 401), or a JWT's when issuers are configured; without
+any, ``x-llmesh-tenant`` or ``default``.
 Expired rows read as absent and are pruned at most once an hour, when a response is stored.
 """
 
@@ -15,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmesh.gateway.settings import GatewaySettings
-from llmesh.services.auth import Authenticator, KeyStore, open_key_store
+from llmesh.services.auth import Authenticator, KeyStore, TokenVerifier, open_key_store
 from llmesh.services.auth.authenticator import AUTHORIZATION, TENANT_HEADER
+from llmesh.services.common.auth_settings import JwtIssuer
 from llmesh.services.ledger import ResponseStore, StoredResponse, open_response_store
 
 __all__ = ["ResponseStorage"]
@@ -32,12 +34,19 @@ class ResponseStorage:
     ``/v1/responses`` never touches the database.
     """
 
-    def __init__(self, store: ResponseStore, key_store_url: str, ttl: float) -> None:
+    def __init__(
+        self,
+        store: ResponseStore,
+        key_store_url: str,
+        ttl: float,
+        jwt_issuers: tuple[JwtIssuer, ...] = (),
+    ) -> None:
         self.store = store
         self.ttl = ttl
         """Seconds a response is kept."""
         self.next_prune = 0.0
         self._key_store_url = key_store_url
+        self._jwt_issuers = jwt_issuers
         self._keys: KeyStore | None = None
         self._authenticator: Authenticator | None = None
         self._lock = asyncio.Lock()
@@ -48,7 +57,7 @@ class ResponseStorage:
         if not settings.response_store_url or settings.response_ttl <= 0:
             return None
         store = open_response_store(settings.response_store_url)
-        return cls(store, settings.key_store_url, settings.response_ttl)
+        return cls(store, settings.key_store_url, settings.response_ttl, settings.jwt_issuers)
 
     async def _auth(self) -> Authenticator:
         async with self._lock:
@@ -61,7 +70,10 @@ class ResponseStorage:
                     raise
                 self._keys = keys
                 self._authenticator = Authenticator(
-                    keys, required=has_keys, on_when_keys_exist=True
+                    keys,
+                    required=has_keys,
+                    on_when_keys_exist=True,
+                    tokens=TokenVerifier.from_config(self._jwt_issuers),
                 )
             return self._authenticator
 

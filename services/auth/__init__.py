@@ -2,7 +2,8 @@
 
 Keys (``llm_<key_id>_<secret>``) live in a `KeyStore` (SQLite by default, or PostgreSQL),
 stored only as keyed hashes; an `Authenticator` turns each call's metadata into a
-`Principal`; `check_bind` decides at startup whether authentication is on.
+`Principal`; `check_bind` decides at startup whether authentication is on. Bearer tokens
+(JWT) from configured issuers are accepted beside keys (`TokenVerifier`).
 """
 
 from llmesh.services.auth.authenticator import Authenticator, bearer_token
@@ -11,6 +12,7 @@ from llmesh.services.auth.cli import keys_command
 from llmesh.services.auth.keys import KeyInfo, Principal
 from llmesh.services.auth.startup import Access, check_listener, open_access
 from llmesh.services.auth.store import KeyStore, open_key_store
+from llmesh.services.auth.tokens import TokenVerifier
 
 __all__ = [
     "Access",
@@ -18,6 +20,7 @@ __all__ = [
     "KeyInfo",
     "KeyStore",
     "Principal",
+    "TokenVerifier",
     "auth_required",
     "bearer_token",
     "check_bind",

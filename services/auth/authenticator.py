@@ -1,8 +1,10 @@
 """Turn a call's metadata into the `Principal` it acts for, or refuse it.
 
 Servers call `Authenticator.authenticate` first thing in every RPC with the invocation
-metadata; the gateway forwards the HTTP ``authorization`` header under the same name. This
-module imports no grpc: metadata is any sequence of ``(key, value)`` pairs.
+metadata; the gateway forwards the HTTP ``authorization`` header under the same name. The
+bearer credential is an llmesh API key (``llm_...``) or, when issuers are configured, a JWT
+(`TokenVerifier`). This module imports no grpc: metadata is any sequence of
+``(key, value)`` pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 
 from llmesh.services.auth.keys import KEY_PREFIX, Principal, check_tenant, parse_key
 from llmesh.services.auth.store import DEFAULT_CACHE_TTL, KeyStore
+from llmesh.services.auth.tokens import TokenVerifier, looks_like_jwt
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,9 @@ class Authenticator:
     ``key_check_interval`` seconds while no key exists. A running server therefore starts
     refusing calls without a key within that time of ``llmesh keys create``, no restart
     needed. Revoking keys never switches it off again (revoked keys still count).
+
+    With `tokens` (issuers of bearer tokens configured), authentication is always on: a call
+    sends an API key or a JWT from one of the issuers.
     """
 
     def __init__(
@@ -86,19 +92,23 @@ class Authenticator:
         required: bool,
         on_when_keys_exist: bool = False,
         key_check_interval: float = DEFAULT_CACHE_TTL,
+        tokens: TokenVerifier | None = None,
     ) -> None:
-        if required and store is None:
+        required = required or tokens is not None
+        if required and store is None and tokens is None:
             raise ValueError("authentication is required but no key store was given")
         if on_when_keys_exist and store is None:
             raise ValueError("watching for API keys needs a key store")
         self._store = store
+        self._tokens = tokens
         self._required = required
         self._watch = on_when_keys_exist and not required
         self._check_interval = key_check_interval
         self._next_check = 0.0
 
     def __repr__(self) -> str:
-        return f"Authenticator(store={self._store!r}, required={self._required})"
+        tokens = "" if self._tokens is None else f", tokens={self._tokens!r}"
+        return f"Authenticator(store={self._store!r}{tokens}, required={self._required})"
 
     @property
     def required(self) -> bool:
@@ -128,22 +138,34 @@ class Authenticator:
         """The principal of a call, from its metadata.
 
         With authentication off, the tenant is ``x-llmesh-tenant`` or ``default``. With it
-        on, a missing, malformed, unknown, wrong or revoked key is UNAUTHENTICATED, and an
-        ``x-llmesh-tenant`` naming another tenant than the key's is PERMISSION_DENIED.
+        on, a missing, malformed, unknown, wrong or revoked key is UNAUTHENTICATED (a refused
+        JWT too, with a ``TOKEN_*`` reason), and an ``x-llmesh-tenant`` naming another tenant
+        than the key's or token's is PERMISSION_DENIED.
         """
         tenant = self._tenant_header(metadata)
         if self._watch:
             await self._switch_on_if_keys_exist()
         if not self._required:
             return Principal(tenant=tenant or DEFAULT_TENANT, key_id="")
-        assert self._store is not None
         key = bearer_token(metadata)
+        if self._tokens is not None and not key.startswith(KEY_PREFIX) and looks_like_jwt(key):
+            holder = await self._tokens.verify(key)
+            if tenant is not None and tenant != holder.tenant:
+                raise LlmeshError(
+                    Reason.PERMISSION_DENIED,
+                    f"the bearer token of {holder.key_id} does not act for tenant {tenant!r}",
+                    metadata={"key_id": holder.key_id, "tenant": tenant},
+                )
+            return holder
         parsed = parse_key(key)
         if parsed is None:
             raise _unauthenticated(
                 f"malformed API key: llmesh keys read '{KEY_PREFIX}<key_id>_<secret>'"
+                + (" (or send a JWT from a configured issuer)" if self._tokens else "")
             )
         key_id = parsed[0]
+        if self._store is None:
+            raise _unauthenticated("API keys are not accepted here: send a JWT")
         principal = await self._store.verify(key)
         if principal is None:
             log.info("refused API key %s: unknown, revoked or wrong secret", key_id)

@@ -38,7 +38,10 @@ class Principal:
     tenant: str
     """The tenant every quota, budget and log line of the call is charged to."""
     key_id: str
-    """The public id of the API key used, or ``""`` when authentication is off."""
+    """The public id of the API key used (``jwt:<subject>`` for a bearer token), or ``""``
+    when authentication is off."""
+    tier: int = 0
+    """The priority tier a bearer token's tier claim grants (0, the lowest, for API keys)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,14 @@ the processor and the gateway use `open_access` / `check_listener` directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmesh.services.auth.authenticator import Authenticator
 from llmesh.services.auth.bind import check_bind
 from llmesh.services.auth.store import KeyStore, open_key_store
+from llmesh.services.auth.tokens import TokenVerifier
+from llmesh.services.common.auth_settings import JwtIssuer
 from llmesh.services.common.exposure import is_loopback
 
 
@@ -28,31 +31,45 @@ class Access:
 
 
 async def open_access(
-    service: str, bind: str, database_url: str, *, allow_unauthenticated: bool
+    service: str,
+    bind: str,
+    database_url: str,
+    *,
+    allow_unauthenticated: bool,
+    jwt_issuers: Sequence[JwtIssuer] = (),
 ) -> Access:
     """Apply the startup rule (`check_bind`) for `service` on `bind` and build its authenticator.
 
     With keys in the store, every call needs one. With none, authentication is off until
-    a key is created (the authenticator watches the store, so no restart is needed).
+    a key is created (the authenticator watches the store, so no restart is needed). With
+    `jwt_issuers`, it is on from the start: every call needs a key or a token.
     """
+    tokens = TokenVerifier.from_config(jwt_issuers)
     store = await open_key_store(database_url)
     try:
         has_keys = await store.has_keys()
-        check_bind(bind, has_keys, allow_unauthenticated, service=service)
+        check_bind(bind, has_keys or tokens is not None, allow_unauthenticated, service=service)
     except BaseException:
         await store.aclose()
         raise
-    return Access(Authenticator(store, required=has_keys, on_when_keys_exist=True), store)
+    authenticator = Authenticator(store, required=has_keys, on_when_keys_exist=True, tokens=tokens)
+    return Access(authenticator, store)
 
 
 async def check_listener(
-    service: str, bind: str, database_url: str, *, allow_unauthenticated: bool
+    service: str,
+    bind: str,
+    database_url: str,
+    *,
+    allow_unauthenticated: bool,
+    jwt_issuers: Sequence[JwtIssuer] = (),
 ) -> None:
     """The startup rule for a server that leaves authentication to the services behind it.
 
-    A loopback bind needs no look at the key store; any other opens it to count the keys.
+    A loopback bind, or any with token issuers configured, needs no look at the key store;
+    any other opens it to count the keys.
     """
-    if is_loopback(bind):
+    if is_loopback(bind) or jwt_issuers:
         return
     access = await open_access(
         service, bind, database_url, allow_unauthenticated=allow_unauthenticated

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from platformdirs import user_data_path
 
+from llmesh.services.common.auth_settings import JwtIssuer, parse_jwt
 from llmesh.services.common.config_fields import ConfigError, FieldError, build, flag, names
 from llmesh.services.common.media_settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -183,6 +184,9 @@ class Config:
     """Seconds between ledger writes; at most this much usage is lost on a crash."""
     allow_unauthenticated: bool = False
     """Serve a non-loopback address without API keys (refused unless set)."""
+    jwt_issuers: tuple[JwtIssuer, ...] = ()
+    """Issuers whose signed bearer tokens (JWT) are accepted beside API keys (``auth.jwt``,
+    ``LLMESH_JWT_*``); with any, every call must authenticate."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Budgets, rate limits, the response cache and price overrides (the top-level
     ``budgets``, ``rate_limits``, ``cache`` and ``prices`` sections)."""
@@ -462,6 +466,7 @@ def load_config(
             auth_raw.get("allow_unauthenticated", default.allow_unauthenticated),
             "auth.allow_unauthenticated",
         ),
+        jwt_issuers=parse_jwt(auth_raw.get("jwt"), env),
         policy=policy,
         telemetry=parse_telemetry(raw.get("telemetry"), env),
         tls=parse_tls(raw.get("tls"), env),

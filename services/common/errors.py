@@ -63,6 +63,14 @@ ERROR_TABLE: dict[Reason, ReasonSpec] = {
     # argument (INVALID_ARGUMENT), a state the call could not reach; 422 as for content
     # that is well formed but unprocessable. Retrying the same call may give the same reply.
     Reason.SCHEMA_VALIDATION_FAILED: _S("FAILED_PRECONDITION", 422, False),
+    # a bearer token (JWT) refused: UNAUTHENTICATED, each with the reason it was refused
+    Reason.TOKEN_MALFORMED: _S("UNAUTHENTICATED", 401, False),
+    Reason.TOKEN_EXPIRED: _S("UNAUTHENTICATED", 401, False),
+    Reason.TOKEN_NOT_YET_VALID: _S("UNAUTHENTICATED", 401, False),
+    Reason.TOKEN_SIGNATURE_INVALID: _S("UNAUTHENTICATED", 401, False),
+    Reason.TOKEN_ISSUER_INVALID: _S("UNAUTHENTICATED", 401, False),
+    Reason.TOKEN_AUDIENCE_INVALID: _S("UNAUTHENTICATED", 401, False),
+    Reason.TOKEN_KEY_UNKNOWN: _S("UNAUTHENTICATED", 401, False),
 }
 
 ERROR_DOMAIN = "llmesh.v1"

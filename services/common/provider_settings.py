@@ -47,11 +47,12 @@ class ProviderConfig:
     (embedding models run in-process; no URL, no key)."""
     base_url: str | None = None
     """The API base URL; for openai/anthropic, ``$OPENAI_BASE_URL`` / ``$ANTHROPIC_BASE_URL``."""
-    api_key: str | None = None
-    """The API key; for openai/anthropic, ``$OPENAI_API_KEY`` / ``$ANTHROPIC_API_KEY``."""
+    api_key: str | None = field(default=None, repr=False)
+    """The API key; for openai/anthropic, ``$OPENAI_API_KEY`` / ``$ANTHROPIC_API_KEY``
+    (left out of the repr, as are `headers`, so a logged configuration shows no secret)."""
     api_key_env: str | None = None
     """An environment variable to read the key from, instead of writing it in the file."""
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Extra HTTP headers sent with every upstream request."""
     models: tuple[str, ...] = ()
     """Models listed by ListModels; any model name is routed regardless."""
@@ -178,7 +179,7 @@ class ResolvedProvider:
 
     config: ProviderConfig
     base_url: str
-    api_key: str
+    api_key: str = field(repr=False)
     uses_emulator: bool
     """True when no credentials were found and the built-in emulator stands in."""
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from llmesh.services.auth import Authenticator, check_bind, open_key_store
+from llmesh.services.auth import Authenticator, TokenVerifier, check_bind, open_key_store
 from llmesh.services.auth.bind import auth_required
 from llmesh.services.common.config import Config, ConfigError
 from llmesh.services.core.chat import ChatRequest
@@ -96,11 +96,13 @@ async def assemble(
         keys = await open_key_store(config.database_url)
         closers.append(keys.aclose)
         has_keys = await keys.has_keys()
-        check_bind(bind_host, has_keys, config.allow_unauthenticated)
+        tokens = TokenVerifier.from_config(config.jwt_issuers)
+        check_bind(bind_host, has_keys or tokens is not None, config.allow_unauthenticated)
         authenticator = Authenticator(
             keys,
             required=auth_required(bind_host, has_keys, config.allow_unauthenticated),
             on_when_keys_exist=True,
+            tokens=tokens,
         )
         store = await open_store(config.database_url)
         writer = LedgerWriter(store, flush_interval=config.ledger_flush_interval)

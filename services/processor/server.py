@@ -73,6 +73,7 @@ async def access_for(address: str, config: Config | None) -> Access:
         address,
         config.database_url,
         allow_unauthenticated=config.allow_unauthenticated,
+        jwt_issuers=config.jwt_issuers,
     )
 
 

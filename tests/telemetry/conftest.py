@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from llmesh.services.common.config import RouteConfig
 from llmesh.services.telemetry.settings import TelemetrySettings, TracingSettings
 from tests.support.mesh import Mesh
+from tests.support.tracing import global_provider
 
 TRACING_ON = TelemetrySettings(tracing=TracingSettings(enabled=True))
 """Telemetry with tracing on (where spans go is the process's provider's business)."""
@@ -28,10 +28,9 @@ _PROVIDER: TracerProvider | None = None
 
 def _global_provider() -> TracerProvider:
     global _PROVIDER
-    if _PROVIDER is None:
-        _PROVIDER = TracerProvider()
+    if _PROVIDER is None:  # another test may have set the process's provider already
+        _PROVIDER = global_provider()
         _PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(_PROVIDER)
     return _PROVIDER
 
 
