@@ -118,16 +118,21 @@ class StreamEncoder:
     """Turns `StreamChatResponse` events into Anthropic's SSE events.
 
     ``message_start`` waits for the first event after the start event, so it carries the
-    input usage a provider reports before its first token. One content block is open at a
-    time; a delta of another kind (or another tool call or thinking block) closes it and
-    opens the next. `finished` becomes true at the finish event.
+    input usage a provider reports before its first token; when the provider reports none
+    that early (OpenAI-style targets), it carries `input_estimate`, the count the caller
+    set. One content block is open at a time; a delta of another kind (or another tool
+    call or thinking block) closes it and opens the next. `finished` becomes true at the
+    finish event.
     """
 
     def __init__(self, model: str, fallback_id: str) -> None:
         self.model = model
         self.request_id = fallback_id
         self.finished = False
+        self.input_estimate = 0
+        """The input tokens ``message_start`` shows when no usage came before it."""
         self._opened = False
+        self._reported = False
         self._usage = chat_pb2.Usage()
         self._block: tuple[str, int] | None = None
         """The open block's kind and its tool/thinking index."""
@@ -144,9 +149,16 @@ class StreamEncoder:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": usage_dict(self._usage),
+            "usage": usage_dict(
+                self._usage if self._reported else chat_pb2.Usage(input_tokens=self.input_estimate)
+            ),
         }
         return event("message_start", {"message": start}) + PING
+
+    @property
+    def started(self) -> bool:
+        """True once ``message_start`` went out."""
+        return self._opened
 
     def _close(self) -> bytes:
         if self._block is None:
@@ -173,6 +185,7 @@ class StreamEncoder:
             return b""
         if kind == "usage":
             self._usage.CopyFrom(ev.usage)
+            self._reported = True
         out = b"" if self._opened else self._start()
         if kind == "text_delta" and ev.text_delta.text:
             if self._block != ("text", 0):

@@ -46,6 +46,8 @@ REQUEST_ID_HEADER = "request-id"
 """Anthropic's header naming a call (the SDK's ``_request_id``): llmesh's request id."""
 PING_INTERVAL = 10.0
 """Seconds of upstream silence after which a stream sends a ``ping`` to keep it open."""
+COUNT_TIMEOUT = 2.0
+"""Seconds a stream's ``message_start`` waits at most for the processor's input count."""
 
 
 def auth_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -120,6 +122,7 @@ async def _events(
     encoder = StreamEncoder(parsed.model, uuid.uuid4().hex)
     started = False
     reading: asyncio.Future[Any] | None = None
+    counting: asyncio.Future[int] | None = None
     try:
         while True:
             if reading is None:
@@ -132,6 +135,16 @@ async def _events(
             event, reading = reading.result(), None
             if event is grpc.aio.EOF:
                 break
+            kind = event.WhichOneof("event")
+            if kind == "start":
+                # counted while the target thinks; used unless it reports usage first
+                target = f"{event.start.provider}/{event.start.model}"
+                counting = asyncio.ensure_future(_input_count(upstream, parsed.input, target))
+            elif counting is not None and not encoder.started:
+                if kind != "usage":
+                    encoder.input_estimate = await counting
+                counting.cancel()
+                counting = None
             data = encoder.encode(event)
             if not started:
                 started = True
@@ -154,7 +167,22 @@ async def _events(
     finally:
         if reading is not None:
             reading.cancel()
+        if counting is not None:
+            counting.cancel()
         call.cancel()
+
+
+async def _input_count(upstream: Upstream, chat: chat_pb2.ChatInput, model: str) -> int:
+    """The processor's count of the call's input for the target `model` (its messages, system
+    prompt and tools), or 0 when it cannot tell in `COUNT_TIMEOUT` seconds."""
+    try:
+        reply = await upstream.processor.CountTokens(
+            processor_pb2.CountTokensRequest(model=model, messages=chat.messages, tools=chat.tools),
+            timeout=COUNT_TIMEOUT,
+        )
+    except grpc.aio.AioRpcError:
+        return 0
+    return int(reply.tokens)
 
 
 async def count_tokens(request: Request) -> Response:
