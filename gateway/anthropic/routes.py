@@ -186,8 +186,9 @@ async def _input_count(upstream: Upstream, chat: chat_pb2.ChatInput, model: str)
 
 
 async def count_tokens(request: Request) -> Response:
-    """``POST /v1/messages/count_tokens``: the processor's count of the conversation, its
-    ``system`` prompt and its ``tools``."""
+    """``POST /v1/messages/count_tokens``: the target's own count of the conversation, its
+    ``system`` prompt and its ``tools`` when it counts exactly (an Anthropic target), else
+    the processor's count (an estimate where the model has no public tokenizer)."""
     upstream = upstream_of(request)
     try:
         opts = _options(request, upstream)
@@ -195,12 +196,27 @@ async def count_tokens(request: Request) -> Response:
         chat = parse_count_request(body)
     except LlmeshError as err:
         return error_response(err)
+    chat.anthropic_beta.extend(_betas(request))
     return UpstreamResponse(_count(upstream, chat, opts), media_type="application/json")
 
 
 async def _count(
     upstream: Upstream, chat: chat_pb2.ChatInput, opts: CallOptions
 ) -> AsyncGenerator[Part, None]:
+    try:
+        exact = await upstream.orchestrator.CountInputTokens(
+            orchestrator_pb2.CountInputTokensRequest(input=chat),
+            timeout=opts.timeout,
+            metadata=opts.metadata,
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # an orchestrator without the RPC
+            yield error_response(upstream.error(exc))
+            return
+    else:
+        if exact.provider:
+            yield OrjsonResponse({"input_tokens": exact.input_tokens})
+            return
     try:
         reply = await upstream.processor.CountTokens(
             processor_pb2.CountTokensRequest(

@@ -292,3 +292,15 @@ def to_provider_request(
         return place_breakpoints(body, mode=req.prompt_cache, ttl=req.prompt_cache_ttl)
     except ValueError as exc:
         raise invalid("cache", str(exc)) from None
+
+
+COUNT_PATH = "/v1/messages/count_tokens"
+"""Anthropic's token counting endpoint (free; nothing is generated)."""
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
+
+def count_request(model: str, req: ChatRequest) -> dict[str, Any]:
+    """The body for `COUNT_PATH`: what `to_provider_request` sends that counts as input
+    (messages, system, tools, tool choice, thinking); raises as it does."""
+    body = to_provider_request(model, req)
+    return {k: body[k] for k in _COUNTED if k in body}
