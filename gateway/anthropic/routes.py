@@ -48,6 +48,16 @@ PING_INTERVAL = 10.0
 """Seconds of upstream silence after which a stream sends a ``ping`` to keep it open."""
 COUNT_TIMEOUT = 2.0
 """Seconds a stream's ``message_start`` waits at most for the processor's input count."""
+ESTIMATE_ON = frozenset(
+    {
+        grpc.StatusCode.UNIMPLEMENTED,  # an orchestrator without CountInputTokens
+        grpc.StatusCode.UNAVAILABLE,  # the target is down, overloaded or its breaker open
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+"""Failures of the target's own count after which ``count_tokens`` answers the processor's
+estimate instead; any other (an unknown model, a refused request) is the answer."""
 
 
 def auth_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -210,7 +220,7 @@ async def _count(
             metadata=opts.metadata,
         )
     except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # an orchestrator without the RPC
+        if exc.code() not in ESTIMATE_ON:
             yield error_response(upstream.error(exc))
             return
     else:

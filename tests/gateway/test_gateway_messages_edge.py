@@ -143,7 +143,18 @@ async def test_count_tokens_asks_the_processor(client: anthropic.AsyncAnthropic)
     counted = await client.messages.count_tokens(
         model="fake/text", messages=[{"role": "user", "content": "one two three"}]
     )
-    assert counted.input_tokens > 0
+    assert counted.input_tokens == 6  # the fake processor's: three words and three framing
+
+
+async def test_count_tokens_takes_the_targets_count_else_estimates(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    messages: Any = [{"role": "user", "content": "one two three"}]
+    exact = await client.messages.count_tokens(model="fake/count-exact", messages=messages)
+    down = await client.messages.count_tokens(model="fake/count-down", messages=messages)
+    assert (exact.input_tokens, down.input_tokens) == (42, 6)  # an outage: the estimate
+    with pytest.raises(anthropic.BadRequestError):
+        await client.messages.count_tokens(model="fake/count-refused", messages=messages)
 
 
 async def test_models_in_anthropic_shape(client: anthropic.AsyncAnthropic) -> None:
