@@ -149,7 +149,7 @@ async def _events(
             if kind == "start":
                 # counted while the target thinks; used unless it reports usage first
                 target = f"{event.start.provider}/{event.start.model}"
-                counting = asyncio.ensure_future(_input_count(upstream, parsed.input, target))
+                counting = asyncio.ensure_future(_input_count(upstream, parsed.input, target, opts))
             elif counting is not None and not encoder.started:
                 if kind != "usage":
                     encoder.input_estimate = await counting
@@ -182,13 +182,17 @@ async def _events(
         call.cancel()
 
 
-async def _input_count(upstream: Upstream, chat: chat_pb2.ChatInput, model: str) -> int:
+async def _input_count(
+    upstream: Upstream, chat: chat_pb2.ChatInput, model: str, opts: CallOptions
+) -> int:
     """The processor's count of the call's input for the target `model` (its messages, system
-    prompt and tools), or 0 when it cannot tell in `COUNT_TIMEOUT` seconds."""
+    prompt and tools), asked with the caller's key, or 0 when it cannot tell in
+    `COUNT_TIMEOUT` seconds."""
     try:
         reply = await upstream.processor.CountTokens(
             processor_pb2.CountTokensRequest(model=model, messages=chat.messages, tools=chat.tools),
             timeout=COUNT_TIMEOUT,
+            metadata=opts.metadata,
         )
     except grpc.aio.AioRpcError:
         return 0

@@ -267,6 +267,10 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 class FakeProcessor(processor_pb2_grpc.ProcessorServiceServicer):
     """Counts whitespace-separated words plus three framing tokens per message."""
 
+    def __init__(self) -> None:
+        self.counted: list[tuple[str, dict[str, str]]] = []
+        """The model and metadata of each CountTokens call."""
+
     @staticmethod
     def _count(message: chat_pb2.Message) -> int:
         return len(message.content.split()) + 3
@@ -274,6 +278,8 @@ class FakeProcessor(processor_pb2_grpc.ProcessorServiceServicer):
     async def CountTokens(
         self, request: processor_pb2.CountTokensRequest, context: Context
     ) -> processor_pb2.CountTokensResponse:
+        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+        self.counted.append((request.model, metadata))
         if request.model == "fake/missing":
             await abort(context, LlmeshError(Reason.MODEL_NOT_FOUND, "no such model"))
         tokens = (
