@@ -1,7 +1,8 @@
 """llmesh replies -> Anthropic Messages objects and stream events (pure functions).
 
-A whole reply becomes a ``message`` object: thinking blocks first (signatures and redacted
-data byte-for-byte), then the text, then the tool calls. A stream becomes Anthropic's event
+A whole reply becomes a ``message`` object: its blocks in the order the target produced them
+(``block_order``; by default thinking blocks, with signatures and redacted data
+byte-for-byte, then the text, then the tool calls). A stream becomes Anthropic's event
 sequence: ``message_start``, ``ping``, then per content block ``content_block_start``,
 its deltas (``text_delta``, ``input_json_delta``, ``thinking_delta``, ``signature_delta``)
 and ``content_block_stop``, then ``message_delta`` (stop reason and the whole usage) and
@@ -64,15 +65,34 @@ def _input(arguments: str) -> Any:
         return {}
 
 
+def _content(m: chat_pb2.Message) -> list[dict[str, Any]]:
+    """A reply's blocks: in its ``block_order`` (text runs cut from ``content`` by their
+    lengths), else thinking, text, tool calls."""
+    thinking = [_thinking(b) for b in m.thinking]
+    tools = [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
+        for c in m.tool_calls
+    ]
+    if not m.block_order:
+        return [*thinking, *([{"type": "text", "text": m.content}] if m.content else []), *tools]
+    whole = sum(1 for r in m.block_order if r.kind == chat_pb2.BLOCK_KIND_TEXT) == 1
+    out: list[dict[str, Any]] = []
+    at = 0
+    for ref in m.block_order:
+        if ref.kind == chat_pb2.BLOCK_KIND_THINKING:
+            out.append(thinking[ref.index])
+        elif ref.kind == chat_pb2.BLOCK_KIND_TOOL_CALL:
+            out.append(tools[ref.index])
+        else:
+            length = len(m.content) - at if whole and not ref.text_length else ref.text_length
+            out.append({"type": "text", "text": m.content[at : at + length]})
+            at += length
+    return out
+
+
 def message(reply: orchestrator_pb2.ChatResponse, model: str) -> dict[str, Any]:
     """The ``message`` object of a whole reply."""
-    content: list[dict[str, Any]] = [_thinking(b) for b in reply.message.thinking]
-    if reply.message.content:
-        content.append({"type": "text", "text": reply.message.content})
-    for call in reply.message.tool_calls:
-        content.append(
-            {"type": "tool_use", "id": call.id, "name": call.name, "input": _input(call.arguments)}
-        )
+    content = _content(reply.message)
     reason = stop_reason(reply.finish_reason, reply.provider_finish_reason)
     return {
         "id": f"msg_{reply.request_id}",
@@ -98,16 +118,21 @@ class StreamEncoder:
     """Turns `StreamChatResponse` events into Anthropic's SSE events.
 
     ``message_start`` waits for the first event after the start event, so it carries the
-    input usage a provider reports before its first token. One content block is open at a
-    time; a delta of another kind (or another tool call or thinking block) closes it and
-    opens the next. `finished` becomes true at the finish event.
+    input usage a provider reports before its first token; when the provider reports none
+    that early (OpenAI-style targets), it carries `input_estimate`, the count the caller
+    set. One content block is open at a time; a delta of another kind (or another tool
+    call or thinking block) closes it and opens the next. `finished` becomes true at the
+    finish event.
     """
 
     def __init__(self, model: str, fallback_id: str) -> None:
         self.model = model
         self.request_id = fallback_id
         self.finished = False
+        self.input_estimate = 0
+        """The input tokens ``message_start`` shows when no usage came before it."""
         self._opened = False
+        self._reported = False
         self._usage = chat_pb2.Usage()
         self._block: tuple[str, int] | None = None
         """The open block's kind and its tool/thinking index."""
@@ -124,9 +149,16 @@ class StreamEncoder:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": usage_dict(self._usage),
+            "usage": usage_dict(
+                self._usage if self._reported else chat_pb2.Usage(input_tokens=self.input_estimate)
+            ),
         }
         return event("message_start", {"message": start}) + PING
+
+    @property
+    def started(self) -> bool:
+        """True once ``message_start`` went out."""
+        return self._opened
 
     def _close(self) -> bytes:
         if self._block is None:
@@ -153,6 +185,7 @@ class StreamEncoder:
             return b""
         if kind == "usage":
             self._usage.CopyFrom(ev.usage)
+            self._reported = True
         out = b"" if self._opened else self._start()
         if kind == "text_delta" and ev.text_delta.text:
             if self._block != ("text", 0):

@@ -4,7 +4,9 @@ Every field of the body is either translated, or refused with a 400 naming it: n
 dropped silently. ``system`` becomes a system message (text blocks as parts, keeping their
 ``cache_control``); a user turn's ``tool_result`` blocks become tool messages ahead of its
 other blocks; an assistant turn's ``thinking`` / ``redacted_thinking`` blocks its thinking,
-its ``tool_use`` blocks its tool calls. ``top_k`` has no place in `ChatInput` and is refused.
+its ``tool_use`` blocks its tool calls, and their order across those lists its
+``block_order`` (when not the usual thinking, text, tool calls). ``top_k`` has no place in
+`ChatInput` and is refused.
 """
 
 from __future__ import annotations
@@ -127,21 +129,39 @@ def _user(content: Any, path: str, chat: chat_pb2.ChatInput) -> None:
         _add_parts(chat.messages.add(role=chat_pb2.ROLE_USER), parts)
 
 
+_RANK = {
+    chat_pb2.BLOCK_KIND_THINKING: 0,
+    chat_pb2.BLOCK_KIND_TEXT: 1,
+    chat_pb2.BLOCK_KIND_TOOL_CALL: 2,
+}
+
+
 def _assistant(content: Any, path: str, chat: chat_pb2.ChatInput) -> None:
+    """An assistant turn; its blocks' order is kept in ``block_order`` when it is not the
+    usual one (thinking, text, tool calls), as interleaved thinking answers."""
     message = chat.messages.add(role=chat_pb2.ROLE_ASSISTANT)
-    parts = []
+    parts: list[chat_pb2.ContentPart] = []
+    order: list[tuple[chat_pb2.BlockKind, int]] = []
     for j, block in enumerate(_blocks(content, path)):
         at = f"{path}[{j}]" if isinstance(content, list) else path
         kind = block["type"]
         if kind not in _ASSISTANT_BLOCKS:
             raise invalid(f"{at}.type", f"an assistant turn cannot hold a {kind!r} block")
         if kind == "text":
-            parts.append(media_part(block, at))
+            part = media_part(block, at)
+            if part.text or part.HasField("cache_control"):
+                order.append((chat_pb2.BLOCK_KIND_TEXT, len(parts)))
+                parts.append(part)
         elif kind == "tool_use":
+            order.append((chat_pb2.BLOCK_KIND_TOOL_CALL, len(message.tool_calls)))
             message.tool_calls.append(tool_use_call(block, at))
         else:
+            order.append((chat_pb2.BLOCK_KIND_THINKING, len(message.thinking)))
             message.thinking.append(thinking_block(block, at))
-    _add_parts(message, [p for p in parts if p.text or p.HasField("cache_control")])
+    _add_parts(message, parts)
+    if order != sorted(order, key=lambda ref: (_RANK[ref[0]], ref[1])):
+        # a text-only turn has one text block (several would be parts): the whole content
+        message.block_order.extend(chat_pb2.BlockRef(kind=k, index=i) for k, i in order)
 
 
 def _tools(value: Any, chat: chat_pb2.ChatInput) -> None:

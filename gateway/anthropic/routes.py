@@ -46,6 +46,18 @@ REQUEST_ID_HEADER = "request-id"
 """Anthropic's header naming a call (the SDK's ``_request_id``): llmesh's request id."""
 PING_INTERVAL = 10.0
 """Seconds of upstream silence after which a stream sends a ``ping`` to keep it open."""
+COUNT_TIMEOUT = 2.0
+"""Seconds a stream's ``message_start`` waits at most for the processor's input count."""
+ESTIMATE_ON = frozenset(
+    {
+        grpc.StatusCode.UNIMPLEMENTED,  # an orchestrator without CountInputTokens
+        grpc.StatusCode.UNAVAILABLE,  # the target is down, overloaded or its breaker open
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+"""Failures of the target's own count after which ``count_tokens`` answers the processor's
+estimate instead; any other (an unknown model, a refused request) is the answer."""
 
 
 def auth_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -120,6 +132,7 @@ async def _events(
     encoder = StreamEncoder(parsed.model, uuid.uuid4().hex)
     started = False
     reading: asyncio.Future[Any] | None = None
+    counting: asyncio.Future[int] | None = None
     try:
         while True:
             if reading is None:
@@ -132,6 +145,16 @@ async def _events(
             event, reading = reading.result(), None
             if event is grpc.aio.EOF:
                 break
+            kind = event.WhichOneof("event")
+            if kind == "start":
+                # counted while the target thinks; used unless it reports usage first
+                target = f"{event.start.provider}/{event.start.model}"
+                counting = asyncio.ensure_future(_input_count(upstream, parsed.input, target, opts))
+            elif counting is not None and not encoder.started:
+                if kind != "usage":
+                    encoder.input_estimate = await counting
+                counting.cancel()
+                counting = None
             data = encoder.encode(event)
             if not started:
                 started = True
@@ -154,12 +177,32 @@ async def _events(
     finally:
         if reading is not None:
             reading.cancel()
+        if counting is not None:
+            counting.cancel()
         call.cancel()
 
 
+async def _input_count(
+    upstream: Upstream, chat: chat_pb2.ChatInput, model: str, opts: CallOptions
+) -> int:
+    """The processor's count of the call's input for the target `model` (its messages, system
+    prompt and tools), asked with the caller's key, or 0 when it cannot tell in
+    `COUNT_TIMEOUT` seconds."""
+    try:
+        reply = await upstream.processor.CountTokens(
+            processor_pb2.CountTokensRequest(model=model, messages=chat.messages, tools=chat.tools),
+            timeout=COUNT_TIMEOUT,
+            metadata=opts.metadata,
+        )
+    except grpc.aio.AioRpcError:
+        return 0
+    return int(reply.tokens)
+
+
 async def count_tokens(request: Request) -> Response:
-    """``POST /v1/messages/count_tokens``: the processor's count of the conversation, its
-    ``system`` prompt and its ``tools``."""
+    """``POST /v1/messages/count_tokens``: the target's own count of the conversation, its
+    ``system`` prompt and its ``tools`` when it counts exactly (an Anthropic target), else
+    the processor's count (an estimate where the model has no public tokenizer)."""
     upstream = upstream_of(request)
     try:
         opts = _options(request, upstream)
@@ -167,12 +210,27 @@ async def count_tokens(request: Request) -> Response:
         chat = parse_count_request(body)
     except LlmeshError as err:
         return error_response(err)
+    chat.anthropic_beta.extend(_betas(request))
     return UpstreamResponse(_count(upstream, chat, opts), media_type="application/json")
 
 
 async def _count(
     upstream: Upstream, chat: chat_pb2.ChatInput, opts: CallOptions
 ) -> AsyncGenerator[Part, None]:
+    try:
+        exact = await upstream.orchestrator.CountInputTokens(
+            orchestrator_pb2.CountInputTokensRequest(input=chat),
+            timeout=opts.timeout,
+            metadata=opts.metadata,
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in ESTIMATE_ON:
+            yield error_response(upstream.error(exc))
+            return
+    else:
+        if exact.provider:
+            yield OrjsonResponse({"input_tokens": exact.input_tokens})
+            return
     try:
         reply = await upstream.processor.CountTokens(
             processor_pb2.CountTokensRequest(

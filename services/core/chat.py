@@ -16,6 +16,8 @@ __all__ = [
     "DOCUMENT_MEDIA_TYPES",
     "IMAGE_MEDIA_TYPES",
     "AudioPart",
+    "BlockKind",
+    "BlockRef",
     "CacheControl",
     "ChatRequest",
     "ContentPart",
@@ -77,6 +79,27 @@ class ThinkingBlock:
     thinking: str = ""
     signature: str = ""
     redacted_data: str = ""
+
+
+class BlockKind(enum.Enum):
+    """Which of an assistant turn's lists a `BlockRef` points into."""
+
+    THINKING = "thinking"
+    TEXT = "text"
+    """A content part (`Message.parts`), or a run of `Message.content`."""
+    TOOL_CALL = "tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """One block of an assistant turn, placed in the order the provider produced it."""
+
+    kind: BlockKind
+    index: int = 0
+    """The block's index in `Message.thinking`, `Message.tool_calls` or `Message.parts`."""
+    text_length: int = 0
+    """For a run of `Message.content` (a message without parts): its length in characters;
+    the runs take `content` in turn. A single run may leave it 0: the whole content."""
 
 
 IMAGE_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -154,6 +177,9 @@ class Message:
     """A breakpoint on the block `content` becomes (a tool message's result, or the text)."""
     is_error: bool = False
     """For a tool message: the tool failed (Anthropic's ``is_error``)."""
+    order: tuple[BlockRef, ...] = ()
+    """For an assistant turn: its blocks in the provider's order, when that is not the usual
+    one (thinking, text, tool calls); see `llmesh.services.core.blocks`."""
 
 
 class FinishReason(enum.Enum):

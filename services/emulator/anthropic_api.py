@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ from llmesh.services.emulator.generation import INVALID_JSON, ChatCall, Exchange
 from llmesh.services.emulator.replies import input_tokens, plan_reply, tool_call_id
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import send_stream, send_unary
-from llmesh.services.emulator.thinking import thinking_text
+from llmesh.services.emulator.thinking import INTERLEAVED_BETA, interleaved, thinking_text
 
 LIMITS = {"requests": 4000, "tokens": 2000000, "input-tokens": 2000000, "output-tokens": 400000}
 JSON = "application/json"
@@ -46,6 +47,12 @@ def headers(
         out[f"anthropic-ratelimit-{kind}-remaining"] = str(max(0, limit - used[kind]))
         out[f"anthropic-ratelimit-{kind}-reset"] = reset
     return out
+
+
+def betas(request_headers: Mapping[str, str]) -> list[str]:
+    """The beta features the ``anthropic-beta`` header names (comma-separated)."""
+    raw = request_headers.get("anthropic-beta", "")
+    return [name.strip() for name in raw.split(",") if name.strip()]
 
 
 class AnthropicDialect:
@@ -78,10 +85,15 @@ class AnthropicDialect:
         reply = plan_reply(call.conv)
         call_ids = [tool_call_id("toolu_", call.conv, c.index) for c in reply.tool_calls]
         thought = thinking_text(call.conv) if call.thinking_budget is not None else None
+        after = None
+        if thought and reply.tool_calls and INTERLEAVED_BETA in betas(ex.request.headers):
+            after = interleaved([c.name for c in reply.tool_calls])
         mid = "msg_" + uuid.uuid4().hex[:24]
         output = call.conv.max_tokens or 0
         if call.stream:
-            plan = wire.stream_plan(mid, call, reply, call_ids, cache, ex.request_id, thought)
+            plan = wire.stream_plan(
+                mid, call, reply, call_ids, cache, ex.request_id, thought, after
+            )
             return await send_stream(
                 ex.request,
                 ex.tracker,
@@ -91,7 +103,7 @@ class AnthropicDialect:
             )
 
         def build() -> web.Response:
-            body = wire.message_body(mid, call, reply, call_ids, cache, thought)
+            body = wire.message_body(mid, call, reply, call_ids, cache, thought, after)
             hdrs = headers(ex.request_id, JSON, ex.prompt_tokens, output)
             return web.Response(body=body, headers=hdrs)
 

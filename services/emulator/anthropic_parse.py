@@ -177,7 +177,8 @@ def _blocks(content: Any, where: str, allowed: tuple[str, ...] | None = None) ->
             for field in ("thinking", "signature"):
                 if not isinstance(block.get(field), str):
                     raise _required(f"{at}.{field}")
-            if not verify(block["thinking"], block["signature"]):
+            before = ",".join(str(b["type"]) for b in content[:j])
+            if not verify(block["thinking"], block["signature"], before):
                 raise _invalid(f"{at}: Invalid `signature` in `thinking` block")
             out.append(Block(BlockKind.OTHER, block["thinking"], ttl))
         elif kind == "redacted_thinking":

@@ -15,7 +15,7 @@ import orjson
 from llmesh.services.emulator.cache import AnthropicCacheUsage
 from llmesh.services.emulator.errors import ApiError
 from llmesh.services.emulator.generation import ChatCall
-from llmesh.services.emulator.replies import Finish, Reply, fragments
+from llmesh.services.emulator.replies import Finish, Reply, count_tokens, fragments
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import StreamPlan
 from llmesh.services.emulator.thinking import pieces, sign
@@ -51,15 +51,28 @@ def thinking_tokens(thought: str | None) -> int:
     return len(pieces(thought)) if thought else 0
 
 
-def _content(reply: Reply, call_ids: list[str], thought: str | None) -> list[dict[str, Any]]:
+def extra_tokens(after: tuple[str, str] | None) -> int:
+    """The output tokens of the thinking and text interleaved after the tool calls."""
+    return thinking_tokens(after[0]) + count_tokens(after[1]) if after else 0
+
+
+def _content(
+    reply: Reply, call_ids: list[str], thought: str | None, after: tuple[str, str] | None
+) -> list[dict[str, Any]]:
     head: list[dict[str, Any]] = []
     if thought:
         head.append({"type": "thinking", "thinking": thought, "signature": sign(thought)})
     if reply.tool_calls:
-        return head + [
+        blocks = head + [
             {"type": "tool_use", "id": i, "name": c.name, "input": orjson.loads(c.arguments)}
             for c, i in zip(reply.tool_calls, call_ids, strict=True)
         ]
+        if after:
+            before = ",".join(b["type"] for b in blocks)
+            signature = sign(after[0], before)
+            blocks.append({"type": "thinking", "thinking": after[0], "signature": signature})
+            blocks.append({"type": "text", "text": after[1]})
+        return blocks
     return [*head, {"type": "text", "text": reply.text}]
 
 
@@ -70,18 +83,22 @@ def message_body(
     call_ids: list[str],
     cache: AnthropicCacheUsage,
     thought: str | None = None,
+    after: tuple[str, str] | None = None,
 ) -> bytes:
-    """A non-streamed ``message``."""
+    """A non-streamed ``message``; `after` is the thinking and text interleaved after the
+    tool calls (interleaved thinking)."""
     return orjson.dumps(
         {
             "id": mid,
             "type": "message",
             "role": "assistant",
             "model": call.conv.model,
-            "content": _content(reply, call_ids, thought),
+            "content": _content(reply, call_ids, thought, after),
             "stop_reason": STOP_REASON[reply.finish],
             "stop_sequence": reply.stop_sequence,
-            "usage": usage(cache, reply.output_tokens + thinking_tokens(thought)),
+            "usage": usage(
+                cache, reply.output_tokens + thinking_tokens(thought) + extra_tokens(after)
+            ),
         }
     )
 
@@ -91,18 +108,33 @@ def event(name: str, data: Any) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data))
 
 
-def _thinking_events(thought: str) -> bytes:
-    """A whole ``thinking`` block at index 0: its deltas, then its signature."""
+def _thinking_events(thought: str, index: int = 0, before: str = "") -> bytes:
+    """A whole ``thinking`` block at `index`: its deltas, then its signature."""
     block = {"type": "thinking", "thinking": "", "signature": ""}
-    out = event(
-        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
-    )
+    start = {"type": "content_block_start", "index": index, "content_block": block}
+    out = event("content_block_start", start)
     deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(thought)]
-    deltas.append({"type": "signature_delta", "signature": sign(thought)})
+    deltas.append({"type": "signature_delta", "signature": sign(thought, before)})
     for delta in deltas:
-        data = {"type": "content_block_delta", "index": 0, "delta": delta}
+        data = {"type": "content_block_delta", "index": index, "delta": delta}
         out += event("content_block_delta", data)
-    return out + event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    return out + event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def _after_events(after: tuple[str, str], index: int, before: str) -> bytes:
+    """The thinking block and the text block interleaved after the tool calls."""
+    out = _thinking_events(after[0], index, before)
+    start = {
+        "type": "content_block_start",
+        "index": index + 1,
+        "content_block": {"type": "text", "text": ""},
+    }
+    out += event("content_block_start", start)
+    delta = {"type": "text_delta", "text": after[1]}
+    out += event(
+        "content_block_delta", {"type": "content_block_delta", "index": index + 1, "delta": delta}
+    )
+    return out + event("content_block_stop", {"type": "content_block_stop", "index": index + 1})
 
 
 def stream_plan(
@@ -113,11 +145,13 @@ def stream_plan(
     cache: AnthropicCacheUsage,
     request_id: str,
     thought: str | None = None,
+    after: tuple[str, str] | None = None,
 ) -> StreamPlan:
     """The event stream: ``message_start``, blocks with their deltas, ``message_delta``, stop.
 
     With a `thought`, a ``thinking`` block (deltas, then ``signature_delta``) comes first and
-    the answer's blocks follow from index 1.
+    the answer's blocks follow from index 1; with `after` (interleaved thinking), a thinking
+    block and a text block follow the tool calls.
     """
     first = 1 if thought else 0
     start: dict[str, Any] = {
@@ -172,12 +206,15 @@ def stream_plan(
         frames = [pre + orjson.dumps(p) + b"}}\n\n" for p in reply.pieces]
         last = first
     tail = event("content_block_stop", {"type": "content_block_stop", "index": last})
+    if after and reply.tool_calls:
+        before = ",".join(["thinking"] * first + ["tool_use"] * len(reply.tool_calls))
+        tail += _after_events(after, last + 1, before)
     delta = {"stop_reason": STOP_REASON[reply.finish], "stop_sequence": reply.stop_sequence}
     final_usage = {
         "input_tokens": cache.input_tokens,
         "cache_creation_input_tokens": cache.cache_creation,
         "cache_read_input_tokens": cache.cache_read,
-        "output_tokens": reply.output_tokens + thinking_tokens(thought),
+        "output_tokens": reply.output_tokens + thinking_tokens(thought) + extra_tokens(after),
     }
     tail += event("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage})
     tail += event("message_stop", {"type": "message_stop"})

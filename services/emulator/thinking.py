@@ -2,7 +2,9 @@
 
 The signature is an HMAC-SHA256 of the thinking text under a fixed key, base64-encoded, so
 a thinking block sent back on a later turn can be checked as Anthropic checks its own: a
-block whose signature does not match its text is refused with a 400.
+block whose signature does not match its text is refused with a 400. A block that does not
+open its message also signs the kinds of the blocks before it, so a turn of interleaved
+thinking (thinking, tool_use, thinking, text) sent back in another order is refused too.
 """
 
 from __future__ import annotations
@@ -40,15 +42,27 @@ def thinking_text(conv: Conversation) -> str:
     return f"The user has written {turns} message(s). I will answer the last one plainly."
 
 
-def sign(text: str) -> str:
-    """The signature of a thinking text."""
-    digest = hmac.new(_KEY, text.encode(), hashlib.sha256).digest()
+INTERLEAVED_BETA = "interleaved-thinking-2025-05-14"
+"""The beta that lets a reply think again between its tool calls and its text."""
+
+
+def sign(text: str, before: str = "") -> str:
+    """The signature of a thinking text; `before` is the comma-separated kinds of the blocks
+    ahead of it in its message (empty for a block that opens it)."""
+    signed = f"{before}\x00{text}" if before else text
+    digest = hmac.new(_KEY, signed.encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
 
-def verify(text: str, signature: str) -> bool:
-    """True when `signature` is the one `sign` gives `text`."""
-    return hmac.compare_digest(sign(text), signature)
+def verify(text: str, signature: str, before: str = "") -> bool:
+    """True when `signature` is the one `sign` gives `text` at its place."""
+    return hmac.compare_digest(sign(text, before), signature)
+
+
+def interleaved(tool_names: list[str]) -> tuple[str, str]:
+    """The thinking and the text an interleaved-thinking reply adds after its tool calls."""
+    listed = ", ".join(tool_names)
+    return f"I asked for {listed}. I will tell the user while it runs.", f"Calling {listed}."
 
 
 def pieces(text: str) -> list[str]:

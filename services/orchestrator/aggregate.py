@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.chat import ThinkingBlock, ToolCall
+from llmesh.services.core.blocks import OrderRecorder
+from llmesh.services.core.chat import BlockKind, BlockRef, ThinkingBlock, ToolCall
 from llmesh.services.core.events import (
     CallEvent,
     Completed,
@@ -46,30 +47,36 @@ class Reply:
     """The reply's thinking blocks, kept apart from its text (signatures byte-for-byte)."""
     logprobs: tuple[TokenLogprob, ...] = ()
     """The text's tokens with their log probabilities, when the call asked for them."""
+    order: tuple[BlockRef, ...] = ()
+    """The order of the blocks when it is not the usual one (thinking, text, tool calls)."""
 
 
 async def collect(events: AsyncIterator[CallEvent]) -> Reply:
     """Consume a stream; argument fragments are joined per tool-call index, reasoning
-    fragments per thinking-block index."""
+    fragments per thinking-block index; the order the blocks came in is recorded."""
     started: Started | None = None
     text: list[str] = []
     calls: dict[int, _PartialCall] = {}
     thinking: dict[int, _PartialThinking] = {}
     logprobs: list[TokenLogprob] = []
+    order = OrderRecorder()
     async for event in events:  # the caller closes `events` (aclosing) when we return
         if isinstance(event, TextDelta):
             text.append(event.text)
             logprobs.extend(event.logprobs)
+            order.text(len(event.text))
         elif isinstance(event, ToolCallDelta):
             call = calls.setdefault(event.index, _PartialCall())
             call.id = call.id or event.id
             call.name = call.name or event.name
             call.arguments.append(event.arguments_delta)
+            order.block(BlockKind.TOOL_CALL, event.index)
         elif isinstance(event, ReasoningDelta):
             block = thinking.setdefault(event.index, _PartialThinking())
             block.text.append(event.text)
             block.signature = event.signature or block.signature
             block.redacted_data = event.redacted_data or block.redacted_data
+            order.block(BlockKind.THINKING, event.index)
         elif isinstance(event, Started):
             started = event
         elif isinstance(event, Switched) and event.policy is MidStreamPolicy.RESTART:
@@ -77,6 +84,7 @@ async def collect(events: AsyncIterator[CallEvent]) -> Reply:
             logprobs.clear()
             calls.clear()
             thinking.clear()
+            order.clear()
         elif isinstance(event, Completed):
             if started is None:  # pragma: no cover - the engine always starts first
                 raise LlmeshError(Reason.INTERNAL, "stream finished before it started")
@@ -88,5 +96,6 @@ async def collect(events: AsyncIterator[CallEvent]) -> Reply:
                 ThinkingBlock("".join(b.text), b.signature, b.redacted_data)
                 for _, b in sorted(thinking.items())
             )
-            return Reply(started, "".join(text), tool_calls, event, blocks, tuple(logprobs))
+            refs = order.order(sorted(thinking), sorted(calls))
+            return Reply(started, "".join(text), tool_calls, event, blocks, tuple(logprobs), refs)
     raise LlmeshError(Reason.STREAM_INTERRUPTED, "stream ended before its terminal event")

@@ -17,7 +17,9 @@ from google.protobuf import json_format
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
+from llmesh.services.common.order_proto import order_from_proto, order_to_proto
 from llmesh.services.common.parts_proto import cache_control_from_proto, parts_from_proto
+from llmesh.services.core.blocks import order_problem
 from llmesh.services.core.call import ChatCall
 from llmesh.services.core.chat import (
     ChatRequest,
@@ -158,19 +160,25 @@ def chat_call_from_proto(
         if m.parts and m.content:
             violation(f"messages[{i}].content", "must be empty when parts are given")
         parts = parts_from_proto(m.parts, f"messages[{i}].parts", violation, limits)
-        messages.append(
-            Message(
-                role,
-                m.content,
-                tuple(calls),
-                m.tool_call_id,
-                m.name,
-                thinking=thinking,
-                parts=parts,
-                cache_control=cache_control_from_proto(m, f"messages[{i}]", violation),
-                is_error=m.is_error,
-            )
+        order = order_from_proto(m.block_order, f"messages[{i}].block_order", violation)
+        if order and role is not Role.ASSISTANT:
+            violation(f"messages[{i}].block_order", "only assistant messages carry an order")
+        message = Message(
+            role,
+            m.content,
+            tuple(calls),
+            m.tool_call_id,
+            m.name,
+            thinking=thinking,
+            parts=parts,
+            cache_control=cache_control_from_proto(m, f"messages[{i}]", violation),
+            is_error=m.is_error,
+            order=order,
         )
+        problem = order_problem(message)
+        if problem is not None:
+            violation(f"messages[{i}].block_order", problem)
+        messages.append(message)
     names: set[str] = set()
     tools: list[Tool] = []
     for i, t in enumerate(inp.tools):
@@ -359,6 +367,7 @@ def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
                 for c in reply.tool_calls
             ],
             thinking=[thinking_to_proto(b) for b in reply.thinking],
+            block_order=order_to_proto(reply.order),
         ),
         finish_reason=_FINISH_TO_PB[reply.completed.reason],
         provider_finish_reason=reply.completed.provider_reason,

@@ -102,6 +102,10 @@ class Orchestrator:
         self._sleep = sleep
         self._ttfts: dict[str, collections.deque[float]] = {}
 
+    def provider(self, name: str) -> Provider | None:
+        """The adapter of the configured provider `name`, if there is one."""
+        return self._providers.get(name)
+
     @property
     def estimate(self) -> UsageEstimator:
         """How usage a provider never reported is estimated (the ledger uses it too)."""

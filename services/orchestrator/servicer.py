@@ -22,13 +22,16 @@ from llmesh.services.core.events import CallEvent, Completed
 from llmesh.services.ledger import LedgerStore
 from llmesh.services.orchestrator.aggregate import collect
 from llmesh.services.orchestrator.convert import (
+    chat_call_from_proto,
     chat_call_from_request,
     chat_reply_to_proto,
+    check_size,
     event_to_proto,
     trail_to_metadata,
 )
 from llmesh.services.orchestrator.council import BranchItem, stream_council
 from llmesh.services.orchestrator.council_convert import council_from_proto, council_item_to_proto
+from llmesh.services.orchestrator.counting import count_input_tokens
 from llmesh.services.orchestrator.deadline import Deadline
 from llmesh.services.orchestrator.embeddings_convert import (
     collect_embeddings,
@@ -127,6 +130,26 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             reply = await collect_embeddings(events)
             rpc.settled()
         return embed_reply_to_proto(reply, call.request.encoding)
+
+    @checks_decoding
+    @unary()
+    async def CountInputTokens(
+        self, request: orchestrator_pb2.CountInputTokensRequest, rpc: Rpc
+    ) -> orchestrator_pb2.CountInputTokensResponse:
+        """The input count of the call's first target that counts exactly (none: empty)."""
+        check_size(request, self._max_request_bytes)
+        call = chat_call_from_proto(
+            request.input, request.HasField("input"), limits=self._part_limits
+        )
+        counted = await count_input_tokens(
+            self._path, self._engine.provider, call, timeout=rpc.remaining()
+        )
+        if counted is None:
+            return orchestrator_pb2.CountInputTokensResponse()
+        tokens, target = counted
+        return orchestrator_pb2.CountInputTokensResponse(
+            input_tokens=tokens, provider=target.provider, model=target.model
+        )
 
     @unary()
     async def ListModels(

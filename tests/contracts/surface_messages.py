@@ -1,9 +1,9 @@
 """The contract cases on the gateway's Anthropic Messages API (``/v1/messages``).
 
 A case's `ChatInput` is written as a Messages body (the cases whose request uses only what
-that API can say: no llmesh-only options, no content parts); the reply, whole or streamed,
-is read back into a `ChatResponse`, so the runner's summary checks text, tool calls,
-finish, usage and reasoning as on the other surfaces. The stream must follow Anthropic's
+that API can say: no llmesh-only options, no content parts, no block order); the reply,
+whole or streamed, is read back into a `ChatResponse`, so the runner's summary checks text,
+tool calls, finish, usage and reasoning as on the other surfaces. The stream must follow Anthropic's
 event grammar. Errors are checked in Anthropic's terms: the HTTP status and error ``type``
 the reason maps to (several reasons share one type, so the reason itself is not visible).
 """
@@ -60,7 +60,7 @@ def applies(case: dict[str, Any]) -> bool:
     if not used <= _SAYABLE:
         return False
     for i, m in enumerate(chat.messages):
-        if m.parts or m.name or (m.role == chat_pb2.ROLE_SYSTEM and i > 0):
+        if m.parts or m.name or m.block_order or (m.role == chat_pb2.ROLE_SYSTEM and i > 0):
             return False
     return True
 

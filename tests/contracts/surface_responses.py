@@ -92,6 +92,8 @@ def _part(part: chat_pb2.ContentPart) -> dict[str, Any]:
 
 
 def _items(message: chat_pb2.Message) -> list[dict[str, Any]]:
+    if message.block_order:
+        raise Inexpressible("the Responses surface writes no block order")
     if message.role == chat_pb2.ROLE_ASSISTANT:
         items: list[dict[str, Any]] = [
             {"type": "reasoning", "summary": [{"type": "summary_text", "text": b.thinking}]}

@@ -26,10 +26,14 @@ def user(text: str = USER) -> list[Any]:
     return [{"role": "user", "content": text}]
 
 
-async def events(http: httpx.AsyncClient, body: dict[str, Any]) -> list[tuple[str, Any]]:
-    """POST a streamed request and return its (event name, data) pairs."""
+async def events(
+    http: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> list[tuple[str, Any]]:
+    """POST a streamed request (with `headers` besides the usual) and return its (event
+    name, data) pairs."""
     out: list[tuple[str, Any]] = []
-    async with http.stream("POST", "/v1/messages", json=body, headers=HEADERS) as resp:
+    sent = {**HEADERS, **(headers or {})}
+    async with http.stream("POST", "/v1/messages", json=body, headers=sent) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "text/event-stream; charset=utf-8"
         name = None

@@ -236,6 +236,23 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.completed += 1
         return reply
 
+    async def CountInputTokens(
+        self, request: orchestrator_pb2.CountInputTokensRequest, context: Context
+    ) -> orchestrator_pb2.CountInputTokensResponse:
+        """``fake/count-*`` models count 42 (``exact``), fail (``down``: OVERLOADED,
+        ``refused``: UPSTREAM_INVALID_REQUEST); the others have no exact count (as
+        without this method, where the gateway asks the processor)."""
+        model = request.input.model
+        if model == "fake/count-exact":
+            return orchestrator_pb2.CountInputTokensResponse(
+                input_tokens=42, provider="fake", model="count-exact"
+            )
+        if model == "fake/count-down":
+            await abort(context, LlmeshError(Reason.OVERLOADED, "upstream overloaded"))
+        if model == "fake/count-refused":
+            await abort(context, LlmeshError(Reason.UPSTREAM_INVALID_REQUEST, "bad signature"))
+        return orchestrator_pb2.CountInputTokensResponse()
+
     async def ListModels(
         self, request: orchestrator_pb2.ListModelsRequest, context: Context
     ) -> orchestrator_pb2.ListModelsResponse:
@@ -250,6 +267,10 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 class FakeProcessor(processor_pb2_grpc.ProcessorServiceServicer):
     """Counts whitespace-separated words plus three framing tokens per message."""
 
+    def __init__(self) -> None:
+        self.counted: list[tuple[str, dict[str, str]]] = []
+        """The model and metadata of each CountTokens call."""
+
     @staticmethod
     def _count(message: chat_pb2.Message) -> int:
         return len(message.content.split()) + 3
@@ -257,6 +278,8 @@ class FakeProcessor(processor_pb2_grpc.ProcessorServiceServicer):
     async def CountTokens(
         self, request: processor_pb2.CountTokensRequest, context: Context
     ) -> processor_pb2.CountTokensResponse:
+        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+        self.counted.append((request.model, metadata))
         if request.model == "fake/missing":
             await abort(context, LlmeshError(Reason.MODEL_NOT_FOUND, "no such model"))
         tokens = (

@@ -139,11 +139,38 @@ async def test_errors_on_unknown_fields_and_routes_are_anthropic_shaped(
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
 
 
+async def test_message_start_counts_the_input_when_no_usage_comes_first(
+    http: httpx.AsyncClient, fake_mesh: FakeMesh
+) -> None:
+    body = {"model": "fake/text", "max_tokens": 64, "messages": HI, "stream": True}
+    key = {"x-api-key": "sk-llmesh-1"}
+    async with http.stream("POST", "/v1/messages", json=body, headers=key) as r:
+        text = (await r.aread()).decode()  # the fake's usage arrives after its text
+    (start,) = [d for n, d in _events(text) if n == "message_start"]
+    (delta,) = [d for n, d in _events(text) if n == "message_delta"]
+    assert start["message"]["usage"]["input_tokens"] == 4  # "hi" and 3 framing: the processor's
+    assert delta["usage"]["input_tokens"] == 10  # the final usage, as the target reported it
+    model, metadata = fake_mesh.processor.counted[-1]
+    assert model == "fake/fake/text"  # the start event's target: provider/model
+    assert metadata["authorization"] == "Bearer sk-llmesh-1"  # the caller's key
+
+
 async def test_count_tokens_asks_the_processor(client: anthropic.AsyncAnthropic) -> None:
     counted = await client.messages.count_tokens(
         model="fake/text", messages=[{"role": "user", "content": "one two three"}]
     )
-    assert counted.input_tokens > 0
+    assert counted.input_tokens == 6  # the fake processor's: three words and three framing
+
+
+async def test_count_tokens_takes_the_targets_count_else_estimates(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    messages: Any = [{"role": "user", "content": "one two three"}]
+    exact = await client.messages.count_tokens(model="fake/count-exact", messages=messages)
+    down = await client.messages.count_tokens(model="fake/count-down", messages=messages)
+    assert (exact.input_tokens, down.input_tokens) == (42, 6)  # an outage: the estimate
+    with pytest.raises(anthropic.BadRequestError):
+        await client.messages.count_tokens(model="fake/count-refused", messages=messages)
 
 
 async def test_models_in_anthropic_shape(client: anthropic.AsyncAnthropic) -> None:

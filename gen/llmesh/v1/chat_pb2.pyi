@@ -19,6 +19,13 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_ASSISTANT: _ClassVar[Role]
     ROLE_TOOL: _ClassVar[Role]
 
+class BlockKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BLOCK_KIND_UNSPECIFIED: _ClassVar[BlockKind]
+    BLOCK_KIND_THINKING: _ClassVar[BlockKind]
+    BLOCK_KIND_TEXT: _ClassVar[BlockKind]
+    BLOCK_KIND_TOOL_CALL: _ClassVar[BlockKind]
+
 class ReasoningEffort(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REASONING_EFFORT_UNSPECIFIED: _ClassVar[ReasoningEffort]
@@ -75,6 +82,10 @@ ROLE_SYSTEM: Role
 ROLE_USER: Role
 ROLE_ASSISTANT: Role
 ROLE_TOOL: Role
+BLOCK_KIND_UNSPECIFIED: BlockKind
+BLOCK_KIND_THINKING: BlockKind
+BLOCK_KIND_TEXT: BlockKind
+BLOCK_KIND_TOOL_CALL: BlockKind
 REASONING_EFFORT_UNSPECIFIED: ReasoningEffort
 REASONING_EFFORT_LOW: ReasoningEffort
 REASONING_EFFORT_MEDIUM: ReasoningEffort
@@ -126,7 +137,7 @@ class CacheControl(_message.Message):
     def __init__(self, ttl: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("role", "content", "tool_calls", "tool_call_id", "name", "thinking", "parts", "cache_control", "is_error")
+    __slots__ = ("role", "content", "tool_calls", "tool_call_id", "name", "thinking", "parts", "cache_control", "is_error", "block_order")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +147,7 @@ class Message(_message.Message):
     PARTS_FIELD_NUMBER: _ClassVar[int]
     CACHE_CONTROL_FIELD_NUMBER: _ClassVar[int]
     IS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_ORDER_FIELD_NUMBER: _ClassVar[int]
     role: Role
     content: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
@@ -145,7 +157,18 @@ class Message(_message.Message):
     parts: _containers.RepeatedCompositeFieldContainer[ContentPart]
     cache_control: CacheControl
     is_error: bool
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., name: _Optional[str] = ..., thinking: _Optional[_Iterable[_Union[ThinkingBlock, _Mapping]]] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., is_error: _Optional[bool] = ...) -> None: ...
+    block_order: _containers.RepeatedCompositeFieldContainer[BlockRef]
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., name: _Optional[str] = ..., thinking: _Optional[_Iterable[_Union[ThinkingBlock, _Mapping]]] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., is_error: _Optional[bool] = ..., block_order: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ...) -> None: ...
+
+class BlockRef(_message.Message):
+    __slots__ = ("kind", "index", "text_length")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    kind: BlockKind
+    index: int
+    text_length: int
+    def __init__(self, kind: _Optional[_Union[BlockKind, str]] = ..., index: _Optional[int] = ..., text_length: _Optional[int] = ...) -> None: ...
 
 class ContentPart(_message.Message):
     __slots__ = ("text", "image", "document", "input_audio", "cache_control")

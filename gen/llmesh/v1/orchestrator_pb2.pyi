@@ -342,3 +342,19 @@ class GetUsageResponse(_message.Message):
     TOTALS_FIELD_NUMBER: _ClassVar[int]
     totals: _containers.RepeatedCompositeFieldContainer[UsageTotal]
     def __init__(self, totals: _Optional[_Iterable[_Union[UsageTotal, _Mapping]]] = ...) -> None: ...
+
+class CountInputTokensRequest(_message.Message):
+    __slots__ = ("input",)
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    input: _chat_pb2.ChatInput
+    def __init__(self, input: _Optional[_Union[_chat_pb2.ChatInput, _Mapping]] = ...) -> None: ...
+
+class CountInputTokensResponse(_message.Message):
+    __slots__ = ("input_tokens", "provider", "model")
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    input_tokens: int
+    provider: str
+    model: str
+    def __init__(self, input_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...

@@ -71,6 +71,11 @@ class OrchestratorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.CountInputTokens = channel.unary_unary(
+                '/llmesh.v1.OrchestratorService/CountInputTokens',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -131,6 +136,16 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountInputTokens(self, request, context):
+        """Counts a chat call's input tokens the way its first target that counts exactly does
+        (Anthropic's count_tokens endpoint: messages, system prompt, tools and their framing).
+        Nothing is generated or billed. When no target of the call counts exactly, the reply
+        names no provider, and the processor's CountTokens gives an estimate instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +183,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_embeddings__pb2.EmbedResponse.SerializeToString,
+            ),
+            'CountInputTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountInputTokens,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +380,33 @@ class OrchestratorService:
             '/llmesh.v1.OrchestratorService/Embed',
             llmesh_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
             llmesh_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountInputTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/CountInputTokens',
+            llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,6 +31,7 @@ from llmesh.services.orchestrator.providers.anthropic_stream import (
 from llmesh.services.orchestrator.providers.anthropic_structured import output_path, parser_tool
 from llmesh.services.orchestrator.providers.anthropic_wire import (
     OPTIONS,
+    count_request,
     request_headers,
     to_provider_request,
 )
@@ -191,6 +192,23 @@ class AnthropicProvider:
             raise self._error(exc, started=True) from exc
         finally:
             await stream.close()
+
+    async def count_tokens(
+        self, model: str, request: ChatRequest, *, timeout: float | None
+    ) -> int | None:
+        """The input tokens of `request` to `model`, as Anthropic's count_tokens counts them."""
+        body = count_request(model, request)
+        try:
+            counted = await self._client.messages.count_tokens(
+                **body,
+                extra_headers=request_headers(request) or None,
+                timeout=self._timeout(timeout),
+            )
+        except Warning:
+            raise
+        except Exception as exc:
+            raise self._error(exc, started=False) from exc
+        return int(counted.input_tokens)
 
     async def aclose(self) -> None:
         """Close the shared connection pool."""

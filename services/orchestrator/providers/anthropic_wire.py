@@ -17,7 +17,8 @@ Mapping choices worth knowing:
   budget_tokens}``; Anthropic then refuses ``temperature`` and ``top_p`` other than their
   defaults, so both are left out, and ``max_tokens`` must exceed the budget: an unset one
   becomes the budget plus `DEFAULT_MAX_TOKENS`. An assistant turn's thinking blocks go back
-  first in its content, byte-for-byte; blocks without a signature (reasoning text from an
+  byte-for-byte, first in its content or where its block order (`Message.order`,
+  interleaved thinking) puts them; blocks without a signature (reasoning text from an
   OpenAI-compatible model) cannot be verified by Anthropic and are left out.
 - ``thinking`` and ``redacted_thinking`` blocks stream as `ReasoningDelta`s; Anthropic
   counts thinking in ``output_tokens`` and reports no separate figure, so
@@ -40,15 +41,19 @@ import json
 from typing import Any
 
 from llmesh.services.common.errors import invalid
+from llmesh.services.core.blocks import Block, ordered
 from llmesh.services.core.chat import (
     CacheControl,
     ChatRequest,
+    ContentPart,
     DocumentPart,
     ImagePart,
     Message,
     Role,
     ServiceTier,
     TextPart,
+    ThinkingBlock,
+    ToolCall,
     ToolChoiceMode,
 )
 from llmesh.services.orchestrator.providers.anthropic_structured import (
@@ -105,43 +110,62 @@ def _mark(block: dict[str, Any], control: CacheControl | None) -> dict[str, Any]
     return block
 
 
-def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
-    """A message's content parts as Anthropic content blocks.
+def _part_block(part: ContentPart, path: str) -> dict[str, Any] | None:
+    """One content part as an Anthropic content block (None for empty text, which Anthropic
+    rejects); an audio part is INVALID_REQUEST naming `path`, since Anthropic takes none."""
+    if isinstance(part, TextPart):
+        if not part.text:
+            return None
+        return _mark({"type": "text", "text": part.text}, part.cache_control)
+    if isinstance(part, ImagePart):
+        source: dict[str, Any] = (
+            {"type": "url", "url": part.url}
+            if part.url
+            else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)}
+        )
+        return _mark({"type": "image", "source": source}, part.cache_control)
+    if isinstance(part, DocumentPart):
+        doc: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": "url", "url": part.url}
+            if part.url
+            else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)},
+        }
+        if part.title:
+            doc["title"] = part.title
+        return _mark(doc, part.cache_control)
+    raise invalid(f"{path}.input_audio", "Anthropic models do not accept audio")
 
-    Anthropic takes no audio: an audio part is INVALID_REQUEST naming it, raised before
-    anything is sent.
-    """
-    blocks: list[dict[str, Any]] = []
-    for k, part in enumerate(m.parts):
-        if isinstance(part, TextPart):
-            if part.text:  # Anthropic rejects empty text blocks
-                blocks.append(_mark({"type": "text", "text": part.text}, part.cache_control))
-        elif isinstance(part, ImagePart):
-            source: dict[str, Any] = (
-                {"type": "url", "url": part.url}
-                if part.url
-                else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)}
-            )
-            blocks.append(_mark({"type": "image", "source": source}, part.cache_control))
-        elif isinstance(part, DocumentPart):
-            doc: dict[str, Any] = {
-                "type": "document",
-                "source": {"type": "url", "url": part.url}
-                if part.url
-                else {"type": "base64", "media_type": part.media_type, "data": _b64(part.data)},
-            }
-            if part.title:
-                doc["title"] = part.title
-            blocks.append(_mark(doc, part.cache_control))
-        else:
-            raise invalid(
-                f"messages[{i}].parts[{k}].input_audio", "Anthropic models do not accept audio"
-            )
-    return blocks
+
+def _part_blocks(m: Message, i: int) -> list[dict[str, Any]]:
+    """A message's content parts as Anthropic content blocks, all checked before anything
+    is sent."""
+    blocks = (_part_block(part, f"messages[{i}].parts[{k}]") for k, part in enumerate(m.parts))
+    return [b for b in blocks if b is not None]
+
+
+def _assistant_block(k: int, block: Block, i: int) -> dict[str, Any] | None:
+    """One block of an assistant turn; unsigned thinking (another provider's reasoning,
+    which Anthropic cannot verify) and empty text are left out."""
+    if isinstance(block, ThinkingBlock):
+        if block.redacted_data:
+            return {"type": "redacted_thinking", "data": block.redacted_data}
+        if block.signature:
+            return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+        return None
+    if isinstance(block, ToolCall):
+        use = {
+            "type": "tool_use",
+            "id": block.id,
+            "name": block.name,
+            "input": _tool_input(block.arguments, f"messages[{i}].tool_calls[{k}].arguments"),
+        }
+        return _mark(use, block.cache_control)
+    return _part_block(block, f"messages[{i}].parts[{k}]")
 
 
 def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
-    """The content blocks of one non-system message."""
+    """The content blocks of one non-system message; an assistant turn's in its order."""
     if m.role is Role.TOOL:
         if not m.tool_call_id:
             raise invalid(f"messages[{i}].tool_call_id", "required for tool messages")
@@ -150,29 +174,12 @@ def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
         if m.is_error:
             result["is_error"] = True
         return [_mark(result, m.cache_control)]
-    blocks: list[dict[str, Any]] = []
     if m.role is Role.ASSISTANT:
-        for b in m.thinking:
-            if b.redacted_data:
-                blocks.append({"type": "redacted_thinking", "data": b.redacted_data})
-            elif b.signature:
-                blocks.append(
-                    {"type": "thinking", "thinking": b.thinking, "signature": b.signature}
-                )
+        blocks = (_assistant_block(k, b, i) for _, k, b in ordered(m))
+        return [b for b in blocks if b is not None]
     if m.parts:
-        blocks.extend(_part_blocks(m, i))
-    elif m.content:
-        blocks.append(_mark({"type": "text", "text": m.content}, m.cache_control))
-    if m.role is Role.ASSISTANT:
-        for j, call in enumerate(m.tool_calls):
-            use = {
-                "type": "tool_use",
-                "id": call.id,
-                "name": call.name,
-                "input": _tool_input(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
-            }
-            blocks.append(_mark(use, call.cache_control))
-    return blocks
+        return _part_blocks(m, i)
+    return [_mark({"type": "text", "text": m.content}, m.cache_control)] if m.content else []
 
 
 def _messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -285,3 +292,15 @@ def to_provider_request(
         return place_breakpoints(body, mode=req.prompt_cache, ttl=req.prompt_cache_ttl)
     except ValueError as exc:
         raise invalid("cache", str(exc)) from None
+
+
+COUNT_PATH = "/v1/messages/count_tokens"
+"""Anthropic's token counting endpoint (free; nothing is generated)."""
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
+
+def count_request(model: str, req: ChatRequest) -> dict[str, Any]:
+    """The body for `COUNT_PATH`: what `to_provider_request` sends that counts as input
+    (messages, system, tools, tool choice, thinking); raises as it does."""
+    body = to_provider_request(model, req)
+    return {k: body[k] for k in _COUNTED if k in body}

@@ -10,7 +10,7 @@ provider and shares it (and its connection pool) across all requests.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from llmesh.services.common.config import ResolvedProvider
 from llmesh.services.core.chat import ChatRequest
@@ -40,6 +40,19 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release the connection pool."""
+        ...
+
+
+@runtime_checkable
+class TokenCounting(Protocol):
+    """A provider whose API counts a request's input tokens exactly (Anthropic's
+    count_tokens); the others have no such method."""
+
+    async def count_tokens(
+        self, model: str, request: ChatRequest, *, timeout: float | None
+    ) -> int | None:
+        """The input tokens of `request` to `model` as the provider counts them, or None when
+        this one cannot count after all (a lean adapter speaking OpenAI's API)."""
         ...
 
 

@@ -211,6 +211,10 @@ class OpenAIDialect:
         """A reader for one reply."""
         return _OpenAIReader()
 
+    def count(self, model: str, request: ChatRequest) -> tuple[str, dict[str, Any]] | None:
+        """None: OpenAI's API has no endpoint counting a request's input tokens."""
+        return None
+
 
 class AnthropicDialect:
     """Anthropic Messages: ``POST {base_url}/v1/messages``, the API version header."""
@@ -250,6 +254,10 @@ class AnthropicDialect:
         for in-stream errors."""
         tool = anthropic_wire.structured_tool(request, model, self._structured_output)
         return _AnthropicReader(headers, tool)
+
+    def count(self, model: str, request: ChatRequest) -> tuple[str, dict[str, Any]] | None:
+        """The path and body that count the input tokens of `request` to `model`."""
+        return anthropic_wire.COUNT_PATH, anthropic_wire.count_request(model, request)
 
 
 Dialect = OpenAIDialect | AnthropicDialect
@@ -395,6 +403,39 @@ class LeanProvider:
         finally:
             if not released:
                 resp.close()  # abandoned mid-body: close, so the upstream sees it
+
+    async def count_tokens(
+        self, model: str, request: ChatRequest, *, timeout: float | None
+    ) -> int | None:
+        """The input tokens of `request` to `model` as the API counts them, or None when the
+        API cannot count (OpenAI's)."""
+        counting = self._dialect.count(model, request)
+        if counting is None:
+            return None
+        path, body = counting
+        headers = self._headers
+        extra = self._dialect.request_headers(request)
+        if extra:
+            headers += render_headers(extra)
+        try:
+            resp = await self._transport.request(
+                "POST",
+                path,
+                headers,
+                orjson.dumps(body, default=_dumps_default),
+                timeout=self._default_timeout if timeout is None else timeout + DEADLINE_GRACE,
+                connect_timeout=self._connect_timeout,
+            )
+            raw = await resp.read()
+            resp.release()
+        except Exception as exc:
+            raise self._error(exc, started=False) from exc
+        if not 200 <= resp.status < 300:
+            raise self._redacted(self._dialect.status_error(raw, resp.status, resp.headers))
+        tokens = _json_object(raw).get("input_tokens")
+        if isinstance(tokens, bool) or not isinstance(tokens, int):
+            raise _malformed("a token count without input_tokens")
+        return tokens
 
     async def aclose(self) -> None:
         """Close the transport's connections (it opens new ones if used again)."""
