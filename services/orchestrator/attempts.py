@@ -28,6 +28,7 @@ from llmesh.services.core.events import (
     ToolCallDelta,
     UsageUpdate,
 )
+from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.media import CallMedia
@@ -62,6 +63,8 @@ class Runtime:
     """Turns part URLs into bytes for the providers that need them, once per call."""
     observe: Observer | None = None
     """Wraps each attempt's upstream stream (None: nothing watches, e.g. tracing off)."""
+    failover: frozenset[Target] = frozenset()
+    """Targets not retried: a failure moves on to the next target (`RoutedCall.failover`)."""
 
 
 @dataclass
