@@ -85,6 +85,7 @@ async def test_latency_balancing_avoids_the_slow_deployment_and_the_breaker_the_
                 call = stub.StreamChat(request, timeout=20)
                 events = [e async for e in call]
                 assert events[-1].WhichOneof("event") == "finish", f"call {i} failed"
+                assert events[-1].finish.attempts[-1].pick.startswith("latency ")
                 trail = json.loads(dict(await call.trailing_metadata())["llmesh-attempts"])
                 for attempt in trail:
                     provider = attempt["target"].split("/")[0]
