@@ -28,6 +28,8 @@ from llmesh.services.orchestrator.pools import Balancer, DeploymentStats
 
 R = TypeVar("R")
 
+_NONE: frozenset[Target] = frozenset()
+
 
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
@@ -94,7 +96,7 @@ class Router:
             request_id or new_request_id(),
             trail,
             timeout,
-            failover=frozenset(failover),
+            failover=frozenset(failover) if failover else _NONE,
         )
 
     def plan(self, name: str) -> tuple[list[Target], RouteConfig | None]:
@@ -150,7 +152,9 @@ class Router:
             out.append(ModelEntry(alias, self.resolve(target), alias_for=target))
         for route in self._routes.values():
             first = self.resolve(route.targets[0])
-            out.append(ModelEntry(route.name, first, alias_for=" > ".join(route.targets)))
+            listed = (" | " if route.pool is not None else " > ").join(route.targets)
+            listed += "".join(f" > {name}" for name in route.fallbacks)
+            out.append(ModelEntry(route.name, first, alias_for=listed))
         return sorted(out, key=lambda e: e.name)
 
 

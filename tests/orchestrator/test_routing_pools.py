@@ -138,3 +138,10 @@ async def test_attempts_in_flight_spread_a_least_inflight_pool() -> None:
         async for _ in gen:
             pass
     assert orchestrator.deployments.inflight("a/m") == 0
+
+
+def test_listed_routes_show_a_pool_and_its_fallbacks() -> None:
+    route = _route("latency", DeploymentConfig("a/m"), DeploymentConfig("b/m"), fallbacks=("c/m",))
+    router, _ = _mesh(route, Scripted("a", OK), Scripted("b", OK), Scripted("c", OK))
+    entry = next(e for e in router.entries() if e.name == "pooled")
+    assert entry.alias_for == "a/m | b/m > c/m"
