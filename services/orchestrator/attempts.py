@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -65,6 +65,8 @@ class Runtime:
     """Wraps each attempt's upstream stream (None: nothing watches, e.g. tracing off)."""
     failover: frozenset[Target] = frozenset()
     """Targets not retried: a failure moves on to the next target (`RoutedCall.failover`)."""
+    providers: Mapping[str, Provider] = field(default_factory=dict)
+    """The adapters by provider name when the call started (a reload swaps the engine's)."""
 
 
 @dataclass

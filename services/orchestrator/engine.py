@@ -162,6 +162,7 @@ class Orchestrator:
             media=None if self._media is None else self._media.for_call(),
             observe=self._observe,
             failover=call.failover,
+            providers=self._providers,  # the call keeps them across a config reload
         )
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
@@ -354,7 +355,7 @@ class Orchestrator:
         *,
         hedged: bool,
     ) -> Opened:
-        provider = self._providers.get(target.provider)
+        provider = rt.providers.get(target.provider)
         if provider is None:
             raise LlmeshError(
                 Reason.PROVIDER_NOT_CONFIGURED, f"provider {target.provider!r} is not available"

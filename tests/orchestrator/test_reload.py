@@ -14,10 +14,18 @@ import grpc
 import pytest
 
 from llmesh.services.common.config import load_config
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.resilience_settings import RetrySettings
+from llmesh.services.core.call import ChatCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.events import Finish, Started, TextDelta
+from llmesh.services.core.usage import Usage
 from llmesh.services.emulator import EmulatorSettings, start
 from llmesh.services.emulator.settings import Latency
 from llmesh.services.orchestrator.server import OrchestratorServer, serve
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.orchestrator.scripted import Scripted
+from tests.orchestrator.scripted import engine as scripted_engine
 
 STREAMS = 8
 TEXT = " ".join(f"w{i}" for i in range(20))  # 20 pieces, 10 ms apart: a stream of ~0.2 s
@@ -171,3 +179,19 @@ async def test_sighup_reloads_and_a_restart_only_change_is_named(
     finally:
         await server.stop(0.5)
     assert "need a restart to apply: gateway_port" in caplog.text
+
+
+async def test_a_call_routed_before_a_swap_keeps_its_providers_for_failover() -> None:
+    a = Scripted("a", [0.05, LlmeshError(Reason.OVERLOADED, "down")])
+    b = Scripted("b", [TextDelta("ok"), Finish(FinishReason.STOP, "stop", Usage(1, 1))])
+    eng = scripted_engine(a, b, retry=RetrySettings(max_attempts=1))
+    call = ChatCall("a/m", ChatRequest((Message(Role.USER, "hi"),)), ("b/m",))
+    events = eng.stream(call)
+    waiting = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0.01)  # a's attempt is in flight
+    retired = eng.engine.swap_providers({"a": a})  # a reload removed provider b
+    assert retired == [b]
+    started = await waiting
+    assert isinstance(started, Started) and started.provider == "b"
+    assert [e async for e in events][-1].reason is FinishReason.STOP
+    assert "b" not in eng.engine.providers  # the next call no longer finds it
