@@ -112,6 +112,13 @@ class Reloader:
         self.rejected = 0
         """Reloads refused (the file did not load or validate); the old config was kept."""
 
+    def counts(self) -> list[tuple[float, dict[str, str]]]:
+        """The ``llmesh.config.reloads`` gauge: reloads applied and rejected since start."""
+        return [
+            (float(self.reloads), {"llmesh.outcome": "applied"}),
+            (float(self.rejected), {"llmesh.outcome": "rejected"}),
+        ]
+
     async def reload(self) -> bool:
         """Apply the file as it is now; False (logged) when it was rejected."""
         async with self._lock:

@@ -183,6 +183,8 @@ async def serve(
     )
     if config.source:
         reloader.start(config.reload_interval)
+        if metrics is not None:
+            metrics.observe("llmesh.config.reloads", reloader.counts)
     return OrchestratorServer(running, engine, servicer, assembly, telemetry, reloader)
 
 

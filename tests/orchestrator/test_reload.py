@@ -156,6 +156,10 @@ async def test_reload_during_a_streaming_load_drops_no_stream(
     ]  # the refused file changed nothing
     assert server.engine.providers["b"] is b_before, "an unchanged provider keeps its client"
     assert "a" not in server.engine.providers
+    assert reloader.counts() == [
+        (1.0, {"llmesh.outcome": "applied"}),
+        (1.0, {"llmesh.outcome": "rejected"}),
+    ]
     print(f"\nreload under load: {len(streams)} streams at c={STREAMS}, 0 failed")
 
 
