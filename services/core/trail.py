@@ -80,9 +80,9 @@ class Trail:
     """The part of `deliberate_wait` spent waiting for target slots (queues)."""
     settlement: Settlement | None = None
     """What the attempts consumed and cost, once the accounting layer settled the call."""
-    picks: dict[Target, str] = field(default_factory=dict)
-    """Why routing put each pool deployment where it stands; the first attempt at it
-    carries the note (`AttemptRecord.pick`)."""
+    picks: dict[Target, str] | None = None
+    """Why routing put each pool deployment where it stands (None: no pool); the first
+    attempt at it carries the note (`AttemptRecord.pick`)."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""

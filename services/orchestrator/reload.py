@@ -202,11 +202,11 @@ class Reloader:
         for r in due:
             await r.provider.aclose()
 
-    def start(self, interval: float) -> None:
+    async def start(self, interval: float) -> None:
         """Reload on SIGHUP, and every `interval` seconds when the file changed (0: never)."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ConfigError):  # the baseline restart-only changes show against
-            self._loaded = load_config(self._path, self._env)
+            self._loaded = await asyncio.to_thread(load_config, self._path, self._env)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_signal)
         if interval > 0 and self._path:

@@ -130,6 +130,8 @@ class Router:
                 for skip in choice.skipped:
                     record = trail.add(AttemptRecord(skip.target, now, pick=skip.why))
                     record.finish(Outcome.SKIPPED, now, Reason.RATE_LIMIT_EXCEEDED)
+                if trail.picks is None:
+                    trail.picks = {}
                 trail.picks.update(zip(choice.targets, choice.notes, strict=True))
         for fallback in route.fallbacks:
             if fallback not in seen:  # cycles are refused when the config loads

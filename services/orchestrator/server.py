@@ -182,7 +182,7 @@ async def serve(
         env=env,
     )
     if config.source:
-        reloader.start(config.reload_interval)
+        await reloader.start(config.reload_interval)
         if metrics is not None:
             metrics.observe("llmesh.config.reloads", reloader.counts)
     return OrchestratorServer(running, engine, servicer, assembly, telemetry, reloader)
