@@ -7,7 +7,8 @@ upstream stream that ends without its terminal event is an error, never a finish
 Before the first token reaches the caller, failures are contained: a target is retried
 (tenacity, backoff with jitter, retry-after, retry budget), skipped while its breaker is
 open, hedged by the next target when slow, and failed over to the next target of the route
-and the request's fallbacks. After output reached the caller, the call's mid-stream policy
+and the request's fallbacks (a pool's deployment is not retried: the next deployment is
+the retry, `RoutedCall.failover`). After output reached the caller, the call's mid-stream policy
 decides: `never` (error with partial usage), `restart` or `continue` on the next target.
 Cancelling the consumer closes every upstream stream the call opened. Targets that cannot
 honour an optional feature the request asks for are skipped before anything is sent
