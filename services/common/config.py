@@ -39,6 +39,12 @@ from llmesh.services.common.provider_settings import (
     resolve_provider,
 )
 from llmesh.services.common.resilience_settings import Resilience
+from llmesh.services.common.route_settings import (
+    MID_STREAM_POLICIES,
+    RouteConfig,
+    check_fallbacks,
+    parse_route,
+)
 from llmesh.services.common.telemetry_settings import TelemetrySettings, parse_telemetry
 from llmesh.services.common.tls_settings import TlsConfig, TlsSettings, parse_tls
 
@@ -73,36 +79,6 @@ def _unknown_fields(value: object) -> str:
     if value not in ("reject", "drop"):
         raise ConfigError(f"gateway.unknown_fields: expected reject or drop, got {value!r}")
     return str(value)
-
-
-MID_STREAM_POLICIES = ("never", "restart", "continue")
-"""What a route may do when a target fails after output reached the caller."""
-
-
-@dataclass(frozen=True)
-class RouteConfig:
-    """A named route: an ordered list of targets and how calls move between them."""
-
-    name: str
-    """The name callers put in ``model``."""
-    targets: tuple[str, ...]
-    """``provider/model`` names, tried in order; open breakers are skipped."""
-    mid_stream_policy: str = "never"
-    """``never`` (error with partial usage), ``restart`` or ``continue``."""
-    first_token_timeout: float | None = None
-    """Seconds to wait for a target's first token before the attempt fails."""
-    stall_timeout: float | None = None
-    """Seconds of silence between tokens before the attempt fails."""
-    hedge_delay: float | None = None
-    """Start the next target too after this many seconds without a first token."""
-    hedge_percentile: float | None = None
-    """Or: hedge after this percentile of the target's recent times to first token."""
-    drop_params: tuple[str, ...] = ()
-    """``/v1/chat/completions`` fields a call to this route may carry that the gateway
-    accepts and drops (as ``gateway.drop_params`` does for every call)."""
-    anthropic_beta: tuple[str, ...] = ()
-    """Anthropic beta features (``anthropic-beta`` values) calls of this route may ask for;
-    a call naming no route may ask for none."""
 
 
 def default_database_url() -> str:
@@ -194,60 +170,11 @@ class Config:
     """Traces and metrics (the ``telemetry`` section and the ``OTEL_*`` variables)."""
     tls: TlsConfig = field(default_factory=TlsConfig)
     """Certificates of every listener and client (the ``tls`` section); none: plaintext."""
-
-
-def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
-        raise ConfigError(f"routes.{name}.anthropic_beta: a list of beta feature names")
-    return tuple(raw)
-
-
-def _route(name: str, raw: Any) -> RouteConfig:
-    if isinstance(raw, list):
-        raw = {"targets": raw}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"routes.{name}: expected a list of targets or a mapping")
-    known = {f for f in RouteConfig.__dataclass_fields__ if f != "name"} | {"hedge"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"routes.{name}: unknown keys {sorted(unknown)}")
-    targets = tuple(str(t) for t in raw.get("targets") or ())
-    if not targets or any("/" not in t for t in targets):
-        raise ConfigError(f"routes.{name}.targets: a non-empty list of provider/model names")
-    policy = str(raw.get("mid_stream_policy", field_default(RouteConfig, "mid_stream_policy")))
-    if policy not in MID_STREAM_POLICIES:
-        raise ConfigError(f"routes.{name}.mid_stream_policy: one of {MID_STREAM_POLICIES}")
-    hedge = raw.get("hedge") or {}
-    if not isinstance(hedge, Mapping) or set(hedge) - {"delay", "percentile"}:
-        raise ConfigError(f"routes.{name}.hedge: a mapping with delay or percentile")
-
-    def seconds(key: str, value: Any) -> float | None:
-        if value is None:
-            return None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = -1.0
-        if number <= 0:
-            raise ConfigError(f"routes.{name}.{key}: a positive number of seconds")
-        return number
-
-    percentile = hedge.get("percentile")
-    if percentile is not None and not 0 < float(percentile) < 100:
-        raise ConfigError(f"routes.{name}.hedge.percentile: between 0 and 100")
-    return RouteConfig(
-        name=name,
-        targets=targets,
-        mid_stream_policy=policy,
-        first_token_timeout=seconds("first_token_timeout", raw.get("first_token_timeout")),
-        stall_timeout=seconds("stall_timeout", raw.get("stall_timeout")),
-        hedge_delay=seconds("hedge.delay", hedge.get("delay")),
-        hedge_percentile=None if percentile is None else float(percentile),
-        drop_params=names(raw.get("drop_params"), f"routes.{name}.drop_params"),
-        anthropic_beta=_beta_list(name, raw.get("anthropic_beta")),
-    )
+    reload_interval: float = 2.0
+    """Seconds between checks of the configuration file for changes to reload
+    (``orchestrator.reload_interval``; 0: reload on SIGHUP only)."""
+    source: str | None = None
+    """The file this configuration was read from (None: none), for reloads."""
 
 
 _POLICY_SECTIONS = tuple(f.name for f in fields(PolicyConfig))
@@ -368,7 +295,8 @@ def load_config(
         if "/" not in target:
             raise ConfigError(f"aliases.{alias}: {target!r} is not a provider/model name")
 
-    routes = {str(k): _route(str(k), v) for k, v in _section(raw, "routes").items()}
+    routes = {str(k): parse_route(str(k), v) for k, v in _section(raw, "routes").items()}
+    check_fallbacks({n: r.fallbacks for n, r in routes.items()})
     clash = set(routes) & set(aliases)
     if clash:
         raise ConfigError(f"names used both as alias and route: {sorted(clash)}")
@@ -470,6 +398,11 @@ def load_config(
         policy=policy,
         telemetry=parse_telemetry(raw.get("telemetry"), env),
         tls=parse_tls(raw.get("tls"), env),
+        reload_interval=_non_negative(
+            _setting(float, orch_raw, "orchestrator", "reload_interval", default.reload_interval),
+            "orchestrator.reload_interval",
+        ),
+        source=str(chosen) if chosen else None,
     )
 
 

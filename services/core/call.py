@@ -75,6 +75,9 @@ class RoutedCall(Generic[R]):
     admit: tuple[Gate, ...] = ()
     """Awaited in order before each attempt is sent (first try, retry, hedge, fallback,
     mid-stream restart or continuation); a layer puts its gate first."""
+    failover: frozenset[Target] = frozenset()
+    """Targets that, failing, give way to the next target at once instead of being retried:
+    a pool's deployments but its last (the next deployment is the retry)."""
 
     @property
     def ends(self) -> float | None:

@@ -41,6 +41,9 @@ class AttemptRecord:
     """What the attempt consumed, as the provider reported it (None: not reported)."""
     output_chars: int = 0
     """Characters of output relayed, for estimating usage the provider never reported."""
+    pick: str = ""
+    """Why a pool put this deployment where it stood (or left it out), e.g. ``latency 1/3:
+    cost 0.0040 (...)``; empty outside pools."""
 
     def finish(self, outcome: Outcome, now: float, reason: Reason | None = None) -> None:
         """Close the record (once; later calls are ignored)."""
@@ -77,9 +80,14 @@ class Trail:
     """The part of `deliberate_wait` spent waiting for target slots (queues)."""
     settlement: Settlement | None = None
     """What the attempts consumed and cost, once the accounting layer settled the call."""
+    picks: dict[Target, str] | None = None
+    """Why routing put each pool deployment where it stands (None: no pool); the first
+    attempt at it carries the note (`AttemptRecord.pick`)."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""
+        if self.picks and not record.pick:
+            record.pick = self.picks.pop(record.target, "")
         self.attempts.append(record)
         return record
 
@@ -100,8 +108,8 @@ def attempt_json(
 
     The ledger stores every attempt with its `usage` (what it was billed: reported or
     estimated); the ``llmesh-attempts`` trailer and header pass no usage and ask for the
-    `brief` form, which leaves out ``hedged`` and ``retry`` when they are false. ``reason``
-    and ``ttft_ms`` appear only when there is one.
+    `brief` form, which leaves out ``hedged`` and ``retry`` when they are false.
+    ``reason``, ``ttft_ms`` and ``pick`` (a pool's choice) appear only when there is one.
     """
     out: dict[str, Any] = {
         "target": a.target.name,
@@ -116,6 +124,8 @@ def attempt_json(
         out["reason"] = a.reason.value
     if a.ttft is not None:
         out["ttft_ms"] = round(a.ttft * 1000, 3)
+    if a.pick:
+        out["pick"] = a.pick
     if usage is not None:
         out["usage"] = usage.to_json()
     return out

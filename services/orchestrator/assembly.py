@@ -39,8 +39,8 @@ from llmesh.services.orchestrator.layers import (
 from llmesh.services.orchestrator.layers.budget import Scope, ScopeKind
 from llmesh.services.orchestrator.observability import observe_state, observed_layer
 from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.reload import make_router
 from llmesh.services.orchestrator.response_cache import ResponseCache
-from llmesh.services.orchestrator.routing import Router
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
 
@@ -55,6 +55,8 @@ class Assembly:
     budgets: BudgetManager | None = None
     """The budgets' state (None when no budget is configured)."""
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    prices: PriceTable | None = None
+    """The price table (list prices with the configured overrides)."""
 
     async def aclose(self) -> None:
         """Flush the ledger and close every store and connection, in order."""
@@ -179,13 +181,13 @@ async def assemble(
         inner = ByCallType(
             {ChatRequest: engine, EmbeddingRequest: embeddings, **(call_types or {})}
         )
-        router = Router(config.providers, config.aliases, config.routes)
+        router = make_router(config, engine.deployments, prices)
         path = CallPath(router, compose(inner, layers))
     except BaseException:
         for close in closers:
             await close()
         raise
-    return Assembly(path, authenticator, store, budgets, closers)
+    return Assembly(path, authenticator, store, budgets, closers, prices)
 
 
 async def _spent(store: LedgerStore, scope: Scope) -> tuple[float, float]:

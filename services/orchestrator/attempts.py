@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -28,6 +28,7 @@ from llmesh.services.core.events import (
     ToolCallDelta,
     UsageUpdate,
 )
+from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.media import CallMedia
@@ -62,6 +63,10 @@ class Runtime:
     """Turns part URLs into bytes for the providers that need them, once per call."""
     observe: Observer | None = None
     """Wraps each attempt's upstream stream (None: nothing watches, e.g. tracing off)."""
+    failover: frozenset[Target] = frozenset()
+    """Targets not retried: a failure moves on to the next target (`RoutedCall.failover`)."""
+    providers: Mapping[str, Provider] = field(default_factory=dict)
+    """The adapters by provider name when the call started (a reload swaps the engine's)."""
 
 
 @dataclass

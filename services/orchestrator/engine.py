@@ -7,7 +7,8 @@ upstream stream that ends without its terminal event is an error, never a finish
 Before the first token reaches the caller, failures are contained: a target is retried
 (tenacity, backoff with jitter, retry-after, retry budget), skipped while its breaker is
 open, hedged by the next target when slow, and failed over to the next target of the route
-and the request's fallbacks. After output reached the caller, the call's mid-stream policy
+and the request's fallbacks (a pool's deployment is not retried: the next deployment is
+the retry, `RoutedCall.failover`). After output reached the caller, the call's mid-stream policy
 decides: `never` (error with partial usage), `restart` or `continue` on the next target.
 Cancelling the consumer closes every upstream stream the call opened. Targets that cannot
 honour an optional feature the request asks for are skipped before anything is sent
@@ -50,6 +51,7 @@ from llmesh.services.orchestrator.attempts import (
 from llmesh.services.orchestrator.capabilities import capable_targets
 from llmesh.services.orchestrator.estimate import estimate_usage
 from llmesh.services.orchestrator.media import MediaPlan
+from llmesh.services.orchestrator.pools import DeploymentStats
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.resilience import (
     Breakers,
@@ -88,11 +90,15 @@ class Orchestrator:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         media: MediaPlan | None = None,
         observe: Observer | None = None,
+        deployments: DeploymentStats | None = None,
     ) -> None:
-        """`observe` wraps every attempt's upstream stream (tracing's attempt spans)."""
+        """`observe` wraps every attempt's upstream stream (tracing's attempt spans);
+        `deployments` counts the attempts at pool deployments for the balancer."""
         self._providers = dict(providers)
         self._media = media
-        self._observe = observe
+        self.deployments = deployments or DeploymentStats(clock=clock)
+        """In-flight counts, latency and use of pool deployments (routing reads them)."""
+        self._observe = self.deployments.around(observe)
         self._breakers = breakers or Breakers(BreakerSettings())
         self._budget = budget or RetryBudget(RetryBudgetSettings())
         self._limiter = limiter or TargetLimiter(QueueSettings())
@@ -121,6 +127,19 @@ class Orchestrator:
         """The per-target concurrency limits and queues."""
         return self._limiter
 
+    def swap_providers(self, providers: Mapping[str, Provider]) -> list[Provider]:
+        """Serve new attempts with `providers` (a config reload); returns the adapters no
+        longer used, for the caller to close once the streams they carry have ended."""
+        kept = {id(p) for p in providers.values()}
+        retired = [p for p in self._providers.values() if id(p) not in kept]
+        self._providers = dict(providers)
+        return retired
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        """The adapters serving new attempts, by provider name."""
+        return self._providers
+
     async def stream(self, call: RoutedCall[ChatRequest]) -> AsyncGenerator[CallEvent, None]:
         """Stream the reply to a routed chat call; see the module docstring for the guarantees.
 
@@ -147,6 +166,8 @@ class Orchestrator:
             client_retry=call.call.client_retry > 0,
             media=None if self._media is None else self._media.for_call(),
             observe=self._observe,
+            failover=call.failover,
+            providers=self._providers,  # the call keeps them across a config reload
         )
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
@@ -339,7 +360,7 @@ class Orchestrator:
         *,
         hedged: bool,
     ) -> Opened:
-        provider = self._providers.get(target.provider)
+        provider = rt.providers.get(target.provider)
         if provider is None:
             raise LlmeshError(
                 Reason.PROVIDER_NOT_CONFIGURED, f"provider {target.provider!r} is not available"
@@ -377,6 +398,8 @@ class Orchestrator:
         try:
             return await once()  # the common case: no retry machinery at all
         except LlmeshError as first:
+            if target in rt.failover:  # a pool's next deployment is the retry
+                raise
             failure = first
         policy_ = retrying(
             self._retry,

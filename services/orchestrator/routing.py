@@ -2,7 +2,9 @@
 
 `Router.route` resolves a call once, at the top of the call path, into a `RoutedCall`: its
 ordered targets (the route's, then each fallback's) and the policy it runs with. Nothing
-below it resolves a model name again.
+below it resolves a model name again. A route with a pool has its deployments ordered for
+this call by the pool's strategy (`pools.Balancer`): the order, and the deployments left
+out, are noted in the call's trail; the rest of the path walks that order as any other.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from llmesh.services.common.config import ProviderConfig, RouteConfig
-from llmesh.services.common.errors import invalid
+from llmesh.services.common.errors import Reason, invalid
 from llmesh.services.common.model_names import resolve_model
 from llmesh.services.core.call import Call, RoutedCall
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.ids import new_request_id
 from llmesh.services.core.policy import CallOptions, MidStreamPolicy, Policy
 from llmesh.services.core.target import Target
-from llmesh.services.core.trail import Trail
+from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
+from llmesh.services.orchestrator.estimate import estimate_input_tokens
+from llmesh.services.orchestrator.pools import Balancer, DeploymentStats
 
 R = TypeVar("R")
+
+_NONE: frozenset[Target] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +52,23 @@ class Router:
         providers: Mapping[str, ProviderConfig],
         aliases: Mapping[str, str],
         routes: Mapping[str, RouteConfig] | None = None,
+        balancer: Balancer | None = None,
     ) -> None:
+        """`balancer` orders pools (None: one of its own, on figures no engine feeds)."""
         self._providers = dict(providers)
         self._aliases = dict(aliases)
         self._routes = dict(routes or {})
+        self.balancer = balancer or Balancer(DeploymentStats())
         for route in self._routes.values():  # a bad target fails at start, not per call
             for target in route.targets:
                 self.resolve(target)
+            for name in route.fallbacks:
+                if name not in self._routes:
+                    self.resolve(name)
+
+    def pooled(self) -> set[str]:
+        """The targets of every pool's deployments."""
+        return {t for r in self._routes.values() if r.pool is not None for t in r.targets}
 
     def route(
         self,
@@ -66,26 +82,62 @@ class Router:
 
         Raises MODEL_NOT_FOUND for any unknown name, before anything is sent.
         """
-        targets, route = self.plan(call.model)
+        trail = trail or Trail(started=time.monotonic())
+        failover: set[Target] = set()
+        targets, route = self._plan(call.model, call.request, trail, failover, ())
         if isinstance(call.request, ChatRequest) and call.request.anthropic_beta:
             _check_betas(call.request.anthropic_beta, route)
         for name in call.fallbacks:
-            targets.extend(self.plan(name)[0])
+            targets.extend(self._plan(name, call.request, trail, failover, ())[0])
         return RoutedCall(
             call,
             tuple(targets),
             effective_policy(route, call.options),
             request_id or new_request_id(),
-            trail or Trail(started=time.monotonic()),
+            trail,
             timeout,
+            failover=frozenset(failover) if failover else _NONE,
         )
 
     def plan(self, name: str) -> tuple[list[Target], RouteConfig | None]:
-        """The ordered targets for a model name, and its route when it names one."""
+        """The ordered targets for a model name (a route's fallbacks included), and its
+        route when it names one."""
+        return self._plan(name, None, None, set(), ())
+
+    def _plan(
+        self,
+        name: str,
+        request: object,
+        trail: Trail | None,
+        failover: set[Target],
+        seen: tuple[str, ...],
+    ) -> tuple[list[Target], RouteConfig | None]:
+        """`plan`, noting a pool's choice in `trail` and its deployments that fail over to
+        the next one (all but its last) in `failover`."""
         route = self._routes.get(name)
-        if route is not None:
-            return [self.resolve(t) for t in route.targets], route
-        return [self.resolve(name)], None
+        if route is None:
+            return [self.resolve(name)], None
+        targets = [self.resolve(t) for t in route.targets]
+        if route.pool is not None:
+            pool = route.pool
+            tpm = any(d.tpm is not None for d in pool.deployments)
+            tokens = estimate_input_tokens(request) if tpm and request is not None else 0
+            choice = self.balancer.order(pool, targets, tokens=tokens)
+            targets = list(choice.targets)
+            failover.update(targets[:-1])
+            if trail is not None:
+                now = time.monotonic()
+                for skip in choice.skipped:
+                    record = trail.add(AttemptRecord(skip.target, now, pick=skip.why))
+                    record.finish(Outcome.SKIPPED, now, Reason.RATE_LIMIT_EXCEEDED)
+                if trail.picks is None:
+                    trail.picks = {}
+                trail.picks.update(zip(choice.targets, choice.notes, strict=True))
+        for fallback in route.fallbacks:
+            if fallback not in seen:  # cycles are refused when the config loads
+                more, _ = self._plan(fallback, request, trail, failover, (*seen, name))
+                targets.extend(more)
+        return targets, route
 
     def resolve(self, name: str) -> Target:
         """The target for a model name; MODEL_NOT_FOUND when nothing or several match."""
@@ -102,7 +154,9 @@ class Router:
             out.append(ModelEntry(alias, self.resolve(target), alias_for=target))
         for route in self._routes.values():
             first = self.resolve(route.targets[0])
-            out.append(ModelEntry(route.name, first, alias_for=" > ".join(route.targets)))
+            listed = (" | " if route.pool is not None else " > ").join(route.targets)
+            listed += "".join(f" > {name}" for name in route.fallbacks)
+            out.append(ModelEntry(route.name, first, alias_for=listed))
         return sorted(out, key=lambda e: e.name)
 
 

@@ -23,6 +23,7 @@ from llmesh.services.orchestrator.observability import readiness_checks
 from llmesh.services.orchestrator.providers import ProviderRegistry, default_registry
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.providers.media_fetch import MediaFetcher
+from llmesh.services.orchestrator.reload import Reloader
 from llmesh.services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from llmesh.services.orchestrator.servicer import OrchestratorServicer
 from llmesh.services.telemetry import Readiness, build_metrics
@@ -46,6 +47,8 @@ class OrchestratorServer:
     assembly: Assembly
     telemetry: Telemetry = field(default_factory=lambda: Telemetry(None))
     """Its metrics, readiness checks and metrics server."""
+    reloader: Reloader | None = None
+    """Reloads routes, pools and providers from the configuration file (SIGHUP, changes)."""
 
     @property
     def port(self) -> int:
@@ -64,6 +67,8 @@ class OrchestratorServer:
         await asyncio.sleep(0)  # the server stops accepting before we wait
         await self.servicer.guard.drain(grace)
         await stopping
+        if self.reloader is not None:
+            await self.reloader.aclose()
         await self.assembly.aclose()  # flushes the ledger: no usage lost on shutdown
         await self.engine.aclose()
         await self.telemetry.aclose()
@@ -107,16 +112,19 @@ async def serve(
     engine: Orchestrator | None = None,
     reuse_port: bool = False,
     env: Mapping[str, str] | None = None,
+    registry: ProviderRegistry | None = None,
 ) -> OrchestratorServer:
     """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed).
 
     `env` is where provider keys and base URLs are read (None: the process environment);
-    pass the one given to `build_engine` for `engine`. Its TLS files (``tls``, and
-    ``tls.orchestrator``) are checked before anything is built."""
+    pass the one given to `build_engine` for `engine`, and its `registry` (the reloader
+    builds the adapters of changed providers with it). Its TLS files (``tls``, and
+    ``tls.orchestrator``) are checked before anything is built. With a configuration file
+    (`Config.source`), routes, pools and providers reload on SIGHUP and on changes."""
     tls = config.tls.service("orchestrator")
     check_listener(tls, "orchestrator")
     check_client(tls, "orchestrator")  # the direct HTTP path's channel to the processor
-    engine = engine or build_engine(config, env=env)
+    engine = engine or build_engine(config, registry, env=env)
     address = address or config.orchestrator_address
     settings = config.telemetry.metrics
     metrics = build_metrics(settings, "orchestrator")
@@ -164,7 +172,20 @@ async def serve(
         await assembly.aclose()
         await telemetry.aclose()
         raise
-    return OrchestratorServer(running, engine, servicer, assembly, telemetry)
+    reloader = Reloader(
+        config.source,
+        config,
+        engine,
+        assembly.path,
+        prices=assembly.prices,
+        registry=registry,
+        env=env,
+    )
+    if config.source:
+        await reloader.start(config.reload_interval)
+        if metrics is not None:
+            metrics.observe("llmesh.config.reloads", reloader.counts)
+    return OrchestratorServer(running, engine, servicer, assembly, telemetry, reloader)
 
 
 async def run(config: Config, *, reuse_port: bool = False) -> None:

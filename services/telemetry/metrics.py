@@ -69,6 +69,7 @@ GAUGES = {
     "llmesh.ledger.backlog": ("{record}", "Usage records waiting to be written."),
     "llmesh.ledger.lag": ("s", "Age of the oldest usage record waiting to be written."),
     "llmesh.ledger.dropped": ("{record}", "Usage records lost since start."),
+    "llmesh.config.reloads": ("{reload}", "Configuration reloads since start, by outcome."),
 }
 """The observable gauges, by name: (unit, description). Their values come from sources
 registered with `Metrics.observe`."""

@@ -306,9 +306,10 @@ def test_each_default_is_declared_once_on_the_dataclass(
     loaded = load_config(tmp_path / "empty.yaml", env={})
     declared = Config()
     for f in fields(Config):
-        if f.name == "providers":  # the built-in providers are added at load
+        if f.name in ("providers", "source"):  # built-ins added at load; where it was read
             continue
         assert getattr(loaded, f.name) == getattr(declared, f.name), f.name
+    assert loaded.source == str(tmp_path / "empty.yaml")
     assert loaded.resilience == Resilience() and loaded.policy == PolicyConfig()
 
 
