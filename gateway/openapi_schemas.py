@@ -18,6 +18,9 @@ _NAME = {"type": "string", "minLength": 1}
 _INT32 = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 _STRINGS = {"type": "array", "items": _STR}
 _OBJECT = {"type": "object"}
+_BASE64 = {"type": "string", "format": "byte"}
+_DURATION = {"type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3})?s$", "example": "5s"}
+"""A protobuf JSON duration: seconds with an ``s``."""
 _MODEL = {"type": "string", "minLength": 1, "example": "emulator/echo"}
 
 
@@ -37,8 +40,8 @@ _EXTENSIONS = {
     "fallbacks": _STRINGS,
     "max_cost_usd": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
     "mid_stream_policy": {"type": "string", "enum": ["NEVER", "RESTART", "CONTINUE"]},
-    "first_token_timeout": {"type": "string", "example": "5s"},
-    "stall_timeout": {"type": "string", "example": "5s"},
+    "first_token_timeout": _DURATION,
+    "stall_timeout": _DURATION,
     "thinking_budget_tokens": {"type": "integer", "minimum": 1024, "maximum": 2**31 - 1},
     "schema_repair_attempts": {"type": "integer", "minimum": 0, "maximum": 5},
 }
@@ -52,7 +55,11 @@ _CHAT_PART = {
             {
                 "type": {"enum": ["image_url"]},
                 "image_url": _closed(
-                    {"url": _STR, "detail": {"enum": ["auto", "low", "high"]}}, ["url"]
+                    {
+                        "url": {"type": "string", "pattern": "^https?://"},
+                        "detail": {"enum": ["auto", "low", "high"]},
+                    },
+                    ["url"],
                 ),
             },
             ["type", "image_url"],
@@ -61,7 +68,7 @@ _CHAT_PART = {
             {
                 "type": {"enum": ["input_audio"]},
                 "input_audio": _closed(
-                    {"data": _STR, "format": {"enum": ["wav", "mp3"]}}, ["data", "format"]
+                    {"data": _BASE64, "format": {"enum": ["wav", "mp3"]}}, ["data", "format"]
                 ),
             },
             ["type", "input_audio"],
@@ -76,16 +83,32 @@ _TOOL_CALL = _closed(
     },
     ["id", "function"],
 )
-_CHAT_MESSAGE = _closed(
-    {
-        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
-        "content": {"anyOf": [_STR, {"type": "array", "items": _CHAT_PART}, {"type": "null"}]},
-        "name": _STR,
-        "tool_calls": {"type": "array", "items": _TOOL_CALL},
-        "tool_call_id": _STR,
-    },
-    ["role"],
-)
+_CHAT_CONTENT = {"anyOf": [_STR, {"type": "array", "items": _CHAT_PART}]}
+_CHAT_MESSAGE = {
+    "oneOf": [
+        _closed(
+            {
+                "role": {"enum": ["system", "developer", "user"]},
+                "content": _CHAT_CONTENT,
+                "name": _STR,
+            },
+            ["role", "content"],
+        ),
+        _closed(
+            {
+                "role": {"enum": ["assistant"]},
+                "content": {"anyOf": [_STR, {"type": "null"}]},
+                "name": _STR,
+                "tool_calls": {"type": "array", "items": _TOOL_CALL},
+            },
+            ["role"],
+        ),
+        _closed(
+            {"role": {"enum": ["tool"]}, "content": _STR, "tool_call_id": _STR},
+            ["role", "content", "tool_call_id"],
+        ),
+    ]
+}
 _FUNCTION_TOOL = _closed(
     {
         "type": {"enum": ["function"]},
