@@ -47,10 +47,19 @@ _OPENAI_ERRORS = ("400", "401", "403", "404", "409", "413", "429", "4XX")
 _PATH_ID = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 
 
+_EVENT = {
+    "type": "object",
+    "description": "One Server-Sent Event: its name (Anthropic's and the Responses API's "
+    "events have one) and its data, a JSON object or OpenAI's closing [DONE].",
+    "required": ["data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+}
+
+
 def _streamed(name: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {_JSON: {"schema": _ref(name)}, _SSE: {"schema": {"type": "string"}}},
+        "content": {_JSON: {"schema": _ref(name)}, _SSE: {"schema": _EVENT}},
     }
 
 

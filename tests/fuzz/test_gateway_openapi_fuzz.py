@@ -86,6 +86,7 @@ def assert_error_shape(body: Any, path: str) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
+@pytest.mark.timeout(60 + 2 * examples(EXAMPLES))  # the whole run; one request: REQUEST_TIMEOUT
 def test_operation(api: Any, fuzz_mesh: Mesh, method: str, path: str) -> None:
     operation = api[path][method]
     cases = st.one_of(
