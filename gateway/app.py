@@ -17,6 +17,7 @@ from llmesh.gateway import (
     observability,
     openai_embeddings,
     openai_routes,
+    openapi,
     responses_api,
     ws,
 )
@@ -68,6 +69,7 @@ def create_app(
             *council.routes(),
             *ws.routes(),
             *observability.routes(),
+            *openapi.routes(),
         ],
         middleware=middleware,
         lifespan=lifespan,

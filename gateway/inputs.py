@@ -18,6 +18,7 @@ from llmesh.services.common.call_metadata import RETRY_COUNT_KEY, parse_retry_co
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 TIMEOUT_HEADER = "x-llmesh-timeout"
 """Request header: the call's deadline in seconds (a float), sent on as the gRPC timeout."""
@@ -91,6 +92,12 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise invalid("body", "must be a JSON object")
     check_depth(value)
     return value
+
+
+def named(table: Mapping[str, T], value: Any) -> T | None:
+    """The entry of `table` a JSON value names, or None: a value that is not a string names
+    nothing (and a list or object could not even be looked up: it is unhashable)."""
+    return table.get(value) if isinstance(value, str) else None
 
 
 def parse_message(value: Any, message: M, field_path: str = "body") -> M:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from llmesh.gateway.inputs import parse_message
+from llmesh.gateway.inputs import named, parse_message
 from llmesh.gateway.openai_fields import EXTENSIONS, check_fields, check_message_fields
 from llmesh.gateway.openai_parts import has_media, to_parts
 from llmesh.gateway.openai_sampling import add_sampling
@@ -133,7 +133,7 @@ def _add_message(raw: Any, path: str, chat: chat_pb2.ChatInput, drop_unknown: bo
     # Messages and tools are built in place: `extend` would copy each one.
     if not isinstance(raw, dict):
         raise invalid(path, "must be an object")
-    role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+    role = named(_ROLES, raw.get("role"))
     if role is None:
         raise invalid(f"{path}.role", f"must be one of {', '.join(_ROLES)}")
     dropped = check_message_fields(raw, path, drop_unknown=drop_unknown)
@@ -199,9 +199,10 @@ _FORMAT_TYPES = {
 
 def _response_format(value: Any) -> chat_pb2.ResponseFormat:
     """OpenAI's ``response_format``: text, json_object, or json_schema{name, schema, strict}."""
-    if not isinstance(value, dict) or value.get("type") not in _FORMAT_TYPES:
+    kind = named(_FORMAT_TYPES, value.get("type")) if isinstance(value, dict) else None
+    if kind is None:
         raise invalid("response_format.type", 'must be "text", "json_object" or "json_schema"')
-    out = chat_pb2.ResponseFormat(type=_FORMAT_TYPES[value["type"]])
+    out = chat_pb2.ResponseFormat(type=kind)
     if value["type"] != "json_schema":
         return out
     spec = value.get("json_schema")
@@ -297,9 +298,10 @@ def parse_completion_request(
         chat.fallbacks.extend(_string_list(body["fallbacks"], "fallbacks"))
     effort = body.get("reasoning_effort")
     if effort is not None:
-        if effort not in _EFFORTS:
+        level = named(_EFFORTS, effort)
+        if level is None:
             raise invalid("reasoning_effort", 'must be "low", "medium" or "high"')
-        chat.reasoning_effort = _EFFORTS[effort]
+        chat.reasoning_effort = level
     for key in EXTENSIONS:
         if body.get(key) is not None:
             chat.MergeFrom(parse_message({key: body[key]}, chat_pb2.ChatInput(), key))

@@ -109,7 +109,9 @@ def _document(block: dict[str, Any], path: str) -> chat_pb2.ContentPart:
     kind = source.get("type")
     if kind == "url":
         url = text_of(source.get("url"), f"{path}.source.url")
-        return chat_pb2.ContentPart(document=chat_pb2.DocumentPart(url=url, title=title))
+        # Anthropic's URL documents are PDFs, the one document type llmesh carries.
+        doc = chat_pb2.DocumentPart(url=url, media_type="application/pdf", title=title)
+        return chat_pb2.ContentPart(document=doc)
     if kind == "base64":
         media_type = text_of(source.get("media_type"), f"{path}.source.media_type")
         data = _b64(source.get("data"), f"{path}.source.data")
@@ -165,10 +167,17 @@ def tool_result_message(block: dict[str, Any], path: str, chat: chat_pb2.ChatInp
         media_part(block_object(b, f"{path}.content[{j}]"), f"{path}.content[{j}]")
         for j, b in enumerate(content)
     ]
-    if all(p.WhichOneof("kind") == "text" and not p.HasField("cache_control") for p in parts):
-        message.content = "\n".join(p.text for p in parts)
-    else:
-        message.parts.extend(parts)
+    if not parts:
+        return
+    first = parts[0]
+    if (
+        len(parts) == 1
+        and first.WhichOneof("kind") == "text"
+        and not first.HasField("cache_control")
+    ):
+        message.content = first.text  # one plain text block reads as the string
+        return
+    message.parts.extend(parts)  # several blocks stay apart, as they were sent
 
 
 def tool_use_call(block: dict[str, Any], path: str) -> chat_pb2.ToolCall:

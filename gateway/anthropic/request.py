@@ -25,6 +25,7 @@ from llmesh.gateway.anthropic.content import (
     tool_result_message,
     tool_use_call,
 )
+from llmesh.gateway.inputs import named
 from llmesh.services.common.errors import invalid
 from llmesh.v1 import chat_pb2
 
@@ -195,12 +196,13 @@ _CHOICES = {
 
 
 def _tool_choice(value: Any, chat: chat_pb2.ChatInput) -> None:
-    if not isinstance(value, dict) or value.get("type") not in _CHOICES:
+    mode = named(_CHOICES, value.get("type")) if isinstance(value, dict) else None
+    if mode is None:
         raise invalid("tool_choice.type", 'must be "auto", "any", "tool" or "none"')
     check_keys(value, ("name", "disable_parallel_tool_use"), "tool_choice")
     if "cache_control" in value:
         raise invalid("tool_choice.cache_control", "is not a supported field")
-    chat.tool_choice.mode = _CHOICES[value["type"]]
+    chat.tool_choice.mode = mode
     if value["type"] == "tool":
         chat.tool_choice.name = text_of(value.get("name"), "tool_choice.name")
     disable = value.get("disable_parallel_tool_use")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from llmesh.gateway.inputs import named
 from llmesh.gateway.responses_api.fields import check_keys
 from llmesh.gateway.responses_api.parts import text_of, thinking_block, to_parts
 from llmesh.services.common.errors import invalid
@@ -66,7 +67,7 @@ class _Builder:
         return self.turn
 
     def message(self, item: dict[str, Any], path: str) -> None:
-        role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
+        role = named(_ROLES, item.get("role"))
         if role is None:
             raise invalid(f"{path}.role", "must be one of user, system, developer, assistant")
         content = item.get("content")
@@ -130,7 +131,8 @@ def add_items(
         if kind == "reasoning":
             builder.reasoning(item, path)
             continue
-        if kind not in _KEYS:
+        keys = named(_KEYS, kind)
+        if keys is None:
             raise invalid(f"{path}.type", f"unsupported item type {kind!r}; use {_KINDS}")
-        check_keys(item, _KEYS[kind], path)
-        getattr(builder, kind)(item, path)
+        check_keys(item, keys, path)
+        getattr(builder, str(kind))(item, path)  # a key of _KEYS: a string

@@ -76,7 +76,9 @@ def _file(part: dict[str, Any], path: str) -> chat_pb2.ContentPart:
     title = _str(part.get("filename") or "", f"{path}.filename")
     if part.get("file_url") is not None:
         url = _str(part["file_url"], f"{path}.file_url")
-        return chat_pb2.ContentPart(document=chat_pb2.DocumentPart(url=url, title=title))
+        # A URL file is a PDF, the one document type llmesh carries.
+        doc = chat_pb2.DocumentPart(url=url, media_type="application/pdf", title=title)
+        return chat_pb2.ContentPart(document=doc)
     raw = _str(part.get("file_data"), f"{path}.file_data")
     media_type, data = _data_url(raw, f"{path}.file_data")
     document = chat_pb2.DocumentPart(data=data, media_type=media_type, title=title)

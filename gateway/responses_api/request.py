@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from llmesh.gateway.inputs import parse_message
+from llmesh.gateway.inputs import named, parse_message
 from llmesh.gateway.openai_fields import EXTENSIONS
 from llmesh.gateway.responses_api.fields import INCLUDABLE, check_fields, check_keys, refused
 from llmesh.gateway.responses_api.items import add_items, normalize_input
@@ -132,10 +132,11 @@ def _text_format(text: dict[str, Any]) -> chat_pb2.ResponseFormat | None:
     if text.get("format") is None:
         return None
     fmt = _dict(text["format"], "text.format")
-    if fmt.get("type") not in _FORMATS:
+    kind = named(_FORMATS, fmt.get("type"))
+    if kind is None:
         raise invalid("text.format.type", 'must be "text", "json_object" or "json_schema"')
     check_keys(fmt, _FORMAT_KEYS, "text.format")
-    out = chat_pb2.ResponseFormat(type=_FORMATS[fmt["type"]])
+    out = chat_pb2.ResponseFormat(type=kind)
     if fmt["type"] == "json_schema":
         out.name = _str(fmt.get("name"), "text.format.name")
         out.schema = json.dumps(_dict(fmt.get("schema"), "text.format.schema"))
@@ -149,9 +150,10 @@ def _reasoning(value: Any, chat: chat_pb2.ChatInput) -> None:
     check_keys(reasoning, frozenset({"effort", "summary", "generate_summary"}), "reasoning")
     effort = reasoning.get("effort")
     if effort is not None:
-        if effort not in _EFFORTS:
+        level = named(_EFFORTS, effort)
+        if level is None:
             raise invalid("reasoning.effort", 'must be "low", "medium" or "high"')
-        chat.reasoning_effort = _EFFORTS[effort]
+        chat.reasoning_effort = level
     for key in ("summary", "generate_summary"):
         if reasoning.get(key) not in (None, "auto", "concise", "detailed"):
             raise invalid(f"reasoning.{key}", 'must be "auto", "concise" or "detailed"')
@@ -208,7 +210,7 @@ def _include(value: Any) -> None:
     if not isinstance(value, list):
         raise invalid("include", "must be an array")
     for i, v in enumerate(value):
-        if v not in INCLUDABLE:
+        if not isinstance(v, str) or v not in INCLUDABLE:
             raise refused(
                 invalid(f"include[{i}]", f"{v!r} is not supported; only {', '.join(INCLUDABLE)}"),
                 "unsupported_parameter",

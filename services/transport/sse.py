@@ -60,6 +60,8 @@ class SSEDecoder:
             self._fresh = False
             if chunk.startswith(_BOM):
                 chunk = chunk[len(_BOM) :]
+        if not chunk:  # nothing to read; an empty chunk must not forget a pending CR
+            return []
         if self._skip_lf:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
@@ -87,6 +89,8 @@ class SSEDecoder:
                 event = (line[7:] if line.startswith(b"event: ") else line[6:]) or None
             elif line == b"data":  # a field without a colon has an empty value
                 data = b"" if data is None else data + b"\n"
+            elif line == b"event":  # an empty name: the event is a plain message again
+                event = None
             # anything else is a comment (":" first), id, retry or an unknown field
         self._event = event
         self._data = data

@@ -169,7 +169,8 @@ def _blocks(m: Message, i: int) -> list[dict[str, Any]]:
     if m.role is Role.TOOL:
         if not m.tool_call_id:
             raise invalid(f"messages[{i}].tool_call_id", "required for tool messages")
-        content: Any = _part_blocks(m, i) if m.parts else m.content
+        # parts that leave no block (empty text) send the plain, empty content
+        content: Any = (_part_blocks(m, i) if m.parts else None) or m.content
         result = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": content}
         if m.is_error:
             result["is_error"] = True

@@ -255,6 +255,15 @@ def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
     )
 
 
+def _text(value: Any) -> str:
+    """A string field of a chunk; absent or null is empty, anything else is malformed."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError("a text field is not a string")
+    return value
+
+
 class OpenAIStreamParser:
     """Turns streamed chunks into events; `end()` says whether the stream was complete.
 
@@ -273,7 +282,19 @@ class OpenAIStreamParser:
         self.response_model = ""
 
     def feed(self, chunk: Mapping[str, Any]) -> list[ProviderEvent]:
-        """Events for one chunk; raises `LlmeshError` for an error object in the stream."""
+        """Events for one chunk; raises `LlmeshError` for an error object in the stream.
+
+        A chunk of the wrong shape (a string where an object belongs, a number for text, ...)
+        raises MALFORMED_RESPONSE.
+        """
+        try:
+            return self._feed(chunk)
+        except (AttributeError, LookupError, TypeError, ValueError) as exc:
+            raise LlmeshError(
+                Reason.MALFORMED_RESPONSE, "upstream sent a malformed chat.completion.chunk"
+            ) from exc
+
+    def _feed(self, chunk: Mapping[str, Any]) -> list[ProviderEvent]:
         if chunk.get("error"):
             raise classify_error_body(chunk["error"], status=None, headers=None)
         if self.response_id is None:
@@ -287,23 +308,26 @@ class OpenAIStreamParser:
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning and isinstance(reasoning, str):
                 events.append(ReasoningDelta(reasoning))
-            text = delta.get("content")
+            text = _text(delta.get("content"))
             if text:
                 logprobs = choice.get("logprobs")
                 events.append(
                     TextDelta(text, logprobs_from_openai(logprobs)) if logprobs else TextDelta(text)
                 )
-            refusal = delta.get("refusal")
+            refusal = _text(delta.get("refusal"))
             if refusal:
                 events.append(TextDelta(refusal))
             for call in delta.get("tool_calls") or ():
                 fn = call.get("function") or {}
+                index = call.get("index", 0)
+                if isinstance(index, bool) or not isinstance(index, int):
+                    raise TypeError("a tool call's index is not an integer")
                 events.append(
                     ToolCallDelta(
-                        index=int(call.get("index", 0)),
-                        id=call.get("id") or "",
-                        name=fn.get("name") or "",
-                        arguments_delta=fn.get("arguments") or "",
+                        index=index,
+                        id=_text(call.get("id")),
+                        name=_text(fn.get("name")),
+                        arguments_delta=_text(fn.get("arguments")),
                     )
                 )
             reason = choice.get("finish_reason")
