@@ -77,6 +77,8 @@ class Trail:
     """The part of `deliberate_wait` spent waiting for target slots (queues)."""
     settlement: Settlement | None = None
     """What the attempts consumed and cost, once the accounting layer settled the call."""
+    priority: str = ""
+    """The call's priority tier (``high``), once the engine took it up; ``""`` before."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""

@@ -28,6 +28,7 @@ from llmesh.services.core.events import (
     ToolCallDelta,
     UsageUpdate,
 )
+from llmesh.services.core.priority import Priority
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.media import CallMedia
@@ -62,6 +63,8 @@ class Runtime:
     """Turns part URLs into bytes for the providers that need them, once per call."""
     observe: Observer | None = None
     """Wraps each attempt's upstream stream (None: nothing watches, e.g. tracing off)."""
+    priority: Priority = Priority.NORMAL
+    """The call's tier: where it waits in a saturated target's queue."""
 
 
 @dataclass
@@ -221,7 +224,7 @@ async def open_attempt(
     try:
         if rt.limiter.limited:
             q0 = rt.clock()
-            await stack.enter_async_context(rt.limiter.slot(name))
+            await stack.enter_async_context(rt.limiter.slot(name, rt.priority))
             waited = rt.clock() - q0
             rt.trail.deliberate_wait += waited
             rt.trail.queue_wait += waited

@@ -143,7 +143,9 @@ class Orchestrator:
             client_retry=call.call.client_retry > 0,
             media=None if self._media is None else self._media.for_call(),
             observe=self._observe,
+            priority=call.call.priority,
         )
+        trail.priority = call.call.priority.label
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
         original = request
