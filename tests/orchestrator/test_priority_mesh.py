@@ -22,6 +22,7 @@ from llmesh.services.common.config import Resilience
 from llmesh.services.core.priority import Priority
 from llmesh.services.orchestrator.server import serve
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
 
@@ -33,6 +34,7 @@ class Keyed:
     """A key of tenant ``acme`` (default tier ``low`` by config) without tiers of its own."""
     pager: str
     """A key of tenant ``ops`` with default ``high`` and maximum ``critical``."""
+    database_url: str
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ async def keyed(mesh: Mesh, tmp_path: Path) -> AsyncIterator[Keyed]:
         )
     )
     try:
-        yield Keyed(f"127.0.0.1:{server.port}", gateway.url, plain, pager)
+        yield Keyed(f"127.0.0.1:{server.port}", gateway.url, plain, pager, database_url)
     finally:
         await gateway.stop()
         await server.stop(1)
@@ -132,3 +134,21 @@ async def test_gateway_header_is_mapped_the_same_way(keyed: Keyed) -> None:
         assert defaulted.headers["x-llmesh-priority"] == "low"
         bad = await tier(keyed.pager, "urgent")
         assert bad.status_code == 400 and "x-llmesh-priority" in bad.text
+
+
+async def test_the_ledger_row_records_the_tier(keyed: Keyed) -> None:
+    async with grpc.aio.insecure_channel(keyed.orchestrator) as channel:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        call = stub.StreamChat(
+            orchestrator_pb2.StreamChatRequest(
+                input=chat_pb2.ChatInput(
+                    model="emulator/echo",
+                    messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content="hi")],
+                )
+            ),
+            metadata=[("authorization", f"Bearer {keyed.plain}"), ("llmesh-priority", "high")],
+            timeout=10,
+        )
+        events = [event async for event in call]
+    row = await ledger_record(keyed.database_url, events[0].start.request_id)
+    assert (row.tenant, row.priority) == ("acme", "normal")  # asked high, capped
