@@ -161,7 +161,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         )
         shared = council.call
         caller = acting_caller(rpc.caller, shared.metadata.get("tenant"))
-        council = replace(council, call=replace(shared, caller=caller))
+        priority = call_priority(caller, requested_priority(rpc.metadata), self._tenant_priority)
+        council = replace(council, call=replace(shared, caller=caller, priority=priority))
         return stream_council(self._path, council, timeout=rpc.remaining())
 
     @unary()
