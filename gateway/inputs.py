@@ -14,7 +14,12 @@ from starlette.requests import ClientDisconnect, Request
 
 from llmesh.gateway.errors import BodyTooLarge
 from llmesh.services.auth.authenticator import TENANT_HEADER
-from llmesh.services.common.call_metadata import RETRY_COUNT_KEY, parse_retry_count
+from llmesh.services.common.call_metadata import (
+    PRIORITY_KEY,
+    RETRY_COUNT_KEY,
+    parse_requested_priority,
+    parse_retry_count,
+)
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 
 M = TypeVar("M", bound=Message)
@@ -31,6 +36,10 @@ one the gateway stores responses under)."""
 RETRY_COUNT_HEADERS = ("x-llmesh-retry-count", "x-stainless-retry-count")
 """Headers carrying the client's retry number of a call (the official openai and anthropic
 SDKs send ``x-stainless-retry-count``), passed on as ``llmesh-retry-count`` metadata."""
+
+PRIORITY_HEADER = "x-llmesh-priority"
+"""Request header: the call's priority tier (``batch`` ... ``critical``), passed on as
+``llmesh-priority`` metadata; the response header of the same name tells the tier it ran at."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -153,4 +162,7 @@ def call_options(headers: Mapping[str, str], default_timeout: float | None) -> C
         if raw is not None:
             metadata.append((RETRY_COUNT_KEY, str(parse_retry_count(raw, header))))
             break
+    raw = headers.get(PRIORITY_HEADER)
+    if raw is not None:
+        metadata.append((PRIORITY_KEY, parse_requested_priority(raw, PRIORITY_HEADER).label))
     return CallOptions(timeout, tuple(metadata))

@@ -117,8 +117,13 @@ def upstream_of(conn: HTTPConnection) -> Upstream:
     return cast(Upstream, conn.state.upstream)
 
 
-TRAIL_KEYS = {"llmesh-attempts": "x-llmesh-attempts", "llmesh-overhead-ms": "x-llmesh-overhead-ms"}
-"""gRPC trailing metadata carrying the attempt trail, and the HTTP headers it becomes."""
+TRAIL_KEYS = {
+    "llmesh-attempts": "x-llmesh-attempts",
+    "llmesh-overhead-ms": "x-llmesh-overhead-ms",
+    "llmesh-priority": "x-llmesh-priority",
+}
+"""gRPC trailing metadata carrying the attempt trail (and the tier the call ran at), and the
+HTTP headers it becomes."""
 
 
 def trail_headers(metadata: Any) -> dict[str, str]:

@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key (shown once)")
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", default="")
+    create.add_argument(
+        "--priority", help="tier of the key's calls that name none (batch ... critical)"
+    )
+    create.add_argument(
+        "--max-priority", help="highest tier the key's calls may use (default: normal)"
+    )
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--tenant")
     listing.add_argument("--json", action="store_true")
@@ -171,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 tenant=getattr(args, "tenant", None),
                 name=getattr(args, "name", ""),
                 key_id=getattr(args, "key_id", None),
+                default_priority=getattr(args, "priority", None),
+                max_priority=getattr(args, "max_priority", None),
                 json_output=getattr(args, "json", False),
             )
         )

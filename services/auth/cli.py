@@ -14,6 +14,7 @@ from typing import Any
 from llmesh.services.auth.keys import KEY_PREFIX, KeyInfo, is_key_id
 from llmesh.services.auth.store import DEFAULT_CACHE_TTL, KeyStore, open_key_store, redact_url
 from llmesh.services.common.sqlite import missing_sqlite_file
+from llmesh.services.core.priority import NAMES, Priority, parse_priority
 
 ACTIONS = ("create", "list", "revoke")
 """The subcommands of ``llmesh keys``."""
@@ -57,18 +58,22 @@ def _as_dict(info: KeyInfo) -> dict[str, Any]:
         "created_at": _iso(info.created_at),
         "revoked_at": _iso(info.revoked_at),
         "active": info.active,
+        "default_priority": None if info.default_priority is None else info.default_priority.label,
+        "max_priority": info.ceiling.label,
     }
 
 
 def _table(keys: list[KeyInfo]) -> str:
     if not keys:
         return "No API keys."
-    header = ("KEY ID", "TENANT", "NAME", "CREATED", "STATUS")
+    header = ("KEY ID", "TENANT", "NAME", "PRIORITY", "CREATED", "STATUS")
     rows = [
         (
             k.key_id,
             k.tenant,
             k.name or "-",
+            f"{'-' if k.default_priority is None else k.default_priority.label}"
+            f" (max {k.ceiling.label})",
             k.created_at.strftime("%Y-%m-%d %H:%M:%SZ"),
             "active" if k.revoked_at is None else f"revoked {k.revoked_at:%Y-%m-%d %H:%M:%SZ}",
         )
@@ -88,12 +93,32 @@ def _key_id_of(value: str) -> str | None:
     return value if is_key_id(value) else None
 
 
-async def _create(store: KeyStore, tenant: str | None, name: str, as_json: bool) -> tuple[int, str]:
+def _tier(option: str, value: str | None) -> Priority | None:
+    """The tier an option names (None when not given); ValueError naming the option."""
+    if value is None:
+        return None
+    tier = parse_priority(value)
+    if tier is None:
+        raise ValueError(f"{option}: expected one of {NAMES}, got {value!r}")
+    return tier
+
+
+async def _create(
+    store: KeyStore,
+    tenant: str | None,
+    name: str,
+    as_json: bool,
+    tiers: tuple[str | None, str | None] = (None, None),
+) -> tuple[int, str]:
     if not tenant:
         return 2, "llmesh keys create: --tenant is required"
+    try:
+        default, ceiling = _tier("--priority", tiers[0]), _tier("--max-priority", tiers[1])
+    except ValueError as exc:
+        return 2, f"llmesh keys create: {exc}"
     first = not await store.has_keys()
     try:
-        info, key = await store.create(tenant, name)
+        info, key = await store.create(tenant, name, default_priority=default, max_priority=ceiling)
     except ValueError as exc:
         return 2, f"llmesh keys create: {exc}"
     if as_json:
@@ -151,6 +176,8 @@ async def keys_command(
     name: str,
     key_id: str | None,
     json_output: bool,
+    default_priority: str | None = None,
+    max_priority: str | None = None,
 ) -> tuple[int, str]:
     """Run ``llmesh keys <action>`` against the store at ``store_url``; return (exit code, text)."""
     if action not in ACTIONS:
@@ -173,7 +200,7 @@ async def keys_command(
         return 1, f"llmesh keys: cannot open the key store {redact_url(store_url)}: {exc}"
     try:
         if action == "create":
-            return await _create(store, tenant, name, json_output)
+            return await _create(store, tenant, name, json_output, (default_priority, max_priority))
         if action == "list":
             return await _list(store, tenant, json_output)
         assert wanted is not None

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from llmesh.services.core.priority import Priority
 
 KEY_PREFIX = "llm_"
 """Every llmesh API key starts with this, so leaked keys are easy to spot and scan for."""
@@ -29,6 +31,10 @@ _TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HASH_CONTEXT = b"llmesh-api-key-v1:"
 MAX_NAME_LENGTH = 200
 """The longest name a key may carry."""
+
+
+KEY_CEILING = Priority.NORMAL
+"""The highest tier of a key created without a maximum: higher tiers are granted, not taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,11 @@ class Principal:
     when authentication is off."""
     tier: int = 0
     """The priority tier a bearer token's tier claim grants (0, the lowest, for API keys)."""
+    default_priority: Priority | None = field(default=None, compare=False)
+    """The tier of the key's calls that name none (None: the tenant's default, or normal)."""
+    max_priority: Priority | None = field(default=None, compare=False)
+    """The highest tier the key or token may use (None: no ceiling, authentication off).
+    Both tiers follow from the key or token (not compared: a principal is who calls)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,15 @@ class KeyInfo:
     """When the key was created (UTC)."""
     revoked_at: datetime | None = None
     """When the key was revoked (UTC), or None while it is active."""
+    default_priority: Priority | None = None
+    """The tier of the key's calls that name none (None: the tenant's default, or normal)."""
+    max_priority: Priority | None = None
+    """The highest tier the key's calls may use (None: ``normal``, see `KEY_CEILING`)."""
+
+    @property
+    def ceiling(self) -> Priority:
+        """The highest tier the key's calls may use."""
+        return KEY_CEILING if self.max_priority is None else self.max_priority
 
     @property
     def active(self) -> bool:

@@ -23,6 +23,8 @@ from llmesh.services.auth.store import (
     SCHEMA_VERSION,
     KeyStore,
     StoredKey,
+    priority_column,
+    priority_of,
     redact_url,
 )
 
@@ -49,11 +51,29 @@ _SCHEMA = [
     "CREATE INDEX llmesh_api_keys_tenant ON llmesh_api_keys (tenant, created_at)",
 ]
 
-_COLUMNS = "key_id, tenant, name, secret_hash, created_at, revoked_at"
+_MIGRATIONS = {
+    2: [
+        "ALTER TABLE llmesh_api_keys ADD COLUMN default_priority TEXT",
+        "ALTER TABLE llmesh_api_keys ADD COLUMN max_priority TEXT",
+    ],
+}
+"""The statements taking the tables from the version before each key to that version."""
+
+_COLUMNS = (
+    "key_id, tenant, name, secret_hash, created_at, revoked_at, default_priority, max_priority"
+)
 
 
 def _row(row: Any) -> StoredKey:
-    info = KeyInfo(row["key_id"], row["tenant"], row["name"], row["created_at"], row["revoked_at"])
+    info = KeyInfo(
+        row["key_id"],
+        row["tenant"],
+        row["name"],
+        row["created_at"],
+        row["revoked_at"],
+        default_priority=priority_of(row["default_priority"]),
+        max_priority=priority_of(row["max_priority"]),
+    )
     return StoredKey(info, bytes(row["secret_hash"]))
 
 
@@ -77,6 +97,10 @@ async def _migrate(conn: Any) -> bytes:
                 "INSERT INTO llmesh_auth_meta (name, value) VALUES ('pepper', $1)",
                 secrets.token_bytes(32),
             )
+        if found is None or found < SCHEMA_VERSION:
+            for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO llmesh_schema_version (version) VALUES ($1)", SCHEMA_VERSION
             )
@@ -147,13 +171,15 @@ class PostgresKeyStore(KeyStore):
     async def _insert(self, row: StoredKey) -> None:
         info = row.info
         await self._pool.execute(
-            "INSERT INTO llmesh_api_keys (key_id, tenant, name, secret_hash, created_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO llmesh_api_keys (key_id, tenant, name, secret_hash, created_at,"
+            " default_priority, max_priority) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             info.key_id,
             info.tenant,
             info.name,
             row.secret_hash,
             info.created_at,
+            priority_column(info.default_priority),
+            priority_column(info.max_priority),
         )
 
     async def _select(self, tenant: str | None) -> builtins.list[KeyInfo]:

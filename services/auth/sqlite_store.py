@@ -23,6 +23,8 @@ from llmesh.services.auth.store import (
     SCHEMA_VERSION,
     KeyStore,
     StoredKey,
+    priority_column,
+    priority_of,
 )
 from llmesh.services.common.sqlite import enable_wal
 
@@ -44,7 +46,17 @@ CREATE TABLE IF NOT EXISTS llmesh_api_keys (
 CREATE INDEX IF NOT EXISTS llmesh_api_keys_tenant ON llmesh_api_keys (tenant, created_at);
 """
 
-_COLUMNS = "key_id, tenant, name, secret_hash, created_at, revoked_at"
+_MIGRATIONS = {
+    2: [
+        "ALTER TABLE llmesh_api_keys ADD COLUMN default_priority TEXT",
+        "ALTER TABLE llmesh_api_keys ADD COLUMN max_priority TEXT",
+    ],
+}
+"""The statements taking the tables from the version before each key to that version."""
+
+_COLUMNS = (
+    "key_id, tenant, name, secret_hash, created_at, revoked_at, default_priority, max_priority"
+)
 
 
 def sqlite_path(url: str) -> str:
@@ -56,13 +68,15 @@ def sqlite_path(url: str) -> str:
 
 
 def _row(row: tuple[Any, ...]) -> StoredKey:
-    key_id, tenant, name, secret_hash, created_at, revoked_at = row
+    key_id, tenant, name, secret_hash, created_at, revoked_at, default, ceiling = row
     info = KeyInfo(
         key_id,
         tenant,
         name,
         datetime.fromisoformat(created_at),
         None if revoked_at is None else datetime.fromisoformat(revoked_at),
+        default_priority=priority_of(default),
+        max_priority=priority_of(ceiling),
     )
     return StoredKey(info, bytes(secret_hash))
 
@@ -105,6 +119,10 @@ def _migrate(conn: sqlite3.Connection) -> bytes:
             "INSERT INTO llmesh_auth_meta (name, value) VALUES ('pepper', ?)",
             (secrets.token_bytes(32),),
         )
+    if found is None or found < SCHEMA_VERSION:
+        for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
         conn.execute("INSERT INTO llmesh_schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     row = conn.execute("SELECT value FROM llmesh_auth_meta WHERE name = 'pepper'").fetchone()
     if row is None:
@@ -159,12 +177,20 @@ class SqliteKeyStore(KeyStore):
 
     async def _insert(self, row: StoredKey) -> None:
         info = row.info
-        values = (info.key_id, info.tenant, info.name, row.secret_hash, info.created_at.isoformat())
+        values = (
+            info.key_id,
+            info.tenant,
+            info.name,
+            row.secret_hash,
+            info.created_at.isoformat(),
+            priority_column(info.default_priority),
+            priority_column(info.max_priority),
+        )
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO llmesh_api_keys (key_id, tenant, name, secret_hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO llmesh_api_keys (key_id, tenant, name, secret_hash, created_at,"
+                " default_priority, max_priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
 

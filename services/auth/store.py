@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from llmesh.services.auth.keys import (
+    KEY_CEILING,
     KeyInfo,
     Principal,
     check_name,
@@ -33,11 +34,24 @@ from llmesh.services.auth.keys import (
     new_secret,
     parse_key,
 )
+from llmesh.services.core.priority import Priority, parse_priority
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""The version of the tables this code reads and writes."""
+SCHEMA_VERSION = 2
+"""The version of the tables this code reads and writes (2 added the keys' priority
+columns ``default_priority`` and ``max_priority``)."""
+
+
+def priority_column(value: Priority | None) -> str | None:
+    """A tier as stored: its name, or NULL."""
+    return None if value is None else value.label
+
+
+def priority_of(value: str | None) -> Priority | None:
+    """A stored tier back (NULL, or a name this llmesh does not know, is None)."""
+    return None if value is None else parse_priority(value)
+
 
 DEFAULT_CACHE_TTL = 5.0
 """Seconds a verified key is trusted without asking the database again."""
@@ -99,13 +113,36 @@ class KeyStore(abc.ABC):
     def describe(self) -> str:
         """Where the keys live, safe to log (no password, no pepper)."""
 
-    async def create(self, tenant: str, name: str = "") -> tuple[KeyInfo, str]:
-        """Make a key for ``tenant``; the full key string is returned here and never again."""
+    async def create(
+        self,
+        tenant: str,
+        name: str = "",
+        *,
+        default_priority: Priority | None = None,
+        max_priority: Priority | None = None,
+    ) -> tuple[KeyInfo, str]:
+        """Make a key for ``tenant``; the full key string is returned here and never again.
+
+        `default_priority` is the tier of its calls that name none; `max_priority` the
+        highest they may use (None: ``normal``); a default above the maximum is refused."""
         problem = check_tenant(tenant) or check_name(name)
+        ceiling = KEY_CEILING if max_priority is None else max_priority
+        if not problem and default_priority is not None and default_priority > ceiling:
+            problem = (
+                f"the default priority {default_priority.label} is above the key's maximum"
+                f" {ceiling.label}"
+            )
         if problem:
             raise ValueError(problem)
         key_id, secret = new_key_id(), new_secret()
-        info = KeyInfo(key_id, tenant, name, datetime.now(UTC))
+        info = KeyInfo(
+            key_id,
+            tenant,
+            name,
+            datetime.now(UTC),
+            default_priority=default_priority,
+            max_priority=max_priority,
+        )
         await self._insert(StoredKey(info, hash_secret(self._pepper, key_id, secret)))
         log.info("created API key %s for tenant %s", key_id, tenant)
         return info, format_key(key_id, secret)
@@ -141,7 +178,12 @@ class KeyStore(abc.ABC):
             return None
         if not hmac.compare_digest(row.secret_hash, digest):
             return None
-        principal = Principal(row.info.tenant, key_id)
+        principal = Principal(
+            row.info.tenant,
+            key_id,
+            default_priority=row.info.default_priority,
+            max_priority=row.info.ceiling,
+        )
         if generation == self._invalidations:
             self._remember(key_id, row.secret_hash, principal)
         return principal

@@ -36,6 +36,7 @@ from llmesh.services.auth.jwks import Jwks, KeyUnknown
 from llmesh.services.auth.keys import Principal, check_tenant
 from llmesh.services.common.auth_settings import JwtIssuer
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.priority import token_ceiling
 
 __all__ = ["JWT_KEY_PREFIX", "TokenVerifier", "looks_like_jwt"]
 
@@ -237,4 +238,9 @@ class TokenVerifier:
                 "tenant name",
             )
         tier = issuer.tier(claims.get(issuer.tier_claim)) if issuer.tier_claim else 0
-        return Principal(tenant=tenant, key_id=JWT_KEY_PREFIX + subject, tier=tier)
+        return Principal(
+            tenant=tenant,
+            key_id=JWT_KEY_PREFIX + subject,
+            tier=tier,
+            max_priority=token_ceiling(tier),
+        )

@@ -154,6 +154,8 @@ def _check(hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
     if origin is frozenset and isinstance(args[0], type) and issubclass(args[0], enum.Enum):
         return _enum_set(args[0], value)
     item: Any = args[1] if len(args) == 2 else None
+    if origin is Mapping and isinstance(item, type) and issubclass(item, enum.Enum):
+        return _enum_map(item, value)
     if origin is Mapping and isinstance(item, type) and dataclasses.is_dataclass(item):
         if value is None:
             return {}
@@ -169,6 +171,24 @@ def _check(hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value)
     raise TypeError(f"no configuration check for {hint!r}")  # a programming error
+
+
+def _enum_map(kind: type[enum.Enum], value: Any) -> Mapping[str, Any]:
+    """A mapping of name -> member, members named case-insensitively (``high``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _Problem(f"expected a mapping of name -> {kind.__name__}, got {value!r}")
+    out = {}
+    for name, item in value.items():
+        member = item if isinstance(item, kind) else None
+        if isinstance(item, str):
+            member = kind.__members__.get(item.strip().upper())
+        if member is None:
+            names = ", ".join(m.name.lower() for m in kind)
+            raise _Problem(f"{name}: expected one of {names}, got {item!r}")
+        out[str(name)] = member
+    return out
 
 
 def _enum_set(kind: type[enum.Enum], value: Any) -> frozenset[Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from llmesh.services.common.config_fields import FieldError, bounded, build, check_fields
 from llmesh.services.common.errors import Reason
+from llmesh.services.core.priority import Priority
 
 __all__ = [
     "COUNTED_BY_DEFAULT",
@@ -105,6 +106,8 @@ class QueueSettings:
     """Calls that may wait per target; one more fails at once with QUEUE_FULL."""
     queue_timeout: float = bounded(30.0, ge=0)
     """Seconds a call may wait for a slot before failing with QUEUE_FULL."""
+    tenant_priority: Mapping[str, Priority] = field(default_factory=dict)
+    """Tenant -> the tier of its calls that name none and whose key sets no default."""
 
     def __post_init__(self) -> None:
         check_fields(self)

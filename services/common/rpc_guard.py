@@ -46,6 +46,7 @@ from llmesh.services.common.request_decoding import Undecodable
 from llmesh.services.common.rpc_errors import abort
 from llmesh.services.core.caller import Caller
 from llmesh.services.core.ids import new_request_id
+from llmesh.services.core.priority import Priority
 from llmesh.services.core.trail import Trail
 
 __all__ = ["Guarded", "Rpc", "RpcGuard", "Timer", "unary", "unary_stream"]
@@ -186,7 +187,13 @@ class RpcGuard:
     async def _authenticate(self, rpc: Rpc) -> None:
         """Who the call acts for (UNAUTHENTICATED when auth is on and no valid key came)."""
         principal = await self._auth.authenticate(rpc.metadata)
-        rpc.caller = Caller(principal.tenant, principal.key_id)
+        ceiling = getattr(principal, "max_priority", None)
+        rpc.caller = Caller(
+            principal.tenant,
+            principal.key_id,
+            default_priority=getattr(principal, "default_priority", None),
+            max_priority=Priority.CRITICAL if ceiling is None else ceiling,
+        )
 
     def _send_trailers(self, rpc: Rpc) -> None:
         if rpc.trail is not None and self._trailers is not None:

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from llmesh.services.core.caller import Caller
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.policy import CallOptions, Policy
+from llmesh.services.core.priority import Priority
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Trail
 
@@ -47,6 +48,9 @@ class Call(Generic[R]):
     client_retry: int = 0
     """The caller's retry number of this call (``llmesh-retry-count`` metadata; the SDKs'
     ``x-stainless-retry-count``): 0 for a first try."""
+    priority: Priority = Priority.NORMAL
+    """The call's tier, resolved from the request, key, tenant and ceiling
+    (`llmesh.services.core.priority`): saturated targets serve higher tiers first."""
 
 
 ChatCall = Call[ChatRequest]

@@ -83,6 +83,8 @@ class Trail:
     picks: dict[Target, str] | None = None
     """Why routing put each pool deployment where it stands (None: no pool); the first
     attempt at it carries the note (`AttemptRecord.pick`)."""
+    priority: str = ""
+    """The call's priority tier (``high``), once the engine took it up; ``""`` before."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""

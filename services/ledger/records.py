@@ -66,6 +66,8 @@ class UsageRecord:
     """True when llmesh's response cache served the call."""
     metadata: dict[str, str] = field(default_factory=dict)
     """Caller-supplied labels."""
+    priority: str = ""
+    """The priority tier the call ran at (``normal``); ``""`` in rows from before tiers."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, CallStatus):

@@ -164,5 +164,6 @@ def _usage_record(call: RoutedCall[Any], wall: float, **fields: Any) -> UsageRec
         "usage_estimated": False,
         "cache_hit": False,
         "metadata": dict(asked.metadata),
+        "priority": asked.priority.label,
     }
     return UsageRecord(**(base | fields))

@@ -28,6 +28,7 @@ from llmesh.services.core.events import (
     ToolCallDelta,
     UsageUpdate,
 )
+from llmesh.services.core.priority import Priority
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
@@ -67,6 +68,8 @@ class Runtime:
     """Targets not retried: a failure moves on to the next target (`RoutedCall.failover`)."""
     providers: Mapping[str, Provider] = field(default_factory=dict)
     """The adapters by provider name when the call started (a reload swaps the engine's)."""
+    priority: Priority = Priority.NORMAL
+    """The call's tier: where it waits in a saturated target's queue."""
 
 
 @dataclass
@@ -226,7 +229,7 @@ async def open_attempt(
     try:
         if rt.limiter.limited:
             q0 = rt.clock()
-            await stack.enter_async_context(rt.limiter.slot(name))
+            await stack.enter_async_context(rt.limiter.slot(name, rt.priority))
             waited = rt.clock() - q0
             rt.trail.deliberate_wait += waited
             rt.trail.queue_wait += waited

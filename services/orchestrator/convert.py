@@ -485,9 +485,15 @@ def attempts_to_json(records: Sequence[AttemptRecord]) -> str:
 
 
 def trail_to_metadata(trail: Trail) -> list[tuple[str, str]]:
-    """The attempt trail and llmesh's overhead so far as gRPC trailing metadata."""
+    """The attempt trail and llmesh's overhead so far as gRPC trailing metadata, with the
+    call's priority tier and, when it waited for a target slot, its queue wait."""
     overhead = trail.overhead(time.monotonic())
-    return [
+    out = [
         ("llmesh-attempts", attempts_to_json(trail.attempts)),
         ("llmesh-overhead-ms", f"{overhead * 1000:.3f}"),
     ]
+    if trail.priority:
+        out.append(("llmesh-priority", trail.priority))
+    if trail.queue_wait > 0:
+        out.append(("llmesh-queue-ms", f"{trail.queue_wait * 1000:.3f}"))
+    return out

@@ -168,7 +168,9 @@ class Orchestrator:
             observe=self._observe,
             failover=call.failover,
             providers=self._providers,  # the call keeps them across a config reload
+            priority=call.call.priority,
         )
+        trail.priority = call.call.priority.label
         deadline = None if timeout is None else self._clock() + timeout
         request = call.request
         original = request

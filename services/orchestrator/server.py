@@ -138,6 +138,7 @@ async def serve(
         max_request_bytes=config.max_message_bytes,
         part_limits=config.part_limits,
         usage_store=assembly.ledger_store,
+        tenant_priority=config.resilience.queue.tenant_priority,
     )
     running = await start_server(
         [

@@ -7,18 +7,20 @@ Authentication, in-flight tracking, deadlines, trailers and error answers are th
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from llmesh.services.auth import Authenticator
-from llmesh.services.common.call_metadata import retry_count
+from llmesh.services.common.call_metadata import requested_priority, retry_count
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.request_decoding import checks_decoding
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
-from llmesh.services.core.call import ChatCall
+from llmesh.services.core.call import Call, ChatCall
 from llmesh.services.core.events import CallEvent, Completed
+from llmesh.services.core.priority import Priority
 from llmesh.services.ledger import LedgerStore
 from llmesh.services.orchestrator.aggregate import collect
 from llmesh.services.orchestrator.convert import (
@@ -46,8 +48,10 @@ from llmesh.services.orchestrator.listing_convert import (
     usage_totals_to_proto,
 )
 from llmesh.services.orchestrator.path import CallPath
-from llmesh.services.orchestrator.tenancy import acting_caller, visible_tenant
+from llmesh.services.orchestrator.tenancy import acting_caller, call_priority, visible_tenant
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+
+C = TypeVar("C", bound=Call[Any])
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -64,7 +68,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         max_request_bytes: int,
         part_limits: PartLimits | None = None,
         usage_store: LedgerStore | None = None,
+        tenant_priority: Mapping[str, Priority] | None = None,
     ) -> None:
+        """`tenant_priority` gives each tenant's default tier
+        (``resilience.queue.tenant_priority``)."""
+        self._tenant_priority = dict(tenant_priority or {})
         self._path = path
         self._engine = engine
         self._usage = usage_store
@@ -81,8 +89,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         call = chat_call_from_request(
             request, max_request_bytes=self._max_request_bytes, limits=self._part_limits
         )
+        return self._acting(call, rpc)
+
+    def _acting(self, call: C, rpc: Rpc) -> C:
+        """`call` as its caller makes it: tenant, tier and retry number from the metadata."""
         caller = acting_caller(rpc.caller, call.metadata.get("tenant"))
-        return replace(call, caller=caller, client_retry=retry_count(rpc.metadata))
+        priority = call_priority(caller, requested_priority(rpc.metadata), self._tenant_priority)
+        return replace(
+            call, caller=caller, client_retry=retry_count(rpc.metadata), priority=priority
+        )
 
     @checks_decoding
     @unary_stream(event_to_proto, terminal=Completed, traced=True)
@@ -120,9 +135,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         self, request: embeddings_pb2.EmbedRequest, rpc: Rpc
     ) -> embeddings_pb2.EmbedResponse:
         """One vector per input, through the same call path as chat."""
-        call = embed_call_from_proto(request, max_request_bytes=self._max_request_bytes)
-        caller = acting_caller(rpc.caller, call.metadata.get("tenant"))
-        call = replace(call, caller=caller, client_retry=retry_count(rpc.metadata))
+        call = self._acting(
+            embed_call_from_proto(request, max_request_bytes=self._max_request_bytes), rpc
+        )
         events = self._path.stream(
             call, request_id=rpc.request_id, trail=rpc.trail, timeout=rpc.remaining()
         )
@@ -169,7 +184,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         )
         shared = council.call
         caller = acting_caller(rpc.caller, shared.metadata.get("tenant"))
-        council = replace(council, call=replace(shared, caller=caller))
+        priority = call_priority(caller, requested_priority(rpc.metadata), self._tenant_priority)
+        council = replace(council, call=replace(shared, caller=caller, priority=priority))
         return stream_council(self._path, council, timeout=rpc.remaining())
 
     @unary()

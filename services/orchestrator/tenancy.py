@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from llmesh.services.core.caller import Caller
+from collections.abc import Mapping
+from dataclasses import replace
 
-__all__ = ["acting_caller", "visible_tenant"]
+from llmesh.services.core.caller import Caller
+from llmesh.services.core.priority import Priority, resolve_priority
+
+__all__ = ["acting_caller", "call_priority", "visible_tenant"]
 
 
 def visible_tenant(caller: Caller, named: str | None) -> str | None:
@@ -22,4 +26,15 @@ def visible_tenant(caller: Caller, named: str | None) -> str | None:
 def acting_caller(caller: Caller, named: str | None) -> Caller:
     """Who a call acts for: `caller`, or without a key the tenant its ``tenant`` metadata
     names (the caller's own tenant when it names none)."""
-    return Caller(visible_tenant(caller, named) or caller.tenant, caller.key_id)
+    return replace(caller, tenant=visible_tenant(caller, named) or caller.tenant)
+
+
+def call_priority(
+    caller: Caller, requested: Priority | None, tenant_priority: Mapping[str, Priority]
+) -> Priority:
+    """The tier a call of `caller` runs at: the one it asks for, else its key's default, else
+    its tenant's (``resilience.queue.tenant_priority``), else normal; capped at the key's or
+    token's ceiling."""
+    return resolve_priority(
+        requested, caller.default_priority, tenant_priority.get(caller.tenant), caller.max_priority
+    )

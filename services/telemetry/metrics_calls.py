@@ -131,7 +131,9 @@ class CallMetrics:
         if trail.deliberate_wait > 0:
             m.call_wait.record(trail.deliberate_wait, {"gen_ai.operation.name": operation})
         if trail.queue_wait > 0:
-            m.queue_wait.record(trail.queue_wait, {"llmesh.target": target})
+            m.queue_wait.record(
+                trail.queue_wait, {"llmesh.target": target, "llmesh.priority": trail.priority}
+            )
         self._attempts(call, operation, tenant, last)
         if end.status is CallStatus.OK and last is not None and last.ttft is not None:
             first = last.started + last.ttft

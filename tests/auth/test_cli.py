@@ -73,7 +73,7 @@ async def test_list_table_filter_and_json(sqlite_url: str) -> None:
     code, table = await _run(sqlite_url, "list")
     assert code == 0
     lines = table.splitlines()
-    assert lines[0].split() == ["KEY", "ID", "TENANT", "NAME", "CREATED", "STATUS"]
+    assert lines[0].split() == ["KEY", "ID", "TENANT", "NAME", "PRIORITY", "CREATED", "STATUS"]
     assert lines[1].split()[:3] == [id_a, "acme", "laptop"] and lines[1].endswith("active")
     assert lines[2].split()[:3] == [id_b, "beta", "-"] and "revoked" in lines[2]
 

@@ -100,4 +100,6 @@ def test_records_are_frozen_and_show_no_secret() -> None:
         "name",
         "created_at",
         "revoked_at",
+        "default_priority",
+        "max_priority",
     }

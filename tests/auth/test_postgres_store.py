@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from llmesh.services.auth.postgres_store import PostgresKeyStore
-from llmesh.services.auth.store import open_key_store
+from llmesh.services.auth.store import SCHEMA_VERSION, open_key_store
 
 
 async def test_concurrent_first_opens_create_the_schema_once(postgres_url: str) -> None:
@@ -27,7 +27,7 @@ async def test_concurrent_first_opens_create_the_schema_once(postgres_url: str) 
             await store.aclose()
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert await conn.fetch("SELECT version FROM llmesh_schema_version") == [(1,)]
+        assert await conn.fetch("SELECT version FROM llmesh_schema_version") == [(SCHEMA_VERSION,)]
     finally:
         await conn.close()
 

@@ -227,7 +227,7 @@ async def test_sqlite_uses_wal_and_records_its_schema_version(sqlite_url: str) -
     await store.aclose()
     with sqlite3.connect(sqlite_path(sqlite_url)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM llmesh_schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM llmesh_schema_version").fetchall() == [(2,)]
     conn.close()
 
 

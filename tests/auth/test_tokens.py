@@ -18,6 +18,7 @@ from llmesh.services.auth import Authenticator, Principal, TokenVerifier, open_k
 from llmesh.services.auth.jwks import Jwks
 from llmesh.services.common.auth_settings import JwtIssuer
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.priority import Priority
 from tests.support.jwt_keys import TokenIssuer, new_key
 
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
@@ -79,6 +80,18 @@ async def test_claims_name_the_tenant_and_the_tier_capped_per_issuer(
     uncapped = TokenVerifier([replace(config, max_tier=None)])
     assert (await uncapped.verify(issuer.token("es", plan="enterprise"))).tier == 2
     assert (await verifier.verify(issuer.token("es", plan="unknown"))).tier == 0
+
+
+async def test_a_token_tier_is_its_priority_ceiling(
+    issuer: TokenIssuer, verifier: TokenVerifier, config: JwtIssuer
+) -> None:
+    free = await verifier.verify(issuer.token("es", plan="free"))
+    assert free.max_priority is Priority.NORMAL and free.default_priority is None
+    pro = await verifier.verify(issuer.token("es", plan="pro"))
+    assert pro.max_priority is Priority.HIGH
+    uncapped = TokenVerifier([replace(config, max_tier=None)])
+    enterprise = await uncapped.verify(issuer.token("es", plan="enterprise"))
+    assert enterprise.max_priority is Priority.CRITICAL
 
 
 async def test_the_tenant_claim_is_configurable(issuer: TokenIssuer, config: JwtIssuer) -> None:

@@ -6,6 +6,7 @@ from llmesh.services.common.resilience_settings import (
     RetryBudgetSettings,
     RetrySettings,
 )
+from llmesh.services.core.priority import Priority
 from llmesh.services.orchestrator import resilience, retries, settings
 
 
@@ -27,3 +28,15 @@ def test_the_orchestrator_uses_these_very_classes() -> None:
     assert resilience.QueueSettings is settings.QueueSettings
     assert resilience.RetryBudgetSettings is RetryBudgetSettings
     assert retries.RetrySettings is RetrySettings
+
+
+def test_tenant_priority_names_tiers_case_insensitively() -> None:
+    parsed = Resilience.from_mapping(
+        {"queue": {"tenant_priority": {"acme": "High", "ci": "batch"}}}
+    )
+    assert parsed.queue.tenant_priority == {"acme": Priority.HIGH, "ci": Priority.BATCH}
+    assert Resilience.from_mapping({}).queue.tenant_priority == {}
+    with pytest.raises(FieldError, match=r"queue\.tenant_priority: acme: expected one of batch"):
+        Resilience.from_mapping({"queue": {"tenant_priority": {"acme": "urgent"}}})
+    with pytest.raises(FieldError, match="expected a mapping"):
+        Resilience.from_mapping({"queue": {"tenant_priority": ["acme"]}})

@@ -17,6 +17,9 @@ from llmesh.services.ledger.schema import COLUMNS, LATEST_VERSION, record_to_row
 from llmesh.services.ledger.sqlite_store import migrate_sqlite, sqlite_schema_version
 from tests.ledger.conftest import RecordFactory
 
+V1_COLUMNS = COLUMNS[: COLUMNS.index("priority")]
+"""The columns of schema 1 (later versions only add columns at the end)."""
+
 
 def _sqlite_indexes(path: Path) -> set[str]:
     with sqlite3.connect(path) as conn:
@@ -29,10 +32,10 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate_sqlite(conn, target=1) == 1
-    placeholders = ", ".join("?" * len(COLUMNS))
+    placeholders = ", ".join("?" * len(V1_COLUMNS))
     conn.execute(
-        f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-        record_to_row(record(1)),
+        f"INSERT INTO usage_records ({', '.join(V1_COLUMNS)}) VALUES ({placeholders})",
+        record_to_row(record(1))[: len(V1_COLUMNS)],
     )
     conn.close()
     assert "usage_records_day" not in _sqlite_indexes(path)
@@ -45,11 +48,12 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
         await store.aclose()
     assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
     conn = sqlite3.connect(path)
-    assert sqlite_schema_version(conn) == LATEST_VERSION == 3
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 4
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
         1,
         2,
         3,
+        4,
     ]
     conn.close()
 
@@ -136,10 +140,10 @@ async def test_postgres_v1_to_v2(
     conn = await asyncpg.connect(postgres_server, server_settings={"search_path": pg_schema})
     try:
         assert await migrate_postgres(conn, pg_schema, target=1) == 1
-        placeholders = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+        placeholders = ", ".join(f"${i}" for i in range(1, len(V1_COLUMNS) + 1))
         await conn.execute(
-            f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-            *record_to_row(record(1)),
+            f"INSERT INTO usage_records ({', '.join(V1_COLUMNS)}) VALUES ({placeholders})",
+            *record_to_row(record(1))[: len(V1_COLUMNS)],
         )
     finally:
         await conn.close()
@@ -158,7 +162,7 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3]
+    assert [r[0] for r in versions] == [1, 2, 3, 4]
     assert {"usage_records_day", "usage_records_tenant_ts"} <= {r[0] for r in indexes}
 
 

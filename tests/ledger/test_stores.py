@@ -37,6 +37,7 @@ async def test_round_trip(store: Any, record: RecordFactory) -> None:
         ttft_ms=81.5,
         usage_estimated=True,
         metadata={"team": "search", "trace": "abc"},
+        priority="critical",
     )
     await store.write([rec])
     assert await store.count() == 1

@@ -299,6 +299,7 @@ async def test_waiting_for_a_target_slot_is_recorded_per_target(
     finally:
         await assembly.aclose()
     assert total(reader, "llmesh.queue.wait", llmesh_target="a/m") == 2
+    assert total(reader, "llmesh.queue.wait", llmesh_priority="normal") == 2  # the call's tier
     assert total(reader, "llmesh.call.wait") == 2
 
 
