@@ -28,6 +28,8 @@ REJECTIONS = frozenset({Reason.RATE_LIMIT_EXCEEDED, Reason.BUDGET_EXCEEDED, Reas
 """Reasons that mean llmesh's own limits refused the call (``llmesh.rejections``)."""
 
 OTHER = "other"
+_REMEMBERED = 4096
+"""Target names whose label values `CallMetrics` keeps (clients may name many more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,95 +100,102 @@ class CallMetrics:
     def __init__(self, metrics: Metrics, labels: Labels) -> None:
         self.metrics = metrics
         self.labels = labels
+        self._named: dict[str, tuple[str, str, str]] = {}
+        """Label values by target name: see `_of`."""
 
     def started(self, call: RoutedCall[Any]) -> None:
         """A call began streaming."""
         self.metrics.in_flight.add(1, _operation(call.request))
 
+    def _of(self, target: Target) -> tuple[str, str, str]:
+        """`target`'s bounded target, provider and model label values (remembered by name,
+        up to `_REMEMBERED` names: a mesh has a few dozen targets)."""
+        named = self._named.get(target.name)
+        if named is None:
+            labels = self.labels
+            bounded = labels.target(target)
+            named = (bounded, labels.provider(target.provider), bounded.partition("/")[2])
+            if len(self._named) < _REMEMBERED:
+                self._named[target.name] = named
+        return named
+
     def record(self, call: RoutedCall[Any], end: CallEnd) -> None:
         """Everything a finished call counts for."""
-        m, labels = self.metrics, self.labels
+        m = self.metrics
         operation = _operation(call.request)
         m.in_flight.add(-1, operation)
-        tenant = labels.tenant(call.caller.tenant)
-        attempts = call.trail.attempts
+        tenant = self.labels.tenant(call.caller.tenant)
+        trail = call.trail
+        attempts = trail.attempts
         last = _last(attempts)
-        answered = last.target if last is not None else call.targets[0]
-        target = labels.target(answered)
+        target, provider, model = self._of(last.target if last is not None else call.targets[0])
         reason = "" if end.reason is None else end.reason.value
         m.calls.add(1, operation, end.status.value, reason or "none", target, tenant)
-        common = self._common(operation, answered)
+        ok = end.status is CallStatus.OK
         duration = max(end.ended - call.opened, 0.0)
-        if end.status is not CallStatus.OK and reason:
-            m.request_duration.record(duration, common | {"error.type": reason})
-        else:
-            m.request_duration.record(duration, common)
+        m.request_duration.record(duration, operation, provider, model, "" if ok else reason)
         if end.reason in REJECTIONS:
             m.rejections.add(1, reason, tenant)
         if end.cache_hit:
             m.response_cache_hits.add(1, operation, tenant)
         if end.switches:
             m.switches.add(end.switches, target)
-        trail = call.trail
         if trail.deliberate_wait > 0:
-            m.call_wait.record(trail.deliberate_wait, {"gen_ai.operation.name": operation})
+            m.call_wait.record(trail.deliberate_wait, operation)
         if trail.queue_wait > 0:
-            m.queue_wait.record(trail.queue_wait, {"llmesh.target": target})
-        self._attempts(call, operation, tenant, last)
-        if end.status is CallStatus.OK and last is not None and last.ttft is not None:
+            m.queue_wait.record(trail.queue_wait, target)
+        if last is None:  # nothing was tried (a cache hit): any cost goes on "other"
+            self._attempts(call, operation, tenant, OTHER, OTHER)
+        else:
+            self._attempts(call, operation, tenant, target, provider)
+        if ok and last is not None and last.ttft is not None:
             first = last.started + last.ttft
-            m.time_to_first_token.record(max(first - call.opened, 0.0), common)
-            settled = call.trail.settlement
+            m.time_to_first_token.record(max(first - call.opened, 0.0), operation, provider, model)
+            settled = trail.settlement
             output = 0 if settled is None else settled.used.output_tokens
             if output > 1 and last.ended is not None:
                 per_token = max(last.ended - first, 0.0) / (output - 1)
-                m.time_per_output_token.record(per_token, common)
-
-    def _common(self, operation: str, target: Target) -> dict[str, str]:
-        """The GenAI attributes of `target` (a new dict: the caller may extend it)."""
-        return {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": self.labels.provider(target.provider),
-            "gen_ai.request.model": self.labels.model(target),
-        }
+                m.time_per_output_token.record(per_token, operation, provider, model)
 
     def _attempts(
-        self, call: RoutedCall[Any], operation: str, tenant: str, last: AttemptRecord | None
+        self, call: RoutedCall[Any], operation: str, tenant: str, target: str, provider: str
     ) -> None:
-        m, labels = self.metrics, self.labels
+        """The attempts' counters and histograms; the cost, on the answering `target` and
+        its `provider`."""
+        m = self.metrics
         previous: AttemptRecord | None = None
         for a in call.trail.attempts:
-            target = labels.target(a.target)
+            tried, tried_provider, _ = self._of(a.target)
             reason = "none" if a.reason is None else a.reason.value
-            provider = labels.provider(a.target.provider)
-            m.attempts.add(1, target, provider, a.outcome.value, reason)
+            m.attempts.add(1, tried, tried_provider, a.outcome.value, reason)
             if a.retry:
-                m.retries.add(1, target)
+                m.retries.add(1, tried)
             elif not a.hedged and previous is not None and previous.target != a.target:
                 why = "none" if previous.reason is None else previous.reason.value
-                m.fallbacks.add(1, target, why)
+                m.fallbacks.add(1, tried, why)
             if not a.hedged:
                 previous = a
         settled = call.trail.settlement
         if settled is None:
             return
         for a, usage in settled.sent:
-            attrs = self._common(operation, a.target)
-            if a.outcome is Outcome.FAILED and a.reason is not None:
-                attrs["error.type"] = a.reason.value
-            m.operation_duration.record(a.latency, attrs)
-            m.token_usage.record(usage.input_tokens, attrs | {"gen_ai.token.type": "input"})
+            _, sent_provider, sent_model = self._of(a.target)
+            error = a.reason.value if a.outcome is Outcome.FAILED and a.reason is not None else ""
+            genai = (operation, sent_provider, sent_model, error)
+            m.operation_duration.record(a.latency, *genai)
+            m.token_usage.record(usage.input_tokens, *genai, "input")
             if operation != "embeddings":  # embeddings produce no tokens
-                m.token_usage.record(usage.output_tokens, attrs | {"gen_ai.token.type": "output"})
-            provider, model = attrs["gen_ai.provider.name"], attrs["gen_ai.request.model"]
+                m.token_usage.record(usage.output_tokens, *genai, "output")
             if usage.cache_read_tokens:
-                m.prompt_cache_tokens.add(usage.cache_read_tokens, provider, model, "read")
+                m.prompt_cache_tokens.add(
+                    usage.cache_read_tokens, sent_provider, sent_model, "read"
+                )
             if usage.cache_write_tokens:
-                m.prompt_cache_tokens.add(usage.cache_write_tokens, provider, model, "write")
+                m.prompt_cache_tokens.add(
+                    usage.cache_write_tokens, sent_provider, sent_model, "write"
+                )
         if settled.cost > 0:
             # The settlement's cost is the call's; it is put on the target that answered.
-            target = labels.target(last.target) if last is not None else OTHER
-            provider = labels.provider(last.target.provider) if last is not None else OTHER
             m.cost.add(settled.cost, provider, target, tenant)
 
 
