@@ -46,9 +46,6 @@ __all__ = ["BucketHistogram", "HistogramProducer", "Label"]
 Label = str | int
 """A label value: a string, or an integer (an HTTP status code), as the attribute's."""
 
-_SUM, _MIN, _MAX, _COUNTS = 0, 1, 2, 3
-"""A cell's layout: its sum, min and max, then one count per bucket."""
-
 
 class BucketHistogram:
     """An explicit-bucket histogram by label values, in the order of `names`.
@@ -94,7 +91,7 @@ class BucketHistogram:
         """The attribute names, one per label value."""
         self.exemplar_filter = exemplar_filter
         self.cells: dict[tuple[Label, ...], list[Any]] = {}
-        """Each label set's sum, min, max and bucket counts."""
+        """Each label set's cell: ``[sum, min, max, count of each bucket...]``."""
         self.started: dict[tuple[Label, ...], int] = {}
         """When each label set was first recorded (the points' start time)."""
         self.samples: dict[tuple[Label, ...], list[Exemplar | None]] = {}
@@ -106,12 +103,12 @@ class BucketHistogram:
         if cell is None:
             cell = self._open(labels)
         index = bisect_left(self.bounds, value)
-        cell[_COUNTS + index] += 1
-        cell[_SUM] += value
-        if value < cell[_MIN]:
-            cell[_MIN] = value
-        if value > cell[_MAX]:
-            cell[_MAX] = value
+        cell[3 + index] += 1  # indexed by literals: a global lookup costs more
+        cell[0] += value
+        if value < cell[1]:
+            cell[1] = value
+        if value > cell[2]:
+            cell[2] = value
         if self.exemplar_filter is not None:
             self._offer(value, labels, index)
 
