@@ -24,10 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmesh.gateway.responses import OrjsonResponse
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import upstream_of
-from llmesh.services.telemetry import Metrics, build_metrics
-from llmesh.services.telemetry.histogram import BucketHistogram
+from llmesh.services.telemetry import BucketHistogram, Metrics, Tally, build_metrics
 from llmesh.services.telemetry.metrics import CONTENT_TYPE
-from llmesh.services.telemetry.tally import Tally
 
 __all__ = ["HTTP_BUCKETS", "GatewayMetrics", "HttpMetrics", "routes"]
 
