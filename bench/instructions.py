@@ -7,10 +7,14 @@ fixed load: sequential unary ``Chat`` calls (short replies) and a few concurrent
 ``StreamChat`` calls (one token per upstream read, so one gRPC message per token). Then it
 runs the gateway under callgrind, in front of an orchestrator running normally, and counts
 its instructions per OpenAI-compatible ``/v1/chat/completions`` call (short replies).
-Counters are zeroed after a warm-up and dumped right after the load (``callgrind_control``),
-so start-up is not counted. It prints instructions per unary call and per streamed text
-message for both servers, and their ratio, and the gateway's per call: use it to compare
-two versions of the code on a noisy machine.
+Both the orchestrator and the gateway are counted twice: with telemetry off, and with
+metrics only (`metrics_env`: Prometheus on, the call log and tracing off), so the
+difference is what the metrics cost per call (each metrics mesh is scraped once before
+counting, to check that it records). Counters are zeroed after a warm-up and dumped right
+after the load (``callgrind_control``), so start-up is not counted. It prints instructions
+per unary call and per streamed text message for both servers, and their ratio, the
+gateway's per call, and what metrics add to each: use it to compare two versions of the
+code on a noisy machine.
 
 Kernel time (``sendmsg`` and the like) is not counted. Work done on a timer is counted per
 timer tick, and under valgrind everything runs about fifty times slower, so time-batched
@@ -23,6 +27,7 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +51,19 @@ START_TIMEOUT = 180.0
 """Seconds a server under valgrind may take to listen."""
 CALL_TIMEOUT = 300.0
 """Deadline of one call (everything runs about fifty times slower under valgrind)."""
+METRICS = "llmesh-metrics"
+"""The name of the orchestrator counted with metrics on."""
+
+
+def metrics_env(metrics_port: int) -> dict[str, str]:
+    """Metrics only: Prometheus on (the orchestrator's ``/metrics`` at `metrics_port`), the
+    call log and tracing off."""
+    return {
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "LLMESH_ORCHESTRATOR_METRICS_PORT": str(metrics_port),
+        "LLMESH_PROCESSOR_METRICS_PORT": "0",
+        "LLMESH_CALL_LOG": "false",
+    }
 
 
 @dataclass
@@ -57,6 +75,14 @@ class Count:
     per_message: float
     calls: int
     messages: int
+
+
+@dataclass
+class Metered:
+    """Instructions with metrics on: the orchestrator's count and the gateway's per call."""
+
+    orchestrator: Count
+    gateway_per_call: float
 
 
 def _valgrind(out: Path, name: str) -> list[str]:
@@ -92,7 +118,9 @@ async def _streams(path: GrpcPath, streams: int, rounds: int) -> int:
     return messages
 
 
-async def _count(name: str, service: Service, port: int, out: Path) -> Count:
+async def _count(
+    name: str, service: Service, port: int, out: Path, metrics_url: str | None = None
+) -> Count:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         model = f"{PROVIDER}/{FAST_MODEL}"
         unary = GrpcPath(name, channel, model, prompt_of(10), CALL_TIMEOUT)
@@ -100,6 +128,8 @@ async def _count(name: str, service: Service, port: int, out: Path) -> Count:
         for _ in range(5):  # warm: connections, caches, the first-call paths
             await unary.unary()
         await _streams(paced, 1, 1)
+        if metrics_url is not None:
+            await asyncio.to_thread(_scrape, metrics_url, "llmesh_calls_total")
         pid = service.pid
         await asyncio.to_thread(_control, "-z", str(pid))
         for _ in range(UNARY_CALLS):
@@ -113,7 +143,9 @@ async def _count(name: str, service: Service, port: int, out: Path) -> Count:
     return Count(name, calls_total / UNARY_CALLS, stream_total / messages, UNARY_CALLS, messages)
 
 
-async def _count_gateway(service: Service, url: str, out: Path) -> float:
+async def _count_gateway(
+    service: Service, url: str, out: Path, name: str = "gateway", *, metrics: bool = False
+) -> float:
     """Instructions the gateway spends per ``/v1/chat/completions`` call."""
     session = http_session(0)
     try:
@@ -122,16 +154,28 @@ async def _count_gateway(service: Service, url: str, out: Path) -> float:
         )
         for _ in range(5):
             await path.unary()
+        if metrics:
+            await asyncio.to_thread(_scrape, f"{url}/metrics", "http_server_request_duration")
         await asyncio.to_thread(_control, "-z", str(service.pid))
         for _ in range(UNARY_CALLS):
             await path.unary()
         await asyncio.to_thread(_control, "-d", str(service.pid))
     finally:
         await session.close()
-    return _total(out, "gateway", service.pid, 1) / UNARY_CALLS
+    return _total(out, name, service.pid, 1) / UNARY_CALLS
 
 
-def _table(counts: list[Count], gateway_per_call: float | None = None) -> str:
+def _scrape(url: str, expect: str) -> None:
+    """Fail unless ``GET url`` answers metrics text holding `expect` (the leg records)."""
+    with urllib.request.urlopen(url, timeout=CALL_TIMEOUT) as reply:
+        text = reply.read().decode()
+    if expect not in text:
+        raise RuntimeError(f"{url}: no {expect} in the metrics: metrics are not recording")
+
+
+def _table(
+    counts: list[Count], gateway_per_call: float | None = None, metered: Metered | None = None
+) -> str:
     llmesh, bare = counts
     lines = [
         "| instructions (user space, callgrind) | llmesh | bare relay | llmesh / bare |",
@@ -147,30 +191,53 @@ def _table(counts: list[Count], gateway_per_call: float | None = None) -> str:
             f"| gateway, per `/v1/chat/completions` call ({UNARY_CALLS} calls; the orchestrator "
             f"behind it not counted) | {gateway_per_call:,.0f} | — | — |"
         )
+    if metered is not None:
+        on = metered.orchestrator
+        lines += [
+            "",
+            "| instructions, metrics only (Prometheus) | telemetry off | metrics on | added |",
+            "|---|---:|---:|---:|",
+            f"| orchestrator, per unary call | {llmesh.per_call:,.0f} | {on.per_call:,.0f} | "
+            f"{on.per_call - llmesh.per_call:+,.0f} |",
+            f"| orchestrator, per streamed text message | {llmesh.per_message:,.0f} | "
+            f"{on.per_message:,.0f} | {on.per_message - llmesh.per_message:+,.0f} |",
+        ]
+        if gateway_per_call is not None:
+            added = metered.gateway_per_call - gateway_per_call
+            lines.append(
+                f"| gateway, per `/v1/chat/completions` call | {gateway_per_call:,.0f} | "
+                f"{metered.gateway_per_call:,.0f} | {added:+,.0f} |"
+            )
     return "\n".join(lines)
 
 
-async def _gateway(launcher: MeshLauncher, pinning: Pinning, work: Path, log: Log) -> float:
-    """The gateway under callgrind, in front of an orchestrator that runs normally."""
+async def _gateway(
+    launcher: MeshLauncher, pinning: Pinning, work: Path, log: Log, *, metrics: bool = False
+) -> float:
+    """The gateway under callgrind (with metrics on or off), in front of an orchestrator that
+    runs normally (metrics off)."""
     port, gateway_port = free_port(), free_port()
     env = launcher.env(f"127.0.0.1:{port}", gateway_port)
     pin = pinning.prefix(pinning.service_core)
     orchestrator = await start(
         "orchestrator", llmesh_argv("serve", "orchestrator"), port=port, pin=pin, logs=work, env=env
     )
+    name = "gateway-metrics" if metrics else "gateway"
+    gateway_env = {**env, **metrics_env(0)} if metrics else env
     try:
-        log("instructions: gateway under callgrind (about a minute)")
+        log(f"instructions: {name} under callgrind (about a minute)")
         gateway = await start(
-            "gateway",
-            [*_valgrind(work, "gateway"), *python_argv("llmesh.services.cli", "serve", "gateway")],
+            name,
+            [*_valgrind(work, name), *python_argv("llmesh.services.cli", "serve", "gateway")],
             port=gateway_port,
             pin=pin,
             logs=work,
-            env=env,
+            env=gateway_env,
             timeout=START_TIMEOUT,
         )
         try:
-            return await _count_gateway(gateway, f"http://127.0.0.1:{gateway_port}", work)
+            url = f"http://127.0.0.1:{gateway_port}"
+            return await _count_gateway(gateway, url, work, name, metrics=metrics)
         finally:
             gateway.stop(timeout=30)
     finally:
@@ -191,15 +258,22 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             launcher = MeshLauncher(work, upstream.base_url, pinning)
             port = free_port()
             env = launcher.env(f"127.0.0.1:{port}", free_port())
-            servers = [
-                ("llmesh", port, python_argv("llmesh.services.cli", "serve", "orchestrator"), env),
-            ]
+            serve = python_argv("llmesh.services.cli", "serve", "orchestrator")
+            servers: list[tuple[str, int, list[str], dict[str, str], str | None]]
+            servers = [("llmesh", port, serve, env, None)]
+            metered_port, metrics_port = free_port(), free_port()
+            metered_env = {
+                **launcher.env(f"127.0.0.1:{metered_port}", free_port()),
+                **metrics_env(metrics_port),
+            }
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            servers.append((METRICS, metered_port, serve, metered_env, metrics_url))
             bare_port = free_port()
             bare_argv = python_argv(
                 "bench.bare_relay", "--port", str(bare_port), "--upstream", upstream.base_url
             )
-            servers.append(("bare", bare_port, bare_argv, clean_env({})))
-            for name, server_port, argv, server_env in servers:
+            servers.append(("bare", bare_port, bare_argv, clean_env({}), None))
+            for name, server_port, argv, server_env, url in servers:
                 log(f"instructions: {name} under callgrind (about a minute)")
                 service = await start(
                     name,
@@ -211,13 +285,17 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
                     timeout=START_TIMEOUT,
                 )
                 try:
-                    counts.append(await _count(name, service, server_port, work))
+                    counts.append(await _count(name, service, server_port, work, url))
                 finally:
                     service.stop(timeout=30)
             gateway_per_call = await _gateway(launcher, pinning, work, log)
+            gateway_metered = await _gateway(launcher, pinning, work, log, metrics=True)
         finally:
             upstream.stop()
-    table = _table(counts, gateway_per_call)
+    (metered_count,) = [c for c in counts if c.server == METRICS]
+    counts = [c for c in counts if c.server != METRICS]
+    metered = Metered(metered_count, gateway_metered)
+    table = _table(counts, gateway_per_call, metered)
     header = f"llmesh instruction counts against the bare relay; {pinning.note}"
     path = write_json(
         out_dir,
@@ -225,6 +303,7 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             "mode": "instructions",
             "counts": [asdict(c) for c in counts],
             "gateway_per_call": gateway_per_call,
+            "metrics": asdict(metered),
             "table": table,
         },
         "instructions-",

@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.instructions:
             from bench.instructions import run_instructions
 
-            limit = 900.0
+            limit = 1500.0
             work = run_instructions(pinning, args.out, _log)
         elif args.embeddings:
             from bench.embeddings import run_embeddings

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmesh.gateway.responses import OrjsonResponse
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import upstream_of
-from llmesh.services.telemetry import Metrics, build_metrics
+from llmesh.services.telemetry import BucketHistogram, Metrics, Tally, build_metrics
 from llmesh.services.telemetry.metrics import CONTENT_TYPE
 
 __all__ = ["HTTP_BUCKETS", "GatewayMetrics", "HttpMetrics", "routes"]
@@ -40,24 +40,31 @@ class GatewayMetrics:
         self._settings = settings
         self.metrics: Metrics | None = None
         self.duration: Any = None
+        """``http.server.request.duration`` by method, route and status code."""
         self.active: Any = None
+        """``http.server.active_requests`` by method."""
 
     def open(self) -> None:
-        """Build the meter provider and the HTTP instruments (nothing when metrics are off)."""
+        """Build the meter provider and the HTTP instruments (nothing when metrics are off).
+        Both are kept as plain arrays and sums, made into points when a reader collects."""
         metrics = build_metrics(self._settings.metrics, "gateway")
         if metrics is None:
             return
-        meter = metrics.provider.get_meter("llmesh.gateway")
-        self.duration = meter.create_histogram(
+        self.duration = metrics.histogram(
             "http.server.request.duration",
-            unit="s",
-            description="Duration of HTTP server requests, to the end of the response body.",
-            explicit_bucket_boundaries_advisory=HTTP_BUCKETS,
+            "s",
+            "Duration of HTTP server requests, to the end of the response body.",
+            HTTP_BUCKETS,
+            ("http.request.method", "http.route", "http.response.status_code"),
+            scope="llmesh.gateway",
         )
-        self.active = meter.create_up_down_counter(
+        self.active = metrics.tally(
             "http.server.active_requests",
-            unit="{request}",
-            description="HTTP requests in progress, streams included.",
+            "{request}",
+            "HTTP requests in progress, streams included.",
+            ("http.request.method",),
+            up_down=True,
+            scope="llmesh.gateway",
         )
         self.metrics = metrics
 
@@ -90,18 +97,16 @@ class HttpMetrics:
                 status = message["status"]
             await send(message)
 
-        holder.active.add(1, {"http.request.method": method})
+        active: Tally = holder.active
+        active.add(1, method)
         try:
             await self.app(scope, receive, sending)
         finally:
-            holder.active.add(-1, {"http.request.method": method})
+            active.add(-1, method)
             route = scope.get("route")
-            attrs = {
-                "http.request.method": method,
-                "http.route": getattr(route, "path", "") or "unmatched",
-                "http.response.status_code": status,
-            }
-            holder.duration.record(time.perf_counter() - started, attrs)
+            path = getattr(route, "path", "") or "unmatched"
+            duration: BucketHistogram = holder.duration
+            duration.record(time.perf_counter() - started, method, path, status)
 
 
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})

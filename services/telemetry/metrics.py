@@ -6,8 +6,10 @@ the service's own `prometheus_client` registry (rendered by `render` for ``/metr
 when OTLP is configured, a periodic OTLP exporter. The GenAI instruments follow the
 semantic conventions (names, units and the spec's bucket boundaries); llmesh's own are
 under ``llmesh.``. Gauges read state the services already keep, through sources
-registered with `observe`; nothing is polled between scrapes. The counters are `Tally`s:
-plain sums on the call path, turned into points when a reader collects.
+registered with `observe`; nothing is polled between scrapes. Nothing on the call path
+goes through the SDK's instruments: the counters are `Tally`s (plain sums) and the
+histograms `BucketHistogram`s (plain bucket arrays), both turned into points when a reader
+collects.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from llmesh.services.common.metrics_settings import MetricsSettings
+from llmesh.services.telemetry.histogram import BucketHistogram, HistogramProducer
 from llmesh.services.telemetry.tally import Tally
 
 __all__ = [
@@ -38,6 +47,7 @@ __all__ = [
     "Metrics",
     "build_metrics",
     "exemplar_filter",
+    "histogram_exemplars",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -107,61 +117,74 @@ class Metrics:
                 )
             )
         name = env.get("OTEL_SERVICE_NAME") or f"llmesh-{service}"
+        resource = Resource.create({"service.name": name, "llmesh.service": service})
         self.provider = MeterProvider(
             metric_readers=all_readers,
             shutdown_on_exit=False,  # the service shuts it down, pushing the last batch
-            resource=Resource.create({"service.name": name, "llmesh.service": service}),
+            resource=resource,
             exemplar_filter=exemplar_filter(settings, env),
         )
         self._sources: dict[str, list[GaugeSource]] = {name: [] for name in GAUGES}
+        self.exemplars = histogram_exemplars(settings, env)
+        """Which histogram measurements become exemplars (None: none)."""
+        self.histograms = HistogramProducer(resource)
+        """The histograms, added to every reader's collections."""
+        for reader in all_readers:
+            self.histograms.attach(reader)
         meter = self.provider.get_meter("llmesh")
-        h = meter.create_histogram
+        h = self.histogram
+        genai = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model")
         self.operation_duration = h(
             "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration (one provider attempt).",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            "s",
+            "GenAI operation duration (one provider attempt).",
+            DURATION_BUCKETS,
+            (*genai, "error.type"),
         )
         self.token_usage = h(
             "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used (one provider attempt).",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            "{token}",
+            "Number of input and output tokens used (one provider attempt).",
+            TOKEN_BUCKETS,
+            (*genai, "error.type", "gen_ai.token.type"),
         )
         self.request_duration = h(
             "gen_ai.server.request.duration",
-            unit="s",
-            description="Duration of a call through llmesh, to its last event.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            "s",
+            "Duration of a call through llmesh, to its last event.",
+            DURATION_BUCKETS,
+            (*genai, "error.type"),
         )
         self.time_to_first_token = h(
             "gen_ai.server.time_to_first_token",
-            unit="s",
-            description="Time to generate first token for successful responses.",
-            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+            "s",
+            "Time to generate first token for successful responses.",
+            TTFT_BUCKETS,
+            genai,
         )
         self.time_per_output_token = h(
             "gen_ai.server.time_per_output_token",
-            unit="s",
-            description="Time per output token generated after the first token for successful "
-            "responses.",
-            explicit_bucket_boundaries_advisory=TPOT_BUCKETS,
+            "s",
+            "Time per output token generated after the first token for successful responses.",
+            TPOT_BUCKETS,
+            genai,
         )
         self.call_wait = h(
             "llmesh.call.wait",
-            unit="s",
-            description="Seconds a call waited on purpose: target queues and retry backoff.",
-            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+            "s",
+            "Seconds a call waited on purpose: target queues and retry backoff.",
+            TTFT_BUCKETS,
+            ("gen_ai.operation.name",),
         )
         self.queue_wait = h(
             "llmesh.queue.wait",
-            unit="s",
-            description="Seconds a call's attempts waited for target slots (resilience.queue).",
-            explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+            "s",
+            "Seconds a call's attempts waited for target slots (resilience.queue).",
+            TTFT_BUCKETS,
+            ("llmesh.target", "llmesh.priority"),
         )
-        t = self._tally
+        t = self.tally
         self.calls = t(
-            meter,
             "llmesh.calls",
             "{call}",
             "Calls by outcome and reason.",
@@ -171,59 +194,49 @@ class Metrics:
             ),
         )
         self.attempts = t(
-            meter,
             "llmesh.attempts",
             "{attempt}",
             "Provider attempts by outcome.",
             ("llmesh.target", "gen_ai.provider.name", "llmesh.attempt.outcome", "llmesh.reason"),
         )
-        self.retries = t(
-            meter, "llmesh.retries", "{attempt}", "Retries of a target.", ("llmesh.target",)
-        )
+        self.retries = t("llmesh.retries", "{attempt}", "Retries of a target.", ("llmesh.target",))
         self.fallbacks = t(
-            meter,
             "llmesh.fallbacks",
             "{attempt}",
             "Moves to the next target.",
             ("llmesh.target", "llmesh.reason"),
         )
         self.switches = t(
-            meter,
             "llmesh.mid_stream.switches",
             "{switch}",
             "Calls moved to another target after output reached the caller.",
             ("llmesh.target",),
         )
         self.cost = t(
-            meter,
             "llmesh.cost.usd",
             "{USD}",
             "What calls cost, in US dollars.",
             ("gen_ai.provider.name", "llmesh.target", "llmesh.tenant"),
         )
         self.prompt_cache_tokens = t(
-            meter,
             "llmesh.prompt_cache.tokens",
             "{token}",
             "Provider prompt-cache tokens read and written.",
             ("gen_ai.provider.name", "gen_ai.request.model", "llmesh.op"),
         )
         self.response_cache_hits = t(
-            meter,
             "llmesh.response_cache.hits",
             "{call}",
             "Calls answered from the response cache.",
             ("gen_ai.operation.name", "llmesh.tenant"),
         )
         self.rejections = t(
-            meter,
             "llmesh.rejections",
             "{call}",
             "Calls refused by llmesh's own limits: rate limits, budgets, queues.",
             ("llmesh.reason", "llmesh.tenant"),
         )
         self.in_flight = t(
-            meter,
             "llmesh.calls.in_flight",
             "{call}",
             "Calls streaming now.",
@@ -235,18 +248,36 @@ class Metrics:
                 gauge, callbacks=[self._reader(gauge)], unit=unit, description=description
             )
 
-    @staticmethod
-    def _tally(
-        meter: Meter,
+    def histogram(
+        self,
+        name: str,
+        unit: str,
+        description: str,
+        bounds: Sequence[float],
+        labels: tuple[str, ...],
+        *,
+        scope: str = "llmesh",
+    ) -> BucketHistogram:
+        """A histogram kept as bucket arrays (`BucketHistogram`), its points made when a
+        reader collects: recorded with one value per name of `labels`, in order."""
+        histogram = BucketHistogram(
+            name, unit, description, bounds, *labels, exemplar_filter=self.exemplars
+        )
+        return self.histograms.add(histogram, scope)
+
+    def tally(
+        self,
         name: str,
         unit: str,
         description: str,
         labels: tuple[str, ...],
         *,
         up_down: bool = False,
+        scope: str = "llmesh",
     ) -> Tally:
         """A counter (or up-down counter) kept as a `Tally`, read at collection."""
         tally = Tally(*labels)
+        meter = self.provider.get_meter(scope)
         create = (
             meter.create_observable_up_down_counter if up_down else meter.create_observable_counter
         )
@@ -280,11 +311,31 @@ def exemplar_filter(settings: MetricsSettings, env: Mapping[str, str]) -> Exempl
 
     The Prometheus text format llmesh serves carries no exemplars, yet the SDK's default
     filter offers every measurement taken under a sampled span to a reservoir: with tracing
-    on, a dozen measurements per call, each paying for what no reader would export.
+    on, six measurements per call, each paying for what no reader would export.
     """
     if settings.otlp or env.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip():
         return None
     return AlwaysOffExemplarFilter()
+
+
+_FILTERS: dict[str, type[ExemplarFilter]] = {
+    "trace_based": TraceBasedExemplarFilter,
+    "always_on": AlwaysOnExemplarFilter,
+    "always_off": AlwaysOffExemplarFilter,
+}
+
+
+def histogram_exemplars(settings: MetricsSettings, env: Mapping[str, str]) -> ExemplarFilter | None:
+    """The filter of the histograms' exemplars (None: no exemplars, and recording never
+    looks at the current span): `exemplar_filter`'s choice, else the one
+    ``OTEL_METRICS_EXEMPLAR_FILTER`` names (``trace_based`` by default, as the SDK's)."""
+    chosen = exemplar_filter(settings, env)
+    if chosen is None:
+        name = env.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip() or "trace_based"
+        if name not in _FILTERS:
+            raise ValueError(f"OTEL_METRICS_EXEMPLAR_FILTER: unknown exemplar filter {name!r}")
+        chosen = _FILTERS[name]()
+    return None if isinstance(chosen, AlwaysOffExemplarFilter) else chosen
 
 
 def _otlp_exporter(settings: MetricsSettings) -> Any:

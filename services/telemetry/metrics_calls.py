@@ -18,7 +18,7 @@ from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.reasons import Reason
 from llmesh.services.core.target import Target
-from llmesh.services.core.trail import AttemptRecord, Outcome
+from llmesh.services.core.trail import AttemptRecord, Outcome, Settlement
 from llmesh.services.core.usage import CallStatus
 from llmesh.services.telemetry.metrics import Metrics
 
@@ -28,6 +28,8 @@ REJECTIONS = frozenset({Reason.RATE_LIMIT_EXCEEDED, Reason.BUDGET_EXCEEDED, Reas
 """Reasons that mean llmesh's own limits refused the call (``llmesh.rejections``)."""
 
 OTHER = "other"
+_REMEMBERED = 4096
+"""Target names whose label values `CallMetrics` keeps (clients may name many more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,103 +95,118 @@ def _operation(request: Any) -> str:
 
 
 class CallMetrics:
-    """Records finished calls into a `Metrics`' instruments."""
+    """Records finished calls into a `Metrics`' instruments.
+
+    It runs once per call on the event loop, so it is written for the interpreter: enum
+    values read as ``_value_`` (``.value`` is a Python-level property), targets' label
+    values remembered by (provider, model), no intermediate dicts.
+    """
 
     def __init__(self, metrics: Metrics, labels: Labels) -> None:
         self.metrics = metrics
         self.labels = labels
+        self._named: dict[tuple[str, str], tuple[str, str, str]] = {}
+        """Label values by (provider, model): see `_of`."""
 
     def started(self, call: RoutedCall[Any]) -> None:
         """A call began streaming."""
         self.metrics.in_flight.add(1, _operation(call.request))
 
+    def _of(self, target: Target) -> tuple[str, str, str]:
+        """`target`'s bounded target, provider and model label values (remembered, for up
+        to `_REMEMBERED` targets: a mesh has a few dozen)."""
+        key = (target.provider, target.model)
+        named = self._named.get(key)
+        if named is None:
+            labels = self.labels
+            bounded = labels.target(target)
+            named = (bounded, labels.provider(target.provider), bounded.partition("/")[2])
+            if len(self._named) < _REMEMBERED:
+                self._named[key] = named
+        return named
+
     def record(self, call: RoutedCall[Any], end: CallEnd) -> None:
         """Everything a finished call counts for."""
-        m, labels = self.metrics, self.labels
+        m = self.metrics
         operation = _operation(call.request)
         m.in_flight.add(-1, operation)
-        tenant = labels.tenant(call.caller.tenant)
-        attempts = call.trail.attempts
+        tenant = self.labels.tenant(call.caller.tenant)
+        trail = call.trail
+        attempts = trail.attempts
         last = _last(attempts)
-        answered = last.target if last is not None else call.targets[0]
-        target = labels.target(answered)
-        reason = "" if end.reason is None else end.reason.value
-        m.calls.add(1, operation, end.status.value, reason or "none", target, tenant)
-        common = self._common(operation, answered)
-        duration = max(end.ended - call.opened, 0.0)
-        if end.status is not CallStatus.OK and reason:
-            m.request_duration.record(duration, common | {"error.type": reason})
-        else:
-            m.request_duration.record(duration, common)
+        target, provider, model = self._of(last.target if last is not None else call.targets[0])
+        reason = "" if end.reason is None else end.reason._value_
+        status = end.status
+        m.calls.add(1, operation, status._value_, reason or "none", target, tenant)
+        ok = status is CallStatus.OK
+        duration = end.ended - call.opened
+        m.request_duration.record(
+            duration if duration > 0 else 0.0, operation, provider, model, "" if ok else reason
+        )
         if end.reason in REJECTIONS:
             m.rejections.add(1, reason, tenant)
         if end.cache_hit:
             m.response_cache_hits.add(1, operation, tenant)
         if end.switches:
             m.switches.add(end.switches, target)
-        trail = call.trail
         if trail.deliberate_wait > 0:
-            m.call_wait.record(trail.deliberate_wait, {"gen_ai.operation.name": operation})
+            m.call_wait.record(trail.deliberate_wait, operation)
         if trail.queue_wait > 0:
-            m.queue_wait.record(
-                trail.queue_wait, {"llmesh.target": target, "llmesh.priority": trail.priority}
-            )
-        self._attempts(call, operation, tenant, last)
-        if end.status is CallStatus.OK and last is not None and last.ttft is not None:
-            first = last.started + last.ttft
-            m.time_to_first_token.record(max(first - call.opened, 0.0), common)
-            settled = call.trail.settlement
+            m.queue_wait.record(trail.queue_wait, target, trail.priority)
+        if attempts:
+            self._attempts(attempts, operation)
+        settled = trail.settlement
+        if settled is not None:
+            self._settled(settled, operation)
+            if settled.cost > 0:
+                # The settlement's cost is the call's; it is put on the target that answered
+                # (on "other" when nothing was tried).
+                if last is None:
+                    target = provider = OTHER
+                m.cost.add(settled.cost, provider, target, tenant)
+        if ok and last is not None and last.ttft is not None:
+            first = last.started + last.ttft - call.opened
+            m.time_to_first_token.record(first if first > 0 else 0.0, operation, provider, model)
             output = 0 if settled is None else settled.used.output_tokens
             if output > 1 and last.ended is not None:
-                per_token = max(last.ended - first, 0.0) / (output - 1)
-                m.time_per_output_token.record(per_token, common)
+                per_token = (last.ended - last.started - last.ttft) / (output - 1)
+                m.time_per_output_token.record(
+                    per_token if per_token > 0 else 0.0, operation, provider, model
+                )
 
-    def _common(self, operation: str, target: Target) -> dict[str, str]:
-        """The GenAI attributes of `target` (a new dict: the caller may extend it)."""
-        return {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": self.labels.provider(target.provider),
-            "gen_ai.request.model": self.labels.model(target),
-        }
-
-    def _attempts(
-        self, call: RoutedCall[Any], operation: str, tenant: str, last: AttemptRecord | None
-    ) -> None:
-        m, labels = self.metrics, self.labels
+    def _attempts(self, attempts: list[AttemptRecord], operation: str) -> None:
+        """The attempts' counters: by outcome, retries and moves to the next target."""
+        m = self.metrics
         previous: AttemptRecord | None = None
-        for a in call.trail.attempts:
-            target = labels.target(a.target)
-            reason = "none" if a.reason is None else a.reason.value
-            provider = labels.provider(a.target.provider)
-            m.attempts.add(1, target, provider, a.outcome.value, reason)
+        for a in attempts:
+            tried, provider, _ = self._of(a.target)
+            reason = "none" if a.reason is None else a.reason._value_
+            m.attempts.add(1, tried, provider, a.outcome._value_, reason)
             if a.retry:
-                m.retries.add(1, target)
+                m.retries.add(1, tried)
             elif not a.hedged and previous is not None and previous.target != a.target:
-                why = "none" if previous.reason is None else previous.reason.value
-                m.fallbacks.add(1, target, why)
+                why = "none" if previous.reason is None else previous.reason._value_
+                m.fallbacks.add(1, tried, why)
             if not a.hedged:
                 previous = a
-        settled = call.trail.settlement
-        if settled is None:
-            return
+
+    def _settled(self, settled: Settlement, operation: str) -> None:
+        """The histograms of the attempts that reached a provider, and their prompt-cache
+        tokens."""
+        m = self.metrics
         for a, usage in settled.sent:
-            attrs = self._common(operation, a.target)
-            if a.outcome is Outcome.FAILED and a.reason is not None:
-                attrs["error.type"] = a.reason.value
-            m.operation_duration.record(a.latency, attrs)
-            m.token_usage.record(usage.input_tokens, attrs | {"gen_ai.token.type": "input"})
+            _, provider, model = self._of(a.target)
+            reason = a.reason
+            error = reason._value_ if a.outcome is Outcome.FAILED and reason is not None else ""
+            m.operation_duration.record(a.latency, operation, provider, model, error)
+            m.token_usage.record(usage.input_tokens, operation, provider, model, error, "input")
             if operation != "embeddings":  # embeddings produce no tokens
-                m.token_usage.record(usage.output_tokens, attrs | {"gen_ai.token.type": "output"})
-            provider, model = attrs["gen_ai.provider.name"], attrs["gen_ai.request.model"]
+                output = usage.output_tokens
+                m.token_usage.record(output, operation, provider, model, error, "output")
             if usage.cache_read_tokens:
                 m.prompt_cache_tokens.add(usage.cache_read_tokens, provider, model, "read")
             if usage.cache_write_tokens:
                 m.prompt_cache_tokens.add(usage.cache_write_tokens, provider, model, "write")
-        if settled.cost > 0:
-            # The settlement's cost is the call's; it is put on the target that answered.
-            target = labels.target(last.target) if last is not None else OTHER
-            provider = labels.provider(last.target.provider) if last is not None else OTHER
-            m.cost.add(settled.cost, provider, target, tenant)
 
 
 def _last(attempts: list[AttemptRecord]) -> AttemptRecord | None:

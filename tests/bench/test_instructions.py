@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.instructions import Count, _table, _total
+from bench.instructions import Count, Metered, _table, _total
 
 
 def test_total_reads_the_dump_of_the_part_asked_for(tmp_path: Path) -> None:
@@ -34,3 +34,12 @@ def test_table_adds_the_gateway_row_when_it_was_counted() -> None:
     counts = [Count("llmesh", 2e6, 1.5e5, 200, 800), Count("bare", 1e6, 1.2e5, 200, 800)]
     assert "gateway" not in _table(counts)
     assert "| 780,000 | — | — |" in _table(counts, 780_000)
+
+
+def test_table_shows_what_metrics_add_to_each_server() -> None:
+    counts = [Count("llmesh", 2e6, 1.5e5, 200, 800), Count("bare", 1e6, 1.2e5, 200, 800)]
+    metered = Metered(Count("llmesh-metrics", 2.1e6, 1.52e5, 200, 800), 800_000)
+    table = _table(counts, 780_000, metered)
+    assert "| orchestrator, per unary call | 2,000,000 | 2,100,000 | +100,000 |" in table
+    assert "| orchestrator, per streamed text message | 150,000 | 152,000 | +2,000 |" in table
+    assert "| gateway, per `/v1/chat/completions` call | 780,000 | 800,000 | +20,000 |" in table

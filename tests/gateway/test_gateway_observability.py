@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmesh.gateway import GatewaySettings, start
+from llmesh.gateway.observability import HTTP_BUCKETS
 from llmesh.services.telemetry import MetricsSettings
 from llmesh.services.telemetry.settings import TelemetrySettings
 from tests.gateway.fakes import ORCHESTRATOR, PROCESSOR, FakeMesh
@@ -51,6 +52,41 @@ async def test_metrics_count_requests_by_route_and_status(
         ("/v1/chat/completions", "400"): 1,
         ("unmatched", "404"): 1,
     }
+
+
+async def test_active_requests_and_duration_buckets_are_scraped_as_recorded(
+    gateway_settings: GatewaySettings,
+) -> None:
+    settings = replace(
+        gateway_settings, telemetry=TelemetrySettings(metrics=MetricsSettings(enabled=True))
+    )
+    running = await start(settings)
+    try:
+        async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+            hi = [{"role": "user", "content": "hi"}]
+            for _ in range(3):
+                await http.post("/v1/chat/completions", json={"model": "fake/text", "messages": hi})
+            text = (await http.get("/metrics")).text
+    finally:
+        await running.stop()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    active = {
+        s.labels["http_request_method"]: s.value
+        for s in families["http_server_active_requests"].samples
+    }
+    assert active == {"POST": 0, "GET": 1}  # the scrape itself is in progress
+    route = "/v1/chat/completions"
+    samples = [
+        s
+        for s in families["http_server_request_duration_seconds"].samples
+        if s.labels["http_route"] == route
+    ]
+    buckets = [s.value for s in samples if s.name.endswith("_bucket")]
+    (count,) = [s.value for s in samples if s.name.endswith("_count")]
+    (total,) = [s.value for s in samples if s.name.endswith("_sum")]
+    assert len(buckets) == len(HTTP_BUCKETS) + 1
+    assert buckets == sorted(buckets) and buckets[-1] == count == 3  # cumulative, +Inf last
+    assert 0 < total < 30
 
 
 async def test_readyz_follows_the_orchestrator_service_and_the_processor(

@@ -1,5 +1,6 @@
 """With OTLP configured, the same instruments are pushed to a collector (here a small
-OTLP/HTTP receiver the test runs), the last batch when the service shuts down."""
+OTLP/HTTP receiver the test runs), the last batch when the service shuts down: the counters,
+and the histograms with their buckets and the exemplars of a sampled span."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from opentelemetry.sdk.trace import TracerProvider
 
 from llmesh.services.common.metrics_settings import metrics_settings
 from llmesh.services.telemetry import Metrics
+from llmesh.services.telemetry.metrics import DURATION_BUCKETS
 
 
 class Receiver(ThreadingHTTPServer):
@@ -65,6 +68,9 @@ def test_metrics_are_pushed_over_otlp_http(
     assert settings.endpoint == f"{endpoint}/v1/metrics"  # the signal's path, as OTLP says
     metrics = Metrics(settings, "orchestrator", env=env)
     metrics.calls.add(2, "chat", "ok", "none", "a/m", "acme")
+    metrics.request_duration.record(0.5, "chat", "a", "m", "")  # outside any span
+    with TracerProvider().get_tracer("test").start_as_current_span("call") as span:
+        metrics.request_duration.record(0.03, "chat", "a", "m", "")
     metrics.shutdown()  # pushes what the hour-long interval has not
     (export,) = receiver.exports
     (resource,) = export.resource_metrics
@@ -73,3 +79,16 @@ def test_metrics_are_pushed_over_otlp_http(
     names = {m.name: m for sm in resource.scope_metrics for m in sm.metrics}
     (point,) = names["llmesh.calls"].sum.data_points
     assert point.as_int == 2
+    (duration,) = names["gen_ai.server.request.duration"].histogram.data_points
+    assert names["gen_ai.server.request.duration"].unit == "s"
+    assert list(duration.explicit_bounds) == list(DURATION_BUCKETS)
+    assert list(duration.bucket_counts) == [0, 0, 1, 0, 0, 0, 1, *[0] * 8]
+    assert (duration.count, duration.min, duration.max) == (2, 0.03, 0.5)
+    assert duration.sum == pytest.approx(0.53)
+    labels = {a.key: a.value.string_value for a in duration.attributes}
+    assert labels == {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "a"} | {
+        "gen_ai.request.model": "m"
+    }
+    (exemplar,) = duration.exemplars  # only the measurement under the sampled span
+    assert exemplar.as_double == 0.03
+    assert exemplar.trace_id == span.get_span_context().trace_id.to_bytes(16, "big")
