@@ -25,6 +25,11 @@ from llmesh.services.common.media_settings import (
     PartLimits,
     limits_from_mapping,
 )
+from llmesh.services.common.model_settings import (
+    MODEL_SECTIONS,
+    ModelSettings,
+    parse_model_settings,
+)
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.provider_settings import (
     LOCAL_MODEL_PACKAGES,
@@ -103,6 +108,9 @@ class RouteConfig:
     anthropic_beta: tuple[str, ...] = ()
     """Anthropic beta features (``anthropic-beta`` values) calls of this route may ask for;
     a call naming no route may ask for none."""
+    downgrade: tuple[str, ...] = ()
+    """Cheaper models, in order, a call switches to when its budget left cannot cover the
+    route's worst case (instead of failing with BUDGET_EXCEEDED)."""
 
 
 def default_database_url() -> str:
@@ -194,6 +202,9 @@ class Config:
     """Traces and metrics (the ``telemetry`` section and the ``OTEL_*`` variables)."""
     tls: TlsConfig = field(default_factory=TlsConfig)
     """Certificates of every listener and client (the ``tls`` section); none: plaintext."""
+    models: ModelSettings = field(default_factory=ModelSettings)
+    """Capability overrides and roles (the ``capabilities``, ``roles`` and ``tenants``
+    sections)."""
 
 
 def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
@@ -247,7 +258,13 @@ def _route(name: str, raw: Any) -> RouteConfig:
         hedge_percentile=None if percentile is None else float(percentile),
         drop_params=names(raw.get("drop_params"), f"routes.{name}.drop_params"),
         anthropic_beta=_beta_list(name, raw.get("anthropic_beta")),
+        downgrade=_downgrade(name, raw.get("downgrade")),
     )
+
+
+def _downgrade(name: str, raw: Any) -> tuple[str, ...]:
+    """``routes.<name>.downgrade``: one model name or a list of them."""
+    return names([raw] if isinstance(raw, str) else raw, f"routes.{name}.downgrade")
 
 
 _POLICY_SECTIONS = tuple(f.name for f in fields(PolicyConfig))
@@ -268,6 +285,7 @@ _TOP_LEVEL = {
     "auth",
     "telemetry",
     "tls",
+    *MODEL_SECTIONS,
     *_POLICY_SECTIONS,
 }
 
@@ -470,6 +488,7 @@ def load_config(
         policy=policy,
         telemetry=parse_telemetry(raw.get("telemetry"), env),
         tls=parse_tls(raw.get("tls"), env),
+        models=parse_model_settings(raw),
     )
 
 

@@ -75,6 +75,9 @@ class RoutedCall(Generic[R]):
     admit: tuple[Gate, ...] = ()
     """Awaited in order before each attempt is sent (first try, retry, hedge, fallback,
     mid-stream restart or continuation); a layer puts its gate first."""
+    downgrade: tuple[Target, ...] = ()
+    """Cheaper targets, in order, the call may switch to when its budget left cannot cover
+    `targets` (the route's ``downgrade``)."""
 
     @property
     def ends(self) -> float | None:

@@ -41,6 +41,8 @@ class AttemptRecord:
     """What the attempt consumed, as the provider reported it (None: not reported)."""
     output_chars: int = 0
     """Characters of output relayed, for estimating usage the provider never reported."""
+    detail: str = ""
+    """Why the attempt was skipped, in words (e.g. ``lacks vision``); empty otherwise."""
 
     def finish(self, outcome: Outcome, now: float, reason: Reason | None = None) -> None:
         """Close the record (once; later calls are ignored)."""
@@ -101,7 +103,7 @@ def attempt_json(
     The ledger stores every attempt with its `usage` (what it was billed: reported or
     estimated); the ``llmesh-attempts`` trailer and header pass no usage and ask for the
     `brief` form, which leaves out ``hedged`` and ``retry`` when they are false. ``reason``
-    and ``ttft_ms`` appear only when there is one.
+    and ``ttft_ms`` appear only when there is one, and ``detail`` only when set.
     """
     out: dict[str, Any] = {
         "target": a.target.name,
@@ -116,6 +118,8 @@ def attempt_json(
         out["reason"] = a.reason.value
     if a.ttft is not None:
         out["ttft_ms"] = round(a.ttft * 1000, 3)
+    if a.detail:
+        out["detail"] = a.detail
     if usage is not None:
         out["usage"] = usage.to_json()
     return out

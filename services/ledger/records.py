@@ -66,6 +66,9 @@ class UsageRecord:
     """True when llmesh's response cache served the call."""
     metadata: dict[str, str] = field(default_factory=dict)
     """Caller-supplied labels."""
+    downgraded_from: str = ""
+    """The targets (comma-separated) a budget downgrade switched the call away from; empty
+    when the call was not downgraded. `provider` and `model` name the one that served."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, CallStatus):

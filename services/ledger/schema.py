@@ -107,6 +107,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE INDEX {RESPONSES_TABLE}_expires ON {RESPONSES_TABLE} (expires_at)",
         ),
     ),
+    Migration(
+        4,
+        "usage_records.downgraded_from: the targets a budget downgrade switched away from",
+        (f"ALTER TABLE {TABLE} ADD COLUMN downgraded_from TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 """Every migration, in version order."""
 
@@ -139,6 +144,7 @@ COLUMNS: tuple[str, ...] = (
     "usage_estimated",
     "cache_hit",
     "metadata",
+    "downgraded_from",
 )
 """The columns of `TABLE`, in the order of `record_to_row`."""
 
@@ -208,6 +214,7 @@ def record_to_row(rec: UsageRecord) -> tuple[Any, ...]:
         bool(rec.usage_estimated),
         bool(rec.cache_hit),
         dumps({str(k): str(v) for k, v in rec.metadata.items()}),
+        str(rec.downgraded_from),
     )
 
 
@@ -241,4 +248,5 @@ def record_from_row(row: Sequence[Any]) -> UsageRecord:
         usage_estimated=bool(v["usage_estimated"]),
         cache_hit=bool(v["cache_hit"]),
         metadata=orjson.loads(metadata) if isinstance(metadata, str) else metadata,
+        downgraded_from=v["downgraded_from"],
     )

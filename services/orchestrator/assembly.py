@@ -37,9 +37,11 @@ from llmesh.services.orchestrator.layers import (
     compose,
 )
 from llmesh.services.orchestrator.layers.budget import Scope, ScopeKind
+from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.observability import observe_state, observed_layer
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.response_cache import ResponseCache
+from llmesh.services.orchestrator.roles import Roles
 from llmesh.services.orchestrator.routing import Router
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
@@ -179,8 +181,10 @@ async def assemble(
         inner = ByCallType(
             {ChatRequest: engine, EmbeddingRequest: embeddings, **(call_types or {})}
         )
-        router = Router(config.providers, config.aliases, config.routes)
-        path = CallPath(router, compose(inner, layers))
+        catalog = ModelCatalog(config.models.capabilities, prices)
+        router = Router(config.providers, config.aliases, config.routes, catalog)
+        roles = Roles(config.models.roles, config.models.tenant_roles)
+        path = CallPath(router, compose(inner, layers), roles)
     except BaseException:
         for close in closers:
             await close()

@@ -468,6 +468,7 @@ def attempts_to_proto(records: Sequence[AttemptRecord]) -> list[orchestrator_pb2
             outcome=_OUTCOME_TO_PB[r.outcome],
             hedged=r.hedged,
             retry=r.retry,
+            detail=r.detail,
         )
         if r.reason is not None:
             a.error_reason = reason_to_proto(r.reason)

@@ -21,6 +21,8 @@ from llmesh.services.core.ids import new_request_id
 from llmesh.services.core.policy import CallOptions, MidStreamPolicy, Policy
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import Trail
+from llmesh.services.orchestrator.model_catalog import ModelCatalog
+from llmesh.services.orchestrator.model_fit import able_targets, fitting_targets
 
 R = TypeVar("R")
 
@@ -46,12 +48,14 @@ class Router:
         providers: Mapping[str, ProviderConfig],
         aliases: Mapping[str, str],
         routes: Mapping[str, RouteConfig] | None = None,
+        catalog: ModelCatalog | None = None,
     ) -> None:
+        self._catalog = catalog or ModelCatalog()
         self._providers = dict(providers)
         self._aliases = dict(aliases)
         self._routes = dict(routes or {})
         for route in self._routes.values():  # a bad target fails at start, not per call
-            for target in route.targets:
+            for target in (*route.targets, *route.downgrade):
                 self.resolve(target)
 
     def route(
@@ -64,20 +68,27 @@ class Router:
     ) -> RoutedCall[R]:
         """The call resolved into its ordered targets (route, then fallbacks) and policy.
 
-        Raises MODEL_NOT_FOUND for any unknown name, before anything is sent.
+        Raises MODEL_NOT_FOUND for any unknown name, and INVALID_REQUEST when no target's
+        model can serve a chat call (`model_fit`), before anything is sent.
         """
         targets, route = self.plan(call.model)
         if isinstance(call.request, ChatRequest) and call.request.anthropic_beta:
             _check_betas(call.request.anthropic_beta, route)
         for name in call.fallbacks:
             targets.extend(self.plan(name)[0])
+        trail = trail or Trail(started=time.monotonic())
+        cheaper = [self.resolve(t) for t in route.downgrade] if route is not None else []
+        if isinstance(call.request, ChatRequest):
+            targets = fitting_targets(targets, self._catalog, call.request, trail, time.monotonic)
+            cheaper = able_targets(cheaper, self._catalog, call.request)
         return RoutedCall(
             call,
             tuple(targets),
             effective_policy(route, call.options),
             request_id or new_request_id(),
-            trail or Trail(started=time.monotonic()),
+            trail,
             timeout,
+            downgrade=tuple(cheaper),
         )
 
     def plan(self, name: str) -> tuple[list[Target], RouteConfig | None]:

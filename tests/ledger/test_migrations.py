@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +17,9 @@ from llmesh.services.ledger.postgres_store import migrate_postgres
 from llmesh.services.ledger.schema import COLUMNS, LATEST_VERSION, record_to_row
 from llmesh.services.ledger.sqlite_store import migrate_sqlite, sqlite_schema_version
 from tests.ledger.conftest import RecordFactory
+
+V1_COLUMNS = COLUMNS[: COLUMNS.index("downgraded_from")]
+"""The columns version 1 created (later versions added the rest)."""
 
 
 def _sqlite_indexes(path: Path) -> set[str]:
@@ -29,10 +33,10 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate_sqlite(conn, target=1) == 1
-    placeholders = ", ".join("?" * len(COLUMNS))
+    placeholders = ", ".join("?" * len(V1_COLUMNS))
     conn.execute(
-        f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-        record_to_row(record(1)),
+        f"INSERT INTO usage_records ({', '.join(V1_COLUMNS)}) VALUES ({placeholders})",
+        record_to_row(record(1))[: len(V1_COLUMNS)],
     )
     conn.close()
     assert "usage_records_day" not in _sqlite_indexes(path)
@@ -41,15 +45,19 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
     try:
         assert await store.count() == 1
         assert await store.get("req-000001") == record(1)
+        downgraded = replace(record(2), downgraded_from="openai/gpt-4o")
+        await store.write([downgraded])
+        assert await store.get("req-000002") == downgraded
     finally:
         await store.aclose()
     assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
     conn = sqlite3.connect(path)
-    assert sqlite_schema_version(conn) == LATEST_VERSION == 3
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 4
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
         1,
         2,
         3,
+        4,
     ]
     conn.close()
 
@@ -136,10 +144,10 @@ async def test_postgres_v1_to_v2(
     conn = await asyncpg.connect(postgres_server, server_settings={"search_path": pg_schema})
     try:
         assert await migrate_postgres(conn, pg_schema, target=1) == 1
-        placeholders = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+        placeholders = ", ".join(f"${i}" for i in range(1, len(V1_COLUMNS) + 1))
         await conn.execute(
-            f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-            *record_to_row(record(1)),
+            f"INSERT INTO usage_records ({', '.join(V1_COLUMNS)}) VALUES ({placeholders})",
+            *record_to_row(record(1))[: len(V1_COLUMNS)],
         )
     finally:
         await conn.close()
@@ -148,6 +156,9 @@ async def test_postgres_v1_to_v2(
     try:
         assert await store.count() == 1
         assert await store.get("req-000001") == record(1)
+        downgraded = replace(record(2), downgraded_from="openai/gpt-4o")
+        await store.write([downgraded])
+        assert await store.get("req-000002") == downgraded
     finally:
         await store.aclose()
     conn = await asyncpg.connect(postgres_server)
@@ -158,7 +169,7 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3]
+    assert [r[0] for r in versions] == [1, 2, 3, 4]
     assert {"usage_records_day", "usage_records_tenant_ts"} <= {r[0] for r in indexes}
 
 

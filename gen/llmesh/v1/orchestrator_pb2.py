@@ -29,19 +29,19 @@ from llmesh.v1 import embeddings_pb2 as llmesh_dot_v1_dot_embeddings__pb2
 from llmesh.v1 import errors_pb2 as llmesh_dot_v1_dot_errors__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmesh/v1/orchestrator.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14llmesh/v1/chat.proto\x1a\x1allmesh/v1/embeddings.proto\x1a\x16llmesh/v1/errors.proto\"8\n\x11StreamChatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"T\n\nStartEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"D\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08logprobs\x18\x02 \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\"Q\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\"W\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x15\n\rredacted_data\x18\x04 \x01(\t\"\xff\x01\n\x0b\x46inishEvent\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x17\n\x0fprovider_reason\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12$\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x12.llmesh.v1.Attempt\x12+\n\x08overhead\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\x12\x15\n\rstop_sequence\x18\x08 \x01(\t\"\x87\x02\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.llmesh.v1.AttemptOutcome\x12,\n\x0c\x65rror_reason\x18\x04 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06hedged\x18\x07 \x01(\x08\x12\r\n\x05retry\x18\x08 \x01(\x08\"\xb3\x01\n\x0bSwitchEvent\x12\x15\n\rfrom_provider\x18\x01 \x01(\t\x12\x12\n\nfrom_model\x18\x02 \x01(\t\x12\x13\n\x0bto_provider\x18\x03 \x01(\t\x12\x10\n\x08to_model\x18\x04 \x01(\t\x12&\n\x06reason\x18\x05 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x06policy\x18\x06 \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\"\xd3\x02\n\x12StreamChatResponse\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.llmesh.v1.StartEventH\x00\x12*\n\ntext_delta\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.TextDeltaH\x00\x12\x33\n\x0ftool_call_delta\x18\x03 \x01(\x0b\x32\x18.llmesh.v1.ToolCallDeltaH\x00\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x10.llmesh.v1.UsageH\x00\x12(\n\x06\x66inish\x18\x05 \x01(\x0b\x32\x16.llmesh.v1.FinishEventH\x00\x12(\n\x06switch\x18\x06 \x01(\x0b\x32\x16.llmesh.v1.SwitchEventH\x00\x12\x34\n\x0freasoning_delta\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x65vent\"2\n\x0b\x43hatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"\xae\x02\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12#\n\x07message\x18\x04 \x01(\x0b\x32\x12.llmesh.v1.Message\x12.\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x1e\n\x16provider_finish_reason\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\x12)\n\x08logprobs\x18\t \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\x12\x15\n\rstop_sequence\x18\n \x01(\t\"\x13\n\x11ListModelsRequest\"V\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x11\n\talias_for\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.llmesh.v1.ModelInfo\"=\n\rCouncilMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07persona\x18\x03 \x01(\t\"3\n\x0c\x43ouncilJudge\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\"\xa1\x01\n\x14StreamCouncilRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\x12)\n\x07members\x18\x02 \x03(\x0b\x32\x18.llmesh.v1.CouncilMember\x12&\n\x05judge\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.CouncilJudge\x12\x11\n\tfail_fast\x18\x04 \x01(\x08\"g\n\x0b\x42ranchError\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\"\x88\x01\n\x15StreamCouncilResponse\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12.\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.llmesh.v1.StreamChatResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.llmesh.v1.BranchErrorH\x00\x42\x06\n\x04\x62ody\"\x14\n\x12ListTargetsRequest\"\xbc\x01\n\x0cTargetStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x17.llmesh.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12\x34\n\x11time_to_half_open\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x0e\n\x06queued\x18\x06 \x01(\x05\"?\n\x13ListTargetsResponse\x12(\n\x07targets\x18\x01 \x03(\x0b\x32\x17.llmesh.v1.TargetStatus\"\xa3\x01\n\x0fGetUsageRequest\x12*\n\x08group_by\x18\x01 \x03(\x0e\x32\x18.llmesh.v1.UsageGrouping\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"\xb8\x01\n\nUsageTotal\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x19\n\x11\x63\x61\x63he_savings_usd\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"9\n\x10GetUsageResponse\x12%\n\x06totals\x18\x01 \x03(\x0b\x32\x15.llmesh.v1.UsageTotal\">\n\x17\x43ountInputTokensRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"Q\n\x18\x43ountInputTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t*\xa8\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x94\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_GROUPING_TENANT\x10\x01\x12\x16\n\x12USAGE_GROUPING_KEY\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x12\x16\n\x12USAGE_GROUPING_DAY\x10\x04\x32\xe8\x04\n\x13OrchestratorService\x12K\n\nStreamChat\x12\x1c.llmesh.v1.StreamChatRequest\x1a\x1d.llmesh.v1.StreamChatResponse0\x01\x12\x37\n\x04\x43hat\x12\x16.llmesh.v1.ChatRequest\x1a\x17.llmesh.v1.ChatResponse\x12I\n\nListModels\x12\x1c.llmesh.v1.ListModelsRequest\x1a\x1d.llmesh.v1.ListModelsResponse\x12T\n\rStreamCouncil\x12\x1f.llmesh.v1.StreamCouncilRequest\x1a .llmesh.v1.StreamCouncilResponse0\x01\x12L\n\x0bListTargets\x12\x1d.llmesh.v1.ListTargetsRequest\x1a\x1e.llmesh.v1.ListTargetsResponse\x12\x43\n\x08GetUsage\x12\x1a.llmesh.v1.GetUsageRequest\x1a\x1b.llmesh.v1.GetUsageResponse\x12:\n\x05\x45mbed\x12\x17.llmesh.v1.EmbedRequest\x1a\x18.llmesh.v1.EmbedResponse\x12[\n\x10\x43ountInputTokens\x12\".llmesh.v1.CountInputTokensRequest\x1a#.llmesh.v1.CountInputTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmesh/v1/orchestrator.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14llmesh/v1/chat.proto\x1a\x1allmesh/v1/embeddings.proto\x1a\x16llmesh/v1/errors.proto\"8\n\x11StreamChatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"T\n\nStartEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"D\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08logprobs\x18\x02 \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\"Q\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\"W\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x15\n\rredacted_data\x18\x04 \x01(\t\"\xff\x01\n\x0b\x46inishEvent\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x17\n\x0fprovider_reason\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12$\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x12.llmesh.v1.Attempt\x12+\n\x08overhead\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\x12\x15\n\rstop_sequence\x18\x08 \x01(\t\"\x97\x02\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.llmesh.v1.AttemptOutcome\x12,\n\x0c\x65rror_reason\x18\x04 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06hedged\x18\x07 \x01(\x08\x12\r\n\x05retry\x18\x08 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\"\xb3\x01\n\x0bSwitchEvent\x12\x15\n\rfrom_provider\x18\x01 \x01(\t\x12\x12\n\nfrom_model\x18\x02 \x01(\t\x12\x13\n\x0bto_provider\x18\x03 \x01(\t\x12\x10\n\x08to_model\x18\x04 \x01(\t\x12&\n\x06reason\x18\x05 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x06policy\x18\x06 \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\"\xd3\x02\n\x12StreamChatResponse\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.llmesh.v1.StartEventH\x00\x12*\n\ntext_delta\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.TextDeltaH\x00\x12\x33\n\x0ftool_call_delta\x18\x03 \x01(\x0b\x32\x18.llmesh.v1.ToolCallDeltaH\x00\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x10.llmesh.v1.UsageH\x00\x12(\n\x06\x66inish\x18\x05 \x01(\x0b\x32\x16.llmesh.v1.FinishEventH\x00\x12(\n\x06switch\x18\x06 \x01(\x0b\x32\x16.llmesh.v1.SwitchEventH\x00\x12\x34\n\x0freasoning_delta\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x65vent\"2\n\x0b\x43hatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"\xae\x02\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12#\n\x07message\x18\x04 \x01(\x0b\x32\x12.llmesh.v1.Message\x12.\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x1e\n\x16provider_finish_reason\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\x12)\n\x08logprobs\x18\t \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\x12\x15\n\rstop_sequence\x18\n \x01(\t\"\x13\n\x11ListModelsRequest\"V\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x11\n\talias_for\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.llmesh.v1.ModelInfo\"=\n\rCouncilMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07persona\x18\x03 \x01(\t\"3\n\x0c\x43ouncilJudge\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\"\xa1\x01\n\x14StreamCouncilRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\x12)\n\x07members\x18\x02 \x03(\x0b\x32\x18.llmesh.v1.CouncilMember\x12&\n\x05judge\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.CouncilJudge\x12\x11\n\tfail_fast\x18\x04 \x01(\x08\"g\n\x0b\x42ranchError\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\"\x88\x01\n\x15StreamCouncilResponse\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12.\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.llmesh.v1.StreamChatResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.llmesh.v1.BranchErrorH\x00\x42\x06\n\x04\x62ody\"\x14\n\x12ListTargetsRequest\"\xbc\x01\n\x0cTargetStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x17.llmesh.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12\x34\n\x11time_to_half_open\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x0e\n\x06queued\x18\x06 \x01(\x05\"?\n\x13ListTargetsResponse\x12(\n\x07targets\x18\x01 \x03(\x0b\x32\x17.llmesh.v1.TargetStatus\"\xa3\x01\n\x0fGetUsageRequest\x12*\n\x08group_by\x18\x01 \x03(\x0e\x32\x18.llmesh.v1.UsageGrouping\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"\xb8\x01\n\nUsageTotal\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x19\n\x11\x63\x61\x63he_savings_usd\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"9\n\x10GetUsageResponse\x12%\n\x06totals\x18\x01 \x03(\x0b\x32\x15.llmesh.v1.UsageTotal\">\n\x17\x43ountInputTokensRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"Q\n\x18\x43ountInputTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t*\xa8\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x94\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_GROUPING_TENANT\x10\x01\x12\x16\n\x12USAGE_GROUPING_KEY\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x12\x16\n\x12USAGE_GROUPING_DAY\x10\x04\x32\xe8\x04\n\x13OrchestratorService\x12K\n\nStreamChat\x12\x1c.llmesh.v1.StreamChatRequest\x1a\x1d.llmesh.v1.StreamChatResponse0\x01\x12\x37\n\x04\x43hat\x12\x16.llmesh.v1.ChatRequest\x1a\x17.llmesh.v1.ChatResponse\x12I\n\nListModels\x12\x1c.llmesh.v1.ListModelsRequest\x1a\x1d.llmesh.v1.ListModelsResponse\x12T\n\rStreamCouncil\x12\x1f.llmesh.v1.StreamCouncilRequest\x1a .llmesh.v1.StreamCouncilResponse0\x01\x12L\n\x0bListTargets\x12\x1d.llmesh.v1.ListTargetsRequest\x1a\x1e.llmesh.v1.ListTargetsResponse\x12\x43\n\x08GetUsage\x12\x1a.llmesh.v1.GetUsageRequest\x1a\x1b.llmesh.v1.GetUsageResponse\x12:\n\x05\x45mbed\x12\x17.llmesh.v1.EmbedRequest\x1a\x18.llmesh.v1.EmbedResponse\x12[\n\x10\x43ountInputTokens\x12\".llmesh.v1.CountInputTokensRequest\x1a#.llmesh.v1.CountInputTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmesh.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTEMPTOUTCOME']._serialized_start=3504
-  _globals['_ATTEMPTOUTCOME']._serialized_end=3672
-  _globals['_BREAKERSTATE']._serialized_start=3674
-  _globals['_BREAKERSTATE']._serialized_end=3798
-  _globals['_USAGEGROUPING']._serialized_start=3801
-  _globals['_USAGEGROUPING']._serialized_end=3949
+  _globals['_ATTEMPTOUTCOME']._serialized_start=3520
+  _globals['_ATTEMPTOUTCOME']._serialized_end=3688
+  _globals['_BREAKERSTATE']._serialized_start=3690
+  _globals['_BREAKERSTATE']._serialized_end=3814
+  _globals['_USAGEGROUPING']._serialized_start=3817
+  _globals['_USAGEGROUPING']._serialized_end=3965
   _globals['_STREAMCHATREQUEST']._serialized_start=182
   _globals['_STREAMCHATREQUEST']._serialized_end=238
   _globals['_STARTEVENT']._serialized_start=240
@@ -55,47 +55,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINISHEVENT']._serialized_start=569
   _globals['_FINISHEVENT']._serialized_end=824
   _globals['_ATTEMPT']._serialized_start=827
-  _globals['_ATTEMPT']._serialized_end=1090
-  _globals['_SWITCHEVENT']._serialized_start=1093
-  _globals['_SWITCHEVENT']._serialized_end=1272
-  _globals['_STREAMCHATRESPONSE']._serialized_start=1275
-  _globals['_STREAMCHATRESPONSE']._serialized_end=1614
-  _globals['_CHATREQUEST']._serialized_start=1616
-  _globals['_CHATREQUEST']._serialized_end=1666
-  _globals['_CHATRESPONSE']._serialized_start=1669
-  _globals['_CHATRESPONSE']._serialized_end=1971
-  _globals['_LISTMODELSREQUEST']._serialized_start=1973
-  _globals['_LISTMODELSREQUEST']._serialized_end=1992
-  _globals['_MODELINFO']._serialized_start=1994
-  _globals['_MODELINFO']._serialized_end=2080
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2082
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2140
-  _globals['_COUNCILMEMBER']._serialized_start=2142
-  _globals['_COUNCILMEMBER']._serialized_end=2203
-  _globals['_COUNCILJUDGE']._serialized_start=2205
-  _globals['_COUNCILJUDGE']._serialized_end=2256
-  _globals['_STREAMCOUNCILREQUEST']._serialized_start=2259
-  _globals['_STREAMCOUNCILREQUEST']._serialized_end=2420
-  _globals['_BRANCHERROR']._serialized_start=2422
-  _globals['_BRANCHERROR']._serialized_end=2525
-  _globals['_STREAMCOUNCILRESPONSE']._serialized_start=2528
-  _globals['_STREAMCOUNCILRESPONSE']._serialized_end=2664
-  _globals['_LISTTARGETSREQUEST']._serialized_start=2666
-  _globals['_LISTTARGETSREQUEST']._serialized_end=2686
-  _globals['_TARGETSTATUS']._serialized_start=2689
-  _globals['_TARGETSTATUS']._serialized_end=2877
-  _globals['_LISTTARGETSRESPONSE']._serialized_start=2879
-  _globals['_LISTTARGETSRESPONSE']._serialized_end=2942
-  _globals['_GETUSAGEREQUEST']._serialized_start=2945
-  _globals['_GETUSAGEREQUEST']._serialized_end=3108
-  _globals['_USAGETOTAL']._serialized_start=3111
-  _globals['_USAGETOTAL']._serialized_end=3295
-  _globals['_GETUSAGERESPONSE']._serialized_start=3297
-  _globals['_GETUSAGERESPONSE']._serialized_end=3354
-  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_start=3356
-  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_end=3418
-  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_start=3420
-  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_end=3501
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=3952
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=4568
+  _globals['_ATTEMPT']._serialized_end=1106
+  _globals['_SWITCHEVENT']._serialized_start=1109
+  _globals['_SWITCHEVENT']._serialized_end=1288
+  _globals['_STREAMCHATRESPONSE']._serialized_start=1291
+  _globals['_STREAMCHATRESPONSE']._serialized_end=1630
+  _globals['_CHATREQUEST']._serialized_start=1632
+  _globals['_CHATREQUEST']._serialized_end=1682
+  _globals['_CHATRESPONSE']._serialized_start=1685
+  _globals['_CHATRESPONSE']._serialized_end=1987
+  _globals['_LISTMODELSREQUEST']._serialized_start=1989
+  _globals['_LISTMODELSREQUEST']._serialized_end=2008
+  _globals['_MODELINFO']._serialized_start=2010
+  _globals['_MODELINFO']._serialized_end=2096
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2098
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2156
+  _globals['_COUNCILMEMBER']._serialized_start=2158
+  _globals['_COUNCILMEMBER']._serialized_end=2219
+  _globals['_COUNCILJUDGE']._serialized_start=2221
+  _globals['_COUNCILJUDGE']._serialized_end=2272
+  _globals['_STREAMCOUNCILREQUEST']._serialized_start=2275
+  _globals['_STREAMCOUNCILREQUEST']._serialized_end=2436
+  _globals['_BRANCHERROR']._serialized_start=2438
+  _globals['_BRANCHERROR']._serialized_end=2541
+  _globals['_STREAMCOUNCILRESPONSE']._serialized_start=2544
+  _globals['_STREAMCOUNCILRESPONSE']._serialized_end=2680
+  _globals['_LISTTARGETSREQUEST']._serialized_start=2682
+  _globals['_LISTTARGETSREQUEST']._serialized_end=2702
+  _globals['_TARGETSTATUS']._serialized_start=2705
+  _globals['_TARGETSTATUS']._serialized_end=2893
+  _globals['_LISTTARGETSRESPONSE']._serialized_start=2895
+  _globals['_LISTTARGETSRESPONSE']._serialized_end=2958
+  _globals['_GETUSAGEREQUEST']._serialized_start=2961
+  _globals['_GETUSAGEREQUEST']._serialized_end=3124
+  _globals['_USAGETOTAL']._serialized_start=3127
+  _globals['_USAGETOTAL']._serialized_end=3311
+  _globals['_GETUSAGERESPONSE']._serialized_start=3313
+  _globals['_GETUSAGERESPONSE']._serialized_end=3370
+  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_start=3372
+  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_end=3434
+  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_start=3436
+  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_end=3517
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=3968
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=4584
 # @@protoc_insertion_point(module_scope)
