@@ -14,7 +14,7 @@ INVALID_REQUEST naming the capability and the targets, as for options an adapter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.model_settings import ModelCapabilities
@@ -36,8 +36,14 @@ __all__ = ["able_targets", "fitting_targets", "lacking", "needs"]
 _FEATURES = ("vision", "documents", "audio", "tools", "json_schema", "reasoning")
 
 
-def needs(request: ChatRequest) -> tuple[str, ...]:
-    """The yes/no capabilities `request` needs, in a fixed order."""
+def needs(request: ChatRequest, kind: str = "") -> tuple[str, ...]:
+    """The yes/no capabilities `request` needs at a provider of `kind`, in a fixed order.
+
+    Reasoning is asked for in each wire format's own way, and the other's field is not sent:
+    a thinking budget at an ``anthropic`` provider, a reasoning effort at any other (either,
+    for an unknown kind)."""
+    effort = request.reasoning_effort is not ReasoningEffort.UNSPECIFIED
+    thinking = request.thinking_budget_tokens is not None
     kinds = {type(p) for m in request.messages for p in m.parts}
     wanted = {
         "vision": ImagePart in kinds,
@@ -46,8 +52,7 @@ def needs(request: ChatRequest) -> tuple[str, ...]:
         "tools": bool(request.tools),
         "json_schema": request.response_format is not None
         and request.response_format.type is ResponseFormatType.JSON_SCHEMA,
-        "reasoning": request.reasoning_effort is not ReasoningEffort.UNSPECIFIED
-        or request.thinking_budget_tokens is not None,
+        "reasoning": thinking if kind == "anthropic" else effort or (thinking and not kind),
     }
     return tuple(f for f in _FEATURES if wanted[f])
 
@@ -74,14 +79,24 @@ def lacking(
 
 
 def able_targets(
-    targets: Sequence[Target], catalog: ModelCatalog, request: ChatRequest
+    targets: Sequence[Target],
+    catalog: ModelCatalog,
+    request: ChatRequest,
+    kinds: Mapping[str, str] | None = None,
 ) -> list[Target]:
     """The targets whose models can serve `request`, in order, recording nothing."""
-    features, prompt = needs(request), estimate_input_tokens(request)
+    prompt = estimate_input_tokens(request)
+    kinds = kinds or {}
     return [
         t
         for t in targets
-        if lacking(catalog.capabilities(t.provider, t.model), features, request, prompt) is None
+        if lacking(
+            catalog.capabilities(t.provider, t.model),
+            needs(request, kinds.get(t.provider, "")),
+            request,
+            prompt,
+        )
+        is None
     ]
 
 
@@ -91,18 +106,19 @@ def fitting_targets(
     request: ChatRequest,
     trail: Trail,
     clock: Callable[[], float],
+    kinds: Mapping[str, str] | None = None,
 ) -> list[Target]:
     """The targets whose models can serve `request`, in order; each other is recorded in
     `trail` as skipped with the capability it lacks. Raises INVALID_REQUEST when none is
-    left."""
-    features = needs(request)
+    left. `kinds` gives each provider's kind (how it is asked for reasoning)."""
     prompt = estimate_input_tokens(request)
+    kinds = kinds or {}
     kept: list[Target] = []
     missing: dict[str, list[str]] = {}
     for target in targets:
-        found = lacking(
-            catalog.capabilities(target.provider, target.model), features, request, prompt
-        )
+        features = needs(request, kinds.get(target.provider, ""))
+        caps = catalog.capabilities(target.provider, target.model)
+        found = lacking(caps, features, request, prompt)
         if found is None:
             kept.append(target)
             continue

@@ -52,6 +52,7 @@ class Router:
     ) -> None:
         self._catalog = catalog or ModelCatalog()
         self._providers = dict(providers)
+        self._kinds = {name: p.kind for name, p in self._providers.items()}
         self._aliases = dict(aliases)
         self._routes = dict(routes or {})
         for route in self._routes.values():  # a bad target fails at start, not per call
@@ -79,8 +80,9 @@ class Router:
         trail = trail or Trail(started=time.monotonic())
         cheaper = [self.resolve(t) for t in route.downgrade] if route is not None else []
         if isinstance(call.request, ChatRequest):
-            targets = fitting_targets(targets, self._catalog, call.request, trail, time.monotonic)
-            cheaper = able_targets(cheaper, self._catalog, call.request)
+            request, kinds = call.request, self._kinds
+            targets = fitting_targets(targets, self._catalog, request, trail, time.monotonic, kinds)
+            cheaper = able_targets(cheaper, self._catalog, request, kinds)
         return RoutedCall(
             call,
             tuple(targets),

@@ -197,3 +197,17 @@ def test_an_unknown_role_is_invalid_request_naming_it() -> None:
     assert "unknown role 'translate'" in err.message
     assert "reason, summarize" in err.message
     assert err.violations[0].field == "model"
+
+
+def test_reasoning_is_needed_only_where_the_wire_format_sends_it() -> None:
+    thinking = _request(thinking_budget_tokens=2048, max_tokens=4096)
+    effort = _request(reasoning_effort=ReasoningEffort.LOW)
+    assert needs(thinking, "anthropic") == needs(effort, "openai") == ("reasoning",)
+    assert needs(thinking, "openai") == needs(effort, "anthropic") == ()
+    router = Router(PROVIDERS, {}, {}, ModelCatalog(prices=PriceTable.defaults()))
+    # an OpenAI model ignores a thinking budget, as it always has
+    assert [t.name for t in router.route(Call("openai/gpt-4o", thinking)).targets] == [
+        "openai/gpt-4o"
+    ]
+    with pytest.raises(LlmeshError):
+        router.route(Call("openai/gpt-4o", effort))
