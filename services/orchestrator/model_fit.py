@@ -33,7 +33,8 @@ from llmesh.services.orchestrator.model_catalog import ModelCatalog
 
 __all__ = ["able_targets", "fitting_targets", "lacking", "needs"]
 
-_FEATURES = ("vision", "documents", "audio", "tools", "json_schema", "reasoning")
+_PARTS = (("vision", ImagePart), ("documents", DocumentPart), ("audio", AudioPart))
+"""The capability each kind of content part needs."""
 
 
 def needs(request: ChatRequest, kind: str = "") -> tuple[str, ...]:
@@ -42,26 +43,33 @@ def needs(request: ChatRequest, kind: str = "") -> tuple[str, ...]:
     Reasoning is asked for in each wire format's own way, and the other's field is not sent:
     a thinking budget at an ``anthropic`` provider, a reasoning effort at any other (either,
     for an unknown kind)."""
+    out: list[str] = []
+    if any(m.parts for m in request.messages):
+        kinds = {type(p) for m in request.messages for p in m.parts}
+        out.extend(f for f, part in _PARTS if part in kinds)
+    if request.tools:
+        out.append("tools")
+    if (
+        request.response_format is not None
+        and request.response_format.type is ResponseFormatType.JSON_SCHEMA
+    ):
+        out.append("json_schema")
     effort = request.reasoning_effort is not ReasoningEffort.UNSPECIFIED
     thinking = request.thinking_budget_tokens is not None
-    kinds = {type(p) for m in request.messages for p in m.parts}
-    wanted = {
-        "vision": ImagePart in kinds,
-        "documents": DocumentPart in kinds,
-        "audio": AudioPart in kinds,
-        "tools": bool(request.tools),
-        "json_schema": request.response_format is not None
-        and request.response_format.type is ResponseFormatType.JSON_SCHEMA,
-        "reasoning": thinking if kind == "anthropic" else effort or (thinking and not kind),
-    }
-    return tuple(f for f in _FEATURES if wanted[f])
+    if thinking if kind == "anthropic" else effort or (thinking and not kind):
+        out.append("reasoning")
+    return tuple(out)
 
 
 def lacking(
-    caps: ModelCapabilities, features: Sequence[str], request: ChatRequest, prompt: int
+    caps: ModelCapabilities,
+    features: Sequence[str],
+    request: ChatRequest,
+    prompt: Callable[[], int],
 ) -> tuple[str, str] | None:
-    """The first capability `caps` is known to lack for `request` (whose prompt is an
-    estimated `prompt` tokens), as (capability, detail); None when it may serve it."""
+    """The first capability `caps` is known to lack for `request` (whose prompt `prompt()`
+    estimates in tokens, asked only when needed), as (capability, detail); None when it may
+    serve it."""
     for feature in features:
         if getattr(caps, feature) is False:
             return feature, f"lacks {feature}"
@@ -70,9 +78,9 @@ def lacking(
         return "max_output_tokens", (
             f"max_tokens {out} is over its max_output_tokens {caps.max_output_tokens}"
         )
-    if caps.context_window is not None and prompt + out > caps.context_window:
+    if caps.context_window is not None and (tokens := prompt()) + out > caps.context_window:
         return "context_window", (
-            f"about {prompt} prompt tokens + {out} max_tokens exceed its context_window "
+            f"about {tokens} prompt tokens + {out} max_tokens exceed its context_window "
             f"{caps.context_window}"
         )
     return None
@@ -85,7 +93,7 @@ def able_targets(
     kinds: Mapping[str, str] | None = None,
 ) -> list[Target]:
     """The targets whose models can serve `request`, in order, recording nothing."""
-    prompt = estimate_input_tokens(request)
+    prompt = _once(estimate_input_tokens, request)
     kinds = kinds or {}
     return [
         t
@@ -111,12 +119,16 @@ def fitting_targets(
     """The targets whose models can serve `request`, in order; each other is recorded in
     `trail` as skipped with the capability it lacks. Raises INVALID_REQUEST when none is
     left. `kinds` gives each provider's kind (how it is asked for reasoning)."""
-    prompt = estimate_input_tokens(request)
+    prompt = _once(estimate_input_tokens, request)
     kinds = kinds or {}
     kept: list[Target] = []
+    wanted: dict[str, tuple[str, ...]] = {}
     missing: dict[str, list[str]] = {}
     for target in targets:
-        features = needs(request, kinds.get(target.provider, ""))
+        kind = kinds.get(target.provider, "")
+        features = wanted.get(kind)
+        if features is None:
+            features = wanted[kind] = needs(request, kind)
         caps = catalog.capabilities(target.provider, target.model)
         found = lacking(caps, features, request, prompt)
         if found is None:
@@ -174,3 +186,15 @@ def _field(request: ChatRequest, capability: str) -> str:
             else "thinking_budget_tokens"
         )
     return _FIELDS.get(capability, "model")
+
+
+def _once(estimate: Callable[[ChatRequest], int], request: ChatRequest) -> Callable[[], int]:
+    """`estimate(request)`, worked out at the first call only."""
+    found: list[int] = []
+
+    def prompt() -> int:
+        if not found:
+            found.append(estimate(request))
+        return found[0]
+
+    return prompt
