@@ -101,6 +101,16 @@ async def test_a_vision_call_skips_a_text_only_target(server: OrchestratorServer
     assert [a["outcome"] for a in attempts[1:]] == ["succeeded"]
     text, attempts = await _chat(server, _input("look"))  # text goes to the first target
     assert text.model == "text-only" and len(attempts) == 1
+    # a call's own fallbacks are chosen the same way
+    fallback = _input("emulator/text-only", *_image(), fallbacks=["emulator/echo"])
+    reply, attempts = await _chat(server, fallback)
+    assert reply.model == "echo"
+    assert [(a["target"], a["outcome"]) for a in attempts] == [
+        ("emulator/text-only", "skipped"),
+        ("emulator/echo", "succeeded"),
+    ]
+    text, attempts = await _chat(server, _input("look"))
+    assert text.model == "text-only" and len(attempts) == 1
 
     error = await _refused(server, _input("emulator/text-only", *_image()))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
