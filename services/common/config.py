@@ -25,6 +25,11 @@ from llmesh.services.common.media_settings import (
     PartLimits,
     limits_from_mapping,
 )
+from llmesh.services.common.model_settings import (
+    MODEL_SECTIONS,
+    ModelSettings,
+    parse_model_settings,
+)
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.provider_settings import (
     LOCAL_MODEL_PACKAGES,
@@ -175,6 +180,9 @@ class Config:
     (``orchestrator.reload_interval``; 0: reload on SIGHUP only)."""
     source: str | None = None
     """The file this configuration was read from (None: none), for reloads."""
+    models: ModelSettings = field(default_factory=ModelSettings)
+    """Capability overrides and roles (the ``capabilities``, ``roles`` and ``tenants``
+    sections)."""
 
 
 _POLICY_SECTIONS = tuple(f.name for f in fields(PolicyConfig))
@@ -195,6 +203,7 @@ _TOP_LEVEL = {
     "auth",
     "telemetry",
     "tls",
+    *MODEL_SECTIONS,
     *_POLICY_SECTIONS,
 }
 
@@ -403,6 +412,7 @@ def load_config(
             "orchestrator.reload_interval",
         ),
         source=str(chosen) if chosen else None,
+        models=parse_model_settings(raw),
     )
 
 

@@ -195,6 +195,9 @@ class RouteConfig:
     targets in configured order)."""
     fallbacks: tuple[str, ...] = ()
     """Model names (aliases, other routes) tried after the targets or the pool."""
+    downgrade: tuple[str, ...] = ()
+    """Cheaper models, in order, a call switches to when its budget left cannot cover the
+    route's worst case (instead of failing with BUDGET_EXCEEDED)."""
 
 
 def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
@@ -253,4 +256,10 @@ def parse_route(name: str, raw: Any) -> RouteConfig:
         anthropic_beta=_beta_list(name, raw.get("anthropic_beta")),
         pool=pool,
         fallbacks=parse_fallbacks(name, raw),
+        downgrade=_downgrade(name, raw.get("downgrade")),
     )
+
+
+def _downgrade(name: str, raw: Any) -> tuple[str, ...]:
+    """``routes.<name>.downgrade``: one model name or a list of them."""
+    return names([raw] if isinstance(raw, str) else raw, f"routes.{name}.downgrade")

@@ -82,6 +82,9 @@ class RoutedCall(Generic[R]):
     failover: frozenset[Target] = frozenset()
     """Targets that, failing, give way to the next target at once instead of being retried:
     a pool's deployments but its last (the next deployment is the retry)."""
+    downgrade: tuple[Target, ...] = ()
+    """Cheaper targets, in order, the call may switch to when its budget left cannot cover
+    `targets` (the route's ``downgrade``)."""
 
     @property
     def ends(self) -> float | None:

@@ -44,6 +44,8 @@ class AttemptRecord:
     pick: str = ""
     """Why a pool put this deployment where it stood (or left it out), e.g. ``latency 1/3:
     cost 0.0040 (...)``; empty outside pools."""
+    detail: str = ""
+    """Why the attempt was skipped, in words (e.g. ``lacks vision``); empty otherwise."""
 
     def finish(self, outcome: Outcome, now: float, reason: Reason | None = None) -> None:
         """Close the record (once; later calls are ignored)."""
@@ -111,7 +113,8 @@ def attempt_json(
     The ledger stores every attempt with its `usage` (what it was billed: reported or
     estimated); the ``llmesh-attempts`` trailer and header pass no usage and ask for the
     `brief` form, which leaves out ``hedged`` and ``retry`` when they are false.
-    ``reason``, ``ttft_ms`` and ``pick`` (a pool's choice) appear only when there is one.
+    ``reason``, ``ttft_ms`` and ``pick`` (a pool's choice) appear only when there is one,
+    and ``detail`` only when set.
     """
     out: dict[str, Any] = {
         "target": a.target.name,
@@ -128,6 +131,8 @@ def attempt_json(
         out["ttft_ms"] = round(a.ttft * 1000, 3)
     if a.pick:
         out["pick"] = a.pick
+    if a.detail:
+        out["detail"] = a.detail
     if usage is not None:
         out["usage"] = usage.to_json()
     return out

@@ -68,6 +68,9 @@ class UsageRecord:
     """Caller-supplied labels."""
     priority: str = ""
     """The priority tier the call ran at (``normal``); ``""`` in rows from before tiers."""
+    downgraded_from: str = ""
+    """The targets (comma-separated) a budget downgrade switched the call away from; empty
+    when the call was not downgraded. `provider` and `model` name the one that served."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, CallStatus):

@@ -112,6 +112,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "usage_records.priority: the priority tier each call ran at",
         (f"ALTER TABLE {TABLE} ADD COLUMN priority TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        5,
+        "usage_records.downgraded_from: the targets a budget downgrade switched away from",
+        (f"ALTER TABLE {TABLE} ADD COLUMN downgraded_from TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 """Every migration, in version order."""
 
@@ -145,6 +150,7 @@ COLUMNS: tuple[str, ...] = (
     "cache_hit",
     "metadata",
     "priority",
+    "downgraded_from",
 )
 """The columns of `TABLE`, in the order of `record_to_row`."""
 
@@ -215,6 +221,7 @@ def record_to_row(rec: UsageRecord) -> tuple[Any, ...]:
         bool(rec.cache_hit),
         dumps({str(k): str(v) for k, v in rec.metadata.items()}),
         str(rec.priority),
+        str(rec.downgraded_from),
     )
 
 
@@ -249,4 +256,5 @@ def record_from_row(row: Sequence[Any]) -> UsageRecord:
         cache_hit=bool(v["cache_hit"]),
         metadata=orjson.loads(metadata) if isinstance(metadata, str) else metadata,
         priority=v["priority"],
+        downgraded_from=v["downgraded_from"],
     )

@@ -19,6 +19,7 @@ from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.trail import AttemptRecord, Outcome, Settlement, attempt_json
 from llmesh.services.ledger import LedgerWriter, PriceTable, UsageRecord
 from llmesh.services.orchestrator.attempts import NOT_SENT
+from llmesh.services.orchestrator.downgrade import downgraded_from
 from llmesh.services.orchestrator.engine import UsageEstimator
 from llmesh.services.orchestrator.response_cache import CachedReply
 
@@ -108,6 +109,7 @@ class Accounting:
                 status=status,
                 error_reason=None if reason is None else reason.value,
                 usage_estimated=used.estimated,
+                downgraded_from=downgraded_from(call.trail.attempts),
             )
         )
 

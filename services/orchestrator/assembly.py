@@ -41,6 +41,7 @@ from llmesh.services.orchestrator.observability import observe_state, observed_l
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.reload import make_router
 from llmesh.services.orchestrator.response_cache import ResponseCache
+from llmesh.services.orchestrator.roles import Roles
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
 
@@ -182,7 +183,8 @@ async def assemble(
             {ChatRequest: engine, EmbeddingRequest: embeddings, **(call_types or {})}
         )
         router = make_router(config, engine.deployments, prices)
-        path = CallPath(router, compose(inner, layers))
+        roles = Roles(config.models.roles, config.models.tenant_roles)
+        path = CallPath(router, compose(inner, layers), roles)
     except BaseException:
         for close in closers:
             await close()

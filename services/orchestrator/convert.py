@@ -469,6 +469,7 @@ def attempts_to_proto(records: Sequence[AttemptRecord]) -> list[orchestrator_pb2
             hedged=r.hedged,
             retry=r.retry,
             pick=r.pick,
+            detail=r.detail,
         )
         if r.reason is not None:
             a.error_reason = reason_to_proto(r.reason)

@@ -9,6 +9,7 @@ from llmesh.services.core.call import Call, RoutedCall
 from llmesh.services.core.events import CallEvent
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.trail import Trail
+from llmesh.services.orchestrator.roles import Roles
 from llmesh.services.orchestrator.routing import Router
 
 __all__ = ["CallPath"]
@@ -17,11 +18,12 @@ R = TypeVar("R")
 
 
 class CallPath:
-    """Routing at the top, then the composed handler (layers around the engine)."""
+    """Roles and routing at the top, then the composed handler (layers around the engine)."""
 
-    def __init__(self, router: Router, handler: Handler) -> None:
+    def __init__(self, router: Router, handler: Handler, roles: Roles | None = None) -> None:
         self.router = router
         self.handler = handler
+        self.roles = roles or Roles()
 
     def route(
         self,
@@ -31,7 +33,9 @@ class CallPath:
         trail: Trail | None = None,
         timeout: float | None = None,
     ) -> RoutedCall[R]:
-        """The call resolved into its targets and policy; MODEL_NOT_FOUND for unknown names."""
+        """The call's roles resolved (`roles`), then the call resolved into its targets and
+        policy; MODEL_NOT_FOUND for unknown names, INVALID_REQUEST for unknown roles."""
+        call = self.roles.resolve(call)
         return self.router.route(call, request_id=request_id, trail=trail, timeout=timeout)
 
     def stream(

@@ -34,10 +34,12 @@ from llmesh.services.common.errors import LlmeshError
 from llmesh.services.core.target import Target
 from llmesh.services.ledger import PriceTable
 from llmesh.services.orchestrator.engine import Orchestrator
+from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.pools import Balancer, DeploymentStats
 from llmesh.services.orchestrator.providers import ProviderRegistry, default_registry
 from llmesh.services.orchestrator.providers.base import Provider
+from llmesh.services.orchestrator.roles import Roles
 from llmesh.services.orchestrator.routing import Router
 
 __all__ = ["RELOADED", "Reloader", "make_router"]
@@ -55,7 +57,9 @@ def make_router(config: Config, stats: DeploymentStats, prices: PriceTable | Non
         found = None if prices is None else prices.price(target.provider, target.model)
         return None if found is None else found.input + found.output
 
-    router = Router(config.providers, config.aliases, config.routes, Balancer(stats, price))
+    catalog = ModelCatalog(config.models.capabilities, prices)
+    balancer = Balancer(stats, price)
+    router = Router(config.providers, config.aliases, config.routes, balancer, catalog)
     # the router is valid (it resolved every name): only now is `stats` pointed at it
     decays = {
         d.target: route.pool.latency_decay
@@ -138,6 +142,7 @@ class Reloader:
             previous = {id(p): name for name, p in self._engine.providers.items()}
             retired = self._engine.swap_providers(providers)  # no await from here ...
             self._call_path.router = router  # ... to here: one config or the other
+            self._call_path.roles = Roles(new.models.roles, new.models.tenant_roles)
             self._retire(retired, previous)
             old = self._loaded or self.config
             self.config = self._loaded = new

@@ -24,6 +24,8 @@ from llmesh.services.core.policy import CallOptions, MidStreamPolicy, Policy
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.orchestrator.estimate import estimate_input_tokens
+from llmesh.services.orchestrator.model_catalog import ModelCatalog
+from llmesh.services.orchestrator.model_fit import able_targets, fitting_targets
 from llmesh.services.orchestrator.pools import Balancer, DeploymentStats
 
 R = TypeVar("R")
@@ -53,14 +55,18 @@ class Router:
         aliases: Mapping[str, str],
         routes: Mapping[str, RouteConfig] | None = None,
         balancer: Balancer | None = None,
+        catalog: ModelCatalog | None = None,
     ) -> None:
-        """`balancer` orders pools (None: one of its own, on figures no engine feeds)."""
+        """`balancer` orders pools (None: one of its own, on figures no engine feeds);
+        `catalog` says what models can do (None: the bundled one)."""
+        self._catalog = catalog or ModelCatalog()
         self._providers = dict(providers)
+        self._kinds = {name: p.kind for name, p in self._providers.items()}
         self._aliases = dict(aliases)
         self._routes = dict(routes or {})
         self.balancer = balancer or Balancer(DeploymentStats())
         for route in self._routes.values():  # a bad target fails at start, not per call
-            for target in route.targets:
+            for target in (*route.targets, *route.downgrade):
                 self.resolve(target)
             for name in route.fallbacks:
                 if name not in self._routes:
@@ -80,7 +86,8 @@ class Router:
     ) -> RoutedCall[R]:
         """The call resolved into its ordered targets (route, then fallbacks) and policy.
 
-        Raises MODEL_NOT_FOUND for any unknown name, before anything is sent.
+        Raises MODEL_NOT_FOUND for any unknown name, and INVALID_REQUEST when no target's
+        model can serve a chat call (`model_fit`), before anything is sent.
         """
         trail = trail or Trail(started=time.monotonic())
         failover: set[Target] = set()
@@ -89,6 +96,11 @@ class Router:
             _check_betas(call.request.anthropic_beta, route)
         for name in call.fallbacks:
             targets.extend(self._plan(name, call.request, trail, failover, ())[0])
+        cheaper = [self.resolve(t) for t in route.downgrade] if route is not None else []
+        if isinstance(call.request, ChatRequest):
+            request, kinds = call.request, self._kinds
+            targets = fitting_targets(targets, self._catalog, request, trail, time.monotonic, kinds)
+            cheaper = able_targets(cheaper, self._catalog, request, kinds)
         return RoutedCall(
             call,
             tuple(targets),
@@ -97,6 +109,7 @@ class Router:
             trail,
             timeout,
             failover=frozenset(failover) if failover else _NONE,
+            downgrade=tuple(cheaper),
         )
 
     def plan(self, name: str) -> tuple[list[Target], RouteConfig | None]:

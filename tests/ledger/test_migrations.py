@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -44,16 +45,20 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
     try:
         assert await store.count() == 1
         assert await store.get("req-000001") == record(1)
+        downgraded = replace(record(2), downgraded_from="openai/gpt-4o")
+        await store.write([downgraded])
+        assert await store.get("req-000002") == downgraded
     finally:
         await store.aclose()
     assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
     conn = sqlite3.connect(path)
-    assert sqlite_schema_version(conn) == LATEST_VERSION == 4
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 5
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
         1,
         2,
         3,
         4,
+        5,
     ]
     conn.close()
 
@@ -152,6 +157,9 @@ async def test_postgres_v1_to_v2(
     try:
         assert await store.count() == 1
         assert await store.get("req-000001") == record(1)
+        downgraded = replace(record(2), downgraded_from="openai/gpt-4o")
+        await store.write([downgraded])
+        assert await store.get("req-000002") == downgraded
     finally:
         await store.aclose()
     conn = await asyncpg.connect(postgres_server)
@@ -162,7 +170,7 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3, 4]
+    assert [r[0] for r in versions] == [1, 2, 3, 4, 5]
     assert {"usage_records_day", "usage_records_tenant_ts"} <= {r[0] for r in indexes}
 
 

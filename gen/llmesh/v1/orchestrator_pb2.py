@@ -29,19 +29,19 @@ from llmesh.v1 import embeddings_pb2 as llmesh_dot_v1_dot_embeddings__pb2
 from llmesh.v1 import errors_pb2 as llmesh_dot_v1_dot_errors__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmesh/v1/orchestrator.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14llmesh/v1/chat.proto\x1a\x1allmesh/v1/embeddings.proto\x1a\x16llmesh/v1/errors.proto\"8\n\x11StreamChatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"T\n\nStartEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"D\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08logprobs\x18\x02 \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\"Q\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\"W\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x15\n\rredacted_data\x18\x04 \x01(\t\"\xff\x01\n\x0b\x46inishEvent\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x17\n\x0fprovider_reason\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12$\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x12.llmesh.v1.Attempt\x12+\n\x08overhead\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\x12\x15\n\rstop_sequence\x18\x08 \x01(\t\"\x95\x02\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.llmesh.v1.AttemptOutcome\x12,\n\x0c\x65rror_reason\x18\x04 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06hedged\x18\x07 \x01(\x08\x12\r\n\x05retry\x18\x08 \x01(\x08\x12\x0c\n\x04pick\x18\t \x01(\t\"\xb3\x01\n\x0bSwitchEvent\x12\x15\n\rfrom_provider\x18\x01 \x01(\t\x12\x12\n\nfrom_model\x18\x02 \x01(\t\x12\x13\n\x0bto_provider\x18\x03 \x01(\t\x12\x10\n\x08to_model\x18\x04 \x01(\t\x12&\n\x06reason\x18\x05 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x06policy\x18\x06 \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\"\xd3\x02\n\x12StreamChatResponse\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.llmesh.v1.StartEventH\x00\x12*\n\ntext_delta\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.TextDeltaH\x00\x12\x33\n\x0ftool_call_delta\x18\x03 \x01(\x0b\x32\x18.llmesh.v1.ToolCallDeltaH\x00\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x10.llmesh.v1.UsageH\x00\x12(\n\x06\x66inish\x18\x05 \x01(\x0b\x32\x16.llmesh.v1.FinishEventH\x00\x12(\n\x06switch\x18\x06 \x01(\x0b\x32\x16.llmesh.v1.SwitchEventH\x00\x12\x34\n\x0freasoning_delta\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x65vent\"2\n\x0b\x43hatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"\xae\x02\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12#\n\x07message\x18\x04 \x01(\x0b\x32\x12.llmesh.v1.Message\x12.\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x1e\n\x16provider_finish_reason\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\x12)\n\x08logprobs\x18\t \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\x12\x15\n\rstop_sequence\x18\n \x01(\t\"\x13\n\x11ListModelsRequest\"V\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x11\n\talias_for\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.llmesh.v1.ModelInfo\"=\n\rCouncilMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07persona\x18\x03 \x01(\t\"3\n\x0c\x43ouncilJudge\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\"\xa1\x01\n\x14StreamCouncilRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\x12)\n\x07members\x18\x02 \x03(\x0b\x32\x18.llmesh.v1.CouncilMember\x12&\n\x05judge\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.CouncilJudge\x12\x11\n\tfail_fast\x18\x04 \x01(\x08\"g\n\x0b\x42ranchError\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\"\x88\x01\n\x15StreamCouncilResponse\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12.\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.llmesh.v1.StreamChatResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.llmesh.v1.BranchErrorH\x00\x42\x06\n\x04\x62ody\"\x14\n\x12ListTargetsRequest\"\xbc\x01\n\x0cTargetStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x17.llmesh.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12\x34\n\x11time_to_half_open\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x0e\n\x06queued\x18\x06 \x01(\x05\"?\n\x13ListTargetsResponse\x12(\n\x07targets\x18\x01 \x03(\x0b\x32\x17.llmesh.v1.TargetStatus\"\xa3\x01\n\x0fGetUsageRequest\x12*\n\x08group_by\x18\x01 \x03(\x0e\x32\x18.llmesh.v1.UsageGrouping\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"\xb8\x01\n\nUsageTotal\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x19\n\x11\x63\x61\x63he_savings_usd\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"9\n\x10GetUsageResponse\x12%\n\x06totals\x18\x01 \x03(\x0b\x32\x15.llmesh.v1.UsageTotal\">\n\x17\x43ountInputTokensRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"Q\n\x18\x43ountInputTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t*\xa8\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x94\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_GROUPING_TENANT\x10\x01\x12\x16\n\x12USAGE_GROUPING_KEY\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x12\x16\n\x12USAGE_GROUPING_DAY\x10\x04\x32\xe8\x04\n\x13OrchestratorService\x12K\n\nStreamChat\x12\x1c.llmesh.v1.StreamChatRequest\x1a\x1d.llmesh.v1.StreamChatResponse0\x01\x12\x37\n\x04\x43hat\x12\x16.llmesh.v1.ChatRequest\x1a\x17.llmesh.v1.ChatResponse\x12I\n\nListModels\x12\x1c.llmesh.v1.ListModelsRequest\x1a\x1d.llmesh.v1.ListModelsResponse\x12T\n\rStreamCouncil\x12\x1f.llmesh.v1.StreamCouncilRequest\x1a .llmesh.v1.StreamCouncilResponse0\x01\x12L\n\x0bListTargets\x12\x1d.llmesh.v1.ListTargetsRequest\x1a\x1e.llmesh.v1.ListTargetsResponse\x12\x43\n\x08GetUsage\x12\x1a.llmesh.v1.GetUsageRequest\x1a\x1b.llmesh.v1.GetUsageResponse\x12:\n\x05\x45mbed\x12\x17.llmesh.v1.EmbedRequest\x1a\x18.llmesh.v1.EmbedResponse\x12[\n\x10\x43ountInputTokens\x12\".llmesh.v1.CountInputTokensRequest\x1a#.llmesh.v1.CountInputTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cllmesh/v1/orchestrator.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14llmesh/v1/chat.proto\x1a\x1allmesh/v1/embeddings.proto\x1a\x16llmesh/v1/errors.proto\"8\n\x11StreamChatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"T\n\nStartEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\"D\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08logprobs\x18\x02 \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\"Q\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\"W\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x15\n\rredacted_data\x18\x04 \x01(\t\"\xff\x01\n\x0b\x46inishEvent\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x17\n\x0fprovider_reason\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12$\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x12.llmesh.v1.Attempt\x12+\n\x08overhead\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\x12\x15\n\rstop_sequence\x18\x08 \x01(\t\"\xa5\x02\n\x07\x41ttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.llmesh.v1.AttemptOutcome\x12,\n\x0c\x65rror_reason\x18\x04 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06hedged\x18\x07 \x01(\x08\x12\r\n\x05retry\x18\x08 \x01(\x08\x12\x0c\n\x04pick\x18\t \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\n \x01(\t\"\xb3\x01\n\x0bSwitchEvent\x12\x15\n\rfrom_provider\x18\x01 \x01(\t\x12\x12\n\nfrom_model\x18\x02 \x01(\t\x12\x13\n\x0bto_provider\x18\x03 \x01(\t\x12\x10\n\x08to_model\x18\x04 \x01(\t\x12&\n\x06reason\x18\x05 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12*\n\x06policy\x18\x06 \x01(\x0e\x32\x1a.llmesh.v1.MidStreamPolicy\"\xd3\x02\n\x12StreamChatResponse\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.llmesh.v1.StartEventH\x00\x12*\n\ntext_delta\x18\x02 \x01(\x0b\x32\x14.llmesh.v1.TextDeltaH\x00\x12\x33\n\x0ftool_call_delta\x18\x03 \x01(\x0b\x32\x18.llmesh.v1.ToolCallDeltaH\x00\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x10.llmesh.v1.UsageH\x00\x12(\n\x06\x66inish\x18\x05 \x01(\x0b\x32\x16.llmesh.v1.FinishEventH\x00\x12(\n\x06switch\x18\x06 \x01(\x0b\x32\x16.llmesh.v1.SwitchEventH\x00\x12\x34\n\x0freasoning_delta\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x65vent\"2\n\x0b\x43hatRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"\xae\x02\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12#\n\x07message\x18\x04 \x01(\x0b\x32\x12.llmesh.v1.Message\x12.\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x17.llmesh.v1.FinishReason\x12\x1e\n\x16provider_finish_reason\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\x12)\n\x08logprobs\x18\t \x03(\x0b\x32\x17.llmesh.v1.TokenLogprob\x12\x15\n\rstop_sequence\x18\n \x01(\t\"\x13\n\x11ListModelsRequest\"V\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x11\n\talias_for\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.llmesh.v1.ModelInfo\"=\n\rCouncilMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07persona\x18\x03 \x01(\t\"3\n\x0c\x43ouncilJudge\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\"\xa1\x01\n\x14StreamCouncilRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\x12)\n\x07members\x18\x02 \x03(\x0b\x32\x18.llmesh.v1.CouncilMember\x12&\n\x05judge\x18\x03 \x01(\x0b\x32\x17.llmesh.v1.CouncilJudge\x12\x11\n\tfail_fast\x18\x04 \x01(\x08\"g\n\x0b\x42ranchError\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.llmesh.v1.Usage\"\x88\x01\n\x15StreamCouncilResponse\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12.\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.llmesh.v1.StreamChatResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.llmesh.v1.BranchErrorH\x00\x42\x06\n\x04\x62ody\"\x14\n\x12ListTargetsRequest\"\xbc\x01\n\x0cTargetStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x17.llmesh.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12\x34\n\x11time_to_half_open\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x0e\n\x06queued\x18\x06 \x01(\x05\"?\n\x13ListTargetsResponse\x12(\n\x07targets\x18\x01 \x03(\x0b\x32\x17.llmesh.v1.TargetStatus\"\xa3\x01\n\x0fGetUsageRequest\x12*\n\x08group_by\x18\x01 \x03(\x0e\x32\x18.llmesh.v1.UsageGrouping\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"\xb8\x01\n\nUsageTotal\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x1f\n\x05usage\x18\x06 \x01(\x0b\x32\x10.llmesh.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x19\n\x11\x63\x61\x63he_savings_usd\x18\x08 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"9\n\x10GetUsageResponse\x12%\n\x06totals\x18\x01 \x03(\x0b\x32\x15.llmesh.v1.UsageTotal\">\n\x17\x43ountInputTokensRequest\x12#\n\x05input\x18\x01 \x01(\x0b\x32\x14.llmesh.v1.ChatInput\"Q\n\x18\x43ountInputTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t*\xa8\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_CANCELLED\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_SKIPPED\x10\x04*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x94\x01\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_GROUPING_TENANT\x10\x01\x12\x16\n\x12USAGE_GROUPING_KEY\x10\x02\x12\x18\n\x14USAGE_GROUPING_MODEL\x10\x03\x12\x16\n\x12USAGE_GROUPING_DAY\x10\x04\x32\xe8\x04\n\x13OrchestratorService\x12K\n\nStreamChat\x12\x1c.llmesh.v1.StreamChatRequest\x1a\x1d.llmesh.v1.StreamChatResponse0\x01\x12\x37\n\x04\x43hat\x12\x16.llmesh.v1.ChatRequest\x1a\x17.llmesh.v1.ChatResponse\x12I\n\nListModels\x12\x1c.llmesh.v1.ListModelsRequest\x1a\x1d.llmesh.v1.ListModelsResponse\x12T\n\rStreamCouncil\x12\x1f.llmesh.v1.StreamCouncilRequest\x1a .llmesh.v1.StreamCouncilResponse0\x01\x12L\n\x0bListTargets\x12\x1d.llmesh.v1.ListTargetsRequest\x1a\x1e.llmesh.v1.ListTargetsResponse\x12\x43\n\x08GetUsage\x12\x1a.llmesh.v1.GetUsageRequest\x1a\x1b.llmesh.v1.GetUsageResponse\x12:\n\x05\x45mbed\x12\x17.llmesh.v1.EmbedRequest\x1a\x18.llmesh.v1.EmbedResponse\x12[\n\x10\x43ountInputTokens\x12\".llmesh.v1.CountInputTokensRequest\x1a#.llmesh.v1.CountInputTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmesh.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTEMPTOUTCOME']._serialized_start=3518
-  _globals['_ATTEMPTOUTCOME']._serialized_end=3686
-  _globals['_BREAKERSTATE']._serialized_start=3688
-  _globals['_BREAKERSTATE']._serialized_end=3812
-  _globals['_USAGEGROUPING']._serialized_start=3815
-  _globals['_USAGEGROUPING']._serialized_end=3963
+  _globals['_ATTEMPTOUTCOME']._serialized_start=3534
+  _globals['_ATTEMPTOUTCOME']._serialized_end=3702
+  _globals['_BREAKERSTATE']._serialized_start=3704
+  _globals['_BREAKERSTATE']._serialized_end=3828
+  _globals['_USAGEGROUPING']._serialized_start=3831
+  _globals['_USAGEGROUPING']._serialized_end=3979
   _globals['_STREAMCHATREQUEST']._serialized_start=182
   _globals['_STREAMCHATREQUEST']._serialized_end=238
   _globals['_STARTEVENT']._serialized_start=240
@@ -55,47 +55,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINISHEVENT']._serialized_start=569
   _globals['_FINISHEVENT']._serialized_end=824
   _globals['_ATTEMPT']._serialized_start=827
-  _globals['_ATTEMPT']._serialized_end=1104
-  _globals['_SWITCHEVENT']._serialized_start=1107
-  _globals['_SWITCHEVENT']._serialized_end=1286
-  _globals['_STREAMCHATRESPONSE']._serialized_start=1289
-  _globals['_STREAMCHATRESPONSE']._serialized_end=1628
-  _globals['_CHATREQUEST']._serialized_start=1630
-  _globals['_CHATREQUEST']._serialized_end=1680
-  _globals['_CHATRESPONSE']._serialized_start=1683
-  _globals['_CHATRESPONSE']._serialized_end=1985
-  _globals['_LISTMODELSREQUEST']._serialized_start=1987
-  _globals['_LISTMODELSREQUEST']._serialized_end=2006
-  _globals['_MODELINFO']._serialized_start=2008
-  _globals['_MODELINFO']._serialized_end=2094
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2096
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2154
-  _globals['_COUNCILMEMBER']._serialized_start=2156
-  _globals['_COUNCILMEMBER']._serialized_end=2217
-  _globals['_COUNCILJUDGE']._serialized_start=2219
-  _globals['_COUNCILJUDGE']._serialized_end=2270
-  _globals['_STREAMCOUNCILREQUEST']._serialized_start=2273
-  _globals['_STREAMCOUNCILREQUEST']._serialized_end=2434
-  _globals['_BRANCHERROR']._serialized_start=2436
-  _globals['_BRANCHERROR']._serialized_end=2539
-  _globals['_STREAMCOUNCILRESPONSE']._serialized_start=2542
-  _globals['_STREAMCOUNCILRESPONSE']._serialized_end=2678
-  _globals['_LISTTARGETSREQUEST']._serialized_start=2680
-  _globals['_LISTTARGETSREQUEST']._serialized_end=2700
-  _globals['_TARGETSTATUS']._serialized_start=2703
-  _globals['_TARGETSTATUS']._serialized_end=2891
-  _globals['_LISTTARGETSRESPONSE']._serialized_start=2893
-  _globals['_LISTTARGETSRESPONSE']._serialized_end=2956
-  _globals['_GETUSAGEREQUEST']._serialized_start=2959
-  _globals['_GETUSAGEREQUEST']._serialized_end=3122
-  _globals['_USAGETOTAL']._serialized_start=3125
-  _globals['_USAGETOTAL']._serialized_end=3309
-  _globals['_GETUSAGERESPONSE']._serialized_start=3311
-  _globals['_GETUSAGERESPONSE']._serialized_end=3368
-  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_start=3370
-  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_end=3432
-  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_start=3434
-  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_end=3515
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=3966
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=4582
+  _globals['_ATTEMPT']._serialized_end=1120
+  _globals['_SWITCHEVENT']._serialized_start=1123
+  _globals['_SWITCHEVENT']._serialized_end=1302
+  _globals['_STREAMCHATRESPONSE']._serialized_start=1305
+  _globals['_STREAMCHATRESPONSE']._serialized_end=1644
+  _globals['_CHATREQUEST']._serialized_start=1646
+  _globals['_CHATREQUEST']._serialized_end=1696
+  _globals['_CHATRESPONSE']._serialized_start=1699
+  _globals['_CHATRESPONSE']._serialized_end=2001
+  _globals['_LISTMODELSREQUEST']._serialized_start=2003
+  _globals['_LISTMODELSREQUEST']._serialized_end=2022
+  _globals['_MODELINFO']._serialized_start=2024
+  _globals['_MODELINFO']._serialized_end=2110
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2112
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2170
+  _globals['_COUNCILMEMBER']._serialized_start=2172
+  _globals['_COUNCILMEMBER']._serialized_end=2233
+  _globals['_COUNCILJUDGE']._serialized_start=2235
+  _globals['_COUNCILJUDGE']._serialized_end=2286
+  _globals['_STREAMCOUNCILREQUEST']._serialized_start=2289
+  _globals['_STREAMCOUNCILREQUEST']._serialized_end=2450
+  _globals['_BRANCHERROR']._serialized_start=2452
+  _globals['_BRANCHERROR']._serialized_end=2555
+  _globals['_STREAMCOUNCILRESPONSE']._serialized_start=2558
+  _globals['_STREAMCOUNCILRESPONSE']._serialized_end=2694
+  _globals['_LISTTARGETSREQUEST']._serialized_start=2696
+  _globals['_LISTTARGETSREQUEST']._serialized_end=2716
+  _globals['_TARGETSTATUS']._serialized_start=2719
+  _globals['_TARGETSTATUS']._serialized_end=2907
+  _globals['_LISTTARGETSRESPONSE']._serialized_start=2909
+  _globals['_LISTTARGETSRESPONSE']._serialized_end=2972
+  _globals['_GETUSAGEREQUEST']._serialized_start=2975
+  _globals['_GETUSAGEREQUEST']._serialized_end=3138
+  _globals['_USAGETOTAL']._serialized_start=3141
+  _globals['_USAGETOTAL']._serialized_end=3325
+  _globals['_GETUSAGERESPONSE']._serialized_start=3327
+  _globals['_GETUSAGERESPONSE']._serialized_end=3384
+  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_start=3386
+  _globals['_COUNTINPUTTOKENSREQUEST']._serialized_end=3448
+  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_start=3450
+  _globals['_COUNTINPUTTOKENSRESPONSE']._serialized_end=3531
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=3982
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=4598
 # @@protoc_insertion_point(module_scope)

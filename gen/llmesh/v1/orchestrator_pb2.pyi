@@ -122,7 +122,7 @@ class FinishEvent(_message.Message):
     def __init__(self, reason: _Optional[_Union[_chat_pb2.FinishReason, str]] = ..., provider_reason: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., overhead: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_hit: _Optional[bool] = ..., stop_sequence: _Optional[str] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("provider", "model", "outcome", "error_reason", "latency", "time_to_first_token", "hedged", "retry", "pick")
+    __slots__ = ("provider", "model", "outcome", "error_reason", "latency", "time_to_first_token", "hedged", "retry", "pick", "detail")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class Attempt(_message.Message):
     HEDGED_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     PICK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     provider: str
     model: str
     outcome: AttemptOutcome
@@ -141,7 +142,8 @@ class Attempt(_message.Message):
     hedged: bool
     retry: bool
     pick: str
-    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedged: _Optional[bool] = ..., retry: _Optional[bool] = ..., pick: _Optional[str] = ...) -> None: ...
+    detail: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedged: _Optional[bool] = ..., retry: _Optional[bool] = ..., pick: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class SwitchEvent(_message.Message):
     __slots__ = ("from_provider", "from_model", "to_provider", "to_model", "reason", "policy")

@@ -3,15 +3,16 @@ against (its tenant's, its key's, its session's) before anything is sent.
 
 Each attempt is admitted through the call's spend (`admission.spend`: every attempt is
 reserved before it is sent, and a reply without an enforced output limit extends the hold
-as it streams); when the call is over, its actual cost (the call's settlement) is committed
-and the rest of the hold released. Caps are set, and the ledger's spend so far seeded, the
-first time a budget is seen.
+as it streams; a route's ``downgrade`` may switch a call its budget cannot cover to a
+cheaper model, `downgrade`); when the call is over, its actual cost (the call's
+settlement) is committed and the rest of the hold released. Caps are set, and the
+ledger's spend so far seeded, the first time a budget is seen.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,10 +20,12 @@ from typing import Any
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.events import CallEvent
 from llmesh.services.core.handler import Handler
+from llmesh.services.core.target import Target
 from llmesh.services.ledger import PriceTable
 from llmesh.services.orchestrator.accounting import Accounting
 from llmesh.services.orchestrator.admission import BudgetCaps, BudgetManager
-from llmesh.services.orchestrator.admission.spend import open_spend
+from llmesh.services.orchestrator.admission.spend import CallSpend, open_spend
+from llmesh.services.orchestrator.downgrade import reserve_or_downgrade
 
 __all__ = ["Budgeted", "Scope", "ScopeKind", "SpentSoFar"]
 
@@ -97,14 +100,18 @@ class Budgeted:
                     yield event
             return
         request = call.request
-        spend = await open_spend(
-            self._budgets,
-            [s.key for s in scopes],
-            self._prices,
-            call.targets,
-            request,
-            lambda a: self._accounting.attempt_cost(a, request),
-        )
+
+        def reserve(targets: Sequence[Target]) -> Awaitable[CallSpend]:
+            return open_spend(
+                self._budgets,
+                [s.key for s in scopes],
+                self._prices,
+                targets,
+                request,
+                lambda a: self._accounting.attempt_cost(a, request),
+            )
+
+        call, spend = await reserve_or_downgrade(call, reserve)
         call = replace(call, admit=(spend.admit, *call.admit))
         try:
             async with aclosing(spend.watch(self._inner.stream(call))) as events:
