@@ -35,7 +35,15 @@ from llmesh.gateway.upstream import Upstream, call_headers, trail_headers, upstr
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.v1 import chat_pb2, orchestrator_pb2, processor_pb2
 
-__all__ = ["VERSION_HEADER", "auth_headers", "model_list", "model_object", "routes"]
+__all__ = [
+    "BETA_HEADER",
+    "VERSION_HEADER",
+    "auth_headers",
+    "beta_names",
+    "model_list",
+    "model_object",
+    "routes",
+]
 
 VERSION_HEADER = "anthropic-version"
 """Sent by every Anthropic client; ``GET /v1/models`` answers in Anthropic's shape with it."""
@@ -73,7 +81,7 @@ def _options(request: Request, upstream: Upstream) -> CallOptions:
     return call_options(auth_headers(request.headers), upstream.settings.default_timeout)
 
 
-def _betas(request: Request) -> list[str]:
+def beta_names(request: Request) -> list[str]:
     """The beta features the request's ``anthropic-beta`` headers name."""
     names: list[str] = []
     for value in request.headers.getlist(BETA_HEADER):
@@ -90,7 +98,7 @@ async def create_message(request: Request) -> Response:
         parsed = parse_messages_request(body)
     except LlmeshError as err:
         return error_response(err)
-    parsed.input.anthropic_beta.extend(_betas(request))
+    parsed.input.anthropic_beta.extend(beta_names(request))
     if parsed.stream:
         return UpstreamResponse(
             _events(upstream, parsed, opts), headers={"cache-control": "no-cache"}
@@ -210,7 +218,7 @@ async def count_tokens(request: Request) -> Response:
         chat = parse_count_request(body)
     except LlmeshError as err:
         return error_response(err)
-    chat.anthropic_beta.extend(_betas(request))
+    chat.anthropic_beta.extend(beta_names(request))
     return UpstreamResponse(_count(upstream, chat, opts), media_type="application/json")
 
 

@@ -5,8 +5,11 @@
 ``input_file`` parts, ``assistant`` takes ``output_text`` / ``refusal``. ``function_call``
 items become the tool calls of an assistant message, ``function_call_output`` items tool
 messages, and ``reasoning`` items the thinking blocks (see `llmesh.gateway.responses_api.parts`).
-Consecutive assistant-side items (reasoning, then text, then calls) form one assistant
-message, as one model turn is one message in llmesh. Anything else is a 400 naming its path.
+Consecutive assistant-side items form one assistant message, as one model turn is one message
+in llmesh (an assistant message item right after another starts a new turn). When their order
+is not the usual one (reasoning, then text, then calls), as under Anthropic's interleaved
+thinking, the message's ``block_order`` keeps it, each text item a run of ``content``. Anything
+else is a 400 naming its path.
 """
 
 from __future__ import annotations
@@ -53,18 +56,42 @@ def _str(value: Any, path: str) -> str:
     return value
 
 
+_RANK = {
+    chat_pb2.BLOCK_KIND_THINKING: 0,
+    chat_pb2.BLOCK_KIND_TEXT: 1,
+    chat_pb2.BLOCK_KIND_TOOL_CALL: 2,
+}
+
+
 class _Builder:
-    """Appends items to a `ChatInput`, keeping the assistant message of the current turn."""
+    """Appends items to a `ChatInput`, keeping the assistant message of the current turn and
+    the order of its blocks."""
 
     def __init__(self, chat: chat_pb2.ChatInput) -> None:
         self.chat = chat
         self.turn: chat_pb2.Message | None = None
+        self.order: list[chat_pb2.BlockRef] = []
 
-    def assistant(self, fresh: bool) -> chat_pb2.Message:
+    def close(self) -> None:
+        """End the current turn: its order goes into ``block_order`` unless it is the usual
+        one (every thinking block, then one text, then every call)."""
+        turn, order = self.turn, self.order
+        texts = sum(1 for r in order if r.kind == chat_pb2.BLOCK_KIND_TEXT)
+        usual = sorted(order, key=lambda r: (_RANK[r.kind], r.index))
+        if turn is not None and (texts > 1 or order != usual):
+            turn.block_order.extend(order)
+        self.turn, self.order = None, []
+
+    def assistant(self, fresh: bool = False) -> chat_pb2.Message:
         """The current turn's assistant message, or a new one when `fresh` or none is open."""
         if self.turn is None or fresh:
+            self.close()
             self.turn = self.chat.messages.add(role=chat_pb2.ROLE_ASSISTANT)
         return self.turn
+
+    def place(self, kind: chat_pb2.BlockKind, index: int, length: int = 0) -> None:
+        """The next block of the turn is `kind` number `index` (a text: `length` long)."""
+        self.order.append(chat_pb2.BlockRef(kind=kind, index=index, text_length=length))
 
     def message(self, item: dict[str, Any], path: str) -> None:
         role = named(_ROLES, item.get("role"))
@@ -80,11 +107,13 @@ class _Builder:
             raise invalid(f"{path}.content", "must be a string or an array of content parts")
         text = text_of(parts)
         if role == chat_pb2.ROLE_ASSISTANT:
-            turn = self.turn
-            message = self.assistant(turn is None or bool(turn.content or turn.tool_calls))
-            message.content = text or ""
+            last = self.order[-1].kind if self.order else None
+            message = self.assistant(fresh=last == chat_pb2.BLOCK_KIND_TEXT)
+            if text:
+                self.place(chat_pb2.BLOCK_KIND_TEXT, 0, len(text))
+                message.content += text
             return
-        self.turn = None
+        self.close()
         message = self.chat.messages.add(role=role)
         if text is None:
             message.parts.extend(parts)
@@ -92,14 +121,16 @@ class _Builder:
             message.content = text
 
     def function_call(self, item: dict[str, Any], path: str) -> None:
-        self.assistant(False).tool_calls.add(
+        turn = self.assistant()
+        self.place(chat_pb2.BLOCK_KIND_TOOL_CALL, len(turn.tool_calls))
+        turn.tool_calls.add(
             id=_str(item.get("call_id"), f"{path}.call_id"),
             name=_str(item.get("name"), f"{path}.name"),
             arguments=_str(item.get("arguments", ""), f"{path}.arguments"),
         )
 
     def function_call_output(self, item: dict[str, Any], path: str) -> None:
-        self.turn = None
+        self.close()
         output = item.get("output")
         if isinstance(output, list):
             text = text_of(to_parts(output, f"{path}.output", ("input_text",)))
@@ -114,8 +145,9 @@ class _Builder:
         block = thinking_block(item, path)
         if block is None:
             return
-        turn = self.turn
-        self.assistant(turn is None or bool(turn.content or turn.tool_calls)).thinking.append(block)
+        turn = self.assistant()
+        self.place(chat_pb2.BLOCK_KIND_THINKING, len(turn.thinking))
+        turn.thinking.append(block)
 
 
 def add_items(
@@ -136,3 +168,4 @@ def add_items(
             raise invalid(f"{path}.type", f"unsupported item type {kind!r}; use {_KINDS}")
         check_keys(item, keys, path)
         getattr(builder, str(kind))(item, path)  # a key of _KEYS: a string
+    builder.close()

@@ -2,8 +2,10 @@
 
 A reply becomes, in order: one ``reasoning`` item per thinking block, a ``message`` item with
 one ``output_text`` part (when the model wrote text, or called nothing), and one
-``function_call`` item per tool call. A reply cut by ``max_output_tokens`` or a content filter
-is ``status: "incomplete"`` with ``incomplete_details.reason``.
+``function_call`` item per tool call; a reply whose blocks came in another order (its
+``block_order``, as under interleaved thinking) becomes one item per block in that order.
+A reply cut by ``max_output_tokens`` or a content filter is ``status: "incomplete"`` with
+``incomplete_details.reason``.
 """
 
 from __future__ import annotations
@@ -82,8 +84,34 @@ def function_call_item(
     }
 
 
+def _in_order(message: chat_pb2.Message, status: str) -> list[dict[str, Any]]:
+    """The items of a message with a ``block_order``: one per block, text runs cut from
+    ``content`` by their lengths (a lone text block of length 0 is the whole content)."""
+    whole = sum(1 for r in message.block_order if r.kind == chat_pb2.BLOCK_KIND_TEXT) == 1
+    items: list[dict[str, Any]] = []
+    at = 0
+    for ref in message.block_order:
+        if ref.kind == chat_pb2.BLOCK_KIND_THINKING:
+            items.append(reasoning_item(item_id("rs"), message.thinking[ref.index]))
+        elif ref.kind == chat_pb2.BLOCK_KIND_TOOL_CALL:
+            call = message.tool_calls[ref.index]
+            items.append(
+                function_call_item(item_id("fc"), call.id, call.name, call.arguments, "completed")
+            )
+        else:
+            length = len(message.content) - at if whole and not ref.text_length else ref.text_length
+            items.append(message_item(item_id("msg"), message.content[at : at + length], status))
+            at += length
+    if not message.tool_calls and not any(i["type"] == "message" for i in items):
+        items.append(message_item(item_id("msg"), "", status))
+    return items
+
+
 def output_items(message: chat_pb2.Message, status: str) -> list[dict[str, Any]]:
-    """The output items of a whole assistant message."""
+    """The output items of a whole assistant message, in its ``block_order`` when it has one
+    (interleaved thinking), else reasoning, then the message, then the calls."""
+    if message.block_order:
+        return _in_order(message, status)
     items = [reasoning_item(item_id("rs"), block) for block in message.thinking]
     if message.content or not message.tool_calls:
         items.append(message_item(item_id("msg"), message.content, status))

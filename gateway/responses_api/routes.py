@@ -1,10 +1,13 @@
 """The OpenAI Responses API: ``POST /v1/responses`` (plain and streamed) and, with response
 storage on, ``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``.
 
-Calls go through the orchestrator's ``Chat`` / ``StreamChat`` as /v1 chat completions do,
-so any llmesh model serves them, and budgets, fallbacks, the ledger and the attempt trail
-apply. Errors use OpenAI's body and status (`llmesh.gateway.errors`); one after the stream
-started is an ``error`` event then ``response.failed`` (`llmesh.gateway.responses_api.events`).
+Calls go through the orchestrator's ``Chat`` / ``StreamChat`` as /v1 chat completions do, so
+any llmesh model serves them, and budgets, fallbacks, the ledger and the attempt trail
+apply. An ``anthropic-beta`` header travels as on ``/v1/messages``
+(`ChatInput.anthropic_beta`, for the routes that allow it), so interleaved thinking can be
+asked for here too. Errors use OpenAI's body and status (`llmesh.gateway.errors`); one after
+the stream started is an ``error`` event then ``response.failed``
+(`llmesh.gateway.responses_api.events`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from llmesh.gateway.anthropic.routes import beta_names
 from llmesh.gateway.errors import OPENAI_CODE, openai_error_body, openai_error_response
 from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
 from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
@@ -139,6 +143,7 @@ async def create_response(request: Request) -> Response:
         call = await _prepare(parse_request(body), _storage(request), request.headers)
     except LlmeshError as err:
         return _error(err)
+    call.chat.anthropic_beta.extend(beta_names(request))  # as on /v1/messages
     if call.parsed.stream:
         return UpstreamResponse(
             _events(upstream, call, opts), headers={"cache-control": "no-cache"}

@@ -8,8 +8,9 @@ to the same contract. What the Responses API has no place for is left out of the
 (`responses_expectations`): the provider's own finish reason, the start event's provider,
 mid-stream switches, the usage's estimate flag, and llmesh's own event sequence (this
 module checks the Responses event grammar instead). A case whose request the API cannot
-express (stop sequences, audio input, a malformed message) does not run on this surface
-(`expressible`); the other surfaces still hold it.
+express (stop sequences, audio input, a malformed message, a block order that leaves a block
+out) does not run on this surface (`expressible`); the other surfaces still hold it. An
+assistant turn with a block order is written as items in that order.
 """
 
 from __future__ import annotations
@@ -91,22 +92,64 @@ def _part(part: chat_pb2.ContentPart) -> dict[str, Any]:
     raise Inexpressible(f"the Responses API has no {kind} input part")
 
 
+def _reasoning(block: chat_pb2.ThinkingBlock) -> dict[str, Any]:
+    item = {"type": "reasoning", "summary": [{"type": "summary_text", "text": block.thinking}]}
+    return item | ({"encrypted_content": block.signature} if block.signature else {})
+
+
+def _said(text: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text}],
+    }
+
+
+def _call(call: chat_pb2.ToolCall) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "call_id": call.id,
+        "name": call.name,
+        "arguments": call.arguments,
+    }
+
+
+def _ordered(message: chat_pb2.Message) -> list[dict[str, Any]]:
+    """An assistant turn's items in its block order: one per block, text runs cut from the
+    content. An order that does not place every block once has no item form."""
+    refs = message.block_order
+    placed = sorted((r.kind, r.index) for r in refs if r.kind != chat_pb2.BLOCK_KIND_TEXT)
+    every = sorted(
+        [(chat_pb2.BLOCK_KIND_THINKING, k) for k in range(len(message.thinking))]
+        + [(chat_pb2.BLOCK_KIND_TOOL_CALL, k) for k in range(len(message.tool_calls))]
+    )
+    lengths = [r.text_length for r in refs if r.kind == chat_pb2.BLOCK_KIND_TEXT]
+    if lengths == [0]:
+        lengths = [len(message.content)]
+    if message.parts or placed != every or sum(lengths) != len(message.content):
+        raise Inexpressible("items place every block of a turn once")
+    items: list[dict[str, Any]] = []
+    at = 0
+    for ref in refs:
+        if ref.kind == chat_pb2.BLOCK_KIND_THINKING:
+            items.append(_reasoning(message.thinking[ref.index]))
+        elif ref.kind == chat_pb2.BLOCK_KIND_TOOL_CALL:
+            items.append(_call(message.tool_calls[ref.index]))
+        else:
+            length = lengths.pop(0)
+            items.append(_said(message.content[at : at + length]))
+            at += length
+    return items
+
+
 def _items(message: chat_pb2.Message) -> list[dict[str, Any]]:
     if message.block_order:
-        raise Inexpressible("the Responses surface writes no block order")
+        return _ordered(message)
     if message.role == chat_pb2.ROLE_ASSISTANT:
-        items: list[dict[str, Any]] = [
-            {"type": "reasoning", "summary": [{"type": "summary_text", "text": b.thinking}]}
-            | ({"encrypted_content": b.signature} if b.signature else {})
-            for b in message.thinking
-        ]
+        items = [_reasoning(b) for b in message.thinking]
         if message.content:
-            text = [{"type": "output_text", "text": message.content}]
-            items.append({"type": "message", "role": "assistant", "content": text})
-        items.extend(
-            {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}
-            for c in message.tool_calls
-        )
+            items.append(_said(message.content))
+        items.extend(_call(c) for c in message.tool_calls)
         return items
     if message.role == chat_pb2.ROLE_TOOL:
         if not message.tool_call_id:
