@@ -16,6 +16,7 @@ from typing import Any
 
 from llmesh.services.common.config_fields import ConfigError, names
 from llmesh.services.common.provider_settings import field_default
+from llmesh.services.common.step_settings import StepsConfig, parse_steps
 
 __all__ = [
     "MID_STREAM_POLICIES",
@@ -195,6 +196,9 @@ class RouteConfig:
     targets in configured order)."""
     fallbacks: tuple[str, ...] = ()
     """Model names (aliases, other routes) tried after the targets or the pool."""
+    steps: StepsConfig | None = None
+    """Processor steps on the call's input and reply (`llmesh.services.common.step_settings`);
+    None: none, and no processor call."""
 
 
 def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
@@ -253,4 +257,5 @@ def parse_route(name: str, raw: Any) -> RouteConfig:
         anthropic_beta=_beta_list(name, raw.get("anthropic_beta")),
         pool=pool,
         fallbacks=parse_fallbacks(name, raw),
+        steps=parse_steps(name, raw.get("steps")),
     )

@@ -83,6 +83,9 @@ class Trail:
     picks: dict[Target, str] | None = None
     """Why routing put each pool deployment where it stands (None: no pool); the first
     attempt at it carries the note (`AttemptRecord.pick`)."""
+    notes: list[str] | None = None
+    """What the call's processor steps decided and took (None: no steps), e.g.
+    ``redact: pseudonymize email=1 (0.120 ms)``."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""

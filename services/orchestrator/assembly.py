@@ -32,6 +32,7 @@ from llmesh.services.orchestrator.layers import (
     ByCallType,
     Cached,
     CostCapped,
+    Processed,
     RateLimited,
     Structured,
     compose,
@@ -41,6 +42,7 @@ from llmesh.services.orchestrator.observability import observe_state, observed_l
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.reload import make_router
 from llmesh.services.orchestrator.response_cache import ResponseCache
+from llmesh.services.orchestrator.steps import ProcessorClient
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
 
@@ -78,7 +80,8 @@ async def assemble(
 
     The layers, outermost first: the observing layer (metrics and the call log, when either
     is on; `metrics` None records none), the call's span (tracing on), `extra_layers`,
-    admission (rate limits), the response cache, cost-capped routing, accounting, budgets,
+    admission (rate limits), the response cache, processor steps (routes with ``steps``; the
+    processor at ``processor.address``), cost-capped routing, accounting, budgets,
     structured-output validation;
     innermost, the handler of each call type (`engine` for chat, `EmbeddingsHandler` for
     embeddings, plus `call_types`). Accounting is outside the budget so that a reply the
@@ -94,6 +97,7 @@ async def assemble(
     except ValueError as exc:  # a new entry without input and output prices
         raise ConfigError(f"prices: {exc}") from exc
     closers: list[Callable[[], Awaitable[Any]]] = []
+    path: CallPath  # the steps layer reads the router it holds (reloads replace it)
     try:
         keys = await open_key_store(config.database_url)
         closers.append(keys.aclose)
@@ -149,6 +153,15 @@ async def assemble(
                     default_ttl=response.ttl,
                     max_embedding_floats=response.max_embedding_floats,
                 )
+            )
+
+        if any(r.steps is not None for r in config.routes.values()):
+            processor = ProcessorClient(
+                config.processor_address, config.tls.service("orchestrator")
+            )
+            closers.append(processor.aclose)
+            layers.append(
+                partial(Processed, steps_for=lambda name: path.router.steps(name), client=processor)
             )
 
         layers.append(partial(CostCapped, prices=prices))

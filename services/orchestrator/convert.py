@@ -487,7 +487,10 @@ def attempts_to_json(records: Sequence[AttemptRecord]) -> str:
 def trail_to_metadata(trail: Trail) -> list[tuple[str, str]]:
     """The attempt trail and llmesh's overhead so far as gRPC trailing metadata."""
     overhead = trail.overhead(time.monotonic())
-    return [
+    out = [
         ("llmesh-attempts", attempts_to_json(trail.attempts)),
         ("llmesh-overhead-ms", f"{overhead * 1000:.3f}"),
     ]
+    if trail.notes:
+        out.append(("llmesh-steps", orjson.dumps(trail.notes).decode()))
+    return out

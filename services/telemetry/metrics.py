@@ -222,6 +222,13 @@ class Metrics:
             "Calls refused by llmesh's own limits: rate limits, budgets, queues.",
             ("llmesh.reason", "llmesh.tenant"),
         )
+        self.redactions = t(
+            meter,
+            "llmesh.redactions",
+            "{value}",
+            "Sensitive values the processor redacted, per detector (values are never recorded).",
+            ("llmesh.detector",),
+        )
         self.in_flight = t(
             meter,
             "llmesh.calls.in_flight",
