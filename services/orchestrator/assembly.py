@@ -9,6 +9,7 @@ A new concern on every call is one layer module plus one line here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,7 +88,8 @@ async def assemble(
     embeddings, plus `call_types`). Accounting is outside the budget so that a reply the
     budget stops mid-stream is recorded with its reason. A layer whose policy is not
     configured is left out, so it costs nothing. `env` is where provider keys and base URLs
-    are read (as `build_engine`'s; None for the process environment).
+    are read (as `build_engine`'s; None for the process environment), and
+    ``LLMESH_PROCESSOR_API_KEY``, the key the steps layer presents to a processor with keys.
     """
     policy = config.policy
     try:
@@ -156,8 +158,12 @@ async def assemble(
             )
 
         if any(r.steps is not None for r in config.routes.values()):
+            if not config.processor_address:
+                raise ConfigError("routes with steps need processor.address")
             processor = ProcessorClient(
-                config.processor_address, config.tls.service("orchestrator")
+                config.processor_address,
+                config.tls.service("orchestrator"),
+                api_key=(os.environ if env is None else env).get("LLMESH_PROCESSOR_API_KEY"),
             )
             closers.append(processor.aclose)
             layers.append(

@@ -80,8 +80,12 @@ def with_texts(
 class ProcessorClient:
     """Calls the processor's ``Prepare`` over gRPC."""
 
-    def __init__(self, address: str, tls: TlsSettings | None = None) -> None:
+    def __init__(
+        self, address: str, tls: TlsSettings | None = None, api_key: str | None = None
+    ) -> None:
+        """`api_key`: the llmesh API key presented to a processor whose key store has keys."""
         self.address = address
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
         self._channel = channel(address, tls, "orchestrator")
         self._stub = processor_pb2_grpc.ProcessorServiceStub(self._channel)
         self._peer = Peer("processor", address, POINT_AT)
@@ -96,7 +100,7 @@ class ProcessorClient:
             redaction=rules_to_proto(steps.redact),
         )
         try:
-            answer = await self._stub.Prepare(request, timeout=timeout)
+            answer = await self._stub.Prepare(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self._peer) from None
         return Prepared(

@@ -97,7 +97,8 @@ class Redaction:
             what = describe(detector)
             raise LlmeshError(
                 Reason.INVALID_REQUEST,
-                f"{where} contains {what} (detector {detector}); this route blocks it",
+                f"{where} contains {what} (detector {detector}); "
+                "redaction in block mode refuses it",
                 violations=(FieldViolation(where, f"contains {what} (detector {detector})"),),
                 metadata={"detector": detector, "step": "redact"},
             )
