@@ -33,6 +33,8 @@ def test_the_settings_list_the_processors_detectors_in_order() -> None:
         ("iban DE89 3704 0044 0532 0130 00 ok", "iban", "DE89 3704 0044 0532 0130 00"),
         ("iban GB82WEST12345698765432", "iban", "GB82WEST12345698765432"),
         ("host 192.168.1.20:80", "ipv4", "192.168.1.20"),
+        ("the host is 10.0.0.1.", "ipv4", "10.0.0.1"),
+        ("call 555 123 4567 (home)", "phone", "555 123 4567"),
         ("host 2001:db8::8a2e:370:7334 up", "ipv6", "2001:db8::8a2e:370:7334"),
         ("key sk-proj-" + "a1" * 12, "openai_key", "sk-proj-" + "a1" * 12),
         ("key sk-ant-api03-" + "b2" * 12, "anthropic_key", "sk-ant-api03-" + "b2" * 12),
@@ -57,7 +59,8 @@ def test_detectors_find_what_they_name(text: str, detector: str, value: str) -> 
         "card 4111 1111 1111 1112",  # fails Luhn
         "iban DE89 3704 0044 0532 0130 01",  # fails mod 97
         "at 12:30:45 on 2024-01-15, version 1.2.3.4.5",
-        "ip 256.1.1.1 and 999.999.1.1",
+        "ip 256.1.1.1 and 999.999.1.1 and 01.2.3.4",
+        "a 20-digit number 41111111111111111112 and 1234-5678",
         "order 12345 shipped, room 404",
         "sk-short and AKIA123",
         "a <tag> and a@b",

@@ -33,17 +33,34 @@ class Finding:
 
 @dataclass(frozen=True)
 class Detector:
-    """A named pattern; `check` (when set) must accept a match's text for it to count."""
+    """A named pattern; `check` (when set) must accept a match's text for it to count.
+
+    Patterns start with a literal or a character class, never an assertion, so that the
+    regex engine skips ahead to where a match can start; what may not come just before a
+    match (`not_after`) is checked here instead of with a look-behind.
+    """
 
     name: str
     pattern: re.Pattern[str]
     check: Callable[[str], bool] | None = None
+    not_after: str = ""
+    """Characters that may not come just before a match; ``"w"`` stands for word characters."""
+    needs: tuple[str, ...] = ()
+    """Substrings of which the text must hold one for a match to be possible (a fast skip)."""
 
     def find(self, text: str) -> Iterator[Finding]:
         """The spans of `text` this detector finds, left to right."""
+        if self.needs and not any(n in text for n in self.needs):
+            return
+        words = "w" in self.not_after
         for m in self.pattern.finditer(text):
+            start = m.start()
+            if start and self.not_after:
+                before = text[start - 1]
+                if before in self.not_after or (words and (before.isalnum() or before == "_")):
+                    continue
             if self.check is None or self.check(m.group()):
-                yield Finding(m.start(), m.end(), self.name)
+                yield Finding(start, m.end(), self.name)
 
 
 def luhn_valid(text: str) -> bool:
@@ -71,9 +88,18 @@ def iban_valid(text: str) -> bool:
     return int(number) % 97 == 1
 
 
+_PHONE = re.compile(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}")
+
+
 def _phone_valid(text: str) -> bool:
+    """9 to 15 digits in a phone number's shape (the pattern only finds candidates)."""
     digits = sum(c.isdigit() for c in text)
-    return 9 <= digits <= 15
+    return 9 <= digits <= 15 and _PHONE.fullmatch(text) is not None
+
+
+def _ipv4_valid(text: str) -> bool:
+    """Four octets of at most 255, without leading zeros."""
+    return all(int(p) <= 255 and (len(p) == 1 or p[0] != "0") for p in text.split("."))
 
 
 def _ipv6_valid(text: str) -> bool:
@@ -84,8 +110,6 @@ def _ipv6_valid(text: str) -> bool:
     return True
 
 
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-
 BUILTIN: tuple[Detector, ...] = (
     # secrets first: at the same start, the earlier detector of two equally long spans wins
     Detector(
@@ -94,36 +118,52 @@ BUILTIN: tuple[Detector, ...] = (
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
             r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?"
         ),
+        needs=("-----BEGIN",),
     ),
-    Detector("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")),
-    Detector("openai_key", re.compile(r"\bsk-(?!ant-)(?:proj-)?[A-Za-z0-9_-]{20,}")),
-    Detector("aws_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    Detector("github_token", re.compile(r"\b(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{36,}\b")),
-    Detector("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    Detector("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    Detector("anthropic_key", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}"), not_after="w-"),
+    Detector("openai_key", re.compile(r"sk-(?!ant-)(?:proj-)?[A-Za-z0-9_-]{20,}"), not_after="w-"),
+    Detector("aws_key", re.compile(r"A(?:KIA|SIA)[0-9A-Z]{16}\b"), not_after="w"),
+    Detector(
+        "github_token",
+        re.compile(r"g(?:h[pousr]|ithub_pat)_[A-Za-z0-9_]{36,}\b"),
+        not_after="w",
+        needs=("gh", "github_pat_"),
+    ),
+    Detector("slack_token", re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), not_after="w"),
+    Detector(
+        "jwt",
+        re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+        not_after="w",
+    ),
     Detector(
         "email",
         re.compile(
-            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
             r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
         ),
+        not_after="w",
+        needs=("@",),
     ),
-    Detector("credit_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), luhn_valid),
-    Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid),
-    Detector("ipv4", re.compile(rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.]|\.\d)")),
+    Detector(
+        "credit_card",
+        re.compile(r"\d(?:[ -]?\d){12,18}(?![\d-])"),
+        luhn_valid,
+        not_after="-0123456789",
+    ),
+    Detector(
+        "iban", re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, not_after="w"
+    ),
+    Detector(
+        "ipv4", re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)"), _ipv4_valid, not_after="w."
+    ),
     Detector(
         "ipv6",
-        re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![\w:])"),
+        re.compile(r"[0-9A-Fa-f:](?:[0-9A-Fa-f]{0,4}:){1,7}(?:[0-9A-Fa-f]{1,4}|:)(?![\w:])"),
         _ipv6_valid,
+        not_after="w:.",
+        needs=(":",),
     ),
-    Detector(
-        "phone",
-        re.compile(
-            r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
-            r"\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?!\w)"
-        ),
-        _phone_valid,
-    ),
+    Detector("phone", re.compile(r"[+(]?\d[\d ().-]{6,}\d(?!\w)"), _phone_valid, not_after="w+"),
 )
 """The built-in detectors, in priority order."""
 
