@@ -152,3 +152,14 @@ def test_restorer_passes_text_without_placeholders_through() -> None:
     restorer = Restorer(VALUES)
     text = "no placeholders here"
     assert restorer.feed(text) is text
+
+
+def test_placeholders_already_in_the_input_are_never_given() -> None:
+    messages = (Message(Role.USER, "template <EMAIL_1> for a@example.com"),)
+    redaction = Redactor(RedactionConfig()).start()
+    out = redact_messages(messages, redaction)
+    assert out[0].content == "template <EMAIL_1> for <EMAIL_2>"
+    restorer = Restorer({v: k for k, v in redaction.placeholders.items()})
+    assert (
+        restorer.feed(out[0].content) + restorer.flush() == "template <EMAIL_1> for a@example.com"
+    )

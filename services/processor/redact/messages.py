@@ -11,12 +11,21 @@ from dataclasses import replace
 
 from llmesh.services.core.chat import ContentPart, Message, TextPart, ToolCall
 from llmesh.services.processor.redact.redactor import Redaction
+from llmesh.services.processor.redact.restore import PLACEHOLDER
 
 __all__ = ["redact_messages"]
 
 
 def redact_messages(messages: Sequence[Message], redaction: Redaction) -> tuple[Message, ...]:
-    """`messages` with every text redacted; unchanged messages are the same objects."""
+    """`messages` with every text redacted; unchanged messages are the same objects.
+
+    Placeholder-like texts the input already holds (``<EMAIL_1>`` typed by the caller) are
+    reserved first, so no value gets them and the reply's copies of them stay as they are.
+    """
+    for m in messages:
+        for text in _texts(m):
+            if "<" in text:
+                redaction.reserved.update(PLACEHOLDER.findall(text))
     return tuple(_message(m, i, redaction) for i, m in enumerate(messages))
 
 
@@ -39,6 +48,12 @@ def _message(m: Message, i: int, redaction: Redaction) -> Message:
     if content is m.content and parts == m.parts and calls == m.tool_calls:
         return m
     return replace(m, content=content, parts=parts, tool_calls=calls)
+
+
+def _texts(m: Message) -> list[str]:
+    texts = [m.content, *(c.arguments for c in m.tool_calls)]
+    texts += [p.text for p in m.parts if isinstance(p, TextPart)]
+    return texts
 
 
 def _call(c: ToolCall, where: str, redaction: Redaction) -> ToolCall:

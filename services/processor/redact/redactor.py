@@ -81,6 +81,8 @@ class Redaction:
     """Value -> placeholder (pseudonymize mode)."""
     counts: Counter[str] = field(default_factory=Counter)
     """Values found per detector."""
+    reserved: set[str] = field(default_factory=set)
+    """Placeholder-like texts already in the input: never given, so never restored."""
     _numbers: Counter[str] = field(default_factory=Counter)
 
     def apply(self, text: str, where: str) -> str:
@@ -118,8 +120,8 @@ class Redaction:
 
     def _placeholder(self, value: str, label: str) -> str:
         placeholder = self.placeholders.get(value)
-        if placeholder is None:
+        while placeholder is None or placeholder in self.reserved:
             self._numbers[label] += 1
             placeholder = f"<{label}_{self._numbers[label]}>"
-            self.placeholders[value] = placeholder
+        self.placeholders[value] = placeholder
         return placeholder

@@ -11,9 +11,10 @@ import json
 import re
 from collections.abc import Mapping
 
-__all__ = ["Restorer", "json_escaped"]
+__all__ = ["PLACEHOLDER", "Restorer", "json_escaped"]
 
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+"""What a placeholder looks like: ``<EMAIL_1>``."""
 
 
 def json_escaped(values: Mapping[str, str]) -> dict[str, str]:
@@ -51,7 +52,7 @@ class Restorer:
         if "<" not in text:
             return text
         values = self._values
-        return _PLACEHOLDER.sub(lambda m: values.get(m.group(), m.group()), text)
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(), m.group()), text)
 
     def _hold_point(self, buf: str) -> int:
         """Where a possible unfinished placeholder starts at the end of `buf` (or its end)."""
