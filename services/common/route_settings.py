@@ -16,6 +16,7 @@ from typing import Any
 
 from llmesh.services.common.config_fields import ConfigError, names
 from llmesh.services.common.provider_settings import field_default
+from llmesh.services.common.step_settings import StepsConfig, parse_steps
 
 __all__ = [
     "MID_STREAM_POLICIES",
@@ -198,6 +199,9 @@ class RouteConfig:
     downgrade: tuple[str, ...] = ()
     """Cheaper models, in order, a call switches to when its budget left cannot cover the
     route's worst case (instead of failing with BUDGET_EXCEEDED)."""
+    steps: StepsConfig | None = None
+    """Processor steps on the call's input and reply (`llmesh.services.common.step_settings`);
+    None: none, and no processor call."""
 
 
 def _beta_list(name: str, raw: Any) -> tuple[str, ...]:
@@ -257,6 +261,7 @@ def parse_route(name: str, raw: Any) -> RouteConfig:
         pool=pool,
         fallbacks=parse_fallbacks(name, raw),
         downgrade=_downgrade(name, raw.get("downgrade")),
+        steps=parse_steps(name, raw.get("steps")),
     )
 
 

@@ -87,6 +87,9 @@ class Trail:
     attempt at it carries the note (`AttemptRecord.pick`)."""
     priority: str = ""
     """The call's priority tier (``high``), once the engine took it up; ``""`` before."""
+    notes: list[str] | None = None
+    """What the call's processor steps decided and took (None: no steps), e.g.
+    ``redact: pseudonymize email=1 (0.120 ms)``."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""

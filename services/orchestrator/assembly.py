@@ -9,6 +9,7 @@ A new concern on every call is one layer module plus one line here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from llmesh.services.orchestrator.layers import (
     ByCallType,
     Cached,
     CostCapped,
+    Processed,
     RateLimited,
     Structured,
     compose,
@@ -42,6 +44,7 @@ from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.reload import make_router
 from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.roles import Roles
+from llmesh.services.orchestrator.steps import ProcessorClient
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
 
@@ -79,13 +82,15 @@ async def assemble(
 
     The layers, outermost first: the observing layer (metrics and the call log, when either
     is on; `metrics` None records none), the call's span (tracing on), `extra_layers`,
-    admission (rate limits), the response cache, cost-capped routing, accounting, budgets,
+    admission (rate limits), the response cache, processor steps (routes with ``steps``; the
+    processor at ``processor.address``), cost-capped routing, accounting, budgets,
     structured-output validation;
     innermost, the handler of each call type (`engine` for chat, `EmbeddingsHandler` for
     embeddings, plus `call_types`). Accounting is outside the budget so that a reply the
     budget stops mid-stream is recorded with its reason. A layer whose policy is not
     configured is left out, so it costs nothing. `env` is where provider keys and base URLs
-    are read (as `build_engine`'s; None for the process environment).
+    are read (as `build_engine`'s; None for the process environment), and
+    ``LLMESH_PROCESSOR_API_KEY``, the key the steps layer presents to a processor with keys.
     """
     policy = config.policy
     try:
@@ -95,6 +100,7 @@ async def assemble(
     except ValueError as exc:  # a new entry without input and output prices
         raise ConfigError(f"prices: {exc}") from exc
     closers: list[Callable[[], Awaitable[Any]]] = []
+    path: CallPath  # the steps layer reads the router it holds (reloads replace it)
     try:
         keys = await open_key_store(config.database_url)
         closers.append(keys.aclose)
@@ -150,6 +156,19 @@ async def assemble(
                     default_ttl=response.ttl,
                     max_embedding_floats=response.max_embedding_floats,
                 )
+            )
+
+        if any(r.steps is not None for r in config.routes.values()):
+            if not config.processor_address:
+                raise ConfigError("routes with steps need processor.address")
+            processor = ProcessorClient(
+                config.processor_address,
+                config.tls.service("orchestrator"),
+                api_key=(os.environ if env is None else env).get("LLMESH_PROCESSOR_API_KEY"),
+            )
+            closers.append(processor.aclose)
+            layers.append(
+                partial(Processed, steps_for=lambda name: path.router.steps(name), client=processor)
             )
 
         layers.append(partial(CostCapped, prices=prices))

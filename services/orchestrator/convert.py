@@ -497,4 +497,6 @@ def trail_to_metadata(trail: Trail) -> list[tuple[str, str]]:
         out.append(("llmesh-priority", trail.priority))
     if trail.queue_wait > 0:
         out.append(("llmesh-queue-ms", f"{trail.queue_wait * 1000:.3f}"))
+    if trail.notes:
+        out.append(("llmesh-steps", orjson.dumps(trail.notes).decode()))
     return out

@@ -17,6 +17,7 @@ from typing import TypeVar
 from llmesh.services.common.config import ProviderConfig, RouteConfig
 from llmesh.services.common.errors import Reason, invalid
 from llmesh.services.common.model_names import resolve_model
+from llmesh.services.common.step_settings import StepsConfig
 from llmesh.services.core.call import Call, RoutedCall
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.ids import new_request_id
@@ -71,6 +72,11 @@ class Router:
             for name in route.fallbacks:
                 if name not in self._routes:
                     self.resolve(name)
+
+    def steps(self, name: str) -> StepsConfig | None:
+        """The processor steps of route `name` (None: not a route, or a route without)."""
+        route = self._routes.get(name)
+        return None if route is None else route.steps
 
     def pooled(self) -> set[str]:
         """The targets of every pool's deployments."""

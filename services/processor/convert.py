@@ -84,6 +84,17 @@ def fit_request_from_proto(
     return FitRequest(request.model.strip(), messages, request.max_tokens)
 
 
+def messages_from_proto(
+    messages: Sequence[chat_pb2.Message], limits: PartLimits = _DEFAULT_LIMITS
+) -> tuple[Message, ...]:
+    """Validate a conversation (roles, parts); raises INVALID_REQUEST."""
+    bad: list[FieldViolation] = []
+    out = _messages(messages, bad, limits)
+    if bad:
+        raise _invalid(bad)
+    return out
+
+
 def _check_model(model: str, bad: list[FieldViolation]) -> None:
     if not model.strip():
         bad.append(FieldViolation("model", "must name a model, e.g. openai/gpt-4o-mini"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -20,16 +21,17 @@ from llmesh.services.common.grpc_server import (
 )
 from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
+from llmesh.services.common.step_settings import DETECTORS
 from llmesh.services.common.tls import check_listener
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
-from llmesh.services.telemetry import build_metrics
+from llmesh.services.telemetry import Metrics, build_metrics
 from llmesh.services.telemetry.service import Telemetry, start_metrics_server
 from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
-from llmesh.v1 import processor_pb2_grpc
+from llmesh.v1 import processor_pb2, processor_pb2_grpc
 
 log = logging.getLogger("llmesh.processor")
 
@@ -61,6 +63,20 @@ class ProcessorServer:
         await self.running.server.stop(grace)
         await self.access.aclose()
         await self.telemetry.aclose()
+
+
+def count_redactions(
+    metrics: Metrics,
+) -> Callable[[Sequence[processor_pb2.StepDecision]], None]:
+    """Counts each Prepare's redacted values per detector (``llmesh_redactions_total``); a
+    user pattern or word list counts as ``custom``, so a client cannot add labels."""
+
+    def count(decisions: Sequence[processor_pb2.StepDecision]) -> None:
+        for decision in decisions:
+            for detector, n in decision.counts.items():
+                metrics.redactions.add(n, detector if detector in DETECTORS else "custom")
+
+    return count
 
 
 async def access_for(address: str, config: Config | None) -> Access:
@@ -136,6 +152,8 @@ async def serve(
     telemetry = Telemetry(None)
     try:
         telemetry.metrics = build_metrics(settings, "processor")
+        if telemetry.metrics is not None:
+            servicer.on_decisions = count_redactions(telemetry.metrics)
         port = settings.processor_port
         if telemetry.metrics is not None and settings.prometheus and port:
             telemetry.server = await start_metrics_server(

@@ -6,6 +6,7 @@ Authentication and error answers are the `llmesh.services.common.rpc_guard` deco
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 from llmesh.services.auth import Authenticator
 from llmesh.services.common.media_settings import PartLimits
@@ -13,6 +14,7 @@ from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary
 from llmesh.services.processor.convert import count_request_from_proto, fit_request_from_proto
 from llmesh.services.processor.fit import fit_counted
 from llmesh.services.processor.models import ModelNames
+from llmesh.services.processor.prepare import Preparer
 from llmesh.services.processor.tokenizers import TokenCounter, Tokenizers
 from llmesh.services.processor.tool_tokens import tools_tokens
 from llmesh.v1 import processor_pb2, processor_pb2_grpc
@@ -39,8 +41,11 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         self._tokenizers = tokenizers
         self._models = models
         self._limits = part_limits or PartLimits()
+        self._preparer = Preparer(self._limits)
         self.guard = RpcGuard(authenticator or Authenticator(None, required=False), log=log)
         """Authenticates and answers every call (see `llmesh.services.common.rpc_guard`)."""
+        self.on_decisions: Callable[[Sequence[processor_pb2.StepDecision]], None] | None = None
+        """Called with each Prepare's decisions (the metrics' counts)."""
 
     def _counter(self, model: str) -> TokenCounter:
         """The counter for a model the mesh routes."""
@@ -83,3 +88,14 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
             tokenizer=counter.name,
             exact=counter.exact,
         )
+
+    @unary()
+    async def Prepare(
+        self, request: processor_pb2.PrepareRequest, rpc: Rpc
+    ) -> processor_pb2.PrepareResponse:
+        """Run the pre-call steps on the messages (see `llmesh.services.processor.prepare`);
+        values found are counted per detector, never logged."""
+        response = self._preparer.prepare(request)
+        if self.on_decisions is not None:
+            self.on_decisions(response.decisions)
+        return response

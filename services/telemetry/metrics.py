@@ -236,6 +236,12 @@ class Metrics:
             "Calls refused by llmesh's own limits: rate limits, budgets, queues.",
             ("llmesh.reason", "llmesh.tenant"),
         )
+        self.redactions = t(
+            "llmesh.redactions",
+            "{value}",
+            "Sensitive values the processor redacted, per detector (values are never recorded).",
+            ("llmesh.detector",),
+        )
         self.in_flight = t(
             "llmesh.calls.in_flight",
             "{call}",

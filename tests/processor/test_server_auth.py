@@ -14,9 +14,12 @@ import pytest
 
 from llmesh.services.auth import open_key_store
 from llmesh.services.common.config import Config, load_config, with_overrides
-from llmesh.services.common.errors import Reason
+from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.exposure import ExposureError
 from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.common.step_settings import parse_steps
+from llmesh.services.core.chat import Message, Role
+from llmesh.services.orchestrator.steps import ProcessorClient
 from llmesh.services.processor.server import ProcessorServer, access_for, serve
 from llmesh.services.processor.tokenizers import Tokenizers
 from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
@@ -146,3 +149,19 @@ def test_python_dash_m_processor_refuses_a_network_bind(tmp_path: Path) -> None:
     assert line.startswith(
         "python -m llmesh.services.processor: processor: refusing to listen on 0.0.0.0:0"
     )
+
+
+async def test_the_orchestrators_steps_client_presents_its_key(keyed: tuple[str, str]) -> None:
+    address, key = keyed
+    steps = parse_steps("r", {"pre": ["redact"]})
+    assert steps is not None
+    messages = (Message(Role.USER, "a@example.com"),)
+    anonymous = ProcessorClient(address)
+    with pytest.raises(LlmeshError) as info:
+        await anonymous.prepare(messages, steps, 5)
+    assert info.value.reason is Reason.UNAUTHENTICATED
+    keyed_client = ProcessorClient(address, api_key=key)
+    prepared = await keyed_client.prepare(messages, steps, 5)
+    assert prepared.messages[0].content == "<EMAIL_1>"
+    await anonymous.aclose()
+    await keyed_client.aclose()

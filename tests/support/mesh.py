@@ -150,12 +150,13 @@ class Mesh:
                 ),
                 **dict(overrides),
             )
+            proc = await serve_processor("127.0.0.1:0", config=config)
+            self.processor_address = f"127.0.0.1:{proc.port}"
+            config = replace(config, processor_address=self.processor_address)
             self.config = config
             engine = build_engine(config, env=self.env(), fetcher=self.media_fetcher)
             orch = await serve(config, address="127.0.0.1:0", engine=engine, env=self.env())
             self.orchestrator_address = f"127.0.0.1:{orch.port}"
-            proc = await serve_processor("127.0.0.1:0", config=config)
-            self.processor_address = f"127.0.0.1:{proc.port}"
             gw = await start_gateway(
                 replace(
                     GatewaySettings.from_config(config),

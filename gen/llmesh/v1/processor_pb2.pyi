@@ -1,11 +1,26 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
 from llmesh.v1 import chat_pb2 as _chat_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RedactionMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REDACTION_MODE_UNSPECIFIED: _ClassVar[RedactionMode]
+    REDACTION_MODE_MASK: _ClassVar[RedactionMode]
+    REDACTION_MODE_PSEUDONYMIZE: _ClassVar[RedactionMode]
+    REDACTION_MODE_BLOCK: _ClassVar[RedactionMode]
+REDACTION_MODE_UNSPECIFIED: RedactionMode
+REDACTION_MODE_MASK: RedactionMode
+REDACTION_MODE_PSEUDONYMIZE: RedactionMode
+REDACTION_MODE_BLOCK: RedactionMode
 
 class CountTokensRequest(_message.Message):
     __slots__ = ("model", "text", "messages", "tools")
@@ -54,3 +69,78 @@ class FitContextResponse(_message.Message):
     tokenizer: str
     exact: bool
     def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., tokens: _Optional[int] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., dropped_tokens: _Optional[int] = ..., tokenizer: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class RedactionPattern(_message.Message):
+    __slots__ = ("name", "regex")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REGEX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    regex: str
+    def __init__(self, name: _Optional[str] = ..., regex: _Optional[str] = ...) -> None: ...
+
+class RedactionWords(_message.Message):
+    __slots__ = ("name", "words")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    words: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., words: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RedactionRules(_message.Message):
+    __slots__ = ("mode", "detectors", "patterns", "words")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DETECTORS_FIELD_NUMBER: _ClassVar[int]
+    PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    mode: RedactionMode
+    detectors: _containers.RepeatedScalarFieldContainer[str]
+    patterns: _containers.RepeatedCompositeFieldContainer[RedactionPattern]
+    words: _containers.RepeatedCompositeFieldContainer[RedactionWords]
+    def __init__(self, mode: _Optional[_Union[RedactionMode, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., patterns: _Optional[_Iterable[_Union[RedactionPattern, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[RedactionWords, _Mapping]]] = ...) -> None: ...
+
+class PrepareRequest(_message.Message):
+    __slots__ = ("messages", "steps", "redaction")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    REDACTION_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    redaction: RedactionRules
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ...) -> None: ...
+
+class Pseudonym(_message.Message):
+    __slots__ = ("placeholder", "value")
+    PLACEHOLDER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    placeholder: str
+    value: str
+    def __init__(self, placeholder: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class StepDecision(_message.Message):
+    __slots__ = ("step", "decision", "duration", "counts")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    decision: str
+    duration: _duration_pb2.Duration
+    counts: _containers.ScalarMap[str, int]
+    def __init__(self, step: _Optional[str] = ..., decision: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class PrepareResponse(_message.Message):
+    __slots__ = ("messages", "pseudonyms", "decisions")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PSEUDONYMS_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    pseudonyms: _containers.RepeatedCompositeFieldContainer[Pseudonym]
+    decisions: _containers.RepeatedCompositeFieldContainer[StepDecision]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ...) -> None: ...

@@ -45,6 +45,11 @@ class ProcessorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_processor__pb2.FitContextRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_processor__pb2.FitContextResponse.FromString,
                 _registered_method=True)
+        self.Prepare = channel.unary_unary(
+                '/llmesh.v1.ProcessorService/Prepare',
+                request_serializer=llmesh_dot_v1_dot_processor__pb2.PrepareRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_processor__pb2.PrepareResponse.FromString,
+                _registered_method=True)
 
 
 class ProcessorServiceServicer:
@@ -66,6 +71,14 @@ class ProcessorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prepare(self, request, context):
+        """Prepare runs pre-call steps (redaction) on a call's messages and returns them
+        transformed, with what the post-call steps need (the pseudonyms to restore).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProcessorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +91,11 @@ def add_ProcessorServiceServicer_to_server(servicer, server):
                     servicer.FitContext,
                     request_deserializer=llmesh_dot_v1_dot_processor__pb2.FitContextRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_processor__pb2.FitContextResponse.SerializeToString,
+            ),
+            'Prepare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prepare,
+                    request_deserializer=llmesh_dot_v1_dot_processor__pb2.PrepareRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_processor__pb2.PrepareResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +153,33 @@ class ProcessorService:
             '/llmesh.v1.ProcessorService/FitContext',
             llmesh_dot_v1_dot_processor__pb2.FitContextRequest.SerializeToString,
             llmesh_dot_v1_dot_processor__pb2.FitContextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prepare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.ProcessorService/Prepare',
+            llmesh_dot_v1_dot_processor__pb2.PrepareRequest.SerializeToString,
+            llmesh_dot_v1_dot_processor__pb2.PrepareResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 `compose` builds the path from the innermost handler (the engine, or a dispatch by call
 type) and a list of layers, outermost first, the way Starlette builds its middleware
 stack. The orchestrator's assembly lists them in this order: admission (rate limits),
-response cache, cost-capped routing, accounting (the ledger), budget reservation,
+response cache, processor steps, cost-capped routing, accounting (the ledger), budget reservation,
 structured-output validation, then the engine innermost (through a dispatch by call type).
 """
 
@@ -18,6 +18,7 @@ from llmesh.services.orchestrator.layers.budget import Budgeted
 from llmesh.services.orchestrator.layers.caching import Cached
 from llmesh.services.orchestrator.layers.cost_cap import CostCapped
 from llmesh.services.orchestrator.layers.dispatch import ByCallType
+from llmesh.services.orchestrator.layers.steps import Processed
 from llmesh.services.orchestrator.layers.structured import Structured
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ByCallType",
     "Cached",
     "CostCapped",
+    "Processed",
     "RateLimited",
     "Structured",
     "compose",

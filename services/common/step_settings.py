@@ -1,0 +1,223 @@
+"""A route's processor steps (``routes.<name>.steps``): what the processor does to a call's
+input before it goes out, and what the orchestrator does to the reply on its way back.
+
+Part of the route configuration (`llmesh.services.common.route_settings`)::
+
+    steps:
+      pre: [redact]          # before the call: the processor's Prepare RPC, once per call
+      post: [restore]        # on the reply: pseudonyms put back, in the orchestrator's stream
+      redact:
+        mode: pseudonymize   # mask | pseudonymize | block
+        detectors: [email, phone, credit_card, iban, ip, secrets]   # default: all
+        patterns: {ticket: "TCK-[0-9]{6}"}                          # name: regex
+        words: {project: [Falcon, Osprey]}                          # name: whole words
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmesh.services.common.config_fields import ConfigError
+
+__all__ = [
+    "DETECTORS",
+    "DETECTOR_GROUPS",
+    "POST_STEPS",
+    "PRE_STEPS",
+    "RedactionConfig",
+    "RedactionMode",
+    "StepsConfig",
+    "parse_steps",
+]
+
+DETECTORS = (
+    "private_key",
+    "anthropic_key",
+    "openai_key",
+    "aws_key",
+    "github_token",
+    "slack_token",
+    "jwt",
+    "email",
+    "credit_card",
+    "iban",
+    "ipv4",
+    "ipv6",
+    "phone",
+)
+"""The processor's built-in detectors, in priority order (the processor's own list is tested
+against this one)."""
+
+DETECTOR_GROUPS: Mapping[str, tuple[str, ...]] = {
+    "ip": ("ipv4", "ipv6"),
+    "secrets": DETECTORS[:7],
+}
+"""Names standing for several detectors."""
+
+PRE_STEPS = ("redact",)
+"""Steps the processor runs on the input, in the order listed."""
+POST_STEPS = ("restore",)
+"""Steps run on the reply in the orchestrator's stream."""
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+class RedactionMode(enum.Enum):
+    """What replaces a sensitive value."""
+
+    MASK = "mask"
+    """``[EMAIL]``: irreversible."""
+    PSEUDONYMIZE = "pseudonymize"
+    """``<EMAIL_1>``: the same value gets the same placeholder within a call, and the
+    ``restore`` post-step puts the value back in the reply."""
+    BLOCK = "block"
+    """The call fails (INVALID_REQUEST naming the detector, never the value)."""
+
+
+@dataclass(frozen=True)
+class RedactionConfig:
+    """The ``redact`` step's settings."""
+
+    mode: RedactionMode = RedactionMode.PSEUDONYMIZE
+    """Mask, pseudonymize or block."""
+    detectors: tuple[str, ...] = DETECTORS
+    """Built-in detectors in use (groups expanded), in priority order."""
+    patterns: tuple[tuple[str, str], ...] = ()
+    """User detectors: (name, regular expression)."""
+    words: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """User word lists: (name, words matched whole and case-insensitively)."""
+
+
+@dataclass(frozen=True)
+class StepsConfig:
+    """A route's pre-call and post-call steps."""
+
+    pre: tuple[str, ...] = ()
+    """Of `PRE_STEPS`, in order."""
+    post: tuple[str, ...] = ()
+    """Of `POST_STEPS`, in order."""
+    redact: RedactionConfig = field(default_factory=RedactionConfig)
+    """Settings of the ``redact`` step."""
+
+    @property
+    def restores(self) -> bool:
+        """True when the reply's placeholders are put back."""
+        return "restore" in self.post
+
+
+def _names(where: str, raw: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(f"{where}: a list of step names, of {list(allowed)}")
+    for v in raw:
+        if v not in allowed:
+            raise ConfigError(f"{where}: {v!r} is not one of {list(allowed)}")
+    if len(set(raw)) != len(raw):
+        raise ConfigError(f"{where}: a step is listed twice")
+    return tuple(raw)
+
+
+def _user_name(where: str, name: Any) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in DETECTORS:
+        raise ConfigError(
+            f"{where}: {name!r} must be lowercase letters, digits and _ (up to 32), "
+            "and not a built-in detector's name"
+        )
+    return name
+
+
+def _redaction(where: str, raw: Any) -> RedactionConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a mapping with mode, detectors, patterns, words")
+    unknown = set(raw) - {"mode", "detectors", "patterns", "words"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    mode_raw = raw.get("mode", RedactionConfig.mode.value)
+    try:
+        mode = RedactionMode(mode_raw)
+    except ValueError:
+        modes = [m.value for m in RedactionMode]
+        raise ConfigError(f"{where}.mode: {mode_raw!r} is not one of {modes}") from None
+    chosen: set[str] = set()
+    detectors_raw = raw.get("detectors")
+    if detectors_raw is None:
+        chosen = set(DETECTORS)
+    elif not isinstance(detectors_raw, list):
+        raise ConfigError(f"{where}.detectors: a list of detector names")
+    else:
+        for name in detectors_raw:
+            if name in DETECTOR_GROUPS:
+                chosen.update(DETECTOR_GROUPS[name])
+            elif name in DETECTORS:
+                chosen.add(name)
+            else:
+                known = [*DETECTORS, *DETECTOR_GROUPS]
+                raise ConfigError(f"{where}.detectors: {name!r} is not one of {known}")
+    patterns: list[tuple[str, str]] = []
+    for name, regex in _mapping(f"{where}.patterns", raw.get("patterns")).items():
+        _user_name(f"{where}.patterns", name)
+        if not isinstance(regex, str) or not regex:
+            raise ConfigError(f"{where}.patterns.{name}: a regular expression")
+        try:
+            compiled = re.compile(regex)
+        except re.error as exc:
+            raise ConfigError(f"{where}.patterns.{name}: not a regular expression: {exc}") from None
+        if compiled.fullmatch(""):
+            raise ConfigError(f"{where}.patterns.{name}: must not match the empty text")
+        patterns.append((name, regex))
+    words: list[tuple[str, tuple[str, ...]]] = []
+    for name, items in _mapping(f"{where}.words", raw.get("words")).items():
+        _user_name(f"{where}.words", name)
+        if (
+            not isinstance(items, list)
+            or not items
+            or not all(isinstance(w, str) and w.strip() for w in items)
+        ):
+            raise ConfigError(f"{where}.words.{name}: a non-empty list of words")
+        words.append((name, tuple(w.strip() for w in items)))
+    names = [n for n, _ in patterns] + [n for n, _ in words]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: a name is used by both a pattern and a word list")
+    return RedactionConfig(
+        mode,
+        tuple(d for d in DETECTORS if d in chosen),
+        tuple(patterns),
+        tuple(words),
+    )
+
+
+def _mapping(where: str, raw: Any) -> Mapping[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a mapping of names")
+    return raw
+
+
+def parse_steps(route: str, raw: Any) -> StepsConfig | None:
+    """``routes.<route>.steps`` (None when absent or empty); errors name the key."""
+    if raw is None:
+        return None
+    where = f"routes.{route}.steps"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a mapping with pre, post and the steps' settings")
+    unknown = set(raw) - {"pre", "post", "redact"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    pre = _names(f"{where}.pre", raw.get("pre"), PRE_STEPS)
+    post = _names(f"{where}.post", raw.get("post"), POST_STEPS)
+    redact = _redaction(f"{where}.redact", raw.get("redact"))
+    if "redact" in raw and "redact" not in pre:
+        raise ConfigError(f"{where}.redact: settings for a step not in pre")
+    if "restore" in post and ("redact" not in pre or redact.mode is not RedactionMode.PSEUDONYMIZE):
+        raise ConfigError(f"{where}.post: restore needs pre: [redact] with mode pseudonymize")
+    if not pre and not post:
+        return None
+    return StepsConfig(pre, post, redact)

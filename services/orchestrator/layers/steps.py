@@ -1,0 +1,112 @@
+"""Processor steps: a route's pre-call steps over gRPC, once per call before the first
+attempt, and its post-call steps in the stream.
+
+A call whose route has no steps passes straight through (no RPC, no wrapper). Otherwise the
+processor's ``Prepare`` transforms the messages (redaction); each step's decision and time
+go to the trail's notes (the ``llmesh-steps`` trailer); with ``post: [restore]`` the reply's
+placeholders are put back in text deltas and tool-call arguments, also when a placeholder
+arrives split across deltas (`llmesh.services.processor.redact.Restorer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import replace
+from typing import Any
+
+from llmesh.services.common.step_settings import StepsConfig
+from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
+from llmesh.services.core.handler import Handler
+from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
+from llmesh.services.processor.redact import Restorer, json_escaped
+
+__all__ = ["Processed", "restored"]
+
+
+class Processed:
+    """Runs the steps of the call's route around the inner handler."""
+
+    def __init__(
+        self,
+        inner: Handler,
+        *,
+        steps_for: Callable[[str], StepsConfig | None],
+        client: ProcessorClient,
+    ) -> None:
+        self._inner = inner
+        self._steps_for = steps_for
+        self._client = client
+
+    def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
+        """The call's events, through its route's steps when it has any."""
+        if not isinstance(call.request, ChatRequest):
+            return self._inner.stream(call)
+        steps = self._steps_for(call.call.model)
+        if steps is None:
+            return self._inner.stream(call)
+        return self._run(call, steps)
+
+    async def _run(
+        self, call: RoutedCall[ChatRequest], steps: StepsConfig
+    ) -> AsyncGenerator[CallEvent, None]:
+        prepared = await self._client.prepare(call.request.messages, steps, call.remaining())
+        _note(call, prepared)
+        request = replace(call.request, messages=prepared.messages)
+        routed = replace(call, call=replace(call.call, request=request))
+        events = self._inner.stream(routed)
+        if steps.restores and prepared.pseudonyms:
+            events = restored(events, prepared.pseudonyms)
+        async with aclosing(events) as inner:
+            async for event in inner:
+                yield event
+
+
+def _note(call: RoutedCall[Any], prepared: Prepared) -> None:
+    notes = call.trail.notes
+    if notes is None:
+        notes = call.trail.notes = []
+    for d in prepared.decisions:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(d.counts.items()))
+        ms = d.duration.ToNanoseconds() / 1e6
+        notes.append(f"{d.step}: {d.decision}{' ' + counts if counts else ''} ({ms:.3f} ms)")
+
+
+async def restored(
+    events: AsyncGenerator[CallEvent, None], pseudonyms: Mapping[str, str]
+) -> AsyncGenerator[CallEvent, None]:
+    """`events` with placeholders restored in text and tool-call arguments; what is held
+    back at the end of the reply (or before a mid-stream switch) is released first."""
+    text = Restorer(pseudonyms)
+    escaped = json_escaped(pseudonyms)
+    tools: dict[int, Restorer] = {}
+    async with aclosing(events) as inner:
+        async for event in inner:
+            if isinstance(event, TextDelta):
+                out = text.feed(event.text)
+                if out or event.logprobs:
+                    yield event if out is event.text else replace(event, text=out)
+            elif isinstance(event, ToolCallDelta):
+                tool = tools.get(event.index)
+                if tool is None:
+                    tool = tools[event.index] = Restorer(escaped)
+                args = tool.feed(event.arguments_delta)
+                if args or event.id or event.name:
+                    yield (
+                        event
+                        if args is event.arguments_delta
+                        else replace(event, arguments_delta=args)
+                    )
+            elif isinstance(event, Completed | Switched):
+                rest = text.flush()
+                if rest:
+                    yield TextDelta(rest)
+                for index, tool in tools.items():
+                    rest = tool.flush()
+                    if rest:
+                        yield ToolCallDelta(index, arguments_delta=rest)
+                yield event
+            else:
+                yield event

@@ -1,0 +1,114 @@
+"""The orchestrator's channel to the processor, for a route's pre-call steps.
+
+Only the texts travel (role, content, text parts, tool calls, tool results): images,
+documents, audio and thinking blocks stay in the orchestrator, and the answer's texts are
+put back in place, in order. A processor that cannot be reached fails the call
+(SERVICE_UNREACHABLE, naming its address): a call is never sent unredacted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import grpc
+
+from llmesh.services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.services.common.step_settings import StepsConfig
+from llmesh.services.common.tls import channel
+from llmesh.services.common.tls_settings import TlsSettings
+from llmesh.services.core.chat import Message, Role, TextPart
+from llmesh.services.processor.prepare import rules_to_proto
+from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
+
+__all__ = ["Prepared", "ProcessorClient", "messages_to_proto", "with_texts"]
+
+_ROLES = {
+    Role.SYSTEM: chat_pb2.ROLE_SYSTEM,
+    Role.USER: chat_pb2.ROLE_USER,
+    Role.ASSISTANT: chat_pb2.ROLE_ASSISTANT,
+    Role.TOOL: chat_pb2.ROLE_TOOL,
+}
+
+POINT_AT = "processor.address in the configuration file or LLMESH_PROCESSOR_ADDRESS"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The processor's answer: the messages to send and what the reply needs."""
+
+    messages: tuple[Message, ...]
+    pseudonyms: dict[str, str]
+    """Placeholder -> value, to restore in the reply."""
+    decisions: tuple[processor_pb2.StepDecision, ...]
+
+
+def messages_to_proto(messages: Sequence[Message]) -> list[chat_pb2.Message]:
+    """The text view of `messages` sent to the processor."""
+    out = []
+    for m in messages:
+        pm = chat_pb2.Message(
+            role=_ROLES[m.role], content=m.content, tool_call_id=m.tool_call_id, name=m.name
+        )
+        for p in m.parts:
+            if isinstance(p, TextPart):
+                pm.parts.add(text=p.text)
+        for c in m.tool_calls:
+            pm.tool_calls.add(id=c.id, name=c.name, arguments=c.arguments)
+        out.append(pm)
+    return out
+
+
+def with_texts(
+    messages: Sequence[Message], answered: Sequence[chat_pb2.Message]
+) -> tuple[Message, ...]:
+    """`messages` with the texts of the processor's answer, in place."""
+    out = []
+    for m, pm in zip(messages, answered, strict=True):
+        texts = iter(pm.parts)
+        parts = tuple(
+            replace(p, text=next(texts).text) if isinstance(p, TextPart) else p for p in m.parts
+        )
+        calls = tuple(
+            replace(c, arguments=pc.arguments)
+            for c, pc in zip(m.tool_calls, pm.tool_calls, strict=True)
+        )
+        out.append(replace(m, content=pm.content, parts=parts, tool_calls=calls))
+    return tuple(out)
+
+
+class ProcessorClient:
+    """Calls the processor's ``Prepare`` over gRPC."""
+
+    def __init__(
+        self, address: str, tls: TlsSettings | None = None, api_key: str | None = None
+    ) -> None:
+        """`api_key`: the llmesh API key presented to a processor whose key store has keys."""
+        self.address = address
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+        self._channel = channel(address, tls, "orchestrator")
+        self._stub = processor_pb2_grpc.ProcessorServiceStub(self._channel)
+        self._peer = Peer("processor", address, POINT_AT)
+
+    async def prepare(
+        self, messages: Sequence[Message], steps: StepsConfig, timeout: float | None
+    ) -> Prepared:
+        """The messages through the route's pre-call steps; raises `LlmeshError`."""
+        request = processor_pb2.PrepareRequest(
+            messages=messages_to_proto(messages),
+            steps=steps.pre,
+            redaction=rules_to_proto(steps.redact),
+        )
+        try:
+            answer = await self._stub.Prepare(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self._peer) from None
+        return Prepared(
+            with_texts(messages, answer.messages),
+            {p.placeholder: p.value for p in answer.pseudonyms},
+            tuple(answer.decisions),
+        )
+
+    async def aclose(self) -> None:
+        """Close the channel."""
+        await self._channel.close()

@@ -1,0 +1,156 @@
+"""The ``Prepare`` RPC's work: a route's pre-call steps on a call's messages.
+
+Proto -> domain (`convert`), the steps on domain messages, then the request's own proto
+messages copied with only their texts changed, so every other field (images, thinking
+blocks, cache breakpoints) goes back exactly as it came.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.common.media_settings import PartLimits
+from llmesh.services.common.step_settings import (
+    DETECTOR_GROUPS,
+    DETECTORS,
+    PRE_STEPS,
+    RedactionConfig,
+    RedactionMode,
+)
+from llmesh.services.core.chat import Message, TextPart
+from llmesh.services.processor.convert import messages_from_proto
+from llmesh.services.processor.redact import Redactor, redact_messages
+from llmesh.v1 import chat_pb2, processor_pb2
+
+__all__ = ["Preparer", "rules_from_proto", "rules_to_proto"]
+
+_MODES = {
+    processor_pb2.REDACTION_MODE_UNSPECIFIED: RedactionMode.PSEUDONYMIZE,
+    processor_pb2.REDACTION_MODE_MASK: RedactionMode.MASK,
+    processor_pb2.REDACTION_MODE_PSEUDONYMIZE: RedactionMode.PSEUDONYMIZE,
+    processor_pb2.REDACTION_MODE_BLOCK: RedactionMode.BLOCK,
+}
+_MODE_TO_PROTO = {v: k for k, v in _MODES.items() if k}
+
+
+def rules_to_proto(rules: RedactionConfig) -> processor_pb2.RedactionRules:
+    """The redact step's settings as sent to the processor."""
+    return processor_pb2.RedactionRules(
+        mode=_MODE_TO_PROTO[rules.mode],
+        detectors=rules.detectors,
+        patterns=[processor_pb2.RedactionPattern(name=n, regex=r) for n, r in rules.patterns],
+        words=[processor_pb2.RedactionWords(name=n, words=w) for n, w in rules.words],
+    )
+
+
+def rules_from_proto(rules: processor_pb2.RedactionRules) -> RedactionConfig:
+    """Validate the redact step's rules; INVALID_REQUEST naming each bad field."""
+    bad: list[FieldViolation] = []
+    chosen: set[str] = set()
+    for i, name in enumerate(rules.detectors):
+        if name in DETECTOR_GROUPS:
+            chosen.update(DETECTOR_GROUPS[name])
+        elif name in DETECTORS:
+            chosen.add(name)
+        else:
+            bad.append(FieldViolation(f"redaction.detectors[{i}]", f"unknown detector {name!r}"))
+    patterns = []
+    for i, p in enumerate(rules.patterns):
+        try:
+            if re.compile(p.regex).fullmatch("") is not None:
+                raise re.error("matches the empty text")
+        except re.error as exc:
+            bad.append(FieldViolation(f"redaction.patterns[{i}].regex", str(exc)))
+        if not p.name:
+            bad.append(FieldViolation(f"redaction.patterns[{i}].name", "is required"))
+        patterns.append((p.name, p.regex))
+    words = []
+    for i, w in enumerate(rules.words):
+        kept = tuple(x.strip() for x in w.words if x.strip())
+        if not w.name or not kept:
+            bad.append(FieldViolation(f"redaction.words[{i}]", "needs a name and words"))
+        words.append((w.name, kept))
+    if rules.mode not in _MODES:
+        bad.append(FieldViolation("redaction.mode", "unknown mode"))
+    if bad:
+        raise _invalid(bad)
+    return RedactionConfig(
+        _MODES[rules.mode],
+        tuple(d for d in DETECTORS if d in chosen) if chosen else DETECTORS,
+        tuple(patterns),
+        tuple(words),
+    )
+
+
+class Preparer:
+    """Runs pre-call steps; keeps the last rule sets' compiled redactors."""
+
+    def __init__(self, limits: PartLimits, cached: int = 64) -> None:
+        self._limits = limits
+        self._redactors: OrderedDict[bytes, Redactor] = OrderedDict()
+        self._cached = cached
+
+    def _redactor(self, rules: processor_pb2.RedactionRules) -> Redactor:
+        key = rules.SerializeToString(deterministic=True)
+        redactor = self._redactors.get(key)
+        if redactor is None:
+            redactor = Redactor(rules_from_proto(rules))
+            self._redactors[key] = redactor
+            if len(self._redactors) > self._cached:
+                self._redactors.popitem(last=False)
+        else:
+            self._redactors.move_to_end(key)
+        return redactor
+
+    def prepare(self, request: processor_pb2.PrepareRequest) -> processor_pb2.PrepareResponse:
+        """The request's messages through its steps, with the pseudonyms and decisions."""
+        bad = [
+            FieldViolation(f"steps[{i}]", f"unknown step {s!r}; one of {list(PRE_STEPS)}")
+            for i, s in enumerate(request.steps)
+            if s not in PRE_STEPS
+        ]
+        if bad:
+            raise _invalid(bad)
+        out = processor_pb2.PrepareResponse(messages=request.messages)
+        if not request.steps:
+            return out
+        messages = messages_from_proto(request.messages, self._limits)
+        for step in request.steps:  # today only `redact`
+            started = time.perf_counter()
+            redaction = self._redactor(request.redaction).start()
+            redacted = redact_messages(messages, redaction)
+            mode = redaction.redactor.mode
+            decision = out.decisions.add(
+                step=step, decision=mode.value if redaction.counts else "clean"
+            )
+            decision.counts.update(redaction.counts)
+            for value, placeholder in redaction.placeholders.items():
+                out.pseudonyms.add(placeholder=placeholder, value=value)
+            _write_texts(out.messages, messages, redacted)
+            messages = redacted
+            decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+        return out
+
+
+def _write_texts(
+    out: Sequence[chat_pb2.Message], before: Sequence[Message], after: Sequence[Message]
+) -> None:
+    """Set the changed texts of `after` on the proto copies `out`."""
+    for pm, old, new in zip(out, before, after, strict=True):
+        if new is old:
+            continue
+        pm.content = new.content
+        for pp, part in zip(pm.parts, new.parts, strict=True):
+            if isinstance(part, TextPart):
+                pp.text = part.text
+        for pc, call in zip(pm.tool_calls, new.tool_calls, strict=True):
+            pc.arguments = call.arguments
+
+
+def _invalid(bad: list[FieldViolation]) -> LlmeshError:
+    summary = "; ".join(f"{v.field}: {v.description}" for v in bad)
+    return LlmeshError(Reason.INVALID_REQUEST, f"invalid request: {summary}", violations=tuple(bad))

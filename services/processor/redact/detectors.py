@@ -1,0 +1,174 @@
+"""Detectors of sensitive values in text: a regular expression each, plus a check where the
+format has one (Luhn for card numbers, ISO 7064 mod-97 for IBANs, address parsing for IPv6).
+
+A detector finds spans; which of them win where they overlap, and what replaces them, is
+`llmesh.services.processor.redact.redactor`'s work.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BUILTIN",
+    "Detector",
+    "Finding",
+    "iban_valid",
+    "luhn_valid",
+    "words_pattern",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One sensitive value found: where it is and which detector found it."""
+
+    start: int
+    end: int
+    detector: str
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A named pattern; `check` (when set) must accept a match's text for it to count.
+
+    Patterns start with a literal or a character class, never an assertion, so that the
+    regex engine skips ahead to where a match can start; what may not come just before a
+    match (`not_after`) is checked here instead of with a look-behind.
+    """
+
+    name: str
+    pattern: re.Pattern[str]
+    check: Callable[[str], bool] | None = None
+    not_after: str = ""
+    """Characters that may not come just before a match; ``"w"`` stands for word characters."""
+    needs: tuple[str, ...] = ()
+    """Substrings of which the text must hold one for a match to be possible (a fast skip)."""
+
+    def find(self, text: str) -> Iterator[Finding]:
+        """The spans of `text` this detector finds, left to right."""
+        if self.needs and not any(n in text for n in self.needs):
+            return
+        words = "w" in self.not_after
+        for m in self.pattern.finditer(text):
+            start = m.start()
+            if start and self.not_after:
+                before = text[start - 1]
+                if before in self.not_after or (words and (before.isalnum() or before == "_")):
+                    continue
+            if self.check is None or self.check(m.group()):
+                yield Finding(start, m.end(), self.name)
+
+
+def luhn_valid(text: str) -> bool:
+    """True when the digits of `text` (13 to 19 of them) pass the Luhn checksum."""
+    digits = [int(c) for c in text if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def iban_valid(text: str) -> bool:
+    """True when `text` (spaces allowed) is 15 to 34 characters passing the mod-97 check."""
+    iban = text.replace(" ", "").upper()
+    if not 15 <= len(iban) <= 34:
+        return False
+    moved = iban[4:] + iban[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return int(number) % 97 == 1
+
+
+_PHONE = re.compile(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}")
+
+
+def _phone_valid(text: str) -> bool:
+    """9 to 15 digits in a phone number's shape (the pattern only finds candidates)."""
+    digits = sum(c.isdigit() for c in text)
+    return 9 <= digits <= 15 and _PHONE.fullmatch(text) is not None
+
+
+def _ipv4_valid(text: str) -> bool:
+    """Four octets of at most 255, without leading zeros."""
+    return all(int(p) <= 255 and (len(p) == 1 or p[0] != "0") for p in text.split("."))
+
+
+def _ipv6_valid(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+BUILTIN: tuple[Detector, ...] = (
+    # secrets first: at the same start, the earlier detector of two equally long spans wins
+    Detector(
+        "private_key",
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+            r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?"
+        ),
+        needs=("-----BEGIN",),
+    ),
+    Detector("anthropic_key", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}"), not_after="w-"),
+    Detector("openai_key", re.compile(r"sk-(?!ant-)(?:proj-)?[A-Za-z0-9_-]{20,}"), not_after="w-"),
+    Detector("aws_key", re.compile(r"A(?:KIA|SIA)[0-9A-Z]{16}\b"), not_after="w"),
+    Detector(
+        "github_token",
+        re.compile(r"g(?:h[pousr]|ithub_pat)_[A-Za-z0-9_]{36,}\b"),
+        not_after="w",
+        needs=("gh", "github_pat_"),
+    ),
+    Detector("slack_token", re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), not_after="w"),
+    Detector(
+        "jwt",
+        re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+        not_after="w",
+    ),
+    Detector(
+        "email",
+        re.compile(
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+            r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+        ),
+        not_after="w",
+        needs=("@",),
+    ),
+    Detector(
+        "credit_card",
+        re.compile(r"\d(?:[ -]?\d){12,18}(?![\d-])"),
+        luhn_valid,
+        not_after="-0123456789",
+    ),
+    Detector(
+        "iban", re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, not_after="w"
+    ),
+    Detector(
+        "ipv4", re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)"), _ipv4_valid, not_after="w."
+    ),
+    Detector(
+        "ipv6",
+        re.compile(r"[0-9A-Fa-f:](?:[0-9A-Fa-f]{0,4}:){1,7}(?:[0-9A-Fa-f]{1,4}|:)(?![\w:])"),
+        _ipv6_valid,
+        not_after="w:.",
+        needs=(":",),
+    ),
+    Detector("phone", re.compile(r"[+(]?\d[\d ().-]{6,}\d(?!\w)"), _phone_valid, not_after="w+"),
+)
+"""The built-in detectors, in priority order."""
+
+
+def words_pattern(words: Sequence[str]) -> re.Pattern[str]:
+    """A case-insensitive pattern matching any of `words` as whole words, longest first."""
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)

@@ -1,0 +1,127 @@
+"""Redacting a call's text with a set of detectors, in one of three modes.
+
+A `Redactor` is built once per set of rules (the regexes compiled); a `Redaction` is one
+call's state: the placeholders given so far (the same value gets the same placeholder
+everywhere in the call) and the counts per detector. Overlapping findings: the one starting
+first wins; at the same start the longer; at the same length the detector listed first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.common.step_settings import RedactionConfig, RedactionMode
+from llmesh.services.processor.redact.detectors import BUILTIN, Detector, Finding, words_pattern
+
+__all__ = ["Redaction", "Redactor", "describe"]
+
+_BY_NAME = {d.name: d for d in BUILTIN}
+
+_DESCRIPTIONS = {
+    "email": "an e-mail address",
+    "phone": "a phone number",
+    "credit_card": "a credit card number",
+    "iban": "an IBAN",
+    "ipv4": "an IPv4 address",
+    "ipv6": "an IPv6 address",
+    "openai_key": "an OpenAI API key",
+    "anthropic_key": "an Anthropic API key",
+    "aws_key": "an AWS access key id",
+    "github_token": "a GitHub token",
+    "slack_token": "a Slack token",
+    "jwt": "a JSON Web Token",
+    "private_key": "a PEM private key",
+}
+
+
+def describe(detector: str) -> str:
+    """What a detector finds, in words (user detectors by name)."""
+    return _DESCRIPTIONS.get(detector, f"a match of the {detector!r} pattern")
+
+
+class Redactor:
+    """The detectors of one set of rules, compiled."""
+
+    def __init__(self, rules: RedactionConfig) -> None:
+        self.mode = rules.mode
+        detectors = [_BY_NAME[name] for name in rules.detectors]
+        detectors += [Detector(name, re.compile(regex)) for name, regex in rules.patterns]
+        detectors += [Detector(name, words_pattern(words)) for name, words in rules.words]
+        self.detectors = tuple(detectors)
+        self._rank = {d.name: i for i, d in enumerate(detectors)}
+
+    def scan(self, text: str) -> list[Finding]:
+        """The non-overlapping findings in `text`, left to right."""
+        found = [f for d in self.detectors for f in d.find(text)]
+        if len(found) < 2:
+            return found
+        found.sort(key=lambda f: (f.start, f.start - f.end, self._rank[f.detector]))
+        kept: list[Finding] = []
+        end = -1
+        for f in found:
+            if f.start >= end:
+                kept.append(f)
+                end = f.end
+        return kept
+
+    def start(self) -> Redaction:
+        """A new call's redaction state."""
+        return Redaction(self)
+
+
+@dataclass
+class Redaction:
+    """One call's redaction: placeholders given and values found per detector."""
+
+    redactor: Redactor
+    placeholders: dict[str, str] = field(default_factory=dict)
+    """Value -> placeholder (pseudonymize mode)."""
+    counts: Counter[str] = field(default_factory=Counter)
+    """Values found per detector."""
+    reserved: set[str] = field(default_factory=set)
+    """Placeholder-like texts already in the input: never given, so never restored."""
+    _numbers: Counter[str] = field(default_factory=Counter)
+
+    def apply(self, text: str, where: str) -> str:
+        """`text` with its findings replaced; in block mode, INVALID_REQUEST at the first
+        finding, naming `where` (the field path) and the detector but never the value."""
+        if not text:
+            return text
+        findings = self.redactor.scan(text)
+        if not findings:
+            return text
+        mode = self.redactor.mode
+        if mode is RedactionMode.BLOCK:
+            detector = findings[0].detector
+            what = describe(detector)
+            raise LlmeshError(
+                Reason.INVALID_REQUEST,
+                f"{where} contains {what} (detector {detector}); "
+                "redaction in block mode refuses it",
+                violations=(FieldViolation(where, f"contains {what} (detector {detector})"),),
+                metadata={"detector": detector, "step": "redact"},
+            )
+        out: list[str] = []
+        pos = 0
+        for f in findings:
+            self.counts[f.detector] += 1
+            out.append(text[pos : f.start])
+            label = f.detector.upper()
+            if mode is RedactionMode.MASK:
+                out.append(f"[{label}]")
+            else:
+                out.append(self._placeholder(text[f.start : f.end], label))
+            pos = f.end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _placeholder(self, value: str, label: str) -> str:
+        placeholder = self.placeholders.get(value)
+        while placeholder is None or placeholder in self.reserved:
+            self._numbers[label] += 1
+            placeholder = f"<{label}_{self._numbers[label]}>"
+        self.placeholders[value] = placeholder
+        return placeholder

@@ -1,0 +1,143 @@
+"""The steps layer: no processor call for a route without steps, a refused call when the
+processor cannot be reached, and route configuration of steps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+
+from llmesh.services.common.config import ConfigError, parse_route
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.step_settings import (
+    RedactionMode,
+    StepsConfig,
+    parse_steps,
+)
+from llmesh.services.core.call import Call, RoutedCall
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.events import CallEvent, Completed, TextDelta, ToolCallDelta
+from llmesh.services.core.policy import Policy
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import Trail
+from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.layers.steps import Processed, restored
+from llmesh.services.orchestrator.steps import ProcessorClient
+
+STEPS = parse_steps("r", {"pre": ["redact"], "post": ["restore"]})
+
+
+class Inner:
+    """Replies with fixed events and records the requests it was given."""
+
+    def __init__(self, events: list[CallEvent] | None = None) -> None:
+        self.requests: list[Any] = []
+        self.events = events or [TextDelta("ok")]
+
+    def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
+        self.requests.append(call.request)
+        return self._events()
+
+    async def _events(self) -> AsyncGenerator[CallEvent, None]:
+        for e in self.events:
+            yield e
+        yield Completed(FinishReason.STOP, "stop", Usage())
+
+
+class Refusing(ProcessorClient):
+    """A client that fails the test when called."""
+
+    def __init__(self) -> None:
+        self.address = "nowhere"
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no processor call expected")
+
+
+def routed(model: str) -> RoutedCall[ChatRequest]:
+    request = ChatRequest(messages=(Message(Role.USER, "mail a@example.com"),))
+    return RoutedCall(
+        Call(model, request),
+        (Target("emulator", "echo"),),
+        Policy(),
+        "req_1",
+        Trail(started=time.monotonic()),
+    )
+
+
+async def test_a_route_without_steps_makes_no_processor_call_and_adds_no_wrapper() -> None:
+    inner = Inner()
+    layer = Processed(inner, steps_for={"private": STEPS}.get, client=Refusing())
+    events = [e async for e in layer.stream(routed("plain"))]
+    assert events[0] == TextDelta("ok") and inner.requests[0].messages[0].content.endswith(".com")
+
+
+async def test_an_unreachable_processor_refuses_the_call_before_anything_is_sent() -> None:
+    inner = Inner()
+    client = ProcessorClient("127.0.0.1:1")
+    layer = Processed(inner, steps_for={"private": STEPS}.get, client=client)
+    with pytest.raises(LlmeshError) as info:
+        async for _ in layer.stream(routed("private")):
+            pass
+    await client.aclose()
+    assert info.value.reason is Reason.SERVICE_UNREACHABLE
+    assert "processor" in str(info.value) and "127.0.0.1:1" in str(info.value)
+    assert inner.requests == []
+
+
+async def test_restored_flushes_held_text_and_tool_arguments_before_completion() -> None:
+    async def events() -> AsyncGenerator[CallEvent, None]:
+        yield TextDelta("to <EMA")
+        yield ToolCallDelta(0, "c1", "send", '{"to":"<EMAIL_')
+        yield ToolCallDelta(0, arguments_delta='1>"}')
+        yield TextDelta("IL_1> and <EMAIL_")
+        yield Completed(FinishReason.STOP, "stop", Usage())
+
+    out = [e async for e in restored(events(), {"<EMAIL_1>": 'a"b@example.com'})]
+    text = "".join(e.text for e in out if isinstance(e, TextDelta))
+    args = "".join(e.arguments_delta for e in out if isinstance(e, ToolCallDelta))
+    assert text == 'to a"b@example.com and <EMAIL_'
+    assert args == '{"to":"a\\"b@example.com"}'  # escaped inside JSON
+    assert isinstance(out[-1], Completed)
+
+
+def test_steps_configuration() -> None:
+    route = parse_route(
+        "r",
+        {
+            "targets": ["emulator/echo"],
+            "steps": {
+                "pre": ["redact"],
+                "redact": {
+                    "mode": "block",
+                    "detectors": ["email", "ip"],
+                    "patterns": {"ticket": "TCK-[0-9]+"},
+                    "words": {"project": ["Falcon"]},
+                },
+            },
+        },
+    )
+    assert isinstance(route.steps, StepsConfig)
+    assert route.steps.redact.mode is RedactionMode.BLOCK
+    assert route.steps.redact.detectors == ("email", "ipv4", "ipv6")
+    assert parse_route("r", {"targets": ["emulator/echo"]}).steps is None
+
+
+@pytest.mark.parametrize(
+    ("steps", "names"),
+    [
+        ({"pre": ["translate"]}, "steps.pre"),
+        ({"pre": ["redact"], "post": ["restore"], "redact": {"mode": "mask"}}, "steps.post"),
+        ({"pre": ["redact"], "redact": {"detectors": ["passport"]}}, "steps.redact.detectors"),
+        ({"pre": ["redact"], "redact": {"patterns": {"x": "("}}}, "steps.redact.patterns.x"),
+        ({"pre": ["redact"], "redact": {"patterns": {"email": "a"}}}, "steps.redact.patterns"),
+        ({"pre": ["redact"], "redact": {"patterns": {"e": "a*"}}}, "steps.redact.patterns.e"),
+        ({"pre": ["redact"], "redact": {"mode": "hide"}}, "steps.redact.mode"),
+        ({"redact": {}}, "steps.redact"),
+    ],
+)
+def test_bad_steps_are_refused_naming_the_key(steps: dict[str, Any], names: str) -> None:
+    with pytest.raises(ConfigError, match=f"routes.r.{names}"):
+        parse_route("r", {"targets": ["emulator/echo"], "steps": steps})
