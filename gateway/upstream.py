@@ -13,7 +13,7 @@ from llmesh.gateway.balancing import channel_target, service_config
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
-from llmesh.services.telemetry.tracing import client_interceptors
+from llmesh.services.telemetry.tracing import traced_channel
 from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 
 _POINT_AT = {
@@ -51,10 +51,8 @@ class Upstream:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.service_config", service_config(health_service)),
         ]
-        interceptors = client_interceptors(settings.telemetry) if traced else None
-        return grpc.aio.insecure_channel(
-            channel_target(address), options=options, interceptors=interceptors or None
-        )
+        channel = grpc.aio.insecure_channel(channel_target(address), options=options)
+        return traced_channel(channel, settings.telemetry) if traced else channel
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstream:

@@ -8,7 +8,7 @@ import grpc
 
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.telemetry_settings import TelemetrySettings
-from llmesh.services.telemetry.tracing import client_interceptors
+from llmesh.services.telemetry.tracing import traced_channel
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
@@ -50,8 +50,7 @@ async def chat_to_terminal(
     inp = chat_pb2.ChatInput(model=model, messages=messages)
     if max_tokens is not None:
         inp.max_tokens = max_tokens
-    traced = client_interceptors(telemetry) or None
-    async with grpc.aio.insecure_channel(address, interceptors=traced) as channel:
+    async with traced_channel(grpc.aio.insecure_channel(address), telemetry) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         try:
             async for ev in stub.StreamChat(
@@ -92,8 +91,7 @@ async def print_models(
 ) -> int:
     """Print the routable models, one a line; `api_key` and `telemetry` as in
     `chat_to_terminal`."""
-    traced = client_interceptors(telemetry) or None
-    async with grpc.aio.insecure_channel(address, interceptors=traced) as channel:
+    async with traced_channel(grpc.aio.insecure_channel(address), telemetry) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         try:
             resp = await stub.ListModels(
