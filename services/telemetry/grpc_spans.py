@@ -25,8 +25,10 @@ from urllib.parse import unquote
 
 import grpc
 from opentelemetry import context as context_api
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from llmesh.services.telemetry import w3c
 
 __all__ = ["ServerSpans", "TracedChannel", "traced_channel"]
 
@@ -169,7 +171,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             parent = None
             if metadata:
                 carrier = {key: value for key, value in metadata}
-                parent = propagate.extract(carrier)
+                parent = w3c.extract_global(carrier)
                 agent = carrier.get("user-agent")
                 if agent is not None:
                     attributes["rpc.user_agent"] = agent
@@ -348,7 +350,7 @@ class _TracedCallable:
             set_status_on_exception=False,
         )
         carrier: dict[str, str] = {}
-        propagate.inject(carrier, trace.set_span_in_context(span))
+        w3c.inject_global(span, carrier)
         if metadata:
             sent = [(k, v) for k, v in metadata if k not in carrier]
             sent.extend(carrier.items())

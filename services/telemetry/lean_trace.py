@@ -30,7 +30,8 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
 __all__ = [
@@ -51,8 +52,10 @@ _log = logging.getLogger("llmesh.telemetry")
 Sampler = Callable[[SpanContext | None, int], bool]
 """Whether a new span is sampled, from its parent's context (None: a root) and trace id."""
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
-_UNSAMPLED = TraceFlags(TraceFlags.RANDOM_TRACE_ID)
+_SAMPLED = TraceFlags.SAMPLED
+_RANDOM = TraceFlags.RANDOM_TRACE_ID
+_FLAGS = [TraceFlags(i) for i in range(256)]
+_NO_STATE = TraceState()
 _TRACE_ID_LIMIT = (1 << 64) - 1
 
 
@@ -319,20 +322,26 @@ class LeanTracer(trace_api.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
-        parent: SpanContext | None = trace_api.get_current_span(context).get_span_context()
+        current: Any = context_api.get_value(_SPAN_KEY, context)  # what get_current_span reads
+        parent: SpanContext | None = None if current is None else current.get_span_context()
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
-            flags = parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
+            flags = parent.trace_flags & _RANDOM
             state = parent.trace_state
         else:
-            parent, trace_id, flags, state = None, _new_id(128), TraceFlags.RANDOM_TRACE_ID, None
+            parent, trace_id, flags, state = None, _new_id(128), _RANDOM, _NO_STATE
         sampled = self._sampler(parent, trace_id)
-        span_context = SpanContext(
-            trace_id,
-            _new_id(64),
-            False,
-            TraceFlags(flags | TraceFlags.SAMPLED) if sampled else TraceFlags(flags),
-            state,
+        # SpanContext's own constructor checks the ids, which are valid here by construction
+        span_context = tuple.__new__(
+            SpanContext,
+            (
+                trace_id,
+                _new_id(64),
+                False,
+                _FLAGS[flags | _SAMPLED if sampled else flags],
+                state,
+                True,
+            ),
         )
         if not sampled:
             return trace_api.NonRecordingSpan(span_context)

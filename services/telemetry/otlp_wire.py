@@ -15,7 +15,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracer
 
@@ -183,7 +183,7 @@ class SpanEncoder:
             parts.append(b"\x22\x08")
             parts.append(parent.span_id.to_bytes(8, "big"))
         parts.append(_field(b"\x2a", span.name.encode()))
-        parts.append(_SPAN_KINDS[span.kind.value])
+        parts.append(_SPAN_KINDS[id(span.kind)])
         parts.append(b"\x39")
         parts.append(_FIXED64(span.start_time))
         parts.append(b"\x41")
@@ -206,7 +206,7 @@ class SpanEncoder:
             body += b"\x35" + _FIXED32(_flags(linked))
             parts.append(_field(b"\x6a", body))
         status = span.status
-        code = status.status_code.value
+        code = _STATUS_CODES[id(status.status_code)]
         if code or status.description:
             body = _field(b"\x12", status.description.encode()) if status.description else b""
             parts.append(_field(b"\x7a", body + (b"\x18" + _SMALL[code] if code else b"")))
@@ -223,8 +223,10 @@ def _flags(parent: SpanContext | None) -> int:
     return _FLAGS_HAS_IS_REMOTE
 
 
-_SPAN_KINDS = [b"\x30" + _SMALL[kind + 1] for kind in range(5)]
-"""The ``kind`` field by API `SpanKind` value (OTLP's numbers are one more)."""
+_SPAN_KINDS = {id(kind): b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}
+"""The ``kind`` field by API `SpanKind` (OTLP's numbers are one more; by identity, as an
+enum's value and hash are Python-level calls)."""
+_STATUS_CODES = {id(code): code.value for code in StatusCode}
 
 
 def encode_spans(resource: Mapping[str, Any], spans: Sequence[LeanSpan]) -> bytes:

@@ -43,7 +43,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from llmesh.services.telemetry import lean_trace
+from llmesh.services.telemetry import lean_trace, w3c
 from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel
 from llmesh.services.telemetry.lean_trace import LeanExporter, LeanTracerProvider, SpanBatcher
 from llmesh.services.telemetry.otlp_send import wire_exporter
@@ -63,9 +63,8 @@ _log = logging.getLogger("llmesh.telemetry")
 
 PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 """W3C ``traceparent`` / ``tracestate`` and ``baggage``: what llmesh reads from callers and
-sends on (to the next service and to providers)."""
-
-_TRACEPARENT = TraceContextTextMapPropagator()
+sends on (to the next service and to providers; `llmesh.services.telemetry.w3c` does the
+same in fewer steps)."""
 
 
 def _sampler(settings: TracingSettings) -> Sampler:
@@ -206,20 +205,21 @@ def trace_headers(carrier: MutableMapping[str, str] | None = None) -> dict[str, 
     """The W3C headers of the current span (``traceparent``, ``tracestate``, ``baggage``),
     added to `carrier` if given; empty when no span is being recorded (tracing off)."""
     out: dict[str, str] = {} if carrier is None else dict(carrier)
-    if trace.get_current_span().get_span_context().is_valid:
-        PROPAGATOR.inject(out)
+    span = trace.get_current_span()
+    if span.get_span_context().is_valid:
+        w3c.inject(span, None, out)
     return out
 
 
 def traceparent() -> str | None:
     """The current span's ``traceparent`` (None: no span, e.g. tracing off)."""
-    if not trace.get_current_span().get_span_context().is_valid:
+    ids = trace.get_current_span().get_span_context()
+    if not ids.is_valid:
         return None
-    carrier: dict[str, str] = {}
-    _TRACEPARENT.inject(carrier)
-    return carrier.get("traceparent")
+    return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
 
 
 def extract(headers: Mapping[str, str]) -> Any:
-    """The context a caller's W3C headers carry (the current one when they carry none)."""
-    return PROPAGATOR.extract(headers)
+    """The context a caller's W3C headers carry (lower-case names; an empty context when
+    they carry none)."""
+    return w3c.extract(headers)
