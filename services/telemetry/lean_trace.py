@@ -7,7 +7,8 @@ with less: ids from ``random.getrandbits``, a sampling decision as a boolean, at
 in a plain dict, and ended spans appended to a deque that a background thread drains in
 batches (`SpanBatcher`), encoding each batch in one pass (`llmesh.services.telemetry.otlp_wire`).
 Installed as the process's provider, it serves everything that uses the global API: the
-gRPC instrumentation's interceptors, the call and attempt spans, the gateway's middleware.
+gRPC spans (`llmesh.services.telemetry.grpc_spans`), the call and attempt spans, the
+gateway's middleware.
 
 What it keeps of the SDK's behaviour: W3C ids and flags (sampled, random trace id), the
 parent's trace state, the samplers llmesh offers, `Status` rules (OK is final, UNSET is
