@@ -258,6 +258,12 @@ def _parser() -> argparse.ArgumentParser:
         help="count llmesh's instructions against the bare relay under callgrind (valgrind)",
     )
     mode.add_argument(
+        "--instructions-telemetry",
+        action="store_true",
+        help="callgrind: instructions per gRPC and gateway call with telemetry off, metrics "
+        "only, metrics + tracing",
+    )
+    mode.add_argument(
         "--embeddings",
         action="store_true",
         help="texts/s and memory of the local embedding model, in this process",
@@ -339,6 +345,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             limit = 1500.0
             work = run_instructions(pinning, args.out, _log)
+        elif args.instructions_telemetry:
+            from bench.instructions_telemetry import run_instructions_telemetry
+
+            limit = 2400.0
+            work = run_instructions_telemetry(pinning, args.out, _log)
         elif args.embeddings:
             from bench.embeddings import run_embeddings
 

@@ -14,7 +14,7 @@ from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.tls import channel
-from llmesh.services.telemetry.tracing import client_interceptors
+from llmesh.services.telemetry.tracing import traced_channel
 from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 
 _POINT_AT = {
@@ -52,14 +52,8 @@ class Upstream:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.service_config", service_config(health_service)),
         ]
-        interceptors = client_interceptors(settings.telemetry) if traced else None
-        return channel(
-            channel_target(address),
-            settings.tls,
-            "gateway",
-            options=options,
-            interceptors=interceptors or None,
-        )
+        plain = channel(channel_target(address), settings.tls, "gateway", options=options)
+        return traced_channel(plain, settings.telemetry) if traced else plain
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstream:

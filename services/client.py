@@ -10,7 +10,7 @@ from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.telemetry_settings import TelemetrySettings
 from llmesh.services.common.tls import channel
 from llmesh.services.common.tls_settings import TlsSettings
-from llmesh.services.telemetry.tracing import client_interceptors
+from llmesh.services.telemetry.tracing import traced_channel
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
@@ -54,8 +54,7 @@ async def chat_to_terminal(
     inp = chat_pb2.ChatInput(model=model, messages=messages)
     if max_tokens is not None:
         inp.max_tokens = max_tokens
-    traced = client_interceptors(telemetry) or None
-    async with channel(address, tls, "CLI", interceptors=traced) as ch:
+    async with traced_channel(channel(address, tls, "CLI"), telemetry) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         try:
             async for ev in stub.StreamChat(
@@ -100,8 +99,7 @@ async def print_models(
 ) -> int:
     """Print the routable models, one a line; `api_key`, `telemetry` and `tls` as in
     `chat_to_terminal`."""
-    traced = client_interceptors(telemetry) or None
-    async with channel(address, tls, "CLI", interceptors=traced) as ch:
+    async with traced_channel(channel(address, tls, "CLI"), telemetry) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         try:
             resp = await stub.ListModels(

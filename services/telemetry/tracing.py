@@ -1,29 +1,31 @@
 """Tracing for one process: the tracer provider, gRPC interceptors, W3C context on the wire.
 
 `install_tracing` is called once per service process, at start-up (never at import); with
-tracing off it installs nothing and returns None, and `server_interceptors` /
-`client_interceptors` return no interceptor at all, so a mesh without telemetry runs the
-same code as before. The provider is the process's global one (OpenTelemetry's API finds
-it from anywhere); its spans are batched and flushed at exit.
+tracing off it installs nothing and returns None, `server_interceptors` returns no
+interceptor and `traced_channel` the channel it was given, so a mesh without telemetry runs
+the same code as before. The provider is the process's global one (OpenTelemetry's API finds
+it from anywhere); its spans are batched and flushed at exit. Spans exported over OTLP come
+from llmesh's lean provider (`llmesh.services.telemetry.lean_trace`), encoded to OTLP wire
+bytes in one pass per batch; the console exporter keeps the SDK's provider.
 
-The gRPC interceptors are opentelemetry-instrumentation-grpc's aio ones. Its server
-interceptor handles streaming methods only when the handler is an async generator
-(opentelemetry-python-contrib issue 3066): every llmesh streaming method is one, since
-`llmesh.services.common.rpc_guard.unary_stream` wraps them in its own generator, and a
-stream that fails ends with ``context.abort``, which the interceptor's context records as
-the span's error status. Health checks and reflection get no spans.
+The gRPC spans are those opentelemetry-instrumentation-grpc's aio interceptors make, made
+by `llmesh.services.telemetry.grpc_spans` for less: a server interceptor, and on the client
+side a channel wrapper (`traced_channel`) instead of interceptors. A stream that fails ends
+with ``context.abort``, which the server's span records as its error status. Health checks
+and reflection get no spans.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import grpc
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -41,14 +43,18 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from llmesh.services.telemetry import lean_trace, w3c
+from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel
+from llmesh.services.telemetry.lean_trace import LeanExporter, LeanTracerProvider, SpanBatcher
+from llmesh.services.telemetry.otlp_send import wire_exporter
 from llmesh.services.telemetry.settings import TelemetrySettings, TracingSettings
 
 __all__ = [
     "PROPAGATOR",
-    "client_interceptors",
     "install_tracing",
     "server_interceptors",
     "trace_headers",
+    "traced_channel",
     "traced_method",
     "traceparent",
 ]
@@ -57,9 +63,8 @@ _log = logging.getLogger("llmesh.telemetry")
 
 PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 """W3C ``traceparent`` / ``tracestate`` and ``baggage``: what llmesh reads from callers and
-sends on (to the next service and to providers)."""
-
-_TRACEPARENT = TraceContextTextMapPropagator()
+sends on (to the next service and to providers; `llmesh.services.telemetry.w3c` does the
+same in fewer steps)."""
 
 
 def _sampler(settings: TracingSettings) -> Sampler:
@@ -74,35 +79,63 @@ def _sampler(settings: TracingSettings) -> Sampler:
     return ParentBased(root) if settings.sampler.startswith("parentbased_") else root
 
 
-def _exporter(settings: TracingSettings) -> SpanExporter:
-    if settings.exporter == "console":
-        return ConsoleSpanExporter()
-    if settings.protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpExporter,
-        )
+def _lean_sampler(settings: TracingSettings) -> tuple[lean_trace.Sampler, str]:
+    """The lean provider's sampler for `settings`, and its description (the SDK's words)."""
+    kind = settings.sampler.removeprefix("parentbased_")
+    root: lean_trace.Sampler
+    if kind == "always_off":
+        root, description = lean_trace.always_off, "AlwaysOffSampler"
+    elif kind == "traceidratio":
+        root = lean_trace.ratio_sampler(settings.sampler_arg)
+        description = f"TraceIdRatioBased{{{settings.sampler_arg}}}"
+    else:
+        root, description = lean_trace.always_on, "AlwaysOnSampler"
+    if settings.sampler.startswith("parentbased_"):
+        return lean_trace.parent_based(root), f"ParentBased{{root:{description}}}"
+    return root, description
 
-        return HttpExporter(endpoint=settings.endpoint)
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-        OTLPSpanExporter as GrpcExporter,
-    )
 
-    endpoint = settings.endpoint
-    insecure = endpoint is None or not endpoint.startswith("https://")
-    return GrpcExporter(endpoint=endpoint, insecure=insecure)
+def _console() -> SpanExporter:
+    return ConsoleSpanExporter()
+
+
+_BATCH_VARIABLES = {
+    "OTEL_BSP_SCHEDULE_DELAY": ("delay", 5000),
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": ("batch", 512),
+    "OTEL_BSP_MAX_QUEUE_SIZE": ("capacity", 2048),
+}
+"""The SDK's batch processor variables: (`SpanBatcher` argument, default)."""
+
+
+def _batch_options(env: Mapping[str, str]) -> dict[str, float]:
+    """`SpanBatcher`'s options from the ``OTEL_BSP_*`` variables (the delay in ms)."""
+    options: dict[str, float] = {}
+    for name, (option, default) in _BATCH_VARIABLES.items():
+        text = env.get(name)
+        try:
+            value = int(text) if text else default
+        except ValueError:
+            _log.warning("%s=%r is not a whole number: %d is used", name, text, default)
+            value = default
+        if value <= 0:
+            value = default
+        options[option] = value / 1000 if option == "delay" else value
+    return options
 
 
 def install_tracing(
     settings: TelemetrySettings,
     service: str,
     *,
-    exporter: SpanExporter | None = None,
-) -> TracerProvider | None:
+    exporter: LeanExporter | None = None,
+) -> LeanTracerProvider | TracerProvider | None:
     """Make this process export spans as `settings` say (None, and nothing done, when off).
 
     `service` names the process (``gateway``, ``orchestrator``, ``processor``) in
     ``service.name`` (``llmesh-<service>``) unless a service name is configured; it is
-    always in ``llmesh.service``. `exporter` replaces the configured one (tests).
+    always in ``llmesh.service``. OTLP export (and `exporter`, which replaces it: tests)
+    runs on the lean provider; the console exporter on the SDK's. The provider is shut down
+    (its last spans exported) at exit.
     """
     tracing = settings.tracing
     if not tracing.enabled:
@@ -113,8 +146,17 @@ def install_tracing(
             "llmesh.service": service,
         }
     )
-    provider = TracerProvider(resource=resource, sampler=_sampler(tracing))
-    provider.add_span_processor(BatchSpanProcessor(exporter or _exporter(tracing)))
+    provider: LeanTracerProvider | TracerProvider
+    if tracing.exporter == "console" and exporter is None:
+        provider = TracerProvider(resource=resource, sampler=_sampler(tracing))
+        provider.add_span_processor(BatchSpanProcessor(_console()))
+    else:
+        attributes = dict(resource.attributes)
+        sink = exporter or wire_exporter(tracing, attributes)
+        sampler, description = _lean_sampler(tracing)
+        batcher = SpanBatcher(sink, **_batch_options(os.environ))  # type: ignore[arg-type]
+        provider = LeanTracerProvider(attributes, batcher, sampler, description)
+        atexit.register(provider.shutdown)
     trace.set_tracer_provider(provider)
     _log.info(
         "tracing on: %s spans to %s (%s), sampler %s",
@@ -132,54 +174,52 @@ _UNTRACED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 def traced_method(details: Any) -> bool:
     """Whether a call (its `grpc.HandlerCallDetails` or `grpc.aio.ClientCallDetails`) gets a
-    span: every method but health checks and reflection.
-
-    The instrumentation's own filters (``negate(any_of(health_check(), service_prefix(...)))``)
-    say the same, but find the method name through ``isinstance`` checks against gRPC's
-    abstract classes and ``os.path`` for every call and every filter; this is one attribute
-    read and one prefix test per call.
-    """
+    span: every method but health checks and reflection."""
     method = getattr(details, "method", "")
     if isinstance(method, bytes):  # grpc.aio clients see bytes (grpc issue 31092)
         method = method.decode()
-    return not method.startswith(_UNTRACED)
+    return not _untraced(method)
+
+
+def _untraced(method: str) -> bool:
+    return method.startswith(_UNTRACED)
 
 
 def server_interceptors(settings: TelemetrySettings | None) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors a gRPC server of the mesh takes (none when tracing is off)."""
     if settings is None or not settings.tracing.enabled:
         return []
-    return [aio_server_interceptor(filter_=traced_method)]  # type: ignore[no-untyped-call]
+    return [ServerSpans(_untraced)]
 
 
-def client_interceptors(settings: TelemetrySettings | None) -> list[grpc.aio.ClientInterceptor]:
-    """The interceptors a gRPC channel of the mesh takes (none when tracing is off)."""
+def traced_channel(
+    channel: grpc.aio.Channel, settings: TelemetrySettings | None
+) -> grpc.aio.Channel:
+    """`channel`, its calls traced when tracing is on (as it is when off)."""
     if settings is None or not settings.tracing.enabled:
-        return []
-    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors(  # type: ignore[no-untyped-call]
-        filter_=traced_method
-    )
-    return interceptors
+        return channel
+    return TracedChannel(channel, _untraced)
 
 
 def trace_headers(carrier: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """The W3C headers of the current span (``traceparent``, ``tracestate``, ``baggage``),
     added to `carrier` if given; empty when no span is being recorded (tracing off)."""
     out: dict[str, str] = {} if carrier is None else dict(carrier)
-    if trace.get_current_span().get_span_context().is_valid:
-        PROPAGATOR.inject(out)
+    span = trace.get_current_span()
+    if span.get_span_context().is_valid:
+        w3c.inject(span, None, out)
     return out
 
 
 def traceparent() -> str | None:
     """The current span's ``traceparent`` (None: no span, e.g. tracing off)."""
-    if not trace.get_current_span().get_span_context().is_valid:
+    ids = trace.get_current_span().get_span_context()
+    if not ids.is_valid:
         return None
-    carrier: dict[str, str] = {}
-    _TRACEPARENT.inject(carrier)
-    return carrier.get("traceparent")
+    return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
 
 
 def extract(headers: Mapping[str, str]) -> Any:
-    """The context a caller's W3C headers carry (the current one when they carry none)."""
-    return PROPAGATOR.extract(headers)
+    """The context a caller's W3C headers carry (lower-case names; an empty context when
+    they carry none)."""
+    return w3c.extract(headers)

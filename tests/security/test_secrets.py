@@ -26,9 +26,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llmesh.gateway import GatewaySettings, start
 from llmesh.services.auth import open_key_store
@@ -40,10 +37,11 @@ from llmesh.services.common.telemetry_settings import (
     TracingSettings,
 )
 from llmesh.services.orchestrator.server import serve
+from llmesh.services.telemetry.lean_trace import LeanSpan
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.jwt_keys import TokenIssuer, new_key
 from tests.support.mesh import Mesh
-from tests.support.tracing import global_provider
+from tests.support.tracing import SPANS, MemorySpans, global_provider
 
 DUMP = os.environ.get("LLMESH_TEST_DUMP_CAPTURED", "")
 """A file to write everything captured to (to read what the grep covered)."""
@@ -74,11 +72,11 @@ class Captured:
 
 
 @pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    global_provider().add_span_processor(SimpleSpanProcessor(memory))
-    yield memory
-    memory.shutdown()  # a provider keeps its processors: stop keeping spans
+def exporter() -> Iterator[MemorySpans]:
+    global_provider()
+    SPANS.clear()
+    yield SPANS
+    SPANS.clear()
 
 
 @dataclass
@@ -92,9 +90,7 @@ class Workload:
 
 
 @pytest.fixture
-async def workload(
-    mesh: Mesh, tmp_path: Path, exporter: InMemorySpanExporter
-) -> AsyncIterator[Workload]:
+async def workload(mesh: Mesh, tmp_path: Path, exporter: MemorySpans) -> AsyncIterator[Workload]:
     assert mesh.config is not None
     issuer = TokenIssuer()
     issuer.add("k1", "ES256")
@@ -248,20 +244,20 @@ def _dump(path: Path, seen: Captured) -> None:
     path.write_text("\n".join(f"{where}: {text}" for where, text in seen.texts))
 
 
-def _span_texts(span: ReadableSpan) -> Iterator[str]:
+def _span_texts(span: LeanSpan) -> Iterator[str]:
     yield span.name
     yield json.dumps(dict(span.attributes or {}), default=str)
-    for event in span.events:
+    for event in span.events or ():
         yield event.name
         yield json.dumps(dict(event.attributes or {}), default=str)
     yield span.status.description or ""
-    for link in span.links:
+    for link in span.links or ():
         yield json.dumps(dict(link.attributes or {}), default=str)
 
 
 async def test_no_secret_in_logs_spans_or_errors(
     workload: Workload,
-    exporter: InMemorySpanExporter,
+    exporter: MemorySpans,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seen = Captured()

@@ -15,21 +15,19 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from llmesh.services.telemetry.lean_trace import LeanSpan
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.mesh import Mesh
+from tests.telemetry.conftest import MemorySpans
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 
 
-def _wait(
-    spans: InMemorySpanExporter, done: Callable[[Sequence[ReadableSpan]], bool]
-) -> list[ReadableSpan]:
+def _wait(spans: MemorySpans, done: Callable[[Sequence[LeanSpan]], bool]) -> list[LeanSpan]:
     """The finished spans of the caller's trace, once `done` holds (spans end after replies)."""
     deadline = time.monotonic() + 10
     while True:
@@ -43,23 +41,23 @@ def _wait(
         time.sleep(0.02)
 
 
-def _attempts(found: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+def _attempts(found: Sequence[LeanSpan]) -> list[LeanSpan]:
     chat = [s for s in found if s.kind is SpanKind.CLIENT and s.name.startswith("chat ")]
     return sorted(chat, key=lambda s: s.attributes["llmesh.attempt.number"])  # type: ignore[index, arg-type, return-value]
 
 
-def _one(found: Sequence[ReadableSpan], kind: SpanKind, name: str) -> ReadableSpan:
+def _one(found: Sequence[LeanSpan], kind: SpanKind, name: str) -> LeanSpan:
     matching = [s for s in found if s.kind is kind and s.name == name]
     assert len(matching) == 1, [(s.kind, s.name) for s in found]
     return matching[0]
 
 
-def _parent(span: ReadableSpan) -> str:
+def _parent(span: LeanSpan) -> str:
     assert span.parent is not None
     return f"{span.parent.span_id:016x}"
 
 
-def _id(span: ReadableSpan) -> str:
+def _id(span: LeanSpan) -> str:
     assert span.context is not None
     return f"{span.context.span_id:016x}"
 
@@ -88,7 +86,7 @@ def _fresh_emulator(traced_mesh: Mesh) -> None:
 
 
 def test_a_plain_call_is_one_trace_from_the_caller_to_the_provider(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     reply = _chat(traced_mesh, "openai/gpt-4o-mini", max_tokens=50, temperature=0.5, top_p=0.9)
     assert reply.status_code == 200, reply.text
@@ -104,7 +102,19 @@ def test_a_plain_call_is_one_trace_from_the_caller_to_the_provider(
     server = _one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat")
     assert _parent(server) == _id(client)
     assert server.status.status_code is not StatusCode.ERROR
-    assert server.resource.attributes.get("service.name") is not None
+    assert server.scope.name == client.scope.name == "llmesh.grpc"
+    rpc = {"rpc.system": "grpc", "rpc.service": "llmesh.v1.OrchestratorService"}
+    assert dict(client.attributes) == {**rpc, "rpc.method": "Chat", "rpc.grpc.status_code": 0}
+    served = dict(server.attributes)
+    assert served.pop("rpc.user_agent").startswith("grpc-python")
+    assert served.pop("net.peer.port").isdigit()
+    assert served == {
+        **rpc,
+        "rpc.method": "Chat",
+        "rpc.grpc.status_code": 0,
+        "net.peer.ip": "127.0.0.1",
+        "net.peer.name": "localhost",
+    }
     call_span = _one(found, SpanKind.INTERNAL, "call openai/gpt-4o-mini")
     assert _parent(call_span) == _id(server)
     (attempt,) = _attempts(found)
@@ -143,9 +153,7 @@ def test_a_plain_call_is_one_trace_from_the_caller_to_the_provider(
         assert "gen_ai.input.messages" not in (span.attributes or {})
 
 
-def test_a_retried_call_has_a_span_per_attempt(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
-) -> None:
+def test_a_retried_call_has_a_span_per_attempt(traced_mesh: Mesh, spans: MemorySpans) -> None:
     traced_mesh.set_fault("flaky-once", "server_error", times=1)
     reply = _chat(traced_mesh, "emulator/flaky-once")
     assert reply.status_code == 200, reply.text
@@ -164,9 +172,7 @@ def test_a_retried_call_has_a_span_per_attempt(
     }
 
 
-def test_a_fallback_is_its_own_span_marked_as_one(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
-) -> None:
+def test_a_fallback_is_its_own_span_marked_as_one(traced_mesh: Mesh, spans: MemorySpans) -> None:
     traced_mesh.set_fault("always-down", "server_error")
     reply = _chat(traced_mesh, "emulator/always-down", fallbacks=["emulator/echo"])
     assert reply.status_code == 200, reply.text
@@ -179,7 +185,7 @@ def test_a_fallback_is_its_own_span_marked_as_one(
 
 
 def test_a_failed_call_carries_its_trace_to_the_caller(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     traced_mesh.set_fault("broken", "bad_request")
     reply = _chat(traced_mesh, "emulator/broken")
@@ -211,7 +217,7 @@ def _stream(mesh: Mesh, model: str) -> httpx.Response:
 
 
 def test_a_streamed_call_gets_a_server_span_with_an_ok_status(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     reply = _stream(traced_mesh, "emulator/echo")
     assert reply.status_code == 200 and "[DONE]" in reply.text
@@ -228,7 +234,7 @@ def test_a_streamed_call_gets_a_server_span_with_an_ok_status(
 
 
 def test_a_failed_stream_gets_a_server_span_with_an_error_status(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     traced_mesh.set_fault("cut-short", "cut", after=1)
     reply = _stream(traced_mesh, "emulator/cut-short")
@@ -246,7 +252,7 @@ def test_a_failed_stream_gets_a_server_span_with_an_error_status(
 
 
 async def test_a_grpc_error_carries_the_calls_traceparent_in_its_trailers(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     traced_mesh.set_fault("broken", "bad_request")
     inp = chat_pb2.ChatInput(model="emulator/broken")
@@ -267,7 +273,7 @@ async def test_a_grpc_error_carries_the_calls_traceparent_in_its_trailers(
 
 
 def test_health_checks_get_no_spans_and_the_calls_beside_them_do(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     inp = chat_pb2.ChatInput(model="emulator/echo")
     inp.messages.add(role=chat_pb2.ROLE_USER, content="hi")
@@ -291,7 +297,7 @@ def test_health_checks_get_no_spans_and_the_calls_beside_them_do(
 
 
 def test_an_embeddings_call_has_an_embeddings_attempt_span(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     reply = httpx.post(
         f"{traced_mesh.gateway_url}/v1/embeddings",
@@ -319,7 +325,7 @@ def test_an_embeddings_call_has_an_embeddings_attempt_span(
 
 
 def test_a_hedge_is_its_own_span_and_the_loser_is_no_winner(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     traced_mesh.set_fault("slow-start", "stall", after=0, stall_ms=5000)
     reply = _chat(traced_mesh, "hedged")
@@ -336,7 +342,7 @@ def test_a_hedge_is_its_own_span_and_the_loser_is_no_winner(
 
 
 def test_council_branches_each_get_a_call_span_with_their_attempts(
-    traced_mesh: Mesh, spans: InMemorySpanExporter
+    traced_mesh: Mesh, spans: MemorySpans
 ) -> None:
     request = {
         "input": {"messages": [{"role": "ROLE_USER", "content": "pick a number"}]},

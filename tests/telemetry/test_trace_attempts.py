@@ -7,8 +7,6 @@ from collections.abc import AsyncGenerator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmesh.services.common.errors import LlmeshError, Reason
@@ -18,6 +16,7 @@ from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageU
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
+from llmesh.services.telemetry.lean_trace import LeanTracerProvider
 from llmesh.services.telemetry.settings import TelemetrySettings
 from llmesh.services.telemetry.trace_attempts import (
     AttemptSpans,
@@ -25,7 +24,7 @@ from llmesh.services.telemetry.trace_attempts import (
     attempt_spans,
     upstream_info,
 )
-from tests.telemetry.conftest import TRACING_ON
+from tests.telemetry.conftest import TRACING_ON, MemorySpans
 
 REQUEST = ChatRequest(
     messages=(Message(Role.USER, "the secret question"),), max_tokens=7, temperature=0.0
@@ -70,7 +69,7 @@ async def _run(
 
 
 async def test_a_won_attempt_has_the_genai_attributes_and_no_content(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     tracer = provider.get_tracer("test")
     trail = Trail(started=0.0)
@@ -115,7 +114,7 @@ async def test_a_won_attempt_has_the_genai_attributes_and_no_content(
 
 
 async def test_content_is_recorded_only_when_capture_is_on(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     trail = Trail(started=0.0)
     record = trail.add(AttemptRecord(TARGET, 0.0))
@@ -140,7 +139,7 @@ async def _failing() -> AsyncGenerator[ProviderEvent, None]:
 
 
 async def test_a_failed_retry_after_a_fallback_names_why(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     trail = Trail(started=0.0)
     other = trail.add(AttemptRecord(Target("anthropic", "claude-haiku-4-5"), 0.0))
@@ -167,7 +166,7 @@ async def test_a_failed_retry_after_a_fallback_names_why(
 
 
 async def test_a_cancelled_hedge_is_no_error(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     trail = Trail(started=0.0)
     trail.add(AttemptRecord(TARGET, 0.0))
@@ -186,7 +185,7 @@ async def test_a_cancelled_hedge_is_no_error(
 
 
 async def test_a_failed_embeddings_attempt_is_an_error_span(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     trail = Trail(started=0.0)
     record = trail.add(AttemptRecord(Target("openai", "text-embedding-3-small"), 0.0))

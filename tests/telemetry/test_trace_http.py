@@ -6,11 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from llmesh.services.telemetry.lean_trace import LeanTracerProvider
 from llmesh.services.telemetry.trace_http import TracingMiddleware
+from tests.telemetry.conftest import MemorySpans
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -23,13 +23,13 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _client(provider: TracerProvider) -> httpx.AsyncClient:
+def _client(provider: LeanTracerProvider) -> httpx.AsyncClient:
     app = TracingMiddleware(_app, tracer_provider=provider)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
 
 
 async def test_a_request_continues_the_callers_trace_and_answers_with_its_own_span(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     async with _client(provider) as client:
         reply = await client.get(
@@ -50,7 +50,7 @@ async def test_a_request_continues_the_callers_trace_and_answers_with_its_own_sp
 
 
 async def test_server_errors_are_error_spans(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     async with _client(provider) as client:
         assert (await client.get("/down")).status_code == 503
@@ -64,7 +64,7 @@ async def test_server_errors_are_error_spans(
 
 
 async def test_lifespan_passes_through_untraced(
-    provider: TracerProvider, spans: InMemorySpanExporter
+    provider: LeanTracerProvider, spans: MemorySpans
 ) -> None:
     seen: list[str] = []
 

@@ -3,35 +3,43 @@ and W3C headers when on."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 
+import grpc
 import pytest
 from opentelemetry import baggage, context, trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llmesh.services.telemetry import tracing
+from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel
+from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracerProvider, SpanBatcher
+from llmesh.services.telemetry.otlp_send import GrpcSpanExporter, HttpSpanExporter
 from llmesh.services.telemetry.settings import TelemetrySettings, TracingSettings, parse_telemetry
 from tests.telemetry.conftest import TRACING_ON
 
 OFF = TelemetrySettings()
 
 
-def test_off_installs_nothing() -> None:
+async def test_off_installs_nothing() -> None:
     assert tracing.install_tracing(OFF, "gateway") is None
     assert tracing.server_interceptors(OFF) == []
     assert tracing.server_interceptors(None) == []
-    assert tracing.client_interceptors(OFF) == []
+    channel = grpc.aio.insecure_channel("127.0.0.1:1")
+    assert tracing.traced_channel(channel, OFF) is channel
+    assert tracing.traced_channel(channel, None) is channel
+    await channel.close()
     assert tracing.trace_headers() == {}  # no span: nothing to send on
     assert tracing.traceparent() is None
 
 
-def test_on_installs_the_instrumentations_interceptors() -> None:
-    assert len(tracing.server_interceptors(TRACING_ON)) == 1
-    assert len(tracing.client_interceptors(TRACING_ON)) == 4  # one per RPC shape
+async def test_on_installs_the_server_spans_and_wraps_channels() -> None:
+    (interceptor,) = tracing.server_interceptors(TRACING_ON)
+    assert isinstance(interceptor, ServerSpans)
+    channel = grpc.aio.insecure_channel("127.0.0.1:1")
+    async with tracing.traced_channel(channel, TRACING_ON) as traced:
+        assert isinstance(traced, TracedChannel)
 
 
 @pytest.mark.parametrize(
@@ -52,24 +60,83 @@ def test_every_method_but_health_and_reflection_is_traced(
     assert tracing.traced_method(SimpleNamespace(method=method)) is traced
 
 
-def test_install_names_the_service_and_exports_through_a_batch(provider: TracerProvider) -> None:
+class _Kept:
+    def __init__(self) -> None:
+        self.spans: list[LeanSpan] = []
+
+    def export(self, spans: Sequence[LeanSpan]) -> bool:
+        self.spans.extend(spans)
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_install_names_the_service_and_exports_through_a_batch(
+    provider: LeanTracerProvider,
+) -> None:
     # `provider` first: the process's global provider stays the tests' one
-    installed = tracing.install_tracing(TRACING_ON, "orchestrator", exporter=InMemorySpanExporter())
-    assert installed is not None
+    kept = _Kept()
+    installed = tracing.install_tracing(TRACING_ON, "orchestrator", exporter=kept)
+    assert isinstance(installed, LeanTracerProvider)
     try:
-        resource = installed.resource.attributes
-        assert resource["service.name"] == "llmesh-orchestrator"
-        assert resource["llmesh.service"] == "orchestrator"
-        assert installed.sampler.get_description().startswith("ParentBased{root:AlwaysOnSampler")
+        assert installed.resource["service.name"] == "llmesh-orchestrator"
+        assert installed.resource["llmesh.service"] == "orchestrator"
+        assert installed.resource["telemetry.sdk.language"] == "python"
+        assert installed.sampler_description == "ParentBased{root:AlwaysOnSampler}"
+        installed.get_tracer("t").start_span("batched").end()
+        assert kept.spans == []  # queued for the batch's thread, not exported on the spot
     finally:
         installed.shutdown()
+    assert [s.name for s in kept.spans] == ["batched"]  # exported at shutdown (at exit)
     named = TelemetrySettings(service_name="edge", tracing=TracingSettings(enabled=True))
-    other = tracing.install_tracing(named, "gateway", exporter=InMemorySpanExporter())
-    assert other is not None
+    other = tracing.install_tracing(named, "gateway", exporter=_Kept())
+    assert isinstance(other, LeanTracerProvider)
     try:
-        assert other.resource.attributes["service.name"] == "edge"
+        assert other.resource["service.name"] == "edge"
     finally:
         other.shutdown()
+
+
+def test_the_console_exporter_keeps_the_sdks_provider(provider: LeanTracerProvider) -> None:
+    console = TelemetrySettings(tracing=TracingSettings(enabled=True, exporter="console"))
+    installed = tracing.install_tracing(console, "cli")
+    assert isinstance(installed, TracerProvider)
+    installed.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("env", "description", "kept"),
+    [
+        ({}, "ParentBased{root:AlwaysOnSampler}", 1.0),
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, "AlwaysOffSampler", 0.0),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
+            "TraceIdRatioBased{0.25}",
+            0.25,
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"},
+            "ParentBased{root:TraceIdRatioBased{0.5}}",
+            0.5,
+        ),
+    ],
+)
+def test_the_lean_samplers_follow_the_settings(
+    env: dict[str, str], description: str, kept: float
+) -> None:
+    settings = parse_telemetry({"tracing": {"enabled": True}}, env).tracing
+    sampler, described = tracing._lean_sampler(settings)
+    assert described == description
+    ids = [(i * 0x9E3779B97F4A7C15_F39CC0605CEDC834) % (1 << 128) for i in range(1, 4001)]
+    share = sum(sampler(None, i) for i in ids) / len(ids)
+    assert abs(share - kept) < 0.05
+
+
+def test_batch_variables_are_read_as_the_sdk_reads_them() -> None:
+    assert tracing._batch_options({}) == {"delay": 5.0, "batch": 512, "capacity": 2048}
+    env = {"OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "x"}
+    assert tracing._batch_options(env) == {"delay": 0.2, "batch": 512, "capacity": 2048}
 
 
 @pytest.mark.parametrize(
@@ -92,19 +159,20 @@ def test_samplers_follow_the_settings(env: dict[str, str], description: str) -> 
     assert tracing._sampler(settings).get_description().startswith(description)
 
 
-def test_exporters_follow_protocol_and_endpoint() -> None:
-    grpc_exporter = tracing._exporter(TracingSettings(enabled=True, endpoint="http://c:4317"))
-    assert isinstance(grpc_exporter, GrpcExporter)
-    http = tracing._exporter(
-        TracingSettings(enabled=True, protocol="http/protobuf", endpoint="http://c:4318/v1/traces")
-    )
-    assert isinstance(http, HttpExporter) and http._endpoint == "http://c:4318/v1/traces"
-    assert isinstance(tracing._exporter(TracingSettings(exporter="console")), ConsoleSpanExporter)
-    for exporter in (grpc_exporter, http):
-        exporter.shutdown()
+def test_otlp_exports_from_the_lean_provider_over_the_configured_protocol(
+    provider: LeanTracerProvider,
+) -> None:
+    for protocol, kind in (("grpc", GrpcSpanExporter), ("http/protobuf", HttpSpanExporter)):
+        settings = TelemetrySettings(tracing=TracingSettings(enabled=True, protocol=protocol))
+        installed = tracing.install_tracing(settings, "gateway")
+        assert isinstance(installed, LeanTracerProvider)
+        assert isinstance(installed.batcher, SpanBatcher)
+        assert isinstance(installed.batcher.exporter, kind)
+        installed.shutdown()
+    assert isinstance(tracing._console(), ConsoleSpanExporter)
 
 
-def test_trace_headers_carry_the_current_span_and_baggage(provider: TracerProvider) -> None:
+def test_trace_headers_carry_the_current_span_and_baggage(provider: LeanTracerProvider) -> None:
     token = context.attach(baggage.set_baggage("tenant", "acme"))
     try:
         with provider.get_tracer("test").start_as_current_span("attempt") as span:

@@ -1,0 +1,394 @@
+"""gRPC server and client spans, as opentelemetry-instrumentation-grpc's aio interceptors
+make them, for a fraction of their cost: a server interceptor (`ServerSpans`) and a channel
+wrapper (`TracedChannel`).
+
+The spans are the instrumentation's: named by the full method, ``rpc.system``,
+``rpc.service``, ``rpc.method``, ``rpc.grpc.status_code``; on the server ``net.peer.ip`` /
+``net.peer.port`` / ``net.peer.name`` and ``rpc.user_agent``, the caller's W3C context
+(``traceparent``, ``tracestate``, ``baggage`` in the metadata) as parent, and an error
+status only for the codes the gRPC conventions call server errors (``UNKNOWN``,
+``DEADLINE_EXCEEDED``, ``UNIMPLEMENTED``, ``INTERNAL``, ``UNAVAILABLE``, ``DATA_LOSS``); on
+the client the span's context sent in the metadata, and an error status for any code
+but OK. What the instrumentation does per call and this does once per method: parse the
+method name, build the wrapped handler; what it does twice and this once: read the
+metadata, attach a context (the caller's and the span's together). The servicer context is
+wrapped by a small class that records ``abort`` / ``set_code`` on the span, not by a
+generic proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any
+from urllib.parse import unquote
+
+import grpc
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from llmesh.services.telemetry import w3c
+
+__all__ = ["ServerSpans", "TracedChannel", "traced_channel"]
+
+SCOPE = "llmesh.grpc"
+"""The instrumentation scope of the gRPC spans."""
+SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
+"""The semantic conventions' version the attribute names follow (the instrumentation's)."""
+
+_STATUS_CODE = "rpc.grpc.status_code"
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+Untraced = Callable[[str], bool]
+"""Whether a method (its full name) gets no span."""
+
+
+def _server_status(span: Span, code: grpc.StatusCode, details: str | None) -> None:
+    if code in _SERVER_ERRORS:
+        span.set_status(Status(StatusCode.ERROR, f"{code}:{details}"))
+
+
+class _TracedContext:
+    """The servicer context, with its ``abort`` and status codes noted on the call's span."""
+
+    __slots__ = ("_code", "_context", "_details", "_span")
+
+    def __init__(self, context: Any, span: Span) -> None:
+        self._context = context
+        self._span = span
+        self._code = grpc.StatusCode.OK
+        self._details: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def invocation_metadata(self) -> Any:
+        return self._context.invocation_metadata()
+
+    def time_remaining(self) -> Any:
+        return self._context.time_remaining()
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self._context.set_trailing_metadata(metadata)
+
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
+    ) -> Any:
+        self._code, self._details = code, details
+        self._span.set_attribute(_STATUS_CODE, code.value[0])
+        _server_status(self._span, code, details)
+        return await self._context.abort(code, details, trailing_metadata)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+        self._span.set_attribute(_STATUS_CODE, code.value[0])
+        _server_status(self._span, code, self._details or code.value[1])
+        self._context.set_code(code)
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+        if self._code is not grpc.StatusCode.OK:
+            _server_status(self._span, self._code, details)
+        self._context.set_details(details)
+
+
+def _peer(peer: str, attributes: dict[str, Any]) -> None:
+    """``net.peer.*`` from a gRPC peer (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
+    if peer.startswith("unix:"):
+        return
+    try:
+        ip, port = peer.split(",")[0].split(":", 1)[1].rsplit(":", 1)
+    except (IndexError, ValueError):
+        return
+    ip = unquote(ip)
+    attributes["net.peer.ip"] = ip
+    attributes["net.peer.port"] = port
+    if ip in ("[::1]", "127.0.0.1"):
+        attributes["net.peer.name"] = "localhost"
+
+
+class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """A SERVER span around every call of a method `untraced` does not exclude."""
+
+    def __init__(self, untraced: Untraced) -> None:
+        self._untraced = untraced
+        self._tracer = trace.get_tracer(SCOPE, schema_url=SCHEMA)
+        self._handlers: dict[str, tuple[Any, Any]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method  # type: ignore[attr-defined]
+        if isinstance(method, bytes):
+            method = method.decode()
+        if handler is None or self._untraced(method):
+            return handler
+        known = self._handlers.get(method)
+        if known is None or known[0] is not handler:  # wrapped once per method
+            known = (handler, self._wrap(handler, method))
+            self._handlers[method] = known
+        return known[1]
+
+    def _wrap(self, handler: Any, method: str) -> Any:
+        service, _, name = method.lstrip("/").partition("/")
+        base = {"rpc.system": "grpc", _STATUS_CODE: 0, "rpc.method": name, "rpc.service": service}
+        start = self._starter(method, base)
+        shapes = {
+            (False, False): (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
+            (True, False): (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
+            (False, True): (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
+            (True, True): (handler.stream_stream, grpc.stream_stream_rpc_method_handler),
+        }
+        behavior, factory = shapes[(handler.request_streaming, handler.response_streaming)]
+        wrapped = (
+            _streamed(behavior, start) if handler.response_streaming else _awaited(behavior, start)
+        )
+        return factory(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _starter(self, method: str, base: dict[str, Any]) -> Callable[[Any], tuple[Span, object]]:
+        tracer = self._tracer
+
+        def start(context: Any) -> tuple[Span, object]:
+            attributes = dict(base)
+            metadata = context.invocation_metadata()
+            parent = None
+            if metadata:
+                carrier = {key: value for key, value in metadata}
+                parent = w3c.extract_global(carrier)
+                agent = carrier.get("user-agent")
+                if agent is not None:
+                    attributes["rpc.user_agent"] = agent
+            _peer(context.peer(), attributes)
+            span = tracer.start_span(
+                method,
+                parent,
+                SpanKind.SERVER,
+                attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+            return span, context_api.attach(trace.set_span_in_context(span, parent))
+
+        return start
+
+
+def _failed(span: Span, error: Exception) -> None:
+    if span.is_recording():
+        span.record_exception(error)
+
+
+def _awaited(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any:
+    async def traced(request: Any, context: Any) -> Any:
+        span, token = start(context)
+        try:
+            return await behavior(request, _TracedContext(context, span))
+        except Exception as error:
+            _failed(span, error)
+            raise
+        finally:
+            context_api.detach(token)  # type: ignore[arg-type]
+            span.end()
+
+    return traced
+
+
+def _streamed(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any:
+    async def traced(request: Any, context: Any) -> AsyncIterator[Any]:
+        span, token = start(context)
+        try:
+            async for response in behavior(request, _TracedContext(context, span)):
+                yield response
+        except Exception as error:
+            _failed(span, error)
+            raise
+        finally:
+            context_api.detach(token)  # type: ignore[arg-type]
+            span.end()
+
+    return traced
+
+
+class TracedChannel(grpc.aio.Channel):  # type: ignore[misc]
+    """A channel whose calls are CLIENT spans, their context sent in each call's metadata.
+
+    Not a client interceptor: gRPC runs a channel's interceptors through a task and call
+    objects of their own on every call (counted under callgrind: some 86,000 instructions
+    a call for an interceptor that does nothing). This wraps the callables the stubs take
+    from the channel, once per method; each call starts its span, adds the span's context
+    to the metadata, and hands back gRPC's own call object, whose completion ends the span
+    with the call's status (an error status for any code but OK).
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, untraced: Untraced) -> None:
+        self._channel = channel
+        self._untraced = untraced
+        self._tracer = trace.get_tracer(SCOPE, schema_url=SCHEMA)
+
+    def _wrapped(self, inner: Any, method: Any) -> Any:
+        name = method.decode() if isinstance(method, bytes) else method
+        if self._untraced(name):
+            return inner
+        return _TracedCallable(inner, name, self._tracer)
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        inner = self._channel.unary_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return self._wrapped(inner, method)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        inner = self._channel.unary_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return self._wrapped(inner, method)
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        inner = self._channel.stream_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return self._wrapped(inner, method)
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        inner = self._channel.stream_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return self._wrapped(inner, method)
+
+    async def __aenter__(self) -> TracedChannel:
+        await self._channel.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        await self._channel.__aexit__(exc_type, exc_val, exc_tb)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+
+class _TracedCallable:
+    """One method's callable: each call a span."""
+
+    __slots__ = ("_attributes", "_inner", "_method", "_tracer")
+
+    def __init__(self, inner: Any, method: str, tracer: trace.Tracer) -> None:
+        self._inner = inner
+        self._method = method
+        self._tracer = tracer
+        service, _, name = method.lstrip("/").partition("/")
+        self._attributes: dict[str, Any] = {
+            "rpc.system": "grpc",
+            _STATUS_CODE: 0,
+            "rpc.method": name,
+            "rpc.service": service,
+        }
+
+    def __call__(
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        span = self._tracer.start_span(
+            self._method,
+            kind=SpanKind.CLIENT,
+            attributes=self._attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        carrier: dict[str, str] = {}
+        w3c.inject_global(span, carrier)
+        if metadata:
+            sent = [(k, v) for k, v in metadata if k not in carrier]
+            sent.extend(carrier.items())
+        else:
+            sent = list(carrier.items())
+        try:
+            call = self._inner(
+                request,
+                timeout=timeout,
+                metadata=tuple(sent),
+                credentials=credentials,
+                wait_for_ready=wait_for_ready,
+                compression=compression,
+            )
+        except BaseException as error:
+            if isinstance(error, Exception):
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                span.record_exception(error)
+            span.end()
+            raise
+        call.add_done_callback(partial(_call_done, span))
+        return call
+
+
+def _call_done(span: Span, call: Any) -> None:
+    """End a call's span with the call's status (read where gRPC keeps it once done)."""
+    try:
+        status = call._cython_call._status
+        code, details = status.code(), status.details()
+    except AttributeError:  # not a grpc.aio call: nothing more to tell
+        span.end()
+        return
+    span.set_attribute(_STATUS_CODE, code)
+    if code:
+        span.set_status(Status(StatusCode.ERROR, details))
+    span.end()
+
+
+def traced_channel(channel: grpc.aio.Channel, untraced: Untraced) -> TracedChannel:
+    """`channel` with a CLIENT span per call of each method `untraced` does not exclude."""
+    return TracedChannel(channel, untraced)

@@ -1,0 +1,511 @@
+"""A lean implementation of OpenTelemetry's tracing API, for exporting every span cheaply.
+
+The SDK's tracer spends tens of microseconds on each span: a sampling result object, a
+lock, attribute validation into bounded mappings, a span processor chain, a queue with a
+condition variable. `LeanTracerProvider` implements the same API (`opentelemetry.trace`)
+with less: ids from ``random.getrandbits``, a sampling decision as a boolean, attributes
+in a plain dict, and ended spans appended to a deque that a background thread drains in
+batches (`SpanBatcher`), encoding each batch in one pass (`llmesh.services.telemetry.otlp_wire`).
+Installed as the process's provider, it serves everything that uses the global API: the
+gRPC spans (`llmesh.services.telemetry.grpc_spans`), the call and attempt spans, the
+gateway's middleware.
+
+What it keeps of the SDK's behaviour: W3C ids and flags (sampled, random trace id), the
+parent's trace state, the samplers llmesh offers, `Status` rules (OK is final, UNSET is
+ignored), exceptions recorded as ``exception`` events, spans immutable once ended, the
+``OTEL_BSP_*`` batch settings. What it leaves out: span limits (llmesh's spans carry a
+few dozen attributes), links beyond their ids and attributes, span processors.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from time import time_ns
+from types import TracebackType
+from typing import Any, NamedTuple, Protocol
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.util import types
+
+__all__ = [
+    "LeanExporter",
+    "LeanSpan",
+    "LeanTracer",
+    "LeanTracerProvider",
+    "Sampler",
+    "SpanBatcher",
+    "SpanEvent",
+    "SpanSink",
+    "parent_based",
+    "ratio_sampler",
+]
+
+_log = logging.getLogger("llmesh.telemetry")
+
+Sampler = Callable[[SpanContext | None, int], bool]
+"""Whether a new span is sampled, from its parent's context (None: a root) and trace id."""
+
+_SAMPLED = TraceFlags.SAMPLED
+_RANDOM = TraceFlags.RANDOM_TRACE_ID
+_FLAGS = [TraceFlags(i) for i in range(256)]
+_NO_STATE = TraceState()
+_TRACE_ID_LIMIT = (1 << 64) - 1
+
+
+def always_on(parent: SpanContext | None, trace_id: int) -> bool:
+    """Every span sampled."""
+    return True
+
+
+def always_off(parent: SpanContext | None, trace_id: int) -> bool:
+    """No span sampled."""
+    return False
+
+
+def ratio_sampler(ratio: float) -> Sampler:
+    """A `ratio` of traces sampled, decided by the trace id's low 64 bits as the SDK's
+    ``TraceIdRatioBased`` decides (so every process keeps the same traces)."""
+    bound = round(ratio * (_TRACE_ID_LIMIT + 1))
+
+    def sample(parent: SpanContext | None, trace_id: int) -> bool:
+        return trace_id & _TRACE_ID_LIMIT < bound
+
+    return sample
+
+
+def parent_based(root: Sampler) -> Sampler:
+    """The parent's decision when there is a parent; `root`'s for a root span."""
+
+    def sample(parent: SpanContext | None, trace_id: int) -> bool:
+        if parent is None:
+            return root(parent, trace_id)
+        return bool(parent.trace_flags & TraceFlags.SAMPLED)
+
+    return sample
+
+
+class LeanExporter(Protocol):
+    """Where batches of ended spans go (from the batcher's thread)."""
+
+    def export(self, spans: Sequence[LeanSpan]) -> bool:
+        """Send `spans`; False if they could not be delivered."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release connections (no export follows)."""
+        ...
+
+
+class SpanSink(Protocol):
+    """Where spans go as they end (a `SpanBatcher`; tests keep them in memory)."""
+
+    def add(self, span: LeanSpan) -> None:
+        """Take an ended span."""
+        ...
+
+    def force_flush(self) -> None:
+        """Export what was taken so far."""
+        ...
+
+    def shutdown(self) -> None:
+        """Export what is left; take no more."""
+        ...
+
+
+class SpanEvent(NamedTuple):
+    """An event on a span (an exception, mostly)."""
+
+    name: str
+    timestamp: int
+    attributes: dict[str, Any]
+
+
+_UNSET = Status(StatusCode.UNSET)
+
+
+class LeanSpan(trace_api.Span):
+    """A recording span (a sampled one; unsampled spans are `NonRecordingSpan`)."""
+
+    __slots__ = (
+        "_batcher",
+        "_record_exception",
+        "_set_status_on_exception",
+        "attributes",
+        "context",
+        "end_time",
+        "events",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "scope",
+        "start_time",
+        "status",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        scope: LeanTracer,
+        batcher: SpanSink,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        links: tuple[trace_api.Link, ...] = (),
+        start_time: int | None = None,
+    ) -> None:
+        self.name = name
+        self.context = context
+        self.parent = parent
+        self.kind = kind
+        self.attributes = attributes
+        self.events: list[SpanEvent] | None = None
+        self.links = links
+        self.status = _UNSET
+        self.start_time = start_time or time_ns()
+        self.end_time: int | None = None
+        self.scope = scope
+        self._batcher = batcher
+        self._record_exception = record_exception
+        self._set_status_on_exception = set_status_on_exception
+
+    def get_span_context(self) -> SpanContext:
+        return self.context
+
+    def is_recording(self) -> bool:
+        return self.end_time is None
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        if self.end_time is None and value is not None:
+            self.attributes[key] = tuple(value) if type(value) is list else value
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        if self.end_time is None:
+            own = self.attributes
+            for key, value in attributes.items():
+                if value is not None:
+                    own[key] = tuple(value) if type(value) is list else value
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        if self.end_time is not None:
+            return
+        if self.events is None:
+            self.events = []
+        self.events.append(SpanEvent(name, timestamp or time_ns(), dict(attributes or {})))
+
+    def update_name(self, name: str) -> None:
+        if self.end_time is None:
+            self.name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self.end_time is not None:
+            return
+        if isinstance(status, StatusCode):
+            status = Status(status, description)
+        if status.status_code is StatusCode.UNSET:
+            return
+        if self.status.status_code is StatusCode.OK:
+            return  # OK is final
+        self.status = status
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        kind = type(exception)
+        module = kind.__module__
+        name = f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__name__
+        event: dict[str, Any] = {
+            "exception.type": name,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            event.update(attributes)
+        self.add_event("exception", event, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.end_time is not None:
+            return
+        self.end_time = end_time or time_ns()
+        self._batcher.add(self)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_val is not None and self.end_time is None:
+            if self._record_exception:
+                self.record_exception(exc_val, escaped=True)
+            if self._set_status_on_exception:
+                self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        self.end()
+
+
+class _Current:
+    """`LeanTracer.start_as_current_span`'s context manager: the span current inside."""
+
+    __slots__ = ("end_on_exit", "span", "token")
+
+    def __init__(self, span: trace_api.Span, end_on_exit: bool) -> None:
+        self.span = span
+        self.end_on_exit = end_on_exit
+        self.token: object | None = None
+
+    def __enter__(self) -> trace_api.Span:
+        self.token = context_api.attach(trace_api.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        context_api.detach(self.token)  # type: ignore[arg-type]
+        span = self.span
+        if isinstance(exc, Exception) and type(span) is LeanSpan and span.end_time is None:
+            if span._record_exception:
+                span.record_exception(exc)
+            if span._set_status_on_exception:
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        if self.end_on_exit:
+            span.end()
+
+
+class LeanTracer(trace_api.Tracer):
+    """Starts spans for one instrumentation scope."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str | None,
+        schema_url: str | None,
+        sampler: Sampler,
+        batcher: SpanSink,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.schema_url = schema_url
+        self._sampler = sampler
+        self._batcher = batcher
+
+    def start_span(
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: trace_api._Links = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        current: Any = context_api.get_value(_SPAN_KEY, context)  # what get_current_span reads
+        parent: SpanContext | None = None if current is None else current.get_span_context()
+        if parent is not None and parent.is_valid:
+            trace_id = parent.trace_id
+            flags = parent.trace_flags & _RANDOM
+            state = parent.trace_state
+        else:
+            parent, trace_id, flags, state = None, _new_id(128), _RANDOM, _NO_STATE
+        sampled = self._sampler(parent, trace_id)
+        # SpanContext's own constructor checks the ids, which are valid here by construction
+        span_context = tuple.__new__(
+            SpanContext,
+            (
+                trace_id,
+                _new_id(64),
+                False,
+                _FLAGS[flags | _SAMPLED if sampled else flags],
+                state,
+                True,
+            ),
+        )
+        if not sampled:
+            return trace_api.NonRecordingSpan(span_context)
+        own: dict[str, Any] = {}
+        if attributes:
+            for key, value in attributes.items():
+                if value is not None:
+                    own[key] = tuple(value) if type(value) is list else value
+        return LeanSpan(
+            name,
+            span_context,
+            parent,
+            kind,
+            own,
+            self,
+            self._batcher,
+            record_exception,
+            set_status_on_exception,
+            tuple(links) if links else (),
+            start_time,
+        )
+
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: trace_api._Links = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> _Current:
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        return _Current(span, end_on_exit)
+
+
+def _new_id(bits: int) -> int:
+    value = random.getrandbits(bits)
+    while not value:  # zero is the invalid id
+        value = random.getrandbits(bits)
+    return value
+
+
+class SpanBatcher:
+    """Ended spans, queued and exported in batches from a thread of its own.
+
+    `add` is an append to a deque (safe across threads without a lock); the thread wakes
+    every `delay` seconds, or as soon as a full batch is queued, and exports what is queued
+    in batches of at most `batch` spans. Past `capacity` queued spans, new ones are dropped
+    (counted in `dropped`), as the SDK's batch processor does.
+    """
+
+    def __init__(
+        self,
+        exporter: LeanExporter,
+        *,
+        delay: float = 5.0,
+        batch: int = 512,
+        capacity: int = 2048,
+    ) -> None:
+        self.exporter = exporter
+        self.dropped = 0
+        self._queue: deque[LeanSpan] = deque()
+        self._delay = delay
+        self._batch = max(1, batch)
+        self._capacity = max(self._batch, capacity)
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # one export at a time (the thread, or a flush)
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="llmesh-spans", daemon=True)
+        self._thread.start()
+
+    def add(self, span: LeanSpan) -> None:
+        """Queue an ended span."""
+        queue = self._queue
+        size = len(queue)
+        if size >= self._capacity:
+            self.dropped += 1
+            return
+        queue.append(span)
+        if size + 1 == self._batch:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._delay)
+            self._wake.clear()
+            self._drain()
+
+    def _drain(self) -> None:
+        queue, size = self._queue, self._batch
+        with self._lock:
+            while queue:
+                count = min(len(queue), size)
+                batch = [queue.popleft() for _ in range(count)]
+                try:
+                    self.exporter.export(batch)
+                except Exception:  # an exporter's failure must not end the thread
+                    _log.exception("exporting %d spans failed", count)
+
+    def force_flush(self) -> None:
+        """Export every span queued now, from the calling thread."""
+        self._drain()
+
+    def shutdown(self) -> None:
+        """Export what is queued, stop the thread, release the exporter."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._wake.set()
+        self._thread.join()
+        self._drain()
+        self.exporter.shutdown()
+
+
+class LeanTracerProvider(trace_api.TracerProvider):
+    """The process's tracer provider: one sink for ended spans (a `SpanBatcher`), one
+    resource, one sampler."""
+
+    def __init__(
+        self,
+        resource: Mapping[str, types.AnyValue],
+        batcher: SpanSink,
+        sampler: Sampler = always_on,
+        sampler_description: str = "AlwaysOnSampler",
+    ) -> None:
+        self.resource = dict(resource)
+        """The resource's attributes (``service.name`` and the like)."""
+        self.batcher = batcher
+        self.sampler = sampler
+        self.sampler_description = sampler_description
+        self._tracers: dict[tuple[str, str | None, str | None], LeanTracer] = {}
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: types.Attributes = None,
+    ) -> LeanTracer:
+        key = (instrumenting_module_name, instrumenting_library_version, schema_url)
+        tracer = self._tracers.get(key)
+        if tracer is None:
+            tracer = LeanTracer(*key, self.sampler, self.batcher)
+            self._tracers[key] = tracer
+        return tracer
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export every span ended so far."""
+        self.batcher.force_flush()
+        return True
+
+    def shutdown(self) -> None:
+        """Export what is left and stop (at exit)."""
+        self.batcher.shutdown()

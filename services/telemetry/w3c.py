@@ -1,0 +1,110 @@
+"""W3C trace context (``traceparent``, ``tracestate``) and ``baggage``, read and written in
+one step.
+
+OpenTelemetry's propagators go through a composite, a getter or setter per header and
+several context look-ups for each call; these functions give the same headers and contexts
+(`TraceContextTextMapPropagator`'s pattern and rules, the baggage propagator itself when a
+``baggage`` header or baggage is there) with a few operations. `extract_global` and
+`inject_global` serve the gRPC spans, which follow the process's configured propagators
+(``OTEL_PROPAGATORS``): they take the short path only while those are the default ones
+(trace context, then baggage), and ask the configured propagators otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, MutableMapping
+
+from opentelemetry import baggage, propagate
+from opentelemetry import trace as trace_api
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = ["extract", "extract_global", "inject", "inject_global"]
+
+_TRACEPARENT = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
+)
+"""`TraceContextTextMapPropagator`'s pattern."""
+_BAGGAGE = W3CBaggagePropagator()
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def extract(carrier: Mapping[str, str]) -> Context:
+    """The context `carrier`'s headers (lower-case names) carry, on an empty context, as
+    the trace context and baggage propagators make it."""
+    context = Context()
+    header = carrier.get("traceparent")
+    if header:
+        remote = _parent(header, carrier.get("tracestate"))
+        if remote is not None:
+            context = trace_api.set_span_in_context(NonRecordingSpan(remote), context)
+    if "baggage" in carrier:
+        context = _BAGGAGE.extract(carrier, context)
+    return context
+
+
+def _parent(header: str, state: str | None) -> SpanContext | None:
+    match = _TRACEPARENT.search(header)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN or version == "ff":
+        return None
+    if version == "00" and rest:
+        return None
+    return SpanContext(
+        int(trace_id, 16),
+        int(span_id, 16),
+        True,
+        TraceFlags(int(flags, 16)),
+        None if state is None else TraceState.from_header([state]),
+    )
+
+
+def inject(span: Span, context: Context | None, carrier: MutableMapping[str, str]) -> None:
+    """Add `span`'s ``traceparent`` (and ``tracestate``) and `context`'s ``baggage`` (the
+    current context's when None) to `carrier`."""
+    ids = span.get_span_context()
+    if ids.is_valid:
+        carrier["traceparent"] = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+        if ids.trace_state:
+            carrier["tracestate"] = ids.trace_state.to_header()
+    if baggage.get_all(context):
+        _BAGGAGE.inject(carrier, context)
+
+
+_DEFAULT: list[object] = []
+"""The global propagator last found to be the default one (trace context, then baggage)."""
+
+
+def _default() -> bool:
+    textmap = propagate.get_global_textmap()
+    if _DEFAULT and textmap is _DEFAULT[0]:
+        return True
+    kinds = [type(p) for p in getattr(textmap, "_propagators", ())]
+    if type(textmap) is CompositePropagator and kinds == [
+        TraceContextTextMapPropagator,
+        W3CBaggagePropagator,
+    ]:
+        _DEFAULT[:] = [textmap]
+        return True
+    return False
+
+
+def extract_global(carrier: Mapping[str, str]) -> Context:
+    """`extract`, by the process's configured propagators."""
+    if _default():
+        return extract(carrier)
+    return propagate.extract(carrier, Context())
+
+
+def inject_global(span: Span, carrier: MutableMapping[str, str]) -> None:
+    """`inject` of `span` under the current context, by the process's configured propagators."""
+    if _default():
+        inject(span, None, carrier)
+    else:
+        propagate.inject(carrier, trace_api.set_span_in_context(span))
