@@ -6,6 +6,10 @@ reported, else the engine's estimate (the one the caller was shown), except a fa
 before any output, which providers do not bill. `settle` works this out once per call;
 the budget commit, the rate-limit refunds and the ledger record all read the same
 `Settlement`.
+
+Before each attempt's request leaves, `started` hands the ledger the row the call would get
+if this process died now: status ``interrupted``, the estimated input of every attempt sent
+so far, no output, priced. The call's final record replaces it.
 """
 
 from __future__ import annotations
@@ -72,6 +76,38 @@ class Accounting:
             cost += self._cost(a, usage, request)
         return Settlement(tuple(sent), total, cost)
 
+    def started(
+        self,
+        call: RoutedCall[Any],
+        wall: float,
+        attempt: AttemptRecord,
+        request: Any,
+        sent: list[tuple[AttemptRecord, Usage, float]],
+    ) -> None:
+        """The call's row while in flight, as `attempt` is about to be sent; `sent` holds
+        the attempts sent before (each with its estimated usage and cost) and gains this one."""
+        if self._ledger is None:
+            return
+        usage = self._estimate(request, 0)  # the input; output unknown until the end
+        sent.append((attempt, usage, self._cost(attempt, usage, request)))
+        total = Usage()
+        for _, u, _ in sent:
+            total.add(u)
+        self._ledger.started(
+            _usage_record(
+                call,
+                wall,
+                provider=attempt.target.provider,
+                model=attempt.target.model,
+                attempts=[attempt_json(a, u) for a, u, _ in sent],
+                input_tokens=total.input_tokens,
+                output_tokens=total.output_tokens,
+                cost_usd=sum(c for _, _, c in sent),
+                status=CallStatus.INTERRUPTED,
+                usage_estimated=True,
+            )
+        )
+
     def record(
         self,
         call: RoutedCall[Any],
@@ -81,8 +117,11 @@ class Accounting:
         reason: Reason | None,
     ) -> None:
         """The call's one ledger record, when any attempt reached a provider."""
-        if self._ledger is None or not settled.sent:
-            return  # nothing reached a provider: nothing to account for
+        if self._ledger is None:
+            return
+        if not settled.sent:  # nothing reached a provider: nothing to account for
+            self._ledger.discard(call.request_id)
+            return
         attempts = [a for a, _ in settled.sent]
         last = next((a for a in reversed(attempts) if a.outcome is Outcome.SUCCEEDED), attempts[-1])
         first_token = next((a.ttft for a in attempts if a.ttft is not None), None)

@@ -45,11 +45,12 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
         await store.aclose()
     assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
     conn = sqlite3.connect(path)
-    assert sqlite_schema_version(conn) == LATEST_VERSION == 3
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 4
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
         1,
         2,
         3,
+        4,
     ]
     conn.close()
 
@@ -158,8 +159,10 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3]
-    assert {"usage_records_day", "usage_records_tenant_ts"} <= {r[0] for r in indexes}
+    assert [r[0] for r in versions] == [1, 2, 3, 4]
+    assert {"usage_records_day", "usage_records_tenant_ts", "call_starts_owner"} <= {
+        r[0] for r in indexes
+    }
 
 
 async def test_postgres_concurrent_opens_migrate_once(
