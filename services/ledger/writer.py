@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 
 from llmesh.services.ledger.instances import Instance
@@ -93,7 +94,7 @@ class LedgerWriter:
         self._strikes: dict[str, int] = {}
         self._last_drop_log = float("-inf")
         self._last_fail_log = float("-inf")
-        self._starts: dict[str, UsageRecord] = {}  # not written yet
+        self._starts: dict[str, Callable[[], UsageRecord]] = {}  # not written yet
         self._open: set[str] = set()  # start rows written (or being written), not yet ended
         self._ended: list[str] = []  # start rows to delete with no final record
         self._next_beat = float("-inf")
@@ -129,11 +130,12 @@ class LedgerWriter:
         if len(buf) >= self.max_batch:
             self._wake.set()
 
-    def started(self, rec: UsageRecord) -> None:
-        """Hand over the row of a call in flight (replacing an earlier one of the same call);
-        O(1), never blocks. Ignored without an `instance` or once closed."""
+    def started(self, request_id: str, row: Callable[[], UsageRecord]) -> None:
+        """Hand over how to build the row of call `request_id` in flight (replacing an earlier
+        one); `row` is called only if a flush finds the call still running. O(1), never
+        blocks. Ignored without an `instance` or once closed."""
         if self.instance is not None and not self._closed:
-            self._starts[rec.request_id] = rec
+            self._starts[request_id] = row
 
     def discard(self, request_id: str) -> None:
         """Forget the call in flight `request_id`: it ended with nothing to record."""
@@ -212,13 +214,14 @@ class LedgerWriter:
             if not await self._keep_lease():
                 return False
             buf = self._buf
-            starts = list(self._starts.values())
+            builders = list(self._starts.items())
+            starts = self._build(builders)
             ended, self._ended = self._ended, []
             first = True
             while buf or (first and (starts or ended)):
                 batch = list(islice(buf, self.max_batch))
                 if not first:
-                    starts, ended = [], []
+                    starts, ended, builders = [], [], []
                 finals = [r.request_id for r in batch if r.request_id in self._open]
                 self._open.update(r.request_id for r in starts)
                 try:
@@ -229,9 +232,9 @@ class LedgerWriter:
                     await self._on_failure(batch, exc)
                     return False
                 first = False
-                for rec in starts:
-                    if self._starts.get(rec.request_id) is rec:
-                        del self._starts[rec.request_id]
+                for request_id, build in builders:
+                    if self._starts.get(request_id) is build:
+                        del self._starts[request_id]
                 self._open.difference_update(ended)
                 self._open.difference_update(finals)
                 for _ in batch:
@@ -244,6 +247,16 @@ class LedgerWriter:
                     log.warning("usage ledger: the store accepts writes again")
                     self._failures = 0
             return True
+
+    def _build(self, builders: list[tuple[str, Callable[[], UsageRecord]]]) -> list[UsageRecord]:
+        rows = []
+        for request_id, build in builders:
+            try:
+                rows.append(build())
+            except Exception:  # a bug: the call's final record is still written
+                self._starts.pop(request_id, None)
+                log.exception("usage ledger: building the row of %s in flight failed", request_id)
+        return rows
 
     async def _write(
         self, records: list[UsageRecord], starts: list[UsageRecord], ended: list[str]

@@ -7,9 +7,9 @@ before any output, which providers do not bill. `settle` works this out once per
 the budget commit, the rate-limit refunds and the ledger record all read the same
 `Settlement`.
 
-Before each attempt's request leaves, `started` hands the ledger the row the call would get
-if this process died now: status ``interrupted``, the estimated input of every attempt sent
-so far, no output, priced. The call's final record replaces it.
+Before each attempt's request leaves, `started` hands the ledger (lazily) the row the call
+would get if this process died now: status ``interrupted``, the estimated input of every
+attempt sent so far, no output, priced. The call's final record replaces it.
 """
 
 from __future__ import annotations
@@ -82,31 +82,38 @@ class Accounting:
         wall: float,
         attempt: AttemptRecord,
         request: Any,
-        sent: list[tuple[AttemptRecord, Usage, float]],
+        sent: list[tuple[AttemptRecord, Any]],
     ) -> None:
-        """The call's row while in flight, as `attempt` is about to be sent; `sent` holds
-        the attempts sent before (each with its estimated usage and cost) and gains this one."""
+        """Hand the ledger the call's row in flight as `attempt` is about to be sent; `sent`
+        holds the attempts sent before (each with its request) and gains this one.
+
+        The row is built only if the writer flushes while the call still runs, so a call
+        shorter than a flush interval costs a list append and a dict insert."""
         if self._ledger is None:
             return
-        usage = self._estimate(request, 0)  # the input; output unknown until the end
-        sent.append((attempt, usage, self._cost(attempt, usage, request)))
-        total = Usage()
-        for _, u, _ in sent:
-            total.add(u)
-        self._ledger.started(
-            _usage_record(
+        sent.append((attempt, request))
+
+        def row() -> UsageRecord:
+            total, cost, trail = Usage(), 0.0, []
+            for a, req in sent:
+                usage = self._estimate(req, 0)  # the input; output unknown until the end
+                total.add(usage)
+                cost += self._cost(a, usage, req)
+                trail.append(attempt_json(a, usage))
+            last = sent[-1][0].target
+            return _usage_record(
                 call,
                 wall,
-                provider=attempt.target.provider,
-                model=attempt.target.model,
-                attempts=[attempt_json(a, u) for a, u, _ in sent],
+                provider=last.provider,
+                model=last.model,
+                attempts=trail,
                 input_tokens=total.input_tokens,
-                output_tokens=total.output_tokens,
-                cost_usd=sum(c for _, _, c in sent),
+                cost_usd=cost,
                 status=CallStatus.INTERRUPTED,
                 usage_estimated=True,
             )
-        )
+
+        self._ledger.started(call.request_id, row)
 
     def record(
         self,

@@ -19,6 +19,10 @@ def _start(record: RecordFactory, n: int) -> UsageRecord:
     return record(n, status=CallStatus.INTERRUPTED, output_tokens=0, usage_estimated=True)
 
 
+def _hand(writer: LedgerWriter, row: UsageRecord) -> None:
+    writer.started(row.request_id, lambda: row)
+
+
 def _gone_pid() -> int:
     """The pid of a process that has exited (and been reaped)."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -128,7 +132,7 @@ async def test_writer_never_writes_a_start_for_a_call_that_ends_first(
 ) -> None:
     writer = LedgerWriter(sqlite_store, flush_interval=30.0, instance=Instance())
     await writer.register()
-    writer.started(_start(record, 1))
+    _hand(writer, _start(record, 1))
     writer.record(record(1))
     await writer.flush()
     assert (await sqlite_store.count(), await sqlite_store.started_calls()) == (1, 0)
@@ -140,8 +144,8 @@ async def test_writer_writes_starts_with_the_next_flush_and_ends_them(
 ) -> None:
     writer = LedgerWriter(sqlite_store, flush_interval=30.0, instance=Instance())
     await writer.register()
-    writer.started(_start(record, 1))
-    writer.started(_start(record, 2))
+    _hand(writer, _start(record, 1))
+    _hand(writer, _start(record, 2))
     assert await sqlite_store.started_calls() == 0  # nothing on the hot path
     await writer.flush()
     assert (await sqlite_store.count(), await sqlite_store.started_calls()) == (0, 2)
@@ -153,12 +157,31 @@ async def test_writer_writes_starts_with_the_next_flush_and_ends_them(
     assert await sqlite_store.instances() == []  # a graceful stop releases the lease
 
 
+async def test_a_failing_row_builder_loses_no_final_record(
+    sqlite_store: Any, record: RecordFactory
+) -> None:
+    writer = LedgerWriter(sqlite_store, flush_interval=30.0, instance=Instance())
+    await writer.register()
+
+    def broken() -> UsageRecord:
+        raise KeyError("a bug")
+
+    writer.started("req-000001", broken)
+    _hand(writer, _start(record, 2))
+    await writer.flush()
+    assert await sqlite_store.started_calls() == 1
+    writer.record(record(1))
+    await writer.flush()
+    assert await sqlite_store.count() == 1
+    await writer.aclose()
+
+
 async def test_writer_start_rows_wait_for_a_failing_store(
     sqlite_store: Any, record: RecordFactory
 ) -> None:
     writer = LedgerWriter(sqlite_store, flush_interval=30.0, instance=Instance())
     await writer.register()
-    writer.started(_start(record, 1))
+    _hand(writer, _start(record, 1))
     real = sqlite_store.write
     failing = True
 

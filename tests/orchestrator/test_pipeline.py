@@ -590,8 +590,8 @@ class Ledger:
     def record(self, rec: UsageRecord) -> None:
         self.records.append(rec)
 
-    def started(self, rec: UsageRecord) -> None:
-        self.starts.append(rec)
+    def started(self, request_id: str, row: Callable[[], UsageRecord]) -> None:
+        self.starts.append(row())
 
     def discard(self, request_id: str) -> None:
         pass

@@ -25,7 +25,7 @@ from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.events import CallEvent, Completed
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.trail import AttemptRecord, Settlement
-from llmesh.services.core.usage import CallStatus, Usage
+from llmesh.services.core.usage import CallStatus
 from llmesh.services.orchestrator.accounting import Accounting
 
 __all__ = ["DEADLINE_SLACK", "Accounted"]
@@ -48,7 +48,7 @@ class Accounted:
 
     async def _accounted(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         wall = time.time()
-        sent: list[tuple[AttemptRecord, Usage, float]] = []
+        sent: list[tuple[AttemptRecord, Any]] = []
         accounting = self._accounting
 
         async def in_flight(attempt: AttemptRecord, request: Any) -> None:
