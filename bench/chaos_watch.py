@@ -51,9 +51,13 @@ def sample(t_s: float, pids: dict[str, int]) -> list[ProcSample]:
     return [ProcSample(t_s, name, rss_mib(pid), open_fds(pid)) for name, pid in pids.items()]
 
 
-def growth(samples: list[ProcSample], service: str, what: str, window: float) -> float | None:
-    """Percent growth of `what` (``rss_mib`` or ``fds``) of `service` from the mean of its
-    samples in the first `window` seconds to the mean of those in the last `window`."""
+def growth(
+    samples: list[ProcSample], service: str, what: str, window: float, *, peak: bool = False
+) -> float | None:
+    """Percent growth of `what` (``rss_mib`` or ``fds``) of `service` from its samples in the
+    first `window` seconds to those in the last `window`: their means, or with `peak` their
+    maxima (open descriptors swing with the calls in flight, up to the concurrency, so a
+    mean depends on where the samples fell; a leak raises the peak as well)."""
     mine = [(s.t_s, getattr(s, what)) for s in samples if s.service == service]
     mine = [(t, v) for t, v in mine if v is not None]
     if len(mine) < 2:
@@ -61,8 +65,11 @@ def growth(samples: list[ProcSample], service: str, what: str, window: float) ->
     start, end = mine[0][0], mine[-1][0]
     first = [v for t, v in mine if t <= start + window]
     last = [v for t, v in mine if t >= end - window]
-    base = sum(first) / len(first)
-    return None if base == 0 else (sum(last) / len(last) - base) / base * 100
+    if peak:
+        base, now = max(first), max(last)
+    else:
+        base, now = sum(first) / len(first), sum(last) / len(last)
+    return None if base == 0 else (now - base) / base * 100
 
 
 @dataclass

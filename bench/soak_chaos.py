@@ -15,7 +15,8 @@ Checked at the end, each a pass or a fail in the report:
   the rows' attempts add up to the requests the emulator received, none is left in flight;
 - breakers opened and closed again (the orchestrator's ``llmesh_breaker_state`` gauge);
 - RSS and open file descriptors of each service flat: < `max_growth_pct` from the first
-  minute to the last (means of the samples in each).
+  minute of load to the last (RSS: the means of the samples in each; descriptors, which
+  swing with the calls in flight: the peaks).
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ async def _watch(
     samples: list[ProcSample],
     breakers: BreakerWatch,
 ) -> None:
-    next_sample = perf_counter()
+    next_sample = perf_counter() + s.sample_every  # under load, not idle at the start
     while perf_counter() < end:
         try:
             async with session.get(metrics_url) as r:
@@ -282,9 +283,9 @@ async def run_chaos(s: ChaosSettings, out: Path) -> tuple[str, Path, bool]:
                 svc.stop()
     window = min(60.0, s.minutes * 60 / 2)
     growths = {
-        f"{name} {what}": growth(samples, name, what, window)
+        f"{name} {label}": growth(samples, name, what, window, peak=what == "fds")
         for name in ("orchestrator", "gateway", "emulator")
-        for what in ("rss_mib", "fds")
+        for what, label in (("rss_mib", "RSS (mean)"), ("fds", "open fds (peak)"))
     }
     flat = all(
         g is not None and g < s.max_growth_pct

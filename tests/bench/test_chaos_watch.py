@@ -34,6 +34,10 @@ def test_growth_compares_the_first_and_last_windows() -> None:
     assert growth(samples, "o", "rss_mib", 60) == 10.0
     assert growth(samples, "o", "fds", 60) == 0.0
     assert growth(samples, "gone", "fds", 60) is None
+    swinging = [ProcSample(t, "o", 1.0, 30 + (t // 10 % 3 == 0) * 15) for t in range(0, 180, 10)]
+    assert growth(swinging, "o", "fds", 60, peak=True) == 0.0
+    leaking = [ProcSample(t, "o", 1.0, 30 + t // 10) for t in range(0, 180, 10)]
+    assert growth(leaking, "o", "fds", 60, peak=True) == (47 - 36) / 36 * 100
 
 
 def test_ledger_check(tmp_path: Path) -> None:
