@@ -12,7 +12,7 @@ PROTOS := $(wildcard protos/llmesh/v1/*.proto)
 # (gateway/) and llmesh.v1 (gen/llmesh/v1) here (pyproject.toml: [tool.mypy] mypy_path).
 TYPING := $(VENV)/typing/llmesh
 
-.PHONY: run test lint gen check-gen venv buf clean bench soak bench-telemetry
+.PHONY: run test lint gen check-gen venv buf clean bench soak soak-chaos bench-telemetry
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,12 @@ bench: $(STAMP)
 # (60) and BENCH_SOAK_CONCURRENCY (32) change it.
 soak: $(STAMP)
 	$(PY) -m bench --soak
+
+# Load with 30 % random emulator faults of every kind (10 minutes; MINUTES=2 for a short run):
+# no hung stream, one ledger row per call, breakers open and close, RSS and fds flat.
+MINUTES ?= 10
+soak-chaos: $(STAMP)
+	$(PY) -m bench.soak_chaos --minutes $(MINUTES) --concurrency 16
 
 # What telemetry costs (about 4 minutes): three meshes side by side, telemetry off, metrics
 # only, metrics and 100 %-sampled tracing to a local OTLP receiver, against issue 14's targets.

@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--since", help="only records from this date (YYYY-MM-DD, UTC) on")
     usage.add_argument("--tenant", help="only this tenant")
     usage.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ledger = sub.add_parser("ledger", help="maintain the usage ledger")
+    ledger_sub = ledger.add_subparsers(dest="action", required=True)
+    ledger_sub.add_parser(
+        "close-interrupted",
+        help="close the calls in flight of stopped processes as interrupted "
+        "(orchestrators do it at start-up)",
+    )
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key (shown once)")
@@ -166,6 +173,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (ValueError, FileNotFoundError) as exc:
             sys.exit(f"llmesh usage: {exc}")
         print(report)
+        return
+    if args.command == "ledger":
+        from llmesh.services.ledger.cli import close_interrupted_report
+
+        try:
+            print(asyncio.run(close_interrupted_report(config.database_url)))
+        except (ValueError, FileNotFoundError) as exc:
+            sys.exit(f"llmesh ledger: {exc}")
         return
     if args.command == "keys":
         from llmesh.services.auth import keys_command

@@ -163,6 +163,10 @@ class Config:
     by default ``llmesh.db`` in the per-user data directory (see `default_database_url`)."""
     ledger_flush_interval: float = 0.05
     """Seconds between ledger writes; at most this much usage is lost on a crash."""
+    ledger_lease: float = 15.0
+    """Seconds a process's claim on its calls in flight lasts without a renewal (``ledger.
+    lease``; renewed every third of it): once it lapses, any replica closes those calls as
+    interrupted. A process on the same machine that is gone is seen at once."""
     allow_unauthenticated: bool = False
     """Serve a non-loopback address without API keys (refused unless set)."""
     jwt_issuers: tuple[JwtIssuer, ...] = ()
@@ -257,6 +261,12 @@ def _workers(section: Mapping[str, Any], where: str) -> int | None:
 def _non_negative(value: float, key: str = "gateway.response_ttl_days") -> float:
     if not value >= 0:  # also NaN
         raise ConfigError(f"{key}: expected a number >= 0, got {value!r}")
+    return value
+
+
+def _positive_setting(value: float, key: str) -> float:
+    if not value > 0:  # also NaN
+        raise ConfigError(f"{key}: expected a number > 0, got {value!r}")
     return value
 
 
@@ -398,6 +408,9 @@ def load_config(
         ),
         ledger_flush_interval=_setting(
             float, ledger_raw, "ledger", "flush_interval", default.ledger_flush_interval
+        ),
+        ledger_lease=_positive_setting(
+            _setting(float, ledger_raw, "ledger", "lease", default.ledger_lease), "ledger.lease"
         ),
         allow_unauthenticated=flag(
             auth_raw.get("allow_unauthenticated", default.allow_unauthenticated),

@@ -15,6 +15,9 @@ class CallStatus(enum.Enum):
     OK = "ok"
     ERROR = "error"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """The process serving the call died mid-call (kill -9, a crash, a lost host): the
+    ledger closed it afterwards with its estimated usage (see ``llmesh.services.ledger``)."""
 
 
 @dataclass(slots=True)

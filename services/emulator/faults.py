@@ -11,6 +11,7 @@ default profile. How each API renders a fault lives with that API's wire format.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,8 @@ class FaultRules:
         self._config_left: dict[str, int | None] = {}
         self._runtime: dict[str, FaultSpec] = {}
         self._runtime_left: dict[str, int | None] = {}
+        self.injected: dict[str, int] = {}
+        """Faults injected so far, by fault name (rules only; headers are not counted)."""
         self.reset()
 
     def add(self, model: str, spec: FaultSpec) -> None:
@@ -83,6 +86,9 @@ class FaultRules:
                 spec = rules.get(key)
                 if spec is None or key not in left:
                     continue
+                if spec.rate < 1 and random.random() >= spec.rate:
+                    return None  # this request is spared
+                self.injected[spec.fault] = self.injected.get(spec.fault, 0) + 1
                 remaining = left[key]
                 if remaining is not None:
                     if remaining <= 1:
@@ -105,6 +111,7 @@ class FaultRules:
                     "times_left": left[m],
                     "retry_after": s.retry_after,
                     "stall_ms": s.stall_ms,
+                    "rate": s.rate,
                 }
                 for m, s in rules.items()
                 if m in left
@@ -113,6 +120,7 @@ class FaultRules:
         return {
             "runtime": show(self._runtime, self._runtime_left),
             "configured": show(self._configured, self._config_left),
+            "injected": dict(self.injected),
         }
 
 

@@ -75,6 +75,9 @@ class FaultSpec:
     """Seconds announced in the ``retry-after`` header of a rate_limit fault."""
     stall_ms: float | None = None
     """How long a stall lasts, in milliseconds; None: until the client goes away."""
+    rate: float = 1.0
+    """The share of matching requests that get the fault, chosen at random (a chaos soak's
+    30 %: 0.3); the others are answered normally and do not use up `times`."""
 
     def __post_init__(self) -> None:
         if self.fault not in FAULT_NAMES:
@@ -87,11 +90,13 @@ class FaultSpec:
             raise ValueError("retry_after must be >= 0")
         if self.stall_ms is not None and self.stall_ms < 0:
             raise ValueError("stall_ms must be >= 0")
+        if not 0 < self.rate <= 1:
+            raise ValueError("rate must be > 0 and <= 1")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> FaultSpec:
         """Build a spec from plain data such as ``{"fault": "cut", "after": 3}``."""
-        known = {"fault", "after", "times", "retry_after", "stall_ms"}
+        known = {"fault", "after", "times", "retry_after", "stall_ms", "rate"}
         unknown = set(raw) - known - {"model"}
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
@@ -105,6 +110,7 @@ class FaultSpec:
             times=None if times is None else _int(times, "times"),
             retry_after=_num(raw.get("retry_after", 1.0), "retry_after"),
             stall_ms=None if stall is None else _num(stall, "stall_ms"),
+            rate=_num(raw.get("rate", 1.0), "rate"),
         )
 
 

@@ -1,4 +1,5 @@
-"""``llmesh usage``: the ledger's totals as an aligned text table or JSON."""
+"""``llmesh usage``: the ledger's totals as an aligned text table or JSON; ``llmesh ledger
+close-interrupted``: close the calls a dead process left in flight, by hand."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any
 import orjson
 
 from llmesh.services.ledger.queries import UsageTotalRow, normalize_group_by
+from llmesh.services.ledger.recovery import close_interrupted
 from llmesh.services.ledger.stores import open_store, sqlite_path
 
-__all__ = ["format_table", "parse_time", "sum_totals", "usage_report"]
+__all__ = ["close_interrupted_report", "format_table", "parse_time", "sum_totals", "usage_report"]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -129,6 +131,29 @@ def _iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+async def _existing(store_url: str) -> None:
+    path = sqlite_path(store_url)
+    if path is not None and path != ":memory:" and not await asyncio.to_thread(Path(path).exists):
+        raise FileNotFoundError(
+            f"no usage ledger at {path}: nothing has been recorded there. The services create "
+            "it on their first call; if they use another database, pass the same --config or "
+            "LLMESH_DATABASE_URL."
+        )
+
+
+async def close_interrupted_report(store_url: str) -> str:
+    """Close as ``interrupted`` the calls in flight of every process whose lease expired or
+    that is gone from this machine (what an orchestrator does at start-up); a summary line."""
+    await _existing(store_url)
+    store = open_store(store_url)
+    try:
+        closed = await close_interrupted(store)
+        left = await store.started_calls()
+    finally:
+        await store.aclose()
+    return f"closed {closed} interrupted calls; {left} calls of live processes in flight"
+
+
 async def usage_report(
     store_url: str,
     *,
@@ -147,13 +172,7 @@ async def usage_report(
     groups = list(normalize_group_by(group_by))
     start = parse_time(since) if since else None
     end = parse_time(until) if until else None
-    path = sqlite_path(store_url)
-    if path is not None and path != ":memory:" and not await asyncio.to_thread(Path(path).exists):
-        raise FileNotFoundError(
-            f"no usage ledger at {path}: nothing has been recorded there. The services create "
-            "it on their first call; if they use another database, pass the same --config or "
-            "LLMESH_DATABASE_URL."
-        )
+    await _existing(store_url)
     store = open_store(store_url)
     try:
         rows = await store.totals(groups, start, end, tenant)

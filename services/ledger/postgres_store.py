@@ -15,6 +15,13 @@ from typing import Any
 import asyncpg
 import orjson
 
+from llmesh.services.ledger.instances import (
+    Instance,
+    InstanceRow,
+    close_statements,
+    heartbeat_sql,
+    start_upsert_sql,
+)
 from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
 from llmesh.services.ledger.records import UsageRecord
 from llmesh.services.ledger.responses import (
@@ -28,6 +35,8 @@ from llmesh.services.ledger.responses import (
 )
 from llmesh.services.ledger.schema import (
     COLUMNS,
+    INSTANCES_TABLE,
+    STARTS_TABLE,
     TABLE,
     dumps,
     pending,
@@ -39,6 +48,12 @@ from llmesh.services.ledger.schema import (
 __all__ = ["PostgresStore", "migrate_postgres"]
 
 _UPSERT = upsert_sql([f"${i}" for i in range(1, len(COLUMNS) + 1)])
+_START_UPSERT = start_upsert_sql([f"${i}" for i in range(1, len(COLUMNS) + 2)])
+_END = f"DELETE FROM {STARTS_TABLE} WHERE request_id = ANY($1::text[])"
+_NOW = "EXTRACT(EPOCH FROM now())::double precision"
+"""The server's clock: replicas on several hosts compare leases on one clock."""
+_HEARTBEAT = heartbeat_sql(["$1", "$2", "$3", "$4", "$5", "$6::double precision"], _NOW)
+_CLOSE = close_statements("$1", _NOW, returning=True)
 _JSON_COLUMNS = frozenset(i for i, c in enumerate(COLUMNS) if c in ("attempts", "metadata"))
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER PRIMARY KEY,
@@ -158,14 +173,71 @@ class PostgresStore:
         assert self._pool is not None
         return self._pool
 
-    async def write(self, records: Sequence[UsageRecord]) -> None:
-        """Insert the records in one transaction; a repeated request_id replaces its row."""
-        if not records:
+    async def write(
+        self,
+        records: Sequence[UsageRecord],
+        starts: Sequence[UsageRecord] = (),
+        *,
+        owner: str = "",
+        ended: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: record `starts` as calls in flight of instance `owner`, insert
+        the final `records` (a repeated request_id replaces its row), and delete the start
+        rows of the calls `ended` names."""
+        if not records and not starts and not ended:
             return
-        rows = [_pg_row(r) for r in records]
         pool = await self._ready_pool()
         async with pool.acquire() as conn, conn.transaction():
-            await conn.executemany(_UPSERT, rows)
+            if starts:
+                await conn.executemany(_START_UPSERT, [(*_pg_row(r), owner) for r in starts])
+            if records:
+                await conn.executemany(_UPSERT, [_pg_row(r) for r in records])
+            if ended:
+                await conn.execute(_END, list(ended))
+
+    async def heartbeat(self, instance: Instance, lease: float) -> None:
+        """Register `instance` or renew its lease for `lease` seconds (on the server's clock)."""
+        pool = await self._ready_pool()
+        await pool.execute(
+            _HEARTBEAT,
+            instance.instance_id,
+            instance.host,
+            instance.node,
+            instance.pid,
+            instance.started_at,
+            lease,
+        )
+
+    async def retire(self, instance_id: str) -> None:
+        """Forget an instance that stops (its unfinished calls become another's to close)."""
+        pool = await self._ready_pool()
+        await pool.execute(f"DELETE FROM {INSTANCES_TABLE} WHERE instance_id = $1", instance_id)
+
+    async def instances(self) -> list[InstanceRow]:
+        """Every registered instance."""
+        pool = await self._ready_pool()
+        rows = await pool.fetch(f"SELECT instance_id, node, pid FROM {INSTANCES_TABLE}")
+        return [InstanceRow(r[0], r[1], int(r[2])) for r in rows]
+
+    async def close_interrupted(self, me: str, dead: Sequence[str] = ()) -> int:
+        """Close the started calls of every instance but `me` whose lease expired or that
+        `dead` names, as rows of their own; how many calls were closed."""
+        pool = await self._ready_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            if dead:
+                await conn.execute(
+                    f"UPDATE {INSTANCES_TABLE} SET lease_until = 0 "
+                    "WHERE instance_id = ANY($1::text[])",
+                    list(dead),
+                )
+            closed = _affected(await conn.execute(_CLOSE[0], me))
+            await conn.execute(_CLOSE[1], me)
+        return closed
+
+    async def started_calls(self) -> int:
+        """How many calls are in flight (started, not yet finished or closed)."""
+        pool = await self._ready_pool()
+        return int(await pool.fetchval(f"SELECT COUNT(*) FROM {STARTS_TABLE}"))
 
     async def totals(
         self,

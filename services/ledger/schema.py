@@ -22,8 +22,10 @@ from llmesh.services.ledger.responses import RESPONSES_TABLE
 
 __all__ = [
     "COLUMNS",
+    "INSTANCES_TABLE",
     "LATEST_VERSION",
     "MIGRATIONS",
+    "STARTS_TABLE",
     "TABLE",
     "Migration",
     "dumps",
@@ -35,6 +37,14 @@ __all__ = [
 
 TABLE = "usage_records"
 """The table holding one row per call."""
+
+STARTS_TABLE = "call_starts"
+"""Calls in flight whose request has left for a provider: the row each would get if its
+process died now (status ``interrupted``, estimated usage), with the owning process. The
+call's final record deletes it; `INSTANCES_TABLE` tells whether its owner still lives."""
+
+INSTANCES_TABLE = "ledger_instances"
+"""One row per running ledger writer: its lease, renewed by heartbeats, and where it runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,52 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "usage_records.downgraded_from: the targets a budget downgrade switched away from",
         (f"ALTER TABLE {TABLE} ADD COLUMN downgraded_from TEXT NOT NULL DEFAULT ''",),
+    ),
+    Migration(
+        6,
+        "call_starts and ledger_instances: calls in flight, closed as interrupted if their "
+        "process dies",
+        (
+            f"""CREATE TABLE {STARTS_TABLE} (
+                request_id TEXT PRIMARY KEY,
+                ts DOUBLE PRECISION NOT NULL,
+                day TEXT NOT NULL,
+                tenant TEXT NOT NULL DEFAULT '',
+                key_id TEXT NOT NULL DEFAULT '',
+                user_name TEXT NOT NULL DEFAULT '',
+                session TEXT NOT NULL DEFAULT '',
+                route TEXT NOT NULL DEFAULT '',
+                provider TEXT NOT NULL DEFAULT '',
+                model TEXT NOT NULL DEFAULT '',
+                attempts {{json}} NOT NULL,
+                input_tokens BIGINT NOT NULL DEFAULT 0,
+                output_tokens BIGINT NOT NULL DEFAULT 0,
+                cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+                cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+                reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+                cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+                cache_savings_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+                ttft_ms DOUBLE PRECISION,
+                duration_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+                status TEXT NOT NULL,
+                error_reason TEXT,
+                usage_estimated BOOLEAN NOT NULL DEFAULT FALSE,
+                cache_hit BOOLEAN NOT NULL DEFAULT FALSE,
+                metadata {{json}} NOT NULL,
+                priority TEXT NOT NULL DEFAULT '',
+                downgraded_from TEXT NOT NULL DEFAULT '',
+                owner TEXT NOT NULL
+            )""",
+            f"CREATE INDEX {STARTS_TABLE}_owner ON {STARTS_TABLE} (owner)",
+            f"""CREATE TABLE {INSTANCES_TABLE} (
+                instance_id TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                node TEXT NOT NULL,
+                pid BIGINT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                lease_until DOUBLE PRECISION NOT NULL
+            )""",
+        ),
     ),
 )
 """Every migration, in version order."""

@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llmesh.services.common.sqlite import enable_wal
+from llmesh.services.ledger.instances import (
+    Instance,
+    InstanceRow,
+    close_statements,
+    heartbeat_sql,
+    start_upsert_sql,
+)
 from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
 from llmesh.services.ledger.records import UsageRecord
 from llmesh.services.ledger.responses import (
@@ -32,6 +39,8 @@ from llmesh.services.ledger.responses import (
 )
 from llmesh.services.ledger.schema import (
     COLUMNS,
+    INSTANCES_TABLE,
+    STARTS_TABLE,
     TABLE,
     pending,
     record_from_row,
@@ -43,6 +52,10 @@ __all__ = ["SqliteStore", "migrate_sqlite", "sqlite_schema_version"]
 
 _T = TypeVar("_T")
 _UPSERT = upsert_sql(["?"] * len(COLUMNS))
+_START_UPSERT = start_upsert_sql(["?"] * (len(COLUMNS) + 1))
+_END = f"DELETE FROM {STARTS_TABLE} WHERE request_id = ?"
+_HEARTBEAT = heartbeat_sql(["?"] * 6, "?")
+_CLOSE = close_statements(":me", ":now", returning=False)
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER PRIMARY KEY,
     description TEXT NOT NULL,
@@ -140,23 +153,97 @@ class SqliteStore:
         assert self._conn is not None, "store not opened"
         return self._conn
 
-    async def write(self, records: Sequence[UsageRecord]) -> None:
-        """Insert the records in one transaction; a repeated request_id replaces its row."""
-        if not records:
+    async def write(
+        self,
+        records: Sequence[UsageRecord],
+        starts: Sequence[UsageRecord] = (),
+        *,
+        owner: str = "",
+        ended: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: record `starts` as calls in flight of instance `owner`, insert
+        the final `records` (a repeated request_id replaces its row), and delete the start
+        rows of the calls `ended` names."""
+        if not records and not starts and not ended:
             return
         await self.open()
-        await self._call(self._write_sync, list(records))
+        await self._call(self._write_sync, list(records), list(starts), owner, list(ended))
 
-    def _write_sync(self, records: list[UsageRecord]) -> None:
-        rows = [record_to_row(r) for r in records]
+    def _write_sync(
+        self,
+        records: list[UsageRecord],
+        starts: list[UsageRecord],
+        owner: str,
+        ended: list[str],
+    ) -> None:
         conn = self._db()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_UPSERT, rows)
+            if starts:
+                conn.executemany(_START_UPSERT, [(*record_to_row(r), owner) for r in starts])
+            if records:
+                conn.executemany(_UPSERT, [record_to_row(r) for r in records])
+            if ended:
+                conn.executemany(_END, [(request_id,) for request_id in ended])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    async def heartbeat(self, instance: Instance, lease: float) -> None:
+        """Register `instance` or renew its lease for `lease` seconds from now."""
+        await self.open()
+        params = (
+            instance.instance_id,
+            instance.host,
+            instance.node,
+            instance.pid,
+            instance.started_at,
+            time.time(),
+            lease,
+        )
+        await self._call(self._change, _HEARTBEAT, params)
+
+    async def retire(self, instance_id: str) -> None:
+        """Forget an instance that stops (its unfinished calls become another's to close)."""
+        await self.open()
+        sql = f"DELETE FROM {INSTANCES_TABLE} WHERE instance_id = ?"
+        await self._call(self._change, sql, [instance_id])
+
+    async def instances(self) -> list[InstanceRow]:
+        """Every registered instance."""
+        await self.open()
+        sql = f"SELECT instance_id, node, pid FROM {INSTANCES_TABLE}"
+        rows = await self._call(self._fetchall, sql, [])
+        return [InstanceRow(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def close_interrupted(self, me: str, dead: Sequence[str] = ()) -> int:
+        """Close the started calls of every instance but `me` whose lease expired or that
+        `dead` names, as rows of their own; how many calls were closed."""
+        await self.open()
+        return await self._call(self._close_calls_sync, me, list(dead))
+
+    def _close_calls_sync(self, me: str, dead: list[str]) -> int:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            expire = f"UPDATE {INSTANCES_TABLE} SET lease_until = 0 WHERE instance_id = ?"
+            conn.executemany(expire, [(i,) for i in dead])
+            params = {"me": me, "now": time.time()}
+            closed = conn.execute(_CLOSE[0], params).rowcount
+            for statement in _CLOSE[1:]:
+                conn.execute(statement, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return max(closed, 0)
+
+    async def started_calls(self) -> int:
+        """How many calls are in flight (started, not yet finished or closed)."""
+        await self.open()
+        rows = await self._call(self._fetchall, f"SELECT COUNT(*) FROM {STARTS_TABLE}", [])
+        return int(rows[0][0])
 
     async def totals(
         self,

@@ -1,7 +1,8 @@
 """Where the ledger keeps its records: the `LedgerStore` interface and `open_store`.
 
-Every store holds exactly one row per call (request_id is unique; attempts are JSON) and
-creates and migrates its own schema on first use. `SqliteStore` is the embedded default;
+Every store holds exactly one row per call (request_id is unique; attempts are JSON),
+keeps the calls in flight apart (`instances`), and creates and migrates its own schema on
+first use. `SqliteStore` is the embedded default;
 `PostgresStore` serves several hosts sharing one ledger.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Generator, Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from llmesh.services.ledger.instances import Instance, InstanceRow
 from llmesh.services.ledger.postgres_store import PostgresStore
 from llmesh.services.ledger.queries import UsageTotalRow
 from llmesh.services.ledger.records import UsageRecord
@@ -31,8 +33,40 @@ __all__ = [
 class LedgerStore(Protocol):
     """A durable home for usage records."""
 
-    async def write(self, records: Sequence[UsageRecord]) -> None:
-        """Store the records atomically; writing a request_id again replaces its row."""
+    async def write(
+        self,
+        records: Sequence[UsageRecord],
+        starts: Sequence[UsageRecord] = (),
+        *,
+        owner: str = "",
+        ended: Sequence[str] = (),
+    ) -> None:
+        """Store the records atomically; writing a request_id again replaces its row.
+
+        In the same transaction, `starts` become calls in flight of instance `owner` (the
+        rows they would be if that instance died) and the calls `ended` names stop being so.
+        """
+        ...
+
+    async def heartbeat(self, instance: Instance, lease: float) -> None:
+        """Register `instance` or renew its lease for `lease` seconds."""
+        ...
+
+    async def retire(self, instance_id: str) -> None:
+        """Forget an instance that stops."""
+        ...
+
+    async def instances(self) -> list[InstanceRow]:
+        """Every registered instance."""
+        ...
+
+    async def close_interrupted(self, me: str, dead: Sequence[str] = ()) -> int:
+        """Close the calls in flight of instances (but `me`) whose lease expired or that
+        `dead` names as ``interrupted`` rows; how many were closed."""
+        ...
+
+    async def started_calls(self) -> int:
+        """How many calls are in flight."""
         ...
 
     async def totals(

@@ -6,6 +6,10 @@ reported, else the engine's estimate (the one the caller was shown), except a fa
 before any output, which providers do not bill. `settle` works this out once per call;
 the budget commit, the rate-limit refunds and the ledger record all read the same
 `Settlement`.
+
+Before each attempt's request leaves, `started` hands the ledger (lazily) the row the call
+would get if this process died now: status ``interrupted``, the estimated input of every
+attempt sent so far, no output, priced. The call's final record replaces it.
 """
 
 from __future__ import annotations
@@ -73,6 +77,45 @@ class Accounting:
             cost += self._cost(a, usage, request)
         return Settlement(tuple(sent), total, cost)
 
+    def started(
+        self,
+        call: RoutedCall[Any],
+        wall: float,
+        attempt: AttemptRecord,
+        request: Any,
+        sent: list[tuple[AttemptRecord, Any]],
+    ) -> None:
+        """Hand the ledger the call's row in flight as `attempt` is about to be sent; `sent`
+        holds the attempts sent before (each with its request) and gains this one.
+
+        The row is built only if the writer flushes while the call still runs, so a call
+        shorter than a flush interval costs a list append and a dict insert."""
+        if self._ledger is None:
+            return
+        sent.append((attempt, request))
+
+        def row() -> UsageRecord:
+            total, cost, trail = Usage(), 0.0, []
+            for a, req in sent:
+                usage = self._estimate(req, 0)  # the input; output unknown until the end
+                total.add(usage)
+                cost += self._cost(a, usage, req)
+                trail.append(attempt_json(a, usage))
+            last = sent[-1][0].target
+            return _usage_record(
+                call,
+                wall,
+                provider=last.provider,
+                model=last.model,
+                attempts=trail,
+                input_tokens=total.input_tokens,
+                cost_usd=cost,
+                status=CallStatus.INTERRUPTED,
+                usage_estimated=True,
+            )
+
+        self._ledger.started(call.request_id, row)
+
     def record(
         self,
         call: RoutedCall[Any],
@@ -82,8 +125,11 @@ class Accounting:
         reason: Reason | None,
     ) -> None:
         """The call's one ledger record, when any attempt reached a provider."""
-        if self._ledger is None or not settled.sent:
-            return  # nothing reached a provider: nothing to account for
+        if self._ledger is None:
+            return
+        if not settled.sent:  # nothing reached a provider: nothing to account for
+            self._ledger.discard(call.request_id)
+            return
         attempts = [a for a, _ in settled.sent]
         last = next((a for a in reversed(attempts) if a.outcome is Outcome.SUCCEEDED), attempts[-1])
         first_token = next((a.ttft for a in attempts if a.ttft is not None), None)

@@ -22,7 +22,7 @@ from llmesh.services.common.config import Config, ConfigError
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.handler import Handler, Layer
-from llmesh.services.ledger import LedgerStore, LedgerWriter, PriceTable, open_store
+from llmesh.services.ledger import Instance, LedgerStore, LedgerWriter, PriceTable, open_store
 from llmesh.services.orchestrator.accounting import Accounting
 from llmesh.services.orchestrator.admission import BudgetManager, RateLimiter
 from llmesh.services.orchestrator.embeddings import EmbeddingsHandler
@@ -114,7 +114,13 @@ async def assemble(
             tokens=tokens,
         )
         store = await open_store(config.database_url)
-        writer = LedgerWriter(store, flush_interval=config.ledger_flush_interval)
+        writer = LedgerWriter(
+            store,
+            flush_interval=config.ledger_flush_interval,
+            instance=Instance(),
+            lease=config.ledger_lease,
+        )
+        await writer.register()  # and close the calls a dead process left in flight
         writer.start()
         closers.insert(0, store.aclose)
         closers.insert(0, writer.aclose)  # flush before the store closes

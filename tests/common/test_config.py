@@ -252,6 +252,7 @@ def test_sdk_environment_variables_are_honoured() -> None:
         ),
         ("gateway: {port: eighty}", "gateway.port: expected an integer, got 'eighty'"),
         ("ledger: {flush_interval: soon}", "ledger.flush_interval: expected a number, got 'soon'"),
+        ("ledger: {lease: 0}", "ledger.lease: expected a number > 0, got 0.0"),
         ("orchestrator: [a]", "orchestrator: expected a mapping, got ['a']"),
     ],
 )

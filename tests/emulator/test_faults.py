@@ -299,6 +299,24 @@ async def test_runtime_rules_by_model_with_times(
     assert (await ant_create(ant, {}, model="m2")).content[0].text == USER
 
 
+async def test_a_rule_with_a_rate_faults_that_share_of_requests_at_random(
+    http: httpx.AsyncClient, oai: openai.AsyncOpenAI
+) -> None:
+    rule = {"model": "m3", "fault": "server_error", "rate": 0.3}
+    assert (await http.post("/emulator/faults", json=rule)).json()["runtime"]["m3"]["rate"] == 0.3
+    failed = 0
+    for _ in range(200):
+        try:
+            await oai_create(oai.with_options(max_retries=0), {}, model="m3")
+        except openai.InternalServerError:
+            failed += 1
+    assert 30 <= failed <= 90  # 60 expected; far outside this is a broken draw
+    injected = (await http.get("/emulator/faults")).json()["injected"]
+    assert injected == {"server_error": failed}
+    bad = await http.post("/emulator/faults", json={"model": "m3", "fault": "cut", "rate": 0})
+    assert bad.status_code == 400
+
+
 async def test_fault_header_wins_over_rules(
     http: httpx.AsyncClient, oai: openai.AsyncOpenAI
 ) -> None:

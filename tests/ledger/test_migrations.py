@@ -52,13 +52,14 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
         await store.aclose()
     assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
     conn = sqlite3.connect(path)
-    assert sqlite_schema_version(conn) == LATEST_VERSION == 5
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 6
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
         1,
         2,
         3,
         4,
         5,
+        6,
     ]
     conn.close()
 
@@ -170,8 +171,10 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3, 4, 5]
-    assert {"usage_records_day", "usage_records_tenant_ts"} <= {r[0] for r in indexes}
+    assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6]
+    assert {"usage_records_day", "usage_records_tenant_ts", "call_starts_owner"} <= {
+        r[0] for r in indexes
+    }
 
 
 async def test_postgres_concurrent_opens_migrate_once(

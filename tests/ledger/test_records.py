@@ -18,5 +18,5 @@ def test_defaults_and_status() -> None:
 
 
 def test_statuses_are_the_call_statuses_as_stored() -> None:
-    assert STATUSES == ("ok", "error", "cancelled")
+    assert STATUSES == ("ok", "error", "cancelled", "interrupted")
     assert tuple(s.value for s in CallStatus) == STATUSES

@@ -585,9 +585,16 @@ class Ledger:
 
     def __init__(self) -> None:
         self.records: list[UsageRecord] = []
+        self.starts: list[UsageRecord] = []
 
     def record(self, rec: UsageRecord) -> None:
         self.records.append(rec)
+
+    def started(self, request_id: str, row: Callable[[], UsageRecord]) -> None:
+        self.starts.append(row())
+
+    def discard(self, request_id: str) -> None:
+        pass
 
 
 def _call() -> ChatCall:
@@ -644,3 +651,22 @@ async def test_a_cut_stream_shows_the_caller_the_ledgers_estimate() -> None:
     assert (rec.status, rec.error_reason) == (CallStatus.ERROR, "STREAM_INTERRUPTED")
     wire = usage_metadata(info.value)
     assert wire["usage.input_tokens"] == str(rec.input_tokens)
+
+
+async def test_a_call_is_handed_to_the_ledger_as_started_before_its_request_is_sent() -> None:
+    pipe, ledger = _pipeline(
+        Scripted("a", [TextDelta("x" * 41), Finish(FinishReason.STOP, "stop", None)])
+    )
+    events = [e async for e in pipe.stream(_call())]
+    done = events[-1]
+    assert isinstance(done, Completed)
+    (start,) = ledger.starts
+    (rec,) = ledger.records
+    assert start.request_id == rec.request_id
+    assert (start.status, start.usage_estimated, start.output_tokens) == (
+        CallStatus.INTERRUPTED,
+        True,
+        0,
+    )
+    assert start.input_tokens == rec.input_tokens > 0  # the same estimate of the input
+    assert (start.provider, start.model) == ("a", "m")

@@ -6,7 +6,9 @@ then carries the call's cost, or else when the call ends without one. The layer 
 outside the budget's, so a reply the budget stops mid-stream is recorded with the budget's
 BUDGET_EXCEEDED.
 Whatever happened (finish, error, deadline, the caller going away), exactly one usage
-record is handed to the ledger when any attempt reached a provider.
+record is handed to the ledger when any attempt reached a provider. Before that, the
+layer's gate, the last each attempt passes before its request is sent, hands the ledger the
+call's row in flight (`Accounting.started`), which the final record replaces.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.events import CallEvent, Completed
 from llmesh.services.core.handler import Handler
-from llmesh.services.core.trail import Settlement
+from llmesh.services.core.trail import AttemptRecord, Settlement
 from llmesh.services.core.usage import CallStatus
 from llmesh.services.orchestrator.accounting import Accounting
 
@@ -46,6 +48,15 @@ class Accounted:
 
     async def _accounted(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         wall = time.time()
+        sent: list[tuple[AttemptRecord, Any]] = []
+        accounting = self._accounting
+
+        async def in_flight(attempt: AttemptRecord, request: Any) -> None:
+            accounting.started(call, wall, attempt, request, sent)
+
+        # last in line: inner layers put their gates first, so an attempt they refuse is
+        # never recorded as sent
+        call = replace(call, admit=(*call.admit, in_flight))
         ends = call.ends
         status, reason = CallStatus.ERROR, None
         settled: Settlement | None = None
