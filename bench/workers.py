@@ -5,14 +5,15 @@ to the first core, then against one worker per core (``llmesh serve orchestrator
 I/N``, worker I pinned to core I, sharing the port with ``SO_REUSEPORT``), the order
 flipping each round; the figure is the median of the per-round throughput ratios (target:
 at least 1.8 on 2 cores). The load spreads over several connections, since the kernel hands
-each connection, not each call, to a worker. The upstream (the fast one) and the load
+each connection, not each call, to a worker, and deals its calls as the gateway does
+(`llmesh.gateway.channel_pool`: to the connection with the fewest in flight, since the
+kernel's spread of connections is uneven). The upstream (the fast one) and the load
 generator run unpinned beside the workers: on a machine with no spare cores they take CPU
 from them, so the ratio there is indicative only.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import statistics
 from collections.abc import Callable
@@ -30,24 +31,12 @@ from bench.report import write_json
 from bench.settings import BenchSettings
 from bench.system import Pinning, free_port, machine_info
 from bench.upstream import FAST_MODEL, start_upstream
+from llmesh.gateway.channel_pool import LOCAL_SUBCHANNELS, ChannelPool
 from llmesh.services.common.supervisor import WorkerGroup
+from llmesh.v1 import orchestrator_pb2_grpc
 
 CONNECTIONS = 8
 """gRPC connections the load spreads its calls over (each lands on one worker)."""
-
-
-class SpreadPath:
-    """The orchestrator's `Chat` over several connections, in turn."""
-
-    def __init__(self, paths: list[GrpcPath]) -> None:
-        self.name = paths[0].name
-        self._next = itertools.cycle(paths).__next__
-
-    async def unary(self) -> None:
-        await self._next().unary()
-
-    async def stream(self, on_delta: Callable[[float, int], None]) -> None:
-        await self._next().stream(on_delta)
 
 
 async def _leg(
@@ -66,18 +55,20 @@ async def _leg(
         if failure is not None:
             group.stop(5)
             raise RuntimeError(f"{failure}; see {log.name}")
-        channels = [
-            grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-            for _ in range(CONNECTIONS)
-        ]
+        pool = ChannelPool.open(
+            CONNECTIONS, lambda _: grpc.aio.insecure_channel(address, options=[LOCAL_SUBCHANNELS])
+        )
         try:
             prompt = prompt_of(s.nonstream_prompt_tokens)
             model = f"bench/{FAST_MODEL}"
-            path = SpreadPath(
-                [
-                    GrpcPath(f"{count} worker(s)", ch, model, prompt, s.request_timeout)
-                    for ch in channels
-                ]
+            stub = pool.stub(orchestrator_pb2_grpc.OrchestratorServiceStub)
+            path = GrpcPath(
+                f"{count} worker(s)",
+                None,
+                model,
+                prompt,
+                s.request_timeout,
+                stub=stub,
             )
             c = s.high_concurrency
             await run_leg(path, stream=False, concurrency=c, seconds=s.warmup_seconds)
@@ -89,8 +80,7 @@ async def _leg(
                 cpu_groups={"orchestrator": group.pids},
             )
         finally:
-            for ch in channels:
-                await ch.close()
+            await pool.close()
             group.stop(10)
     return {"workers": count, "rps": leg.rps, "errors": leg.errors, "cpu": leg.cpu}
 

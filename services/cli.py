@@ -412,6 +412,8 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
     if any(_busy(name, address) for name, address, _ in plan):
         return 1  # nothing started
     base = _child_command(config, config_path)
+    # the gateway opens channels to cover the orchestrator's workers (`orchestrator_channels`)
+    child_env = {**os.environ, "LLMESH_ORCHESTRATOR_WORKERS": str(counts["orchestrator"])}
     groups: list[WorkerGroup] = []
     stopping = False
 
@@ -431,7 +433,9 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
             if _busy(name, address):  # taken since the check above
                 return 1
             count = counts.get(name, 1)
-            group = WorkerGroup(name, count, command(name, count), preexec_fn=_die_with_parent)
+            group = WorkerGroup(
+                name, count, command(name, count), preexec_fn=_die_with_parent, env=child_env
+            )
             groups.append(group)
             failure = group.start()
             if failure is not None:
