@@ -279,6 +279,14 @@ def _parser() -> argparse.ArgumentParser:
         help="orchestrator throughput (non-stream c=32) on every core against one core",
     )
     p.add_argument("--workers-rounds", type=int, default=3, help="rounds of --workers")
+    p.add_argument(
+        "--workers-quota",
+        type=float,
+        default=None,
+        metavar="CPU",
+        help="--workers with each worker held to CPU of a core (cgroup quota, e.g. 0.5), "
+        "unpinned, instead of pinned one per core",
+    )
     p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
     p.add_argument(
         "--embeddings-seconds",
@@ -356,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             from bench.workers import run_workers
 
             limit = 60.0 + 30.0 * args.workers_rounds
-            work = run_workers(args.workers_rounds, args.out, _log)
+            work = run_workers(args.workers_rounds, args.out, _log, args.workers_quota)
         elif args.profile:
             from bench.profile import run_profile
 
