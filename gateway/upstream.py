@@ -134,7 +134,9 @@ TRAIL_KEYS = {"llmesh-attempts": "x-llmesh-attempts", "llmesh-overhead-ms": "x-l
 def trail_headers(metadata: Any) -> dict[str, str]:
     """The attempt trail and overhead from a call's trailing metadata, as HTTP headers."""
     out: dict[str, str] = {}
-    for key, value in metadata or ():
+    if metadata is None:
+        return out
+    for key, value in metadata:  # not `metadata or ()`: grpc's Metadata counts its values
         header = TRAIL_KEYS.get(key)
         if header is not None and isinstance(value, str):
             out[header] = value
