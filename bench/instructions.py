@@ -42,7 +42,7 @@ UNARY_CALLS = 200
 STREAMS = 4
 """Concurrent paced streams, each run `STREAM_ROUNDS` times in a row."""
 STREAM_ROUNDS = 2
-START_TIMEOUT = 180.0
+START_TIMEOUT = 420.0
 """Seconds a server under valgrind may take to listen."""
 CALL_TIMEOUT = 300.0
 """Deadline of one call (everything runs about fifty times slower under valgrind)."""
@@ -113,12 +113,13 @@ async def _count(name: str, service: Service, port: int, out: Path) -> Count:
     return Count(name, calls_total / UNARY_CALLS, stream_total / messages, UNARY_CALLS, messages)
 
 
-async def _count_gateway(service: Service, url: str, out: Path) -> float:
-    """Instructions the gateway spends per ``/v1/chat/completions`` call."""
+async def _count_http(service: Service, url: str, out: Path, name: str = "gateway") -> float:
+    """Instructions `service` (named `name` in its dumps) spends per ``/v1/chat/completions``
+    call at `url`."""
     session = http_session(0)
     try:
         path = HttpPath(
-            "gateway", session, f"{url}/v1", f"{PROVIDER}/{FAST_MODEL}", prompt_of(10), CALL_TIMEOUT
+            name, session, f"{url}/v1", f"{PROVIDER}/{FAST_MODEL}", prompt_of(10), CALL_TIMEOUT
         )
         for _ in range(5):
             await path.unary()
@@ -128,10 +129,12 @@ async def _count_gateway(service: Service, url: str, out: Path) -> float:
         await asyncio.to_thread(_control, "-d", str(service.pid))
     finally:
         await session.close()
-    return _total(out, "gateway", service.pid, 1) / UNARY_CALLS
+    return _total(out, name, service.pid, 1) / UNARY_CALLS
 
 
-def _table(counts: list[Count], gateway_per_call: float | None = None) -> str:
+def _table(
+    counts: list[Count], gateway_per_call: float | None = None, direct_per_call: float | None = None
+) -> str:
     llmesh, bare = counts
     lines = [
         "| instructions (user space, callgrind) | llmesh | bare relay | llmesh / bare |",
@@ -146,6 +149,11 @@ def _table(counts: list[Count], gateway_per_call: float | None = None) -> str:
         lines.append(
             f"| gateway, per `/v1/chat/completions` call ({UNARY_CALLS} calls; the orchestrator "
             f"behind it not counted) | {gateway_per_call:,.0f} | — | — |"
+        )
+    if direct_per_call is not None:
+        lines.append(
+            f"| direct HTTP path, per `/v1/chat/completions` call ({UNARY_CALLS} calls; the "
+            f"orchestrator's whole process) | {direct_per_call:,.0f} | — | — |"
         )
     return "\n".join(lines)
 
@@ -170,20 +178,50 @@ async def _gateway(launcher: MeshLauncher, pinning: Pinning, work: Path, log: Lo
             timeout=START_TIMEOUT,
         )
         try:
-            return await _count_gateway(gateway, f"http://127.0.0.1:{gateway_port}", work)
+            return await _count_http(gateway, f"http://127.0.0.1:{gateway_port}", work)
         finally:
             gateway.stop(timeout=30)
     finally:
         orchestrator.stop()
 
 
-async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[str, Path]:
-    """Count both servers' instructions and the gateway's; returns the table and the JSON."""
+async def _direct(upstream_url: str, pinning: Pinning, work: Path, log: Log) -> float:
+    """The orchestrator serving the direct HTTP path, under callgrind: its instructions per
+    ``/v1/chat/completions`` call there (the HTTP side and the call, in one process)."""
+    launcher = MeshLauncher(work, upstream_url, pinning, direct_http=True)
+    env = launcher.env(f"127.0.0.1:{free_port()}", free_port())
+    port = int(env["LLMESH_ORCHESTRATOR_HTTP_PORT"])
+    log("instructions: the direct HTTP path under callgrind (about a minute)")
+    service = await start(
+        "direct",
+        [*_valgrind(work, "direct"), *python_argv("llmesh.services.cli", "serve", "orchestrator")],
+        port=port,
+        pin=pinning.prefix(pinning.service_core),
+        logs=work,
+        env=env,
+        timeout=START_TIMEOUT,
+    )
+    try:
+        return await _count_http(service, f"http://127.0.0.1:{port}", work, "direct")
+    finally:
+        service.stop(timeout=30)
+
+
+LEGS = ("llmesh", "bare", "gateway", "direct")
+"""What ``--instructions`` counts: the orchestrator's gRPC calls and streams, the bare relay's,
+the gateway's ``/v1`` calls and the direct HTTP path's."""
+
+
+async def run_instructions(
+    pinning: Pinning, out_dir: Path, log: Log, legs: tuple[str, ...] = LEGS
+) -> tuple[str, Path]:
+    """Count the servers' instructions for `legs`; returns the table and the JSON."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install valgrind)")
     settings = BenchSettings()
     counts: list[Count] = []
+    gateway_per_call = direct_per_call = None
     with tempfile.TemporaryDirectory(prefix="llmesh-instructions-") as tmp:
         work = Path(tmp)
         upstream = await start_upstream("emulator", settings, pinning, work)
@@ -200,6 +238,8 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             )
             servers.append(("bare", bare_port, bare_argv, clean_env({})))
             for name, server_port, argv, server_env in servers:
+                if name not in legs:
+                    continue
                 log(f"instructions: {name} under callgrind (about a minute)")
                 service = await start(
                     name,
@@ -214,10 +254,21 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
                     counts.append(await _count(name, service, server_port, work))
                 finally:
                     service.stop(timeout=30)
-            gateway_per_call = await _gateway(launcher, pinning, work, log)
+            if "gateway" in legs:
+                gateway_per_call = await _gateway(launcher, pinning, work, log)
+            if "direct" in legs:
+                direct_per_call = await _direct(upstream.base_url, pinning, work, log)
         finally:
             upstream.stop()
-    table = _table(counts, gateway_per_call)
+    if len(counts) == 2:
+        table = _table(counts, gateway_per_call, direct_per_call)
+    else:
+        rows: list[tuple[str, float | None]] = [
+            (f"{c.server}: per unary call", c.per_call) for c in counts
+        ]
+        rows += [("gateway: per `/v1` call", gateway_per_call)]
+        rows += [("direct HTTP path: per `/v1` call", direct_per_call)]
+        table = "\n".join(f"| {name} | {n:,.0f} |" for name, n in rows if n is not None)
     header = f"llmesh instruction counts against the bare relay; {pinning.note}"
     path = write_json(
         out_dir,
@@ -225,6 +276,7 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             "mode": "instructions",
             "counts": [asdict(c) for c in counts],
             "gateway_per_call": gateway_per_call,
+            "direct_per_call": direct_per_call,
             "table": table,
         },
         "instructions-",

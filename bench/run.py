@@ -280,6 +280,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers-rounds", type=int, default=3, help="rounds of --workers")
     p.add_argument(
+        "--instructions-legs",
+        default="",
+        help="--instructions counts only these, comma-separated: llmesh, bare, gateway, direct",
+    )
+    p.add_argument(
         "--workers-quota",
         type=float,
         default=None,
@@ -343,10 +348,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             limit = soak.seconds + 120
             work = run_soak(soak, settings, pinning, args.out, _log)
         elif args.instructions:
-            from bench.instructions import run_instructions
+            from bench.instructions import LEGS, run_instructions
 
-            limit = 900.0
-            work = run_instructions(pinning, args.out, _log)
+            legs = tuple(args.instructions_legs.split(",")) if args.instructions_legs else LEGS
+            limit = 600.0 * len(legs)  # a start under valgrind takes minutes on a busy machine
+            work = run_instructions(pinning, args.out, _log, legs)
         elif args.embeddings:
             from bench.embeddings import run_embeddings
 
