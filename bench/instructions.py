@@ -42,7 +42,7 @@ UNARY_CALLS = 200
 STREAMS = 4
 """Concurrent paced streams, each run `STREAM_ROUNDS` times in a row."""
 STREAM_ROUNDS = 2
-START_TIMEOUT = 420.0
+START_TIMEOUT = 900.0
 """Seconds a server under valgrind may take to listen."""
 CALL_TIMEOUT = 300.0
 """Deadline of one call (everything runs about fifty times slower under valgrind)."""

@@ -351,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             from bench.instructions import LEGS, run_instructions
 
             legs = tuple(args.instructions_legs.split(",")) if args.instructions_legs else LEGS
-            limit = 600.0 * len(legs)  # a start under valgrind takes minutes on a busy machine
+            limit = 1200.0 * len(legs)  # a start under valgrind takes minutes on a busy machine
             work = run_instructions(pinning, args.out, _log, legs)
         elif args.embeddings:
             from bench.embeddings import run_embeddings

@@ -17,13 +17,12 @@ connections over a port's workers by a hash of their ports, unevenly, so one per
 would often leave a worker with none (2 workers: half the time; with 4 each, 1 in 128)."""
 
 
-def orchestrator_channels(config: Config) -> int:
+def orchestrator_channels(config: Config, workers: int | None = None) -> int:
     """``gateway.orchestrator_channels``, else `CHANNELS_PER_WORKER` per orchestrator worker
-    when ``orchestrator.workers`` (``LLMESH_ORCHESTRATOR_WORKERS``, which `llmesh up` sets)
-    is more than one, else one."""
+    (`workers`, else ``orchestrator.workers``) when there is more than one, else one."""
     if config.gateway_orchestrator_channels is not None:
         return config.gateway_orchestrator_channels
-    workers = config.orchestrator_workers or 1
+    workers = workers or config.orchestrator_workers or 1
     return CHANNELS_PER_WORKER * workers if workers > 1 else 1
 
 

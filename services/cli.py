@@ -399,7 +399,7 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
     plan.append(("processor", config.processor_address, f"grpc://{config.processor_address}"))
     gw = f"{config.gateway_host}:{config.gateway_port}"
     plan.append(("gateway", gw, f"http://{gw}"))
-    from llmesh.gateway.settings import GatewaySettings
+    from llmesh.gateway.settings import GatewaySettings, orchestrator_channels
 
     # each service may drain as long as the slowest one (the gateway's uvicorn waits its
     # own grace for open connections), plus a margin to exit, before it is killed
@@ -412,8 +412,9 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
     if any(_busy(name, address) for name, address, _ in plan):
         return 1  # nothing started
     base = _child_command(config, config_path)
-    # the gateway opens channels to cover the orchestrator's workers (`orchestrator_channels`)
-    child_env = {**os.environ, "LLMESH_ORCHESTRATOR_WORKERS": str(counts["orchestrator"])}
+    # the gateway opens channels enough to reach every orchestrator worker
+    channels = orchestrator_channels(config, counts["orchestrator"])
+    child_env = {**os.environ, "LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS": str(channels)}
     groups: list[WorkerGroup] = []
     stopping = False
 

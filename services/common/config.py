@@ -131,8 +131,9 @@ class Config:
     ``--workers`` wins); None: one per core."""
     gateway_orchestrator_channels: int | None = None
     """gRPC channels (connections per replica) a gateway process spreads its orchestrator
-    calls over (``gateway.orchestrator_channels``); None: 4 per orchestrator worker when
-    ``orchestrator.workers`` is more than one, else one."""
+    calls over (``gateway.orchestrator_channels``, ``LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS``);
+    None: 4 per orchestrator worker when ``orchestrator.workers`` is more than one, else one
+    (`llmesh up --workers N` sets the variable for N workers)."""
     gateway_orchestrators: tuple[str, ...] = ()
     """The orchestrator replicas the gateway balances over (``gateway.orchestrators``): IP
     ``host:port`` addresses, or one ``dns:///name:port`` target; empty: the one at
@@ -421,11 +422,11 @@ def load_config(
         gateway_port=_setting(
             int, gw, "gateway", "port", default.gateway_port, env, "LLMESH_GATEWAY_PORT"
         ),
-        orchestrator_workers=_workers(
-            orch_raw, "orchestrator", env=env, var="LLMESH_ORCHESTRATOR_WORKERS"
-        ),
+        orchestrator_workers=_workers(orch_raw, "orchestrator"),
         gateway_workers=_workers(gw, "gateway"),
-        gateway_orchestrator_channels=_workers(gw, "gateway", "orchestrator_channels"),
+        gateway_orchestrator_channels=_workers(
+            gw, "gateway", "orchestrator_channels", env, "LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS"
+        ),
         gateway_orchestrators=names(gw.get("orchestrators"), "gateway.orchestrators"),
         gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),

@@ -91,7 +91,9 @@ def test_channels_cover_the_orchestrator_workers_by_default(tmp_path: Path) -> N
     path = tmp_path / "llmesh.yaml"
     path.write_text("")
     assert orchestrator_channels(load_config(path, env={})) == 1
-    assert orchestrator_channels(load_config(path, env={"LLMESH_ORCHESTRATOR_WORKERS": "3"})) == 12
+    assert orchestrator_channels(load_config(path, env={}), workers=3) == 12  # llmesh up's N
+    env = {"LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS": "5"}
+    assert orchestrator_channels(load_config(path, env=env), workers=3) == 5
     path.write_text("orchestrator: {workers: 2}\n")
     assert GatewaySettings.from_config(load_config(path, env={})).orchestrator_channels == 8
     path.write_text("orchestrator: {workers: 2}\ngateway: {orchestrator_channels: 3}\n")
