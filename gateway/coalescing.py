@@ -1,12 +1,13 @@
-"""One write per loop turn for each HTTP connection: a response's head and body in one segment.
+"""A response's head and body in one write: one TCP segment for a whole reply.
 
 uvicorn writes a response's status line and headers when the app sends
 ``http.response.start`` and its body at ``http.response.body``: two writes, so two TCP
 segments, and a client woken twice, for every reply. `CoalescingHttpToolsProtocol` is
-uvicorn's httptools protocol on a transport that gathers the writes made in one turn of the
-event loop and hands them to the socket together at the end of that turn (or at once when
-they pass `FLUSH_BYTES`, or before the connection closes). The bytes sent are the same; only
-their grouping into segments changes.
+uvicorn's httptools protocol on a transport that holds a response head back until the next
+write, and sends both as one; a head with nothing after it in the same turn of the event
+loop (a stream waiting for its first event) is sent at the end of that turn, and before the
+connection closes. Every other write goes out at once, as before: a stream's events are not
+delayed. The bytes sent are the same; only their grouping into segments changes.
 """
 
 from __future__ import annotations
@@ -16,42 +17,41 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["FLUSH_BYTES", "CoalescingHttpToolsProtocol", "CoalescingTransport"]
+__all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport"]
 
-FLUSH_BYTES = 64 * 1024
-"""Gathered bytes that are written at once, without waiting for the end of the turn."""
+_HEAD = b"HTTP/1."
+"""How a response head (status line) starts; chunked bodies start with their size in hex."""
 
 
 class CoalescingTransport:
-    """A transport whose writes in one loop turn reach the socket as one; everything else
-    goes to the transport under it."""
+    """A transport holding each response head back until the next write (or the end of the
+    loop turn); everything else goes to the transport under it."""
 
-    __slots__ = ("_loop", "_pending", "_size", "transport")
+    __slots__ = ("_head", "_loop", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self._loop = loop
-        self._pending: list[bytes] = []
-        self._size = 0
+        self._head: bytes | None = None
 
     def write(self, data: bytes) -> None:
-        if not self._pending:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self.transport.write(head + data)
+        elif data.startswith(_HEAD):
+            self._head = data
             self._loop.call_soon(self.flush)
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= FLUSH_BYTES:
-            self.flush()
+        else:
+            self.transport.write(data)
 
     def flush(self) -> None:
-        """Write what was gathered (nothing once the connection is closing)."""
-        pending = self._pending
-        if not pending:
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        self._size = 0
-        if not self.transport.is_closing():
-            self.transport.write(data)
+        """Send a head still held back (nothing once the connection is closing)."""
+        head = self._head
+        if head is not None:
+            self._head = None
+            if not self.transport.is_closing():
+                self.transport.write(head)
 
     def writelines(self, data: Any) -> None:
         for chunk in data:
@@ -65,6 +65,10 @@ class CoalescingTransport:
         self.flush()
         self.transport.close()
 
+    def abort(self) -> None:
+        self._head = None
+        self.transport.abort()
+
     def is_closing(self) -> bool:
         return self.transport.is_closing()
 
@@ -76,11 +80,6 @@ class CoalescingTransport:
 
     def resume_reading(self) -> None:
         self.transport.resume_reading()
-
-    def abort(self) -> None:
-        self._pending.clear()
-        self._size = 0
-        self.transport.abort()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)

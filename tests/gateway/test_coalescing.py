@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llmesh.gateway.coalescing import FLUSH_BYTES, CoalescingHttpToolsProtocol, CoalescingTransport
+from llmesh.gateway.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
 from llmesh.gateway.server import uvicorn_config
 from llmesh.gateway.settings import GatewaySettings
 
@@ -50,43 +50,51 @@ def _coalescing() -> tuple[CoalescingTransport, _Transport]:
     return CoalescingTransport(raw, asyncio.get_running_loop()), raw  # type: ignore[arg-type]
 
 
-async def test_writes_of_one_turn_reach_the_socket_as_one() -> None:
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+
+async def test_a_head_goes_out_with_the_body_after_it() -> None:
     t, raw = _coalescing()
-    t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-    t.write(b"{}")
+    t.write(HEAD)
     assert raw.writes == []
+    t.write(b"{}")
+    assert raw.writes == [HEAD + b"{}"]  # at once, not at the end of the turn
     await asyncio.sleep(0)
-    assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
-    t.write(b"next")  # a later turn: its own write
-    await asyncio.sleep(0)
-    assert raw.writes[1:] == [b"next"]
+    assert raw.writes == [HEAD + b"{}"]
 
 
-async def test_close_and_eof_send_what_was_gathered_first_and_abort_drops_it() -> None:
+async def test_a_head_alone_goes_out_at_the_end_of_the_turn_and_a_body_at_once() -> None:
     t, raw = _coalescing()
-    t.write(b"a")
+    t.write(HEAD.replace(b"content-length: 2", b"transfer-encoding: chunked"))
+    await asyncio.sleep(0)  # a stream waiting for its first event
+    assert len(raw.writes) == 1
+    t.write(b"5\r\nhello\r\n")  # each event goes out as it comes
+    assert raw.writes[1:] == [b"5\r\nhello\r\n"]
+
+
+async def test_close_and_eof_send_a_held_head_first_and_abort_drops_it() -> None:
+    t, raw = _coalescing()
+    t.write(HEAD)
     t.write_eof()
-    assert raw.writes == [b"a"] and raw.eof
-    t.write(b"b")
+    assert raw.writes == [HEAD] and raw.eof
+    t.write(HEAD)
     t.close()
-    assert raw.writes == [b"a", b"b"] and raw.closing
+    assert raw.writes == [HEAD, HEAD] and raw.closing
     await asyncio.sleep(0)  # the scheduled flush finds nothing left
-    assert raw.writes == [b"a", b"b"]
+    assert raw.writes == [HEAD, HEAD]
     t, raw = _coalescing()
-    t.write(b"c")
+    t.write(HEAD)
     t.abort()
     await asyncio.sleep(0)
     assert raw.writes == [] and raw.aborted
 
 
-async def test_a_large_body_is_written_at_once_and_nothing_after_the_peer_left() -> None:
+async def test_nothing_is_written_once_the_peer_left() -> None:
     t, raw = _coalescing()
-    t.write(b"x" * FLUSH_BYTES)
-    assert raw.writes == [b"x" * FLUSH_BYTES]
-    t.write(b"late")
+    t.write(HEAD)
     raw.closing = True  # the connection was lost before the turn ended
     await asyncio.sleep(0)
-    assert raw.writes == [b"x" * FLUSH_BYTES]
+    assert raw.writes == []
     assert t.get_extra_info("peername") == ("127.0.0.1", 1)
     assert t.get_write_buffer_size() == 7  # anything else: the transport's own
 
