@@ -79,9 +79,12 @@ class ChannelPool:
     def _done(self, index: int, _call: object) -> None:
         self._in_flight[index] -= 1
 
-    def stub(self, factory: Callable[[grpc.aio.Channel], S]) -> PooledStub[S]:
+    def stub(self, factory: Callable[[grpc.aio.Channel], S]) -> S | PooledStub[S]:
         """A stub (``factory(channel)``, a generated ``...Stub`` class) over every channel,
-        each call dealt by `pick`."""
+        each call dealt by `pick`; with one channel, that channel's own stub (nothing to
+        deal, nothing to count)."""
+        if len(self.channels) == 1:
+            return factory(self.channels[0])
         return PooledStub(self, [factory(channel) for channel in self.channels])
 
     async def close(self) -> None:

@@ -82,6 +82,12 @@ def test_a_call_goes_to_the_channel_with_the_fewest_in_flight() -> None:
     assert pool.in_flight == (2, 2, 2, 2)
 
 
+def test_one_channel_is_called_through_its_own_stub() -> None:
+    _, stub = _pool(1)
+    assert isinstance(stub, _Stub)
+    assert stub.Chat("hi").channel == 0
+
+
 def test_a_pool_needs_a_channel() -> None:
     with pytest.raises(ValueError, match="at least one channel"):
         ChannelPool([])
