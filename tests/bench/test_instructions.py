@@ -34,3 +34,9 @@ def test_table_adds_the_gateway_row_when_it_was_counted() -> None:
     counts = [Count("llmesh", 2e6, 1.5e5, 200, 800), Count("bare", 1e6, 1.2e5, 200, 800)]
     assert "gateway" not in _table(counts)
     assert "| 780,000 | — | — |" in _table(counts, 780_000)
+
+
+def test_table_adds_the_direct_http_path_row_when_it_was_counted() -> None:
+    counts = [Count("llmesh", 2e6, 1.5e5, 200, 800), Count("bare", 1e6, 1.2e5, 200, 800)]
+    assert "direct HTTP path" not in _table(counts, 780_000)
+    assert "| 2,400,000 | — | — |" in _table(counts, 780_000, 2_400_000)
