@@ -115,8 +115,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_pair(taken: set[int]) -> int:
+    """A port P with P + 1 free too (worker I serves /metrics on P + I), neither in `taken`."""
+    for _ in range(100):
+        port = _free_port()
+        if port + 1 in taken or port in taken:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    pytest.fail("no two free ports in a row")  # pragma: no cover
+
+
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 45
+    deadline = time.monotonic() + 90  # a busy machine starts slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
@@ -133,9 +148,8 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     """An emulator and an orchestrator as two workers sharing a port (``serve orchestrator
     --worker I/2``), each with its own ``/metrics``; yields its address and those URLs."""
     tmp = tmp_path_factory.mktemp("two-workers")
-    emulator, orchestrator, metrics = _free_port(), _free_port(), _free_port()
-    while metrics + 1 in (emulator, orchestrator):  # pragma: no cover
-        metrics = _free_port()
+    emulator, orchestrator = _free_port(), _free_port()
+    metrics = _free_pair({emulator, orchestrator})
     config = {
         "emulator": {"host": "127.0.0.1", "port": emulator},
         "orchestrator": {"address": f"127.0.0.1:{orchestrator}", "shutdown_grace": 1},
