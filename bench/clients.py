@@ -116,10 +116,18 @@ class GrpcPath:
     """The orchestrator's `Chat` and `StreamChat` over one shared grpc.aio channel."""
 
     def __init__(
-        self, name: str, channel: grpc.aio.Channel, model: str, prompt: str, timeout: float
+        self,
+        name: str,
+        channel: grpc.aio.Channel | None,
+        model: str,
+        prompt: str,
+        timeout: float,
+        *,
+        stub: Any = None,
     ) -> None:
+        """`stub`: the orchestrator's stub to call instead of one on `channel` (a pooled one)."""
         self.name = name
-        self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        self._stub = stub or orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         chat = chat_pb2.ChatInput(
             model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=prompt)]
         )

@@ -47,7 +47,7 @@ UNARY_CALLS = 200
 STREAMS = 4
 """Concurrent paced streams, each run `STREAM_ROUNDS` times in a row."""
 STREAM_ROUNDS = 2
-START_TIMEOUT = 180.0
+START_TIMEOUT = 900.0
 """Seconds a server under valgrind may take to listen."""
 CALL_TIMEOUT = 300.0
 """Deadline of one call (everything runs about fifty times slower under valgrind)."""
@@ -82,7 +82,7 @@ class Metered:
     """Instructions with metrics on: the orchestrator's count and the gateway's per call."""
 
     orchestrator: Count
-    gateway_per_call: float
+    gateway_per_call: float | None
 
 
 def _valgrind(out: Path, name: str) -> list[str]:
@@ -143,14 +143,15 @@ async def _count(
     return Count(name, calls_total / UNARY_CALLS, stream_total / messages, UNARY_CALLS, messages)
 
 
-async def _count_gateway(
+async def _count_http(
     service: Service, url: str, out: Path, name: str = "gateway", *, metrics: bool = False
 ) -> float:
-    """Instructions the gateway spends per ``/v1/chat/completions`` call."""
+    """Instructions `service` (named `name` in its dumps) spends per ``/v1/chat/completions``
+    call at `url` (with `metrics`, ``/metrics`` is scraped first to check that it records)."""
     session = http_session(0)
     try:
         path = HttpPath(
-            "gateway", session, f"{url}/v1", f"{PROVIDER}/{FAST_MODEL}", prompt_of(10), CALL_TIMEOUT
+            name, session, f"{url}/v1", f"{PROVIDER}/{FAST_MODEL}", prompt_of(10), CALL_TIMEOUT
         )
         for _ in range(5):
             await path.unary()
@@ -174,7 +175,10 @@ def _scrape(url: str, expect: str) -> None:
 
 
 def _table(
-    counts: list[Count], gateway_per_call: float | None = None, metered: Metered | None = None
+    counts: list[Count],
+    gateway_per_call: float | None = None,
+    metered: Metered | None = None,
+    direct_per_call: float | None = None,
 ) -> str:
     llmesh, bare = counts
     lines = [
@@ -191,6 +195,11 @@ def _table(
             f"| gateway, per `/v1/chat/completions` call ({UNARY_CALLS} calls; the orchestrator "
             f"behind it not counted) | {gateway_per_call:,.0f} | — | — |"
         )
+    if direct_per_call is not None:
+        lines.append(
+            f"| direct HTTP path, per `/v1/chat/completions` call ({UNARY_CALLS} calls; the "
+            f"orchestrator's whole process) | {direct_per_call:,.0f} | — | — |"
+        )
     if metered is not None:
         on = metered.orchestrator
         lines += [
@@ -202,7 +211,7 @@ def _table(
             f"| orchestrator, per streamed text message | {llmesh.per_message:,.0f} | "
             f"{on.per_message:,.0f} | {on.per_message - llmesh.per_message:+,.0f} |",
         ]
-        if gateway_per_call is not None:
+        if gateway_per_call is not None and metered.gateway_per_call is not None:
             added = metered.gateway_per_call - gateway_per_call
             lines.append(
                 f"| gateway, per `/v1/chat/completions` call | {gateway_per_call:,.0f} | "
@@ -237,20 +246,51 @@ async def _gateway(
         )
         try:
             url = f"http://127.0.0.1:{gateway_port}"
-            return await _count_gateway(gateway, url, work, name, metrics=metrics)
+            return await _count_http(gateway, url, work, name, metrics=metrics)
         finally:
             gateway.stop(timeout=30)
     finally:
         orchestrator.stop()
 
 
-async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[str, Path]:
-    """Count both servers' instructions and the gateway's; returns the table and the JSON."""
+async def _direct(upstream_url: str, pinning: Pinning, work: Path, log: Log) -> float:
+    """The orchestrator serving the direct HTTP path, under callgrind: its instructions per
+    ``/v1/chat/completions`` call there (the HTTP side and the call, in one process)."""
+    launcher = MeshLauncher(work, upstream_url, pinning, direct_http=True)
+    env = launcher.env(f"127.0.0.1:{free_port()}", free_port())
+    port = int(env["LLMESH_ORCHESTRATOR_HTTP_PORT"])
+    log("instructions: the direct HTTP path under callgrind (about a minute)")
+    service = await start(
+        "direct",
+        [*_valgrind(work, "direct"), *python_argv("llmesh.services.cli", "serve", "orchestrator")],
+        port=port,
+        pin=pinning.prefix(pinning.service_core),
+        logs=work,
+        env=env,
+        timeout=START_TIMEOUT,
+    )
+    try:
+        return await _count_http(service, f"http://127.0.0.1:{port}", work, "direct")
+    finally:
+        service.stop(timeout=30)
+
+
+LEGS = ("llmesh", METRICS, "bare", "gateway", "gateway-metrics", "direct")
+"""What ``--instructions`` counts: the orchestrator's gRPC calls and streams (telemetry off,
+then metrics only), the bare relay's, the gateway's ``/v1`` calls (off, then metrics only)
+and the direct HTTP path's."""
+
+
+async def run_instructions(
+    pinning: Pinning, out_dir: Path, log: Log, legs: tuple[str, ...] = LEGS
+) -> tuple[str, Path]:
+    """Count the servers' instructions for `legs`; returns the table and the JSON."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install valgrind)")
     settings = BenchSettings()
     counts: list[Count] = []
+    gateway_per_call = gateway_metered = direct_per_call = None
     with tempfile.TemporaryDirectory(prefix="llmesh-instructions-") as tmp:
         work = Path(tmp)
         upstream = await start_upstream("emulator", settings, pinning, work)
@@ -274,6 +314,8 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             )
             servers.append(("bare", bare_port, bare_argv, clean_env({}), None))
             for name, server_port, argv, server_env, url in servers:
+                if name not in legs:
+                    continue
                 log(f"instructions: {name} under callgrind (about a minute)")
                 service = await start(
                     name,
@@ -288,14 +330,27 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
                     counts.append(await _count(name, service, server_port, work, url))
                 finally:
                     service.stop(timeout=30)
-            gateway_per_call = await _gateway(launcher, pinning, work, log)
-            gateway_metered = await _gateway(launcher, pinning, work, log, metrics=True)
+            if "gateway" in legs:
+                gateway_per_call = await _gateway(launcher, pinning, work, log)
+            if "gateway-metrics" in legs:
+                gateway_metered = await _gateway(launcher, pinning, work, log, metrics=True)
+            if "direct" in legs:
+                direct_per_call = await _direct(upstream.base_url, pinning, work, log)
         finally:
             upstream.stop()
-    (metered_count,) = [c for c in counts if c.server == METRICS]
+    found = [c for c in counts if c.server == METRICS]
     counts = [c for c in counts if c.server != METRICS]
-    metered = Metered(metered_count, gateway_metered)
-    table = _table(counts, gateway_per_call, metered)
+    metered = Metered(found[0], gateway_metered) if found else None
+    if len(counts) == 2:
+        table = _table(counts, gateway_per_call, metered, direct_per_call)
+    else:
+        rows: list[tuple[str, float | None]] = [
+            (f"{c.server}: per unary call", c.per_call) for c in [*counts, *found]
+        ]
+        rows += [("gateway: per `/v1` call", gateway_per_call)]
+        rows += [("gateway, metrics on: per `/v1` call", gateway_metered)]
+        rows += [("direct HTTP path: per `/v1` call", direct_per_call)]
+        table = "\n".join(f"| {name} | {n:,.0f} |" for name, n in rows if n is not None)
     header = f"llmesh instruction counts against the bare relay; {pinning.note}"
     path = write_json(
         out_dir,
@@ -303,7 +358,8 @@ async def run_instructions(pinning: Pinning, out_dir: Path, log: Log) -> tuple[s
             "mode": "instructions",
             "counts": [asdict(c) for c in counts],
             "gateway_per_call": gateway_per_call,
-            "metrics": asdict(metered),
+            "metrics": None if metered is None else asdict(metered),
+            "direct_per_call": direct_per_call,
             "table": table,
         },
         "instructions-",

@@ -285,6 +285,19 @@ def _parser() -> argparse.ArgumentParser:
         help="orchestrator throughput (non-stream c=32) on every core against one core",
     )
     p.add_argument("--workers-rounds", type=int, default=3, help="rounds of --workers")
+    p.add_argument(
+        "--instructions-legs",
+        default="",
+        help="--instructions counts only these, comma-separated: llmesh, bare, gateway, direct",
+    )
+    p.add_argument(
+        "--workers-quota",
+        type=float,
+        default=None,
+        metavar="CPU",
+        help="--workers with each worker held to CPU of a core (cgroup quota, e.g. 0.5), "
+        "unpinned, instead of pinned one per core",
+    )
     p.add_argument("--profile-seconds", type=float, default=20.0, help="how long to sample")
     p.add_argument(
         "--embeddings-seconds",
@@ -341,10 +354,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             limit = soak.seconds + 120
             work = run_soak(soak, settings, pinning, args.out, _log)
         elif args.instructions:
-            from bench.instructions import run_instructions
+            from bench.instructions import LEGS, run_instructions
 
-            limit = 1500.0
-            work = run_instructions(pinning, args.out, _log)
+            legs = tuple(args.instructions_legs.split(",")) if args.instructions_legs else LEGS
+            limit = 1200.0 * len(legs)  # a start under valgrind takes minutes on a busy machine
+            work = run_instructions(pinning, args.out, _log, legs)
         elif args.instructions_telemetry:
             from bench.instructions_telemetry import run_instructions_telemetry
 
@@ -367,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             from bench.workers import run_workers
 
             limit = 60.0 + 30.0 * args.workers_rounds
-            work = run_workers(args.workers_rounds, args.out, _log)
+            work = run_workers(args.workers_rounds, args.out, _log, args.workers_quota)
         elif args.profile:
             from bench.profile import run_profile
 

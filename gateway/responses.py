@@ -62,7 +62,7 @@ class UpstreamResponse(Response):
         self.media_type = media_type
         self.background: BackgroundTask | None = None
         self._extra_headers = dict(headers or {})
-        self.init_headers(self._extra_headers)
+        # the headers are made when streaming starts: a whole reply brings its own
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Produce in this task; a listener task cancels it if the client leaves first. (One
@@ -102,6 +102,8 @@ class UpstreamResponse(Response):
                 started = True
                 if isinstance(part, Mapping):
                     self.init_headers({**self._extra_headers, **part})
+                else:
+                    self.init_headers(self._extra_headers)
                 await send(
                     {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
                 )
@@ -111,6 +113,7 @@ class UpstreamResponse(Response):
                 raise RuntimeError("headers were yielded after streaming began")
             await send({"type": "http.response.body", "body": part, "more_body": True})
         if not started:
+            self.init_headers(self._extra_headers)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

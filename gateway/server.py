@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from llmesh.gateway.app import create_app
+from llmesh.gateway.coalescing import CoalescingHttpToolsProtocol
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import Upstream
 from llmesh.services.auth import check_listener
@@ -57,6 +58,7 @@ def uvicorn_config(
         access_log=False,
         log_config=None,
         proxy_headers=False,  # nothing reads the client's address or scheme: skip the rewrite
+        http=CoalescingHttpToolsProtocol,  # a response's head and body in one segment
         ws_max_size=settings.max_body_bytes,
         timeout_graceful_shutdown=settings.shutdown_grace,
         **uvicorn_ssl(settings.tls, service),

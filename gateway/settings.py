@@ -13,6 +13,20 @@ from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.telemetry_settings import TelemetrySettings
 from llmesh.services.common.tls_settings import TlsSettings
 
+CHANNELS_PER_WORKER = 4
+"""Channels a gateway opens per orchestrator worker by default: the kernel spreads
+connections over a port's workers by a hash of their ports, unevenly, so one per worker
+would often leave a worker with none (2 workers: half the time; with 4 each, 1 in 128)."""
+
+
+def orchestrator_channels(config: Config, workers: int | None = None) -> int:
+    """``gateway.orchestrator_channels``, else `CHANNELS_PER_WORKER` per orchestrator worker
+    (`workers`, else ``orchestrator.workers``) when there is more than one, else one."""
+    if config.gateway_orchestrator_channels is not None:
+        return config.gateway_orchestrator_channels
+    workers = workers or config.orchestrator_workers or 1
+    return CHANNELS_PER_WORKER * workers if workers > 1 else 1
+
 
 @dataclass(frozen=True)
 class GatewaySettings:
@@ -21,6 +35,10 @@ class GatewaySettings:
     orchestrator_address: str = Config.orchestrator_address
     """The orchestrator replicas: one ``host:port``, a ``dns:///name:port`` target, or a
     comma-separated list of IP ``host:port`` (see `llmesh.gateway.balancing`)."""
+    orchestrator_channels: int = 1
+    """gRPC channels to the orchestrator, each with its own connection to every replica; each
+    call goes to the one with the fewest calls in flight (`llmesh.gateway.channel_pool`), so
+    calls spread over the workers of a replica serving its port from several processes."""
     processor_address: str = Config.processor_address
     """The processor's gRPC address: like `orchestrator_address` (round robin over its
     replicas, not health-checked)."""
@@ -74,6 +92,10 @@ class GatewaySettings:
     orchestrator and the processor trust and present (``tls``, ``tls.gateway``)."""
 
     def __post_init__(self) -> None:
+        if self.orchestrator_channels < 1:
+            raise ValueError(
+                f"orchestrator_channels: expected >= 1, got {self.orchestrator_channels}"
+            )
         channel_target(self.orchestrator_address)  # a bad replica list fails at start-up
         channel_target(self.processor_address)
         for service, address in (
@@ -104,6 +126,7 @@ class GatewaySettings:
         return cls(
             orchestrator_address=",".join(config.gateway_orchestrators)
             or config.orchestrator_address,
+            orchestrator_channels=orchestrator_channels(config),
             processor_address=config.processor_address,
             max_body_bytes=http_body_limit(config.max_message_bytes),
             max_grpc_message_bytes=grpc_message_limit(config.max_message_bytes),

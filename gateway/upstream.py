@@ -1,4 +1,5 @@
-"""The gateway's gRPC side: one channel per upstream service, opened for the app's lifetime."""
+"""The gateway's gRPC side: channels to the upstream services, opened for the app's lifetime
+(a pool of them to the orchestrator, so its workers share the calls: `channel_pool`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from grpc_health.v1 import health_pb2_grpc
 from starlette.requests import HTTPConnection
 
 from llmesh.gateway.balancing import channel_target, service_config
+from llmesh.gateway.channel_pool import LOCAL_SUBCHANNELS, ChannelPool
 from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
@@ -30,10 +32,12 @@ class Upstream:
     """Open channels and their stubs; created in the app's lifespan, closed on shutdown."""
 
     settings: GatewaySettings
-    orchestrator_channel: grpc.aio.Channel | None
-    """None when the orchestrator answers in this process (`in_process`)."""
+    orchestrator_channels: ChannelPool | None
+    """`settings.orchestrator_channels` channels, calls dealt over them; None when the
+    orchestrator answers in this process (`in_process`)."""
     processor_channel: grpc.aio.Channel
     orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
+    """The orchestrator's methods (over the pool, or in-process)."""
     processor: processor_pb2_grpc.ProcessorServiceStub
     health: health_pb2_grpc.HealthStub
     """Health checks of the orchestrator replicas, on a channel of their own."""
@@ -41,17 +45,25 @@ class Upstream:
 
     @staticmethod
     def _channel(
-        settings: GatewaySettings, address: str, health_service: str | None, *, traced: bool = True
+        settings: GatewaySettings,
+        address: str,
+        health_service: str | None,
+        *,
+        traced: bool = True,
+        own_connections: bool = False,
     ) -> grpc.aio.Channel:
         """A channel to `address` (one address, a comma list or a ``dns:///`` target), round
         robin over its replicas, skipping those `health_service` reports NOT_SERVING (None:
-        no health checking); over TLS when ``settings.tls`` names a ``ca``."""
+        no health checking); over TLS when ``settings.tls`` names a ``ca``;
+        `own_connections`: sharing no connection with other channels."""
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", settings.max_grpc_message_bytes),
             ("grpc.max_send_message_length", settings.max_grpc_message_bytes),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.service_config", service_config(health_service)),
         ]
+        if own_connections:
+            options.append(LOCAL_SUBCHANNELS)
         plain = channel(channel_target(address), settings.tls, "gateway", options=options)
         return traced_channel(plain, settings.telemetry) if traced else plain
 
@@ -59,16 +71,20 @@ class Upstream:
     def open(cls, settings: GatewaySettings) -> Upstream:
         """Create the channels (they connect lazily, on the first call)."""
         address = settings.orchestrator_address
-        orchestrator = cls._channel(settings, address, settings.ready_service)
+        pool = ChannelPool.open(
+            settings.orchestrator_channels,
+            lambda _: cls._channel(settings, address, settings.ready_service, own_connections=True),
+        )
         # /healthz and /readyz ask the replicas themselves, round robin: on the balanced
         # channel a replica that is NOT_SERVING would be skipped instead of reported
         probe = cls._channel(settings, address, None, traced=False)
         processor = cls._channel(settings, settings.processor_address, None)
+        stub = pool.stub(orchestrator_pb2_grpc.OrchestratorServiceStub)
         return cls(
             settings,
-            orchestrator,
+            pool,
             processor,
-            orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator),
+            cast(orchestrator_pb2_grpc.OrchestratorServiceStub, stub),
             processor_pb2_grpc.ProcessorServiceStub(processor),
             health_pb2_grpc.HealthStub(probe),
             probe,
@@ -98,9 +114,9 @@ class Upstream:
         return from_rpc_error(exc, self.peer(service))
 
     async def close(self) -> None:
-        """Close both channels, cancelling any call still running on them."""
-        if self.orchestrator_channel is not None:
-            await self.orchestrator_channel.close()
+        """Close every channel, cancelling any call still running on them."""
+        if self.orchestrator_channels is not None:
+            await self.orchestrator_channels.close()
         await self.processor_channel.close()
         if self.probe_channel is not None:
             await self.probe_channel.close()
@@ -123,7 +139,9 @@ HTTP headers it becomes."""
 def trail_headers(metadata: Any) -> dict[str, str]:
     """The attempt trail and overhead from a call's trailing metadata, as HTTP headers."""
     out: dict[str, str] = {}
-    for key, value in metadata or ():
+    if metadata is None:
+        return out
+    for key, value in metadata:  # not `metadata or ()`: grpc's Metadata counts its values
         header = TRAIL_KEYS.get(key)
         if header is not None and isinstance(value, str):
             out[header] = value

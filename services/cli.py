@@ -448,7 +448,7 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
     gw = f"{config.gateway_host}:{config.gateway_port}"
     scheme = "https" if config.tls.service("gateway").serves_tls else "http"
     plan.append(("gateway", gw, f"{scheme}://{gw}"))
-    from llmesh.gateway.settings import GatewaySettings
+    from llmesh.gateway.settings import GatewaySettings, orchestrator_channels
 
     # each service may drain as long as the slowest one (the gateway's uvicorn waits its
     # own grace for open connections), plus a margin to exit, before it is killed
@@ -465,6 +465,9 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
     if any(_busy(name, address) for name, address, _ in plan):
         return 1  # nothing started
     base = _child_command(config, config_path)
+    # the gateway opens channels enough to reach every orchestrator worker
+    channels = orchestrator_channels(config, counts["orchestrator"])
+    child_env = {**os.environ, "LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS": str(channels)}
     groups: list[WorkerGroup] = []
     stopping = False
 
@@ -484,7 +487,9 @@ def _up(config: Config, config_path: str | None, workers: int | None = None) -> 
             if _busy(name, address):  # taken since the check above
                 return 1
             count = counts.get(name, 1)
-            group = WorkerGroup(name, count, command(name, count), preexec_fn=_die_with_parent)
+            group = WorkerGroup(
+                name, count, command(name, count), preexec_fn=_die_with_parent, env=child_env
+            )
             groups.append(group)
             failure = group.start()
             if failure is not None:

@@ -114,6 +114,11 @@ class Config:
     gateway_workers: int | None = None
     """Processes `llmesh up` runs the gateway in, sharing its port (``gateway.workers``;
     ``--workers`` wins); None: one per core."""
+    gateway_orchestrator_channels: int | None = None
+    """gRPC channels (connections per replica) a gateway process spreads its orchestrator
+    calls over (``gateway.orchestrator_channels``, ``LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS``);
+    None: 4 per orchestrator worker when ``orchestrator.workers`` is more than one, else one
+    (`llmesh up --workers N` sets the variable for N workers)."""
     gateway_orchestrators: tuple[str, ...] = ()
     """The orchestrator replicas the gateway balances over (``gateway.orchestrators``): IP
     ``host:port`` addresses, or one ``dns:///name:port`` target; empty: the one at
@@ -248,13 +253,21 @@ def _typed(kind: type[Any], value: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
 
 
-def _workers(section: Mapping[str, Any], where: str) -> int | None:
-    """``where.workers``: a whole number >= 1, or None when absent."""
-    value = section.get("workers")
+def _workers(
+    section: Mapping[str, Any],
+    where: str,
+    key: str = "workers",
+    env: Mapping[str, str] | None = None,
+    var: str | None = None,
+) -> int | None:
+    """``where.key`` (the variable `var` if set): a whole number >= 1, or None when absent."""
+    value, name = section.get(key), f"{where}.{key}"
+    if env is not None and var is not None and var in env:
+        value, name = _typed(int, env[var], var), var
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}.workers: expected a whole number >= 1, got {value!r}")
+        raise ConfigError(f"{name}: expected a whole number >= 1, got {value!r}")
     return value
 
 
@@ -368,6 +381,9 @@ def load_config(
         ),
         orchestrator_workers=_workers(orch_raw, "orchestrator"),
         gateway_workers=_workers(gw, "gateway"),
+        gateway_orchestrator_channels=_workers(
+            gw, "gateway", "orchestrator_channels", env, "LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS"
+        ),
         gateway_orchestrators=names(gw.get("orchestrators"), "gateway.orchestrators"),
         gateway_drop_params=names(gw.get("drop_params"), "gateway.drop_params"),
         gateway_unknown_fields=_unknown_fields(gw.get("unknown_fields")),

@@ -43,3 +43,9 @@ def test_table_shows_what_metrics_add_to_each_server() -> None:
     assert "| orchestrator, per unary call | 2,000,000 | 2,100,000 | +100,000 |" in table
     assert "| orchestrator, per streamed text message | 150,000 | 152,000 | +2,000 |" in table
     assert "| gateway, per `/v1/chat/completions` call | 780,000 | 800,000 | +20,000 |" in table
+
+
+def test_table_adds_the_direct_http_path_row_when_it_was_counted() -> None:
+    counts = [Count("llmesh", 2e6, 1.5e5, 200, 800), Count("bare", 1e6, 1.2e5, 200, 800)]
+    assert "direct HTTP path" not in _table(counts, 780_000)
+    assert "| 2,400,000 | — | — |" in _table(counts, 780_000, direct_per_call=2_400_000)

@@ -169,6 +169,15 @@ def test_two_workers_each_serve_calls_on_the_shared_ports(mesh: tuple) -> None:
             client.close()
 
 
+def test_each_gateway_worker_opens_channels_to_reach_every_orchestrator_worker(
+    mesh: tuple,
+) -> None:
+    up, _ = mesh
+    for pid in _workers(up, "gateway").values():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"LLMESH_GATEWAY_ORCHESTRATOR_CHANNELS=8" in environ  # 4 per worker
+
+
 def test_a_killed_worker_is_restarted_and_calls_keep_succeeding(mesh: tuple) -> None:
     up, env = mesh
     address = env["LLMESH_ORCHESTRATOR_ADDRESS"]

@@ -110,7 +110,9 @@ async def test_calls_go_round_robin_and_skip_a_not_serving_or_gone_replica(
     address = ",".join(f"127.0.0.1:{s.port}" for s in replicas.values())
     upstream = Upstream.open(GatewaySettings(orchestrator_address=address))
     try:
-        await upstream.orchestrator_channel.channel_ready()
+        assert upstream.orchestrator_channels is not None
+        for channel in upstream.orchestrator_channels.channels:
+            await channel.channel_ready()
         assert set(await _served_by(upstream, 10)) == {"a", "b"}
         await replicas["a"].health.set(ORCHESTRATOR_SERVICE, HealthCheckResponse.NOT_SERVING)
         await _served_by(upstream, 2)  # the watch may still be on its way
