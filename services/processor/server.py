@@ -21,7 +21,7 @@ from llmesh.services.common.grpc_server import (
 )
 from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
-from llmesh.services.common.step_settings import DETECTORS
+from llmesh.services.common.step_settings import DETECTORS, SCREEN_RULES
 from llmesh.services.common.tls import check_listener
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.common.workers import notify_ready
@@ -65,16 +65,25 @@ class ProcessorServer:
         await self.telemetry.aclose()
 
 
+_SCREEN_LABELS = frozenset((*SCREEN_RULES, "classifier"))
+_SCREEN_DECISIONS = frozenset(("clean", "flag", "route", "block"))
+
+
 def count_redactions(
     metrics: Metrics,
 ) -> Callable[[Sequence[processor_pb2.StepDecision]], None]:
     """Counts each Prepare's redacted values per detector (``llmesh_redactions_total``); a
-    user pattern or word list counts as ``custom``, so a client cannot add labels."""
+    user pattern or word list counts as ``custom``, so a client cannot add labels. Screened
+    calls count once per matched rule and decision (``llmesh_screen_matches_total``)."""
 
     def count(decisions: Sequence[processor_pb2.StepDecision]) -> None:
         for decision in decisions:
             for detector, n in decision.counts.items():
                 metrics.redactions.add(n, detector if detector in DETECTORS else "custom")
+            if decision.step == "screen" and decision.decision in _SCREEN_DECISIONS:
+                for rule in decision.rules:
+                    if rule in _SCREEN_LABELS:
+                        metrics.screen_matches.add(1, rule, decision.decision)
 
     return count
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from llmesh.services.auth import Authenticator
+from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary
 from llmesh.services.processor.convert import count_request_from_proto, fit_request_from_proto
@@ -94,8 +95,18 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         self, request: processor_pb2.PrepareRequest, rpc: Rpc
     ) -> processor_pb2.PrepareResponse:
         """Run the pre-call steps on the messages (see `llmesh.services.processor.prepare`);
-        values found are counted per detector, never logged."""
-        response = self._preparer.prepare(request)
+        values found are counted per detector, never logged; a screening block is counted
+        per rule before it fails the call."""
+        try:
+            response = self._preparer.prepare(request)
+        except LlmeshError as exc:
+            rules = exc.metadata.get("rules")
+            if exc.metadata.get("step") == "screen" and rules and self.on_decisions is not None:
+                blocked = processor_pb2.StepDecision(
+                    step="screen", decision="block", rules=rules.split(",")
+                )
+                self.on_decisions([blocked])
+            raise
         if self.on_decisions is not None:
             self.on_decisions(response.decisions)
         return response
