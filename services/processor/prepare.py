@@ -1,8 +1,9 @@
 """The ``Prepare`` RPC's work: a route's pre-call steps on a call's messages.
 
-Proto -> domain (`convert`), the steps on domain messages, then the request's own proto
-messages copied with only their texts changed, so every other field (images, thinking
-blocks, cache breakpoints) goes back exactly as it came.
+Proto -> domain (`convert`), the steps on domain messages (``screen`` scores them and changes
+nothing, ``redact`` rewrites texts), then the request's own proto messages copied with only
+their texts changed, so every other field (images, thinking blocks, cache breakpoints) goes
+back exactly as it came.
 """
 
 from __future__ import annotations

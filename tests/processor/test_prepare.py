@@ -12,6 +12,7 @@ from llmesh.services.common.errors import Reason
 from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.processor.server import ProcessorServer, count_redactions, serve
+from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
 from llmesh.services.telemetry import build_metrics
 from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
@@ -178,3 +179,25 @@ def test_screen_matches_are_counted_per_rule_with_bounded_labels() -> None:
         'llmesh_rule="jailbreak"' in line and 'llmesh_decision="block"' in line for line in lines
     )
     assert not any("made_up" in line for line in lines)
+
+
+async def test_a_screening_block_reaches_the_counters_before_the_call_fails(
+    tokenizers: Tokenizers,
+) -> None:
+    servicer = ProcessorServicer(tokenizers)
+    seen: list[processor_pb2.StepDecision] = []
+    servicer.on_decisions = seen.extend
+    server = grpc.aio.server()
+    processor_pb2_grpc.add_ProcessorServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = processor_pb2_grpc.ProcessorServiceStub(ch)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Prepare(_screen(processor_pb2.SCREEN_ACTION_BLOCK, INJECTION), timeout=5)
+    finally:
+        await server.stop(None)
+    (decision,) = seen
+    assert decision.step == "screen" and decision.decision == "block"
+    assert list(decision.rules) == ["ignore_previous", "reveal_system_prompt"]

@@ -60,33 +60,56 @@ _TAGS = re.compile("[\U000e0000-\U000e007f]{8,}")
 _TEXT_RULES = (_IGNORE_PREVIOUS, _ROLE_OVERRIDE, _JAILBREAK_WORDS, _REVEAL, _TOOL_INSTRUCTIONS)
 
 
-def _jailbreak(text: str, tool: bool) -> bool:
-    return bool(_JAILBREAK_WORDS.search(text)) or (
-        bool(_DAN.search(text)) and bool(re.search(r"\b(?:you|act|pretend|mode)\b", text, _I))
+_JAILBREAK_KEYS = (
+    "anything",
+    "developer",
+    "jailbr",
+    "restriction",
+    "limitation",
+    "filter",
+    "censorship",
+    "guideline",
+    "constraint",
+)
+
+
+def _jailbreak(text: str, lower: str) -> bool:
+    if any(k in lower for k in _JAILBREAK_KEYS) and _JAILBREAK_WORDS.search(text):
+        return True
+    return (
+        ("DAN" in text or "STAN" in text or "DUDE" in text)
+        and bool(_DAN.search(text))
+        and bool(re.search(r"\b(?:you|act|pretend|mode)\b", lower))
     )
 
 
-def _encoded(text: str, tool: bool) -> bool:
+def _encoded(text: str, lower: str) -> bool:
     """A long base64 blob whose decoded text says what the other rules look for."""
+    if len(text) < 80 or max(map(len, text.split())) < 80:
+        return False  # no run of 80 characters without a space: no blob
     for blob in _BASE64.findall(text):
         try:
             raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
             decoded = raw.decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             continue  # images and other binary data are not instructions
-        if any(p.search(decoded) for p in _TEXT_RULES) or _jailbreak(decoded, tool):
+        if any(p.search(decoded) for p in _TEXT_RULES) or _jailbreak(decoded, decoded.lower()):
             return True
     return False
 
 
-def _invisible(text: str, tool: bool) -> bool:
+def _invisible(text: str, lower: str) -> bool:
     """Zero-width and direction-control characters (three or more; the zero-width joiner of
     emoji sequences does not count), or a run of Unicode tag characters (ASCII smuggling)."""
+    if text.isascii():
+        return False
     return len(_INVISIBLE.findall(text)) >= 3 or bool(_TAGS.search(text))
 
 
-def _search(pattern: re.Pattern[str]) -> Callable[[str, bool], bool]:
-    return lambda text, tool: pattern.search(text) is not None
+def _search(pattern: re.Pattern[str], *keys: str) -> Callable[[str, str], bool]:
+    """`pattern` found in the text, tried only when the lowercased text holds one of `keys`
+    (words every match contains: most texts are passed over without the regex)."""
+    return lambda text, lower: any(k in lower for k in keys) and pattern.search(text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +119,48 @@ class Rule:
     name: str
     weight: float
     """0..1: how strongly a match alone says injection."""
-    matches: Callable[[str, bool], bool]
-    """(text, is a tool result) -> matched."""
+    matches: Callable[[str, str], bool]
+    """(text, the text lowercased) -> matched."""
     tool_only: bool = False
     """Applies to tool results only."""
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("ignore_previous", 0.6, _search(_IGNORE_PREVIOUS)),
-    Rule("role_override", 0.5, _search(_ROLE_OVERRIDE)),
+    Rule(
+        "ignore_previous",
+        0.6,
+        _search(
+            _IGNORE_PREVIOUS,
+            "instruction",
+            "prompt",
+            "rules",
+            "direct",
+            "guide",
+            "guardrail",
+            "constraint",
+        ),
+    ),
+    Rule(
+        "role_override",
+        0.5,
+        _search(_ROLE_OVERRIDE, "system", "developer", "admin", "root", "operator", "inst]"),
+    ),
     Rule("jailbreak", 0.7, _jailbreak),
-    Rule("reveal_system_prompt", 0.6, _search(_REVEAL)),
-    Rule("tool_instructions", 0.5, _search(_TOOL_INSTRUCTIONS), tool_only=True),
+    Rule(
+        "reveal_system_prompt",
+        0.6,
+        _search(_REVEAL, "prompt", "instruction", "message", "above", "before"),
+    ),
+    Rule(
+        "tool_instructions",
+        0.5,
+        _search(
+            _TOOL_INSTRUCTIONS,
+            *("instruction", "note", "must", "should", "required"),
+            *("tell", "inform", "mention", "reveal"),
+        ),
+        tool_only=True,
+    ),
     Rule("encoded_payload", 0.6, _encoded),
     Rule("invisible_characters", 0.4, _invisible),
 )

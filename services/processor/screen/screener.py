@@ -91,9 +91,10 @@ class Screener:
                 if not text:
                     continue
                 texts.append(text)
+                lower = text.lower()
                 for rule in self._rules:
                     usable = rule.name not in matched and (tool or not rule.tool_only)
-                    if usable and rule.matches(text, tool):
+                    if usable and rule.matches(text, lower):
                         matched.add(rule.name)
         names = [r.name for r in self._rules if r.name in matched]
         scores = [r.weight for r in self._rules if r.name in matched]
