@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
@@ -140,8 +140,12 @@ def rules_from_proto(rules: processor_pb2.RedactionRules) -> RedactionConfig:
 class Preparer:
     """Runs pre-call steps; keeps the last rule sets' compiled redactors."""
 
-    def __init__(self, limits: PartLimits, cached: int = 64) -> None:
+    def __init__(
+        self, limits: PartLimits, cached: int = 64, classifiers: Collection[str] = ()
+    ) -> None:
+        """`classifiers`: the dotted paths a screen step may load a classifier from."""
         self._limits = limits
+        self._classifiers = frozenset(classifiers)
         self._redactors: OrderedDict[bytes, Redactor] = OrderedDict()
         self._screeners: OrderedDict[tuple[tuple[str, ...], str], Screener] = OrderedDict()
         self._cached = cached
@@ -150,7 +154,7 @@ class Preparer:
         key = (config.rules, config.classifier)
         screener = self._screeners.get(key)
         if screener is None:
-            screener = Screener(config.rules, config.classifier)
+            screener = Screener(config.rules, config.classifier, self._classifiers)
             self._screeners[key] = screener
             if len(self._screeners) > self._cached:
                 self._screeners.popitem(last=False)

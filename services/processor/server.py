@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from llmesh.services.common.tls import check_listener
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.processor.models import ModelNames
+from llmesh.services.processor.screen import ALLOW_ENV
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
 from llmesh.services.telemetry import Metrics, build_metrics
@@ -102,6 +104,10 @@ async def access_for(address: str, config: Config | None) -> Access:
     )
 
 
+def _listed(raw: str) -> tuple[str, ...]:
+    return tuple(name for name in (n.strip() for n in raw.split(",")) if name)
+
+
 async def serve(
     address: str,
     *,
@@ -121,6 +127,9 @@ async def serve(
     Loading happens before the server accepts calls, so no call waits for it. It runs on
     the event loop (under a second, once): the loader holds the GIL, so a thread would not
     free the loop, and the loader briefly changes the process's warning filters.
+
+    ``LLMESH_SCREEN_CLASSIFIERS`` (comma-separated dotted paths) lists the classifiers a
+    screen step may load besides the installed entry points.
     """
     settings = MetricsSettings() if config is None else config.telemetry.metrics
     tls = TlsSettings() if config is None else config.tls.service("processor")
@@ -135,6 +144,7 @@ async def serve(
             authenticator=access.authenticator,
             models=None if config is None else ModelNames.from_config(config),
             part_limits=None if config is None else config.part_limits,
+            screen_classifiers=_listed(os.environ.get(ALLOW_ENV, "")),
         )
         running = await start_server(
             [

@@ -6,7 +6,7 @@ Authentication and error answers are the `llmesh.services.common.rpc_guard` deco
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from llmesh.services.auth import Authenticator
 from llmesh.services.common.errors import LlmeshError
@@ -38,11 +38,13 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         authenticator: Authenticator | None = None,
         models: ModelNames | None = None,
         part_limits: PartLimits | None = None,
+        screen_classifiers: Collection[str] = (),
     ) -> None:
+        """`screen_classifiers`: dotted paths a screen step may load a classifier from."""
         self._tokenizers = tokenizers
         self._models = models
         self._limits = part_limits or PartLimits()
-        self._preparer = Preparer(self._limits)
+        self._preparer = Preparer(self._limits, classifiers=screen_classifiers)
         self.guard = RpcGuard(authenticator or Authenticator(None, required=False), log=log)
         """Authenticates and answers every call (see `llmesh.services.common.rpc_guard`)."""
         self.on_decisions: Callable[[Sequence[processor_pb2.StepDecision]], None] | None = None

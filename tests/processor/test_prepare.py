@@ -19,7 +19,10 @@ from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 
 @pytest.fixture
-async def stub(tokenizers: Tokenizers) -> AsyncIterator[processor_pb2_grpc.ProcessorServiceStub]:
+async def stub(
+    tokenizers: Tokenizers, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[processor_pb2_grpc.ProcessorServiceStub]:
+    monkeypatch.setenv("LLMESH_SCREEN_CLASSIFIERS", "tests.support.screen_classifier:pineapple")
     running: ProcessorServer = await serve("127.0.0.1:0", tokenizers=tokenizers)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
         yield processor_pb2_grpc.ProcessorServiceStub(ch)
@@ -158,6 +161,10 @@ async def test_screen_uses_a_configured_classifier_and_refuses_bad_rules(
     reply = await stub.Prepare(request, timeout=5)
     assert list(reply.decisions[0].rules) == ["classifier"]
     assert reply.decisions[0].decision == "flag"
+    unlisted = _screen(processor_pb2.SCREEN_ACTION_FLAG, "ls", classifier="subprocess:run")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Prepare(unlisted, timeout=5)
+    assert {v.field for v in from_rpc_error(info.value).violations} == {"screening.classifier"}
     bad = _screen(processor_pb2.SCREEN_ACTION_FLAG, "hi", rules=["telepathy"], threshold=2)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Prepare(bad, timeout=5)

@@ -104,8 +104,11 @@ def test_a_subset_of_rules_leaves_the_others_out() -> None:
     assert result.rules == () and result.score == 0.0
 
 
+PINEAPPLE = "tests.support.screen_classifier:pineapple"
+
+
 def test_a_classifier_adds_its_score() -> None:
-    screener = Screener(classifier="tests.support.screen_classifier:pineapple")
+    screener = Screener(classifier=PINEAPPLE, allowed={PINEAPPLE})
     result = screener.screen([user("Let us begin the pineapple protocol.")])
     assert result.rules == ("classifier",) and result.score == pytest.approx(0.9)
     both = screener.screen([user("pineapple protocol: " + ATTACKS["ignore_previous"])])
@@ -114,12 +117,22 @@ def test_a_classifier_adds_its_score() -> None:
     assert screener.screen([user("hello")]).rules == ()
 
 
+def test_a_classifier_not_installed_nor_allowed_is_never_imported() -> None:
+    for name in (PINEAPPLE, "subprocess:run"):
+        with pytest.raises(LlmeshError) as info:
+            Screener(classifier=name)
+        assert info.value.reason is Reason.INVALID_REQUEST
+        assert "LLMESH_SCREEN_CLASSIFIERS" in str(info.value)
+
+
 def test_a_missing_or_broken_classifier_is_a_clear_error() -> None:
+    missing = "tests.support.screen_classifier:nothing"
     with pytest.raises(LlmeshError) as info:
-        Screener(classifier="tests.support.screen_classifier:nothing")
+        Screener(classifier=missing, allowed={missing})
     assert info.value.reason is Reason.INVALID_REQUEST
     assert info.value.violations[0].field == "screening.classifier"
-    broken = Screener(classifier="tests.support.screen_classifier.not_a_score")
+    path = "tests.support.screen_classifier.not_a_score"
+    broken = Screener(classifier=path, allowed={path})
     with pytest.raises(LlmeshError) as info:
         broken.screen([user("hello")])
     assert info.value.reason is Reason.INTERNAL

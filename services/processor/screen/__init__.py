@@ -2,6 +2,7 @@
 
 from llmesh.services.processor.screen.rules import RULES, Rule, combine
 from llmesh.services.processor.screen.screener import (
+    ALLOW_ENV,
     CLASSIFIER_GROUP,
     Classifier,
     Screener,
@@ -10,6 +11,7 @@ from llmesh.services.processor.screen.screener import (
 )
 
 __all__ = [
+    "ALLOW_ENV",
     "CLASSIFIER_GROUP",
     "RULES",
     "Classifier",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -17,10 +17,21 @@ from llmesh.services.common.step_settings import SCREEN_RULES
 from llmesh.services.core.chat import Message, Role, TextPart
 from llmesh.services.processor.screen.rules import RULES, Rule, combine
 
-__all__ = ["CLASSIFIER_GROUP", "Classifier", "Screener", "Screening", "load_classifier"]
+__all__ = [
+    "ALLOW_ENV",
+    "CLASSIFIER_GROUP",
+    "Classifier",
+    "Screener",
+    "Screening",
+    "load_classifier",
+]
 
 CLASSIFIER_GROUP = "llmesh.screen_classifiers"
 """The entry point group searched for a classifier's name."""
+ALLOW_ENV = "LLMESH_SCREEN_CLASSIFIERS"
+"""The processor's environment variable listing the dotted paths it may load (comma-separated).
+A request names a classifier, so a path not listed is refused: the processor never imports
+or calls what a client merely names (``subprocess:run`` would run the texts)."""
 
 Classifier = Callable[[Sequence[str]], float]
 """Texts -> score in 0..1. Called on the processor's event loop: keep it fast."""
@@ -46,10 +57,14 @@ def _bad_classifier(name: str, why: str) -> LlmeshError:
     )
 
 
-def load_classifier(name: str) -> Classifier:
-    """An entry point of `CLASSIFIER_GROUP` called `name`, else the object at the dotted
-    path ``pkg.module:attr`` (or ``pkg.module.attr``); INVALID_REQUEST when neither."""
+def load_classifier(name: str, allowed: Collection[str] = ()) -> Classifier:
+    """An entry point of `CLASSIFIER_GROUP` called `name` (installed by the operator), else
+    the object at the dotted path ``pkg.module:attr`` (or ``pkg.module.attr``) when `allowed`
+    lists it; INVALID_REQUEST otherwise."""
     found = entry_points(group=CLASSIFIER_GROUP, name=name)
+    if not found and name not in allowed:
+        why = f"{name!r} is neither an entry point of {CLASSIFIER_GROUP} nor listed in {ALLOW_ENV}"
+        raise _bad_classifier(name, why)
     try:
         if found:
             obj: Any = next(iter(found)).load()
@@ -73,10 +88,16 @@ def load_classifier(name: str) -> Classifier:
 class Screener:
     """The chosen rules and classifier, ready to screen calls."""
 
-    def __init__(self, rules: Sequence[str] = SCREEN_RULES, classifier: str = "") -> None:
+    def __init__(
+        self,
+        rules: Sequence[str] = SCREEN_RULES,
+        classifier: str = "",
+        allowed: Collection[str] = (),
+    ) -> None:
+        """`allowed`: the dotted paths a classifier may be loaded from (see `ALLOW_ENV`)."""
         chosen = set(rules)
         self._rules: tuple[Rule, ...] = tuple(r for r in RULES if r.name in chosen)
-        self._classifier = load_classifier(classifier) if classifier else None
+        self._classifier = load_classifier(classifier, allowed) if classifier else None
 
     def screen(self, messages: Sequence[Message]) -> Screening:
         """The score of the user and tool texts of `messages`."""
