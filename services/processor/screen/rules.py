@@ -25,17 +25,23 @@ _IGNORE_PREVIOUS = re.compile(
     _I,
 )
 _ROLE_OVERRIDE = re.compile(
-    r"\b(?:you\s+are\s+now|from\s+now\s+on,?\s+you\s+are|act\s+as|pretend\s+(?:to\s+be|you\s+are)"
-    r"|role-?play\s+as|switch\s+to)\s+(?:the\s+|an?\s+)?"
-    r"(?:system|developer|admin(?:istrator)?|root|operator)\b"
-    r"|^\s*(?:#+\s*)?(?:system|developer)\s*(?:message|prompt)?\s*:"
+    r"\b(?:you\s+are\s+now|from\s+now\s+on,?\s+you\s+are|act\s+as|speak\s+as"
+    r"|pretend\s+(?:to\s+be|you\s+are)|role-?play\s+as|switch\s+to)\s+(?:the\s+|your\s+)?"
+    r"(?:system(?:\s+(?:prompt|message))?|developer\s+(?:mode|message))\b"
+    r"(?!\s+(?:admin|administrator|engineer|architect|analyst|designer|integrator|programmer))"
+    r"|^\s*(?:#+\s*)?(?:system|developer)\s*(?:message|prompt)?\s*:\s*"
+    r"(?:you\b|the\s+assistant\b|assistant\b|ignore\b|new\s+instructions|from\s+now\s+on)"
     r"|<\|?(?:im_start\|?>\s*system|system\|?>)|\[/?(?:system|inst)\]",
     _I | re.MULTILINE,
 )
 _JAILBREAK_WORDS = re.compile(
-    r"\bdo\s+anything\s+now\b|\bdeveloper\s+mode\s+(?:enabled|on|activated)\b|\bjailbr(?:eak|oken)\b"
-    r"|\b(?:with\s*out|free\s+(?:of|from)|no\s+longer\s+(?:bound|restricted)\s+by)\s+(?:any\s+)?"
-    r"(?:restrictions|limitations|filters|censorship|guidelines|ethical\s+constraints)\b",
+    r"\bdo\s+anything\s+now\b|\bdeveloper\s+mode\s+(?:enabled|on|activated)\b"
+    r"|\byou\s+are\s+(?:now\s+)?jailbroken\b|\bjailbr(?:eak|oken)\s+mode\b"
+    r"|\b(?:answer|respond|reply|talk|speak|act|behave|operate)\w*\b[^.\n]{0,30}?"
+    r"\b(?:with\s*out|free\s+(?:of|from))\s+(?:any\s+)?"
+    r"(?:restrictions|limitations|filters|censorship|guidelines|ethical\s+constraints)\b"
+    r"|\bno\s+longer\s+(?:bound|restricted)\s+by\s+(?:any\s+|your\s+)?"
+    r"(?:rules|restrictions|guidelines|policies)\b",
     _I,
 )
 _DAN = re.compile(r"\bDAN\b|\bSTAN\b|\bDUDE\b")
@@ -70,6 +76,8 @@ _JAILBREAK_KEYS = (
     "censorship",
     "guideline",
     "constraint",
+    "rules",
+    "polic",
 )
 
 
@@ -143,7 +151,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "role_override",
         0.5,
-        _search(_ROLE_OVERRIDE, "system", "developer", "admin", "root", "operator", "inst]"),
+        _search(_ROLE_OVERRIDE, "system", "developer", "inst]"),
     ),
     Rule("jailbreak", 0.7, _jailbreak),
     Rule(
