@@ -11,6 +11,12 @@ Part of the route configuration (`llmesh.services.common.route_settings`)::
         detectors: [email, phone, credit_card, iban, ip, secrets]   # default: all
         patterns: {ticket: "TCK-[0-9]{6}"}                          # name: regex
         words: {project: [Falcon, Osprey]}                          # name: whole words
+      screen:                # with pre: [screen]: prompt-injection and jailbreak screening
+        action: flag         # flag | block | route
+        threshold: 0.5       # the score (0..1) from which the action applies
+        route_to: strict-model   # with action route: the model or route the call moves to
+        rules: [ignore_previous, reveal_system_prompt]   # default: all
+        classifier: mypkg.screens:score   # optional: (texts) -> score, or an entry point name
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ __all__ = [
     "DETECTOR_GROUPS",
     "POST_STEPS",
     "PRE_STEPS",
+    "SCREEN_RULES",
     "RedactionConfig",
     "RedactionMode",
+    "ScreenAction",
+    "ScreenConfig",
     "StepsConfig",
     "parse_steps",
 ]
@@ -58,7 +67,19 @@ DETECTOR_GROUPS: Mapping[str, tuple[str, ...]] = {
 }
 """Names standing for several detectors."""
 
-PRE_STEPS = ("redact",)
+SCREEN_RULES = (
+    "ignore_previous",
+    "role_override",
+    "jailbreak",
+    "reveal_system_prompt",
+    "tool_instructions",
+    "encoded_payload",
+    "invisible_characters",
+)
+"""The processor's injection-screening rules (the processor's own list is tested against
+this one)."""
+
+PRE_STEPS = ("screen", "redact")
 """Steps the processor runs on the input, in the order listed."""
 POST_STEPS = ("restore",)
 """Steps run on the reply in the orchestrator's stream."""
@@ -92,6 +113,37 @@ class RedactionConfig:
     """User word lists: (name, words matched whole and case-insensitively)."""
 
 
+class ScreenAction(enum.Enum):
+    """What a call scoring at or above the threshold gets."""
+
+    FLAG = "flag"
+    """The call goes on; the score and rules are in the trail and the metrics."""
+    BLOCK = "block"
+    """The call fails (INVALID_REQUEST naming the rules, never the text)."""
+    ROUTE = "route"
+    """The call moves to `ScreenConfig.route_to`, a stricter model."""
+
+
+_CLASSIFIER = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?")
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """The ``screen`` step's settings."""
+
+    action: ScreenAction = ScreenAction.FLAG
+    """Flag, block or route."""
+    threshold: float = 0.5
+    """The score (0..1) from which the action applies."""
+    route_to: str = ""
+    """With action route: the model or route a call at or above the threshold moves to."""
+    rules: tuple[str, ...] = SCREEN_RULES
+    """Rules in use, of `SCREEN_RULES`."""
+    classifier: str = ""
+    """A classifier ``(texts) -> score`` used with the rules: an entry point name of the
+    ``llmesh.screen_classifiers`` group or a dotted path (``pkg.mod:func``); empty: none."""
+
+
 @dataclass(frozen=True)
 class StepsConfig:
     """A route's pre-call and post-call steps."""
@@ -102,6 +154,8 @@ class StepsConfig:
     """Of `POST_STEPS`, in order."""
     redact: RedactionConfig = field(default_factory=RedactionConfig)
     """Settings of the ``redact`` step."""
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
+    """Settings of the ``screen`` step."""
 
     @property
     def restores(self) -> bool:
@@ -201,6 +255,45 @@ def _mapping(where: str, raw: Any) -> Mapping[str, Any]:
     return raw
 
 
+def _screen(where: str, raw: Any) -> ScreenConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a mapping with action, threshold, route_to, rules, classifier")
+    unknown = set(raw) - {"action", "threshold", "route_to", "rules", "classifier"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    action_raw = raw.get("action", ScreenConfig.action.value)
+    try:
+        action = ScreenAction(action_raw)
+    except ValueError:
+        actions = [a.value for a in ScreenAction]
+        raise ConfigError(f"{where}.action: {action_raw!r} is not one of {actions}") from None
+    threshold = raw.get("threshold", ScreenConfig.threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ConfigError(f"{where}.threshold: a number from 0 to 1")
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"{where}.threshold: a number above 0, at most 1")
+    route_to = raw.get("route_to", "")
+    if not isinstance(route_to, str):
+        raise ConfigError(f"{where}.route_to: a model or route name")
+    if (action is ScreenAction.ROUTE) != bool(route_to):
+        raise ConfigError(f"{where}.route_to: required with action route, and only with it")
+    rules_raw = raw.get("rules")
+    rules: tuple[str, ...] = SCREEN_RULES
+    if rules_raw is not None:
+        if not isinstance(rules_raw, list) or not rules_raw:
+            raise ConfigError(f"{where}.rules: a non-empty list of {list(SCREEN_RULES)}")
+        for name in rules_raw:
+            if name not in SCREEN_RULES:
+                raise ConfigError(f"{where}.rules: {name!r} is not one of {list(SCREEN_RULES)}")
+        rules = tuple(r for r in SCREEN_RULES if r in rules_raw)
+    classifier = raw.get("classifier", "")
+    if not isinstance(classifier, str) or (classifier and not _CLASSIFIER.fullmatch(classifier)):
+        raise ConfigError(f"{where}.classifier: an entry point name or pkg.module:function")
+    return ScreenConfig(action, float(threshold), route_to, rules, classifier)
+
+
 def parse_steps(route: str, raw: Any) -> StepsConfig | None:
     """``routes.<route>.steps`` (None when absent or empty); errors name the key."""
     if raw is None:
@@ -208,16 +301,18 @@ def parse_steps(route: str, raw: Any) -> StepsConfig | None:
     where = f"routes.{route}.steps"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: a mapping with pre, post and the steps' settings")
-    unknown = set(raw) - {"pre", "post", "redact"}
+    unknown = set(raw) - {"pre", "post", "redact", "screen"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
     pre = _names(f"{where}.pre", raw.get("pre"), PRE_STEPS)
     post = _names(f"{where}.post", raw.get("post"), POST_STEPS)
     redact = _redaction(f"{where}.redact", raw.get("redact"))
-    if "redact" in raw and "redact" not in pre:
-        raise ConfigError(f"{where}.redact: settings for a step not in pre")
+    screen = _screen(f"{where}.screen", raw.get("screen"))
+    for step in ("redact", "screen"):
+        if step in raw and step not in pre:
+            raise ConfigError(f"{where}.{step}: settings for a step not in pre")
     if "restore" in post and ("redact" not in pre or redact.mode is not RedactionMode.PSEUDONYMIZE):
         raise ConfigError(f"{where}.post: restore needs pre: [redact] with mode pseudonymize")
     if not pre and not post:
         return None
-    return StepsConfig(pre, post, redact)
+    return StepsConfig(pre, post, redact, screen)

@@ -174,7 +174,12 @@ async def assemble(
             )
             closers.append(processor.aclose)
             layers.append(
-                partial(Processed, steps_for=lambda name: path.router.steps(name), client=processor)
+                partial(
+                    Processed,
+                    steps_for=lambda name: path.router.steps(name),
+                    client=processor,
+                    targets_for=lambda name: tuple(path.router.plan(name)[0]),
+                )
             )
 
         layers.append(partial(CostCapped, prices=prices))

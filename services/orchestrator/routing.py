@@ -72,6 +72,8 @@ class Router:
             for name in route.fallbacks:
                 if name not in self._routes:
                     self.resolve(name)
+            if route.steps is not None and route.steps.screen.route_to:
+                self.plan(route.steps.screen.route_to)
 
     def steps(self, name: str) -> StepsConfig | None:
         """The processor steps of route `name` (None: not a route, or a route without)."""

@@ -1,8 +1,9 @@
 """The ``Prepare`` RPC's work: a route's pre-call steps on a call's messages.
 
-Proto -> domain (`convert`), the steps on domain messages, then the request's own proto
-messages copied with only their texts changed, so every other field (images, thinking
-blocks, cache breakpoints) goes back exactly as it came.
+Proto -> domain (`convert`), the steps on domain messages (``screen`` scores them and changes
+nothing, ``redact`` rewrites texts), then the request's own proto messages copied with only
+their texts changed, so every other field (images, thinking blocks, cache breakpoints) goes
+back exactly as it came.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
@@ -18,15 +19,25 @@ from llmesh.services.common.step_settings import (
     DETECTOR_GROUPS,
     DETECTORS,
     PRE_STEPS,
+    SCREEN_RULES,
     RedactionConfig,
     RedactionMode,
+    ScreenAction,
+    ScreenConfig,
 )
 from llmesh.services.core.chat import Message, TextPart
 from llmesh.services.processor.convert import messages_from_proto
 from llmesh.services.processor.redact import Redactor, redact_messages
+from llmesh.services.processor.screen import Screener
 from llmesh.v1 import chat_pb2, processor_pb2
 
-__all__ = ["Preparer", "rules_from_proto", "rules_to_proto"]
+__all__ = [
+    "Preparer",
+    "rules_from_proto",
+    "rules_to_proto",
+    "screening_from_proto",
+    "screening_to_proto",
+]
 
 _MODES = {
     processor_pb2.REDACTION_MODE_UNSPECIFIED: RedactionMode.PSEUDONYMIZE,
@@ -35,6 +46,46 @@ _MODES = {
     processor_pb2.REDACTION_MODE_BLOCK: RedactionMode.BLOCK,
 }
 _MODE_TO_PROTO = {v: k for k, v in _MODES.items() if k}
+_ACTIONS = {
+    processor_pb2.SCREEN_ACTION_UNSPECIFIED: ScreenAction.FLAG,
+    processor_pb2.SCREEN_ACTION_FLAG: ScreenAction.FLAG,
+    processor_pb2.SCREEN_ACTION_BLOCK: ScreenAction.BLOCK,
+    processor_pb2.SCREEN_ACTION_ROUTE: ScreenAction.ROUTE,
+}
+_ACTION_TO_PROTO = {v: k for k, v in _ACTIONS.items() if k}
+
+
+def screening_to_proto(screen: ScreenConfig) -> processor_pb2.ScreenRules:
+    """The screen step's settings as sent to the processor (``route_to`` stays with the
+    orchestrator: the processor only decides ``route``)."""
+    return processor_pb2.ScreenRules(
+        action=_ACTION_TO_PROTO[screen.action],
+        threshold=screen.threshold,
+        rules=screen.rules,
+        classifier=screen.classifier,
+    )
+
+
+def screening_from_proto(rules: processor_pb2.ScreenRules) -> ScreenConfig:
+    """Validate the screen step's rules; INVALID_REQUEST naming each bad field."""
+    bad = [
+        FieldViolation(f"screening.rules[{i}]", f"unknown rule {name!r}")
+        for i, name in enumerate(rules.rules)
+        if name not in SCREEN_RULES
+    ]
+    if rules.action not in _ACTIONS:
+        bad.append(FieldViolation("screening.action", "unknown action"))
+    if not 0 <= rules.threshold <= 1:
+        bad.append(FieldViolation("screening.threshold", "a number from 0 to 1"))
+    if bad:
+        raise _invalid(bad)
+    chosen = set(rules.rules)
+    return ScreenConfig(
+        _ACTIONS[rules.action],
+        rules.threshold or ScreenConfig.threshold,
+        rules=tuple(r for r in SCREEN_RULES if r in chosen) if chosen else SCREEN_RULES,
+        classifier=rules.classifier,
+    )
 
 
 def rules_to_proto(rules: RedactionConfig) -> processor_pb2.RedactionRules:
@@ -89,10 +140,27 @@ def rules_from_proto(rules: processor_pb2.RedactionRules) -> RedactionConfig:
 class Preparer:
     """Runs pre-call steps; keeps the last rule sets' compiled redactors."""
 
-    def __init__(self, limits: PartLimits, cached: int = 64) -> None:
+    def __init__(
+        self, limits: PartLimits, cached: int = 64, classifiers: Collection[str] = ()
+    ) -> None:
+        """`classifiers`: the dotted paths a screen step may load a classifier from."""
         self._limits = limits
+        self._classifiers = frozenset(classifiers)
         self._redactors: OrderedDict[bytes, Redactor] = OrderedDict()
+        self._screeners: OrderedDict[tuple[tuple[str, ...], str], Screener] = OrderedDict()
         self._cached = cached
+
+    def _screener(self, config: ScreenConfig) -> Screener:
+        key = (config.rules, config.classifier)
+        screener = self._screeners.get(key)
+        if screener is None:
+            screener = Screener(config.rules, config.classifier, self._classifiers)
+            self._screeners[key] = screener
+            if len(self._screeners) > self._cached:
+                self._screeners.popitem(last=False)
+        else:
+            self._screeners.move_to_end(key)
+        return screener
 
     def _redactor(self, rules: processor_pb2.RedactionRules) -> Redactor:
         key = rules.SerializeToString(deterministic=True)
@@ -119,21 +187,50 @@ class Preparer:
         if not request.steps:
             return out
         messages = messages_from_proto(request.messages, self._limits)
-        for step in request.steps:  # today only `redact`
+        for step in request.steps:
             started = time.perf_counter()
-            redaction = self._redactor(request.redaction).start()
-            redacted = redact_messages(messages, redaction)
-            mode = redaction.redactor.mode
-            decision = out.decisions.add(
-                step=step, decision=mode.value if redaction.counts else "clean"
-            )
-            decision.counts.update(redaction.counts)
-            for value, placeholder in redaction.placeholders.items():
-                out.pseudonyms.add(placeholder=placeholder, value=value)
-            _write_texts(out.messages, messages, redacted)
-            messages = redacted
+            if step == "screen":
+                decision = self._screen(request.screening, messages, out)
+            else:
+                redaction = self._redactor(request.redaction).start()
+                redacted = redact_messages(messages, redaction)
+                mode = redaction.redactor.mode
+                decision = out.decisions.add(
+                    step=step, decision=mode.value if redaction.counts else "clean"
+                )
+                decision.counts.update(redaction.counts)
+                for value, placeholder in redaction.placeholders.items():
+                    out.pseudonyms.add(placeholder=placeholder, value=value)
+                _write_texts(out.messages, messages, redacted)
+                messages = redacted
             decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
         return out
+
+    def _screen(
+        self,
+        rules: processor_pb2.ScreenRules,
+        messages: Sequence[Message],
+        out: processor_pb2.PrepareResponse,
+    ) -> processor_pb2.StepDecision:
+        config = screening_from_proto(rules)
+        screening = self._screener(config).screen(messages)
+        hit = screening.score >= config.threshold
+        if hit and config.action is ScreenAction.BLOCK:
+            named = ", ".join(screening.rules)
+            raise LlmeshError(
+                Reason.INVALID_REQUEST,
+                f"the input looks like a prompt injection (score {screening.score:.2f}, "
+                f"threshold {config.threshold:.2f}; rules {named}); screening in block mode "
+                "refuses it",
+                metadata={"step": "screen", "rules": ",".join(screening.rules)},
+            )
+        decision: processor_pb2.StepDecision = out.decisions.add(
+            step="screen",
+            decision=config.action.value if hit else "clean",
+            score=screening.score,
+            rules=screening.rules,
+        )
+        return decision
 
 
 def _write_texts(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from llmesh.services.common.grpc_server import (
 )
 from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
-from llmesh.services.common.step_settings import DETECTORS
+from llmesh.services.common.step_settings import DETECTORS, SCREEN_RULES
 from llmesh.services.common.tls import check_listener
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.processor.models import ModelNames
+from llmesh.services.processor.screen import ALLOW_ENV
 from llmesh.services.processor.servicer import ProcessorServicer
 from llmesh.services.processor.tokenizers import Tokenizers
 from llmesh.services.telemetry import Metrics, build_metrics
@@ -65,16 +67,25 @@ class ProcessorServer:
         await self.telemetry.aclose()
 
 
+_SCREEN_LABELS = frozenset((*SCREEN_RULES, "classifier"))
+_SCREEN_DECISIONS = frozenset(("clean", "flag", "route", "block"))
+
+
 def count_redactions(
     metrics: Metrics,
 ) -> Callable[[Sequence[processor_pb2.StepDecision]], None]:
     """Counts each Prepare's redacted values per detector (``llmesh_redactions_total``); a
-    user pattern or word list counts as ``custom``, so a client cannot add labels."""
+    user pattern or word list counts as ``custom``, so a client cannot add labels. Screened
+    calls count once per matched rule and decision (``llmesh_screen_matches_total``)."""
 
     def count(decisions: Sequence[processor_pb2.StepDecision]) -> None:
         for decision in decisions:
             for detector, n in decision.counts.items():
                 metrics.redactions.add(n, detector if detector in DETECTORS else "custom")
+            if decision.step == "screen" and decision.decision in _SCREEN_DECISIONS:
+                for rule in decision.rules:
+                    if rule in _SCREEN_LABELS:
+                        metrics.screen_matches.add(1, rule, decision.decision)
 
     return count
 
@@ -91,6 +102,10 @@ async def access_for(address: str, config: Config | None) -> Access:
         allow_unauthenticated=config.allow_unauthenticated,
         jwt_issuers=config.jwt_issuers,
     )
+
+
+def _listed(raw: str) -> tuple[str, ...]:
+    return tuple(name for name in (n.strip() for n in raw.split(",")) if name)
 
 
 async def serve(
@@ -112,6 +127,9 @@ async def serve(
     Loading happens before the server accepts calls, so no call waits for it. It runs on
     the event loop (under a second, once): the loader holds the GIL, so a thread would not
     free the loop, and the loader briefly changes the process's warning filters.
+
+    ``LLMESH_SCREEN_CLASSIFIERS`` (comma-separated dotted paths) lists the classifiers a
+    screen step may load besides the installed entry points.
     """
     settings = MetricsSettings() if config is None else config.telemetry.metrics
     tls = TlsSettings() if config is None else config.tls.service("processor")
@@ -126,6 +144,7 @@ async def serve(
             authenticator=access.authenticator,
             models=None if config is None else ModelNames.from_config(config),
             part_limits=None if config is None else config.part_limits,
+            screen_classifiers=_listed(os.environ.get(ALLOW_ENV, "")),
         )
         running = await start_server(
             [

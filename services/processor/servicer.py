@@ -6,9 +6,10 @@ Authentication and error answers are the `llmesh.services.common.rpc_guard` deco
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from llmesh.services.auth import Authenticator
+from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary
 from llmesh.services.processor.convert import count_request_from_proto, fit_request_from_proto
@@ -37,11 +38,13 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         authenticator: Authenticator | None = None,
         models: ModelNames | None = None,
         part_limits: PartLimits | None = None,
+        screen_classifiers: Collection[str] = (),
     ) -> None:
+        """`screen_classifiers`: dotted paths a screen step may load a classifier from."""
         self._tokenizers = tokenizers
         self._models = models
         self._limits = part_limits or PartLimits()
-        self._preparer = Preparer(self._limits)
+        self._preparer = Preparer(self._limits, classifiers=screen_classifiers)
         self.guard = RpcGuard(authenticator or Authenticator(None, required=False), log=log)
         """Authenticates and answers every call (see `llmesh.services.common.rpc_guard`)."""
         self.on_decisions: Callable[[Sequence[processor_pb2.StepDecision]], None] | None = None
@@ -94,8 +97,18 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         self, request: processor_pb2.PrepareRequest, rpc: Rpc
     ) -> processor_pb2.PrepareResponse:
         """Run the pre-call steps on the messages (see `llmesh.services.processor.prepare`);
-        values found are counted per detector, never logged."""
-        response = self._preparer.prepare(request)
+        values found are counted per detector, never logged; a screening block is counted
+        per rule before it fails the call."""
+        try:
+            response = self._preparer.prepare(request)
+        except LlmeshError as exc:
+            rules = exc.metadata.get("rules")
+            if exc.metadata.get("step") == "screen" and rules and self.on_decisions is not None:
+                blocked = processor_pb2.StepDecision(
+                    step="screen", decision="block", rules=rules.split(",")
+                )
+                self.on_decisions([blocked])
+            raise
         if self.on_decisions is not None:
             self.on_decisions(response.decisions)
         return response

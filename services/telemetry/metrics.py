@@ -242,6 +242,12 @@ class Metrics:
             "Sensitive values the processor redacted, per detector (values are never recorded).",
             ("llmesh.detector",),
         )
+        self.screen_matches = t(
+            "llmesh.screen.matches",
+            "{call}",
+            "Calls whose screening matched a rule, per rule and decision (flag, route, block).",
+            ("llmesh.rule", "llmesh.decision"),
+        )
         self.in_flight = t(
             "llmesh.calls.in_flight",
             "{call}",

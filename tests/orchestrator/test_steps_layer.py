@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from llmesh.services.common.config import ConfigError, parse_route
+from llmesh.services.common.config import ConfigError, ProviderConfig, parse_route
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.step_settings import (
+    SCREEN_RULES,
     RedactionMode,
+    ScreenAction,
     StepsConfig,
     parse_steps,
 )
@@ -24,7 +26,9 @@ from llmesh.services.core.target import Target
 from llmesh.services.core.trail import Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.layers.steps import Processed, restored
-from llmesh.services.orchestrator.steps import ProcessorClient
+from llmesh.services.orchestrator.routing import Router
+from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
+from llmesh.v1 import processor_pb2
 
 STEPS = parse_steps("r", {"pre": ["redact"], "post": ["restore"]})
 
@@ -136,8 +140,98 @@ def test_steps_configuration() -> None:
         ({"pre": ["redact"], "redact": {"patterns": {"e": "a*"}}}, "steps.redact.patterns.e"),
         ({"pre": ["redact"], "redact": {"mode": "hide"}}, "steps.redact.mode"),
         ({"redact": {}}, "steps.redact"),
+        ({"screen": {}}, "steps.screen"),
+        ({"pre": ["screen"], "screen": {"action": "warn"}}, "steps.screen.action"),
+        ({"pre": ["screen"], "screen": {"threshold": 0}}, "steps.screen.threshold"),
+        ({"pre": ["screen"], "screen": {"action": "route"}}, "steps.screen.route_to"),
+        ({"pre": ["screen"], "screen": {"route_to": "x"}}, "steps.screen.route_to"),
+        ({"pre": ["screen"], "screen": {"rules": ["telepathy"]}}, "steps.screen.rules"),
+        ({"pre": ["screen"], "screen": {"classifier": "a b"}}, "steps.screen.classifier"),
     ],
 )
 def test_bad_steps_are_refused_naming_the_key(steps: dict[str, Any], names: str) -> None:
     with pytest.raises(ConfigError, match=f"routes.r.{names}"):
         parse_route("r", {"targets": ["emulator/echo"], "steps": steps})
+
+
+def test_screen_configuration() -> None:
+    steps = parse_steps("r", {"pre": ["screen", "redact"]})
+    assert steps is not None and steps.screen.action is ScreenAction.FLAG
+    assert steps.screen.threshold == 0.5 and steps.screen.rules == SCREEN_RULES
+    steps = parse_steps(
+        "r",
+        {
+            "pre": ["screen"],
+            "screen": {
+                "action": "route",
+                "threshold": 0.7,
+                "route_to": "emulator/gpt-4o",
+                "rules": ["reveal_system_prompt", "jailbreak"],
+                "classifier": "pkg.mod:score",
+            },
+        },
+    )
+    assert steps is not None and steps.screen.action is ScreenAction.ROUTE
+    assert steps.screen.rules == ("jailbreak", "reveal_system_prompt")
+    assert steps.screen.route_to == "emulator/gpt-4o" and steps.screen.classifier == "pkg.mod:score"
+    bad = parse_route(
+        "r",
+        {
+            "targets": ["emulator/echo"],
+            "steps": {"pre": ["screen"], "screen": {"action": "route", "route_to": "gpt-9"}},
+        },
+    )
+    providers = {"emulator": ProviderConfig("emulator", "openai", models=("echo",))}
+    with pytest.raises(LlmeshError) as info:  # a bad route_to fails at start, not per call
+        Router(providers, {}, {"r": bad})
+    assert info.value.reason is Reason.MODEL_NOT_FOUND and "gpt-9" in str(info.value)
+
+
+class Screening(ProcessorClient):
+    """Answers every Prepare with one screen decision."""
+
+    def __init__(self, decision: str) -> None:
+        self.address = "here"
+        self.decision = decision
+
+    async def prepare(self, messages: Any, steps: Any, timeout: Any) -> Prepared:
+        d = processor_pb2.StepDecision(
+            step="screen", decision=self.decision, score=0.84, rules=["jailbreak"]
+        )
+        return Prepared(tuple(messages), {}, (d,))
+
+
+class Targeted(Inner):
+    """Records the targets of each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[tuple[Target, ...]] = []
+
+    def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
+        self.targets.append(call.targets)
+        return super().stream(call)
+
+
+@pytest.mark.parametrize("decision", ["flag", "route"])
+async def test_a_route_decision_moves_the_call_to_route_to(decision: str) -> None:
+    steps = parse_steps(
+        "r", {"pre": ["screen"], "screen": {"action": "route", "route_to": "strict"}}
+    )
+    strict = (Target("emulator", "gpt-4o"),)
+    inner = Targeted()
+    layer = Processed(
+        inner,
+        steps_for={"private": steps}.get,
+        client=Screening(decision),
+        targets_for={"strict": strict}.__getitem__,
+    )
+    call = routed("private")
+    events = [e async for e in layer.stream(call)]
+    assert events[0] == TextDelta("ok")
+    notes = call.trail.notes or []
+    assert notes[0].startswith(f"screen: {decision} score=0.84 rules=jailbreak (")
+    if decision == "route":
+        assert inner.targets == [strict] and notes[1] == "screen: routed to strict"
+    else:
+        assert inner.targets == [(Target("emulator", "echo"),)] and len(notes) == 1

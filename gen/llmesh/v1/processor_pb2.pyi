@@ -17,10 +17,21 @@ class RedactionMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REDACTION_MODE_MASK: _ClassVar[RedactionMode]
     REDACTION_MODE_PSEUDONYMIZE: _ClassVar[RedactionMode]
     REDACTION_MODE_BLOCK: _ClassVar[RedactionMode]
+
+class ScreenAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCREEN_ACTION_UNSPECIFIED: _ClassVar[ScreenAction]
+    SCREEN_ACTION_FLAG: _ClassVar[ScreenAction]
+    SCREEN_ACTION_BLOCK: _ClassVar[ScreenAction]
+    SCREEN_ACTION_ROUTE: _ClassVar[ScreenAction]
 REDACTION_MODE_UNSPECIFIED: RedactionMode
 REDACTION_MODE_MASK: RedactionMode
 REDACTION_MODE_PSEUDONYMIZE: RedactionMode
 REDACTION_MODE_BLOCK: RedactionMode
+SCREEN_ACTION_UNSPECIFIED: ScreenAction
+SCREEN_ACTION_FLAG: ScreenAction
+SCREEN_ACTION_BLOCK: ScreenAction
+SCREEN_ACTION_ROUTE: ScreenAction
 
 class CountTokensRequest(_message.Message):
     __slots__ = ("model", "text", "messages", "tools")
@@ -99,14 +110,28 @@ class RedactionRules(_message.Message):
     def __init__(self, mode: _Optional[_Union[RedactionMode, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., patterns: _Optional[_Iterable[_Union[RedactionPattern, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[RedactionWords, _Mapping]]] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("messages", "steps", "redaction")
+    __slots__ = ("messages", "steps", "redaction", "screening")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     REDACTION_FIELD_NUMBER: _ClassVar[int]
+    SCREENING_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
     steps: _containers.RepeatedScalarFieldContainer[str]
     redaction: RedactionRules
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ...) -> None: ...
+    screening: ScreenRules
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ...) -> None: ...
+
+class ScreenRules(_message.Message):
+    __slots__ = ("action", "threshold", "rules", "classifier")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    action: ScreenAction
+    threshold: float
+    rules: _containers.RepeatedScalarFieldContainer[str]
+    classifier: str
+    def __init__(self, action: _Optional[_Union[ScreenAction, str]] = ..., threshold: _Optional[float] = ..., rules: _Optional[_Iterable[str]] = ..., classifier: _Optional[str] = ...) -> None: ...
 
 class Pseudonym(_message.Message):
     __slots__ = ("placeholder", "value")
@@ -117,7 +142,7 @@ class Pseudonym(_message.Message):
     def __init__(self, placeholder: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class StepDecision(_message.Message):
-    __slots__ = ("step", "decision", "duration", "counts")
+    __slots__ = ("step", "decision", "duration", "counts", "score", "rules")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -129,11 +154,15 @@ class StepDecision(_message.Message):
     DECISION_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
     step: str
     decision: str
     duration: _duration_pb2.Duration
     counts: _containers.ScalarMap[str, int]
-    def __init__(self, step: _Optional[str] = ..., decision: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    score: float
+    rules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, step: _Optional[str] = ..., decision: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., score: _Optional[float] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
     __slots__ = ("messages", "pseudonyms", "decisions")

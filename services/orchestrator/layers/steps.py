@@ -5,7 +5,9 @@ A call whose route has no steps passes straight through (no RPC, no wrapper). Ot
 processor's ``Prepare`` transforms the messages (redaction); each step's decision and time
 go to the trail's notes (the ``llmesh-steps`` trailer); with ``post: [restore]`` the reply's
 placeholders are put back in text deltas and tool-call arguments, also when a placeholder
-arrives split across deltas (`llmesh.services.processor.redact.Restorer`).
+arrives split across deltas (`llmesh.services.processor.redact.Restorer`). A ``screen``
+step deciding ``route`` moves the call to the targets of its ``route_to`` (noted in the
+trail); one deciding ``block`` has already failed the call in the processor.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
+from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
 from llmesh.services.processor.redact import Restorer, json_escaped
 
@@ -35,10 +38,14 @@ class Processed:
         *,
         steps_for: Callable[[str], StepsConfig | None],
         client: ProcessorClient,
+        targets_for: Callable[[str], tuple[Target, ...]] | None = None,
     ) -> None:
+        """`targets_for`: the targets of a model or route name, for a screen step's
+        ``route_to`` (needed only by routes whose screen action is route)."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
+        self._targets_for = targets_for
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, through its route's steps when it has any."""
@@ -56,12 +63,23 @@ class Processed:
         _note(call, prepared)
         request = replace(call.request, messages=prepared.messages)
         routed = replace(call, call=replace(call.call, request=request))
+        if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
+            routed = self._rerouted(routed, steps.screen.route_to)
         events = self._inner.stream(routed)
         if steps.restores and prepared.pseudonyms:
             events = restored(events, prepared.pseudonyms)
         async with aclosing(events) as inner:
             async for event in inner:
                 yield event
+
+    def _rerouted(self, call: RoutedCall[ChatRequest], route_to: str) -> RoutedCall[ChatRequest]:
+        if self._targets_for is None:
+            raise RuntimeError("a screen step routes, but the layer has no targets_for")
+        targets = self._targets_for(route_to)
+        notes = call.trail.notes
+        if notes is not None:
+            notes.append(f"screen: routed to {route_to}")
+        return replace(call, targets=targets, failover=frozenset(), downgrade=())
 
 
 def _note(call: RoutedCall[Any], prepared: Prepared) -> None:
@@ -70,6 +88,8 @@ def _note(call: RoutedCall[Any], prepared: Prepared) -> None:
         notes = call.trail.notes = []
     for d in prepared.decisions:
         counts = " ".join(f"{k}={v}" for k, v in sorted(d.counts.items()))
+        if d.step == "screen":
+            counts = f"score={d.score:.2f}" + (f" rules={','.join(d.rules)}" if d.rules else "")
         ms = d.duration.ToNanoseconds() / 1e6
         notes.append(f"{d.step}: {d.decision}{' ' + counts if counts else ''} ({ms:.3f} ms)")
 

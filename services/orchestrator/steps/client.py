@@ -18,7 +18,7 @@ from llmesh.services.common.step_settings import StepsConfig
 from llmesh.services.common.tls import channel
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.core.chat import Message, Role, TextPart
-from llmesh.services.processor.prepare import rules_to_proto
+from llmesh.services.processor.prepare import rules_to_proto, screening_to_proto
 from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 __all__ = ["Prepared", "ProcessorClient", "messages_to_proto", "with_texts"]
@@ -98,6 +98,7 @@ class ProcessorClient:
             messages=messages_to_proto(messages),
             steps=steps.pre,
             redaction=rules_to_proto(steps.redact),
+            screening=screening_to_proto(steps.screen),
         )
         try:
             answer = await self._stub.Prepare(request, timeout=timeout, metadata=self._metadata)
