@@ -16,7 +16,7 @@ from llmesh.gateway.settings import GatewaySettings
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.tls import channel
-from llmesh.services.telemetry.tracing import traced_channel
+from llmesh.services.telemetry.tracing import client_interceptors, traced_channel
 from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
 
 _POINT_AT = {
@@ -64,7 +64,15 @@ class Upstream:
         ]
         if own_connections:
             options.append(LOCAL_SUBCHANNELS)
-        plain = channel(channel_target(address), settings.tls, "gateway", options=options)
+        # the instrumentation's interceptors (its mode) or llmesh's channel wrapper (the other)
+        interceptors = client_interceptors(settings.telemetry) if traced else []
+        plain = channel(
+            channel_target(address),
+            settings.tls,
+            "gateway",
+            options=options,
+            interceptors=interceptors or None,
+        )
         return traced_channel(plain, settings.telemetry) if traced else plain
 
     @classmethod

@@ -10,7 +10,7 @@ from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.telemetry_settings import TelemetrySettings
 from llmesh.services.common.tls import channel
 from llmesh.services.common.tls_settings import TlsSettings
-from llmesh.services.telemetry.tracing import traced_channel
+from llmesh.services.telemetry.tracing import client_interceptors, traced_channel
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
@@ -21,6 +21,14 @@ def _peer(address: str) -> Peer:
         address,
         "--address, LLMESH_ORCHESTRATOR_ADDRESS or orchestrator.address in the configuration file",
     )
+
+
+def _channel(
+    address: str, tls: TlsSettings | None, telemetry: TelemetrySettings | None
+) -> grpc.aio.Channel:
+    """The CLI's channel to `address`, its calls traced as `telemetry` says."""
+    interceptors = client_interceptors(telemetry) or None
+    return traced_channel(channel(address, tls, "CLI", interceptors=interceptors), telemetry)
 
 
 def _metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
@@ -54,7 +62,7 @@ async def chat_to_terminal(
     inp = chat_pb2.ChatInput(model=model, messages=messages)
     if max_tokens is not None:
         inp.max_tokens = max_tokens
-    async with traced_channel(channel(address, tls, "CLI"), telemetry) as ch:
+    async with _channel(address, tls, telemetry) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         try:
             async for ev in stub.StreamChat(
@@ -99,7 +107,7 @@ async def print_models(
 ) -> int:
     """Print the routable models, one a line; `api_key`, `telemetry` and `tls` as in
     `chat_to_terminal`."""
-    async with traced_channel(channel(address, tls, "CLI"), telemetry) as ch:
+    async with _channel(address, tls, telemetry) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         try:
             resp = await stub.ListModels(

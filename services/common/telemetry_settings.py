@@ -15,6 +15,7 @@ telemetry:
     sampler: parentbased_always_on    # OTEL_TRACES_SAMPLER
     sampler_arg: 1.0            # OTEL_TRACES_SAMPLER_ARG (ratio samplers)
     capture_content: false      # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+    grpc_instrumentation: llmesh      # or opentelemetry; LLMESH_TRACING_GRPC_INSTRUMENTATION
   metrics:                      # see `llmesh.services.common.metrics_settings`
     enabled: true               # OTEL_METRICS_EXPORTER (otlp, prometheus, none) decides when set
     orchestrator_port: 9464     # the orchestrator's /metrics port (processor_port: 9465)
@@ -46,6 +47,7 @@ from llmesh.services.common.metrics_settings import (
 )
 
 __all__ = [
+    "GRPC_INSTRUMENTATIONS",
     "OTLP_PROTOCOLS",
     "SAMPLERS",
     "LogSettings",
@@ -67,6 +69,12 @@ SAMPLERS = (
 
 _TRACE_EXPORTERS = ("otlp", "console", "none")
 
+GRPC_INSTRUMENTATIONS = ("llmesh", "opentelemetry")
+"""Who makes the gRPC spans: llmesh's own server interceptor and channel wrapper, or
+opentelemetry-instrumentation-grpc's aio interceptors."""
+
+_GRPC_INSTRUMENTATION_VAR = "LLMESH_TRACING_GRPC_INSTRUMENTATION"
+
 
 @dataclass(frozen=True)
 class TracingSettings:
@@ -87,6 +95,10 @@ class TracingSettings:
     """The ratio of traces kept by the ``*traceidratio`` samplers (0 to 1)."""
     capture_content: bool = False
     """Record prompts and completions on spans (never by default: they may be private)."""
+    grpc_instrumentation: str = "llmesh"
+    """One of `GRPC_INSTRUMENTATIONS`: ``llmesh`` (its own server interceptor and channel
+    wrapper, the cheaper) or ``opentelemetry`` (opentelemetry-instrumentation-grpc's aio
+    server interceptor and client interceptors); the spans are the same."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -98,6 +110,11 @@ class TracingSettings:
             raise FieldError("sampler", f"one of {SAMPLERS}, got {self.sampler!r}")
         if self.sampler_arg > 1:
             raise FieldError("sampler_arg", f"a ratio between 0 and 1, got {self.sampler_arg}")
+        if self.grpc_instrumentation not in GRPC_INSTRUMENTATIONS:
+            raise FieldError(
+                "grpc_instrumentation",
+                f"one of {GRPC_INSTRUMENTATIONS}, got {self.grpc_instrumentation!r}",
+            )
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,11 @@ def _tracing(
     except ValueError:
         raise FieldError("OTEL_TRACES_SAMPLER_ARG", f"a ratio, got {arg_text!r}") from None
     capture = _var(env, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    instrumentation = _var(env, _GRPC_INSTRUMENTATION_VAR)
+    if instrumentation is not None and instrumentation.lower() not in GRPC_INSTRUMENTATIONS:
+        raise FieldError(
+            _GRPC_INSTRUMENTATION_VAR, f"one of {GRPC_INSTRUMENTATIONS}, got {instrumentation!r}"
+        )
     try:
         return TracingSettings(
             enabled=enabled,
@@ -222,6 +244,7 @@ def _tracing(
             sampler=sampler,
             sampler_arg=sampler_arg,
             capture_content=file.capture_content if capture is None else _true(capture),
+            grpc_instrumentation=(instrumentation or file.grpc_instrumentation).lower(),
         )
     except FieldError as exc:  # a value that came from the environment
         raise FieldError(f"OTEL_TRACES_{exc.key.upper()}", exc.problem) from None

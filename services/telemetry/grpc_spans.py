@@ -30,7 +30,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmesh.services.telemetry import w3c
 
-__all__ = ["ServerSpans", "TracedChannel", "traced_channel"]
+__all__ = ["ServerSpans", "TracedChannel", "note_call_status", "traced_channel"]
 
 SCOPE = "llmesh.grpc"
 """The instrumentation scope of the gRPC spans."""
@@ -375,17 +375,22 @@ class _TracedCallable:
         return call
 
 
-def _call_done(span: Span, call: Any) -> None:
-    """End a call's span with the call's status (read where gRPC keeps it once done)."""
+def note_call_status(span: Span, call: Any) -> None:
+    """Set a finished call's status code on its CLIENT span, and an error status for any code
+    but OK (read where gRPC keeps the status once the call is done)."""
     try:
         status = call._cython_call._status
         code, details = status.code(), status.details()
     except AttributeError:  # not a grpc.aio call: nothing more to tell
-        span.end()
         return
     span.set_attribute(_STATUS_CODE, code)
     if code:
         span.set_status(Status(StatusCode.ERROR, details))
+
+
+def _call_done(span: Span, call: Any) -> None:
+    """End a call's span with the call's status."""
+    note_call_status(span, call)
     span.end()
 
 

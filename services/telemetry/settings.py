@@ -7,6 +7,7 @@ configuration loader can parse them; the telemetry package takes them from here.
 from __future__ import annotations
 
 from llmesh.services.common.telemetry_settings import (
+    GRPC_INSTRUMENTATIONS,
     OTLP_PROTOCOLS,
     SAMPLERS,
     LogSettings,
@@ -17,6 +18,7 @@ from llmesh.services.common.telemetry_settings import (
 )
 
 __all__ = [
+    "GRPC_INSTRUMENTATIONS",
     "OTLP_PROTOCOLS",
     "SAMPLERS",
     "LogSettings",

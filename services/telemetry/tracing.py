@@ -8,9 +8,13 @@ it from anywhere); its spans are batched and flushed at exit. Spans exported ove
 from llmesh's lean provider (`llmesh.services.telemetry.lean_trace`), encoded to OTLP wire
 bytes in one pass per batch; the console exporter keeps the SDK's provider.
 
-The gRPC spans are those opentelemetry-instrumentation-grpc's aio interceptors make, made
-by `llmesh.services.telemetry.grpc_spans` for less: a server interceptor, and on the client
-side a channel wrapper (`traced_channel`) instead of interceptors. A stream that fails ends
+The gRPC spans are those opentelemetry-instrumentation-grpc's aio interceptors make. By
+default (``telemetry.tracing.grpc_instrumentation: llmesh``) they are made by
+`llmesh.services.telemetry.grpc_spans` for less: a server interceptor, and on the client
+side a channel wrapper (`traced_channel`) instead of interceptors. With ``opentelemetry``,
+servers take the package's aio server interceptor and channels are created with its aio
+client interceptors (`client_interceptors`; see `llmesh.services.telemetry.grpc_otel`); a
+channel call site asks for both, and gets the one its mode uses. A stream that fails ends
 with ``context.abort``, which the server's span records as its error status. Health checks
 and reflection get no spans.
 """
@@ -43,7 +47,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from llmesh.services.telemetry import lean_trace, w3c
+from llmesh.services.telemetry import grpc_otel, lean_trace, w3c
 from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel
 from llmesh.services.telemetry.lean_trace import LeanExporter, LeanTracerProvider, SpanBatcher
 from llmesh.services.telemetry.otlp_send import wire_exporter
@@ -51,6 +55,7 @@ from llmesh.services.telemetry.settings import TelemetrySettings, TracingSetting
 
 __all__ = [
     "PROPAGATOR",
+    "client_interceptors",
     "install_tracing",
     "server_interceptors",
     "trace_headers",
@@ -185,18 +190,37 @@ def _untraced(method: str) -> bool:
     return method.startswith(_UNTRACED)
 
 
+def _instrumented_by(settings: TelemetrySettings | None, instrumentation: str) -> bool:
+    """Whether tracing is on and `instrumentation` makes the gRPC spans."""
+    if settings is None or not settings.tracing.enabled:
+        return False
+    return settings.tracing.grpc_instrumentation == instrumentation
+
+
 def server_interceptors(settings: TelemetrySettings | None) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors a gRPC server of the mesh takes (none when tracing is off)."""
     if settings is None or not settings.tracing.enabled:
         return []
+    if _instrumented_by(settings, "opentelemetry"):
+        return [grpc_otel.server_interceptor(traced_method)]
     return [ServerSpans(_untraced)]
+
+
+def client_interceptors(settings: TelemetrySettings | None) -> list[grpc.aio.ClientInterceptor]:
+    """The interceptors a gRPC channel of the mesh is created with: the instrumentation's
+    aio client interceptors when it makes the gRPC spans, else none (tracing off, or
+    llmesh's own spans, which `traced_channel` makes)."""
+    if not _instrumented_by(settings, "opentelemetry"):
+        return []
+    return grpc_otel.client_interceptors(traced_method)
 
 
 def traced_channel(
     channel: grpc.aio.Channel, settings: TelemetrySettings | None
 ) -> grpc.aio.Channel:
-    """`channel`, its calls traced when tracing is on (as it is when off)."""
-    if settings is None or not settings.tracing.enabled:
+    """`channel`, its calls traced when tracing is on and llmesh makes the gRPC spans (as it
+    is otherwise: off, or traced by the interceptors it was created with)."""
+    if not _instrumented_by(settings, "llmesh"):
         return channel
     return TracedChannel(channel, _untraced)
 

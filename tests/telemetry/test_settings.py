@@ -92,6 +92,16 @@ def test_content_capture_follows_the_genai_switch() -> None:
     assert not parse_telemetry(raw, env).tracing.capture_content
 
 
+def test_the_grpc_instrumentation_is_llmeshs_unless_chosen() -> None:
+    assert parse_telemetry(None, {}).tracing.grpc_instrumentation == "llmesh"
+    raw = {"tracing": {"enabled": True, "grpc_instrumentation": "opentelemetry"}}
+    assert parse_telemetry(raw, {}).tracing.grpc_instrumentation == "opentelemetry"
+    env = {"LLMESH_TRACING_GRPC_INSTRUMENTATION": "llmesh"}
+    assert parse_telemetry(raw, env).tracing.grpc_instrumentation == "llmesh"
+    env = {"LLMESH_TRACING_GRPC_INSTRUMENTATION": "OpenTelemetry"}
+    assert parse_telemetry(None, env).tracing.grpc_instrumentation == "opentelemetry"
+
+
 @pytest.mark.parametrize(
     ("raw", "env", "message"),
     [
@@ -103,6 +113,16 @@ def test_content_capture_follows_the_genai_switch() -> None:
         (None, {"OTEL_TRACES_SAMPLER_ARG": "x"}, "OTEL_TRACES_SAMPLER_ARG: a ratio"),
         (None, {"OTEL_EXPORTER_OTLP_PROTOCOL": "udp"}, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
         (None, {"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER: unknown exporters"),
+        (
+            {"tracing": {"grpc_instrumentation": "sdk"}},
+            {},
+            "telemetry.tracing.grpc_instrumentation: one of",
+        ),
+        (
+            None,
+            {"LLMESH_TRACING_GRPC_INSTRUMENTATION": "sdk"},
+            "LLMESH_TRACING_GRPC_INSTRUMENTATION: one of",
+        ),
     ],
 )
 def test_bad_values_name_the_key_or_variable(

@@ -4,11 +4,13 @@ and W3C headers when on."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 
 import grpc
 import pytest
 from opentelemetry import baggage, context, trace
+from opentelemetry.instrumentation.grpc._aio_server import OpenTelemetryAioServerInterceptor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -37,9 +39,30 @@ async def test_off_installs_nothing() -> None:
 async def test_on_installs_the_server_spans_and_wraps_channels() -> None:
     (interceptor,) = tracing.server_interceptors(TRACING_ON)
     assert isinstance(interceptor, ServerSpans)
+    assert tracing.client_interceptors(TRACING_ON) == []  # llmesh's spans: the channel wrapped
     channel = grpc.aio.insecure_channel("127.0.0.1:1")
     async with tracing.traced_channel(channel, TRACING_ON) as traced:
         assert isinstance(traced, TracedChannel)
+
+
+async def test_the_opentelemetry_mode_installs_the_instrumentations_interceptors() -> None:
+    on = replace(
+        TRACING_ON, tracing=replace(TRACING_ON.tracing, grpc_instrumentation="opentelemetry")
+    )
+    (interceptor,) = tracing.server_interceptors(on)
+    assert isinstance(interceptor, OpenTelemetryAioServerInterceptor)
+    kinds = (
+        grpc.aio.UnaryUnaryClientInterceptor,
+        grpc.aio.UnaryStreamClientInterceptor,
+        grpc.aio.StreamUnaryClientInterceptor,
+        grpc.aio.StreamStreamClientInterceptor,
+    )
+    interceptors = tracing.client_interceptors(on)
+    assert [kind for kind in kinds for i in interceptors if isinstance(i, kind)] == list(kinds)
+    assert tracing.client_interceptors(OFF) == [] and tracing.client_interceptors(None) == []
+    channel = grpc.aio.insecure_channel("127.0.0.1:1", interceptors=interceptors)
+    assert tracing.traced_channel(channel, on) is channel  # traced by its interceptors
+    await channel.close()
 
 
 @pytest.mark.parametrize(
