@@ -25,4 +25,4 @@ def test_to_json_names_every_count() -> None:
 
 
 def test_call_statuses_are_the_ledger_strings() -> None:
-    assert [s.value for s in CallStatus] == ["ok", "error", "cancelled"]
+    assert [s.value for s in CallStatus] == ["ok", "error", "cancelled", "interrupted"]
