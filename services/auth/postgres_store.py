@@ -20,6 +20,8 @@ from llmesh.services.auth.keys import KeyInfo, is_key_id
 from llmesh.services.auth.store import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_CACHE_TTL,
+    KEY_COLUMNS,
+    MIGRATIONS,
     SCHEMA_VERSION,
     KeyStore,
     StoredKey,
@@ -50,18 +52,6 @@ _SCHEMA = [
     )""",
     "CREATE INDEX llmesh_api_keys_tenant ON llmesh_api_keys (tenant, created_at)",
 ]
-
-_MIGRATIONS = {
-    2: [
-        "ALTER TABLE llmesh_api_keys ADD COLUMN default_priority TEXT",
-        "ALTER TABLE llmesh_api_keys ADD COLUMN max_priority TEXT",
-    ],
-}
-"""The statements taking the tables from the version before each key to that version."""
-
-_COLUMNS = (
-    "key_id, tenant, name, secret_hash, created_at, revoked_at, default_priority, max_priority"
-)
 
 
 def _row(row: Any) -> StoredKey:
@@ -99,7 +89,7 @@ async def _migrate(conn: Any) -> bytes:
             )
         if found is None or found < SCHEMA_VERSION:
             for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version]:
+                for statement in MIGRATIONS[version]:
                     await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO llmesh_schema_version (version) VALUES ($1)", SCHEMA_VERSION
@@ -185,10 +175,10 @@ class PostgresKeyStore(KeyStore):
     async def _select(self, tenant: str | None) -> builtins.list[KeyInfo]:
         order = "ORDER BY created_at, key_id"
         if tenant is None:
-            rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM llmesh_api_keys {order}")
+            rows = await self._pool.fetch(f"SELECT {KEY_COLUMNS} FROM llmesh_api_keys {order}")
         else:
             rows = await self._pool.fetch(
-                f"SELECT {_COLUMNS} FROM llmesh_api_keys WHERE tenant = $1 {order}", tenant
+                f"SELECT {KEY_COLUMNS} FROM llmesh_api_keys WHERE tenant = $1 {order}", tenant
             )
         return [_row(r).info for r in rows]
 
@@ -207,7 +197,7 @@ class PostgresKeyStore(KeyStore):
 
     async def _lookup(self, key_id: str) -> StoredKey | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM llmesh_api_keys WHERE key_id = $1", key_id
+            f"SELECT {KEY_COLUMNS} FROM llmesh_api_keys WHERE key_id = $1", key_id
         )
         return None if row is None else _row(row)
 

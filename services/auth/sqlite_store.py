@@ -20,6 +20,8 @@ from llmesh.services.auth.keys import KeyInfo
 from llmesh.services.auth.store import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_CACHE_TTL,
+    KEY_COLUMNS,
+    MIGRATIONS,
     SCHEMA_VERSION,
     KeyStore,
     StoredKey,
@@ -45,18 +47,6 @@ CREATE TABLE IF NOT EXISTS llmesh_api_keys (
 );
 CREATE INDEX IF NOT EXISTS llmesh_api_keys_tenant ON llmesh_api_keys (tenant, created_at);
 """
-
-_MIGRATIONS = {
-    2: [
-        "ALTER TABLE llmesh_api_keys ADD COLUMN default_priority TEXT",
-        "ALTER TABLE llmesh_api_keys ADD COLUMN max_priority TEXT",
-    ],
-}
-"""The statements taking the tables from the version before each key to that version."""
-
-_COLUMNS = (
-    "key_id, tenant, name, secret_hash, created_at, revoked_at, default_priority, max_priority"
-)
 
 
 def sqlite_path(url: str) -> str:
@@ -121,7 +111,7 @@ def _migrate(conn: sqlite3.Connection) -> bytes:
         )
     if found is None or found < SCHEMA_VERSION:
         for version in range((found or 1) + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version]:
+            for statement in MIGRATIONS[version]:
                 conn.execute(statement)
         conn.execute("INSERT INTO llmesh_schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     row = conn.execute("SELECT value FROM llmesh_auth_meta WHERE name = 'pepper'").fetchone()
@@ -199,10 +189,10 @@ class SqliteKeyStore(KeyStore):
     async def _select(self, tenant: str | None) -> builtins.list[KeyInfo]:
         def select(conn: sqlite3.Connection) -> builtins.list[tuple[Any, ...]]:
             if tenant is None:
-                query = f"SELECT {_COLUMNS} FROM llmesh_api_keys ORDER BY created_at, key_id"
+                query = f"SELECT {KEY_COLUMNS} FROM llmesh_api_keys ORDER BY created_at, key_id"
                 return conn.execute(query).fetchall()
             query = (
-                f"SELECT {_COLUMNS} FROM llmesh_api_keys WHERE tenant = ? "
+                f"SELECT {KEY_COLUMNS} FROM llmesh_api_keys WHERE tenant = ? "
                 "ORDER BY created_at, key_id"
             )
             return conn.execute(query, (tenant,)).fetchall()
@@ -221,7 +211,7 @@ class SqliteKeyStore(KeyStore):
 
     async def _lookup(self, key_id: str) -> StoredKey | None:
         def lookup(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-            query = f"SELECT {_COLUMNS} FROM llmesh_api_keys WHERE key_id = ?"
+            query = f"SELECT {KEY_COLUMNS} FROM llmesh_api_keys WHERE key_id = ?"
             result: tuple[Any, ...] | None = conn.execute(query, (key_id,)).fetchone()
             return result
 

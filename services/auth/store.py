@@ -42,6 +42,20 @@ SCHEMA_VERSION = 2
 """The version of the tables this code reads and writes (2 added the keys' priority
 columns ``default_priority`` and ``max_priority``)."""
 
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE llmesh_api_keys ADD COLUMN default_priority TEXT",
+        "ALTER TABLE llmesh_api_keys ADD COLUMN max_priority TEXT",
+    ),
+}
+"""The statements taking the tables from the version before each key to that version; the
+same SQL on SQLite and PostgreSQL."""
+
+KEY_COLUMNS = (
+    "key_id, tenant, name, secret_hash, created_at, revoked_at, default_priority, max_priority"
+)
+"""The columns a backend selects for a `StoredKey`, in the order its row reader expects."""
+
 
 def priority_column(value: Priority | None) -> str | None:
     """A tier as stored: its name, or NULL."""

@@ -60,38 +60,56 @@ class Migration:
         return [s.replace("{json}", json_type) for s in self.statements]
 
 
+_RECORD_COLUMNS_V1 = (
+    "request_id TEXT PRIMARY KEY",
+    "ts DOUBLE PRECISION NOT NULL",
+    "day TEXT NOT NULL",
+    "tenant TEXT NOT NULL DEFAULT ''",
+    "key_id TEXT NOT NULL DEFAULT ''",
+    "user_name TEXT NOT NULL DEFAULT ''",
+    "session TEXT NOT NULL DEFAULT ''",
+    "route TEXT NOT NULL DEFAULT ''",
+    "provider TEXT NOT NULL DEFAULT ''",
+    "model TEXT NOT NULL DEFAULT ''",
+    "attempts {json} NOT NULL",
+    "input_tokens BIGINT NOT NULL DEFAULT 0",
+    "output_tokens BIGINT NOT NULL DEFAULT 0",
+    "cache_read_tokens BIGINT NOT NULL DEFAULT 0",
+    "cache_write_tokens BIGINT NOT NULL DEFAULT 0",
+    "reasoning_tokens BIGINT NOT NULL DEFAULT 0",
+    "cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "cache_savings_usd DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "ttft_ms DOUBLE PRECISION",
+    "duration_ms DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "status TEXT NOT NULL",
+    "error_reason TEXT",
+    "usage_estimated BOOLEAN NOT NULL DEFAULT FALSE",
+    "cache_hit BOOLEAN NOT NULL DEFAULT FALSE",
+    "metadata {json} NOT NULL",
+)
+"""The column definitions of `TABLE` as version 1 created it. History, like the migrations
+built from it: never edited; a new column is a new migration."""
+
+_PRIORITY = "priority TEXT NOT NULL DEFAULT ''"
+"""The column version 4 added to `TABLE`."""
+
+_DOWNGRADED_FROM = "downgraded_from TEXT NOT NULL DEFAULT ''"
+"""The column version 5 added to `TABLE`."""
+
+
+def _create_table(name: str, columns: Sequence[str]) -> str:
+    """CREATE TABLE `name` with the column definitions `columns`, laid out as the released
+    migrations spell it (so their SQL stays the same text)."""
+    body = ",\n                ".join(columns)
+    return f"CREATE TABLE {name} (\n                {body}\n            )"
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "usage_records: one row per call",
         (
-            f"""CREATE TABLE {TABLE} (
-                request_id TEXT PRIMARY KEY,
-                ts DOUBLE PRECISION NOT NULL,
-                day TEXT NOT NULL,
-                tenant TEXT NOT NULL DEFAULT '',
-                key_id TEXT NOT NULL DEFAULT '',
-                user_name TEXT NOT NULL DEFAULT '',
-                session TEXT NOT NULL DEFAULT '',
-                route TEXT NOT NULL DEFAULT '',
-                provider TEXT NOT NULL DEFAULT '',
-                model TEXT NOT NULL DEFAULT '',
-                attempts {{json}} NOT NULL,
-                input_tokens BIGINT NOT NULL DEFAULT 0,
-                output_tokens BIGINT NOT NULL DEFAULT 0,
-                cache_read_tokens BIGINT NOT NULL DEFAULT 0,
-                cache_write_tokens BIGINT NOT NULL DEFAULT 0,
-                reasoning_tokens BIGINT NOT NULL DEFAULT 0,
-                cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-                cache_savings_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-                ttft_ms DOUBLE PRECISION,
-                duration_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
-                status TEXT NOT NULL,
-                error_reason TEXT,
-                usage_estimated BOOLEAN NOT NULL DEFAULT FALSE,
-                cache_hit BOOLEAN NOT NULL DEFAULT FALSE,
-                metadata {{json}} NOT NULL
-            )""",
+            _create_table(TABLE, _RECORD_COLUMNS_V1),
             f"CREATE INDEX {TABLE}_ts ON {TABLE} (ts)",
         ),
     ),
@@ -120,48 +138,22 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4,
         "usage_records.priority: the priority tier each call ran at",
-        (f"ALTER TABLE {TABLE} ADD COLUMN priority TEXT NOT NULL DEFAULT ''",),
+        (f"ALTER TABLE {TABLE} ADD COLUMN {_PRIORITY}",),
     ),
     Migration(
         5,
         "usage_records.downgraded_from: the targets a budget downgrade switched away from",
-        (f"ALTER TABLE {TABLE} ADD COLUMN downgraded_from TEXT NOT NULL DEFAULT ''",),
+        (f"ALTER TABLE {TABLE} ADD COLUMN {_DOWNGRADED_FROM}",),
     ),
     Migration(
         6,
         "call_starts and ledger_instances: calls in flight, closed as interrupted if their "
         "process dies",
         (
-            f"""CREATE TABLE {STARTS_TABLE} (
-                request_id TEXT PRIMARY KEY,
-                ts DOUBLE PRECISION NOT NULL,
-                day TEXT NOT NULL,
-                tenant TEXT NOT NULL DEFAULT '',
-                key_id TEXT NOT NULL DEFAULT '',
-                user_name TEXT NOT NULL DEFAULT '',
-                session TEXT NOT NULL DEFAULT '',
-                route TEXT NOT NULL DEFAULT '',
-                provider TEXT NOT NULL DEFAULT '',
-                model TEXT NOT NULL DEFAULT '',
-                attempts {{json}} NOT NULL,
-                input_tokens BIGINT NOT NULL DEFAULT 0,
-                output_tokens BIGINT NOT NULL DEFAULT 0,
-                cache_read_tokens BIGINT NOT NULL DEFAULT 0,
-                cache_write_tokens BIGINT NOT NULL DEFAULT 0,
-                reasoning_tokens BIGINT NOT NULL DEFAULT 0,
-                cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-                cache_savings_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-                ttft_ms DOUBLE PRECISION,
-                duration_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
-                status TEXT NOT NULL,
-                error_reason TEXT,
-                usage_estimated BOOLEAN NOT NULL DEFAULT FALSE,
-                cache_hit BOOLEAN NOT NULL DEFAULT FALSE,
-                metadata {{json}} NOT NULL,
-                priority TEXT NOT NULL DEFAULT '',
-                downgraded_from TEXT NOT NULL DEFAULT '',
-                owner TEXT NOT NULL
-            )""",
+            _create_table(
+                STARTS_TABLE,
+                (*_RECORD_COLUMNS_V1, _PRIORITY, _DOWNGRADED_FROM, "owner TEXT NOT NULL"),
+            ),
             f"CREATE INDEX {STARTS_TABLE}_owner ON {STARTS_TABLE} (owner)",
             f"""CREATE TABLE {INSTANCES_TABLE} (
                 instance_id TEXT PRIMARY KEY,

@@ -225,6 +225,27 @@ def _streamed(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any
     return traced
 
 
+def _channel_method(kind: str) -> Callable[..., Any]:
+    """`grpc.aio.Channel`'s method `kind` (``unary_unary`` ...) for `TracedChannel`: the
+    wrapped channel's callable for a method, traced unless the method is untraced."""
+
+    def method_callable(
+        self: TracedChannel,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        inner = getattr(self._channel, kind)(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return self._wrapped(inner, method)
+
+    method_callable.__name__ = kind
+    method_callable.__qualname__ = f"TracedChannel.{kind}"
+    return method_callable
+
+
 class TracedChannel(grpc.aio.Channel):  # type: ignore[misc]
     """A channel whose calls are CLIENT spans, their context sent in each call's metadata.
 
@@ -247,53 +268,10 @@ class TracedChannel(grpc.aio.Channel):  # type: ignore[misc]
             return inner
         return _TracedCallable(inner, name, self._tracer)
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        inner = self._channel.unary_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return self._wrapped(inner, method)
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        inner = self._channel.unary_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return self._wrapped(inner, method)
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        inner = self._channel.stream_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return self._wrapped(inner, method)
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        inner = self._channel.stream_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return self._wrapped(inner, method)
+    unary_unary = _channel_method("unary_unary")
+    unary_stream = _channel_method("unary_stream")
+    stream_unary = _channel_method("stream_unary")
+    stream_stream = _channel_method("stream_stream")
 
     async def __aenter__(self) -> TracedChannel:
         await self._channel.__aenter__()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.up import BIN, start_up, up_env, up_ports
 
 
 def _grpcurl() -> str:
@@ -33,43 +25,10 @@ def _grpcurl() -> str:
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    ports = {name: _free_port() for name in ("orch", "proc", "gw", "emu")}
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
-    }
-    env |= {
-        "LLMESH_ORCHESTRATOR_ADDRESS": f"127.0.0.1:{ports['orch']}",
-        "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{ports['proc']}",
-        "LLMESH_GATEWAY_PORT": str(ports["gw"]),
-        "LLMESH_EMULATOR_PORT": str(ports["emu"]),
-        "LLMESH_CONFIG": str(tmp_path_factory.mktemp("cfg") / "none.yaml"),
-        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db')}/llmesh.db",
-        "PYTHONUNBUFFERED": "1",
-    }
+    ports = up_ports()
+    env = up_env(tmp_path_factory.mktemp("up"), ports)
     Path(env["LLMESH_CONFIG"]).write_text("aliases: {fast: emulator/echo}\n")
-    proc = subprocess.Popen(
-        [str(BIN / "llmesh"), "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "mesh is up" in line:
-            break
-    else:  # pragma: no cover
-        proc.kill()
-        pytest.fail("llmesh up did not come up:\n" + "".join(lines))
-    assert "mesh is up" in "".join(lines), "".join(lines)
+    proc, lines = start_up(env)
     info = {
         "orch": env["LLMESH_ORCHESTRATOR_ADDRESS"],
         "proc": env["LLMESH_PROCESSOR_ADDRESS"],
@@ -181,28 +140,10 @@ def test_openai_sdk_streams_through_the_gateway(up: dict[str, str]) -> None:
 
 def test_services_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
     """If `llmesh up` itself is killed (no chance to clean up), its services exit too."""
-    port = _free_port()
-    env = dict(os.environ)
-    env |= {
-        "LLMESH_ORCHESTRATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
-        "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{_free_port()}",
-        "LLMESH_GATEWAY_PORT": str(port),
-        "LLMESH_EMULATOR_PORT": str(_free_port()),
-        "LLMESH_CONFIG": str(tmp_path / "empty.yaml"),
-        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
-    }
-    (tmp_path / "empty.yaml").write_text("")
-    proc = subprocess.Popen(
-        [str(BIN / "llmesh"), "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    env = up_env(tmp_path, up_ports())
+    (tmp_path / "llmesh.yaml").write_text("")
+    proc, _ = start_up(env)
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if "mesh is up" in line:
-            break
     children = subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
     ).stdout.split()
@@ -225,31 +166,10 @@ def _zombie(pid: str) -> bool:
         return True
 
 
-def _env_for(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
-    }
-    return env | {
-        "LLMESH_ORCHESTRATOR_ADDRESS": f"127.0.0.1:{ports['orch']}",
-        "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{ports['proc']}",
-        "LLMESH_GATEWAY_PORT": str(ports["gw"]),
-        "LLMESH_EMULATOR_PORT": str(ports["emu"]),
-        "LLMESH_CONFIG": str(tmp_path / "llmesh.yaml"),
-        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def _ports() -> dict[str, int]:
-    return {name: _free_port() for name in ("orch", "proc", "gw", "emu")}
-
-
 def test_a_busy_port_fails_with_one_line_naming_it(tmp_path: Path) -> None:
     """Another listener on a service's port (even one sharing it) is not mistaken for ours."""
-    ports = _ports()
-    env = _env_for(tmp_path, ports)
+    ports = up_ports()
+    env = up_env(tmp_path, ports)
     (tmp_path / "llmesh.yaml").write_text("")
     with socket.socket() as other:  # e.g. a second mesh: llmesh's gRPC servers share ports
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -289,8 +209,8 @@ def test_sigterm_drains_an_in_flight_stream_before_the_emulator_stops(tmp_path: 
     from llmesh.services.common.rpc_errors import from_rpc_error
     from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
-    ports = _ports()
-    env = _env_for(tmp_path, ports)
+    ports = up_ports()
+    env = up_env(tmp_path, ports)
     (tmp_path / "llmesh.yaml").write_text(
         "orchestrator: {shutdown_grace: 3}\n"  # longer than the emulator's own 1 s
         "providers:\n"
@@ -300,18 +220,8 @@ def test_sigterm_drains_an_in_flight_stream_before_the_emulator_stops(tmp_path: 
         "    headers: {x-emulator-itl-ms: '300'}\n"
         "    models: [gpt-4o-mini]\n"
     )
-    proc = subprocess.Popen(
-        [str(BIN / "llmesh"), "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
+    proc, _ = start_up(env)
     try:
-        for line in proc.stdout:
-            if "mesh is up" in line:
-                break
         prompt = " ".join(f"word{i}" for i in range(60))  # about 18 s at 300 ms a piece
         request = orchestrator_pb2.StreamChatRequest(
             input=chat_pb2.ChatInput(

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +16,9 @@ import httpx
 import openai
 import pytest
 
-from tests.cli.test_up import _env_for, _grpcurl, _ports, _split_json
+from tests.cli.test_up import _grpcurl, _split_json
 from tests.support.tls import Pki
-
-BIN = Path(sys.executable).parent
+from tests.support.up import BIN, start_up, up_env, up_ports
 
 
 def _tls_yaml(pki: Pki, key: Path | None = None) -> str:
@@ -39,26 +37,11 @@ def _tls_yaml(pki: Pki, key: Path | None = None) -> str:
 @pytest.fixture(scope="module")
 def up_tls(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("up-tls")
-    ports = _ports()
-    env = _env_for(tmp, ports)
+    ports = up_ports()
+    env = up_env(tmp, ports)
     (tmp / "llmesh.yaml").write_text(_tls_yaml(pki))
-    proc = subprocess.Popen(
-        [str(BIN / "llmesh"), "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "mesh is up" in line:
-            break
+    proc, lines = start_up(env)
     banner = "".join(lines)
-    if "mesh is up" not in banner:  # pragma: no cover
-        proc.kill()
-        pytest.fail("llmesh up did not come up:\n" + banner)
     try:
         yield {
             "orch": env["LLMESH_ORCHESTRATOR_ADDRESS"],
@@ -148,8 +131,8 @@ def test_the_cli_and_the_openai_sdk_over_tls(up_tls: dict[str, str], pki: Pki) -
 
 
 def test_a_mismatched_key_stops_up_before_anything_starts(pki: Pki, tmp_path: Path) -> None:
-    ports = _ports()
-    env = _env_for(tmp_path, ports)
+    ports = up_ports()
+    env = up_env(tmp_path, ports)
     (tmp_path / "llmesh.yaml").write_text(_tls_yaml(pki, key=pki.client_key))
     out = subprocess.run(
         [str(BIN / "llmesh"), "up"], env=env, capture_output=True, text=True, timeout=30

@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,49 +16,11 @@ import httpx
 import pytest
 
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.up import BIN, start_up, up_env, up_ports
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
-    }
-    return env | {
-        "LLMESH_ORCHESTRATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
-        "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{_free_port()}",
-        "LLMESH_GATEWAY_PORT": str(_free_port()),
-        "LLMESH_EMULATOR_PORT": str(_free_port()),
-        "LLMESH_CONFIG": str(tmp_path / "llmesh.yaml"),
-        "LLMESH_DATABASE_URL": f"sqlite:///{tmp_path}/llmesh.db",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def _start(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [str(BIN / "llmesh"), "up", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "mesh is up" in line:
-            return proc, lines
-    proc.wait()
-    pytest.fail("llmesh up did not come up:\n" + "".join(lines))
+    return up_env(tmp_path, up_ports())
 
 
 def _workers(up: subprocess.Popen[str], service: str) -> dict[int, int]:
@@ -120,7 +81,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.
     tmp_path = tmp_path_factory.mktemp("workers")
     env = _env(tmp_path)
     Path(env["LLMESH_CONFIG"]).write_text("")
-    up, _ = _start(env, "--workers", "2")
+    up, _ = start_up(env, "--workers", "2")
     try:
         yield up, env
     finally:
@@ -245,7 +206,7 @@ def test_budgets_without_redis_refuse_more_than_one_worker(tmp_path: Path) -> No
 def test_budgets_without_redis_run_on_one_worker(tmp_path: Path) -> None:
     env = _env(tmp_path)
     Path(env["LLMESH_CONFIG"]).write_text("budgets: {tenants: {acme: {daily_usd: 5}}}\n")
-    up, lines = _start(env, "--workers", "1")
+    up, lines = start_up(env, "--workers", "1")
     try:
         assert "(2 workers)" not in "".join(lines)
         assert _chat(env["LLMESH_ORCHESTRATOR_ADDRESS"], "one") == "one"
@@ -260,7 +221,7 @@ def test_a_worker_that_keeps_crashing_stops_up_with_one_line(tmp_path: Path) -> 
     env = _env(tmp_path)
     config = Path(env["LLMESH_CONFIG"])
     config.write_text("")
-    up, _ = _start(env, "--workers", "2")
+    up, _ = start_up(env, "--workers", "2")
     try:
         config.write_text("orchestrator: {workers: 0}\n")  # every new process refuses it
         os.kill(_workers(up, "orchestrator")[0], signal.SIGKILL)

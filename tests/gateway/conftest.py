@@ -11,7 +11,7 @@ direct HTTP path (the same routes served in the orchestrator's process), whose
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import httpx
@@ -19,8 +19,13 @@ import openai
 import pytest
 
 from llmesh.gateway import GatewaySettings, RunningGateway, start
+from llmesh.services.common.config import RouteConfig
+from llmesh.services.emulator.thinking import INTERLEAVED_BETA
 from tests.gateway.fakes import FakeMesh, start_fake_mesh
 from tests.support.mesh import Mesh
+
+INTERLEAVED_ROUTE = "thinker"
+"""The route of `interleaved_mesh`: Claude, with the interleaved-thinking beta allowed."""
 
 
 @pytest.fixture(params=["gateway", "direct"])
@@ -73,3 +78,21 @@ async def openai_client(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOp
     )
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="module")
+def interleaved_mesh() -> Iterator[Mesh]:
+    """A mesh of its own (per test module) whose `INTERLEAVED_ROUTE` sends Claude requests
+    the interleaved-thinking beta header."""
+    routes = {
+        INTERLEAVED_ROUTE: RouteConfig(
+            INTERLEAVED_ROUTE,
+            ("anthropic/claude-sonnet-4-6",),
+            anthropic_beta=(INTERLEAVED_BETA,),
+        )
+    }
+    mesh = Mesh().start({"routes": routes})
+    try:
+        yield mesh
+    finally:
+        mesh.stop()

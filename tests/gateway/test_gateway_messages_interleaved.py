@@ -5,19 +5,18 @@ unless that turn comes back in the same order; streamed and whole replies keep i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import grpc
 import pytest
 
-from llmesh.services.common.config import RouteConfig
 from llmesh.services.emulator.thinking import INTERLEAVED_BETA
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.gateway.conftest import INTERLEAVED_ROUTE as ROUTE
 from tests.support.mesh import Mesh
 
-ROUTE = "thinker"
 THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
 WEATHER: Any = {
     "name": "get_weather",
@@ -27,20 +26,6 @@ WEATHER: Any = {
 ASK: list[Any] = [{"role": "user", "content": "call get_weather for Paris"}]
 BETA = {"anthropic-beta": INTERLEAVED_BETA}
 INTERLEAVED = ["thinking", "tool_use", "thinking", "text"]
-
-
-@pytest.fixture(scope="module")
-def interleaved_mesh() -> Iterator[Mesh]:
-    routes = {
-        ROUTE: RouteConfig(
-            ROUTE, ("anthropic/claude-sonnet-4-6",), anthropic_beta=(INTERLEAVED_BETA,)
-        )
-    }
-    mesh = Mesh().start({"routes": routes})
-    try:
-        yield mesh
-    finally:
-        mesh.stop()
 
 
 @pytest.fixture

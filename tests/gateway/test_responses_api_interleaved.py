@@ -7,17 +7,16 @@ other)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
 
-from llmesh.services.common.config import RouteConfig
 from llmesh.services.emulator.thinking import INTERLEAVED_BETA
+from tests.gateway.conftest import INTERLEAVED_ROUTE as ROUTE
 from tests.support.mesh import Mesh
 
-ROUTE = "thinker"
 WEATHER: Any = {
     "type": "function",
     "name": "get_weather",
@@ -26,20 +25,6 @@ WEATHER: Any = {
 }
 ASK: list[Any] = [{"role": "user", "content": "call get_weather for Paris"}]
 INTERLEAVED = ["reasoning", "function_call", "reasoning", "message"]
-
-
-@pytest.fixture(scope="module")
-def interleaved_mesh() -> Iterator[Mesh]:
-    routes = {
-        ROUTE: RouteConfig(
-            ROUTE, ("anthropic/claude-sonnet-4-6",), anthropic_beta=(INTERLEAVED_BETA,)
-        )
-    }
-    mesh = Mesh().start({"routes": routes})
-    try:
-        yield mesh
-    finally:
-        mesh.stop()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from llmesh.services.ledger import PostgresStore, SqliteStore
 from llmesh.services.ledger.postgres_store import migrate_postgres
-from llmesh.services.ledger.schema import COLUMNS, LATEST_VERSION, record_to_row
+from llmesh.services.ledger.schema import COLUMNS, LATEST_VERSION, MIGRATIONS, record_to_row
 from llmesh.services.ledger.sqlite_store import migrate_sqlite, sqlite_schema_version
 from tests.ledger.conftest import RecordFactory
 
@@ -193,3 +194,49 @@ async def test_postgres_concurrent_opens_migrate_once(
         assert await again.count() == 4
     finally:
         await again.aclose()
+
+
+@pytest.mark.parametrize(
+    ("json_type", "digest"),
+    [
+        ("TEXT", "b38b0fc2f2ea1afb74427576744d89364a0c68509e42cddc236a0d751c5fd1ef"),
+        ("JSONB", "5e668466c2e1dd847ffea48e94e17096cc009c52c102db676f0973a254566773"),
+    ],
+)
+def test_released_migrations_keep_their_sql(json_type: str, digest: str) -> None:
+    # the SQL of versions 1-6 as released; a changed statement would leave databases that
+    # ran the old one different from new ones (a change is a new migration instead)
+    released = [s for m in MIGRATIONS if m.version <= 6 for s in m.sql(json_type)]
+    assert hashlib.sha256("\n;\n".join(released).encode()).hexdigest() == digest
+
+
+async def test_sqlite_call_starts_has_the_records_columns_and_an_owner(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "usage.db", isolation_level=None)
+    try:
+        migrate_sqlite(conn)
+        records = conn.execute("PRAGMA table_info(usage_records)").fetchall()
+        starts = conn.execute("PRAGMA table_info(call_starts)").fetchall()
+    finally:
+        conn.close()
+    assert [r[1] for r in records] == list(COLUMNS)
+    owner = (len(COLUMNS), "owner", "TEXT", 1, None, 0)
+    assert starts == [*records, owner]
+
+
+async def test_postgres_call_starts_has_the_records_columns_and_an_owner(
+    postgres_server: str, pg_schema: str
+) -> None:
+    conn = await asyncpg.connect(postgres_server, server_settings={"search_path": pg_schema})
+    try:
+        await migrate_postgres(conn, pg_schema)
+        query = (
+            "SELECT column_name, data_type, is_nullable, column_default"
+            " FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2"
+            " ORDER BY ordinal_position"
+        )
+        records = [tuple(r) for r in await conn.fetch(query, pg_schema, "usage_records")]
+        starts = [tuple(r) for r in await conn.fetch(query, pg_schema, "call_starts")]
+    finally:
+        await conn.close()
+    assert [r[0] for r in records] == list(COLUMNS)
+    assert starts == [*records, ("owner", "text", "NO", None)]

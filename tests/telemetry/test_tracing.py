@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
 from llmesh.services.telemetry import tracing
-from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel
+from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel, _TracedCallable
 from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracerProvider, SpanBatcher
 from llmesh.services.telemetry.otlp_send import GrpcSpanExporter, HttpSpanExporter
 from llmesh.services.telemetry.settings import TelemetrySettings, TracingSettings, parse_telemetry
@@ -211,3 +211,20 @@ def test_trace_headers_carry_the_current_span_and_baggage(provider: LeanTracerPr
     with provider.get_tracer("test").start_as_current_span("other") as span:
         assert tracing.traceparent() == tracing.trace_headers()["traceparent"]
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+class _Inner:
+    """A channel that hands back, for each kind of call, what it was asked for."""
+
+    def __getattr__(self, kind: str) -> object:
+        return lambda *args: (kind, *args)
+
+
+@pytest.mark.parametrize("kind", ["unary_unary", "unary_stream", "stream_unary", "stream_stream"])
+def test_each_kind_of_call_wraps_the_inner_channels_callable(kind: str) -> None:
+    channel = TracedChannel(_Inner(), lambda name: name.startswith("/grpc.health"))
+    traced = getattr(channel, kind)("/llmesh.v1.OrchestratorService/Chat", "ser", "de", True)
+    assert isinstance(traced, _TracedCallable)
+    assert traced._inner == (kind, "/llmesh.v1.OrchestratorService/Chat", "ser", "de", True)
+    untraced = getattr(channel, kind)(b"/grpc.health.v1.Health/Check")
+    assert untraced == (kind, b"/grpc.health.v1.Health/Check", None, None, False)

@@ -9,12 +9,9 @@ switched off (``OTEL_SDK_DISABLED``) nothing reaches the receiver or the provide
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +20,10 @@ import httpx
 import pytest
 
 from llmesh.services.telemetry.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.up import BIN, start_up, up_env, up_ports
 
-BIN = Path(sys.executable).parent
 INTERNAL, SERVER, CLIENT = 1, 2, 3
 """OTLP span kinds."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -47,39 +38,13 @@ class Up:
 
 
 async def _up(tmp: Path, extra_env: dict[str, str]) -> Up:
-    ports = {name: _free_port() for name in ("orch", "proc", "gw", "emu")}
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ANTHROPIC_", "OTEL_", "LLMESH_"))
-    }
-    config = tmp / "llmesh.yaml"
+    ports = up_ports()
+    env = up_env(tmp, ports, without_prefixes=("OPENAI_", "ANTHROPIC_", "OTEL_", "LLMESH_"))
+    config = tmp / "llmesh.yaml"  # the file up_env names
     config.write_text("resilience: {retry: {initial_backoff: 0.01, jitter: 0}}\n")
-    env |= {
-        "LLMESH_ORCHESTRATOR_ADDRESS": f"127.0.0.1:{ports['orch']}",
-        "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{ports['proc']}",
-        "LLMESH_GATEWAY_PORT": str(ports["gw"]),
-        "LLMESH_EMULATOR_PORT": str(ports["emu"]),
-        "LLMESH_CONFIG": str(config),
-        "LLMESH_DATABASE_URL": f"sqlite:///{tmp}/llmesh.db",
-        "PYTHONUNBUFFERED": "1",
-        **extra_env,
-    }
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its output is read in a thread
-        [str(BIN / "llmesh"), "up", "--workers", "1"],  # one process: its counts are the totals
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    while True:
-        line = await asyncio.to_thread(proc.stdout.readline)
-        lines.append(line)
-        if not line or "mesh is up" in line:
-            break
-    assert "mesh is up" in "".join(lines), "".join(lines)
+    env |= extra_env
+    # one process: its counts are the totals; started in a thread, reading its output
+    proc, lines = await asyncio.to_thread(start_up, env, "--workers", "1")
     gateway, emulator = f"http://127.0.0.1:{ports['gw']}", f"http://127.0.0.1:{ports['emu']}"
     return Up(proc, gateway, emulator, "".join(lines), env)
 
