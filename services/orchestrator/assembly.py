@@ -174,7 +174,12 @@ async def assemble(
             )
             closers.append(processor.aclose)
             layers.append(
-                partial(Processed, steps_for=lambda name: path.router.steps(name), client=processor)
+                partial(
+                    Processed,
+                    steps_for=lambda name: path.router.steps(name),
+                    client=processor,
+                    catalog=lambda: path.router.catalog,
+                )
             )
 
         layers.append(partial(CostCapped, prices=prices))

@@ -73,6 +73,11 @@ class Router:
                 if name not in self._routes:
                     self.resolve(name)
 
+    @property
+    def catalog(self) -> ModelCatalog:
+        """What the routed models can do."""
+        return self._catalog
+
     def steps(self, name: str) -> StepsConfig | None:
         """The processor steps of route `name` (None: not a route, or a route without)."""
         route = self._routes.get(name)
@@ -105,7 +110,10 @@ class Router:
         cheaper = [self.resolve(t) for t in route.downgrade] if route is not None else []
         if isinstance(call.request, ChatRequest):
             request, kinds = call.request, self._kinds
-            targets = fitting_targets(targets, self._catalog, request, trail, time.monotonic, kinds)
+            fitted = route is not None and route.steps is not None and "fit" in route.steps.pre
+            targets = fitting_targets(
+                targets, self._catalog, request, trail, time.monotonic, kinds, fitted=fitted
+            )
             cheaper = able_targets(cheaper, self._catalog, request, kinds)
         return RoutedCall(
             call,

@@ -119,7 +119,9 @@ class Preparer:
         if not request.steps:
             return out
         messages = messages_from_proto(request.messages, self._limits)
-        for step in request.steps:  # today only `redact`
+        for step in request.steps:  # `redact`; `fit` runs after, in the servicer
+            if step == "fit":
+                continue
             started = time.perf_counter()
             redaction = self._redactor(request.redaction).start()
             redacted = redact_messages(messages, redaction)

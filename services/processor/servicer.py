@@ -13,6 +13,7 @@ from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary
 from llmesh.services.processor.convert import count_request_from_proto, fit_request_from_proto
 from llmesh.services.processor.fit import fit_counted
+from llmesh.services.processor.fit_step import fit_response
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.prepare import Preparer
 from llmesh.services.processor.tokenizers import TokenCounter, Tokenizers
@@ -96,6 +97,8 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         """Run the pre-call steps on the messages (see `llmesh.services.processor.prepare`);
         values found are counted per detector, never logged."""
         response = self._preparer.prepare(request)
+        if "fit" in request.steps:
+            await fit_response(request.fit, response, self._counter, self._limits)
         if self.on_decisions is not None:
             self.on_decisions(response.decisions)
         return response
