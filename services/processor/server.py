@@ -73,6 +73,8 @@ def count_redactions(
 
     def count(decisions: Sequence[processor_pb2.StepDecision]) -> None:
         for decision in decisions:
+            if decision.step != "redact":
+                continue  # other steps' counts are not redactions (fit: tokens)
             for detector, n in decision.counts.items():
                 metrics.redactions.add(n, detector if detector in DETECTORS else "custom")
 
