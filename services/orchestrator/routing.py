@@ -72,6 +72,8 @@ class Router:
             for name in route.fallbacks:
                 if name not in self._routes:
                     self.resolve(name)
+            if route.steps is not None and route.steps.fit.larger_model is not None:
+                self.resolve(route.steps.fit.larger_model)
 
     @property
     def catalog(self) -> ModelCatalog:
