@@ -4,7 +4,8 @@ The budget is the target's context window less the tokens reserved for the reply
 conversation within it is left alone (``fits``). Over it, ``trim`` keeps the system
 messages and the most recent turns (`llmesh.services.processor.fit`); ``larger_model``
 moves the call to the configured model when the conversation fits its budget, and trims to
-that budget when it does not. Counts use the target model's counter: exact for OpenAI
+that budget when it does not. The kept turns after the system messages start at a user
+message. Counts use the target model's counter: exact for OpenAI
 encodings, an estimate for the others (the decision's ``estimated`` count is 1 then).
 """
 
@@ -15,9 +16,9 @@ from collections.abc import Callable, Sequence
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
-from llmesh.services.core.chat import Message
+from llmesh.services.core.chat import Message, Role
 from llmesh.services.processor.convert import messages_from_proto
-from llmesh.services.processor.fit import fit_counted
+from llmesh.services.processor.fit import FitResult, fit_counted
 from llmesh.services.processor.tokenizers import TokenCounter
 from llmesh.v1 import chat_pb2, processor_pb2
 
@@ -79,6 +80,29 @@ def _budget(window: int, reserve: int, model: str) -> int:
     return budget
 
 
+def _user_first(messages: Sequence[Message], sizes: Sequence[int], fit: FitResult) -> FitResult:
+    """`fit` with the kept turns after the system messages starting at a user message (an
+    assistant turn and its tool results before it dropped too), as every provider accepts;
+    unchanged when no later user message is kept."""
+    lead = 0
+    while lead < len(messages) and messages[lead].role is Role.SYSTEM:
+        lead += 1
+    suffix = [i for i in fit.kept_indices if i >= lead]
+    users = [i for i in suffix if messages[i].role is Role.USER]
+    if not suffix or not users or users[0] == suffix[0]:
+        return fit
+    gone = [i for i in suffix if i < users[0]]
+    kept = tuple(i for i in fit.kept_indices if i not in gone)
+    lost = sum(sizes[i] for i in gone)
+    return FitResult(
+        messages=tuple(messages[i] for i in kept),
+        kept_indices=kept,
+        tokens=fit.tokens - lost,
+        dropped_indices=tuple(sorted((*fit.dropped_indices, *gone))),
+        dropped_tokens=fit.dropped_tokens + lost,
+    )
+
+
 def _trim(
     response: processor_pb2.PrepareResponse,
     decision: processor_pb2.StepDecision,
@@ -87,7 +111,7 @@ def _trim(
     budget: int,
     counter: TokenCounter,
 ) -> int:
-    fit = fit_counted(messages, sizes, budget, counter.reply_priming)
+    fit = _user_first(messages, sizes, fit_counted(messages, sizes, budget, counter.reply_priming))
     kept = [chat_pb2.Message() for _ in fit.kept_indices]
     for copy, i in zip(kept, fit.kept_indices, strict=True):
         copy.CopyFrom(response.messages[i])

@@ -85,26 +85,33 @@ async def test_trim_drops_the_oldest_turns_and_keeps_the_tool_result_with_its_ca
 ) -> None:
     total = await _sizes(stub)
     kept = _conversation()
-    # room for exactly the system message and the last three (call, result, question)
-    budget = await _sizes(stub, [kept[0], *kept[4:]])
+    # room for exactly the system message and the last four (from the second old turn)
+    budget = await _sizes(stub, [kept[0], *kept[3:]])
     request = processor_pb2.PrepareRequest(
         messages=_conversation(),
         steps=["fit"],
         fit=_fit(context_window=budget + 50, reserve_output=50),
     )
     reply = await stub.Prepare(request, timeout=5)
-    assert list(reply.dropped_indices) == [1, 2, 3]
-    assert list(reply.messages) == [kept[0], *kept[4:]]
+    assert list(reply.dropped_indices) == [1, 2]
+    assert list(reply.messages) == [kept[0], *kept[3:]]
     (decision,) = reply.decisions
     assert decision.decision == "trim" and "estimated" not in decision.counts
     counts = dict(decision.counts)
     assert counts["tokens"] + counts["dropped_tokens"] == total
-    assert counts["dropped_messages"] == 3 and counts["tokens"] <= counts["budget"]
-    # the tool call and its result go together: a smaller budget drops both
-    request.fit.context_window = 120
+    assert counts["dropped_messages"] == 2 and counts["tokens"] == counts["budget"]
+    # room for the tool call, its result and the question: the kept turns start at a user
+    # message, so the call and its result go too (together: never a result without its call)
+    request.fit.context_window = await _sizes(stub, [kept[0], *kept[4:]]) + 50
     reply = await stub.Prepare(request, timeout=5)
     assert list(reply.dropped_indices) == [1, 2, 3, 4, 5]
     assert list(reply.messages) == [kept[0], kept[6]]
+    counts = dict(reply.decisions[0].counts)
+    assert counts["tokens"] + counts["dropped_tokens"] == total
+    # room for the result and the question but not the call: both dropped
+    request.fit.context_window = await _sizes(stub, [kept[0], *kept[5:]]) + 50
+    reply = await stub.Prepare(request, timeout=5)
+    assert list(reply.dropped_indices) == [1, 2, 3, 4, 5]
 
 
 async def test_fit_runs_on_the_redacted_texts(
