@@ -91,21 +91,25 @@ async def test_an_over_long_conversation_is_trimmed_and_succeeds_through_the_gat
     assert text == LAST  # the echo model answers the last user message: it was kept
 
 
-def _grpc_request(model: str, turns: int) -> orchestrator_pb2.StreamChatRequest:
+def _grpc_request(
+    model: str, turns: int, max_tokens: int | None = None
+) -> orchestrator_pb2.StreamChatRequest:
     roles = {"system": chat_pb2.ROLE_SYSTEM, "user": chat_pb2.ROLE_USER}
     messages = [
         chat_pb2.Message(role=roles.get(m["role"], chat_pb2.ROLE_ASSISTANT), content=m["content"])
         for m in _conversation(turns)
     ]
     return orchestrator_pb2.StreamChatRequest(
-        input=chat_pb2.ChatInput(model=model, messages=messages)
+        input=chat_pb2.ChatInput(model=model, messages=messages, max_tokens=max_tokens)
     )
 
 
-async def _steps(mesh: Mesh, model: str, turns: int = 30) -> tuple[str, list[str]]:
+async def _steps(
+    mesh: Mesh, model: str, turns: int = 30, max_tokens: int | None = None
+) -> tuple[str, list[str]]:
     async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
-        call = stub.StreamChat(_grpc_request(model, turns), timeout=10)
+        call = stub.StreamChat(_grpc_request(model, turns, max_tokens), timeout=10)
         text = "".join([e.text_delta.text async for e in call if e.HasField("text_delta")])
         trailers = dict(await call.trailing_metadata())
     return text, json.loads(trailers["llmesh-steps"])
@@ -117,6 +121,12 @@ async def test_the_trim_decision_is_in_the_trail(fit_mesh: Mesh) -> None:
     assert len(steps) == 1 and steps[0].startswith("fit: trim budget=900 dropped_messages=")
     counts = dict(kv.split("=") for kv in steps[0].split("(")[0].split()[2:])
     assert int(counts["tokens"]) <= 900 < int(counts["tokens"]) + int(counts["dropped_tokens"])
+
+
+async def test_the_call_s_max_tokens_is_the_reserve_when_set(fit_mesh: Mesh) -> None:
+    text, steps = await _steps(fit_mesh, "trimmed", max_tokens=60)
+    assert text == LAST
+    assert steps[0].startswith("fit: trim budget=940 ")
 
 
 async def test_larger_model_moves_the_call_instead_of_trimming(fit_mesh: Mesh) -> None:
