@@ -17,6 +17,11 @@ Part of the route configuration (`llmesh.services.common.route_settings`)::
         route_to: strict-model   # with action route: the model or route the call moves to
         rules: [ignore_previous, reveal_system_prompt]   # default: all
         classifier: mypkg.screens:score   # optional: (texts) -> score, or an entry point name
+      fit:                   # pre: [..., fit]: the conversation fitted to the target's window
+        strategy: trim       # trim | larger_model
+        larger_model: openai/gpt-4.1   # for larger_model
+        reserve_output: 1024 # tokens kept for the reply (default: max_tokens, else the
+                             # model's output limit)
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ __all__ = [
     "POST_STEPS",
     "PRE_STEPS",
     "SCREEN_RULES",
+    "FitConfig",
+    "FitStrategy",
     "RedactionConfig",
     "RedactionMode",
     "ScreenAction",
@@ -79,8 +86,9 @@ SCREEN_RULES = (
 """The processor's injection-screening rules (the processor's own list is tested against
 this one)."""
 
-PRE_STEPS = ("screen", "redact")
-"""Steps the processor runs on the input, in the order listed."""
+PRE_STEPS = ("screen", "redact", "fit")
+"""Steps the processor runs on the input, in the order listed (``fit`` always last, on
+the messages as they go out)."""
 POST_STEPS = ("restore",)
 """Steps run on the reply in the orchestrator's stream."""
 
@@ -144,6 +152,29 @@ class ScreenConfig:
     ``llmesh.screen_classifiers`` group or a dotted path (``pkg.mod:func``); empty: none."""
 
 
+class FitStrategy(enum.Enum):
+    """What the ``fit`` step does with a conversation over the target's window."""
+
+    TRIM = "trim"
+    """Drop the oldest turns (system messages and last turns kept, tool results with their
+    call)."""
+    LARGER_MODEL = "larger_model"
+    """Move the call to `FitConfig.larger_model`; trim to its window if still too long."""
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The ``fit`` step's settings."""
+
+    strategy: FitStrategy = FitStrategy.TRIM
+    """Trim, or move to a larger model."""
+    larger_model: str | None = None
+    """``provider/model`` the call moves to (required with ``larger_model``)."""
+    reserve_output: int | None = None
+    """Tokens kept free for the reply; None: the call's max_tokens, else the model's output
+    limit."""
+
+
 @dataclass(frozen=True)
 class StepsConfig:
     """A route's pre-call and post-call steps."""
@@ -156,6 +187,8 @@ class StepsConfig:
     """Settings of the ``redact`` step."""
     screen: ScreenConfig = field(default_factory=ScreenConfig)
     """Settings of the ``screen`` step."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """Settings of the ``fit`` step."""
 
     @property
     def restores(self) -> bool:
@@ -247,6 +280,35 @@ def _redaction(where: str, raw: Any) -> RedactionConfig:
     )
 
 
+def _fit(where: str, raw: Any) -> FitConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a mapping with strategy, larger_model, reserve_output")
+    unknown = set(raw) - {"strategy", "larger_model", "reserve_output"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    strategy_raw = raw.get("strategy", FitStrategy.TRIM.value)
+    try:
+        strategy = FitStrategy(strategy_raw)
+    except ValueError:
+        names = [s.value for s in FitStrategy]
+        raise ConfigError(f"{where}.strategy: {strategy_raw!r} is not one of {names}") from None
+    larger = raw.get("larger_model")
+    if larger is not None and (
+        not isinstance(larger, str) or "/" not in larger.strip("/") or larger != larger.strip()
+    ):
+        raise ConfigError(f"{where}.larger_model: a provider/model name")
+    if strategy is FitStrategy.LARGER_MODEL and larger is None:
+        raise ConfigError(f"{where}.larger_model: required with strategy larger_model")
+    reserve = raw.get("reserve_output")
+    if reserve is not None and (isinstance(reserve, bool) or not isinstance(reserve, int)):
+        raise ConfigError(f"{where}.reserve_output: a number of tokens")
+    if reserve is not None and reserve < 0:
+        raise ConfigError(f"{where}.reserve_output: must be >= 0")
+    return FitConfig(strategy, larger, reserve)
+
+
 def _mapping(where: str, raw: Any) -> Mapping[str, Any]:
     if raw is None:
         return {}
@@ -301,7 +363,7 @@ def parse_steps(route: str, raw: Any) -> StepsConfig | None:
     where = f"routes.{route}.steps"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: a mapping with pre, post and the steps' settings")
-    unknown = set(raw) - {"pre", "post", "redact", "screen"}
+    unknown = set(raw) - {"pre", "post", "redact", "screen", "fit"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
     pre = _names(f"{where}.pre", raw.get("pre"), PRE_STEPS)
@@ -311,8 +373,13 @@ def parse_steps(route: str, raw: Any) -> StepsConfig | None:
     for step in ("redact", "screen"):
         if step in raw and step not in pre:
             raise ConfigError(f"{where}.{step}: settings for a step not in pre")
+    fit = _fit(f"{where}.fit", raw.get("fit"))
+    if "fit" in raw and "fit" not in pre:
+        raise ConfigError(f"{where}.fit: settings for a step not in pre")
+    if "fit" in pre and pre[-1] != "fit":
+        raise ConfigError(f"{where}.pre: fit must come last")
     if "restore" in post and ("redact" not in pre or redact.mode is not RedactionMode.PSEUDONYMIZE):
         raise ConfigError(f"{where}.post: restore needs pre: [redact] with mode pseudonymize")
     if not pre and not post:
         return None
-    return StepsConfig(pre, post, redact, screen)
+    return StepsConfig(pre, post, redact, screen, fit)

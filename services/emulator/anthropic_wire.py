@@ -243,6 +243,11 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
+def context_error(window: int, tokens: int) -> ApiError:
+    """Anthropic's answer to a prompt of `tokens` over a `window`-token context."""
+    return ApiError(400, f"prompt is too long: {tokens} tokens > {window} maximum")
+
+
 def fault_error(fault: FaultSpec, model: str, prompt_tokens: int) -> ApiError:
     """The error Anthropic answers for a status fault."""
     name = fault.fault
@@ -278,6 +283,5 @@ def fault_error(fault: FaultSpec, model: str, prompt_tokens: int) -> ApiError:
     if name == "not_found":
         return ApiError(404, f"model: {model}", "not_found_error")
     if name == "context_length":
-        total = CONTEXT_WINDOW + prompt_tokens
-        return ApiError(400, f"prompt is too long: {total} tokens > {CONTEXT_WINDOW} maximum")
+        return context_error(CONTEXT_WINDOW, CONTEXT_WINDOW + prompt_tokens)
     return ApiError(400, "Invalid request: rejected by the emulator's bad_request fault.")

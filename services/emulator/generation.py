@@ -1,7 +1,8 @@
 """The request flow shared by both chat APIs; each API plugs in as a `Dialect`.
 
 Read and decode the body, count the request, parse it into a `Conversation`, resolve the
-controls (fault, latency, forced cache), answer a status fault at once, else hand over to
+controls (fault, latency, forced cache), answer a status fault or a prompt over the model's
+configured context window (`EmulatorSettings.context_windows`) at once, else hand over to
 the dialect to compute the reply and send it.
 """
 
@@ -84,6 +85,10 @@ class Dialect(Protocol):
         """The error a status fault (or a ``stream_error`` on a non-stream call) answers."""
         ...
 
+    def context_error(self, window: int, prompt_tokens: int) -> ApiError:
+        """The provider's error for a prompt over the model's context window."""
+        ...
+
     async def respond(self, ex: Exchange) -> web.StreamResponse:
         """Compute usage and the reply, and send it (streamed or whole)."""
         ...
@@ -114,6 +119,9 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
                 fault.fault in STATUS_FAULTS or (fault.fault == "stream_error" and not call.stream)
             ):
                 raise dialect.fault_error(fault, call, prompt, request)
+            window = state.settings.context_windows.get(call.conv.model)
+            if window is not None and prompt > window:
+                raise dialect.context_error(window, prompt)
         except ControlError as e:
             err = ApiError(400, str(e))
         except ApiError as e:

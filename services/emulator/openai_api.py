@@ -73,6 +73,10 @@ class OpenAIDialect:
         key = auth.removeprefix("Bearer ").strip()
         return wire.fault_error(fault, call.conv.model, prompt_tokens, key)
 
+    def context_error(self, window: int, prompt_tokens: int) -> ApiError:
+        """The provider's error for a prompt over the model's context window."""
+        return wire.context_error(window, prompt_tokens)
+
     async def respond(self, ex: Exchange) -> web.StreamResponse:
         """Reply with a ``chat.completion`` or a chunk stream."""
         call, controls = ex.call, ex.controls

@@ -180,6 +180,17 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
+def context_error(window: int, tokens: int) -> ApiError:
+    """OpenAI's answer to a prompt of `tokens` over a `window`-token context."""
+    return ApiError(
+        400,
+        f"This model's maximum context length is {window} tokens. However, your "
+        f"messages resulted in {tokens} tokens. Please reduce the length of the messages.",
+        param="messages",
+        code="context_length_exceeded",
+    )
+
+
 def fault_error(fault: FaultSpec, model: str, prompt_tokens: int, api_key: str) -> ApiError:
     """The error OpenAI answers for a status fault."""
     name = fault.fault
@@ -236,14 +247,7 @@ def fault_error(fault: FaultSpec, model: str, prompt_tokens: int, api_key: str) 
             code="model_not_found",
         )
     if name == "context_length":
-        return ApiError(
-            400,
-            f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your "
-            f"messages resulted in {CONTEXT_WINDOW + prompt_tokens} tokens. Please reduce the "
-            "length of the messages.",
-            param="messages",
-            code="context_length_exceeded",
-        )
+        return context_error(CONTEXT_WINDOW, CONTEXT_WINDOW + prompt_tokens)
     return ApiError(
         400, "Invalid request: rejected by the emulator's bad_request fault.", param=None
     )

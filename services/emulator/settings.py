@@ -131,6 +131,9 @@ class EmulatorSettings:
     """Latency of every model without a profile: none by default, so replies are immediate."""
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     """Fault rules from configuration, by model name (``"*"`` matches every model)."""
+    context_windows: Mapping[str, int] = field(default_factory=dict)
+    """Context window per model name, in the emulator's prompt tokens: a longer prompt is
+    answered with the provider's context-length error; models not listed have no limit."""
     cache_ttl_s: float = 300.0
     """Lifetime of an automatic (OpenAI) prompt-cache entry and of an Anthropic ``5m`` one."""
     cache_long_ttl_s: float = 3600.0
@@ -163,6 +166,12 @@ class EmulatorSettings:
         faults = {
             str(m): FaultSpec.from_mapping(v) for m, v in (raw.pop("faults", None) or {}).items()
         }
+        windows = {
+            str(m): _int(v, "context_windows")
+            for m, v in (raw.pop("context_windows", None) or {}).items()
+        }
+        if any(v < 1 for v in windows.values()):
+            raise ValueError("context_windows must be >= 1")
         default = raw.pop("default_latency", None) or {}
         default_latency = Latency(
             _num(default.get("ttft_ms", 0), "ttft_ms"), _num(default.get("itl_ms", 0), "itl_ms")
@@ -182,7 +191,13 @@ class EmulatorSettings:
             raise ValueError(f"unknown emulator settings: {sorted(unknown)}")
         if not isinstance(raw.get("allow_unauthenticated", False), bool):
             raise ValueError("allow_unauthenticated must be true or false")
-        return cls(latency=latency, faults=faults, default_latency=default_latency, **raw)
+        return cls(
+            latency=latency,
+            faults=faults,
+            default_latency=default_latency,
+            context_windows=windows,
+            **raw,
+        )
 
 
 def _int(value: Any, name: str) -> int:

@@ -179,6 +179,7 @@ async def assemble(
                     steps_for=lambda name: path.router.steps(name),
                     client=processor,
                     targets_for=lambda name: tuple(path.router.plan(name)[0]),
+                    catalog=lambda: path.router.catalog,
                 )
             )
 

@@ -86,6 +86,10 @@ def lacking(
     return None
 
 
+def _no_prompt() -> int:
+    return 0
+
+
 def able_targets(
     targets: Sequence[Target],
     catalog: ModelCatalog,
@@ -115,11 +119,14 @@ def fitting_targets(
     trail: Trail,
     clock: Callable[[], float],
     kinds: Mapping[str, str] | None = None,
+    *,
+    fitted: bool = False,
 ) -> list[Target]:
     """The targets whose models can serve `request`, in order; each other is recorded in
     `trail` as skipped with the capability it lacks. Raises INVALID_REQUEST when none is
-    left. `kinds` gives each provider's kind (how it is asked for reasoning)."""
-    prompt = _once(estimate_input_tokens, request)
+    left. `kinds` gives each provider's kind (how it is asked for reasoning); `fitted`: the
+    route's ``fit`` step fits the prompt to the window, so only max_tokens is held to it."""
+    prompt = _no_prompt if fitted else _once(estimate_input_tokens, request)
     kinds = kinds or {}
     kept: list[Target] = []
     wanted: dict[str, tuple[str, ...]] = {}

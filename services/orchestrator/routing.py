@@ -74,6 +74,13 @@ class Router:
                     self.resolve(name)
             if route.steps is not None and route.steps.screen.route_to:
                 self.plan(route.steps.screen.route_to)
+            if route.steps is not None and route.steps.fit.larger_model is not None:
+                self.resolve(route.steps.fit.larger_model)
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        """What the routed models can do."""
+        return self._catalog
 
     def steps(self, name: str) -> StepsConfig | None:
         """The processor steps of route `name` (None: not a route, or a route without)."""
@@ -107,7 +114,10 @@ class Router:
         cheaper = [self.resolve(t) for t in route.downgrade] if route is not None else []
         if isinstance(call.request, ChatRequest):
             request, kinds = call.request, self._kinds
-            targets = fitting_targets(targets, self._catalog, request, trail, time.monotonic, kinds)
+            fitted = route is not None and route.steps is not None and "fit" in route.steps.pre
+            targets = fitting_targets(
+                targets, self._catalog, request, trail, time.monotonic, kinds, fitted=fitted
+            )
             cheaper = able_targets(cheaper, self._catalog, request, kinds)
         return RoutedCall(
             call,

@@ -187,7 +187,9 @@ class Preparer:
         if not request.steps:
             return out
         messages = messages_from_proto(request.messages, self._limits)
-        for step in request.steps:
+        for step in request.steps:  # `screen`, `redact`; `fit` runs after, in the servicer
+            if step == "fit":
+                continue
             started = time.perf_counter()
             if step == "screen":
                 decision = self._screen(request.screening, messages, out)

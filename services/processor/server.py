@@ -80,9 +80,10 @@ def count_redactions(
 
     def count(decisions: Sequence[processor_pb2.StepDecision]) -> None:
         for decision in decisions:
-            for detector, n in decision.counts.items():
-                metrics.redactions.add(n, detector if detector in DETECTORS else "custom")
-            if decision.step == "screen" and decision.decision in _SCREEN_DECISIONS:
+            if decision.step == "redact":  # other steps' counts are not redactions (fit: tokens)
+                for detector, n in decision.counts.items():
+                    metrics.redactions.add(n, detector if detector in DETECTORS else "custom")
+            elif decision.step == "screen" and decision.decision in _SCREEN_DECISIONS:
                 for rule in decision.rules:
                     if rule in _SCREEN_LABELS:
                         metrics.screen_matches.add(1, rule, decision.decision)

@@ -14,6 +14,7 @@ from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary
 from llmesh.services.processor.convert import count_request_from_proto, fit_request_from_proto
 from llmesh.services.processor.fit import fit_counted
+from llmesh.services.processor.fit_step import fit_response
 from llmesh.services.processor.models import ModelNames
 from llmesh.services.processor.prepare import Preparer
 from llmesh.services.processor.tokenizers import TokenCounter, Tokenizers
@@ -109,6 +110,8 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
                 )
                 self.on_decisions([blocked])
             raise
+        if "fit" in request.steps:
+            await fit_response(request.fit, response, self._counter, self._limits)
         if self.on_decisions is not None:
             self.on_decisions(response.decisions)
         return response

@@ -1,6 +1,6 @@
 import pytest
 
-from llmesh.services.common.config import ProviderConfig, RouteConfig
+from llmesh.services.common.config import ProviderConfig, RouteConfig, parse_route
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.routing import Router
@@ -64,3 +64,13 @@ def test_aliases_and_routes_win_over_bare_model_names() -> None:
     )
     assert router.resolve("gpt-4o") == Target("azure", "gpt-4o-mini")
     assert router.plan("gpt-4o-mini")[0] == [Target("openai", "gpt-4o")]
+
+
+def test_a_fit_step_s_unknown_larger_model_fails_at_start() -> None:
+    fit = {"strategy": "larger_model", "larger_model": "nope/big"}
+    route = parse_route(
+        "r", {"targets": ["openai/gpt-4o-mini"], "steps": {"pre": ["fit"], "fit": fit}}
+    )
+    with pytest.raises(LlmeshError) as info:
+        Router(PROVIDERS, {}, {"r": route})
+    assert info.value.reason is Reason.MODEL_NOT_FOUND

@@ -41,6 +41,8 @@ class Mesh:
     config: Config | None = None
     media_fetcher: Any = None
     """A `MediaFetcher` for the orchestrator instead of the one its config builds."""
+    emulator_windows: dict[str, int] = field(default_factory=dict)
+    """The emulator's context window per model (`EmulatorSettings.context_windows`)."""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _stop: Any = None
@@ -119,7 +121,9 @@ class Mesh:
 
         self._stop = asyncio.Event()
         try:
-            runner, emu_port = await start_emulator(EmulatorSettings(host="127.0.0.1", port=0))
+            runner, emu_port = await start_emulator(
+                EmulatorSettings(host="127.0.0.1", port=0, context_windows=self.emulator_windows)
+            )
             self.emulator_url = f"http://127.0.0.1:{emu_port}"
             base = load_config(None, env={})
             compat = ProviderConfig(  # any OpenAI-compatible server, named in configuration

@@ -24,6 +24,12 @@ class ScreenAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCREEN_ACTION_FLAG: _ClassVar[ScreenAction]
     SCREEN_ACTION_BLOCK: _ClassVar[ScreenAction]
     SCREEN_ACTION_ROUTE: _ClassVar[ScreenAction]
+
+class FitStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FIT_STRATEGY_UNSPECIFIED: _ClassVar[FitStrategy]
+    FIT_STRATEGY_TRIM: _ClassVar[FitStrategy]
+    FIT_STRATEGY_LARGER_MODEL: _ClassVar[FitStrategy]
 REDACTION_MODE_UNSPECIFIED: RedactionMode
 REDACTION_MODE_MASK: RedactionMode
 REDACTION_MODE_PSEUDONYMIZE: RedactionMode
@@ -32,6 +38,9 @@ SCREEN_ACTION_UNSPECIFIED: ScreenAction
 SCREEN_ACTION_FLAG: ScreenAction
 SCREEN_ACTION_BLOCK: ScreenAction
 SCREEN_ACTION_ROUTE: ScreenAction
+FIT_STRATEGY_UNSPECIFIED: FitStrategy
+FIT_STRATEGY_TRIM: FitStrategy
+FIT_STRATEGY_LARGER_MODEL: FitStrategy
 
 class CountTokensRequest(_message.Message):
     __slots__ = ("model", "text", "messages", "tools")
@@ -110,16 +119,18 @@ class RedactionRules(_message.Message):
     def __init__(self, mode: _Optional[_Union[RedactionMode, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., patterns: _Optional[_Iterable[_Union[RedactionPattern, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[RedactionWords, _Mapping]]] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("messages", "steps", "redaction", "screening")
+    __slots__ = ("messages", "steps", "redaction", "screening", "fit")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     REDACTION_FIELD_NUMBER: _ClassVar[int]
     SCREENING_FIELD_NUMBER: _ClassVar[int]
+    FIT_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
     steps: _containers.RepeatedScalarFieldContainer[str]
     redaction: RedactionRules
     screening: ScreenRules
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ...) -> None: ...
+    fit: FitRules
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ..., fit: _Optional[_Union[FitRules, _Mapping]] = ...) -> None: ...
 
 class ScreenRules(_message.Message):
     __slots__ = ("action", "threshold", "rules", "classifier")
@@ -165,11 +176,33 @@ class StepDecision(_message.Message):
     def __init__(self, step: _Optional[str] = ..., decision: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., score: _Optional[float] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
-    __slots__ = ("messages", "pseudonyms", "decisions")
+    __slots__ = ("messages", "pseudonyms", "decisions", "dropped_indices", "moved_to")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PSEUDONYMS_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_INDICES_FIELD_NUMBER: _ClassVar[int]
+    MOVED_TO_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
     pseudonyms: _containers.RepeatedCompositeFieldContainer[Pseudonym]
     decisions: _containers.RepeatedCompositeFieldContainer[StepDecision]
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ...) -> None: ...
+    dropped_indices: _containers.RepeatedScalarFieldContainer[int]
+    moved_to: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., moved_to: _Optional[str] = ...) -> None: ...
+
+class FitRules(_message.Message):
+    __slots__ = ("strategy", "model", "context_window", "reserve_output", "larger_model", "larger_context_window", "larger_reserve_output")
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    LARGER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    LARGER_CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LARGER_RESERVE_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    strategy: FitStrategy
+    model: str
+    context_window: int
+    reserve_output: int
+    larger_model: str
+    larger_context_window: int
+    larger_reserve_output: int
+    def __init__(self, strategy: _Optional[_Union[FitStrategy, str]] = ..., model: _Optional[str] = ..., context_window: _Optional[int] = ..., reserve_output: _Optional[int] = ..., larger_model: _Optional[str] = ..., larger_context_window: _Optional[int] = ..., larger_reserve_output: _Optional[int] = ...) -> None: ...

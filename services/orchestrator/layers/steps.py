@@ -8,6 +8,10 @@ placeholders are put back in text deltas and tool-call arguments, also when a pl
 arrives split across deltas (`llmesh.services.processor.redact.Restorer`). A ``screen``
 step deciding ``route`` moves the call to the targets of its ``route_to`` (noted in the
 trail); one deciding ``block`` has already failed the call in the processor.
+
+With ``fit`` the request carries the first target's context window and output limit from
+the model catalog (and the larger model's, for ``larger_model``); when the processor moves
+the call, its targets become the larger model alone, noted in the trail.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
-from llmesh.services.common.step_settings import StepsConfig
+from llmesh.services.common.step_settings import FitStrategy, StepsConfig
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.target import Target
+from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
 from llmesh.services.processor.redact import Restorer, json_escaped
+from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "restored"]
 
@@ -39,13 +45,16 @@ class Processed:
         steps_for: Callable[[str], StepsConfig | None],
         client: ProcessorClient,
         targets_for: Callable[[str], tuple[Target, ...]] | None = None,
+        catalog: Callable[[], ModelCatalog] = ModelCatalog,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
-        ``route_to`` (needed only by routes whose screen action is route)."""
+        ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
+        current model catalog (context windows for the ``fit`` step)."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
         self._targets_for = targets_for
+        self._catalog = catalog
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, through its route's steps when it has any."""
@@ -59,12 +68,19 @@ class Processed:
     async def _run(
         self, call: RoutedCall[ChatRequest], steps: StepsConfig
     ) -> AsyncGenerator[CallEvent, None]:
-        prepared = await self._client.prepare(call.request.messages, steps, call.remaining())
+        fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
+        prepared = await self._client.prepare(call.request.messages, steps, call.remaining(), fit)
         _note(call, prepared)
         request = replace(call.request, messages=prepared.messages)
         routed = replace(call, call=replace(call.call, request=request))
         if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
             routed = self._rerouted(routed, steps.screen.route_to)
+        if prepared.moved_to:
+            provider, _, model = prepared.moved_to.partition("/")
+            routed = replace(routed, targets=(Target(provider, model),), downgrade=())
+            notes = call.trail.notes
+            if notes is not None and call.targets:
+                notes.append(f"fit: {call.targets[0].name} -> {prepared.moved_to}")
         events = self._inner.stream(routed)
         if steps.restores and prepared.pseudonyms:
             events = restored(events, prepared.pseudonyms)
@@ -80,6 +96,45 @@ class Processed:
         if notes is not None:
             notes.append(f"screen: routed to {route_to}")
         return replace(call, targets=targets, failover=frozenset(), downgrade=())
+
+    def _fit_rules(
+        self, call: RoutedCall[ChatRequest], steps: StepsConfig
+    ) -> processor_pb2.FitRules:
+        """The fit step's rules with the limits of the first target (and the larger model)."""
+        catalog = self._catalog()
+        rules = processor_pb2.FitRules(
+            strategy=(
+                processor_pb2.FIT_STRATEGY_LARGER_MODEL
+                if steps.fit.strategy is FitStrategy.LARGER_MODEL
+                else processor_pb2.FIT_STRATEGY_TRIM
+            )
+        )
+        if call.targets:
+            target = call.targets[0]
+            rules.model = target.name
+            rules.context_window, rules.reserve_output = _limits(
+                catalog, target.provider, target.model, steps, call.request
+            )
+        larger = steps.fit.larger_model
+        if larger is not None:
+            provider, _, model = larger.partition("/")
+            rules.larger_model = larger
+            rules.larger_context_window, rules.larger_reserve_output = _limits(
+                catalog, provider, model, steps, call.request
+            )
+        return rules
+
+
+def _limits(
+    catalog: ModelCatalog, provider: str, model: str, steps: StepsConfig, request: ChatRequest
+) -> tuple[int, int]:
+    """A model's context window (0: unknown) and the tokens reserved for the reply: the
+    step's ``reserve_output``, else the call's max_tokens, else the model's output limit."""
+    caps = catalog.capabilities(provider, model)
+    reserve = steps.fit.reserve_output
+    if reserve is None:
+        reserve = request.max_tokens or caps.max_output_tokens or 0
+    return caps.context_window or 0, reserve
 
 
 def _note(call: RoutedCall[Any], prepared: Prepared) -> None:

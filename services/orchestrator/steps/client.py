@@ -41,6 +41,8 @@ class Prepared:
     pseudonyms: dict[str, str]
     """Placeholder -> value, to restore in the reply."""
     decisions: tuple[processor_pb2.StepDecision, ...]
+    moved_to: str = ""
+    """``provider/model`` the fit step moved the call to; empty when it stays."""
 
 
 def messages_to_proto(messages: Sequence[Message]) -> list[chat_pb2.Message]:
@@ -91,23 +93,33 @@ class ProcessorClient:
         self._peer = Peer("processor", address, POINT_AT)
 
     async def prepare(
-        self, messages: Sequence[Message], steps: StepsConfig, timeout: float | None
+        self,
+        messages: Sequence[Message],
+        steps: StepsConfig,
+        timeout: float | None,
+        fit: processor_pb2.FitRules | None = None,
     ) -> Prepared:
-        """The messages through the route's pre-call steps; raises `LlmeshError`."""
+        """The messages through the route's pre-call steps (`fit`: the fit step's rules and
+        the target's limits); raises `LlmeshError`."""
         request = processor_pb2.PrepareRequest(
             messages=messages_to_proto(messages),
             steps=steps.pre,
             redaction=rules_to_proto(steps.redact),
             screening=screening_to_proto(steps.screen),
+            fit=fit,
         )
         try:
             answer = await self._stub.Prepare(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self._peer) from None
+        if answer.dropped_indices:
+            dropped = set(answer.dropped_indices)
+            messages = [m for i, m in enumerate(messages) if i not in dropped]
         return Prepared(
             with_texts(messages, answer.messages),
             {p.placeholder: p.value for p in answer.pseudonyms},
             tuple(answer.decisions),
+            answer.moved_to,
         )
 
     async def aclose(self) -> None:

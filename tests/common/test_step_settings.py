@@ -1,0 +1,49 @@
+"""``routes.<name>.steps.fit``: strategies, the larger model, the reply's reserve, and the
+errors naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmesh.services.common.config_fields import ConfigError
+from llmesh.services.common.step_settings import FitConfig, FitStrategy, parse_steps
+
+
+def test_fit_defaults_to_trim_with_the_reserve_from_the_call() -> None:
+    steps = parse_steps("r", {"pre": ["fit"]})
+    assert steps is not None and steps.pre == ("fit",) and steps.fit == FitConfig()
+    assert steps.fit.strategy is FitStrategy.TRIM and steps.fit.reserve_output is None
+
+
+def test_fit_with_a_larger_model_after_redaction() -> None:
+    steps = parse_steps(
+        "r",
+        {
+            "pre": ["redact", "fit"],
+            "fit": {
+                "strategy": "larger_model",
+                "larger_model": "openai/gpt-4.1",
+                "reserve_output": 512,
+            },
+        },
+    )
+    assert steps is not None
+    assert steps.fit == FitConfig(FitStrategy.LARGER_MODEL, "openai/gpt-4.1", 512)
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        ({"pre": ["fit"], "fit": {"strategy": "summarize"}}, "fit.strategy"),
+        ({"pre": ["fit"], "fit": {"strategy": "larger_model"}}, "fit.larger_model"),
+        ({"pre": ["fit"], "fit": {"larger_model": "gpt-4.1"}}, "fit.larger_model"),
+        ({"pre": ["fit"], "fit": {"reserve_output": -1}}, "fit.reserve_output"),
+        ({"pre": ["fit"], "fit": {"reserve_output": "1k"}}, "fit.reserve_output"),
+        ({"pre": ["fit"], "fit": {"window": 8}}, "fit: unknown keys"),
+        ({"pre": ["redact"], "fit": {}}, "fit: settings for a step not in pre"),
+        ({"pre": ["fit", "redact"]}, "pre: fit must come last"),
+    ],
+)
+def test_bad_fit_settings_name_the_key(raw: dict[str, object], where: str) -> None:
+    with pytest.raises(ConfigError, match=f"routes.r.steps.{where}"):
+        parse_steps("r", raw)

@@ -1,0 +1,158 @@
+"""The ``fit`` step end to end: gateway -> orchestrator -> processor -> emulator, whose small
+test models reject a prompt over their window with the provider's real error.
+
+The processor counts with o200k_base (exact for these gpt-4o-mini names); the emulator
+counts whitespace pieces, never more than o200k tokens for this text, so a conversation the
+processor fits is one the emulator accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import openai
+import pytest
+
+from llmesh.services.common.config import parse_route
+from llmesh.services.common.model_settings import ModelCapabilities, ModelSettings
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.support.mesh import Mesh
+
+SMALL, LARGE = "gpt-4o-mini-1k", "gpt-4o-mini-4k"
+WINDOWS = {SMALL: 1000, LARGE: 4000}
+LAST = "and now the final question please"
+
+
+def _conversation(turns: int = 30) -> list[dict[str, str]]:
+    """A system prompt, `turns` exchanges of about 140 tokens, a question."""
+    out = [{"role": "system", "content": "You answer briefly."}]
+    for i in range(turns):
+        words = " ".join(f"word{i}x{j}" for j in range(30))
+        out.append({"role": "user", "content": f"turn {i}: {words}"})
+        out.append({"role": "assistant", "content": f"noted {i}"})
+    out.append({"role": "user", "content": LAST})
+    return out
+
+
+@pytest.fixture(scope="module")
+def fit_mesh() -> Iterator[Mesh]:
+    target = f"emulator/{SMALL}"
+    routes = {
+        "trimmed": parse_route("trimmed", {"targets": [target], "steps": {"pre": ["fit"]}}),
+        "moved": parse_route(
+            "moved",
+            {
+                "targets": [target],
+                "steps": {
+                    "pre": ["fit"],
+                    "fit": {"strategy": "larger_model", "larger_model": f"emulator/{LARGE}"},
+                },
+            },
+        ),
+    }
+    caps = {
+        f"emulator/{m}": ModelCapabilities(context_window=w, max_output_tokens=100)
+        for m, w in WINDOWS.items()
+    }
+    m = Mesh(emulator_windows=WINDOWS).start(
+        {"routes": routes, "models": ModelSettings(capabilities=caps)}
+    )
+    yield m
+    m.stop()
+
+
+async def test_the_unfitted_conversation_is_rejected_by_the_emulator(fit_mesh: Mesh) -> None:
+    sdk = openai.AsyncOpenAI(base_url=f"{fit_mesh.emulator_url}/v1", api_key="sk-x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk.chat.completions.create(model=SMALL, messages=_conversation())  # type: ignore[arg-type]
+    await sdk.close()
+    assert info.value.code == "context_length_exceeded"
+    assert "maximum context length is 1000 tokens" in info.value.message
+
+
+async def test_an_over_long_conversation_is_trimmed_and_succeeds_through_the_gateway(
+    fit_mesh: Mesh,
+) -> None:
+    async with httpx.AsyncClient(base_url=fit_mesh.gateway_url, timeout=10) as http:
+        r = await http.post(
+            "/v1/chat/completions",
+            json={"model": "trimmed", "messages": _conversation(), "stream": True},
+        )
+    assert r.status_code == 200, r.text
+    chunks = [
+        json.loads(line[6:])
+        for line in r.text.splitlines()
+        if line.startswith("data: {") and '"choices"' in line
+    ]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == LAST  # the echo model answers the last user message: it was kept
+
+
+def _grpc_request(
+    model: str, turns: int, max_tokens: int | None = None
+) -> orchestrator_pb2.StreamChatRequest:
+    roles = {"system": chat_pb2.ROLE_SYSTEM, "user": chat_pb2.ROLE_USER}
+    messages = [
+        chat_pb2.Message(role=roles.get(m["role"], chat_pb2.ROLE_ASSISTANT), content=m["content"])
+        for m in _conversation(turns)
+    ]
+    return orchestrator_pb2.StreamChatRequest(
+        input=chat_pb2.ChatInput(model=model, messages=messages, max_tokens=max_tokens)
+    )
+
+
+async def _steps(
+    mesh: Mesh, model: str, turns: int = 30, max_tokens: int | None = None
+) -> tuple[str, list[str]]:
+    async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+        call = stub.StreamChat(_grpc_request(model, turns, max_tokens), timeout=10)
+        text = "".join([e.text_delta.text async for e in call if e.HasField("text_delta")])
+        trailers = dict(await call.trailing_metadata())
+    return text, json.loads(trailers["llmesh-steps"])
+
+
+async def test_the_trim_decision_is_in_the_trail(fit_mesh: Mesh) -> None:
+    text, steps = await _steps(fit_mesh, "trimmed")
+    assert text == LAST
+    assert len(steps) == 1 and steps[0].startswith("fit: trim budget=900 dropped_messages=")
+    counts = dict(kv.split("=") for kv in steps[0].split("(")[0].split()[2:])
+    assert int(counts["tokens"]) <= 900 < int(counts["tokens"]) + int(counts["dropped_tokens"])
+
+
+async def test_the_call_s_max_tokens_is_the_reserve_when_set(fit_mesh: Mesh) -> None:
+    text, steps = await _steps(fit_mesh, "trimmed", max_tokens=60)
+    assert text == LAST
+    assert steps[0].startswith("fit: trim budget=940 ")
+
+
+async def test_larger_model_moves_the_call_instead_of_trimming(fit_mesh: Mesh) -> None:
+    before = fit_mesh.stats()
+    text, steps = await _steps(fit_mesh, "moved", turns=20)
+    after = fit_mesh.stats()
+    assert text == LAST
+    assert steps[0].startswith("fit: larger_model budget=3900 tokens=")
+    assert "dropped" not in steps[0]
+    assert steps[1] == f"fit: emulator/{SMALL} -> emulator/{LARGE}"
+    assert _count(after, LARGE) == _count(before, LARGE) + 1
+    assert _count(after, SMALL) == _count(before, SMALL)
+
+
+def _count(stats: dict[str, object], model: str) -> int:
+    by_model = stats.get("by_model") or {}
+    assert isinstance(by_model, dict)
+    entry = by_model.get(model) or {}
+    assert isinstance(entry, dict)
+    return int(entry.get("requests", 0))
+
+
+async def test_larger_model_trims_when_the_larger_window_is_too_small_as_well(
+    fit_mesh: Mesh,
+) -> None:
+    text, steps = await _steps(fit_mesh, "moved", turns=30)
+    assert text == LAST
+    assert steps[0].startswith("fit: larger_model budget=3900 dropped_messages=")
+    assert steps[1] == f"fit: emulator/{SMALL} -> emulator/{LARGE}"
