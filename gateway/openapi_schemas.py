@@ -316,6 +316,7 @@ _MESSAGES_REQUEST = _closed(
         "max_tokens": _INT32,
         "metadata": _closed({"user_id": _STR}),
         "stop_sequences": _STRINGS,
+        "service_tier": {"enum": ["auto", "standard_only"]},
         "stream": {"type": "boolean"},
         "temperature": {"type": "number", "minimum": 0, "maximum": 1},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},

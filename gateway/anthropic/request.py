@@ -5,8 +5,9 @@ dropped silently. ``system`` becomes a system message (text blocks as parts, kee
 ``cache_control``); a user turn's ``tool_result`` blocks become tool messages ahead of its
 other blocks; an assistant turn's ``thinking`` / ``redacted_thinking`` blocks its thinking,
 its ``tool_use`` blocks its tool calls, and their order across those lists its
-``block_order`` (when not the usual thinking, text, tool calls). ``top_k`` has no place in
-`ChatInput` and is refused.
+``block_order`` (when not the usual thinking, text, tool calls). ``service_tier`` (``auto``,
+``standard_only``) becomes the call's tier. ``top_k`` has no place in `ChatInput` and is
+refused.
 """
 
 from __future__ import annotations
@@ -45,9 +46,17 @@ FIELDS = frozenset(
         "tools",
         "tool_choice",
         "thinking",
+        "service_tier",
     }
 )
 """The body fields translated; any other is a 400 naming it."""
+
+_SERVICE_TIERS = {
+    "auto": chat_pb2.SERVICE_TIER_AUTO,
+    "standard_only": chat_pb2.SERVICE_TIER_DEFAULT,
+}
+"""Anthropic's ``service_tier`` values and the tiers they are (OpenAI targets get ``auto``
+and ``default``)."""
 
 _INT32_MAX = 2**31 - 1
 _USER_BLOCKS = ("text", "image", "document", "tool_result")
@@ -294,6 +303,11 @@ def parse_messages_request(body: dict[str, Any]) -> MessagesRequest:
         chat.stop.extend(text_of(s, f"stop_sequences[{i}]") for i, s in enumerate(stop))
     if body.get("metadata") is not None:
         _metadata(body["metadata"], chat)
+    tier = body.get("service_tier")
+    if tier is not None:
+        if not isinstance(tier, str) or tier not in _SERVICE_TIERS:
+            raise invalid("service_tier", 'must be "auto" or "standard_only"')
+        chat.service_tier = _SERVICE_TIERS[tier]
     if _has_breakpoints(chat):
         # The caller manages its cache, as at Anthropic: no automatic breakpoints besides.
         chat.cache.prompt_cache = chat_pb2.PROMPT_CACHE_MODE_OFF

@@ -124,7 +124,7 @@ def test_without_breakpoints_automatic_caching_stays() -> None:
     ("body", "field"),
     [
         (_body(top_k=5), "top_k"),
-        (_body(service_tier="auto"), "service_tier"),
+        (_body(service_tier="priority"), "service_tier"),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
         (_body(messages=[{"role": "system", "content": "x"}]), "messages[0].role"),
         (
@@ -165,3 +165,11 @@ def test_count_tokens_takes_no_sampling_fields() -> None:
     with pytest.raises(LlmeshError) as info:
         parse_count_request({"model": "m", "messages": [], "max_tokens": 5})
     assert info.value.violations[0].field == "max_tokens"
+
+
+@pytest.mark.parametrize(
+    ("tier", "expected"),
+    [("auto", chat_pb2.SERVICE_TIER_AUTO), ("standard_only", chat_pb2.SERVICE_TIER_DEFAULT)],
+)
+def test_service_tier_is_carried_to_the_call(tier: str, expected: int) -> None:
+    assert parse_messages_request(_body(service_tier=tier)).input.service_tier == expected
