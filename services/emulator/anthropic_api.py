@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,8 +20,8 @@ from llmesh.services.emulator import anthropic_wire as wire
 from llmesh.services.emulator.anthropic_parse import parse_messages
 from llmesh.services.emulator.cache import AnthropicCacheUsage
 from llmesh.services.emulator.errors import ApiError, new_request_id
-from llmesh.services.emulator.generation import INVALID_JSON, ChatCall, Exchange, handle
-from llmesh.services.emulator.replies import input_tokens, plan_reply, tool_call_id
+from llmesh.services.emulator.generation import INVALID_JSON, ChatCall, Exchange, Planning, handle
+from llmesh.services.emulator.replies import Reply, input_tokens, plan_reply, tool_call_id
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import send_stream, send_unary
 from llmesh.services.emulator.thinking import INTERLEAVED_BETA, interleaved, thinking_text
@@ -55,6 +56,18 @@ def betas(request_headers: Mapping[str, str]) -> list[str]:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """What one reply will say, decided once for a stream or a whole body."""
+
+    reply: Reply
+    call_ids: list[str]
+    cache: AnthropicCacheUsage
+    thought: str | None
+    after: tuple[str, str] | None
+    mid: str
+
+
 class AnthropicDialect:
     """Anthropic's wire format plugged into the shared request flow."""
 
@@ -78,8 +91,8 @@ class AnthropicDialect:
         """The provider's error for a prompt over the model's context window."""
         return wire.context_error(window, prompt_tokens)
 
-    async def respond(self, ex: Exchange) -> web.StreamResponse:
-        """Reply with a ``message`` or an event stream."""
+    def _plan(self, ex: Planning) -> _Planned:
+        """The reply, its tool-call ids, cache usage and thinking."""
         call, controls = ex.call, ex.controls
         if controls.cached_tokens is not None:
             read = min(controls.cached_tokens, ex.prompt_tokens)
@@ -90,13 +103,24 @@ class AnthropicDialect:
         call_ids = [tool_call_id("toolu_", call.conv, c.index) for c in reply.tool_calls]
         thought = thinking_text(call.conv) if call.thinking_budget is not None else None
         after = None
-        if thought and reply.tool_calls and INTERLEAVED_BETA in betas(ex.request.headers):
+        if thought and reply.tool_calls and INTERLEAVED_BETA in betas(ex.headers):
             after = interleaved([c.name for c in reply.tool_calls])
         mid = "msg_" + uuid.uuid4().hex[:24]
+        return _Planned(reply, call_ids, cache, thought, after, mid)
+
+    def unary_body(self, ex: Planning) -> bytes:
+        """The non-streamed ``message`` body (a batch item's answer)."""
+        p = self._plan(ex)
+        return wire.message_body(p.mid, ex.call, p.reply, p.call_ids, p.cache, p.thought, p.after)
+
+    async def respond(self, ex: Exchange) -> web.StreamResponse:
+        """Reply with a ``message`` or an event stream."""
+        call, controls = ex.call, ex.controls
+        p = self._plan(ex.planning)
         output = call.conv.max_tokens or 0
         if call.stream:
             plan = wire.stream_plan(
-                mid, call, reply, call_ids, cache, ex.request_id, thought, after
+                p.mid, call, p.reply, p.call_ids, p.cache, ex.request_id, p.thought, p.after
             )
             return await send_stream(
                 ex.request,
@@ -107,7 +131,7 @@ class AnthropicDialect:
             )
 
         def build() -> web.Response:
-            body = wire.message_body(mid, call, reply, call_ids, cache, thought, after)
+            body = wire.message_body(p.mid, call, p.reply, p.call_ids, p.cache, p.thought, p.after)
             hdrs = headers(ex.request_id, JSON, ex.prompt_tokens, output)
             return web.Response(body=body, headers=hdrs)
 
@@ -116,7 +140,7 @@ class AnthropicDialect:
             ex.tracker,
             build,
             controls,
-            reply.output_tokens,
+            p.reply.output_tokens,
             lambda: headers(ex.request_id, JSON, ex.prompt_tokens, output),
         )
 

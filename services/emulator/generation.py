@@ -9,6 +9,7 @@ the dialect to compute the reply and send it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +50,20 @@ class ChatCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Planning:
+    """What computing one reply needs, without the connection it goes out on (a batch
+    item has none)."""
+
+    state: EmulatorState
+    call: ChatCall
+    controls: Controls
+    units: list[Unit]
+    prompt_tokens: int
+    headers: Mapping[str, str]
+    """The request headers (an Anthropic batch: those of the batch's creation)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """Everything a dialect needs to answer one request."""
 
@@ -66,6 +81,18 @@ class Exchange:
     def elapsed_ms(self) -> int:
         """Milliseconds since the request arrived."""
         return int((time.perf_counter() - self.started) * 1000)
+
+    @property
+    def planning(self) -> Planning:
+        """The part of the exchange the reply is computed from."""
+        return Planning(
+            self.state,
+            self.call,
+            self.controls,
+            self.units,
+            self.prompt_tokens,
+            self.request.headers,
+        )
 
 
 class Dialect(Protocol):
@@ -91,6 +118,10 @@ class Dialect(Protocol):
 
     async def respond(self, ex: Exchange) -> web.StreamResponse:
         """Compute usage and the reply, and send it (streamed or whole)."""
+        ...
+
+    def unary_body(self, p: Planning) -> bytes:
+        """The whole (non-streamed) reply body, as `respond` would send it."""
         ...
 
 

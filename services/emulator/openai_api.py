@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from llmesh.services.emulator import openai_wire as wire
 from llmesh.services.emulator.errors import ApiError
-from llmesh.services.emulator.generation import ChatCall, Exchange, handle
+from llmesh.services.emulator.generation import ChatCall, Exchange, Planning, handle
 from llmesh.services.emulator.openai_parse import parse_chat
-from llmesh.services.emulator.replies import plan_reply, tool_call_id
+from llmesh.services.emulator.replies import Reply, plan_reply, tool_call_id
 from llmesh.services.emulator.settings import FaultSpec
 from llmesh.services.emulator.streaming import send_stream, send_unary
 from llmesh.services.emulator.thinking import (
@@ -51,6 +52,18 @@ def headers(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """What one reply will say, decided once for a stream or a whole body."""
+
+    reply: Reply
+    call_ids: list[str]
+    use: dict[str, Any]
+    shown: str | None
+    cid: str
+    created: int
+
+
 class OpenAIDialect:
     """OpenAI's wire format plugged into the shared request flow."""
 
@@ -77,8 +90,8 @@ class OpenAIDialect:
         """The provider's error for a prompt over the model's context window."""
         return wire.context_error(window, prompt_tokens)
 
-    async def respond(self, ex: Exchange) -> web.StreamResponse:
-        """Reply with a ``chat.completion`` or a chunk stream."""
+    def _plan(self, ex: Planning) -> _Planned:
+        """The reply, its tool-call ids, usage and visible reasoning."""
         call, controls = ex.call, ex.controls
         if controls.cached_tokens is not None:
             cached = min(controls.cached_tokens, ex.prompt_tokens)
@@ -95,9 +108,19 @@ class OpenAIDialect:
         )
         shown = thought if visible else None
         cid = "chatcmpl-" + uuid.uuid4().hex[:29]
-        created = int(time.time())
+        return _Planned(reply, call_ids, use, shown, cid, int(time.time()))
+
+    def unary_body(self, ex: Planning) -> bytes:
+        """The non-streamed ``chat.completion`` body (a batch item's answer)."""
+        p = self._plan(ex)
+        return wire.completion_body(p.cid, p.created, ex.call, p.reply, p.call_ids, p.use, p.shown)
+
+    async def respond(self, ex: Exchange) -> web.StreamResponse:
+        """Reply with a ``chat.completion`` or a chunk stream."""
+        call, controls = ex.call, ex.controls
+        p = self._plan(ex.planning)
         if call.stream:
-            plan = wire.stream_plan(cid, created, call, reply, call_ids, use, shown)
+            plan = wire.stream_plan(p.cid, p.created, call, p.reply, p.call_ids, p.use, p.shown)
             return await send_stream(
                 ex.request,
                 ex.tracker,
@@ -107,7 +130,7 @@ class OpenAIDialect:
             )
 
         def build() -> web.Response:
-            body = wire.completion_body(cid, created, call, reply, call_ids, use, shown)
+            body = wire.completion_body(p.cid, p.created, call, p.reply, p.call_ids, p.use, p.shown)
             hdrs = headers(ex.request_id, ex.elapsed_ms(), ex.prompt_tokens, JSON)
             return web.Response(body=body, headers=hdrs)
 
@@ -116,7 +139,7 @@ class OpenAIDialect:
             ex.tracker,
             build,
             controls,
-            reply.output_tokens,
+            p.reply.output_tokens,
             lambda: headers(ex.request_id, ex.elapsed_ms(), ex.prompt_tokens, JSON),
         )
 
