@@ -5,7 +5,10 @@ carried, see `llmesh.services.emulator.trace_context`), ``POST reset`` (zero cou
 the prompt cache, drop run-time fault rules, forget trace contexts) and
 ``GET``/``POST``/``DELETE faults`` (the fault rules; ``POST`` takes ``{"model", "fault",
 "after"?, "times"?, "retry_after"?, "stall_ms"?}``, ``DELETE`` drops every run-time rule,
-or one model's with ``?model=``).
+or one model's with ``?model=``) and ``GET``/``POST batches`` (the batch timing:
+``{"delay_s"?, "expiry_s"?}``; a new delay applies at once to the batches waiting, a new
+window to the batches created after it). ``POST reset`` also stops and forgets every batch
+and file and restores the configured batch timing.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ async def trace_context(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     """``POST /emulator/reset``."""
-    request.app[STATE].reset()
+    state = request.app[STATE]
+    state.reset()
+    await state.batches.reset()
     return _json({"status": "ok"})
 
 
@@ -73,6 +78,31 @@ async def clear_faults(request: web.Request) -> web.Response:
     return _json(faults.snapshot())
 
 
+async def get_batches(request: web.Request) -> web.Response:
+    """``GET /emulator/batches``: the batch timing in force."""
+    return _json(request.app[STATE].batches.timing.snapshot())
+
+
+async def set_batches(request: web.Request) -> web.Response:
+    """``POST /emulator/batches``: change the processing delay and/or completion window."""
+    try:
+        raw = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _json({"error": "body must be JSON"}, 400)
+    if not isinstance(raw, dict) or not raw or set(raw) - {"delay_s", "expiry_s"}:
+        return _json({"error": "body must be an object with 'delay_s' and/or 'expiry_s'"}, 400)
+    values: dict[str, float] = {}
+    for key, value in raw.items():
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else -1
+        if not (number > 0 if key == "expiry_s" else number >= 0):
+            bound = "> 0" if key == "expiry_s" else ">= 0"
+            return _json({"error": f"{key} must be a number {bound}"}, 400)
+        values[key] = float(number)
+    timing = request.app[STATE].batches.timing
+    timing.set(values.get("delay_s"), values.get("expiry_s"))
+    return _json(timing.snapshot())
+
+
 def add_routes(app: web.Application) -> None:
     """Register the admin endpoints on `app`."""
     app.router.add_get("/emulator/health", health)
@@ -82,3 +112,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/emulator/faults", get_faults)
     app.router.add_post("/emulator/faults", add_fault)
     app.router.add_delete("/emulator/faults", clear_faults)
+    app.router.add_get("/emulator/batches", get_batches)
+    app.router.add_post("/emulator/batches", set_batches)

@@ -16,7 +16,16 @@ from aiohttp import web
 
 from llmesh.services.common.exposure import check_exposure
 from llmesh.services.common.ready import notify_ready
-from llmesh.services.emulator import admin, anthropic_api, catalog, embeddings_api, openai_api
+from llmesh.services.emulator import (
+    admin,
+    anthropic_api,
+    anthropic_batches,
+    catalog,
+    embeddings_api,
+    openai_api,
+    openai_batches,
+    openai_files,
+)
 from llmesh.services.emulator.settings import EmulatorSettings
 from llmesh.services.emulator.state import STATE, EmulatorState
 
@@ -29,8 +38,17 @@ def create_app(settings: EmulatorSettings | None = None) -> web.Application:
     embeddings_api.add_routes(app)
     anthropic_api.add_routes(app)
     catalog.add_routes(app)
+    openai_files.add_routes(app)
+    openai_batches.add_routes(app)
+    anthropic_batches.add_routes(app)
     admin.add_routes(app)
+    app.on_cleanup.append(_stop_batches)
     return app
+
+
+async def _stop_batches(app: web.Application) -> None:
+    """Cancel the batches still running when the server stops."""
+    await app[STATE].batches.close()
 
 
 def check_host(settings: EmulatorSettings) -> None:

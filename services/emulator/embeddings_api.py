@@ -33,7 +33,7 @@ from llmesh.services.emulator.settings import STATUS_FAULTS
 from llmesh.services.emulator.state import STATE
 from llmesh.services.emulator.streaming import send_response, send_unary
 
-__all__ = ["add_routes", "create_embeddings"]
+__all__ = ["add_routes", "create_embeddings", "parse_request", "response_body"]
 
 MAX_INPUTS = 2048
 """The most inputs one request may carry (OpenAI's limit)."""
@@ -71,7 +71,7 @@ def _texts(raw: object) -> list[str]:
     return texts
 
 
-def _parse(body: Any) -> tuple[str, list[str], str, int | None]:
+def parse_request(body: Any) -> tuple[str, list[str], str, int | None]:
     """(model, texts, encoding_format, dimensions); raises `ApiError` like the real API."""
     if not isinstance(body, dict):
         raise _invalid(
@@ -161,7 +161,7 @@ async def create_embeddings(request: web.Request) -> web.StreamResponse:
             return headers(request_id, elapsed, tokens, content_type)
 
         try:
-            model, texts, encoding, dimensions = _parse(body)
+            model, texts, encoding, dimensions = parse_request(body)
             tokens = sum(count_tokens(t) for t in texts)
             controls = request_controls(request.headers, model, state.settings, state.faults)
             fault = controls.fault

@@ -2,7 +2,7 @@
 
 Everything is a frozen dataclass with explicit defaults. `EmulatorSettings.from_mapping`
 builds one from plain data (a YAML or JSON section), so a configuration file can carry
-latency profiles and fault rules without code.
+latency profiles, fault rules and batch timing without code.
 """
 
 from __future__ import annotations
@@ -144,6 +144,18 @@ class EmulatorSettings:
     """Prompt-cache entries kept at most; the oldest are dropped first."""
     shutdown_timeout_s: float = 1.0
     """How long a stopping server waits for replies still in flight before cancelling them."""
+    batch_delay_s: float = 0.0
+    """Seconds a batch (OpenAI Batch API, Anthropic Message Batches) stays in progress
+    before its items are answered; ``POST /emulator/batches`` changes it at run time."""
+    batch_expiry_s: float = 86400.0
+    """A batch's completion window: seconds after its creation when the items it has not
+    answered expire (24 hours, as at both providers)."""
+
+    def __post_init__(self) -> None:
+        if not self.batch_delay_s >= 0:
+            raise ValueError("batch_delay_s must be >= 0")
+        if not self.batch_expiry_s > 0:
+            raise ValueError("batch_expiry_s must be > 0")
 
     def latency_for(self, model: str) -> Latency:
         """The latency profile of `model`."""
@@ -185,10 +197,15 @@ class EmulatorSettings:
             "cache_min_tokens",
             "cache_max_entries",
             "shutdown_timeout_s",
+            "batch_delay_s",
+            "batch_expiry_s",
         }
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown emulator settings: {sorted(unknown)}")
+        for key in ("batch_delay_s", "batch_expiry_s"):
+            if key in raw:
+                raw[key] = _num(raw[key], key)
         if not isinstance(raw.get("allow_unauthenticated", False), bool):
             raise ValueError("allow_unauthenticated must be true or false")
         return cls(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from llmesh.services.emulator.batches import BatchBook
 from llmesh.services.emulator.cache import PromptCache
 from llmesh.services.emulator.faults import FaultRules
 from llmesh.services.emulator.settings import EmulatorSettings
@@ -22,6 +23,8 @@ class EmulatorState:
     cache: PromptCache
     faults: FaultRules
     contexts: ReceivedContexts
+    batches: BatchBook
+    """Batch jobs of both APIs, the OpenAI files and the batch timing."""
 
     @classmethod
     def create(cls, settings: EmulatorSettings) -> EmulatorState:
@@ -37,11 +40,13 @@ class EmulatorState:
             ),
             faults=FaultRules(settings.faults),
             contexts=ReceivedContexts(),
+            batches=BatchBook(settings.batch_delay_s, settings.batch_expiry_s),
         )
 
     def reset(self) -> None:
         """Zero the counters, empty the prompt cache, drop run-time fault rules, forget
-        the trace contexts received."""
+        the trace contexts received (the batches are reset apart: `BatchBook.reset`
+        waits for their tasks)."""
         self.stats.reset()
         self.contexts.clear()
         self.cache.clear()
