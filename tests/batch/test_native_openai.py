@@ -1,0 +1,166 @@
+"""The OpenAI batch client end to end against the emulator: chat and embeddings."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from llmesh.services.batch.native import (
+    NativeItem,
+    NativeResult,
+    NativeState,
+    OpenAIBatches,
+    native_batches_for,
+)
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, Message, Role
+from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest
+from llmesh.services.emulator.embedding_vectors import embed_text
+from llmesh.v1 import chat_pb2
+from tests.batch.conftest import Until, resolved
+
+MODEL = "gpt-4o-mini"
+
+
+def chat(custom_id: str, text: str, model: str = MODEL) -> NativeItem:
+    return NativeItem(custom_id, ChatRequest((Message(Role.USER, text),)), model)
+
+
+@pytest.fixture
+async def client(emulator: str) -> AsyncIterator[OpenAIBatches]:
+    batches = native_batches_for(resolved("openai", f"{emulator}/v1"))
+    assert isinstance(batches, OpenAIBatches)
+    try:
+        yield batches
+    finally:
+        await batches.aclose()
+
+
+async def _all(client: OpenAIBatches, batch_id: str) -> dict[str, NativeResult]:
+    return {r.custom_id: r async for r in client.results(batch_id)}
+
+
+async def test_chat_batch_submit_status_results(
+    client: OpenAIBatches, admin: httpx.AsyncClient, until: Until
+) -> None:
+    await admin.post("/emulator/batches", json={"delay_s": 3600})
+    batch_id = await client.submit([chat("a", "The quick brown fox"), chat("b", "hello there")])
+    running = await until(client, batch_id, NativeState.IN_PROGRESS)
+    assert running.state is NativeState.IN_PROGRESS
+    with pytest.raises(LlmeshError) as early:
+        await _all(client, batch_id)
+    assert early.value.reason is Reason.INVALID_REQUEST
+    await admin.post("/emulator/batches", json={"delay_s": 0})
+    done = await until(client, batch_id, NativeState.COMPLETED)
+    assert (done.state, done.total, done.completed, done.failed) == (
+        NativeState.COMPLETED,
+        2,
+        2,
+        0,
+    )
+    results = await _all(client, batch_id)
+    assert set(results) == {"a", "b"}
+    a = results["a"]
+    assert a.error is None and a.embed is None and a.chat is not None
+    assert a.chat.message.content == "The quick brown fox"
+    assert a.chat.request_id == "a"
+    assert a.chat.provider == "openai"
+    assert a.chat.model == MODEL
+    assert a.chat.finish_reason == chat_pb2.FINISH_REASON_STOP
+    assert a.usage is not None
+    assert (a.usage.input_tokens, a.usage.output_tokens) == (10, 4)  # (3 + 4) + 3 priming
+    assert a.chat.usage.output_tokens == 4
+    assert results["b"].chat is not None and results["b"].chat.message.content == "hello there"
+
+
+async def test_embeddings_batch_floats_and_base64(client: OpenAIBatches, until: Until) -> None:
+    floats = await client.submit(
+        [NativeItem("f", EmbeddingRequest(("hello", "world")), "text-embedding-3-small")]
+    )
+    packed = await client.submit(
+        [
+            NativeItem(
+                "p",
+                EmbeddingRequest(("hello",), encoding=EmbeddingEncoding.BASE64),
+                "text-embedding-3-small",
+            )
+        ]
+    )
+    assert (await until(client, floats, NativeState.COMPLETED)).completed == 1
+    assert (await until(client, packed, NativeState.COMPLETED)).completed == 1
+    (f,) = [r async for r in client.results(floats)]
+    assert f.embed is not None and f.error is None
+    assert [e.index for e in f.embed.embeddings] == [0, 1]
+    expected = embed_text("text-embedding-3-small", "world", None)
+    assert list(f.embed.embeddings[1].values) == pytest.approx(list(expected), rel=1e-6)
+    assert f.usage is not None and f.usage.input_tokens == 2
+    (p,) = [r async for r in client.results(packed)]
+    assert p.embed is not None
+    vector = embed_text("text-embedding-3-small", "hello", None)
+    hello = struct.pack(f"<{len(vector)}f", *vector)
+    assert p.embed.embeddings[0].data == hello
+
+
+async def test_item_failures_become_errors_with_reasons(
+    client: OpenAIBatches, admin: httpx.AsyncClient, until: Until
+) -> None:
+    rule = {"model": "limited", "fault": "rate_limit", "times": 1}
+    assert (await admin.post("/emulator/faults", json=rule)).status_code == 200
+    rule = {"model": "too-long", "fault": "context_length"}
+    assert (await admin.post("/emulator/faults", json=rule)).status_code == 200
+    batch_id = await client.submit(
+        [
+            chat("limited", "x", model="limited"),
+            chat("long", "x", model="too-long"),
+            chat("fine", "x", model="limited"),
+        ]
+    )
+    done = await until(client, batch_id, NativeState.COMPLETED)
+    assert (done.completed, done.failed) == (1, 2)
+    results = await _all(client, batch_id)
+    limited, long = results["limited"].error, results["long"].error
+    assert limited is not None and limited.reason is Reason.RATE_LIMITED
+    assert long is not None and long.reason is Reason.CONTEXT_TOO_LONG
+    assert results["limited"].chat is None and results["limited"].usage is None
+    assert results["fine"].chat is not None
+
+
+async def test_expired_items_are_deadline_errors(
+    client: OpenAIBatches, admin: httpx.AsyncClient, until: Until
+) -> None:
+    await admin.post("/emulator/batches", json={"delay_s": 3600, "expiry_s": 0.05})
+    batch_id = await client.submit([chat("a", "x")])
+    done = await until(client, batch_id, NativeState.EXPIRED)
+    assert (done.state, done.failed) == (NativeState.EXPIRED, 1)
+    (result,) = [r async for r in client.results(batch_id)]
+    assert result.error is not None and result.error.reason is Reason.DEADLINE_EXCEEDED
+
+
+async def test_cancel_cancels_the_items_not_run(
+    client: OpenAIBatches, admin: httpx.AsyncClient, until: Until
+) -> None:
+    await admin.post("/emulator/batches", json={"delay_s": 3600})
+    batch_id = await client.submit([chat("a", "x"), chat("b", "y")])
+    await client.cancel(batch_id)
+    done = await until(client, batch_id, NativeState.CANCELLED)
+    assert (done.state, done.completed, done.failed) == (NativeState.CANCELLED, 0, 2)
+    results = await _all(client, batch_id)
+    assert {r.error.reason for r in results.values() if r.error} == {Reason.CANCELLED}
+    await client.cancel(batch_id)  # ended: nothing to do
+
+
+async def test_submit_refuses_what_one_batch_cannot_carry(client: OpenAIBatches) -> None:
+    embed = NativeItem("e", EmbeddingRequest(("x",)), "text-embedding-3-small")
+    cases = [[], [chat("a", "x"), embed], [chat("a", "x"), chat("a", "y")]]
+    for items in cases:
+        with pytest.raises(LlmeshError) as refused:
+            await client.submit(items)
+        assert refused.value.reason is Reason.INVALID_REQUEST
+
+
+def test_factory_by_kind(emulator: str) -> None:
+    assert native_batches_for(resolved("emulator", emulator)) is None
+    assert native_batches_for(resolved("openai-compatible", emulator)) is None
