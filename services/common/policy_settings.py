@@ -136,6 +136,8 @@ class PriceOverride:
     """USD per million reasoning tokens, when billed apart from output."""
     max_output_tokens: int | None = bounded(None, ge=1)
     """The model's published output limit in tokens."""
+    batch: float | None = bounded(None, ge=0)
+    """The share of every rate billed for a call through the provider's batch API (0.5)."""
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -11,8 +11,11 @@ once, so a cost is the float nearest its exact decimal value (0.1 * 3.0 is 0.3, 
 0.30000000000000004).
 
 The shipped prices (`PriceTable.defaults`, listed in `llmesh.services.ledger.price_list`) are
-OpenAI's and Anthropic's standard list prices as of November 2025 (`SOURCE_DATE`): no batch,
-priority, regional or long-context (over 200k input tokens) rates. Configuration overrides
+OpenAI's and Anthropic's standard list prices as of November 2025 (`SOURCE_DATE`): no
+priority, regional or long-context (over 200k input tokens) rates. A call made through a
+provider's batch API (``batch=True``) is billed at `Price.batch` times every rate: half, as
+both OpenAI's Batch API and Anthropic's Message Batches bill it (prompt-cache prices
+included, as their price lists show). Configuration overrides
 them; check the providers' pricing pages before relying on a bill. A price also carries the
 model's published output limit (`Price.max_output_tokens`), which bounds a call's worst case
 when it sets no ``max_tokens``.
@@ -28,13 +31,16 @@ from functools import lru_cache
 
 from llmesh.services.core.usage import Usage
 
-__all__ = ["CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
+__all__ = ["BATCH_SHARE", "CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
 
 SOURCE_DATE = "2025-11"
 """When the shipped prices were taken from the providers' price lists."""
 
 CACHE_TTLS = ("5m", "1h")
 """The prompt cache lifetimes a cache write can be billed at."""
+
+BATCH_SHARE = Decimal("0.5")
+"""The default `Price.batch`: both providers bill batch calls at half the list price."""
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -61,6 +67,9 @@ class Price:
     max_output_tokens: int | None = None
     """The most output tokens the model can produce in one reply (its published limit);
     None when unknown. Bounds a call's worst-case cost when the request sets no max_tokens."""
+    batch: float | None = None
+    """The share of every rate billed for a call made through the provider's batch API;
+    default 0.5 (OpenAI's Batch API and Anthropic's Message Batches are half price)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -84,6 +93,7 @@ class _Rates:
     cache_write_5m: Decimal
     cache_write_1h: Decimal
     reasoning: Decimal
+    batch: Decimal
 
     def cache_write(self, ttl: str) -> Decimal:
         if ttl == "5m":
@@ -112,6 +122,7 @@ def _rates(price: Price) -> _Rates:
         cache_write_5m=pick(price.cache_write_5m, inp * Decimal("1.25")),
         cache_write_1h=pick(price.cache_write_1h, inp * 2),
         reasoning=pick(price.reasoning, out),
+        batch=pick(price.batch, BATCH_SHARE),
     )
 
 
@@ -210,8 +221,17 @@ class PriceTable:
         price = self.price(provider, model)
         return None if price is None else price.max_output_tokens
 
-    def cost_of(self, provider: str, model: str, usage: Usage, *, cache_ttl: str = "5m") -> Cost:
-        """The cost and cache savings of `usage`, and whether the model had a price."""
+    def cost_of(
+        self,
+        provider: str,
+        model: str,
+        usage: Usage,
+        *,
+        cache_ttl: str = "5m",
+        batch: bool = False,
+    ) -> Cost:
+        """The cost and cache savings of `usage`, and whether the model had a price;
+        `batch`: the call went through the provider's batch API (billed at `Price.batch`)."""
         found = self.lookup(provider, model)
         if found is None:
             return Cost(0.0, known=False)
@@ -225,16 +245,25 @@ class PriceTable:
             + (usage.output_tokens - reasoning) * r.output
             + reasoning * r.reasoning
         )
+        share = r.batch if batch else Decimal(1)
         return Cost(
-            float(total / _MILLION),
+            float(total * share / _MILLION),
             known=True,
-            cache_savings_usd=_savings(r, usage),
+            cache_savings_usd=_savings(r, usage, share),
             price_key=key,
         )
 
-    def cost(self, provider: str, model: str, usage: Usage, *, cache_ttl: str = "5m") -> float:
+    def cost(
+        self,
+        provider: str,
+        model: str,
+        usage: Usage,
+        *,
+        cache_ttl: str = "5m",
+        batch: bool = False,
+    ) -> float:
         """What `usage` cost in USD; 0.0 for a model without a price (see `cost_of`)."""
-        return self.cost_of(provider, model, usage, cache_ttl=cache_ttl).usd
+        return self.cost_of(provider, model, usage, cache_ttl=cache_ttl, batch=batch).usd
 
     def worst_case(
         self,
@@ -244,12 +273,14 @@ class PriceTable:
         max_output_tokens: int,
         *,
         cache_ttl: str | None = None,
+        batch: bool = False,
     ) -> float:
         """An upper bound on a call's cost, for budget reservations.
 
         Every input token is priced at the dearest input-side rate (a cache write of
         `cache_ttl`, or of either lifetime when None) and every output token at the
-        dearer of the output and reasoning prices. 0.0 for a model without a price.
+        dearer of the output and reasoning prices; a `batch` call at the batch share of
+        that. 0.0 for a model without a price.
         """
         price = self.price(provider, model)
         if price is None:
@@ -259,7 +290,8 @@ class PriceTable:
         input_rate = max(r.input, r.cache_read, *writes)
         output_rate = max(r.output, r.reasoning)
         total = max(input_tokens, 0) * input_rate + max(max_output_tokens, 0) * output_rate
-        return float(total / _MILLION)
+        share = r.batch if batch else Decimal(1)
+        return float(total * share / _MILLION)
 
     def savings(self, provider: str, model: str, usage: Usage) -> float:
         """What cache reads saved against paying the full input price, in USD."""
@@ -267,8 +299,8 @@ class PriceTable:
         return 0.0 if price is None else _savings(_rates(price), usage)
 
 
-def _savings(r: _Rates, usage: Usage) -> float:
-    saved = usage.cache_read_tokens * (r.input - r.cache_read)
+def _savings(r: _Rates, usage: Usage, share: Decimal = Decimal(1)) -> float:
+    saved = usage.cache_read_tokens * (r.input - r.cache_read) * share
     return float(max(saved, _ZERO) / _MILLION)
 
 

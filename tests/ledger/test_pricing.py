@@ -269,3 +269,35 @@ def test_output_limits_are_configurable() -> None:
     assert table.output_limit("openai", "gpt-4o") == 8192
     assert table.output_limit("local", "llama") == 2048
     assert table.price("openai", "gpt-4o").input == 2.5  # type: ignore[union-attr]
+
+
+def test_batch_calls_cost_half_at_both_providers() -> None:
+    u = Usage(input_tokens=1000, output_tokens=500, cache_read_tokens=2000, cache_write_tokens=3000)
+    # Anthropic's batch rates: half of 1000*3 + 2000*0.30 + 3000*3.75 + 500*15
+    assert TABLE.cost("anthropic", "claude-sonnet-4-5", u, batch=True) == 0.011175
+    cost = TABLE.cost_of("anthropic", "claude-sonnet-4-5", u, batch=True)
+    assert cost.cache_savings_usd == 0.0027  # half of 2000 * (3 - 0.3)
+    # gpt-4o-mini batch: $0.075 input, $0.0375 cached input, $0.30 output per million
+    o = Usage(input_tokens=1000, output_tokens=200, cache_read_tokens=4000)
+    assert TABLE.cost("openai", "gpt-4o-mini", o, batch=True) == 0.000285
+    assert TABLE.cost("openai", "gpt-4o-mini", o) == 0.00057  # unchanged without batch
+    assert (
+        TABLE.cost("openai", "text-embedding-3-small", Usage(input_tokens=10**6), batch=True)
+        == 0.01
+    )
+    assert TABLE.cost("emulator", "echo", u, batch=True) == 0.0
+    assert TABLE.worst_case("openai", "gpt-4o", 1000, 1000, batch=True) == pytest.approx(
+        TABLE.worst_case("openai", "gpt-4o", 1000, 1000) / 2
+    )
+
+
+def test_batch_share_is_configurable() -> None:
+    table = TABLE.with_overrides(
+        {"openai/gpt-4o": {"batch": 0.25}, "x/y": {"input": 4, "output": 8, "batch": 1}}
+    )
+    big = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert table.cost("openai", "gpt-4o", big, batch=True) == 3.125  # (2.5 + 10) / 4
+    assert table.cost("x", "y", big, batch=True) == 12.0
+    assert table.cost("openai", "gpt-4o-mini", big, batch=True) == 0.375
+    with pytest.raises(ValueError, match="batch"):
+        Price(1.0, 1.0, batch=-0.5)
