@@ -160,6 +160,9 @@ async def test_faults_and_invalid_bodies_fail_single_items(
     assert failed["cut"]["response"]["status_code"] == 500
     assert failed["cut"]["response"]["body"]["error"]["type"] == "server_error"
     assert all(line["error"] is None for line in failed.values())
+    stats = (await http.get("/emulator/stats")).json()
+    assert stats["by_model"]["gpt-4o-mini"]["requests"] == 3  # each item counted as a call
+    assert stats["by_model"]["cut-model"]["requests"] == 1
 
 
 async def test_invalid_lines_fail_the_batch_with_their_line_numbers(
