@@ -12,6 +12,7 @@ answered. Streaming is refused per item, as the batch APIs refuse it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +32,10 @@ from llmesh.services.emulator.state import EmulatorState
 
 __all__ = ["answer_anthropic", "answer_openai"]
 
+log = logging.getLogger(__name__)
+
 _SERVER_FAULT = FaultSpec("server_error")
+_API_ERROR = ApiError(500, "Internal server error", "api_error")
 _AS_SERVER_ERROR = frozenset({"cut", "malformed", "timeout"})
 
 
@@ -96,6 +100,10 @@ def answer_openai(state: EmulatorState, url: str, body: Any, api_key: str) -> It
             return ItemAnswer(status, orjson.loads(raw), request_id)
         except ApiError as err:
             return ItemAnswer(err.status, orjson.loads(openai_wire.error_body(err)), request_id)
+        except Exception:  # a bug answers this item as the server would, not the batch
+            log.exception("batch item failed")
+            body = orjson.loads(openai_wire.error_body(openai_wire.SERVER_ERROR))
+            return ItemAnswer(500, body, request_id)
 
 
 def answer_anthropic(state: EmulatorState, params: Any, headers: Mapping[str, str]) -> ItemAnswer:
@@ -116,3 +124,7 @@ def answer_anthropic(state: EmulatorState, params: Any, headers: Mapping[str, st
         except ApiError as err:
             body = orjson.loads(anthropic_wire.error_body(err, request_id))
             return ItemAnswer(err.status, body, request_id)
+        except Exception:  # a bug answers this item as the server would, not the batch
+            log.exception("batch item failed")
+            body = orjson.loads(anthropic_wire.error_body(_API_ERROR, request_id))
+            return ItemAnswer(500, body, request_id)

@@ -16,7 +16,7 @@ from llmesh.services.batch.native import (
     native_batches_for,
 )
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.chat import ChatRequest, Message, Role
+from llmesh.services.core.chat import ChatRequest, Message, Role, ThinkingBlock
 from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest
 from llmesh.services.emulator.embedding_vectors import embed_text
 from llmesh.v1 import chat_pb2
@@ -159,6 +159,15 @@ async def test_submit_refuses_what_one_batch_cannot_carry(client: OpenAIBatches)
         with pytest.raises(LlmeshError) as refused:
             await client.submit(items)
         assert refused.value.reason is Reason.INVALID_REQUEST
+
+
+async def test_an_item_that_cannot_be_sent_is_named(client: OpenAIBatches) -> None:
+    redacted = Message(Role.ASSISTANT, thinking=(ThinkingBlock("", "", "opaque"),))
+    item = NativeItem("turn", ChatRequest((Message(Role.USER, "x"), redacted)), MODEL)
+    with pytest.raises(LlmeshError) as refused:
+        await client.submit([chat("fine", "x"), item])
+    assert refused.value.reason is Reason.INVALID_REQUEST
+    assert refused.value.metadata["custom_id"] == "turn"
 
 
 def test_factory_by_kind(emulator: str) -> None:

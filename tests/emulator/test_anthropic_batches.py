@@ -10,6 +10,8 @@ import httpx
 import pytest
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
+from llmesh.services.emulator import anthropic_api
+
 MODEL = "claude-haiku-4-5"
 
 
@@ -169,3 +171,18 @@ async def test_delete_refuses_a_running_batch(
     created = await ant.messages.batches.create(requests=[_request("a", "x")])
     with pytest.raises(anthropic.BadRequestError, match="in progress"):
         await ant.messages.batches.delete(created.id)
+
+
+async def test_an_item_that_breaks_the_emulator_is_a_server_error(
+    ant: anthropic.AsyncAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(anthropic_api.DIALECT, "unary_body", broken)
+    created = await ant.messages.batches.create(requests=[_request("a", "x")])
+    done = await _until_ended(ant, created.id)
+    assert done.request_counts.errored == 1
+    result = (await _results(ant, done.id))["a"].result
+    assert result.type == "errored"
+    assert result.error.error.type == "api_error"

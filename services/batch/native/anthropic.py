@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import anthropic
 import httpx2
 
-from llmesh.services.batch.native.openai import check_items, invalid_items, item_body
+from llmesh.services.batch.native.items import check_items, invalid_items, item_body
 from llmesh.services.batch.native.protocol import (
     NativeItem,
     NativeResult,
