@@ -6,6 +6,7 @@ import struct
 from collections.abc import AsyncIterator
 
 import httpx
+import openai
 import pytest
 
 from llmesh.services.batch.native import (
@@ -168,6 +169,21 @@ async def test_an_item_that_cannot_be_sent_is_named(client: OpenAIBatches) -> No
         await client.submit([chat("fine", "x"), item])
     assert refused.value.reason is Reason.INVALID_REQUEST
     assert refused.value.metadata["custom_id"] == "turn"
+
+
+async def test_a_batch_refused_as_a_whole_says_why(
+    client: OpenAIBatches, emulator: str, until: Until
+) -> None:
+    async with openai.AsyncOpenAI(base_url=f"{emulator}/v1", api_key="k", max_retries=0) as sdk:
+        uploaded = await sdk.files.create(file=("in.jsonl", b"{not json\n"), purpose="batch")
+        batch = await sdk.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    assert (await until(client, batch.id, NativeState.FAILED)).state is NativeState.FAILED
+    with pytest.raises(LlmeshError) as refused:
+        await _all(client, batch.id)
+    assert refused.value.reason is Reason.UPSTREAM_INVALID_REQUEST
+    assert "line 1: This line is not parseable as valid JSON." in refused.value.message
 
 
 def test_factory_by_kind(emulator: str) -> None:

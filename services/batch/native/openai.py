@@ -159,11 +159,23 @@ class OpenAIBatches:
         )
 
     async def results(self, provider_batch_id: str) -> AsyncIterator[NativeResult]:
-        """The lines of the output file, then of the error file, read as they arrive."""
+        """The lines of the output file, then of the error file, read as they arrive; a
+        batch the provider refused as a whole (``failed``) raises UPSTREAM_INVALID_REQUEST
+        with the provider's reasons."""
         batch = await self._call(self._client.batches.retrieve(provider_batch_id))
         if batch.status not in _ENDED:
             raise invalid_items(
                 f"batch {provider_batch_id} has not ended (status {batch.status}): no results yet"
+            )
+        if batch.status == "failed":
+            problems = [
+                f"line {e.line}: {e.message}" if e.line is not None else str(e.message)
+                for e in (batch.errors.data or [] if batch.errors else [])
+            ]
+            raise LlmeshError(
+                Reason.UPSTREAM_INVALID_REQUEST,
+                f"upstream refused batch {provider_batch_id}: "
+                + ("; ".join(problems[:5]) or "no reason given"),
             )
         embeddings = batch.endpoint == EMBEDDINGS
         wants_base64 = (batch.metadata or {}).get(ENCODING_KEY) == "base64"
