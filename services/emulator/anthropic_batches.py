@@ -149,7 +149,7 @@ async def create_batch(request: web.Request) -> web.Response:
     except ApiError as err:
         return _error(err)
     passed: Mapping[str, str] = {
-        k: v for k, v in request.headers.items() if k.lower() in _PASSED_HEADERS
+        k.lower(): v for k, v in request.headers.items() if k.lower() in _PASSED_HEADERS
     }
 
     def answer(i: int) -> ItemAnswer:

@@ -22,6 +22,7 @@ from llmesh.services.core.chat import (
     ResponseFormat,
     ResponseFormatType,
     Role,
+    Tool,
 )
 from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.v1 import chat_pb2
@@ -31,7 +32,8 @@ MODEL = "claude-haiku-4-5"
 
 
 def chat(custom_id: str, text: str, model: str = MODEL, **fields: object) -> NativeItem:
-    request = ChatRequest((Message(Role.USER, text),), max_tokens=64, **fields)  # type: ignore[arg-type]
+    values: dict[str, object] = {"max_tokens": 64, **fields}
+    request = ChatRequest((Message(Role.USER, text),), **values)  # type: ignore[arg-type]
     return NativeItem(custom_id, request, model)
 
 
@@ -135,3 +137,24 @@ async def test_submit_refuses_embeddings_and_bad_ids(client: AnthropicBatches) -
         with pytest.raises(LlmeshError) as refused:
             await client.submit(items)
         assert refused.value.reason is Reason.INVALID_REQUEST
+
+
+async def test_beta_features_of_the_items_reach_the_batch(
+    client: AnthropicBatches, until: Until
+) -> None:
+    item = chat(
+        "t",
+        "call get_weather for Paris",
+        max_tokens=2048,
+        thinking_budget_tokens=1024,
+        tools=(Tool("get_weather", parameters={"type": "object", "properties": {}}),),
+        anthropic_beta=("interleaved-thinking-2025-05-14",),
+    )
+    batch_id = await client.submit([item, chat("plain", "x")])
+    await until(client, batch_id, NativeState.COMPLETED)
+    results = await _all(client, batch_id)
+    reply = results["t"].chat
+    assert reply is not None
+    assert len(reply.message.thinking) == 2  # thinking again after the call: the beta's
+    assert [c.name for c in reply.message.tool_calls] == ["get_weather"]
+    assert reply.message.content == "Calling get_weather."

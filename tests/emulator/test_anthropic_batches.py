@@ -11,6 +11,7 @@ import pytest
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 from llmesh.services.emulator import anthropic_api
+from llmesh.services.emulator.thinking import INTERLEAVED_BETA
 
 MODEL = "claude-haiku-4-5"
 
@@ -186,3 +187,26 @@ async def test_an_item_that_breaks_the_emulator_is_a_server_error(
     result = (await _results(ant, done.id))["a"].result
     assert result.type == "errored"
     assert result.error.error.type == "api_error"
+
+
+async def test_the_batch_s_beta_header_applies_to_every_item(
+    ant: anthropic.AsyncAnthropic,
+) -> None:
+    weather = {
+        "name": "get_weather",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    params = {
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "tools": [weather],
+        "max_tokens": 2048,
+    }
+    request = _request("a", "call get_weather for Paris", **params)
+    created = await ant.messages.batches.create(
+        requests=[request],
+        extra_headers={"Anthropic-Beta": f"other-beta, {INTERLEAVED_BETA}"},
+    )
+    done = await _until_ended(ant, created.id)
+    result = (await _results(ant, done.id))["a"].result
+    assert result.type == "succeeded"
+    assert [b.type for b in result.message.content] == ["thinking", "tool_use", "thinking", "text"]

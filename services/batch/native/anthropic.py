@@ -149,7 +149,8 @@ class AnthropicBatches:
         decoder = await self._call(self._client.messages.batches.results(provider_batch_id))
         try:
             async for response in decoder:
-                yield await self._result(response.custom_id, response.result.to_dict())
+                result = response.result.to_dict(warnings=False)
+                yield await self._result(response.custom_id, result)
         except LlmeshError:
             raise
         except Exception as exc:
