@@ -1,7 +1,8 @@
-"""OpenAI's Files API, as much as the Batch API needs: upload, retrieve, content, delete.
+"""OpenAI's Files API, as much as the Batch API needs: upload, list, retrieve, content, delete.
 
 ``POST /v1/files`` takes a multipart form with ``file`` and ``purpose`` (a ``batch`` file
-must be a ``.jsonl``); ``GET /v1/files/{id}`` answers the ``FileObject``,
+must be a ``.jsonl``); ``GET /v1/files`` lists them (``purpose``, ``order``, ``after``,
+``limit``); ``GET /v1/files/{id}`` answers the ``FileObject``,
 ``GET /v1/files/{id}/content`` the bytes, ``DELETE /v1/files/{id}`` a ``file.deleted``.
 Files live in memory until deleted or ``POST /emulator/reset``; a batch's output and error
 files are created here too (purpose ``batch_output``).
@@ -145,9 +146,47 @@ async def delete_file(request: web.Request) -> web.Response:
     return json_response({"id": entry["id"], "object": "file", "deleted": True})
 
 
+async def list_files(request: web.Request) -> web.Response:
+    """``GET /v1/files?purpose=&order=&after=&limit=``: newest first unless ``order=asc``."""
+    entries = list(request.app[STATE].batches.files.values())
+    purpose = request.query.get("purpose")
+    if purpose is not None:
+        entries = [e for e in entries if e["purpose"] == purpose]
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        return error_response(
+            ApiError(400, "Invalid 'order': must be 'asc' or 'desc'.", param="order")
+        )
+    if order == "desc":
+        entries.reverse()
+    try:
+        limit = int(request.query.get("limit", "10000"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 10000:
+        return error_response(
+            ApiError(400, "Invalid 'limit': must be between 1 and 10000.", param="limit")
+        )
+    after = request.query.get("after")
+    if after is not None:
+        ids = [e["id"] for e in entries]
+        entries = entries[ids.index(after) + 1 :] if after in ids else []
+    page = entries[:limit]
+    return json_response(
+        {
+            "object": "list",
+            "data": [file_object(e) for e in page],
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(entries) > limit,
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
     """Register the Files endpoints on `app`."""
     app.router.add_post("/v1/files", create_file)
+    app.router.add_get("/v1/files", list_files)
     app.router.add_get("/v1/files/{file_id}", retrieve_file)
     app.router.add_get("/v1/files/{file_id}/content", file_content)
     app.router.add_delete("/v1/files/{file_id}", delete_file)

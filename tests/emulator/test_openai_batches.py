@@ -241,6 +241,18 @@ async def test_files_upload_retrieve_content_delete(oai: openai.AsyncOpenAI) -> 
         await oai.files.create(file=("x.txt", b"{}"), purpose="batch")
 
 
+async def test_files_list_filters_and_pages(oai: openai.AsyncOpenAI) -> None:
+    ids = [
+        (await oai.files.create(file=(f"{i}.jsonl", b"{}"), purpose="batch")).id for i in range(3)
+    ]
+    other = await oai.files.create(file=("v.png", b"png"), purpose="vision")
+    first = await oai.files.list(purpose="batch", limit=2)
+    assert [f.id for f in first.data] == ids[::-1][:2]
+    assert [f.id async for f in await oai.files.list(purpose="batch", limit=2)] == ids[::-1]
+    oldest = await oai.files.list(order="asc")
+    assert [f.id for f in oldest.data] == [*ids, other.id]
+
+
 async def test_create_refuses_unknown_files_and_endpoints(oai: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         await oai.batches.create(
