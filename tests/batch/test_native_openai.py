@@ -77,6 +77,16 @@ async def test_chat_batch_submit_status_results(
     assert results["b"].chat is not None and results["b"].chat.message.content == "hello there"
 
 
+async def test_chat_item_fields_reach_the_provider(client: OpenAIBatches, until: Until) -> None:
+    short = ChatRequest((Message(Role.USER, "The quick brown fox"),), max_tokens=2, stop=("z",))
+    batch_id = await client.submit([NativeItem("short", short, MODEL)])
+    await until(client, batch_id, NativeState.COMPLETED)
+    (result,) = [r async for r in client.results(batch_id)]
+    assert result.chat is not None
+    assert result.chat.message.content == "The quick"  # max_completion_tokens: 2
+    assert result.chat.finish_reason == chat_pb2.FINISH_REASON_LENGTH
+
+
 async def test_embeddings_batch_floats_and_base64(client: OpenAIBatches, until: Until) -> None:
     floats = await client.submit(
         [NativeItem("f", EmbeddingRequest(("hello", "world")), "text-embedding-3-small")]
