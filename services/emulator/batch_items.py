@@ -6,15 +6,15 @@ request to ``/v1/chat/completions``, ``/v1/embeddings`` or ``/v1/messages``; onl
 ``x-emulator-*`` headers are absent (a batch line has none). A fault that strikes a reply
 mid-stream fails the item as it fails a whole (non-streamed) reply: ``stream_error`` with
 the equivalent status error, ``cut``, ``malformed`` and ``timeout`` with the provider's
-server error; ``stall`` only delays the interactive reply, so the item is
-answered. Streaming is refused per item, as the batch APIs refuse it.
+server error; ``stall`` only delays the interactive reply, so the item is answered.
+Streaming is refused per item, as the batch APIs refuse it.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -54,8 +54,8 @@ def _chat(
     dialect: Dialect,
     body: Any,
     headers: Mapping[str, str],
-    fault_error: Any,
-    context_error: Any,
+    fault_error: Callable[[FaultSpec, str, int], ApiError],
+    context_error: Callable[[int, int], ApiError],
 ) -> tuple[int, bytes]:
     """(status, body bytes) of one chat item; raises `ApiError` for an error answer."""
     call: ChatCall = dialect.parse(body)
