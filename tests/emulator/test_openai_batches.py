@@ -279,3 +279,11 @@ async def test_reset_forgets_batches_and_restores_timing(
         await oai.batches.retrieve(created.id)
     bad = await http.post("/emulator/batches", json={"delay_s": -1})
     assert bad.status_code == 400
+
+
+async def test_a_streaming_item_is_refused(oai: openai.AsyncOpenAI) -> None:
+    created = await _create(oai, [_line("s", "x", stream=True)])
+    done = await _until(oai, created.id, TERMINAL)
+    (line,) = await _jsonl(oai, done.error_file_id)
+    assert line["response"]["status_code"] == 400
+    assert line["response"]["body"]["error"]["param"] == "stream"
