@@ -76,6 +76,8 @@ class Router:
                 self.plan(route.steps.screen.route_to)
             if route.steps is not None and route.steps.fit.larger_model is not None:
                 self.resolve(route.steps.fit.larger_model)
+            if route.steps is not None and route.steps.fit.summary_model is not None:
+                self.plan(route.steps.fit.summary_model)
 
     @property
     def catalog(self) -> ModelCatalog:
