@@ -180,6 +180,9 @@ async def assemble(
                     client=processor,
                     targets_for=lambda name: tuple(path.router.plan(name)[0]),
                     catalog=lambda: path.router.catalog,
+                    mesh=lambda call, request_id, timeout: path.stream(
+                        call, request_id=request_id, timeout=timeout
+                    ),
                 )
             )
 

@@ -8,7 +8,10 @@ processor fits is one the emulator accepts.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -18,12 +21,15 @@ import pytest
 
 from llmesh.services.common.config import parse_route
 from llmesh.services.common.model_settings import ModelCapabilities, ModelSettings
+from llmesh.services.ledger.stores import sqlite_path
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
 SMALL, LARGE = "gpt-4o-mini-1k", "gpt-4o-mini-4k"
 WINDOWS = {SMALL: 1000, LARGE: 4000}
 LAST = "and now the final question please"
+SUMMARY_TOKENS = 100
 
 
 def _conversation(turns: int = 30) -> list[dict[str, str]]:
@@ -49,6 +55,20 @@ def fit_mesh() -> Iterator[Mesh]:
                 "steps": {
                     "pre": ["fit"],
                     "fit": {"strategy": "larger_model", "larger_model": f"emulator/{LARGE}"},
+                },
+            },
+        ),
+        "summarized": parse_route(
+            "summarized",
+            {
+                "targets": [target],
+                "steps": {
+                    "pre": ["fit"],
+                    "fit": {
+                        "strategy": "summarize",
+                        "summary_model": "emulator/echo",
+                        "summary_max_tokens": SUMMARY_TOKENS,
+                    },
                 },
             },
         ),
@@ -156,3 +176,61 @@ async def test_larger_model_trims_when_the_larger_window_is_too_small_as_well(
     assert text == LAST
     assert steps[0].startswith("fit: larger_model budget=3900 dropped_messages=")
     assert steps[1] == f"fit: emulator/{SMALL} -> emulator/{LARGE}"
+
+
+async def _summary_calls(mesh: Mesh, parent: str) -> list[str]:
+    """The request ids of the ledger rows of summary calls made for `parent`, once written."""
+    assert mesh.config is not None
+    path = sqlite_path(mesh.config.database_url)
+    assert path is not None
+    end = time.monotonic() + 5
+    while True:
+        with sqlite3.connect(path) as db:
+            rows = db.execute("SELECT request_id, metadata FROM usage_records").fetchall()
+        found = [rid for rid, meta in rows if json.loads(meta).get("llmesh_summary_of") == parent]
+        if found or time.monotonic() > end:
+            return found
+        await asyncio.sleep(0.05)
+
+
+async def test_an_over_long_conversation_is_summarized_and_succeeds_through_the_gateway(
+    fit_mesh: Mesh,
+) -> None:
+    before = fit_mesh.stats()
+    async with httpx.AsyncClient(base_url=fit_mesh.gateway_url, timeout=10) as http:
+        r = await http.post(
+            "/v1/chat/completions",
+            json={"model": "summarized", "messages": _conversation(), "metadata": {"user": "ann"}},
+        )
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == LAST
+    after = fit_mesh.stats()
+    # one call to the small model (accepted: the emulator refuses any over its window), one
+    # to the summary model
+    assert _count(after, SMALL) == _count(before, SMALL) + 1
+    assert _count(after, "echo") == _count(before, "echo") + 1
+    parent = r.headers["x-request-id"]
+    call = await ledger_record(fit_mesh.config.database_url, parent)  # type: ignore[union-attr]
+    (summary_id,) = await _summary_calls(fit_mesh, parent)
+    summary = await ledger_record(fit_mesh.config.database_url, summary_id)  # type: ignore[union-attr]
+    assert call.route == "summarized" and call.status.value == "ok"
+    assert summary.route == "emulator/echo" and summary.status.value == "ok"
+    assert (summary.tenant, summary.key_id, summary.user) == (call.tenant, call.key_id, "ann")
+    assert summary.output_tokens == SUMMARY_TOKENS  # the summary's max_tokens held
+    assert summary.input_tokens > call.input_tokens  # the middle turns went to the summary
+
+
+async def test_the_summarize_decision_is_in_the_trail(fit_mesh: Mesh) -> None:
+    text, steps = await _steps(fit_mesh, "summarized")
+    assert text == LAST
+    first, summarized, refit = steps
+    assert first.startswith("fit: summarize budget=900 summarize_messages=58 ")
+    before = int(first.split(" tokens=")[1].split()[0])
+    assert before > 900
+    counts = dict(kv.split("=") for kv in summarized.split()[2:])
+    assert summarized.startswith("fit: summarized messages=58 ")
+    assert counts["tokens_before"] == str(before)
+    assert int(counts["tokens_after"]) <= 900
+    assert counts["summary_model"] == "emulator/echo"
+    assert counts["summary_request"].startswith("req_")
+    assert refit.startswith(f"fit: fits budget=900 tokens={counts['tokens_after']} ")

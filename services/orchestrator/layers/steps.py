@@ -11,28 +11,44 @@ trail); one deciding ``block`` has already failed the call in the processor.
 
 With ``fit`` the request carries the first target's context window and output limit from
 the model catalog (and the larger model's, for ``larger_model``); when the processor moves
-the call, its targets become the larger model alone, noted in the trail.
+the call, its targets become the larger model alone, noted in the trail. When it asks for
+a summary (strategy ``summarize``), the middle turns go to ``fit.summary_model`` through
+the mesh (`llmesh.services.orchestrator.steps.summary`), the summary replaces them, and
+the processor fits the result again (trimming if it still does not fit); the summary
+call's request id, the turns summarized and the tokens before and after are noted. A
+summary that fails or comes back empty leaves trimming to do the fitting, noted with its
+reason. A summary call itself runs no ``fit`` step.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
+from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.step_settings import FitStrategy, StepsConfig
 from llmesh.services.core.call import RoutedCall
-from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.chat import ChatRequest, Message
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
+from llmesh.services.orchestrator.steps.summary import SUMMARY_OF, Mesh, summarize, summary_request
+from llmesh.services.processor.fit import summary_message
 from llmesh.services.processor.redact import Restorer, json_escaped
 from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "restored"]
+
+_STRATEGIES = {
+    FitStrategy.TRIM: processor_pb2.FIT_STRATEGY_TRIM,
+    FitStrategy.LARGER_MODEL: processor_pb2.FIT_STRATEGY_LARGER_MODEL,
+    FitStrategy.SUMMARIZE: processor_pb2.FIT_STRATEGY_SUMMARIZE,
+}
+_FIT_ONLY = StepsConfig(pre=("fit",))
 
 
 class Processed:
@@ -46,21 +62,27 @@ class Processed:
         client: ProcessorClient,
         targets_for: Callable[[str], tuple[Target, ...]] | None = None,
         catalog: Callable[[], ModelCatalog] = ModelCatalog,
+        mesh: Mesh | None = None,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
         ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
-        current model catalog (context windows for the ``fit`` step)."""
+        current model catalog (context windows for the ``fit`` step); `mesh`: the mesh's
+        own call path, for the summary calls of routes whose fit strategy is summarize."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
         self._targets_for = targets_for
         self._catalog = catalog
+        self._mesh = mesh
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, through its route's steps when it has any."""
         if not isinstance(call.request, ChatRequest):
             return self._inner.stream(call)
         steps = self._steps_for(call.call.model)
+        if steps is not None and SUMMARY_OF in call.call.metadata and "fit" in steps.pre:
+            pre = tuple(s for s in steps.pre if s != "fit")  # a summary asks for no summary
+            steps = replace(steps, pre=pre) if pre or steps.post else None
         if steps is None:
             return self._inner.stream(call)
         return self._run(call, steps)
@@ -71,7 +93,10 @@ class Processed:
         fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
         prepared = await self._client.prepare(call.request.messages, steps, call.remaining(), fit)
         _note(call, prepared)
-        request = replace(call.request, messages=prepared.messages)
+        messages = prepared.messages
+        if prepared.summarize and fit is not None:
+            messages = await self._summarized(call, steps, fit, prepared)
+        request = replace(call.request, messages=messages)
         routed = replace(call, call=replace(call.call, request=request))
         if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
             routed = self._rerouted(routed, steps.screen.route_to)
@@ -88,6 +113,55 @@ class Processed:
             async for event in inner:
                 yield event
 
+    async def _summarized(
+        self,
+        call: RoutedCall[ChatRequest],
+        steps: StepsConfig,
+        fit: processor_pb2.FitRules,
+        prepared: Prepared,
+    ) -> tuple[Message, ...]:
+        """The prepared messages with the middle turns summarized, fitted again; trimmed
+        instead when the summary call fails, brings nothing or leaves no room."""
+        notes = call.trail.notes if call.trail.notes is not None else []
+        messages, span = prepared.messages, prepared.summarize
+        model = steps.fit.summary_model or ""
+        again = processor_pb2.FitRules()
+        again.CopyFrom(fit)
+        again.strategy = processor_pb2.FIT_STRATEGY_TRIM
+        summary, request_id, why = "", "", "no call path for a summary"
+        if self._mesh is not None:
+            request = summary_request([messages[i] for i in span], steps.fit.summary_max_tokens)
+            try:
+                summary, request_id = await summarize(
+                    self._mesh, call.call, call.request_id, model, request, call.remaining()
+                )
+            except LlmeshError as exc:
+                why = f"summary by {model} failed ({exc.reason.value})"
+            else:
+                why = f"summary by {model} (request {request_id}) came back empty"
+        if summary:
+            summarized = summary_message(summary)
+            assembled = (*messages[: span[0]], summarized, *messages[span[-1] + 1 :])
+            try:
+                refit = await self._client.prepare(assembled, _FIT_ONLY, call.remaining(), again)
+            except LlmeshError as exc:
+                if exc.reason is not Reason.CONTEXT_TOO_LONG:
+                    raise
+                why = f"summary by {model} (request {request_id}) leaves no room for the last turn"
+            else:
+                before = _tokens(prepared.decisions)
+                notes.append(
+                    f"fit: summarized messages={len(span)} tokens_before={before} "
+                    f"tokens_after={_tokens(refit.decisions)} summary_model={model} "
+                    f"summary_request={request_id}"
+                )
+                _note(call, refit)
+                return refit.messages
+        notes.append(f"fit: {why}; trimming")
+        refit = await self._client.prepare(messages, _FIT_ONLY, call.remaining(), again)
+        _note(call, refit)
+        return refit.messages
+
     def _rerouted(self, call: RoutedCall[ChatRequest], route_to: str) -> RoutedCall[ChatRequest]:
         if self._targets_for is None:
             raise RuntimeError("a screen step routes, but the layer has no targets_for")
@@ -102,13 +176,10 @@ class Processed:
     ) -> processor_pb2.FitRules:
         """The fit step's rules with the limits of the first target (and the larger model)."""
         catalog = self._catalog()
-        rules = processor_pb2.FitRules(
-            strategy=(
-                processor_pb2.FIT_STRATEGY_LARGER_MODEL
-                if steps.fit.strategy is FitStrategy.LARGER_MODEL
-                else processor_pb2.FIT_STRATEGY_TRIM
-            )
-        )
+        rules = processor_pb2.FitRules(strategy=_STRATEGIES[steps.fit.strategy])
+        if steps.fit.strategy is FitStrategy.SUMMARIZE:
+            rules.keep_turns = steps.fit.keep_turns
+            rules.summary_max_tokens = steps.fit.summary_max_tokens
         if call.targets:
             target = call.targets[0]
             rules.model = target.name
@@ -135,6 +206,11 @@ def _limits(
     if reserve is None:
         reserve = request.max_tokens or caps.max_output_tokens or 0
     return caps.context_window or 0, reserve
+
+
+def _tokens(decisions: Sequence[processor_pb2.StepDecision]) -> int:
+    """The tokens the fit decision among `decisions` counted (0: none)."""
+    return next((d.counts["tokens"] for d in decisions if d.step == "fit"), 0)
 
 
 def _note(call: RoutedCall[Any], prepared: Prepared) -> None:
