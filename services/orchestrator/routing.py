@@ -79,6 +79,10 @@ class Router:
             if route.steps is not None and route.steps.fit.summary_model is not None:
                 self.plan(route.steps.fit.summary_model)
 
+    def kind(self, provider: str) -> str:
+        """The kind (wire format) of the configured provider `provider`; empty: unknown."""
+        return self._kinds.get(provider, "")
+
     @property
     def catalog(self) -> ModelCatalog:
         """What the routed models can do."""

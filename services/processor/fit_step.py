@@ -6,13 +6,17 @@ messages and the most recent turns (`llmesh.services.processor.fit`); ``larger_m
 moves the call to the configured model when the conversation fits its budget, and trims to
 that budget when it does not; ``summarize`` names the middle turns (``summarize`` on the
 response) for the caller to replace with a summary, and trims when no middle turns leave
-room for the summary and the last turn. The kept turns after the system messages start at a user
-message. Counts use the target model's counter: exact for OpenAI
-encodings, an estimate for the others (the decision's ``estimated`` count is 1 then).
+room for the summary and the last turn. The kept turns after the system messages start at a
+user message. Counts use the target model's counter: exact for OpenAI encodings, an
+estimate for the others; when the caller brings the provider's own count of
+the conversation (``counted_tokens``: Anthropic's count_tokens), that count decides, and
+each message's size is scaled to it for trimming. The decision's ``estimated`` count is 1
+for an estimate, 0 for an exact count.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -48,6 +52,10 @@ async def fit_response(
         counter = counter_for(model)
         sizes = await counter.message_sizes(messages)
         tokens = sum(sizes) + counter.reply_priming
+        exact = counter.exact
+        if rules.counted_tokens > 0:  # the provider's own count: the sizes scaled to it
+            sizes = _scaled(sizes, rules.counted_tokens - counter.reply_priming)
+            tokens, exact = rules.counted_tokens, True
         budget = _budget(window, reserve, model)
         larger = rules.strategy == processor_pb2.FIT_STRATEGY_LARGER_MODEL
         summarize = rules.strategy == processor_pb2.FIT_STRATEGY_SUMMARIZE
@@ -63,6 +71,7 @@ async def fit_response(
             counter = counter_for(rules.larger_model)
             sizes = await counter.message_sizes(messages)
             tokens = sum(sizes) + counter.reply_priming
+            exact = counter.exact
             budget = _budget(
                 rules.larger_context_window, rules.larger_reserve_output, rules.larger_model
             )
@@ -75,9 +84,17 @@ async def fit_response(
             tokens = _trim(response, decision, messages, sizes, budget, counter)
         decision.counts["tokens"] = tokens
         decision.counts["budget"] = budget
-        if not counter.exact:
-            decision.counts["estimated"] = 1
+        decision.counts["estimated"] = 0 if exact else 1
     decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+
+
+def _scaled(sizes: Sequence[int], total: int) -> list[int]:
+    """`sizes` in proportion to a `total` counted elsewhere (each rounded up, so the scaled
+    sizes never add up to less than it)."""
+    counted = sum(sizes)
+    if counted <= 0 or total <= 0:
+        return list(sizes)
+    return [math.ceil(size * total / counted) for size in sizes]
 
 
 def _span(

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 
+import anthropic
 import grpc
 import httpx
 import openai
@@ -26,8 +27,8 @@ from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.ledger import ledger_record
 from tests.support.mesh import Mesh
 
-SMALL, LARGE = "gpt-4o-mini-1k", "gpt-4o-mini-4k"
-WINDOWS = {SMALL: 1000, LARGE: 4000}
+SMALL, LARGE, CLAUDE = "gpt-4o-mini-1k", "gpt-4o-mini-4k", "claude-fit-1k"
+WINDOWS = {SMALL: 1000, LARGE: 4000, CLAUDE: 1000}
 LAST = "and now the final question please"
 SUMMARY_TOKENS = 100
 
@@ -73,9 +74,13 @@ def fit_mesh() -> Iterator[Mesh]:
             },
         ),
     }
+    routes["counted"] = parse_route(
+        "counted", {"targets": [f"anthropic/{CLAUDE}"], "steps": {"pre": ["fit"]}}
+    )
     caps = {
-        f"emulator/{m}": ModelCapabilities(context_window=w, max_output_tokens=100)
+        f"{p}/{m}": ModelCapabilities(context_window=w, max_output_tokens=100)
         for m, w in WINDOWS.items()
+        for p in ("emulator", "anthropic")
     }
     m = Mesh(emulator_windows=WINDOWS).start(
         {"routes": routes, "models": ModelSettings(capabilities=caps)}
@@ -154,7 +159,7 @@ async def test_larger_model_moves_the_call_instead_of_trimming(fit_mesh: Mesh) -
     text, steps = await _steps(fit_mesh, "moved", turns=20)
     after = fit_mesh.stats()
     assert text == LAST
-    assert steps[0].startswith("fit: larger_model budget=3900 tokens=")
+    assert steps[0].startswith("fit: larger_model budget=3900 estimated=0 tokens=")
     assert "dropped" not in steps[0]
     assert steps[1] == f"fit: emulator/{SMALL} -> emulator/{LARGE}"
     assert _count(after, LARGE) == _count(before, LARGE) + 1
@@ -224,7 +229,7 @@ async def test_the_summarize_decision_is_in_the_trail(fit_mesh: Mesh) -> None:
     text, steps = await _steps(fit_mesh, "summarized")
     assert text == LAST
     first, summarized, refit = steps
-    assert first.startswith("fit: summarize budget=900 summarize_messages=58 ")
+    assert first.startswith("fit: summarize budget=900 estimated=0 summarize_messages=58 ")
     before = int(first.split(" tokens=")[1].split()[0])
     assert before > 900
     counts = dict(kv.split("=") for kv in summarized.split()[2:])
@@ -233,4 +238,57 @@ async def test_the_summarize_decision_is_in_the_trail(fit_mesh: Mesh) -> None:
     assert int(counts["tokens_after"]) <= 900
     assert counts["summary_model"] == "emulator/echo"
     assert counts["summary_request"].startswith("req_")
-    assert refit.startswith(f"fit: fits budget=900 tokens={counts['tokens_after']} ")
+    assert refit.startswith(f"fit: fits budget=900 estimated=0 tokens={counts['tokens_after']} ")
+
+
+async def _claude_count(mesh: Mesh, turns: int) -> int:
+    """The conversation's input tokens as the emulator's Anthropic count_tokens counts them."""
+    conversation = _conversation(turns)
+    sdk = anthropic.AsyncAnthropic(base_url=mesh.emulator_url, api_key="sk-ant-x", max_retries=0)
+    counted = await sdk.messages.count_tokens(
+        model=CLAUDE,
+        system=conversation[0]["content"],
+        messages=conversation[1:],  # type: ignore[arg-type]
+    )
+    await sdk.close()
+    return counted.input_tokens
+
+
+async def test_an_anthropic_target_s_own_count_decides_not_the_estimate(fit_mesh: Mesh) -> None:
+    exact = await _claude_count(fit_mesh, 15)
+    estimate = await _estimate(fit_mesh, 15)
+    assert exact <= 900 < estimate  # the estimate alone would have trimmed this conversation
+    text, steps = await _steps(fit_mesh, "counted", turns=15)
+    assert text == LAST
+    assert steps == [steps[0]] and steps[0].startswith(
+        f"fit: fits budget=900 estimated=0 tokens={exact} ("
+    )
+
+
+async def test_an_anthropic_target_s_trimmed_conversation_is_counted_again(fit_mesh: Mesh) -> None:
+    assert await _claude_count(fit_mesh, 30) > 1000  # the emulator would refuse it whole
+    text, steps = await _steps(fit_mesh, "counted", turns=30)
+    assert text == LAST  # the emulator accepted the trimmed conversation
+    assert steps[0].startswith("fit: trim budget=900 dropped_messages=")
+    assert " estimated=0 " in steps[0]
+    final = steps[-1]
+    assert final.startswith("fit: fits budget=900 estimated=0 tokens=")
+    assert int(final.split("tokens=")[1].split()[0]) <= 900
+
+
+async def _estimate(mesh: Mesh, turns: int) -> int:
+    """The processor's estimate for the Claude model (about four bytes a token)."""
+    from llmesh.v1 import processor_pb2, processor_pb2_grpc
+
+    roles = {"system": chat_pb2.ROLE_SYSTEM, "user": chat_pb2.ROLE_USER}
+    messages = [
+        chat_pb2.Message(role=roles.get(m["role"], chat_pb2.ROLE_ASSISTANT), content=m["content"])
+        for m in _conversation(turns)
+    ]
+    async with grpc.aio.insecure_channel(mesh.processor_address) as ch:
+        stub = processor_pb2_grpc.ProcessorServiceStub(ch)
+        counted = await stub.CountTokens(
+            processor_pb2.CountTokensRequest(model=f"anthropic/{CLAUDE}", messages=messages)
+        )
+    assert not counted.exact
+    return int(counted.tokens)

@@ -166,10 +166,10 @@ async def test_the_middle_turns_are_replaced_by_a_summary_from_the_mesh(
     assert kept[2:] == original[-3:]
     assert sent.messages[1].content == transcript(original[1:-3])
     notes = call.trail.notes or []
-    assert notes[0].startswith("fit: summarize budget=500 summarize_messages=16 ")
+    assert notes[0].startswith("fit: summarize budget=500 estimated=0 summarize_messages=16 ")
     assert notes[1].startswith("fit: summarized messages=16 tokens_before=")
     assert notes[1].endswith(f"summary_model=cheap summary_request={request_id}")
-    assert notes[2].startswith("fit: fits budget=500 tokens=")
+    assert notes[2].startswith("fit: fits budget=500 estimated=0 tokens=")
 
 
 async def test_a_failed_summary_call_leaves_trimming_to_fit_the_call(

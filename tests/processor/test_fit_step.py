@@ -78,7 +78,7 @@ async def test_a_conversation_within_its_budget_is_left_alone(
     assert list(reply.messages) == _conversation() and not reply.dropped_indices
     (decision,) = reply.decisions
     assert decision.decision == "fits"
-    assert dict(decision.counts) == {"tokens": total, "budget": total}
+    assert dict(decision.counts) == {"tokens": total, "budget": total, "estimated": 0}
 
 
 async def test_trim_drops_the_oldest_turns_and_keeps_the_tool_result_with_its_call(
@@ -97,7 +97,7 @@ async def test_trim_drops_the_oldest_turns_and_keeps_the_tool_result_with_its_ca
     assert list(reply.dropped_indices) == [1, 2]
     assert list(reply.messages) == [kept[0], *kept[3:]]
     (decision,) = reply.decisions
-    assert decision.decision == "trim" and "estimated" not in decision.counts
+    assert decision.decision == "trim" and decision.counts["estimated"] == 0
     counts = dict(decision.counts)
     assert counts["tokens"] + counts["dropped_tokens"] == total
     assert counts["dropped_messages"] == 2 and counts["tokens"] == counts["budget"]
@@ -219,6 +219,7 @@ async def test_summarize_names_the_middle_turns_and_leaves_the_messages_whole(
         "budget": tail + summary + 20,
         "summarize_messages": 2,
         "summarize_tokens": middle,
+        "estimated": 0,
     }
     # one token less: only the last turn is kept, the tool call and its result are summarized
     request.fit.context_window -= 1
