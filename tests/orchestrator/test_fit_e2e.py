@@ -77,6 +77,14 @@ def fit_mesh() -> Iterator[Mesh]:
     routes["counted"] = parse_route(
         "counted", {"targets": [f"anthropic/{CLAUDE}"], "steps": {"pre": ["fit"]}}
     )
+    summarized = {"strategy": "summarize", "summary_model": "emulator/echo"}
+    routes["counted-summary"] = parse_route(
+        "counted-summary",
+        {
+            "targets": [f"anthropic/{CLAUDE}"],
+            "steps": {"pre": ["redact", "fit"], "fit": {**summarized, "summary_max_tokens": 50}},
+        },
+    )
     caps = {
         f"{p}/{m}": ModelCapabilities(context_window=w, max_output_tokens=100)
         for m, w in WINDOWS.items()
@@ -292,3 +300,16 @@ async def _estimate(mesh: Mesh, turns: int) -> int:
         )
     assert not counted.exact
     return int(counted.tokens)
+
+
+async def test_an_anthropic_target_s_summarized_conversation_is_counted_by_it(
+    fit_mesh: Mesh,
+) -> None:
+    text, steps = await _steps(fit_mesh, "counted-summary", turns=30)
+    assert text == LAST
+    redact, first, summarized, *refits = steps
+    assert redact.startswith("redact: clean")
+    assert first.startswith("fit: summarize budget=900 estimated=0 ")
+    assert f"tokens={await _claude_count(fit_mesh, 30)} " in first  # the emulator's count
+    assert summarized.startswith("fit: summarized messages=")
+    assert refits[-1].startswith("fit: fits budget=900 estimated=0 tokens=")
