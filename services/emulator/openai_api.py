@@ -73,9 +73,9 @@ class OpenAIDialect:
         key = auth.removeprefix("Bearer ").strip()
         return wire.fault_error(fault, call.conv.model, prompt_tokens, key)
 
-    def context_error(self, window: int, prompt_tokens: int) -> ApiError:
-        """The provider's error for a prompt over the model's context window."""
-        return wire.context_error(window, prompt_tokens)
+    def context_error(self, window: int, prompt_tokens: int, completion: int | None) -> ApiError:
+        """The provider's error for a prompt (and the reply asked for) over the window."""
+        return wire.context_error(window, prompt_tokens, completion)
 
     async def respond(self, ex: Exchange) -> web.StreamResponse:
         """Reply with a ``chat.completion`` or a chunk stream."""
