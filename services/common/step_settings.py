@@ -24,7 +24,8 @@ Part of the route configuration (`llmesh.services.common.route_settings`)::
         summary_max_tokens: 512   # for summarize: the summary's length limit
         keep_turns: 2        # for summarize: the last user turns kept whole
         reserve_output: 1024 # tokens kept for the reply (default: max_tokens, else the
-                             # model's output limit)
+                             # model's output limit; never less than the call's max_tokens,
+                             # and a call without max_tokens is sent this one)
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ class FitConfig:
     """``provider/model`` the call moves to (required with ``larger_model``)."""
     reserve_output: int | None = None
     """Tokens kept free for the reply; None: the call's max_tokens, else the model's output
-    limit."""
+    limit. Never less than the call's max_tokens; a call without max_tokens is sent this
+    as its max_tokens (a provider's default could ask for more than was kept free)."""
     summary_model: str | None = None
     """The model or route (of this mesh) writing the summary (required with ``summarize``)."""
     summary_max_tokens: int = 512

@@ -74,10 +74,14 @@ def fit_mesh() -> Iterator[Mesh]:
             },
         ),
     }
+    # Anthropic's API asks for max_tokens: the adapter's default (4096) would not fit the
+    # window, so these routes reserve 100 tokens, which calls without max_tokens are sent
+    reserved = {"reserve_output": 100}
     routes["counted"] = parse_route(
-        "counted", {"targets": [f"anthropic/{CLAUDE}"], "steps": {"pre": ["fit"]}}
+        "counted",
+        {"targets": [f"anthropic/{CLAUDE}"], "steps": {"pre": ["fit"], "fit": reserved}},
     )
-    summarized = {"strategy": "summarize", "summary_model": "emulator/echo"}
+    summarized = {"strategy": "summarize", "summary_model": "emulator/echo", **reserved}
     routes["counted-summary"] = parse_route(
         "counted-summary",
         {
@@ -90,6 +94,7 @@ def fit_mesh() -> Iterator[Mesh]:
         for m, w in WINDOWS.items()
         for p in ("emulator", "anthropic")
     }
+    caps[f"anthropic/{CLAUDE}"] = ModelCapabilities(context_window=1000, max_output_tokens=400)
     m = Mesh(emulator_windows=WINDOWS).start(
         {"routes": routes, "models": ModelSettings(capabilities=caps)}
     )
@@ -313,3 +318,12 @@ async def test_an_anthropic_target_s_summarized_conversation_is_counted_by_it(
     assert f"tokens={await _claude_count(fit_mesh, 30)} " in first  # the emulator's count
     assert summarized.startswith("fit: summarized messages=")
     assert refits[-1].startswith("fit: fits budget=900 estimated=0 tokens=")
+
+
+async def test_the_call_s_max_tokens_over_the_reserve_is_kept_free_too(fit_mesh: Mesh) -> None:
+    # reserve_output is 100, the call asks for 300: the emulator, as Anthropic does, refuses
+    # a prompt that leaves less than max_tokens in the window
+    text, steps = await _steps(fit_mesh, "counted", turns=30, max_tokens=300)
+    assert text == LAST
+    assert steps[0].startswith("fit: trim budget=700 ")
+    assert int(steps[-1].split(" tokens=")[1].split()[0]) <= 700

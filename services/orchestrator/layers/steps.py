@@ -115,6 +115,10 @@ class Processed:
             # trimmed on sizes scaled to the provider's count: counted again until it fits
             messages = (await self._refit(call, messages, fit, counting)).messages
         request = replace(call.request, messages=messages)
+        reserve = steps.fit.reserve_output
+        if fit is not None and fit.context_window > 0 and request.max_tokens is None and reserve:
+            # the reply gets what was kept free for it, not a provider's default beyond it
+            request = replace(request, max_tokens=reserve)
         routed = replace(call, call=replace(call.call, request=request))
         if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
             routed = self._rerouted(routed, steps.screen.route_to)
@@ -296,12 +300,15 @@ def _limits(
     catalog: ModelCatalog, provider: str, model: str, steps: StepsConfig, request: ChatRequest
 ) -> tuple[int, int]:
     """A model's context window (0: unknown) and the tokens reserved for the reply: the
-    step's ``reserve_output``, else the call's max_tokens, else the model's output limit."""
+    step's ``reserve_output``, else the call's max_tokens, else the model's output limit;
+    never less than the call's max_tokens (the providers refuse a prompt that leaves less
+    than max_tokens in the window)."""
     caps = catalog.capabilities(provider, model)
+    asked = request.max_tokens or 0
     reserve = steps.fit.reserve_output
     if reserve is None:
-        reserve = request.max_tokens or caps.max_output_tokens or 0
-    return caps.context_window or 0, reserve
+        reserve = asked or caps.max_output_tokens or 0
+    return caps.context_window or 0, max(reserve, asked)
 
 
 def _rules(
