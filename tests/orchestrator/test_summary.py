@@ -64,6 +64,7 @@ class Inner:
         return self._events()
 
     async def _events(self) -> AsyncGenerator[CallEvent, None]:
+        yield Started("req_any", TARGET.provider, TARGET.model)
         yield TextDelta("ok")
         yield Completed(FinishReason.STOP, "stop", Usage())
 
@@ -231,11 +232,38 @@ async def test_a_longer_summary_than_asked_is_kept_and_the_oldest_kept_turns_go(
 
 
 async def test_a_summary_call_runs_no_fit_step(client: ProcessorClient) -> None:
-    inner, mesh = Inner(), FakeMesh("never asked")
+    # the summary model is the route itself: its summary call comes back through the layer
+    inner = Inner()
+    nested: list[RoutedCall[Any]] = []
+
+    def mesh(call: Call[Any], request_id: str, timeout: float | None) -> Any:
+        routed = RoutedCall(call, (TARGET,), Policy(), request_id, Trail(time.monotonic()))
+        nested.append(routed)
+        return layer.stream(routed)
+
+    caps = {TARGET.name: ModelCapabilities(context_window=WINDOW, max_output_tokens=100)}
+    layer = Processed(
+        inner,
+        steps_for={"r": _steps(summary_model="r")}.get,
+        client=client,
+        catalog=lambda: ModelCatalog(caps),
+        mesh=mesh,
+    )
+    call = _routed()
+    await _run(layer, call)
+    (summary,) = nested
+    assert summary.trail.notes is None  # no step ran on it: it went out as asked
+    assert inner.requests[0] is summary.request and len(inner.requests) == 2
+    assert (call.trail.notes or [])[1].startswith("fit: summarized messages=16 ")
+
+
+async def test_a_caller_s_summary_metadata_does_not_skip_the_fit_step(
+    client: ProcessorClient,
+) -> None:
+    inner, mesh = Inner(), FakeMesh("short")
     call = _routed({SUMMARY_OF: "req_other"})
     await _run(_layer(inner, client, mesh), call)
-    assert mesh.calls == [] and call.trail.notes is None
-    assert inner.requests[0].messages == _conversation()  # sent whole: no step ran
+    assert len(mesh.calls) == 1 and (call.trail.notes or [])[0].startswith("fit: summarize ")
 
 
 def test_the_transcript_names_roles_tool_calls_results_and_media() -> None:

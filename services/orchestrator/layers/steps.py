@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
@@ -37,7 +38,7 @@ from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.providers.base import TokenCounting
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
-from llmesh.services.orchestrator.steps.summary import SUMMARY_OF, Mesh, summarize, summary_request
+from llmesh.services.orchestrator.steps.summary import Mesh, summarize, summary_request
 from llmesh.services.processor.fit import summary_message
 from llmesh.services.processor.redact import Restorer, json_escaped
 from llmesh.v1 import processor_pb2
@@ -50,6 +51,9 @@ _STRATEGIES = {
     FitStrategy.SUMMARIZE: processor_pb2.FIT_STRATEGY_SUMMARIZE,
 }
 _FIT_ONLY = StepsConfig(pre=("fit",))
+_SUMMARIZING: ContextVar[bool] = ContextVar("llmesh_fit_summarizing", default=False)
+"""True while a summary call runs, in its task: the steps of the calls it makes run no
+``fit`` step (whatever the callers' metadata says), so a summary never asks for one."""
 REFIT_ROUNDS = 3
 """Rounds of counting by the provider and trimming before a conversation that still does
 not fit fails (each round drops at least one turn; one is usually enough)."""
@@ -88,7 +92,7 @@ class Processed:
         if not isinstance(call.request, ChatRequest):
             return self._inner.stream(call)
         steps = self._steps_for(call.call.model)
-        if steps is not None and SUMMARY_OF in call.call.metadata and "fit" in steps.pre:
+        if steps is not None and _SUMMARIZING.get() and "fit" in steps.pre:
             pre = tuple(s for s in steps.pre if s != "fit")  # a summary asks for no summary
             steps = replace(steps, pre=pre) if pre or steps.post else None
         if steps is None:
@@ -151,6 +155,7 @@ class Processed:
         summary, request_id, why = "", "", "no call path for a summary"
         if self._mesh is not None:
             request = summary_request([messages[i] for i in span], steps.fit.summary_max_tokens)
+            summarizing = _SUMMARIZING.set(True)
             try:
                 summary, request_id = await summarize(
                     self._mesh, call.call, call.request_id, model, request, call.remaining()
@@ -159,6 +164,8 @@ class Processed:
                 why = f"summary by {model} failed ({exc.reason.value})"
             else:
                 why = f"summary by {model} (request {request_id}) came back empty"
+            finally:
+                _SUMMARIZING.reset(summarizing)
         if summary:
             summarized = summary_message(summary)
             assembled = (*messages[: span[0]], summarized, *messages[span[-1] + 1 :])

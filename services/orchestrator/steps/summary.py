@@ -3,8 +3,8 @@ is called through the mesh's own call path.
 
 The summary call is a call of its own: routed to ``fit.summary_model`` (a model or route),
 rate-limited, budgeted, retried and recorded in the ledger under the same tenant and key,
-with `SUMMARY_OF` in its metadata naming the call it serves. A call carrying `SUMMARY_OF`
-runs no ``fit`` step, so a summary never asks for a summary.
+with `SUMMARY_OF` in its metadata naming the call it serves. The steps layer runs no
+``fit`` step for it, so a summary never asks for a summary.
 """
 
 from __future__ import annotations
