@@ -16,8 +16,12 @@ a summary (strategy ``summarize``), the middle turns go to ``fit.summary_model``
 the mesh (`llmesh.services.orchestrator.steps.summary`), the summary replaces them, and
 the processor fits the result again (trimming if it still does not fit); the summary
 call's request id, the turns summarized and the tokens before and after are noted. A
-summary that fails or comes back empty leaves trimming to do the fitting, noted with its
-reason. A summary call itself runs no ``fit`` step.
+summary that fails, comes back empty or leaves no room leaves trimming to do the fitting,
+noted with its reason. A summary call itself runs no ``fit`` step.
+
+When the first target's provider counts input tokens itself (Anthropic's count_tokens),
+its count of the conversation as it goes out (after the other steps) decides the fit, and
+a trimmed or summarized result is counted again and trimmed until that count fits.
 """
 
 from __future__ import annotations
