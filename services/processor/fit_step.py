@@ -28,10 +28,12 @@ from llmesh.services.processor.fit import FitResult, fit_counted, summary_messag
 from llmesh.services.processor.tokenizers import TokenCounter
 from llmesh.v1 import chat_pb2, processor_pb2
 
-__all__ = ["DEFAULT_KEEP_TURNS", "fit_response"]
+__all__ = ["DEFAULT_KEEP_TURNS", "DEFAULT_SUMMARY_TOKENS", "fit_response"]
 
 DEFAULT_KEEP_TURNS = 2
 """The last user turns a summarize decision keeps whole when the rules leave it unset."""
+DEFAULT_SUMMARY_TOKENS = 512
+"""The summary's length limit when the rules leave it unset."""
 
 
 async def fit_response(
@@ -106,7 +108,8 @@ def _span(
 ) -> range | None:
     """The middle turns to summarize: room is left for a summary of up to
     ``summary_max_tokens`` (with its message's framing and prefix)."""
-    reserve = counter.message_tokens(summary_message("")) + max(rules.summary_max_tokens, 1)
+    longest = rules.summary_max_tokens or DEFAULT_SUMMARY_TOKENS
+    reserve = counter.message_tokens(summary_message("")) + longest
     return summary_span(
         messages,
         sizes,

@@ -251,3 +251,26 @@ async def test_summarize_trims_when_a_summary_leaves_no_room(
     assert not reply.HasField("summarize")
     assert reply.decisions[0].decision == "trim"
     assert list(reply.messages) == [kept[0], kept[6]]
+
+
+async def test_an_unset_summary_length_reserves_512_tokens(
+    stub: processor_pb2_grpc.ProcessorServiceStub,
+) -> None:
+    kept = _conversation()
+    framing = chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content=SUMMARY_PREFIX)
+    room = await _sizes(stub, [kept[0], kept[6]]) + await _sizes(stub, [framing]) - 3
+    request = processor_pb2.PrepareRequest(
+        messages=_conversation(),
+        steps=["fit"],
+        fit=_fit(
+            strategy=processor_pb2.FIT_STRATEGY_SUMMARIZE,
+            context_window=room + 512 + 10,
+            reserve_output=10,
+            keep_turns=1,
+        ),
+    )
+    reply = await stub.Prepare(request, timeout=5)
+    assert reply.decisions[0].decision == "summarize"
+    request.fit.context_window -= 1
+    reply = await stub.Prepare(request, timeout=5)
+    assert reply.decisions[0].decision == "trim"
