@@ -280,5 +280,5 @@ def test_the_transcript_names_roles_tool_calls_results_and_media() -> None:
         "assistant (bot): It is a cat."
     )
     request = summary_request(messages, 99)
-    assert request.max_tokens == 99 and request.temperature == 0.0
+    assert request.max_tokens == 99 and request.temperature is None
     assert [m.role for m in request.messages] == [Role.SYSTEM, Role.USER]

@@ -42,7 +42,6 @@ INSTRUCTIONS = (
 Mesh = Callable[[Call[Any], str, float | None], AsyncGenerator[CallEvent, None]]
 """Streams a call through the mesh's call path: (call, request id, timeout) -> events."""
 
-_LABELS = {Role.SYSTEM: "system", Role.USER: "user", Role.ASSISTANT: "assistant"}
 _PARTS = ((ImagePart, "[image]"), (DocumentPart, "[document]"), (AudioPart, "[audio]"))
 
 
@@ -60,7 +59,7 @@ def transcript(messages: Sequence[Message]) -> str:
         if m.role is Role.TOOL:
             head = f"tool result ({m.tool_call_id})" if m.tool_call_id else "tool result"
         else:
-            head = _LABELS[m.role] + (f" ({m.name})" if m.name else "")
+            head = m.role.value + (f" ({m.name})" if m.name else "")
         lines = [f"{head}: {' '.join(texts)}".rstrip()]
         lines.extend(f"  called {c.name} ({c.id}) with {c.arguments}" for c in m.tool_calls)
         blocks.append("\n".join(lines))
@@ -68,11 +67,11 @@ def transcript(messages: Sequence[Message]) -> str:
 
 
 def summary_request(messages: Sequence[Message], max_tokens: int) -> ChatRequest:
-    """The summary call's request: the instructions, then the turns as one user message."""
+    """The summary call's request: the instructions, then the turns as one user message
+    (sampling left to the model's defaults, which every model accepts)."""
     return ChatRequest(
         messages=(Message(Role.SYSTEM, INSTRUCTIONS), Message(Role.USER, transcript(messages))),
         max_tokens=max_tokens,
-        temperature=0.0,
     )
 
 
