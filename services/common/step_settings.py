@@ -18,10 +18,14 @@ Part of the route configuration (`llmesh.services.common.route_settings`)::
         rules: [ignore_previous, reveal_system_prompt]   # default: all
         classifier: mypkg.screens:score   # optional: (texts) -> score, or an entry point name
       fit:                   # pre: [..., fit]: the conversation fitted to the target's window
-        strategy: trim       # trim | larger_model
+        strategy: trim       # trim | larger_model | summarize
         larger_model: openai/gpt-4.1   # for larger_model
+        summary_model: openai/gpt-4o-mini   # for summarize: a model or route of the mesh
+        summary_max_tokens: 512   # for summarize: the summary's length limit
+        keep_turns: 2        # for summarize: the last user turns kept whole
         reserve_output: 1024 # tokens kept for the reply (default: max_tokens, else the
-                             # model's output limit)
+                             # model's output limit; never less than the call's max_tokens,
+                             # and a call without max_tokens is sent this one)
 """
 
 from __future__ import annotations
@@ -160,6 +164,10 @@ class FitStrategy(enum.Enum):
     call)."""
     LARGER_MODEL = "larger_model"
     """Move the call to `FitConfig.larger_model`; trim to its window if still too long."""
+    SUMMARIZE = "summarize"
+    """Replace the middle turns (after the system messages, before the last
+    `FitConfig.keep_turns` user turns) with a summary written by `FitConfig.summary_model`,
+    called through the mesh; trim when the summary does not make it fit."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,15 @@ class FitConfig:
     """``provider/model`` the call moves to (required with ``larger_model``)."""
     reserve_output: int | None = None
     """Tokens kept free for the reply; None: the call's max_tokens, else the model's output
-    limit."""
+    limit. Never less than the call's max_tokens; a call without max_tokens is sent this
+    as its max_tokens (a provider's default could ask for more than was kept free)."""
+    summary_model: str | None = None
+    """The model or route (of this mesh) writing the summary (required with ``summarize``)."""
+    summary_max_tokens: int = 512
+    """The most tokens the summary may take (its call's max_tokens)."""
+    keep_turns: int = 2
+    """User turns kept whole at the end (a turn: a user message and the replies and tool
+    results after it); fewer are kept when these do not fit with the summary."""
 
 
 @dataclass(frozen=True)
@@ -285,7 +301,14 @@ def _fit(where: str, raw: Any) -> FitConfig:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: a mapping with strategy, larger_model, reserve_output")
-    unknown = set(raw) - {"strategy", "larger_model", "reserve_output"}
+    unknown = set(raw) - {
+        "strategy",
+        "larger_model",
+        "reserve_output",
+        "summary_model",
+        "summary_max_tokens",
+        "keep_turns",
+    }
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
     strategy_raw = raw.get("strategy", FitStrategy.TRIM.value)
@@ -306,7 +329,23 @@ def _fit(where: str, raw: Any) -> FitConfig:
         raise ConfigError(f"{where}.reserve_output: a number of tokens")
     if reserve is not None and reserve < 0:
         raise ConfigError(f"{where}.reserve_output: must be >= 0")
-    return FitConfig(strategy, larger, reserve)
+    summary = raw.get("summary_model")
+    if summary is not None and (not isinstance(summary, str) or not summary.strip()):
+        raise ConfigError(f"{where}.summary_model: a model or route name")
+    if (strategy is FitStrategy.SUMMARIZE) != (summary is not None):
+        raise ConfigError(
+            f"{where}.summary_model: required with strategy summarize, and only with it"
+        )
+    summary_max = _positive(where, raw, "summary_max_tokens", FitConfig.summary_max_tokens)
+    keep = _positive(where, raw, "keep_turns", FitConfig.keep_turns)
+    return FitConfig(strategy, larger, reserve, summary, summary_max, keep)
+
+
+def _positive(where: str, raw: Mapping[str, Any], key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}.{key}: a whole number >= 1")
+    return value
 
 
 def _mapping(where: str, raw: Any) -> Mapping[str, Any]:

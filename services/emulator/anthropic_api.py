@@ -87,9 +87,9 @@ class AnthropicDialect:
         """Anthropic's error for a status fault."""
         return wire.fault_error(fault, call.conv.model, prompt_tokens)
 
-    def context_error(self, window: int, prompt_tokens: int) -> ApiError:
-        """The provider's error for a prompt over the model's context window."""
-        return wire.context_error(window, prompt_tokens)
+    def context_error(self, window: int, prompt_tokens: int, completion: int | None) -> ApiError:
+        """The provider's error for a prompt (and the reply asked for) over the window."""
+        return wire.context_error(window, prompt_tokens, completion)
 
     def _plan(self, ex: Planning) -> _Planned:
         """The reply, its tool-call ids, cache usage and thinking."""

@@ -243,8 +243,15 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def context_error(window: int, tokens: int) -> ApiError:
-    """Anthropic's answer to a prompt of `tokens` over a `window`-token context."""
+def context_error(window: int, tokens: int, completion: int | None = None) -> ApiError:
+    """Anthropic's answer to a prompt of `tokens` over a `window`-token context, or to one
+    that leaves less than the reply's `completion` (max_tokens) tokens."""
+    if tokens <= window and completion is not None:
+        return ApiError(
+            400,
+            f"input length and `max_tokens` exceed context limit: {tokens} + {completion} > "
+            f"{window}, decrease input length or `max_tokens` and try again",
+        )
     return ApiError(400, f"prompt is too long: {tokens} tokens > {window} maximum")
 
 

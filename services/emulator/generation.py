@@ -112,8 +112,9 @@ class Dialect(Protocol):
         """The error a status fault (or a ``stream_error`` on a non-stream call) answers."""
         ...
 
-    def context_error(self, window: int, prompt_tokens: int) -> ApiError:
-        """The provider's error for a prompt over the model's context window."""
+    def context_error(self, window: int, prompt_tokens: int, completion: int | None) -> ApiError:
+        """The provider's error for a prompt (with the reply's `completion` tokens asked
+        for, None: not asked) over the model's context window."""
         ...
 
     async def respond(self, ex: Exchange) -> web.StreamResponse:
@@ -151,8 +152,9 @@ async def handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             ):
                 raise dialect.fault_error(fault, call, prompt, request)
             window = state.settings.context_windows.get(call.conv.model)
-            if window is not None and prompt > window:
-                raise dialect.context_error(window, prompt)
+            asked = call.conv.max_tokens
+            if window is not None and prompt + (asked or 0) > window:
+                raise dialect.context_error(window, prompt, asked)
         except ControlError as e:
             err = ApiError(400, str(e))
         except ApiError as e:

@@ -180,8 +180,18 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def context_error(window: int, tokens: int) -> ApiError:
-    """OpenAI's answer to a prompt of `tokens` over a `window`-token context."""
+def context_error(window: int, tokens: int, completion: int | None = None) -> ApiError:
+    """OpenAI's answer to a prompt of `tokens` (plus the `completion` tokens asked for, when
+    the request sets max_tokens) over a `window`-token context."""
+    if completion is not None:
+        return ApiError(
+            400,
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{tokens + completion} tokens ({tokens} in the messages, {completion} in the "
+            "completion). Please reduce the length of the messages or completion.",
+            param="messages",
+            code="context_length_exceeded",
+        )
     return ApiError(
         400,
         f"This model's maximum context length is {window} tokens. However, your "

@@ -132,8 +132,9 @@ class EmulatorSettings:
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     """Fault rules from configuration, by model name (``"*"`` matches every model)."""
     context_windows: Mapping[str, int] = field(default_factory=dict)
-    """Context window per model name, in the emulator's prompt tokens: a longer prompt is
-    answered with the provider's context-length error; models not listed have no limit."""
+    """Context window per model name, in the emulator's prompt tokens: a longer prompt, or
+    one leaving less than the request's max_tokens, is answered with the provider's
+    context-length error; models not listed have no limit."""
     cache_ttl_s: float = 300.0
     """Lifetime of an automatic (OpenAI) prompt-cache entry and of an Anthropic ``5m`` one."""
     cache_long_ttl_s: float = 3600.0

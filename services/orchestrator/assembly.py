@@ -41,6 +41,7 @@ from llmesh.services.orchestrator.layers import (
 from llmesh.services.orchestrator.layers.budget import Scope, ScopeKind
 from llmesh.services.orchestrator.observability import observe_state, observed_layer
 from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.providers.base import TokenCounting
 from llmesh.services.orchestrator.reload import make_router
 from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.roles import Roles
@@ -180,6 +181,10 @@ async def assemble(
                     client=processor,
                     targets_for=lambda name: tuple(path.router.plan(name)[0]),
                     catalog=lambda: path.router.catalog,
+                    mesh=lambda call, request_id, timeout: path.stream(
+                        call, request_id=request_id, timeout=timeout
+                    ),
+                    counts=lambda name: _counting(engine, path.router.kind(name), name),
                 )
             )
 
@@ -221,6 +226,13 @@ async def assemble(
             await close()
         raise
     return Assembly(path, authenticator, store, budgets, closers, prices)
+
+
+def _counting(engine: Orchestrator, kind: str, provider: str) -> TokenCounting | None:
+    """The adapter of `provider` when its API counts input tokens: Anthropic's (an adapter
+    of another kind asks no API: there is nothing to count with)."""
+    adapter = engine.provider(provider) if kind == "anthropic" else None
+    return adapter if isinstance(adapter, TokenCounting) else None
 
 
 async def _spent(store: LedgerStore, scope: Scope) -> tuple[float, float]:

@@ -76,6 +76,12 @@ class Router:
                 self.plan(route.steps.screen.route_to)
             if route.steps is not None and route.steps.fit.larger_model is not None:
                 self.resolve(route.steps.fit.larger_model)
+            if route.steps is not None and route.steps.fit.summary_model is not None:
+                self.plan(route.steps.fit.summary_model)
+
+    def kind(self, provider: str) -> str:
+        """The kind (wire format) of the configured provider `provider`; empty: unknown."""
+        return self._kinds.get(provider, "")
 
     @property
     def catalog(self) -> ModelCatalog:

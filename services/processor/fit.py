@@ -1,4 +1,5 @@
-"""Trim a conversation to a token budget: the system prompt plus the most recent turns.
+"""Trim a conversation to a token budget: the system prompt plus the most recent turns; or
+name the middle turns a summary replaces (`summary_span`).
 
 The result is always the leading system message(s) followed by a contiguous, most recent
 suffix of the rest, so no kept message loses the turns between it and the next kept one.
@@ -16,6 +17,15 @@ from typing import Protocol
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import Message, Role
+
+SUMMARY_PREFIX = "Summary of the earlier conversation:\n"
+"""How the message holding a summary of the middle turns begins."""
+
+
+def summary_message(summary: str) -> Message:
+    """The system message standing for the summarized middle turns (it goes right after
+    the conversation's own system messages, where every provider takes a system text)."""
+    return Message(Role.SYSTEM, SUMMARY_PREFIX + summary)
 
 
 class MessageCounter(Protocol):
@@ -101,6 +111,38 @@ def fit_counted(
         dropped_indices=dropped,
         dropped_tokens=sum(sizes[lead:start]),
     )
+
+
+def summary_span(
+    messages: Sequence[Message],
+    sizes: Sequence[int],
+    max_tokens: int,
+    reply_priming: int,
+    *,
+    keep_turns: int,
+    summary_tokens: int,
+) -> range | None:
+    """The middle turns to replace with a summary of up to `summary_tokens`, so that the
+    system messages, the summary and the last turns fit in `max_tokens`; None when no
+    choice does (nothing in the middle, or the last turn is too long with the summary).
+
+    A turn is a user message and the messages after it up to the next user message, so
+    the kept turns start at a user message and a tool call and its results are never split.
+    The last `keep_turns` turns are kept when they fit with the summary, else fewer (at
+    least one); everything between the system messages and them is summarized.
+    """
+    if len(sizes) != len(messages):
+        raise ValueError("one size per message is required")
+    lead = 0
+    while lead < len(messages) and messages[lead].role is Role.SYSTEM:
+        lead += 1
+    base = sum(sizes[:lead]) + reply_priming + summary_tokens
+    users = [i for i in range(lead, len(messages)) if messages[i].role is Role.USER]
+    for kept in range(min(keep_turns, len(users)), 0, -1):
+        start = users[-kept]
+        if start > lead and base + sum(sizes[start:]) <= max_tokens:
+            return range(lead, start)
+    return None
 
 
 def _group_start(messages: Sequence[Message], lead: int) -> int:

@@ -4,13 +4,19 @@ The budget is the target's context window less the tokens reserved for the reply
 conversation within it is left alone (``fits``). Over it, ``trim`` keeps the system
 messages and the most recent turns (`llmesh.services.processor.fit`); ``larger_model``
 moves the call to the configured model when the conversation fits its budget, and trims to
-that budget when it does not. The kept turns after the system messages start at a user
-message. Counts use the target model's counter: exact for OpenAI
-encodings, an estimate for the others (the decision's ``estimated`` count is 1 then).
+that budget when it does not; ``summarize`` names the middle turns (``summarize`` on the
+response) for the caller to replace with a summary, and trims when no middle turns leave
+room for the summary and the last turn. The kept turns after the system messages start at a
+user message. Counts use the target model's counter: exact for OpenAI encodings, an
+estimate for the others; when the caller brings the provider's own count of
+the conversation (``counted_tokens``: Anthropic's count_tokens), that count decides, and
+each message's size is scaled to it for trimming. The decision's ``estimated`` count is 1
+for an estimate, 0 for an exact count.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -18,11 +24,16 @@ from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.core.chat import Message, Role
 from llmesh.services.processor.convert import messages_from_proto
-from llmesh.services.processor.fit import FitResult, fit_counted
+from llmesh.services.processor.fit import FitResult, fit_counted, summary_message, summary_span
 from llmesh.services.processor.tokenizers import TokenCounter
 from llmesh.v1 import chat_pb2, processor_pb2
 
-__all__ = ["fit_response"]
+__all__ = ["DEFAULT_KEEP_TURNS", "DEFAULT_SUMMARY_TOKENS", "fit_response"]
+
+DEFAULT_KEEP_TURNS = 2
+"""The last user turns a summarize decision keeps whole when the rules leave it unset."""
+DEFAULT_SUMMARY_TOKENS = 512
+"""The summary's length limit when the rules leave it unset."""
 
 
 async def fit_response(
@@ -43,14 +54,26 @@ async def fit_response(
         counter = counter_for(model)
         sizes = await counter.message_sizes(messages)
         tokens = sum(sizes) + counter.reply_priming
+        exact = counter.exact
+        if rules.counted_tokens > 0:  # the provider's own count: the sizes scaled to it
+            sizes = _scaled(sizes, rules.counted_tokens - counter.reply_priming)
+            tokens, exact = rules.counted_tokens, True
         budget = _budget(window, reserve, model)
         larger = rules.strategy == processor_pb2.FIT_STRATEGY_LARGER_MODEL
+        summarize = rules.strategy == processor_pb2.FIT_STRATEGY_SUMMARIZE
         if tokens <= budget:
             decision.decision = "fits"
+        elif summarize and (span := _span(rules, messages, sizes, budget, counter)) is not None:
+            decision.decision = "summarize"
+            response.summarize.indices.extend(span)
+            response.summarize.tokens = sum(sizes[i] for i in span)
+            decision.counts["summarize_messages"] = len(span)
+            decision.counts["summarize_tokens"] = response.summarize.tokens
         elif larger and rules.larger_model and rules.larger_context_window > 0:
             counter = counter_for(rules.larger_model)
             sizes = await counter.message_sizes(messages)
             tokens = sum(sizes) + counter.reply_priming
+            exact = counter.exact
             budget = _budget(
                 rules.larger_context_window, rules.larger_reserve_output, rules.larger_model
             )
@@ -63,9 +86,38 @@ async def fit_response(
             tokens = _trim(response, decision, messages, sizes, budget, counter)
         decision.counts["tokens"] = tokens
         decision.counts["budget"] = budget
-        if not counter.exact:
-            decision.counts["estimated"] = 1
+        decision.counts["estimated"] = 0 if exact else 1
     decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+
+
+def _scaled(sizes: Sequence[int], total: int) -> list[int]:
+    """`sizes` in proportion to a `total` counted elsewhere (each rounded up, so the scaled
+    sizes never add up to less than it)."""
+    counted = sum(sizes)
+    if counted <= 0 or total <= 0:
+        return list(sizes)
+    return [math.ceil(size * total / counted) for size in sizes]
+
+
+def _span(
+    rules: processor_pb2.FitRules,
+    messages: Sequence[Message],
+    sizes: Sequence[int],
+    budget: int,
+    counter: TokenCounter,
+) -> range | None:
+    """The middle turns to summarize: room is left for a summary of up to
+    ``summary_max_tokens`` (with its message's framing and prefix)."""
+    longest = rules.summary_max_tokens or DEFAULT_SUMMARY_TOKENS
+    reserve = counter.message_tokens(summary_message("")) + longest
+    return summary_span(
+        messages,
+        sizes,
+        budget,
+        counter.reply_priming,
+        keep_turns=rules.keep_turns or DEFAULT_KEEP_TURNS,
+        summary_tokens=reserve,
+    )
 
 
 def _budget(window: int, reserve: int, model: str) -> int:

@@ -31,10 +31,56 @@ def test_fit_with_a_larger_model_after_redaction() -> None:
     assert steps.fit == FitConfig(FitStrategy.LARGER_MODEL, "openai/gpt-4.1", 512)
 
 
+def test_summarize_with_its_model_length_and_kept_turns() -> None:
+    fit = {
+        "strategy": "summarize",
+        "summary_model": "openai/gpt-4o-mini",
+        "summary_max_tokens": 300,
+        "keep_turns": 3,
+    }
+    steps = parse_steps("r", {"pre": ["fit"], "fit": fit})
+    assert steps is not None
+    assert steps.fit == FitConfig(
+        FitStrategy.SUMMARIZE,
+        None,
+        None,
+        "openai/gpt-4o-mini",
+        summary_max_tokens=300,
+        keep_turns=3,
+    )
+
+
+def test_summarize_defaults_its_length_and_kept_turns() -> None:
+    fit = {"strategy": "summarize", "summary_model": "cheap"}
+    steps = parse_steps("r", {"pre": ["fit"], "fit": fit})
+    assert steps is not None
+    assert (steps.fit.summary_max_tokens, steps.fit.keep_turns) == (512, 2)
+
+
 @pytest.mark.parametrize(
     ("raw", "where"),
     [
-        ({"pre": ["fit"], "fit": {"strategy": "summarize"}}, "fit.strategy"),
+        ({"pre": ["fit"], "fit": {"strategy": "shorten"}}, "fit.strategy"),
+        ({"pre": ["fit"], "fit": {"strategy": "summarize"}}, "fit.summary_model"),
+        ({"pre": ["fit"], "fit": {"summary_model": "openai/gpt-4o-mini"}}, "fit.summary_model"),
+        (
+            {"pre": ["fit"], "fit": {"strategy": "summarize", "summary_model": " "}},
+            "fit.summary_model",
+        ),
+        (
+            {
+                "pre": ["fit"],
+                "fit": {"strategy": "summarize", "summary_model": "m", "keep_turns": 0},
+            },
+            "fit.keep_turns",
+        ),
+        (
+            {
+                "pre": ["fit"],
+                "fit": {"strategy": "summarize", "summary_model": "m", "summary_max_tokens": True},
+            },
+            "fit.summary_max_tokens",
+        ),
         ({"pre": ["fit"], "fit": {"strategy": "larger_model"}}, "fit.larger_model"),
         ({"pre": ["fit"], "fit": {"larger_model": "gpt-4.1"}}, "fit.larger_model"),
         ({"pre": ["fit"], "fit": {"reserve_output": -1}}, "fit.reserve_output"),

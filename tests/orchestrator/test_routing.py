@@ -74,3 +74,19 @@ def test_a_fit_step_s_unknown_larger_model_fails_at_start() -> None:
     with pytest.raises(LlmeshError) as info:
         Router(PROVIDERS, {}, {"r": route})
     assert info.value.reason is Reason.MODEL_NOT_FOUND
+
+
+def test_a_fit_step_s_unknown_summary_model_fails_at_start() -> None:
+    fit = {"strategy": "summarize", "summary_model": "nope/cheap"}
+    route = parse_route(
+        "r", {"targets": ["openai/gpt-4o-mini"], "steps": {"pre": ["fit"], "fit": fit}}
+    )
+    with pytest.raises(LlmeshError) as info:
+        Router(PROVIDERS, {}, {"r": route})
+    assert info.value.reason is Reason.MODEL_NOT_FOUND and "nope/cheap" in str(info.value)
+    fit["summary_model"] = "cheap"  # another route of the mesh
+    cheap = parse_route("cheap", {"targets": ["openai/gpt-4o-mini"]})
+    route = parse_route(
+        "r", {"targets": ["openai/gpt-4o-mini"], "steps": {"pre": ["fit"], "fit": fit}}
+    )
+    Router(PROVIDERS, {}, {"r": route, "cheap": cheap})

@@ -6,7 +6,14 @@ import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import Message, Role, ToolCall
-from llmesh.services.processor.fit import FitResult, fit_context, fit_counted
+from llmesh.services.processor.fit import (
+    SUMMARY_PREFIX,
+    FitResult,
+    fit_context,
+    fit_counted,
+    summary_message,
+    summary_span,
+)
 from llmesh.services.processor.tokenizers import Tokenizers
 
 
@@ -173,3 +180,70 @@ def test_counts_agree_with_the_tokenizer(tokenizers: Tokenizers) -> None:
     assert out.dropped_indices == (1,)
     assert out.tokens == counter.conversation_tokens(out.messages)
     assert out.tokens + out.dropped_tokens == whole
+
+
+def span(messages: list[Message], max_tokens: int, keep: int = 2, summary: int = 5) -> range | None:
+    sizes = [Words().message_tokens(m) for m in messages]
+    return summary_span(messages, sizes, max_tokens, 2, keep_turns=keep, summary_tokens=summary)
+
+
+def _agent_conversation() -> list[Message]:
+    return [
+        sys("be brief"),  # 0: 3
+        user("one two three four"),  # 1: 5
+        calls("a", "b"),  # 2: 1
+        result("a", "alpha alpha alpha"),  # 3: 4
+        result("b", "beta beta beta"),  # 4: 4
+        bot("done with that"),  # 5: 4
+        user("next question here"),  # 6: 4
+        calls("c"),  # 7: 1
+        result("c", "gamma"),  # 8: 2
+        bot("answer"),  # 9: 2
+        user("last one"),  # 10: 3
+    ]
+
+
+def test_the_middle_is_everything_between_the_system_and_the_kept_turns() -> None:
+    messages = _agent_conversation()
+    # base 3 + 2 + summary 5 = 10; the last two turns (6..10) take 12: 22 fits in 22
+    assert span(messages, 22) == range(1, 6)
+
+
+def test_fewer_turns_are_kept_when_the_last_ones_do_not_fit_with_the_summary() -> None:
+    messages = _agent_conversation()
+    # the last turn alone (10) takes 3: 13; with the one before, 22 does not fit in 21
+    assert span(messages, 21) == range(1, 10)
+
+
+def test_a_tool_call_and_its_results_stay_on_one_side() -> None:
+    messages = _agent_conversation()
+    for budget in range(13, 40):
+        middle = span(messages, budget, keep=3)
+        if middle is None:
+            continue
+        summarized = {messages[i].tool_call_id for i in middle if messages[i].role is Role.TOOL}
+        called = {c.id for i in middle for c in messages[i].tool_calls}
+        assert summarized == called  # no result without its call, no call without its results
+        assert messages[middle.stop].role is Role.USER
+
+
+def test_nothing_to_summarize_or_no_room_is_none() -> None:
+    messages = _agent_conversation()
+    assert span(messages, 12) is None  # the last turn and the summary do not fit
+    assert span([sys("s"), user("only one turn"), bot("reply")], 8) is None  # no middle
+    assert span([user("x " * 20), bot("y")], 100) is None  # one turn: nothing before it
+
+
+def test_the_middle_starts_after_every_leading_system_message() -> None:
+    messages = [sys("a"), sys("b"), user("old " * 10), bot("ok"), user("new")]
+    assert span(messages, 20, keep=1) == range(2, 4)
+
+
+def test_summary_span_checks_its_inputs() -> None:
+    with pytest.raises(ValueError, match="one size per message"):
+        summary_span([user("x")], [], 10, 0, keep_turns=1, summary_tokens=1)
+
+
+def test_the_summary_message_is_a_system_text_with_its_prefix() -> None:
+    m = summary_message("they agreed on Tuesday")
+    assert m.role is Role.SYSTEM and m.content == SUMMARY_PREFIX + "they agreed on Tuesday"

@@ -11,6 +11,7 @@ import pytest
 from llmesh.services.common.errors import Reason
 from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.rpc_errors import from_rpc_error
+from llmesh.services.processor.fit import SUMMARY_PREFIX
 from llmesh.services.processor.server import ProcessorServer, count_redactions, serve
 from llmesh.services.processor.tokenizers import Tokenizers
 from llmesh.services.telemetry import build_metrics
@@ -77,7 +78,7 @@ async def test_a_conversation_within_its_budget_is_left_alone(
     assert list(reply.messages) == _conversation() and not reply.dropped_indices
     (decision,) = reply.decisions
     assert decision.decision == "fits"
-    assert dict(decision.counts) == {"tokens": total, "budget": total}
+    assert dict(decision.counts) == {"tokens": total, "budget": total, "estimated": 0}
 
 
 async def test_trim_drops_the_oldest_turns_and_keeps_the_tool_result_with_its_call(
@@ -96,7 +97,7 @@ async def test_trim_drops_the_oldest_turns_and_keeps_the_tool_result_with_its_ca
     assert list(reply.dropped_indices) == [1, 2]
     assert list(reply.messages) == [kept[0], *kept[3:]]
     (decision,) = reply.decisions
-    assert decision.decision == "trim" and "estimated" not in decision.counts
+    assert decision.decision == "trim" and decision.counts["estimated"] == 0
     counts = dict(decision.counts)
     assert counts["tokens"] + counts["dropped_tokens"] == total
     assert counts["dropped_messages"] == 2 and counts["tokens"] == counts["budget"]
@@ -185,3 +186,91 @@ def test_fit_counts_are_not_counted_as_redactions() -> None:
     text = metrics.render().decode()
     metrics.shutdown()
     assert not [line for line in text.splitlines() if line.startswith("llmesh_redactions_total")]
+
+
+async def test_summarize_names_the_middle_turns_and_leaves_the_messages_whole(
+    stub: processor_pb2_grpc.ProcessorServiceStub,
+) -> None:
+    total = await _sizes(stub)
+    kept = _conversation()
+    # room for the system message, a 20-token summary and the last two turns (from 3)
+    tail = await _sizes(stub, [kept[0], *kept[3:]])
+    framing = chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content=SUMMARY_PREFIX)
+    summary = await _sizes(stub, [framing]) - 3  # the summary message's framing and prefix
+    request = processor_pb2.PrepareRequest(
+        messages=_conversation(),
+        steps=["fit"],
+        fit=_fit(
+            strategy=processor_pb2.FIT_STRATEGY_SUMMARIZE,
+            context_window=tail + summary + 20 + 50,
+            reserve_output=50,
+            summary_max_tokens=20,
+        ),
+    )
+    reply = await stub.Prepare(request, timeout=5)
+    assert list(reply.messages) == _conversation() and not reply.dropped_indices
+    assert list(reply.summarize.indices) == [1, 2]
+    middle = await _sizes(stub, kept[1:3]) - 3  # less the reply priming
+    assert reply.summarize.tokens == middle
+    (decision,) = reply.decisions
+    assert decision.decision == "summarize"
+    assert dict(decision.counts) == {
+        "tokens": total,
+        "budget": tail + summary + 20,
+        "summarize_messages": 2,
+        "summarize_tokens": middle,
+        "estimated": 0,
+    }
+    # one token less: only the last turn is kept, the tool call and its result are summarized
+    request.fit.context_window -= 1
+    reply = await stub.Prepare(request, timeout=5)
+    assert list(reply.summarize.indices) == [1, 2, 3, 4, 5]
+    # keep_turns 1 summarizes the same span however much room there is
+    request.fit.keep_turns = 1
+    request.fit.context_window += 1
+    reply = await stub.Prepare(request, timeout=5)
+    assert list(reply.summarize.indices) == [1, 2, 3, 4, 5]
+
+
+async def test_summarize_trims_when_a_summary_leaves_no_room(
+    stub: processor_pb2_grpc.ProcessorServiceStub,
+) -> None:
+    kept = _conversation()
+    last = await _sizes(stub, [kept[0], kept[6]])
+    request = processor_pb2.PrepareRequest(
+        messages=_conversation(),
+        steps=["fit"],
+        fit=_fit(
+            strategy=processor_pb2.FIT_STRATEGY_SUMMARIZE,
+            context_window=last + 10,
+            reserve_output=10,
+            summary_max_tokens=500,
+        ),
+    )
+    reply = await stub.Prepare(request, timeout=5)
+    assert not reply.HasField("summarize")
+    assert reply.decisions[0].decision == "trim"
+    assert list(reply.messages) == [kept[0], kept[6]]
+
+
+async def test_an_unset_summary_length_reserves_512_tokens(
+    stub: processor_pb2_grpc.ProcessorServiceStub,
+) -> None:
+    kept = _conversation()
+    framing = chat_pb2.Message(role=chat_pb2.ROLE_SYSTEM, content=SUMMARY_PREFIX)
+    room = await _sizes(stub, [kept[0], kept[6]]) + await _sizes(stub, [framing]) - 3
+    request = processor_pb2.PrepareRequest(
+        messages=_conversation(),
+        steps=["fit"],
+        fit=_fit(
+            strategy=processor_pb2.FIT_STRATEGY_SUMMARIZE,
+            context_window=room + 512 + 10,
+            reserve_output=10,
+            keep_turns=1,
+        ),
+    )
+    reply = await stub.Prepare(request, timeout=5)
+    assert reply.decisions[0].decision == "summarize"
+    request.fit.context_window -= 1
+    reply = await stub.Prepare(request, timeout=5)
+    assert reply.decisions[0].decision == "trim"

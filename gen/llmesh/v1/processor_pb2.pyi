@@ -30,6 +30,7 @@ class FitStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FIT_STRATEGY_UNSPECIFIED: _ClassVar[FitStrategy]
     FIT_STRATEGY_TRIM: _ClassVar[FitStrategy]
     FIT_STRATEGY_LARGER_MODEL: _ClassVar[FitStrategy]
+    FIT_STRATEGY_SUMMARIZE: _ClassVar[FitStrategy]
 REDACTION_MODE_UNSPECIFIED: RedactionMode
 REDACTION_MODE_MASK: RedactionMode
 REDACTION_MODE_PSEUDONYMIZE: RedactionMode
@@ -41,6 +42,7 @@ SCREEN_ACTION_ROUTE: ScreenAction
 FIT_STRATEGY_UNSPECIFIED: FitStrategy
 FIT_STRATEGY_TRIM: FitStrategy
 FIT_STRATEGY_LARGER_MODEL: FitStrategy
+FIT_STRATEGY_SUMMARIZE: FitStrategy
 
 class CountTokensRequest(_message.Message):
     __slots__ = ("model", "text", "messages", "tools")
@@ -176,21 +178,31 @@ class StepDecision(_message.Message):
     def __init__(self, step: _Optional[str] = ..., decision: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., score: _Optional[float] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
-    __slots__ = ("messages", "pseudonyms", "decisions", "dropped_indices", "moved_to")
+    __slots__ = ("messages", "pseudonyms", "decisions", "dropped_indices", "moved_to", "summarize")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PSEUDONYMS_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_INDICES_FIELD_NUMBER: _ClassVar[int]
     MOVED_TO_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIZE_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
     pseudonyms: _containers.RepeatedCompositeFieldContainer[Pseudonym]
     decisions: _containers.RepeatedCompositeFieldContainer[StepDecision]
     dropped_indices: _containers.RepeatedScalarFieldContainer[int]
     moved_to: str
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., moved_to: _Optional[str] = ...) -> None: ...
+    summarize: SummarySpan
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., moved_to: _Optional[str] = ..., summarize: _Optional[_Union[SummarySpan, _Mapping]] = ...) -> None: ...
+
+class SummarySpan(_message.Message):
+    __slots__ = ("indices", "tokens")
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    tokens: int
+    def __init__(self, indices: _Optional[_Iterable[int]] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class FitRules(_message.Message):
-    __slots__ = ("strategy", "model", "context_window", "reserve_output", "larger_model", "larger_context_window", "larger_reserve_output")
+    __slots__ = ("strategy", "model", "context_window", "reserve_output", "larger_model", "larger_context_window", "larger_reserve_output", "keep_turns", "summary_max_tokens", "counted_tokens")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +210,9 @@ class FitRules(_message.Message):
     LARGER_MODEL_FIELD_NUMBER: _ClassVar[int]
     LARGER_CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
     LARGER_RESERVE_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    KEEP_TURNS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     strategy: FitStrategy
     model: str
     context_window: int
@@ -205,4 +220,7 @@ class FitRules(_message.Message):
     larger_model: str
     larger_context_window: int
     larger_reserve_output: int
-    def __init__(self, strategy: _Optional[_Union[FitStrategy, str]] = ..., model: _Optional[str] = ..., context_window: _Optional[int] = ..., reserve_output: _Optional[int] = ..., larger_model: _Optional[str] = ..., larger_context_window: _Optional[int] = ..., larger_reserve_output: _Optional[int] = ...) -> None: ...
+    keep_turns: int
+    summary_max_tokens: int
+    counted_tokens: int
+    def __init__(self, strategy: _Optional[_Union[FitStrategy, str]] = ..., model: _Optional[str] = ..., context_window: _Optional[int] = ..., reserve_output: _Optional[int] = ..., larger_model: _Optional[str] = ..., larger_context_window: _Optional[int] = ..., larger_reserve_output: _Optional[int] = ..., keep_turns: _Optional[int] = ..., summary_max_tokens: _Optional[int] = ..., counted_tokens: _Optional[int] = ...) -> None: ...

@@ -11,28 +11,56 @@ trail); one deciding ``block`` has already failed the call in the processor.
 
 With ``fit`` the request carries the first target's context window and output limit from
 the model catalog (and the larger model's, for ``larger_model``); when the processor moves
-the call, its targets become the larger model alone, noted in the trail.
+the call, its targets become the larger model alone, noted in the trail. When it asks for
+a summary (strategy ``summarize``), the middle turns go to ``fit.summary_model`` through
+the mesh (`llmesh.services.orchestrator.steps.summary`), the summary replaces them, and
+the processor fits the result again (trimming if it still does not fit); the summary
+call's request id, the turns summarized and the tokens before and after are noted. A
+summary that fails, comes back empty or leaves no room leaves trimming to do the fitting,
+noted with its reason. A summary call itself runs no ``fit`` step.
+
+When the first target's provider counts input tokens itself (Anthropic's count_tokens),
+its count of the conversation as it goes out (after the other steps) decides the fit, and
+a trimmed or summarized result is counted again and trimmed until that count fits.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
+from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.step_settings import FitStrategy, StepsConfig
 from llmesh.services.core.call import RoutedCall
-from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.chat import ChatRequest, Message
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
+from llmesh.services.orchestrator.providers.base import TokenCounting
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
+from llmesh.services.orchestrator.steps.summary import Mesh, summarize, summary_request
+from llmesh.services.processor.fit import summary_message
 from llmesh.services.processor.redact import Restorer, json_escaped
 from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "restored"]
+
+_STRATEGIES = {
+    FitStrategy.TRIM: processor_pb2.FIT_STRATEGY_TRIM,
+    FitStrategy.LARGER_MODEL: processor_pb2.FIT_STRATEGY_LARGER_MODEL,
+    FitStrategy.SUMMARIZE: processor_pb2.FIT_STRATEGY_SUMMARIZE,
+}
+_FIT_ONLY = StepsConfig(pre=("fit",))
+_SUMMARIZING: ContextVar[bool] = ContextVar("llmesh_fit_summarizing", default=False)
+"""True while a summary call runs, in its task: the steps of the calls it makes run no
+``fit`` step (whatever the callers' metadata says), so a summary never asks for one."""
+REFIT_ROUNDS = 3
+"""Rounds of counting by the provider and trimming before a conversation that still does
+not fit fails (each round drops at least one turn; one is usually enough)."""
 
 
 class Processed:
@@ -46,21 +74,31 @@ class Processed:
         client: ProcessorClient,
         targets_for: Callable[[str], tuple[Target, ...]] | None = None,
         catalog: Callable[[], ModelCatalog] = ModelCatalog,
+        mesh: Mesh | None = None,
+        counts: Callable[[str], TokenCounting | None] | None = None,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
         ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
-        current model catalog (context windows for the ``fit`` step)."""
+        current model catalog (context windows for the ``fit`` step); `mesh`: the mesh's
+        own call path, for the summary calls of routes whose fit strategy is summarize;
+        `counts`: a provider's adapter when it counts input tokens itself (Anthropic's
+        count_tokens), whose count the ``fit`` step then uses instead of an estimate."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
         self._targets_for = targets_for
         self._catalog = catalog
+        self._mesh = mesh
+        self._counts = counts
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, through its route's steps when it has any."""
         if not isinstance(call.request, ChatRequest):
             return self._inner.stream(call)
         steps = self._steps_for(call.call.model)
+        if steps is not None and _SUMMARIZING.get() and "fit" in steps.pre:
+            pre = tuple(s for s in steps.pre if s != "fit")  # a summary asks for no summary
+            steps = replace(steps, pre=pre) if pre or steps.post else None
         if steps is None:
             return self._inner.stream(call)
         return self._run(call, steps)
@@ -69,9 +107,26 @@ class Processed:
         self, call: RoutedCall[ChatRequest], steps: StepsConfig
     ) -> AsyncGenerator[CallEvent, None]:
         fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
-        prepared = await self._client.prepare(call.request.messages, steps, call.remaining(), fit)
+        counting = self._counting(call) if fit is not None and fit.context_window > 0 else None
+        if fit is None or counting is None:
+            prepared = await self._client.prepare(
+                call.request.messages, steps, call.remaining(), fit
+            )
+        else:
+            prepared, counted = await self._counted(call, steps, fit, counting)
+            counting = counting if counted else None  # this target cannot count after all
         _note(call, prepared)
-        request = replace(call.request, messages=prepared.messages)
+        messages = prepared.messages
+        if prepared.summarize and fit is not None:
+            messages = await self._summarized(call, steps, fit, prepared, counting)
+        elif counting is not None and _decided(prepared.decisions) == "trim" and fit is not None:
+            # trimmed on sizes scaled to the provider's count: counted again until it fits
+            messages = (await self._refit(call, messages, fit, counting)).messages
+        request = replace(call.request, messages=messages)
+        reserve = steps.fit.reserve_output
+        if fit is not None and fit.context_window > 0 and request.max_tokens is None and reserve:
+            # the reply gets what was kept free for it, not a provider's default beyond it
+            request = replace(request, max_tokens=reserve)
         routed = replace(call, call=replace(call.call, request=request))
         if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
             routed = self._rerouted(routed, steps.screen.route_to)
@@ -88,6 +143,136 @@ class Processed:
             async for event in inner:
                 yield event
 
+    async def _summarized(
+        self,
+        call: RoutedCall[ChatRequest],
+        steps: StepsConfig,
+        fit: processor_pb2.FitRules,
+        prepared: Prepared,
+        counting: TokenCounting | None,
+    ) -> tuple[Message, ...]:
+        """The prepared messages with the middle turns summarized, fitted again; trimmed
+        instead when the summary call fails, brings nothing or leaves no room."""
+        notes = call.trail.notes if call.trail.notes is not None else []
+        messages, span = prepared.messages, prepared.summarize
+        model = steps.fit.summary_model or ""
+        summary, request_id, why = "", "", "no call path for a summary"
+        if self._mesh is not None:
+            request = summary_request([messages[i] for i in span], steps.fit.summary_max_tokens)
+            summarizing = _SUMMARIZING.set(True)
+            try:
+                summary, request_id = await summarize(
+                    self._mesh, call.call, call.request_id, model, request, call.remaining()
+                )
+            except LlmeshError as exc:
+                why = f"summary by {model} failed ({exc.reason.value})"
+            else:
+                why = f"summary by {model} (request {request_id}) came back empty"
+            finally:
+                _SUMMARIZING.reset(summarizing)
+        if summary:
+            summarized = summary_message(summary)
+            assembled = (*messages[: span[0]], summarized, *messages[span[-1] + 1 :])
+            try:
+                refit = await self._refit(call, assembled, fit, counting, noted=False)
+            except LlmeshError as exc:
+                if exc.reason is not Reason.CONTEXT_TOO_LONG:
+                    raise
+                why = f"summary by {model} (request {request_id}) leaves no room for the last turn"
+            else:
+                before = _tokens(prepared.decisions)
+                notes.append(
+                    f"fit: summarized messages={len(span)} tokens_before={before} "
+                    f"tokens_after={_tokens(refit.decisions)} summary_model={model} "
+                    f"summary_request={request_id}"
+                )
+                _note(call, refit)
+                return refit.messages
+        notes.append(f"fit: {why}; trimming")
+        return (await self._refit(call, messages, fit, counting)).messages
+
+    def _counting(self, call: RoutedCall[ChatRequest]) -> TokenCounting | None:
+        """The first target's adapter when it counts input tokens itself."""
+        if self._counts is None or not call.targets:
+            return None
+        return self._counts(call.targets[0].provider)
+
+    async def _count(
+        self, call: RoutedCall[ChatRequest], counting: TokenCounting, messages: Sequence[Message]
+    ) -> int | None:
+        """`messages` (with the call's tools and options) counted by the first target's
+        provider; None, noted, when it cannot count them now."""
+        target = call.targets[0]
+        request = replace(call.request, messages=tuple(messages))
+        try:
+            return await counting.count_tokens(target.model, request, timeout=call.remaining())
+        except LlmeshError as exc:
+            notes = call.trail.notes
+            if notes is None:
+                notes = call.trail.notes = []
+            notes.append(f"fit: count by {target.provider} failed ({exc.reason.value}); estimated")
+            return None
+
+    async def _counted(
+        self,
+        call: RoutedCall[ChatRequest],
+        steps: StepsConfig,
+        fit: processor_pb2.FitRules,
+        counting: TokenCounting,
+    ) -> tuple[Prepared, bool]:
+        """The pre-call steps with the fit step counting by the provider: the other steps
+        first (so only redacted texts are counted), the count, then the fit step; and
+        whether the provider counted."""
+        messages, first = call.request.messages, None
+        others = tuple(s for s in steps.pre if s != "fit")
+        if others:
+            first = await self._client.prepare(
+                messages, replace(steps, pre=others), call.remaining()
+            )
+            messages = first.messages
+        tokens = await self._count(call, counting, messages)
+        rules = _rules(fit, fit.strategy, tokens)
+        fitted = await self._client.prepare(messages, _FIT_ONLY, call.remaining(), rules)
+        if first is not None:
+            fitted = replace(
+                fitted, pseudonyms=first.pseudonyms, decisions=first.decisions + fitted.decisions
+            )
+        return fitted, tokens is not None
+
+    async def _refit(
+        self,
+        call: RoutedCall[ChatRequest],
+        messages: Sequence[Message],
+        fit: processor_pb2.FitRules,
+        counting: TokenCounting | None,
+        *,
+        noted: bool = True,
+    ) -> Prepared:
+        """`messages` trimmed to the budget if need be. With a provider that counts, each
+        round's result is counted again and trimmed until the count fits (up to
+        `REFIT_ROUNDS`); each round's decision is noted (the first one only with `noted`,
+        so a caller can note its own line first; it is noted then with the rest)."""
+        pending: list[Prepared] = []
+        for _ in range(REFIT_ROUNDS):
+            tokens = None if counting is None else await self._count(call, counting, messages)
+            rules = _rules(fit, processor_pb2.FIT_STRATEGY_TRIM, tokens)
+            refit = await self._client.prepare(messages, _FIT_ONLY, call.remaining(), rules)
+            pending.append(refit)
+            if tokens is None or _decided(refit.decisions) == "fits":
+                break
+            messages = refit.messages
+        else:
+            raise LlmeshError(
+                Reason.CONTEXT_TOO_LONG,
+                f"the conversation still exceeds {call.targets[0].name}'s window as its "
+                f"provider counts it after {REFIT_ROUNDS} rounds of trimming",
+            )
+        if noted:
+            for each in pending:
+                _note(call, each)
+            return refit
+        return replace(refit, decisions=tuple(d for each in pending for d in each.decisions))
+
     def _rerouted(self, call: RoutedCall[ChatRequest], route_to: str) -> RoutedCall[ChatRequest]:
         if self._targets_for is None:
             raise RuntimeError("a screen step routes, but the layer has no targets_for")
@@ -102,13 +287,10 @@ class Processed:
     ) -> processor_pb2.FitRules:
         """The fit step's rules with the limits of the first target (and the larger model)."""
         catalog = self._catalog()
-        rules = processor_pb2.FitRules(
-            strategy=(
-                processor_pb2.FIT_STRATEGY_LARGER_MODEL
-                if steps.fit.strategy is FitStrategy.LARGER_MODEL
-                else processor_pb2.FIT_STRATEGY_TRIM
-            )
-        )
+        rules = processor_pb2.FitRules(strategy=_STRATEGIES[steps.fit.strategy])
+        if steps.fit.strategy is FitStrategy.SUMMARIZE:
+            rules.keep_turns = steps.fit.keep_turns
+            rules.summary_max_tokens = steps.fit.summary_max_tokens
         if call.targets:
             target = call.targets[0]
             rules.model = target.name
@@ -129,12 +311,37 @@ def _limits(
     catalog: ModelCatalog, provider: str, model: str, steps: StepsConfig, request: ChatRequest
 ) -> tuple[int, int]:
     """A model's context window (0: unknown) and the tokens reserved for the reply: the
-    step's ``reserve_output``, else the call's max_tokens, else the model's output limit."""
+    step's ``reserve_output``, else the call's max_tokens, else the model's output limit;
+    never less than the call's max_tokens (the providers refuse a prompt that leaves less
+    than max_tokens in the window)."""
     caps = catalog.capabilities(provider, model)
+    asked = request.max_tokens or 0
     reserve = steps.fit.reserve_output
     if reserve is None:
-        reserve = request.max_tokens or caps.max_output_tokens or 0
-    return caps.context_window or 0, reserve
+        reserve = asked or caps.max_output_tokens or 0
+    return caps.context_window or 0, max(reserve, asked)
+
+
+def _rules(
+    fit: processor_pb2.FitRules, strategy: processor_pb2.FitStrategy, tokens: int | None
+) -> processor_pb2.FitRules:
+    """A copy of `fit` with `strategy` and the provider's count (None: not counted)."""
+    rules = processor_pb2.FitRules()
+    rules.CopyFrom(fit)
+    rules.strategy = strategy
+    rules.counted_tokens = tokens or 0
+    return rules
+
+
+def _decided(decisions: Sequence[processor_pb2.StepDecision]) -> str:
+    """What the fit decision among `decisions` decided (empty: none)."""
+    return next((d.decision for d in decisions if d.step == "fit"), "")
+
+
+def _tokens(decisions: Sequence[processor_pb2.StepDecision]) -> int:
+    """The tokens the last fit decision among `decisions` counted (0: none)."""
+    counted = [d.counts["tokens"] for d in decisions if d.step == "fit"]
+    return counted[-1] if counted else 0
 
 
 def _note(call: RoutedCall[Any], prepared: Prepared) -> None:

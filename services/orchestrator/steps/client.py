@@ -43,6 +43,9 @@ class Prepared:
     decisions: tuple[processor_pb2.StepDecision, ...]
     moved_to: str = ""
     """``provider/model`` the fit step moved the call to; empty when it stays."""
+    summarize: tuple[int, ...] = ()
+    """The indices (in `messages`) of the middle turns the fit step's summarize strategy
+    asks to replace with a summary; empty otherwise."""
 
 
 def messages_to_proto(messages: Sequence[Message]) -> list[chat_pb2.Message]:
@@ -120,6 +123,7 @@ class ProcessorClient:
             {p.placeholder: p.value for p in answer.pseudonyms},
             tuple(answer.decisions),
             answer.moved_to,
+            tuple(answer.summarize.indices),
         )
 
     async def aclose(self) -> None:
