@@ -5,7 +5,7 @@ A call whose route has no steps passes straight through (no RPC, no wrapper). Ot
 processor's ``Prepare`` transforms the messages (redaction); each step's decision and time
 go to the trail's notes (the ``llmesh-steps`` trailer); with ``post: [restore]`` the reply's
 placeholders are put back in text deltas and tool-call arguments, also when a placeholder
-arrives split across deltas (`llmesh.services.processor.redact.Restorer`). A ``screen``
+arrives split across deltas (`llmesh.services.common.redaction.Restorer`). A ``screen``
 step deciding ``route`` moves the call to the targets of its ``route_to`` (noted in the
 trail); one deciding ``block`` has already failed the call in the processor.
 
@@ -21,6 +21,7 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
+from llmesh.services.common.redaction import Restorer, json_escaped
 from llmesh.services.common.step_settings import FitStrategy, StepsConfig
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.chat import ChatRequest
@@ -29,7 +30,6 @@ from llmesh.services.core.handler import Handler
 from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
-from llmesh.services.processor.redact import Restorer, json_escaped
 from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "restored"]

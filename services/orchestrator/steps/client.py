@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 import grpc
 
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
+from llmesh.services.common.step_proto import rules_to_proto, screening_to_proto
 from llmesh.services.common.step_settings import StepsConfig
 from llmesh.services.common.tls import channel
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.core.chat import Message, Role, TextPart
-from llmesh.services.processor.prepare import rules_to_proto, screening_to_proto
 from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 __all__ = ["Prepared", "ProcessorClient", "messages_to_proto", "with_texts"]
