@@ -6,6 +6,7 @@ orchestrator (post-call steps in its stream), so neither imports the other.
 """
 
 from llmesh.services.common.redaction.detectors import BUILTIN, Detector, Finding
+from llmesh.services.common.redaction.masking import OutputMasker, StreamDetectors
 from llmesh.services.common.redaction.redactor import Redaction, Redactor, describe
 from llmesh.services.common.redaction.restore import PLACEHOLDER, Restorer, json_escaped
 
@@ -14,9 +15,11 @@ __all__ = [
     "PLACEHOLDER",
     "Detector",
     "Finding",
+    "OutputMasker",
     "Redaction",
     "Redactor",
     "Restorer",
+    "StreamDetectors",
     "describe",
     "json_escaped",
 ]

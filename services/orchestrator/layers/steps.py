@@ -16,23 +16,35 @@ the call, its targets become the larger model alone, noted in the trail.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
-from llmesh.services.common.redaction import Restorer, json_escaped
-from llmesh.services.common.step_settings import FitStrategy, StepsConfig
+from llmesh.services.common.redaction import (
+    OutputMasker,
+    Redactor,
+    Restorer,
+    StreamDetectors,
+    json_escaped,
+)
+from llmesh.services.common.step_settings import FitStrategy, RedactionConfig, StepsConfig
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.target import Target
+from llmesh.services.core.trail import Trail
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
 from llmesh.v1 import processor_pb2
 
-__all__ = ["Processed", "restored"]
+__all__ = ["Processed", "masked", "restored"]
+
+_COMPILED = 64
+"""Output rule sets kept compiled."""
 
 
 class Processed:
@@ -55,6 +67,7 @@ class Processed:
         self._client = client
         self._targets_for = targets_for
         self._catalog = catalog
+        self._compiled: OrderedDict[RedactionConfig, StreamDetectors] = OrderedDict()
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, through its route's steps when it has any."""
@@ -82,11 +95,25 @@ class Processed:
             if notes is not None and call.targets:
                 notes.append(f"fit: {call.targets[0].name} -> {prepared.moved_to}")
         events = self._inner.stream(routed)
-        if steps.restores and prepared.pseudonyms:
-            events = restored(events, prepared.pseudonyms)
+        for step in steps.post:  # in the order listed
+            if step == "restore" and prepared.pseudonyms:
+                events = restored(events, prepared.pseudonyms)
+            elif step == "redact_output" and prepared.output is not None:
+                events = masked(events, self._stream_detectors(prepared.output), call.trail)
         async with aclosing(events) as inner:
             async for event in inner:
                 yield event
+
+    def _stream_detectors(self, rules: RedactionConfig) -> StreamDetectors:
+        """The output rules compiled for partial matching, kept for the last rule sets."""
+        detectors = self._compiled.get(rules)
+        if detectors is None:
+            detectors = self._compiled[rules] = StreamDetectors(Redactor(rules))
+            if len(self._compiled) > _COMPILED:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(rules)
+        return detectors
 
     def _rerouted(self, call: RoutedCall[ChatRequest], route_to: str) -> RoutedCall[ChatRequest]:
         if self._targets_for is None:
@@ -185,3 +212,64 @@ async def restored(
                 yield event
             else:
                 yield event
+
+
+async def masked(
+    events: AsyncGenerator[CallEvent, None], detectors: StreamDetectors, trail: Trail
+) -> AsyncGenerator[CallEvent, None]:
+    """`events` with the output rules' values masked in text deltas and tool-call arguments
+    (a value split across deltas included: only a tail that may still become one is held
+    back, and released before the end of the reply or a mid-stream switch). The logprobs of
+    a delta whose text was held or changed are dropped, so a masked value never goes out in
+    them. At the end, the step's decision (values masked per detector, time) goes to the
+    trail's notes."""
+    text = OutputMasker(detectors)
+    tools: dict[int, OutputMasker] = {}
+    spent = 0.0
+    async with aclosing(events) as inner:
+        async for event in inner:
+            started = time.perf_counter()
+            if isinstance(event, TextDelta):
+                was_holding = text.holding
+                out = text.feed(event.text)
+                spent += time.perf_counter() - started
+                if out == event.text and not was_holding:  # passed through as it came
+                    yield event
+                elif out:
+                    yield TextDelta(out)
+            elif isinstance(event, ToolCallDelta):
+                tool = tools.get(event.index)
+                if tool is None:
+                    tool = tools[event.index] = OutputMasker(detectors)
+                args = tool.feed(event.arguments_delta)
+                spent += time.perf_counter() - started
+                if args or event.id or event.name:
+                    yield replace(event, arguments_delta=args)
+            elif isinstance(event, Completed | Switched):
+                rest = text.flush()
+                tails = [(i, t.flush()) for i, t in tools.items()]
+                spent += time.perf_counter() - started
+                if rest:
+                    yield TextDelta(rest)
+                for index, tail in tails:
+                    if tail:
+                        yield ToolCallDelta(index, arguments_delta=tail)
+                if isinstance(event, Completed):
+                    _note_output(trail, text, tools.values(), spent)
+                yield event
+            else:
+                yield event
+
+
+def _note_output(
+    trail: Trail, text: OutputMasker, tools: Iterable[OutputMasker], spent: float
+) -> None:
+    counts = Counter(text.counts)
+    for tool in tools:
+        counts.update(tool.counts)
+    notes = trail.notes
+    if notes is None:
+        notes = trail.notes = []
+    found = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    decision = f"mask {found}" if counts else "clean"
+    notes.append(f"redact_output: {decision} ({spent * 1000:.3f} ms)")
