@@ -44,7 +44,7 @@ from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.reload import make_router
 from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.roles import Roles
-from llmesh.services.orchestrator.steps import ProcessorClient
+from llmesh.services.orchestrator.steps import ProcessorClient, StepObserver
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
 
@@ -180,6 +180,7 @@ async def assemble(
                     client=processor,
                     targets_for=lambda name: tuple(path.router.plan(name)[0]),
                     catalog=lambda: path.router.catalog,
+                    observer=StepObserver(metrics),
                 )
             )
 

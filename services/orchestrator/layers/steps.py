@@ -23,6 +23,7 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
+from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.redaction import (
     OutputMasker,
     Redactor,
@@ -38,7 +39,7 @@ from llmesh.services.core.handler import Handler
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import Trail
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
-from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
+from llmesh.services.orchestrator.steps import Prepared, ProcessorClient, StepObserver
 from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "masked", "restored"]
@@ -58,15 +59,18 @@ class Processed:
         client: ProcessorClient,
         targets_for: Callable[[str], tuple[Target, ...]] | None = None,
         catalog: Callable[[], ModelCatalog] = ModelCatalog,
+        observer: StepObserver | None = None,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
         ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
-        current model catalog (context windows for the ``fit`` step)."""
+        current model catalog (context windows for the ``fit`` step); `observer`: where
+        each step's decision and time are recorded (metrics, the call's span)."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
         self._targets_for = targets_for
         self._catalog = catalog
+        self._observer = observer or StepObserver()
         self._compiled: OrderedDict[RedactionConfig, StreamDetectors] = OrderedDict()
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
@@ -82,8 +86,26 @@ class Processed:
         self, call: RoutedCall[ChatRequest], steps: StepsConfig
     ) -> AsyncGenerator[CallEvent, None]:
         fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
-        prepared = await self._client.prepare(call.request.messages, steps, call.remaining(), fit)
+        try:
+            prepared = await self._client.prepare(
+                call.request.messages, steps, call.remaining(), fit
+            )
+        except LlmeshError as exc:
+            step = exc.metadata.get("step")
+            if step:  # a step refused the call in the processor
+                self._observer.decided(step, "block", None, rules=_listed(exc.metadata))
+            raise
         _note(call, prepared)
+        for d in prepared.decisions:
+            screened = d.step == "screen"
+            self._observer.decided(
+                d.step,
+                d.decision,
+                d.duration.ToNanoseconds() / 1e9,
+                counts=None if screened else dict(d.counts),
+                score=d.score if screened else None,
+                rules=tuple(d.rules),
+            )
         request = replace(call.request, messages=prepared.messages)
         routed = replace(call, call=replace(call.call, request=request))
         if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
@@ -99,7 +121,8 @@ class Processed:
             if step == "restore" and prepared.pseudonyms:
                 events = restored(events, prepared.pseudonyms)
             elif step == "redact_output" and prepared.output is not None:
-                events = masked(events, self._stream_detectors(prepared.output), call.trail)
+                detectors = self._stream_detectors(prepared.output)
+                events = masked(events, detectors, call.trail, self._observer)
         async with aclosing(events) as inner:
             async for event in inner:
                 yield event
@@ -215,14 +238,17 @@ async def restored(
 
 
 async def masked(
-    events: AsyncGenerator[CallEvent, None], detectors: StreamDetectors, trail: Trail
+    events: AsyncGenerator[CallEvent, None],
+    detectors: StreamDetectors,
+    trail: Trail,
+    observer: StepObserver | None = None,
 ) -> AsyncGenerator[CallEvent, None]:
     """`events` with the output rules' values masked in text deltas and tool-call arguments
     (a value split across deltas included: only a tail that may still become one is held
     back, and released before the end of the reply or a mid-stream switch). The logprobs of
     a delta whose text was held or changed are dropped, so a masked value never goes out in
     them. At the end, the step's decision (values masked per detector, time) goes to the
-    trail's notes."""
+    trail's notes and to `observer`."""
     text = OutputMasker(detectors)
     tools: dict[int, OutputMasker] = {}
     spent = 0.0
@@ -255,14 +281,18 @@ async def masked(
                     if tail:
                         yield ToolCallDelta(index, arguments_delta=tail)
                 if isinstance(event, Completed):
-                    _note_output(trail, text, tools.values(), spent)
+                    _note_output(trail, text, tools.values(), spent, observer)
                 yield event
             else:
                 yield event
 
 
 def _note_output(
-    trail: Trail, text: OutputMasker, tools: Iterable[OutputMasker], spent: float
+    trail: Trail,
+    text: OutputMasker,
+    tools: Iterable[OutputMasker],
+    spent: float,
+    observer: StepObserver | None,
 ) -> None:
     counts = Counter(text.counts)
     for tool in tools:
@@ -273,3 +303,13 @@ def _note_output(
     found = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     decision = f"mask {found}" if counts else "clean"
     notes.append(f"redact_output: {decision} ({spent * 1000:.3f} ms)")
+    if observer is not None:
+        observer.decided(
+            "redact_output", "mask" if counts else "clean", spent, counts=counts, output=True
+        )
+
+
+def _listed(metadata: Mapping[str, str]) -> tuple[str, ...]:
+    """The rules (screen) or detector (redact) a refusing step named."""
+    raw = metadata.get("rules") or metadata.get("detector") or ""
+    return tuple(r for r in raw.split(",") if r)
