@@ -384,11 +384,12 @@ def _screen(where: str, raw: Any) -> ScreenConfig:
     return ScreenConfig(action, float(threshold), route_to, rules, classifier)
 
 
-def parse_steps(route: str, raw: Any) -> StepsConfig | None:
-    """``routes.<route>.steps`` (None when absent or empty); errors name the key."""
+def parse_steps(route: str, raw: Any, where: str | None = None) -> StepsConfig | None:
+    """``routes.<route>.steps`` (None when absent or empty); errors name the key (`where`,
+    for steps configured elsewhere: ``tenants.<tenant>.steps``)."""
     if raw is None:
         return None
-    where = f"routes.{route}.steps"
+    where = where or f"routes.{route}.steps"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: a mapping with pre, post and the steps' settings")
     unknown = set(raw) - {"pre", "post", "redact", "screen", "fit", "redact_output"}

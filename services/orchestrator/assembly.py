@@ -164,9 +164,9 @@ async def assemble(
                 )
             )
 
-        if any(r.steps is not None for r in config.routes.values()):
+        if config.models.tenant_steps or any(r.steps is not None for r in config.routes.values()):
             if not config.processor_address:
-                raise ConfigError("routes with steps need processor.address")
+                raise ConfigError("routes (or tenants) with steps need processor.address")
             processor = ProcessorClient(
                 config.processor_address,
                 config.tls.service("orchestrator"),
@@ -177,6 +177,7 @@ async def assemble(
                 partial(
                     Processed,
                     steps_for=lambda name: path.router.steps(name),
+                    tenant_steps_for=lambda tenant: path.router.tenant_steps(tenant),
                     client=processor,
                     targets_for=lambda name: tuple(path.router.plan(name)[0]),
                     catalog=lambda: path.router.catalog,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from llmesh.services.common.step_settings import (
     parse_steps,
 )
 from llmesh.services.core.call import Call, RoutedCall
+from llmesh.services.core.caller import Caller
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
 from llmesh.services.core.events import CallEvent, Completed, TextDelta, TokenLogprob, ToolCallDelta
 from llmesh.services.core.policy import Policy
@@ -314,3 +316,52 @@ async def test_a_route_with_output_rules_masks_what_the_processor_answered() -> 
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "write to [EMAIL]"
     assert inner.requests[0].messages[0].content == "mail a@example.com"  # input untouched
     assert call.trail.notes and call.trail.notes[-1].startswith("redact_output: mask email=1")
+
+
+async def test_a_tenants_steps_apply_to_every_route_it_calls() -> None:
+    tenant = parse_steps(
+        "acme", {"post": ["redact_output"], "redact_output": {"detectors": ["email"]}}
+    )
+    assert tenant is not None
+    seen: list[StepsConfig] = []
+
+    class Answering(Refusing):
+        async def prepare(
+            self, messages: Any, steps: StepsConfig, *args: Any, **kw: Any
+        ) -> Prepared:
+            seen.append(steps)
+            return Prepared(tuple(messages), {}, (), "", steps.redact_output)
+
+    def call(model: str, who: str) -> RoutedCall[ChatRequest]:
+        c = routed(model)
+        return replace(c, call=replace(c.call, caller=Caller(tenant=who)))
+
+    inner = Inner([TextDelta("to a@example.com")])
+    layer = Processed(
+        inner,
+        steps_for={"private": STEPS}.get,
+        client=Answering(),
+        tenant_steps_for={"acme": tenant}.get,
+    )
+    plain = [e async for e in layer.stream(call("plain", "acme"))]  # a route without steps
+    assert "".join(e.text for e in plain if isinstance(e, TextDelta)) == "to [EMAIL]"
+    assert seen[-1] is tenant
+    [e async for e in layer.stream(call("private", "acme"))]
+    assert seen[-1].pre == ("redact",) and seen[-1].post == ("restore", "redact_output")
+    others = Processed(
+        inner, steps_for={}.get, client=Refusing(), tenant_steps_for={"acme": tenant}.get
+    )
+    out = [e async for e in others.stream(call("plain", "globex"))]  # no steps: no processor call
+    assert "".join(e.text for e in out if isinstance(e, TextDelta)) == "to a@example.com"
+
+
+def test_a_tenants_bad_route_to_fails_at_start() -> None:
+    steps = parse_steps(
+        "acme", {"pre": ["screen"], "screen": {"action": "route", "route_to": "gpt-9"}}
+    )
+    assert steps is not None
+    providers = {"emulator": ProviderConfig("emulator", "openai", models=("echo",))}
+    with pytest.raises(LlmeshError) as info:
+        Router(providers, {}, {}, tenant_steps={"acme": steps})
+    assert info.value.reason is Reason.MODEL_NOT_FOUND and "gpt-9" in str(info.value)
+    assert Router(providers, {}, {}, tenant_steps={}).tenant_steps("acme") is None

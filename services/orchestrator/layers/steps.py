@@ -31,6 +31,7 @@ from llmesh.services.common.redaction import (
     StreamDetectors,
     json_escaped,
 )
+from llmesh.services.common.step_merge import merge_steps
 from llmesh.services.common.step_settings import FitStrategy, RedactionConfig, StepsConfig
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.chat import ChatRequest
@@ -60,17 +61,23 @@ class Processed:
         targets_for: Callable[[str], tuple[Target, ...]] | None = None,
         catalog: Callable[[], ModelCatalog] = ModelCatalog,
         observer: StepObserver | None = None,
+        tenant_steps_for: Callable[[str], StepsConfig | None] | None = None,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
         ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
         current model catalog (context windows for the ``fit`` step); `observer`: where
-        each step's decision and time are recorded (metrics, the call's span)."""
+        each step's decision and time are recorded (metrics, the call's span);
+        `tenant_steps_for`: a tenant's own steps, merged with the route's
+        (`llmesh.services.common.step_merge`)."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
         self._targets_for = targets_for
         self._catalog = catalog
         self._observer = observer or StepObserver()
+        self._tenant_steps_for = tenant_steps_for
+        self._merged: dict[tuple[int, int], tuple[StepsConfig, StepsConfig, StepsConfig | None]]
+        self._merged = {}
         self._compiled: OrderedDict[RedactionConfig, StreamDetectors] = OrderedDict()
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
@@ -78,6 +85,8 @@ class Processed:
         if not isinstance(call.request, ChatRequest):
             return self._inner.stream(call)
         steps = self._steps_for(call.call.model)
+        if self._tenant_steps_for is not None:
+            steps = self._with_tenant(steps, self._tenant_steps_for(call.call.caller.tenant))
         if steps is None:
             return self._inner.stream(call)
         return self._run(call, steps)
@@ -126,6 +135,21 @@ class Processed:
         async with aclosing(events) as inner:
             async for event in inner:
                 yield event
+
+    def _with_tenant(
+        self, route: StepsConfig | None, tenant: StepsConfig | None
+    ) -> StepsConfig | None:
+        """The route's steps merged with the tenant's, kept per pair (both are the loaded
+        configuration's objects, so the pair's ids name it while they are held here)."""
+        if route is None or tenant is None:
+            return route or tenant
+        key = (id(route), id(tenant))
+        kept = self._merged.get(key)
+        if kept is None or kept[0] is not route or kept[1] is not tenant:
+            if len(self._merged) >= _COMPILED * 16:  # a reload left old pairs behind
+                self._merged.clear()
+            kept = self._merged[key] = (route, tenant, merge_steps(route, tenant))
+        return kept[2]
 
     def _stream_detectors(self, rules: RedactionConfig) -> StreamDetectors:
         """The output rules compiled for partial matching, kept for the last rule sets."""
