@@ -17,6 +17,8 @@ import openai
 import pytest
 
 from llmesh.services.common.config import parse_route
+from llmesh.services.common.model_settings import ModelSettings
+from llmesh.services.common.step_settings import parse_steps
 from llmesh.services.processor.screen import ALLOW_ENV
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.mesh import Mesh
@@ -103,7 +105,12 @@ def steps_mesh() -> Iterator[Mesh]:
     }
     os.environ[ALLOW_ENV] = CLASSIFIER  # read when the processor starts
     try:
-        m = Mesh().start({"routes": routes})
+        tenant = parse_steps(
+            "acme", {"post": ["redact_output"], "redact_output": {"detectors": ["email"]}}
+        )
+        assert tenant is not None
+        models = ModelSettings(tenant_steps={"acme": tenant})
+        m = Mesh().start({"routes": routes, "models": models})
     finally:
         del os.environ[ALLOW_ENV]
     yield m
@@ -356,3 +363,22 @@ async def test_output_redaction_is_in_the_trailer_without_the_value(steps_mesh: 
     assert text == "I am [EMAIL]"
     steps = json.loads(trailers["llmesh-steps"])
     assert steps[-1].startswith("redact_output: mask email=1 (") and EMAIL not in str(trailers)
+
+
+async def test_a_tenants_steps_apply_on_a_route_without_steps(steps_mesh: Mesh) -> None:
+    body = {
+        "model": "emulator/echo",
+        "stream": True,
+        "messages": [{"role": "user", "content": f"mail {EMAIL} now"}],
+    }
+    for url in (steps_mesh.gateway_url, steps_mesh.direct_url):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            acme = await http.post(
+                "/v1/chat/completions", json=body, headers={"x-llmesh-tenant": "acme"}
+            )
+            other = await http.post(
+                "/v1/chat/completions", json=body, headers={"x-llmesh-tenant": "globex"}
+            )
+        assert acme.status_code == other.status_code == 200
+        assert "[EMAIL]" in acme.text and "example.com" not in acme.text
+        assert EMAIL.split("@")[0] in other.text and "[EMAIL]" not in other.text
