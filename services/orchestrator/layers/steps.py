@@ -1,11 +1,15 @@
 """Processor steps: a route's pre-call steps over gRPC, once per call before the first
 attempt, and its post-call steps in the stream.
 
-A call whose route has no steps passes straight through (no RPC, no wrapper). Otherwise the
-processor's ``Prepare`` transforms the messages (redaction); each step's decision and time
-go to the trail's notes (the ``llmesh-steps`` trailer); with ``post: [restore]`` the reply's
-placeholders are put back in text deltas and tool-call arguments, also when a placeholder
-arrives split across deltas (`llmesh.services.common.redaction.Restorer`). A ``screen``
+A call's steps are its route's merged with its tenant's (`llmesh.services.common.step_merge`);
+a call with none passes straight through (no RPC, no wrapper). Otherwise the processor's
+``Prepare`` transforms the messages (redaction); each step's decision and time go to the
+trail's notes (the ``llmesh-steps`` trailer), the metrics and the call's span
+(`llmesh.services.orchestrator.steps.StepObserver`). The post-call steps run in the order
+listed, on what ``Prepare`` answered: with ``restore`` the reply's placeholders are put back
+in text deltas and tool-call arguments, also when a placeholder arrives split across deltas
+(`llmesh.services.common.redaction.Restorer`); with ``redact_output`` the output rules'
+values are masked there (`llmesh.services.common.redaction.OutputMasker`). A ``screen``
 step deciding ``route`` moves the call to the targets of its ``route_to`` (noted in the
 trail); one deciding ``block`` has already failed the call in the processor.
 
