@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
 from llmesh.services.common.redaction import OutputMasker, Redactor, StreamDetectors
@@ -102,3 +103,14 @@ def test_held_text_is_bounded(detectors: StreamDetectors) -> None:
     released = "".join(masker.feed(blob[i : i + 64]) for i in range(0, len(blob), 64))
     assert len(blob) - len(released) <= MAX_HOLD
     assert released + masker.flush() == blob
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 100])
+def test_tool_arguments_stay_valid_json(detectors: StreamDetectors, step: int) -> None:
+    arguments = orjson.dumps(
+        {"to": "jane@example.com", "phone": 14155550100, "note": 'say "+1 415 555 0100\\\\"'}
+    ).decode()
+    masker = OutputMasker(detectors, json=True)
+    out = "".join(masker.feed(arguments[i : i + step]) for i in range(0, len(arguments), step))
+    out += masker.flush()
+    assert orjson.loads(out) == {"to": "[EMAIL]", "phone": "[PHONE]", "note": 'say "[PHONE]\\\\"'}

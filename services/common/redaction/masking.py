@@ -114,13 +114,35 @@ def _may_grow(pattern: regex.Pattern[str], text: str, m: regex.Match[str]) -> bo
     )
 
 
+def _json_state(text: str, in_string: bool, escaped: bool) -> tuple[bool, bool]:
+    """Whether JSON text is inside a string (and just after a backslash there) after `text`."""
+    if not text:
+        return in_string, escaped
+    if not escaped and '"' not in text and "\\" not in text:
+        return in_string, False
+    for c in text:
+        if escaped:
+            escaped = False
+        elif in_string and c == "\\":
+            escaped = True
+        elif c == '"':
+            in_string = not in_string
+    return in_string, escaped
+
+
 class OutputMasker:
     """Masks one reply's text (or one tool call's arguments) fed in pieces."""
 
-    __slots__ = ("_context", "_detectors", "_held", "counts")
+    __slots__ = ("_context", "_detectors", "_escaped", "_held", "_in_string", "_json", "counts")
 
-    def __init__(self, detectors: StreamDetectors) -> None:
+    def __init__(self, detectors: StreamDetectors, *, json: bool = False) -> None:
+        """`json`: the text is JSON (tool-call arguments): a value found outside a string (a
+        phone number written as a number) is replaced by a quoted label, so the arguments
+        stay valid JSON."""
         self._detectors = detectors
+        self._json = json
+        self._in_string = False
+        self._escaped = False
         self._held = ""
         self._context = ""
         self.counts: Counter[str] = Counter()
@@ -167,12 +189,22 @@ class OutputMasker:
             if f.end > cut:
                 break
             self.counts[f.detector] += 1
-            out.append(full[pos : f.start])
-            out.append(f"[{f.detector.upper()}]")
+            out.append(self._raw(full[pos : f.start]))
+            label = f"[{f.detector.upper()}]"
+            if self._json and not self._in_string:
+                label = f'"{label}"'
+            self._raw(full[f.start : f.end])
+            out.append(label)
             pos = f.end
-        out.append(full[pos:cut])
+        out.append(self._raw(full[pos:cut]))
         self._held = full[cut:]
         self._context = full[max(0, cut - _CONTEXT) : cut]
         if final:
             self._held = ""
         return "".join(out)
+
+    def _raw(self, text: str) -> str:
+        """`text` as it goes out unchanged, the JSON string state moved past it."""
+        if self._json:
+            self._in_string, self._escaped = _json_state(text, self._in_string, self._escaped)
+        return text

@@ -294,7 +294,7 @@ async def masked(
             elif isinstance(event, ToolCallDelta):
                 tool = tools.get(event.index)
                 if tool is None:
-                    tool = tools[event.index] = OutputMasker(detectors)
+                    tool = tools[event.index] = OutputMasker(detectors, json=True)
                 args = tool.feed(event.arguments_delta)
                 spent += time.perf_counter() - started
                 if args or event.id or event.name:
