@@ -6,28 +6,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from llmesh.services.common.config import Config, ProviderConfig, parse_route
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.step_settings import parse_steps
-from llmesh.services.core.call import Call, RoutedCall
+from llmesh.services.core.call import Call, ChatCall, RoutedCall
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
-from llmesh.services.core.events import CallEvent, Completed, TextDelta
+from llmesh.services.core.events import CallEvent, Completed, Finish, TextDelta
 from llmesh.services.core.policy import Policy
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import Trail
 from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.assembly import assemble
+from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.layers.steps import Processed
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient, StepObserver
+from llmesh.services.processor.server import serve as serve_processor
 from llmesh.services.telemetry import Metrics, build_metrics
 from llmesh.v1 import processor_pb2
+from tests.orchestrator.scripted import Scripted
+from tests.orchestrator.test_observed import total
 
 EMAIL = "jane@example.com"
 STEPS = parse_steps(
@@ -189,3 +197,49 @@ async def test_a_step_that_refuses_the_call_is_counted_as_block(
     attributes = dict(span.attributes or {})
     assert attributes["llmesh.step.screen.decision"] == "block"
     assert attributes["llmesh.step.screen.rules"] == ("ignore_previous", "jailbreak")
+
+
+async def test_the_assembled_path_records_steps_in_its_metrics(tmp_path: Path) -> None:
+    processor = await serve_processor("127.0.0.1:0")
+    reader = InMemoryMetricReader()
+    metrics = Metrics(
+        MetricsSettings(enabled=True, prometheus=False), "orchestrator", readers=[reader]
+    )
+    route = parse_route(
+        "private",
+        {
+            "targets": ["a/m"],
+            "steps": {
+                "pre": ["redact"],
+                "post": ["redact_output"],
+                "redact_output": {"detectors": ["email"]},
+            },
+        },
+    )
+    config = Config(
+        providers={
+            "a": ProviderConfig("a", "openai-compatible", base_url="http://x", models=("m",))
+        },
+        routes={"private": route},
+        database_url=f"sqlite:///{tmp_path}/ledger.db",
+        processor_address=f"127.0.0.1:{processor.port}",
+    )
+    reply = [
+        TextDelta("to b@exa"),
+        TextDelta("mple.org"),
+        Finish(FinishReason.STOP, "stop", Usage(1, 1)),
+    ]
+    engine = Orchestrator({"a": Scripted("a", reply)})
+    assembly = await assemble(config, engine, bind_host="127.0.0.1", metrics=metrics)
+    try:
+        request = ChatRequest(messages=(Message(Role.USER, f"mail {EMAIL}"),))
+        events = [e async for e in assembly.path.stream(ChatCall("private", request))]
+    finally:
+        await assembly.aclose()
+        await processor.stop(None)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "to [EMAIL]"
+    assert total(reader, "llmesh.steps", llmesh_step="redact", llmesh_decision="pseudonymize") == 1
+    assert total(reader, "llmesh.steps", llmesh_step="redact_output", llmesh_decision="mask") == 1
+    assert total(reader, "llmesh.step.duration", llmesh_step="redact_output") == 1
+    assert total(reader, "llmesh.redactions", llmesh_detector="email") == 1
+    metrics.shutdown()
