@@ -197,6 +197,26 @@ async def test_a_step_that_refuses_the_call_is_counted_as_block(
     attributes = dict(span.attributes or {})
     assert attributes["llmesh.step.screen.decision"] == "block"
     assert attributes["llmesh.step.screen.rules"] == ("ignore_previous", "jailbreak")
+    redact = LlmeshError(
+        Reason.INVALID_REQUEST,
+        "messages[0].content contains an e-mail address (detector email)",
+        metadata={"step": "redact", "detector": "email"},
+    )
+    layer = Processed(
+        Inner(),
+        steps_for={"r": STEPS}.get,
+        client=Answering(redact),
+        observer=StepObserver(metrics),
+    )
+    with tracer.start_as_current_span("call r"), pytest.raises(LlmeshError):
+        async for _ in layer.stream(_call()):
+            pass
+    assert any(
+        'llmesh_step="redact"' in line and 'llmesh_decision="block"' in line
+        for line in _lines(metrics, "llmesh_steps")
+    )
+    blocked = dict(exporter.get_finished_spans()[-1].attributes or {})
+    assert blocked["llmesh.step.redact.counts"] == ("email=1",)
 
 
 async def test_the_assembled_path_records_steps_in_its_metrics(tmp_path: Path) -> None:

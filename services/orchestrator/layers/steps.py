@@ -105,8 +105,15 @@ class Processed:
             )
         except LlmeshError as exc:
             step = exc.metadata.get("step")
-            if step:  # a step refused the call in the processor
-                self._observer.decided(step, "block", None, rules=_listed(exc.metadata))
+            if step:  # a step refused the call in the processor (never a value: names)
+                detector = exc.metadata.get("detector")
+                self._observer.decided(
+                    step,
+                    "block",
+                    None,
+                    counts={detector: 1} if detector else None,
+                    rules=tuple(r for r in exc.metadata.get("rules", "").split(",") if r),
+                )
             raise
         _note(call, prepared)
         for d in prepared.decisions:
@@ -335,9 +342,3 @@ def _note_output(
         observer.decided(
             "redact_output", "mask" if counts else "clean", spent, counts=counts, output=True
         )
-
-
-def _listed(metadata: Mapping[str, str]) -> tuple[str, ...]:
-    """The rules (screen) or detector (redact) a refusing step named."""
-    raw = metadata.get("rules") or metadata.get("detector") or ""
-    return tuple(r for r in raw.split(",") if r)
