@@ -18,10 +18,10 @@ import sys
 import time
 
 from bench.system import free_port
+from llmesh.services.common.redaction import Restorer
 from llmesh.services.common.step_settings import parse_steps
 from llmesh.services.core.chat import Message, Role
 from llmesh.services.orchestrator.steps import ProcessorClient
-from llmesh.services.processor.redact import Restorer
 
 CALLS = 1000
 WARMUP = 100

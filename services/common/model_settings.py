@@ -4,7 +4,9 @@
 ``capabilities`` overrides the bundled catalog per ``provider/model`` (or ``provider/*`` for
 every model of a provider); a field left out keeps the catalog's value. ``roles`` maps a role
 name (what a caller puts after ``role:`` in ``model``) to a model, route or alias, and
-``tenants.<tenant>.roles`` overrides that per tenant.
+``tenants.<tenant>.roles`` overrides that per tenant. ``tenants.<tenant>.steps`` are processor
+steps (the schema of ``routes.<name>.steps``) for every call the tenant makes, combined with
+the route's (`llmesh.services.common.step_merge`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmesh.services.common.config_fields import ConfigError, FieldError, build, check_fields
+from llmesh.services.common.step_settings import StepsConfig, parse_steps
 
 __all__ = ["MODEL_SECTIONS", "ModelCapabilities", "ModelSettings", "parse_model_settings"]
 
@@ -69,6 +72,8 @@ class ModelSettings:
     """Role name -> model name (a route, alias or ``provider/model``)."""
     tenant_roles: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Tenant -> its own role mappings, consulted before `roles`."""
+    tenant_steps: Mapping[str, StepsConfig] = field(default_factory=dict)
+    """Tenant -> processor steps for every call it makes, combined with the route's."""
 
 
 def _roles(raw: object, key: str) -> dict[str, str]:
@@ -103,9 +108,15 @@ def parse_model_settings(raw: Mapping[str, Any]) -> ModelSettings:
     if not isinstance(tenants_raw, Mapping):
         raise ConfigError("tenants: expected a mapping of tenant name to settings")
     tenant_roles = {}
+    tenant_steps = {}
     for tenant, body in tenants_raw.items():
         body = body or {}
-        if not isinstance(body, Mapping) or set(body) - {"roles"}:
-            raise ConfigError(f"tenants.{tenant}: expected a mapping with roles")
+        if not isinstance(body, Mapping) or set(body) - {"roles", "steps"}:
+            raise ConfigError(f"tenants.{tenant}: expected a mapping with roles, steps")
         tenant_roles[str(tenant)] = _roles(body.get("roles"), f"tenants.{tenant}.roles")
-    return ModelSettings(capabilities, _roles(raw.get("roles"), "roles"), tenant_roles)
+        steps = parse_steps(str(tenant), body.get("steps"), f"tenants.{tenant}.steps")
+        if steps is not None:
+            tenant_steps[str(tenant)] = steps
+    return ModelSettings(
+        capabilities, _roles(raw.get("roles"), "roles"), tenant_roles, tenant_steps
+    )

@@ -5,7 +5,8 @@ Part of the route configuration (`llmesh.services.common.route_settings`)::
 
     steps:
       pre: [redact]          # before the call: the processor's Prepare RPC, once per call
-      post: [restore]        # on the reply: pseudonyms put back, in the orchestrator's stream
+      post: [restore, redact_output]   # on the reply, in the orchestrator's stream, in order:
+                             # pseudonyms put back, then the output rules' values masked
       redact:
         mode: pseudonymize   # mask | pseudonymize | block
         detectors: [email, phone, credit_card, iban, ip, secrets]   # default: all
@@ -26,6 +27,10 @@ Part of the route configuration (`llmesh.services.common.route_settings`)::
         reserve_output: 1024 # tokens kept for the reply (default: max_tokens, else the
                              # model's output limit; never less than the call's max_tokens,
                              # and a call without max_tokens is sent this one)
+      redact_output:         # with post: [redact_output]: what is masked in the reply
+        detectors: [secrets, email]                                 # default: all
+        patterns: {ticket: "TCK-[0-9]{6}"}                          # name: regex
+        words: {project: [Falcon, Osprey]}                          # name: whole words
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import regex
 
 from llmesh.services.common.config_fields import ConfigError
 
@@ -93,8 +100,8 @@ this one)."""
 PRE_STEPS = ("screen", "redact", "fit")
 """Steps the processor runs on the input, in the order listed (``fit`` always last, on
 the messages as they go out)."""
-POST_STEPS = ("restore",)
-"""Steps run on the reply in the orchestrator's stream."""
+POST_STEPS = ("restore", "redact_output")
+"""Steps run on the reply in the orchestrator's stream, in the order listed."""
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
@@ -123,6 +130,10 @@ class RedactionConfig:
     """User detectors: (name, regular expression)."""
     words: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """User word lists: (name, words matched whole and case-insensitively)."""
+
+
+OUTPUT_DEFAULT = RedactionConfig(RedactionMode.MASK)
+"""The ``redact_output`` step's settings when none are given: every detector, masking."""
 
 
 class ScreenAction(enum.Enum):
@@ -205,11 +216,18 @@ class StepsConfig:
     """Settings of the ``screen`` step."""
     fit: FitConfig = field(default_factory=FitConfig)
     """Settings of the ``fit`` step."""
+    redact_output: RedactionConfig = field(default_factory=lambda: OUTPUT_DEFAULT)
+    """Settings of the ``redact_output`` post-step (mode is always mask)."""
 
     @property
     def restores(self) -> bool:
         """True when the reply's placeholders are put back."""
         return "restore" in self.post
+
+    @property
+    def masks_output(self) -> bool:
+        """True when the output rules' values are masked in the reply."""
+        return "redact_output" in self.post
 
 
 def _names(where: str, raw: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -234,15 +252,18 @@ def _user_name(where: str, name: Any) -> str:
     return name
 
 
-def _redaction(where: str, raw: Any) -> RedactionConfig:
+def _redaction(where: str, raw: Any, *, output: bool = False) -> RedactionConfig:
+    """The ``redact`` step's settings; with `output`, the ``redact_output`` step's (no
+    mode: always mask; patterns must also compile for partial matching)."""
     if raw is None:
         raw = {}
+    keys = {"detectors", "patterns", "words"} | (set() if output else {"mode"})
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: a mapping with mode, detectors, patterns, words")
-    unknown = set(raw) - {"mode", "detectors", "patterns", "words"}
+        raise ConfigError(f"{where}: a mapping with {', '.join(sorted(keys))}")
+    unknown = set(raw) - keys
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
-    mode_raw = raw.get("mode", RedactionConfig.mode.value)
+    mode_raw = raw.get("mode", (RedactionMode.MASK if output else RedactionConfig.mode).value)
     try:
         mode = RedactionMode(mode_raw)
     except ValueError:
@@ -264,17 +285,24 @@ def _redaction(where: str, raw: Any) -> RedactionConfig:
                 known = [*DETECTORS, *DETECTOR_GROUPS]
                 raise ConfigError(f"{where}.detectors: {name!r} is not one of {known}")
     patterns: list[tuple[str, str]] = []
-    for name, regex in _mapping(f"{where}.patterns", raw.get("patterns")).items():
+    for name, source in _mapping(f"{where}.patterns", raw.get("patterns")).items():
         _user_name(f"{where}.patterns", name)
-        if not isinstance(regex, str) or not regex:
+        if not isinstance(source, str) or not source:
             raise ConfigError(f"{where}.patterns.{name}: a regular expression")
         try:
-            compiled = re.compile(regex)
+            compiled = re.compile(source)
         except re.error as exc:
             raise ConfigError(f"{where}.patterns.{name}: not a regular expression: {exc}") from None
         if compiled.fullmatch(""):
             raise ConfigError(f"{where}.patterns.{name}: must not match the empty text")
-        patterns.append((name, regex))
+        if output:
+            try:
+                regex.compile(source, regex.V0)
+            except regex.error as exc:
+                raise ConfigError(
+                    f"{where}.patterns.{name}: not usable on a streamed reply: {exc}"
+                ) from None
+        patterns.append((name, source))
     words: list[tuple[str, tuple[str, ...]]] = []
     for name, items in _mapping(f"{where}.words", raw.get("words")).items():
         _user_name(f"{where}.words", name)
@@ -395,14 +423,15 @@ def _screen(where: str, raw: Any) -> ScreenConfig:
     return ScreenConfig(action, float(threshold), route_to, rules, classifier)
 
 
-def parse_steps(route: str, raw: Any) -> StepsConfig | None:
-    """``routes.<route>.steps`` (None when absent or empty); errors name the key."""
+def parse_steps(route: str, raw: Any, where: str | None = None) -> StepsConfig | None:
+    """``routes.<route>.steps`` (None when absent or empty); errors name the key (`where`,
+    for steps configured elsewhere: ``tenants.<tenant>.steps``)."""
     if raw is None:
         return None
-    where = f"routes.{route}.steps"
+    where = where or f"routes.{route}.steps"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: a mapping with pre, post and the steps' settings")
-    unknown = set(raw) - {"pre", "post", "redact", "screen", "fit"}
+    unknown = set(raw) - {"pre", "post", "redact", "screen", "fit", "redact_output"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
     pre = _names(f"{where}.pre", raw.get("pre"), PRE_STEPS)
@@ -417,8 +446,11 @@ def parse_steps(route: str, raw: Any) -> StepsConfig | None:
         raise ConfigError(f"{where}.fit: settings for a step not in pre")
     if "fit" in pre and pre[-1] != "fit":
         raise ConfigError(f"{where}.pre: fit must come last")
+    redact_output = _redaction(f"{where}.redact_output", raw.get("redact_output"), output=True)
+    if "redact_output" in raw and "redact_output" not in post:
+        raise ConfigError(f"{where}.redact_output: settings for a step not in post")
     if "restore" in post and ("redact" not in pre or redact.mode is not RedactionMode.PSEUDONYMIZE):
         raise ConfigError(f"{where}.post: restore needs pre: [redact] with mode pseudonymize")
     if not pre and not post:
         return None
-    return StepsConfig(pre, post, redact, screen, fit)
+    return StepsConfig(pre, post, redact, screen, fit, redact_output)

@@ -45,7 +45,7 @@ from llmesh.services.orchestrator.providers.base import TokenCounting
 from llmesh.services.orchestrator.reload import make_router
 from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.roles import Roles
-from llmesh.services.orchestrator.steps import ProcessorClient
+from llmesh.services.orchestrator.steps import ProcessorClient, StepObserver
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
 
@@ -165,9 +165,9 @@ async def assemble(
                 )
             )
 
-        if any(r.steps is not None for r in config.routes.values()):
+        if config.models.tenant_steps or any(r.steps is not None for r in config.routes.values()):
             if not config.processor_address:
-                raise ConfigError("routes with steps need processor.address")
+                raise ConfigError("routes (or tenants) with steps need processor.address")
             processor = ProcessorClient(
                 config.processor_address,
                 config.tls.service("orchestrator"),
@@ -178,6 +178,7 @@ async def assemble(
                 partial(
                     Processed,
                     steps_for=lambda name: path.router.steps(name),
+                    tenant_steps_for=lambda tenant: path.router.tenant_steps(tenant),
                     client=processor,
                     targets_for=lambda name: tuple(path.router.plan(name)[0]),
                     catalog=lambda: path.router.catalog,
@@ -185,6 +186,7 @@ async def assemble(
                         call, request_id=request_id, timeout=timeout
                     ),
                     counts=lambda name: _counting(engine, path.router.kind(name), name),
+                    observer=StepObserver(metrics),
                 )
             )
 

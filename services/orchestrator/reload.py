@@ -59,7 +59,14 @@ def make_router(config: Config, stats: DeploymentStats, prices: PriceTable | Non
 
     catalog = ModelCatalog(config.models.capabilities, prices)
     balancer = Balancer(stats, price)
-    router = Router(config.providers, config.aliases, config.routes, balancer, catalog)
+    router = Router(
+        config.providers,
+        config.aliases,
+        config.routes,
+        balancer,
+        catalog,
+        tenant_steps=config.models.tenant_steps,
+    )
     # the router is valid (it resolved every name): only now is `stats` pointed at it
     decays = {
         d.target: route.pool.latency_decay

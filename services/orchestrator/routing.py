@@ -57,9 +57,11 @@ class Router:
         routes: Mapping[str, RouteConfig] | None = None,
         balancer: Balancer | None = None,
         catalog: ModelCatalog | None = None,
+        tenant_steps: Mapping[str, StepsConfig] | None = None,
     ) -> None:
         """`balancer` orders pools (None: one of its own, on figures no engine feeds);
-        `catalog` says what models can do (None: the bundled one)."""
+        `catalog` says what models can do (None: the bundled one); `tenant_steps`: each
+        tenant's processor steps (``tenants.<tenant>.steps``)."""
         self._catalog = catalog or ModelCatalog()
         self._providers = dict(providers)
         self._kinds = {name: p.kind for name, p in self._providers.items()}
@@ -72,12 +74,17 @@ class Router:
             for name in route.fallbacks:
                 if name not in self._routes:
                     self.resolve(name)
-            if route.steps is not None and route.steps.screen.route_to:
-                self.plan(route.steps.screen.route_to)
-            if route.steps is not None and route.steps.fit.larger_model is not None:
-                self.resolve(route.steps.fit.larger_model)
-            if route.steps is not None and route.steps.fit.summary_model is not None:
-                self.plan(route.steps.fit.summary_model)
+        self._tenant_steps = dict(tenant_steps or {})
+        for steps in (
+            *(r.steps for r in self._routes.values() if r.steps is not None),
+            *self._tenant_steps.values(),
+        ):
+            if steps.screen.route_to:
+                self.plan(steps.screen.route_to)
+            if steps.fit.larger_model is not None:
+                self.resolve(steps.fit.larger_model)
+            if steps.fit.summary_model is not None:
+                self.plan(steps.fit.summary_model)
 
     def kind(self, provider: str) -> str:
         """The kind (wire format) of the configured provider `provider`; empty: unknown."""
@@ -92,6 +99,10 @@ class Router:
         """The processor steps of route `name` (None: not a route, or a route without)."""
         route = self._routes.get(name)
         return None if route is None else route.steps
+
+    def tenant_steps(self, tenant: str) -> StepsConfig | None:
+        """The processor steps of `tenant` for every call it makes (None: none)."""
+        return self._tenant_steps.get(tenant)
 
     def pooled(self) -> set[str]:
         """The targets of every pool's deployments."""

@@ -18,15 +18,6 @@ from typing import Protocol
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import Message, Role
 
-SUMMARY_PREFIX = "Summary of the earlier conversation:\n"
-"""How the message holding a summary of the middle turns begins."""
-
-
-def summary_message(summary: str) -> Message:
-    """The system message standing for the summarized middle turns (it goes right after
-    the conversation's own system messages, where every provider takes a system text)."""
-    return Message(Role.SYSTEM, SUMMARY_PREFIX + summary)
-
 
 class MessageCounter(Protocol):
     """What fitting needs from a token counter (a `TokenCounter` is one)."""

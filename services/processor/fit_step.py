@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.fit_summary import summary_message
 from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.core.chat import Message, Role
 from llmesh.services.processor.convert import messages_from_proto
-from llmesh.services.processor.fit import FitResult, fit_counted, summary_message, summary_span
+from llmesh.services.processor.fit import FitResult, fit_counted, summary_span
 from llmesh.services.processor.tokenizers import TokenCounter
 from llmesh.v1 import chat_pb2, processor_pb2
 

@@ -1,4 +1,5 @@
-"""The ``Prepare`` RPC's work: a route's pre-call steps on a call's messages.
+"""The ``Prepare`` RPC's work: a route's pre-call steps on a call's messages; and the direct
+``Redact``, ``Restore`` and ``Screen`` RPCs, on the same code paths.
 
 Proto -> domain (`convert`), the steps on domain messages (``screen`` scores them and changes
 nothing, ``redact`` rewrites texts), then the request's own proto messages copied with only
@@ -8,133 +9,36 @@ back exactly as it came.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
-from llmesh.services.common.step_settings import (
-    DETECTOR_GROUPS,
-    DETECTORS,
-    PRE_STEPS,
-    SCREEN_RULES,
-    RedactionConfig,
-    RedactionMode,
-    ScreenAction,
-    ScreenConfig,
+from llmesh.services.common.redaction import PLACEHOLDER, Restorer, json_escaped
+from llmesh.services.common.step_proto import (
+    invalid,
+    output_rules_to_proto,
+    rules_from_proto,
+    rules_to_proto,
+    screening_from_proto,
+    screening_to_proto,
 )
+from llmesh.services.common.step_settings import PRE_STEPS, ScreenAction, ScreenConfig
 from llmesh.services.core.chat import Message, TextPart
 from llmesh.services.processor.convert import messages_from_proto
-from llmesh.services.processor.redact import Redactor, redact_messages
-from llmesh.services.processor.screen import Screener
+from llmesh.services.processor.redact import Redaction, Redactor, redact_messages
+from llmesh.services.processor.screen import Screener, Screening
 from llmesh.v1 import chat_pb2, processor_pb2
 
 __all__ = [
     "Preparer",
+    "restore",
     "rules_from_proto",
     "rules_to_proto",
     "screening_from_proto",
     "screening_to_proto",
 ]
-
-_MODES = {
-    processor_pb2.REDACTION_MODE_UNSPECIFIED: RedactionMode.PSEUDONYMIZE,
-    processor_pb2.REDACTION_MODE_MASK: RedactionMode.MASK,
-    processor_pb2.REDACTION_MODE_PSEUDONYMIZE: RedactionMode.PSEUDONYMIZE,
-    processor_pb2.REDACTION_MODE_BLOCK: RedactionMode.BLOCK,
-}
-_MODE_TO_PROTO = {v: k for k, v in _MODES.items() if k}
-_ACTIONS = {
-    processor_pb2.SCREEN_ACTION_UNSPECIFIED: ScreenAction.FLAG,
-    processor_pb2.SCREEN_ACTION_FLAG: ScreenAction.FLAG,
-    processor_pb2.SCREEN_ACTION_BLOCK: ScreenAction.BLOCK,
-    processor_pb2.SCREEN_ACTION_ROUTE: ScreenAction.ROUTE,
-}
-_ACTION_TO_PROTO = {v: k for k, v in _ACTIONS.items() if k}
-
-
-def screening_to_proto(screen: ScreenConfig) -> processor_pb2.ScreenRules:
-    """The screen step's settings as sent to the processor (``route_to`` stays with the
-    orchestrator: the processor only decides ``route``)."""
-    return processor_pb2.ScreenRules(
-        action=_ACTION_TO_PROTO[screen.action],
-        threshold=screen.threshold,
-        rules=screen.rules,
-        classifier=screen.classifier,
-    )
-
-
-def screening_from_proto(rules: processor_pb2.ScreenRules) -> ScreenConfig:
-    """Validate the screen step's rules; INVALID_REQUEST naming each bad field."""
-    bad = [
-        FieldViolation(f"screening.rules[{i}]", f"unknown rule {name!r}")
-        for i, name in enumerate(rules.rules)
-        if name not in SCREEN_RULES
-    ]
-    if rules.action not in _ACTIONS:
-        bad.append(FieldViolation("screening.action", "unknown action"))
-    if not 0 <= rules.threshold <= 1:
-        bad.append(FieldViolation("screening.threshold", "a number from 0 to 1"))
-    if bad:
-        raise _invalid(bad)
-    chosen = set(rules.rules)
-    return ScreenConfig(
-        _ACTIONS[rules.action],
-        rules.threshold or ScreenConfig.threshold,
-        rules=tuple(r for r in SCREEN_RULES if r in chosen) if chosen else SCREEN_RULES,
-        classifier=rules.classifier,
-    )
-
-
-def rules_to_proto(rules: RedactionConfig) -> processor_pb2.RedactionRules:
-    """The redact step's settings as sent to the processor."""
-    return processor_pb2.RedactionRules(
-        mode=_MODE_TO_PROTO[rules.mode],
-        detectors=rules.detectors,
-        patterns=[processor_pb2.RedactionPattern(name=n, regex=r) for n, r in rules.patterns],
-        words=[processor_pb2.RedactionWords(name=n, words=w) for n, w in rules.words],
-    )
-
-
-def rules_from_proto(rules: processor_pb2.RedactionRules) -> RedactionConfig:
-    """Validate the redact step's rules; INVALID_REQUEST naming each bad field."""
-    bad: list[FieldViolation] = []
-    chosen: set[str] = set()
-    for i, name in enumerate(rules.detectors):
-        if name in DETECTOR_GROUPS:
-            chosen.update(DETECTOR_GROUPS[name])
-        elif name in DETECTORS:
-            chosen.add(name)
-        else:
-            bad.append(FieldViolation(f"redaction.detectors[{i}]", f"unknown detector {name!r}"))
-    patterns = []
-    for i, p in enumerate(rules.patterns):
-        try:
-            if re.compile(p.regex).fullmatch("") is not None:
-                raise re.error("matches the empty text")
-        except re.error as exc:
-            bad.append(FieldViolation(f"redaction.patterns[{i}].regex", str(exc)))
-        if not p.name:
-            bad.append(FieldViolation(f"redaction.patterns[{i}].name", "is required"))
-        patterns.append((p.name, p.regex))
-    words = []
-    for i, w in enumerate(rules.words):
-        kept = tuple(x.strip() for x in w.words if x.strip())
-        if not w.name or not kept:
-            bad.append(FieldViolation(f"redaction.words[{i}]", "needs a name and words"))
-        words.append((w.name, kept))
-    if rules.mode not in _MODES:
-        bad.append(FieldViolation("redaction.mode", "unknown mode"))
-    if bad:
-        raise _invalid(bad)
-    return RedactionConfig(
-        _MODES[rules.mode],
-        tuple(d for d in DETECTORS if d in chosen) if chosen else DETECTORS,
-        tuple(patterns),
-        tuple(words),
-    )
 
 
 class Preparer:
@@ -175,15 +79,19 @@ class Preparer:
         return redactor
 
     def prepare(self, request: processor_pb2.PrepareRequest) -> processor_pb2.PrepareResponse:
-        """The request's messages through its steps, with the pseudonyms and decisions."""
+        """The request's messages through its steps, with the pseudonyms, the decisions and
+        the output rules (validated, groups expanded)."""
         bad = [
             FieldViolation(f"steps[{i}]", f"unknown step {s!r}; one of {list(PRE_STEPS)}")
             for i, s in enumerate(request.steps)
             if s not in PRE_STEPS
         ]
         if bad:
-            raise _invalid(bad)
+            raise invalid(bad)
         out = processor_pb2.PrepareResponse(messages=request.messages)
+        if request.HasField("output_redaction"):
+            output = rules_from_proto(request.output_redaction, "output_redaction", streamed=True)
+            out.output_redaction.CopyFrom(output_rules_to_proto(output))
         if not request.steps:
             return out
         messages = messages_from_proto(request.messages, self._limits)
@@ -192,15 +100,14 @@ class Preparer:
                 continue
             started = time.perf_counter()
             if step == "screen":
-                decision = self._screen(request.screening, messages, out)
+                config = screening_from_proto(request.screening)
+                screening = self._screening(config, messages)
+                decision = out.decisions.add()
+                _screen_decision(decision, config, screening, refuse=True)
             else:
-                redaction = self._redactor(request.redaction).start()
-                redacted = redact_messages(messages, redaction)
-                mode = redaction.redactor.mode
-                decision = out.decisions.add(
-                    step=step, decision=mode.value if redaction.counts else "clean"
-                )
-                decision.counts.update(redaction.counts)
+                redacted, redaction = self._redact(request.redaction, messages)
+                decision = out.decisions.add(step=step)
+                _redact_decision(decision, redaction)
                 for value, placeholder in redaction.placeholders.items():
                     out.pseudonyms.add(placeholder=placeholder, value=value)
                 _write_texts(out.messages, messages, redacted)
@@ -208,31 +115,122 @@ class Preparer:
             decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
         return out
 
-    def _screen(
-        self,
-        rules: processor_pb2.ScreenRules,
-        messages: Sequence[Message],
-        out: processor_pb2.PrepareResponse,
-    ) -> processor_pb2.StepDecision:
-        config = screening_from_proto(rules)
-        screening = self._screener(config).screen(messages)
-        hit = screening.score >= config.threshold
-        if hit and config.action is ScreenAction.BLOCK:
-            named = ", ".join(screening.rules)
-            raise LlmeshError(
-                Reason.INVALID_REQUEST,
-                f"the input looks like a prompt injection (score {screening.score:.2f}, "
-                f"threshold {config.threshold:.2f}; rules {named}); screening in block mode "
-                "refuses it",
-                metadata={"step": "screen", "rules": ",".join(screening.rules)},
-            )
-        decision: processor_pb2.StepDecision = out.decisions.add(
-            step="screen",
-            decision=config.action.value if hit else "clean",
-            score=screening.score,
-            rules=screening.rules,
+    def redact(
+        self, request: processor_pb2.RedactRequest
+    ) -> tuple[processor_pb2.RedactResponse, processor_pb2.StepDecision]:
+        """The ``Redact`` RPC: the redact step alone, and its decision (for the metrics)."""
+        started = time.perf_counter()
+        messages = messages_from_proto(request.messages, self._limits)
+        redacted, redaction = self._redact(request.redaction, messages)
+        out = processor_pb2.RedactResponse(messages=request.messages, counts=redaction.counts)
+        for value, placeholder in redaction.placeholders.items():
+            out.pseudonyms.add(placeholder=placeholder, value=value)
+        _write_texts(out.messages, messages, redacted)
+        decision = processor_pb2.StepDecision(step="redact")
+        _redact_decision(decision, redaction)
+        decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+        return out, decision
+
+    def screen(
+        self, request: processor_pb2.ScreenRequest
+    ) -> tuple[processor_pb2.ScreenResponse, processor_pb2.StepDecision]:
+        """The ``Screen`` RPC: the screen step alone; a call at or above the threshold gets
+        the action as its decision (``block`` included) instead of an error."""
+        started = time.perf_counter()
+        config = screening_from_proto(request.screening)
+        messages = messages_from_proto(request.messages, self._limits)
+        screening = self._screening(config, messages)
+        decision = processor_pb2.StepDecision()
+        _screen_decision(decision, config, screening, refuse=False)
+        decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+        out = processor_pb2.ScreenResponse(
+            score=decision.score, rules=decision.rules, decision=decision.decision
         )
-        return decision
+        return out, decision
+
+    def _redact(
+        self, rules: processor_pb2.RedactionRules, messages: Sequence[Message]
+    ) -> tuple[tuple[Message, ...], Redaction]:
+        redaction = self._redactor(rules).start()
+        return redact_messages(messages, redaction), redaction
+
+    def _screening(self, config: ScreenConfig, messages: Sequence[Message]) -> Screening:
+        return self._screener(config).screen(messages)
+
+
+def _redact_decision(decision: processor_pb2.StepDecision, redaction: Redaction) -> None:
+    decision.step = "redact"
+    decision.decision = redaction.redactor.mode.value if redaction.counts else "clean"
+    decision.counts.update(redaction.counts)
+
+
+def _screen_decision(
+    decision: processor_pb2.StepDecision,
+    config: ScreenConfig,
+    screening: Screening,
+    *,
+    refuse: bool,
+) -> None:
+    """Fill the screen step's decision; with `refuse`, a block fails the call (naming the
+    rules, never the text)."""
+    hit = screening.score >= config.threshold
+    if refuse and hit and config.action is ScreenAction.BLOCK:
+        named = ", ".join(screening.rules)
+        raise LlmeshError(
+            Reason.INVALID_REQUEST,
+            f"the input looks like a prompt injection (score {screening.score:.2f}, "
+            f"threshold {config.threshold:.2f}; rules {named}); screening in block mode "
+            "refuses it",
+            metadata={"step": "screen", "rules": ",".join(screening.rules)},
+        )
+    decision.step = "screen"
+    decision.decision = config.action.value if hit else "clean"
+    decision.score = screening.score
+    decision.rules.extend(screening.rules)
+
+
+def restore(request: processor_pb2.RestoreRequest) -> processor_pb2.RestoreResponse:
+    """The ``Restore`` RPC: the placeholders of the text and of the messages' texts (text
+    parts, tool-call arguments JSON-escaped) replaced by their values; placeholders not
+    listed stay as they are."""
+    bad: list[FieldViolation] = []
+    values: dict[str, str] = {}
+    for i, p in enumerate(request.pseudonyms):
+        if not PLACEHOLDER.fullmatch(p.placeholder):
+            bad.append(
+                FieldViolation(f"pseudonyms[{i}].placeholder", "a placeholder like <EMAIL_1>")
+            )
+        elif values.setdefault(p.placeholder, p.value) != p.value:
+            bad.append(FieldViolation(f"pseudonyms[{i}].placeholder", "listed twice"))
+    if bad:
+        raise invalid(bad)
+    text = _Counted(values)
+    arguments = _Counted(json_escaped(values))
+    out = processor_pb2.RestoreResponse(text=text.replace(request.text))
+    out.messages.extend(request.messages)
+    for m in out.messages:
+        m.content = text.replace(m.content)
+        for part in m.parts:
+            if part.WhichOneof("kind") == "text":
+                part.text = text.replace(part.text)
+        for call in m.tool_calls:
+            call.arguments = arguments.replace(call.arguments)
+    out.restored = text.restored + arguments.restored
+    return out
+
+
+class _Counted:
+    """A `Restorer` that counts the placeholders it replaced."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._restorer = Restorer(values)
+        self._values = values
+        self.restored = 0
+
+    def replace(self, text: str) -> str:
+        if "<" in text:
+            self.restored += sum(1 for m in PLACEHOLDER.finditer(text) if m.group() in self._values)
+        return self._restorer.replace(text)
 
 
 def _write_texts(
@@ -248,8 +246,3 @@ def _write_texts(
                 pp.text = part.text
         for pc, call in zip(pm.tool_calls, new.tool_calls, strict=True):
             pc.arguments = call.arguments
-
-
-def _invalid(bad: list[FieldViolation]) -> LlmeshError:
-    summary = "; ".join(f"{v.field}: {v.description}" for v in bad)
-    return LlmeshError(Reason.INVALID_REQUEST, f"invalid request: {summary}", violations=tuple(bad))

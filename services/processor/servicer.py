@@ -1,4 +1,4 @@
-"""The gRPC face of the processor: proto -> domain -> counting and fitting -> proto.
+"""The gRPC face of the processor: proto -> domain -> counting, fitting, the steps -> proto.
 
 Authentication and error answers are the `llmesh.services.common.rpc_guard` decorators' work.
 """
@@ -16,7 +16,7 @@ from llmesh.services.processor.convert import count_request_from_proto, fit_requ
 from llmesh.services.processor.fit import fit_counted
 from llmesh.services.processor.fit_step import fit_response
 from llmesh.services.processor.models import ModelNames
-from llmesh.services.processor.prepare import Preparer
+from llmesh.services.processor.prepare import Preparer, restore
 from llmesh.services.processor.tokenizers import TokenCounter, Tokenizers
 from llmesh.services.processor.tool_tokens import tools_tokens
 from llmesh.v1 import processor_pb2, processor_pb2_grpc
@@ -114,4 +114,33 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
             await fit_response(request.fit, response, self._counter, self._limits)
         if self.on_decisions is not None:
             self.on_decisions(response.decisions)
+        return response
+
+    @unary()
+    async def Redact(
+        self, request: processor_pb2.RedactRequest, rpc: Rpc
+    ) -> processor_pb2.RedactResponse:
+        """The redact step alone (see `Preparer.redact`); values found are counted per
+        detector, never logged."""
+        response, decision = self._preparer.redact(request)
+        if self.on_decisions is not None:
+            self.on_decisions([decision])
+        return response
+
+    @unary()
+    async def Restore(
+        self, request: processor_pb2.RestoreRequest, rpc: Rpc
+    ) -> processor_pb2.RestoreResponse:
+        """The pseudonyms put back in the text and the messages (see `restore`)."""
+        return restore(request)
+
+    @unary()
+    async def Screen(
+        self, request: processor_pb2.ScreenRequest, rpc: Rpc
+    ) -> processor_pb2.ScreenResponse:
+        """The screen step alone (see `Preparer.screen`); matches are counted per rule and
+        decision."""
+        response, decision = self._preparer.screen(request)
+        if self.on_decisions is not None:
+            self.on_decisions([decision])
         return response

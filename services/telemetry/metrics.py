@@ -40,6 +40,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DURATION_BUCKETS",
     "GAUGES",
+    "STEP_BUCKETS",
     "TOKEN_BUCKETS",
     "TPOT_BUCKETS",
     "TTFT_BUCKETS",
@@ -66,6 +67,11 @@ TTFT_BUCKETS = (
     *(0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
 )
 """``gen_ai.server.time_to_first_token``."""
+STEP_BUCKETS = (
+    *(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005),
+    *(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+"""``llmesh.step.duration``: processor steps take fractions of a millisecond to a second."""
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 """``gen_ai.server.time_per_output_token``."""
 
@@ -183,7 +189,21 @@ class Metrics:
             TTFT_BUCKETS,
             ("llmesh.target", "llmesh.priority"),
         )
+        self.step_duration = h(
+            "llmesh.step.duration",
+            "s",
+            "Time a processor step took (pre-call steps in the processor, post-call steps "
+            "over the whole reply).",
+            STEP_BUCKETS,
+            ("llmesh.step",),
+        )
         t = self.tally
+        self.steps = t(
+            "llmesh.steps",
+            "{step}",
+            "Processor steps run, by step and decision (clean, flag, route, block, mask, ...).",
+            ("llmesh.step", "llmesh.decision"),
+        )
         self.calls = t(
             "llmesh.calls",
             "{call}",
@@ -239,7 +259,8 @@ class Metrics:
         self.redactions = t(
             "llmesh.redactions",
             "{value}",
-            "Sensitive values the processor redacted, per detector (values are never recorded).",
+            "Sensitive values redacted, per detector (values are never recorded): in the "
+            "input by the processor, in replies by the orchestrator.",
             ("llmesh.detector",),
         )
         self.screen_matches = t(

@@ -6,6 +6,7 @@ import pytest
 
 from llmesh.services.common.config import Config, ConfigError, load_config
 from llmesh.services.common.model_settings import ModelCapabilities
+from llmesh.services.common.step_settings import RedactionMode
 
 
 def _load(tmp_path: Path, text: str) -> Config:
@@ -52,6 +53,8 @@ routes:
         ("roles: {summarize: 'role:other'}", "roles.summarize"),
         ("tenants: {acme: {tier: 1}}", "tenants.acme: expected a mapping with roles"),
         ("tenants: {acme: {roles: {x: ''}}}", "tenants.acme.roles.x"),
+        ("tenants: {acme: {steps: {pre: [translate]}}}", "tenants.acme.steps.pre"),
+        ("tenants: {acme: {steps: {redact: {}}}}", "tenants.acme.steps.redact"),
         ("routes: {r: {targets: [a/b], downgrade: 3}}", "routes.r.downgrade"),
     ],
 )
@@ -59,3 +62,20 @@ def test_bad_values_name_their_key(tmp_path: Path, text: str, message: str) -> N
     with pytest.raises(ConfigError) as raised:
         _load(tmp_path, text)
     assert message in str(raised.value)
+
+
+def test_tenant_steps_load(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        """
+tenants:
+  acme:
+    roles: {summarize: emulator/echo}
+    steps: {pre: [redact], redact: {mode: mask, detectors: [email]}, post: [redact_output]}
+  other: {roles: {summarize: emulator/echo}}
+""",
+    )
+    steps = config.models.tenant_steps["acme"]
+    assert steps.pre == ("redact",) and steps.post == ("redact_output",)
+    assert steps.redact.mode is RedactionMode.MASK and steps.redact.detectors == ("email",)
+    assert "other" not in config.models.tenant_steps

@@ -7,6 +7,7 @@ without restoring shows exactly what reached the provider.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,6 +17,8 @@ import openai
 import pytest
 
 from llmesh.services.common.config import parse_route
+from llmesh.services.common.model_settings import ModelSettings
+from llmesh.services.common.step_settings import parse_steps
 from llmesh.services.processor.screen import ALLOW_ENV
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.mesh import Mesh
@@ -78,10 +81,36 @@ def steps_mesh() -> Iterator[Mesh]:
                 },
             },
         ),
+        "out-masked": parse_route(
+            "out-masked",
+            {
+                "targets": ["emulator/echo"],
+                "steps": {
+                    "post": ["redact_output"],
+                    "redact_output": {"detectors": ["email", "phone", "credit_card", "secrets"]},
+                },
+            },
+        ),
+        "private-out": parse_route(
+            "private-out",
+            {
+                "targets": ["emulator/echo"],
+                "steps": {
+                    **PSEUDO,
+                    "post": ["restore", "redact_output"],
+                    "redact_output": {"detectors": ["credit_card"]},
+                },
+            },
+        ),
     }
     os.environ[ALLOW_ENV] = CLASSIFIER  # read when the processor starts
     try:
-        m = Mesh().start({"routes": routes})
+        tenant = parse_steps(
+            "acme", {"post": ["redact_output"], "redact_output": {"detectors": ["email"]}}
+        )
+        assert tenant is not None
+        models = ModelSettings(tenant_steps={"acme": tenant})
+        m = Mesh().start({"routes": routes, "models": models})
     finally:
         del os.environ[ALLOW_ENV]
     yield m
@@ -257,3 +286,99 @@ async def test_a_flagged_call_through_the_gateway_still_succeeds(
     )
     attempts = json.loads(raw.headers["x-llmesh-attempts"])
     assert [a["target"] for a in attempts] == ["emulator/gpt-4o"]  # the stricter model
+
+
+CARD = "4111 1111 1111 1111"
+PHONE = "+1 415 555 0100"
+KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+
+
+async def test_output_redaction_masks_values_split_across_deltas(
+    client: openai.AsyncOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # the echo model streams a piece per word: the phone, card and key span several deltas
+    text = f"call {PHONE} or pay with {CARD}; mail {EMAIL}; key {KEY} end"
+    stream = await client.chat.completions.create(
+        model="out-masked", messages=[{"role": "user", "content": text}], stream=True
+    )
+    pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    masked = "call [PHONE] or pay with [CREDIT_CARD]; mail [EMAIL]; key [PRIVATE_KEY] end"
+    assert "".join(pieces) == masked
+    for secret in ("415", "1111", "jane", "MIIE"):
+        assert not any(secret in p for p in pieces)
+    unary = await client.chat.completions.create(
+        model="out-masked", messages=[{"role": "user", "content": text}]
+    )
+    assert unary.choices[0].message.content == masked
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert EMAIL not in logged and CARD not in logged and "MIIE" not in logged
+
+
+async def test_output_redaction_runs_after_restore_and_masks_tool_arguments(
+    client: openai.AsyncOpenAI,
+) -> None:
+    text = f"mail {EMAIL}, card {CARD}"
+    assert await _streamed(client, "private-out", text) == f"mail {EMAIL}, card [CREDIT_CARD]"
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "send",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"to": {"type": "string"}},
+                    "required": ["to"],
+                },
+            },
+        }
+    ]
+    stream = await client.chat.completions.create(
+        model="out-masked",
+        messages=[{"role": "user", "content": f"send to {EMAIL}"}],
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice="required",
+        stream=True,
+    )
+    fragments = [
+        c.choices[0].delta.tool_calls[0].function.arguments or ""
+        async for c in stream
+        if c.choices and c.choices[0].delta.tool_calls
+    ]
+    # the emulator sends arguments in fragments of up to 8 characters: the e-mail is split
+    assert json.loads("".join(fragments)) == {"to": "send to [EMAIL]"}
+    assert not any("example" in f for f in fragments)
+
+
+async def test_output_redaction_is_in_the_trailer_without_the_value(steps_mesh: Mesh) -> None:
+    message = chat_pb2.Message(role=chat_pb2.ROLE_USER, content=f"I am {EMAIL}")
+    request = orchestrator_pb2.StreamChatRequest(
+        input=chat_pb2.ChatInput(model="out-masked", messages=[message])
+    )
+    async with grpc.aio.insecure_channel(steps_mesh.orchestrator_address) as ch:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
+        call = stub.StreamChat(request, timeout=10)
+        text = "".join([e.text_delta.text async for e in call if e.HasField("text_delta")])
+        trailers = dict(await call.trailing_metadata())
+    assert text == "I am [EMAIL]"
+    steps = json.loads(trailers["llmesh-steps"])
+    assert steps[-1].startswith("redact_output: mask email=1 (") and EMAIL not in str(trailers)
+
+
+async def test_a_tenants_steps_apply_on_a_route_without_steps(steps_mesh: Mesh) -> None:
+    body = {
+        "model": "emulator/echo",
+        "stream": True,
+        "messages": [{"role": "user", "content": f"mail {EMAIL} now"}],
+    }
+    for url in (steps_mesh.gateway_url, steps_mesh.direct_url):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            acme = await http.post(
+                "/v1/chat/completions", json=body, headers={"x-llmesh-tenant": "acme"}
+            )
+            other = await http.post(
+                "/v1/chat/completions", json=body, headers={"x-llmesh-tenant": "globex"}
+            )
+        assert acme.status_code == other.status_code == 200
+        assert "[EMAIL]" in acme.text and "example.com" not in acme.text
+        assert EMAIL.split("@")[0] in other.text and "[EMAIL]" not in other.text

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.fit_summary import SUMMARY_PREFIX
 from llmesh.services.common.model_settings import ModelCapabilities
 from llmesh.services.common.step_settings import StepsConfig, parse_steps
 from llmesh.services.core.call import Call, RoutedCall
@@ -38,7 +39,6 @@ from llmesh.services.orchestrator.steps.summary import (
     summary_request,
     transcript,
 )
-from llmesh.services.processor.fit import SUMMARY_PREFIX
 from llmesh.services.processor.server import serve
 from llmesh.services.processor.tokenizers import Tokenizers
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.fit_summary import SUMMARY_PREFIX, summary_message
 from llmesh.services.core.chat import Message, Role, ToolCall
-from llmesh.services.processor.fit import (
-    SUMMARY_PREFIX,
-    FitResult,
-    fit_context,
-    fit_counted,
-    summary_message,
-    summary_span,
-)
+from llmesh.services.processor.fit import FitResult, fit_context, fit_counted, summary_span
 from llmesh.services.processor.tokenizers import Tokenizers
 
 

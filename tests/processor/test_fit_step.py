@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from llmesh.services.common.errors import Reason
+from llmesh.services.common.fit_summary import SUMMARY_PREFIX
 from llmesh.services.common.metrics_settings import MetricsSettings
 from llmesh.services.common.rpc_errors import from_rpc_error
-from llmesh.services.processor.fit import SUMMARY_PREFIX
 from llmesh.services.processor.server import ProcessorServer, count_redactions, serve
 from llmesh.services.processor.tokenizers import Tokenizers
 from llmesh.services.telemetry import build_metrics

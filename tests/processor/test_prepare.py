@@ -208,3 +208,34 @@ async def test_a_screening_block_reaches_the_counters_before_the_call_fails(
     (decision,) = seen
     assert decision.step == "screen" and decision.decision == "block"
     assert list(decision.rules) == ["ignore_previous", "reveal_system_prompt"]
+
+
+async def test_prepare_answers_the_output_rules_validated_and_expanded(
+    stub: processor_pb2_grpc.ProcessorServiceStub,
+) -> None:
+    rules = processor_pb2.RedactionRules(
+        detectors=["ip", "email"],
+        patterns=[processor_pb2.RedactionPattern(name="ticket", regex="TCK-[0-9]+")],
+    )
+    reply = await stub.Prepare(
+        processor_pb2.PrepareRequest(
+            messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content="hi")],
+            output_redaction=rules,
+        ),
+        timeout=5,
+    )
+    out = reply.output_redaction
+    assert list(out.detectors) == ["email", "ipv4", "ipv6"]
+    assert out.mode == processor_pb2.REDACTION_MODE_MASK
+    assert [(p.name, p.regex) for p in out.patterns] == [("ticket", "TCK-[0-9]+")]
+    assert not reply.decisions and reply.messages[0].content == "hi"
+    without = await stub.Prepare(processor_pb2.PrepareRequest(steps=["redact"]), timeout=5)
+    assert not without.HasField("output_redaction")
+    bad = processor_pb2.RedactionRules(
+        detectors=["dna"], patterns=[processor_pb2.RedactionPattern(name="p", regex="[")]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Prepare(processor_pb2.PrepareRequest(output_redaction=bad), timeout=5)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    fields = {v.field for v in from_rpc_error(info.value).violations}
+    assert fields == {"output_redaction.detectors[0]", "output_redaction.patterns[0].regex"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.redaction.detectors import iban_valid, luhn_valid
 from llmesh.services.common.step_settings import DETECTORS, RedactionConfig, RedactionMode
 from llmesh.services.core.chat import Message, Role, TextPart, ToolCall
 from llmesh.services.processor.redact import BUILTIN, Redactor, Restorer, redact_messages
-from llmesh.services.processor.redact.detectors import iban_valid, luhn_valid
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 

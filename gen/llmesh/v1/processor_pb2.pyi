@@ -121,18 +121,20 @@ class RedactionRules(_message.Message):
     def __init__(self, mode: _Optional[_Union[RedactionMode, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., patterns: _Optional[_Iterable[_Union[RedactionPattern, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[RedactionWords, _Mapping]]] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("messages", "steps", "redaction", "screening", "fit")
+    __slots__ = ("messages", "steps", "redaction", "screening", "fit", "output_redaction")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     REDACTION_FIELD_NUMBER: _ClassVar[int]
     SCREENING_FIELD_NUMBER: _ClassVar[int]
     FIT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REDACTION_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
     steps: _containers.RepeatedScalarFieldContainer[str]
     redaction: RedactionRules
     screening: ScreenRules
     fit: FitRules
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ..., fit: _Optional[_Union[FitRules, _Mapping]] = ...) -> None: ...
+    output_redaction: RedactionRules
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ..., fit: _Optional[_Union[FitRules, _Mapping]] = ..., output_redaction: _Optional[_Union[RedactionRules, _Mapping]] = ...) -> None: ...
 
 class ScreenRules(_message.Message):
     __slots__ = ("action", "threshold", "rules", "classifier")
@@ -178,20 +180,22 @@ class StepDecision(_message.Message):
     def __init__(self, step: _Optional[str] = ..., decision: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., score: _Optional[float] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
-    __slots__ = ("messages", "pseudonyms", "decisions", "dropped_indices", "moved_to", "summarize")
+    __slots__ = ("messages", "pseudonyms", "decisions", "dropped_indices", "moved_to", "output_redaction", "summarize")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PSEUDONYMS_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_INDICES_FIELD_NUMBER: _ClassVar[int]
     MOVED_TO_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REDACTION_FIELD_NUMBER: _ClassVar[int]
     SUMMARIZE_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
     pseudonyms: _containers.RepeatedCompositeFieldContainer[Pseudonym]
     decisions: _containers.RepeatedCompositeFieldContainer[StepDecision]
     dropped_indices: _containers.RepeatedScalarFieldContainer[int]
     moved_to: str
+    output_redaction: RedactionRules
     summarize: SummarySpan
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., moved_to: _Optional[str] = ..., summarize: _Optional[_Union[SummarySpan, _Mapping]] = ...) -> None: ...
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., moved_to: _Optional[str] = ..., output_redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., summarize: _Optional[_Union[SummarySpan, _Mapping]] = ...) -> None: ...
 
 class SummarySpan(_message.Message):
     __slots__ = ("indices", "tokens")
@@ -224,3 +228,66 @@ class FitRules(_message.Message):
     summary_max_tokens: int
     counted_tokens: int
     def __init__(self, strategy: _Optional[_Union[FitStrategy, str]] = ..., model: _Optional[str] = ..., context_window: _Optional[int] = ..., reserve_output: _Optional[int] = ..., larger_model: _Optional[str] = ..., larger_context_window: _Optional[int] = ..., larger_reserve_output: _Optional[int] = ..., keep_turns: _Optional[int] = ..., summary_max_tokens: _Optional[int] = ..., counted_tokens: _Optional[int] = ...) -> None: ...
+
+class RedactRequest(_message.Message):
+    __slots__ = ("messages", "redaction")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    REDACTION_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    redaction: RedactionRules
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ...) -> None: ...
+
+class RedactResponse(_message.Message):
+    __slots__ = ("messages", "pseudonyms", "counts")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PSEUDONYMS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    pseudonyms: _containers.RepeatedCompositeFieldContainer[Pseudonym]
+    counts: _containers.ScalarMap[str, int]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("text", "messages", "pseudonyms")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PSEUDONYMS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    pseudonyms: _containers.RepeatedCompositeFieldContainer[Pseudonym]
+    def __init__(self, text: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ...) -> None: ...
+
+class RestoreResponse(_message.Message):
+    __slots__ = ("text", "messages", "restored")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    restored: int
+    def __init__(self, text: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., restored: _Optional[int] = ...) -> None: ...
+
+class ScreenRequest(_message.Message):
+    __slots__ = ("messages", "screening")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    SCREENING_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    screening: ScreenRules
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ...) -> None: ...
+
+class ScreenResponse(_message.Message):
+    __slots__ = ("score", "rules", "decision")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    rules: _containers.RepeatedScalarFieldContainer[str]
+    decision: str
+    def __init__(self, score: _Optional[float] = ..., rules: _Optional[_Iterable[str]] = ..., decision: _Optional[str] = ...) -> None: ...

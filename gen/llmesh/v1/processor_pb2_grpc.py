@@ -50,6 +50,21 @@ class ProcessorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_processor__pb2.PrepareRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_processor__pb2.PrepareResponse.FromString,
                 _registered_method=True)
+        self.Redact = channel.unary_unary(
+                '/llmesh.v1.ProcessorService/Redact',
+                request_serializer=llmesh_dot_v1_dot_processor__pb2.RedactRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_processor__pb2.RedactResponse.FromString,
+                _registered_method=True)
+        self.Restore = channel.unary_unary(
+                '/llmesh.v1.ProcessorService/Restore',
+                request_serializer=llmesh_dot_v1_dot_processor__pb2.RestoreRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_processor__pb2.RestoreResponse.FromString,
+                _registered_method=True)
+        self.Screen = channel.unary_unary(
+                '/llmesh.v1.ProcessorService/Screen',
+                request_serializer=llmesh_dot_v1_dot_processor__pb2.ScreenRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_processor__pb2.ScreenResponse.FromString,
+                _registered_method=True)
 
 
 class ProcessorServiceServicer:
@@ -79,6 +94,29 @@ class ProcessorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Redact(self, request, context):
+        """Redact replaces the sensitive values of a conversation's texts with the redact step's
+        rules, alone (the same work as Prepare's redact step).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Restore(self, request, context):
+        """Restore puts pseudonymized values back into a text and a conversation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Screen(self, request, context):
+        """Screen scores a conversation for prompt injection with the screen step's rules, alone;
+        it answers the decision instead of failing on block.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProcessorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +134,21 @@ def add_ProcessorServiceServicer_to_server(servicer, server):
                     servicer.Prepare,
                     request_deserializer=llmesh_dot_v1_dot_processor__pb2.PrepareRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_processor__pb2.PrepareResponse.SerializeToString,
+            ),
+            'Redact': grpc.unary_unary_rpc_method_handler(
+                    servicer.Redact,
+                    request_deserializer=llmesh_dot_v1_dot_processor__pb2.RedactRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_processor__pb2.RedactResponse.SerializeToString,
+            ),
+            'Restore': grpc.unary_unary_rpc_method_handler(
+                    servicer.Restore,
+                    request_deserializer=llmesh_dot_v1_dot_processor__pb2.RestoreRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_processor__pb2.RestoreResponse.SerializeToString,
+            ),
+            'Screen': grpc.unary_unary_rpc_method_handler(
+                    servicer.Screen,
+                    request_deserializer=llmesh_dot_v1_dot_processor__pb2.ScreenRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_processor__pb2.ScreenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +233,87 @@ class ProcessorService:
             '/llmesh.v1.ProcessorService/Prepare',
             llmesh_dot_v1_dot_processor__pb2.PrepareRequest.SerializeToString,
             llmesh_dot_v1_dot_processor__pb2.PrepareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Redact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.ProcessorService/Redact',
+            llmesh_dot_v1_dot_processor__pb2.RedactRequest.SerializeToString,
+            llmesh_dot_v1_dot_processor__pb2.RedactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Restore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.ProcessorService/Restore',
+            llmesh_dot_v1_dot_processor__pb2.RestoreRequest.SerializeToString,
+            llmesh_dot_v1_dot_processor__pb2.RestoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Screen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.ProcessorService/Screen',
+            llmesh_dot_v1_dot_processor__pb2.ScreenRequest.SerializeToString,
+            llmesh_dot_v1_dot_processor__pb2.ScreenResponse.FromString,
             options,
             channel_credentials,
             insecure,

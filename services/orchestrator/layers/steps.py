@@ -1,11 +1,15 @@
 """Processor steps: a route's pre-call steps over gRPC, once per call before the first
 attempt, and its post-call steps in the stream.
 
-A call whose route has no steps passes straight through (no RPC, no wrapper). Otherwise the
-processor's ``Prepare`` transforms the messages (redaction); each step's decision and time
-go to the trail's notes (the ``llmesh-steps`` trailer); with ``post: [restore]`` the reply's
-placeholders are put back in text deltas and tool-call arguments, also when a placeholder
-arrives split across deltas (`llmesh.services.processor.redact.Restorer`). A ``screen``
+A call's steps are its route's merged with its tenant's (`llmesh.services.common.step_merge`);
+a call with none passes straight through (no RPC, no wrapper). Otherwise the processor's
+``Prepare`` transforms the messages (redaction); each step's decision and time go to the
+trail's notes (the ``llmesh-steps`` trailer), the metrics and the call's span
+(`llmesh.services.orchestrator.steps.StepObserver`). The post-call steps run in the order
+listed, on what ``Prepare`` answered: with ``restore`` the reply's placeholders are put back
+in text deltas and tool-call arguments, also when a placeholder arrives split across deltas
+(`llmesh.services.common.redaction.Restorer`); with ``redact_output`` the output rules'
+values are masked there (`llmesh.services.common.redaction.OutputMasker`). A ``screen``
 step deciding ``route`` moves the call to the targets of its ``route_to`` (noted in the
 trail); one deciding ``block`` has already failed the call in the processor.
 
@@ -26,28 +30,41 @@ a trimmed or summarized result is counted again and trimmed until that count fit
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.common.step_settings import FitStrategy, StepsConfig
+from llmesh.services.common.fit_summary import summary_message
+from llmesh.services.common.redaction import (
+    OutputMasker,
+    Redactor,
+    Restorer,
+    StreamDetectors,
+    json_escaped,
+)
+from llmesh.services.common.step_merge import merge_steps
+from llmesh.services.common.step_settings import FitStrategy, RedactionConfig, StepsConfig
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.chat import ChatRequest, Message
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
 from llmesh.services.core.target import Target
+from llmesh.services.core.trail import Trail
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.providers.base import TokenCounting
-from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
+from llmesh.services.orchestrator.steps import Prepared, ProcessorClient, StepObserver
 from llmesh.services.orchestrator.steps.summary import Mesh, summarize, summary_request
-from llmesh.services.processor.fit import summary_message
-from llmesh.services.processor.redact import Restorer, json_escaped
 from llmesh.v1 import processor_pb2
 
-__all__ = ["Processed", "restored"]
+__all__ = ["Processed", "masked", "restored"]
+
+_COMPILED = 64
+"""Output rule sets kept compiled."""
 
 _STRATEGIES = {
     FitStrategy.TRIM: processor_pb2.FIT_STRATEGY_TRIM,
@@ -76,13 +93,18 @@ class Processed:
         catalog: Callable[[], ModelCatalog] = ModelCatalog,
         mesh: Mesh | None = None,
         counts: Callable[[str], TokenCounting | None] | None = None,
+        observer: StepObserver | None = None,
+        tenant_steps_for: Callable[[str], StepsConfig | None] | None = None,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
         ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
         current model catalog (context windows for the ``fit`` step); `mesh`: the mesh's
         own call path, for the summary calls of routes whose fit strategy is summarize;
         `counts`: a provider's adapter when it counts input tokens itself (Anthropic's
-        count_tokens), whose count the ``fit`` step then uses instead of an estimate."""
+        count_tokens), whose count the ``fit`` step then uses instead of an estimate;
+        `observer`: where each step's decision and time are recorded (metrics, the call's
+        span); `tenant_steps_for`: a tenant's own steps, merged with the route's
+        (`llmesh.services.common.step_merge`)."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
@@ -90,12 +112,19 @@ class Processed:
         self._catalog = catalog
         self._mesh = mesh
         self._counts = counts
+        self._observer = observer or StepObserver()
+        self._tenant_steps_for = tenant_steps_for
+        self._merged: dict[tuple[int, int], tuple[StepsConfig, StepsConfig, StepsConfig | None]]
+        self._merged = {}
+        self._compiled: OrderedDict[RedactionConfig, StreamDetectors] = OrderedDict()
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, through its route's steps when it has any."""
         if not isinstance(call.request, ChatRequest):
             return self._inner.stream(call)
         steps = self._steps_for(call.call.model)
+        if self._tenant_steps_for is not None:
+            steps = self._with_tenant(steps, self._tenant_steps_for(call.call.caller.tenant))
         if steps is not None and _SUMMARIZING.get() and "fit" in steps.pre:
             pre = tuple(s for s in steps.pre if s != "fit")  # a summary asks for no summary
             steps = replace(steps, pre=pre) if pre or steps.post else None
@@ -108,14 +137,37 @@ class Processed:
     ) -> AsyncGenerator[CallEvent, None]:
         fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
         counting = self._counting(call) if fit is not None and fit.context_window > 0 else None
-        if fit is None or counting is None:
-            prepared = await self._client.prepare(
-                call.request.messages, steps, call.remaining(), fit
-            )
-        else:
-            prepared, counted = await self._counted(call, steps, fit, counting)
-            counting = counting if counted else None  # this target cannot count after all
+        try:
+            if fit is None or counting is None:
+                prepared = await self._client.prepare(
+                    call.request.messages, steps, call.remaining(), fit
+                )
+            else:
+                prepared, counted = await self._counted(call, steps, fit, counting)
+                counting = counting if counted else None  # this target cannot count after all
+        except LlmeshError as exc:
+            step = exc.metadata.get("step")
+            if step:  # a step refused the call in the processor (never a value: names)
+                detector = exc.metadata.get("detector")
+                self._observer.decided(
+                    step,
+                    "block",
+                    None,
+                    counts={detector: 1} if detector else None,
+                    rules=tuple(r for r in exc.metadata.get("rules", "").split(",") if r),
+                )
+            raise
         _note(call, prepared)
+        for d in prepared.decisions:
+            screened = d.step == "screen"
+            self._observer.decided(
+                d.step,
+                d.decision,
+                d.duration.ToNanoseconds() / 1e9,
+                counts=None if screened else dict(d.counts),
+                score=d.score if screened else None,
+                rules=tuple(d.rules),
+            )
         messages = prepared.messages
         if prepared.summarize and fit is not None:
             messages = await self._summarized(call, steps, fit, prepared, counting)
@@ -137,8 +189,12 @@ class Processed:
             if notes is not None and call.targets:
                 notes.append(f"fit: {call.targets[0].name} -> {prepared.moved_to}")
         events = self._inner.stream(routed)
-        if steps.restores and prepared.pseudonyms:
-            events = restored(events, prepared.pseudonyms)
+        for step in steps.post:  # in the order listed
+            if step == "restore" and prepared.pseudonyms:
+                events = restored(events, prepared.pseudonyms)
+            elif step == "redact_output" and prepared.output is not None:
+                detectors = self._stream_detectors(prepared.output)
+                events = masked(events, detectors, call.trail, self._observer)
         async with aclosing(events) as inner:
             async for event in inner:
                 yield event
@@ -273,6 +329,32 @@ class Processed:
             return refit
         return replace(refit, decisions=tuple(d for each in pending for d in each.decisions))
 
+    def _with_tenant(
+        self, route: StepsConfig | None, tenant: StepsConfig | None
+    ) -> StepsConfig | None:
+        """The route's steps merged with the tenant's, kept per pair (both are the loaded
+        configuration's objects, so the pair's ids name it while they are held here)."""
+        if route is None or tenant is None:
+            return route or tenant
+        key = (id(route), id(tenant))
+        kept = self._merged.get(key)
+        if kept is None or kept[0] is not route or kept[1] is not tenant:
+            if len(self._merged) >= _COMPILED * 16:  # a reload left old pairs behind
+                self._merged.clear()
+            kept = self._merged[key] = (route, tenant, merge_steps(route, tenant))
+        return kept[2]
+
+    def _stream_detectors(self, rules: RedactionConfig) -> StreamDetectors:
+        """The output rules compiled for partial matching, kept for the last rule sets."""
+        detectors = self._compiled.get(rules)
+        if detectors is None:
+            detectors = self._compiled[rules] = StreamDetectors(Redactor(rules))
+            if len(self._compiled) > _COMPILED:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(rules)
+        return detectors
+
     def _rerouted(self, call: RoutedCall[ChatRequest], route_to: str) -> RoutedCall[ChatRequest]:
         if self._targets_for is None:
             raise RuntimeError("a screen step routes, but the layer has no targets_for")
@@ -392,3 +474,75 @@ async def restored(
                 yield event
             else:
                 yield event
+
+
+async def masked(
+    events: AsyncGenerator[CallEvent, None],
+    detectors: StreamDetectors,
+    trail: Trail,
+    observer: StepObserver | None = None,
+) -> AsyncGenerator[CallEvent, None]:
+    """`events` with the output rules' values masked in text deltas and tool-call arguments
+    (a value split across deltas included: only a tail that may still become one is held
+    back, and released before the end of the reply or a mid-stream switch). The logprobs of
+    a delta whose text was held or changed are dropped, so a masked value never goes out in
+    them. At the end, the step's decision (values masked per detector, time) goes to the
+    trail's notes and to `observer`."""
+    text = OutputMasker(detectors)
+    tools: dict[int, OutputMasker] = {}
+    spent = 0.0
+    async with aclosing(events) as inner:
+        async for event in inner:
+            started = time.perf_counter()
+            if isinstance(event, TextDelta):
+                was_holding = text.holding
+                out = text.feed(event.text)
+                spent += time.perf_counter() - started
+                if out == event.text and not was_holding:  # passed through as it came
+                    yield event
+                elif out:
+                    yield TextDelta(out)
+            elif isinstance(event, ToolCallDelta):
+                tool = tools.get(event.index)
+                if tool is None:
+                    tool = tools[event.index] = OutputMasker(detectors, json=True)
+                args = tool.feed(event.arguments_delta)
+                spent += time.perf_counter() - started
+                if args or event.id or event.name:
+                    yield replace(event, arguments_delta=args)
+            elif isinstance(event, Completed | Switched):
+                rest = text.flush()
+                tails = [(i, t.flush()) for i, t in tools.items()]
+                spent += time.perf_counter() - started
+                if rest:
+                    yield TextDelta(rest)
+                for index, tail in tails:
+                    if tail:
+                        yield ToolCallDelta(index, arguments_delta=tail)
+                if isinstance(event, Completed):
+                    _note_output(trail, text, tools.values(), spent, observer)
+                yield event
+            else:
+                yield event
+
+
+def _note_output(
+    trail: Trail,
+    text: OutputMasker,
+    tools: Iterable[OutputMasker],
+    spent: float,
+    observer: StepObserver | None,
+) -> None:
+    counts = Counter(text.counts)
+    for tool in tools:
+        counts.update(tool.counts)
+    notes = trail.notes
+    if notes is None:
+        notes = trail.notes = []
+    found = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    decision = f"mask {found}" if counts else "clean"
+    notes.append(f"redact_output: {decision} ({spent * 1000:.3f} ms)")
+    if observer is not None:
+        observer.decided(
+            "redact_output", "mask" if counts else "clean", spent, counts=counts, output=True
+        )

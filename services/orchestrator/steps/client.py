@@ -13,12 +13,18 @@ from dataclasses import dataclass, replace
 
 import grpc
 
+from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
-from llmesh.services.common.step_settings import StepsConfig
+from llmesh.services.common.step_proto import (
+    output_rules_to_proto,
+    rules_from_proto,
+    rules_to_proto,
+    screening_to_proto,
+)
+from llmesh.services.common.step_settings import RedactionConfig, StepsConfig
 from llmesh.services.common.tls import channel
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.core.chat import Message, Role, TextPart
-from llmesh.services.processor.prepare import rules_to_proto, screening_to_proto
 from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 __all__ = ["Prepared", "ProcessorClient", "messages_to_proto", "with_texts"]
@@ -46,6 +52,9 @@ class Prepared:
     summarize: tuple[int, ...] = ()
     """The indices (in `messages`) of the middle turns the fit step's summarize strategy
     asks to replace with a summary; empty otherwise."""
+    output: RedactionConfig | None = None
+    """The output rules the processor answered (``post: [redact_output]``): what the
+    reply's text and tool-call arguments get masked for."""
 
 
 def messages_to_proto(messages: Sequence[Message]) -> list[chat_pb2.Message]:
@@ -111,6 +120,8 @@ class ProcessorClient:
             screening=screening_to_proto(steps.screen),
             fit=fit,
         )
+        if steps.masks_output:
+            request.output_redaction.CopyFrom(output_rules_to_proto(steps.redact_output))
         try:
             answer = await self._stub.Prepare(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
@@ -118,12 +129,22 @@ class ProcessorClient:
         if answer.dropped_indices:
             dropped = set(answer.dropped_indices)
             messages = [m for i, m in enumerate(messages) if i not in dropped]
+        output = None
+        if steps.masks_output:
+            if not answer.HasField("output_redaction"):
+                raise LlmeshError(
+                    Reason.INTERNAL,
+                    f"the processor at {self.address} answered no output rules for a route "
+                    "with post: [redact_output]; is it older than the orchestrator?",
+                )
+            output = rules_from_proto(answer.output_redaction, "output_redaction", streamed=True)
         return Prepared(
             with_texts(messages, answer.messages),
             {p.placeholder: p.value for p in answer.pseudonyms},
             tuple(answer.decisions),
             answer.moved_to,
             tuple(answer.summarize.indices),
+            output,
         )
 
     async def aclose(self) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from llmesh.services.common.redaction.redactor import Redaction
+from llmesh.services.common.redaction.restore import PLACEHOLDER
 from llmesh.services.core.chat import ContentPart, Message, TextPart, ToolCall
-from llmesh.services.processor.redact.redactor import Redaction
-from llmesh.services.processor.redact.restore import PLACEHOLDER
 
 __all__ = ["redact_messages"]
 

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
+from llmesh.services.common.redaction.detectors import BUILTIN, Detector, Finding, words_pattern
 from llmesh.services.common.step_settings import RedactionConfig, RedactionMode
-from llmesh.services.processor.redact.detectors import BUILTIN, Detector, Finding, words_pattern
 
 __all__ = ["Redaction", "Redactor", "describe"]
 

@@ -2,7 +2,7 @@
 format has one (Luhn for card numbers, ISO 7064 mod-97 for IBANs, address parsing for IPv6).
 
 A detector finds spans; which of them win where they overlap, and what replaces them, is
-`llmesh.services.processor.redact.redactor`'s work.
+`llmesh.services.common.redaction.redactor`'s work.
 """
 
 from __future__ import annotations
