@@ -9,6 +9,12 @@ arrives split across deltas (`llmesh.services.processor.redact.Restorer`). A ``s
 step deciding ``route`` moves the call to the targets of its ``route_to`` (noted in the
 trail); one deciding ``block`` has already failed the call in the processor.
 
+A call naming a template (`Call.template`) goes to the processor too, route steps or not:
+the version is picked here (`llmesh.services.templates.resolve`: pinned, by weights, or the
+latest), rendered there in the same Prepare, its messages put before the caller's and its
+default parameters applied where the call set none; the ``template`` decision is in the
+trail's notes and the name and version in the trail (for the ledger row).
+
 With ``fit`` the request carries the first target's context window and output limit from
 the model catalog (and the larger model's, for ``larger_model``); when the processor moves
 the call, its targets become the larger model alone, noted in the trail.
@@ -21,8 +27,11 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
+from google.protobuf import struct_pb2
+
+from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.step_settings import FitStrategy, StepsConfig
-from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.call import RoutedCall, TemplateUse
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
@@ -30,6 +39,8 @@ from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
 from llmesh.services.processor.redact import Restorer, json_escaped
+from llmesh.services.templates import TemplateRef, TemplateStore, resolve
+from llmesh.services.templates.convert import parameters_from_proto, version_to_proto
 from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "restored"]
@@ -43,35 +54,68 @@ class Processed:
         inner: Handler,
         *,
         steps_for: Callable[[str], StepsConfig | None],
-        client: ProcessorClient,
+        client: ProcessorClient | None,
         targets_for: Callable[[str], tuple[Target, ...]] | None = None,
         catalog: Callable[[], ModelCatalog] = ModelCatalog,
+        templates: TemplateStore | None = None,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
         ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
-        current model catalog (context windows for the ``fit`` step)."""
+        current model catalog (context windows for the ``fit`` step); `templates`: where
+        the templates calls name are kept (None: a call naming one fails)."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
         self._targets_for = targets_for
         self._catalog = catalog
+        self._templates = templates
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
-        """The call's events, through its route's steps when it has any."""
+        """The call's events, through its route's steps (and its template) when it has any."""
         if not isinstance(call.request, ChatRequest):
             return self._inner.stream(call)
         steps = self._steps_for(call.call.model)
         if steps is None:
-            return self._inner.stream(call)
+            if call.call.template is None:
+                return self._inner.stream(call)
+            steps = StepsConfig()
         return self._run(call, steps)
+
+    async def _render(
+        self, call: RoutedCall[ChatRequest], use: TemplateUse
+    ) -> processor_pb2.TemplateRender:
+        """The version the call renders (noted in the trail), with its variables."""
+        if self._templates is None:
+            raise LlmeshError(
+                Reason.PROVIDER_NOT_CONFIGURED, "templates are not available on this orchestrator"
+            )
+        user = call.call.metadata.get("user", "")
+        version = await resolve(
+            self._templates, TemplateRef(use.name, use.version), call.caller.tenant, user
+        )
+        call.trail.template = (version.name, version.version)
+        variables = struct_pb2.Struct()
+        variables.update(dict(use.variables))
+        return processor_pb2.TemplateRender(template=version_to_proto(version), variables=variables)
 
     async def _run(
         self, call: RoutedCall[ChatRequest], steps: StepsConfig
     ) -> AsyncGenerator[CallEvent, None]:
+        if self._client is None:
+            raise LlmeshError(
+                Reason.PROVIDER_NOT_CONFIGURED,
+                "a call naming a template needs the processor: set processor.address",
+            )
+        use = call.call.template
+        render = await self._render(call, use) if use is not None else None
         fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
-        prepared = await self._client.prepare(call.request.messages, steps, call.remaining(), fit)
+        prepared = await self._client.prepare(
+            call.request.messages, steps, call.remaining(), fit, render
+        )
         _note(call, prepared)
         request = replace(call.request, messages=prepared.messages)
+        if prepared.parameters is not None:
+            request = _with_defaults(request, prepared.parameters)
         routed = replace(call, call=replace(call.call, request=request))
         if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
             routed = self._rerouted(routed, steps.screen.route_to)
@@ -135,6 +179,26 @@ def _limits(
     if reserve is None:
         reserve = request.max_tokens or caps.max_output_tokens or 0
     return caps.context_window or 0, reserve
+
+
+def _with_defaults(request: ChatRequest, parameters: Any) -> ChatRequest:
+    """`request` with a template's default parameters where the call set none."""
+    defaults = parameters_from_proto(parameters)
+    changes: dict[str, Any] = {
+        name: getattr(defaults, name)
+        for name in (
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+        )
+        if getattr(request, name) is None and getattr(defaults, name) is not None
+    }
+    if not request.stop and defaults.stop:
+        changes["stop"] = defaults.stop
+    return replace(request, **changes) if changes else request
 
 
 def _note(call: RoutedCall[Any], prepared: Prepared) -> None:
