@@ -114,7 +114,7 @@ def version_from_proto(
                 Variable(
                     v.name,
                     v.required,
-                    None if v.required else json_format.MessageToDict(v.default_value),
+                    None if v.required else _ints(json_format.MessageToDict(v.default_value)),
                     v.description,
                 )
                 for v in p.variables

@@ -31,8 +31,8 @@ def _version() -> TemplateVersion:
     version = version_from_mapping(
         {
             "name": "mail",
-            "variables": {"to": None, "sign": {"default": "Bo"}},
-            "system": "Write to {{ to }}.",
+            "variables": {"to": None, "sign": {"default": "Bo"}, "n": {"default": 3}},
+            "system": "Write to {{ to }} ({{ n }}).",
             "messages": [{"role": "user", "content": "Sign as {{ sign }}."}],
             "parameters": {"temperature": 0.3, "max_tokens": 64},
         }
@@ -52,7 +52,7 @@ async def test_render_template(stub: processor_pb2_grpc.ProcessorServiceStub) ->
     request = processor_pb2.RenderTemplateRequest(render=_render(to="jane@example.com"))
     answer = await stub.RenderTemplate(request, timeout=10)
     assert [(m.role, m.content) for m in answer.messages] == [
-        (chat_pb2.ROLE_SYSTEM, "Write to jane@example.com."),
+        (chat_pb2.ROLE_SYSTEM, "Write to jane@example.com (3)."),
         (chat_pb2.ROLE_USER, "Sign as Bo."),
     ]
     assert (answer.parameters.temperature, answer.parameters.max_tokens) == (0.3, 64)
@@ -72,7 +72,7 @@ async def test_prepare_renders_first_and_redacts_the_result(
     )
     answer = await stub.Prepare(request, timeout=10)
     assert [m.content for m in answer.messages] == [
-        "Write to [EMAIL].",
+        "Write to [EMAIL] (3).",
         "Sign as Al.",
         "and cc [EMAIL]",
     ]
