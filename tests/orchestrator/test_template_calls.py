@@ -14,6 +14,7 @@ from google.protobuf import struct_pb2
 
 from llmesh.services.common.config import ConfigError, load_config
 from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.common.step_settings import StepsConfig
 from llmesh.services.core.call import Call, RoutedCall, TemplateUse
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
 from llmesh.services.core.events import CallEvent, Completed, TextDelta
@@ -51,12 +52,14 @@ class Rendering(ProcessorClient):
     def __init__(self) -> None:
         self.address = "here"
         self.renders: list[processor_pb2.TemplateRender | None] = []
+        self.fits: list[processor_pb2.FitRules | None] = []
 
     async def prepare(
         self, messages: Any, steps: Any, timeout: Any, fit: Any = None, template: Any = None
     ) -> Prepared:
         self.renders.append(template)
-        params = templates_pb2.TemplateParameters(temperature=0.1, max_tokens=9, stop=["END"])
+        self.fits.append(fit)
+        params = templates_pb2.TemplateParameters(temperature=0.7)  # the layer needs not these
         first = Message(Role.SYSTEM, "rendered")
         return Prepared((first, *messages), {}, (), "", params if template else None)
 
@@ -87,10 +90,12 @@ def test_the_wire_form() -> None:
         assert field in _fields(caught.value)
 
 
-def _routed(use: TemplateUse | None, **request: Any) -> RoutedCall[ChatRequest]:
+def _routed(
+    use: TemplateUse | None, model: str = "plain", **request: Any
+) -> RoutedCall[ChatRequest]:
     req = ChatRequest(messages=(Message(Role.USER, "hi"),), **request)
     return RoutedCall(
-        Call("plain", req, metadata={"user": "u1"}, template=use),
+        Call(model, req, metadata={"user": "u1"}, template=use),
         (Target("emulator", "echo"),),
         Policy(),
         "req_1",
@@ -102,10 +107,12 @@ async def test_the_layer_picks_renders_and_fills_defaults(tmp_path: Path) -> Non
     store = open_template_store(f"sqlite:///{tmp_path}/t.db")
     try:
         raw = {"name": "t", "system": "s", "variables": ["who"]}
-        for _ in range(2):
-            await store.create(version_from_mapping(raw))
+        await store.create(version_from_mapping(raw))
+        defaults = {"temperature": 0.1, "max_tokens": 9, "stop": ["END"]}
+        await store.create(version_from_mapping({**raw, "parameters": defaults}))
         inner, client = Inner(), Rendering()
-        layer = Processed(inner, steps_for={}.get, client=client, templates=store)
+        fitted = {"fitted": StepsConfig(pre=("fit",))}
+        layer = Processed(inner, steps_for=fitted.get, client=client, templates=store)
         call = _routed(TemplateUse("t", None, {"who": "me"}), temperature=0.9)
         [_ async for _ in layer.stream(call)]
         render = client.renders[0]
@@ -119,11 +126,16 @@ async def test_the_layer_picks_renders_and_fills_defaults(tmp_path: Path) -> Non
         pinned = _routed(TemplateUse("t", 1, {"who": "me"}))
         [_ async for _ in layer.stream(pinned)]
         assert pinned.trail.template == ("t", 1)
+        assert inner.calls[1].request.max_tokens is None  # version 1 has no defaults
+        fit_call = _routed(TemplateUse("t", 2, {"who": "me"}), model="fitted")
+        [_ async for _ in layer.stream(fit_call)]
+        fit = client.fits[-1]
+        assert fit is not None and fit.reserve_output == 9  # the default max_tokens
         with pytest.raises(LlmeshError) as caught:
             [_ async for _ in layer.stream(_routed(TemplateUse("gone")))]
         assert caught.value.reason is Reason.TEMPLATE_NOT_FOUND
         [_ async for _ in layer.stream(_routed(None))]
-        assert len(client.renders) == 2  # no processor call without a template (or steps)
+        assert len(client.renders) == 3  # no processor call without a template (or steps)
     finally:
         await store.aclose()
 

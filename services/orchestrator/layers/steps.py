@@ -11,8 +11,8 @@ trail); one deciding ``block`` has already failed the call in the processor.
 
 A call naming a template (`Call.template`) goes to the processor too, route steps or not:
 the version is picked here (`llmesh.services.templates.resolve`: pinned, by weights, or the
-latest), rendered there in the same Prepare, its messages put before the caller's and its
-default parameters applied where the call set none; the ``template`` decision is in the
+latest) and its default parameters applied where the call set none; the processor renders it
+in the same Prepare, its messages before the caller's; the ``template`` decision is in the
 trail's notes and the name and version in the trail (for the ledger row).
 
 With ``fit`` the request carries the first target's context window and output limit from
@@ -39,8 +39,8 @@ from llmesh.services.core.target import Target
 from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient
 from llmesh.services.processor.redact import Restorer, json_escaped
-from llmesh.services.templates import TemplateRef, TemplateStore, resolve
-from llmesh.services.templates.convert import parameters_from_proto, version_to_proto
+from llmesh.services.templates import Parameters, TemplateRef, TemplateStore, resolve
+from llmesh.services.templates.convert import version_to_proto
 from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "restored"]
@@ -83,8 +83,9 @@ class Processed:
 
     async def _render(
         self, call: RoutedCall[ChatRequest], use: TemplateUse
-    ) -> processor_pb2.TemplateRender:
-        """The version the call renders (noted in the trail), with its variables."""
+    ) -> tuple[processor_pb2.TemplateRender, Parameters]:
+        """The version the call renders (noted in the trail) with its variables, and the
+        version's default parameters."""
         if self._templates is None:
             raise LlmeshError(
                 Reason.PROVIDER_NOT_CONFIGURED, "templates are not available on this orchestrator"
@@ -96,7 +97,10 @@ class Processed:
         call.trail.template = (version.name, version.version)
         variables = struct_pb2.Struct()
         variables.update(dict(use.variables))
-        return processor_pb2.TemplateRender(template=version_to_proto(version), variables=variables)
+        render = processor_pb2.TemplateRender(
+            template=version_to_proto(version), variables=variables
+        )
+        return render, version.parameters
 
     async def _run(
         self, call: RoutedCall[ChatRequest], steps: StepsConfig
@@ -107,15 +111,17 @@ class Processed:
                 "a call naming a template needs the processor: set processor.address",
             )
         use = call.call.template
-        render = await self._render(call, use) if use is not None else None
+        render = None
+        if use is not None:  # its defaults first: the fit step reserves the reply's max_tokens
+            render, defaults = await self._render(call, use)
+            request = _with_defaults(call.request, defaults)
+            call = replace(call, call=replace(call.call, request=request))
         fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
         prepared = await self._client.prepare(
             call.request.messages, steps, call.remaining(), fit, render
         )
         _note(call, prepared)
         request = replace(call.request, messages=prepared.messages)
-        if prepared.parameters is not None:
-            request = _with_defaults(request, prepared.parameters)
         routed = replace(call, call=replace(call.call, request=request))
         if any(d.step == "screen" and d.decision == "route" for d in prepared.decisions):
             routed = self._rerouted(routed, steps.screen.route_to)
@@ -181,9 +187,8 @@ def _limits(
     return caps.context_window or 0, reserve
 
 
-def _with_defaults(request: ChatRequest, parameters: Any) -> ChatRequest:
+def _with_defaults(request: ChatRequest, defaults: Parameters) -> ChatRequest:
     """`request` with a template's default parameters where the call set none."""
-    defaults = parameters_from_proto(parameters)
     changes: dict[str, Any] = {
         name: getattr(defaults, name)
         for name in (
