@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -19,7 +20,13 @@ from llmesh.services.ledger.schema import (
     TEMPLATES_TABLE,
 )
 from llmesh.services.templates.model import TemplateVersion
-from llmesh.services.templates.stats import StatsQuery, VersionStats, stats_sql, version_stats
+from llmesh.services.templates.stats import (
+    StatsQuery,
+    VersionStats,
+    median_sql,
+    sums_sql,
+    version_stats,
+)
 from llmesh.services.templates.store import (
     TemplateSummary,
     check_weights,
@@ -163,8 +170,19 @@ class PostgresTemplateStore:
     async def stats(self, query: StatsQuery) -> list[VersionStats]:
         """The template's calls per version."""
         pool = await self._ready()
-        sql, params = stats_sql(query, lambda n: f"${n}")
-        return version_stats([tuple(r) for r in await pool.fetch(sql, *params)])
+        sql, params = sums_sql(query, lambda n: f"${n}")
+        snapshot: dict[str, Any] = {"isolation": "repeatable_read", "readonly": True}
+        async with pool.acquire() as conn, conn.transaction(**snapshot):
+            sums = [tuple(r) for r in await conn.fetch(sql, *params)]
+            medians: dict[tuple[int, str], float] = {}
+            for row in sums:
+                for column, count in (("duration_ms", row[1]), ("ttft_ms", row[7])):
+                    if count:
+                        sql, params = median_sql(
+                            query, column, int(row[0]), int(count), lambda n: f"${n}"
+                        )
+                        medians[int(row[0]), column] = float(await conn.fetchval(sql, *params))
+        return version_stats(sums, medians)
 
     async def aclose(self) -> None:
         """Close the pool (idempotent)."""

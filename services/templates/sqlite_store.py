@@ -24,7 +24,13 @@ from llmesh.services.ledger.schema import (
 )
 from llmesh.services.ledger.sqlite_store import migrate_sqlite
 from llmesh.services.templates.model import TemplateVersion
-from llmesh.services.templates.stats import StatsQuery, VersionStats, stats_sql, version_stats
+from llmesh.services.templates.stats import (
+    StatsQuery,
+    VersionStats,
+    median_sql,
+    sums_sql,
+    version_stats,
+)
 from llmesh.services.templates.store import (
     TemplateSummary,
     check_weights,
@@ -121,8 +127,7 @@ class SqliteTemplateStore:
 
     async def stats(self, query: StatsQuery) -> list[VersionStats]:
         """The template's calls per version."""
-        sql, params = stats_sql(query, lambda _: "?")
-        return version_stats(await self._call(_fetch, sql, params))
+        return await self._call(_stats, query)
 
     async def aclose(self) -> None:
         """Close the connection and stop the thread (idempotent)."""
@@ -137,6 +142,22 @@ class SqliteTemplateStore:
 
 def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(sql, params).fetchall()
+
+
+def _stats(conn: sqlite3.Connection, query: StatsQuery) -> list[VersionStats]:
+    conn.execute("BEGIN")  # one snapshot (WAL): the counts and the medians agree
+    try:
+        sql, params = sums_sql(query, lambda _: "?")
+        sums = conn.execute(sql, params).fetchall()
+        medians: dict[tuple[int, str], float] = {}
+        for row in sums:
+            for column, count in (("duration_ms", row[1]), ("ttft_ms", row[7])):
+                if count:
+                    sql, params = median_sql(query, column, int(row[0]), int(count), lambda _: "?")
+                    medians[int(row[0]), column] = float(conn.execute(sql, params).fetchone()[0])
+    finally:
+        conn.execute("COMMIT")
+    return version_stats(sums, medians)
 
 
 def _close(conn: sqlite3.Connection) -> None:

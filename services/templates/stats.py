@@ -1,21 +1,31 @@
 """Per-version statistics of a template, from the ledger's call rows.
 
-The stores select the rows of one template (optionally a window and a tenant) and
-`version_stats` folds them: calls, errors (errored or cancelled), tokens, cost, and the
-median and mean of the call duration and of the time to first token (over the calls that
-had one).
+Aggregated in the database, whatever the number of calls: one grouped query gives each
+version's calls, errors (errored or cancelled), tokens, cost and mean duration and time to
+first token (over the calls that had one); then a median query per version and measure reads
+the middle one or two values in index order (`median_sql`, the same SQL in SQLite and
+PostgreSQL).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from llmesh.services.ledger.schema import TABLE
 
-__all__ = ["StatsQuery", "VersionStats", "stats_sql", "version_stats"]
+__all__ = [
+    "MEASURES",
+    "StatsQuery",
+    "VersionStats",
+    "median_sql",
+    "sums_sql",
+    "version_stats",
+]
+
+MEASURES = ("duration_ms", "ttft_ms")
+"""The columns whose medians are reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +61,7 @@ class VersionStats:
         return asdict(self)
 
 
-def stats_sql(query: StatsQuery, placeholder: Callable[[int], str]) -> tuple[str, list[Any]]:
-    """The rows `version_stats` folds, and the parameters; `placeholder(n)` spells the n-th."""
+def _where(query: StatsQuery, placeholder: Callable[[int], str]) -> tuple[str, list[Any]]:
     params: list[Any] = [query.name]
     where = [f"template = {placeholder(1)}"]
     for clause, value in (
@@ -63,56 +72,58 @@ def stats_sql(query: StatsQuery, placeholder: Callable[[int], str]) -> tuple[str
         if value is not None:
             params.append(value)
             where.append(clause.format(placeholder(len(params))))
+    return " AND ".join(where), params
+
+
+def sums_sql(query: StatsQuery, placeholder: Callable[[int], str]) -> tuple[str, list[Any]]:
+    """Per version: calls, errors, tokens, cost, mean duration, calls with a first token and
+    their mean time to it; and the parameters. `placeholder(n)` spells the n-th."""
+    where, params = _where(query, placeholder)
     sql = (
-        "SELECT template_version, status, input_tokens, output_tokens, cost_usd, duration_ms, "
-        f"ttft_ms FROM {TABLE} WHERE {' AND '.join(where)}"
+        "SELECT template_version, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), "
+        "SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), AVG(duration_ms), "
+        f"COUNT(ttft_ms), AVG(ttft_ms) FROM {TABLE} WHERE {where} "
+        "GROUP BY template_version ORDER BY template_version"
     )
     return sql, params
 
 
-@dataclass
-class _Acc:
-    calls: int = 0
-    errors: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
-    durations: list[float] = field(default_factory=list)
-    ttfts: list[float] = field(default_factory=list)
+def median_sql(
+    query: StatsQuery, column: str, version: int, count: int, placeholder: Callable[[int], str]
+) -> tuple[str, list[Any]]:
+    """The median of `column` (of `MEASURES`) over `count` non-null values of `version`."""
+    if column not in MEASURES:
+        raise ValueError(f"no median of {column!r}")
+    where, params = _where(query, placeholder)
+    params.append(version)
+    where += f" AND template_version = {placeholder(len(params))} AND {column} IS NOT NULL"
+    params += [2 - count % 2, (count - 1) // 2]
+    limit, offset = placeholder(len(params) - 1), placeholder(len(params))
+    sql = (
+        f"SELECT AVG(v) FROM (SELECT {column} AS v FROM {TABLE} WHERE {where} "
+        f"ORDER BY {column} LIMIT {limit} OFFSET {offset}) AS middle"
+    )
+    return sql, params
 
 
-def version_stats(rows: Sequence[Sequence[Any]]) -> list[VersionStats]:
-    """Rows of `stats_sql` folded per version, ascending."""
-    acc: dict[int, _Acc] = {}
-    for version, status, inp, out, cost, duration, ttft in rows:
-        a = acc.setdefault(int(version), _Acc())
-        a.calls += 1
-        a.errors += status != "ok"
-        a.input_tokens += int(inp or 0)
-        a.output_tokens += int(out or 0)
-        a.cost += float(cost or 0.0)
-        a.durations.append(float(duration or 0.0))
-        if ttft is not None:
-            a.ttfts.append(float(ttft))
-
-    def mid(values: list[float]) -> float:
-        return float(statistics.median(values)) if values else 0.0
-
-    def mean(values: list[float]) -> float:
-        return float(statistics.fmean(values)) if values else 0.0
-
-    return [
-        VersionStats(
-            v,
-            a.calls,
-            a.errors,
-            a.input_tokens,
-            a.output_tokens,
-            a.cost,
-            mid(a.durations),
-            mean(a.durations),
-            mid(a.ttfts),
-            mean(a.ttfts),
+def version_stats(
+    sums: Sequence[Sequence[Any]], medians: dict[tuple[int, str], float]
+) -> list[VersionStats]:
+    """Rows of `sums_sql` with the medians by (version, column), ascending by version."""
+    out = []
+    for version, calls, errors, inp, outp, cost, duration, _, ttft in sums:
+        out.append(
+            VersionStats(
+                int(version),
+                int(calls),
+                int(errors or 0),
+                int(inp or 0),
+                int(outp or 0),
+                float(cost or 0.0),
+                medians.get((int(version), "duration_ms"), 0.0),
+                float(duration or 0.0),
+                medians.get((int(version), "ttft_ms"), 0.0),
+                float(ttft or 0.0),
+            )
         )
-        for v, a in sorted(acc.items())
-    ]
+    return out

@@ -147,3 +147,26 @@ async def test_stats_come_from_the_ledger_rows(
     [theirs] = await templates.stats(StatsQuery("support", tenant="other"))
     assert theirs.version == 2
     assert await templates.stats(StatsQuery("nothing")) == []
+
+
+async def test_medians_of_odd_and_even_counts(
+    templates: Any, database: tuple[str, Any], record: RecordFactory
+) -> None:
+    kind, where = database
+    ledger: Any = (
+        SqliteStore(where) if kind == "sqlite" else PostgresStore(where[0], schema=where[1])
+    )
+    durations = {1: [5.0, 1.0, 100.0], 2: [8.0, 2.0, 4.0, 50.0]}
+    try:
+        await ledger.write(
+            [
+                record(10 * v + i, template="t", template_version=v, duration_ms=d, ttft_ms=d / 2)
+                for v, ds in durations.items()
+                for i, d in enumerate(ds)
+            ]
+        )
+    finally:
+        await ledger.aclose()
+    v1, v2 = await templates.stats(StatsQuery("t"))
+    assert (v1.latency_p50_ms, v1.ttft_p50_ms, v1.latency_mean_ms) == (5.0, 2.5, 106.0 / 3)
+    assert (v2.latency_p50_ms, v2.ttft_p50_ms, v2.latency_mean_ms) == (6.0, 3.0, 16.0)
