@@ -19,6 +19,7 @@ from llmesh.gateway import (
     openai_routes,
     openapi,
     responses_api,
+    templates_api,
     ws,
 )
 from llmesh.gateway.errors import http_exception_handler, unexpected_error_handler
@@ -66,6 +67,7 @@ def create_app(
             *responses_api.routes(),
             *anthropic.routes(),
             *native.routes(),
+            *templates_api.routes(),
             *council.routes(),
             *ws.routes(),
             *observability.routes(),

@@ -237,8 +237,11 @@ def parse_completion_request(
     if not isinstance(model, str) or not model:
         raise invalid("model", "must be a non-empty string")
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise invalid("messages", "must be a non-empty array")
+    templated = body.get("template") is not None  # its rendered messages come first
+    if templated and messages is None:
+        messages = []
+    if not isinstance(messages, list) or not (messages or templated):
+        raise invalid("messages", "must be a non-empty array (or the body names a template)")
     chat = chat_pb2.ChatInput(model=model)
     seen: set[str] = set()  # each unknown message field is named once, where it first appears
     for i, m in enumerate(messages):

@@ -37,9 +37,13 @@ EXTENSIONS = (
     "cache",
     "max_cost_usd",
     "thinking_budget_tokens",
+    "template",
+    "template_variables",
 )
 """llmesh's own `ChatInput` fields a /v1 body may carry, in their protobuf JSON form (the
-SDK's ``extra_body``); ``fallbacks``, a plain array of model names, is one more."""
+SDK's ``extra_body``); ``fallbacks``, a plain array of model names, is one more. With
+``template`` (``name`` or ``name@version``) and its ``template_variables`` (an object),
+``messages`` may be empty: the template's rendered messages come first."""
 
 MAPPED = frozenset(
     {

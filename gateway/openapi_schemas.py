@@ -175,6 +175,8 @@ _CHAT_REQUEST = _closed(
         },
         "stream": {"type": "boolean"},
         "stream_options": _closed({"include_usage": {"type": "boolean"}}),
+        "template": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}(@[1-9][0-9]*)?$"},
+        "template_variables": _OBJECT,
         **_EXTENSIONS,
     },
     ["model", "messages"],

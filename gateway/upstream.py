@@ -17,7 +17,7 @@ from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.tls import channel
 from llmesh.services.telemetry.tracing import client_interceptors, traced_channel
-from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
+from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc, templates_pb2_grpc
 
 _POINT_AT = {
     "orchestrator": "--orchestrator, LLMESH_ORCHESTRATOR_ADDRESS or orchestrator.address in "
@@ -42,6 +42,9 @@ class Upstream:
     health: health_pb2_grpc.HealthStub
     """Health checks of the orchestrator replicas, on a channel of their own."""
     probe_channel: grpc.aio.Channel | None = None
+    templates: templates_pb2_grpc.TemplateServiceStub | None = None
+    """The orchestrator's prompt templates service (over the pool, or in-process); None:
+    not served on this path."""
 
     @staticmethod
     def _channel(
@@ -96,16 +99,22 @@ class Upstream:
             processor_pb2_grpc.ProcessorServiceStub(processor),
             health_pb2_grpc.HealthStub(probe),
             probe,
+            cast(
+                templates_pb2_grpc.TemplateServiceStub,
+                pool.stub(templates_pb2_grpc.TemplateServiceStub),
+            ),
         )
 
     @classmethod
-    def in_process(cls, settings: GatewaySettings, orchestrator: Any, health: Any) -> Upstream:
+    def in_process(
+        cls, settings: GatewaySettings, orchestrator: Any, health: Any, templates: Any = None
+    ) -> Upstream:
         """Stubs answered in this process (the direct HTTP path, `llmesh.services.direct`):
-        the orchestrator's calls reach its servicer with no channel; the processor's still
-        go over gRPC to ``settings.processor_address``."""
+        the orchestrator's calls (and `templates`') reach its servicer with no channel; the
+        processor's still go over gRPC to ``settings.processor_address``."""
         processor = cls._channel(settings, settings.processor_address, None)
         stub = processor_pb2_grpc.ProcessorServiceStub(processor)
-        return cls(settings, None, processor, orchestrator, stub, health)
+        return cls(settings, None, processor, orchestrator, stub, health, None, templates)
 
     def peer(self, service: str = "orchestrator") -> Peer:
         """The upstream `service` (``orchestrator`` or ``processor``) as named in errors."""

@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
+    templates = sub.add_parser("templates", help="prompt templates", add_help=False)
+    templates.add_argument("rest", nargs=argparse.REMAINDER)  # its own parser's
     models = sub.add_parser("models", help="list routable models")
     models.add_argument("--address", help="orchestrator address (default: from configuration)")
     _api_key_option(models)
@@ -182,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (ValueError, FileNotFoundError) as exc:
             sys.exit(f"llmesh ledger: {exc}")
         return
+    if args.command == "templates":
+        from llmesh.services.templates.cli import templates_main
+
+        sys.exit(templates_main(config.database_url, args.rest))
     if args.command == "keys":
         from llmesh.services.auth import keys_command
 

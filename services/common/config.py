@@ -192,6 +192,9 @@ class Config:
     models: ModelSettings = field(default_factory=ModelSettings)
     """Capability overrides and roles (the ``capabilities``, ``roles`` and ``tenants``
     sections)."""
+    template_admin_tenants: tuple[str, ...] = ()
+    """Tenants whose keys may create template versions and set their weights
+    (``templates.admin_tenants``); without authentication anyone may."""
 
 
 _POLICY_SECTIONS = tuple(f.name for f in fields(PolicyConfig))
@@ -212,6 +215,7 @@ _TOP_LEVEL = {
     "auth",
     "telemetry",
     "tls",
+    "templates",
     *MODEL_SECTIONS,
     *_POLICY_SECTIONS,
 }
@@ -354,6 +358,11 @@ def load_config(
         raise ConfigError(str(exc.under("media_fetch"))) from None
     ledger_raw = _section(raw, "ledger")
     auth_raw = _section(raw, "auth")
+    templates_raw = _section(raw, "templates")
+    if set(templates_raw) - {"admin_tenants"}:
+        raise ConfigError(
+            f"templates: unknown keys {sorted(set(templates_raw) - {'admin_tenants'})}"
+        )
     return Config(
         orchestrator_address=_setting(
             str,
@@ -442,6 +451,7 @@ def load_config(
         ),
         source=str(chosen) if chosen else None,
         models=parse_model_settings(raw),
+        template_admin_tenants=names(templates_raw.get("admin_tenants"), "templates.admin_tenants"),
     )
 
 

@@ -71,6 +71,7 @@ ERROR_TABLE: dict[Reason, ReasonSpec] = {
     Reason.TOKEN_ISSUER_INVALID: _S("UNAUTHENTICATED", 401, False),
     Reason.TOKEN_AUDIENCE_INVALID: _S("UNAUTHENTICATED", 401, False),
     Reason.TOKEN_KEY_UNKNOWN: _S("UNAUTHENTICATED", 401, False),
+    Reason.TEMPLATE_NOT_FOUND: _S("NOT_FOUND", 404, False),
 }
 
 ERROR_DOMAIN = "llmesh.v1"

@@ -22,10 +22,21 @@ from llmesh.services.core.priority import Priority
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Trail
 
-__all__ = ["Call", "ChatCall", "Gate", "RoutedCall"]
+__all__ = ["Call", "ChatCall", "Gate", "RoutedCall", "TemplateUse"]
 
 R = TypeVar("R")
 """The call type: the request's own type."""
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateUse:
+    """A prompt template a chat call renders before its own messages."""
+
+    name: str
+    version: int | None = None
+    """The pinned version; None: the template's weights (or its latest) pick."""
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    """The call's variables (JSON values)."""
 
 
 @dataclass(frozen=True)  # no slots: `ChatCall(...)` (a generic alias) sets __orig_class__
@@ -51,6 +62,8 @@ class Call(Generic[R]):
     priority: Priority = Priority.NORMAL
     """The call's tier, resolved from the request, key, tenant and ceiling
     (`llmesh.services.core.priority`): saturated targets serve higher tiers first."""
+    template: TemplateUse | None = None
+    """The prompt template rendered first (the processor's Prepare); None: none."""
 
 
 ChatCall = Call[ChatRequest]

@@ -90,6 +90,8 @@ class Trail:
     notes: list[str] | None = None
     """What the call's processor steps decided and took (None: no steps), e.g.
     ``redact: pseudonymize email=1 (0.120 ms)``."""
+    template: tuple[str, int] | None = None
+    """The prompt template and version the call rendered (None: none), for the ledger."""
 
     def add(self, record: AttemptRecord) -> AttemptRecord:
         """Append and return a record."""

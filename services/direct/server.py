@@ -17,7 +17,7 @@ from llmesh.services.common.config import Config
 from llmesh.services.direct.stub import DirectStub
 from llmesh.services.orchestrator.server import OrchestratorServer, serve
 from llmesh.services.telemetry.tracing import install_tracing
-from llmesh.v1 import orchestrator_pb2
+from llmesh.v1 import orchestrator_pb2, templates_pb2
 
 __all__ = ["DirectServer", "direct_upstream", "run", "serve_direct"]
 
@@ -35,9 +35,16 @@ def direct_upstream(orchestrator: OrchestratorServer) -> OpenUpstream:
     health = DirectStub(
         health_pb2.DESCRIPTOR.services_by_name["Health"], orchestrator.running.health
     )
+    templates = (
+        DirectStub(
+            templates_pb2.DESCRIPTOR.services_by_name["TemplateService"], orchestrator.templates
+        )
+        if orchestrator.templates is not None
+        else None
+    )
 
     def open_upstream(settings: GatewaySettings) -> Upstream:
-        return Upstream.in_process(settings, stub, health)
+        return Upstream.in_process(settings, stub, health, templates)
 
     return open_upstream
 

@@ -71,6 +71,10 @@ class UsageRecord:
     downgraded_from: str = ""
     """The targets (comma-separated) a budget downgrade switched the call away from; empty
     when the call was not downgraded. `provider` and `model` name the one that served."""
+    template: str = ""
+    """The prompt template the call rendered (`llmesh.services.templates`); empty: none."""
+    template_version: int = 0
+    """The version of `template` the call rendered; 0 without a template."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, CallStatus):

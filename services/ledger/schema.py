@@ -27,6 +27,9 @@ __all__ = [
     "MIGRATIONS",
     "STARTS_TABLE",
     "TABLE",
+    "TEMPLATES_TABLE",
+    "TEMPLATE_VERSIONS_TABLE",
+    "TEMPLATE_WEIGHTS_TABLE",
     "Migration",
     "dumps",
     "pending",
@@ -95,6 +98,16 @@ _PRIORITY = "priority TEXT NOT NULL DEFAULT ''"
 
 _DOWNGRADED_FROM = "downgraded_from TEXT NOT NULL DEFAULT ''"
 """The column version 5 added to `TABLE`."""
+
+_TEMPLATE = ("template TEXT NOT NULL DEFAULT ''", "template_version INTEGER NOT NULL DEFAULT 0")
+"""The columns version 7 added to `TABLE` and `STARTS_TABLE`."""
+
+TEMPLATES_TABLE = "templates"
+"""One row per prompt template (`llmesh.services.templates`)."""
+TEMPLATE_VERSIONS_TABLE = "template_versions"
+"""One row per immutable template version: its text, variables and parameters as JSON."""
+TEMPLATE_WEIGHTS_TABLE = "template_weights"
+"""A template's A/B weights: one row per weighted version."""
 
 
 def _create_table(name: str, columns: Sequence[str]) -> str:
@@ -165,6 +178,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        7,
+        "prompt templates, their versions and A/B weights; the template and version of each call",
+        (
+            *(f"ALTER TABLE {t} ADD COLUMN {c}" for t in (TABLE, STARTS_TABLE) for c in _TEMPLATE),
+            f"CREATE INDEX {TABLE}_template ON {TABLE} (template, ts)",
+            f"""CREATE TABLE {TEMPLATES_TABLE} (
+                name TEXT PRIMARY KEY,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            f"""CREATE TABLE {TEMPLATE_VERSIONS_TABLE} (
+                name TEXT NOT NULL REFERENCES {TEMPLATES_TABLE} (name),
+                version INTEGER NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                description TEXT NOT NULL DEFAULT '',
+                body {{json}} NOT NULL,
+                PRIMARY KEY (name, version)
+            )""",
+            f"""CREATE TABLE {TEMPLATE_WEIGHTS_TABLE} (
+                name TEXT NOT NULL REFERENCES {TEMPLATES_TABLE} (name),
+                version INTEGER NOT NULL,
+                weight DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (name, version)
+            )""",
+        ),
+    ),
 )
 """Every migration, in version order."""
 
@@ -199,6 +238,8 @@ COLUMNS: tuple[str, ...] = (
     "metadata",
     "priority",
     "downgraded_from",
+    "template",
+    "template_version",
 )
 """The columns of `TABLE`, in the order of `record_to_row`."""
 
@@ -270,6 +311,8 @@ def record_to_row(rec: UsageRecord) -> tuple[Any, ...]:
         dumps({str(k): str(v) for k, v in rec.metadata.items()}),
         str(rec.priority),
         str(rec.downgraded_from),
+        str(rec.template),
+        int(rec.template_version),
     )
 
 
@@ -305,4 +348,6 @@ def record_from_row(row: Sequence[Any]) -> UsageRecord:
         metadata=orjson.loads(metadata) if isinstance(metadata, str) else metadata,
         priority=v["priority"],
         downgraded_from=v["downgraded_from"],
+        template=v["template"],
+        template_version=int(v["template_version"]),
     )

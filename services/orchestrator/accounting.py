@@ -213,5 +213,7 @@ def _usage_record(call: RoutedCall[Any], wall: float, **fields: Any) -> UsageRec
         "cache_hit": False,
         "metadata": dict(asked.metadata),
         "priority": asked.priority.label,
+        "template": call.trail.template[0] if call.trail.template else "",
+        "template_version": call.trail.template[1] if call.trail.template else 0,
     }
     return UsageRecord(**(base | fields))

@@ -48,6 +48,7 @@ from llmesh.services.orchestrator.roles import Roles
 from llmesh.services.orchestrator.steps import ProcessorClient, StepObserver
 from llmesh.services.telemetry import Labels, Metrics
 from llmesh.services.telemetry.trace_calls import CallSpans
+from llmesh.services.templates import TemplateStore, open_template_store
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Assembly:
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     prices: PriceTable | None = None
     """The price table (list prices with the configured overrides)."""
+    templates: TemplateStore | None = None
+    """The prompt templates (in the ledger's database)."""
 
     async def aclose(self) -> None:
         """Flush the ledger and close every store and connection, in order."""
@@ -165,30 +168,37 @@ async def assemble(
                 )
             )
 
-        if config.models.tenant_steps or any(r.steps is not None for r in config.routes.values()):
-            if not config.processor_address:
-                raise ConfigError("routes (or tenants) with steps need processor.address")
+        templates = open_template_store(config.database_url)
+        closers.append(templates.aclose)
+        steps = config.models.tenant_steps or any(
+            r.steps is not None for r in config.routes.values()
+        )
+        if steps and not config.processor_address:
+            raise ConfigError("routes (or tenants) with steps need processor.address")
+        processor = None
+        if config.processor_address:  # (connects on first use: a call with steps or template)
             processor = ProcessorClient(
                 config.processor_address,
                 config.tls.service("orchestrator"),
                 api_key=(os.environ if env is None else env).get("LLMESH_PROCESSOR_API_KEY"),
             )
             closers.append(processor.aclose)
-            layers.append(
-                partial(
-                    Processed,
-                    steps_for=lambda name: path.router.steps(name),
-                    tenant_steps_for=lambda tenant: path.router.tenant_steps(tenant),
-                    client=processor,
-                    targets_for=lambda name: tuple(path.router.plan(name)[0]),
-                    catalog=lambda: path.router.catalog,
-                    mesh=lambda call, request_id, timeout: path.stream(
-                        call, request_id=request_id, timeout=timeout
-                    ),
-                    counts=lambda name: _counting(engine, path.router.kind(name), name),
-                    observer=StepObserver(metrics),
-                )
+        layers.append(
+            partial(
+                Processed,
+                steps_for=lambda name: path.router.steps(name),
+                tenant_steps_for=lambda tenant: path.router.tenant_steps(tenant),
+                client=processor,
+                targets_for=lambda name: tuple(path.router.plan(name)[0]),
+                catalog=lambda: path.router.catalog,
+                mesh=lambda call, request_id, timeout: path.stream(
+                    call, request_id=request_id, timeout=timeout
+                ),
+                counts=lambda name: _counting(engine, path.router.kind(name), name),
+                observer=StepObserver(metrics),
+                templates=templates,
             )
+        )
 
         layers.append(partial(CostCapped, prices=prices))
         layers.append(partial(Accounted, accounting=accounting))
@@ -227,7 +237,7 @@ async def assemble(
         for close in closers:
             await close()
         raise
-    return Assembly(path, authenticator, store, budgets, closers, prices)
+    return Assembly(path, authenticator, store, budgets, closers, prices, templates)
 
 
 def _counting(engine: Orchestrator, kind: str, provider: str) -> TokenCounting | None:

@@ -20,7 +20,7 @@ from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.common.order_proto import order_from_proto, order_to_proto
 from llmesh.services.common.parts_proto import cache_control_from_proto, parts_from_proto
 from llmesh.services.core.blocks import order_problem
-from llmesh.services.core.call import ChatCall
+from llmesh.services.core.call import ChatCall, TemplateUse
 from llmesh.services.core.chat import (
     ChatRequest,
     FinishReason,
@@ -48,6 +48,8 @@ from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import Reply
 from llmesh.services.orchestrator.sampling import logprobs_to_proto, sampling_from_proto
 from llmesh.services.orchestrator.structured import response_format_from_proto
+from llmesh.services.templates import parse_ref
+from llmesh.services.templates.convert import struct_to_dict
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 _ROLES = {
@@ -126,8 +128,9 @@ def chat_call_from_proto(
         raise _invalid(bad)
     if not inp.model.strip():
         violation("model", "must name a model, e.g. emulator/echo")
-    if not inp.messages:
-        violation("messages", "must contain at least one message")
+    template = _template(inp, violation)
+    if not inp.messages and template is None:
+        violation("messages", "must contain at least one message (or name a template)")
     messages: list[Message] = []
     for i, m in enumerate(inp.messages):
         role = _ROLES.get(m.role)
@@ -277,7 +280,22 @@ def chat_call_from_proto(
         if cache.HasField("response_cache_ttl")
         else None,
         max_cost_usd=inp.max_cost_usd if inp.HasField("max_cost_usd") else None,
+        template=template,
     )
+
+
+def _template(inp: chat_pb2.ChatInput, violation: Any) -> TemplateUse | None:
+    """The template the call names (``name`` or ``name@version``) with its variables."""
+    if not inp.template:
+        if inp.HasField("template_variables"):
+            violation("template_variables", "only with a template")
+        return None
+    try:
+        ref = parse_ref(inp.template)
+    except LlmeshError:
+        violation("template", f"{inp.template!r} is not a template name or name@version")
+        return None
+    return TemplateUse(ref.name, ref.version, struct_to_dict(inp.template_variables))
 
 
 _POLICIES = {
@@ -499,4 +517,6 @@ def trail_to_metadata(trail: Trail) -> list[tuple[str, str]]:
         out.append(("llmesh-queue-ms", f"{trail.queue_wait * 1000:.3f}"))
     if trail.notes:
         out.append(("llmesh-steps", orjson.dumps(trail.notes).decode()))
+    if trail.template:
+        out.append(("llmesh-template", "{}@{}".format(*trail.template)))
     return out

@@ -26,15 +26,17 @@ from llmesh.services.orchestrator.providers.media_fetch import MediaFetcher
 from llmesh.services.orchestrator.reload import Reloader
 from llmesh.services.orchestrator.resilience import Breakers, RetryBudget, TargetLimiter
 from llmesh.services.orchestrator.servicer import OrchestratorServicer
+from llmesh.services.orchestrator.templates_servicer import TemplateServicer
 from llmesh.services.telemetry import Readiness, build_metrics
 from llmesh.services.telemetry.service import Telemetry, start_metrics_server
 from llmesh.services.telemetry.trace_attempts import attempt_spans, upstream_info
 from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
-from llmesh.v1 import orchestrator_pb2_grpc
+from llmesh.v1 import orchestrator_pb2_grpc, templates_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
 
 SERVICE_NAME = "llmesh.v1.OrchestratorService"
+TEMPLATE_SERVICE_NAME = "llmesh.v1.TemplateService"
 
 
 @dataclass
@@ -49,6 +51,8 @@ class OrchestratorServer:
     """Its metrics, readiness checks and metrics server."""
     reloader: Reloader | None = None
     """Reloads routes, pools and providers from the configuration file (SIGHUP, changes)."""
+    templates: TemplateServicer | None = None
+    """The prompt templates' service, on the same server."""
 
     @property
     def port(self) -> int:
@@ -65,7 +69,8 @@ class OrchestratorServer:
         await self.running.set_serving([SERVICE_NAME], False)
         stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
         await asyncio.sleep(0)  # the server stops accepting before we wait
-        await self.servicer.guard.drain(grace)
+        guards = [self.servicer.guard, *([self.templates.guard] if self.templates else [])]
+        await asyncio.gather(*(g.drain(grace) for g in guards))
         await stopping
         if self.reloader is not None:
             await self.reloader.aclose()
@@ -140,14 +145,29 @@ async def serve(
         usage_store=assembly.ledger_store,
         tenant_priority=config.resilience.queue.tenant_priority,
     )
-    running = await start_server(
-        [
+    bindings = [
+        ServiceBinding(
+            orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
+            servicer,
+            SERVICE_NAME,
+        )
+    ]
+    templates = None
+    if assembly.templates is not None:
+        templates = TemplateServicer(
+            assembly.templates,
+            authenticator=assembly.authenticator,
+            admin_tenants=config.template_admin_tenants,
+        )
+        bindings.append(
             ServiceBinding(
-                orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
-                servicer,
-                SERVICE_NAME,
+                templates_pb2_grpc.add_TemplateServiceServicer_to_server,
+                templates,
+                TEMPLATE_SERVICE_NAME,
             )
-        ],
+        )
+    running = await start_server(
+        bindings,
         address,
         reuse_port=reuse_port,
         max_message_bytes=grpc_message_limit(config.max_message_bytes),
@@ -186,7 +206,7 @@ async def serve(
         await reloader.start(config.reload_interval)
         if metrics is not None:
             metrics.observe("llmesh.config.reloads", reloader.counts)
-    return OrchestratorServer(running, engine, servicer, assembly, telemetry, reloader)
+    return OrchestratorServer(running, engine, servicer, assembly, telemetry, reloader, templates)
 
 
 async def run(config: Config, *, reuse_port: bool = False) -> None:

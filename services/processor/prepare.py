@@ -1,10 +1,12 @@
 """The ``Prepare`` RPC's work: a route's pre-call steps on a call's messages; and the direct
 ``Redact``, ``Restore`` and ``Screen`` RPCs, on the same code paths.
 
-Proto -> domain (`convert`), the steps on domain messages (``screen`` scores them and changes
-nothing, ``redact`` rewrites texts), then the request's own proto messages copied with only
-their texts changed, so every other field (images, thinking blocks, cache breakpoints) goes
-back exactly as it came.
+A request carrying a template renders it first (`llmesh.services.templates.Renderer`): its
+messages go before the request's, every step runs on the result, and the version's default
+parameters come back beside them. Then proto -> domain (`convert`), the steps on domain
+messages (``screen`` scores them and changes nothing, ``redact`` rewrites texts), then the
+request's own proto messages copied with only their texts changed, so every other field
+(images, thinking blocks, cache breakpoints) goes back exactly as it came.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from llmesh.services.core.chat import Message, TextPart
 from llmesh.services.processor.convert import messages_from_proto
 from llmesh.services.processor.redact import Redaction, Redactor, redact_messages
 from llmesh.services.processor.screen import Screener, Screening
-from llmesh.v1 import chat_pb2, processor_pb2
+from llmesh.services.templates import Renderer
+from llmesh.services.templates.convert import (
+    parameters_to_proto,
+    struct_to_dict,
+    version_from_proto,
+)
+from llmesh.v1 import chat_pb2, processor_pb2, templates_pb2
 
 __all__ = [
     "Preparer",
@@ -39,6 +47,12 @@ __all__ = [
     "screening_from_proto",
     "screening_to_proto",
 ]
+
+_TEMPLATE_ROLES = {
+    "system": chat_pb2.ROLE_SYSTEM,
+    "user": chat_pb2.ROLE_USER,
+    "assistant": chat_pb2.ROLE_ASSISTANT,
+}
 
 
 class Preparer:
@@ -53,6 +67,23 @@ class Preparer:
         self._redactors: OrderedDict[bytes, Redactor] = OrderedDict()
         self._screeners: OrderedDict[tuple[tuple[str, ...], str], Screener] = OrderedDict()
         self._cached = cached
+        self._renderer = Renderer()
+
+    def render(
+        self, render: processor_pb2.TemplateRender
+    ) -> tuple[list[chat_pb2.Message], templates_pb2.TemplateParameters]:
+        """A template version rendered with its variables: the messages and the version's
+        default parameters; INVALID_REQUEST naming a missing or undeclared variable or a text
+        that does not render."""
+        version = version_from_proto(render.template, trusted=True)
+        if not version.name or not version.version:
+            raise invalid([FieldViolation("template.template", "a stored template version")])
+        rendered = self._renderer.render(version, struct_to_dict(render.variables))
+        messages = [
+            chat_pb2.Message(role=_TEMPLATE_ROLES[role], content=text)
+            for role, text in rendered.messages
+        ]
+        return messages, parameters_to_proto(rendered.parameters)
 
     def _screener(self, config: ScreenConfig) -> Screener:
         key = (config.rules, config.classifier)
@@ -92,9 +123,18 @@ class Preparer:
         if request.HasField("output_redaction"):
             output = rules_from_proto(request.output_redaction, "output_redaction", streamed=True)
             out.output_redaction.CopyFrom(output_rules_to_proto(output))
+        if request.HasField("template"):
+            started = time.perf_counter()
+            rendered, parameters = self.render(request.template)
+            del out.messages[:]
+            out.messages.extend([*rendered, *request.messages])
+            out.parameters.CopyFrom(parameters)
+            t = request.template.template
+            decision = out.decisions.add(step="template", decision=f"{t.name}@{t.version}")
+            decision.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
         if not request.steps:
             return out
-        messages = messages_from_proto(request.messages, self._limits)
+        messages = messages_from_proto(out.messages, self._limits)
         for step in request.steps:  # `screen`, `redact`; `fit` runs after, in the servicer
             if step == "fit":
                 continue

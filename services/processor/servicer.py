@@ -94,6 +94,14 @@ class ProcessorServicer(processor_pb2_grpc.ProcessorServiceServicer):  # type: i
         )
 
     @unary()
+    async def RenderTemplate(
+        self, request: processor_pb2.RenderTemplateRequest, rpc: Rpc
+    ) -> processor_pb2.RenderTemplateResponse:
+        """Render a template version with its variables (see `Preparer.render`)."""
+        messages, parameters = self._preparer.render(request.render)
+        return processor_pb2.RenderTemplateResponse(messages=messages, parameters=parameters)
+
+    @unary()
     async def Prepare(
         self, request: processor_pb2.PrepareRequest, rpc: Rpc
     ) -> processor_pb2.PrepareResponse:

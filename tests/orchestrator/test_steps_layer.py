@@ -207,7 +207,9 @@ class Screening(ProcessorClient):
         self.address = "here"
         self.decision = decision
 
-    async def prepare(self, messages: Any, steps: Any, timeout: Any, fit: Any = None) -> Prepared:
+    async def prepare(
+        self, messages: Any, steps: Any, timeout: Any, fit: Any = None, template: Any = None
+    ) -> Prepared:
         d = processor_pb2.StepDecision(
             step="screen", decision=self.decision, score=0.84, rules=["jailbreak"]
         )

@@ -247,7 +247,7 @@ class ToolChoice(_message.Message):
     def __init__(self, mode: _Optional[_Union[ToolChoiceMode, str]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ChatInput(_message.Message):
-    __slots__ = ("model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "fallbacks", "metadata", "seed", "mid_stream_policy", "first_token_timeout", "stall_timeout", "hedge", "cache", "max_cost_usd", "reasoning_effort", "thinking_budget_tokens", "response_format", "parallel_tool_calls", "presence_penalty", "frequency_penalty", "logit_bias", "service_tier", "logprobs", "top_logprobs", "anthropic_beta")
+    __slots__ = ("model", "messages", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop", "fallbacks", "metadata", "seed", "mid_stream_policy", "first_token_timeout", "stall_timeout", "hedge", "cache", "max_cost_usd", "reasoning_effort", "thinking_budget_tokens", "response_format", "parallel_tool_calls", "presence_penalty", "frequency_penalty", "logit_bias", "service_tier", "logprobs", "top_logprobs", "anthropic_beta", "template", "template_variables")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -290,6 +290,8 @@ class ChatInput(_message.Message):
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     ANTHROPIC_BETA_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     tools: _containers.RepeatedCompositeFieldContainer[Tool]
@@ -318,7 +320,9 @@ class ChatInput(_message.Message):
     logprobs: bool
     top_logprobs: int
     anthropic_beta: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., mid_stream_policy: _Optional[_Union[MidStreamPolicy, str]] = ..., first_token_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stall_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedge: _Optional[_Union[Hedge, _Mapping]] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ..., max_cost_usd: _Optional[float] = ..., reasoning_effort: _Optional[_Union[ReasoningEffort, str]] = ..., thinking_budget_tokens: _Optional[int] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., logit_bias: _Optional[_Mapping[str, int]] = ..., service_tier: _Optional[_Union[ServiceTier, str]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., anthropic_beta: _Optional[_Iterable[str]] = ...) -> None: ...
+    template: str
+    template_variables: _struct_pb2.Struct
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., mid_stream_policy: _Optional[_Union[MidStreamPolicy, str]] = ..., first_token_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stall_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedge: _Optional[_Union[Hedge, _Mapping]] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ..., max_cost_usd: _Optional[float] = ..., reasoning_effort: _Optional[_Union[ReasoningEffort, str]] = ..., thinking_budget_tokens: _Optional[int] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., logit_bias: _Optional[_Mapping[str, int]] = ..., service_tier: _Optional[_Union[ServiceTier, str]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., anthropic_beta: _Optional[_Iterable[str]] = ..., template: _Optional[str] = ..., template_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class TokenLogprob(_message.Message):
     __slots__ = ("token", "logprob", "bytes", "top_logprobs")

@@ -23,10 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from llmesh.v1 import chat_pb2 as llmesh_dot_v1_dot_chat__pb2
+from llmesh.v1 import templates_pb2 as llmesh_dot_v1_dot_templates__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19llmesh/v1/processor.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x14llmesh/v1/chat.proto\"w\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x08messages\x18\x03 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x1e\n\x05tools\x18\x04 \x03(\x0b\x32\x0f.llmesh.v1.Tool\"G\n\x13\x43ountTokensResponse\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\x11\n\ttokenizer\x18\x02 \x01(\t\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\"\\\n\x11\x46itContextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x12\n\nmax_tokens\x18\x03 \x01(\x03\"\x9d\x01\n\x12\x46itContextResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x17\n\x0f\x64ropped_indices\x18\x03 \x03(\x05\x12\x16\n\x0e\x64ropped_tokens\x18\x04 \x01(\x03\x12\x11\n\ttokenizer\x18\x05 \x01(\t\x12\r\n\x05\x65xact\x18\x06 \x01(\x08\"/\n\x10RedactionPattern\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05regex\x18\x02 \x01(\t\"-\n\x0eRedactionWords\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05words\x18\x02 \x03(\t\"\xa4\x01\n\x0eRedactionRules\x12&\n\x04mode\x18\x01 \x01(\x0e\x32\x18.llmesh.v1.RedactionMode\x12\x11\n\tdetectors\x18\x02 \x03(\t\x12-\n\x08patterns\x18\x03 \x03(\x0b\x32\x1b.llmesh.v1.RedactionPattern\x12(\n\x05words\x18\x04 \x03(\x0b\x32\x19.llmesh.v1.RedactionWords\"\xf5\x01\n\x0ePrepareRequest\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\r\n\x05steps\x18\x02 \x03(\t\x12,\n\tredaction\x18\x03 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\x12)\n\tscreening\x18\x04 \x01(\x0b\x32\x16.llmesh.v1.ScreenRules\x12 \n\x03\x66it\x18\x05 \x01(\x0b\x32\x13.llmesh.v1.FitRules\x12\x33\n\x10output_redaction\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\"l\n\x0bScreenRules\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.ScreenAction\x12\x11\n\tthreshold\x18\x02 \x01(\x01\x12\r\n\x05rules\x18\x03 \x03(\t\x12\x12\n\nclassifier\x18\x04 \x01(\t\"/\n\tPseudonym\x12\x13\n\x0bplaceholder\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xdd\x01\n\x0cStepDecision\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x06\x63ounts\x18\x04 \x03(\x0b\x32#.llmesh.v1.StepDecision.CountsEntry\x12\r\n\x05score\x18\x05 \x01(\x01\x12\r\n\x05rules\x18\x06 \x03(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x98\x02\n\x0fPrepareResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12(\n\npseudonyms\x18\x02 \x03(\x0b\x32\x14.llmesh.v1.Pseudonym\x12*\n\tdecisions\x18\x03 \x03(\x0b\x32\x17.llmesh.v1.StepDecision\x12\x17\n\x0f\x64ropped_indices\x18\x04 \x03(\x05\x12\x10\n\x08moved_to\x18\x05 \x01(\t\x12\x33\n\x10output_redaction\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\x12)\n\tsummarize\x18\x08 \x01(\x0b\x32\x16.llmesh.v1.SummarySpan\".\n\x0bSummarySpan\x12\x0f\n\x07indices\x18\x01 \x03(\x05\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\"\x8f\x02\n\x08\x46itRules\x12(\n\x08strategy\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.FitStrategy\x12\r\n\x05model\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x03 \x01(\x03\x12\x16\n\x0ereserve_output\x18\x04 \x01(\x03\x12\x14\n\x0clarger_model\x18\x05 \x01(\t\x12\x1d\n\x15larger_context_window\x18\x06 \x01(\x03\x12\x1d\n\x15larger_reserve_output\x18\x07 \x01(\x03\x12\x12\n\nkeep_turns\x18\x08 \x01(\x03\x12\x1a\n\x12summary_max_tokens\x18\t \x01(\x03\x12\x16\n\x0e\x63ounted_tokens\x18\n \x01(\x03\"c\n\rRedactRequest\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12,\n\tredaction\x18\x02 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\"\xc6\x01\n\x0eRedactResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12(\n\npseudonyms\x18\x02 \x03(\x0b\x32\x14.llmesh.v1.Pseudonym\x12\x35\n\x06\x63ounts\x18\x03 \x03(\x0b\x32%.llmesh.v1.RedactResponse.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"n\n\x0eRestoreRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12(\n\npseudonyms\x18\x03 \x03(\x0b\x32\x14.llmesh.v1.Pseudonym\"W\n\x0fRestoreResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x10\n\x08restored\x18\x03 \x01(\x03\"`\n\rScreenRequest\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12)\n\tscreening\x18\x02 \x01(\x0b\x32\x16.llmesh.v1.ScreenRules\"@\n\x0eScreenResponse\x12\r\n\x05score\x18\x01 \x01(\x01\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t*\x83\x01\n\rRedactionMode\x12\x1e\n\x1aREDACTION_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13REDACTION_MODE_MASK\x10\x01\x12\x1f\n\x1bREDACTION_MODE_PSEUDONYMIZE\x10\x02\x12\x18\n\x14REDACTION_MODE_BLOCK\x10\x03*w\n\x0cScreenAction\x12\x1d\n\x19SCREEN_ACTION_UNSPECIFIED\x10\x00\x12\x16\n\x12SCREEN_ACTION_FLAG\x10\x01\x12\x17\n\x13SCREEN_ACTION_BLOCK\x10\x02\x12\x17\n\x13SCREEN_ACTION_ROUTE\x10\x03*}\n\x0b\x46itStrategy\x12\x1c\n\x18\x46IT_STRATEGY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IT_STRATEGY_TRIM\x10\x01\x12\x1d\n\x19\x46IT_STRATEGY_LARGER_MODEL\x10\x02\x12\x1a\n\x16\x46IT_STRATEGY_SUMMARIZE\x10\x03\x32\xad\x03\n\x10ProcessorService\x12L\n\x0b\x43ountTokens\x12\x1d.llmesh.v1.CountTokensRequest\x1a\x1e.llmesh.v1.CountTokensResponse\x12I\n\nFitContext\x12\x1c.llmesh.v1.FitContextRequest\x1a\x1d.llmesh.v1.FitContextResponse\x12@\n\x07Prepare\x12\x19.llmesh.v1.PrepareRequest\x1a\x1a.llmesh.v1.PrepareResponse\x12=\n\x06Redact\x12\x18.llmesh.v1.RedactRequest\x1a\x19.llmesh.v1.RedactResponse\x12@\n\x07Restore\x12\x19.llmesh.v1.RestoreRequest\x1a\x1a.llmesh.v1.RestoreResponse\x12=\n\x06Screen\x12\x18.llmesh.v1.ScreenRequest\x1a\x19.llmesh.v1.ScreenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19llmesh/v1/processor.proto\x12\tllmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14llmesh/v1/chat.proto\x1a\x19llmesh/v1/templates.proto\"w\n\x12\x43ountTokensRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x08messages\x18\x03 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x1e\n\x05tools\x18\x04 \x03(\x0b\x32\x0f.llmesh.v1.Tool\"G\n\x13\x43ountTokensResponse\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\x11\n\ttokenizer\x18\x02 \x01(\t\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\"\\\n\x11\x46itContextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x12\n\nmax_tokens\x18\x03 \x01(\x03\"\x9d\x01\n\x12\x46itContextResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x17\n\x0f\x64ropped_indices\x18\x03 \x03(\x05\x12\x16\n\x0e\x64ropped_tokens\x18\x04 \x01(\x03\x12\x11\n\ttokenizer\x18\x05 \x01(\t\x12\r\n\x05\x65xact\x18\x06 \x01(\x08\"/\n\x10RedactionPattern\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05regex\x18\x02 \x01(\t\"-\n\x0eRedactionWords\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05words\x18\x02 \x03(\t\"\xa4\x01\n\x0eRedactionRules\x12&\n\x04mode\x18\x01 \x01(\x0e\x32\x18.llmesh.v1.RedactionMode\x12\x11\n\tdetectors\x18\x02 \x03(\t\x12-\n\x08patterns\x18\x03 \x03(\x0b\x32\x1b.llmesh.v1.RedactionPattern\x12(\n\x05words\x18\x04 \x03(\x0b\x32\x19.llmesh.v1.RedactionWords\"\xa2\x02\n\x0ePrepareRequest\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\r\n\x05steps\x18\x02 \x03(\t\x12,\n\tredaction\x18\x03 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\x12)\n\tscreening\x18\x04 \x01(\x0b\x32\x16.llmesh.v1.ScreenRules\x12 \n\x03\x66it\x18\x05 \x01(\x0b\x32\x13.llmesh.v1.FitRules\x12+\n\x08template\x18\x06 \x01(\x0b\x32\x19.llmesh.v1.TemplateRender\x12\x33\n\x10output_redaction\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\"j\n\x0eTemplateRender\x12,\n\x08template\x18\x01 \x01(\x0b\x32\x1a.llmesh.v1.TemplateVersion\x12*\n\tvariables\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\x15RenderTemplateRequest\x12)\n\x06render\x18\x01 \x01(\x0b\x32\x19.llmesh.v1.TemplateRender\"q\n\x16RenderTemplateResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x31\n\nparameters\x18\x02 \x01(\x0b\x32\x1d.llmesh.v1.TemplateParameters\"l\n\x0bScreenRules\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.llmesh.v1.ScreenAction\x12\x11\n\tthreshold\x18\x02 \x01(\x01\x12\r\n\x05rules\x18\x03 \x03(\t\x12\x12\n\nclassifier\x18\x04 \x01(\t\"/\n\tPseudonym\x12\x13\n\x0bplaceholder\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xdd\x01\n\x0cStepDecision\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x06\x63ounts\x18\x04 \x03(\x0b\x32#.llmesh.v1.StepDecision.CountsEntry\x12\r\n\x05score\x18\x05 \x01(\x01\x12\r\n\x05rules\x18\x06 \x03(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xcb\x02\n\x0fPrepareResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12(\n\npseudonyms\x18\x02 \x03(\x0b\x32\x14.llmesh.v1.Pseudonym\x12*\n\tdecisions\x18\x03 \x03(\x0b\x32\x17.llmesh.v1.StepDecision\x12\x17\n\x0f\x64ropped_indices\x18\x04 \x03(\x05\x12\x10\n\x08moved_to\x18\x05 \x01(\t\x12\x31\n\nparameters\x18\x06 \x01(\x0b\x32\x1d.llmesh.v1.TemplateParameters\x12\x33\n\x10output_redaction\x18\x07 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\x12)\n\tsummarize\x18\x08 \x01(\x0b\x32\x16.llmesh.v1.SummarySpan\".\n\x0bSummarySpan\x12\x0f\n\x07indices\x18\x01 \x03(\x05\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\"\x8f\x02\n\x08\x46itRules\x12(\n\x08strategy\x18\x01 \x01(\x0e\x32\x16.llmesh.v1.FitStrategy\x12\r\n\x05model\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x03 \x01(\x03\x12\x16\n\x0ereserve_output\x18\x04 \x01(\x03\x12\x14\n\x0clarger_model\x18\x05 \x01(\t\x12\x1d\n\x15larger_context_window\x18\x06 \x01(\x03\x12\x1d\n\x15larger_reserve_output\x18\x07 \x01(\x03\x12\x12\n\nkeep_turns\x18\x08 \x01(\x03\x12\x1a\n\x12summary_max_tokens\x18\t \x01(\x03\x12\x16\n\x0e\x63ounted_tokens\x18\n \x01(\x03\"c\n\rRedactRequest\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12,\n\tredaction\x18\x02 \x01(\x0b\x32\x19.llmesh.v1.RedactionRules\"\xc6\x01\n\x0eRedactResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12(\n\npseudonyms\x18\x02 \x03(\x0b\x32\x14.llmesh.v1.Pseudonym\x12\x35\n\x06\x63ounts\x18\x03 \x03(\x0b\x32%.llmesh.v1.RedactResponse.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"n\n\x0eRestoreRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12(\n\npseudonyms\x18\x03 \x03(\x0b\x32\x14.llmesh.v1.Pseudonym\"W\n\x0fRestoreResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12$\n\x08messages\x18\x02 \x03(\x0b\x32\x12.llmesh.v1.Message\x12\x10\n\x08restored\x18\x03 \x01(\x03\"`\n\rScreenRequest\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.llmesh.v1.Message\x12)\n\tscreening\x18\x02 \x01(\x0b\x32\x16.llmesh.v1.ScreenRules\"@\n\x0eScreenResponse\x12\r\n\x05score\x18\x01 \x01(\x01\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t*\x83\x01\n\rRedactionMode\x12\x1e\n\x1aREDACTION_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13REDACTION_MODE_MASK\x10\x01\x12\x1f\n\x1bREDACTION_MODE_PSEUDONYMIZE\x10\x02\x12\x18\n\x14REDACTION_MODE_BLOCK\x10\x03*w\n\x0cScreenAction\x12\x1d\n\x19SCREEN_ACTION_UNSPECIFIED\x10\x00\x12\x16\n\x12SCREEN_ACTION_FLAG\x10\x01\x12\x17\n\x13SCREEN_ACTION_BLOCK\x10\x02\x12\x17\n\x13SCREEN_ACTION_ROUTE\x10\x03*}\n\x0b\x46itStrategy\x12\x1c\n\x18\x46IT_STRATEGY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IT_STRATEGY_TRIM\x10\x01\x12\x1d\n\x19\x46IT_STRATEGY_LARGER_MODEL\x10\x02\x12\x1a\n\x16\x46IT_STRATEGY_SUMMARIZE\x10\x03\x32\x84\x04\n\x10ProcessorService\x12L\n\x0b\x43ountTokens\x12\x1d.llmesh.v1.CountTokensRequest\x1a\x1e.llmesh.v1.CountTokensResponse\x12I\n\nFitContext\x12\x1c.llmesh.v1.FitContextRequest\x1a\x1d.llmesh.v1.FitContextResponse\x12@\n\x07Prepare\x12\x19.llmesh.v1.PrepareRequest\x1a\x1a.llmesh.v1.PrepareResponse\x12U\n\x0eRenderTemplate\x12 .llmesh.v1.RenderTemplateRequest\x1a!.llmesh.v1.RenderTemplateResponse\x12=\n\x06Redact\x12\x18.llmesh.v1.RedactRequest\x1a\x19.llmesh.v1.RedactResponse\x12@\n\x07Restore\x12\x19.llmesh.v1.RestoreRequest\x1a\x1a.llmesh.v1.RestoreResponse\x12=\n\x06Screen\x12\x18.llmesh.v1.ScreenRequest\x1a\x19.llmesh.v1.ScreenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,56 +39,62 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STEPDECISION_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_REDACTRESPONSE_COUNTSENTRY']._loaded_options = None
   _globals['_REDACTRESPONSE_COUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_REDACTIONMODE']._serialized_start=2709
-  _globals['_REDACTIONMODE']._serialized_end=2840
-  _globals['_SCREENACTION']._serialized_start=2842
-  _globals['_SCREENACTION']._serialized_end=2961
-  _globals['_FITSTRATEGY']._serialized_start=2963
-  _globals['_FITSTRATEGY']._serialized_end=3088
-  _globals['_COUNTTOKENSREQUEST']._serialized_start=94
-  _globals['_COUNTTOKENSREQUEST']._serialized_end=213
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=215
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=286
-  _globals['_FITCONTEXTREQUEST']._serialized_start=288
-  _globals['_FITCONTEXTREQUEST']._serialized_end=380
-  _globals['_FITCONTEXTRESPONSE']._serialized_start=383
-  _globals['_FITCONTEXTRESPONSE']._serialized_end=540
-  _globals['_REDACTIONPATTERN']._serialized_start=542
-  _globals['_REDACTIONPATTERN']._serialized_end=589
-  _globals['_REDACTIONWORDS']._serialized_start=591
-  _globals['_REDACTIONWORDS']._serialized_end=636
-  _globals['_REDACTIONRULES']._serialized_start=639
-  _globals['_REDACTIONRULES']._serialized_end=803
-  _globals['_PREPAREREQUEST']._serialized_start=806
-  _globals['_PREPAREREQUEST']._serialized_end=1051
-  _globals['_SCREENRULES']._serialized_start=1053
-  _globals['_SCREENRULES']._serialized_end=1161
-  _globals['_PSEUDONYM']._serialized_start=1163
-  _globals['_PSEUDONYM']._serialized_end=1210
-  _globals['_STEPDECISION']._serialized_start=1213
-  _globals['_STEPDECISION']._serialized_end=1434
-  _globals['_STEPDECISION_COUNTSENTRY']._serialized_start=1389
-  _globals['_STEPDECISION_COUNTSENTRY']._serialized_end=1434
-  _globals['_PREPARERESPONSE']._serialized_start=1437
-  _globals['_PREPARERESPONSE']._serialized_end=1717
-  _globals['_SUMMARYSPAN']._serialized_start=1719
-  _globals['_SUMMARYSPAN']._serialized_end=1765
-  _globals['_FITRULES']._serialized_start=1768
-  _globals['_FITRULES']._serialized_end=2039
-  _globals['_REDACTREQUEST']._serialized_start=2041
-  _globals['_REDACTREQUEST']._serialized_end=2140
-  _globals['_REDACTRESPONSE']._serialized_start=2143
-  _globals['_REDACTRESPONSE']._serialized_end=2341
-  _globals['_REDACTRESPONSE_COUNTSENTRY']._serialized_start=1389
-  _globals['_REDACTRESPONSE_COUNTSENTRY']._serialized_end=1434
-  _globals['_RESTOREREQUEST']._serialized_start=2343
-  _globals['_RESTOREREQUEST']._serialized_end=2453
-  _globals['_RESTORERESPONSE']._serialized_start=2455
-  _globals['_RESTORERESPONSE']._serialized_end=2542
-  _globals['_SCREENREQUEST']._serialized_start=2544
-  _globals['_SCREENREQUEST']._serialized_end=2640
-  _globals['_SCREENRESPONSE']._serialized_start=2642
-  _globals['_SCREENRESPONSE']._serialized_end=2706
-  _globals['_PROCESSORSERVICE']._serialized_start=3091
-  _globals['_PROCESSORSERVICE']._serialized_end=3520
+  _globals['_REDACTIONMODE']._serialized_start=3153
+  _globals['_REDACTIONMODE']._serialized_end=3284
+  _globals['_SCREENACTION']._serialized_start=3286
+  _globals['_SCREENACTION']._serialized_end=3405
+  _globals['_FITSTRATEGY']._serialized_start=3407
+  _globals['_FITSTRATEGY']._serialized_end=3532
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=151
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=270
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=272
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=343
+  _globals['_FITCONTEXTREQUEST']._serialized_start=345
+  _globals['_FITCONTEXTREQUEST']._serialized_end=437
+  _globals['_FITCONTEXTRESPONSE']._serialized_start=440
+  _globals['_FITCONTEXTRESPONSE']._serialized_end=597
+  _globals['_REDACTIONPATTERN']._serialized_start=599
+  _globals['_REDACTIONPATTERN']._serialized_end=646
+  _globals['_REDACTIONWORDS']._serialized_start=648
+  _globals['_REDACTIONWORDS']._serialized_end=693
+  _globals['_REDACTIONRULES']._serialized_start=696
+  _globals['_REDACTIONRULES']._serialized_end=860
+  _globals['_PREPAREREQUEST']._serialized_start=863
+  _globals['_PREPAREREQUEST']._serialized_end=1153
+  _globals['_TEMPLATERENDER']._serialized_start=1155
+  _globals['_TEMPLATERENDER']._serialized_end=1261
+  _globals['_RENDERTEMPLATEREQUEST']._serialized_start=1263
+  _globals['_RENDERTEMPLATEREQUEST']._serialized_end=1329
+  _globals['_RENDERTEMPLATERESPONSE']._serialized_start=1331
+  _globals['_RENDERTEMPLATERESPONSE']._serialized_end=1444
+  _globals['_SCREENRULES']._serialized_start=1446
+  _globals['_SCREENRULES']._serialized_end=1554
+  _globals['_PSEUDONYM']._serialized_start=1556
+  _globals['_PSEUDONYM']._serialized_end=1603
+  _globals['_STEPDECISION']._serialized_start=1606
+  _globals['_STEPDECISION']._serialized_end=1827
+  _globals['_STEPDECISION_COUNTSENTRY']._serialized_start=1782
+  _globals['_STEPDECISION_COUNTSENTRY']._serialized_end=1827
+  _globals['_PREPARERESPONSE']._serialized_start=1830
+  _globals['_PREPARERESPONSE']._serialized_end=2161
+  _globals['_SUMMARYSPAN']._serialized_start=2163
+  _globals['_SUMMARYSPAN']._serialized_end=2209
+  _globals['_FITRULES']._serialized_start=2212
+  _globals['_FITRULES']._serialized_end=2483
+  _globals['_REDACTREQUEST']._serialized_start=2485
+  _globals['_REDACTREQUEST']._serialized_end=2584
+  _globals['_REDACTRESPONSE']._serialized_start=2587
+  _globals['_REDACTRESPONSE']._serialized_end=2785
+  _globals['_REDACTRESPONSE_COUNTSENTRY']._serialized_start=1782
+  _globals['_REDACTRESPONSE_COUNTSENTRY']._serialized_end=1827
+  _globals['_RESTOREREQUEST']._serialized_start=2787
+  _globals['_RESTOREREQUEST']._serialized_end=2897
+  _globals['_RESTORERESPONSE']._serialized_start=2899
+  _globals['_RESTORERESPONSE']._serialized_end=2986
+  _globals['_SCREENREQUEST']._serialized_start=2988
+  _globals['_SCREENREQUEST']._serialized_end=3084
+  _globals['_SCREENRESPONSE']._serialized_start=3086
+  _globals['_SCREENRESPONSE']._serialized_end=3150
+  _globals['_PROCESSORSERVICE']._serialized_start=3535
+  _globals['_PROCESSORSERVICE']._serialized_end=4051
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,9 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from llmesh.v1 import chat_pb2 as _chat_pb2
+from llmesh.v1 import templates_pb2 as _templates_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -121,20 +123,44 @@ class RedactionRules(_message.Message):
     def __init__(self, mode: _Optional[_Union[RedactionMode, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., patterns: _Optional[_Iterable[_Union[RedactionPattern, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[RedactionWords, _Mapping]]] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("messages", "steps", "redaction", "screening", "fit", "output_redaction")
+    __slots__ = ("messages", "steps", "redaction", "screening", "fit", "template", "output_redaction")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     REDACTION_FIELD_NUMBER: _ClassVar[int]
     SCREENING_FIELD_NUMBER: _ClassVar[int]
     FIT_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_REDACTION_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
     steps: _containers.RepeatedScalarFieldContainer[str]
     redaction: RedactionRules
     screening: ScreenRules
     fit: FitRules
+    template: TemplateRender
     output_redaction: RedactionRules
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ..., fit: _Optional[_Union[FitRules, _Mapping]] = ..., output_redaction: _Optional[_Union[RedactionRules, _Mapping]] = ...) -> None: ...
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., steps: _Optional[_Iterable[str]] = ..., redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., screening: _Optional[_Union[ScreenRules, _Mapping]] = ..., fit: _Optional[_Union[FitRules, _Mapping]] = ..., template: _Optional[_Union[TemplateRender, _Mapping]] = ..., output_redaction: _Optional[_Union[RedactionRules, _Mapping]] = ...) -> None: ...
+
+class TemplateRender(_message.Message):
+    __slots__ = ("template", "variables")
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    template: _templates_pb2.TemplateVersion
+    variables: _struct_pb2.Struct
+    def __init__(self, template: _Optional[_Union[_templates_pb2.TemplateVersion, _Mapping]] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class RenderTemplateRequest(_message.Message):
+    __slots__ = ("render",)
+    RENDER_FIELD_NUMBER: _ClassVar[int]
+    render: TemplateRender
+    def __init__(self, render: _Optional[_Union[TemplateRender, _Mapping]] = ...) -> None: ...
+
+class RenderTemplateResponse(_message.Message):
+    __slots__ = ("messages", "parameters")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
+    parameters: _templates_pb2.TemplateParameters
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., parameters: _Optional[_Union[_templates_pb2.TemplateParameters, _Mapping]] = ...) -> None: ...
 
 class ScreenRules(_message.Message):
     __slots__ = ("action", "threshold", "rules", "classifier")
@@ -180,12 +206,13 @@ class StepDecision(_message.Message):
     def __init__(self, step: _Optional[str] = ..., decision: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ..., score: _Optional[float] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
-    __slots__ = ("messages", "pseudonyms", "decisions", "dropped_indices", "moved_to", "output_redaction", "summarize")
+    __slots__ = ("messages", "pseudonyms", "decisions", "dropped_indices", "moved_to", "parameters", "output_redaction", "summarize")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PSEUDONYMS_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_INDICES_FIELD_NUMBER: _ClassVar[int]
     MOVED_TO_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_REDACTION_FIELD_NUMBER: _ClassVar[int]
     SUMMARIZE_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Message]
@@ -193,9 +220,10 @@ class PrepareResponse(_message.Message):
     decisions: _containers.RepeatedCompositeFieldContainer[StepDecision]
     dropped_indices: _containers.RepeatedScalarFieldContainer[int]
     moved_to: str
+    parameters: _templates_pb2.TemplateParameters
     output_redaction: RedactionRules
     summarize: SummarySpan
-    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., moved_to: _Optional[str] = ..., output_redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., summarize: _Optional[_Union[SummarySpan, _Mapping]] = ...) -> None: ...
+    def __init__(self, messages: _Optional[_Iterable[_Union[_chat_pb2.Message, _Mapping]]] = ..., pseudonyms: _Optional[_Iterable[_Union[Pseudonym, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[StepDecision, _Mapping]]] = ..., dropped_indices: _Optional[_Iterable[int]] = ..., moved_to: _Optional[str] = ..., parameters: _Optional[_Union[_templates_pb2.TemplateParameters, _Mapping]] = ..., output_redaction: _Optional[_Union[RedactionRules, _Mapping]] = ..., summarize: _Optional[_Union[SummarySpan, _Mapping]] = ...) -> None: ...
 
 class SummarySpan(_message.Message):
     __slots__ = ("indices", "tokens")

@@ -50,6 +50,11 @@ class ProcessorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_processor__pb2.PrepareRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_processor__pb2.PrepareResponse.FromString,
                 _registered_method=True)
+        self.RenderTemplate = channel.unary_unary(
+                '/llmesh.v1.ProcessorService/RenderTemplate',
+                request_serializer=llmesh_dot_v1_dot_processor__pb2.RenderTemplateRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_processor__pb2.RenderTemplateResponse.FromString,
+                _registered_method=True)
         self.Redact = channel.unary_unary(
                 '/llmesh.v1.ProcessorService/Redact',
                 request_serializer=llmesh_dot_v1_dot_processor__pb2.RedactRequest.SerializeToString,
@@ -89,6 +94,13 @@ class ProcessorServiceServicer:
     def Prepare(self, request, context):
         """Prepare runs pre-call steps (redaction) on a call's messages and returns them
         transformed, with what the post-call steps need (the pseudonyms to restore).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenderTemplate(self, request, context):
+        """RenderTemplate renders a template version with variables into messages.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +146,11 @@ def add_ProcessorServiceServicer_to_server(servicer, server):
                     servicer.Prepare,
                     request_deserializer=llmesh_dot_v1_dot_processor__pb2.PrepareRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_processor__pb2.PrepareResponse.SerializeToString,
+            ),
+            'RenderTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderTemplate,
+                    request_deserializer=llmesh_dot_v1_dot_processor__pb2.RenderTemplateRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_processor__pb2.RenderTemplateResponse.SerializeToString,
             ),
             'Redact': grpc.unary_unary_rpc_method_handler(
                     servicer.Redact,
@@ -233,6 +250,33 @@ class ProcessorService:
             '/llmesh.v1.ProcessorService/Prepare',
             llmesh_dot_v1_dot_processor__pb2.PrepareRequest.SerializeToString,
             llmesh_dot_v1_dot_processor__pb2.PrepareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.ProcessorService/RenderTemplate',
+            llmesh_dot_v1_dot_processor__pb2.RenderTemplateRequest.SerializeToString,
+            llmesh_dot_v1_dot_processor__pb2.RenderTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,8 +65,12 @@ class Cached:
                 c.model, c.fallbacks, request, tenant=c.caller.tenant, max_cost_usd=c.max_cost_usd
             )
             return self._cached(call, key)
-        if not isinstance(request, ChatRequest) or not cacheable(
-            request, opt_in=c.response_cache is True, opt_out=c.response_cache is False
+        if (
+            not isinstance(request, ChatRequest)
+            or c.template is not None  # rendered (and its version picked) further in
+            or not cacheable(
+                request, opt_in=c.response_cache is True, opt_out=c.response_cache is False
+            )
         ):
             return self._inner.stream(call)
         key = cache_key(

@@ -13,6 +13,12 @@ values are masked there (`llmesh.services.common.redaction.OutputMasker`). A ``s
 step deciding ``route`` moves the call to the targets of its ``route_to`` (noted in the
 trail); one deciding ``block`` has already failed the call in the processor.
 
+A call naming a template (`Call.template`) goes to the processor too, route steps or not:
+the version is picked here (`llmesh.services.templates.resolve`: pinned, by weights, or the
+latest) and its default parameters applied where the call set none; the processor renders it
+in the same Prepare, its messages before the caller's; the ``template`` decision is in the
+trail's notes and the name and version in the trail (for the ledger row).
+
 With ``fit`` the request carries the first target's context window and output limit from
 the model catalog (and the larger model's, for ``larger_model``); when the processor moves
 the call, its targets become the larger model alone, noted in the trail. When it asks for
@@ -38,6 +44,8 @@ from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
+from google.protobuf import struct_pb2
+
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.fit_summary import summary_message
 from llmesh.services.common.redaction import (
@@ -49,7 +57,7 @@ from llmesh.services.common.redaction import (
 )
 from llmesh.services.common.step_merge import merge_steps
 from llmesh.services.common.step_settings import FitStrategy, RedactionConfig, StepsConfig
-from llmesh.services.core.call import RoutedCall
+from llmesh.services.core.call import RoutedCall, TemplateUse
 from llmesh.services.core.chat import ChatRequest, Message
 from llmesh.services.core.events import CallEvent, Completed, Switched, TextDelta, ToolCallDelta
 from llmesh.services.core.handler import Handler
@@ -59,6 +67,8 @@ from llmesh.services.orchestrator.model_catalog import ModelCatalog
 from llmesh.services.orchestrator.providers.base import TokenCounting
 from llmesh.services.orchestrator.steps import Prepared, ProcessorClient, StepObserver
 from llmesh.services.orchestrator.steps.summary import Mesh, summarize, summary_request
+from llmesh.services.templates import Parameters, TemplateRef, TemplateStore, resolve
+from llmesh.services.templates.convert import version_to_proto
 from llmesh.v1 import processor_pb2
 
 __all__ = ["Processed", "masked", "restored"]
@@ -88,13 +98,14 @@ class Processed:
         inner: Handler,
         *,
         steps_for: Callable[[str], StepsConfig | None],
-        client: ProcessorClient,
+        client: ProcessorClient | None,
         targets_for: Callable[[str], tuple[Target, ...]] | None = None,
         catalog: Callable[[], ModelCatalog] = ModelCatalog,
         mesh: Mesh | None = None,
         counts: Callable[[str], TokenCounting | None] | None = None,
         observer: StepObserver | None = None,
         tenant_steps_for: Callable[[str], StepsConfig | None] | None = None,
+        templates: TemplateStore | None = None,
     ) -> None:
         """`targets_for`: the targets of a model or route name, for a screen step's
         ``route_to`` (needed only by routes whose screen action is route); `catalog`: the
@@ -104,7 +115,8 @@ class Processed:
         count_tokens), whose count the ``fit`` step then uses instead of an estimate;
         `observer`: where each step's decision and time are recorded (metrics, the call's
         span); `tenant_steps_for`: a tenant's own steps, merged with the route's
-        (`llmesh.services.common.step_merge`)."""
+        (`llmesh.services.common.step_merge`); `templates`: where the templates calls name
+        are kept (None: a call naming one fails)."""
         self._inner = inner
         self._steps_for = steps_for
         self._client = client
@@ -117,9 +129,10 @@ class Processed:
         self._merged: dict[tuple[int, int], tuple[StepsConfig, StepsConfig, StepsConfig | None]]
         self._merged = {}
         self._compiled: OrderedDict[RedactionConfig, StreamDetectors] = OrderedDict()
+        self._templates = templates
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
-        """The call's events, through its route's steps when it has any."""
+        """The call's events, through its route's steps (and its template) when it has any."""
         if not isinstance(call.request, ChatRequest):
             return self._inner.stream(call)
         steps = self._steps_for(call.call.model)
@@ -129,21 +142,60 @@ class Processed:
             pre = tuple(s for s in steps.pre if s != "fit")  # a summary asks for no summary
             steps = replace(steps, pre=pre) if pre or steps.post else None
         if steps is None:
-            return self._inner.stream(call)
+            if call.call.template is None:
+                return self._inner.stream(call)
+            steps = StepsConfig()
         return self._run(call, steps)
+
+    def _processor(self) -> ProcessorClient:
+        """The processor client; PROVIDER_NOT_CONFIGURED when there is none."""
+        if self._client is None:
+            raise LlmeshError(
+                Reason.PROVIDER_NOT_CONFIGURED,
+                "a call naming a template needs the processor: set processor.address",
+            )
+        return self._client
+
+    async def _render(
+        self, call: RoutedCall[ChatRequest], use: TemplateUse
+    ) -> tuple[processor_pb2.TemplateRender, Parameters]:
+        """The version the call renders (noted in the trail) with its variables, and the
+        version's default parameters."""
+        if self._templates is None:
+            raise LlmeshError(
+                Reason.PROVIDER_NOT_CONFIGURED, "templates are not available on this orchestrator"
+            )
+        user = call.call.metadata.get("user", "")
+        version = await resolve(
+            self._templates, TemplateRef(use.name, use.version), call.caller.tenant, user
+        )
+        call.trail.template = (version.name, version.version)
+        variables = struct_pb2.Struct()
+        variables.update(dict(use.variables))
+        render = processor_pb2.TemplateRender(
+            template=version_to_proto(version), variables=variables
+        )
+        return render, version.parameters
 
     async def _run(
         self, call: RoutedCall[ChatRequest], steps: StepsConfig
     ) -> AsyncGenerator[CallEvent, None]:
+        self._processor()  # a call naming a template needs one even without route steps
+        use = call.call.template
+        render = None
+        if use is not None:  # its defaults first: the fit step reserves the reply's max_tokens
+            render, defaults = await self._render(call, use)
+            request = _with_defaults(call.request, defaults)
+            call = replace(call, call=replace(call.call, request=request))
         fit = self._fit_rules(call, steps) if "fit" in steps.pre else None
         counting = self._counting(call) if fit is not None and fit.context_window > 0 else None
         try:
             if fit is None or counting is None:
-                prepared = await self._client.prepare(
-                    call.request.messages, steps, call.remaining(), fit
+                prepared = await self._processor().prepare(
+                    call.request.messages, steps, call.remaining(), fit, render
                 )
             else:
-                prepared, counted = await self._counted(call, steps, fit, counting)
+                prepared, counted = await self._counted(call, steps, fit, counting, render)
                 counting = counting if counted else None  # this target cannot count after all
         except LlmeshError as exc:
             step = exc.metadata.get("step")
@@ -275,20 +327,21 @@ class Processed:
         steps: StepsConfig,
         fit: processor_pb2.FitRules,
         counting: TokenCounting,
+        render: processor_pb2.TemplateRender | None = None,
     ) -> tuple[Prepared, bool]:
         """The pre-call steps with the fit step counting by the provider: the other steps
         first (so only redacted texts are counted), the count, then the fit step; and
         whether the provider counted."""
         messages, first = call.request.messages, None
         others = tuple(s for s in steps.pre if s != "fit")
-        if others:
-            first = await self._client.prepare(
-                messages, replace(steps, pre=others), call.remaining()
+        if others or render is not None:  # the template rendered first, with the others
+            first = await self._processor().prepare(
+                messages, replace(steps, pre=others), call.remaining(), None, render
             )
             messages = first.messages
         tokens = await self._count(call, counting, messages)
         rules = _rules(fit, fit.strategy, tokens)
-        fitted = await self._client.prepare(messages, _FIT_ONLY, call.remaining(), rules)
+        fitted = await self._processor().prepare(messages, _FIT_ONLY, call.remaining(), rules)
         if first is not None:
             fitted = replace(
                 fitted, pseudonyms=first.pseudonyms, decisions=first.decisions + fitted.decisions
@@ -312,7 +365,7 @@ class Processed:
         for _ in range(REFIT_ROUNDS):
             tokens = None if counting is None else await self._count(call, counting, messages)
             rules = _rules(fit, processor_pb2.FIT_STRATEGY_TRIM, tokens)
-            refit = await self._client.prepare(messages, _FIT_ONLY, call.remaining(), rules)
+            refit = await self._processor().prepare(messages, _FIT_ONLY, call.remaining(), rules)
             pending.append(refit)
             if tokens is None or _decided(refit.decisions) == "fits":
                 break
@@ -424,6 +477,25 @@ def _tokens(decisions: Sequence[processor_pb2.StepDecision]) -> int:
     """The tokens the last fit decision among `decisions` counted (0: none)."""
     counted = [d.counts["tokens"] for d in decisions if d.step == "fit"]
     return counted[-1] if counted else 0
+
+
+def _with_defaults(request: ChatRequest, defaults: Parameters) -> ChatRequest:
+    """`request` with a template's default parameters where the call set none."""
+    changes: dict[str, Any] = {
+        name: getattr(defaults, name)
+        for name in (
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+        )
+        if getattr(request, name) is None and getattr(defaults, name) is not None
+    }
+    if not request.stop and defaults.stop:
+        changes["stop"] = defaults.stop
+    return replace(request, **changes) if changes else request
 
 
 def _note(call: RoutedCall[Any], prepared: Prepared) -> None:

@@ -25,7 +25,7 @@ from llmesh.services.common.step_settings import RedactionConfig, StepsConfig
 from llmesh.services.common.tls import channel
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.core.chat import Message, Role, TextPart
-from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
+from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc, templates_pb2
 
 __all__ = ["Prepared", "ProcessorClient", "messages_to_proto", "with_texts"]
 
@@ -35,6 +35,7 @@ _ROLES = {
     Role.ASSISTANT: chat_pb2.ROLE_ASSISTANT,
     Role.TOOL: chat_pb2.ROLE_TOOL,
 }
+_FROM_PROTO = {v: k for k, v in _ROLES.items()}
 
 POINT_AT = "processor.address in the configuration file or LLMESH_PROCESSOR_ADDRESS"
 
@@ -55,6 +56,8 @@ class Prepared:
     output: RedactionConfig | None = None
     """The output rules the processor answered (``post: [redact_output]``): what the
     reply's text and tool-call arguments get masked for."""
+    parameters: templates_pb2.TemplateParameters | None = None
+    """The rendered template's default parameters; None without a template."""
 
 
 def messages_to_proto(messages: Sequence[Message]) -> list[chat_pb2.Message]:
@@ -110,15 +113,18 @@ class ProcessorClient:
         steps: StepsConfig,
         timeout: float | None,
         fit: processor_pb2.FitRules | None = None,
+        template: processor_pb2.TemplateRender | None = None,
     ) -> Prepared:
         """The messages through the route's pre-call steps (`fit`: the fit step's rules and
-        the target's limits); raises `LlmeshError`."""
+        the target's limits), after the `template`'s rendered messages when there is one;
+        raises `LlmeshError`."""
         request = processor_pb2.PrepareRequest(
             messages=messages_to_proto(messages),
             steps=steps.pre,
             redaction=rules_to_proto(steps.redact),
             screening=screening_to_proto(steps.screen),
             fit=fit,
+            template=template,
         )
         if steps.masks_output:
             request.output_redaction.CopyFrom(output_rules_to_proto(steps.redact_output))
@@ -126,9 +132,6 @@ class ProcessorClient:
             answer = await self._stub.Prepare(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self._peer) from None
-        if answer.dropped_indices:
-            dropped = set(answer.dropped_indices)
-            messages = [m for i, m in enumerate(messages) if i not in dropped]
         output = None
         if steps.masks_output:
             if not answer.HasField("output_redaction"):
@@ -138,13 +141,25 @@ class ProcessorClient:
                     "with post: [redact_output]; is it older than the orchestrator?",
                 )
             output = rules_from_proto(answer.output_redaction, "output_redaction", streamed=True)
+        # the rendered messages come first; they exist here only as the answer's texts
+        rendered = len(answer.messages) + len(answer.dropped_indices) - len(messages)
+        full: list[Message | None] = [*([None] * max(rendered, 0)), *messages]
+        dropped = set(answer.dropped_indices)
+        kept = [m for i, m in enumerate(full) if i not in dropped]
+        out = [
+            Message(_FROM_PROTO.get(pm.role, Role.USER), pm.content)
+            if m is None
+            else with_texts([m], [pm])[0]
+            for m, pm in zip(kept, answer.messages, strict=True)
+        ]
         return Prepared(
-            with_texts(messages, answer.messages),
+            tuple(out),
             {p.placeholder: p.value for p in answer.pseudonyms},
             tuple(answer.decisions),
             answer.moved_to,
             tuple(answer.summarize.indices),
             output,
+            answer.parameters if template is not None else None,
         )
 
     async def aclose(self) -> None:
