@@ -174,6 +174,9 @@ class Config:
     interrupted. A process on the same machine that is gone is seen at once."""
     allow_unauthenticated: bool = False
     """Serve a non-loopback address without API keys (refused unless set)."""
+    admin_tenants: tuple[str, ...] = ()
+    """Tenants whose API keys (and tokens) see every tenant's usage and calls
+    (``auth.admin_tenants``); any other key sees only its own tenant's."""
     jwt_issuers: tuple[JwtIssuer, ...] = ()
     """Issuers whose signed bearer tokens (JWT) are accepted beside API keys (``auth.jwt``,
     ``LLMESH_JWT_*``); with any, every call must authenticate."""
@@ -432,6 +435,7 @@ def load_config(
             auth_raw.get("allow_unauthenticated", default.allow_unauthenticated),
             "auth.allow_unauthenticated",
         ),
+        admin_tenants=names(auth_raw.get("admin_tenants"), "auth.admin_tenants"),
         jwt_issuers=parse_jwt(auth_raw.get("jwt"), env),
         policy=policy,
         telemetry=parse_telemetry(raw.get("telemetry"), env),

@@ -65,6 +65,7 @@ class OrchestratorServer:
         await self.running.set_serving([SERVICE_NAME], False)
         stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
         await asyncio.sleep(0)  # the server stops accepting before we wait
+        self.servicer.end_watches()
         await self.servicer.guard.drain(grace)
         await stopping
         if self.reloader is not None:
@@ -139,6 +140,7 @@ async def serve(
         part_limits=config.part_limits,
         usage_store=assembly.ledger_store,
         tenant_priority=config.resilience.queue.tenant_priority,
+        admin_tenants=config.admin_tenants,
     )
     running = await start_server(
         [
