@@ -12,6 +12,8 @@ from starlette.middleware import Middleware
 
 from llmesh.gateway import (
     anthropic,
+    console,
+    console_api,
     council,
     native,
     observability,
@@ -67,6 +69,8 @@ def create_app(
             *anthropic.routes(),
             *native.routes(),
             *council.routes(),
+            *console_api.routes(),
+            *console.routes(),
             *ws.routes(),
             *observability.routes(),
             *openapi.routes(),
