@@ -141,6 +141,7 @@ async def serve(
         usage_store=assembly.ledger_store,
         tenant_priority=config.resilience.queue.tenant_priority,
         admin_tenants=config.admin_tenants,
+        budgets=config.policy.budgets,
     )
     running = await start_server(
         [

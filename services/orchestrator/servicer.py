@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import AsyncGenerator, Collection, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import replace
@@ -18,6 +19,7 @@ from llmesh.services.auth import Authenticator
 from llmesh.services.common.call_metadata import requested_priority, retry_count
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
+from llmesh.services.common.policy_settings import BudgetsConfig
 from llmesh.services.common.request_decoding import checks_decoding
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
 from llmesh.services.core.call import Call, ChatCall
@@ -25,6 +27,11 @@ from llmesh.services.core.events import CallEvent, Completed
 from llmesh.services.core.priority import Priority
 from llmesh.services.ledger import LedgerStore
 from llmesh.services.orchestrator.aggregate import collect
+from llmesh.services.orchestrator.budget_view import (
+    budget_views,
+    budgets_to_proto,
+    period_starts,
+)
 from llmesh.services.orchestrator.calls_convert import (
     HEALTH_WINDOW,
     apply_health,
@@ -80,12 +87,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         usage_store: LedgerStore | None = None,
         tenant_priority: Mapping[str, Priority] | None = None,
         admin_tenants: Collection[str] = (),
+        budgets: BudgetsConfig | None = None,
     ) -> None:
         """`tenant_priority` gives each tenant's default tier
         (``resilience.queue.tenant_priority``); keys of `admin_tenants` read every tenant's
-        usage and calls (``auth.admin_tenants``)."""
+        usage and calls (``auth.admin_tenants``); `budgets` are the caps `GetBudgets` reports."""
         self._tenant_priority = dict(tenant_priority or {})
         self._admin_tenants = frozenset(admin_tenants)
+        self._budgets = budgets or BudgetsConfig()
         self._watches_end = asyncio.Event()
         self._path = path
         self._engine = engine
@@ -277,6 +286,21 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
                 latest = await self._usage.recent(calls, tenant)
             snapshot.recent_calls.extend(call_to_proto(r) for r in latest)
         return snapshot
+
+    @unary()
+    async def GetBudgets(
+        self, request: orchestrator_pb2.GetBudgetsRequest, rpc: Rpc
+    ) -> orchestrator_pb2.GetBudgetsResponse:
+        """The caps the caller may see, with the ledger's spend today and this month."""
+        if self._usage is None:
+            raise LlmeshError(Reason.PROVIDER_NOT_CONFIGURED, "no usage ledger is configured")
+        tenant = viewed_tenant(rpc.caller, request.tenant, self._admin_tenants)
+        day, month = period_starts(time.time())
+        today = await self._usage.totals(["tenant", "key"], day, None, tenant)
+        this_month = await self._usage.totals(["tenant", "key"], month, None, tenant)
+        caller = rpc.caller
+        views = budget_views(self._budgets, today, this_month, tenant, caller.key_id, caller.tenant)
+        return budgets_to_proto(views)
 
     def end_watches(self) -> None:
         """End every `WatchMesh` stream after its current snapshot (at shutdown, so the

@@ -44,6 +44,12 @@ class CallState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_STATE_ERROR: _ClassVar[CallState]
     CALL_STATE_CANCELLED: _ClassVar[CallState]
     CALL_STATE_INTERRUPTED: _ClassVar[CallState]
+
+class BudgetScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_SCOPE_UNSPECIFIED: _ClassVar[BudgetScope]
+    BUDGET_SCOPE_TENANT: _ClassVar[BudgetScope]
+    BUDGET_SCOPE_KEY: _ClassVar[BudgetScope]
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome
@@ -63,6 +69,9 @@ CALL_STATE_OK: CallState
 CALL_STATE_ERROR: CallState
 CALL_STATE_CANCELLED: CallState
 CALL_STATE_INTERRUPTED: CallState
+BUDGET_SCOPE_UNSPECIFIED: BudgetScope
+BUDGET_SCOPE_TENANT: BudgetScope
+BUDGET_SCOPE_KEY: BudgetScope
 
 class StreamChatRequest(_message.Message):
     __slots__ = ("input",)
@@ -453,3 +462,39 @@ class WatchMeshResponse(_message.Message):
     targets: _containers.RepeatedCompositeFieldContainer[TargetStatus]
     recent_calls: _containers.RepeatedCompositeFieldContainer[CallSummary]
     def __init__(self, snapshot_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetStatus, _Mapping]]] = ..., recent_calls: _Optional[_Iterable[_Union[CallSummary, _Mapping]]] = ...) -> None: ...
+
+class GetBudgetsRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("scope", "name", "tenant", "wildcard", "daily_usd", "monthly_usd", "spent_today_usd", "spent_this_month_usd", "remaining_today_usd", "remaining_this_month_usd")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    WILDCARD_FIELD_NUMBER: _ClassVar[int]
+    DAILY_USD_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_USD_FIELD_NUMBER: _ClassVar[int]
+    SPENT_TODAY_USD_FIELD_NUMBER: _ClassVar[int]
+    SPENT_THIS_MONTH_USD_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_TODAY_USD_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_THIS_MONTH_USD_FIELD_NUMBER: _ClassVar[int]
+    scope: BudgetScope
+    name: str
+    tenant: str
+    wildcard: bool
+    daily_usd: float
+    monthly_usd: float
+    spent_today_usd: float
+    spent_this_month_usd: float
+    remaining_today_usd: float
+    remaining_this_month_usd: float
+    def __init__(self, scope: _Optional[_Union[BudgetScope, str]] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., wildcard: _Optional[bool] = ..., daily_usd: _Optional[float] = ..., monthly_usd: _Optional[float] = ..., spent_today_usd: _Optional[float] = ..., spent_this_month_usd: _Optional[float] = ..., remaining_today_usd: _Optional[float] = ..., remaining_this_month_usd: _Optional[float] = ...) -> None: ...
+
+class GetBudgetsResponse(_message.Message):
+    __slots__ = ("budgets",)
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...

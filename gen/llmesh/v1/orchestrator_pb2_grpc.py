@@ -86,6 +86,11 @@ class OrchestratorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshResponse.FromString,
                 _registered_method=True)
+        self.GetBudgets = channel.unary_unary(
+                '/llmesh.v1.OrchestratorService/GetBudgets',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -173,6 +178,14 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBudgets(self, request, context):
+        """GetBudgets reports the spending caps the caller may see, each with what its tenant or
+        key spent today and this month (UTC, from the usage ledger) and what is left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +238,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.WatchMesh,
                     request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshResponse.SerializeToString,
+            ),
+            'GetBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudgets,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -498,6 +516,33 @@ class OrchestratorService:
             '/llmesh.v1.OrchestratorService/WatchMesh',
             llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshRequest.SerializeToString,
             llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/GetBudgets',
+            llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsResponse.FromString,
             options,
             channel_credentials,
             insecure,
