@@ -3,6 +3,8 @@
 - ``POST /api/v1/usage``: `GetUsageRequest` JSON -> `GetUsageResponse` JSON (ledger totals).
 - ``GET /api/v1/calls?limit=&tenant=&request_id=``: the ledger's latest calls with their
   attempt trails (`ListRecentCallsResponse` JSON); ``request_id`` picks one call.
+- ``GET``/``POST /api/v1/budgets``: `GetBudgetsRequest` JSON (POST; GET: every budget the
+  caller may see) -> `GetBudgetsResponse` JSON, the caps with what is left of them.
 - ``POST /api/v1/mesh/stream``: `WatchMeshRequest` JSON -> Server-Sent Events, one
   `WatchMeshResponse` snapshot per ``data:`` event until the client goes away.
 
@@ -40,6 +42,12 @@ usage = _unary_route(
     orchestrator_pb2.GetUsageRequest,
     lambda u: u.orchestrator.GetUsage,
     "``POST /api/v1/usage``: GetUsageRequest JSON -> GetUsageResponse JSON.",
+)
+
+budgets = _unary_route(
+    orchestrator_pb2.GetBudgetsRequest,
+    lambda u: u.orchestrator.GetBudgets,
+    "``GET``/``POST /api/v1/budgets``: GetBudgetsRequest JSON -> GetBudgetsResponse JSON.",
 )
 
 
@@ -119,5 +127,6 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/usage", usage, methods=["POST"]),
         Route("/api/v1/calls", recent_calls, methods=["GET"]),
+        Route("/api/v1/budgets", budgets, methods=["GET", "POST"]),
         Route("/api/v1/mesh/stream", mesh_stream, methods=["POST"]),
     ]

@@ -1,7 +1,7 @@
 // Usage and cost: spend, tokens and cache savings per tenant, key, model and day, from the
 // ledger's totals (POST /api/v1/usage). A tenant's key sees its own tenant only.
 
-import { postJson } from "./api.js";
+import { getJson, postJson } from "./api.js";
 import { bars, columns } from "./charts.js";
 import { h, num, usd } from "./dom.js";
 
@@ -48,14 +48,43 @@ function table(label, field, totals) {
     })));
 }
 
+function left(cap, remaining, spent) {
+  if (cap === undefined) return h("td", { class: "muted", text: "uncapped" });
+  const used = cap > 0 ? Math.min(num(spent) / cap, 1) : 1;
+  return h("td", {},
+    h("meter", { min: 0, max: 1, value: used, high: 0.8, optimum: 0 }),
+    ` ${usd(remaining)} of ${usd(cap)} left`);
+}
+
+// Each budget the key may see: today's and this month's cap, spend and what is left.
+function budgetTable(list) {
+  if (!list.length) return [h("h2", { text: "Budgets" }), h("p", { class: "muted", text: "No spending caps apply." })];
+  return [
+    h("h2", { text: "Budgets" }),
+    h("table", { class: "grid" },
+      h("thead", {}, h("tr", {}, ...["Scope", "Name", "Spent today", "Left today", "Spent this month", "Left this month"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, ...list.map((b) => {
+        const scope = b.scope === "BUDGET_SCOPE_KEY" ? "key" : "tenant";
+        return h("tr", { "data-budget": `${scope}:${b.name}` },
+          h("td", { text: scope + (b.wildcard ? " (*)" : "") }),
+          h("td", { text: b.name + (scope === "key" && b.tenant ? ` (${b.tenant})` : "") }),
+          h("td", { text: usd(b.spentTodayUsd) }),
+          left(b.dailyUsd, b.remainingTodayUsd, b.spentTodayUsd),
+          h("td", { text: usd(b.spentThisMonthUsd) }),
+          left(b.monthlyUsd, b.remainingThisMonthUsd, b.spentThisMonthUsd));
+      }))),
+  ];
+}
+
 export function mountUsage(root) {
   const period = h("select", { "data-testid": "period" }, ...PERIODS.map(([v, t]) => h("option", { value: v, text: t })));
   period.value = "30";
   const refresh = h("button", { type: "button", "data-testid": "usage-refresh", text: "Refresh" });
   const summary = h("div", { class: "cards", "data-testid": "usage-summary" });
+  const budgets = h("section", { class: "budgets", "data-testid": "budgets" });
   const sections = h("div", { class: "breakdowns" });
   const error = h("p", { class: "error", hidden: true, "data-testid": "usage-error" });
-  root.append(h("div", { class: "row" }, h("label", { text: "Period" }), period, refresh), error, summary, sections);
+  root.append(h("div", { class: "row" }, h("label", { text: "Period" }), period, refresh), error, summary, budgets, sections);
   period.addEventListener("change", load);
   refresh.addEventListener("click", load);
 
@@ -82,6 +111,7 @@ export function mountUsage(root) {
         card("Tokens", String(tokenSum(all)), "total-tokens"),
         card("Cache savings", usd(all.cacheSavingsUsd), "total-savings"),
       );
+      budgets.replaceChildren(...budgetTable((await getJson("/api/v1/budgets")).budgets || []));
       sections.replaceChildren(...GROUPS.map(([group, field, label], i) => {
         const rows = grouped[i];
         const items = rows.map((t) => ({ label: t[field] || "–", value: num(t.costUsd), text: usd(t.costUsd) }));

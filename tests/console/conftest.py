@@ -2,7 +2,8 @@
 
 The mesh has keys of three tenants: ``ops`` (an admin tenant: ``auth.admin_tenants``),
 ``acme`` and ``globex``. Its breakers open after two failures, so a test can watch one
-open. `chromium` is the Debian package's browser, launched by path: Playwright never
+open. Tenant ``acme`` may spend $5 a day, every other tenant $100 a month, every key $2 a
+day. `chromium` is the Debian package's browser, launched by path: Playwright never
 downloads one. Where it is missing the browser tests are skipped with the reason, except
 under CI (``CI=true``), where a missing browser fails them.
 """
@@ -23,6 +24,7 @@ import pytest
 
 from llmesh.services.auth import open_key_store
 from llmesh.services.common.config import Resilience
+from llmesh.services.common.policy_settings import PolicyConfig
 from tests.support.mesh import Mesh
 
 CHROMIUM = "/usr/bin/chromium"
@@ -83,7 +85,12 @@ def console_mesh() -> Iterator[ConsoleMesh]:
             "retry": {"max_attempts": 1, "initial_backoff": 0.01, "jitter": 0.0},
         }
     )
-    mesh = Mesh().start({"admin_tenants": ("ops",), "resilience": resilience})
+    budgets = {
+        "tenants": {"acme": {"daily_usd": 5.0}, "*": {"monthly_usd": 100.0}},
+        "keys": {"*": {"daily_usd": 2.0}},
+    }
+    policy = PolicyConfig.from_mapping({"budgets": budgets})
+    mesh = Mesh().start({"admin_tenants": ("ops",), "resilience": resilience, "policy": policy})
     try:
         assert mesh.config is not None
         keys = asyncio.run(_create_keys(mesh.config.database_url))

@@ -165,3 +165,41 @@ def test_the_console_page_and_files_carry_a_strict_csp(console_mesh: ConsoleMesh
     assert js.headers["content-security-policy"] == csp
     assert httpx.get(f"{console_mesh.url}/console/nope.js").status_code == 404
     assert httpx.get(f"{console_mesh.url}/console/index.html").status_code == 404
+
+
+def _budgets(mesh: ConsoleMesh, key: str, **body: str) -> dict[str, dict[str, Any]]:
+    r = httpx.post(f"{mesh.url}/api/v1/budgets", json=body, headers=bearer(key))
+    assert r.status_code == 200, r.text
+    out = {}
+    for b in r.json().get("budgets", []):
+        scope = "key" if b["scope"] == "BUDGET_SCOPE_KEY" else "tenant"
+        out[f"{scope}:{b['name']}"] = b
+    return out
+
+
+def test_budgets_show_caps_spend_and_what_is_left_to_the_right_keys(
+    console_mesh: ConsoleMesh, two_calls: tuple[str, str]
+) -> None:
+    mine = _budgets(console_mesh, console_mesh.keys.acme, tenant="globex")
+    acme = mine["tenant:acme"]
+    assert acme["dailyUsd"] == 5.0 and not acme.get("wildcard", False)
+    assert "monthlyUsd" not in acme and "remainingThisMonthUsd" not in acme  # uncapped
+    assert acme["spentTodayUsd"] > 0
+    assert acme["remainingTodayUsd"] == pytest.approx(5.0 - acme["spentTodayUsd"])
+    assert acme["spentThisMonthUsd"] >= acme["spentTodayUsd"]
+    # its keys, under the "*" key cap; never globex's tenant or keys
+    [key] = [b for name, b in mine.items() if name.startswith("key:")]
+    assert key["tenant"] == "acme" and key["wildcard"] and key["dailyUsd"] == 2.0
+    assert "tenant:globex" not in mine
+    every = _budgets(console_mesh, console_mesh.keys.admin)
+    globex = every["tenant:globex"]
+    assert globex["wildcard"] and globex["monthlyUsd"] == 100.0 and "dailyUsd" not in globex
+    assert globex["remainingThisMonthUsd"] == pytest.approx(100.0 - globex["spentThisMonthUsd"])
+    assert {"tenant:acme", "tenant:globex"} <= set(every)
+    assert {b["tenant"] for n, b in every.items() if n.startswith("key:")} >= {"acme", "globex"}
+    # GET answers the same as an empty POST
+    r = httpx.get(f"{console_mesh.url}/api/v1/budgets", headers=bearer(console_mesh.keys.acme))
+    assert set(_budgets(console_mesh, console_mesh.keys.acme)) == {
+        ("key:" if b["scope"] == "BUDGET_SCOPE_KEY" else "tenant:") + b["name"]
+        for b in r.json()["budgets"]
+    }

@@ -75,7 +75,7 @@ def test_a_streamed_chat_shows_tokens_before_the_finish(
     console_mesh: ConsoleMesh, page: Page
 ) -> None:
     # the reply pauses after two pieces: the text so far must be on screen, unfinished
-    console_mesh.mesh.set_fault("gpt-4o-mini", "stall", after=2, stall_ms=2500, times=1)
+    console_mesh.mesh.set_fault("gpt-4o-mini", "stall", after=2, stall_ms=4000, times=1)
     _open(page, console_mesh, console_mesh.keys.acme, "playground")
     page.select_option("[data-testid=model]", "openai/gpt-4o-mini")
     page.fill("[data-testid=prompt]", "Tell me about meshes of services, in a few sentences.")
@@ -142,7 +142,9 @@ def test_after_emulator_faults_a_target_shows_its_breaker_open(
     page.screenshot(path=str(SCREENSHOTS / "mesh.png"), full_page=True)
 
 
-def test_a_calls_cost_appears_in_the_usage_view(console_mesh: ConsoleMesh, page: Page) -> None:
+def test_a_calls_cost_and_the_budget_left_appear_in_the_usage_view(
+    console_mesh: ConsoleMesh, page: Page
+) -> None:
     key = console_mesh.keys.acme
     reply = _chat(console_mesh, key)
     assert reply.status_code == 200
@@ -151,8 +153,13 @@ def test_a_calls_cost_appears_in_the_usage_view(console_mesh: ConsoleMesh, page:
     total = httpx.post(f"{console_mesh.url}/api/v1/usage", json={}, headers=bearer(key))
     [whole] = total.json()["totals"]
     assert whole["costUsd"] >= call["costUsd"]
+    r = httpx.get(f"{console_mesh.url}/api/v1/budgets", headers=bearer(key))
+    budget = next(b for b in r.json()["budgets"] if b["name"] == "acme")
     _open(page, console_mesh, key, "usage")
     page.wait_for_selector(f"[data-testid=total-cost]:has-text('{_usd(whole['costUsd'])}')")
+    # the tenant's budget: what is left of its $5 a day, after this call's cost
+    left = f"{_usd(budget['remainingTodayUsd'])} of $5.0000 left"
+    page.wait_for_selector(f"[data-budget='tenant:acme']:has-text('{left}')")
     by_model = page.locator("[data-testid=by-model] tr[data-group='openai/gpt-4o-mini']")
     assert (by_model.locator("[data-testid=cost]").text_content() or "").startswith("$")
     assert page.locator("[data-testid=by-tenant] tbody tr").count() == 1  # acme's own only
