@@ -11,13 +11,14 @@ function replyPanel(title, testid) {
   const used = h("span", { "data-testid": `${testid}-tokens`, text: "tokens –" });
   const cost = h("span", { "data-testid": `${testid}-cost`, text: "cost –" });
   const served = h("span", { class: "muted" });
+  const requestId = h("span", { class: "muted mono", "data-testid": `${testid}-request-id` });
   const trail = h("ol", { class: "trail", "data-testid": `${testid}-trail` });
   const root = h(
     "article",
     { class: "reply", "data-testid": testid },
     h("header", {}, h("strong", { text: title }), " ", served, " ", status),
     text,
-    h("p", { class: "stats" }, ttft, used, cost),
+    h("p", { class: "stats" }, ttft, used, cost, requestId),
     trail,
   );
   const started = performance.now();
@@ -28,6 +29,7 @@ function replyPanel(title, testid) {
       if (ev.start) {
         served.textContent = `${ev.start.provider}/${ev.start.model}${ev.start.cacheHit ? " (cached)" : ""}`;
         status.textContent = "streaming";
+        requestId.textContent = ev.start.requestId || "";
       } else if (ev.textDelta) {
         if (first) {
           first = false;
@@ -62,6 +64,7 @@ export function mountPlayground(root) {
   const council = h("input", { type: "checkbox", id: "pg-council", "data-testid": "council-toggle" });
   const members = h("fieldset", { class: "members", hidden: true, "data-testid": "members" }, h("legend", { text: "Council members" }));
   const judge = h("select", { id: "pg-judge", "data-testid": "judge" });
+  const fallbacks = h("input", { id: "pg-fallbacks", placeholder: "e.g. anthropic/claude-haiku-4-5", "data-testid": "fallbacks" });
   const system = h("textarea", { id: "pg-system", rows: 2, placeholder: "System prompt (optional)" });
   const prompt = h("textarea", { id: "pg-prompt", rows: 4, placeholder: "Your message", "data-testid": "prompt" });
   const send = h("button", { type: "submit", "data-testid": "send", text: "Send" });
@@ -80,6 +83,7 @@ export function mountPlayground(root) {
     "form",
     { class: "playground" },
     h("div", { class: "row" }, h("label", { for: "pg-model", text: "Model" }), model, h("label", {}, council, " council")),
+    h("div", { class: "row" }, h("label", { for: "pg-fallbacks", text: "Fallbacks" }), fallbacks),
     members,
     system,
     prompt,
@@ -111,7 +115,10 @@ export function mountPlayground(root) {
         const panel = replyPanel(model.value, "reply");
         output.append(panel.root);
         panels.set("", panel);
-        await stream("/api/v1/chat/stream", { input: { model: model.value, messages: messages() } }, (ev) => panel.event(ev), controller.signal);
+        const input = { model: model.value, messages: messages() };
+        const others = fallbacks.value.split(",").map((m) => m.trim()).filter(Boolean);
+        if (others.length) input.fallbacks = others;
+        await stream("/api/v1/chat/stream", { input }, (ev) => panel.event(ev), controller.signal);
       } else {
         // a branch's name allows letters, digits, '_', '.' and '-': "openai/gpt-4o" -> "openai-gpt-4o"
         const chosen = [...members.querySelectorAll("input:checked")].map((i) => ({ model: i.value, name: i.value.replace(/[^A-Za-z0-9_.-]/g, "-") }));

@@ -118,6 +118,41 @@ def test_a_council_streams_branches_side_by_side_with_the_judge(
     page.screenshot(path=str(SCREENSHOTS / "council.png"), full_page=True)
 
 
+def test_a_fallback_shows_in_the_attempt_trail(console_mesh: ConsoleMesh, page: Page) -> None:
+    console_mesh.mesh.set_fault("claude-opus-4-6", "overloaded", times=1)
+    _open(page, console_mesh, console_mesh.keys.acme, "playground")
+    page.select_option("[data-testid=model]", "anthropic/claude-opus-4-6")
+    page.fill("[data-testid=fallbacks]", "anthropic/claude-sonnet-4-6")
+    page.fill("[data-testid=prompt]", "Fall back, please.")
+    page.click("[data-testid=send]")
+    page.wait_for_selector("[data-testid=reply].done")
+    trail = page.locator("[data-testid=reply-trail] li").all_text_contents()
+    assert len(trail) == 2
+    assert "anthropic/claude-opus-4-6" in trail[0] and "failed" in trail[0]
+    assert "overloaded" in trail[0]
+    assert "anthropic/claude-sonnet-4-6" in trail[1] and "succeeded" in trail[1]
+
+
+def test_cancel_stops_a_streaming_call(console_mesh: ConsoleMesh, page: Page) -> None:
+    # the reply stalls for good after two pieces: only Cancel ends it
+    console_mesh.mesh.set_fault("echo", "stall", after=2, times=1)
+    _open(page, console_mesh, console_mesh.keys.acme, "playground")
+    page.select_option("[data-testid=model]", "compat/echo")
+    page.fill("[data-testid=prompt]", "one two three four five six seven eight")
+    page.click("[data-testid=send]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=reply-text]')?.textContent.length > 0"
+    )
+    request_id = page.text_content("[data-testid=reply-request-id]") or ""
+    assert request_id
+    page.click("[data-testid=cancel]")
+    page.wait_for_selector("[data-testid=reply-status]:has-text('cancelled')")
+    assert page.is_disabled("[data-testid=cancel]") and page.is_enabled("[data-testid=send]")
+    # the orchestrator saw the call end as cancelled, not finished
+    call = _call(console_mesh, console_mesh.keys.acme, request_id)
+    assert call["state"] == "CALL_STATE_CANCELLED"
+
+
 def test_after_emulator_faults_a_target_shows_its_breaker_open(
     console_mesh: ConsoleMesh, page: Page
 ) -> None:
