@@ -5,6 +5,7 @@ tenant and sees every one); and the console's files with their Content-Security-
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -203,3 +204,19 @@ def test_budgets_show_caps_spend_and_what_is_left_to_the_right_keys(
         ("key:" if b["scope"] == "BUDGET_SCOPE_KEY" else "tenant:") + b["name"]
         for b in r.json()["budgets"]
     }
+
+
+def test_the_direct_http_path_serves_the_console_and_its_endpoints_too(
+    console_mesh: ConsoleMesh, two_calls: tuple[str, str]
+) -> None:
+    direct = ConsoleMesh(
+        replace(console_mesh.mesh, gateway_url=console_mesh.mesh.direct_url), console_mesh.keys
+    )
+    acme, globex = two_calls
+    assert {c["requestId"] for c in _calls(direct, direct.keys.acme)} >= {acme}
+    assert _calls(direct, direct.keys.acme, request_id=globex) == []
+    snapshot = _first_snapshot(direct, direct.keys.acme)
+    assert snapshot["targets"] and {c["tenant"] for c in snapshot["recentCalls"]} == {"acme"}
+    assert "tenant:acme" in _budgets(direct, direct.keys.acme)
+    page = httpx.get(f"{direct.url}/console")
+    assert page.status_code == 200 and "content-security-policy" in page.headers
