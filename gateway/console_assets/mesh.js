@@ -98,6 +98,12 @@ export function mountMesh(root) {
       state.textContent = "the stream ended; reconnecting…";
     } catch (err) {
       if (mine.signal.aborted) return;
+      if (err.status === 401 || err.status === 403) {
+        // retrying cannot help: wait for a key (entering one restarts the view)
+        state.textContent = `${err.reason}: ${err.message}. Enter an API key above.`;
+        controller = null;
+        return;
+      }
       state.textContent = `${err.reason || "error"}: ${err.message}; retrying…`;
     }
     if (controller === mine) retry = setTimeout(watch, 2000);

@@ -237,3 +237,17 @@ def test_the_first_load_is_small_and_stays_on_the_gateway(
     assert all(r.url.startswith(console_mesh.url) for r in loaded)  # nothing from elsewhere
     compressed = sum(len(gzip.compress(r.body())) for r in files)
     assert compressed < BUDGET_BYTES
+
+
+def test_without_a_key_the_views_ask_for_one(console_mesh: ConsoleMesh, page: Page) -> None:
+    page.goto(f"{console_mesh.url}/console#mesh")
+    page.wait_for_selector("[data-testid=mesh-state]:has-text('Enter an API key')")
+    assert "UNAUTHENTICATED" in (page.text_content("[data-testid=mesh-state]") or "")
+    assert page.text_content("[data-testid=key-state]") == "no key"
+    # entering one (kept in session storage, never in the URL) starts the live view
+    page.fill("#key-input", console_mesh.keys.acme)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("[data-testid=mesh-state]:has-text('live')")
+    assert console_mesh.keys.acme not in page.url
+    stored = page.evaluate("() => sessionStorage.getItem('llmesh.console.key')")
+    assert stored == console_mesh.keys.acme
