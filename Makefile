@@ -12,7 +12,7 @@ PROTOS := $(wildcard protos/llmesh/v1/*.proto)
 # (gateway/) and llmesh.v1 (gen/llmesh/v1) here (pyproject.toml: [tool.mypy] mypy_path).
 TYPING := $(VENV)/typing/llmesh
 
-.PHONY: run test lint gen check-gen venv buf clean bench soak soak-chaos bench-telemetry
+.PHONY: run test lint gen check-gen venv buf browser clean bench soak soak-chaos bench-telemetry
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,18 @@ lint: $(STAMP) $(TYPING) $(BUF)
 run: $(STAMP) gen
 	$(VENV)/bin/llmesh up
 
-test: $(STAMP) check-gen lint
+# Debian's chromium for the console's browser tests (tests/console), which launch it by path:
+# installed with apt-get when missing and running as root. Otherwise those tests are skipped
+# saying why; under CI (CI=true) a missing chromium fails them.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (apt-get) for the console's browser tests"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || \
+	    echo "could not install chromium: the console's browser tests cannot run"; \
+	else echo "chromium is missing and this is not root: the console's browser tests are skipped"; fi
+
+test: $(STAMP) check-gen lint browser
 	$(VENV)/bin/pytest -q
 
 clean:

@@ -12,6 +12,8 @@ from starlette.middleware import Middleware
 
 from llmesh.gateway import (
     anthropic,
+    console,
+    console_api,
     council,
     native,
     observability,
@@ -69,6 +71,8 @@ def create_app(
             *native.routes(),
             *templates_api.routes(),
             *council.routes(),
+            *console_api.routes(),
+            *console.routes(),
             *ws.routes(),
             *observability.routes(),
             *openapi.routes(),

@@ -174,6 +174,10 @@ class Config:
     interrupted. A process on the same machine that is gone is seen at once."""
     allow_unauthenticated: bool = False
     """Serve a non-loopback address without API keys (refused unless set)."""
+    admin_tenants: tuple[str, ...] = ()
+    """Tenants whose API keys (and tokens) see every tenant's usage and calls and may create
+    template versions and set their weights (``auth.admin_tenants``); any other key sees only
+    its own tenant's and only reads templates."""
     jwt_issuers: tuple[JwtIssuer, ...] = ()
     """Issuers whose signed bearer tokens (JWT) are accepted beside API keys (``auth.jwt``,
     ``LLMESH_JWT_*``); with any, every call must authenticate."""
@@ -192,9 +196,6 @@ class Config:
     models: ModelSettings = field(default_factory=ModelSettings)
     """Capability overrides and roles (the ``capabilities``, ``roles`` and ``tenants``
     sections)."""
-    template_admin_tenants: tuple[str, ...] = ()
-    """Tenants whose keys may create template versions and set their weights
-    (``templates.admin_tenants``); without authentication anyone may."""
 
 
 _POLICY_SECTIONS = tuple(f.name for f in fields(PolicyConfig))
@@ -358,11 +359,6 @@ def load_config(
         raise ConfigError(str(exc.under("media_fetch"))) from None
     ledger_raw = _section(raw, "ledger")
     auth_raw = _section(raw, "auth")
-    templates_raw = _section(raw, "templates")
-    if set(templates_raw) - {"admin_tenants"}:
-        raise ConfigError(
-            f"templates: unknown keys {sorted(set(templates_raw) - {'admin_tenants'})}"
-        )
     return Config(
         orchestrator_address=_setting(
             str,
@@ -441,6 +437,7 @@ def load_config(
             auth_raw.get("allow_unauthenticated", default.allow_unauthenticated),
             "auth.allow_unauthenticated",
         ),
+        admin_tenants=names(auth_raw.get("admin_tenants"), "auth.admin_tenants"),
         jwt_issuers=parse_jwt(auth_raw.get("jwt"), env),
         policy=policy,
         telemetry=parse_telemetry(raw.get("telemetry"), env),
@@ -451,7 +448,6 @@ def load_config(
         ),
         source=str(chosen) if chosen else None,
         models=parse_model_settings(raw),
-        template_admin_tenants=names(templates_raw.get("admin_tenants"), "templates.admin_tenants"),
     )
 
 

@@ -22,7 +22,12 @@ from llmesh.services.ledger.instances import (
     heartbeat_sql,
     start_upsert_sql,
 )
-from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
+from llmesh.services.ledger.queries import (
+    UsageTotalRow,
+    recent_query,
+    rows_to_totals,
+    totals_query,
+)
 from llmesh.services.ledger.records import UsageRecord
 from llmesh.services.ledger.responses import (
     StoredResponse,
@@ -251,6 +256,13 @@ class PostgresStore:
         pool = await self._ready_pool()
         rows = await pool.fetch(sql, *params)
         return rows_to_totals(group_by, [tuple(r) for r in rows])
+
+    async def recent(self, limit: int, tenant: str | None = None) -> list[UsageRecord]:
+        """The latest `limit` records, newest first; `tenant` keeps only that tenant's."""
+        sql, params = recent_query(limit, tenant, lambda n: f"${n}", COLUMNS, TABLE)
+        pool = await self._ready_pool()
+        rows = await pool.fetch(sql, *params)
+        return [record_from_row(tuple(r)) for r in rows]
 
     async def count(self) -> int:
         """How many calls the ledger holds."""

@@ -18,6 +18,7 @@ __all__ = [
     "GROUPINGS",
     "UsageTotalRow",
     "normalize_group_by",
+    "recent_query",
     "rows_to_totals",
     "totals_query",
     "utc_day",
@@ -146,3 +147,22 @@ def rows_to_totals(group_by: Sequence[str], rows: Sequence[Sequence[Any]]) -> li
     fields = ["key_id" if g == "key" else g for g in groups]
     out.sort(key=lambda r: tuple(getattr(r, f) for f in fields))
     return out
+
+
+def recent_query(
+    limit: int,
+    tenant: str | None,
+    placeholder: Callable[[int], str],
+    columns: Sequence[str],
+    table: str = "usage_records",
+) -> tuple[str, list[Any]]:
+    """The SQL of the latest `limit` records, newest first (of `tenant` only, when given),
+    and its parameters; served by the ``(ts)`` and ``(tenant, ts)`` indexes."""
+    params: list[Any] = []
+    sql = f"SELECT {', '.join(columns)} FROM {table}"
+    if tenant is not None:
+        params.append(tenant)
+        sql += f" WHERE tenant = {placeholder(len(params))}"
+    params.append(int(limit))
+    sql += f" ORDER BY ts DESC, request_id DESC LIMIT {placeholder(len(params))}"
+    return sql, params

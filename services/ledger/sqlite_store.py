@@ -26,7 +26,12 @@ from llmesh.services.ledger.instances import (
     heartbeat_sql,
     start_upsert_sql,
 )
-from llmesh.services.ledger.queries import UsageTotalRow, rows_to_totals, totals_query
+from llmesh.services.ledger.queries import (
+    UsageTotalRow,
+    recent_query,
+    rows_to_totals,
+    totals_query,
+)
 from llmesh.services.ledger.records import UsageRecord
 from llmesh.services.ledger.responses import (
     StoredResponse,
@@ -257,6 +262,13 @@ class SqliteStore:
         await self.open()
         rows = await self._call(self._fetchall, sql, params)
         return rows_to_totals(group_by, rows)
+
+    async def recent(self, limit: int, tenant: str | None = None) -> list[UsageRecord]:
+        """The latest `limit` records, newest first; `tenant` keeps only that tenant's."""
+        sql, params = recent_query(limit, tenant, lambda _: "?", COLUMNS, TABLE)
+        await self.open()
+        rows = await self._call(self._fetchall, sql, params)
+        return [record_from_row(r) for r in rows]
 
     async def count(self) -> int:
         """How many calls the ledger holds."""

@@ -83,6 +83,11 @@ class LedgerStore(Protocol):
         """
         ...
 
+    async def recent(self, limit: int, tenant: str | None = None) -> list[UsageRecord]:
+        """The latest `limit` records by start time, newest first; `tenant` keeps only that
+        tenant's calls."""
+        ...
+
     async def count(self) -> int:
         """How many calls the ledger holds."""
         ...

@@ -69,6 +69,7 @@ class OrchestratorServer:
         await self.running.set_serving([SERVICE_NAME], False)
         stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
         await asyncio.sleep(0)  # the server stops accepting before we wait
+        self.servicer.end_watches()
         guards = [self.servicer.guard, *([self.templates.guard] if self.templates else [])]
         await asyncio.gather(*(g.drain(grace) for g in guards))
         await stopping
@@ -144,6 +145,8 @@ async def serve(
         part_limits=config.part_limits,
         usage_store=assembly.ledger_store,
         tenant_priority=config.resilience.queue.tenant_priority,
+        admin_tenants=config.admin_tenants,
+        budgets=config.policy.budgets,
     )
     bindings = [
         ServiceBinding(
@@ -157,7 +160,7 @@ async def serve(
         templates = TemplateServicer(
             assembly.templates,
             authenticator=assembly.authenticator,
-            admin_tenants=config.template_admin_tenants,
+            admin_tenants=config.admin_tenants,
         )
         bindings.append(
             ServiceBinding(

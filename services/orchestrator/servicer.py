@@ -6,9 +6,12 @@ Authentication, in-flight tracking, deadlines, trailers and error answers are th
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import logging
-from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
+import time
+from collections.abc import AsyncGenerator, Collection, Mapping
+from contextlib import aclosing, suppress
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -16,6 +19,7 @@ from llmesh.services.auth import Authenticator
 from llmesh.services.common.call_metadata import requested_priority, retry_count
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
+from llmesh.services.common.policy_settings import BudgetsConfig
 from llmesh.services.common.request_decoding import checks_decoding
 from llmesh.services.common.rpc_guard import Rpc, RpcGuard, unary, unary_stream
 from llmesh.services.core.call import Call, ChatCall
@@ -23,6 +27,19 @@ from llmesh.services.core.events import CallEvent, Completed
 from llmesh.services.core.priority import Priority
 from llmesh.services.ledger import LedgerStore
 from llmesh.services.orchestrator.aggregate import collect
+from llmesh.services.orchestrator.budget_view import (
+    budget_views,
+    budgets_to_proto,
+    period_starts,
+)
+from llmesh.services.orchestrator.calls_convert import (
+    HEALTH_WINDOW,
+    apply_health,
+    call_to_proto,
+    recent_limit,
+    target_health,
+    watch_interval,
+)
 from llmesh.services.orchestrator.convert import (
     chat_call_from_proto,
     chat_call_from_request,
@@ -48,7 +65,7 @@ from llmesh.services.orchestrator.listing_convert import (
     usage_totals_to_proto,
 )
 from llmesh.services.orchestrator.path import CallPath
-from llmesh.services.orchestrator.tenancy import acting_caller, call_priority, visible_tenant
+from llmesh.services.orchestrator.tenancy import acting_caller, call_priority, viewed_tenant
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 C = TypeVar("C", bound=Call[Any])
@@ -69,10 +86,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         part_limits: PartLimits | None = None,
         usage_store: LedgerStore | None = None,
         tenant_priority: Mapping[str, Priority] | None = None,
+        admin_tenants: Collection[str] = (),
+        budgets: BudgetsConfig | None = None,
     ) -> None:
         """`tenant_priority` gives each tenant's default tier
-        (``resilience.queue.tenant_priority``)."""
+        (``resilience.queue.tenant_priority``); keys of `admin_tenants` read every tenant's
+        usage and calls (``auth.admin_tenants``); `budgets` are the caps `GetBudgets` reports."""
         self._tenant_priority = dict(tenant_priority or {})
+        self._admin_tenants = frozenset(admin_tenants)
+        self._budgets = budgets or BudgetsConfig()
+        self._watches_end = asyncio.Event()
         self._path = path
         self._engine = engine
         self._usage = usage_store
@@ -205,6 +228,81 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             raise LlmeshError(Reason.PROVIDER_NOT_CONFIGURED, "no usage ledger is configured")
         query = usage_query_from_proto(request)
         rows = await self._usage.totals(
-            query.groups, query.since, query.until, visible_tenant(rpc.caller, query.tenant)
+            query.groups,
+            query.since,
+            query.until,
+            viewed_tenant(rpc.caller, query.tenant, self._admin_tenants),
         )
         return usage_totals_to_proto(rows)
+
+    @unary()
+    async def ListRecentCalls(
+        self, request: orchestrator_pb2.ListRecentCallsRequest, rpc: Rpc
+    ) -> orchestrator_pb2.ListRecentCallsResponse:
+        """The ledger's latest calls (or one, by id) the caller may see, newest first."""
+        if self._usage is None:
+            raise LlmeshError(Reason.PROVIDER_NOT_CONFIGURED, "no usage ledger is configured")
+        tenant = viewed_tenant(rpc.caller, request.tenant, self._admin_tenants)
+        if request.request_id:  # another tenant's call is as absent as an unknown one
+            record = await self._usage.get(request.request_id)
+            found = record is not None and (tenant is None or record.tenant == tenant)
+            calls = [call_to_proto(record)] if record is not None and found else []
+            return orchestrator_pb2.ListRecentCallsResponse(calls=calls)
+        records = await self._usage.recent(recent_limit(request.limit), tenant)
+        return orchestrator_pb2.ListRecentCallsResponse(calls=[call_to_proto(r) for r in records])
+
+    @unary_stream(lambda snapshot: snapshot)
+    def WatchMesh(
+        self, request: orchestrator_pb2.WatchMeshRequest, rpc: Rpc
+    ) -> AsyncGenerator[orchestrator_pb2.WatchMeshResponse, None]:
+        """A snapshot now and at every interval, until the caller cancels or the server
+        stops (then the stream ends cleanly)."""
+        interval = watch_interval(
+            request.interval.ToTimedelta().total_seconds() if request.HasField("interval") else None
+        )
+        tenant = viewed_tenant(rpc.caller, request.tenant, self._admin_tenants)
+        calls = recent_limit(request.recent_calls, default=20, most=100)
+        return self._watch(interval, tenant, calls)
+
+    async def _watch(
+        self, interval: float, tenant: str | None, calls: int
+    ) -> AsyncGenerator[orchestrator_pb2.WatchMeshResponse, None]:
+        while not self._watches_end.is_set():
+            yield await self._snapshot(tenant, calls)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._watches_end.wait(), interval)
+
+    async def _snapshot(self, tenant: str | None, calls: int) -> orchestrator_pb2.WatchMeshResponse:
+        views = await self._engine.breakers.views()
+        targets = targets_to_proto(views, self._path.router.entries(), self._engine.limiter)
+        snapshot = orchestrator_pb2.WatchMeshResponse(targets=targets.targets)
+        snapshot.snapshot_time.FromDatetime(datetime.datetime.now(datetime.UTC))
+        if self._usage is not None:
+            window = await self._usage.recent(HEALTH_WINDOW)
+            apply_health(snapshot.targets, target_health(window))
+            if tenant is None:
+                latest = window[:calls]
+            else:
+                latest = await self._usage.recent(calls, tenant)
+            snapshot.recent_calls.extend(call_to_proto(r) for r in latest)
+        return snapshot
+
+    @unary()
+    async def GetBudgets(
+        self, request: orchestrator_pb2.GetBudgetsRequest, rpc: Rpc
+    ) -> orchestrator_pb2.GetBudgetsResponse:
+        """The caps the caller may see, with the ledger's spend today and this month."""
+        if self._usage is None:
+            raise LlmeshError(Reason.PROVIDER_NOT_CONFIGURED, "no usage ledger is configured")
+        tenant = viewed_tenant(rpc.caller, request.tenant, self._admin_tenants)
+        day, month = period_starts(time.time())
+        today = await self._usage.totals(["tenant", "key"], day, None, tenant)
+        this_month = await self._usage.totals(["tenant", "key"], month, None, tenant)
+        caller = rpc.caller
+        views = budget_views(self._budgets, today, this_month, tenant, caller.key_id, caller.tenant)
+        return budgets_to_proto(views)
+
+    def end_watches(self) -> None:
+        """End every `WatchMesh` stream after its current snapshot (at shutdown, so the
+        drain does not wait for streams that would never end by themselves)."""
+        self._watches_end.set()

@@ -4,7 +4,7 @@ orchestrator beside its own service, over the `TemplateStore` of the ledger's da
 Reading templates is open to every authenticated caller (templates are shared by the mesh);
 statistics follow `GetUsage`'s rule (a caller holding a key sees only its own tenant's
 calls). Writing (a new version, weights) changes what every tenant's calls render, so a
-caller holding a key may write only when its tenant is one of ``templates.admin_tenants``;
+caller holding a key may write only when its tenant is one of ``auth.admin_tenants``;
 without authentication (no keys, loopback) anyone may, as with every other RPC.
 """
 
@@ -67,7 +67,7 @@ class TemplateServicer(templates_pb2_grpc.TemplateServiceServicer):  # type: ign
             raise LlmeshError(
                 Reason.PERMISSION_DENIED,
                 f"tenant {caller.tenant!r} may not change templates: only the tenants of "
-                "templates.admin_tenants may",
+                "auth.admin_tenants may",
                 metadata={"tenant": caller.tenant},
             )
 

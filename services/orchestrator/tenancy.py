@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 from llmesh.services.core.caller import Caller
 from llmesh.services.core.priority import Priority, resolve_priority
 
-__all__ = ["acting_caller", "call_priority", "visible_tenant"]
+__all__ = ["acting_caller", "call_priority", "viewed_tenant", "visible_tenant"]
 
 
 def visible_tenant(caller: Caller, named: str | None) -> str | None:
@@ -21,6 +21,17 @@ def visible_tenant(caller: Caller, named: str | None) -> str | None:
     if caller.key_id:
         return caller.tenant
     return named or None
+
+
+def viewed_tenant(caller: Caller, named: str | None, admin_tenants: Collection[str]) -> str | None:
+    """The tenant whose usage and calls a query of `caller` may read; None: every tenant.
+
+    As `visible_tenant`, except that a key of one of `admin_tenants` (``auth.admin_tenants``)
+    sees every tenant, or the one the query names.
+    """
+    if caller.key_id and caller.tenant in admin_tenants:
+        return named or None
+    return visible_tenant(caller, named)
 
 
 def acting_caller(caller: Caller, named: str | None) -> Caller:

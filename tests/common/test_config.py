@@ -343,3 +343,14 @@ def test_a_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"^LLMESH_EMULATOR_PORT: expected an integer"):
         load_config(None, env={"LLMESH_EMULATOR_PORT": "8o90"})
     assert load_config(None, env={"LLMESH_EMULATOR_PORT": "8091"}).emulator.port == 8091
+
+
+def test_admin_tenants_are_read_from_the_auth_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("auth: {admin_tenants: [ops, sre]}")
+    assert load_config(path, env={}).admin_tenants == ("ops", "sre")
+    assert load_config(env={}).admin_tenants == ()
+    for bad in ("auth: {admin_tenants: ops}", 'auth: {admin_tenants: [""]}'):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=r"auth\.admin_tenants"):
+            load_config(path, env={})

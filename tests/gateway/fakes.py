@@ -253,6 +253,29 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             await abort(context, LlmeshError(Reason.UPSTREAM_INVALID_REQUEST, "bad signature"))
         return orchestrator_pb2.CountInputTokensResponse()
 
+    async def WatchMesh(
+        self, request: orchestrator_pb2.WatchMeshRequest, context: Context
+    ) -> AsyncIterator[orchestrator_pb2.WatchMeshResponse]:
+        """A snapshot every 50 ms until the client goes away; tenant ``denied`` is refused."""
+        self.calls.append(
+            Seen(
+                chat_pb2.ChatInput(),
+                {m.key: m.value for m in context.invocation_metadata() or ()},
+                context.time_remaining(),
+            )
+        )
+        if request.tenant == "denied":
+            await abort(context, LlmeshError(Reason.PERMISSION_DENIED, "not your tenant"))
+        try:
+            while True:
+                yield orchestrator_pb2.WatchMeshResponse(
+                    targets=[orchestrator_pb2.TargetStatus(name="fake/echo")]
+                )
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
     async def ListModels(
         self, request: orchestrator_pb2.ListModelsRequest, context: Context
     ) -> orchestrator_pb2.ListModelsResponse:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from google.protobuf import struct_pb2
 
-from llmesh.services.common.config import ConfigError, load_config
+from llmesh.services.common.config import load_config
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.step_settings import StepsConfig
 from llmesh.services.core.call import Call, RoutedCall, TemplateUse
@@ -158,11 +158,8 @@ async def test_the_response_cache_leaves_template_calls_alone() -> None:
     await cache.aclose()
 
 
-def test_admin_tenants_are_configured(tmp_path: Path) -> None:
-    assert load_config(None, env={}).template_admin_tenants == ()
+def test_template_writers_are_the_admin_tenants(tmp_path: Path) -> None:
+    assert load_config(None, env={}).admin_tenants == ()
     path = tmp_path / "c.yaml"
-    path.write_text("templates: {admin_tenants: [ops]}\n")
-    assert load_config(path, env={}).template_admin_tenants == ("ops",)
-    path.write_text("templates: {admins: [ops]}\n")
-    with pytest.raises(ConfigError, match="templates: unknown keys"):
-        load_config(path, env={})
+    path.write_text("auth: {admin_tenants: [ops]}\n")
+    assert load_config(path, env={}).admin_tenants == ("ops",)

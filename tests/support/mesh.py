@@ -134,8 +134,7 @@ class Mesh:
                 models=("echo",),
             )
             self._tmp = tempfile.mkdtemp(prefix="llmesh-mesh-")
-            config = replace(
-                base,
+            settings: dict[str, Any] = dict(
                 database_url=f"sqlite:///{self._tmp}/llmesh.db",
                 emulator=EmulatorConfig("127.0.0.1", emu_port),
                 providers={**base.providers, "compat": compat},
@@ -152,8 +151,9 @@ class Mesh:
                         },
                     }
                 ),
-                **dict(overrides),
             )
+            settings.update(overrides)  # an override (resilience too) wins over the above
+            config = replace(base, **settings)
             proc = await serve_processor("127.0.0.1:0", config=config)
             self.processor_address = f"127.0.0.1:{proc.port}"
             config = replace(config, processor_address=self.processor_address)

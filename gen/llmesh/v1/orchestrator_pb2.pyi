@@ -36,6 +36,20 @@ class UsageGrouping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     USAGE_GROUPING_KEY: _ClassVar[UsageGrouping]
     USAGE_GROUPING_MODEL: _ClassVar[UsageGrouping]
     USAGE_GROUPING_DAY: _ClassVar[UsageGrouping]
+
+class CallState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALL_STATE_UNSPECIFIED: _ClassVar[CallState]
+    CALL_STATE_OK: _ClassVar[CallState]
+    CALL_STATE_ERROR: _ClassVar[CallState]
+    CALL_STATE_CANCELLED: _ClassVar[CallState]
+    CALL_STATE_INTERRUPTED: _ClassVar[CallState]
+
+class BudgetScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_SCOPE_UNSPECIFIED: _ClassVar[BudgetScope]
+    BUDGET_SCOPE_TENANT: _ClassVar[BudgetScope]
+    BUDGET_SCOPE_KEY: _ClassVar[BudgetScope]
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome
@@ -50,6 +64,14 @@ USAGE_GROUPING_TENANT: UsageGrouping
 USAGE_GROUPING_KEY: UsageGrouping
 USAGE_GROUPING_MODEL: UsageGrouping
 USAGE_GROUPING_DAY: UsageGrouping
+CALL_STATE_UNSPECIFIED: CallState
+CALL_STATE_OK: CallState
+CALL_STATE_ERROR: CallState
+CALL_STATE_CANCELLED: CallState
+CALL_STATE_INTERRUPTED: CallState
+BUDGET_SCOPE_UNSPECIFIED: BudgetScope
+BUDGET_SCOPE_TENANT: BudgetScope
+BUDGET_SCOPE_KEY: BudgetScope
 
 class StreamChatRequest(_message.Message):
     __slots__ = ("input",)
@@ -286,20 +308,26 @@ class ListTargetsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TargetStatus(_message.Message):
-    __slots__ = ("name", "breaker_state", "failure_count", "time_to_half_open", "in_flight", "queued")
+    __slots__ = ("name", "breaker_state", "failure_count", "time_to_half_open", "in_flight", "queued", "error_rate", "latency", "recent_attempts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_COUNT_FIELD_NUMBER: _ClassVar[int]
     TIME_TO_HALF_OPEN_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    RECENT_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     breaker_state: BreakerState
     failure_count: int
     time_to_half_open: _duration_pb2.Duration
     in_flight: int
     queued: int
-    def __init__(self, name: _Optional[str] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., failure_count: _Optional[int] = ..., time_to_half_open: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
+    error_rate: float
+    latency: _duration_pb2.Duration
+    recent_attempts: int
+    def __init__(self, name: _Optional[str] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., failure_count: _Optional[int] = ..., time_to_half_open: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., error_rate: _Optional[float] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., recent_attempts: _Optional[int] = ...) -> None: ...
 
 class ListTargetsResponse(_message.Message):
     __slots__ = ("targets",)
@@ -362,3 +390,111 @@ class CountInputTokensResponse(_message.Message):
     provider: str
     model: str
     def __init__(self, input_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ListRecentCallsRequest(_message.Message):
+    __slots__ = ("limit", "tenant", "request_id")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    tenant: str
+    request_id: str
+    def __init__(self, limit: _Optional[int] = ..., tenant: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CallSummary(_message.Message):
+    __slots__ = ("request_id", "start_time", "tenant", "key_id", "route", "provider", "model", "state", "error_reason", "usage", "cost_usd", "cache_savings_usd", "duration", "time_to_first_token", "cache_hit", "attempts")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVINGS_USD_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    start_time: _timestamp_pb2.Timestamp
+    tenant: str
+    key_id: str
+    route: str
+    provider: str
+    model: str
+    state: CallState
+    error_reason: _errors_pb2.ErrorReason
+    usage: _chat_pb2.Usage
+    cost_usd: float
+    cache_savings_usd: float
+    duration: _duration_pb2.Duration
+    time_to_first_token: _duration_pb2.Duration
+    cache_hit: bool
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    def __init__(self, request_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., route: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., state: _Optional[_Union[CallState, str]] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_savings_usd: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
+
+class ListRecentCallsResponse(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[CallSummary]
+    def __init__(self, calls: _Optional[_Iterable[_Union[CallSummary, _Mapping]]] = ...) -> None: ...
+
+class WatchMeshRequest(_message.Message):
+    __slots__ = ("interval", "recent_calls", "tenant")
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    RECENT_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    interval: _duration_pb2.Duration
+    recent_calls: int
+    tenant: str
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., recent_calls: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class WatchMeshResponse(_message.Message):
+    __slots__ = ("snapshot_time", "targets", "recent_calls")
+    SNAPSHOT_TIME_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_CALLS_FIELD_NUMBER: _ClassVar[int]
+    snapshot_time: _timestamp_pb2.Timestamp
+    targets: _containers.RepeatedCompositeFieldContainer[TargetStatus]
+    recent_calls: _containers.RepeatedCompositeFieldContainer[CallSummary]
+    def __init__(self, snapshot_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetStatus, _Mapping]]] = ..., recent_calls: _Optional[_Iterable[_Union[CallSummary, _Mapping]]] = ...) -> None: ...
+
+class GetBudgetsRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("scope", "name", "tenant", "wildcard", "daily_usd", "monthly_usd", "spent_today_usd", "spent_this_month_usd", "remaining_today_usd", "remaining_this_month_usd")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    WILDCARD_FIELD_NUMBER: _ClassVar[int]
+    DAILY_USD_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_USD_FIELD_NUMBER: _ClassVar[int]
+    SPENT_TODAY_USD_FIELD_NUMBER: _ClassVar[int]
+    SPENT_THIS_MONTH_USD_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_TODAY_USD_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_THIS_MONTH_USD_FIELD_NUMBER: _ClassVar[int]
+    scope: BudgetScope
+    name: str
+    tenant: str
+    wildcard: bool
+    daily_usd: float
+    monthly_usd: float
+    spent_today_usd: float
+    spent_this_month_usd: float
+    remaining_today_usd: float
+    remaining_this_month_usd: float
+    def __init__(self, scope: _Optional[_Union[BudgetScope, str]] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., wildcard: _Optional[bool] = ..., daily_usd: _Optional[float] = ..., monthly_usd: _Optional[float] = ..., spent_today_usd: _Optional[float] = ..., spent_this_month_usd: _Optional[float] = ..., remaining_today_usd: _Optional[float] = ..., remaining_this_month_usd: _Optional[float] = ...) -> None: ...
+
+class GetBudgetsResponse(_message.Message):
+    __slots__ = ("budgets",)
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...

@@ -76,6 +76,21 @@ class OrchestratorServiceStub:
                 request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensResponse.FromString,
                 _registered_method=True)
+        self.ListRecentCalls = channel.unary_unary(
+                '/llmesh.v1.OrchestratorService/ListRecentCalls',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListRecentCallsRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListRecentCallsResponse.FromString,
+                _registered_method=True)
+        self.WatchMesh = channel.unary_stream(
+                '/llmesh.v1.OrchestratorService/WatchMesh',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshResponse.FromString,
+                _registered_method=True)
+        self.GetBudgets = channel.unary_unary(
+                '/llmesh.v1.OrchestratorService/GetBudgets',
+                request_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -146,6 +161,31 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRecentCalls(self, request, context):
+        """ListRecentCalls lists the latest calls the usage ledger holds, newest first, each with
+        its attempt trail; a caller holding a tenant's key sees only that tenant's calls.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchMesh(self, request, context):
+        """WatchMesh streams a snapshot of the mesh at once and then at every interval until the
+        caller cancels: each target's breaker, in-flight and queued calls, its recent error
+        rate and latency, and the latest calls the caller may see.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBudgets(self, request, context):
+        """GetBudgets reports the spending caps the caller may see, each with what its tenant or
+        key spent today and this month (UTC, from the usage ledger) and what is left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +228,21 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.CountInputTokens,
                     request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensResponse.SerializeToString,
+            ),
+            'ListRecentCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecentCalls,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.ListRecentCallsRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.ListRecentCallsResponse.SerializeToString,
+            ),
+            'WatchMesh': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchMesh,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshResponse.SerializeToString,
+            ),
+            'GetBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudgets,
+                    request_deserializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -407,6 +462,87 @@ class OrchestratorService:
             '/llmesh.v1.OrchestratorService/CountInputTokens',
             llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensRequest.SerializeToString,
             llmesh_dot_v1_dot_orchestrator__pb2.CountInputTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecentCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/ListRecentCalls',
+            llmesh_dot_v1_dot_orchestrator__pb2.ListRecentCallsRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.ListRecentCallsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchMesh(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/WatchMesh',
+            llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.WatchMeshResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.OrchestratorService/GetBudgets',
+            llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsRequest.SerializeToString,
+            llmesh_dot_v1_dot_orchestrator__pb2.GetBudgetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

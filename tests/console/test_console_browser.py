@@ -1,0 +1,253 @@
+"""The console in a real browser (Debian's chromium, driven by Playwright) on a whole mesh.
+
+One mesh and one browser serve the module. Each test saves a screenshot of its view into
+docs/console/, where the README shows them.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Response, sync_playwright
+
+from tests.console.conftest import SCREENSHOTS, ConsoleMesh, bearer, wait_for
+
+BUDGET_BYTES = 300 * 1024
+"""The most the console's first load may weigh, gzip-compressed."""
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    """Headless chromium, launched by path (Playwright downloads no browser)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab (its own session storage), wide enough for the views."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    context.close()
+
+
+def _open(page: Page, mesh: ConsoleMesh, key: str, view: str) -> None:
+    """Load the console on `view` and enter `key` once."""
+    page.goto(f"{mesh.url}/console#{view}")
+    page.fill("#key-input", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("[data-testid=key-state]:has-text('key set')")
+
+
+def _chat(mesh: ConsoleMesh, key: str, model: str = "openai/gpt-4o-mini") -> httpx.Response:
+    body = {"input": {"model": model, "messages": [{"role": "ROLE_USER", "content": "hi"}]}}
+    return httpx.post(f"{mesh.url}/api/v1/chat", json=body, headers=bearer(key), timeout=30)
+
+
+def _call(mesh: ConsoleMesh, key: str, request_id: str) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        r = httpx.get(
+            f"{mesh.url}/api/v1/calls", params={"request_id": request_id}, headers=bearer(key)
+        )
+        calls = r.json().get("calls", [])
+        return calls[0] if calls else None
+
+    call: dict[str, Any] = wait_for(found, f"call {request_id} in the ledger")
+    return call
+
+
+def _usd(value: float) -> str:
+    """The console's money format (dom.js `usd`)."""
+    return f"${value:.6f}" if 0 < value < 0.01 else f"${value:.4f}"
+
+
+def test_a_streamed_chat_shows_tokens_before_the_finish(
+    console_mesh: ConsoleMesh, page: Page
+) -> None:
+    # the reply pauses after two pieces: the text so far must be on screen, unfinished
+    console_mesh.mesh.set_fault("gpt-4o-mini", "stall", after=2, stall_ms=4000, times=1)
+    _open(page, console_mesh, console_mesh.keys.acme, "playground")
+    page.select_option("[data-testid=model]", "openai/gpt-4o-mini")
+    page.fill("[data-testid=prompt]", "Tell me about meshes of services, in a few sentences.")
+    page.click("[data-testid=send]")
+    page.wait_for_function(
+        """() => {
+            const reply = document.querySelector('[data-testid=reply]');
+            const text = document.querySelector('[data-testid=reply-text]');
+            return reply && text && text.textContent.length > 0
+                && !reply.classList.contains('done');
+        }"""
+    )
+    partial = page.text_content("[data-testid=reply-text]") or ""
+    assert page.text_content("[data-testid=reply-cost]") == "cost \N{EN DASH}"  # no finish yet
+    page.wait_for_selector("[data-testid=reply].done")
+    final = page.text_content("[data-testid=reply-text]") or ""
+    assert final.startswith(partial) and len(final) > len(partial)
+    assert "finished: stop" in (page.text_content("[data-testid=reply-status]") or "")
+    assert (page.text_content("[data-testid=reply-ttft]") or "").endswith(" ms")
+    assert " out" in (page.text_content("[data-testid=reply-tokens]") or "")
+    assert (page.text_content("[data-testid=reply-cost]") or "").startswith("cost $")
+    trail = page.text_content("[data-testid=reply-trail]") or ""
+    assert "openai/gpt-4o-mini" in trail and "succeeded" in trail
+    page.screenshot(path=str(SCREENSHOTS / "playground.png"), full_page=True)
+
+
+def test_a_council_streams_branches_side_by_side_with_the_judge(
+    console_mesh: ConsoleMesh, page: Page
+) -> None:
+    _open(page, console_mesh, console_mesh.keys.acme, "playground")
+    page.check("[data-testid=council-toggle]")
+    for model in ("openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"):
+        page.check(f"[data-testid=members] input[value='{model}']")
+    page.select_option("[data-testid=judge]", "openai/gpt-4o")
+    page.fill("[data-testid=prompt]", "Name one benefit of a circuit breaker.")
+    page.click("[data-testid=send]")
+    page.wait_for_selector("[data-testid=judge].done")
+    assert page.locator("[data-testid=branch].done").count() == 2
+    assert page.text_content("[data-testid=judge-text]")
+    page.screenshot(path=str(SCREENSHOTS / "council.png"), full_page=True)
+
+
+def test_a_fallback_shows_in_the_attempt_trail(console_mesh: ConsoleMesh, page: Page) -> None:
+    console_mesh.mesh.set_fault("claude-opus-4-6", "overloaded", times=1)
+    _open(page, console_mesh, console_mesh.keys.acme, "playground")
+    page.select_option("[data-testid=model]", "anthropic/claude-opus-4-6")
+    page.fill("[data-testid=fallbacks]", "anthropic/claude-sonnet-4-6")
+    page.fill("[data-testid=prompt]", "Fall back, please.")
+    page.click("[data-testid=send]")
+    page.wait_for_selector("[data-testid=reply].done")
+    trail = page.locator("[data-testid=reply-trail] li").all_text_contents()
+    assert len(trail) == 2
+    assert "anthropic/claude-opus-4-6" in trail[0] and "failed" in trail[0]
+    assert "overloaded" in trail[0]
+    assert "anthropic/claude-sonnet-4-6" in trail[1] and "succeeded" in trail[1]
+
+
+def test_cancel_stops_a_streaming_call(console_mesh: ConsoleMesh, page: Page) -> None:
+    # the reply stalls for good after two pieces: only Cancel ends it
+    console_mesh.mesh.set_fault("echo", "stall", after=2, times=1)
+    _open(page, console_mesh, console_mesh.keys.acme, "playground")
+    page.select_option("[data-testid=model]", "compat/echo")
+    page.fill("[data-testid=prompt]", "one two three four five six seven eight")
+    page.click("[data-testid=send]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=reply-text]')?.textContent.length > 0"
+    )
+    request_id = page.text_content("[data-testid=reply-request-id]") or ""
+    assert request_id
+    page.click("[data-testid=cancel]")
+    page.wait_for_selector("[data-testid=reply-status]:has-text('cancelled')")
+    assert page.is_disabled("[data-testid=cancel]") and page.is_enabled("[data-testid=send]")
+    # the orchestrator saw the call end as cancelled, not finished
+    call = _call(console_mesh, console_mesh.keys.acme, request_id)
+    assert call["state"] == "CALL_STATE_CANCELLED"
+
+
+def test_after_emulator_faults_a_target_shows_its_breaker_open(
+    console_mesh: ConsoleMesh, page: Page
+) -> None:
+    mesh = console_mesh.mesh
+    target = "openai/gpt-4.1-mini"
+    _open(page, console_mesh, console_mesh.keys.admin, "mesh")
+    row = page.locator(f"[data-testid=targets] tr[data-target='{target}']")
+    row.locator("[data-testid=breaker]:has-text('closed')").wait_for()
+    mesh.set_fault("gpt-4.1-mini", "server_error")
+    try:
+        failed = [_chat(console_mesh, console_mesh.keys.admin, target) for _ in range(2)]
+    finally:
+        httpx.delete(f"{mesh.emulator_url}/emulator/faults", params={"model": "gpt-4.1-mini"})
+    assert [r.status_code for r in failed] == [502, 502], [r.text for r in failed]
+    row.locator("[data-testid=breaker]:has-text('open')").wait_for()
+    # the failed call's drill-down shows its attempt trail
+    request_id = failed[-1].headers["x-request-id"]
+    page.locator(f"tr[data-request-id='{request_id}']").click()
+    page.wait_for_selector(f"[data-testid=detail-request-id]:has-text('{request_id}')")
+    trail = page.text_content("[data-testid=detail-trail]") or ""
+    assert target in trail and "failed" in trail
+    page.screenshot(path=str(SCREENSHOTS / "mesh.png"), full_page=True)
+
+
+def test_a_calls_cost_and_the_budget_left_appear_in_the_usage_view(
+    console_mesh: ConsoleMesh, page: Page
+) -> None:
+    key = console_mesh.keys.acme
+    reply = _chat(console_mesh, key)
+    assert reply.status_code == 200
+    call = _call(console_mesh, key, reply.json()["requestId"])
+    assert call["costUsd"] > 0
+    total = httpx.post(f"{console_mesh.url}/api/v1/usage", json={}, headers=bearer(key))
+    [whole] = total.json()["totals"]
+    assert whole["costUsd"] >= call["costUsd"]
+    r = httpx.get(f"{console_mesh.url}/api/v1/budgets", headers=bearer(key))
+    budget = next(b for b in r.json()["budgets"] if b["name"] == "acme")
+    _open(page, console_mesh, key, "usage")
+    page.wait_for_selector(f"[data-testid=total-cost]:has-text('{_usd(whole['costUsd'])}')")
+    # the tenant's budget: what is left of its $5 a day, after this call's cost
+    left = f"{_usd(budget['remainingTodayUsd'])} of $5.0000 left"
+    page.wait_for_selector(f"[data-budget='tenant:acme']:has-text('{left}')")
+    by_model = page.locator("[data-testid=by-model] tr[data-group='openai/gpt-4o-mini']")
+    assert (by_model.locator("[data-testid=cost]").text_content() or "").startswith("$")
+    assert page.locator("[data-testid=by-tenant] tbody tr").count() == 1  # acme's own only
+    page.screenshot(path=str(SCREENSHOTS / "usage.png"), full_page=True)
+
+
+def test_a_tenant_key_cannot_see_another_tenants_calls(
+    console_mesh: ConsoleMesh, page: Page
+) -> None:
+    theirs = _chat(console_mesh, console_mesh.keys.globex).json()["requestId"]
+    mine = _chat(console_mesh, console_mesh.keys.acme).json()["requestId"]
+    _call(console_mesh, console_mesh.keys.admin, theirs)
+    _open(page, console_mesh, console_mesh.keys.acme, "mesh")
+    page.wait_for_selector(f"tr[data-request-id='{mine}']")
+    tenants = page.locator("[data-testid=calls] [data-testid=call-tenant]").all_text_contents()
+    assert tenants and set(tenants) == {"acme"}
+    assert page.locator(f"tr[data-request-id='{theirs}']").count() == 0
+    # the same view with the admin key does list it
+    page.fill("#key-input", console_mesh.keys.admin)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector(f"tr[data-request-id='{theirs}']")
+
+
+def test_the_first_load_is_small_and_stays_on_the_gateway(
+    console_mesh: ConsoleMesh, page: Page
+) -> None:
+    loaded: list[Response] = []
+    page.on("response", lambda response: loaded.append(response))
+    _open(page, console_mesh, console_mesh.keys.acme, "playground")
+    page.wait_for_selector("[data-testid=model] option", state="attached")
+    files = [r for r in loaded if "/console" in r.url]
+    assert {r.url.rsplit("/", 1)[-1] for r in files} >= {
+        "console",
+        "app.js",
+        "console.css",
+        "playground.js",
+        "mesh.js",
+        "usage.js",
+    }
+    assert all(r.url.startswith(console_mesh.url) for r in loaded)  # nothing from elsewhere
+    compressed = sum(len(gzip.compress(r.body())) for r in files)
+    assert compressed < BUDGET_BYTES
+
+
+def test_without_a_key_the_views_ask_for_one(console_mesh: ConsoleMesh, page: Page) -> None:
+    page.goto(f"{console_mesh.url}/console#mesh")
+    page.wait_for_selector("[data-testid=mesh-state]:has-text('Enter an API key')")
+    assert "UNAUTHENTICATED" in (page.text_content("[data-testid=mesh-state]") or "")
+    assert page.text_content("[data-testid=key-state]") == "no key"
+    # entering one (kept in session storage, never in the URL) starts the live view
+    page.fill("#key-input", console_mesh.keys.acme)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("[data-testid=mesh-state]:has-text('live')")
+    assert console_mesh.keys.acme not in page.url
+    stored = page.evaluate("() => sessionStorage.getItem('llmesh.console.key')")
+    assert stored == console_mesh.keys.acme
