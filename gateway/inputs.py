@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from opentelemetry import trace
 from starlette.requests import ClientDisconnect, Request
 
 from llmesh.gateway.errors import BodyTooLarge
@@ -36,6 +37,11 @@ one the gateway stores responses under)."""
 RETRY_COUNT_HEADERS = ("x-llmesh-retry-count", "x-stainless-retry-count")
 """Headers carrying the client's retry number of a call (the official openai and anthropic
 SDKs send ``x-stainless-retry-count``), passed on as ``llmesh-retry-count`` metadata."""
+
+TRACEPARENT_HEADER = "traceparent"
+"""The caller's W3C trace context. With tracing on, the gateway's own spans carry it on;
+with tracing off it is passed on as it came, so the ledger still records the caller's trace
+id with the call."""
 
 PRIORITY_HEADER = "x-llmesh-priority"
 """Request header: the call's priority tier (``batch`` ... ``critical``), passed on as
@@ -165,4 +171,12 @@ def call_options(headers: Mapping[str, str], default_timeout: float | None) -> C
     raw = headers.get(PRIORITY_HEADER)
     if raw is not None:
         metadata.append((PRIORITY_KEY, parse_requested_priority(raw, PRIORITY_HEADER).label))
+    raw = headers.get(TRACEPARENT_HEADER)
+    if raw and raw.isascii() and raw.isprintable() and not _traced():
+        metadata.append((TRACEPARENT_HEADER, raw))  # a malformed one is ignored downstream
     return CallOptions(timeout, tuple(metadata))
+
+
+def _traced() -> bool:
+    """True inside a span (tracing on): the gRPC client span then sends the context on."""
+    return bool(trace.get_current_span().get_span_context().is_valid)

@@ -64,6 +64,9 @@ class Call(Generic[R]):
     (`llmesh.services.core.priority`): saturated targets serve higher tiers first."""
     template: TemplateUse | None = None
     """The prompt template rendered first (the processor's Prepare); None: none."""
+    trace_id: str = ""
+    """The W3C trace id the call belongs to (32 lower-case hex digits; empty: none), kept
+    in its ledger record so its trace can be found."""
 
 
 ChatCall = Call[ChatRequest]

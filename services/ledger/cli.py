@@ -71,6 +71,8 @@ def sum_totals(rows: Sequence[UsageTotalRow]) -> UsageTotalRow:
         reasoning_tokens=sum(r.reasoning_tokens for r in rows),
         cost_usd=math.fsum(r.cost_usd for r in rows),
         cache_savings_usd=math.fsum(r.cache_savings_usd for r in rows),
+        prompt_cache_savings_usd=math.fsum(r.prompt_cache_savings_usd for r in rows),
+        response_cache_savings_usd=math.fsum(r.response_cache_savings_usd for r in rows),
     )
 
 

@@ -2,7 +2,9 @@
 
 A total counts `requests` (calls that reached a provider or the response cache, as
 `llmesh.v1.UsageTotal` defines them) and `failed` calls (errored or cancelled, whether or
-not they reached a provider), and sums tokens, cost and cache savings. Groups are sorted
+not they reached a provider), and sums tokens, cost and cache savings, both together and
+apart: a response-cache hit's row saves what its reply first cost, any other row what its
+prompt-cache reads saved. Groups are sorted
 by their grouping fields in Python, so both stores order them identically whatever the
 database's collation.
 """
@@ -44,6 +46,8 @@ _SUMS = (
     "SUM(reasoning_tokens)",
     "SUM(cost_usd)",
     "SUM(cache_savings_usd)",
+    "SUM(CASE WHEN cache_hit THEN 0 ELSE cache_savings_usd END)",
+    "SUM(CASE WHEN cache_hit THEN cache_savings_usd ELSE 0 END)",
 )
 
 
@@ -70,6 +74,11 @@ class UsageTotalRow:
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
     cache_savings_usd: float = 0.0
+    """Both savings below, together."""
+    prompt_cache_savings_usd: float = 0.0
+    """What reads from the providers' prompt caches saved against full input price."""
+    response_cache_savings_usd: float = 0.0
+    """What replies served from llmesh's response cache saved: their first call's cost."""
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a JSON-ready dict."""
@@ -142,6 +151,8 @@ def rows_to_totals(group_by: Sequence[str], rows: Sequence[Sequence[Any]]) -> li
                 reasoning_tokens=int(sums[6]),
                 cost_usd=float(sums[7]),
                 cache_savings_usd=float(sums[8]),
+                prompt_cache_savings_usd=float(sums[9]),
+                response_cache_savings_usd=float(sums[10]),
             )
         )
     fields = ["key_id" if g == "key" else g for g in groups]

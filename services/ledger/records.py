@@ -75,6 +75,9 @@ class UsageRecord:
     """The prompt template the call rendered (`llmesh.services.templates`); empty: none."""
     template_version: int = 0
     """The version of `template` the call rendered; 0 without a template."""
+    trace_id: str = ""
+    """The W3C trace id of the call (32 lower-case hex digits): its span's when tracing is
+    on, else the one of the caller's ``traceparent``; empty when neither was there."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, CallStatus):

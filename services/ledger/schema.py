@@ -102,6 +102,9 @@ _DOWNGRADED_FROM = "downgraded_from TEXT NOT NULL DEFAULT ''"
 _TEMPLATE = ("template TEXT NOT NULL DEFAULT ''", "template_version INTEGER NOT NULL DEFAULT 0")
 """The columns version 7 added to `TABLE` and `STARTS_TABLE`."""
 
+_TRACE_ID = "trace_id TEXT NOT NULL DEFAULT ''"
+"""The column version 9 added to `TABLE` and `STARTS_TABLE`."""
+
 TEMPLATES_TABLE = "templates"
 """One row per prompt template (`llmesh.services.templates`)."""
 TEMPLATE_VERSIONS_TABLE = "template_versions"
@@ -204,6 +207,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        9,
+        "usage_records.trace_id: the W3C trace id of each call, to find its trace",
+        tuple(f"ALTER TABLE {t} ADD COLUMN {_TRACE_ID}" for t in (TABLE, STARTS_TABLE)),
+    ),
 )
 """Every migration, in version order."""
 
@@ -240,6 +248,7 @@ COLUMNS: tuple[str, ...] = (
     "downgraded_from",
     "template",
     "template_version",
+    "trace_id",
 )
 """The columns of `TABLE`, in the order of `record_to_row`."""
 
@@ -313,6 +322,7 @@ def record_to_row(rec: UsageRecord) -> tuple[Any, ...]:
         str(rec.downgraded_from),
         str(rec.template),
         int(rec.template_version),
+        str(rec.trace_id),
     )
 
 
@@ -350,4 +360,5 @@ def record_from_row(row: Sequence[Any]) -> UsageRecord:
         downgraded_from=v["downgraded_from"],
         template=v["template"],
         template_version=int(v["template_version"]),
+        trace_id=v["trace_id"],
     )

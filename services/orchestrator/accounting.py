@@ -215,5 +215,6 @@ def _usage_record(call: RoutedCall[Any], wall: float, **fields: Any) -> UsageRec
         "priority": asked.priority.label,
         "template": call.trail.template[0] if call.trail.template else "",
         "template_version": call.trail.template[1] if call.trail.template else 0,
+        "trace_id": asked.trace_id,
     }
     return UsageRecord(**(base | fields))

@@ -120,6 +120,7 @@ def call_to_proto(record: UsageRecord) -> orchestrator_pb2.CallSummary:
         cache_savings_usd=record.cache_savings_usd,
         cache_hit=record.cache_hit,
         attempts=[_attempt(a) for a in record.attempts if isinstance(a, Mapping)],
+        trace_id=record.trace_id,
     )
     call.start_time.FromDatetime(datetime.datetime.fromtimestamp(record.ts, datetime.UTC))
     call.duration.FromTimedelta(_duration_ms(record.duration_ms))

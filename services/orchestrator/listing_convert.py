@@ -124,6 +124,8 @@ def usage_totals_to_proto(rows: Sequence[UsageTotalRow]) -> orchestrator_pb2.Get
                 ),
                 cost_usd=row.cost_usd,
                 cache_savings_usd=row.cache_savings_usd,
+                prompt_cache_savings_usd=row.prompt_cache_savings_usd,
+                response_cache_savings_usd=row.response_cache_savings_usd,
             )
             for row in rows
         ]

@@ -66,6 +66,7 @@ from llmesh.services.orchestrator.listing_convert import (
 )
 from llmesh.services.orchestrator.path import CallPath
 from llmesh.services.orchestrator.tenancy import acting_caller, call_priority, viewed_tenant
+from llmesh.services.telemetry.tracing import call_trace_id
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 C = TypeVar("C", bound=Call[Any])
@@ -119,7 +120,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         caller = acting_caller(rpc.caller, call.metadata.get("tenant"))
         priority = call_priority(caller, requested_priority(rpc.metadata), self._tenant_priority)
         return replace(
-            call, caller=caller, client_retry=retry_count(rpc.metadata), priority=priority
+            call,
+            caller=caller,
+            client_retry=retry_count(rpc.metadata),
+            priority=priority,
+            trace_id=call_trace_id(rpc.metadata),
         )
 
     @checks_decoding
@@ -208,7 +213,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         shared = council.call
         caller = acting_caller(rpc.caller, shared.metadata.get("tenant"))
         priority = call_priority(caller, requested_priority(rpc.metadata), self._tenant_priority)
-        council = replace(council, call=replace(shared, caller=caller, priority=priority))
+        acting = replace(
+            shared, caller=caller, priority=priority, trace_id=call_trace_id(rpc.metadata)
+        )
+        council = replace(council, call=acting)
         return stream_council(self._path, council, timeout=rpc.remaining())
 
     @unary()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import grpc
@@ -55,6 +55,7 @@ from llmesh.services.telemetry.settings import TelemetrySettings, TracingSetting
 
 __all__ = [
     "PROPAGATOR",
+    "call_trace_id",
     "client_interceptors",
     "install_tracing",
     "server_interceptors",
@@ -241,6 +242,20 @@ def traceparent() -> str | None:
     if not ids.is_valid:
         return None
     return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+
+
+def call_trace_id(metadata: Iterable[tuple[str, Any]] | None = None) -> str:
+    """The trace id (32 lower-case hex digits) a call belongs to: the current span's, else
+    the caller's ``traceparent`` in `metadata` when it is valid (tracing off, the id is still
+    the caller's trace); empty when there is neither."""
+    ids = trace.get_current_span().get_span_context()
+    if ids.is_valid:
+        return f"{ids.trace_id:032x}"
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            remote = w3c.trace_context(value)
+            return "" if remote is None else f"{remote.trace_id:032x}"
+    return ""
 
 
 def extract(headers: Mapping[str, str]) -> Any:

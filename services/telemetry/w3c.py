@@ -23,7 +23,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["extract", "extract_global", "inject", "inject_global"]
+__all__ = ["extract", "extract_global", "inject", "inject_global", "trace_context"]
 
 _TRACEPARENT = re.compile(
     r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
@@ -45,6 +45,11 @@ def extract(carrier: Mapping[str, str]) -> Context:
     if "baggage" in carrier:
         context = _BAGGAGE.extract(carrier, context)
     return context
+
+
+def trace_context(traceparent: str) -> SpanContext | None:
+    """The remote span a ``traceparent`` header names; None when it is not a valid one."""
+    return _parent(traceparent, None)
 
 
 def _parent(header: str, state: str | None) -> SpanContext | None:

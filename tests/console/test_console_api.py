@@ -15,14 +15,15 @@ import pytest
 from tests.console.conftest import ConsoleMesh, bearer, wait_for
 
 
-def _chat(mesh: ConsoleMesh, key: str, text: str) -> str:
+def _chat(mesh: ConsoleMesh, key: str, text: str, **headers: str) -> str:
     body = {
         "input": {
             "model": "openai/gpt-4o-mini",
             "messages": [{"role": "ROLE_USER", "content": text}],
         }
     }
-    r = httpx.post(f"{mesh.url}/api/v1/chat", json=body, headers=bearer(key), timeout=30)
+    sent = bearer(key) | headers
+    r = httpx.post(f"{mesh.url}/api/v1/chat", json=body, headers=sent, timeout=30)
     assert r.status_code == 200, r.text
     request_id: str = r.json()["requestId"]
     return request_id
@@ -220,3 +221,18 @@ def test_the_direct_http_path_serves_the_console_and_its_endpoints_too(
     assert "tenant:acme" in _budgets(direct, direct.keys.acme)
     page = httpx.get(f"{direct.url}/console")
     assert page.status_code == 200 and "content-security-policy" in page.headers
+
+
+def test_with_tracing_off_a_call_keeps_its_callers_trace_id(console_mesh: ConsoleMesh) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    key = console_mesh.keys.acme
+    traced = _chat(console_mesh, key, "traced", traceparent=f"00-{trace_id}-00f067aa0ba902b7-01")
+    malformed = _chat(console_mesh, key, "malformed", traceparent="00-not-a-trace-01")
+    untraced = _chat(console_mesh, key, "untraced")
+
+    def trace_ids() -> dict[str, str] | None:
+        calls = {c["requestId"]: c.get("traceId", "") for c in _calls(console_mesh, key)}
+        return calls if {traced, malformed, untraced} <= set(calls) else None
+
+    found = wait_for(trace_ids, "the three calls in the ledger")
+    assert (found[traced], found[malformed], found[untraced]) == (trace_id, "", "")

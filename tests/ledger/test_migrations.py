@@ -53,7 +53,7 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
         await store.aclose()
     assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
     conn = sqlite3.connect(path)
-    assert sqlite_schema_version(conn) == LATEST_VERSION == 7
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 9
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
         1,
         2,
@@ -62,6 +62,7 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
         5,
         6,
         7,
+        9,
     ]
     conn.close()
 
@@ -76,7 +77,7 @@ async def test_sqlite_reopen_is_idempotent(tmp_path: Path, record: RecordFactory
         finally:
             await store.aclose()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (LATEST_VERSION,)
+    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (len(MIGRATIONS),)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
 
@@ -173,7 +174,7 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7, 9]
     assert {"usage_records_day", "usage_records_tenant_ts", "call_starts_owner"} <= {
         r[0] for r in indexes
     }
@@ -245,3 +246,63 @@ async def test_postgres_call_starts_has_the_records_columns_and_an_owner(
     by_name = {r[0]: r[1:] for r in starts}
     assert by_name.pop("owner") == ("text", "NO", None)
     assert by_name == {r[0]: r[1:] for r in records}
+
+
+V7_COLUMNS = COLUMNS[: COLUMNS.index("trace_id")]
+"""The columns of schema 7 (version 9 added ``trace_id``)."""
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def test_sqlite_v7_to_v9_adds_the_trace_id(tmp_path: Path, record: RecordFactory) -> None:
+    path = tmp_path / "v7.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate_sqlite(conn, target=7) == 7
+    conn.execute(
+        f"INSERT INTO usage_records ({', '.join(V7_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(V7_COLUMNS))})",
+        record_to_row(record(1))[: len(V7_COLUMNS)],
+    )
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        assert await store.get("req-000001") == record(1)  # an older row: no trace id
+        traced = replace(record(2), trace_id=TRACE_ID)
+        await store.write([traced])
+        assert await store.get("req-000002") == traced
+        [latest, _] = await store.recent(10, None)
+        assert latest.trace_id == TRACE_ID
+    finally:
+        await store.aclose()
+    conn = sqlite3.connect(path)
+    try:
+        assert sqlite_schema_version(conn) == 9
+        starts = [r[1] for r in conn.execute("PRAGMA table_info(call_starts)").fetchall()]
+    finally:
+        conn.close()
+    assert "trace_id" in starts
+
+
+async def test_postgres_v7_to_v9_adds_the_trace_id(
+    postgres_server: str, pg_schema: str, record: RecordFactory
+) -> None:
+    conn = await asyncpg.connect(postgres_server, server_settings={"search_path": pg_schema})
+    try:
+        assert await migrate_postgres(conn, pg_schema, target=7) == 7
+        placeholders = ", ".join(f"${i}" for i in range(1, len(V7_COLUMNS) + 1))
+        await conn.execute(
+            f"INSERT INTO usage_records ({', '.join(V7_COLUMNS)}) VALUES ({placeholders})",
+            *record_to_row(record(1))[: len(V7_COLUMNS)],
+        )
+    finally:
+        await conn.close()
+    store = PostgresStore(postgres_server, schema=pg_schema)
+    try:
+        assert await store.get("req-000001") == record(1)
+        traced = replace(record(2), trace_id=TRACE_ID)
+        await store.write([traced])
+        assert await store.get("req-000002") == traced
+        [latest, _] = await store.recent(10, None)
+        assert latest.trace_id == TRACE_ID
+    finally:
+        await store.aclose()

@@ -38,6 +38,7 @@ async def test_round_trip(store: Any, record: RecordFactory) -> None:
         usage_estimated=True,
         metadata={"team": "search", "trace": "abc"},
         priority="critical",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
     )
     await store.write([rec])
     assert await store.count() == 1

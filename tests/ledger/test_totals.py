@@ -77,7 +77,21 @@ async def test_one_total(filled: Any) -> None:
         reasoning_tokens=5,
         cost_usd=pytest.approx(0.001 * 3 + 0.002),  # type: ignore[arg-type]
         cache_savings_usd=0.75,
+        prompt_cache_savings_usd=0.25,  # call 1's prompt-cache reads
+        response_cache_savings_usd=0.5,  # call 5, served from the response cache
     )
+
+
+async def test_savings_apart_per_group(filled: Any) -> None:
+    rows = await filled.totals(["model"])
+    assert [
+        (r.model, r.cache_savings_usd, r.prompt_cache_savings_usd, r.response_cache_savings_usd)
+        for r in rows
+    ] == [
+        ("", 0.0, 0.0, 0.0),
+        ("anthropic/claude-haiku-4-5", 0.5, 0.0, 0.5),
+        ("openai/gpt-4o-mini", 0.25, 0.25, 0.0),
+    ]
 
 
 async def test_group_by_tenant_and_day(filled: Any) -> None:

@@ -43,6 +43,7 @@ def test_a_record_becomes_a_call_summary_with_its_trail() -> None:
         ttft_ms=20.0,
         duration_ms=55.0,
         cache_hit=False,
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
     )
     call = call_to_proto(record)
     assert (call.request_id, call.tenant, call.key_id, call.route) == (
@@ -56,6 +57,7 @@ def test_a_record_becomes_a_call_summary_with_its_trail() -> None:
     assert call.duration.ToMilliseconds() == 55 and call.time_to_first_token.ToMilliseconds() == 20
     assert (call.usage.input_tokens, call.usage.output_tokens) == (10, 5)
     assert (call.cost_usd, call.cache_savings_usd) == (0.25, 0.5)
+    assert call.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     failed, served = call.attempts
     assert (failed.provider, failed.model) == ("openai", "gpt-4o-mini")
     assert failed.outcome == orchestrator_pb2.ATTEMPT_OUTCOME_FAILED

@@ -65,7 +65,21 @@ def test_a_usage_query_keeps_known_groupings_and_exact_times() -> None:
 
 
 def test_usage_totals_carry_every_count() -> None:
-    row = UsageTotalRow(tenant="acme", requests=2, failed=1, input_tokens=5, cost_usd=0.25)
+    row = UsageTotalRow(
+        tenant="acme",
+        requests=2,
+        failed=1,
+        input_tokens=5,
+        cost_usd=0.25,
+        cache_savings_usd=0.75,
+        prompt_cache_savings_usd=0.25,
+        response_cache_savings_usd=0.5,
+    )
     (total,) = usage_totals_to_proto([row]).totals
     assert (total.tenant, total.key_id, total.requests, total.failed) == ("acme", "", 2, 1)
     assert total.usage.input_tokens == 5 and total.cost_usd == 0.25
+    assert (
+        total.cache_savings_usd,
+        total.prompt_cache_savings_usd,
+        total.response_cache_savings_usd,
+    ) == (0.75, 0.25, 0.5)

@@ -366,3 +366,34 @@ def test_council_branches_each_get_a_call_span_with_their_attempts(
         assert (attempt.attributes or {})["llmesh.attempt.winner"] is True
         request_ids.add((branch.attributes or {})["llmesh.request_id"])
     assert len(request_ids) == 2  # each branch's own facts
+
+
+def _ledger_trace_id(mesh: Mesh, request_id: str) -> str:
+    """The trace id the ledger keeps for `request_id`, once its record is written."""
+    deadline = time.monotonic() + 10
+    while True:
+        r = httpx.get(f"{mesh.gateway_url}/api/v1/calls", params={"request_id": request_id})
+        assert r.status_code == 200, r.text
+        calls = r.json().get("calls", [])
+        if calls or time.monotonic() > deadline:
+            assert calls, f"{request_id} never reached the ledger"
+            trace_id: str = calls[0].get("traceId", "")
+            return trace_id
+        time.sleep(0.05)
+
+
+def test_the_ledger_keeps_each_calls_trace_id(traced_mesh: Mesh) -> None:
+    # the caller's trace, continued
+    reply = _chat(traced_mesh, "openai/gpt-4o-mini")
+    assert reply.status_code == 200, reply.text
+    assert _ledger_trace_id(traced_mesh, reply.headers["x-request-id"]) == CALLER_TRACE
+    # no traceparent: the trace the gateway started, the one its reply names
+    reply = httpx.post(
+        f"{traced_mesh.gateway_url}/v1/chat/completions",
+        json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    started = reply.headers["traceparent"].split("-")[1]
+    assert started != CALLER_TRACE
+    assert _ledger_trace_id(traced_mesh, reply.headers["x-request-id"]) == started

@@ -22,6 +22,8 @@ from llmesh.services.telemetry.settings import TelemetrySettings, TracingSetting
 from tests.telemetry.conftest import TRACING_ON
 
 OFF = TelemetrySettings()
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
 
 
 async def test_off_installs_nothing() -> None:
@@ -228,3 +230,17 @@ def test_each_kind_of_call_wraps_the_inner_channels_callable(kind: str) -> None:
     assert traced._inner == (kind, "/llmesh.v1.OrchestratorService/Chat", "ser", "de", True)
     untraced = getattr(channel, kind)(b"/grpc.health.v1.Health/Check")
     assert untraced == (kind, b"/grpc.health.v1.Health/Check", None, None, False)
+
+
+def test_a_calls_trace_id_is_its_spans_else_its_callers(provider: LeanTracerProvider) -> None:
+    sent = [("authorization", "Bearer k"), ("traceparent", TRACEPARENT)]
+    # tracing off (no span): the caller's traceparent names the trace
+    assert tracing.call_trace_id(sent) == CALLER_TRACE
+    # ...unless there is none or it is not a valid one (then there is no trace id)
+    assert tracing.call_trace_id(None) == tracing.call_trace_id([]) == ""
+    for bad in ("junk", f"00-{'0' * 32}-00f067aa0ba902b7-01", TRACEPARENT.upper()):
+        assert tracing.call_trace_id([("traceparent", bad)]) == ""
+    # tracing on: the span's trace, which continues the caller's or starts its own
+    with provider.get_tracer("test").start_as_current_span("call") as span:
+        own = f"{span.get_span_context().trace_id:032x}"
+        assert tracing.call_trace_id(sent) == own != CALLER_TRACE

@@ -348,7 +348,7 @@ class GetUsageRequest(_message.Message):
     def __init__(self, group_by: _Optional[_Iterable[_Union[UsageGrouping, str]]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class UsageTotal(_message.Message):
-    __slots__ = ("tenant", "key_id", "model", "day", "requests", "usage", "cost_usd", "cache_savings_usd", "failed")
+    __slots__ = ("tenant", "key_id", "model", "day", "requests", "usage", "cost_usd", "cache_savings_usd", "failed", "prompt_cache_savings_usd", "response_cache_savings_usd")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -358,6 +358,8 @@ class UsageTotal(_message.Message):
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     CACHE_SAVINGS_USD_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_CACHE_SAVINGS_USD_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_CACHE_SAVINGS_USD_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     key_id: str
     model: str
@@ -367,7 +369,9 @@ class UsageTotal(_message.Message):
     cost_usd: float
     cache_savings_usd: float
     failed: int
-    def __init__(self, tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., model: _Optional[str] = ..., day: _Optional[str] = ..., requests: _Optional[int] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_savings_usd: _Optional[float] = ..., failed: _Optional[int] = ...) -> None: ...
+    prompt_cache_savings_usd: float
+    response_cache_savings_usd: float
+    def __init__(self, tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., model: _Optional[str] = ..., day: _Optional[str] = ..., requests: _Optional[int] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_savings_usd: _Optional[float] = ..., failed: _Optional[int] = ..., prompt_cache_savings_usd: _Optional[float] = ..., response_cache_savings_usd: _Optional[float] = ...) -> None: ...
 
 class GetUsageResponse(_message.Message):
     __slots__ = ("totals",)
@@ -402,7 +406,7 @@ class ListRecentCallsRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., tenant: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CallSummary(_message.Message):
-    __slots__ = ("request_id", "start_time", "tenant", "key_id", "route", "provider", "model", "state", "error_reason", "usage", "cost_usd", "cache_savings_usd", "duration", "time_to_first_token", "cache_hit", "attempts")
+    __slots__ = ("request_id", "start_time", "tenant", "key_id", "route", "provider", "model", "state", "error_reason", "usage", "cost_usd", "cache_savings_usd", "duration", "time_to_first_token", "cache_hit", "attempts", "trace_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +423,7 @@ class CallSummary(_message.Message):
     TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     start_time: _timestamp_pb2.Timestamp
     tenant: str
@@ -435,7 +440,8 @@ class CallSummary(_message.Message):
     time_to_first_token: _duration_pb2.Duration
     cache_hit: bool
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
-    def __init__(self, request_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., route: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., state: _Optional[_Union[CallState, str]] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_savings_usd: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, request_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., route: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., state: _Optional[_Union[CallState, str]] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., cache_savings_usd: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class ListRecentCallsResponse(_message.Message):
     __slots__ = ("calls",)
