@@ -3,12 +3,14 @@
 import { getKey, setKey } from "./api.js";
 import { mountMesh } from "./mesh.js";
 import { mountPlayground } from "./playground.js";
+import { mountTemplates } from "./templates.js";
 import { mountUsage } from "./usage.js";
 
 const views = {
   playground: mountPlayground(document.getElementById("view-playground")),
   mesh: mountMesh(document.getElementById("view-mesh")),
   usage: mountUsage(document.getElementById("view-usage")),
+  templates: mountTemplates(document.getElementById("view-templates")),
 };
 let current = null;
 

@@ -80,7 +80,8 @@ export function mountMesh(root) {
           h("dt", { text: "Asked for" }), h("dd", { text: c.route }),
           h("dt", { text: "Outcome" }), h("dd", { text: short(c.state, "CALL_STATE_") }),
           h("dt", { text: "TTFT / duration" }), h("dd", { text: `${ms(c.timeToFirstToken)} / ${ms(c.duration)}` }),
-          h("dt", { text: "Cost / saved" }), h("dd", { text: `${usd(c.costUsd)} / ${usd(c.cacheSavingsUsd)}` })),
+          h("dt", { text: "Cost / saved" }), h("dd", { text: `${usd(c.costUsd)} / ${usd(c.cacheSavingsUsd)}${c.cacheHit ? " (response cache)" : ""}` }),
+          h("dt", { text: "Trace id" }), h("dd", { class: "mono", "data-testid": "detail-trace-id", text: c.traceId || "– (no trace)" })),
         h("h3", { text: "Attempt trail" }),
         h("ol", { class: "trail", "data-testid": "detail-trail" }, ...(c.attempts || []).map(attemptRow)),
       );

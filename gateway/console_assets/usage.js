@@ -1,5 +1,6 @@
-// Usage and cost: spend, tokens and cache savings per tenant, key, model and day, from the
-// ledger's totals (POST /api/v1/usage). A tenant's key sees its own tenant only.
+// Usage and cost: spend, tokens and cache savings (prompt-cache reads and response-cache hits
+// apart) per tenant, key, model and day, from the ledger's totals (POST /api/v1/usage).
+// A tenant's key sees its own tenant only.
 
 import { getJson, postJson } from "./api.js";
 import { bars, columns } from "./charts.js";
@@ -33,7 +34,7 @@ function tokenSum(t) {
 
 function table(label, field, totals) {
   return h("table", { class: "grid" },
-    h("thead", {}, h("tr", {}, ...[label, "Calls", "Failed", "Input", "Output", "Cache read", "Cost", "Saved"].map((t) => h("th", { text: t })))),
+    h("thead", {}, h("tr", {}, ...[label, "Calls", "Failed", "Input", "Output", "Cache read", "Cost", "Saved: prompt", "Saved: response"].map((t) => h("th", { text: t })))),
     h("tbody", {}, ...totals.map((t) => {
       const u = t.usage || {};
       return h("tr", { "data-group": t[field] || "" },
@@ -44,7 +45,8 @@ function table(label, field, totals) {
         h("td", { text: num(u.outputTokens) }),
         h("td", { text: num(u.cacheReadTokens) }),
         h("td", { "data-testid": "cost", text: usd(t.costUsd) }),
-        h("td", { text: usd(t.cacheSavingsUsd) }));
+        h("td", { "data-testid": "prompt-saved", text: usd(t.promptCacheSavingsUsd) }),
+        h("td", { "data-testid": "response-saved", text: usd(t.responseCacheSavingsUsd) }));
     })));
 }
 
@@ -109,7 +111,8 @@ export function mountUsage(root) {
         card("Calls", String(num(all.requests)), "total-calls"),
         card("Failed", String(num(all.failed)), "total-failed"),
         card("Tokens", String(tokenSum(all)), "total-tokens"),
-        card("Cache savings", usd(all.cacheSavingsUsd), "total-savings"),
+        card("Prompt-cache savings", usd(all.promptCacheSavingsUsd), "total-prompt-savings"),
+        card("Response-cache savings", usd(all.responseCacheSavingsUsd), "total-response-savings"),
       );
       budgets.replaceChildren(...budgetTable((await getJson("/api/v1/budgets")).budgets || []));
       sections.replaceChildren(...GROUPS.map(([group, field, label], i) => {

@@ -236,3 +236,57 @@ def test_with_tracing_off_a_call_keeps_its_callers_trace_id(console_mesh: Consol
 
     found = wait_for(trace_ids, "the three calls in the ledger")
     assert (found[traced], found[malformed], found[untraced]) == (trace_id, "", "")
+
+
+def _openai_chat(mesh: ConsoleMesh, key: str, messages: list[dict[str, str]], **extra: Any) -> str:
+    body = {"model": "openai/gpt-4o-mini", "messages": messages, **extra}
+    r = httpx.post(f"{mesh.url}/v1/chat/completions", json=body, headers=bearer(key), timeout=30)
+    assert r.status_code == 200, r.text
+    return r.headers["x-request-id"]
+
+
+def _savings(mesh: ConsoleMesh, key: str) -> tuple[float, float, float]:
+    r = httpx.post(f"{mesh.url}/api/v1/usage", json={}, headers=bearer(key), timeout=10)
+    assert r.status_code == 200, r.text
+    [total] = r.json()["totals"]
+    return (
+        total.get("cacheSavingsUsd", 0.0),
+        total.get("promptCacheSavingsUsd", 0.0),
+        total.get("responseCacheSavingsUsd", 0.0),
+    )
+
+
+def test_usage_tells_prompt_cache_savings_from_response_cache_savings(
+    console_mesh: ConsoleMesh,
+) -> None:
+    key = console_mesh.keys.globex
+    before = _savings(console_mesh, key)
+    # a long shared prefix, asked twice with different questions: the second reads the
+    # provider's prompt cache (above temperature 0, the response cache stays out of it)
+    system = {"role": "system", "content": "You answer questions about meshes. " * 300}
+    made = [
+        _openai_chat(console_mesh, key, [system, {"role": "user", "content": q}], temperature=0.7)
+        for q in ("What is a breaker?", "What is a hedge?")
+    ]
+    # the same question twice at temperature 0: the second is a response-cache hit
+    same = [{"role": "user", "content": "Say something cacheable."}]
+    made += [_openai_chat(console_mesh, key, same, temperature=0) for _ in range(2)]
+
+    def recorded() -> list[dict[str, Any]] | None:
+        calls = {c["requestId"]: c for c in _calls(console_mesh, key)}
+        return [calls[r] for r in made] if set(made) <= set(calls) else None
+
+    first, read, asked, hit = wait_for(recorded, "the four calls in the ledger")
+    assert int(read["usage"].get("cacheReadTokens", 0)) > 0 and not read.get("cacheHit")
+    assert hit.get("cacheHit") and not asked.get("cacheHit")
+    prompt_saved = read["cacheSavingsUsd"]
+    response_saved = hit["cacheSavingsUsd"]
+    assert prompt_saved > 0 and response_saved > 0
+    assert first.get("cacheSavingsUsd", 0.0) == asked.get("cacheSavingsUsd", 0.0) == 0.0
+    after = _savings(console_mesh, key)
+    grown = [a - b for a, b in zip(after, before, strict=True)]
+    assert grown == [
+        pytest.approx(prompt_saved + response_saved),
+        pytest.approx(prompt_saved),
+        pytest.approx(response_saved),
+    ]

@@ -15,9 +15,13 @@ import pytest
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
 from tests.console.conftest import SCREENSHOTS, ConsoleMesh, bearer, wait_for
+from tests.support.mesh import Mesh
 
 BUDGET_BYTES = 300 * 1024
 """The most the console's first load may weigh, gzip-compressed."""
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +53,12 @@ def _open(page: Page, mesh: ConsoleMesh, key: str, view: str) -> None:
     page.wait_for_selector("[data-testid=key-state]:has-text('key set')")
 
 
-def _chat(mesh: ConsoleMesh, key: str, model: str = "openai/gpt-4o-mini") -> httpx.Response:
+def _chat(
+    mesh: ConsoleMesh, key: str, model: str = "openai/gpt-4o-mini", **headers: str
+) -> httpx.Response:
     body = {"input": {"model": model, "messages": [{"role": "ROLE_USER", "content": "hi"}]}}
-    return httpx.post(f"{mesh.url}/api/v1/chat", json=body, headers=bearer(key), timeout=30)
+    sent = bearer(key) | headers
+    return httpx.post(f"{mesh.url}/api/v1/chat", json=body, headers=sent, timeout=30)
 
 
 def _call(mesh: ConsoleMesh, key: str, request_id: str) -> dict[str, Any]:
@@ -163,7 +170,10 @@ def test_after_emulator_faults_a_target_shows_its_breaker_open(
     row.locator("[data-testid=breaker]:has-text('closed')").wait_for()
     mesh.set_fault("gpt-4.1-mini", "server_error")
     try:
-        failed = [_chat(console_mesh, console_mesh.keys.admin, target) for _ in range(2)]
+        failed = [
+            _chat(console_mesh, console_mesh.keys.admin, target, traceparent=TRACEPARENT)
+            for _ in range(2)
+        ]
     finally:
         httpx.delete(f"{mesh.emulator_url}/emulator/faults", params={"model": "gpt-4.1-mini"})
     assert [r.status_code for r in failed] == [502, 502], [r.text for r in failed]
@@ -174,13 +184,38 @@ def test_after_emulator_faults_a_target_shows_its_breaker_open(
     page.wait_for_selector(f"[data-testid=detail-request-id]:has-text('{request_id}')")
     trail = page.text_content("[data-testid=detail-trail]") or ""
     assert target in trail and "failed" in trail
+    # and the trace id the caller sent (tracing is off here: the caller's trace is kept)
+    assert page.text_content("[data-testid=detail-trace-id]") == CALLER_TRACE
     page.screenshot(path=str(SCREENSHOTS / "mesh.png"), full_page=True)
+
+
+def _cache_both_ways(mesh: ConsoleMesh, key: str) -> None:
+    """Calls that save through each cache: a prompt-cache read (a long prefix asked twice,
+    above temperature 0) and a response-cache hit (one question twice at temperature 0)."""
+    system = {"role": "system", "content": "You answer questions about meshes. " * 300}
+    asked = [[system, {"role": "user", "content": q}] for q in ("Breakers?", "Hedges?")]
+    bodies = [{"messages": m, "temperature": 0.7} for m in asked]
+    same = [{"role": "user", "content": "Say something the console can cache."}]
+    bodies += [{"messages": same, "temperature": 0}] * 2
+    made = []
+    for body in bodies:
+        r = httpx.post(
+            f"{mesh.url}/v1/chat/completions",
+            json={"model": "openai/gpt-4o-mini", **body},
+            headers=bearer(key),
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        made.append(r.headers["x-request-id"])
+    for request_id in made:
+        _call(mesh, key, request_id)
 
 
 def test_a_calls_cost_and_the_budget_left_appear_in_the_usage_view(
     console_mesh: ConsoleMesh, page: Page
 ) -> None:
     key = console_mesh.keys.acme
+    _cache_both_ways(console_mesh, key)
     reply = _chat(console_mesh, key)
     assert reply.status_code == 200
     call = _call(console_mesh, key, reply.json()["requestId"])
@@ -190,8 +225,15 @@ def test_a_calls_cost_and_the_budget_left_appear_in_the_usage_view(
     assert whole["costUsd"] >= call["costUsd"]
     r = httpx.get(f"{console_mesh.url}/api/v1/budgets", headers=bearer(key))
     budget = next(b for b in r.json()["budgets"] if b["name"] == "acme")
+    assert whole["promptCacheSavingsUsd"] > 0 and whole["responseCacheSavingsUsd"] > 0
     _open(page, console_mesh, key, "usage")
     page.wait_for_selector(f"[data-testid=total-cost]:has-text('{_usd(whole['costUsd'])}')")
+    # the two savings apart, as the ledger sums them
+    for testid, field in (
+        ("total-prompt-savings", "promptCacheSavingsUsd"),
+        ("total-response-savings", "responseCacheSavingsUsd"),
+    ):
+        assert page.text_content(f"[data-testid={testid}]") == _usd(whole[field])
     # the tenant's budget: what is left of its $5 a day, after this call's cost
     left = f"{_usd(budget['remainingTodayUsd'])} of $5.0000 left"
     page.wait_for_selector(f"[data-budget='tenant:acme']:has-text('{left}')")
@@ -199,6 +241,80 @@ def test_a_calls_cost_and_the_budget_left_appear_in_the_usage_view(
     assert (by_model.locator("[data-testid=cost]").text_content() or "").startswith("$")
     assert page.locator("[data-testid=by-tenant] tbody tr").count() == 1  # acme's own only
     page.screenshot(path=str(SCREENSHOTS / "usage.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def open_mesh() -> Iterator[Mesh]:
+    """A mesh without API keys (a loopback mesh: every view sees everything). Template
+    calls need it: with keys, the orchestrator would need its own key for the processor."""
+    mesh = Mesh().start()
+    try:
+        yield mesh
+    finally:
+        mesh.stop()
+
+
+def _template_call(mesh: Mesh, template: str) -> str:
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [],
+        "template": template,
+        "template_variables": {"product": "the router"},
+    }
+    r = httpx.post(f"{mesh.gateway_url}/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.headers["x-request-id"]
+
+
+def test_the_templates_view_shows_versions_weights_and_their_calls(
+    open_mesh: Mesh, page: Page
+) -> None:
+    url = f"{open_mesh.gateway_url}/api/v1/templates"
+    for n, text in ((1, "How do I reset {{ product }}?"), (2, "Reset {{ product }}, briefly.")):
+        version = {
+            "name": "support",
+            "description": f"take {n}",
+            "variables": [{"name": "product", "required": True}],
+            "system": "You are a support agent.",
+            "messages": [{"role": "ROLE_USER", "content": text}],
+        }
+        r = httpx.post(url, json={"template": version})
+        assert r.status_code == 200, r.text
+    weights = {"weights": [{"version": 1, "weight": 1}, {"version": 2, "weight": 3}]}
+    r = httpx.put(f"{url}/support/weights", json=weights)
+    assert r.status_code == 200, r.text
+    made = {_template_call(open_mesh, f"support@{v}") for v in (1, 1, 2)}
+
+    def counted() -> bool:
+        r = httpx.get(f"{url}/support/stats")
+        return sum(int(v.get("calls", 0)) for v in r.json().get("versions", [])) >= len(made)
+
+    wait_for(counted, "the template's calls in the ledger")
+
+    page.goto(f"{open_mesh.gateway_url}/console#templates")
+    row = page.locator("[data-testid=templates] tr[data-template='support']")
+    row.wait_for()
+    assert "v2" in (row.text_content() or "") and "v1: 1, v2: 3" in (row.text_content() or "")
+    row.click()
+    page.wait_for_selector("[data-testid=template-name]:has-text('support')")
+    versions = page.locator("[data-testid=versions] tr")
+    assert [versions.nth(i).get_attribute("data-version") for i in range(2)] == ["2", "1"]
+    v1 = page.locator("[data-testid=versions] tr[data-version='1']")
+    v2 = page.locator("[data-testid=versions] tr[data-version='2']")
+    cells = [
+        (v.locator("[data-testid=version-calls]"), v.locator("[data-testid=share]"))
+        for v in (v1, v2)
+    ]
+    assert [(c.text_content(), s.text_content()) for c, s in cells] == [
+        ("2", "25 %"),
+        ("1", "75 %"),
+    ]
+    assert (v1.locator("[data-testid=version-cost]").text_content() or "").startswith("$")
+    content = page.locator("[data-testid=template-content]")
+    assert "Reset {{ product }}, briefly." in (content.text_content() or "")  # the latest
+    page.screenshot(path=str(SCREENSHOTS / "templates.png"), full_page=True)
+    v1.click()  # a version's own text
+    page.wait_for_selector("[data-testid=template-content]:has-text('How do I reset')")
 
 
 def test_a_tenant_key_cannot_see_another_tenants_calls(
@@ -233,6 +349,7 @@ def test_the_first_load_is_small_and_stays_on_the_gateway(
         "playground.js",
         "mesh.js",
         "usage.js",
+        "templates.js",
     }
     assert all(r.url.startswith(console_mesh.url) for r in loaded)  # nothing from elsewhere
     compressed = sum(len(gzip.compress(r.body())) for r in files)
