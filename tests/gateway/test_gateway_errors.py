@@ -178,6 +178,21 @@ async def test_a_request_that_can_never_fit_is_not_retried(
     assert "retry-after" not in r.headers
 
 
+async def test_with_tracing_off_the_callers_traceparent_is_passed_on(
+    http: httpx.AsyncClient, fake_mesh: FakeMesh
+) -> None:
+    body = {"model": "fake/text", "messages": HI}
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    r = await http.post("/v1/chat/completions", json=body, headers={"traceparent": parent})
+    assert r.status_code == 200
+    assert fake_mesh.orchestrator.calls[-1].metadata["traceparent"] == parent
+    # a header that cannot be gRPC metadata is dropped, as W3C says of a bad one: not an error
+    unusable = {"traceparent": "00-\xe9".encode("latin-1")}
+    r = await http.post("/v1/chat/completions", json=body, headers=unusable)
+    assert r.status_code == 200
+    assert "traceparent" not in fake_mesh.orchestrator.calls[-1].metadata
+
+
 @pytest.mark.parametrize("header", ["x-stainless-retry-count", "x-llmesh-retry-count"])
 async def test_the_clients_retry_count_is_passed_on(
     http: httpx.AsyncClient, fake_mesh: FakeMesh, header: str

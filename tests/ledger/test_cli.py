@@ -99,6 +99,9 @@ async def test_json(tmp_path: Path) -> None:
     assert total["requests"] == 3 and total["failed"] == 1
     assert total["input_tokens"] == 1_234_767 and total["cache_write_tokens"] == 3000
     assert total["cost_usd"] == 1.502 and total["cache_savings_usd"] == 0.00015
+    # all of it from a prompt-cache read: no reply came from the response cache
+    assert total["prompt_cache_savings_usd"] == 0.00015
+    assert total["response_cache_savings_usd"] == 0.0
     assert total["reasoning_tokens"] == 0
 
 
