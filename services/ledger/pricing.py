@@ -28,13 +28,18 @@ from functools import lru_cache
 
 from llmesh.services.core.usage import Usage
 
-__all__ = ["CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
+__all__ = ["BATCH_DISCOUNTS", "CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
 
 SOURCE_DATE = "2025-11"
 """When the shipped prices were taken from the providers' price lists."""
 
 CACHE_TTLS = ("5m", "1h")
 """The prompt cache lifetimes a cache write can be billed at."""
+
+BATCH_DISCOUNTS: Mapping[str, Decimal] = {"openai": Decimal("0.5"), "anthropic": Decimal("0.5")}
+"""The share of the list price taken off for items of a provider's native batch API, by
+provider kind: OpenAI's Batch API and Anthropic's Message Batches both bill half the standard
+rates (their price lists, November 2025). Other kinds have no batch API, so no discount."""
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -235,6 +240,23 @@ class PriceTable:
     def cost(self, provider: str, model: str, usage: Usage, *, cache_ttl: str = "5m") -> float:
         """What `usage` cost in USD; 0.0 for a model without a price (see `cost_of`)."""
         return self.cost_of(provider, model, usage, cache_ttl=cache_ttl).usd
+
+    def batch_cost(self, provider: str, model: str, usage: Usage, *, kind: str) -> float:
+        """What `usage` cost as an item of a provider-native batch: the list price less the
+        batch discount of the provider's `kind` (`BATCH_DISCOUNTS`)."""
+        found = self.lookup(provider, model)
+        if found is None:
+            return 0.0
+        r = _rates(found[1])
+        reasoning = min(max(usage.reasoning_tokens, 0), max(usage.output_tokens, 0))
+        total = (
+            usage.input_tokens * r.input
+            + usage.cache_read_tokens * r.cache_read
+            + usage.cache_write_tokens * r.cache_write("5m")
+            + (usage.output_tokens - reasoning) * r.output
+            + reasoning * r.reasoning
+        )
+        return float(total * (1 - BATCH_DISCOUNTS.get(kind, _ZERO)) / _MILLION)
 
     def worst_case(
         self,

@@ -1,0 +1,94 @@
+"""The seam between a batch and a provider's own batch API (OpenAI's, Anthropic's).
+
+A `NativeBatches` submits items to one provider as one native batch, reports its status,
+streams its results and cancels it; `NativeFactory` gives the one for a provider (None when
+the provider has no batch API). The implementations live apart
+(`llmesh.services.batch.native`); the executor only speaks this protocol.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from llmesh.services.common.errors import LlmeshError
+from llmesh.services.common.provider_settings import ResolvedProvider
+from llmesh.services.core.chat import ChatRequest
+from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.core.usage import Usage
+from llmesh.v1 import embeddings_pb2, orchestrator_pb2
+
+__all__ = [
+    "NativeBatches",
+    "NativeFactory",
+    "NativeItem",
+    "NativeResult",
+    "NativeState",
+    "NativeStatus",
+]
+
+
+class NativeState(enum.Enum):
+    """Where a provider's batch stands."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class NativeItem:
+    """One item as submitted: its custom_id, its request, and the provider's model name."""
+
+    custom_id: str
+    request: ChatRequest | EmbeddingRequest
+    provider_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class NativeStatus:
+    """A provider batch's state and its item counts."""
+
+    state: NativeState
+    total: int
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class NativeResult:
+    """One item's outcome: a reply (`chat` or `embed`) with its usage, or an `error`."""
+
+    custom_id: str
+    chat: orchestrator_pb2.ChatResponse | None
+    embed: embeddings_pb2.EmbedResponse | None
+    usage: Usage | None
+    error: LlmeshError | None
+
+
+class NativeBatches(Protocol):
+    """One provider's batch API."""
+
+    async def submit(self, items: Sequence[NativeItem]) -> str:
+        """Submit the items as one native batch; the provider's batch id."""
+        ...
+
+    async def status(self, provider_batch_id: str) -> NativeStatus:
+        """The batch's state and counts."""
+        ...
+
+    def results(self, provider_batch_id: str) -> AsyncIterator[NativeResult]:
+        """The results of a finished batch, one per item it holds."""
+        ...
+
+    async def cancel(self, provider_batch_id: str) -> None:
+        """Ask the provider to cancel the batch."""
+        ...
+
+
+NativeFactory = Callable[[ResolvedProvider], NativeBatches | None]
+"""The batch API of a provider, or None when it has none."""
