@@ -239,3 +239,32 @@ async def test_dead_letters_are_listed_and_redriven(mesh: Mesh, tmp_path: Path) 
     finally:
         await _clear_fault(mesh, "echo-doomed")
         await s.stop(1)
+
+
+async def test_a_restart_on_the_same_database_finishes_the_batch_once(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    config = _config(mesh, tmp_path, concurrency=2, items_per_second=40.0)
+    first = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    items = [chat_item(f"r{i}", f"restart {i}") for i in range(60)]
+    channel, stub = await _stub(first.port)
+    async with channel:
+        batch = (await stub.CreateBatch(batches_pb2.CreateBatchRequest(items=items))).batch
+        got = []
+        request = batches_pb2.StreamBatchResultsRequest(batch_id=batch.id)
+        async for event in stub.StreamBatchResults(request, timeout=60):
+            got.append(event)
+            if len(got) == 10:
+                break
+    await first.stop(1)  # mid-batch
+    second = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        channel, stub = await _stub(second.port)
+        async with channel:
+            rest, final = await _collect(stub, batch.id, cursor=got[-1].cursor)
+        ids = _ids(got) + _ids(rest)
+        assert sorted(ids) == sorted(i.custom_id for i in items)  # each exactly once
+        assert final.state == batches_pb2.BATCH_STATE_COMPLETED
+        assert final.counts.completed == 60
+    finally:
+        await second.stop(1)
