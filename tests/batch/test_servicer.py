@@ -318,3 +318,45 @@ async def test_a_batch_over_its_tenants_budget_pauses_with_the_rest_pending(
             assert resumed.batch.state == batches_pb2.BATCH_STATE_QUEUED
     finally:
         await s.stop(1)
+
+
+async def test_on_postgresql_a_restart_finishes_the_batch_once(
+    mesh: Mesh, tmp_path: Path, batch_postgres: str
+) -> None:
+    import asyncpg
+
+    from tests.batch.conftest import RUN_PREFIX
+
+    schema = f"{RUN_PREFIX}_served"
+    conn = await asyncpg.connect(batch_postgres)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        await conn.close()
+    config = replace(
+        _config(mesh, tmp_path, concurrency=2, items_per_second=40.0),
+        database_url=f"{batch_postgres}?schema={schema}",
+    )
+    items = [chat_item(f"p{i}", f"pg {i}") for i in range(40)]
+    first = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        channel, stub = await _stub(first.port)
+        async with channel:
+            batch = (await stub.CreateBatch(batches_pb2.CreateBatchRequest(items=items))).batch
+            got = []
+            request = batches_pb2.StreamBatchResultsRequest(batch_id=batch.id)
+            async for event in stub.StreamBatchResults(request, timeout=60):
+                got.append(event)
+                if len(got) == 8:
+                    break
+    finally:
+        await first.stop(1)
+    second = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        channel, stub = await _stub(second.port)
+        async with channel:
+            rest, final = await _collect(stub, batch.id, cursor=got[-1].cursor)
+        assert sorted(_ids(got) + _ids(rest)) == sorted(i.custom_id for i in items)
+        assert final.state == batches_pb2.BATCH_STATE_COMPLETED
+    finally:
+        await second.stop(1)
