@@ -67,9 +67,13 @@ def _untoken(token: str, field: str) -> str:
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        padded = token + "=" * (-len(token) % 4)
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise invalid(field, "is not a token this server gave") from None
+    if not text:
+        raise invalid(field, "is not a token this server gave")
+    return text
 
 
 class BatchServicer(batches_pb2_grpc.BatchServiceServicer):  # type: ignore[misc]
