@@ -218,24 +218,34 @@ class BatchRunner:
         self.changes.notify(batch_id)
         caller = Caller(tenant=row.tenant, key_id=row.key_id)
         stop: list[LlmeshError] = []
+        halt = asyncio.Event()
+        """Set once the batch stops (cancelled, or paused by its budget): items between
+        attempts go back to pending instead of trying again."""
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
                 current = await self.store.get(batch_id)
                 if current is None or current.state is not BatchState.IN_PROGRESS or stop:
+                    halt.set()
                     break
                 page = await self.store.take_pending(batch_id, self.settings.concurrency)
                 if not page:
                     if not in_flight:
                         break
-                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    # look at the batch's state again now and then: a cancel comes that way
+                    await asyncio.wait(
+                        in_flight,
+                        timeout=self.settings.poll_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                     continue
                 left: list[PendingItem] = list(page)
                 while left and not stop:
                     await self._slots.acquire()
                     await self._pace.wait()
                     item = left.pop(0)
-                    task = asyncio.create_task(self._item(batch_id, caller, item, stop))
+                    work = self._item(batch_id, caller, item, stop, halt)
+                    task = asyncio.create_task(work)
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                 if left:
@@ -278,22 +288,32 @@ class BatchRunner:
         self.changes.notify(batch_id)
 
     async def _item(
-        self, batch_id: str, caller: Caller, item: PendingItem, stop: list[LlmeshError]
+        self,
+        batch_id: str,
+        caller: Caller,
+        item: PendingItem,
+        stop: list[LlmeshError],
+        halt: asyncio.Event,
     ) -> None:
         try:
-            await self._attempts(batch_id, caller, item, stop)
+            await self._attempts(batch_id, caller, item, stop, halt)
         finally:
             self._slots.release()
             self.changes.notify(batch_id)
 
     async def _attempts(
-        self, batch_id: str, caller: Caller, item: PendingItem, stop: list[LlmeshError]
+        self,
+        batch_id: str,
+        caller: Caller,
+        item: PendingItem,
+        stop: list[LlmeshError],
+        halt: asyncio.Event,
     ) -> None:
         request = batches_pb2.BatchItem.FromString(item.input)
         attempts, trail = item.attempts, list(item.trail)
         waits = 0
         while True:
-            if stop:
+            if stop or halt.is_set():
                 await self.store.requeue(batch_id, [item.custom_id])
                 return
             try:
@@ -312,18 +332,19 @@ class BatchRunner:
                 return
             if error.reason is Reason.BUDGET_EXCEEDED:
                 stop.append(error)
+                halt.set()
                 await self.store.requeue(batch_id, [item.custom_id])
                 return
             if error.reason in _WAITS:
                 waits += 1
-                await asyncio.sleep(self._wait_time(error, waits))
+                await _pause(halt, self._wait_time(error, waits))
                 continue
             attempts += 1
             trail.append(error_to_dict(error, attempts))
             if error.retryable and error.reason is not Reason.INTERNAL:
                 if attempts < self.settings.max_attempts:
                     await self.store.record_attempt(batch_id, item.custom_id, attempts, trail)
-                    await asyncio.sleep(self.settings.retry_backoff * 2.0 ** (attempts - 1))
+                    await _pause(halt, self.settings.retry_backoff * 2.0 ** (attempts - 1))
                     continue
                 state = ItemState.DEAD
             else:
@@ -338,3 +359,9 @@ class BatchRunner:
         if error.retry_after is not None and error.retry_after > 0:
             return min(float(error.retry_after), 60.0)
         return min(0.1 * 2.0 ** min(waits, 10), 10.0)
+
+
+async def _pause(halt: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less when the batch stops meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(halt.wait(), seconds)

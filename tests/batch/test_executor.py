@@ -337,3 +337,20 @@ async def test_a_native_batch_that_expires_leaves_dead_letters(
     assert [d.custom_id for d in dead] == ["c1"]
     counts = await sqlite_store.counts("b1")
     assert counts[ItemState.SUCCEEDED] == 1
+
+
+async def test_cancel_reaches_items_waiting_between_attempts(
+    sqlite_store: BatchStore, runners: list[BatchRunner]
+) -> None:
+    calls = FakeCalls(script={"limited": [Reason.RATE_LIMIT_EXCEEDED] * 100_000})
+    await create(sqlite_store, ["limited", "limited", "ok"])
+    await runner(sqlite_store, calls, runners).start()
+
+    async def waiting() -> bool:
+        return len(calls.calls) > 10  # the limited items keep waiting their turn
+
+    await wait_for(waiting, "items waiting on the rate limit")
+    await sqlite_store.set_state("b1", BatchState.CANCELLING)
+    await wait_for(lambda: state_is(sqlite_store, BatchState.CANCELLED), "the cancel")
+    counts = await sqlite_store.counts("b1")
+    assert (counts[ItemState.SUCCEEDED], counts[ItemState.CANCELLED]) == (1, 2)
