@@ -168,3 +168,30 @@ async def test_a_tenant_sees_only_its_own_batches(keyed: tuple[int, str, str]) -
             assert from_rpc_error(hidden.value).reason is Reason.BATCH_NOT_FOUND
         listed = await stub.ListBatches(batches_pb2.ListBatchesRequest(), metadata=as_zeta)
         assert list(listed.batches) == []
+
+
+async def test_two_orchestrators_on_one_database_run_each_item_once(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    config = _config(mesh, tmp_path, concurrency=4, poll_interval=0.05)
+    one = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    two = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        items = [chat_item(f"w{i}", f"worker {i}") for i in range(40)]
+        channel, stub = await _stub(one.port)
+        async with channel:
+            batch = (await stub.CreateBatch(batches_pb2.CreateBatchRequest(items=items))).batch
+        channel, stub = await _stub(two.port)  # followed through the other process
+        async with channel:
+            events, final = await _collect(stub, batch.id)
+        assert sorted(_ids(events)) == sorted(i.custom_id for i in items)
+        assert final.counts.completed == 40
+    finally:
+        await one.stop(1)
+        await two.stop(1)
+    conn = sqlite3.connect(tmp_path / "ledger.db")
+    try:
+        calls = conn.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0]
+    finally:
+        conn.close()
+    assert calls == 40  # one call per item: the batch ran in one process only
