@@ -62,7 +62,8 @@ class ItemCalls(Protocol):
         """Write the ledger row of one native batch item, priced at batch rates; its cost."""
         ...
 
-    async def run(self, item: batches_pb2.BatchItem, caller: Caller) -> ItemReply:
-        """Run one item through the call path as `caller`, at the ``batch`` tier; raises
+    async def run(self, item: batches_pb2.BatchItem, caller: Caller, batch_id: str) -> ItemReply:
+        """Run one item of batch `batch_id` through the call path as `caller`, at the
+        ``batch`` tier (its ledger row labelled with the batch id and the custom_id); raises
         `LlmeshError` when the call fails after the path's own retries and fallbacks."""
         ...

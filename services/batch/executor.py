@@ -317,7 +317,7 @@ class BatchRunner:
                 await self.store.requeue(batch_id, [item.custom_id])
                 return
             try:
-                reply = await self._calls.run(request, caller)
+                reply = await self._calls.run(request, caller, batch_id)
             except LlmeshError as exc:
                 error = exc
             except Exception as exc:  # never lose the item: it becomes a dead letter

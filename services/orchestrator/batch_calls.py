@@ -93,9 +93,12 @@ class MeshItemCalls:
         target = self.first_target(item)
         return NativeItem(item.custom_id, call.request, target.model)
 
-    async def run(self, item: batches_pb2.BatchItem, caller: Caller) -> ItemReply:
-        """One item through the call path, at the batch tier, as `caller`."""
-        call = replace(self._call(item), caller=caller, priority=Priority.BATCH)
+    async def run(self, item: batches_pb2.BatchItem, caller: Caller, batch_id: str) -> ItemReply:
+        """One item through the call path, at the batch tier, as `caller`; its ledger row
+        carries ``batch_id`` and ``custom_id`` in its metadata."""
+        call = self._call(item)
+        labels = {**call.metadata, "batch_id": batch_id, "custom_id": item.custom_id}
+        call = replace(call, caller=caller, priority=Priority.BATCH, metadata=labels)
         events = self._path.stream(call, timeout=self._config.batch.item_timeout)
         async with aclosing(events):
             if item.WhichOneof("input") == "embed":

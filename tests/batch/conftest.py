@@ -124,7 +124,7 @@ class FakeCalls:
     ) -> float:
         return 0.5
 
-    async def run(self, item: batches_pb2.BatchItem, caller: Caller) -> ItemReply:
+    async def run(self, item: batches_pb2.BatchItem, caller: Caller, batch_id: str) -> ItemReply:
         text = item.chat.messages[0].content
         self.calls.append((item.custom_id, caller))
         self.in_flight += 1

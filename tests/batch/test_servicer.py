@@ -4,6 +4,7 @@ the same database."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -100,9 +101,12 @@ async def test_a_batch_runs_and_streams_every_result_once(
     finally:
         await ledger.aclose()
     conn = sqlite3.connect(tmp_path / "ledger.db")
-    priorities = {r[0] for r in conn.execute("SELECT priority FROM usage_records")}
+    rows = conn.execute("SELECT priority, metadata FROM usage_records").fetchall()
     conn.close()
-    assert priorities == {"batch"}
+    assert {priority for priority, _ in rows} == {"batch"}
+    labels = [json.loads(metadata) for _, metadata in rows]
+    assert {m["batch_id"] for m in labels} == {batch.id}
+    assert sorted(m["custom_id"] for m in labels) == sorted(i.custom_id for i in items)
 
 
 async def test_the_stream_resumes_after_its_cursor(server: OrchestratorServer) -> None:
