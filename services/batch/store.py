@@ -10,15 +10,14 @@ Items are unique per batch by ``custom_id``. The same code runs on SQLite and Po
 
 from __future__ import annotations
 
-import base64
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from llmesh.services.batch.backends import Backend, PostgresBackend, SqliteBackend, Tx
+from llmesh.services.batch.backends import Backend, PostgresBackend, SqliteBackend
 from llmesh.services.batch.model import (
     BatchMode,
     BatchRow,
@@ -27,9 +26,10 @@ from llmesh.services.batch.model import (
     DeadRow,
     FileRow,
     ItemState,
-    NativeRow,
     PendingItem,
 )
+from llmesh.services.batch.native_store import NativeRows
+from llmesh.services.batch.rows import b64, finish_item, trail_of, unb64
 from llmesh.services.ledger.stores import sqlite_path
 
 __all__ = ["BatchStore", "open_batch_store"]
@@ -42,18 +42,6 @@ _INSERT_ITEM = (
     "INSERT INTO batch_items (batch_id, custom_id, position, input, state, updated_at) "
     "VALUES (?, ?, ?, ?, 'pending', ?)"
 )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str | None) -> bytes:
-    return base64.b64decode(text) if text else b""
-
-
-def _trail(text: str) -> tuple[Mapping[str, object], ...]:
-    return tuple(orjson.loads(text or "[]"))
 
 
 def _batch(row: Sequence[Any]) -> BatchRow:
@@ -74,7 +62,7 @@ def _batch(row: Sequence[Any]) -> BatchRow:
     )
 
 
-class BatchStore:
+class BatchStore(NativeRows):
     """Batches, items, results and files in the ledger database."""
 
     def __init__(self, backend: Backend) -> None:
@@ -139,9 +127,7 @@ class BatchStore:
                 batch.status_detail,
                 batch.owner,
             )
-            rows = [
-                (batch.batch_id, cid, i, _b64(data), now) for i, (cid, data) in enumerate(items)
-            ]
+            rows = [(batch.batch_id, cid, i, b64(data), now) for i, (cid, data) in enumerate(items)]
             for start in range(0, len(rows), 500):
                 await tx.executemany(_INSERT_ITEM, rows[start : start + 500])
 
@@ -284,7 +270,7 @@ class BatchStore:
                     "WHERE batch_id = ? AND custom_id = ?",
                     [(now, batch_id, r[0]) for r in rows],
                 )
-        return [PendingItem(r[0], _unb64(r[1]), int(r[2]), _trail(r[3])) for r in rows]
+        return [PendingItem(r[0], unb64(r[1]), int(r[2]), trail_of(r[3])) for r in rows]
 
     async def record_attempt(
         self, batch_id: str, custom_id: str, attempts: int, trail: Sequence[Mapping[str, object]]
@@ -325,7 +311,7 @@ class BatchStore:
         with the batch's next result number; that number, or None when the item was not
         running (its result is already written: never twice)."""
         async with self._db.transaction(write=True) as tx:
-            return await _finish(tx, batch_id, custom_id, state, result, attempts, trail)
+            return await finish_item(tx, batch_id, custom_id, state, result, attempts, trail)
 
     async def finish_many(
         self,
@@ -337,7 +323,7 @@ class BatchStore:
         written = 0
         async with self._db.transaction(write=True) as tx:
             for custom_id, state, result, attempts in results:
-                seq = await _finish(tx, batch_id, custom_id, state, result, attempts, None)
+                seq = await finish_item(tx, batch_id, custom_id, state, result, attempts, None)
                 written += seq is not None
         return written
 
@@ -362,7 +348,7 @@ class BatchStore:
                 batch_id,
                 after,
             )
-        return [(int(r[0]), _unb64(r[1])) for r in rows]
+        return [(int(r[0]), unb64(r[1])) for r in rows]
 
     async def dead_letters(self, batch_id: str, after: str, limit: int) -> list[DeadRow]:
         """Dead items with a custom_id above `after`, in custom_id order."""
@@ -374,7 +360,7 @@ class BatchStore:
                 batch_id,
                 after,
             )
-        return [DeadRow(r[0], _unb64(r[1]), _unb64(r[2]), _trail(r[3]), float(r[4])) for r in rows]
+        return [DeadRow(r[0], unb64(r[1]), unb64(r[2]), trail_of(r[3]), float(r[4])) for r in rows]
 
     async def retry_dead(self, batch_id: str, custom_id: str | None) -> int:
         """Put one dead item (or all, when None) back to pending with a fresh attempt count
@@ -402,136 +388,6 @@ class BatchStore:
                 custom_id,
             )
         return ItemState(rows[0][0]) if rows else None
-
-    # native batches
-
-    async def add_native(
-        self, batch_id: str, provider: str, provider_batch_id: str, custom_ids: Sequence[str]
-    ) -> None:
-        """Record a provider's native batch and the items it holds."""
-        async with self._db.transaction(write=True) as tx:
-            await tx.execute(
-                "INSERT INTO batch_native (batch_id, provider_batch_id, provider, state) "
-                "VALUES (?, ?, ?, 'in_progress')",
-                batch_id,
-                provider_batch_id,
-                provider,
-            )
-            await tx.executemany(
-                "UPDATE batch_items SET native_batch = ? WHERE batch_id = ? AND custom_id = ?",
-                [(provider_batch_id, batch_id, c) for c in custom_ids],
-            )
-
-    async def natives(self, batch_id: str) -> list[NativeRow]:
-        """The native batches of a batch."""
-        async with self._db.transaction(write=False) as tx:
-            rows = await tx.fetch(
-                "SELECT provider_batch_id, provider, state FROM batch_native "
-                "WHERE batch_id = ? ORDER BY provider_batch_id",
-                batch_id,
-            )
-        return [NativeRow(r[0], r[1], r[2]) for r in rows]
-
-    async def set_native_state(self, batch_id: str, provider_batch_id: str, state: str) -> None:
-        """Record how a native batch ended."""
-        async with self._db.transaction(write=True) as tx:
-            await tx.execute(
-                "UPDATE batch_native SET state = ? WHERE batch_id = ? AND provider_batch_id = ?",
-                state,
-                batch_id,
-                provider_batch_id,
-            )
-
-    async def unsubmitted(self, batch_id: str) -> list[PendingItem]:
-        """Items not yet part of any native batch and not finished, in order."""
-        async with self._db.transaction(write=False) as tx:
-            rows = await tx.fetch(
-                "SELECT custom_id, input, attempts, trail FROM batch_items "
-                "WHERE batch_id = ? AND native_batch = '' AND state IN ('pending', 'running') "
-                "ORDER BY position",
-                batch_id,
-            )
-        return [PendingItem(r[0], _unb64(r[1]), int(r[2]), _trail(r[3])) for r in rows]
-
-    async def mark_running(self, batch_id: str, provider_batch_id: str) -> None:
-        """Mark the pending items of a native batch running."""
-        async with self._db.transaction(write=True) as tx:
-            await tx.execute(
-                "UPDATE batch_items SET state = 'running' "
-                "WHERE batch_id = ? AND native_batch = ? AND state = 'pending'",
-                batch_id,
-                provider_batch_id,
-            )
-
-    async def native_item_input(self, batch_id: str, provider_batch_id: str) -> bytes | None:
-        """The input of one item of a native batch, or None when it holds none."""
-        async with self._db.transaction(write=False) as tx:
-            rows = await tx.fetch(
-                "SELECT input FROM batch_items WHERE batch_id = ? AND native_batch = ? LIMIT 1",
-                batch_id,
-                provider_batch_id,
-            )
-        return _unb64(rows[0][0]) if rows else None
-
-    async def fail_unfinished(
-        self,
-        batch_id: str,
-        provider_batch_id: str,
-        state: ItemState,
-        result: Callable[[str], bytes],
-    ) -> int:
-        """Give every unfinished item of a native batch the same final result (the batch
-        failed or expired); how many."""
-        async with self._db.transaction(write=True) as tx:
-            rows = await tx.fetch(
-                "SELECT custom_id FROM batch_items WHERE batch_id = ? AND native_batch = ? "
-                "AND state IN ('pending', 'running')",
-                batch_id,
-                provider_batch_id,
-            )
-            for (custom_id,) in rows:
-                await tx.execute(
-                    "UPDATE batch_items SET state = 'running' WHERE batch_id = ? AND custom_id = ?",
-                    batch_id,
-                    custom_id,
-                )
-                await _finish(tx, batch_id, custom_id, state, result(custom_id), 1, None)
-        return len(rows)
-
-
-async def _finish(
-    tx: Tx,
-    batch_id: str,
-    custom_id: str,
-    state: ItemState,
-    result: bytes,
-    attempts: int,
-    trail: Sequence[Mapping[str, object]] | None,
-) -> int | None:
-    running = await tx.fetch(
-        "SELECT 1 FROM batch_items WHERE batch_id = ? AND custom_id = ? AND state = 'running'",
-        batch_id,
-        custom_id,
-    )
-    if not running:
-        return None
-    seq_rows = await tx.fetch(
-        "UPDATE batches SET next_seq = next_seq + 1 WHERE batch_id = ? RETURNING next_seq",
-        batch_id,
-    )
-    seq = int(seq_rows[0][0])
-    sets = "state = ?, result = ?, result_seq = ?, attempts = ?, updated_at = ?"
-    args: list[Any] = [state.value, _b64(result), seq, attempts, time.time()]
-    if trail is not None:
-        sets += ", trail = ?"
-        args.append(orjson.dumps(list(trail)).decode())
-    await tx.execute(
-        f"UPDATE batch_items SET {sets} WHERE batch_id = ? AND custom_id = ?",
-        *args,
-        batch_id,
-        custom_id,
-    )
-    return seq
 
 
 def open_batch_store(url: str) -> BatchStore:
