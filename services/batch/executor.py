@@ -278,13 +278,8 @@ class BatchRunner:
                 expect=frozenset({BatchState.CANCELLING}),
                 finished=True,
             )
-        elif (await self.store.counts(batch_id)).unfinished == 0:
-            await self.store.set_state(
-                batch_id,
-                BatchState.COMPLETED,
-                expect=frozenset({BatchState.IN_PROGRESS}),
-                finished=True,
-            )
+        else:  # completed, unless items went back to pending meanwhile (then run again)
+            await self.store.complete_if_done(batch_id)
         self.changes.notify(batch_id)
 
     async def _item(

@@ -85,15 +85,17 @@ class NativeRun:
         self._notify(batch_id)
         caller = Caller(tenant=row.tenant, key_id=row.key_id)
         targets: dict[str, FirstTarget] = {}
-        current = await self._store.get(batch_id)
-        if current is not None and current.state is BatchState.IN_PROGRESS:
-            await self._submit(batch_id, await self._store.unsubmitted(batch_id), targets)
         wait = self._settings.native_poll_interval
         cancel_sent: set[str] = set()
         while True:
             current = await self._store.get(batch_id)
             if current is None:
                 return
+            if current.state is BatchState.IN_PROGRESS:  # new items, or retried dead ones
+                fresh = await self._store.unsubmitted(batch_id)
+                if fresh:
+                    await self._submit(batch_id, fresh, targets)
+                    wait = self._settings.native_poll_interval
             open_ = [n for n in await self._store.natives(batch_id) if n.state == "in_progress"]
             if not open_:
                 break
@@ -203,7 +205,9 @@ class NativeRun:
         elif ends == {"expired"}:
             final = BatchState.EXPIRED
         else:
-            final = BatchState.COMPLETED
+            await self._store.complete_if_done(batch_id)  # else items came back meanwhile
+            self._notify(batch_id)
+            return
         await self._store.set_state(
             batch_id,
             final,

@@ -217,6 +217,21 @@ class BatchStore(NativeRows):
             changed = await tx.execute(f"UPDATE batches SET {', '.join(sets)} WHERE {where}", *args)
         return bool(changed > 0)
 
+    async def complete_if_done(self, batch_id: str) -> bool:
+        """Mark an in-progress batch COMPLETED if none of its items is pending or running,
+        in one statement (an item retried meanwhile keeps it open); whether it was."""
+        async with self._db.transaction(write=True) as tx:
+            changed = await tx.execute(
+                "UPDATE batches SET state = 'completed', finished_at = ? "
+                "WHERE batch_id = ? AND state = 'in_progress' AND NOT EXISTS ("
+                "SELECT 1 FROM batch_items WHERE batch_id = ? "
+                "AND state IN ('pending', 'running'))",
+                time.time(),
+                batch_id,
+                batch_id,
+            )
+        return bool(changed > 0)
+
     async def claim(self, batch_id: str, me: str, dead: Sequence[str] = ()) -> bool:
         """Make instance `me` the executor of a batch unless another live instance is; its
         items left running by a previous executor go back to pending (but those a

@@ -316,27 +316,41 @@ async def test_cancelling_a_native_batch_cancels_it_at_the_provider(
     assert counts[ItemState.CANCELLED] == 2
 
 
-async def test_a_native_batch_that_expires_leaves_dead_letters(
+async def test_a_native_batch_that_expires_leaves_dead_letters_to_resubmit(
     sqlite_store: BatchStore, runners: list[BatchRunner]
 ) -> None:
     @dataclass
     class Expiring(MemoryBatches):
+        expire: bool = True
+
         async def status(self, provider_batch_id: str) -> NativeStatus:
-            return NativeStatus(NativeState.EXPIRED, 2, 0, 0)
+            if self.expire:
+                return NativeStatus(NativeState.EXPIRED, 2, 0, 0)
+            return await super().status(provider_batch_id)
 
         async def results(self, provider_batch_id: str) -> AsyncIterator[NativeResult]:
-            for item in self.batches[provider_batch_id][:1]:  # one result made it
+            items = self.batches[provider_batch_id]
+            for item in items[:1] if self.expire else items:  # expired: one result made it
                 reply = orchestrator_pb2.ChatResponse()
                 yield NativeResult(item.custom_id, reply, None, Usage(1, 1), None)
 
-    api = Expiring()
+    api = Expiring(polls=0)
     await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)
-    await runner(sqlite_store, FakeCalls(kind="openai"), runners, native=lambda _: api).start()
+    r = runner(sqlite_store, FakeCalls(kind="openai"), runners, native=lambda _: api)
+    await r.start()
     await wait_for(lambda: state_is(sqlite_store, BatchState.EXPIRED), "the expiry")
     dead = await sqlite_store.dead_letters("b1", "", 10)
     assert [d.custom_id for d in dead] == ["c1"]
-    counts = await sqlite_store.counts("b1")
-    assert counts[ItemState.SUCCEEDED] == 1
+    assert (await sqlite_store.counts("b1"))[ItemState.SUCCEEDED] == 1
+
+    api.expire = False  # retried, the dead item goes to the provider again
+    assert await sqlite_store.retry_dead("b1", None) == 1
+    await sqlite_store.set_state("b1", BatchState.QUEUED, reopen=True)
+    r.wake()
+    await wait_for(lambda: state_is(sqlite_store, BatchState.COMPLETED), "completion")
+    assert len(api.batches) == 2
+    assert [i.custom_id for i in api.batches["nb-1"]] == ["c1"]
+    assert (await sqlite_store.counts("b1"))[ItemState.SUCCEEDED] == 2
 
 
 async def test_cancel_reaches_items_waiting_between_attempts(

@@ -159,6 +159,23 @@ async def test_states_move_only_from_expected_ones(store: BatchStore) -> None:
     assert [r.batch_id for r in await store.runnable()] == []
 
 
+async def test_a_batch_completes_only_with_no_item_left(store: BatchStore) -> None:
+    await _make(store, "b1", 2)
+    await store.set_state("b1", BatchState.IN_PROGRESS)
+    await store.take_pending("b1", 2)
+    await store.finish("b1", "c0", ItemState.SUCCEEDED, b"r", attempts=1)
+    assert not await store.complete_if_done("b1")  # c1 still runs
+    await store.finish("b1", "c1", ItemState.DEAD, b"e", attempts=3)
+    await store.retry_dead("b1", "c1")  # retried just before the executor looks
+    assert not await store.complete_if_done("b1")
+    await store.take_pending("b1", 1)
+    await store.finish("b1", "c1", ItemState.SUCCEEDED, b"r", attempts=1)
+    assert await store.complete_if_done("b1")
+    row = await store.get("b1")
+    assert row is not None and row.state is BatchState.COMPLETED and row.finished_at
+    assert not await store.complete_if_done("b1")  # only from in_progress
+
+
 async def test_listing_pages_newest_first_by_tenant(store: BatchStore) -> None:
     for i in range(5):
         await store.create(_row(f"b{i}", 1, created=1000.0 + i), [("c", b"x")])
