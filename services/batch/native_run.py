@@ -158,10 +158,24 @@ class NativeRun:
             targets.setdefault(target.provider, target)
             groups.setdefault(target.provider, []).append((item, proto))
         for provider, group in groups.items():
-            api = self._api(targets[provider])
-            native_items = [self._calls.native_item(proto) for _, proto in group]
-            provider_batch_id = await api.submit(native_items)
             ids = [item.custom_id for item, _ in group]
+            try:
+                api = self._api(targets[provider])
+                native_items = [self._calls.native_item(proto) for _, proto in group]
+                provider_batch_id = await api.submit(native_items)
+            except LlmeshError as exc:
+                if exc.retryable:
+                    raise  # the executor tries the batch again after a pause
+                # refused for good (no batch API, a request the provider rejects): the
+                # items fail with the reason, the rest of the batch goes on
+                from llmesh.services.batch.executor import item_result
+
+                log.warning("batch %s: %s refused its native batch: %s", batch_id, provider, exc)
+                await self._store.fail_items(
+                    batch_id, ids, ItemState.FAILED, _ender(item_result, ItemState.FAILED, exc)
+                )
+                self._notify(batch_id)
+                continue
             await self._store.add_native(batch_id, provider, provider_batch_id, ids)
             await self._store.mark_running(batch_id, provider_batch_id)
             log.info(
@@ -197,11 +211,14 @@ class NativeRun:
         if current is None:
             return
         ends = {n.state for n in natives}
+        counts = await self._store.counts(batch_id)
+        detail = None
         if current.state is BatchState.CANCELLING:
             await self._store.cancel_pending(batch_id)
             final = BatchState.CANCELLED
-        elif ends == {"failed"}:
+        elif ends == {"failed"} or (not natives and counts[ItemState.SUCCEEDED] == 0):
             final = BatchState.FAILED
+            detail = "the providers' batch APIs refused or failed the batch"
         elif ends == {"expired"}:
             final = BatchState.EXPIRED
         else:
@@ -213,6 +230,7 @@ class NativeRun:
             final,
             expect=frozenset({BatchState.IN_PROGRESS, BatchState.CANCELLING}),
             finished=True,
+            detail=detail,
         )
         self._notify(batch_id)
 

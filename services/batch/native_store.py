@@ -112,3 +112,26 @@ class NativeRows:
                 )
                 await finish_item(tx, batch_id, custom_id, state, result(custom_id), 1, None)
         return len(rows)
+
+    async def fail_items(
+        self,
+        batch_id: str,
+        custom_ids: Sequence[str],
+        state: ItemState,
+        result: Callable[[str], bytes],
+    ) -> int:
+        """Give unfinished items the final result `result` makes for each (they could not be
+        submitted); how many."""
+        done = 0
+        async with self._db.transaction(write=True) as tx:
+            for custom_id in custom_ids:
+                moved = await tx.execute(
+                    "UPDATE batch_items SET state = 'running' WHERE batch_id = ? "
+                    "AND custom_id = ? AND state IN ('pending', 'running')",
+                    batch_id,
+                    custom_id,
+                )
+                if moved:
+                    await finish_item(tx, batch_id, custom_id, state, result(custom_id), 1, None)
+                    done += 1
+        return done

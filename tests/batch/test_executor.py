@@ -368,3 +368,22 @@ async def test_cancel_reaches_items_waiting_between_attempts(
     await wait_for(lambda: state_is(sqlite_store, BatchState.CANCELLED), "the cancel")
     counts = await sqlite_store.counts("b1")
     assert (counts[ItemState.SUCCEEDED], counts[ItemState.CANCELLED]) == (1, 2)
+
+
+async def test_a_native_batch_the_provider_refuses_fails_its_items(
+    sqlite_store: BatchStore, runners: list[BatchRunner]
+) -> None:
+    @dataclass
+    class Refusing(MemoryBatches):
+        async def submit(self, items: Sequence[NativeItem]) -> str:
+            raise LlmeshError(Reason.UPSTREAM_INVALID_REQUEST, "batch rejected: bad line 2")
+
+    await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)
+    api = Refusing()
+    await runner(sqlite_store, FakeCalls(kind="openai"), runners, native=lambda _: api).start()
+    await wait_for(lambda: state_is(sqlite_store, BatchState.FAILED), "the failure")
+    got = await results(sqlite_store)
+    assert sorted(r.custom_id for r in got) == ["c0", "c1"]
+    assert {r.state for r in got} == {batches_pb2.BATCH_ITEM_STATE_FAILED}
+    assert got[0].error.reason == errors_pb2.ERROR_REASON_UPSTREAM_INVALID_REQUEST
+    assert "bad line 2" in got[0].error.message
