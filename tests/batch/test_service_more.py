@@ -195,3 +195,32 @@ async def test_two_orchestrators_on_one_database_run_each_item_once(
     finally:
         conn.close()
     assert calls == 40  # one call per item: the batch ran in one process only
+
+
+async def test_chat_structured_and_embedding_items_in_one_batch(mesh: Mesh, tmp_path: Path) -> None:
+    from llmesh.v1 import chat_pb2, embeddings_pb2
+
+    s = await serve(_config(mesh, tmp_path), address="127.0.0.1:0", env=mesh.env())
+    try:
+        structured = chat_item("json", "give me an object", model="openai/gpt-4o-mini")
+        structured.chat.response_format.type = chat_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT
+        embed = batches_pb2.BatchItem(
+            custom_id="vec",
+            embed=embeddings_pb2.EmbedRequest(
+                model="openai/text-embedding-3-small", inputs=["one", "two"]
+            ),
+        )
+        items = [chat_item("chat"), structured, embed]
+        channel, stub = await _stub(s.port)
+        async with channel:
+            batch = (await stub.CreateBatch(batches_pb2.CreateBatchRequest(items=items))).batch
+            events, final = await _collect(stub, batch.id)
+        assert final.counts.completed == 3
+        by_id = {e.result.custom_id: e.result for e in events if e.HasField("result")}
+        assert by_id["chat"].WhichOneof("outcome") == "chat"
+        assert by_id["json"].chat.message.content.lstrip().startswith("{")
+        assert by_id["vec"].WhichOneof("outcome") == "embed"
+        assert [e.index for e in by_id["vec"].embed.embeddings] == [0, 1]
+        assert by_id["vec"].embed.model == "text-embedding-3-small"
+    finally:
+        await s.stop(1)
