@@ -2,9 +2,10 @@
 
 ``submit FILE.jsonl`` uploads the file (one `BatchItem` per line, proto3 JSON) and creates
 a batch, ``--wait`` showing a progress bar until it ends; ``status``, ``results`` (JSONL,
-one `BatchItemResult` per line, to ``--out`` or stdout), ``cancel``, ``retry-dead`` and
-``resume`` act on a batch by id. Exit status: 0 when the command did what it says (a
-waited-for batch completed), 1 otherwise, with the error's reason on stderr.
+one `BatchItemResult` per line, to ``--out`` or stdout), ``cancel``, ``dead`` (the dead
+letters as JSONL), ``retry-dead`` and ``resume`` act on a batch by id. Exit status: 0
+when the command did what it says (a waited-for batch completed), 1 otherwise, with the
+error's reason on stderr.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ def add_batch_parser(
     results = actions.add_parser("results", help="a batch's results as JSONL")
     results.add_argument("--out", type=Path, help="write to this file (default: stdout)")
     cancel = actions.add_parser("cancel", help="cancel a batch")
+    dead = actions.add_parser("dead", help="a batch's dead letters as JSONL, with their trail")
     retry = actions.add_parser("retry-dead", help="run a batch's dead letters again")
     retry.add_argument("--custom-id", help="only this item (default: every dead letter)")
     resume = actions.add_parser("resume", help="resume a batch its budget paused")
-    for command in (submit, status, results, cancel, retry, resume):
+    for command in (submit, status, results, cancel, dead, retry, resume):
         if command is not submit:
             command.add_argument("batch_id")
         command.add_argument("--address", help="orchestrator address (default: configuration)")
@@ -221,6 +223,18 @@ async def _act(
         request = batches_pb2.CancelBatchRequest(batch_id=args.batch_id)
         print(describe((await stub.CancelBatch(request, metadata=metadata)).batch))
         return 0
+    if action == "dead":
+        token = ""
+        while True:
+            page = await stub.ListDeadLetters(
+                batches_pb2.ListDeadLettersRequest(batch_id=args.batch_id, page_token=token),
+                metadata=metadata,
+            )
+            for letter in page.dead_letters:
+                print(json_format.MessageToJson(letter, indent=None))
+            token = page.next_page_token
+            if not token:
+                return 0
     if action == "retry-dead":
         retry = batches_pb2.RetryDeadLettersRequest(batch_id=args.batch_id)
         if args.custom_id:

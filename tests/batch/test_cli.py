@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from google.protobuf import json_format
 
@@ -56,6 +57,8 @@ async def test_submit_wait_status_results(
     assert sorted(r["customId"] for r in rows) == [f"k{i}" for i in range(8)]
     assert all(r["state"] == "BATCH_ITEM_STATE_SUCCEEDED" for r in rows)
 
+    assert await _run(server, "dead", batch_id) == 0
+    assert capsys.readouterr().out == ""  # none died
     assert await _run(server, "retry-dead", batch_id) == 0
     assert "0 item(s) retried" in capsys.readouterr().out
     assert await _run(server, "cancel", batch_id) == 1
@@ -73,3 +76,26 @@ async def test_submit_reports_a_bad_file(
     assert "INVALID_REQUEST" in capsys.readouterr().err
     assert await _run(server, "submit", str(tmp_path / "missing.jsonl")) == 1
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+async def test_dead_letters_are_shown_with_their_trail(
+    mesh: Mesh, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = await serve(_config(mesh, tmp_path, max_attempts=2), address="127.0.0.1:0", env=mesh.env())
+    try:
+        mesh.set_fault("echo-cli-doomed", "server_error")
+        items = tmp_path / "items.jsonl"
+        doomed = chat_item("doomed", model="emulator/echo-cli-doomed")
+        items.write_text(json_format.MessageToJson(doomed, indent=None) + "\n")
+        assert await _run(s, "submit", str(items), "--wait") == 0  # completed, with a dead item
+        batch_id = capsys.readouterr().out.splitlines()[0]
+        assert await _run(s, "dead", batch_id) == 0
+        (letter,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert letter["item"]["customId"] == "doomed"
+        assert [a["number"] for a in letter["trail"]] == [1, 2]
+    finally:
+        async with httpx.AsyncClient() as client:
+            await client.delete(
+                f"{mesh.emulator_url}/emulator/faults", params={"model": "echo-cli-doomed"}
+            )
+        await s.stop(1)
