@@ -53,15 +53,9 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
         await store.aclose()
     assert {"usage_records_day", "usage_records_tenant_ts"} <= _sqlite_indexes(path)
     conn = sqlite3.connect(path)
-    assert sqlite_schema_version(conn) == LATEST_VERSION == 7
+    assert sqlite_schema_version(conn) == LATEST_VERSION == 8
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
-        1,
-        2,
-        3,
-        4,
-        5,
-        6,
-        7,
+        m.version for m in MIGRATIONS
     ]
     conn.close()
 
@@ -76,7 +70,7 @@ async def test_sqlite_reopen_is_idempotent(tmp_path: Path, record: RecordFactory
         finally:
             await store.aclose()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (LATEST_VERSION,)
+    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (len(MIGRATIONS),)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
 
@@ -173,7 +167,7 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r[0] for r in versions] == [m.version for m in MIGRATIONS]
     assert {"usage_records_day", "usage_records_tenant_ts", "call_starts_owner"} <= {
         r[0] for r in indexes
     }
