@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 
 from llmesh.gateway import (
     anthropic,
+    batches,
     council,
     native,
     observability,
@@ -65,6 +66,7 @@ def create_app(
             *openai_embeddings.routes(),
             *responses_api.routes(),
             *anthropic.routes(),
+            *batches.routes(),
             *native.routes(),
             *council.routes(),
             *ws.routes(),

@@ -46,6 +46,9 @@ class GatewaySettings:
     """The largest request body (or WebSocket frame) accepted; larger bodies get a 413.
     Derived from ``limits.max_message_bytes`` with room for base64 (`http_body_limit`), so a
     request within the gRPC limit is never refused here for its base64 overhead."""
+    max_batch_file_bytes: int = 200 * 1024 * 1024
+    """The largest batch input file ``POST /v1/files`` accepts (OpenAI's limit, 200 MiB);
+    larger uploads get a 413. Each of its lines is bounded by `max_body_bytes` too."""
     max_grpc_message_bytes: int = grpc_message_limit(Config.max_message_bytes)
     """The largest gRPC message sent to or received from the upstream services."""
     default_timeout: float | None = None

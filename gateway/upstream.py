@@ -17,7 +17,7 @@ from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.tls import channel
 from llmesh.services.telemetry.tracing import client_interceptors, traced_channel
-from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc
+from llmesh.v1 import batches_pb2_grpc, orchestrator_pb2_grpc, processor_pb2_grpc
 
 _POINT_AT = {
     "orchestrator": "--orchestrator, LLMESH_ORCHESTRATOR_ADDRESS or orchestrator.address in "
@@ -42,6 +42,8 @@ class Upstream:
     health: health_pb2_grpc.HealthStub
     """Health checks of the orchestrator replicas, on a channel of their own."""
     probe_channel: grpc.aio.Channel | None = None
+    batches: batches_pb2_grpc.BatchServiceStub | None = None
+    """The orchestrator's batch jobs (over the pool); None on the direct HTTP path."""
 
     @staticmethod
     def _channel(
@@ -96,6 +98,10 @@ class Upstream:
             processor_pb2_grpc.ProcessorServiceStub(processor),
             health_pb2_grpc.HealthStub(probe),
             probe,
+            cast(
+                batches_pb2_grpc.BatchServiceStub,
+                pool.stub(batches_pb2_grpc.BatchServiceStub),
+            ),
         )
 
     @classmethod
