@@ -116,20 +116,21 @@ class NativeRun:
                     continue
                 async for result in api.results(native.provider_batch_id):
                     await self._write(batch_id, caller, target, result, item_result)
-                if status.state is not NativeState.COMPLETED:
-                    error = LlmeshError(
-                        Reason.UPSTREAM_UNAVAILABLE,
-                        f"the provider's batch {native.provider_batch_id} ended "
-                        f"{status.state.value} before this item had a result",
-                    )
-                    cancelled = status.state is NativeState.CANCELLED
-                    state = ItemState.CANCELLED if cancelled else ItemState.DEAD
-                    await self._store.fail_unfinished(
-                        batch_id,
-                        native.provider_batch_id,
-                        state,
-                        _ender(item_result, state, None if cancelled else error),
-                    )
+                # an item the provider's batch ended without a result: a dead letter
+                # (retrying submits it again), or cancelled with its batch
+                cancelled = status.state is NativeState.CANCELLED
+                state = ItemState.CANCELLED if cancelled else ItemState.DEAD
+                error = LlmeshError(
+                    Reason.UPSTREAM_UNAVAILABLE,
+                    f"the provider's batch {native.provider_batch_id} ended "
+                    f"{status.state.value} without a result for this item",
+                )
+                await self._store.fail_unfinished(
+                    batch_id,
+                    native.provider_batch_id,
+                    state,
+                    _ender(item_result, state, None if cancelled else error),
+                )
                 await self._store.set_native_state(
                     batch_id, native.provider_batch_id, _ENDED[status.state]
                 )

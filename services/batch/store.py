@@ -233,7 +233,9 @@ class BatchStore:
 
     async def claim(self, batch_id: str, me: str, dead: Sequence[str] = ()) -> bool:
         """Make instance `me` the executor of a batch unless another live instance is; its
-        items left running by a previous executor go back to pending. Whether `me` owns it."""
+        items left running by a previous executor go back to pending (but those a
+        provider's native batch holds, whose results are still to be read). Whether `me`
+        owns it."""
         async with self._db.transaction(write=True) as tx:
             rows = await tx.fetch("SELECT owner FROM batches WHERE batch_id = ?", batch_id)
             if not rows:
@@ -251,7 +253,7 @@ class BatchStore:
             )
             await tx.execute(
                 "UPDATE batch_items SET state = 'pending', updated_at = ? "
-                "WHERE batch_id = ? AND state = 'running'",
+                "WHERE batch_id = ? AND state = 'running' AND native_batch = ''",
                 time.time(),
                 batch_id,
             )

@@ -61,6 +61,8 @@ class Assembly:
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     prices: PriceTable | None = None
     """The price table (list prices with the configured overrides)."""
+    writer: LedgerWriter | None = None
+    """The ledger's batched writer (its instance names this process in the ledger)."""
 
     async def aclose(self) -> None:
         """Flush the ledger and close every store and connection, in order."""
@@ -220,7 +222,7 @@ async def assemble(
         for close in closers:
             await close()
         raise
-    return Assembly(path, authenticator, store, budgets, closers, prices)
+    return Assembly(path, authenticator, store, budgets, closers, prices, writer)
 
 
 async def _spent(store: LedgerStore, scope: Scope) -> tuple[float, float]:

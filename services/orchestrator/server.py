@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from grpc_health.v1.health_pb2 import HealthCheckResponse
 
+from llmesh.services.batch.native_seam import NativeFactory
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config, resolve_provider
 from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
@@ -17,6 +18,7 @@ from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.common.tls import check_client, check_listener
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.orchestrator.assembly import Assembly, assemble
+from llmesh.services.orchestrator.batch_service import BATCH_SERVICE_NAME, Batches, build_batches
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.media import MediaPlan
 from llmesh.services.orchestrator.observability import readiness_checks
@@ -30,7 +32,7 @@ from llmesh.services.telemetry import Readiness, build_metrics
 from llmesh.services.telemetry.service import Telemetry, start_metrics_server
 from llmesh.services.telemetry.trace_attempts import attempt_spans, upstream_info
 from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
-from llmesh.v1 import orchestrator_pb2_grpc
+from llmesh.v1 import batches_pb2_grpc, orchestrator_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -49,6 +51,8 @@ class OrchestratorServer:
     """Its metrics, readiness checks and metrics server."""
     reloader: Reloader | None = None
     """Reloads routes, pools and providers from the configuration file (SIGHUP, changes)."""
+    batches: Batches | None = None
+    """The batch jobs' store, executor and service."""
 
     @property
     def port(self) -> int:
@@ -62,10 +66,12 @@ class OrchestratorServer:
         upstream streams are closed); nothing waits longer than `grace` plus a few seconds.
         """
         await self.telemetry.readiness_aclose()
-        await self.running.set_serving([SERVICE_NAME], False)
+        await self.running.set_serving([SERVICE_NAME, BATCH_SERVICE_NAME], False)
         stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
         await asyncio.sleep(0)  # the server stops accepting before we wait
         await self.servicer.guard.drain(grace)
+        if self.batches is not None:
+            await self.batches.aclose(grace)
         await stopping
         if self.reloader is not None:
             await self.reloader.aclose()
@@ -113,8 +119,12 @@ async def serve(
     reuse_port: bool = False,
     env: Mapping[str, str] | None = None,
     registry: ProviderRegistry | None = None,
+    native: NativeFactory | None = None,
 ) -> OrchestratorServer:
     """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed).
+
+    `native` gives a provider's batch API for provider-native batches (None: every batch
+    runs on the mesh).
 
     `env` is where provider keys and base URLs are read (None: the process environment);
     pass the one given to `build_engine` for `engine`, and its `registry` (the reloader
@@ -140,13 +150,19 @@ async def serve(
         usage_store=assembly.ledger_store,
         tenant_priority=config.resilience.queue.tenant_priority,
     )
+    batches = build_batches(config, assembly, env=env, native=native)
     running = await start_server(
         [
             ServiceBinding(
                 orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
                 servicer,
                 SERVICE_NAME,
-            )
+            ),
+            ServiceBinding(
+                batches_pb2_grpc.add_BatchServiceServicer_to_server,
+                batches.servicer,
+                BATCH_SERVICE_NAME,
+            ),
         ],
         address,
         reuse_port=reuse_port,
@@ -168,8 +184,10 @@ async def serve(
         if metrics is not None and settings.prometheus and port:
             telemetry.server = await start_metrics_server(metrics, settings.host, port, tls)
         readiness.start()
+        await batches.runner.start()
     except BaseException:
         await running.server.stop(None)
+        await batches.aclose(0)
         await assembly.aclose()
         await telemetry.aclose()
         raise
@@ -186,7 +204,9 @@ async def serve(
         await reloader.start(config.reload_interval)
         if metrics is not None:
             metrics.observe("llmesh.config.reloads", reloader.counts)
-    return OrchestratorServer(running, engine, servicer, assembly, telemetry, reloader)
+    return OrchestratorServer(
+        running, engine, servicer, assembly, telemetry, reloader, batches=batches
+    )
 
 
 async def run(config: Config, *, reuse_port: bool = False) -> None:

@@ -109,7 +109,9 @@ class FakeCalls:
             raise LlmeshError(Reason.INVALID_REQUEST, "chat.messages must not be empty")
 
     def first_target(self, item: batches_pb2.BatchItem) -> FirstTarget:
-        settings = resolve_provider(ProviderConfig(kind=self.kind), EmulatorConfig(), {})
+        settings = resolve_provider(
+            ProviderConfig(name=self.kind, kind=self.kind), EmulatorConfig(), {}
+        )
         return FirstTarget(self.kind, self.kind, settings, "m")
 
     def native_item(self, item: batches_pb2.BatchItem) -> NativeItem:
