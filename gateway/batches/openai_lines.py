@@ -35,6 +35,7 @@ __all__ = [
     "EMBEDDINGS_URL",
     "ENDPOINTS",
     "FileLines",
+    "at_line",
     "error_line",
     "output_line",
 ]
@@ -56,7 +57,7 @@ def _in_body(err: LlmeshError) -> LlmeshError:
     return LlmeshError(err.reason, message, violations=violations, metadata=dict(err.metadata))
 
 
-def _at_line(err: LlmeshError, number: int) -> LlmeshError:
+def at_line(err: LlmeshError, number: int) -> LlmeshError:
     """`err` of a line, reported for the file: the line number in the message and metadata
     (with OpenAI's error code, when the error has one)."""
     code = err.metadata.get(OPENAI_CODE)
@@ -84,7 +85,7 @@ class FileLines:
         try:
             item = self._item(raw)
         except LlmeshError as err:
-            raise _at_line(err, number) from None
+            raise at_line(err, number) from None
         self.count += 1
         return item
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
+from tempfile import SpooledTemporaryFile
 
 import grpc
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +32,7 @@ from llmesh.gateway.batches.common import (
 )
 from llmesh.gateway.batches.openai_lines import (
     FileLines,
+    at_line,
     empty_file,
     error_line,
     item_json,
@@ -38,6 +41,7 @@ from llmesh.gateway.batches.openai_lines import (
 from llmesh.gateway.errors import BodyTooLarge, openai_error_response
 from llmesh.gateway.inputs import CallOptions, call_options, read_json_object
 from llmesh.gateway.responses import OrjsonResponse, Part, UpstreamResponse
+from llmesh.gateway.settings import GatewaySettings
 from llmesh.gateway.upstream import Upstream, upstream_of
 from llmesh.services.common.errors import LlmeshError, Reason, invalid
 from llmesh.v1 import batches_pb2, batches_pb2_grpc
@@ -45,7 +49,9 @@ from llmesh.v1 import batches_pb2, batches_pb2_grpc
 __all__ = ["routes"]
 
 UPLOAD_CHUNK = 1 << 20
-"""Bytes of translated lines sent per ``UploadBatchFile`` message."""
+"""Bytes of translated lines sent per ``UploadBatchFile`` message (a line may span two:
+the service joins the chunks), so no message nears the gRPC size limit; and the size past
+which the translated file is kept on disk rather than in memory."""
 READ_CHUNK = 1 << 16
 """Bytes read from the uploaded file at a time."""
 
@@ -87,22 +93,51 @@ async def create_file(request: Request) -> Response:
     return OrjsonResponse(objects.file_object(stored))
 
 
-async def _lines(upload: UploadFile) -> AsyncGenerator[tuple[int, bytes], None]:
-    """The non-blank lines of `upload`, numbered from 1, read a chunk at a time."""
+async def _lines(upload: UploadFile, limit: int) -> AsyncGenerator[tuple[int, bytes], None]:
+    """The non-blank lines of `upload`, numbered from 1, read a chunk at a time; a line
+    over `limit` bytes is refused as soon as it is seen to be, without reading it all."""
     number = 0
-    rest = b""
+    buffer = bytearray()
     while True:
         chunk = await upload.read(READ_CHUNK)
-        if not chunk:
-            break
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
+        start = len(buffer)
+        buffer += chunk
+        end = buffer.find(b"\n", start)
+        while end >= 0:
             number += 1
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
             if line.strip():
                 yield number, line
-    if rest.strip():
-        yield number + 1, rest
+            end = buffer.find(b"\n")
+        if len(buffer) > limit:
+            raise _too_long(number + 1, limit)
+        if not chunk:
+            break
+    if buffer.strip():
+        yield number + 1, bytes(buffer)
+
+
+def _too_long(number: int, limit: int) -> LlmeshError:
+    return at_line(invalid("line", f"is larger than {limit} bytes"), number)
+
+
+async def _translate(
+    upload: UploadFile, settings: GatewaySettings, out: SpooledTemporaryFile[bytes]
+) -> None:
+    """Every line of `upload` translated into a `BatchItem` line, written to `out`; a bad
+    line raises before anything is sent."""
+    lines = FileLines(settings)
+    pending = bytearray()
+    async for number, raw in _lines(upload, settings.max_body_bytes):
+        pending += item_json(lines.item(raw, number))
+        if len(pending) >= UPLOAD_CHUNK:
+            await run_in_threadpool(out.write, bytes(pending))
+            pending.clear()
+    if not lines.count:
+        raise empty_file()
+    await run_in_threadpool(out.write, bytes(pending))
+    await run_in_threadpool(out.seek, 0)
 
 
 async def _upload(
@@ -111,24 +146,33 @@ async def _upload(
     upload: UploadFile,
     opts: CallOptions,
 ) -> batches_pb2.BatchFile:
-    """Translate `upload` and stream it to ``UploadBatchFile``; the stored file. A bad
-    line cancels the call, so nothing is stored."""
+    """Translate `upload` whole, then stream it to ``UploadBatchFile``; the stored file.
+
+    A bad line is found before the call starts, so nothing of a bad file is ever sent:
+    a call cut part way might otherwise look to the service like a shorter file."""
+    with SpooledTemporaryFile(max_size=UPLOAD_CHUNK) as translated:  # on disk past a chunk
+        await _translate(upload, upstream.settings, translated)
+        return await _send(upstream, stub, upload.filename or "batch.jsonl", translated, opts)
+
+
+async def _send(
+    upstream: Upstream,
+    stub: batches_pb2_grpc.BatchServiceStub,
+    filename: str,
+    translated: SpooledTemporaryFile[bytes],
+    opts: CallOptions,
+) -> batches_pb2.BatchFile:
     call = stub.UploadBatchFile(timeout=opts.timeout, metadata=opts.metadata)
-    lines = FileLines(upstream.settings)
-    filename = upload.filename or "batch.jsonl"
-    pending: list[bytes] = []
-    size = 0
-    first = True
     try:
-        async for number, raw in _lines(upload):
-            pending.append(item_json(lines.item(raw, number)))
-            size += len(pending[-1])
-            if size >= UPLOAD_CHUNK:
-                await call.write(_chunk(filename if first else "", pending))
-                first, pending, size = False, [], 0
-        if not lines.count:
-            raise empty_file()
-        await call.write(_chunk(filename if first else "", pending))
+        first = True
+        while True:
+            data = await run_in_threadpool(translated.read, UPLOAD_CHUNK)
+            if not data and not first:
+                break
+            await call.write(
+                batches_pb2.UploadBatchFileRequest(filename=filename if first else "", data=data)
+            )
+            first = False
         await call.done_writing()
         reply: batches_pb2.UploadBatchFileResponse = await call
     except asyncio.InvalidStateError:
@@ -143,10 +187,6 @@ async def _upload(
     finally:
         call.cancel()
     return reply.file
-
-
-def _chunk(filename: str, lines: list[bytes]) -> batches_pb2.UploadBatchFileRequest:
-    return batches_pb2.UploadBatchFileRequest(filename=filename, data=b"".join(lines))
 
 
 async def retrieve_file(request: Request) -> Response:

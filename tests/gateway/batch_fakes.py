@@ -67,6 +67,8 @@ class FakeBatches(batches_pb2_grpc.BatchServiceServicer):  # type: ignore[misc]
         self.batches: dict[str, _Batch] = {}
         self.uploads: list[bytes] = []
         """Every uploaded file's bytes, as received."""
+        self.chunks: list[int] = []
+        """How many messages each upload came in."""
         self.created: list[batches_pb2.CreateBatchRequest] = []
         self.hold = asyncio.Event()
         self.hold.set()
@@ -92,11 +94,13 @@ class FakeBatches(batches_pb2_grpc.BatchServiceServicer):  # type: ignore[misc]
     async def UploadBatchFile(
         self, request: AsyncIterator[batches_pb2.UploadBatchFileRequest], context: Context
     ) -> batches_pb2.UploadBatchFileResponse:
-        filename, data = "", b""
+        filename, data, chunks = "", b"", 0
         async for chunk in request:
             filename = filename or chunk.filename
             data += chunk.data
+            chunks += 1
         self.uploads.append(data)
+        self.chunks.append(chunks)
         items = [
             json_format.Parse(line, batches_pb2.BatchItem())
             for line in data.decode().splitlines()

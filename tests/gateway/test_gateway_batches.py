@@ -36,7 +36,7 @@ async def batch_gateway(batch_server: FakeBatchServer) -> AsyncIterator[RunningG
         orchestrator_address=batch_server.address,
         processor_address=batch_server.address,
         max_body_bytes=64 * 1024,
-        max_batch_file_bytes=256 * 1024,
+        max_batch_file_bytes=3 * 1024 * 1024,
         ready_service="llmesh.v1.BatchService",
         shutdown_grace=5,
     )
@@ -247,12 +247,23 @@ async def test_duplicate_ids_mixed_urls_and_bad_json_are_refused(
 async def test_large_files_are_sent_in_chunks_and_too_large_ones_refused(
     client: openai.AsyncOpenAI, batch_server: FakeBatchServer
 ) -> None:
-    lines = [chat_line(f"id-{i}", "x" * 900) for i in range(200)]  # about 200 kB
+    lines = [chat_line(f"id-{i}", "x" * 900) for i in range(2000)]  # about 2.1 MB
     file_id = await upload(client, lines)
-    assert (await client.files.retrieve(file_id)).bytes == len(batch_server.service.uploads[0])
+    received = batch_server.service.uploads[0]
+    assert batch_server.service.chunks[0] == -(-len(received) // (1 << 20))  # 1 MiB each
+    assert (await client.files.retrieve(file_id)).bytes == len(received)
+    assert (await client.files.retrieve(file_id)).filename == "in.jsonl"
+    items = [json_format.Parse(raw, batches_pb2.BatchItem()) for raw in received.splitlines()]
+    assert [i.custom_id for i in items] == [f"id-{i}" for i in range(2000)]
     with pytest.raises(openai.APIStatusError) as caught:
-        await upload(client, lines + lines[:100])  # over the 256 KiB limit
+        await upload(client, [chat_line(f"id-{i}", "x" * 900) for i in range(3500)])  # > 3 MiB
     assert caught.value.status_code == 413
+    long_line = chat_line("long", "y" * 70_000)  # over the 64 KiB line (body) limit
+    with pytest.raises(openai.BadRequestError, match="line 2: line: is larger than 65536 bytes"):
+        await upload(client, [chat_line("a", "x"), long_line, chat_line("b", "x")])
+    with pytest.raises(openai.BadRequestError, match="line 2001: custom_id"):
+        await upload(client, [*lines, chat_line("id-0", "again")])
+    assert len(batch_server.service.uploads) == 1  # nothing of a refused file was sent
 
 
 async def test_cancel_a_running_batch(

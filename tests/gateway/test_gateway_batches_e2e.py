@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import orjson
 import pytest
@@ -263,3 +264,13 @@ async def test_cancel_through_the_sdk(mesh: Mesh, tmp_path: Path) -> None:
         assert done.request_counts.completed < 20
         with pytest.raises(openai.ConflictError):
             await client.batches.cancel(batch.id)
+
+
+async def test_the_direct_http_path_answers_batch_routes_with_501(mesh: Mesh) -> None:
+    async with httpx.AsyncClient(base_url=mesh.direct_url, timeout=10) as http:
+        openai_shaped = await http.get("/v1/batches")
+        anthropic_shaped = await http.get("/v1/messages/batches")
+    assert openai_shaped.status_code == 501
+    assert "not the direct HTTP path" in openai_shaped.json()["error"]["message"]
+    assert anthropic_shaped.status_code == 501
+    assert anthropic_shaped.json()["type"] == "error"
