@@ -136,7 +136,7 @@ class FakeCalls:
                 await asyncio.sleep(0)
             failures = self.script.get(text)
             if failures:
-                raise LlmeshError(failures.pop(0), f"scripted failure for {text}")
+                raise LlmeshError(failures.pop(0), f"scripted failure for {text}", retry_after=0.01)
             reply = orchestrator_pb2.ChatResponse(
                 request_id=f"req-{item.custom_id}",
                 message=chat_pb2.Message(role=chat_pb2.ROLE_ASSISTANT, content=text),

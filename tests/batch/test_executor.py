@@ -281,3 +281,17 @@ async def test_native_batches_are_submitted_once_polled_and_collected(
     assert by_id["c0"].cost_usd == 0.5  # what record_native priced it at
     assert by_id["c1"].state == batches_pb2.BATCH_ITEM_STATE_FAILED
     assert calls.calls == []  # nothing went through the mesh's call path
+
+
+async def test_rate_limit_waits_do_not_spend_attempts(
+    sqlite_store: BatchStore, runners: list[BatchRunner]
+) -> None:
+    waits = [Reason.RATE_LIMIT_EXCEEDED] * 4 + [Reason.QUEUE_FULL]
+    calls = FakeCalls(script={"busy": list(waits)})
+    await create(sqlite_store, ["busy"])
+    settings = BatchConfig(max_attempts=1, retry_backoff=0.0, poll_interval=0.05)
+    await runner(sqlite_store, calls, runners, settings).start()
+    await wait_for(lambda: state_is(sqlite_store, BatchState.COMPLETED), "completion")
+    (only,) = await results(sqlite_store)
+    assert only.state == batches_pb2.BATCH_ITEM_STATE_SUCCEEDED
+    assert only.attempts == 1 and len(calls.calls) == 6

@@ -268,3 +268,95 @@ async def test_a_restart_on_the_same_database_finishes_the_batch_once(
         assert final.counts.completed == 60
     finally:
         await second.stop(1)
+
+
+async def test_a_batch_over_its_tenants_budget_pauses_with_the_rest_pending(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    from llmesh.services.common.policy_settings import PolicyConfig
+
+    config = replace(
+        _config(mesh, tmp_path, concurrency=1),
+        policy=PolicyConfig.from_mapping(
+            {
+                "budgets": {"tenants": {"acme": {"daily_usd": 0.001}}},
+                "prices": {"emulator/*": {"input": 10, "output": 10}},
+            }
+        ),
+    )
+    s = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        channel, stub = await _stub(s.port)
+        async with channel:
+            items = []
+            for i in range(20):
+                item = chat_item(f"b{i}", f"spend {i}")
+                item.chat.max_tokens = 16
+                items.append(item)
+            created = await stub.CreateBatch(
+                batches_pb2.CreateBatchRequest(items=items, metadata={"tenant": "acme"})
+            )
+            assert created.batch.tenant == "acme"
+            request = batches_pb2.StreamBatchResultsRequest(batch_id=created.batch.id)
+            paused = None
+            async for event in stub.StreamBatchResults(request, timeout=60):
+                assert event.WhichOneof("event") != "finished"
+                if (
+                    event.WhichOneof("event") == "progress"
+                    and event.progress.state == batches_pb2.BATCH_STATE_PAUSED_BUDGET
+                ):
+                    paused = event.progress
+                    break
+            assert paused is not None
+            assert paused.state == batches_pb2.BATCH_STATE_PAUSED_BUDGET
+            assert "BUDGET_EXCEEDED" in paused.status_detail
+            assert paused.counts.completed >= 1 and paused.counts.pending > 0
+            assert paused.counts.completed + paused.counts.pending == 20
+            resumed = await stub.ResumeBatch(
+                batches_pb2.ResumeBatchRequest(batch_id=created.batch.id)
+            )
+            assert resumed.batch.state == batches_pb2.BATCH_STATE_QUEUED
+    finally:
+        await s.stop(1)
+
+
+async def test_on_postgresql_a_restart_finishes_the_batch_once(
+    mesh: Mesh, tmp_path: Path, batch_postgres: str
+) -> None:
+    import asyncpg
+
+    from tests.batch.conftest import RUN_PREFIX
+
+    schema = f"{RUN_PREFIX}_served"
+    conn = await asyncpg.connect(batch_postgres)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        await conn.close()
+    config = replace(
+        _config(mesh, tmp_path, concurrency=2, items_per_second=40.0),
+        database_url=f"{batch_postgres}?schema={schema}",
+    )
+    items = [chat_item(f"p{i}", f"pg {i}") for i in range(40)]
+    first = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        channel, stub = await _stub(first.port)
+        async with channel:
+            batch = (await stub.CreateBatch(batches_pb2.CreateBatchRequest(items=items))).batch
+            got = []
+            request = batches_pb2.StreamBatchResultsRequest(batch_id=batch.id)
+            async for event in stub.StreamBatchResults(request, timeout=60):
+                got.append(event)
+                if len(got) == 8:
+                    break
+    finally:
+        await first.stop(1)
+    second = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    try:
+        channel, stub = await _stub(second.port)
+        async with channel:
+            rest, final = await _collect(stub, batch.id, cursor=got[-1].cursor)
+        assert sorted(_ids(got) + _ids(rest)) == sorted(i.custom_id for i in items)
+        assert final.state == batches_pb2.BATCH_STATE_COMPLETED
+    finally:
+        await second.stop(1)
