@@ -19,8 +19,10 @@ import pytest
 
 from llmesh.gateway import GatewaySettings, RunningGateway, start
 from llmesh.services.auth import open_key_store
+from llmesh.services.batch.native_seam import NativeFactory
 from llmesh.services.common.batch_settings import BatchConfig
 from llmesh.services.orchestrator.server import serve
+from tests.batch.test_executor import MemoryBatches
 from tests.support.mesh import Mesh
 
 # the gateway's own orchestrator is started here: the direct-path variant adds nothing
@@ -59,9 +61,12 @@ async def _keys(url: str, tenants: list[str]) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def _batch_mesh(mesh: Mesh, tmp_path: Path, **batch: Any) -> AsyncIterator[BatchMesh]:
+async def _batch_mesh(
+    mesh: Mesh, tmp_path: Path, native: NativeFactory | None = None, **batch: Any
+) -> AsyncIterator[BatchMesh]:
     """An orchestrator on its own ledger database (with a key for each of two tenants) and
-    a gateway in front of it, on the session mesh's emulator and processor."""
+    a gateway in front of it, on the session mesh's emulator and processor; `native` gives
+    the providers' batch APIs."""
     assert mesh.config is not None
     url = f"sqlite:///{tmp_path}/ledger.db"
     keys = await _keys(url, ["acme", "globex"])
@@ -70,7 +75,7 @@ async def _batch_mesh(mesh: Mesh, tmp_path: Path, **batch: Any) -> AsyncIterator
         database_url=url,
         batch=BatchConfig(**{"retry_backoff": 0.0, "poll_interval": 0.1, **batch}),
     )
-    orchestrator = await serve(config, address="127.0.0.1:0", env=mesh.env())
+    orchestrator = await serve(config, address="127.0.0.1:0", env=mesh.env(), native=native)
     gateway = await start(
         GatewaySettings(
             orchestrator_address=f"127.0.0.1:{orchestrator.port}",
@@ -274,3 +279,40 @@ async def test_the_direct_http_path_answers_batch_routes_with_501(mesh: Mesh) ->
     assert "not the direct HTTP path" in openai_shaped.json()["error"]["message"]
     assert anthropic_shaped.status_code == 501
     assert anthropic_shaped.json()["type"] == "error"
+
+
+async def test_openai_sdk_batch_in_provider_native_mode(mesh: Mesh, tmp_path: Path) -> None:
+    """A batch submitted to a provider's own batch API (here the in-memory one the batch
+    core's tests use: it answers each item with its own text), downloaded the same way."""
+    api = MemoryBatches(polls=1)
+    lines = [
+        _line(
+            name,
+            "/v1/chat/completions",
+            {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": name}]},
+        )
+        for name in ("alpha", "refuse", "gamma")
+    ]
+    async with _batch_mesh(
+        mesh, tmp_path, native=lambda _: api, native_poll_interval=0.05, native_poll_max=0.1
+    ) as running:
+        client = running.openai()
+        file = await client.files.create(file=("n.jsonl", b"\n".join(lines)), purpose="batch")
+        batch = await client.batches.create(
+            input_file_id=file.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            extra_body={"mode": "provider_native"},
+        )
+        done = await _finished(client, batch.id)
+        assert len(api.batches) == 1  # one native batch, holding every item
+        assert done.status == "completed"
+        assert done.request_counts is not None
+        assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+        out = await _output(client, done.output_file_id)
+        assert sorted(out) == ["alpha", "gamma"]
+        body = openai.types.chat.ChatCompletion.model_validate(out["gamma"]["response"]["body"])
+        assert body.choices[0].message.content == "gamma"
+        errors = await _output(client, done.error_file_id)
+        assert errors["refuse"]["response"]["status_code"] == 400
+        assert errors["refuse"]["response"]["body"]["error"]["message"] == "refused"
