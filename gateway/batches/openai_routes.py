@@ -54,6 +54,8 @@ the service joins the chunks), so no message nears the gRPC size limit; and the 
 which the translated file is kept on disk rather than in memory."""
 READ_CHUNK = 1 << 16
 """Bytes read from the uploaded file at a time."""
+BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte order mark, skipped at the start of a file."""
 
 
 def _fail(err: LlmeshError) -> Response:
@@ -102,6 +104,9 @@ async def _lines(upload: UploadFile, limit: int) -> AsyncGenerator[tuple[int, by
         chunk = await upload.read(READ_CHUNK)
         start = len(buffer)
         buffer += chunk
+        if number == 0 and buffer.startswith(BOM):  # as some editors write UTF-8
+            del buffer[: len(BOM)]
+            start = 0
         end = buffer.find(b"\n", start)
         while end >= 0:
             number += 1

@@ -226,6 +226,22 @@ async def test_a_bad_line_is_a_400_naming_it(
     assert batch_server.service.files == {}  # nothing was stored
 
 
+async def test_a_bom_crlf_lines_and_blank_lines_are_read_as_editors_write_them(
+    client: openai.AsyncOpenAI, batch_server: FakeBatchServer
+) -> None:
+    text = b"\xef\xbb\xbf" + orjson.dumps(chat_line("a", "x")) + b"\r\n\r\n"
+    text += orjson.dumps(chat_line("b", "y")) + b"\r\n" + orjson.dumps(chat_line("c", "z"))
+    await client.files.create(file=("in.jsonl", text), purpose="batch")
+    sent = batch_server.service.uploads[0].decode().splitlines()
+    assert [json_format.Parse(raw, batches_pb2.BatchItem()).custom_id for raw in sent] == [
+        "a",
+        "b",
+        "c",
+    ]
+    with pytest.raises(openai.BadRequestError, match="line 6: "):  # blank lines count
+        await client.files.create(file=("in.jsonl", text + b"\n\n[]"), purpose="batch")
+
+
 async def test_duplicate_ids_mixed_urls_and_bad_json_are_refused(
     client: openai.AsyncOpenAI,
 ) -> None:
