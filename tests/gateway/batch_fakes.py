@@ -5,7 +5,8 @@ BATCH_NOT_FOUND, as in the real service. A batch runs its items in a task: a cha
 answered ``echo: <last message>`` (an item whose model is `FAIL_MODEL` fails with
 UPSTREAM_INVALID_REQUEST), an embeddings item gets one vector per input, in the encoding
 asked for. While `FakeBatches.hold` is set, items wait, so a test can cancel a running batch.
-`cut_after` ends result streams with UNAVAILABLE after that many results, once.
+`cut_after` ends result streams with UNAVAILABLE after that many results, once (every
+time with `cut_always`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class FakeBatches(batches_pb2_grpc.BatchServiceServicer):  # type: ignore[misc]
         self.hold = asyncio.Event()
         self.hold.set()
         self.cut_after: int | None = None
+        self.cut_always = False
+        """Cut at `cut_after` every time, not once."""
         self._count = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -223,7 +226,8 @@ class FakeBatches(batches_pb2_grpc.BatchServiceServicer):  # type: ignore[misc]
                 final = entry.batch.state in FINAL
             for result in fresh:
                 if self.cut_after is not None and sent == self.cut_after:
-                    self.cut_after = None
+                    if not self.cut_always:
+                        self.cut_after = None
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
                 sent += 1
                 yield batches_pb2.StreamBatchResultsResponse(cursor=str(sent), result=result)

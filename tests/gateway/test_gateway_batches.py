@@ -370,7 +370,31 @@ async def test_a_broken_result_stream_is_resumed_at_its_cursor(
     done = await finished(client, batch.id)
     batch_server.service.cut_after = 2
     out = await lines_of(client, done.output_file_id)
+    assert batch_server.service.cut_after is None  # the stream was cut, once
     assert sorted(out) == ["i0", "i1", "i2", "i3"]
+
+
+async def test_a_stream_that_keeps_breaking_cuts_the_download(
+    client: openai.AsyncOpenAI, batch_server: FakeBatchServer, batch_gateway: RunningGateway
+) -> None:
+    file_id = await upload(client, [chat_line(f"i{n}", "x") for n in range(4)])
+    batch = await client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    done = await finished(client, batch.id)
+    batch_server.service.cut_after, batch_server.service.cut_always = 2, True
+    headers = {"authorization": f"Bearer {TENANT_A}"}
+    async with httpx.AsyncClient(base_url=batch_gateway.url, headers=headers) as http:
+        got = b""
+        with pytest.raises(httpx.RemoteProtocolError):  # cut: never a whole-looking file
+            async with http.stream("GET", f"/v1/files/{done.output_file_id}/content") as reply:
+                assert reply.status_code == 200
+                async for chunk in reply.aiter_bytes():
+                    got += chunk
+    assert [orjson.loads(line)["custom_id"] for line in got.splitlines()] == ["i0", "i1"]
+    batch_server.service.cut_after = 0  # broken before the first line: a plain error
+    with pytest.raises(openai.InternalServerError):
+        await client.files.content(done.output_file_id)
 
 
 async def test_create_checks_its_body(client: openai.AsyncOpenAI) -> None:
