@@ -316,3 +316,47 @@ async def test_openai_sdk_batch_in_provider_native_mode(mesh: Mesh, tmp_path: Pa
         errors = await _output(client, done.error_file_id)
         assert errors["refuse"]["response"]["status_code"] == 400
         assert errors["refuse"]["response"]["body"]["error"]["message"] == "refused"
+
+
+async def _clear_fault(mesh: Mesh, model: str) -> None:
+    async with httpx.AsyncClient() as http:
+        reply = await http.delete(f"{mesh.emulator_url}/emulator/faults", params={"model": model})
+        reply.raise_for_status()
+
+
+async def test_dead_letters_are_in_the_error_file(mesh: Mesh, tmp_path: Path) -> None:
+    doomed = "echo-doomed-http"  # every call of this model fails upstream
+    lines = [
+        _line(
+            custom_id,
+            "/v1/chat/completions",
+            {"model": f"emulator/{model}", "messages": [{"role": "user", "content": "x"}]},
+        )
+        for custom_id, model in (("fine", "echo"), ("doomed", doomed))
+    ]
+    mesh.set_fault(doomed, "server_error")
+    try:
+        async with _batch_mesh(mesh, tmp_path, max_attempts=2) as running:
+            client = running.openai()
+            file = await client.files.create(file=("d.jsonl", b"\n".join(lines)), purpose="batch")
+            batch = await client.batches.create(
+                input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            done = await _finished(client, batch.id)
+            assert done.status == "completed"
+            assert done.request_counts is not None
+            assert (done.request_counts.completed, done.request_counts.failed) == (1, 1)
+            assert sorted(await _output(client, done.output_file_id)) == ["fine"]
+            errors = await _output(client, done.error_file_id)
+            response = errors["doomed"]["response"]
+            assert response["status_code"] >= 500
+            assert response["body"]["error"]["type"] == "api_error"
+            assert response["body"]["error"]["message"]
+            results = {
+                r.custom_id: r.result
+                async for r in await running.anthropic().messages.batches.results(batch.id)
+            }
+            assert results["fine"].type == "succeeded"
+            assert results["doomed"].type == "errored"
+    finally:
+        await _clear_fault(mesh, doomed)
