@@ -12,7 +12,7 @@ Anthropic's shape.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from llmesh.gateway.anthropic import auth_headers
 from llmesh.gateway.anthropic.errors import error_body, error_response
 from llmesh.gateway.anthropic.render import message
 from llmesh.gateway.anthropic.request import parse_messages_request
+from llmesh.gateway.anthropic.routes import beta_names
 from llmesh.gateway.batches.common import (
     FINAL_STATES,
     MAX_PAGE,
@@ -68,9 +69,12 @@ def _in_request(err: LlmeshError, index: int) -> LlmeshError:
     return LlmeshError(err.reason, text or f"{prefix}: {err.message}", violations=violations)
 
 
-def create_request(body: dict[str, Any]) -> batches_pb2.CreateBatchRequest:
+def create_request(
+    body: dict[str, Any], betas: Sequence[str] = ()
+) -> batches_pb2.CreateBatchRequest:
     """The `CreateBatchRequest` of a ``POST /v1/messages/batches`` body (``requests``, and
-    llmesh's ``mode``)."""
+    llmesh's ``mode``); `betas`, the request's ``anthropic-beta`` features, go with every
+    item as they go with a ``/v1/messages`` call."""
     for key in body:
         if key not in ("requests", "mode"):
             raise invalid(key, "is not a supported field of this request")
@@ -97,6 +101,7 @@ def create_request(body: dict[str, Any]) -> batches_pb2.CreateBatchRequest:
             parsed = parse_messages_request(params)
         except LlmeshError as err:
             raise _in_request(err, i) from None
+        parsed.input.anthropic_beta.extend(betas)
         out.items.add(custom_id=custom_id, chat=parsed.input)
     return out
 
@@ -178,7 +183,7 @@ async def create_batch(request: Request) -> Response:
         upstream, opts = _options(request)
         stub = batch_service(upstream)
         body = await read_json_object(request, upstream.settings.max_body_bytes)
-        create = create_request(body)
+        create = create_request(body, beta_names(request))
         reply = await rpc(
             upstream,
             stub.CreateBatch(create, timeout=opts.timeout, metadata=opts.metadata),

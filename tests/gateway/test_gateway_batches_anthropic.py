@@ -104,6 +104,18 @@ async def test_create_retrieve_results(
     assert bad.error.error.message == "the provider refused the request"
 
 
+async def test_the_beta_header_goes_with_every_item(
+    client: anthropic.AsyncAnthropic, batch_server: FakeBatchServer
+) -> None:
+    await client.messages.batches.create(
+        requests=[request("a", "x"), request("b", "y")],
+        extra_headers={"anthropic-beta": "files-api-2025-04-14, context-1m-2025-08-07"},
+    )
+    items = batch_server.service.created[0].items
+    betas = ["files-api-2025-04-14", "context-1m-2025-08-07"]
+    assert [list(i.chat.anthropic_beta) for i in items] == [betas, betas]
+
+
 async def test_a_bad_request_is_a_400_naming_its_index(
     client: anthropic.AsyncAnthropic, batch_server: FakeBatchServer
 ) -> None:
