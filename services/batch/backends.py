@@ -121,12 +121,14 @@ class SqliteBackend:
 
     @asynccontextmanager
     async def transaction(self, *, write: bool) -> AsyncIterator[Tx]:
+        # The thread runs statements in order, so a ROLLBACK or COMMIT queued here runs
+        # before the next transaction's BEGIN even when the awaiting task is cancelled.
         async with self._lock:
-            await self.call(lambda c: c.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
             try:
+                await self.call(lambda c: c.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
                 yield _SqliteTx(self)
             except BaseException:
-                await asyncio.shield(self.call(lambda c: c.execute("ROLLBACK")))
+                await asyncio.shield(self.call(_rollback))
                 raise
             await asyncio.shield(self.call(lambda c: c.execute("COMMIT")))
 
@@ -140,6 +142,11 @@ class SqliteBackend:
                 await loop.run_in_executor(self._executor, conn.close)
             self._closed = True
         self._executor.shutdown(wait=False)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 _PLACEHOLDER = re.compile(r"\?")

@@ -295,3 +295,45 @@ async def test_rate_limit_waits_do_not_spend_attempts(
     (only,) = await results(sqlite_store)
     assert only.state == batches_pb2.BATCH_ITEM_STATE_SUCCEEDED
     assert only.attempts == 1 and len(calls.calls) == 6
+
+
+async def test_cancelling_a_native_batch_cancels_it_at_the_provider(
+    sqlite_store: BatchStore, runners: list[BatchRunner]
+) -> None:
+    api = MemoryBatches(polls=10_000)  # never finishes by itself
+    calls = FakeCalls(kind="anthropic")
+    await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)
+    await runner(sqlite_store, calls, runners, native=lambda _: api).start()
+
+    async def submitted() -> bool:
+        return bool(await sqlite_store.natives("b1"))
+
+    await wait_for(submitted, "the submission")
+    await sqlite_store.set_state("b1", BatchState.CANCELLING)
+    await wait_for(lambda: state_is(sqlite_store, BatchState.CANCELLED), "the cancel")
+    assert api.cancelled == set(api.batches)
+    counts = await sqlite_store.counts("b1")
+    assert counts[ItemState.CANCELLED] == 2
+
+
+async def test_a_native_batch_that_expires_leaves_dead_letters(
+    sqlite_store: BatchStore, runners: list[BatchRunner]
+) -> None:
+    @dataclass
+    class Expiring(MemoryBatches):
+        async def status(self, provider_batch_id: str) -> NativeStatus:
+            return NativeStatus(NativeState.EXPIRED, 2, 0, 0)
+
+        async def results(self, provider_batch_id: str) -> AsyncIterator[NativeResult]:
+            for item in self.batches[provider_batch_id][:1]:  # one result made it
+                reply = orchestrator_pb2.ChatResponse()
+                yield NativeResult(item.custom_id, reply, None, Usage(1, 1), None)
+
+    api = Expiring()
+    await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)
+    await runner(sqlite_store, FakeCalls(kind="openai"), runners, native=lambda _: api).start()
+    await wait_for(lambda: state_is(sqlite_store, BatchState.EXPIRED), "the expiry")
+    dead = await sqlite_store.dead_letters("b1", "", 10)
+    assert [d.custom_id for d in dead] == ["c1"]
+    counts = await sqlite_store.counts("b1")
+    assert counts[ItemState.SUCCEEDED] == 1

@@ -4,8 +4,11 @@ results numbered in commit order, claims, dead letters, files."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +216,21 @@ def test_open_batch_store_reads_ledger_urls(tmp_path: object) -> None:
     assert isinstance(pg, PostgresBackend) and pg.schema == "s1"
     with pytest.raises(ValueError, match="unsupported"):
         open_batch_store("mysql://x")
+
+
+async def test_a_cancelled_caller_never_leaves_a_transaction_open(
+    sqlite_store: BatchStore, tmp_path: Path
+) -> None:
+    await _make(sqlite_store, "b1", 3)
+    other = sqlite3.connect(tmp_path / "batch.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the store's next BEGIN IMMEDIATE waits for this
+    task = asyncio.create_task(sqlite_store.take_pending("b1", 1))
+    await asyncio.sleep(0.2)
+    task.cancel()  # cancelled while its BEGIN waits on the database lock
+    await asyncio.sleep(0.05)
+    other.execute("COMMIT")  # now that BEGIN goes through, for a caller that is gone
+    other.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    taken = await sqlite_store.take_pending("b1", 1)  # no "transaction within a transaction"
+    assert [t.custom_id for t in taken] == ["c0"]
