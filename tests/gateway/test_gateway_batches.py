@@ -84,7 +84,7 @@ async def upload(client: openai.AsyncOpenAI, lines: list[dict[str, Any]]) -> str
 
 async def finished(client: openai.AsyncOpenAI, batch_id: str) -> Any:
     """The batch once it reached a final status (bounded polling)."""
-    for _ in range(400):
+    for _ in range(2400):  # bounded: a minute at most
         batch = await client.batches.retrieve(batch_id)
         if batch.status in ("completed", "failed", "cancelled", "expired"):
             return batch

@@ -63,7 +63,7 @@ def request(custom_id: str, text: str, model: str = "fake/claude", **extra: Any)
 
 
 async def ended(client: anthropic.AsyncAnthropic, batch_id: str) -> Any:
-    for _ in range(400):
+    for _ in range(2400):  # bounded: a minute at most
         batch = await client.messages.batches.retrieve(batch_id)
         if batch.processing_status == "ended":
             return batch

@@ -105,7 +105,7 @@ def _line(custom_id: str, url: str, body: dict[str, Any]) -> bytes:
 
 
 async def _finished(client: openai.AsyncOpenAI, batch_id: str) -> Any:
-    for _ in range(600):
+    for _ in range(2400):  # bounded: two minutes at most
         batch = await client.batches.retrieve(batch_id)
         if batch.status in ("completed", "failed", "cancelled", "expired"):
             return batch
@@ -229,7 +229,7 @@ async def test_anthropic_sdk_message_batch_runs_on_the_mesh(batch_mesh: BatchMes
         for i in range(3)
     ]
     batch = await client.messages.batches.create(requests=requests)
-    for _ in range(600):
+    for _ in range(2400):  # bounded: two minutes at most
         batch = await client.messages.batches.retrieve(batch.id)
         if batch.processing_status == "ended":
             break
