@@ -26,3 +26,9 @@ def test_without_keys_naming_none_sees_every_tenant_and_acts_for_its_own() -> No
     assert visible_tenant(KEYLESS, None) is None
     assert acting_caller(KEYLESS, None) == KEYLESS
     assert acting_caller(Caller("team", ""), "") == Caller("team", "")
+
+
+def test_a_caller_acting_for_its_own_tenant_is_not_copied() -> None:
+    assert acting_caller(KEYED, "other") is KEYED
+    assert acting_caller(KEYLESS, None) is KEYLESS
+    assert acting_caller(KEYLESS, "default") is KEYLESS
