@@ -200,8 +200,14 @@ def _field(request: ChatRequest, capability: str) -> str:
 
 
 def _limited(targets: Sequence[Target], catalog: ModelCatalog) -> bool:
-    """Whether any of `targets` has a model that declares a capability or a limit."""
-    return any(catalog.limits(target.provider, target.model) for target in targets)
+    """Whether any of `targets` has a model that declares a capability or a limit (a loop,
+    not `any` over a generator: it runs twice a call, mostly for one target or none)."""
+    for target in targets:
+        if catalog.limits(target.provider, target.model):
+            break
+    else:
+        return False
+    return True
 
 
 def _once(estimate: Callable[[ChatRequest], int], request: ChatRequest) -> Callable[[], int]:

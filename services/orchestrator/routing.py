@@ -120,7 +120,8 @@ class Router:
             targets = fitting_targets(
                 targets, self._catalog, request, trail, time.monotonic, kinds, fitted=fitted
             )
-            cheaper = able_targets(cheaper, self._catalog, request, kinds)
+            if cheaper:  # a route with `downgrade`
+                cheaper = able_targets(cheaper, self._catalog, request, kinds)
         return RoutedCall(
             call,
             tuple(targets),
