@@ -117,10 +117,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
     def _acting(self, call: C, rpc: Rpc) -> C:
         """`call` as its caller makes it: tenant, tier and retry number from the metadata."""
         caller = acting_caller(rpc.caller, call.metadata.get("tenant"))
-        priority = call_priority(caller, requested_priority(rpc.metadata), self._tenant_priority)
-        return replace(
-            call, caller=caller, client_retry=retry_count(rpc.metadata), priority=priority
-        )
+        metadata = rpc.metadata
+        priority = call_priority(caller, requested_priority(metadata), self._tenant_priority)
+        retry = retry_count(metadata)
+        if caller == call.caller and retry == call.client_retry and priority is call.priority:
+            return call  # nothing to change: no copy of the call
+        return replace(call, caller=caller, client_retry=retry, priority=priority)
 
     @checks_decoding
     @unary_stream(event_to_proto, terminal=Completed, traced=True)
