@@ -1,30 +1,54 @@
-"""``python -m bench.steps``: what a route's redaction adds to a call, on a 2 KB prompt.
+"""``python -m bench.steps``: what a route's processor steps add to a call, on a 2 KB prompt.
 
-The processor runs in its own process on a free loopback port; this process plays the
-orchestrator's steps layer: `ProcessorClient.prepare` (one ``Prepare`` RPC, pseudonymize with
-every detector) per call, then restoring a 2 KB reply streamed in 4-character deltas. It
-prints the p50 and p90 of each part over sequential calls after a warm-up. A call without
-steps does none of this (the layer is not built), so these are the added times. Wall-clock
-figures on a shared machine: compare runs on the same machine, not across machines.
+Part 1, the steps' own path: the processor runs in its own process on a free loopback port;
+this process plays the orchestrator's steps layer: `ProcessorClient.prepare` (one
+``Prepare`` RPC, pseudonymize with every detector) per call, then restoring a 2 KB reply
+streamed in 4-character deltas. It prints the p50 and p90 of each part over sequential calls
+after a warm-up. A call without steps does none of this (the layer is not built), so these
+are the added times.
+
+Part 2, the issue's case through the real mesh (``--mesh``, or both by default): an
+upstream that streams the prompt back word by word, a processor and an orchestrator, each
+its own process; the same 2 KB streamed ``StreamChat`` on a route with
+``pre: [screen, redact]``, ``post: [restore]`` and on a route without steps, alternating,
+so both see the same load. It prints each route's p50 and the added p50 (the difference).
+
+Wall-clock figures on a shared machine: compare runs on the same machine, not across
+machines.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
+import grpc
+import yaml
+
+from bench.mesh import wait_serving
+from bench.procs import Service, clean_env, llmesh_argv, python_argv, spawn, wait_for_port
 from bench.system import free_port
 from llmesh.services.common.step_settings import parse_steps
 from llmesh.services.core.chat import Message, Role
 from llmesh.services.orchestrator.steps import ProcessorClient
 from llmesh.services.processor.redact import Restorer
+from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 CALLS = 1000
 WARMUP = 100
+MESH_CALLS = 600
+"""Calls per route through the mesh (after `MESH_WARMUP` each)."""
+MESH_WARMUP = 60
+PRE_STEPS = ["screen", "redact"]
+"""The pre steps of the mesh's route with steps."""
 
 _SENTENCE = (
     "Please summarize the ticket from jane.doe@example.com about invoice 2024-117; "
@@ -88,7 +112,120 @@ async def measure(address: str) -> None:
     print(f"   (the processor's redact step itself, last call: {server:.3f} ms)")
 
 
-def main() -> None:
+def mesh_config(directory: Path, upstream_port: int) -> Path:
+    """Two routes to the same upstream model: ``plain`` without steps, ``private`` with."""
+    config = {
+        "providers": {
+            "bench": {
+                "kind": "openai-compatible",
+                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                "api_key": "bench",
+                "models": ["fast"],
+            }
+        },
+        "orchestrator": {"shutdown_grace": 1},
+        "cache": {"response": {"enabled": False}},
+        "routes": {
+            "plain": {"targets": ["bench/fast"]},
+            "private": {
+                "targets": ["bench/fast"],
+                "steps": {"pre": PRE_STEPS, "post": ["restore"]},
+            },
+        },
+    }
+    path = directory / "llmesh.steps.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def _stream(
+    stub: orchestrator_pb2_grpc.OrchestratorServiceStub, model: str
+) -> tuple[str, int]:
+    """One streamed call; the reply's text and its number of deltas."""
+    chat = chat_pb2.ChatInput(
+        model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=prompt())]
+    )
+    text = []
+    finished = False
+    async for event in stub.StreamChat(orchestrator_pb2.StreamChatRequest(input=chat), timeout=10):
+        if event.HasField("text_delta"):
+            text.append(event.text_delta.text)
+        elif event.HasField("finish"):
+            finished = True
+    if not finished:
+        raise RuntimeError(f"{model}: the stream ended without a finish event")
+    return "".join(text), len(text)
+
+
+async def measure_mesh(address: str, orchestrator: Service) -> None:
+    """The same call on both routes, alternating; each route's p50 and their difference."""
+    await wait_serving(orchestrator, address, timeout=60)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        plain, deltas = await _stream(stub, "plain")
+        private, _ = await _stream(stub, "private")
+        if private != plain:  # restored: the upstream echoed placeholders, the caller sees values
+            raise RuntimeError("the route with steps did not restore the reply")
+        samples: dict[str, list[float]] = {"plain": [], "private": []}
+        for i in range(MESH_WARMUP + MESH_CALLS):
+            for model, out in samples.items():
+                started = time.perf_counter()
+                await _stream(stub, model)
+                if i >= MESH_WARMUP:
+                    out.append(time.perf_counter() - started)
+    base, _ = _percentiles(samples["plain"])
+    steps, _ = _percentiles(samples["private"])
+    pairs = [b - a for a, b in zip(samples["plain"], samples["private"], strict=True)]
+    print(f"through the mesh: StreamChat of {len(prompt())} chars echoed back in")
+    print(f"{deltas} deltas, {MESH_CALLS} calls per route, alternating")
+    print(f"{'no steps':>15}: p50 {base:.3f} ms")
+    print(f"{'steps':>15}: p50 {steps:.3f} ms  (pre {PRE_STEPS}, post ['restore'])")
+    print(f"{'added':>15}: p50 {steps - base:.3f} ms  (median of paired differences ", end="")
+    print(f"{statistics.median(pairs) * 1000:.3f} ms)")
+
+
+def run_mesh() -> None:
+    """Start an upstream, a processor and an orchestrator; measure; stop them."""
+    with tempfile.TemporaryDirectory(prefix="llmesh-steps-") as tmp:
+        directory = Path(tmp)
+        upstream_port, processor_port = free_port(), free_port()
+        address = f"127.0.0.1:{free_port()}"
+        env = clean_env(
+            {
+                "LLMESH_CONFIG": str(mesh_config(directory, upstream_port)),
+                "LLMESH_DATABASE_URL": f"sqlite:///{directory / 'llmesh.db'}",
+                "LLMESH_ORCHESTRATOR_ADDRESS": address,
+                "LLMESH_PROCESSOR_ADDRESS": f"127.0.0.1:{processor_port}",
+                "LLMESH_ORCHESTRATOR_METRICS_PORT": "0",
+                "LLMESH_PROCESSOR_METRICS_PORT": "0",
+                "LLMESH_EMULATOR_PORT": str(free_port()),
+                "LLMESH_GATEWAY_PORT": str(free_port()),
+            }
+        )
+        argvs = {
+            "upstream": python_argv("bench.fast_upstream", "--port", str(upstream_port)),
+            "processor": llmesh_argv("serve", "processor"),
+            "orchestrator": llmesh_argv("serve", "orchestrator"),
+        }
+        services = []
+        try:
+            for name, argv in argvs.items():
+                services.append(spawn(name, argv, pin=(), logs=directory, env=env))
+            orchestrator = services[-1]
+
+            async def ready_then_measure() -> None:
+                await wait_for_port(services[0], upstream_port, timeout=30)
+                await wait_for_port(services[1], processor_port, timeout=60)
+                await measure_mesh(address, orchestrator)
+
+            asyncio.run(ready_then_measure())
+        finally:
+            for service in reversed(services):
+                service.stop()
+
+
+def run_prepare() -> None:
+    """Part 1: the processor alone, called the way the steps layer calls it."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     code = (
@@ -106,6 +243,17 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.steps")
+    parser.add_argument("--prepare", action="store_true", help="part 1 only")
+    parser.add_argument("--mesh", action="store_true", help="part 2 only")
+    args = parser.parse_args(argv)
+    if not args.mesh:
+        run_prepare()
+    if not args.prepare:
+        run_mesh()
 
 
 if __name__ == "__main__":
