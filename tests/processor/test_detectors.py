@@ -49,13 +49,23 @@ def plain_ipv6(text: str) -> bool:
 
 
 _PLAIN_CHECKS = {"credit_card": plain_luhn, "phone": plain_phone, "ipv4": plain_ipv4}
+_PLAIN_PATTERNS = {
+    "email": re.compile(
+        r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+    ),
+    "ipv4": re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)"),
+    "phone": re.compile(r"[+(]?\d[\d ().-]{6,}\d(?!\w)"),
+}
+"""The patterns as first written, where the detectors' are rewritten for speed."""
 
 
 def plain_find(d: Detector, text: str) -> list[Finding]:
     """Every match of the pattern not preceded by a `not_after` character, checked."""
     check = _PLAIN_CHECKS.get(d.name, d.check)
+    pattern = _PLAIN_PATTERNS.get(d.name, d.pattern)
     out = []
-    for m in d.pattern.finditer(text):
+    for m in pattern.finditer(text):
         before = text[m.start() - 1] if m.start() else ""
         if before and (
             before in d.not_after or ("w" in d.not_after and (before.isalnum() or before == "_"))

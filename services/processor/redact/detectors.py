@@ -166,7 +166,8 @@ BUILTIN: tuple[Detector, ...] = (
     Detector(
         "email",
         re.compile(
-            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+            # possessive: '@' is not in the class, so giving characters back never helps
+            r"[A-Za-z0-9._%+-]++@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
             r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
         ),
         not_after="w",
@@ -182,7 +183,13 @@ BUILTIN: tuple[Detector, ...] = (
         "iban", re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, not_after="w"
     ),
     Detector(
-        "ipv4", re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)"), _ipv4_valid, not_after="w."
+        "ipv4",
+        # the look-behind after the first digit refuses a start after a word character or a
+        # dot in the engine; `not_after` says the same, and as every character of a match is
+        # one of those, no start it skips could have led to another finding
+        re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\d|\.\d)"),
+        _ipv4_valid,
+        not_after="w.",
     ),
     Detector(
         "ipv6",
@@ -191,7 +198,14 @@ BUILTIN: tuple[Detector, ...] = (
         not_after="w:.",
         needs=(":",),
     ),
-    Detector("phone", re.compile(r"[+(]?\d[\d ().-]{6,}\d(?!\w)"), _phone_valid, not_after="w+"),
+    Detector(
+        "phone",
+        # ``[+(]?\d[\d ().-]{6,}\d(?!\w)`` starting with a class, so that the engine skips to
+        # where a match can start: a digit, or ``+`` or ``(`` and then a digit
+        re.compile(r"[+(\d](?:(?<=\d)|\d)[\d ().-]{6,}\d(?!\w)"),
+        _phone_valid,
+        not_after="w+",
+    ),
 )
 """The built-in detectors, in priority order."""
 
