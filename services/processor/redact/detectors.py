@@ -115,7 +115,10 @@ def _phone_valid(text: str) -> bool:
     `text` is a match of the phone detector's pattern: digits and ``+() .-`` only, so the
     digits are what the marks leave.
     """
-    digits = len(text) - sum(map(text.count, _PHONE_MARKS))
+    size = len(text)
+    if size < 9:  # fewer than 9 characters: fewer than 9 digits
+        return False
+    digits = size - sum(map(text.count, _PHONE_MARKS))
     return 9 <= digits <= 15 and _PHONE.fullmatch(text) is not None
 
 
