@@ -48,10 +48,15 @@ class Detector:
     """Characters that may not come just before a match; ``"w"`` stands for word characters."""
     needs: tuple[str, ...] = ()
     """Substrings of which the text must hold one for a match to be possible (a fast skip)."""
+    digits: bool = False
+    """Every match holds a decimal digit: an ASCII text without one is passed over (a fast
+    skip; other texts may hold other scripts' digits, which ``\\d`` matches too)."""
 
     def find(self, text: str) -> list[Finding]:
         """The spans of `text` this detector finds, left to right."""
         if self.needs and not any(n in text for n in self.needs):
+            return []
+        if self.digits and text.isascii() and not any(d in text for d in _DIGITS):
             return []
         found: list[Finding] = []
         not_after = self.not_after
@@ -69,6 +74,7 @@ class Detector:
         return found
 
 
+_DIGITS = "0123456789"
 _VALUE = {str(d): d for d in range(10)}
 _DOUBLED = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
 _PHONE_MARKS = "+() .-"
@@ -181,9 +187,14 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(r"\d(?:[ -]?\d){12,18}(?![\d-])"),
         luhn_valid,
         not_after="-0123456789",
+        digits=True,
     ),
     Detector(
-        "iban", re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, not_after="w"
+        "iban",
+        re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
+        iban_valid,
+        not_after="w",
+        digits=True,
     ),
     Detector(
         "ipv4",
@@ -193,6 +204,7 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\d|\.\d)"),
         _ipv4_valid,
         not_after="w.",
+        digits=True,
     ),
     Detector(
         "ipv6",
@@ -208,6 +220,7 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(r"[+(\d](?:(?<=\d)|\d)[\d ().-]{6,}\d(?!\w)"),
         _phone_valid,
         not_after="w+",
+        digits=True,
     ),
 )
 """The built-in detectors, in priority order."""
