@@ -179,3 +179,21 @@ def test_octets_of_unicode_digits_are_checked_by_value() -> None:
     assert [text[f.start : f.end] for f in redactor.scan(text)] == [
         "\u0661\u0660.\u0660.\u0660.\u0661"
     ]
+
+
+def test_a_repeated_name_ranks_where_it_is_listed_last() -> None:
+    rules = RedactionConfig(
+        detectors=("ipv4",),
+        patterns=(("dotted", r"\d+\.\d+\.\d+\.\d+"), ("ipv4", r"\d+\.\d+\.\d+\.\d")),
+    )
+    redactor = Redactor(rules)
+    text = "host 10.0.0.1 up"
+    assert redactor.scan(text) == plain_scan(redactor.detectors, text)
+    assert [f.detector for f in redactor.scan(text)] == ["dotted"]
+
+
+def test_a_span_that_fails_its_check_leaves_room_for_a_shorter_one() -> None:
+    text = "card 4111 1111 1111 23 ok"  # card-shaped, fails Luhn: the phone number counts
+    redactor = Redactor(RedactionConfig())
+    assert redactor.scan(text) == plain_scan(redactor.detectors, text)
+    assert [f.detector for f in redactor.scan(text)] == ["phone"]

@@ -54,24 +54,33 @@ class Detector:
 
     def find(self, text: str) -> list[Finding]:
         """The spans of `text` this detector finds, left to right."""
+        check = self.check
+        return [
+            Finding(start, end, self.name)
+            for start, end in self.spans(text)
+            if check is None or check(text[start:end])
+        ]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) of the pattern's matches not preceded by `not_after`, left to
+        right, before `check`: a caller may check only the spans it would keep."""
         if self.needs and not any(n in text for n in self.needs):
             return []
         if self.digits and text.isascii() and not any(d in text for d in _DIGITS):
             return []
-        found: list[Finding] = []
         not_after = self.not_after
+        if not not_after:
+            return [m.span() for m in self.pattern.finditer(text)]
         words = "w" in not_after
-        check = self.check
-        name = self.name
+        spans: list[tuple[int, int]] = []
         for m in self.pattern.finditer(text):
-            start, end = m.span()
-            if start and not_after:
+            start = m.start()
+            if start:
                 before = text[start - 1]
                 if before in not_after or (words and (before.isalnum() or before == "_")):
                     continue
-            if check is None or check(text[start:end]):
-                found.append(Finding(start, end, name))
-        return found
+            spans.append(m.span())
+        return spans
 
 
 _DIGITS = "0123456789"
