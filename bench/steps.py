@@ -5,7 +5,8 @@ this process plays the orchestrator's steps layer: `ProcessorClient.prepare` (on
 ``Prepare`` RPC: screen with every rule, then pseudonymize with every detector) per call,
 then restoring a 2 KB reply streamed in 4-character deltas. It prints the p50 and p90 of
 each part over sequential calls after a warm-up. A call without steps does none of this
-(the layer is not built), so these are the added times.
+(the layer is not built), so these are the added times; a ``Prepare`` without steps,
+alternating with them, shows what the round trip alone costs.
 
 Part 2, the issue's case through the real mesh (``--mesh``, or both by default): an
 upstream that streams the prompt back word by word, a processor and an orchestrator, each
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -91,7 +93,13 @@ async def measure(address: str) -> None:
     deltas = [reply[i : i + 4] for i in range(0, len(reply), 4)]
     rpc: list[float] = []
     restore: list[float] = []
+    bare: list[float] = []
+    no_steps = replace(steps, pre=())  # the same messages both ways, no step: the round trip
     for i in range(WARMUP + CALLS):
+        started = time.perf_counter()
+        await client.prepare(messages, no_steps, 5)
+        if i >= WARMUP:
+            bare.append(time.perf_counter() - started)
         started = time.perf_counter()
         prepared = await client.prepare(messages, steps, 5)
         middle = time.perf_counter()
@@ -113,6 +121,8 @@ async def measure(address: str) -> None:
         p50, p90 = _percentiles(samples)
         print(f"{name:>15}: p50 {p50:.3f} ms  p90 {p90:.3f} ms")
     print(f"   (the processor's steps themselves, last call: {server})")
+    p50, p90 = _percentiles(bare)
+    print(f"   (a Prepare without steps, alternating: p50 {p50:.3f} ms  p90 {p90:.3f} ms)")
 
 
 def mesh_config(directory: Path, upstream_port: int) -> Path:
