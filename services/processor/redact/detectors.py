@@ -38,7 +38,8 @@ class Detector:
 
     Patterns start with a literal or a character class, never an assertion, so that the
     regex engine skips ahead to where a match can start; what may not come just before a
-    match (`not_after`) is checked here instead of with a look-behind.
+    match (`not_after`) is checked here instead of with a leading look-behind (a pattern may
+    repeat it after its first character where that changes no result, as IPv4's does).
     """
 
     name: str
