@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 
 from llmesh.gateway import (
     anthropic,
+    batches,
     console,
     console_api,
     council,
@@ -68,6 +69,7 @@ def create_app(
             *openai_embeddings.routes(),
             *responses_api.routes(),
             *anthropic.routes(),
+            *batches.routes(),
             *native.routes(),
             *templates_api.routes(),
             *council.routes(),

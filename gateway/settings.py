@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from llmesh.gateway.balancing import channel_target
 from llmesh.services.common.auth_settings import JwtIssuer
+from llmesh.services.common.batch_settings import BatchConfig
 from llmesh.services.common.config import Config, ConfigError, default_database_url
 from llmesh.services.common.media_settings import grpc_message_limit, http_body_limit
 from llmesh.services.common.metrics_settings import MetricsSettings
@@ -46,6 +47,10 @@ class GatewaySettings:
     """The largest request body (or WebSocket frame) accepted; larger bodies get a 413.
     Derived from ``limits.max_message_bytes`` with room for base64 (`http_body_limit`), so a
     request within the gRPC limit is never refused here for its base64 overhead."""
+    max_batch_file_bytes: int = BatchConfig.max_file_bytes
+    """The largest batch input file ``POST /v1/files`` accepts (``batch.max_file_bytes``,
+    200 MiB by default, as OpenAI's limit); larger uploads get a 413. Each of its lines is
+    bounded by `max_body_bytes` too."""
     max_grpc_message_bytes: int = grpc_message_limit(Config.max_message_bytes)
     """The largest gRPC message sent to or received from the upstream services."""
     default_timeout: float | None = None
@@ -130,6 +135,7 @@ class GatewaySettings:
             processor_address=config.processor_address,
             max_body_bytes=http_body_limit(config.max_message_bytes),
             max_grpc_message_bytes=grpc_message_limit(config.max_message_bytes),
+            max_batch_file_bytes=config.batch.max_file_bytes,
             key_store_url=config.database_url,
             allow_unauthenticated=config.allow_unauthenticated,
             jwt_issuers=config.jwt_issuers,

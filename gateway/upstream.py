@@ -17,7 +17,12 @@ from llmesh.services.common.errors import LlmeshError
 from llmesh.services.common.rpc_errors import Peer, from_rpc_error
 from llmesh.services.common.tls import channel
 from llmesh.services.telemetry.tracing import client_interceptors, traced_channel
-from llmesh.v1 import orchestrator_pb2_grpc, processor_pb2_grpc, templates_pb2_grpc
+from llmesh.v1 import (
+    batches_pb2_grpc,
+    orchestrator_pb2_grpc,
+    processor_pb2_grpc,
+    templates_pb2_grpc,
+)
 
 _POINT_AT = {
     "orchestrator": "--orchestrator, LLMESH_ORCHESTRATOR_ADDRESS or orchestrator.address in "
@@ -45,6 +50,8 @@ class Upstream:
     templates: templates_pb2_grpc.TemplateServiceStub | None = None
     """The orchestrator's prompt templates service (over the pool, or in-process); None:
     not served on this path."""
+    batches: batches_pb2_grpc.BatchServiceStub | None = None
+    """The orchestrator's batch jobs (over the pool); None on the direct HTTP path."""
 
     @staticmethod
     def _channel(
@@ -102,6 +109,10 @@ class Upstream:
             cast(
                 templates_pb2_grpc.TemplateServiceStub,
                 pool.stub(templates_pb2_grpc.TemplateServiceStub),
+            ),
+            cast(
+                batches_pb2_grpc.BatchServiceStub,
+                pool.stub(batches_pb2_grpc.BatchServiceStub),
             ),
         )
 

@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     templates = sub.add_parser("templates", help="prompt templates", add_help=False)
     templates.add_argument("rest", nargs=argparse.REMAINDER)  # its own parser's
+    from llmesh.services.batch.cli import add_batch_parser
+
+    add_batch_parser(sub, _api_key_option)
     models = sub.add_parser("models", help="list routable models")
     models.add_argument("--address", help="orchestrator address (default: from configuration)")
     _api_key_option(models)
@@ -215,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"llmesh: {exc}")
 
     install_tracing(config.telemetry, "cli")  # nothing when tracing is off
+    if args.command == "batch":
+        from llmesh.services.batch.cli import batch_command
+
+        address, tls = args.address or config.orchestrator_address, config.tls.service("cli")
+        sys.exit(asyncio.run(batch_command(args, address, api_key=_api_key(args), tls=tls)))
     if args.command == "chat":
         sys.exit(
             asyncio.run(

@@ -18,6 +18,7 @@ import yaml
 from platformdirs import user_data_path
 
 from llmesh.services.common.auth_settings import JwtIssuer, parse_jwt
+from llmesh.services.common.batch_settings import BatchConfig
 from llmesh.services.common.config_fields import ConfigError, FieldError, build, flag, names
 from llmesh.services.common.media_settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -58,6 +59,7 @@ __all__ = [
     "MID_STREAM_POLICIES",
     "PROVIDER_KINDS",
     "STRUCTURED_OUTPUT_MODES",
+    "BatchConfig",
     "Config",
     "ConfigError",
     "EmulatorConfig",
@@ -196,6 +198,8 @@ class Config:
     models: ModelSettings = field(default_factory=ModelSettings)
     """Capability overrides and roles (the ``capabilities``, ``roles`` and ``tenants``
     sections)."""
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    """How batch jobs run (the ``batch`` section)."""
 
 
 _POLICY_SECTIONS = tuple(f.name for f in fields(PolicyConfig))
@@ -217,6 +221,7 @@ _TOP_LEVEL = {
     "telemetry",
     "tls",
     "templates",
+    "batch",
     *MODEL_SECTIONS,
     *_POLICY_SECTIONS,
 }
@@ -357,6 +362,10 @@ def load_config(
         media_fetch = build(MediaFetchConfig, raw.get("media_fetch"))
     except FieldError as exc:
         raise ConfigError(str(exc.under("media_fetch"))) from None
+    try:
+        batch = build(BatchConfig, raw.get("batch"))
+    except FieldError as exc:
+        raise ConfigError(str(exc.under("batch"))) from None
     ledger_raw = _section(raw, "ledger")
     auth_raw = _section(raw, "auth")
     return Config(
@@ -448,6 +457,7 @@ def load_config(
         ),
         source=str(chosen) if chosen else None,
         models=parse_model_settings(raw),
+        batch=batch,
     )
 
 

@@ -72,6 +72,9 @@ ERROR_TABLE: dict[Reason, ReasonSpec] = {
     Reason.TOKEN_AUDIENCE_INVALID: _S("UNAUTHENTICATED", 401, False),
     Reason.TOKEN_KEY_UNKNOWN: _S("UNAUTHENTICATED", 401, False),
     Reason.TEMPLATE_NOT_FOUND: _S("NOT_FOUND", 404, False),
+    # batch jobs: an unknown batch or file, and an operation its state does not allow
+    Reason.BATCH_NOT_FOUND: _S("NOT_FOUND", 404, False),
+    Reason.BATCH_STATE_CONFLICT: _S("FAILED_PRECONDITION", 409, False),
 }
 
 ERROR_DOMAIN = "llmesh.v1"

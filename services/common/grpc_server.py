@@ -19,7 +19,7 @@ from llmesh.services.common.media_settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
     grpc_message_limit,
 )
-from llmesh.services.common.request_decoding import SafeRegistrar
+from llmesh.services.common.request_decoding import HandlerWrapper, SafeRegistrar
 from llmesh.services.common.tls import server_credentials
 from llmesh.services.common.tls_settings import TlsSettings
 
@@ -71,7 +71,9 @@ async def start_server(
 
     `address` may end in ``:0`` for an ephemeral port; the bound port is returned. A message
     over `max_message_bytes` is refused by grpc itself (RESOURCE_EXHAUSTED). `interceptors`
-    (tracing's, when on) see every call; none by default. `max_connection_age` seconds
+    (tracing's, when on) see every call; none by default. One that can wrap handlers
+    (a `HandlerWrapper`, as llmesh's own server spans) wraps each registered method once
+    instead of running on every call. `max_connection_age` seconds
     (0: none): each client connection is then asked to reconnect (GOAWAY; its calls in
     flight finish), so a client balancing over a DNS name resolves it again. With a
     ``cert`` in `tls` the port speaks TLS (and with a ``client_ca``, mutual TLS); its files
@@ -87,8 +89,11 @@ async def start_server(
     ]
     if max_connection_age > 0:
         options.append(("grpc.max_connection_age_ms", int(max_connection_age * 1000)))
-    server = grpc.aio.server(options=options, interceptors=interceptors or None)
-    registrar = SafeRegistrar(server)
+    # an interceptor that can wrap handlers (tracing's spans) does so once, at registration
+    wrappers = [i for i in interceptors or () if isinstance(i, HandlerWrapper)]
+    others = [i for i in interceptors or () if not isinstance(i, HandlerWrapper)]
+    server = grpc.aio.server(options=options, interceptors=others or None)
+    registrar = SafeRegistrar(server, wrappers)
     for b in bindings:
         b.add_to_server(b.servicer, registrar)  # type: ignore[arg-type]
     health_servicer = health.aio.HealthServicer()

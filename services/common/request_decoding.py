@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.rpc_errors import abort
 
-__all__ = ["SafeRegistrar", "Undecodable", "checks_decoding", "safe_handler"]
+__all__ = ["HandlerWrapper", "SafeRegistrar", "Undecodable", "checks_decoding", "safe_handler"]
 
 Deserializer = Callable[[bytes], Any]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -128,18 +128,56 @@ def safe_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return handler._replace(request_deserializer=None, unary_unary=unary_unary)  # type: ignore[attr-defined,no-any-return]
 
 
+@runtime_checkable
+class HandlerWrapper(Protocol):
+    """Wraps a method's handler once, at registration (e.g. tracing's server spans), where
+    an interceptor would do the same work on every call."""
+
+    def wrap_handler(self, handler: Any, method: str) -> Any:
+        """`handler` of `method` (``/package.Service/Method``), wrapped or as it is."""
+        ...
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """A generic handler whose handlers are wrapped, each once per method."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrap: Callable[[Any, str], Any]) -> None:
+        self._inner = inner
+        self._wrap = wrap
+        self._known: dict[str, tuple[Any, Any]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method  # type: ignore[attr-defined]
+        if isinstance(method, bytes):
+            method = method.decode()
+        known = self._known.get(method)
+        if known is None or known[0] is not handler:
+            known = self._known[method] = (handler, self._wrap(handler, method))
+        return known[1]
+
+
 class SafeRegistrar:
     """Stands in for a `grpc.aio.Server` while generated ``add_*_to_server`` functions run.
 
     Registered method handlers are wrapped with `safe_handler` and registered both as
     registered methods and as a generic handler (the generic one serves calls made by path,
     without a registered method). Generic handlers of a service that also registered its
-    methods are replaced by that wrapped one; others pass through at `finish`.
+    methods are replaced by that wrapped one; others pass through at `finish`. Every handler
+    is then wrapped by `wrappers`, in order (the first innermost).
     """
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, wrappers: Sequence[HandlerWrapper] = ()) -> None:
         self._server = server
         self._generic: list[grpc.GenericRpcHandler] = []
+        self._wrappers = tuple(wrappers)
+
+    def _wrapped(self, handler: Any, method: str) -> Any:
+        for wrapper in self._wrappers:
+            handler = wrapper.wrap_handler(handler, method)
+        return handler
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         """Held until `finish` (the generated code adds these before the registered ones)."""
@@ -149,7 +187,10 @@ class SafeRegistrar:
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
         """Wrap and register a service's methods; drop the generic handler it added."""
-        wrapped = {method: safe_handler(h) for method, h in handlers.items()}
+        wrapped = {
+            method: self._wrapped(safe_handler(h), f"/{service}/{method}")
+            for method, h in handlers.items()
+        }
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service, wrapped),)
         )
@@ -160,5 +201,8 @@ class SafeRegistrar:
     def finish(self) -> None:
         """Register generic handlers that came without registered methods, unchanged."""
         if self._generic:
-            self._server.add_generic_rpc_handlers(tuple(self._generic))
+            generic = self._generic
+            if self._wrappers:
+                generic = [_WrappedGeneric(g, self._wrapped) for g in generic]
+            self._server.add_generic_rpc_handlers(tuple(generic))
             self._generic.clear()

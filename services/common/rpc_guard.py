@@ -89,7 +89,7 @@ class Timer(Protocol):
 class Rpc:
     """One call in flight, as its servicer method sees it."""
 
-    __slots__ = ("_task", "caller", "context", "deadline", "request_id", "trail")
+    __slots__ = ("_metadata", "_task", "caller", "context", "deadline", "request_id", "trail")
 
     def __init__(
         self,
@@ -110,11 +110,16 @@ class Rpc:
         self.deadline = deadline
         """The call's deadline, armed while it runs (traced calls with a deadline only)."""
         self._task = task
+        self._metadata: Metadata | None = None
 
     @property
     def metadata(self) -> Metadata:
-        """The call's invocation metadata."""
-        return self.context.invocation_metadata() or ()
+        """The call's invocation metadata (read from grpc once: authentication, the tier
+        and the retry number all look at it)."""
+        metadata = self._metadata
+        if metadata is None:
+            metadata = self._metadata = self.context.invocation_metadata() or ()
+        return metadata
 
     def remaining(self) -> float | None:
         """Seconds the call may still take (None: no limit)."""

@@ -149,6 +149,8 @@ class OrderRecorder:
     def order(self, thinking: Sequence[int], calls: Sequence[int]) -> tuple[BlockRef, ...]:
         """The refs, with stream indexes mapped to positions in the sorted `thinking` and
         `calls` indexes; empty when the blocks came in the usual order."""
+        if len(self._refs) <= 1:
+            return ()  # one block (or none) is always in the usual order
         where = {
             BlockKind.THINKING: {index: k for k, index in enumerate(thinking)},
             BlockKind.TOOL_CALL: {index: k for k, index in enumerate(calls)},

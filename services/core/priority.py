@@ -27,8 +27,11 @@ class Priority(enum.IntEnum):
     @property
     def label(self) -> str:
         """The tier's name as written in config, metadata, headers and trails (``high``)."""
-        return self.name.lower()
+        return _LABELS[self._value_]
 
+
+_LABELS = tuple(p.name.lower() for p in Priority)
+"""Each tier's label, by value (read on every call: trails and ledger rows carry it)."""
 
 NAMES = ", ".join(p.label for p in Priority)
 """The tier names, lowest first, for error messages."""

@@ -123,7 +123,7 @@ def attempt_json(
     """
     out: dict[str, Any] = {
         "target": a.target.name,
-        "outcome": a.outcome.value,
+        "outcome": a.outcome._value_,  # not `.value`: a Python-level property
         "latency_ms": round(a.latency * 1000, 3),
     }
     if a.hedged or not brief:
@@ -131,7 +131,7 @@ def attempt_json(
     if a.retry or not brief:
         out["retry"] = a.retry
     if a.reason is not None:
-        out["reason"] = a.reason.value
+        out["reason"] = a.reason._value_
     if a.ttft is not None:
         out["ttft_ms"] = round(a.ttft * 1000, 3)
     if a.pick:

@@ -31,7 +31,7 @@ from functools import lru_cache
 
 from llmesh.services.core.usage import Usage
 
-__all__ = ["BATCH_SHARE", "CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
+__all__ = ["BATCH_KINDS", "BATCH_SHARE", "CACHE_TTLS", "SOURCE_DATE", "Cost", "Price", "PriceTable"]
 
 SOURCE_DATE = "2025-11"
 """When the shipped prices were taken from the providers' price lists."""
@@ -41,6 +41,10 @@ CACHE_TTLS = ("5m", "1h")
 
 BATCH_SHARE = Decimal("0.5")
 """The default `Price.batch`: both providers bill batch calls at half the list price."""
+
+BATCH_KINDS = frozenset({"openai", "anthropic"})
+"""The provider kinds with a native batch API (OpenAI's Batch API, Anthropic's Message
+Batches), whose batch items are billed at `Price.batch`; other kinds have none."""
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -264,6 +268,12 @@ class PriceTable:
     ) -> float:
         """What `usage` cost in USD; 0.0 for a model without a price (see `cost_of`)."""
         return self.cost_of(provider, model, usage, cache_ttl=cache_ttl, batch=batch).usd
+
+    def batch_cost(self, provider: str, model: str, usage: Usage, *, kind: str) -> float:
+        """What `usage` cost as an item of a provider-native batch: `Price.batch` of the list
+        price for a provider `kind` with a batch API (`BATCH_KINDS`), the list price
+        otherwise."""
+        return self.cost(provider, model, usage, batch=kind in BATCH_KINDS)
 
     def worst_case(
         self,

@@ -21,6 +21,7 @@ from llmesh.services.ledger.records import UsageRecord
 from llmesh.services.ledger.responses import RESPONSES_TABLE
 
 __all__ = [
+    "BATCH_TABLES",
     "COLUMNS",
     "INSTANCES_TABLE",
     "LATEST_VERSION",
@@ -48,6 +49,11 @@ call's final record deletes it; `INSTANCES_TABLE` tells whether its owner still 
 
 INSTANCES_TABLE = "ledger_instances"
 """One row per running ledger writer: its lease, renewed by heartbeats, and where it runs."""
+
+BATCH_TABLES = ("batch_files", "batches", "batch_items", "batch_native")
+"""The batch jobs' tables (`llmesh.services.batch` reads and writes them): uploaded item
+files, batches (state, owner, result sequence), one row per item (input, state, attempt
+trail, result), and the providers' native batches a batch was submitted as."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +210,62 @@ MIGRATIONS: tuple[Migration, ...] = (
                 version INTEGER NOT NULL,
                 weight DOUBLE PRECISION NOT NULL,
                 PRIMARY KEY (name, version)
+            )""",
+        ),
+    ),
+    Migration(
+        8,
+        "batch jobs: uploaded item files, batches, their items and results, native batches",
+        (
+            """CREATE TABLE batch_files (
+                file_id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                filename TEXT NOT NULL,
+                bytes BIGINT NOT NULL,
+                item_count INTEGER NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                content TEXT NOT NULL
+            )""",
+            """CREATE TABLE batches (
+                batch_id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                key_id TEXT NOT NULL DEFAULT '',
+                state TEXT NOT NULL,
+                mode TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                input_file_id TEXT NOT NULL DEFAULT '',
+                created_at DOUBLE PRECISION NOT NULL,
+                started_at DOUBLE PRECISION,
+                finished_at DOUBLE PRECISION,
+                status_detail TEXT NOT NULL DEFAULT '',
+                owner TEXT NOT NULL DEFAULT '',
+                next_seq BIGINT NOT NULL DEFAULT 0,
+                total INTEGER NOT NULL
+            )""",
+            "CREATE INDEX batches_tenant_created ON batches (tenant, created_at)",
+            "CREATE INDEX batches_state ON batches (state)",
+            """CREATE TABLE batch_items (
+                batch_id TEXT NOT NULL,
+                custom_id TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                input TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                trail TEXT NOT NULL DEFAULT '[]',
+                result TEXT,
+                result_seq BIGINT,
+                native_batch TEXT NOT NULL DEFAULT '',
+                updated_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (batch_id, custom_id)
+            )""",
+            "CREATE INDEX batch_items_state ON batch_items (batch_id, state, position)",
+            "CREATE INDEX batch_items_seq ON batch_items (batch_id, result_seq)",
+            """CREATE TABLE batch_native (
+                batch_id TEXT NOT NULL,
+                provider_batch_id TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (batch_id, provider_batch_id)
             )""",
         ),
     ),

@@ -65,6 +65,8 @@ class Assembly:
     """The price table (list prices with the configured overrides)."""
     templates: TemplateStore | None = None
     """The prompt templates (in the ledger's database)."""
+    writer: LedgerWriter | None = None
+    """The ledger's batched writer (its instance names this process in the ledger)."""
 
     async def aclose(self) -> None:
         """Flush the ledger and close every store and connection, in order."""
@@ -237,7 +239,7 @@ async def assemble(
         for close in closers:
             await close()
         raise
-    return Assembly(path, authenticator, store, budgets, closers, prices, templates)
+    return Assembly(path, authenticator, store, budgets, closers, prices, templates, writer)
 
 
 def _counting(engine: Orchestrator, kind: str, provider: str) -> TokenCounting | None:

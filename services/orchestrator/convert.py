@@ -373,27 +373,32 @@ def thinking_to_proto(block: ThinkingBlock) -> chat_pb2.ThinkingBlock:
 
 def chat_reply_to_proto(reply: Reply) -> orchestrator_pb2.ChatResponse:
     """The aggregated reply as one `ChatResponse`."""
-    return orchestrator_pb2.ChatResponse(
+    completed = reply.completed
+    out = orchestrator_pb2.ChatResponse(
         request_id=reply.started.request_id,
         provider=reply.started.provider,
         model=reply.started.model,
-        message=chat_pb2.Message(
-            role=chat_pb2.ROLE_ASSISTANT,
-            content=reply.text,
-            tool_calls=[
-                chat_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments)
-                for c in reply.tool_calls
-            ],
-            thinking=[thinking_to_proto(b) for b in reply.thinking],
-            block_order=order_to_proto(reply.order),
-        ),
-        finish_reason=_FINISH_TO_PB[reply.completed.reason],
-        provider_finish_reason=reply.completed.provider_reason,
-        stop_sequence=reply.completed.stop_sequence,
-        usage=usage_to_proto(reply.completed.usage),
-        cache_hit=reply.completed.cache_hit,
-        logprobs=logprobs_to_proto(reply.logprobs),
+        finish_reason=_FINISH_TO_PB[completed.reason],
+        provider_finish_reason=completed.provider_reason,
+        stop_sequence=completed.stop_sequence,
+        usage=usage_to_proto(completed.usage),
+        cache_hit=completed.cache_hit,
     )
+    message = out.message  # filled in place: no message built apart and copied in
+    message.role = chat_pb2.ROLE_ASSISTANT
+    message.content = reply.text
+    # the repeated fields only when there is something in them (most replies are text)
+    if reply.tool_calls:
+        message.tool_calls.extend(
+            chat_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in reply.tool_calls
+        )
+    if reply.thinking:
+        message.thinking.extend(thinking_to_proto(b) for b in reply.thinking)
+    if reply.order:
+        message.block_order.extend(order_to_proto(reply.order))
+    if reply.logprobs:
+        out.logprobs.extend(logprobs_to_proto(reply.logprobs))
+    return out
 
 
 def event_to_proto(event: CallEvent) -> orchestrator_pb2.StreamChatResponse:

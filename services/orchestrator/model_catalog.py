@@ -91,6 +91,9 @@ BUNDLED: dict[str, ModelCapabilities] = {
 }
 """Capabilities of known chat models, keyed by bare model name (any provider serving it)."""
 
+_UNKNOWN = ModelCapabilities()
+"""Capabilities of a model nothing is known about: every field None."""
+
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
@@ -107,6 +110,7 @@ class ModelCatalog:
         self._prices = prices
         self._bundled = dict(bundled)
         self._known: dict[tuple[str, str], ModelCapabilities] = {}
+        self._limits: dict[tuple[str, str], bool] = {}
 
     def capabilities(self, provider: str, model: str) -> ModelCapabilities:
         """What `provider`'s `model` can do; unknown fields are None."""
@@ -114,6 +118,14 @@ class ModelCatalog:
         if found is None:
             found = self._lookup(provider, model)
             self._known[(provider, model)] = found
+        return found
+
+    def limits(self, provider: str, model: str) -> bool:
+        """Whether anything is known about what `provider`'s `model` can do: a model that
+        declares nothing can serve any call, and routing need not look further."""
+        found = self._limits.get((provider, model))
+        if found is None:
+            found = self._limits[(provider, model)] = self.capabilities(provider, model) != _UNKNOWN
         return found
 
     def _lookup(self, provider: str, model: str) -> ModelCapabilities:

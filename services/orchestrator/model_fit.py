@@ -97,6 +97,8 @@ def able_targets(
     kinds: Mapping[str, str] | None = None,
 ) -> list[Target]:
     """The targets whose models can serve `request`, in order, recording nothing."""
+    if not _limited(targets, catalog):
+        return list(targets)
     prompt = _once(estimate_input_tokens, request)
     kinds = kinds or {}
     return [
@@ -126,6 +128,8 @@ def fitting_targets(
     `trail` as skipped with the capability it lacks. Raises INVALID_REQUEST when none is
     left. `kinds` gives each provider's kind (how it is asked for reasoning); `fitted`: the
     route's ``fit`` step fits the prompt to the window, so only max_tokens is held to it."""
+    if not _limited(targets, catalog):
+        return list(targets)  # no target's model declares a limit: all can serve the call
     prompt = _no_prompt if fitted else _once(estimate_input_tokens, request)
     kinds = kinds or {}
     kept: list[Target] = []
@@ -193,6 +197,17 @@ def _field(request: ChatRequest, capability: str) -> str:
             else "thinking_budget_tokens"
         )
     return _FIELDS.get(capability, "model")
+
+
+def _limited(targets: Sequence[Target], catalog: ModelCatalog) -> bool:
+    """Whether any of `targets` has a model that declares a capability or a limit (a loop,
+    not `any` over a generator: it runs twice a call, mostly for one target or none)."""
+    for target in targets:
+        if catalog.limits(target.provider, target.model):
+            break
+    else:
+        return False
+    return True
 
 
 def _once(estimate: Callable[[ChatRequest], int], request: ChatRequest) -> Callable[[], int]:

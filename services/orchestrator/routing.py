@@ -67,6 +67,8 @@ class Router:
         self._kinds = {name: p.kind for name, p in self._providers.items()}
         self._aliases = dict(aliases)
         self._routes = dict(routes or {})
+        self._resolved: dict[str, Target] = {}
+        """Model names already resolved (they depend only on this router's configuration)."""
         self.balancer = balancer or Balancer(DeploymentStats())
         for route in self._routes.values():  # a bad target fails at start, not per call
             for target in (*route.targets, *route.downgrade):
@@ -135,7 +137,8 @@ class Router:
             targets = fitting_targets(
                 targets, self._catalog, request, trail, time.monotonic, kinds, fitted=fitted
             )
-            cheaper = able_targets(cheaper, self._catalog, request, kinds)
+            if cheaper:  # a route with `downgrade`
+                cheaper = able_targets(cheaper, self._catalog, request, kinds)
         return RoutedCall(
             call,
             tuple(targets),
@@ -189,7 +192,13 @@ class Router:
 
     def resolve(self, name: str) -> Target:
         """The target for a model name; MODEL_NOT_FOUND when nothing or several match."""
-        return Target(*resolve_model(name, self._providers, self._aliases))
+        target = self._resolved.get(name)
+        if target is None:
+            target = Target(*resolve_model(name, self._providers, self._aliases))
+            if len(self._resolved) >= _RESOLVED:  # names callers make up: keep it bounded
+                self._resolved.clear()
+            self._resolved[name] = target
+        return target
 
     def entries(self) -> list[ModelEntry]:
         """Every listed model and alias, sorted by name."""
@@ -206,6 +215,10 @@ class Router:
             listed += "".join(f" > {name}" for name in route.fallbacks)
             out.append(ModelEntry(route.name, first, alias_for=listed))
         return sorted(out, key=lambda e: e.name)
+
+
+_RESOLVED = 4096
+"""Resolved model names a router remembers; past it the memory is emptied."""
 
 
 def _check_betas(betas: tuple[str, ...], route: RouteConfig | None) -> None:

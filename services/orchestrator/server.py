@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from grpc_health.v1.health_pb2 import HealthCheckResponse
 
+from llmesh.services.batch.native_seam import NativeFactory
 from llmesh.services.common import heap
 from llmesh.services.common.config import Config, resolve_provider
 from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
@@ -17,6 +18,7 @@ from llmesh.services.common.media_settings import grpc_message_limit
 from llmesh.services.common.tls import check_client, check_listener
 from llmesh.services.common.workers import notify_ready
 from llmesh.services.orchestrator.assembly import Assembly, assemble
+from llmesh.services.orchestrator.batch_service import BATCH_SERVICE_NAME, Batches, build_batches
 from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.media import MediaPlan
 from llmesh.services.orchestrator.observability import readiness_checks
@@ -31,7 +33,7 @@ from llmesh.services.telemetry import Readiness, build_metrics
 from llmesh.services.telemetry.service import Telemetry, start_metrics_server
 from llmesh.services.telemetry.trace_attempts import attempt_spans, upstream_info
 from llmesh.services.telemetry.tracing import install_tracing, server_interceptors
-from llmesh.v1 import orchestrator_pb2_grpc, templates_pb2_grpc
+from llmesh.v1 import batches_pb2_grpc, orchestrator_pb2_grpc, templates_pb2_grpc
 
 log = logging.getLogger("llmesh.orchestrator")
 
@@ -53,6 +55,8 @@ class OrchestratorServer:
     """Reloads routes, pools and providers from the configuration file (SIGHUP, changes)."""
     templates: TemplateServicer | None = None
     """The prompt templates' service, on the same server."""
+    batches: Batches | None = None
+    """The batch jobs' store, executor and service."""
 
     @property
     def port(self) -> int:
@@ -66,12 +70,14 @@ class OrchestratorServer:
         upstream streams are closed); nothing waits longer than `grace` plus a few seconds.
         """
         await self.telemetry.readiness_aclose()
-        await self.running.set_serving([SERVICE_NAME], False)
+        await self.running.set_serving([SERVICE_NAME, BATCH_SERVICE_NAME], False)
         stopping = asyncio.ensure_future(self.running.server.stop(grace + 5.0))
         await asyncio.sleep(0)  # the server stops accepting before we wait
         self.servicer.end_watches()
         guards = [self.servicer.guard, *([self.templates.guard] if self.templates else [])]
         await asyncio.gather(*(g.drain(grace) for g in guards))
+        if self.batches is not None:
+            await self.batches.aclose(grace)
         await stopping
         if self.reloader is not None:
             await self.reloader.aclose()
@@ -119,8 +125,12 @@ async def serve(
     reuse_port: bool = False,
     env: Mapping[str, str] | None = None,
     registry: ProviderRegistry | None = None,
+    native: NativeFactory | None = None,
 ) -> OrchestratorServer:
     """Start the orchestrator; `address` overrides the configured one (``host:0`` allowed).
+
+    `native` gives a provider's batch API for provider-native batches (None: every batch
+    runs on the mesh).
 
     `env` is where provider keys and base URLs are read (None: the process environment);
     pass the one given to `build_engine` for `engine`, and its `registry` (the reloader
@@ -169,6 +179,14 @@ async def serve(
                 TEMPLATE_SERVICE_NAME,
             )
         )
+    batches = build_batches(config, assembly, env=env, native=native)
+    bindings.append(
+        ServiceBinding(
+            batches_pb2_grpc.add_BatchServiceServicer_to_server,
+            batches.servicer,
+            BATCH_SERVICE_NAME,
+        )
+    )
     running = await start_server(
         bindings,
         address,
@@ -191,8 +209,10 @@ async def serve(
         if metrics is not None and settings.prometheus and port:
             telemetry.server = await start_metrics_server(metrics, settings.host, port, tls)
         readiness.start()
+        await batches.runner.start()
     except BaseException:
         await running.server.stop(None)
+        await batches.aclose(0)
         await assembly.aclose()
         await telemetry.aclose()
         raise
@@ -209,7 +229,9 @@ async def serve(
         await reloader.start(config.reload_interval)
         if metrics is not None:
             metrics.observe("llmesh.config.reloads", reloader.counts)
-    return OrchestratorServer(running, engine, servicer, assembly, telemetry, reloader, templates)
+    return OrchestratorServer(
+        running, engine, servicer, assembly, telemetry, reloader, templates, batches=batches
+    )
 
 
 async def run(config: Config, *, reuse_port: bool = False) -> None:
@@ -217,7 +239,10 @@ async def run(config: Config, *, reuse_port: bool = False) -> None:
 
     `reuse_port` lets other processes (workers of ``llmesh up --workers N``) share the port."""
     install_tracing(config.telemetry, "orchestrator")
-    server = await serve(config, reuse_port=reuse_port)
+    from llmesh.services.orchestrator.batch_native import native_batches_for  # SDKs: on use
+
+    # batches for OpenAI and Anthropic targets go to their batch APIs (mode auto/native)
+    server = await serve(config, reuse_port=reuse_port, native=native_batches_for)
     heap.settle()
     print(f"orchestrator listening on {config.orchestrator_address}", flush=True)
     notify_ready()

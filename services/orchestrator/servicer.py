@@ -116,15 +116,21 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         return self._acting(call, rpc)
 
     def _acting(self, call: C, rpc: Rpc) -> C:
-        """`call` as its caller makes it: tenant, tier and retry number from the metadata."""
+        """`call` as its caller makes it: tenant, tier, retry number and trace from the metadata."""
         caller = acting_caller(rpc.caller, call.metadata.get("tenant"))
-        priority = call_priority(caller, requested_priority(rpc.metadata), self._tenant_priority)
+        metadata = rpc.metadata
+        priority = call_priority(caller, requested_priority(metadata), self._tenant_priority)
+        retry = retry_count(metadata)
+        trace_id = call_trace_id(metadata)
+        if (
+            caller == call.caller
+            and retry == call.client_retry
+            and priority is call.priority
+            and trace_id == call.trace_id
+        ):
+            return call  # nothing to change: no copy of the call
         return replace(
-            call,
-            caller=caller,
-            client_retry=retry_count(rpc.metadata),
-            priority=priority,
-            trace_id=call_trace_id(rpc.metadata),
+            call, caller=caller, client_retry=retry, priority=priority, trace_id=trace_id
         )
 
     @checks_decoding

@@ -37,7 +37,8 @@ def viewed_tenant(caller: Caller, named: str | None, admin_tenants: Collection[s
 def acting_caller(caller: Caller, named: str | None) -> Caller:
     """Who a call acts for: `caller`, or without a key the tenant its ``tenant`` metadata
     names (the caller's own tenant when it names none)."""
-    return replace(caller, tenant=visible_tenant(caller, named) or caller.tenant)
+    tenant = visible_tenant(caller, named) or caller.tenant
+    return caller if tenant == caller.tenant else replace(caller, tenant=tenant)
 
 
 def call_priority(

@@ -102,6 +102,10 @@ class _TracedContext:
         self._context.set_details(details)
 
 
+_PEERS = 4096
+"""Peers whose attributes are remembered; past it the memory is emptied."""
+
+
 def _peer(peer: str, attributes: dict[str, Any]) -> None:
     """``net.peer.*`` from a gRPC peer (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
     if peer.startswith("unix:"):
@@ -142,6 +146,16 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self._handlers[method] = known
         return known[1]
 
+    def wrap_handler(self, handler: Any, method: str) -> Any:
+        """`handler` of `method` (``/package.Service/Method``) with its calls as SERVER spans,
+        unchanged for an untraced method. A server's registrar applies this once, when the
+        method is registered (`llmesh.services.common.request_decoding.SafeRegistrar`): the
+        spans are then the same, and no interceptor runs on each call (grpc.aio runs an
+        interceptor through a coroutine, a continuation and a handler lookup of its own)."""
+        if self._untraced(method):
+            return handler
+        return self._wrap(handler, method)
+
     def _wrap(self, handler: Any, method: str) -> Any:
         service, _, name = method.lstrip("/").partition("/")
         base = {"rpc.system": "grpc", _STATUS_CODE: 0, "rpc.method": name, "rpc.service": service}
@@ -164,18 +178,29 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _starter(self, method: str, base: dict[str, Any]) -> Callable[[Any], tuple[Span, object]]:
         tracer = self._tracer
+        peers: dict[str, tuple[tuple[str, str], ...]] = {}
+        """``net.peer.*`` by peer (a connection's calls share it)."""
 
         def start(context: Any) -> tuple[Span, object]:
             attributes = dict(base)
             metadata = context.invocation_metadata()
             parent = None
             if metadata:
-                carrier = {key: value for key, value in metadata}
+                carrier = dict(metadata)
                 parent = w3c.extract_global(carrier)
                 agent = carrier.get("user-agent")
                 if agent is not None:
                     attributes["rpc.user_agent"] = agent
-            _peer(context.peer(), attributes)
+            peer = context.peer()
+            found = peers.get(peer)
+            if found is None:
+                described: dict[str, Any] = {}
+                _peer(peer, described)
+                found = tuple(described.items())
+                if len(peers) >= _PEERS:
+                    peers.clear()
+                peers[peer] = found
+            attributes.update(found)
             span = tracer.start_span(
                 method,
                 parent,

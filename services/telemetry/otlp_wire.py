@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
-from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracer
+from llmesh.services.telemetry.lean_trace import _NO_STATE, _UNSET, LeanSpan, LeanTracer
 
 __all__ = ["encode_resource", "encode_spans"]
 
@@ -66,6 +66,8 @@ def _value(value: Any) -> bytes:
         return b"\x21" + _DOUBLE(value)
     if value is None:
         return b""
+    if kind is tuple or kind is list:  # before the ABC checks below, which are slow
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _value(v)) for v in value]))
     if isinstance(value, str):
         return _field(b"\x0a", value.encode())
     if isinstance(value, bool):
@@ -91,17 +93,32 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 class _Attributes:
-    """Encodes attribute maps as repeated ``KeyValue`` fields, remembering recent ones."""
+    """Encodes attribute maps as repeated ``KeyValue`` fields, remembering recent ones.
+
+    A float (a latency, a cost) is nearly always new, so it is not remembered: its field is
+    written from the key's remembered encoding and the value's eight bytes, and it does not
+    push out the encodings that do repeat."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, type, Any], bytes] = {}
+        self._keys: dict[str, bytes] = {}
+        """Each key as a ``KeyValue.key`` field (the keys are a few dozen names)."""
 
     def encode(self, tag: bytes, attributes: Mapping[str, Any]) -> list[bytes]:
         seen = self._seen
         out = []
         for key, value in attributes.items():
             kind = type(value)
-            if kind is str or kind is bool or kind is int or kind is float:
+            if kind is float:
+                named = self._keys.get(key)
+                if named is None:
+                    named = self._key(key)
+                # KeyValue{key, value: AnyValue{double_value}}: 11 bytes after the key
+                body = named + b"\x12\x09\x21" + _DOUBLE(value)
+                size = len(body)
+                out.append(tag + (_SMALL[size] if size < 128 else _varint(size)) + body)
+                continue
+            if kind is str or kind is bool or kind is int:
                 memo = (key, kind, value)
                 encoded = seen.get(memo)
                 if encoded is None:
@@ -119,6 +136,13 @@ class _Attributes:
             except (ValueError, TypeError):
                 continue
         return out
+
+    def _key(self, key: str) -> bytes:
+        named = _field(b"\x0a", key.encode())
+        if len(self._keys) >= _CACHE_LIMIT:
+            self._keys.clear()
+        self._keys[key] = named
+        return named
 
 
 def encode_resource(attributes: Mapping[str, Any]) -> bytes:
@@ -177,7 +201,8 @@ class SpanEncoder:
             b"\x12\x08",
             context.span_id.to_bytes(8, "big"),
         ]
-        if context.trace_state:
+        state = context.trace_state
+        if state is not _NO_STATE and state:  # the shared empty state: no call to its len
             parts.append(_field(b"\x1a", _trace_state(context).encode()))
         if parent is not None:
             parts.append(b"\x22\x08")
@@ -206,6 +231,11 @@ class SpanEncoder:
             body += b"\x35" + _FIXED32(_flags(linked))
             parts.append(_field(b"\x6a", body))
         status = span.status
+        if status is _UNSET:  # most spans: no status set
+            parts.append(b"\x7a\x00")
+            parts.append(b"\x85\x01")
+            parts.append(_FIXED32(_flags(parent)))
+            return _field(b"\x12", b"".join(parts))
         code = _STATUS_CODES[id(status.status_code)]
         if code or status.description:
             body = _field(b"\x12", status.description.encode()) if status.description else b""

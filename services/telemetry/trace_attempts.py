@@ -271,28 +271,30 @@ class _TracedStream(AsyncGenerator[ProviderEvent, None]):
         self._ended = True
         span, record = self._span, self._record
         outcome = record.outcome
-        span.set_attribute("llmesh.attempt.outcome", outcome.value)
-        span.set_attribute("llmesh.attempt.winner", outcome is Outcome.SUCCEEDED)
+        # gathered, then set in one call (one method call, not one per attribute)
+        ended: dict[str, Any] = {
+            "llmesh.attempt.outcome": outcome._value_,
+            "llmesh.attempt.winner": outcome is Outcome.SUCCEEDED,
+        }
         if record.ttft is not None:
-            span.set_attribute("gen_ai.response.time_to_first_chunk", record.ttft)
+            ended["gen_ai.response.time_to_first_chunk"] = record.ttft
         usage = self._usage
         if usage is not None:
-            span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            ended["gen_ai.usage.input_tokens"] = usage.input_tokens
+            ended["gen_ai.usage.output_tokens"] = usage.output_tokens
             if usage.cache_read_tokens:
-                span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens)
+                ended["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
             if usage.cache_write_tokens:
-                span.set_attribute(
-                    "gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens
-                )
+                ended["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
         finish = self._finish
         if finish is not None:
-            reason = finish.provider_reason or finish.reason.value
-            span.set_attribute("gen_ai.response.finish_reasons", [reason])
+            reason = finish.provider_reason or finish.reason._value_
+            ended["gen_ai.response.finish_reasons"] = [reason]
             if finish.response_id:
-                span.set_attribute("gen_ai.response.id", finish.response_id)
+                ended["gen_ai.response.id"] = finish.response_id
             if finish.response_model:
-                span.set_attribute("gen_ai.response.model", finish.response_model)
+                ended["gen_ai.response.model"] = finish.response_model
+        span.set_attributes(ended)
         if self._output is not None and finish is not None:
             message = {
                 "role": "assistant",

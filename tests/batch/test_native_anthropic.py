@@ -8,13 +8,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from llmesh.services.batch.native import (
-    AnthropicBatches,
-    NativeItem,
-    NativeResult,
-    NativeState,
-    native_batches_for,
-)
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.chat import (
     ChatRequest,
@@ -25,6 +18,13 @@ from llmesh.services.core.chat import (
     Tool,
 )
 from llmesh.services.core.embeddings import EmbeddingRequest
+from llmesh.services.orchestrator.batch_native import (
+    AnthropicBatches,
+    NativeItem,
+    NativeResult,
+    NativeState,
+    native_batches_for,
+)
 from llmesh.v1 import chat_pb2
 from tests.batch.conftest import Until, resolved
 

@@ -9,17 +9,17 @@ import httpx
 import openai
 import pytest
 
-from llmesh.services.batch.native import (
+from llmesh.services.common.errors import LlmeshError, Reason
+from llmesh.services.core.chat import ChatRequest, Message, Role, ThinkingBlock
+from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest
+from llmesh.services.emulator.embedding_vectors import embed_text
+from llmesh.services.orchestrator.batch_native import (
     NativeItem,
     NativeResult,
     NativeState,
     OpenAIBatches,
     native_batches_for,
 )
-from llmesh.services.common.errors import LlmeshError, Reason
-from llmesh.services.core.chat import ChatRequest, Message, Role, ThinkingBlock
-from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest
-from llmesh.services.emulator.embedding_vectors import embed_text
 from llmesh.v1 import chat_pb2
 from tests.batch.conftest import Until, resolved
 

@@ -161,3 +161,57 @@ async def test_valid_requests_still_served(server: RunningServer) -> None:
     assert reply.request_id == "ok:m" and by_path.request_id == "ok:p"
     assert [e.text_delta.text for e in events] == ["s", "s"]
     assert tokens.tokens == 7
+
+
+class _Wrapping(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """An interceptor that can also wrap handlers: it counts wraps, wrapped calls and the
+    calls it intercepts (none should reach it: it wraps at registration instead)."""
+
+    def __init__(self) -> None:
+        self.wrapped: list[str] = []
+        self.calls: list[str] = []
+        self.intercepted = 0
+
+    def wrap_handler(self, handler: Any, method: str) -> Any:
+        self.wrapped.append(method)
+        if handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def counted(request: Any, context: Any) -> Any:
+            self.calls.append(method)
+            return await inner(request, context)
+
+        return handler._replace(unary_unary=counted)
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        self.intercepted += 1
+        return await continuation(details)
+
+
+async def test_an_interceptor_that_wraps_handlers_wraps_each_method_once() -> None:
+    wrapping = _Wrapping()
+    binding = ServiceBinding(
+        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
+        _Orchestrator(),
+        "llmesh.v1.OrchestratorService",
+    )
+    running = await start_server([binding], "127.0.0.1:0", interceptors=[wrapping])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+            for model in ("a", "b"):
+                reply = await stub.Chat(
+                    orchestrator_pb2.ChatRequest(input={"model": model}), timeout=5
+                )
+                assert reply.request_id == f"ok:{model}"
+            with pytest.raises(grpc.aio.AioRpcError) as info:  # a bad request: still wrapped
+                await channel.unary_unary("/llmesh.v1.OrchestratorService/Chat")(GARBAGE, timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        await running.server.stop(None)
+    assert wrapping.wrapped.count("/llmesh.v1.OrchestratorService/Chat") == 1
+    assert "/llmesh.v1.OrchestratorService/StreamChat" in wrapping.wrapped
+    assert "/grpc.health.v1.Health/Check" in wrapping.wrapped
+    assert wrapping.calls == ["/llmesh.v1.OrchestratorService/Chat"] * 3
+    assert wrapping.intercepted == 0

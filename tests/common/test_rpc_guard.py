@@ -270,3 +270,22 @@ async def test_a_caller_going_away_gets_no_answer(
     await asyncio.sleep(0.05)
     assert answered == []
     assert not servicer.guard._active  # no longer in flight
+
+
+class _CountingContext:
+    """A context that counts how often its metadata is read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        self.reads += 1
+        return (("llmesh-priority", "high"),)
+
+
+def test_the_metadata_is_read_from_grpc_once_per_call() -> None:
+    context = _CountingContext()
+    rpc = Rpc(context, None)  # type: ignore[arg-type]
+    assert rpc.metadata == (("llmesh-priority", "high"),)
+    assert rpc.metadata == (("llmesh-priority", "high"),)
+    assert context.reads == 1

@@ -55,14 +55,7 @@ async def test_sqlite_v1_to_v2(tmp_path: Path, record: RecordFactory) -> None:
     conn = sqlite3.connect(path)
     assert sqlite_schema_version(conn) == LATEST_VERSION == 9
     assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [
-        1,
-        2,
-        3,
-        4,
-        5,
-        6,
-        7,
-        9,
+        m.version for m in MIGRATIONS
     ]
     conn.close()
 
@@ -174,7 +167,7 @@ async def test_postgres_v1_to_v2(
         )
     finally:
         await conn.close()
-    assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7, 9]
+    assert [r[0] for r in versions] == [m.version for m in MIGRATIONS]
     assert {"usage_records_day", "usage_records_tenant_ts", "call_starts_owner"} <= {
         r[0] for r in indexes
     }

@@ -301,3 +301,16 @@ def test_batch_share_is_configurable() -> None:
     assert table.cost("openai", "gpt-4o-mini", big, batch=True) == 0.375
     with pytest.raises(ValueError, match="batch"):
         Price(1.0, 1.0, batch=-0.5)
+
+
+def test_native_batch_items_cost_half_for_openai_and_anthropic() -> None:
+    table = PriceTable(
+        {"openai/m": Price(input=2.0, output=8.0), "local/m": Price(input=2.0, output=8.0)},
+        source_date=SOURCE_DATE,
+    )
+    usage = Usage(input_tokens=1_000_000, output_tokens=500_000)
+    assert table.cost("openai", "m", usage) == 6.0
+    assert table.batch_cost("openai", "m", usage, kind="openai") == 3.0
+    assert table.batch_cost("openai", "m", usage, kind="anthropic") == 3.0
+    assert table.batch_cost("local", "m", usage, kind="local") == 6.0  # no batch API, no discount
+    assert table.batch_cost("nobody", "m", usage, kind="openai") == 0.0

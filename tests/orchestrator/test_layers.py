@@ -205,7 +205,10 @@ async def test_the_model_name_is_routed_once_per_call(
     finally:
         await assembly.aclose()
     assert isinstance(events[-1], Completed)
-    assert counted == {"route": 1, "resolve": names}
+    assert counted["route"] == 1
+    # each name looked up at most once; a name the router already resolved (its routes' at
+    # start-up, or an earlier call's) not at all
+    assert counted["resolve"] <= names
 
 
 def _hello(**kw: Any) -> ChatRequest:

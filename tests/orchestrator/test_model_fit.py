@@ -62,6 +62,16 @@ def test_the_catalog_knows_bundled_models_snapshots_and_price_list_limits() -> N
     assert catalog.capabilities("ollama", "llama3.2") == ModelCapabilities()  # unknown
 
 
+def test_the_catalog_says_which_models_declare_anything() -> None:
+    catalog = ModelCatalog(
+        {"ollama/tiny": ModelCapabilities(tools=False)}, prices=PriceTable.defaults()
+    )
+    assert catalog.limits("openai", "gpt-4o-mini") is True
+    assert catalog.limits("ollama", "tiny") is True  # an override
+    assert catalog.limits("ollama", "llama3.2") is False
+    assert catalog.limits("ollama", "llama3.2") is False  # kept, asked again
+
+
 def test_overrides_apply_per_model_over_per_provider_over_the_catalog() -> None:
     catalog = ModelCatalog(
         {

@@ -1,8 +1,11 @@
+from typing import Any
+
 import pytest
 
 from llmesh.services.common.config import ProviderConfig, RouteConfig, parse_route
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.target import Target
+from llmesh.services.orchestrator import routing
 from llmesh.services.orchestrator.routing import Router
 
 PROVIDERS = {
@@ -90,3 +93,23 @@ def test_a_fit_step_s_unknown_summary_model_fails_at_start() -> None:
         "r", {"targets": ["openai/gpt-4o-mini"], "steps": {"pre": ["fit"], "fit": fit}}
     )
     Router(PROVIDERS, {}, {"r": route, "cheap": cheap})
+
+
+def test_a_resolved_name_is_remembered_and_an_unknown_one_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = Router(PROVIDERS, {"fast": "openai/gpt-4o-mini"})
+    looked_up: list[str] = []
+    resolve = routing.resolve_model
+
+    def counting(name: str, *args: Any) -> Any:
+        looked_up.append(name)
+        return resolve(name, *args)
+
+    monkeypatch.setattr(routing, "resolve_model", counting)
+    first = router.resolve("fast")
+    assert router.resolve("fast") is first == Target("openai", "gpt-4o-mini")
+    for _ in range(2):
+        with pytest.raises(LlmeshError):
+            router.resolve("nope/model")
+    assert looked_up == ["fast", "nope/model", "nope/model"]

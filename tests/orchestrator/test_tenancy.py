@@ -41,3 +41,9 @@ def test_any_other_key_still_sees_only_its_own_tenant() -> None:
     # a tenant named like an admin tenant without a key (auth off) is just a filter
     assert viewed_tenant(Caller("ops", ""), None, {"ops"}) is None
     assert viewed_tenant(KEYLESS, "acme", {"ops"}) == "acme"
+
+
+def test_a_caller_acting_for_its_own_tenant_is_not_copied() -> None:
+    assert acting_caller(KEYED, "other") is KEYED
+    assert acting_caller(KEYLESS, None) is KEYLESS
+    assert acting_caller(KEYLESS, "default") is KEYLESS

@@ -119,3 +119,16 @@ def test_a_value_protobuf_cannot_carry_is_left_out() -> None:
     assert [kv.key for kv in encoded.attributes] == ["kept"]
     assert encoded.flags == 0x100 and encoded.kind == encoded.SPAN_KIND_INTERNAL
     assert TraceFlags(encoded.flags & 0xFF) == TraceFlags.DEFAULT
+
+
+def test_floats_are_not_remembered_and_encode_as_the_sdk_does() -> None:
+    sink = MemorySpans()
+    tracer = LeanTracerProvider(RESOURCE, sink).get_tracer("t")
+    for i in range(3):
+        tracer.start_span("s", attributes={"ms": 1.5 + i, "n": 1, "k" * 130: 2.5}).end()
+    spans = sink.get_finished_spans()
+    encoder = SpanEncoder(RESOURCE)
+    request = ExportTraceServiceRequest.FromString(encoder.encode(spans))
+    assert request == encode_spans([_as_sdk(s) for s in spans])
+    remembered = encoder._attributes._seen
+    assert remembered and not [memo for memo in remembered if memo[1] is float]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "BUILTIN",
@@ -22,9 +23,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One sensitive value found: where it is and which detector found it."""
+class Finding(NamedTuple):
+    """One sensitive value found: where it is and which detector found it (a named tuple:
+    thousands are made per second)."""
 
     start: int
     end: int
@@ -37,7 +38,8 @@ class Detector:
 
     Patterns start with a literal or a character class, never an assertion, so that the
     regex engine skips ahead to where a match can start; what may not come just before a
-    match (`not_after`) is checked here instead of with a look-behind.
+    match (`not_after`) is checked here instead of with a leading look-behind (a pattern may
+    repeat it after its first character where that changes no result, as IPv4's does).
     """
 
     name: str
@@ -47,29 +49,61 @@ class Detector:
     """Characters that may not come just before a match; ``"w"`` stands for word characters."""
     needs: tuple[str, ...] = ()
     """Substrings of which the text must hold one for a match to be possible (a fast skip)."""
+    digits: bool = False
+    """Every match holds a decimal digit: an ASCII text without one is passed over (a fast
+    skip; other texts may hold other scripts' digits, which ``\\d`` matches too)."""
 
-    def find(self, text: str) -> Iterator[Finding]:
+    def find(self, text: str) -> list[Finding]:
         """The spans of `text` this detector finds, left to right."""
+        check = self.check
+        return [
+            Finding(start, end, self.name)
+            for start, end in self.spans(text)
+            if check is None or check(text[start:end])
+        ]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) of the pattern's matches not preceded by `not_after`, left to
+        right, before `check`: a caller may check only the spans it would keep."""
         if self.needs and not any(n in text for n in self.needs):
-            return
-        words = "w" in self.not_after
+            return []
+        if self.digits and text.isascii() and not any(d in text for d in _DIGITS):
+            return []
+        not_after = self.not_after
+        if not not_after:
+            return [m.span() for m in self.pattern.finditer(text)]
+        words = "w" in not_after
+        spans: list[tuple[int, int]] = []
         for m in self.pattern.finditer(text):
             start = m.start()
-            if start and self.not_after:
+            if start:
                 before = text[start - 1]
-                if before in self.not_after or (words and (before.isalnum() or before == "_")):
+                if before in not_after or (words and (before.isalnum() or before == "_")):
                     continue
-            if self.check is None or self.check(m.group()):
-                yield Finding(start, m.end(), self.name)
+            spans.append(m.span())
+        return spans
+
+
+_DIGITS = "0123456789"
+_VALUE = {str(d): d for d in range(10)}
+_DOUBLED = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
+_PHONE_MARKS = "+() .-"
 
 
 def luhn_valid(text: str) -> bool:
     """True when the digits of `text` (13 to 19 of them) pass the Luhn checksum."""
-    digits = [int(c) for c in text if c.isdigit()]
-    if not 13 <= len(digits) <= 19:
+    digits = text.replace(" ", "").replace("-", "")
+    if digits.isascii() and digits.isdigit():  # a candidate's shape: no int() per digit
+        if not 13 <= len(digits) <= 19:
+            return False
+        backwards = digits[::-1]
+        odd = sum(map(_VALUE.__getitem__, backwards[0::2]))
+        return (odd + sum(map(_DOUBLED.__getitem__, backwards[1::2]))) % 10 == 0
+    numbers = [int(c) for c in text if c.isdigit()]
+    if not 13 <= len(numbers) <= 19:
         return False
     total = 0
-    for i, d in enumerate(reversed(digits)):
+    for i, d in enumerate(reversed(numbers)):
         if i % 2:
             d *= 2
             if d > 9:
@@ -92,13 +126,26 @@ _PHONE = re.compile(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?
 
 
 def _phone_valid(text: str) -> bool:
-    """9 to 15 digits in a phone number's shape (the pattern only finds candidates)."""
-    digits = sum(c.isdigit() for c in text)
+    """9 to 15 digits in a phone number's shape (the pattern only finds candidates).
+
+    `text` is a match of the phone detector's pattern: digits and ``+() .-`` only, so the
+    digits are what the marks leave.
+    """
+    size = len(text)
+    if size < 9:  # fewer than 9 characters: fewer than 9 digits
+        return False
+    digits = size - sum(map(text.count, _PHONE_MARKS))
     return 9 <= digits <= 15 and _PHONE.fullmatch(text) is not None
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_OCTETS = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 def _ipv4_valid(text: str) -> bool:
     """Four octets of at most 255, without leading zeros."""
+    if text.isascii():  # no int() per octet
+        return _OCTETS.fullmatch(text) is not None
     return all(int(p) <= 255 and (len(p) == 1 or p[0] != "0") for p in text.split("."))
 
 
@@ -138,7 +185,8 @@ BUILTIN: tuple[Detector, ...] = (
     Detector(
         "email",
         re.compile(
-            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+            # possessive: '@' is not in the class, so giving characters back never helps
+            r"[A-Za-z0-9._%+-]++@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
             r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
         ),
         not_after="w",
@@ -149,12 +197,24 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(r"\d(?:[ -]?\d){12,18}(?![\d-])"),
         luhn_valid,
         not_after="-0123456789",
+        digits=True,
     ),
     Detector(
-        "iban", re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban_valid, not_after="w"
+        "iban",
+        re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
+        iban_valid,
+        not_after="w",
+        digits=True,
     ),
     Detector(
-        "ipv4", re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)"), _ipv4_valid, not_after="w."
+        "ipv4",
+        # the look-behind after the first digit refuses a start after a word character or a
+        # dot in the engine; `not_after` says the same, and as every character of a match is
+        # one of those, no start it skips could have led to another finding
+        re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\d|\.\d)"),
+        _ipv4_valid,
+        not_after="w.",
+        digits=True,
     ),
     Detector(
         "ipv6",
@@ -163,7 +223,15 @@ BUILTIN: tuple[Detector, ...] = (
         not_after="w:.",
         needs=(":",),
     ),
-    Detector("phone", re.compile(r"[+(]?\d[\d ().-]{6,}\d(?!\w)"), _phone_valid, not_after="w+"),
+    Detector(
+        "phone",
+        # ``[+(]?\d[\d ().-]{6,}\d(?!\w)`` starting with a class, so that the engine skips to
+        # where a match can start: a digit, or ``+`` or ``(`` and then a digit
+        re.compile(r"[+(\d](?:(?<=\d)|\d)[\d ().-]{6,}\d(?!\w)"),
+        _phone_valid,
+        not_after="w+",
+        digits=True,
+    ),
 )
 """The built-in detectors, in priority order."""
 

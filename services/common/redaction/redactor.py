@@ -51,20 +51,34 @@ class Redactor:
         detectors += [Detector(name, re.compile(regex)) for name, regex in rules.patterns]
         detectors += [Detector(name, words_pattern(words)) for name, words in rules.words]
         self.detectors = tuple(detectors)
-        self._rank = {d.name: i for i, d in enumerate(detectors)}
+        rank = {d.name: i for i, d in enumerate(detectors)}  # a repeated name: its last place
+        self._ranks = tuple(rank[d.name] for d in detectors)
 
     def scan(self, text: str) -> list[Finding]:
-        """The non-overlapping findings in `text`, left to right."""
-        found = [f for d in self.detectors for f in d.find(text)]
-        if len(found) < 2:
-            return found
-        found.sort(key=lambda f: (f.start, f.start - f.end, self._rank[f.detector]))
+        """The non-overlapping findings in `text`, left to right.
+
+        Every detector's spans are ordered together (start, then the longer, then the
+        detector listed first); a span's check runs only when no kept finding overlaps it,
+        which keeps what checking every span first would keep, at a fraction of the checks.
+        """
+        ranks = self._ranks
+        spans = [
+            (start, start - end, ranks[i], i, end)
+            for i, d in enumerate(self.detectors)
+            for start, end in d.spans(text)
+        ]
+        if not spans:
+            return []
+        spans.sort()
+        detectors = self.detectors
         kept: list[Finding] = []
-        end = -1
-        for f in found:
-            if f.start >= end:
-                kept.append(f)
-                end = f.end
+        last = -1
+        for start, _, _, i, end in spans:
+            if start >= last:
+                d = detectors[i]
+                if d.check is None or d.check(text[start:end]):
+                    kept.append(Finding(start, end, d.name))
+                    last = end
         return kept
 
     def start(self) -> Redaction:

@@ -25,20 +25,29 @@ def json_escaped(values: Mapping[str, str]) -> dict[str, str]:
 class Restorer:
     """Restores placeholders (placeholder -> value) in a stream of text pieces."""
 
-    __slots__ = ("_held", "_longest", "_values")
+    __slots__ = ("_held", "_longest", "_prefixes", "_values")
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values = dict(values)
         self._longest = max((len(p) for p in self._values), default=0)
         self._held = ""
+        self._prefixes: frozenset[str] | None = None
+        """The placeholders' proper prefixes, made when a piece first holds ``<``."""
 
     def feed(self, text: str) -> str:
         """The text that can be released now, placeholders restored; a possible start of a
         placeholder at the end is held back for the next piece."""
-        if not self._held and "<" not in text:
-            return text
-        buf = self._held + text
+        held = self._held
+        if not held:
+            if "<" not in text:
+                return text
+            buf = text
+        else:
+            buf = held + text
         cut = self._hold_point(buf)
+        if cut == len(buf):
+            self._held = ""
+            return self.replace(buf)
         self._held = buf[cut:]
         return self.replace(buf[:cut])
 
@@ -56,12 +65,14 @@ class Restorer:
 
     def _hold_point(self, buf: str) -> int:
         """Where a possible unfinished placeholder starts at the end of `buf` (or its end)."""
-        start = buf.rfind("<", max(len(buf) - self._longest, 0))
+        size = len(buf)
+        start = buf.rfind("<", size - self._longest if size > self._longest else 0)
         if start < 0:
-            return len(buf)
+            return size
+        prefixes = self._prefixes
+        if prefixes is None:
+            prefixes = self._prefixes = frozenset(
+                p[:i] for p in self._values for i in range(1, len(p))
+            )
         tail = buf[start:]
-        if tail in self._values:
-            return len(buf)
-        if any(p.startswith(tail) for p in self._values):
-            return start
-        return len(buf)
+        return size if tail in self._values or tail not in prefixes else start

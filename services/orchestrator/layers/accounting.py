@@ -17,7 +17,6 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 from llmesh.services.common.errors import LlmeshError, Reason
@@ -56,7 +55,7 @@ class Accounted:
 
         # last in line: inner layers put their gates first, so an attempt they refuse is
         # never recorded as sent
-        call = replace(call, admit=(*call.admit, in_flight))
+        call = call.gated(in_flight, last=True)
         ends = call.ends
         status, reason = CallStatus.ERROR, None
         settled: Settlement | None = None
@@ -65,7 +64,7 @@ class Accounted:
                 async for event in events:
                     if type(event) is Completed:
                         settled = self._accounting.settled(call)
-                        event = replace(event, cost_usd=settled.cost)
+                        event = event.costing(settled.cost)
                         status = CallStatus.OK
                     yield event
         except LlmeshError as err:

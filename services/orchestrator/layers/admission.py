@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 from llmesh.services.core.call import RoutedCall
@@ -69,7 +68,7 @@ class RateLimited:
         """The call, admitted; a call with no limit of its own passes straight through."""
         limits = self._limits(call)
         if self._targets:
-            call = replace(call, admit=(self._target_gate, *call.admit))
+            call = call.gated(self._target_gate)
         if not limits:
             return self._inner.stream(call)
         return self._admitted(call, limits)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from llmesh.services.core.call import RoutedCall
@@ -112,7 +112,7 @@ class Budgeted:
             )
 
         call, spend = await reserve_or_downgrade(call, reserve)
-        call = replace(call, admit=(spend.admit, *call.admit))
+        call = call.gated(spend.admit)
         try:
             async with aclosing(spend.watch(self._inner.stream(call))) as events:
                 async for event in events:

@@ -516,7 +516,7 @@ async def restored(
     """`events` with placeholders restored in text and tool-call arguments; what is held
     back at the end of the reply (or before a mid-stream switch) is released first."""
     text = Restorer(pseudonyms)
-    escaped = json_escaped(pseudonyms)
+    escaped: dict[str, str] | None = None  # made at the first tool call: most replies have none
     tools: dict[int, Restorer] = {}
     async with aclosing(events) as inner:
         async for event in inner:
@@ -527,6 +527,8 @@ async def restored(
             elif isinstance(event, ToolCallDelta):
                 tool = tools.get(event.index)
                 if tool is None:
+                    if escaped is None:
+                        escaped = json_escaped(pseudonyms)
                     tool = tools[event.index] = Restorer(escaped)
                 args = tool.feed(event.arguments_delta)
                 if args or event.id or event.name:

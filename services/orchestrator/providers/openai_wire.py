@@ -287,57 +287,60 @@ class OpenAIStreamParser:
         A chunk of the wrong shape (a string where an object belongs, a number for text, ...)
         raises MALFORMED_RESPONSE.
         """
-        try:
-            return self._feed(chunk)
+        try:  # one method, not two, and no call per text field: it runs for every chunk
+            if chunk.get("error"):
+                raise classify_error_body(chunk["error"], status=None, headers=None)
+            if self.response_id is None:
+                self.response_id = str(chunk.get("id") or "")
+                self.response_model = str(chunk.get("model") or "")
+            events: list[ProviderEvent] = []
+            for choice in chunk.get("choices") or ():
+                if choice.get("index", 0) != 0:
+                    continue  # llmesh asks for one choice
+                delta = choice.get("delta") or {}
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning and isinstance(reasoning, str):
+                    events.append(ReasoningDelta(reasoning))
+                text = delta.get("content")
+                if text is not None and not isinstance(text, str):
+                    raise TypeError("a text field is not a string")
+                if text:
+                    logprobs = choice.get("logprobs")
+                    events.append(
+                        TextDelta(text, logprobs_from_openai(logprobs))
+                        if logprobs
+                        else TextDelta(text)
+                    )
+                refusal = delta.get("refusal")
+                if refusal is not None and not isinstance(refusal, str):
+                    raise TypeError("a text field is not a string")
+                if refusal:
+                    events.append(TextDelta(refusal))
+                for call in delta.get("tool_calls") or ():
+                    fn = call.get("function") or {}
+                    index = call.get("index", 0)
+                    if isinstance(index, bool) or not isinstance(index, int):
+                        raise TypeError("a tool call's index is not an integer")
+                    events.append(
+                        ToolCallDelta(
+                            index=index,
+                            id=_text(call.get("id")),
+                            name=_text(fn.get("name")),
+                            arguments_delta=_text(fn.get("arguments")),
+                        )
+                    )
+                reason = choice.get("finish_reason")
+                if reason:
+                    self.finish_reason = reason
+            raw_usage = chunk.get("usage")
+            if raw_usage:
+                self.usage = usage_from_openai(raw_usage)
+                events.append(UsageUpdate(self.usage))
+            return events
         except (AttributeError, LookupError, TypeError, ValueError) as exc:
             raise LlmeshError(
                 Reason.MALFORMED_RESPONSE, "upstream sent a malformed chat.completion.chunk"
             ) from exc
-
-    def _feed(self, chunk: Mapping[str, Any]) -> list[ProviderEvent]:
-        if chunk.get("error"):
-            raise classify_error_body(chunk["error"], status=None, headers=None)
-        if self.response_id is None:
-            self.response_id = str(chunk.get("id") or "")
-            self.response_model = str(chunk.get("model") or "")
-        events: list[ProviderEvent] = []
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue  # llmesh asks for one choice
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning and isinstance(reasoning, str):
-                events.append(ReasoningDelta(reasoning))
-            text = _text(delta.get("content"))
-            if text:
-                logprobs = choice.get("logprobs")
-                events.append(
-                    TextDelta(text, logprobs_from_openai(logprobs)) if logprobs else TextDelta(text)
-                )
-            refusal = _text(delta.get("refusal"))
-            if refusal:
-                events.append(TextDelta(refusal))
-            for call in delta.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                index = call.get("index", 0)
-                if isinstance(index, bool) or not isinstance(index, int):
-                    raise TypeError("a tool call's index is not an integer")
-                events.append(
-                    ToolCallDelta(
-                        index=index,
-                        id=_text(call.get("id")),
-                        name=_text(fn.get("name")),
-                        arguments_delta=_text(fn.get("arguments")),
-                    )
-                )
-            reason = choice.get("finish_reason")
-            if reason:
-                self.finish_reason = reason
-        raw_usage = chunk.get("usage")
-        if raw_usage:
-            self.usage = usage_from_openai(raw_usage)
-            events.append(UsageUpdate(self.usage))
-        return events
 
     def end(self) -> Finish:
         """The terminal event, or STREAM_INTERRUPTED when no choice ever finished."""

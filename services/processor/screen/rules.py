@@ -63,6 +63,8 @@ _TOOL_INSTRUCTIONS = re.compile(
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{80,}={0,2}")
 _INVISIBLE = re.compile("[\u200b\u200c\u200e\u200f\u2060-\u2064\u202a-\u202e\ufeff\u00ad]")
 _TAGS = re.compile("[\U000e0000-\U000e007f]{8,}")
+Matcher = Callable[[str, str], bool]
+"""(text, the text lowercased) -> matched."""
 _TEXT_RULES = (_IGNORE_PREVIOUS, _ROLE_OVERRIDE, _JAILBREAK_WORDS, _REVEAL, _TOOL_INSTRUCTIONS)
 
 
@@ -91,9 +93,15 @@ def _jailbreak(text: str, lower: str) -> bool:
     )
 
 
+def _long_run(text: str) -> bool:
+    """False when every 40 characters from a multiple of 40 hold a space, so no 80 characters
+    in a row lack one (cheaper than splitting the text)."""
+    return any(" " not in text[i : i + 40] for i in range(0, len(text) - 39, 40))
+
+
 def _encoded(text: str, lower: str) -> bool:
     """A long base64 blob whose decoded text says what the other rules look for."""
-    if len(text) < 80 or max(map(len, text.split())) < 80:
+    if not _long_run(text) or max(map(len, text.split()), default=0) < 80:
         return False  # no run of 80 characters without a space: no blob
     for blob in _BASE64.findall(text):
         try:
@@ -114,10 +122,32 @@ def _invisible(text: str, lower: str) -> bool:
     return len(_INVISIBLE.findall(text)) >= 3 or bool(_TAGS.search(text))
 
 
-def _search(pattern: re.Pattern[str], *keys: str) -> Callable[[str, str], bool]:
+Needs = tuple[tuple[tuple[str, ...], ...], ...]
+"""Alternatives, each a list of word groups: a text holding, for some alternative, a word of
+each of its groups (lowercased) may match; any other text cannot."""
+
+
+def _search(pattern: re.Pattern[str], *keys: str, ascii_needs: Needs = ()) -> Matcher:
     """`pattern` found in the text, tried only when the lowercased text holds one of `keys`
-    (words every match contains: most texts are passed over without the regex)."""
-    return lambda text, lower: any(k in lower for k in keys) and pattern.search(text) is not None
+    (words every match contains: most texts are passed over without the regex).
+
+    `ascii_needs`: a finer skip for ASCII texts (where lowercasing and the pattern's case
+    folding agree), for patterns whose common words alone say little.
+    """
+    if not ascii_needs:
+        return lambda text, lower: any(k in lower for k in keys) and bool(pattern.search(text))
+
+    def matches(text: str, lower: str) -> bool:
+        if not any(k in lower for k in keys):
+            return False
+        if text.isascii() and not any(
+            all(any(w in lower for w in group) for group in alternative)
+            for alternative in ascii_needs
+        ):
+            return False
+        return pattern.search(text) is not None
+
+    return matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +157,7 @@ class Rule:
     name: str
     weight: float
     """0..1: how strongly a match alone says injection."""
-    matches: Callable[[str, str], bool]
+    matches: Matcher
     """(text, the text lowercased) -> matched."""
     tool_only: bool = False
     """Applies to tool results only."""
@@ -157,7 +187,22 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "reveal_system_prompt",
         0.6,
-        _search(_REVEAL, "prompt", "instruction", "message", "above", "before"),
+        _search(
+            _REVEAL,
+            *("prompt", "instruction", "message", "above", "before"),
+            ascii_needs=(
+                (
+                    ("prompt", "instruction", "message"),
+                    ("system", "initial", "hidden", "original", "secret", "developer"),
+                    ("your", "the"),
+                    (
+                        *("reveal", "show", "print", "repeat", "output", "display"),
+                        *("leak", "dump", "give", "tell", "what"),
+                    ),
+                ),
+                (("above", "before"), ("repeat", "print", "output"), ("everything", "all", "text")),
+            ),
+        ),
     ),
     Rule(
         "tool_instructions",

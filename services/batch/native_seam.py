@@ -1,8 +1,9 @@
-"""The seam between batch jobs and a provider's own batch API.
+"""The seam between a batch and a provider's own batch API (OpenAI's, Anthropic's).
 
-A `NativeBatches` submits items to the provider's batch API, reports its progress, streams
-the results back as llmesh responses and cancels it; `NativeFactory` gives the one for a
-provider (None when its kind has no batch API).
+A `NativeBatches` submits items to one provider as one native batch, reports its status,
+streams its results and cancels it; `NativeFactory` gives the one for a provider (None when
+the provider has no batch API). The implementations live apart
+(`llmesh.services.orchestrator.batch_native`); the executor only speaks this protocol.
 """
 
 from __future__ import annotations
@@ -30,23 +31,18 @@ __all__ = [
 
 
 class NativeState(enum.Enum):
-    """Where a provider batch stands."""
+    """Where a provider's batch stands."""
 
     IN_PROGRESS = "in_progress"
-    """Not finished: validating, waiting, running, finalizing or being cancelled."""
     COMPLETED = "completed"
-    """Every item has a result (some may be errors)."""
     FAILED = "failed"
-    """The provider refused the batch as a whole (e.g. an invalid input line)."""
     CANCELLED = "cancelled"
-    """Cancelled: the items not run by then have a CANCELLED result."""
     EXPIRED = "expired"
-    """The completion window passed: the items not run by then have an expired result."""
 
 
 @dataclass(frozen=True, slots=True)
 class NativeItem:
-    """One request of a batch, with the caller's id for it and the provider's model id."""
+    """One item as submitted: its custom_id, its request, and the provider's model name."""
 
     custom_id: str
     request: ChatRequest | EmbeddingRequest
@@ -55,19 +51,17 @@ class NativeItem:
 
 @dataclass(frozen=True, slots=True)
 class NativeStatus:
-    """A provider batch's state and its items' counts."""
+    """A provider batch's state and its item counts."""
 
     state: NativeState
     total: int
     completed: int
-    """Items answered successfully."""
     failed: int
-    """Items that failed, expired or were cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
 class NativeResult:
-    """One item's result: a chat or embeddings response with its usage, or an error."""
+    """One item's outcome: a reply (`chat` or `embed`) with its usage, or an `error`."""
 
     custom_id: str
     chat: orchestrator_pb2.ChatResponse | None
@@ -77,10 +71,10 @@ class NativeResult:
 
 
 class NativeBatches(Protocol):
-    """A provider's batch API."""
+    """One provider's batch API."""
 
     async def submit(self, items: Sequence[NativeItem]) -> str:
-        """Submit `items` as one provider batch; returns the provider's batch id."""
+        """Submit the items as one native batch; the provider's batch id."""
         ...
 
     async def status(self, provider_batch_id: str) -> NativeStatus:
@@ -88,13 +82,13 @@ class NativeBatches(Protocol):
         ...
 
     def results(self, provider_batch_id: str) -> AsyncIterator[NativeResult]:
-        """The results of an ended batch, streamed (never the whole file in memory)."""
+        """The results of a finished batch, one per item it holds."""
         ...
 
     async def cancel(self, provider_batch_id: str) -> None:
-        """Ask the provider to stop the batch (a no-op once it has ended)."""
+        """Ask the provider to cancel the batch."""
         ...
 
 
 NativeFactory = Callable[[ResolvedProvider], NativeBatches | None]
-"""The native batch API of a provider, or None when its kind has none."""
+"""The batch API of a provider, or None when it has none."""

@@ -19,18 +19,22 @@ import httpx2
 import openai
 import orjson
 
-from llmesh.services.batch.native.items import check_items, invalid_items, item_body
-from llmesh.services.batch.native.protocol import (
+from llmesh.services.batch.native_seam import (
     NativeItem,
     NativeResult,
     NativeState,
     NativeStatus,
 )
-from llmesh.services.batch.native.replies import chat_response, embed_response, malformed
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.provider_settings import ResolvedProvider
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest
+from llmesh.services.orchestrator.batch_native.items import check_items, invalid_items, item_body
+from llmesh.services.orchestrator.batch_native.replies import (
+    chat_response,
+    embed_response,
+    malformed,
+)
 from llmesh.services.orchestrator.providers.embeddings_wire import to_embeddings_request
 from llmesh.services.orchestrator.providers.openai_sdk import classify_sdk_error
 from llmesh.services.orchestrator.providers.openai_wire import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llmesh.services.batch.native.protocol import NativeItem
+from llmesh.services.batch.native_seam import NativeItem
 from llmesh.services.common.errors import LlmeshError, Reason
 
 __all__ = ["check_items", "invalid_items", "item_body"]

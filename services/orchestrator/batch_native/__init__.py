@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from llmesh.services.batch.native.anthropic import AnthropicBatches
-from llmesh.services.batch.native.openai import OpenAIBatches
-from llmesh.services.batch.native.protocol import (
+from llmesh.services.batch.native_seam import (
     NativeBatches,
     NativeFactory,
     NativeItem,
@@ -19,6 +17,8 @@ from llmesh.services.batch.native.protocol import (
     NativeStatus,
 )
 from llmesh.services.common.provider_settings import ResolvedProvider
+from llmesh.services.orchestrator.batch_native.anthropic import AnthropicBatches
+from llmesh.services.orchestrator.batch_native.openai import OpenAIBatches
 
 __all__ = [
     "AnthropicBatches",

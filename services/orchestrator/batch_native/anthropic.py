@@ -19,17 +19,17 @@ from typing import Any, TypeVar
 import anthropic
 import httpx2
 
-from llmesh.services.batch.native.items import check_items, invalid_items, item_body
-from llmesh.services.batch.native.protocol import (
+from llmesh.services.batch.native_seam import (
     NativeItem,
     NativeResult,
     NativeState,
     NativeStatus,
 )
-from llmesh.services.batch.native.replies import chat_response, malformed
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.provider_settings import ResolvedProvider
 from llmesh.services.core.chat import ChatRequest
+from llmesh.services.orchestrator.batch_native.items import check_items, invalid_items, item_body
+from llmesh.services.orchestrator.batch_native.replies import chat_response, malformed
 from llmesh.services.orchestrator.providers.anthropic_sdk import classify_sdk_error
 from llmesh.services.orchestrator.providers.anthropic_stream import (
     classify_error_body,
