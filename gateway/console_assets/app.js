@@ -1,6 +1,7 @@
 // The console's entry: tabs, the key form, and each view's module.
 
 import { getKey, setKey } from "./api.js";
+import { mountBatches } from "./batches.js";
 import { mountMesh } from "./mesh.js";
 import { mountPlayground } from "./playground.js";
 import { mountTemplates } from "./templates.js";
@@ -11,6 +12,7 @@ const views = {
   mesh: mountMesh(document.getElementById("view-mesh")),
   usage: mountUsage(document.getElementById("view-usage")),
   templates: mountTemplates(document.getElementById("view-templates")),
+  batches: mountBatches(document.getElementById("view-batches")),
 };
 let current = null;
 

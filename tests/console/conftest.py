@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,10 @@ def console_mesh() -> Iterator[ConsoleMesh]:
     mesh = Mesh().start({"admin_tenants": ("ops",), "resilience": resilience, "policy": policy})
     try:
         assert mesh.config is not None
-        keys = asyncio.run(_create_keys(mesh.config.database_url))
+        # in a thread of its own: a browser started first (Playwright's sync API) holds a
+        # running event loop in this one
+        with ThreadPoolExecutor(1) as pool:
+            keys = pool.submit(asyncio.run, _create_keys(mesh.config.database_url)).result()
         # authentication switches on by itself once keys exist (checked every few seconds)
         wait_for(
             lambda: httpx.get(f"{mesh.gateway_url}/api/v1/models").status_code == 401,

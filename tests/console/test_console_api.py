@@ -8,10 +8,12 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import grpc
 import httpx
 import orjson
 import pytest
 
+from llmesh.v1 import batches_pb2, batches_pb2_grpc, chat_pb2
 from tests.console.conftest import ConsoleMesh, bearer, wait_for
 
 
@@ -290,3 +292,69 @@ def test_usage_tells_prompt_cache_savings_from_response_cache_savings(
         pytest.approx(prompt_saved),
         pytest.approx(response_saved),
     ]
+
+
+def _create_batch(mesh: ConsoleMesh, key: str) -> str:
+    item = batches_pb2.BatchItem(
+        custom_id="one",
+        chat=chat_pb2.ChatInput(
+            model="emulator/echo",
+            messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content="hi")],
+        ),
+    )
+    with grpc.insecure_channel(mesh.mesh.orchestrator_address) as channel:
+        created = batches_pb2_grpc.BatchServiceStub(channel).CreateBatch(
+            batches_pb2.CreateBatchRequest(items=[item], mode=batches_pb2.BATCH_MODE_MESH),
+            metadata=[("authorization", f"Bearer {key}")],
+            timeout=30,
+        )
+    batch_id: str = created.batch.id
+    return batch_id
+
+
+def test_batches_and_dead_letters_are_the_callers_tenants_only(console_mesh: ConsoleMesh) -> None:
+    acme, globex = console_mesh.keys.acme, console_mesh.keys.globex
+    batch_id = _create_batch(console_mesh, acme)
+    base = f"{console_mesh.url}/api/v1/batches"
+
+    def listed(key: str) -> set[str]:
+        r = httpx.get(base, params={"page_size": "100"}, headers=bearer(key), timeout=10)
+        assert r.status_code == 200, r.text
+        return {b["id"] for b in r.json().get("batches", [])}
+
+    assert batch_id in listed(acme) and batch_id not in listed(globex)
+    r = httpx.get(f"{base}/{batch_id}", headers=bearer(acme), timeout=10)
+    assert r.status_code == 200 and r.json()["batch"]["tenant"] == "acme"
+    r = httpx.get(f"{base}/{batch_id}/dead-letters", headers=bearer(acme), timeout=10)
+    assert r.status_code == 200 and r.json().get("deadLetters", []) == []
+    # another tenant's batch is as absent as an unknown one
+    for key, batch in ((globex, batch_id), (acme, "batch-unknown")):
+        for path in (f"{base}/{batch}", f"{base}/{batch}/dead-letters"):
+            r = httpx.get(path, headers=bearer(key), timeout=10)
+            assert r.status_code == 404, r.text
+    assert httpx.get(base, timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("", {"page_size": "ten"}, "page_size"),
+        ("", {"page_size": "0"}, "page_size"),
+        ("", {"limit": "5"}, "limit"),
+        ("/batch-x", {"page_size": "5"}, "page_size"),  # one batch has no pages
+        ("/batch-x/dead-letters", {"cursor": "x"}, "cursor"),
+    ],
+)
+def test_a_bad_batches_parameter_is_a_400_naming_it(
+    console_mesh: ConsoleMesh, path: str, params: dict[str, str], param: str
+) -> None:
+    r = httpx.get(
+        f"{console_mesh.url}/api/v1/batches{path}",
+        params=params,
+        headers=bearer(console_mesh.keys.acme),
+        timeout=10,
+    )
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["reason"] == "INVALID_REQUEST"
+    assert error["fieldViolations"][0]["field"] == param

@@ -10,10 +10,13 @@ import gzip
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
+from llmesh.services.common.batch_settings import BatchConfig
+from llmesh.v1 import batches_pb2, batches_pb2_grpc, chat_pb2
 from tests.console.conftest import SCREENSHOTS, ConsoleMesh, bearer, wait_for
 from tests.support.mesh import Mesh
 
@@ -246,8 +249,10 @@ def test_a_calls_cost_and_the_budget_left_appear_in_the_usage_view(
 @pytest.fixture(scope="module")
 def open_mesh() -> Iterator[Mesh]:
     """A mesh without API keys (a loopback mesh: every view sees everything). Template
-    calls need it: with keys, the orchestrator would need its own key for the processor."""
-    mesh = Mesh().start()
+    calls need it: with keys, the orchestrator would need its own key for the processor.
+    Its batches retry a failed item at once, twice at most."""
+    batch = BatchConfig(max_attempts=2, retry_backoff=0.0, poll_interval=0.1)
+    mesh = Mesh().start({"batch": batch})
     try:
         yield mesh
     finally:
@@ -350,6 +355,7 @@ def test_the_first_load_is_small_and_stays_on_the_gateway(
         "mesh.js",
         "usage.js",
         "templates.js",
+        "batches.js",
     }
     assert all(r.url.startswith(console_mesh.url) for r in loaded)  # nothing from elsewhere
     compressed = sum(len(gzip.compress(r.body())) for r in files)
@@ -368,3 +374,59 @@ def test_without_a_key_the_views_ask_for_one(console_mesh: ConsoleMesh, page: Pa
     assert console_mesh.keys.acme not in page.url
     stored = page.evaluate("() => sessionStorage.getItem('llmesh.console.key')")
     assert stored == console_mesh.keys.acme
+
+
+DOOMED = "echo-doomed-console"
+"""An emulator model whose every call fails upstream: its batch items become dead letters."""
+
+
+def _batch(mesh: Mesh) -> str:
+    """A batch of two good items and one doomed one, run through the mesh; its id."""
+
+    def item(custom_id: str, model: str) -> batches_pb2.BatchItem:
+        chat = chat_pb2.ChatInput(
+            model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content="hi")]
+        )
+        return batches_pb2.BatchItem(custom_id=custom_id, chat=chat)
+
+    items = [item("one", "emulator/echo"), item("two", "emulator/echo")]
+    items.append(item("doomed", f"emulator/{DOOMED}"))
+    with grpc.insecure_channel(mesh.orchestrator_address) as channel:
+        stub = batches_pb2_grpc.BatchServiceStub(channel)
+        request = batches_pb2.CreateBatchRequest(items=items, mode=batches_pb2.BATCH_MODE_MESH)
+        created = stub.CreateBatch(request, timeout=30)
+    batch_id: str = created.batch.id
+    return batch_id
+
+
+def test_the_batches_view_shows_progress_and_a_batchs_dead_letters(
+    open_mesh: Mesh, page: Page
+) -> None:
+    open_mesh.set_fault(DOOMED, "server_error")
+    try:
+        batch_id = _batch(open_mesh)
+
+        def ended() -> dict[str, Any] | None:
+            r = httpx.get(f"{open_mesh.gateway_url}/api/v1/batches/{batch_id}")
+            assert r.status_code == 200, r.text
+            batch: dict[str, Any] = r.json()["batch"]
+            return batch if batch["state"] == "BATCH_STATE_COMPLETED" else None
+
+        batch = wait_for(ended, "the batch to complete", timeout=60)
+    finally:
+        httpx.delete(f"{open_mesh.emulator_url}/emulator/faults", params={"model": DOOMED})
+    assert batch["counts"] == {"total": 3, "completed": 2, "dead": 1}
+    page.goto(f"{open_mesh.gateway_url}/console#batches")
+    row = page.locator(f"[data-testid=batches] tr[data-batch='{batch_id}']")
+    row.wait_for()
+    assert row.locator("[data-testid=batch-state]").text_content() == "completed"
+    assert row.locator("[data-testid=batch-progress]").text_content() == " 3 / 3"
+    assert row.locator("[data-testid=batch-counts]").text_content() == "2 completed · 1 dead"
+    row.click()
+    letter = page.locator("[data-testid=dead-letters] tr[data-custom-id='doomed']")
+    letter.wait_for()
+    assert page.locator("[data-testid=dead-letters] tr").count() == 1
+    error = letter.locator("[data-testid=dead-error]").text_content() or ""
+    assert error.startswith("upstream-")  # the emulator's server error, as its reason
+    assert letter.locator("ol.trail li").count() == 2  # batch.max_attempts
+    page.screenshot(path=str(SCREENSHOTS / "batches.png"), full_page=True)
