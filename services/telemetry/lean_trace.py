@@ -31,8 +31,9 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 __all__ = [
@@ -56,7 +57,7 @@ Sampler = Callable[[SpanContext | None, int], bool]
 _SAMPLED = TraceFlags.SAMPLED
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _FLAGS = [TraceFlags(i) for i in range(256)]
-_NO_STATE = TraceState()
+_NO_STATE = DEFAULT_TRACE_STATE  # what SpanContext gives a context made without one
 _TRACE_ID_LIMIT = (1 << 64) - 1
 
 
@@ -128,7 +129,8 @@ class SpanEvent(NamedTuple):
     attributes: dict[str, Any]
 
 
-_UNSET = Status(StatusCode.UNSET)
+UNSET_STATUS = Status(StatusCode.UNSET)
+"""The status of a span none was set on (one object: encoders recognise it by identity)."""
 
 
 class LeanSpan(trace_api.Span):
@@ -172,7 +174,7 @@ class LeanSpan(trace_api.Span):
         self.attributes = attributes
         self.events: list[SpanEvent] | None = None
         self.links = links
-        self.status = _UNSET
+        self.status = UNSET_STATUS
         self.start_time = start_time or time_ns()
         self.end_time: int | None = None
         self.scope = scope

@@ -119,3 +119,21 @@ def test_a_value_protobuf_cannot_carry_is_left_out() -> None:
     assert [kv.key for kv in encoded.attributes] == ["kept"]
     assert encoded.flags == 0x100 and encoded.kind == encoded.SPAN_KIND_INTERNAL
     assert TraceFlags(encoded.flags & 0xFF) == TraceFlags.DEFAULT
+
+
+def test_remembered_encodings_keep_their_field_and_type() -> None:
+    """An attribute remembered from a span is not reused for an event's (another field
+    number), and values equal across types (``1``, ``True``, ``1.0``) keep their types."""
+    sink = MemorySpans()
+    tracer = LeanTracerProvider(RESOURCE, sink).get_tracer("t")
+    span = tracer.start_span("s", attributes={"after_ms": 12.5, "why": "retry"})
+    span.add_event("retry", {"after_ms": 12.5, "why": "retry"})
+    span.end()
+    for value in (1, True, 1.0, "1", (1, 2), (True, False), ("a", "b"), [1.0, 2.0], ["a", "b"]):
+        tracer.start_span("s", attributes={"v": value}).end()
+    tracer.start_span("s", attributes={"kept": "a", "nested": ([1], [2])}).end()
+    spans = sink.get_finished_spans()
+    encoder = SpanEncoder(RESOURCE)
+    for _ in range(2):  # the second time from what the encoder remembers
+        request = ExportTraceServiceRequest.FromString(encoder.encode(spans))
+        assert request == encode_spans([_as_sdk(s) for s in spans])
