@@ -24,11 +24,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import grpc
-from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmesh.services.telemetry import w3c
+from llmesh.services.telemetry.current import attach, detach, with_span
 
 __all__ = ["ServerSpans", "TracedChannel", "note_call_status", "traced_channel"]
 
@@ -184,7 +184,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 record_exception=False,
                 set_status_on_exception=False,
             )
-            return span, context_api.attach(trace.set_span_in_context(span, parent))
+            return span, attach(with_span(span, parent))
 
         return start
 
@@ -203,7 +203,7 @@ def _awaited(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any:
             _failed(span, error)
             raise
         finally:
-            context_api.detach(token)  # type: ignore[arg-type]
+            detach(token)  # type: ignore[arg-type]
             span.end()
 
     return traced
@@ -219,7 +219,7 @@ def _streamed(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any
             _failed(span, error)
             raise
         finally:
-            context_api.detach(token)  # type: ignore[arg-type]
+            detach(token)  # type: ignore[arg-type]
             span.end()
 
     return traced
