@@ -19,7 +19,7 @@ generic proxy.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -102,19 +102,19 @@ class _TracedContext:
         self._context.set_details(details)
 
 
-def _peer(peer: str, attributes: dict[str, Any]) -> None:
+@lru_cache(maxsize=1024)  # a connection's calls share its peer
+def _peer(peer: str) -> tuple[tuple[str, str], ...]:
     """``net.peer.*`` from a gRPC peer (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
     if peer.startswith("unix:"):
-        return
+        return ()
     try:
         ip, port = peer.split(",")[0].split(":", 1)[1].rsplit(":", 1)
     except (IndexError, ValueError):
-        return
+        return ()
     ip = unquote(ip)
-    attributes["net.peer.ip"] = ip
-    attributes["net.peer.port"] = port
     if ip in ("[::1]", "127.0.0.1"):
-        attributes["net.peer.name"] = "localhost"
+        return (("net.peer.ip", ip), ("net.peer.port", port), ("net.peer.name", "localhost"))
+    return (("net.peer.ip", ip), ("net.peer.port", port))
 
 
 class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -175,7 +175,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 agent = carrier.get("user-agent")
                 if agent is not None:
                     attributes["rpc.user_agent"] = agent
-            _peer(context.peer(), attributes)
+            attributes.update(_peer(context.peer()))
             span = tracer.start_span(
                 method,
                 parent,

@@ -168,6 +168,14 @@ class AttemptSpans:
 def _trail_attributes(record: AttemptRecord, trail: Trail) -> dict[str, Any]:
     """llmesh's view of the attempt: its number, and why it happened (retry, fallback...)."""
     attempts = trail.attempts
+    if attempts and attempts[0] is record:  # the first attempt (most calls' only one)
+        return {
+            "llmesh.attempt.number": 1,
+            "llmesh.attempt.retry": record.retry,
+            "llmesh.attempt.hedged": record.hedged,
+            "llmesh.attempt.fallback": False,
+            "llmesh.attempt.mid_stream_switch": False,
+        }
     number = next((i for i, a in enumerate(attempts) if a is record), len(attempts)) + 1
     earlier = attempts[: number - 1]
     out: dict[str, Any] = {
