@@ -19,16 +19,16 @@ generic proxy.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import unquote
 
 import grpc
-from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmesh.services.telemetry import w3c
+from llmesh.services.telemetry.current import attach, detach, with_span
 
 __all__ = ["ServerSpans", "TracedChannel", "note_call_status", "traced_channel"]
 
@@ -102,23 +102,19 @@ class _TracedContext:
         self._context.set_details(details)
 
 
-_PEERS = 4096
-"""Peers whose attributes are remembered; past it the memory is emptied."""
-
-
-def _peer(peer: str, attributes: dict[str, Any]) -> None:
+@lru_cache(maxsize=1024)  # a connection's calls share its peer
+def _peer(peer: str) -> tuple[tuple[str, str], ...]:
     """``net.peer.*`` from a gRPC peer (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
     if peer.startswith("unix:"):
-        return
+        return ()
     try:
         ip, port = peer.split(",")[0].split(":", 1)[1].rsplit(":", 1)
     except (IndexError, ValueError):
-        return
+        return ()
     ip = unquote(ip)
-    attributes["net.peer.ip"] = ip
-    attributes["net.peer.port"] = port
     if ip in ("[::1]", "127.0.0.1"):
-        attributes["net.peer.name"] = "localhost"
+        return (("net.peer.ip", ip), ("net.peer.port", port), ("net.peer.name", "localhost"))
+    return (("net.peer.ip", ip), ("net.peer.port", port))
 
 
 class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -178,8 +174,6 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _starter(self, method: str, base: dict[str, Any]) -> Callable[[Any], tuple[Span, object]]:
         tracer = self._tracer
-        peers: dict[str, tuple[tuple[str, str], ...]] = {}
-        """``net.peer.*`` by peer (a connection's calls share it)."""
 
         def start(context: Any) -> tuple[Span, object]:
             attributes = dict(base)
@@ -191,16 +185,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 agent = carrier.get("user-agent")
                 if agent is not None:
                     attributes["rpc.user_agent"] = agent
-            peer = context.peer()
-            found = peers.get(peer)
-            if found is None:
-                described: dict[str, Any] = {}
-                _peer(peer, described)
-                found = tuple(described.items())
-                if len(peers) >= _PEERS:
-                    peers.clear()
-                peers[peer] = found
-            attributes.update(found)
+            attributes.update(_peer(context.peer()))
             span = tracer.start_span(
                 method,
                 parent,
@@ -209,7 +194,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 record_exception=False,
                 set_status_on_exception=False,
             )
-            return span, context_api.attach(trace.set_span_in_context(span, parent))
+            return span, attach(with_span(span, parent))
 
         return start
 
@@ -228,7 +213,7 @@ def _awaited(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any:
             _failed(span, error)
             raise
         finally:
-            context_api.detach(token)  # type: ignore[arg-type]
+            detach(token)  # type: ignore[arg-type]
             span.end()
 
     return traced
@@ -244,7 +229,7 @@ def _streamed(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any
             _failed(span, error)
             raise
         finally:
-            context_api.detach(token)  # type: ignore[arg-type]
+            detach(token)  # type: ignore[arg-type]
             span.end()
 
     return traced

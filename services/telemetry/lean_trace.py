@@ -31,9 +31,13 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
+
+from llmesh.services.telemetry.current import attach, detach, with_span
+from llmesh.services.telemetry.current import current as current_context
 
 __all__ = [
     "LeanExporter",
@@ -56,7 +60,7 @@ Sampler = Callable[[SpanContext | None, int], bool]
 _SAMPLED = TraceFlags.SAMPLED
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _FLAGS = [TraceFlags(i) for i in range(256)]
-_NO_STATE = TraceState()
+_NO_STATE = DEFAULT_TRACE_STATE  # what SpanContext gives a context made without one
 _TRACE_ID_LIMIT = (1 << 64) - 1
 
 
@@ -128,7 +132,8 @@ class SpanEvent(NamedTuple):
     attributes: dict[str, Any]
 
 
-_UNSET = Status(StatusCode.UNSET)
+UNSET_STATUS = Status(StatusCode.UNSET)
+"""The status of a span none was set on (one object: encoders recognise it by identity)."""
 
 
 class LeanSpan(trace_api.Span):
@@ -172,7 +177,7 @@ class LeanSpan(trace_api.Span):
         self.attributes = attributes
         self.events: list[SpanEvent] | None = None
         self.links = links
-        self.status = _UNSET
+        self.status = UNSET_STATUS
         self.start_time = start_time or time_ns()
         self.end_time: int | None = None
         self.scope = scope
@@ -275,7 +280,7 @@ class _Current:
         self.token: object | None = None
 
     def __enter__(self) -> trace_api.Span:
-        self.token = context_api.attach(trace_api.set_span_in_context(self.span))
+        self.token = attach(with_span(self.span))
         return self.span
 
     def __exit__(
@@ -284,7 +289,7 @@ class _Current:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        context_api.detach(self.token)  # type: ignore[arg-type]
+        detach(self.token)  # type: ignore[arg-type]
         span = self.span
         if isinstance(exc, Exception) and type(span) is LeanSpan and span.end_time is None:
             if span._record_exception:
@@ -310,6 +315,7 @@ class LeanTracer(trace_api.Tracer):
         self.version = version
         self.schema_url = schema_url
         self._sampler = sampler
+        self._always = sampler is always_on
         self._batcher = batcher
 
     def start_span(
@@ -323,21 +329,27 @@ class LeanTracer(trace_api.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
-        current: Any = context_api.get_value(_SPAN_KEY, context)  # what get_current_span reads
-        parent: SpanContext | None = None if current is None else current.get_span_context()
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            flags = parent.trace_flags & _RANDOM
-            state = parent.trace_state
+        current: Any = (current_context() if context is None else context).get(_SPAN_KEY)
+        if current is None:
+            parent: SpanContext | None = None
+        elif type(current) is LeanSpan:
+            parent = current.context
         else:
-            parent, trace_id, flags, state = None, _new_id(128), _RANDOM, _NO_STATE
-        sampled = self._sampler(parent, trace_id)
+            parent = current.get_span_context()
+        # a SpanContext is a tuple (trace_id, span_id, is_remote, flags, state, is_valid)
+        if parent is not None and parent[5]:
+            trace_id, _, _, parent_flags, state, _ = parent
+            flags = parent_flags & _RANDOM
+        else:
+            parent, trace_id, state = None, _bits(128) or _new_id(128), _NO_STATE
+            flags = _RANDOM
+        sampled = True if self._always else self._sampler(parent, trace_id)
         # SpanContext's own constructor checks the ids, which are valid here by construction
         span_context = tuple.__new__(
             SpanContext,
             (
                 trace_id,
-                _new_id(64),
+                _bits(64) or _new_id(64),
                 False,
                 _FLAGS[flags | _SAMPLED if sampled else flags],
                 state,
@@ -346,11 +358,12 @@ class LeanTracer(trace_api.Tracer):
         )
         if not sampled:
             return trace_api.NonRecordingSpan(span_context)
-        own: dict[str, Any] = {}
-        if attributes:
-            for key, value in attributes.items():
-                if value is not None:
-                    own[key] = tuple(value) if type(value) is list else value
+        if not attributes:
+            own: dict[str, Any] = {}
+        else:
+            own = dict(attributes)
+            if not _PLAIN.issuperset(map(type, own.values())):
+                own = _kept(own)
         return LeanSpan(
             name,
             span_context,
@@ -388,6 +401,20 @@ class LeanTracer(trace_api.Tracer):
             set_status_on_exception,
         )
         return _Current(span, end_on_exit)
+
+
+_PLAIN = frozenset({str, bool, int, float, tuple})
+"""Attribute value types kept as they are (None is left out, a list kept as a tuple)."""
+_bits = random.getrandbits
+
+
+def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
+    """`attributes` without None values, lists as tuples."""
+    return {
+        key: tuple(value) if type(value) is list else value
+        for key, value in attributes.items()
+        if value is not None
+    }
 
 
 def _new_id(bits: int) -> int:

@@ -15,9 +15,11 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
-from llmesh.services.telemetry.lean_trace import _NO_STATE, _UNSET, LeanSpan, LeanTracer
+from llmesh.services.telemetry.lean_trace import UNSET_STATUS as _NO_STATUS
+from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracer
 
 __all__ = ["encode_resource", "encode_spans"]
 
@@ -30,8 +32,18 @@ _FIXED32 = struct.Struct("<I").pack
 _DOUBLE = struct.Struct("<d").pack
 _SMALL = [bytes((i,)) for i in range(128)]
 
+_IDS = struct.Struct(">2sQQ2sQ").pack
+"""The ``trace_id`` and ``span_id`` fields: tags, lengths and the ids, big-endian."""
+_PARENT = struct.Struct(">2sQ").pack
+_TIMES = struct.Struct("<BQBQ").pack
+"""The ``start_time_unix_nano`` and ``end_time_unix_nano`` fields (fixed64)."""
+_LOW64 = (1 << 64) - 1
+
 _FLAGS_HAS_IS_REMOTE = 0x100
 _FLAGS_IS_REMOTE = 0x200
+_LOCAL_PARENT = b"\x85\x01" + _FIXED32(_FLAGS_HAS_IS_REMOTE)
+_REMOTE_PARENT = b"\x85\x01" + _FIXED32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
+"""The span's ``flags`` field: whether its parent is remote is known."""
 
 
 def _varint(n: int) -> bytes:
@@ -66,8 +78,6 @@ def _value(value: Any) -> bytes:
         return b"\x21" + _DOUBLE(value)
     if value is None:
         return b""
-    if kind is tuple or kind is list:  # before the ABC checks below, which are slow
-        return _field(b"\x2a", b"".join([_field(b"\x0a", _value(v)) for v in value]))
     if isinstance(value, str):
         return _field(b"\x0a", value.encode())
     if isinstance(value, bool):
@@ -92,62 +102,68 @@ def _key_value(key: str, value: Any) -> bytes:
     return _field(b"\x0a", key.encode()) + _field(b"\x12", _value(value))
 
 
+def _texts(value: Any) -> bool:
+    """Whether `value` is a tuple of strings: one remembered by value cannot be mistaken for
+    another type's (``(True,) == (1,)``, but no string equals a number)."""
+    return type(value) is tuple and all(type(v) is str for v in value)
+
+
 class _Attributes:
-    """Encodes attribute maps as repeated ``KeyValue`` fields, remembering recent ones.
+    """Encodes attribute maps as repeated ``KeyValue`` fields of one field tag, remembering
+    recent ones.
 
-    A float (a latency, a cost) is nearly always new, so it is not remembered: its field is
-    written from the key's remembered encoding and the value's eight bytes, and it does not
-    push out the encodings that do repeat."""
+    The memory is keyed by (key, type, value), so values equal across types (``True``,
+    ``1``, ``1.0``) keep their own encodings, and looked up for a whole map at once
+    (``map`` over the items, no Python step per attribute); only attributes not remembered
+    are encoded one by one.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, tag: bytes) -> None:
+        self._tag = tag
         self._seen: dict[tuple[str, type, Any], bytes] = {}
-        self._keys: dict[str, bytes] = {}
-        """Each key as a ``KeyValue.key`` field (the keys are a few dozen names)."""
 
-    def encode(self, tag: bytes, attributes: Mapping[str, Any]) -> list[bytes]:
+    def encode(self, attributes: Mapping[str, Any]) -> list[bytes]:
+        """The ``KeyValue`` fields of `attributes`, in order (an empty one for a value
+        protobuf cannot carry: it is left out, as the SDK's encoder logs and drops it)."""
+        values = attributes.values()
+        try:
+            found: list[bytes | None] = list(
+                map(self._seen.get, zip(attributes, map(type, values), values, strict=True))
+            )
+        except TypeError:  # an unhashable value: encode each, remember none
+            return [self._one(key, value) for key, value in attributes.items()]
+        if None in found:
+            self._fill(found, list(attributes), list(values))
+        return found  # type: ignore[return-value]
+
+    def _fill(self, found: list[bytes | None], keys: list[str], values: list[Any]) -> None:
+        """Encode the attributes `found` has no encoding for, and remember them."""
         seen = self._seen
-        out = []
-        for key, value in attributes.items():
+        at = found.index(None)
+        while True:
+            key, value = keys[at], values[at]
+            encoded = found[at] = self._one(key, value)
+            if len(seen) >= _CACHE_LIMIT:
+                seen.clear()
             kind = type(value)
-            if kind is float:
-                named = self._keys.get(key)
-                if named is None:
-                    named = self._key(key)
-                # KeyValue{key, value: AnyValue{double_value}}: 11 bytes after the key
-                body = named + b"\x12\x09\x21" + _DOUBLE(value)
-                size = len(body)
-                out.append(tag + (_SMALL[size] if size < 128 else _varint(size)) + body)
-                continue
-            if kind is str or kind is bool or kind is int:
-                memo = (key, kind, value)
-                encoded = seen.get(memo)
-                if encoded is None:
-                    try:
-                        encoded = _field(tag, _key_value(key, value))
-                    except ValueError:
-                        continue  # dropped, as the SDK's encoder logs and drops it
-                    if len(seen) >= _CACHE_LIMIT:
-                        seen.clear()
-                    seen[memo] = encoded
-                out.append(encoded)
-                continue
+            if kind is str or kind is bool or kind is int or kind is float or _texts(value):
+                seen[key, kind, value] = encoded
             try:
-                out.append(_field(tag, _key_value(key, value)))
-            except (ValueError, TypeError):
-                continue
-        return out
+                at = found.index(None, at + 1)
+            except ValueError:
+                return
 
-    def _key(self, key: str) -> bytes:
-        named = _field(b"\x0a", key.encode())
-        if len(self._keys) >= _CACHE_LIMIT:
-            self._keys.clear()
-        self._keys[key] = named
-        return named
+    def _one(self, key: str, value: Any) -> bytes:
+        """One attribute's ``KeyValue`` field (empty: left out)."""
+        try:
+            return _field(self._tag, _key_value(key, value))
+        except (ValueError, TypeError):
+            return b""
 
 
 def encode_resource(attributes: Mapping[str, Any]) -> bytes:
     """A ``Resource`` message with `attributes`."""
-    return b"".join(_Attributes().encode(b"\x0a", attributes))
+    return b"".join(_Attributes(b"\x0a").encode(attributes))
 
 
 def _scope(tracer: LeanTracer) -> bytes:
@@ -158,9 +174,8 @@ def _scope(tracer: LeanTracer) -> bytes:
     return _field(b"\x0a", body)
 
 
-def _trace_state(context: SpanContext) -> str:
-    state = context.trace_state
-    return ",".join(f"{k}={v}" for k, v in state.items()) if state else ""
+def _trace_state(state: TraceState) -> str:
+    return ",".join(f"{k}={v}" for k, v in state.items())
 
 
 class SpanEncoder:
@@ -168,8 +183,11 @@ class SpanEncoder:
 
     def __init__(self, resource: Mapping[str, Any]) -> None:
         self._resource = _field(b"\x0a", encode_resource(resource))
-        self._attributes = _Attributes()
+        self._attributes = _Attributes(b"\x4a")
+        self._event_attributes = _Attributes(b"\x1a")
+        self._link_attributes = _Attributes(b"\x22")
         self._scopes: dict[int, bytes] = {}
+        self._names: dict[str, bytes] = {}
 
     def encode(self, spans: Sequence[LeanSpan]) -> bytes:
         """An ``ExportTraceServiceRequest`` holding `spans`."""
@@ -192,32 +210,32 @@ class SpanEncoder:
             body.append(_field(b"\x12", scope_spans))
         return _field(b"\x0a", b"".join(body))
 
+    def _name(self, name: str) -> bytes:
+        """The ``name`` field (span names repeat: remembered)."""
+        names = self._names
+        if len(names) >= _CACHE_LIMIT:
+            names.clear()
+        encoded = names[name] = _field(b"\x2a", name.encode())
+        return encoded
+
     def _span(self, span: LeanSpan) -> bytes:
-        context = span.context
+        # a SpanContext is a tuple: unpacked and indexed without its properties' calls
+        trace_id, span_id, _, _, state, _ = span.context
         parent = span.parent
-        parts = [
-            b"\x0a\x10",
-            context.trace_id.to_bytes(16, "big"),
-            b"\x12\x08",
-            context.span_id.to_bytes(8, "big"),
-        ]
-        state = context.trace_state
-        if state is not _NO_STATE and state:  # the shared empty state: no call to its len
-            parts.append(_field(b"\x1a", _trace_state(context).encode()))
+        parts = [_IDS(b"\x0a\x10", trace_id >> 64, trace_id & _LOW64, b"\x12\x08", span_id)]
+        if state is not DEFAULT_TRACE_STATE and state:
+            parts.append(_field(b"\x1a", _trace_state(state).encode()))
         if parent is not None:
-            parts.append(b"\x22\x08")
-            parts.append(parent.span_id.to_bytes(8, "big"))
-        parts.append(_field(b"\x2a", span.name.encode()))
+            parts.append(_PARENT(b"\x22\x08", parent[1]))
+        parts.append(self._names.get(span.name) or self._name(span.name))
         parts.append(_SPAN_KINDS[id(span.kind)])
-        parts.append(b"\x39")
-        parts.append(_FIXED64(span.start_time))
-        parts.append(b"\x41")
-        parts.append(_FIXED64(span.end_time or span.start_time))
-        parts.extend(self._attributes.encode(b"\x4a", span.attributes))
+        start = span.start_time
+        parts.append(_TIMES(0x39, start, 0x41, span.end_time or start))
+        parts += self._attributes.encode(span.attributes)
         if span.events:
             for name, timestamp, attributes in span.events:
                 event = b"\x09" + _FIXED64(timestamp) + _field(b"\x12", name.encode())
-                event += b"".join(self._attributes.encode(b"\x1a", attributes))
+                event += b"".join(self._event_attributes.encode(attributes))
                 parts.append(_field(b"\x5a", event))
         for link in span.links:
             linked = link.context
@@ -227,23 +245,20 @@ class SpanEncoder:
                 + b"\x12\x08"
                 + linked.span_id.to_bytes(8, "big")
             )
-            body += b"".join(self._attributes.encode(b"\x22", link.attributes or {}))
+            body += b"".join(self._link_attributes.encode(link.attributes or {}))
             body += b"\x35" + _FIXED32(_flags(linked))
             parts.append(_field(b"\x6a", body))
         status = span.status
-        if status is _UNSET:  # most spans: no status set
+        if status is _NO_STATUS:
             parts.append(b"\x7a\x00")
-            parts.append(b"\x85\x01")
-            parts.append(_FIXED32(_flags(parent)))
-            return _field(b"\x12", b"".join(parts))
-        code = _STATUS_CODES[id(status.status_code)]
-        if code or status.description:
-            body = _field(b"\x12", status.description.encode()) if status.description else b""
-            parts.append(_field(b"\x7a", body + (b"\x18" + _SMALL[code] if code else b"")))
         else:
-            parts.append(b"\x7a\x00")
-        parts.append(b"\x85\x01")
-        parts.append(_FIXED32(_flags(parent)))
+            code = _STATUS_CODES[id(status.status_code)]
+            if code or status.description:
+                body = _field(b"\x12", status.description.encode()) if status.description else b""
+                parts.append(_field(b"\x7a", body + (b"\x18" + _SMALL[code] if code else b"")))
+            else:
+                parts.append(b"\x7a\x00")
+        parts.append(_REMOTE_PARENT if parent is not None and parent[2] else _LOCAL_PARENT)
         return _field(b"\x12", b"".join(parts))
 
 

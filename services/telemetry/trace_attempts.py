@@ -27,8 +27,8 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmesh.services.common.errors import LlmeshError
@@ -37,6 +37,7 @@ from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
+from llmesh.services.telemetry.current import attach, detach, with_span
 from llmesh.services.telemetry.settings import TelemetrySettings
 
 __all__ = ["AttemptSpans", "UpstreamInfo", "attempt_spans", "upstream_info"]
@@ -167,6 +168,14 @@ class AttemptSpans:
 def _trail_attributes(record: AttemptRecord, trail: Trail) -> dict[str, Any]:
     """llmesh's view of the attempt: its number, and why it happened (retry, fallback...)."""
     attempts = trail.attempts
+    if attempts and attempts[0] is record:  # the first attempt (most calls' only one)
+        return {
+            "llmesh.attempt.number": 1,
+            "llmesh.attempt.retry": record.retry,
+            "llmesh.attempt.hedged": record.hedged,
+            "llmesh.attempt.fallback": False,
+            "llmesh.attempt.mid_stream_switch": False,
+        }
     number = next((i for i, a in enumerate(attempts) if a is record), len(attempts)) + 1
     earlier = attempts[: number - 1]
     out: dict[str, Any] = {
@@ -212,7 +221,7 @@ class _TracedStream(AsyncGenerator[ProviderEvent, None]):
         self._inner = inner
         self._span = span
         self._record = record
-        self._sending: object | None = trace.set_span_in_context(span)
+        self._sending: Context | None = with_span(span)
         self._usage: Usage | None = None
         self._finish: Finish | None = None
         self._error: LlmeshError | None = None
@@ -225,12 +234,12 @@ class _TracedStream(AsyncGenerator[ProviderEvent, None]):
     async def __anext__(self) -> ProviderEvent:
         try:
             if self._sending is not None:  # the request goes out now: under the attempt's span
-                token = otel_context.attach(self._sending)  # type: ignore[arg-type]
+                token = attach(self._sending)
                 self._sending = None
                 try:
                     event = await anext(self._inner)
                 finally:
-                    otel_context.detach(token)
+                    detach(token)
             else:
                 event = await anext(self._inner)
         except LlmeshError as err:

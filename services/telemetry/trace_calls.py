@@ -43,7 +43,7 @@ class CallSpans:
             "llmesh.request_id": call.request_id,
             "llmesh.tenant": c.caller.tenant,
             "llmesh.model": c.model,
-            "llmesh.targets": [t.name for t in call.targets],
+            "llmesh.targets": tuple([t.name for t in call.targets]),
         }
         with self._tracer.start_as_current_span(
             f"call {c.model}",

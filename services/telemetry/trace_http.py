@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from llmesh.services.telemetry.current import attach, detach
 from llmesh.services.telemetry.tracing import extract
 
 __all__ = ["TracingMiddleware"]
@@ -58,11 +58,11 @@ class TracingMiddleware:
             attributes["server.address"], attributes["server.port"] = server[0], server[1]
         # the caller's context (trace and baggage) is current for the whole request: the
         # span is its child, and the baggage travels on with the span's own context
-        caller = otel_context.attach(extract(carrier))
+        caller = attach(extract(carrier))
         try:
             await self._traced(scope, receive, send, method, attributes)
         finally:
-            otel_context.detach(caller)
+            detach(caller)
 
     async def _traced(
         self, scope: Scope, receive: Receive, send: Send, method: str, attributes: dict[str, Any]
@@ -74,10 +74,8 @@ class TracingMiddleware:
             record_exception=True,
             set_status_on_exception=True,
         ) as span:
-            context = span.get_span_context()
-            parent = (
-                f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-            ).encode()
+            trace_id, span_id, _, flags, _, _ = span.get_span_context()  # a tuple
+            parent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}".encode()
 
             async def traced_send(message: Message) -> None:
                 if message["type"] == "http.response.start":

@@ -45,9 +45,12 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import Span
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llmesh.services.telemetry import grpc_otel, lean_trace, w3c
+from llmesh.services.telemetry.current import current
 from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel
 from llmesh.services.telemetry.lean_trace import LeanExporter, LeanTracerProvider, SpanBatcher
 from llmesh.services.telemetry.otlp_send import wire_exporter
@@ -230,9 +233,12 @@ def trace_headers(carrier: MutableMapping[str, str] | None = None) -> dict[str, 
     """The W3C headers of the current span (``traceparent``, ``tracestate``, ``baggage``),
     added to `carrier` if given; empty when no span is being recorded (tracing off)."""
     out: dict[str, str] = {} if carrier is None else dict(carrier)
-    span = trace.get_current_span()
-    if span.get_span_context().is_valid:
-        w3c.inject(span, None, out)
+    context = current()
+    span = context.get(_SPAN_KEY)
+    if isinstance(span, Span):
+        ids = span.get_span_context()
+        if ids.is_valid:
+            w3c.inject_ids(ids, context, out)
     return out
 
 
@@ -248,9 +254,11 @@ def call_trace_id(metadata: Iterable[tuple[str, Any]] | None = None) -> str:
     """The trace id (32 lower-case hex digits) a call belongs to: the current span's, else
     the caller's ``traceparent`` in `metadata` when it is valid (tracing off, the id is still
     the caller's trace); empty when there is neither."""
-    ids = trace.get_current_span().get_span_context()
-    if ids.is_valid:
-        return f"{ids.trace_id:032x}"
+    span = current().get(_SPAN_KEY)  # what trace.get_current_span() reads, in one step
+    if isinstance(span, Span):
+        ids = span.get_span_context()
+        if ids.is_valid:
+            return f"{ids.trace_id:032x}"
     for key, value in metadata or ():
         if key == "traceparent" and isinstance(value, str):
             remote = w3c.trace_context(value)

@@ -15,15 +15,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, MutableMapping
 
-from opentelemetry import baggage, propagate
+from opentelemetry import propagate
 from opentelemetry import trace as trace_api
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
-__all__ = ["extract", "extract_global", "inject", "inject_global", "trace_context"]
+from llmesh.services.telemetry.current import current
+
+__all__ = ["extract", "extract_global", "inject", "inject_global", "inject_ids", "trace_context"]
 
 _TRACEPARENT = re.compile(
     r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
@@ -73,12 +77,18 @@ def _parent(header: str, state: str | None) -> SpanContext | None:
 def inject(span: Span, context: Context | None, carrier: MutableMapping[str, str]) -> None:
     """Add `span`'s ``traceparent`` (and ``tracestate``) and `context`'s ``baggage`` (the
     current context's when None) to `carrier`."""
-    ids = span.get_span_context()
-    if ids.is_valid:
-        carrier["traceparent"] = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
-        if ids.trace_state:
-            carrier["tracestate"] = ids.trace_state.to_header()
-    if baggage.get_all(context):
+    inject_ids(span.get_span_context(), current() if context is None else context, carrier)
+
+
+def inject_ids(ids: SpanContext, context: Context, carrier: MutableMapping[str, str]) -> None:
+    """`inject` of a span's context `ids`, with `context`'s baggage."""
+    trace_id, span_id, _, flags, state, valid = ids  # a SpanContext is a tuple
+    if valid:
+        carrier["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+        if state is not DEFAULT_TRACE_STATE and state:
+            carrier["tracestate"] = state.to_header()
+    found = context.get(_BAGGAGE_KEY)
+    if found and isinstance(found, dict):
         _BAGGAGE.inject(carrier, context)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from llmesh.services import cli
 from llmesh.services.cli import main
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.ledger import SqliteStore, UsageRecord
@@ -95,6 +96,8 @@ def test_the_llmesh_command(
     db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("LLMESH_DATABASE_URL", db)
+    # the command configures the process's logging; the tests after this one keep theirs
+    monkeypatch.setattr(cli, "configure_logging", lambda: None)
     with pytest.raises(SystemExit) as done:
         main(["templates", "list"])
     assert done.value.code == 0

@@ -121,14 +121,19 @@ def test_a_value_protobuf_cannot_carry_is_left_out() -> None:
     assert TraceFlags(encoded.flags & 0xFF) == TraceFlags.DEFAULT
 
 
-def test_floats_are_not_remembered_and_encode_as_the_sdk_does() -> None:
+def test_remembered_encodings_keep_their_field_and_type() -> None:
+    """An attribute remembered from a span is not reused for an event's (another field
+    number), and values equal across types (``1``, ``True``, ``1.0``) keep their types."""
     sink = MemorySpans()
     tracer = LeanTracerProvider(RESOURCE, sink).get_tracer("t")
-    for i in range(3):
-        tracer.start_span("s", attributes={"ms": 1.5 + i, "n": 1, "k" * 130: 2.5}).end()
+    span = tracer.start_span("s", attributes={"after_ms": 12.5, "why": "retry"})
+    span.add_event("retry", {"after_ms": 12.5, "why": "retry"})
+    span.end()
+    for value in (1, True, 1.0, "1", (1, 2), (True, False), ("a", "b"), [1.0, 2.0], ["a", "b"]):
+        tracer.start_span("s", attributes={"v": value}).end()
+    tracer.start_span("s", attributes={"kept": "a", "nested": ([1], [2])}).end()
     spans = sink.get_finished_spans()
     encoder = SpanEncoder(RESOURCE)
-    request = ExportTraceServiceRequest.FromString(encoder.encode(spans))
-    assert request == encode_spans([_as_sdk(s) for s in spans])
-    remembered = encoder._attributes._seen
-    assert remembered and not [memo for memo in remembered if memo[1] is float]
+    for _ in range(2):  # the second time from what the encoder remembers
+        request = ExportTraceServiceRequest.FromString(encoder.encode(spans))
+        assert request == encode_spans([_as_sdk(s) for s in spans])

@@ -1,0 +1,67 @@
+"""The current OpenTelemetry context, read and changed in one step.
+
+OpenTelemetry's context API goes through several functions for each read (``get_value`` ->
+``get_current`` -> the runtime context -> its ``ContextVar``) and copies a context twice to
+set a span in it (``set_value``). With the default runtime context (a ``ContextVar``; the
+one unless ``OTEL_PYTHON_CONTEXT`` names another) these functions use the variable
+directly, with the same contexts, tokens and values; with another runtime context they call
+the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar, Token
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry.context.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.trace.propagation import _SPAN_KEY
+
+__all__ = ["attach", "current", "detach", "with_span"]
+
+_log = logging.getLogger("llmesh.telemetry")
+
+
+def _variable() -> ContextVar[Context] | None:
+    """The runtime context's variable, if it is the default runtime context."""
+    runtime = context_api._RUNTIME_CONTEXT
+    if type(runtime) is not ContextVarsRuntimeContext:  # a subclass may change attach
+        return None
+    return runtime._current_context
+
+
+_VARIABLE = _variable()
+
+
+def current() -> Context:
+    """The current context (``context.get_current()``)."""
+    if _VARIABLE is not None:
+        return _VARIABLE.get()
+    return context_api.get_current()
+
+
+def with_span(span: Any, context: Context | None = None) -> Context:
+    """`context` (the current one when None) with `span` as its span
+    (``trace.set_span_in_context``)."""
+    base = current() if context is None else context
+    return Context(base, **{_SPAN_KEY: span})
+
+
+def attach(context: Context) -> Token[Context]:
+    """Make `context` current; the token restores the one before (``context.attach``)."""
+    if _VARIABLE is not None:
+        return _VARIABLE.set(context)
+    return context_api.attach(context)
+
+
+def detach(token: Token[Context]) -> None:
+    """Restore the context `token` replaced (``context.detach``: a failure is logged)."""
+    if _VARIABLE is None:
+        context_api.detach(token)
+        return
+    try:
+        _VARIABLE.reset(token)
+    except Exception:
+        _log.exception("Failed to detach context")
