@@ -27,7 +27,7 @@ from llmesh.services.batch.model import (
     PendingItem,
 )
 from llmesh.services.batch.native_run import NativeRun
-from llmesh.services.batch.native_seam import NativeFactory
+from llmesh.services.batch.native_seam import NativeClients, NativeFactory
 from llmesh.services.batch.store import BatchStore
 from llmesh.services.common.batch_settings import BatchConfig
 from llmesh.services.common.errors import LlmeshError, Reason
@@ -131,7 +131,13 @@ class BatchRunner:
         self._wake = asyncio.Event()
         self.changes = _Changes()
         """Notified whenever a batch's results or state change here."""
-        self._native = NativeRun(store, calls, settings, native, self.changes.notify)
+        self.native = (
+            native
+            if native is None or isinstance(native, NativeClients)
+            else (NativeClients(native))
+        )
+        """The providers' batch clients, shared with the servicer; closed with the executor."""
+        self._native = NativeRun(store, calls, settings, self.native, self.changes.notify)
         self._closing = False
 
     async def start(self) -> None:
@@ -158,6 +164,8 @@ class BatchRunner:
             with contextlib.suppress(Exception):
                 await self.store.release(batch_id, self._me)
         self._tasks.clear()
+        if self.native is not None:
+            await self.native.aclose()
 
     def running(self, batch_id: str) -> bool:
         """Whether this process executes the batch right now."""

@@ -225,6 +225,8 @@ class MemoryBatches:
     seen: dict[str, int] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    closed: int = 0
+    """How many times `aclose` was called."""
 
     async def submit(self, items: Sequence[NativeItem]) -> str:
         batch_id = f"nb-{next(self.ids)}"
@@ -257,6 +259,9 @@ class MemoryBatches:
 
     async def cancel(self, provider_batch_id: str) -> None:
         self.cancelled.add(provider_batch_id)
+
+    async def aclose(self) -> None:
+        self.closed += 1
 
 
 async def test_native_batches_are_submitted_once_polled_and_collected(
