@@ -72,6 +72,11 @@ def item_result(
     return bytes(out.SerializeToString())
 
 
+def cancelled_result(custom_id: str, attempts: int) -> bytes:
+    """The result of an item its batch's cancel stopped before it ran (again)."""
+    return item_result(custom_id, ItemState.CANCELLED, attempts)
+
+
 class _Pace:
     """Starts at most `rate` items per second (0: no limit), over every batch."""
 
@@ -279,7 +284,7 @@ class BatchRunner:
                 detail=f"paused: {stop[0]}",
             )
         elif current.state is BatchState.CANCELLING:
-            await self.store.cancel_pending(batch_id)
+            await self.store.cancel_pending(batch_id, cancelled_result)
             await self.store.set_state(
                 batch_id,
                 BatchState.CANCELLED,

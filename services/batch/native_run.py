@@ -214,7 +214,9 @@ class NativeRun:
         counts = await self._store.counts(batch_id)
         detail = None
         if current.state is BatchState.CANCELLING:
-            await self._store.cancel_pending(batch_id)
+            from llmesh.services.batch.executor import cancelled_result
+
+            await self._store.cancel_pending(batch_id, cancelled_result)
             final = BatchState.CANCELLED
         elif ends == {"failed"} or (not natives and counts[ItemState.SUCCEEDED] == 0):
             final = BatchState.FAILED

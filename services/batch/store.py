@@ -11,7 +11,7 @@ Items are unique per batch by ``custom_id``. The same code runs on SQLite and Po
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -342,16 +342,33 @@ class BatchStore(NativeRows):
                 written += seq is not None
         return written
 
-    async def cancel_pending(self, batch_id: str) -> int:
-        """Cancel every pending item of a batch; how many."""
+    async def cancel_pending(self, batch_id: str, result: Callable[[str, int], bytes]) -> int:
+        """Cancel every pending item of a batch, each with the result `result` makes for it
+        from its custom_id and attempts so far (so that result streams and files list it),
+        in one transaction: an item is cancelled, and its result written, once; how many."""
         async with self._db.transaction(write=True) as tx:
-            changed = await tx.execute(
-                "UPDATE batch_items SET state = 'cancelled', updated_at = ? "
-                "WHERE batch_id = ? AND state = 'pending'",
-                time.time(),
+            rows = await tx.fetch(
+                "SELECT custom_id, attempts FROM batch_items "
+                "WHERE batch_id = ? AND state = 'pending' ORDER BY custom_id",
                 batch_id,
             )
-        return int(changed)
+            for custom_id, attempts in rows:
+                await tx.execute(
+                    "UPDATE batch_items SET state = 'running' WHERE batch_id = ? AND custom_id = ?",
+                    batch_id,
+                    custom_id,
+                )
+                done = int(attempts or 0)
+                await finish_item(
+                    tx,
+                    batch_id,
+                    custom_id,
+                    ItemState.CANCELLED,
+                    result(custom_id, done),
+                    done,
+                    None,
+                )
+        return len(rows)
 
     async def results_after(self, batch_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Results numbered above `after`, in order: (number, serialized result)."""

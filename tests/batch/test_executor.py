@@ -188,6 +188,12 @@ async def test_cancel_lets_items_in_flight_finish_and_cancels_the_rest(
     assert counts[ItemState.SUCCEEDED] >= 3
     assert counts[ItemState.SUCCEEDED] + counts[ItemState.CANCELLED] == 10
     assert counts.unfinished == 0
+    # every item has its result: the cancelled ones a CANCELLED one, never run
+    got = await results(sqlite_store)
+    assert sorted(r.custom_id for r in got) == sorted(f"c{i}" for i in range(10))
+    cancelled = [r for r in got if r.state == batches_pb2.BATCH_ITEM_STATE_CANCELLED]
+    assert len(cancelled) == counts[ItemState.CANCELLED]
+    assert all(r.WhichOneof("outcome") is None for r in cancelled)
 
 
 async def test_a_new_executor_resumes_without_redoing_finished_items(

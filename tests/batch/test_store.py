@@ -251,3 +251,28 @@ async def test_a_cancelled_caller_never_leaves_a_transaction_open(
         await task
     taken = await sqlite_store.take_pending("b1", 1)  # no "transaction within a transaction"
     assert [t.custom_id for t in taken] == ["c0"]
+
+
+async def test_cancel_pending_writes_one_result_per_unrun_item(store: BatchStore) -> None:
+    await _make(store, "b1", 4)
+    taken = await store.take_pending("b1", 1)  # c0 runs: its own result comes later
+    await store.record_attempt("b1", "c1", 2, [])  # c1 was tried twice, then put back
+    made: list[tuple[str, int]] = []
+
+    def result(custom_id: str, attempts: int) -> bytes:
+        made.append((custom_id, attempts))
+        return f"cancelled {custom_id}".encode()
+
+    assert await store.cancel_pending("b1", result) == 3
+    assert made == [("c1", 2), ("c2", 0), ("c3", 0)]
+    assert await store.results_after("b1", 0, 10) == [
+        (1, b"cancelled c1"),
+        (2, b"cancelled c2"),
+        (3, b"cancelled c3"),
+    ]
+    assert await store.cancel_pending("b1", result) == 0  # once: nothing written again
+    assert len(made) == 3
+    counts = await store.counts("b1")
+    assert (counts[ItemState.CANCELLED], counts[ItemState.RUNNING]) == (3, 1)
+    assert await store.finish("b1", taken[0].custom_id, ItemState.SUCCEEDED, b"r", attempts=1)
+    assert [seq for seq, _ in await store.results_after("b1", 0, 10)] == [1, 2, 3, 4]
