@@ -1,13 +1,15 @@
 """Running a batch through providers' own batch APIs (provider-native mode).
 
-The batch's items are grouped by the provider of their first target and each group is
+The batch's items are grouped by the provider and model of their first target (OpenAI
+takes one model per batch; each item is priced at its model's rate) and each group is
 submitted once as a native batch; its id is stored at once, so a restart polls it again
 and never submits it twice (only a crash between the provider's answer and that write can
 leave an orphan native batch, which is then submitted anew). Each native batch is polled
 with a growing wait (`native_poll_interval`, times 1.5 each poll, up to `native_poll_max`);
 once it ends, its results are read and written item by item, each with its ledger row
 priced at the provider's batch rate. Items a failed or expired native batch left without a
-result become dead letters (RetryDeadLetters submits them again).
+result become dead letters (RetryDeadLetters submits them again), as do the items of a
+native batch the provider no longer knows (BATCH_NOT_FOUND).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from llmesh.services.batch.native_seam import (
     NativeFactory,
     NativeResult,
     NativeState,
+    NativeStatus,
 )
 from llmesh.services.common.batch_settings import BatchConfig
 from llmesh.services.common.errors import LlmeshError, Reason
@@ -100,29 +103,41 @@ class NativeRun:
             if not open_:
                 break
             for native in open_:
-                target = targets.get(native.provider) or await self._target_of(
+                # each native batch holds one provider's items of one model (its price)
+                target = targets.get(native.provider_batch_id) or await self._target_of(
                     batch_id, native.provider_batch_id
                 )
                 if target is None:
                     continue
-                targets[native.provider] = target
+                targets[native.provider_batch_id] = target
                 api = self._api(target)
-                if (
-                    current.state is BatchState.CANCELLING
-                    and native.provider_batch_id not in cancel_sent
-                ):
-                    await api.cancel(native.provider_batch_id)
-                    cancel_sent.add(native.provider_batch_id)
-                status = await api.status(native.provider_batch_id)
+                lost: LlmeshError | None = None
+                try:
+                    if (
+                        current.state is BatchState.CANCELLING
+                        and native.provider_batch_id not in cancel_sent
+                    ):
+                        await api.cancel(native.provider_batch_id)
+                        cancel_sent.add(native.provider_batch_id)
+                    status = await api.status(native.provider_batch_id)
+                except LlmeshError as exc:
+                    if exc.reason is not Reason.BATCH_NOT_FOUND:
+                        raise
+                    # the provider no longer knows the batch: it ended without results
+                    lost = exc
+                    status = NativeStatus(NativeState.FAILED, 0, 0, 0)
                 if status.state is NativeState.IN_PROGRESS:
                     continue
-                async for result in api.results(native.provider_batch_id):
-                    await self._write(batch_id, caller, target, result, item_result)
+                if lost is None:
+                    async for result in api.results(native.provider_batch_id):
+                        await self._write(batch_id, caller, target, result, item_result)
                 # an item the provider's batch ended without a result: a dead letter
                 # (retrying submits it again), or cancelled with its batch
-                cancelled = status.state is NativeState.CANCELLED
+                cancelled = status.state is NativeState.CANCELLED or (
+                    lost is not None and current.state is BatchState.CANCELLING
+                )
                 state = ItemState.CANCELLED if cancelled else ItemState.DEAD
-                error = LlmeshError(
+                error = lost or LlmeshError(
                     Reason.UPSTREAM_UNAVAILABLE,
                     f"the provider's batch {native.provider_batch_id} ended "
                     f"{status.state.value} without a result for this item",
@@ -151,16 +166,21 @@ class NativeRun:
     async def _submit(
         self, batch_id: str, items: list[PendingItem], targets: dict[str, FirstTarget]
     ) -> None:
-        groups: dict[str, list[tuple[PendingItem, batches_pb2.BatchItem]]] = {}
+        # one native batch per provider and model: OpenAI's batch API takes a single model
+        # per batch, and each item is priced at its own model's batch rate
+        groups: dict[tuple[str, str], list[tuple[PendingItem, batches_pb2.BatchItem]]] = {}
+        firsts: dict[tuple[str, str], FirstTarget] = {}
         for item in items:
             proto = batches_pb2.BatchItem.FromString(item.input)
             target = self._calls.first_target(proto)
-            targets.setdefault(target.provider, target)
-            groups.setdefault(target.provider, []).append((item, proto))
-        for provider, group in groups.items():
+            key = (target.provider, target.model)
+            firsts.setdefault(key, target)
+            groups.setdefault(key, []).append((item, proto))
+        for (provider, _model), group in groups.items():
             ids = [item.custom_id for item, _ in group]
+            target = firsts[(provider, _model)]
             try:
-                api = self._api(targets[provider])
+                api = self._api(target)
                 native_items = [self._calls.native_item(proto) for _, proto in group]
                 provider_batch_id = await api.submit(native_items)
             except LlmeshError as exc:
@@ -176,6 +196,7 @@ class NativeRun:
                 )
                 self._notify(batch_id)
                 continue
+            targets[provider_batch_id] = target
             await self._store.add_native(batch_id, provider, provider_batch_id, ids)
             await self._store.mark_running(batch_id, provider_batch_id)
             log.info(

@@ -158,3 +158,18 @@ async def test_beta_features_of_the_items_reach_the_batch(
     assert len(reply.message.thinking) == 2  # thinking again after the call: the beta's
     assert [c.name for c in reply.message.tool_calls] == ["get_weather"]
     assert reply.message.content == "Calling get_weather."
+
+
+async def test_a_batch_the_provider_does_not_know_is_batch_not_found(
+    client: AnthropicBatches,
+) -> None:
+    calls = (
+        lambda: client.status("msgbatch_nope"),
+        lambda: _all(client, "msgbatch_nope"),
+        lambda: client.cancel("msgbatch_nope"),
+    )
+    for call in calls:
+        with pytest.raises(LlmeshError) as missing:
+            await call()
+        assert missing.value.reason is Reason.BATCH_NOT_FOUND
+        assert "msgbatch_nope" in missing.value.message

@@ -78,13 +78,19 @@ class AnthropicBatches:
             timeout=httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout),
         )
 
-    async def _call(self, call: Awaitable[T]) -> T:
+    async def _call(self, call: Awaitable[T], batch_id: str | None = None) -> T:
+        """`call`'s answer, or its error as an `LlmeshError` (BATCH_NOT_FOUND for a 404 on
+        the provider's batch `batch_id`)."""
         try:
             return await call
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, batch_id) from exc
 
-    def _error(self, exc: BaseException) -> LlmeshError:
+    def _error(self, exc: BaseException, batch_id: str | None = None) -> LlmeshError:
+        if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
+            return LlmeshError(
+                Reason.BATCH_NOT_FOUND, f"provider {self._provider} has no batch {batch_id}"
+            )
         err = classify_sdk_error(exc, started=False)
         key = self._api_key
         if len(key) >= 8 and key in err.message:  # never echo a credential
@@ -125,7 +131,9 @@ class AnthropicBatches:
 
     async def status(self, provider_batch_id: str) -> NativeStatus:
         """The batch's state and counts (failed: errored, expired and canceled requests)."""
-        batch = await self._call(self._client.messages.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.messages.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         c = batch.request_counts
         if batch.processing_status != "ended":
             state = NativeState.IN_PROGRESS
@@ -140,13 +148,17 @@ class AnthropicBatches:
 
     async def results(self, provider_batch_id: str) -> AsyncIterator[NativeResult]:
         """The results of an ended batch, decoded line by line as they arrive."""
-        batch = await self._call(self._client.messages.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.messages.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.processing_status != "ended":
             raise invalid_items(
                 f"batch {provider_batch_id} has not ended ({batch.processing_status}): "
                 "no results yet"
             )
-        decoder = await self._call(self._client.messages.batches.results(provider_batch_id))
+        decoder = await self._call(
+            self._client.messages.batches.results(provider_batch_id), provider_batch_id
+        )
         try:
             async for response in decoder:
                 result = response.result.to_dict(warnings=False)
@@ -186,10 +198,12 @@ class AnthropicBatches:
 
     async def cancel(self, provider_batch_id: str) -> None:
         """Ask Anthropic to cancel the batch (an ended batch stays as it is)."""
-        batch = await self._call(self._client.messages.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.messages.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.processing_status == "ended":
             return
-        await self._call(self._client.messages.batches.cancel(provider_batch_id))
+        await self._call(self._client.messages.batches.cancel(provider_batch_id), provider_batch_id)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

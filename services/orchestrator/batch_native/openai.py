@@ -3,7 +3,8 @@ output and error files line by line, cancel.
 
 Each item's body is what the interactive path sends (`openai_wire.to_provider_request`,
 `embeddings_wire.to_embeddings_request`); each result line is parsed back with the same
-parsers. One batch runs one endpoint, so chat and embeddings items cannot share a batch.
+parsers. One batch runs one endpoint and one model (as OpenAI requires), so chat and
+embeddings items, or items of two models, cannot share a batch.
 An embeddings batch whose items all ask for base64 vectors records it in the batch's
 metadata (``llmesh_embedding_encoding``), so its results carry packed bytes; otherwise
 floats. Control calls keep the SDK's own retries.
@@ -84,15 +85,21 @@ class OpenAIBatches:
             timeout=httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout),
         )
 
-    async def _call(self, call: Awaitable[T]) -> T:
+    async def _call(self, call: Awaitable[T], batch_id: str | None = None) -> T:
+        """`call`'s answer, or its error as an `LlmeshError` (BATCH_NOT_FOUND for a 404 on
+        the provider's batch `batch_id`)."""
         try:
             return await call
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, batch_id) from exc
 
-    def _error(self, exc: Exception) -> LlmeshError:
+    def _error(self, exc: Exception, batch_id: str | None = None) -> LlmeshError:
         if isinstance(exc, LlmeshError):
             return exc
+        if batch_id is not None and isinstance(exc, openai.NotFoundError):
+            return LlmeshError(
+                Reason.BATCH_NOT_FOUND, f"provider {self._provider} has no batch {batch_id}"
+            )
         err = classify_sdk_error(exc, started=False)
         key = self._api_key
         if len(key) >= 8 and key in err.message:  # never echo a credential
@@ -107,6 +114,13 @@ class OpenAIBatches:
             raise invalid_items(
                 "an OpenAI batch runs a single endpoint: submit chat and embeddings items "
                 "as separate batches"
+            )
+        models = sorted({i.provider_model for i in items})
+        if len(models) > 1:
+            raise invalid_items(
+                "an OpenAI batch runs a single model: submit the items of "
+                + ", ".join(models)
+                + " as separate batches"
             )
         endpoint = EMBEDDINGS if embeddings[0] else CHAT
         lines = []
@@ -153,7 +167,9 @@ class OpenAIBatches:
 
     async def status(self, provider_batch_id: str) -> NativeStatus:
         """The batch's state and counts (failed: items with errors, expired or cancelled)."""
-        batch = await self._call(self._client.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         counts = batch.request_counts
         return NativeStatus(
             _STATES.get(batch.status, NativeState.IN_PROGRESS),
@@ -166,7 +182,9 @@ class OpenAIBatches:
         """The lines of the output file, then of the error file, read as they arrive; a
         batch the provider refused as a whole (``failed``) raises UPSTREAM_INVALID_REQUEST
         with the provider's reasons."""
-        batch = await self._call(self._client.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.status not in _ENDED:
             raise invalid_items(
                 f"batch {provider_batch_id} has not ended (status {batch.status}): no results yet"
@@ -250,13 +268,17 @@ class OpenAIBatches:
 
     async def cancel(self, provider_batch_id: str) -> None:
         """Cancel the batch unless it has ended already."""
-        batch = await self._call(self._client.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.status in _ENDED:
             return
         try:
             await self._client.batches.cancel(provider_batch_id)
         except openai.ConflictError as exc:  # it ended in between
-            again = await self._call(self._client.batches.retrieve(provider_batch_id))
+            again = await self._call(
+                self._client.batches.retrieve(provider_batch_id), provider_batch_id
+            )
             if again.status not in _ENDED:
                 raise self._error(exc) from exc
         except Exception as exc:
