@@ -103,6 +103,36 @@ class BatchStore(NativeRows):
         r = rows[0]
         return FileRow(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5]), r[6])
 
+    async def list_files(
+        self, tenant: str | None, *, before: tuple[float, str] | None, limit: int
+    ) -> list[FileRow]:
+        """Uploaded files newest first (of `tenant`, or all when None), without their text,
+        after the page mark `before` (created_at, file_id)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND file_id < ?))")
+            args.extend([before[0], before[0], before[1]])
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        async with self._db.transaction(write=False) as tx:
+            rows = await tx.fetch(
+                "SELECT file_id, tenant, filename, bytes, item_count, created_at "
+                f"FROM batch_files {clause}"
+                f"ORDER BY created_at DESC, file_id DESC LIMIT {int(limit)}",
+                *args,
+            )
+        return [FileRow(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5])) for r in rows]
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete an uploaded file (its batches keep their own copies of the items);
+        whether it was there."""
+        async with self._db.transaction(write=True) as tx:
+            deleted = await tx.execute("DELETE FROM batch_files WHERE file_id = ?", file_id)
+        return bool(deleted)
+
     # batches
 
     async def create(self, batch: BatchRow, items: Sequence[tuple[str, bytes]]) -> None:

@@ -276,3 +276,22 @@ async def test_cancel_pending_writes_one_result_per_unrun_item(store: BatchStore
     assert (counts[ItemState.CANCELLED], counts[ItemState.RUNNING]) == (3, 1)
     assert await store.finish("b1", taken[0].custom_id, ItemState.SUCCEEDED, b"r", attempts=1)
     assert [seq for seq, _ in await store.results_after("b1", 0, 10)] == [1, 2, 3, 4]
+
+
+async def test_files_list_by_tenant_newest_first_and_delete(store: BatchStore) -> None:
+    for i, (tenant, created) in enumerate([("acme", 1.0), ("acme", 2.0), ("globex", 3.0)]):
+        await store.put_file(FileRow(f"file-{i}", tenant, f"{i}.jsonl", 4, 1, created, "x\n"))
+    await store.put_file(FileRow("file-9", "acme", "9.jsonl", 4, 1, 2.0, "x\n"))  # a tie
+    acme = await store.list_files("acme", before=None, limit=10)
+    assert [f.file_id for f in acme] == ["file-9", "file-1", "file-0"]
+    assert all(f.content == "" for f in acme)  # descriptions only
+    page = await store.list_files("acme", before=(2.0, "file-9"), limit=1)
+    assert [f.file_id for f in page] == ["file-1"]
+    assert len(await store.list_files(None, before=None, limit=10)) == 4
+    assert await store.delete_file("file-1") is True
+    assert await store.delete_file("file-1") is False
+    assert await store.get_file("file-1") is None
+    assert [f.file_id for f in await store.list_files("acme", before=None, limit=10)] == [
+        "file-9",
+        "file-0",
+    ]
