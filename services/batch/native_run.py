@@ -2,9 +2,12 @@
 
 The batch's items are grouped by the provider and model of their first target (OpenAI
 takes one model per batch; each item is priced at its model's rate) and each group is
-submitted once as a native batch; its id is stored at once, so a restart polls it again
-and never submits it twice (only a crash between the provider's answer and that write can
-leave an orphan native batch, which is then submitted anew). Each native batch is polled
+submitted once as a native batch. Before the submission, a key for it is stored holding
+its items (state ``submitting``), and the provider's batch carries the key (OpenAI: in its
+metadata; Anthropic: its time and size tell it); once the provider answers, its id replaces
+the key. A submission cut off in between (a crash, a lost answer) is looked up at the
+provider by its key when the batch runs again: found, it is polled; not found, its items
+are submitted anew. So a batch is never submitted twice. Each native batch is polled
 with a growing wait (`native_poll_interval`, times 1.5 each poll, up to `native_poll_max`);
 once it ends, its results are read and written item by item, each with its ledger row
 priced at the provider's batch rate. Items a failed or expired native batch left without a
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -94,6 +99,8 @@ class NativeRun:
             current = await self._store.get(batch_id)
             if current is None:
                 return
+            # a submission cut off (a crash, an error) before its batch id was stored
+            await self._recover(batch_id, targets)
             if current.state is BatchState.IN_PROGRESS:  # new items, or retried dead ones
                 fresh = await self._store.unsubmitted(batch_id)
                 if fresh:
@@ -156,6 +163,29 @@ class NativeRun:
             wait = min(wait * 1.5, self._settings.native_poll_max)
         await self._settle(batch_id)
 
+    async def _recover(self, batch_id: str, targets: dict[str, FirstTarget]) -> None:
+        """Find each submission still marked ``submitting`` at its provider by its key: the
+        batch found is adopted; one that never arrived frees its items to be submitted."""
+        for native in await self._store.natives(batch_id):
+            if native.state != "submitting":
+                continue
+            key = native.provider_batch_id
+            target = await self._target_of(batch_id, key)
+            if target is None:
+                await self._store.release_native(batch_id, key)
+                continue
+            count = await self._store.native_item_count(batch_id, key)
+            found = await self._api(target).find(key, count)
+            if found is None:
+                log.info("batch %s: submission %s never reached %s", batch_id, key, target.provider)
+                await self._store.release_native(batch_id, key)
+                continue
+            log.info(
+                "batch %s: submission %s found at %s as %s", batch_id, key, target.provider, found
+            )
+            await self._store.adopt_native(batch_id, key, found)
+            targets[found] = target
+
     async def _target_of(self, batch_id: str, provider_batch_id: str) -> FirstTarget | None:
         """The first target of an item of a native batch (after a restart)."""
         data = await self._store.native_item_input(batch_id, provider_batch_id)
@@ -179,13 +209,19 @@ class NativeRun:
         for (provider, _model), group in groups.items():
             ids = [item.custom_id for item, _ in group]
             target = firsts[(provider, _model)]
+            submission = f"llmesh-submit-{int(time.time())}-{uuid.uuid4().hex[:16]}"
             try:
                 api = self._api(target)
                 native_items = [self._calls.native_item(proto) for _, proto in group]
-                provider_batch_id = await api.submit(native_items)
+                # the key is stored before the provider sees the batch: a crash before its
+                # id is stored is recovered by finding the batch by its key, not resubmitted
+                await self._store.reserve_native(batch_id, provider, submission, ids)
+                provider_batch_id = await api.submit(native_items, submission)
             except LlmeshError as exc:
                 if exc.retryable:
-                    raise  # the executor tries the batch again after a pause
+                    raise  # the executor tries the batch again after a pause (and finds
+                    # the submission at the provider first, if it arrived)
+                await self._store.release_native(batch_id, submission)
                 # refused for good (no batch API, a request the provider rejects): the
                 # items fail with the reason, the rest of the batch goes on
                 from llmesh.services.batch.executor import item_result
@@ -197,8 +233,7 @@ class NativeRun:
                 self._notify(batch_id)
                 continue
             targets[provider_batch_id] = target
-            await self._store.add_native(batch_id, provider, provider_batch_id, ids)
-            await self._store.mark_running(batch_id, provider_batch_id)
+            await self._store.adopt_native(batch_id, submission, provider_batch_id)
             log.info(
                 "batch %s: %d items submitted to %s as %s",
                 batch_id,

@@ -77,8 +77,14 @@ class NativeResult:
 class NativeBatches(Protocol):
     """One provider's batch API."""
 
-    async def submit(self, items: Sequence[NativeItem]) -> str:
-        """Submit the items as one native batch; the provider's batch id."""
+    async def submit(self, items: Sequence[NativeItem], key: str) -> str:
+        """Submit the items as one native batch marked with the submission `key` (so that
+        `find` can tell it again); the provider's batch id."""
+        ...
+
+    async def find(self, key: str, count: int) -> str | None:
+        """The id of the provider's batch submitted with `key` (holding `count` items), or
+        None when no such batch reached the provider."""
         ...
 
     async def status(self, provider_batch_id: str) -> NativeStatus:

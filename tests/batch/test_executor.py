@@ -234,10 +234,19 @@ class MemoryBatches:
     closed: int = 0
     """How many times `aclose` was called."""
 
-    async def submit(self, items: Sequence[NativeItem]) -> str:
+    keys: dict[str, str] = field(default_factory=dict)
+    """The batch id of each submission key."""
+
+    async def submit(self, items: Sequence[NativeItem], key: str) -> str:
         batch_id = f"nb-{next(self.ids)}"
         self.batches[batch_id] = list(items)
+        self.keys[key] = batch_id
         return batch_id
+
+    async def find(self, key: str, count: int) -> str | None:
+        found = self.keys.get(key)
+        assert found is None or len(self.batches[found]) == count
+        return found
 
     async def status(self, provider_batch_id: str) -> NativeStatus:
         items = self.batches[provider_batch_id]
@@ -386,7 +395,7 @@ async def test_a_native_batch_the_provider_refuses_fails_its_items(
 ) -> None:
     @dataclass
     class Refusing(MemoryBatches):
-        async def submit(self, items: Sequence[NativeItem]) -> str:
+        async def submit(self, items: Sequence[NativeItem], key: str) -> str:
             raise LlmeshError(Reason.UPSTREAM_INVALID_REQUEST, "batch rejected: bad line 2")
 
     await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)

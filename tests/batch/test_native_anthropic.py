@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -173,3 +174,12 @@ async def test_a_batch_the_provider_does_not_know_is_batch_not_found(
             await call()
         assert missing.value.reason is Reason.BATCH_NOT_FOUND
         assert "msgbatch_nope" in missing.value.message
+
+
+async def test_find_tells_a_batch_by_its_time_and_size(client: AnthropicBatches) -> None:
+    key = f"llmesh-submit-{int(time.time())}-abc"
+    batch_id = await client.submit([chat("a", "x"), chat("b", "y"), chat("c", "z")], key)
+    assert await client.find(key, 3) == batch_id
+    assert await client.find(key, 7) is None  # no batch of that size
+    later = f"llmesh-submit-{int(time.time()) + 3600}-abc"
+    assert await client.find(later, 3) is None  # none made since

@@ -223,3 +223,11 @@ async def test_one_batch_runs_one_model(client: OpenAIBatches) -> None:
     assert refused.value.reason is Reason.INVALID_REQUEST
     assert "single model" in refused.value.message
     assert "gpt-4o, gpt-4o-mini" in refused.value.message
+
+
+async def test_find_tells_a_batch_by_its_submission_key(client: OpenAIBatches) -> None:
+    key = "llmesh-submit-1-abc"
+    batch_id = await client.submit([chat("a", "x"), chat("b", "y")], key)
+    await client.submit([chat("c", "z")], "llmesh-submit-1-other")
+    assert await client.find(key, 2) == batch_id
+    assert await client.find("llmesh-submit-1-never", 2) is None

@@ -4,6 +4,7 @@ provider no longer knows (BATCH_NOT_FOUND) ends with its items as dead letters."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llmesh.services.batch import BatchRunner, BatchStore
@@ -83,3 +84,79 @@ async def test_a_lost_native_batch_leaves_dead_letters(sqlite_store: BatchStore)
     assert sorted(r.custom_id for r in got) == ["c0", "c1"]
     assert {r.error.reason for r in got} == {errors_pb2.ERROR_REASON_BATCH_NOT_FOUND}
     assert (await sqlite_store.natives("b1"))[0].state == "failed"
+
+
+@dataclass
+class CrashAfterSubmit(MemoryBatches):
+    """A provider whose first submission arrives, but whose answer is lost: the process
+    dies (here: an unexpected error) before the batch id can be stored."""
+
+    crashes: int = 1
+    before_arrival: bool = False
+    """Crash before the provider has the batch (it never arrives) instead."""
+
+    async def submit(self, items: Sequence[NativeItem], key: str) -> str:
+        if self.crashes and self.before_arrival:
+            self.crashes -= 1
+            raise RuntimeError("the connection died before the request was sent")
+        batch_id = await super().submit(items, key)
+        if self.crashes:
+            self.crashes -= 1
+            raise RuntimeError("the process died after the provider accepted the batch")
+        return batch_id
+
+
+async def _run_to_completion(store: BatchStore, api: MemoryBatches) -> None:
+    made: list[BatchRunner] = []
+    try:
+        await runner(store, FakeCalls(kind="openai"), made, native=lambda _: api).start()
+        await wait_for(lambda: state_is(store, BatchState.COMPLETED), "completion")
+    finally:
+        for r in made:
+            await r.aclose()
+
+
+async def test_a_submission_cut_off_after_arrival_is_found_not_resubmitted(
+    sqlite_store: BatchStore,
+) -> None:
+    api = CrashAfterSubmit(polls=1)
+    await create(sqlite_store, ["a", "b", "c"], mode=BatchMode.PROVIDER_NATIVE)
+    await _run_to_completion(sqlite_store, api)
+    assert len(api.batches) == 1  # found again by its key, never submitted twice
+    (key,) = api.keys
+    assert key.startswith("llmesh-submit-")
+    got = await results(sqlite_store)
+    assert sorted(r.custom_id for r in got) == ["c0", "c1", "c2"]
+    assert {r.state for r in got} == {batches_pb2.BATCH_ITEM_STATE_SUCCEEDED}
+    natives = await sqlite_store.natives("b1")
+    assert [(n.provider_batch_id, n.state) for n in natives] == [("nb-0", "completed")]
+
+
+async def test_a_submission_that_never_arrived_is_submitted_again(
+    sqlite_store: BatchStore,
+) -> None:
+    api = CrashAfterSubmit(polls=1, before_arrival=True)
+    await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)
+    await _run_to_completion(sqlite_store, api)
+    assert len(api.batches) == 1
+    assert [n.state for n in await sqlite_store.natives("b1")] == ["completed"]
+    assert len(await results(sqlite_store)) == 2
+
+
+async def test_the_store_keeps_a_submission_marker_until_adopted_or_released(
+    sqlite_store: BatchStore,
+) -> None:
+    await create(sqlite_store, ["a", "b", "c"], mode=BatchMode.PROVIDER_NATIVE)
+    await sqlite_store.reserve_native("b1", "openai", "llmesh-submit-1-x", ["c0", "c1"])
+    assert [i.custom_id for i in await sqlite_store.unsubmitted("b1")] == ["c2"]
+    assert await sqlite_store.native_item_count("b1", "llmesh-submit-1-x") == 2
+    (marker,) = await sqlite_store.natives("b1")
+    assert (marker.provider_batch_id, marker.state) == ("llmesh-submit-1-x", "submitting")
+    await sqlite_store.release_native("b1", "llmesh-submit-1-x")
+    assert await sqlite_store.natives("b1") == []
+    assert len(await sqlite_store.unsubmitted("b1")) == 3
+    await sqlite_store.reserve_native("b1", "openai", "llmesh-submit-2-y", ["c0"])
+    await sqlite_store.adopt_native("b1", "llmesh-submit-2-y", "batch_123")
+    (adopted,) = await sqlite_store.natives("b1")
+    assert (adopted.provider_batch_id, adopted.state) == ("batch_123", "in_progress")
+    assert (await sqlite_store.counts("b1"))[ItemState.RUNNING] == 1

@@ -45,6 +45,8 @@ __all__ = ["AnthropicBatches"]
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 """The custom ids Anthropic takes."""
+FIND_DEPTH = 1000
+"""How many of the newest batches `find` looks through."""
 
 T = TypeVar("T")
 
@@ -97,8 +99,9 @@ class AnthropicBatches:
             err.message = err.message.replace(key, "[redacted]")
         return err
 
-    async def submit(self, items: Sequence[NativeItem]) -> str:
-        """Create one message batch with a request per item."""
+    async def submit(self, items: Sequence[NativeItem], key: str = "") -> str:
+        """Create one message batch with a request per item (a message batch carries no
+        metadata: `find` tells it by its time and size)."""
         check_items(items)
         requests: list[dict[str, Any]] = []
         betas: set[str] = set()
@@ -128,6 +131,40 @@ class AnthropicBatches:
             )
         )
         return batch.id
+
+    async def find(self, key: str, count: int) -> str | None:
+        """The oldest batch of `count` requests created since the submission `key` was
+        made (its time is in the key: ``llmesh-submit-<unix seconds>-...``), among the
+        newest `FIND_DEPTH` batches; None when there is none. Message batches carry no
+        metadata, so two submissions of the same size in the same seconds could be told
+        apart only by their results."""
+        try:
+            since = int(key.split("-")[2]) - 1
+        except (IndexError, ValueError):
+            return None
+        found: str | None = None
+        seen = 0
+        try:
+            async for batch in self._client.messages.batches.list(limit=100):
+                created = batch.created_at.timestamp()
+                if created < since:
+                    break  # newest first: the rest is older than the submission
+                counts = batch.request_counts
+                size = (
+                    counts.processing
+                    + counts.succeeded
+                    + counts.errored
+                    + counts.canceled
+                    + counts.expired
+                )
+                if size == count:
+                    found = batch.id  # keep going: the oldest match is the submission
+                seen += 1
+                if seen >= FIND_DEPTH:
+                    break
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return found
 
     async def status(self, provider_batch_id: str) -> NativeStatus:
         """The batch's state and counts (failed: errored, expired and canceled requests)."""

@@ -44,12 +44,16 @@ from llmesh.services.orchestrator.providers.openai_wire import (
     to_provider_request,
 )
 
-__all__ = ["ENCODING_KEY", "OpenAIBatches"]
+__all__ = ["ENCODING_KEY", "SUBMISSION_KEY", "OpenAIBatches"]
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 ENCODING_KEY = "llmesh_embedding_encoding"
 """Batch metadata key recording that an embeddings batch wants base64 vectors."""
+SUBMISSION_KEY = "llmesh_submission"
+"""Batch metadata key holding the submission key, by which a restart finds the batch."""
+FIND_DEPTH = 1000
+"""How many of the newest batches `find` looks through."""
 
 _STATES = {
     "validating": NativeState.IN_PROGRESS,
@@ -106,8 +110,9 @@ class OpenAIBatches:
             err.message = err.message.replace(key, "[redacted]")
         return err
 
-    async def submit(self, items: Sequence[NativeItem]) -> str:
-        """Upload the items as a JSONL file and create a 24-hour batch over it."""
+    async def submit(self, items: Sequence[NativeItem], key: str = "") -> str:
+        """Upload the items as a JSONL file and create a 24-hour batch over it, the
+        submission `key` in its metadata (``llmesh_submission``)."""
         check_items(items)
         embeddings = [isinstance(i.request, EmbeddingRequest) for i in items]
         if any(embeddings) and not all(embeddings):
@@ -136,13 +141,13 @@ class OpenAIBatches:
                 body = item_body(item, to_embeddings_request)
             line = {"custom_id": item.custom_id, "method": "POST", "url": endpoint, "body": body}
             lines.append(orjson.dumps(line))
-        metadata: dict[str, str] | None = None
+        metadata: dict[str, str] = {SUBMISSION_KEY: key} if key else {}
         if endpoint == EMBEDDINGS and all(
             isinstance(i.request, EmbeddingRequest)
             and i.request.encoding is EmbeddingEncoding.BASE64
             for i in items
         ):
-            metadata = {ENCODING_KEY: "base64"}
+            metadata[ENCODING_KEY] = "base64"
         content = b"\n".join(lines) + b"\n"
         uploaded = await self._call(
             self._client.files.create(
@@ -155,7 +160,7 @@ class OpenAIBatches:
                     input_file_id=uploaded.id,
                     endpoint=endpoint,  # type: ignore[arg-type]
                     completion_window="24h",
-                    metadata=metadata,
+                    metadata=metadata or None,
                 )
             )
         except LlmeshError:
@@ -164,6 +169,21 @@ class OpenAIBatches:
                 await self._client.files.delete(uploaded.id)
             raise
         return batch.id
+
+    async def find(self, key: str, count: int) -> str | None:
+        """The batch whose metadata holds the submission `key`, among the newest
+        `FIND_DEPTH` batches of the account; None when none does."""
+        seen = 0
+        try:
+            async for batch in self._client.batches.list(limit=100):
+                if (batch.metadata or {}).get(SUBMISSION_KEY) == key:
+                    return batch.id
+                seen += 1
+                if seen >= FIND_DEPTH:
+                    return None
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return None
 
     async def status(self, provider_batch_id: str) -> NativeStatus:
         """The batch's state and counts (failed: items with errors, expired or cancelled)."""
