@@ -141,22 +141,3 @@ async def test_a_submission_that_never_arrived_is_submitted_again(
     assert len(api.batches) == 1
     assert [n.state for n in await sqlite_store.natives("b1")] == ["completed"]
     assert len(await results(sqlite_store)) == 2
-
-
-async def test_the_store_keeps_a_submission_marker_until_adopted_or_released(
-    sqlite_store: BatchStore,
-) -> None:
-    await create(sqlite_store, ["a", "b", "c"], mode=BatchMode.PROVIDER_NATIVE)
-    await sqlite_store.reserve_native("b1", "openai", "llmesh-submit-1-x", ["c0", "c1"])
-    assert [i.custom_id for i in await sqlite_store.unsubmitted("b1")] == ["c2"]
-    assert await sqlite_store.native_item_count("b1", "llmesh-submit-1-x") == 2
-    (marker,) = await sqlite_store.natives("b1")
-    assert (marker.provider_batch_id, marker.state) == ("llmesh-submit-1-x", "submitting")
-    await sqlite_store.release_native("b1", "llmesh-submit-1-x")
-    assert await sqlite_store.natives("b1") == []
-    assert len(await sqlite_store.unsubmitted("b1")) == 3
-    await sqlite_store.reserve_native("b1", "openai", "llmesh-submit-2-y", ["c0"])
-    await sqlite_store.adopt_native("b1", "llmesh-submit-2-y", "batch_123")
-    (adopted,) = await sqlite_store.natives("b1")
-    assert (adopted.provider_batch_id, adopted.state) == ("batch_123", "in_progress")
-    assert (await sqlite_store.counts("b1"))[ItemState.RUNNING] == 1

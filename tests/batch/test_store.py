@@ -295,3 +295,20 @@ async def test_files_list_by_tenant_newest_first_and_delete(store: BatchStore) -
         "file-9",
         "file-0",
     ]
+
+
+async def test_a_submission_marker_until_adopted_or_released(store: BatchStore) -> None:
+    await _make(store, "b1", 3)
+    await store.reserve_native("b1", "openai", "llmesh-submit-1-x", ["c0", "c1"])
+    assert [i.custom_id for i in await store.unsubmitted("b1")] == ["c2"]
+    assert await store.native_item_count("b1", "llmesh-submit-1-x") == 2
+    (marker,) = await store.natives("b1")
+    assert (marker.provider_batch_id, marker.state) == ("llmesh-submit-1-x", "submitting")
+    await store.release_native("b1", "llmesh-submit-1-x")
+    assert await store.natives("b1") == []
+    assert len(await store.unsubmitted("b1")) == 3
+    await store.reserve_native("b1", "openai", "llmesh-submit-2-y", ["c0"])
+    await store.adopt_native("b1", "llmesh-submit-2-y", "batch_123")
+    (adopted,) = await store.natives("b1")
+    assert (adopted.provider_batch_id, adopted.state) == ("batch_123", "in_progress")
+    assert (await store.counts("b1"))[ItemState.RUNNING] == 1
