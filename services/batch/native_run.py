@@ -175,7 +175,14 @@ class NativeRun:
                 await self._store.release_native(batch_id, key)
                 continue
             count = await self._store.native_item_count(batch_id, key)
-            found = await self._api(target).find(key, count)
+            try:
+                found = await self._api(target).find(key, count)
+            except LlmeshError as exc:
+                if exc.retryable:
+                    raise  # looked up again when the batch runs again
+                # no batch API here any more: the items are submitted (and refused) anew
+                log.warning("batch %s: submission %s cannot be looked up: %s", batch_id, key, exc)
+                found = None
             if found is None:
                 log.info("batch %s: submission %s never reached %s", batch_id, key, target.provider)
                 await self._store.release_native(batch_id, key)

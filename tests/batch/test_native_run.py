@@ -141,3 +141,21 @@ async def test_a_submission_that_never_arrived_is_submitted_again(
     assert len(api.batches) == 1
     assert [n.state for n in await sqlite_store.natives("b1")] == ["completed"]
     assert len(await results(sqlite_store)) == 2
+
+
+async def test_a_cut_off_submission_whose_provider_lost_its_batch_api_fails_its_items(
+    sqlite_store: BatchStore,
+) -> None:
+    await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)
+    await sqlite_store.reserve_native("b1", "openai", "llmesh-submit-1-x", ["c0", "c1"])
+    made: list[BatchRunner] = []
+    try:  # restarted without a batch API for the provider
+        await runner(sqlite_store, FakeCalls(kind="openai"), made, native=lambda _: None).start()
+        await wait_for(lambda: state_is(sqlite_store, BatchState.FAILED), "the failure")
+    finally:
+        for r in made:
+            await r.aclose()
+    got = await results(sqlite_store)
+    assert sorted(r.custom_id for r in got) == ["c0", "c1"]
+    assert {r.error.reason for r in got} == {errors_pb2.ERROR_REASON_PROVIDER_NOT_CONFIGURED}
+    assert await sqlite_store.natives("b1") == []
