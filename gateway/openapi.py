@@ -2,7 +2,8 @@
 
 It describes the OpenAI-compatible routes (``/v1/chat/completions``, ``/v1/embeddings``,
 ``/v1/models``, ``/v1/responses``), the Anthropic ones (``/v1/messages``,
-``/v1/messages/count_tokens``) and the health checks, with request schemas following the
+``/v1/messages/count_tokens``), the batch routes (`llmesh.gateway.openapi_batches`) and the
+health checks, with request schemas following the
 parsers (`llmesh.gateway.openapi_schemas`) and every error in the shape its API uses: OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``, Anthropic's ``{"type": "error", "error":
 {"type", "message"}}``. The tests fuzz the running gateway from this document (schemathesis).
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from llmesh.gateway.openapi_batches import BATCH_SCHEMAS, batch_paths
 from llmesh.gateway.openapi_schemas import SCHEMAS
 
 __all__ = ["document", "routes"]
@@ -130,6 +132,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json("TokenCount", "The count."), **anthropic},
             }
         },
+        **batch_paths(openai, anthropic),
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -164,7 +167,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
         },
         "servers": [{"url": server_url}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **BATCH_SCHEMAS},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},

@@ -32,6 +32,8 @@ from llmesh.services.common.workers import (
 SERVICES = ("emulator", "orchestrator", "processor", "gateway")
 WORKER_SERVICES = ("orchestrator", "gateway")
 """The services `llmesh up --workers N` runs as N processes sharing a port."""
+DATABASE_COMMANDS = ("usage", "ledger", "templates", "keys")
+"""The commands that work on the database of ``database_url``, run by their own modules."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,22 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
     chat.add_argument("--address", help="orchestrator address (default: from configuration)")
     _api_key_option(chat)
-    usage = sub.add_parser("usage", help="usage and cost totals from the ledger")
-    usage.add_argument(
-        "--by",
-        default="tenant,model",
-        help="comma-separated groups: tenant, key, model, day (default: tenant,model)",
-    )
-    usage.add_argument("--since", help="only records from this date (YYYY-MM-DD, UTC) on")
-    usage.add_argument("--tenant", help="only this tenant")
-    usage.add_argument("--json", action="store_true", help="JSON instead of a table")
-    ledger = sub.add_parser("ledger", help="maintain the usage ledger")
-    ledger_sub = ledger.add_subparsers(dest="action", required=True)
-    ledger_sub.add_parser(
-        "close-interrupted",
-        help="close the calls in flight of stopped processes as interrupted "
-        "(orchestrators do it at start-up)",
-    )
+    from llmesh.services.ledger.cli import add_ledger_parsers
+
+    add_ledger_parsers(sub)
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key (shown once)")
@@ -162,52 +151,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         _serve(config, args.service, args.worker)
         return
-    if args.command == "usage":
-        from llmesh.services.ledger import usage_report
-
-        try:
-            report = asyncio.run(
-                usage_report(
-                    config.database_url,
-                    group_by=[g.strip() for g in args.by.split(",") if g.strip()],
-                    since=args.since,
-                    json_output=args.json,
-                    tenant=args.tenant,
-                )
-            )
-        except (ValueError, FileNotFoundError) as exc:
-            sys.exit(f"llmesh usage: {exc}")
-        print(report)
-        return
-    if args.command == "ledger":
-        from llmesh.services.ledger.cli import close_interrupted_report
-
-        try:
-            print(asyncio.run(close_interrupted_report(config.database_url)))
-        except (ValueError, FileNotFoundError) as exc:
-            sys.exit(f"llmesh ledger: {exc}")
-        return
-    if args.command == "templates":
-        from llmesh.services.templates.cli import templates_main
-
-        sys.exit(templates_main(config.database_url, args.rest))
-    if args.command == "keys":
-        from llmesh.services.auth import keys_command
-
-        status, text = asyncio.run(
-            keys_command(
-                config.database_url,
-                args.action,
-                tenant=getattr(args, "tenant", None),
-                name=getattr(args, "name", ""),
-                key_id=getattr(args, "key_id", None),
-                default_priority=getattr(args, "priority", None),
-                max_priority=getattr(args, "max_priority", None),
-                json_output=getattr(args, "json", False),
-            )
-        )
-        print(text)
-        sys.exit(status)
+    if args.command in DATABASE_COMMANDS:
+        sys.exit(_database_command(args, config.database_url))
     from llmesh.services import client
     from llmesh.services.common.tls import check_client
     from llmesh.services.telemetry.tracing import install_tracing
@@ -250,6 +195,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                 )
             )
         )
+
+
+def _database_command(args: argparse.Namespace, database_url: str) -> int | str:
+    """Run one of `DATABASE_COMMANDS` in its own module: the exit code, or the message to
+    exit with."""
+    if args.command == "usage":
+        from llmesh.services.ledger.cli import usage_main
+
+        return usage_main(database_url, args)
+    if args.command == "ledger":
+        from llmesh.services.ledger.cli import ledger_main
+
+        return ledger_main(database_url)
+    if args.command == "templates":
+        from llmesh.services.templates.cli import templates_main
+
+        return templates_main(database_url, args.rest)
+    from llmesh.services.auth.cli import keys_main
+
+    return keys_main(database_url, args)
 
 
 def _serve(config: Config, service: str, slot: WorkerSlot) -> None:

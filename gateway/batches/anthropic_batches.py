@@ -157,7 +157,9 @@ def result_line(result: batches_pb2.BatchItemResult) -> bytes:
     """One line of a results file."""
     kind = result.WhichOneof("outcome")
     outcome: dict[str, Any]
-    if kind == "chat":
+    if result.state == batches_pb2.BATCH_ITEM_STATE_CANCELLED and kind != "chat":
+        outcome = {"type": "canceled"}  # the batch's cancel stopped it before it ran
+    elif kind == "chat":
         outcome = {"type": "succeeded", "message": message(result.chat, result.chat.model)}
     elif kind == "error":
         err = item_error(result.error)

@@ -194,9 +194,26 @@ def output_line(batch_id: str, result: batches_pb2.BatchItemResult) -> bytes | N
     return orjson.dumps(line) + b"\n"
 
 
+_CANCELLED = {
+    "code": "batch_cancelled",
+    "message": "This request was not executed because the batch was cancelled.",
+}
+"""The error of an error file line for an item the batch's cancel stopped (as OpenAI)."""
+
+
 def error_line(batch_id: str, result: batches_pb2.BatchItemResult) -> bytes | None:
-    """The error file line of a failed (or dead) item; None for any other result."""
-    if result.WhichOneof("outcome") != "error":
+    """The error file line of a failed (or dead) item, or of one its batch's cancel
+    stopped (no response, error ``batch_cancelled``); None for any other result."""
+    kind = result.WhichOneof("outcome")
+    if result.state == batches_pb2.BATCH_ITEM_STATE_CANCELLED and kind in (None, "error"):
+        line: dict[str, Any] = {
+            "id": request_id(batch_id, result.custom_id),
+            "custom_id": result.custom_id,
+            "response": None,
+            "error": _CANCELLED,
+        }
+        return orjson.dumps(line) + b"\n"
+    if kind != "error":
         return None
     err = item_error(result.error)
     line = {

@@ -65,8 +65,11 @@ def output_file_id(batch: batches_pb2.Batch) -> str | None:
 
 
 def error_file_id(batch: batches_pb2.Batch) -> str | None:
-    """The id of the batch's error file: once it ended with at least one failed item."""
-    if batch.state in FINAL_STATES and (batch.counts.failed or batch.counts.dead):
+    """The id of the batch's error file: once it ended with at least one failed item (or
+    one its cancel stopped)."""
+    if batch.state in FINAL_STATES and (
+        batch.counts.failed or batch.counts.dead or batch.counts.cancelled
+    ):
         return ERRORS_PREFIX + batch.id
     return None
 

@@ -30,6 +30,7 @@ from llmesh.gateway.batches.common import (
     status_of,
     stream_results,
 )
+from llmesh.gateway.batches.openai_files import delete_file, list_files
 from llmesh.gateway.batches.openai_lines import (
     FileLines,
     at_line,
@@ -377,7 +378,9 @@ def routes() -> list[BaseRoute]:
     """The files and batches routes."""
     return [
         Route("/v1/files", create_file, methods=["POST"]),
+        Route("/v1/files", list_files, methods=["GET"]),
         Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
+        Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
         Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
         Route("/v1/batches", create_batch, methods=["POST"]),
         Route("/v1/batches", list_batches, methods=["GET"]),

@@ -7,6 +7,7 @@ cannot be opened, 2 a usage error.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from typing import Any
@@ -207,3 +208,21 @@ async def keys_command(
         return await _revoke(store, wanted, json_output)
     finally:
         await store.aclose()
+
+
+def keys_main(store_url: str, args: argparse.Namespace) -> int:
+    """Run ``llmesh keys`` with its parsed `args`, printing its text; the exit code."""
+    status, text = asyncio.run(
+        keys_command(
+            store_url,
+            args.action,
+            tenant=getattr(args, "tenant", None),
+            name=getattr(args, "name", ""),
+            key_id=getattr(args, "key_id", None),
+            default_priority=getattr(args, "priority", None),
+            max_priority=getattr(args, "max_priority", None),
+            json_output=getattr(args, "json", False),
+        )
+    )
+    print(text)
+    return status

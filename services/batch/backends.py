@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 
 from llmesh.services.common.sqlite import enable_wal
-from llmesh.services.ledger.postgres_store import migrate_postgres
+from llmesh.services.ledger.postgres_store import open_migrated_pool
 from llmesh.services.ledger.schema import INSTANCES_TABLE
 from llmesh.services.ledger.sqlite_store import migrate_sqlite
 
@@ -157,10 +157,6 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class _PgTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -202,17 +198,9 @@ class PostgresBackend:
             raise RuntimeError("the batch store is closed")
         async with self._open_lock:
             if self._pool is None:
-                settings = {"search_path": _quote_ident(self.schema)} if self.schema else None
-                pool = await asyncpg.create_pool(
-                    self.url, min_size=1, max_size=self._max_size, server_settings=settings
+                self._pool = await open_migrated_pool(
+                    self.url, self.schema, max_size=self._max_size
                 )
-                try:
-                    async with pool.acquire() as conn:
-                        await migrate_postgres(conn, self.schema)
-                except BaseException:
-                    await pool.close()
-                    raise
-                self._pool = pool
         return self._pool
 
     @asynccontextmanager

@@ -27,7 +27,7 @@ from llmesh.services.batch.model import (
     PendingItem,
 )
 from llmesh.services.batch.native_run import NativeRun
-from llmesh.services.batch.native_seam import NativeFactory
+from llmesh.services.batch.native_seam import NativeClients, NativeFactory
 from llmesh.services.batch.store import BatchStore
 from llmesh.services.common.batch_settings import BatchConfig
 from llmesh.services.common.errors import LlmeshError, Reason
@@ -70,6 +70,11 @@ def item_result(
         out.error.CopyFrom(error_to_proto(error))
     out.finished_at.CopyFrom(timestamp(time.time()))
     return bytes(out.SerializeToString())
+
+
+def cancelled_result(custom_id: str, attempts: int) -> bytes:
+    """The result of an item its batch's cancel stopped before it ran (again)."""
+    return item_result(custom_id, ItemState.CANCELLED, attempts)
 
 
 class _Pace:
@@ -131,7 +136,13 @@ class BatchRunner:
         self._wake = asyncio.Event()
         self.changes = _Changes()
         """Notified whenever a batch's results or state change here."""
-        self._native = NativeRun(store, calls, settings, native, self.changes.notify)
+        self.native = (
+            native
+            if native is None or isinstance(native, NativeClients)
+            else (NativeClients(native))
+        )
+        """The providers' batch clients, shared with the servicer; closed with the executor."""
+        self._native = NativeRun(store, calls, settings, self.native, self.changes.notify)
         self._closing = False
 
     async def start(self) -> None:
@@ -158,6 +169,8 @@ class BatchRunner:
             with contextlib.suppress(Exception):
                 await self.store.release(batch_id, self._me)
         self._tasks.clear()
+        if self.native is not None:
+            await self.native.aclose()
 
     def running(self, batch_id: str) -> bool:
         """Whether this process executes the batch right now."""
@@ -271,7 +284,7 @@ class BatchRunner:
                 detail=f"paused: {stop[0]}",
             )
         elif current.state is BatchState.CANCELLING:
-            await self.store.cancel_pending(batch_id)
+            await self.store.cancel_pending(batch_id, cancelled_result)
             await self.store.set_state(
                 batch_id,
                 BatchState.CANCELLED,

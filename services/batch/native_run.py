@@ -1,19 +1,26 @@
 """Running a batch through providers' own batch APIs (provider-native mode).
 
-The batch's items are grouped by the provider of their first target and each group is
-submitted once as a native batch; its id is stored at once, so a restart polls it again
-and never submits it twice (only a crash between the provider's answer and that write can
-leave an orphan native batch, which is then submitted anew). Each native batch is polled
+The batch's items are grouped by the provider and model of their first target (OpenAI
+takes one model per batch; each item is priced at its model's rate) and each group is
+submitted once as a native batch. Before the submission, a key for it is stored holding
+its items (state ``submitting``), and the provider's batch carries the key (OpenAI: in its
+metadata; Anthropic: its time and size tell it); once the provider answers, its id replaces
+the key. A submission cut off in between (a crash, a lost answer) is looked up at the
+provider by its key when the batch runs again: found, it is polled; not found, its items
+are submitted anew. So a batch is never submitted twice. Each native batch is polled
 with a growing wait (`native_poll_interval`, times 1.5 each poll, up to `native_poll_max`);
 once it ends, its results are read and written item by item, each with its ledger row
 priced at the provider's batch rate. Items a failed or expired native batch left without a
-result become dead letters (RetryDeadLetters submits them again).
+result become dead letters (RetryDeadLetters submits them again), as do the items of a
+native batch the provider no longer knows (BATCH_NOT_FOUND).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +31,7 @@ from llmesh.services.batch.native_seam import (
     NativeFactory,
     NativeResult,
     NativeState,
+    NativeStatus,
 )
 from llmesh.services.common.batch_settings import BatchConfig
 from llmesh.services.common.errors import LlmeshError, Reason
@@ -91,6 +99,8 @@ class NativeRun:
             current = await self._store.get(batch_id)
             if current is None:
                 return
+            # a submission cut off (a crash, an error) before its batch id was stored
+            await self._recover(batch_id, targets)
             if current.state is BatchState.IN_PROGRESS:  # new items, or retried dead ones
                 fresh = await self._store.unsubmitted(batch_id)
                 if fresh:
@@ -100,29 +110,41 @@ class NativeRun:
             if not open_:
                 break
             for native in open_:
-                target = targets.get(native.provider) or await self._target_of(
+                # each native batch holds one provider's items of one model (its price)
+                target = targets.get(native.provider_batch_id) or await self._target_of(
                     batch_id, native.provider_batch_id
                 )
                 if target is None:
                     continue
-                targets[native.provider] = target
+                targets[native.provider_batch_id] = target
                 api = self._api(target)
-                if (
-                    current.state is BatchState.CANCELLING
-                    and native.provider_batch_id not in cancel_sent
-                ):
-                    await api.cancel(native.provider_batch_id)
-                    cancel_sent.add(native.provider_batch_id)
-                status = await api.status(native.provider_batch_id)
+                lost: LlmeshError | None = None
+                try:
+                    if (
+                        current.state is BatchState.CANCELLING
+                        and native.provider_batch_id not in cancel_sent
+                    ):
+                        await api.cancel(native.provider_batch_id)
+                        cancel_sent.add(native.provider_batch_id)
+                    status = await api.status(native.provider_batch_id)
+                except LlmeshError as exc:
+                    if exc.reason is not Reason.BATCH_NOT_FOUND:
+                        raise
+                    # the provider no longer knows the batch: it ended without results
+                    lost = exc
+                    status = NativeStatus(NativeState.FAILED, 0, 0, 0)
                 if status.state is NativeState.IN_PROGRESS:
                     continue
-                async for result in api.results(native.provider_batch_id):
-                    await self._write(batch_id, caller, target, result, item_result)
+                if lost is None:
+                    async for result in api.results(native.provider_batch_id):
+                        await self._write(batch_id, caller, target, result, item_result)
                 # an item the provider's batch ended without a result: a dead letter
                 # (retrying submits it again), or cancelled with its batch
-                cancelled = status.state is NativeState.CANCELLED
+                cancelled = status.state is NativeState.CANCELLED or (
+                    lost is not None and current.state is BatchState.CANCELLING
+                )
                 state = ItemState.CANCELLED if cancelled else ItemState.DEAD
-                error = LlmeshError(
+                error = lost or LlmeshError(
                     Reason.UPSTREAM_UNAVAILABLE,
                     f"the provider's batch {native.provider_batch_id} ended "
                     f"{status.state.value} without a result for this item",
@@ -141,6 +163,36 @@ class NativeRun:
             wait = min(wait * 1.5, self._settings.native_poll_max)
         await self._settle(batch_id)
 
+    async def _recover(self, batch_id: str, targets: dict[str, FirstTarget]) -> None:
+        """Find each submission still marked ``submitting`` at its provider by its key: the
+        batch found is adopted; one that never arrived frees its items to be submitted."""
+        for native in await self._store.natives(batch_id):
+            if native.state != "submitting":
+                continue
+            key = native.provider_batch_id
+            target = await self._target_of(batch_id, key)
+            if target is None:
+                await self._store.release_native(batch_id, key)
+                continue
+            count = await self._store.native_item_count(batch_id, key)
+            try:
+                found = await self._api(target).find(key, count)
+            except LlmeshError as exc:
+                if exc.retryable:
+                    raise  # looked up again when the batch runs again
+                # no batch API here any more: the items are submitted (and refused) anew
+                log.warning("batch %s: submission %s cannot be looked up: %s", batch_id, key, exc)
+                found = None
+            if found is None:
+                log.info("batch %s: submission %s never reached %s", batch_id, key, target.provider)
+                await self._store.release_native(batch_id, key)
+                continue
+            log.info(
+                "batch %s: submission %s found at %s as %s", batch_id, key, target.provider, found
+            )
+            await self._store.adopt_native(batch_id, key, found)
+            targets[found] = target
+
     async def _target_of(self, batch_id: str, provider_batch_id: str) -> FirstTarget | None:
         """The first target of an item of a native batch (after a restart)."""
         data = await self._store.native_item_input(batch_id, provider_batch_id)
@@ -151,21 +203,32 @@ class NativeRun:
     async def _submit(
         self, batch_id: str, items: list[PendingItem], targets: dict[str, FirstTarget]
     ) -> None:
-        groups: dict[str, list[tuple[PendingItem, batches_pb2.BatchItem]]] = {}
+        # one native batch per provider and model: OpenAI's batch API takes a single model
+        # per batch, and each item is priced at its own model's batch rate
+        groups: dict[tuple[str, str], list[tuple[PendingItem, batches_pb2.BatchItem]]] = {}
+        firsts: dict[tuple[str, str], FirstTarget] = {}
         for item in items:
             proto = batches_pb2.BatchItem.FromString(item.input)
             target = self._calls.first_target(proto)
-            targets.setdefault(target.provider, target)
-            groups.setdefault(target.provider, []).append((item, proto))
-        for provider, group in groups.items():
+            key = (target.provider, target.model)
+            firsts.setdefault(key, target)
+            groups.setdefault(key, []).append((item, proto))
+        for (provider, _model), group in groups.items():
             ids = [item.custom_id for item, _ in group]
+            target = firsts[(provider, _model)]
+            submission = f"llmesh-submit-{int(time.time())}-{uuid.uuid4().hex[:16]}"
             try:
-                api = self._api(targets[provider])
+                api = self._api(target)
                 native_items = [self._calls.native_item(proto) for _, proto in group]
-                provider_batch_id = await api.submit(native_items)
+                # the key is stored before the provider sees the batch: a crash before its
+                # id is stored is recovered by finding the batch by its key, not resubmitted
+                await self._store.reserve_native(batch_id, provider, submission, ids)
+                provider_batch_id = await api.submit(native_items, submission)
             except LlmeshError as exc:
                 if exc.retryable:
-                    raise  # the executor tries the batch again after a pause
+                    raise  # the executor tries the batch again after a pause (and finds
+                    # the submission at the provider first, if it arrived)
+                await self._store.release_native(batch_id, submission)
                 # refused for good (no batch API, a request the provider rejects): the
                 # items fail with the reason, the rest of the batch goes on
                 from llmesh.services.batch.executor import item_result
@@ -176,8 +239,8 @@ class NativeRun:
                 )
                 self._notify(batch_id)
                 continue
-            await self._store.add_native(batch_id, provider, provider_batch_id, ids)
-            await self._store.mark_running(batch_id, provider_batch_id)
+            targets[provider_batch_id] = target
+            await self._store.adopt_native(batch_id, submission, provider_batch_id)
             log.info(
                 "batch %s: %d items submitted to %s as %s",
                 batch_id,
@@ -214,7 +277,9 @@ class NativeRun:
         counts = await self._store.counts(batch_id)
         detail = None
         if current.state is BatchState.CANCELLING:
-            await self._store.cancel_pending(batch_id)
+            from llmesh.services.batch.executor import cancelled_result
+
+            await self._store.cancel_pending(batch_id, cancelled_result)
             final = BatchState.CANCELLED
         elif ends == {"failed"} or (not natives and counts[ItemState.SUCCEEDED] == 0):
             final = BatchState.FAILED

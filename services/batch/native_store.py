@@ -37,6 +37,59 @@ class NativeRows:
                 [(provider_batch_id, batch_id, c) for c in custom_ids],
             )
 
+    async def reserve_native(
+        self, batch_id: str, provider: str, key: str, custom_ids: Sequence[str]
+    ) -> None:
+        """Before a submission: record its key as a native batch in state ``submitting``
+        holding the items, so that a restart looks the submission up at the provider by
+        its key rather than submitting the items again."""
+        async with self._db.transaction(write=True) as tx:
+            await tx.execute(
+                "INSERT INTO batch_native (batch_id, provider_batch_id, provider, state) "
+                "VALUES (?, ?, ?, 'submitting')",
+                batch_id,
+                key,
+                provider,
+            )
+            await tx.executemany(
+                "UPDATE batch_items SET native_batch = ? WHERE batch_id = ? AND custom_id = ?",
+                [(key, batch_id, c) for c in custom_ids],
+            )
+
+    async def adopt_native(self, batch_id: str, key: str, provider_batch_id: str) -> None:
+        """The submission `key` is the provider's batch `provider_batch_id`: its items are
+        that batch's, and run."""
+        async with self._db.transaction(write=True) as tx:
+            await tx.execute(
+                "UPDATE batch_native SET provider_batch_id = ?, state = 'in_progress' "
+                "WHERE batch_id = ? AND provider_batch_id = ? AND state = 'submitting'",
+                provider_batch_id,
+                batch_id,
+                key,
+            )
+            await tx.execute(
+                "UPDATE batch_items SET native_batch = ?, state = CASE WHEN state = 'pending' "
+                "THEN 'running' ELSE state END WHERE batch_id = ? AND native_batch = ?",
+                provider_batch_id,
+                batch_id,
+                key,
+            )
+
+    async def release_native(self, batch_id: str, key: str) -> None:
+        """The submission `key` never reached the provider: its items are unsubmitted."""
+        async with self._db.transaction(write=True) as tx:
+            await tx.execute(
+                "DELETE FROM batch_native WHERE batch_id = ? AND provider_batch_id = ? "
+                "AND state = 'submitting'",
+                batch_id,
+                key,
+            )
+            await tx.execute(
+                "UPDATE batch_items SET native_batch = '' WHERE batch_id = ? AND native_batch = ?",
+                batch_id,
+                key,
+            )
+
     async def natives(self, batch_id: str) -> list[NativeRow]:
         """The native batches of a batch."""
         async with self._db.transaction(write=False) as tx:
@@ -77,6 +130,16 @@ class NativeRows:
                 batch_id,
                 provider_batch_id,
             )
+
+    async def native_item_count(self, batch_id: str, provider_batch_id: str) -> int:
+        """How many items a native batch (or a submission's key) holds."""
+        async with self._db.transaction(write=False) as tx:
+            rows = await tx.fetch(
+                "SELECT COUNT(*) FROM batch_items WHERE batch_id = ? AND native_batch = ?",
+                batch_id,
+                provider_batch_id,
+            )
+        return int(rows[0][0])
 
     async def native_item_input(self, batch_id: str, provider_batch_id: str) -> bytes | None:
         """The input of one item of a native batch, or None when it holds none."""

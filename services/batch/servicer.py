@@ -161,6 +161,33 @@ class BatchServicer(batches_pb2_grpc.BatchServiceServicer):  # type: ignore[misc
         row = await self._file(request.file_id, rpc.caller, content=False)
         return batches_pb2.GetBatchFileResponse(file=_file_proto(row))
 
+    @unary()
+    async def ListBatchFiles(
+        self, request: batches_pb2.ListBatchFilesRequest, rpc: Rpc
+    ) -> batches_pb2.ListBatchFilesResponse:
+        """A page of the caller's uploaded files, newest first."""
+        size = request.page_size or 20
+        if not 1 <= size <= 100:
+            raise invalid("page_size", "must be between 1 and 100")
+        before = _mark(_untoken(request.page_token, "page_token"))
+        tenant = rpc.caller.tenant if rpc.caller.key_id else None
+        rows = await self._store.list_files(tenant, before=before, limit=size + 1)
+        out = batches_pb2.ListBatchFilesResponse(files=[_file_proto(r) for r in rows[:size]])
+        if len(rows) > size:
+            last = rows[size - 1]
+            out.next_page_token = _token(f"{last.created_at!r}|{last.file_id}")
+        return out
+
+    @unary()
+    async def DeleteBatchFile(
+        self, request: batches_pb2.DeleteBatchFileRequest, rpc: Rpc
+    ) -> batches_pb2.DeleteBatchFileResponse:
+        """Delete one of the caller's uploaded files."""
+        row = await self._file(request.file_id, rpc.caller, content=False)
+        if not await self._store.delete_file(row.file_id):  # deleted meanwhile
+            raise _not_found("batch file", row.file_id)
+        return batches_pb2.DeleteBatchFileResponse(file_id=row.file_id)
+
     async def _file(self, file_id: str, caller: Caller, *, content: bool) -> FileRow:
         row = await self._store.get_file(file_id, content=content) if file_id else None
         if row is None or (caller.key_id and row.tenant != caller.tenant):
@@ -251,14 +278,7 @@ class BatchServicer(batches_pb2_grpc.BatchServiceServicer):  # type: ignore[misc
         size = request.page_size or 20
         if not 1 <= size <= 100:
             raise invalid("page_size", "must be between 1 and 100")
-        mark = _untoken(request.page_token, "page_token")
-        before = None
-        if mark:
-            stamp, _, batch_id = mark.partition("|")
-            try:
-                before = (float(stamp), batch_id)
-            except ValueError:
-                raise invalid("page_token", "is not a token this server gave") from None
+        before = _mark(_untoken(request.page_token, "page_token"))
         tenant = rpc.caller.tenant if rpc.caller.key_id else None
         rows = await self._store.list_batches(tenant, before=before, limit=size + 1)
         out = batches_pb2.ListBatchesResponse(batches=[await self._proto(r) for r in rows[:size]])
@@ -425,3 +445,14 @@ def _file_proto(row: FileRow) -> batches_pb2.BatchFile:
     )
     out.created_at.CopyFrom(timestamp(row.created_at))
     return out
+
+
+def _mark(mark: str) -> tuple[float, str] | None:
+    """The (created_at, id) a page token's text marks, or None for the first page."""
+    if not mark:
+        return None
+    stamp, _, row_id = mark.partition("|")
+    try:
+        return (float(stamp), row_id)
+    except ValueError:
+        raise invalid("page_token", "is not a token this server gave") from None

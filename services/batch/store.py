@@ -11,7 +11,7 @@ Items are unique per batch by ``custom_id``. The same code runs on SQLite and Po
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -102,6 +102,36 @@ class BatchStore(NativeRows):
             return None
         r = rows[0]
         return FileRow(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5]), r[6])
+
+    async def list_files(
+        self, tenant: str | None, *, before: tuple[float, str] | None, limit: int
+    ) -> list[FileRow]:
+        """Uploaded files newest first (of `tenant`, or all when None), without their text,
+        after the page mark `before` (created_at, file_id)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND file_id < ?))")
+            args.extend([before[0], before[0], before[1]])
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        async with self._db.transaction(write=False) as tx:
+            rows = await tx.fetch(
+                "SELECT file_id, tenant, filename, bytes, item_count, created_at "
+                f"FROM batch_files {clause}"
+                f"ORDER BY created_at DESC, file_id DESC LIMIT {int(limit)}",
+                *args,
+            )
+        return [FileRow(r[0], r[1], r[2], int(r[3]), int(r[4]), float(r[5])) for r in rows]
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete an uploaded file (its batches keep their own copies of the items);
+        whether it was there."""
+        async with self._db.transaction(write=True) as tx:
+            deleted = await tx.execute("DELETE FROM batch_files WHERE file_id = ?", file_id)
+        return bool(deleted)
 
     # batches
 
@@ -342,16 +372,33 @@ class BatchStore(NativeRows):
                 written += seq is not None
         return written
 
-    async def cancel_pending(self, batch_id: str) -> int:
-        """Cancel every pending item of a batch; how many."""
+    async def cancel_pending(self, batch_id: str, result: Callable[[str, int], bytes]) -> int:
+        """Cancel every pending item of a batch, each with the result `result` makes for it
+        from its custom_id and attempts so far (so that result streams and files list it),
+        in one transaction: an item is cancelled, and its result written, once; how many."""
         async with self._db.transaction(write=True) as tx:
-            changed = await tx.execute(
-                "UPDATE batch_items SET state = 'cancelled', updated_at = ? "
-                "WHERE batch_id = ? AND state = 'pending'",
-                time.time(),
+            rows = await tx.fetch(
+                "SELECT custom_id, attempts FROM batch_items "
+                "WHERE batch_id = ? AND state = 'pending' ORDER BY custom_id",
                 batch_id,
             )
-        return int(changed)
+            for custom_id, attempts in rows:
+                await tx.execute(
+                    "UPDATE batch_items SET state = 'running' WHERE batch_id = ? AND custom_id = ?",
+                    batch_id,
+                    custom_id,
+                )
+                done = int(attempts or 0)
+                await finish_item(
+                    tx,
+                    batch_id,
+                    custom_id,
+                    ItemState.CANCELLED,
+                    result(custom_id, done),
+                    done,
+                    None,
+                )
+        return len(rows)
 
     async def results_after(self, batch_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Results numbered above `after`, in order: (number, serialized result)."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,6 +230,33 @@ class StepsConfig:
         return "redact_output" in self.post
 
 
+_FIT_KEYS = (
+    "strategy",
+    "larger_model",
+    "reserve_output",
+    "summary_model",
+    "summary_max_tokens",
+    "keep_turns",
+)
+_STEPS_KEYS = ("pre", "post", "redact", "screen", "fit", "redact_output")
+
+
+def _settings(
+    where: str, raw: Any, keys: Sequence[str], shape: str | None = None
+) -> Mapping[str, Any]:
+    """`raw` as the mapping of a section whose keys are `keys` (None: nothing set); errors
+    name `where`, saying the section takes `shape` (default: the keys) when it is no mapping,
+    and which keys are unknown."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a mapping with {shape or ', '.join(keys)}")
+    unknown = set(raw) - set(keys)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    return raw
+
+
 def _names(where: str, raw: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
     if raw is None:
         return ()
@@ -255,14 +282,8 @@ def _user_name(where: str, name: Any) -> str:
 def _redaction(where: str, raw: Any, *, output: bool = False) -> RedactionConfig:
     """The ``redact`` step's settings; with `output`, the ``redact_output`` step's (no
     mode: always mask; patterns must also compile for partial matching)."""
-    if raw is None:
-        raw = {}
-    keys = {"detectors", "patterns", "words"} | (set() if output else {"mode"})
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: a mapping with {', '.join(sorted(keys))}")
-    unknown = set(raw) - keys
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    keys = sorted({"detectors", "patterns", "words"} | (set() if output else {"mode"}))
+    raw = _settings(where, raw, keys)
     mode_raw = raw.get("mode", (RedactionMode.MASK if output else RedactionConfig.mode).value)
     try:
         mode = RedactionMode(mode_raw)
@@ -325,20 +346,7 @@ def _redaction(where: str, raw: Any, *, output: bool = False) -> RedactionConfig
 
 
 def _fit(where: str, raw: Any) -> FitConfig:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: a mapping with strategy, larger_model, reserve_output")
-    unknown = set(raw) - {
-        "strategy",
-        "larger_model",
-        "reserve_output",
-        "summary_model",
-        "summary_max_tokens",
-        "keep_turns",
-    }
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    raw = _settings(where, raw, _FIT_KEYS, "strategy, larger_model, reserve_output")
     strategy_raw = raw.get("strategy", FitStrategy.TRIM.value)
     try:
         strategy = FitStrategy(strategy_raw)
@@ -385,13 +393,7 @@ def _mapping(where: str, raw: Any) -> Mapping[str, Any]:
 
 
 def _screen(where: str, raw: Any) -> ScreenConfig:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: a mapping with action, threshold, route_to, rules, classifier")
-    unknown = set(raw) - {"action", "threshold", "route_to", "rules", "classifier"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    raw = _settings(where, raw, ("action", "threshold", "route_to", "rules", "classifier"))
     action_raw = raw.get("action", ScreenConfig.action.value)
     try:
         action = ScreenAction(action_raw)
@@ -429,11 +431,7 @@ def parse_steps(route: str, raw: Any, where: str | None = None) -> StepsConfig |
     if raw is None:
         return None
     where = where or f"routes.{route}.steps"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: a mapping with pre, post and the steps' settings")
-    unknown = set(raw) - {"pre", "post", "redact", "screen", "fit", "redact_output"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+    raw = _settings(where, raw, _STEPS_KEYS, "pre, post and the steps' settings")
     pre = _names(f"{where}.pre", raw.get("pre"), PRE_STEPS)
     post = _names(f"{where}.post", raw.get("post"), POST_STEPS)
     redact = _redaction(f"{where}.redact", raw.get("redact"))

@@ -3,6 +3,7 @@ close-interrupted``: close the calls a dead process left in flight, by hand."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import math
@@ -18,7 +19,16 @@ from llmesh.services.ledger.queries import UsageTotalRow, normalize_group_by
 from llmesh.services.ledger.recovery import close_interrupted
 from llmesh.services.ledger.stores import open_store, sqlite_path
 
-__all__ = ["close_interrupted_report", "format_table", "parse_time", "sum_totals", "usage_report"]
+__all__ = [
+    "add_ledger_parsers",
+    "close_interrupted_report",
+    "format_table",
+    "ledger_main",
+    "parse_time",
+    "sum_totals",
+    "usage_main",
+    "usage_report",
+]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -193,3 +203,52 @@ async def usage_report(
         "total": _json_row(sum_totals(rows), []),
     }
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+
+
+def add_ledger_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``usage`` and ``ledger`` commands."""
+    usage = sub.add_parser("usage", help="usage and cost totals from the ledger")
+    usage.add_argument(
+        "--by",
+        default="tenant,model",
+        help="comma-separated groups: tenant, key, model, day (default: tenant,model)",
+    )
+    usage.add_argument("--since", help="only records from this date (YYYY-MM-DD, UTC) on")
+    usage.add_argument("--tenant", help="only this tenant")
+    usage.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ledger = sub.add_parser("ledger", help="maintain the usage ledger")
+    ledger_sub = ledger.add_subparsers(dest="action", required=True)
+    ledger_sub.add_parser(
+        "close-interrupted",
+        help="close the calls in flight of stopped processes as interrupted "
+        "(orchestrators do it at start-up)",
+    )
+
+
+def usage_main(store_url: str, args: argparse.Namespace) -> int | str:
+    """Run ``llmesh usage`` with its parsed `args`, printing the report: 0, or the message
+    to exit with."""
+    try:
+        report = asyncio.run(
+            usage_report(
+                store_url,
+                group_by=[g.strip() for g in args.by.split(",") if g.strip()],
+                since=args.since,
+                json_output=args.json,
+                tenant=args.tenant,
+            )
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        return f"llmesh usage: {exc}"
+    print(report)
+    return 0
+
+
+def ledger_main(store_url: str) -> int | str:
+    """Run ``llmesh ledger close-interrupted``, printing its summary: 0, or the message to
+    exit with."""
+    try:
+        print(asyncio.run(close_interrupted_report(store_url)))
+    except (ValueError, FileNotFoundError) as exc:
+        return f"llmesh ledger: {exc}"
+    return 0

@@ -50,7 +50,7 @@ from llmesh.services.ledger.schema import (
     upsert_sql,
 )
 
-__all__ = ["PostgresStore", "migrate_postgres"]
+__all__ = ["PostgresStore", "migrate_postgres", "open_migrated_pool"]
 
 _UPSERT = upsert_sql([f"${i}" for i in range(1, len(COLUMNS) + 1)])
 _START_UPSERT = start_upsert_sql([f"${i}" for i in range(1, len(COLUMNS) + 2)])
@@ -69,6 +69,26 @@ _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+async def open_migrated_pool(
+    url: str, schema: str | None = None, *, min_size: int = 1, max_size: int = 4
+) -> asyncpg.Pool:
+    """A connection pool on `url` (its search path `schema` when named) with the ledger
+    database migrated to the latest schema; the pool is closed again if migrating fails.
+    The stores that keep their tables in the ledger database (usage, templates, batches)
+    open their pools with it."""
+    settings = {"search_path": _quote_ident(schema)} if schema else None
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, server_settings=settings
+    )
+    try:
+        async with pool.acquire() as conn:
+            await migrate_postgres(conn, schema)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
 
 
 async def migrate_postgres(
@@ -158,20 +178,9 @@ class PostgresStore:
         async with self._open_lock:
             if self._pool is not None:
                 return
-            settings = {"search_path": _quote_ident(self.schema)} if self.schema else None
-            pool = await asyncpg.create_pool(
-                self.url,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                server_settings=settings,
+            self._pool = await open_migrated_pool(
+                self.url, self.schema, min_size=self._min_size, max_size=self._max_size
             )
-            try:
-                async with pool.acquire() as conn:
-                    await migrate_postgres(conn, self.schema)
-            except BaseException:
-                await pool.close()
-                raise
-            self._pool = pool
 
     async def _ready_pool(self) -> asyncpg.Pool:
         await self.open()

@@ -27,13 +27,14 @@ from llmesh.services.core.priority import Priority
 from llmesh.services.core.usage import CallStatus, Usage
 from llmesh.services.ledger import LedgerWriter, PriceTable, UsageRecord
 from llmesh.services.orchestrator.aggregate import collect
-from llmesh.services.orchestrator.convert import chat_call_from_proto, chat_reply_to_proto
+from llmesh.services.orchestrator.convert import chat_call_from_proto
 from llmesh.services.orchestrator.embeddings_convert import (
     collect_embeddings,
     embed_call_from_proto,
     embed_reply_to_proto,
 )
 from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.replies_convert import chat_reply_to_proto
 from llmesh.v1 import batches_pb2
 
 __all__ = ["MeshItemCalls"]

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llmesh.services.batch import BatchRunner, BatchServicer, BatchStore, open_batch_store
-from llmesh.services.batch.native_seam import NativeFactory
+from llmesh.services.batch.native_seam import NativeClients, NativeFactory
 from llmesh.services.common.config import Config
 from llmesh.services.ledger.instances import dead_here
 from llmesh.services.orchestrator.assembly import Assembly
@@ -60,8 +60,11 @@ def build_batches(
             return ()
         return dead_here(await ledger.instances(), me)
 
+    # one client per provider, shared by the executor and the servicer, closed with the
+    # executor
+    clients = NativeClients(native) if native is not None else None
     runner = BatchRunner(
-        store, calls, config.batch, instance_id=me, dead_instances=dead, native=native
+        store, calls, config.batch, instance_id=me, dead_instances=dead, native=clients
     )
     servicer = BatchServicer(
         store,
@@ -69,6 +72,6 @@ def build_batches(
         calls,
         config.batch,
         authenticator=assembly.authenticator,
-        native=native,
+        native=clients,
     )
     return Batches(store, runner, servicer)

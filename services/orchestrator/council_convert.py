@@ -9,12 +9,7 @@ from __future__ import annotations
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
 from llmesh.services.common.media_settings import PartLimits
 from llmesh.services.core.call import ChatCall
-from llmesh.services.orchestrator.convert import (
-    chat_call_from_proto,
-    check_size,
-    event_to_proto,
-    usage_to_proto,
-)
+from llmesh.services.orchestrator.convert import chat_call_from_proto, check_size
 from llmesh.services.orchestrator.council import (
     BranchFailed,
     BranchItem,
@@ -24,6 +19,7 @@ from llmesh.services.orchestrator.council import (
     council_violations,
     default_branch_name,
 )
+from llmesh.services.orchestrator.replies_convert import event_to_proto, usage_to_proto
 from llmesh.v1 import chat_pb2, errors_pb2, orchestrator_pb2
 
 SHARED_MODEL = "council"

@@ -19,7 +19,8 @@ from llmesh.services.core.embeddings import (
 )
 from llmesh.services.core.events import CallEvent, Completed, Started
 from llmesh.services.core.usage import Usage
-from llmesh.services.orchestrator.convert import check_size, usage_to_proto
+from llmesh.services.orchestrator.convert import check_size
+from llmesh.services.orchestrator.replies_convert import usage_to_proto
 from llmesh.v1 import chat_pb2, embeddings_pb2
 
 __all__ = [

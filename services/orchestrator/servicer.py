@@ -43,10 +43,7 @@ from llmesh.services.orchestrator.calls_convert import (
 from llmesh.services.orchestrator.convert import (
     chat_call_from_proto,
     chat_call_from_request,
-    chat_reply_to_proto,
     check_size,
-    event_to_proto,
-    trail_to_metadata,
 )
 from llmesh.services.orchestrator.council import BranchItem, stream_council
 from llmesh.services.orchestrator.council_convert import council_from_proto, council_item_to_proto
@@ -65,6 +62,11 @@ from llmesh.services.orchestrator.listing_convert import (
     usage_totals_to_proto,
 )
 from llmesh.services.orchestrator.path import CallPath
+from llmesh.services.orchestrator.replies_convert import (
+    chat_reply_to_proto,
+    event_to_proto,
+    trail_to_metadata,
+)
 from llmesh.services.orchestrator.tenancy import acting_caller, call_priority, viewed_tenant
 from llmesh.services.telemetry.tracing import call_trace_id
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2, orchestrator_pb2_grpc

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from llmesh.services.ledger.postgres_store import migrate_postgres
+from llmesh.services.ledger.postgres_store import open_migrated_pool
 from llmesh.services.ledger.schema import (
     TEMPLATE_VERSIONS_TABLE,
     TEMPLATE_WEIGHTS_TABLE,
@@ -41,10 +41,6 @@ _LIST = f"""SELECT DISTINCT ON (name) name, version, description, created_at
     FROM {TEMPLATE_VERSIONS_TABLE} ORDER BY name, version DESC"""
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class PostgresTemplateStore:
     """A `TemplateStore` in PostgreSQL; `schema` as the ledger's (default: search path)."""
 
@@ -65,17 +61,9 @@ class PostgresTemplateStore:
             raise RuntimeError("the template store is closed")
         async with self._lock:
             if self._pool is None:
-                settings = {"search_path": _quote_ident(self.schema)} if self.schema else None
-                pool = await asyncpg.create_pool(
-                    self.url, min_size=1, max_size=self._max_size, server_settings=settings
+                self._pool = await open_migrated_pool(
+                    self.url, self.schema, max_size=self._max_size
                 )
-                try:
-                    async with pool.acquire() as conn:
-                        await migrate_postgres(conn, self.schema)
-                except BaseException:
-                    await pool.close()
-                    raise
-                self._pool = pool
         return self._pool
 
     async def create(self, version: TemplateVersion) -> TemplateVersion:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
-from llmesh.services.auth.cli import WARNING, keys_command
+import pytest
+
+from llmesh.services.auth.cli import WARNING, keys_command, keys_main
 from llmesh.services.auth.store import open_key_store
 
 
@@ -161,3 +164,18 @@ async def test_list_and_revoke_on_a_missing_store_say_so(tmp_path: Path) -> None
     assert not (tmp_path / "absent").exists()
     code, _ = await _run(url, "create", tenant="acme")  # the first key creates it
     assert code == 0 and (tmp_path / "absent" / "llmesh.db").exists()
+
+
+def test_keys_main_prints_the_text_and_returns_the_exit_code(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create = argparse.Namespace(
+        action="create", tenant="acme", name="ci", priority=None, max_priority=None, json=False
+    )
+    assert keys_main(sqlite_url, create) == 0
+    assert WARNING in capsys.readouterr().out
+    listing = argparse.Namespace(action="list", tenant=None, json=True)
+    assert keys_main(sqlite_url, listing) == 0
+    assert [k["tenant"] for k in json.loads(capsys.readouterr().out)] == ["acme"]
+    assert keys_main(sqlite_url, argparse.Namespace(action="revoke", key_id="nope")) == 2
+    assert "KEY_ID" in capsys.readouterr().out

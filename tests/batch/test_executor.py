@@ -188,6 +188,12 @@ async def test_cancel_lets_items_in_flight_finish_and_cancels_the_rest(
     assert counts[ItemState.SUCCEEDED] >= 3
     assert counts[ItemState.SUCCEEDED] + counts[ItemState.CANCELLED] == 10
     assert counts.unfinished == 0
+    # every item has its result: the cancelled ones a CANCELLED one, never run
+    got = await results(sqlite_store)
+    assert sorted(r.custom_id for r in got) == sorted(f"c{i}" for i in range(10))
+    cancelled = [r for r in got if r.state == batches_pb2.BATCH_ITEM_STATE_CANCELLED]
+    assert len(cancelled) == counts[ItemState.CANCELLED]
+    assert all(r.WhichOneof("outcome") is None for r in cancelled)
 
 
 async def test_a_new_executor_resumes_without_redoing_finished_items(
@@ -225,11 +231,22 @@ class MemoryBatches:
     seen: dict[str, int] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    closed: int = 0
+    """How many times `aclose` was called."""
 
-    async def submit(self, items: Sequence[NativeItem]) -> str:
+    keys: dict[str, str] = field(default_factory=dict)
+    """The batch id of each submission key."""
+
+    async def submit(self, items: Sequence[NativeItem], key: str) -> str:
         batch_id = f"nb-{next(self.ids)}"
         self.batches[batch_id] = list(items)
+        self.keys[key] = batch_id
         return batch_id
+
+    async def find(self, key: str, count: int) -> str | None:
+        found = self.keys.get(key)
+        assert found is None or len(self.batches[found]) == count
+        return found
 
     async def status(self, provider_batch_id: str) -> NativeStatus:
         items = self.batches[provider_batch_id]
@@ -257,6 +274,9 @@ class MemoryBatches:
 
     async def cancel(self, provider_batch_id: str) -> None:
         self.cancelled.add(provider_batch_id)
+
+    async def aclose(self) -> None:
+        self.closed += 1
 
 
 async def test_native_batches_are_submitted_once_polled_and_collected(
@@ -375,7 +395,7 @@ async def test_a_native_batch_the_provider_refuses_fails_its_items(
 ) -> None:
     @dataclass
     class Refusing(MemoryBatches):
-        async def submit(self, items: Sequence[NativeItem]) -> str:
+        async def submit(self, items: Sequence[NativeItem], key: str) -> str:
             raise LlmeshError(Reason.UPSTREAM_INVALID_REQUEST, "batch rejected: bad line 2")
 
     await create(sqlite_store, ["a", "b"], mode=BatchMode.PROVIDER_NATIVE)

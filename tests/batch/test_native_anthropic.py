@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -158,3 +159,27 @@ async def test_beta_features_of_the_items_reach_the_batch(
     assert len(reply.message.thinking) == 2  # thinking again after the call: the beta's
     assert [c.name for c in reply.message.tool_calls] == ["get_weather"]
     assert reply.message.content == "Calling get_weather."
+
+
+async def test_a_batch_the_provider_does_not_know_is_batch_not_found(
+    client: AnthropicBatches,
+) -> None:
+    calls = (
+        lambda: client.status("msgbatch_nope"),
+        lambda: _all(client, "msgbatch_nope"),
+        lambda: client.cancel("msgbatch_nope"),
+    )
+    for call in calls:
+        with pytest.raises(LlmeshError) as missing:
+            await call()
+        assert missing.value.reason is Reason.BATCH_NOT_FOUND
+        assert "msgbatch_nope" in missing.value.message
+
+
+async def test_find_tells_a_batch_by_its_time_and_size(client: AnthropicBatches) -> None:
+    key = f"llmesh-submit-{int(time.time())}-abc"
+    batch_id = await client.submit([chat("a", "x"), chat("b", "y"), chat("c", "z")], key)
+    assert await client.find(key, 3) == batch_id
+    assert await client.find(key, 7) is None  # no batch of that size
+    later = f"llmesh-submit-{int(time.time()) + 3600}-abc"
+    assert await client.find(later, 3) is None  # none made since

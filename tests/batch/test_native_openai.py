@@ -122,16 +122,16 @@ async def test_item_failures_become_errors_with_reasons(
     assert (await admin.post("/emulator/faults", json=rule)).status_code == 200
     rule = {"model": "too-long", "fault": "context_length"}
     assert (await admin.post("/emulator/faults", json=rule)).status_code == 200
+    # one model per batch, as OpenAI requires
     batch_id = await client.submit(
-        [
-            chat("limited", "x", model="limited"),
-            chat("long", "x", model="too-long"),
-            chat("fine", "x", model="limited"),
-        ]
+        [chat("limited", "x", model="limited"), chat("fine", "x", model="limited")]
     )
+    long_id = await client.submit([chat("long", "x", model="too-long")])
     done = await until(client, batch_id, NativeState.COMPLETED)
-    assert (done.completed, done.failed) == (1, 2)
-    results = await _all(client, batch_id)
+    assert (done.completed, done.failed) == (1, 1)
+    long_done = await until(client, long_id, NativeState.COMPLETED)
+    assert (long_done.completed, long_done.failed) == (0, 1)
+    results = await _all(client, batch_id) | await _all(client, long_id)
     limited, long = results["limited"].error, results["long"].error
     assert limited is not None and limited.reason is Reason.RATE_LIMITED
     assert long is not None and long.reason is Reason.CONTEXT_TOO_LONG
@@ -199,3 +199,35 @@ async def test_a_batch_refused_as_a_whole_says_why(
 def test_factory_by_kind(emulator: str) -> None:
     assert native_batches_for(resolved("emulator", emulator)) is None
     assert native_batches_for(resolved("openai-compatible", emulator)) is None
+
+
+async def test_a_batch_the_provider_does_not_know_is_batch_not_found(
+    client: OpenAIBatches,
+) -> None:
+    calls = (
+        lambda: client.status("batch_nope"),
+        lambda: _all(client, "batch_nope"),
+        lambda: client.cancel("batch_nope"),
+    )
+    for call in calls:
+        with pytest.raises(LlmeshError) as missing:
+            await call()
+        assert missing.value.reason is Reason.BATCH_NOT_FOUND
+        assert "batch_nope" in missing.value.message
+
+
+async def test_one_batch_runs_one_model(client: OpenAIBatches) -> None:
+    items = [chat("a", "x"), chat("b", "y", model="gpt-4o")]
+    with pytest.raises(LlmeshError) as refused:
+        await client.submit(items)
+    assert refused.value.reason is Reason.INVALID_REQUEST
+    assert "single model" in refused.value.message
+    assert "gpt-4o, gpt-4o-mini" in refused.value.message
+
+
+async def test_find_tells_a_batch_by_its_submission_key(client: OpenAIBatches) -> None:
+    key = "llmesh-submit-1-abc"
+    batch_id = await client.submit([chat("a", "x"), chat("b", "y")], key)
+    await client.submit([chat("c", "z")], "llmesh-submit-1-other")
+    assert await client.find(key, 2) == batch_id
+    assert await client.find("llmesh-submit-1-never", 2) is None

@@ -94,7 +94,11 @@ async def test_cancel_of_a_running_batch(mesh: Mesh, tmp_path: Path) -> None:
             assert final.state == batches_pb2.BATCH_STATE_CANCELLED
             assert final.counts.cancelled > 0 and final.counts.pending == 0
             assert final.counts.completed + final.counts.cancelled == 50
-            assert len(_ids(events)) == final.counts.completed
+            # every item has its result in the stream, the cancelled ones as CANCELLED
+            assert sorted(_ids(events)) == sorted(f"x{i}" for i in range(50))
+            states = [e.result.state for e in events if e.WhichOneof("event") == "result"]
+            cancelled_results = states.count(batches_pb2.BATCH_ITEM_STATE_CANCELLED)
+            assert cancelled_results == final.counts.cancelled
     finally:
         await s.stop(1)
 

@@ -364,3 +364,37 @@ async def test_on_postgresql_a_restart_finishes_the_batch_once(
         assert final.state == batches_pb2.BATCH_STATE_COMPLETED
     finally:
         await second.stop(1)
+
+
+async def test_files_list_in_pages_and_delete(server: OrchestratorServer) -> None:
+    from google.protobuf import json_format
+
+    line = json_format.MessageToJson(chat_item("a", "x"), indent=None).encode() + b"\n"
+
+    async def upload(name: str) -> AsyncIterator[batches_pb2.UploadBatchFileRequest]:
+        yield batches_pb2.UploadBatchFileRequest(filename=name, data=line)
+
+    channel, stub = await _stub(server.port)
+    async with channel:
+        ids = [(await stub.UploadBatchFile(upload(f"{i}.jsonl"))).file.id for i in range(3)]
+        first = await stub.ListBatchFiles(batches_pb2.ListBatchFilesRequest(page_size=2))
+        assert [f.id for f in first.files] == [ids[2], ids[1]]
+        assert first.next_page_token
+        rest = await stub.ListBatchFiles(
+            batches_pb2.ListBatchFilesRequest(page_size=2, page_token=first.next_page_token)
+        )
+        assert [f.id for f in rest.files] == [ids[0]] and not rest.next_page_token
+        for bad in (
+            batches_pb2.ListBatchFilesRequest(page_size=101),
+            batches_pb2.ListBatchFilesRequest(page_token="not-a-token"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListBatchFiles(bad)
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        gone = await stub.DeleteBatchFile(batches_pb2.DeleteBatchFileRequest(file_id=ids[1]))
+        assert gone.file_id == ids[1]
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.DeleteBatchFile(batches_pb2.DeleteBatchFileRequest(file_id=ids[1]))
+        assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+        listed = await stub.ListBatchFiles(batches_pb2.ListBatchFilesRequest())
+        assert [f.id for f in listed.files] == [ids[2], ids[0]]

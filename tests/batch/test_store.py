@@ -251,3 +251,64 @@ async def test_a_cancelled_caller_never_leaves_a_transaction_open(
         await task
     taken = await sqlite_store.take_pending("b1", 1)  # no "transaction within a transaction"
     assert [t.custom_id for t in taken] == ["c0"]
+
+
+async def test_cancel_pending_writes_one_result_per_unrun_item(store: BatchStore) -> None:
+    await _make(store, "b1", 4)
+    taken = await store.take_pending("b1", 1)  # c0 runs: its own result comes later
+    await store.record_attempt("b1", "c1", 2, [])  # c1 was tried twice, then put back
+    made: list[tuple[str, int]] = []
+
+    def result(custom_id: str, attempts: int) -> bytes:
+        made.append((custom_id, attempts))
+        return f"cancelled {custom_id}".encode()
+
+    assert await store.cancel_pending("b1", result) == 3
+    assert made == [("c1", 2), ("c2", 0), ("c3", 0)]
+    assert await store.results_after("b1", 0, 10) == [
+        (1, b"cancelled c1"),
+        (2, b"cancelled c2"),
+        (3, b"cancelled c3"),
+    ]
+    assert await store.cancel_pending("b1", result) == 0  # once: nothing written again
+    assert len(made) == 3
+    counts = await store.counts("b1")
+    assert (counts[ItemState.CANCELLED], counts[ItemState.RUNNING]) == (3, 1)
+    assert await store.finish("b1", taken[0].custom_id, ItemState.SUCCEEDED, b"r", attempts=1)
+    assert [seq for seq, _ in await store.results_after("b1", 0, 10)] == [1, 2, 3, 4]
+
+
+async def test_files_list_by_tenant_newest_first_and_delete(store: BatchStore) -> None:
+    for i, (tenant, created) in enumerate([("acme", 1.0), ("acme", 2.0), ("globex", 3.0)]):
+        await store.put_file(FileRow(f"file-{i}", tenant, f"{i}.jsonl", 4, 1, created, "x\n"))
+    await store.put_file(FileRow("file-9", "acme", "9.jsonl", 4, 1, 2.0, "x\n"))  # a tie
+    acme = await store.list_files("acme", before=None, limit=10)
+    assert [f.file_id for f in acme] == ["file-9", "file-1", "file-0"]
+    assert all(f.content == "" for f in acme)  # descriptions only
+    page = await store.list_files("acme", before=(2.0, "file-9"), limit=1)
+    assert [f.file_id for f in page] == ["file-1"]
+    assert len(await store.list_files(None, before=None, limit=10)) == 4
+    assert await store.delete_file("file-1") is True
+    assert await store.delete_file("file-1") is False
+    assert await store.get_file("file-1") is None
+    assert [f.file_id for f in await store.list_files("acme", before=None, limit=10)] == [
+        "file-9",
+        "file-0",
+    ]
+
+
+async def test_a_submission_marker_until_adopted_or_released(store: BatchStore) -> None:
+    await _make(store, "b1", 3)
+    await store.reserve_native("b1", "openai", "llmesh-submit-1-x", ["c0", "c1"])
+    assert [i.custom_id for i in await store.unsubmitted("b1")] == ["c2"]
+    assert await store.native_item_count("b1", "llmesh-submit-1-x") == 2
+    (marker,) = await store.natives("b1")
+    assert (marker.provider_batch_id, marker.state) == ("llmesh-submit-1-x", "submitting")
+    await store.release_native("b1", "llmesh-submit-1-x")
+    assert await store.natives("b1") == []
+    assert len(await store.unsubmitted("b1")) == 3
+    await store.reserve_native("b1", "openai", "llmesh-submit-2-y", ["c0"])
+    await store.adopt_native("b1", "llmesh-submit-2-y", "batch_123")
+    (adopted,) = await store.natives("b1")
+    assert (adopted.provider_batch_id, adopted.state) == ("batch_123", "in_progress")
+    assert (await store.counts("b1"))[ItemState.RUNNING] == 1

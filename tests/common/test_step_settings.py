@@ -93,3 +93,38 @@ def test_summarize_defaults_its_length_and_kept_turns() -> None:
 def test_bad_fit_settings_name_the_key(raw: dict[str, object], where: str) -> None:
     with pytest.raises(ConfigError, match=f"routes.r.steps.{where}"):
         parse_steps("r", raw)
+
+
+@pytest.mark.parametrize(
+    ("section", "raw", "message"),
+    [
+        ("redact", [], "redact: a mapping with detectors, mode, patterns, words"),
+        ("redact", {"mask": 1}, "redact: unknown keys ['mask']"),
+        ("redact_output", "x", "redact_output: a mapping with detectors, patterns, words"),
+        ("redact_output", {"mode": "mask"}, "redact_output: unknown keys ['mode']"),
+        ("screen", 1, "screen: a mapping with action, threshold, route_to, rules, classifier"),
+        ("screen", {"level": 1, "b": 2}, "screen: unknown keys ['b', 'level']"),
+        ("fit", [1], "fit: a mapping with strategy, larger_model, reserve_output"),
+        ("fit", {1: 2}, "fit: unknown keys ['1']"),
+    ],
+)
+def test_each_section_names_its_key_when_not_a_mapping_or_with_unknown_keys(
+    section: str, raw: object, message: str
+) -> None:
+    steps = {"pre": ["redact", "screen", "fit"], "post": ["redact_output"], section: raw}
+    with pytest.raises(ConfigError) as caught:
+        parse_steps("r", steps)
+    assert str(caught.value) == f"routes.r.steps.{message}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (["redact"], "a mapping with pre, post and the steps' settings"),
+        ({"pre": [], "after": []}, "unknown keys ['after']"),
+    ],
+)
+def test_the_steps_themselves_name_their_key(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_steps("r", raw, "tenants.t.steps")
+    assert str(caught.value) == f"tenants.t.steps: {message}"

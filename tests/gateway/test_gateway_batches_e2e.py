@@ -269,6 +269,22 @@ async def test_cancel_through_the_sdk(mesh: Mesh, tmp_path: Path) -> None:
         assert done.request_counts.completed < 20
         with pytest.raises(openai.ConflictError):
             await client.batches.cancel(batch.id)
+        # every item the cancel stopped is in the error file, as OpenAI lists them
+        ran = await _output(client, done.output_file_id) if done.output_file_id else {}
+        assert done.error_file_id is not None
+        stopped = await _output(client, done.error_file_id)
+        assert sorted([*ran, *stopped]) == sorted(f"c{i}" for i in range(20))
+        for line in stopped.values():
+            assert line["response"] is None
+            assert line["error"]["code"] == "batch_cancelled"
+        # and in the Anthropic results, each as canceled
+        results = {
+            r.custom_id: r.result
+            async for r in await running.anthropic().messages.batches.results(batch.id)
+        }
+        assert sorted(results) == sorted(f"c{i}" for i in range(20))
+        assert {results[c].type for c in stopped} == {"canceled"}
+        assert {results[c].type for c in ran} <= {"succeeded"}
 
 
 async def test_the_direct_http_path_answers_batch_routes_with_501(mesh: Mesh) -> None:

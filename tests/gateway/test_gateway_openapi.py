@@ -18,6 +18,8 @@ from llmesh.gateway.openapi_schemas import SCHEMAS
 from llmesh.gateway.responses_api import fields as responses_fields
 from llmesh.gateway.settings import GatewaySettings
 
+SCHEMAS_ALL = document()["components"]["schemas"]
+
 
 async def test_the_document_is_served(http: httpx.AsyncClient) -> None:
     r = await http.get("/openapi.json")
@@ -39,7 +41,34 @@ def test_every_operation_loads() -> None:
         "POST /v1/responses",
         "GET /healthz",
         "GET /readyz",
+        "POST /v1/files",
+        "GET /v1/files",
+        "GET /v1/files/{file_id}",
+        "DELETE /v1/files/{file_id}",
+        "GET /v1/files/{file_id}/content",
+        "POST /v1/batches",
+        "GET /v1/batches",
+        "GET /v1/batches/{batch_id}",
+        "POST /v1/batches/{batch_id}/cancel",
+        "POST /v1/messages/batches",
+        "GET /v1/messages/batches",
+        "GET /v1/messages/batches/{batch_id}",
+        "POST /v1/messages/batches/{batch_id}/cancel",
+        "GET /v1/messages/batches/{batch_id}/results",
     } <= labels
+
+
+def test_the_batch_request_schemas_name_only_fields_the_routes_read() -> None:
+    batch = SCHEMAS_ALL["BatchRequest"]["properties"]
+    assert set(batch) <= {
+        "input_file_id",
+        "endpoint",
+        "completion_window",
+        "metadata",
+        "output_expires_after",
+        "mode",
+    }
+    assert set(SCHEMAS_ALL["MessageBatchRequest"]["properties"]) == {"requests", "mode"}
 
 
 def test_every_documented_path_is_a_route() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from llmesh.services.core import CallStatus
 from llmesh.services.ledger import PostgresStore, SqliteStore, usage_report
-from llmesh.services.ledger.cli import parse_time
+from llmesh.services.ledger.cli import add_ledger_parsers, ledger_main, parse_time, usage_main
 from tests.ledger.conftest import make_record
 
 NOV_2 = 1_762_041_600.0  # 2025-11-02T00:00:00Z
@@ -155,3 +158,38 @@ async def test_bad_arguments(tmp_path: Path) -> None:
 )
 def test_parse_time(text: str, expected: float) -> None:
     assert parse_time(text, now=NOV_2 + 3600 * (text == "today")) == expected
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    """`argv` parsed by the ``usage`` and ``ledger`` commands as ``llmesh`` adds them."""
+    parser = argparse.ArgumentParser(prog="llmesh")
+    add_ledger_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_usage_main_prints_the_report_of_the_parsed_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = asyncio.run(_ledger(tmp_path))
+    assert (
+        usage_main(url, _args("usage", "--by", "model, ,tenant", "--tenant", "acme", "--json")) == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["group_by"] == ["model", "tenant"] and doc["tenant"] == "acme"
+    assert [row["requests"] for row in doc["totals"]] == [2]
+
+
+def test_ledger_main_prints_its_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = asyncio.run(_ledger(tmp_path))
+    assert ledger_main(url) == 0
+    assert re.fullmatch(
+        r"closed 0 interrupted calls; 0 calls .* in flight\n", capsys.readouterr().out
+    )
+
+
+def test_usage_and_ledger_main_return_the_message_to_exit_with(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert str(usage_main(url, _args("usage"))).startswith("llmesh usage: ")
+    assert str(usage_main(url, _args("usage", "--by", "week"))).startswith("llmesh usage: ")
+    assert str(ledger_main(url)).startswith("llmesh ledger: ")
+    assert not (tmp_path / "none.db").exists()

@@ -33,8 +33,9 @@ from llmesh.services.core.events import (
 )
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import collect
-from llmesh.services.orchestrator.convert import chat_call_from_proto, chat_reply_to_proto
+from llmesh.services.orchestrator.convert import chat_call_from_proto
 from llmesh.services.orchestrator.providers.anthropic_wire import to_provider_request
+from llmesh.services.orchestrator.replies_convert import chat_reply_to_proto
 from llmesh.services.orchestrator.response_cache import (
     CachedReply,
     cache_key,

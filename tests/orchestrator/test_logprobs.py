@@ -20,12 +20,9 @@ from llmesh.services.core.events import (
 )
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import collect
-from llmesh.services.orchestrator.convert import (
-    chat_call_from_proto,
-    chat_reply_to_proto,
-    event_to_proto,
-)
+from llmesh.services.orchestrator.convert import chat_call_from_proto
 from llmesh.services.orchestrator.providers import anthropic_wire, openai_wire
+from llmesh.services.orchestrator.replies_convert import chat_reply_to_proto, event_to_proto
 from llmesh.services.orchestrator.response_cache import cacheable
 from llmesh.v1 import chat_pb2
 

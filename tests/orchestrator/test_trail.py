@@ -8,7 +8,7 @@ from llmesh.services.common.errors import Reason
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, attempt_json
 from llmesh.services.core.usage import Usage
-from llmesh.services.orchestrator.convert import attempts_to_json
+from llmesh.services.orchestrator.replies_convert import attempts_to_json
 
 
 def _failed() -> AttemptRecord:

@@ -88,6 +88,16 @@ class BatchServiceStub:
                 request_serializer=llmesh_dot_v1_dot_batches__pb2.ResumeBatchRequest.SerializeToString,
                 response_deserializer=llmesh_dot_v1_dot_batches__pb2.ResumeBatchResponse.FromString,
                 _registered_method=True)
+        self.ListBatchFiles = channel.unary_unary(
+                '/llmesh.v1.BatchService/ListBatchFiles',
+                request_serializer=llmesh_dot_v1_dot_batches__pb2.ListBatchFilesRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_batches__pb2.ListBatchFilesResponse.FromString,
+                _registered_method=True)
+        self.DeleteBatchFile = channel.unary_unary(
+                '/llmesh.v1.BatchService/DeleteBatchFile',
+                request_serializer=llmesh_dot_v1_dot_batches__pb2.DeleteBatchFileRequest.SerializeToString,
+                response_deserializer=llmesh_dot_v1_dot_batches__pb2.DeleteBatchFileResponse.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -175,6 +185,20 @@ class BatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBatchFiles(self, request, context):
+        """ListBatchFiles lists the caller's uploaded files, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBatchFile(self, request, context):
+        """DeleteBatchFile deletes an uploaded file; the batches created from it keep their items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +251,16 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.ResumeBatch,
                     request_deserializer=llmesh_dot_v1_dot_batches__pb2.ResumeBatchRequest.FromString,
                     response_serializer=llmesh_dot_v1_dot_batches__pb2.ResumeBatchResponse.SerializeToString,
+            ),
+            'ListBatchFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatchFiles,
+                    request_deserializer=llmesh_dot_v1_dot_batches__pb2.ListBatchFilesRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_batches__pb2.ListBatchFilesResponse.SerializeToString,
+            ),
+            'DeleteBatchFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBatchFile,
+                    request_deserializer=llmesh_dot_v1_dot_batches__pb2.DeleteBatchFileRequest.FromString,
+                    response_serializer=llmesh_dot_v1_dot_batches__pb2.DeleteBatchFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -503,6 +537,60 @@ class BatchService:
             '/llmesh.v1.BatchService/ResumeBatch',
             llmesh_dot_v1_dot_batches__pb2.ResumeBatchRequest.SerializeToString,
             llmesh_dot_v1_dot_batches__pb2.ResumeBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatchFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.BatchService/ListBatchFiles',
+            llmesh_dot_v1_dot_batches__pb2.ListBatchFilesRequest.SerializeToString,
+            llmesh_dot_v1_dot_batches__pb2.ListBatchFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBatchFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmesh.v1.BatchService/DeleteBatchFile',
+            llmesh_dot_v1_dot_batches__pb2.DeleteBatchFileRequest.SerializeToString,
+            llmesh_dot_v1_dot_batches__pb2.DeleteBatchFileResponse.FromString,
             options,
             channel_credentials,
             insecure,

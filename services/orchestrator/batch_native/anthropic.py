@@ -45,6 +45,8 @@ __all__ = ["AnthropicBatches"]
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 """The custom ids Anthropic takes."""
+FIND_DEPTH = 1000
+"""How many of the newest batches `find` looks through."""
 
 T = TypeVar("T")
 
@@ -78,21 +80,28 @@ class AnthropicBatches:
             timeout=httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout),
         )
 
-    async def _call(self, call: Awaitable[T]) -> T:
+    async def _call(self, call: Awaitable[T], batch_id: str | None = None) -> T:
+        """`call`'s answer, or its error as an `LlmeshError` (BATCH_NOT_FOUND for a 404 on
+        the provider's batch `batch_id`)."""
         try:
             return await call
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, batch_id) from exc
 
-    def _error(self, exc: BaseException) -> LlmeshError:
+    def _error(self, exc: BaseException, batch_id: str | None = None) -> LlmeshError:
+        if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
+            return LlmeshError(
+                Reason.BATCH_NOT_FOUND, f"provider {self._provider} has no batch {batch_id}"
+            )
         err = classify_sdk_error(exc, started=False)
         key = self._api_key
         if len(key) >= 8 and key in err.message:  # never echo a credential
             err.message = err.message.replace(key, "[redacted]")
         return err
 
-    async def submit(self, items: Sequence[NativeItem]) -> str:
-        """Create one message batch with a request per item."""
+    async def submit(self, items: Sequence[NativeItem], key: str = "") -> str:
+        """Create one message batch with a request per item (a message batch carries no
+        metadata: `find` tells it by its time and size)."""
         check_items(items)
         requests: list[dict[str, Any]] = []
         betas: set[str] = set()
@@ -123,9 +132,45 @@ class AnthropicBatches:
         )
         return batch.id
 
+    async def find(self, key: str, count: int) -> str | None:
+        """The oldest batch of `count` requests created since the submission `key` was
+        made (its time is in the key: ``llmesh-submit-<unix seconds>-...``), among the
+        newest `FIND_DEPTH` batches; None when there is none. Message batches carry no
+        metadata, so two submissions of the same size in the same seconds could be told
+        apart only by their results."""
+        try:
+            since = int(key.split("-")[2]) - 1
+        except (IndexError, ValueError):
+            return None
+        found: str | None = None
+        seen = 0
+        try:
+            async for batch in self._client.messages.batches.list(limit=100):
+                created = batch.created_at.timestamp()
+                if created < since:
+                    break  # newest first: the rest is older than the submission
+                counts = batch.request_counts
+                size = (
+                    counts.processing
+                    + counts.succeeded
+                    + counts.errored
+                    + counts.canceled
+                    + counts.expired
+                )
+                if size == count:
+                    found = batch.id  # keep going: the oldest match is the submission
+                seen += 1
+                if seen >= FIND_DEPTH:
+                    break
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return found
+
     async def status(self, provider_batch_id: str) -> NativeStatus:
         """The batch's state and counts (failed: errored, expired and canceled requests)."""
-        batch = await self._call(self._client.messages.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.messages.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         c = batch.request_counts
         if batch.processing_status != "ended":
             state = NativeState.IN_PROGRESS
@@ -140,13 +185,17 @@ class AnthropicBatches:
 
     async def results(self, provider_batch_id: str) -> AsyncIterator[NativeResult]:
         """The results of an ended batch, decoded line by line as they arrive."""
-        batch = await self._call(self._client.messages.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.messages.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.processing_status != "ended":
             raise invalid_items(
                 f"batch {provider_batch_id} has not ended ({batch.processing_status}): "
                 "no results yet"
             )
-        decoder = await self._call(self._client.messages.batches.results(provider_batch_id))
+        decoder = await self._call(
+            self._client.messages.batches.results(provider_batch_id), provider_batch_id
+        )
         try:
             async for response in decoder:
                 result = response.result.to_dict(warnings=False)
@@ -186,10 +235,12 @@ class AnthropicBatches:
 
     async def cancel(self, provider_batch_id: str) -> None:
         """Ask Anthropic to cancel the batch (an ended batch stays as it is)."""
-        batch = await self._call(self._client.messages.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.messages.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.processing_status == "ended":
             return
-        await self._call(self._client.messages.batches.cancel(provider_batch_id))
+        await self._call(self._client.messages.batches.cancel(provider_batch_id), provider_batch_id)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -3,7 +3,8 @@ output and error files line by line, cancel.
 
 Each item's body is what the interactive path sends (`openai_wire.to_provider_request`,
 `embeddings_wire.to_embeddings_request`); each result line is parsed back with the same
-parsers. One batch runs one endpoint, so chat and embeddings items cannot share a batch.
+parsers. One batch runs one endpoint and one model (as OpenAI requires), so chat and
+embeddings items, or items of two models, cannot share a batch.
 An embeddings batch whose items all ask for base64 vectors records it in the batch's
 metadata (``llmesh_embedding_encoding``), so its results carry packed bytes; otherwise
 floats. Control calls keep the SDK's own retries.
@@ -43,12 +44,16 @@ from llmesh.services.orchestrator.providers.openai_wire import (
     to_provider_request,
 )
 
-__all__ = ["ENCODING_KEY", "OpenAIBatches"]
+__all__ = ["ENCODING_KEY", "SUBMISSION_KEY", "OpenAIBatches"]
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 ENCODING_KEY = "llmesh_embedding_encoding"
 """Batch metadata key recording that an embeddings batch wants base64 vectors."""
+SUBMISSION_KEY = "llmesh_submission"
+"""Batch metadata key holding the submission key, by which a restart finds the batch."""
+FIND_DEPTH = 1000
+"""How many of the newest batches `find` looks through."""
 
 _STATES = {
     "validating": NativeState.IN_PROGRESS,
@@ -84,29 +89,43 @@ class OpenAIBatches:
             timeout=httpx2.Timeout(cfg.timeout, connect=cfg.connect_timeout),
         )
 
-    async def _call(self, call: Awaitable[T]) -> T:
+    async def _call(self, call: Awaitable[T], batch_id: str | None = None) -> T:
+        """`call`'s answer, or its error as an `LlmeshError` (BATCH_NOT_FOUND for a 404 on
+        the provider's batch `batch_id`)."""
         try:
             return await call
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, batch_id) from exc
 
-    def _error(self, exc: Exception) -> LlmeshError:
+    def _error(self, exc: Exception, batch_id: str | None = None) -> LlmeshError:
         if isinstance(exc, LlmeshError):
             return exc
+        if batch_id is not None and isinstance(exc, openai.NotFoundError):
+            return LlmeshError(
+                Reason.BATCH_NOT_FOUND, f"provider {self._provider} has no batch {batch_id}"
+            )
         err = classify_sdk_error(exc, started=False)
         key = self._api_key
         if len(key) >= 8 and key in err.message:  # never echo a credential
             err.message = err.message.replace(key, "[redacted]")
         return err
 
-    async def submit(self, items: Sequence[NativeItem]) -> str:
-        """Upload the items as a JSONL file and create a 24-hour batch over it."""
+    async def submit(self, items: Sequence[NativeItem], key: str = "") -> str:
+        """Upload the items as a JSONL file and create a 24-hour batch over it, the
+        submission `key` in its metadata (``llmesh_submission``)."""
         check_items(items)
         embeddings = [isinstance(i.request, EmbeddingRequest) for i in items]
         if any(embeddings) and not all(embeddings):
             raise invalid_items(
                 "an OpenAI batch runs a single endpoint: submit chat and embeddings items "
                 "as separate batches"
+            )
+        models = sorted({i.provider_model for i in items})
+        if len(models) > 1:
+            raise invalid_items(
+                "an OpenAI batch runs a single model: submit the items of "
+                + ", ".join(models)
+                + " as separate batches"
             )
         endpoint = EMBEDDINGS if embeddings[0] else CHAT
         lines = []
@@ -122,13 +141,13 @@ class OpenAIBatches:
                 body = item_body(item, to_embeddings_request)
             line = {"custom_id": item.custom_id, "method": "POST", "url": endpoint, "body": body}
             lines.append(orjson.dumps(line))
-        metadata: dict[str, str] | None = None
+        metadata: dict[str, str] = {SUBMISSION_KEY: key} if key else {}
         if endpoint == EMBEDDINGS and all(
             isinstance(i.request, EmbeddingRequest)
             and i.request.encoding is EmbeddingEncoding.BASE64
             for i in items
         ):
-            metadata = {ENCODING_KEY: "base64"}
+            metadata[ENCODING_KEY] = "base64"
         content = b"\n".join(lines) + b"\n"
         uploaded = await self._call(
             self._client.files.create(
@@ -141,7 +160,7 @@ class OpenAIBatches:
                     input_file_id=uploaded.id,
                     endpoint=endpoint,  # type: ignore[arg-type]
                     completion_window="24h",
-                    metadata=metadata,
+                    metadata=metadata or None,
                 )
             )
         except LlmeshError:
@@ -151,9 +170,26 @@ class OpenAIBatches:
             raise
         return batch.id
 
+    async def find(self, key: str, count: int) -> str | None:
+        """The batch whose metadata holds the submission `key`, among the newest
+        `FIND_DEPTH` batches of the account; None when none does."""
+        seen = 0
+        try:
+            async for batch in self._client.batches.list(limit=100):
+                if (batch.metadata or {}).get(SUBMISSION_KEY) == key:
+                    return batch.id
+                seen += 1
+                if seen >= FIND_DEPTH:
+                    return None
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return None
+
     async def status(self, provider_batch_id: str) -> NativeStatus:
         """The batch's state and counts (failed: items with errors, expired or cancelled)."""
-        batch = await self._call(self._client.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         counts = batch.request_counts
         return NativeStatus(
             _STATES.get(batch.status, NativeState.IN_PROGRESS),
@@ -166,7 +202,9 @@ class OpenAIBatches:
         """The lines of the output file, then of the error file, read as they arrive; a
         batch the provider refused as a whole (``failed``) raises UPSTREAM_INVALID_REQUEST
         with the provider's reasons."""
-        batch = await self._call(self._client.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.status not in _ENDED:
             raise invalid_items(
                 f"batch {provider_batch_id} has not ended (status {batch.status}): no results yet"
@@ -250,13 +288,17 @@ class OpenAIBatches:
 
     async def cancel(self, provider_batch_id: str) -> None:
         """Cancel the batch unless it has ended already."""
-        batch = await self._call(self._client.batches.retrieve(provider_batch_id))
+        batch = await self._call(
+            self._client.batches.retrieve(provider_batch_id), provider_batch_id
+        )
         if batch.status in _ENDED:
             return
         try:
             await self._client.batches.cancel(provider_batch_id)
         except openai.ConflictError as exc:  # it ended in between
-            again = await self._call(self._client.batches.retrieve(provider_batch_id))
+            again = await self._call(
+                self._client.batches.retrieve(provider_batch_id), provider_batch_id
+            )
             if again.status not in _ENDED:
                 raise self._error(exc) from exc
         except Exception as exc:

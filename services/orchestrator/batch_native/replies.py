@@ -17,9 +17,9 @@ from llmesh.services.core.embeddings import EmbeddingEncoding
 from llmesh.services.core.events import CallEvent, Completed, Finish, ProviderEvent, Started
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.aggregate import collect
-from llmesh.services.orchestrator.convert import chat_reply_to_proto
 from llmesh.services.orchestrator.embeddings_convert import EmbedReply, embed_reply_to_proto
 from llmesh.services.orchestrator.providers.embeddings_wire import from_embeddings_response
+from llmesh.services.orchestrator.replies_convert import chat_reply_to_proto
 from llmesh.v1 import embeddings_pb2, orchestrator_pb2
 
 __all__ = ["chat_response", "embed_response", "malformed"]
