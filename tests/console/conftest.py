@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,14 @@ from tests.support.mesh import Mesh
 CHROMIUM = "/usr/bin/chromium"
 """Where Debian's ``chromium`` package puts the browser (installed by ``make browser``)."""
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
-"""Where the browser tests save the README's screenshots of each view."""
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "console"
+    if os.environ.get("LLMESH_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / f"llmesh-console-{os.getuid()}"
+)
+"""Where the browser tests save their screenshot of each view: the README's own
+(docs/console/) with ``LLMESH_SCREENSHOTS=1``, else a scratch folder, so a test run leaves
+the checkout as it was."""
 
 
 @dataclass(frozen=True)

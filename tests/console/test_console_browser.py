@@ -1,7 +1,7 @@
 """The console in a real browser (Debian's chromium, driven by Playwright) on a whole mesh.
 
 One mesh and one browser serve the module. Each test saves a screenshot of its view into
-docs/console/, where the README shows them.
+docs/console/ (with LLMESH_SCREENSHOTS=1), where the README shows them.
 """
 
 from __future__ import annotations
