@@ -28,7 +28,12 @@ from llmesh.services.batch.native_seam import (
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.provider_settings import ResolvedProvider
 from llmesh.services.core.chat import ChatRequest
-from llmesh.services.orchestrator.batch_native.items import check_items, invalid_items, item_body
+from llmesh.services.orchestrator.batch_native.items import (
+    check_items,
+    invalid_items,
+    item_body,
+    native_error,
+)
 from llmesh.services.orchestrator.batch_native.replies import chat_response, malformed
 from llmesh.services.orchestrator.providers.anthropic_sdk import classify_sdk_error
 from llmesh.services.orchestrator.providers.anthropic_stream import (
@@ -89,15 +94,14 @@ class AnthropicBatches:
             raise self._error(exc, batch_id) from exc
 
     def _error(self, exc: BaseException, batch_id: str | None = None) -> LlmeshError:
-        if batch_id is not None and isinstance(exc, anthropic.NotFoundError):
-            return LlmeshError(
-                Reason.BATCH_NOT_FOUND, f"provider {self._provider} has no batch {batch_id}"
-            )
-        err = classify_sdk_error(exc, started=False)
-        key = self._api_key
-        if len(key) >= 8 and key in err.message:  # never echo a credential
-            err.message = err.message.replace(key, "[redacted]")
-        return err
+        return native_error(
+            exc,
+            classify_sdk_error,
+            anthropic.NotFoundError,
+            self._provider,
+            self._api_key,
+            batch_id,
+        )
 
     async def submit(self, items: Sequence[NativeItem], key: str = "") -> str:
         """Create one message batch with a request per item (a message batch carries no

@@ -30,7 +30,12 @@ from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.common.provider_settings import ResolvedProvider
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.embeddings import EmbeddingEncoding, EmbeddingRequest
-from llmesh.services.orchestrator.batch_native.items import check_items, invalid_items, item_body
+from llmesh.services.orchestrator.batch_native.items import (
+    check_items,
+    invalid_items,
+    item_body,
+    native_error,
+)
 from llmesh.services.orchestrator.batch_native.replies import (
     chat_response,
     embed_response,
@@ -97,18 +102,10 @@ class OpenAIBatches:
         except Exception as exc:
             raise self._error(exc, batch_id) from exc
 
-    def _error(self, exc: Exception, batch_id: str | None = None) -> LlmeshError:
-        if isinstance(exc, LlmeshError):
-            return exc
-        if batch_id is not None and isinstance(exc, openai.NotFoundError):
-            return LlmeshError(
-                Reason.BATCH_NOT_FOUND, f"provider {self._provider} has no batch {batch_id}"
-            )
-        err = classify_sdk_error(exc, started=False)
-        key = self._api_key
-        if len(key) >= 8 and key in err.message:  # never echo a credential
-            err.message = err.message.replace(key, "[redacted]")
-        return err
+    def _error(self, exc: BaseException, batch_id: str | None = None) -> LlmeshError:
+        return native_error(
+            exc, classify_sdk_error, openai.NotFoundError, self._provider, self._api_key, batch_id
+        )
 
     async def submit(self, items: Sequence[NativeItem], key: str = "") -> str:
         """Upload the items as a JSONL file and create a 24-hour batch over it, the
