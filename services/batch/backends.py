@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 
 from llmesh.services.common.sqlite import enable_wal
-from llmesh.services.ledger.postgres_store import open_migrated_pool
+from llmesh.services.ledger.postgres_store import close_pool, open_migrated_pool
 from llmesh.services.ledger.schema import INSTANCES_TABLE
 from llmesh.services.ledger.sqlite_store import migrate_sqlite
 
@@ -213,4 +213,4 @@ class PostgresBackend:
         self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            await close_pool(pool)

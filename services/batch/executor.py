@@ -38,6 +38,8 @@ __all__ = ["BatchRunner", "item_result"]
 
 log = logging.getLogger("llmesh.batch")
 
+CLOSE_TIMEOUT = 5.0
+"""Seconds the executor's shutdown waits for its cancelled batch tasks before it goes on."""
 _WAITS = frozenset({Reason.RATE_LIMIT_EXCEEDED, Reason.QUEUE_FULL})
 """The tenant's (or a target's) own limits said "not now": the item waits its turn and the
 wait is not an attempt."""
@@ -162,9 +164,11 @@ class BatchRunner:
         tasks = [t for t in (self._scanner, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:  # a task stuck past its cancellation must not hold the shutdown
+            done, _ = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a batch task logs its own failures
         for batch_id in list(self._tasks):
             with contextlib.suppress(Exception):
                 await self.store.release(batch_id, self._me)

@@ -50,7 +50,7 @@ from llmesh.services.ledger.schema import (
     upsert_sql,
 )
 
-__all__ = ["PostgresStore", "migrate_postgres", "open_migrated_pool"]
+__all__ = ["PostgresStore", "close_pool", "migrate_postgres", "open_migrated_pool"]
 
 _UPSERT = upsert_sql([f"${i}" for i in range(1, len(COLUMNS) + 1)])
 _START_UPSERT = start_upsert_sql([f"${i}" for i in range(1, len(COLUMNS) + 2)])
@@ -69,6 +69,16 @@ _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+async def close_pool(pool: asyncpg.Pool, timeout: float = 5.0) -> None:
+    """Close `pool`, waiting at most `timeout` seconds for its connections to come back;
+    past that (a query stuck, a task that never released its connection) they are cut, so
+    a shutdown never hangs on the database."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except TimeoutError:
+        pool.terminate()
 
 
 async def open_migrated_pool(
@@ -317,4 +327,4 @@ class PostgresStore:
         self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            await close_pool(pool)

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from llmesh.services.ledger.postgres_store import open_migrated_pool
+from llmesh.services.ledger.postgres_store import close_pool, open_migrated_pool
 from llmesh.services.ledger.schema import (
     TEMPLATE_VERSIONS_TABLE,
     TEMPLATE_WEIGHTS_TABLE,
@@ -177,4 +177,4 @@ class PostgresTemplateStore:
         self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            await close_pool(pool)
