@@ -163,3 +163,45 @@ def test_template_writers_are_the_admin_tenants(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("auth: {admin_tenants: [ops]}\n")
     assert load_config(path, env={}).admin_tenants == ("ops",)
+
+
+class CountingStore:
+    """A template store that counts the versions read from it."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.gets: list[tuple[str, int | None]] = []
+
+    async def get(self, name: str, version: int | None = None) -> Any:
+        self.gets.append((name, version))
+        return await self._store.get(name, version)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_pinned_version_is_read_once_and_the_latest_every_time(tmp_path: Path) -> None:
+    store = open_template_store(f"sqlite:///{tmp_path}/t.db")
+    try:
+        raw = {"name": "t", "system": "s", "variables": ["who"]}
+        await store.create(version_from_mapping(raw))
+        counting = CountingStore(store)
+        client = Rendering()
+        layer = Processed(Inner(), steps_for={}.get, client=client, templates=counting)
+        for who in ("a", "b"):
+            call = _routed(TemplateUse("t", 1, {"who": who}))
+            [_ async for _ in layer.stream(call)]
+            assert call.trail.template == ("t", 1)
+        assert counting.gets == [("t", 1)]  # a stored version never changes
+        renders = [r for r in client.renders if r is not None]
+        assert [dict(r.variables) for r in renders] == [{"who": "a"}, {"who": "b"}]
+        assert renders[0].template == renders[1].template
+        assert renders[0].template.version == 1
+        await store.create(version_from_mapping({**raw, "parameters": {"max_tokens": 5}}))
+        for expected in (2, 2):  # the latest may change at any time: asked every call
+            call = _routed(TemplateUse("t", None, {"who": "c"}))
+            [_ async for _ in layer.stream(call)]
+            assert call.trail.template == ("t", expected)
+        assert counting.gets == [("t", 1), ("t", None), ("t", None)]
+    finally:
+        await store.aclose()

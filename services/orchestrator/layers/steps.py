@@ -15,7 +15,8 @@ trail); one deciding ``block`` has already failed the call in the processor.
 
 A call naming a template (`Call.template`) goes to the processor too, route steps or not:
 the version is picked here (`llmesh.services.templates.resolve`: pinned, by weights, or the
-latest) and its default parameters applied where the call set none; the processor renders it
+latest; a pinned version is read once and kept, since versions never change) and its default
+parameters applied where the call set none; the processor renders it
 in the same Prepare, its messages before the caller's; the ``template`` decision is in the
 trail's notes and the name and version in the trail (for the ledger row).
 
@@ -55,7 +56,7 @@ from llmesh.services.orchestrator.steps import ProcessorClient, StepObserver
 from llmesh.services.orchestrator.steps.fitting import SUMMARIZING, Fitter, decided, fit_rules, note
 from llmesh.services.orchestrator.steps.masking import COMPILED, CompiledRules, masked, restored
 from llmesh.services.orchestrator.steps.summary import Mesh
-from llmesh.services.orchestrator.steps.templating import render, with_defaults
+from llmesh.services.orchestrator.steps.templating import Templates, with_defaults
 from llmesh.services.templates import TemplateStore
 
 __all__ = ["Processed", "masked", "restored"]
@@ -99,7 +100,7 @@ class Processed:
         self._merged: dict[tuple[int, int], tuple[StepsConfig, StepsConfig, StepsConfig | None]]
         self._merged = {}
         self._compiled = CompiledRules()
-        self._templates = templates
+        self._templates = Templates(templates)
 
     def stream(self, call: RoutedCall[Any]) -> AsyncGenerator[CallEvent, None]:
         """The call's events, through its route's steps (and its template) when it has any."""
@@ -133,7 +134,7 @@ class Processed:
         use = call.call.template
         rendered = None
         if use is not None:  # its defaults first: the fit step reserves the reply's max_tokens
-            rendered, defaults = await render(self._templates, call, use)
+            rendered, defaults = await self._templates.render(call, use)
             request = with_defaults(call.request, defaults)
             call = replace(call, call=replace(call.call, request=request))
         fit = fit_rules(self._catalog(), call, steps) if "fit" in steps.pre else None
