@@ -31,7 +31,7 @@ from llmesh.services.core.chat import Message, TextPart
 from llmesh.services.processor.convert import messages_from_proto
 from llmesh.services.processor.redact import Redaction, Redactor, redact_messages
 from llmesh.services.processor.screen import Screener, Screening
-from llmesh.services.templates import Renderer
+from llmesh.services.templates import Renderer, TemplateVersion
 from llmesh.services.templates.convert import (
     parameters_to_proto,
     struct_to_dict,
@@ -66,6 +66,9 @@ class Preparer:
         self._classifiers = frozenset(classifiers)
         self._redactors: OrderedDict[bytes, Redactor] = OrderedDict()
         self._screeners: OrderedDict[tuple[tuple[str, ...], str], Screener] = OrderedDict()
+        self._versions: OrderedDict[
+            bytes, tuple[TemplateVersion, templates_pb2.TemplateParameters]
+        ] = OrderedDict()
         self._cached = cached
         self._renderer = Renderer()
 
@@ -75,15 +78,31 @@ class Preparer:
         """A template version rendered with its variables: the messages and the version's
         default parameters; INVALID_REQUEST naming a missing or undeclared variable or a text
         that does not render."""
-        version = version_from_proto(render.template, trusted=True)
-        if not version.name or not version.version:
-            raise invalid([FieldViolation("template.template", "a stored template version")])
+        version, parameters = self._version(render.template)
         rendered = self._renderer.render(version, struct_to_dict(render.variables))
         messages = [
             chat_pb2.Message(role=_TEMPLATE_ROLES[role], content=text)
             for role, text in rendered.messages
         ]
-        return messages, parameters_to_proto(rendered.parameters)
+        return messages, parameters
+
+    def _version(
+        self, template: templates_pb2.TemplateVersion
+    ) -> tuple[TemplateVersion, templates_pb2.TemplateParameters]:
+        """The version a request carries, with its default parameters in wire form; the
+        last ones seen are kept by their bytes (a pure function of them)."""
+        key = template.SerializeToString(deterministic=True)
+        kept = self._versions.get(key)
+        if kept is not None:
+            self._versions.move_to_end(key)
+            return kept
+        version = version_from_proto(template, trusted=True)
+        if not version.name or not version.version:
+            raise invalid([FieldViolation("template.template", "a stored template version")])
+        kept = self._versions[key] = (version, parameters_to_proto(version.parameters))
+        if len(self._versions) > self._cached:
+            self._versions.popitem(last=False)
+        return kept
 
     def _screener(self, config: ScreenConfig) -> Screener:
         key = (config.rules, config.classifier)

@@ -113,3 +113,28 @@ async def test_a_sandbox_escape_is_invalid_argument(
         await stub.RenderTemplate(processor_pb2.RenderTemplateRequest(render=render), timeout=10)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "sandbox" in (caught.value.details() or "")
+
+
+def test_a_version_is_read_from_its_proto_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmesh.services.common.media_settings import PartLimits
+    from llmesh.services.processor import prepare
+
+    read: list[str] = []
+    original = prepare.version_from_proto
+
+    def counted(p: TemplateVersion, *, trusted: bool = False) -> object:
+        read.append(p.name)
+        return original(p, trusted=trusted)
+
+    monkeypatch.setattr(prepare, "version_from_proto", counted)
+    preparer = prepare.Preparer(PartLimits())
+    first, parameters = preparer.render(_render(to="a"))
+    again, _ = preparer.render(_render(to="b", sign="Al"))
+    assert [m.content for m in first] == ["Write to a (3).", "Sign as Bo."]
+    assert [m.content for m in again] == ["Write to b (3).", "Sign as Al."]
+    assert (parameters.temperature, parameters.max_tokens) == (0.3, 64)
+    assert read == ["mail"]  # the same bytes: the same version
+    other = _render(to="c")
+    other.template.system = "Hi {{ to }}."
+    assert [m.content for m in preparer.render(other)[0]] == ["Hi c.", "Sign as Bo."]
+    assert read == ["mail", "mail"]
