@@ -4,8 +4,11 @@ An upstream that streams the prompt back word by word, a processor and an orches
 its own process. The same 2 KB streamed ``StreamChat`` goes to a route without steps
 (``plain``) and, naming a template (`TEMPLATE`, rendered in the same ``Prepare``), to a
 route with ``pre: [screen, redact]``, ``post: [restore]`` (``private``), alternating, so
-both see the same load; it prints each one's p50 and p90 and the added p50. Then each
-route's calls in a block of their own, with the CPU time the orchestrator and the processor
+both see the same load; it prints each one's p50 and p90 and the added p50. A third route,
+``bare`` (no template and no pre step, only ``post: [redact_output]`` for one cheap detector:
+a ``Prepare`` that runs no step), shows what the round trip to the processor costs on its
+own. Then each route's calls in a block of
+their own, with the CPU time the orchestrator and the processor
 spent on them (``/proc/<pid>/stat``, 10 ms ticks) per call.
 
 With ``callgrind``, the processor and the orchestrator run under valgrind's callgrind
@@ -65,6 +68,8 @@ TEMPLATE = {
 }
 """The template rendered on the route with steps: a system prompt and a few-shot pair."""
 VARIABLES = {"product": "the router"}
+ROUTES = {"plain": "no steps", "bare": "empty Prepare", "private": "steps"}
+"""The routes measured, with their names in the output."""
 
 _SENTENCE = (
     "Please summarize the ticket from jane.doe@example.com about invoice 2024-117; "
@@ -87,7 +92,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def mesh_config(directory: Path, upstream_port: int) -> Path:
-    """Two routes to the same upstream model: ``plain`` without steps, ``private`` with."""
+    """Three routes to the same upstream model: ``plain`` without steps, ``bare`` with one
+    cheap post step only (a ``Prepare`` with nothing to do), ``private`` with the steps."""
     config = {
         "providers": {
             "bench": {
@@ -101,6 +107,10 @@ def mesh_config(directory: Path, upstream_port: int) -> Path:
         "cache": {"response": {"enabled": False}},
         "routes": {
             "plain": {"targets": ["bench/fast"]},
+            "bare": {
+                "targets": ["bench/fast"],
+                "steps": {"post": ["redact_output"], "redact_output": {"detectors": ["aws_key"]}},
+            },
             "private": {
                 "targets": ["bench/fast"],
                 "steps": {"pre": PRE_STEPS, "post": ["restore"]},
@@ -151,7 +161,8 @@ async def _checked(stub: orchestrator_pb2_grpc.OrchestratorServiceStub) -> int:
     """One call on each route; the reply's deltas. Raises unless the steps restored it."""
     plain, deltas = await _stream(stub, _request("plain"))
     private, _ = await _stream(stub, _request("private"))
-    if private != plain:  # restored: the upstream echoed placeholders, the caller sees values
+    bare, _ = await _stream(stub, _request("bare"))
+    if not plain == private == bare:  # the upstream echoed placeholders, the caller sees values
         raise RuntimeError("the route with steps did not restore the reply")
     return deltas
 
@@ -171,8 +182,8 @@ async def measure_mesh(address: str, orchestrator: Service, processor: Service) 
     async with grpc.aio.insecure_channel(address) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         deltas = await _checked(stub)
-        requests = {"plain": _request("plain"), "private": _request("private")}
-        samples: dict[str, list[float]] = {"plain": [], "private": []}
+        requests = {model: _request(model) for model in ROUTES}
+        samples: dict[str, list[float]] = {model: [] for model in ROUTES}
         for i in range(MESH_WARMUP + MESH_CALLS):
             for model, out in samples.items():
                 started = time.perf_counter()
@@ -180,23 +191,26 @@ async def measure_mesh(address: str, orchestrator: Service, processor: Service) 
                 if i >= MESH_WARMUP:
                     out.append(time.perf_counter() - started)
         cpu: dict[str, tuple[float, float]] = {}
-        for model in ("plain", "private"):
+        for model in ROUTES:
             before = cpu_seconds(orchestrator.pid), cpu_seconds(processor.pid)
             await _block(stub, model, CPU_CALLS)
             after = cpu_seconds(orchestrator.pid), cpu_seconds(processor.pid)
             cpu[model] = ((after[0] - before[0]) / CPU_CALLS, (after[1] - before[1]) / CPU_CALLS)
     base, base90 = percentiles(samples["plain"])
+    bare, bare90 = percentiles(samples["bare"])
     steps, steps90 = percentiles(samples["private"])
     pairs = [b - a for a, b in zip(samples["plain"], samples["private"], strict=True)]
     print(f"through the mesh: StreamChat of {len(prompt())} chars echoed back (the reply in")
     print(f"{deltas} text delta(s)), {MESH_CALLS} calls per route, alternating")
     print(f"{'no steps':>15}: p50 {base:.3f} ms  p90 {base90:.3f} ms")
+    print(f"{'empty Prepare':>15}: p50 {bare:.3f} ms  p90 {bare90:.3f} ms  (added ", end="")
+    print(f"p50 {bare - base:.3f} ms: the round trip alone)")
     print(f"{'steps':>15}: p50 {steps:.3f} ms  p90 {steps90:.3f} ms  (template {TEMPLATE_REF},")
     print(f"{'':>17}pre {PRE_STEPS}, post ['restore'])")
     print(f"{'added':>15}: p50 {steps - base:.3f} ms  p90 {steps90 - base90:.3f} ms  ", end="")
     print(f"(median of paired differences {statistics.median(pairs) * 1000:.3f} ms)")
     print(f"CPU per call, {CPU_CALLS} calls per route in a block each (orchestrator, processor):")
-    for model, name in (("plain", "no steps"), ("private", "steps")):
+    for model, name in ROUTES.items():
         o, p = cpu[model]
         print(f"{name:>15}: {o * 1000:.3f} ms, {p * 1000:.3f} ms")
 
@@ -209,7 +223,7 @@ async def count_mesh(address: str, orchestrator: Service, processor: Service, wo
     async with grpc.aio.insecure_channel(address) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         await _checked(stub)
-        for part, model in enumerate(("plain", "private"), start=1):
+        for part, model in enumerate(ROUTES, start=1):
             await _block(stub, model, CALLGRIND_WARMUP)
             for pid in pids.values():
                 await asyncio.to_thread(_control, "-z", str(pid))
@@ -221,7 +235,7 @@ async def count_mesh(address: str, orchestrator: Service, processor: Service, wo
             }
     print(f"instructions per call (callgrind, user space, {CALLGRIND_CALLS} calls per route):")
     print(f"{'':>15}  {'orchestrator':>12}  {'processor':>12}")
-    for model, name in (("plain", "no steps"), ("private", "steps")):
+    for model, name in ROUTES.items():
         c = counted[model]
         print(f"{name:>15}  {c['orchestrator']:>12,.0f}  {c['processor']:>12,.0f}")
     added = {n: counted["private"][n] - counted["plain"][n] for n in pids}
