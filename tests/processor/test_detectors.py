@@ -54,6 +54,7 @@ _PLAIN_PATTERNS = {
         r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
         r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
     ),
+    "iban": re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
     "ipv4": re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)"),
     "phone": re.compile(r"[+(]?\d[\d ().-]{6,}\d(?!\w)"),
 }

@@ -201,7 +201,9 @@ BUILTIN: tuple[Detector, ...] = (
     ),
     Detector(
         "iban",
-        re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
+        # ``[A-Z][A-Z]``, not ``[A-Z]{2}``: a pattern opening with a character class lets the
+        # engine skip to where a match can start, one opening with a repeat does not
+        re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b"),
         iban_valid,
         not_after="w",
         digits=True,
