@@ -116,6 +116,13 @@ _PIECES = [
     "GB82WEST12345698765432",
     "AKIAIOSFODNN7EXAMPLE",
     "sk-" + "a1" * 11,
+    "sk-ant-" + "b" * 20,
+    "ASIA" + "Q" * 16,
+    "ghp_" + "c" * 36,
+    "xoxb-abcdefghij",
+    "eyJabcdefgh.eyJabcdefgh.abcdefghi",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "word",
     "\n",
 ]
 
@@ -198,3 +205,28 @@ def test_a_span_that_fails_its_check_leaves_room_for_a_shorter_one() -> None:
     redactor = Redactor(RedactionConfig())
     assert redactor.scan(text) == plain_scan(redactor.detectors, text)
     assert [f.detector for f in redactor.scan(text)] == ["phone"]
+
+
+def test_a_text_no_detector_can_match_is_passed_over_without_a_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scanned: list[str] = []
+    original = Detector.spans
+
+    def spans(self: Detector, text: str) -> list[tuple[int, int]]:
+        scanned.append(self.name)
+        return original(self, text)
+
+    monkeypatch.setattr(Detector, "spans", spans)
+    redactor = Redactor(RedactionConfig())
+    assert redactor.scan("How do I reset the router? Ask the team.") == []
+    assert scanned == []  # no digit, no @, no : and no key prefix: nothing to find
+    assert redactor.scan("write to jane@example.com") == [Finding(9, 25, "email")]
+    assert len(scanned) == len(redactor.detectors)
+    scanned.clear()
+    assert redactor.scan("room \u0663") == []  # a digit of another script: scanned
+    assert len(scanned) == len(redactor.detectors)
+    scanned.clear()
+    custom = Redactor(RedactionConfig(detectors=("email",), patterns=(("ticket", "T-[a-z]+"),)))
+    assert custom.scan("see T-abc") == [Finding(4, 9, "ticket")]  # a user pattern: always
+    assert scanned == ["email", "ticket"]

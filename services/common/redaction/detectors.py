@@ -17,6 +17,7 @@ __all__ = [
     "BUILTIN",
     "Detector",
     "Finding",
+    "gate",
     "iban_valid",
     "luhn_valid",
     "words_pattern",
@@ -167,20 +168,38 @@ BUILTIN: tuple[Detector, ...] = (
         ),
         needs=("-----BEGIN",),
     ),
-    Detector("anthropic_key", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}"), not_after="w-"),
-    Detector("openai_key", re.compile(r"sk-(?!ant-)(?:proj-)?[A-Za-z0-9_-]{20,}"), not_after="w-"),
-    Detector("aws_key", re.compile(r"A(?:KIA|SIA)[0-9A-Z]{16}\b"), not_after="w"),
+    Detector(
+        "anthropic_key",
+        re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}"),
+        not_after="w-",
+        needs=("sk-ant-",),
+    ),
+    Detector(
+        "openai_key",
+        re.compile(r"sk-(?!ant-)(?:proj-)?[A-Za-z0-9_-]{20,}"),
+        not_after="w-",
+        needs=("sk-",),
+    ),
+    Detector(
+        "aws_key",
+        re.compile(r"A(?:KIA|SIA)[0-9A-Z]{16}\b"),
+        not_after="w",
+        needs=("AKIA", "ASIA"),
+    ),
     Detector(
         "github_token",
         re.compile(r"g(?:h[pousr]|ithub_pat)_[A-Za-z0-9_]{36,}\b"),
         not_after="w",
         needs=("gh", "github_pat_"),
     ),
-    Detector("slack_token", re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), not_after="w"),
+    Detector(
+        "slack_token", re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"), not_after="w", needs=("xox",)
+    ),
     Detector(
         "jwt",
         re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
         not_after="w",
+        needs=("eyJ",),
     ),
     Detector(
         "email",
@@ -236,6 +255,40 @@ BUILTIN: tuple[Detector, ...] = (
     ),
 )
 """The built-in detectors, in priority order."""
+
+
+def gate(detectors: Sequence[Detector]) -> Callable[[str], bool] | None:
+    """A test true for every text where one of `detectors` may match: it holds a digit (for
+    a detector whose matches all hold one) or one of a detector's `needs`; None when a
+    detector has neither (a user's pattern or word list), so every text must be scanned.
+
+    Most texts of a conversation hold no digit, ``@``, ``:`` or key prefix: a few substring
+    searches pass them over instead of a call per detector.
+    """
+    literals: list[str] = []
+    digits = False
+    for d in detectors:
+        if d.needs:
+            literals += d.needs
+        elif d.digits:
+            digits = True
+        else:
+            return None
+    needs = tuple(dict.fromkeys(literals))
+
+    def possible(text: str) -> bool:
+        if digits:
+            if text.isascii():
+                if any(c in text for c in _DIGITS):
+                    return True
+            elif _ANY_DIGIT.search(text) is not None:  # other scripts' digits too, as \d
+                return True
+        return any(n in text for n in needs)
+
+    return possible
+
+
+_ANY_DIGIT = re.compile(r"\d")
 
 
 def words_pattern(words: Sequence[str]) -> re.Pattern[str]:

@@ -13,7 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from llmesh.services.common.errors import FieldViolation, LlmeshError, Reason
-from llmesh.services.common.redaction.detectors import BUILTIN, Detector, Finding, words_pattern
+from llmesh.services.common.redaction.detectors import (
+    BUILTIN,
+    Detector,
+    Finding,
+    gate,
+    words_pattern,
+)
 from llmesh.services.common.step_settings import RedactionConfig, RedactionMode
 
 __all__ = ["Redaction", "Redactor", "describe"]
@@ -53,6 +59,7 @@ class Redactor:
         self.detectors = tuple(detectors)
         rank = {d.name: i for i, d in enumerate(detectors)}  # a repeated name: its last place
         self._ranks = tuple(rank[d.name] for d in detectors)
+        self._gate = gate(detectors)
 
     def scan(self, text: str) -> list[Finding]:
         """The non-overlapping findings in `text`, left to right.
@@ -60,7 +67,10 @@ class Redactor:
         Every detector's spans are ordered together (start, then the longer, then the
         detector listed first); a span's check runs only when no kept finding overlaps it,
         which keeps what checking every span first would keep, at a fraction of the checks.
+        A text holding nothing any detector needs (`gate`) is passed over in one search.
         """
+        if self._gate is not None and not self._gate(text):
+            return []
         ranks = self._ranks
         spans = [
             (start, start - end, ranks[i], i, end)
