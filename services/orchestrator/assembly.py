@@ -47,7 +47,6 @@ from llmesh.services.orchestrator.response_cache import ResponseCache
 from llmesh.services.orchestrator.roles import Roles
 from llmesh.services.orchestrator.steps import ProcessorClient, StepObserver
 from llmesh.services.telemetry import Labels, Metrics
-from llmesh.services.telemetry.trace_calls import CallSpans
 from llmesh.services.templates import TemplateStore, open_template_store
 
 
@@ -86,8 +85,8 @@ async def assemble(
 ) -> Assembly:
     """Build the call path around `engine`; refuses an unauthenticated non-loopback bind.
 
-    The layers, outermost first: the observing layer (metrics and the call log, when either
-    is on; `metrics` None records none), the call's span (tracing on), `extra_layers`,
+    The layers, outermost first: the observing layer (metrics, the call log and the call's
+    span, when any is on; `metrics` None records none), `extra_layers`,
     admission (rate limits), the response cache, processor steps (routes with ``steps``; the
     processor at ``processor.address``), cost-capped routing, accounting, budgets,
     structured-output validation;
@@ -132,8 +131,7 @@ async def assemble(
         closers.insert(0, writer.aclose)  # flush before the store closes
         accounting = Accounting(prices, writer, engine.estimate)
         observed = observed_layer(config, metrics)
-        spans = [CallSpans] if config.telemetry.tracing.enabled else []
-        layers: list[Layer] = [*([observed] if observed else []), *spans, *extra_layers]
+        layers: list[Layer] = [*([observed] if observed else []), *extra_layers]
         if metrics is not None:
             labels = Labels.from_config(config, metrics.settings.tenants)
             observe_state(metrics, labels, engine, writer)

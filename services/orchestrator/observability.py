@@ -20,6 +20,7 @@ from llmesh.services.orchestrator.engine import Orchestrator
 from llmesh.services.orchestrator.layers.observed import Observed
 from llmesh.services.telemetry import CallLog, CallMetrics, Labels, Metrics
 from llmesh.services.telemetry.readiness import Check
+from llmesh.services.telemetry.trace_calls import CallTracer
 
 __all__ = ["BREAKER_STATES", "observe_state", "observed_layer", "readiness_checks"]
 
@@ -33,14 +34,16 @@ _READY_ID = "llmesh-readiness-probe"
 
 
 def observed_layer(config: Config, metrics: Metrics | None) -> Layer | None:
-    """The observing layer for `config`, or None when neither metrics nor the call log is on."""
+    """The observing layer for `config`: metrics (`metrics` None records none), the call
+    log and the call's span, as each is on; None when none is."""
     calls = CallLog() if config.telemetry.logs.calls else None
+    spans = CallTracer() if config.telemetry.tracing.enabled else None
     recorder = None
     if metrics is not None:
         recorder = CallMetrics(metrics, Labels.from_config(config, metrics.settings.tenants))
-    if recorder is None and calls is None:
+    if recorder is None and calls is None and spans is None:
         return None
-    return partial(Observed, metrics=recorder, calls=calls)
+    return partial(Observed, metrics=recorder, calls=calls, spans=spans)
 
 
 def observe_state(

@@ -7,11 +7,21 @@ prompt or reply content, API keys or headers: only the fields below, none of the
 a caller wrote except the model name. The format (JSON or a readable line) is the
 process's log format (`llmesh.services.common.logs`); the fields travel as the record's
 ``call`` attribute.
+
+A record is written once per call, so it is made for the interpreter: nothing is built
+when INFO is off for the logger, the message is formatted once, here (every handler then
+reads it as it is), and the `logging.LogRecord` is filled from a template made at start
+(the same attributes `Logger.makeRecord` gives it, without its per-record work on the
+source file's name and the process's name, which never change).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
+import time
 from typing import Any
 
 from opentelemetry import trace
@@ -28,42 +38,81 @@ CALL_LOGGER = "llmesh.calls"
 _log = logging.getLogger(CALL_LOGGER)
 
 _MESSAGE = "call %s %s%s target=%s latency_ms=%s ttft_ms=%s tokens=%d/%d cost_usd=%.6f"
+"""The record's message (formatted here, once: see `_message`)."""
+
+_SUCCEEDED = Outcome.SUCCEEDED
+_current_span = trace.get_current_span
+_get_ident = threading.get_ident
+_current_thread = threading.current_thread
 
 
 def call_fields(call: RoutedCall[Any], end: CallEnd) -> dict[str, Any]:
     """The call log's fields for `call` (only ids, names, numbers: never content)."""
     attempts = call.trail.attempts
-    answered = next((a for a in reversed(attempts) if a.outcome is Outcome.SUCCEEDED), None)
-    last = answered or (attempts[-1] if attempts else None)
+    answered = last = None
+    for a in reversed(attempts):
+        if a.outcome is _SUCCEEDED:
+            answered = last = a
+            break
+    else:
+        if attempts:
+            last = attempts[-1]
     settled = call.trail.settlement
+    opened = call.opened
+    ttft = None
+    if answered is not None and answered.ttft is not None:
+        first = answered.started + answered.ttft - opened
+        ttft = round(first * 1000, 3) if first > 0 else 0.0
+    latency = end.ended - opened
+    caller = call.caller
+    reason = end.reason
     fields: dict[str, Any] = {
         "request_id": call.request_id,
-        "tenant": call.caller.tenant,
-        "key_id": call.caller.key_id,
+        "tenant": caller.tenant,
+        "key_id": caller.key_id,
         "model": call.call.model,
         "target": "" if last is None else last.target.name,
-        "outcome": end.status.value,
-        "reason": None if end.reason is None else end.reason.value,
-        "latency_ms": round(max(end.ended - call.opened, 0.0) * 1000, 3),
-        "ttft_ms": None,
+        "outcome": end.status._value_,
+        "reason": None if reason is None else reason._value_,
+        "latency_ms": round(latency * 1000, 3) if latency > 0 else 0.0,
+        "ttft_ms": ttft,
         "attempts": len(attempts),
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "cost_usd": 0.0,
+        "input_tokens": 0 if settled is None else settled.used.input_tokens,
+        "output_tokens": 0 if settled is None else settled.used.output_tokens,
+        "cost_usd": 0.0 if settled is None else settled.cost,
         "cache_hit": end.cache_hit,
     }
-    if answered is not None and answered.ttft is not None:
-        first = answered.started + answered.ttft - call.opened
-        fields["ttft_ms"] = round(max(first, 0.0) * 1000, 3)
-    if settled is not None:
-        fields["input_tokens"] = settled.used.input_tokens
-        fields["output_tokens"] = settled.used.output_tokens
-        fields["cost_usd"] = settled.cost
-    span = trace.get_current_span().get_span_context()
+    span = _current_span().get_span_context()
     if span.is_valid:
         fields["trace_id"] = format(span.trace_id, "032x")
         fields["span_id"] = format(span.span_id, "016x")
     return fields
+
+
+def _task_name() -> str | None:
+    """The current asyncio task's name, as `LogRecord` reads it (Python 3.12 and later)."""
+    if not getattr(logging, "logAsyncioTasks", True):
+        return None
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        task = asyncio.current_task()
+    except Exception:
+        return None
+    return None if task is None else task.get_name()
+
+
+def _message(f: dict[str, Any]) -> str:
+    """`_MESSAGE` with `f`'s values, as ``%`` formats them."""
+    reason = f["reason"]
+    ttft = f["ttft_ms"]
+    return (
+        f"call {f['request_id']} {f['outcome']}{'' if reason is None else ' ' + reason}"
+        f" target={f['target'] or '-'} latency_ms={f['latency_ms']}"
+        f" ttft_ms={'-' if ttft is None else ttft}"
+        f" tokens={f['input_tokens']:d}/{f['output_tokens']:d} cost_usd={f['cost_usd']:.6f}"
+    )
 
 
 class CallLog:
@@ -71,34 +120,37 @@ class CallLog:
 
     def __init__(self, logger: logging.Logger = _log) -> None:
         self._logger = logger
+        # what `Logger.makeRecord` gives every record of this method; the per-record
+        # attributes are set in `record`
+        template = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, _MESSAGE, (), None, "record"
+        )
+        self._template = template.__dict__
+        self._tasks = "taskName" in self._template  # Python 3.12 and later
+        self._start: float = logging._startTime  # type: ignore[attr-defined]
+        """When logging was loaded (a record's ``relativeCreated`` counts from it)."""
 
     def record(self, call: RoutedCall[Any], end: CallEnd) -> None:
         """Log `call` at INFO (nothing is built when INFO is off for the logger)."""
-        if not self._logger.isEnabledFor(logging.INFO):
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
             return
         f = call_fields(call, end)
-        logger = self._logger
-        # A record made here, not through `Logger.info`: the same record, without walking
-        # the stack for the caller's file and line, which is always this method.
-        record = logger.makeRecord(
-            logger.name,
-            logging.INFO,
-            __file__,
-            0,
-            _MESSAGE,
-            (
-                f["request_id"],
-                f["outcome"],
-                "" if f["reason"] is None else f" {f['reason']}",
-                f["target"] or "-",
-                f["latency_ms"],
-                "-" if f["ttft_ms"] is None else f["ttft_ms"],
-                f["input_tokens"],
-                f["output_tokens"],
-                f["cost_usd"],
-            ),
-            None,
-            "record",
-            {"call": f},
-        )
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        attributes = record.__dict__
+        attributes.update(self._template)
+        # as `LogRecord.__init__` sets them
+        now = time.time()
+        attributes["created"] = now
+        attributes["msecs"] = int((now - int(now)) * 1000) + 0.0
+        attributes["relativeCreated"] = (now - self._start) * 1000
+        if logging.logThreads:
+            attributes["thread"] = _get_ident()
+            attributes["threadName"] = _current_thread().name
+        if logging.logProcesses:
+            attributes["process"] = os.getpid()
+        if self._tasks:
+            attributes["taskName"] = _task_name()
+        attributes["msg"] = _message(f)
+        attributes["call"] = f
         logger.handle(record)
