@@ -334,6 +334,8 @@ class LeanTracer(trace_api.Tracer):
             parent: SpanContext | None = None
         elif type(current) is LeanSpan:
             parent = current.context
+        elif type(current) is trace_api.NonRecordingSpan:  # a caller's remote context
+            parent = current._context
         else:
             parent = current.get_span_context()
         # a SpanContext is a tuple (trace_id, span_id, is_remote, flags, state, is_valid)
