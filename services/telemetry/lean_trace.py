@@ -19,25 +19,25 @@ few dozen attributes), links beyond their ids and attributes, span processors.
 
 from __future__ import annotations
 
-import logging
 import random
-import threading
 import traceback
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from time import time_ns
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
+from opentelemetry.context.context import Context
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
+from llmesh.services.telemetry import current as _context
 from llmesh.services.telemetry.current import attach, detach, with_span
 from llmesh.services.telemetry.current import current as current_context
+from llmesh.services.telemetry.span_batcher import LeanExporter, SpanBatcher
 
 __all__ = [
     "LeanExporter",
@@ -51,8 +51,6 @@ __all__ = [
     "parent_based",
     "ratio_sampler",
 ]
-
-_log = logging.getLogger("llmesh.telemetry")
 
 Sampler = Callable[[SpanContext | None, int], bool]
 """Whether a new span is sampled, from its parent's context (None: a root) and trace id."""
@@ -94,18 +92,6 @@ def parent_based(root: Sampler) -> Sampler:
         return bool(parent.trace_flags & TraceFlags.SAMPLED)
 
     return sample
-
-
-class LeanExporter(Protocol):
-    """Where batches of ended spans go (from the batcher's thread)."""
-
-    def export(self, spans: Sequence[LeanSpan]) -> bool:
-        """Send `spans`; False if they could not be delivered."""
-        ...
-
-    def shutdown(self) -> None:
-        """Release connections (no export follows)."""
-        ...
 
 
 class SpanSink(Protocol):
@@ -280,7 +266,11 @@ class _Current:
         self.token: object | None = None
 
     def __enter__(self) -> trace_api.Span:
-        self.token = attach(with_span(self.span))
+        variable = _context._VARIABLE
+        if variable is None:
+            self.token = attach(with_span(self.span))
+        else:  # attach(with_span(span)), in one step
+            self.token = variable.set(Context(variable.get(), **{_SPAN_KEY: self.span}))
         return self.span
 
     def __exit__(
@@ -291,7 +281,9 @@ class _Current:
     ) -> None:
         detach(self.token)  # type: ignore[arg-type]
         span = self.span
-        if isinstance(exc, Exception) and type(span) is LeanSpan and span.end_time is None:
+        if exc is None:
+            pass
+        elif isinstance(exc, Exception) and type(span) is LeanSpan and span.end_time is None:
             if span._record_exception:
                 span.record_exception(exc)
             if span._set_status_on_exception:
@@ -329,7 +321,10 @@ class LeanTracer(trace_api.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
-        current: Any = (current_context() if context is None else context).get(_SPAN_KEY)
+        if context is None:  # the current context, read without current()'s call
+            variable = _context._VARIABLE
+            context = current_context() if variable is None else variable.get()
+        current: Any = context.get(_SPAN_KEY)
         if current is None:
             parent: SpanContext | None = None
         elif type(current) is LeanSpan:
@@ -424,78 +419,6 @@ def _new_id(bits: int) -> int:
     while not value:  # zero is the invalid id
         value = random.getrandbits(bits)
     return value
-
-
-class SpanBatcher:
-    """Ended spans, queued and exported in batches from a thread of its own.
-
-    `add` is an append to a deque (safe across threads without a lock); the thread wakes
-    every `delay` seconds, or as soon as a full batch is queued, and exports what is queued
-    in batches of at most `batch` spans. Past `capacity` queued spans, new ones are dropped
-    (counted in `dropped`), as the SDK's batch processor does.
-    """
-
-    def __init__(
-        self,
-        exporter: LeanExporter,
-        *,
-        delay: float = 5.0,
-        batch: int = 512,
-        capacity: int = 2048,
-    ) -> None:
-        self.exporter = exporter
-        self.dropped = 0
-        self._queue: deque[LeanSpan] = deque()
-        self._delay = delay
-        self._batch = max(1, batch)
-        self._capacity = max(self._batch, capacity)
-        self._wake = threading.Event()
-        self._lock = threading.Lock()  # one export at a time (the thread, or a flush)
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="llmesh-spans", daemon=True)
-        self._thread.start()
-
-    def add(self, span: LeanSpan) -> None:
-        """Queue an ended span."""
-        queue = self._queue
-        size = len(queue)
-        if size >= self._capacity:
-            self.dropped += 1
-            return
-        queue.append(span)
-        if size + 1 == self._batch:
-            self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stopped:
-            self._wake.wait(self._delay)
-            self._wake.clear()
-            self._drain()
-
-    def _drain(self) -> None:
-        queue, size = self._queue, self._batch
-        with self._lock:
-            while queue:
-                count = min(len(queue), size)
-                batch = [queue.popleft() for _ in range(count)]
-                try:
-                    self.exporter.export(batch)
-                except Exception:  # an exporter's failure must not end the thread
-                    _log.exception("exporting %d spans failed", count)
-
-    def force_flush(self) -> None:
-        """Export every span queued now, from the calling thread."""
-        self._drain()
-
-    def shutdown(self) -> None:
-        """Export what is queued, stop the thread, release the exporter."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._wake.set()
-        self._thread.join()
-        self._drain()
-        self.exporter.shutdown()
 
 
 class LeanTracerProvider(trace_api.TracerProvider):
