@@ -28,14 +28,13 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.context.context import Context
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 from llmesh.services.telemetry import current as _context
-from llmesh.services.telemetry.current import attach, detach, with_span
+from llmesh.services.telemetry.current import attach_span, detach
 from llmesh.services.telemetry.current import current as current_context
 from llmesh.services.telemetry.span_batcher import LeanExporter, SpanBatcher
 
@@ -182,11 +181,15 @@ class LeanSpan(trace_api.Span):
             self.attributes[key] = tuple(value) if type(value) is list else value
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
-        if self.end_time is None:
-            own = self.attributes
-            for key, value in attributes.items():
-                if value is not None:
-                    own[key] = tuple(value) if type(value) is list else value
+        if self.end_time is not None:
+            return
+        if _PLAIN.issuperset(map(type, attributes.values())):  # no None, no list: copied in C
+            self.attributes.update(attributes)
+            return
+        own = self.attributes
+        for key, value in attributes.items():
+            if value is not None:
+                own[key] = tuple(value) if type(value) is list else value
 
     def add_event(
         self,
@@ -266,11 +269,7 @@ class _Current:
         self.token: object | None = None
 
     def __enter__(self) -> trace_api.Span:
-        variable = _context._VARIABLE
-        if variable is None:
-            self.token = attach(with_span(self.span))
-        else:  # attach(with_span(span)), in one step
-            self.token = variable.set(Context(variable.get(), **{_SPAN_KEY: self.span}))
+        self.token = attach_span(self.span)
         return self.span
 
     def __exit__(
