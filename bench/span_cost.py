@@ -7,8 +7,9 @@ writes), through the same code the services run (`ServerSpans`' handler wrapper,
 `AttemptSpans`, ``trace_headers``, the lean tracer), and the spans are batched and encoded
 for OTLP as the export thread does (512-span batches, the bytes dropped). With
 ``--callgrind`` the run is repeated under callgrind with two numbers of calls and the
-difference divided by the difference of calls: instructions per call, load-independent;
-``--split`` adds the encoding's share (the batches encoded once more, apart).
+difference divided by the difference of calls: instructions per call, load-independent,
+traced and untraced (``--off``: the same calls without the server span's wrapper, the
+call span and the attempt span), and their difference, tracing's own share.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ USAGE = Usage(input_tokens=7, output_tokens=1)
 
 
 class _Encoding:
-    """An exporter that encodes each batch and drops the bytes (kept: the spans, for
-    ``--split``)."""
+    """An exporter that encodes each batch and drops the bytes (with `keep`, the spans are
+    kept, for a harness that encodes them again)."""
 
     def __init__(self, keep: bool) -> None:
         self.encoder = SpanEncoder(RESOURCE)
@@ -86,11 +87,12 @@ async def _upstream(number: int) -> AsyncGenerator[ProviderEvent, None]:
     yield Finish(FinishReason.STOP, "stop", USAGE, f"chatcmpl-{number}", "gpt-4o")
 
 
-async def _calls(count: int, keep: bool) -> _Encoding:
+async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
     exporter = _Encoding(keep)
     provider = LeanTracerProvider(RESOURCE, SpanBatcher(exporter, delay=30.0))
-    trace.set_tracer_provider(provider)  # once a process: one run a process
-    tracer = provider.get_tracer("llmesh.orchestrator")
+    if not off:
+        trace.set_tracer_provider(provider)  # once a process: one run a process
+    tracer = trace.get_tracer("llmesh.orchestrator")  # off: the API's no-op tracer
     attempts = AttemptSpans(UPSTREAMS)
 
     async def behavior(number: int, context: Any) -> int:
@@ -111,7 +113,9 @@ async def _calls(count: int, keep: bool) -> _Encoding:
             set_status_on_exception=False,
         ) as span:
             span.set_attribute("llmesh.cache_hit", False)
-            events = attempts(record, REQUEST, trail, _upstream(number))
+            events = (
+                _upstream(number) if off else attempts(record, REQUEST, trail, _upstream(number))
+            )
             async for _event in events:
                 pass
             record.ttft = 0.001
@@ -130,28 +134,26 @@ async def _calls(count: int, keep: bool) -> _Encoding:
         return number
 
     handler = grpc.unary_unary_rpc_method_handler(behavior)
-    traced = ServerSpans(lambda method: False).wrap_handler(handler, METHOD).unary_unary
+    traced = behavior
+    if not off:
+        traced = ServerSpans(lambda method: False).wrap_handler(handler, METHOD).unary_unary
     for number in range(count):
         await traced(number, _Context(number))
     provider.shutdown()
     return exporter
 
 
-def run(count: int, split: bool) -> None:
-    """`count` calls (then, with `split`, their batches encoded again by a new encoder)."""
-    exporter = asyncio.run(_calls(count, split))
-    if split and exporter.kept is not None:
-        encoder = SpanEncoder(RESOURCE)
-        for batch in exporter.kept:
-            encoder.encode(batch)
+def run(count: int, off: bool = False) -> None:
+    """`count` calls (with `off`, untraced)."""
+    exporter = asyncio.run(_calls(count, False, off))
     print(f"calls {count}, bytes sent {exporter.sent}")
 
 
-def _count(calls: int, split: bool, out: Path) -> int:
+def _count(calls: int, out: Path, off: bool = False) -> int:
     args = [sys.executable, "-m", "bench.span_cost", "--calls", str(calls)]
-    if split:
-        args.append("--split")
-    path = out / f"callgrind.{calls}.{int(split)}"
+    if off:
+        args.append("--off")
+    path = out / f"callgrind.{calls}.{int(off)}"
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={path}", *args],
         check=True,
@@ -166,23 +168,24 @@ def _count(calls: int, split: bool, out: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.span_cost", description=__doc__)
     parser.add_argument("--calls", type=int, default=2048)
-    parser.add_argument("--split", action="store_true", help="encode the batches again")
+    parser.add_argument("--off", action="store_true", help="the same calls, untraced")
     parser.add_argument("--callgrind", action="store_true", help="instructions per call")
     args = parser.parse_args(argv)
     if not args.callgrind:
-        run(args.calls, args.split)
+        run(args.calls, args.off)
         return
     base = 512
     with tempfile.TemporaryDirectory() as out:
-        low = _count(base, False, Path(out))
-        high = _count(base + args.calls, False, Path(out))
+        low = _count(base, Path(out))
+        high = _count(base + args.calls, Path(out))
         per_call = (high - low) / args.calls
-        print(f"tracing: {per_call:,.0f} instructions per call (3 spans)")
-        if args.split:
-            low_split = _count(base, True, Path(out))
-            high_split = _count(base + args.calls, True, Path(out))
-            encode = (high_split - low_split) / args.calls - per_call
-            print(f"  of which encoding: {encode:,.0f}; the rest: {per_call - encode:,.0f}")
+        low_off = _count(base, Path(out), off=True)
+        high_off = _count(base + args.calls, Path(out), off=True)
+        untraced = (high_off - low_off) / args.calls
+        print(
+            f"traced: {per_call:,.0f} instructions per call (3 spans); untraced: "
+            f"{untraced:,.0f}; tracing's own: {per_call - untraced:,.0f}"
+        )
 
 
 if __name__ == "__main__":
