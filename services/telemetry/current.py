@@ -19,7 +19,7 @@ from opentelemetry.context.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-__all__ = ["attach", "current", "detach", "with_span"]
+__all__ = ["attach", "attach_span", "current", "detach", "with_span"]
 
 _log = logging.getLogger("llmesh.telemetry")
 
@@ -47,6 +47,15 @@ def with_span(span: Any, context: Context | None = None) -> Context:
     (``trace.set_span_in_context``)."""
     base = current() if context is None else context
     return Context(base, **{_SPAN_KEY: span})
+
+
+def attach_span(span: Any, context: Context | None = None) -> Token[Context]:
+    """Make `context` (the current one when None) with `span` as its span current, in one
+    step (``attach(with_span(span, context))``); the token restores the one before."""
+    if _VARIABLE is None:
+        return context_api.attach(with_span(span, context))
+    base = _VARIABLE.get() if context is None else context
+    return _VARIABLE.set(Context(base, **{_SPAN_KEY: span}))
 
 
 def attach(context: Context) -> Token[Context]:

@@ -28,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmesh.services.telemetry import w3c
-from llmesh.services.telemetry.current import attach, detach, with_span
+from llmesh.services.telemetry.current import attach_span, detach
 
 __all__ = ["ServerSpans", "TracedChannel", "note_call_status", "traced_channel"]
 
@@ -194,7 +194,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 record_exception=False,
                 set_status_on_exception=False,
             )
-            return span, attach(with_span(span, parent))
+            return span, attach_span(span, parent)
 
         return start
 

@@ -19,12 +19,9 @@ few dozen attributes), links beyond their ids and attributes, span processors.
 
 from __future__ import annotations
 
-import logging
 import random
-import threading
 import traceback
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from time import time_ns
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol
@@ -36,8 +33,10 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
-from llmesh.services.telemetry.current import attach, detach, with_span
+from llmesh.services.telemetry import current as _context
+from llmesh.services.telemetry.current import attach_span, detach
 from llmesh.services.telemetry.current import current as current_context
+from llmesh.services.telemetry.span_batcher import LeanExporter, SpanBatcher
 
 __all__ = [
     "LeanExporter",
@@ -51,8 +50,6 @@ __all__ = [
     "parent_based",
     "ratio_sampler",
 ]
-
-_log = logging.getLogger("llmesh.telemetry")
 
 Sampler = Callable[[SpanContext | None, int], bool]
 """Whether a new span is sampled, from its parent's context (None: a root) and trace id."""
@@ -94,18 +91,6 @@ def parent_based(root: Sampler) -> Sampler:
         return bool(parent.trace_flags & TraceFlags.SAMPLED)
 
     return sample
-
-
-class LeanExporter(Protocol):
-    """Where batches of ended spans go (from the batcher's thread)."""
-
-    def export(self, spans: Sequence[LeanSpan]) -> bool:
-        """Send `spans`; False if they could not be delivered."""
-        ...
-
-    def shutdown(self) -> None:
-        """Release connections (no export follows)."""
-        ...
 
 
 class SpanSink(Protocol):
@@ -196,11 +181,15 @@ class LeanSpan(trace_api.Span):
             self.attributes[key] = tuple(value) if type(value) is list else value
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
-        if self.end_time is None:
-            own = self.attributes
-            for key, value in attributes.items():
-                if value is not None:
-                    own[key] = tuple(value) if type(value) is list else value
+        if self.end_time is not None:
+            return
+        if _PLAIN.issuperset(map(type, attributes.values())):  # no None, no list: copied in C
+            self.attributes.update(attributes)
+            return
+        own = self.attributes
+        for key, value in attributes.items():
+            if value is not None:
+                own[key] = tuple(value) if type(value) is list else value
 
     def add_event(
         self,
@@ -280,7 +269,7 @@ class _Current:
         self.token: object | None = None
 
     def __enter__(self) -> trace_api.Span:
-        self.token = attach(with_span(self.span))
+        self.token = attach_span(self.span)
         return self.span
 
     def __exit__(
@@ -291,7 +280,9 @@ class _Current:
     ) -> None:
         detach(self.token)  # type: ignore[arg-type]
         span = self.span
-        if isinstance(exc, Exception) and type(span) is LeanSpan and span.end_time is None:
+        if exc is None:
+            pass
+        elif isinstance(exc, Exception) and type(span) is LeanSpan and span.end_time is None:
             if span._record_exception:
                 span.record_exception(exc)
             if span._set_status_on_exception:
@@ -329,11 +320,16 @@ class LeanTracer(trace_api.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
-        current: Any = (current_context() if context is None else context).get(_SPAN_KEY)
+        if context is None:  # the current context, read without current()'s call
+            variable = _context._VARIABLE
+            context = current_context() if variable is None else variable.get()
+        current: Any = context.get(_SPAN_KEY)
         if current is None:
             parent: SpanContext | None = None
         elif type(current) is LeanSpan:
             parent = current.context
+        elif type(current) is trace_api.NonRecordingSpan:  # a caller's remote context
+            parent = current._context
         else:
             parent = current.get_span_context()
         # a SpanContext is a tuple (trace_id, span_id, is_remote, flags, state, is_valid)
@@ -422,78 +418,6 @@ def _new_id(bits: int) -> int:
     while not value:  # zero is the invalid id
         value = random.getrandbits(bits)
     return value
-
-
-class SpanBatcher:
-    """Ended spans, queued and exported in batches from a thread of its own.
-
-    `add` is an append to a deque (safe across threads without a lock); the thread wakes
-    every `delay` seconds, or as soon as a full batch is queued, and exports what is queued
-    in batches of at most `batch` spans. Past `capacity` queued spans, new ones are dropped
-    (counted in `dropped`), as the SDK's batch processor does.
-    """
-
-    def __init__(
-        self,
-        exporter: LeanExporter,
-        *,
-        delay: float = 5.0,
-        batch: int = 512,
-        capacity: int = 2048,
-    ) -> None:
-        self.exporter = exporter
-        self.dropped = 0
-        self._queue: deque[LeanSpan] = deque()
-        self._delay = delay
-        self._batch = max(1, batch)
-        self._capacity = max(self._batch, capacity)
-        self._wake = threading.Event()
-        self._lock = threading.Lock()  # one export at a time (the thread, or a flush)
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="llmesh-spans", daemon=True)
-        self._thread.start()
-
-    def add(self, span: LeanSpan) -> None:
-        """Queue an ended span."""
-        queue = self._queue
-        size = len(queue)
-        if size >= self._capacity:
-            self.dropped += 1
-            return
-        queue.append(span)
-        if size + 1 == self._batch:
-            self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stopped:
-            self._wake.wait(self._delay)
-            self._wake.clear()
-            self._drain()
-
-    def _drain(self) -> None:
-        queue, size = self._queue, self._batch
-        with self._lock:
-            while queue:
-                count = min(len(queue), size)
-                batch = [queue.popleft() for _ in range(count)]
-                try:
-                    self.exporter.export(batch)
-                except Exception:  # an exporter's failure must not end the thread
-                    _log.exception("exporting %d spans failed", count)
-
-    def force_flush(self) -> None:
-        """Export every span queued now, from the calling thread."""
-        self._drain()
-
-    def shutdown(self) -> None:
-        """Export what is queued, stop the thread, release the exporter."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._wake.set()
-        self._thread.join()
-        self._drain()
-        self.exporter.shutdown()
 
 
 class LeanTracerProvider(trace_api.TracerProvider):

@@ -24,7 +24,9 @@ from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracer
 __all__ = ["encode_resource", "encode_spans"]
 
 _CACHE_LIMIT = 8192
-"""Attribute encodings remembered; past it the memory is emptied (unique values churn it)."""
+"""Attribute encodings remembered; past it the memory is emptied."""
+_FRESH_LIMIT = 256
+"""Values of one key remembered, past which its values are encoded each time (ids)."""
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _FIXED64 = struct.Struct("<Q").pack
@@ -35,6 +37,8 @@ _SMALL = [bytes((i,)) for i in range(128)]
 _IDS = struct.Struct(">2sQQ2sQ").pack
 """The ``trace_id`` and ``span_id`` fields: tags, lengths and the ids, big-endian."""
 _PARENT = struct.Struct(">2sQ").pack
+_IDS_PARENT = struct.Struct(">2sQQ2sQ2sQ").pack
+"""The ``trace_id``, ``span_id`` and ``parent_span_id`` fields."""
 _TIMES = struct.Struct("<BQBQ").pack
 """The ``start_time_unix_nano`` and ``end_time_unix_nano`` fields (fixed64)."""
 _LOW64 = (1 << 64) - 1
@@ -44,6 +48,9 @@ _FLAGS_IS_REMOTE = 0x200
 _LOCAL_PARENT = b"\x85\x01" + _FIXED32(_FLAGS_HAS_IS_REMOTE)
 _REMOTE_PARENT = b"\x85\x01" + _FIXED32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
 """The span's ``flags`` field: whether its parent is remote is known."""
+_LOCAL_TAIL = b"\x7a\x00" + _LOCAL_PARENT
+_REMOTE_TAIL = b"\x7a\x00" + _REMOTE_PARENT
+"""An unset ``status`` and the ``flags`` field (the last two fields of most spans)."""
 
 
 def _varint(n: int) -> bytes:
@@ -115,12 +122,19 @@ class _Attributes:
     The memory is keyed by (key, type, value), so values equal across types (``True``,
     ``1``, ``1.0``) keep their own encodings, and looked up for a whole map at once
     (``map`` over the items, no Python step per attribute); only attributes not remembered
-    are encoded one by one.
+    are encoded one by one, a string value (most of them) straight from its key's encoded
+    prefix. A key whose values keep changing (a request id, a response id) stops being
+    remembered after `_FRESH_LIMIT` values, so it neither fills the memory nor has it
+    emptied.
     """
 
     def __init__(self, tag: bytes) -> None:
         self._tag = tag
         self._seen: dict[tuple[str, type, Any], bytes] = {}
+        self._keys: dict[str, bytes] = {}
+        """Each key's ``KeyValue.key`` field, encoded."""
+        self._fresh: dict[str, int] = {}
+        """How many values of each key were remembered (past `_FRESH_LIMIT`: none more)."""
 
     def encode(self, attributes: Mapping[str, Any]) -> list[bytes]:
         """The ``KeyValue`` fields of `attributes`, in order (an empty one for a value
@@ -132,22 +146,48 @@ class _Attributes:
             )
         except TypeError:  # an unhashable value: encode each, remember none
             return [self._one(key, value) for key, value in attributes.items()]
-        if None in found:
+        if not all(found):  # a None: not remembered (what is remembered is never empty)
             self._fill(found, list(attributes), list(values))
         return found  # type: ignore[return-value]
 
     def _fill(self, found: list[bytes | None], keys: list[str], values: list[Any]) -> None:
         """Encode the attributes `found` has no encoding for, and remember them."""
-        seen = self._seen
+        seen, fresh, prefixes, tag = self._seen, self._fresh, self._keys, self._tag
         at = found.index(None)
         while True:
             key, value = keys[at], values[at]
-            encoded = found[at] = self._one(key, value)
-            if len(seen) >= _CACHE_LIMIT:
-                seen.clear()
             kind = type(value)
-            if kind is str or kind is bool or kind is int or kind is float or _texts(value):
+            prefix = prefixes.get(key)
+            if kind is str and prefix is not None:  # KeyValue{key, value: AnyValue{string}}
+                text = value.encode()
+                size = len(text)
+                any_value = b"\x0a" + (_SMALL[size] if size < 128 else _varint(size)) + text
+                size = len(any_value)
+                body = prefix + b"\x12" + (_SMALL[size] if size < 128 else _varint(size))
+                size = len(body) + len(any_value)
+                encoded = tag + (_SMALL[size] if size < 128 else _varint(size)) + body + any_value
+            elif kind is int and prefix is not None and 0 <= value <= _INT64_MAX:
+                any_value = b"\x18" + (_SMALL[value] if value < 128 else _varint(value))
+                size = len(any_value)
+                body = prefix + b"\x12" + _SMALL[size]
+                size = len(body) + size
+                encoded = tag + (_SMALL[size] if size < 128 else _varint(size)) + body + any_value
+            else:
+                encoded = self._one(key, value)
+                if prefix is None:
+                    prefixes[key] = _field(b"\x0a", key.encode())
+            found[at] = encoded
+            count = fresh.get(key, 0)
+            if (
+                encoded
+                and count < _FRESH_LIMIT
+                and (kind is str or kind is bool or kind is int or kind is float or _texts(value))
+            ):
+                if len(seen) >= _CACHE_LIMIT:
+                    seen.clear()
+                    fresh.clear()
                 seen[key, kind, value] = encoded
+                fresh[key] = count + 1
             try:
                 at = found.index(None, at + 1)
             except ValueError:
@@ -192,18 +232,15 @@ class SpanEncoder:
     def encode(self, spans: Sequence[LeanSpan]) -> bytes:
         """An ``ExportTraceServiceRequest`` holding `spans`."""
         by_scope: dict[int, list[bytes]] = {}
-        scopes = self._scopes
+        scopes, span_bytes = self._scopes, self._span
         for span in spans:
-            tracer = span.scope
-            key = id(tracer)
-            if key not in scopes:
-                scopes[key] = _scope(tracer)
-            encoded = self._span(span)
+            key = id(span.scope)
             group = by_scope.get(key)
             if group is None:
-                by_scope[key] = [encoded]
-            else:
-                group.append(encoded)
+                if key not in scopes:
+                    scopes[key] = _scope(span.scope)
+                group = by_scope[key] = []
+            group.append(span_bytes(span))
         body = [self._resource]
         for key, encoded_spans in by_scope.items():
             scope_spans = scopes[key] + b"".join(encoded_spans)
@@ -222,11 +259,26 @@ class SpanEncoder:
         # a SpanContext is a tuple: unpacked and indexed without its properties' calls
         trace_id, span_id, _, _, state, _ = span.context
         parent = span.parent
-        parts = [_IDS(b"\x0a\x10", trace_id >> 64, trace_id & _LOW64, b"\x12\x08", span_id)]
-        if state is not DEFAULT_TRACE_STATE and state:
+        if state is DEFAULT_TRACE_STATE or not state:  # ids and parent id in one pack
+            if parent is None:
+                parts = [_IDS(b"\x0a\x10", trace_id >> 64, trace_id & _LOW64, b"\x12\x08", span_id)]
+            else:
+                parts = [
+                    _IDS_PARENT(
+                        b"\x0a\x10",
+                        trace_id >> 64,
+                        trace_id & _LOW64,
+                        b"\x12\x08",
+                        span_id,
+                        b"\x22\x08",
+                        parent[1],
+                    )
+                ]
+        else:
+            parts = [_IDS(b"\x0a\x10", trace_id >> 64, trace_id & _LOW64, b"\x12\x08", span_id)]
             parts.append(_field(b"\x1a", _trace_state(state).encode()))
-        if parent is not None:
-            parts.append(_PARENT(b"\x22\x08", parent[1]))
+            if parent is not None:
+                parts.append(_PARENT(b"\x22\x08", parent[1]))
         parts.append(self._names.get(span.name) or self._name(span.name))
         parts.append(_SPAN_KINDS[id(span.kind)])
         start = span.start_time
@@ -237,7 +289,7 @@ class SpanEncoder:
                 event = b"\x09" + _FIXED64(timestamp) + _field(b"\x12", name.encode())
                 event += b"".join(self._event_attributes.encode(attributes))
                 parts.append(_field(b"\x5a", event))
-        for link in span.links:
+        for link in span.links or ():
             linked = link.context
             body = (
                 b"\x0a\x10"
@@ -249,8 +301,9 @@ class SpanEncoder:
             body += b"\x35" + _FIXED32(_flags(linked))
             parts.append(_field(b"\x6a", body))
         status = span.status
-        if status is _NO_STATUS:
-            parts.append(b"\x7a\x00")
+        if status is _NO_STATUS:  # an empty status and the flags, together
+            parts.append(_REMOTE_TAIL if parent is not None and parent[2] else _LOCAL_TAIL)
+            return _field(b"\x12", b"".join(parts))
         else:
             code = _STATUS_CODES[id(status.status_code)]
             if code or status.description:

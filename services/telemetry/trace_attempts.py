@@ -298,7 +298,7 @@ class _TracedStream(AsyncGenerator[ProviderEvent, None]):
         finish = self._finish
         if finish is not None:
             reason = finish.provider_reason or finish.reason._value_
-            ended["gen_ai.response.finish_reasons"] = [reason]
+            ended["gen_ai.response.finish_reasons"] = (reason,)
             if finish.response_id:
                 ended["gen_ai.response.id"] = finish.response_id
             if finish.response_model:

@@ -57,40 +57,39 @@ class TracingMiddleware:
         if server:
             attributes["server.address"], attributes["server.port"] = server[0], server[1]
         # the caller's context (trace and baggage) is current for the whole request: the
-        # span is its child, and the baggage travels on with the span's own context
+        # span is its child, and the baggage travels on with the span's own context (one
+        # coroutine: the span opened and closed inside the caller's context)
         caller = attach(extract(carrier))
         try:
-            await self._traced(scope, receive, send, method, attributes)
+            with self._tracer.start_as_current_span(
+                method,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                record_exception=True,
+                set_status_on_exception=True,
+            ) as span:
+                trace_id, span_id, _, flags, _, _ = span.get_span_context()  # a tuple
+                parent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}".encode()
+
+                async def traced_send(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        status = int(message["status"])
+                        span.set_attribute("http.response.status_code", status)
+                        if status >= 500:
+                            span.set_attribute("error.type", str(status))
+                            span.set_status(Status(StatusCode.ERROR))
+                        message["headers"] = [
+                            *message.get("headers", ()),
+                            (b"traceparent", parent),
+                        ]
+                    await send(message)
+
+                try:
+                    await self.app(scope, receive, traced_send)
+                finally:
+                    route = getattr(scope.get("route"), "path", None)
+                    if isinstance(route, str):
+                        span.set_attribute("http.route", route)
+                        span.update_name(f"{method} {route}")
         finally:
             detach(caller)
-
-    async def _traced(
-        self, scope: Scope, receive: Receive, send: Send, method: str, attributes: dict[str, Any]
-    ) -> None:
-        with self._tracer.start_as_current_span(
-            method,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            record_exception=True,
-            set_status_on_exception=True,
-        ) as span:
-            trace_id, span_id, _, flags, _, _ = span.get_span_context()  # a tuple
-            parent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}".encode()
-
-            async def traced_send(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status = int(message["status"])
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
-                        span.set_attribute("error.type", str(status))
-                        span.set_status(Status(StatusCode.ERROR))
-                    message["headers"] = [*message.get("headers", ()), (b"traceparent", parent)]
-                await send(message)
-
-            try:
-                await self.app(scope, receive, traced_send)
-            finally:
-                route = getattr(scope.get("route"), "path", None)
-                if isinstance(route, str):
-                    span.set_attribute("http.route", route)
-                    span.update_name(f"{method} {route}")

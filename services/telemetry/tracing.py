@@ -52,7 +52,12 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from llmesh.services.telemetry import grpc_otel, lean_trace, w3c
 from llmesh.services.telemetry.current import current
 from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel
-from llmesh.services.telemetry.lean_trace import LeanExporter, LeanTracerProvider, SpanBatcher
+from llmesh.services.telemetry.lean_trace import (
+    LeanExporter,
+    LeanSpan,
+    LeanTracerProvider,
+    SpanBatcher,
+)
 from llmesh.services.telemetry.otlp_send import wire_exporter
 from llmesh.services.telemetry.settings import TelemetrySettings, TracingSettings
 
@@ -235,7 +240,9 @@ def trace_headers(carrier: MutableMapping[str, str] | None = None) -> dict[str, 
     out: dict[str, str] = {} if carrier is None else dict(carrier)
     context = current()
     span = context.get(_SPAN_KEY)
-    if isinstance(span, Span):
+    if type(span) is LeanSpan:  # the common case, without the ABC's isinstance check
+        w3c.inject_ids(span.context, context, out)  # a lean span's ids are valid
+    elif isinstance(span, Span):
         ids = span.get_span_context()
         if ids.is_valid:
             w3c.inject_ids(ids, context, out)
@@ -255,6 +262,8 @@ def call_trace_id(metadata: Iterable[tuple[str, Any]] | None = None) -> str:
     the caller's ``traceparent`` in `metadata` when it is valid (tracing off, the id is still
     the caller's trace); empty when there is neither."""
     span = current().get(_SPAN_KEY)  # what trace.get_current_span() reads, in one step
+    if type(span) is LeanSpan:
+        return f"{span.context[0]:032x}"  # a SpanContext is a tuple: [0] is the trace id
     if isinstance(span, Span):
         ids = span.get_span_context()
         if ids.is_valid:

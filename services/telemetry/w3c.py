@@ -22,6 +22,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
@@ -35,6 +36,7 @@ _TRACEPARENT = re.compile(
 """`TraceContextTextMapPropagator`'s pattern."""
 _BAGGAGE = W3CBaggagePropagator()
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_FLAGS = [TraceFlags(i) for i in range(256)]
 
 
 def extract(carrier: Mapping[str, str]) -> Context:
@@ -44,8 +46,8 @@ def extract(carrier: Mapping[str, str]) -> Context:
     header = carrier.get("traceparent")
     if header:
         remote = _parent(header, carrier.get("tracestate"))
-        if remote is not None:
-            context = trace_api.set_span_in_context(NonRecordingSpan(remote), context)
+        if remote is not None:  # trace.set_span_in_context, without a copy of `context`
+            context = Context({_SPAN_KEY: NonRecordingSpan(remote)})
     if "baggage" in carrier:
         context = _BAGGAGE.extract(carrier, context)
     return context
@@ -65,12 +67,17 @@ def _parent(header: str, state: str | None) -> SpanContext | None:
         return None
     if version == "00" and rest:
         return None
-    return SpanContext(
-        int(trace_id, 16),
-        int(span_id, 16),
-        True,
-        TraceFlags(int(flags, 16)),
-        None if state is None else TraceState.from_header([state]),
+    # SpanContext's constructor only checks the ids, which are non-zero and in range here
+    return tuple.__new__(
+        SpanContext,
+        (
+            int(trace_id, 16),
+            int(span_id, 16),
+            True,
+            _FLAGS[int(flags, 16)],
+            DEFAULT_TRACE_STATE if state is None else TraceState.from_header([state]),
+            True,
+        ),
     )
 
 

@@ -71,3 +71,26 @@ def test_each_task_has_its_own_current_span() -> None:
         return span, trace.get_current_span()
 
     assert asyncio.run(main()) == (SPAN, trace.INVALID_SPAN)
+
+
+def test_attach_span_is_attach_of_with_span_in_one_step() -> None:
+    base = baggage.set_baggage("k", "v", context_api.Context())
+    for given in (None, base):
+        token = current.attach_span(SPAN, given)
+        try:
+            assert current.current() == current.with_span(SPAN, base if given else None)
+            assert trace.get_current_span() is SPAN
+        finally:
+            current.detach(token)
+        assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_attach_span_with_another_runtime_context_goes_through_the_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+    monkeypatch.setattr(current, "_VARIABLE", None)
+    monkeypatch.setattr(context_api, "attach", lambda c: seen.append("attach") or "t")
+    monkeypatch.setattr(context_api, "get_current", lambda: seen.append("get") or {})
+    assert current.attach_span(SPAN) == "t"
+    assert seen == ["get", "attach"]

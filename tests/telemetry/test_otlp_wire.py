@@ -137,3 +137,25 @@ def test_remembered_encodings_keep_their_field_and_type() -> None:
     for _ in range(2):  # the second time from what the encoder remembers
         request = ExportTraceServiceRequest.FromString(encoder.encode(spans))
         assert request == encode_spans([_as_sdk(s) for s in spans])
+
+
+def test_ids_that_never_repeat_are_encoded_without_filling_the_memory() -> None:
+    """A key whose values keep changing (a request id, token counts) stops being
+    remembered, and its values, encoded each time, are still the SDK's bytes."""
+    sink = MemorySpans()
+    tracer = LeanTracerProvider(RESOURCE, sink).get_tracer("t")
+    for i in range(3 * otlp_wire._FRESH_LIMIT):
+        attributes = {
+            "llmesh.request_id": f"req-{i}" * (40 if i % 3 == 0 else 1),  # some over 127 bytes
+            "gen_ai.usage.input_tokens": i * 1000,
+            "rpc.system": "grpc",
+        }
+        tracer.start_span("s", attributes=attributes).end()
+    spans = sink.get_finished_spans()
+    encoder = SpanEncoder(RESOURCE)
+    for _ in range(2):
+        request = ExportTraceServiceRequest.FromString(encoder.encode(spans))
+        assert request == encode_spans([_as_sdk(s) for s in spans])
+    remembered = encoder._attributes._seen
+    assert len(remembered) <= 2 * otlp_wire._FRESH_LIMIT + 1
+    assert ("rpc.system", str, "grpc") in remembered

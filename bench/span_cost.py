@@ -1,0 +1,192 @@
+"""``python -m bench.span_cost``: tracing's own instructions per orchestrator-shaped call.
+
+One process, no network: each call makes the three spans a traced unary gRPC ``Chat``
+makes in the orchestrator (the gRPC server span from a caller's ``traceparent``, the call's
+INTERNAL span, the provider attempt's CLIENT span, whose ``traceparent`` the provider
+writes), through the same code the services run (`ServerSpans`' handler wrapper,
+`AttemptSpans`, ``trace_headers``, the lean tracer), and the spans are batched and encoded
+for OTLP as the export thread does (512-span batches, the bytes dropped). With
+``--callgrind`` the run is repeated under callgrind with two numbers of calls and the
+difference divided by the difference of calls: instructions per call, load-independent,
+traced and untraced (``--off``: the same calls without the server span's wrapper, the
+call span and the attempt span), and their difference, tracing's own share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
+from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
+from llmesh.services.core.target import Target
+from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
+from llmesh.services.core.usage import Usage
+from llmesh.services.telemetry.grpc_spans import ServerSpans
+from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracerProvider, SpanBatcher
+from llmesh.services.telemetry.otlp_wire import SpanEncoder
+from llmesh.services.telemetry.trace_attempts import AttemptSpans, UpstreamInfo
+from llmesh.services.telemetry.tracing import call_trace_id, trace_headers
+
+METHOD = "/llmesh.v1.OrchestratorService/Chat"
+RESOURCE = {"service.name": "llmesh-orchestrator", "llmesh.service": "orchestrator"}
+REQUEST = ChatRequest(messages=(Message(Role.USER, "hello"),), max_tokens=64)
+TARGET = Target("openai", "gpt-4o")
+UPSTREAMS = {"openai": UpstreamInfo("openai", "127.0.0.1", 8000)}
+USAGE = Usage(input_tokens=7, output_tokens=1)
+
+
+class _Encoding:
+    """An exporter that encodes each batch and drops the bytes (with `keep`, the spans are
+    kept, for a harness that encodes them again)."""
+
+    def __init__(self, keep: bool) -> None:
+        self.encoder = SpanEncoder(RESOURCE)
+        self.kept: list[list[LeanSpan]] | None = [] if keep else None
+        self.sent = 0
+
+    def export(self, spans: Sequence[LeanSpan]) -> bool:
+        self.sent += len(self.encoder.encode(spans))
+        if self.kept is not None:
+            self.kept.append(list(spans))
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+class _Context:
+    """The servicer context's part the server span reads."""
+
+    def __init__(self, number: int) -> None:
+        self._metadata = (
+            ("traceparent", f"00-{number + 1:032x}-{number + 7:016x}-01"),
+            ("user-agent", "grpc-python/1.76.0 grpc-c/50.0.0 (linux; chttp2)"),
+        )
+
+    def invocation_metadata(self) -> Any:
+        return self._metadata
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:50000"
+
+
+async def _upstream(number: int) -> AsyncGenerator[ProviderEvent, None]:
+    trace_headers()  # what the provider adapter puts on its request
+    yield TextDelta("hi")
+    yield Finish(FinishReason.STOP, "stop", USAGE, f"chatcmpl-{number}", "gpt-4o")
+
+
+async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
+    exporter = _Encoding(keep)
+    provider = LeanTracerProvider(RESOURCE, SpanBatcher(exporter, delay=30.0))
+    if not off:
+        trace.set_tracer_provider(provider)  # once a process: one run a process
+    tracer = trace.get_tracer("llmesh.orchestrator")  # off: the API's no-op tracer
+    attempts = AttemptSpans(UPSTREAMS)
+
+    async def behavior(number: int, context: Any) -> int:
+        call_trace_id(context.invocation_metadata())
+        trail = Trail(started=0.0)
+        record = trail.add(AttemptRecord(TARGET, 0.0))
+        attributes = {
+            "llmesh.request_id": f"req-{number}",
+            "llmesh.tenant": "default",
+            "llmesh.model": "openai/gpt-4o",
+            "llmesh.targets": ("openai/gpt-4o",),
+        }
+        with tracer.start_as_current_span(
+            "call openai/gpt-4o",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            span.set_attribute("llmesh.cache_hit", False)
+            events = (
+                _upstream(number) if off else attempts(record, REQUEST, trail, _upstream(number))
+            )
+            async for _event in events:
+                pass
+            record.ttft = 0.001
+            record.finish(Outcome.SUCCEEDED, 0.002)
+            await events.aclose()
+            span.set_attributes(
+                {
+                    "llmesh.cache_hit": False,
+                    "llmesh.cost_usd": 2.75e-05,
+                    "llmesh.overhead_ms": 0.412,
+                    "llmesh.attempts": 1,
+                    "gen_ai.usage.input_tokens": 7,
+                    "gen_ai.usage.output_tokens": 1,
+                }
+            )
+        return number
+
+    handler = grpc.unary_unary_rpc_method_handler(behavior)
+    traced = behavior
+    if not off:
+        traced = ServerSpans(lambda method: False).wrap_handler(handler, METHOD).unary_unary
+    for number in range(count):
+        await traced(number, _Context(number))
+    provider.shutdown()
+    return exporter
+
+
+def run(count: int, off: bool = False) -> None:
+    """`count` calls (with `off`, untraced)."""
+    exporter = asyncio.run(_calls(count, False, off))
+    print(f"calls {count}, bytes sent {exporter.sent}")
+
+
+def _count(calls: int, out: Path, off: bool = False) -> int:
+    args = [sys.executable, "-m", "bench.span_cost", "--calls", str(calls)]
+    if off:
+        args.append("--off")
+    path = out / f"callgrind.{calls}.{int(off)}"
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={path}", *args],
+        check=True,
+        capture_output=True,
+    )
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.span_cost", description=__doc__)
+    parser.add_argument("--calls", type=int, default=2048)
+    parser.add_argument("--off", action="store_true", help="the same calls, untraced")
+    parser.add_argument("--callgrind", action="store_true", help="instructions per call")
+    args = parser.parse_args(argv)
+    if not args.callgrind:
+        run(args.calls, args.off)
+        return
+    base = 512
+    with tempfile.TemporaryDirectory() as out:
+        low = _count(base, Path(out))
+        high = _count(base + args.calls, Path(out))
+        per_call = (high - low) / args.calls
+        low_off = _count(base, Path(out), off=True)
+        high_off = _count(base + args.calls, Path(out), off=True)
+        untraced = (high_off - low_off) / args.calls
+        print(
+            f"traced: {per_call:,.0f} instructions per call (3 spans); untraced: "
+            f"{untraced:,.0f}; tracing's own: {per_call - untraced:,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
