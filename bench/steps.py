@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
+import grpc
+import uvloop
 from google.protobuf import struct_pb2
 
 from bench.steps_mesh import PRE_STEPS, TEMPLATE, TEMPLATE_REF, VARIABLES, prompt, run_mesh
@@ -36,9 +38,10 @@ from llmesh.services.common.redaction import Restorer
 from llmesh.services.common.step_settings import StepsConfig, parse_steps
 from llmesh.services.core.chat import Message, Role
 from llmesh.services.orchestrator.steps import ProcessorClient
+from llmesh.services.orchestrator.steps.client import messages_to_proto
 from llmesh.services.templates import version_from_mapping
 from llmesh.services.templates.convert import version_to_proto
-from llmesh.v1 import processor_pb2
+from llmesh.v1 import processor_pb2, processor_pb2_grpc
 
 CALLS = 1000
 WARMUP = 100
@@ -54,7 +57,7 @@ def _render() -> processor_pb2.TemplateRender:
     )
 
 
-async def measure(address: str) -> None:
+async def measure(address: str, echo: str) -> None:
     steps = parse_steps("bench", {"pre": PRE_STEPS, "post": ["restore"]})
     assert steps is not None
     host, _, port = address.rpartition(":")
@@ -70,6 +73,9 @@ async def measure(address: str) -> None:
         raise RuntimeError(f"the processor at {address} did not listen")
     client = ProcessorClient(address)
     messages = (Message(Role.USER, prompt()),)
+    floor_channel = grpc.aio.insecure_channel(echo)
+    floor_stub = processor_pb2_grpc.ProcessorServiceStub(floor_channel)
+    floor_request = processor_pb2.PrepareRequest(messages=messages_to_proto(messages))
     template = _render()
     prepared = await client.prepare(messages, steps, 5, template=template)
     reply = prepared.messages[-1].content
@@ -77,8 +83,13 @@ async def measure(address: str) -> None:
     rpc: list[float] = []
     restore: list[float] = []
     bare: list[float] = []
+    floor: list[float] = []
     no_steps = StepsConfig()  # the same messages both ways, no step: the round trip
     for i in range(WARMUP + CALLS):
+        started = time.perf_counter()
+        await floor_stub.Prepare(floor_request, timeout=5)
+        if i >= WARMUP:
+            floor.append(time.perf_counter() - started)
         started = time.perf_counter()
         await client.prepare(messages, no_steps, 5)
         if i >= WARMUP:
@@ -94,6 +105,7 @@ async def measure(address: str) -> None:
             rpc.append(middle - started)
             restore.append(ended - middle)
     await client.aclose()
+    await floor_channel.close()
     server = ", ".join(
         f"{d.step} {d.duration.ToNanoseconds() / 1e6:.3f} ms" for d in prepared.decisions
     )
@@ -108,27 +120,41 @@ async def measure(address: str) -> None:
     p50, p90 = _percentiles(bare)
     print(f"   (a Prepare without steps or template, alternating: p50 {p50:.3f} ms ", end="")
     print(f"p90 {p90:.3f} ms)")
+    p50, p90 = _percentiles(floor)
+    print(
+        f"   (the same request echoed by a bare grpc.aio server, alternating: p50 {p50:.3f} ms ",
+        end="",
+    )
+    print(f"p90 {p90:.3f} ms: the floor of any gRPC hop here)")
 
 
 def run_prepare() -> None:
-    """Part 1: the processor alone, called the way the steps layer calls it."""
+    """Part 1: the processor alone, called the way the steps layer calls it (both on uvloop,
+    as the services run), beside a bare grpc.aio echo of the same request (`bench.grpc_echo`)."""
     port = free_port()
     address = f"127.0.0.1:{port}"
+    echo_port = free_port()
     code = (
         "import asyncio\n"
+        "from llmesh.services.common.event_loop import run_service\n"
         "from llmesh.services.processor.server import serve\n"
         "async def main():\n"
         f"    server = await serve({address!r})\n"
         "    await asyncio.Event().wait()\n"
         "    await server.stop(None)\n"
-        "asyncio.run(main())\n"
+        "run_service(main())\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ})
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "bench.grpc_echo", "--port", str(echo_port)], env={**os.environ}
+    )
     try:
-        asyncio.run(measure(address))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(measure(address, f"127.0.0.1:{echo_port}"))
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        for p in (proc, echo):
+            p.terminate()
+            p.wait(timeout=10)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
