@@ -1,15 +1,16 @@
 """``python -m bench.span_cost``: tracing's own instructions per orchestrator-shaped call.
 
-One process, no network: each call makes the three spans a traced unary gRPC ``Chat``
-makes in the orchestrator (the gRPC server span from a caller's ``traceparent``, the call's
-INTERNAL span, the provider attempt's CLIENT span, whose ``traceparent`` the provider
-writes), through the same code the services run (`ServerSpans`' handler wrapper,
-`AttemptSpans`, ``trace_headers``, the lean tracer), and the spans are batched and encoded
-for OTLP as the export thread does (512-span batches, the bytes dropped). With
-``--callgrind`` the run is repeated under callgrind with two numbers of calls and the
-difference divided by the difference of calls: instructions per call, load-independent,
-traced and untraced (``--off``: the same calls without the server span's wrapper, the
-call span and the attempt span), and their difference, tracing's own share.
+One process, no network: each call makes the spans a traced unary gRPC ``Chat`` makes in
+the orchestrator (the gRPC server span from a caller's ``traceparent``, which the call takes
+as its own span and writes its facts on, and the provider attempt's CLIENT span, whose
+``traceparent`` the provider writes), through the same code the services run
+(`ServerSpans`' handler wrapper, `CallTracer`, `AttemptSpans`, ``trace_headers``, the lean
+tracer), and the spans are batched and encoded for OTLP as the export thread does
+(512-span batches, the bytes dropped). With ``--callgrind`` the run is repeated under
+callgrind with two numbers of calls and the difference divided by the difference of calls:
+instructions per call, load-independent, traced and untraced (``--off``: the same calls
+without the server span's wrapper, the call's span and the attempt span), and their
+difference, tracing's own share.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
+from llmesh.services.core.call import ChatCall, RoutedCall
 from llmesh.services.core.chat import ChatRequest, FinishReason, Message, Role
-from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
+from llmesh.services.core.events import Completed, Finish, ProviderEvent, TextDelta
+from llmesh.services.core.policy import Policy
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
@@ -36,6 +39,7 @@ from llmesh.services.telemetry.grpc_spans import ServerSpans
 from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracerProvider, SpanBatcher
 from llmesh.services.telemetry.otlp_wire import SpanEncoder
 from llmesh.services.telemetry.trace_attempts import AttemptSpans, UpstreamInfo
+from llmesh.services.telemetry.trace_calls import CallTracer
 from llmesh.services.telemetry.tracing import call_trace_id, trace_headers
 
 METHOD = "/llmesh.v1.OrchestratorService/Chat"
@@ -44,6 +48,9 @@ REQUEST = ChatRequest(messages=(Message(Role.USER, "hello"),), max_tokens=64)
 TARGET = Target("openai", "gpt-4o")
 UPSTREAMS = {"openai": UpstreamInfo("openai", "127.0.0.1", 8000)}
 USAGE = Usage(input_tokens=7, output_tokens=1)
+POLICY = Policy()
+COMPLETED = Completed(FinishReason.STOP, "stop", USAGE, overhead=0.000412, cost_usd=2.75e-05)
+NON_RECORDING = trace.INVALID_SPAN
 
 
 class _Encoding:
@@ -92,26 +99,18 @@ async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
     provider = LeanTracerProvider(RESOURCE, SpanBatcher(exporter, delay=30.0))
     if not off:
         trace.set_tracer_provider(provider)  # once a process: one run a process
-    tracer = trace.get_tracer("llmesh.orchestrator")  # off: the API's no-op tracer
     attempts = AttemptSpans(UPSTREAMS)
+
+    calls = CallTracer()
 
     async def behavior(number: int, context: Any) -> int:
         call_trace_id(context.invocation_metadata())
         trail = Trail(started=0.0)
         record = trail.add(AttemptRecord(TARGET, 0.0))
-        attributes = {
-            "llmesh.request_id": f"req-{number}",
-            "llmesh.tenant": "default",
-            "llmesh.model": "openai/gpt-4o",
-            "llmesh.targets": ("openai/gpt-4o",),
-        }
-        with tracer.start_as_current_span(
-            "call openai/gpt-4o",
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        routed = RoutedCall(
+            ChatCall("openai/gpt-4o", REQUEST), (TARGET,), POLICY, f"req-{number}", trail
+        )
+        with nullcontext(NON_RECORDING) if off else calls.open(routed) as span:
             span.set_attribute("llmesh.cache_hit", False)
             events = (
                 _upstream(number) if off else attempts(record, REQUEST, trail, _upstream(number))
@@ -121,16 +120,7 @@ async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
             record.ttft = 0.001
             record.finish(Outcome.SUCCEEDED, 0.002)
             await events.aclose()
-            span.set_attributes(
-                {
-                    "llmesh.cache_hit": False,
-                    "llmesh.cost_usd": 2.75e-05,
-                    "llmesh.overhead_ms": 0.412,
-                    "llmesh.attempts": 1,
-                    "gen_ai.usage.input_tokens": 7,
-                    "gen_ai.usage.output_tokens": 1,
-                }
-            )
+            CallTracer.completed(span, COMPLETED, routed)
         return number
 
     handler = grpc.unary_unary_rpc_method_handler(behavior)
@@ -183,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         high_off = _count(base + args.calls, Path(out), off=True)
         untraced = (high_off - low_off) / args.calls
         print(
-            f"traced: {per_call:,.0f} instructions per call (3 spans); untraced: "
+            f"traced: {per_call:,.0f} instructions per call (2 spans); untraced: "
             f"{untraced:,.0f}; tracing's own: {per_call - untraced:,.0f}"
         )
 

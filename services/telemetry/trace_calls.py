@@ -1,49 +1,92 @@
-"""The call's span: one INTERNAL span per call through the call path, ``call {model}``.
+"""The call's span: where a call's own facts go on the trace.
 
 The orchestrator's observing layer (`llmesh.services.orchestrator.layers.observed`), the
-outermost layer of the call path, opens it under the current span (the orchestrator's gRPC
-server span) for each call through the path when tracing is on, so a council's branches and
-judge, each a call of its own, are separate spans with their attempts under them; the same
-layer's one pass over the call's events fills it in. It carries what only the call path
-knows: the request id, tenant, model asked for, targets, the number of attempts, cost,
-llmesh's overhead, whether the response cache answered, the call's usage and its failure
-reason. The attempts themselves are client spans of their own
-(`llmesh.services.telemetry.trace_attempts`).
+outermost layer of the call path, opens it for each call through the path when tracing is
+on, and the same layer's one pass over the call's events fills it in. It carries what only
+the call path knows: the request id, tenant, model asked for, targets, the number of
+attempts, cost, llmesh's overhead, whether the response cache answered, the call's usage and
+its failure reason. The attempts themselves are client spans of their own
+(`llmesh.services.telemetry.trace_attempts`), under it.
+
+A call that is the whole of a gRPC request (``Chat``, ``StreamChat``, ``Embed``: the
+methods named by `ONE_CALL_METHODS`) takes the request's SERVER span as its span: the facts
+are written on the server span and the attempts hang under it, one span fewer per call.
+Any other call, or a second call under the same server span (a council's branches and
+judge, a summarizing call made while fitting a prompt), and a call with no gRPC server span
+over it get an INTERNAL span of their own, ``call {model}``. The server span's status stays
+the gRPC conventions' (no error status for a caller's fault); the failure reason is its
+``error.type`` either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.events import Completed
+from llmesh.services.telemetry import current as _context
 
-__all__ = ["CallTracer"]
+__all__ = ["ONE_CALL_METHODS", "CallTracer"]
+
+ONE_CALL_METHODS = frozenset({"Chat", "StreamChat", "Embed"})
+"""The orchestrator's gRPC methods whose request is one call, whose server span is the call's."""
+
+_REQUEST_ID = "llmesh.request_id"
+_SERVER = SpanKind.SERVER
+
+
+class _Taken:
+    """The server span a call took as its own: current already, ended by the server."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> Span:
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
 
 
 class CallTracer:
     """Opens each call's span and writes the call's facts on it."""
 
-    __slots__ = ("_tracer",)
+    __slots__ = ("_methods", "_tracer")
 
-    def __init__(self) -> None:
+    def __init__(self, one_call_methods: Iterable[str] = ONE_CALL_METHODS) -> None:
         self._tracer = trace.get_tracer("llmesh.orchestrator")
+        self._methods = frozenset(one_call_methods)
 
     def open(self, call: RoutedCall[Any]) -> AbstractContextManager[Span]:
-        """The call's span, current inside the ``with``; ended on leaving it, its status
-        left to `failed` (an exception passing through sets nothing)."""
+        """The call's span, current inside the ``with``: the gRPC server span of a request
+        that is this one call, else a span of its own, ended on leaving the ``with``. Its
+        status is left to `failed` (an exception passing through sets nothing)."""
         c = call.call
         attributes = {
-            "llmesh.request_id": call.request_id,
+            _REQUEST_ID: call.request_id,
             "llmesh.tenant": c.caller.tenant,
             "llmesh.model": c.model,
             "llmesh.targets": tuple([t.name for t in call.targets]),
         }
+        server = self._server_span()
+        if server is not None:
+            server.set_attributes(attributes)
+            return _Taken(server)
         return self._tracer.start_as_current_span(
             f"call {c.model}",
             kind=SpanKind.INTERNAL,
@@ -51,6 +94,24 @@ class CallTracer:
             record_exception=False,
             set_status_on_exception=False,
         )
+
+    def _server_span(self) -> Span | None:
+        """The current span if it is the recording gRPC server span of a one-call method
+        that no call has taken yet."""
+        variable = _context._VARIABLE
+        context = _context.current() if variable is None else variable.get()
+        span: Any = context.get(_SPAN_KEY)
+        if span is None or getattr(span, "kind", None) is not _SERVER or not span.is_recording():
+            return None
+        attributes = span.attributes
+        if (
+            attributes is None
+            or attributes.get("rpc.system") != "grpc"
+            or attributes.get("rpc.method") not in self._methods
+            or _REQUEST_ID in attributes
+        ):
+            return None
+        return span  # type: ignore[no-any-return]
 
     @staticmethod
     def completed(span: Span, event: Completed, call: RoutedCall[Any]) -> None:
@@ -70,9 +131,11 @@ class CallTracer:
 
     @staticmethod
     def failed(span: Span, err: LlmeshError, call: RoutedCall[Any]) -> None:
-        """The failure: its reason as ``error.type`` and the error status."""
+        """The failure: its reason as ``error.type``, and the error status on a call's own
+        span (a server span's status follows the gRPC conventions, set by the server)."""
         if not span.is_recording():
             return
         reason = err.reason.value
         span.set_attributes({"error.type": reason, "llmesh.attempts": len(call.trail.attempts)})
-        span.set_status(Status(StatusCode.ERROR, reason))
+        if getattr(span, "kind", None) is not _SERVER:
+            span.set_status(Status(StatusCode.ERROR, reason))

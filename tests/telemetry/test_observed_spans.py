@@ -80,3 +80,78 @@ async def test_one_pass_gives_the_span_the_metrics_and_the_log_record(
     assert data is not None
     names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     assert "llmesh.calls" in names
+
+
+def _server(tracer: trace.Tracer, method: str) -> trace.Span:
+    """A gRPC server span as the servers' span wrapper starts it, for `method`."""
+    rpc = {"rpc.system": "grpc", "rpc.service": "llmesh.v1.OrchestratorService"}
+    return tracer.start_span(
+        f"/llmesh.v1.OrchestratorService/{method}",
+        kind=SpanKind.SERVER,
+        attributes={**rpc, "rpc.method": method, "rpc.grpc.status_code": 0},
+    )
+
+
+async def test_a_call_that_is_the_whole_request_writes_on_its_server_span(
+    tmp_path: Path, provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    config = _config(tmp_path, telemetry=TelemetrySettings(tracing=TRACED))
+    assembly = await assemble(config, _engine(Scripted("a", OK)), bind_host="127.0.0.1")
+    tracer = provider.get_tracer("test")
+    try:
+        server = _server(tracer, "Chat")
+        with trace.use_span(server, end_on_exit=True):
+            _ = [e async for e in assembly.path.stream(ChatCall("a/m", _request()))]
+            # a second call under the same request (a summarizing call, say) is its own span
+            _ = [e async for e in assembly.path.stream(ChatCall("a/m", _request()))]
+    finally:
+        await assembly.aclose()
+    finished = spans.get_finished_spans()
+    (served,) = [s for s in finished if s.kind is SpanKind.SERVER]
+    assert served.name == "/llmesh.v1.OrchestratorService/Chat"  # not renamed
+    assert served.attributes["llmesh.model"] == "a/m"
+    assert served.attributes["llmesh.attempts"] == 1
+    assert served.attributes["gen_ai.usage.output_tokens"] == 5
+    (second,) = [s for s in finished if s.kind is SpanKind.INTERNAL]
+    assert second.name == "call a/m" and second.parent.span_id == served.context.span_id
+    assert second.attributes["llmesh.request_id"] != served.attributes["llmesh.request_id"]
+
+
+async def test_a_failed_call_leaves_its_server_spans_status_to_the_server(
+    tmp_path: Path, provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    config = _config(tmp_path, telemetry=TelemetrySettings(tracing=TRACED))
+    refused = Scripted("a", [LlmeshError(Reason.UPSTREAM_INVALID_REQUEST, "no")])
+    assembly = await assemble(config, _engine(refused), bind_host="127.0.0.1")
+    tracer = provider.get_tracer("test")
+    try:
+        server = _server(tracer, "StreamChat")
+        with trace.use_span(server, end_on_exit=True), pytest.raises(LlmeshError):
+            _ = [e async for e in assembly.path.stream(ChatCall("a/m", _request()))]
+    finally:
+        await assembly.aclose()
+    (served,) = spans.get_finished_spans()
+    assert served.attributes["error.type"] == "UPSTREAM_INVALID_REQUEST"
+    # a caller's fault is no server error (gRPC conventions): the server sets the status
+    assert served.status.status_code is StatusCode.UNSET
+
+
+@pytest.mark.parametrize("method", ["StreamCouncil", "ListModels"])
+async def test_calls_under_other_methods_get_spans_of_their_own(
+    tmp_path: Path, provider: LeanTracerProvider, spans: MemorySpans, method: str
+) -> None:
+    config = _config(tmp_path, telemetry=TelemetrySettings(tracing=TRACED))
+    assembly = await assemble(config, _engine(Scripted("a", OK)), bind_host="127.0.0.1")
+    tracer = provider.get_tracer("test")
+    try:
+        with trace.use_span(_server(tracer, method), end_on_exit=True):
+            for _ in range(2):  # a council's branches, each a call
+                _ = [e async for e in assembly.path.stream(ChatCall("a/m", _request()))]
+    finally:
+        await assembly.aclose()
+    finished = spans.get_finished_spans()
+    (served,) = [s for s in finished if s.kind is SpanKind.SERVER]
+    assert "llmesh.request_id" not in served.attributes
+    calls = [s for s in finished if s.kind is SpanKind.INTERNAL]
+    assert [s.name for s in calls] == ["call a/m", "call a/m"]
+    assert all(s.parent.span_id == served.context.span_id for s in calls)
