@@ -131,9 +131,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
             and trace_id == call.trace_id
         ):
             return call  # nothing to change: no copy of the call
-        return replace(
-            call, caller=caller, client_retry=retry, priority=priority, trace_id=trace_id
-        )
+        return call.acting(caller, retry, priority, trace_id)
 
     @checks_decoding
     @unary_stream(event_to_proto, terminal=Completed, traced=True)
