@@ -12,8 +12,9 @@ the client the span's context sent in the metadata, and an error status for any 
 but OK. What the instrumentation does per call and this does once per method: parse the
 method name, build the wrapped handler; what it does twice and this once: read the
 metadata, attach a context (the caller's and the span's together). The servicer context is
-wrapped by a small class that records ``abort`` / ``set_code`` on the span, not by a
-generic proxy.
+left as it is: the status ``abort`` or ``set_code`` left on it is read once the handler is
+done (``context.code()`` / ``details()``), instead of each call's context being wrapped to
+watch for them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
 """The semantic conventions' version the attribute names follow (the instrumentation's)."""
 
 _STATUS_CODE = "rpc.grpc.status_code"
+_OK = grpc.StatusCode.OK
 _SERVER_ERRORS = frozenset(
     {
         grpc.StatusCode.UNKNOWN,
@@ -53,53 +55,16 @@ Untraced = Callable[[str], bool]
 """Whether a method (its full name) gets no span."""
 
 
-def _server_status(span: Span, code: grpc.StatusCode, details: str | None) -> None:
+def _served(span: Span, context: Any) -> None:
+    """The call's status code on its SERVER span, read from the servicer context once the
+    handler is done (what ``abort`` or ``set_code`` left there; None: OK), and an error
+    status for the codes the conventions call server errors."""
+    code = context.code()
+    if code is None or code is _OK:
+        return
+    span.set_attribute(_STATUS_CODE, code.value[0])
     if code in _SERVER_ERRORS:
-        span.set_status(Status(StatusCode.ERROR, f"{code}:{details}"))
-
-
-class _TracedContext:
-    """The servicer context, with its ``abort`` and status codes noted on the call's span."""
-
-    __slots__ = ("_code", "_context", "_details", "_span")
-
-    def __init__(self, context: Any, span: Span) -> None:
-        self._context = context
-        self._span = span
-        self._code = grpc.StatusCode.OK
-        self._details: str | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-    def invocation_metadata(self) -> Any:
-        return self._context.invocation_metadata()
-
-    def time_remaining(self) -> Any:
-        return self._context.time_remaining()
-
-    def set_trailing_metadata(self, metadata: Any) -> None:
-        self._context.set_trailing_metadata(metadata)
-
-    async def abort(
-        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
-    ) -> Any:
-        self._code, self._details = code, details
-        self._span.set_attribute(_STATUS_CODE, code.value[0])
-        _server_status(self._span, code, details)
-        return await self._context.abort(code, details, trailing_metadata)
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self._code = code
-        self._span.set_attribute(_STATUS_CODE, code.value[0])
-        _server_status(self._span, code, self._details or code.value[1])
-        self._context.set_code(code)
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-        if self._code is not grpc.StatusCode.OK:
-            _server_status(self._span, self._code, details)
-        self._context.set_details(details)
+        span.set_status(Status(StatusCode.ERROR, f"{code}:{context.details() or code.value[1]}"))
 
 
 @lru_cache(maxsize=1024)  # a connection's calls share its peer
@@ -208,12 +173,13 @@ def _awaited(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any:
     async def traced(request: Any, context: Any) -> Any:
         span, token = start(context)
         try:
-            return await behavior(request, _TracedContext(context, span))
+            return await behavior(request, context)
         except Exception as error:
             _failed(span, error)
             raise
         finally:
             detach(token)  # type: ignore[arg-type]
+            _served(span, context)
             span.end()
 
     return traced
@@ -223,13 +189,14 @@ def _streamed(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any
     async def traced(request: Any, context: Any) -> AsyncIterator[Any]:
         span, token = start(context)
         try:
-            async for response in behavior(request, _TracedContext(context, span)):
+            async for response in behavior(request, context):
                 yield response
         except Exception as error:
             _failed(span, error)
             raise
         finally:
             detach(token)  # type: ignore[arg-type]
+            _served(span, context)
             span.end()
 
     return traced

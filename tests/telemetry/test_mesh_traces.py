@@ -199,9 +199,13 @@ def test_a_failed_call_carries_its_trace_to_the_caller(
     assert reply.status_code == 400
     assert reply.headers["traceparent"].split("-")[1] == CALLER_TRACE
     assert reply.headers["x-request-id"]
-    names = {"POST /v1/chat/completions", "/llmesh.v1.OrchestratorService/Chat"}
-    # the orchestrator's spans may end a moment after the caller has its reply
-    found = _wait(spans, lambda f: names <= {s.name for s in f})
+    ended = {
+        (SpanKind.SERVER, "POST /v1/chat/completions"),
+        (SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat"),
+    }
+    # the orchestrator's server span may end a moment after the caller has its reply (the
+    # gateway's client span of the same name, before it)
+    found = _wait(spans, lambda f: ended <= {(s.kind, s.name) for s in f})
     server = _one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat")
     # INVALID_ARGUMENT is the caller's fault: no error status on a server span (gRPC semconv)
     assert (server.attributes or {})[
