@@ -21,8 +21,7 @@ the gRPC conventions' (no error status for a caller's fault); the failure reason
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
-from types import TracebackType
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
@@ -41,26 +40,6 @@ ONE_CALL_METHODS = frozenset({"Chat", "StreamChat", "Embed"})
 
 _REQUEST_ID = "llmesh.request_id"
 _SERVER = SpanKind.SERVER
-
-
-class _Taken:
-    """The server span a call took as its own: current already, ended by the server."""
-
-    __slots__ = ("span",)
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-
-    def __enter__(self) -> Span:
-        return self.span
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
 
 class CallTracer:
@@ -86,7 +65,7 @@ class CallTracer:
         server = self._server_span()
         if server is not None:
             server.set_attributes(attributes)
-            return _Taken(server)
+            return nullcontext(server)  # current already, ended by the server
         return self._tracer.start_as_current_span(
             f"call {c.model}",
             kind=SpanKind.INTERNAL,
