@@ -115,6 +115,12 @@ def _texts(value: Any) -> bool:
     return type(value) is tuple and all(type(v) is str for v in value)
 
 
+def _float(value: Any) -> bool:
+    """Whether `value` is a float that may be remembered by value: not a zero, as ``0.0`` and
+    ``-0.0`` are equal (and hash alike) but are not the same double."""
+    return type(value) is float and value != 0.0
+
+
 class _Attributes:
     """Encodes attribute maps as repeated ``KeyValue`` fields of one field tag, remembering
     recent ones.
@@ -181,7 +187,7 @@ class _Attributes:
             if (
                 encoded
                 and count < _FRESH_LIMIT
-                and (kind is str or kind is bool or kind is int or kind is float or _texts(value))
+                and (kind is str or kind is bool or kind is int or _texts(value) or _float(value))
             ):
                 if len(seen) >= _CACHE_LIMIT:
                     seen.clear()
