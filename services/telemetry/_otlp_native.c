@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h> /* T_OBJECT_EX, READ_RESTRICTED: what a slot's member is */
 
 #include <stdint.h>
 #include <string.h>
@@ -48,10 +49,7 @@ static void buf_free(Buf *b) {
     }
 }
 
-static int buf_reserve(Buf *b, Py_ssize_t more) {
-    if (more <= b->cap - b->len) {
-        return OK;
-    }
+static int buf_grow(Buf *b, Py_ssize_t more) {
     Py_ssize_t cap = b->cap;
     while (cap - b->len < more) {
         if (cap > PY_SSIZE_T_MAX / 2) {
@@ -76,6 +74,11 @@ static int buf_reserve(Buf *b, Py_ssize_t more) {
     b->heap = b->data = grown;
     b->cap = cap;
     return OK;
+}
+
+/* Room for `more` bytes. */
+static inline int buf_reserve(Buf *b, Py_ssize_t more) {
+    return more <= b->cap - b->len ? OK : buf_grow(b, more);
 }
 
 /* The writers below assume the room was reserved. */
@@ -112,7 +115,7 @@ static inline void put_fixed64_be(Buf *b, uint64_t value) {
 }
 
 /* A length-delimited field: its tag, the length, `size` bytes. */
-static int put_bytes_field(Buf *b, unsigned char tag, const char *bytes, Py_ssize_t size) {
+static inline int put_bytes_field(Buf *b, unsigned char tag, const char *bytes, Py_ssize_t size) {
     if (buf_reserve(b, 1 + 10 + size) < 0) {
         return FAIL;
     }
@@ -126,7 +129,7 @@ static int put_bytes_field(Buf *b, unsigned char tag, const char *bytes, Py_ssiz
 /* A nested message: its tag and one byte kept for its length (most are under 128 bytes);
  * `close` writes the length once the body is written, moving the body when it takes more
  * bytes. Returns where the length goes, or -1 (out of memory). */
-static Py_ssize_t open_field(Buf *b, unsigned char tag) {
+static inline Py_ssize_t open_field(Buf *b, unsigned char tag) {
     if (buf_reserve(b, 2) < 0) {
         return -1;
     }
@@ -135,7 +138,7 @@ static Py_ssize_t open_field(Buf *b, unsigned char tag) {
     return b->len - 1;
 }
 
-static int close_field(Buf *b, Py_ssize_t at) {
+static int close_long_field(Buf *b, Py_ssize_t at) {
     Py_ssize_t size = b->len - at - 1;
     int extra = varint_size((uint64_t)size) - 1;
     if (extra > 0) {
@@ -152,6 +155,15 @@ static int close_field(Buf *b, Py_ssize_t at) {
     return OK;
 }
 
+static inline int close_field(Buf *b, Py_ssize_t at) {
+    Py_ssize_t size = b->len - at - 1;
+    if (size < 128) {
+        b->data[at] = (unsigned char)size;
+        return OK;
+    }
+    return close_long_field(b, at);
+}
+
 /* ------------------------------------------------------------ what the module looks up */
 
 static PyObject *SpanContextType; /* opentelemetry.trace.SpanContext */
@@ -166,7 +178,11 @@ static PyObject *s_name, *s_context, *s_parent, *s_kind, *s_attributes, *s_event
 /* ------------------------------------------------------------------------- the values */
 
 /* A str's UTF-8 bytes; NULL when it has none (lone surrogates: the error is cleared). */
-static const char *utf8(PyObject *text, Py_ssize_t *size) {
+static inline const char *utf8(PyObject *text, Py_ssize_t *size) {
+    if (PyUnicode_IS_COMPACT_ASCII(text)) { /* most keys and values: the bytes as they are */
+        *size = PyUnicode_GET_LENGTH(text);
+        return (const char *)PyUnicode_DATA(text);
+    }
     const char *bytes = PyUnicode_AsUTF8AndSize(text, size);
     if (bytes == NULL) {
         PyErr_Clear();
@@ -577,17 +593,83 @@ static int put_span(Buf *b, PyObject **f) {
     return close_field(b, span);
 }
 
+/* Where a span's type keeps the fields when they are all __slots__ (a LeanSpan's): they are
+ * read at those offsets, without an attribute lookup each. The type is remembered with its
+ * version tag; any change to the type (an attribute set on it or a base) gives it a new tag,
+ * and its attributes are looked up again. Other types are read with getattr. */
+static PyTypeObject *SlotsType;
+static unsigned int SlotsVersion;
+static Py_ssize_t SlotsOffsets[FIELDS];
+
+static int current_tag(PyTypeObject *type, unsigned int *tag) {
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) || type->tp_version_tag == 0) {
+        return 0;
+    }
+    *tag = type->tp_version_tag;
+    return 1;
+}
+
+/* Whether `type`'s instances keep every field in a slot, their offsets in SlotsOffsets. */
+static int slotted(PyTypeObject *type, PyObject **names) {
+    unsigned int tag;
+    if (type == SlotsType && current_tag(type, &tag) && tag == SlotsVersion) {
+        return 1;
+    }
+    if (type->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;
+    }
+    Py_ssize_t offsets[FIELDS];
+    for (int i = 0; i < FIELDS; i++) {
+        /* on the class, a slot's member descriptor is itself (looking it up gives the type
+         * its version tag) */
+        PyObject *found = PyObject_GetAttr((PyObject *)type, names[i]);
+        if (found == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int slot = Py_IS_TYPE(found, &PyMemberDescr_Type) &&
+                   PyType_IsSubtype(type, PyDescr_TYPE(found)) &&
+                   ((PyMemberDescrObject *)found)->d_member->type == T_OBJECT_EX &&
+                   !(((PyMemberDescrObject *)found)->d_member->flags & READ_RESTRICTED);
+        if (slot) {
+            offsets[i] = ((PyMemberDescrObject *)found)->d_member->offset;
+        }
+        Py_DECREF(found);
+        if (!slot) {
+            return 0;
+        }
+    }
+    if (!current_tag(type, &tag)) {
+        return 0;
+    }
+    Py_INCREF(type);
+    Py_XSETREF(SlotsType, type);
+    SlotsVersion = tag;
+    memcpy(SlotsOffsets, offsets, sizeof(offsets));
+    return 1;
+}
+
 static PyObject *encode_span(PyObject *module, PyObject *span) {
     PyObject *names[FIELDS] = {s_name,   s_context, s_parent, s_kind,       s_attributes,
                                s_events, s_links,   s_status, s_start_time, s_end_time};
     PyObject *fields[FIELDS] = {NULL};
     PyObject *result = NULL;
     int done = DECLINE;
-    for (int i = 0; i < FIELDS; i++) {
-        fields[i] = PyObject_GetAttr(span, names[i]);
-        if (fields[i] == NULL) {
-            PyErr_Clear();
-            goto out;
+    if (slotted(Py_TYPE(span), names)) {
+        for (int i = 0; i < FIELDS; i++) {
+            fields[i] = *(PyObject **)((char *)span + SlotsOffsets[i]);
+            if (fields[i] == NULL) {
+                goto out; /* an empty slot: an AttributeError in Python */
+            }
+            Py_INCREF(fields[i]);
+        }
+    } else {
+        for (int i = 0; i < FIELDS; i++) {
+            fields[i] = PyObject_GetAttr(span, names[i]);
+            if (fields[i] == NULL) {
+                PyErr_Clear();
+                goto out;
+            }
         }
     }
     Buf b;

@@ -328,6 +328,53 @@ def test_other_objects_are_declined(native: ModuleType) -> None:
     assert native.encode_span(span) is None
 
 
+class _SlottedSpan(LeanSpan):
+    __slots__ = ()
+
+
+class _NamedSpan(LeanSpan):
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return "from a property"
+
+
+def _as(kind: type[LeanSpan], span: LeanSpan) -> LeanSpan:
+    other = kind.__new__(kind)
+    for field in LeanSpan.__slots__:
+        if not (kind is _NamedSpan and field == "name"):
+            setattr(other, field, getattr(span, field))
+    return other
+
+
+def test_fields_are_read_as_python_reads_them(native: ModuleType) -> None:
+    """The fields are read from the slots while the type's attributes are slots: a property
+    in their place (on a subclass, or set on the class later) is what is encoded."""
+    span = _span(attributes={"a": 1})
+    named = _as(_NamedSpan, span)
+    assert native.encode_span(named) == SpanEncoder(RESOURCE)._span(named)
+    assert _decoded(named)[0].name == "from a property"
+    slotted = _as(_SlottedSpan, span)
+    assert native.encode_span(slotted) == SpanEncoder(RESOURCE)._span(slotted)
+    assert _decoded(slotted)[0].name == span.name
+    _SlottedSpan.name = property(lambda self: "changed")  # type: ignore[assignment,method-assign]
+    try:
+        assert native.encode_span(slotted) == SpanEncoder(RESOURCE)._span(slotted)
+        assert _decoded(slotted)[0].name == "changed"
+    finally:
+        del _SlottedSpan.name
+    assert _decoded(slotted)[0].name == span.name
+
+
+def test_an_empty_slot_is_left_to_python(native: ModuleType) -> None:
+    span = _span()
+    del span.name
+    assert native.encode_span(span) is None
+    with pytest.raises(AttributeError):
+        SpanEncoder(RESOURCE).encode([span])
+
+
 # --------------------------------------------------------------------- the Python path
 
 
