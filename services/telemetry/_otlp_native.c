@@ -9,9 +9,11 @@
  * (lone surrogates), ids, times or statuses of unexpected types. Nothing else is dropped
  * or changed here: whatever the Python encoder would leave out or fail on is its own to do.
  *
- * The span's fields are read through their attributes (a LeanSpan's slots); no Python code
- * runs while the bytes are written, except a non-default trace state's __len__, which is
- * read first.
+ * The span's fields are read from a LeanSpan's slots (from any other object, by getattr).
+ * No Python code runs while the bytes are written: the only Python-level calls (a
+ * non-default trace state's __len__, truth tests of the parent's is_remote, end_time, links
+ * and events) come before, and nothing that could start a garbage collection is allocated
+ * while a dict's items are walked.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
