@@ -7,12 +7,19 @@ most of a span's attributes repeat from call to call (``gen_ai.operation.name=ch
 ``rpc.system=grpc``, the target, the provider). The output is the message opentelemetry-proto
 defines (``opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest``), field for
 field what the SDK's encoder sends (tests decode it with opentelemetry-proto's classes).
+
+Where the optional C extension `llmesh.services.telemetry._otlp_native` was built (setup.py),
+each span is written by its ``encode_span``, into the same bytes;
+the spans it leaves out (a trace state, links, attribute values of other types, ints outside
+int64, strings UTF-8 cannot carry) and every span where it was not built are encoded here.
 """
 
 from __future__ import annotations
 
+import importlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceState
@@ -21,7 +28,19 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from llmesh.services.telemetry.lean_trace import UNSET_STATUS as _NO_STATUS
 from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracer
 
-__all__ = ["encode_resource", "encode_spans"]
+__all__ = ["NATIVE", "encode_resource", "encode_spans"]
+
+
+def _native() -> ModuleType | None:
+    try:
+        return importlib.import_module("llmesh.services.telemetry._otlp_native")
+    except ImportError:
+        return None
+
+
+NATIVE = _native()
+"""The C encoder (`_otlp_native`), None where it was not built: `SpanEncoder` reads it at
+each batch (tests set it to None to encode in Python)."""
 
 _CACHE_LIMIT = 8192
 """Attribute encodings remembered; past it the memory is emptied."""
@@ -115,6 +134,12 @@ def _texts(value: Any) -> bool:
     return type(value) is tuple and all(type(v) is str for v in value)
 
 
+def _float(value: Any) -> bool:
+    """Whether `value` is a float that may be remembered by value: not a zero, as ``0.0`` and
+    ``-0.0`` are equal (and hash alike) but are not the same double."""
+    return type(value) is float and value != 0.0
+
+
 class _Attributes:
     """Encodes attribute maps as repeated ``KeyValue`` fields of one field tag, remembering
     recent ones.
@@ -181,7 +206,7 @@ class _Attributes:
             if (
                 encoded
                 and count < _FRESH_LIMIT
-                and (kind is str or kind is bool or kind is int or kind is float or _texts(value))
+                and (kind is str or kind is bool or kind is int or _texts(value) or _float(value))
             ):
                 if len(seen) >= _CACHE_LIMIT:
                     seen.clear()
@@ -233,6 +258,9 @@ class SpanEncoder:
         """An ``ExportTraceServiceRequest`` holding `spans`."""
         by_scope: dict[int, list[bytes]] = {}
         scopes, span_bytes = self._scopes, self._span
+        native: Callable[[LeanSpan], bytes | None] | None = (
+            None if NATIVE is None else NATIVE.encode_span
+        )
         for span in spans:
             key = id(span.scope)
             group = by_scope.get(key)
@@ -240,7 +268,8 @@ class SpanEncoder:
                 if key not in scopes:
                     scopes[key] = _scope(span.scope)
                 group = by_scope[key] = []
-            group.append(span_bytes(span))
+            encoded = None if native is None else native(span)
+            group.append(span_bytes(span) if encoded is None else encoded)
         body = [self._resource]
         for key, encoded_spans in by_scope.items():
             scope_spans = scopes[key] + b"".join(encoded_spans)

@@ -139,9 +139,12 @@ def test_remembered_encodings_keep_their_field_and_type() -> None:
         assert request == encode_spans([_as_sdk(s) for s in spans])
 
 
-def test_ids_that_never_repeat_are_encoded_without_filling_the_memory() -> None:
+def test_ids_that_never_repeat_are_encoded_without_filling_the_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A key whose values keep changing (a request id, token counts) stops being
     remembered, and its values, encoded each time, are still the SDK's bytes."""
+    monkeypatch.setattr(otlp_wire, "NATIVE", None)  # the memory is the Python encoder's
     sink = MemorySpans()
     tracer = LeanTracerProvider(RESOURCE, sink).get_tracer("t")
     for i in range(3 * otlp_wire._FRESH_LIMIT):
