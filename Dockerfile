@@ -2,8 +2,11 @@
 # command picks the service: `llmesh serve orchestrator` (the default), `serve gateway`, ...
 # Build: docker build -t llmesh:latest .
 FROM python:3.11-slim AS build
+# a C compiler for the optional span encoder (setup.py), in the build stage only
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY gen gen
 COPY services services
 COPY gateway gateway

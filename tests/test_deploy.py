@@ -142,3 +142,6 @@ def test_the_dockerfile_is_multi_stage_slim_non_root_and_pinned() -> None:
     assert "-c constraints.txt ." in text and "[dev" not in text
     user = [line for line in lines if line.startswith("USER ")]
     assert user and user[-1] != "USER root" and "COPY --from=build" in text
+    # the build stage compiles the optional span encoder (setup.py); the image has no compiler
+    build, image = text.split("\nFROM ", 1)
+    assert "setup.py" in build and "gcc" in build and "gcc" not in image
