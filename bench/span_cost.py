@@ -87,6 +87,12 @@ class _Context:
     def peer(self) -> str:
         return "ipv4:127.0.0.1:50000"
 
+    def code(self) -> Any:
+        return None  # no status set: OK
+
+    def details(self) -> str:
+        return ""
+
 
 async def _upstream(number: int) -> AsyncGenerator[ProviderEvent, None]:
     trace_headers()  # what the provider adapter puts on its request
