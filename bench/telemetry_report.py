@@ -28,11 +28,12 @@ TRACING_MIN_RATIO = 0.95
 """Tracing's allowance of throughput at the high concurrency, as a ratio to telemetry off."""
 ORCHESTRATOR, GATEWAY_SERVICE = "llmesh-orchestrator", "llmesh-gateway"
 SPANS_PER_CALL: dict[str, dict[str, int]] = {
-    GRPC: {ORCHESTRATOR: 3},
-    GATEWAY: {ORCHESTRATOR: 3, GATEWAY_SERVICE: 2},
+    GRPC: {ORCHESTRATOR: 2},
+    GATEWAY: {ORCHESTRATOR: 2, GATEWAY_SERVICE: 2},
 }
-"""What one traced unary call exports: the orchestrator's server, call and attempt spans,
-and for the gateway's calls its HTTP server span and gRPC client span too."""
+"""What one traced unary call exports: the orchestrator's server span (which the call takes
+as its own) and attempt span, and for the gateway's calls its HTTP server span and gRPC
+client span too."""
 
 
 @dataclass(frozen=True)
