@@ -110,7 +110,8 @@ class _Changes:
     async def wait(self, batch_id: str, timeout: float) -> None:
         event = self._events.setdefault(batch_id, asyncio.Event())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # no task of its own, as wait_for makes
+                await event.wait()
 
 
 class BatchRunner:
@@ -183,8 +184,10 @@ class BatchRunner:
 
     async def _scan_loop(self) -> None:
         while True:
+            # the wait runs in this task: wait_for would start a task for it every poll
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._scan()
@@ -376,4 +379,5 @@ class BatchRunner:
 async def _pause(halt: asyncio.Event, seconds: float) -> None:
     """Sleep `seconds`, or less when the batch stops meanwhile."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(halt.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await halt.wait()

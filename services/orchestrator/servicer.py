@@ -284,7 +284,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):  
         while not self._watches_end.is_set():
             yield await self._snapshot(tenant, calls)
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._watches_end.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._watches_end.wait()
 
     async def _snapshot(self, tenant: str | None, calls: int) -> orchestrator_pb2.WatchMeshResponse:
         views = await self._engine.breakers.views()

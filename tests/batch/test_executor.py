@@ -407,3 +407,18 @@ async def test_a_native_batch_the_provider_refuses_fails_its_items(
     assert {r.state for r in got} == {batches_pb2.BATCH_ITEM_STATE_FAILED}
     assert got[0].error.reason == errors_pb2.ERROR_REASON_UPSTREAM_INVALID_REQUEST
     assert "bad line 2" in got[0].error.message
+
+
+async def test_an_idle_runner_polls_in_its_own_task_without_starting_one_per_poll(
+    sqlite_store: BatchStore, runners: list[BatchRunner]
+) -> None:
+    """A task a poll (``asyncio.wait_for`` over the wake event) churned the loop and showed
+    up, each time another, to anything that watches a server's tasks for leaks."""
+    before = asyncio.all_tasks()
+    await runner(sqlite_store, FakeCalls(), runners).start()
+    seen: set[asyncio.Task[object]] = set()
+    for _ in range(12):  # several polls (every 0.05 s)
+        await asyncio.sleep(0.02)
+        seen |= asyncio.all_tasks() - before
+    names = sorted(t.get_name() for t in seen)
+    assert names == ["llmesh-batch-scan"], names
