@@ -14,7 +14,9 @@ batched lines.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import traceback
 from typing import TextIO
 
 __all__ = ["BufferedStreamHandler"]
@@ -48,18 +50,35 @@ class BufferedStreamHandler(logging.StreamHandler[TextIO]):
         """Queue the formatted record; write now unless it is a routine record of a batched
         logger and the batch has room. Called under the handler's lock (`Handler.handle`)."""
         try:
-            self._pending.append(self.format(record) + self.terminator)
             routine = record.levelno < logging.WARNING and record.name in self.batched
-            if not routine or len(self._pending) >= self.limit:
-                self._write()
-            elif len(self._pending) == 1:
-                self._wake.set()
-                if self._thread is None:
-                    self._start()
+            self._queue(self.format(record), routine)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def write_routine(self, line: str) -> None:
+        """Queue `line`, already formatted, as a routine record of a batched logger: what
+        `emit` does for such a record (the call log's writer, which makes no
+        `logging.LogRecord` when this handler is the only one its records reach). A failing
+        write is reported as `Handler.handleError` reports it, without the record."""
+        with self.lock:  # type: ignore[union-attr]  # set by Handler.__init__
+            try:
+                self._queue(line, True)
+            except RecursionError:
+                raise
+            except Exception:
+                if logging.raiseExceptions and sys.stderr is not None:
+                    traceback.print_exc(file=sys.stderr)
+
+    def _queue(self, line: str, routine: bool) -> None:
+        self._pending.append(line + self.terminator)
+        if not routine or len(self._pending) >= self.limit:
+            self._write()
+        elif len(self._pending) == 1:
+            self._wake.set()
+            if self._thread is None:
+                self._start()
 
     def flush(self) -> None:
         """Write what is waiting and flush the stream."""

@@ -53,12 +53,49 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 }
 
 
+_second: tuple[int, str] = (-1, "")
+"""The last whole second `iso_milliseconds` wrote, and its text up to the seconds."""
+
+
+def iso_milliseconds(created: float) -> str:
+    """`created` (``time.time()``) as ``datetime.fromtimestamp(created, UTC).isoformat(
+    timespec="milliseconds")`` writes it, with the text of the whole second kept between
+    calls (records come many a second)."""
+    global _second
+    second = int(created)
+    micros = round((created - second) * 1e6)  # rounded as `fromtimestamp` rounds
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    known, prefix = _second
+    if second != known or created < 0:
+        if created < 0:  # before 1970: let datetime do it (never seen in a record)
+            return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (second, prefix)
+    return f"{prefix}.{micros // 1000:03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message and the structured fields."""
 
+    def call_line(
+        self, created: float, logger: str, message: str, fields: Mapping[str, Any]
+    ) -> str:
+        """What `format` writes for an INFO record of `logger` made at `created` whose
+        message is `message` and whose only structured field is ``call=fields`` (the call
+        log's), without a `logging.LogRecord`."""
+        out: dict[str, Any] = {
+            "ts": iso_milliseconds(created),
+            "level": "INFO",
+            "logger": logger,
+            "message": message,
+        }
+        out.update(fields)
+        return orjson.dumps(out, default=str).decode()
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": iso_milliseconds(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

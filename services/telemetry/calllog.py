@@ -9,10 +9,15 @@ process's log format (`llmesh.services.common.logs`); the fields travel as the r
 ``call`` attribute.
 
 A record is written once per call, so it is made for the interpreter: nothing is built
-when INFO is off for the logger, the message is formatted once, here (every handler then
-reads it as it is), and the `logging.LogRecord` is filled from a template made at start
-(the same attributes `Logger.makeRecord` gives it, without its per-record work on the
-source file's name and the process's name, which never change).
+when INFO is off for the logger, and the message is formatted once, here. When the only
+handler the record would reach is the services' own (a `BufferedStreamHandler` writing
+JSON, batching the call log: every service off a terminal), the JSON line is made and
+queued directly, the very line logging would write, without a `logging.LogRecord` or the
+dispatch through loggers, filters and handlers (a third of the cost). Any other handling
+(a handler or filter of the program's or a test's, readable lines) gets a
+`logging.LogRecord`, filled from a template made at start (the attributes
+`Logger.makeRecord` gives it, without its per-record work on the source file's name and
+the process's name, which never change).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from llmesh.services.common.log_buffer import BufferedStreamHandler
+from llmesh.services.common.logs import JsonFormatter
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.trail import Outcome
 from llmesh.services.telemetry.metrics_calls import CallEnd
@@ -103,6 +110,32 @@ def _task_name() -> str | None:
     return None if task is None else task.get_name()
 
 
+def _only_json_handler(logger: logging.Logger) -> BufferedStreamHandler | None:
+    """The handler `logger`'s INFO records reach if it is the only one, unfiltered, a
+    `BufferedStreamHandler` batching `logger`'s records through a `JsonFormatter` (how
+    every service logs when not on a terminal); else None. Looked up for every record:
+    handlers and filters can change at any time (a test's capture, an embedding program's
+    own handler), and the walk is as short as the loggers' chain."""
+    if logger.filters:
+        return None
+    found: BufferedStreamHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (
+                found is not None
+                or type(handler) is not BufferedStreamHandler
+                or type(handler.formatter) is not JsonFormatter
+                or handler.filters
+                or handler.level > logging.INFO
+                or logger.name not in handler.batched
+            ):
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    return found
+
+
 def _message(f: dict[str, Any]) -> str:
     """`_MESSAGE` with `f`'s values, as ``%`` formats them."""
     reason = f["reason"]
@@ -136,6 +169,11 @@ class CallLog:
         if not logger.isEnabledFor(logging.INFO):
             return
         f = call_fields(call, end)
+        direct = _only_json_handler(logger)
+        if direct is not None:
+            formatter: JsonFormatter = direct.formatter  # type: ignore[assignment]
+            direct.write_routine(formatter.call_line(time.time(), logger.name, _message(f), f))
+            return
         record = logging.LogRecord.__new__(logging.LogRecord)
         attributes = record.__dict__
         attributes.update(self._template)

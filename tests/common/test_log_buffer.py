@@ -118,3 +118,25 @@ def test_a_process_that_exits_loses_no_call_line() -> None:
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [r["n"] for r in lines] == [0, 1, 2, 3, 4]
+
+
+def test_a_routine_line_written_ready_made_waits_and_keeps_its_place(
+    handler: BufferedStreamHandler, out: _Counting
+) -> None:
+    handler.write_routine("ready one")
+    logging.getLogger(CALLS).info("two")
+    assert out.getvalue() == ""  # both routine: waiting for the batch
+    logging.getLogger("test.other").info("three")
+    assert out.getvalue().splitlines() == ["ready one", f"{CALLS} two", "test.other three"]
+
+
+def test_a_ready_made_line_on_a_broken_stream_is_reported_not_raised(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Broken(io.StringIO):
+        def write(self, s: str) -> int:
+            raise OSError("disk full")
+
+    h = BufferedStreamHandler(Broken(), batched=frozenset({CALLS}), interval=3600, limit=1)
+    h.write_routine("lost")  # the batch is full at once: written, and the write fails
+    assert "disk full" in capsys.readouterr().err

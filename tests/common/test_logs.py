@@ -11,10 +11,13 @@ import json
 import logging
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from llmesh.services.common.logs import apply_service_levels, configure_logging
+from llmesh.services.common.logs import apply_service_levels, configure_logging, iso_milliseconds
 from llmesh.services.common.telemetry_settings import LogSettings
 
 
@@ -109,3 +112,13 @@ def test_a_service_takes_its_level_from_config_unless_the_environment_names_one(
     assert root.level == logging.INFO  # the global variable, applied at start-up, wins
     with pytest.raises(SystemExit, match=r"telemetry\.logs\.levels\.processor='loud'"):
         apply_service_levels(LogSettings(levels={"processor": "loud"}), "processor", {})
+
+
+@given(st.floats(min_value=0, max_value=2**33, allow_nan=False))
+@example(1_764_000_000.9999996)  # rounds up into the next second
+@example(1_764_000_000.0004995)
+@example(0.0)
+def test_record_times_are_written_as_datetime_writes_them(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert iso_milliseconds(created) == expected
+    assert iso_milliseconds(created) == expected  # the second's text remembered

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from llmesh.services.common.log_buffer import BufferedStreamHandler
 from llmesh.services.common.logs import JsonFormatter
 from llmesh.services.core.call import ChatCall, RoutedCall
 from llmesh.services.core.caller import Caller
@@ -132,3 +136,111 @@ def test_the_record_is_the_one_logger_makes_and_writes_the_same_json(
     assert JsonFormatter().format(record) == JsonFormatter().format(made)
     text = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
     assert text.format(record) == text.format(made)
+
+
+@pytest.fixture
+def json_logger() -> Iterator[tuple[logging.Logger, BufferedStreamHandler, io.StringIO]]:
+    """A logger whose records reach one batching JSON handler, as a service's call log's
+    do when it logs off a terminal (not propagated: pytest's own handlers sit on the root)."""
+    out = io.StringIO()
+    logger = logging.getLogger(f"{CALL_LOGGER}.json-test")
+    handler = BufferedStreamHandler(out, batched=frozenset({logger.name}), interval=3600)
+    handler.setFormatter(JsonFormatter())
+    others = logger.handlers[:]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield logger, handler, out
+    logger.handlers = others
+    logger.propagate = True
+    logger.filters.clear()
+    handler.close()
+
+
+def _alone(logger: logging.Logger, handler: BufferedStreamHandler) -> None:
+    """Only `handler` on `logger` (pytest puts its capturing handlers on every logger that
+    does not propagate, once a test's body is about to run)."""
+    logger.handlers = [handler]
+
+
+def _line(logger: logging.Logger, handler: BufferedStreamHandler, out: io.StringIO) -> str:
+    _alone(logger, handler)
+    call = _call()
+    CallLog(logger).record(call, CallEnd(CallStatus.OK, None, call.opened + 0.1))
+    handler.flush()
+    line = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return line
+
+
+def test_the_only_json_handler_gets_the_line_without_a_log_record(
+    json_logger: tuple[logging.Logger, BufferedStreamHandler, io.StringIO],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logger, handler, out = json_logger
+
+    def no_record(record: logging.LogRecord) -> None:
+        raise AssertionError("a LogRecord was made and handled")
+
+    monkeypatch.setattr(logger, "handle", no_record)
+    (line,) = _line(logger, handler, out).splitlines()
+    written = json.loads(line)
+    assert written["logger"] == logger.name and written["request_id"] == "req_1"
+    assert SECRET not in line
+
+
+def test_the_line_written_directly_is_the_one_logging_writes(
+    json_logger: tuple[logging.Logger, BufferedStreamHandler, io.StringIO],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logger, handler, out = json_logger
+    monkeypatch.setattr(time, "time", lambda: 1_764_000_000.123456)
+    direct = _line(logger, handler, out)
+    logger.addFilter(lambda record: True)  # a filter: the record goes through logging
+    logged = _line(logger, handler, out)
+    assert direct == logged
+    assert json.loads(direct)["ts"] == "2025-11-24T16:00:00.123+00:00"
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["second handler", "filter on the handler", "text format", "handler above INFO", "unbatched"],
+)
+def test_any_other_handling_gets_the_log_record(
+    json_logger: tuple[logging.Logger, BufferedStreamHandler, io.StringIO], change: str
+) -> None:
+    logger, handler, out = json_logger
+    _alone(logger, handler)
+    seen: list[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record)
+        return True
+
+    def formatted(record: logging.LogRecord) -> str:
+        seen.append(record)
+        return "x"
+
+    if change == "second handler":
+        capture = logging.Handler()
+        capture.emit = seen.append  # type: ignore[method-assign]
+        logger.addHandler(capture)
+    elif change == "filter on the handler":
+        handler.addFilter(keep)
+    elif change == "text format":
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.format = formatted  # type: ignore[method-assign]
+    elif change == "handler above INFO":
+        handler.setLevel(logging.WARNING)
+    else:
+        handler.batched = frozenset()
+        handler.format = formatted  # type: ignore[method-assign]
+    call = _call()
+    CallLog(logger).record(call, CallEnd(CallStatus.OK, None, call.opened + 0.1))
+    handler.flush()
+    if change == "handler above INFO":
+        assert out.getvalue() == ""  # below the handler's level: not written at all
+        return
+    (record,) = seen
+    assert record.call["request_id"] == "req_1"  # type: ignore[attr-defined]
