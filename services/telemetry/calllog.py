@@ -29,12 +29,13 @@ import threading
 import time
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from llmesh.services.common.log_buffer import BufferedStreamHandler
 from llmesh.services.common.logs import JsonFormatter
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.trail import Outcome
+from llmesh.services.telemetry.current import current
 from llmesh.services.telemetry.metrics_calls import CallEnd
 
 __all__ = ["CALL_LOGGER", "CallLog", "call_fields"]
@@ -48,7 +49,6 @@ _MESSAGE = "call %s %s%s target=%s latency_ms=%s ttft_ms=%s tokens=%d/%d cost_us
 """The record's message (formatted here, once: see `_message`)."""
 
 _SUCCEEDED = Outcome.SUCCEEDED
-_current_span = trace.get_current_span
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
 
@@ -89,10 +89,12 @@ def call_fields(call: RoutedCall[Any], end: CallEnd) -> dict[str, Any]:
         "cost_usd": 0.0 if settled is None else settled.cost,
         "cache_hit": end.cache_hit,
     }
-    span = _current_span().get_span_context()
-    if span.is_valid:
-        fields["trace_id"] = format(span.trace_id, "032x")
-        fields["span_id"] = format(span.span_id, "016x")
+    span: Any = current().get(_SPAN_KEY)  # `trace.get_current_span`, without its chain of calls
+    if span is not None:
+        ids = span.get_span_context()
+        if ids.is_valid:
+            fields["trace_id"] = format(ids.trace_id, "032x")
+            fields["span_id"] = format(ids.span_id, "016x")
     return fields
 
 
