@@ -35,12 +35,16 @@ from llmesh.services.common.errors import LlmeshError
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.embeddings import EmbeddingRequest
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
+from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
 from llmesh.services.telemetry.current import attach, detach, with_span
 from llmesh.services.telemetry.settings import TelemetrySettings
 
 __all__ = ["AttemptSpans", "UpstreamInfo", "attempt_spans", "upstream_info"]
+
+_REMEMBERED = 4096
+"""(operation, target) pairs whose attributes `AttemptSpans` keeps (a mesh has a few dozen)."""
 
 _PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic"}
 """``gen_ai.provider.name`` by adapter kind; other kinds report the configured name."""
@@ -96,6 +100,8 @@ class AttemptSpans:
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._upstreams = dict(upstreams)
+        self._fixed: dict[tuple[str, Target], dict[str, Any]] = {}
+        """The attributes of where attempts go, by (operation, target): see `_attributes`."""
         self._capture = capture_content
         self._tracer = trace.get_tracer("llmesh.orchestrator", tracer_provider=tracer_provider)
 
@@ -151,6 +157,22 @@ class AttemptSpans:
 
     def _attributes(self, operation: str, record: AttemptRecord, trail: Trail) -> dict[str, Any]:
         target = record.target
+        key = (operation, target)
+        fixed = self._fixed.get(key)
+        if fixed is None:
+            fixed = self._target_attributes(operation, target)
+            if len(self._fixed) < _REMEMBERED:
+                self._fixed[key] = fixed
+        attributes = fixed.copy()
+        attempts = trail.attempts
+        if attempts and attempts[0] is record:  # the first attempt (most calls' only one)
+            attributes.update(_FIRST[record.retry, record.hedged])
+        else:
+            attributes.update(_trail_attributes(record, trail))
+        return attributes
+
+    def _target_attributes(self, operation: str, target: Target) -> dict[str, Any]:
+        """What every `operation` attempt at `target` says of where it goes."""
         upstream = self._upstreams.get(target.provider) or UpstreamInfo(target.provider)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
@@ -161,21 +183,28 @@ class AttemptSpans:
         if upstream.address is not None:
             attributes["server.address"] = upstream.address
             attributes["server.port"] = upstream.port
-        attributes.update(_trail_attributes(record, trail))
         return attributes
+
+
+_FIRST = {
+    (retry, hedged): {
+        "llmesh.attempt.number": 1,
+        "llmesh.attempt.retry": retry,
+        "llmesh.attempt.hedged": hedged,
+        "llmesh.attempt.fallback": False,
+        "llmesh.attempt.mid_stream_switch": False,
+    }
+    for retry in (False, True)
+    for hedged in (False, True)
+}
+"""`_trail_attributes` of a call's first attempt, by its (retry, hedged) flags."""
 
 
 def _trail_attributes(record: AttemptRecord, trail: Trail) -> dict[str, Any]:
     """llmesh's view of the attempt: its number, and why it happened (retry, fallback...)."""
     attempts = trail.attempts
     if attempts and attempts[0] is record:  # the first attempt (most calls' only one)
-        return {
-            "llmesh.attempt.number": 1,
-            "llmesh.attempt.retry": record.retry,
-            "llmesh.attempt.hedged": record.hedged,
-            "llmesh.attempt.fallback": False,
-            "llmesh.attempt.mid_stream_switch": False,
-        }
+        return dict(_FIRST[record.retry, record.hedged])
     number = next((i for i, a in enumerate(attempts) if a is record), len(attempts)) + 1
     earlier = attempts[: number - 1]
     out: dict[str, Any] = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -203,3 +205,29 @@ async def test_a_failed_embeddings_attempt_is_an_error_span(
     assert attrs["gen_ai.operation.name"] == "embeddings"
     assert attrs["error.type"] == "RATE_LIMITED" and attrs["llmesh.attempt.winner"] is False
     assert span.status.status_code is StatusCode.ERROR
+
+
+async def test_attempts_at_one_target_share_nothing_but_their_values(
+    provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    attempt_spans = AttemptSpans(UPSTREAMS)
+    for retry in (False, True):  # two calls' first attempts, the second a retry
+        trail = Trail(started=0.0)
+        record = trail.add(AttemptRecord(TARGET, 0.0, retry=retry))
+        await _run(attempt_spans, record, trail, [])
+    first, second = spans.get_finished_spans()
+    assert first.attributes is not second.attributes
+    assert (first.attributes or {})["llmesh.attempt.retry"] is False
+    assert (second.attributes or {})["llmesh.attempt.retry"] is True
+    assert (second.attributes or {})["llmesh.target"] == "openai/gpt-4o-mini"
+    # the other operation at the same target is named as its own
+    trail = Trail(started=0.0)
+    record = trail.add(AttemptRecord(TARGET, 0.0))
+
+    async def sent() -> Any:
+        return SimpleNamespace(usage=None)
+
+    await attempt_spans.embedding(record, EmbeddingRequest(inputs=("x",)), trail, sent())
+    embedded = spans.get_finished_spans()[-1]
+    assert (embedded.attributes or {})["gen_ai.operation.name"] == "embeddings"
+    assert (first.attributes or {})["gen_ai.operation.name"] == "chat"
