@@ -13,9 +13,9 @@ when INFO is off for the logger, and the message is formatted once, here. When t
 handler the record would reach is the services' own (a `BufferedStreamHandler` writing
 JSON, batching the call log: every service off a terminal), the JSON line is made and
 queued directly, the very line logging would write, without a `logging.LogRecord` or the
-dispatch through loggers, filters and handlers (a third of the cost). Any other handling
-(a handler or filter of the program's or a test's, readable lines) gets a
-`logging.LogRecord`, filled from a template made at start (the attributes
+dispatch through loggers, filters and handlers (about 45,000 of a record's 103,000
+instructions). Any other handling (a handler or filter of the program's or a test's,
+readable lines) gets a `logging.LogRecord`, filled from a template made at start (the attributes
 `Logger.makeRecord` gives it, without its per-record work on the source file's name and
 the process's name, which never change).
 """
