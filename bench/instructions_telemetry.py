@@ -9,6 +9,14 @@ are counted. Spans go to an OTLP receiver in this process (not counted). Counter
 only once the receiver holds the span that ends last for every counted call (the gRPC server
 span, the HTTP server span), so the export of the calls' spans, done by a background thread,
 is inside the count.
+
+What a service does on its own, whether called or not (the ledger's flushes, timers,
+pollers, the export thread's wake-ups), runs per second, not per call; under valgrind a
+call takes tens of milliseconds, so that work would be counted in proportion to how slowly
+the machine ran the calls (runs of the same code used to differ by 10 %). Each counted
+server is therefore also counted for `IDLE_SECONDS` with no calls, and that rate times the
+calls' wall time is taken off their total: what is left is the calls' own work. Both the
+net and the raw figures are reported.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +45,8 @@ from bench.workloads import Log
 from llmesh.services.telemetry.otlp import OtlpReceiver
 
 WARM_CALLS = 5
+IDLE_SECONDS = 10.0
+"""How long each counted server is counted with no calls (its own work per second)."""
 START_TIMEOUT = 600.0
 """Seconds a server under valgrind may take to listen (a traced one imports more, slowly)."""
 EXPORT_TIMEOUT = 180.0
@@ -48,15 +59,51 @@ _LAST_SPAN = {
 """(service, name, kind) of the span each counted call ends last, per counted server."""
 
 
+@dataclass(frozen=True)
+class Counted:
+    """One server's count of `calls` calls, and of an idle stretch right after."""
+
+    calls: int
+    total: int
+    """Instructions while the calls ran (and their spans were exported)."""
+    seconds: float
+    """The calls' wall time."""
+    idle_total: int
+    idle_seconds: float
+
+    @property
+    def idle_rate(self) -> float:
+        """The server's own instructions per second, with no calls."""
+        return self.idle_total / self.idle_seconds
+
+    @property
+    def raw(self) -> float:
+        """Instructions per call, the server's own per-second work included."""
+        return self.total / self.calls
+
+    @property
+    def per_call(self) -> float:
+        """Instructions per call, less the idle rate over the calls' wall time."""
+        return (self.total - self.idle_rate * self.seconds) / self.calls
+
+
 @dataclass
 class VariantCount:
     """Instructions per call of one variant."""
 
     variant: str
-    grpc_per_call: float
+    grpc: Counted
     """The orchestrator's, per unary gRPC ``Chat`` call."""
-    gateway_per_call: float
+    gateway: Counted
     """The gateway's, per ``/v1/chat/completions`` call (the orchestrator not counted)."""
+
+    @property
+    def grpc_per_call(self) -> float:
+        return self.grpc.per_call
+
+    @property
+    def gateway_per_call(self) -> float:
+        return self.gateway.per_call
 
 
 def _ended(receiver: OtlpReceiver, server: str) -> int:
@@ -77,22 +124,33 @@ async def _counted(
     call: Callable[[], Awaitable[None]],
     receiver: OtlpReceiver,
     traced: bool,
-) -> float:
+) -> Counted:
     for _ in range(WARM_CALLS):  # warm: connections, caches, the first-call paths
         await call()
     await _exported(receiver, server, WARM_CALLS, traced)
     pid = service.pid
     await asyncio.to_thread(_control, "-z", str(pid))
+    started = time.monotonic()
     for _ in range(UNARY_CALLS):
         await call()
     await _exported(receiver, server, WARM_CALLS + UNARY_CALLS, traced)
-    await asyncio.to_thread(_control, "-d", str(pid))
-    return _total(out, server, pid, 1) / UNARY_CALLS
+    await asyncio.to_thread(_control, "-d", str(pid))  # part 1: the calls (a dump zeroes)
+    ended = time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)
+    await asyncio.to_thread(_control, "-d", str(pid))  # part 2: nothing but the server's own
+    idle = time.monotonic() - ended
+    return Counted(
+        UNARY_CALLS,
+        _total(out, server, pid, 1),
+        ended - started,
+        _total(out, server, pid, 2),
+        idle,
+    )
 
 
 async def _grpc(
     env: dict[str, str], pinning: Pinning, work: Path, receiver: OtlpReceiver, traced: bool
-) -> float:
+) -> Counted:
     port = int(env["LLMESH_ORCHESTRATOR_ADDRESS"].rpartition(":")[2])
     argv = python_argv("llmesh.services.cli", "serve", "orchestrator")
     service = await start(
@@ -115,7 +173,7 @@ async def _grpc(
 
 async def _gateway(
     env: dict[str, str], pinning: Pinning, work: Path, receiver: OtlpReceiver, traced: bool
-) -> float:
+) -> Counted:
     port = int(env["LLMESH_ORCHESTRATOR_ADDRESS"].rpartition(":")[2])
     gateway_port = int(env["LLMESH_GATEWAY_PORT"])
     pin = pinning.prefix(pinning.service_core)
@@ -149,14 +207,26 @@ async def _gateway(
 def _table(counts: list[VariantCount]) -> str:
     off = counts[0]
     lines = [
-        "| instructions per call (user space, callgrind) | gRPC `Chat` (orchestrator) | vs off "
-        "| gateway `/v1` (gateway only) | vs off |",
+        "| instructions per call (user space, callgrind; the server's idle rate taken off) "
+        "| gRPC `Chat` (orchestrator) | vs off | gateway `/v1` (gateway only) | vs off |",
         "|---|---:|---:|---:|---:|",
     ]
     for c in counts:
         lines.append(
             f"| {c.variant} | {c.grpc_per_call:,.0f} | {c.grpc_per_call - off.grpc_per_call:+,.0f} "
             f"| {c.gateway_per_call:,.0f} | {c.gateway_per_call - off.gateway_per_call:+,.0f} |"
+        )
+    lines += [
+        "",
+        "| the same, raw (idle rate not taken off) | gRPC: per call | idle instructions/s "
+        "| calls' seconds | gateway: per call | idle instructions/s | calls' seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in counts:
+        g, h = c.grpc, c.gateway
+        lines.append(
+            f"| {c.variant} | {g.raw:,.0f} | {g.idle_rate:,.0f} | {g.seconds:.1f} "
+            f"| {h.raw:,.0f} | {h.idle_rate:,.0f} | {h.seconds:.1f} |"
         )
     return "\n".join(lines)
 
@@ -186,7 +256,10 @@ async def run_instructions_telemetry(pinning: Pinning, out_dir: Path, log: Log) 
                         }
                         log(f"instructions: {variant}, {leg.__name__[1:]} under callgrind")
                         legs.append(await leg(env, pinning, work, receiver, traced))
-                        log(f"instructions: {variant}, {leg.__name__[1:]}: {legs[-1]:,.0f} a call")
+                        log(
+                            f"instructions: {variant}, {leg.__name__[1:]}: "
+                            f"{legs[-1].per_call:,.0f} a call ({legs[-1].raw:,.0f} raw)"
+                        )
                     counts.append(VariantCount(variant, *legs))
             finally:
                 upstream.stop()
@@ -196,7 +269,18 @@ async def run_instructions_telemetry(pinning: Pinning, out_dir: Path, log: Log) 
     header = f"llmesh telemetry's instructions per call; {pinning.note}"
     path = write_json(
         out_dir,
-        {"mode": "instructions-telemetry", "counts": [asdict(c) for c in counts], "table": table},
+        {
+            "mode": "instructions-telemetry",
+            "counts": [
+                {
+                    **asdict(c),
+                    "grpc_per_call": c.grpc_per_call,
+                    "gateway_per_call": c.gateway_per_call,
+                }
+                for c in counts
+            ],
+            "table": table,
+        },
         "instructions-telemetry-",
     )
     return header + "\n\n" + table, path
