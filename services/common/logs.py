@@ -62,14 +62,14 @@ def iso_milliseconds(created: float) -> str:
     timespec="milliseconds")`` writes it, with the text of the whole second kept between
     calls (records come many a second)."""
     global _second
+    if created < 0:  # before 1970: let datetime do it (never seen in a record)
+        return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
     second = int(created)
     micros = round((created - second) * 1e6)  # rounded as `fromtimestamp` rounds
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
     known, prefix = _second
-    if second != known or created < 0:
-        if created < 0:  # before 1970: let datetime do it (never seen in a record)
-            return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    if second != known:
         prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second = (second, prefix)
     return f"{prefix}.{micros // 1000:03d}+00:00"

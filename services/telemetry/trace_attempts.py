@@ -197,14 +197,14 @@ _FIRST = {
     for retry in (False, True)
     for hedged in (False, True)
 }
-"""`_trail_attributes` of a call's first attempt, by its (retry, hedged) flags."""
+"""llmesh's view of a call's first attempt (most calls' only one), by its (retry, hedged)
+flags; `_trail_attributes` gives the view of the later ones."""
 
 
 def _trail_attributes(record: AttemptRecord, trail: Trail) -> dict[str, Any]:
-    """llmesh's view of the attempt: its number, and why it happened (retry, fallback...)."""
+    """llmesh's view of an attempt after a call's first (`_FIRST` is the first's): its
+    number, and why it happened (retry, fallback...)."""
     attempts = trail.attempts
-    if attempts and attempts[0] is record:  # the first attempt (most calls' only one)
-        return dict(_FIRST[record.retry, record.hedged])
     number = next((i for i, a in enumerate(attempts) if a is record), len(attempts)) + 1
     earlier = attempts[: number - 1]
     out: dict[str, Any] = {
