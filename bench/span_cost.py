@@ -35,6 +35,7 @@ from llmesh.services.core.policy import Policy
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
+from llmesh.services.telemetry.current import attach, detach
 from llmesh.services.telemetry.grpc_spans import ServerSpans
 from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracerProvider, SpanBatcher
 from llmesh.services.telemetry.otlp_wire import SpanEncoder
@@ -118,14 +119,26 @@ async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
         )
         with nullcontext(NON_RECORDING) if off else calls.open(routed) as span:
             span.set_attribute("llmesh.cache_hit", False)
-            events = (
-                _upstream(number) if off else attempts(record, REQUEST, trail, _upstream(number))
-            )
-            async for _event in events:
-                pass
+            events = _upstream(number)
+            attempt = None if off else attempts(record, REQUEST, trail, events)
+            if attempt is not None:  # as the engine: the request sent under the attempt's span
+                events = attempt.events
+                sending = attach(attempt.context)
+                try:
+                    first = await anext(events)
+                finally:
+                    detach(sending)
+            else:
+                first = await anext(events)
+            async for event in events:
+                first = event
             record.ttft = 0.001
             record.finish(Outcome.SUCCEEDED, 0.002)
+            record.terminal = first if isinstance(first, Finish) else None
+            record.usage = USAGE
             await events.aclose()
+            if attempt is not None:
+                attempt.end()
             CallTracer.completed(span, COMPLETED, routed)
         return number
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmesh.services.core.events import Finish
 
 __all__ = ["AttemptRecord", "Outcome", "Settlement", "Trail", "attempt_json"]
 
@@ -41,6 +44,9 @@ class AttemptRecord:
     """What the attempt consumed, as the provider reported it (None: not reported)."""
     output_chars: int = 0
     """Characters of output relayed, for estimating usage the provider never reported."""
+    terminal: Finish | None = None
+    """The provider's terminal event (finish reason, response id and model), once the
+    attempt succeeded."""
     pick: str = ""
     """Why a pool put this deployment where it stood (or left it out), e.g. ``latency 1/3:
     cost 0.0040 (...)``; empty outside pools."""

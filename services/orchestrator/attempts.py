@@ -15,7 +15,7 @@ import math
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from llmesh.services.common.errors import LlmeshError, Reason
 from llmesh.services.core.call import Gate
@@ -35,6 +35,7 @@ from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.media import CallMedia
 from llmesh.services.orchestrator.providers.base import Provider
 from llmesh.services.orchestrator.resilience import Breakers, TargetLimiter
+from llmesh.services.telemetry.current import attach, detach
 
 _log = logging.getLogger("llmesh.orchestrator.attempts")
 
@@ -42,8 +43,30 @@ Observer: TypeAlias = Callable[
     [AttemptRecord, ChatRequest, Trail, AsyncGenerator[ProviderEvent, None]],
     AsyncGenerator[ProviderEvent, None],
 ]
-"""Wraps an attempt's upstream stream (tracing's spans); the engine closes the wrapper once
-the attempt's record is final."""
+"""Wraps an attempt's upstream stream (the pools' deployment counts); the engine closes the
+wrapper once the attempt's record is final."""
+
+
+class TracedAttempt(Protocol):
+    """One attempt's span, as the engine drives it (`AttemptTracer`)."""
+
+    events: AsyncGenerator[ProviderEvent, None]
+    """The stream to read: the upstream's own, unless the span watches it (content capture)."""
+    context: Any
+    """The context current while the request is sent (the adapter writes its
+    ``traceparent`` from it)."""
+
+    def end(self) -> None:
+        """End the span from the attempt's final record (called once the stream is closed)."""
+        ...
+
+
+AttemptTracer: TypeAlias = Callable[
+    [AttemptRecord, ChatRequest, Trail, AsyncGenerator[ProviderEvent, None]], TracedAttempt
+]
+"""Starts an attempt's span (tracing's `AttemptSpans`): nothing is added between the
+upstream's events and the engine, the span is ended from the record when the attempt's
+stack closes."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +86,9 @@ class Runtime:
     media: CallMedia | None = None
     """Turns part URLs into bytes for the providers that need them, once per call."""
     observe: Observer | None = None
-    """Wraps each attempt's upstream stream (None: nothing watches, e.g. tracing off)."""
+    """Wraps each attempt's upstream stream (None: nothing watches)."""
+    trace: AttemptTracer | None = None
+    """Starts each attempt's span (None: tracing off)."""
     failover: frozenset[Target] = frozenset()
     """Targets not retried: a failure moves on to the next target (`RoutedCall.failover`)."""
     providers: Mapping[str, Provider] = field(default_factory=dict)
@@ -96,7 +121,7 @@ class Opened:
             for event in self.head:
                 self._note(event)
                 if isinstance(event, Finish):
-                    await self._succeeded()
+                    await self._succeeded(event)
                     yield event
                     return
                 yield event
@@ -128,7 +153,7 @@ class Opened:
                     continue
                 self._note(event)
                 if isinstance(event, Finish):
-                    await self._succeeded()
+                    await self._succeeded(event)
                     yield event
                     return
                 yield event
@@ -161,9 +186,10 @@ class Opened:
         ):
             self.usage = event.usage
 
-    async def _succeeded(self) -> None:
+    async def _succeeded(self, finish: Finish) -> None:
         """Close the attempt as a success before its `Finish` is passed on."""
         self.record.finish(Outcome.SUCCEEDED, self.runtime.clock())
+        self.record.terminal = finish
         self.record.usage = self.usage
         self.record.output_chars = sum(len(p) for p in self.output)
         await self.stack.aclose()  # release the upstream and the queue slot at once
@@ -240,6 +266,11 @@ async def open_attempt(
         events = provider.stream(record.target.model, request, timeout=timeout)
         if rt.observe is not None:
             events = rt.observe(record, request, rt.trail, events)
+        sending = None
+        if rt.trace is not None:
+            span = rt.trace(record, request, rt.trail, events)
+            stack.callback(span.end)  # after the stream's close (the stack unwinds in reverse)
+            events, sending = span.events, attach(span.context)
         stack.push_async_callback(events.aclose)
         head: list[ProviderEvent] = []
         t0 = rt.clock()
@@ -264,6 +295,8 @@ async def open_attempt(
             ) from None
         finally:
             rt.trail.upstream_wait += rt.clock() - t0
+            if sending is not None:  # the request went out under the attempt's span
+                detach(sending)
         now = rt.clock()
         record.ttft = now - record.started
         ttft_history(record.ttft)

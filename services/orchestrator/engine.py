@@ -42,7 +42,7 @@ from llmesh.services.core.trail import AttemptRecord, Outcome
 from llmesh.services.core.usage import Usage
 from llmesh.services.orchestrator.attempts import (
     NO_FALLBACK,
-    Observer,
+    AttemptTracer,
     Opened,
     Runtime,
     open_attempt,
@@ -89,16 +89,17 @@ class Orchestrator:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         media: MediaPlan | None = None,
-        observe: Observer | None = None,
+        trace: AttemptTracer | None = None,
         deployments: DeploymentStats | None = None,
     ) -> None:
-        """`observe` wraps every attempt's upstream stream (tracing's attempt spans);
-        `deployments` counts the attempts at pool deployments for the balancer."""
+        """`trace` starts every attempt's span (tracing's attempt spans); `deployments`
+        counts the attempts at pool deployments for the balancer."""
         self._providers = dict(providers)
         self._media = media
         self.deployments = deployments or DeploymentStats(clock=clock)
         """In-flight counts, latency and use of pool deployments (routing reads them)."""
-        self._observe = self.deployments.around(observe)
+        self._observe = self.deployments.around(None)
+        self._trace = trace
         self._breakers = breakers or Breakers(BreakerSettings())
         self._budget = budget or RetryBudget(RetryBudgetSettings())
         self._limiter = limiter or TargetLimiter(QueueSettings())
@@ -166,6 +167,7 @@ class Orchestrator:
             client_retry=call.call.client_retry > 0,
             media=None if self._media is None else self._media.for_call(),
             observe=self._observe,
+            trace=self._trace,
             failover=call.failover,
             providers=self._providers,  # the call keeps them across a config reload
             priority=call.call.priority,

@@ -113,7 +113,7 @@ def build_engine(
         limiter=TargetLimiter(res.queue),
         retry=res.retry,
         media=MediaPlan.from_config(config, fetcher),
-        observe=attempt_spans(config.telemetry, upstreams),
+        trace=attempt_spans(config.telemetry, upstreams),
     )
 
 

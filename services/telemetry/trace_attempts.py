@@ -1,12 +1,14 @@
 """One client span per provider attempt, after the GenAI semantic conventions.
 
-`AttemptSpans` is what the engine's attempts call (``Runtime.observe``) with each attempt's
+`AttemptSpans` is what the engine's attempts call (``Runtime.trace``) with each attempt's
 record and upstream stream when tracing is on: it starts a CLIENT span named
-``chat {gen_ai.request.model}`` as a child of the current span (the call's span),
-makes it current while the request is sent (so the adapter puts its ``traceparent`` on the
-upstream request), notes what the stream reports, and ends the span when the attempt's
-stream is closed. The engine closes every attempt's stream once the attempt record is
-final (succeeded, failed with its reason, cancelled), so the span carries the outcome:
+``chat {gen_ai.request.model}`` as a child of the current span (the call's span), which
+the engine makes current while the request is sent (so the adapter puts its
+``traceparent`` on the upstream request) and ends once the attempt's stream is closed,
+from the attempt's final record (succeeded with its usage and terminal event, failed with
+its reason, cancelled). Nothing is put between the upstream's events and the engine: the
+span costs nothing per event (content capture alone reads the text as it passes). So the
+span carries the outcome:
 retries, fallbacks, hedges and council branches are each a span of their own, and the
 attempt whose reply was relayed has ``llmesh.attempt.winner=true``.
 
@@ -22,8 +24,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Awaitable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -34,11 +36,11 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llmesh.services.common.errors import LlmeshError
 from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.embeddings import EmbeddingRequest
-from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageUpdate
+from llmesh.services.core.events import ProviderEvent, TextDelta
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
-from llmesh.services.telemetry.current import attach, detach, with_span
+from llmesh.services.telemetry.current import with_span
 from llmesh.services.telemetry.settings import TelemetrySettings
 
 __all__ = ["AttemptSpans", "UpstreamInfo", "attempt_spans", "upstream_info"]
@@ -111,8 +113,9 @@ class AttemptSpans:
         request: ChatRequest,
         trail: Trail,
         events: AsyncGenerator[ProviderEvent, None],
-    ) -> AsyncGenerator[ProviderEvent, None]:
-        """`events` relayed under a new span for the attempt `record` of `trail`."""
+    ) -> _AttemptSpan:
+        """A new span for the attempt `record` of `trail`, whose upstream stream is `events`
+        (read through the span only when content capture is on)."""
         attributes = self._attributes("chat", record, trail)
         for key, value in (
             ("gen_ai.request.max_tokens", request.max_tokens),
@@ -126,7 +129,7 @@ class AttemptSpans:
         span = self._tracer.start_span(
             f"chat {record.target.model}", kind=SpanKind.CLIENT, attributes=attributes
         )
-        return _TracedStream(events, span, record, self._capture)
+        return _AttemptSpan(events, span, record, self._capture)
 
     async def embedding(
         self, record: AttemptRecord, request: EmbeddingRequest, trail: Trail, sent: Awaitable[E]
@@ -237,76 +240,32 @@ def _input_messages(request: ChatRequest) -> str:
     return json.dumps(messages, ensure_ascii=False)
 
 
-class _TracedStream(AsyncGenerator[ProviderEvent, None]):
-    """An attempt's upstream stream under its span (ended when the stream is closed)."""
+class _AttemptSpan:
+    """One attempt's span, as the engine drives it (`llmesh.services.orchestrator.attempts`):
+    current while the request is sent, ended from the attempt's final record."""
+
+    __slots__ = ("_output", "_record", "_span", "context", "events")
 
     def __init__(
         self,
-        inner: AsyncGenerator[ProviderEvent, None],
+        events: AsyncGenerator[ProviderEvent, None],
         span: Span,
         record: AttemptRecord,
         capture: bool,
     ) -> None:
-        self._inner = inner
         self._span = span
         self._record = record
-        self._sending: Context | None = with_span(span)
-        self._usage: Usage | None = None
-        self._finish: Finish | None = None
-        self._error: LlmeshError | None = None
-        self._output: list[str] | None = [] if capture else None
-        self._ended = False
+        self.context: Context = with_span(span)
+        self._output: list[str] | None = None
+        if capture:
+            self._output = []
+            self.events = _texts(events, self._output)
+        else:
+            self.events = events  # nothing between the upstream's events and the engine
 
-    def __aiter__(self) -> _TracedStream:
-        return self
-
-    async def __anext__(self) -> ProviderEvent:
-        try:
-            if self._sending is not None:  # the request goes out now: under the attempt's span
-                token = attach(self._sending)
-                self._sending = None
-                try:
-                    event = await anext(self._inner)
-                finally:
-                    detach(token)
-            else:
-                event = await anext(self._inner)
-        except LlmeshError as err:
-            self._error = err
-            raise
-        kind = type(event)
-        if kind is TextDelta:
-            if self._output is not None:
-                self._output.append(event.text)  # type: ignore[union-attr]
-        elif kind is UsageUpdate:
-            self._usage = event.usage  # type: ignore[union-attr]
-        elif kind is Finish:
-            self._finish = event  # type: ignore[assignment]
-            if event.usage is not None:  # type: ignore[union-attr]
-                self._usage = event.usage  # type: ignore[union-attr]
-        return event
-
-    async def asend(self, value: None) -> ProviderEvent:
-        return await self.__anext__()
-
-    async def athrow(
-        self,
-        typ: Any,
-        val: Any = None,
-        tb: TracebackType | None = None,
-    ) -> ProviderEvent:
-        return await self._inner.athrow(typ, val, tb)
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            self._end()
-
-    def _end(self) -> None:
-        if self._ended:
-            return
-        self._ended = True
+    def end(self) -> None:
+        """End the span with what the attempt's record says: outcome, usage, the reply's
+        finish reason, id and model, the failure's reason."""
         span, record = self._span, self._record
         outcome = record.outcome
         # gathered, then set in one call (one method call, not one per attribute)
@@ -316,7 +275,7 @@ class _TracedStream(AsyncGenerator[ProviderEvent, None]):
         }
         if record.ttft is not None:
             ended["gen_ai.response.time_to_first_chunk"] = record.ttft
-        usage = self._usage
+        usage = record.usage
         if usage is not None:
             ended["gen_ai.usage.input_tokens"] = usage.input_tokens
             ended["gen_ai.usage.output_tokens"] = usage.output_tokens
@@ -324,7 +283,7 @@ class _TracedStream(AsyncGenerator[ProviderEvent, None]):
                 ended["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
             if usage.cache_write_tokens:
                 ended["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
-        finish = self._finish
+        finish = record.terminal
         if finish is not None:
             reason = finish.provider_reason or finish.reason._value_
             ended["gen_ai.response.finish_reasons"] = (reason,)
@@ -332,18 +291,28 @@ class _TracedStream(AsyncGenerator[ProviderEvent, None]):
                 ended["gen_ai.response.id"] = finish.response_id
             if finish.response_model:
                 ended["gen_ai.response.model"] = finish.response_model
-        span.set_attributes(ended)
-        if self._output is not None and finish is not None:
-            message = {
-                "role": "assistant",
-                "parts": [{"type": "text", "content": "".join(self._output)}],
-                "finish_reason": finish.reason.value,
-            }
-            span.set_attribute("gen_ai.output.messages", json.dumps([message], ensure_ascii=False))
-        failure = record.reason if outcome is Outcome.FAILED else None
-        if failure is None and outcome is Outcome.RUNNING and self._error is not None:
-            failure = self._error.reason
-        if failure is not None:
-            span.set_attribute("error.type", failure.value)
-            span.set_status(Status(StatusCode.ERROR, failure.value))  # no upstream text
+            if self._output is not None:
+                message = {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": "".join(self._output)}],
+                    "finish_reason": finish.reason.value,
+                }
+                ended["gen_ai.output.messages"] = json.dumps([message], ensure_ascii=False)
+        if outcome is Outcome.FAILED and record.reason is not None:
+            ended["error.type"] = record.reason.value
+            span.set_attributes(ended)
+            span.set_status(Status(StatusCode.ERROR, record.reason.value))  # no upstream text
+        else:
+            span.set_attributes(ended)
         span.end()
+
+
+async def _texts(
+    events: AsyncGenerator[ProviderEvent, None], output: list[str]
+) -> AsyncGenerator[ProviderEvent, None]:
+    """`events`, their text kept in `output` (content capture only)."""
+    async with aclosing(events):
+        async for event in events:
+            if type(event) is TextDelta:
+                output.append(event.text)  # type: ignore[union-attr]
+            yield event

@@ -1,9 +1,10 @@
-"""Attempt spans on their own: attributes, outcome, content capture, context while sending."""
+"""Attempt spans as the engine's attempt code drives them (`open_attempt`, `Opened.relay`):
+attributes, outcome, content capture, context while sending."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,10 @@ from llmesh.services.core.events import Finish, ProviderEvent, TextDelta, UsageU
 from llmesh.services.core.target import Target
 from llmesh.services.core.trail import AttemptRecord, Outcome, Trail
 from llmesh.services.core.usage import Usage
+from llmesh.services.orchestrator.attempts import Opened, Runtime, open_attempt
+from llmesh.services.orchestrator.resilience import Breakers, TargetLimiter
+from llmesh.services.orchestrator.resilience.breakers import BreakerSettings
+from llmesh.services.orchestrator.resilience.queues import QueueSettings
 from llmesh.services.telemetry.lean_trace import LeanTracerProvider
 from llmesh.services.telemetry.settings import TelemetrySettings
 from llmesh.services.telemetry.trace_attempts import (
@@ -60,14 +65,46 @@ def test_upstream_info_from_base_urls() -> None:
     assert upstream_info("local", "local", "in-process") == UpstreamInfo("local")
 
 
+class _Upstream:
+    """A provider whose stream is `reply()`."""
+
+    def __init__(self, reply: Callable[[], AsyncGenerator[ProviderEvent, None]]) -> None:
+        self._reply = reply
+
+    def stream(
+        self, model: str, request: ChatRequest, *, timeout: float | None
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        return self._reply()
+
+
+async def _open(
+    spans: AttemptSpans,
+    record: AttemptRecord,
+    trail: Trail,
+    reply: Callable[[], AsyncGenerator[ProviderEvent, None]],
+    now: float = 0.25,
+) -> Opened:
+    """The attempt `record` opened by the engine's own code, traced by `spans`."""
+    rt = Runtime(
+        Breakers(BreakerSettings()), TargetLimiter(QueueSettings()), lambda: now, trail, trace=spans
+    )
+    return await open_attempt(
+        _Upstream(reply),  # type: ignore[arg-type]
+        REQUEST,
+        record,
+        rt,
+        timeout=None,
+        first_token_timeout=None,
+        stall_timeout=None,
+        ttft_history=lambda _ttft: None,
+    )
+
+
 async def _run(
     spans: AttemptSpans, record: AttemptRecord, trail: Trail, seen: list[trace.Span]
 ) -> list[ProviderEvent]:
-    events = spans(record, REQUEST, trail, _reply(seen))
-    out = [event async for event in events]
-    record.finish(Outcome.SUCCEEDED, 1.0)
-    await events.aclose()
-    return out
+    opened = await _open(spans, record, trail, lambda: _reply(seen))
+    return [event async for event in opened.relay()]
 
 
 async def test_a_won_attempt_has_the_genai_attributes_and_no_content(
@@ -76,12 +113,12 @@ async def test_a_won_attempt_has_the_genai_attributes_and_no_content(
     tracer = provider.get_tracer("test")
     trail = Trail(started=0.0)
     record = trail.add(AttemptRecord(TARGET, 0.0))
-    record.ttft = 0.25
     seen: list[trace.Span] = []
     with tracer.start_as_current_span("call") as call:
         out = await _run(AttemptSpans(UPSTREAMS), record, trail, seen)
         assert trace.get_current_span() is call  # the attempt's span never leaks out
     assert isinstance(out[-1], Finish)
+    assert record.outcome is Outcome.SUCCEEDED and record.terminal is out[-1]
     (span,) = [s for s in spans.get_finished_spans() if s.name != "call"]
     assert seen[0].get_span_context() == span.context  # current while the request went out
     assert seen[1] is call  # and only then
@@ -150,11 +187,9 @@ async def test_a_failed_retry_after_a_fallback_names_why(
     first = trail.add(AttemptRecord(TARGET, 0.5))
     first.finish(Outcome.FAILED, 0.6, Reason.RATE_LIMITED)
     record = trail.add(AttemptRecord(TARGET, 0.7, retry=True))
-    events = AttemptSpans(UPSTREAMS)(record, REQUEST, trail, _failing())
     with pytest.raises(LlmeshError):
-        await anext(events)
-    record.finish(Outcome.FAILED, 0.8, Reason.OVERLOADED)
-    await events.aclose()
+        await _open(AttemptSpans(UPSTREAMS), record, trail, _failing, now=0.8)
+    assert record.outcome is Outcome.FAILED and record.reason is Reason.OVERLOADED
     (span,) = spans.get_finished_spans()
     attrs = span.attributes or {}
     assert attrs["llmesh.attempt.number"] == 3
@@ -173,10 +208,9 @@ async def test_a_cancelled_hedge_is_no_error(
     trail = Trail(started=0.0)
     trail.add(AttemptRecord(TARGET, 0.0))
     hedge = trail.add(AttemptRecord(Target("anthropic", "claude-haiku-4-5"), 0.1, hedged=True))
-    events = AttemptSpans(UPSTREAMS)(hedge, REQUEST, trail, _reply([]))
-    await anext(events)
-    hedge.finish(Outcome.CANCELLED, 0.2)  # the other attempt won
-    await events.aclose()
+    opened = await _open(AttemptSpans(UPSTREAMS), hedge, trail, lambda: _reply([]))
+    assert spans.get_finished_spans() == ()  # open until the attempt is settled
+    await opened.discard()  # the other attempt won
     (span,) = spans.get_finished_spans()
     attrs = span.attributes or {}
     assert attrs["gen_ai.provider.name"] == "anthropic"  # not configured: its own name
@@ -231,3 +265,38 @@ async def test_attempts_at_one_target_share_nothing_but_their_values(
     embedded = spans.get_finished_spans()[-1]
     assert (embedded.attributes or {})["gen_ai.operation.name"] == "embeddings"
     assert (first.attributes or {})["gen_ai.operation.name"] == "chat"
+
+
+async def test_nothing_stands_between_the_upstream_and_the_engine_unless_content_is_kept(
+    provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    trail = Trail(started=0.0)
+    record = trail.add(AttemptRecord(TARGET, 0.0))
+    upstream = _reply([])
+    assert AttemptSpans(UPSTREAMS)(record, REQUEST, trail, upstream).events is upstream
+    watched = AttemptSpans(UPSTREAMS, capture_content=True)(record, REQUEST, trail, upstream)
+    assert watched.events is not upstream
+    await upstream.aclose()
+
+
+async def _cut_short() -> AsyncGenerator[ProviderEvent, None]:
+    yield TextDelta("half an")
+    yield UsageUpdate(USAGE)  # then the stream ends with no terminal event
+
+
+async def test_an_attempt_failing_mid_stream_ends_its_span_as_an_error(
+    provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    trail = Trail(started=0.0)
+    record = trail.add(AttemptRecord(TARGET, 0.0))
+    opened = await _open(AttemptSpans(UPSTREAMS), record, trail, _cut_short)
+    with pytest.raises(LlmeshError):
+        async for _event in opened.relay():
+            pass
+    (span,) = spans.get_finished_spans()
+    attrs = span.attributes or {}
+    assert attrs["llmesh.attempt.outcome"] == "failed"
+    assert attrs["error.type"] == "STREAM_INTERRUPTED"
+    assert attrs["gen_ai.usage.output_tokens"] == 3  # what it reported before it broke
+    assert "gen_ai.response.finish_reasons" not in attrs
+    assert span.status.status_code is StatusCode.ERROR
