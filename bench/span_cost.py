@@ -41,7 +41,7 @@ from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracerProvider, S
 from llmesh.services.telemetry.otlp_wire import SpanEncoder
 from llmesh.services.telemetry.trace_attempts import AttemptSpans, UpstreamInfo
 from llmesh.services.telemetry.trace_calls import CallTracer
-from llmesh.services.telemetry.tracing import call_trace_id, trace_headers
+from llmesh.services.telemetry.tracing import call_trace_id, trace_headers, trace_line
 
 METHOD = "/llmesh.v1.OrchestratorService/Chat"
 RESOURCE = {"service.name": "llmesh-orchestrator", "llmesh.service": "orchestrator"}
@@ -96,7 +96,8 @@ class _Context:
 
 
 async def _upstream(number: int) -> AsyncGenerator[ProviderEvent, None]:
-    trace_headers()  # what the provider adapter puts on its request
+    if trace_line() is None:  # what the provider adapter puts on its request
+        trace_headers()
     yield TextDelta("hi")
     yield Finish(FinishReason.STOP, "stop", USAGE, f"chatcmpl-{number}", "gpt-4o")
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 from opentelemetry import trace
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -48,6 +49,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Span
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from llmesh.services.telemetry import grpc_otel, lean_trace, w3c
 from llmesh.services.telemetry.current import current
@@ -68,6 +70,7 @@ __all__ = [
     "install_tracing",
     "server_interceptors",
     "trace_headers",
+    "trace_line",
     "traced_channel",
     "traced_method",
     "traceparent",
@@ -247,6 +250,22 @@ def trace_headers(carrier: MutableMapping[str, str] | None = None) -> dict[str, 
         if ids.is_valid:
             w3c.inject_ids(ids, context, out)
     return out
+
+
+def trace_line() -> bytes | None:
+    """What `trace_headers` would send, as a header line, when it is just the current lean
+    span's ``traceparent`` (no trace state, no baggage): ``traceparent: ...\r\n``, written
+    from the span's ids (no dict, no header checks: hex digits only). ``b""`` when no span is
+    being recorded (tracing off); None when there is more to send, for `trace_headers`."""
+    context = current()
+    span = context.get(_SPAN_KEY)
+    if span is None:
+        return b""
+    if type(span) is LeanSpan:
+        trace_id, span_id, _, flags, state, _ = span.context  # a SpanContext is a tuple
+        if (state is DEFAULT_TRACE_STATE or not state) and not context.get(_BAGGAGE_KEY):
+            return f"traceparent: 00-{trace_id:032x}-{span_id:016x}-{flags:02x}\r\n".encode()
+    return None
 
 
 def traceparent() -> str | None:

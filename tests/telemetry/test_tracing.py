@@ -13,12 +13,14 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.instrumentation.grpc._aio_server import OpenTelemetryAioServerInterceptor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.trace import SpanContext, TraceFlags, TraceState
 
 from llmesh.services.telemetry import tracing
 from llmesh.services.telemetry.grpc_spans import ServerSpans, TracedChannel, _TracedCallable
 from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracerProvider, SpanBatcher
 from llmesh.services.telemetry.otlp_send import GrpcSpanExporter, HttpSpanExporter
 from llmesh.services.telemetry.settings import TelemetrySettings, TracingSettings, parse_telemetry
+from llmesh.services.transport import render_headers
 from tests.telemetry.conftest import TRACING_ON
 
 OFF = TelemetrySettings()
@@ -35,6 +37,7 @@ async def test_off_installs_nothing() -> None:
     assert tracing.traced_channel(channel, None) is channel
     await channel.close()
     assert tracing.trace_headers() == {}  # no span: nothing to send on
+    assert tracing.trace_line() == b""
     assert tracing.traceparent() is None
 
 
@@ -213,6 +216,26 @@ def test_trace_headers_carry_the_current_span_and_baggage(provider: LeanTracerPr
     with provider.get_tracer("test").start_as_current_span("other") as span:
         assert tracing.traceparent() == tracing.trace_headers()["traceparent"]
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_the_trace_line_is_the_traceparent_header_alone(provider: LeanTracerProvider) -> None:
+    with provider.get_tracer("test").start_as_current_span("attempt"):
+        line = tracing.trace_line()
+        assert line == f"traceparent: {tracing.traceparent()}\r\n".encode()
+        assert render_headers(tracing.trace_headers()) == line
+    # baggage, or a caller's trace state, is more than the line: `trace_headers` sends it
+    token = context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        with provider.get_tracer("test").start_as_current_span("attempt"):
+            assert tracing.trace_line() is None
+    finally:
+        context.detach(token)
+    state = TraceState([("vendor", "v1")])
+    caller = SpanContext(int(CALLER_TRACE, 16), 7, True, TraceFlags(1), state)
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(caller))
+    with provider.get_tracer("test").start_as_current_span("attempt", context=parent):
+        assert tracing.trace_line() is None
+        assert tracing.trace_headers()["tracestate"] == "vendor=v1"
 
 
 class _Inner:
