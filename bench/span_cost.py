@@ -137,9 +137,7 @@ async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
             record.finish(Outcome.SUCCEEDED, 0.002)
             record.terminal = first if isinstance(first, Finish) else None
             record.usage = USAGE
-            await events.aclose()
-            if attempt is not None:
-                attempt.end()
+            await (events.aclose() if attempt is None else attempt.close())
             CallTracer.completed(span, COMPLETED, routed)
         return number
 

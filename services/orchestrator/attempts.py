@@ -56,8 +56,8 @@ class TracedAttempt(Protocol):
     """The context current while the request is sent (the adapter writes its
     ``traceparent`` from it)."""
 
-    def end(self) -> None:
-        """End the span from the attempt's final record (called once the stream is closed)."""
+    async def close(self) -> None:
+        """Close `events`, then end the span from the attempt's final record."""
         ...
 
 
@@ -65,8 +65,8 @@ AttemptTracer: TypeAlias = Callable[
     [AttemptRecord, ChatRequest, Trail, AsyncGenerator[ProviderEvent, None]], TracedAttempt
 ]
 """Starts an attempt's span (tracing's `AttemptSpans`): nothing is added between the
-upstream's events and the engine, the span is ended from the record when the attempt's
-stack closes."""
+upstream's events and the engine, and the span is ended from the record when the attempt's
+stack closes the stream."""
 
 
 @dataclass(frozen=True)
@@ -267,11 +267,12 @@ async def open_attempt(
         if rt.observe is not None:
             events = rt.observe(record, request, rt.trail, events)
         sending = None
-        if rt.trace is not None:
+        if rt.trace is None:
+            stack.push_async_callback(events.aclose)
+        else:
             span = rt.trace(record, request, rt.trail, events)
-            stack.callback(span.end)  # after the stream's close (the stack unwinds in reverse)
+            stack.push_async_callback(span.close)  # the stream's close, then the span's end
             events, sending = span.events, attach(span.context)
-        stack.push_async_callback(events.aclose)
         head: list[ProviderEvent] = []
         t0 = rt.clock()
         limit = first_token_timeout

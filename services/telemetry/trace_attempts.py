@@ -263,6 +263,14 @@ class _AttemptSpan:
         else:
             self.events = events  # nothing between the upstream's events and the engine
 
+    async def close(self) -> None:
+        """Close the attempt's stream, then end the span (the engine's attempt code calls
+        this once the attempt's record is final)."""
+        try:
+            await self.events.aclose()
+        finally:
+            self.end()
+
     def end(self) -> None:
         """End the span with what the attempt's record says: outcome, usage, the reply's
         finish reason, id and model, the failure's reason."""
