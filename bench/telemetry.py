@@ -141,16 +141,24 @@ def _cpu_us(leg: LegResult) -> float | None:
 def figures(
     c1: Mapping[str, list[LegResult]], hi: Mapping[str, list[LegResult]]
 ) -> dict[str, dict[str, Figures]]:
-    """Every path's figures by kind and variant, each against ``off`` in the same rounds."""
+    """Every path's figures by kind and variant, each against ``off`` in the same rounds,
+    and the traced mesh's against the metrics-only mesh's too (tracing's own cost)."""
     out: dict[str, dict[str, Figures]] = {}
     for kind in KINDS:
-        off = f"{kind}_{OFF}"
+        off, metrics = f"{kind}_{OFF}", f"{kind}_{METRICS}"
         out[kind] = {}
         for variant in VARIANTS:
             name = f"{kind}_{variant}"
             latency = compare(c1, name, p50(_latency), base=off)
             rps = compare(hi, name, _rps, base=off)
             cpu = compare(hi, name, _cpu_us, base=off)
+            own: dict[str, float | None] = {}
+            if variant == TRACING:
+                own = {
+                    "c1_vs_metrics_ms": compare(c1, name, p50(_latency), base=metrics).added,
+                    "hi_vs_metrics": compare(hi, name, _rps, base=metrics).ratio,
+                    "hi_cpu_vs_metrics_us": compare(hi, name, _cpu_us, base=metrics).added,
+                }
             out[kind][variant] = Figures(
                 c1_p50_ms=latency.llmesh,
                 c1_added_ms=compare(c1, name, p50(_latency)).added,
@@ -159,6 +167,7 @@ def figures(
                 hi_vs_off=rps.ratio,
                 hi_cpu_us=cpu.llmesh,
                 hi_cpu_vs_off_us=cpu.added,
+                **own,
             )
     return out
 

@@ -115,6 +115,9 @@ def test_telemetry_run_reports_three_meshes_and_their_exports(tmp_path: Path) ->
         assert set(by_variant) == set(VARIANTS), kind
         for variant, f in by_variant.items():
             assert f["hi_per_s"] is not None, (kind, variant)  # the calls went through
+        # tracing's own cost: the traced mesh against the metrics-only mesh, round by round
+        assert by_variant["tracing"]["hi_vs_metrics"] is not None, kind
+        assert by_variant["metrics"]["hi_vs_metrics"] is None, kind
     workloads = data["workloads"]
     assert isinstance(workloads, dict)
     for paths in workloads.values():
@@ -138,3 +141,4 @@ def test_telemetry_run_reports_three_meshes_and_their_exports(tmp_path: Path) ->
     assert isinstance(targets, list)
     assert len(targets) == 7
     assert "| metrics + tracing |" in str(data["table"])
+    assert "| tracing vs metrics only |" in str(data["table"])
