@@ -98,7 +98,7 @@ class Orchestrator:
         self._media = media
         self.deployments = deployments or DeploymentStats(clock=clock)
         """In-flight counts, latency and use of pool deployments (routing reads them)."""
-        self._observe = self.deployments.around(None)
+        self._observe = self.deployments.observer()
         self._trace = trace
         self._breakers = breakers or Breakers(BreakerSettings())
         self._budget = budget or RetryBudget(RetryBudgetSettings())

@@ -1,7 +1,7 @@
 """What the balancer knows of each deployment: attempts in flight, latency, last minute's use.
 
 `DeploymentStats` watches the upstream stream of every attempt at a pool's deployment (an
-attempt observer of the engine, `around` any other), keyed by ``provider/model`` target,
+attempt observer of the engine, `observer`), keyed by ``provider/model`` target,
 so a deployment keeps its figures across config reloads and whichever pool sent the call:
 
 - in flight: attempts from the request being sent until their stream is closed;
@@ -136,8 +136,8 @@ class DeploymentStats:
         """The targets whose attempts are counted (the pools' deployments); the attempts at
         any other target pass unwatched, at no cost."""
 
-    def around(self, inner: Observer | None) -> Observer:
-        """An attempt observer counting the watched targets' attempts around `inner`'s."""
+    def observer(self) -> Observer:
+        """An attempt observer counting the watched targets' attempts."""
 
         def observe(
             record: AttemptRecord,
@@ -145,8 +145,6 @@ class DeploymentStats:
             trail: Trail,
             events: AsyncGenerator[ProviderEvent, None],
         ) -> AsyncGenerator[ProviderEvent, None]:
-            if inner is not None:
-                events = inner(record, request, trail, events)
             if record.target.name not in self.watched:
                 return events
             return self._watched(record, request, events)

@@ -29,7 +29,7 @@ from llmesh.services.orchestrator.providers.embeddings_wire import (
     to_embeddings_request,
 )
 from llmesh.services.orchestrator.providers.errors import classify_transport
-from llmesh.services.telemetry.tracing import trace_headers, trace_line
+from llmesh.services.orchestrator.providers.trace_lines import trace_header_lines
 from llmesh.services.transport import ConnectionPool, Transport, render_headers
 
 __all__ = [
@@ -132,10 +132,8 @@ class LeanEmbeddings:
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
         payload = orjson.dumps(to_embeddings_request(model, request))
-        line = trace_line()  # the attempt's W3C context (b"": tracing off)
-        if line is None:  # a trace state or baggage to send as well
-            line = render_headers(trace_headers())
-        headers = self._headers + line if line else self._headers
+        traced = trace_header_lines()  # the attempt's W3C context (b"": tracing off)
+        headers = self._headers + traced if traced else self._headers
         started = False
         try:
             resp = await self._transport.request(

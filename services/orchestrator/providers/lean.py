@@ -45,7 +45,7 @@ from llmesh.services.core.chat import ChatRequest
 from llmesh.services.core.events import Finish, ProviderEvent, TextDelta
 from llmesh.services.orchestrator.providers import anthropic_stream, anthropic_wire, openai_wire
 from llmesh.services.orchestrator.providers.errors import classify_transport
-from llmesh.services.telemetry.tracing import trace_headers, trace_line
+from llmesh.services.orchestrator.providers.trace_lines import trace_header_lines
 from llmesh.services.transport import ConnectionPool, Reply, SSEDecoder, Transport, render_headers
 
 __all__ = [
@@ -334,11 +334,7 @@ class LeanProvider:
                 raise LlmeshError(Reason.INVALID_REQUEST, str(exc)) from None
         if timeout is not None and timeout <= 0:
             raise LlmeshError(Reason.UPSTREAM_TIMEOUT, "no time left to call the upstream")
-        line = trace_line()  # the attempt's W3C context (b"": tracing off)
-        if line is None:  # a trace state or baggage to send as well
-            headers += render_headers(trace_headers())
-        else:
-            headers += line
+        headers += trace_header_lines()  # the attempt's W3C context (b"": tracing off)
         try:
             resp = await self._transport.request(
                 "POST",

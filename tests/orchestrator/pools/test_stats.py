@@ -63,7 +63,7 @@ async def test_attempts_at_watched_targets_are_counted_in_flight_timed_and_used(
     clock = Clock()
     stats = DeploymentStats(clock=clock)
     stats.watched = frozenset({"p/m"})
-    observe = stats.around(None)
+    observe = stats.observer()
     record = AttemptRecord(Target("p", "m"), clock())
     events = observe(
         record,
@@ -86,5 +86,5 @@ async def test_other_targets_pass_unwatched() -> None:
     stats = DeploymentStats(clock=Clock())
     inner = _events(TextDelta("x"), clock=Clock())
     record = AttemptRecord(Target("q", "m"), 0.0)
-    assert stats.around(None)(record, REQUEST, Trail(started=0.0), inner) is inner
+    assert stats.observer()(record, REQUEST, Trail(started=0.0), inner) is inner
     assert stats.latency("q/m") == DEFAULT_LATENCY
