@@ -50,8 +50,12 @@ class Accounted:
         sent: list[tuple[AttemptRecord, Any]] = []
         accounting = self._accounting
 
+        asked = call  # the call without the gate below: the gate must not refer to its own
+        # call (a cycle through the closure that only the garbage collector could free, with
+        # the whole call in it, on every call)
+
         async def in_flight(attempt: AttemptRecord, request: Any) -> None:
-            accounting.started(call, wall, attempt, request, sent)
+            accounting.started(asked, wall, attempt, request, sent)
 
         # last in line: inner layers put their gates first, so an attempt they refuse is
         # never recorded as sent
