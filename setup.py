@@ -1,8 +1,10 @@
 """The C part of the build; every other setting is in pyproject.toml.
 
-`llmesh.services.telemetry._otlp_native` encodes spans for OTLP in C. It is optional: where
-it cannot be compiled (no C compiler, no Python headers) the install goes on without it and
-`llmesh.services.telemetry.otlp_wire` encodes every span in Python.
+`llmesh.services.telemetry._otlp_native` encodes spans for OTLP in C, and
+`llmesh.services.telemetry._lean_native` starts them. Both are optional: where they cannot
+be compiled (no C compiler, no Python headers) the install goes on without them,
+`llmesh.services.telemetry.otlp_wire` encodes every span in Python and
+`llmesh.services.telemetry.lean_trace` starts every span in Python.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +15,11 @@ setup(
             "llmesh.services.telemetry._otlp_native",
             sources=["services/telemetry/_otlp_native.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "llmesh.services.telemetry._lean_native",
+            sources=["services/telemetry/_lean_native.c"],
+            optional=True,
+        ),
     ]
 )

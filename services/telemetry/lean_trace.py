@@ -19,11 +19,12 @@ few dozen attributes), links beyond their ids and attributes, span processors.
 
 from __future__ import annotations
 
+import importlib
 import random
 import traceback
 from collections.abc import Callable, Mapping
 from time import time_ns
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import context as context_api
@@ -308,6 +309,9 @@ class LeanTracer(trace_api.Tracer):
         self._sampler = sampler
         self._always = sampler is always_on
         self._batcher = batcher
+        starter = _starter(self, None if self._always else sampler, batcher)
+        if starter is not None:  # the same method in C, where it was built
+            self.start_span = starter  # type: ignore[method-assign]
 
     def start_span(
         self,
@@ -418,6 +422,50 @@ def _new_id(bits: int) -> int:
     while not value:  # zero is the invalid id
         value = random.getrandbits(bits)
     return value
+
+
+_NATIVE: list[ModuleType | None] = []
+"""The C span starter's module, configured, once looked for (None: not built)."""
+
+
+def _native() -> ModuleType | None:
+    """`llmesh.services.telemetry._lean_native`, configured with this module's types, or None
+    where it was not built (setup.py: it is optional) or does not fit them."""
+    if not _NATIVE:
+        try:
+            module: ModuleType | None = importlib.import_module(
+                "llmesh.services.telemetry._lean_native"
+            )
+            assert module is not None
+            module.configure(
+                LeanSpan,
+                SpanContext,
+                trace_api.NonRecordingSpan,
+                _SPAN_KEY,
+                _FLAGS,
+                _NO_STATE,
+                random.getrandbits,
+                _kept,
+                UNSET_STATUS,
+                SpanKind.INTERNAL,
+                _context,
+                LeanTracer.start_span,
+            )
+        except (ImportError, TypeError):
+            module = None
+        _NATIVE.append(module)
+    return _NATIVE[0]
+
+
+def _starter(tracer: LeanTracer, sampler: Sampler | None, batcher: SpanSink) -> Any:
+    """`tracer`'s ``start_span`` in C (sampling with `sampler`, None: every span), or None
+    where the C starter was not built; `NATIVE_STARTS` turns it off."""
+    module = _native() if NATIVE_STARTS else None
+    return None if module is None else module.Starter(tracer, sampler, batcher)
+
+
+NATIVE_STARTS = True
+"""Whether new tracers start spans in C where the C starter was built (tests compare both)."""
 
 
 class LeanTracerProvider(trace_api.TracerProvider):

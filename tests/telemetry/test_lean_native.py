@@ -1,0 +1,224 @@
+"""The C span starter (`llmesh.services.telemetry._lean_native`) against the lean tracer's
+Python ``start_span``: the same arguments give the same span, field by field, ids included
+(both draw them from ``random.getrandbits``, seeded alike here)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+import pytest
+from opentelemetry import trace as trace_api
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+
+from llmesh.services.telemetry import lean_trace, w3c
+from llmesh.services.telemetry.current import attach, attach_span, current, detach
+from llmesh.services.telemetry.lean_trace import (
+    LeanSpan,
+    LeanTracer,
+    always_on,
+    parent_based,
+    ratio_sampler,
+)
+from tests.support.tracing import MemorySpans
+
+FIELDS = (
+    "name",
+    "context",
+    "parent",
+    "kind",
+    "attributes",
+    "events",
+    "links",
+    "status",
+    "end_time",
+    "scope",
+    "_batcher",
+    "_record_exception",
+    "_set_status_on_exception",
+)
+REMOTE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+UNSAMPLED_REMOTE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+@pytest.fixture(scope="module")
+def native() -> ModuleType:
+    """The C starter; skips where it was not built, fails under CI."""
+    module = lean_trace._native()
+    if module is None:
+        message = "llmesh.services.telemetry._lean_native is not built (setup.py, make venv)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return module
+
+
+def _tracers(sampler: lean_trace.Sampler = always_on) -> tuple[LeanTracer, LeanTracer]:
+    """Two tracers of one sink: one starting spans in C, one in Python."""
+    sink = MemorySpans()
+    in_c = LeanTracer("scope", "1.0", None, sampler, sink)
+    saved = lean_trace.NATIVE_STARTS
+    lean_trace.NATIVE_STARTS = False
+    try:
+        in_python = LeanTracer("scope", "1.0", None, sampler, sink)
+    finally:
+        lean_trace.NATIVE_STARTS = saved
+    in_python._batcher = in_c._batcher
+    return in_c, in_python
+
+
+def _fields(span: Any) -> dict[str, Any]:
+    if type(span) is not LeanSpan:
+        return {"type": type(span).__name__, "context": span.get_span_context()}
+    fields = {name: getattr(span, name) for name in FIELDS}
+    fields["scope"] = (span.scope.name, span.scope.version)
+    fields["context_type"] = type(span.context)
+    return fields
+
+
+def _same(
+    native_tracer: LeanTracer,
+    python_tracer: LeanTracer,
+    start: Callable[[LeanTracer], Any],
+    *,
+    same_start: bool = False,
+) -> Any:
+    random.seed(1234)
+    made_in_c = start(native_tracer)
+    random.seed(1234)
+    made_in_python = start(python_tracer)
+    assert _fields(made_in_c) == _fields(made_in_python)
+    if same_start:
+        assert made_in_c.start_time == made_in_python.start_time
+    elif type(made_in_c) is LeanSpan:
+        assert abs(made_in_c.start_time - made_in_python.start_time) < 10**9
+    return made_in_c
+
+
+@pytest.fixture
+def in_root() -> Iterator[None]:
+    """Nothing current: every span a root."""
+    token = attach(w3c.extract({}))
+    yield
+    detach(token)
+
+
+def test_each_tracer_starts_spans_in_c(native: ModuleType) -> None:
+    made_in_c, made_in_python = _tracers()
+    assert type(made_in_c.start_span) is native.Starter
+    assert made_in_python.start_span.__func__ is LeanTracer.start_span  # type: ignore[attr-defined]
+
+
+def test_a_root_span(native: ModuleType, in_root: None) -> None:
+    span = _same(*_tracers(), lambda t: t.start_span("root"))
+    assert span.parent is None and span.kind is SpanKind.INTERNAL
+    assert span.context.trace_flags == TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
+    assert span.context.is_valid and not span.context.is_remote
+    assert span.attributes == {} and span.links == () and span.end_time is None
+
+
+def test_attributes_are_copied_and_cleaned(native: ModuleType, in_root: None) -> None:
+    given: dict[str, Any] = {"a": 1, "b": "x", "c": 2.5, "d": True, "e": (1, 2)}
+    span = _same(*_tracers(), lambda t: t.start_span("plain", attributes=given))
+    assert span.attributes == given and span.attributes is not given
+    mixed = {"a": 1, "none": None, "list": [1, 2], "other": b"raw"}
+    span = _same(*_tracers(), lambda t: t.start_span("mixed", attributes=mixed))
+    assert span.attributes == {"a": 1, "list": (1, 2), "other": b"raw"}
+    proxy = MappingProxyType({"k": "v", "none": None})  # not a dict: the Python method's
+    span = _same(*_tracers(), lambda t: t.start_span("proxy", attributes=proxy))
+    assert span.attributes == {"k": "v"}
+
+
+def test_a_child_of_the_current_lean_span(native: ModuleType, in_root: None) -> None:
+    made_in_c, made_in_python = _tracers()
+    parent = made_in_c.start_span("parent")
+    token = attach_span(parent)
+    try:
+        child = _same(made_in_c, made_in_python, lambda t: t.start_span("child"))
+    finally:
+        detach(token)
+    assert child.parent is parent.context
+    assert child.context.trace_id == parent.context.trace_id
+    assert child.context.span_id != parent.context.span_id
+
+
+def test_a_child_of_a_callers_remote_context(native: ModuleType) -> None:
+    token = attach(w3c.extract({"traceparent": REMOTE, "tracestate": "k=v"}))
+    try:
+        span = _same(*_tracers(), lambda t: t.start_span("server", kind=SpanKind.SERVER))
+    finally:
+        detach(token)
+    assert span.parent.is_remote and span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert span.context.trace_state.to_header() == "k=v"
+    assert span.context.trace_flags == TraceFlags.SAMPLED  # the parent's random flag: unset
+
+
+def test_an_explicit_context_and_every_argument_by_position(
+    native: ModuleType, in_root: None
+) -> None:
+    context = w3c.extract({"traceparent": REMOTE})
+    link = Link(SpanContext(1, 2, False), {"k": "v"})
+
+    def start(tracer: LeanTracer) -> Any:
+        return tracer.start_span(
+            "named", context, SpanKind.CLIENT, {"a": 1}, [link], 1_700_000_000_000_000_000, False
+        )
+
+    span = _same(*_tracers(), start, same_start=True)
+    assert span.links == (link,) and span.start_time == 1_700_000_000_000_000_000
+    assert span.parent.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert span._record_exception is False and span._set_status_on_exception is True
+
+
+def test_an_invalid_current_span_is_no_parent(native: ModuleType) -> None:
+    token = attach_span(trace_api.INVALID_SPAN, w3c.extract({}))
+    try:
+        span = _same(*_tracers(), lambda t: t.start_span("root again"))
+    finally:
+        detach(token)
+    assert span.parent is None
+
+
+def test_unsampled_spans_are_non_recording(native: ModuleType, in_root: None) -> None:
+    span = _same(*_tracers(ratio_sampler(0.0)), lambda t: t.start_span("dropped"))
+    assert type(span) is trace_api.NonRecordingSpan
+    assert span.get_span_context().trace_flags == TraceFlags.RANDOM_TRACE_ID
+    token = attach(w3c.extract({"traceparent": UNSAMPLED_REMOTE}))
+    try:
+        span = _same(*_tracers(parent_based(always_on)), lambda t: t.start_span("follows"))
+    finally:
+        detach(token)
+    assert type(span) is trace_api.NonRecordingSpan
+    assert span.get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+
+
+def test_as_current_span_and_end(native: ModuleType, in_root: None) -> None:
+    made_in_c, _ = _tracers()
+    sink = made_in_c._batcher
+    assert isinstance(sink, MemorySpans)
+    with made_in_c.start_as_current_span("outer") as outer:
+        assert current().get(trace_api._SPAN_KEY) is outer  # type: ignore[attr-defined]
+        with made_in_c.start_as_current_span("inner", kind=SpanKind.CLIENT) as inner:
+            assert inner.parent is outer.get_span_context()
+    assert [s.name for s in sink.get_finished_spans()] == ["inner", "outer"]
+    assert all(s.end_time is not None for s in sink.get_finished_spans())
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((), {}, "missing required argument 'name'"),
+        (("a",), {"nope": 1}, "unexpected keyword argument 'nope'"),
+        (("a",), {"name": "b"}, "multiple values for argument 'name'"),
+        (tuple(range(9)), {}, "at most 8 arguments"),
+    ],
+)
+def test_bad_calls_are_type_errors(
+    native: ModuleType, args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    made_in_c, _ = _tracers()
+    with pytest.raises(TypeError, match=message):
+        made_in_c.start_span(*args, **kwargs)
