@@ -62,8 +62,10 @@ static PyObject *Unset;               /* lean_trace.UNSET_STATUS */
 static PyObject *Internal;            /* SpanKind.INTERNAL */
 static PyObject *Current;             /* the current-context module (_VARIABLE, current) */
 static PyObject *Fallback;            /* LeanTracer.start_span, the Python method */
+static PyObject *PythonEnd;           /* LeanSpan.end, the Python method */
+static PyObject *PythonSetAttributes; /* LeanSpan.set_attributes, the Python method */
 
-static PyObject *s_variable, *s_current, *s_remote, *s_bits64, *s_bits128, *s_empty;
+static PyObject *s_variable, *s_current, *s_remote, *s_bits64, *s_bits128, *s_empty, *s_add;
 
 #define RANDOM_FLAG 2 /* TraceFlags.RANDOM_TRACE_ID */
 #define SAMPLED_FLAG 1
@@ -454,6 +456,133 @@ static PyTypeObject StarterType = {
     .tp_vectorcall_offset = offsetof(Starter, vectorcall),
 };
 
+/* ------------------------------------------------------------ a LeanSpan's own methods */
+
+static PyObject **field(PyObject *span, int which) {
+    return (PyObject **)((char *)span + Offsets[which]);
+}
+
+/* LeanSpan.end(end_time=None): the Python method's effect (the end time set once, the span
+ * handed to its sink), for a LeanSpan whose slots are set; anything else is the Python
+ * method's. */
+static PyObject *span_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames) {
+    if (nargs < 1 || nargs > 2 || kwnames != NULL || Py_TYPE(args[0]) != SpanType ||
+        *field(args[0], F_END_TIME) == NULL || *field(args[0], F_BATCHER) == NULL) {
+        return PyObject_Vectorcall(PythonEnd, args, (size_t)nargs, kwnames);
+    }
+    PyObject *span = args[0];
+    if (*field(span, F_END_TIME) != Py_None) {
+        Py_RETURN_NONE;
+    }
+    PyObject *given = nargs == 2 ? args[1] : Py_None;
+    int has_end = given == Py_None ? 0 : PyObject_IsTrue(given);
+    if (has_end < 0) {
+        return NULL;
+    }
+    PyObject *ended = has_end ? Py_NewRef(given) : now_ns();
+    if (ended == NULL) {
+        return NULL;
+    }
+    Py_SETREF(*field(span, F_END_TIME), ended);
+    PyObject *batcher = Py_NewRef(*field(span, F_BATCHER));
+    PyObject *result = PyObject_CallMethodOneArg(batcher, s_add, span);
+    Py_DECREF(batcher);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+}
+
+/* LeanSpan.set_attributes(attributes): a dict's items added to the span's attributes (None
+ * values left out, lists kept as tuples) while the span is not ended; anything else is the
+ * Python method's. */
+static PyObject *span_set_attributes(PyObject *Py_UNUSED(module), PyObject *const *args,
+                                     Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs != 2 || kwnames != NULL || Py_TYPE(args[0]) != SpanType ||
+        !PyDict_Check(args[1]) || *field(args[0], F_END_TIME) == NULL ||
+        *field(args[0], F_ATTRIBUTES) == NULL || !PyDict_Check(*field(args[0], F_ATTRIBUTES))) {
+        return PyObject_Vectorcall(PythonSetAttributes, args, (size_t)nargs, kwnames);
+    }
+    if (*field(args[0], F_END_TIME) != Py_None) {
+        Py_RETURN_NONE;
+    }
+    PyObject *own = Py_NewRef(*field(args[0], F_ATTRIBUTES));
+    PyObject *given = args[1];
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int plain = 1;
+    while (plain && PyDict_Next(given, &pos, &key, &value)) {
+        plain = is_plain(value);
+    }
+    int done = 0;
+    if (plain) {
+        done = PyDict_Update(own, given);
+    } else {
+        PyObject *items = PyDict_Items(given); /* a copy: nothing runs on `given` meanwhile */
+        if (items == NULL) {
+            done = -1;
+        }
+        for (Py_ssize_t i = 0; done == 0 && i < PyList_GET_SIZE(items); i++) {
+            PyObject *item = PyList_GET_ITEM(items, i);
+            key = PyTuple_GET_ITEM(item, 0);
+            value = PyTuple_GET_ITEM(item, 1);
+            if (value == Py_None) {
+                continue;
+            }
+            if (Py_IS_TYPE(value, &PyList_Type)) {
+                PyObject *kept = PyList_AsTuple(value);
+                done = kept == NULL ? -1 : PyDict_SetItem(own, key, kept);
+                Py_XDECREF(kept);
+            } else {
+                done = PyDict_SetItem(own, key, value);
+            }
+        }
+        Py_XDECREF(items);
+    }
+    Py_DECREF(own);
+    if (done < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef SpanEnd = {"end", (PyCFunction)(void (*)(void))span_end,
+                              METH_FASTCALL | METH_KEYWORDS,
+                              "end(self, end_time=None)\n--\n\nLeanSpan.end, in C."};
+static PyMethodDef SpanSetAttributes = {
+    "set_attributes", (PyCFunction)(void (*)(void))span_set_attributes,
+    METH_FASTCALL | METH_KEYWORDS,
+    "set_attributes(self, attributes)\n--\n\nLeanSpan.set_attributes, in C."};
+
+/* (end, set_attributes) as methods to put on LeanSpan (instance methods: bound to the span). */
+static PyObject *span_methods(PyObject *module, PyObject *Py_UNUSED(unused)) {
+    if (SpanType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() has not been called");
+        return NULL;
+    }
+    PyObject *end = PyCFunction_NewEx(&SpanEnd, module, NULL);
+    PyObject *set = PyCFunction_NewEx(&SpanSetAttributes, module, NULL);
+    PyObject *result = NULL;
+    if (end != NULL && set != NULL) {
+        PyObject *bound_end = PyInstanceMethod_New(end);
+        PyObject *bound_set = PyInstanceMethod_New(set);
+        if (bound_end != NULL && bound_set != NULL) {
+            result = PyTuple_Pack(2, bound_end, bound_set);
+        }
+        Py_XDECREF(bound_end);
+        Py_XDECREF(bound_set);
+    }
+    Py_XDECREF(end);
+    Py_XDECREF(set);
+    return result;
+}
+
+PyDoc_STRVAR(span_methods_doc,
+             "span_methods()\n--\n\n"
+             "LeanSpan's end and set_attributes in C, as methods for the class.");
+
 /* The offset of each field's slot on `type` (LeanSpan); -1 with TypeError if one is not a
  * plain object slot of the type. */
 static int find_offsets(PyTypeObject *type) {
@@ -481,11 +610,11 @@ static int find_offsets(PyTypeObject *type) {
 
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *span, *ids, *remote, *key, *flags, *no_state, *getrandbits, *kept, *unset,
-        *internal, *current, *fallback;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOOOOOO:configure", &PyType_Type, &span,
+        *internal, *current, *fallback, *end, *set_attributes;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOOOOOOOO:configure", &PyType_Type, &span,
                           &PyType_Type, &ids, &PyType_Type, &remote, &key, &PyList_Type, &flags,
                           &no_state, &getrandbits, &kept, &unset, &internal, &current,
-                          &fallback)) {
+                          &fallback, &end, &set_attributes)) {
         return NULL;
     }
     if (!PyType_IsSubtype((PyTypeObject *)ids, &PyTuple_Type) || PyList_GET_SIZE(flags) != 256) {
@@ -507,16 +636,20 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_XSETREF(Internal, Py_NewRef(internal));
     Py_XSETREF(Current, Py_NewRef(current));
     Py_XSETREF(Fallback, Py_NewRef(fallback));
+    Py_XSETREF(PythonEnd, Py_NewRef(end));
+    Py_XSETREF(PythonSetAttributes, Py_NewRef(set_attributes));
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(configure_doc,
              "configure(LeanSpan, SpanContext, NonRecordingSpan, span_key, flags, no_state, "
-             "getrandbits, kept, unset_status, internal, current_module, fallback, /)\n--\n\n"
+             "getrandbits, kept, unset_status, internal, current_module, fallback, end, "
+             "set_attributes, /)\n--\n\n"
              "What the starters build spans from (lean_trace calls it once).");
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)configure, METH_VARARGS, configure_doc},
+    {"span_methods", (PyCFunction)span_methods, METH_NOARGS, span_methods_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -545,8 +678,9 @@ PyMODINIT_FUNC PyInit__lean_native(void) {
     s_bits64 = PyLong_FromLong(64);
     s_bits128 = PyLong_FromLong(128);
     s_empty = PyTuple_New(0);
+    s_add = PyUnicode_InternFromString("add");
     if (s_variable == NULL || s_current == NULL || s_remote == NULL || s_bits64 == NULL ||
-        s_bits128 == NULL || s_empty == NULL) {
+        s_bits128 == NULL || s_empty == NULL || s_add == NULL) {
         return NULL;
     }
     if (PyType_Ready(&StarterType) < 0) {

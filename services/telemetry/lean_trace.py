@@ -424,13 +424,19 @@ def _new_id(bits: int) -> int:
     return value
 
 
+PYTHON_END = LeanSpan.end
+"""`LeanSpan.end` in Python (the C starter's module puts its own on the class)."""
+PYTHON_SET_ATTRIBUTES = LeanSpan.set_attributes
+"""`LeanSpan.set_attributes` in Python."""
+
 _NATIVE: list[ModuleType | None] = []
 """The C span starter's module, configured, once looked for (None: not built)."""
 
 
 def _native() -> ModuleType | None:
     """`llmesh.services.telemetry._lean_native`, configured with this module's types, or None
-    where it was not built (setup.py: it is optional) or does not fit them."""
+    where it was not built (setup.py: it is optional) or does not fit them. Once configured,
+    `LeanSpan`'s ``end`` and ``set_attributes`` are its C methods."""
     if not _NATIVE:
         try:
             module: ModuleType | None = importlib.import_module(
@@ -450,7 +456,12 @@ def _native() -> ModuleType | None:
                 SpanKind.INTERNAL,
                 _context,
                 LeanTracer.start_span,
+                PYTHON_END,
+                PYTHON_SET_ATTRIBUTES,
             )
+            # the span's own hot methods too (the same effects; Python's for anything unusual)
+            methods = module.span_methods()
+            LeanSpan.end, LeanSpan.set_attributes = methods  # type: ignore[method-assign]
         except (ImportError, TypeError):
             module = None
         _NATIVE.append(module)

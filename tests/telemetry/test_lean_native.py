@@ -222,3 +222,53 @@ def test_bad_calls_are_type_errors(
     made_in_c, _ = _tracers()
     with pytest.raises(TypeError, match=message):
         made_in_c.start_span(*args, **kwargs)
+
+
+def _twins(native: ModuleType) -> tuple[LeanSpan, LeanSpan, MemorySpans]:
+    made_in_c, _ = _tracers()
+    sink = made_in_c._batcher
+    assert isinstance(sink, MemorySpans)
+    random.seed(7)
+    first = made_in_c.start_span("twin", attributes={"a": 1}, start_time=5)
+    random.seed(7)
+    second = made_in_c.start_span("twin", attributes={"a": 1}, start_time=5)
+    assert isinstance(first, LeanSpan) and isinstance(second, LeanSpan)
+    return first, second, sink
+
+
+def test_the_span_methods_are_the_c_ones(native: ModuleType) -> None:
+    assert LeanSpan.end is not lean_trace.PYTHON_END
+    assert LeanSpan.set_attributes is not lean_trace.PYTHON_SET_ATTRIBUTES
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"b": "x", "c": 2.5, "d": True, "e": (1,)},
+        {"b": None, "c": [1, 2], "d": b"raw", "a": 2},
+        {},
+        MappingProxyType({"m": 1, "n": None}),
+    ],
+)
+def test_set_attributes_as_in_python(native: ModuleType, given: Any) -> None:
+    in_c, in_python, _ = _twins(native)
+    in_c.set_attributes(given)
+    lean_trace.PYTHON_SET_ATTRIBUTES(in_python, given)
+    assert in_c.attributes == in_python.attributes
+    in_c.end(9)
+    in_c.set_attributes({"late": 1})  # an ended span takes nothing more
+    assert "late" not in in_c.attributes
+
+
+def test_end_as_in_python(native: ModuleType) -> None:
+    in_c, in_python, sink = _twins(native)
+    in_c.end()
+    lean_trace.PYTHON_END(in_python)
+    assert in_c.end_time is not None and abs(in_c.end_time - in_python.end_time) < 10**9
+    in_c.end(1)  # ended once: the first end time stays, the sink gets it once
+    assert in_c.end_time != 1
+    assert sink.get_finished_spans() == (in_c, in_python)
+    given, _, sink = _twins(native)
+    given.end(end_time=42)  # by keyword: the Python method's
+    given.end(43)
+    assert given.end_time == 42 and sink.get_finished_spans() == (given,)
