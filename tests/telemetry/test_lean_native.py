@@ -4,7 +4,6 @@ Python ``start_span``: the same arguments give the same span, field by field, id
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Iterator
 from types import MappingProxyType, ModuleType
@@ -23,6 +22,7 @@ from llmesh.services.telemetry.lean_trace import (
     parent_based,
     ratio_sampler,
 )
+from tests.support.native import built
 from tests.support.tracing import MemorySpans
 
 FIELDS = (
@@ -47,13 +47,7 @@ UNSAMPLED_REMOTE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 @pytest.fixture(scope="module")
 def native() -> ModuleType:
     """The C starter; skips where it was not built, fails under CI."""
-    module = lean_trace._native()
-    if module is None:
-        message = "llmesh.services.telemetry._lean_native is not built (setup.py, make venv)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return module
+    return built(lean_trace._native(), "llmesh.services.telemetry._lean_native")
 
 
 def _tracers(sampler: lean_trace.Sampler = always_on) -> tuple[LeanTracer, LeanTracer]:

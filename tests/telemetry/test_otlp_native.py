@@ -35,6 +35,7 @@ from llmesh.services.telemetry.lean_trace import (
 )
 from llmesh.services.telemetry.otlp_wire import SpanEncoder
 from tests.support.fuzz import examples, fresh
+from tests.support.native import built
 from tests.support.tracing import MemorySpans
 
 RESOURCE = {"service.name": "llmesh-orchestrator", "llmesh.service": "orchestrator"}
@@ -54,13 +55,7 @@ PROPERTY = settings(
 @pytest.fixture(scope="module")
 def native() -> ModuleType:
     """The C encoder; skips where it was not built, fails under CI."""
-    module = otlp_wire.NATIVE
-    if module is None:
-        message = "llmesh.services.telemetry._otlp_native is not built (setup.py, make venv)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return module
+    return built(otlp_wire.NATIVE, "llmesh.services.telemetry._otlp_native")
 
 
 @pytest.fixture
