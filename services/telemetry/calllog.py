@@ -36,6 +36,7 @@ from llmesh.services.common.logs import JsonFormatter
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.trail import Outcome
 from llmesh.services.telemetry.current import current
+from llmesh.services.telemetry.lean_trace import LeanSpan
 from llmesh.services.telemetry.metrics_calls import CallEnd
 
 __all__ = ["CALL_LOGGER", "CallLog", "call_fields"]
@@ -91,10 +92,13 @@ def call_fields(call: RoutedCall[Any], end: CallEnd) -> dict[str, Any]:
     }
     span: Any = current().get(_SPAN_KEY)  # `trace.get_current_span`, without its chain of calls
     if span is not None:
-        ids = span.get_span_context()
-        if ids.is_valid:
-            fields["trace_id"] = format(ids.trace_id, "032x")
-            fields["span_id"] = format(ids.span_id, "016x")
+        # a SpanContext is a tuple (trace id, span id, remote, flags, state, valid): read as
+        # one, without its three properties' calls
+        ids = span.context if type(span) is LeanSpan else span.get_span_context()
+        trace_id, span_id, _, _, _, valid = ids
+        if valid:
+            fields["trace_id"] = format(trace_id, "032x")
+            fields["span_id"] = format(span_id, "016x")
     return fields
 
 

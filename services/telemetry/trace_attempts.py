@@ -102,7 +102,9 @@ class AttemptSpans:
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._upstreams = dict(upstreams)
-        self._fixed: dict[tuple[str, Target], dict[str, Any]] = {}
+        self._fixed: dict[tuple[str, str, str], dict[str, Any]] = {}
+        """Each (operation, provider, model)'s fixed attributes (keyed by the target's
+        strings: a Target's own hash is a Python-level method)."""
         """The attributes of where attempts go, by (operation, target): see `_attributes`."""
         self._capture = capture_content
         self._tracer = trace.get_tracer("llmesh.orchestrator", tracer_provider=tracer_provider)
@@ -160,7 +162,7 @@ class AttemptSpans:
 
     def _attributes(self, operation: str, record: AttemptRecord, trail: Trail) -> dict[str, Any]:
         target = record.target
-        key = (operation, target)
+        key = (operation, target.provider, target.model)
         fixed = self._fixed.get(key)
         if fixed is None:
             fixed = self._target_attributes(operation, target)
