@@ -11,6 +11,7 @@ import pytest
 
 from llmesh.services.common.errors import Reason
 from llmesh.services.common.grpc_server import RunningServer, ServiceBinding, start_server
+from llmesh.services.common.request_decoding import SafeRegistrar
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.v1 import (
     orchestrator_pb2,
@@ -215,3 +216,38 @@ async def test_an_interceptor_that_wraps_handlers_wraps_each_method_once() -> No
     assert "/grpc.health.v1.Health/Check" in wrapping.wrapped
     assert wrapping.calls == ["/llmesh.v1.OrchestratorService/Chat"] * 3
     assert wrapping.intercepted == 0
+
+
+class _RecordingServer:
+    """What a registrar hands a server: generic handlers and registered methods."""
+
+    def __init__(self) -> None:
+        self.generic: list[grpc.GenericRpcHandler] = []
+        self.registered: list[str] = []
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        self.registered.append(service)
+
+
+class _Details:
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def test_methods_are_served_by_path_not_as_registered_methods() -> None:
+    """grpc.aio waits on one pending request per registered method for every call it
+    accepts; the registrar gives the server one generic handler per service instead."""
+    server = _RecordingServer()
+    registrar = SafeRegistrar(server)  # type: ignore[arg-type]
+    orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(_Orchestrator(), registrar)  # type: ignore[arg-type]
+    registrar.finish()
+    assert server.registered == []
+    (generic,) = server.generic
+    for method in ("Chat", "StreamChat"):
+        handler = generic.service(_Details(f"/llmesh.v1.OrchestratorService/{method}"))
+        assert handler is not None
+    assert generic.service(_Details("/llmesh.v1.OrchestratorService/Nope")) is None
