@@ -11,10 +11,11 @@ gRPC spans (`llmesh.services.telemetry.grpc_spans`), the call and attempt spans,
 gateway's middleware.
 
 What it keeps of the SDK's behaviour: W3C ids and flags (sampled, random trace id), the
-parent's trace state, the samplers llmesh offers, `Status` rules (OK is final, UNSET is
-ignored), exceptions recorded as ``exception`` events, spans immutable once ended, the
-``OTEL_BSP_*`` batch settings. What it leaves out: span limits (llmesh's spans carry a
-few dozen attributes), links beyond their ids and attributes, span processors.
+parent's trace state, the samplers llmesh offers (`llmesh.services.telemetry.samplers`),
+`Status` rules (OK is final, UNSET is ignored), exceptions recorded as ``exception``
+events, spans immutable once ended, the ``OTEL_BSP_*`` batch settings. What it leaves
+out: span limits (llmesh's spans carry a few dozen attributes), links beyond their ids and
+attributes, span processors.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import importlib
 import random
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from time import time_ns
 from types import ModuleType, TracebackType
 from typing import Any, NamedTuple, Protocol
@@ -37,6 +38,13 @@ from opentelemetry.util import types
 from llmesh.services.telemetry import current as _context
 from llmesh.services.telemetry.current import attach_span, detach
 from llmesh.services.telemetry.current import current as current_context
+from llmesh.services.telemetry.samplers import (
+    Sampler,
+    always_off,
+    always_on,
+    parent_based,
+    ratio_sampler,
+)
 from llmesh.services.telemetry.span_batcher import LeanExporter, SpanBatcher
 
 __all__ = [
@@ -48,50 +56,16 @@ __all__ = [
     "SpanBatcher",
     "SpanEvent",
     "SpanSink",
+    "always_off",
+    "always_on",
     "parent_based",
     "ratio_sampler",
 ]
-
-Sampler = Callable[[SpanContext | None, int], bool]
-"""Whether a new span is sampled, from its parent's context (None: a root) and trace id."""
 
 _SAMPLED = TraceFlags.SAMPLED
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _FLAGS = [TraceFlags(i) for i in range(256)]
 _NO_STATE = DEFAULT_TRACE_STATE  # what SpanContext gives a context made without one
-_TRACE_ID_LIMIT = (1 << 64) - 1
-
-
-def always_on(parent: SpanContext | None, trace_id: int) -> bool:
-    """Every span sampled."""
-    return True
-
-
-def always_off(parent: SpanContext | None, trace_id: int) -> bool:
-    """No span sampled."""
-    return False
-
-
-def ratio_sampler(ratio: float) -> Sampler:
-    """A `ratio` of traces sampled, decided by the trace id's low 64 bits as the SDK's
-    ``TraceIdRatioBased`` decides (so every process keeps the same traces)."""
-    bound = round(ratio * (_TRACE_ID_LIMIT + 1))
-
-    def sample(parent: SpanContext | None, trace_id: int) -> bool:
-        return trace_id & _TRACE_ID_LIMIT < bound
-
-    return sample
-
-
-def parent_based(root: Sampler) -> Sampler:
-    """The parent's decision when there is a parent; `root`'s for a root span."""
-
-    def sample(parent: SpanContext | None, trace_id: int) -> bool:
-        if parent is None:
-            return root(parent, trace_id)
-        return bool(parent.trace_flags & TraceFlags.SAMPLED)
-
-    return sample
 
 
 class SpanSink(Protocol):
