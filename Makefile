@@ -14,7 +14,7 @@ TYPING := $(VENV)/typing/llmesh
 
 .PHONY: run test lint gen check-gen venv buf browser clean bench soak soak-chaos bench-telemetry
 
-$(STAMP): pyproject.toml constraints.txt setup.py services/telemetry/_otlp_native.c services/telemetry/_lean_native.c
+$(STAMP): pyproject.toml constraints.txt setup.py services/telemetry/_otlp_native.c services/telemetry/_lean_native.c services/telemetry/_current_native.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,local]'

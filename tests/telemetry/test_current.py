@@ -54,7 +54,10 @@ def test_another_runtime_context_is_served_through_the_api(
     monkeypatch.setattr(context_api, "attach", lambda c: seen.append("attach") or "t")
     monkeypatch.setattr(context_api, "detach", lambda t: seen.append(f"detach {t}"))
     monkeypatch.setattr(context_api, "get_current", lambda: seen.append("get") or {})
-    current.detach(current.attach(current.with_span(SPAN)))
+    # with another runtime context the public functions are these (the C ones serve only the
+    # default runtime context, chosen at import)
+    python = current.PYTHON
+    python["detach"](python["attach"](python["with_span"](SPAN)))
     assert seen == ["get", "attach", "detach t"]
 
 
@@ -92,5 +95,5 @@ def test_attach_span_with_another_runtime_context_goes_through_the_api(
     monkeypatch.setattr(current, "_VARIABLE", None)
     monkeypatch.setattr(context_api, "attach", lambda c: seen.append("attach") or "t")
     monkeypatch.setattr(context_api, "get_current", lambda: seen.append("get") or {})
-    assert current.attach_span(SPAN) == "t"
+    assert current.PYTHON["attach_span"](SPAN) == "t"
     assert seen == ["get", "attach"]
