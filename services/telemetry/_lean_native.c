@@ -64,8 +64,10 @@ static PyObject *Current;             /* the current-context module (_VARIABLE, 
 static PyObject *Fallback;            /* LeanTracer.start_span, the Python method */
 static PyObject *PythonEnd;           /* LeanSpan.end, the Python method */
 static PyObject *PythonSetAttributes; /* LeanSpan.set_attributes, the Python method */
+static PyTypeObject *BatcherType;     /* SpanBatcher, whose common add is done here */
 
 static PyObject *s_variable, *s_current, *s_remote, *s_bits64, *s_bits128, *s_empty, *s_add;
+static PyObject *s_queue, *s_capacity, *s_batch, *s_append;
 
 #define RANDOM_FLAG 2 /* TraceFlags.RANDOM_TRACE_ID */
 #define SAMPLED_FLAG 1
@@ -462,6 +464,38 @@ static PyObject **field(PyObject *span, int which) {
     return (PyObject **)((char *)span + Offsets[which]);
 }
 
+/* SpanBatcher.add(span)'s common case: the span appended to the batcher's queue when the
+ * queue is below its capacity and the span does not complete a batch (whose thread is then
+ * woken). 1: done; 0: not done, for the Python method (any other batcher, a full queue, a
+ * full batch); -1: an error. */
+static int queued(PyObject *batcher, PyObject *span) {
+    if (BatcherType == NULL || Py_TYPE(batcher) != BatcherType) {
+        return 0;
+    }
+    PyObject *queue = PyObject_GetAttr(batcher, s_queue);
+    PyObject *capacity = PyObject_GetAttr(batcher, s_capacity);
+    PyObject *batch = PyObject_GetAttr(batcher, s_batch);
+    int done = 0;
+    if (queue != NULL && capacity != NULL && batch != NULL && PyLong_CheckExact(capacity) &&
+        PyLong_CheckExact(batch)) {
+        Py_ssize_t size = PyObject_Size(queue);
+        Py_ssize_t most = PyLong_AsSsize_t(capacity);
+        Py_ssize_t full = PyLong_AsSsize_t(batch);
+        if (size >= 0 && !PyErr_Occurred() && size < most && size + 1 != full) {
+            PyObject *appended = PyObject_CallMethodOneArg(queue, s_append, span);
+            done = appended == NULL ? -1 : 1;
+            Py_XDECREF(appended);
+        }
+    }
+    if (done == 0) {
+        PyErr_Clear(); /* whatever failed here, the Python method meets it again */
+    }
+    Py_XDECREF(queue);
+    Py_XDECREF(capacity);
+    Py_XDECREF(batch);
+    return done;
+}
+
 /* LeanSpan.end(end_time=None): the Python method's effect (the end time set once, the span
  * handed to its sink), for a LeanSpan whose slots are set; anything else is the Python
  * method's. */
@@ -486,12 +520,13 @@ static PyObject *span_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py
     }
     Py_SETREF(*field(span, F_END_TIME), ended);
     PyObject *batcher = Py_NewRef(*field(span, F_BATCHER));
-    PyObject *result = PyObject_CallMethodOneArg(batcher, s_add, span);
+    int done = queued(batcher, span);
+    PyObject *result = done == 0 ? PyObject_CallMethodOneArg(batcher, s_add, span) : NULL;
     Py_DECREF(batcher);
-    if (result == NULL) {
+    if (done < 0 || (done == 0 && result == NULL)) {
         return NULL;
     }
-    Py_DECREF(result);
+    Py_XDECREF(result);
     Py_RETURN_NONE;
 }
 
@@ -548,6 +583,20 @@ static PyObject *span_set_attributes(PyObject *Py_UNUSED(module), PyObject *cons
     Py_RETURN_NONE;
 }
 
+/* LeanSpan.is_recording(): whether the span has not ended (a slot not set: the attribute
+ * read, which raises as the Python method's read does). */
+static PyObject *span_is_recording(PyObject *Py_UNUSED(module), PyObject *self) {
+    PyObject *ended = Py_TYPE(self) == SpanType ? *field(self, F_END_TIME) : NULL;
+    if (ended == NULL) {
+        ended = PyObject_GetAttrString(self, "end_time");
+        if (ended == NULL) {
+            return NULL;
+        }
+        Py_DECREF(ended); /* still referenced by the span: only compared below */
+    }
+    return PyBool_FromLong(ended == Py_None);
+}
+
 static PyMethodDef SpanEnd = {"end", (PyCFunction)(void (*)(void))span_end,
                               METH_FASTCALL | METH_KEYWORDS,
                               "end(self, end_time=None)\n--\n\nLeanSpan.end, in C."};
@@ -555,33 +604,33 @@ static PyMethodDef SpanSetAttributes = {
     "set_attributes", (PyCFunction)(void (*)(void))span_set_attributes,
     METH_FASTCALL | METH_KEYWORDS,
     "set_attributes(self, attributes)\n--\n\nLeanSpan.set_attributes, in C."};
+static PyMethodDef SpanIsRecording = {"is_recording", (PyCFunction)span_is_recording, METH_O,
+                                      "is_recording(self)\n--\n\nLeanSpan.is_recording, in C."};
 
-/* (end, set_attributes) as methods to put on LeanSpan (instance methods: bound to the span). */
+/* (end, set_attributes, is_recording) as methods to put on LeanSpan (bound to the span). */
 static PyObject *span_methods(PyObject *module, PyObject *Py_UNUSED(unused)) {
     if (SpanType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "configure() has not been called");
         return NULL;
     }
-    PyObject *end = PyCFunction_NewEx(&SpanEnd, module, NULL);
-    PyObject *set = PyCFunction_NewEx(&SpanSetAttributes, module, NULL);
-    PyObject *result = NULL;
-    if (end != NULL && set != NULL) {
-        PyObject *bound_end = PyInstanceMethod_New(end);
-        PyObject *bound_set = PyInstanceMethod_New(set);
-        if (bound_end != NULL && bound_set != NULL) {
-            result = PyTuple_Pack(2, bound_end, bound_set);
+    PyMethodDef *defs[3] = {&SpanEnd, &SpanSetAttributes, &SpanIsRecording};
+    PyObject *result = PyTuple_New(3);
+    for (int i = 0; result != NULL && i < 3; i++) {
+        PyObject *function = PyCFunction_NewEx(defs[i], module, NULL);
+        PyObject *bound = function == NULL ? NULL : PyInstanceMethod_New(function);
+        Py_XDECREF(function);
+        if (bound == NULL) {
+            Py_CLEAR(result);
+        } else {
+            PyTuple_SET_ITEM(result, i, bound);
         }
-        Py_XDECREF(bound_end);
-        Py_XDECREF(bound_set);
     }
-    Py_XDECREF(end);
-    Py_XDECREF(set);
     return result;
 }
 
 PyDoc_STRVAR(span_methods_doc,
              "span_methods()\n--\n\n"
-             "LeanSpan's end and set_attributes in C, as methods for the class.");
+             "LeanSpan's end, set_attributes and is_recording in C, as methods for the class.");
 
 /* The offset of each field's slot on `type` (LeanSpan); -1 with TypeError if one is not a
  * plain object slot of the type. */
@@ -610,11 +659,11 @@ static int find_offsets(PyTypeObject *type) {
 
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *span, *ids, *remote, *key, *flags, *no_state, *getrandbits, *kept, *unset,
-        *internal, *current, *fallback, *end, *set_attributes;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOOOOOOOO:configure", &PyType_Type, &span,
+        *internal, *current, *fallback, *end, *set_attributes, *batcher;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOOOOOOOOO!:configure", &PyType_Type, &span,
                           &PyType_Type, &ids, &PyType_Type, &remote, &key, &PyList_Type, &flags,
                           &no_state, &getrandbits, &kept, &unset, &internal, &current,
-                          &fallback, &end, &set_attributes)) {
+                          &fallback, &end, &set_attributes, &PyType_Type, &batcher)) {
         return NULL;
     }
     if (!PyType_IsSubtype((PyTypeObject *)ids, &PyTuple_Type) || PyList_GET_SIZE(flags) != 256) {
@@ -638,13 +687,14 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_XSETREF(Fallback, Py_NewRef(fallback));
     Py_XSETREF(PythonEnd, Py_NewRef(end));
     Py_XSETREF(PythonSetAttributes, Py_NewRef(set_attributes));
+    Py_XSETREF(BatcherType, (PyTypeObject *)Py_NewRef(batcher));
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(configure_doc,
              "configure(LeanSpan, SpanContext, NonRecordingSpan, span_key, flags, no_state, "
              "getrandbits, kept, unset_status, internal, current_module, fallback, end, "
-             "set_attributes, /)\n--\n\n"
+             "set_attributes, SpanBatcher, /)\n--\n\n"
              "What the starters build spans from (lean_trace calls it once).");
 
 static PyMethodDef methods[] = {
@@ -679,8 +729,13 @@ PyMODINIT_FUNC PyInit__lean_native(void) {
     s_bits128 = PyLong_FromLong(128);
     s_empty = PyTuple_New(0);
     s_add = PyUnicode_InternFromString("add");
+    s_queue = PyUnicode_InternFromString("_queue");
+    s_capacity = PyUnicode_InternFromString("_capacity");
+    s_batch = PyUnicode_InternFromString("_batch");
+    s_append = PyUnicode_InternFromString("append");
     if (s_variable == NULL || s_current == NULL || s_remote == NULL || s_bits64 == NULL ||
-        s_bits128 == NULL || s_empty == NULL || s_add == NULL) {
+        s_bits128 == NULL || s_empty == NULL || s_add == NULL || s_queue == NULL ||
+        s_capacity == NULL || s_batch == NULL || s_append == NULL) {
         return NULL;
     }
     if (PyType_Ready(&StarterType) < 0) {

@@ -410,7 +410,7 @@ _NATIVE: list[ModuleType | None] = []
 def _native() -> ModuleType | None:
     """`llmesh.services.telemetry._lean_native`, configured with this module's types, or None
     where it was not built (setup.py: it is optional) or does not fit them. Once configured,
-    `LeanSpan`'s ``end`` and ``set_attributes`` are its C methods."""
+    `LeanSpan`'s ``end``, ``set_attributes`` and ``is_recording`` are its C methods."""
     if not _NATIVE:
         try:
             module: ModuleType | None = importlib.import_module(
@@ -432,10 +432,13 @@ def _native() -> ModuleType | None:
                 LeanTracer.start_span,
                 PYTHON_END,
                 PYTHON_SET_ATTRIBUTES,
+                SpanBatcher,
             )
             # the span's own hot methods too (the same effects; Python's for anything unusual)
             methods = module.span_methods()
-            LeanSpan.end, LeanSpan.set_attributes = methods  # type: ignore[method-assign]
+            LeanSpan.end = methods[0]  # type: ignore[method-assign]
+            LeanSpan.set_attributes = methods[1]  # type: ignore[method-assign]
+            LeanSpan.is_recording = methods[2]  # type: ignore[method-assign]
         except (ImportError, TypeError):
             module = None
         _NATIVE.append(module)

@@ -37,7 +37,8 @@ class LeanExporter(Protocol):
 class SpanBatcher:
     """Ended spans, queued and exported in batches from a thread of its own.
 
-    `add` is an append to a deque (safe across threads without a lock); the thread wakes
+    `add` is an append to a deque (safe across threads without a lock; where the C extension
+    was built, a LeanSpan's ``end`` does the common case itself: `_lean_native`); the thread wakes
     every `delay` seconds, or as soon as a full batch is queued, and exports what is queued
     in batches of at most `batch` spans. Past `capacity` queued spans, new ones are dropped
     (counted in `dropped`), as the SDK's batch processor does.

@@ -18,6 +18,8 @@ from llmesh.services.telemetry.current import attach, attach_span, current, deta
 from llmesh.services.telemetry.lean_trace import (
     LeanSpan,
     LeanTracer,
+    LeanTracerProvider,
+    SpanBatcher,
     always_on,
     parent_based,
     ratio_sampler,
@@ -233,6 +235,7 @@ def _twins(native: ModuleType) -> tuple[LeanSpan, LeanSpan, MemorySpans]:
 def test_the_span_methods_are_the_c_ones(native: ModuleType) -> None:
     assert LeanSpan.end is not lean_trace.PYTHON_END
     assert LeanSpan.set_attributes is not lean_trace.PYTHON_SET_ATTRIBUTES
+    assert type(LeanSpan.__dict__["is_recording"]).__name__ == "instancemethod"
 
 
 @pytest.mark.parametrize(
@@ -266,3 +269,71 @@ def test_end_as_in_python(native: ModuleType) -> None:
     given.end(end_time=42)  # by keyword: the Python method's
     given.end(43)
     assert given.end_time == 42 and sink.get_finished_spans() == (given,)
+
+
+def test_is_recording_until_ended(native: ModuleType) -> None:
+    span, _, _ = _twins(native)
+    assert span.is_recording() is True
+    span.end()
+    assert span.is_recording() is False
+    unset = LeanSpan.__new__(LeanSpan)  # no slot set: the Python method's error
+    with pytest.raises(AttributeError, match="end_time"):
+        unset.is_recording()
+    with pytest.raises(TypeError):
+        span.is_recording(1)
+
+
+class _Kept:
+    def __init__(self) -> None:
+        self.batches: list[list[LeanSpan]] = []
+
+    def export(self, spans: Any) -> bool:
+        self.batches.append(list(spans))
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_ending_into_a_span_batcher_queues_wakes_and_drops_as_its_add(
+    native: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common add (below capacity, no batch completed) is done in C; the rest is the
+    Python method's, with the same queue, wake-up and drop count."""
+    batcher = SpanBatcher(_Kept(), delay=60.0, batch=3, capacity=4)
+    batcher._stopped = True  # the thread stopped: the queue stays as the ends leave it
+    batcher._wake.set()
+    batcher._thread.join()
+    batcher._wake.clear()
+    by_python: list[LeanSpan] = []
+    python_add = SpanBatcher.add
+
+    def add(self: SpanBatcher, span: LeanSpan) -> None:
+        by_python.append(span)
+        python_add(self, span)
+
+    monkeypatch.setattr(SpanBatcher, "add", add)
+    tracer = LeanTracerProvider({"service.name": "t"}, batcher).get_tracer("t")
+    spans = [tracer.start_span(f"s{i}") for i in range(5)]
+    assert all(isinstance(s, LeanSpan) for s in spans)
+    for span in spans[:2]:
+        span.end()
+    assert list(batcher._queue) == spans[:2] and by_python == []
+    assert not batcher._wake.is_set()
+    spans[2].end()  # completes a batch: Python's add, which wakes the thread
+    assert by_python == [spans[2]] and batcher._wake.is_set()
+    spans[3].end()
+    spans[4].end()  # past the capacity: dropped, counted
+    assert list(batcher._queue) == spans[:4] and by_python == [spans[2], spans[4]]
+    assert batcher.dropped == 1
+
+    class Other(SpanBatcher):
+        pass
+
+    other = Other(_Kept(), delay=60.0)
+    try:
+        span = LeanTracerProvider({}, other).get_tracer("t").start_span("o")
+        span.end()  # another batcher type: always its own add
+        assert by_python[-1] is span and list(other._queue) == [span]
+    finally:
+        other.shutdown()
