@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +122,8 @@ async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
         routed = RoutedCall(
             ChatCall("openai/gpt-4o", REQUEST), (TARGET,), POLICY, f"req-{number}", trail
         )
-        with nullcontext(NON_RECORDING) if off else calls.open(routed) as span:
+        span, token = (NON_RECORDING, None) if off else calls.open(routed)
+        try:
             span.set_attribute("llmesh.cache_hit", False)
             events = _upstream(number)
             attempt = None if off else attempts(record, REQUEST, trail, events)
@@ -144,6 +144,8 @@ async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
             record.usage = USAGE
             await (events.aclose() if attempt is None else attempt.close())
             CallTracer.completed(span, COMPLETED, routed)
+        finally:
+            CallTracer.close(span, token)
         return number
 
     handler = grpc.unary_unary_rpc_method_handler(behavior)

@@ -21,10 +21,12 @@ the gRPC conventions' (no error status for a caller's fault); the failure reason
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextvars import Token
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
@@ -32,6 +34,7 @@ from llmesh.services.common.errors import LlmeshError
 from llmesh.services.core.call import RoutedCall
 from llmesh.services.core.events import Completed
 from llmesh.services.telemetry import current as _context
+from llmesh.services.telemetry.current import attach_span, detach
 
 __all__ = ["ONE_CALL_METHODS", "CallTracer"]
 
@@ -39,6 +42,7 @@ ONE_CALL_METHODS = frozenset({"Chat", "StreamChat", "Embed"})
 """The orchestrator's gRPC methods whose request is one call, whose server span is the call's."""
 
 _REQUEST_ID = "llmesh.request_id"
+_NAME = attrgetter("name")
 _SERVER = SpanKind.SERVER
 
 
@@ -51,28 +55,39 @@ class CallTracer:
         self._tracer = trace.get_tracer("llmesh.orchestrator")
         self._methods = frozenset(one_call_methods)
 
-    def open(self, call: RoutedCall[Any]) -> AbstractContextManager[Span]:
-        """The call's span, current inside the ``with``: the gRPC server span of a request
-        that is this one call, else a span of its own, ended on leaving the ``with``. Its
-        status is left to `failed` (an exception passing through sets nothing)."""
+    def open(self, call: RoutedCall[Any]) -> tuple[Span, Token[Context] | None]:
+        """The call's span, made current: the gRPC server span of a request that is this one
+        call (current already, ended by the server: no token), else a span of its own and
+        the token of making it current. `close` undoes it. Its status is left to `failed`.
+        (A pair, not a context manager: the observing layer's generator closes it in its
+        own ``finally``, without a context manager's calls on every call.)"""
         c = call.call
         attributes = {
             _REQUEST_ID: call.request_id,
             "llmesh.tenant": c.caller.tenant,
             "llmesh.model": c.model,
-            "llmesh.targets": tuple([t.name for t in call.targets]),
+            "llmesh.targets": tuple(map(_NAME, call.targets)),
         }
         server = self._server_span()
         if server is not None:
             server.set_attributes(attributes)
-            return nullcontext(server)  # current already, ended by the server
-        return self._tracer.start_as_current_span(
+            return server, None
+        span = self._tracer.start_span(
             f"call {c.model}",
             kind=SpanKind.INTERNAL,
             attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
+        return span, attach_span(span)
+
+    @staticmethod
+    def close(span: Span, token: Token[Context] | None) -> None:
+        """End what `open` opened: the call's own span no longer current, then ended (a
+        server span is the server's to end)."""
+        if token is not None:
+            detach(token)
+            span.end()
 
     def _server_span(self) -> Span | None:
         """The current span if it is the recording gRPC server span of a one-call method

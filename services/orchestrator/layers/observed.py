@@ -90,22 +90,24 @@ class Observed:
         if self._metrics is not None:
             self._metrics.started(call)
         try:
-            with spans.open(call) as span:
-                try:
-                    async with aclosing(self._inner.stream(call)) as events:
-                        async for event in events:
-                            kind = type(event)
-                            if kind is Completed:
-                                status, cache_hit = _OK, event.cache_hit  # type: ignore[union-attr]
-                                spans.completed(span, event, call)  # type: ignore[arg-type]
-                            elif kind is Started:
-                                span.set_attribute("llmesh.cache_hit", event.cache_hit)  # type: ignore[union-attr]
-                            elif kind is Switched:
-                                switches += 1
-                            yield event
-                except LlmeshError as err:
-                    spans.failed(span, err, call)
-                    raise
+            span, token = spans.open(call)
+            try:
+                async with aclosing(self._inner.stream(call)) as events:
+                    async for event in events:
+                        kind = type(event)
+                        if kind is Completed:
+                            status, cache_hit = _OK, event.cache_hit  # type: ignore[union-attr]
+                            spans.completed(span, event, call)  # type: ignore[arg-type]
+                        elif kind is Started:
+                            span.set_attribute("llmesh.cache_hit", event.cache_hit)  # type: ignore[union-attr]
+                        elif kind is Switched:
+                            switches += 1
+                        yield event
+            except LlmeshError as err:
+                spans.failed(span, err, call)
+                raise
+            finally:
+                spans.close(span, token)
         except LlmeshError as err:
             reason = err.reason
             raise
