@@ -55,13 +55,11 @@ Untraced = Callable[[str], bool]
 """Whether a method (its full name) gets no span."""
 
 
-def _served(span: Span, context: Any) -> None:
-    """The call's status code on its SERVER span, read from the servicer context once the
-    handler is done (what ``abort`` or ``set_code`` left there; None: OK), and an error
-    status for the codes the conventions call server errors."""
-    code = context.code()
-    if code is None or code is _OK:
-        return
+def _served(span: Span, code: grpc.StatusCode, context: Any) -> None:
+    """The call's status `code` (what ``abort`` or ``set_code`` left on the servicer context,
+    read once the handler is done; the handlers read it and call this only when it is set
+    and not OK) on its SERVER span, and an error status for the codes the conventions call
+    server errors."""
     span.set_attribute(_STATUS_CODE, code.value[0])
     if code in _SERVER_ERRORS:
         span.set_status(Status(StatusCode.ERROR, f"{code}:{context.details() or code.value[1]}"))
@@ -179,7 +177,9 @@ def _awaited(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any:
             raise
         finally:
             detach(token)  # type: ignore[arg-type]
-            _served(span, context)
+            code = context.code()
+            if code is not None and code is not _OK:
+                _served(span, code, context)
             span.end()
 
     return traced
@@ -196,7 +196,9 @@ def _streamed(behavior: Any, start: Callable[[Any], tuple[Span, object]]) -> Any
             raise
         finally:
             detach(token)  # type: ignore[arg-type]
-            _served(span, context)
+            code = context.code()
+            if code is not None and code is not _OK:
+                _served(span, code, context)
             span.end()
 
     return traced

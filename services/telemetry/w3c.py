@@ -100,10 +100,15 @@ def inject_ids(ids: SpanContext, context: Context, carrier: MutableMapping[str, 
 
 
 _DEFAULT: list[object] = []
-"""The global propagator last found to be the default one (trace context, then baggage)."""
+"""The global propagator last found to be the default one (trace context, then baggage).
+`extract_global` and `inject_global` compare it with the global itself, read where the API
+keeps it (``_HTTP_TEXT_FORMAT``, what `get_global_textmap` returns) without a call; any other
+global, or an API that keeps it elsewhere, goes through `_default`."""
 
 
 def _default() -> bool:
+    """Whether the process's global propagator is the default one (trace context, then
+    baggage), for which `extract` and `inject` are the propagators' own effect."""
     textmap = propagate.get_global_textmap()
     if _DEFAULT and textmap is _DEFAULT[0]:
         return True
@@ -119,14 +124,14 @@ def _default() -> bool:
 
 def extract_global(carrier: Mapping[str, str]) -> Context:
     """`extract`, by the process's configured propagators."""
-    if _default():
+    if (_DEFAULT and getattr(propagate, "_HTTP_TEXT_FORMAT", None) is _DEFAULT[0]) or _default():
         return extract(carrier)
     return propagate.extract(carrier, Context())
 
 
 def inject_global(span: Span, carrier: MutableMapping[str, str]) -> None:
     """`inject` of `span` under the current context, by the process's configured propagators."""
-    if _default():
+    if (_DEFAULT and getattr(propagate, "_HTTP_TEXT_FORMAT", None) is _DEFAULT[0]) or _default():
         inject(span, None, carrier)
     else:
         propagate.inject(carrier, trace_api.set_span_in_context(span))

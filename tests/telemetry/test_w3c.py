@@ -58,7 +58,9 @@ def test_inject_gives_the_propagators_headers(
 
 def test_other_configured_propagators_are_asked_instead(monkeypatch: pytest.MonkeyPatch) -> None:
     only_trace = TraceContextTextMapPropagator()
-    monkeypatch.setattr(propagate, "get_global_textmap", lambda: only_trace)
+    # set as a program sets it (`set_global_textmap`), restored after the test
+    monkeypatch.setattr(propagate, "_HTTP_TEXT_FORMAT", propagate.get_global_textmap())
+    propagate.set_global_textmap(only_trace)
     carrier = {"traceparent": f"00-{TRACE}-{SPAN}-01", "baggage": "team=search"}
     extracted = w3c.extract_global(carrier)
     assert baggage.get_all(extracted) == {}  # no baggage propagator configured
