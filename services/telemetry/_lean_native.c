@@ -65,6 +65,7 @@ static PyObject *Fallback;            /* LeanTracer.start_span, the Python metho
 static PyObject *PythonEnd;           /* LeanSpan.end, the Python method */
 static PyObject *PythonSetAttributes; /* LeanSpan.set_attributes, the Python method */
 static PyTypeObject *BatcherType;     /* SpanBatcher, whose common add is done here */
+static PyObject *PythonMethods;       /* LeanSpan's Python methods by name (span_methods) */
 
 static PyObject *s_variable, *s_current, *s_remote, *s_bits64, *s_bits128, *s_empty, *s_add;
 static PyObject *s_queue, *s_capacity, *s_batch, *s_append;
@@ -597,6 +598,77 @@ static PyObject *span_is_recording(PyObject *Py_UNUSED(module), PyObject *self) 
     return PyBool_FromLong(ended == Py_None);
 }
 
+/* Whether `span` is a LeanSpan whose slots `fields` are set (the C methods' own case). */
+static int plain_span(PyObject *span, const int *fields, int count) {
+    if (Py_TYPE(span) != SpanType) {
+        return 0;
+    }
+    for (int i = 0; i < count; i++) {
+        if (*field(span, fields[i]) == NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The Python method `name` (span_methods' dict), called with the same arguments. */
+static PyObject *python_method(const char *name, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+    PyObject *method = PythonMethods == NULL ? NULL : PyDict_GetItemString(PythonMethods, name);
+    if (method == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "no Python LeanSpan.%s", name);
+        return NULL;
+    }
+    return PyObject_Vectorcall(method, args, nargsf, kwnames);
+}
+
+/* LeanSpan.get_span_context(): the span's context. */
+static PyObject *span_get_span_context(PyObject *Py_UNUSED(module), PyObject *self) {
+    static const int needed[] = {F_CONTEXT};
+    if (!plain_span(self, needed, 1)) {
+        return python_method("get_span_context", &self, 1, NULL);
+    }
+    return Py_NewRef(*field(self, F_CONTEXT));
+}
+
+/* LeanSpan.set_attribute(key, value): set while the span is not ended, None left out, a list
+ * kept as a tuple. */
+static PyObject *span_set_attribute(PyObject *Py_UNUSED(module), PyObject *const *args,
+                                    Py_ssize_t nargs, PyObject *kwnames) {
+    static const int needed[] = {F_END_TIME, F_ATTRIBUTES};
+    if (nargs != 3 || kwnames != NULL || !plain_span(args[0], needed, 2) ||
+        !PyDict_Check(*field(args[0], F_ATTRIBUTES))) {
+        return python_method("set_attribute", args, (size_t)nargs, kwnames);
+    }
+    PyObject *value = args[2];
+    if (*field(args[0], F_END_TIME) != Py_None || value == Py_None) {
+        Py_RETURN_NONE;
+    }
+    PyObject *kept = Py_IS_TYPE(value, &PyList_Type) ? PyList_AsTuple(value) : Py_NewRef(value);
+    if (kept == NULL) {
+        return NULL;
+    }
+    int done = PyDict_SetItem(*field(args[0], F_ATTRIBUTES), args[1], kept);
+    Py_DECREF(kept);
+    if (done < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* LeanSpan.update_name(name): the name changed while the span is not ended. */
+static PyObject *span_update_name(PyObject *Py_UNUSED(module), PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames) {
+    static const int needed[] = {F_END_TIME, F_NAME};
+    if (nargs != 2 || kwnames != NULL || !plain_span(args[0], needed, 2)) {
+        return python_method("update_name", args, (size_t)nargs, kwnames);
+    }
+    if (*field(args[0], F_END_TIME) == Py_None) {
+        Py_SETREF(*field(args[0], F_NAME), Py_NewRef(args[1]));
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef SpanEnd = {"end", (PyCFunction)(void (*)(void))span_end,
                               METH_FASTCALL | METH_KEYWORDS,
                               "end(self, end_time=None)\n--\n\nLeanSpan.end, in C."};
@@ -606,31 +678,49 @@ static PyMethodDef SpanSetAttributes = {
     "set_attributes(self, attributes)\n--\n\nLeanSpan.set_attributes, in C."};
 static PyMethodDef SpanIsRecording = {"is_recording", (PyCFunction)span_is_recording, METH_O,
                                       "is_recording(self)\n--\n\nLeanSpan.is_recording, in C."};
+static PyMethodDef SpanGetSpanContext = {
+    "get_span_context", (PyCFunction)span_get_span_context, METH_O,
+    "get_span_context(self)\n--\n\nLeanSpan.get_span_context, in C."};
+static PyMethodDef SpanSetAttribute = {
+    "set_attribute", (PyCFunction)(void (*)(void))span_set_attribute,
+    METH_FASTCALL | METH_KEYWORDS,
+    "set_attribute(self, key, value)\n--\n\nLeanSpan.set_attribute, in C."};
+static PyMethodDef SpanUpdateName = {
+    "update_name", (PyCFunction)(void (*)(void))span_update_name, METH_FASTCALL | METH_KEYWORDS,
+    "update_name(self, name)\n--\n\nLeanSpan.update_name, in C."};
 
-/* (end, set_attributes, is_recording) as methods to put on LeanSpan (bound to the span). */
-static PyObject *span_methods(PyObject *module, PyObject *Py_UNUSED(unused)) {
+/* LeanSpan's methods in C, by name, as methods to put on the class (bound to the span);
+ * `python` is the class's Python methods by name, which the simple ones (get_span_context,
+ * set_attribute, update_name) call for anything unusual. */
+static PyObject *span_methods(PyObject *module, PyObject *python) {
     if (SpanType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "configure() has not been called");
         return NULL;
     }
-    PyMethodDef *defs[3] = {&SpanEnd, &SpanSetAttributes, &SpanIsRecording};
-    PyObject *result = PyTuple_New(3);
-    for (int i = 0; result != NULL && i < 3; i++) {
+    if (!PyDict_Check(python)) {
+        PyErr_SetString(PyExc_TypeError, "the Python methods, in a dict by name");
+        return NULL;
+    }
+    Py_XSETREF(PythonMethods, Py_NewRef(python));
+    PyMethodDef *defs[] = {&SpanEnd,           &SpanSetAttributes, &SpanIsRecording,
+                           &SpanGetSpanContext, &SpanSetAttribute,  &SpanUpdateName};
+    PyObject *result = PyDict_New();
+    for (size_t i = 0; result != NULL && i < sizeof(defs) / sizeof(defs[0]); i++) {
         PyObject *function = PyCFunction_NewEx(defs[i], module, NULL);
         PyObject *bound = function == NULL ? NULL : PyInstanceMethod_New(function);
         Py_XDECREF(function);
-        if (bound == NULL) {
+        if (bound == NULL || PyDict_SetItemString(result, defs[i]->ml_name, bound) < 0) {
             Py_CLEAR(result);
-        } else {
-            PyTuple_SET_ITEM(result, i, bound);
         }
+        Py_XDECREF(bound);
     }
     return result;
 }
 
 PyDoc_STRVAR(span_methods_doc,
-             "span_methods()\n--\n\n"
-             "LeanSpan's end, set_attributes and is_recording in C, as methods for the class.");
+             "span_methods(python, /)\n--\n\n"
+             "LeanSpan's methods in C by name, as methods for the class; python: its Python "
+             "methods by name.");
 
 /* The offset of each field's slot on `type` (LeanSpan); -1 with TypeError if one is not a
  * plain object slot of the type. */
@@ -699,7 +789,7 @@ PyDoc_STRVAR(configure_doc,
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)configure, METH_VARARGS, configure_doc},
-    {"span_methods", (PyCFunction)span_methods, METH_NOARGS, span_methods_doc},
+    {"span_methods", (PyCFunction)span_methods, METH_O, span_methods_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -402,6 +402,19 @@ PYTHON_END = LeanSpan.end
 """`LeanSpan.end` in Python (the C starter's module puts its own on the class)."""
 PYTHON_SET_ATTRIBUTES = LeanSpan.set_attributes
 """`LeanSpan.set_attributes` in Python."""
+PYTHON_METHODS = {
+    name: getattr(LeanSpan, name)
+    for name in (
+        "end",
+        "set_attributes",
+        "is_recording",
+        "get_span_context",
+        "set_attribute",
+        "update_name",
+    )
+}
+"""`LeanSpan`'s methods that have C versions, in Python (the C ones call the simple ones for
+anything unusual; tests compare both)."""
 
 _NATIVE: list[ModuleType | None] = []
 """The C span starter's module, configured, once looked for (None: not built)."""
@@ -410,7 +423,8 @@ _NATIVE: list[ModuleType | None] = []
 def _native() -> ModuleType | None:
     """`llmesh.services.telemetry._lean_native`, configured with this module's types, or None
     where it was not built (setup.py: it is optional) or does not fit them. Once configured,
-    `LeanSpan`'s ``end``, ``set_attributes`` and ``is_recording`` are its C methods."""
+    `LeanSpan`'s hot methods (``end``, ``set_attributes`` and the simple ones) are its C
+    methods."""
     if not _NATIVE:
         try:
             module: ModuleType | None = importlib.import_module(
@@ -435,10 +449,8 @@ def _native() -> ModuleType | None:
                 SpanBatcher,
             )
             # the span's own hot methods too (the same effects; Python's for anything unusual)
-            methods = module.span_methods()
-            LeanSpan.end = methods[0]  # type: ignore[method-assign]
-            LeanSpan.set_attributes = methods[1]  # type: ignore[method-assign]
-            LeanSpan.is_recording = methods[2]  # type: ignore[method-assign]
+            for name, method in module.span_methods(PYTHON_METHODS).items():
+                setattr(LeanSpan, name, method)
         except (ImportError, TypeError):
             module = None
         _NATIVE.append(module)

@@ -337,3 +337,30 @@ def test_ending_into_a_span_batcher_queues_wakes_and_drops_as_its_add(
         assert by_python[-1] is span and list(other._queue) == [span]
     finally:
         other.shutdown()
+
+
+def test_the_simple_methods_as_in_python(native: ModuleType) -> None:
+    python = lean_trace.PYTHON_METHODS
+    in_c, in_python, _ = _twins(native)
+    assert in_c.get_span_context() is in_c.context
+    assert python["get_span_context"](in_python) is in_python.context
+    for span, set_attribute, update_name in (
+        (in_c, type(in_c).set_attribute, type(in_c).update_name),
+        (in_python, python["set_attribute"], python["update_name"]),
+    ):
+        set_attribute(span, "b", [1, 2])  # a list kept as a tuple
+        set_attribute(span, "c", None)  # None left out
+        set_attribute(span, key="d", value="x")  # by keyword: the Python method's
+        update_name(span, "renamed")
+        span.end()
+        set_attribute(span, "late", 1)  # ended: nothing changes
+        update_name(span, "late")
+    assert in_c.attributes == in_python.attributes == {"a": 1, "b": (1, 2), "d": "x"}
+    assert in_c.name == in_python.name == "renamed"
+    unset = LeanSpan.__new__(LeanSpan)  # no slot set: the Python methods' errors
+    with pytest.raises(AttributeError):
+        unset.get_span_context()
+    with pytest.raises(AttributeError):
+        unset.set_attribute("k", 1)
+    with pytest.raises(TypeError):
+        in_c.update_name()
