@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextvars import Token
-from operator import attrgetter
 from typing import Any
 
 from opentelemetry import trace
@@ -42,7 +41,6 @@ ONE_CALL_METHODS = frozenset({"Chat", "StreamChat", "Embed"})
 """The orchestrator's gRPC methods whose request is one call, whose server span is the call's."""
 
 _REQUEST_ID = "llmesh.request_id"
-_NAME = attrgetter("name")
 _SERVER = SpanKind.SERVER
 
 
@@ -66,7 +64,7 @@ class CallTracer:
             _REQUEST_ID: call.request_id,
             "llmesh.tenant": c.caller.tenant,
             "llmesh.model": c.model,
-            "llmesh.targets": tuple(map(_NAME, call.targets)),
+            "llmesh.targets": tuple([t.name for t in call.targets]),
         }
         server = self._server_span()
         if server is not None:
