@@ -62,6 +62,17 @@ static PyObject *base_of(PyObject *const *args, Py_ssize_t nargs) {
     return get_current();
 }
 
+/* What with_span(span[, context]) makes from its positional arguments, new reference. */
+static PyObject *made(PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *base = base_of(args, nargs);
+    if (base == NULL) {
+        return NULL;
+    }
+    PyObject *context = with(args[0], base);
+    Py_DECREF(base);
+    return context;
+}
+
 static PyObject *current(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused)) {
     return configured() ? get_current() : NULL;
 }
@@ -74,13 +85,7 @@ static PyObject *with_span(PyObject *Py_UNUSED(module), PyObject *const *args, P
     if (nargs < 1 || nargs > 2 || kwnames != NULL) {
         return PyObject_Vectorcall(PyWithSpan, args, (size_t)nargs, kwnames);
     }
-    PyObject *base = base_of(args, nargs);
-    if (base == NULL) {
-        return NULL;
-    }
-    PyObject *context = with(args[0], base);
-    Py_DECREF(base);
-    return context;
+    return made(args, nargs);
 }
 
 static PyObject *attach_span(PyObject *Py_UNUSED(module), PyObject *const *args,
@@ -91,12 +96,7 @@ static PyObject *attach_span(PyObject *Py_UNUSED(module), PyObject *const *args,
     if (nargs < 1 || nargs > 2 || kwnames != NULL) {
         return PyObject_Vectorcall(PyAttachSpan, args, (size_t)nargs, kwnames);
     }
-    PyObject *base = base_of(args, nargs);
-    if (base == NULL) {
-        return NULL;
-    }
-    PyObject *context = with(args[0], base);
-    Py_DECREF(base);
+    PyObject *context = made(args, nargs);
     if (context == NULL) {
         return NULL;
     }
