@@ -62,8 +62,6 @@ static PyObject *Unset;               /* lean_trace.UNSET_STATUS */
 static PyObject *Internal;            /* SpanKind.INTERNAL */
 static PyObject *Current;             /* the current-context module (_VARIABLE, current) */
 static PyObject *Fallback;            /* LeanTracer.start_span, the Python method */
-static PyObject *PythonEnd;           /* LeanSpan.end, the Python method */
-static PyObject *PythonSetAttributes; /* LeanSpan.set_attributes, the Python method */
 static PyTypeObject *BatcherType;     /* SpanBatcher, whose common add is done here */
 static PyObject *PythonMethods;       /* LeanSpan's Python methods by name (span_methods) */
 
@@ -465,6 +463,30 @@ static PyObject **field(PyObject *span, int which) {
     return (PyObject **)((char *)span + Offsets[which]);
 }
 
+/* Whether `span` is a LeanSpan whose slots `fields` are set (the C methods' own case). */
+static int plain_span(PyObject *span, const int *fields, int count) {
+    if (Py_TYPE(span) != SpanType) {
+        return 0;
+    }
+    for (int i = 0; i < count; i++) {
+        if (*field(span, fields[i]) == NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The Python method `name` (span_methods' dict), called with the same arguments. */
+static PyObject *python_method(const char *name, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+    PyObject *method = PythonMethods == NULL ? NULL : PyDict_GetItemString(PythonMethods, name);
+    if (method == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "no Python LeanSpan.%s", name);
+        return NULL;
+    }
+    return PyObject_Vectorcall(method, args, nargsf, kwnames);
+}
+
 /* SpanBatcher.add(span)'s common case: the span appended to the batcher's queue when the
  * queue is below its capacity and the span does not complete a batch (whose thread is then
  * woken). 1: done; 0: not done, for the Python method (any other batcher, a full queue, a
@@ -504,7 +526,7 @@ static PyObject *span_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py
                           PyObject *kwnames) {
     if (nargs < 1 || nargs > 2 || kwnames != NULL || Py_TYPE(args[0]) != SpanType ||
         *field(args[0], F_END_TIME) == NULL || *field(args[0], F_BATCHER) == NULL) {
-        return PyObject_Vectorcall(PythonEnd, args, (size_t)nargs, kwnames);
+        return python_method("end", args, (size_t)nargs, kwnames);
     }
     PyObject *span = args[0];
     if (*field(span, F_END_TIME) != Py_None) {
@@ -539,7 +561,7 @@ static PyObject *span_set_attributes(PyObject *Py_UNUSED(module), PyObject *cons
     if (nargs != 2 || kwnames != NULL || Py_TYPE(args[0]) != SpanType ||
         !PyDict_Check(args[1]) || *field(args[0], F_END_TIME) == NULL ||
         *field(args[0], F_ATTRIBUTES) == NULL || !PyDict_Check(*field(args[0], F_ATTRIBUTES))) {
-        return PyObject_Vectorcall(PythonSetAttributes, args, (size_t)nargs, kwnames);
+        return python_method("set_attributes", args, (size_t)nargs, kwnames);
     }
     if (*field(args[0], F_END_TIME) != Py_None) {
         Py_RETURN_NONE;
@@ -596,30 +618,6 @@ static PyObject *span_is_recording(PyObject *Py_UNUSED(module), PyObject *self) 
         Py_DECREF(ended); /* still referenced by the span: only compared below */
     }
     return PyBool_FromLong(ended == Py_None);
-}
-
-/* Whether `span` is a LeanSpan whose slots `fields` are set (the C methods' own case). */
-static int plain_span(PyObject *span, const int *fields, int count) {
-    if (Py_TYPE(span) != SpanType) {
-        return 0;
-    }
-    for (int i = 0; i < count; i++) {
-        if (*field(span, fields[i]) == NULL) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* The Python method `name` (span_methods' dict), called with the same arguments. */
-static PyObject *python_method(const char *name, PyObject *const *args, size_t nargsf,
-                               PyObject *kwnames) {
-    PyObject *method = PythonMethods == NULL ? NULL : PyDict_GetItemString(PythonMethods, name);
-    if (method == NULL) {
-        PyErr_Format(PyExc_RuntimeError, "no Python LeanSpan.%s", name);
-        return NULL;
-    }
-    return PyObject_Vectorcall(method, args, nargsf, kwnames);
 }
 
 /* LeanSpan.get_span_context(): the span's context. */
@@ -690,8 +688,7 @@ static PyMethodDef SpanUpdateName = {
     "update_name(self, name)\n--\n\nLeanSpan.update_name, in C."};
 
 /* LeanSpan's methods in C, by name, as methods to put on the class (bound to the span);
- * `python` is the class's Python methods by name, which the simple ones (get_span_context,
- * set_attribute, update_name) call for anything unusual. */
+ * `python` is the class's Python methods by name, which they call for anything unusual. */
 static PyObject *span_methods(PyObject *module, PyObject *python) {
     if (SpanType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "configure() has not been called");
@@ -749,11 +746,11 @@ static int find_offsets(PyTypeObject *type) {
 
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *span, *ids, *remote, *key, *flags, *no_state, *getrandbits, *kept, *unset,
-        *internal, *current, *fallback, *end, *set_attributes, *batcher;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOOOOOOOOO!:configure", &PyType_Type, &span,
+        *internal, *current, *fallback, *batcher;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOOOOOOO!:configure", &PyType_Type, &span,
                           &PyType_Type, &ids, &PyType_Type, &remote, &key, &PyList_Type, &flags,
                           &no_state, &getrandbits, &kept, &unset, &internal, &current,
-                          &fallback, &end, &set_attributes, &PyType_Type, &batcher)) {
+                          &fallback, &PyType_Type, &batcher)) {
         return NULL;
     }
     if (!PyType_IsSubtype((PyTypeObject *)ids, &PyTuple_Type) || PyList_GET_SIZE(flags) != 256) {
@@ -775,16 +772,14 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_XSETREF(Internal, Py_NewRef(internal));
     Py_XSETREF(Current, Py_NewRef(current));
     Py_XSETREF(Fallback, Py_NewRef(fallback));
-    Py_XSETREF(PythonEnd, Py_NewRef(end));
-    Py_XSETREF(PythonSetAttributes, Py_NewRef(set_attributes));
     Py_XSETREF(BatcherType, (PyTypeObject *)Py_NewRef(batcher));
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(configure_doc,
              "configure(LeanSpan, SpanContext, NonRecordingSpan, span_key, flags, no_state, "
-             "getrandbits, kept, unset_status, internal, current_module, fallback, end, "
-             "set_attributes, SpanBatcher, /)\n--\n\n"
+             "getrandbits, kept, unset_status, internal, current_module, fallback, "
+             "SpanBatcher, /)\n--\n\n"
              "What the starters build spans from (lean_trace calls it once).");
 
 static PyMethodDef methods[] = {

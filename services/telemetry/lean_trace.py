@@ -398,10 +398,6 @@ def _new_id(bits: int) -> int:
     return value
 
 
-PYTHON_END = LeanSpan.end
-"""`LeanSpan.end` in Python (the C starter's module puts its own on the class)."""
-PYTHON_SET_ATTRIBUTES = LeanSpan.set_attributes
-"""`LeanSpan.set_attributes` in Python."""
 PYTHON_METHODS = {
     name: getattr(LeanSpan, name)
     for name in (
@@ -413,8 +409,8 @@ PYTHON_METHODS = {
         "update_name",
     )
 }
-"""`LeanSpan`'s methods that have C versions, in Python (the C ones call the simple ones for
-anything unusual; tests compare both)."""
+"""`LeanSpan`'s methods that have C versions, in Python (the C module puts its own on the
+class; they call these for anything unusual, and tests compare both)."""
 
 _NATIVE: list[ModuleType | None] = []
 """The C span starter's module, configured, once looked for (None: not built)."""
@@ -444,8 +440,6 @@ def _native() -> ModuleType | None:
                 SpanKind.INTERNAL,
                 _context,
                 LeanTracer.start_span,
-                PYTHON_END,
-                PYTHON_SET_ATTRIBUTES,
                 SpanBatcher,
             )
             # the span's own hot methods too (the same effects; Python's for anything unusual)

@@ -233,8 +233,8 @@ def _twins(native: ModuleType) -> tuple[LeanSpan, LeanSpan, MemorySpans]:
 
 
 def test_the_span_methods_are_the_c_ones(native: ModuleType) -> None:
-    assert LeanSpan.end is not lean_trace.PYTHON_END
-    assert LeanSpan.set_attributes is not lean_trace.PYTHON_SET_ATTRIBUTES
+    assert LeanSpan.end is not lean_trace.PYTHON_METHODS["end"]
+    assert LeanSpan.set_attributes is not lean_trace.PYTHON_METHODS["set_attributes"]
     assert type(LeanSpan.__dict__["is_recording"]).__name__ == "instancemethod"
 
 
@@ -250,7 +250,7 @@ def test_the_span_methods_are_the_c_ones(native: ModuleType) -> None:
 def test_set_attributes_as_in_python(native: ModuleType, given: Any) -> None:
     in_c, in_python, _ = _twins(native)
     in_c.set_attributes(given)
-    lean_trace.PYTHON_SET_ATTRIBUTES(in_python, given)
+    lean_trace.PYTHON_METHODS["set_attributes"](in_python, given)
     assert in_c.attributes == in_python.attributes
     in_c.end(9)
     in_c.set_attributes({"late": 1})  # an ended span takes nothing more
@@ -260,7 +260,7 @@ def test_set_attributes_as_in_python(native: ModuleType, given: Any) -> None:
 def test_end_as_in_python(native: ModuleType) -> None:
     in_c, in_python, sink = _twins(native)
     in_c.end()
-    lean_trace.PYTHON_END(in_python)
+    lean_trace.PYTHON_METHODS["end"](in_python)
     assert in_c.end_time is not None and abs(in_c.end_time - in_python.end_time) < 10**9
     in_c.end(1)  # ended once: the first end time stays, the sink gets it once
     assert in_c.end_time != 1
