@@ -1,4 +1,5 @@
-"""Money and policy end to end: ledger, keys, budgets, rate limits, caching, over gRPC."""
+"""Money and policy end to end: ledger, keys, budgets, rate limits, caching, over gRPC (budgets
+under concurrent calls: `test_pipeline_budgets.py`)."""
 
 from __future__ import annotations
 
@@ -23,19 +24,12 @@ from llmesh.services.common.errors import Reason
 from llmesh.services.common.policy_settings import PolicyConfig
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.core import CallStatus
-from llmesh.services.ledger import open_store
 from llmesh.services.orchestrator.server import OrchestratorServer, build_engine, serve
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.ledger import ledger_record
-from tests.support.mesh import Mesh
+from tests.support.mesh import Mesh, chat_input
 
 LONG = " ".join(f"word{i}" for i in range(1500))  # over every model's cacheable minimum
-
-
-def _input(model: str, text: str = "hello there", **kw: Any) -> chat_pb2.ChatInput:
-    return chat_pb2.ChatInput(
-        model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=text)], **kw
-    )
 
 
 async def _stream(address: str, inp: chat_pb2.ChatInput, **kw: Any) -> list[Any]:
@@ -57,7 +51,7 @@ async def _unary(address: str, inp: chat_pb2.ChatInput, **kw: Any) -> Any:
 async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mesh) -> None:
     assert mesh.config is not None
     url, addr = mesh.config.database_url, mesh.orchestrator_address
-    events = await _stream(addr, _input("openai/gpt-4o-mini", metadata={"session": "s1"}))
+    events = await _stream(addr, chat_input("openai/gpt-4o-mini", metadata={"session": "s1"}))
     ok = await ledger_record(url, events[0].start.request_id)
     assert (ok.status, ok.provider, ok.model, ok.session) == (
         CallStatus.OK,
@@ -69,14 +63,14 @@ async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mes
 
     await asyncio.to_thread(mesh.set_fault, "ledger-quota", "quota")
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _stream(addr, _input("openai/ledger-quota"))
+        await _stream(addr, chat_input("openai/ledger-quota"))
     failed = await ledger_record(url, from_rpc_error(info.value).metadata["request_id"])
     assert (failed.status, failed.error_reason) == (CallStatus.ERROR, "QUOTA_EXHAUSTED")
     assert failed.cost_usd == 0
 
     await asyncio.to_thread(mesh.set_fault, "ledger-cut", "cut", after=2)
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _stream(addr, _input("openai/ledger-cut", "one two three four five"))
+        await _stream(addr, chat_input("openai/ledger-cut", "one two three four five"))
     cut = await ledger_record(url, from_rpc_error(info.value).metadata["request_id"])
     assert cut.status is CallStatus.ERROR and cut.usage_estimated, (
         "a cut OpenAI stream has no usage"
@@ -87,7 +81,7 @@ async def test_one_record_per_call_including_failures_cuts_and_cancels(mesh: Mes
     async with grpc.aio.insecure_channel(addr) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         call = stub.StreamChat(
-            orchestrator_pb2.StreamChatRequest(input=_input("anthropic/ledger-stall", "a b c")),
+            orchestrator_pb2.StreamChatRequest(input=chat_input("anthropic/ledger-stall", "a b c")),
             timeout=10,
         )
         request_id = ""
@@ -133,7 +127,7 @@ async def test_streamed_and_unary_calls_record_identical_usage_and_cost(
 
 async def test_response_cache_replays_a_stream_at_no_cost(mesh: Mesh) -> None:
     assert mesh.config is not None
-    inp = _input("openai/gpt-4o-mini", "cache me please", temperature=0.0)
+    inp = chat_input("openai/gpt-4o-mini", "cache me please", temperature=0.0)
     first = await _stream(mesh.orchestrator_address, inp)
     second = await _stream(mesh.orchestrator_address, inp)
     text = lambda evs: "".join(  # noqa: E731
@@ -154,7 +148,7 @@ async def test_response_cache_replays_a_stream_at_no_cost(mesh: Mesh) -> None:
 
 
 async def test_a_unary_cache_hit_reports_the_original_usage(mesh: Mesh) -> None:
-    inp = _input("openai/gpt-4o-mini", "cache me whole", temperature=0.0)
+    inp = chat_input("openai/gpt-4o-mini", "cache me whole", temperature=0.0)
     first = await _unary(mesh.orchestrator_address, inp)
     second = await _unary(mesh.orchestrator_address, inp)
     assert not first.cache_hit and second.cache_hit
@@ -170,7 +164,7 @@ async def test_the_response_cache_never_crosses_tenants(mesh: Mesh) -> None:
     addr = mesh.orchestrator_address
 
     def inp(tenant: str) -> chat_pb2.ChatInput:
-        return _input(
+        return chat_input(
             "openai/gpt-4o-mini", "a tenant's secret", temperature=0.0, metadata={"tenant": tenant}
         )
 
@@ -209,7 +203,9 @@ async def test_openai_api_marks_a_cache_hit_and_reports_its_usage(mesh: Mesh) ->
 
 async def test_llmesh_usage_reports_the_ledger(mesh: Mesh) -> None:
     assert mesh.config is not None
-    await _stream(mesh.orchestrator_address, _input("emulator/echo", metadata={"tenant": "t-cli"}))
+    await _stream(
+        mesh.orchestrator_address, chat_input("emulator/echo", metadata={"tenant": "t-cli"})
+    )
     await asyncio.sleep(0.2)
     env = dict(os.environ, LLMESH_DATABASE_URL=mesh.config.database_url)
     llmesh = str(Path(sys.executable).parent / "llmesh")
@@ -267,16 +263,18 @@ async def test_api_keys_gate_grpc_and_gateway_and_scope_usage(
     server = await orchestrator()
     addr = f"127.0.0.1:{server.port}"
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _unary(addr, _input("emulator/echo"))
+        await _unary(addr, chat_input("emulator/echo"))
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _unary(
-            addr, _input("emulator/echo"), metadata=[("authorization", "Bearer " + key_a + "x")]
+            addr, chat_input("emulator/echo"), metadata=[("authorization", "Bearer " + key_a + "x")]
         )
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert key_a not in (info.value.details() or "")
     for key in (key_a, key_b):
-        await _unary(addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")])
+        await _unary(
+            addr, chat_input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")]
+        )
     gw = await start_gateway(
         replace(GatewaySettings(), orchestrator_address=addr, processor_address=addr)
     )
@@ -308,7 +306,9 @@ async def test_api_keys_gate_grpc_and_gateway_and_scope_usage(
     await keys.aclose()
     await asyncio.sleep(6)  # another process revoked it: the key cache expires within 5 s
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _unary(addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key_a}")])
+        await _unary(
+            addr, chat_input("emulator/echo"), metadata=[("authorization", f"Bearer {key_a}")]
+        )
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -324,10 +324,10 @@ async def test_budget_exceeded_with_quota_failure(orchestrator: Factory) -> None
         policy=PolicyConfig.from_mapping({"budgets": {"tenants": {"*": {"daily_usd": 0.0005}}}})
     )
     addr = f"127.0.0.1:{server.port}"
-    small = _input("openai/gpt-4o-mini", "tiny", max_tokens=5)
+    small = chat_input("openai/gpt-4o-mini", "tiny", max_tokens=5)
     await _unary(addr, small)  # a small worst case fits
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _unary(addr, _input("openai/gpt-4o-mini", "big"))  # 4096 tokens worst case
+        await _unary(addr, chat_input("openai/gpt-4o-mini", "big"))  # 4096 tokens worst case
     err = from_rpc_error(info.value)
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert err.reason is Reason.BUDGET_EXCEEDED
@@ -342,9 +342,9 @@ async def test_rate_limit_with_retry_info_and_quota_failure(orchestrator: Factor
     )
     addr = f"127.0.0.1:{server.port}"
     for _ in range(2):
-        await _unary(addr, _input("emulator/echo"))
+        await _unary(addr, chat_input("emulator/echo"))
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _unary(addr, _input("emulator/echo"))
+        await _unary(addr, chat_input("emulator/echo"))
     err = from_rpc_error(info.value)
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert err.reason is Reason.RATE_LIMIT_EXCEEDED
@@ -361,10 +361,10 @@ async def test_cost_capped_routing_picks_the_cheapest_target_that_fits(
         routes={"pricey": RouteConfig("pricey", ("openai/gpt-4o", "openai/gpt-4o-mini"))}
     )
     addr = f"127.0.0.1:{server.port}"
-    reply = await _unary(addr, _input("pricey", "hi", max_tokens=100, max_cost_usd=0.0005))
+    reply = await _unary(addr, chat_input("pricey", "hi", max_tokens=100, max_cost_usd=0.0005))
     assert (reply.provider, reply.model) == ("openai", "gpt-4o-mini")
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _unary(addr, _input("pricey", "hi", max_tokens=100, max_cost_usd=0.0000001))
+        await _unary(addr, chat_input("pricey", "hi", max_tokens=100, max_cost_usd=0.0000001))
     assert from_rpc_error(info.value).reason is Reason.BUDGET_EXCEEDED
 
 
@@ -387,7 +387,7 @@ async def test_postgresql_holds_the_ledger_and_the_keys(
         server = await orchestrator(database_url=url)
         addr = f"127.0.0.1:{server.port}"
         reply = await _unary(
-            addr, _input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")]
+            addr, chat_input("emulator/echo"), metadata=[("authorization", f"Bearer {key}")]
         )
         rec = await ledger_record(url, reply.request_id)
         assert (rec.tenant, rec.status) == ("pg-tenant", CallStatus.OK)
@@ -405,164 +405,11 @@ async def test_per_target_rate_limit_fails_over_to_the_next_target(
         )
     )
     addr = f"127.0.0.1:{server.port}"
-    first = await _unary(addr, _input("openai/gpt-4o-mini", fallbacks=["emulator/echo"]))
-    second = await _unary(addr, _input("openai/gpt-4o-mini", fallbacks=["emulator/echo"]))
+    first = await _unary(addr, chat_input("openai/gpt-4o-mini", fallbacks=["emulator/echo"]))
+    second = await _unary(addr, chat_input("openai/gpt-4o-mini", fallbacks=["emulator/echo"]))
     assert (first.provider, second.provider) == ("openai", "emulator")
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _unary(addr, _input("openai/gpt-4o-mini"))
+        await _unary(addr, chat_input("openai/gpt-4o-mini"))
     err = from_rpc_error(info.value)
     assert err.reason is Reason.RATE_LIMIT_EXCEEDED
     assert err.metadata["quota.subject"] == "target:openai/gpt-4o-mini"
-
-
-# -- budgets under concurrency: what a call can cost is held before it is spent ----------
-
-Calls = Callable[[str], Awaitable[list[str]]]
-TENANT = "spend-tenant"
-MILLI = 1000.0  # USD per million tokens: a tenth of a cent a token, so costs read easily
-
-
-async def _booked(mesh: Mesh, tmp_path: Path, policy: dict[str, Any], calls: Calls) -> float:
-    """Run `calls` against an orchestrator of its own; the spend it booked, checked twice:
-    in the budget manager and in the ledger (flushed by the shutdown)."""
-    assert mesh.config is not None
-    url = f"sqlite:///{tmp_path}/spend.db"
-    config = replace(mesh.config, database_url=url, policy=PolicyConfig.from_mapping(policy))
-    server = await serve(config, address="127.0.0.1:0", engine=build_engine(config, env=mesh.env()))
-    try:
-        outcomes = await calls(f"127.0.0.1:{server.port}")
-        budgets = server.assembly.budgets
-        assert budgets is not None
-        spent_today, _ = await budgets.spent(f"tenant:{TENANT}")
-    finally:
-        await server.stop(0.5)
-    assert outcomes and all(o.startswith(("ok", "BUDGET_EXCEEDED")) for o in outcomes), outcomes
-    store = await open_store(url)
-    try:
-        ledger = sum(r.cost_usd for r in await store.totals([], tenant=TENANT))
-    finally:
-        await store.aclose()
-    assert ledger == pytest.approx(spent_today)
-    return ledger
-
-
-async def _outcome(address: str, inp: chat_pb2.ChatInput) -> str:
-    """``ok`` or the error reason of one streamed call, with the request id of a call
-    that failed after output (``BUDGET_EXCEEDED stopped req_...``)."""
-    inp.metadata["tenant"] = TENANT
-    received: list[Any] = []
-    try:
-        async with grpc.aio.insecure_channel(address) as ch:
-            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
-            request = orchestrator_pb2.StreamChatRequest(input=inp)
-            async for event in stub.StreamChat(request, timeout=10):
-                received.append(event)
-    except grpc.aio.AioRpcError as err:
-        error = from_rpc_error(err)
-        if any(e.WhichOneof("event") == "text_delta" for e in received):
-            return f"{error.reason.value} stopped {error.metadata['request_id']}"
-        return error.reason.value
-    events = received
-    assert events[-1].WhichOneof("event") == "finish"
-    return "ok"
-
-
-def _concurrently(n: int, make: Callable[[], chat_pb2.ChatInput]) -> Calls:
-    async def run(address: str) -> list[str]:
-        return list(await asyncio.gather(*(_outcome(address, make()) for _ in range(n))))
-
-    return run
-
-
-@pytest.mark.parametrize("limit", [None, 8000], ids=["unknown-limit", "known-limit"])
-async def test_long_replies_without_max_tokens_stay_within_the_cap(
-    mesh: Mesh, tmp_path: Path, limit: int | None
-) -> None:
-    """Each reply is 6,000 tokens ($6): more than the 4,096 once assumed for every call."""
-    model = f"spend-long-{limit}"
-    price: dict[str, float] = {"input": 0.0, "output": MILLI}
-    if limit is not None:
-        price["max_output_tokens"] = limit
-    await asyncio.to_thread(mesh.set_fault, model, "stall", after=1, stall_ms=300)
-    cap = 20.0
-    policy = {
-        "prices": {f"openai/{model}": price},
-        "budgets": {"tenants": {TENANT: {"daily_usd": cap}}},
-    }
-    text = " ".join(["w"] * 6000)
-    outcomes: list[str] = []
-
-    async def run(address: str) -> list[str]:
-        calls = _concurrently(10, lambda: _input(f"openai/{model}", text))
-        outcomes.extend(await calls(address))
-        return outcomes
-
-    spent = await _booked(mesh, tmp_path, policy, run)
-    assert 0 < spent <= cap
-    stopped = [o.split()[-1] for o in outcomes if " stopped " in o]
-    if limit is None:  # four calls held 4,096 tokens each, and at most $20 could be spent
-        assert stopped, outcomes
-    for request_id in stopped:  # a stopped reply is billed for what it produced
-        record = await ledger_record(f"sqlite:///{tmp_path}/spend.db", request_id)
-        assert (record.status, record.error_reason) == (CallStatus.ERROR, "BUDGET_EXCEEDED")
-        assert record.output_tokens > 0 and record.cost_usd > 0
-
-
-async def test_a_mid_stream_restart_is_reserved_before_it_starts(
-    mesh: Mesh, tmp_path: Path
-) -> None:
-    """The first target is cut after 250 of 300 tokens; the restart needs money of its own."""
-    await asyncio.to_thread(mesh.set_fault, "spend-cut", "cut", after=250)
-    await asyncio.to_thread(mesh.set_fault, "spend-restart", "stall", after=1, stall_ms=300)
-    cap = 0.9  # three calls' worst case of one attempt each
-    policy = {
-        "prices": {
-            "openai/spend-cut": {"input": 0.0, "output": MILLI},
-            "openai/spend-restart": {"input": 0.0, "output": MILLI},
-        },
-        "budgets": {"tenants": {TENANT: {"daily_usd": cap}}},
-    }
-    text = " ".join(["w"] * 300)
-
-    def make() -> chat_pb2.ChatInput:
-        return _input(
-            "openai/spend-cut",
-            text,
-            max_tokens=300,
-            fallbacks=["openai/spend-restart"],
-            mid_stream_policy=chat_pb2.MID_STREAM_POLICY_RESTART,
-        )
-
-    spent = await _booked(mesh, tmp_path, policy, _concurrently(6, make))
-    assert 0 < spent <= cap
-
-
-async def test_a_hedge_is_reserved_before_it_races(mesh: Mesh, tmp_path: Path) -> None:
-    """The primary answers late; a hedge that the budget cannot hold is not raced."""
-    await asyncio.to_thread(mesh.set_fault, "spend-slow", "stall", after=0, stall_ms=400)
-    words = 200
-    policy = {
-        "prices": {
-            "openai/spend-slow": {"input": MILLI, "output": 0.0},
-            "openai/spend-hedge": {"input": MILLI, "output": 0.0},
-        },
-        "budgets": {"tenants": {TENANT: {"daily_usd": 1.5}}},  # two primaries, no hedge
-    }
-    text = " ".join(["w"] * words)
-
-    def make() -> chat_pb2.ChatInput:
-        inp = _input("openai/spend-slow", text, max_tokens=10, fallbacks=["openai/spend-hedge"])
-        inp.hedge.enabled = True
-        inp.hedge.delay.FromNanoseconds(50_000_000)
-        return inp
-
-    calls = _concurrently(12, make)
-    outcomes: list[str] = []
-
-    async def run(address: str) -> list[str]:
-        outcomes.extend(await calls(address))
-        return outcomes
-
-    spent = await _booked(mesh, tmp_path, policy, run)
-    assert spent <= 1.5
-    assert "ok" in outcomes  # the primaries answered, without their hedges

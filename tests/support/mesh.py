@@ -26,6 +26,7 @@ from llmesh.services.common.config import (
     Resilience,
     load_config,
 )
+from llmesh.v1 import chat_pb2
 
 
 @dataclass
@@ -197,3 +198,10 @@ class Mesh:
             self._thread.join(timeout=30)
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def chat_input(model: str, text: str = "hello there", **kw: Any) -> chat_pb2.ChatInput:
+    """A one-message chat input for `model` (`kw`: more `ChatInput` fields)."""
+    return chat_pb2.ChatInput(
+        model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=text)], **kw
+    )
