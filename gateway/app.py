@@ -60,7 +60,8 @@ def create_app(
 
     middleware = []  # off: no middleware, no per-request work at all
     if settings.telemetry.tracing.enabled:
-        middleware.append(Middleware(TracingMiddleware))
+        excluded = settings.telemetry.tracing.excluded_urls
+        middleware.append(Middleware(TracingMiddleware, excluded=excluded))
     if settings.metrics.enabled:
         middleware.append(Middleware(HttpMetrics, holder=gateway_metrics))
     app = Starlette(

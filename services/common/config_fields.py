@@ -151,6 +151,12 @@ def _check(hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
         if not isinstance(value, str):
             raise _Problem(f"expected a string, got {value!r}")
         return value
+    if origin is tuple and args == (str, Ellipsis):
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise _Problem(f"expected a list of strings, got {value!r}")
+        if not all(isinstance(v, str) for v in value):
+            raise _Problem(f"expected a list of strings, got {value!r}")
+        return value if isinstance(value, tuple) else tuple(value)
     if origin is frozenset and isinstance(args[0], type) and issubclass(args[0], enum.Enum):
         return _enum_set(args[0], value)
     item: Any = args[1] if len(args) == 2 else None

@@ -16,6 +16,8 @@ telemetry:
     sampler_arg: 1.0            # OTEL_TRACES_SAMPLER_ARG (ratio samplers)
     capture_content: false      # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
     grpc_instrumentation: llmesh      # or opentelemetry; LLMESH_TRACING_GRPC_INSTRUMENTATION
+    excluded_urls: ["/healthz$", "/readyz$", "/metrics$"]   # HTTP requests without a span;
+                                # OTEL_PYTHON_STARLETTE_EXCLUDED_URLS, OTEL_PYTHON_EXCLUDED_URLS
   metrics:                      # see `llmesh.services.common.metrics_settings`
     enabled: true               # OTEL_METRICS_EXPORTER (otlp, prometheus, none) decides when set
     orchestrator_port: 9464     # the orchestrator's /metrics port (processor_port: 9465)
@@ -28,6 +30,7 @@ telemetry:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -47,6 +50,7 @@ from llmesh.services.common.metrics_settings import (
 )
 
 __all__ = [
+    "EXCLUDED_URLS",
     "GRPC_INSTRUMENTATIONS",
     "OTLP_PROTOCOLS",
     "SAMPLERS",
@@ -75,6 +79,15 @@ opentelemetry-instrumentation-grpc's aio interceptors."""
 
 _GRPC_INSTRUMENTATION_VAR = "LLMESH_TRACING_GRPC_INSTRUMENTATION"
 
+EXCLUDED_URLS = ("/healthz$", "/readyz$", "/metrics$")
+"""The gateway's HTTP requests that get no span by default: liveness and readiness probes and
+metrics scrapes, which a cluster makes every few seconds and which say nothing about calls
+(the gRPC health checks and reflection get none either)."""
+
+_EXCLUDED_URLS_VARS = ("OTEL_PYTHON_STARLETTE_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
+"""The variables of OpenTelemetry's Python instrumentations that list URLs left untraced
+(the gateway is a Starlette app: its own variable first, then the generic one)."""
+
 
 @dataclass(frozen=True)
 class TracingSettings:
@@ -99,6 +112,10 @@ class TracingSettings:
     """One of `GRPC_INSTRUMENTATIONS`: ``llmesh`` (its own server interceptor and channel
     wrapper, the cheaper) or ``opentelemetry`` (opentelemetry-instrumentation-grpc's aio
     server interceptor and client interceptors); the spans are the same."""
+    excluded_urls: tuple[str, ...] = EXCLUDED_URLS
+    """Regular expressions: an HTTP request to the gateway whose URL (``scheme://host:port``
+    and the path, no query) one of them matches anywhere (`re.search`, as OpenTelemetry's
+    instrumentations match them) gets no span. An empty list traces every request."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -115,6 +132,19 @@ class TracingSettings:
                 "grpc_instrumentation",
                 f"one of {GRPC_INSTRUMENTATIONS}, got {self.grpc_instrumentation!r}",
             )
+        problem = _bad_pattern(self.excluded_urls)
+        if problem is not None:
+            raise FieldError("excluded_urls", problem)
+
+
+def _bad_pattern(patterns: tuple[str, ...]) -> str | None:
+    """What is wrong with the first of `patterns` that is not a regular expression, if any."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return f"{pattern!r} is not a regular expression: {exc}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -211,6 +241,20 @@ def _protocol(env: Mapping[str, str], signal: str, default: str) -> str:
     return value
 
 
+def _excluded_urls(env: Mapping[str, str], file: tuple[str, ...]) -> tuple[str, ...]:
+    """The URL patterns of the first excluded-URLs variable set (comma-separated, as
+    OpenTelemetry reads them), else the file's."""
+    for var in _EXCLUDED_URLS_VARS:
+        raw = _var(env, var)
+        if raw is not None:
+            patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
+            problem = _bad_pattern(patterns)
+            if problem is not None:
+                raise FieldError(var, problem)
+            return patterns
+    return file
+
+
 def _tracing(
     file: TracingSettings, raw: Mapping[str, Any], env: Mapping[str, str]
 ) -> TracingSettings:
@@ -235,6 +279,7 @@ def _tracing(
         raise FieldError(
             _GRPC_INSTRUMENTATION_VAR, f"one of {GRPC_INSTRUMENTATIONS}, got {instrumentation!r}"
         )
+    excluded_urls = _excluded_urls(env, file.excluded_urls)
     try:
         return TracingSettings(
             enabled=enabled,
@@ -245,6 +290,7 @@ def _tracing(
             sampler_arg=sampler_arg,
             capture_content=file.capture_content if capture is None else _true(capture),
             grpc_instrumentation=(instrumentation or file.grpc_instrumentation).lower(),
+            excluded_urls=excluded_urls,
         )
     except FieldError as exc:  # a value that came from the environment
         raise FieldError(f"OTEL_TRACES_{exc.key.upper()}", exc.problem) from None

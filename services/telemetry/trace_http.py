@@ -5,12 +5,15 @@ parent context; the span is current while the app runs, so the gRPC calls the re
 makes (through instrumented channels) are its children and carry the context on. Every
 response, errors included, carries the request's own ``traceparent``, so a caller can find
 the trace of a failed call. Request and response bodies and headers are never recorded
-(no authorization header, no API key reaches a span).
+(no authorization header, no API key reaches a span). Requests whose URL matches one of the
+`excluded` patterns (by default the probes and the metrics scrape, `EXCLUDED_URLS`) pass
+through without a span.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -19,7 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from llmesh.services.telemetry.current import attach, detach
 from llmesh.services.telemetry.tracing import extract
 
-__all__ = ["TracingMiddleware"]
+__all__ = ["TracingMiddleware", "request_url"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,13 +36,24 @@ _CONTEXT_HEADERS = (b"traceparent", b"tracestate", b"baggage")
 class TracingMiddleware:
     """A server span per HTTP request or WebSocket session (lifespan events pass through)."""
 
-    def __init__(self, app: ASGIApp, *, tracer_provider: trace.TracerProvider | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        excluded: Sequence[str] = (),
+    ):
+        """`excluded`: regular expressions; a request whose URL (`request_url`) one of them
+        matches anywhere gets no span."""
         self.app = app
         self._tracer = trace.get_tracer("llmesh.gateway", tracer_provider=tracer_provider)
+        self._excluded = re.compile("|".join(f"(?:{p})" for p in excluded)) if excluded else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if kind not in ("http", "websocket") or (
+            self._excluded is not None and self._excluded.search(request_url(scope))
+        ):
             await self.app(scope, receive, send)
             return
         carrier = {
@@ -93,3 +107,16 @@ class TracingMiddleware:
                         span.update_name(f"{method} {route}")
         finally:
             detach(caller)
+
+
+def request_url(scope: Scope) -> str:
+    """The URL the excluded patterns are matched against: ``scheme://host:port/path`` (the
+    address the server listens on, without the port where it has none; no query string)."""
+    server = scope.get("server")  # (host, port), (path, None) on a socket file, or None
+    if not server:
+        address = ""
+    elif server[1] is None:
+        address = str(server[0])
+    else:
+        address = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{address}{scope.get('path', '')}"

@@ -32,6 +32,8 @@ class Outer:
     """An optional string."""
     on: bool = True
     """A flag."""
+    words: tuple[str, ...] = ("a",)
+    """A list of strings."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -44,12 +46,14 @@ def test_values_are_normalized_to_their_field_types() -> None:
             "inner": {"count": 2.0, "ratio": 3},
             "table": {1: None},
             "reasons": ["OVERLOADED"],
+            "words": ["x", "y"],
         },
     )
     assert outer.inner == Inner(count=2, ratio=3.0)
     assert isinstance(outer.inner.count, int) and isinstance(outer.inner.ratio, float)
     assert outer.table == {"1": Inner()}
     assert outer.reasons == frozenset({Reason.OVERLOADED})
+    assert outer.words == ("x", "y") and build(Outer, {"words": []}).words == ()
     assert build(Outer, None) == Outer()
 
 
@@ -65,6 +69,8 @@ def test_values_are_normalized_to_their_field_types() -> None:
         ({"reasons": "OVERLOADED"}, "reasons", "expected a list of Reason names, got 'OVERLOADED'"),
         ({"name": 1}, "name", "expected a string, got 1"),
         ({"on": "yes"}, "on", "expected true or false, got 'yes'"),
+        ({"words": "x"}, "words", "expected a list of strings, got 'x'"),
+        ({"words": ["x", 1]}, "words", "expected a list of strings, got ['x', 1]"),
         ({"colour": "red"}, "", "unknown keys ['colour']"),
     ],
 )

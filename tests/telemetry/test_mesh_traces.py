@@ -293,16 +293,21 @@ def test_health_checks_get_no_spans_and_the_calls_beside_them_do(
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         stub.Chat(orchestrator_pb2.ChatRequest(input=inp), metadata=context, timeout=10)
-    # the gateway checks the orchestrator's and processor's health over its traced channels
-    assert httpx.get(f"{traced_mesh.gateway_url}/readyz", timeout=10).status_code == 200
+    # the gateway checks the orchestrator's and processor's health over its traced channels;
+    # the probe itself, the liveness probe and the metrics scrape get no span either
+    for probe in ("/readyz", "/healthz", "/metrics"):  # /metrics: 404 here, metrics are off
+        reply = httpx.get(f"{traced_mesh.gateway_url}{probe}", timeout=10)
+        assert reply.status_code in (200, 404) and "traceparent" not in reply.headers, probe
     found = _wait(spans, lambda f: any(s.name == "chat echo" for s in f))
     _one(found, SpanKind.SERVER, "/llmesh.v1.OrchestratorService/Chat")
-    # the /readyz span is not in the caller's trace and ends after its reply was sent
+    # a traced request after them: once its span has ended, theirs would have too
+    assert "traceparent" in httpx.get(f"{traced_mesh.gateway_url}/v1/models", timeout=10).headers
     deadline = time.monotonic() + 10
-    while "GET /readyz" not in (names := {s.name for s in spans.get_finished_spans()}):
+    while "GET /v1/models" not in (names := {s.name for s in spans.get_finished_spans()}):
         assert time.monotonic() < deadline, names
         time.sleep(0.02)
     assert not [n for n in names if "grpc.health" in n], names
+    assert not [n for n in names if n.startswith("GET /") and n != "GET /v1/models"], names
 
 
 def test_an_embeddings_call_has_an_embeddings_attempt_span(

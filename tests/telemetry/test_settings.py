@@ -7,6 +7,7 @@ import pytest
 
 from llmesh.services.common.config import ConfigError, load_config
 from llmesh.services.common.config_fields import FieldError
+from llmesh.services.common.telemetry_settings import EXCLUDED_URLS
 from llmesh.services.telemetry.settings import (
     MetricsSettings,
     TelemetrySettings,
@@ -102,9 +103,37 @@ def test_the_grpc_instrumentation_is_llmeshs_unless_chosen() -> None:
     assert parse_telemetry(None, env).tracing.grpc_instrumentation == "opentelemetry"
 
 
+def test_probes_and_scrapes_are_excluded_unless_the_file_or_the_otel_variables_say() -> None:
+    assert parse_telemetry(None, {}).tracing.excluded_urls == EXCLUDED_URLS
+    assert EXCLUDED_URLS == ("/healthz$", "/readyz$", "/metrics$")
+    raw = {"tracing": {"enabled": True, "excluded_urls": ["/console"]}}
+    assert parse_telemetry(raw, {}).tracing.excluded_urls == ("/console",)
+    everything = {"tracing": {"enabled": True, "excluded_urls": []}}
+    assert parse_telemetry(everything, {}).tracing.excluded_urls == ()
+    generic = {"OTEL_PYTHON_EXCLUDED_URLS": " healthz , client/.*/info ,"}
+    assert parse_telemetry(raw, generic).tracing.excluded_urls == ("healthz", "client/.*/info")
+    starlette = {**generic, "OTEL_PYTHON_STARLETTE_EXCLUDED_URLS": "ping"}
+    assert parse_telemetry(raw, starlette).tracing.excluded_urls == ("ping",)
+
+
 @pytest.mark.parametrize(
     ("raw", "env", "message"),
     [
+        (
+            {"tracing": {"excluded_urls": ["ok", "[z-a]"]}},
+            {},
+            "telemetry.tracing.excluded_urls: '[z-a]' is not a regular expression",
+        ),
+        (
+            {"tracing": {"excluded_urls": "/healthz"}},
+            {},
+            "telemetry.tracing.excluded_urls: expected a list of strings",
+        ),
+        (
+            None,
+            {"OTEL_PYTHON_EXCLUDED_URLS": "a,[b"},
+            "OTEL_PYTHON_EXCLUDED_URLS: '[b' is not a regular expression",
+        ),
         ({"tracing": {"protocol": "udp"}}, {}, "telemetry.tracing.protocol: one of"),
         ({"tracing": {"sampler_arg": 2}}, {}, "telemetry.tracing.sampler_arg: a ratio"),
         ({"tracing": {"enabled": "yes"}}, {}, "telemetry.tracing.enabled: expected true or false"),

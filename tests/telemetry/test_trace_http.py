@@ -8,8 +8,9 @@ import httpx
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from llmesh.services.common.telemetry_settings import EXCLUDED_URLS
 from llmesh.services.telemetry.lean_trace import LeanTracerProvider
-from llmesh.services.telemetry.trace_http import TracingMiddleware
+from llmesh.services.telemetry.trace_http import TracingMiddleware, request_url
 from tests.telemetry.conftest import MemorySpans
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -23,8 +24,8 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _client(provider: LeanTracerProvider) -> httpx.AsyncClient:
-    app = TracingMiddleware(_app, tracer_provider=provider)  # type: ignore[arg-type]
+def _client(provider: LeanTracerProvider, excluded: tuple[str, ...] = ()) -> httpx.AsyncClient:
+    app = TracingMiddleware(_app, tracer_provider=provider, excluded=excluded)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
 
 
@@ -74,3 +75,35 @@ async def test_lifespan_passes_through_untraced(
     middleware = TracingMiddleware(app, tracer_provider=provider)  # type: ignore[arg-type]
     await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert seen == ["lifespan"] and spans.get_finished_spans() == ()
+
+
+async def test_excluded_urls_pass_through_without_a_span(
+    provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    async with _client(provider, EXCLUDED_URLS) as client:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            reply = await client.get(path, headers={"traceparent": PARENT})
+            assert reply.status_code == 200 and "traceparent" not in reply.headers, path
+        assert spans.get_finished_spans() == ()
+        # anchored at the end: only the probes and the scrape themselves
+        for path in ("/v1/models", "/healthz/deep", "/v1/metrics/x"):
+            assert "traceparent" in (await client.get(path)).headers, path
+    paths = [dict(s.attributes or {})["url.path"] for s in spans.get_finished_spans()]
+    assert paths == ["/v1/models", "/healthz/deep", "/v1/metrics/x"]
+
+
+async def test_excluded_patterns_search_the_whole_url(
+    provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    async with _client(provider, ("^http://gw/console", "models")) as client:
+        for path in ("/console", "/console/app.js", "/v1/models"):
+            await client.get(path)
+        await client.get("/v1/chat")
+    assert [s.attributes["url.path"] for s in spans.get_finished_spans()] == ["/v1/chat"]  # type: ignore[index]
+
+
+def test_the_url_matched_is_scheme_address_and_path_without_the_query() -> None:
+    scope = {"scheme": "https", "server": ("10.0.0.2", 8080), "path": "/readyz"}
+    assert request_url(scope) == "https://10.0.0.2:8080/readyz"
+    assert request_url({"path": "/x", "server": None}) == "http:///x"
+    assert request_url({"path": "/x", "server": ("gw", None)}) == "http://gw/x"
