@@ -14,7 +14,7 @@ from llmesh.services.core import CallStatus
 from llmesh.services.orchestrator.deadline import MAX_MARGIN, MIN_MARGIN, Deadline, margin
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.ledger import ledger_record
-from tests.support.mesh import Mesh
+from tests.support.mesh import Mesh, chat_input
 
 # -- the timer -------------------------------------------------------------------------
 
@@ -50,12 +50,6 @@ async def test_a_disarmed_deadline_leaves_a_finished_call_alone() -> None:
 # -- over gRPC -----------------------------------------------------------------------------
 
 
-def _input(model: str, text: str = "hello there") -> chat_pb2.ChatInput:
-    return chat_pb2.ChatInput(
-        model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=text)]
-    )
-
-
 async def _fails(address: str, rpc: str, request: Any, timeout: float = 10) -> grpc.aio.AioRpcError:
     async with grpc.aio.insecure_channel(address) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
@@ -83,7 +77,7 @@ async def test_a_passed_deadline_is_answered_with_details_and_recorded(
     exc = await _fails(
         mesh.orchestrator_address,
         rpc,
-        request_type(input=_input(f"anthropic/{model}", "one two three four")),
+        request_type(input=chat_input(f"anthropic/{model}", "one two three four")),
         timeout=1.0,
     )
     assert exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED
@@ -99,7 +93,7 @@ async def test_a_passed_deadline_is_answered_with_details_and_recorded(
 @pytest.mark.parametrize(
     ("inp", "reason"),
     [
-        (_input("nope/x"), Reason.MODEL_NOT_FOUND),
+        (chat_input("nope/x"), Reason.MODEL_NOT_FOUND),
         (chat_pb2.ChatInput(model="emulator/echo"), Reason.INVALID_REQUEST),
     ],
 )

@@ -16,13 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmesh.services.common.errors import Reason
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from tests.support.mesh import Mesh
-
-
-def _input(model: str, text: str = "hello there", **kw: object) -> chat_pb2.ChatInput:
-    return chat_pb2.ChatInput(
-        model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=text)], **kw
-    )
+from tests.support.mesh import Mesh, chat_input
 
 
 async def _disconnects(mesh: Mesh, model: str) -> int:
@@ -51,11 +45,11 @@ async def test_list_models(mesh: Mesh) -> None:
 async def test_unary_and_stream_agree(mesh: Mesh, model: str) -> None:
     async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
-        reply = await stub.Chat(orchestrator_pb2.ChatRequest(input=_input(model)), timeout=10)
+        reply = await stub.Chat(orchestrator_pb2.ChatRequest(input=chat_input(model)), timeout=10)
         events = [
             e
             async for e in stub.StreamChat(
-                orchestrator_pb2.StreamChatRequest(input=_input(model)), timeout=10
+                orchestrator_pb2.StreamChatRequest(input=chat_input(model)), timeout=10
             )
         ]
     text = "".join(e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta")
@@ -78,7 +72,9 @@ async def test_client_cancel_reaches_the_upstream(mesh: Mesh, provider: str) -> 
         for _ in range(3):  # a shared machine can stall once; the bound must hold at least once
             before = await _disconnects(mesh, model)
             call = stub.StreamChat(
-                orchestrator_pb2.StreamChatRequest(input=_input(f"{provider}/{model}", "a b c d")),
+                orchestrator_pb2.StreamChatRequest(
+                    input=chat_input(f"{provider}/{model}", "a b c d")
+                ),
                 timeout=30,
             )
             async for ev in call:
@@ -103,7 +99,7 @@ async def test_deadline_is_carried_to_the_upstream(mesh: Mesh) -> None:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Chat(
-                orchestrator_pb2.ChatRequest(input=_input(f"openai/{model}")), timeout=0.3
+                orchestrator_pb2.ChatRequest(input=chat_input(f"openai/{model}")), timeout=0.3
             )
     assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     started = time.monotonic()
@@ -121,13 +117,13 @@ async def test_oversized_request_is_invalid_and_server_keeps_serving(mesh: Mesh)
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Chat(
-                orchestrator_pb2.ChatRequest(input=_input("emulator/echo", big)), timeout=10
+                orchestrator_pb2.ChatRequest(input=chat_input("emulator/echo", big)), timeout=10
             )
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         err = from_rpc_error(info.value)
         assert err.reason is Reason.INVALID_REQUEST and err.violations[0].field == "input"
         reply = await stub.Chat(
-            orchestrator_pb2.ChatRequest(input=_input("emulator/echo")), timeout=10
+            orchestrator_pb2.ChatRequest(input=chat_input("emulator/echo")), timeout=10
         )
         assert reply.message.content == "hello there"
 
@@ -139,7 +135,7 @@ async def test_garbage_bytes_do_not_hurt_the_server(mesh: Mesh) -> None:
             await raw(b"\xff\xff\xff\xff not a protobuf", timeout=5)
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         reply = await stub.Chat(
-            orchestrator_pb2.ChatRequest(input=_input("emulator/echo")), timeout=10
+            orchestrator_pb2.ChatRequest(input=chat_input("emulator/echo")), timeout=10
         )
         assert reply.message.content == "hello there"
 

@@ -19,13 +19,7 @@ from llmesh.services.common.errors import Reason
 from llmesh.services.common.rpc_errors import from_rpc_error
 from llmesh.services.orchestrator.server import OrchestratorServer, build_engine, serve
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from tests.support.mesh import Mesh
-
-
-def _input(model: str, text: str = "hello there", **kw: object) -> chat_pb2.ChatInput:
-    return chat_pb2.ChatInput(
-        model=model, messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=text)], **kw
-    )
+from tests.support.mesh import Mesh, chat_input
 
 
 def _seconds(s: float) -> duration_pb2.Duration:
@@ -45,7 +39,7 @@ async def test_attempt_trail_in_finish_event_and_trailers(mesh: Mesh) -> None:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         call = stub.StreamChat(
             orchestrator_pb2.StreamChatRequest(
-                input=_input("openai/trail-down", fallbacks=["emulator/echo"])
+                input=chat_input("openai/trail-down", fallbacks=["emulator/echo"])
             ),
             timeout=10,
         )
@@ -93,7 +87,7 @@ async def test_hedging_cancels_the_losing_upstream(mesh: Mesh) -> None:
     before = await _disconnects(mesh, model)
     async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
-        inp = _input(f"openai/{model}", "won by the hedge", fallbacks=["emulator/echo"])
+        inp = chat_input(f"openai/{model}", "won by the hedge", fallbacks=["emulator/echo"])
         inp.hedge.enabled = True
         inp.hedge.delay.CopyFrom(_seconds(0.05))
         reply = await stub.Chat(orchestrator_pb2.ChatRequest(input=inp), timeout=10)
@@ -129,9 +123,9 @@ async def test_list_targets_shows_an_open_breaker(
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         for _ in range(2):
             with pytest.raises(grpc.aio.AioRpcError):
-                await stub.Chat(orchestrator_pb2.ChatRequest(input=_input("openai/breaks")))
+                await stub.Chat(orchestrator_pb2.ChatRequest(input=chat_input("openai/breaks")))
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Chat(orchestrator_pb2.ChatRequest(input=_input("openai/breaks")))
+            await stub.Chat(orchestrator_pb2.ChatRequest(input=chat_input("openai/breaks")))
         err = from_rpc_error(info.value)
         assert info.value.code() is grpc.StatusCode.UNAVAILABLE
         assert err.reason is Reason.CIRCUIT_OPEN and err.retry_after is not None
@@ -153,7 +147,7 @@ async def test_graceful_shutdown_finishes_quick_calls_and_ends_the_rest(mesh: Me
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
         stuck = stub.StreamChat(
-            orchestrator_pb2.StreamChatRequest(input=_input(f"openai/{model}", "a b c")),
+            orchestrator_pb2.StreamChatRequest(input=chat_input(f"openai/{model}", "a b c")),
             timeout=30,
         )
         async for ev in stuck:
@@ -211,7 +205,7 @@ async def test_chaos_every_stream_ends_precisely_and_nothing_leaks(mesh: Mesh) -
         provider = rng.choice(["openai", "anthropic"])
         faulty = rng.random() < 0.3
         model = rng.choice(list(CHAOS_FAULTS)) if faulty else f"chaos-ok-{i % 5}"
-        inp = _input(f"{provider}/{model}", "one two three four five six")
+        inp = chat_input(f"{provider}/{model}", "one two three four five six")
         inp.stall_timeout.CopyFrom(_seconds(0.3))
         inp.first_token_timeout.CopyFrom(_seconds(0.5))
         inp.mid_stream_policy = rng.choice(policies)
@@ -262,7 +256,7 @@ def _call_tasks(names: list[str]) -> list[str]:
 async def test_a_callers_retry_is_not_retried_again(mesh: Mesh) -> None:
     """``llmesh-retry-count`` > 0: one upstream request, not llmesh's own retries on top."""
     await asyncio.to_thread(mesh.set_fault, "client-retry-down", "unavailable")
-    request = orchestrator_pb2.ChatRequest(input=_input("openai/client-retry-down"))
+    request = orchestrator_pb2.ChatRequest(input=chat_input("openai/client-retry-down"))
     tries = {}
     async with grpc.aio.insecure_channel(mesh.orchestrator_address) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(ch)
