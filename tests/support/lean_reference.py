@@ -15,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import httpx
+import orjson
+import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -41,7 +44,9 @@ __all__ = [
     "Upstream",
     "assert_same_outcome",
     "both",
+    "json_body",
     "recording_emulator",
+    "upstream",
 ]
 
 MODEL = "claude-test"  # any name outside the anthropic SDK's deprecation list
@@ -119,6 +124,21 @@ async def recording_emulator(routes: Mapping[str, Route] | None = None) -> Async
         yield Upstream(f"http://127.0.0.1:{port}", seen)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    """The recording emulator, for a test module that imports this fixture (one that adds
+    routes of its own makes its own fixture with `recording_emulator`)."""
+    async with recording_emulator() as recording:
+        yield recording
+
+
+def json_body(body: bytes) -> dict[str, Any]:
+    """A recorded request's JSON body."""
+    value = orjson.loads(body)
+    assert isinstance(value, dict)
+    return value
 
 
 @dataclasses.dataclass

@@ -18,7 +18,6 @@ Differences between the two requests that are deliberate, and therefore not comp
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -52,7 +51,8 @@ from tests.support.lean_reference import (
     Upstream,
     assert_same_outcome,
     both,
-    recording_emulator,
+    json_body,
+    upstream,
 )
 
 COMPARED_HEADERS = ("authorization", "x-api-key", "anthropic-version", "content-type")
@@ -62,10 +62,7 @@ IGNORED_BODY_KEYS: frozenset[str] = frozenset()
 """Body keys the SDKs add that the lean transport need not send: none so far."""
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with recording_emulator() as recording:
-        yield recording
+__all__ = ["upstream"]  # the fixture, used by name
 
 
 # ---------------------------------------------------------------------------------------
@@ -189,9 +186,7 @@ REQUESTS: dict[str, ChatRequest] = {
 
 
 def _json(body: bytes) -> dict[str, Any]:
-    value = orjson.loads(body)
-    assert isinstance(value, dict)
-    return {k: v for k, v in value.items() if k not in IGNORED_BODY_KEYS}
+    return {k: v for k, v in json_body(body).items() if k not in IGNORED_BODY_KEYS}
 
 
 @pytest.mark.parametrize("case", sorted(REQUESTS))
