@@ -152,9 +152,8 @@ def _check(hint: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
             raise _Problem(f"expected a string, got {value!r}")
         return value
     if origin is tuple and args == (str, Ellipsis):
-        if isinstance(value, str) or not isinstance(value, list | tuple):
-            raise _Problem(f"expected a list of strings, got {value!r}")
-        if not all(isinstance(v, str) for v in value):
+        listed = isinstance(value, list | tuple)
+        if not listed or not all(isinstance(v, str) for v in value):
             raise _Problem(f"expected a list of strings, got {value!r}")
         return value if isinstance(value, tuple) else tuple(value)
     if origin is frozenset and isinstance(args[0], type) and issubclass(args[0], enum.Enum):
