@@ -300,14 +300,9 @@ class _TracedCallable:
         compression: Any = None,
     ) -> Any:
         span = self._tracer.start_span(
-            self._method,
-            kind=SpanKind.CLIENT,
-            attributes=self._attributes,
-            record_exception=False,
-            set_status_on_exception=False,
+            self._method, None, SpanKind.CLIENT, self._attributes, None, None, False, False
         )
-        carrier: dict[str, str] = {}
-        w3c.inject_global(span, carrier)
+        carrier = w3c.carrier_global(span)
         if metadata:
             sent = [(k, v) for k, v in metadata if k not in carrier]
             sent.extend(carrier.items())
@@ -337,12 +332,12 @@ def note_call_status(span: Span, call: Any) -> None:
     but OK (read where gRPC keeps the status once the call is done)."""
     try:
         status = call._cython_call._status
-        code, details = status.code(), status.details()
+        code = status.code()
     except AttributeError:  # not a grpc.aio call: nothing more to tell
         return
     span.set_attribute(_STATUS_CODE, code)
     if code:
-        span.set_status(Status(StatusCode.ERROR, details))
+        span.set_status(Status(StatusCode.ERROR, status.details()))
 
 
 def _call_done(span: Span, call: Any) -> None:

@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llmesh.services.telemetry.current import attach, detach
+from llmesh.services.telemetry.current import attach_span, detach
 from llmesh.services.telemetry.tracing import extract
+from llmesh.services.telemetry.w3c import traceparent_of
 
 __all__ = ["TracingMiddleware", "request_url"]
 
@@ -31,6 +33,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CONTEXT_HEADERS = (b"traceparent", b"tracestate", b"baggage")
+_NO_CALLER = Context()
+"""The parent context of a request that carries no trace context: none (a new trace)."""
+_VERDICTS = 1024
 
 
 class TracingMiddleware:
@@ -48,11 +53,25 @@ class TracingMiddleware:
         self.app = app
         self._tracer = trace.get_tracer("llmesh.gateway", tracer_provider=tracer_provider)
         self._excluded = re.compile("|".join(f"(?:{p})" for p in excluded)) if excluded else None
+        self._verdicts: dict[tuple[Any, Any, Any], bool] = {}
+        """Whether a URL's parts (scheme, server, path) are excluded, as found (cleared when
+        `_VERDICTS` many are kept: the paths are the clients')."""
+
+    def _is_excluded(self, scope: Scope) -> bool:
+        key = (scope.get("scheme"), scope.get("server"), scope.get("path"))
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            assert self._excluded is not None
+            verdict = self._excluded.search(request_url(scope)) is not None
+            if len(self._verdicts) >= _VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket") or (
-            self._excluded is not None and self._excluded.search(request_url(scope))
+            self._excluded is not None and self._is_excluded(scope)
         ):
             await self.app(scope, receive, send)
             return
@@ -61,6 +80,9 @@ class TracingMiddleware:
             for name, value in scope.get("headers", ())
             if name in _CONTEXT_HEADERS
         }
+        # the caller's context (trace and baggage) is the span's parent, and current with
+        # the span for the whole request: the baggage travels on with the span's context
+        parent = extract(carrier) if carrier else _NO_CALLER
         method = scope.get("method", "GET") if kind == "http" else "GET"
         attributes: dict[str, Any] = {
             "http.request.method": method,
@@ -70,43 +92,34 @@ class TracingMiddleware:
         server = scope.get("server")
         if server:
             attributes["server.address"], attributes["server.port"] = server[0], server[1]
-        # the caller's context (trace and baggage) is current for the whole request: the
-        # span is its child, and the baggage travels on with the span's own context (one
-        # coroutine: the span opened and closed inside the caller's context)
-        caller = attach(extract(carrier))
+        span = self._tracer.start_span(method, parent, SpanKind.SERVER, attributes)
+        token = attach_span(span, parent)
+        trace_id, span_id, _, flags, _, _ = span.get_span_context()  # a tuple
+        own = traceparent_of(trace_id, span_id, flags).encode()
+
+        async def traced_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
+                message["headers"] = [*message.get("headers", ()), (b"traceparent", own)]
+            await send(message)
+
         try:
-            with self._tracer.start_as_current_span(
-                method,
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=True,
-                set_status_on_exception=True,
-            ) as span:
-                trace_id, span_id, _, flags, _, _ = span.get_span_context()  # a tuple
-                parent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}".encode()
-
-                async def traced_send(message: Message) -> None:
-                    if message["type"] == "http.response.start":
-                        status = int(message["status"])
-                        span.set_attribute("http.response.status_code", status)
-                        if status >= 500:
-                            span.set_attribute("error.type", str(status))
-                            span.set_status(Status(StatusCode.ERROR))
-                        message["headers"] = [
-                            *message.get("headers", ()),
-                            (b"traceparent", parent),
-                        ]
-                    await send(message)
-
-                try:
-                    await self.app(scope, receive, traced_send)
-                finally:
-                    route = getattr(scope.get("route"), "path", None)
-                    if isinstance(route, str):
-                        span.set_attribute("http.route", route)
-                        span.update_name(f"{method} {route}")
+            await self.app(scope, receive, traced_send)
+        except Exception as error:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            raise
         finally:
-            detach(caller)
+            detach(token)
+            route = getattr(scope.get("route"), "path", None)
+            if isinstance(route, str):
+                span.set_attribute("http.route", route)
+                span.update_name(f"{method} {route}")
+            span.end()
 
 
 def request_url(scope: Scope) -> str:

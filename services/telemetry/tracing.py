@@ -264,7 +264,7 @@ def trace_line() -> bytes | None:
     if type(span) is LeanSpan:
         trace_id, span_id, _, flags, state, _ = span.context  # a SpanContext is a tuple
         if (state is DEFAULT_TRACE_STATE or not state) and not context.get(_BAGGAGE_KEY):
-            return f"traceparent: 00-{trace_id:032x}-{span_id:016x}-{flags:02x}\r\n".encode()
+            return f"traceparent: {w3c.traceparent_of(trace_id, span_id, flags)}\r\n".encode()
     return None
 
 
@@ -273,7 +273,7 @@ def traceparent() -> str | None:
     ids = trace.get_current_span().get_span_context()
     if not ids.is_valid:
         return None
-    return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+    return w3c.traceparent_of(ids.trace_id, ids.span_id, ids.trace_flags)
 
 
 def call_trace_id(metadata: Iterable[tuple[str, Any]] | None = None) -> str:
@@ -282,15 +282,15 @@ def call_trace_id(metadata: Iterable[tuple[str, Any]] | None = None) -> str:
     the caller's trace); empty when there is neither."""
     span = current().get(_SPAN_KEY)  # what trace.get_current_span() reads, in one step
     if type(span) is LeanSpan:
-        return f"{span.context[0]:032x}"  # a SpanContext is a tuple: [0] is the trace id
+        return w3c.trace_id_text(span.context[0])  # a SpanContext is a tuple: [0] is the id
     if isinstance(span, Span):
         ids = span.get_span_context()
         if ids.is_valid:
-            return f"{ids.trace_id:032x}"
+            return w3c.trace_id_text(ids.trace_id)
     for key, value in metadata or ():
         if key == "traceparent" and isinstance(value, str):
             remote = w3c.trace_context(value)
-            return "" if remote is None else f"{remote.trace_id:032x}"
+            return "" if remote is None else w3c.trace_id_text(remote.trace_id)
     return ""
 
 

@@ -28,7 +28,17 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from llmesh.services.telemetry.current import current
 
-__all__ = ["extract", "extract_global", "inject", "inject_global", "inject_ids", "trace_context"]
+__all__ = [
+    "carrier_global",
+    "extract",
+    "extract_global",
+    "inject",
+    "inject_global",
+    "inject_ids",
+    "trace_context",
+    "trace_id_text",
+    "traceparent_of",
+]
 
 _TRACEPARENT = re.compile(
     r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
@@ -37,6 +47,19 @@ _TRACEPARENT = re.compile(
 _BAGGAGE = W3CBaggagePropagator()
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _FLAGS = [TraceFlags(i) for i in range(256)]
+_FLAGS_TEXT = [f"{i:02x}" for i in range(256)]
+_to_bytes = int.to_bytes
+
+
+def traceparent_of(trace_id: int, span_id: int, flags: int) -> str:
+    """The ``traceparent`` of a span's ids: ``f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"``
+    (the ids in range, as a span's are), at about a third of its cost."""
+    return f"00-{_to_bytes(trace_id, 16).hex()}-{_to_bytes(span_id, 8).hex()}-{_FLAGS_TEXT[flags]}"
+
+
+def trace_id_text(trace_id: int) -> str:
+    """A trace id as 32 lower-case hex digits (``f"{trace_id:032x}"``, faster)."""
+    return _to_bytes(trace_id, 16).hex()
 
 
 def extract(carrier: Mapping[str, str]) -> Context:
@@ -91,7 +114,7 @@ def inject_ids(ids: SpanContext, context: Context, carrier: MutableMapping[str, 
     """`inject` of a span's context `ids`, with `context`'s baggage."""
     trace_id, span_id, _, flags, state, valid = ids  # a SpanContext is a tuple
     if valid:
-        carrier["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+        carrier["traceparent"] = traceparent_of(trace_id, span_id, flags)
         if state is not DEFAULT_TRACE_STATE and state:
             carrier["tracestate"] = state.to_header()
     found = context.get(_BAGGAGE_KEY)
@@ -127,6 +150,20 @@ def extract_global(carrier: Mapping[str, str]) -> Context:
     if (_DEFAULT and getattr(propagate, "_HTTP_TEXT_FORMAT", None) is _DEFAULT[0]) or _default():
         return extract(carrier)
     return propagate.extract(carrier, Context())
+
+
+def carrier_global(span: Span) -> dict[str, str]:
+    """What `inject_global` adds for `span`, as a new carrier; a recording span's
+    ``traceparent`` alone (no trace state, no baggage in the current context) in one step."""
+    if (_DEFAULT and getattr(propagate, "_HTTP_TEXT_FORMAT", None) is _DEFAULT[0]) or _default():
+        trace_id, span_id, _, flags, state, valid = span.get_span_context()  # a tuple
+        if valid and (state is DEFAULT_TRACE_STATE or not state):
+            found = current().get(_BAGGAGE_KEY)
+            if not (found and isinstance(found, dict)):
+                return {"traceparent": traceparent_of(trace_id, span_id, flags)}
+    carrier: dict[str, str] = {}
+    inject_global(span, carrier)
+    return carrier
 
 
 def inject_global(span: Span, carrier: MutableMapping[str, str]) -> None:

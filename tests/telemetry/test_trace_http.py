@@ -9,6 +9,8 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmesh.services.common.telemetry_settings import EXCLUDED_URLS
+from llmesh.services.telemetry import trace_http
+from llmesh.services.telemetry.current import attach_span, detach
 from llmesh.services.telemetry.lean_trace import LeanTracerProvider
 from llmesh.services.telemetry.trace_http import TracingMiddleware, request_url
 from tests.telemetry.conftest import MemorySpans
@@ -107,3 +109,36 @@ def test_the_url_matched_is_scheme_address_and_path_without_the_query() -> None:
     assert request_url(scope) == "https://10.0.0.2:8080/readyz"
     assert request_url({"path": "/x", "server": None}) == "http:///x"
     assert request_url({"path": "/x", "server": ("gw", None)}) == "http://gw/x"
+
+
+async def test_a_request_without_a_callers_context_starts_a_trace_of_its_own(
+    provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    """Not a child of whatever span the server's own context holds: a new trace, as the
+    caller sent no ``traceparent``."""
+    outer = provider.get_tracer("test").start_span("server's own")
+    token = attach_span(outer)
+    try:
+        async with _client(provider) as client:
+            reply = await client.get("/v1/models")
+    finally:
+        detach(token)
+    (span,) = spans.get_finished_spans()
+    assert span.parent is None and span.context is not None
+    assert span.context.trace_id != outer.get_span_context().trace_id
+    assert reply.headers["traceparent"].split("-")[1] == f"{span.context.trace_id:032x}"
+
+
+async def test_exclusion_verdicts_are_kept_for_a_bounded_number_of_urls(
+    provider: LeanTracerProvider, spans: MemorySpans, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trace_http, "_VERDICTS", 4)
+    app = TracingMiddleware(_app, tracer_provider=provider, excluded=EXCLUDED_URLS)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        for number in range(10):
+            await client.get(f"/v1/x{number}")
+            await client.get("/healthz")
+        assert len(app._verdicts) <= 4
+    assert len(spans.get_finished_spans()) == 10  # each /healthz excluded, cached or not

@@ -72,3 +72,47 @@ def test_other_configured_propagators_are_asked_instead(monkeypatch: pytest.Monk
     finally:
         context.detach(token)
     assert out == {"traceparent": f"00-{TRACE}-{SPAN}-01"}
+
+
+@pytest.mark.parametrize(
+    ("trace_id", "span_id", "flags"),
+    [(int(TRACE, 16), int(SPAN, 16), 1), (1, 1, 0), (2**128 - 1, 2**64 - 1, 255), (7, 2**63, 3)],
+)
+def test_ids_are_written_as_the_format_writes_them(trace_id: int, span_id: int, flags: int) -> None:
+    assert w3c.traceparent_of(trace_id, span_id, flags) == (
+        f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    )
+    assert w3c.trace_id_text(trace_id) == f"{trace_id:032x}"
+
+
+@pytest.mark.parametrize("state", [None, TraceState([("vendor", "x")])])
+@pytest.mark.parametrize("bags", [{}, {"team": "search"}])
+@pytest.mark.parametrize("valid", [True, False])
+def test_a_carrier_of_a_span_is_what_inject_global_adds(
+    state: TraceState | None, bags: dict[str, str], valid: bool
+) -> None:
+    ids = SpanContext(int(TRACE, 16), int(SPAN, 16), False, TraceFlags(1), state)
+    span = NonRecordingSpan(ids if valid else trace.INVALID_SPAN_CONTEXT)
+    ctx = context.get_current()
+    for key, value in bags.items():
+        ctx = baggage.set_baggage(key, value, ctx)
+    token = context.attach(ctx)
+    try:
+        ours = w3c.carrier_global(span)
+        theirs: dict[str, str] = {}
+        SDK.inject(theirs, trace.set_span_in_context(span, ctx))
+    finally:
+        context.detach(token)
+    assert ours == theirs
+    assert ("traceparent" in ours) is valid and ("baggage" in ours) is bool(bags)
+
+
+def test_a_carrier_follows_other_configured_propagators(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(propagate, "_HTTP_TEXT_FORMAT", propagate.get_global_textmap())
+    propagate.set_global_textmap(W3CBaggagePropagator())  # baggage only: no traceparent
+    span = NonRecordingSpan(SpanContext(int(TRACE, 16), int(SPAN, 16), False, TraceFlags(1)))
+    token = context.attach(baggage.set_baggage("team", "search"))
+    try:
+        assert w3c.carrier_global(span) == {"baggage": "team=search"}
+    finally:
+        context.detach(token)
