@@ -164,8 +164,8 @@ def run(count: int, off: bool = False) -> None:
     print(f"calls {count}, bytes sent {exporter.sent}")
 
 
-def _count(calls: int, out: Path, off: bool = False) -> int:
-    args = [sys.executable, "-m", "bench.span_cost", "--calls", str(calls)]
+def _count(module: str, calls: int, out: Path, off: bool = False) -> int:
+    args = [sys.executable, "-m", module, "--calls", str(calls)]
     if off:
         args.append("--off")
     path = out / f"callgrind.{calls}.{int(off)}"
@@ -181,6 +181,18 @@ def _count(calls: int, out: Path, off: bool = False) -> int:
     raise RuntimeError(f"no totals in {path}")
 
 
+def per_call(module: str, calls: int) -> tuple[float, float]:
+    """Instructions per call of ``python -m <module> --calls N`` under callgrind, traced and
+    untraced (``--off``): the runs of 512 + `calls` calls less those of 512, per call."""
+    base = 512
+    with tempfile.TemporaryDirectory() as out:
+        low = _count(module, base, Path(out))
+        high = _count(module, base + calls, Path(out))
+        low_off = _count(module, base, Path(out), off=True)
+        high_off = _count(module, base + calls, Path(out), off=True)
+    return (high - low) / calls, (high_off - low_off) / calls
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.span_cost", description=__doc__)
     parser.add_argument("--calls", type=int, default=2048)
@@ -190,18 +202,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.callgrind:
         run(args.calls, args.off)
         return
-    base = 512
-    with tempfile.TemporaryDirectory() as out:
-        low = _count(base, Path(out))
-        high = _count(base + args.calls, Path(out))
-        per_call = (high - low) / args.calls
-        low_off = _count(base, Path(out), off=True)
-        high_off = _count(base + args.calls, Path(out), off=True)
-        untraced = (high_off - low_off) / args.calls
-        print(
-            f"traced: {per_call:,.0f} instructions per call (2 spans); untraced: "
-            f"{untraced:,.0f}; tracing's own: {per_call - untraced:,.0f}"
-        )
+    traced, untraced = per_call("bench.span_cost", args.calls)
+    print(
+        f"traced: {traced:,.0f} instructions per call (2 spans); untraced: "
+        f"{untraced:,.0f}; tracing's own: {traced - untraced:,.0f}"
+    )
 
 
 if __name__ == "__main__":

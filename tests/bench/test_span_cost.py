@@ -1,4 +1,5 @@
-"""The one-process span-cost harness runs its calls, traced (spans encoded) and untraced."""
+"""The one-process span-cost harnesses (orchestrator- and gateway-shaped) run their calls,
+traced (spans encoded) and untraced."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.parametrize(
+    ("module", "noun"), [("bench.span_cost", "calls"), ("bench.gateway_span_cost", "requests")]
+)
 @pytest.mark.parametrize(("off", "encoded"), [(False, True), (True, False)])
-def test_the_calls_run_and_only_traced_ones_export_spans(off: bool, encoded: bool) -> None:
+def test_the_calls_run_and_only_traced_ones_export_spans(
+    module: str, noun: str, off: bool, encoded: bool
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.span_cost", "--calls", "600", *(["--off"] if off else [])],
+        [sys.executable, "-m", module, "--calls", "600", *(["--off"] if off else [])],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -22,6 +28,6 @@ def test_the_calls_run_and_only_traced_ones_export_spans(off: bool, encoded: boo
     )
     assert done.returncode == 0, done.stderr[-3000:]
     calls, sent = done.stdout.strip().split(", ")
-    assert calls == "calls 600"
+    assert calls == f"{noun} 600"
     assert (int(sent.removeprefix("bytes sent ")) > 600 * 2 * 100) is encoded
     assert done.stderr == ""
