@@ -38,6 +38,7 @@ from llmesh.services.core.trail import Outcome
 from llmesh.services.telemetry.current import current
 from llmesh.services.telemetry.lean_trace import LeanSpan
 from llmesh.services.telemetry.metrics_calls import CallEnd
+from llmesh.services.telemetry.w3c import span_id_text, trace_id_text
 
 __all__ = ["CALL_LOGGER", "CallLog", "call_fields"]
 
@@ -97,8 +98,8 @@ def call_fields(call: RoutedCall[Any], end: CallEnd) -> dict[str, Any]:
         ids = span.context if type(span) is LeanSpan else span.get_span_context()
         trace_id, span_id, _, _, _, valid = ids
         if valid:
-            fields["trace_id"] = format(trace_id, "032x")
-            fields["span_id"] = format(span_id, "016x")
+            fields["trace_id"] = trace_id_text(trace_id)
+            fields["span_id"] = span_id_text(span_id)
     return fields
 
 

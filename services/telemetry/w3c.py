@@ -35,6 +35,7 @@ __all__ = [
     "inject",
     "inject_global",
     "inject_ids",
+    "span_id_text",
     "trace_context",
     "trace_id_text",
     "traceparent_of",
@@ -60,6 +61,11 @@ def traceparent_of(trace_id: int, span_id: int, flags: int) -> str:
 def trace_id_text(trace_id: int) -> str:
     """A trace id as 32 lower-case hex digits (``f"{trace_id:032x}"``, faster)."""
     return _to_bytes(trace_id, 16).hex()
+
+
+def span_id_text(span_id: int) -> str:
+    """A span id as 16 lower-case hex digits (``f"{span_id:016x}"``, faster)."""
+    return _to_bytes(span_id, 8).hex()
 
 
 def extract(carrier: Mapping[str, str]) -> Context:

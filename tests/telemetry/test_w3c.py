@@ -83,6 +83,7 @@ def test_ids_are_written_as_the_format_writes_them(trace_id: int, span_id: int, 
         f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
     )
     assert w3c.trace_id_text(trace_id) == f"{trace_id:032x}"
+    assert w3c.span_id_text(span_id) == f"{span_id:016x}"
 
 
 @pytest.mark.parametrize("state", [None, TraceState([("vendor", "x")])])
