@@ -59,14 +59,20 @@ class TracingMiddleware:
 
     def _is_excluded(self, scope: Scope) -> bool:
         key = (scope.get("scheme"), scope.get("server"), scope.get("path"))
-        verdict = self._verdicts.get(key)
+        try:
+            verdict = self._verdicts.get(key)
+        except TypeError:  # a server given as a list (ASGI allows any pair): searched each time
+            return self._search(scope)
         if verdict is None:
-            assert self._excluded is not None
-            verdict = self._excluded.search(request_url(scope)) is not None
+            verdict = self._search(scope)
             if len(self._verdicts) >= _VERDICTS:
                 self._verdicts.clear()
             self._verdicts[key] = verdict
         return verdict
+
+    def _search(self, scope: Scope) -> bool:
+        assert self._excluded is not None
+        return self._excluded.search(request_url(scope)) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

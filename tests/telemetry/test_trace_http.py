@@ -142,3 +142,20 @@ async def test_exclusion_verdicts_are_kept_for_a_bounded_number_of_urls(
             await client.get("/healthz")
         assert len(app._verdicts) <= 4
     assert len(spans.get_finished_spans()) == 10  # each /healthz excluded, cached or not
+
+
+async def test_a_server_given_as_a_list_is_matched_too(
+    provider: LeanTracerProvider, spans: MemorySpans
+) -> None:
+    """ASGI lets a server give its address as any pair (Starlette's test client: a list)."""
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+
+    middleware = TracingMiddleware(app, tracer_provider=provider, excluded=EXCLUDED_URLS)  # type: ignore[arg-type]
+    for path in ("/healthz", "/v1/models", "/healthz"):
+        scope = {"type": "http", "path": path, "server": ["testserver", 80], "headers": []}
+        await middleware(scope, None, None)  # type: ignore[arg-type]
+    assert seen == ["/healthz", "/v1/models", "/healthz"]
+    assert [s.attributes["url.path"] for s in spans.get_finished_spans()] == ["/v1/models"]  # type: ignore[index]
