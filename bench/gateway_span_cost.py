@@ -13,14 +13,13 @@ without the middleware and the channel wrapper), and the instructions per reques
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Callable, Generator, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 
-from bench.span_cost import RESOURCE, _Encoding, per_call
+from bench.span_cost import RESOURCE, _Encoding, harness_main
 from llmesh.services.common.telemetry_settings import EXCLUDED_URLS
 from llmesh.services.telemetry.grpc_spans import TracedChannel
 from llmesh.services.telemetry.lean_trace import LeanTracerProvider, SpanBatcher
@@ -114,20 +113,7 @@ async def _requests(count: int, off: bool) -> _Encoding:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.gateway_span_cost", description=__doc__)
-    parser.add_argument("--calls", type=int, default=2048, help="requests")
-    parser.add_argument("--off", action="store_true", help="the same requests, untraced")
-    parser.add_argument("--callgrind", action="store_true", help="instructions per request")
-    args = parser.parse_args(argv)
-    if not args.callgrind:
-        exporter = asyncio.run(_requests(args.calls, args.off))
-        print(f"requests {args.calls}, bytes sent {exporter.sent}")
-        return
-    traced, untraced = per_call("bench.gateway_span_cost", args.calls)
-    print(
-        f"traced: {traced:,.0f} instructions per request (2 spans); untraced: "
-        f"{untraced:,.0f}; tracing's own: {traced - untraced:,.0f}"
-    )
+    harness_main("bench.gateway_span_cost", __doc__, "requests", _requests, argv)
 
 
 if __name__ == "__main__":

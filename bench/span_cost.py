@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +158,6 @@ async def _calls(count: int, keep: bool, off: bool = False) -> _Encoding:
     return exporter
 
 
-def run(count: int, off: bool = False) -> None:
-    """`count` calls (with `off`, untraced)."""
-    exporter = asyncio.run(_calls(count, False, off))
-    print(f"calls {count}, bytes sent {exporter.sent}")
-
-
 def _count(module: str, calls: int, out: Path, off: bool = False) -> int:
     args = [sys.executable, "-m", module, "--calls", str(calls)]
     if off:
@@ -193,20 +187,33 @@ def per_call(module: str, calls: int) -> tuple[float, float]:
     return (high - low) / calls, (high_off - low_off) / calls
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.span_cost", description=__doc__)
-    parser.add_argument("--calls", type=int, default=2048)
-    parser.add_argument("--off", action="store_true", help="the same calls, untraced")
+Runs = Callable[[int, bool], Coroutine[Any, Any, _Encoding]]
+"""A harness's `count` calls, untraced when told (its exporter holds what was sent)."""
+
+
+def harness_main(
+    module: str, doc: str | None, noun: str, runs: Runs, argv: Sequence[str] | None
+) -> None:
+    """A span-cost harness's command line: `module`'s calls (called `noun`), run once, or
+    under callgrind for instructions per call (``--callgrind``)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc)
+    parser.add_argument("--calls", type=int, default=2048, help=noun)
+    parser.add_argument("--off", action="store_true", help=f"the same {noun}, untraced")
     parser.add_argument("--callgrind", action="store_true", help="instructions per call")
     args = parser.parse_args(argv)
     if not args.callgrind:
-        run(args.calls, args.off)
+        exporter = asyncio.run(runs(args.calls, args.off))
+        print(f"{noun} {args.calls}, bytes sent {exporter.sent}")
         return
-    traced, untraced = per_call("bench.span_cost", args.calls)
+    traced, untraced = per_call(module, args.calls)
     print(
-        f"traced: {traced:,.0f} instructions per call (2 spans); untraced: "
-        f"{untraced:,.0f}; tracing's own: {traced - untraced:,.0f}"
+        f"traced: {traced:,.0f} instructions per {noun.removesuffix('s')} (2 spans); "
+        f"untraced: {untraced:,.0f}; tracing's own: {traced - untraced:,.0f}"
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    harness_main("bench.span_cost", __doc__, "calls", lambda n, off: _calls(n, False, off), argv)
 
 
 if __name__ == "__main__":
