@@ -55,7 +55,9 @@ NON_RECORDING = trace.INVALID_SPAN
 HASH_SEED = "0"
 """The counted runs' ``PYTHONHASHSEED``: with a random one, dicts and sets lay out
 differently in each run and the same code's count moved by about 12,000 instructions a
-call; with a fixed one, runs of the same code agree within about 1,000."""
+call; with a fixed one, sequential runs of the same code on an idle machine mostly agree
+within about 1,000, but have differed by up to 7,000 (and by 17,000 with two counts running
+at once): compare before and after in alternating runs, more than one of each."""
 
 
 class _Encoding:
