@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from llmesh.services.common.config import load_config
 from llmesh.services.emulator.app import start as start_emulator
 from llmesh.services.emulator.settings import EmulatorSettings
 from llmesh.services.orchestrator.server import serve
+from tests.support.ports import dead_address
 
 LLMESH = str(Path(sys.executable).parent / "llmesh")
 
@@ -134,14 +134,8 @@ async def test_a_key_created_while_the_mesh_runs_switches_authentication_on(
         assert await client.print_models(address, api_key=key) == 0
 
 
-def _dead_address() -> str:
-    with socket.socket() as s:  # a port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
-
-
 async def test_chat_without_an_orchestrator(capsys: pytest.CaptureFixture[str]) -> None:
-    address = _dead_address()
+    address = dead_address()
     status = await client.chat_to_terminal(address, "hi", model="m", timeout=10)
     assert status == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
@@ -152,7 +146,7 @@ async def test_chat_without_an_orchestrator(capsys: pytest.CaptureFixture[str]) 
 
 
 async def test_models_without_an_orchestrator(capsys: pytest.CaptureFixture[str]) -> None:
-    address = _dead_address()
+    address = dead_address()
     assert await client.print_models(address) == 1
     err = capsys.readouterr().err
     assert f"cannot reach the llmesh orchestrator at {address}" in err

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmesh.services.auth import open_key_store
+from tests.support.ports import free_port
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +37,6 @@ UPSTREAM_OPENAI_KEY = "sk-upstream-openai-7f3a9c1e5b2d"
 UPSTREAM_ANTHROPIC_KEY = "sk-ant-upstream-4d8e2a6c0f1b"
 PROMPT = "the-private-prompt-5c9e1a"
 LONG_SYSTEM = " ".join(f"rule{i} is private-system-text" for i in range(400))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 CONFIG = """
@@ -100,7 +94,7 @@ class Up:
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     tmp = tmp_path_factory.mktemp("telemetry-up")
-    ports = {n: _free_port() for n in ("orch", "proc", "gw", "emu", "orch_metrics", "proc_metrics")}
+    ports = {n: free_port() for n in ("orch", "proc", "gw", "emu", "orch_metrics", "proc_metrics")}
     db = f"sqlite:///{tmp}/llmesh.db"
 
     async def keys() -> tuple[str, str]:

@@ -30,6 +30,7 @@ from llmesh.services.common.tls import (
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.telemetry import build_metrics
 from llmesh.services.telemetry.metrics_http import start_metrics_server
+from tests.support.ports import free_port
 from tests.support.tls import Pki
 
 
@@ -91,9 +92,7 @@ def test_a_key_of_another_certificate_is_named(pki: Pki) -> None:
 
 
 async def test_a_grpc_listener_with_bad_files_binds_nothing(pki: Pki) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     bad = _listener(pki, key=str(pki.client_key))
     with pytest.raises(TlsError, match="does not match"):
         await start_server([], f"127.0.0.1:{port}", tls=bad, service="orchestrator")

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.ports import free_port
 
 
 def test_serve_orchestrator_answers_v1_on_its_http_port(tmp_path: Path) -> None:
     config = tmp_path / "llmesh.yaml"
     config.write_text("")
-    port = _free_port()
+    port = free_port()
     env = {
         "PATH": "/usr/bin:/bin",
         "LLMESH_CONFIG": str(config),

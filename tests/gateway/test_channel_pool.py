@@ -23,6 +23,7 @@ from llmesh.gateway import GatewaySettings, start
 from llmesh.gateway.channel_pool import ChannelPool
 from llmesh.gateway.settings import orchestrator_channels
 from llmesh.services.common.config import load_config
+from tests.support.ports import free_port, free_ports
 
 BIN = Path(sys.executable).parent
 
@@ -109,27 +110,6 @@ def test_channels_cover_the_orchestrator_workers_by_default(tmp_path: Path) -> N
         load_config(path, env={})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_pair(taken: set[int]) -> int:
-    """A port P with P + 1 free too (worker I serves /metrics on P + I), neither in `taken`."""
-    for _ in range(100):
-        port = _free_port()
-        if port + 1 in taken or port in taken:
-            continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    pytest.fail("no two free ports in a row")  # pragma: no cover
-
-
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 90  # a busy machine starts slowly
     while time.monotonic() < deadline:
@@ -148,8 +128,8 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     """An emulator and an orchestrator as two workers sharing a port (``serve orchestrator
     --worker I/2``), each with its own ``/metrics``; yields its address and those URLs."""
     tmp = tmp_path_factory.mktemp("two-workers")
-    emulator, orchestrator = _free_port(), _free_port()
-    metrics = _free_pair({emulator, orchestrator})
+    emulator, orchestrator = free_port(), free_port()
+    metrics = free_ports(2)  # worker I serves /metrics on metrics + I
     config = {
         "emulator": {"host": "127.0.0.1", "port": emulator},
         "orchestrator": {"address": f"127.0.0.1:{orchestrator}", "shutdown_grace": 1},
@@ -157,7 +137,7 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             "metrics": {
                 "enabled": True,
                 "orchestrator_port": metrics,
-                "processor_port": _free_port(),
+                "processor_port": free_port(),
             }
         },
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +14,9 @@ from websockets.asyncio.client import connect
 
 from llmesh.gateway import GatewaySettings, RunningGateway, start
 from tests.gateway.fakes import FakeMesh
+from tests.support.ports import dead_address
 
 HI = [{"role": "user", "content": "hi"}]
-
-
-def _dead_address() -> str:
-    with socket.socket() as s:  # a port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 @dataclass
@@ -40,7 +34,7 @@ class Lonely:
 @pytest.fixture
 async def lonely() -> AsyncIterator[Lonely]:
     settings = GatewaySettings(
-        orchestrator_address=_dead_address(), processor_address=_dead_address()
+        orchestrator_address=dead_address(), processor_address=dead_address()
     )
     running = await start(settings)
     yield Lonely(running, settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,6 +15,7 @@ from llmesh.gateway.observability import HTTP_BUCKETS
 from llmesh.services.telemetry import MetricsSettings
 from llmesh.services.telemetry.settings import TelemetrySettings
 from tests.gateway.fakes import ORCHESTRATOR, PROCESSOR, FakeMesh
+from tests.support.ports import dead_address
 
 
 async def test_metrics_are_not_found_when_off(http: httpx.AsyncClient) -> None:
@@ -109,9 +109,7 @@ async def test_readyz_follows_the_orchestrator_service_and_the_processor(
 
 
 async def test_readyz_without_upstreams_is_503() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    dead = dead_address()
     running = await start(
         GatewaySettings(orchestrator_address=dead, processor_address=dead, health_timeout=0.5)
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 
 import httpx
 
 from llmesh.gateway import GatewaySettings, create_app, start
+from tests.support.ports import dead_address, free_port
 
 
 def test_create_app_has_no_side_effects() -> None:
@@ -25,9 +25,7 @@ def test_create_app_has_no_side_effects() -> None:
 
 
 async def test_healthz_without_an_orchestrator_is_503() -> None:
-    with socket.socket() as s:  # a port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    dead = dead_address()
     running = await start(GatewaySettings(orchestrator_address=dead, health_timeout=0.5))
     try:
         async with httpx.AsyncClient(base_url=running.url) as client:
@@ -47,9 +45,7 @@ async def test_healthz_without_an_orchestrator_is_503() -> None:
 
 
 async def test_python_dash_m_gateway_serves_and_stops_on_sigterm() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

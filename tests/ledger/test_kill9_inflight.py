@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from tests.support.replicas import BIN, _listening, free_port
+from tests.support.ports import free_port
+from tests.support.replicas import BIN, _listening
 
 STREAMS = 8
 """Streams in flight when the orchestrator is killed."""

@@ -23,19 +23,13 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.support.ports import free_port
+
 BIN = Path(sys.executable).parent
 BUDGET_USD = 0.004
 """The daily budget of the run's ``budget`` tenant: a few calls' worth."""
 RATE_PER_MINUTE = 6
 """The request rate of the run's ``rate`` tenant."""
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _listening(port: int) -> bool:

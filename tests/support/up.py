@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.ports import free_port
 
 BIN = Path(sys.executable).parent
 """Where the environment's ``llmesh`` command lives."""
@@ -20,13 +21,6 @@ PROVIDER_VARIABLES = (
     "ANTHROPIC_BASE_URL",
 )
 """The SDKs' variables, kept from the mesh so its providers reach only what the test says."""
-
-
-def free_port() -> int:
-    """A port no one listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def up_ports() -> dict[str, int]:
@@ -76,4 +70,5 @@ def start_up(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], li
             return proc, lines
     proc.kill()
     proc.wait()
+    proc.stdout.close()  # left open, it is closed whenever a later collection finds it
     pytest.fail("llmesh up did not come up:\n" + "".join(lines))

@@ -22,6 +22,7 @@ from llmesh.services.transport.http1 import (
     UpstreamClosed,
 )
 from tests.support.http1 import CHUNKED, OK, Run, fetch, post, serving
+from tests.support.ports import free_port
 from tests.support.raw_server import (
     Peer,
     Script,
@@ -325,9 +326,7 @@ def test_a_closed_pool_serves_again_from_another_event_loop() -> None:
             await pool.aclose()
             return body
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     pool = ConnectionPool(f"http://127.0.0.1:{port}")
     assert asyncio.run(serve_one(pool, port)) == b"ok"
     assert asyncio.run(serve_one(pool, port)) == b"ok"  # a new loop: the pool follows it
