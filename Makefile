@@ -69,9 +69,11 @@ browser:
 	else echo "chromium is missing and this is not root: the console's browser tests are skipped"; fi
 
 # Two worker processes (pytest-xdist): the integration tests mostly wait on the servers they
-# start, so two workers take about 60 % of one's time on 2 cores.
+# start, so two workers take about 60 % of one's time on 2 cores. A module whose tests build
+# on each other marks them pytest.mark.xdist_group, and --dist loadgroup runs each group in
+# one worker.
 test: $(STAMP) check-gen lint browser
-	$(VENV)/bin/pytest -q -n 2
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

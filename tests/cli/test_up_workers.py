@@ -18,6 +18,10 @@ import pytest
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.up import BIN, start_up, up_env, up_ports
 
+pytestmark = pytest.mark.xdist_group("up_workers")
+"""One pytest worker runs them all: the SIGTERM test reads what the kill test made `up` print
+(the Makefile's ``--dist loadgroup``)."""
+
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return up_env(tmp_path, up_ports())
@@ -87,7 +91,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.
     finally:
         if up.poll() is None:
             up.kill()
-            up.wait()
+            up.communicate()  # and closes its output
 
 
 def test_two_workers_each_serve_calls_on_the_shared_ports(mesh: tuple) -> None:
