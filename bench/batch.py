@@ -32,9 +32,9 @@ import httpx
 import yaml
 
 from bench.clients import grpc_channel
+from bench.ports import free_port
 from bench.procs import clean_env, llmesh_argv, start
 from bench.report import write_json
-from bench.system import free_port
 from llmesh.v1 import (
     batches_pb2,
     batches_pb2_grpc,

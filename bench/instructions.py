@@ -35,10 +35,11 @@ import grpc
 
 from bench.clients import GrpcPath, HttpPath, http_session, prompt_of
 from bench.mesh import PROVIDER, MeshLauncher
+from bench.ports import free_port
 from bench.procs import Service, clean_env, llmesh_argv, python_argv, start
 from bench.report import write_json
 from bench.settings import BenchSettings
-from bench.system import Pinning, free_port
+from bench.system import Pinning
 from bench.upstream import FAST_MODEL, PACED_MODEL, start_upstream
 from bench.workloads import Log
 

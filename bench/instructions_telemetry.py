@@ -34,10 +34,11 @@ import grpc
 from bench.clients import GrpcPath, HttpPath, http_session, prompt_of
 from bench.instructions import CALL_TIMEOUT, UNARY_CALLS, _control, _total, _valgrind
 from bench.mesh import PROVIDER, MeshLauncher
+from bench.ports import free_port
 from bench.procs import Service, llmesh_argv, python_argv, start
 from bench.report import write_json
 from bench.settings import BenchSettings
-from bench.system import Pinning, free_port
+from bench.system import Pinning
 from bench.telemetry import variant_env
 from bench.telemetry_report import VARIANTS
 from bench.upstream import FAST_MODEL, start_upstream

@@ -18,8 +18,9 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.ports import free_port
 from bench.procs import Service, StartError, clean_env, llmesh_argv, spawn, wait_for_port
-from bench.system import Pinning, free_port, rss_mib
+from bench.system import Pinning, rss_mib
 
 SERVICE_NAME = "llmesh.v1.OrchestratorService"
 PROVIDER = "bench"

@@ -28,6 +28,7 @@ import aiohttp
 
 from bench.clients import grpc_channel, http_session
 from bench.mesh import MeshLauncher
+from bench.ports import free_port
 from bench.procs import ROOT, Service, clean_env, python_argv, start
 from bench.report import (
     build_metrics,
@@ -38,7 +39,7 @@ from bench.report import (
     write_json,
 )
 from bench.settings import BenchSettings, SoakSettings
-from bench.system import Pinning, free_port, machine_info
+from bench.system import Pinning, machine_info
 from bench.upstream import Upstream, ceiling, start_upstream
 from bench.workloads import Log, PathFactory, run_suite
 

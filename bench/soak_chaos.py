@@ -38,9 +38,9 @@ import yaml
 
 from bench.chaos_watch import BreakerWatch, ProcSample, check_ledger, growth, sample
 from bench.clients import grpc_channel
+from bench.ports import free_port
 from bench.procs import ROOT, Service, clean_env, llmesh_argv, start
 from bench.report import write_json
-from bench.system import free_port
 from llmesh.services.emulator import FAULT_NAMES
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 

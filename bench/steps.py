@@ -31,9 +31,9 @@ import grpc
 import uvloop
 from google.protobuf import struct_pb2
 
+from bench.ports import free_port
 from bench.steps_mesh import PRE_STEPS, TEMPLATE, TEMPLATE_REF, VARIABLES, prompt, run_mesh
 from bench.steps_mesh import percentiles as _percentiles
-from bench.system import free_port
 from llmesh.services.common.redaction import Restorer
 from llmesh.services.common.step_settings import StepsConfig, parse_steps
 from llmesh.services.core.chat import Message, Role

@@ -35,8 +35,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.instructions import START_TIMEOUT, _control, _total, _valgrind
 from bench.mesh import wait_serving
+from bench.ports import free_port
 from bench.procs import Service, clean_env, python_argv, spawn, wait_for_port
-from bench.system import free_port
 from llmesh.services.templates.cli import templates_report
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 

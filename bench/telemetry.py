@@ -33,11 +33,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.clients import ChatPath, DeltaSink, GrpcPath, HttpPath, grpc_channel, http_session
 from bench.load import LegResult
 from bench.mesh import PROVIDER, Mesh, MeshLauncher
+from bench.ports import free_port
 from bench.procs import Service, python_argv, start
 from bench.report import write_json
 from bench.run import choose_upstream
 from bench.settings import BenchSettings
-from bench.system import Pinning, free_port, machine_info
+from bench.system import Pinning, machine_info
 from bench.telemetry_report import (
     KINDS,
     VARIANTS,

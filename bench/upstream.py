@@ -14,9 +14,10 @@ import aiohttp
 
 from bench.clients import HttpPath, prompt_of
 from bench.load import run_leg
+from bench.ports import free_port
 from bench.procs import Service, python_argv, start
 from bench.settings import BenchSettings
-from bench.system import Pinning, free_port
+from bench.system import Pinning
 
 KINDS = {
     "fast": "bench.fast_upstream",

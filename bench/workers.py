@@ -27,10 +27,11 @@ from bench.clients import GrpcPath, prompt_of
 from bench.cpu_quota import CpuQuota
 from bench.load import run_leg
 from bench.mesh import SERVICE_NAME, write_config
+from bench.ports import free_port
 from bench.procs import clean_env, llmesh_argv
 from bench.report import write_json
 from bench.settings import BenchSettings
-from bench.system import Pinning, free_port, machine_info
+from bench.system import Pinning, machine_info
 from bench.upstream import FAST_MODEL, start_upstream
 from llmesh.gateway.channel_pool import LOCAL_SUBCHANNELS, ChannelPool
 from llmesh.services.common.supervisor import WorkerGroup

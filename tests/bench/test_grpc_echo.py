@@ -8,7 +8,7 @@ import contextlib
 import grpc
 
 from bench.grpc_echo import serve
-from bench.system import free_port
+from bench.ports import free_port
 from llmesh.v1 import chat_pb2, processor_pb2, processor_pb2_grpc
 
 

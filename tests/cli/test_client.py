@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.ports import dead_address
 from llmesh.services import client
 from llmesh.services.auth import keys_command, open_key_store
 from llmesh.services.common.config import load_config
 from llmesh.services.emulator.app import start as start_emulator
 from llmesh.services.emulator.settings import EmulatorSettings
 from llmesh.services.orchestrator.server import serve
-from tests.support.ports import dead_address
 
 LLMESH = str(Path(sys.executable).parent / "llmesh")
 

@@ -28,8 +28,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.ports import free_port
 from llmesh.services.auth import open_key_store
-from tests.support.ports import free_port
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]

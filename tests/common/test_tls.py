@@ -14,6 +14,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.ports import free_port
 from llmesh.gateway.balancing import channel_target, service_config
 from llmesh.gateway.server import uvicorn_config
 from llmesh.gateway.settings import GatewaySettings
@@ -30,7 +31,6 @@ from llmesh.services.common.tls import (
 from llmesh.services.common.tls_settings import TlsSettings
 from llmesh.services.telemetry import build_metrics
 from llmesh.services.telemetry.metrics_http import start_metrics_server
-from tests.support.ports import free_port
 from tests.support.tls import Pki
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.ports import free_port
+from bench.ports import free_port
 
 
 def test_serve_orchestrator_answers_v1_on_its_http_port(tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.ports import free_port, free_ports
 from llmesh.gateway import GatewaySettings, start
 from llmesh.gateway.channel_pool import ChannelPool
 from llmesh.gateway.settings import orchestrator_channels
 from llmesh.services.common.config import load_config
-from tests.support.ports import free_port, free_ports
 
 BIN = Path(sys.executable).parent
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from bench.ports import dead_address
 from llmesh.gateway import GatewaySettings, RunningGateway, start
 from tests.gateway.fakes import FakeMesh
-from tests.support.ports import dead_address
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -10,12 +10,12 @@ import httpx
 from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.ports import dead_address
 from llmesh.gateway import GatewaySettings, start
 from llmesh.gateway.observability import HTTP_BUCKETS
 from llmesh.services.telemetry import MetricsSettings
 from llmesh.services.telemetry.settings import TelemetrySettings
 from tests.gateway.fakes import ORCHESTRATOR, PROCESSOR, FakeMesh
-from tests.support.ports import dead_address
 
 
 async def test_metrics_are_not_found_when_off(http: httpx.AsyncClient) -> None:

@@ -10,8 +10,8 @@ import time
 
 import httpx
 
+from bench.ports import dead_address, free_port
 from llmesh.gateway import GatewaySettings, create_app, start
-from tests.support.ports import dead_address, free_port
 
 
 def test_create_app_has_no_side_effects() -> None:

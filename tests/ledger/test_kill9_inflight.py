@@ -26,8 +26,8 @@ import httpx
 import pytest
 import yaml
 
+from bench.ports import free_port
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from tests.support.ports import free_port
 from tests.support.replicas import BIN, _listening
 
 STREAMS = 8

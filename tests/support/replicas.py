@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.ports import free_port
+from bench.ports import free_port
 
 BIN = Path(sys.executable).parent
 BUDGET_USD = 0.004

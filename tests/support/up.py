@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port
+from bench.ports import free_port
 
 BIN = Path(sys.executable).parent
 """Where the environment's ``llmesh`` command lives."""

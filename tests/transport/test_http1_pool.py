@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
+from bench.ports import free_port
 from llmesh.services.transport.http1 import (
     HIGH_WATER,
     ConnectionPool,
     UpstreamClosed,
 )
 from tests.support.http1 import CHUNKED, OK, Run, fetch, post, serving
-from tests.support.ports import free_port
 from tests.support.raw_server import (
     Peer,
     Script,

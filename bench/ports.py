@@ -1,10 +1,11 @@
-"""Ports for the servers tests start, that no other test and no outgoing connection takes.
+"""Ports for the servers the benchmarks and tests start in other processes, that no other
+test and no outgoing connection takes.
 
 Asking the kernel for a free port (bind to port 0, read it, close) and handing it to a
 server started later races with everything else on the machine: the kernel hands the same
 ephemeral range to every outgoing connection's local port and to every other bind to port
 0, so in the gap the port can become a client socket's or another test worker's. With two
-workers starting real meshes, that happened ("127.0.0.1:33181 is already in use").
+pytest workers starting real meshes, that happened ("127.0.0.1:33181 is already in use").
 
 So ports come from below the ephemeral range (``net.ipv4.ip_local_port_range``), where the
 kernel never picks one by itself, in a block of its own for each pytest-xdist worker, each

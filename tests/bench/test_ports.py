@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.support import ports
+from bench import ports
 
 
 @pytest.fixture
