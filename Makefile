@@ -69,11 +69,12 @@ browser:
 	else echo "chromium is missing and this is not root: the console's browser tests are skipped"; fi
 
 # Two worker processes (pytest-xdist): the integration tests mostly wait on the servers they
-# start, so two workers take about 60 % of one's time on 2 cores. A module whose tests build
-# on each other marks them pytest.mark.xdist_group, and --dist loadgroup runs each group in
-# one worker.
+# start, so two workers take about 60 % of one's time on 2 cores. --dist loadfile runs each
+# test file whole in one worker: a module's fixtures (a mesh, `llmesh up`) start once, and
+# tests that build on the ones above them in their file (test_up_workers, test_up_telemetry)
+# see them run first.
 test: $(STAMP) check-gen lint browser
-	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -18,10 +18,6 @@ import pytest
 from llmesh.v1 import chat_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from tests.support.up import BIN, start_up, up_env, up_ports
 
-pytestmark = pytest.mark.xdist_group("up_workers")
-"""One pytest worker runs them all: the SIGTERM test reads what the kill test made `up` print
-(the Makefile's ``--dist loadgroup``)."""
-
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return up_env(tmp_path, up_ports())
