@@ -66,12 +66,9 @@ async def test_record_is_synchronous_and_touches_no_store(record: RecordFactory)
     store = FakeStore()
     writer = LedgerWriter(store)  # type: ignore[arg-type]
     assert not inspect.iscoroutinefunction(writer.record)
-    start = time.perf_counter()
     for n in range(20_000):
         writer.record(record(n))
-    elapsed = time.perf_counter() - start
-    assert store.batches == [] and writer.pending == 20_000
-    assert elapsed < 1.0  # includes building the records
+    assert store.batches == [] and writer.pending == 20_000  # queued, nothing written yet
     await writer.aclose()
     assert len(store.ids) == 20_000
 
