@@ -19,7 +19,7 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -244,6 +244,32 @@ async def run_bench(
     return table, write_json(out, payload)
 
 
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a number of `kind` above zero."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text}")
+        return value
+
+    return parse
+
+
+def run_settings(args: argparse.Namespace) -> BenchSettings:
+    """The settings a command line asks for: the full run's or the smoke run's, with
+    ``--rounds`` and ``--leg-seconds`` applied."""
+    settings = BenchSettings.smoke() if args.smoke else BenchSettings()
+    if args.rounds is not None:
+        settings = replace(settings, rounds=args.rounds)
+    if args.leg_seconds is not None:
+        settings = replace(settings, leg_seconds=args.leg_seconds)
+    return settings
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     mode = p.add_mutually_exclusive_group()
@@ -286,6 +312,19 @@ def _parser() -> argparse.ArgumentParser:
         help="orchestrator throughput (non-stream c=32) on every core against one core",
     )
     p.add_argument("--workers-rounds", type=int, default=3, help="rounds of --workers")
+    p.add_argument(
+        "--rounds",
+        type=_positive(int),
+        default=None,
+        help="--telemetry: rounds of each workload (5; more rounds, a tighter median of the "
+        "per-round ratios)",
+    )
+    p.add_argument(
+        "--leg-seconds",
+        type=_positive(float),
+        default=None,
+        help="--telemetry: measured seconds of each path in each round (3)",
+    )
     p.add_argument(
         "--instructions-legs",
         default="",
@@ -340,10 +379,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.telemetry and (args.soak or args.instructions or args.embeddings or args.profile):
         parser.error("--telemetry runs on its own (or with --smoke)")
+    if (args.rounds is not None or args.leg_seconds is not None) and not args.telemetry:
+        parser.error("--rounds and --leg-seconds go with --telemetry")
     pinning = Pinning.detect()
     if not args.workers:  # --workers places its own processes, the load on every core
         pinning.pin_self()  # before the event loop and gRPC start any thread
-    settings = BenchSettings.smoke() if args.smoke else BenchSettings()
+    settings = run_settings(args)
     _log(f"placement: {pinning.note}")
     import uvloop
 

@@ -303,13 +303,15 @@ def telemetry_markdown(
     concurrency: int,
 ) -> str:
     """The header, the figures, the targets and the exports, as markdown."""
-    machine, upstream = meta["machine"], meta["upstream"]
+    machine, upstream, settings = meta["machine"], meta["upstream"], meta["settings"]
     lines = [
         f"llmesh telemetry benchmark, {meta['mode']} run, {machine['date']}",
         f"machine: {machine['cpu_model']}, {machine['cores']} cores, "
         f"Python {machine['python']}, {machine['os']}",
         f"placement: {meta['pinning']}; the span receiver on the load core",
         f"upstream: {upstream['description']}",
+        f"rounds: {settings['rounds']} per workload, legs of {settings['leg_seconds']:g} s "
+        "(each ratio and difference the median of the rounds' own)",
         f"direct to the upstream, c=1: latency p50 {_ms(direct_p50_ms, False)}",
         "",
         *figures_markdown(found, concurrency),

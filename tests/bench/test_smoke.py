@@ -107,7 +107,11 @@ def test_embeddings_run_reports_throughput_and_memory(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(110)
 def test_telemetry_run_reports_three_meshes_and_their_exports(tmp_path: Path) -> None:
-    data = _run(["--telemetry", "--smoke"], tmp_path)
+    data = _run(["--telemetry", "--smoke", "--rounds", "2", "--leg-seconds", "0.2"], tmp_path)
+    meta = data["meta"]
+    assert isinstance(meta, dict)
+    assert (meta["settings"]["rounds"], meta["settings"]["leg_seconds"]) == (2, 0.2)
+    assert "rounds: 2 per workload, legs of 0.2 s" in str(data["table"])
     figures = data["figures"]
     assert isinstance(figures, dict)
     assert set(figures) == {"grpc", "gateway"}
@@ -122,6 +126,7 @@ def test_telemetry_run_reports_three_meshes_and_their_exports(tmp_path: Path) ->
     assert isinstance(workloads, dict)
     for paths in workloads.values():
         assert all(leg["errors"] == 0 for legs in paths.values() for leg in legs), paths
+        assert all(len(legs) == 2 for legs in paths.values()), paths  # --rounds 2
     exports = data["exports"]
     assert isinstance(exports, dict)
     assert set(exports) == set(VARIANTS)
