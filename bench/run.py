@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -245,15 +246,15 @@ async def run_bench(
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
-    """An argparse type: a number of `kind` above zero."""
+    """An argparse type: a finite number of `kind` above zero."""
 
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0: {text}")
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0: {text}")
         return value
 
     return parse

@@ -30,9 +30,10 @@ def test_without_them_the_full_and_smoke_settings_stand() -> None:
         ["--telemetry", "--rounds", "two"],
         ["--telemetry", "--leg-seconds", "-1"],
         ["--telemetry", "--leg-seconds", "nan"],
+        ["--telemetry", "--leg-seconds", "inf"],
     ],
 )
-def test_a_count_or_length_not_above_zero_is_refused(
+def test_a_count_or_length_not_finite_and_above_zero_is_refused(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as stopped:
