@@ -25,8 +25,9 @@ from typing import Any
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceState
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
-from llmesh.services.telemetry.lean_trace import UNSET_STATUS as _NO_STATUS
-from llmesh.services.telemetry.lean_trace import LeanSpan, LeanTracer
+from llmesh.services.telemetry.lean_span import UNSET_STATUS as _NO_STATUS
+from llmesh.services.telemetry.lean_span import LeanSpan
+from llmesh.services.telemetry.lean_trace import LeanTracer
 
 __all__ = ["NATIVE", "encode_resource", "encode_spans"]
 
